@@ -1,0 +1,199 @@
+# libfpd - build, test, demo. Everything is built out of tree under $(BUILD_DIR).
+#
+#   make            libfpd.a, libfpd.so and the tools (build/)
+#   make demo       install missing Debian packages, build, compress the sample checkpoint
+#   make test       install missing Debian packages, build, run every test (Criterion + CLI)
+#   make check      a fast subset of the tests
+#   make bench      benchmarks (FPD vs dense look-up, fit timings)
+#   make install    PREFIX=/usr/local DESTDIR=
+#
+# Knobs: CC NVCC CUDA_HOME PKG_CONFIG PREFIX DESTDIR BUILD_DIR CUDA=auto|0|1
+#        CUDA_ARCH="sm_80 sm_90" SANITIZE=address,undefined WERROR=1 V=1 CFLAGS LDFLAGS
+
+CC         ?= cc
+NVCC       ?= nvcc
+PKG_CONFIG ?= pkg-config
+PREFIX     ?= /usr/local
+DESTDIR    ?=
+BUILD_DIR  ?= build
+CUDA       ?= auto
+CUDA_ARCH  ?= sm_80 sm_90
+SANITIZE   ?=
+WERROR     ?=
+V          ?=
+
+ifeq ($(V),1)
+Q :=
+else
+Q := @
+endif
+
+# ------------------------------------------------------------------ deps
+DEB_PACKAGES := libopenblas-dev liblapacke-dev libyaml-dev libjansson-dev libcriterion-dev pkg-config
+
+# ------------------------------------------------------------------ CUDA switch
+NVCC_PATH := $(shell command -v $(NVCC) 2>/dev/null)
+ifeq ($(CUDA),auto)
+  ifneq ($(NVCC_PATH),)
+    USE_CUDA := 1
+  else
+    USE_CUDA := 0
+  endif
+else ifeq ($(CUDA),1)
+  ifeq ($(NVCC_PATH),)
+    $(error CUDA=1 but '$(NVCC)' was not found; install the CUDA toolkit or build with CUDA=0)
+  endif
+  USE_CUDA := 1
+else
+  USE_CUDA := 0
+endif
+CUDA_HOME ?= $(if $(NVCC_PATH),$(patsubst %/bin/,%,$(dir $(realpath $(NVCC_PATH)))),/usr/local/cuda)
+
+# ------------------------------------------------------------------ flags
+PKGS := openblas lapacke yaml-0.1 jansson
+DEP_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null)
+DEP_LIBS   := $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null)
+CRIT_CFLAGS := $(shell $(PKG_CONFIG) --cflags criterion 2>/dev/null)
+CRIT_LIBS   := $(shell $(PKG_CONFIG) --libs criterion 2>/dev/null)
+
+WARN := -Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes -Wmissing-prototypes
+ifeq ($(WERROR),1)
+  WARN += -Werror
+endif
+FPD_CFLAGS := -std=c11 -D_GNU_SOURCE -O2 -g -fPIC -fvisibility=hidden $(WARN) -I. $(DEP_CFLAGS)
+FPD_LDLIBS := $(DEP_LIBS) -lm -lpthread
+
+VARIANT := cpu
+ifeq ($(USE_CUDA),1)
+  VARIANT := cuda
+  FPD_CFLAGS += -DFPD_USE_CUDA -I$(CUDA_HOME)/include
+  FPD_LDLIBS += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcudart -lcublas -lcusolver -lstdc++
+endif
+ifneq ($(SANITIZE),)
+  VARIANT := $(VARIANT)-san
+  FPD_CFLAGS += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer
+  FPD_LDFLAGS += -fsanitize=$(SANITIZE)
+endif
+override CFLAGS := $(FPD_CFLAGS) $(CFLAGS)
+override LDFLAGS := $(FPD_LDFLAGS) $(LDFLAGS)
+
+OBJ_DIR := $(BUILD_DIR)/$(VARIANT)
+
+# ------------------------------------------------------------------ sources
+LIB_SRC  := $(wildcard lib/*.c lib/cpu/*.c formats/*.c heuristics/*.c)
+CU_SRC   := $(if $(filter 1,$(USE_CUDA)),$(wildcard lib/cuda/*.cu))
+LIB_OBJ  := $(LIB_SRC:%.c=$(OBJ_DIR)/%.o) $(CU_SRC:%.cu=$(OBJ_DIR)/%.o)
+TOOL_COMMON_SRC := $(filter-out tools/fpd-%.c,$(wildcard tools/*.c))
+TOOL_COMMON_OBJ := $(TOOL_COMMON_SRC:%.c=$(OBJ_DIR)/%.o)
+TOOL_SRC := $(wildcard tools/fpd-*.c)
+TOOLS    := $(TOOL_SRC:tools/%.c=$(BUILD_DIR)/%)
+TEST_SRC := $(wildcard tests/*/test-*.c) $(wildcard tests/test-*.c)
+TEST_OBJ := $(TEST_SRC:%.c=$(OBJ_DIR)/%.o)
+TEST_BIN := $(BUILD_DIR)/test-fpd
+BENCH_SRC := $(wildcard tests/bench/bench-*.c)
+BENCHES  := $(BENCH_SRC:tests/bench/%.c=$(BUILD_DIR)/%)
+FUZZ_SRC := $(wildcard tests/fuzz/fuzz-*.c)
+
+STATIC_LIB := $(BUILD_DIR)/libfpd.a
+SHARED_LIB := $(BUILD_DIR)/libfpd.so
+
+export FPD_DATA_DIR ?= $(abspath ../shared/data)
+export FPD_BUILD_DIR := $(abspath $(BUILD_DIR))
+
+.PHONY: all tools lib deps demo test check bench fuzz install clean summary
+all: summary lib tools
+
+summary:
+	@echo "==> building libfpd $(VARIANT) (CUDA=$(CUDA) -> $(USE_CUDA)) into $(BUILD_DIR)/"
+
+lib: $(STATIC_LIB) $(SHARED_LIB)
+tools: $(TOOLS)
+
+$(OBJ_DIR)/%.o: %.c | deps-ok
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CC    $<")
+	$(Q)$(CC) $(CFLAGS) $(EXTRA_CFLAGS) -MMD -MP -c $< -o $@
+
+$(OBJ_DIR)/%.o: %.cu
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  NVCC  $<")
+	$(Q)$(NVCC) -O2 -std=c++17 -Xcompiler -fPIC,-fvisibility=hidden -I. $(foreach a,$(CUDA_ARCH),-gencode arch=compute_$(subst sm_,,$(a)),code=$(a)) -DFPD_USE_CUDA -MMD -MP -c $< -o $@
+
+$(STATIC_LIB): $(LIB_OBJ)
+	@$(if $(Q),echo "  AR    $@")
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+$(SHARED_LIB): $(LIB_OBJ)
+	@$(if $(Q),echo "  LD    $@")
+	$(Q)$(CC) -shared -Wl,--no-undefined $(LDFLAGS) -o $@ $^ $(FPD_LDLIBS)
+
+$(BUILD_DIR)/fpd-%: $(OBJ_DIR)/tools/fpd-%.o $(TOOL_COMMON_OBJ) $(STATIC_LIB)
+	@$(if $(Q),echo "  LINK  $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(FPD_LDLIBS)
+
+$(OBJ_DIR)/tests/%.o: EXTRA_CFLAGS = $(CRIT_CFLAGS) -Wno-missing-prototypes
+$(TEST_BIN): $(TEST_OBJ) $(STATIC_LIB)
+	@$(if $(Q),echo "  LINK  $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(CRIT_LIBS) $(FPD_LDLIBS)
+
+$(BUILD_DIR)/bench-%: $(OBJ_DIR)/tests/bench/bench-%.o $(STATIC_LIB)
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(FPD_LDLIBS)
+
+# deps: check the Debian packages; install the missing ones as root, else say how.
+deps:
+	@missing=""; for p in $(DEB_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "==> installing Debian packages:$$missing"; \
+	    (apt-get install -y --no-install-recommends $$missing >/dev/null 2>&1 || \
+	     (apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing)) || exit 1; \
+	  else \
+	    echo "missing Debian packages:$$missing"; \
+	    echo "run: sudo apt-get install -y$$missing"; exit 1; \
+	  fi; \
+	fi
+# Objects depend on the packages being there only when make is asked for deps.
+deps-ok:
+.PHONY: deps-ok
+
+demo: deps
+	@$(MAKE) --no-print-directory all
+	@mkdir -p $(BUILD_DIR)/demo
+	$(BUILD_DIR)/fpd-compress samples/glove-10k.safetensors -o $(BUILD_DIR)/demo/glove-10k.fpd.safetensors --force
+	$(BUILD_DIR)/fpd-inspect $(BUILD_DIR)/demo/glove-10k.fpd.safetensors
+
+test: deps
+	@$(MAKE) --no-print-directory all $(TEST_BIN)
+	@echo "==> Criterion tests"
+	$(TEST_BIN) --jobs 2 --timeout 300
+	@echo "==> CLI tests"
+	@sh tests/cli/run.sh $(BUILD_DIR)
+
+check: all $(TEST_BIN)
+	$(TEST_BIN) --jobs 2 --filter '!(fit_real)/*'
+
+bench: all $(BENCHES)
+	@for b in $(BENCHES); do echo "==> $$b"; $$b || exit 1; done
+
+fuzz:
+	@echo "fuzz targets: $(FUZZ_SRC)"
+	@for f in $(FUZZ_SRC); do \
+	  n=$$(basename $$f .c); \
+	  clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -I. $(DEP_CFLAGS) $$f \
+	    $(filter-out lib/cuda/%,$(LIB_SRC)) -o $(BUILD_DIR)/$$n $(FPD_LDLIBS) && \
+	  echo "built $(BUILD_DIR)/$$n (run: $(BUILD_DIR)/$$n -max_total_time=60)"; \
+	done
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include/fpd $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/pkgconfig
+	install -m 644 $(STATIC_LIB) $(SHARED_LIB) $(DESTDIR)$(PREFIX)/lib/
+	install -m 644 lib/fpd.h formats/fpd-formats.h heuristics/fpd-heuristics.h $(DESTDIR)$(PREFIX)/include/fpd/
+	install -m 755 $(TOOLS) $(DESTDIR)$(PREFIX)/bin/
+	printf 'prefix=$(PREFIX)\nlibdir=$${prefix}/lib\nincludedir=$${prefix}/include\n\nName: fpd\nDescription: FPD compressed embedding layers\nVersion: 0.1.0\nRequires.private: openblas lapacke yaml-0.1 jansson\nCflags: -I$${includedir}\nLibs: -L$${libdir} -lfpd\n' > $(DESTDIR)$(PREFIX)/lib/pkgconfig/fpd.pc
+
+clean:
+	rm -rf $(BUILD_DIR)
+
+-include $(shell find $(BUILD_DIR) -name '*.d' 2>/dev/null)

@@ -1,0 +1,164 @@
+/*
+ * fpd-formats.h - safetensors (reader and writer, our own), .npy reader, and the
+ * mapping of FPD tables into a checkpoint (FPD v1, DESIGN.md section 4).
+ *
+ * Safetensors layout (https://github.com/huggingface/safetensors, "Format"):
+ *
+ *   bytes [0, 8)        N, uint64 little-endian: header length
+ *   bytes [8, 8+N)      header: UTF-8 JSON object
+ *                         "NAME": {"dtype": "F32", "shape": [d0, d1, ...],
+ *                                  "data_offsets": [begin, end]}
+ *                         "__metadata__": {"key": "value", ...} (strings only)
+ *   bytes [8+N, EOF)    data buffer; offsets are relative to its start
+ *
+ * Rules the reader checks before it forms any pointer into the file: N <= 100,000,000
+ * and 8 + N <= file size; the header is UTF-8 and a JSON object; every entry has a
+ * known dtype, a shape of non-negative integers whose product times the dtype size
+ * does not overflow and equals end - begin; offsets, sorted, are contiguous from 0
+ * (no hole, no overlap) and end exactly at the end of the file; names are unique;
+ * __metadata__ maps strings to strings.
+ *
+ * Usage:
+ *   struct fpd_safetensors *st;
+ *   if (fpd_safetensors_open("model.safetensors", &st, &err)) { ... err.msg ... }
+ *   for (int64_t i = 0; i < fpd_safetensors_count(st); i++) {
+ *       const struct fpd_tensor_info *t = fpd_safetensors_tensor(st, i);
+ *       ... t->name, t->dtype, t->shape, t->data (view into the mmap) ...
+ *   }
+ *   fpd_safetensors_free(st);
+ */
+#ifndef FPD_FORMATS_H
+#define FPD_FORMATS_H
+
+#include "../lib/fpd.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define FPD_SAFETENSORS_MAX_HEADER 100000000ull
+
+/* A tensor: a borrowed view (reader) or a description to write (writer). */
+struct fpd_tensor_info {
+    const char *name;                 /* NUL-terminated                          */
+    enum fpd_dtype dtype;
+    int32_t ndim;                     /* 0..FPD_MAX_DIMS (0 = scalar)            */
+    int64_t shape[FPD_MAX_DIMS];      /* C order                                 */
+    const void *data;                 /* nbytes bytes, little-endian, unaligned  */
+    size_t nbytes;                    /* prod(shape) * dtype size                */
+};
+
+/* Element count of a tensor (1 for a scalar). */
+FPD_API int64_t fpd_tensor_info_numel(const struct fpd_tensor_info *t);
+
+/* ---------------------------------------------------------------- reader */
+
+struct fpd_safetensors; /* opaque */
+
+/* Open and validate a safetensors file; the data is memory-mapped (read-only) and
+ * not read, so the time does not grow with the file's size. Free with
+ * fpd_safetensors_free. Errors: IO (open, stat, mmap, short file), FORMAT (every
+ * rule above, message naming the file, tensor and the offending value),
+ * UNSUPPORTED (more than FPD_MAX_DIMS dimensions), NOMEM. */
+FPD_API enum fpd_status fpd_safetensors_open(const char *path, struct fpd_safetensors **out,
+                                             struct fpd_error *err);
+/* Same, from a memory buffer of len bytes (borrowed, must outlive the handle);
+ * name is used in messages. For tests and fuzzing. */
+FPD_API enum fpd_status fpd_safetensors_open_memory(const void *buf, size_t len, const char *name,
+                                                    struct fpd_safetensors **out, struct fpd_error *err);
+/* Unmap and free; NULL is a no-op. Every view it gave out becomes invalid. */
+FPD_API void fpd_safetensors_free(struct fpd_safetensors *st);
+
+/* Tensors in file order (by data offset). */
+FPD_API int64_t fpd_safetensors_count(const struct fpd_safetensors *st);
+/* Tensor i (0 <= i < count); borrowed, valid until fpd_safetensors_free. */
+FPD_API const struct fpd_tensor_info *fpd_safetensors_tensor(const struct fpd_safetensors *st, int64_t i);
+/* Tensor by name, or NULL. */
+FPD_API const struct fpd_tensor_info *fpd_safetensors_find(const struct fpd_safetensors *st, const char *name);
+/* Metadata entries, in header order; key/value borrowed, NUL-terminated. */
+FPD_API int64_t fpd_safetensors_metadata_count(const struct fpd_safetensors *st);
+FPD_API void fpd_safetensors_metadata_at(const struct fpd_safetensors *st, int64_t i, const char **key,
+                                         const char **value);
+/* Value of a metadata key, or NULL. */
+FPD_API const char *fpd_safetensors_metadata_get(const struct fpd_safetensors *st, const char *key);
+/* Sizes: whole file, and the header (the 8-byte length not included). */
+FPD_API size_t fpd_safetensors_file_size(const struct fpd_safetensors *st);
+FPD_API size_t fpd_safetensors_header_size(const struct fpd_safetensors *st);
+/* The path (or name) given at open; borrowed. */
+FPD_API const char *fpd_safetensors_path(const struct fpd_safetensors *st);
+
+/* ---------------------------------------------------------------- writer */
+
+/* Write flags. */
+#define FPD_WRITE_OVERWRITE 1u /* replace an existing file at path */
+
+/* Write tensors[0..n) and metadata (n_meta key/value pairs) to path as safetensors.
+ * Tensors are written sorted by name (bytewise), so the output is deterministic;
+ * metadata keys sorted too. The header is padded with spaces to a multiple of 8.
+ * Atomic: a temporary file in the same folder, written, fsync'ed, renamed over
+ * path, folder fsync'ed; on any failure the temporary file is removed and path is
+ * untouched. Without FPD_WRITE_OVERWRITE an existing path is an error.
+ * Errors: INVALID_ARG (duplicate or empty name, nbytes not matching the shape,
+ * name "__metadata__"), IO (with path and errno text, incl. "exists"), NOMEM. */
+FPD_API enum fpd_status fpd_safetensors_write(const char *path, const struct fpd_tensor_info *tensors,
+                                              int64_t n, const char *const *meta_keys,
+                                              const char *const *meta_values, int64_t n_meta,
+                                              unsigned flags, struct fpd_error *err);
+
+/* ---------------------------------------------------------------- .npy */
+
+/* NumPy .npy (format versions 1.0, 2.0, 3.0; https://numpy.org/doc/stable/reference/
+ * generated/numpy.lib.format.html). Supported: dtypes '<f4' '<f8' '<f2' (also '|'
+ * or '=' byte order marks for single-byte types only), fortran_order False, up to
+ * FPD_MAX_DIMS dims. Memory-mapped. Anything else is refused with a message saying
+ * what was found (e.g. "fortran_order True is not supported; save with
+ * np.ascontiguousarray"). Free with fpd_npy_free.
+ * Errors: IO, FORMAT (bad magic, header, shape, size vs file), UNSUPPORTED, NOMEM. */
+struct fpd_npy; /* opaque */
+FPD_API enum fpd_status fpd_npy_open(const char *path, struct fpd_npy **out, struct fpd_error *err);
+FPD_API enum fpd_status fpd_npy_open_memory(const void *buf, size_t len, const char *name, struct fpd_npy **out,
+                                            struct fpd_error *err);
+/* The array as a tensor view named "" ; borrowed, valid until fpd_npy_free. */
+FPD_API const struct fpd_tensor_info *fpd_npy_tensor(const struct fpd_npy *npy);
+FPD_API void fpd_npy_free(struct fpd_npy *npy);
+
+/* ------------------------------------------------------ FPD v1 checkpoints */
+
+/* Metadata key "fpd.version" = "1"; per table T a key "fpd.table.T" whose value is
+ * a JSON object serialized as a string; cores "T.fpd.core0" .. "T.fpd.core{k-1}"
+ * of shape [p, n_m, r_m, d_m, r_{m+1}]; optional "T.fpd.row_perm" I32/I64 [N]. */
+#define FPD_META_VERSION_KEY "fpd.version"
+#define FPD_META_TABLE_PREFIX "fpd.table."
+
+/* What the "fpd.table.T" JSON holds. */
+struct fpd_table_meta {
+    struct fpd_layer_shape shape;   /* rows, dim, k, terms, row/col shape, ranks */
+    enum fpd_dtype source_dtype;    /* dtype of the dense table it replaced      */
+    enum fpd_dtype core_dtype;      /* dtype of the stored cores                 */
+    char fit[64];                   /* "tt-svd", "tt-svd+adam", "backfit+adam"   */
+    uint64_t seed;
+    double rel_error;               /* relative Frobenius error at write time    */
+};
+
+/* Serialize meta as the JSON string of "fpd.table.T" (keys rows, dim, row_shape,
+ * col_shape, ranks, terms, source_dtype, core_dtype, fit, seed, rel_error). Returns
+ * a NUL-terminated string; free with fpd_free. Errors: NOMEM. */
+FPD_API enum fpd_status fpd_table_meta_to_json(const struct fpd_table_meta *meta, char **out,
+                                               struct fpd_error *err);
+/* Parse such a JSON string and check the shape (fpd_layer_shape_check).
+ * table names the table in messages. Errors: FORMAT (missing key, wrong type,
+ * invalid shape), NOMEM. */
+FPD_API enum fpd_status fpd_table_meta_from_json(const char *json, const char *table,
+                                                 struct fpd_table_meta *out, struct fpd_error *err);
+
+/* Load FPD table `table` of an open checkpoint into a new layer (cores converted to
+ * F32, row_perm applied if present). Checks every core's dtype and shape against the
+ * metadata. Free with fpd_layer_free. Errors: FORMAT (missing tensor, shape or
+ * dtype mismatch, bad row_perm), NOMEM. */
+FPD_API enum fpd_status fpd_checkpoint_load_layer(const struct fpd_safetensors *st, const char *table,
+                                                  struct fpd_layer **out, struct fpd_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* FPD_FORMATS_H */

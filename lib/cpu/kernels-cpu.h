@@ -1,0 +1,27 @@
+/*
+ * kernels-cpu.h - the CPU kernels (OpenBLAS, LAPACKE) under the FPD math.
+ * Private. Row-major throughout; cblas.h and lapacke.h stay in the .c file.
+ */
+#ifndef FPD_KERNELS_CPU_H
+#define FPD_KERNELS_CPU_H
+
+#include "../fpd-impl.h"
+
+/* C[M,N] = alpha * op(A) op(B) + beta * C, row-major, F32 (cblas_sgemm). */
+void fpd__cpu_sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float *a,
+                    int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc);
+/* Same in double (cblas_dgemm). */
+void fpd__cpu_dgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, double alpha, const double *a,
+                    int64_t lda, const double *b, int64_t ldb, double beta, double *c, int64_t ldc);
+/* Upper triangle of G[n,n] += X X^T with X[n,m] (trans false), or += X^T X with
+ * X[m,n] (trans true); double (cblas_dsyrk). Fill the lower half with fpd__cpu_sym_fill. */
+void fpd__cpu_dsyrk(bool trans, int64_t n, int64_t m, const double *x, int64_t ldx, double *g, int64_t ldg);
+/* Copy the upper triangle of g[n,n] to the lower one. */
+void fpd__cpu_sym_fill(int64_t n, double *g, int64_t ldg);
+/* Eigen-decomposition of the symmetric g[n,n] (LAPACKE_dsyevd, row-major): on
+ * return g holds the eigenvectors as columns and w[n] the eigenvalues, both in
+ * DESCENDING order. Errors: INVALID_ARG (LAPACK info < 0, a bug), NUMERIC
+ * (info > 0), NOMEM. */
+enum fpd_status fpd__cpu_dsyev_desc(int64_t n, double *g, double *w, struct fpd_error *err);
+
+#endif

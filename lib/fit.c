@@ -1,0 +1,420 @@
+/*
+ * fit.c - fitting FPD cores to a dense table: TT-SVD for one term (Oseledets 2011,
+ * "Tensor-Train Decomposition", SIAM J. Sci. Comput. 33(5), Algorithm 1) and
+ * backfitting of p > 1 terms (each term refitted to the residual of the others).
+ *
+ * The table W [N, D], zero-padded to prod(n) rows, is the tensor with modes
+ * (n_0..n_{k-1}, d_0..d_{k-1}); TT-SVD runs on its interleaved form with modes
+ * (n_0 d_0, ..., n_{k-1} d_{k-1}), index of mode m = i_m d_m + j_m. Unfolding m is a
+ * matrix [r_m n_m d_m, prod_{l>m} n_l d_l]; its truncated SVD is taken from the
+ * eigen-decomposition of its Gram matrix on the smaller side, in double.
+ *
+ * Step 0 streams: with Nr = prod(n_1..), Dr = prod(d_1..), the first unfolding's
+ * column (i_rest, j_rest) for row (i_0, j_0) is W[i_0 Nr + i_rest, j_0 Dr + j_rest],
+ * so a block of i_rest values is a set of contiguous row ranges of W (one per
+ * i_0). The Gram matrix and then the projection U^T C are accumulated block by
+ * block without forming C.
+ */
+#include "fpd-impl.h"
+#include "cpu/kernels-cpu.h"
+
+#include <math.h>
+#include <string.h>
+
+struct fpd_fit_params fpd_fit_default_params(void) {
+    struct fpd_fit_params p;
+    memset(&p, 0, sizeof p);
+    p.backfit_sweeps = 8;
+    p.backfit_tol = 1e-3;
+    p.finetune_epochs = 4;
+    p.batch_rows = 256;
+    p.learning_rate = 3e-3;
+    p.seed = 0;
+    return p;
+}
+
+static bool report_progress(const struct fpd_fit_params *p, const char *stage, int64_t done, int64_t total) {
+    if (!p || !p->progress) return true;
+    return p->progress(stage, done, total, p->progress_user_data);
+}
+
+/* One truncated-SVD step on an in-memory unfolding c [rows, cols] (double):
+ * u[rows, r] (orthonormal columns) and next[r, cols] = u^T c, r = *rank capped
+ * by min(rows, cols); *rank is set to the rank used. u and next are allocated
+ * here (fpd_free). */
+static enum fpd_status svd_step(const double *c, int64_t rows, int64_t cols, int64_t *rank, double **u_out,
+                                double **next_out, struct fpd_error *err) {
+    enum fpd_status st = FPD_STATUS_OK;
+    int64_t r = *rank;
+    if (r > rows) r = rows;
+    if (r > cols) r = cols;
+    int64_t small = rows <= cols ? rows : cols;
+    double *g = fpd_calloc((size_t)(small * small), sizeof(double));
+    double *w = fpd_malloc((size_t)small * sizeof(double));
+    double *u = fpd_calloc((size_t)(rows * r), sizeof(double));
+    double *next = fpd_calloc((size_t)(r * cols), sizeof(double));
+    if (!g || !w || !u || !next) {
+        st = fpd__err(err, FPD_STATUS_NOMEM, "out of memory for a TT-SVD step on a %lld x %lld unfolding",
+                      (long long)rows, (long long)cols);
+        goto done;
+    }
+    if (rows <= cols) {
+        fpd__cpu_dsyrk(false, rows, cols, c, cols, g, rows);
+        fpd__cpu_sym_fill(rows, g, rows);
+        if ((st = fpd__cpu_dsyev_desc(rows, g, w, err))) goto done;
+        for (int64_t i = 0; i < rows; i++) memcpy(u + i * r, g + i * rows, (size_t)r * sizeof(double));
+        fpd__cpu_dgemm(true, false, r, cols, rows, 1.0, u, r, c, cols, 0.0, next, cols);
+    } else {
+        /* C^T C = V diag(s^2) V^T; u = C V_r / s, next = diag(s) V_r^T */
+        fpd__cpu_dsyrk(true, cols, rows, c, cols, g, cols);
+        fpd__cpu_sym_fill(cols, g, cols);
+        if ((st = fpd__cpu_dsyev_desc(cols, g, w, err))) goto done;
+        double *v = fpd_malloc((size_t)(cols * r) * sizeof(double));
+        if (!v) {
+            st = fpd__err(err, FPD_STATUS_NOMEM, "out of memory for a TT-SVD step");
+            goto done;
+        }
+        for (int64_t i = 0; i < cols; i++) memcpy(v + i * r, g + i * cols, (size_t)r * sizeof(double));
+        fpd__cpu_dgemm(false, false, rows, r, cols, 1.0, c, cols, v, r, 0.0, u, r);
+        double tiny = (w[0] > 0.0 ? sqrt(w[0]) : 0.0) * 1e-13;
+        for (int64_t s = 0; s < r; s++) {
+            double sig = w[s] > 0.0 ? sqrt(w[s]) : 0.0;
+            double inv = sig > tiny && sig > 0.0 ? 1.0 / sig : 0.0;
+            for (int64_t i = 0; i < rows; i++) u[i * r + s] *= inv;
+            for (int64_t j = 0; j < cols; j++) next[s * cols + j] = inv > 0.0 ? sig * v[j * r + s] : 0.0;
+        }
+        fpd_free(v);
+    }
+    *rank = r;
+    *u_out = u;
+    *next_out = next;
+    u = next = NULL;
+done:
+    fpd_free(g);
+    fpd_free(w);
+    fpd_free(u);
+    fpd_free(next);
+    return st;
+}
+
+/* Interleaved offset of the (i_rest, j_rest) part for modes 1..k-1: returns the
+ * index into the tensor [n_1 d_1, ..., n_{k-1} d_{k-1}]. */
+static int64_t rest_offset_i(const struct fpd_layer_shape *s, int64_t irest) {
+    int64_t off = 0, stride = 1;
+    for (int32_t m = s->k - 1; m >= 1; m--) {
+        int64_t i = irest % s->row_shape[m];
+        irest /= s->row_shape[m];
+        off += i * s->col_shape[m] * stride;
+        stride *= s->row_shape[m] * s->col_shape[m];
+    }
+    return off;
+}
+
+static int64_t rest_offset_j(const struct fpd_layer_shape *s, int64_t jrest) {
+    int64_t off = 0, stride = 1;
+    for (int32_t m = s->k - 1; m >= 1; m--) {
+        int64_t j = jrest % s->col_shape[m];
+        jrest /= s->col_shape[m];
+        off += j * stride;
+        stride *= s->row_shape[m] * s->col_shape[m];
+    }
+    return off;
+}
+
+/* Fill x [n0 d0, nb * Dr] (double) with the first unfolding's columns for i_rest in
+ * [b0, b0 + nb): x[(i0 d0 + j0), (b, jr)] = W[i0 Nr + b0 + b, j0 Dr + jr] (0 past N). */
+static enum fpd_status gather_block(const struct fpd_table_view *w, const struct fpd_layer_shape *s, int64_t nr,
+                                    int64_t b0, int64_t nb, float *rowbuf, double *x, struct fpd_error *err) {
+    const int64_t n0 = s->row_shape[0], d0 = s->col_shape[0], dr = s->dim / d0, ld = nb * dr;
+    for (int64_t i0 = 0; i0 < n0; i0++) {
+        int64_t r0 = i0 * nr + b0, r1 = r0 + nb;
+        int64_t avail = r1 <= w->rows ? nb : (r0 < w->rows ? w->rows - r0 : 0);
+        if (avail > 0) {
+            enum fpd_status st = fpd_table_view_rows(w, r0, r0 + avail, rowbuf, err);
+            if (st) return st;
+        }
+        for (int64_t j0 = 0; j0 < d0; j0++) {
+            double *dst = x + (i0 * d0 + j0) * ld;
+            for (int64_t b = 0; b < nb; b++) {
+                const float *src = rowbuf + b * s->dim + j0 * dr;
+                for (int64_t jr = 0; jr < dr; jr++) dst[b * dr + jr] = b < avail ? (double)src[jr] : 0.0;
+            }
+        }
+    }
+    return FPD_STATUS_OK;
+}
+
+enum fpd_status fpd_fit_ttsvd(const struct fpd_table_view *w, const struct fpd_layer_shape *shape,
+                              const struct fpd_fit_params *params, struct fpd_layer **out, struct fpd_error *err) {
+    *out = NULL;
+    enum fpd_status st = fpd_layer_shape_check(shape, err);
+    if (st) return st;
+    if (shape->terms != 1)
+        return fpd__err(err, FPD_STATUS_INVALID_ARG, "fpd_fit_ttsvd fits one term (p = 1), not %lld",
+                        (long long)shape->terms);
+    if (w->rows != shape->rows || w->dim != shape->dim)
+        return fpd__err(err, FPD_STATUS_SHAPE, "table [%lld, %lld] does not match the layer shape [%lld, %lld]",
+                        (long long)w->rows, (long long)w->dim, (long long)shape->rows, (long long)shape->dim);
+    if (!fpd_dtype_is_float(w->dtype))
+        return fpd__err(err, FPD_STATUS_DTYPE, "table dtype %s is not a float dtype", fpd_dtype_name(w->dtype));
+
+    struct fpd_layer_shape s = *shape; /* ranks are lowered below where the unfoldings are smaller */
+    const int32_t k = s.k;
+    const int64_t n0 = s.row_shape[0], d0 = s.col_shape[0];
+    int64_t nr = 1, dr = s.dim / d0;
+    for (int32_t m = 1; m < k; m++) nr *= s.row_shape[m];
+    const int64_t m0 = n0 * d0, cols0 = nr * dr;
+
+    double *g = NULL, *ev = NULL, *x = NULL, *u = NULL, *cur = NULL, *next = NULL, *ucore[FPD_MAX_MODES] = {0};
+    float *rowbuf = NULL;
+    int64_t *joff = NULL;
+    struct fpd_layer *layer = NULL;
+
+    if (k == 1) {
+        /* one core is the table itself, padded */
+        if ((st = fpd_layer_init(&s, &layer, err))) goto done;
+        if ((st = fpd_table_view_rows(w, 0, w->rows, fpd_layer_core(layer, 0), err))) goto done;
+        *out = layer;
+        layer = NULL;
+        goto done;
+    }
+
+    /* ---- step 0, streamed: Gram of the first unfolding, then U_r^T C ---- */
+    int64_t r1 = s.ranks[1];
+    if (r1 > m0) r1 = m0;
+    if (r1 > cols0) r1 = cols0;
+    int64_t nb = 4096 / (dr > 0 ? dr : 1);
+    if (nb < 1) nb = 1;
+    if (nb > nr) nb = nr;
+    g = fpd_calloc((size_t)(m0 * m0), sizeof(double));
+    ev = fpd_malloc((size_t)m0 * sizeof(double));
+    x = fpd_malloc((size_t)(m0 * nb * dr) * sizeof(double));
+    rowbuf = fpd_malloc((size_t)(nb * s.dim) * sizeof(float));
+    joff = fpd_malloc((size_t)dr * sizeof(int64_t));
+    cur = fpd_calloc((size_t)(r1 * cols0), sizeof(double));
+    u = fpd_malloc((size_t)(m0 * r1) * sizeof(double));
+    double *proj = fpd_malloc((size_t)(r1 * nb * dr) * sizeof(double));
+    if (!g || !ev || !x || !rowbuf || !joff || !cur || !u || !proj) {
+        fpd_free(proj);
+        st = fpd__err(err, FPD_STATUS_NOMEM,
+                      "out of memory for TT-SVD of a [%lld, %lld] table (first unfolding %lld x %lld, rank %lld)",
+                      (long long)w->rows, (long long)w->dim, (long long)m0, (long long)cols0, (long long)r1);
+        goto done;
+    }
+    for (int64_t jr = 0; jr < dr; jr++) joff[jr] = rest_offset_j(&s, jr);
+    int64_t nblocks = (nr + nb - 1) / nb;
+    for (int64_t b0 = 0, bi = 0; b0 < nr; b0 += nb, bi++) {
+        int64_t cnt = b0 + nb <= nr ? nb : nr - b0;
+        if ((st = gather_block(w, &s, nr, b0, cnt, rowbuf, x, err))) goto done_proj;
+        fpd__cpu_dsyrk(false, m0, cnt * dr, x, cnt * dr, g, m0);
+        if (!report_progress(params, "tt-svd", bi + 1, 2 * nblocks)) {
+            st = fpd__err(err, FPD_STATUS_CANCELLED, "TT-SVD cancelled");
+            goto done_proj;
+        }
+    }
+    fpd__cpu_sym_fill(m0, g, m0);
+    if ((st = fpd__cpu_dsyev_desc(m0, g, ev, err))) goto done_proj;
+    for (int64_t i = 0; i < m0; i++) memcpy(u + i * r1, g + i * m0, (size_t)r1 * sizeof(double));
+    for (int64_t b0 = 0, bi = 0; b0 < nr; b0 += nb, bi++) {
+        int64_t cnt = b0 + nb <= nr ? nb : nr - b0;
+        if ((st = gather_block(w, &s, nr, b0, cnt, rowbuf, x, err))) goto done_proj;
+        fpd__cpu_dgemm(true, false, r1, cnt * dr, m0, 1.0, u, r1, x, cnt * dr, 0.0, proj, cnt * dr);
+        for (int64_t b = 0; b < cnt; b++) {
+            int64_t ioff = rest_offset_i(&s, b0 + b);
+            for (int64_t q = 0; q < r1; q++) {
+                const double *src = proj + q * cnt * dr + b * dr;
+                double *dst = cur + q * cols0 + ioff;
+                for (int64_t jr = 0; jr < dr; jr++) dst[joff[jr]] = src[jr];
+            }
+        }
+        if (!report_progress(params, "tt-svd", nblocks + bi + 1, 2 * nblocks)) {
+            st = fpd__err(err, FPD_STATUS_CANCELLED, "TT-SVD cancelled");
+            goto done_proj;
+        }
+    }
+done_proj:
+    fpd_free(proj);
+    if (st) goto done;
+    s.ranks[1] = r1;
+    ucore[0] = u;
+    u = NULL;
+    fpd_free(x);
+    x = NULL;
+    fpd_free(g);
+    g = NULL;
+
+    /* ---- steps 1..k-2 in memory ---- */
+    int64_t cols = cols0;
+    for (int32_t m = 1; m < k - 1; m++) {
+        int64_t nd = s.row_shape[m] * s.col_shape[m];
+        int64_t rows = s.ranks[m] * nd;
+        cols /= nd;
+        int64_t r = s.ranks[m + 1];
+        if ((st = svd_step(cur, rows, cols, &r, &ucore[m], &next, err))) goto done;
+        s.ranks[m + 1] = r;
+        fpd_free(cur);
+        cur = next;
+        next = NULL;
+    }
+
+    /* ---- cores into the format's layout [p, n_m, r_m, d_m, r_{m+1}] ---- */
+    if ((st = fpd_layer_init(&s, &layer, err))) goto done;
+    for (int32_t m = 0; m < k; m++) {
+        float *core = fpd_layer_core(layer, m);
+        const int64_t n = s.row_shape[m], d = s.col_shape[m], ra = s.ranks[m], rb = s.ranks[m + 1];
+        /* source rows (a, i, j) of the unfolding; for m = k-1 the source is cur [ra, n d] */
+        for (int64_t i = 0; i < n; i++)
+            for (int64_t a = 0; a < ra; a++)
+                for (int64_t j = 0; j < d; j++)
+                    for (int64_t b = 0; b < rb; b++) {
+                        double v = m < k - 1 ? ucore[m][((a * n + i) * d + j) * rb + b] : cur[a * (n * d) + i * d + j];
+                        core[((i * ra + a) * d + j) * rb + b] = (float)v;
+                    }
+    }
+    *out = layer;
+    layer = NULL;
+done:
+    fpd_free(g);
+    fpd_free(ev);
+    fpd_free(x);
+    fpd_free(u);
+    fpd_free(cur);
+    fpd_free(next);
+    fpd_free(rowbuf);
+    fpd_free(joff);
+    for (int32_t m = 0; m < FPD_MAX_MODES; m++) fpd_free(ucore[m]);
+    fpd_layer_free(layer);
+    return st;
+}
+
+/* ------------------------------------------------------------ p > 1 */
+
+/* resid[rows, dim] += sign * term (a one-term layer), in row blocks. */
+static enum fpd_status add_term(float *resid, const struct fpd_layer *term, float sign, float *buf, int64_t block,
+                                struct fpd_error *err) {
+    const struct fpd_layer_shape *s = fpd_layer_get_shape(term);
+    for (int64_t r0 = 0; r0 < s->rows; r0 += block) {
+        int64_t r1 = r0 + block < s->rows ? r0 + block : s->rows;
+        enum fpd_status st = fpd_layer_reconstruct(term, r0, r1, buf, err);
+        if (st) return st;
+        float *dst = resid + r0 * s->dim;
+        for (int64_t e = 0; e < (r1 - r0) * s->dim; e++) dst[e] += sign * buf[e];
+    }
+    return FPD_STATUS_OK;
+}
+
+static double sumsq(const float *a, int64_t n) {
+    double s = 0.0;
+    for (int64_t i = 0; i < n; i++) s += (double)a[i] * a[i];
+    return s;
+}
+
+/* Backfitting of p terms: returns a p-term layer in *out. */
+static enum fpd_status fit_backfit(const struct fpd_table_view *w, const struct fpd_layer_shape *shape,
+                                   const struct fpd_fit_params *params, struct fpd_layer **out,
+                                   int64_t *sweeps_run, struct fpd_error *err) {
+    enum fpd_status st = FPD_STATUS_OK;
+    const int64_t p = shape->terms, block = 1024;
+    struct fpd_layer_shape s1 = *shape;
+    s1.terms = 1;
+    struct fpd_layer **terms = fpd_calloc((size_t)p, sizeof *terms);
+    size_t nel = (size_t)(w->rows * w->dim);
+    float *resid = fpd_malloc(nel * sizeof(float));
+    float *buf = fpd_malloc((size_t)(block * w->dim) * sizeof(float));
+    struct fpd_layer *layer = NULL;
+    if (!terms || !resid || !buf) {
+        st = fpd__err(err, FPD_STATUS_NOMEM, "out of memory for the backfitting residual (%lld x %lld F32)",
+                      (long long)w->rows, (long long)w->dim);
+        goto done;
+    }
+    if ((st = fpd_table_view_rows(w, 0, w->rows, resid, err))) goto done;
+    const double norm2 = sumsq(resid, (int64_t)nel);
+    const struct fpd_table_view rv = {resid, FPD_DTYPE_F32, w->rows, w->dim};
+    double prev = INFINITY;
+    int64_t sweep = 0;
+    int64_t max_sweeps = params->backfit_sweeps > 0 ? params->backfit_sweeps : 1;
+    for (sweep = 0; sweep < max_sweeps; sweep++) {
+        for (int64_t t = 0; t < p; t++) {
+            if (terms[t]) {
+                if ((st = add_term(resid, terms[t], 1.0f, buf, block, err))) goto done;
+                fpd_layer_free(terms[t]);
+                terms[t] = NULL;
+            }
+            if ((st = fpd_fit_ttsvd(&rv, &s1, NULL, &terms[t], err))) goto done;
+            if ((st = add_term(resid, terms[t], -1.0f, buf, block, err))) goto done;
+        }
+        double rel = norm2 > 0.0 ? sqrt(sumsq(resid, (int64_t)nel) / norm2) : 0.0;
+        fpd__log(FPD_LOG_LEVEL_DEBUG, "backfit sweep %lld: relative error %.6f", (long long)sweep + 1, rel);
+        if (!report_progress(params, "backfit", sweep + 1, max_sweeps)) {
+            st = fpd__err(err, FPD_STATUS_CANCELLED, "backfitting cancelled");
+            goto done;
+        }
+        if (prev - rel < params->backfit_tol * prev) {
+            sweep++;
+            break;
+        }
+        prev = rel;
+    }
+    *sweeps_run = sweep;
+    /* all terms share s1's ranks after the caps of TT-SVD; assemble */
+    struct fpd_layer_shape sp = *fpd_layer_get_shape(terms[0]);
+    for (int64_t t = 1; t < p; t++)
+        for (int32_t m = 0; m <= sp.k; m++)
+            FPD_ASSERT(fpd_layer_get_shape(terms[t])->ranks[m] == sp.ranks[m]);
+    sp.terms = p;
+    if ((st = fpd_layer_init(&sp, &layer, err))) goto done;
+    for (int32_t m = 0; m < sp.k; m++) {
+        size_t per = (size_t)fpd_layer_shape_core_numel(fpd_layer_get_shape(terms[0]), m);
+        for (int64_t t = 0; t < p; t++)
+            memcpy(fpd_layer_core(layer, m) + (size_t)t * per, fpd_layer_core_const(terms[t], m), per * sizeof(float));
+    }
+    *out = layer;
+    layer = NULL;
+done:
+    if (terms)
+        for (int64_t t = 0; t < p; t++) fpd_layer_free(terms[t]);
+    fpd_free(terms);
+    fpd_free(resid);
+    fpd_free(buf);
+    fpd_layer_free(layer);
+    return st;
+}
+
+enum fpd_status fpd_fit(const struct fpd_table_view *w, const struct fpd_layer_shape *shape,
+                        const struct fpd_fit_params *params, struct fpd_layer **out, struct fpd_fit_report *report,
+                        struct fpd_error *err) {
+    *out = NULL;
+    struct fpd_fit_params defaults = fpd_fit_default_params();
+    if (!params) params = &defaults;
+    struct fpd_fit_report rep;
+    memset(&rep, 0, sizeof rep);
+    struct fpd_layer *layer = NULL;
+    enum fpd_status st = fpd_layer_shape_check(shape, err);
+    if (st) return st;
+
+    double t0 = fpd__now();
+    if (shape->terms == 1) st = fpd_fit_ttsvd(w, shape, params, &layer, err);
+    else st = fit_backfit(w, shape, params, &layer, &rep.backfit_sweeps, err);
+    if (st) goto done;
+    struct fpd_error_stats es;
+    if ((st = fpd_layer_error(layer, w, &es, err))) goto done;
+    rep.rel_error_fit = rep.rel_error_final = es.rel_error;
+    rep.fit_seconds = fpd__now() - t0;
+
+    if (params->finetune_epochs > 0) {
+        t0 = fpd__now();
+        double before, after;
+        /* fpd_finetune keeps the best epoch, so the result is never worse */
+        if ((st = fpd_finetune(layer, w, params, &before, &after, err))) goto done;
+        rep.finetune_epochs = params->finetune_epochs;
+        rep.finetune_kept = after < before;
+        rep.rel_error_final = es.sq_norm > 0.0 ? sqrt(after * (double)w->rows / es.sq_norm) : 0.0;
+        rep.finetune_seconds = fpd__now() - t0;
+    }
+    *out = layer;
+    layer = NULL;
+done:
+    fpd_layer_free(layer);
+    if (report) *report = rep;
+    return st;
+}

@@ -1,0 +1,64 @@
+/*
+ * fpd-impl.h - private helpers shared by lib/, formats/ and heuristics/.
+ * Not API: nothing here is installed.
+ */
+#ifndef FPD_IMPL_H
+#define FPD_IMPL_H
+
+#include "fpd.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Contract violations (a NULL handle, a broken invariant): abort with a message.
+ * Never used on file contents or user input. */
+#define FPD_ASSERT(x)                                                                     \
+    do {                                                                                  \
+        if (!(x)) {                                                                       \
+            fprintf(stderr, "%s:%d: FPD_ASSERT(%s) failed\n", __FILE__, __LINE__, #x);    \
+            abort();                                                                      \
+        }                                                                                 \
+    } while (0)
+
+/* Set err (if non-NULL) to status and a printf-formatted message; returns status,
+ * so callers write `return fpd__err(err, FPD_STATUS_FORMAT, "...", ...)`. */
+enum fpd_status fpd__err(struct fpd_error *err, enum fpd_status status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Reset err to OK with an empty message. */
+void fpd__err_clear(struct fpd_error *err);
+/* Log through the callback set by fpd_log_set (no-op without one). */
+void fpd__log(enum fpd_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* a * b into *out; returns false on overflow (operands must be >= 0). */
+static inline bool fpd__mul_i64(int64_t a, int64_t b, int64_t *out) {
+    return !__builtin_mul_overflow(a, b, out);
+}
+static inline bool fpd__mul_size(size_t a, size_t b, size_t *out) {
+    return !__builtin_mul_overflow(a, b, out);
+}
+
+/* Monotonic seconds. */
+double fpd__now(void);
+
+/* splitmix64 PRNG step (Steele, Lea, Flood 2014): deterministic across platforms. */
+static inline uint64_t fpd__rand_u64(uint64_t *state) {
+    uint64_t z = (*state += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+/* Uniform double in [0, 1). */
+static inline double fpd__rand_uniform(uint64_t *state) {
+    return (double)(fpd__rand_u64(state) >> 11) * (1.0 / 9007199254740992.0);
+}
+/* Standard normal (Box-Muller). */
+double fpd__rand_normal(uint64_t *state);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* FPD_IMPL_H */

@@ -1,0 +1,337 @@
+/*
+ * fpd.h - libfpd public API: the FPD embedding layer (a sum of tensor-train
+ * decompositions), its fit, finetune and look-ups.
+ *
+ * An FPD layer replaces a dense embedding table W of shape [N, D] (row-major,
+ * C order) by p terms of a k-core tensor train (DESIGN.md section 2; Hajgato
+ * 2023, arXiv 2306.13724; TT-Rec, arXiv 2101.11714):
+ *
+ *   row shape  n = (n_0..n_{k-1}), prod(n) >= N (rows >= N are padding)
+ *   col shape  d = (d_0..d_{k-1}), prod(d) == D
+ *   TT-ranks   r_0 = r_k = 1, r_1..r_{k-1}
+ *   core m     G_m, F32, shape [p, n_m, r_m, d_m, r_{m+1}], C order
+ *   row digit  i_m = (i / prod_{l>m} n_l) mod n_m   (first core most significant)
+ *   col index  j   = sum_m j_m * prod_{l>m} d_l
+ *   W[i, j]    = sum_t G_0[t,i_0,0,j_0,:] G_1[t,i_1,:,j_1,:] ... G_{k-1}[t,i_{k-1},:,j_{k-1},0]
+ *
+ * Ranks here are indexed as in the header's C code: ranks[0] = ranks[k] = 1 and
+ * core m has left rank ranks[m] and right rank ranks[m+1].
+ *
+ * Usage:
+ *
+ *   struct fpd_error err;
+ *   struct fpd_table_view w = { data, FPD_DTYPE_F32, N, D };
+ *   struct fpd_layer_shape shape;   // from fpd_plan_table() in heuristics/fpd-heuristics.h
+ *   struct fpd_fit_params fp = fpd_fit_default_params();
+ *   struct fpd_layer *layer = NULL;
+ *   if (fpd_fit(&w, &shape, &fp, &layer, NULL, &err) != FPD_STATUS_OK)
+ *       fprintf(stderr, "%s\n", err.msg);
+ *   float out[2 * D];
+ *   int64_t idx[2] = { 7, 42 };
+ *   fpd_layer_lookup(layer, idx, 2, out, &err);
+ *   fpd_layer_free(layer);
+ *
+ * Conventions: dimensions, indices and counts are int64_t; byte counts are size_t.
+ * Shapes are in C order (last index fastest), as safetensors and .npy store them.
+ * Fallible functions return enum fpd_status and fill the caller's struct fpd_error
+ * (NULL allowed). The library never prints; see fpd_log_set().
+ */
+#ifndef FPD_H
+#define FPD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(_WIN32)
+#define FPD_API
+#else
+#define FPD_API __attribute__((visibility("default")))
+#endif
+
+#define FPD_VERSION_STRING "0.1.0"
+#define FPD_MAX_DIMS 8  /* most dimensions of a tensor handled by the formats */
+#define FPD_MAX_MODES 8 /* most cores (k) of an FPD layer                    */
+
+/* ------------------------------------------------------------------------ */
+/* Errors                                                                    */
+/* ------------------------------------------------------------------------ */
+
+enum fpd_status {
+    FPD_STATUS_OK = 0,
+    FPD_STATUS_NOMEM,         /* an allocation failed                          */
+    FPD_STATUS_IO,            /* open/read/write/mmap/rename failed            */
+    FPD_STATUS_FORMAT,        /* a file breaks its format's rules              */
+    FPD_STATUS_INVALID_ARG,   /* an argument is out of range                   */
+    FPD_STATUS_SHAPE,         /* shapes do not fit together                    */
+    FPD_STATUS_DTYPE,         /* a dtype that this operation does not take     */
+    FPD_STATUS_UNSUPPORTED,   /* valid, but not supported (by this build)      */
+    FPD_STATUS_BACKEND,       /* a BLAS/LAPACK/CUDA call failed                */
+    FPD_STATUS_NUMERIC,       /* a numerical method failed (no convergence)    */
+    FPD_STATUS_CONFIG,        /* a configuration file is wrong                 */
+    FPD_STATUS_CANCELLED,     /* the progress callback asked to stop           */
+    FPD_STATUS_COUNT
+};
+
+/* Filled by a failing call. msg names the file, tensor, shape, offset and limit
+ * involved. line/column are 1-based for config errors, else 0. */
+struct fpd_error {
+    enum fpd_status status;
+    char msg[512];
+    int64_t line, column;
+};
+
+/* Static string for a status ("ok", "out of memory", ...); never NULL. */
+FPD_API const char *fpd_status_str(enum fpd_status s);
+
+/* ------------------------------------------------------------------------ */
+/* Version, logging, allocation                                              */
+/* ------------------------------------------------------------------------ */
+
+/* "0.1.0"; static. */
+FPD_API const char *fpd_version(void);
+/* Space-separated build features, e.g. "cpu openblas lapacke cuda"; static. */
+FPD_API const char *fpd_build_features(void);
+
+enum fpd_log_level { FPD_LOG_LEVEL_DEBUG, FPD_LOG_LEVEL_INFO, FPD_LOG_LEVEL_WARN,
+                     FPD_LOG_LEVEL_ERROR, FPD_LOG_LEVEL_COUNT };
+typedef void (*fpd_log_callback)(enum fpd_log_level level, const char *msg, void *user_data);
+/* Route library log lines to cb (NULL: drop them, the default). Not thread-safe. */
+FPD_API void fpd_log_set(fpd_log_callback cb, void *user_data);
+
+/* Allocation hooks, so tests can inject failures. All library allocations go
+ * through fpd_malloc/fpd_calloc/fpd_free. fpd_allocator_set(NULL) restores libc. */
+struct fpd_allocator {
+    void *(*malloc_fn)(size_t size, void *user_data);
+    void (*free_fn)(void *ptr, void *user_data);
+    void *user_data;
+};
+FPD_API void fpd_allocator_set(const struct fpd_allocator *a);
+/* malloc(size) through the hooks; NULL on failure or size 0. Free with fpd_free. */
+FPD_API void *fpd_malloc(size_t size);
+/* n*size zeroed bytes; NULL on failure, on overflow of n*size or when it is 0. */
+FPD_API void *fpd_calloc(size_t n, size_t size);
+/* Frees what fpd_malloc/fpd_calloc returned; NULL is a no-op. */
+FPD_API void fpd_free(void *ptr);
+
+/* ------------------------------------------------------------------------ */
+/* Dtypes (safetensors names)                                                */
+/* ------------------------------------------------------------------------ */
+
+enum fpd_dtype {
+    FPD_DTYPE_F32 = 0, FPD_DTYPE_F64, FPD_DTYPE_F16, FPD_DTYPE_BF16,
+    FPD_DTYPE_I8, FPD_DTYPE_I16, FPD_DTYPE_I32, FPD_DTYPE_I64,
+    FPD_DTYPE_U8, FPD_DTYPE_U16, FPD_DTYPE_U32, FPD_DTYPE_U64,
+    FPD_DTYPE_BOOL, FPD_DTYPE_F8_E4M3, FPD_DTYPE_F8_E5M2, FPD_DTYPE_F8_E8M0,
+    FPD_DTYPE_C64,
+    FPD_DTYPE_COUNT
+};
+
+/* Safetensors name ("F32", "BF16", ...); "?" for a value out of range. */
+FPD_API const char *fpd_dtype_name(enum fpd_dtype t);
+/* Parse a safetensors dtype name (exact, case-sensitive). Returns false if unknown. */
+FPD_API bool fpd_dtype_from_name(const char *name, size_t len, enum fpd_dtype *out);
+/* Bytes per element; 0 for a value out of range. */
+FPD_API size_t fpd_dtype_size(enum fpd_dtype t);
+/* True for F32, F64, F16, BF16: the dtypes libfpd converts to F32 to compute. */
+FPD_API bool fpd_dtype_is_float(enum fpd_dtype t);
+/* Convert n little-endian elements of a float dtype (F32/F64/F16/BF16) to F32.
+ * src may be unaligned. Returns FPD_STATUS_DTYPE for other dtypes. */
+FPD_API enum fpd_status fpd_dtype_to_f32(enum fpd_dtype t, const void *src, float *dst, int64_t n);
+/* Convert n F32 values to F32/F16/BF16 (round to nearest even) little-endian
+ * bytes at dst. Returns FPD_STATUS_DTYPE for other dtypes. */
+FPD_API enum fpd_status fpd_dtype_from_f32(enum fpd_dtype t, const float *src, void *dst, int64_t n);
+
+/* A dense table [rows, dim], row-major, borrowed (typically a view into an
+ * mmapped file). dtype is one of the float dtypes; data may be unaligned. */
+struct fpd_table_view {
+    const void *data;
+    enum fpd_dtype dtype;
+    int64_t rows, dim;
+};
+
+/* Copy rows [row_begin, row_end) of a view into dst[(row_end-row_begin) * dim] as F32.
+ * Errors: INVALID_ARG (range outside the table), DTYPE. */
+FPD_API enum fpd_status fpd_table_view_rows(const struct fpd_table_view *v, int64_t row_begin,
+                                            int64_t row_end, float *dst, struct fpd_error *err);
+
+/* ------------------------------------------------------------------------ */
+/* The FPD layer                                                             */
+/* ------------------------------------------------------------------------ */
+
+/* Everything that fixes the layer's parameter layout (DESIGN.md section 2). */
+struct fpd_layer_shape {
+    int64_t rows;                       /* N: rows of the table it stands for     */
+    int64_t dim;                        /* D: embedding dimension                  */
+    int32_t k;                          /* number of cores, 1..FPD_MAX_MODES      */
+    int64_t terms;                      /* p >= 1                                  */
+    int64_t row_shape[FPD_MAX_MODES];   /* n_m >= 1, prod >= rows                  */
+    int64_t col_shape[FPD_MAX_MODES];   /* d_m >= 1, prod == dim                   */
+    int64_t ranks[FPD_MAX_MODES + 1];   /* ranks[0] = ranks[k] = 1, others >= 1    */
+};
+
+/* Check a shape: k in range, n_m, d_m, ranks >= 1, prod(n) >= rows, prod(d) == dim,
+ * end ranks 1, no overflow of the parameter count. Errors: SHAPE with a message. */
+FPD_API enum fpd_status fpd_layer_shape_check(const struct fpd_layer_shape *s, struct fpd_error *err);
+/* Set ranks[1..k-1] = r and ranks[0] = ranks[k] = 1, each inner rank capped by
+ * the TT-SVD bound min(prod_{l<m} n_l d_l, prod_{l>=m} n_l d_l). */
+FPD_API void fpd_layer_shape_set_rank(struct fpd_layer_shape *s, int64_t r);
+/* Elements of core m: p * n_m * r_m * d_m * r_{m+1}. */
+FPD_API int64_t fpd_layer_shape_core_numel(const struct fpd_layer_shape *s, int32_t m);
+/* Parameters of all cores: p * sum_m n_m r_m d_m r_{m+1}. Shape must be checked. */
+FPD_API int64_t fpd_layer_shape_params(const struct fpd_layer_shape *s);
+
+struct fpd_layer; /* opaque */
+
+/* Allocate a layer with zeroed F32 cores. Free with fpd_layer_free.
+ * Errors: SHAPE (see fpd_layer_shape_check), NOMEM. */
+FPD_API enum fpd_status fpd_layer_init(const struct fpd_layer_shape *shape, struct fpd_layer **out,
+                                       struct fpd_error *err);
+/* Free a layer; NULL is a no-op. */
+FPD_API void fpd_layer_free(struct fpd_layer *layer);
+/* The layer's shape; borrowed, valid until fpd_layer_free. */
+FPD_API const struct fpd_layer_shape *fpd_layer_get_shape(const struct fpd_layer *layer);
+/* Core m, F32 [p, n_m, r_m, d_m, r_{m+1}], C order; borrowed and writable, valid
+ * until fpd_layer_free. m must be < k. */
+FPD_API float *fpd_layer_core(struct fpd_layer *layer, int32_t m);
+FPD_API const float *fpd_layer_core_const(const struct fpd_layer *layer, int32_t m);
+/* Deep copy. Free with fpd_layer_free. Errors: NOMEM. */
+FPD_API enum fpd_status fpd_layer_clone(const struct fpd_layer *layer, struct fpd_layer **out,
+                                        struct fpd_error *err);
+
+/* Optional row permutation (DESIGN.md section 4): original row i is stored at FPD
+ * row perm[i]. perm has `rows` distinct values in [0, prod(row_shape)); it is
+ * copied. NULL removes it (identity). Errors: INVALID_ARG (a value out of range or
+ * repeated), NOMEM. */
+FPD_API enum fpd_status fpd_layer_set_row_perm(struct fpd_layer *layer, const int64_t *perm,
+                                               struct fpd_error *err);
+/* The permutation [rows], borrowed, or NULL for the identity. */
+FPD_API const int64_t *fpd_layer_row_perm(const struct fpd_layer *layer);
+
+/* Rows idx[0..n) of the table (original row numbers, permutation applied) into
+ * out[n * D], F32 row-major. Consecutive indices that share leading row digits
+ * share their partial products (sort idx for speed). n = 0 does nothing.
+ * Errors: INVALID_ARG (an index < 0 or >= rows, naming it), NOMEM. */
+FPD_API enum fpd_status fpd_layer_lookup(const struct fpd_layer *layer, const int64_t *idx, int64_t n,
+                                         float *out, struct fpd_error *err);
+/* Dense rows [row_begin, row_end) into out[(row_end - row_begin) * D], F32.
+ * Errors: INVALID_ARG (range), NOMEM. */
+FPD_API enum fpd_status fpd_layer_reconstruct(const struct fpd_layer *layer, int64_t row_begin,
+                                              int64_t row_end, float *out, struct fpd_error *err);
+
+/* Relative Frobenius error ||W - What||_F / ||W||_F over all rows of w, in double,
+ * streaming in row blocks (no dense copy). Also returns, if non-NULL, the mean
+ * and minimum over rows of cos(W_i, What_i) (rows where both are zero count as 1,
+ * one zero as 0). Errors: SHAPE (w not [rows, dim]), DTYPE, NOMEM. */
+struct fpd_error_stats {
+    double rel_error;
+    double cos_mean, cos_min;
+    double sq_error, sq_norm;  /* sum of squares of W - What and of W */
+};
+FPD_API enum fpd_status fpd_layer_error(const struct fpd_layer *layer, const struct fpd_table_view *w,
+                                        struct fpd_error_stats *out, struct fpd_error *err);
+
+/* ------------------------------------------------------------------------ */
+/* Fit and finetune                                                          */
+/* ------------------------------------------------------------------------ */
+
+/* Progress: stage ("tt-svd", "backfit", "finetune"), done out of total units.
+ * Return false to cancel (the call then returns FPD_STATUS_CANCELLED). */
+typedef bool (*fpd_progress_callback)(const char *stage, int64_t done, int64_t total, void *user_data);
+
+struct fpd_fit_params {
+    int64_t backfit_sweeps;   /* p > 1: most sweeps over the terms (default 8)            */
+    double backfit_tol;       /* p > 1: stop when the relative error improves by less
+                                 than this (relative) in a sweep (default 1e-3)           */
+    int64_t finetune_epochs;  /* Adam epochs over all rows after the fit; 0 = none (4)   */
+    int64_t batch_rows;       /* rows per Adam minibatch (default 256)                    */
+    double learning_rate;     /* Adam step, relative to each core's RMS (default 3e-3)    */
+    uint64_t seed;            /* PRNG seed for the row order of finetuning (default 0)    */
+    fpd_progress_callback progress;
+    void *progress_user_data;
+};
+/* Defaults as documented above. */
+FPD_API struct fpd_fit_params fpd_fit_default_params(void);
+
+/* TT-SVD (Oseledets 2011, SIAM J. Sci. Comput. 33(5), Algorithm 1) of one term:
+ * the table w, zero-padded to prod(row_shape) rows, is viewed as a tensor with
+ * interleaved modes (n_0 d_0, ..., n_{k-1} d_{k-1}) and decomposed by sequential
+ * truncated SVDs of its unfoldings at the ranks in shape (shape->terms must be 1).
+ * The first unfolding is never formed: its Gram matrix and its projection are
+ * accumulated by streaming over w's rows, so peak extra memory is about
+ * ranks[1] / (n_0 d_0) times the table's F32 size plus (n_0 d_0)^2 doubles.
+ * SVDs are eigen-decompositions of Gram matrices in double precision (LAPACKE dsyevd).
+ * Ranks above what the unfoldings support are lowered in the result's shape.
+ * Allocates *out (free with fpd_layer_free).
+ * Errors: SHAPE (w is not [shape->rows, shape->dim] or the shape is invalid),
+ * DTYPE, NOMEM, NUMERIC (eigensolver failure), CANCELLED. */
+FPD_API enum fpd_status fpd_fit_ttsvd(const struct fpd_table_view *w, const struct fpd_layer_shape *shape,
+                                      const struct fpd_fit_params *params, struct fpd_layer **out,
+                                      struct fpd_error *err);
+
+/* Fit a layer of any p: p = 1 is TT-SVD; p > 1 is backfitting (fit each term by
+ * TT-SVD to the residual of the others, sweep until the error stops improving;
+ * Hastie & Tibshirani's backfitting, as DESIGN.md section 3), which holds one F32
+ * residual copy of the table. Then finetune_epochs of fpd_finetune. The returned
+ * layer is the best one seen (finetuning never makes the result worse).
+ * report (may be NULL) receives the error after each stage.
+ * Errors: as fpd_fit_ttsvd and fpd_finetune. */
+struct fpd_fit_report {
+    double rel_error_fit;       /* after TT-SVD / backfitting             */
+    double rel_error_final;     /* after finetuning (== fit if none/worse) */
+    int64_t backfit_sweeps;     /* sweeps run (0 for p = 1)               */
+    int64_t finetune_epochs;    /* epochs run                             */
+    bool finetune_kept;         /* the finetuned cores were kept          */
+    double fit_seconds, finetune_seconds;
+};
+FPD_API enum fpd_status fpd_fit(const struct fpd_table_view *w, const struct fpd_layer_shape *shape,
+                                const struct fpd_fit_params *params, struct fpd_layer **out,
+                                struct fpd_fit_report *report, struct fpd_error *err);
+
+/* Minibatch Adam (Kingma & Ba 2015) on all cores of layer, minimizing the mean over
+ * rows of ||W_i - What_i||^2 (uniform row weights), for params->finetune_epochs
+ * epochs of shuffled rows (seeded by params->seed). Gradients flow through the core
+ * contractions (fpd_layer_backward). Updates layer in place.
+ * loss_before/loss_after (may be NULL): the objective over all rows before and
+ * after. Errors: SHAPE, DTYPE, NOMEM, CANCELLED. */
+FPD_API enum fpd_status fpd_finetune(struct fpd_layer *layer, const struct fpd_table_view *w,
+                                     const struct fpd_fit_params *params, double *loss_before,
+                                     double *loss_after, struct fpd_error *err);
+
+/* Backward of fpd_layer_lookup: given dL/dout for rows idx[0..n) (grad_out[n * D],
+ * F32), add dL/dG_m to grad_cores[m] (each of fpd_layer_shape_core_numel(m)
+ * floats, same layout as the core). Errors: INVALID_ARG (index), NOMEM. */
+FPD_API enum fpd_status fpd_layer_backward(const struct fpd_layer *layer, const int64_t *idx, int64_t n,
+                                           const float *grad_out, float *const *grad_cores,
+                                           struct fpd_error *err);
+
+/* ------------------------------------------------------------------------ */
+/* Backends                                                                  */
+/* ------------------------------------------------------------------------ */
+
+enum fpd_backend_kind { FPD_BACKEND_KIND_CPU = 0, FPD_BACKEND_KIND_CUDA, FPD_BACKEND_KIND_COUNT };
+
+struct fpd_backend; /* opaque */
+
+/* True when this build has the backend and (for CUDA) a device is present. */
+FPD_API bool fpd_backend_available(enum fpd_backend_kind kind);
+/* Create a backend on device index `device` (0 for the CPU). Free with
+ * fpd_backend_free. Errors: UNSUPPORTED ("built without CUDA; rebuild with make
+ * CUDA=1"), BACKEND (no device, driver error), NOMEM. */
+FPD_API enum fpd_status fpd_backend_init(enum fpd_backend_kind kind, int device, struct fpd_backend **out,
+                                         struct fpd_error *err);
+/* CUDA when available, else the CPU. Free with fpd_backend_free. */
+FPD_API enum fpd_status fpd_backend_init_best(struct fpd_backend **out, struct fpd_error *err);
+/* "cpu" or "cuda:0 (NVIDIA H200)"; borrowed. */
+FPD_API const char *fpd_backend_name(const struct fpd_backend *be);
+/* NULL is a no-op. */
+FPD_API void fpd_backend_free(struct fpd_backend *be);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* FPD_H */

@@ -1,0 +1,87 @@
+/*
+ * test-util.h - helpers shared by the Criterion tests: the data folder, seeded
+ * random numbers, and a naive FPD row reference written from the definition in
+ * DESIGN.md section 2 (loops, double precision), independent of lib/layer.c.
+ */
+#ifndef FPD_TEST_UTIL_H
+#define FPD_TEST_UTIL_H
+
+#include "lib/fpd.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* Path of a file under the shared data folder (FPD_DATA_DIR, else ../shared/data);
+ * returns NULL if it does not exist. The result is a static buffer. */
+static inline const char *test_data_path(const char *rel) {
+    static char buf[4096];
+    const char *dir = getenv("FPD_DATA_DIR");
+    if (!dir || !*dir) dir = "../shared/data";
+    snprintf(buf, sizeof buf, "%s/%s", dir, rel);
+    return access(buf, R_OK) == 0 ? buf : NULL;
+}
+
+static inline uint64_t test_rand_u64(uint64_t *s) {
+    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+/* uniform in [-1, 1) */
+static inline double test_rand_sym(uint64_t *s) {
+    return 2.0 * ((double)(test_rand_u64(s) >> 11) * (1.0 / 9007199254740992.0)) - 1.0;
+}
+
+/* Fill every core with uniform [-scale, scale) values. */
+static inline void test_fill_random(struct fpd_layer *l, uint64_t seed, double scale) {
+    const struct fpd_layer_shape *s = fpd_layer_get_shape(l);
+    for (int32_t m = 0; m < s->k; m++) {
+        float *c = fpd_layer_core(l, m);
+        for (int64_t e = 0; e < fpd_layer_shape_core_numel(s, m); e++) c[e] = (float)(scale * test_rand_sym(&seed));
+    }
+}
+
+/* W[row, j] by the definition: for each term, multiply the matrices
+ * G_m[t, i_m, :, j_m, :] left to right (a row vector times matrices). `row` is
+ * the stored (FPD) row. out[dim] in double. */
+static inline void test_naive_row(const struct fpd_layer *l, int64_t row, double *out) {
+    const struct fpd_layer_shape *s = fpd_layer_get_shape(l);
+    int64_t dig[FPD_MAX_MODES], rem = row;
+    for (int32_t m = s->k - 1; m >= 0; m--) {
+        dig[m] = rem % s->row_shape[m];
+        rem /= s->row_shape[m];
+    }
+    double vec[512], nxt[512];
+    for (int64_t j = 0; j < s->dim; j++) {
+        int64_t jd[FPD_MAX_MODES], jr = j;
+        for (int32_t m = s->k - 1; m >= 0; m--) {
+            jd[m] = jr % s->col_shape[m];
+            jr /= s->col_shape[m];
+        }
+        double sum = 0.0;
+        for (int64_t t = 0; t < s->terms; t++) {
+            vec[0] = 1.0;
+            for (int32_t m = 0; m < s->k; m++) {
+                int64_t ra = s->ranks[m], rb = s->ranks[m + 1], n = s->row_shape[m], d = s->col_shape[m];
+                const float *g = fpd_layer_core_const(l, m);
+                for (int64_t b = 0; b < rb; b++) {
+                    double acc = 0.0;
+                    for (int64_t a = 0; a < ra; a++) {
+                        /* G_m[t, i, a, j, b] at ((((t*n + i)*ra + a)*d + j)*rb + b) */
+                        acc += vec[a] * g[(((t * n + dig[m]) * ra + a) * d + jd[m]) * rb + b];
+                    }
+                    nxt[b] = acc;
+                }
+                memcpy(vec, nxt, (size_t)rb * sizeof(double));
+            }
+            sum += vec[0];
+        }
+        out[j] = sum;
+    }
+}
+
+#endif
