@@ -57,9 +57,11 @@ struct fpd_safetensors; /* opaque */
 
 /* Open and validate a safetensors file; the data is memory-mapped (read-only) and
  * not read, so the time does not grow with the file's size. Free with
- * fpd_safetensors_free. Errors: IO (open, stat, mmap, short file), FORMAT (every
- * rule above, message naming the file, tensor and the offending value),
- * UNSUPPORTED (more than FPD_MAX_DIMS dimensions), NOMEM. */
+ * fpd_safetensors_free. Errors: IO (open, stat, mmap, not a regular file), FORMAT
+ * (every rule above, incl. a file shorter than its header or its tensors say;
+ * message naming the file, tensor and the offending value and limit), UNSUPPORTED
+ * (more than FPD_MAX_DIMS dimensions; returned only when no FORMAT rule is broken),
+ * NOMEM. On failure *out is NULL. */
 FPD_API enum fpd_status fpd_safetensors_open(const char *path, struct fpd_safetensors **out,
                                              struct fpd_error *err);
 /* Same, from a memory buffer of len bytes (borrowed, must outlive the handle);
@@ -69,11 +71,11 @@ FPD_API enum fpd_status fpd_safetensors_open_memory(const void *buf, size_t len,
 /* Unmap and free; NULL is a no-op. Every view it gave out becomes invalid. */
 FPD_API void fpd_safetensors_free(struct fpd_safetensors *st);
 
-/* Tensors in file order (by data offset). */
+/* Tensors in file order (by data offset; ties, i.e. empty tensors, by end then name). */
 FPD_API int64_t fpd_safetensors_count(const struct fpd_safetensors *st);
 /* Tensor i (0 <= i < count); borrowed, valid until fpd_safetensors_free. */
 FPD_API const struct fpd_tensor_info *fpd_safetensors_tensor(const struct fpd_safetensors *st, int64_t i);
-/* Tensor by name, or NULL. */
+/* Tensor by name (binary search), or NULL. */
 FPD_API const struct fpd_tensor_info *fpd_safetensors_find(const struct fpd_safetensors *st, const char *name);
 /* Metadata entries, in header order; key/value borrowed, NUL-terminated. */
 FPD_API int64_t fpd_safetensors_metadata_count(const struct fpd_safetensors *st);
@@ -94,12 +96,17 @@ FPD_API const char *fpd_safetensors_path(const struct fpd_safetensors *st);
 
 /* Write tensors[0..n) and metadata (n_meta key/value pairs) to path as safetensors.
  * Tensors are written sorted by name (bytewise), so the output is deterministic;
- * metadata keys sorted too. The header is padded with spaces to a multiple of 8.
- * Atomic: a temporary file in the same folder, written, fsync'ed, renamed over
- * path, folder fsync'ed; on any failure the temporary file is removed and path is
- * untouched. Without FPD_WRITE_OVERWRITE an existing path is an error.
+ * metadata keys sorted too ("__metadata__" comes first in the header, and only
+ * when n_meta > 0). The header is padded with spaces to a multiple of 8.
+ * Atomic: a temporary file "<dir>/.<base>.tmp-XXXXXX" (created O_EXCL, mode 0666
+ * less the umask) written, fsync'ed, moved to path, folder fsync'ed (best effort:
+ * a failure there is logged, since path is already complete); on any failure the
+ * temporary file is removed and path is untouched. Without FPD_WRITE_OVERWRITE an
+ * existing path is never replaced (renameat2 RENAME_NOREPLACE, else link+unlink).
+ * Names, keys and values must be UTF-8; data may be NULL when nbytes is 0.
  * Errors: INVALID_ARG (duplicate or empty name, nbytes not matching the shape,
- * name "__metadata__"), IO (with path and errno text, incl. "exists"), NOMEM. */
+ * name "__metadata__", duplicate metadata key, not UTF-8), IO (with path and errno
+ * text; "<path> already exists"), NOMEM. */
 FPD_API enum fpd_status fpd_safetensors_write(const char *path, const struct fpd_tensor_info *tensors,
                                               int64_t n, const char *const *meta_keys,
                                               const char *const *meta_values, int64_t n_meta,
@@ -108,12 +115,17 @@ FPD_API enum fpd_status fpd_safetensors_write(const char *path, const struct fpd
 /* ---------------------------------------------------------------- .npy */
 
 /* NumPy .npy (format versions 1.0, 2.0, 3.0; https://numpy.org/doc/stable/reference/
- * generated/numpy.lib.format.html). Supported: dtypes '<f4' '<f8' '<f2' (also '|'
- * or '=' byte order marks for single-byte types only), fortran_order False, up to
- * FPD_MAX_DIMS dims. Memory-mapped. Anything else is refused with a message saying
- * what was found (e.g. "fortran_order True is not supported; save with
- * np.ascontiguousarray"). Free with fpd_npy_free.
- * Errors: IO, FORMAT (bad magic, header, shape, size vs file), UNSUPPORTED, NOMEM. */
+ * generated/numpy.lib.format.html). Supported: dtypes '<f4' '<f8' '<f2', the
+ * integers '<i2' '<i4' '<i8' '<u2' '<u4' '<u8', the single-byte '|i1' '|u1' '|b1'
+ * (any byte-order mark), '<c8'; '=' (native) counts as '<' on little-endian hosts;
+ * fortran_order False; up to FPD_MAX_DIMS dims. Memory-mapped. Anything else is
+ * refused with UNSUPPORTED and a message saying what was found (big-endian '>f4',
+ * object '|O', structured dtypes, "fortran_order True is not supported; save with
+ * np.ascontiguousarray"). The data must fit in the file; bytes after it are
+ * ignored (as numpy.load does) with a warning through fpd_log_set.
+ * Free with fpd_npy_free. On failure *out is NULL.
+ * Errors: IO, FORMAT (bad magic, header, shape, data past the end of the file),
+ * UNSUPPORTED, NOMEM. */
 struct fpd_npy; /* opaque */
 FPD_API enum fpd_status fpd_npy_open(const char *path, struct fpd_npy **out, struct fpd_error *err);
 FPD_API enum fpd_status fpd_npy_open_memory(const void *buf, size_t len, const char *name, struct fpd_npy **out,
@@ -134,27 +146,35 @@ FPD_API void fpd_npy_free(struct fpd_npy *npy);
 struct fpd_table_meta {
     struct fpd_layer_shape shape;   /* rows, dim, k, terms, row/col shape, ranks */
     enum fpd_dtype source_dtype;    /* dtype of the dense table it replaced      */
-    enum fpd_dtype core_dtype;      /* dtype of the stored cores                 */
+    enum fpd_dtype core_dtype;      /* dtype of the stored cores; FPD_DTYPE_COUNT
+                                       when unknown (key absent: any float dtype) */
     char fit[64];                   /* "tt-svd", "tt-svd+adam", "backfit+adam"   */
     uint64_t seed;
     double rel_error;               /* relative Frobenius error at write time    */
 };
 
 /* Serialize meta as the JSON string of "fpd.table.T" (keys rows, dim, row_shape,
- * col_shape, ranks, terms, source_dtype, core_dtype, fit, seed, rel_error). Returns
- * a NUL-terminated string; free with fpd_free. Errors: NOMEM. */
+ * col_shape, ranks, terms, source_dtype, core_dtype, fit, seed, rel_error; compact,
+ * in that order; core_dtype left out when FPD_DTYPE_COUNT; seed as a decimal string
+ * when above INT64_MAX; rel_error null when not finite). Returns a NUL-terminated
+ * string; free with fpd_free. Errors: INVALID_ARG (k or a dtype out of range, fit
+ * not NUL-terminated or not UTF-8), NOMEM. */
 FPD_API enum fpd_status fpd_table_meta_to_json(const struct fpd_table_meta *meta, char **out,
                                                struct fpd_error *err);
 /* Parse such a JSON string and check the shape (fpd_layer_shape_check).
- * table names the table in messages. Errors: FORMAT (missing key, wrong type,
- * invalid shape), NOMEM. */
+ * table names the table in messages ("table 'T': key 'ranks' has 3 values; 4
+ * expected"). Keys may come in any order; unknown keys are ignored; core_dtype is
+ * optional. *out is written only on success. Errors: FORMAT (not JSON, missing
+ * key, wrong type, invalid shape), NOMEM. */
 FPD_API enum fpd_status fpd_table_meta_from_json(const char *json, const char *table,
                                                  struct fpd_table_meta *out, struct fpd_error *err);
 
 /* Load FPD table `table` of an open checkpoint into a new layer (cores converted to
- * F32, row_perm applied if present). Checks every core's dtype and shape against the
- * metadata. Free with fpd_layer_free. Errors: FORMAT (missing tensor, shape or
- * dtype mismatch, bad row_perm), NOMEM. */
+ * F32, row_perm applied if present). Checks every core's dtype (F32/F64/F16/BF16,
+ * and core_dtype when the metadata gives it) and shape against the metadata before
+ * allocating, and that no core beyond k exists. Free with fpd_layer_free. Messages
+ * start with the checkpoint's path. Errors: FORMAT (no "fpd.table.T" key, bad
+ * metadata, missing tensor, shape or dtype mismatch, bad row_perm), NOMEM. */
 FPD_API enum fpd_status fpd_checkpoint_load_layer(const struct fpd_safetensors *st, const char *table,
                                                   struct fpd_layer **out, struct fpd_error *err);
 

@@ -1,0 +1,437 @@
+/*
+ * checkpoint.c - FPD v1 tables inside a safetensors checkpoint (DESIGN.md section 4):
+ * the "fpd.table.T" metadata JSON (jansson) and loading T's cores into a layer.
+ *
+ * The metadata JSON, written compactly in this key order:
+ *   {"rows":N,"dim":D,"row_shape":[..k..],"col_shape":[..k..],"ranks":[1,..,1],
+ *    "terms":p,"source_dtype":"F32","core_dtype":"F32","fit":"tt-svd","seed":0,
+ *    "rel_error":0.0123}
+ * Reading accepts any key order and ignores unknown keys (later versions may add
+ * some). core_dtype is optional (DESIGN.md does not require it): when absent,
+ * fpd_table_meta.core_dtype is FPD_DTYPE_COUNT and any float dtype is accepted.
+ * seed is an integer, or a decimal string when above INT64_MAX (jansson's integers
+ * are signed 64-bit). rel_error is a number, or null when it was not finite.
+ */
+#include "formats/fpd-formats.h"
+#include "lib/fpd-impl.h"
+
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+/* ------------------------------------------------------------ helpers */
+
+static char *str_cat(const char *a, const char *b, const char *c) {
+    size_t la = strlen(a), lb = strlen(b), lc = strlen(c);
+    char *s = fpd_malloc(la + lb + lc + 1);
+    if (!s) return NULL;
+    memcpy(s, a, la);
+    memcpy(s + la, b, lb);
+    memcpy(s + la + lb, c, lc + 1);
+    return s;
+}
+
+/* A short printable rendering of a name (control bytes escaped, truncated). */
+static const char *show(const char *s, char *buf, size_t cap) {
+    size_t o = 0;
+    for (; *s && o + 8 < cap; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c < 0x20 || c == 0x7f) o += (size_t)snprintf(buf + o, cap - o, "\\x%02x", c);
+        else buf[o++] = (char)c;
+    }
+    if (*s) memcpy(buf + o, "...", 3), o += 3;
+    buf[o] = '\0';
+    return buf;
+}
+
+static const char *jtype(const json_t *j) {
+    switch (json_typeof(j)) {
+    case JSON_OBJECT: return "an object";
+    case JSON_ARRAY: return "an array";
+    case JSON_STRING: return "a string";
+    case JSON_INTEGER: return "an integer";
+    case JSON_REAL: return "a real number";
+    case JSON_TRUE: return "true";
+    case JSON_FALSE: return "false";
+    case JSON_NULL: return "null";
+    }
+    return "?";
+}
+
+static void shape_str(const int64_t *v, int32_t n, char *buf, size_t cap) {
+    size_t o = 0;
+    buf[o++] = '[';
+    for (int32_t i = 0; i < n && o + 24 < cap; i++)
+        o += (size_t)snprintf(buf + o, cap - o, "%s%lld", i ? ", " : "", (long long)v[i]);
+    snprintf(buf + o, cap - o, "]");
+}
+
+/* ------------------------------------------------------------ meta JSON */
+
+enum fpd_status fpd_table_meta_to_json(const struct fpd_table_meta *meta, char **out, struct fpd_error *err) {
+    FPD_ASSERT(meta && out);
+    enum fpd_status status = FPD_STATUS_OK;
+    json_t *o = NULL, *rs = NULL, *cs = NULL, *rk = NULL;
+    char *s = NULL;
+    *out = NULL;
+    const struct fpd_layer_shape *sh = &meta->shape;
+    if (sh->k < 1 || sh->k > FPD_MAX_MODES || (unsigned)meta->source_dtype >= FPD_DTYPE_COUNT ||
+        (unsigned)meta->core_dtype > FPD_DTYPE_COUNT) {
+        status = fpd__err(err, FPD_STATUS_INVALID_ARG, "table metadata: k = %d or a dtype is out of range", (int)sh->k);
+        goto done;
+    }
+    size_t fit_len = strnlen(meta->fit, sizeof meta->fit);
+    if (fit_len == sizeof meta->fit) {
+        status = fpd__err(err, FPD_STATUS_INVALID_ARG, "table metadata: fit is not NUL-terminated");
+        goto done;
+    }
+    o = json_object();
+    rs = json_array();
+    cs = json_array();
+    rk = json_array();
+    if (!o || !rs || !cs || !rk) goto nomem;
+    for (int32_t m = 0; m < sh->k; m++) {
+        if (json_array_append_new(rs, json_integer(sh->row_shape[m])) ||
+            json_array_append_new(cs, json_integer(sh->col_shape[m])))
+            goto nomem;
+    }
+    for (int32_t m = 0; m <= sh->k; m++)
+        if (json_array_append_new(rk, json_integer(sh->ranks[m]))) goto nomem;
+    json_t *fit = json_stringn(meta->fit, fit_len);
+    if (!fit) {
+        char b[96];
+        status = fpd__err(err, FPD_STATUS_INVALID_ARG, "table metadata: fit '%s' is not UTF-8",
+                          show(meta->fit, b, sizeof b));
+        goto done;
+    }
+    json_t *seed = meta->seed <= (uint64_t)INT64_MAX ? json_integer((json_int_t)meta->seed) : NULL;
+    if (!seed) {
+        char b[32];
+        snprintf(b, sizeof b, "%llu", (unsigned long long)meta->seed);
+        seed = json_string(b);
+    }
+    json_t *rel = isfinite(meta->rel_error) ? json_real(meta->rel_error) : json_null();
+    /* `|`, not `||`: every _set_new runs, so each value is owned by o or freed. */
+    int bad = json_object_set_new(o, "rows", json_integer(sh->rows));
+    bad |= json_object_set_new(o, "dim", json_integer(sh->dim));
+    bad |= json_object_set(o, "row_shape", rs);
+    bad |= json_object_set(o, "col_shape", cs);
+    bad |= json_object_set(o, "ranks", rk);
+    bad |= json_object_set_new(o, "terms", json_integer(sh->terms));
+    bad |= json_object_set_new(o, "source_dtype", json_string(fpd_dtype_name(meta->source_dtype)));
+    if (meta->core_dtype != FPD_DTYPE_COUNT)
+        bad |= json_object_set_new(o, "core_dtype", json_string(fpd_dtype_name(meta->core_dtype)));
+    bad |= json_object_set_new(o, "fit", fit);
+    bad |= json_object_set_new(o, "seed", seed);
+    bad |= json_object_set_new(o, "rel_error", rel);
+    if (bad) goto nomem;
+    s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(17));
+    if (!s) goto nomem;
+    size_t n = strlen(s);
+    *out = fpd_malloc(n + 1);
+    if (!*out) goto nomem;
+    memcpy(*out, s, n + 1);
+    goto done;
+nomem:
+    status = fpd__err(err, FPD_STATUS_NOMEM, "out of memory serializing table metadata");
+done:
+    free(s); /* jansson's allocator */
+    json_decref(rs);
+    json_decref(cs);
+    json_decref(rk);
+    json_decref(o);
+    return status;
+}
+
+/* Fetch root[key] as an integer (>= min). */
+static enum fpd_status get_int(json_t *root, const char *T, const char *key, int64_t min, int64_t *out,
+                               struct fpd_error *err) {
+    json_t *v = json_object_get(root, key);
+    if (!v) return fpd__err(err, FPD_STATUS_FORMAT, "table '%s': metadata lacks the key '%s'", T, key);
+    if (!json_is_integer(v))
+        return fpd__err(err, FPD_STATUS_FORMAT, "table '%s': key '%s' is %s, not an integer", T, key, jtype(v));
+    json_int_t x = json_integer_value(v);
+    if (x < min)
+        return fpd__err(err, FPD_STATUS_FORMAT, "table '%s': key '%s' is %lld, below %lld", T, key, (long long)x,
+                        (long long)min);
+    *out = (int64_t)x;
+    return FPD_STATUS_OK;
+}
+
+/* Fetch root[key] as an array of integers with `want` elements (0: 1..FPD_MAX_MODES). */
+static enum fpd_status get_int_array(json_t *root, const char *T, const char *key, size_t want, int64_t *out,
+                                     size_t *n_out, struct fpd_error *err) {
+    json_t *v = json_object_get(root, key);
+    if (!v) return fpd__err(err, FPD_STATUS_FORMAT, "table '%s': metadata lacks the key '%s'", T, key);
+    if (!json_is_array(v))
+        return fpd__err(err, FPD_STATUS_FORMAT, "table '%s': key '%s' is %s, not an array of integers", T, key,
+                        jtype(v));
+    size_t n = json_array_size(v);
+    if (want ? n != want : (n < 1 || n > FPD_MAX_MODES)) {
+        if (want)
+            return fpd__err(err, FPD_STATUS_FORMAT, "table '%s': key '%s' has %zu values; %zu expected", T, key, n,
+                            want);
+        return fpd__err(err, FPD_STATUS_FORMAT, "table '%s': key '%s' has %zu values; 1..%d expected", T, key, n,
+                        FPD_MAX_MODES);
+    }
+    for (size_t i = 0; i < n; i++) {
+        json_t *e = json_array_get(v, i);
+        if (!json_is_integer(e))
+            return fpd__err(err, FPD_STATUS_FORMAT, "table '%s': key '%s': element %zu is %s, not an integer", T,
+                            key, i, jtype(e));
+        out[i] = (int64_t)json_integer_value(e);
+    }
+    if (n_out) *n_out = n;
+    return FPD_STATUS_OK;
+}
+
+static enum fpd_status get_dtype(json_t *root, const char *T, const char *key, bool required, enum fpd_dtype *out,
+                                 struct fpd_error *err) {
+    json_t *v = json_object_get(root, key);
+    if (!v) {
+        if (required) return fpd__err(err, FPD_STATUS_FORMAT, "table '%s': metadata lacks the key '%s'", T, key);
+        *out = FPD_DTYPE_COUNT;
+        return FPD_STATUS_OK;
+    }
+    if (!json_is_string(v))
+        return fpd__err(err, FPD_STATUS_FORMAT, "table '%s': key '%s' is %s, not a dtype name", T, key, jtype(v));
+    if (!fpd_dtype_from_name(json_string_value(v), json_string_length(v), out)) {
+        char b[64];
+        return fpd__err(err, FPD_STATUS_FORMAT, "table '%s': key '%s': unknown dtype '%s'", T, key,
+                        show(json_string_value(v), b, sizeof b));
+    }
+    return FPD_STATUS_OK;
+}
+
+enum fpd_status fpd_table_meta_from_json(const char *json, const char *table, struct fpd_table_meta *out,
+                                         struct fpd_error *err) {
+    FPD_ASSERT(json && out);
+    enum fpd_status status = FPD_STATUS_OK;
+    char tb[96];
+    const char *T = show(table ? table : "?", tb, sizeof tb);
+    json_error_t jerr;
+    json_t *root = json_loads(json, JSON_REJECT_DUPLICATES, &jerr);
+    struct fpd_table_meta m;
+    memset(&m, 0, sizeof m);
+    if (!root) {
+        status = fpd__err(err, FPD_STATUS_FORMAT, "table '%s': metadata is not valid JSON: %s (column %d)", T,
+                          jerr.text, jerr.column);
+        goto done;
+    }
+    if (!json_is_object(root)) {
+        status = fpd__err(err, FPD_STATUS_FORMAT, "table '%s': metadata is %s, not a JSON object", T, jtype(root));
+        goto done;
+    }
+    struct fpd_layer_shape *s = &m.shape;
+    size_t k = 0;
+    if ((status = get_int(root, T, "rows", 0, &s->rows, err)) || (status = get_int(root, T, "dim", 0, &s->dim, err)) ||
+        (status = get_int_array(root, T, "row_shape", 0, s->row_shape, &k, err)) ||
+        (status = get_int_array(root, T, "col_shape", k, s->col_shape, NULL, err)) ||
+        (status = get_int_array(root, T, "ranks", k + 1, s->ranks, NULL, err)) ||
+        (status = get_int(root, T, "terms", 0, &s->terms, err)) ||
+        (status = get_dtype(root, T, "source_dtype", true, &m.source_dtype, err)) ||
+        (status = get_dtype(root, T, "core_dtype", false, &m.core_dtype, err)))
+        goto done;
+    s->k = (int32_t)k;
+
+    json_t *v = json_object_get(root, "fit");
+    if (!v || !json_is_string(v)) {
+        status = fpd__err(err, FPD_STATUS_FORMAT, "table '%s': key 'fit' is %s, not a string", T,
+                          v ? jtype(v) : "missing");
+        goto done;
+    }
+    if (json_string_length(v) >= sizeof m.fit) {
+        status = fpd__err(err, FPD_STATUS_FORMAT, "table '%s': key 'fit' is %zu bytes, longer than %zu", T,
+                          json_string_length(v), sizeof m.fit - 1);
+        goto done;
+    }
+    memcpy(m.fit, json_string_value(v), json_string_length(v) + 1);
+
+    v = json_object_get(root, "seed");
+    if (v && json_is_integer(v) && json_integer_value(v) >= 0) {
+        m.seed = (uint64_t)json_integer_value(v);
+    } else if (v && json_is_string(v) && json_string_length(v) > 0 && json_string_length(v) <= 20 &&
+               strspn(json_string_value(v), "0123456789") == json_string_length(v)) {
+        unsigned long long x = 0;
+        bool ok = true;
+        for (const char *p = json_string_value(v); *p && ok; p++)
+            ok = !__builtin_mul_overflow(x, 10ull, &x) &&
+                 !__builtin_add_overflow(x, (unsigned long long)(*p - '0'), &x);
+        if (!ok) {
+            status = fpd__err(err, FPD_STATUS_FORMAT, "table '%s': key 'seed' does not fit in 64 bits", T);
+            goto done;
+        }
+        m.seed = x;
+    } else {
+        status = fpd__err(err, FPD_STATUS_FORMAT, "table '%s': key 'seed' is %s, not a non-negative integer", T,
+                          v ? jtype(v) : "missing");
+        goto done;
+    }
+
+    v = json_object_get(root, "rel_error");
+    if (v && json_is_number(v)) {
+        m.rel_error = json_number_value(v);
+    } else if (v && json_is_null(v)) {
+        m.rel_error = NAN;
+    } else {
+        status = fpd__err(err, FPD_STATUS_FORMAT, "table '%s': key 'rel_error' is %s, not a number", T,
+                          v ? jtype(v) : "missing");
+        goto done;
+    }
+
+    struct fpd_error serr;
+    if (fpd_layer_shape_check(s, &serr) != FPD_STATUS_OK) {
+        status = fpd__err(err, FPD_STATUS_FORMAT, "table '%s': invalid FPD shape: %s", T, serr.msg);
+        goto done;
+    }
+    *out = m;
+done:
+    if (root) json_decref(root);
+    return status;
+}
+
+/* ------------------------------------------------------------ loading a layer */
+
+/* Re-prefix err's message with the file path. */
+static enum fpd_status with_path(struct fpd_error *err, enum fpd_status status, const char *path) {
+    if (err) {
+        char msg[sizeof err->msg];
+        memcpy(msg, err->msg, sizeof msg);
+        fpd__err(err, status, "%s: %s", path, msg);
+    }
+    return status;
+}
+
+enum fpd_status fpd_checkpoint_load_layer(const struct fpd_safetensors *st, const char *table, struct fpd_layer **out,
+                                          struct fpd_error *err) {
+    FPD_ASSERT(st && table && out);
+    enum fpd_status status = FPD_STATUS_OK;
+    const char *P = fpd_safetensors_path(st);
+    char *key = NULL, *name = NULL;
+    int64_t *perm = NULL;
+    struct fpd_layer *layer = NULL;
+    const struct fpd_tensor_info *cores[FPD_MAX_MODES] = {0};
+    char tb[96], sb1[160], sb2[160];
+    const char *T = show(table, tb, sizeof tb);
+    *out = NULL;
+
+    key = str_cat(FPD_META_TABLE_PREFIX, table, "");
+    if (!key) goto nomem;
+    const char *js = fpd_safetensors_metadata_get(st, key);
+    if (!js) {
+        status = fpd__err(err, FPD_STATUS_FORMAT, "%s: no FPD table '%s' (metadata key '%s%s' is missing)", P, T,
+                          FPD_META_TABLE_PREFIX, T);
+        goto done;
+    }
+    struct fpd_table_meta meta;
+    if ((status = fpd_table_meta_from_json(js, table, &meta, err))) {
+        with_path(err, status, P);
+        goto done;
+    }
+    const struct fpd_layer_shape *s = &meta.shape;
+
+    /* Check every core against the metadata before allocating anything it sizes. */
+    for (int32_t m = 0; m <= s->k; m++) {
+        char suffix[32];
+        snprintf(suffix, sizeof suffix, ".fpd.core%d", (int)m);
+        fpd_free(name);
+        name = str_cat(table, suffix, "");
+        if (!name) goto nomem;
+        const struct fpd_tensor_info *t = fpd_safetensors_find(st, name);
+        if (m == s->k) {
+            if (t) {
+                status = fpd__err(err, FPD_STATUS_FORMAT,
+                                  "%s: table '%s': tensor '%s%s' exists but the metadata says k = %d cores", P, T, T,
+                                  suffix, (int)s->k);
+                goto done;
+            }
+            break;
+        }
+        if (!t) {
+            status = fpd__err(err, FPD_STATUS_FORMAT, "%s: table '%s': core tensor '%s%s' is missing", P, T, T, suffix);
+            goto done;
+        }
+        if (!fpd_dtype_is_float(t->dtype) || (meta.core_dtype != FPD_DTYPE_COUNT && t->dtype != meta.core_dtype)) {
+            status = fpd__err(err, FPD_STATUS_FORMAT, "%s: table '%s': core '%s%s' has dtype %s; %s expected", P, T, T,
+                              suffix, fpd_dtype_name(t->dtype),
+                              meta.core_dtype != FPD_DTYPE_COUNT ? fpd_dtype_name(meta.core_dtype)
+                                                                 : "F32, F64, F16 or BF16");
+            goto done;
+        }
+        int64_t want[5] = {s->terms, s->row_shape[m], s->ranks[m], s->col_shape[m], s->ranks[m + 1]};
+        bool same = t->ndim == 5;
+        for (int i = 0; same && i < 5; i++) same = t->shape[i] == want[i];
+        if (!same) {
+            shape_str(t->shape, t->ndim, sb1, sizeof sb1);
+            shape_str(want, 5, sb2, sizeof sb2);
+            status = fpd__err(err, FPD_STATUS_FORMAT,
+                              "%s: table '%s': core '%s%s' has shape %s but the metadata needs %s "
+                              "[p, n_m, r_m, d_m, r_m+1]",
+                              P, T, T, suffix, sb1, sb2);
+            goto done;
+        }
+        cores[m] = t;
+    }
+    fpd_free(name);
+    name = str_cat(table, ".fpd.row_perm", "");
+    if (!name) goto nomem;
+    const struct fpd_tensor_info *rp = fpd_safetensors_find(st, name);
+    if (rp) {
+        if (rp->dtype != FPD_DTYPE_I32 && rp->dtype != FPD_DTYPE_I64) {
+            status = fpd__err(err, FPD_STATUS_FORMAT,
+                              "%s: table '%s': '%s.fpd.row_perm' has dtype %s; I32 or I64 expected",
+                              P, T, T, fpd_dtype_name(rp->dtype));
+            goto done;
+        }
+        if (rp->ndim != 1 || rp->shape[0] != s->rows) {
+            shape_str(rp->shape, rp->ndim, sb1, sizeof sb1);
+            status = fpd__err(err, FPD_STATUS_FORMAT, "%s: table '%s': '%s.fpd.row_perm' has shape %s; [%lld] expected",
+                              P, T, T, sb1, (long long)s->rows);
+            goto done;
+        }
+    }
+
+    if ((status = fpd_layer_init(s, &layer, err))) {
+        with_path(err, status, P);
+        goto done;
+    }
+    for (int32_t m = 0; m < s->k; m++) {
+        int64_t n = fpd_layer_shape_core_numel(s, m);
+        if ((status = fpd_dtype_to_f32(cores[m]->dtype, cores[m]->data, fpd_layer_core(layer, m), n))) {
+            status = fpd__err(err, FPD_STATUS_FORMAT, "%s: table '%s': cannot convert core %d from %s", P, T, (int)m,
+                              fpd_dtype_name(cores[m]->dtype));
+            goto done;
+        }
+    }
+    if (rp && s->rows > 0) {
+        perm = fpd_calloc((size_t)s->rows, sizeof *perm);
+        if (!perm) goto nomem;
+        const unsigned char *b = rp->data;
+        size_t es = rp->dtype == FPD_DTYPE_I64 ? 8 : 4;
+        for (int64_t i = 0; i < s->rows; i++) {
+            uint64_t u = 0;
+            for (size_t j = es; j-- > 0;) u = (u << 8) | b[(size_t)i * es + j];
+            perm[i] = es == 8 ? (int64_t)u : (int64_t)(int32_t)(uint32_t)u;
+        }
+        if ((status = fpd_layer_set_row_perm(layer, perm, err))) {
+            if (status == FPD_STATUS_INVALID_ARG) status = FPD_STATUS_FORMAT;
+            char msg[sizeof err->msg];
+            if (err) memcpy(msg, err->msg, sizeof msg);
+            else msg[0] = '\0';
+            fpd__err(err, status, "%s: table '%s': tensor '%s.fpd.row_perm': %s", P, T, T, msg);
+            goto done;
+        }
+    }
+    *out = layer;
+    layer = NULL;
+    goto done;
+nomem:
+    status = fpd__err(err, FPD_STATUS_NOMEM, "%s: table '%s': out of memory", P, T);
+done:
+    fpd_layer_free(layer);
+    fpd_free(perm);
+    fpd_free(name);
+    fpd_free(key);
+    return status;
+}

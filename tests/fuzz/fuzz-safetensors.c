@@ -1,0 +1,46 @@
+/*
+ * fuzz-safetensors.c - libFuzzer target for the safetensors reader (built by
+ * `make fuzz` with ASan and UBSan; not part of `make test`). Every input is
+ * opened from memory; when it is accepted, every view and metadata string is
+ * read in full, so a view that points outside the input shows as an ASan error.
+ *
+ *   make fuzz && build/fuzz-safetensors -max_total_time=60 [corpus-dir]
+ */
+#include "formats/fpd-formats.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+    /* A private copy of exactly `size` bytes, so reads past the end are caught. */
+    uint8_t *buf = malloc(size ? size : 1);
+    if (!buf) return 0;
+    if (size) memcpy(buf, data, size);
+    struct fpd_safetensors *st = NULL;
+    struct fpd_error err;
+    if (fpd_safetensors_open_memory(buf, size, "fuzz", &st, &err) == FPD_STATUS_OK) {
+        volatile unsigned sum = 0;
+        for (int64_t i = 0; i < fpd_safetensors_count(st); i++) {
+            const struct fpd_tensor_info *t = fpd_safetensors_tensor(st, i);
+            const unsigned char *p = t->data;
+            for (size_t j = 0; j < t->nbytes; j++) sum += p[j];
+            sum += (unsigned)strlen(t->name);
+            if (fpd_safetensors_find(st, t->name) != t) abort();
+            if (t->nbytes != (size_t)fpd_tensor_info_numel(t) * fpd_dtype_size(t->dtype)) abort();
+        }
+        for (int64_t i = 0; i < fpd_safetensors_metadata_count(st); i++) {
+            const char *k, *v;
+            fpd_safetensors_metadata_at(st, i, &k, &v);
+            sum += (unsigned)(strlen(k) + strlen(v));
+        }
+        (void)sum;
+        fpd_safetensors_free(st);
+    } else if (err.msg[0] == '\0') {
+        abort(); /* every failure explains itself */
+    }
+    free(buf);
+    return 0;
+}
