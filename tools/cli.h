@@ -1,0 +1,72 @@
+/*
+ * cli.h - what the fpd-* tools share: error and usage messages, progress on
+ * stderr, path checks, input loading (safetensors or .npy). Not library API.
+ *
+ * Exit codes (all tools): 0 ok, 1 runtime failure, 2 usage or config error,
+ * 3 backend unavailable.
+ */
+#ifndef FPD_CLI_H
+#define FPD_CLI_H
+
+#include "formats/fpd-formats.h"
+#include "heuristics/fpd-heuristics.h"
+#include "lib/fpd.h"
+
+#include <stdbool.h>
+#include <stdio.h>
+
+enum { CLI_EXIT_OK = 0, CLI_EXIT_FAILURE = 1, CLI_EXIT_USAGE = 2, CLI_EXIT_BACKEND = 3 };
+
+/* The program name used in messages ("fpd-compress"). */
+extern const char *cli_prog;
+
+/* "PROG: error: MSG" and "Try 'PROG --help'." on stderr; exits 2. */
+void cli_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+/* "PROG: error: MSG" on stderr (no exit). */
+void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* "PROG: warning: MSG" on stderr unless quiet. */
+void cli_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Progress on stderr: enabled when stderr is a terminal, or forced. At most ~6
+ * updates a second; cli_progress_done() clears the line. */
+struct cli_progress {
+    bool enabled;
+    double last;
+    const char *label;   /* e.g. the table's name */
+    bool drawn;
+};
+void cli_progress_init(struct cli_progress *p, int mode /* -1 off, 0 auto (tty), 1 on */);
+/* An fpd_progress_callback; user_data is a struct cli_progress *. Returns false
+ * once SIGINT or SIGTERM was received (see cli_install_signals), so long work stops. */
+bool cli_progress_cb(const char *stage, int64_t done, int64_t total, void *user_data);
+void cli_progress_done(struct cli_progress *p);
+/* SIGINT/SIGTERM set a flag that cli_progress_cb turns into a cancellation. */
+void cli_install_signals(void);
+bool cli_interrupted(void);
+
+/* True if both paths name the same existing file (same device and inode). */
+bool cli_same_file(const char *a, const char *b);
+/* True if path exists (any type). */
+bool cli_exists(const char *path);
+
+/* An input checkpoint: a safetensors file, or a single .npy table presented as
+ * a one-tensor checkpoint named after the file (its stem). */
+struct cli_input {
+    struct fpd_safetensors *st;
+    struct fpd_npy *npy;
+    struct fpd_tensor_info npy_tensor; /* copy of the npy view with its name */
+    char npy_name[256];
+};
+/* Open path by its content (the .npy magic, else safetensors). Errors as the
+ * readers give them. Free with cli_input_free. */
+enum fpd_status cli_input_open(const char *path, struct cli_input *in, struct fpd_error *err);
+void cli_input_free(struct cli_input *in);
+int64_t cli_input_count(const struct cli_input *in);
+const struct fpd_tensor_info *cli_input_tensor(const struct cli_input *in, int64_t i);
+
+/* Human-readable bytes: "3.81 MiB" into buf. */
+const char *cli_bytes(size_t n, char *buf, size_t len);
+/* "25x28x29" into buf. */
+const char *cli_shape(const int64_t *dims, int32_t n, char *buf, size_t len);
+
+#endif
