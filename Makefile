@@ -96,11 +96,17 @@ FUZZ_SRC := $(wildcard tests/fuzz/fuzz-*.c)
 
 STATIC_LIB := $(BUILD_DIR)/libfpd.a
 SHARED_LIB := $(BUILD_DIR)/libfpd.so
+# The libraries and tools in $(BUILD_DIR) are relinked when the variant (cpu, cuda,
+# sanitizers) changes: the stamp file is rewritten only when its content differs.
+VARIANT_STAMP := $(BUILD_DIR)/.variant
+$(shell mkdir -p $(BUILD_DIR) && (test "$$(cat $(VARIANT_STAMP) 2>/dev/null)" = "$(VARIANT)" || echo "$(VARIANT)" > $(VARIANT_STAMP)))
 
 export FPD_DATA_DIR ?= $(abspath ../shared/data)
 export FPD_BUILD_DIR := $(abspath $(BUILD_DIR))
 
 .PHONY: all tools lib deps demo test check bench fuzz install clean summary
+# Keep objects of pattern-rule chains (tools, benches): they are not intermediates to delete.
+.SECONDARY:
 all: summary lib tools
 
 summary:
@@ -119,13 +125,13 @@ $(OBJ_DIR)/%.o: %.cu
 	@$(if $(Q),echo "  NVCC  $<")
 	$(Q)$(NVCC) -O2 -std=c++17 -Xcompiler -fPIC,-fvisibility=hidden -I. $(foreach a,$(CUDA_ARCH),-gencode arch=compute_$(subst sm_,,$(a)),code=$(a)) -DFPD_USE_CUDA -MMD -MP -c $< -o $@
 
-$(STATIC_LIB): $(LIB_OBJ)
+$(STATIC_LIB): $(LIB_OBJ) $(VARIANT_STAMP)
 	@$(if $(Q),echo "  AR    $@")
-	$(Q)rm -f $@ && ar rcs $@ $^
+	$(Q)rm -f $@ && ar rcs $@ $(filter %.o,$^)
 
-$(SHARED_LIB): $(LIB_OBJ)
+$(SHARED_LIB): $(LIB_OBJ) $(VARIANT_STAMP)
 	@$(if $(Q),echo "  LD    $@")
-	$(Q)$(CC) -shared -Wl,--no-undefined $(LDFLAGS) -o $@ $^ $(FPD_LDLIBS)
+	$(Q)$(CC) -shared -Wl,--no-undefined $(LDFLAGS) -o $@ $(filter %.o,$^) $(FPD_LDLIBS)
 
 $(BUILD_DIR)/fpd-%: $(OBJ_DIR)/tools/fpd-%.o $(TOOL_COMMON_OBJ) $(STATIC_LIB)
 	@$(if $(Q),echo "  LINK  $@")
