@@ -1,0 +1,60 @@
+# Helpers for the CLI cases (sourced by tests/cli/run.sh). Each check prints
+# "ok CASE: NAME" or "not ok CASE: NAME" with what differed.
+# Variables: BUILD (tools), ROOT (project), DATA (shared data), RESULTS, CASE.
+
+_report() { # status name [detail]
+    echo "$1 $CASE: $2" | tee -a "$RESULTS"
+    [ -n "${3:-}" ] && printf '    %s\n' "$3"
+    return 0
+}
+
+# run CMD...: runs it, keeps exit code in $rc, stdout in out.txt, stderr in err.txt
+run() {
+    "$@" >out.txt 2>err.txt </dev/null
+    rc=$?
+}
+
+# expect_rc NAME CODE: the last run exited with CODE
+expect_rc() {
+    if [ "$rc" -eq "$2" ]; then _report ok "$1"; else _report "not ok" "$1" "exit $rc, expected $2; stderr: $(head -c 400 err.txt)"; fi
+}
+
+# expect_file NAME FILE PATTERN: FILE has a line matching the extended regex PATTERN
+expect_grep() {
+    if grep -Eq -- "$3" "$2"; then _report ok "$1"; else _report "not ok" "$1" "no /$3/ in $2: $(head -c 400 "$2")"; fi
+}
+
+expect_no_grep() {
+    if grep -Eq -- "$3" "$2"; then _report "not ok" "$1" "unexpected /$3/ in $2"; else _report ok "$1"; fi
+}
+
+# expect_lines NAME FILE N: FILE has exactly N lines
+expect_lines() {
+    n=$(wc -l <"$2")
+    if [ "$n" -eq "$3" ]; then _report ok "$1"; else _report "not ok" "$1" "$2 has $n lines, expected $3: $(head -c 400 "$2")"; fi
+}
+
+expect_exists() {
+    if [ -e "$2" ]; then _report ok "$1"; else _report "not ok" "$1" "$2 does not exist"; fi
+}
+
+expect_absent() {
+    if [ -e "$2" ]; then _report "not ok" "$1" "$2 exists"; else _report ok "$1"; fi
+}
+
+# expect_no_temp NAME DIR: no leftover temporary files (.NAME.tmp-*) in DIR
+expect_no_temp() {
+    if ls -a "$2" | grep -q '\.tmp-'; then _report "not ok" "$1" "temporary files left: $(ls -a "$2" | grep '\.tmp-')"; else _report ok "$1"; fi
+}
+
+skip() { _report skip "$1" "$2"; }
+
+have_python_numpy() { python3 -c 'import numpy' >/dev/null 2>&1; }
+
+# py NAME CODE...: run a Python check (exit 0 = pass); skipped without python3+numpy
+py_check() {
+    name=$1
+    shift
+    if ! have_python_numpy; then skip "$name" "python3 with numpy not available"; return 0; fi
+    if python3 -c "$@" >py.txt 2>&1; then _report ok "$name"; else _report "not ok" "$name" "$(tail -c 600 py.txt)"; fi
+}

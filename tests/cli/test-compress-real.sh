@@ -1,0 +1,79 @@
+# fpd-compress on real checkpoints: the NCF GMF model (ML-1M) and the GloVe table,
+# checked by fpd-inspect and by the outside NumPy reference shared/tools/fpd_check.py.
+C="$BUILD/fpd-compress"
+I="$BUILD/fpd-inspect"
+CHECK="$ROOT/../shared/tools/fpd_check.py"
+NCF="$DATA/ncf/ncf_gmf8_ml1m.safetensors"
+GLOVE="$DATA/glove/glove100d_top20k.npy"
+
+# the sample checkpoint in samples/ (always present)
+run "$C" "$ROOT/samples/glove-10k.safetensors" -o sample.fpd.safetensors --json
+expect_rc "sample: exit 0" 0
+expect_exists "sample: output written" sample.fpd.safetensors
+py_check "sample: JSON report" "
+import json; r = json.load(open('out.txt'))
+t = r['tables'][0]
+assert r['schema'] == 'fpd-compress/1'
+assert t['name'] == 'word_embeddings.weight' and t['compressed'] and t['rows'] == 10000 and t['dim'] == 100, t
+assert t['bytes_before'] == 4000000 and abs(t['ratio'] - t['bytes_before'] / t['bytes_after']) < 1e-3 * t['ratio']
+assert 0 < t['rel_error'] < 1 and t['rel_error'] <= t['rel_error_fit'] + 1e-9, t
+assert r['totals']['bytes_after'] == t['bytes_after']"
+
+if [ ! -f "$NCF" ]; then
+    skip "NCF checkpoint" "$NCF not found"
+else
+    run "$C" "$NCF" -o ncf.fpd.safetensors --json
+    expect_rc "ncf: exit 0" 0
+    cp out.txt ncf.json
+    run "$I" ncf.fpd.safetensors
+    expect_rc "ncf: fpd-inspect exit 0" 0
+    expect_grep "ncf: inspect lists the user table" out.txt "user_embedding\.weight"
+    expect_grep "ncf: inspect lists the item table" out.txt "item_embedding\.weight"
+    run "$I" ncf.fpd.safetensors --json
+    cp out.txt ncf-inspect.json
+    py_check "ncf: inspect JSON has both FPD tables with the written sizes" "
+import json, os
+r = json.load(open('ncf-inspect.json')); c = json.load(open('ncf.json'))
+names = sorted(t['name'] for t in r['fpd_tables'])
+assert names == ['item_embedding.weight', 'user_embedding.weight'], names
+for t in r['fpd_tables']:
+    ct = [x for x in c['tables'] if x['name'] == t['name']][0]
+    assert t['bytes'] == ct['bytes_after'], (t, ct)
+    assert t['rows'] == ct['rows'] and t['dim'] == ct['dim']
+assert c['totals']['bytes_after'] + 0 <= os.path.getsize('ncf.fpd.safetensors')"
+    py_check "ncf: other tensors copied byte for byte" "
+import sys; sys.path.insert(0, '$(dirname "$CHECK")')
+from fpd_check import read_st
+a, _ = read_st('$NCF'); b, meta = read_st('ncf.fpd.safetensors')
+for k in ('prediction.weight', 'prediction.bias'):
+    assert a[k].dtype == b[k].dtype and a[k].shape == b[k].shape and a[k].tobytes() == b[k].tobytes(), k
+assert 'user_embedding.weight' not in b and meta['fpd.version'] == '1'"
+    py_check "ncf: outside reference reconstructs the reported error" "
+import json, subprocess, sys
+out = subprocess.run([sys.executable, '$CHECK', 'check', 'ncf.fpd.safetensors', '--source', '$NCF', '--rows', '100000'],
+                     capture_output=True, text=True, check=True).stdout
+chk = json.loads(out); rep = json.load(open('ncf.json'))
+for t in chk['tables']:
+    assert t['shapes_ok'] and t['prod_rows_ok'] and t['prod_cols_ok'], t
+    ours = [x for x in rep['tables'] if x['name'] == t['name']][0]['rel_error']
+    assert abs(t['rel_error_sample'] - ours) < 1e-4, (t['name'], t['rel_error_sample'], ours)"
+fi
+
+if [ ! -f "$GLOVE" ]; then
+    skip "GloVe table" "$GLOVE not found"
+else
+    run "$C" "$GLOVE" -o glove.fpd.safetensors --rank 16 --json
+    expect_rc "glove npy: exit 0" 0
+    cp out.txt glove.json
+    run "$I" glove.fpd.safetensors --json
+    expect_rc "glove: fpd-inspect exit 0" 0
+    py_check "glove: FPD table named after the file, checked by the outside reference" "
+import json, subprocess, sys
+rep = json.load(open('glove.json')); ins = json.load(open('out.txt'))
+assert [t['name'] for t in ins['fpd_tables']] == ['glove100d_top20k'], ins['fpd_tables']
+out = subprocess.run([sys.executable, '$CHECK', 'check', 'glove.fpd.safetensors', '--source', '$GLOVE', '--rows', '20000'],
+                     capture_output=True, text=True, check=True).stdout
+t = json.loads(out)['tables'][0]
+assert t['shapes_ok'] and t['ranks'] == [1, 16, 16, 1], t
+assert abs(t['rel_error_sample'] - rep['tables'][0]['rel_error']) < 1e-4, (t, rep['tables'][0])"
+fi

@@ -1,0 +1,74 @@
+# fpd-compress: bad invocations exit non-zero with one clear line on stderr
+# (plus the --help hint for usage errors) and create no file.
+C="$BUILD/fpd-compress"
+cp "$ROOT/samples/glove-10k.safetensors" in.safetensors
+
+run "$C" --help
+expect_rc "help exits 0" 0
+expect_grep "help on stdout" out.txt "^Usage: fpd-compress IN -o OUT"
+
+run "$C" --version
+expect_rc "version exits 0" 0
+expect_grep "version lists features" out.txt "^fpd-compress [0-9.]+ \(cpu"
+
+run "$C" missing.safetensors -o out.safetensors
+expect_rc "missing input: exit 1" 1
+expect_lines "missing input: one line" err.txt 1
+expect_grep "missing input: names the file" err.txt "^fpd-compress: error: missing.safetensors: no such file"
+expect_absent "missing input: no output" out.safetensors
+
+printf 'user,item\n1,2\n' > notes.csv
+run "$C" notes.csv -o out.safetensors
+expect_rc "not a checkpoint: exit 1" 1
+expect_lines "not a checkpoint: one line" err.txt 1
+expect_grep "not a checkpoint: names the file" err.txt "^fpd-compress: error: notes.csv: "
+expect_absent "not a checkpoint: no output" out.safetensors
+
+head -c 4000 in.safetensors > truncated.safetensors
+run "$C" truncated.safetensors -o out.safetensors
+expect_rc "truncated checkpoint: exit 1" 1
+expect_grep "truncated checkpoint: says where" err.txt "^fpd-compress: error: truncated.safetensors: .*"
+expect_absent "truncated checkpoint: no output" out.safetensors
+
+sum_before=$(cksum < in.safetensors)
+run "$C" in.safetensors -o in.safetensors
+expect_rc "OUT equal to IN: exit 2" 2
+expect_grep "OUT equal to IN: says so" err.txt "is the input"
+ln -s in.safetensors link.safetensors
+run "$C" in.safetensors -o link.safetensors --force
+expect_rc "OUT a link to IN: exit 2" 2
+run "$C" in.safetensors -o ./in.safetensors --force
+expect_rc "OUT another path to IN: exit 2" 2
+if [ "$(cksum < in.safetensors)" = "$sum_before" ]; then _report ok "input untouched"; else _report "not ok" "input untouched"; fi
+
+run "$C" in.safetensors -o out.safetensors --frobnicate
+expect_rc "unknown flag: exit 2" 2
+expect_grep "unknown flag: named" err.txt "^fpd-compress: error: unknown option '--frobnicate'"
+expect_grep "unknown flag: hint" err.txt "^Try 'fpd-compress --help'"
+expect_lines "unknown flag: two lines" err.txt 2
+expect_absent "unknown flag: no output" out.safetensors
+
+run "$C" in.safetensors
+expect_rc "no -o: exit 2" 2
+run "$C" -o out.safetensors
+expect_rc "no input: exit 2" 2
+run "$C" in.safetensors -o out.safetensors --rank 0
+expect_rc "rank 0: exit 2" 2
+expect_grep "rank 0: says why" err.txt "--rank expects an integer >= 1, got '0'"
+run "$C" in.safetensors -o out.safetensors --rank abc
+expect_rc "rank not a number: exit 2" 2
+run "$C" in.safetensors -o out.safetensors --tables nope
+expect_rc "unknown table: exit 2" 2
+expect_grep "unknown table: named" err.txt "no tensor named 'nope'"
+expect_absent "bad flags: no output" out.safetensors
+
+echo keep > exists.safetensors
+run "$C" in.safetensors -o exists.safetensors
+expect_rc "existing OUT without --force: exit 2" 2
+expect_grep "existing OUT: says --force" err.txt "use --force"
+expect_grep "existing OUT: unchanged" exists.safetensors "^keep$"
+
+run "$C" in.safetensors -o no/such/dir/out.safetensors --epochs 0 --rank 4
+expect_rc "unwritable OUT: exit 1" 1
+expect_grep "unwritable OUT: names it" err.txt "no/such/dir"
+expect_no_temp "no temporary files left" .
