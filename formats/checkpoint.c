@@ -13,6 +13,7 @@
  * are signed 64-bit). rel_error is a number, or null when it was not finite.
  */
 #include "formats/fpd-formats.h"
+#include "formats/formats-impl.h"
 #include "lib/fpd-impl.h"
 
 #include <jansson.h>
@@ -45,19 +46,6 @@ static const char *show(const char *s, char *buf, size_t cap) {
     return buf;
 }
 
-static const char *jtype(const json_t *j) {
-    switch (json_typeof(j)) {
-    case JSON_OBJECT: return "an object";
-    case JSON_ARRAY: return "an array";
-    case JSON_STRING: return "a string";
-    case JSON_INTEGER: return "an integer";
-    case JSON_REAL: return "a real number";
-    case JSON_TRUE: return "true";
-    case JSON_FALSE: return "false";
-    case JSON_NULL: return "null";
-    }
-    return "?";
-}
 
 static void shape_str(const int64_t *v, int32_t n, char *buf, size_t cap) {
     size_t o = 0;
@@ -150,7 +138,7 @@ static enum fpd_status get_int(json_t *root, const char *T, const char *key, int
     json_t *v = json_object_get(root, key);
     if (!v) return fpd__err(err, FPD_STATUS_FORMAT, "table '%s': metadata lacks the key '%s'", T, key);
     if (!json_is_integer(v))
-        return fpd__err(err, FPD_STATUS_FORMAT, "table '%s': key '%s' is %s, not an integer", T, key, jtype(v));
+        return fpd__err(err, FPD_STATUS_FORMAT, "table '%s': key '%s' is %s, not an integer", T, key, fpd__json_type_name(v));
     json_int_t x = json_integer_value(v);
     if (x < min)
         return fpd__err(err, FPD_STATUS_FORMAT, "table '%s': key '%s' is %lld, below %lld", T, key, (long long)x,
@@ -166,7 +154,7 @@ static enum fpd_status get_int_array(json_t *root, const char *T, const char *ke
     if (!v) return fpd__err(err, FPD_STATUS_FORMAT, "table '%s': metadata lacks the key '%s'", T, key);
     if (!json_is_array(v))
         return fpd__err(err, FPD_STATUS_FORMAT, "table '%s': key '%s' is %s, not an array of integers", T, key,
-                        jtype(v));
+                        fpd__json_type_name(v));
     size_t n = json_array_size(v);
     if (want ? n != want : (n < 1 || n > FPD_MAX_MODES)) {
         if (want)
@@ -179,7 +167,7 @@ static enum fpd_status get_int_array(json_t *root, const char *T, const char *ke
         json_t *e = json_array_get(v, i);
         if (!json_is_integer(e))
             return fpd__err(err, FPD_STATUS_FORMAT, "table '%s': key '%s': element %zu is %s, not an integer", T,
-                            key, i, jtype(e));
+                            key, i, fpd__json_type_name(e));
         out[i] = (int64_t)json_integer_value(e);
     }
     if (n_out) *n_out = n;
@@ -195,7 +183,7 @@ static enum fpd_status get_dtype(json_t *root, const char *T, const char *key, b
         return FPD_STATUS_OK;
     }
     if (!json_is_string(v))
-        return fpd__err(err, FPD_STATUS_FORMAT, "table '%s': key '%s' is %s, not a dtype name", T, key, jtype(v));
+        return fpd__err(err, FPD_STATUS_FORMAT, "table '%s': key '%s' is %s, not a dtype name", T, key, fpd__json_type_name(v));
     if (!fpd_dtype_from_name(json_string_value(v), json_string_length(v), out)) {
         char b[64];
         return fpd__err(err, FPD_STATUS_FORMAT, "table '%s': key '%s': unknown dtype '%s'", T, key,
@@ -220,7 +208,7 @@ enum fpd_status fpd_table_meta_from_json(const char *json, const char *table, st
         goto done;
     }
     if (!json_is_object(root)) {
-        status = fpd__err(err, FPD_STATUS_FORMAT, "table '%s': metadata is %s, not a JSON object", T, jtype(root));
+        status = fpd__err(err, FPD_STATUS_FORMAT, "table '%s': metadata is %s, not a JSON object", T, fpd__json_type_name(root));
         goto done;
     }
     struct fpd_layer_shape *s = &m.shape;
@@ -238,7 +226,7 @@ enum fpd_status fpd_table_meta_from_json(const char *json, const char *table, st
     json_t *v = json_object_get(root, "fit");
     if (!v || !json_is_string(v)) {
         status = fpd__err(err, FPD_STATUS_FORMAT, "table '%s': key 'fit' is %s, not a string", T,
-                          v ? jtype(v) : "missing");
+                          v ? fpd__json_type_name(v) : "missing");
         goto done;
     }
     if (json_string_length(v) >= sizeof m.fit) {
@@ -265,7 +253,7 @@ enum fpd_status fpd_table_meta_from_json(const char *json, const char *table, st
         m.seed = x;
     } else {
         status = fpd__err(err, FPD_STATUS_FORMAT, "table '%s': key 'seed' is %s, not a non-negative integer", T,
-                          v ? jtype(v) : "missing");
+                          v ? fpd__json_type_name(v) : "missing");
         goto done;
     }
 
@@ -276,7 +264,7 @@ enum fpd_status fpd_table_meta_from_json(const char *json, const char *table, st
         m.rel_error = NAN;
     } else {
         status = fpd__err(err, FPD_STATUS_FORMAT, "table '%s': key 'rel_error' is %s, not a number", T,
-                          v ? jtype(v) : "missing");
+                          v ? fpd__json_type_name(v) : "missing");
         goto done;
     }
 

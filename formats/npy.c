@@ -24,6 +24,7 @@
  * data are ignored, as numpy.load does, with a warning through fpd_log_set.
  */
 #include "formats/fpd-formats.h"
+#include "formats/formats-impl.h"
 #include "lib/fpd-impl.h"
 
 #include <errno.h>
@@ -340,7 +341,7 @@ static enum fpd_status npy_parse(struct fpd_npy *npy, const unsigned char *buf, 
 
 void fpd_npy_free(struct fpd_npy *npy) {
     if (!npy) return;
-    if (npy->map) munmap(npy->map, npy->map_len);
+    fpd__unmap_file(npy->map, npy->map_len);
     fpd_free(npy->path);
     fpd_free(npy);
 }
@@ -382,54 +383,16 @@ done:
 enum fpd_status fpd_npy_open(const char *path, struct fpd_npy **out, struct fpd_error *err) {
     FPD_ASSERT(path && out);
     struct fpd_npy *npy = NULL;
-    char eb[128];
-    int fd = -1;
+    static const unsigned char none[1];
+    size_t size = 0;
+    void *m = NULL;
     enum fpd_status status = npy_new(path, &npy, err);
     if (status) goto done;
-    fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        status = fpd__err(err, FPD_STATUS_IO, "%s: cannot open: %s", path, strerror_r(errno, eb, sizeof eb));
-        goto done;
-    }
-    struct stat sb;
-    if (fstat(fd, &sb) != 0) {
-        status = fpd__err(err, FPD_STATUS_IO, "%s: cannot stat: %s", path, strerror_r(errno, eb, sizeof eb));
-        goto done;
-    }
-    if (!S_ISREG(sb.st_mode)) {
-        status = fpd__err(err, FPD_STATUS_IO, "%s: not a regular file", path);
-        goto done;
-    }
-    if ((uint64_t)sb.st_size > SIZE_MAX) {
-        status = fpd__err(err, FPD_STATUS_IO, "%s: file too large to map", path);
-        goto done;
-    }
-    size_t size = (size_t)sb.st_size;
-    if (size < 16) { /* never map 0 bytes; the parser reports the short file */
-        unsigned char small[16];
-        ssize_t got;
-        do got = pread(fd, small, size, 0);
-        while (got < 0 && errno == EINTR);
-        if (got < 0) {
-            status = fpd__err(err, FPD_STATUS_IO, "%s: read failed: %s", path, strerror_r(errno, eb, sizeof eb));
-            goto done;
-        }
-        status = npy_parse(npy, small, (size_t)got, err);
-        if (!status) /* a valid file this small cannot be, but never keep a view into the stack */
-            status = fpd__err(err, FPD_STATUS_FORMAT, "%s: file is %zu bytes, too short for a .npy file", path, size);
-        goto done;
-    }
-    void *m = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
-    if (m == MAP_FAILED) {
-        status = fpd__err(err, FPD_STATUS_IO, "%s: cannot mmap %zu bytes: %s", path, size,
-                          strerror_r(errno, eb, sizeof eb));
-        goto done;
-    }
+    if ((status = fpd__map_file(path, &m, &size, err))) goto done;
     npy->map = m;
     npy->map_len = size;
-    status = npy_parse(npy, m, size, err);
+    status = npy_parse(npy, m ? m : none, size, err); /* an empty file: reported, nothing read */
 done:
-    if (fd >= 0) close(fd);
     if (status) {
         fpd_npy_free(npy);
         npy = NULL;

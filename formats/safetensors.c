@@ -17,6 +17,7 @@
  * of the file is valid, so a FORMAT problem is always reported first.
  */
 #include "formats/fpd-formats.h"
+#include "formats/formats-impl.h"
 #include "lib/fpd-impl.h"
 
 #include <errno.h>
@@ -83,26 +84,13 @@ static struct shown shown(const char *s, size_t len) {
 
 static struct shown shownz(const char *s) { return shown(s, strlen(s)); }
 
-static const char *json_type_name(const json_t *j) {
-    switch (json_typeof(j)) {
-    case JSON_OBJECT: return "an object";
-    case JSON_ARRAY: return "an array";
-    case JSON_STRING: return "a string";
-    case JSON_INTEGER: return "an integer";
-    case JSON_REAL: return "a real number";
-    case JSON_TRUE: return "true";
-    case JSON_FALSE: return "false";
-    case JSON_NULL: return "null";
-    }
-    return "?";
-}
 
 /* Render a JSON value compactly for a message ("[5, 6]", "-1", "\"x\""). */
 static struct shown json_shown(const json_t *j) {
     struct shown r;
     char *s = json_dumps(j, JSON_ENCODE_ANY); /* one line, ", " between elements */
     if (!s) {
-        snprintf(r.s, sizeof r.s, "%s", json_type_name(j));
+        snprintf(r.s, sizeof r.s, "%s", fpd__json_type_name(j));
         return r;
     }
     r = shownz(s);
@@ -222,7 +210,7 @@ void fpd_safetensors_free(struct fpd_safetensors *st) {
         for (int64_t i = 0; i < st->n_meta; i++) fpd_free(st->meta_values[i]);
         fpd_free(st->meta_values);
     }
-    if (st->map) munmap(st->map, st->map_len);
+    fpd__unmap_file(st->map, st->map_len);
     fpd_free(st->path);
     fpd_free(st);
 }
@@ -244,7 +232,7 @@ static enum fpd_status parse_metadata(struct fpd_safetensors *st, json_t *meta, 
     const char *P = st->path;
     if (!json_is_object(meta))
         return fpd__err(err, FPD_STATUS_FORMAT, "%s: __metadata__ is %s, not an object of strings", P,
-                        json_type_name(meta));
+                        fpd__json_type_name(meta));
     size_t n = json_object_size(meta);
     if (n == 0) return FPD_STATUS_OK;
     st->meta_keys = fpd_calloc(n, sizeof *st->meta_keys);
@@ -257,7 +245,7 @@ static enum fpd_status parse_metadata(struct fpd_safetensors *st, json_t *meta, 
         if (!json_is_string(val))
             return fpd__err(err, FPD_STATUS_FORMAT,
                             "%s: __metadata__ key '%s': value is %s (%s), not a string", P, shownz(key).s,
-                            json_type_name(val), json_shown(val).s);
+                            fpd__json_type_name(val), json_shown(val).s);
         int64_t i = st->n_meta;
         st->meta_keys[i] = dup_bytes(key, strlen(key));
         st->meta_values[i] = dup_bytes(json_string_value(val), json_string_length(val));
@@ -274,7 +262,7 @@ static enum fpd_status get_nonneg(const char *P, const char *name, const char *w
     json_t *v = json_array_get(arr, i);
     if (!json_is_integer(v))
         return fpd__err(err, FPD_STATUS_FORMAT, "%s: tensor '%s': %s %s: element %zu is %s, not an integer", P,
-                        shownz(name).s, what, json_shown(arr).s, i, json_type_name(v));
+                        shownz(name).s, what, json_shown(arr).s, i, fpd__json_type_name(v));
     json_int_t x = json_integer_value(v);
     if (x < 0)
         return fpd__err(err, FPD_STATUS_FORMAT, "%s: tensor '%s': %s %s: element %zu is negative (%lld)", P,
@@ -290,7 +278,7 @@ static enum fpd_status parse_entry(const char *P, const char *name, json_t *obj,
     if (!json_is_object(obj))
         return fpd__err(err, FPD_STATUS_FORMAT,
                         "%s: tensor '%s': entry is %s, not an object with dtype, shape, data_offsets", P,
-                        shownz(name).s, json_type_name(obj));
+                        shownz(name).s, fpd__json_type_name(obj));
     static const char *const keys[3] = {"dtype", "shape", "data_offsets"};
     json_t *vals[3];
     for (int i = 0; i < 3; i++) {
@@ -313,7 +301,7 @@ static enum fpd_status parse_entry(const char *P, const char *name, json_t *obj,
     json_t *jd = vals[0];
     if (!json_is_string(jd))
         return fpd__err(err, FPD_STATUS_FORMAT, "%s: tensor '%s': dtype is %s, not a string", P, shownz(name).s,
-                        json_type_name(jd));
+                        fpd__json_type_name(jd));
     if (!fpd_dtype_from_name(json_string_value(jd), json_string_length(jd), &e->info.dtype))
         return fpd__err(err, FPD_STATUS_FORMAT, "%s: tensor '%s': unknown dtype '%s'", P, shownz(name).s,
                         shown(json_string_value(jd), json_string_length(jd)).s);
@@ -321,7 +309,7 @@ static enum fpd_status parse_entry(const char *P, const char *name, json_t *obj,
     json_t *js = vals[1];
     if (!json_is_array(js))
         return fpd__err(err, FPD_STATUS_FORMAT, "%s: tensor '%s': shape is %s, not an array", P, shownz(name).s,
-                        json_type_name(js));
+                        fpd__json_type_name(js));
     size_t nd = json_array_size(js);
     int64_t numel = 1;
     bool overflow = false;
@@ -425,7 +413,7 @@ static enum fpd_status st_parse(struct fpd_safetensors *st, struct fpd_error *er
         goto done;
     }
     if (!json_is_object(root)) {
-        status = fpd__err(err, FPD_STATUS_FORMAT, "%s: header is %s, not a JSON object", P, json_type_name(root));
+        status = fpd__err(err, FPD_STATUS_FORMAT, "%s: header is %s, not a JSON object", P, fpd__json_type_name(root));
         goto done;
     }
 
@@ -555,46 +543,16 @@ done:
 enum fpd_status fpd_safetensors_open(const char *path, struct fpd_safetensors **out, struct fpd_error *err) {
     FPD_ASSERT(path && out);
     struct fpd_safetensors *st = NULL;
-    char eb[128];
-    int fd = -1;
+    static const unsigned char none[8];
     enum fpd_status status = st_new(path, &st, err);
     if (status) goto done;
-    fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        status = fpd__err(err, FPD_STATUS_IO, "%s: cannot open: %s", path, errno_str(errno, eb, sizeof eb));
-        goto done;
-    }
-    struct stat sb;
-    if (fstat(fd, &sb) != 0) {
-        status = fpd__err(err, FPD_STATUS_IO, "%s: cannot stat: %s", path, errno_str(errno, eb, sizeof eb));
-        goto done;
-    }
-    if (!S_ISREG(sb.st_mode)) {
-        status = fpd__err(err, FPD_STATUS_IO, "%s: not a regular file", path);
-        goto done;
-    }
-    if ((uint64_t)sb.st_size > SIZE_MAX) {
-        status = fpd__err(err, FPD_STATUS_IO, "%s: file too large to map", path);
-        goto done;
-    }
-    st->size = (size_t)sb.st_size;
-    if (st->size >= 8) { /* else st_parse reports the short file; never map 0 bytes */
-        void *m = mmap(NULL, st->size, PROT_READ, MAP_PRIVATE, fd, 0);
-        if (m == MAP_FAILED) {
-            status = fpd__err(err, FPD_STATUS_IO, "%s: cannot mmap %zu bytes: %s", path, st->size,
-                              errno_str(errno, eb, sizeof eb));
-            goto done;
-        }
-        st->map = m;
-        st->map_len = st->size;
-        st->base = m;
-    } else {
-        static const unsigned char none[8];
-        st->base = none; /* not read past st->size */
-    }
+    void *m = NULL;
+    if ((status = fpd__map_file(path, &m, &st->size, err))) goto done;
+    st->map = m;
+    st->map_len = st->size;
+    st->base = m ? m : none; /* an empty file: st_parse reports it, reading nothing */
     status = st_parse(st, err);
 done:
-    if (fd >= 0) close(fd);
     if (status) {
         fpd_safetensors_free(st);
         st = NULL;
