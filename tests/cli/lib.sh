@@ -51,10 +51,14 @@ skip() { _report skip "$1" "$2"; }
 
 have_python_numpy() { python3 -c 'import numpy' >/dev/null 2>&1; }
 
-# py NAME CODE...: run a Python check (exit 0 = pass); skipped without python3+numpy
+# py_check NAME CODE: run a Python check (exit 0 = pass); skipped without python3+numpy,
+# and when CODE uses the outside reference ($CHECK) but it is not there.
 py_check() {
     name=$1
     shift
     if ! have_python_numpy; then skip "$name" "python3 with numpy not available"; return 0; fi
+    case "$1" in *fpd_check*)
+        if [ ! -f "${CHECK:-}" ]; then skip "$name" "outside reference ${CHECK:-fpd_check.py} not found"; return 0; fi;;
+    esac
     if python3 -c "$@" >py.txt 2>&1; then _report ok "$name"; else _report "not ok" "$name" "$(tail -c 600 py.txt)"; fi
 }
