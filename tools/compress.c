@@ -1,0 +1,364 @@
+/*
+ * compress.c - the compression pipeline behind fpd-compress (and fpd-batch): plan
+ * every table of a checkpoint, fit the qualifying ones, copy the rest, write the
+ * FPD v1 checkpoint atomically, and build the report (see compress.h).
+ */
+#include "tools/compress.h"
+
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct compress_options compress_default_options(void) {
+    struct compress_options o;
+    memset(&o, 0, sizeof o);
+    o.plan = fpd_plan_default_params();
+    o.fit = fpd_fit_default_params();
+    return o;
+}
+
+struct table_result {
+    const struct fpd_tensor_info *src;
+    bool candidate;     /* a 2-D float tensor */
+    bool compress;
+    char reason[256];
+    struct fpd_plan plan;
+    struct fpd_layer_shape shape; /* as fitted (ranks may be lowered) */
+    struct fpd_fit_report fit;
+    struct fpd_error_stats stats;
+    size_t bytes_before, bytes_after;
+    /* output tensors */
+    int32_t n_out;
+    struct fpd_tensor_info out[FPD_MAX_MODES];
+    char *out_names[FPD_MAX_MODES];
+    void *out_data[FPD_MAX_MODES];
+    char *meta_json;
+};
+
+static bool name_in_list(const char *name, char **list, int n) {
+    for (int i = 0; i < n; i++)
+        if (strcmp(list[i], name) == 0) return true;
+    return false;
+}
+
+static json_t *json_dims(const int64_t *d, int32_t n) {
+    json_t *a = json_array();
+    for (int32_t i = 0; i < n; i++) json_array_append_new(a, json_integer(d[i]));
+    return a;
+}
+
+int compress_checkpoint(const char *in_path, const char *out_path, const struct compress_options *opt,
+                        json_t **report_out) {
+    int rc = CLI_EXIT_FAILURE;
+    struct fpd_error err = {0};
+    struct cli_input in;
+    struct table_result *res = NULL;
+    struct fpd_tensor_info *outs = NULL;
+    const char **mkeys = NULL, **mvals = NULL;
+    int64_t n = 0;
+    json_t *report = NULL;
+    *report_out = NULL;
+
+    if (cli_input_open(in_path, &in, &err)) {
+        cli_error("%s", err.msg);
+        return CLI_EXIT_FAILURE;
+    }
+    n = cli_input_count(&in);
+    res = calloc((size_t)(n > 0 ? n : 1), sizeof *res);
+    if (!res) goto oom;
+
+    for (int i = 0; i < opt->n_tables; i++) {
+        bool found = false;
+        for (int64_t t = 0; t < n; t++) found |= strcmp(cli_input_tensor(&in, t)->name, opt->tables[i]) == 0;
+        if (!found) {
+            cli_error("%s: no tensor named '%s' (see fpd-inspect %s)", in_path, opt->tables[i], in_path);
+            rc = CLI_EXIT_USAGE;
+            goto done;
+        }
+    }
+
+    /* ---- plan and fit ---- */
+    struct fpd_fit_params fp = opt->fit;
+    struct cli_progress prog;
+    cli_progress_init(&prog, opt->progress_mode);
+    cli_install_signals();
+    fp.progress = cli_progress_cb;
+    fp.progress_user_data = &prog;
+    size_t total_before = 0, total_after = 0;
+    int64_t n_out = 0;
+    for (int64_t t = 0; t < n; t++) {
+        struct table_result *r = &res[t];
+        const struct fpd_tensor_info *ti = cli_input_tensor(&in, t);
+        r->src = ti;
+        r->bytes_before = r->bytes_after = ti->nbytes;
+        bool named = opt->tables && name_in_list(ti->name, opt->tables, opt->n_tables);
+        r->candidate = ti->ndim == 2 && fpd_dtype_is_float(ti->dtype) && ti->shape[0] > 0 && ti->shape[1] > 0;
+        if (opt->tables && !named) {
+            snprintf(r->reason, sizeof r->reason, "not in --tables");
+        } else if (!r->candidate) {
+            if (named) {
+                cli_error("%s: tensor '%s' is %s of %d dims; only 2-D float tables can be compressed", in_path,
+                          ti->name, fpd_dtype_name(ti->dtype), (int)ti->ndim);
+                rc = CLI_EXIT_USAGE;
+                goto done;
+            }
+        } else {
+            struct fpd_plan_params tp = opt->plan;
+            if (named) tp.min_rows = 1; /* asked for by name: only the size gain decides */
+            if (fpd_plan_table(ti->shape[0], ti->shape[1], ti->dtype, &tp, &r->plan, &err)) {
+                cli_error("%s: tensor '%s': %s", in_path, ti->name, err.msg);
+                rc = CLI_EXIT_USAGE;
+                goto done;
+            }
+            r->compress = r->plan.compress;
+            if (!r->compress) snprintf(r->reason, sizeof r->reason, "%s", r->plan.reason);
+        }
+        if (!r->compress) {
+            n_out++;
+            continue;
+        }
+        /* fit */
+        struct fpd_table_view view = {ti->data, ti->dtype, ti->shape[0], ti->shape[1]};
+        struct fpd_layer *layer = NULL;
+        prog.label = ti->name;
+        enum fpd_status st = fpd_fit(&view, &r->plan.shape, &fp, &layer, &r->fit, &err);
+        cli_progress_done(&prog);
+        if (st == FPD_STATUS_CANCELLED || cli_interrupted()) {
+            fpd_layer_free(layer);
+            cli_error("interrupted; nothing was written");
+            rc = 130;
+            goto done;
+        }
+        if (st) {
+            cli_error("%s: tensor '%s': %s", in_path, ti->name, err.msg);
+            goto done;
+        }
+        r->shape = *fpd_layer_get_shape(layer);
+        if (fpd_layer_error(layer, &view, &r->stats, &err)) {
+            fpd_layer_free(layer);
+            cli_error("%s: tensor '%s': %s", in_path, ti->name, err.msg);
+            goto done;
+        }
+        /* output tensors: cores in the requested dtype, metadata JSON */
+        size_t es = fpd_dtype_size(opt->plan.core_dtype);
+        r->bytes_after = 0;
+        r->n_out = r->shape.k;
+        for (int32_t m = 0; m < r->shape.k; m++) {
+            int64_t numel = fpd_layer_shape_core_numel(&r->shape, m);
+            size_t len = strlen(ti->name) + 32;
+            r->out_names[m] = malloc(len);
+            r->out_data[m] = malloc((size_t)numel * es);
+            if (!r->out_names[m] || !r->out_data[m]) {
+                fpd_layer_free(layer);
+                goto oom;
+            }
+            snprintf(r->out_names[m], len, "%s.fpd.core%d", ti->name, (int)m);
+            fpd_dtype_from_f32(opt->plan.core_dtype, fpd_layer_core_const(layer, m), r->out_data[m], numel);
+            struct fpd_tensor_info *o = &r->out[m];
+            o->name = r->out_names[m];
+            o->dtype = opt->plan.core_dtype;
+            o->ndim = 5;
+            o->shape[0] = r->shape.terms;
+            o->shape[1] = r->shape.row_shape[m];
+            o->shape[2] = r->shape.ranks[m];
+            o->shape[3] = r->shape.col_shape[m];
+            o->shape[4] = r->shape.ranks[m + 1];
+            o->data = r->out_data[m];
+            o->nbytes = (size_t)numel * es;
+            r->bytes_after += o->nbytes;
+            if (in.st && fpd_safetensors_find(in.st, o->name)) {
+                fpd_layer_free(layer);
+                cli_error("%s: the input already has a tensor named '%s'; it cannot hold table '%s' compressed",
+                          in_path, o->name, ti->name);
+                goto done;
+            }
+        }
+        struct fpd_table_meta meta;
+        memset(&meta, 0, sizeof meta);
+        meta.shape = r->shape;
+        meta.source_dtype = ti->dtype;
+        meta.core_dtype = opt->plan.core_dtype;
+        snprintf(meta.fit, sizeof meta.fit, "%s%s", r->shape.terms > 1 ? "backfit" : "tt-svd",
+                 r->fit.finetune_kept ? "+adam" : "");
+        meta.seed = fp.seed;
+        meta.rel_error = r->stats.rel_error;
+        fpd_layer_free(layer);
+        if (fpd_table_meta_to_json(&meta, &r->meta_json, &err)) {
+            cli_error("%s", err.msg);
+            goto done;
+        }
+        n_out += r->n_out;
+    }
+    for (int64_t t = 0; t < n; t++) {
+        total_before += res[t].bytes_before;
+        total_after += res[t].bytes_after;
+    }
+
+    /* ---- assemble and write ---- */
+    outs = calloc((size_t)(n_out > 0 ? n_out : 1), sizeof *outs);
+    int64_t n_meta_in = in.st ? fpd_safetensors_metadata_count(in.st) : 0;
+    mkeys = calloc((size_t)(n_meta_in + n + 1), sizeof *mkeys);
+    mvals = calloc((size_t)(n_meta_in + n + 1), sizeof *mvals);
+    if (!outs || !mkeys || !mvals) goto oom;
+    int64_t k_out = 0, k_meta = 0;
+    for (int64_t t = 0; t < n; t++) {
+        if (res[t].compress)
+            for (int32_t m = 0; m < res[t].n_out; m++) outs[k_out++] = res[t].out[m];
+        else outs[k_out++] = *res[t].src;
+    }
+    char (*meta_keys_buf)[320] = calloc((size_t)(n + 1), sizeof *meta_keys_buf);
+    if (!meta_keys_buf) goto oom;
+    for (int64_t i = 0; i < n_meta_in; i++) {
+        const char *key, *val;
+        fpd_safetensors_metadata_at(in.st, i, &key, &val);
+        bool replaced = strcmp(key, FPD_META_VERSION_KEY) == 0;
+        for (int64_t t = 0; t < n && !replaced; t++)
+            replaced = res[t].compress && strncmp(key, FPD_META_TABLE_PREFIX, strlen(FPD_META_TABLE_PREFIX)) == 0 &&
+                       strcmp(key + strlen(FPD_META_TABLE_PREFIX), res[t].src->name) == 0;
+        if (replaced) continue;
+        mkeys[k_meta] = key;
+        mvals[k_meta++] = val;
+    }
+    mkeys[k_meta] = FPD_META_VERSION_KEY;
+    mvals[k_meta++] = "1";
+    for (int64_t t = 0; t < n; t++) {
+        if (!res[t].compress) continue;
+        snprintf(meta_keys_buf[t], sizeof meta_keys_buf[t], "%s%s", FPD_META_TABLE_PREFIX, res[t].src->name);
+        mkeys[k_meta] = meta_keys_buf[t];
+        mvals[k_meta++] = res[t].meta_json;
+    }
+    enum fpd_status wst = fpd_safetensors_write(out_path, outs, k_out, mkeys, mvals, k_meta,
+                                                opt->force ? FPD_WRITE_OVERWRITE : 0, &err);
+    free(meta_keys_buf);
+    if (wst) {
+        cli_error("%s", err.msg);
+        goto done;
+    }
+
+    /* ---- report ---- */
+    int n_compressed = 0;
+    for (int64_t t = 0; t < n; t++) n_compressed += res[t].compress;
+    report = json_object();
+    json_object_set_new(report, "schema", json_string("fpd-compress/1"));
+    json_object_set_new(report, "input", json_string(in_path));
+    json_object_set_new(report, "output", json_string(out_path));
+    json_object_set_new(report, "core_dtype", json_string(fpd_dtype_name(opt->plan.core_dtype)));
+    json_t *tabs = json_array();
+    for (int64_t t = 0; t < n; t++) {
+        struct table_result *r = &res[t];
+        if (!r->candidate) continue;
+        json_t *o = json_object();
+        json_object_set_new(o, "name", json_string(r->src->name));
+        json_object_set_new(o, "rows", json_integer(r->src->shape[0]));
+        json_object_set_new(o, "dim", json_integer(r->src->shape[1]));
+        json_object_set_new(o, "dtype", json_string(fpd_dtype_name(r->src->dtype)));
+        json_object_set_new(o, "compressed", json_boolean(r->compress));
+        if (r->compress) {
+            int64_t rmax = 1;
+            for (int32_t m = 1; m < r->shape.k; m++) rmax = r->shape.ranks[m] > rmax ? r->shape.ranks[m] : rmax;
+            json_object_set_new(o, "r", json_integer(rmax));
+            json_object_set_new(o, "p", json_integer(r->shape.terms));
+            json_object_set_new(o, "k", json_integer(r->shape.k));
+            json_object_set_new(o, "row_shape", json_dims(r->shape.row_shape, r->shape.k));
+            json_object_set_new(o, "col_shape", json_dims(r->shape.col_shape, r->shape.k));
+            json_object_set_new(o, "ranks", json_dims(r->shape.ranks, r->shape.k + 1));
+            json_object_set_new(o, "padding", json_integer(r->plan.padding));
+            json_object_set_new(o, "params", json_integer(fpd_layer_shape_params(&r->shape)));
+            json_object_set_new(o, "core_dtype", json_string(fpd_dtype_name(opt->plan.core_dtype)));
+        } else {
+            json_object_set_new(o, "r", json_null());
+            json_object_set_new(o, "p", json_null());
+            json_object_set_new(o, "reason", json_string(r->reason));
+        }
+        json_object_set_new(o, "bytes_before", json_integer((json_int_t)r->bytes_before));
+        json_object_set_new(o, "bytes_after", json_integer((json_int_t)r->bytes_after));
+        json_object_set_new(o, "ratio", json_real((double)r->bytes_before / (double)r->bytes_after));
+        json_object_set_new(o, "rel_error", json_real(r->compress ? r->stats.rel_error : 0.0));
+        if (r->compress) {
+            json_object_set_new(o, "rel_error_fit", json_real(r->fit.rel_error_fit));
+            json_object_set_new(o, "cos_mean", json_real(r->stats.cos_mean));
+            json_object_set_new(o, "cos_min", json_real(r->stats.cos_min));
+            json_object_set_new(o, "fit_seconds", json_real(r->fit.fit_seconds));
+            json_object_set_new(o, "finetune_seconds", json_real(r->fit.finetune_seconds));
+            json_object_set_new(o, "finetune_epochs", json_integer(r->fit.finetune_epochs));
+        }
+        json_array_append_new(tabs, o);
+    }
+    json_object_set_new(report, "tables", tabs);
+    json_t *tot = json_object();
+    json_object_set_new(tot, "tables_compressed", json_integer(n_compressed));
+    json_object_set_new(tot, "bytes_before", json_integer((json_int_t)total_before));
+    json_object_set_new(tot, "bytes_after", json_integer((json_int_t)total_after));
+    json_object_set_new(tot, "ratio", json_real(total_after ? (double)total_before / (double)total_after : 1.0));
+    json_object_set_new(report, "totals", tot);
+    *report_out = report;
+    report = NULL;
+    rc = CLI_EXIT_OK;
+    goto done;
+oom:
+    cli_error("out of memory");
+    rc = CLI_EXIT_FAILURE;
+done:
+    if (res)
+        for (int64_t t = 0; t < n; t++) {
+            for (int32_t m = 0; m < FPD_MAX_MODES; m++) {
+                free(res[t].out_names[m]);
+                free(res[t].out_data[m]);
+            }
+            fpd_free(res[t].meta_json);
+        }
+    free(res);
+    free(outs);
+    free(mkeys);
+    free(mvals);
+    json_decref(report);
+    cli_input_free(&in);
+    return rc;
+}
+
+static const char *jstr(const json_t *o, const char *k) {
+    const char *s = json_string_value(json_object_get(o, k));
+    return s ? s : "";
+}
+static double jnum(const json_t *o, const char *k) { return json_number_value(json_object_get(o, k)); }
+static long long jint(const json_t *o, const char *k) { return (long long)json_integer_value(json_object_get(o, k)); }
+
+static const char *jdims(const json_t *a, char *buf, size_t len) {
+    size_t off = 0, i;
+    json_t *v;
+    buf[0] = '\0';
+    json_array_foreach(a, i, v) {
+        if (off >= len) break;
+        off += (size_t)snprintf(buf + off, len - off, "%s%lld", i ? "x" : "", (long long)json_integer_value(v));
+    }
+    return buf;
+}
+
+void compress_print_report(const json_t *report, FILE *f) {
+    char b1[32], b2[32], sh1[64], sh2[64];
+    const json_t *tabs = json_object_get(report, "tables"), *tot = json_object_get(report, "totals");
+    size_t i;
+    json_t *t;
+    fprintf(f, "%s -> %s\n", jstr(report, "input"), jstr(report, "output"));
+    fprintf(f, "%-24s %-12s %-5s %4s %2s %1s %-12s %-9s %11s %11s %7s %8s %8s %8s %7s %7s\n", "table", "shape",
+            "dtype", "r", "p", "k", "row shape", "col shape", "before", "after", "ratio", "rel.err", "cos.mean",
+            "cos.min", "fit s", "tune s");
+    json_array_foreach(tabs, i, t) {
+        char shp[48];
+        snprintf(shp, sizeof shp, "%lldx%lld", jint(t, "rows"), jint(t, "dim"));
+        if (json_is_true(json_object_get(t, "compressed"))) {
+            fprintf(f, "%-24s %-12s %-5s %4lld %2lld %1lld %-12s %-9s %11s %11s %6.1fx %8.4f %8.4f %8.4f %7.2f %7.2f\n",
+                    jstr(t, "name"), shp, jstr(t, "dtype"), jint(t, "r"), jint(t, "p"), jint(t, "k"),
+                    jdims(json_object_get(t, "row_shape"), sh1, sizeof sh1),
+                    jdims(json_object_get(t, "col_shape"), sh2, sizeof sh2),
+                    cli_bytes((size_t)jint(t, "bytes_before"), b1, sizeof b1),
+                    cli_bytes((size_t)jint(t, "bytes_after"), b2, sizeof b2), jnum(t, "ratio"), jnum(t, "rel_error"),
+                    jnum(t, "cos_mean"), jnum(t, "cos_min"), jnum(t, "fit_seconds"), jnum(t, "finetune_seconds"));
+        } else {
+            fprintf(f, "%-24s %-12s %-5s kept dense: %s\n", jstr(t, "name"), shp, jstr(t, "dtype"), jstr(t, "reason"));
+        }
+    }
+    fprintf(f, "total: %lld table(s) compressed, %s -> %s (%.2fx), core dtype %s\n", jint(tot, "tables_compressed"),
+            cli_bytes((size_t)jint(tot, "bytes_before"), b1, sizeof b1),
+            cli_bytes((size_t)jint(tot, "bytes_after"), b2, sizeof b2), jnum(tot, "ratio"), jstr(report, "core_dtype"));
+}

@@ -1,0 +1,35 @@
+/*
+ * compress.h - the compression pipeline of fpd-compress, shared with fpd-batch.
+ * Not library API.
+ */
+#ifndef FPD_COMPRESS_H
+#define FPD_COMPRESS_H
+
+#include "tools/cli.h"
+
+#include <jansson.h>
+
+struct compress_options {
+    struct fpd_plan_params plan;  /* shapes, (r, p), eligibility                     */
+    struct fpd_fit_params fit;    /* fit and finetune (progress is set internally)   */
+    char **tables;                /* compress only these (NULL: every qualifying)    */
+    int n_tables;
+    bool force;                   /* overwrite an existing output                    */
+    int progress_mode;            /* -1 off, 0 when stderr is a terminal, 1 on       */
+};
+struct compress_options compress_default_options(void);
+
+/* Compress the checkpoint at in_path (safetensors, or one .npy table) into
+ * out_path (FPD v1 safetensors, written atomically; the caller has checked that
+ * out_path is not in_path). On success *report is the report (schema
+ * "fpd-compress/1"; free with json_decref). Errors are printed to stderr (naming
+ * the file and tensor) and nothing is written. Returns a CLI exit code: 0, 1
+ * (runtime), 2 (a table named in tables is missing or not a 2-D float tensor),
+ * 130 (interrupted by SIGINT/SIGTERM). */
+int compress_checkpoint(const char *in_path, const char *out_path, const struct compress_options *opt,
+                        json_t **report);
+
+/* The human-readable table of a report. */
+void compress_print_report(const json_t *report, FILE *f);
+
+#endif
