@@ -87,6 +87,8 @@ TOOL_COMMON_SRC := $(filter-out tools/fpd-%.c,$(wildcard tools/*.c))
 TOOL_COMMON_OBJ := $(TOOL_COMMON_SRC:%.c=$(OBJ_DIR)/%.o)
 TOOL_SRC := $(wildcard tools/fpd-*.c)
 TOOLS    := $(TOOL_SRC:tools/%.c=$(BUILD_DIR)/%)
+SAMPLE_SRC := $(wildcard samples/*.c)
+SAMPLES  := $(SAMPLE_SRC:samples/%.c=$(BUILD_DIR)/sample-%)
 TEST_SRC := $(wildcard tests/*/test-*.c) $(wildcard tests/test-*.c)
 TEST_OBJ := $(TEST_SRC:%.c=$(OBJ_DIR)/%.o)
 TEST_BIN := $(BUILD_DIR)/test-fpd
@@ -104,16 +106,17 @@ $(shell mkdir -p $(BUILD_DIR) && (test "$$(cat $(VARIANT_STAMP) 2>/dev/null)" = 
 export FPD_DATA_DIR ?= $(abspath ../shared/data)
 export FPD_BUILD_DIR := $(abspath $(BUILD_DIR))
 
-.PHONY: all tools lib deps demo test check bench fuzz install clean summary
+.PHONY: all tools samples lib deps demo test check bench fuzz install clean summary
 # Keep objects of pattern-rule chains (tools, benches): they are not intermediates to delete.
 .SECONDARY:
-all: summary lib tools
+all: summary lib tools samples
 
 summary:
 	@echo "==> building libfpd $(VARIANT) (CUDA=$(CUDA) -> $(USE_CUDA)) into $(BUILD_DIR)/"
 
 lib: $(STATIC_LIB) $(SHARED_LIB)
 tools: $(TOOLS)
+samples: $(SAMPLES)
 
 $(OBJ_DIR)/%.o: %.c | deps-ok
 	@mkdir -p $(dir $@)
@@ -134,6 +137,11 @@ $(SHARED_LIB): $(LIB_OBJ) $(VARIANT_STAMP)
 	$(Q)$(CC) -shared -Wl,--no-undefined $(LDFLAGS) -o $@ $(filter %.o,$^) $(FPD_LDLIBS)
 
 $(BUILD_DIR)/fpd-%: $(OBJ_DIR)/tools/fpd-%.o $(TOOL_COMMON_OBJ) $(STATIC_LIB)
+	@$(if $(Q),echo "  LINK  $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(FPD_LDLIBS)
+
+# sample programs (samples/*.c): build/sample-NAME
+$(BUILD_DIR)/sample-%: $(OBJ_DIR)/samples/%.o $(TOOL_COMMON_OBJ) $(STATIC_LIB)
 	@$(if $(Q),echo "  LINK  $@")
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(FPD_LDLIBS)
 

@@ -310,6 +310,38 @@ FPD_API enum fpd_status fpd_layer_backward(const struct fpd_layer *layer, const 
                                            struct fpd_error *err);
 
 /* ------------------------------------------------------------------------ */
+/* Initialization for training from scratch                                  */
+/* ------------------------------------------------------------------------ */
+
+enum fpd_init_kind {
+    FPD_INIT_KIND_NORMAL = 0, /* entries ~ mean 0, variance scale^2 (torch.nn.Embedding: normal(0, 1)) */
+    FPD_INIT_KIND_UNIFORM,    /* mean 0, variance scale^2 / 3, as uniform(-scale, scale) (DLRM)       */
+    FPD_INIT_KIND_COUNT
+};
+
+struct fpd_init_params {
+    enum fpd_init_kind kind;
+    double scale;   /* s of normal(0, s^2), or a of uniform(-a, a); > 0 */
+    uint64_t seed;
+};
+
+/* Random cores whose reconstructed table (rows [0, shape->rows)) has mean about 0
+ * and EXACTLY the target variance (DESIGN.md section 3, "Init"). Core entries are
+ * drawn iid N(0, c^2) with c^(2k) = target / (p * prod_m r_m) (then
+ * Var(W_ij) = target in expectation), after which the realized variance of the
+ * reconstructed entries is measured (one streaming pass over the rows) and every
+ * core is scaled by (target / realized)^(1/(2k)), so the realized variance equals
+ * the target up to rounding. The first core is centered over its (row digit,
+ * column digit) entries, so each term sums to 0 over the padded table: the mean
+ * is exactly 0 there (a TT cannot shift its mean without raising a rank; over the
+ * first N rows it is 0 up to the padding's share). Only the first two moments match
+ * uniform(-a, a): the entries of a product of cores are not uniform (as in TT-Rec).
+ * Allocates *out (fpd_layer_free). Errors: SHAPE, INVALID_ARG (scale <= 0, kind),
+ * NOMEM. */
+FPD_API enum fpd_status fpd_init(const struct fpd_layer_shape *shape, const struct fpd_init_params *params,
+                                 struct fpd_layer **out, struct fpd_error *err);
+
+/* ------------------------------------------------------------------------ */
 /* Backends                                                                  */
 /* ------------------------------------------------------------------------ */
 
