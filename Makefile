@@ -60,7 +60,7 @@ WARN := -Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes -Wmissing-prototyp
 ifeq ($(WERROR),1)
   WARN += -Werror
 endif
-FPD_CFLAGS := -std=c11 -D_GNU_SOURCE -O2 -g -fPIC -fvisibility=hidden $(WARN) -I. $(DEP_CFLAGS)
+FPD_CFLAGS := -std=c11 -D_GNU_SOURCE -O2 -g -fPIC -fvisibility=hidden $(WARN) -I. -Ilib $(DEP_CFLAGS)
 FPD_LDLIBS := $(DEP_LIBS) -lm -lpthread
 
 VARIANT := cpu
@@ -126,7 +126,7 @@ $(OBJ_DIR)/%.o: %.c | deps-ok
 $(OBJ_DIR)/%.o: %.cu
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  NVCC  $<")
-	$(Q)$(NVCC) -O2 -std=c++17 -Xcompiler -fPIC,-fvisibility=hidden -I. $(foreach a,$(CUDA_ARCH),-gencode arch=compute_$(subst sm_,,$(a)),code=$(a)) -DFPD_USE_CUDA -MMD -MP -c $< -o $@
+	$(Q)$(NVCC) -O2 -std=c++17 -Xcompiler -fPIC,-fvisibility=hidden -I. -Ilib $(foreach a,$(CUDA_ARCH),-gencode arch=compute_$(subst sm_,,$(a)),code=$(a)) -DFPD_USE_CUDA -MMD -MP -c $< -o $@
 
 $(STATIC_LIB): $(LIB_OBJ) $(VARIANT_STAMP)
 	@$(if $(Q),echo "  AR    $@")
@@ -195,7 +195,7 @@ fuzz:
 	@echo "fuzz targets: $(FUZZ_SRC)"
 	@for f in $(FUZZ_SRC); do \
 	  n=$$(basename $$f .c); \
-	  clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -I. $(DEP_CFLAGS) $$f \
+	  clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -I. -Ilib $(DEP_CFLAGS) $$f \
 	    $(filter-out lib/cuda/%,$(LIB_SRC)) -o $(BUILD_DIR)/$$n $(FPD_LDLIBS) && \
 	  echo "built $(BUILD_DIR)/$$n (run: $(BUILD_DIR)/$$n -max_total_time=60)"; \
 	done

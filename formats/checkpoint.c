@@ -291,19 +291,17 @@ static enum fpd_status with_path(struct fpd_error *err, enum fpd_status status, 
     return status;
 }
 
-enum fpd_status fpd_checkpoint_load_layer(const struct fpd_safetensors *st, const char *table, struct fpd_layer **out,
-                                          struct fpd_error *err) {
-    FPD_ASSERT(st && table && out);
+/* Header-only validation of FPD table `table` (see fpd_checkpoint_check_table);
+ * also hands back the core and row_perm views for fpd_checkpoint_load_layer. */
+static enum fpd_status check_table(const struct fpd_safetensors *st, const char *table, struct fpd_table_meta *meta_out,
+                                   const struct fpd_tensor_info **cores, const struct fpd_tensor_info **rp_out,
+                                   struct fpd_error *err) {
+    FPD_ASSERT(st && table && meta_out && cores && rp_out);
     enum fpd_status status = FPD_STATUS_OK;
     const char *P = fpd_safetensors_path(st);
     char *key = NULL, *name = NULL;
-    int64_t *perm = NULL;
-    struct fpd_layer *layer = NULL;
-    const struct fpd_tensor_info *cores[FPD_MAX_MODES] = {0};
     char tb[96], sb1[160], sb2[160];
     const char *T = show(table, tb, sizeof tb);
-    *out = NULL;
-
     key = str_cat(FPD_META_TABLE_PREFIX, table, "");
     if (!key) goto nomem;
     const char *js = fpd_safetensors_metadata_get(st, key);
@@ -313,6 +311,13 @@ enum fpd_status fpd_checkpoint_load_layer(const struct fpd_safetensors *st, cons
         goto done;
     }
     struct fpd_table_meta meta;
+    const char *version = fpd_safetensors_metadata_get(st, FPD_META_VERSION_KEY);
+    if (!version || strcmp(version, "1") != 0) {
+        status = fpd__err(err, version ? FPD_STATUS_UNSUPPORTED : FPD_STATUS_FORMAT,
+                          "%s: table '%s': metadata '%s' is %s%s%s; this build reads FPD version 1", P, T,
+                          FPD_META_VERSION_KEY, version ? "'" : "missing", version ? version : "", version ? "'" : "");
+        goto done;
+    }
     if ((status = fpd_table_meta_from_json(js, table, &meta, err))) {
         with_path(err, status, P);
         goto done;
@@ -379,6 +384,38 @@ enum fpd_status fpd_checkpoint_load_layer(const struct fpd_safetensors *st, cons
             goto done;
         }
     }
+    *meta_out = meta;
+    *rp_out = rp;
+    goto done;
+nomem:
+    status = fpd__err(err, FPD_STATUS_NOMEM, "%s: table '%s': out of memory", P, T);
+done:
+    fpd_free(name);
+    fpd_free(key);
+    return status;
+}
+
+enum fpd_status fpd_checkpoint_check_table(const struct fpd_safetensors *st, const char *table,
+                                           struct fpd_table_meta *meta, struct fpd_error *err) {
+    FPD_ASSERT(st && table && meta);
+    const struct fpd_tensor_info *cores[FPD_MAX_MODES] = {0}, *rp = NULL;
+    return check_table(st, table, meta, cores, &rp, err);
+}
+
+enum fpd_status fpd_checkpoint_load_layer(const struct fpd_safetensors *st, const char *table, struct fpd_layer **out,
+                                          struct fpd_error *err) {
+    FPD_ASSERT(st && table && out);
+    enum fpd_status status = FPD_STATUS_OK;
+    const char *P = fpd_safetensors_path(st);
+    int64_t *perm = NULL;
+    struct fpd_layer *layer = NULL;
+    const struct fpd_tensor_info *cores[FPD_MAX_MODES] = {0}, *rp = NULL;
+    char tb[96];
+    const char *T = show(table, tb, sizeof tb);
+    struct fpd_table_meta meta;
+    *out = NULL;
+    if ((status = check_table(st, table, &meta, cores, &rp, err))) return status;
+    const struct fpd_layer_shape *s = &meta.shape;
 
     if ((status = fpd_layer_init(s, &layer, err))) {
         with_path(err, status, P);
@@ -419,7 +456,5 @@ nomem:
 done:
     fpd_layer_free(layer);
     fpd_free(perm);
-    fpd_free(name);
-    fpd_free(key);
     return status;
 }

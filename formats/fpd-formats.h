@@ -30,7 +30,7 @@
 #ifndef FPD_FORMATS_H
 #define FPD_FORMATS_H
 
-#include "../lib/fpd.h"
+#include "fpd.h" /* lib/fpd.h; installed side by side in include/fpd/ */
 
 #ifdef __cplusplus
 extern "C" {
@@ -168,6 +168,16 @@ FPD_API enum fpd_status fpd_table_meta_to_json(const struct fpd_table_meta *meta
  * key, wrong type, invalid shape), NOMEM. */
 FPD_API enum fpd_status fpd_table_meta_from_json(const char *json, const char *table,
                                                  struct fpd_table_meta *out, struct fpd_error *err);
+
+/* Validate FPD table `table` of an open checkpoint from its header alone (no
+ * tensor data is read): "fpd.version" is "1", the "fpd.table.T" JSON is valid,
+ * cores T.fpd.core0..core{k-1} exist with float dtypes (the metadata's core_dtype
+ * when given) and exactly the shapes [p, n_m, r_m, d_m, r_{m+1}] of the metadata,
+ * there is no extra core, and T.fpd.row_perm, if present, is I32/I64 [rows].
+ * *meta receives the parsed metadata. Errors: FORMAT (with file, table, tensor and
+ * what differs), UNSUPPORTED (another fpd.version), NOMEM. */
+FPD_API enum fpd_status fpd_checkpoint_check_table(const struct fpd_safetensors *st, const char *table,
+                                                   struct fpd_table_meta *meta, struct fpd_error *err);
 
 /* Load FPD table `table` of an open checkpoint into a new layer (cores converted to
  * F32, row_perm applied if present). Checks every core's dtype (F32/F64/F16/BF16,

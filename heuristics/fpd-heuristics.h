@@ -12,7 +12,7 @@
 #ifndef FPD_HEURISTICS_H
 #define FPD_HEURISTICS_H
 
-#include "../lib/fpd.h"
+#include "fpd.h" /* lib/fpd.h; installed side by side in include/fpd/ */
 
 #ifdef __cplusplus
 extern "C" {

@@ -1,7 +1,7 @@
 /*
  * finetune.c - minibatch Adam (Kingma & Ba, ICLR 2015) on the FPD cores against
- * the dense table, loss = mean over rows of ||W_i - What_i||^2 (DESIGN.md section 3,
- * uniform row weights). Gradients come from fpd_layer_backward. The step size of
+ * the dense table, loss = sum_i w_i ||W_i - What_i||^2 / sum_i w_i (DESIGN.md section 3,
+ * row weights optional). Gradients come from fpd_layer_backward. The step size of
  * core m is learning_rate * RMS(core m at the start), since TT-SVD leaves the
  * scale of the table in the last core and unit-norm columns in the others.
  * The best epoch (by the loss over all rows) is kept, so finetuning never
@@ -17,12 +17,47 @@ static int cmp_i64(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-static enum fpd_status full_loss(const struct fpd_layer *layer, const struct fpd_table_view *w, double *loss,
-                                 struct fpd_error *err) {
-    struct fpd_error_stats es;
-    enum fpd_status st = fpd_layer_error(layer, w, &es, err);
-    if (!st) *loss = es.sq_error / (double)w->rows;
+/* sum_i w_i ||W_i - What_i||^2 / sum_i w_i (w_i = 1 without weights), streaming. */
+static enum fpd_status full_loss(const struct fpd_layer *layer, const struct fpd_table_view *w,
+                                 const double *weights, double *loss, struct fpd_error *err) {
+    const int64_t block = 1024, dim = w->dim;
+    float *a = fpd_malloc((size_t)(block * dim) * sizeof(float)), *b = fpd_malloc((size_t)(block * dim) * sizeof(float));
+    enum fpd_status st = FPD_STATUS_OK;
+    double num = 0.0, den = 0.0;
+    if (!a || !b) {
+        st = fpd__err(err, FPD_STATUS_NOMEM, "out of memory for the loss workspace");
+        goto done;
+    }
+    for (int64_t r0 = 0; r0 < w->rows; r0 += block) {
+        int64_t r1 = r0 + block < w->rows ? r0 + block : w->rows;
+        if ((st = fpd_table_view_rows(w, r0, r1, a, err))) goto done;
+        if ((st = fpd_layer_reconstruct(layer, r0, r1, b, err))) goto done;
+        for (int64_t i = 0; i < r1 - r0; i++) {
+            double e = 0.0, wi = weights ? weights[r0 + i] : 1.0;
+            for (int64_t j = 0; j < dim; j++) {
+                double d = (double)a[i * dim + j] - (double)b[i * dim + j];
+                e += d * d;
+            }
+            num += wi * e;
+            den += wi;
+        }
+    }
+    *loss = den > 0.0 ? num / den : 0.0;
+done:
+    fpd_free(a);
+    fpd_free(b);
     return st;
+}
+
+/* Index of the first cdf[i] > u (cdf increasing, cdf[n-1] = total). */
+static int64_t draw_row(const double *cdf, int64_t n, double u) {
+    int64_t lo = 0, hi = n - 1;
+    while (lo < hi) {
+        int64_t mid = lo + (hi - lo) / 2;
+        if (cdf[mid] > u) hi = mid;
+        else lo = mid + 1;
+    }
+    return lo;
 }
 
 enum fpd_status fpd_finetune(struct fpd_layer *layer, const struct fpd_table_view *w,
@@ -45,7 +80,27 @@ enum fpd_status fpd_finetune(struct fpd_layer *layer, const struct fpd_table_vie
     float *pred = fpd_malloc((size_t)(bsz * dim) * sizeof(float));
     float *target = fpd_malloc((size_t)dim * sizeof(float));
     struct fpd_layer *best = NULL;
+    const double *wts = params->row_weights;
+    double *cdf = NULL;
     bool ok = order && idx && pred && target;
+    if (wts && ok) {
+        cdf = fpd_malloc((size_t)n * sizeof(double));
+        ok = cdf != NULL;
+        double acc = 0.0;
+        for (int64_t i = 0; ok && i < n; i++) {
+            if (!(wts[i] >= 0.0) || !isfinite(wts[i])) {
+                st = fpd__err(err, FPD_STATUS_INVALID_ARG, "row weight %lld is %g; weights must be finite and >= 0",
+                              (long long)i, wts[i]);
+                goto done;
+            }
+            acc += wts[i];
+            cdf[i] = acc;
+        }
+        if (ok && !(acc > 0.0)) {
+            st = fpd__err(err, FPD_STATUS_INVALID_ARG, "all %lld row weights are zero", (long long)n);
+            goto done;
+        }
+    }
     for (int32_t m = 0; m < k && ok; m++) {
         size_t nel = (size_t)fpd_layer_shape_core_numel(s, m);
         grad[m] = fpd_calloc(nel, sizeof(float));
@@ -66,7 +121,7 @@ enum fpd_status fpd_finetune(struct fpd_layer *layer, const struct fpd_table_vie
         lr[m] = (float)(params->learning_rate * (rms > 0.0 ? rms : 1e-2));
     }
     double best_loss;
-    if ((st = full_loss(layer, w, &best_loss, err))) goto done;
+    if ((st = full_loss(layer, w, wts, &best_loss, err))) goto done;
     if (loss_before) *loss_before = best_loss;
     if ((st = fpd_layer_clone(layer, &best, err))) goto done;
 
@@ -76,11 +131,15 @@ enum fpd_status fpd_finetune(struct fpd_layer *layer, const struct fpd_table_vie
     int64_t step = 0;
     int64_t nbatches = (n + bsz - 1) / bsz;
     for (int64_t epoch = 0; epoch < params->finetune_epochs; epoch++) {
-        for (int64_t i = n - 1; i > 0; i--) { /* Fisher-Yates */
-            int64_t j = (int64_t)(fpd__rand_u64(&rng) % (uint64_t)(i + 1));
-            int64_t t = order[i];
-            order[i] = order[j];
-            order[j] = t;
+        if (cdf) { /* n rows drawn with probability w_i / sum w */
+            for (int64_t i = 0; i < n; i++) order[i] = draw_row(cdf, n, fpd__rand_uniform(&rng) * cdf[n - 1]);
+        } else {
+            for (int64_t i = n - 1; i > 0; i--) { /* Fisher-Yates */
+                int64_t j = (int64_t)(fpd__rand_u64(&rng) % (uint64_t)(i + 1));
+                int64_t t = order[i];
+                order[i] = order[j];
+                order[j] = t;
+            }
         }
         for (int64_t b0 = 0; b0 < n; b0 += bsz) {
             int64_t nb = b0 + bsz <= n ? bsz : n - b0;
@@ -116,7 +175,7 @@ enum fpd_status fpd_finetune(struct fpd_layer *layer, const struct fpd_table_vie
             }
         }
         double loss;
-        if ((st = full_loss(layer, w, &loss, err))) goto done;
+        if ((st = full_loss(layer, w, wts, &loss, err))) goto done;
         fpd__log(FPD_LOG_LEVEL_DEBUG, "finetune epoch %lld: loss %.6g", (long long)epoch + 1, loss);
         if (loss < best_loss) {
             best_loss = loss;
@@ -136,6 +195,7 @@ done:
         fpd_free(vel[m]);
     }
     fpd_free(order);
+    fpd_free(cdf);
     fpd_free(idx);
     fpd_free(pred);
     fpd_free(target);

@@ -26,7 +26,7 @@ struct fpd_fit_params fpd_fit_default_params(void) {
     memset(&p, 0, sizeof p);
     p.backfit_sweeps = 8;
     p.backfit_tol = 1e-3;
-    p.finetune_epochs = 4;
+    p.finetune_epochs = 1;
     p.batch_rows = 256;
     p.learning_rate = 3e-3;
     p.seed = 0;
@@ -132,6 +132,11 @@ static enum fpd_status gather_block(const struct fpd_table_view *w, const struct
         if (avail > 0) {
             enum fpd_status st = fpd_table_view_rows(w, r0, r0 + avail, rowbuf, err);
             if (st) return st;
+            for (int64_t e = 0; e < avail * s->dim; e++)
+                if (!isfinite(rowbuf[e]))
+                    return fpd__err(err, FPD_STATUS_INVALID_ARG, "row %lld, column %lld is %s; the table must be finite",
+                                    (long long)(r0 + e / s->dim), (long long)(e % s->dim),
+                                    isnan(rowbuf[e]) ? "NaN" : "infinite");
         }
         for (int64_t j0 = 0; j0 < d0; j0++) {
             double *dst = x + (i0 * d0 + j0) * ld;
@@ -408,7 +413,9 @@ enum fpd_status fpd_fit(const struct fpd_table_view *w, const struct fpd_layer_s
         if ((st = fpd_finetune(layer, w, params, &before, &after, err))) goto done;
         rep.finetune_epochs = params->finetune_epochs;
         rep.finetune_kept = after < before;
-        rep.rel_error_final = es.sq_norm > 0.0 ? sqrt(after * (double)w->rows / es.sq_norm) : 0.0;
+        struct fpd_error_stats es2;
+        if ((st = fpd_layer_error(layer, w, &es2, err))) goto done;
+        rep.rel_error_final = es2.rel_error;
         rep.finetune_seconds = fpd__now() - t0;
     }
     *out = layer;

@@ -235,6 +235,34 @@ struct fpd_error_stats {
 FPD_API enum fpd_status fpd_layer_error(const struct fpd_layer *layer, const struct fpd_table_view *w,
                                         struct fpd_error_stats *out, struct fpd_error *err);
 
+/* The accuracy report of a compressed table (DESIGN.md section 5), in one
+ * streaming pass over w's rows (row blocks; extra memory O(queries * N / 64 +
+ * block), not a dense copy):
+ *  - relative Frobenius error, plain and weighted by row_weights (if given),
+ *  - per-row cosine similarity: mean, 5th percentile (from a 4096-bin histogram,
+ *    exact to 1/2048), minimum,
+ *  - nearest-neighbour recall@10: for `queries` rows sampled uniformly (seed),
+ *    the 10 most cosine-similar other rows in W and in What; recall is the mean
+ *    overlap / 10,
+ *  - the baselines a user would pick instead, on the same rows: row-wise int8 and
+ *    int4 quantization with a per-row scale and bias, as FBGEMM stores them
+ *    ("fused rowwise": int8 with F32 scale and bias, 8 extra bytes a row; int4 with
+ *    F16 scale and bias, 4 extra bytes a row), their relative errors and bytes.
+ * row_weights: NULL (uniform) or [rows] non-negative counts. queries: 0 skips
+ * recall; it is capped at rows.
+ * Errors: SHAPE, DTYPE, INVALID_ARG (a negative or non-finite weight), NOMEM. */
+struct fpd_quality {
+    double rel_error, rel_error_weighted;     /* weighted == plain without weights */
+    double cos_mean, cos_p5, cos_min;
+    int64_t recall_queries;                   /* queries used (0: not computed)   */
+    double recall10;
+    double int8_rel_error, int4_rel_error;
+    size_t int8_bytes, int4_bytes;            /* bytes of the quantized table     */
+};
+FPD_API enum fpd_status fpd_layer_quality(const struct fpd_layer *layer, const struct fpd_table_view *w,
+                                          const double *row_weights, int64_t queries, uint64_t seed,
+                                          struct fpd_quality *out, struct fpd_error *err);
+
 /* ------------------------------------------------------------------------ */
 /* Fit and finetune                                                          */
 /* ------------------------------------------------------------------------ */
@@ -247,10 +275,12 @@ struct fpd_fit_params {
     int64_t backfit_sweeps;   /* p > 1: most sweeps over the terms (default 8)            */
     double backfit_tol;       /* p > 1: stop when the relative error improves by less
                                  than this (relative) in a sweep (default 1e-3)           */
-    int64_t finetune_epochs;  /* Adam epochs over all rows after the fit; 0 = none (4)   */
+    int64_t finetune_epochs;  /* Adam epochs over all rows after the fit; 0 = none (1)   */
     int64_t batch_rows;       /* rows per Adam minibatch (default 256)                    */
     double learning_rate;     /* Adam step, relative to each core's RMS (default 3e-3)    */
     uint64_t seed;            /* PRNG seed for the row order of finetuning (default 0)    */
+    const double *row_weights;/* [rows] non-negative row weights (access counts) for
+                                 finetuning, or NULL for uniform (default). Borrowed.     */
     fpd_progress_callback progress;
     void *progress_user_data;
 };
@@ -268,7 +298,8 @@ FPD_API struct fpd_fit_params fpd_fit_default_params(void);
  * Ranks above what the unfoldings support are lowered in the result's shape.
  * Allocates *out (free with fpd_layer_free).
  * Errors: SHAPE (w is not [shape->rows, shape->dim] or the shape is invalid),
- * DTYPE, NOMEM, NUMERIC (eigensolver failure), CANCELLED. */
+ * DTYPE, INVALID_ARG (a NaN or infinite entry, naming its row and column), NOMEM,
+ * NUMERIC (eigensolver failure), CANCELLED. */
 FPD_API enum fpd_status fpd_fit_ttsvd(const struct fpd_table_view *w, const struct fpd_layer_shape *shape,
                                       const struct fpd_fit_params *params, struct fpd_layer **out,
                                       struct fpd_error *err);
@@ -292,12 +323,17 @@ FPD_API enum fpd_status fpd_fit(const struct fpd_table_view *w, const struct fpd
                                 const struct fpd_fit_params *params, struct fpd_layer **out,
                                 struct fpd_fit_report *report, struct fpd_error *err);
 
-/* Minibatch Adam (Kingma & Ba 2015) on all cores of layer, minimizing the mean over
- * rows of ||W_i - What_i||^2 (uniform row weights), for params->finetune_epochs
- * epochs of shuffled rows (seeded by params->seed). Gradients flow through the core
- * contractions (fpd_layer_backward). Updates layer in place.
- * loss_before/loss_after (may be NULL): the objective over all rows before and
- * after. Errors: SHAPE, DTYPE, NOMEM, CANCELLED. */
+/* Minibatch Adam (Kingma & Ba 2015) on all cores of layer, minimizing
+ * sum_i w_i ||W_i - What_i||^2 / sum_i w_i (DESIGN.md section 3) for
+ * params->finetune_epochs epochs of `rows` samples each (seeded by params->seed):
+ * uniform weights take every row once per epoch in shuffled order; with
+ * params->row_weights rows are drawn with probability w_i / sum w (an unbiased
+ * estimate of the weighted objective with far less variance than weighting the
+ * loss of uniformly drawn rows, since access counts are heavy-tailed). Gradients flow through the core
+ * contractions (fpd_layer_backward). Updates layer in place; keeps the best epoch.
+ * loss_before/loss_after (may be NULL): the (weighted) objective over all rows
+ * before and after. Errors: SHAPE, DTYPE, INVALID_ARG (weights negative, not
+ * finite, or all zero), NOMEM, CANCELLED. */
 FPD_API enum fpd_status fpd_finetune(struct fpd_layer *layer, const struct fpd_table_view *w,
                                      const struct fpd_fit_params *params, double *loss_before,
                                      double *loss_after, struct fpd_error *err);

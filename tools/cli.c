@@ -4,6 +4,7 @@
 #include "tools/cli.h"
 
 #include <errno.h>
+#include <math.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -47,10 +48,7 @@ void cli_warn(const char *fmt, ...) {
 
 static volatile sig_atomic_t g_interrupted;
 
-static void on_signal(int sig) {
-    (void)sig;
-    g_interrupted = 1;
-}
+static void on_signal(int sig) { g_interrupted = sig; }
 
 void cli_install_signals(void) {
     struct sigaction sa;
@@ -62,6 +60,8 @@ void cli_install_signals(void) {
 }
 
 bool cli_interrupted(void) { return g_interrupted != 0; }
+
+int cli_interrupt_exit_code(void) { return 128 + (g_interrupted ? (int)g_interrupted : SIGINT); }
 
 static double now_s(void) {
     struct timespec ts;
@@ -172,4 +172,117 @@ const char *cli_shape(const int64_t *dims, int32_t n, char *buf, size_t len) {
     for (int32_t i = 0; i < n && off < len; i++)
         off += (size_t)snprintf(buf + off, len - off, "%s%lld", i ? "x" : "", (long long)dims[i]);
     return buf;
+}
+
+/* ------------------------------------------------------------ row frequencies */
+
+static enum fpd_status freq_err(struct fpd_error *err, enum fpd_status st, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static enum fpd_status freq_err(struct fpd_error *err, enum fpd_status st, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+    va_end(ap);
+    err->status = st;
+    return st;
+}
+
+static bool npy_value(enum fpd_dtype t, const unsigned char *p, double *v) {
+    switch (t) {
+    case FPD_DTYPE_F32: { float x; memcpy(&x, p, 4); *v = x; return true; }
+    case FPD_DTYPE_F64: { double x; memcpy(&x, p, 8); *v = x; return true; }
+    case FPD_DTYPE_F16: { float x; fpd_dtype_to_f32(t, p, &x, 1); *v = x; return true; }
+    case FPD_DTYPE_I8: *v = (int8_t)p[0]; return true;
+    case FPD_DTYPE_U8: *v = p[0]; return true;
+    case FPD_DTYPE_I16: { int16_t x; memcpy(&x, p, 2); *v = x; return true; }
+    case FPD_DTYPE_U16: { uint16_t x; memcpy(&x, p, 2); *v = x; return true; }
+    case FPD_DTYPE_I32: { int32_t x; memcpy(&x, p, 4); *v = x; return true; }
+    case FPD_DTYPE_U32: { uint32_t x; memcpy(&x, p, 4); *v = x; return true; }
+    case FPD_DTYPE_I64: { int64_t x; memcpy(&x, p, 8); *v = (double)x; return true; }
+    case FPD_DTYPE_U64: { uint64_t x; memcpy(&x, p, 8); *v = (double)x; return true; }
+    default: return false;
+    }
+}
+
+enum fpd_status cli_load_row_freq(const char *path, int64_t rows, double **out, struct fpd_error *err) {
+    *out = NULL;
+    double *v = malloc((size_t)(rows > 0 ? rows : 1) * sizeof(double));
+    if (!v) return freq_err(err, FPD_STATUS_NOMEM, "%s: out of memory for %lld row frequencies", path, (long long)rows);
+    unsigned char magic[6] = {0};
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        free(v);
+        return freq_err(err, FPD_STATUS_IO, "%s: %s", path, strerror(errno));
+    }
+    size_t got = fread(magic, 1, 6, f);
+    if (got == 6 && memcmp(magic, "\x93NUMPY", 6) == 0) {
+        fclose(f);
+        struct fpd_npy *npy = NULL;
+        enum fpd_status st = fpd_npy_open(path, &npy, err);
+        if (st) {
+            free(v);
+            return st;
+        }
+        const struct fpd_tensor_info *t = fpd_npy_tensor(npy);
+        bool shape_ok = (t->ndim == 1 && t->shape[0] == rows) || (t->ndim == 2 && t->shape[0] == rows && t->shape[1] == 1);
+        size_t es = fpd_dtype_size(t->dtype);
+        double x = 0;
+        if (!shape_ok || !npy_value(t->dtype, t->data, &x)) {
+            char sh[64];
+            freq_err(err, FPD_STATUS_SHAPE, "%s: row frequencies must be a numeric [%lld] array, got %s %s", path,
+                     (long long)rows, fpd_dtype_name(t->dtype), cli_shape(t->shape, t->ndim, sh, sizeof sh));
+            fpd_npy_free(npy);
+            free(v);
+            return FPD_STATUS_SHAPE;
+        }
+        for (int64_t i = 0; i < rows; i++) {
+            npy_value(t->dtype, (const unsigned char *)t->data + (size_t)i * es, &v[i]);
+            if (!(v[i] >= 0.0) || !isfinite(v[i])) {
+                freq_err(err, FPD_STATUS_FORMAT, "%s: row %lld has frequency %g; counts must be finite and >= 0", path,
+                         (long long)i, v[i]);
+                fpd_npy_free(npy);
+                free(v);
+                return FPD_STATUS_FORMAT;
+            }
+        }
+        fpd_npy_free(npy);
+        *out = v;
+        return FPD_STATUS_OK;
+    }
+    rewind(f);
+    char line[256];
+    int64_t count = 0, lineno = 0;
+    while (fgets(line, sizeof line, f)) {
+        lineno++;
+        char *p = line;
+        while (*p == ' ' || *p == '\t') p++;
+        if (*p == '\n' || *p == '\r' || *p == '\0' || *p == '#') continue;
+        char *end = NULL;
+        errno = 0;
+        double x = strtod(p, &end);
+        while (end && (*end == ' ' || *end == '\t' || *end == '\n' || *end == '\r')) end++;
+        if (errno || end == p || (end && *end) || !(x >= 0.0) || !isfinite(x)) {
+            line[strcspn(line, "\r\n")] = '\0';
+            freq_err(err, FPD_STATUS_FORMAT, "%s:%lld: '%.40s' is not a non-negative count", path, (long long)lineno, line);
+            fclose(f);
+            free(v);
+            return FPD_STATUS_FORMAT;
+        }
+        if (count == rows) {
+            freq_err(err, FPD_STATUS_SHAPE, "%s: more than %lld counts (the table has %lld rows)", path, (long long)rows,
+                     (long long)rows);
+            fclose(f);
+            free(v);
+            return FPD_STATUS_SHAPE;
+        }
+        v[count++] = x;
+    }
+    fclose(f);
+    if (count != rows) {
+        free(v);
+        return freq_err(err, FPD_STATUS_SHAPE, "%s: %lld counts for a table of %lld rows", path, (long long)count,
+                        (long long)rows);
+    }
+    *out = v;
+    return FPD_STATUS_OK;
 }

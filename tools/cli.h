@@ -43,6 +43,8 @@ void cli_progress_done(struct cli_progress *p);
 /* SIGINT/SIGTERM set a flag that cli_progress_cb turns into a cancellation. */
 void cli_install_signals(void);
 bool cli_interrupted(void);
+/* 128 + the signal received (130 for SIGINT, 143 for SIGTERM), the shell's convention. */
+int cli_interrupt_exit_code(void);
 
 /* True if both paths name the same existing file (same device and inode). */
 bool cli_same_file(const char *a, const char *b);
@@ -63,6 +65,13 @@ enum fpd_status cli_input_open(const char *path, struct cli_input *in, struct fp
 void cli_input_free(struct cli_input *in);
 int64_t cli_input_count(const struct cli_input *in);
 const struct fpd_tensor_info *cli_input_tensor(const struct cli_input *in, int64_t i);
+
+/* Row frequencies (access counts) for a table of `rows` rows: a .npy (any
+ * numeric dtype, shape [rows] or [rows, 1]) or a text file with one number per
+ * line (blank lines and lines starting with '#' skipped). *out is malloc'ed
+ * (free) with `rows` finite non-negative values. Errors (FORMAT, IO, SHAPE) name
+ * the file, the line and what is wrong. */
+enum fpd_status cli_load_row_freq(const char *path, int64_t rows, double **out, struct fpd_error *err);
 
 /* Human-readable bytes: "3.81 MiB" into buf. */
 const char *cli_bytes(size_t n, char *buf, size_t len);

@@ -14,6 +14,7 @@ struct compress_options compress_default_options(void) {
     memset(&o, 0, sizeof o);
     o.plan = fpd_plan_default_params();
     o.fit = fpd_fit_default_params();
+    o.recall_queries = 200;
     return o;
 }
 
@@ -25,7 +26,8 @@ struct table_result {
     struct fpd_plan plan;
     struct fpd_layer_shape shape; /* as fitted (ranks may be lowered) */
     struct fpd_fit_report fit;
-    struct fpd_error_stats stats;
+    struct fpd_quality stats;
+    bool weighted;
     size_t bytes_before, bytes_after;
     /* output tensors */
     int32_t n_out;
@@ -47,6 +49,29 @@ static json_t *json_dims(const int64_t *d, int32_t n) {
     return a;
 }
 
+/* Number of tables this run compresses (planned), for a --row-freq without a name. */
+static int n_candidates_compressed(const struct table_result *res, int64_t n, const char *in_path,
+                                   const struct cli_input *in, const struct compress_options *opt) {
+    (void)res;
+    (void)in_path;
+    if (in->npy) return 1;
+    int count = 0;
+    for (int64_t t = 0; t < n; t++) {
+        const struct fpd_tensor_info *ti = cli_input_tensor(in, t);
+        if (ti->ndim != 2 || !fpd_dtype_is_float(ti->dtype)) continue;
+        if (opt->tables && !name_in_list(ti->name, opt->tables, opt->n_tables)) continue;
+        struct fpd_plan plan;
+        struct fpd_plan_params tp = opt->plan;
+        if (opt->tables) {
+            tp.min_rows = 1;
+            tp.min_ratio = 0.0;
+        }
+        if (fpd_plan_table(ti->shape[0], ti->shape[1], ti->dtype, &tp, &plan, NULL) == FPD_STATUS_OK && plan.compress)
+            count++;
+    }
+    return count;
+}
+
 int compress_checkpoint(const char *in_path, const char *out_path, const struct compress_options *opt,
                         json_t **report_out) {
     int rc = CLI_EXIT_FAILURE;
@@ -57,6 +82,7 @@ int compress_checkpoint(const char *in_path, const char *out_path, const struct 
     const char **mkeys = NULL, **mvals = NULL;
     int64_t n = 0;
     json_t *report = NULL;
+    double *weights = NULL;
     *report_out = NULL;
 
     if (cli_input_open(in_path, &in, &err)) {
@@ -91,20 +117,25 @@ int compress_checkpoint(const char *in_path, const char *out_path, const struct 
         const struct fpd_tensor_info *ti = cli_input_tensor(&in, t);
         r->src = ti;
         r->bytes_before = r->bytes_after = ti->nbytes;
-        bool named = opt->tables && name_in_list(ti->name, opt->tables, opt->n_tables);
+        /* a .npy input is one table: it is named implicitly */
+        bool named = (opt->tables && name_in_list(ti->name, opt->tables, opt->n_tables)) || in.npy != NULL;
         r->candidate = ti->ndim == 2 && fpd_dtype_is_float(ti->dtype) && ti->shape[0] > 0 && ti->shape[1] > 0;
         if (opt->tables && !named) {
             snprintf(r->reason, sizeof r->reason, "not in --tables");
         } else if (!r->candidate) {
             if (named) {
-                cli_error("%s: tensor '%s' is %s of %d dims; only 2-D float tables can be compressed", in_path,
+                cli_error("%s: tensor '%s' is an %s tensor with %d dimension(s); only 2-D float tables (F32, F64, "
+                          "F16, BF16) can be compressed", in_path,
                           ti->name, fpd_dtype_name(ti->dtype), (int)ti->ndim);
                 rc = CLI_EXIT_USAGE;
                 goto done;
             }
         } else {
             struct fpd_plan_params tp = opt->plan;
-            if (named) tp.min_rows = 1; /* asked for by name: only the size gain decides */
+            if (named) { /* asked for by name: compressed whatever the size gain (the report shows it) */
+                tp.min_rows = 1;
+                tp.min_ratio = 0.0;
+            }
             if (fpd_plan_table(ti->shape[0], ti->shape[1], ti->dtype, &tp, &r->plan, &err)) {
                 cli_error("%s: tensor '%s': %s", in_path, ti->name, err.msg);
                 rc = CLI_EXIT_USAGE;
@@ -121,12 +152,26 @@ int compress_checkpoint(const char *in_path, const char *out_path, const struct 
         struct fpd_table_view view = {ti->data, ti->dtype, ti->shape[0], ti->shape[1]};
         struct fpd_layer *layer = NULL;
         prog.label = ti->name;
+        /* row frequencies for this table, if given */
+        free(weights);
+        weights = NULL;
+        for (int q = 0; q < opt->n_row_freq; q++) {
+            const char *tn = opt->row_freq_tables[q];
+            if (tn ? strcmp(tn, ti->name) != 0 : n_candidates_compressed(res, n, in_path, &in, opt) != 1) continue;
+            if (cli_load_row_freq(opt->row_freq_files[q], ti->shape[0], &weights, &err)) {
+                cli_error("%s", err.msg);
+                rc = CLI_EXIT_USAGE;
+                goto done;
+            }
+        }
+        r->weighted = weights != NULL;
+        fp.row_weights = weights;
         enum fpd_status st = fpd_fit(&view, &r->plan.shape, &fp, &layer, &r->fit, &err);
         cli_progress_done(&prog);
         if (st == FPD_STATUS_CANCELLED || cli_interrupted()) {
             fpd_layer_free(layer);
             cli_error("interrupted; nothing was written");
-            rc = 130;
+            rc = cli_interrupt_exit_code();
             goto done;
         }
         if (st) {
@@ -134,11 +179,6 @@ int compress_checkpoint(const char *in_path, const char *out_path, const struct 
             goto done;
         }
         r->shape = *fpd_layer_get_shape(layer);
-        if (fpd_layer_error(layer, &view, &r->stats, &err)) {
-            fpd_layer_free(layer);
-            cli_error("%s: tensor '%s': %s", in_path, ti->name, err.msg);
-            goto done;
-        }
         /* output tensors: cores in the requested dtype, metadata JSON */
         size_t es = fpd_dtype_size(opt->plan.core_dtype);
         r->bytes_after = 0;
@@ -154,6 +194,8 @@ int compress_checkpoint(const char *in_path, const char *out_path, const struct 
             }
             snprintf(r->out_names[m], len, "%s.fpd.core%d", ti->name, (int)m);
             fpd_dtype_from_f32(opt->plan.core_dtype, fpd_layer_core_const(layer, m), r->out_data[m], numel);
+            /* measure what is stored: the cores as rounded to the output dtype */
+            fpd_dtype_to_f32(opt->plan.core_dtype, r->out_data[m], fpd_layer_core(layer, m), numel);
             struct fpd_tensor_info *o = &r->out[m];
             o->name = r->out_names[m];
             o->dtype = opt->plan.core_dtype;
@@ -172,6 +214,11 @@ int compress_checkpoint(const char *in_path, const char *out_path, const struct 
                           in_path, o->name, ti->name);
                 goto done;
             }
+        }
+        if (fpd_layer_quality(layer, &view, weights, opt->recall_queries, fp.seed, &r->stats, &err)) {
+            fpd_layer_free(layer);
+            cli_error("%s: tensor '%s': %s", in_path, ti->name, err.msg);
+            goto done;
         }
         struct fpd_table_meta meta;
         memset(&meta, 0, sizeof meta);
@@ -238,6 +285,11 @@ int compress_checkpoint(const char *in_path, const char *out_path, const struct 
     /* ---- report ---- */
     int n_compressed = 0;
     for (int64_t t = 0; t < n; t++) n_compressed += res[t].compress;
+    if (n_compressed == 0)
+        cli_warn("%s: no table qualified for compression, so %s is a copy of it%s", in_path, out_path,
+                 in.st && fpd_safetensors_metadata_get(in.st, FPD_META_VERSION_KEY)
+                     ? " (it already holds FPD tables; see fpd-inspect)"
+                     : " (see --min-rows, --min-ratio, --tables)");
     report = json_object();
     json_object_set_new(report, "schema", json_string("fpd-compress/1"));
     json_object_set_new(report, "input", json_string(in_path));
@@ -275,9 +327,37 @@ int compress_checkpoint(const char *in_path, const char *out_path, const struct 
         json_object_set_new(o, "ratio", json_real((double)r->bytes_before / (double)r->bytes_after));
         json_object_set_new(o, "rel_error", json_real(r->compress ? r->stats.rel_error : 0.0));
         if (r->compress) {
+            const struct fpd_quality *qs = &r->stats;
             json_object_set_new(o, "rel_error_fit", json_real(r->fit.rel_error_fit));
-            json_object_set_new(o, "cos_mean", json_real(r->stats.cos_mean));
-            json_object_set_new(o, "cos_min", json_real(r->stats.cos_min));
+            json_object_set_new(o, "fit", json_string(r->shape.terms > 1 ? "backfit" : "tt-svd"));
+            if (r->weighted) json_object_set_new(o, "rel_error_weighted", json_real(qs->rel_error_weighted));
+            json_object_set_new(o, "cos_mean", json_real(qs->cos_mean));
+            json_object_set_new(o, "cos_p5", json_real(qs->cos_p5));
+            json_object_set_new(o, "cos_min", json_real(qs->cos_min));
+            json_object_set_new(o, "recall10", qs->recall_queries ? json_real(qs->recall10) : json_null());
+            json_object_set_new(o, "recall_queries", json_integer(qs->recall_queries));
+            json_t *bl = json_object();
+            const struct { const char *name; size_t bytes; double err; } base[2] = {
+                {"int8_rowwise", qs->int8_bytes, qs->int8_rel_error}, {"int4_rowwise", qs->int4_bytes, qs->int4_rel_error}};
+            const char *better = NULL;
+            for (int q = 0; q < 2; q++) {
+                json_t *b = json_object();
+                json_object_set_new(b, "bytes", json_integer((json_int_t)base[q].bytes));
+                json_object_set_new(b, "ratio", json_real((double)r->bytes_before / (double)base[q].bytes));
+                json_object_set_new(b, "rel_error", json_real(base[q].err));
+                json_object_set_new(bl, base[q].name, b);
+                if (base[q].bytes <= r->bytes_after && base[q].err < qs->rel_error) better = base[q].name;
+            }
+            json_object_set_new(o, "baselines", bl);
+            char note[256];
+            if (better)
+                snprintf(note, sizeof note, "%s quantization is smaller and more accurate than this FPD table", better);
+            else if (qs->int4_bytes > r->bytes_after)
+                snprintf(note, sizeof note, "no row-wise quantization reaches this size (int4 is %.1fx)",
+                         (double)r->bytes_before / (double)qs->int4_bytes);
+            else
+                snprintf(note, sizeof note, "more accurate than row-wise quantization of the same size");
+            json_object_set_new(o, "note", json_string(note));
             json_object_set_new(o, "fit_seconds", json_real(r->fit.fit_seconds));
             json_object_set_new(o, "finetune_seconds", json_real(r->fit.finetune_seconds));
             json_object_set_new(o, "finetune_epochs", json_integer(r->fit.finetune_epochs));
@@ -312,6 +392,7 @@ done:
     free(mkeys);
     free(mvals);
     json_decref(report);
+    free(weights);
     cli_input_free(&in);
     return rc;
 }
@@ -354,6 +435,17 @@ void compress_print_report(const json_t *report, FILE *f) {
                     cli_bytes((size_t)jint(t, "bytes_before"), b1, sizeof b1),
                     cli_bytes((size_t)jint(t, "bytes_after"), b2, sizeof b2), jnum(t, "ratio"), jnum(t, "rel_error"),
                     jnum(t, "cos_mean"), jnum(t, "cos_min"), jnum(t, "fit_seconds"), jnum(t, "finetune_seconds"));
+            const json_t *bl = json_object_get(t, "baselines");
+            const json_t *i8 = json_object_get(bl, "int8_rowwise"), *i4 = json_object_get(bl, "int4_rowwise");
+            fprintf(f, "%24s cosine p5 %.4f, recall@10 %.3f (%lld queries)%s", "", jnum(t, "cos_p5"),
+                    jnum(t, "recall10"), jint(t, "recall_queries"), "");
+            if (json_object_get(t, "rel_error_weighted"))
+                fprintf(f, ", weighted rel.err %.4f", jnum(t, "rel_error_weighted"));
+            if (json_is_true(json_object_get(t, "compressed")) && jnum(t, "rel_error_fit") != jnum(t, "rel_error"))
+                fprintf(f, ", %s alone %.4f", jstr(t, "fit"), jnum(t, "rel_error_fit"));
+            fprintf(f, "\n%24s baselines: int8 row-wise %.1fx rel.err %.4f, int4 row-wise %.1fx rel.err %.4f: %s\n", "",
+                    jnum(i8, "ratio"), jnum(i8, "rel_error"), jnum(i4, "ratio"), jnum(i4, "rel_error"),
+                    jstr(t, "note"));
         } else {
             fprintf(f, "%-24s %-12s %-5s kept dense: %s\n", jstr(t, "name"), shp, jstr(t, "dtype"), jstr(t, "reason"));
         }

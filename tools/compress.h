@@ -16,6 +16,11 @@ struct compress_options {
     int n_tables;
     bool force;                   /* overwrite an existing output                    */
     int progress_mode;            /* -1 off, 0 when stderr is a terminal, 1 on       */
+    /* row-frequency files: row_freq_tables[i] (NULL: the only compressed table)
+     * uses the counts in row_freq_files[i] (cli_load_row_freq) */
+    const char **row_freq_tables, **row_freq_files;
+    int n_row_freq;
+    int64_t recall_queries;       /* query rows of the recall@10 estimate (200)      */
 };
 struct compress_options compress_default_options(void);
 
@@ -24,8 +29,8 @@ struct compress_options compress_default_options(void);
  * out_path is not in_path). On success *report is the report (schema
  * "fpd-compress/1"; free with json_decref). Errors are printed to stderr (naming
  * the file and tensor) and nothing is written. Returns a CLI exit code: 0, 1
- * (runtime), 2 (a table named in tables is missing or not a 2-D float tensor),
- * 130 (interrupted by SIGINT/SIGTERM). */
+ * (runtime), 2 (a table named in tables is missing or not a 2-D float tensor, or
+ * a .npy input that is not one), 128 + signal (interrupted by SIGINT/SIGTERM). */
 int compress_checkpoint(const char *in_path, const char *out_path, const struct compress_options *opt,
                         json_t **report);
 

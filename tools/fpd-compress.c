@@ -11,7 +11,9 @@
 #include <errno.h>
 #include <getopt.h>
 #include <jansson.h>
+#include <ctype.h>
 #include <locale.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -27,22 +29,27 @@ static void usage(FILE *f) {
             "  -o, --output OUT      compressed checkpoint to write (atomically)\n"
             "  -r, --rank R          TT-rank (default: from the table's dimension, see README)\n"
             "  -p, --terms P         number of tensor-train terms (default 1)\n"
-            "  -k, --cores K         number of cores (default 3; 4 for 10^8 rows or more)\n"
-            "  -t, --tables A,B,...  compress only these tensors (default: every qualifying one)\n"
+            "  -k, --cores K         number of cores, 1..8 (default 3; 4 for 10^8 rows or more)\n"
+            "  -t, --tables A,B,...  compress exactly these 2-D float tensors, whatever their size\n"
+            "                        (default: every one that qualifies by --min-rows and --min-ratio)\n"
             "      --min-rows N      tables with fewer rows stay dense (default 1000)\n"
             "      --min-ratio X     tables that would shrink less than X times stay dense (default 2)\n"
-            "      --epochs E        Adam finetuning epochs after the fit (default 4; 0 = none)\n"
+            "      --epochs E        Adam finetuning epochs after the fit (default 1; 0 = none)\n"
             "      --core-dtype T    F32 (default), F16 or BF16 for the stored cores\n"
             "      --seed S          seed of the finetuning row order (default 0)\n"
+            "      --row-freq [T=]FILE  row access counts (text, one per line, or .npy) for table T\n"
+            "                        (T may be left out when one table is compressed); the finetune\n"
+            "                        then minimizes the frequency-weighted error (repeatable)\n"
+            "      --queries Q       query rows of the recall@10 estimate (default 200; 0 = skip)\n"
             "  -f, --force           overwrite OUT if it exists\n"
             "      --json            print the report as JSON on stdout\n"
             "      --progress        show progress on stderr even when it is not a terminal\n"
             "      --no-progress     never show progress\n"
-            "  -q, --quiet           no report on stdout (errors still go to stderr)\n"
+            "  -q, --quiet           no human-readable report (--json still prints; errors go to stderr)\n"
             "  -h, --help            this help\n"
             "      --version         version and build features\n"
             "\n"
-            "Exit status: 0 ok, 1 runtime failure, 2 usage error.\n"
+            "Exit status: 0 ok, 1 runtime failure, 2 usage error, 128+N killed by signal N (nothing written).\n"
             "Example: fpd-compress samples/glove-10k.safetensors -o glove.fpd.safetensors --rank 16\n");
 }
 
@@ -73,8 +80,12 @@ int main(int argc, char **argv) {
     struct fpd_fit_params fp = fpd_fit_default_params();
     bool force = false, json = false, quiet = false;
     int progress_mode = 0;
+    const char *rf_tables[64], *rf_files[64];
+    int n_rf = 0;
+    int64_t queries = 200;
+    char *rf_copies[64];
     enum { OPT_MIN_ROWS = 256, OPT_MIN_RATIO, OPT_EPOCHS, OPT_CORE_DTYPE, OPT_SEED, OPT_JSON, OPT_PROGRESS,
-           OPT_NO_PROGRESS, OPT_VERSION };
+           OPT_NO_PROGRESS, OPT_VERSION, OPT_ROW_FREQ, OPT_QUERIES };
     static const struct option opts[] = {
         {"output", required_argument, 0, 'o'},     {"rank", required_argument, 0, 'r'},
         {"terms", required_argument, 0, 'p'},      {"cores", required_argument, 0, 'k'},
@@ -84,7 +95,8 @@ int main(int argc, char **argv) {
         {"force", no_argument, 0, 'f'},            {"json", no_argument, 0, OPT_JSON},
         {"progress", no_argument, 0, OPT_PROGRESS}, {"no-progress", no_argument, 0, OPT_NO_PROGRESS},
         {"quiet", no_argument, 0, 'q'},            {"help", no_argument, 0, 'h'},
-        {"version", no_argument, 0, OPT_VERSION},  {0, 0, 0, 0},
+        {"version", no_argument, 0, OPT_VERSION},  {"row-freq", required_argument, 0, OPT_ROW_FREQ},
+        {"queries", required_argument, 0, OPT_QUERIES},  {0, 0, 0, 0},
     };
     opterr = 0;
     int c;
@@ -104,11 +116,30 @@ int main(int argc, char **argv) {
         case OPT_MIN_RATIO: pp.min_ratio = parse_f64("--min-ratio", optarg, 0.0); break;
         case OPT_EPOCHS: fp.finetune_epochs = parse_i64("--epochs", optarg, 0); break;
         case OPT_CORE_DTYPE:
+            for (char *ch = optarg; *ch; ch++) *ch = (char)toupper((unsigned char)*ch);
             if (!fpd_dtype_from_name(optarg, strlen(optarg), &pp.core_dtype) ||
                 !(pp.core_dtype == FPD_DTYPE_F32 || pp.core_dtype == FPD_DTYPE_F16 || pp.core_dtype == FPD_DTYPE_BF16))
                 cli_usage_error("--core-dtype must be F32, F16 or BF16, got '%s'", optarg);
             break;
         case OPT_SEED: fp.seed = (uint64_t)parse_i64("--seed", optarg, 0); break;
+        case OPT_QUERIES: queries = parse_i64("--queries", optarg, 0); break;
+        case OPT_ROW_FREQ: {
+            if (n_rf == 64) cli_usage_error("at most 64 --row-freq options");
+            char *eq = strchr(optarg, '=');
+            rf_copies[n_rf] = strdup(optarg);
+            if (!rf_copies[n_rf]) cli_usage_error("out of memory");
+            if (eq && !cli_exists(optarg)) {
+                rf_copies[n_rf][eq - optarg] = '\0';
+                rf_tables[n_rf] = rf_copies[n_rf];
+                rf_files[n_rf] = rf_copies[n_rf] + (eq - optarg) + 1;
+            } else {
+                rf_tables[n_rf] = NULL;
+                rf_files[n_rf] = rf_copies[n_rf];
+            }
+            if (!cli_exists(rf_files[n_rf])) cli_usage_error("--row-freq: %s: no such file", rf_files[n_rf]);
+            n_rf++;
+            break;
+        }
         case 'f': force = true; break;
         case OPT_JSON: json = true; break;
         case OPT_PROGRESS: progress_mode = 1; break;
@@ -130,6 +161,14 @@ int main(int argc, char **argv) {
     }
     if (strcmp(in_path, out_path) == 0 || cli_same_file(in_path, out_path))
         cli_usage_error("output '%s' is the input; choose another path (the input is never overwritten)", out_path);
+    struct stat ost;
+    size_t olen = strlen(out_path);
+    if ((stat(out_path, &ost) == 0 && S_ISDIR(ost.st_mode)) || (olen > 0 && out_path[olen - 1] == '/'))
+        cli_usage_error("output '%s' is a folder; give a file name such as %s/model.fpd.safetensors", out_path,
+                        out_path);
+    if (olen >= 4 && strcmp(out_path + olen - 4, ".npy") == 0)
+        cli_usage_error("output '%s' ends in .npy, but the output is a safetensors checkpoint; name it *.safetensors",
+                        out_path);
     if (cli_exists(out_path) && !force)
         cli_usage_error("output '%s' exists; use --force to overwrite it", out_path);
 
@@ -138,6 +177,10 @@ int main(int argc, char **argv) {
     co.fit = fp;
     co.force = force;
     co.progress_mode = progress_mode;
+    co.recall_queries = queries;
+    co.row_freq_tables = rf_tables;
+    co.row_freq_files = rf_files;
+    co.n_row_freq = n_rf;
     char *tables_copy = NULL;
     if (tables_arg) {
         tables_copy = strdup(tables_arg);
@@ -161,5 +204,6 @@ int main(int argc, char **argv) {
     json_decref(report);
     free(co.tables);
     free(tables_copy);
+    for (int q = 0; q < n_rf; q++) free(rf_copies[q]);
     return rc;
 }

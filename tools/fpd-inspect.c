@@ -98,7 +98,7 @@ static bool build_report(const struct cli_input *in, struct report *rep, struct 
             if (!starts_with(key, FPD_META_TABLE_PREFIX)) continue;
             struct fpd_table_row *t = &rep->tables[rep->n_tables];
             const char *name = key + strlen(FPD_META_TABLE_PREFIX);
-            if (fpd_table_meta_from_json(val, name, &t->meta, err) != FPD_STATUS_OK) return false;
+            if (fpd_checkpoint_check_table(st, name, &t->meta, err) != FPD_STATUS_OK) return false;
             t->name = strdup(name);
             char *prefix = malloc(strlen(name) + 6);
             if (!t->name || !prefix) {
@@ -388,7 +388,8 @@ int main(int argc, char **argv) {
         return CLI_EXIT_FAILURE;
     }
     if (!build_report(&in, &rep, &err)) {
-        cli_error("%s: %s", rep.path, err.msg);
+        if (strncmp(err.msg, rep.path, strlen(rep.path)) == 0) cli_error("%s", err.msg); /* already names the file */
+        else cli_error("%s: %s", rep.path, err.msg);
         status = CLI_EXIT_FAILURE;
         goto done;
     }

@@ -6,7 +6,8 @@ set -u
 BUILD=$(cd "${1:-build}" && pwd)
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 DATA=${FPD_DATA_DIR:-$ROOT/../shared/data}
-export BUILD ROOT DATA
+CHECK=${FPD_CHECK:-$(dirname "$DATA")/tools/fpd_check.py}
+export BUILD ROOT DATA CHECK
 results=$(mktemp)
 for t in "$ROOT"/tests/cli/test-*.sh; do
     work=$(mktemp -d /tmp/fpd-cli-XXXXXX)

@@ -2,7 +2,6 @@
 # checked by fpd-inspect and by the outside NumPy reference shared/tools/fpd_check.py.
 C="$BUILD/fpd-compress"
 I="$BUILD/fpd-inspect"
-CHECK="$ROOT/../shared/tools/fpd_check.py"
 NCF="$DATA/ncf/ncf_gmf8_ml1m.safetensors"
 GLOVE="$DATA/glove/glove100d_top20k.npy"
 
@@ -76,4 +75,33 @@ out = subprocess.run([sys.executable, '$CHECK', 'check', 'glove.fpd.safetensors'
 t = json.loads(out)['tables'][0]
 assert t['shapes_ok'] and t['ranks'] == [1, 16, 16, 1], t
 assert abs(t['rel_error_sample'] - rep['tables'][0]['rel_error']) < 1e-4, (t, rep['tables'][0])"
+fi
+
+# stored cores in BF16: the reported error is that of the stored (rounded) cores
+run "$C" "$ROOT/samples/glove-10k.safetensors" -o bf16.safetensors --rank 4 --epochs 0 --core-dtype bf16 --json
+expect_rc "bf16 cores: exit 0" 0
+cp out.txt bf16.json
+py_check "bf16 cores: report and metadata match the error of the stored cores (outside reference)" "
+import json, subprocess, sys
+out = subprocess.run([sys.executable, '$CHECK', 'check', 'bf16.safetensors', '--source', '$ROOT/samples/glove-10k.safetensors',
+                      '--rows', '10000'], capture_output=True, text=True, check=True).stdout
+t = json.loads(out)['tables'][0]; rep = json.load(open('bf16.json'))['tables'][0]
+assert rep['core_dtype'] == 'BF16'
+assert abs(t['rel_error_sample'] - rep['rel_error']) < 1e-5, (t['rel_error_sample'], rep['rel_error'])"
+
+# row frequencies: the weighted error is reported, and weighting lowers it
+if have_python_numpy; then
+    python3 -c "
+for i in range(10000): print(int(1e6 / (i + 1) ** 1.05))" > zipf.txt
+    run "$C" "$ROOT/samples/glove-10k.safetensors" -o plain.safetensors --rank 8 --epochs 2 --row-freq zipf.txt --json
+    cp out.txt plain.json
+    expect_rc "row-freq: exit 0" 0
+    py_check "row-freq: weighted error reported and below the plain error" "
+import json; t = json.load(open('plain.json'))['tables'][0]
+assert t['rel_error_weighted'] < t['rel_error'], t"
+    printf '1\n2\nx\n' > bad-freq.txt
+    run "$C" "$ROOT/samples/glove-10k.safetensors" -o bad.safetensors --row-freq bad-freq.txt
+    expect_rc "row-freq with a bad line: exit 2" 2
+    expect_grep "row-freq with a bad line: file and line" err.txt "bad-freq.txt:3: 'x' is not a non-negative count"
+    expect_absent "row-freq with a bad line: no output" bad.safetensors
 fi

@@ -72,3 +72,49 @@ run "$C" in.safetensors -o no/such/dir/out.safetensors --epochs 0 --rank 4
 expect_rc "unwritable OUT: exit 1" 1
 expect_grep "unwritable OUT: names it" err.txt "no/such/dir"
 expect_no_temp "no temporary files left" .
+
+# a folder or a .npy name as OUT: refused before any work
+mkdir sub
+run "$C" in.safetensors -o sub --force
+expect_rc "OUT a folder: exit 2" 2
+expect_grep "OUT a folder: says so" err.txt "is a folder"
+run "$C" in.safetensors -o out.npy
+expect_rc "OUT named .npy: exit 2" 2
+expect_absent "OUT named .npy: no file" out.npy
+
+if have_python_numpy; then
+    python3 -c "
+import numpy as np
+a = np.ones((1200, 8), np.float32); a[77, 3] = np.nan; np.save('nan.npy', a)
+np.save('ints.npy', np.arange(1200 * 8, dtype=np.int32).reshape(1200, 8))
+np.save('vec.npy', np.ones(1200, np.float32))
+np.save('small.npy', np.random.default_rng(0).standard_normal((300, 16)).astype(np.float32))"
+    run "$C" nan.npy -o out.safetensors
+    expect_rc "NaN in the table: exit 1" 1
+    expect_grep "NaN in the table: names row and column" err.txt "row 77, column 3 is NaN"
+    expect_absent "NaN in the table: no output" out.safetensors
+    run "$C" ints.npy -o out.safetensors
+    expect_rc "integer .npy: exit 2" 2
+    expect_grep "integer .npy: says what it is" err.txt "is an I32 tensor with 2 dimension"
+    run "$C" vec.npy -o out.safetensors
+    expect_rc "1-D .npy: exit 2" 2
+    expect_absent "not a table: no output" out.safetensors
+    run "$C" small.npy -o small.fpd.safetensors --rank 2 --epochs 0 --json
+    expect_rc "small .npy is compressed as asked (a .npy is one table): exit 0" 0
+    expect_grep "small .npy: compressed" out.txt '"compressed": true'
+else
+    skip "non-finite and non-float tables" "python3 with numpy not available"
+fi
+
+# nothing qualifies: a copy, and a warning saying so
+run "$C" in.safetensors -o copy.safetensors --min-rows 100000
+expect_rc "nothing qualifies: exit 0" 0
+expect_grep "nothing qualifies: warns" err.txt "^fpd-compress: warning: .*no table qualified"
+if cmp -s in.safetensors copy.safetensors; then _report ok "nothing qualifies: output equals input"; else
+    # the writer may order or pad the header differently; the tensor bytes must match
+    py_check "nothing qualifies: same tensors" "
+import sys; sys.path.insert(0, '$ROOT/../shared/tools')
+from fpd_check import read_st  # fpd_check
+a, _ = read_st('in.safetensors'); b, _ = read_st('copy.safetensors')
+assert a.keys() == b.keys() and all(a[k].tobytes() == b[k].tobytes() for k in a)"
+fi

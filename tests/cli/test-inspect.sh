@@ -41,3 +41,25 @@ with open('big.safetensors', 'wb') as f:
 else
     skip "sparse 4 GiB file" "python3 not available"
 fi
+
+# FPD tables are checked against their cores (header only)
+"$BUILD/fpd-compress" "$ROOT/samples/glove-10k.safetensors" -o fpd.safetensors --rank 4 --epochs 0 -q
+if have_python_numpy; then
+    python3 -c "
+import json, struct
+d = open('fpd.safetensors', 'rb').read(); n = struct.unpack('<Q', d[:8])[0]; h = json.loads(d[8:8 + n])
+def save(name, hdr):
+    b = json.dumps(hdr).encode(); b += b' ' * (-len(b) % 8)
+    open(name, 'wb').write(struct.pack('<Q', len(b)) + b + d[8 + n:])
+v = json.loads(json.dumps(h)); v['__metadata__']['fpd.version'] = '2'; save('v2.safetensors', v)
+m = json.loads(json.dumps(h)); t = json.loads(m['__metadata__']['fpd.table.word_embeddings.weight'])
+t['ranks'] = [1, 5, 4, 1]; m['__metadata__']['fpd.table.word_embeddings.weight'] = json.dumps(t); save('ranks.safetensors', m)"
+    run "$I" v2.safetensors
+    expect_rc "unknown FPD version: exit 1" 1
+    expect_grep "unknown FPD version: says so" err.txt "fpd.version' is '2'; this build reads FPD version 1"
+    run "$I" ranks.safetensors
+    expect_rc "metadata ranks not matching the cores: exit 1" 1
+    expect_grep "metadata ranks not matching the cores: names the core" err.txt "core 'word_embeddings.weight.fpd.core0' has shape"
+else
+    skip "FPD table checks" "python3 with numpy not available"
+fi

@@ -284,3 +284,39 @@ Test(fit, cancel_and_bad_arguments) {
     cr_assert(eq(int, fpd_fit(&ints, &s, NULL, &l, NULL, &err), FPD_STATUS_DTYPE));
     free(w);
 }
+
+/* Row weights (Zipf(1.05) access counts in frequency order, as GloVe's rows are):
+ * the weighted finetune lowers the weighted error below that of the unweighted
+ * fit, and the weighted objective never increases. */
+Test(fit_real, row_weights_lower_the_weighted_error) {
+    struct glove g;
+    if (!load_glove(&g)) cr_skip_test("GloVe table not found (set FPD_DATA_DIR)");
+    g.v.rows = 4000;
+    struct fpd_error err;
+    struct fpd_layer_shape s = shape3(4000, 20, 20, 10, 5, 5, 4, 8, 1);
+    double *wts = malloc(4000 * sizeof(double));
+    for (int i = 0; i < 4000; i++) wts[i] = 1e6 / pow(i + 1.0, 1.05);
+    struct fpd_fit_params fp = fpd_fit_default_params();
+    fp.finetune_epochs = 3;
+    struct fpd_layer *plain = NULL, *weighted = NULL;
+    cr_assert(eq(int, fpd_fit(&g.v, &s, &fp, &plain, NULL, &err), 0), "%s", err.msg);
+    fp.row_weights = wts;
+    struct fpd_fit_report rep;
+    cr_assert(eq(int, fpd_fit(&g.v, &s, &fp, &weighted, &rep, &err), 0), "%s", err.msg);
+    struct fpd_quality qp, qw;
+    cr_assert(eq(int, fpd_layer_quality(plain, &g.v, wts, 0, 1, &qp, &err), 0));
+    cr_assert(eq(int, fpd_layer_quality(weighted, &g.v, wts, 0, 1, &qw, &err), 0));
+    cr_assert(lt(dbl, qw.rel_error_weighted, qp.rel_error_weighted - 0.01), "weighted error: weighted fit %g, plain fit %g",
+              qw.rel_error_weighted, qp.rel_error_weighted);
+    /* the TT-SVD start is the same for both; weighted finetuning must not make its objective worse */
+    struct fpd_layer *start = NULL;
+    cr_assert(eq(int, fpd_fit_ttsvd(&g.v, &s, NULL, &start, &err), 0));
+    struct fpd_quality q0;
+    cr_assert(eq(int, fpd_layer_quality(start, &g.v, wts, 0, 1, &q0, &err), 0));
+    cr_assert(le(dbl, qw.rel_error_weighted, q0.rel_error_weighted));
+    fpd_layer_free(start);
+    fpd_layer_free(plain);
+    fpd_layer_free(weighted);
+    free(wts);
+    fpd_npy_free(g.npy);
+}

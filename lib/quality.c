@@ -1,0 +1,197 @@
+/*
+ * quality.c - the accuracy report of a compressed table (fpd_layer_quality in
+ * fpd.h): errors, cosine statistics, nearest-neighbour recall@10 and the
+ * row-wise quantization baselines, in one streaming pass over the table.
+ */
+#include "fpd-impl.h"
+#include "cpu/kernels-cpu.h"
+
+#include <math.h>
+#include <string.h>
+
+#define COS_BINS 4096
+#define TOPK 10
+
+struct topk {
+    float val[TOPK];
+    int64_t idx[TOPK];
+    int n;
+};
+
+static void topk_push(struct topk *t, float v, int64_t i) {
+    if (t->n < TOPK) {
+        t->val[t->n] = v;
+        t->idx[t->n++] = i;
+        return;
+    }
+    int lo = 0;
+    for (int q = 1; q < TOPK; q++)
+        if (t->val[q] < t->val[lo]) lo = q;
+    if (v > t->val[lo]) {
+        t->val[lo] = v;
+        t->idx[lo] = i;
+    }
+}
+
+static void normalize_rows(float *x, int64_t rows, int64_t dim) {
+    for (int64_t i = 0; i < rows; i++) {
+        double ss = 0.0;
+        for (int64_t j = 0; j < dim; j++) ss += (double)x[i * dim + j] * x[i * dim + j];
+        float inv = ss > 0.0 ? (float)(1.0 / sqrt(ss)) : 0.0f;
+        for (int64_t j = 0; j < dim; j++) x[i * dim + j] *= inv;
+    }
+}
+
+/* Squared error of row-wise quantization of x[dim] with `levels` levels (255 or
+ * 15), scale and bias rounded to F16 when half is set (FBGEMM's 4-bit format). */
+static double quant_sq_error(const float *x, int64_t dim, int levels, bool half) {
+    float lo = x[0], hi = x[0];
+    for (int64_t j = 1; j < dim; j++) {
+        lo = x[j] < lo ? x[j] : lo;
+        hi = x[j] > hi ? x[j] : hi;
+    }
+    float scale = (hi - lo) / (float)levels, bias = lo;
+    if (half) {
+        uint16_t h[2];
+        float sb[2] = {scale, bias};
+        fpd_dtype_from_f32(FPD_DTYPE_F16, sb, h, 2);
+        fpd_dtype_to_f32(FPD_DTYPE_F16, h, sb, 2);
+        scale = sb[0];
+        bias = sb[1];
+    }
+    double e = 0.0;
+    for (int64_t j = 0; j < dim; j++) {
+        float q = scale > 0.0f ? rintf((x[j] - bias) / scale) : 0.0f;
+        q = q < 0.0f ? 0.0f : (q > (float)levels ? (float)levels : q);
+        double d = (double)x[j] - ((double)q * scale + bias);
+        e += d * d;
+    }
+    return e;
+}
+
+enum fpd_status fpd_layer_quality(const struct fpd_layer *layer, const struct fpd_table_view *w,
+                                  const double *row_weights, int64_t queries, uint64_t seed, struct fpd_quality *out,
+                                  struct fpd_error *err) {
+    const struct fpd_layer_shape *s = fpd_layer_get_shape(layer);
+    const int64_t n = s->rows, dim = s->dim, block = 1024;
+    if (w->rows != n || w->dim != dim)
+        return fpd__err(err, FPD_STATUS_SHAPE, "table [%lld, %lld] does not match the layer's [%lld, %lld]",
+                        (long long)w->rows, (long long)w->dim, (long long)n, (long long)dim);
+    if (!fpd_dtype_is_float(w->dtype))
+        return fpd__err(err, FPD_STATUS_DTYPE, "table dtype %s is not a float dtype", fpd_dtype_name(w->dtype));
+    if (row_weights)
+        for (int64_t i = 0; i < n; i++)
+            if (!(row_weights[i] >= 0.0) || !isfinite(row_weights[i]))
+                return fpd__err(err, FPD_STATUS_INVALID_ARG, "row weight %lld is %g; weights must be finite and >= 0",
+                                (long long)i, row_weights[i]);
+    if (queries < 0) queries = 0;
+    if (queries > n) queries = n;
+
+    enum fpd_status st = FPD_STATUS_OK;
+    memset(out, 0, sizeof *out);
+    float *a = fpd_malloc((size_t)(block * dim) * sizeof(float));
+    float *b = fpd_malloc((size_t)(block * dim) * sizeof(float));
+    int64_t *hist = fpd_calloc(COS_BINS, sizeof(int64_t));
+    int64_t *qidx = queries ? fpd_malloc((size_t)queries * sizeof(int64_t)) : NULL;
+    float *qa = queries ? fpd_malloc((size_t)(queries * dim) * sizeof(float)) : NULL;
+    float *qb = queries ? fpd_malloc((size_t)(queries * dim) * sizeof(float)) : NULL;
+    float *sim = queries ? fpd_malloc((size_t)(queries * block) * sizeof(float)) : NULL;
+    struct topk *ta = queries ? fpd_calloc((size_t)queries, sizeof *ta) : NULL;
+    struct topk *tb = queries ? fpd_calloc((size_t)queries, sizeof *tb) : NULL;
+    if (!a || !b || !hist || (queries && (!qidx || !qa || !qb || !sim || !ta || !tb))) {
+        st = fpd__err(err, FPD_STATUS_NOMEM, "out of memory for the accuracy report");
+        goto done;
+    }
+    /* query rows: uniform without replacement (Floyd's algorithm would need a set;
+     * a partial shuffle of a stride grid keeps it O(queries)) */
+    uint64_t rng = seed ^ 0x243f6a8885a308d3ull;
+    for (int64_t q = 0; q < queries; q++) {
+        int64_t lo = q * n / queries, hi = (q + 1) * n / queries; /* one row per stratum */
+        qidx[q] = lo + (int64_t)(fpd__rand_u64(&rng) % (uint64_t)(hi - lo));
+        if ((st = fpd_table_view_rows(w, qidx[q], qidx[q] + 1, qa + q * dim, err))) goto done;
+    }
+    if (queries) {
+        if ((st = fpd_layer_lookup(layer, qidx, queries, qb, err))) goto done;
+        normalize_rows(qa, queries, dim);
+        normalize_rows(qb, queries, dim);
+    }
+
+    double se = 0, sn = 0, wse = 0, wsn = 0, cs = 0, cmin = 1.0, q8 = 0, q4 = 0;
+    for (int64_t r0 = 0; r0 < n; r0 += block) {
+        int64_t r1 = r0 + block < n ? r0 + block : n, nb = r1 - r0;
+        if ((st = fpd_table_view_rows(w, r0, r1, a, err))) goto done;
+        if ((st = fpd_layer_reconstruct(layer, r0, r1, b, err))) goto done;
+        for (int64_t i = 0; i < nb; i++) {
+            const float *x = a + i * dim, *y = b + i * dim;
+            double dot = 0, na = 0, nbb = 0, e = 0;
+            for (int64_t j = 0; j < dim; j++) {
+                double d = (double)x[j] - (double)y[j];
+                e += d * d;
+                dot += (double)x[j] * y[j];
+                na += (double)x[j] * x[j];
+                nbb += (double)y[j] * y[j];
+            }
+            se += e;
+            sn += na;
+            double wi = row_weights ? row_weights[r0 + i] : 1.0;
+            wse += wi * e;
+            wsn += wi * na;
+            double c = (na == 0.0 && nbb == 0.0) ? 1.0 : (na == 0.0 || nbb == 0.0) ? 0.0 : dot / sqrt(na * nbb);
+            cs += c;
+            cmin = c < cmin ? c : cmin;
+            int bin = (int)((c + 1.0) * 0.5 * COS_BINS);
+            hist[bin < 0 ? 0 : (bin >= COS_BINS ? COS_BINS - 1 : bin)]++;
+            q8 += quant_sq_error(x, dim, 255, false);
+            q4 += quant_sq_error(x, dim, 15, true);
+        }
+        if (queries) {
+            normalize_rows(a, nb, dim);
+            normalize_rows(b, nb, dim);
+            for (int pass = 0; pass < 2; pass++) {
+                const float *qm = pass ? qb : qa, *bm = pass ? b : a;
+                struct topk *tk = pass ? tb : ta;
+                fpd__cpu_sgemm(false, true, queries, nb, dim, 1.0f, qm, dim, bm, dim, 0.0f, sim, nb);
+                for (int64_t q = 0; q < queries; q++)
+                    for (int64_t i = 0; i < nb; i++)
+                        if (r0 + i != qidx[q]) topk_push(&tk[q], sim[q * nb + i], r0 + i);
+            }
+        }
+    }
+    out->rel_error = sn > 0 ? sqrt(se / sn) : 0.0;
+    out->rel_error_weighted = wsn > 0 ? sqrt(wse / wsn) : 0.0;
+    out->cos_mean = cs / (double)n;
+    out->cos_min = cmin;
+    int64_t need = (int64_t)ceil(0.05 * (double)n), acc = 0;
+    for (int q = 0; q < COS_BINS; q++) {
+        acc += hist[q];
+        if (acc >= need) {
+            out->cos_p5 = -1.0 + (q + 0.5) * 2.0 / COS_BINS;
+            break;
+        }
+    }
+    out->int8_rel_error = sn > 0 ? sqrt(q8 / sn) : 0.0;
+    out->int4_rel_error = sn > 0 ? sqrt(q4 / sn) : 0.0;
+    out->int8_bytes = (size_t)n * (size_t)(dim + 8);
+    out->int4_bytes = (size_t)n * (size_t)((dim + 1) / 2 + 4);
+    if (queries) {
+        double hits = 0;
+        for (int64_t q = 0; q < queries; q++)
+            for (int x = 0; x < ta[q].n; x++)
+                for (int y = 0; y < tb[q].n; y++)
+                    if (ta[q].idx[x] == tb[q].idx[y]) hits += 1;
+        int64_t kk = n - 1 < TOPK ? n - 1 : TOPK;
+        out->recall_queries = queries;
+        out->recall10 = kk > 0 ? hits / ((double)queries * (double)kk) : 1.0;
+    }
+done:
+    fpd_free(a);
+    fpd_free(b);
+    fpd_free(hist);
+    fpd_free(qidx);
+    fpd_free(qa);
+    fpd_free(qb);
+    fpd_free(sim);
+    fpd_free(ta);
+    fpd_free(tb);
+    return st;
+}
