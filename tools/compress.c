@@ -4,8 +4,10 @@
  * FPD v1 checkpoint atomically, and build the report (see compress.h).
  */
 #include "tools/compress.h"
+#include "lib/fpd-impl.h"
 
 #include <jansson.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -36,6 +38,47 @@ struct table_result {
     void *out_data[FPD_MAX_MODES];
     char *meta_json;
 };
+
+/* r->out[0..k) = the cores of layer as tensors "NAME.fpd.coreM" in dtype dt
+ * (F32/F16/BF16), r->n_out and r->bytes_after set. The layer's cores are replaced
+ * by their rounded values, so what is measured next is what is stored. Returns
+ * false when out of memory. */
+static bool core_tensors(struct table_result *r, const char *name, struct fpd_layer *layer, enum fpd_dtype dt) {
+    size_t es = fpd_dtype_size(dt);
+    r->bytes_after = 0;
+    r->n_out = r->shape.k;
+    for (int32_t m = 0; m < r->shape.k; m++) {
+        int64_t numel = fpd_layer_shape_core_numel(&r->shape, m);
+        size_t len = strlen(name) + 32;
+        r->out_names[m] = malloc(len);
+        r->out_data[m] = malloc((size_t)numel * es);
+        if (!r->out_names[m] || !r->out_data[m]) return false;
+        snprintf(r->out_names[m], len, "%s.fpd.core%d", name, (int)m);
+        fpd_dtype_from_f32(dt, fpd_layer_core_const(layer, m), r->out_data[m], numel);
+        fpd_dtype_to_f32(dt, r->out_data[m], fpd_layer_core(layer, m), numel);
+        struct fpd_tensor_info *o = &r->out[m];
+        o->name = r->out_names[m];
+        o->dtype = dt;
+        o->ndim = 5;
+        o->shape[0] = r->shape.terms;
+        o->shape[1] = r->shape.row_shape[m];
+        o->shape[2] = r->shape.ranks[m];
+        o->shape[3] = r->shape.col_shape[m];
+        o->shape[4] = r->shape.ranks[m + 1];
+        o->data = r->out_data[m];
+        o->nbytes = (size_t)numel * es;
+        r->bytes_after += o->nbytes;
+    }
+    return true;
+}
+
+static void free_result(struct table_result *r) {
+    for (int32_t m = 0; m < FPD_MAX_MODES; m++) {
+        free(r->out_names[m]);
+        free(r->out_data[m]);
+    }
+    fpd_free(r->meta_json);
+}
 
 static bool name_in_list(const char *name, char **list, int n) {
     for (int i = 0; i < n; i++)
@@ -183,31 +226,13 @@ int compress_checkpoint(const char *in_path, const char *out_path, const struct 
         size_t es = fpd_dtype_size(opt->plan.core_dtype);
         r->bytes_after = 0;
         r->n_out = r->shape.k;
+        (void)es;
+        if (!core_tensors(r, ti->name, layer, opt->plan.core_dtype)) {
+            fpd_layer_free(layer);
+            goto oom;
+        }
         for (int32_t m = 0; m < r->shape.k; m++) {
-            int64_t numel = fpd_layer_shape_core_numel(&r->shape, m);
-            size_t len = strlen(ti->name) + 32;
-            r->out_names[m] = malloc(len);
-            r->out_data[m] = malloc((size_t)numel * es);
-            if (!r->out_names[m] || !r->out_data[m]) {
-                fpd_layer_free(layer);
-                goto oom;
-            }
-            snprintf(r->out_names[m], len, "%s.fpd.core%d", ti->name, (int)m);
-            fpd_dtype_from_f32(opt->plan.core_dtype, fpd_layer_core_const(layer, m), r->out_data[m], numel);
-            /* measure what is stored: the cores as rounded to the output dtype */
-            fpd_dtype_to_f32(opt->plan.core_dtype, r->out_data[m], fpd_layer_core(layer, m), numel);
-            struct fpd_tensor_info *o = &r->out[m];
-            o->name = r->out_names[m];
-            o->dtype = opt->plan.core_dtype;
-            o->ndim = 5;
-            o->shape[0] = r->shape.terms;
-            o->shape[1] = r->shape.row_shape[m];
-            o->shape[2] = r->shape.ranks[m];
-            o->shape[3] = r->shape.col_shape[m];
-            o->shape[4] = r->shape.ranks[m + 1];
-            o->data = r->out_data[m];
-            o->nbytes = (size_t)numel * es;
-            r->bytes_after += o->nbytes;
+            const struct fpd_tensor_info *o = &r->out[m];
             if (in.st && fpd_safetensors_find(in.st, o->name)) {
                 fpd_layer_free(layer);
                 cli_error("%s: the input already has a tensor named '%s'; it cannot hold table '%s' compressed",
@@ -380,13 +405,7 @@ oom:
     rc = CLI_EXIT_FAILURE;
 done:
     if (res)
-        for (int64_t t = 0; t < n; t++) {
-            for (int32_t m = 0; m < FPD_MAX_MODES; m++) {
-                free(res[t].out_names[m]);
-                free(res[t].out_data[m]);
-            }
-            fpd_free(res[t].meta_json);
-        }
+        for (int64_t t = 0; t < n; t++) free_result(&res[t]);
     free(res);
     free(outs);
     free(mkeys);
@@ -395,6 +414,117 @@ done:
     free(weights);
     cli_input_free(&in);
     return rc;
+}
+
+static const char *jstr(const json_t *o, const char *k);
+static double jnum(const json_t *o, const char *k);
+static long long jint(const json_t *o, const char *k);
+static const char *jdims(const json_t *a, char *buf, size_t len);
+
+int compress_init_checkpoint(const char *out_path, const char *name, int64_t rows, int64_t dim,
+                             const struct fpd_init_params *ip, const struct compress_options *opt, json_t **report_out) {
+    struct fpd_error err = {0};
+    struct table_result r;
+    memset(&r, 0, sizeof r);
+    struct fpd_layer *layer = NULL;
+    int rc = CLI_EXIT_FAILURE;
+    *report_out = NULL;
+    struct fpd_plan_params pp = opt->plan;
+    pp.min_rows = 1;
+    pp.min_ratio = 0.0;
+    if (fpd_plan_table(rows, dim, FPD_DTYPE_F32, &pp, &r.plan, &err)) {
+        cli_error("%s", err.msg);
+        return CLI_EXIT_USAGE;
+    }
+    double t0 = fpd__now();
+    if (fpd_init(&r.plan.shape, ip, &layer, &err)) {
+        cli_error("%s", err.msg);
+        return CLI_EXIT_FAILURE;
+    }
+    double secs = fpd__now() - t0;
+    r.shape = *fpd_layer_get_shape(layer);
+    r.bytes_before = (size_t)rows * (size_t)dim * 4;
+    if (!core_tensors(&r, name, layer, opt->plan.core_dtype)) {
+        cli_error("out of memory");
+        goto done;
+    }
+    /* realized moments of what is stored (after rounding to the core dtype) */
+    double sum = 0.0, sumsq = 0.0;
+    float *buf = malloc((size_t)(1024 * dim) * sizeof(float));
+    if (!buf) {
+        cli_error("out of memory");
+        goto done;
+    }
+    for (int64_t r0 = 0; r0 < rows; r0 += 1024) {
+        int64_t r1 = r0 + 1024 < rows ? r0 + 1024 : rows;
+        fpd_layer_reconstruct(layer, r0, r1, buf, &err);
+        for (int64_t e = 0; e < (r1 - r0) * dim; e++) {
+            sum += buf[e];
+            sumsq += (double)buf[e] * buf[e];
+        }
+    }
+    free(buf);
+    double cnt = (double)rows * (double)dim, mean = sum / cnt, var = sumsq / cnt - mean * mean;
+    struct fpd_table_meta meta;
+    memset(&meta, 0, sizeof meta);
+    meta.shape = r.shape;
+    meta.source_dtype = FPD_DTYPE_F32;
+    meta.core_dtype = opt->plan.core_dtype;
+    snprintf(meta.fit, sizeof meta.fit, "init:%s:%g", ip->kind == FPD_INIT_KIND_NORMAL ? "normal" : "uniform",
+             ip->scale);
+    meta.seed = ip->seed;
+    meta.rel_error = NAN; /* no source table */
+    if (fpd_table_meta_to_json(&meta, &r.meta_json, &err)) {
+        cli_error("%s", err.msg);
+        goto done;
+    }
+    char key[320];
+    snprintf(key, sizeof key, "%s%s", FPD_META_TABLE_PREFIX, name);
+    const char *keys[2] = {FPD_META_VERSION_KEY, key}, *vals[2] = {"1", r.meta_json};
+    if (fpd_safetensors_write(out_path, r.out, r.n_out, keys, vals, 2, opt->force ? FPD_WRITE_OVERWRITE : 0, &err)) {
+        cli_error("%s", err.msg);
+        goto done;
+    }
+    json_t *rep = json_object(), *t = json_object();
+    json_object_set_new(rep, "schema", json_string("fpd-compress/1"));
+    json_object_set_new(rep, "output", json_string(out_path));
+    json_object_set_new(t, "name", json_string(name));
+    json_object_set_new(t, "rows", json_integer(rows));
+    json_object_set_new(t, "dim", json_integer(dim));
+    json_object_set_new(t, "init", json_string(meta.fit));
+    json_object_set_new(t, "r", json_integer(r.shape.k > 1 ? r.shape.ranks[1] : 1));
+    json_object_set_new(t, "p", json_integer(r.shape.terms));
+    json_object_set_new(t, "k", json_integer(r.shape.k));
+    json_object_set_new(t, "row_shape", json_dims(r.shape.row_shape, r.shape.k));
+    json_object_set_new(t, "col_shape", json_dims(r.shape.col_shape, r.shape.k));
+    json_object_set_new(t, "ranks", json_dims(r.shape.ranks, r.shape.k + 1));
+    json_object_set_new(t, "bytes_dense", json_integer((json_int_t)r.bytes_before));
+    json_object_set_new(t, "bytes", json_integer((json_int_t)r.bytes_after));
+    json_object_set_new(t, "ratio", json_real((double)r.bytes_before / (double)r.bytes_after));
+    json_object_set_new(t, "target_variance",
+                        json_real(ip->kind == FPD_INIT_KIND_NORMAL ? ip->scale * ip->scale : ip->scale * ip->scale / 3));
+    json_object_set_new(t, "mean", json_real(mean));
+    json_object_set_new(t, "variance", json_real(var));
+    json_object_set_new(t, "seconds", json_real(secs));
+    json_object_set_new(rep, "init", t);
+    *report_out = rep;
+    rc = CLI_EXIT_OK;
+done:
+    free_result(&r);
+    fpd_layer_free(layer);
+    return rc;
+}
+
+void compress_print_init_report(const json_t *report, FILE *f) {
+    const json_t *t = json_object_get(report, "init");
+    char b1[32], b2[32], sh1[64], sh2[64];
+    fprintf(f, "%s: %s [%lld, %lld] as FPD r=%lld p=%lld k=%lld rows %s cols %s: %s (dense %s, %.1fx)\n",
+            jstr(report, "output"), jstr(t, "name"), jint(t, "rows"), jint(t, "dim"), jint(t, "r"), jint(t, "p"),
+            jint(t, "k"), jdims(json_object_get(t, "row_shape"), sh1, sizeof sh1),
+            jdims(json_object_get(t, "col_shape"), sh2, sizeof sh2), cli_bytes((size_t)jint(t, "bytes"), b1, sizeof b1),
+            cli_bytes((size_t)jint(t, "bytes_dense"), b2, sizeof b2), jnum(t, "ratio"));
+    fprintf(f, "%s: entries have mean %.3g and variance %.6g (target %.6g)\n", jstr(t, "init"), jnum(t, "mean"),
+            jnum(t, "variance"), jnum(t, "target_variance"));
 }
 
 static const char *jstr(const json_t *o, const char *k) {

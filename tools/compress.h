@@ -34,6 +34,14 @@ struct compress_options compress_default_options(void);
 int compress_checkpoint(const char *in_path, const char *out_path, const struct compress_options *opt,
                         json_t **report);
 
+/* Training from scratch: write an FPD table `name` [rows, dim] of random cores
+ * from fpd_init (shape and (r, p) from opt->plan, cores in opt->plan.core_dtype) to
+ * out_path; *report (schema "fpd-compress/1", key "init") gives the shape, sizes and
+ * the realized mean and variance of the stored table. Returns a CLI exit code. */
+int compress_init_checkpoint(const char *out_path, const char *name, int64_t rows, int64_t dim,
+                             const struct fpd_init_params *ip, const struct compress_options *opt, json_t **report);
+void compress_print_init_report(const json_t *report, FILE *f);
+
 /* The human-readable table of a report. */
 void compress_print_report(const json_t *report, FILE *f);
 

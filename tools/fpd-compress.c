@@ -20,6 +20,7 @@
 static void usage(FILE *f) {
     fprintf(f,
             "Usage: fpd-compress IN -o OUT [options]\n"
+            "       fpd-compress --init normal:S|uniform:A --rows N --dim D -o OUT [--rank R --terms P] [--name T]\n"
             "Compress the embedding tables of a checkpoint into FPD layers (sums of tensor trains).\n"
             "\n"
             "IN is a safetensors checkpoint or a single table as .npy; OUT is safetensors (FPD v1).\n"
@@ -46,6 +47,10 @@ static void usage(FILE *f) {
             "      --progress        show progress on stderr even when it is not a terminal\n"
             "      --no-progress     never show progress\n"
             "  -q, --quiet           no human-readable report (--json still prints; errors go to stderr)\n"
+            "      --init normal:S|uniform:A  no input: write random cores for training from scratch whose\n"
+            "                        table has mean 0 and exactly the variance of normal(0, S^2) (as\n"
+            "                        torch.nn.Embedding) or uniform(-A, A) (as DLRM); needs --rows, --dim\n"
+            "      --rows N, --dim D the table's shape for --init; --name T its name (default 'weight')\n"
             "  -h, --help            this help\n"
             "      --version         version and build features\n"
             "\n"
@@ -83,9 +88,12 @@ int main(int argc, char **argv) {
     const char *rf_tables[64], *rf_files[64];
     int n_rf = 0;
     int64_t queries = 200;
+    const char *init_arg = NULL, *init_name = "weight";
+    int64_t init_rows = 0, init_dim = 0;
     char *rf_copies[64];
     enum { OPT_MIN_ROWS = 256, OPT_MIN_RATIO, OPT_EPOCHS, OPT_CORE_DTYPE, OPT_SEED, OPT_JSON, OPT_PROGRESS,
-           OPT_NO_PROGRESS, OPT_VERSION, OPT_ROW_FREQ, OPT_QUERIES };
+           OPT_NO_PROGRESS, OPT_VERSION, OPT_ROW_FREQ, OPT_QUERIES, OPT_INIT, OPT_ROWS,
+           OPT_DIM, OPT_NAME };
     static const struct option opts[] = {
         {"output", required_argument, 0, 'o'},     {"rank", required_argument, 0, 'r'},
         {"terms", required_argument, 0, 'p'},      {"cores", required_argument, 0, 'k'},
@@ -96,7 +104,9 @@ int main(int argc, char **argv) {
         {"progress", no_argument, 0, OPT_PROGRESS}, {"no-progress", no_argument, 0, OPT_NO_PROGRESS},
         {"quiet", no_argument, 0, 'q'},            {"help", no_argument, 0, 'h'},
         {"version", no_argument, 0, OPT_VERSION},  {"row-freq", required_argument, 0, OPT_ROW_FREQ},
-        {"queries", required_argument, 0, OPT_QUERIES},  {0, 0, 0, 0},
+        {"queries", required_argument, 0, OPT_QUERIES},  {"init", required_argument, 0, OPT_INIT},
+        {"rows", required_argument, 0, OPT_ROWS},        {"dim", required_argument, 0, OPT_DIM},
+        {"name", required_argument, 0, OPT_NAME},  {0, 0, 0, 0},
     };
     opterr = 0;
     int c;
@@ -123,6 +133,13 @@ int main(int argc, char **argv) {
             break;
         case OPT_SEED: fp.seed = (uint64_t)parse_i64("--seed", optarg, 0); break;
         case OPT_QUERIES: queries = parse_i64("--queries", optarg, 0); break;
+        case OPT_INIT: init_arg = optarg; break;
+        case OPT_ROWS: init_rows = parse_i64("--rows", optarg, 1); break;
+        case OPT_DIM: init_dim = parse_i64("--dim", optarg, 1); break;
+        case OPT_NAME:
+            if (!*optarg) cli_usage_error("--name must not be empty");
+            init_name = optarg;
+            break;
         case OPT_ROW_FREQ: {
             if (n_rf == 64) cli_usage_error("at most 64 --row-freq options");
             char *eq = strchr(optarg, '=');
@@ -151,6 +168,36 @@ int main(int argc, char **argv) {
         default: cli_usage_error("unknown option '%s'", argv[optind - 1]);
         }
     }
+    if (init_arg) {
+        struct fpd_init_params ip = {FPD_INIT_KIND_NORMAL, 0.0, fp.seed};
+        const char *colon = strchr(init_arg, ':');
+        size_t kl = colon ? (size_t)(colon - init_arg) : strlen(init_arg);
+        if (kl == 6 && strncmp(init_arg, "normal", 6) == 0) ip.kind = FPD_INIT_KIND_NORMAL;
+        else if (kl == 7 && strncmp(init_arg, "uniform", 7) == 0) ip.kind = FPD_INIT_KIND_UNIFORM;
+        else cli_usage_error("--init expects normal:S or uniform:A, got '%s'", init_arg);
+        ip.scale = colon ? parse_f64("--init", colon + 1, 0.0) : 0.0;
+        if (!(ip.scale > 0.0)) cli_usage_error("--init needs a positive scale, as in normal:0.01 or uniform:0.05");
+        if (optind < argc) cli_usage_error("--init takes no input checkpoint (got '%s')", argv[optind]);
+        if (!init_rows || !init_dim) cli_usage_error("--init needs --rows N and --dim D");
+        if (!out_path) cli_usage_error("no output given (use -o OUT)");
+        struct stat ist;
+        if (stat(out_path, &ist) == 0 && S_ISDIR(ist.st_mode)) cli_usage_error("output '%s' is a folder", out_path);
+        if (cli_exists(out_path) && !force) cli_usage_error("output '%s' exists; use --force to overwrite it", out_path);
+        struct compress_options io = compress_default_options();
+        io.plan = pp;
+        io.force = force;
+        json_t *rep = NULL;
+        int irc = compress_init_checkpoint(out_path, init_name, init_rows, init_dim, &ip, &io, &rep);
+        if (irc == CLI_EXIT_OK && json) {
+            json_dumpf(rep, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(8));
+            fputc('\n', stdout);
+        } else if (irc == CLI_EXIT_OK && !quiet) {
+            compress_print_init_report(rep, stdout);
+        }
+        json_decref(rep);
+        return irc;
+    }
+    if (init_rows || init_dim) cli_usage_error("--rows and --dim go with --init");
     if (optind >= argc) cli_usage_error("no input checkpoint given");
     if (optind + 1 < argc) cli_usage_error("one input checkpoint expected, got '%s' too", argv[optind + 1]);
     const char *in_path = argv[optind];
