@@ -26,6 +26,8 @@ struct fpd_fit_params fpd_fit_default_params(void) {
     memset(&p, 0, sizeof p);
     p.backfit_sweeps = 8;
     p.backfit_tol = 1e-3;
+    p.als_sweeps = 2;
+    p.als_tol = 1e-4;
     p.finetune_epochs = 1;
     p.batch_rows = 256;
     p.learning_rate = 3e-3;
@@ -122,35 +124,47 @@ static int64_t rest_offset_j(const struct fpd_layer_shape *s, int64_t jrest) {
 }
 
 /* Fill x [n0 d0, nb * Dr] (double) with the first unfolding's columns for i_rest in
- * [b0, b0 + nb): x[(i0 d0 + j0), (b, jr)] = W[i0 Nr + b0 + b, j0 Dr + jr] (0 past N). */
-static enum fpd_status gather_block(const struct fpd_table_view *w, const struct fpd_layer_shape *s, int64_t nr,
-                                    int64_t b0, int64_t nb, float *rowbuf, double *x, struct fpd_error *err) {
-    const int64_t n0 = s->row_shape[0], d0 = s->col_shape[0], dr = s->dim / d0, ld = nb * dr;
+ * [b0, b0 + nb): x[(i0 d0 + j0), (b, jr)] = Wst[i0 Nr + b0 + b, j0 Dr + jr], where Wst
+ * is the table in stored (FPD) row order: stored row q holds original row inv[q]
+ * (none when inv[q] < 0), or row q itself without inv; rows past N are zero. */
+static enum fpd_status gather_block(const struct fpd_table_view *w, const struct fpd_layer_shape *s, const int64_t *inv,
+                                    int64_t nr, int64_t b0, int64_t nb, float *rowbuf, double *x,
+                                    struct fpd_error *err) {
+    const int64_t n0 = s->row_shape[0], d0 = s->col_shape[0], dr = s->dim / d0, ld = nb * dr, dim = s->dim;
     for (int64_t i0 = 0; i0 < n0; i0++) {
-        int64_t r0 = i0 * nr + b0, r1 = r0 + nb;
-        int64_t avail = r1 <= w->rows ? nb : (r0 < w->rows ? w->rows - r0 : 0);
-        if (avail > 0) {
-            enum fpd_status st = fpd_table_view_rows(w, r0, r0 + avail, rowbuf, err);
-            if (st) return st;
-            for (int64_t e = 0; e < avail * s->dim; e++)
-                if (!isfinite(rowbuf[e]))
-                    return fpd__err(err, FPD_STATUS_INVALID_ARG, "row %lld, column %lld is %s; the table must be finite",
-                                    (long long)(r0 + e / s->dim), (long long)(e % s->dim),
-                                    isnan(rowbuf[e]) ? "NaN" : "infinite");
+        int64_t r0 = i0 * nr + b0;
+        enum fpd_status st = FPD_STATUS_OK;
+        if (!inv) { /* contiguous rows, then zeros */
+            int64_t avail = r0 + nb <= w->rows ? nb : (r0 < w->rows ? w->rows - r0 : 0);
+            if (avail > 0 && (st = fpd_table_view_rows(w, r0, r0 + avail, rowbuf, err))) return st;
+            memset(rowbuf + avail * dim, 0, (size_t)((nb - avail) * dim) * sizeof(float));
+        } else {
+            for (int64_t b = 0; b < nb; b++) {
+                int64_t orig = inv[r0 + b];
+                if (orig < 0) memset(rowbuf + b * dim, 0, (size_t)dim * sizeof(float));
+                else if ((st = fpd_table_view_rows(w, orig, orig + 1, rowbuf + b * dim, err))) return st;
+            }
         }
+        for (int64_t e = 0; e < nb * dim; e++)
+            if (!isfinite(rowbuf[e])) {
+                int64_t q = r0 + e / dim, orig = inv ? inv[q] : q;
+                return fpd__err(err, FPD_STATUS_INVALID_ARG, "row %lld, column %lld is %s; the table must be finite",
+                                (long long)orig, (long long)(e % dim), isnan(rowbuf[e]) ? "NaN" : "infinite");
+            }
         for (int64_t j0 = 0; j0 < d0; j0++) {
             double *dst = x + (i0 * d0 + j0) * ld;
             for (int64_t b = 0; b < nb; b++) {
-                const float *src = rowbuf + b * s->dim + j0 * dr;
-                for (int64_t jr = 0; jr < dr; jr++) dst[b * dr + jr] = b < avail ? (double)src[jr] : 0.0;
+                const float *src = rowbuf + b * dim + j0 * dr;
+                for (int64_t jr = 0; jr < dr; jr++) dst[b * dr + jr] = (double)src[jr];
             }
         }
     }
     return FPD_STATUS_OK;
 }
 
-enum fpd_status fpd_fit_ttsvd(const struct fpd_table_view *w, const struct fpd_layer_shape *shape,
-                              const struct fpd_fit_params *params, struct fpd_layer **out, struct fpd_error *err) {
+/* TT-SVD of w in the stored row order given by inv (see gather_block; NULL: identity). */
+static enum fpd_status ttsvd(const struct fpd_table_view *w, const struct fpd_layer_shape *shape, const int64_t *inv,
+                             const struct fpd_fit_params *params, struct fpd_layer **out, struct fpd_error *err) {
     *out = NULL;
     enum fpd_status st = fpd_layer_shape_check(shape, err);
     if (st) return st;
@@ -178,7 +192,13 @@ enum fpd_status fpd_fit_ttsvd(const struct fpd_table_view *w, const struct fpd_l
     if (k == 1) {
         /* one core is the table itself, padded */
         if ((st = fpd_layer_init(&s, &layer, err))) goto done;
-        if ((st = fpd_table_view_rows(w, 0, w->rows, fpd_layer_core(layer, 0), err))) goto done;
+        if (!inv) {
+            if ((st = fpd_table_view_rows(w, 0, w->rows, fpd_layer_core(layer, 0), err))) goto done;
+        } else {
+            for (int64_t q = 0; q < s.row_shape[0]; q++)
+                if (inv[q] >= 0 && (st = fpd_table_view_rows(w, inv[q], inv[q] + 1, fpd_layer_core(layer, 0) + q * s.dim, err)))
+                    goto done;
+        }
         *out = layer;
         layer = NULL;
         goto done;
@@ -210,7 +230,7 @@ enum fpd_status fpd_fit_ttsvd(const struct fpd_table_view *w, const struct fpd_l
     int64_t nblocks = (nr + nb - 1) / nb;
     for (int64_t b0 = 0, bi = 0; b0 < nr; b0 += nb, bi++) {
         int64_t cnt = b0 + nb <= nr ? nb : nr - b0;
-        if ((st = gather_block(w, &s, nr, b0, cnt, rowbuf, x, err))) goto done_proj;
+        if ((st = gather_block(w, &s, inv, nr, b0, cnt, rowbuf, x, err))) goto done_proj;
         fpd__cpu_dsyrk(false, m0, cnt * dr, x, cnt * dr, g, m0);
         if (!report_progress(params, "tt-svd", bi + 1, 2 * nblocks)) {
             st = fpd__err(err, FPD_STATUS_CANCELLED, "TT-SVD cancelled");
@@ -222,7 +242,7 @@ enum fpd_status fpd_fit_ttsvd(const struct fpd_table_view *w, const struct fpd_l
     for (int64_t i = 0; i < m0; i++) memcpy(u + i * r1, g + i * m0, (size_t)r1 * sizeof(double));
     for (int64_t b0 = 0, bi = 0; b0 < nr; b0 += nb, bi++) {
         int64_t cnt = b0 + nb <= nr ? nb : nr - b0;
-        if ((st = gather_block(w, &s, nr, b0, cnt, rowbuf, x, err))) goto done_proj;
+        if ((st = gather_block(w, &s, inv, nr, b0, cnt, rowbuf, x, err))) goto done_proj;
         fpd__cpu_dgemm(true, false, r1, cnt * dr, m0, 1.0, u, r1, x, cnt * dr, 0.0, proj, cnt * dr);
         for (int64_t b = 0; b < cnt; b++) {
             int64_t ioff = rest_offset_i(&s, b0 + b);
@@ -292,6 +312,20 @@ done:
     return st;
 }
 
+enum fpd_status fpd_fit_ttsvd(const struct fpd_table_view *w, const struct fpd_layer_shape *shape,
+                              const struct fpd_fit_params *params, struct fpd_layer **out, struct fpd_error *err) {
+    return ttsvd(w, shape, NULL, params, out, err);
+}
+
+/* inv[q] = original row stored at FPD row q, or -1 (padding); [prod(row_shape)], fpd_free. */
+static int64_t *invert_perm(const int64_t *perm, int64_t rows, int64_t padded) {
+    int64_t *inv = fpd_malloc((size_t)padded * sizeof(int64_t));
+    if (!inv) return NULL;
+    for (int64_t q = 0; q < padded; q++) inv[q] = -1;
+    for (int64_t i = 0; i < rows; i++) inv[perm[i]] = i;
+    return inv;
+}
+
 /* ------------------------------------------------------------ p > 1 */
 
 /* resid[rows, dim] += sign * term (a one-term layer), in row blocks. */
@@ -316,8 +350,8 @@ static double sumsq(const float *a, int64_t n) {
 
 /* Backfitting of p terms: returns a p-term layer in *out. */
 static enum fpd_status fit_backfit(const struct fpd_table_view *w, const struct fpd_layer_shape *shape,
-                                   const struct fpd_fit_params *params, struct fpd_layer **out,
-                                   int64_t *sweeps_run, struct fpd_error *err) {
+                                   const int64_t *perm, const int64_t *inv, const struct fpd_fit_params *params,
+                                   struct fpd_layer **out, int64_t *sweeps_run, struct fpd_error *err) {
     enum fpd_status st = FPD_STATUS_OK;
     const int64_t p = shape->terms, block = 1024;
     struct fpd_layer_shape s1 = *shape;
@@ -345,7 +379,8 @@ static enum fpd_status fit_backfit(const struct fpd_table_view *w, const struct 
                 fpd_layer_free(terms[t]);
                 terms[t] = NULL;
             }
-            if ((st = fpd_fit_ttsvd(&rv, &s1, NULL, &terms[t], err))) goto done;
+            if ((st = ttsvd(&rv, &s1, inv, NULL, &terms[t], err))) goto done;
+            if (perm && (st = fpd_layer_set_row_perm(terms[t], perm, err))) goto done;
             if ((st = add_term(resid, terms[t], -1.0f, buf, block, err))) goto done;
         }
         double rel = norm2 > 0.0 ? sqrt(sumsq(resid, (int64_t)nel) / norm2) : 0.0;
@@ -398,12 +433,41 @@ enum fpd_status fpd_fit(const struct fpd_table_view *w, const struct fpd_layer_s
     if (st) return st;
 
     double t0 = fpd__now();
-    if (shape->terms == 1) st = fpd_fit_ttsvd(w, shape, params, &layer, err);
-    else st = fit_backfit(w, shape, params, &layer, &rep.backfit_sweeps, err);
+    int64_t *perm = NULL, *inv = NULL;
+    if (params->cluster_rows && shape->k > 1) {
+        int64_t padded = 1;
+        for (int32_t m = 0; m < shape->k; m++) padded *= shape->row_shape[m];
+        perm = fpd_malloc((size_t)w->rows * sizeof(int64_t));
+        if (!perm) {
+            st = fpd__err(err, FPD_STATUS_NOMEM, "out of memory for a row permutation");
+            goto done;
+        }
+        if ((st = fpd_row_perm_cluster(w, shape, params->seed, perm, err))) {
+            fpd_free(perm);
+            goto done;
+        }
+        inv = invert_perm(perm, w->rows, padded);
+        if (!inv) {
+            fpd_free(perm);
+            st = fpd__err(err, FPD_STATUS_NOMEM, "out of memory for a row permutation");
+            goto done;
+        }
+    }
+    if (shape->terms == 1) st = ttsvd(w, shape, inv, params, &layer, err);
+    else st = fit_backfit(w, shape, perm, inv, params, &layer, &rep.backfit_sweeps, err);
+    if (!st && perm) st = fpd_layer_set_row_perm(layer, perm, err);
+    fpd_free(perm);
+    fpd_free(inv);
     if (st) goto done;
     struct fpd_error_stats es;
     if ((st = fpd_layer_error(layer, w, &es, err))) goto done;
-    rep.rel_error_fit = rep.rel_error_final = es.rel_error;
+    rep.rel_error_fit = rep.rel_error_als = rep.rel_error_final = es.rel_error;
+    if (params->als_sweeps > 0) {
+        if ((st = fpd_als(layer, w, params->als_sweeps, params->als_tol, params, NULL, &rep.als_sweeps, err)))
+            goto done;
+        if ((st = fpd_layer_error(layer, w, &es, err))) goto done;
+        rep.rel_error_als = rep.rel_error_final = es.rel_error;
+    }
     rep.fit_seconds = fpd__now() - t0;
 
     if (params->finetune_epochs > 0) {

@@ -275,10 +275,14 @@ struct fpd_fit_params {
     int64_t backfit_sweeps;   /* p > 1: most sweeps over the terms (default 8)            */
     double backfit_tol;       /* p > 1: stop when the relative error improves by less
                                  than this (relative) in a sweep (default 1e-3)           */
+    int64_t als_sweeps;       /* ALS sweeps after TT-SVD / backfitting (default 2; 0 off) */
+    double als_tol;           /* stop ALS when the objective improves by less (1e-4)     */
     int64_t finetune_epochs;  /* Adam epochs over all rows after the fit; 0 = none (1)   */
     int64_t batch_rows;       /* rows per Adam minibatch (default 256)                    */
     double learning_rate;     /* Adam step, relative to each core's RMS (default 3e-3)    */
     uint64_t seed;            /* PRNG seed for the row order of finetuning (default 0)    */
+    bool cluster_rows;        /* learn a row permutation first (fpd_row_perm_cluster); the
+                                 layer then carries it (T.fpd.row_perm, N * 4 bytes)     */
     const double *row_weights;/* [rows] non-negative row weights (access counts) for
                                  finetuning, or NULL for uniform (default). Borrowed.     */
     fpd_progress_callback progress;
@@ -307,12 +311,15 @@ FPD_API enum fpd_status fpd_fit_ttsvd(const struct fpd_table_view *w, const stru
 /* Fit a layer of any p: p = 1 is TT-SVD; p > 1 is backfitting (fit each term by
  * TT-SVD to the residual of the others, sweep until the error stops improving;
  * Hastie & Tibshirani's backfitting, as DESIGN.md section 3), which holds one F32
- * residual copy of the table. Then finetune_epochs of fpd_finetune. The returned
+ * residual copy of the table. Then als_sweeps of fpd_als (all terms jointly), then
+ * finetune_epochs of fpd_finetune. The returned
  * layer is the best one seen (finetuning never makes the result worse).
  * report (may be NULL) receives the error after each stage.
  * Errors: as fpd_fit_ttsvd and fpd_finetune. */
 struct fpd_fit_report {
     double rel_error_fit;       /* after TT-SVD / backfitting             */
+    double rel_error_als;       /* after ALS (== fit when none)           */
+    int64_t als_sweeps;         /* ALS sweeps run                         */
     double rel_error_final;     /* after finetuning (== fit if none/worse) */
     int64_t backfit_sweeps;     /* sweeps run (0 for p = 1)               */
     int64_t finetune_epochs;    /* epochs run                             */
@@ -337,6 +344,31 @@ FPD_API enum fpd_status fpd_fit(const struct fpd_table_view *w, const struct fpd
 FPD_API enum fpd_status fpd_finetune(struct fpd_layer *layer, const struct fpd_table_view *w,
                                      const struct fpd_fit_params *params, double *loss_before,
                                      double *loss_after, struct fpd_error *err);
+
+/* A row permutation that puts similar rows under shared leading digits: rows
+ * are split into n_0 groups of at most prod(n_1..) rows by balanced k-means, each
+ * group into n_1 groups, and so on (the hierarchy of the row modes); perm[i] is the
+ * FPD row of original row i (distinct, in [0, prod(row_shape))), as
+ * fpd_layer_set_row_perm takes it. Seeded, deterministic. Holds one F32 copy of
+ * the table's rows; about 8 N D (n_0 + .. + n_{k-2}) flops. perm: caller-allocated
+ * [rows]. Errors: SHAPE, DTYPE, INVALID_ARG (a non-finite entry), NOMEM. */
+FPD_API enum fpd_status fpd_row_perm_cluster(const struct fpd_table_view *w, const struct fpd_layer_shape *shape,
+                                             uint64_t seed, int64_t *perm, struct fpd_error *err);
+
+/* ALS sweeps (one core at a time, all p terms, by exact least squares; the TT-ALS
+ * of Holtz, Rohwedder & Schneider 2012, SIAM J. Sci. Comput. 34(2)) over layer,
+ * minimizing f = ||W_pad - What||_F^2 on the zero-padded table (unweighted, as
+ * TT-SVD). Each core update solves normal equations whose matrix is shared by
+ * all slices of the core (one Cholesky, LAPACKE dposv); right-hand sides come from
+ * a backward pass with W as the output gradient, streamed over row blocks (extra
+ * memory: the gradient cores and O((p r)^4) for the normal matrix, independent of
+ * N). f never increases from sweep to sweep; stops after `sweeps` or when f
+ * improves by less than tol * f. objective (may be NULL): f after the last sweep;
+ * sweeps_run (may be NULL): sweeps done. params may be NULL (only its progress
+ * callback is used, stage "als"). Errors: SHAPE, DTYPE, NOMEM, CANCELLED. */
+FPD_API enum fpd_status fpd_als(struct fpd_layer *layer, const struct fpd_table_view *w, int64_t sweeps, double tol,
+                                const struct fpd_fit_params *params, double *objective, int64_t *sweeps_run,
+                                struct fpd_error *err);
 
 /* Backward of fpd_layer_lookup: given dL/dout for rows idx[0..n) (grad_out[n * D],
  * F32), add dL/dG_m to grad_cores[m] (each of fpd_layer_shape_core_numel(m)

@@ -33,9 +33,9 @@ struct table_result {
     size_t bytes_before, bytes_after;
     /* output tensors */
     int32_t n_out;
-    struct fpd_tensor_info out[FPD_MAX_MODES];
-    char *out_names[FPD_MAX_MODES];
-    void *out_data[FPD_MAX_MODES];
+    struct fpd_tensor_info out[FPD_MAX_MODES + 1];  /* cores, then row_perm if any */
+    char *out_names[FPD_MAX_MODES + 1];
+    void *out_data[FPD_MAX_MODES + 1];
     char *meta_json;
 };
 
@@ -69,15 +69,52 @@ static bool core_tensors(struct table_result *r, const char *name, struct fpd_la
         o->nbytes = (size_t)numel * es;
         r->bytes_after += o->nbytes;
     }
+    const int64_t *perm = fpd_layer_row_perm(layer);
+    if (perm) { /* T.fpd.row_perm: I32 when the padded row count allows, else I64 */
+        int64_t padded = 1;
+        for (int32_t m = 0; m < r->shape.k; m++) padded *= r->shape.row_shape[m];
+        bool i32 = padded <= INT32_MAX;
+        int32_t m = r->shape.k;
+        size_t len = strlen(name) + 32, pes = i32 ? 4 : 8;
+        r->out_names[m] = malloc(len);
+        r->out_data[m] = malloc((size_t)r->shape.rows * pes);
+        if (!r->out_names[m] || !r->out_data[m]) return false;
+        snprintf(r->out_names[m], len, "%s.fpd.row_perm", name);
+        for (int64_t i = 0; i < r->shape.rows; i++) {
+            if (i32) {
+                int32_t v = (int32_t)perm[i];
+                memcpy((char *)r->out_data[m] + 4 * i, &v, 4);
+            } else {
+                memcpy((char *)r->out_data[m] + 8 * i, &perm[i], 8);
+            }
+        }
+        struct fpd_tensor_info *o = &r->out[m];
+        memset(o, 0, sizeof *o);
+        o->name = r->out_names[m];
+        o->dtype = i32 ? FPD_DTYPE_I32 : FPD_DTYPE_I64;
+        o->ndim = 1;
+        o->shape[0] = r->shape.rows;
+        o->data = r->out_data[m];
+        o->nbytes = (size_t)r->shape.rows * pes;
+        r->bytes_after += o->nbytes;
+        r->n_out++;
+    }
     return true;
 }
 
 static void free_result(struct table_result *r) {
-    for (int32_t m = 0; m < FPD_MAX_MODES; m++) {
+    for (int32_t m = 0; m <= FPD_MAX_MODES; m++) {
         free(r->out_names[m]);
         free(r->out_data[m]);
     }
     fpd_free(r->meta_json);
+}
+
+/* bytes of the row_perm tensor among a table's outputs (0 without one) */
+static size_t fpd_layer_row_perm_bytes(const struct fpd_tensor_info *out, int32_t n) {
+    for (int32_t m = 0; m < n; m++)
+        if (out[m].ndim == 1) return out[m].nbytes;
+    return 0;
 }
 
 static bool name_in_list(const char *name, char **list, int n) {
@@ -231,7 +268,7 @@ int compress_checkpoint(const char *in_path, const char *out_path, const struct 
             fpd_layer_free(layer);
             goto oom;
         }
-        for (int32_t m = 0; m < r->shape.k; m++) {
+        for (int32_t m = 0; m < r->n_out; m++) {
             const struct fpd_tensor_info *o = &r->out[m];
             if (in.st && fpd_safetensors_find(in.st, o->name)) {
                 fpd_layer_free(layer);
@@ -250,7 +287,8 @@ int compress_checkpoint(const char *in_path, const char *out_path, const struct 
         meta.shape = r->shape;
         meta.source_dtype = ti->dtype;
         meta.core_dtype = opt->plan.core_dtype;
-        snprintf(meta.fit, sizeof meta.fit, "%s%s", r->shape.terms > 1 ? "backfit" : "tt-svd",
+        snprintf(meta.fit, sizeof meta.fit, "%s%s%s%s", fp.cluster_rows ? "cluster+" : "",
+                 r->shape.terms > 1 ? "backfit" : "tt-svd", r->fit.als_sweeps ? "+als" : "",
                  r->fit.finetune_kept ? "+adam" : "");
         meta.seed = fp.seed;
         meta.rel_error = r->stats.rel_error;
@@ -355,6 +393,9 @@ int compress_checkpoint(const char *in_path, const char *out_path, const struct 
             const struct fpd_quality *qs = &r->stats;
             json_object_set_new(o, "rel_error_fit", json_real(r->fit.rel_error_fit));
             json_object_set_new(o, "fit", json_string(r->shape.terms > 1 ? "backfit" : "tt-svd"));
+            json_object_set_new(o, "rel_error_als", json_real(r->fit.rel_error_als));
+            json_object_set_new(o, "als_sweeps", json_integer(r->fit.als_sweeps));
+            json_object_set_new(o, "row_perm", json_boolean(fpd_layer_row_perm_bytes(&r->out[0], r->n_out) > 0));
             if (r->weighted) json_object_set_new(o, "rel_error_weighted", json_real(qs->rel_error_weighted));
             json_object_set_new(o, "cos_mean", json_real(qs->cos_mean));
             json_object_set_new(o, "cos_p5", json_real(qs->cos_p5));

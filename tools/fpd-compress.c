@@ -42,6 +42,9 @@ static void usage(FILE *f) {
             "                        (T may be left out when one table is compressed); the finetune\n"
             "                        then minimizes the frequency-weighted error (repeatable)\n"
             "      --queries Q       query rows of the recall@10 estimate (default 200; 0 = skip)\n"
+            "      --cluster-rows    learn a row permutation (balanced hierarchical k-means) so similar rows\n"
+            "                        share leading digits; stored as T.fpd.row_perm (4 bytes a row, counted)\n"
+            "      --als S           ALS sweeps after TT-SVD (default 2; 0 = none)\n"
             "  -f, --force           overwrite OUT if it exists\n"
             "      --json            print the report as JSON on stdout\n"
             "      --progress        show progress on stderr even when it is not a terminal\n"
@@ -92,7 +95,7 @@ int main(int argc, char **argv) {
     int64_t init_rows = 0, init_dim = 0;
     char *rf_copies[64];
     enum { OPT_MIN_ROWS = 256, OPT_MIN_RATIO, OPT_EPOCHS, OPT_CORE_DTYPE, OPT_SEED, OPT_JSON, OPT_PROGRESS,
-           OPT_NO_PROGRESS, OPT_VERSION, OPT_ROW_FREQ, OPT_QUERIES, OPT_INIT, OPT_ROWS,
+           OPT_NO_PROGRESS, OPT_VERSION, OPT_ROW_FREQ, OPT_QUERIES, OPT_INIT, OPT_ROWS, OPT_CLUSTER, OPT_ALS,
            OPT_DIM, OPT_NAME };
     static const struct option opts[] = {
         {"output", required_argument, 0, 'o'},     {"rank", required_argument, 0, 'r'},
@@ -106,7 +109,8 @@ int main(int argc, char **argv) {
         {"version", no_argument, 0, OPT_VERSION},  {"row-freq", required_argument, 0, OPT_ROW_FREQ},
         {"queries", required_argument, 0, OPT_QUERIES},  {"init", required_argument, 0, OPT_INIT},
         {"rows", required_argument, 0, OPT_ROWS},        {"dim", required_argument, 0, OPT_DIM},
-        {"name", required_argument, 0, OPT_NAME},  {0, 0, 0, 0},
+        {"name", required_argument, 0, OPT_NAME},       {"cluster-rows", no_argument, 0, OPT_CLUSTER},
+        {"als", required_argument, 0, OPT_ALS},  {0, 0, 0, 0},
     };
     opterr = 0;
     int c;
@@ -134,6 +138,8 @@ int main(int argc, char **argv) {
         case OPT_SEED: fp.seed = (uint64_t)parse_i64("--seed", optarg, 0); break;
         case OPT_QUERIES: queries = parse_i64("--queries", optarg, 0); break;
         case OPT_INIT: init_arg = optarg; break;
+        case OPT_CLUSTER: fp.cluster_rows = true; break;
+        case OPT_ALS: fp.als_sweeps = parse_i64("--als", optarg, 0); break;
         case OPT_ROWS: init_rows = parse_i64("--rows", optarg, 1); break;
         case OPT_DIM: init_dim = parse_i64("--dim", optarg, 1); break;
         case OPT_NAME:

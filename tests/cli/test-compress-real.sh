@@ -105,3 +105,17 @@ assert t['rel_error_weighted'] < t['rel_error'], t"
     expect_grep "row-freq with a bad line: file and line" err.txt "bad-freq.txt:3: 'x' is not a non-negative count"
     expect_absent "row-freq with a bad line: no output" bad.safetensors
 fi
+
+# a learned row permutation: stored as T.fpd.row_perm, counted in the size, and the
+# outside reference (which applies it) agrees with the reported error
+run "$C" "$ROOT/samples/glove-10k.safetensors" -o perm.safetensors --rank 8 --epochs 0 --als 1 --cluster-rows --json
+expect_rc "cluster-rows: exit 0" 0
+cp out.txt perm.json
+py_check "cluster-rows: row_perm valid, bytes counted, error confirmed (fpd_check)" "
+import json, subprocess, sys
+out = subprocess.run([sys.executable, '$CHECK', 'check', 'perm.safetensors', '--source', '$ROOT/samples/glove-10k.safetensors',
+                      '--rows', '10000'], capture_output=True, text=True, check=True).stdout
+t = json.loads(out)['tables'][0]; rep = json.load(open('perm.json'))['tables'][0]
+assert t['row_perm'] and t['row_perm_ok'] and t['shapes_ok'], t
+assert rep['row_perm'] and rep['bytes_after'] == t['params'] * 4 + 10000 * 4, (rep['bytes_after'], t['params'])
+assert abs(t['rel_error_sample'] - rep['rel_error']) < 1e-5, (t['rel_error_sample'], rep['rel_error'])"
