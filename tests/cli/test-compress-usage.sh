@@ -113,7 +113,7 @@ expect_grep "nothing qualifies: warns" err.txt "^fpd-compress: warning: .*no tab
 if cmp -s in.safetensors copy.safetensors; then _report ok "nothing qualifies: output equals input"; else
     # the writer may order or pad the header differently; the tensor bytes must match
     py_check "nothing qualifies: same tensors" "
-import sys; sys.path.insert(0, '$ROOT/../shared/tools')
+import sys; sys.path.insert(0, '$(dirname "$CHECK")')
 from fpd_check import read_st  # fpd_check
 a, _ = read_st('in.safetensors'); b, _ = read_st('copy.safetensors')
 assert a.keys() == b.keys() and all(a[k].tobytes() == b[k].tobytes() for k in a)"
