@@ -162,6 +162,97 @@ static enum fpd_status gather_block(const struct fpd_table_view *w, const struct
     return FPD_STATUS_OK;
 }
 
+/* Steps 1 and 2 of TT-SVD for k = 3 without holding the projected tensor: its
+ * step-1 unfolding C [r_1 n_1 d_1, n_2 d_2] has rows (s, i_1, j_1) and columns
+ * (i_2, j_2), and a block of whole i_1 values of the step-0 projection U^T W gives
+ * complete rows. Pass 1 accumulates the column Gram C^T C = V diag(sigma^2) V^T,
+ * pass 2 forms U_1 = C V_r / sigma; the last core is diag(sigma) V_r^T: the same
+ * truncated SVD as svd_step's tall branch. Extra memory: (n_2 d_2)^2 doubles and
+ * the cores, independent of N. s->ranks[2] is lowered to what the unfolding
+ * allows. Outputs: *u1 [r_1 n_1 d_1, r_2] and *last [r_2, n_2 d_2] (fpd_free). */
+static enum fpd_status ttsvd_stream3(const struct fpd_table_view *w, struct fpd_layer_shape *s, const int64_t *inv,
+                                     const struct fpd_fit_params *params, int64_t nr, int64_t nb, int64_t r1,
+                                     const double *u, float *rowbuf, double *x, double *proj, double **u1,
+                                     double **last, struct fpd_error *err) {
+    const int64_t n1 = s->row_shape[1], d1 = s->col_shape[1], n2 = s->row_shape[2], d2 = s->col_shape[2];
+    const int64_t m0 = s->row_shape[0] * s->col_shape[0], dr = d1 * d2, cols = n2 * d2, rows = r1 * n1 * d1;
+    const int64_t nb1 = nb / n2, blk_rows = r1 * nb1 * d1;
+    int64_t r2 = s->ranks[2] < cols ? s->ranks[2] : cols;
+    r2 = r2 < rows ? r2 : rows;
+    enum fpd_status st = FPD_STATUS_OK;
+    double *g2 = fpd_calloc((size_t)(cols * cols), sizeof(double));
+    double *ev = fpd_malloc((size_t)cols * sizeof(double));
+    double *rb = fpd_malloc((size_t)(blk_rows * cols) * sizeof(double));
+    double *v = fpd_malloc((size_t)(cols * r2) * sizeof(double));
+    double *t = fpd_malloc((size_t)(blk_rows * r2) * sizeof(double));
+    double *uo = fpd_calloc((size_t)(rows * r2), sizeof(double));
+    double *lo = fpd_calloc((size_t)(r2 * cols), sizeof(double));
+    double *inv_sig = fpd_malloc((size_t)r2 * sizeof(double));
+    if (!g2 || !ev || !rb || !v || !t || !uo || !lo || !inv_sig) {
+        st = fpd__err(err, FPD_STATUS_NOMEM, "out of memory for a streamed TT-SVD step (%lld x %lld)", (long long)rows,
+                      (long long)cols);
+        goto done;
+    }
+    const int64_t nblocks = (n1 + nb1 - 1) / nb1;
+    for (int pass = 0; pass < 2; pass++) {
+        for (int64_t i1a = 0, bi = 0; i1a < n1; i1a += nb1, bi++) {
+            int64_t c1 = i1a + nb1 <= n1 ? nb1 : n1 - i1a, cnt = c1 * n2;
+            if ((st = gather_block(w, s, inv, nr, i1a * n2, cnt, rowbuf, x, err))) goto done;
+            fpd__cpu_dgemm(true, false, r1, cnt * dr, m0, 1.0, u, r1, x, cnt * dr, 0.0, proj, cnt * dr);
+            /* rb[(q, i1l, j1), (i2, j2)] = proj[q, ((i1l n2 + i2) dr + j1 d2 + j2)] */
+            for (int64_t q = 0; q < r1; q++)
+                for (int64_t i1l = 0; i1l < c1; i1l++)
+                    for (int64_t j1 = 0; j1 < d1; j1++) {
+                        double *dst = rb + ((q * c1 + i1l) * d1 + j1) * cols;
+                        for (int64_t i2 = 0; i2 < n2; i2++)
+                            memcpy(dst + i2 * d2, proj + q * cnt * dr + (i1l * n2 + i2) * dr + j1 * d2,
+                                   (size_t)d2 * sizeof(double));
+                    }
+            if (pass == 0) {
+                fpd__cpu_dsyrk(true, cols, r1 * c1 * d1, rb, cols, g2, cols);
+            } else {
+                fpd__cpu_dgemm(false, false, r1 * c1 * d1, r2, cols, 1.0, rb, cols, v, r2, 0.0, t, r2);
+                for (int64_t q = 0; q < r1; q++)
+                    for (int64_t i1l = 0; i1l < c1; i1l++)
+                        for (int64_t j1 = 0; j1 < d1; j1++) {
+                            const double *src = t + ((q * c1 + i1l) * d1 + j1) * r2;
+                            double *dst = uo + ((q * n1 + i1a + i1l) * d1 + j1) * r2;
+                            for (int64_t c = 0; c < r2; c++) dst[c] = src[c] * inv_sig[c];
+                        }
+            }
+            if (!report_progress(params, "tt-svd step 2", pass * nblocks + bi + 1, 2 * nblocks)) {
+                st = fpd__err(err, FPD_STATUS_CANCELLED, "TT-SVD cancelled");
+                goto done;
+            }
+        }
+        if (pass == 0) {
+            fpd__cpu_sym_fill(cols, g2, cols);
+            if ((st = fpd__cpu_dsyev_desc(cols, g2, ev, err))) goto done;
+            for (int64_t i = 0; i < cols; i++) memcpy(v + i * r2, g2 + i * cols, (size_t)r2 * sizeof(double));
+            double tiny = (ev[0] > 0.0 ? sqrt(ev[0]) : 0.0) * 1e-13;
+            for (int64_t c = 0; c < r2; c++) {
+                double sig = ev[c] > 0.0 ? sqrt(ev[c]) : 0.0;
+                inv_sig[c] = sig > tiny && sig > 0.0 ? 1.0 / sig : 0.0;
+                for (int64_t j = 0; j < cols; j++) lo[c * cols + j] = inv_sig[c] > 0.0 ? sig * v[j * r2 + c] : 0.0;
+            }
+        }
+    }
+    s->ranks[2] = r2;
+    *u1 = uo;
+    *last = lo;
+    uo = lo = NULL;
+done:
+    fpd_free(g2);
+    fpd_free(ev);
+    fpd_free(rb);
+    fpd_free(v);
+    fpd_free(t);
+    fpd_free(uo);
+    fpd_free(lo);
+    fpd_free(inv_sig);
+    return st;
+}
+
 /* TT-SVD of w in the stored row order given by inv (see gather_block; NULL: identity). */
 static enum fpd_status ttsvd(const struct fpd_table_view *w, const struct fpd_layer_shape *shape, const int64_t *inv,
                              const struct fpd_fit_params *params, struct fpd_layer **out, struct fpd_error *err) {
@@ -211,15 +302,23 @@ static enum fpd_status ttsvd(const struct fpd_table_view *w, const struct fpd_la
     int64_t nb = 4096 / (dr > 0 ? dr : 1);
     if (nb < 1) nb = 1;
     if (nb > nr) nb = nr;
+    /* k = 3 with a step-1 unfolding taller than wide (the usual case): stream it
+     * too, in blocks of whole i_1 values, so nothing of size N is held */
+    const bool stream3 = k == 3 && r1 * s.row_shape[1] * s.col_shape[1] >= s.row_shape[2] * s.col_shape[2];
+    if (stream3) {
+        int64_t nb1 = 4096 / (s.row_shape[2] * dr);
+        nb = (nb1 < 1 ? 1 : nb1) * s.row_shape[2];
+        if (nb > nr) nb = nr;
+    }
     g = fpd_calloc((size_t)(m0 * m0), sizeof(double));
     ev = fpd_malloc((size_t)m0 * sizeof(double));
     x = fpd_malloc((size_t)(m0 * nb * dr) * sizeof(double));
     rowbuf = fpd_malloc((size_t)(nb * s.dim) * sizeof(float));
     joff = fpd_malloc((size_t)dr * sizeof(int64_t));
-    cur = fpd_calloc((size_t)(r1 * cols0), sizeof(double));
+    cur = stream3 ? NULL : fpd_calloc((size_t)(r1 * cols0), sizeof(double));
     u = fpd_malloc((size_t)(m0 * r1) * sizeof(double));
     double *proj = fpd_malloc((size_t)(r1 * nb * dr) * sizeof(double));
-    if (!g || !ev || !x || !rowbuf || !joff || !cur || !u || !proj) {
+    if (!g || !ev || !x || !rowbuf || !joff || (!stream3 && !cur) || !u || !proj) {
         fpd_free(proj);
         st = fpd__err(err, FPD_STATUS_NOMEM,
                       "out of memory for TT-SVD of a [%lld, %lld] table (first unfolding %lld x %lld, rank %lld)",
@@ -232,7 +331,7 @@ static enum fpd_status ttsvd(const struct fpd_table_view *w, const struct fpd_la
         int64_t cnt = b0 + nb <= nr ? nb : nr - b0;
         if ((st = gather_block(w, &s, inv, nr, b0, cnt, rowbuf, x, err))) goto done_proj;
         fpd__cpu_dsyrk(false, m0, cnt * dr, x, cnt * dr, g, m0);
-        if (!report_progress(params, "tt-svd", bi + 1, 2 * nblocks)) {
+        if (!report_progress(params, "tt-svd", bi + 1, stream3 ? nblocks : 2 * nblocks)) {
             st = fpd__err(err, FPD_STATUS_CANCELLED, "TT-SVD cancelled");
             goto done_proj;
         }
@@ -240,6 +339,10 @@ static enum fpd_status ttsvd(const struct fpd_table_view *w, const struct fpd_la
     fpd__cpu_sym_fill(m0, g, m0);
     if ((st = fpd__cpu_dsyev_desc(m0, g, ev, err))) goto done_proj;
     for (int64_t i = 0; i < m0; i++) memcpy(u + i * r1, g + i * m0, (size_t)r1 * sizeof(double));
+    if (stream3) {
+        st = ttsvd_stream3(w, &s, inv, params, nr, nb, r1, u, rowbuf, x, proj, &ucore[1], &cur, err);
+        goto done_proj;
+    }
     for (int64_t b0 = 0, bi = 0; b0 < nr; b0 += nb, bi++) {
         int64_t cnt = b0 + nb <= nr ? nb : nr - b0;
         if ((st = gather_block(w, &s, inv, nr, b0, cnt, rowbuf, x, err))) goto done_proj;
@@ -268,9 +371,9 @@ done_proj:
     fpd_free(g);
     g = NULL;
 
-    /* ---- steps 1..k-2 in memory ---- */
+    /* ---- steps 1..k-2 in memory (done already when streamed) ---- */
     int64_t cols = cols0;
-    for (int32_t m = 1; m < k - 1; m++) {
+    for (int32_t m = 1; m < k - 1 && !stream3; m++) {
         int64_t nd = s.row_shape[m] * s.col_shape[m];
         int64_t rows = s.ranks[m] * nd;
         cols /= nd;
