@@ -18,6 +18,29 @@ enum fpd_status fpd__map_file(const char *path, void **map, size_t *size, struct
 /* munmap; NULL is a no-op. */
 void fpd__unmap_file(void *map, size_t size);
 
+/* Atomic output (both writers): a temporary file "<dir>/.<base>.tmp-XXXXXX" in
+ * the target's folder (created O_EXCL, mode 0666 less the umask: mkstemp's 0600 is
+ * wrong for a checkpoint others read), written, fsync'ed, then moved onto path:
+ * rename() with FPD_WRITE_OVERWRITE, else renameat2(RENAME_NOREPLACE) (link+unlink
+ * where the file system lacks it), so an existing path is never replaced; then the
+ * folder is fsync'ed (best effort: logged, since path is complete by then).
+ * fpd__atomic_open refuses an existing path early (without FPD_WRITE_OVERWRITE)
+ * and a path ending in '/'. On any failure, fpd__atomic_abort removes the
+ * temporary file; path is untouched. */
+struct fpd__atomic_file {
+    const char *path;
+    char *tmp, *dir;
+    int fd;
+    bool made;
+};
+enum fpd_status fpd__atomic_open(const char *path, unsigned flags, struct fpd__atomic_file *f, struct fpd_error *err);
+enum fpd_status fpd__atomic_write(struct fpd__atomic_file *f, const void *buf, size_t n, struct fpd_error *err);
+/* fsync, close, publish; releases f (no abort needed after it, success or not). */
+enum fpd_status fpd__atomic_commit(struct fpd__atomic_file *f, unsigned flags, struct fpd_error *err);
+/* Close and remove the temporary file, free f's buffers; safe after commit and on a
+ * zeroed f. */
+void fpd__atomic_abort(struct fpd__atomic_file *f);
+
 /* "an object", "an array", "a string", "an integer", ... for messages. */
 const char *fpd__json_type_name(const json_t *j);
 

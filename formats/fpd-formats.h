@@ -1,5 +1,5 @@
 /*
- * fpd-formats.h - safetensors (reader and writer, our own), .npy reader, and the
+ * fpd-formats.h - safetensors (reader and writer, our own), .npy reader and writer, and the
  * mapping of FPD tables into a checkpoint (FPD v1, DESIGN.md section 4).
  *
  * Safetensors layout (https://github.com/huggingface/safetensors, "Format"):
@@ -133,6 +133,21 @@ FPD_API enum fpd_status fpd_npy_open_memory(const void *buf, size_t len, const c
 /* The array as a tensor view named "" ; borrowed, valid until fpd_npy_free. */
 FPD_API const struct fpd_tensor_info *fpd_npy_tensor(const struct fpd_npy *npy);
 FPD_API void fpd_npy_free(struct fpd_npy *npy);
+
+/* Write the tensor t (t->name is ignored) to path as a .npy file that numpy.load
+ * reads: format 1.0 (2.0 if the header would exceed 65535 bytes), descr '<f4' '<f8'
+ * '<f2' '|i1' '<i2' '<i4' '<i8' '|u1' '<u2' '<u4' '<u8' '|b1' '<c8', fortran_order
+ * False, the header padded with spaces and '\n' so the data starts at a multiple of
+ * 64 bytes (as numpy.save), then t->nbytes bytes of t->data unchanged (bit for bit).
+ * A scalar (ndim 0) is written with shape (). Atomic as fpd_safetensors_write
+ * (temporary "<dir>/.<base>.tmp-XXXXXX", fsync, rename; without FPD_WRITE_OVERWRITE
+ * an existing path is never replaced); on failure path is untouched and no temporary
+ * file is left. Errors: UNSUPPORTED (BF16 and the F8 dtypes: numpy has none; convert
+ * to F32 first), INVALID_ARG (ndim out of range, nbytes not matching the shape, data
+ * NULL with nbytes > 0), IO ("<path> already exists", write/fsync/rename with the
+ * system's reason), NOMEM. */
+FPD_API enum fpd_status fpd_npy_write(const char *path, const struct fpd_tensor_info *t, unsigned flags,
+                                      struct fpd_error *err);
 
 /* ------------------------------------------------------ FPD v1 checkpoints */
 

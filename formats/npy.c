@@ -22,6 +22,11 @@
  *
  * Size: the data must fit in the file (a short file is FORMAT). Bytes after the
  * data are ignored, as numpy.load does, with a warning through fpd_log_set.
+ *
+ * Writer (fpd_npy_write): format 1.0 (2.0 when the header needs more than 65535
+ * bytes), the dict in numpy's own key order and spelling, padded with spaces and
+ * '\n' so the data starts at a multiple of 64 bytes (numpy.lib.format.ARRAY_ALIGN),
+ * then the tensor's bytes unchanged. Written atomically, as fpd_safetensors_write.
  */
 #include "formats/fpd-formats.h"
 #include "formats/formats-impl.h"
@@ -29,9 +34,12 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #define NPY_MAX_HEADER 100000000u /* as safetensors; numpy itself stops at 10,000 by default */
@@ -402,3 +410,95 @@ done:
 }
 
 const struct fpd_tensor_info *fpd_npy_tensor(const struct fpd_npy *npy) { return &npy->info; }
+
+/* ------------------------------------------------------------ writer */
+
+/* The .npy descr of a dtype, or NULL when numpy has no such type (BF16, F8). */
+static const char *dtype_descr(enum fpd_dtype t) {
+    switch (t) {
+    case FPD_DTYPE_F32: return "<f4";
+    case FPD_DTYPE_F64: return "<f8";
+    case FPD_DTYPE_F16: return "<f2";
+    case FPD_DTYPE_I8: return "|i1";
+    case FPD_DTYPE_I16: return "<i2";
+    case FPD_DTYPE_I32: return "<i4";
+    case FPD_DTYPE_I64: return "<i8";
+    case FPD_DTYPE_U8: return "|u1";
+    case FPD_DTYPE_U16: return "<u2";
+    case FPD_DTYPE_U32: return "<u4";
+    case FPD_DTYPE_U64: return "<u8";
+    case FPD_DTYPE_BOOL: return "|b1";
+    case FPD_DTYPE_C64: return "<c8";
+    default: return NULL;
+    }
+}
+
+
+enum fpd_status fpd_npy_write(const char *path, const struct fpd_tensor_info *t, unsigned flags,
+                              struct fpd_error *err) {
+    FPD_ASSERT(path && t);
+    enum fpd_status status = FPD_STATUS_OK;
+    char *hdr = NULL;
+    struct fpd__atomic_file af = {.fd = -1};
+
+    const char *descr = (unsigned)t->dtype < FPD_DTYPE_COUNT ? dtype_descr(t->dtype) : NULL;
+    if (!descr) {
+        status = fpd__err(err, FPD_STATUS_UNSUPPORTED,
+                          "%s: dtype %s has no .npy equivalent (numpy has no bfloat16 or float8); convert it to F32 "
+                          "first", path, fpd_dtype_name(t->dtype));
+        goto done;
+    }
+    if (t->ndim < 0 || t->ndim > FPD_MAX_DIMS) {
+        status = fpd__err(err, FPD_STATUS_INVALID_ARG, "%s: ndim %d out of range 0..%d", path, (int)t->ndim,
+                          FPD_MAX_DIMS);
+        goto done;
+    }
+    int64_t numel = 1;
+    size_t nbytes = 0;
+    bool ok = true;
+    for (int32_t d = 0; d < t->ndim; d++) ok = ok && t->shape[d] >= 0;
+    for (int32_t d = 0; ok && d < t->ndim; d++) ok = fpd__mul_i64(numel, t->shape[d], &numel);
+    ok = ok && fpd__mul_size((size_t)numel, fpd_dtype_size(t->dtype), &nbytes);
+    if (!ok || nbytes != t->nbytes || (nbytes > 0 && !t->data)) {
+        status = fpd__err(err, FPD_STATUS_INVALID_ARG, "%s: nbytes %zu (data %s) does not match the shape of %s", path,
+                          t->nbytes, t->data ? "set" : "NULL", fpd_dtype_name(t->dtype));
+        goto done;
+    }
+
+    /* The dict, as numpy writes it: {'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), } */
+    char dict[96 + 24 * FPD_MAX_DIMS];
+    size_t dl = (size_t)snprintf(dict, sizeof dict, "{'descr': '%s', 'fortran_order': False, 'shape': (", descr);
+    for (int32_t d = 0; d < t->ndim; d++)
+        dl += (size_t)snprintf(dict + dl, sizeof dict - dl, "%s%lld", d ? ", " : "", (long long)t->shape[d]);
+    dl += (size_t)snprintf(dict + dl, sizeof dict - dl, "%s), }", t->ndim == 1 ? "," : "");
+    /* Preamble 10 bytes (1.0); the header ends with '\n' and pads to 64. */
+    size_t pre = 10, hlen = dl + 1;
+    while ((pre + hlen) % 64) hlen++;
+    if (hlen > 65535) { /* cannot happen with FPD_MAX_DIMS dims, kept for safety */
+        pre = 12;
+        hlen = dl + 1;
+        while ((pre + hlen) % 64) hlen++;
+    }
+    hdr = fpd_malloc(pre + hlen);
+    if (!hdr) {
+        status = fpd__err(err, FPD_STATUS_NOMEM, "%s: out of memory", path);
+        goto done;
+    }
+    memcpy(hdr, "\x93NUMPY", 6);
+    hdr[6] = pre == 10 ? 1 : 2;
+    hdr[7] = 0;
+    for (size_t i = 0; i < pre - 8; i++) hdr[8 + i] = (char)(unsigned char)(hlen >> (8 * i));
+    memcpy(hdr + pre, dict, dl);
+    memset(hdr + pre + dl, ' ', hlen - dl - 1);
+    hdr[pre + hlen - 1] = '\n';
+
+    if ((status = fpd__atomic_open(path, flags, &af, err))) goto done;
+    if ((status = fpd__atomic_write(&af, hdr, pre + hlen, err))) goto done;
+    if (nbytes && (status = fpd__atomic_write(&af, t->data, nbytes, err))) goto done;
+    status = fpd__atomic_commit(&af, flags, err);
+
+done:
+    fpd__atomic_abort(&af);
+    fpd_free(hdr);
+    return status;
+}

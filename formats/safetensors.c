@@ -117,10 +117,6 @@ static char *dup_bytes(const char *s, size_t len) {
     return d;
 }
 
-static const char *errno_str(int e, char *buf, size_t cap) {
-    /* GNU strerror_r (we build with _GNU_SOURCE): returns the string to use. */
-    return strerror_r(e, buf, cap);
-}
 
 /* Strict UTF-8 (RFC 3629): no overlong forms, no surrogates, nothing above
  * U+10FFFF. Returns true if valid; else *bad is the offset of the first bad byte. */
@@ -681,42 +677,6 @@ static int cmp_meta(const void *a, const void *b) {
     return strcmp(((const struct meta_pair *)a)->key, ((const struct meta_pair *)b)->key);
 }
 
-static enum fpd_status write_all(int fd, const void *buf, size_t n, const char *tmp, struct fpd_error *err) {
-    const unsigned char *p = buf;
-    char eb[128];
-    while (n > 0) {
-        size_t chunk = n > (1u << 30) ? (1u << 30) : n;
-        ssize_t w = write(fd, p, chunk);
-        if (w < 0) {
-            if (errno == EINTR) continue;
-            return fpd__err(err, FPD_STATUS_IO, "%s: write failed: %s", tmp, errno_str(errno, eb, sizeof eb));
-        }
-        if (w == 0) return fpd__err(err, FPD_STATUS_IO, "%s: write wrote nothing (disk full?)", tmp);
-        p += w;
-        n -= (size_t)w;
-    }
-    return FPD_STATUS_OK;
-}
-
-/* Create "<dir>/.<base>.tmp-XXXXXX" exclusively with mode 0666 & ~umask (mkstemp
- * would give 0600, which is wrong for a checkpoint others read). */
-static int create_temp(char *tmp, size_t suffix_at) {
-    static const char chars[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-    static uint64_t counter;
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    uint64_t state = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 30) ^ ((uint64_t)getpid() << 16) ^
-                     (uint64_t)(uintptr_t)tmp ^ __atomic_add_fetch(&counter, 1, __ATOMIC_RELAXED);
-    for (int attempt = 0; attempt < 100; attempt++) {
-        uint64_t r = fpd__rand_u64(&state);
-        for (int i = 0; i < 6; i++, r /= 62) tmp[suffix_at + (size_t)i] = chars[r % 62];
-        int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-        if (fd >= 0 || errno != EEXIST) return fd;
-    }
-    errno = EEXIST;
-    return -1;
-}
-
 enum fpd_status fpd_safetensors_write(const char *path, const struct fpd_tensor_info *tensors, int64_t n,
                                       const char *const *meta_keys, const char *const *meta_values, int64_t n_meta,
                                       unsigned flags, struct fpd_error *err) {
@@ -725,10 +685,7 @@ enum fpd_status fpd_safetensors_write(const char *path, const struct fpd_tensor_
     const struct fpd_tensor_info **order = NULL;
     struct meta_pair *meta = NULL;
     struct sbuf hb = {0};
-    char *tmp = NULL, *dir = NULL;
-    int fd = -1;
-    bool tmp_made = false;
-    char eb[128];
+    struct fpd__atomic_file af = {.fd = -1};
 
     if (n < 0 || n_meta < 0 || (n > 0 && !tensors) || (n_meta > 0 && (!meta_keys || !meta_values))) {
         status = fpd__err(err, FPD_STATUS_INVALID_ARG, "%s: invalid tensor or metadata list (n = %lld, n_meta = %lld)",
@@ -848,90 +805,17 @@ enum fpd_status fpd_safetensors_write(const char *path, const struct fpd_tensor_
         goto done;
     }
 
-    /* Refuse early, before writing gigabytes; the final publish re-checks atomically. */
-    struct stat sb;
-    if (!(flags & FPD_WRITE_OVERWRITE) && lstat(path, &sb) == 0) {
-        status = fpd__err(err, FPD_STATUS_IO, "%s already exists", path);
-        goto done;
-    }
-
-    /* Temporary file "<dir>/.<base>.tmp-XXXXXX" in the target's folder. */
-    const char *slash = strrchr(path, '/');
-    const char *base = slash ? slash + 1 : path;
-    size_t dlen = slash ? (size_t)(slash - path) : 0;
-    if (!*base) {
-        status = fpd__err(err, FPD_STATUS_INVALID_ARG, "%s: path names a folder, not a file", path);
-        goto done;
-    }
-    dir = slash ? dup_bytes(dlen ? path : "/", dlen ? dlen : 1) : dup_bytes(".", 1);
-    size_t tlen = dlen + 1 + 1 + strlen(base) + strlen(".tmp-XXXXXX") + 1;
-    tmp = fpd_malloc(tlen);
-    if (!dir || !tmp) {
-        status = fpd__err(err, FPD_STATUS_NOMEM, "%s: out of memory", path);
-        goto done;
-    }
-    snprintf(tmp, tlen, "%.*s%s.%s.tmp-XXXXXX", (int)dlen, path, slash ? "/" : "", base);
-    fd = create_temp(tmp, strlen(tmp) - 6);
-    if (fd < 0) {
-        status = fpd__err(err, FPD_STATUS_IO, "%s: cannot create a temporary file in '%s': %s", path, dir,
-                          errno_str(errno, eb, sizeof eb));
-        goto done;
-    }
-    tmp_made = true;
-
+    if ((status = fpd__atomic_open(path, flags, &af, err))) goto done;
     unsigned char prefix[8];
     for (int i = 0; i < 8; i++) prefix[i] = (unsigned char)((uint64_t)hb.len >> (8 * i));
-    if ((status = write_all(fd, prefix, 8, tmp, err))) goto done;
-    if ((status = write_all(fd, hb.p, hb.len, tmp, err))) goto done;
+    if ((status = fpd__atomic_write(&af, prefix, 8, err))) goto done;
+    if ((status = fpd__atomic_write(&af, hb.p, hb.len, err))) goto done;
     for (int64_t i = 0; i < n; i++)
-        if ((status = write_all(fd, order[i]->data, order[i]->nbytes, tmp, err))) goto done;
-    if (fsync(fd) != 0) {
-        status = fpd__err(err, FPD_STATUS_IO, "%s: fsync failed: %s", tmp, errno_str(errno, eb, sizeof eb));
-        goto done;
-    }
-    int rc = close(fd);
-    fd = -1;
-    if (rc != 0) {
-        status = fpd__err(err, FPD_STATUS_IO, "%s: close failed: %s", tmp, errno_str(errno, eb, sizeof eb));
-        goto done;
-    }
-
-    /* Publish. */
-    if (flags & FPD_WRITE_OVERWRITE) {
-        if (rename(tmp, path) != 0) {
-            status = fpd__err(err, FPD_STATUS_IO, "%s: cannot rename the temporary file into place: %s", path,
-                              errno_str(errno, eb, sizeof eb));
-            goto done;
-        }
-    } else {
-        rc = renameat2(AT_FDCWD, tmp, AT_FDCWD, path, RENAME_NOREPLACE);
-        if (rc != 0 && (errno == EINVAL || errno == ENOSYS || errno == ENOTSUP)) {
-            /* The file system lacks RENAME_NOREPLACE: link() never replaces either. */
-            rc = link(tmp, path);
-            if (rc == 0) unlink(tmp);
-        }
-        if (rc != 0) {
-            if (errno == EEXIST) status = fpd__err(err, FPD_STATUS_IO, "%s already exists", path);
-            else
-                status = fpd__err(err, FPD_STATUS_IO, "%s: cannot move the temporary file into place: %s", path,
-                                  errno_str(errno, eb, sizeof eb));
-            goto done;
-        }
-    }
-    tmp_made = false;
-
-    /* Make the rename durable. Best effort: the file is complete and in place, so a
-     * failure here is logged, not returned (an error must mean "path untouched"). */
-    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd < 0 || (fsync(dfd) != 0 && errno != EINVAL && errno != ENOTSUP))
-        fpd__log(FPD_LOG_LEVEL_WARN, "%s: cannot fsync folder '%s': %s", path, dir, errno_str(errno, eb, sizeof eb));
-    if (dfd >= 0) close(dfd);
+        if ((status = fpd__atomic_write(&af, order[i]->data, order[i]->nbytes, err))) goto done;
+    status = fpd__atomic_commit(&af, flags, err);
 
 done:
-    if (fd >= 0) close(fd);
-    if (tmp_made) unlink(tmp);
-    fpd_free(tmp);
-    fpd_free(dir);
+    fpd__atomic_abort(&af);
     fpd_free(hb.p);
     fpd_free(meta);
     fpd_free(order);
