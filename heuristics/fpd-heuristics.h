@@ -1,13 +1,88 @@
 /*
  * fpd-heuristics.h - shapes and (r, p) for FPD layers: factor N and D into k
- * modes, pick a default TT-rank and term count, and decide whether a table gains
- * from compression at all.
+ * modes, rank candidate (r, p, k, row shape, column shape) configurations,
+ * predict their size and (given the table's data) their error, and decide
+ * whether a table gains from compression at all.
  *
  * Usage:
  *   struct fpd_plan_params pp = fpd_plan_default_params();
  *   struct fpd_plan plan;
  *   if (fpd_plan_table(20000, 100, FPD_DTYPE_F32, &pp, &plan, &err)) ...;
  *   if (plan.compress) fit with plan.shape; else puts(plan.reason);
+ *
+ *   struct fpd_table_view w = { data, FPD_DTYPE_F32, N, D };
+ *   pp.table = &w;             // optional: predicted errors from the data
+ *   pp.budget_bytes = 1 << 20; // optional: the largest candidate within 1 MiB
+ *   struct fpd_suggestion *sg;
+ *   if (fpd_suggest(N, D, FPD_DTYPE_F32, &pp, &sg, &err) == FPD_STATUS_OK)
+ *       for (int64_t i = 0; i < sg->n_candidates; i++) ... sg->candidates[i] ...;
+ *   fpd_suggestion_free(sg);
+ *
+ * THE (r, p) HEURISTIC (from N and D alone; implemented in suggest.c)
+ *
+ * For each k (k = 3 below 10^8 rows, 4 from 10^8: the default; the other of 3
+ * and 4 is listed too, one step lower in the ranking):
+ *
+ *   n = fpd_factor_rows(N, k)      minimal padding among balanced shapes
+ *   d = fpd_factor_cols(D, k), arranged outside-in: largest mode first, second
+ *       largest last, the rest in the middle (D = 128: 8x4x4, k = 4: 4x4x2x4;
+ *       a prime D: D x 1 x 1). Middle cores cost n_m r^2 d_m, end cores n_m r d_m,
+ *       so small modes belong in the middle.
+ *   g  = max over bonds m of min(prod_{l<m} d_l, prod_{l>=m} d_l), the TT-rank of
+ *       one generic row in column shape d (8 for 8x4x4). A term of rank below g
+ *       cannot reproduce even a single arbitrary row: the smallest useful rank.
+ *   R0 = ceil(D / min(d_0, d_{k-1})), the saturation rank. With the digits
+ *       i_0..i_{k-2} fixed, the n_{k-1} rows that share them are (L G_{k-1}[i_{k-1}])
+ *       for one fixed D/d_{k-1} x r matrix L per term, so they lie in a subspace
+ *       of dimension p r d_{k-1}; rows sharing i_1..i_{k-1} lie in one of
+ *       dimension p r d_0. Below R = p r = R0 every such group of rows is confined
+ *       to a proper subspace of R^D; at R0 neither group is. Capacity is R = p r,
+ *       not r: a sum of p trains of rank r is a train of rank p r with block-
+ *       diagonal cores, whose middle cores cost p r^2 = R^2 / p, not R^2.
+ *   h  = g * max(1, floor(R0 / (4 g))), the rank step (at least g; a quarter of R0
+ *       when that is larger, so that p = 4 still has r >= h).
+ *   R* = h * max(1, round(R0 / h)), the target capacity.
+ *
+ * Candidates: r in {h, 2h, ...}, p in {1, 2, 4, 8}, R = p r <= 4 R*; each inner
+ * rank is capped by the TT-SVD bound (fpd_layer_shape_set_rank) and duplicates
+ * are dropped. Prior score (lower is better):
+ *
+ *   s = log2(R* / R)      for R <= R*  (capacity short of saturation)
+ *   s = 2 log2(R / R*)    for R >  R*  (past saturation, parameters grow as R^2
+ *                                       and the subspace argument gains nothing)
+ *   s += 1 when k is not the default k,
+ *
+ * ties broken by fewer terms, then fewer bytes. D = 128 (N = 10^6 .. 10^8): g = 8,
+ * R0 = 32, h = 8, R* = 32, and the ranking starts with (32, 1), (16, 2), (8, 4)
+ * (s = 0) and (24, 1) (s = 0.415), the seed paper's four pairs (Hajgato 2023,
+ * section 3.1); next are (40, 1) (s = 0.64) and (16, 1), (8, 2) (s = 1). Other D
+ * scale through the column shape: D = 64 (4x4x4): (16,1), (8,2), (4,4), (12,1);
+ * D = 100 (5x4x5): (20,1), (10,2), (5,4), (15,1); D = 8 (2x2x2, g = 2, R* = 4):
+ * (4,1), (2,2), (2,1); D = 1024 (16x8x8, h = 32): (128,1), (64,2), (32,4), (96,1);
+ * D = 300 (10x5x6, h = 10): (50,1), (40,1), (20,2), (10,4); a prime D
+ * (D x 1 x 1) has R0 = D: rows that share their leading digits only differ
+ * through the rank. For a balanced k = 3 shape R* grows like D^(2/3).
+ *
+ * DATA-DRIVEN ERRORS (predict.c): with the table's data each candidate gets a
+ * predicted relative Frobenius error. p = 1: the error of uniform-rank TT-SVD,
+ * computed exactly (one streamed Gram matrix of the first unfolding, shared by all
+ * ranks, then the remaining sequential SVDs per rank) on the whole table when
+ * N D <= 2^24, else on row samples that keep the outer modes whole and take s and
+ * 2s random digits of each middle mode, extrapolated to the full middle modes by
+ * the model e^2(s) = A - c / s (the sample's bias is the over-fit of its fewer
+ * middle slices). p > 1: a sum of p trains of rank r lies between one train of
+ * equal middle-core parameters (rank r sqrt(p), p r^2 = (r sqrt(p))^2) and one of
+ * equal bond dimension (rank p r, which contains it); the prediction is the
+ * geometric mean of the p = 1 errors at those two ranks.
+ * The prediction is of the fit's first stage (TT-SVD / backfitting); the ALS
+ * sweeps and Adam epochs that follow lower the error a little (0.1% to 3% on
+ * GloVe and the NCF tables), so it is slightly pessimistic.
+ * With errors the ranking stays the prior's, ties broken by the predicted error,
+ * and a candidate that another beats on size and error (no larger and no less
+ * accurate, and 5% smaller or 1% more accurate) is flagged "dominated" but not
+ * moved: between near-equal candidates the predicted differences are often
+ * smaller than the prediction's own error, and a default that jumped on them
+ * would be unstable. The errors pick the candidate under max_error.
  */
 #ifndef FPD_HEURISTICS_H
 #define FPD_HEURISTICS_H
@@ -29,14 +104,24 @@ FPD_API enum fpd_status fpd_factor_rows(int64_t n_rows, int32_t k, int64_t *row_
  * factors (a prime D gives (D, 1, ..., 1)). Errors: INVALID_ARG. */
 FPD_API enum fpd_status fpd_factor_cols(int64_t dim, int32_t k, int64_t *col_shape, struct fpd_error *err);
 
-/* Options of fpd_plan_table; 0 means "choose". */
+/* Options of fpd_plan_table and fpd_suggest; 0 (or NULL) means "choose" / "none". */
 struct fpd_plan_params {
-    int64_t rank;          /* TT-rank r (0: default rule)                        */
-    int64_t terms;         /* p (0: default rule)                                */
-    int32_t k;             /* cores (0: default rule)                            */
+    int64_t rank;          /* TT-rank r (0: the heuristic; given alone, p = 1)   */
+    int64_t terms;         /* p (0: the heuristic)                               */
+    int32_t k;             /* cores (0: 3 and 4, the default by N ranked first)  */
     int64_t min_rows;      /* tables with fewer rows stay dense (default 1000)   */
     double min_ratio;      /* dense bytes / FPD bytes below this: dense (2.0)    */
     enum fpd_dtype core_dtype; /* dtype of stored cores (default F32)            */
+    /* Selection targets (all optional; those given must all hold). With none, the
+     * top-ranked candidate is taken. */
+    size_t budget_bytes;       /* > 0: the largest candidate whose cores take at
+                                  most this many bytes                           */
+    double min_ratio_target;   /* > 0: the largest candidate at least this many
+                                  times smaller than the dense table             */
+    double max_error;          /* > 0: the smallest candidate whose predicted
+                                  relative error is at most this (needs table)   */
+    const struct fpd_table_view *table; /* the table's data (borrowed), for
+                                  predicted errors; NULL: sizes only             */
 };
 FPD_API struct fpd_plan_params fpd_plan_default_params(void);
 
@@ -51,13 +136,74 @@ struct fpd_plan {
     size_t bytes_before;           /* rows * dim * dtype size                     */
     size_t bytes_after;            /* params * core dtype size                    */
     double ratio;                  /* bytes_before / bytes_after                  */
+    double predicted_error;        /* predicted relative error (NAN: no table)    */
 };
 
-/* Plan the compression of a table [rows, dim] of dtype: shapes, (r, p), size, and
- * whether it qualifies. Errors: INVALID_ARG (rows or dim < 1, params out of range). */
+/* Plan the compression of a table [rows, dim] of dtype: the selected candidate of
+ * fpd_suggest under params (shapes, (r, p), size, predicted error) and whether it
+ * qualifies. The table stays dense (compress = false, with a reason), checked in
+ * this order, when: dtype is not a float dtype, rows < min_rows, no candidate is
+ * predicted to reach max_error, or bytes_before / bytes_after < min_ratio.
+ * Errors: INVALID_ARG (rows or dim < 1, params out of range, max_error without a
+ * table, or a budget / ratio target that no candidate meets: the message names the
+ * closest candidate), and those of the error prediction (DTYPE, SHAPE, NOMEM). */
 FPD_API enum fpd_status fpd_plan_table(int64_t rows, int64_t dim, enum fpd_dtype dtype,
                                        const struct fpd_plan_params *params, struct fpd_plan *out,
                                        struct fpd_error *err);
+
+/* One candidate configuration. */
+struct fpd_candidate {
+    struct fpd_layer_shape shape;  /* k, row/col shapes, terms = p, capped ranks  */
+    int64_t r;                     /* nominal rank (ranks[m] = min(r, bound_m))   */
+    int64_t params;                /* parameters of the cores                     */
+    int64_t padding;               /* prod(row_shape) - rows                      */
+    size_t bytes;                  /* params * core dtype size: the cores' bytes  */
+    double ratio;                  /* bytes_before / bytes                        */
+    double score;                  /* prior score, lower is better (see above)    */
+    double predicted_error;        /* relative Frobenius error after the fit;     */
+                                   /* NAN when not estimated                      */
+    bool dominated;                /* another candidate is no larger and no less  */
+                                   /* accurate (only with predicted errors)       */
+    bool eligible;                 /* meets budget, ratio and max_error targets   */
+};
+
+/* The ranked candidates for one table. */
+struct fpd_suggestion {
+    int64_t rows, dim;
+    enum fpd_dtype dtype, core_dtype;
+    size_t bytes_before;           /* rows * dim * dtype size                     */
+    int32_t k_default;             /* 3, or 4 from 10^8 rows (or params->k)       */
+    int64_t col_rank, saturation_rank, rank_step, target_rank; /* g, R0, h, R* of  */
+                                   /* the default k                               */
+    int64_t n_candidates;
+    struct fpd_candidate *candidates; /* ranking order, best first (owned)        */
+    int64_t selected;              /* index picked under params' targets; -1 when */
+                                   /* no candidate meets max_error                */
+    bool compress;                 /* as fpd_plan_table decides for the selected  */
+    char reason[256];              /* why not, when !compress                     */
+    bool errors_known;             /* predicted errors were estimated             */
+    char estimate[256];            /* how they were estimated, or why not         */
+};
+
+/* Rank the candidate configurations of a table [rows, dim] of dtype (the heuristic
+ * above), restricted to params->rank / terms / k when given, with predicted errors
+ * when params->table is set (its rows and dim must match; any float dtype), and
+ * pick one: the largest within budget_bytes / min_ratio_target, the smallest
+ * within max_error (both: the smallest that meets all), else the top-ranked.
+ * Allocates *out (free with fpd_suggestion_free).
+ * Errors: as fpd_plan_table (a budget or ratio no candidate meets is INVALID_ARG;
+ * an unmet max_error is not an error: selected = -1), NOMEM. */
+FPD_API enum fpd_status fpd_suggest(int64_t rows, int64_t dim, enum fpd_dtype dtype,
+                                    const struct fpd_plan_params *params, struct fpd_suggestion **out,
+                                    struct fpd_error *err);
+/* Free a suggestion; NULL is a no-op. */
+FPD_API void fpd_suggestion_free(struct fpd_suggestion *s);
+
+/* The column shape used by the heuristic: fpd_factor_cols(D, k) arranged outside-in
+ * (largest mode first, second largest last, the rest non-increasing between).
+ * Errors: as fpd_factor_cols. */
+FPD_API enum fpd_status fpd_factor_cols_outside_in(int64_t dim, int32_t k, int64_t *col_shape,
+                                                   struct fpd_error *err);
 
 #ifdef __cplusplus
 }

@@ -1,10 +1,13 @@
 /*
  * test-plan.c - fpd_plan_table: shapes, sizes against counts computed here,
  * the keep-dense decisions and their reasons, user overrides, invalid input.
+ * The default (r, p) is the top candidate of the heuristic (suggest.c): its rank is
+ * recomputed here from the documented formula (ref_target_rank).
  */
 #include <criterion/criterion.h>
 #include <criterion/new/assert.h>
 
+#include <math.h>
 #include <string.h>
 
 #include "heuristics/fpd-heuristics.h"
@@ -24,6 +27,27 @@ static int64_t ref_rank_cap(const struct fpd_layer_shape *s, int m) {
     for (int l = m; l < s->k; l++) right *= (double)(s->row_shape[l] * s->col_shape[l]);
     double c = left < right ? left : right;
     return c > 1e18 ? INT64_MAX : (int64_t)c;
+}
+
+/* The heuristic's target capacity R* (fpd-heuristics.h), written out again: column
+ * modes outside-in, g = column TT-rank, R0 = ceil(D / min(d_0, d_{k-1})), step h,
+ * R* = h * max(1, round(R0 / h)). For the default p = 1 candidate this is its rank. */
+static int64_t ref_target_rank(int64_t dim, int k) {
+    int64_t d[FPD_MAX_MODES];
+    fpd_factor_cols_outside_in(dim, k, d, NULL);
+    int64_t g = 1;
+    for (int m = 1; m < k; m++) {
+        int64_t left = 1, right = 1;
+        for (int l = 0; l < m; l++) left *= d[l];
+        for (int l = m; l < k; l++) right *= d[l];
+        int64_t c = left < right ? left : right;
+        if (c > g) g = c;
+    }
+    int64_t dmin = d[0] < d[k - 1] ? d[0] : d[k - 1];
+    int64_t r0 = k == 1 ? 1 : (dim + dmin - 1) / dmin;
+    int64_t h = g * (r0 / (4 * g) > 1 ? r0 / (4 * g) : 1);
+    int64_t m = (2 * r0 + h) / (2 * h); /* round(r0 / h) */
+    return h * (m > 1 ? m : 1);
 }
 
 /* Invariants every successful plan must satisfy. */
@@ -65,6 +89,10 @@ Test(plan, default_params) {
     cr_assert(eq(i64, pp.min_rows, 1000));
     cr_assert(eq(dbl, pp.min_ratio, 2.0));
     cr_assert(eq(int, pp.core_dtype, FPD_DTYPE_F32));
+    cr_assert(eq(sz, pp.budget_bytes, 0));
+    cr_assert(eq(dbl, pp.min_ratio_target, 0.0));
+    cr_assert(eq(dbl, pp.max_error, 0.0));
+    cr_assert(eq(ptr, (void *)pp.table, NULL));
 }
 
 Test(plan, table_20000x100) {
@@ -74,12 +102,18 @@ Test(plan, table_20000x100) {
     cr_assert(eq(int, fpd_plan_table(20000, 100, FPD_DTYPE_F32, &pp, &p, &err), FPD_STATUS_OK), "%s", err.msg);
     cr_assert(p.compress, "%s", p.reason);
     cr_assert(eq(int, p.shape.k, 3));
-    check_plan(&p, 20000, 100, FPD_DTYPE_F32, FPD_DTYPE_F32, 28, 1);
+    /* The heuristic (this issue changed the value from r = 28, cols 5x5x4): columns
+     * outside-in 5x4x5, R0 = 100 / 5 = 20, g = h = 5, R* = 20: (20, 1). */
+    check_plan(&p, 20000, 100, FPD_DTYPE_F32, FPD_DTYPE_F32, 20, 1);
+    cr_assert(eq(i64, p.shape.col_shape[0], 5));
+    cr_assert(eq(i64, p.shape.col_shape[1], 4));
+    cr_assert(eq(i64, p.shape.col_shape[2], 5));
     cr_assert(eq(sz, p.bytes_after, (size_t)p.params * 4));
     cr_assert(eq(sz, p.bytes_before, (size_t)8000000));
-    /* 32x25x25 rows, 5x5x4 columns, r = 28: 32*5*28 + 25*28*5*28 + 25*28*4. */
-    cr_assert(eq(i64, p.params, 32 * 5 * 28 + 25 * 28 * 5 * 28 + 25 * 28 * 4));
+    /* 32x25x25 rows, 5x4x5 columns, r = 20: 32*5*20 + 25*20*4*20 + 25*20*5. */
+    cr_assert(eq(i64, p.params, 32 * 5 * 20 + 25 * 20 * 4 * 20 + 25 * 20 * 5));
     cr_assert(eq(i64, p.padding, 0));
+    cr_assert(isnan(p.predicted_error)); /* no table data */
     /* Same plan with NULL params (the defaults). */
     struct fpd_plan q;
     cr_assert(eq(int, fpd_plan_table(20000, 100, FPD_DTYPE_F32, NULL, &q, NULL), FPD_STATUS_OK));
@@ -87,11 +121,15 @@ Test(plan, table_20000x100) {
 }
 
 Test(plan, default_rank_rule) {
-    struct { int64_t dim, r; } cases[] = { { 128, 32 }, { 100, 28 }, { 64, 16 }, { 8, 4 }, { 1, 4 },
-                                           { 16, 4 },   { 17, 8 },   { 97, 28 }, { 300, 32 }, { 1024, 32 } };
+    /* R* of the heuristic for the default k = 3 (values worked out in fpd-heuristics.h;
+     * before this issue the rule was clamp(4 ceil(D / 16), 4, 32)). */
+    struct { int64_t dim, r; } cases[] = { { 128, 32 }, { 100, 20 }, { 64, 16 }, { 8, 4 },   { 1, 1 },
+                                           { 16, 8 },   { 17, 16 },  { 97, 96 }, { 300, 50 }, { 1024, 128 },
+                                           { 32, 8 },   { 45, 15 },  { 768, 96 } };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         struct fpd_plan p;
         cr_assert(eq(int, fpd_plan_table(1000000, cases[i].dim, FPD_DTYPE_F32, NULL, &p, NULL), FPD_STATUS_OK));
+        cr_assert(eq(i64, ref_target_rank(cases[i].dim, 3), cases[i].r), "D=%lld", (long long)cases[i].dim);
         check_plan(&p, 1000000, cases[i].dim, FPD_DTYPE_F32, FPD_DTYPE_F32, cases[i].r, 1);
     }
 }
@@ -102,7 +140,8 @@ Test(plan, default_k) {
     cr_assert(eq(int, p.shape.k, 3));
     cr_assert(eq(int, fpd_plan_table(INT64_C(100000000), 16, FPD_DTYPE_F32, NULL, &p, NULL), FPD_STATUS_OK));
     cr_assert(eq(int, p.shape.k, 4));
-    check_plan(&p, INT64_C(100000000), 16, FPD_DTYPE_F32, FPD_DTYPE_F32, 4, 1);
+    /* D = 16, k = 4: columns 2x2x2x2, R0 = 8, g = h = 4: r = 8 (was 4 before the heuristic) */
+    check_plan(&p, INT64_C(100000000), 16, FPD_DTYPE_F32, FPD_DTYPE_F32, 8, 1);
     cr_assert(p.compress, "%s", p.reason);
     /* A DLRM-sized table (seed paper: N up to 4e7, D = 128) gets 3 cores, r = 32. */
     cr_assert(eq(int, fpd_plan_table(INT64_C(40000000), 128, FPD_DTYPE_F32, NULL, &p, NULL), FPD_STATUS_OK));
@@ -169,9 +208,7 @@ Test(plan, compress_iff_ratio) {
         for (size_t j = 0; j < sizeof dims / sizeof dims[0]; j++) {
             struct fpd_plan p;
             cr_assert(eq(int, fpd_plan_table(rows[i], dims[j], FPD_DTYPE_F32, NULL, &p, NULL), FPD_STATUS_OK));
-            int64_t r = 4 * ((dims[j] + 15) / 16);
-            r = r < 4 ? 4 : (r > 32 ? 32 : r);
-            check_plan(&p, rows[i], dims[j], FPD_DTYPE_F32, FPD_DTYPE_F32, r, 1);
+            check_plan(&p, rows[i], dims[j], FPD_DTYPE_F32, FPD_DTYPE_F32, ref_target_rank(dims[j], 3), 1);
             cr_assert(eq(int, p.compress, p.ratio >= 2.0), "%lld x %lld: ratio %g, %s", (long long)rows[i],
                       (long long)dims[j], p.ratio, p.reason);
         }
@@ -188,12 +225,12 @@ Test(plan, prime_rows_and_dim) {
     cr_assert(eq(i64, p.shape.col_shape[0], 97));
     cr_assert(eq(i64, p.shape.col_shape[1], 1));
     cr_assert(eq(i64, p.shape.col_shape[2], 1));
-    check_plan(&p, 50000, 97, FPD_DTYPE_F32, FPD_DTYPE_F32, 28, 1);
+    check_plan(&p, 50000, 97, FPD_DTYPE_F32, FPD_DTYPE_F32, 96, 1); /* R0 = 97, h = 24 */
     cr_assert(p.compress, "%s", p.reason);
 
     /* D = 1 is planned; the ratio decides. */
     cr_assert(eq(int, fpd_plan_table(100000, 1, FPD_DTYPE_F32, NULL, &p, NULL), FPD_STATUS_OK));
-    check_plan(&p, 100000, 1, FPD_DTYPE_F32, FPD_DTYPE_F32, 4, 1);
+    check_plan(&p, 100000, 1, FPD_DTYPE_F32, FPD_DTYPE_F32, 1, 1);
     cr_assert(eq(int, p.compress, p.ratio >= 2.0));
 }
 
@@ -222,7 +259,7 @@ Test(plan, user_overrides) {
     pp = fpd_plan_default_params();
     pp.k = 1;
     cr_assert(eq(int, fpd_plan_table(5000, 16, FPD_DTYPE_F32, &pp, &p, NULL), FPD_STATUS_OK));
-    check_plan(&p, 5000, 16, FPD_DTYPE_F32, FPD_DTYPE_F32, 4, 1);
+    check_plan(&p, 5000, 16, FPD_DTYPE_F32, FPD_DTYPE_F32, 1, 1);
     cr_assert(eq(dbl, p.ratio, 1.0));
     cr_assert(not(p.compress));
 

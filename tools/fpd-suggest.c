@@ -1,0 +1,502 @@
+/*
+ * fpd-suggest - the (r, p) selection heuristic on the command line: ranked
+ * candidate configurations (r, p, k, row and column shapes) of an FPD layer for a
+ * table given by its size (--rows, --dim) or for every eligible table of a
+ * checkpoint, with the padding, parameters, bytes and ratio of each and, from a
+ * checkpoint's data, the predicted relative error. --budget, --ratio and
+ * --max-error pick the candidate fpd-compress would use under the same options.
+ * The heuristic itself is in heuristics/ (fpd-heuristics.h says how it works).
+ */
+#include "tools/cli.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <jansson.h>
+#include <locale.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "Usage: fpd-suggest --rows N --dim D [options]\n"
+            "       fpd-suggest CHECKPOINT [options]\n"
+            "Ranked (r, p) configurations of FPD layers, with predicted size and error.\n"
+            "\n"
+            "With --rows and --dim: the candidates for a table of that size (sizes only).\n"
+            "With a CHECKPOINT (safetensors, or one .npy table): every 2-D float table with at least\n"
+            "--min-rows rows (or those named by --tables), each with errors predicted from its data.\n"
+            "\n"
+            "Per candidate: rank, r, p (terms), k (cores), row and column shapes, padding rows,\n"
+            "parameters, bytes of the cores, ratio dense / FPD, predicted relative error. '*' marks\n"
+            "the pick: the top-ranked, or the one the targets below select (fpd-compress takes the\n"
+            "same one under the same options).\n"
+            "\n"
+            "Options:\n"
+            "  -n, --rows N          rows of the table (without CHECKPOINT; 4e7 is accepted)\n"
+            "  -d, --dim D           embedding dimension (without CHECKPOINT)\n"
+            "      --dtype T         dtype of the dense table: F32 (default), F64, F16, BF16\n"
+            "  -t, --tables A,B,...  only these tensors of CHECKPOINT\n"
+            "      --budget BYTES    the largest candidate whose cores fit in BYTES, per table (suffixes:\n"
+            "                        K M G T or KiB MiB GiB TiB = 1024^n; kB MB GB TB = 1000^n)\n"
+            "      --ratio X         the largest candidate at least X times smaller than its table\n"
+            "      --max-error E     the smallest candidate predicted at or below relative error E\n"
+            "                        (needs CHECKPOINT)\n"
+            "  -r, --rank R          only rank R (without --terms: p = 1)\n"
+            "  -p, --terms P         only P terms\n"
+            "  -k, --cores K         only K cores (default: 3 and 4, the default by N first)\n"
+            "      --core-dtype T    F32 (default), F16 or BF16 for the cores' bytes\n"
+            "      --min-rows N      tables with fewer rows are skipped (default 1000; 0 with --rows)\n"
+            "      --min-ratio X     fpd-compress keeps tables dense below this ratio (default 2)\n"
+            "      --top N           candidates listed per table (default 10), plus the pick\n"
+            "      --all             list every candidate\n"
+            "      --no-errors       do not predict errors from the checkpoint's data\n"
+            "      --json            print one JSON object (schema \"fpd-suggest/1\") instead\n"
+            "  -h, --help            this help\n"
+            "      --version         version and build features\n"
+            "\n"
+            "With a target, only the candidates that meet it are listed.\n"
+            "Exit status: 0 ok; 1 unreadable checkpoint, or no candidate predicted to reach\n"
+            "--max-error; 2 usage error (bad numbers, a budget or ratio that no candidate meets).\n"
+            "Example: fpd-suggest --rows 4e7 --dim 128\n"
+            "         fpd-suggest samples/glove-10k.safetensors --max-error 0.92 --json\n");
+}
+
+/* ------------------------------------------------------------ parsing */
+
+/* An integer >= min, also written as 4e7 (an exact integer in floating notation). */
+static int64_t parse_count(const char *opt, const char *s, int64_t min) {
+    char *end = NULL;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (!errno && end && end != s && !*end && v >= min) return (int64_t)v;
+    errno = 0;
+    double d = strtod(s, &end);
+    if (!errno && end && end != s && !*end && d >= (double)min && d <= 4.6e18 && d == floor(d)) return (int64_t)d;
+    cli_usage_error("%s expects an integer >= %lld, got '%s'", opt, (long long)min, s);
+}
+
+static double parse_pos(const char *opt, const char *s) {
+    char *end = NULL;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || !end || end == s || *end || !(v > 0.0) || isinf(v))
+        cli_usage_error("%s expects a number > 0, got '%s'", opt, s);
+    return v;
+}
+
+/* BYTES with an optional unit suffix (see --help). */
+static size_t parse_bytes(const char *opt, const char *s) {
+    static const struct { const char *suffix; double mult; } units[] = {
+        {"", 1.0},        {"B", 1.0},          {"K", 1024.0},  {"KiB", 1024.0}, {"kB", 1e3},   {"KB", 1e3},
+        {"M", 1048576.0}, {"MiB", 1048576.0},  {"MB", 1e6},    {"G", 1073741824.0}, {"GiB", 1073741824.0},
+        {"GB", 1e9},      {"T", 1099511627776.0}, {"TiB", 1099511627776.0}, {"TB", 1e12},
+    };
+    char *end = NULL;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (!errno && end && end != s && v > 0.0 && !isinf(v))
+        for (size_t i = 0; i < sizeof units / sizeof units[0]; i++)
+            if (strcmp(end, units[i].suffix) == 0) {
+                double b = floor(v * units[i].mult);
+                if (b >= 1.0 && b < 1.8e19) return (size_t)b;
+            }
+    cli_usage_error("%s expects a size in bytes >= 1 (e.g. 1048576, 512K, 1.5MiB, 2GB), got '%s'", opt, s);
+}
+
+static enum fpd_dtype parse_dtype(const char *opt, const char *s, bool core) {
+    enum fpd_dtype t;
+    if (!fpd_dtype_from_name(s, strlen(s), &t) || !fpd_dtype_is_float(t) || (core && t == FPD_DTYPE_F64))
+        cli_usage_error("%s must be %s, got '%s'", opt, core ? "F32, F16 or BF16" : "F32, F64, F16 or BF16", s);
+    return t;
+}
+
+/* ------------------------------------------------------------ listing */
+
+struct opts {
+    struct fpd_plan_params pp;
+    int64_t top;       /* <= 0: all */
+    bool json, errors;
+};
+
+/* Indices of the candidates to list: in ranking order, those meeting the targets
+ * (all when there is none or none meets them), at most top of them, plus the pick. */
+static int64_t listing(const struct fpd_suggestion *sg, const struct opts *o, int64_t *idx) {
+    bool targets = o->pp.budget_bytes || o->pp.min_ratio_target > 0.0 || o->pp.max_error > 0.0;
+    bool any = false;
+    for (int64_t i = 0; i < sg->n_candidates; i++) any |= sg->candidates[i].eligible;
+    int64_t n = 0;
+    bool have_sel = false;
+    for (int64_t i = 0; i < sg->n_candidates; i++) {
+        if (targets && any && !sg->candidates[i].eligible) continue;
+        if (o->top > 0 && n >= o->top) break;
+        idx[n++] = i;
+        have_sel |= i == sg->selected;
+    }
+    if (sg->selected >= 0 && !have_sel) idx[n++] = sg->selected;
+    return n;
+}
+
+static json_t *jints(const int64_t *v, int32_t n) {
+    json_t *a = json_array();
+    for (int32_t i = 0; i < n; i++) json_array_append_new(a, json_integer(v[i]));
+    return a;
+}
+
+static json_t *jnum(double v) { return isfinite(v) ? json_real(v) : json_null(); }
+
+static json_t *cand_json(const struct fpd_suggestion *sg, int64_t i) {
+    const struct fpd_candidate *c = &sg->candidates[i];
+    const struct fpd_layer_shape *s = &c->shape;
+    json_t *o = json_object();
+    json_object_set_new(o, "rank", json_integer(i + 1));
+    json_object_set_new(o, "r", json_integer(c->r));
+    json_object_set_new(o, "p", json_integer(s->terms));
+    json_object_set_new(o, "k", json_integer(s->k));
+    json_object_set_new(o, "row_shape", jints(s->row_shape, s->k));
+    json_object_set_new(o, "col_shape", jints(s->col_shape, s->k));
+    json_object_set_new(o, "ranks", jints(s->ranks, s->k + 1));
+    json_object_set_new(o, "padding", json_integer(c->padding));
+    json_object_set_new(o, "params", json_integer(c->params));
+    json_object_set_new(o, "bytes", json_integer((json_int_t)c->bytes));
+    json_object_set_new(o, "ratio", jnum(c->ratio));
+    json_object_set_new(o, "predicted_error", jnum(c->predicted_error));
+    json_object_set_new(o, "score", jnum(c->score));
+    json_object_set_new(o, "dominated", json_boolean(c->dominated));
+    json_object_set_new(o, "selected", json_boolean(i == sg->selected));
+    return o;
+}
+
+static json_t *table_json(const char *name, const struct fpd_suggestion *sg, const struct opts *o, int64_t *idx) {
+    json_t *t = json_object();
+    json_object_set_new(t, "name", name ? json_string(name) : json_null());
+    json_object_set_new(t, "rows", json_integer(sg->rows));
+    json_object_set_new(t, "dim", json_integer(sg->dim));
+    json_object_set_new(t, "dtype", json_string(fpd_dtype_name(sg->dtype)));
+    json_object_set_new(t, "core_dtype", json_string(fpd_dtype_name(sg->core_dtype)));
+    json_object_set_new(t, "bytes_before", json_integer((json_int_t)sg->bytes_before));
+    json_t *h = json_object();
+    json_object_set_new(h, "k", json_integer(sg->k_default));
+    json_object_set_new(h, "col_rank", json_integer(sg->col_rank));
+    json_object_set_new(h, "saturation_rank", json_integer(sg->saturation_rank));
+    json_object_set_new(h, "rank_step", json_integer(sg->rank_step));
+    json_object_set_new(h, "target_capacity", json_integer(sg->target_rank));
+    json_object_set_new(t, "heuristic", h);
+    json_object_set_new(t, "error_estimate", json_string(sg->estimate));
+    json_object_set_new(t, "compress", json_boolean(sg->compress));
+    json_object_set_new(t, "reason", sg->compress ? json_null() : json_string(sg->reason));
+    json_object_set_new(t, "n_candidates", json_integer(sg->n_candidates));
+    json_object_set_new(t, "selected", sg->selected >= 0 ? cand_json(sg, sg->selected) : json_null());
+    json_t *a = json_array();
+    int64_t n = listing(sg, o, idx);
+    for (int64_t i = 0; i < n; i++) json_array_append_new(a, cand_json(sg, idx[i]));
+    json_object_set_new(t, "candidates", a);
+    return t;
+}
+
+static void print_row(char cells[][48], const int *w, const bool *right, int ncols) {
+    char line[1024];
+    size_t o = 0;
+    o += (size_t)snprintf(line + o, sizeof line - o, "  ");
+    for (int c = 0; c < ncols && o < sizeof line; c++) {
+        if (right[c]) o += (size_t)snprintf(line + o, sizeof line - o, "%*s", w[c], cells[c]);
+        else o += (size_t)snprintf(line + o, sizeof line - o, "%-*s", w[c], cells[c]);
+        if (c < ncols - 1 && o < sizeof line) o += (size_t)snprintf(line + o, sizeof line - o, "  ");
+    }
+    if (o >= sizeof line) o = sizeof line - 1;
+    while (o > 0 && line[o - 1] == ' ') o--;
+    line[o] = '\0';
+    puts(line);
+}
+
+#define NCOLS 12
+static void fill_row(const struct fpd_suggestion *sg, int64_t i, char cells[][48]) {
+    const struct fpd_candidate *c = &sg->candidates[i];
+    const struct fpd_layer_shape *s = &c->shape;
+    snprintf(cells[0], 48, "%s%lld", i == sg->selected ? "*" : "", (long long)(i + 1));
+    snprintf(cells[1], 48, "%lld", (long long)c->r);
+    snprintf(cells[2], 48, "%lld", (long long)s->terms);
+    snprintf(cells[3], 48, "%d", (int)s->k);
+    cli_shape(s->row_shape, s->k, cells[4], 48);
+    cli_shape(s->col_shape, s->k, cells[5], 48);
+    snprintf(cells[6], 48, "%lld", (long long)c->padding);
+    snprintf(cells[7], 48, "%lld", (long long)c->params);
+    snprintf(cells[8], 48, "%zu", c->bytes);
+    snprintf(cells[9], 48, "%.1fx", c->ratio);
+    if (isnan(c->predicted_error)) snprintf(cells[10], 48, "-");
+    else snprintf(cells[10], 48, "%.4f", c->predicted_error);
+    snprintf(cells[11], 48, "%s", c->dominated ? "dominated" : "");
+}
+
+static void table_text(const char *name, const struct fpd_suggestion *sg, const struct opts *o, int64_t *idx) {
+    char b[32];
+    printf("%s%s%lld x %lld %s, %zu bytes (%s)\n", name ? name : "", name ? ": " : "table ", (long long)sg->rows,
+           (long long)sg->dim, fpd_dtype_name(sg->dtype), sg->bytes_before, cli_bytes(sg->bytes_before, b, sizeof b));
+    printf("  heuristic (k=%d): column rank g=%lld, saturation rank R0=%lld, step h=%lld, target p*r=R*=%lld\n",
+           (int)sg->k_default, (long long)sg->col_rank, (long long)sg->saturation_rank, (long long)sg->rank_step,
+           (long long)sg->target_rank);
+    printf("  predicted errors: %s\n", sg->estimate);
+    static const char *const head[NCOLS] = {"RANK",  "R",     "P",     "K",     "ROW SHAPE", "COL SHAPE",
+                                           "PADDING", "PARAMS", "BYTES", "RATIO", "PRED.ERR", ""};
+    static const bool right[NCOLS] = {true, true, true, true, false, false, true, true, true, true, true, false};
+    int64_t n = listing(sg, o, idx);
+    char(*cells)[NCOLS][48] = calloc((size_t)n + 1, sizeof *cells);
+    if (!cells) return;
+    int w[NCOLS];
+    for (int c = 0; c < NCOLS; c++) {
+        snprintf(cells[n][c], 48, "%s", head[c]);
+        w[c] = (int)strlen(head[c]);
+    }
+    for (int64_t r = 0; r < n; r++) {
+        fill_row(sg, idx[r], cells[r]);
+        for (int c = 0; c < NCOLS; c++)
+            if ((int)strlen(cells[r][c]) > w[c]) w[c] = (int)strlen(cells[r][c]);
+    }
+    print_row(cells[n], w, right, NCOLS);
+    for (int64_t r = 0; r < n; r++) print_row(cells[r], w, right, NCOLS);
+    free(cells);
+    if (n < sg->n_candidates) printf("  (%lld of %lld candidates; --all lists every one)\n", (long long)n,
+                                     (long long)sg->n_candidates);
+    if (sg->selected >= 0) {
+        const struct fpd_candidate *c = &sg->candidates[sg->selected];
+        const char *why = o->pp.max_error > 0.0 ? "the smallest predicted within --max-error"
+                          : o->pp.budget_bytes || o->pp.min_ratio_target > 0.0 ? "the largest within the size target"
+                                                                               : "the top-ranked";
+        printf("  pick: #%lld, r=%lld p=%lld k=%d, %zu bytes, %.1fx (%s)", (long long)(sg->selected + 1),
+               (long long)c->r, (long long)c->shape.terms, (int)c->shape.k, c->bytes, c->ratio, why);
+        if (!isnan(c->predicted_error)) printf(", predicted error %.4f", c->predicted_error);
+        printf("\n");
+    }
+    if (sg->compress) printf("  fpd-compress: compresses it with the pick\n\n");
+    else printf("  fpd-compress: keeps it dense: %s\n\n", sg->reason);
+}
+
+/* ------------------------------------------------------------ main */
+
+struct entry {
+    const char *name;
+    struct fpd_suggestion *sg;
+};
+
+int main(int argc, char **argv) {
+    cli_prog = "fpd-suggest";
+    setlocale(LC_NUMERIC, "C");
+    struct opts o;
+    memset(&o, 0, sizeof o);
+    o.pp = fpd_plan_default_params();
+    o.top = 10;
+    o.errors = true;
+    int64_t rows = 0, dim = 0;
+    bool have_rows = false, have_dim = false, min_rows_set = false;
+    enum fpd_dtype dtype = FPD_DTYPE_F32;
+    const char *tables_arg = NULL;
+    enum { OPT_DTYPE = 256, OPT_BUDGET, OPT_RATIO, OPT_MAX_ERROR, OPT_CORE_DTYPE, OPT_MIN_ROWS, OPT_MIN_RATIO,
+           OPT_TOP, OPT_ALL, OPT_NO_ERRORS, OPT_JSON, OPT_VERSION };
+    static const struct option opts[] = {
+        {"rows", required_argument, 0, 'n'},         {"dim", required_argument, 0, 'd'},
+        {"dtype", required_argument, 0, OPT_DTYPE},   {"tables", required_argument, 0, 't'},
+        {"budget", required_argument, 0, OPT_BUDGET}, {"ratio", required_argument, 0, OPT_RATIO},
+        {"max-error", required_argument, 0, OPT_MAX_ERROR}, {"rank", required_argument, 0, 'r'},
+        {"terms", required_argument, 0, 'p'},        {"cores", required_argument, 0, 'k'},
+        {"core-dtype", required_argument, 0, OPT_CORE_DTYPE}, {"min-rows", required_argument, 0, OPT_MIN_ROWS},
+        {"min-ratio", required_argument, 0, OPT_MIN_RATIO}, {"top", required_argument, 0, OPT_TOP},
+        {"all", no_argument, 0, OPT_ALL},             {"no-errors", no_argument, 0, OPT_NO_ERRORS},
+        {"json", no_argument, 0, OPT_JSON},           {"help", no_argument, 0, 'h'},
+        {"version", no_argument, 0, OPT_VERSION},     {0, 0, 0, 0},
+    };
+    opterr = 0;
+    int c;
+    while ((c = getopt_long(argc, argv, ":n:d:t:r:p:k:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'n': rows = parse_count("--rows", optarg, 1); have_rows = true; break;
+        case 'd': dim = parse_count("--dim", optarg, 1); have_dim = true; break;
+        case OPT_DTYPE: dtype = parse_dtype("--dtype", optarg, false); break;
+        case 't': tables_arg = optarg; break;
+        case OPT_BUDGET: o.pp.budget_bytes = parse_bytes("--budget", optarg); break;
+        case OPT_RATIO: o.pp.min_ratio_target = parse_pos("--ratio", optarg); break;
+        case OPT_MAX_ERROR: o.pp.max_error = parse_pos("--max-error", optarg); break;
+        case 'r': o.pp.rank = parse_count("--rank", optarg, 1); break;
+        case 'p': o.pp.terms = parse_count("--terms", optarg, 1); break;
+        case 'k': {
+            int64_t k = parse_count("--cores", optarg, 1);
+            if (k > FPD_MAX_MODES) cli_usage_error("--cores must be at most %d, got %lld", FPD_MAX_MODES, (long long)k);
+            o.pp.k = (int32_t)k;
+            break;
+        }
+        case OPT_CORE_DTYPE: o.pp.core_dtype = parse_dtype("--core-dtype", optarg, true); break;
+        case OPT_MIN_ROWS: o.pp.min_rows = parse_count("--min-rows", optarg, 0); min_rows_set = true; break;
+        case OPT_MIN_RATIO: {
+            char *end = NULL;
+            errno = 0;
+            double v = strtod(optarg, &end);
+            if (errno || !end || end == optarg || *end || !(v >= 0.0) || isinf(v))
+                cli_usage_error("--min-ratio expects a number >= 0, got '%s'", optarg);
+            o.pp.min_ratio = v;
+            break;
+        }
+        case OPT_TOP: o.top = parse_count("--top", optarg, 1); break;
+        case OPT_ALL: o.top = 0; break;
+        case OPT_NO_ERRORS: o.errors = false; break;
+        case OPT_JSON: o.json = true; break;
+        case 'h': usage(stdout); return CLI_EXIT_OK;
+        case OPT_VERSION: printf("fpd-suggest %s (%s)\n", fpd_version(), fpd_build_features()); return CLI_EXIT_OK;
+        case ':': cli_usage_error("option '%s' needs a value", argv[optind - 1]);
+        default:
+            if (optopt > 0 && optopt < 256) cli_usage_error("unknown option '-%c'", optopt);
+            cli_usage_error("unknown option '%s'", argv[optind - 1]);
+        }
+    }
+    const char *path = optind < argc ? argv[optind] : NULL;
+    if (optind + 1 < argc) cli_usage_error("one CHECKPOINT expected, got '%s' too", argv[optind + 1]);
+    if (path && (have_rows || have_dim)) cli_usage_error("give either CHECKPOINT or --rows and --dim, not both");
+    if (!path && !(have_rows && have_dim))
+        cli_usage_error(have_rows || have_dim ? "--rows and --dim go together" : "no CHECKPOINT and no --rows/--dim given");
+    if (!path && tables_arg) cli_usage_error("--tables needs a CHECKPOINT");
+    if (!path && o.pp.max_error > 0.0)
+        cli_usage_error("--max-error needs a CHECKPOINT: errors are predicted from the table's data");
+    if (o.pp.max_error > 0.0 && !o.errors) cli_usage_error("--max-error needs predicted errors (drop --no-errors)");
+    if (!path && !min_rows_set) o.pp.min_rows = 0; /* a size alone: every table qualifies */
+
+    struct cli_input in;
+    memset(&in, 0, sizeof in);
+    struct fpd_error err = {0};
+    struct entry *ent = NULL;
+    int64_t n_ent = 0, n_in = 1;
+    char *tables_copy = NULL, **names = NULL;
+    int n_names = 0;
+    json_t *skipped = json_array();
+    int status = CLI_EXIT_OK;
+    int64_t *idx = NULL;
+
+    if (path) {
+        if (cli_input_open(path, &in, &err) != FPD_STATUS_OK) {
+            cli_error("%s", err.msg);
+            json_decref(skipped);
+            return CLI_EXIT_FAILURE;
+        }
+        n_in = cli_input_count(&in);
+        if (tables_arg) {
+            tables_copy = strdup(tables_arg);
+            names = calloc(strlen(tables_arg) + 1, sizeof *names);
+            if (!tables_copy || !names) goto oom;
+            for (char *tok = strtok(tables_copy, ","); tok; tok = strtok(NULL, ","))
+                if (*tok) names[n_names++] = tok;
+            if (n_names == 0) cli_usage_error("--tables needs at least one name");
+            for (int i = 0; i < n_names; i++) {
+                const struct fpd_tensor_info *ti = NULL;
+                for (int64_t t = 0; t < n_in && !ti; t++)
+                    if (strcmp(cli_input_tensor(&in, t)->name, names[i]) == 0) ti = cli_input_tensor(&in, t);
+                if (!ti) {
+                    cli_error("%s: no tensor named '%s' (see fpd-inspect %s)", path, names[i], path);
+                    status = CLI_EXIT_USAGE;
+                    goto done;
+                }
+                if (ti->ndim != 2 || !fpd_dtype_is_float(ti->dtype)) {
+                    cli_error("%s: tensor '%s' is %s of %d dims; only 2-D float tables have FPD forms", path, ti->name,
+                              fpd_dtype_name(ti->dtype), (int)ti->ndim);
+                    status = CLI_EXIT_USAGE;
+                    goto done;
+                }
+            }
+        }
+    }
+    ent = calloc((size_t)n_in + 1, sizeof *ent);
+    if (!ent) goto oom;
+
+    if (!path) {
+        if (fpd_suggest(rows, dim, dtype, &o.pp, &ent[0].sg, &err) != FPD_STATUS_OK) {
+            cli_error("%s", err.msg);
+            status = err.status == FPD_STATUS_INVALID_ARG ? CLI_EXIT_USAGE : CLI_EXIT_FAILURE;
+            goto done;
+        }
+        n_ent = 1;
+    } else {
+        for (int64_t t = 0; t < n_in; t++) {
+            const struct fpd_tensor_info *ti = cli_input_tensor(&in, t);
+            bool named = false;
+            for (int i = 0; i < n_names; i++) named |= strcmp(names[i], ti->name) == 0;
+            if (names && !named) continue;
+            const char *why = NULL;
+            char buf[96];
+            if (ti->ndim != 2 || !fpd_dtype_is_float(ti->dtype) || ti->shape[0] < 1 || ti->shape[1] < 1) {
+                why = "not a 2-D float table";
+            } else if (!named && ti->shape[0] < o.pp.min_rows) {
+                snprintf(buf, sizeof buf, "%lld rows < --min-rows %lld", (long long)ti->shape[0],
+                         (long long)o.pp.min_rows);
+                why = buf;
+            }
+            if (why) {
+                json_t *s = json_object();
+                json_object_set_new(s, "name", json_string(ti->name));
+                json_object_set_new(s, "reason", json_string(why));
+                json_array_append_new(skipped, s);
+                continue;
+            }
+            struct fpd_plan_params tp = o.pp;
+            if (named) tp.min_rows = 1; /* asked for by name, as fpd-compress does */
+            struct fpd_table_view view = {ti->data, ti->dtype, ti->shape[0], ti->shape[1]};
+            if (o.errors) tp.table = &view;
+            if (fpd_suggest(ti->shape[0], ti->shape[1], ti->dtype, &tp, &ent[n_ent].sg, &err) != FPD_STATUS_OK) {
+                cli_error("%s: tensor '%s': %s", path, ti->name, err.msg);
+                status = err.status == FPD_STATUS_INVALID_ARG ? CLI_EXIT_USAGE : CLI_EXIT_FAILURE;
+                goto done;
+            }
+            ent[n_ent++].name = ti->name;
+        }
+    }
+
+    int64_t most = 1;
+    for (int64_t e = 0; e < n_ent; e++) most = ent[e].sg->n_candidates + 1 > most ? ent[e].sg->n_candidates + 1 : most;
+    idx = calloc((size_t)most, sizeof *idx);
+    if (!idx) goto oom;
+    if (o.json) {
+        json_t *root = json_object();
+        json_object_set_new(root, "schema", json_string("fpd-suggest/1"));
+        json_object_set_new(root, "input", path ? json_string(path) : json_null());
+        json_t *tg = json_object();
+        json_object_set_new(tg, "budget_bytes", o.pp.budget_bytes ? json_integer((json_int_t)o.pp.budget_bytes) : json_null());
+        json_object_set_new(tg, "ratio", o.pp.min_ratio_target > 0.0 ? json_real(o.pp.min_ratio_target) : json_null());
+        json_object_set_new(tg, "max_error", o.pp.max_error > 0.0 ? json_real(o.pp.max_error) : json_null());
+        json_object_set_new(root, "targets", tg);
+        json_t *tabs = json_array();
+        for (int64_t e = 0; e < n_ent; e++) json_array_append_new(tabs, table_json(ent[e].name, ent[e].sg, &o, idx));
+        json_object_set_new(root, "tables", tabs);
+        json_object_set_new(root, "skipped", skipped);
+        skipped = NULL;
+        int rc = json_dumpf(root, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(8));
+        if (rc == 0) fputc('\n', stdout);
+        json_decref(root);
+    } else {
+        if (path) printf("%s\n\n", path);
+        for (int64_t e = 0; e < n_ent; e++) table_text(ent[e].name, ent[e].sg, &o, idx);
+        size_t i;
+        json_t *s;
+        json_array_foreach(skipped, i, s) printf("skipped %s: %s\n", json_string_value(json_object_get(s, "name")),
+                                                 json_string_value(json_object_get(s, "reason")));
+        if (path && n_ent == 0) printf("no table qualifies (see --min-rows, --tables)\n");
+    }
+    for (int64_t e = 0; e < n_ent; e++)
+        if (ent[e].sg->selected < 0) {
+            cli_error("%s%s%s", ent[e].name ? ent[e].name : "", ent[e].name ? ": " : "", ent[e].sg->reason);
+            status = CLI_EXIT_FAILURE;
+        }
+    if (fflush(stdout) != 0 || ferror(stdout)) {
+        cli_error("cannot write to stdout");
+        status = CLI_EXIT_FAILURE;
+    }
+    goto done;
+oom:
+    cli_error("out of memory");
+    status = CLI_EXIT_FAILURE;
+done:
+    if (ent)
+        for (int64_t e = 0; e < n_ent; e++) fpd_suggestion_free(ent[e].sg);
+    free(ent);
+    free(idx);
+    free(names);
+    free(tables_copy);
+    json_decref(skipped);
+    if (path) cli_input_free(&in);
+    return status;
+}
