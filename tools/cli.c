@@ -151,6 +151,26 @@ const struct fpd_tensor_info *cli_input_tensor(const struct cli_input *in, int64
     return in->npy ? &in->npy_tensor : fpd_safetensors_tensor(in->st, i);
 }
 
+/* ------------------------------------------------------------ parsing */
+
+size_t cli_parse_bytes(const char *opt, const char *s) {
+    static const struct { const char *suffix; double mult; } units[] = {
+        {"", 1.0},        {"B", 1.0},          {"K", 1024.0},  {"KiB", 1024.0}, {"kB", 1e3},   {"KB", 1e3},
+        {"M", 1048576.0}, {"MiB", 1048576.0},  {"MB", 1e6},    {"G", 1073741824.0}, {"GiB", 1073741824.0},
+        {"GB", 1e9},      {"T", 1099511627776.0}, {"TiB", 1099511627776.0}, {"TB", 1e12},
+    };
+    char *end = NULL;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (!errno && end && end != s && v > 0.0 && !isinf(v))
+        for (size_t i = 0; i < sizeof units / sizeof units[0]; i++)
+            if (strcmp(end, units[i].suffix) == 0) {
+                double b = floor(v * units[i].mult);
+                if (b >= 1.0 && b < 1.8e19) return (size_t)b;
+            }
+    cli_usage_error("%s expects a size in bytes >= 1 (e.g. 1048576, 512K, 1.5MiB, 2GB), got '%s'", opt, s);
+}
+
 /* ------------------------------------------------------------ format */
 
 const char *cli_bytes(size_t n, char *buf, size_t len) {

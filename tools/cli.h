@@ -73,6 +73,11 @@ const struct fpd_tensor_info *cli_input_tensor(const struct cli_input *in, int64
  * the file, the line and what is wrong. */
 enum fpd_status cli_load_row_freq(const char *path, int64_t rows, double **out, struct fpd_error *err);
 
+/* A size option: bytes >= 1, with K/M/G/T or KiB/MiB/GiB/TiB (powers of 1024) or
+ * kB/MB/GB/TB (powers of 1000), e.g. 512K, 1.5MiB, 2GB. Exits 2 with a message
+ * naming opt otherwise. */
+size_t cli_parse_bytes(const char *opt, const char *s);
+
 /* Human-readable bytes: "3.81 MiB" into buf. */
 const char *cli_bytes(size_t n, char *buf, size_t len);
 /* "25x28x29" into buf. */

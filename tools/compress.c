@@ -216,9 +216,22 @@ int compress_checkpoint(const char *in_path, const char *out_path, const struct 
                 tp.min_rows = 1;
                 tp.min_ratio = 0.0;
             }
+            /* first the options alone (a bad budget or ratio is a usage error), then with
+             * the table's data: --max-error needs it, and the report shows the
+             * predicted error (bad data there is a runtime error) */
+            double max_error = tp.max_error;
+            tp.max_error = 0.0; /* the only target that needs the data */
             if (fpd_plan_table(ti->shape[0], ti->shape[1], ti->dtype, &tp, &r->plan, &err)) {
                 cli_error("%s: tensor '%s': %s", in_path, ti->name, err.msg);
                 rc = CLI_EXIT_USAGE;
+                goto done;
+            }
+            tp.max_error = max_error;
+            struct fpd_table_view pv = {ti->data, ti->dtype, ti->shape[0], ti->shape[1]};
+            tp.table = &pv;
+            if (fpd_plan_table(ti->shape[0], ti->shape[1], ti->dtype, &tp, &r->plan, &err)) {
+                cli_error("%s: tensor '%s': %s", in_path, ti->name, err.msg);
+                rc = CLI_EXIT_FAILURE;
                 goto done;
             }
             r->compress = r->plan.compress;
@@ -392,6 +405,8 @@ int compress_checkpoint(const char *in_path, const char *out_path, const struct 
         if (r->compress) {
             const struct fpd_quality *qs = &r->stats;
             json_object_set_new(o, "rel_error_fit", json_real(r->fit.rel_error_fit));
+            json_object_set_new(o, "predicted_error",
+                                isfinite(r->plan.predicted_error) ? json_real(r->plan.predicted_error) : json_null());
             json_object_set_new(o, "fit", json_string(r->shape.terms > 1 ? "backfit" : "tt-svd"));
             json_object_set_new(o, "rel_error_als", json_real(r->fit.rel_error_als));
             json_object_set_new(o, "als_sweeps", json_integer(r->fit.als_sweeps));

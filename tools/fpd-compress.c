@@ -35,6 +35,11 @@ static void usage(FILE *f) {
             "                        (default: every one that qualifies by --min-rows and --min-ratio)\n"
             "      --min-rows N      tables with fewer rows stay dense (default 1000)\n"
             "      --min-ratio X     tables that would shrink less than X times stay dense (default 2)\n"
+            "      --budget BYTES    per table: the largest candidate (r, p, k) of the heuristic that fits\n"
+            "                        (e.g. 2MiB; see fpd-suggest)\n"
+            "      --ratio X         per table: the largest candidate at least X times smaller\n"
+            "      --max-error E     per table: the smallest candidate whose predicted relative error is\n"
+            "                        at most E (predicted from the table; tables none reaches stay dense)\n"
             "      --epochs E        Adam finetuning epochs after the fit (default 1; 0 = none)\n"
             "      --core-dtype T    F32 (default), F16 or BF16 for the stored cores\n"
             "      --seed S          seed of the finetuning row order (default 0)\n"
@@ -95,7 +100,7 @@ int main(int argc, char **argv) {
     int64_t init_rows = 0, init_dim = 0;
     char *rf_copies[64];
     enum { OPT_MIN_ROWS = 256, OPT_MIN_RATIO, OPT_EPOCHS, OPT_CORE_DTYPE, OPT_SEED, OPT_JSON, OPT_PROGRESS,
-           OPT_NO_PROGRESS, OPT_VERSION, OPT_ROW_FREQ, OPT_QUERIES, OPT_INIT, OPT_ROWS, OPT_CLUSTER, OPT_ALS,
+           OPT_NO_PROGRESS, OPT_VERSION, OPT_ROW_FREQ, OPT_QUERIES, OPT_INIT, OPT_ROWS, OPT_CLUSTER, OPT_ALS, OPT_BUDGET, OPT_RATIO, OPT_MAX_ERROR,
            OPT_DIM, OPT_NAME };
     static const struct option opts[] = {
         {"output", required_argument, 0, 'o'},     {"rank", required_argument, 0, 'r'},
@@ -110,7 +115,8 @@ int main(int argc, char **argv) {
         {"queries", required_argument, 0, OPT_QUERIES},  {"init", required_argument, 0, OPT_INIT},
         {"rows", required_argument, 0, OPT_ROWS},        {"dim", required_argument, 0, OPT_DIM},
         {"name", required_argument, 0, OPT_NAME},       {"cluster-rows", no_argument, 0, OPT_CLUSTER},
-        {"als", required_argument, 0, OPT_ALS},  {0, 0, 0, 0},
+        {"als", required_argument, 0, OPT_ALS},          {"budget", required_argument, 0, OPT_BUDGET},
+        {"ratio", required_argument, 0, OPT_RATIO},      {"max-error", required_argument, 0, OPT_MAX_ERROR},  {0, 0, 0, 0},
     };
     opterr = 0;
     int c;
@@ -139,6 +145,15 @@ int main(int argc, char **argv) {
         case OPT_QUERIES: queries = parse_i64("--queries", optarg, 0); break;
         case OPT_INIT: init_arg = optarg; break;
         case OPT_CLUSTER: fp.cluster_rows = true; break;
+        case OPT_BUDGET: pp.budget_bytes = cli_parse_bytes("--budget", optarg); break;
+        case OPT_RATIO:
+            pp.min_ratio_target = parse_f64("--ratio", optarg, 0.0);
+            if (!(pp.min_ratio_target > 0.0)) cli_usage_error("--ratio must be > 0, got '%s'", optarg);
+            break;
+        case OPT_MAX_ERROR:
+            pp.max_error = parse_f64("--max-error", optarg, 0.0);
+            if (!(pp.max_error > 0.0)) cli_usage_error("--max-error must be > 0, got '%s'", optarg);
+            break;
         case OPT_ALS: fp.als_sweeps = parse_i64("--als", optarg, 0); break;
         case OPT_ROWS: init_rows = parse_i64("--rows", optarg, 1); break;
         case OPT_DIM: init_dim = parse_i64("--dim", optarg, 1); break;

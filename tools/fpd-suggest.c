@@ -87,23 +87,6 @@ static double parse_pos(const char *opt, const char *s) {
 }
 
 /* BYTES with an optional unit suffix (see --help). */
-static size_t parse_bytes(const char *opt, const char *s) {
-    static const struct { const char *suffix; double mult; } units[] = {
-        {"", 1.0},        {"B", 1.0},          {"K", 1024.0},  {"KiB", 1024.0}, {"kB", 1e3},   {"KB", 1e3},
-        {"M", 1048576.0}, {"MiB", 1048576.0},  {"MB", 1e6},    {"G", 1073741824.0}, {"GiB", 1073741824.0},
-        {"GB", 1e9},      {"T", 1099511627776.0}, {"TiB", 1099511627776.0}, {"TB", 1e12},
-    };
-    char *end = NULL;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (!errno && end && end != s && v > 0.0 && !isinf(v))
-        for (size_t i = 0; i < sizeof units / sizeof units[0]; i++)
-            if (strcmp(end, units[i].suffix) == 0) {
-                double b = floor(v * units[i].mult);
-                if (b >= 1.0 && b < 1.8e19) return (size_t)b;
-            }
-    cli_usage_error("%s expects a size in bytes >= 1 (e.g. 1048576, 512K, 1.5MiB, 2GB), got '%s'", opt, s);
-}
 
 static enum fpd_dtype parse_dtype(const char *opt, const char *s, bool core) {
     enum fpd_dtype t;
@@ -313,7 +296,7 @@ int main(int argc, char **argv) {
         case 'd': dim = parse_count("--dim", optarg, 1); have_dim = true; break;
         case OPT_DTYPE: dtype = parse_dtype("--dtype", optarg, false); break;
         case 't': tables_arg = optarg; break;
-        case OPT_BUDGET: o.pp.budget_bytes = parse_bytes("--budget", optarg); break;
+        case OPT_BUDGET: o.pp.budget_bytes = cli_parse_bytes("--budget", optarg); break;
         case OPT_RATIO: o.pp.min_ratio_target = parse_pos("--ratio", optarg); break;
         case OPT_MAX_ERROR: o.pp.max_error = parse_pos("--max-error", optarg); break;
         case 'r': o.pp.rank = parse_count("--rank", optarg, 1); break;

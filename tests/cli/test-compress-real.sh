@@ -119,3 +119,23 @@ t = json.loads(out)['tables'][0]; rep = json.load(open('perm.json'))['tables'][0
 assert t['row_perm'] and t['row_perm_ok'] and t['shapes_ok'], t
 assert rep['row_perm'] and rep['bytes_after'] == t['params'] * 4 + 10000 * 4, (rep['bytes_after'], t['params'])
 assert abs(t['rel_error_sample'] - rep['rel_error']) < 1e-5, (t['rel_error_sample'], rep['rel_error'])"
+
+# size and error targets pick the heuristic's candidates
+run "$C" "$ROOT/samples/glove-10k.safetensors" -o budget.safetensors --budget 200KiB --epochs 0 --als 0 --json
+expect_rc "budget: exit 0" 0
+py_check "budget: the written cores fit the budget" "
+import json; t = json.load(open('out.txt'))['tables'][0]
+assert t['bytes_after'] <= 200 * 1024, t['bytes_after']"
+run "$C" "$ROOT/samples/glove-10k.safetensors" -o ratio.safetensors --ratio 40 --epochs 0 --als 0 --json
+expect_rc "ratio: exit 0" 0
+py_check "ratio: at least 40x" "
+import json; t = json.load(open('out.txt'))['tables'][0]
+assert t['ratio'] >= 40, t['ratio']"
+run "$C" "$ROOT/samples/glove-10k.safetensors" -o maxerr.safetensors --max-error 0.9 --epochs 0 --als 0 --json
+expect_rc "max-error: exit 0" 0
+py_check "max-error: predicted and fitted error within the target (TT-SVD alone)" "
+import json; t = json.load(open('out.txt'))['tables'][0]
+assert t['predicted_error'] <= 0.9 and t['rel_error'] <= 0.9 * 1.02, t"
+run "$C" "$ROOT/samples/glove-10k.safetensors" -o none.safetensors --budget 1K
+expect_rc "budget below every candidate: exit 2" 2
+expect_grep "budget below every candidate: says so" err.txt "below the smallest candidate"
