@@ -1,0 +1,141 @@
+# fpd-convert: FPD -> dense -> npy -> safetensors keeps every value bit for bit,
+# FPD -> TT-Rec layout -> FPD gives back the same file, usage errors exit 2 and write
+# nothing, and the Python interop check (tests/python/test_interop.py: the safetensors
+# package + NumPy reconstruction against the C look-ups) when numpy and safetensors
+# are importable.
+C="$BUILD/fpd-compress"
+V="$BUILD/fpd-convert"
+NCF="$DATA/ncf/ncf_gmf8_ml1m.safetensors"
+SAMPLE="$ROOT/samples/glove-10k.safetensors"
+
+run "$V" --help
+expect_rc "help exits 0" 0
+expect_grep "help on stdout" out.txt "^Usage: fpd-convert IN -o OUT"
+run "$V" --version
+expect_rc "version exits 0" 0
+expect_grep "version lists features" out.txt "^fpd-convert [0-9.]+ \(cpu"
+
+run "$C" "$SAMPLE" -o g.fpd.safetensors --rank 8 --epochs 0 -q
+expect_rc "setup: compress the sample" 0
+
+# ---- FPD -> dense -> npy -> safetensors, bit for bit ----
+run "$V" g.fpd.safetensors -o g.dense.safetensors
+expect_rc "fpd -> dense: exit 0" 0
+expect_grep "fpd -> dense: says it reconstructed" out.txt "word_embeddings.weight +F32 +10000x100 .*reconstructed from FPD"
+run "$V" g.dense.safetensors -o g.npy --tensor word_embeddings.weight
+expect_rc "dense -> npy: exit 0" 0
+run "$V" g.npy -o g.back.safetensors --tensor word_embeddings.weight
+expect_rc "npy -> safetensors: exit 0" 0
+run "$V" g.back.safetensors -o g2.npy
+expect_rc "safetensors -> npy (only tensor, no --tensor): exit 0" 0
+# A one-tensor file ends with the tensor's bytes (safetensors: the data section; .npy: after the header).
+tail -c 4000000 g.dense.safetensors > a.bin
+tail -c 4000000 g.npy > b.bin
+tail -c 4000000 g.back.safetensors > c.bin
+if cmp -s a.bin b.bin && cmp -s a.bin c.bin; then _report ok "dense -> npy -> safetensors: 4,000,000 bytes identical"
+else _report "not ok" "dense -> npy -> safetensors: 4,000,000 bytes identical"; fi
+if cmp -s g.npy g2.npy; then _report ok "npy -> safetensors -> npy: identical files"
+else _report "not ok" "npy -> safetensors -> npy: identical files"; fi
+run "$V" g.back.safetensors -o g.dense2.safetensors --force
+run "$BUILD/fpd-inspect" g.back.safetensors --json
+expect_grep "npy -> safetensors: tensor named by --tensor" out.txt "\"word_embeddings.weight\""
+py_check "fpd -> dense: NumPy reads the same values from every file" "
+import numpy as np, json, struct
+def st(path):
+    f = open(path, 'rb'); n = struct.unpack('<Q', f.read(8))[0]; h = json.loads(f.read(n)); d = f.read()
+    t = h['word_embeddings.weight']; b, e = t['data_offsets']
+    return np.frombuffer(d[b:e], dtype=np.float32).reshape(t['shape']), h.get('__metadata__', {})
+a, ma = st('g.dense.safetensors'); b = np.load('g.npy'); c, _ = st('g.back.safetensors')
+assert a.shape == b.shape == c.shape == (10000, 100)
+assert a.tobytes() == b.tobytes() == c.tobytes()
+assert 'fpd.version' not in ma and not any(k.startswith('fpd.table.') for k in ma), ma
+assert ma.get('vocab') == 'glove-10k.vocab.txt', ma  # the input's own metadata is kept"
+
+# ---- dtypes: source dtype by default, --dtype on request, BF16 refused for .npy ----
+run "$V" g.fpd.safetensors -o g16.npy --tensor word_embeddings.weight --dtype F16
+expect_rc "fpd -> npy --dtype F16: exit 0" 0
+run "$V" g.fpd.safetensors -o gbf.npy --tensor word_embeddings.weight --dtype BF16
+expect_rc "BF16 to .npy: exit 1" 1
+expect_grep "BF16 to .npy: says to use --dtype F32" err.txt "numpy has no bfloat16\); add --dtype F32"
+expect_absent "BF16 to .npy: nothing written" gbf.npy
+py_check "fpd -> npy F16: the F32 reconstruction rounded once" "
+import numpy as np
+a = np.load('g.npy'); h = np.load('g16.npy')
+assert h.dtype == np.float16 and np.array_equal(a.astype(np.float16), h)"
+
+# ---- FPD -> TT-Rec -> FPD: the same file, byte for byte ----
+run "$V" g.fpd.safetensors -o g.tt.safetensors --to ttrec --json
+expect_rc "fpd -> ttrec: exit 0" 0
+expect_grep "fpd -> ttrec: cores named for a TTEmbeddingBag at module word_embeddings" out.txt "\"word_embeddings.tt_cores.0\""
+run "$V" g.tt.safetensors -o g.fpd2.safetensors --to fpd
+expect_rc "ttrec -> fpd: exit 0" 0
+if cmp -s g.fpd.safetensors g.fpd2.safetensors; then _report ok "fpd -> ttrec -> fpd: identical file"
+else _report "not ok" "fpd -> ttrec -> fpd: identical file"; fi
+run "$V" g.tt.safetensors -o g.ttdense.safetensors
+expect_rc "ttrec -> dense: exit 0" 0
+tail -c 4000000 g.ttdense.safetensors > d.bin
+if cmp -s a.bin d.bin; then _report ok "ttrec -> dense equals fpd -> dense"; else _report "not ok" "ttrec -> dense equals fpd -> dense"; fi
+run "$C" "$SAMPLE" -o g2.fpd.safetensors --rank 4 --terms 2 --epochs 0 -q
+run "$V" g2.fpd.safetensors -o g2.tt.safetensors --to ttrec
+expect_rc "p = 2 to ttrec: exit 1" 1
+expect_grep "p = 2 to ttrec: says why" err.txt "p = 2 terms; the TT-Rec layout holds one tensor train"
+expect_absent "p = 2 to ttrec: nothing written" g2.tt.safetensors
+
+if [ -f "$NCF" ]; then
+    run "$C" "$NCF" -o ncf.fpd.safetensors --rank 4 --epochs 0 -q
+    run "$V" ncf.fpd.safetensors -o ncf.dense.safetensors --json
+    expect_rc "ncf: fpd -> dense: exit 0" 0
+    expect_grep "ncf: prediction.bias copied" out.txt "\"from\": \"copied\""
+    run "$V" ncf.fpd.safetensors -o ncf.tt.safetensors --to ttrec
+    run "$V" ncf.tt.safetensors -o ncf.back.safetensors --to fpd
+    if cmp -s ncf.fpd.safetensors ncf.back.safetensors; then _report ok "ncf: fpd -> ttrec -> fpd identical"
+    else _report "not ok" "ncf: fpd -> ttrec -> fpd identical"; fi
+    run "$V" ncf.dense.safetensors -o u.npy
+    expect_rc "ncf: several tensors and no --tensor: exit 1" 1
+    expect_grep "ncf: says to choose one" err.txt "choose one with --tensor NAME"
+else
+    skip "ncf conversions" "$NCF not found"
+fi
+
+# ---- usage errors ----
+run "$V" g.fpd.safetensors
+expect_rc "no -o: exit 2" 2
+run "$V" g.fpd.safetensors -o x.safetensors --to onnx
+expect_rc "unknown --to: exit 2" 2
+expect_grep "unknown --to: lists the formats" err.txt "--to must be dense, safetensors, npy, ttrec or fpd"
+run "$V" g.fpd.safetensors -o g.dense.safetensors
+expect_rc "existing OUT: exit 2" 2
+expect_grep "existing OUT: says --force" err.txt "use --force"
+run "$V" g.fpd.safetensors -o ./g.fpd.safetensors --force
+expect_rc "OUT is IN: exit 2" 2
+run "$V" missing.safetensors -o x.safetensors
+expect_rc "missing input: exit 1" 1
+expect_grep "missing input: named" err.txt "^fpd-convert: error: missing.safetensors: no such file"
+run "$V" g.fpd.safetensors -o x.npy --to dense
+expect_rc ".npy OUT with --to dense: exit 2" 2
+run "$V" g.npy -o x.safetensors --to ttrec
+expect_rc ".npy to ttrec: exit 2" 2
+run "$V" g.dense.safetensors -o x.safetensors --to fpd
+expect_rc "no TT-Rec table: exit 1" 1
+run "$V" g.dense.safetensors -o x.npy --tensor nope
+expect_rc "unknown tensor: exit 1" 1
+expect_grep "unknown tensor: named" err.txt "no tensor or table named 'nope'"
+expect_absent "errors: nothing written" x.safetensors
+expect_absent "errors: nothing written (npy)" x.npy
+expect_no_temp "errors: no temporary files" .
+
+# ---- Python interop (safetensors package + NumPy against the C look-ups) ----
+if python3 -c 'import numpy, safetensors' >/dev/null 2>&1; then
+    python3 "$ROOT/tests/python/test_interop.py" "$BUILD" "$ROOT" "$NCF" >py.txt 2>&1
+    prc=$?
+    while IFS= read -r line; do
+        case "$line" in
+        "ok "*) _report ok "python: ${line#ok }" ;;
+        "not ok "*) _report "not ok" "python: ${line#not ok }" ;;
+        "skip "*) _report skip "python: ${line#skip }" ;;
+        esac
+    done <py.txt
+    if [ "$prc" -ne 0 ] && ! grep -q '^not ok' py.txt; then _report "not ok" "python interop ran" "$(tail -c 600 py.txt)"; fi
+else
+    skip "python interop" "python3 with numpy and safetensors not available"
+fi

@@ -1,0 +1,948 @@
+/*
+ * batch.c - the fpd-batch pipeline file: YAML parsed with libyaml's document API,
+ * checked against the schema of batch.h, inputs expanded and checked, all before
+ * any work (see batch.h). Every error names the place: libyaml's problem_mark for
+ * syntax errors, the offending node's start_mark otherwise, both made 1-based.
+ */
+#include "tools/batch.h"
+
+#include <errno.h>
+#include <fnmatch.h>
+#include <glob.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <yaml.h>
+
+#define BATCH_MAX_FILE (16u << 20) /* a pipeline file larger than this is refused */
+
+/* ------------------------------------------------------------ small helpers */
+
+uint64_t batch_fnv1a(const void *data, size_t n, uint64_t h) {
+    const unsigned char *p = data;
+    for (size_t i = 0; i < n; i++) {
+        h ^= p[i];
+        h *= 0x100000001b3ull;
+    }
+    return h;
+}
+
+bool batch_parse_size(const char *s, int64_t *out) {
+    char *end = NULL;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || !(v >= 0) || !isfinite(v)) return false;
+    while (*end == ' ') end++;
+    double mul = 1;
+    if (*end) {
+        char u = *end;
+        const char *units = "kKmMgGtT";
+        const char *pos = strchr(units, u);
+        if (pos) {
+            int e = (int)((pos - units) / 2) + 1;
+            bool bin = end[1] == 'i';
+            for (int i = 0; i < e; i++) mul *= bin ? 1024.0 : 1000.0;
+            end += bin ? 2 : 1;
+        }
+        if (*end == 'B') end++;
+        if (*end) return false;
+    }
+    v *= mul;
+    if (v > 9.0e18) return false;
+    *out = (int64_t)v;
+    return true;
+}
+
+static char *xstrndup(const char *s, size_t n) {
+    char *d = malloc(n + 1);
+    if (d) {
+        memcpy(d, s, n);
+        d[n] = '\0';
+    }
+    return d;
+}
+
+/* Lexically clean a path in place, as Go's filepath.Clean: no "." segments, no
+ * repeated '/', "x/.." removed where x is not "..". */
+static void clean_path(char *path) {
+    bool abs = path[0] == '/';
+    char *segs[512];
+    int n = 0;
+    char *save = NULL, *copy = strdup(path);
+    if (!copy) return;
+    for (char *tok = strtok_r(copy, "/", &save); tok && n < 512; tok = strtok_r(NULL, "/", &save)) {
+        if (!strcmp(tok, ".")) continue;
+        if (!strcmp(tok, "..") && n > 0 && strcmp(segs[n - 1], "..")) {
+            n--;
+            continue;
+        }
+        if (!strcmp(tok, "..") && abs && n == 0) continue;
+        segs[n++] = tok;
+    }
+    char *o = path;
+    if (abs) *o++ = '/';
+    for (int i = 0; i < n; i++) {
+        size_t l = strlen(segs[i]);
+        if (i) *o++ = '/';
+        memmove(o, segs[i], l);
+        o += l;
+    }
+    if (o == path) *o++ = '.';
+    *o = '\0';
+    free(copy);
+}
+
+static char *join_path(const char *dir, const char *rel) {
+    char *s = NULL;
+    if (rel[0] == '/' || strcmp(dir, ".") == 0) s = strdup(rel);
+    else if (asprintf(&s, "%s/%s", dir, rel) < 0) s = NULL;
+    if (s) clean_path(s);
+    return s;
+}
+
+/* Levenshtein distance of two short strings (for "did you mean"). */
+static size_t edit_distance(const char *a, const char *b) {
+    size_t la = strlen(a), lb = strlen(b);
+    if (la > 63 || lb > 63) return 99;
+    size_t d[64][64];
+    for (size_t i = 0; i <= la; i++) d[i][0] = i;
+    for (size_t j = 0; j <= lb; j++) d[0][j] = j;
+    for (size_t i = 1; i <= la; i++)
+        for (size_t j = 1; j <= lb; j++) {
+            size_t c = d[i - 1][j - 1] + (a[i - 1] != b[j - 1]);
+            if (d[i - 1][j] + 1 < c) c = d[i - 1][j] + 1;
+            if (d[i][j - 1] + 1 < c) c = d[i][j - 1] + 1;
+            d[i][j] = c;
+        }
+    return d[la][lb];
+}
+
+/* ------------------------------------------------------------ parse context */
+
+struct ctx {
+    yaml_document_t *doc;
+    struct fpd_error *err;
+    struct batch_pipeline *p;
+    struct batch_mark cuda_mark;      /* first device: cuda                   */
+};
+
+static enum fpd_status at(struct ctx *c, const yaml_node_t *n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static enum fpd_status at(struct ctx *c, const yaml_node_t *n, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(c->err->msg, sizeof c->err->msg, fmt, ap);
+    va_end(ap);
+    c->err->status = FPD_STATUS_CONFIG;
+    c->err->line = n ? (int64_t)n->start_mark.line + 1 : 0;
+    c->err->column = n ? (int64_t)n->start_mark.column + 1 : 0;
+    return FPD_STATUS_CONFIG;
+}
+
+static struct batch_mark mark_of(const yaml_node_t *n) {
+    struct batch_mark m = {(int64_t)n->start_mark.line + 1, (int64_t)n->start_mark.column + 1};
+    return m;
+}
+
+static const char *node_text(const yaml_node_t *n) { return (const char *)n->data.scalar.value; }
+
+static bool is_plain(const yaml_node_t *n) {
+    return n->type == YAML_SCALAR_NODE && n->data.scalar.style == YAML_PLAIN_SCALAR_STYLE;
+}
+
+static bool is_null(const yaml_node_t *n) {
+    if (!is_plain(n)) return false;
+    const char *s = node_text(n);
+    return !*s || !strcmp(s, "~") || !strcmp(s, "null") || !strcmp(s, "Null") || !strcmp(s, "NULL");
+}
+
+/* "a mapping", "a list", "nothing (null)", "the string 'x'", "'x'" for messages. */
+static const char *describe(const yaml_node_t *n, char *buf, size_t len) {
+    if (n->type == YAML_MAPPING_NODE) return "a mapping";
+    if (n->type == YAML_SEQUENCE_NODE) return "a list";
+    if (is_null(n)) return "nothing (null)";
+    if (is_plain(n)) snprintf(buf, len, "'%.60s'", node_text(n));
+    else snprintf(buf, len, "the quoted string \"%.60s\"", node_text(n));
+    return buf;
+}
+
+static enum fpd_status want_int(struct ctx *c, const char *key, const yaml_node_t *n, int64_t min, int64_t max,
+                                int64_t *out) {
+    char b[96];
+    if (!is_plain(n) || is_null(n)) return at(c, n, "'%s' must be an integer, got %s", key, describe(n, b, sizeof b));
+    const char *s = node_text(n);
+    char *end = NULL;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || end == s || *end) return at(c, n, "'%s' must be an integer, got %s", key, describe(n, b, sizeof b));
+    if (v < min || v > max) {
+        if (max == INT64_MAX) return at(c, n, "'%s' must be an integer >= %lld, got %lld", key, (long long)min, v);
+        return at(c, n, "'%s' must be an integer from %lld to %lld, got %lld", key, (long long)min, (long long)max, v);
+    }
+    *out = (int64_t)v;
+    return FPD_STATUS_OK;
+}
+
+/* A number: min_open true means > min, else >= min. */
+static enum fpd_status want_num(struct ctx *c, const char *key, const yaml_node_t *n, double min, bool min_open,
+                                double *out) {
+    char b[96];
+    if (!is_plain(n) || is_null(n)) return at(c, n, "'%s' must be a number, got %s", key, describe(n, b, sizeof b));
+    const char *s = node_text(n);
+    char *end = NULL;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end || !isfinite(v))
+        return at(c, n, "'%s' must be a number, got %s", key, describe(n, b, sizeof b));
+    if (min_open ? !(v > min) : !(v >= min))
+        return at(c, n, "'%s' must be a number %s %g, got %s", key, min_open ? ">" : ">=", min, s);
+    *out = v;
+    return FPD_STATUS_OK;
+}
+
+static enum fpd_status want_bool(struct ctx *c, const char *key, const yaml_node_t *n, bool *out) {
+    char b[96];
+    if (is_plain(n)) {
+        const char *s = node_text(n);
+        if (!strcmp(s, "true") || !strcmp(s, "True") || !strcmp(s, "TRUE")) return *out = true, FPD_STATUS_OK;
+        if (!strcmp(s, "false") || !strcmp(s, "False") || !strcmp(s, "FALSE")) return *out = false, FPD_STATUS_OK;
+    }
+    return at(c, n, "'%s' must be true or false, got %s", key, describe(n, b, sizeof b));
+}
+
+/* A non-empty string (any scalar but null). *out is newly allocated. */
+static enum fpd_status want_str(struct ctx *c, const char *key, const yaml_node_t *n, char **out) {
+    char b[96];
+    if (n->type != YAML_SCALAR_NODE || is_null(n) || n->data.scalar.length == 0)
+        return at(c, n, "'%s' must be a non-empty string, got %s", key, describe(n, b, sizeof b));
+    if (strlen(node_text(n)) != n->data.scalar.length) return at(c, n, "'%s' contains a NUL byte", key);
+    *out = xstrndup(node_text(n), n->data.scalar.length);
+    if (!*out) return at(c, n, "out of memory");
+    return FPD_STATUS_OK;
+}
+
+/* A string or a list of strings. */
+static enum fpd_status want_str_list(struct ctx *c, const char *key, const yaml_node_t *n, char ***out, int64_t *count) {
+    char b[96];
+    if (n->type == YAML_SCALAR_NODE) {
+        *out = calloc(1, sizeof **out);
+        if (!*out) return at(c, n, "out of memory");
+        *count = 1;
+        return want_str(c, key, n, &(*out)[0]);
+    }
+    if (n->type != YAML_SEQUENCE_NODE)
+        return at(c, n, "'%s' must be a string or a list of strings, got %s", key, describe(n, b, sizeof b));
+    int64_t len = n->data.sequence.items.top - n->data.sequence.items.start;
+    *out = calloc((size_t)len + 1, sizeof **out);
+    if (!*out) return at(c, n, "out of memory");
+    *count = 0;
+    for (yaml_node_item_t *it = n->data.sequence.items.start; it < n->data.sequence.items.top; it++) {
+        yaml_node_t *v = yaml_document_get_node(c->doc, *it);
+        enum fpd_status st = want_str(c, key, v, &(*out)[*count]);
+        if (st) return st;
+        (*count)++;
+    }
+    return FPD_STATUS_OK;
+}
+
+/* Iterate a mapping: checks it is one, that keys are plain strings, unique and
+ * known (with a suggestion when close to a known key). */
+static enum fpd_status check_mapping(struct ctx *c, const char *where, const yaml_node_t *n,
+                                     const char *const *known) {
+    char b[96];
+    if (n->type != YAML_MAPPING_NODE)
+        return at(c, n, "'%s' must be a mapping (key: value lines), got %s", where, describe(n, b, sizeof b));
+    for (yaml_node_pair_t *pr = n->data.mapping.pairs.start; pr < n->data.mapping.pairs.top; pr++) {
+        yaml_node_t *k = yaml_document_get_node(c->doc, pr->key);
+        if (k->type != YAML_SCALAR_NODE) return at(c, k, "a key in '%s' must be a plain word, got %s", where, describe(k, b, sizeof b));
+        const char *ks = node_text(k);
+        bool ok = false;
+        for (int i = 0; known[i]; i++) ok |= strcmp(known[i], ks) == 0;
+        if (!ok) {
+            const char *best = NULL;
+            size_t bd = 3;
+            char list[512] = "";
+            size_t o = 0;
+            for (int i = 0; known[i]; i++) {
+                size_t d = edit_distance(ks, known[i]);
+                if (d < bd) bd = d, best = known[i];
+                o += (size_t)snprintf(list + o, o < sizeof list ? sizeof list - o : 0, "%s%s", i ? ", " : "", known[i]);
+            }
+            if (best) return at(c, k, "unknown key '%.80s' in '%s' (did you mean '%s'?)", ks, where, best);
+            return at(c, k, "unknown key '%.80s' in '%s' (known keys: %s)", ks, where, list);
+        }
+        for (yaml_node_pair_t *q = n->data.mapping.pairs.start; q < pr; q++) {
+            yaml_node_t *k2 = yaml_document_get_node(c->doc, q->key);
+            if (k2->type == YAML_SCALAR_NODE && strcmp(node_text(k2), ks) == 0)
+                return at(c, k, "duplicate key '%.80s' in '%s' (first at line %lld)", ks, where,
+                          (long long)k2->start_mark.line + 1);
+        }
+    }
+    return FPD_STATUS_OK;
+}
+
+static yaml_node_t *map_get(struct ctx *c, const yaml_node_t *n, const char *key, yaml_node_t **key_node) {
+    for (yaml_node_pair_t *pr = n->data.mapping.pairs.start; pr < n->data.mapping.pairs.top; pr++) {
+        yaml_node_t *k = yaml_document_get_node(c->doc, pr->key);
+        if (k->type == YAML_SCALAR_NODE && strcmp(node_text(k), key) == 0) {
+            if (key_node) *key_node = k;
+            return yaml_document_get_node(c->doc, pr->value);
+        }
+    }
+    return NULL;
+}
+
+/* ------------------------------------------------------------ settings */
+
+#define SETTINGS_KEYS                                                                                     \
+    "rank", "r", "terms", "p", "cores", "k", "core_dtype", "min_ratio", "epochs", "batch_rows", "learning_rate", \
+        "seed", "backfit_sweeps", "backfit_tol", "recall_queries", "row_freq", "device", "compress", "budget", "ratio", \
+        "max_error"
+
+static enum fpd_status parse_setting(struct ctx *c, const char *key, yaml_node_t *kn, yaml_node_t *v,
+                                     struct batch_settings *s) {
+    enum fpd_status st = FPD_STATUS_OK;
+    int64_t i;
+    char b[96];
+    if (!strcmp(key, "rank") || !strcmp(key, "r")) {
+        if (s->set & BATCH_SET_RANK) return at(c, kn, "'rank' given twice (as 'rank' and 'r')");
+        if (!(st = want_int(c, key, v, 1, 1 << 20, &s->rank))) s->set |= BATCH_SET_RANK;
+    } else if (!strcmp(key, "terms") || !strcmp(key, "p")) {
+        if (s->set & BATCH_SET_TERMS) return at(c, kn, "'terms' given twice (as 'terms' and 'p')");
+        if (!(st = want_int(c, key, v, 1, 1 << 16, &s->terms))) s->set |= BATCH_SET_TERMS;
+    } else if (!strcmp(key, "cores") || !strcmp(key, "k")) {
+        if (s->set & BATCH_SET_CORES) return at(c, kn, "'cores' given twice (as 'cores' and 'k')");
+        if (!(st = want_int(c, key, v, 1, FPD_MAX_MODES, &i))) s->cores = (int32_t)i, s->set |= BATCH_SET_CORES;
+    } else if (!strcmp(key, "core_dtype")) {
+        if (v->type != YAML_SCALAR_NODE || !fpd_dtype_from_name(node_text(v), v->data.scalar.length, &s->core_dtype) ||
+            !(s->core_dtype == FPD_DTYPE_F32 || s->core_dtype == FPD_DTYPE_F16 || s->core_dtype == FPD_DTYPE_BF16))
+            return at(c, v, "'core_dtype' must be F32, F16 or BF16, got %s", describe(v, b, sizeof b));
+        s->set |= BATCH_SET_CORE_DTYPE;
+    } else if (!strcmp(key, "min_ratio")) {
+        if (!(st = want_num(c, key, v, 0, false, &s->min_ratio))) s->set |= BATCH_SET_MIN_RATIO;
+    } else if (!strcmp(key, "epochs")) {
+        if (!(st = want_int(c, key, v, 0, INT64_MAX, &s->epochs))) s->set |= BATCH_SET_EPOCHS;
+    } else if (!strcmp(key, "batch_rows")) {
+        if (!(st = want_int(c, key, v, 1, INT64_MAX, &s->batch_rows))) s->set |= BATCH_SET_BATCH_ROWS;
+    } else if (!strcmp(key, "learning_rate")) {
+        if (!(st = want_num(c, key, v, 0, true, &s->learning_rate))) s->set |= BATCH_SET_LR;
+    } else if (!strcmp(key, "seed")) {
+        if (!(st = want_int(c, key, v, 0, INT64_MAX, &i))) s->seed = (uint64_t)i, s->set |= BATCH_SET_SEED;
+    } else if (!strcmp(key, "backfit_sweeps")) {
+        if (!(st = want_int(c, key, v, 1, INT64_MAX, &s->backfit_sweeps))) s->set |= BATCH_SET_SWEEPS;
+    } else if (!strcmp(key, "backfit_tol")) {
+        if (!(st = want_num(c, key, v, 0, false, &s->backfit_tol))) s->set |= BATCH_SET_TOL;
+    } else if (!strcmp(key, "recall_queries")) {
+        if (!(st = want_int(c, key, v, 0, INT64_MAX, &s->recall_queries))) s->set |= BATCH_SET_RECALL;
+    } else if (!strcmp(key, "row_freq")) {
+        char *f = NULL;
+        if ((st = want_str(c, key, v, &f))) return st;
+        free(s->row_freq);
+        s->row_freq = join_path(c->p->dir, f);
+        free(f);
+        struct stat sb;
+        if (!s->row_freq) return at(c, v, "out of memory");
+        if (stat(s->row_freq, &sb) != 0 || !S_ISREG(sb.st_mode))
+            return at(c, v, "'row_freq' file '%s' does not exist", s->row_freq);
+        s->set |= BATCH_SET_ROW_FREQ;
+    } else if (!strcmp(key, "device")) {
+        const char *d = v->type == YAML_SCALAR_NODE ? node_text(v) : "";
+        if (!strcmp(d, "auto")) s->device = BATCH_DEVICE_AUTO;
+        else if (!strcmp(d, "cpu")) s->device = BATCH_DEVICE_CPU;
+        else if (!strcmp(d, "cuda")) {
+            s->device = BATCH_DEVICE_CUDA;
+            if (!c->cuda_mark.line) c->cuda_mark = mark_of(v);
+        } else
+            return at(c, v, "'device' must be auto, cpu or cuda, got %s", describe(v, b, sizeof b));
+        s->set |= BATCH_SET_DEVICE;
+    } else if (!strcmp(key, "compress")) {
+        if (!(st = want_bool(c, key, v, &s->compress))) s->set |= BATCH_SET_COMPRESS, s->compress_mark = mark_of(kn);
+    } else if (!strcmp(key, "budget")) {
+        bool okv = false;
+        if (v->type == YAML_SCALAR_NODE && !is_null(v)) okv = batch_parse_size(node_text(v), &s->budget) && s->budget > 0;
+        if (!okv)
+            return at(c, v, "'budget' must be a size in bytes > 0 (an integer or e.g. \"64MiB\"), got %s",
+                      describe(v, b, sizeof b));
+        s->set |= BATCH_SET_BUDGET;
+    } else if (!strcmp(key, "ratio")) {
+        if (!(st = want_num(c, key, v, 1, true, &s->ratio))) s->set |= BATCH_SET_RATIO;
+    } else if (!strcmp(key, "max_error")) {
+        if (!(st = want_num(c, key, v, 0, true, &s->max_error))) s->set |= BATCH_SET_MAX_ERROR;
+    }
+    return st;
+}
+
+static enum fpd_status parse_settings_map(struct ctx *c, const char *where, const yaml_node_t *n,
+                                          struct batch_settings *s, const char *const *extra_keys) {
+    static const char *const base[] = {SETTINGS_KEYS};
+    const char *known[64];
+    int nk = 0;
+    for (size_t i = 0; i < sizeof base / sizeof base[0]; i++) known[nk++] = base[i];
+    for (int i = 0; extra_keys && extra_keys[i]; i++) known[nk++] = extra_keys[i];
+    known[nk] = NULL;
+    enum fpd_status st = check_mapping(c, where, n, known);
+    if (st) return st;
+    for (yaml_node_pair_t *pr = n->data.mapping.pairs.start; pr < n->data.mapping.pairs.top; pr++) {
+        yaml_node_t *k = yaml_document_get_node(c->doc, pr->key);
+        yaml_node_t *v = yaml_document_get_node(c->doc, pr->value);
+        bool extra = false;
+        for (int i = 0; extra_keys && extra_keys[i]; i++) extra |= strcmp(extra_keys[i], node_text(k)) == 0;
+        if (extra) continue;
+        if ((st = parse_setting(c, node_text(k), k, v, s))) return st;
+    }
+    return FPD_STATUS_OK;
+}
+
+void batch_settings_for(const struct batch_pipeline *p, const struct batch_input *in, const char *name,
+                        struct batch_settings *out) {
+    *out = p->defaults;
+    for (int64_t i = 0; i < p->n_overrides; i++) {
+        const struct batch_override *o = &p->overrides[i];
+        if (fnmatch(o->match, name, 0) != 0) continue;
+        if (o->checkpoint && fnmatch(o->checkpoint, in->name, 0) != 0 && fnmatch(o->checkpoint, in->path, 0) != 0)
+            continue;
+        const struct batch_settings *s = &o->s;
+        unsigned f = s->set;
+        if (f & BATCH_SET_RANK) out->rank = s->rank;
+        if (f & BATCH_SET_TERMS) out->terms = s->terms;
+        if (f & BATCH_SET_CORES) out->cores = s->cores;
+        if (f & BATCH_SET_CORE_DTYPE) out->core_dtype = s->core_dtype;
+        if (f & BATCH_SET_MIN_RATIO) out->min_ratio = s->min_ratio;
+        if (f & BATCH_SET_EPOCHS) out->epochs = s->epochs;
+        if (f & BATCH_SET_BATCH_ROWS) out->batch_rows = s->batch_rows;
+        if (f & BATCH_SET_LR) out->learning_rate = s->learning_rate;
+        if (f & BATCH_SET_SEED) out->seed = s->seed;
+        if (f & BATCH_SET_SWEEPS) out->backfit_sweeps = s->backfit_sweeps;
+        if (f & BATCH_SET_TOL) out->backfit_tol = s->backfit_tol;
+        if (f & BATCH_SET_DEVICE) out->device = s->device;
+        if (f & BATCH_SET_COMPRESS) out->compress = s->compress, out->compress_mark = s->compress_mark;
+        if (f & BATCH_SET_BUDGET) out->budget = s->budget;
+        if (f & BATCH_SET_RATIO) out->ratio = s->ratio;
+        if (f & BATCH_SET_MAX_ERROR) out->max_error = s->max_error;
+        if (f & BATCH_SET_RECALL) out->recall_queries = s->recall_queries;
+        if (f & BATCH_SET_ROW_FREQ) out->row_freq = s->row_freq;
+        out->set |= f;
+    }
+}
+
+void batch_settings_apply(const struct batch_settings *s, struct compress_options *co) {
+    unsigned f = s->set;
+    struct fpd_plan_params *plan = &co->plan;
+    struct fpd_fit_params *fit = &co->fit;
+    if (f & BATCH_SET_RANK) plan->rank = s->rank;
+    if (f & BATCH_SET_TERMS) plan->terms = s->terms;
+    if (f & BATCH_SET_CORES) plan->k = s->cores;
+    if (f & BATCH_SET_CORE_DTYPE) plan->core_dtype = s->core_dtype;
+    if (f & BATCH_SET_MIN_RATIO) plan->min_ratio = s->min_ratio;
+    if (f & BATCH_SET_EPOCHS) fit->finetune_epochs = s->epochs;
+    if (f & BATCH_SET_BATCH_ROWS) fit->batch_rows = s->batch_rows;
+    if (f & BATCH_SET_LR) fit->learning_rate = s->learning_rate;
+    if (f & BATCH_SET_SEED) fit->seed = s->seed;
+    if (f & BATCH_SET_SWEEPS) fit->backfit_sweeps = s->backfit_sweeps;
+    if (f & BATCH_SET_TOL) fit->backfit_tol = s->backfit_tol;
+    if (f & BATCH_SET_RECALL) co->recall_queries = s->recall_queries;
+    /* planner targets (fpd-batch resolves them to an explicit rank/terms/cores per
+     * table before compressing, since max_error needs the table's data) */
+    if (f & BATCH_SET_BUDGET) plan->budget_bytes = (size_t)s->budget;
+    if (f & BATCH_SET_RATIO) plan->min_ratio_target = s->ratio;
+    if (f & BATCH_SET_MAX_ERROR) plan->max_error = s->max_error;
+    /* device: validated (cuda needs a device); the fit runs on the CPU for now */
+}
+
+void batch_settings_key(const struct batch_settings *s, char *buf, size_t len) {
+    struct compress_options co = compress_default_options();
+    batch_settings_apply(s, &co);
+    const struct fpd_plan_params *pp = &co.plan;
+    const struct fpd_fit_params *fp = &co.fit;
+    snprintf(buf, len,
+             "r=%lld p=%lld k=%d dt=%s mr=%.17g e=%lld br=%lld lr=%.17g seed=%llu bs=%lld bt=%.17g rq=%lld rf=%s "
+             "budget=%zu ratio=%.17g maxerr=%.17g",
+             (long long)pp->rank, (long long)pp->terms, (int)pp->k, fpd_dtype_name(pp->core_dtype), pp->min_ratio,
+             (long long)fp->finetune_epochs, (long long)fp->batch_rows, fp->learning_rate,
+             (unsigned long long)fp->seed, (long long)fp->backfit_sweeps, fp->backfit_tol,
+             (long long)co.recall_queries, s->row_freq ? s->row_freq : "-", pp->budget_bytes, pp->min_ratio_target,
+             pp->max_error);
+}
+
+json_t *batch_settings_json(const struct batch_settings *s) {
+    struct compress_options co = compress_default_options();
+    batch_settings_apply(s, &co);
+    const struct fpd_plan_params *pp = &co.plan;
+    const struct fpd_fit_params *fp = &co.fit;
+    json_t *o = json_object();
+    json_object_set_new(o, "rank", pp->rank ? json_integer(pp->rank) : json_null());
+    json_object_set_new(o, "terms", pp->terms ? json_integer(pp->terms) : json_null());
+    json_object_set_new(o, "cores", pp->k ? json_integer(pp->k) : json_null());
+    json_object_set_new(o, "core_dtype", json_string(fpd_dtype_name(pp->core_dtype)));
+    json_object_set_new(o, "min_ratio", json_real(pp->min_ratio));
+    json_object_set_new(o, "epochs", json_integer(fp->finetune_epochs));
+    json_object_set_new(o, "batch_rows", json_integer(fp->batch_rows));
+    json_object_set_new(o, "learning_rate", json_real(fp->learning_rate));
+    json_object_set_new(o, "seed", json_integer((json_int_t)fp->seed));
+    json_object_set_new(o, "backfit_sweeps", json_integer(fp->backfit_sweeps));
+    json_object_set_new(o, "backfit_tol", json_real(fp->backfit_tol));
+    json_object_set_new(o, "recall_queries", json_integer(co.recall_queries));
+    json_object_set_new(o, "row_freq", s->row_freq ? json_string(s->row_freq) : json_null());
+    json_object_set_new(o, "budget", pp->budget_bytes ? json_integer((json_int_t)pp->budget_bytes) : json_null());
+    json_object_set_new(o, "ratio", pp->min_ratio_target > 0 ? json_real(pp->min_ratio_target) : json_null());
+    json_object_set_new(o, "max_error", pp->max_error > 0 ? json_real(pp->max_error) : json_null());
+    static const char *const dev[] = {"auto", "cpu", "cuda"};
+    json_object_set_new(o, "device", json_string(dev[s->device]));
+    return o;
+}
+
+/* ------------------------------------------------------------ sections */
+
+static enum fpd_status parse_inputs(struct ctx *c, const yaml_node_t *n) {
+    char b[96];
+    if (n->type == YAML_SCALAR_NODE && !is_null(n))
+        return at(c, n, "'inputs' must be a list (one '- path' line each), got %s", describe(n, b, sizeof b));
+    if (n->type != YAML_SEQUENCE_NODE) return at(c, n, "'inputs' must be a list of paths, got %s", describe(n, b, sizeof b));
+    int64_t len = n->data.sequence.items.top - n->data.sequence.items.start;
+    if (len == 0) return at(c, n, "'inputs' is empty; list at least one checkpoint");
+    struct batch_pipeline *p = c->p;
+    p->specs = calloc((size_t)len, sizeof *p->specs);
+    struct batch_mark *marks = calloc((size_t)len, sizeof *marks);
+    if (!p->specs || !marks) {
+        free(marks);
+        return at(c, n, "out of memory");
+    }
+    enum fpd_status st = FPD_STATUS_OK;
+    for (yaml_node_item_t *it = n->data.sequence.items.start; it < n->data.sequence.items.top; it++) {
+        yaml_node_t *v = yaml_document_get_node(c->doc, *it);
+        if (v->type == YAML_MAPPING_NODE) {
+            st = at(c, v, "an 'inputs' entry must be a path or a glob pattern, got a mapping");
+            goto done;
+        }
+        if ((st = want_str(c, "inputs", v, &p->specs[p->n_specs]))) goto done;
+        marks[p->n_specs++] = mark_of(v);
+    }
+    /* Expand. Every spec must match; inputs seen twice (same file) are kept once. */
+    int64_t cap = 16;
+    p->inputs = calloc((size_t)cap, sizeof *p->inputs);
+    char **real = calloc((size_t)cap, sizeof *real);
+    if (!p->inputs || !real) {
+        free(real);
+        st = at(c, n, "out of memory");
+        goto done;
+    }
+    for (int64_t i = 0; i < p->n_specs && !st; i++) {
+        const char *spec = p->specs[i];
+        char *full = join_path(p->dir, spec);
+        yaml_node_t *v = yaml_document_get_node(c->doc, n->data.sequence.items.start[i]);
+        if (!full) {
+            st = at(c, v, "out of memory");
+            break;
+        }
+        glob_t g;
+        memset(&g, 0, sizeof g);
+        bool pattern = strpbrk(spec, "*?[") != NULL;
+        if (pattern) {
+            int gr = glob(full, GLOB_ERR, NULL, &g);
+            if (gr == GLOB_NOMATCH || (gr == 0 && g.gl_pathc == 0)) {
+                st = at(c, v, "input pattern '%s' matches no file%s%s%s", spec, strcmp(full, spec) ? " (looked for " : "",
+                        strcmp(full, spec) ? full : "", strcmp(full, spec) ? ")" : "");
+            } else if (gr != 0) {
+                st = at(c, v, "input pattern '%s': cannot read the folders it names", spec);
+            }
+        } else {
+            struct stat sb;
+            if (stat(full, &sb) != 0)
+                st = at(c, v, "input '%s' does not exist%s%s%s", spec, strcmp(full, spec) ? " (looked for " : "",
+                        strcmp(full, spec) ? full : "", strcmp(full, spec) ? ")" : "");
+            else if (!S_ISREG(sb.st_mode)) st = at(c, v, "input '%s' is not a regular file", spec);
+        }
+        size_t count = pattern ? g.gl_pathc : 1;
+        for (size_t j = 0; j < count && !st; j++) {
+            const char *path = pattern ? g.gl_pathv[j] : full;
+            struct stat sb;
+            if (pattern && (stat(path, &sb) != 0 || !S_ISREG(sb.st_mode))) continue; /* folders matched by the pattern */
+            char *rp = realpath(path, NULL);
+            bool seen = false;
+            for (int64_t q = 0; q < p->n_inputs && rp; q++) seen |= strcmp(real[q], rp) == 0;
+            if (seen || !rp) {
+                free(rp);
+                continue;
+            }
+            /* Check it opens as a checkpoint (header only). */
+            struct cli_input ci;
+            struct fpd_error e2 = {0};
+            if (cli_input_open(path, &ci, &e2)) {
+                free(rp);
+                st = at(c, v, "input '%s' is not a readable checkpoint: %s", path, e2.msg);
+                break;
+            }
+            cli_input_free(&ci);
+            if (p->n_inputs == cap) {
+                cap *= 2;
+                void *a = realloc(p->inputs, (size_t)cap * sizeof *p->inputs);
+                if (a) p->inputs = a;
+                void *r2 = a ? realloc(real, (size_t)cap * sizeof *real) : NULL;
+                if (r2) real = r2;
+                if (!a || !r2) {
+                    free(rp);
+                    st = at(c, v, "out of memory");
+                    break;
+                }
+            }
+            struct batch_input *in = &p->inputs[p->n_inputs];
+            memset(in, 0, sizeof *in);
+            in->path = strdup(path);
+            const char *slash = strrchr(path, '/');
+            in->name = strdup(slash ? slash + 1 : path);
+            in->spec = spec;
+            in->mark = marks[i];
+            real[p->n_inputs++] = rp;
+            if (!in->path || !in->name) st = at(c, v, "out of memory");
+        }
+        if (pattern) globfree(&g);
+        free(full);
+    }
+    for (int64_t q = 0; q < p->n_inputs; q++) free(real[q]);
+    free(real);
+done:
+    free(marks);
+    return st;
+}
+
+static enum fpd_status parse_output(struct ctx *c, const yaml_node_t *n) {
+    static const char *const known[] = {"folder", "suffix", NULL};
+    enum fpd_status st = check_mapping(c, "output", n, known);
+    if (st) return st;
+    yaml_node_t *v;
+    if ((v = map_get(c, n, "folder", NULL))) {
+        char *f = NULL;
+        if ((st = want_str(c, "folder", v, &f))) return st;
+        c->p->folder = join_path(c->p->dir, f);
+        free(f);
+    } else {
+        return at(c, n, "'output' lacks the required key 'folder'");
+    }
+    if ((v = map_get(c, n, "suffix", NULL))) {
+        free(c->p->suffix);
+        c->p->suffix = NULL;
+        if ((st = want_str(c, "suffix", v, &c->p->suffix))) return st;
+        if (strchr(c->p->suffix, '/')) return at(c, v, "'suffix' must not contain '/'");
+    }
+    return FPD_STATUS_OK;
+}
+
+static enum fpd_status parse_report(struct ctx *c, const yaml_node_t *n) {
+    static const char *const known[] = {"json", "markdown", NULL};
+    enum fpd_status st = check_mapping(c, "report", n, known);
+    if (st) return st;
+    yaml_node_t *v;
+    char *s = NULL;
+    if ((v = map_get(c, n, "json", NULL))) {
+        if ((st = want_str(c, "json", v, &s))) return st;
+        c->p->report_json = join_path(c->p->dir, s);
+        free(s);
+    }
+    if ((v = map_get(c, n, "markdown", NULL))) {
+        if ((st = want_str(c, "markdown", v, &s))) return st;
+        c->p->report_md = join_path(c->p->dir, s);
+        free(s);
+    }
+    return FPD_STATUS_OK;
+}
+
+static enum fpd_status parse_select(struct ctx *c, const yaml_node_t *n) {
+    static const char *const known[] = {"include", "exclude", "min_rows", "min_bytes", "largest", NULL};
+    enum fpd_status st = check_mapping(c, "select", n, known);
+    if (st) return st;
+    struct batch_pipeline *p = c->p;
+    yaml_node_t *v;
+    char b[96];
+    if ((v = map_get(c, n, "include", NULL))) {
+        for (int64_t i = 0; i < p->n_include; i++) free(p->include[i]);
+        free(p->include);
+        p->include = NULL;
+        p->n_include = 0;
+        if ((st = want_str_list(c, "include", v, &p->include, &p->n_include))) return st;
+    }
+    if ((v = map_get(c, n, "exclude", NULL)) && (st = want_str_list(c, "exclude", v, &p->exclude, &p->n_exclude)))
+        return st;
+    if ((v = map_get(c, n, "min_rows", NULL)) && (st = want_int(c, "min_rows", v, 0, INT64_MAX, &p->min_rows))) return st;
+    if ((v = map_get(c, n, "min_bytes", NULL))) {
+        if (v->type != YAML_SCALAR_NODE || is_null(v) || !batch_parse_size(node_text(v), &p->min_bytes))
+            return at(c, v, "'min_bytes' must be a size (an integer or e.g. \"64KiB\"), got %s", describe(v, b, sizeof b));
+    }
+    if ((v = map_get(c, n, "largest", NULL)) && (st = want_int(c, "largest", v, 0, INT64_MAX, &p->largest))) return st;
+    return FPD_STATUS_OK;
+}
+
+static enum fpd_status parse_tables(struct ctx *c, const yaml_node_t *n) {
+    char b[96];
+    if (n->type != YAML_SEQUENCE_NODE)
+        return at(c, n, "'tables' must be a list of overrides ('- match: PATTERN' and settings), got %s",
+                  describe(n, b, sizeof b));
+    struct batch_pipeline *p = c->p;
+    int64_t len = n->data.sequence.items.top - n->data.sequence.items.start;
+    p->overrides = calloc((size_t)len + 1, sizeof *p->overrides);
+    if (!p->overrides) return at(c, n, "out of memory");
+    static const char *const extra[] = {"match", "checkpoint", NULL};
+    for (yaml_node_item_t *it = n->data.sequence.items.start; it < n->data.sequence.items.top; it++) {
+        yaml_node_t *v = yaml_document_get_node(c->doc, *it);
+        struct batch_override *o = &p->overrides[p->n_overrides++];
+        o->mark = mark_of(v);
+        enum fpd_status st = parse_settings_map(c, "tables", v, &o->s, extra);
+        if (st) return st;
+        yaml_node_t *m = map_get(c, v, "match", NULL);
+        if (!m) return at(c, v, "a 'tables' entry lacks the required key 'match' (a table name pattern)");
+        if ((st = want_str(c, "match", m, &o->match))) return st;
+        if ((m = map_get(c, v, "checkpoint", NULL)) && (st = want_str(c, "checkpoint", m, &o->checkpoint))) return st;
+    }
+    return FPD_STATUS_OK;
+}
+
+/* ------------------------------------------------------------ load */
+
+void batch_pipeline_free(struct batch_pipeline *p) {
+    if (!p) return;
+    for (int64_t i = 0; i < p->n_inputs; i++) {
+        free(p->inputs[i].path);
+        free(p->inputs[i].name);
+        free(p->inputs[i].output);
+        free(p->inputs[i].output_base);
+    }
+    free(p->inputs);
+    for (int64_t i = 0; i < p->n_specs; i++) free(p->specs[i]);
+    free(p->specs);
+    for (int64_t i = 0; i < p->n_include; i++) free(p->include[i]);
+    free(p->include);
+    for (int64_t i = 0; i < p->n_exclude; i++) free(p->exclude[i]);
+    free(p->exclude);
+    for (int64_t i = 0; i < p->n_overrides; i++) {
+        free(p->overrides[i].match);
+        free(p->overrides[i].checkpoint);
+        free(p->overrides[i].s.row_freq);
+    }
+    free(p->defaults.row_freq);
+    free(p->overrides);
+    free(p->file);
+    free(p->dir);
+    free(p->folder);
+    free(p->suffix);
+    free(p->report_json);
+    free(p->report_md);
+    free(p);
+}
+
+/* 1-based line and column of byte offset off in buf. */
+static void offset_to_mark(const unsigned char *buf, size_t len, size_t off, int64_t *line, int64_t *col) {
+    *line = 1;
+    *col = 1;
+    for (size_t i = 0; i < off && i < len; i++) {
+        if (buf[i] == '\n') (*line)++, *col = 1;
+        else if ((buf[i] & 0xc0) != 0x80) (*col)++;
+    }
+}
+
+static enum fpd_status syntax_error(const yaml_parser_t *ps, const unsigned char *buf, size_t len,
+                                    struct fpd_error *err) {
+    err->status = FPD_STATUS_CONFIG;
+    const char *problem = ps->problem ? ps->problem : "unknown problem";
+    if (ps->error == YAML_READER_ERROR) {
+        offset_to_mark(buf, len, ps->problem_offset, &err->line, &err->column);
+        snprintf(err->msg, sizeof err->msg, "not a readable YAML text: %s (byte offset %zu)", problem,
+                 ps->problem_offset);
+        return FPD_STATUS_CONFIG;
+    }
+    err->line = (int64_t)ps->problem_mark.line + 1;
+    err->column = (int64_t)ps->problem_mark.column + 1;
+    if (ps->context)
+        snprintf(err->msg, sizeof err->msg, "YAML syntax error: %s, %s at line %lld, column %lld", problem, ps->context,
+                 (long long)ps->context_mark.line + 1, (long long)ps->context_mark.column + 1);
+    else
+        snprintf(err->msg, sizeof err->msg, "YAML syntax error: %s", problem);
+    return FPD_STATUS_CONFIG;
+}
+
+static enum fpd_status check_outputs(struct ctx *c, const yaml_node_t *inputs_node) {
+    struct batch_pipeline *p = c->p;
+    (void)inputs_node;
+    char *rfolder = realpath(p->folder, NULL);
+    for (int64_t i = 0; i < p->n_inputs; i++) {
+        struct batch_input *in = &p->inputs[i];
+        char *stem = strdup(in->name);
+        if (!stem) return at(c, NULL, "out of memory");
+        size_t l = strlen(stem);
+        if (l > 12 && !strcmp(stem + l - 12, ".safetensors")) stem[l - 12] = '\0';
+        else if (l > 4 && !strcmp(stem + l - 4, ".npy")) stem[l - 4] = '\0';
+        if (asprintf(&in->output_base, "%s%s", stem, p->suffix) < 0) in->output_base = NULL;
+        free(stem);
+        if (!in->output_base || asprintf(&in->output, "%s/%s", p->folder, in->output_base) < 0) {
+            free(rfolder);
+            return at(c, NULL, "out of memory");
+        }
+        /* an input that is one of this pipeline's outputs, or looks like one */
+        char *rin = realpath(in->path, NULL);
+        if (rin && rfolder) {
+            const char *slash = strrchr(rin, '/');
+            size_t dl = (size_t)(slash - rin), sl = strlen(p->suffix), nl = strlen(slash + 1);
+            bool same_dir = strlen(rfolder) == (dl ? dl : 1) && strncmp(rin, rfolder, dl ? dl : 1) == 0;
+            if (same_dir && nl >= sl && !strcmp(slash + 1 + nl - sl, p->suffix)) {
+                c->err->line = in->mark.line;
+                c->err->column = in->mark.column;
+                c->err->status = FPD_STATUS_CONFIG;
+                snprintf(c->err->msg, sizeof c->err->msg,
+                         "input '%s' (from '%s') is in the output folder and ends in the suffix '%s': it looks like "
+                         "an output of this pipeline; narrow the pattern or change output.folder",
+                         in->path, in->spec, p->suffix);
+                free(rin);
+                free(rfolder);
+                return FPD_STATUS_CONFIG;
+            }
+        }
+        free(rin);
+        for (int64_t j = 0; j < i; j++) {
+            if (strcmp(p->inputs[j].output_base, in->output_base) == 0) {
+                c->err->line = in->mark.line;
+                c->err->column = in->mark.column;
+                c->err->status = FPD_STATUS_CONFIG;
+                snprintf(c->err->msg, sizeof c->err->msg,
+                         "duplicate output path '%s': inputs '%s' (line %lld) and '%s' (line %lld) both write it; "
+                         "rename one of them or run them in separate pipelines",
+                         in->output, p->inputs[j].path, (long long)p->inputs[j].mark.line, in->path,
+                         (long long)in->mark.line);
+                free(rfolder);
+                return FPD_STATUS_CONFIG;
+            }
+        }
+    }
+    free(rfolder);
+    return FPD_STATUS_OK;
+}
+
+enum fpd_status batch_pipeline_load(const char *path, struct batch_pipeline **out, struct fpd_error *err) {
+    enum fpd_status st = FPD_STATUS_OK;
+    unsigned char *buf = NULL;
+    size_t len = 0;
+    yaml_parser_t parser;
+    yaml_document_t doc, doc2;
+    bool parser_made = false, doc_made = false;
+    struct batch_pipeline *p = calloc(1, sizeof *p);
+    memset(err, 0, sizeof *err);
+    *out = NULL;
+    if (!p) {
+        snprintf(err->msg, sizeof err->msg, "out of memory");
+        return err->status = FPD_STATUS_NOMEM;
+    }
+    p->file = strdup(path);
+    const char *slash = strrchr(path, '/');
+    p->dir = slash ? xstrndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
+    p->suffix = strdup(".fpd.safetensors");
+    p->include = calloc(1, sizeof *p->include);
+    if (p->include) p->include[0] = strdup("*");
+    p->n_include = 1;
+    p->min_rows = 1000;
+    if (!p->file || !p->dir || !p->suffix || !p->include || !p->include[0]) {
+        snprintf(err->msg, sizeof err->msg, "out of memory");
+        st = err->status = FPD_STATUS_NOMEM;
+        goto done;
+    }
+
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        snprintf(err->msg, sizeof err->msg, "cannot read the pipeline file: %s", strerror(errno));
+        st = err->status = FPD_STATUS_IO;
+        goto done;
+    }
+    buf = malloc(BATCH_MAX_FILE + 1);
+    len = buf ? fread(buf, 1, BATCH_MAX_FILE + 1, f) : 0;
+    bool rerr = ferror(f);
+    fclose(f);
+    if (!buf || rerr || len > BATCH_MAX_FILE) {
+        snprintf(err->msg, sizeof err->msg, "%s", !buf ? "out of memory" : rerr ? "read error" : "file larger than 16 MiB");
+        st = err->status = FPD_STATUS_IO;
+        goto done;
+    }
+    if (!yaml_parser_initialize(&parser)) {
+        snprintf(err->msg, sizeof err->msg, "out of memory");
+        st = err->status = FPD_STATUS_NOMEM;
+        goto done;
+    }
+    parser_made = true;
+    yaml_parser_set_input_string(&parser, buf, len);
+    if (!yaml_parser_load(&parser, &doc)) {
+        st = syntax_error(&parser, buf, len, err);
+        goto done;
+    }
+    doc_made = true;
+    yaml_node_t *root = yaml_document_get_root_node(&doc);
+    if (!root) {
+        err->line = err->column = 1;
+        snprintf(err->msg, sizeof err->msg, "the pipeline file is empty (it needs at least 'inputs' and 'output')");
+        st = err->status = FPD_STATUS_CONFIG;
+        goto done;
+    }
+    if (!yaml_parser_load(&parser, &doc2)) {
+        st = syntax_error(&parser, buf, len, err);
+        goto done;
+    }
+    yaml_node_t *root2 = yaml_document_get_root_node(&doc2);
+    if (root2) {
+        err->line = (int64_t)root2->start_mark.line + 1;
+        err->column = (int64_t)root2->start_mark.column + 1;
+        snprintf(err->msg, sizeof err->msg, "a second YAML document ('---'); a pipeline file holds one");
+        st = err->status = FPD_STATUS_CONFIG;
+    }
+    yaml_document_delete(&doc2);
+    if (st) goto done;
+
+    struct ctx c = {&doc, err, p, {0, 0}};
+    static const char *const known[] = {"version", "inputs", "output", "report", "select", "defaults", "tables", NULL};
+    if ((st = check_mapping(&c, "the pipeline", root, known))) goto done;
+    yaml_node_t *v, *kn;
+    if ((v = map_get(&c, root, "version", &kn))) {
+        int64_t ver;
+        if ((st = want_int(&c, "version", v, 0, INT64_MAX, &ver))) goto done;
+        if (ver != 1) {
+            st = at(&c, v, "pipeline version %lld is not supported by fpd-batch %s (it reads version 1)",
+                    (long long)ver, fpd_version());
+            goto done;
+        }
+    }
+    /* settings, output, select and report before inputs, so their errors come first */
+    if ((v = map_get(&c, root, "defaults", NULL)) && (st = parse_settings_map(&c, "defaults", v, &p->defaults, NULL)))
+        goto done;
+    if ((v = map_get(&c, root, "tables", NULL)) && (st = parse_tables(&c, v))) goto done;
+    if ((v = map_get(&c, root, "select", NULL)) && (st = parse_select(&c, v))) goto done;
+    if ((v = map_get(&c, root, "report", NULL)) && (st = parse_report(&c, v))) goto done;
+    if (!(v = map_get(&c, root, "output", NULL))) {
+        st = at(&c, root, "missing the required key 'output' (with 'folder')");
+        goto done;
+    }
+    if ((st = parse_output(&c, v))) goto done;
+    yaml_node_t *inputs = map_get(&c, root, "inputs", NULL);
+    if (!inputs) {
+        st = at(&c, root, "missing the required key 'inputs' (a list of checkpoints)");
+        goto done;
+    }
+    if (c.cuda_mark.line && !fpd_backend_available(FPD_BACKEND_KIND_CUDA)) {
+        err->line = c.cuda_mark.line;
+        err->column = c.cuda_mark.column;
+        snprintf(err->msg, sizeof err->msg,
+                 "device: cuda, but no CUDA device is available (build features: %s); use device: auto or cpu",
+                 fpd_build_features());
+        st = err->status = FPD_STATUS_BACKEND;
+        goto done;
+    }
+    if ((st = parse_inputs(&c, inputs))) goto done;
+    if (!p->report_json && asprintf(&p->report_json, "%s/report.json", p->folder) < 0) p->report_json = NULL;
+    if (!p->report_md && asprintf(&p->report_md, "%s/report.md", p->folder) < 0) p->report_md = NULL;
+    if (!p->report_json || !p->report_md) {
+        st = at(&c, NULL, "out of memory");
+        goto done;
+    }
+    if ((st = check_outputs(&c, inputs))) goto done;
+done:
+    if (doc_made) yaml_document_delete(&doc);
+    if (parser_made) yaml_parser_delete(&parser);
+    free(buf);
+    if (st) batch_pipeline_free(p);
+    else *out = p;
+    return st;
+}
