@@ -259,6 +259,16 @@ struct fpd_quality {
     double int8_rel_error, int4_rel_error;
     size_t int8_bytes, int4_bytes;            /* bytes of the quantized table     */
 };
+/* The row-wise quantization baselines alone (the int8/int4 fields of
+ * fpd_layer_quality, same definitions), in one streaming pass over w.
+ * Errors: DTYPE, NOMEM. */
+struct fpd_quant_baseline {
+    double int8_rel_error, int4_rel_error;
+    size_t int8_bytes, int4_bytes;
+};
+FPD_API enum fpd_status fpd_quant_baseline(const struct fpd_table_view *w, struct fpd_quant_baseline *out,
+                                           struct fpd_error *err);
+
 FPD_API enum fpd_status fpd_layer_quality(const struct fpd_layer *layer, const struct fpd_table_view *w,
                                           const double *row_weights, int64_t queries, uint64_t seed,
                                           struct fpd_quality *out, struct fpd_error *err);

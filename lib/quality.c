@@ -69,6 +69,34 @@ static double quant_sq_error(const float *x, int64_t dim, int levels, bool half)
     return e;
 }
 
+enum fpd_status fpd_quant_baseline(const struct fpd_table_view *w, struct fpd_quant_baseline *out,
+                                   struct fpd_error *err) {
+    if (!fpd_dtype_is_float(w->dtype))
+        return fpd__err(err, FPD_STATUS_DTYPE, "table dtype %s is not a float dtype", fpd_dtype_name(w->dtype));
+    const int64_t block = 1024, dim = w->dim;
+    float *a = fpd_malloc((size_t)(block * dim) * sizeof(float));
+    if (!a) return fpd__err(err, FPD_STATUS_NOMEM, "out of memory for the quantization baseline");
+    enum fpd_status st = FPD_STATUS_OK;
+    double sn = 0, q8 = 0, q4 = 0;
+    for (int64_t r0 = 0; r0 < w->rows; r0 += block) {
+        int64_t r1 = r0 + block < w->rows ? r0 + block : w->rows;
+        if ((st = fpd_table_view_rows(w, r0, r1, a, err))) break;
+        for (int64_t i = 0; i < r1 - r0; i++) {
+            const float *x = a + i * dim;
+            for (int64_t j = 0; j < dim; j++) sn += (double)x[j] * x[j];
+            q8 += quant_sq_error(x, dim, 255, false);
+            q4 += quant_sq_error(x, dim, 15, true);
+        }
+    }
+    fpd_free(a);
+    if (st) return st;
+    out->int8_rel_error = sn > 0 ? sqrt(q8 / sn) : 0.0;
+    out->int4_rel_error = sn > 0 ? sqrt(q4 / sn) : 0.0;
+    out->int8_bytes = (size_t)w->rows * (size_t)(dim + 8);
+    out->int4_bytes = (size_t)w->rows * (size_t)((dim + 1) / 2 + 4);
+    return FPD_STATUS_OK;
+}
+
 enum fpd_status fpd_layer_quality(const struct fpd_layer *layer, const struct fpd_table_view *w,
                                   const double *row_weights, int64_t queries, uint64_t seed, struct fpd_quality *out,
                                   struct fpd_error *err) {

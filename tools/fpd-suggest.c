@@ -260,7 +260,26 @@ static void table_text(const char *name, const struct fpd_suggestion *sg, const 
 struct entry {
     const char *name;
     struct fpd_suggestion *sg;
+    bool have_quant;              /* from a checkpoint: the row-wise quantization baselines */
+    struct fpd_quant_baseline quant;
 };
+
+/* Plain words on row-wise quantization against the pick: is a quantized table
+ * smaller and more accurate, or can none reach the pick's size? */
+static void quant_note(const struct fpd_suggestion *sg, const struct fpd_quant_baseline *q, char *buf, size_t len) {
+    const struct fpd_candidate *c = sg->selected >= 0 ? &sg->candidates[sg->selected] : NULL;
+    double r8 = (double)sg->bytes_before / (double)q->int8_bytes, r4 = (double)sg->bytes_before / (double)q->int4_bytes;
+    if (c && q->int4_bytes <= c->bytes && !isnan(c->predicted_error) && q->int4_rel_error < c->predicted_error)
+        snprintf(buf, len, "int4 row-wise (%.1fx, rel.err %.4f) is smaller and more accurate than the pick", r4,
+                 q->int4_rel_error);
+    else if (c && q->int8_bytes <= c->bytes && !isnan(c->predicted_error) && q->int8_rel_error < c->predicted_error)
+        snprintf(buf, len, "int8 row-wise (%.1fx, rel.err %.4f) is smaller and more accurate than the pick", r8,
+                 q->int8_rel_error);
+    else
+        snprintf(buf, len, "row-wise int8 is %.1fx (rel.err %.4f), int4 %.1fx (rel.err %.4f): %s", r8,
+                 q->int8_rel_error, r4, q->int4_rel_error,
+                 c && q->int4_bytes > c->bytes ? "neither reaches the pick's size" : "compare before choosing");
+}
 
 int main(int argc, char **argv) {
     cli_prog = "fpd-suggest";
@@ -425,6 +444,14 @@ int main(int argc, char **argv) {
                 status = err.status == FPD_STATUS_INVALID_ARG ? CLI_EXIT_USAGE : CLI_EXIT_FAILURE;
                 goto done;
             }
+            if (o.errors) {
+                if (fpd_quant_baseline(&view, &ent[n_ent].quant, &err) != FPD_STATUS_OK) {
+                    cli_error("%s: tensor '%s': %s", path, ti->name, err.msg);
+                    status = CLI_EXIT_FAILURE;
+                    goto done;
+                }
+                ent[n_ent].have_quant = true;
+            }
             ent[n_ent++].name = ti->name;
         }
     }
@@ -443,7 +470,24 @@ int main(int argc, char **argv) {
         json_object_set_new(tg, "max_error", o.pp.max_error > 0.0 ? json_real(o.pp.max_error) : json_null());
         json_object_set_new(root, "targets", tg);
         json_t *tabs = json_array();
-        for (int64_t e = 0; e < n_ent; e++) json_array_append_new(tabs, table_json(ent[e].name, ent[e].sg, &o, idx));
+        for (int64_t e = 0; e < n_ent; e++) {
+            json_t *tj = table_json(ent[e].name, ent[e].sg, &o, idx);
+            if (ent[e].have_quant) {
+                const struct fpd_quant_baseline *q = &ent[e].quant;
+                json_t *bl = json_object(), *b8 = json_object(), *b4 = json_object();
+                json_object_set_new(b8, "bytes", json_integer((json_int_t)q->int8_bytes));
+                json_object_set_new(b8, "rel_error", json_real(q->int8_rel_error));
+                json_object_set_new(b4, "bytes", json_integer((json_int_t)q->int4_bytes));
+                json_object_set_new(b4, "rel_error", json_real(q->int4_rel_error));
+                json_object_set_new(bl, "int8_rowwise", b8);
+                json_object_set_new(bl, "int4_rowwise", b4);
+                json_object_set_new(tj, "baselines", bl);
+                char note[256];
+                quant_note(ent[e].sg, q, note, sizeof note);
+                json_object_set_new(tj, "note", json_string(note));
+            }
+            json_array_append_new(tabs, tj);
+        }
         json_object_set_new(root, "tables", tabs);
         json_object_set_new(root, "skipped", skipped);
         skipped = NULL;
@@ -452,7 +496,14 @@ int main(int argc, char **argv) {
         json_decref(root);
     } else {
         if (path) printf("%s\n\n", path);
-        for (int64_t e = 0; e < n_ent; e++) table_text(ent[e].name, ent[e].sg, &o, idx);
+        for (int64_t e = 0; e < n_ent; e++) {
+            table_text(ent[e].name, ent[e].sg, &o, idx);
+            if (ent[e].have_quant) {
+                char note[256];
+                quant_note(ent[e].sg, &ent[e].quant, note, sizeof note);
+                printf("  quantization: %s\n\n", note);
+            }
+        }
         size_t i;
         json_t *s;
         json_array_foreach(skipped, i, s) printf("skipped %s: %s\n", json_string_value(json_object_get(s, "name")),

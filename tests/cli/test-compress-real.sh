@@ -139,3 +139,16 @@ assert t['predicted_error'] <= 0.9 and t['rel_error'] <= 0.9 * 1.02, t"
 run "$C" "$ROOT/samples/glove-10k.safetensors" -o none.safetensors --budget 1K
 expect_rc "budget below every candidate: exit 2" 2
 expect_grep "budget below every candidate: says so" err.txt "below the smallest candidate"
+
+# the plain TT-SVD baseline at the same size: with default settings it is the fit's own
+# first stage; with --cluster-rows it must fit in the same bytes
+run "$C" "$ROOT/samples/glove-10k.safetensors" -o base.safetensors --rank 12 --json
+cp out.txt base.json
+run "$C" "$ROOT/samples/glove-10k.safetensors" -o basec.safetensors --rank 12 --cluster-rows --json
+cp out.txt basec.json
+py_check "tt-svd baseline: same rank and error as the fit's first stage; within the bytes with a permutation" "
+import json
+t = json.load(open('base.json'))['tables'][0]; b = t['baselines']['tt_svd']
+assert b['r'] == 12 and b['bytes'] == t['bytes_after'] and abs(b['rel_error'] - t['rel_error_fit']) < 1e-6, (t, b)
+c = json.load(open('basec.json'))['tables'][0]; bc = c['baselines']['tt_svd']
+assert bc['bytes'] <= c['bytes_after'] and bc['r'] > 12 and c['rel_error'] < bc['rel_error'], (c['rel_error'], bc)"
