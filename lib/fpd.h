@@ -441,6 +441,115 @@ FPD_API const char *fpd_backend_name(const struct fpd_backend *be);
 /* NULL is a no-op. */
 FPD_API void fpd_backend_free(struct fpd_backend *be);
 
+/* ------------------------------------------------------------------------ */
+/* Recommender models: GMF (NCF) evaluation and training (lib/ncf.c)         */
+/* ------------------------------------------------------------------------ */
+
+/* GMF, the generalized matrix factorization of Neural Collaborative Filtering
+ * (He et al., WWW 2017): score(u, i) = sigmoid(sum_j U[u,j] I[i,j] w[j] + b).
+ * Either table may be dense or an FPD layer, so one model type covers the
+ * original checkpoint, the compressed one and training from scratch.
+ *
+ *   struct fpd_gmf m = { .user = {NULL, udata, 6040, 8}, .item = {ilayer, NULL, 3706, 8},
+ *                        .weight = w, .bias = b };
+ *   struct fpd_rank_metrics rm;
+ *   fpd_gmf_rank(&m, users, cand, n_users, 100, 10, &rm, NULL, &err);   // rm.hr, rm.ndcg
+ */
+
+/* An embedding table: an FPD layer, or dense F32 rows. Borrowed by the calls below. */
+struct fpd_embedding {
+    struct fpd_layer *layer;  /* the FPD table, or NULL for a dense one                */
+    float *dense;             /* [rows, dim] F32 row-major; used when layer is NULL    */
+    int64_t rows, dim;        /* must equal the layer's shape when layer is set        */
+};
+
+/* A GMF model (caller-owned; every pointer borrowed). Training updates the tables
+ * (dense rows or FPD cores), weight[] and bias in place. */
+struct fpd_gmf {
+    struct fpd_embedding user, item;  /* same dim                                     */
+    float *weight;                    /* [dim] prediction weights                     */
+    float bias;                       /* prediction bias                              */
+};
+
+/* Logits sum_j U[u,j] I[i,j] w[j] + b (accumulated in double) of the pairs
+ * (users[t], items[t]), t < n, into out[n]. The score is sigmoid(logit).
+ * Errors: SHAPE (tables of different dim, a layer whose shape differs from rows/dim),
+ * INVALID_ARG (an id out of range, naming it), NOMEM. */
+FPD_API enum fpd_status fpd_gmf_logits(const struct fpd_gmf *m, const int64_t *users, const int64_t *items,
+                                       int64_t n, float *out, struct fpd_error *err);
+
+/* Leave-one-out ranking metrics (the NCF protocol). */
+struct fpd_rank_metrics {
+    double hr;        /* hit ratio at k: share of users whose held-out item ranks < k */
+    double ndcg;      /* mean of 1 / log2(rank + 2) over hits (0 for a miss)          */
+    int64_t users;    /* users evaluated                                              */
+    int64_t k;
+};
+
+/* For each user users[t] (t < n), the candidates cand[t * n_cand + c], c < n_cand,
+ * where cand[t * n_cand] is the held-out item and the others its sampled
+ * negatives: rank = number of candidates whose logit is STRICTLY higher than the
+ * held-out item's (ties count for the held-out item); a hit when rank < k. Rows of
+ * FPD tables are computed once per distinct id. rank_out (may be NULL) receives the
+ * n ranks. n = 0 gives zeros. Errors: as fpd_gmf_logits; INVALID_ARG (n_cand < 1,
+ * k < 1). */
+FPD_API enum fpd_status fpd_gmf_rank(const struct fpd_gmf *m, const int64_t *users, const int64_t *cand,
+                                     int64_t n, int64_t n_cand, int64_t k, struct fpd_rank_metrics *out,
+                                     int64_t *rank_out, struct fpd_error *err);
+
+/* Called after each training epoch (1-based) with the mean training loss of the
+ * epoch and its wall time; return false to stop training early (not an error). */
+typedef bool (*fpd_epoch_callback)(int64_t epoch, double mean_loss, double seconds, void *user_data);
+
+struct fpd_gmf_train_params {
+    int64_t epochs;            /* passes over the positives (default 20)                    */
+    int64_t batch_size;        /* samples per Adam step, positives with their negatives;
+                                  rounded down to a multiple of 1 + negatives (default 256) */
+    int64_t negatives;         /* negatives sampled per positive, uniformly among the items
+                                  the user has no positive with (default 4)                  */
+    double learning_rate;      /* Adam step of dense rows, weight and bias (default 1e-3)   */
+    double core_learning_rate; /* Adam step of FPD cores; 0: learning_rate (default 0)       */
+    bool core_lr_relative;     /* multiply the core step by each core's RMS at the start
+                                  (scale-free; suits cores from a fit) (default false)       */
+    bool train_tables;         /* update the user and item tables (default true)            */
+    bool train_prediction;     /* update weight and bias (default true)                     */
+    const struct fpd_gmf *teacher; /* knowledge distillation (Hinton et al. 2015): a model over
+                                  the same ids whose scores blend into the targets; NULL: none */
+    double distill;            /* weight a in [0, 1] of the teacher: a sample's target is
+                                  (1 - a) * label + a * sigmoid(teacher logit) (default 0)   */
+    bool balance_users;        /* weight each sample by 1 / (the user's positives), scaled to
+                                  mean 1, so every user weighs the same in the loss, as in the
+                                  per-user metrics (HR@k), instead of heavy users dominating
+                                  (default false: NCF's plain mean)                           */
+    uint64_t seed;             /* order of the positives and the negatives (default 0)      */
+    fpd_epoch_callback epoch_callback;
+    void *epoch_user_data;
+    fpd_progress_callback progress; /* stage "train", in steps; false cancels                */
+    void *progress_user_data;
+};
+FPD_API struct fpd_gmf_train_params fpd_gmf_train_default_params(void);
+
+/* Train m on implicit feedback: the positives (users[t], items[t]), t < n (repeats
+ * allowed), against sampled negatives, minimizing the mean logistic loss
+ * (binary cross-entropy of sigmoid(logit)) per minibatch with Adam (Kingma & Ba
+ * 2015; beta 0.9, 0.999, eps 1e-8), as NCF trains GMF. The optimizer is the same for
+ * dense and FPD tables: "lazy" Adam over parameter slices, i.e. a dense row, or the
+ * core slice G_m[t, i_m] of a row digit, and the prediction weights, is updated
+ * (moments and value) only in steps where the batch touches it, with the global
+ * step's bias correction (torch.optim.SparseAdam). Gradients flow through the core
+ * contractions (as fpd_layer_backward gives them, by one reverse pass over the
+ * batch's sorted rows in which rows sharing leading digits share their partial
+ * products and gradients); each distinct row of a batch is looked up and
+ * differentiated once. A 1-core FPD layer thus trains exactly as the dense table.
+ * A user with a positive for every item gets no negatives. mean_loss (may be NULL)
+ * receives the last epoch's mean loss (cross-entropy against the targets, so with
+ * a teacher it does not reach 0). Errors: as fpd_gmf_logits; SHAPE (a teacher of
+ * other table sizes); INVALID_ARG (a parameter out of range), NOMEM, NUMERIC (the
+ * loss became NaN/inf), CANCELLED. */
+FPD_API enum fpd_status fpd_gmf_train(struct fpd_gmf *m, const int64_t *users, const int64_t *items, int64_t n,
+                                      const struct fpd_gmf_train_params *params, double *mean_loss,
+                                      struct fpd_error *err);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,0 +1,714 @@
+/*
+ * ncf.c - GMF, the generalized matrix factorization model of Neural Collaborative
+ * Filtering (He et al., WWW 2017), over dense or FPD embedding tables: logits,
+ * leave-one-out ranking metrics (HR@k, NDCG@k) and training on implicit feedback
+ * with sampled negatives (see the "Recommender models" section of fpd.h).
+ *
+ * Training. Each step takes batch_size samples: positives in a shuffled order,
+ * each followed by its `negatives` sampled negatives (NCF's instance generation;
+ * NCF then shuffles instances, which changes nothing in expectation). The loss is
+ * the mean binary cross-entropy of sigmoid(logit) over the batch. Each distinct
+ * user and item row of the batch is looked up once (sorted, so FPD rows share
+ * their prefix products) and its gradient is accumulated once, then pushed
+ * through the cores (fpd__ncf_core_backward, the prefix-sharing form of
+ * fpd_layer_backward). Adam is "lazy": a dense row or a core
+ * slice G_m[t, i_m] moves only in steps where the batch touches it (SparseAdam),
+ * so dense and FPD tables see the same optimizer and a 1-core FPD layer trains
+ * exactly like the dense table it is.
+ */
+#include "fpd-impl.h"
+
+#include <math.h>
+#include <string.h>
+
+/* ------------------------------------------------------------ helpers */
+
+/* GCC vectorizes loops of unknown trip count only from -O3 (or with
+ * -ftree-vectorize's dynamic cost model): ask for it on the few inner loops
+ * where the time goes. Clang vectorizes them at -O2. */
+#if defined(__GNUC__) && !defined(__clang__)
+#define FPD__VECTORIZE __attribute__((optimize("O3")))
+#else
+#define FPD__VECTORIZE
+#endif
+
+static enum fpd_status emb_check(const struct fpd_embedding *e, const char *what, struct fpd_error *err) {
+    if (e->rows < 1 || e->dim < 1)
+        return fpd__err(err, FPD_STATUS_SHAPE, "%s table [%lld, %lld] must have at least one row and column", what,
+                        (long long)e->rows, (long long)e->dim);
+    if (e->layer) {
+        const struct fpd_layer_shape *s = fpd_layer_get_shape(e->layer);
+        if (s->rows != e->rows || s->dim != e->dim)
+            return fpd__err(err, FPD_STATUS_SHAPE, "%s table: FPD layer is [%lld, %lld] but the table says [%lld, %lld]",
+                            what, (long long)s->rows, (long long)s->dim, (long long)e->rows, (long long)e->dim);
+    } else if (!e->dense) {
+        return fpd__err(err, FPD_STATUS_INVALID_ARG, "%s table has neither an FPD layer nor dense rows", what);
+    }
+    return FPD_STATUS_OK;
+}
+
+static enum fpd_status gmf_check(const struct fpd_gmf *m, struct fpd_error *err) {
+    FPD_ASSERT(m && m->weight);
+    enum fpd_status st;
+    if ((st = emb_check(&m->user, "user", err)) || (st = emb_check(&m->item, "item", err))) return st;
+    if (m->user.dim != m->item.dim)
+        return fpd__err(err, FPD_STATUS_SHAPE, "user table dim %lld != item table dim %lld", (long long)m->user.dim,
+                        (long long)m->item.dim);
+    return FPD_STATUS_OK;
+}
+
+static enum fpd_status ids_check(const int64_t *ids, int64_t n, int64_t rows, const char *what,
+                                 struct fpd_error *err) {
+    for (int64_t t = 0; t < n; t++)
+        if (ids[t] < 0 || ids[t] >= rows)
+            return fpd__err(err, FPD_STATUS_INVALID_ARG, "%s id %lld (entry %lld) is outside [0, %lld)", what,
+                            (long long)ids[t], (long long)t, (long long)rows);
+    return FPD_STATUS_OK;
+}
+
+static int cmp_i64(const void *a, const void *b) {
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* Distinct values of ids[n], sorted, into uniq (n slots), count in *nu; slot[t]
+ * (if non-NULL) is the position of ids[t] in uniq. */
+static void distinct_ids(const int64_t *ids, int64_t n, int64_t *uniq, int64_t *nu, int64_t *slot) {
+    memcpy(uniq, ids, (size_t)n * sizeof(int64_t));
+    qsort(uniq, (size_t)n, sizeof(int64_t), cmp_i64);
+    int64_t u = 0;
+    for (int64_t t = 0; t < n; t++)
+        if (u == 0 || uniq[u - 1] != uniq[t]) uniq[u++] = uniq[t];
+    *nu = u;
+    if (slot)
+        for (int64_t t = 0; t < n; t++) {
+            const int64_t *p = bsearch(&ids[t], uniq, (size_t)u, sizeof(int64_t), cmp_i64);
+            slot[t] = p - uniq;
+        }
+}
+
+/* Rows ids[0..n) of a table into out[n * dim]. */
+static enum fpd_status emb_rows(const struct fpd_embedding *e, const int64_t *ids, int64_t n, float *out,
+                                struct fpd_error *err) {
+    if (e->layer) return fpd_layer_lookup(e->layer, ids, n, out, err);
+    for (int64_t t = 0; t < n; t++)
+        memcpy(out + t * e->dim, e->dense + ids[t] * e->dim, (size_t)e->dim * sizeof(float));
+    return FPD_STATUS_OK;
+}
+
+static inline double gmf_logit(const float *u, const float *i, const float *w, float b, int64_t dim) {
+    double z = 0.0;
+    for (int64_t j = 0; j < dim; j++) z += (double)u[j] * (double)i[j] * (double)w[j];
+    return z + (double)b;
+}
+
+/* ------------------------------------------------------------ evaluation */
+
+enum fpd_status fpd_gmf_logits(const struct fpd_gmf *m, const int64_t *users, const int64_t *items, int64_t n,
+                               float *out, struct fpd_error *err) {
+    enum fpd_status st;
+    if ((st = gmf_check(m, err))) return st;
+    if (n <= 0) return FPD_STATUS_OK;
+    if ((st = ids_check(users, n, m->user.rows, "user", err)) || (st = ids_check(items, n, m->item.rows, "item", err)))
+        return st;
+    const int64_t dim = m->user.dim;
+    int64_t *uu = fpd_malloc((size_t)n * sizeof(int64_t)), *ui = fpd_malloc((size_t)n * sizeof(int64_t));
+    int64_t *su = fpd_malloc((size_t)n * sizeof(int64_t)), *si = fpd_malloc((size_t)n * sizeof(int64_t));
+    float *ub = NULL, *ib = NULL;
+    int64_t nu = 0, ni = 0;
+    if (!uu || !ui || !su || !si) {
+        st = fpd__err(err, FPD_STATUS_NOMEM, "out of memory for %lld GMF pairs", (long long)n);
+        goto done;
+    }
+    distinct_ids(users, n, uu, &nu, su);
+    distinct_ids(items, n, ui, &ni, si);
+    ub = fpd_malloc((size_t)(nu * dim) * sizeof(float));
+    ib = fpd_malloc((size_t)(ni * dim) * sizeof(float));
+    if (!ub || !ib) {
+        st = fpd__err(err, FPD_STATUS_NOMEM, "out of memory for %lld + %lld embedding rows", (long long)nu,
+                      (long long)ni);
+        goto done;
+    }
+    if ((st = emb_rows(&m->user, uu, nu, ub, err)) || (st = emb_rows(&m->item, ui, ni, ib, err))) goto done;
+    for (int64_t t = 0; t < n; t++)
+        out[t] = (float)gmf_logit(ub + su[t] * dim, ib + si[t] * dim, m->weight, m->bias, dim);
+done:
+    fpd_free(uu);
+    fpd_free(ui);
+    fpd_free(su);
+    fpd_free(si);
+    fpd_free(ub);
+    fpd_free(ib);
+    return st;
+}
+
+enum fpd_status fpd_gmf_rank(const struct fpd_gmf *m, const int64_t *users, const int64_t *cand, int64_t n,
+                             int64_t n_cand, int64_t k, struct fpd_rank_metrics *out, int64_t *rank_out,
+                             struct fpd_error *err) {
+    enum fpd_status st;
+    memset(out, 0, sizeof *out);
+    out->k = k;
+    if ((st = gmf_check(m, err))) return st;
+    if (n_cand < 1 || k < 1)
+        return fpd__err(err, FPD_STATUS_INVALID_ARG, "ranking needs n_cand >= 1 and k >= 1 (got %lld, %lld)",
+                        (long long)n_cand, (long long)k);
+    if (n <= 0) return FPD_STATUS_OK;
+    int64_t nc;
+    if (!fpd__mul_i64(n, n_cand, &nc) || nc > (int64_t)(SIZE_MAX / 16))
+        return fpd__err(err, FPD_STATUS_INVALID_ARG, "%lld users x %lld candidates overflows", (long long)n,
+                        (long long)n_cand);
+    if ((st = ids_check(users, n, m->user.rows, "user", err)) ||
+        (st = ids_check(cand, nc, m->item.rows, "item", err)))
+        return st;
+    const int64_t dim = m->user.dim;
+    int64_t *uu = fpd_malloc((size_t)n * sizeof(int64_t)), *su = fpd_malloc((size_t)n * sizeof(int64_t));
+    int64_t *ui = fpd_malloc((size_t)nc * sizeof(int64_t)), *si = fpd_malloc((size_t)nc * sizeof(int64_t));
+    float *ub = NULL, *ib = NULL;
+    int64_t nu = 0, ni = 0;
+    if (!uu || !ui || !su || !si) {
+        st = fpd__err(err, FPD_STATUS_NOMEM, "out of memory for %lld candidates", (long long)nc);
+        goto done;
+    }
+    distinct_ids(users, n, uu, &nu, su);
+    distinct_ids(cand, nc, ui, &ni, si);
+    ub = fpd_malloc((size_t)(nu * dim) * sizeof(float));
+    ib = fpd_malloc((size_t)(ni * dim) * sizeof(float));
+    if (!ub || !ib) {
+        st = fpd__err(err, FPD_STATUS_NOMEM, "out of memory for %lld + %lld embedding rows", (long long)nu,
+                      (long long)ni);
+        goto done;
+    }
+    if ((st = emb_rows(&m->user, uu, nu, ub, err)) || (st = emb_rows(&m->item, ui, ni, ib, err))) goto done;
+    double hits = 0.0, ndcg = 0.0;
+    for (int64_t t = 0; t < n; t++) {
+        const float *u = ub + su[t] * dim;
+        const int64_t *sc = si + t * n_cand;
+        double z0 = gmf_logit(u, ib + sc[0] * dim, m->weight, m->bias, dim);
+        int64_t rank = 0;
+        for (int64_t c = 1; c < n_cand; c++)
+            if (gmf_logit(u, ib + sc[c] * dim, m->weight, m->bias, dim) > z0) rank++;
+        if (rank_out) rank_out[t] = rank;
+        if (rank < k) {
+            hits += 1.0;
+            ndcg += 1.0 / log2((double)rank + 2.0);
+        }
+    }
+    out->users = n;
+    out->hr = hits / (double)n;
+    out->ndcg = ndcg / (double)n;
+done:
+    fpd_free(uu);
+    fpd_free(ui);
+    fpd_free(su);
+    fpd_free(si);
+    fpd_free(ub);
+    fpd_free(ib);
+    return st;
+}
+
+/* ------------------------------------------------------------ training */
+
+struct fpd_gmf_train_params fpd_gmf_train_default_params(void) {
+    struct fpd_gmf_train_params p;
+    memset(&p, 0, sizeof p);
+    p.epochs = 20;
+    p.batch_size = 256;
+    p.negatives = 4;
+    p.learning_rate = 1e-3;
+    p.train_tables = true;
+    p.train_prediction = true;
+    return p;
+}
+
+#define ADAM_B1 0.9f
+#define ADAM_B2 0.999f
+#define ADAM_EPS 1e-8f
+
+/* One Adam update of x[0..n) with gradient g, moments mo/ve, bias corrections bc1/bc2. */
+FPD__VECTORIZE static void adam_update(float *restrict x, const float *restrict g, float *restrict mo,
+                                       float *restrict ve, int64_t n, float lr, float bc1, float bc2) {
+    for (int64_t e = 0; e < n; e++) {
+        float gv = g[e];
+        mo[e] = ADAM_B1 * mo[e] + (1.0f - ADAM_B1) * gv;
+        ve[e] = ADAM_B2 * ve[e] + (1.0f - ADAM_B2) * gv * gv;
+        x[e] -= lr * (mo[e] / bc1) / (sqrtf(ve[e] / bc2) + ADAM_EPS);
+    }
+}
+
+/* ------------------------------------------------------------ prefix-sharing backward */
+
+/* Small dense products for the backward below (row-major, leading dimensions =
+ * widths). */
+
+/* C[M,N] += A[M,K] B[K,N] */
+FPD__VECTORIZE static void mm_nn(int64_t M, int64_t N, int64_t K, const float *restrict a, const float *restrict b,
+                                 float *restrict c) {
+    for (int64_t i = 0; i < M; i++)
+        for (int64_t l = 0; l < K; l++) {
+            const float av = a[i * K + l];
+            const float *restrict br = b + l * N;
+            float *restrict cr = c + i * N;
+            for (int64_t j = 0; j < N; j++) cr[j] += av * br[j];
+        }
+}
+/* C[M,N] += A^T B with A [K,M], B [K,N] */
+FPD__VECTORIZE static void mm_tn(int64_t M, int64_t N, int64_t K, const float *restrict a, const float *restrict b,
+                                 float *restrict c) {
+    for (int64_t l = 0; l < K; l++)
+        for (int64_t i = 0; i < M; i++) {
+            const float av = a[l * M + i];
+            const float *restrict br = b + l * N;
+            float *restrict cr = c + i * N;
+            for (int64_t j = 0; j < N; j++) cr[j] += av * br[j];
+        }
+}
+/* C[M,N] += A B^T with A [M,K], B [N,K]; bt is a workspace of K * N floats */
+static void mm_nt(int64_t M, int64_t N, int64_t K, const float *a, const float *b, float *c, float *bt) {
+    for (int64_t j = 0; j < N; j++)
+        for (int64_t l = 0; l < K; l++) bt[l * N + j] = b[j * K + l];
+    mm_nn(M, N, K, a, bt, c);
+}
+
+enum fpd_status fpd__ncf_core_backward(const struct fpd_layer *layer, const int64_t *idx, int64_t n,
+                                       const float *grad_out, float *const *grad_cores, struct fpd_error *err);
+
+/* The gradient of fpd_layer_lookup, as fpd_layer_backward gives it, computed by
+ * reverse accumulation over the prefix tree of the rows: rows are visited in
+ * stored-row order; the left partials L_m = G_0[i_0] .. G_m[i_m] ([D_m, r_{m+1}],
+ * D_m = d_0 .. d_m) are shared by rows with equal digits i_0..i_m, and so is the
+ * gradient dL_m, summed over them and pushed to G_m and to dL_{m-1} once per
+ * distinct prefix. A row costs O(D r) (its last core), a distinct prefix of
+ * length m+1 O(D_m r^2 d_m); fpd_layer_backward recomputes every partial per row.
+ * Adds into grad_cores like fpd_layer_backward. Private (tests call it).
+ * Errors: INVALID_ARG (index), NOMEM. */
+enum fpd_status fpd__ncf_core_backward(const struct fpd_layer *layer, const int64_t *idx, int64_t n,
+                                       const float *grad_out, float *const *grad_cores, struct fpd_error *err) {
+    const struct fpd_layer_shape *s = fpd_layer_get_shape(layer);
+    const int32_t k = s->k;
+    const int64_t D = s->dim;
+    enum fpd_status st;
+    if (n <= 0) return FPD_STATUS_OK;
+    if ((st = ids_check(idx, n, s->rows, "row", err))) return st;
+    const int64_t *perm = fpd_layer_row_perm(layer);
+    int64_t Dm[FPD_MAX_MODES], slice[FPD_MAX_MODES], total = 0;
+    for (int32_t m = 0; m < k; m++) {
+        Dm[m] = (m ? Dm[m - 1] : 1) * s->col_shape[m];
+        slice[m] = s->ranks[m] * s->col_shape[m] * s->ranks[m + 1];
+        if (m < k - 1) total += 2 * Dm[m] * s->ranks[m + 1];
+    }
+    int64_t maxslice = 1;
+    for (int32_t m = 0; m < k; m++) maxslice = slice[m] > maxslice ? slice[m] : maxslice;
+    total += maxslice;
+    /* (stored row, position) pairs sorted by stored row */
+    int64_t *ord = fpd_malloc((size_t)(2 * n) * sizeof(int64_t));
+    float *ws = fpd_malloc((size_t)total * sizeof(float));
+    if (!ord || !ws) {
+        fpd_free(ord);
+        fpd_free(ws);
+        return fpd__err(err, FPD_STATUS_NOMEM, "out of memory for the backward workspace");
+    }
+    for (int64_t b = 0; b < n; b++) {
+        ord[2 * b] = perm ? perm[idx[b]] : idx[b];
+        ord[2 * b + 1] = b;
+    }
+    qsort(ord, (size_t)n, 2 * sizeof(int64_t), cmp_i64); /* by the first of each pair */
+    float *L[FPD_MAX_MODES] = {0}, *dL[FPD_MAX_MODES] = {0}, *bt = NULL;
+    {
+        float *p = ws;
+        for (int32_t m = 0; m < k - 1; m++) {
+            L[m] = p;
+            p += Dm[m] * s->ranks[m + 1];
+            dL[m] = p;
+            p += Dm[m] * s->ranks[m + 1];
+        }
+        bt = p;
+    }
+    for (int64_t t = 0; t < s->terms; t++) {
+        int64_t prev[FPD_MAX_MODES];
+        for (int32_t m = 0; m < k - 1; m++) memset(dL[m], 0, (size_t)(Dm[m] * s->ranks[m + 1]) * sizeof(float));
+        for (int64_t b = 0; b <= n; b++) {
+            int64_t dig[FPD_MAX_MODES];
+            int32_t lev = 0; /* first level whose digit changed */
+            if (b < n) {
+                int64_t row = ord[2 * b];
+                for (int32_t m = k - 1; m >= 0; m--) {
+                    dig[m] = row % s->row_shape[m];
+                    row /= s->row_shape[m];
+                }
+                if (b > 0)
+                    while (lev < k - 1 && dig[lev] == prev[lev]) lev++;
+            }
+            /* the groups at levels >= lev end: flush them, deepest first */
+            if (b > 0)
+                for (int32_t m = k - 2; m >= lev; m--) {
+                    const int64_t rm = s->ranks[m], cols = s->col_shape[m] * s->ranks[m + 1];
+                    const int64_t rows_prev = m ? Dm[m - 1] : 1;
+                    const float *g = fpd_layer_core_const(layer, m) + (t * s->row_shape[m] + prev[m]) * slice[m];
+                    float *dg = grad_cores[m] + (t * s->row_shape[m] + prev[m]) * slice[m];
+                    /* dL_m viewed [D_{m-1}, d_m r_{m+1}] */
+                    if (m == 0) {
+                        for (int64_t q = 0; q < cols; q++) dg[q] += dL[0][q];
+                    } else {
+                        mm_tn(rm, cols, rows_prev, L[m - 1], dL[m], dg);
+                        mm_nt(rows_prev, rm, cols, dL[m], g, dL[m - 1], bt);
+                    }
+                    memset(dL[m], 0, (size_t)(Dm[m] * s->ranks[m + 1]) * sizeof(float));
+                }
+            if (b == n) break;
+            /* left partials of the new prefix */
+            for (int32_t m = lev; m < k - 1; m++) {
+                const float *g = fpd_layer_core_const(layer, m) + (t * s->row_shape[m] + dig[m]) * slice[m];
+                const int64_t cols = s->col_shape[m] * s->ranks[m + 1];
+                if (m == 0) {
+                    memcpy(L[0], g, (size_t)cols * sizeof(float));
+                } else {
+                    memset(L[m], 0, (size_t)(Dm[m] * s->ranks[m + 1]) * sizeof(float));
+                    mm_nn(Dm[m - 1], cols, s->ranks[m], L[m - 1], g, L[m]);
+                }
+            }
+            /* last core: e = dRow viewed [D_{k-2}, d_{k-1}] */
+            const float *e = grad_out + ord[2 * b + 1] * D;
+            const int32_t m = k - 1;
+            float *dg = grad_cores[m] + (t * s->row_shape[m] + dig[m]) * slice[m];
+            if (k == 1) {
+                for (int64_t q = 0; q < D; q++) dg[q] += e[q];
+            } else {
+                const float *g = fpd_layer_core_const(layer, m) + (t * s->row_shape[m] + dig[m]) * slice[m];
+                mm_tn(s->ranks[m], s->col_shape[m], Dm[m - 1], L[m - 1], e, dg);
+                mm_nt(Dm[m - 1], s->ranks[m], s->col_shape[m], e, g, dL[m - 1], bt);
+            }
+            for (int32_t q = 0; q < k; q++) prev[q] = dig[q];
+        }
+    }
+    fpd_free(ord);
+    fpd_free(ws);
+    return FPD_STATUS_OK;
+}
+
+/* Optimizer state of one table. */
+struct table_state {
+    const struct fpd_embedding *e;
+    int64_t max_rows;               /* distinct rows a batch can touch              */
+    int64_t *uniq, *slot;           /* [batch] distinct ids, slot of each sample   */
+    int64_t nu;
+    float *rows, *grad;             /* [max_rows * dim] looked-up rows, their grads */
+    float *trows;                   /* [max_rows * tdim] the teacher's rows, or NULL */
+    /* dense: moments [rows * dim]; FPD: per core */
+    float *mo, *ve;
+    float *gcore[FPD_MAX_MODES], *mcore[FPD_MAX_MODES], *vcore[FPD_MAX_MODES];
+    unsigned char *touched[FPD_MAX_MODES]; /* [p * n_m] slice flags             */
+    float lr_core[FPD_MAX_MODES];
+};
+
+static void table_state_free(struct table_state *ts) {
+    fpd_free(ts->uniq);
+    fpd_free(ts->slot);
+    fpd_free(ts->rows);
+    fpd_free(ts->grad);
+    fpd_free(ts->trows);
+    fpd_free(ts->mo);
+    fpd_free(ts->ve);
+    for (int32_t m = 0; m < FPD_MAX_MODES; m++) {
+        fpd_free(ts->gcore[m]);
+        fpd_free(ts->mcore[m]);
+        fpd_free(ts->vcore[m]);
+        fpd_free(ts->touched[m]);
+    }
+}
+
+static enum fpd_status table_state_init(struct table_state *ts, const struct fpd_embedding *e, int64_t batch,
+                                        const struct fpd_gmf_train_params *p, struct fpd_error *err) {
+    memset(ts, 0, sizeof *ts);
+    ts->e = e;
+    ts->max_rows = batch;
+    const int64_t dim = e->dim;
+    bool ok = (ts->uniq = fpd_malloc((size_t)batch * sizeof(int64_t))) &&
+              (ts->slot = fpd_malloc((size_t)batch * sizeof(int64_t))) &&
+              (ts->rows = fpd_malloc((size_t)(batch * dim) * sizeof(float))) &&
+              (ts->grad = fpd_malloc((size_t)(batch * dim) * sizeof(float))) &&
+              (!p->teacher || (ts->trows = fpd_malloc((size_t)(batch * p->teacher->user.dim) * sizeof(float))));
+    if (ok && p->train_tables) {
+        if (!e->layer) {
+            ok = (ts->mo = fpd_calloc((size_t)(e->rows * dim), sizeof(float))) &&
+                 (ts->ve = fpd_calloc((size_t)(e->rows * dim), sizeof(float)));
+        } else {
+            const struct fpd_layer_shape *s = fpd_layer_get_shape(e->layer);
+            double lr = p->core_learning_rate > 0.0 ? p->core_learning_rate : p->learning_rate;
+            for (int32_t m = 0; m < s->k && ok; m++) {
+                size_t nel = (size_t)fpd_layer_shape_core_numel(s, m);
+                ok = (ts->gcore[m] = fpd_calloc(nel, sizeof(float))) && (ts->mcore[m] = fpd_calloc(nel, sizeof(float))) &&
+                     (ts->vcore[m] = fpd_calloc(nel, sizeof(float))) &&
+                     (ts->touched[m] = fpd_calloc((size_t)(s->terms * s->row_shape[m]), 1));
+                if (!ok) break;
+                double scale = 1.0;
+                if (p->core_lr_relative) {
+                    const float *c = fpd_layer_core_const(e->layer, m);
+                    double ss = 0.0;
+                    for (size_t q = 0; q < nel; q++) ss += (double)c[q] * c[q];
+                    scale = sqrt(ss / (double)nel);
+                    if (!(scale > 0.0)) scale = 1e-2;
+                }
+                ts->lr_core[m] = (float)(lr * scale);
+            }
+        }
+    }
+    if (!ok) {
+        table_state_free(ts);
+        return fpd__err(err, FPD_STATUS_NOMEM, "out of memory for the training state");
+    }
+    return FPD_STATUS_OK;
+}
+
+/* Adam step on the rows (dense) or core slices (FPD) that the batch touched,
+ * from ts->grad [nu, dim]. */
+static enum fpd_status table_update(struct table_state *ts, float lr, float bc1, float bc2, struct fpd_error *err) {
+    const struct fpd_embedding *e = ts->e;
+    const int64_t dim = e->dim;
+    if (!e->layer) {
+        for (int64_t q = 0; q < ts->nu; q++) {
+            int64_t off = ts->uniq[q] * dim;
+            adam_update(e->dense + off, ts->grad + q * dim, ts->mo + off, ts->ve + off, dim, lr, bc1, bc2);
+        }
+        return FPD_STATUS_OK;
+    }
+    struct fpd_layer *l = e->layer;
+    const struct fpd_layer_shape *s = fpd_layer_get_shape(l);
+    enum fpd_status st = fpd__ncf_core_backward(l, ts->uniq, ts->nu, ts->grad, ts->gcore, err);
+    if (st) return st;
+    const int64_t *perm = fpd_layer_row_perm(l);
+    for (int64_t q = 0; q < ts->nu; q++) {
+        int64_t row = perm ? perm[ts->uniq[q]] : ts->uniq[q];
+        for (int32_t m = s->k - 1; m >= 0; m--) {
+            int64_t dig = row % s->row_shape[m];
+            row /= s->row_shape[m];
+            for (int64_t t = 0; t < s->terms; t++) ts->touched[m][t * s->row_shape[m] + dig] = 1;
+        }
+    }
+    for (int32_t m = 0; m < s->k; m++) {
+        const int64_t slice = s->ranks[m] * s->col_shape[m] * s->ranks[m + 1];
+        float *core = fpd_layer_core(l, m);
+        for (int64_t q = 0; q < s->terms * s->row_shape[m]; q++) {
+            if (!ts->touched[m][q]) continue;
+            ts->touched[m][q] = 0;
+            int64_t off = q * slice;
+            adam_update(core + off, ts->gcore[m] + off, ts->mcore[m] + off, ts->vcore[m] + off, slice,
+                        ts->lr_core[m], bc1, bc2);
+            memset(ts->gcore[m] + off, 0, (size_t)slice * sizeof(float));
+        }
+    }
+    return FPD_STATUS_OK;
+}
+
+/* Per-user sorted positive items (CSR), for negative sampling. */
+struct user_items {
+    int64_t *off;      /* [n_users + 1] */
+    int64_t *items;    /* [n] sorted within each user */
+    int64_t *distinct; /* [n_users] distinct items per user */
+};
+
+static void user_items_free(struct user_items *ui) {
+    fpd_free(ui->off);
+    fpd_free(ui->items);
+    fpd_free(ui->distinct);
+}
+
+static enum fpd_status user_items_init(struct user_items *ui, const int64_t *users, const int64_t *items, int64_t n,
+                                       int64_t n_users, struct fpd_error *err) {
+    memset(ui, 0, sizeof *ui);
+    ui->off = fpd_calloc((size_t)(n_users + 1), sizeof(int64_t));
+    ui->items = fpd_malloc((size_t)n * sizeof(int64_t));
+    ui->distinct = fpd_calloc((size_t)n_users, sizeof(int64_t));
+    int64_t *fill = fpd_calloc((size_t)n_users, sizeof(int64_t));
+    if (!ui->off || !ui->items || !ui->distinct || !fill) {
+        fpd_free(fill);
+        user_items_free(ui);
+        return fpd__err(err, FPD_STATUS_NOMEM, "out of memory for the positives of %lld users", (long long)n_users);
+    }
+    for (int64_t t = 0; t < n; t++) ui->off[users[t] + 1]++;
+    for (int64_t u = 0; u < n_users; u++) ui->off[u + 1] += ui->off[u];
+    for (int64_t t = 0; t < n; t++) ui->items[ui->off[users[t]] + fill[users[t]]++] = items[t];
+    for (int64_t u = 0; u < n_users; u++) {
+        int64_t a = ui->off[u], b = ui->off[u + 1];
+        qsort(ui->items + a, (size_t)(b - a), sizeof(int64_t), cmp_i64);
+        for (int64_t q = a; q < b; q++) ui->distinct[u] += q == a || ui->items[q] != ui->items[q - 1];
+    }
+    fpd_free(fill);
+    return FPD_STATUS_OK;
+}
+
+static bool user_has(const struct user_items *ui, int64_t u, int64_t item) {
+    int64_t a = ui->off[u], b = ui->off[u + 1];
+    return bsearch(&item, ui->items + a, (size_t)(b - a), sizeof(int64_t), cmp_i64) != NULL;
+}
+
+/* log(1 + exp(x)) without overflow */
+static inline double softplus(double x) { return x > 0 ? x + log1p(exp(-x)) : log1p(exp(x)); }
+
+enum fpd_status fpd_gmf_train(struct fpd_gmf *m, const int64_t *users, const int64_t *items, int64_t n,
+                              const struct fpd_gmf_train_params *params, double *mean_loss, struct fpd_error *err) {
+    enum fpd_status st;
+    struct fpd_gmf_train_params p = params ? *params : fpd_gmf_train_default_params();
+    if ((st = gmf_check(m, err))) return st;
+    if (p.epochs < 0 || p.negatives < 0 || p.batch_size < 1 + p.negatives || !(p.learning_rate > 0.0) ||
+        !(p.core_learning_rate >= 0.0))
+        return fpd__err(err, FPD_STATUS_INVALID_ARG,
+                        "training parameters out of range: epochs %lld, negatives %lld, batch_size %lld (must be "
+                        ">= 1 + negatives), learning rates %g, %g",
+                        (long long)p.epochs, (long long)p.negatives, (long long)p.batch_size, p.learning_rate,
+                        p.core_learning_rate);
+    if (n <= 0) return fpd__err(err, FPD_STATUS_INVALID_ARG, "no positives to train on");
+    if (p.teacher) {
+        if ((st = gmf_check(p.teacher, err))) return st;
+        if (p.teacher->user.rows != m->user.rows || p.teacher->item.rows != m->item.rows)
+            return fpd__err(err, FPD_STATUS_SHAPE, "teacher has %lld users and %lld items, the model %lld and %lld",
+                            (long long)p.teacher->user.rows, (long long)p.teacher->item.rows,
+                            (long long)m->user.rows, (long long)m->item.rows);
+    }
+    if (!(p.distill >= 0.0 && p.distill <= 1.0))
+        return fpd__err(err, FPD_STATUS_INVALID_ARG, "distill weight %g is outside [0, 1]", p.distill);
+    const double alpha = p.teacher ? p.distill : 0.0;
+    if ((st = ids_check(users, n, m->user.rows, "user", err)) || (st = ids_check(items, n, m->item.rows, "item", err)))
+        return st;
+    const int64_t dim = m->user.dim, group = 1 + p.negatives;
+    const int64_t bpos = p.batch_size / group, bsz = bpos * group;
+    const int64_t steps_per_epoch = (n + bpos - 1) / bpos;
+    struct table_state tu, ti;
+    struct user_items ui;
+    memset(&tu, 0, sizeof tu);
+    memset(&ti, 0, sizeof ti);
+    memset(&ui, 0, sizeof ui);
+    int64_t *order = fpd_malloc((size_t)n * sizeof(int64_t));
+    int64_t *su = fpd_malloc((size_t)bsz * sizeof(int64_t)), *si = fpd_malloc((size_t)bsz * sizeof(int64_t));
+    float *gw = fpd_malloc((size_t)dim * sizeof(float)), *mw = fpd_calloc((size_t)dim, sizeof(float));
+    float *vw = fpd_calloc((size_t)dim, sizeof(float));
+    unsigned char *lab = fpd_malloc((size_t)bsz);
+    double *uweight = NULL;
+    float mb = 0.0f, vb = 0.0f;
+    if (!order || !su || !si || !lab || !gw || !mw || !vw) {
+        st = fpd__err(err, FPD_STATUS_NOMEM, "out of memory for the training state");
+        goto done;
+    }
+    if ((st = user_items_init(&ui, users, items, n, m->user.rows, err)) ||
+        (st = table_state_init(&tu, &m->user, bsz, &p, err)) || (st = table_state_init(&ti, &m->item, bsz, &p, err)))
+        goto done;
+    if (p.balance_users) {
+        int64_t active = 0;
+        if (!(uweight = fpd_malloc((size_t)m->user.rows * sizeof(double)))) {
+            st = fpd__err(err, FPD_STATUS_NOMEM, "out of memory for the user weights");
+            goto done;
+        }
+        for (int64_t u = 0; u < m->user.rows; u++) active += ui.off[u + 1] > ui.off[u];
+        for (int64_t u = 0; u < m->user.rows; u++) {
+            int64_t c = ui.off[u + 1] - ui.off[u];
+            uweight[u] = c ? (double)n / ((double)active * (double)c) : 0.0;
+        }
+    }
+    for (int64_t t = 0; t < n; t++) order[t] = t;
+    uint64_t rng = p.seed ^ 0x3c6ef372fe94f82bull;
+    int64_t step = 0;
+    const float lr = (float)p.learning_rate;
+    for (int64_t epoch = 0; epoch < p.epochs; epoch++) {
+        double t0 = fpd__now(), loss_sum = 0.0;
+        int64_t loss_n = 0;
+        for (int64_t t = n - 1; t > 0; t--) { /* Fisher-Yates */
+            int64_t j = (int64_t)(fpd__rand_u64(&rng) % (uint64_t)(t + 1));
+            int64_t x = order[t];
+            order[t] = order[j];
+            order[j] = x;
+        }
+        for (int64_t b0 = 0; b0 < n; b0 += bpos) {
+            const int64_t np = b0 + bpos <= n ? bpos : n - b0;
+            /* samples: each positive (label 1), then its negatives (label 0) */
+            int64_t ns = 0;
+            for (int64_t q = 0; q < np; q++) {
+                int64_t pidx = order[b0 + q], u = users[pidx];
+                su[ns] = u;
+                si[ns] = items[pidx];
+                lab[ns++] = 1;
+                if (ui.distinct[u] >= m->item.rows) continue; /* no negative possible */
+                for (int64_t c = 0; c < p.negatives; c++) {
+                    int64_t j;
+                    do j = (int64_t)(fpd__rand_u64(&rng) % (uint64_t)m->item.rows);
+                    while (user_has(&ui, u, j));
+                    su[ns] = u;
+                    si[ns] = j;
+                    lab[ns++] = 0;
+                }
+            }
+            distinct_ids(su, ns, tu.uniq, &tu.nu, tu.slot);
+            distinct_ids(si, ns, ti.uniq, &ti.nu, ti.slot);
+            if ((st = emb_rows(&m->user, tu.uniq, tu.nu, tu.rows, err)) ||
+                (st = emb_rows(&m->item, ti.uniq, ti.nu, ti.rows, err)))
+                goto done;
+            if (alpha > 0.0 && ((st = emb_rows(&p.teacher->user, tu.uniq, tu.nu, tu.trows, err)) ||
+                                (st = emb_rows(&p.teacher->item, ti.uniq, ti.nu, ti.trows, err))))
+                goto done;
+            memset(tu.grad, 0, (size_t)(tu.nu * dim) * sizeof(float));
+            memset(ti.grad, 0, (size_t)(ti.nu * dim) * sizeof(float));
+            memset(gw, 0, (size_t)dim * sizeof(float));
+            double gb = 0.0;
+            const double inv = 1.0 / (double)ns;
+            for (int64_t q = 0; q < ns; q++) {
+                const float *ur = tu.rows + tu.slot[q] * dim, *ir = ti.rows + ti.slot[q] * dim;
+                float *gu = tu.grad + tu.slot[q] * dim, *gi = ti.grad + ti.slot[q] * dim;
+                double target = lab[q];
+                if (alpha > 0.0) {
+                    const int64_t td = p.teacher->user.dim;
+                    double zt = gmf_logit(tu.trows + tu.slot[q] * td, ti.trows + ti.slot[q] * td, p.teacher->weight,
+                                          p.teacher->bias, td);
+                    target = (1.0 - alpha) * target + alpha / (1.0 + exp(-zt));
+                }
+                double z = gmf_logit(ur, ir, m->weight, m->bias, dim);
+                const double sw = uweight ? uweight[su[q]] : 1.0;
+                loss_sum += sw * (target * softplus(-z) + (1.0 - target) * softplus(z));
+                loss_n++;
+                double prob = 1.0 / (1.0 + exp(-z));
+                float g = (float)(sw * (prob - target) * inv);
+                for (int64_t j = 0; j < dim; j++) {
+                    float wj = m->weight[j];
+                    gu[j] += g * ir[j] * wj;
+                    gi[j] += g * ur[j] * wj;
+                    gw[j] += g * ur[j] * ir[j];
+                }
+                gb += g;
+            }
+            if (!isfinite(loss_sum)) {
+                st = fpd__err(err, FPD_STATUS_NUMERIC, "training loss is not finite at epoch %lld, step %lld (lower "
+                              "the learning rate)", (long long)epoch + 1, (long long)step + 1);
+                goto done;
+            }
+            step++;
+            const float bc1 = 1.0f - powf(ADAM_B1, (float)step), bc2 = 1.0f - powf(ADAM_B2, (float)step);
+            if (p.train_tables) {
+                if ((st = table_update(&tu, lr, bc1, bc2, err)) || (st = table_update(&ti, lr, bc1, bc2, err)))
+                    goto done;
+            }
+            if (p.train_prediction) {
+                float gbf = (float)gb;
+                adam_update(m->weight, gw, mw, vw, dim, lr, bc1, bc2);
+                adam_update(&m->bias, &gbf, &mb, &vb, 1, lr, bc1, bc2);
+            }
+            if (p.progress && !p.progress("train", step, p.epochs * steps_per_epoch, p.progress_user_data)) {
+                st = fpd__err(err, FPD_STATUS_CANCELLED, "training cancelled");
+                goto done;
+            }
+        }
+        double mean = loss_n ? loss_sum / (double)loss_n : 0.0;
+        if (mean_loss) *mean_loss = mean;
+        fpd__log(FPD_LOG_LEVEL_DEBUG, "gmf epoch %lld: loss %.6f", (long long)epoch + 1, mean);
+        if (p.epoch_callback && !p.epoch_callback(epoch + 1, mean, fpd__now() - t0, p.epoch_user_data)) break;
+    }
+done:
+    table_state_free(&tu);
+    table_state_free(&ti);
+    user_items_free(&ui);
+    fpd_free(order);
+    fpd_free(su);
+    fpd_free(si);
+    fpd_free(lab);
+    fpd_free(uweight);
+    fpd_free(gw);
+    fpd_free(mw);
+    fpd_free(vw);
+    return st;
+}

@@ -1,0 +1,509 @@
+/*
+ * train-gmf.c - train GMF (the generalized matrix factorization of NCF, He et al.,
+ * WWW 2017) on MovieLens-1M from scratch, with dense embedding tables and with FPD
+ * tables (fpd_init, then trained end to end through the cores), with the same
+ * optimizer and schedule (Adam, logistic loss, 4 sampled negatives per positive;
+ * fpd_gmf_train), and compare HR@10 / NDCG@10 and the time per epoch.
+ *
+ * Split (deterministic by --split-seed): ratings.tsv has no timestamps, so each
+ * user's held-out item is one of the user's ratings drawn at random (not the
+ * latest, as NCF does), and its 99 negatives are drawn among the items the user
+ * never rated. Everything else is training data (implicit feedback: every rating
+ * is a positive). The metrics are those of the last epoch (no selection on the
+ * test set).
+ *
+ *   build/sample-train-gmf ../shared/data/movielens-1m/ratings.tsv --dim 64 --seeds 1,2,3
+ *   build/sample-train-gmf RATINGS --epochs 1 --max-users 300 -o /tmp/gmf   # smoke run
+ *
+ * Writes (with -o PREFIX) PREFIX.dense.safetensors and PREFIX.fpd.safetensors (the
+ * last seed's models; the FPD one is FPD v1 with fpd.table metadata, readable by
+ * fpd-inspect and fpd-eval) and, with --write-test, the split's test set in NCF's
+ * format (PREFIX.test.rating, PREFIX.test.negative) for fpd-eval.
+ */
+#include "tools/ncf.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <locale.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct options {
+    const char *ratings, *out;
+    int64_t dim, epochs, batch, negatives, rank, terms, k, max_users, eval_every;
+    double lr, core_lr, init_scale;
+    bool core_lr_relative;
+    uint64_t split_seed;
+    uint64_t seeds[16];
+    int n_seeds;
+    bool dense, fpd, json, write_test;
+};
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "Usage: sample-train-gmf RATINGS.tsv [options]\n"
+            "Train GMF on MovieLens-1M with dense and with FPD embedding tables (same optimizer and\n"
+            "schedule) and report HR@10 / NDCG@10 on a leave-one-out split and the time per epoch.\n"
+            "\n"
+            "  --dim D           embedding dimension (default 64)\n"
+            "  --tables T        dense, fpd or both (default both)\n"
+            "  --rank R          FPD TT-rank (default 16)\n"
+            "  --terms P         FPD terms (default 1)\n"
+            "  --cores K         FPD cores (default 3)\n"
+            "  --epochs E        (default 20)\n"
+            "  --batch B         samples per Adam step (default 256)\n"
+            "  --negatives N     negatives per positive (default 4)\n"
+            "  --lr X            Adam step (default 1e-3)\n"
+            "  --core-lr X       Adam step of FPD cores (default: --lr)\n"
+            "  --core-lr-relative  the core step is relative to each core's RMS at init\n"
+            "  --init-scale S    tables start as normal(0, S^2) (default 0.01, as NCF)\n"
+            "  --seeds A,B,..    training seeds, one run each (default 1)\n"
+            "  --split-seed S    seed of the held-out items and negatives (default 1)\n"
+            "  --max-users N     only the first N users (a quick run)\n"
+            "  --eval-every E    evaluate every E epochs (default 1; the last is always evaluated)\n"
+            "  -o PREFIX         write PREFIX.dense.safetensors, PREFIX.fpd.safetensors\n"
+            "  --write-test      also write PREFIX.test.rating, PREFIX.test.negative (NCF format)\n"
+            "  --json            print the summary as JSON\n"
+            "  -h, --help\n");
+}
+
+static int64_t parse_i64(const char *opt, const char *s, int64_t min) {
+    char *end = NULL;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || !end || *end || end == s || v < min)
+        cli_usage_error("%s expects an integer >= %lld, got '%s'", opt, (long long)min, s);
+    return (int64_t)v;
+}
+
+static double parse_pos(const char *opt, const char *s) {
+    char *end = NULL;
+    double v = strtod(s, &end);
+    if (!end || *end || end == s || !(v > 0.0) || !isfinite(v))
+        cli_usage_error("%s expects a positive number, got '%s'", opt, s);
+    return v;
+}
+
+/* ------------------------------------------------------------------ split */
+
+struct split {
+    int64_t n_users, n_items;
+    int64_t n_train;
+    int64_t *tr_users, *tr_items;   /* training positives */
+    struct ncf_test test;           /* held-out item + 99 negatives per user */
+};
+
+static int cmp_i64(const void *a, const void *b) {
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+static uint64_t rng_next(uint64_t *s) {
+    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+static bool make_split(const struct ncf_interactions *r, int64_t max_users, uint64_t seed, int64_t n_neg,
+                       struct split *sp) {
+    memset(sp, 0, sizeof *sp);
+    int64_t U = r->n_users, I = r->n_items;
+    if (max_users > 0 && max_users < U) U = max_users;
+    sp->n_users = U;
+    sp->n_items = I;
+    int64_t *off = calloc((size_t)U + 1, sizeof *off), *its = malloc((size_t)r->n * sizeof *its);
+    int64_t *fill = calloc((size_t)U, sizeof *fill);
+    sp->tr_users = malloc((size_t)r->n * sizeof(int64_t));
+    sp->tr_items = malloc((size_t)r->n * sizeof(int64_t));
+    sp->test.users = malloc((size_t)U * sizeof(int64_t));
+    sp->test.cand = malloc((size_t)(U * (1 + n_neg)) * sizeof(int64_t));
+    if (!off || !its || !fill || !sp->tr_users || !sp->tr_items || !sp->test.users || !sp->test.cand) return false;
+    for (int64_t q = 0; q < r->n; q++)
+        if (r->users[q] < U) off[r->users[q] + 1]++;
+    for (int64_t u = 0; u < U; u++) off[u + 1] += off[u];
+    for (int64_t q = 0; q < r->n; q++)
+        if (r->users[q] < U) its[off[r->users[q]] + fill[r->users[q]]++] = r->items[q];
+    uint64_t rng = seed * 0x2545F4914F6CDD1Dull + 7;
+    sp->test.n = 0;
+    sp->test.n_cand = 1 + n_neg;
+    for (int64_t u = 0; u < U; u++) {
+        int64_t a = off[u], b = off[u + 1];
+        if (b - a < 2) { /* too few ratings to hold one out: all train */
+            for (int64_t q = a; q < b; q++) {
+                sp->tr_users[sp->n_train] = u;
+                sp->tr_items[sp->n_train++] = its[q];
+            }
+            continue;
+        }
+        qsort(its + a, (size_t)(b - a), sizeof *its, cmp_i64);
+        int64_t h = a + (int64_t)(rng_next(&rng) % (uint64_t)(b - a));
+        int64_t t = sp->test.n++;
+        sp->test.users[t] = u;
+        int64_t *cand = sp->test.cand + t * (1 + n_neg);
+        cand[0] = its[h];
+        for (int64_t c = 1; c <= n_neg; c++) {
+            int64_t j;
+            do j = (int64_t)(rng_next(&rng) % (uint64_t)I);
+            while (bsearch(&j, its + a, (size_t)(b - a), sizeof *its, cmp_i64));
+            cand[c] = j;
+        }
+        for (int64_t q = a; q < b; q++) {
+            if (q == h) continue;
+            sp->tr_users[sp->n_train] = u;
+            sp->tr_items[sp->n_train++] = its[q];
+        }
+    }
+    free(off);
+    free(its);
+    free(fill);
+    return true;
+}
+
+static bool write_test(const struct split *sp, const char *prefix) {
+    char p1[4096], p2[4096];
+    snprintf(p1, sizeof p1, "%s.test.rating", prefix);
+    snprintf(p2, sizeof p2, "%s.test.negative", prefix);
+    FILE *f1 = fopen(p1, "w"), *f2 = fopen(p2, "w");
+    if (!f1 || !f2) {
+        if (f1) fclose(f1);
+        if (f2) fclose(f2);
+        return false;
+    }
+    for (int64_t t = 0; t < sp->test.n; t++) {
+        const int64_t *c = sp->test.cand + t * sp->test.n_cand;
+        fprintf(f1, "%lld\t%lld\t5\t0\n", (long long)sp->test.users[t], (long long)c[0]);
+        fprintf(f2, "(%lld,%lld)", (long long)sp->test.users[t], (long long)c[0]);
+        for (int64_t q = 1; q < sp->test.n_cand; q++) fprintf(f2, "\t%lld", (long long)c[q]);
+        fputc('\n', f2);
+    }
+    bool ok = !ferror(f1) && !ferror(f2);
+    ok &= fclose(f1) == 0;
+    ok &= fclose(f2) == 0;
+    return ok;
+}
+
+/* ------------------------------------------------------------------ runs */
+
+struct run {
+    const char *kind;
+    uint64_t seed;
+    int64_t params;
+    double ratio, hr, ndcg, best_hr, sec_per_epoch, loss;
+    int64_t best_epoch, epochs;
+};
+
+struct epoch_ctx {
+    const struct options *o;
+    struct ncf_model *m;
+    const struct split *sp;
+    struct run *run;
+    double train_seconds;
+};
+
+static bool on_epoch(int64_t epoch, double loss, double seconds, void *ud) {
+    struct epoch_ctx *c = ud;
+    c->train_seconds += seconds;
+    c->run->epochs = epoch;
+    c->run->loss = loss;
+    bool last = epoch == c->o->epochs;
+    if (last || (c->o->eval_every > 0 && epoch % c->o->eval_every == 0)) {
+        struct ncf_metrics mt;
+        struct fpd_error err;
+        if (ncf_model_eval(c->m, &c->sp->test, &mt, &err)) {
+            cli_error("evaluation: %s", err.msg);
+            return false;
+        }
+        c->run->hr = mt.hr10;
+        c->run->ndcg = mt.ndcg10;
+        if (mt.hr10 > c->run->best_hr) {
+            c->run->best_hr = mt.hr10;
+            c->run->best_epoch = epoch;
+        }
+        fprintf(stderr, "  %-5s seed %llu epoch %3lld  loss %.4f  %6.2f s  HR@10 %.4f  NDCG@10 %.4f\n",
+                c->run->kind, (unsigned long long)c->run->seed, (long long)epoch, loss, seconds, mt.hr10, mt.ndcg10);
+    } else {
+        fprintf(stderr, "  %-5s seed %llu epoch %3lld  loss %.4f  %6.2f s\n", c->run->kind,
+                (unsigned long long)c->run->seed, (long long)epoch, loss, seconds);
+    }
+    return !cli_interrupted();
+}
+
+/* The FPD shape of a table: the heuristic's shapes for (rows, dim) with the
+ * requested r, p, k. */
+static enum fpd_status fpd_shape(const struct options *o, int64_t rows, struct fpd_layer_shape *s,
+                                 struct fpd_error *err) {
+    struct fpd_plan_params pp = fpd_plan_default_params();
+    pp.rank = o->rank;
+    pp.terms = o->terms;
+    pp.k = (int32_t)o->k;
+    pp.min_rows = 1;
+    pp.min_ratio = 0.0;
+    struct fpd_plan plan;
+    enum fpd_status st = fpd_plan_table(rows, o->dim, FPD_DTYPE_F32, &pp, &plan, err);
+    if (!st) *s = plan.shape;
+    return st;
+}
+
+static int train_one(const struct options *o, const struct split *sp, bool fpd, uint64_t seed, struct run *run) {
+    struct fpd_error err = {0};
+    struct ncf_model m;
+    memset(&m, 0, sizeof m);
+    memset(run, 0, sizeof *run);
+    run->kind = fpd ? "fpd" : "dense";
+    run->seed = seed;
+    const int64_t rows[2] = {sp->n_users, sp->n_items}, D = o->dim;
+    float *dense[2] = {NULL, NULL};
+    struct fpd_layer *layer[2] = {NULL, NULL};
+    float *w = malloc((size_t)D * sizeof(float));
+    uint64_t rng = seed * 0x9E3779B97F4A7C15ull + 0x1234567ull;
+    int64_t params = D + 1;
+    for (int i = 0; i < 2 && w; i++) {
+        if (fpd) {
+            struct fpd_layer_shape s;
+            struct fpd_init_params ip = {FPD_INIT_KIND_NORMAL, o->init_scale, seed * 2 + (uint64_t)i};
+            if (fpd_shape(o, rows[i], &s, &err) || fpd_init(&s, &ip, &layer[i], &err)) {
+                cli_error("FPD table %d: %s", i, err.msg);
+                goto fail;
+            }
+            params += fpd_layer_shape_params(fpd_layer_get_shape(layer[i]));
+        } else {
+            dense[i] = malloc((size_t)(rows[i] * D) * sizeof(float));
+            if (!dense[i]) goto oom;
+            for (int64_t q = 0; q < rows[i] * D; q += 2) { /* Box-Muller pairs */
+                double u1 = ((double)(rng_next(&rng) >> 11) + 0.5) * (1.0 / 9007199254740992.0);
+                double u2 = (double)(rng_next(&rng) >> 11) * (1.0 / 9007199254740992.0);
+                double rad = sqrt(-2.0 * log(u1));
+                dense[i][q] = (float)(o->init_scale * rad * cos(6.283185307179586 * u2));
+                if (q + 1 < rows[i] * D) dense[i][q + 1] = (float)(o->init_scale * rad * sin(6.283185307179586 * u2));
+            }
+            params += rows[i] * D;
+        }
+    }
+    if (!w) goto oom;
+    /* prediction layer: lecun_uniform as NCF's Keras Dense(1), bias 0 */
+    const double a = sqrt(3.0 / (double)D);
+    for (int64_t j = 0; j < D; j++) w[j] = (float)(a * (2.0 * (double)(rng_next(&rng) >> 11) / 9007199254740992.0 - 1.0));
+    if (ncf_model_init(&m, dense, layer, rows, D, w, 0.0f, &err)) {
+        dense[0] = dense[1] = NULL;
+        layer[0] = layer[1] = NULL;
+        cli_error("%s", err.msg);
+        goto fail;
+    }
+    dense[0] = dense[1] = NULL;
+    layer[0] = layer[1] = NULL;
+    run->params = params;
+    run->ratio = (double)((rows[0] + rows[1]) * D + D + 1) / (double)params;
+    struct fpd_gmf_train_params tp = fpd_gmf_train_default_params();
+    tp.epochs = o->epochs;
+    tp.batch_size = o->batch;
+    tp.negatives = o->negatives;
+    tp.learning_rate = o->lr;
+    tp.core_learning_rate = o->core_lr;
+    tp.core_lr_relative = o->core_lr_relative;
+    tp.seed = seed;
+    struct epoch_ctx ec = {o, &m, sp, run, 0.0};
+    tp.epoch_callback = on_epoch;
+    tp.epoch_user_data = &ec;
+    if (fpd_gmf_train(&m.gmf, sp->tr_users, sp->tr_items, sp->n_train, &tp, NULL, &err)) {
+        cli_error("training: %s", err.msg);
+        goto fail;
+    }
+    if (cli_interrupted()) goto fail;
+    run->sec_per_epoch = run->epochs ? ec.train_seconds / (double)run->epochs : 0.0;
+    if (o->out) {
+        char path[4096];
+        snprintf(path, sizeof path, "%s.%s.safetensors", o->out, run->kind);
+        for (int i = 0; i < 2; i++) {
+            snprintf(m.meta[i].fit, sizeof m.meta[i].fit, "init+gmf");
+            m.meta[i].seed = seed;
+            m.meta[i].rel_error = NAN;
+        }
+        if (ncf_model_save(&m, path, true, &err)) {
+            cli_error("%s", err.msg);
+            goto fail;
+        }
+    }
+    ncf_model_free(&m);
+    free(w);
+    return 0;
+oom:
+    cli_error("out of memory");
+fail:
+    for (int i = 0; i < 2; i++) {
+        free(dense[i]);
+        fpd_layer_free(layer[i]);
+    }
+    ncf_model_free(&m);
+    free(w);
+    return 1;
+}
+
+static void mean_sd(const struct run *r, int n, const char *kind, double *mean, double *sd, double *spe) {
+    double s = 0, ss = 0, t = 0;
+    int c = 0;
+    for (int i = 0; i < n; i++)
+        if (strcmp(r[i].kind, kind) == 0) {
+            s += r[i].hr;
+            ss += r[i].hr * r[i].hr;
+            t += r[i].sec_per_epoch;
+            c++;
+        }
+    *mean = c ? s / c : NAN;
+    *sd = c > 1 ? sqrt(fmax(0.0, (ss - s * s / c) / (c - 1))) : 0.0;
+    *spe = c ? t / c : NAN;
+}
+
+int main(int argc, char **argv) {
+    cli_prog = "sample-train-gmf";
+    setlocale(LC_NUMERIC, "C");
+    struct options o = {0};
+    o.dim = 64;
+    o.epochs = 20;
+    o.batch = 256;
+    o.negatives = 4;
+    o.rank = 16;
+    o.terms = 1;
+    o.k = 3;
+    o.lr = 1e-3;
+    o.init_scale = 0.01;
+    o.split_seed = 1;
+    o.seeds[0] = 1;
+    o.n_seeds = 1;
+    o.dense = o.fpd = true;
+    o.eval_every = 1;
+    enum { OPT_DIM = 256, OPT_TABLES, OPT_RANK, OPT_TERMS, OPT_CORES, OPT_EPOCHS, OPT_BATCH, OPT_NEG, OPT_LR,
+           OPT_CORE_LR, OPT_CORE_REL, OPT_INIT, OPT_SEEDS, OPT_SPLIT, OPT_MAXU, OPT_EVAL, OPT_WTEST, OPT_JSON };
+    static const struct option opts[] = {
+        {"dim", required_argument, 0, OPT_DIM},         {"tables", required_argument, 0, OPT_TABLES},
+        {"rank", required_argument, 0, OPT_RANK},       {"terms", required_argument, 0, OPT_TERMS},
+        {"cores", required_argument, 0, OPT_CORES},     {"epochs", required_argument, 0, OPT_EPOCHS},
+        {"batch", required_argument, 0, OPT_BATCH},     {"negatives", required_argument, 0, OPT_NEG},
+        {"lr", required_argument, 0, OPT_LR},           {"core-lr", required_argument, 0, OPT_CORE_LR},
+        {"core-lr-relative", no_argument, 0, OPT_CORE_REL}, {"init-scale", required_argument, 0, OPT_INIT},
+        {"seeds", required_argument, 0, OPT_SEEDS},     {"split-seed", required_argument, 0, OPT_SPLIT},
+        {"max-users", required_argument, 0, OPT_MAXU},  {"eval-every", required_argument, 0, OPT_EVAL},
+        {"write-test", no_argument, 0, OPT_WTEST},      {"json", no_argument, 0, OPT_JSON},
+        {"output", required_argument, 0, 'o'},          {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0},
+    };
+    opterr = 0;
+    int c;
+    while ((c = getopt_long(argc, argv, ":o:h", opts, NULL)) != -1) {
+        switch (c) {
+        case OPT_DIM: o.dim = parse_i64("--dim", optarg, 1); break;
+        case OPT_TABLES:
+            o.dense = strcmp(optarg, "dense") == 0 || strcmp(optarg, "both") == 0;
+            o.fpd = strcmp(optarg, "fpd") == 0 || strcmp(optarg, "both") == 0;
+            if (!o.dense && !o.fpd) cli_usage_error("--tables must be dense, fpd or both, got '%s'", optarg);
+            break;
+        case OPT_RANK: o.rank = parse_i64("--rank", optarg, 1); break;
+        case OPT_TERMS: o.terms = parse_i64("--terms", optarg, 1); break;
+        case OPT_CORES: o.k = parse_i64("--cores", optarg, 1); break;
+        case OPT_EPOCHS: o.epochs = parse_i64("--epochs", optarg, 1); break;
+        case OPT_BATCH: o.batch = parse_i64("--batch", optarg, 1); break;
+        case OPT_NEG: o.negatives = parse_i64("--negatives", optarg, 0); break;
+        case OPT_LR: o.lr = parse_pos("--lr", optarg); break;
+        case OPT_CORE_LR: o.core_lr = parse_pos("--core-lr", optarg); break;
+        case OPT_CORE_REL: o.core_lr_relative = true; break;
+        case OPT_INIT: o.init_scale = parse_pos("--init-scale", optarg); break;
+        case OPT_SEEDS: {
+            o.n_seeds = 0;
+            char *s = optarg;
+            while (*s && o.n_seeds < 16) {
+                char *end;
+                unsigned long long v = strtoull(s, &end, 10);
+                if (end == s) cli_usage_error("--seeds expects numbers separated by commas, got '%s'", optarg);
+                o.seeds[o.n_seeds++] = v;
+                s = *end == ',' ? end + 1 : end;
+                if (*end && *end != ',') cli_usage_error("--seeds expects numbers separated by commas, got '%s'", optarg);
+            }
+            if (o.n_seeds == 0) cli_usage_error("--seeds needs at least one seed");
+            break;
+        }
+        case OPT_SPLIT: o.split_seed = (uint64_t)parse_i64("--split-seed", optarg, 0); break;
+        case OPT_MAXU: o.max_users = parse_i64("--max-users", optarg, 1); break;
+        case OPT_EVAL: o.eval_every = parse_i64("--eval-every", optarg, 0); break;
+        case OPT_WTEST: o.write_test = true; break;
+        case OPT_JSON: o.json = true; break;
+        case 'o': o.out = optarg; break;
+        case 'h': usage(stdout); return CLI_EXIT_OK;
+        case ':': cli_usage_error("option '%s' needs a value", argv[optind - 1]);
+        default: cli_usage_error("unknown option '%s'", argv[optind - 1]);
+        }
+    }
+    if (optind >= argc) cli_usage_error("no ratings file given");
+    if (optind + 1 < argc) cli_usage_error("one ratings file expected, got '%s' too", argv[optind + 1]);
+    if (o.write_test && !o.out) cli_usage_error("--write-test needs -o PREFIX");
+    if (o.batch < 1 + o.negatives) cli_usage_error("--batch must be at least 1 + --negatives");
+    o.ratings = argv[optind];
+    cli_install_signals();
+
+    struct fpd_error err = {0};
+    struct ncf_interactions r;
+    struct split sp;
+    memset(&sp, 0, sizeof sp);
+    int rc = CLI_EXIT_FAILURE;
+    struct run runs[32];
+    int n_runs = 0;
+    if (ncf_interactions_load(o.ratings, 1, &r, &err)) {
+        cli_error("%s", err.msg);
+        ncf_interactions_free(&r);
+        return CLI_EXIT_FAILURE;
+    }
+    if (!make_split(&r, o.max_users, o.split_seed, 99, &sp)) {
+        cli_error("out of memory");
+        goto done;
+    }
+    fprintf(stderr, "%s: %lld users, %lld items, %lld training positives, %lld test users (split seed %llu)\n",
+            cli_prog, (long long)sp.n_users, (long long)sp.n_items, (long long)sp.n_train, (long long)sp.test.n,
+            (unsigned long long)o.split_seed);
+    if (o.write_test && !write_test(&sp, o.out)) {
+        cli_error("%s.test.*: cannot write", o.out);
+        goto done;
+    }
+    for (int s = 0; s < o.n_seeds; s++)
+        for (int f = 0; f < 2; f++) {
+            if ((f == 0 && !o.dense) || (f == 1 && !o.fpd)) continue;
+            if (train_one(&o, &sp, f == 1, o.seeds[s], &runs[n_runs])) goto done;
+            n_runs++;
+        }
+    double md, sd, td, mf, sf, tf;
+    mean_sd(runs, n_runs, "dense", &md, &sd, &td);
+    mean_sd(runs, n_runs, "fpd", &mf, &sf, &tf);
+    if (o.json) {
+        json_t *a = json_array();
+        for (int i = 0; i < n_runs; i++)
+            json_array_append_new(
+                a, json_pack("{s:s, s:I, s:I, s:f, s:f, s:f, s:f, s:I, s:f, s:f}", "tables", runs[i].kind, "seed",
+                             (json_int_t)runs[i].seed, "params", (json_int_t)runs[i].params, "ratio", runs[i].ratio,
+                             "hr10", runs[i].hr, "ndcg10", runs[i].ndcg, "best_hr10", runs[i].best_hr, "best_epoch",
+                             (json_int_t)runs[i].best_epoch, "seconds_per_epoch", runs[i].sec_per_epoch,
+                             "final_loss", runs[i].loss));
+        json_t *res = json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o}", "schema", "sample-train-gmf/1", "dim",
+                                (json_int_t)o.dim, "rank", (json_int_t)o.rank, "terms", (json_int_t)o.terms,
+                                "epochs", (json_int_t)o.epochs, "users", (json_int_t)sp.n_users, "items",
+                                (json_int_t)sp.n_items, "train", (json_int_t)sp.n_train, "runs", a);
+        json_dumpf(res, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));
+        fputc('\n', stdout);
+        json_decref(res);
+    } else {
+        printf("%-6s %6s %10s %8s %8s %8s %10s %8s\n", "tables", "seed", "params", "ratio", "HR@10", "NDCG@10",
+               "best HR", "s/epoch");
+        for (int i = 0; i < n_runs; i++)
+            printf("%-6s %6llu %10lld %7.1fx %8.4f %8.4f %6.4f@%-3lld %8.2f\n", runs[i].kind,
+                   (unsigned long long)runs[i].seed, (long long)runs[i].params, runs[i].ratio, runs[i].hr,
+                   runs[i].ndcg, runs[i].best_hr, (long long)runs[i].best_epoch, runs[i].sec_per_epoch);
+        if (o.dense) printf("dense  HR@10 mean %.4f sd %.4f  (%.2f s/epoch)\n", md, sd, td);
+        if (o.fpd) printf("fpd    HR@10 mean %.4f sd %.4f  (%.2f s/epoch)\n", mf, sf, tf);
+        if (o.dense && o.fpd) printf("fpd - dense: %+.4f\n", mf - md);
+    }
+    rc = CLI_EXIT_OK;
+done:
+    ncf_interactions_free(&r);
+    free(sp.tr_users);
+    free(sp.tr_items);
+    ncf_test_free(&sp.test);
+    return rc;
+}

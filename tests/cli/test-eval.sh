@@ -1,0 +1,151 @@
+# fpd-eval: HR@10 / NDCG@10 of GMF checkpoints (dense and FPD) on the NCF
+# leave-one-out protocol, task-aware finetuning (--finetune), and the NCF training
+# interactions rebuilt from MovieLens-1M (--movielens).
+E="$BUILD/fpd-eval"
+NCF="$DATA/ncf/ncf_gmf8_ml1m.safetensors"
+RAT="$DATA/ncf/ml-1m.test.rating"
+NEG="$DATA/ncf/ml-1m.test.negative"
+ML="$DATA/movielens-1m/ratings.tsv"
+
+run "$E" --help
+expect_rc "help exits 0" 0
+expect_grep "help on stdout" out.txt "Usage: fpd-eval CHECKPOINT --ncf"
+run "$E"
+expect_rc "no checkpoint: exit 2" 2
+expect_grep "no checkpoint: one line and a hint" err.txt "^Try 'fpd-eval --help'"
+run "$E" x.safetensors
+expect_rc "no test set: exit 2" 2
+run "$E" x.safetensors --ncf only-one
+expect_rc "--ncf with one file: exit 2" 2
+run "$E" x.safetensors --ncf a b -o out.safetensors
+expect_rc "-o without --finetune: exit 2" 2
+
+# A hand-made GMF (3 users, 5 items, D = 2; w = (1, 1), b = 0: logits are dot
+# products) and test files; the ranks are worked out by hand:
+#   user 0 (1, 0): held-out 1 (logit 2) vs 0 (3), 2 (1), 4 (2, a tie)  -> rank 1
+#   user 1 (0, 1): held-out 0 (logit 0) vs 3 (5), 4 (5), 2 (0)          -> rank 2
+#   user 2 (1, 1): held-out 4 (logit 7) vs 0 (3), 3 (5), 1 (2)          -> rank 0
+# Only 4 candidates, so HR@10 = 1 and NDCG@10 = (1/log2(3) + 1/log2(4) + 1) / 3.
+if command -v python3 >/dev/null 2>&1; then
+    python3 -c "
+import json, struct
+def st(path, tensors):
+    h, data = {}, b''
+    for name, shape, vals in tensors:
+        raw = struct.pack('<%df' % len(vals), *vals)
+        h[name] = {'dtype': 'F32', 'shape': shape, 'data_offsets': [len(data), len(data) + len(raw)]}
+        data += raw
+    hb = json.dumps(h).encode(); hb += b' ' * (-len(hb) % 8)
+    open(path, 'wb').write(struct.pack('<Q', len(hb)) + hb + data)
+st('tiny.safetensors', [('user_embedding.weight', [3, 2], [1, 0, 0, 1, 1, 1]),
+                        ('item_embedding.weight', [5, 2], [3, 0, 2, 0, 1, 0, 0, 5, 2, 5]),
+                        ('prediction.weight', [1, 2], [1, 1]), ('prediction.bias', [1], [0])])
+st('notgmf.safetensors', [('weight', [2, 2], [1, 2, 3, 4])])
+open('tiny.rating', 'w').write('0\t1\t5\t0\n1\t0\t4\t0\n2\t4\t3\t0\n')
+open('tiny.negative', 'w').write('(0,1)\t0\t2\t4\n(1,0)\t3\t4\t2\n(2,4)\t0\t3\t1\n')
+open('bad.negative', 'w').write('(0,1)\t0\t2\t4\n(1,3)\t3\t4\t2\n(2,4)\t0\t3\t1\n')
+open('train.tsv', 'w').write(''.join('%d\t%d\n' % (u, i) for u in range(3) for i in range(5) if (u + i) % 2 == 0))
+"
+    run "$E" tiny.safetensors --ncf tiny.rating tiny.negative --json
+    expect_rc "tiny: exit 0" 0
+    py_check "tiny: HR@10 and NDCG@10 as worked out by hand" "
+import json, math; r = json.load(open('out.txt'))
+assert r['schema'] == 'fpd-eval/1' and r['test']['users'] == 3 and r['test']['candidates'] == 4, r
+assert abs(r['hr10'] - 1.0) < 1e-9, r['hr10']
+assert abs(r['ndcg10'] - (1 / math.log2(3) + 1 / math.log2(4) + 1) / 3) < 1e-6, r['ndcg10']
+assert [t['kind'] for t in r['tables']] == ['dense', 'dense']"
+    run "$E" tiny.safetensors --ncf tiny.rating tiny.negative
+    expect_grep "tiny: human output" out.txt "^HR@10 +1\.0000"
+    run "$E" tiny.safetensors --ncf tiny.rating bad.negative
+    expect_rc "negative file out of step: exit 1" 1
+    expect_grep "negative file out of step: names the line" err.txt "^fpd-eval: error: bad\.negative:2: \(1,3\) does not match line 2"
+    run "$E" notgmf.safetensors --ncf tiny.rating tiny.negative
+    expect_rc "not a GMF checkpoint: exit 1" 1
+    expect_grep "not a GMF checkpoint: says so" err.txt "no tensor 'user_embedding\.weight'.*not a GMF checkpoint"
+    run "$E" missing.safetensors --ncf tiny.rating tiny.negative
+    expect_rc "missing checkpoint: exit 1" 1
+    expect_grep "missing checkpoint: one clear line" err.txt "^fpd-eval: error: missing\.safetensors: "
+    # finetuning a dense model: runs, writes, keeps the other tensors
+    run "$E" tiny.safetensors --ncf tiny.rating tiny.negative --finetune train.tsv -o tuned.safetensors --epochs 2 --batch 5 --json
+    expect_rc "tiny finetune: exit 0" 0
+    expect_exists "tiny finetune: output written" tuned.safetensors
+    py_check "tiny finetune: report" "
+import json; r = json.load(open('out.txt'))['finetune']
+assert r['positives'] == 8 and r['epochs'] == 2 and 'before' in r and 'after' in r, r"
+    run "$E" tiny.safetensors --ncf tiny.rating tiny.negative --finetune train.tsv -o tuned.safetensors
+    expect_rc "finetune onto an existing output without -f: exit 2" 2
+    printf '0\t9\n' > badtrain.tsv
+    run "$E" tiny.safetensors --ncf tiny.rating tiny.negative --finetune badtrain.tsv -o t2.safetensors
+    expect_rc "finetune with an item outside the table: exit 1" 1
+    expect_grep "finetune with an item outside the table: says so" err.txt "badtrain\.tsv: ids up to user 0, item 9"
+    expect_absent "finetune failure writes nothing" t2.safetensors
+else
+    skip "tiny GMF" "python3 not available"
+fi
+
+if [ ! -f "$NCF" ] || [ ! -f "$RAT" ] || [ ! -f "$NEG" ]; then
+    skip "NCF GMF checkpoint" "$DATA/ncf not found"
+else
+    # the known values (shared/data/README.md): HR@10 0.6368, NDCG@10 0.3691
+    run "$E" "$NCF" --ncf "$RAT" "$NEG" --json
+    expect_rc "ncf: exit 0" 0
+    cp out.txt ncf-eval.json
+    py_check "ncf: HR@10 = 0.6368 and NDCG@10 = 0.3691 (+-0.0005)" "
+import json; r = json.load(open('ncf-eval.json'))
+assert r['test']['users'] == 6040 and r['test']['candidates'] == 100
+assert abs(r['hr10'] - 0.6368) <= 0.0005, r['hr10']
+assert abs(r['ndcg10'] - 0.3691) <= 0.0005, r['ndcg10']"
+
+    # a compressed checkpoint (FPD v1 tables): fpd-eval against an outside NumPy
+    # evaluation of the same file (shared/tools/fpd_check.py reconstructs the rows)
+    "$BUILD/fpd-compress" "$NCF" -o ncf-r8.safetensors --rank 8 --epochs 0 -q
+    run "$E" ncf-r8.safetensors --ncf "$RAT" "$NEG" --json
+    expect_rc "ncf r=8: exit 0" 0
+    cp out.txt ncf-r8.json
+    py_check "ncf r=8: FPD tables read; HR@10 and NDCG@10 match an outside NumPy evaluation" "
+import json, sys, numpy as np; sys.path.insert(0, '$(dirname "$CHECK")')
+from fpd_check import read_st, rows_from_cores
+r = json.load(open('ncf-r8.json'))
+assert [t['kind'] for t in r['tables']] == ['fpd', 'fpd'], r['tables']
+ts, meta = read_st('ncf-r8.safetensors')
+def table(T):
+    m = json.loads(meta['fpd.table.' + T]); k = len(m['row_shape'])
+    return rows_from_cores([ts['%s.fpd.core%d' % (T, i)] for i in range(k)], m['row_shape'], m['col_shape'], np.arange(m['rows']))
+U, I = table('user_embedding.weight'), table('item_embedding.weight')
+w = ts['prediction.weight'].astype(np.float64).reshape(-1); b = float(ts['prediction.bias'].reshape(-1)[0])
+hits = ndcg = 0.0
+for line in open('$NEG'):
+    f = line.split('\t'); u, i = map(int, f[0].strip('()').split(','))
+    c = np.array([i] + [int(x) for x in f[1:]])
+    z = (U[u] * I[c]) @ w + b
+    rank = int((z[1:] > z[0]).sum())
+    if rank < 10: hits += 1; ndcg += 1 / np.log2(rank + 2)
+assert abs(hits / 6040 - r['hr10']) < 2e-3 and abs(ndcg / 6040 - r['ndcg10']) < 2e-3, (hits / 6040, r['hr10'], ndcg / 6040, r['ndcg10'])"
+
+    if [ ! -f "$ML" ]; then
+        skip "MovieLens id map" "$ML not found"
+    else
+        run "$E" "$NCF" --ncf "$RAT" "$NEG" --movielens "$ML" --write-train ncf-train.tsv --json
+        expect_rc "movielens map: exit 0" 0
+        cp out.txt map.json
+        py_check "movielens map: every held-out item rated by its user; 994169 training lines; HR checks" "
+import json; m = json.load(open('map.json'))['movielens_map']
+assert m['users'] == 6040 and m['items'] == 3706 and m['ratings'] == 1000209, m
+assert m['test_unrated'] == 0 and m['test_out_of_group'] == 0, m
+assert m['neg_rated'] < 0.001 * m['neg_total'], m
+assert m['train'] == 994169 and m['written_lines'] == 994169, m
+assert m['hr10_train'] > 0.7 and m['hr10_train_shuffled'] < 0.25, m
+assert sum(1 for _ in open('ncf-train.tsv')) == 994169"
+        # task-aware finetuning, one short epoch on a tenth of the data: runs and improves
+        awk 'NR % 10 == 0' ncf-train.tsv > train-10pc.tsv
+        run "$E" ncf-r8.safetensors --ncf "$RAT" "$NEG" --finetune train-10pc.tsv -o ncf-r8-task.safetensors --epochs 1 --json --reference "$NCF"
+        expect_rc "finetune: exit 0" 0
+        cp out.txt ft.json
+        py_check "finetune: HR@10 rises; the output keeps FPD tables marked +task" "
+import json; r = json.load(open('ft.json')); f = r['finetune']
+assert f['after']['hr10'] > f['before']['hr10'], f
+assert 0 < f['rel_error_user'] and 0 < f['rel_error_item'], f"
+        run "$BUILD/fpd-inspect" ncf-r8-task.safetensors
+        expect_grep "finetune: fpd-inspect reads the output" out.txt "fit [a-z+-]*\+task"
+    fi
+fi

@@ -1,0 +1,318 @@
+/*
+ * fpd-eval - downstream accuracy of a recommender checkpoint, dense or FPD: the
+ * NCF leave-one-out protocol (He et al., WWW 2017) on a GMF checkpoint, HR@10 and
+ * NDCG@10. Also task-aware finetuning of a checkpoint's tables on interaction data
+ * (--finetune), and the NCF training interactions rebuilt from MovieLens-1M
+ * ratings (--movielens ... --write-train). The work is in tools/ncf.c.
+ */
+#include "tools/ncf.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <locale.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "Usage: fpd-eval CHECKPOINT --ncf TEST.rating TEST.negative [options]\n"
+            "Evaluate a GMF (NCF) checkpoint, with dense or FPD tables, on the NCF leave-one-out\n"
+            "test set: each user's held-out item is ranked among itself and its negatives (99 in\n"
+            "NCF); a hit when fewer than 10 score strictly higher. Prints HR@10 and NDCG@10.\n"
+            "\n"
+            "The checkpoint holds user_embedding.weight, item_embedding.weight (dense, or FPD v1),\n"
+            "prediction.weight [1, D] and prediction.bias [1]; score = sigmoid(sum(u * i * w) + b).\n"
+            "\n"
+            "Options:\n"
+            "      --ncf R N          the NCF test files: R = TEST.rating, N = TEST.negative (0-based ids)\n"
+            "      --json             print the result as JSON (schema fpd-eval/1)\n"
+            "  -h, --help             this help\n"
+            "      --version          version and build features\n"
+            "\n"
+            "Task-aware finetuning (then evaluate before and after):\n"
+            "      --finetune TRAIN   train the tables (FPD cores or dense rows) on the model's own loss:\n"
+            "                         logistic loss, NEG sampled negatives per positive, Adam.\n"
+            "                         TRAIN has one 'user item [rating]' per line, 0-based ids\n"
+            "  -o, --output OUT       the finetuned checkpoint (written atomically; needs --finetune)\n"
+            "      --epochs E         passes over TRAIN (default 10)\n"
+            "      --batch B          samples per Adam step, positives and negatives (default 1024)\n"
+            "      --negatives NEG    negatives per positive (default 4)\n"
+            "      --lr X             Adam step of dense rows and prediction weights (default 1e-3)\n"
+            "      --core-lr X        Adam step of FPD cores, relative to each core's RMS (default 1e-2)\n"
+            "      --core-lr-absolute the core step is absolute, not relative\n"
+            "      --fixed-prediction keep prediction.weight and prediction.bias fixed\n"
+            "      --balance-users    weigh every user the same in the loss (as HR@10 does), not every\n"
+            "                         interaction\n"
+            "      --distill A        blend the reference's scores into the targets: (1-A) label + A score\n"
+            "                         (knowledge distillation; needs --reference)\n"
+            "      --seed S           order of the positives and the negatives (default 0)\n"
+            "      --reference DENSE  the uncompressed checkpoint: rel_error of the finetuned tables\n"
+            "  -f, --force            overwrite OUT if it exists\n"
+            "  -v, --verbose          each epoch's loss and time on stderr\n"
+            "\n"
+            "NCF training data from MovieLens-1M:\n"
+            "      --movielens RATINGS  ratings.tsv (header, 1-based user and item ids, items 1..3706):\n"
+            "                         rebuild the NCF item ids (checked against --ncf; ties broken by\n"
+            "                         CHECKPOINT's scores) and report the checks\n"
+            "      --write-train OUT  write every rating but each user's held-out item, in NCF ids\n"
+            "\n"
+            "Exit status: 0 ok, 1 runtime failure, 2 usage error.\n"
+            "Example: fpd-eval ncf_gmf8_ml1m.safetensors --ncf ml-1m.test.rating ml-1m.test.negative\n");
+}
+
+static int64_t parse_i64(const char *opt, const char *s, int64_t min) {
+    char *end = NULL;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || !end || *end || end == s || v < min)
+        cli_usage_error("%s expects an integer >= %lld, got '%s'", opt, (long long)min, s);
+    return (int64_t)v;
+}
+
+static double parse_pos(const char *opt, const char *s) {
+    char *end = NULL;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || !end || *end || end == s || !(v > 0.0) || !isfinite(v))
+        cli_usage_error("%s expects a positive number, got '%s'", opt, s);
+    return v;
+}
+
+static json_t *tables_json(const struct ncf_model *m) {
+    json_t *a = json_array();
+    const char *names[2] = {NCF_USER_TABLE, NCF_ITEM_TABLE};
+    const struct fpd_embedding *e[2] = {&m->gmf.user, &m->gmf.item};
+    for (int i = 0; i < 2; i++) {
+        json_t *o = json_pack("{s:s, s:s, s:I, s:I}", "name", names[i], "kind", m->layer[i] ? "fpd" : "dense", "rows",
+                              (json_int_t)e[i]->rows, "dim", (json_int_t)e[i]->dim);
+        if (m->layer[i]) {
+            const struct fpd_layer_shape *s = fpd_layer_get_shape(m->layer[i]);
+            int64_t r = 1;
+            for (int32_t k = 1; k < s->k; k++) r = s->ranks[k] > r ? s->ranks[k] : r;
+            json_object_set_new(o, "r", json_integer(r));
+            json_object_set_new(o, "p", json_integer(s->terms));
+            json_object_set_new(o, "params", json_integer(fpd_layer_shape_params(s)));
+            json_object_set_new(o, "ratio", json_real((double)(e[i]->rows * e[i]->dim) /
+                                                      (double)fpd_layer_shape_params(s)));
+        }
+        json_array_append_new(a, o);
+    }
+    return a;
+}
+
+static bool print_epoch(int64_t epoch, double loss, double seconds, void *ud) {
+    if (*(int *)ud) fprintf(stderr, "fpd-eval: epoch %lld: loss %.5f (%.2f s)\n", (long long)epoch, loss, seconds);
+    return !cli_interrupted();
+}
+
+int main(int argc, char **argv) {
+    cli_prog = "fpd-eval";
+    setlocale(LC_NUMERIC, "C");
+    const char *rating = NULL, *negative = NULL, *train = NULL, *out = NULL, *movielens = NULL, *write_train = NULL,
+               *reference = NULL;
+    bool json = false, force = false;
+    int verbose = 0;
+    struct fpd_gmf_train_params tp = ncf_finetune_default_params();
+    enum { OPT_NCF = 256, OPT_JSON, OPT_VERSION, OPT_FINETUNE, OPT_EPOCHS, OPT_BATCH, OPT_NEG, OPT_LR, OPT_CORE_LR,
+           OPT_CORE_ABS, OPT_FIXED, OPT_SEED, OPT_REF, OPT_ML, OPT_WRITE_TRAIN, OPT_BALANCE, OPT_DISTILL };
+    static const struct option opts[] = {
+        {"ncf", required_argument, 0, OPT_NCF},          {"json", no_argument, 0, OPT_JSON},
+        {"help", no_argument, 0, 'h'},                   {"version", no_argument, 0, OPT_VERSION},
+        {"finetune", required_argument, 0, OPT_FINETUNE}, {"output", required_argument, 0, 'o'},
+        {"epochs", required_argument, 0, OPT_EPOCHS},    {"batch", required_argument, 0, OPT_BATCH},
+        {"negatives", required_argument, 0, OPT_NEG},    {"lr", required_argument, 0, OPT_LR},
+        {"core-lr", required_argument, 0, OPT_CORE_LR},  {"core-lr-absolute", no_argument, 0, OPT_CORE_ABS},
+        {"fixed-prediction", no_argument, 0, OPT_FIXED}, {"seed", required_argument, 0, OPT_SEED},
+        {"reference", required_argument, 0, OPT_REF},    {"force", no_argument, 0, 'f'},
+        {"movielens", required_argument, 0, OPT_ML},     {"write-train", required_argument, 0, OPT_WRITE_TRAIN},
+        {"verbose", no_argument, 0, 'v'},                {"balance-users", no_argument, 0, OPT_BALANCE},
+        {"distill", required_argument, 0, OPT_DISTILL},  {0, 0, 0, 0},
+    };
+    opterr = 0;
+    int c;
+    while ((c = getopt_long(argc, argv, ":o:fhv", opts, NULL)) != -1) {
+        switch (c) {
+        case OPT_NCF:
+            rating = optarg;
+            if (optind >= argc || argv[optind][0] == '-')
+                cli_usage_error("--ncf needs two files: TEST.rating TEST.negative");
+            negative = argv[optind++];
+            break;
+        case OPT_JSON: json = true; break;
+        case 'h': usage(stdout); return CLI_EXIT_OK;
+        case OPT_VERSION: printf("fpd-eval %s (%s)\n", fpd_version(), fpd_build_features()); return CLI_EXIT_OK;
+        case OPT_FINETUNE: train = optarg; break;
+        case 'o': out = optarg; break;
+        case OPT_EPOCHS: tp.epochs = parse_i64("--epochs", optarg, 0); break;
+        case OPT_BATCH: tp.batch_size = parse_i64("--batch", optarg, 1); break;
+        case OPT_NEG: tp.negatives = parse_i64("--negatives", optarg, 0); break;
+        case OPT_LR: tp.learning_rate = parse_pos("--lr", optarg); break;
+        case OPT_CORE_LR: tp.core_learning_rate = parse_pos("--core-lr", optarg); break;
+        case OPT_CORE_ABS: tp.core_lr_relative = false; break;
+        case OPT_FIXED: tp.train_prediction = false; break;
+        case OPT_SEED: tp.seed = (uint64_t)parse_i64("--seed", optarg, 0); break;
+        case OPT_BALANCE: tp.balance_users = true; break;
+        case OPT_DISTILL:
+            tp.distill = parse_pos("--distill", optarg);
+            if (tp.distill > 1.0) cli_usage_error("--distill must be in (0, 1], got '%s'", optarg);
+            break;
+        case OPT_REF: reference = optarg; break;
+        case 'f': force = true; break;
+        case 'v': verbose = 1; break;
+        case OPT_ML: movielens = optarg; break;
+        case OPT_WRITE_TRAIN: write_train = optarg; break;
+        case ':': cli_usage_error("option '%s' needs a value", argv[optind - 1]);
+        default: cli_usage_error("unknown option '%s'", argv[optind - 1]);
+        }
+    }
+    if (optind >= argc) cli_usage_error("no checkpoint given");
+    if (optind + 1 < argc) cli_usage_error("one checkpoint expected, got '%s' too", argv[optind + 1]);
+    const char *ckpt = argv[optind];
+    if (!rating) cli_usage_error("no test set given (use --ncf TEST.rating TEST.negative)");
+    if (train && !out) cli_usage_error("--finetune needs an output (-o OUT)");
+    if (out && !train) cli_usage_error("-o is only used with --finetune");
+    if (tp.distill > 0.0 && !reference) cli_usage_error("--distill needs --reference DENSE (the teacher)");
+    if (write_train && !movielens) cli_usage_error("--write-train needs --movielens RATINGS");
+    if (tp.batch_size < 1 + tp.negatives)
+        cli_usage_error("--batch must be at least 1 + --negatives (%lld)", (long long)(1 + tp.negatives));
+    if (out) {
+        if (strcmp(out, ckpt) == 0 || cli_same_file(out, ckpt))
+            cli_usage_error("output '%s' is the input; choose another path (the input is never overwritten)", out);
+        if (cli_exists(out) && !force) cli_usage_error("output '%s' exists; use --force to overwrite it", out);
+    }
+    if (write_train && cli_exists(write_train) && !force)
+        cli_usage_error("output '%s' exists; use --force to overwrite it", write_train);
+
+    struct fpd_error err = {0};
+    struct ncf_model m;
+    struct ncf_test t;
+    memset(&t, 0, sizeof t);
+    json_t *res = NULL;
+    int rc = CLI_EXIT_FAILURE;
+    if (ncf_model_load(ckpt, &m, &err) || ncf_test_load(rating, negative, &t, &err)) {
+        cli_error("%s", err.msg);
+        goto done;
+    }
+    struct ncf_metrics met;
+    if (ncf_model_eval(&m, &t, &met, &err)) {
+        cli_error("%s: %s", ckpt, err.msg);
+        goto done;
+    }
+    res = json_pack("{s:s, s:s, s:o, s:{s:s, s:s, s:I, s:I}, s:f, s:f}", "schema", "fpd-eval/1", "checkpoint", ckpt,
+                    "tables", tables_json(&m), "test", "rating", rating, "negative", negative, "users",
+                    (json_int_t)t.n, "candidates", (json_int_t)t.n_cand, "hr10", met.hr10, "ndcg10", met.ndcg10);
+
+    if (movielens) {
+        struct ncf_interactions r;
+        struct ncf_map_report mr;
+        int64_t *map = NULL;
+        if (ncf_interactions_load(movielens, 1, &r, &err)) {
+            cli_error("%s", err.msg);
+            ncf_interactions_free(&r);
+            goto done;
+        }
+        map = malloc((size_t)r.n_items * sizeof *map);
+        enum fpd_status st = map ? ncf_movielens_map(&r, &t, &m, map, &mr, &err) : FPD_STATUS_NOMEM;
+        int64_t nw = 0;
+        if (!st && write_train) st = ncf_write_train(write_train, &r, map, &t, force, &nw, &err);
+        ncf_interactions_free(&r);
+        free(map);
+        if (st) {
+            cli_error("%s: %s", movielens, st == FPD_STATUS_NOMEM && !err.msg[0] ? "out of memory" : err.msg);
+            goto done;
+        }
+        json_t *mj = ncf_map_report_json(&mr);
+        if (write_train) {
+            json_object_set_new(mj, "written", json_string(write_train));
+            json_object_set_new(mj, "written_lines", json_integer(nw));
+        }
+        json_object_set_new(res, "movielens_map", mj);
+    }
+
+    if (train) {
+        ncf_model_free(&m); /* ncf_finetune_file loads its own copy */
+        cli_install_signals();
+        tp.epoch_callback = print_epoch;
+        tp.epoch_user_data = &verbose;
+        struct ncf_finetune_report rep;
+        if (ncf_finetune_file(ckpt, train, out, force, &tp, rating, negative, reference, &rep, &err)) {
+            cli_error("%s", err.msg);
+            goto done;
+        }
+        json_t *fj = ncf_finetune_report_json(&rep);
+        json_object_set_new(fj, "output", json_string(out));
+        json_object_set_new(fj, "rel_error_user", isfinite(rep.rel_error[0]) ? json_real(rep.rel_error[0]) : json_null());
+        json_object_set_new(fj, "rel_error_item", isfinite(rep.rel_error[1]) ? json_real(rep.rel_error[1]) : json_null());
+        json_object_set_new(res, "finetune", fj);
+    }
+
+    if (json) {
+        json_dumpf(res, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));
+        fputc('\n', stdout);
+    } else {
+        printf("checkpoint  %s\n", ckpt);
+        json_t *tab;
+        size_t i;
+        json_array_foreach(json_object_get(res, "tables"), i, tab) {
+            const char *kind = json_string_value(json_object_get(tab, "kind"));
+            printf("table       %-22s %-5s [%lld, %lld]", json_string_value(json_object_get(tab, "name")), kind,
+                   (long long)json_integer_value(json_object_get(tab, "rows")),
+                   (long long)json_integer_value(json_object_get(tab, "dim")));
+            if (strcmp(kind, "fpd") == 0)
+                printf("  r=%lld p=%lld  %.1fx smaller", (long long)json_integer_value(json_object_get(tab, "r")),
+                       (long long)json_integer_value(json_object_get(tab, "p")),
+                       json_real_value(json_object_get(tab, "ratio")));
+            printf("\n");
+        }
+        printf("test        %lld users, %lld candidates each\n", (long long)t.n, (long long)t.n_cand);
+        printf("HR@10       %.4f\nNDCG@10     %.4f\n", met.hr10, met.ndcg10);
+        json_t *mj = json_object_get(res, "movielens_map");
+        if (mj) {
+            printf("movielens   %lld ratings, %lld users, %lld items in %lld first-rater groups\n",
+                   (long long)json_integer_value(json_object_get(mj, "ratings")),
+                   (long long)json_integer_value(json_object_get(mj, "users")),
+                   (long long)json_integer_value(json_object_get(mj, "items")),
+                   (long long)json_integer_value(json_object_get(mj, "groups")));
+            printf("  held-out items the user did not rate   %lld (0 expected)\n",
+                   (long long)json_integer_value(json_object_get(mj, "test_unrated")));
+            printf("  held-out ids outside their user groups %lld (0 expected)\n",
+                   (long long)json_integer_value(json_object_get(mj, "test_out_of_group")));
+            printf("  test negatives the user did rate       %lld of %lld\n",
+                   (long long)json_integer_value(json_object_get(mj, "neg_rated")),
+                   (long long)json_integer_value(json_object_get(mj, "neg_total")));
+            printf("  ids left tied by the test files        %lld (%lld ratings), broken by %s\n",
+                   (long long)json_integer_value(json_object_get(mj, "tied_ids")),
+                   (long long)json_integer_value(json_object_get(mj, "tied_ratings")),
+                   json_is_true(json_object_get(mj, "model_tiebreak")) ? "the checkpoint's scores" : "order");
+            printf("  HR@10 on a training positive per user  %.4f (item ids shuffled: %.4f)\n",
+                   json_real_value(json_object_get(mj, "hr10_train")),
+                   json_real_value(json_object_get(mj, "hr10_train_shuffled")));
+            printf("  training interactions                  %lld\n",
+                   (long long)json_integer_value(json_object_get(mj, "train")));
+            if (json_object_get(mj, "written"))
+                printf("  written                                %s (%lld lines)\n",
+                       json_string_value(json_object_get(mj, "written")),
+                       (long long)json_integer_value(json_object_get(mj, "written_lines")));
+        }
+        json_t *fj = json_object_get(res, "finetune");
+        if (fj) {
+            json_t *b = json_object_get(fj, "before"), *a = json_object_get(fj, "after");
+            printf("finetune    %lld positives, %lld epochs, %.1f s (%.2f s/epoch), final loss %.4f -> %s\n",
+                   (long long)json_integer_value(json_object_get(fj, "positives")),
+                   (long long)json_integer_value(json_object_get(fj, "epochs")),
+                   json_real_value(json_object_get(fj, "seconds")),
+                   json_real_value(json_object_get(fj, "seconds_per_epoch")),
+                   json_real_value(json_object_get(fj, "final_loss")), out);
+            printf("  HR@10     %.4f -> %.4f\n  NDCG@10   %.4f -> %.4f\n",
+                   json_real_value(json_object_get(b, "hr10")), json_real_value(json_object_get(a, "hr10")),
+                   json_real_value(json_object_get(b, "ndcg10")), json_real_value(json_object_get(a, "ndcg10")));
+        }
+    }
+    rc = CLI_EXIT_OK;
+done:
+    json_decref(res);
+    ncf_test_free(&t);
+    ncf_model_free(&m);
+    return rc;
+}
