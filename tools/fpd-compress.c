@@ -7,6 +7,7 @@
  * accuracy per table and in total (stdout; --json for the same as JSON).
  */
 #include "tools/compress.h"
+#include "tools/ncf.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -14,6 +15,7 @@
 #include <ctype.h>
 #include <locale.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -55,6 +57,12 @@ static void usage(FILE *f) {
             "      --progress        show progress on stderr even when it is not a terminal\n"
             "      --no-progress     never show progress\n"
             "  -q, --quiet           no human-readable report (--json still prints; errors go to stderr)\n"
+            "      --eval-ncf TEST.rating TEST.negative  evaluate the GMF model of IN and OUT (NCF leave-one-out:\n"
+            "                        HR@10, NDCG@10) and report them as \"eval\" (see fpd-eval)\n"
+            "      --train-interactions FILE  task-aware finetuning of OUT's tables on the model's own loss\n"
+            "                        (GMF, logistic, sampled negatives; 'user item' per line, 0-based)\n"
+            "      --task-epochs E   epochs of it (10); --balance-users, --distill A (teacher = IN),\n"
+            "                        --fixed-prediction as fpd-eval --finetune\n"
             "      --init normal:S|uniform:A  no input: write random cores for training from scratch whose\n"
             "                        table has mean 0 and exactly the variance of normal(0, S^2) (as\n"
             "                        torch.nn.Embedding) or uniform(-A, A) (as DLRM); needs --rows, --dim\n"
@@ -96,11 +104,14 @@ int main(int argc, char **argv) {
     const char *rf_tables[64], *rf_files[64];
     int n_rf = 0;
     int64_t queries = 200;
+    const char *ncf_rating = NULL, *ncf_negative = NULL, *train_path = NULL;
+    struct fpd_gmf_train_params tparams = ncf_finetune_default_params();
     const char *init_arg = NULL, *init_name = "weight";
     int64_t init_rows = 0, init_dim = 0;
     char *rf_copies[64];
     enum { OPT_MIN_ROWS = 256, OPT_MIN_RATIO, OPT_EPOCHS, OPT_CORE_DTYPE, OPT_SEED, OPT_JSON, OPT_PROGRESS,
-           OPT_NO_PROGRESS, OPT_VERSION, OPT_ROW_FREQ, OPT_QUERIES, OPT_INIT, OPT_ROWS, OPT_CLUSTER, OPT_ALS, OPT_BUDGET, OPT_RATIO, OPT_MAX_ERROR,
+           OPT_NO_PROGRESS, OPT_VERSION, OPT_ROW_FREQ, OPT_QUERIES, OPT_INIT, OPT_ROWS, OPT_CLUSTER, OPT_ALS, OPT_BUDGET, OPT_RATIO, OPT_MAX_ERROR, OPT_EVAL_NCF, OPT_TRAIN, OPT_TASK_EPOCHS,
+           OPT_BALANCE, OPT_DISTILL, OPT_FIXED_PRED,
            OPT_DIM, OPT_NAME };
     static const struct option opts[] = {
         {"output", required_argument, 0, 'o'},     {"rank", required_argument, 0, 'r'},
@@ -116,7 +127,10 @@ int main(int argc, char **argv) {
         {"rows", required_argument, 0, OPT_ROWS},        {"dim", required_argument, 0, OPT_DIM},
         {"name", required_argument, 0, OPT_NAME},       {"cluster-rows", no_argument, 0, OPT_CLUSTER},
         {"als", required_argument, 0, OPT_ALS},          {"budget", required_argument, 0, OPT_BUDGET},
-        {"ratio", required_argument, 0, OPT_RATIO},      {"max-error", required_argument, 0, OPT_MAX_ERROR},  {0, 0, 0, 0},
+        {"ratio", required_argument, 0, OPT_RATIO},      {"max-error", required_argument, 0, OPT_MAX_ERROR},
+        {"eval-ncf", required_argument, 0, OPT_EVAL_NCF}, {"train-interactions", required_argument, 0, OPT_TRAIN},
+        {"task-epochs", required_argument, 0, OPT_TASK_EPOCHS}, {"balance-users", no_argument, 0, OPT_BALANCE},
+        {"distill", required_argument, 0, OPT_DISTILL},  {"fixed-prediction", no_argument, 0, OPT_FIXED_PRED},  {0, 0, 0, 0},
     };
     opterr = 0;
     int c;
@@ -145,6 +159,20 @@ int main(int argc, char **argv) {
         case OPT_QUERIES: queries = parse_i64("--queries", optarg, 0); break;
         case OPT_INIT: init_arg = optarg; break;
         case OPT_CLUSTER: fp.cluster_rows = true; break;
+        case OPT_EVAL_NCF:
+            ncf_rating = optarg;
+            if (optind >= argc || argv[optind][0] == '-')
+                cli_usage_error("--eval-ncf needs two files: TEST.rating TEST.negative");
+            ncf_negative = argv[optind++];
+            break;
+        case OPT_TRAIN: train_path = optarg; break;
+        case OPT_TASK_EPOCHS: tparams.epochs = parse_i64("--task-epochs", optarg, 1); break;
+        case OPT_BALANCE: tparams.balance_users = true; break;
+        case OPT_FIXED_PRED: tparams.train_prediction = false; break;
+        case OPT_DISTILL:
+            tparams.distill = parse_f64("--distill", optarg, 0.0);
+            if (tparams.distill > 1.0) cli_usage_error("--distill must be in [0, 1], got '%s'", optarg);
+            break;
         case OPT_BUDGET: pp.budget_bytes = cli_parse_bytes("--budget", optarg); break;
         case OPT_RATIO:
             pp.min_ratio_target = parse_f64("--ratio", optarg, 0.0);
@@ -262,12 +290,62 @@ int main(int argc, char **argv) {
         if (co.n_tables == 0) cli_usage_error("--tables needs at least one name");
     }
     json_t *report = NULL;
+    struct fpd_error nerr = {0};
+    struct ncf_metrics before = {0}, after = {0};
+    if (ncf_rating) {
+        if (!cli_exists(ncf_rating) || !cli_exists(ncf_negative))
+            cli_usage_error("--eval-ncf: %s: no such file", cli_exists(ncf_rating) ? ncf_negative : ncf_rating);
+        if (ncf_eval_file(in_path, ncf_rating, ncf_negative, &before, &nerr)) {
+            cli_error("--eval-ncf: %s", nerr.msg);
+            return CLI_EXIT_FAILURE;
+        }
+    }
+    if (train_path && !cli_exists(train_path)) cli_usage_error("--train-interactions: %s: no such file", train_path);
     int rc = compress_checkpoint(in_path, out_path, &co, &report);
+    if (rc == CLI_EXIT_OK && train_path) {
+        struct ncf_finetune_report frep;
+        if (ncf_finetune_file(out_path, train_path, out_path, true, &tparams, ncf_rating, ncf_negative, in_path, &frep,
+                              &nerr)) {
+            cli_error("--train-interactions: %s", nerr.msg);
+            unlink(out_path); /* the compressed file without its finetune is not what was asked for */
+            rc = CLI_EXIT_FAILURE;
+        } else {
+            after = frep.after;
+            json_t *ft = json_object();
+            json_object_set_new(ft, "interactions", json_string(train_path));
+            json_object_set_new(ft, "positives", json_integer(frep.positives));
+            json_object_set_new(ft, "epochs", json_integer(frep.epochs));
+            json_object_set_new(ft, "final_loss", json_real(frep.final_loss));
+            json_object_set_new(ft, "seconds", json_real(frep.seconds));
+            json_object_set_new(ft, "seconds_per_epoch", json_real(frep.seconds_per_epoch));
+            if (frep.evaluated) {
+                json_object_set_new(ft, "hr10_before_finetune", json_real(frep.before.hr10));
+                json_object_set_new(ft, "ndcg10_before_finetune", json_real(frep.before.ndcg10));
+            }
+            json_object_set_new(report, "task_finetune", ft);
+        }
+    } else if (rc == CLI_EXIT_OK && ncf_rating) {
+        if (ncf_eval_file(out_path, ncf_rating, ncf_negative, &after, &nerr)) {
+            cli_error("--eval-ncf: %s", nerr.msg);
+            rc = CLI_EXIT_FAILURE;
+        }
+    }
+    if (rc == CLI_EXIT_OK && ncf_rating) json_object_set_new(report, "eval", ncf_eval_json(&before, &after));
     if (rc == CLI_EXIT_OK && json) {
         json_dumpf(report, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));
         fputc('\n', stdout);
     } else if (rc == CLI_EXIT_OK && !quiet) {
         compress_print_report(report, stdout);
+        if (train_path) {
+            const json_t *ft = json_object_get(report, "task_finetune");
+            printf("task-aware finetune: %lld positives, %lld epochs, %.1f s\n",
+                   (long long)json_integer_value(json_object_get(ft, "positives")),
+                   (long long)json_integer_value(json_object_get(ft, "epochs")),
+                   json_number_value(json_object_get(ft, "seconds")));
+        }
+        if (ncf_rating)
+            printf("NCF eval: HR@10 %.4f -> %.4f, NDCG@10 %.4f -> %.4f (%lld users)\n", before.hr10, after.hr10,
+                   before.ndcg10, after.ndcg10, (long long)before.users);
     }
     json_decref(report);
     free(co.tables);
