@@ -68,23 +68,6 @@ static void usage(FILE *f) {
             "  -h, --help\n");
 }
 
-static int64_t parse_i64(const char *opt, const char *s, int64_t min) {
-    char *end = NULL;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (errno || !end || *end || end == s || v < min)
-        cli_usage_error("%s expects an integer >= %lld, got '%s'", opt, (long long)min, s);
-    return (int64_t)v;
-}
-
-static double parse_pos(const char *opt, const char *s) {
-    char *end = NULL;
-    double v = strtod(s, &end);
-    if (!end || *end || end == s || !(v > 0.0) || !isfinite(v))
-        cli_usage_error("%s expects a positive number, got '%s'", opt, s);
-    return v;
-}
-
 /* ------------------------------------------------------------------ split */
 
 struct split {
@@ -392,22 +375,22 @@ int main(int argc, char **argv) {
     int c;
     while ((c = getopt_long(argc, argv, ":o:h", opts, NULL)) != -1) {
         switch (c) {
-        case OPT_DIM: o.dim = parse_i64("--dim", optarg, 1); break;
+        case OPT_DIM: o.dim = cli_parse_i64("--dim", optarg, 1); break;
         case OPT_TABLES:
             o.dense = strcmp(optarg, "dense") == 0 || strcmp(optarg, "both") == 0;
             o.fpd = strcmp(optarg, "fpd") == 0 || strcmp(optarg, "both") == 0;
             if (!o.dense && !o.fpd) cli_usage_error("--tables must be dense, fpd or both, got '%s'", optarg);
             break;
-        case OPT_RANK: o.rank = parse_i64("--rank", optarg, 1); break;
-        case OPT_TERMS: o.terms = parse_i64("--terms", optarg, 1); break;
-        case OPT_CORES: o.k = parse_i64("--cores", optarg, 1); break;
-        case OPT_EPOCHS: o.epochs = parse_i64("--epochs", optarg, 1); break;
-        case OPT_BATCH: o.batch = parse_i64("--batch", optarg, 1); break;
-        case OPT_NEG: o.negatives = parse_i64("--negatives", optarg, 0); break;
-        case OPT_LR: o.lr = parse_pos("--lr", optarg); break;
-        case OPT_CORE_LR: o.core_lr = parse_pos("--core-lr", optarg); break;
+        case OPT_RANK: o.rank = cli_parse_i64("--rank", optarg, 1); break;
+        case OPT_TERMS: o.terms = cli_parse_i64("--terms", optarg, 1); break;
+        case OPT_CORES: o.k = cli_parse_i64("--cores", optarg, 1); break;
+        case OPT_EPOCHS: o.epochs = cli_parse_i64("--epochs", optarg, 1); break;
+        case OPT_BATCH: o.batch = cli_parse_i64("--batch", optarg, 1); break;
+        case OPT_NEG: o.negatives = cli_parse_i64("--negatives", optarg, 0); break;
+        case OPT_LR: o.lr = cli_parse_pos("--lr", optarg); break;
+        case OPT_CORE_LR: o.core_lr = cli_parse_pos("--core-lr", optarg); break;
         case OPT_CORE_REL: o.core_lr_relative = true; break;
-        case OPT_INIT: o.init_scale = parse_pos("--init-scale", optarg); break;
+        case OPT_INIT: o.init_scale = cli_parse_pos("--init-scale", optarg); break;
         case OPT_SEEDS: {
             o.n_seeds = 0;
             char *s = optarg;
@@ -422,9 +405,9 @@ int main(int argc, char **argv) {
             if (o.n_seeds == 0) cli_usage_error("--seeds needs at least one seed");
             break;
         }
-        case OPT_SPLIT: o.split_seed = (uint64_t)parse_i64("--split-seed", optarg, 0); break;
-        case OPT_MAXU: o.max_users = parse_i64("--max-users", optarg, 1); break;
-        case OPT_EVAL: o.eval_every = parse_i64("--eval-every", optarg, 0); break;
+        case OPT_SPLIT: o.split_seed = (uint64_t)cli_parse_i64("--split-seed", optarg, 0); break;
+        case OPT_MAXU: o.max_users = cli_parse_i64("--max-users", optarg, 1); break;
+        case OPT_EVAL: o.eval_every = cli_parse_i64("--eval-every", optarg, 0); break;
         case OPT_WTEST: o.write_test = true; break;
         case OPT_JSON: o.json = true; break;
         case 'o': o.out = optarg; break;

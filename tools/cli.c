@@ -153,6 +153,33 @@ const struct fpd_tensor_info *cli_input_tensor(const struct cli_input *in, int64
 
 /* ------------------------------------------------------------ parsing */
 
+int64_t cli_parse_i64(const char *opt, const char *s, int64_t min) {
+    char *end = NULL;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || !end || *end || end == s || v < min)
+        cli_usage_error("%s expects an integer >= %lld, got '%s'", opt, (long long)min, s);
+    return (int64_t)v;
+}
+
+double cli_parse_f64(const char *opt, const char *s, double min) {
+    char *end = NULL;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || !end || *end || end == s || !(v >= min) || !isfinite(v))
+        cli_usage_error("%s expects a number >= %g, got '%s'", opt, min, s);
+    return v;
+}
+
+double cli_parse_pos(const char *opt, const char *s) {
+    char *end = NULL;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || !end || *end || end == s || !(v > 0.0) || !isfinite(v))
+        cli_usage_error("%s expects a positive number, got '%s'", opt, s);
+    return v;
+}
+
 size_t cli_parse_bytes(const char *opt, const char *s) {
     static const struct { const char *suffix; double mult; } units[] = {
         {"", 1.0},        {"B", 1.0},          {"K", 1024.0},  {"KiB", 1024.0}, {"kB", 1e3},   {"KB", 1e3},

@@ -73,6 +73,12 @@ const struct fpd_tensor_info *cli_input_tensor(const struct cli_input *in, int64
  * the file, the line and what is wrong. */
 enum fpd_status cli_load_row_freq(const char *path, int64_t rows, double **out, struct fpd_error *err);
 
+/* Numeric options; each exits 2 with "OPT expects ..., got 'S'" when S is not a
+ * whole number >= min / a finite number >= min / a finite number > 0. */
+int64_t cli_parse_i64(const char *opt, const char *s, int64_t min);
+double cli_parse_f64(const char *opt, const char *s, double min);
+double cli_parse_pos(const char *opt, const char *s);
+
 /* A size option: bytes >= 1, with K/M/G/T or KiB/MiB/GiB/TiB (powers of 1024) or
  * kB/MB/GB/TB (powers of 1000), e.g. 512K, 1.5MiB, 2GB. Exits 2 with a message
  * naming opt otherwise. */

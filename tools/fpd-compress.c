@@ -75,24 +75,6 @@ static void usage(FILE *f) {
 }
 
 /* Parse a positive integer option or exit 2. */
-static int64_t parse_i64(const char *opt, const char *s, int64_t min) {
-    char *end = NULL;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (errno || !end || *end || end == s || v < min)
-        cli_usage_error("%s expects an integer >= %lld, got '%s'", opt, (long long)min, s);
-    return (int64_t)v;
-}
-
-static double parse_f64(const char *opt, const char *s, double min) {
-    char *end = NULL;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno || !end || *end || end == s || !(v >= min))
-        cli_usage_error("%s expects a number >= %g, got '%s'", opt, min, s);
-    return v;
-}
-
 int main(int argc, char **argv) {
     cli_prog = "fpd-compress";
     setlocale(LC_NUMERIC, "C");
@@ -137,26 +119,26 @@ int main(int argc, char **argv) {
     while ((c = getopt_long(argc, argv, ":o:r:p:k:t:fqh", opts, NULL)) != -1) {
         switch (c) {
         case 'o': out_path = optarg; break;
-        case 'r': pp.rank = parse_i64("--rank", optarg, 1); break;
-        case 'p': pp.terms = parse_i64("--terms", optarg, 1); break;
+        case 'r': pp.rank = cli_parse_i64("--rank", optarg, 1); break;
+        case 'p': pp.terms = cli_parse_i64("--terms", optarg, 1); break;
         case 'k': {
-            int64_t k = parse_i64("--cores", optarg, 1);
+            int64_t k = cli_parse_i64("--cores", optarg, 1);
             if (k > FPD_MAX_MODES) cli_usage_error("--cores must be at most %d, got %lld", FPD_MAX_MODES, (long long)k);
             pp.k = (int32_t)k;
             break;
         }
         case 't': tables_arg = optarg; break;
-        case OPT_MIN_ROWS: pp.min_rows = parse_i64("--min-rows", optarg, 1); break;
-        case OPT_MIN_RATIO: pp.min_ratio = parse_f64("--min-ratio", optarg, 0.0); break;
-        case OPT_EPOCHS: fp.finetune_epochs = parse_i64("--epochs", optarg, 0); break;
+        case OPT_MIN_ROWS: pp.min_rows = cli_parse_i64("--min-rows", optarg, 1); break;
+        case OPT_MIN_RATIO: pp.min_ratio = cli_parse_f64("--min-ratio", optarg, 0.0); break;
+        case OPT_EPOCHS: fp.finetune_epochs = cli_parse_i64("--epochs", optarg, 0); break;
         case OPT_CORE_DTYPE:
             for (char *ch = optarg; *ch; ch++) *ch = (char)toupper((unsigned char)*ch);
             if (!fpd_dtype_from_name(optarg, strlen(optarg), &pp.core_dtype) ||
                 !(pp.core_dtype == FPD_DTYPE_F32 || pp.core_dtype == FPD_DTYPE_F16 || pp.core_dtype == FPD_DTYPE_BF16))
                 cli_usage_error("--core-dtype must be F32, F16 or BF16, got '%s'", optarg);
             break;
-        case OPT_SEED: fp.seed = (uint64_t)parse_i64("--seed", optarg, 0); break;
-        case OPT_QUERIES: queries = parse_i64("--queries", optarg, 0); break;
+        case OPT_SEED: fp.seed = (uint64_t)cli_parse_i64("--seed", optarg, 0); break;
+        case OPT_QUERIES: queries = cli_parse_i64("--queries", optarg, 0); break;
         case OPT_INIT: init_arg = optarg; break;
         case OPT_CLUSTER: fp.cluster_rows = true; break;
         case OPT_EVAL_NCF:
@@ -166,25 +148,25 @@ int main(int argc, char **argv) {
             ncf_negative = argv[optind++];
             break;
         case OPT_TRAIN: train_path = optarg; break;
-        case OPT_TASK_EPOCHS: tparams.epochs = parse_i64("--task-epochs", optarg, 1); break;
+        case OPT_TASK_EPOCHS: tparams.epochs = cli_parse_i64("--task-epochs", optarg, 1); break;
         case OPT_BALANCE: tparams.balance_users = true; break;
         case OPT_FIXED_PRED: tparams.train_prediction = false; break;
         case OPT_DISTILL:
-            tparams.distill = parse_f64("--distill", optarg, 0.0);
+            tparams.distill = cli_parse_f64("--distill", optarg, 0.0);
             if (tparams.distill > 1.0) cli_usage_error("--distill must be in [0, 1], got '%s'", optarg);
             break;
         case OPT_BUDGET: pp.budget_bytes = cli_parse_bytes("--budget", optarg); break;
         case OPT_RATIO:
-            pp.min_ratio_target = parse_f64("--ratio", optarg, 0.0);
+            pp.min_ratio_target = cli_parse_f64("--ratio", optarg, 0.0);
             if (!(pp.min_ratio_target > 0.0)) cli_usage_error("--ratio must be > 0, got '%s'", optarg);
             break;
         case OPT_MAX_ERROR:
-            pp.max_error = parse_f64("--max-error", optarg, 0.0);
+            pp.max_error = cli_parse_f64("--max-error", optarg, 0.0);
             if (!(pp.max_error > 0.0)) cli_usage_error("--max-error must be > 0, got '%s'", optarg);
             break;
-        case OPT_ALS: fp.als_sweeps = parse_i64("--als", optarg, 0); break;
-        case OPT_ROWS: init_rows = parse_i64("--rows", optarg, 1); break;
-        case OPT_DIM: init_dim = parse_i64("--dim", optarg, 1); break;
+        case OPT_ALS: fp.als_sweeps = cli_parse_i64("--als", optarg, 0); break;
+        case OPT_ROWS: init_rows = cli_parse_i64("--rows", optarg, 1); break;
+        case OPT_DIM: init_dim = cli_parse_i64("--dim", optarg, 1); break;
         case OPT_NAME:
             if (!*optarg) cli_usage_error("--name must not be empty");
             init_name = optarg;
@@ -224,7 +206,7 @@ int main(int argc, char **argv) {
         if (kl == 6 && strncmp(init_arg, "normal", 6) == 0) ip.kind = FPD_INIT_KIND_NORMAL;
         else if (kl == 7 && strncmp(init_arg, "uniform", 7) == 0) ip.kind = FPD_INIT_KIND_UNIFORM;
         else cli_usage_error("--init expects normal:S or uniform:A, got '%s'", init_arg);
-        ip.scale = colon ? parse_f64("--init", colon + 1, 0.0) : 0.0;
+        ip.scale = colon ? cli_parse_f64("--init", colon + 1, 0.0) : 0.0;
         if (!(ip.scale > 0.0)) cli_usage_error("--init needs a positive scale, as in normal:0.01 or uniform:0.05");
         if (optind < argc) cli_usage_error("--init takes no input checkpoint (got '%s')", argv[optind]);
         if (!init_rows || !init_dim) cli_usage_error("--init needs --rows N and --dim D");

@@ -61,24 +61,6 @@ static void usage(FILE *f) {
             "Example: fpd-eval ncf_gmf8_ml1m.safetensors --ncf ml-1m.test.rating ml-1m.test.negative\n");
 }
 
-static int64_t parse_i64(const char *opt, const char *s, int64_t min) {
-    char *end = NULL;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (errno || !end || *end || end == s || v < min)
-        cli_usage_error("%s expects an integer >= %lld, got '%s'", opt, (long long)min, s);
-    return (int64_t)v;
-}
-
-static double parse_pos(const char *opt, const char *s) {
-    char *end = NULL;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno || !end || *end || end == s || !(v > 0.0) || !isfinite(v))
-        cli_usage_error("%s expects a positive number, got '%s'", opt, s);
-    return v;
-}
-
 static json_t *tables_json(const struct ncf_model *m) {
     json_t *a = json_array();
     const char *names[2] = {NCF_USER_TABLE, NCF_ITEM_TABLE};
@@ -144,17 +126,17 @@ int main(int argc, char **argv) {
         case OPT_VERSION: printf("fpd-eval %s (%s)\n", fpd_version(), fpd_build_features()); return CLI_EXIT_OK;
         case OPT_FINETUNE: train = optarg; break;
         case 'o': out = optarg; break;
-        case OPT_EPOCHS: tp.epochs = parse_i64("--epochs", optarg, 0); break;
-        case OPT_BATCH: tp.batch_size = parse_i64("--batch", optarg, 1); break;
-        case OPT_NEG: tp.negatives = parse_i64("--negatives", optarg, 0); break;
-        case OPT_LR: tp.learning_rate = parse_pos("--lr", optarg); break;
-        case OPT_CORE_LR: tp.core_learning_rate = parse_pos("--core-lr", optarg); break;
+        case OPT_EPOCHS: tp.epochs = cli_parse_i64("--epochs", optarg, 0); break;
+        case OPT_BATCH: tp.batch_size = cli_parse_i64("--batch", optarg, 1); break;
+        case OPT_NEG: tp.negatives = cli_parse_i64("--negatives", optarg, 0); break;
+        case OPT_LR: tp.learning_rate = cli_parse_pos("--lr", optarg); break;
+        case OPT_CORE_LR: tp.core_learning_rate = cli_parse_pos("--core-lr", optarg); break;
         case OPT_CORE_ABS: tp.core_lr_relative = false; break;
         case OPT_FIXED: tp.train_prediction = false; break;
-        case OPT_SEED: tp.seed = (uint64_t)parse_i64("--seed", optarg, 0); break;
+        case OPT_SEED: tp.seed = (uint64_t)cli_parse_i64("--seed", optarg, 0); break;
         case OPT_BALANCE: tp.balance_users = true; break;
         case OPT_DISTILL:
-            tp.distill = parse_pos("--distill", optarg);
+            tp.distill = cli_parse_pos("--distill", optarg);
             if (tp.distill > 1.0) cli_usage_error("--distill must be in (0, 1], got '%s'", optarg);
             break;
         case OPT_REF: reference = optarg; break;

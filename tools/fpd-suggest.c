@@ -77,17 +77,6 @@ static int64_t parse_count(const char *opt, const char *s, int64_t min) {
     cli_usage_error("%s expects an integer >= %lld, got '%s'", opt, (long long)min, s);
 }
 
-static double parse_pos(const char *opt, const char *s) {
-    char *end = NULL;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno || !end || end == s || *end || !(v > 0.0) || isinf(v))
-        cli_usage_error("%s expects a number > 0, got '%s'", opt, s);
-    return v;
-}
-
-/* BYTES with an optional unit suffix (see --help). */
-
 static enum fpd_dtype parse_dtype(const char *opt, const char *s, bool core) {
     enum fpd_dtype t;
     if (!fpd_dtype_from_name(s, strlen(s), &t) || !fpd_dtype_is_float(t) || (core && t == FPD_DTYPE_F64))
@@ -316,8 +305,8 @@ int main(int argc, char **argv) {
         case OPT_DTYPE: dtype = parse_dtype("--dtype", optarg, false); break;
         case 't': tables_arg = optarg; break;
         case OPT_BUDGET: o.pp.budget_bytes = cli_parse_bytes("--budget", optarg); break;
-        case OPT_RATIO: o.pp.min_ratio_target = parse_pos("--ratio", optarg); break;
-        case OPT_MAX_ERROR: o.pp.max_error = parse_pos("--max-error", optarg); break;
+        case OPT_RATIO: o.pp.min_ratio_target = cli_parse_pos("--ratio", optarg); break;
+        case OPT_MAX_ERROR: o.pp.max_error = cli_parse_pos("--max-error", optarg); break;
         case 'r': o.pp.rank = parse_count("--rank", optarg, 1); break;
         case 'p': o.pp.terms = parse_count("--terms", optarg, 1); break;
         case 'k': {
