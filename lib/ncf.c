@@ -104,6 +104,56 @@ static inline double gmf_logit(const float *u, const float *i, const float *w, f
 
 /* ------------------------------------------------------------ evaluation */
 
+/* The distinct user and item rows of a set of pairs, each computed once: ub
+ * [nu, dim] holds the rows of users uu[0..nu), and the row of users[t] is
+ * ub + su[t] * dim; the same for items. */
+struct pair_rows {
+    int64_t *uu, *su, *ui, *si;
+    float *ub, *ib;
+    int64_t nu, ni;
+};
+
+static void pair_rows_free(struct pair_rows *p) {
+    fpd_free(p->uu);
+    fpd_free(p->su);
+    fpd_free(p->ui);
+    fpd_free(p->si);
+    fpd_free(p->ub);
+    fpd_free(p->ib);
+    memset(p, 0, sizeof *p);
+}
+
+static enum fpd_status pair_rows_load(const struct fpd_gmf *m, const int64_t *users, int64_t n_users,
+                                      const int64_t *items, int64_t n_items, struct pair_rows *p,
+                                      struct fpd_error *err) {
+    enum fpd_status st = FPD_STATUS_OK;
+    const int64_t dim = m->user.dim;
+    memset(p, 0, sizeof *p);
+    p->uu = fpd_malloc((size_t)n_users * sizeof(int64_t));
+    p->su = fpd_malloc((size_t)n_users * sizeof(int64_t));
+    p->ui = fpd_malloc((size_t)n_items * sizeof(int64_t));
+    p->si = fpd_malloc((size_t)n_items * sizeof(int64_t));
+    if (!p->uu || !p->su || !p->ui || !p->si) {
+        st = fpd__err(err, FPD_STATUS_NOMEM, "out of memory for %lld GMF pairs", (long long)n_items);
+        goto fail;
+    }
+    distinct_ids(users, n_users, p->uu, &p->nu, p->su);
+    distinct_ids(items, n_items, p->ui, &p->ni, p->si);
+    p->ub = fpd_malloc((size_t)(p->nu * dim) * sizeof(float));
+    p->ib = fpd_malloc((size_t)(p->ni * dim) * sizeof(float));
+    if (!p->ub || !p->ib) {
+        st = fpd__err(err, FPD_STATUS_NOMEM, "out of memory for %lld + %lld embedding rows", (long long)p->nu,
+                      (long long)p->ni);
+        goto fail;
+    }
+    if ((st = emb_rows(&m->user, p->uu, p->nu, p->ub, err)) || (st = emb_rows(&m->item, p->ui, p->ni, p->ib, err)))
+        goto fail;
+    return FPD_STATUS_OK;
+fail:
+    pair_rows_free(p);
+    return st;
+}
+
 enum fpd_status fpd_gmf_logits(const struct fpd_gmf *m, const int64_t *users, const int64_t *items, int64_t n,
                                float *out, struct fpd_error *err) {
     enum fpd_status st;
@@ -112,34 +162,12 @@ enum fpd_status fpd_gmf_logits(const struct fpd_gmf *m, const int64_t *users, co
     if ((st = ids_check(users, n, m->user.rows, "user", err)) || (st = ids_check(items, n, m->item.rows, "item", err)))
         return st;
     const int64_t dim = m->user.dim;
-    int64_t *uu = fpd_malloc((size_t)n * sizeof(int64_t)), *ui = fpd_malloc((size_t)n * sizeof(int64_t));
-    int64_t *su = fpd_malloc((size_t)n * sizeof(int64_t)), *si = fpd_malloc((size_t)n * sizeof(int64_t));
-    float *ub = NULL, *ib = NULL;
-    int64_t nu = 0, ni = 0;
-    if (!uu || !ui || !su || !si) {
-        st = fpd__err(err, FPD_STATUS_NOMEM, "out of memory for %lld GMF pairs", (long long)n);
-        goto done;
-    }
-    distinct_ids(users, n, uu, &nu, su);
-    distinct_ids(items, n, ui, &ni, si);
-    ub = fpd_malloc((size_t)(nu * dim) * sizeof(float));
-    ib = fpd_malloc((size_t)(ni * dim) * sizeof(float));
-    if (!ub || !ib) {
-        st = fpd__err(err, FPD_STATUS_NOMEM, "out of memory for %lld + %lld embedding rows", (long long)nu,
-                      (long long)ni);
-        goto done;
-    }
-    if ((st = emb_rows(&m->user, uu, nu, ub, err)) || (st = emb_rows(&m->item, ui, ni, ib, err))) goto done;
+    struct pair_rows p;
+    if ((st = pair_rows_load(m, users, n, items, n, &p, err))) return st;
     for (int64_t t = 0; t < n; t++)
-        out[t] = (float)gmf_logit(ub + su[t] * dim, ib + si[t] * dim, m->weight, m->bias, dim);
-done:
-    fpd_free(uu);
-    fpd_free(ui);
-    fpd_free(su);
-    fpd_free(si);
-    fpd_free(ub);
-    fpd_free(ib);
-    return st;
+        out[t] = (float)gmf_logit(p.ub + p.su[t] * dim, p.ib + p.si[t] * dim, m->weight, m->bias, dim);
+    pair_rows_free(&p);
+    return FPD_STATUS_OK;
 }
 
 enum fpd_status fpd_gmf_rank(const struct fpd_gmf *m, const int64_t *users, const int64_t *cand, int64_t n,
@@ -161,32 +189,16 @@ enum fpd_status fpd_gmf_rank(const struct fpd_gmf *m, const int64_t *users, cons
         (st = ids_check(cand, nc, m->item.rows, "item", err)))
         return st;
     const int64_t dim = m->user.dim;
-    int64_t *uu = fpd_malloc((size_t)n * sizeof(int64_t)), *su = fpd_malloc((size_t)n * sizeof(int64_t));
-    int64_t *ui = fpd_malloc((size_t)nc * sizeof(int64_t)), *si = fpd_malloc((size_t)nc * sizeof(int64_t));
-    float *ub = NULL, *ib = NULL;
-    int64_t nu = 0, ni = 0;
-    if (!uu || !ui || !su || !si) {
-        st = fpd__err(err, FPD_STATUS_NOMEM, "out of memory for %lld candidates", (long long)nc);
-        goto done;
-    }
-    distinct_ids(users, n, uu, &nu, su);
-    distinct_ids(cand, nc, ui, &ni, si);
-    ub = fpd_malloc((size_t)(nu * dim) * sizeof(float));
-    ib = fpd_malloc((size_t)(ni * dim) * sizeof(float));
-    if (!ub || !ib) {
-        st = fpd__err(err, FPD_STATUS_NOMEM, "out of memory for %lld + %lld embedding rows", (long long)nu,
-                      (long long)ni);
-        goto done;
-    }
-    if ((st = emb_rows(&m->user, uu, nu, ub, err)) || (st = emb_rows(&m->item, ui, ni, ib, err))) goto done;
+    struct pair_rows p;
+    if ((st = pair_rows_load(m, users, n, cand, nc, &p, err))) return st;
     double hits = 0.0, ndcg = 0.0;
     for (int64_t t = 0; t < n; t++) {
-        const float *u = ub + su[t] * dim;
-        const int64_t *sc = si + t * n_cand;
-        double z0 = gmf_logit(u, ib + sc[0] * dim, m->weight, m->bias, dim);
+        const float *u = p.ub + p.su[t] * dim;
+        const int64_t *sc = p.si + t * n_cand;
+        double z0 = gmf_logit(u, p.ib + sc[0] * dim, m->weight, m->bias, dim);
         int64_t rank = 0;
         for (int64_t c = 1; c < n_cand; c++)
-            if (gmf_logit(u, ib + sc[c] * dim, m->weight, m->bias, dim) > z0) rank++;
+            if (gmf_logit(u, p.ib + sc[c] * dim, m->weight, m->bias, dim) > z0) rank++;
         if (rank_out) rank_out[t] = rank;
         if (rank < k) {
             hits += 1.0;
@@ -196,14 +208,8 @@ enum fpd_status fpd_gmf_rank(const struct fpd_gmf *m, const int64_t *users, cons
     out->users = n;
     out->hr = hits / (double)n;
     out->ndcg = ndcg / (double)n;
-done:
-    fpd_free(uu);
-    fpd_free(ui);
-    fpd_free(su);
-    fpd_free(si);
-    fpd_free(ub);
-    fpd_free(ib);
-    return st;
+    pair_rows_free(&p);
+    return FPD_STATUS_OK;
 }
 
 /* ------------------------------------------------------------ training */

@@ -84,4 +84,22 @@ static inline void test_naive_row(const struct fpd_layer *l, int64_t row, double
     }
 }
 
+/* A layer shape from k row and column modes, uniform rank r (capped), p terms. */
+static inline struct fpd_layer_shape test_make_shape(int32_t k, int64_t rows, const int64_t *n, const int64_t *d,
+                                                     int64_t r, int64_t p) {
+    struct fpd_layer_shape s;
+    memset(&s, 0, sizeof s);
+    s.k = k;
+    s.rows = rows;
+    s.terms = p;
+    s.dim = 1;
+    for (int32_t m = 0; m < k; m++) {
+        s.row_shape[m] = n[m];
+        s.col_shape[m] = d[m];
+        s.dim *= d[m];
+    }
+    fpd_layer_shape_set_rank(&s, r);
+    return s;
+}
+
 #endif

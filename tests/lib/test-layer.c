@@ -7,23 +7,6 @@
 
 #include "tests/test-util.h"
 
-static struct fpd_layer_shape make_shape(int32_t k, int64_t rows, const int64_t *n, const int64_t *d, int64_t r,
-                                         int64_t p) {
-    struct fpd_layer_shape s;
-    memset(&s, 0, sizeof s);
-    s.k = k;
-    s.rows = rows;
-    s.terms = p;
-    s.dim = 1;
-    for (int32_t m = 0; m < k; m++) {
-        s.row_shape[m] = n[m];
-        s.col_shape[m] = d[m];
-        s.dim *= d[m];
-    }
-    fpd_layer_shape_set_rank(&s, r);
-    return s;
-}
-
 /* Max relative difference of a float row against a double reference row. */
 static double row_diff(const float *got, const double *ref, int64_t dim) {
     double num = 0.0, den = 0.0;
@@ -51,7 +34,7 @@ static const struct shape_case g_cases[] = {
 Test(layer, lookup_and_reconstruct_match_naive) {
     for (size_t c = 0; c < sizeof g_cases / sizeof g_cases[0]; c++) {
         const struct shape_case *sc = &g_cases[c];
-        struct fpd_layer_shape s = make_shape(sc->k, sc->rows, sc->n, sc->d, sc->r, sc->p);
+        struct fpd_layer_shape s = test_make_shape(sc->k, sc->rows, sc->n, sc->d, sc->r, sc->p);
         struct fpd_error err;
         struct fpd_layer *l = NULL;
         cr_assert(eq(int, fpd_layer_init(&s, &l, &err), FPD_STATUS_OK), "case %zu: %s", c, err.msg);
@@ -87,7 +70,7 @@ Test(layer, lookup_and_reconstruct_match_naive) {
 
 Test(layer, params_count_matches_definition) {
     const struct shape_case *sc = &g_cases[3];
-    struct fpd_layer_shape s = make_shape(sc->k, sc->rows, sc->n, sc->d, sc->r, sc->p);
+    struct fpd_layer_shape s = test_make_shape(sc->k, sc->rows, sc->n, sc->d, sc->r, sc->p);
     /* p * sum_m n_m r_m d_m r_{m+1} with ranks (1, 8, 8, 1) */
     int64_t expect = 2 * (20 * 1 * 2 * 8 + 18 * 8 * 2 * 8 + 17 * 8 * 2 * 1);
     cr_assert(eq(i64, fpd_layer_shape_params(&s), expect));
@@ -95,7 +78,7 @@ Test(layer, params_count_matches_definition) {
 
 Test(layer, rank_is_capped_by_unfolding_sizes) {
     int64_t n[3] = {4, 3, 2}, d[3] = {2, 1, 1};
-    struct fpd_layer_shape s = make_shape(3, 24, n, d, 100, 1);
+    struct fpd_layer_shape s = test_make_shape(3, 24, n, d, 100, 1);
     /* unfolding 1: min(4*2, 3*2) = 6; unfolding 2: min(8*3, 2) = 2 */
     cr_assert(eq(i64, s.ranks[1], 6));
     cr_assert(eq(i64, s.ranks[2], 2));
@@ -105,7 +88,7 @@ Test(layer, rank_is_capped_by_unfolding_sizes) {
 
 Test(layer, row_perm_applies_and_is_checked) {
     int64_t n[2] = {4, 3}, d[2] = {2, 2};
-    struct fpd_layer_shape s = make_shape(2, 10, n, d, 2, 1);
+    struct fpd_layer_shape s = test_make_shape(2, 10, n, d, 2, 1);
     struct fpd_error err;
     struct fpd_layer *l = NULL;
     cr_assert(eq(int, fpd_layer_init(&s, &l, &err), 0));
@@ -132,7 +115,7 @@ Test(layer, row_perm_applies_and_is_checked) {
 
 Test(layer, bad_index_and_shape_are_refused) {
     int64_t n[2] = {4, 3}, d[2] = {2, 2};
-    struct fpd_layer_shape s = make_shape(2, 10, n, d, 2, 1);
+    struct fpd_layer_shape s = test_make_shape(2, 10, n, d, 2, 1);
     struct fpd_error err;
     struct fpd_layer *l = NULL;
     cr_assert(eq(int, fpd_layer_init(&s, &l, &err), 0));
@@ -168,7 +151,7 @@ Test(layer, bad_index_and_shape_are_refused) {
  * double-precision reference is exact up to rounding. */
 Test(layer, backward_matches_finite_differences) {
     const struct shape_case *sc = &g_cases[4]; /* k = 4, p = 3, d_m = 1 present */
-    struct fpd_layer_shape s = make_shape(sc->k, sc->rows, sc->n, sc->d, 3, sc->p);
+    struct fpd_layer_shape s = test_make_shape(sc->k, sc->rows, sc->n, sc->d, 3, sc->p);
     struct fpd_error err;
     struct fpd_layer *l = NULL;
     cr_assert(eq(int, fpd_layer_init(&s, &l, &err), 0));
@@ -208,7 +191,7 @@ Test(layer, backward_matches_finite_differences) {
 
 Test(layer, error_stats_against_direct_sums) {
     int64_t n[2] = {4, 3}, d[2] = {2, 2};
-    struct fpd_layer_shape s = make_shape(2, 10, n, d, 2, 1);
+    struct fpd_layer_shape s = test_make_shape(2, 10, n, d, 2, 1);
     struct fpd_error err;
     struct fpd_layer *l = NULL;
     cr_assert(eq(int, fpd_layer_init(&s, &l, &err), 0));

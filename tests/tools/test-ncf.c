@@ -19,23 +19,6 @@
 enum fpd_status fpd__ncf_core_backward(const struct fpd_layer *layer, const int64_t *idx, int64_t n,
                                        const float *grad_out, float *const *grad_cores, struct fpd_error *err);
 
-static struct fpd_layer_shape make_shape(int32_t k, int64_t rows, const int64_t *n, const int64_t *d, int64_t r,
-                                         int64_t p) {
-    struct fpd_layer_shape s;
-    memset(&s, 0, sizeof s);
-    s.k = k;
-    s.rows = rows;
-    s.terms = p;
-    s.dim = 1;
-    for (int32_t m = 0; m < k; m++) {
-        s.row_shape[m] = n[m];
-        s.col_shape[m] = d[m];
-        s.dim *= d[m];
-    }
-    fpd_layer_shape_set_rank(&s, r);
-    return s;
-}
-
 static float *rand_floats(int64_t n, uint64_t seed, double scale) {
     float *x = malloc((size_t)n * sizeof(float));
     for (int64_t i = 0; i < n; i++) x[i] = (float)(scale * test_rand_sym(&seed));
@@ -78,7 +61,7 @@ Test(ncf, rank_counts_strictly_higher_and_ties_favour_the_item) {
 /* An FPD table and its reconstruction give the same logits and ranks. */
 Test(ncf, fpd_and_dense_tables_agree) {
     const int64_t n[] = {6, 5, 4}, d[] = {2, 2, 2};
-    struct fpd_layer_shape s = make_shape(3, 111, n, d, 3, 2);
+    struct fpd_layer_shape s = test_make_shape(3, 111, n, d, 3, 2);
     struct fpd_layer *l = NULL;
     struct fpd_error err;
     cr_assert(fpd_layer_init(&s, &l, &err) == 0);
@@ -133,7 +116,7 @@ Test(ncf, prefix_backward_matches_fpd_layer_backward) {
     };
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         const struct bw_case *bc = &cases[c];
-        struct fpd_layer_shape s = make_shape(bc->k, bc->rows, bc->n, bc->d, bc->r, bc->p);
+        struct fpd_layer_shape s = test_make_shape(bc->k, bc->rows, bc->n, bc->d, bc->r, bc->p);
         struct fpd_layer *l = NULL;
         struct fpd_error err;
         cr_assert(fpd_layer_init(&s, &l, &err) == 0, "%s", err.msg);
@@ -231,7 +214,7 @@ Test(ncf, one_core_fpd_trains_exactly_as_dense) {
     memcpy(w2, w, D * sizeof(float));
     /* the same tables as 1-core layers: core [1, N, 1, D, 1] is the table */
     const int64_t nu[] = {50}, ni[] = {40}, dd[] = {D};
-    struct fpd_layer_shape su = make_shape(1, 50, nu, dd, 1, 1), si = make_shape(1, 40, ni, dd, 1, 1);
+    struct fpd_layer_shape su = test_make_shape(1, 50, nu, dd, 1, 1), si = test_make_shape(1, 40, ni, dd, 1, 1);
     struct fpd_layer *lu = NULL, *li = NULL;
     struct fpd_error err;
     cr_assert(fpd_layer_init(&su, &lu, &err) == 0 && fpd_layer_init(&si, &li, &err) == 0);
@@ -273,7 +256,7 @@ static double train_planted(bool fpd, bool train_tables, double *hr_before) {
     struct fpd_gmf m = {{NULL, NULL, 240, D}, {NULL, NULL, 120, D}, w, 0.0f};
     if (fpd) {
         const int64_t nu[] = {8, 6, 5}, ni[] = {6, 5, 4}, d[] = {2, 2, 2};
-        struct fpd_layer_shape su = make_shape(3, 240, nu, d, 4, 1), si = make_shape(3, 120, ni, d, 4, 1);
+        struct fpd_layer_shape su = test_make_shape(3, 240, nu, d, 4, 1), si = test_make_shape(3, 120, ni, d, 4, 1);
         struct fpd_init_params ip = {FPD_INIT_KIND_NORMAL, 0.1, 5};
         cr_assert(fpd_init(&su, &ip, &lu, &err) == 0 && fpd_init(&si, &ip, &li, &err) == 0, "%s", err.msg);
         m.user.layer = lu;
