@@ -282,6 +282,7 @@ int main(int argc, char **argv) {
             return CLI_EXIT_FAILURE;
         }
     }
+    tparams.seed = fp.seed; /* one --seed for the fit and the task-aware finetune */
     if (train_path && !cli_exists(train_path)) cli_usage_error("--train-interactions: %s: no such file", train_path);
     int rc = compress_checkpoint(in_path, out_path, &co, &report);
     if (rc == CLI_EXIT_OK && train_path) {
