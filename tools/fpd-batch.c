@@ -1073,7 +1073,9 @@ int main(int argc, char **argv) {
         for (int64_t i = 0; i < n; i++) {
             struct unit *u = &units[i];
             if (!u->mine) continue;
-            if (cli_interrupted()) {
+            if (cli_interrupted()) { /* between units: say so as when a unit is stopped */
+                cli_error("interrupted; %s was not written (finished outputs are kept; run again to continue)",
+                          u->in->output);
                 rc = cli_interrupt_exit_code();
                 break;
             }
