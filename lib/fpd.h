@@ -382,7 +382,9 @@ FPD_API enum fpd_status fpd_als(struct fpd_layer *layer, const struct fpd_table_
 
 /* Backward of fpd_layer_lookup: given dL/dout for rows idx[0..n) (grad_out[n * D],
  * F32), add dL/dG_m to grad_cores[m] (each of fpd_layer_shape_core_numel(m)
- * floats, same layout as the core). Errors: INVALID_ARG (index), NOMEM. */
+ * floats, same layout as the core). idx may repeat and need not be sorted; rows
+ * sharing leading digits share their partial products and gradients (reverse
+ * accumulation over the rows' prefix tree). Errors: INVALID_ARG (index), NOMEM. */
 FPD_API enum fpd_status fpd_layer_backward(const struct fpd_layer *layer, const int64_t *idx, int64_t n,
                                            const float *grad_out, float *const *grad_cores,
                                            struct fpd_error *err);

@@ -10,7 +10,7 @@
  * the mean binary cross-entropy of sigmoid(logit) over the batch. Each distinct
  * user and item row of the batch is looked up once (sorted, so FPD rows share
  * their prefix products) and its gradient is accumulated once, then pushed
- * through the cores (fpd__ncf_core_backward, the prefix-sharing form of
+ * through the cores (fpd_layer_backward, the prefix-sharing form of
  * fpd_layer_backward). Adam is "lazy": a dense row or a core
  * slice G_m[t, i_m] moves only in steps where the batch touches it (SparseAdam),
  * so dense and FPD tables see the same optimizer and a 1-core FPD layer trains
@@ -23,14 +23,6 @@
 
 /* ------------------------------------------------------------ helpers */
 
-/* GCC vectorizes loops of unknown trip count only from -O3 (or with
- * -ftree-vectorize's dynamic cost model): ask for it on the few inner loops
- * where the time goes. Clang vectorizes them at -O2. */
-#if defined(__GNUC__) && !defined(__clang__)
-#define FPD__VECTORIZE __attribute__((optimize("O3")))
-#else
-#define FPD__VECTORIZE
-#endif
 
 static enum fpd_status emb_check(const struct fpd_embedding *e, const char *what, struct fpd_error *err) {
     if (e->rows < 1 || e->dim < 1)
@@ -246,151 +238,6 @@ FPD__VECTORIZE static void adam_update(float *restrict x, const float *restrict 
 /* Small dense products for the backward below (row-major, leading dimensions =
  * widths). */
 
-/* C[M,N] += A[M,K] B[K,N] */
-FPD__VECTORIZE static void mm_nn(int64_t M, int64_t N, int64_t K, const float *restrict a, const float *restrict b,
-                                 float *restrict c) {
-    for (int64_t i = 0; i < M; i++)
-        for (int64_t l = 0; l < K; l++) {
-            const float av = a[i * K + l];
-            const float *restrict br = b + l * N;
-            float *restrict cr = c + i * N;
-            for (int64_t j = 0; j < N; j++) cr[j] += av * br[j];
-        }
-}
-/* C[M,N] += A^T B with A [K,M], B [K,N] */
-FPD__VECTORIZE static void mm_tn(int64_t M, int64_t N, int64_t K, const float *restrict a, const float *restrict b,
-                                 float *restrict c) {
-    for (int64_t l = 0; l < K; l++)
-        for (int64_t i = 0; i < M; i++) {
-            const float av = a[l * M + i];
-            const float *restrict br = b + l * N;
-            float *restrict cr = c + i * N;
-            for (int64_t j = 0; j < N; j++) cr[j] += av * br[j];
-        }
-}
-/* C[M,N] += A B^T with A [M,K], B [N,K]; bt is a workspace of K * N floats */
-static void mm_nt(int64_t M, int64_t N, int64_t K, const float *a, const float *b, float *c, float *bt) {
-    for (int64_t j = 0; j < N; j++)
-        for (int64_t l = 0; l < K; l++) bt[l * N + j] = b[j * K + l];
-    mm_nn(M, N, K, a, bt, c);
-}
-
-enum fpd_status fpd__ncf_core_backward(const struct fpd_layer *layer, const int64_t *idx, int64_t n,
-                                       const float *grad_out, float *const *grad_cores, struct fpd_error *err);
-
-/* The gradient of fpd_layer_lookup, as fpd_layer_backward gives it, computed by
- * reverse accumulation over the prefix tree of the rows: rows are visited in
- * stored-row order; the left partials L_m = G_0[i_0] .. G_m[i_m] ([D_m, r_{m+1}],
- * D_m = d_0 .. d_m) are shared by rows with equal digits i_0..i_m, and so is the
- * gradient dL_m, summed over them and pushed to G_m and to dL_{m-1} once per
- * distinct prefix. A row costs O(D r) (its last core), a distinct prefix of
- * length m+1 O(D_m r^2 d_m); fpd_layer_backward recomputes every partial per row.
- * Adds into grad_cores like fpd_layer_backward. Private (tests call it).
- * Errors: INVALID_ARG (index), NOMEM. */
-enum fpd_status fpd__ncf_core_backward(const struct fpd_layer *layer, const int64_t *idx, int64_t n,
-                                       const float *grad_out, float *const *grad_cores, struct fpd_error *err) {
-    const struct fpd_layer_shape *s = fpd_layer_get_shape(layer);
-    const int32_t k = s->k;
-    const int64_t D = s->dim;
-    enum fpd_status st;
-    if (n <= 0) return FPD_STATUS_OK;
-    if ((st = ids_check(idx, n, s->rows, "row", err))) return st;
-    const int64_t *perm = fpd_layer_row_perm(layer);
-    int64_t Dm[FPD_MAX_MODES], slice[FPD_MAX_MODES], total = 0;
-    for (int32_t m = 0; m < k; m++) {
-        Dm[m] = (m ? Dm[m - 1] : 1) * s->col_shape[m];
-        slice[m] = s->ranks[m] * s->col_shape[m] * s->ranks[m + 1];
-        if (m < k - 1) total += 2 * Dm[m] * s->ranks[m + 1];
-    }
-    int64_t maxslice = 1;
-    for (int32_t m = 0; m < k; m++) maxslice = slice[m] > maxslice ? slice[m] : maxslice;
-    total += maxslice;
-    /* (stored row, position) pairs sorted by stored row */
-    int64_t *ord = fpd_malloc((size_t)(2 * n) * sizeof(int64_t));
-    float *ws = fpd_malloc((size_t)total * sizeof(float));
-    if (!ord || !ws) {
-        fpd_free(ord);
-        fpd_free(ws);
-        return fpd__err(err, FPD_STATUS_NOMEM, "out of memory for the backward workspace");
-    }
-    for (int64_t b = 0; b < n; b++) {
-        ord[2 * b] = perm ? perm[idx[b]] : idx[b];
-        ord[2 * b + 1] = b;
-    }
-    qsort(ord, (size_t)n, 2 * sizeof(int64_t), cmp_i64); /* by the first of each pair */
-    float *L[FPD_MAX_MODES] = {0}, *dL[FPD_MAX_MODES] = {0}, *bt = NULL;
-    {
-        float *p = ws;
-        for (int32_t m = 0; m < k - 1; m++) {
-            L[m] = p;
-            p += Dm[m] * s->ranks[m + 1];
-            dL[m] = p;
-            p += Dm[m] * s->ranks[m + 1];
-        }
-        bt = p;
-    }
-    for (int64_t t = 0; t < s->terms; t++) {
-        int64_t prev[FPD_MAX_MODES];
-        for (int32_t m = 0; m < k - 1; m++) memset(dL[m], 0, (size_t)(Dm[m] * s->ranks[m + 1]) * sizeof(float));
-        for (int64_t b = 0; b <= n; b++) {
-            int64_t dig[FPD_MAX_MODES];
-            int32_t lev = 0; /* first level whose digit changed */
-            if (b < n) {
-                int64_t row = ord[2 * b];
-                for (int32_t m = k - 1; m >= 0; m--) {
-                    dig[m] = row % s->row_shape[m];
-                    row /= s->row_shape[m];
-                }
-                if (b > 0)
-                    while (lev < k - 1 && dig[lev] == prev[lev]) lev++;
-            }
-            /* the groups at levels >= lev end: flush them, deepest first */
-            if (b > 0)
-                for (int32_t m = k - 2; m >= lev; m--) {
-                    const int64_t rm = s->ranks[m], cols = s->col_shape[m] * s->ranks[m + 1];
-                    const int64_t rows_prev = m ? Dm[m - 1] : 1;
-                    const float *g = fpd_layer_core_const(layer, m) + (t * s->row_shape[m] + prev[m]) * slice[m];
-                    float *dg = grad_cores[m] + (t * s->row_shape[m] + prev[m]) * slice[m];
-                    /* dL_m viewed [D_{m-1}, d_m r_{m+1}] */
-                    if (m == 0) {
-                        for (int64_t q = 0; q < cols; q++) dg[q] += dL[0][q];
-                    } else {
-                        mm_tn(rm, cols, rows_prev, L[m - 1], dL[m], dg);
-                        mm_nt(rows_prev, rm, cols, dL[m], g, dL[m - 1], bt);
-                    }
-                    memset(dL[m], 0, (size_t)(Dm[m] * s->ranks[m + 1]) * sizeof(float));
-                }
-            if (b == n) break;
-            /* left partials of the new prefix */
-            for (int32_t m = lev; m < k - 1; m++) {
-                const float *g = fpd_layer_core_const(layer, m) + (t * s->row_shape[m] + dig[m]) * slice[m];
-                const int64_t cols = s->col_shape[m] * s->ranks[m + 1];
-                if (m == 0) {
-                    memcpy(L[0], g, (size_t)cols * sizeof(float));
-                } else {
-                    memset(L[m], 0, (size_t)(Dm[m] * s->ranks[m + 1]) * sizeof(float));
-                    mm_nn(Dm[m - 1], cols, s->ranks[m], L[m - 1], g, L[m]);
-                }
-            }
-            /* last core: e = dRow viewed [D_{k-2}, d_{k-1}] */
-            const float *e = grad_out + ord[2 * b + 1] * D;
-            const int32_t m = k - 1;
-            float *dg = grad_cores[m] + (t * s->row_shape[m] + dig[m]) * slice[m];
-            if (k == 1) {
-                for (int64_t q = 0; q < D; q++) dg[q] += e[q];
-            } else {
-                const float *g = fpd_layer_core_const(layer, m) + (t * s->row_shape[m] + dig[m]) * slice[m];
-                mm_tn(s->ranks[m], s->col_shape[m], Dm[m - 1], L[m - 1], e, dg);
-                mm_nt(Dm[m - 1], s->ranks[m], s->col_shape[m], e, g, dL[m - 1], bt);
-            }
-            for (int32_t q = 0; q < k; q++) prev[q] = dig[q];
-        }
-    }
-    fpd_free(ord);
-    fpd_free(ws);
-    return FPD_STATUS_OK;
-}
-
 /* Optimizer state of one table. */
 struct table_state {
     const struct fpd_embedding *e;
@@ -479,7 +326,7 @@ static enum fpd_status table_update(struct table_state *ts, float lr, float bc1,
     }
     struct fpd_layer *l = e->layer;
     const struct fpd_layer_shape *s = fpd_layer_get_shape(l);
-    enum fpd_status st = fpd__ncf_core_backward(l, ts->uniq, ts->nu, ts->grad, ts->gcore, err);
+    enum fpd_status st = fpd_layer_backward(l, ts->uniq, ts->nu, ts->grad, ts->gcore, err);
     if (st) return st;
     const int64_t *perm = fpd_layer_row_perm(l);
     for (int64_t q = 0; q < ts->nu; q++) {

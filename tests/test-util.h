@@ -84,6 +84,55 @@ static inline void test_naive_row(const struct fpd_layer *l, int64_t row, double
     }
 }
 
+/* Gradient of sum_b <g_b, row(idx_b)> with respect to every core entry, by the
+ * definition: for each row, term and column j, the left vector
+ * l = G_0[..j_0..] ... G_{m-1}[..] and the right vector rv = G_{m+1}[..] ... G_{k-1}[..]
+ * give dG_m[t, i_m, a, j_m, b] += g[j] l[a] rv[b]. Adds into grads[m] (core
+ * layout); idx are original rows (the permutation applied). Double precision. */
+static inline void test_naive_backward(const struct fpd_layer *l, const int64_t *idx, int64_t n, const float *g,
+                                       double *const *grads) {
+    const struct fpd_layer_shape *s = fpd_layer_get_shape(l);
+    const int64_t *perm = fpd_layer_row_perm(l);
+    double left[FPD_MAX_MODES + 1][512], right[FPD_MAX_MODES + 1][512];
+    for (int64_t bi = 0; bi < n; bi++) {
+        int64_t dig[FPD_MAX_MODES], rem = perm ? perm[idx[bi]] : idx[bi];
+        for (int32_t m = s->k - 1; m >= 0; m--) {
+            dig[m] = rem % s->row_shape[m];
+            rem /= s->row_shape[m];
+        }
+        for (int64_t j = 0; j < s->dim; j++) {
+            int64_t jd[FPD_MAX_MODES], jr = j;
+            for (int32_t m = s->k - 1; m >= 0; m--) {
+                jd[m] = jr % s->col_shape[m];
+                jr /= s->col_shape[m];
+            }
+            for (int64_t t = 0; t < s->terms; t++) {
+#define G_AT(m, a, b) (fpd_layer_core_const(l, m)[(((t * s->row_shape[m] + dig[m]) * s->ranks[m] + (a)) * s->col_shape[m] + jd[m]) * s->ranks[(m) + 1] + (b)])
+                left[0][0] = 1.0;
+                for (int32_t m = 0; m < s->k; m++)
+                    for (int64_t b = 0; b < s->ranks[m + 1]; b++) {
+                        double acc = 0;
+                        for (int64_t a = 0; a < s->ranks[m]; a++) acc += left[m][a] * G_AT(m, a, b);
+                        left[m + 1][b] = acc;
+                    }
+                right[s->k][0] = 1.0;
+                for (int32_t m = s->k - 1; m >= 0; m--)
+                    for (int64_t a = 0; a < s->ranks[m]; a++) {
+                        double acc = 0;
+                        for (int64_t b = 0; b < s->ranks[m + 1]; b++) acc += G_AT(m, a, b) * right[m + 1][b];
+                        right[m][a] = acc;
+                    }
+                for (int32_t m = 0; m < s->k; m++)
+                    for (int64_t a = 0; a < s->ranks[m]; a++)
+                        for (int64_t b = 0; b < s->ranks[m + 1]; b++)
+                            grads[m][(((t * s->row_shape[m] + dig[m]) * s->ranks[m] + a) * s->col_shape[m] + jd[m]) *
+                                         s->ranks[m + 1] + b] += g[bi * s->dim + j] * left[m][a] * right[m + 1][b];
+#undef G_AT
+            }
+        }
+    }
+}
+
 /* A layer shape from k row and column modes, uniform rank r (capped), p terms. */
 static inline struct fpd_layer_shape test_make_shape(int32_t k, int64_t rows, const int64_t *n, const int64_t *d,
                                                      int64_t r, int64_t p) {
