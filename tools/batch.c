@@ -31,38 +31,10 @@ uint64_t batch_fnv1a(const void *data, size_t n, uint64_t h) {
 }
 
 bool batch_parse_size(const char *s, int64_t *out) {
-    char *end = NULL;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno || end == s || !(v >= 0) || !isfinite(v)) return false;
-    while (*end == ' ') end++;
-    double mul = 1;
-    if (*end) {
-        char u = *end;
-        const char *units = "kKmMgGtT";
-        const char *pos = strchr(units, u);
-        if (pos) {
-            int e = (int)((pos - units) / 2) + 1;
-            bool bin = end[1] == 'i';
-            for (int i = 0; i < e; i++) mul *= bin ? 1024.0 : 1000.0;
-            end += bin ? 2 : 1;
-        }
-        if (*end == 'B') end++;
-        if (*end) return false;
-    }
-    v *= mul;
-    if (v > 9.0e18) return false;
-    *out = (int64_t)v;
+    uint64_t b = 0;
+    if (!cli_size_from_string(s, &b) || b > (uint64_t)INT64_MAX) return false;
+    *out = (int64_t)b;
     return true;
-}
-
-static char *xstrndup(const char *s, size_t n) {
-    char *d = malloc(n + 1);
-    if (d) {
-        memcpy(d, s, n);
-        d[n] = '\0';
-    }
-    return d;
 }
 
 /* Lexically clean a path in place, as Go's filepath.Clean: no "." segments, no
@@ -218,7 +190,7 @@ static enum fpd_status want_str(struct ctx *c, const char *key, const yaml_node_
     if (n->type != YAML_SCALAR_NODE || is_null(n) || n->data.scalar.length == 0)
         return at(c, n, "'%s' must be a non-empty string, got %s", key, describe(n, b, sizeof b));
     if (strlen(node_text(n)) != n->data.scalar.length) return at(c, n, "'%s' contains a NUL byte", key);
-    *out = xstrndup(node_text(n), n->data.scalar.length);
+    *out = strndup(node_text(n), n->data.scalar.length);
     if (!*out) return at(c, n, "out of memory");
     return FPD_STATUS_OK;
 }
@@ -832,7 +804,7 @@ enum fpd_status batch_pipeline_load(const char *path, struct batch_pipeline **ou
     }
     p->file = strdup(path);
     const char *slash = strrchr(path, '/');
-    p->dir = slash ? xstrndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
+    p->dir = slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
     p->suffix = strdup(".fpd.safetensors");
     p->include = calloc(1, sizeof *p->include);
     if (p->include) p->include[0] = strdup("*");

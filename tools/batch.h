@@ -145,8 +145,8 @@ void batch_settings_key(const struct batch_settings *s, char *buf, size_t len);
  * null for "chosen by the heuristic"). Caller owns the reference. */
 json_t *batch_settings_json(const struct batch_settings *s);
 
-/* "7.81 MiB"-style sizes and plain integers: parse "1000", "64KiB", "2 MB", "1.5GiB"
- * (k/K = 1000, Ki = 1024, ...; B optional). Returns false when not a size. */
+/* A size in bytes with the tools' units (cli_size_from_string: "1000", "64KiB",
+ * "2 MB", "512K" = 524288). Returns false when not a size or above INT64_MAX. */
 bool batch_parse_size(const char *s, int64_t *out);
 
 /* 64-bit FNV-1a of bytes, and a well-mixed variant for shard assignment. */

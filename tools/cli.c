@@ -180,7 +180,7 @@ double cli_parse_pos(const char *opt, const char *s) {
     return v;
 }
 
-size_t cli_parse_bytes(const char *opt, const char *s) {
+bool cli_size_from_string(const char *s, uint64_t *out) {
     static const struct { const char *suffix; double mult; } units[] = {
         {"", 1.0},        {"B", 1.0},          {"K", 1024.0},  {"KiB", 1024.0}, {"kB", 1e3},   {"KB", 1e3},
         {"M", 1048576.0}, {"MiB", 1048576.0},  {"MB", 1e6},    {"G", 1073741824.0}, {"GiB", 1073741824.0},
@@ -189,13 +189,23 @@ size_t cli_parse_bytes(const char *opt, const char *s) {
     char *end = NULL;
     errno = 0;
     double v = strtod(s, &end);
-    if (!errno && end && end != s && v > 0.0 && !isinf(v))
-        for (size_t i = 0; i < sizeof units / sizeof units[0]; i++)
-            if (strcmp(end, units[i].suffix) == 0) {
-                double b = floor(v * units[i].mult);
-                if (b >= 1.0 && b < 1.8e19) return (size_t)b;
-            }
-    cli_usage_error("%s expects a size in bytes >= 1 (e.g. 1048576, 512K, 1.5MiB, 2GB), got '%s'", opt, s);
+    if (errno || !end || end == s || !(v >= 0.0) || !isfinite(v)) return false;
+    while (*end == ' ') end++;
+    for (size_t i = 0; i < sizeof units / sizeof units[0]; i++)
+        if (strcmp(end, units[i].suffix) == 0) {
+            double b = floor(v * units[i].mult);
+            if (b >= 1.8e19) return false;
+            *out = (uint64_t)b;
+            return true;
+        }
+    return false;
+}
+
+size_t cli_parse_bytes(const char *opt, const char *s) {
+    uint64_t b = 0;
+    if (!cli_size_from_string(s, &b) || b < 1 || b > SIZE_MAX)
+        cli_usage_error("%s expects a size in bytes >= 1 (e.g. 1048576, 512K, 1.5MiB, 2GB), got '%s'", opt, s);
+    return (size_t)b;
 }
 
 /* ------------------------------------------------------------ format */

@@ -83,6 +83,9 @@ double cli_parse_pos(const char *opt, const char *s);
  * kB/MB/GB/TB (powers of 1000), e.g. 512K, 1.5MiB, 2GB. Exits 2 with a message
  * naming opt otherwise. */
 size_t cli_parse_bytes(const char *opt, const char *s);
+/* The same syntax without exiting (0 allowed, a space before the unit too), for
+ * config files: false when s is not a size. */
+bool cli_size_from_string(const char *s, uint64_t *out);
 
 /* Human-readable bytes: "3.81 MiB" into buf. */
 const char *cli_bytes(size_t n, char *buf, size_t len);
