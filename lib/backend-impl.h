@@ -38,6 +38,25 @@ struct fpd_backend_i {
                                    float *dst, struct fpd_error *err);
     enum fpd_status (*synchronize)(void *ctx, struct fpd_error *err);
     void (*destroy)(void *ctx);
+
+    /* Layer-level operations (DESIGN.md section 7): the FPD engine. A backend
+     * that has them sets all of them; NULL means unsupported. `state` is the
+     * backend's per-layer state (where the cores live, scratch, plan, gradient,
+     * optimizer state). Batches reach these operations validated by lib/engine.c
+     * (indices in range or padding, offsets well formed; n_bags resolved). */
+    enum fpd_status (*engine_create)(void *ctx, struct fpd_layer *layer, const struct fpd_engine_params *params,
+                                     void **state, struct fpd_error *err);
+    enum fpd_status (*engine_forward)(void *ctx, void *state, const struct fpd_bag_batch *b, int64_t n_bags,
+                                      float *out, struct fpd_error *err);
+    enum fpd_status (*engine_backward)(void *ctx, void *state, const struct fpd_bag_batch *b, int64_t n_bags,
+                                       const float *grad_out, struct fpd_error *err);
+    enum fpd_status (*engine_step)(void *ctx, void *state, const struct fpd_optimizer_params *opt,
+                                   struct fpd_error *err);
+    void (*engine_grad)(void *ctx, void *state, int32_t m, const float **grad, const int64_t **slices,
+                        int64_t *n_slices);
+    void (*engine_zero_grad)(void *ctx, void *state);
+    double (*engine_flops)(void *ctx, void *state);
+    void (*engine_destroy)(void *ctx, void *state);
 };
 
 struct fpd_backend {
@@ -49,6 +68,8 @@ struct fpd_backend {
 
 /* CPU backend; always built. */
 enum fpd_status fpd__cpu_backend_create(struct fpd_backend *be, struct fpd_error *err);
+/* The CPU engine's operations (lib/cpu/engine-cpu.c), set into iface. */
+void fpd__cpu_engine_ops(struct fpd_backend_i *iface);
 
 #ifdef FPD_USE_CUDA
 #ifdef __cplusplus

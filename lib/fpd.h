@@ -422,6 +422,147 @@ FPD_API enum fpd_status fpd_init(const struct fpd_layer_shape *shape, const stru
                                  struct fpd_layer **out, struct fpd_error *err);
 
 /* ------------------------------------------------------------------------ */
+/* The engine: batched EmbeddingBag forward, backward and optimizer steps     */
+/* ------------------------------------------------------------------------ */
+
+/* How the rows of a bag are combined (torch.nn.EmbeddingBag's `mode`). NONE gives
+ * one output row per index (torch.nn.Embedding). */
+enum fpd_bag_mode { FPD_BAG_MODE_SUM = 0, FPD_BAG_MODE_MEAN, FPD_BAG_MODE_NONE, FPD_BAG_MODE_COUNT };
+
+/* One batch of look-ups, shaped as torch.nn.functional.embedding_bag takes it
+ * (indices, offsets, mode, per_sample_weights, padding_idx, include_last_offset)
+ * and FBGEMM's table-batched embedding does. Everything is borrowed.
+ *   indices            [n_indices] original row ids in [0, rows) (the layer's
+ *                      row permutation is applied inside)
+ *   offsets            NULL: bags of bag_size consecutive indices (n_bags =
+ *                      n_indices / bag_size, n_indices must be a multiple);
+ *                      else [n_bags] (or [n_bags + 1] with include_last_offset):
+ *                      bag b is indices[offsets[b] .. offsets[b+1]) with
+ *                      offsets[n_bags] = n_indices when not included;
+ *                      offsets[0] must be 0 and the offsets non-decreasing
+ *   per_sample_weights [n_indices] or NULL; mode SUM only (as PyTorch); each
+ *                      row is scaled by its weight before the sum
+ *   mode               SUM, MEAN (sum / number of non-padding entries), NONE
+ *                      (n_bags, offsets and bag_size ignored; out is [n_indices, D])
+ *   padding_idx        an id in [0, rows) whose entries are skipped (no row, no
+ *                      gradient, not counted by MEAN); any negative value: none
+ *                      (PyTorch's negative padding_idx counts from the end: pass
+ *                      rows + padding_idx)
+ * Empty bags (and bags of padding only) give zero rows. */
+struct fpd_bag_batch {
+    const int64_t *indices;
+    int64_t n_indices;
+    const int64_t *offsets;
+    int64_t n_bags;
+    int64_t bag_size;
+    bool include_last_offset;
+    const float *per_sample_weights;
+    enum fpd_bag_mode mode;
+    int64_t padding_idx;
+};
+/* Rows of out (and grad_out) for a batch: n_indices for NONE, else the bags. */
+FPD_API int64_t fpd_bag_batch_out_rows(const struct fpd_bag_batch *b);
+
+/* Optimizers of the core slices G_m[t, i] (a slice is what one row digit of one
+ * term selects: r_m * d_m * r_{m+1} floats; it plays the part of a dense table's
+ * row). Step size of core m: learning_rate * lr_scale[m] (lr_scale[m] = 0 counts
+ * as 1), so callers can make steps relative to each core's RMS.
+ *  SGD              x -= lr g, on touched slices.
+ *  ROWWISE_ADAGRAD  FBGEMM's exact row-wise Adagrad (fbgemm_gpu
+ *                   split_embedding_codegen, EXACT_ROWWISE_ADAGRAD): one state s
+ *                   per slice, s += mean(g^2) over the slice, x -= lr g / (sqrt(s)
+ *                   + eps); touched slices only.
+ *  ADAM             Adam (Kingma & Ba, ICLR 2015) on every core entry each step,
+ *                   untouched entries with gradient 0 (torch.optim.Adam on a dense
+ *                   gradient): moments of all slices decay.
+ *  LAZY_ADAM        Adam on touched slices only, with the global step's bias
+ *                   correction (torch.optim.SparseAdam; TensorFlow's LazyAdam). */
+enum fpd_optimizer_kind {
+    FPD_OPTIMIZER_KIND_SGD = 0,
+    FPD_OPTIMIZER_KIND_ROWWISE_ADAGRAD,
+    FPD_OPTIMIZER_KIND_ADAM,
+    FPD_OPTIMIZER_KIND_LAZY_ADAM,
+    FPD_OPTIMIZER_KIND_COUNT
+};
+
+struct fpd_optimizer_params {
+    enum fpd_optimizer_kind kind;
+    double learning_rate;              /* > 0                                        */
+    double beta1, beta2;               /* Adam: 0.9, 0.999                           */
+    double eps;                        /* Adam 1e-8; row-wise Adagrad 1e-8 (FBGEMM)  */
+    double lr_scale[FPD_MAX_MODES];    /* per-core multiplier of the step (0 = 1)    */
+};
+/* LAZY_ADAM, learning rate 1e-3, betas 0.9/0.999, eps 1e-8, scales 1. */
+FPD_API struct fpd_optimizer_params fpd_optimizer_default_params(void);
+
+struct fpd_engine_params {
+    struct fpd_backend *backend;       /* where the work runs; NULL: the CPU. Borrowed,
+                                          must outlive the engine                      */
+    int32_t threads;                   /* CPU threads; 0: all online processors      */
+    struct fpd_optimizer_params optimizer;
+};
+/* backend NULL, threads 0, fpd_optimizer_default_params(). */
+FPD_API struct fpd_engine_params fpd_engine_default_params(void);
+
+struct fpd_engine; /* opaque */
+
+/* An engine over `layer` (borrowed and updated in place by fpd_engine_step; it
+ * must outlive the engine and keep its shape). The engine owns reusable scratch
+ * that grows to the largest batch seen, so a training loop allocates nothing per
+ * batch once its batch size is reached, plus the optimizer state (Adam: two
+ * floats per core entry; row-wise Adagrad: one per slice) and the gradient
+ * (one float per core entry). params may be NULL (defaults).
+ * Free with fpd_engine_free.
+ * Errors: INVALID_ARG (a parameter out of range), UNSUPPORTED (a backend without
+ * the engine's operations), NOMEM. */
+FPD_API enum fpd_status fpd_engine_init(struct fpd_layer *layer, const struct fpd_engine_params *params,
+                                        struct fpd_engine **out, struct fpd_error *err);
+/* NULL is a no-op. */
+FPD_API void fpd_engine_free(struct fpd_engine *e);
+
+/* Forward: out[fpd_bag_batch_out_rows(b), D], F32 row-major, the pooled rows
+ * (DESIGN.md section 3, "Look-up"; algorithm in lib/cpu/engine-cpu.c): the
+ * batch's distinct stored rows are sorted by their row digits (radix sort), the
+ * prefix tree of their digits is walked depth first, each distinct prefix's
+ * partial product is computed once per term, all rows under one prefix of length
+ * k-1 come out of one product (they are columns of it), and the rows are then
+ * pooled into the bags. Work: about 2 D r flops per distinct row plus
+ * 2 D_{m-1} r_m d_m r_{m+1} per distinct prefix of length m+1 (1 <= m <= k-2),
+ * per term. The engine keeps this batch's plan for fpd_engine_backward.
+ * Errors: INVALID_ARG (an index outside [0, rows) other than padding_idx,
+ * offsets that are not 0-based and non-decreasing or exceed n_indices, weights
+ * with mode MEAN/NONE, bag_size < 1 or not dividing n_indices), NOMEM. */
+FPD_API enum fpd_status fpd_engine_forward(struct fpd_engine *e, const struct fpd_bag_batch *b, float *out,
+                                           struct fpd_error *err);
+
+/* Backward of the last fpd_engine_forward, whose batch b must be passed again
+ * unchanged: adds dL/dG_m for grad_out [out rows, D] (dL/dout) to the engine's
+ * gradient, touching only the core slices the batch's rows use (reverse
+ * accumulation over the same prefix tree: a prefix's gradient is summed over
+ * its rows and pushed to its cores once). Repeated rows accumulate. Several
+ * backward calls before a step accumulate. Errors: INVALID_ARG (no forward
+ * before, or a different batch), NOMEM. */
+FPD_API enum fpd_status fpd_engine_backward(struct fpd_engine *e, const struct fpd_bag_batch *b,
+                                            const float *grad_out, struct fpd_error *err);
+
+/* The accumulated gradient of core m: *grad points to fpd_layer_shape_core_numel(m)
+ * floats in the core's layout (entries of untouched slices are 0), and
+ * slices/n_slices (may be NULL) list the touched slice numbers t * n_m + i_m,
+ * ascending. Borrowed until the next engine call. */
+FPD_API void fpd_engine_grad(const struct fpd_engine *e, int32_t m, const float **grad, const int64_t **slices,
+                             int64_t *n_slices);
+
+/* Apply the optimizer to the accumulated gradient, updating the layer's cores,
+ * and clear the gradient. A step without a backward before it changes nothing
+ * for SGD, Adagrad and lazy Adam (Adam still decays its moments). Errors: NOMEM,
+ * BACKEND. */
+FPD_API enum fpd_status fpd_engine_step(struct fpd_engine *e, struct fpd_error *err);
+/* Clear the accumulated gradient without a step. */
+FPD_API void fpd_engine_zero_grad(struct fpd_engine *e);
+/* Flops the last forward executed (multiply and add count 2), for benchmarks. */
+FPD_API double fpd_engine_last_flops(const struct fpd_engine *e);
+
+/* ------------------------------------------------------------------------ */
 /* Backends                                                                  */
 /* ------------------------------------------------------------------------ */
 

@@ -110,6 +110,7 @@ enum fpd_status fpd__cpu_backend_create(struct fpd_backend *be, struct fpd_error
         .synchronize = cpu_synchronize,
         .destroy = cpu_destroy,
     };
+    fpd__cpu_engine_ops(&be->iface);
     snprintf(be->name, sizeof be->name, "cpu");
     return FPD_STATUS_OK;
 }

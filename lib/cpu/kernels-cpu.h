@@ -24,4 +24,13 @@ void fpd__cpu_sym_fill(int64_t n, double *g, int64_t ldg);
  * (info > 0), NOMEM. */
 enum fpd_status fpd__cpu_dsyev_desc(int64_t n, double *g, double *w, struct fpd_error *err);
 
+/* C[M,N] = (acc ? C : 0) + A B, F32, for the engine's small products
+ * (lib/cpu/gemm-small.c): A's entry (i, l) is a[i * sai + l * sal] (so A^T is
+ * passed by swapping the strides), B is row-major [K, N] with leading dimension
+ * ldb, C row-major with ldc. No threads, no allocation. */
+void fpd__cpu_gemm_small(int64_t M, int64_t N, int64_t K, const float *a, int64_t sai, int64_t sal, const float *b,
+                         int64_t ldb, float *c, int64_t ldc, bool acc);
+/* dst[j, i] = src[i, j] for i < rows, j < cols (leading dimensions lds, ldd). */
+void fpd__cpu_transpose(int64_t rows, int64_t cols, const float *src, int64_t lds, float *dst, int64_t ldd);
+
 #endif

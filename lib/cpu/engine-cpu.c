@@ -1,0 +1,766 @@
+/*
+ * engine-cpu.c - the FPD engine on the CPU: EmbeddingBag forward, backward to
+ * sparse core gradients, and optimizer steps (fpd.h, "The engine"; DESIGN.md
+ * sections 3 and 7).
+ *
+ * Notation (fpd.h): k cores, p terms, row digits i_0..i_{k-1}, D_m = d_0 .. d_m,
+ * w_m = d_m r_{m+1} (a core slice G_m[t, i] is [r_m, w_m]). The partial product
+ * of a prefix (i_0..i_m) is L_m = G_0[i_0] .. G_m[i_m], [D_m, r_{m+1}] row-major,
+ * and L_m = L_{m-1} [D_{m-1}, r_m] @ G_m[t, i_m] [r_m, w_m] read as [D_m, r_{m+1}]
+ * (the C order of the column digits). L_0 is the slice itself (no work).
+ *
+ * Plan (per batch). The non-padding entries' stored rows (permutation applied)
+ * are radix sorted with their positions (LSD, 11-bit digits): sorted stored rows
+ * are sorted by their digits, first digit most significant, so equal rows are
+ * adjacent (de-duplication) and rows with a common prefix form one run at every
+ * level (the prefix tree, implicit in the order). The entries of one distinct
+ * row are contiguous in the sorted order, so gradients are summed per row
+ * without atomics.
+ *
+ * Forward (per term, depth first over the sorted distinct rows). A "group" is
+ * the run of rows sharing their first k-1 digits. For each group, the partials
+ * of the levels whose digit changed since the previous group are recomputed
+ * (each distinct prefix once), then the group's rows come out of ONE product:
+ * the last core's slices of its q rows are gathered as the columns of
+ * B [r_{k-1}, q d_{k-1}], and L_{k-2} @ B holds the q rows (row c is the
+ * columns c d_{k-1}.. of it). Rows are then pooled into the bags. Flops: 2 D r
+ * per distinct row, 2 D_{m-1} r_m w_m per distinct prefix of length m+1, per term.
+ *
+ * Backward: the reverse pass over the same tree. dL_m is summed over the rows
+ * under a prefix and pushed to G_m and to dL_{m-1} once, when the walk leaves the
+ * prefix (dG_m[i_m] += L_{m-1}^T dL_m, dL_{m-1} += dL_m G_m[i_m]^T); the last core's
+ * gradient of a group is one product L_{k-2}^T E with E [D_{k-2}, q d_{k-1}] the
+ * group's row gradients laid out as columns.
+ *
+ * Threads: the distinct rows are cut into contiguous ranges at group boundaries,
+ * one per thread (a subtree walk needs nothing from another's). Each thread
+ * keeps its own gradient of the cores (slices of deeper cores are shared across
+ * subtrees), summed over the touched slices after the walk. The products use
+ * the engine's own single-threaded micro-kernel (gemm-small.c), never a BLAS
+ * that starts threads of its own, so the engine's threads are the only ones:
+ * with OpenBLAS, an application that calls BLAS itself from several threads
+ * should set OPENBLAS_NUM_THREADS=1, as for any threaded caller.
+ */
+#include "../backend-impl.h"
+#include "kernels-cpu.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <string.h>
+#include <unistd.h>
+
+struct worker {
+    struct cpu_engine *e;
+    int32_t id;
+    int64_t u0, u1;            /* distinct rows [u0, u1) (forward/backward walk) */
+    int64_t b0, b1;            /* bags (or entries for NONE) [b0, b1) (pooling)  */
+    float *part[FPD_MAX_MODES];  /* L_m [D_m, r_{m+1}], m = 1..k-2                 */
+    float *dpart[FPD_MAX_MODES]; /* dL_m, m = 0..k-2                               */
+    float *bg, *bgt, *cg;      /* gathered last-core slices, transposed, product  */
+    float *gt;                 /* a slice transposed [w_m, r_m]                   */
+    float *grad[FPD_MAX_MODES];/* private core gradients (threads > 1)            */
+    double flops;
+};
+
+struct cpu_engine {
+    struct fpd_layer *layer;
+    struct fpd_layer_shape s;
+    int32_t k;
+    int64_t p, D;
+    int64_t Dm[FPD_MAX_MODES], w[FPD_MAX_MODES], slice[FPD_MAX_MODES], nslices[FPD_MAX_MODES];
+    int64_t nlast;             /* n_{k-1}: rows per group at most                 */
+    int32_t threads;
+    struct worker *wk;         /* [threads]                                       */
+    pthread_t *tid;            /* [threads]                                       */
+
+    /* plan of the last forward */
+    int64_t cap_n, cap_u, cap_bags;
+    uint64_t *key, *key2;      /* [n] stored rows, radix scratch                  */
+    int64_t *pos, *pos2;       /* [n] entry positions                             */
+    int64_t *slot;             /* [n] distinct row of each entry, -1 for padding  */
+    int64_t *urow, *ustart;    /* [nu] distinct stored rows; [nu + 1] sorted-entry start */
+    float *rows, *drow;        /* [nu * D] values and gradients of the distinct rows */
+    int64_t *bag_of;           /* [n] bag of each entry (SUM/MEAN)                */
+    float *coef;               /* [n] weight of each entry in its bag's output    */
+    int64_t n, nvalid, nu, n_bags;
+    struct fpd_bag_batch last; /* identity of the planned batch                   */
+    bool planned;
+
+    /* gradient and optimizer */
+    float *grad[FPD_MAX_MODES];
+    unsigned char *touched[FPD_MAX_MODES];
+    int64_t *tlist[FPD_MAX_MODES], ntl[FPD_MAX_MODES];
+    int64_t *blist[FPD_MAX_MODES], nbl[FPD_MAX_MODES]; /* this batch's slices  */
+    float *m1[FPD_MAX_MODES], *m2[FPD_MAX_MODES];
+    int64_t step;
+    double flops;
+};
+
+/* ------------------------------------------------------------ helpers */
+
+static int cmp_i64(const void *a, const void *b) {
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+static enum fpd_status grow(void **buf, size_t need, size_t *cap_bytes, struct fpd_error *err) {
+    if (need <= *cap_bytes) return FPD_STATUS_OK;
+    fpd_free(*buf);
+    *buf = fpd_malloc(need);
+    *cap_bytes = *buf ? need : 0;
+    if (!*buf) return fpd__err(err, FPD_STATUS_NOMEM, "out of memory for the engine's scratch (%zu bytes)", need);
+    return FPD_STATUS_OK;
+}
+
+static const float *slice_ptr(const struct cpu_engine *e, int32_t m, int64_t t, int64_t i) {
+    return fpd_layer_core_const(e->layer, m) + (t * e->s.row_shape[m] + i) * e->slice[m];
+}
+
+typedef void (*work_fn)(struct worker *w, void *arg);
+struct job {
+    struct worker *w;
+    work_fn fn;
+    void *arg;
+};
+static void *job_main(void *p) {
+    struct job *j = p;
+    j->fn(j->w, j->arg);
+    return NULL;
+}
+
+/* Run fn on every worker, worker 0 in the calling thread. If a thread cannot be
+ * started its share runs in the caller after the others (same result). */
+static void run_workers(struct cpu_engine *e, work_fn fn, void *arg) {
+    struct job jobs[64];
+    bool started[64] = {false};
+    int32_t T = e->threads;
+    for (int32_t i = 1; i < T; i++) {
+        jobs[i] = (struct job){&e->wk[i], fn, arg};
+        started[i] = pthread_create(&e->tid[i], NULL, job_main, &jobs[i]) == 0;
+    }
+    fn(&e->wk[0], arg);
+    for (int32_t i = 1; i < T; i++) {
+        if (started[i]) pthread_join(e->tid[i], NULL);
+        else fn(&e->wk[i], arg);
+    }
+}
+
+/* ------------------------------------------------------------ lifetime */
+
+static void engine_destroy(void *ctx, void *state) {
+    (void)ctx;
+    struct cpu_engine *e = state;
+    if (!e) return;
+    if (e->wk)
+        for (int32_t i = 0; i < e->threads; i++) {
+            struct worker *w = &e->wk[i];
+            for (int32_t m = 0; m < FPD_MAX_MODES; m++) {
+                fpd_free(w->part[m]);
+                fpd_free(w->dpart[m]);
+                fpd_free(w->grad[m]);
+            }
+            fpd_free(w->bg);
+            fpd_free(w->bgt);
+            fpd_free(w->cg);
+            fpd_free(w->gt);
+        }
+    fpd_free(e->wk);
+    fpd_free(e->tid);
+    fpd_free(e->key);
+    fpd_free(e->key2);
+    fpd_free(e->pos);
+    fpd_free(e->pos2);
+    fpd_free(e->slot);
+    fpd_free(e->urow);
+    fpd_free(e->ustart);
+    fpd_free(e->rows);
+    fpd_free(e->drow);
+    fpd_free(e->bag_of);
+    fpd_free(e->coef);
+    for (int32_t m = 0; m < FPD_MAX_MODES; m++) {
+        fpd_free(e->grad[m]);
+        fpd_free(e->touched[m]);
+        fpd_free(e->tlist[m]);
+        fpd_free(e->blist[m]);
+        fpd_free(e->m1[m]);
+        fpd_free(e->m2[m]);
+    }
+    fpd_free(e);
+}
+
+static enum fpd_status engine_create(void *ctx, struct fpd_layer *layer, const struct fpd_engine_params *params,
+                                     void **state, struct fpd_error *err) {
+    (void)ctx;
+    *state = NULL;
+    struct cpu_engine *e = fpd_calloc(1, sizeof *e);
+    if (!e) return fpd__err(err, FPD_STATUS_NOMEM, "out of memory for an engine");
+    e->layer = layer;
+    e->s = *fpd_layer_get_shape(layer);
+    const struct fpd_layer_shape *s = &e->s;
+    e->k = s->k;
+    e->p = s->terms;
+    e->D = s->dim;
+    for (int32_t m = 0; m < e->k; m++) {
+        e->Dm[m] = (m ? e->Dm[m - 1] : 1) * s->col_shape[m];
+        e->w[m] = s->col_shape[m] * s->ranks[m + 1];
+        e->slice[m] = s->ranks[m] * e->w[m];
+        e->nslices[m] = e->p * s->row_shape[m];
+    }
+    e->nlast = s->row_shape[e->k - 1];
+    int32_t T = params->threads;
+    if (T <= 0) {
+        long c = sysconf(_SC_NPROCESSORS_ONLN);
+        T = c > 0 ? (int32_t)c : 1;
+    }
+    if (T > 64) T = 64;
+    e->threads = T;
+    enum fpd_status st = FPD_STATUS_OK;
+    e->wk = fpd_calloc((size_t)T, sizeof *e->wk);
+    e->tid = fpd_calloc((size_t)T, sizeof *e->tid);
+    bool ok = e->wk && e->tid;
+    const int32_t k = e->k;
+    const int64_t rl = s->ranks[k - 1], dl = s->col_shape[k - 1], Dl = k > 1 ? e->Dm[k - 2] : 1;
+    int64_t maxslice = 1;
+    for (int32_t m = 0; m < k; m++) maxslice = e->slice[m] > maxslice ? e->slice[m] : maxslice;
+    for (int32_t i = 0; ok && i < T; i++) {
+        struct worker *w = &e->wk[i];
+        w->e = e;
+        w->id = i;
+        for (int32_t m = 0; ok && m + 1 < k; m++) {
+            size_t sz = (size_t)(e->Dm[m] * s->ranks[m + 1]);
+            ok = (m == 0 || (w->part[m] = fpd_malloc(sz * sizeof(float)))) &&
+                 (w->dpart[m] = fpd_calloc(sz, sizeof(float)));
+        }
+        ok = ok && (w->bg = fpd_malloc((size_t)(rl * e->nlast * dl) * sizeof(float))) &&
+             (w->bgt = fpd_malloc((size_t)(rl * e->nlast * dl) * sizeof(float))) &&
+             (w->cg = fpd_malloc((size_t)(Dl * e->nlast * dl + rl * e->nlast * dl) * sizeof(float))) &&
+             (w->gt = fpd_malloc((size_t)maxslice * sizeof(float)));
+        for (int32_t m = 0; ok && T > 1 && m < k; m++)
+            ok = (w->grad[m] = fpd_calloc((size_t)fpd_layer_shape_core_numel(s, m), sizeof(float))) != NULL;
+    }
+    for (int32_t m = 0; ok && m < k; m++)
+        ok = (e->grad[m] = fpd_calloc((size_t)fpd_layer_shape_core_numel(s, m), sizeof(float))) &&
+             (e->touched[m] = fpd_calloc((size_t)e->nslices[m], 1)) &&
+             (e->tlist[m] = fpd_malloc((size_t)e->nslices[m] * sizeof(int64_t))) &&
+             (e->blist[m] = fpd_malloc((size_t)e->nslices[m] * sizeof(int64_t)));
+    if (!ok) {
+        st = fpd__err(err, FPD_STATUS_NOMEM, "out of memory for the engine's workspace");
+        engine_destroy(NULL, e);
+        return st;
+    }
+    *state = e;
+    return FPD_STATUS_OK;
+}
+
+/* ------------------------------------------------------------ plan */
+
+/* LSD radix sort of (key, pos) pairs by key < 2^bits; result in e->key/e->pos. */
+static void radix_sort(struct cpu_engine *e, int64_t n, int bits) {
+    enum { RB = 11, RS = 1 << RB };
+    uint64_t *k0 = e->key, *k1 = e->key2;
+    int64_t *p0 = e->pos, *p1 = e->pos2;
+    int64_t cnt[RS];
+    for (int shift = 0; shift < bits; shift += RB) {
+        memset(cnt, 0, sizeof cnt);
+        for (int64_t i = 0; i < n; i++) cnt[(k0[i] >> shift) & (RS - 1)]++;
+        int64_t sum = 0;
+        for (int b = 0; b < RS; b++) {
+            int64_t c = cnt[b];
+            cnt[b] = sum;
+            sum += c;
+        }
+        for (int64_t i = 0; i < n; i++) {
+            int64_t d = cnt[(k0[i] >> shift) & (RS - 1)]++;
+            k1[d] = k0[i];
+            p1[d] = p0[i];
+        }
+        uint64_t *tk = k0;
+        k0 = k1;
+        k1 = tk;
+        int64_t *tp = p0;
+        p0 = p1;
+        p1 = tp;
+    }
+    if (k0 != e->key) { /* odd number of passes: the result is in the scratch */
+        memcpy(e->key, k0, (size_t)n * sizeof *k0);
+        memcpy(e->pos, p0, (size_t)n * sizeof *p0);
+    }
+}
+
+static bool same_batch(const struct fpd_bag_batch *a, const struct fpd_bag_batch *b) {
+    return a->indices == b->indices && a->n_indices == b->n_indices && a->offsets == b->offsets &&
+           a->n_bags == b->n_bags && a->bag_size == b->bag_size && a->include_last_offset == b->include_last_offset &&
+           a->per_sample_weights == b->per_sample_weights && a->mode == b->mode && a->padding_idx == b->padding_idx;
+}
+
+/* Bag b's entries [*lo, *hi). */
+static inline void bag_range(const struct fpd_bag_batch *b, int64_t n_bags, int64_t bag, int64_t *lo, int64_t *hi) {
+    if (!b->offsets) {
+        *lo = bag * b->bag_size;
+        *hi = *lo + b->bag_size;
+        return;
+    }
+    *lo = b->offsets[bag];
+    *hi = bag + 1 < n_bags || b->include_last_offset ? b->offsets[bag + 1] : b->n_indices;
+}
+
+static enum fpd_status plan(struct cpu_engine *e, const struct fpd_bag_batch *b, int64_t n_bags,
+                            struct fpd_error *err) {
+    enum fpd_status st;
+    const int64_t n = b->n_indices, D = e->D;
+    if (n > e->cap_n) {
+        size_t z = 0;
+        void **bufs[] = {(void **)&e->key, (void **)&e->key2, (void **)&e->pos, (void **)&e->pos2,
+                         (void **)&e->slot, (void **)&e->bag_of, (void **)&e->coef};
+        size_t sizes[] = {8, 8, 8, 8, 8, 8, 4};
+        for (size_t q = 0; q < sizeof bufs / sizeof bufs[0]; q++) {
+            z = 0;
+            if ((st = grow(bufs[q], (size_t)n * sizes[q], &z, err))) return st;
+        }
+        /* distinct rows: at most n */
+        z = 0;
+        if ((st = grow((void **)&e->urow, (size_t)n * 8, &z, err))) return st;
+        z = 0;
+        if ((st = grow((void **)&e->ustart, (size_t)(n + 1) * 8, &z, err))) return st;
+        z = 0;
+        if ((st = grow((void **)&e->rows, (size_t)(n * D) * 4, &z, err))) return st;
+        z = 0;
+        if ((st = grow((void **)&e->drow, (size_t)(n * D) * 4, &z, err))) return st;
+        e->cap_n = n;
+    }
+    const int64_t *perm = fpd_layer_row_perm(e->layer);
+    int64_t nv = 0;
+    for (int64_t i = 0; i < n; i++) {
+        int64_t id = b->indices[i];
+        e->slot[i] = -1;
+        if (id == b->padding_idx && b->padding_idx >= 0) continue;
+        e->key[nv] = (uint64_t)(perm ? perm[id] : id);
+        e->pos[nv++] = i;
+    }
+    int64_t padded = 1;
+    for (int32_t m = 0; m < e->k; m++) padded *= e->s.row_shape[m];
+    int bits = 1;
+    while (bits < 63 && ((uint64_t)1 << bits) < (uint64_t)padded) bits++;
+    radix_sort(e, nv, bits);
+    int64_t nu = 0;
+    for (int64_t q = 0; q < nv; q++) {
+        if (q == 0 || e->key[q] != e->key[q - 1]) {
+            e->urow[nu] = (int64_t)e->key[q];
+            e->ustart[nu++] = q;
+        }
+        e->slot[e->pos[q]] = nu - 1;
+    }
+    e->ustart[nu] = nv;
+    e->nvalid = nv;
+    e->nu = nu;
+    e->n = n;
+    e->n_bags = n_bags;
+    /* each entry's bag and coefficient */
+    if (b->mode != FPD_BAG_MODE_NONE) {
+        for (int64_t bag = 0; bag < n_bags; bag++) {
+            int64_t lo, hi, cnt = 0;
+            bag_range(b, n_bags, bag, &lo, &hi);
+            for (int64_t i = lo; i < hi; i++) cnt += e->slot[i] >= 0;
+            for (int64_t i = lo; i < hi; i++) {
+                e->bag_of[i] = bag;
+                e->coef[i] = b->mode == FPD_BAG_MODE_MEAN   ? 1.0f / (float)(cnt ? cnt : 1)
+                             : b->per_sample_weights ? b->per_sample_weights[i]
+                                                     : 1.0f;
+            }
+        }
+    }
+    /* slices this batch touches, per core, ascending */
+    for (int32_t m = 0; m < e->k; m++) {
+        const int64_t nm = e->s.row_shape[m];
+        int64_t div = 1;
+        for (int32_t l = m + 1; l < e->k; l++) div *= e->s.row_shape[l];
+        unsigned char *mark = e->touched[m]; /* borrow the flags: restored below */
+        int64_t cntm = 0;
+        for (int64_t u = 0; u < nu; u++) {
+            int64_t dgt = (e->urow[u] / div) % nm;
+            if (!(mark[dgt] & 2)) {
+                mark[dgt] |= 2;
+                e->blist[m][cntm++] = dgt;
+            }
+        }
+        for (int64_t q = 0; q < cntm; q++) mark[e->blist[m][q]] &= (unsigned char)~2;
+        if (m > 0) qsort(e->blist[m], (size_t)cntm, sizeof(int64_t), cmp_i64); /* level 0 comes sorted */
+        for (int64_t t = 1; t < e->p; t++)
+            for (int64_t q = 0; q < cntm; q++) e->blist[m][t * cntm + q] = t * nm + e->blist[m][q];
+        e->nbl[m] = cntm * e->p;
+    }
+    /* the walk's ranges: contiguous distinct rows cut at group boundaries */
+    const int64_t T = e->threads;
+    int64_t u = 0;
+    for (int64_t i = 0; i < T; i++) {
+        struct worker *w = &e->wk[i];
+        w->u0 = u;
+        int64_t target = (i + 1) * nu / T;
+        if (i == T - 1) target = nu;
+        if (target < u) target = u;
+        while (target > 0 && target < nu && e->urow[target] / e->nlast == e->urow[target - 1] / e->nlast) target++;
+        u = target;
+        w->u1 = u;
+        int64_t nout = b->mode == FPD_BAG_MODE_NONE ? n : n_bags;
+        w->b0 = i * nout / T;
+        w->b1 = (i + 1) * nout / T;
+    }
+    e->last = *b;
+    e->planned = true;
+    return FPD_STATUS_OK;
+}
+
+/* ------------------------------------------------------------ the walk */
+
+/* Recompute the partials L_m, m = max(from, 1)..k-2, of term t for prefix digits dig. */
+static void partials(struct worker *w, int64_t t, const int64_t *dig, int32_t from) {
+    struct cpu_engine *e = w->e;
+    const struct fpd_layer_shape *s = &e->s;
+    for (int32_t m = from > 1 ? from : 1; m <= e->k - 2; m++) {
+        const float *prev = m == 1 ? slice_ptr(e, 0, t, dig[0]) : w->part[m - 1];
+        fpd__cpu_gemm_small(e->Dm[m - 1], e->w[m], s->ranks[m], prev, s->ranks[m], 1, slice_ptr(e, m, t, dig[m]),
+                            e->w[m], w->part[m], e->w[m], false);
+        w->flops += 2.0 * (double)(e->Dm[m - 1] * s->ranks[m] * e->w[m]);
+    }
+}
+
+/* L_{k-2} of the current prefix (k >= 2). */
+static const float *last_partial(struct worker *w, int64_t t, const int64_t *dig) {
+    return w->e->k == 2 ? slice_ptr(w->e, 0, t, dig[0]) : w->part[w->e->k - 2];
+}
+
+/* Digits 0..k-2 of stored row `row`. */
+static inline void prefix_digits(const struct cpu_engine *e, int64_t row, int64_t *dig) {
+    int64_t x = row / e->nlast;
+    for (int32_t m = e->k - 2; m >= 0; m--) {
+        dig[m] = x % e->s.row_shape[m];
+        x /= e->s.row_shape[m];
+    }
+}
+
+static void forward_walk(struct worker *w, void *arg) {
+    (void)arg;
+    struct cpu_engine *e = w->e;
+    const struct fpd_layer_shape *s = &e->s;
+    const int32_t k = e->k;
+    const int64_t D = e->D;
+    w->flops = 0.0;
+    if (k == 1) {
+        for (int64_t u = w->u0; u < w->u1; u++)
+            for (int64_t t = 0; t < e->p; t++) {
+                const float *g = slice_ptr(e, 0, t, e->urow[u]);
+                float *o = e->rows + u * D;
+                if (t == 0) memcpy(o, g, (size_t)D * sizeof(float));
+                else
+                    for (int64_t j = 0; j < D; j++) o[j] += g[j];
+            }
+        return;
+    }
+    const int64_t r = s->ranks[k - 1], d = s->col_shape[k - 1], Dp = e->Dm[k - 2];
+    for (int64_t t = 0; t < e->p; t++) {
+        int64_t prev[FPD_MAX_MODES], dig[FPD_MAX_MODES];
+        bool have = false;
+        for (int64_t g0 = w->u0; g0 < w->u1;) {
+            const int64_t pre = e->urow[g0] / e->nlast;
+            int64_t g1 = g0 + 1;
+            while (g1 < w->u1 && e->urow[g1] / e->nlast == pre) g1++;
+            const int64_t q = g1 - g0;
+            prefix_digits(e, e->urow[g0], dig);
+            int32_t lev = 0;
+            if (have)
+                while (lev < k - 1 && dig[lev] == prev[lev]) lev++;
+            partials(w, t, dig, lev);
+            memcpy(prev, dig, sizeof dig);
+            have = true;
+            /* the group's rows: L_{k-2} [Dp, r] @ B [r, q d] */
+            const int64_t qd = q * d;
+            for (int64_t c = 0; c < q; c++) {
+                const float *gl = slice_ptr(e, k - 1, t, e->urow[g0 + c] % e->nlast);
+                for (int64_t l = 0; l < r; l++) memcpy(w->bg + l * qd + c * d, gl + l * d, (size_t)d * sizeof(float));
+            }
+            fpd__cpu_gemm_small(Dp, qd, r, last_partial(w, t, dig), r, 1, w->bg, qd, w->cg, qd, false);
+            w->flops += 2.0 * (double)(Dp * r * qd);
+            for (int64_t c = 0; c < q; c++) {
+                float *o = e->rows + (g0 + c) * D;
+                const float *src = w->cg + c * d;
+                if (t == 0)
+                    for (int64_t a = 0; a < Dp; a++) memcpy(o + a * d, src + a * qd, (size_t)d * sizeof(float));
+                else
+                    for (int64_t a = 0; a < Dp; a++)
+                        for (int64_t j = 0; j < d; j++) o[a * d + j] += src[a * qd + j];
+            }
+            g0 = g1;
+        }
+    }
+}
+
+static void pool_forward(struct worker *w, void *arg) {
+    struct cpu_engine *e = w->e;
+    const struct fpd_bag_batch *b = ((void **)arg)[0];
+    float *out = ((void **)arg)[1];
+    const int64_t D = e->D;
+    for (int64_t o = w->b0; o < w->b1; o++) {
+        float *dst = out + o * D;
+        if (b->mode == FPD_BAG_MODE_NONE) {
+            if (e->slot[o] >= 0) memcpy(dst, e->rows + e->slot[o] * D, (size_t)D * sizeof(float));
+            else memset(dst, 0, (size_t)D * sizeof(float));
+            continue;
+        }
+        memset(dst, 0, (size_t)D * sizeof(float));
+        int64_t lo, hi;
+        bag_range(b, e->n_bags, o, &lo, &hi);
+        for (int64_t i = lo; i < hi; i++) {
+            if (e->slot[i] < 0) continue;
+            const float *src = e->rows + e->slot[i] * D;
+            const float cf = e->coef[i];
+            for (int64_t j = 0; j < D; j++) dst[j] += cf * src[j];
+        }
+    }
+}
+
+static enum fpd_status engine_forward(void *ctx, void *state, const struct fpd_bag_batch *b, int64_t n_bags,
+                                      float *out, struct fpd_error *err) {
+    (void)ctx;
+    struct cpu_engine *e = state;
+    enum fpd_status st = plan(e, b, n_bags, err);
+    if (st) return st;
+    run_workers(e, forward_walk, NULL);
+    void *args[2] = {(void *)b, out};
+    run_workers(e, pool_forward, args);
+    e->flops = 0.0;
+    for (int32_t i = 0; i < e->threads; i++) e->flops += e->wk[i].flops;
+    return FPD_STATUS_OK;
+}
+
+/* ------------------------------------------------------------ backward */
+
+/* Push dL_m of the prefix `dig` (term t) into dG_m and dL_{m-1}, then clear it. */
+static void flush_level(struct worker *w, float *const *grad, int64_t t, const int64_t *dig, int32_t m) {
+    struct cpu_engine *e = w->e;
+    const struct fpd_layer_shape *s = &e->s;
+    float *dg = grad[m] + (t * s->row_shape[m] + dig[m]) * e->slice[m];
+    const int64_t sz = e->Dm[m] * s->ranks[m + 1];
+    if (m == 0) {
+        for (int64_t q = 0; q < sz; q++) dg[q] += w->dpart[0][q];
+    } else {
+        const int64_t rm = s->ranks[m], Dp = e->Dm[m - 1], wm = e->w[m];
+        const float *lp = m == 1 ? slice_ptr(e, 0, t, dig[0]) : w->part[m - 1];
+        /* dG [rm, wm] += L_{m-1}^T [rm, Dp] @ dL_m [Dp, wm] */
+        fpd__cpu_gemm_small(rm, wm, Dp, lp, 1, rm, w->dpart[m], wm, dg, wm, true);
+        /* dL_{m-1} [Dp, rm] += dL_m [Dp, wm] @ G^T [wm, rm] */
+        fpd__cpu_transpose(rm, wm, slice_ptr(e, m, t, dig[m]), wm, w->gt, rm);
+        fpd__cpu_gemm_small(Dp, rm, wm, w->dpart[m], wm, 1, w->gt, rm, w->dpart[m - 1], rm, true);
+        w->flops += 4.0 * (double)(rm * wm * Dp);
+    }
+    memset(w->dpart[m], 0, (size_t)sz * sizeof(float));
+}
+
+static void backward_walk(struct worker *w, void *arg) {
+    (void)arg;
+    struct cpu_engine *e = w->e;
+    const struct fpd_layer_shape *s = &e->s;
+    const int32_t k = e->k;
+    const int64_t D = e->D;
+    float *const *grad = e->threads > 1 ? w->grad : e->grad;
+    w->flops = 0.0;
+    if (k == 1) {
+        for (int64_t u = w->u0; u < w->u1; u++)
+            for (int64_t t = 0; t < e->p; t++) {
+                float *dg = grad[0] + (t * s->row_shape[0] + e->urow[u]) * e->slice[0];
+                const float *src = e->drow + u * D;
+                for (int64_t j = 0; j < D; j++) dg[j] += src[j];
+            }
+        return;
+    }
+    const int64_t r = s->ranks[k - 1], d = s->col_shape[k - 1], Dp = e->Dm[k - 2];
+    for (int64_t t = 0; t < e->p; t++) {
+        int64_t prev[FPD_MAX_MODES], dig[FPD_MAX_MODES];
+        bool have = false;
+        for (int64_t g0 = w->u0; g0 <= w->u1;) {
+            int32_t lev = 0;
+            int64_t g1 = g0;
+            if (g0 < w->u1) {
+                const int64_t pre = e->urow[g0] / e->nlast;
+                g1 = g0 + 1;
+                while (g1 < w->u1 && e->urow[g1] / e->nlast == pre) g1++;
+                prefix_digits(e, e->urow[g0], dig);
+                if (have)
+                    while (lev < k - 1 && dig[lev] == prev[lev]) lev++;
+            }
+            /* leaving the prefixes at levels >= lev: flush them, deepest first */
+            if (have)
+                for (int32_t m = k - 2; m >= lev; m--) flush_level(w, grad, t, prev, m);
+            if (g0 == w->u1) break;
+            partials(w, t, dig, lev);
+            memcpy(prev, dig, sizeof dig);
+            have = true;
+            const int64_t q = g1 - g0, qd = q * d;
+            /* E [Dp, q d]: the rows' gradients as columns; B^T [q d, r]: the slices */
+            float *E = w->cg, *dB = w->cg + Dp * qd;
+            for (int64_t c = 0; c < q; c++) {
+                const float *src = e->drow + (g0 + c) * D;
+                for (int64_t a = 0; a < Dp; a++) memcpy(E + a * qd + c * d, src + a * d, (size_t)d * sizeof(float));
+                const float *gl = slice_ptr(e, k - 1, t, e->urow[g0 + c] % e->nlast);
+                fpd__cpu_transpose(r, d, gl, d, w->bgt + c * d * r, r);
+            }
+            const float *L = last_partial(w, t, dig);
+            /* dB [r, q d] = L^T [r, Dp] @ E; scattered into the slices */
+            fpd__cpu_gemm_small(r, qd, Dp, L, 1, r, E, qd, dB, qd, false);
+            for (int64_t c = 0; c < q; c++) {
+                float *dg = grad[k - 1] + (t * e->nlast + e->urow[g0 + c] % e->nlast) * e->slice[k - 1];
+                for (int64_t l = 0; l < r; l++)
+                    for (int64_t j = 0; j < d; j++) dg[l * d + j] += dB[l * qd + c * d + j];
+            }
+            /* dL_{k-2} [Dp, r] += E [Dp, q d] @ B^T [q d, r] */
+            fpd__cpu_gemm_small(Dp, r, qd, E, qd, 1, w->bgt, r, w->dpart[k - 2], r, true);
+            w->flops += 4.0 * (double)(Dp * r * qd);
+            g0 = g1;
+        }
+    }
+}
+
+/* drow[u] = sum over u's entries of coef * grad_out[bag], for the worker's rows. */
+static void row_grads(struct worker *w, void *arg) {
+    struct cpu_engine *e = w->e;
+    const struct fpd_bag_batch *b = ((void **)arg)[0];
+    const float *gout = ((void **)arg)[1];
+    const int64_t D = e->D;
+    for (int64_t u = w->u0; u < w->u1; u++) {
+        float *dst = e->drow + u * D;
+        memset(dst, 0, (size_t)D * sizeof(float));
+        for (int64_t q = e->ustart[u]; q < e->ustart[u + 1]; q++) {
+            const int64_t i = e->pos[q];
+            const float *src;
+            float cf = 1.0f;
+            if (b->mode == FPD_BAG_MODE_NONE) {
+                src = gout + i * D;
+            } else {
+                src = gout + e->bag_of[i] * D;
+                cf = e->coef[i];
+            }
+            for (int64_t j = 0; j < D; j++) dst[j] += cf * src[j];
+        }
+    }
+    backward_walk(w, NULL);
+}
+
+static enum fpd_status engine_backward(void *ctx, void *state, const struct fpd_bag_batch *b, int64_t n_bags,
+                                       const float *grad_out, struct fpd_error *err) {
+    (void)ctx;
+    (void)n_bags;
+    struct cpu_engine *e = state;
+    if (!e->planned || !same_batch(&e->last, b))
+        return fpd__err(err, FPD_STATUS_INVALID_ARG,
+                        "fpd_engine_backward needs the batch of the last fpd_engine_forward call");
+    const void *args[2] = {b, grad_out};
+    run_workers(e, row_grads, (void *)args);
+    for (int32_t m = 0; m < e->k; m++) {
+        const int64_t sl = e->slice[m];
+        for (int64_t q = 0; q < e->nbl[m]; q++) {
+            const int64_t id = e->blist[m][q];
+            if (e->threads > 1) {
+                float *dst = e->grad[m] + id * sl;
+                for (int32_t i = 0; i < e->threads; i++) {
+                    float *src = e->wk[i].grad[m] + id * sl;
+                    for (int64_t x = 0; x < sl; x++) dst[x] += src[x];
+                    memset(src, 0, (size_t)sl * sizeof(float));
+                }
+            }
+            if (!e->touched[m][id]) {
+                e->touched[m][id] = 1;
+                e->tlist[m][e->ntl[m]++] = id;
+            }
+        }
+    }
+    return FPD_STATUS_OK;
+}
+
+/* ------------------------------------------------------------ gradient and step */
+
+static void engine_grad(void *ctx, void *state, int32_t m, const float **grad, const int64_t **slices,
+                        int64_t *n_slices) {
+    (void)ctx;
+    struct cpu_engine *e = state;
+    qsort(e->tlist[m], (size_t)e->ntl[m], sizeof(int64_t), cmp_i64);
+    *grad = e->grad[m];
+    if (slices) *slices = e->tlist[m];
+    if (n_slices) *n_slices = e->ntl[m];
+}
+
+static void engine_zero_grad(void *ctx, void *state) {
+    (void)ctx;
+    struct cpu_engine *e = state;
+    for (int32_t m = 0; m < e->k; m++) {
+        for (int64_t q = 0; q < e->ntl[m]; q++) {
+            memset(e->grad[m] + e->tlist[m][q] * e->slice[m], 0, (size_t)e->slice[m] * sizeof(float));
+            e->touched[m][e->tlist[m][q]] = 0;
+        }
+        e->ntl[m] = 0;
+    }
+}
+
+static enum fpd_status engine_step(void *ctx, void *state, const struct fpd_optimizer_params *o,
+                                   struct fpd_error *err) {
+    struct cpu_engine *e = state;
+    const enum fpd_optimizer_kind kind = o->kind;
+    for (int32_t m = 0; m < e->k; m++) {
+        const int64_t nel = fpd_layer_shape_core_numel(&e->s, m);
+        if (kind == FPD_OPTIMIZER_KIND_ROWWISE_ADAGRAD && !e->m1[m]) {
+            if (!(e->m1[m] = fpd_calloc((size_t)e->nslices[m], sizeof(float))))
+                return fpd__err(err, FPD_STATUS_NOMEM, "out of memory for the optimizer state");
+        } else if ((kind == FPD_OPTIMIZER_KIND_ADAM || kind == FPD_OPTIMIZER_KIND_LAZY_ADAM) && !e->m2[m]) {
+            fpd_free(e->m1[m]);
+            e->m1[m] = fpd_calloc((size_t)nel, sizeof(float));
+            e->m2[m] = fpd_calloc((size_t)nel, sizeof(float));
+            if (!e->m1[m] || !e->m2[m])
+                return fpd__err(err, FPD_STATUS_NOMEM, "out of memory for the optimizer state");
+        }
+    }
+    e->step++;
+    const float b1 = (float)o->beta1, b2 = (float)o->beta2, eps = (float)o->eps;
+    const float bc1 = 1.0f - powf(b1, (float)e->step), bc2 = 1.0f - powf(b2, (float)e->step);
+    for (int32_t m = 0; m < e->k; m++) {
+        float *x = fpd_layer_core(e->layer, m);
+        const float lr = (float)(o->learning_rate * (o->lr_scale[m] > 0.0 ? o->lr_scale[m] : 1.0));
+        const int64_t sl = e->slice[m];
+        if (kind == FPD_OPTIMIZER_KIND_ADAM) {
+            fpd__adam_update(x, e->grad[m], e->m1[m], e->m2[m], fpd_layer_shape_core_numel(&e->s, m), lr, b1, b2,
+                             eps, bc1, bc2);
+            continue;
+        }
+        for (int64_t q = 0; q < e->ntl[m]; q++) {
+            const int64_t off = e->tlist[m][q] * sl;
+            const float *g = e->grad[m] + off;
+            if (kind == FPD_OPTIMIZER_KIND_SGD) {
+                for (int64_t j = 0; j < sl; j++) x[off + j] -= lr * g[j];
+            } else if (kind == FPD_OPTIMIZER_KIND_ROWWISE_ADAGRAD) {
+                float ss = 0.0f;
+                for (int64_t j = 0; j < sl; j++) ss += g[j] * g[j];
+                float *st = e->m1[m] + e->tlist[m][q];
+                *st += ss / (float)sl;
+                const float mult = lr / (sqrtf(*st) + eps);
+                for (int64_t j = 0; j < sl; j++) x[off + j] -= mult * g[j];
+            } else {
+                fpd__adam_update(x + off, g, e->m1[m] + off, e->m2[m] + off, sl, lr, b1, b2, eps, bc1, bc2);
+            }
+        }
+    }
+    engine_zero_grad(ctx, state);
+    return FPD_STATUS_OK;
+}
+
+static double engine_flops(void *ctx, void *state) {
+    (void)ctx;
+    return ((struct cpu_engine *)state)->flops;
+}
+
+void fpd__cpu_engine_ops(struct fpd_backend_i *iface) {
+    iface->engine_create = engine_create;
+    iface->engine_forward = engine_forward;
+    iface->engine_backward = engine_backward;
+    iface->engine_step = engine_step;
+    iface->engine_grad = engine_grad;
+    iface->engine_zero_grad = engine_zero_grad;
+    iface->engine_flops = engine_flops;
+    iface->engine_destroy = engine_destroy;
+}

@@ -1,0 +1,136 @@
+/*
+ * gemm-small.c - the small matrix products of the FPD engine (lib/cpu/engine-cpu.c):
+ * C[M,N] (+)= A[M,K] B[K,N] with K a TT-rank (1..a few hundred), M a partial
+ * product's row count (a few to a few hundred) and N a core slice's width or a
+ * group of rows' columns.
+ *
+ * Why not cblas_sgemm: at these sizes a BLAS call costs as much as the product
+ * (the issue's profile: 87% of the look-up time in OpenBLAS's small-matrix path,
+ * one call per row, per core, per term), and the engine runs its own threads, so
+ * a BLAS that starts threads of its own would oversubscribe the cores. This is
+ * the classic register-blocked micro-kernel (Goto & van de Geijn 2008, BLIS's
+ * "micro-kernel"): a 4 x (2 vectors) block of C stays in registers over the whole
+ * K loop; A's entries are broadcast (so A may be read transposed through its two
+ * strides at no cost), B and C are read along N in vectors.
+ *
+ * Vectors are GCC's generic vectors; the kernel is compiled for x86-64-v4
+ * (AVX-512: 16 floats), x86-64-v3 (AVX2 + FMA: 8) and the baseline (4), and
+ * the first call picks the best one the processor has, so the binary stays
+ * portable while using the machine's widest FMA units.
+ */
+#include "kernels-cpu.h"
+
+#include <string.h>
+
+typedef float v16 __attribute__((vector_size(64), aligned(4)));
+typedef float v8 __attribute__((vector_size(32), aligned(4)));
+typedef float v4 __attribute__((vector_size(16), aligned(4)));
+
+#define A_AT(i, l) a[(i) * sai + (l) * sal]
+
+/* One pass over the columns [j0, j_end) in blocks of NV vectors of type VT (W floats). */
+#define GEMM_PASS(VT, W, NV)                                                                  \
+    for (; j0 + (NV) * (W) <= N; j0 += (NV) * (W)) {                                          \
+        int64_t i0 = 0;                                                                       \
+        for (; i0 + 4 <= M; i0 += 4) {                                                        \
+            VT c0[NV], c1[NV], c2[NV], c3[NV];                                                \
+            for (int v = 0; v < (NV); v++) {                                                  \
+                if (acc) {                                                                    \
+                    c0[v] = *(const VT *)(c + (i0 + 0) * ldc + j0 + v * (W));                 \
+                    c1[v] = *(const VT *)(c + (i0 + 1) * ldc + j0 + v * (W));                 \
+                    c2[v] = *(const VT *)(c + (i0 + 2) * ldc + j0 + v * (W));                 \
+                    c3[v] = *(const VT *)(c + (i0 + 3) * ldc + j0 + v * (W));                 \
+                } else {                                                                      \
+                    c0[v] = (VT){0};                                                          \
+                    c1[v] = (VT){0};                                                          \
+                    c2[v] = (VT){0};                                                          \
+                    c3[v] = (VT){0};                                                          \
+                }                                                                             \
+            }                                                                                 \
+            for (int64_t l = 0; l < K; l++) {                                                 \
+                const float *br = b + l * ldb + j0;                                           \
+                const float a0 = A_AT(i0, l), a1 = A_AT(i0 + 1, l);                           \
+                const float a2 = A_AT(i0 + 2, l), a3 = A_AT(i0 + 3, l);                       \
+                for (int v = 0; v < (NV); v++) {                                              \
+                    VT bv = *(const VT *)(br + v * (W));                                      \
+                    c0[v] += a0 * bv;                                                         \
+                    c1[v] += a1 * bv;                                                         \
+                    c2[v] += a2 * bv;                                                         \
+                    c3[v] += a3 * bv;                                                         \
+                }                                                                             \
+            }                                                                                 \
+            for (int v = 0; v < (NV); v++) {                                                  \
+                *(VT *)(c + (i0 + 0) * ldc + j0 + v * (W)) = c0[v];                           \
+                *(VT *)(c + (i0 + 1) * ldc + j0 + v * (W)) = c1[v];                           \
+                *(VT *)(c + (i0 + 2) * ldc + j0 + v * (W)) = c2[v];                           \
+                *(VT *)(c + (i0 + 3) * ldc + j0 + v * (W)) = c3[v];                           \
+            }                                                                                 \
+        }                                                                                     \
+        for (; i0 < M; i0++) {                                                                \
+            VT c0[NV];                                                                        \
+            for (int v = 0; v < (NV); v++)                                                    \
+                c0[v] = acc ? *(const VT *)(c + i0 * ldc + j0 + v * (W)) : (VT){0};           \
+            for (int64_t l = 0; l < K; l++) {                                                 \
+                const float a0 = A_AT(i0, l);                                                 \
+                for (int v = 0; v < (NV); v++) c0[v] += a0 * *(const VT *)(b + l * ldb + j0 + v * (W)); \
+            }                                                                                 \
+            for (int v = 0; v < (NV); v++) *(VT *)(c + i0 * ldc + j0 + v * (W)) = c0[v];      \
+        }                                                                                     \
+    }
+
+/* One kernel per instruction set: the widest vectors that set has registers for
+ * (GCC splits a vector wider than the target's registers into memory round trips,
+ * 20x slower, so each version names its own width). */
+#define GEMM_BODY(BIG, BW, PASSES)                                                            \
+    {                                                                                         \
+        int64_t j0 = 0;                                                                       \
+        GEMM_PASS(BIG, BW, 2)                                                                 \
+        PASSES                                                                                \
+        for (; j0 < N; j0++)                                                                  \
+            for (int64_t i = 0; i < M; i++) {                                                 \
+                float s = acc ? c[i * ldc + j0] : 0.0f;                                       \
+                for (int64_t l = 0; l < K; l++) s += A_AT(i, l) * b[l * ldb + j0];            \
+                c[i * ldc + j0] = s;                                                          \
+            }                                                                                 \
+    }
+#define GEMM_ARGS                                                                             \
+    int64_t M, int64_t N, int64_t K, const float *restrict a, int64_t sai, int64_t sal,       \
+        const float *restrict b, int64_t ldb, float *restrict c, int64_t ldc, bool acc
+
+#if defined(__x86_64__) && defined(__GNUC__)
+__attribute__((target("arch=x86-64-v4"))) static void gemm_v4(GEMM_ARGS)
+    GEMM_BODY(v16, 16, GEMM_PASS(v16, 16, 1) GEMM_PASS(v8, 8, 1) GEMM_PASS(v4, 4, 1))
+__attribute__((target("arch=x86-64-v3"))) static void gemm_v3(GEMM_ARGS)
+    GEMM_BODY(v8, 8, GEMM_PASS(v8, 8, 1) GEMM_PASS(v4, 4, 1))
+#endif
+static void gemm_base(GEMM_ARGS) GEMM_BODY(v4, 4, GEMM_PASS(v4, 4, 1))
+
+typedef void (*gemm_fn)(GEMM_ARGS);
+
+static gemm_fn pick(void) {
+#if defined(__x86_64__) && defined(__GNUC__)
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("x86-64-v4")) return gemm_v4;
+    if (__builtin_cpu_supports("x86-64-v3")) return gemm_v3;
+#endif
+    return gemm_base;
+}
+
+void fpd__cpu_gemm_small(int64_t M, int64_t N, int64_t K, const float *restrict a, int64_t sai, int64_t sal,
+                         const float *restrict b, int64_t ldb, float *restrict c, int64_t ldc, bool acc) {
+    static gemm_fn fn; /* a benign race: every thread computes the same pointer */
+    if (M <= 0 || N <= 0) return;
+    if (!fn) fn = pick();
+    fn(M, N, K, a, sai, sal, b, ldb, c, ldc, acc);
+}
+
+void fpd__cpu_transpose(int64_t rows, int64_t cols, const float *restrict src, int64_t lds, float *restrict dst,
+                        int64_t ldd) {
+    const int64_t T = 16;
+    for (int64_t i0 = 0; i0 < rows; i0 += T)
+        for (int64_t j0 = 0; j0 < cols; j0 += T) {
+            int64_t i1 = i0 + T < rows ? i0 + T : rows, j1 = j0 + T < cols ? j0 + T : cols;
+            for (int64_t i = i0; i < i1; i++)
+                for (int64_t j = j0; j < j1; j++) dst[j * ldd + i] = src[i * lds + j];
+        }
+}
