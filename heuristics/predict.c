@@ -50,10 +50,8 @@
  * (10,2), (40,1) (k = 3) and (10,1) (k = 4).
  */
 #include "heuristics/heuristics-impl.h"
-#include "lib/cpu/kernels-cpu.h"
 #include "lib/fpd-impl.h"
 
-#include <lapacke.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -156,49 +154,6 @@ static enum fpd_status gather(const struct row_map *mp, int64_t d0, int64_t nr, 
     return FPD_STATUS_OK;
 }
 
-/* The r largest eigenvalues of the symmetric g[n, n] (upper triangle used; g is
- * destroyed) into w[0..r), descending, and, if vec is non-NULL, their eigenvectors
- * as the columns of vec[n, r] (row-major). LAPACKE_dsyevr computes only these, which
- * is several times faster than a full decomposition when r << n or without vectors. */
-static enum fpd_status eig_top(int64_t n, double *g, int64_t r, double *w, double *vec, struct fpd_error *err) {
-    if (r <= 0 || n <= 0) return FPD_STATUS_OK;
-    if (r > n) r = n;
-    double *wt = fpd_malloc((size_t)n * sizeof(double));
-    lapack_int *supp = fpd_malloc((size_t)(2 * r) * sizeof(lapack_int));
-    if (!wt || !supp) {
-        fpd_free(wt);
-        fpd_free(supp);
-        return fpd__err(err, FPD_STATUS_NOMEM, "out of memory for a %lld x %lld eigenproblem", (long long)n,
-                        (long long)n);
-    }
-    lapack_int found = 0;
-    lapack_int info = LAPACKE_dsyevr(LAPACK_ROW_MAJOR, vec ? 'V' : 'N', 'I', 'U', (lapack_int)n, g, (lapack_int)n, 0.0,
-                                     0.0, (lapack_int)(n - r + 1), (lapack_int)n, 0.0, &found, wt, vec,
-                                     (lapack_int)r, supp);
-    enum fpd_status st = FPD_STATUS_OK;
-    if (info == LAPACK_WORK_MEMORY_ERROR)
-        st = fpd__err(err, FPD_STATUS_NOMEM, "LAPACKE_dsyevr: out of memory for a %lld x %lld matrix", (long long)n,
-                      (long long)n);
-    else if (info < 0)
-        st = fpd__err(err, FPD_STATUS_INVALID_ARG, "LAPACKE_dsyevr: argument %d is invalid (a bug)", -(int)info);
-    else if (info > 0 || found != (lapack_int)r)
-        st = fpd__err(err, FPD_STATUS_NUMERIC, "LAPACKE_dsyevr failed (info %d, %d of %lld eigenvalues) on a %lld x %lld "
-                      "Gram matrix", (int)info, (int)found, (long long)r, (long long)n, (long long)n);
-    if (st == FPD_STATUS_OK) {
-        /* ascending -> descending */
-        for (int64_t q = 0; q < r; q++) w[q] = wt[r - 1 - q];
-        if (vec)
-            for (int64_t i = 0; i < n; i++)
-                for (int64_t a = 0, b = r - 1; a < b; a++, b--) {
-                    double t = vec[i * r + a];
-                    vec[i * r + a] = vec[i * r + b];
-                    vec[i * r + b] = t;
-                }
-    }
-    fpd_free(wt);
-    fpd_free(supp);
-    return st;
-}
 
 /* Energy discarded by TT-SVD steps 1..k-2 at uniform rank `rank`, starting from the
  * projection c [r1, cols] (row-major, interleaved modes 1..k-1), into *out. */
@@ -232,10 +187,10 @@ static enum fpd_status later_steps(const double *c, int64_t r1, int64_t cols, co
                           (long long)rows, (long long)cols);
             goto done;
         }
-        fpd__cpu_dsyrk(!left, small, left ? cols : rows, cur, cols, g, small);
+        fpd_linalg_dsyrk(!left, small, left ? cols : rows, cur, cols, g, small);
         double trace = 0.0;
         for (int64_t i = 0; i < small; i++) trace += g[i * small + i];
-        if ((st = eig_top(small, g, rb, w, vec, err))) {
+        if ((st = fpd_linalg_eig_top(small, g, rb, w, vec, err))) {
             fpd_free(vec);
             goto done;
         }
@@ -246,7 +201,7 @@ static enum fpd_status later_steps(const double *c, int64_t r1, int64_t cols, co
             /* next = U_rb^T cur: with the row-side Gram (left) U is its eigenvectors;
              * with the column side, C^T C = V S^2 V^T and U^T C = S V^T. */
             if (left) {
-                fpd__cpu_dgemm(true, false, rb, cols, rows, 1.0, vec, rb, cur, cols, 0.0, next, cols);
+                fpd_linalg_dgemm(true, false, rb, cols, rows, 1.0, vec, rb, cur, cols, 0.0, next, cols);
             } else {
                 for (int64_t q = 0; q < rb; q++) {
                     double sig = w[q] > 0.0 ? sqrt(w[q]) : 0.0;
@@ -312,7 +267,7 @@ static enum fpd_status profile(const struct row_map *mp, const int64_t *col, con
     for (int64_t b0 = 0; b0 < nr; b0 += nb) {
         int64_t cnt = b0 + nb <= nr ? nb : nr - b0;
         if ((st = gather(mp, d0, nr, b0, cnt, rowbuf, x, err))) goto done;
-        fpd__cpu_dsyrk(false, m0, cnt * dr, x, cnt * dr, g, m0);
+        fpd_linalg_dsyrk(false, m0, cnt * dr, x, cnt * dr, g, m0);
     }
     double energy = 0.0;
     for (int64_t i = 0; i < m0; i++) energy += g[i * m0 + i];
@@ -325,7 +280,7 @@ static enum fpd_status profile(const struct row_map *mp, const int64_t *col, con
         st = fpd__err(err, FPD_STATUS_NOMEM, "out of memory for the error prediction");
         goto done;
     }
-    if ((st = eig_top(m0, g, rmax, ev, more ? u : NULL, err))) goto done;
+    if ((st = fpd_linalg_eig_top(m0, g, rmax, ev, more ? u : NULL, err))) goto done;
 
     if (more) {
         cur = fpd_calloc((size_t)(rmax * cols0), sizeof(double));
@@ -340,7 +295,7 @@ static enum fpd_status profile(const struct row_map *mp, const int64_t *col, con
         for (int64_t b0 = 0; b0 < nr; b0 += nb) {
             int64_t cnt = b0 + nb <= nr ? nb : nr - b0;
             if ((st = gather(mp, d0, nr, b0, cnt, rowbuf, x, err))) goto done;
-            fpd__cpu_dgemm(true, false, rmax, cnt * dr, m0, 1.0, u, rmax, x, cnt * dr, 0.0, proj, cnt * dr);
+            fpd_linalg_dgemm(true, false, rmax, cnt * dr, m0, 1.0, u, rmax, x, cnt * dr, 0.0, proj, cnt * dr);
             for (int64_t b = 0; b < cnt; b++) {
                 int64_t ioff = rest_offset_i(mp->ns, col, k, b0 + b);
                 for (int64_t q = 0; q < rmax; q++) {

@@ -14,7 +14,7 @@
  * products, through cores 0..m-1) and GR the same from the right. A is the same for
  * every slice, so one Cholesky factorization serves all n_m d_m slices. The right-
  * hand sides are sum L_t W R_t^T over the rows, which is the backward pass of the
- * layer with W as the output gradient (fpd_layer_backward), streamed over row
+ * layer with W as the output gradient (fpd_engine_backward), streamed over row
  * blocks. Each core update is an exact minimization, so f never increases (up to
  * a ridge of 1e-12 of A's mean diagonal, added for rank-deficient partials).
  * f itself is ||W||^2 - 2 <x, b> + x^T A x, from the quantities at hand.
@@ -90,10 +90,12 @@ enum fpd_status fpd_als(struct fpd_layer *layer, const struct fpd_table_view *w,
     double *gl[FPD_MAX_MODES + 1] = {0}, *gr[FPD_MAX_MODES + 1] = {0};
     float *grad[FPD_MAX_MODES] = {0};
     float *wbuf = fpd_malloc((size_t)(block * dim) * sizeof(float));
+    float *fwd = fpd_malloc((size_t)(block * dim) * sizeof(float));
     int64_t *idx = fpd_malloc((size_t)block * sizeof(int64_t));
     double *a = fpd_malloc((size_t)(unk_max * unk_max) * sizeof(double));
     double *rhs = NULL;
-    bool ok = wbuf && idx && a;
+    struct fpd_engine *eng = NULL;
+    bool ok = wbuf && fwd && idx && a;
     for (int32_t m = 0; m <= k && ok; m++) {
         gl[m] = fpd_malloc((size_t)(pr * pr) * sizeof(double));
         gr[m] = fpd_malloc((size_t)(pr * pr) * sizeof(double));
@@ -115,6 +117,9 @@ enum fpd_status fpd_als(struct fpd_layer *layer, const struct fpd_table_view *w,
                       (long long)rmax);
         goto done;
     }
+    /* right-hand sides come from the engine's backward (the cores are read in
+     * place, so each core update is seen by the next core's right-hand side) */
+    if ((st = fpd_engine_init(layer, NULL, &eng, err))) goto done;
     /* ||W||^2 */
     double wnorm2 = 0.0;
     for (int64_t r0 = 0; r0 < n_rows; r0 += block) {
@@ -137,14 +142,21 @@ enum fpd_status fpd_als(struct fpd_layer *layer, const struct fpd_table_view *w,
             float *g = fpd_layer_core(layer, m);
             /* right-hand sides: backward with W as the output gradient (all cores'
              * gradients are formed; only core m's is used) */
-            for (int32_t q = 0; q < k; q++)
-                memset(grad[q], 0, (size_t)fpd_layer_shape_core_numel(s, q) * sizeof(float));
             for (int64_t r0 = 0; r0 < n_rows; r0 += block) {
                 int64_t r1 = r0 + block < n_rows ? r0 + block : n_rows;
                 if ((st = fpd_table_view_rows(w, r0, r1, wbuf, err))) goto done;
                 for (int64_t i = r0; i < r1; i++) idx[i - r0] = i;
-                if ((st = fpd_layer_backward(layer, idx, r1 - r0, wbuf, grad, err))) goto done;
+                struct fpd_bag_batch bb = {.indices = idx, .n_indices = r1 - r0, .mode = FPD_BAG_MODE_NONE,
+                                           .padding_idx = -1};
+                if ((st = fpd_engine_forward(eng, &bb, fwd, err)) || (st = fpd_engine_backward(eng, &bb, wbuf, err)))
+                    goto done;
             }
+            for (int32_t q = 0; q < k; q++) {
+                const float *gq;
+                fpd_engine_grad(eng, q, &gq, NULL, NULL);
+                memcpy(grad[q], gq, (size_t)fpd_layer_shape_core_numel(s, q) * sizeof(float));
+            }
+            fpd_engine_zero_grad(eng);
             /* A[(t,a,b),(t',a',b')] = GL[(t,a),(t',a')] GR[(t,b),(t',b')] */
             const int64_t pa = p * ra, pb = p * rb;
             double tr = 0.0;
@@ -219,8 +231,10 @@ done:
     }
     for (int32_t m = 0; m < FPD_MAX_MODES; m++) fpd_free(grad[m]);
     fpd_free(wbuf);
+    fpd_free(fwd);
     fpd_free(idx);
     fpd_free(a);
+    fpd_engine_free(eng);
     fpd_free(rhs);
     return st;
 }

@@ -1,7 +1,7 @@
 /*
  * finetune.c - minibatch Adam (Kingma & Ba, ICLR 2015) on the FPD cores against
  * the dense table, loss = sum_i w_i ||W_i - What_i||^2 / sum_i w_i (DESIGN.md section 3,
- * row weights optional). Gradients come from fpd_layer_backward. The step size of
+ * row weights optional), through the engine (forward, backward, Adam step). The step size of
  * core m is learning_rate * RMS(core m at the start), since TT-SVD leaves the
  * scale of the table in the last core and unit-norm columns in the others.
  * The best epoch (by the loss over all rows) is kept, so finetuning never
@@ -11,11 +11,6 @@
 
 #include <math.h>
 #include <string.h>
-
-static int cmp_i64(const void *a, const void *b) {
-    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-    return (x > y) - (x < y);
-}
 
 /* sum_i w_i ||W_i - What_i||^2 / sum_i w_i (w_i = 1 without weights), streaming. */
 static enum fpd_status full_loss(const struct fpd_layer *layer, const struct fpd_table_view *w,
@@ -73,16 +68,14 @@ enum fpd_status fpd_finetune(struct fpd_layer *layer, const struct fpd_table_vie
         return fpd__err(err, FPD_STATUS_SHAPE, "table [%lld, %lld] does not match the layer's [%lld, %lld]",
                         (long long)w->rows, (long long)w->dim, (long long)s->rows, (long long)s->dim);
 
-    float *grad[FPD_MAX_MODES] = {0}, *mom[FPD_MAX_MODES] = {0}, *vel[FPD_MAX_MODES] = {0};
-    float lr[FPD_MAX_MODES];
     int64_t *order = fpd_malloc((size_t)n * sizeof(int64_t));
-    int64_t *idx = fpd_malloc((size_t)bsz * sizeof(int64_t));
     float *pred = fpd_malloc((size_t)(bsz * dim) * sizeof(float));
     float *target = fpd_malloc((size_t)dim * sizeof(float));
     struct fpd_layer *best = NULL;
+    struct fpd_engine *eng = NULL;
     const double *wts = params->row_weights;
     double *cdf = NULL;
-    bool ok = order && idx && pred && target;
+    bool ok = order && pred && target;
     if (wts && ok) {
         cdf = fpd_malloc((size_t)n * sizeof(double));
         ok = cdf != NULL;
@@ -101,25 +94,26 @@ enum fpd_status fpd_finetune(struct fpd_layer *layer, const struct fpd_table_vie
             goto done;
         }
     }
-    for (int32_t m = 0; m < k && ok; m++) {
-        size_t nel = (size_t)fpd_layer_shape_core_numel(s, m);
-        grad[m] = fpd_calloc(nel, sizeof(float));
-        mom[m] = fpd_calloc(nel, sizeof(float));
-        vel[m] = fpd_calloc(nel, sizeof(float));
-        ok = grad[m] && mom[m] && vel[m];
-    }
     if (!ok) {
         st = fpd__err(err, FPD_STATUS_NOMEM, "out of memory for finetuning state");
         goto done;
     }
+    /* Adam on every core entry (the gradient is dense over a batch's slices and
+     * the moments of all entries decay, as torch.optim.Adam), step relative to
+     * each core's RMS */
+    struct fpd_engine_params ep = fpd_engine_default_params();
+    ep.optimizer.kind = FPD_OPTIMIZER_KIND_ADAM;
+    ep.optimizer.learning_rate = params->learning_rate;
+    ep.optimizer.eps = 1e-12;
     for (int32_t m = 0; m < k; m++) {
         int64_t nel = fpd_layer_shape_core_numel(s, m);
         const float *c = fpd_layer_core(layer, m);
         double ss = 0.0;
         for (int64_t e = 0; e < nel; e++) ss += (double)c[e] * c[e];
         double rms = sqrt(ss / (double)nel);
-        lr[m] = (float)(params->learning_rate * (rms > 0.0 ? rms : 1e-2));
+        ep.optimizer.lr_scale[m] = rms > 0.0 ? rms : 1e-2;
     }
+    if ((st = fpd_engine_init(layer, &ep, &eng, err))) goto done;
     double best_loss;
     if ((st = full_loss(layer, w, wts, &best_loss, err))) goto done;
     if (loss_before) *loss_before = best_loss;
@@ -127,8 +121,6 @@ enum fpd_status fpd_finetune(struct fpd_layer *layer, const struct fpd_table_vie
 
     for (int64_t i = 0; i < n; i++) order[i] = i;
     uint64_t rng = params->seed ^ 0x6a09e667f3bcc909ull;
-    const float beta1 = 0.9f, beta2 = 0.999f, eps = 1e-12f;
-    int64_t step = 0;
     int64_t nbatches = (n + bsz - 1) / bsz;
     for (int64_t epoch = 0; epoch < params->finetune_epochs; epoch++) {
         if (cdf) { /* n rows drawn with probability w_i / sum w */
@@ -143,30 +135,16 @@ enum fpd_status fpd_finetune(struct fpd_layer *layer, const struct fpd_table_vie
         }
         for (int64_t b0 = 0; b0 < n; b0 += bsz) {
             int64_t nb = b0 + bsz <= n ? bsz : n - b0;
-            memcpy(idx, order + b0, (size_t)nb * sizeof(int64_t));
-            qsort(idx, (size_t)nb, sizeof(int64_t), cmp_i64); /* rows sharing digits share work */
-            if ((st = fpd_layer_lookup(layer, idx, nb, pred, err))) goto done;
+            struct fpd_bag_batch bb = {.indices = order + b0, .n_indices = nb, .mode = FPD_BAG_MODE_NONE,
+                                       .padding_idx = -1};
+            if ((st = fpd_engine_forward(eng, &bb, pred, err))) goto done;
             float scale = 2.0f / (float)nb;
             for (int64_t b = 0; b < nb; b++) {
-                if ((st = fpd_table_view_rows(w, idx[b], idx[b] + 1, target, err))) goto done;
+                if ((st = fpd_table_view_rows(w, order[b0 + b], order[b0 + b] + 1, target, err))) goto done;
                 float *p = pred + b * dim;
                 for (int64_t j = 0; j < dim; j++) p[j] = scale * (p[j] - target[j]);
             }
-            for (int32_t m = 0; m < k; m++)
-                memset(grad[m], 0, (size_t)fpd_layer_shape_core_numel(s, m) * sizeof(float));
-            if ((st = fpd_layer_backward(layer, idx, nb, pred, grad, err))) goto done;
-            step++;
-            float bc1 = 1.0f - powf(beta1, (float)step), bc2 = 1.0f - powf(beta2, (float)step);
-            for (int32_t m = 0; m < k; m++) {
-                float *c = fpd_layer_core(layer, m);
-                int64_t nel = fpd_layer_shape_core_numel(s, m);
-                for (int64_t e = 0; e < nel; e++) {
-                    float gval = grad[m][e];
-                    mom[m][e] = beta1 * mom[m][e] + (1.0f - beta1) * gval;
-                    vel[m][e] = beta2 * vel[m][e] + (1.0f - beta2) * gval * gval;
-                    c[e] -= lr[m] * (mom[m][e] / bc1) / (sqrtf(vel[m][e] / bc2) + eps);
-                }
-            }
+            if ((st = fpd_engine_backward(eng, &bb, pred, err)) || (st = fpd_engine_step(eng, err))) goto done;
             if (params->progress &&
                 !params->progress("finetune", epoch * nbatches + b0 / bsz + 1, params->finetune_epochs * nbatches,
                                   params->progress_user_data)) {
@@ -189,14 +167,9 @@ enum fpd_status fpd_finetune(struct fpd_layer *layer, const struct fpd_table_vie
                (size_t)fpd_layer_shape_core_numel(s, m) * sizeof(float));
     if (loss_after) *loss_after = best_loss;
 done:
-    for (int32_t m = 0; m < FPD_MAX_MODES; m++) {
-        fpd_free(grad[m]);
-        fpd_free(mom[m]);
-        fpd_free(vel[m]);
-    }
+    fpd_engine_free(eng);
     fpd_free(order);
     fpd_free(cdf);
-    fpd_free(idx);
     fpd_free(pred);
     fpd_free(target);
     fpd_layer_free(best);

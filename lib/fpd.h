@@ -563,6 +563,26 @@ FPD_API void fpd_engine_zero_grad(struct fpd_engine *e);
 FPD_API double fpd_engine_last_flops(const struct fpd_engine *e);
 
 /* ------------------------------------------------------------------------ */
+/* Dense linear algebra (double, row-major, CPU: OpenBLAS and LAPACKE)       */
+/* ------------------------------------------------------------------------ */
+
+/* C[m,n] = alpha op(A) op(B) + beta C (cblas_dgemm); A is [m,k] ([k,m] when
+ * trans_a), B is [k,n] ([n,k] when trans_b). */
+FPD_API void fpd_linalg_dgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, double alpha,
+                              const double *a, int64_t lda, const double *b, int64_t ldb, double beta, double *c,
+                              int64_t ldc);
+/* Upper triangle of G[n,n] += X X^T with X [n,m] (trans false), or += X^T X with
+ * X [m,n] (trans true) (cblas_dsyrk); the lower triangle is not written. */
+FPD_API void fpd_linalg_dsyrk(bool trans, int64_t n, int64_t m, const double *x, int64_t ldx, double *g, int64_t ldg);
+/* The r largest eigenvalues of the symmetric g[n,n] (upper triangle read; g is
+ * destroyed) into w[r], descending, and, if vec is non-NULL, their eigenvectors
+ * as the columns of vec[n, r] (LAPACKE_dsyevr, which computes only these). r is
+ * capped at n; r <= 0 does nothing. Errors: NOMEM, INVALID_ARG (LAPACK info < 0:
+ * a bug), NUMERIC (no convergence). */
+FPD_API enum fpd_status fpd_linalg_eig_top(int64_t n, double *g, int64_t r, double *w, double *vec,
+                                           struct fpd_error *err);
+
+/* ------------------------------------------------------------------------ */
 /* Backends                                                                  */
 /* ------------------------------------------------------------------------ */
 

@@ -8,10 +8,9 @@
  * each followed by its `negatives` sampled negatives (NCF's instance generation;
  * NCF then shuffles instances, which changes nothing in expectation). The loss is
  * the mean binary cross-entropy of sigmoid(logit) over the batch. Each distinct
- * user and item row of the batch is looked up once (sorted, so FPD rows share
- * their prefix products) and its gradient is accumulated once, then pushed
- * through the cores (fpd_layer_backward, the prefix-sharing form of
- * fpd_layer_backward). Adam is "lazy": a dense row or a core
+ * user and item row of the batch is looked up once and its gradient is
+ * accumulated once; FPD tables run through the engine (fpd_engine_forward,
+ * fpd_engine_backward, fpd_engine_step with lazy Adam). Adam is "lazy": a dense row or a core
  * slice G_m[t, i_m] moves only in steps where the batch touches it (SparseAdam),
  * so dense and FPD tables see the same optimizer and a 1-core FPD layer trains
  * exactly like the dense table it is.
@@ -222,22 +221,6 @@ struct fpd_gmf_train_params fpd_gmf_train_default_params(void) {
 #define ADAM_B2 0.999f
 #define ADAM_EPS 1e-8f
 
-/* One Adam update of x[0..n) with gradient g, moments mo/ve, bias corrections bc1/bc2. */
-FPD__VECTORIZE static void adam_update(float *restrict x, const float *restrict g, float *restrict mo,
-                                       float *restrict ve, int64_t n, float lr, float bc1, float bc2) {
-    for (int64_t e = 0; e < n; e++) {
-        float gv = g[e];
-        mo[e] = ADAM_B1 * mo[e] + (1.0f - ADAM_B1) * gv;
-        ve[e] = ADAM_B2 * ve[e] + (1.0f - ADAM_B2) * gv * gv;
-        x[e] -= lr * (mo[e] / bc1) / (sqrtf(ve[e] / bc2) + ADAM_EPS);
-    }
-}
-
-/* ------------------------------------------------------------ prefix-sharing backward */
-
-/* Small dense products for the backward below (row-major, leading dimensions =
- * widths). */
-
 /* Optimizer state of one table. */
 struct table_state {
     const struct fpd_embedding *e;
@@ -246,11 +229,9 @@ struct table_state {
     int64_t nu;
     float *rows, *grad;             /* [max_rows * dim] looked-up rows, their grads */
     float *trows;                   /* [max_rows * tdim] the teacher's rows, or NULL */
-    /* dense: moments [rows * dim]; FPD: per core */
-    float *mo, *ve;
-    float *gcore[FPD_MAX_MODES], *mcore[FPD_MAX_MODES], *vcore[FPD_MAX_MODES];
-    unsigned char *touched[FPD_MAX_MODES]; /* [p * n_m] slice flags             */
-    float lr_core[FPD_MAX_MODES];
+    float *mo, *ve;                 /* dense: Adam moments [rows * dim]             */
+    struct fpd_engine *eng;         /* FPD: the engine (lazy Adam on core slices)   */
+    struct fpd_bag_batch batch;     /* FPD: the batch of distinct rows              */
 };
 
 static void table_state_free(struct table_state *ts) {
@@ -261,12 +242,7 @@ static void table_state_free(struct table_state *ts) {
     fpd_free(ts->trows);
     fpd_free(ts->mo);
     fpd_free(ts->ve);
-    for (int32_t m = 0; m < FPD_MAX_MODES; m++) {
-        fpd_free(ts->gcore[m]);
-        fpd_free(ts->mcore[m]);
-        fpd_free(ts->vcore[m]);
-        fpd_free(ts->touched[m]);
-    }
+    fpd_engine_free(ts->eng);
 }
 
 static enum fpd_status table_state_init(struct table_state *ts, const struct fpd_embedding *e, int64_t batch,
@@ -280,76 +256,59 @@ static enum fpd_status table_state_init(struct table_state *ts, const struct fpd
               (ts->rows = fpd_malloc((size_t)(batch * dim) * sizeof(float))) &&
               (ts->grad = fpd_malloc((size_t)(batch * dim) * sizeof(float))) &&
               (!p->teacher || (ts->trows = fpd_malloc((size_t)(batch * p->teacher->user.dim) * sizeof(float))));
-    if (ok && p->train_tables) {
-        if (!e->layer) {
-            ok = (ts->mo = fpd_calloc((size_t)(e->rows * dim), sizeof(float))) &&
-                 (ts->ve = fpd_calloc((size_t)(e->rows * dim), sizeof(float)));
-        } else {
-            const struct fpd_layer_shape *s = fpd_layer_get_shape(e->layer);
-            double lr = p->core_learning_rate > 0.0 ? p->core_learning_rate : p->learning_rate;
-            for (int32_t m = 0; m < s->k && ok; m++) {
-                size_t nel = (size_t)fpd_layer_shape_core_numel(s, m);
-                ok = (ts->gcore[m] = fpd_calloc(nel, sizeof(float))) && (ts->mcore[m] = fpd_calloc(nel, sizeof(float))) &&
-                     (ts->vcore[m] = fpd_calloc(nel, sizeof(float))) &&
-                     (ts->touched[m] = fpd_calloc((size_t)(s->terms * s->row_shape[m]), 1));
-                if (!ok) break;
-                double scale = 1.0;
-                if (p->core_lr_relative) {
-                    const float *c = fpd_layer_core_const(e->layer, m);
-                    double ss = 0.0;
-                    for (size_t q = 0; q < nel; q++) ss += (double)c[q] * c[q];
-                    scale = sqrt(ss / (double)nel);
-                    if (!(scale > 0.0)) scale = 1e-2;
-                }
-                ts->lr_core[m] = (float)(lr * scale);
-            }
-        }
-    }
+    if (ok && p->train_tables && !e->layer)
+        ok = (ts->mo = fpd_calloc((size_t)(e->rows * dim), sizeof(float))) &&
+             (ts->ve = fpd_calloc((size_t)(e->rows * dim), sizeof(float)));
     if (!ok) {
         table_state_free(ts);
         return fpd__err(err, FPD_STATUS_NOMEM, "out of memory for the training state");
     }
+    if (e->layer) {
+        const struct fpd_layer_shape *s = fpd_layer_get_shape(e->layer);
+        struct fpd_engine_params ep = fpd_engine_default_params();
+        ep.optimizer.kind = FPD_OPTIMIZER_KIND_LAZY_ADAM;
+        ep.optimizer.learning_rate = p->core_learning_rate > 0.0 ? p->core_learning_rate : p->learning_rate;
+        for (int32_t m = 0; p->core_lr_relative && m < s->k; m++) {
+            const float *c = fpd_layer_core_const(e->layer, m);
+            const int64_t nel = fpd_layer_shape_core_numel(s, m);
+            double ss = 0.0;
+            for (int64_t q = 0; q < nel; q++) ss += (double)c[q] * c[q];
+            double scale = sqrt(ss / (double)nel);
+            ep.optimizer.lr_scale[m] = scale > 0.0 ? scale : 1e-2;
+        }
+        enum fpd_status st = fpd_engine_init(e->layer, &ep, &ts->eng, err);
+        if (st) {
+            table_state_free(ts);
+            return st;
+        }
+    }
     return FPD_STATUS_OK;
 }
 
-/* Adam step on the rows (dense) or core slices (FPD) that the batch touched,
- * from ts->grad [nu, dim]. */
+/* The batch's distinct rows ts->uniq[0..nu) into ts->rows (FPD: through the
+ * engine, which keeps the batch for the backward). */
+static enum fpd_status table_rows(struct table_state *ts, struct fpd_error *err) {
+    if (!ts->eng) return emb_rows(ts->e, ts->uniq, ts->nu, ts->rows, err);
+    ts->batch = (struct fpd_bag_batch){.indices = ts->uniq, .n_indices = ts->nu, .mode = FPD_BAG_MODE_NONE,
+                                       .padding_idx = -1};
+    return fpd_engine_forward(ts->eng, &ts->batch, ts->rows, err);
+}
+
+/* Lazy Adam step on the rows (dense) or core slices (FPD) that the batch
+ * touched, from ts->grad [nu, dim]. */
 static enum fpd_status table_update(struct table_state *ts, float lr, float bc1, float bc2, struct fpd_error *err) {
     const struct fpd_embedding *e = ts->e;
     const int64_t dim = e->dim;
     if (!e->layer) {
         for (int64_t q = 0; q < ts->nu; q++) {
             int64_t off = ts->uniq[q] * dim;
-            adam_update(e->dense + off, ts->grad + q * dim, ts->mo + off, ts->ve + off, dim, lr, bc1, bc2);
+            fpd__adam_update(e->dense + off, ts->grad + q * dim, ts->mo + off, ts->ve + off, dim, lr, ADAM_B1,
+                             ADAM_B2, ADAM_EPS, bc1, bc2);
         }
         return FPD_STATUS_OK;
     }
-    struct fpd_layer *l = e->layer;
-    const struct fpd_layer_shape *s = fpd_layer_get_shape(l);
-    enum fpd_status st = fpd_layer_backward(l, ts->uniq, ts->nu, ts->grad, ts->gcore, err);
-    if (st) return st;
-    const int64_t *perm = fpd_layer_row_perm(l);
-    for (int64_t q = 0; q < ts->nu; q++) {
-        int64_t row = perm ? perm[ts->uniq[q]] : ts->uniq[q];
-        for (int32_t m = s->k - 1; m >= 0; m--) {
-            int64_t dig = row % s->row_shape[m];
-            row /= s->row_shape[m];
-            for (int64_t t = 0; t < s->terms; t++) ts->touched[m][t * s->row_shape[m] + dig] = 1;
-        }
-    }
-    for (int32_t m = 0; m < s->k; m++) {
-        const int64_t slice = s->ranks[m] * s->col_shape[m] * s->ranks[m + 1];
-        float *core = fpd_layer_core(l, m);
-        for (int64_t q = 0; q < s->terms * s->row_shape[m]; q++) {
-            if (!ts->touched[m][q]) continue;
-            ts->touched[m][q] = 0;
-            int64_t off = q * slice;
-            adam_update(core + off, ts->gcore[m] + off, ts->mcore[m] + off, ts->vcore[m] + off, slice,
-                        ts->lr_core[m], bc1, bc2);
-            memset(ts->gcore[m] + off, 0, (size_t)slice * sizeof(float));
-        }
-    }
-    return FPD_STATUS_OK;
+    enum fpd_status st = fpd_engine_backward(ts->eng, &ts->batch, ts->grad, err);
+    return st ? st : fpd_engine_step(ts->eng, err);
 }
 
 /* Per-user sorted positive items (CSR), for negative sampling. */
@@ -490,9 +449,7 @@ enum fpd_status fpd_gmf_train(struct fpd_gmf *m, const int64_t *users, const int
             }
             distinct_ids(su, ns, tu.uniq, &tu.nu, tu.slot);
             distinct_ids(si, ns, ti.uniq, &ti.nu, ti.slot);
-            if ((st = emb_rows(&m->user, tu.uniq, tu.nu, tu.rows, err)) ||
-                (st = emb_rows(&m->item, ti.uniq, ti.nu, ti.rows, err)))
-                goto done;
+            if ((st = table_rows(&tu, err)) || (st = table_rows(&ti, err))) goto done;
             if (alpha > 0.0 && ((st = emb_rows(&p.teacher->user, tu.uniq, tu.nu, tu.trows, err)) ||
                                 (st = emb_rows(&p.teacher->item, ti.uniq, ti.nu, ti.trows, err))))
                 goto done;
@@ -538,8 +495,8 @@ enum fpd_status fpd_gmf_train(struct fpd_gmf *m, const int64_t *users, const int
             }
             if (p.train_prediction) {
                 float gbf = (float)gb;
-                adam_update(m->weight, gw, mw, vw, dim, lr, bc1, bc2);
-                adam_update(&m->bias, &gbf, &mb, &vb, 1, lr, bc1, bc2);
+                fpd__adam_update(m->weight, gw, mw, vw, dim, lr, ADAM_B1, ADAM_B2, ADAM_EPS, bc1, bc2);
+                fpd__adam_update(&m->bias, &gbf, &mb, &vb, 1, lr, ADAM_B1, ADAM_B2, ADAM_EPS, bc1, bc2);
             }
             if (p.progress && !p.progress("train", step, p.epochs * steps_per_epoch, p.progress_user_data)) {
                 st = fpd__err(err, FPD_STATUS_CANCELLED, "training cancelled");

@@ -69,7 +69,8 @@ struct cpu_engine {
     int64_t p, D;
     int64_t Dm[FPD_MAX_MODES], w[FPD_MAX_MODES], slice[FPD_MAX_MODES], nslices[FPD_MAX_MODES];
     int64_t nlast;             /* n_{k-1}: rows per group at most                 */
-    int32_t threads;
+    int32_t threads;           /* workers allocated                              */
+    int32_t active;            /* workers the last plan uses                      */
     struct worker *wk;         /* [threads]                                       */
     pthread_t *tid;            /* [threads]                                       */
 
@@ -133,7 +134,7 @@ static void *job_main(void *p) {
 static void run_workers(struct cpu_engine *e, work_fn fn, void *arg) {
     struct job jobs[64];
     bool started[64] = {false};
-    int32_t T = e->threads;
+    int32_t T = e->active;
     for (int32_t i = 1; i < T; i++) {
         jobs[i] = (struct job){&e->wk[i], fn, arg};
         started[i] = pthread_create(&e->tid[i], NULL, job_main, &jobs[i]) == 0;
@@ -389,8 +390,14 @@ static enum fpd_status plan(struct cpu_engine *e, const struct fpd_bag_batch *b,
             for (int64_t q = 0; q < cntm; q++) e->blist[m][t * cntm + q] = t * nm + e->blist[m][q];
         e->nbl[m] = cntm * e->p;
     }
-    /* the walk's ranges: contiguous distinct rows cut at group boundaries */
-    const int64_t T = e->threads;
+    /* the walk's ranges: contiguous distinct rows cut at group boundaries; a
+     * thread gets at least ROWS_PER_THREAD rows (below that, starting it costs
+     * more than it saves) */
+    enum { ROWS_PER_THREAD = 2048 };
+    int64_t T = nu / ROWS_PER_THREAD;
+    if (T > e->threads) T = e->threads;
+    if (T < 1) T = 1;
+    e->active = (int32_t)T;
     int64_t u = 0;
     for (int64_t i = 0; i < T; i++) {
         struct worker *w = &e->wk[i];
@@ -528,7 +535,7 @@ static enum fpd_status engine_forward(void *ctx, void *state, const struct fpd_b
     void *args[2] = {(void *)b, out};
     run_workers(e, pool_forward, args);
     e->flops = 0.0;
-    for (int32_t i = 0; i < e->threads; i++) e->flops += e->wk[i].flops;
+    for (int32_t i = 0; i < e->active; i++) e->flops += e->wk[i].flops;
     return FPD_STATUS_OK;
 }
 
@@ -660,7 +667,7 @@ static enum fpd_status engine_backward(void *ctx, void *state, const struct fpd_
             const int64_t id = e->blist[m][q];
             if (e->threads > 1) {
                 float *dst = e->grad[m] + id * sl;
-                for (int32_t i = 0; i < e->threads; i++) {
+                for (int32_t i = 0; i < e->active; i++) {
                     float *src = e->wk[i].grad[m] + id * sl;
                     for (int64_t x = 0; x < sl; x++) dst[x] += src[x];
                     memset(src, 0, (size_t)sl * sizeof(float));

@@ -78,3 +78,47 @@ enum fpd_status fpd__cpu_dsyev_desc(int64_t n, double *g, double *w, struct fpd_
     }
     return FPD_STATUS_OK;
 }
+
+/* The r largest eigenvalues of the symmetric g[n, n] (upper triangle used; g is
+ * destroyed) into w[0..r), descending, and, if vec is non-NULL, their eigenvectors
+ * as the columns of vec[n, r] (row-major). LAPACKE_dsyevr computes only these, which
+ * is several times faster than a full decomposition when r << n or without vectors. */
+enum fpd_status fpd__cpu_dsyev_top(int64_t n, double *g, int64_t r, double *w, double *vec, struct fpd_error *err) {
+    if (r <= 0 || n <= 0) return FPD_STATUS_OK;
+    if (r > n) r = n;
+    double *wt = fpd_malloc((size_t)n * sizeof(double));
+    lapack_int *supp = fpd_malloc((size_t)(2 * r) * sizeof(lapack_int));
+    if (!wt || !supp) {
+        fpd_free(wt);
+        fpd_free(supp);
+        return fpd__err(err, FPD_STATUS_NOMEM, "out of memory for a %lld x %lld eigenproblem", (long long)n,
+                        (long long)n);
+    }
+    lapack_int found = 0;
+    lapack_int info = LAPACKE_dsyevr(LAPACK_ROW_MAJOR, vec ? 'V' : 'N', 'I', 'U', (lapack_int)n, g, (lapack_int)n, 0.0,
+                                     0.0, (lapack_int)(n - r + 1), (lapack_int)n, 0.0, &found, wt, vec,
+                                     (lapack_int)r, supp);
+    enum fpd_status st = FPD_STATUS_OK;
+    if (info == LAPACK_WORK_MEMORY_ERROR)
+        st = fpd__err(err, FPD_STATUS_NOMEM, "LAPACKE_dsyevr: out of memory for a %lld x %lld matrix", (long long)n,
+                      (long long)n);
+    else if (info < 0)
+        st = fpd__err(err, FPD_STATUS_INVALID_ARG, "LAPACKE_dsyevr: argument %d is invalid (a bug)", -(int)info);
+    else if (info > 0 || found != (lapack_int)r)
+        st = fpd__err(err, FPD_STATUS_NUMERIC, "LAPACKE_dsyevr failed (info %d, %d of %lld eigenvalues) on a %lld x %lld "
+                      "Gram matrix", (int)info, (int)found, (long long)r, (long long)n, (long long)n);
+    if (st == FPD_STATUS_OK) {
+        /* ascending -> descending */
+        for (int64_t q = 0; q < r; q++) w[q] = wt[r - 1 - q];
+        if (vec)
+            for (int64_t i = 0; i < n; i++)
+                for (int64_t a = 0, b = r - 1; a < b; a++, b--) {
+                    double t = vec[i * r + a];
+                    vec[i * r + a] = vec[i * r + b];
+                    vec[i * r + b] = t;
+                }
+    }
+    fpd_free(wt);
+    fpd_free(supp);
+    return st;
+}

@@ -24,6 +24,11 @@ void fpd__cpu_sym_fill(int64_t n, double *g, int64_t ldg);
  * (info > 0), NOMEM. */
 enum fpd_status fpd__cpu_dsyev_desc(int64_t n, double *g, double *w, struct fpd_error *err);
 
+/* The r largest eigenvalues of the symmetric g[n, n] (upper triangle; destroyed)
+ * into w[0..r), descending, and their eigenvectors as the columns of vec[n, r]
+ * when vec is non-NULL (LAPACKE_dsyevr). Errors: as fpd__cpu_dsyev_desc. */
+enum fpd_status fpd__cpu_dsyev_top(int64_t n, double *g, int64_t r, double *w, double *vec, struct fpd_error *err);
+
 /* C[M,N] = (acc ? C : 0) + A B, F32, for the engine's small products
  * (lib/cpu/gemm-small.c): A's entry (i, l) is a[i * sai + l * sal] (so A^T is
  * passed by swapping the strides), B is row-major [K, N] with leading dimension
