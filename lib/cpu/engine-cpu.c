@@ -49,14 +49,29 @@
 #include <string.h>
 #include <unistd.h>
 
+struct worker;
+/* The worker pool (see run_workers). */
+struct pool {
+    pthread_mutex_t mu;
+    pthread_cond_t go, done;
+    uint64_t gen;
+    int32_t pending, started;
+    bool quit;
+    void (*fn)(struct worker *w, void *arg);
+    void *arg;
+    int32_t active;
+};
+
 struct worker {
     struct cpu_engine *e;
+    struct pool *pool;
     int32_t id;
     int64_t u0, u1;            /* distinct rows [u0, u1) (forward/backward walk) */
     int64_t b0, b1;            /* bags (or entries for NONE) [b0, b1) (pooling)  */
-    float *part[FPD_MAX_MODES];  /* L_m [D_m, r_{m+1}], m = 1..k-2                 */
-    float *dpart[FPD_MAX_MODES]; /* dL_m, m = 0..k-2                               */
+    float *part[FPD_MAX_MODES];  /* p blocks of L_m [D_m, r_{m+1}], m = 1..k-2      */
+    float *dpart[FPD_MAX_MODES]; /* p blocks of dL_m, m = 0..k-2                    */
     float *bg, *bgt, *cg;      /* gathered last-core slices, transposed, product  */
+    float *rowtmp;             /* [D] one row, contiguous                         */
     float *gt;                 /* a slice transposed [w_m, r_m]                   */
     float *grad[FPD_MAX_MODES];/* private core gradients (threads > 1)            */
     double flops;
@@ -68,11 +83,14 @@ struct cpu_engine {
     int32_t k;
     int64_t p, D;
     int64_t Dm[FPD_MAX_MODES], w[FPD_MAX_MODES], slice[FPD_MAX_MODES], nslices[FPD_MAX_MODES];
+    int64_t psz[FPD_MAX_MODES]; /* floats of one term's L_m: D_m r_{m+1}           */
     int64_t nlast;             /* n_{k-1}: rows per group at most                 */
     int32_t threads;           /* workers allocated                              */
     int32_t active;            /* workers the last plan uses                      */
+    struct pool pool;
+    bool pool_init;
     struct worker *wk;         /* [threads]                                       */
-    pthread_t *tid;            /* [threads]                                       */
+    pthread_t *tid;            /* [threads]; 1..pool.started run pool_main        */
 
     /* plan of the last forward */
     int64_t cap_n, cap_u, cap_bags;
@@ -83,6 +101,10 @@ struct cpu_engine {
     float *rows, *drow;        /* [nu * D] values and gradients of the distinct rows */
     int64_t *bag_of;           /* [n] bag of each entry (SUM/MEAN)                */
     float *coef;               /* [n] weight of each entry in its bag's output    */
+    int64_t *orow;             /* [n] output row of each entry (direct mode)      */
+    float *out;                /* the forward's output (direct mode)              */
+    bool direct;               /* every output row has at most one entry: rows go
+                                  straight from the products to the output        */
     int64_t n, nvalid, nu, n_bags;
     struct fpd_bag_batch last; /* identity of the planned batch                   */
     bool planned;
@@ -117,32 +139,55 @@ static const float *slice_ptr(const struct cpu_engine *e, int32_t m, int64_t t, 
     return fpd_layer_core_const(e->layer, m) + (t * e->s.row_shape[m] + i) * e->slice[m];
 }
 
+/* The engine's threads: started once with the engine and parked on a condition
+ * variable between calls (a training loop starts no thread per batch). A call
+ * publishes (fn, arg, active) under the lock, bumps the generation and wakes
+ * them; workers 1..active-1 run fn, worker 0 runs in the caller, and the caller
+ * waits until the others are done. */
 typedef void (*work_fn)(struct worker *w, void *arg);
-struct job {
-    struct worker *w;
-    work_fn fn;
-    void *arg;
-};
-static void *job_main(void *p) {
-    struct job *j = p;
-    j->fn(j->w, j->arg);
+
+static void *pool_main(void *p) {
+    struct worker *w = p;
+    struct pool *pl = w->pool;
+    uint64_t seen = 0;
+    pthread_mutex_lock(&pl->mu);
+    for (;;) {
+        while (!pl->quit && pl->gen == seen) pthread_cond_wait(&pl->go, &pl->mu);
+        if (pl->quit) break;
+        seen = pl->gen;
+        if (w->id >= pl->active) continue;
+        work_fn fn = pl->fn;
+        void *arg = pl->arg;
+        pthread_mutex_unlock(&pl->mu);
+        fn(w, arg);
+        pthread_mutex_lock(&pl->mu);
+        if (--pl->pending == 0) pthread_cond_signal(&pl->done);
+    }
+    pthread_mutex_unlock(&pl->mu);
     return NULL;
 }
 
-/* Run fn on every worker, worker 0 in the calling thread. If a thread cannot be
- * started its share runs in the caller after the others (same result). */
+/* Run fn on workers 0..active-1, worker 0 in the calling thread. Workers whose
+ * thread could not be started run in the caller after the others (same result). */
 static void run_workers(struct cpu_engine *e, work_fn fn, void *arg) {
-    struct job jobs[64];
-    bool started[64] = {false};
-    int32_t T = e->active;
-    for (int32_t i = 1; i < T; i++) {
-        jobs[i] = (struct job){&e->wk[i], fn, arg};
-        started[i] = pthread_create(&e->tid[i], NULL, job_main, &jobs[i]) == 0;
+    struct pool *pl = &e->pool;
+    const int32_t T = e->active, live = T < pl->started + 1 ? T : pl->started + 1;
+    if (live > 1) {
+        pthread_mutex_lock(&pl->mu);
+        pl->fn = fn;
+        pl->arg = arg;
+        pl->active = live;
+        pl->pending = live - 1;
+        pl->gen++;
+        pthread_cond_broadcast(&pl->go);
+        pthread_mutex_unlock(&pl->mu);
     }
     fn(&e->wk[0], arg);
-    for (int32_t i = 1; i < T; i++) {
-        if (started[i]) pthread_join(e->tid[i], NULL);
-        else fn(&e->wk[i], arg);
+    for (int32_t i = live; i < T; i++) fn(&e->wk[i], arg);
+    if (live > 1) {
+        pthread_mutex_lock(&pl->mu);
+        while (pl->pending > 0) pthread_cond_wait(&pl->done, &pl->mu);
+        pthread_mutex_unlock(&pl->mu);
     }
 }
 
@@ -152,6 +197,16 @@ static void engine_destroy(void *ctx, void *state) {
     (void)ctx;
     struct cpu_engine *e = state;
     if (!e) return;
+    if (e->pool_init) {
+        pthread_mutex_lock(&e->pool.mu);
+        e->pool.quit = true;
+        pthread_cond_broadcast(&e->pool.go);
+        pthread_mutex_unlock(&e->pool.mu);
+        for (int32_t i = 1; i <= e->pool.started; i++) pthread_join(e->tid[i], NULL);
+        pthread_mutex_destroy(&e->pool.mu);
+        pthread_cond_destroy(&e->pool.go);
+        pthread_cond_destroy(&e->pool.done);
+    }
     if (e->wk)
         for (int32_t i = 0; i < e->threads; i++) {
             struct worker *w = &e->wk[i];
@@ -164,6 +219,7 @@ static void engine_destroy(void *ctx, void *state) {
             fpd_free(w->bgt);
             fpd_free(w->cg);
             fpd_free(w->gt);
+            fpd_free(w->rowtmp);
         }
     fpd_free(e->wk);
     fpd_free(e->tid);
@@ -178,6 +234,7 @@ static void engine_destroy(void *ctx, void *state) {
     fpd_free(e->drow);
     fpd_free(e->bag_of);
     fpd_free(e->coef);
+    fpd_free(e->orow);
     for (int32_t m = 0; m < FPD_MAX_MODES; m++) {
         fpd_free(e->grad[m]);
         fpd_free(e->touched[m]);
@@ -206,6 +263,7 @@ static enum fpd_status engine_create(void *ctx, struct fpd_layer *layer, const s
         e->w[m] = s->col_shape[m] * s->ranks[m + 1];
         e->slice[m] = s->ranks[m] * e->w[m];
         e->nslices[m] = e->p * s->row_shape[m];
+        e->psz[m] = e->Dm[m] * s->ranks[m + 1];
     }
     e->nlast = s->row_shape[e->k - 1];
     int32_t T = params->threads;
@@ -228,10 +286,11 @@ static enum fpd_status engine_create(void *ctx, struct fpd_layer *layer, const s
         w->e = e;
         w->id = i;
         for (int32_t m = 0; ok && m + 1 < k; m++) {
-            size_t sz = (size_t)(e->Dm[m] * s->ranks[m + 1]);
+            size_t sz = (size_t)(e->p * e->psz[m]);
             ok = (m == 0 || (w->part[m] = fpd_malloc(sz * sizeof(float)))) &&
                  (w->dpart[m] = fpd_calloc(sz, sizeof(float)));
         }
+        ok = ok && (w->rowtmp = fpd_malloc((size_t)e->D * sizeof(float)));
         ok = ok && (w->bg = fpd_malloc((size_t)(rl * e->nlast * dl) * sizeof(float))) &&
              (w->bgt = fpd_malloc((size_t)(rl * e->nlast * dl) * sizeof(float))) &&
              (w->cg = fpd_malloc((size_t)(Dl * e->nlast * dl + rl * e->nlast * dl) * sizeof(float))) &&
@@ -248,6 +307,20 @@ static enum fpd_status engine_create(void *ctx, struct fpd_layer *layer, const s
         st = fpd__err(err, FPD_STATUS_NOMEM, "out of memory for the engine's workspace");
         engine_destroy(NULL, e);
         return st;
+    }
+    e->active = 1;
+    if (T > 1) {
+        if (pthread_mutex_init(&e->pool.mu, NULL) || pthread_cond_init(&e->pool.go, NULL) ||
+            pthread_cond_init(&e->pool.done, NULL)) {
+            engine_destroy(NULL, e);
+            return fpd__err(err, FPD_STATUS_NOMEM, "cannot create the engine's thread pool");
+        }
+        e->pool_init = true;
+        for (int32_t i = 1; i < T; i++) {
+            e->wk[i].pool = &e->pool;
+            if (pthread_create(&e->tid[i], NULL, pool_main, &e->wk[i])) break; /* fewer threads: still correct */
+            e->pool.started = i;
+        }
     }
     *state = e;
     return FPD_STATUS_OK;
@@ -312,8 +385,8 @@ static enum fpd_status plan(struct cpu_engine *e, const struct fpd_bag_batch *b,
     if (n > e->cap_n) {
         size_t z = 0;
         void **bufs[] = {(void **)&e->key, (void **)&e->key2, (void **)&e->pos, (void **)&e->pos2,
-                         (void **)&e->slot, (void **)&e->bag_of, (void **)&e->coef};
-        size_t sizes[] = {8, 8, 8, 8, 8, 8, 4};
+                         (void **)&e->slot, (void **)&e->bag_of, (void **)&e->coef, (void **)&e->orow};
+        size_t sizes[] = {8, 8, 8, 8, 8, 8, 4, 8};
         for (size_t q = 0; q < sizeof bufs / sizeof bufs[0]; q++) {
             z = 0;
             if ((st = grow(bufs[q], (size_t)n * sizes[q], &z, err))) return st;
@@ -356,18 +429,26 @@ static enum fpd_status plan(struct cpu_engine *e, const struct fpd_bag_batch *b,
     e->nu = nu;
     e->n = n;
     e->n_bags = n_bags;
-    /* each entry's bag and coefficient */
+    /* each entry's bag and coefficient; direct mode when no bag has two entries */
+    e->direct = true;
     if (b->mode != FPD_BAG_MODE_NONE) {
         for (int64_t bag = 0; bag < n_bags; bag++) {
             int64_t lo, hi, cnt = 0;
             bag_range(b, n_bags, bag, &lo, &hi);
             for (int64_t i = lo; i < hi; i++) cnt += e->slot[i] >= 0;
+            if (cnt > 1) e->direct = false;
             for (int64_t i = lo; i < hi; i++) {
                 e->bag_of[i] = bag;
+                e->orow[i] = bag;
                 e->coef[i] = b->mode == FPD_BAG_MODE_MEAN   ? 1.0f / (float)(cnt ? cnt : 1)
                              : b->per_sample_weights ? b->per_sample_weights[i]
                                                      : 1.0f;
             }
+        }
+    } else {
+        for (int64_t i = 0; i < n; i++) {
+            e->orow[i] = i;
+            e->coef[i] = 1.0f;
         }
     }
     /* slices this batch touches, per core, ascending */
@@ -419,21 +500,24 @@ static enum fpd_status plan(struct cpu_engine *e, const struct fpd_bag_batch *b,
 
 /* ------------------------------------------------------------ the walk */
 
-/* Recompute the partials L_m, m = max(from, 1)..k-2, of term t for prefix digits dig. */
-static void partials(struct worker *w, int64_t t, const int64_t *dig, int32_t from) {
+/* Recompute the partials L_m, m = max(from, 1)..k-2, of every term for the
+ * prefix digits dig. */
+static void partials(struct worker *w, const int64_t *dig, int32_t from) {
     struct cpu_engine *e = w->e;
     const struct fpd_layer_shape *s = &e->s;
-    for (int32_t m = from > 1 ? from : 1; m <= e->k - 2; m++) {
-        const float *prev = m == 1 ? slice_ptr(e, 0, t, dig[0]) : w->part[m - 1];
-        fpd__cpu_gemm_small(e->Dm[m - 1], e->w[m], s->ranks[m], prev, s->ranks[m], 1, slice_ptr(e, m, t, dig[m]),
-                            e->w[m], w->part[m], e->w[m], false);
-        w->flops += 2.0 * (double)(e->Dm[m - 1] * s->ranks[m] * e->w[m]);
-    }
+    for (int64_t t = 0; t < e->p; t++)
+        for (int32_t m = from > 1 ? from : 1; m <= e->k - 2; m++) {
+            const float *prev = m == 1 ? slice_ptr(e, 0, t, dig[0]) : w->part[m - 1] + t * e->psz[m - 1];
+            fpd__cpu_gemm_small(e->Dm[m - 1], e->w[m], s->ranks[m], prev, s->ranks[m], 1, slice_ptr(e, m, t, dig[m]),
+                                e->w[m], w->part[m] + t * e->psz[m], e->w[m], false);
+            w->flops += 2.0 * (double)(e->Dm[m - 1] * s->ranks[m] * e->w[m]);
+        }
 }
 
-/* L_{k-2} of the current prefix (k >= 2). */
+/* L_{k-2} of term t for the current prefix (k >= 2). */
 static const float *last_partial(struct worker *w, int64_t t, const int64_t *dig) {
-    return w->e->k == 2 ? slice_ptr(w->e, 0, t, dig[0]) : w->part[w->e->k - 2];
+    struct cpu_engine *e = w->e;
+    return e->k == 2 ? slice_ptr(e, 0, t, dig[0]) : w->part[e->k - 2] + t * e->psz[e->k - 2];
 }
 
 /* Digits 0..k-2 of stored row `row`. */
@@ -445,6 +529,38 @@ static inline void prefix_digits(const struct cpu_engine *e, int64_t row, int64_
     }
 }
 
+/* dst[i, 0..cols) = src[i, 0..cols) for i < rows (leading dimensions ldd, lds):
+ * the few floats a row of a slice or of a product holds, without a call each. */
+static inline void copy_cols(float *restrict dst, int64_t ldd, const float *restrict src, int64_t lds, int64_t rows,
+                             int64_t cols) {
+    for (int64_t i = 0; i < rows; i++)
+        for (int64_t j = 0; j < cols; j++) dst[i * ldd + j] = src[i * lds + j];
+}
+
+/* dst[j] = a src[j] (first) or dst[j] += a src[j]. */
+FPD__VECTORIZE static void axpy(float *restrict dst, const float *restrict src, float a, int64_t n, bool first) {
+    if (first)
+        for (int64_t j = 0; j < n; j++) dst[j] = a * src[j];
+    else
+        for (int64_t j = 0; j < n; j++) dst[j] += a * src[j];
+}
+
+/* Distinct row u's value, row[D] (contiguous), to where the forward wants it:
+ * the rows buffer, or (direct mode) the output row of each of its entries. */
+static void emit_row(struct cpu_engine *e, int64_t u, const float *row) {
+    const int64_t D = e->D;
+    if (!e->direct) {
+        memcpy(e->rows + u * D, row, (size_t)D * sizeof(float));
+        return;
+    }
+    for (int64_t q = e->ustart[u]; q < e->ustart[u + 1]; q++) {
+        const int64_t i = e->pos[q];
+        float *dst = e->out + e->orow[i] * D;
+        if (e->coef[i] == 1.0f) memcpy(dst, row, (size_t)D * sizeof(float));
+        else axpy(dst, row, e->coef[i], D, true);
+    }
+}
+
 static void forward_walk(struct worker *w, void *arg) {
     (void)arg;
     struct cpu_engine *e = w->e;
@@ -453,75 +569,70 @@ static void forward_walk(struct worker *w, void *arg) {
     const int64_t D = e->D;
     w->flops = 0.0;
     if (k == 1) {
-        for (int64_t u = w->u0; u < w->u1; u++)
-            for (int64_t t = 0; t < e->p; t++) {
-                const float *g = slice_ptr(e, 0, t, e->urow[u]);
-                float *o = e->rows + u * D;
-                if (t == 0) memcpy(o, g, (size_t)D * sizeof(float));
-                else
-                    for (int64_t j = 0; j < D; j++) o[j] += g[j];
-            }
+        for (int64_t u = w->u0; u < w->u1; u++) {
+            for (int64_t t = 0; t < e->p; t++) axpy(w->rowtmp, slice_ptr(e, 0, t, e->urow[u]), 1.0f, D, t == 0);
+            emit_row(e, u, w->rowtmp);
+        }
         return;
     }
     const int64_t r = s->ranks[k - 1], d = s->col_shape[k - 1], Dp = e->Dm[k - 2];
-    for (int64_t t = 0; t < e->p; t++) {
-        int64_t prev[FPD_MAX_MODES], dig[FPD_MAX_MODES];
-        bool have = false;
-        for (int64_t g0 = w->u0; g0 < w->u1;) {
-            const int64_t pre = e->urow[g0] / e->nlast;
-            int64_t g1 = g0 + 1;
-            while (g1 < w->u1 && e->urow[g1] / e->nlast == pre) g1++;
-            const int64_t q = g1 - g0;
-            prefix_digits(e, e->urow[g0], dig);
-            int32_t lev = 0;
-            if (have)
-                while (lev < k - 1 && dig[lev] == prev[lev]) lev++;
-            partials(w, t, dig, lev);
-            memcpy(prev, dig, sizeof dig);
-            have = true;
-            /* the group's rows: L_{k-2} [Dp, r] @ B [r, q d] */
-            const int64_t qd = q * d;
+    int64_t prev[FPD_MAX_MODES], dig[FPD_MAX_MODES];
+    bool have = false;
+    for (int64_t g0 = w->u0; g0 < w->u1;) {
+        const int64_t pre = e->urow[g0] / e->nlast;
+        int64_t g1 = g0 + 1;
+        while (g1 < w->u1 && e->urow[g1] / e->nlast == pre) g1++;
+        const int64_t q = g1 - g0, qd = q * d;
+        prefix_digits(e, e->urow[g0], dig);
+        int32_t lev = 0;
+        if (have)
+            while (lev < k - 1 && dig[lev] == prev[lev]) lev++;
+        if (lev < k - 1) partials(w, dig, lev);
+        memcpy(prev, dig, sizeof dig);
+        have = true;
+        /* the group's rows, summed over the terms: C [Dp, q d] += L_{k-2} [Dp, r] @ B [r, q d] */
+        for (int64_t t = 0; t < e->p; t++) {
             for (int64_t c = 0; c < q; c++) {
                 const float *gl = slice_ptr(e, k - 1, t, e->urow[g0 + c] % e->nlast);
-                for (int64_t l = 0; l < r; l++) memcpy(w->bg + l * qd + c * d, gl + l * d, (size_t)d * sizeof(float));
+                copy_cols(w->bg + c * d, qd, gl, d, r, d);
             }
-            fpd__cpu_gemm_small(Dp, qd, r, last_partial(w, t, dig), r, 1, w->bg, qd, w->cg, qd, false);
-            w->flops += 2.0 * (double)(Dp * r * qd);
-            for (int64_t c = 0; c < q; c++) {
-                float *o = e->rows + (g0 + c) * D;
-                const float *src = w->cg + c * d;
-                if (t == 0)
-                    for (int64_t a = 0; a < Dp; a++) memcpy(o + a * d, src + a * qd, (size_t)d * sizeof(float));
-                else
-                    for (int64_t a = 0; a < Dp; a++)
-                        for (int64_t j = 0; j < d; j++) o[a * d + j] += src[a * qd + j];
-            }
-            g0 = g1;
+            fpd__cpu_gemm_small(Dp, qd, r, last_partial(w, t, dig), r, 1, w->bg, qd, w->cg, qd, t > 0);
         }
+        w->flops += 2.0 * (double)(e->p * Dp * r * qd);
+        for (int64_t c = 0; c < q; c++) {
+            const float *src = w->cg + c * d;
+            if (q == 1) {
+                emit_row(e, g0, src); /* C is the row itself */
+                continue;
+            }
+            copy_cols(w->rowtmp, d, src, qd, Dp, d);
+            emit_row(e, g0 + c, w->rowtmp);
+        }
+        g0 = g1;
     }
 }
 
 static void pool_forward(struct worker *w, void *arg) {
     struct cpu_engine *e = w->e;
-    const struct fpd_bag_batch *b = ((void **)arg)[0];
-    float *out = ((void **)arg)[1];
+    const struct fpd_bag_batch *b = arg;
     const int64_t D = e->D;
+    float *out = e->out;
     for (int64_t o = w->b0; o < w->b1; o++) {
         float *dst = out + o * D;
         if (b->mode == FPD_BAG_MODE_NONE) {
-            if (e->slot[o] >= 0) memcpy(dst, e->rows + e->slot[o] * D, (size_t)D * sizeof(float));
-            else memset(dst, 0, (size_t)D * sizeof(float));
+            if (e->slot[o] < 0) memset(dst, 0, (size_t)D * sizeof(float));
+            else if (!e->direct) memcpy(dst, e->rows + e->slot[o] * D, (size_t)D * sizeof(float));
             continue;
         }
-        memset(dst, 0, (size_t)D * sizeof(float));
         int64_t lo, hi;
+        bool first = true;
         bag_range(b, e->n_bags, o, &lo, &hi);
         for (int64_t i = lo; i < hi; i++) {
             if (e->slot[i] < 0) continue;
-            const float *src = e->rows + e->slot[i] * D;
-            const float cf = e->coef[i];
-            for (int64_t j = 0; j < D; j++) dst[j] += cf * src[j];
+            if (!e->direct) axpy(dst, e->rows + e->slot[i] * D, e->coef[i], D, first);
+            first = false;
         }
+        if (first) memset(dst, 0, (size_t)D * sizeof(float)); /* an empty bag */
     }
 }
 
@@ -531,9 +642,9 @@ static enum fpd_status engine_forward(void *ctx, void *state, const struct fpd_b
     struct cpu_engine *e = state;
     enum fpd_status st = plan(e, b, n_bags, err);
     if (st) return st;
+    e->out = out;
     run_workers(e, forward_walk, NULL);
-    void *args[2] = {(void *)b, out};
-    run_workers(e, pool_forward, args);
+    run_workers(e, pool_forward, (void *)b);
     e->flops = 0.0;
     for (int32_t i = 0; i < e->active; i++) e->flops += e->wk[i].flops;
     return FPD_STATUS_OK;
@@ -541,29 +652,31 @@ static enum fpd_status engine_forward(void *ctx, void *state, const struct fpd_b
 
 /* ------------------------------------------------------------ backward */
 
-/* Push dL_m of the prefix `dig` (term t) into dG_m and dL_{m-1}, then clear it. */
-static void flush_level(struct worker *w, float *const *grad, int64_t t, const int64_t *dig, int32_t m) {
+/* Push dL_m of the prefix `dig` (every term) into dG_m and dL_{m-1}, then clear it. */
+static void flush_level(struct worker *w, float *const *grad, const int64_t *dig, int32_t m) {
     struct cpu_engine *e = w->e;
     const struct fpd_layer_shape *s = &e->s;
-    float *dg = grad[m] + (t * s->row_shape[m] + dig[m]) * e->slice[m];
-    const int64_t sz = e->Dm[m] * s->ranks[m + 1];
-    if (m == 0) {
-        for (int64_t q = 0; q < sz; q++) dg[q] += w->dpart[0][q];
-    } else {
-        const int64_t rm = s->ranks[m], Dp = e->Dm[m - 1], wm = e->w[m];
-        const float *lp = m == 1 ? slice_ptr(e, 0, t, dig[0]) : w->part[m - 1];
-        /* dG [rm, wm] += L_{m-1}^T [rm, Dp] @ dL_m [Dp, wm] */
-        fpd__cpu_gemm_small(rm, wm, Dp, lp, 1, rm, w->dpart[m], wm, dg, wm, true);
-        /* dL_{m-1} [Dp, rm] += dL_m [Dp, wm] @ G^T [wm, rm] */
-        fpd__cpu_transpose(rm, wm, slice_ptr(e, m, t, dig[m]), wm, w->gt, rm);
-        fpd__cpu_gemm_small(Dp, rm, wm, w->dpart[m], wm, 1, w->gt, rm, w->dpart[m - 1], rm, true);
-        w->flops += 4.0 * (double)(rm * wm * Dp);
+    const int64_t sz = e->psz[m];
+    for (int64_t t = 0; t < e->p; t++) {
+        float *dg = grad[m] + (t * s->row_shape[m] + dig[m]) * e->slice[m];
+        float *dl = w->dpart[m] + t * sz;
+        if (m == 0) {
+            for (int64_t q = 0; q < sz; q++) dg[q] += dl[q];
+        } else {
+            const int64_t rm = s->ranks[m], Dp = e->Dm[m - 1], wm = e->w[m];
+            const float *lp = m == 1 ? slice_ptr(e, 0, t, dig[0]) : w->part[m - 1] + t * e->psz[m - 1];
+            /* dG [rm, wm] += L_{m-1}^T [rm, Dp] @ dL_m [Dp, wm] */
+            fpd__cpu_gemm_small(rm, wm, Dp, lp, 1, rm, dl, wm, dg, wm, true);
+            /* dL_{m-1} [Dp, rm] += dL_m [Dp, wm] @ G^T [wm, rm] */
+            fpd__cpu_transpose(rm, wm, slice_ptr(e, m, t, dig[m]), wm, w->gt, rm);
+            fpd__cpu_gemm_small(Dp, rm, wm, dl, wm, 1, w->gt, rm, w->dpart[m - 1] + t * e->psz[m - 1], rm, true);
+            w->flops += 4.0 * (double)(rm * wm * Dp);
+        }
+        memset(dl, 0, (size_t)sz * sizeof(float));
     }
-    memset(w->dpart[m], 0, (size_t)sz * sizeof(float));
 }
 
-static void backward_walk(struct worker *w, void *arg) {
-    (void)arg;
+static void backward_walk(struct worker *w) {
     struct cpu_engine *e = w->e;
     const struct fpd_layer_shape *s = &e->s;
     const int32_t k = e->k;
@@ -572,57 +685,57 @@ static void backward_walk(struct worker *w, void *arg) {
     w->flops = 0.0;
     if (k == 1) {
         for (int64_t u = w->u0; u < w->u1; u++)
-            for (int64_t t = 0; t < e->p; t++) {
-                float *dg = grad[0] + (t * s->row_shape[0] + e->urow[u]) * e->slice[0];
-                const float *src = e->drow + u * D;
-                for (int64_t j = 0; j < D; j++) dg[j] += src[j];
-            }
+            for (int64_t t = 0; t < e->p; t++)
+                axpy(grad[0] + (t * s->row_shape[0] + e->urow[u]) * e->slice[0], e->drow + u * D, 1.0f, D, false);
         return;
     }
     const int64_t r = s->ranks[k - 1], d = s->col_shape[k - 1], Dp = e->Dm[k - 2];
-    for (int64_t t = 0; t < e->p; t++) {
-        int64_t prev[FPD_MAX_MODES], dig[FPD_MAX_MODES];
-        bool have = false;
-        for (int64_t g0 = w->u0; g0 <= w->u1;) {
-            int32_t lev = 0;
-            int64_t g1 = g0;
-            if (g0 < w->u1) {
-                const int64_t pre = e->urow[g0] / e->nlast;
-                g1 = g0 + 1;
-                while (g1 < w->u1 && e->urow[g1] / e->nlast == pre) g1++;
-                prefix_digits(e, e->urow[g0], dig);
-                if (have)
-                    while (lev < k - 1 && dig[lev] == prev[lev]) lev++;
-            }
-            /* leaving the prefixes at levels >= lev: flush them, deepest first */
+    int64_t prev[FPD_MAX_MODES], dig[FPD_MAX_MODES];
+    bool have = false;
+    for (int64_t g0 = w->u0; g0 <= w->u1;) {
+        int32_t lev = 0;
+        int64_t g1 = g0;
+        if (g0 < w->u1) {
+            const int64_t pre = e->urow[g0] / e->nlast;
+            g1 = g0 + 1;
+            while (g1 < w->u1 && e->urow[g1] / e->nlast == pre) g1++;
+            prefix_digits(e, e->urow[g0], dig);
             if (have)
-                for (int32_t m = k - 2; m >= lev; m--) flush_level(w, grad, t, prev, m);
-            if (g0 == w->u1) break;
-            partials(w, t, dig, lev);
-            memcpy(prev, dig, sizeof dig);
-            have = true;
-            const int64_t q = g1 - g0, qd = q * d;
-            /* E [Dp, q d]: the rows' gradients as columns; B^T [q d, r]: the slices */
-            float *E = w->cg, *dB = w->cg + Dp * qd;
+                while (lev < k - 1 && dig[lev] == prev[lev]) lev++;
+        }
+        /* leaving the prefixes at levels >= lev: flush them, deepest first */
+        if (have)
+            for (int32_t m = k - 2; m >= lev; m--) flush_level(w, grad, prev, m);
+        if (g0 == w->u1) break;
+        if (lev < k - 1) partials(w, dig, lev);
+        memcpy(prev, dig, sizeof dig);
+        have = true;
+        const int64_t q = g1 - g0, qd = q * d;
+        /* E [Dp, q d]: the rows' gradients as columns */
+        float *E = w->cg, *dB = w->cg + Dp * qd;
+        if (q == 1) {
+            E = e->drow + g0 * D; /* already [Dp, d] */
+        } else {
             for (int64_t c = 0; c < q; c++) {
                 const float *src = e->drow + (g0 + c) * D;
-                for (int64_t a = 0; a < Dp; a++) memcpy(E + a * qd + c * d, src + a * d, (size_t)d * sizeof(float));
-                const float *gl = slice_ptr(e, k - 1, t, e->urow[g0 + c] % e->nlast);
-                fpd__cpu_transpose(r, d, gl, d, w->bgt + c * d * r, r);
+                copy_cols(E + c * d, qd, src, d, Dp, d);
             }
+        }
+        for (int64_t t = 0; t < e->p; t++) {
+            for (int64_t c = 0; c < q; c++) /* B^T [q d, r]: the slices, transposed */
+                fpd__cpu_transpose(r, d, slice_ptr(e, k - 1, t, e->urow[g0 + c] % e->nlast), d, w->bgt + c * d * r, r);
             const float *L = last_partial(w, t, dig);
             /* dB [r, q d] = L^T [r, Dp] @ E; scattered into the slices */
             fpd__cpu_gemm_small(r, qd, Dp, L, 1, r, E, qd, dB, qd, false);
             for (int64_t c = 0; c < q; c++) {
                 float *dg = grad[k - 1] + (t * e->nlast + e->urow[g0 + c] % e->nlast) * e->slice[k - 1];
-                for (int64_t l = 0; l < r; l++)
-                    for (int64_t j = 0; j < d; j++) dg[l * d + j] += dB[l * qd + c * d + j];
+                for (int64_t l = 0; l < r; l++) axpy(dg + l * d, dB + l * qd + c * d, 1.0f, d, false);
             }
             /* dL_{k-2} [Dp, r] += E [Dp, q d] @ B^T [q d, r] */
-            fpd__cpu_gemm_small(Dp, r, qd, E, qd, 1, w->bgt, r, w->dpart[k - 2], r, true);
-            w->flops += 4.0 * (double)(Dp * r * qd);
-            g0 = g1;
+            fpd__cpu_gemm_small(Dp, r, qd, E, qd, 1, w->bgt, r, w->dpart[k - 2] + t * e->psz[k - 2], r, true);
         }
+        w->flops += 4.0 * (double)(e->p * Dp * r * qd);
+        g0 = g1;
     }
 }
 
@@ -645,10 +758,10 @@ static void row_grads(struct worker *w, void *arg) {
                 src = gout + e->bag_of[i] * D;
                 cf = e->coef[i];
             }
-            for (int64_t j = 0; j < D; j++) dst[j] += cf * src[j];
+            axpy(dst, src, cf, D, false);
         }
     }
-    backward_walk(w, NULL);
+    backward_walk(w);
 }
 
 static enum fpd_status engine_backward(void *ctx, void *state, const struct fpd_bag_batch *b, int64_t n_bags,
