@@ -53,20 +53,11 @@ static inline bool fpd__mul_size(size_t a, size_t b, size_t *out) {
 
 /* One Adam update (Kingma & Ba, ICLR 2015, Algorithm 1) of x[0..n) with gradient
  * g, moments m1/m2, step lr and the bias corrections bc1 = 1 - beta1^t,
- * bc2 = 1 - beta2^t. Shared by the engine's optimizers and the dense tables of
- * the trainers, so that a 1-core FPD layer and a dense table step bit for bit alike. */
-#ifndef __cplusplus
-FPD__VECTORIZE static inline void fpd__adam_update(float *restrict x, const float *restrict g, float *restrict m1,
-                                                   float *restrict m2, int64_t n, float lr, float beta1, float beta2,
-                                                   float eps, float bc1, float bc2) {
-    for (int64_t e = 0; e < n; e++) {
-        const float gv = g[e];
-        m1[e] = beta1 * m1[e] + (1.0f - beta1) * gv;
-        m2[e] = beta2 * m2[e] + (1.0f - beta2) * gv * gv;
-        x[e] -= lr * (m1[e] / bc1) / (sqrtf(m2[e] / bc2) + eps);
-    }
-}
-#endif
+ * bc2 = 1 - beta2^t (lib/cpu/optim-cpu.c). Shared by the engine's optimizers and
+ * the dense tables of the trainers, so that a 1-core FPD layer and a dense table
+ * step bit for bit alike. */
+void fpd__adam_update(float *x, const float *g, float *m1, float *m2, int64_t n, float lr, float beta1, float beta2,
+                      float eps, float bc1, float bc2);
 
 /* Monotonic seconds. */
 double fpd__now(void);

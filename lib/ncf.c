@@ -78,6 +78,22 @@ static void distinct_ids(const int64_t *ids, int64_t n, int64_t *uniq, int64_t *
         }
 }
 
+/* The same for a training batch in O(n): mark[rows] is -1 everywhere on entry and
+ * on return; uniq is in order of first appearance. */
+static void distinct_ids_marked(const int64_t *ids, int64_t n, int64_t *uniq, int64_t *nu, int64_t *slot,
+                                int64_t *mark) {
+    int64_t u = 0;
+    for (int64_t t = 0; t < n; t++) {
+        if (mark[ids[t]] < 0) {
+            mark[ids[t]] = u;
+            uniq[u++] = ids[t];
+        }
+        slot[t] = mark[ids[t]];
+    }
+    for (int64_t q = 0; q < u; q++) mark[uniq[q]] = -1;
+    *nu = u;
+}
+
 /* Rows ids[0..n) of a table into out[n * dim]. */
 static enum fpd_status emb_rows(const struct fpd_embedding *e, const int64_t *ids, int64_t n, float *out,
                                 struct fpd_error *err) {
@@ -226,6 +242,7 @@ struct table_state {
     const struct fpd_embedding *e;
     int64_t max_rows;               /* distinct rows a batch can touch              */
     int64_t *uniq, *slot;           /* [batch] distinct ids, slot of each sample   */
+    int64_t *mark;                  /* [rows] -1, or a row's slot while a batch is gathered */
     int64_t nu;
     float *rows, *grad;             /* [max_rows * dim] looked-up rows, their grads */
     float *trows;                   /* [max_rows * tdim] the teacher's rows, or NULL */
@@ -237,6 +254,7 @@ struct table_state {
 static void table_state_free(struct table_state *ts) {
     fpd_free(ts->uniq);
     fpd_free(ts->slot);
+    fpd_free(ts->mark);
     fpd_free(ts->rows);
     fpd_free(ts->grad);
     fpd_free(ts->trows);
@@ -253,9 +271,12 @@ static enum fpd_status table_state_init(struct table_state *ts, const struct fpd
     const int64_t dim = e->dim;
     bool ok = (ts->uniq = fpd_malloc((size_t)batch * sizeof(int64_t))) &&
               (ts->slot = fpd_malloc((size_t)batch * sizeof(int64_t))) &&
+              (ts->mark = fpd_malloc((size_t)e->rows * sizeof(int64_t))) &&
               (ts->rows = fpd_malloc((size_t)(batch * dim) * sizeof(float))) &&
               (ts->grad = fpd_malloc((size_t)(batch * dim) * sizeof(float))) &&
               (!p->teacher || (ts->trows = fpd_malloc((size_t)(batch * p->teacher->user.dim) * sizeof(float))));
+    if (ok)
+        for (int64_t r = 0; r < e->rows; r++) ts->mark[r] = -1;
     if (ok && p->train_tables && !e->layer)
         ok = (ts->mo = fpd_calloc((size_t)(e->rows * dim), sizeof(float))) &&
              (ts->ve = fpd_calloc((size_t)(e->rows * dim), sizeof(float)));
@@ -447,8 +468,8 @@ enum fpd_status fpd_gmf_train(struct fpd_gmf *m, const int64_t *users, const int
                     lab[ns++] = 0;
                 }
             }
-            distinct_ids(su, ns, tu.uniq, &tu.nu, tu.slot);
-            distinct_ids(si, ns, ti.uniq, &ti.nu, ti.slot);
+            distinct_ids_marked(su, ns, tu.uniq, &tu.nu, tu.slot, tu.mark);
+            distinct_ids_marked(si, ns, ti.uniq, &ti.nu, ti.slot, ti.mark);
             if ((st = table_rows(&tu, err)) || (st = table_rows(&ti, err))) goto done;
             if (alpha > 0.0 && ((st = emb_rows(&p.teacher->user, tu.uniq, tu.nu, tu.trows, err)) ||
                                 (st = emb_rows(&p.teacher->item, ti.uniq, ti.nu, ti.trows, err))))
