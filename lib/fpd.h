@@ -213,8 +213,10 @@ FPD_API enum fpd_status fpd_layer_set_row_perm(struct fpd_layer *layer, const in
 FPD_API const int64_t *fpd_layer_row_perm(const struct fpd_layer *layer);
 
 /* Rows idx[0..n) of the table (original row numbers, permutation applied) into
- * out[n * D], F32 row-major. Consecutive indices that share leading row digits
- * share their partial products (sort idx for speed). n = 0 does nothing.
+ * out[n * D], F32 row-major: fpd_engine_forward with mode NONE on a transient
+ * one-thread CPU engine (each distinct row computed once, rows sharing leading
+ * digits share their partial products, in any order of idx). For repeated calls
+ * (training, serving) keep an engine instead. n = 0 does nothing.
  * Errors: INVALID_ARG (an index < 0 or >= rows, naming it), NOMEM. */
 FPD_API enum fpd_status fpd_layer_lookup(const struct fpd_layer *layer, const int64_t *idx, int64_t n,
                                          float *out, struct fpd_error *err);
@@ -382,9 +384,10 @@ FPD_API enum fpd_status fpd_als(struct fpd_layer *layer, const struct fpd_table_
 
 /* Backward of fpd_layer_lookup: given dL/dout for rows idx[0..n) (grad_out[n * D],
  * F32), add dL/dG_m to grad_cores[m] (each of fpd_layer_shape_core_numel(m)
- * floats, same layout as the core). idx may repeat and need not be sorted; rows
- * sharing leading digits share their partial products and gradients (reverse
- * accumulation over the rows' prefix tree). Errors: INVALID_ARG (index), NOMEM. */
+ * floats, same layout as the core). idx may repeat and need not be sorted. Runs
+ * fpd_engine_forward and fpd_engine_backward on a transient one-thread CPU engine
+ * (reverse accumulation over the rows' prefix tree); training loops keep an
+ * engine and use its optimizer steps instead. Errors: INVALID_ARG (index), NOMEM. */
 FPD_API enum fpd_status fpd_layer_backward(const struct fpd_layer *layer, const int64_t *idx, int64_t n,
                                            const float *grad_out, float *const *grad_cores,
                                            struct fpd_error *err);

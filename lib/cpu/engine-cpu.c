@@ -46,8 +46,12 @@
 
 #include <math.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <string.h>
 #include <unistd.h>
+#if defined(__SSE2__)
+#include <immintrin.h>
+#endif
 
 struct worker;
 /* The worker pool (see run_workers). */
@@ -547,6 +551,27 @@ FPD__VECTORIZE static void axpy(float *restrict dst, const float *restrict src, 
         for (int64_t j = 0; j < n; j++) dst[j] += a * src[j];
 }
 
+/* dst[0..n) = src[0..n) with non-temporal stores where the processor has them
+ * and dst is 16-byte aligned (n a multiple of 4): the output of a large batch
+ * is written once and not read back by the engine, and it is written in row
+ * order, not output order, so ordinary stores would first read every line they
+ * miss (read for ownership). The caller fences (store_fence). */
+static inline void copy_stream(float *restrict dst, const float *restrict src, int64_t n) {
+#if defined(__SSE2__)
+    if (((uintptr_t)dst & 15) == 0 && (n & 3) == 0) {
+        for (int64_t j = 0; j < n; j += 4) _mm_stream_ps(dst + j, _mm_loadu_ps(src + j));
+        return;
+    }
+#endif
+    memcpy(dst, src, (size_t)n * sizeof(float));
+}
+
+static inline void store_fence(void) {
+#if defined(__SSE2__)
+    _mm_sfence();
+#endif
+}
+
 /* Distinct row u's value, row[D] (contiguous), to where the forward wants it:
  * the rows buffer, or (direct mode) the output row of each of its entries. */
 static void emit_row(struct cpu_engine *e, int64_t u, const float *row) {
@@ -558,7 +583,7 @@ static void emit_row(struct cpu_engine *e, int64_t u, const float *row) {
     for (int64_t q = e->ustart[u]; q < e->ustart[u + 1]; q++) {
         const int64_t i = e->pos[q];
         float *dst = e->out + e->orow[i] * D;
-        if (e->coef[i] == 1.0f) memcpy(dst, row, (size_t)D * sizeof(float));
+        if (e->coef[i] == 1.0f) copy_stream(dst, row, D);
         else axpy(dst, row, e->coef[i], D, true);
     }
 }
@@ -575,6 +600,7 @@ static void forward_walk(struct worker *w, void *arg) {
             for (int64_t t = 0; t < e->p; t++) axpy(w->rowtmp, slice_ptr(e, 0, t, e->urow[u]), 1.0f, D, t == 0);
             emit_row(e, u, w->rowtmp);
         }
+        store_fence();
         return;
     }
     const int64_t r = s->ranks[k - 1], d = s->col_shape[k - 1], Dp = e->Dm[k - 2];
@@ -612,6 +638,7 @@ static void forward_walk(struct worker *w, void *arg) {
         }
         g0 = g1;
     }
+    store_fence();
 }
 
 static void pool_forward(struct worker *w, void *arg) {

@@ -22,6 +22,7 @@
  */
 #include "heuristics/fpd-heuristics.h"
 #include "lib/fpd-impl.h"
+#include "tests/bench/bench-util.h"
 
 #include <cblas.h>
 #include <pthread.h>
@@ -138,26 +139,6 @@ static void dense_train(struct dense *t, const int64_t *idx, float *out, int64_t
 
 /* ------------------------------------------------------------ index streams */
 
-/* Zipf(s) over [0, n): inverse CDF by binary search over a table. */
-static double *zipf_cdf(int64_t n, double s) {
-    double *c = malloc((size_t)n * sizeof(double)), acc = 0.0;
-    for (int64_t i = 0; i < n; i++) {
-        acc += pow((double)(i + 1), -s);
-        c[i] = acc;
-    }
-    return c;
-}
-static int64_t zipf_draw(const double *c, int64_t n, uint64_t *rng) {
-    double u = fpd__rand_uniform(rng) * c[n - 1];
-    int64_t lo = 0, hi = n - 1;
-    while (lo < hi) {
-        int64_t mid = (lo + hi) / 2;
-        if (c[mid] > u) hi = mid;
-        else lo = mid + 1;
-    }
-    return lo;
-}
-
 static double sgemm_gflops(void) {
     const int n = 1024;
     float *a = malloc((size_t)n * n * 4), *b = malloc((size_t)n * n * 4), *c = malloc((size_t)n * n * 4);
@@ -206,7 +187,7 @@ int main(int argc, char **argv) {
     const char *dist_name[3] = {"uniform", "zipf", "zipf-shuffled"};
     int64_t *idx[3];
     uint64_t rng = 42;
-    double *cdf = zipf_cdf(g_n, 1.05);
+    double *cdf = bench_zipf_cdf(g_n, 1.05);
     int64_t *shuf = malloc((size_t)g_n * 8);
     for (int64_t i = 0; i < g_n; i++) shuf[i] = i;
     for (int64_t i = g_n - 1; i > 0; i--) {
@@ -218,8 +199,8 @@ int main(int argc, char **argv) {
         idx[ds] = malloc((size_t)(nbatch * g_b) * 8);
         for (int64_t i = 0; i < nbatch * g_b; i++) {
             if (ds == 0) idx[ds][i] = (int64_t)(fpd__rand_u64(&rng) % (uint64_t)g_n);
-            else if (ds == 1) idx[ds][i] = zipf_draw(cdf, g_n, &rng);
-            else idx[ds][i] = shuf[zipf_draw(cdf, g_n, &rng)];
+            else if (ds == 1) idx[ds][i] = bench_zipf_draw(cdf, g_n, &rng);
+            else idx[ds][i] = shuf[bench_zipf_draw(cdf, g_n, &rng)];
         }
     }
     free(cdf);

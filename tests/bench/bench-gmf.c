@@ -15,21 +15,11 @@
  */
 #include "heuristics/fpd-heuristics.h"
 #include "lib/fpd-impl.h"
+#include "tests/bench/bench-util.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static int64_t zipf(const double *c, int64_t n, uint64_t *rng) {
-    double u = fpd__rand_uniform(rng) * c[n - 1];
-    int64_t lo = 0, hi = n - 1;
-    while (lo < hi) {
-        int64_t mid = (lo + hi) / 2;
-        if (c[mid] > u) hi = mid;
-        else lo = mid + 1;
-    }
-    return lo;
-}
 
 static struct fpd_layer *make_layer(int64_t rows, int64_t dim, int32_t k, int64_t r, uint64_t seed) {
     struct fpd_error err;
@@ -54,12 +44,11 @@ int main(int argc, char **argv) {
     const int32_t k = argc > 2 ? atoi(argv[2]) : 2;
     const int64_t U = 6040, I = 3706, N = 994169, D = 64;
     uint64_t rng = 11;
-    double *ci = malloc((size_t)I * sizeof(double)), acc = 0.0;
-    for (int64_t i = 0; i < I; i++) ci[i] = acc += 1.0 / pow((double)(i + 1), 1.05);
+    double *ci = bench_zipf_cdf(I, 1.05);
     int64_t *users = malloc((size_t)N * sizeof(int64_t)), *items = malloc((size_t)N * sizeof(int64_t));
     for (int64_t t = 0; t < N; t++) {
         users[t] = (int64_t)(fpd__rand_u64(&rng) % (uint64_t)U);
-        items[t] = zipf(ci, I, &rng);
+        items[t] = bench_zipf_draw(ci, I, &rng);
     }
     float *ud = malloc((size_t)(U * D) * sizeof(float)), *id = malloc((size_t)(I * D) * sizeof(float));
     for (int64_t e = 0; e < U * D; e++) ud[e] = (float)(0.01 * (fpd__rand_uniform(&rng) - 0.5));
