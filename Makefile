@@ -146,8 +146,11 @@ $(BUILD_DIR)/sample-%: $(OBJ_DIR)/samples/%.o $(TOOL_COMMON_OBJ) $(STATIC_LIB)
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(FPD_LDLIBS)
 
 $(OBJ_DIR)/tests/%.o: EXTRA_CFLAGS = $(CRIT_CFLAGS) -Wno-missing-prototypes
-# the optimizers' element loops: vectorized (see the file's comment)
+# the optimizers' element loops: vectorized (see the file's comment); the engine's
+# micro-kernel: fused multiply-adds (ISO C mode turns contraction off) and its
+# accumulators kept in registers (-O3 unrolls their short loops)
 $(OBJ_DIR)/lib/cpu/optim-cpu.o: EXTRA_CFLAGS = -O3 -fno-math-errno
+$(OBJ_DIR)/lib/cpu/gemm-small.o: EXTRA_CFLAGS = -O3 -ffp-contract=fast
 $(TEST_BIN): $(TEST_OBJ) $(STATIC_LIB)
 	@$(if $(Q),echo "  LINK  $@")
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(CRIT_LIBS) $(FPD_LDLIBS)

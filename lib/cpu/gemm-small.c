@@ -28,53 +28,80 @@ typedef float v4 __attribute__((vector_size(16), aligned(4)));
 
 #define A_AT(i, l) a[(i) * sai + (l) * sal]
 
-/* One pass over the columns [j0, j_end) in blocks of NV vectors of type VT (W floats). */
-#define GEMM_PASS(VT, W, NV)                                                                  \
-    for (; j0 + (NV) * (W) <= N; j0 += (NV) * (W)) {                                          \
+#define LD(VT, p) (*(const VT *)(p))
+#define ST(VT, p, v) (*(VT *)(p) = (v))
+#define INIT(VT, p) (acc ? LD(VT, p) : (VT){0})
+
+/* One pass over the columns in blocks of two vectors of type VT (W floats):
+ * a 4 x 2W block of C in eight named registers over the whole K loop. */
+#define GEMM_PASS2(VT, W)                                                                     \
+    for (; j0 + 2 * (W) <= N; j0 += 2 * (W)) {                                                \
         int64_t i0 = 0;                                                                       \
         for (; i0 + 4 <= M; i0 += 4) {                                                        \
-            VT c0[NV], c1[NV], c2[NV], c3[NV];                                                \
-            for (int v = 0; v < (NV); v++) {                                                  \
-                if (acc) {                                                                    \
-                    c0[v] = *(const VT *)(c + (i0 + 0) * ldc + j0 + v * (W));                 \
-                    c1[v] = *(const VT *)(c + (i0 + 1) * ldc + j0 + v * (W));                 \
-                    c2[v] = *(const VT *)(c + (i0 + 2) * ldc + j0 + v * (W));                 \
-                    c3[v] = *(const VT *)(c + (i0 + 3) * ldc + j0 + v * (W));                 \
-                } else {                                                                      \
-                    c0[v] = (VT){0};                                                          \
-                    c1[v] = (VT){0};                                                          \
-                    c2[v] = (VT){0};                                                          \
-                    c3[v] = (VT){0};                                                          \
-                }                                                                             \
-            }                                                                                 \
+            float *c0 = c + i0 * ldc + j0, *c1 = c0 + ldc, *c2 = c1 + ldc, *c3 = c2 + ldc;    \
+            VT x00 = INIT(VT, c0), x01 = INIT(VT, c0 + (W)), x10 = INIT(VT, c1),              \
+               x11 = INIT(VT, c1 + (W)), x20 = INIT(VT, c2), x21 = INIT(VT, c2 + (W)),        \
+               x30 = INIT(VT, c3), x31 = INIT(VT, c3 + (W));                                  \
             for (int64_t l = 0; l < K; l++) {                                                 \
                 const float *br = b + l * ldb + j0;                                           \
+                const VT b0 = LD(VT, br), b1 = LD(VT, br + (W));                              \
                 const float a0 = A_AT(i0, l), a1 = A_AT(i0 + 1, l);                           \
                 const float a2 = A_AT(i0 + 2, l), a3 = A_AT(i0 + 3, l);                       \
-                for (int v = 0; v < (NV); v++) {                                              \
-                    VT bv = *(const VT *)(br + v * (W));                                      \
-                    c0[v] += a0 * bv;                                                         \
-                    c1[v] += a1 * bv;                                                         \
-                    c2[v] += a2 * bv;                                                         \
-                    c3[v] += a3 * bv;                                                         \
-                }                                                                             \
+                x00 += a0 * b0;                                                               \
+                x01 += a0 * b1;                                                               \
+                x10 += a1 * b0;                                                               \
+                x11 += a1 * b1;                                                               \
+                x20 += a2 * b0;                                                               \
+                x21 += a2 * b1;                                                               \
+                x30 += a3 * b0;                                                               \
+                x31 += a3 * b1;                                                               \
             }                                                                                 \
-            for (int v = 0; v < (NV); v++) {                                                  \
-                *(VT *)(c + (i0 + 0) * ldc + j0 + v * (W)) = c0[v];                           \
-                *(VT *)(c + (i0 + 1) * ldc + j0 + v * (W)) = c1[v];                           \
-                *(VT *)(c + (i0 + 2) * ldc + j0 + v * (W)) = c2[v];                           \
-                *(VT *)(c + (i0 + 3) * ldc + j0 + v * (W)) = c3[v];                           \
-            }                                                                                 \
+            ST(VT, c0, x00);                                                                  \
+            ST(VT, c0 + (W), x01);                                                            \
+            ST(VT, c1, x10);                                                                  \
+            ST(VT, c1 + (W), x11);                                                            \
+            ST(VT, c2, x20);                                                                  \
+            ST(VT, c2 + (W), x21);                                                            \
+            ST(VT, c3, x30);                                                                  \
+            ST(VT, c3 + (W), x31);                                                            \
         }                                                                                     \
         for (; i0 < M; i0++) {                                                                \
-            VT c0[NV];                                                                        \
-            for (int v = 0; v < (NV); v++)                                                    \
-                c0[v] = acc ? *(const VT *)(c + i0 * ldc + j0 + v * (W)) : (VT){0};           \
+            float *c0 = c + i0 * ldc + j0;                                                    \
+            VT x00 = INIT(VT, c0), x01 = INIT(VT, c0 + (W));                                  \
             for (int64_t l = 0; l < K; l++) {                                                 \
                 const float a0 = A_AT(i0, l);                                                 \
-                for (int v = 0; v < (NV); v++) c0[v] += a0 * *(const VT *)(b + l * ldb + j0 + v * (W)); \
+                x00 += a0 * LD(VT, b + l * ldb + j0);                                         \
+                x01 += a0 * LD(VT, b + l * ldb + j0 + (W));                                   \
             }                                                                                 \
-            for (int v = 0; v < (NV); v++) *(VT *)(c + i0 * ldc + j0 + v * (W)) = c0[v];      \
+            ST(VT, c0, x00);                                                                  \
+            ST(VT, c0 + (W), x01);                                                            \
+        }                                                                                     \
+    }
+
+/* The same with one vector: a 4 x W block (for the columns left over). */
+#define GEMM_PASS1(VT, W)                                                                     \
+    for (; j0 + (W) <= N; j0 += (W)) {                                                        \
+        int64_t i0 = 0;                                                                       \
+        for (; i0 + 4 <= M; i0 += 4) {                                                        \
+            float *c0 = c + i0 * ldc + j0, *c1 = c0 + ldc, *c2 = c1 + ldc, *c3 = c2 + ldc;    \
+            VT x0 = INIT(VT, c0), x1 = INIT(VT, c1), x2 = INIT(VT, c2), x3 = INIT(VT, c3);     \
+            for (int64_t l = 0; l < K; l++) {                                                 \
+                const VT b0 = LD(VT, b + l * ldb + j0);                                       \
+                x0 += A_AT(i0, l) * b0;                                                       \
+                x1 += A_AT(i0 + 1, l) * b0;                                                   \
+                x2 += A_AT(i0 + 2, l) * b0;                                                   \
+                x3 += A_AT(i0 + 3, l) * b0;                                                   \
+            }                                                                                 \
+            ST(VT, c0, x0);                                                                   \
+            ST(VT, c1, x1);                                                                   \
+            ST(VT, c2, x2);                                                                   \
+            ST(VT, c3, x3);                                                                   \
+        }                                                                                     \
+        for (; i0 < M; i0++) {                                                                \
+            float *c0 = c + i0 * ldc + j0;                                                    \
+            VT x0 = INIT(VT, c0);                                                             \
+            for (int64_t l = 0; l < K; l++) x0 += A_AT(i0, l) * LD(VT, b + l * ldb + j0);     \
+            ST(VT, c0, x0);                                                                   \
         }                                                                                     \
     }
 
@@ -84,7 +111,7 @@ typedef float v4 __attribute__((vector_size(16), aligned(4)));
 #define GEMM_BODY(BIG, BW, PASSES)                                                            \
     {                                                                                         \
         int64_t j0 = 0;                                                                       \
-        GEMM_PASS(BIG, BW, 2)                                                                 \
+        GEMM_PASS2(BIG, BW)                                                                   \
         PASSES                                                                                \
         for (; j0 < N; j0++)                                                                  \
             for (int64_t i = 0; i < M; i++) {                                                 \
@@ -99,11 +126,11 @@ typedef float v4 __attribute__((vector_size(16), aligned(4)));
 
 #if defined(__x86_64__) && defined(__GNUC__)
 __attribute__((target("arch=x86-64-v4"))) static void gemm_v4(GEMM_ARGS)
-    GEMM_BODY(v16, 16, GEMM_PASS(v16, 16, 1) GEMM_PASS(v8, 8, 1) GEMM_PASS(v4, 4, 1))
+    GEMM_BODY(v16, 16, GEMM_PASS1(v16, 16) GEMM_PASS1(v8, 8) GEMM_PASS1(v4, 4))
 __attribute__((target("arch=x86-64-v3"))) static void gemm_v3(GEMM_ARGS)
-    GEMM_BODY(v8, 8, GEMM_PASS(v8, 8, 1) GEMM_PASS(v4, 4, 1))
+    GEMM_BODY(v8, 8, GEMM_PASS1(v8, 8) GEMM_PASS1(v4, 4))
 #endif
-static void gemm_base(GEMM_ARGS) GEMM_BODY(v4, 4, GEMM_PASS(v4, 4, 1))
+static void gemm_base(GEMM_ARGS) GEMM_BODY(v4, 4, GEMM_PASS1(v4, 4))
 
 typedef void (*gemm_fn)(GEMM_ARGS);
 
