@@ -105,10 +105,7 @@ struct cpu_engine {
     float *rows, *drow;        /* [nu * D] values and gradients of the distinct rows */
     int64_t *bag_of;           /* [n] bag of each entry (SUM/MEAN)                */
     float *coef;               /* [n] weight of each entry in its bag's output    */
-    int64_t *orow;             /* [n] output row of each entry (direct mode)      */
-    float *out;                /* the forward's output (direct mode)              */
-    bool direct;               /* every output row has at most one entry: rows go
-                                  straight from the products to the output        */
+    float *out;                /* the forward's output                            */
     int64_t n, nvalid, nu, n_bags;
     struct fpd_bag_batch last; /* identity of the planned batch                   */
     bool planned;
@@ -238,7 +235,6 @@ static void engine_destroy(void *ctx, void *state) {
     fpd_free(e->drow);
     fpd_free(e->bag_of);
     fpd_free(e->coef);
-    fpd_free(e->orow);
     for (int32_t m = 0; m < FPD_MAX_MODES; m++) {
         fpd_free(e->grad[m]);
         fpd_free(e->touched[m]);
@@ -391,8 +387,8 @@ static enum fpd_status plan(struct cpu_engine *e, const struct fpd_bag_batch *b,
     if (n > e->cap_n) {
         size_t z = 0;
         void **bufs[] = {(void **)&e->key, (void **)&e->key2, (void **)&e->pos, (void **)&e->pos2,
-                         (void **)&e->slot, (void **)&e->bag_of, (void **)&e->coef, (void **)&e->orow};
-        size_t sizes[] = {8, 8, 8, 8, 8, 8, 4, 8};
+                         (void **)&e->slot, (void **)&e->bag_of, (void **)&e->coef};
+        size_t sizes[] = {8, 8, 8, 8, 8, 8, 4};
         for (size_t q = 0; q < sizeof bufs / sizeof bufs[0]; q++) {
             z = 0;
             if ((st = grow(bufs[q], (size_t)n * sizes[q], &z, err))) return st;
@@ -435,26 +431,18 @@ static enum fpd_status plan(struct cpu_engine *e, const struct fpd_bag_batch *b,
     e->nu = nu;
     e->n = n;
     e->n_bags = n_bags;
-    /* each entry's bag and coefficient; direct mode when no bag has two entries */
-    e->direct = true;
+    /* each entry's bag and coefficient */
     if (b->mode != FPD_BAG_MODE_NONE) {
         for (int64_t bag = 0; bag < n_bags; bag++) {
             int64_t lo, hi, cnt = 0;
             bag_range(b, n_bags, bag, &lo, &hi);
             for (int64_t i = lo; i < hi; i++) cnt += e->slot[i] >= 0;
-            if (cnt > 1) e->direct = false;
             for (int64_t i = lo; i < hi; i++) {
                 e->bag_of[i] = bag;
-                e->orow[i] = bag;
                 e->coef[i] = b->mode == FPD_BAG_MODE_MEAN   ? 1.0f / (float)(cnt ? cnt : 1)
                              : b->per_sample_weights ? b->per_sample_weights[i]
                                                      : 1.0f;
             }
-        }
-    } else {
-        for (int64_t i = 0; i < n; i++) {
-            e->orow[i] = i;
-            e->coef[i] = 1.0f;
         }
     }
     /* slices this batch touches, per core, ascending */
@@ -566,10 +554,10 @@ FPD__VECTORIZE static void axpy(float *restrict dst, const float *restrict src, 
 }
 
 /* dst[0..n) = src[0..n) with non-temporal stores where the processor has them
- * and dst is 16-byte aligned (n a multiple of 4): the output of a large batch
- * is written once and not read back by the engine, and it is written in row
- * order, not output order, so ordinary stores would first read every line they
- * miss (read for ownership). The caller fences (store_fence). */
+ * and dst is 16-byte aligned (n a multiple of 4): the output of a batch is
+ * written once, in order, and not read back by the engine, so ordinary stores
+ * would first read every line (read for ownership) and push the distinct rows
+ * out of the cache. The caller fences (store_fence). */
 static inline void copy_stream(float *restrict dst, const float *restrict src, int64_t n) {
 #if defined(__SSE2__)
     if (((uintptr_t)dst & 15) == 0 && (n & 3) == 0) {
@@ -586,22 +574,6 @@ static inline void store_fence(void) {
 #endif
 }
 
-/* Distinct row u's value, row[D] (contiguous), to where the forward wants it:
- * the rows buffer, or (direct mode) the output row of each of its entries. */
-static void emit_row(struct cpu_engine *e, int64_t u, const float *row) {
-    const int64_t D = e->D;
-    if (!e->direct) {
-        memcpy(e->rows + u * D, row, (size_t)D * sizeof(float));
-        return;
-    }
-    for (int64_t q = e->ustart[u]; q < e->ustart[u + 1]; q++) {
-        const int64_t i = e->pos[q];
-        float *dst = e->out + e->orow[i] * D;
-        if (e->coef[i] == 1.0f) copy_stream(dst, row, D);
-        else axpy(dst, row, e->coef[i], D, true);
-    }
-}
-
 static void forward_walk(struct worker *w, void *arg) {
     (void)arg;
     struct cpu_engine *e = w->e;
@@ -610,11 +582,8 @@ static void forward_walk(struct worker *w, void *arg) {
     const int64_t D = e->D;
     w->flops = 0.0;
     if (k == 1) {
-        for (int64_t u = w->u0; u < w->u1; u++) {
-            for (int64_t t = 0; t < e->p; t++) axpy(w->rowtmp, slice_ptr(e, 0, t, e->urow[u]), 1.0f, D, t == 0);
-            emit_row(e, u, w->rowtmp);
-        }
-        store_fence();
+        for (int64_t u = w->u0; u < w->u1; u++)
+            for (int64_t t = 0; t < e->p; t++) axpy(e->rows + u * D, slice_ptr(e, 0, t, e->urow[u]), 1.0f, D, t == 0);
         return;
     }
     const int64_t r = s->ranks[k - 1], d = s->col_shape[k - 1], Dp = e->Dm[k - 2];
@@ -632,51 +601,53 @@ static void forward_walk(struct worker *w, void *arg) {
         if (lev < k - 1) partials(w, dig, lev);
         memcpy(prev, dig, sizeof dig);
         have = true;
-        /* the group's rows, summed over the terms: C [Dp, q d] += L_{k-2} [Dp, r] @ B [r, q d] */
+        /* the group's rows, summed over the terms: C [Dp, q d] += L_{k-2} [Dp, r] @ B [r, q d]
+         * (one row: C is the row itself, written in place) */
+        float *C = q == 1 ? e->rows + g0 * D : w->cg;
         for (int64_t t = 0; t < e->p; t++) {
             for (int64_t c = 0; c < q; c++) {
                 const float *gl = slice_ptr(e, k - 1, t, e->urow[g0 + c] % e->nlast);
                 copy_cols(w->bg + c * d, qd, gl, d, r, d);
             }
-            fpd__cpu_gemm_small(Dp, qd, r, last_partial(w, t, dig), r, 1, w->bg, qd, w->cg, qd, t > 0);
+            fpd__cpu_gemm_small(Dp, qd, r, last_partial(w, t, dig), r, 1, w->bg, qd, C, qd, t > 0);
         }
         w->flops += 2.0 * (double)(e->p * Dp * r * qd);
-        for (int64_t c = 0; c < q; c++) {
-            const float *src = w->cg + c * d;
-            if (q == 1) {
-                emit_row(e, g0, src); /* C is the row itself */
-                continue;
-            }
-            copy_cols(w->rowtmp, d, src, qd, Dp, d);
-            emit_row(e, g0 + c, w->rowtmp);
-        }
+        for (int64_t c = 0; q > 1 && c < q; c++) copy_cols(e->rows + (g0 + c) * D, d, w->cg + c * d, qd, Dp, d);
         g0 = g1;
     }
-    store_fence();
 }
 
+/* Pool the distinct rows into the output (rows [b0, b1) of it): each output row
+ * is summed in the worker's row buffer and written once, streaming. */
 static void pool_forward(struct worker *w, void *arg) {
     struct cpu_engine *e = w->e;
     const struct fpd_bag_batch *b = arg;
     const int64_t D = e->D;
-    float *out = e->out;
     for (int64_t o = w->b0; o < w->b1; o++) {
-        float *dst = out + o * D;
+        float *dst = e->out + o * D;
         if (b->mode == FPD_BAG_MODE_NONE) {
             if (e->slot[o] < 0) memset(dst, 0, (size_t)D * sizeof(float));
-            else if (!e->direct) memcpy(dst, e->rows + e->slot[o] * D, (size_t)D * sizeof(float));
+            else copy_stream(dst, e->rows + e->slot[o] * D, D);
             continue;
         }
-        int64_t lo, hi;
-        bool first = true;
+        int64_t lo, hi, used = 0;
+        const float *one = NULL;
         bag_range(b, e->n_bags, o, &lo, &hi);
         for (int64_t i = lo; i < hi; i++) {
             if (e->slot[i] < 0) continue;
-            if (!e->direct) axpy(dst, e->rows + e->slot[i] * D, e->coef[i], D, first);
-            first = false;
+            const float *src = e->rows + e->slot[i] * D;
+            if (used == 0 && e->coef[i] == 1.0f) one = src; /* a single unscaled row: no arithmetic */
+            else {
+                if (one) axpy(w->rowtmp, one, 1.0f, D, true);
+                axpy(w->rowtmp, src, e->coef[i], D, used == 0);
+                one = NULL;
+            }
+            used++;
         }
-        if (first) memset(dst, 0, (size_t)D * sizeof(float)); /* an empty bag */
+        if (used == 0) memset(dst, 0, (size_t)D * sizeof(float)); /* an empty bag */
+        else copy_stream(dst, one ? one : w->rowtmp, D);
     }
+    store_fence();
 }
 
 static enum fpd_status engine_forward(void *ctx, void *state, const struct fpd_bag_batch *b, int64_t n_bags,
