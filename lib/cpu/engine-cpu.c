@@ -76,7 +76,6 @@ struct worker {
     float *dpart[FPD_MAX_MODES]; /* p blocks of dL_m, m = 0..k-2                    */
     float *bg, *bgt, *cg;      /* gathered last-core slices, transposed, product  */
     float *rowtmp;             /* [D] one row, contiguous                         */
-    float *gt;                 /* a slice transposed [w_m, r_m]                   */
     float *grad[FPD_MAX_MODES];/* private core gradients (threads > 1)            */
     double flops;
 };
@@ -106,9 +105,14 @@ struct cpu_engine {
     int64_t *bag_of;           /* [n] bag of each entry (SUM/MEAN)                */
     float *coef;               /* [n] weight of each entry in its bag's output    */
     float *out;                /* the forward's output                            */
+    bool stream;               /* write it with streaming stores (a large output) */
     int64_t n, nvalid, nu, n_bags;
     struct fpd_bag_batch last; /* identity of the planned batch                   */
     bool planned;
+
+    /* the batch's slices of cores 1..k-1, transposed ([w_m, r_m] each), for the
+     * backward: each distinct slice once, not once per prefix or row */
+    float *gT[FPD_MAX_MODES];
 
     /* gradient and optimizer */
     float *grad[FPD_MAX_MODES];
@@ -219,7 +223,6 @@ static void engine_destroy(void *ctx, void *state) {
             fpd_free(w->bg);
             fpd_free(w->bgt);
             fpd_free(w->cg);
-            fpd_free(w->gt);
             fpd_free(w->rowtmp);
         }
     fpd_free(e->wk);
@@ -237,6 +240,7 @@ static void engine_destroy(void *ctx, void *state) {
     fpd_free(e->coef);
     for (int32_t m = 0; m < FPD_MAX_MODES; m++) {
         fpd_free(e->grad[m]);
+        fpd_free(e->gT[m]);
         fpd_free(e->touched[m]);
         fpd_free(e->tlist[m]);
         fpd_free(e->blist[m]);
@@ -279,8 +283,6 @@ static enum fpd_status engine_create(void *ctx, struct fpd_layer *layer, const s
     bool ok = e->wk && e->tid;
     const int32_t k = e->k;
     const int64_t rl = s->ranks[k - 1], dl = s->col_shape[k - 1], Dl = k > 1 ? e->Dm[k - 2] : 1;
-    int64_t maxslice = 1;
-    for (int32_t m = 0; m < k; m++) maxslice = e->slice[m] > maxslice ? e->slice[m] : maxslice;
     for (int32_t i = 0; ok && i < T; i++) {
         struct worker *w = &e->wk[i];
         w->e = e;
@@ -293,13 +295,13 @@ static enum fpd_status engine_create(void *ctx, struct fpd_layer *layer, const s
         ok = ok && (w->rowtmp = fpd_malloc((size_t)e->D * sizeof(float)));
         ok = ok && (w->bg = fpd_malloc((size_t)(rl * e->nlast * dl) * sizeof(float))) &&
              (w->bgt = fpd_malloc((size_t)(rl * e->nlast * dl) * sizeof(float))) &&
-             (w->cg = fpd_malloc((size_t)(Dl * e->nlast * dl + rl * e->nlast * dl) * sizeof(float))) &&
-             (w->gt = fpd_malloc((size_t)maxslice * sizeof(float)));
+             (w->cg = fpd_malloc((size_t)(Dl * e->nlast * dl + rl * e->nlast * dl) * sizeof(float)));
         for (int32_t m = 0; ok && T > 1 && m < k; m++)
             ok = (w->grad[m] = fpd_calloc((size_t)fpd_layer_shape_core_numel(s, m), sizeof(float))) != NULL;
     }
     for (int32_t m = 0; ok && m < k; m++)
-        ok = (e->grad[m] = fpd_calloc((size_t)fpd_layer_shape_core_numel(s, m), sizeof(float))) &&
+        ok = (m == 0 || (e->gT[m] = fpd_malloc((size_t)fpd_layer_shape_core_numel(s, m) * sizeof(float)))) &&
+             (e->grad[m] = fpd_calloc((size_t)fpd_layer_shape_core_numel(s, m), sizeof(float))) &&
              (e->touched[m] = fpd_calloc((size_t)e->nslices[m], 1)) &&
              (e->tlist[m] = fpd_malloc((size_t)e->nslices[m] * sizeof(int64_t))) &&
              (e->blist[m] = fpd_malloc((size_t)e->nslices[m] * sizeof(int64_t)));
@@ -553,14 +555,15 @@ FPD__VECTORIZE static void axpy(float *restrict dst, const float *restrict src, 
         for (int64_t j = 0; j < n; j++) dst[j] += a * src[j];
 }
 
-/* dst[0..n) = src[0..n) with non-temporal stores where the processor has them
- * and dst is 16-byte aligned (n a multiple of 4): the output of a batch is
- * written once, in order, and not read back by the engine, so ordinary stores
- * would first read every line (read for ownership) and push the distinct rows
- * out of the cache. The caller fences (store_fence). */
-static inline void copy_stream(float *restrict dst, const float *restrict src, int64_t n) {
+/* dst[0..n) = src[0..n), with non-temporal stores when `stream` (and the
+ * processor has them, dst is 16-byte aligned, n a multiple of 4): a large batch's
+ * output is written once, in order, and not read back by the engine, so
+ * ordinary stores would first read every line (read for ownership) and push the
+ * distinct rows out of the cache. A small output is about to be read by the
+ * caller: it stays in the cache. The caller fences (store_fence). */
+static inline void copy_stream(float *restrict dst, const float *restrict src, int64_t n, bool stream) {
 #if defined(__SSE2__)
-    if (((uintptr_t)dst & 15) == 0 && (n & 3) == 0) {
+    if (stream && ((uintptr_t)dst & 15) == 0 && (n & 3) == 0) {
         for (int64_t j = 0; j < n; j += 4) _mm_stream_ps(dst + j, _mm_loadu_ps(src + j));
         return;
     }
@@ -627,7 +630,7 @@ static void pool_forward(struct worker *w, void *arg) {
         float *dst = e->out + o * D;
         if (b->mode == FPD_BAG_MODE_NONE) {
             if (e->slot[o] < 0) memset(dst, 0, (size_t)D * sizeof(float));
-            else copy_stream(dst, e->rows + e->slot[o] * D, D);
+            else copy_stream(dst, e->rows + e->slot[o] * D, D, e->stream);
             continue;
         }
         int64_t lo, hi, used = 0;
@@ -645,7 +648,7 @@ static void pool_forward(struct worker *w, void *arg) {
             used++;
         }
         if (used == 0) memset(dst, 0, (size_t)D * sizeof(float)); /* an empty bag */
-        else copy_stream(dst, one ? one : w->rowtmp, D);
+        else copy_stream(dst, one ? one : w->rowtmp, D, e->stream);
     }
     store_fence();
 }
@@ -657,6 +660,8 @@ static enum fpd_status engine_forward(void *ctx, void *state, const struct fpd_b
     enum fpd_status st = plan(e, b, n_bags, err);
     if (st) return st;
     e->out = out;
+    /* streaming stores from 8 MiB of output (beyond what the caches keep for the caller) */
+    e->stream = (double)fpd_bag_batch_out_rows(b) * (double)e->D * sizeof(float) >= 8.0 * 1048576.0;
     run_workers(e, forward_walk, NULL);
     run_workers(e, pool_forward, (void *)b);
     e->flops = 0.0;
@@ -682,8 +687,8 @@ static void flush_level(struct worker *w, float *const *grad, const int64_t *dig
             /* dG [rm, wm] += L_{m-1}^T [rm, Dp] @ dL_m [Dp, wm] */
             fpd__cpu_gemm_small(rm, wm, Dp, lp, 1, rm, dl, wm, dg, wm, true);
             /* dL_{m-1} [Dp, rm] += dL_m [Dp, wm] @ G^T [wm, rm] */
-            fpd__cpu_transpose(rm, wm, slice_ptr(e, m, t, dig[m]), wm, w->gt, rm);
-            fpd__cpu_gemm_small(Dp, rm, wm, dl, wm, 1, w->gt, rm, w->dpart[m - 1] + t * e->psz[m - 1], rm, true);
+            const float *gt = e->gT[m] + (t * s->row_shape[m] + dig[m]) * e->slice[m];
+            fpd__cpu_gemm_small(Dp, rm, wm, dl, wm, 1, gt, rm, w->dpart[m - 1] + t * e->psz[m - 1], rm, true);
             w->flops += 4.0 * (double)(rm * wm * Dp);
         }
         memset(dl, 0, (size_t)sz * sizeof(float));
@@ -695,7 +700,7 @@ static void backward_walk(struct worker *w) {
     const struct fpd_layer_shape *s = &e->s;
     const int32_t k = e->k;
     const int64_t D = e->D;
-    float *const *grad = e->threads > 1 ? w->grad : e->grad;
+    float *const *grad = e->active > 1 ? w->grad : e->grad;
     w->flops = 0.0;
     if (k == 1) {
         for (int64_t u = w->u0; u < w->u1; u++)
@@ -737,7 +742,8 @@ static void backward_walk(struct worker *w) {
         }
         for (int64_t t = 0; t < e->p; t++) {
             for (int64_t c = 0; c < q; c++) /* B^T [q d, r]: the slices, transposed */
-                fpd__cpu_transpose(r, d, slice_ptr(e, k - 1, t, e->urow[g0 + c] % e->nlast), d, w->bgt + c * d * r, r);
+                memcpy(w->bgt + c * d * r, e->gT[k - 1] + (t * e->nlast + e->urow[g0 + c] % e->nlast) * e->slice[k - 1],
+                       (size_t)(d * r) * sizeof(float));
             const float *L = last_partial(w, t, dig);
             /* dB [r, q d] = L^T [r, Dp] @ E; scattered into the slices */
             fpd__cpu_gemm_small(r, qd, Dp, L, 1, r, E, qd, dB, qd, false);
@@ -761,7 +767,6 @@ static void row_grads(struct worker *w, void *arg) {
     const int64_t D = e->D;
     for (int64_t u = w->u0; u < w->u1; u++) {
         float *dst = e->drow + u * D;
-        memset(dst, 0, (size_t)D * sizeof(float));
         for (int64_t q = e->ustart[u]; q < e->ustart[u + 1]; q++) {
             const int64_t i = e->pos[q];
             const float *src;
@@ -772,7 +777,7 @@ static void row_grads(struct worker *w, void *arg) {
                 src = gout + e->bag_of[i] * D;
                 cf = e->coef[i];
             }
-            axpy(dst, src, cf, D, false);
+            axpy(dst, src, cf, D, q == e->ustart[u]);
         }
     }
     backward_walk(w);
@@ -786,13 +791,20 @@ static enum fpd_status engine_backward(void *ctx, void *state, const struct fpd_
     if (!e->planned || !same_batch(&e->last, b))
         return fpd__err(err, FPD_STATUS_INVALID_ARG,
                         "fpd_engine_backward needs the batch of the last fpd_engine_forward call");
+    for (int32_t m = 1; m < e->k; m++) {
+        const int64_t rm = e->s.ranks[m], wm = e->w[m];
+        for (int64_t q = 0; q < e->nbl[m]; q++) {
+            const int64_t off = e->blist[m][q] * e->slice[m];
+            fpd__cpu_transpose(rm, wm, fpd_layer_core_const(e->layer, m) + off, wm, e->gT[m] + off, rm);
+        }
+    }
     const void *args[2] = {b, grad_out};
     run_workers(e, row_grads, (void *)args);
     for (int32_t m = 0; m < e->k; m++) {
         const int64_t sl = e->slice[m];
         for (int64_t q = 0; q < e->nbl[m]; q++) {
             const int64_t id = e->blist[m][q];
-            if (e->threads > 1) {
+            if (e->active > 1) {
                 float *dst = e->grad[m] + id * sl;
                 for (int32_t i = 0; i < e->active; i++) {
                     float *src = e->wk[i].grad[m] + id * sl;

@@ -507,3 +507,63 @@ Test(engine, glove_sample_lookups_equal_the_previous_lookup) {
     free(out);
     free(ws);
 }
+
+/* Large enough batches that the engine splits them over its threads (at least
+ * 2048 distinct rows a thread): forward bit for bit and gradients within
+ * rounding of one thread's, for sum pooling with weights and repeats. */
+Test(engine, threads_split_large_batches_with_the_same_results) {
+    const int64_t n[3] = {30, 40, 25}, d[3] = {4, 2, 4};
+    struct fpd_layer_shape s = test_make_shape(3, 30000, n, d, 6, 2);
+    struct fpd_layer *l = NULL;
+    cr_assert(eq(int, fpd_layer_init(&s, &l, NULL), 0));
+    test_fill_random(l, 21, 0.5);
+    const int64_t B = 20000, D = s.dim;
+    int64_t *idx = malloc((size_t)B * sizeof(int64_t));
+    float *wts = malloc((size_t)B * sizeof(float)), *g = malloc((size_t)(B / 2 * D) * sizeof(float));
+    uint64_t seed = 8;
+    for (int64_t i = 0; i < B; i++) {
+        idx[i] = (int64_t)(test_rand_u64(&seed) % 30000);
+        wts[i] = (float)test_rand_sym(&seed);
+    }
+    for (int64_t i = 0; i < B / 2 * D; i++) g[i] = (float)test_rand_sym(&seed);
+    struct fpd_bag_batch b = {.indices = idx, .n_indices = B, .bag_size = 2, .per_sample_weights = wts,
+                              .mode = FPD_BAG_MODE_SUM, .padding_idx = -1};
+    float *out[2], *grads[2][3];
+    for (int32_t threads = 1; threads <= 2; threads++) {
+        struct fpd_engine_params ep = fpd_engine_default_params();
+        ep.threads = threads;
+        struct fpd_engine *e = NULL;
+        struct fpd_error err;
+        cr_assert(eq(int, fpd_engine_init(l, &ep, &e, &err), 0), "%s", err.msg);
+        out[threads - 1] = malloc((size_t)(B / 2 * D) * sizeof(float));
+        cr_assert(eq(int, fpd_engine_forward(e, &b, out[threads - 1], &err), 0), "%s", err.msg);
+        cr_assert(eq(int, fpd_engine_backward(e, &b, g, &err), 0), "%s", err.msg);
+        for (int32_t m = 0; m < 3; m++) {
+            const float *gm;
+            fpd_engine_grad(e, m, &gm, NULL, NULL);
+            size_t nel = (size_t)fpd_layer_shape_core_numel(&s, m);
+            grads[threads - 1][m] = malloc(nel * sizeof(float));
+            memcpy(grads[threads - 1][m], gm, nel * sizeof(float));
+        }
+        fpd_engine_free(e);
+    }
+    cr_assert(eq(int, memcmp(out[0], out[1], (size_t)(B / 2 * D) * sizeof(float)), 0));
+    for (int32_t m = 0; m < 3; m++) {
+        double num = 0.0, den = 0.0;
+        for (int64_t x = 0; x < fpd_layer_shape_core_numel(&s, m); x++) {
+            double dlt = (double)grads[0][m][x] - grads[1][m][x];
+            num += dlt * dlt;
+            den += (double)grads[0][m][x] * grads[0][m][x];
+        }
+        cr_assert(gt(dbl, den, 0.0));
+        cr_assert(le(dbl, sqrt(num / den), 1e-5), "core %d", (int)m);
+        free(grads[0][m]);
+        free(grads[1][m]);
+    }
+    free(out[0]);
+    free(out[1]);
+    free(idx);
+    free(wts);
+    free(g);
+    fpd_layer_free(l);
+}
