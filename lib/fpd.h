@@ -654,8 +654,11 @@ struct fpd_rank_metrics {
 
 /* For each user users[t] (t < n), the candidates cand[t * n_cand + c], c < n_cand,
  * where cand[t * n_cand] is the held-out item and the others its sampled
- * negatives: rank = number of candidates whose logit is STRICTLY higher than the
- * held-out item's (ties count for the held-out item); a hit when rank < k. Rows of
+ * negatives: rank = number of candidates whose logit is higher than the held-out
+ * item's, plus its place among the candidates that tie with it (other items with
+ * an equal logit), drawn uniformly with a seed fixed by the user id (so a model
+ * that scores everything alike gets the HR@k of a random ranking, k / n_cand, not
+ * 1, and the same call gives the same ranks); a hit when rank < k. Rows of
  * FPD tables are computed once per distinct id. rank_out (may be NULL) receives the
  * n ranks. n = 0 gives zeros. Errors: as fpd_gmf_logits; INVALID_ARG (n_cand < 1,
  * k < 1). */

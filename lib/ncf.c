@@ -203,9 +203,16 @@ enum fpd_status fpd_gmf_rank(const struct fpd_gmf *m, const int64_t *users, cons
         const float *u = p.ub + p.su[t] * dim;
         const int64_t *sc = p.si + t * n_cand;
         double z0 = gmf_logit(u, p.ib + sc[0] * dim, m->weight, m->bias, dim);
-        int64_t rank = 0;
-        for (int64_t c = 1; c < n_cand; c++)
-            if (gmf_logit(u, p.ib + sc[c] * dim, m->weight, m->bias, dim) > z0) rank++;
+        int64_t rank = 0, ties = 0;
+        for (int64_t c = 1; c < n_cand; c++) {
+            double z = gmf_logit(u, p.ib + sc[c] * dim, m->weight, m->bias, dim);
+            rank += z > z0;
+            ties += z == z0 && cand[t * n_cand + c] != cand[t * n_cand];
+        }
+        if (ties > 0) { /* the held-out item's place among its ties, uniform, seeded by the user */
+            uint64_t rs = 0x5851f42d4c957f2dull ^ (uint64_t)users[t];
+            rank += (int64_t)(fpd__rand_u64(&rs) % (uint64_t)(ties + 1));
+        }
         if (rank_out) rank_out[t] = rank;
         if (rank < k) {
             hits += 1.0;

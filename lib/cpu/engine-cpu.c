@@ -10,21 +10,23 @@
  * (the C order of the column digits). L_0 is the slice itself (no work).
  *
  * Plan (per batch). The non-padding entries' stored rows (permutation applied)
- * are radix sorted with their positions (LSD, 11-bit digits): sorted stored rows
- * are sorted by their digits, first digit most significant, so equal rows are
- * adjacent (de-duplication) and rows with a common prefix form one run at every
- * level (the prefix tree, implicit in the order). The entries of one distinct
- * row are contiguous in the sorted order, so gradients are summed per row
- * without atomics.
+ * are radix sorted with their positions (LSD, 11-bit digits, 8-bit for small
+ * batches): sorted stored rows are sorted by their digits, first digit most
+ * significant, so equal rows are adjacent (de-duplication) and rows with a
+ * common prefix form one run at every level (the prefix tree, implicit in the
+ * order). The entries of one distinct row are contiguous in the sorted order,
+ * so gradients are summed per row without atomics.
  *
- * Forward (per term, depth first over the sorted distinct rows). A "group" is
- * the run of rows sharing their first k-1 digits. For each group, the partials
- * of the levels whose digit changed since the previous group are recomputed
- * (each distinct prefix once), then the group's rows come out of ONE product:
- * the last core's slices of its q rows are gathered as the columns of
- * B [r_{k-1}, q d_{k-1}], and L_{k-2} @ B holds the q rows (row c is the
- * columns c d_{k-1}.. of it). Rows are then pooled into the bags. Flops: 2 D r
- * per distinct row, 2 D_{m-1} r_m w_m per distinct prefix of length m+1, per term.
+ * Forward (depth first over the sorted distinct rows). A "group" is the run of
+ * rows sharing their first k-1 digits. For each group, the partials of the
+ * levels whose digit changed since the previous group are recomputed for every
+ * term (each distinct prefix once), then the group's rows come out of ONE
+ * product: the last core's slices of its q rows are gathered as the columns of
+ * B [r_{k-1}, q d_{k-1}], and L_{k-2} @ B, accumulated over the terms, holds the
+ * q rows (row c is the columns c d_{k-1}.. of it). The distinct rows are then
+ * pooled into the bags in output order, each output row written once. Flops:
+ * 2 D r per distinct row, 2 D_{m-1} r_m w_m per distinct prefix of length m+1,
+ * per term.
  *
  * Backward: the reverse pass over the same tree. dL_m is summed over the rows
  * under a prefix and pushed to G_m and to dL_{m-1} once, when the walk leaves the
@@ -96,7 +98,7 @@ struct cpu_engine {
     pthread_t *tid;            /* [threads]; 1..pool.started run pool_main        */
 
     /* plan of the last forward */
-    int64_t cap_n, cap_u, cap_bags;
+    int64_t cap_n;             /* entries the scratch holds                       */
     uint64_t *key, *key2;      /* [n] stored rows, radix scratch                  */
     int64_t *pos, *pos2;       /* [n] entry positions                             */
     int64_t *slot;             /* [n] distinct row of each entry, -1 for padding  */
@@ -106,7 +108,7 @@ struct cpu_engine {
     float *coef;               /* [n] weight of each entry in its bag's output    */
     float *out;                /* the forward's output                            */
     bool stream;               /* write it with streaming stores (a large output) */
-    int64_t n, nvalid, nu, n_bags;
+    int64_t n, nu, n_bags;
     struct fpd_bag_batch last; /* identity of the planned batch                   */
     bool planned;
 
@@ -429,7 +431,6 @@ static enum fpd_status plan(struct cpu_engine *e, const struct fpd_bag_batch *b,
         e->slot[e->pos[q]] = nu - 1;
     }
     e->ustart[nu] = nv;
-    e->nvalid = nv;
     e->nu = nu;
     e->n = n;
     e->n_bags = n_bags;
