@@ -367,6 +367,22 @@ FPD_API enum fpd_status fpd_finetune(struct fpd_layer *layer, const struct fpd_t
 FPD_API enum fpd_status fpd_row_perm_cluster(const struct fpd_table_view *w, const struct fpd_layer_shape *shape,
                                              uint64_t seed, int64_t *perm, struct fpd_error *err);
 
+/* A row permutation for training a table from scratch, from the interaction data
+ * alone (lib/order.c): ids that interact with the same things get the same leading
+ * digits. The n pairs (rows[t], cols[t]) are the table's ids (in [0, n_rows)) and
+ * what they interact with (in [0, n_cols)), e.g. (user, item) for the user table
+ * and (item, user) for the item table; each id's coordinates are its projection
+ * on the top `dims` right singular vectors of the interaction matrix (randomized
+ * SVD, Halko, Martinsson & Tropp 2011, seeded), and fpd_row_perm_cluster places
+ * the ids over the row modes of shape (shape->rows must be n_rows). perm:
+ * caller-allocated [n_rows], as fpd_layer_set_row_perm takes it; ids without
+ * interactions get coordinates 0. Errors: SHAPE, INVALID_ARG (a pair out of
+ * range, n < 1, dims < 1), NOMEM, NUMERIC. */
+FPD_API enum fpd_status fpd_row_order_interactions(const int64_t *rows, const int64_t *cols, int64_t n,
+                                                   int64_t n_rows, int64_t n_cols,
+                                                   const struct fpd_layer_shape *shape, int64_t dims, uint64_t seed,
+                                                   int64_t *perm, struct fpd_error *err);
+
 /* ALS sweeps (one core at a time, all p terms, by exact least squares; the TT-ALS
  * of Holtz, Rohwedder & Schneider 2012, SIAM J. Sci. Comput. 34(2)) over layer,
  * minimizing f = ||W_pad - What||_F^2 on the zero-padded table (unweighted, as
@@ -695,6 +711,11 @@ struct fpd_gmf_train_params {
     void *epoch_user_data;
     fpd_progress_callback progress; /* stage "train", in steps; false cancels                */
     void *progress_user_data;
+    bool order_rows;           /* before training, give each FPD table that has no row
+                                  permutation one from the positives
+                                  (fpd_row_order_interactions, 16 dims, the seed): users
+                                  (items) that share items (users) share leading digits
+                                  (default false)                                          */
 };
 FPD_API struct fpd_gmf_train_params fpd_gmf_train_default_params(void);
 

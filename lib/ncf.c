@@ -428,6 +428,24 @@ enum fpd_status fpd_gmf_train(struct fpd_gmf *m, const int64_t *users, const int
         st = fpd__err(err, FPD_STATUS_NOMEM, "out of memory for the training state");
         goto done;
     }
+    if (p.order_rows) { /* before any state that depends on the cores' layout */
+        const struct fpd_embedding *tabs[2] = {&m->user, &m->item};
+        for (int q = 0; q < 2; q++) {
+            struct fpd_layer *l = tabs[q]->layer;
+            if (!l || fpd_layer_row_perm(l)) continue;
+            int64_t *perm = fpd_malloc((size_t)tabs[q]->rows * sizeof(int64_t));
+            if (!perm) {
+                st = fpd__err(err, FPD_STATUS_NOMEM, "out of memory for a row order of %lld ids",
+                              (long long)tabs[q]->rows);
+                goto done;
+            }
+            st = fpd_row_order_interactions(q ? items : users, q ? users : items, n, tabs[q]->rows,
+                                            tabs[1 - q]->rows, fpd_layer_get_shape(l), 16, p.seed, perm, err);
+            if (!st) st = fpd_layer_set_row_perm(l, perm, err);
+            fpd_free(perm);
+            if (st) goto done;
+        }
+    }
     if ((st = user_items_init(&ui, users, items, n, m->user.rows, err)) ||
         (st = table_state_init(&tu, &m->user, bsz, &p, err)) || (st = table_state_init(&ti, &m->item, bsz, &p, err)))
         goto done;

@@ -33,7 +33,7 @@ struct options {
     const char *ratings, *out;
     int64_t dim, epochs, batch, negatives, rank, terms, k, max_users, eval_every;
     double lr, core_lr, init_scale;
-    bool core_lr_relative;
+    bool core_lr_relative, order_rows;
     uint64_t split_seed;
     uint64_t seeds[16];
     int n_seeds;
@@ -57,6 +57,9 @@ static void usage(FILE *f) {
             "  --lr X            Adam step (default 1e-3)\n"
             "  --core-lr X       Adam step of FPD cores (default: --lr)\n"
             "  --core-lr-relative  the core step is relative to each core's RMS at init\n"
+            "  --order-rows      order each FPD table's ids from the training interactions\n"
+            "                    first (fpd_row_order_interactions; the permutation's 4 bytes\n"
+            "                    a row count in the ratio)\n"
             "  --init-scale S    tables start as normal(0, S^2) (default 0.01, as NCF)\n"
             "  --seeds A,B,..    training seeds, one run each (default 1)\n"
             "  --split-seed S    seed of the held-out items and negatives (default 1)\n"
@@ -250,7 +253,7 @@ static int train_one(const struct options *o, const struct split *sp, bool fpd, 
                 cli_error("FPD table %d: %s", i, err.msg);
                 goto fail;
             }
-            params += fpd_layer_shape_params(fpd_layer_get_shape(layer[i]));
+            params += fpd_layer_shape_params(fpd_layer_get_shape(layer[i])) + (o->order_rows ? rows[i] : 0);
         } else {
             dense[i] = malloc((size_t)(rows[i] * D) * sizeof(float));
             if (!dense[i]) goto oom;
@@ -285,6 +288,7 @@ static int train_one(const struct options *o, const struct split *sp, bool fpd, 
     tp.learning_rate = o->lr;
     tp.core_learning_rate = o->core_lr;
     tp.core_lr_relative = o->core_lr_relative;
+    tp.order_rows = o->order_rows;
     tp.seed = seed;
     struct epoch_ctx ec = {o, &m, sp, run, 0.0};
     tp.epoch_callback = on_epoch;
@@ -357,7 +361,7 @@ int main(int argc, char **argv) {
     o.dense = o.fpd = true;
     o.eval_every = 1;
     enum { OPT_DIM = 256, OPT_TABLES, OPT_RANK, OPT_TERMS, OPT_CORES, OPT_EPOCHS, OPT_BATCH, OPT_NEG, OPT_LR,
-           OPT_CORE_LR, OPT_CORE_REL, OPT_INIT, OPT_SEEDS, OPT_SPLIT, OPT_MAXU, OPT_EVAL, OPT_WTEST, OPT_JSON };
+           OPT_CORE_LR, OPT_CORE_REL, OPT_ORDER, OPT_INIT, OPT_SEEDS, OPT_SPLIT, OPT_MAXU, OPT_EVAL, OPT_WTEST, OPT_JSON };
     static const struct option opts[] = {
         {"dim", required_argument, 0, OPT_DIM},         {"tables", required_argument, 0, OPT_TABLES},
         {"rank", required_argument, 0, OPT_RANK},       {"terms", required_argument, 0, OPT_TERMS},
@@ -365,6 +369,7 @@ int main(int argc, char **argv) {
         {"batch", required_argument, 0, OPT_BATCH},     {"negatives", required_argument, 0, OPT_NEG},
         {"lr", required_argument, 0, OPT_LR},           {"core-lr", required_argument, 0, OPT_CORE_LR},
         {"core-lr-relative", no_argument, 0, OPT_CORE_REL}, {"init-scale", required_argument, 0, OPT_INIT},
+        {"order-rows", no_argument, 0, OPT_ORDER},
         {"seeds", required_argument, 0, OPT_SEEDS},     {"split-seed", required_argument, 0, OPT_SPLIT},
         {"max-users", required_argument, 0, OPT_MAXU},  {"eval-every", required_argument, 0, OPT_EVAL},
         {"write-test", no_argument, 0, OPT_WTEST},      {"json", no_argument, 0, OPT_JSON},
@@ -390,6 +395,7 @@ int main(int argc, char **argv) {
         case OPT_LR: o.lr = cli_parse_pos("--lr", optarg); break;
         case OPT_CORE_LR: o.core_lr = cli_parse_pos("--core-lr", optarg); break;
         case OPT_CORE_REL: o.core_lr_relative = true; break;
+        case OPT_ORDER: o.order_rows = true; break;
         case OPT_INIT: o.init_scale = cli_parse_pos("--init-scale", optarg); break;
         case OPT_SEEDS: {
             o.n_seeds = 0;
