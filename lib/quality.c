@@ -42,28 +42,15 @@ static void normalize_rows(float *x, int64_t rows, int64_t dim) {
     }
 }
 
-/* Squared error of row-wise quantization of x[dim] with `levels` levels (255 or
- * 15), scale and bias rounded to F16 when half is set (FBGEMM's 4-bit format). */
-static double quant_sq_error(const float *x, int64_t dim, int levels, bool half) {
-    float lo = x[0], hi = x[0];
-    for (int64_t j = 1; j < dim; j++) {
-        lo = x[j] < lo ? x[j] : lo;
-        hi = x[j] > hi ? x[j] : hi;
-    }
-    float scale = (hi - lo) / (float)levels, bias = lo;
-    if (half) {
-        uint16_t h[2];
-        float sb[2] = {scale, bias};
-        fpd_dtype_from_f32(FPD_DTYPE_F16, sb, h, 2);
-        fpd_dtype_to_f32(FPD_DTYPE_F16, h, sb, 2);
-        scale = sb[0];
-        bias = sb[1];
-    }
+/* Squared error of FBGEMM row-wise quantization (lib/quant.c) of x[dim]; tmp holds
+ * fpd_rowwise_row_bytes(kind, dim) bytes and y dim floats. A row that cannot be
+ * quantized (NaN/Inf) counts as NaN, so the baseline says so. */
+static double quant_sq_error(const float *x, int64_t dim, enum fpd_rowwise kind, uint8_t *tmp, float *y) {
+    if (!fpd_rowwise_quantize_row(kind, x, dim, tmp)) return NAN;
+    fpd_rowwise_dequantize_row(kind, tmp, dim, y);
     double e = 0.0;
     for (int64_t j = 0; j < dim; j++) {
-        float q = scale > 0.0f ? rintf((x[j] - bias) / scale) : 0.0f;
-        q = q < 0.0f ? 0.0f : (q > (float)levels ? (float)levels : q);
-        double d = (double)x[j] - ((double)q * scale + bias);
+        double d = (double)x[j] - (double)y[j];
         e += d * d;
     }
     return e;
@@ -74,27 +61,33 @@ enum fpd_status fpd_quant_baseline(const struct fpd_table_view *w, struct fpd_qu
     if (!fpd_dtype_is_float(w->dtype))
         return fpd__err(err, FPD_STATUS_DTYPE, "table dtype %s is not a float dtype", fpd_dtype_name(w->dtype));
     const int64_t block = 1024, dim = w->dim;
-    float *a = fpd_malloc((size_t)(block * dim) * sizeof(float));
-    if (!a) return fpd__err(err, FPD_STATUS_NOMEM, "out of memory for the quantization baseline");
+    float *a = fpd_malloc((size_t)(block * dim + dim) * sizeof(float));
+    uint8_t *qb = fpd_malloc(fpd_rowwise_row_bytes(FPD_ROWWISE_INT8, dim));
     enum fpd_status st = FPD_STATUS_OK;
+    if (!a || !qb) {
+        st = fpd__err(err, FPD_STATUS_NOMEM, "out of memory for the quantization baseline");
+        goto done;
+    }
+    float *y = a + block * dim;
     double sn = 0, q8 = 0, q4 = 0;
     for (int64_t r0 = 0; r0 < w->rows; r0 += block) {
         int64_t r1 = r0 + block < w->rows ? r0 + block : w->rows;
-        if ((st = fpd_table_view_rows(w, r0, r1, a, err))) break;
+        if ((st = fpd_table_view_rows(w, r0, r1, a, err))) goto done;
         for (int64_t i = 0; i < r1 - r0; i++) {
             const float *x = a + i * dim;
             for (int64_t j = 0; j < dim; j++) sn += (double)x[j] * x[j];
-            q8 += quant_sq_error(x, dim, 255, false);
-            q4 += quant_sq_error(x, dim, 15, true);
+            q8 += quant_sq_error(x, dim, FPD_ROWWISE_INT8, qb, y);
+            q4 += quant_sq_error(x, dim, FPD_ROWWISE_INT4, qb, y);
         }
     }
-    fpd_free(a);
-    if (st) return st;
     out->int8_rel_error = sn > 0 ? sqrt(q8 / sn) : 0.0;
     out->int4_rel_error = sn > 0 ? sqrt(q4 / sn) : 0.0;
-    out->int8_bytes = (size_t)w->rows * (size_t)(dim + 8);
-    out->int4_bytes = (size_t)w->rows * (size_t)((dim + 1) / 2 + 4);
-    return FPD_STATUS_OK;
+    out->int8_bytes = (size_t)w->rows * fpd_rowwise_row_bytes(FPD_ROWWISE_INT8, dim);
+    out->int4_bytes = (size_t)w->rows * fpd_rowwise_row_bytes(FPD_ROWWISE_INT4, dim);
+done:
+    fpd_free(a);
+    fpd_free(qb);
+    return st;
 }
 
 enum fpd_status fpd_layer_quality(const struct fpd_layer *layer, const struct fpd_table_view *w,
@@ -118,7 +111,8 @@ enum fpd_status fpd_layer_quality(const struct fpd_layer *layer, const struct fp
     enum fpd_status st = FPD_STATUS_OK;
     memset(out, 0, sizeof *out);
     float *a = fpd_malloc((size_t)(block * dim) * sizeof(float));
-    float *b = fpd_malloc((size_t)(block * dim) * sizeof(float));
+    float *b = fpd_malloc((size_t)(block * dim + dim) * sizeof(float));
+    uint8_t *qbuf = fpd_malloc(fpd_rowwise_row_bytes(FPD_ROWWISE_INT8, dim));
     int64_t *hist = fpd_calloc(COS_BINS, sizeof(int64_t));
     int64_t *qidx = queries ? fpd_malloc((size_t)queries * sizeof(int64_t)) : NULL;
     float *qa = queries ? fpd_malloc((size_t)(queries * dim) * sizeof(float)) : NULL;
@@ -126,7 +120,7 @@ enum fpd_status fpd_layer_quality(const struct fpd_layer *layer, const struct fp
     float *sim = queries ? fpd_malloc((size_t)(queries * block) * sizeof(float)) : NULL;
     struct topk *ta = queries ? fpd_calloc((size_t)queries, sizeof *ta) : NULL;
     struct topk *tb = queries ? fpd_calloc((size_t)queries, sizeof *tb) : NULL;
-    if (!a || !b || !hist || (queries && (!qidx || !qa || !qb || !sim || !ta || !tb))) {
+    if (!a || !b || !qbuf || !hist || (queries && (!qidx || !qa || !qb || !sim || !ta || !tb))) {
         st = fpd__err(err, FPD_STATUS_NOMEM, "out of memory for the accuracy report");
         goto done;
     }
@@ -169,8 +163,8 @@ enum fpd_status fpd_layer_quality(const struct fpd_layer *layer, const struct fp
             cmin = c < cmin ? c : cmin;
             int bin = (int)((c + 1.0) * 0.5 * COS_BINS);
             hist[bin < 0 ? 0 : (bin >= COS_BINS ? COS_BINS - 1 : bin)]++;
-            q8 += quant_sq_error(x, dim, 255, false);
-            q4 += quant_sq_error(x, dim, 15, true);
+            q8 += quant_sq_error(x, dim, FPD_ROWWISE_INT8, qbuf, b + block * dim);
+            q4 += quant_sq_error(x, dim, FPD_ROWWISE_INT4, qbuf, b + block * dim);
         }
         if (queries) {
             normalize_rows(a, nb, dim);
@@ -199,8 +193,8 @@ enum fpd_status fpd_layer_quality(const struct fpd_layer *layer, const struct fp
     }
     out->int8_rel_error = sn > 0 ? sqrt(q8 / sn) : 0.0;
     out->int4_rel_error = sn > 0 ? sqrt(q4 / sn) : 0.0;
-    out->int8_bytes = (size_t)n * (size_t)(dim + 8);
-    out->int4_bytes = (size_t)n * (size_t)((dim + 1) / 2 + 4);
+    out->int8_bytes = (size_t)n * fpd_rowwise_row_bytes(FPD_ROWWISE_INT8, dim);
+    out->int4_bytes = (size_t)n * fpd_rowwise_row_bytes(FPD_ROWWISE_INT4, dim);
     if (queries) {
         double hits = 0;
         for (int64_t q = 0; q < queries; q++)
@@ -214,6 +208,7 @@ enum fpd_status fpd_layer_quality(const struct fpd_layer *layer, const struct fp
 done:
     fpd_free(a);
     fpd_free(b);
+    fpd_free(qbuf);
     fpd_free(hist);
     fpd_free(qidx);
     fpd_free(qa);

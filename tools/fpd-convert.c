@@ -130,6 +130,8 @@ static bool buf_alloc(struct buf *b, size_t n, const char *out_path) {
  * (ttrec.table.X). name is the dense tensor it stands for. */
 struct table {
     bool ttrec;
+    bool rowwise;      /* row-wise int8/int4 (fpd.rowwise.T, tensor T.rowwise.fused) */
+    struct fpd_rowwise_table q; /* its view into the input                  */
     char *name;        /* T                                              */
     char *prefix;      /* TT-Rec: X (tensors X.tt_cores.i); FPD: T        */
     char *meta_key;    /* the metadata key that describes it              */
@@ -153,10 +155,18 @@ static const struct table *owner_of(const struct input *x, const char *name) {
         size_t n = strlen(t->prefix);
         if (strncmp(name, t->prefix, n) != 0) continue;
         const char *rest = name + n;
+        if (t->rowwise) {
+            if (starts_with(rest, ".rowwise.")) return t;
+            continue;
+        }
         if (!t->ttrec && starts_with(rest, ".fpd.")) return t;
         if (t->ttrec && starts_with(rest, ".tt_cores.")) return t;
     }
     return NULL;
+}
+
+static const char *table_source(const struct table *t) {
+    return t->ttrec ? "ttrec" : t->rowwise ? fpd_rowwise_name(t->q.kind) : "fpd";
 }
 
 static const struct table *find_table(const struct input *x, const char *name) {
@@ -257,6 +267,10 @@ static int input_open(const char *path, struct input *x) {
         return CLI_EXIT_FAILURE;
     }
     if (!x->in.st) return CLI_EXIT_OK;
+    if (fpd_checkpoint_check_extensions(x->in.st, &err)) {
+        cli_error("%s", err.msg);
+        return CLI_EXIT_FAILURE;
+    }
     int64_t nm = fpd_safetensors_metadata_count(x->in.st);
     x->tables = calloc((size_t)nm + 1, sizeof *x->tables);
     if (!x->tables) {
@@ -267,7 +281,21 @@ static int input_open(const char *path, struct input *x) {
         const char *key, *val;
         fpd_safetensors_metadata_at(x->in.st, i, &key, &val);
         struct table *t = &x->tables[x->n_tables];
-        if (starts_with(key, FPD_META_TABLE_PREFIX)) {
+        if (starts_with(key, FPD_META_ROWWISE_PREFIX)) {
+            const char *name = key + strlen(FPD_META_ROWWISE_PREFIX);
+            struct fpd_rowwise_meta rm;
+            if (fpd_checkpoint_load_rowwise(x->in.st, name, &t->q, &rm, &err)) {
+                cli_error("%s", err.msg);
+                return CLI_EXIT_FAILURE;
+            }
+            t->rowwise = true;
+            t->meta.shape.rows = rm.rows;
+            t->meta.shape.dim = rm.dim;
+            t->meta.source_dtype = rm.source_dtype;
+            t->meta.core_dtype = FPD_DTYPE_COUNT;
+            t->name = strdup(name);
+            t->prefix = strdup(name);
+        } else if (starts_with(key, FPD_META_TABLE_PREFIX)) {
             const char *name = key + strlen(FPD_META_TABLE_PREFIX);
             if (fpd_table_meta_from_json(val, name, &t->meta, &err)) {
                 cli_error("%s: %s", path, err.msg);
@@ -346,9 +374,14 @@ fail:
 }
 
 /* Reconstruct a layer into a new buffer of [rows, dim] in dtype. */
-static bool reconstruct(const struct fpd_layer *layer, enum fpd_dtype dtype, const char *out_path, const char *what,
-                        struct buf *b) {
-    const struct fpd_layer_shape *s = fpd_layer_get_shape(layer);
+static bool reconstruct(const struct fpd_layer *layer, const struct fpd_rowwise_table *q, enum fpd_dtype dtype,
+                        const char *out_path, const char *what, struct buf *b) {
+    struct fpd_layer_shape qs = {0};
+    if (q) {
+        qs.rows = q->rows;
+        qs.dim = q->dim;
+    }
+    const struct fpd_layer_shape *s = layer ? fpd_layer_get_shape(layer) : &qs;
     struct fpd_error err = {0};
     size_t es = fpd_dtype_size(dtype), n = 0;
     if (__builtin_mul_overflow((size_t)s->rows * (size_t)s->dim, es, &n) || !buf_alloc(b, n, out_path)) {
@@ -367,13 +400,21 @@ static bool reconstruct(const struct fpd_layer *layer, enum fpd_dtype dtype, con
         int64_t r1 = r0 + block < s->rows ? r0 + block : s->rows;
         unsigned char *dst = (unsigned char *)b->p + (size_t)(r0 * s->dim) * es;
         float *f = dtype == FPD_DTYPE_F32 ? (float *)dst : tmp;
-        if (fpd_layer_reconstruct(layer, r0, r1, f, &err)) {
+        if (layer ? fpd_layer_reconstruct(layer, r0, r1, f, &err) : fpd_rowwise_reconstruct(q, r0, r1, f, &err)) {
             cli_error("%s: %s", what, err.msg);
             free(tmp);
             buf_free(b);
             return false;
         }
         int64_t cnt = (r1 - r0) * s->dim;
+        for (int64_t e = 0; e < cnt; e++)
+            if (!isfinite(f[e])) {
+                cli_error("%s: row %lld, column %lld is %g: the stored table is finite but its values overflow F32; "
+                          "nothing written", what, (long long)(r0 + e / s->dim), (long long)(e % s->dim), (double)f[e]);
+                free(tmp);
+                buf_free(b);
+                return false;
+            }
         if (dtype == FPD_DTYPE_F64)
             for (int64_t i = 0; i < cnt; i++) ((double *)dst)[i] = (double)f[i];
         else if (dtype != FPD_DTYPE_F32)
@@ -521,12 +562,15 @@ static void out_free(struct out_list *o) {
 /* Keep the input's metadata except the keys drop() rejects. */
 static bool copy_meta(struct out_list *o, const struct input *x, bool drop_fpd, bool drop_ttrec) {
     if (!x->in.st) return true;
-    bool any_fpd_left = false;
-    for (int64_t i = 0; i < x->n_tables; i++) any_fpd_left |= !x->tables[i].ttrec && !drop_fpd;
+    /* dense mode (both dropped) also drops the row-wise tables and fpd.extensions */
+    bool dense = drop_fpd && drop_ttrec, any_fpd_left = false;
+    for (int64_t i = 0; i < x->n_tables; i++)
+        any_fpd_left |= x->tables[i].rowwise ? !dense : !x->tables[i].ttrec && !drop_fpd;
     for (int64_t i = 0; i < fpd_safetensors_metadata_count(x->in.st); i++) {
         const char *k, *v;
         fpd_safetensors_metadata_at(x->in.st, i, &k, &v);
         if (drop_fpd && starts_with(k, FPD_META_TABLE_PREFIX)) continue;
+        if (dense && (starts_with(k, FPD_META_ROWWISE_PREFIX) || strcmp(k, FPD_META_EXTENSIONS_KEY) == 0)) continue;
         if (strcmp(k, FPD_META_VERSION_KEY) == 0 && !any_fpd_left) continue;
         if (drop_ttrec && starts_with(k, TTREC_META_PREFIX)) continue;
         if (!out_meta(o, k, v)) return false;
@@ -576,17 +620,16 @@ static bool build_dense(const struct input *x, const struct convert_opts *co, st
     for (int64_t i = 0; i < x->n_tables; i++) {
         const struct table *tb = &x->tables[i];
         struct fpd_layer *layer = NULL;
-        if (!load_layer(x, tb, &layer)) return false;
+        if (!tb->rowwise && !load_layer(x, tb, &layer)) return false;
         enum fpd_dtype dt = co->have_dtype ? co->dtype : tb->meta.source_dtype;
         if (!fpd_dtype_is_float(dt)) dt = FPD_DTYPE_F32;
         struct buf b;
         char what[4096];
         snprintf(what, sizeof what, "%s: table '%s'", x->path, tb->name);
-        bool ok = reconstruct(layer, dt, co->out_path, what, &b);
-        const struct fpd_layer_shape *s = fpd_layer_get_shape(layer);
-        struct fpd_tensor_info t = {tb->name, dt, 2, {s->rows, s->dim}, b.p, b.n};
+        bool ok = reconstruct(layer, tb->rowwise ? &tb->q : NULL, dt, co->out_path, what, &b);
+        struct fpd_tensor_info t = {tb->name, dt, 2, {tb->meta.shape.rows, tb->meta.shape.dim}, b.p, b.n};
         fpd_layer_free(layer);
-        if (!ok || !out_own_buf(o, &b) || !out_add(o, &t, tb->ttrec ? "ttrec" : "fpd")) return false;
+        if (!ok || !out_own_buf(o, &b) || !out_add(o, &t, table_source(tb))) return false;
     }
     return copy_meta(o, x, true, true);
 }
@@ -621,16 +664,15 @@ static bool build_npy(const struct input *x, const struct convert_opts *co, stru
     }
     if (tb) {
         struct fpd_layer *layer = NULL;
-        if (!load_layer(x, tb, &layer)) return false;
+        if (!tb->rowwise && !load_layer(x, tb, &layer)) return false;
         enum fpd_dtype dt = co->have_dtype ? co->dtype : tb->meta.source_dtype;
         struct buf b;
         char what[4096];
         snprintf(what, sizeof what, "%s: table '%s'", x->path, tb->name);
-        bool ok = reconstruct(layer, dt, co->out_path, what, &b);
-        const struct fpd_layer_shape *s = fpd_layer_get_shape(layer);
-        struct fpd_tensor_info t = {tb->name, dt, 2, {s->rows, s->dim}, b.p, b.n};
+        bool ok = reconstruct(layer, tb->rowwise ? &tb->q : NULL, dt, co->out_path, what, &b);
+        struct fpd_tensor_info t = {tb->name, dt, 2, {tb->meta.shape.rows, tb->meta.shape.dim}, b.p, b.n};
         fpd_layer_free(layer);
-        return ok && out_own_buf(o, &b) && out_add(o, &t, tb->ttrec ? "ttrec" : "fpd");
+        return ok && out_own_buf(o, &b) && out_add(o, &t, table_source(tb));
     }
     const struct fpd_tensor_info *ti = NULL;
     if (x->in.npy) ti = cli_input_tensor(&x->in, 0);
@@ -661,7 +703,7 @@ static bool build_ttrec(const struct input *x, const struct convert_opts *co, st
     (void)co;
     int64_t n = cli_input_count(&x->in);
     int64_t n_fpd = 0;
-    for (int64_t i = 0; i < x->n_tables; i++) n_fpd += !x->tables[i].ttrec;
+    for (int64_t i = 0; i < x->n_tables; i++) n_fpd += !x->tables[i].ttrec && !x->tables[i].rowwise;
     if (n_fpd == 0) {
         cli_error("%s holds no FPD table to export", x->path);
         return false;
@@ -669,13 +711,13 @@ static bool build_ttrec(const struct input *x, const struct convert_opts *co, st
     for (int64_t i = 0; i < n; i++) {
         const struct fpd_tensor_info *ti = cli_input_tensor(&x->in, i);
         const struct table *ow = owner_of(x, ti->name);
-        if (ow && !ow->ttrec) continue;
+        if (ow && !ow->ttrec && !ow->rowwise) continue;
         if (!out_add(o, ti, "copied")) return false;
     }
     if (!copy_meta(o, x, true, false)) return false;
     for (int64_t i = 0; i < x->n_tables; i++) {
         const struct table *tb = &x->tables[i];
-        if (tb->ttrec) continue;
+        if (tb->ttrec || tb->rowwise) continue;
         const struct fpd_layer_shape *s = &tb->meta.shape;
         if (s->terms != 1) {
             cli_error("%s: table '%s' has p = %lld terms; the TT-Rec layout holds one tensor train (p = 1)", x->path,
