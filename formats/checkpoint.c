@@ -778,3 +778,23 @@ done:
     fpd_free(buf);
     return status;
 }
+
+/* ------------------------------------------------------------ other formats */
+
+const char *fpd__format_guess(const unsigned char *b, size_t n, const char *path) {
+    size_t pl = path ? strlen(path) : 0;
+    if (n >= 4 && memcmp(b, "PK\x03\x04", 4) == 0)
+        return "a PyTorch .pt/.bin checkpoint (a zip archive, as torch.save writes); convert it with "
+               "safetensors.torch.save_file(model.state_dict(), 'model.safetensors')";
+    if (n >= 2 && b[0] == 0x80 && b[1] >= 2 && b[1] <= 5)
+        return "a Python pickle (a legacy PyTorch .pt/.bin checkpoint); convert it with "
+               "safetensors.torch.save_file(torch.load(path), 'model.safetensors')";
+    if (n >= 4 && memcmp(b, "GGUF", 4) == 0) return "a GGUF file (llama.cpp), which fpd does not read";
+    if (n >= 4 && memcmp(b, "\x89HDF", 4) == 0) return "an HDF5 file (e.g. Keras .h5), which fpd does not read";
+    if (n >= 6 && memcmp(b, "\x93NUMPY", 6) == 0) return "a NumPy .npy array";
+    if (pl >= 4 && strcmp(path + pl - 4, ".npy") == 0)
+        return "a .npy file with a bad magic (a .npy starts with \\x93NUMPY)";
+    if (n >= 1 && (b[0] == '{' || b[0] == '['))
+        return "a JSON file (a safetensors file starts with an 8-byte header length)";
+    return NULL;
+}

@@ -141,8 +141,9 @@ enum fpd_status fpd_rowwise_quantize(const struct fpd_table_view *w, enum fpd_ro
                 int64_t j = 0;
                 while (j < dim && isfinite(x[j])) j++;
                 if (j < dim)
-                    st = fpd__err(err, FPD_STATUS_NUMERIC, "row %lld, column %lld is %g; a table with NaN or Inf cannot be quantized",
-                                  (long long)i, (long long)j, (double)x[j]);
+                    st = fpd__err(err, FPD_STATUS_NUMERIC,
+                                  "row %lld, column %lld is %s; a table with NaN or Inf cannot be quantized or fitted",
+                                  (long long)i, (long long)j, isnan(x[j]) ? "NaN" : x[j] > 0 ? "Inf" : "-Inf");
                 else
                     st = fpd__err(err, FPD_STATUS_NUMERIC, "row %lld: its range does not fit the %s format's F16 scale and bias",
                                   (long long)i, fpd_rowwise_name(kind));

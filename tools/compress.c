@@ -44,7 +44,7 @@ struct table_result {
     bool have_quant;
     struct fpd_quant_baseline quant;
     double rowwise_error;
-    bool passthrough;   /* an FPD or row-wise table of the input, checked and copied */
+    char fit_name[64];  /* the metadata's "fit" ("tt-svd+als+adam", ...) */
     /* output tensors */
     int32_t n_out;
     struct fpd_tensor_info out[FPD_MAX_MODES + 1];  /* cores, then row_perm if any */
@@ -301,7 +301,7 @@ int compress_checkpoint(const char *in_path, const char *out_path, const struct 
     struct fpd_tensor_info *outs = NULL;
     const char **mkeys = NULL, **mvals = NULL;
     int64_t n = 0;
-    json_t *report = NULL, *warnings = NULL;
+    json_t *report = NULL, *warnings = NULL, *passed = NULL;
     double *weights = NULL;
     *report_out = NULL;
 
@@ -325,7 +325,8 @@ int compress_checkpoint(const char *in_path, const char *out_path, const struct 
 
     /* ---- tables already encoded in the input: check them, pass them through ---- */
     warnings = json_array();
-    if (!warnings) goto oom;
+    passed = json_array();
+    if (!warnings || !passed) goto oom;
     if (in.st) {
         if (fpd_checkpoint_check_extensions(in.st, &err)) {
             cli_error("%s", err.msg);
@@ -344,11 +345,22 @@ int compress_checkpoint(const char *in_path, const char *out_path, const struct 
                 cli_error("%s (the input's encoded tables are checked before they are copied)", err.msg);
                 goto done;
             }
+            json_t *pt = json_object();
+            const char *encname = "fpd";
+            struct fpd_rowwise_table q;
+            if (key[4] == 'r' && !fpd_checkpoint_load_rowwise(in.st, tn, &q, NULL, &err))
+                encname = fpd_rowwise_name(q.kind);
+            json_object_set_new(pt, "name", json_string(tn));
+            json_object_set_new(pt, "encoding", json_string(encname));
+            json_object_set_new(pt, "verified", json_true());
+            json_array_append_new(passed, pt);
         }
     }
 
     /* ---- plan and fit ---- */
-    const bool forced_fpd = opt->plan.rank > 0 || opt->plan.terms > 0;
+    /* --rank/--terms fix the FPD candidate, --budget/--ratio are FPD size targets: FPD */
+    const bool forced_fpd = opt->plan.rank > 0 || opt->plan.terms > 0 || opt->plan.budget_bytes > 0 ||
+                            opt->plan.min_ratio_target > 0.0;
     const enum compress_encoding enc0 = forced_fpd ? COMPRESS_ENC_FPD : opt->encoding;
     const double target = opt->max_error > 0.0 ? opt->max_error : opt->plan.max_error;
     struct fpd_fit_params fp = opt->fit;
@@ -380,7 +392,7 @@ int compress_checkpoint(const char *in_path, const char *out_path, const struct 
         if (opt->tables && !named) {
             snprintf(r->reason, sizeof r->reason, "not in --tables");
         } else if (!r->candidate) {
-            if (named) {
+            if (named || in.npy) { /* a .npy input is one table: it must be one */
                 cli_error("%s: tensor '%s' is an %s tensor with %d dimension(s); only 2-D float tables (F32, F64, "
                           "F16, BF16) can be compressed", in_path,
                           ti->name, fpd_dtype_name(ti->dtype), (int)ti->ndim);
@@ -390,6 +402,18 @@ int compress_checkpoint(const char *in_path, const char *out_path, const struct 
         } else if (enc == COMPRESS_ENC_DENSE) {
             snprintf(r->reason, sizeof r->reason, "--encoding dense");
         } else {
+            /* row frequencies for this table, if given (checked whatever the encoding) */
+            free(weights);
+            weights = NULL;
+            for (int q = 0; q < opt->n_row_freq; q++) {
+                const char *tn = opt->row_freq_tables[q];
+                if (tn ? strcmp(tn, ti->name) != 0 : n_candidates_compressed(res, n, in_path, &in, opt) != 1) continue;
+                if (cli_load_row_freq(opt->row_freq_files[q], ti->shape[0], &weights, &err)) {
+                    cli_error("%s", err.msg);
+                    rc = CLI_EXIT_USAGE;
+                    goto done;
+                }
+            }
             i_cand++;
             snprintf(label, sizeof label, "table %lld/%lld %s", (long long)i_cand, (long long)n_cand, ti->name);
             prog.cli.label = label;
@@ -407,6 +431,15 @@ int compress_checkpoint(const char *in_path, const char *out_path, const struct 
                 cli_error("%s: tensor '%s': %s", in_path, ti->name, err.msg);
                 rc = CLI_EXIT_USAGE;
                 goto done;
+            }
+            if (opt->plan.rank > 0 && r->plan.shape.k > 1) {
+                int64_t rmax = 1;
+                for (int32_t m = 1; m < r->plan.shape.k; m++)
+                    rmax = r->plan.shape.ranks[m] > rmax ? r->plan.shape.ranks[m] : rmax;
+                if (rmax < opt->plan.rank)
+                    add_warning(warnings, opt->quiet,
+                                "%s: --rank %lld is above what the shape allows; the ranks are capped to %lld (TT-SVD "
+                                "bound of the unfoldings)", ti->name, (long long)opt->plan.rank, (long long)rmax);
             }
             if (ti->shape[0] < tp.min_rows) {
                 snprintf(r->reason, sizeof r->reason, "%s", r->plan.reason);
@@ -485,18 +518,6 @@ int compress_checkpoint(const char *in_path, const char *out_path, const struct 
         }
         /* fit */
         struct fpd_layer *layer = NULL;
-        /* row frequencies for this table, if given */
-        free(weights);
-        weights = NULL;
-        for (int q = 0; q < opt->n_row_freq; q++) {
-            const char *tn = opt->row_freq_tables[q];
-            if (tn ? strcmp(tn, ti->name) != 0 : n_candidates_compressed(res, n, in_path, &in, opt) != 1) continue;
-            if (cli_load_row_freq(opt->row_freq_files[q], ti->shape[0], &weights, &err)) {
-                cli_error("%s", err.msg);
-                rc = CLI_EXIT_USAGE;
-                goto done;
-            }
-        }
         r->weighted = weights != NULL;
         fp.row_weights = weights;
         enum fpd_status st = fpd_fit(&view, &r->plan.shape, &fp, &layer, &r->fit, &err);
@@ -561,19 +582,12 @@ int compress_checkpoint(const char *in_path, const char *out_path, const struct 
         snprintf(meta.fit, sizeof meta.fit, "%s%s%s%s", fp.cluster_rows ? "cluster+" : "",
                  r->shape.terms > 1 ? "backfit" : "tt-svd", r->fit.als_sweeps ? "+als" : "",
                  r->fit.finetune_kept ? "+adam" : "");
+        snprintf(r->fit_name, sizeof r->fit_name, "%s", meta.fit);
         meta.seed = fp.seed;
         meta.rel_error = r->stats.rel_error;
         if (fpd_table_meta_to_json(&meta, &r->meta_json, &err)) {
             cli_error("%s", err.msg);
             goto done;
-        }
-        if (opt->plan.rank > 0) {
-            int64_t rmax = 1;
-            for (int32_t m = 1; m < r->shape.k; m++) rmax = r->shape.ranks[m] > rmax ? r->shape.ranks[m] : rmax;
-            if (rmax < opt->plan.rank)
-                add_warning(warnings, opt->quiet,
-                            "%s: --rank %lld is above what the shape allows; the ranks were capped to %lld (TT-SVD "
-                            "bound of the unfoldings)", ti->name, (long long)opt->plan.rank, (long long)rmax);
         }
     check_out:
         if (r->enc != COMPRESS_ENC_FPD || enc0 != COMPRESS_ENC_AUTO) {
@@ -675,13 +689,14 @@ int compress_checkpoint(const char *in_path, const char *out_path, const struct 
                      ? " (it already holds FPD tables; see fpd-inspect)"
                      : " (see --min-rows, --min-ratio, --tables)");
     report = json_object();
-    json_object_set_new(report, "schema", json_string("fpd-compress/1"));
+    json_object_set_new(report, "schema", json_string("fpd-compress/2"));
     json_object_set_new(report, "input", json_string(in_path));
     json_object_set_new(report, "output", json_string(out_path));
     json_object_set_new(report, "core_dtype", json_string(fpd_dtype_name(opt->plan.core_dtype)));
     json_object_set_new(report, "encoding", json_string(compress_encoding_name(enc0)));
     json_object_set_new(report, "max_error", target > 0.0 ? json_real(target) : json_null());
     json_object_set(report, "warnings", warnings);
+    json_object_set(report, "passed_through", passed);
     json_t *tabs = json_array();
     for (int64_t t = 0; t < n; t++) {
         struct table_result *r = &res[t];
@@ -727,7 +742,7 @@ int compress_checkpoint(const char *in_path, const char *out_path, const struct 
             json_object_set_new(o, "rel_error_fit", json_real(r->fit.rel_error_fit));
             json_object_set_new(o, "predicted_error",
                                 isfinite(r->plan.predicted_error) ? json_real(r->plan.predicted_error) : json_null());
-            json_object_set_new(o, "fit", json_string(r->shape.terms > 1 ? "backfit" : "tt-svd"));
+            json_object_set_new(o, "fit", json_string(r->fit_name));
             json_object_set_new(o, "rel_error_als", json_real(r->fit.rel_error_als));
             json_object_set_new(o, "als_sweeps", json_integer(r->fit.als_sweeps));
             json_object_set_new(o, "row_perm", json_boolean(fpd_layer_row_perm_bytes(&r->out[0], r->n_out) > 0));
@@ -797,6 +812,7 @@ done:
     free(mvals);
     json_decref(report);
     json_decref(warnings);
+    json_decref(passed);
     free(weights);
     cli_input_free(&in);
     return rc;
@@ -872,7 +888,7 @@ int compress_init_checkpoint(const char *out_path, const char *name, int64_t row
         goto done;
     }
     json_t *rep = json_object(), *t = json_object();
-    json_object_set_new(rep, "schema", json_string("fpd-compress/1"));
+    json_object_set_new(rep, "schema", json_string("fpd-compress/2"));
     json_object_set_new(rep, "output", json_string(out_path));
     json_object_set_new(t, "name", json_string(name));
     json_object_set_new(t, "rows", json_integer(rows));
@@ -884,8 +900,8 @@ int compress_init_checkpoint(const char *out_path, const char *name, int64_t row
     json_object_set_new(t, "row_shape", json_dims(r.shape.row_shape, r.shape.k));
     json_object_set_new(t, "col_shape", json_dims(r.shape.col_shape, r.shape.k));
     json_object_set_new(t, "ranks", json_dims(r.shape.ranks, r.shape.k + 1));
-    json_object_set_new(t, "bytes_dense", json_integer((json_int_t)r.bytes_before));
-    json_object_set_new(t, "bytes", json_integer((json_int_t)r.bytes_after));
+    json_object_set_new(t, "bytes_before", json_integer((json_int_t)r.bytes_before));
+    json_object_set_new(t, "bytes_after", json_integer((json_int_t)r.bytes_after));
     json_object_set_new(t, "ratio", json_real((double)r.bytes_before / (double)r.bytes_after));
     json_object_set_new(t, "target_variance",
                         json_real(ip->kind == FPD_INIT_KIND_NORMAL ? ip->scale * ip->scale : ip->scale * ip->scale / 3));
@@ -907,8 +923,9 @@ void compress_print_init_report(const json_t *report, FILE *f) {
     fprintf(f, "%s: %s [%lld, %lld] as FPD r=%lld p=%lld k=%lld rows %s cols %s: %s (dense %s, %.1fx)\n",
             jstr(report, "output"), jstr(t, "name"), jint(t, "rows"), jint(t, "dim"), jint(t, "r"), jint(t, "p"),
             jint(t, "k"), jdims(json_object_get(t, "row_shape"), sh1, sizeof sh1),
-            jdims(json_object_get(t, "col_shape"), sh2, sizeof sh2), cli_bytes((size_t)jint(t, "bytes"), b1, sizeof b1),
-            cli_bytes((size_t)jint(t, "bytes_dense"), b2, sizeof b2), jnum(t, "ratio"));
+            jdims(json_object_get(t, "col_shape"), sh2, sizeof sh2),
+            cli_bytes((size_t)jint(t, "bytes_after"), b1, sizeof b1),
+            cli_bytes((size_t)jint(t, "bytes_before"), b2, sizeof b2), jnum(t, "ratio"));
     fprintf(f, "%s: entries have mean %.3g and variance %.6g (target %.6g)\n", jstr(t, "init"), jnum(t, "mean"),
             jnum(t, "variance"), jnum(t, "target_variance"));
 }
@@ -965,7 +982,8 @@ void compress_print_report(const json_t *report, FILE *f) {
             if (json_object_get(t, "rel_error_weighted"))
                 fprintf(f, ", weighted rel.err %.4f", jnum(t, "rel_error_weighted"));
             if (json_is_true(json_object_get(t, "compressed")) && jnum(t, "rel_error_fit") != jnum(t, "rel_error"))
-                fprintf(f, ", after %s alone %.4f", jstr(t, "fit"), jnum(t, "rel_error_fit"));
+                fprintf(f, ", first stage (%s) alone %.4f", jnum(t, "p") > 1 ? "backfit" : "tt-svd",
+                        jnum(t, "rel_error_fit"));
             const json_t *tt = json_object_get(bl, "tt_svd");
             if (tt)
                 fprintf(f, "\n%24s plain TT-SVD at the same size (r=%lld, %.1fx): rel.err %.4f", "", jint(tt, "r"),

@@ -46,7 +46,7 @@ struct compress_options compress_default_options(void);
 /* Compress the checkpoint at in_path (safetensors, or one .npy table) into
  * out_path (FPD v1 safetensors, written atomically; the caller has checked that
  * out_path is not in_path). On success *report is the report (schema
- * "fpd-compress/1"; free with json_decref). max_error is the quality target:
+ * "fpd-compress/2"; free with json_decref). max_error is the quality target:
  * AUTO meets it or keeps the table dense; FPD (and --rank/--terms), INT8 and INT4
  * that miss it, and tables that grow, get an entry in the report's "warnings" (also
  * printed unless quiet). FPD and row-wise tables already in the input are checked
@@ -59,7 +59,7 @@ int compress_checkpoint(const char *in_path, const char *out_path, const struct 
 
 /* Training from scratch: write an FPD table `name` [rows, dim] of random cores
  * from fpd_init (shape and (r, p) from opt->plan, cores in opt->plan.core_dtype) to
- * out_path; *report (schema "fpd-compress/1", key "init") gives the shape, sizes and
+ * out_path; *report (schema "fpd-compress/2", key "init") gives the shape, sizes and
  * the realized mean and variance of the stored table. Returns a CLI exit code. */
 int compress_init_checkpoint(const char *out_path, const char *name, int64_t rows, int64_t dim,
                              const struct fpd_init_params *ip, const struct compress_options *opt, json_t **report);

@@ -263,6 +263,12 @@ int main(int argc, char **argv) {
     if (cli_exists(out_path) && !force)
         cli_usage_error("output '%s' exists; use --force to overwrite it", out_path);
 
+    if (train_path) { /* task-aware finetuning trains FPD cores */
+        if (encoding_given && encoding != COMPRESS_ENC_FPD)
+            cli_usage_error("--train-interactions finetunes FPD tables; it does not go with --encoding %s",
+                            compress_encoding_name(encoding));
+        encoding = COMPRESS_ENC_FPD;
+    }
     if ((pp.rank || pp.terms) && encoding_given && encoding != COMPRESS_ENC_FPD)
         cli_usage_error("--rank/--terms force FPD; they do not go with --encoding %s", compress_encoding_name(encoding));
     /* the quality target; the planner's FPD target only with an explicit --encoding fpd
