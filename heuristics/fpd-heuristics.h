@@ -193,6 +193,9 @@ struct fpd_suggestion {
  * Allocates *out (free with fpd_suggestion_free).
  * Errors: as fpd_plan_table (a budget or ratio no candidate meets is INVALID_ARG;
  * an unmet max_error is not an error: selected = -1), NOMEM. */
+/* True when y dominates x as the header says (both predicted errors known; y no larger
+ * and no less accurate, and 5% smaller or 1% more accurate): what sets "dominated". */
+FPD_API bool fpd_candidate_dominates(const struct fpd_candidate *y, const struct fpd_candidate *x);
 FPD_API enum fpd_status fpd_suggest(int64_t rows, int64_t dim, enum fpd_dtype dtype,
                                     const struct fpd_plan_params *params, struct fpd_suggestion **out,
                                     struct fpd_error *err);

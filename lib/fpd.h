@@ -610,6 +610,13 @@ FPD_API enum fpd_status fpd_rowwise_lookup(const struct fpd_rowwise_table *q, co
 FPD_API enum fpd_status fpd_rowwise_reconstruct(const struct fpd_rowwise_table *q, int64_t row_begin,
                                                 int64_t row_end, float *out, struct fpd_error *err);
 
+/* The accuracy report of fpd_layer_quality (same fields and definitions, baselines
+ * included) for a row-wise quantized table q standing for w. Errors: SHAPE (q and w
+ * differ in shape), DTYPE, INVALID_ARG, NOMEM. */
+FPD_API enum fpd_status fpd_rowwise_quality(const struct fpd_rowwise_table *q, const struct fpd_table_view *w,
+                                            const double *row_weights, int64_t queries, uint64_t seed,
+                                            struct fpd_quality *out, struct fpd_error *err);
+
 #ifdef __cplusplus
 }
 #endif

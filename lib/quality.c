@@ -90,11 +90,44 @@ done:
     return st;
 }
 
+/* The compressed table: an FPD layer, or a row-wise quantized one (exactly one set). */
+struct approx {
+    const struct fpd_layer *layer;
+    const struct fpd_rowwise_table *q;
+};
+
+static enum fpd_status approx_lookup(const struct approx *a, const int64_t *idx, int64_t n, float *out,
+                                     struct fpd_error *err) {
+    return a->layer ? fpd_layer_lookup(a->layer, idx, n, out, err) : fpd_rowwise_lookup(a->q, idx, n, out, err);
+}
+
+static enum fpd_status approx_rows(const struct approx *a, int64_t r0, int64_t r1, float *out, struct fpd_error *err) {
+    return a->layer ? fpd_layer_reconstruct(a->layer, r0, r1, out, err) : fpd_rowwise_reconstruct(a->q, r0, r1, out, err);
+}
+
+static enum fpd_status quality(const struct approx *ap, int64_t n, int64_t dim, const struct fpd_table_view *w,
+                               const double *row_weights, int64_t queries, uint64_t seed, struct fpd_quality *out,
+                               struct fpd_error *err);
+
 enum fpd_status fpd_layer_quality(const struct fpd_layer *layer, const struct fpd_table_view *w,
                                   const double *row_weights, int64_t queries, uint64_t seed, struct fpd_quality *out,
                                   struct fpd_error *err) {
     const struct fpd_layer_shape *s = fpd_layer_get_shape(layer);
-    const int64_t n = s->rows, dim = s->dim, block = 1024;
+    struct approx a = {layer, NULL};
+    return quality(&a, s->rows, s->dim, w, row_weights, queries, seed, out, err);
+}
+
+enum fpd_status fpd_rowwise_quality(const struct fpd_rowwise_table *q, const struct fpd_table_view *w,
+                                    const double *row_weights, int64_t queries, uint64_t seed,
+                                    struct fpd_quality *out, struct fpd_error *err) {
+    struct approx a = {NULL, q};
+    return quality(&a, q->rows, q->dim, w, row_weights, queries, seed, out, err);
+}
+
+static enum fpd_status quality(const struct approx *ap, int64_t n, int64_t dim, const struct fpd_table_view *w,
+                               const double *row_weights, int64_t queries, uint64_t seed, struct fpd_quality *out,
+                               struct fpd_error *err) {
+    const int64_t block = 1024;
     if (w->rows != n || w->dim != dim)
         return fpd__err(err, FPD_STATUS_SHAPE, "table [%lld, %lld] does not match the layer's [%lld, %lld]",
                         (long long)w->rows, (long long)w->dim, (long long)n, (long long)dim);
@@ -133,7 +166,7 @@ enum fpd_status fpd_layer_quality(const struct fpd_layer *layer, const struct fp
         if ((st = fpd_table_view_rows(w, qidx[q], qidx[q] + 1, qa + q * dim, err))) goto done;
     }
     if (queries) {
-        if ((st = fpd_layer_lookup(layer, qidx, queries, qb, err))) goto done;
+        if ((st = approx_lookup(ap, qidx, queries, qb, err))) goto done;
         normalize_rows(qa, queries, dim);
         normalize_rows(qb, queries, dim);
     }
@@ -142,7 +175,7 @@ enum fpd_status fpd_layer_quality(const struct fpd_layer *layer, const struct fp
     for (int64_t r0 = 0; r0 < n; r0 += block) {
         int64_t r1 = r0 + block < n ? r0 + block : n, nb = r1 - r0;
         if ((st = fpd_table_view_rows(w, r0, r1, a, err))) goto done;
-        if ((st = fpd_layer_reconstruct(layer, r0, r1, b, err))) goto done;
+        if ((st = approx_rows(ap, r0, r1, b, err))) goto done;
         for (int64_t i = 0; i < nb; i++) {
             const float *x = a + i * dim, *y = b + i * dim;
             double dot = 0, na = 0, nbb = 0, e = 0;

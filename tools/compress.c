@@ -214,7 +214,8 @@ bool compress_encoding_from_name(const char *s, enum compress_encoding *out) {
  * [N, row bytes]) and r->meta_json its "fpd.rowwise.NAME" metadata; r->bytes_after,
  * r->rowwise_error set. */
 static enum fpd_status rowwise_tensor(struct table_result *r, const char *name, const struct fpd_table_view *view,
-                                      enum fpd_rowwise kind, struct fpd_error *err) {
+                                      enum fpd_rowwise kind, const double *weights, int64_t queries, uint64_t seed,
+                                      struct fpd_error *err) {
     size_t rb = fpd_rowwise_row_bytes(kind, view->dim), len = strlen(name) + 32;
     r->out_names[0] = malloc(len);
     r->out_data[0] = malloc((size_t)view->rows * rb + 1);
@@ -233,6 +234,9 @@ static enum fpd_status rowwise_tensor(struct table_result *r, const char *name, 
     o->nbytes = (size_t)view->rows * rb;
     r->n_out = 1;
     r->bytes_after = o->nbytes;
+    struct fpd_rowwise_table q = {r->out_data[0], kind, view->rows, view->dim};
+    if ((st = fpd_rowwise_quality(&q, view, weights, queries, seed, &r->stats, err))) return st;
+    r->weighted = weights != NULL;
     struct fpd_rowwise_meta meta = {kind, view->rows, view->dim, view->dtype, r->rowwise_error};
     return fpd_rowwise_meta_to_json(&meta, &r->meta_json, err);
 }
@@ -494,13 +498,12 @@ int compress_checkpoint(const char *in_path, const char *out_path, const struct 
             }
             if (enc == COMPRESS_ENC_INT8 || enc == COMPRESS_ENC_INT4) {
                 enum fpd_rowwise kind = enc == COMPRESS_ENC_INT8 ? FPD_ROWWISE_INT8 : FPD_ROWWISE_INT4;
-                if (rowwise_tensor(r, ti->name, &view, kind, &err)) {
+                if (rowwise_tensor(r, ti->name, &view, kind, weights, opt->recall_queries, fp.seed, &err)) {
                     cli_error("%s: tensor '%s': %s", in_path, ti->name, err.msg);
                     goto done;
                 }
                 r->compress = true;
                 r->enc = enc;
-                r->stats.rel_error = r->rowwise_error;
                 goto check_out;
             }
             /* FPD */
@@ -567,11 +570,11 @@ int compress_checkpoint(const char *in_path, const char *out_path, const struct 
                 continue;
             }
             r->enc = ok4 ? COMPRESS_ENC_INT4 : COMPRESS_ENC_INT8;
-            if (rowwise_tensor(r, ti->name, &view, ok4 ? FPD_ROWWISE_INT4 : FPD_ROWWISE_INT8, &err)) {
+            if (rowwise_tensor(r, ti->name, &view, ok4 ? FPD_ROWWISE_INT4 : FPD_ROWWISE_INT8, weights,
+                               opt->recall_queries, fp.seed, &err)) {
                 cli_error("%s: tensor '%s': %s", in_path, ti->name, err.msg);
                 goto done;
             }
-            r->stats.rel_error = r->rowwise_error;
             goto check_out;
         }
         struct fpd_table_meta meta;
@@ -734,6 +737,15 @@ int compress_checkpoint(const char *in_path, const char *out_path, const struct 
         json_object_set_new(o, "bytes_after", json_integer((json_int_t)r->bytes_after));
         json_object_set_new(o, "ratio", json_real((double)r->bytes_before / (double)r->bytes_after));
         json_object_set_new(o, "rel_error", json_real(r->compress ? r->stats.rel_error : 0.0));
+        if (r->compress) { /* the accuracy report, whatever the encoding */
+            const struct fpd_quality *qs = &r->stats;
+            if (r->weighted) json_object_set_new(o, "rel_error_weighted", json_real(qs->rel_error_weighted));
+            json_object_set_new(o, "cos_mean", json_real(qs->cos_mean));
+            json_object_set_new(o, "cos_p5", json_real(qs->cos_p5));
+            json_object_set_new(o, "cos_min", json_real(qs->cos_min));
+            json_object_set_new(o, "recall10", qs->recall_queries ? json_real(qs->recall10) : json_null());
+            json_object_set_new(o, "recall_queries", json_integer(qs->recall_queries));
+        }
         if (r->have_quant && !(r->compress && r->enc == COMPRESS_ENC_FPD)) {
             json_object_set_new(o, "baselines", baselines_json(r->bytes_before, &r->quant));
         }
@@ -746,12 +758,6 @@ int compress_checkpoint(const char *in_path, const char *out_path, const struct 
             json_object_set_new(o, "rel_error_als", json_real(r->fit.rel_error_als));
             json_object_set_new(o, "als_sweeps", json_integer(r->fit.als_sweeps));
             json_object_set_new(o, "row_perm", json_boolean(fpd_layer_row_perm_bytes(&r->out[0], r->n_out) > 0));
-            if (r->weighted) json_object_set_new(o, "rel_error_weighted", json_real(qs->rel_error_weighted));
-            json_object_set_new(o, "cos_mean", json_real(qs->cos_mean));
-            json_object_set_new(o, "cos_p5", json_real(qs->cos_p5));
-            json_object_set_new(o, "cos_min", json_real(qs->cos_min));
-            json_object_set_new(o, "recall10", qs->recall_queries ? json_real(qs->recall10) : json_null());
-            json_object_set_new(o, "recall_queries", json_integer(qs->recall_queries));
             struct fpd_quant_baseline qb = {qs->int8_rel_error, qs->int4_rel_error, qs->int8_bytes, qs->int4_bytes};
             json_t *bl = baselines_json(r->bytes_before, &qb);
             const struct { const char *name; size_t bytes; double err; } base[2] = {
@@ -966,6 +972,9 @@ void compress_print_report(const json_t *report, FILE *f) {
                     strcmp(enc, "int8") == 0 ? "int8 row-wise (FBGEMM)" : "int4 row-wise (FBGEMM)", "",
                     cli_bytes((size_t)jint(t, "bytes_before"), b1, sizeof b1),
                     cli_bytes((size_t)jint(t, "bytes_after"), b2, sizeof b2), jnum(t, "ratio"), jnum(t, "rel_error"));
+            fprintf(f, "%24s cosine mean %.4f, p5 %.4f, min %.4f, recall@10 %.3f (%lld queries)\n", "",
+                    jnum(t, "cos_mean"), jnum(t, "cos_p5"), jnum(t, "cos_min"), jnum(t, "recall10"),
+                    jint(t, "recall_queries"));
             fprintf(f, "%24s encoding %s: %s\n", "", enc, jstr(t, "why"));
         } else if (json_is_true(json_object_get(t, "compressed"))) {
             fprintf(f, "%-24s %-12s %-5s %4lld %2lld %1lld %-12s %-9s %11s %11s %6.1fx %8.4f %8.4f %8.4f %7.2f %7.2f\n",

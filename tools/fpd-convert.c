@@ -35,6 +35,7 @@
  * converted), 2 usage error.
  */
 #include "tools/cli.h"
+#include "tools/pipe.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -54,9 +55,11 @@ static void usage(FILE *f) {
     fprintf(f,
             "Usage: fpd-convert IN -o OUT [--to dense|npy|ttrec|fpd] [options]\n"
             "Convert between FPD checkpoints, dense checkpoints, .npy arrays and the TT-Rec layout.\n"
+            "IN - reads standard input; -o - writes standard output (no report then).\n"
             "\n"
-            "  --to dense (or safetensors)  FPD/TT-Rec checkpoint -> dense safetensors: each table is\n"
-            "               reconstructed (F32 compute) in its source dtype; other tensors are copied\n"
+            "  --to dense (or safetensors)  FPD/TT-Rec/row-wise checkpoint -> dense safetensors: each\n"
+            "               table is reconstructed or dequantized (int8/int4: code * scale + bias, F32)\n"
+            "               in its source dtype; other tensors are copied\n"
             "               byte for byte. A .npy IN becomes a one-tensor safetensors file.\n"
             "  --to npy     one tensor or table (--tensor NAME) -> .npy; tables are reconstructed.\n"
             "  --to ttrec   FPD tables -> FBTT-Embedding TTEmbeddingBag tt_cores ('X.weight' becomes\n"
@@ -65,14 +68,14 @@ static void usage(FILE *f) {
             "Default: npy when OUT ends in .npy, else dense.\n"
             "\n"
             "Options:\n"
-            "  -o, --output OUT     file to write (atomically)\n"
+            "  -o, --output OUT     file to write (atomically); - for standard output\n"
             "      --to FORMAT      dense, safetensors, npy, ttrec or fpd\n"
             "  -t, --tensor NAME    the tensor or table to write (--to npy), or the name of the\n"
             "                       tensor a .npy IN becomes (default: the file's stem)\n"
             "      --dtype T        dtype of reconstructed tables (F32, F64, F16, BF16; default: the\n"
             "                       table's source_dtype); with --to npy also converts a float tensor\n"
             "  -f, --force          overwrite OUT if it exists\n"
-            "      --json           print what was written as JSON (schema \"fpd-convert/1\")\n"
+            "      --json           print what was written as JSON (schema \"fpd-convert/2\")\n"
             "  -q, --quiet          print nothing on success\n"
             "  -h, --help           this help\n"
             "      --version        version and build features\n"
@@ -142,6 +145,7 @@ struct table {
 struct input {
     const char *path;
     struct cli_input in;
+    void *hold;        /* standard input's bytes ("-"), freed last       */
     struct table *tables;
     int64_t n_tables;
 };
@@ -255,6 +259,7 @@ static void input_free(struct input *x) {
     }
     free(x->tables);
     cli_input_free(&x->in);
+    free(x->hold);
 }
 
 /* Open IN and list its tables. Returns a CLI exit code. */
@@ -262,7 +267,7 @@ static int input_open(const char *path, struct input *x) {
     struct fpd_error err = {0};
     memset(x, 0, sizeof *x);
     x->path = path;
-    if (cli_input_open(path, &x->in, &err)) {
+    if (pipe_input_open(path, &x->in, &x->hold, &err)) {
         cli_error("%s", err.msg);
         return CLI_EXIT_FAILURE;
     }
@@ -937,14 +942,22 @@ int main(int argc, char **argv) {
     if (co.to == OUT_NONE) co.to = ends_with(co.out_path, ".npy") ? OUT_NPY : OUT_DENSE;
     if (co.to != OUT_NPY && ends_with(co.out_path, ".npy"))
         cli_usage_error("output '%s' ends in .npy but --to is %s; use --to npy", co.out_path, out_kind_name[co.to]);
-    if (!cli_exists(in_path)) {
+    const bool to_stdout = strcmp(co.out_path, "-") == 0;
+    if (to_stdout && json) cli_usage_error("-o - writes the output to standard output; --json would mix with it");
+    if (strcmp(in_path, "-") != 0 && !cli_exists(in_path)) {
         cli_error("%s: no such file", in_path);
         return CLI_EXIT_FAILURE;
     }
-    if (strcmp(in_path, co.out_path) == 0 || cli_same_file(in_path, co.out_path))
+    if (!to_stdout && (strcmp(in_path, co.out_path) == 0 || cli_same_file(in_path, co.out_path)))
         cli_usage_error("output '%s' is the input; choose another path (the input is never overwritten)", co.out_path);
-    if (cli_exists(co.out_path) && !co.force)
+    if (!to_stdout && cli_exists(co.out_path) && !co.force)
         cli_usage_error("output '%s' exists; use --force to overwrite it", co.out_path);
+    char *tmp_dir = NULL, *tmp_path = NULL;
+    if (to_stdout) { /* written to a private temporary file (the writers are atomic), then copied */
+        if (!pipe_tmp_output(co.to == OUT_NPY ? "out.npy" : "out.safetensors", &tmp_dir, &tmp_path))
+            return CLI_EXIT_FAILURE;
+        co.out_path = tmp_path;
+    }
 
     struct input x;
     struct out_list o;
@@ -981,10 +994,18 @@ int main(int argc, char **argv) {
         goto done;
     }
     rc = CLI_EXIT_OK;
+    if (to_stdout) {
+        bool sent = pipe_send_and_remove(tmp_path, tmp_dir);
+        free(tmp_path);
+        free(tmp_dir);
+        tmp_path = tmp_dir = NULL;
+        if (!sent) rc = CLI_EXIT_FAILURE;
+        goto done; /* standard output holds the data: no report */
+    }
     if (quiet) goto done;
     if (json) {
         json_t *r = json_object();
-        json_object_set_new(r, "schema", json_string("fpd-convert/1"));
+        json_object_set_new(r, "schema", json_string("fpd-convert/2"));
         json_object_set_new(r, "input", json_string(in_path));
         json_object_set_new(r, "output", json_string(co.out_path));
         json_object_set_new(r, "to", json_string(out_kind_name[co.to]));
@@ -1001,7 +1022,7 @@ int main(int argc, char **argv) {
             total += o.t[i].nbytes;
         }
         json_object_set_new(r, "tensors", arr);
-        json_object_set_new(r, "tensor_bytes", json_integer((json_int_t)total));
+        json_object_set_new(r, "bytes_after", json_integer((json_int_t)total));
         json_dumpf(r, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
         fputc('\n', stdout);
         json_decref(r);
@@ -1017,6 +1038,12 @@ int main(int argc, char **argv) {
         }
     }
 done:
+    if (tmp_path) { /* a failure before the copy: remove what may be there */
+        unlink(tmp_path);
+        rmdir(tmp_dir);
+    }
+    free(tmp_path);
+    free(tmp_dir);
     out_free(&o);
     input_free(&x);
     return rc;

@@ -179,3 +179,19 @@ assert abs(c['predicted_error'] - f['rel_error']) <= 0.10 * f['rel_error'], (c['
         done
     done
 fi
+
+# the pick, when dominated, names what dominates it (text and JSON); -q and "-"
+run "$S" "$SAMPLE" --top 3 --json
+cp out.txt dom.json
+py_check "dominated pick: selected_dominated_by names a candidate no larger and no less accurate" "
+import json; t = json.load(open('dom.json'))['tables'][0]
+s, d = t['selected'], t['selected_dominated_by']
+assert s['dominated'] and d is not None, (s, d)
+assert d['bytes'] <= s['bytes'] and d['predicted_error'] <= s['predicted_error'], (s, d)
+assert d['bytes'] <= 0.95 * s['bytes'] or d['predicted_error'] <= 0.99 * s['predicted_error'], (s, d)"
+run "$S" "$SAMPLE" --top 3
+expect_grep "dominated pick: named in the text" out.txt "the pick is dominated by #[0-9]+, r=[0-9]+ p=[0-9]+ k=[0-9]: [0-9]+ bytes \([0-9.]+% smaller\), predicted error 0\.[0-9]+"
+"$S" - -q --no-errors <"$SAMPLE" >out.txt 2>err.txt
+rc=$?
+expect_rc "stdin and -q: exit 0" 0
+expect_lines "stdin and -q: no output" out.txt 0
