@@ -4,6 +4,7 @@
  * FPD v1 checkpoint atomically, and build the report (see compress.h).
  */
 #include "tools/compress.h"
+#include "tools/pipe.h"
 #include "lib/fpd-impl.h"
 
 #include <jansson.h>
@@ -306,10 +307,11 @@ int compress_checkpoint(const char *in_path, const char *out_path, const struct 
     const char **mkeys = NULL, **mvals = NULL;
     int64_t n = 0;
     json_t *report = NULL, *warnings = NULL, *passed = NULL;
+    void *hold = NULL; /* standard input's bytes ("-") */
     double *weights = NULL;
     *report_out = NULL;
 
-    if (cli_input_open(in_path, &in, &err)) {
+    if (pipe_input_open(in_path, &in, &hold, &err)) {
         cli_error("%s", err.msg);
         return CLI_EXIT_FAILURE;
     }
@@ -821,6 +823,7 @@ done:
     json_decref(passed);
     free(weights);
     cli_input_free(&in);
+    free(hold);
     return rc;
 }
 

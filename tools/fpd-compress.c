@@ -25,7 +25,8 @@ static void usage(FILE *f) {
             "       fpd-compress --init normal:S|uniform:A --rows N --dim D -o OUT [--rank R --terms P] [--name T]\n"
             "Compress the embedding tables of a checkpoint into FPD layers (sums of tensor trains).\n"
             "\n"
-            "IN is a safetensors checkpoint or a single table as .npy; OUT is safetensors (FPD v1).\n"
+            "IN is a safetensors checkpoint or a single table as .npy (- for standard input); OUT is\n"
+            "safetensors (FPD v1, with the rowwise/1 extension for int8/int4 tables).\n"
             "Every 2-D float tensor that qualifies is compressed; every other tensor is copied.\n"
             "\n"
             "Options:\n"
@@ -46,6 +47,8 @@ static void usage(FILE *f) {
             "                        (e.g. 2MiB; see fpd-suggest)\n"
             "      --ratio X         per table: the largest candidate at least X times smaller\n"
 
+            );
+    fprintf(f,
             "      --epochs E        Adam finetuning epochs after the fit (default 1; 0 = none)\n"
             "      --core-dtype T    F32 (default), F16 or BF16 for the stored cores\n"
             "      --seed S          seed of the finetuning row order (default 0)\n"
@@ -246,7 +249,12 @@ int main(int argc, char **argv) {
     if (optind + 1 < argc) cli_usage_error("one input checkpoint expected, got '%s' too", argv[optind + 1]);
     const char *in_path = argv[optind];
     if (!out_path) cli_usage_error("no output given (use -o OUT)");
-    if (!cli_exists(in_path)) {
+    if (strcmp(out_path, "-") == 0)
+        cli_usage_error("-o - is not supported: the report goes to standard output; write a file and use "
+                        "fpd-convert or cat to pipe it");
+    if (strcmp(in_path, "-") == 0 && (ncf_rating || train_path))
+        cli_usage_error("--eval-ncf and --train-interactions read IN again; give a file, not -");
+    if (strcmp(in_path, "-") != 0 && !cli_exists(in_path)) {
         cli_error("%s: no such file", in_path);
         return CLI_EXIT_FAILURE;
     }

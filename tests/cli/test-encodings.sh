@@ -110,3 +110,12 @@ fi
 # progress: table counters, a rate and an ETA while finetuning
 run "$C" "$S" -o prog.safetensors --encoding fpd --epochs 2 --progress
 expect_grep "progress: table 1/1 and the stage with a rate" err.txt "table 1/1 word_embeddings.weight: finetune [0-9]+/[0-9]+"
+
+# "-" is standard input for fpd-compress too; "-o -" is refused (stdout carries the report)
+"$C" - -o piped.safetensors -q <"$S" >out.txt 2>err.txt
+rc=$?
+expect_rc "stdin: exit 0" 0
+expect_exists "stdin: output written" piped.safetensors
+run "$C" "$S" -o -
+expect_rc "-o -: exit 2" 2
+expect_absent "-o -: no file named '-'" ./-
