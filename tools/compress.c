@@ -688,7 +688,7 @@ int compress_checkpoint(const char *in_path, const char *out_path, const struct 
     /* ---- report ---- */
     int n_compressed = 0;
     for (int64_t t = 0; t < n; t++) n_compressed += res[t].compress;
-    if (n_compressed == 0)
+    if (n_compressed == 0 && !opt->quiet)
         cli_warn("%s: no table qualified for compression, so %s is a copy of it%s", in_path, out_path,
                  in.st && fpd_safetensors_metadata_get(in.st, FPD_META_VERSION_KEY)
                      ? " (it already holds FPD tables; see fpd-inspect)"
@@ -1008,6 +1008,10 @@ void compress_print_report(const json_t *report, FILE *f) {
             fprintf(f, "%-24s %-12s %-5s kept dense: %s\n", jstr(t, "name"), shp, jstr(t, "dtype"), jstr(t, "reason"));
         }
     }
+    const json_t *pt = json_object_get(report, "passed_through");
+    json_array_foreach(pt, i, t)
+        fprintf(f, "%-24s already %s in the input: checked (cores/rows finite, row_perm valid) and copied\n",
+                jstr(t, "name"), jstr(t, "encoding"));
     fprintf(f, "total: %lld table(s) compressed (%lld FPD, %lld int8, %lld int4), %s -> %s (%.2fx), core dtype %s",
             jint(tot, "tables_compressed"), jint(tot, "tables_fpd"), jint(tot, "tables_int8"), jint(tot, "tables_int4"),
             cli_bytes((size_t)jint(tot, "bytes_before"), b1, sizeof b1),

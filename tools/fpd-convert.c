@@ -703,6 +703,21 @@ static bool build_npy(const struct input *x, const struct convert_opts *co, stru
     return out_add(o, &t, "copied");
 }
 
+/* Encoded tables that a mode copies as they are (FPD tables of --to fpd, row-wise tables
+ * of --to ttrec and --to fpd) are checked against their data first. */
+static bool verify_copied(const struct input *x, bool fpd_tables) {
+    struct fpd_error err = {0};
+    for (int64_t i = 0; i < x->n_tables; i++) {
+        const struct table *t = &x->tables[i];
+        if (t->ttrec || (!t->rowwise && !fpd_tables)) continue;
+        if (fpd_checkpoint_verify_table(x->in.st, t->name, true, &err)) {
+            cli_error("%s (tables copied through are checked)", err.msg);
+            return false;
+        }
+    }
+    return true;
+}
+
 /* ttrec: FPD tables exported, everything else copied. */
 static bool build_ttrec(const struct input *x, const struct convert_opts *co, struct out_list *o) {
     (void)co;
@@ -713,6 +728,7 @@ static bool build_ttrec(const struct input *x, const struct convert_opts *co, st
         cli_error("%s holds no FPD table to export", x->path);
         return false;
     }
+    if (!verify_copied(x, false)) return false;
     for (int64_t i = 0; i < n; i++) {
         const struct fpd_tensor_info *ti = cli_input_tensor(&x->in, i);
         const struct table *ow = owner_of(x, ti->name);
@@ -815,6 +831,7 @@ static bool build_fpd(const struct input *x, const struct convert_opts *co, stru
                   x->path, TTREC_META_PREFIX);
         return false;
     }
+    if (!verify_copied(x, true)) return false;
     for (int64_t i = 0; i < n; i++) {
         const struct fpd_tensor_info *ti = cli_input_tensor(&x->in, i);
         const struct table *ow = owner_of(x, ti->name);

@@ -155,3 +155,42 @@ Test(quant, refuses_non_finite) {
     memcpy(row + 4, &big, 4); /* 255 * 3e38 overflows */
     cr_assert(not(fpd_rowwise_row_finite(FPD_ROWWISE_INT8, row, 4)));
 }
+
+Test(quant, quality_report_of_rowwise_table) {
+    const int n = 500, dim = 9;
+    float *w = malloc(sizeof(float) * (size_t)(n * dim));
+    make_rows(w, n, dim, 5);
+    struct fpd_table_view v = {w, FPD_DTYPE_F32, n, dim};
+    size_t rb = fpd_rowwise_row_bytes(FPD_ROWWISE_INT4, dim);
+    unsigned char *q = malloc(rb * (size_t)n);
+    struct fpd_error err;
+    cr_assert(eq(int, fpd_rowwise_quantize(&v, FPD_ROWWISE_INT4, q, NULL, &err), FPD_STATUS_OK));
+    struct fpd_rowwise_table t = {q, FPD_ROWWISE_INT4, n, dim};
+    struct fpd_quality qs;
+    cr_assert(eq(int, fpd_rowwise_quality(&t, &v, NULL, 0, 0, &qs, &err), FPD_STATUS_OK), "%s", err.msg);
+    /* naive: from the reference quantizer, row by row */
+    double se = 0, sn = 0, cs = 0, cmin = 1;
+    unsigned char ref[64];
+    for (int i = 0; i < n; i++) {
+        test_rowwise_ref_quantize(4, w + i * dim, dim, ref);
+        double dot = 0, na = 0, nb = 0;
+        for (int j = 0; j < dim; j++) {
+            double x = w[i * dim + j], y = test_rowwise_ref_value(4, ref, dim, j);
+            se += (x - y) * (x - y);
+            sn += x * x;
+            dot += x * y, na += x * x, nb += y * y;
+        }
+        double c = (na == 0 && nb == 0) ? 1 : (na == 0 || nb == 0) ? 0 : dot / sqrt(na * nb);
+        cs += c;
+        cmin = c < cmin ? c : cmin;
+    }
+    cr_assert(ieee_ulp_eq(dbl, qs.rel_error, sqrt(se / sn), 64), "%g vs %g", qs.rel_error, sqrt(se / sn));
+    cr_assert(le(dbl, fabs(qs.cos_mean - cs / n), 1e-12));
+    cr_assert(le(dbl, fabs(qs.cos_min - cmin), 1e-12));
+    cr_assert(ieee_ulp_eq(dbl, qs.int4_rel_error, qs.rel_error, 64)); /* its own baseline */
+    cr_assert(eq(i64, qs.recall_queries, 0));
+    struct fpd_table_view bad = {w, FPD_DTYPE_F32, n - 1, dim};
+    cr_assert(eq(int, fpd_rowwise_quality(&t, &bad, NULL, 0, 0, &qs, &err), FPD_STATUS_SHAPE));
+    free(q);
+    free(w);
+}
