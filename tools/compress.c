@@ -26,7 +26,7 @@ struct table_result {
     const struct fpd_tensor_info *src;
     bool candidate;     /* a 2-D float tensor */
     bool compress;
-    char reason[256];
+    char reason[640];
     struct fpd_plan plan;
     struct fpd_layer_shape shape; /* as fitted (ranks may be lowered) */
     struct fpd_fit_report fit;
