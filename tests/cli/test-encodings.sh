@@ -72,9 +72,13 @@ expect_grep "max-error 0.001: dense with the reason" out.txt '"reason": "no enco
 # and a target only FPD meets at a smaller size (0.95 > every error, FPD is smallest)
 run "$C" "$S" -o auto95.safetensors --max-error 0.95 --epochs 0 --json
 expect_rc "max-error 0.95: exit 0" 0
-py_check "max-error 0.95: FPD, fitted within the target" "
+py_check "max-error 0.95: FPD with F16 cores (auto's default), fitted within the target" "
 import json; t = json.load(open('out.txt'))['tables'][0]
-assert t['encoding'] == 'fpd' and t['rel_error'] <= 0.95 and t['bytes_after'] < 10000 * 54, t"
+assert t['encoding'] == 'fpd' and t['core_dtype'] == 'F16' and t['rel_error'] <= 0.95 and t['bytes_after'] < 10000 * 54, t"
+run "$C" "$S" -o auto95f32.safetensors --max-error 0.95 --epochs 0 --core-dtype F32 --json
+py_check "max-error 0.95 --core-dtype F32: F32 cores as asked" "
+import json; t = json.load(open('out.txt'))['tables'][0]
+assert t['encoding'] == 'fpd' and t['core_dtype'] == 'F32', t"
 
 # --rank forces FPD: warnings (stderr and JSON) when the rank is capped and the output grows
 run "$C" "$S" -o r200.safetensors --rank 200 --tables word_embeddings.weight --epochs 0 --als 0 --json
