@@ -98,6 +98,9 @@ FUZZ_SRC := $(wildcard tests/fuzz/fuzz-*.c)
 
 STATIC_LIB := $(BUILD_DIR)/libfpd.a
 SHARED_LIB := $(BUILD_DIR)/libfpd.so
+# libfpd.so carries SONAME libfpd.so.MAJOR; the version comes from lib/fpd.h.
+FPD_VERSION := $(shell sed -n 's/^\#define FPD_VERSION_STRING "\(.*\)"/\1/p' lib/fpd.h)
+FPD_SOMAJOR := $(firstword $(subst ., ,$(FPD_VERSION)))
 # The libraries and tools in $(BUILD_DIR) are relinked when the variant (cpu, cuda,
 # sanitizers) changes: the stamp file is rewritten only when its content differs.
 VARIANT_STAMP := $(BUILD_DIR)/.variant
@@ -134,7 +137,7 @@ $(STATIC_LIB): $(LIB_OBJ) $(VARIANT_STAMP)
 
 $(SHARED_LIB): $(LIB_OBJ) $(VARIANT_STAMP)
 	@$(if $(Q),echo "  LD    $@")
-	$(Q)$(CC) -shared -Wl,--no-undefined $(LDFLAGS) -o $@ $(filter %.o,$^) $(FPD_LDLIBS)
+	$(Q)$(CC) -shared -Wl,--no-undefined -Wl,-soname,libfpd.so.$(FPD_SOMAJOR) $(LDFLAGS) -o $@ $(filter %.o,$^) $(FPD_LDLIBS)
 
 $(BUILD_DIR)/fpd-%: $(OBJ_DIR)/tools/fpd-%.o $(TOOL_COMMON_OBJ) $(STATIC_LIB)
 	@$(if $(Q),echo "  LINK  $@")
@@ -207,10 +210,13 @@ fuzz:
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include/fpd $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/pkgconfig
-	install -m 644 $(STATIC_LIB) $(SHARED_LIB) $(DESTDIR)$(PREFIX)/lib/
+	install -m 644 $(STATIC_LIB) $(DESTDIR)$(PREFIX)/lib/
+	install -m 755 $(SHARED_LIB) $(DESTDIR)$(PREFIX)/lib/libfpd.so.$(FPD_VERSION)
+	ln -sf libfpd.so.$(FPD_VERSION) $(DESTDIR)$(PREFIX)/lib/libfpd.so.$(FPD_SOMAJOR)
+	ln -sf libfpd.so.$(FPD_SOMAJOR) $(DESTDIR)$(PREFIX)/lib/libfpd.so
 	install -m 644 lib/fpd.h formats/fpd-formats.h heuristics/fpd-heuristics.h $(DESTDIR)$(PREFIX)/include/fpd/
 	install -m 755 $(TOOLS) $(DESTDIR)$(PREFIX)/bin/
-	printf 'prefix=$(PREFIX)\nlibdir=$${prefix}/lib\nincludedir=$${prefix}/include\n\nName: fpd\nDescription: FPD compressed embedding layers\nVersion: 0.1.0\nRequires.private: openblas lapacke yaml-0.1 jansson\nCflags: -I$${includedir}\nLibs: -L$${libdir} -lfpd\n' > $(DESTDIR)$(PREFIX)/lib/pkgconfig/fpd.pc
+	printf 'prefix=$(PREFIX)\nlibdir=$${prefix}/lib\nincludedir=$${prefix}/include\n\nName: fpd\nDescription: FPD compressed embedding layers\nVersion: $(FPD_VERSION)\nRequires.private: openblas lapacke yaml-0.1 jansson\nCflags: -I$${includedir}\nLibs: -L$${libdir} -lfpd\n' > $(DESTDIR)$(PREFIX)/lib/pkgconfig/fpd.pc
 
 clean:
 	rm -rf $(BUILD_DIR)

@@ -19,6 +19,7 @@
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* ------------------------------------------------------------ helpers */
@@ -55,13 +56,24 @@ static void shape_str(const int64_t *v, int32_t n, char *buf, size_t cap) {
     snprintf(buf + o, cap - o, "]");
 }
 
+/* o as compact JSON (key order kept) into *out, a copy freed with fpd_free; false
+ * when out of memory. */
+static bool dump_json(const json_t *o, char **out) {
+    char *s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(17));
+    if (!s) return false;
+    size_t n = strlen(s);
+    *out = fpd_malloc(n + 1);
+    if (*out) memcpy(*out, s, n + 1);
+    free(s); /* jansson's allocator */
+    return *out != NULL;
+}
+
 /* ------------------------------------------------------------ meta JSON */
 
 enum fpd_status fpd_table_meta_to_json(const struct fpd_table_meta *meta, char **out, struct fpd_error *err) {
     FPD_ASSERT(meta && out);
     enum fpd_status status = FPD_STATUS_OK;
     json_t *o = NULL, *rs = NULL, *cs = NULL, *rk = NULL;
-    char *s = NULL;
     *out = NULL;
     const struct fpd_layer_shape *sh = &meta->shape;
     if (sh->k < 1 || sh->k > FPD_MAX_MODES || (unsigned)meta->source_dtype >= FPD_DTYPE_COUNT ||
@@ -113,18 +125,11 @@ enum fpd_status fpd_table_meta_to_json(const struct fpd_table_meta *meta, char *
     bad |= json_object_set_new(o, "fit", fit);
     bad |= json_object_set_new(o, "seed", seed);
     bad |= json_object_set_new(o, "rel_error", rel);
-    if (bad) goto nomem;
-    s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(17));
-    if (!s) goto nomem;
-    size_t n = strlen(s);
-    *out = fpd_malloc(n + 1);
-    if (!*out) goto nomem;
-    memcpy(*out, s, n + 1);
+    if (bad || !dump_json(o, out)) goto nomem;
     goto done;
 nomem:
     status = fpd__err(err, FPD_STATUS_NOMEM, "out of memory serializing table metadata");
 done:
-    free(s); /* jansson's allocator */
     json_decref(rs);
     json_decref(cs);
     json_decref(rk);
@@ -279,6 +284,89 @@ done:
     return status;
 }
 
+/* ------------------------------------------------------------ extensions */
+
+static const char *const known_extensions[] = {FPD_EXTENSION_ROWWISE};
+
+static bool starts_with(const char *s, const char *p) { return strncmp(s, p, strlen(p)) == 0; }
+
+enum fpd_status fpd_checkpoint_check_extensions(const struct fpd_safetensors *st, struct fpd_error *err) {
+    FPD_ASSERT(st);
+    const char *P = fpd_safetensors_path(st);
+    char b[96];
+    bool rowwise_declared = false;
+    const char *ext = fpd_safetensors_metadata_get(st, FPD_META_EXTENSIONS_KEY);
+    for (const char *p = ext; p && *p;) {
+        size_t len = strcspn(p, ",");
+        bool known = false;
+        for (size_t i = 0; i < sizeof known_extensions / sizeof *known_extensions; i++)
+            if (strlen(known_extensions[i]) == len && strncmp(p, known_extensions[i], len) == 0) {
+                known = true;
+                rowwise_declared |= i == 0;
+            }
+        if (!known) {
+            char item[64];
+            snprintf(item, sizeof item, "%.*s", (int)(len < 60 ? len : 60), p);
+            return fpd__err(err, len ? FPD_STATUS_UNSUPPORTED : FPD_STATUS_FORMAT,
+                            "%s: metadata '%s' names the extension '%s', which this build (libfpd %s) does not "
+                            "read (it reads FPD v1 with %s); its tables would be read wrongly, so they are refused",
+                            P, FPD_META_EXTENSIONS_KEY, show(item, b, sizeof b), fpd_version(), FPD_EXTENSION_ROWWISE);
+        }
+        p += len;
+        if (*p == ',') p++;
+    }
+    for (int64_t i = 0; i < fpd_safetensors_metadata_count(st); i++) {
+        const char *key, *val;
+        fpd_safetensors_metadata_at(st, i, &key, &val);
+        if (!starts_with(key, "fpd.")) continue;
+        if (strcmp(key, FPD_META_VERSION_KEY) == 0 || strcmp(key, FPD_META_EXTENSIONS_KEY) == 0 ||
+            starts_with(key, FPD_META_TABLE_PREFIX))
+            continue;
+        if (starts_with(key, FPD_META_ROWWISE_PREFIX)) {
+            if (!rowwise_declared)
+                return fpd__err(err, FPD_STATUS_FORMAT,
+                                "%s: metadata key '%s' is a row-wise table, but '%s' does not list '%s'", P,
+                                show(key, b, sizeof b), FPD_META_EXTENSIONS_KEY, FPD_EXTENSION_ROWWISE);
+            continue;
+        }
+        return fpd__err(err, FPD_STATUS_UNSUPPORTED,
+                        "%s: metadata key '%s' is not part of FPD v1 or an extension this build (libfpd %s) reads; "
+                        "refusing the checkpoint rather than reading it wrongly",
+                        P, show(key, b, sizeof b), fpd_version());
+    }
+    return FPD_STATUS_OK;
+}
+
+/* A tensor "T<infix>X" that table T's encoding does not define (FPD: core0..core{k-1},
+ * row_perm; row-wise, k < 0: fused) is an unknown extension: refuse the table. */
+static enum fpd_status unknown_tensors(const struct fpd_safetensors *st, const char *table, const char *infix,
+                                       int32_t k, struct fpd_error *err) {
+    size_t tl = strlen(table), il = strlen(infix);
+    char b1[96], b2[96];
+    for (int64_t i = 0; i < fpd_safetensors_count(st); i++) {
+        const char *nm = fpd_safetensors_tensor(st, i)->name;
+        if (strncmp(nm, table, tl) != 0 || strncmp(nm + tl, infix, il) != 0) continue;
+        const char *rest = nm + tl + il;
+        bool known = false;
+        if (k < 0) {
+            known = strcmp(rest, "fused") == 0;
+        } else if (strcmp(rest, "row_perm") == 0) {
+            known = true;
+        } else if (starts_with(rest, "core") && rest[4] >= '0' && rest[4] <= '9') {
+            char *end;
+            long m = strtol(rest + 4, &end, 10);
+            known = *end == '\0' && m >= 0 && m < k && !(rest[4] == '0' && rest[5]);
+        }
+        if (!known)
+            return fpd__err(err, FPD_STATUS_UNSUPPORTED,
+                            "%s: table '%s': tensor '%s' is not part of its encoding in this build (libfpd %s): "
+                            "an extension it does not read, so the table is refused",
+                            fpd_safetensors_path(st), show(table, b1, sizeof b1), show(nm, b2, sizeof b2),
+                            fpd_version());
+    }
+    return FPD_STATUS_OK;
+}
+
 /* ------------------------------------------------------------ loading a layer */
 
 /* Re-prefix err's message with the file path. */
@@ -311,6 +399,7 @@ static enum fpd_status check_table(const struct fpd_safetensors *st, const char 
         goto done;
     }
     struct fpd_table_meta meta;
+    if ((status = fpd_checkpoint_check_extensions(st, err))) goto done;
     const char *version = fpd_safetensors_metadata_get(st, FPD_META_VERSION_KEY);
     if (!version || strcmp(version, "1") != 0) {
         status = fpd__err(err, version ? FPD_STATUS_UNSUPPORTED : FPD_STATUS_FORMAT,
@@ -384,6 +473,7 @@ static enum fpd_status check_table(const struct fpd_safetensors *st, const char 
             goto done;
         }
     }
+    if ((status = unknown_tensors(st, table, ".fpd.", s->k, err))) goto done;
     *meta_out = meta;
     *rp_out = rp;
     goto done;
@@ -428,6 +518,14 @@ enum fpd_status fpd_checkpoint_load_layer(const struct fpd_safetensors *st, cons
                               fpd_dtype_name(cores[m]->dtype));
             goto done;
         }
+        const float *c = fpd_layer_core_const(layer, m);
+        for (int64_t e = 0; e < n; e++)
+            if (!isfinite(c[e])) {
+                status = fpd__err(err, FPD_STATUS_FORMAT,
+                                  "%s: table '%s': core '%s.fpd.core%d' element %lld is %g; cores must be finite", P,
+                                  T, T, (int)m, (long long)e, (double)c[e]);
+                goto done;
+            }
     }
     if (rp && s->rows > 0) {
         perm = fpd_calloc((size_t)s->rows, sizeof *perm);
@@ -457,4 +555,246 @@ done:
     fpd_layer_free(layer);
     fpd_free(perm);
     return status;
+}
+
+/* ------------------------------------------------------------ rowwise/1 */
+
+enum fpd_status fpd_rowwise_meta_to_json(const struct fpd_rowwise_meta *meta, char **out, struct fpd_error *err) {
+    FPD_ASSERT(meta && out);
+    *out = NULL;
+    if ((unsigned)meta->kind >= FPD_ROWWISE_COUNT || (unsigned)meta->source_dtype >= FPD_DTYPE_COUNT)
+        return fpd__err(err, FPD_STATUS_INVALID_ARG, "row-wise table metadata: encoding or dtype out of range");
+    enum fpd_status status = FPD_STATUS_OK;
+    json_t *o = json_object();
+    if (!o) goto nomem;
+    int bad = json_object_set_new(o, "encoding", json_string(fpd_rowwise_name(meta->kind)));
+    bad |= json_object_set_new(o, "layout", json_string(FPD_ROWWISE_LAYOUT));
+    bad |= json_object_set_new(o, "rows", json_integer(meta->rows));
+    bad |= json_object_set_new(o, "dim", json_integer(meta->dim));
+    bad |= json_object_set_new(o, "source_dtype", json_string(fpd_dtype_name(meta->source_dtype)));
+    bad |= json_object_set_new(o, "rel_error", isfinite(meta->rel_error) ? json_real(meta->rel_error) : json_null());
+    if (bad || !dump_json(o, out)) goto nomem;
+    goto done;
+nomem:
+    status = fpd__err(err, FPD_STATUS_NOMEM, "out of memory serializing row-wise table metadata");
+done:
+    json_decref(o);
+    return status;
+}
+
+enum fpd_status fpd_rowwise_meta_from_json(const char *json, const char *table, struct fpd_rowwise_meta *out,
+                                           struct fpd_error *err) {
+    FPD_ASSERT(json && out);
+    enum fpd_status status = FPD_STATUS_OK;
+    char tb[96], b[96];
+    const char *T = show(table ? table : "?", tb, sizeof tb);
+    json_error_t jerr;
+    json_t *root = json_loads(json, JSON_REJECT_DUPLICATES, &jerr);
+    struct fpd_rowwise_meta m;
+    memset(&m, 0, sizeof m);
+    if (!root || !json_is_object(root)) {
+        status = fpd__err(err, FPD_STATUS_FORMAT, "row-wise table '%s': metadata is not a JSON object%s%s", T,
+                          root ? "" : ": ", root ? "" : jerr.text);
+        goto done;
+    }
+    const char *key;
+    json_t *v;
+    json_object_foreach(root, key, v) {
+        static const char *const known[] = {"encoding", "layout", "rows", "dim", "source_dtype", "rel_error"};
+        bool ok = false;
+        for (size_t i = 0; i < sizeof known / sizeof *known; i++) ok |= strcmp(key, known[i]) == 0;
+        if (!ok) {
+            status = fpd__err(err, FPD_STATUS_FORMAT,
+                              "row-wise table '%s': metadata key '%s' is not part of %s; refusing the table rather "
+                              "than reading it wrongly", T, show(key, b, sizeof b), FPD_EXTENSION_ROWWISE);
+            goto done;
+        }
+    }
+    v = json_object_get(root, "encoding");
+    if (!json_is_string(v) || !fpd_rowwise_from_name(json_string_value(v), &m.kind)) {
+        status = fpd__err(err, FPD_STATUS_FORMAT, "row-wise table '%s': key 'encoding' is %s%s%s; int8 or int4 expected", T,
+                          json_is_string(v) ? "'" : v ? fpd__json_type_name(v) : "missing",
+                          json_is_string(v) ? show(json_string_value(v), b, sizeof b) : "", json_is_string(v) ? "'" : "");
+        goto done;
+    }
+    v = json_object_get(root, "layout");
+    if (!json_is_string(v) || strcmp(json_string_value(v), FPD_ROWWISE_LAYOUT) != 0) {
+        status = fpd__err(err, FPD_STATUS_FORMAT, "row-wise table '%s': key 'layout' is %s%s%s; '%s' expected", T,
+                          json_is_string(v) ? "'" : v ? fpd__json_type_name(v) : "missing",
+                          json_is_string(v) ? show(json_string_value(v), b, sizeof b) : "", json_is_string(v) ? "'" : "",
+                          FPD_ROWWISE_LAYOUT);
+        goto done;
+    }
+    if ((status = get_int(root, T, "rows", 0, &m.rows, err)) || (status = get_int(root, T, "dim", 1, &m.dim, err)) ||
+        (status = get_dtype(root, T, "source_dtype", true, &m.source_dtype, err)))
+        goto done;
+    if (!fpd_dtype_is_float(m.source_dtype)) {
+        status = fpd__err(err, FPD_STATUS_FORMAT, "row-wise table '%s': source_dtype %s is not a float dtype", T,
+                          fpd_dtype_name(m.source_dtype));
+        goto done;
+    }
+    v = json_object_get(root, "rel_error");
+    if (json_is_number(v)) m.rel_error = json_number_value(v);
+    else if (json_is_null(v)) m.rel_error = NAN;
+    else {
+        status = fpd__err(err, FPD_STATUS_FORMAT, "row-wise table '%s': key 'rel_error' is %s, not a number", T,
+                          v ? fpd__json_type_name(v) : "missing");
+        goto done;
+    }
+    *out = m;
+done:
+    json_decref(root);
+    return status;
+}
+
+enum fpd_status fpd_checkpoint_load_rowwise(const struct fpd_safetensors *st, const char *table,
+                                            struct fpd_rowwise_table *out, struct fpd_rowwise_meta *meta_out,
+                                            struct fpd_error *err) {
+    FPD_ASSERT(st && table && out);
+    enum fpd_status status = FPD_STATUS_OK;
+    const char *P = fpd_safetensors_path(st);
+    char tb[96], sb[160];
+    const char *T = show(table, tb, sizeof tb);
+    char *key = str_cat(FPD_META_ROWWISE_PREFIX, table, ""), *name = str_cat(table, FPD_ROWWISE_TENSOR_SUFFIX, "");
+    if (!key || !name) {
+        status = fpd__err(err, FPD_STATUS_NOMEM, "%s: table '%s': out of memory", P, T);
+        goto done;
+    }
+    if ((status = fpd_checkpoint_check_extensions(st, err))) goto done;
+    const char *js = fpd_safetensors_metadata_get(st, key);
+    if (!js) {
+        status = fpd__err(err, FPD_STATUS_FORMAT, "%s: no row-wise table '%s' (metadata key '%s%s' is missing)", P, T,
+                          FPD_META_ROWWISE_PREFIX, T);
+        goto done;
+    }
+    const char *version = fpd_safetensors_metadata_get(st, FPD_META_VERSION_KEY);
+    if (!version || strcmp(version, "1") != 0) {
+        status = fpd__err(err, version ? FPD_STATUS_UNSUPPORTED : FPD_STATUS_FORMAT,
+                          "%s: table '%s': metadata '%s' is %s%s%s; this build reads FPD version 1", P, T,
+                          FPD_META_VERSION_KEY, version ? "'" : "missing", version ? version : "", version ? "'" : "");
+        goto done;
+    }
+    struct fpd_rowwise_meta meta;
+    if ((status = fpd_rowwise_meta_from_json(js, table, &meta, err))) {
+        with_path(err, status, P);
+        goto done;
+    }
+    const struct fpd_tensor_info *t = fpd_safetensors_find(st, name);
+    if (!t) {
+        status = fpd__err(err, FPD_STATUS_FORMAT, "%s: table '%s': tensor '%s%s' is missing", P, T, T,
+                          FPD_ROWWISE_TENSOR_SUFFIX);
+        goto done;
+    }
+    int64_t want[2] = {meta.rows, (int64_t)fpd_rowwise_row_bytes(meta.kind, meta.dim)};
+    if (t->dtype != FPD_DTYPE_U8 || t->ndim != 2 || t->shape[0] != want[0] || t->shape[1] != want[1]) {
+        char sb2[64];
+        shape_str(t->shape, t->ndim, sb, sizeof sb);
+        shape_str(want, 2, sb2, sizeof sb2);
+        status = fpd__err(err, FPD_STATUS_FORMAT,
+                          "%s: table '%s': tensor '%s%s' is %s %s; the metadata (%s, %lld x %lld) needs U8 %s", P, T,
+                          T, FPD_ROWWISE_TENSOR_SUFFIX, fpd_dtype_name(t->dtype), sb, fpd_rowwise_name(meta.kind),
+                          (long long)meta.rows, (long long)meta.dim, sb2);
+        goto done;
+    }
+    if ((status = unknown_tensors(st, table, ".rowwise.", -1, err))) goto done;
+    out->data = t->data;
+    out->kind = meta.kind;
+    out->rows = meta.rows;
+    out->dim = meta.dim;
+    if (meta_out) *meta_out = meta;
+done:
+    fpd_free(key);
+    fpd_free(name);
+    return status;
+}
+
+enum fpd_status fpd_checkpoint_verify_table(const struct fpd_safetensors *st, const char *table, bool deep,
+                                            struct fpd_error *err) {
+    FPD_ASSERT(st && table);
+    enum fpd_status status = FPD_STATUS_OK;
+    const char *P = fpd_safetensors_path(st);
+    char tb[96];
+    const char *T = show(table, tb, sizeof tb);
+    struct fpd_layer *layer = NULL;
+    float *buf = NULL;
+    char *key = str_cat(FPD_META_ROWWISE_PREFIX, table, "");
+    if (!key) return fpd__err(err, FPD_STATUS_NOMEM, "%s: table '%s': out of memory", P, T);
+    bool rowwise = fpd_safetensors_metadata_get(st, key) != NULL;
+    fpd_free(key);
+    if (rowwise) {
+        struct fpd_rowwise_table q;
+        if ((status = fpd_checkpoint_load_rowwise(st, table, &q, NULL, err)) || !deep) return status;
+        size_t rb = fpd_rowwise_row_bytes(q.kind, q.dim);
+        for (int64_t i = 0; i < q.rows; i++)
+            if (!fpd_rowwise_row_finite(q.kind, (const uint8_t *)q.data + (size_t)i * rb, q.dim))
+                return fpd__err(err, FPD_STATUS_FORMAT,
+                                "%s: table '%s': row %lld of '%s%s' has a scale or bias that is NaN or Inf, or "
+                                "overflows", P, T, (long long)i, T, FPD_ROWWISE_TENSOR_SUFFIX);
+        return FPD_STATUS_OK;
+    }
+    if (!deep) { /* the cores only: O(parameters) */
+        struct fpd_table_meta meta;
+        const struct fpd_tensor_info *cores[FPD_MAX_MODES] = {0}, *rp = NULL;
+        if ((status = check_table(st, table, &meta, cores, &rp, err))) return status;
+        float tmp[256];
+        for (int32_t m = 0; m < meta.shape.k; m++) {
+            int64_t n = fpd_layer_shape_core_numel(&meta.shape, m);
+            size_t es = fpd_dtype_size(cores[m]->dtype);
+            for (int64_t e0 = 0; e0 < n; e0 += 256) {
+                int64_t c = n - e0 < 256 ? n - e0 : 256;
+                fpd_dtype_to_f32(cores[m]->dtype, (const unsigned char *)cores[m]->data + (size_t)e0 * es, tmp, c);
+                for (int64_t e = 0; e < c; e++)
+                    if (!isfinite(tmp[e]))
+                        return fpd__err(err, FPD_STATUS_FORMAT,
+                                        "%s: table '%s': core '%s.fpd.core%d' element %lld is %g; cores must be "
+                                        "finite", P, T, T, (int)m, (long long)(e0 + e), (double)tmp[e]);
+            }
+        }
+        return FPD_STATUS_OK;
+    }
+    /* deep: loading checks the cores and row_perm; then every reconstructed row */
+    if ((status = fpd_checkpoint_load_layer(st, table, &layer, err))) goto done;
+    const struct fpd_layer_shape *s = fpd_layer_get_shape(layer);
+    const int64_t block = 1024;
+    buf = fpd_malloc((size_t)(block * s->dim) * sizeof(float));
+    if (!buf) {
+        status = fpd__err(err, FPD_STATUS_NOMEM, "%s: table '%s': out of memory", P, T);
+        goto done;
+    }
+    for (int64_t r0 = 0; r0 < s->rows; r0 += block) {
+        int64_t r1 = r0 + block < s->rows ? r0 + block : s->rows;
+        if ((status = fpd_layer_reconstruct(layer, r0, r1, buf, err))) goto done;
+        for (int64_t e = 0; e < (r1 - r0) * s->dim; e++)
+            if (!isfinite(buf[e])) {
+                status = fpd__err(err, FPD_STATUS_FORMAT,
+                                  "%s: table '%s': row %lld, column %lld of the reconstructed table is %g: the cores "
+                                  "are finite but their products overflow F32", P, T, (long long)(r0 + e / s->dim),
+                                  (long long)(e % s->dim), (double)buf[e]);
+                goto done;
+            }
+    }
+done:
+    fpd_layer_free(layer);
+    fpd_free(buf);
+    return status;
+}
+
+/* ------------------------------------------------------------ other formats */
+
+const char *fpd__format_guess(const unsigned char *b, size_t n, const char *path) {
+    size_t pl = path ? strlen(path) : 0;
+    if (n >= 4 && memcmp(b, "PK\x03\x04", 4) == 0)
+        return "a PyTorch .pt/.bin checkpoint (a zip archive, as torch.save writes); convert it with "
+               "safetensors.torch.save_file(model.state_dict(), 'model.safetensors')";
+    if (n >= 2 && b[0] == 0x80 && b[1] >= 2 && b[1] <= 5)
+        return "a Python pickle (a legacy PyTorch .pt/.bin checkpoint); convert it with "
+               "safetensors.torch.save_file(torch.load(path), 'model.safetensors')";
+    if (n >= 4 && memcmp(b, "GGUF", 4) == 0) return "a GGUF file (llama.cpp), which fpd does not read";
+    if (n >= 4 && memcmp(b, "\x89HDF", 4) == 0) return "an HDF5 file (e.g. Keras .h5), which fpd does not read";
+    if (n >= 6 && memcmp(b, "\x93NUMPY", 6) == 0) return "a NumPy .npy array";
+    if (pl >= 4 && strcmp(path + pl - 4, ".npy") == 0)
+        return "a .npy file with a bad magic (a .npy starts with \\x93NUMPY)";
+    if (n >= 1 && (b[0] == '{' || b[0] == '['))
+        return "a JSON file (a safetensors file starts with an 8-byte header length)";
+    return NULL;
 }

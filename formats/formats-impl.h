@@ -41,6 +41,11 @@ enum fpd_status fpd__atomic_commit(struct fpd__atomic_file *f, unsigned flags, s
  * zeroed f. */
 void fpd__atomic_abort(struct fpd__atomic_file *f);
 
+/* What a file that is not safetensors looks like, from its first bytes and its name:
+ * "a PyTorch checkpoint (zip archive written by torch.save)", "a GGUF file", ... or
+ * NULL when nothing is recognized. For "not a safetensors file (looks like ...)". */
+const char *fpd__format_guess(const unsigned char *b, size_t n, const char *path);
+
 /* "an object", "an array", "a string", "an integer", ... for messages. */
 const char *fpd__json_type_name(const json_t *j);
 

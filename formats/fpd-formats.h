@@ -203,6 +203,72 @@ FPD_API enum fpd_status fpd_checkpoint_check_table(const struct fpd_safetensors 
 FPD_API enum fpd_status fpd_checkpoint_load_layer(const struct fpd_safetensors *st, const char *table,
                                                   struct fpd_layer **out, struct fpd_error *err);
 
+/* ------------------------------------------- FPD v1 extensions (rowwise/1) */
+
+/* Extensions of FPD v1 (DESIGN.md section 7). A checkpoint that uses any lists them
+ * in the metadata key "fpd.extensions": comma-separated "NAME/VERSION" items. A
+ * reader refuses a checkpoint that names an extension it does not know, or holds a
+ * metadata key "fpd.*" or a tensor "T.fpd.*" / "T.rowwise.*" of a table that it does
+ * not know, instead of reading it wrongly.
+ *
+ * rowwise/1 (libfpd 0.2.0): table T quantized row-wise as FBGEMM stores it (fpd.h,
+ * enum fpd_rowwise): one tensor "T.rowwise.fused", U8 [N, fpd_rowwise_row_bytes],
+ * and the metadata key "fpd.rowwise.T", a JSON object as a string:
+ *   {"encoding":"int8"|"int4","layout":"fbgemm-fused","rows":N,"dim":D,
+ *    "source_dtype":"F32","rel_error":0.0061}
+ * ("fpd.version" is "1" as for FPD tables, so one file can mix both.) */
+#define FPD_META_EXTENSIONS_KEY "fpd.extensions"
+#define FPD_META_ROWWISE_PREFIX "fpd.rowwise."
+#define FPD_ROWWISE_TENSOR_SUFFIX ".rowwise.fused"
+#define FPD_EXTENSION_ROWWISE "rowwise/1"
+#define FPD_ROWWISE_LAYOUT "fbgemm-fused"
+
+struct fpd_rowwise_meta {
+    enum fpd_rowwise kind;
+    int64_t rows, dim;
+    enum fpd_dtype source_dtype;   /* dtype of the dense table it replaced     */
+    double rel_error;              /* relative Frobenius error (NaN: unknown)  */
+};
+
+/* Serialize / parse the "fpd.rowwise.T" JSON (compact, the key order above;
+ * rel_error null when not finite). to_json's string is freed with fpd_free.
+ * from_json: every key above is required, "layout" must be "fbgemm-fused", unknown
+ * keys are refused (FORMAT, naming the key: a later version's table is not read
+ * wrongly); *out is written only on success. Errors: FORMAT, INVALID_ARG (to_json:
+ * a kind or dtype out of range), NOMEM. */
+FPD_API enum fpd_status fpd_rowwise_meta_to_json(const struct fpd_rowwise_meta *meta, char **out,
+                                                 struct fpd_error *err);
+FPD_API enum fpd_status fpd_rowwise_meta_from_json(const char *json, const char *table, struct fpd_rowwise_meta *out,
+                                                   struct fpd_error *err);
+
+/* Check the checkpoint-level extension rules above from the header alone: every item
+ * of "fpd.extensions" is known (FPD_EXTENSION_ROWWISE), every "fpd.*" metadata key is
+ * fpd.version, fpd.extensions, fpd.table.T or fpd.rowwise.T, and a checkpoint with a
+ * "fpd.rowwise.T" key declares rowwise/1. Errors: UNSUPPORTED (an unknown extension
+ * or key, with the file, the item and what this build reads), FORMAT (a malformed
+ * list). */
+FPD_API enum fpd_status fpd_checkpoint_check_extensions(const struct fpd_safetensors *st, struct fpd_error *err);
+
+/* Validate row-wise table `table` from the header (extensions, "fpd.version" "1",
+ * the JSON, tensor "T.rowwise.fused" U8 [rows, row_bytes], no other "T.rowwise.*"
+ * tensor) and give a view of its bytes (borrowed from st, valid until it is freed).
+ * meta may be NULL. The data is not read: see fpd_checkpoint_verify_table.
+ * Errors: FORMAT, UNSUPPORTED, NOMEM. */
+FPD_API enum fpd_status fpd_checkpoint_load_rowwise(const struct fpd_safetensors *st, const char *table,
+                                                    struct fpd_rowwise_table *out, struct fpd_rowwise_meta *meta,
+                                                    struct fpd_error *err);
+
+/* Check table `table` (FPD, metadata fpd.table.T, or row-wise, fpd.rowwise.T) against
+ * its data, beyond the header checks. Always: FPD cores hold only finite values
+ * (reads the cores, O(parameters)). With deep: also row_perm entries are distinct and
+ * in [0, prod(row_shape)), and every row of the reconstructed table is finite
+ * (products of finite cores can still overflow); row-wise rows have a finite scale,
+ * bias and largest value. deep reads every byte of the table and reconstructs it in
+ * row blocks (time O(N D k r^2)). Errors: FORMAT (naming the tensor and the element,
+ * or the first non-finite row), UNSUPPORTED, NOMEM. */
+FPD_API enum fpd_status fpd_checkpoint_verify_table(const struct fpd_safetensors *st, const char *table, bool deep,
+                                                    struct fpd_error *err);
+
 #ifdef __cplusplus
 }
 #endif

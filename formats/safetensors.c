@@ -365,6 +365,11 @@ static enum fpd_status st_parse(struct fpd_safetensors *st, struct fpd_error *er
     }
     uint64_t n = 0;
     for (int i = 7; i >= 0; i--) n = (n << 8) | st->base[i];
+    const char *looks = fpd__format_guess(st->base, st->size, P);
+    if (looks && (n > FPD_SAFETENSORS_MAX_HEADER || n > st->size - 8 || st->size == 8 || st->base[8] != '{')) {
+        status = fpd__err(err, FPD_STATUS_FORMAT, "%s: not a safetensors file (looks like %s)", P, looks);
+        goto done;
+    }
     if (n > FPD_SAFETENSORS_MAX_HEADER) {
         status = fpd__err(err, FPD_STATUS_FORMAT, "%s: header length %" PRIu64 " exceeds the limit of %llu bytes", P,
                           n, (unsigned long long)FPD_SAFETENSORS_MAX_HEADER);

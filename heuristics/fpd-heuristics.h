@@ -185,6 +185,10 @@ struct fpd_suggestion {
     char estimate[256];            /* how they were estimated, or why not         */
 };
 
+/* True when y dominates x as the header says (both predicted errors known; y no larger
+ * and no less accurate, and 5% smaller or 1% more accurate): what sets "dominated". */
+FPD_API bool fpd_candidate_dominates(const struct fpd_candidate *y, const struct fpd_candidate *x);
+
 /* Rank the candidate configurations of a table [rows, dim] of dtype (the heuristic
  * above), restricted to params->rank / terms / k when given, with predicted errors
  * when params->table is set (its rows and dim must match; any float dtype), and

@@ -168,7 +168,7 @@ static int cmp_rank(const void *a, const void *b) {
  * prediction's own noise from reordering the prior ranking. */
 #define DOMINATE_BYTES 0.05
 #define DOMINATE_ERROR 0.01
-static bool dominates(const struct fpd_candidate *y, const struct fpd_candidate *x) {
+bool fpd_candidate_dominates(const struct fpd_candidate *y, const struct fpd_candidate *x) {
     if (isnan(x->predicted_error) || isnan(y->predicted_error)) return false;
     if (y->bytes > x->bytes || y->predicted_error > x->predicted_error) return false;
     return (double)y->bytes <= (1.0 - DOMINATE_BYTES) * (double)x->bytes ||
@@ -301,7 +301,7 @@ enum fpd_status fpd__suggest_ex(int64_t rows, int64_t dim, enum fpd_dtype dtype,
     if (sg->errors_known)
         for (int64_t i = 0; i < L.n; i++)
             for (int64_t j = 0; j < L.n && !L.v[i].dominated; j++)
-                if (j != i && dominates(&L.v[j], &L.v[i])) L.v[i].dominated = true;
+                if (j != i && fpd_candidate_dominates(&L.v[j], &L.v[i])) L.v[i].dominated = true;
 
     /* targets and the pick */
     bool sized = pp.budget_bytes > 0 || pp.min_ratio_target > 0.0;

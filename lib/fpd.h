@@ -53,7 +53,7 @@ extern "C" {
 #define FPD_API __attribute__((visibility("default")))
 #endif
 
-#define FPD_VERSION_STRING "0.1.0"
+#define FPD_VERSION_STRING "0.2.0"
 #define FPD_MAX_DIMS 8  /* most dimensions of a tensor handled by the formats */
 #define FPD_MAX_MODES 8 /* most cores (k) of an FPD layer                    */
 
@@ -739,6 +739,71 @@ FPD_API struct fpd_gmf_train_params fpd_gmf_train_default_params(void);
 FPD_API enum fpd_status fpd_gmf_train(struct fpd_gmf *m, const int64_t *users, const int64_t *items, int64_t n,
                                       const struct fpd_gmf_train_params *params, double *mean_loss,
                                       struct fpd_error *err);
+
+/* ------------------------------------------------------------------------ */
+/* Row-wise quantized tables (FBGEMM's fused row-wise int8 and int4)         */
+/* ------------------------------------------------------------------------ */
+
+/* The two layouts FBGEMM's quantized embedding bags read (fbgemm QuantUtils.h,
+ * "Fused8BitRowwise" and "FusedNBitRowwise" with bit_rate 4). A table [N, D] is
+ * stored as N rows of fpd_rowwise_row_bytes(kind, D) bytes (safetensors U8 [N, bytes]):
+ *   FPD_ROWWISE_INT8: D uint8 codes, then scale and bias as F32 little-endian (D + 8);
+ *   FPD_ROWWISE_INT4: ceil(D / 2) bytes of 4-bit codes, column j in byte j / 2, even j
+ *                     in the low nibble, then scale and bias as F16 (ceil(D / 2) + 4).
+ * Value = code * scale + bias. Quantization (lib/quant.c) follows FBGEMM's reference
+ * kernels: bias = the row's minimum (int4: rounded to F16 first), scale = range / 255
+ * (int4: F16(range / 15), 1 for a constant row), codes rounded to nearest even. */
+enum fpd_rowwise {
+    FPD_ROWWISE_INT8 = 0,
+    FPD_ROWWISE_INT4,
+    FPD_ROWWISE_COUNT
+};
+
+/* "int8" / "int4"; "?" out of range. */
+FPD_API const char *fpd_rowwise_name(enum fpd_rowwise kind);
+/* Parse "int8" / "int4" (exact). Returns false if unknown. */
+FPD_API bool fpd_rowwise_from_name(const char *name, enum fpd_rowwise *out);
+/* Bytes of one stored row of dim columns (D + 8, or ceil(D / 2) + 4). */
+FPD_API size_t fpd_rowwise_row_bytes(enum fpd_rowwise kind, int64_t dim);
+/* Quantize one row x[dim] into out[fpd_rowwise_row_bytes(kind, dim)]. Returns false
+ * (out undefined) when x holds NaN or Inf, or its range or minimum overflows the
+ * scale/bias dtype (int4: F16, |value| > 65504). */
+FPD_API bool fpd_rowwise_quantize_row(enum fpd_rowwise kind, const float *x, int64_t dim, uint8_t *out);
+/* Dequantize one stored row q into out[dim] (F32). */
+FPD_API void fpd_rowwise_dequantize_row(enum fpd_rowwise kind, const uint8_t *q, int64_t dim, float *out);
+/* True when a stored row's scale, bias and largest value are finite (a reader's check
+ * against NaN/Inf rows). */
+FPD_API bool fpd_rowwise_row_finite(enum fpd_rowwise kind, const uint8_t *q, int64_t dim);
+
+/* A quantized table: borrowed bytes, rows * fpd_rowwise_row_bytes(kind, dim) of them
+ * (e.g. a view into an mmapped checkpoint; see fpd_checkpoint_load_rowwise). */
+struct fpd_rowwise_table {
+    const void *data;
+    enum fpd_rowwise kind;
+    int64_t rows, dim;
+};
+
+/* Quantize every row of w (a float table) into out[rows * row_bytes] (out may be
+ * NULL to measure only) and, if rel_error is non-NULL, give the relative Frobenius
+ * error ||W - deq(Q(W))||_F / ||W||_F (0 for an all-zero table), in one streaming
+ * pass (double accumulation). Errors: DTYPE, NUMERIC (a NaN/Inf value, naming its row
+ * and column, or an int4 row beyond F16's range), NOMEM. */
+FPD_API enum fpd_status fpd_rowwise_quantize(const struct fpd_table_view *w, enum fpd_rowwise kind, void *out,
+                                             double *rel_error, struct fpd_error *err);
+/* Rows idx[0..n) of q, dequantized, into out[n * dim] (F32). Errors: INVALID_ARG (an
+ * index outside [0, rows), naming it; nothing written). */
+FPD_API enum fpd_status fpd_rowwise_lookup(const struct fpd_rowwise_table *q, const int64_t *idx, int64_t n,
+                                           float *out, struct fpd_error *err);
+/* Rows [row_begin, row_end) of q, dequantized, into out (F32). Errors: INVALID_ARG. */
+FPD_API enum fpd_status fpd_rowwise_reconstruct(const struct fpd_rowwise_table *q, int64_t row_begin,
+                                                int64_t row_end, float *out, struct fpd_error *err);
+
+/* The accuracy report of fpd_layer_quality (same fields and definitions, baselines
+ * included) for a row-wise quantized table q standing for w. Errors: SHAPE (q and w
+ * differ in shape), DTYPE, INVALID_ARG, NOMEM. */
+FPD_API enum fpd_status fpd_rowwise_quality(const struct fpd_rowwise_table *q, const struct fpd_table_view *w,
+                                            const double *row_weights, int64_t queries, uint64_t seed,
+                                            struct fpd_quality *out, struct fpd_error *err);
 
 #ifdef __cplusplus
 }

@@ -42,28 +42,15 @@ static void normalize_rows(float *x, int64_t rows, int64_t dim) {
     }
 }
 
-/* Squared error of row-wise quantization of x[dim] with `levels` levels (255 or
- * 15), scale and bias rounded to F16 when half is set (FBGEMM's 4-bit format). */
-static double quant_sq_error(const float *x, int64_t dim, int levels, bool half) {
-    float lo = x[0], hi = x[0];
-    for (int64_t j = 1; j < dim; j++) {
-        lo = x[j] < lo ? x[j] : lo;
-        hi = x[j] > hi ? x[j] : hi;
-    }
-    float scale = (hi - lo) / (float)levels, bias = lo;
-    if (half) {
-        uint16_t h[2];
-        float sb[2] = {scale, bias};
-        fpd_dtype_from_f32(FPD_DTYPE_F16, sb, h, 2);
-        fpd_dtype_to_f32(FPD_DTYPE_F16, h, sb, 2);
-        scale = sb[0];
-        bias = sb[1];
-    }
+/* Squared error of FBGEMM row-wise quantization (lib/quant.c) of x[dim]; tmp holds
+ * fpd_rowwise_row_bytes(kind, dim) bytes and y dim floats. A row that cannot be
+ * quantized (NaN/Inf) counts as NaN, so the baseline says so. */
+static double quant_sq_error(const float *x, int64_t dim, enum fpd_rowwise kind, uint8_t *tmp, float *y) {
+    if (!fpd_rowwise_quantize_row(kind, x, dim, tmp)) return NAN;
+    fpd_rowwise_dequantize_row(kind, tmp, dim, y);
     double e = 0.0;
     for (int64_t j = 0; j < dim; j++) {
-        float q = scale > 0.0f ? rintf((x[j] - bias) / scale) : 0.0f;
-        q = q < 0.0f ? 0.0f : (q > (float)levels ? (float)levels : q);
-        double d = (double)x[j] - ((double)q * scale + bias);
+        double d = (double)x[j] - (double)y[j];
         e += d * d;
     }
     return e;
@@ -74,34 +61,73 @@ enum fpd_status fpd_quant_baseline(const struct fpd_table_view *w, struct fpd_qu
     if (!fpd_dtype_is_float(w->dtype))
         return fpd__err(err, FPD_STATUS_DTYPE, "table dtype %s is not a float dtype", fpd_dtype_name(w->dtype));
     const int64_t block = 1024, dim = w->dim;
-    float *a = fpd_malloc((size_t)(block * dim) * sizeof(float));
-    if (!a) return fpd__err(err, FPD_STATUS_NOMEM, "out of memory for the quantization baseline");
+    float *a = fpd_malloc((size_t)(block * dim + dim) * sizeof(float));
+    uint8_t *qb = fpd_malloc(fpd_rowwise_row_bytes(FPD_ROWWISE_INT8, dim));
     enum fpd_status st = FPD_STATUS_OK;
+    if (!a || !qb) {
+        st = fpd__err(err, FPD_STATUS_NOMEM, "out of memory for the quantization baseline");
+        goto done;
+    }
+    float *y = a + block * dim;
     double sn = 0, q8 = 0, q4 = 0;
     for (int64_t r0 = 0; r0 < w->rows; r0 += block) {
         int64_t r1 = r0 + block < w->rows ? r0 + block : w->rows;
-        if ((st = fpd_table_view_rows(w, r0, r1, a, err))) break;
+        if ((st = fpd_table_view_rows(w, r0, r1, a, err))) goto done;
         for (int64_t i = 0; i < r1 - r0; i++) {
             const float *x = a + i * dim;
             for (int64_t j = 0; j < dim; j++) sn += (double)x[j] * x[j];
-            q8 += quant_sq_error(x, dim, 255, false);
-            q4 += quant_sq_error(x, dim, 15, true);
+            q8 += quant_sq_error(x, dim, FPD_ROWWISE_INT8, qb, y);
+            q4 += quant_sq_error(x, dim, FPD_ROWWISE_INT4, qb, y);
         }
     }
-    fpd_free(a);
-    if (st) return st;
     out->int8_rel_error = sn > 0 ? sqrt(q8 / sn) : 0.0;
     out->int4_rel_error = sn > 0 ? sqrt(q4 / sn) : 0.0;
-    out->int8_bytes = (size_t)w->rows * (size_t)(dim + 8);
-    out->int4_bytes = (size_t)w->rows * (size_t)((dim + 1) / 2 + 4);
-    return FPD_STATUS_OK;
+    out->int8_bytes = (size_t)w->rows * fpd_rowwise_row_bytes(FPD_ROWWISE_INT8, dim);
+    out->int4_bytes = (size_t)w->rows * fpd_rowwise_row_bytes(FPD_ROWWISE_INT4, dim);
+done:
+    fpd_free(a);
+    fpd_free(qb);
+    return st;
 }
+
+/* The compressed table: an FPD layer, or a row-wise quantized one (exactly one set). */
+struct approx {
+    const struct fpd_layer *layer;
+    const struct fpd_rowwise_table *q;
+};
+
+static enum fpd_status approx_lookup(const struct approx *a, const int64_t *idx, int64_t n, float *out,
+                                     struct fpd_error *err) {
+    return a->layer ? fpd_layer_lookup(a->layer, idx, n, out, err) : fpd_rowwise_lookup(a->q, idx, n, out, err);
+}
+
+static enum fpd_status approx_rows(const struct approx *a, int64_t r0, int64_t r1, float *out, struct fpd_error *err) {
+    return a->layer ? fpd_layer_reconstruct(a->layer, r0, r1, out, err) : fpd_rowwise_reconstruct(a->q, r0, r1, out, err);
+}
+
+static enum fpd_status quality(const struct approx *ap, int64_t n, int64_t dim, const struct fpd_table_view *w,
+                               const double *row_weights, int64_t queries, uint64_t seed, struct fpd_quality *out,
+                               struct fpd_error *err);
 
 enum fpd_status fpd_layer_quality(const struct fpd_layer *layer, const struct fpd_table_view *w,
                                   const double *row_weights, int64_t queries, uint64_t seed, struct fpd_quality *out,
                                   struct fpd_error *err) {
     const struct fpd_layer_shape *s = fpd_layer_get_shape(layer);
-    const int64_t n = s->rows, dim = s->dim, block = 1024;
+    struct approx a = {layer, NULL};
+    return quality(&a, s->rows, s->dim, w, row_weights, queries, seed, out, err);
+}
+
+enum fpd_status fpd_rowwise_quality(const struct fpd_rowwise_table *q, const struct fpd_table_view *w,
+                                    const double *row_weights, int64_t queries, uint64_t seed,
+                                    struct fpd_quality *out, struct fpd_error *err) {
+    struct approx a = {NULL, q};
+    return quality(&a, q->rows, q->dim, w, row_weights, queries, seed, out, err);
+}
+
+static enum fpd_status quality(const struct approx *ap, int64_t n, int64_t dim, const struct fpd_table_view *w,
+                               const double *row_weights, int64_t queries, uint64_t seed, struct fpd_quality *out,
+                               struct fpd_error *err) {
+    const int64_t block = 1024;
     if (w->rows != n || w->dim != dim)
         return fpd__err(err, FPD_STATUS_SHAPE, "table [%lld, %lld] does not match the layer's [%lld, %lld]",
                         (long long)w->rows, (long long)w->dim, (long long)n, (long long)dim);
@@ -118,7 +144,8 @@ enum fpd_status fpd_layer_quality(const struct fpd_layer *layer, const struct fp
     enum fpd_status st = FPD_STATUS_OK;
     memset(out, 0, sizeof *out);
     float *a = fpd_malloc((size_t)(block * dim) * sizeof(float));
-    float *b = fpd_malloc((size_t)(block * dim) * sizeof(float));
+    float *b = fpd_malloc((size_t)(block * dim + dim) * sizeof(float));
+    uint8_t *qbuf = fpd_malloc(fpd_rowwise_row_bytes(FPD_ROWWISE_INT8, dim));
     int64_t *hist = fpd_calloc(COS_BINS, sizeof(int64_t));
     int64_t *qidx = queries ? fpd_malloc((size_t)queries * sizeof(int64_t)) : NULL;
     float *qa = queries ? fpd_malloc((size_t)(queries * dim) * sizeof(float)) : NULL;
@@ -126,7 +153,7 @@ enum fpd_status fpd_layer_quality(const struct fpd_layer *layer, const struct fp
     float *sim = queries ? fpd_malloc((size_t)(queries * block) * sizeof(float)) : NULL;
     struct topk *ta = queries ? fpd_calloc((size_t)queries, sizeof *ta) : NULL;
     struct topk *tb = queries ? fpd_calloc((size_t)queries, sizeof *tb) : NULL;
-    if (!a || !b || !hist || (queries && (!qidx || !qa || !qb || !sim || !ta || !tb))) {
+    if (!a || !b || !qbuf || !hist || (queries && (!qidx || !qa || !qb || !sim || !ta || !tb))) {
         st = fpd__err(err, FPD_STATUS_NOMEM, "out of memory for the accuracy report");
         goto done;
     }
@@ -139,7 +166,7 @@ enum fpd_status fpd_layer_quality(const struct fpd_layer *layer, const struct fp
         if ((st = fpd_table_view_rows(w, qidx[q], qidx[q] + 1, qa + q * dim, err))) goto done;
     }
     if (queries) {
-        if ((st = fpd_layer_lookup(layer, qidx, queries, qb, err))) goto done;
+        if ((st = approx_lookup(ap, qidx, queries, qb, err))) goto done;
         normalize_rows(qa, queries, dim);
         normalize_rows(qb, queries, dim);
     }
@@ -148,7 +175,7 @@ enum fpd_status fpd_layer_quality(const struct fpd_layer *layer, const struct fp
     for (int64_t r0 = 0; r0 < n; r0 += block) {
         int64_t r1 = r0 + block < n ? r0 + block : n, nb = r1 - r0;
         if ((st = fpd_table_view_rows(w, r0, r1, a, err))) goto done;
-        if ((st = fpd_layer_reconstruct(layer, r0, r1, b, err))) goto done;
+        if ((st = approx_rows(ap, r0, r1, b, err))) goto done;
         for (int64_t i = 0; i < nb; i++) {
             const float *x = a + i * dim, *y = b + i * dim;
             double dot = 0, na = 0, nbb = 0, e = 0;
@@ -169,8 +196,8 @@ enum fpd_status fpd_layer_quality(const struct fpd_layer *layer, const struct fp
             cmin = c < cmin ? c : cmin;
             int bin = (int)((c + 1.0) * 0.5 * COS_BINS);
             hist[bin < 0 ? 0 : (bin >= COS_BINS ? COS_BINS - 1 : bin)]++;
-            q8 += quant_sq_error(x, dim, 255, false);
-            q4 += quant_sq_error(x, dim, 15, true);
+            q8 += quant_sq_error(x, dim, FPD_ROWWISE_INT8, qbuf, b + block * dim);
+            q4 += quant_sq_error(x, dim, FPD_ROWWISE_INT4, qbuf, b + block * dim);
         }
         if (queries) {
             normalize_rows(a, nb, dim);
@@ -199,8 +226,8 @@ enum fpd_status fpd_layer_quality(const struct fpd_layer *layer, const struct fp
     }
     out->int8_rel_error = sn > 0 ? sqrt(q8 / sn) : 0.0;
     out->int4_rel_error = sn > 0 ? sqrt(q4 / sn) : 0.0;
-    out->int8_bytes = (size_t)n * (size_t)(dim + 8);
-    out->int4_bytes = (size_t)n * (size_t)((dim + 1) / 2 + 4);
+    out->int8_bytes = (size_t)n * fpd_rowwise_row_bytes(FPD_ROWWISE_INT8, dim);
+    out->int4_bytes = (size_t)n * fpd_rowwise_row_bytes(FPD_ROWWISE_INT4, dim);
     if (queries) {
         double hits = 0;
         for (int64_t q = 0; q < queries; q++)
@@ -214,6 +241,7 @@ enum fpd_status fpd_layer_quality(const struct fpd_layer *layer, const struct fp
 done:
     fpd_free(a);
     fpd_free(b);
+    fpd_free(qbuf);
     fpd_free(hist);
     fpd_free(qidx);
     fpd_free(qa);

@@ -151,4 +151,60 @@ static inline struct fpd_layer_shape test_make_shape(int32_t k, int64_t rows, co
     return s;
 }
 
+/* FBGEMM's fused row-wise quantization, written here from its reference kernels
+ * (fbgemm/src/QuantUtils.cc, FloatOrHalfToFused8BitRowwiseQuantizedSBFloatRef and
+ * FloatOrHalfToFusedNBitRowwiseQuantizedSBHalfRef with bit_rate 4; F16 through the
+ * compiler's _Float16), independent of lib/quant.c. bits 8: out[dim + 8] = codes, F32
+ * scale, F32 bias; bits 4: out[(dim + 1) / 2 + 4] = two codes a byte (even column low),
+ * F16 scale, F16 bias. */
+__extension__ typedef _Float16 test_f16;
+static inline void test_rowwise_ref_quantize(int bits, const float *x, int dim, unsigned char *out) {
+    float mn = x[0], mx = x[0];
+    for (int j = 1; j < dim; j++) {
+        mn = x[j] < mn ? x[j] : mn;
+        mx = x[j] > mx ? x[j] : mx;
+    }
+    if (bits == 8) {
+        float range = mx - mn, scale = range / 255.0f, bias = mn, inv = 255.0f / (range + 1e-8f);
+        for (int j = 0; j < dim; j++) out[j] = (unsigned char)lrintf((x[j] - mn) * inv);
+        memcpy(out + dim, &scale, 4);
+        memcpy(out + dim + 4, &bias, 4);
+        return;
+    }
+    test_f16 mn16 = (test_f16)mn;
+    mn = (float)mn16;
+    float range = mx - mn;
+    float scale = range == 0 ? 1.0f : range / 15.0f;
+    test_f16 sc16 = (test_f16)scale;
+    scale = (float)sc16;
+    if (scale == 0) scale = 1.0f;
+    float inv = 1.0f / scale;
+    if (isinf(inv)) scale = inv = 1.0f;
+    sc16 = (test_f16)scale;
+    int nb = (dim + 1) / 2;
+    memset(out, 0, (size_t)nb);
+    for (int j = 0; j < dim; j++) {
+        long q = lrintf((x[j] - mn) * inv);
+        q = q < 0 ? 0 : q > 15 ? 15 : q;
+        if (j % 2 == 0) out[j / 2] = (unsigned char)q;
+        else out[j / 2] |= (unsigned char)(q << 4);
+    }
+    memcpy(out + nb, &sc16, 2);
+    memcpy(out + nb + 2, &mn16, 2);
+}
+
+/* The value of column j of a row quantized as above: code * scale + bias. */
+static inline float test_rowwise_ref_value(int bits, const unsigned char *q, int dim, int j) {
+    if (bits == 8) {
+        float sb[2];
+        memcpy(sb, q + dim, 8);
+        return (float)q[j] * sb[0] + sb[1];
+    }
+    int nb = (dim + 1) / 2;
+    test_f16 sb[2];
+    memcpy(sb, q + nb, 4);
+    int code = (q[j / 2] >> (4 * (j % 2))) & 15;
+    return (float)code * (float)sb[0] + (float)sb[1];
+}
+
 #endif

@@ -25,13 +25,19 @@ static void usage(FILE *f) {
             "       fpd-compress --init normal:S|uniform:A --rows N --dim D -o OUT [--rank R --terms P] [--name T]\n"
             "Compress the embedding tables of a checkpoint into FPD layers (sums of tensor trains).\n"
             "\n"
-            "IN is a safetensors checkpoint or a single table as .npy; OUT is safetensors (FPD v1).\n"
+            "IN is a safetensors checkpoint or a single table as .npy (- for standard input); OUT is\n"
+            "safetensors (FPD v1, with the rowwise/1 extension for int8/int4 tables).\n"
             "Every 2-D float tensor that qualifies is compressed; every other tensor is copied.\n"
             "\n"
             "Options:\n"
             "  -o, --output OUT      compressed checkpoint to write (atomically)\n"
-            "  -r, --rank R          TT-rank (default: from the table's dimension, see README)\n"
-            "  -p, --terms P         number of tensor-train terms (default 1)\n"
+            "  -e, --encoding E      auto (default), fpd, int8, int4 or dense, per table; auto writes the\n"
+            "                        smallest of FPD, int4 and int8 (FBGEMM row-wise) whose measured error\n"
+            "                        meets --max-error, else keeps the table dense, and says why\n"
+            "      --max-error E     relative Frobenius error allowed per table (default " COMPRESS_DEFAULT_MAX_ERROR_STR "; see\n"
+            "                        README); with --encoding fpd: the smallest FPD candidate predicted to meet it\n"
+            "  -r, --rank R          TT-rank (default: from the table's dimension, see README); forces FPD\n"
+            "  -p, --terms P         number of tensor-train terms (default 1); forces FPD\n"
             "  -k, --cores K         number of cores, 1..8 (default 3; 4 for 10^8 rows or more)\n"
             "  -t, --tables A,B,...  compress exactly these 2-D float tensors, whatever their size\n"
             "                        (default: every one that qualifies by --min-rows and --min-ratio)\n"
@@ -40,10 +46,12 @@ static void usage(FILE *f) {
             "      --budget BYTES    per table: the largest candidate (r, p, k) of the heuristic that fits\n"
             "                        (e.g. 2MiB; see fpd-suggest)\n"
             "      --ratio X         per table: the largest candidate at least X times smaller\n"
-            "      --max-error E     per table: the smallest candidate whose predicted relative error is\n"
-            "                        at most E (predicted from the table; tables none reaches stay dense)\n"
+
+            );
+    fprintf(f,
             "      --epochs E        Adam finetuning epochs after the fit (default 1; 0 = none)\n"
-            "      --core-dtype T    F32 (default), F16 or BF16 for the stored cores\n"
+            "      --core-dtype T    F32, F16 or BF16 for the stored cores (default F32; F16 when\n"
+            "                        --encoding auto picks FPD)\n"
             "      --seed S          seed of the finetuning row order (default 0)\n"
             "      --row-freq [T=]FILE  row access counts (text, one per line, or .npy) for table T\n"
             "                        (T may be left out when one table is compressed); the finetune\n"
@@ -82,6 +90,9 @@ int main(int argc, char **argv) {
     struct fpd_plan_params pp = fpd_plan_default_params();
     struct fpd_fit_params fp = fpd_fit_default_params();
     bool force = false, json = false, quiet = false;
+    enum compress_encoding encoding = COMPRESS_ENC_AUTO;
+    bool encoding_given = false, core_dtype_given = false;
+    double max_error = 0.0;
     int progress_mode = 0;
     const char *rf_tables[64], *rf_files[64];
     int n_rf = 0;
@@ -97,6 +108,7 @@ int main(int argc, char **argv) {
            OPT_DIM, OPT_NAME };
     static const struct option opts[] = {
         {"output", required_argument, 0, 'o'},     {"rank", required_argument, 0, 'r'},
+        {"encoding", required_argument, 0, 'e'},
         {"terms", required_argument, 0, 'p'},      {"cores", required_argument, 0, 'k'},
         {"tables", required_argument, 0, 't'},     {"min-rows", required_argument, 0, OPT_MIN_ROWS},
         {"min-ratio", required_argument, 0, OPT_MIN_RATIO}, {"epochs", required_argument, 0, OPT_EPOCHS},
@@ -116,9 +128,14 @@ int main(int argc, char **argv) {
     };
     opterr = 0;
     int c;
-    while ((c = getopt_long(argc, argv, ":o:r:p:k:t:fqh", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":o:r:p:k:t:e:fqh", opts, NULL)) != -1) {
         switch (c) {
         case 'o': out_path = optarg; break;
+        case 'e':
+            if (!compress_encoding_from_name(optarg, &encoding))
+                cli_usage_error("--encoding must be auto, fpd, int8, int4 or dense, got '%s'", optarg);
+            encoding_given = true;
+            break;
         case 'r': pp.rank = cli_parse_i64("--rank", optarg, 1); break;
         case 'p': pp.terms = cli_parse_i64("--terms", optarg, 1); break;
         case 'k': {
@@ -136,6 +153,7 @@ int main(int argc, char **argv) {
             if (!fpd_dtype_from_name(optarg, strlen(optarg), &pp.core_dtype) ||
                 !(pp.core_dtype == FPD_DTYPE_F32 || pp.core_dtype == FPD_DTYPE_F16 || pp.core_dtype == FPD_DTYPE_BF16))
                 cli_usage_error("--core-dtype must be F32, F16 or BF16, got '%s'", optarg);
+            core_dtype_given = true;
             break;
         case OPT_SEED: fp.seed = (uint64_t)cli_parse_i64("--seed", optarg, 0); break;
         case OPT_QUERIES: queries = cli_parse_i64("--queries", optarg, 0); break;
@@ -161,8 +179,8 @@ int main(int argc, char **argv) {
             if (!(pp.min_ratio_target > 0.0)) cli_usage_error("--ratio must be > 0, got '%s'", optarg);
             break;
         case OPT_MAX_ERROR:
-            pp.max_error = cli_parse_f64("--max-error", optarg, 0.0);
-            if (!(pp.max_error > 0.0)) cli_usage_error("--max-error must be > 0, got '%s'", optarg);
+            max_error = cli_parse_f64("--max-error", optarg, 0.0);
+            if (!(max_error > 0.0)) cli_usage_error("--max-error must be > 0, got '%s'", optarg);
             break;
         case OPT_ALS: fp.als_sweeps = cli_parse_i64("--als", optarg, 0); break;
         case OPT_ROWS: init_rows = cli_parse_i64("--rows", optarg, 1); break;
@@ -233,7 +251,12 @@ int main(int argc, char **argv) {
     if (optind + 1 < argc) cli_usage_error("one input checkpoint expected, got '%s' too", argv[optind + 1]);
     const char *in_path = argv[optind];
     if (!out_path) cli_usage_error("no output given (use -o OUT)");
-    if (!cli_exists(in_path)) {
+    if (strcmp(out_path, "-") == 0)
+        cli_usage_error("-o - is not supported: the report goes to standard output; write a file and use "
+                        "fpd-convert or cat to pipe it");
+    if (strcmp(in_path, "-") == 0 && (ncf_rating || train_path))
+        cli_usage_error("--eval-ncf and --train-interactions read IN again; give a file, not -");
+    if (strcmp(in_path, "-") != 0 && !cli_exists(in_path)) {
         cli_error("%s: no such file", in_path);
         return CLI_EXIT_FAILURE;
     }
@@ -250,7 +273,26 @@ int main(int argc, char **argv) {
     if (cli_exists(out_path) && !force)
         cli_usage_error("output '%s' exists; use --force to overwrite it", out_path);
 
+    if (train_path) { /* task-aware finetuning trains FPD cores */
+        if (encoding_given && encoding != COMPRESS_ENC_FPD)
+            cli_usage_error("--train-interactions finetunes FPD tables; it does not go with --encoding %s",
+                            compress_encoding_name(encoding));
+        encoding = COMPRESS_ENC_FPD;
+    }
+    if ((pp.rank || pp.terms) && encoding_given && encoding != COMPRESS_ENC_FPD)
+        cli_usage_error("--rank/--terms force FPD; they do not go with --encoding %s", compress_encoding_name(encoding));
+    /* auto stores FPD cores in F16 unless told otherwise: half the bytes of F32 for an
+     * error that does not show at the targets auto meets (README: 0.00036 on an exact fit) */
+    if (encoding == COMPRESS_ENC_AUTO && !core_dtype_given && !pp.rank && !pp.terms && !pp.budget_bytes &&
+        !(pp.min_ratio_target > 0.0))
+        pp.core_dtype = FPD_DTYPE_F16;
+    /* the quality target; the planner's FPD target only with an explicit --encoding fpd
+     * (auto passes it itself; --rank/--terms fix the candidate) */
+    if (encoding == COMPRESS_ENC_FPD && !pp.rank && !pp.terms) pp.max_error = max_error;
     struct compress_options co = compress_default_options();
+    co.encoding = encoding;
+    co.max_error = max_error > 0.0 ? max_error : COMPRESS_DEFAULT_MAX_ERROR;
+    co.quiet = quiet;
     co.plan = pp;
     co.fit = fp;
     co.force = force;

@@ -35,6 +35,7 @@
  * converted), 2 usage error.
  */
 #include "tools/cli.h"
+#include "tools/pipe.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -54,9 +55,11 @@ static void usage(FILE *f) {
     fprintf(f,
             "Usage: fpd-convert IN -o OUT [--to dense|npy|ttrec|fpd] [options]\n"
             "Convert between FPD checkpoints, dense checkpoints, .npy arrays and the TT-Rec layout.\n"
+            "IN - reads standard input; -o - writes standard output (no report then).\n"
             "\n"
-            "  --to dense (or safetensors)  FPD/TT-Rec checkpoint -> dense safetensors: each table is\n"
-            "               reconstructed (F32 compute) in its source dtype; other tensors are copied\n"
+            "  --to dense (or safetensors)  FPD/TT-Rec/row-wise checkpoint -> dense safetensors: each\n"
+            "               table is reconstructed or dequantized (int8/int4: code * scale + bias, F32)\n"
+            "               in its source dtype; other tensors are copied\n"
             "               byte for byte. A .npy IN becomes a one-tensor safetensors file.\n"
             "  --to npy     one tensor or table (--tensor NAME) -> .npy; tables are reconstructed.\n"
             "  --to ttrec   FPD tables -> FBTT-Embedding TTEmbeddingBag tt_cores ('X.weight' becomes\n"
@@ -65,14 +68,14 @@ static void usage(FILE *f) {
             "Default: npy when OUT ends in .npy, else dense.\n"
             "\n"
             "Options:\n"
-            "  -o, --output OUT     file to write (atomically)\n"
+            "  -o, --output OUT     file to write (atomically); - for standard output\n"
             "      --to FORMAT      dense, safetensors, npy, ttrec or fpd\n"
             "  -t, --tensor NAME    the tensor or table to write (--to npy), or the name of the\n"
             "                       tensor a .npy IN becomes (default: the file's stem)\n"
             "      --dtype T        dtype of reconstructed tables (F32, F64, F16, BF16; default: the\n"
             "                       table's source_dtype); with --to npy also converts a float tensor\n"
             "  -f, --force          overwrite OUT if it exists\n"
-            "      --json           print what was written as JSON (schema \"fpd-convert/1\")\n"
+            "      --json           print what was written as JSON (schema \"fpd-convert/2\")\n"
             "  -q, --quiet          print nothing on success\n"
             "  -h, --help           this help\n"
             "      --version        version and build features\n"
@@ -130,6 +133,8 @@ static bool buf_alloc(struct buf *b, size_t n, const char *out_path) {
  * (ttrec.table.X). name is the dense tensor it stands for. */
 struct table {
     bool ttrec;
+    bool rowwise;      /* row-wise int8/int4 (fpd.rowwise.T, tensor T.rowwise.fused) */
+    struct fpd_rowwise_table q; /* its view into the input                  */
     char *name;        /* T                                              */
     char *prefix;      /* TT-Rec: X (tensors X.tt_cores.i); FPD: T        */
     char *meta_key;    /* the metadata key that describes it              */
@@ -140,6 +145,7 @@ struct table {
 struct input {
     const char *path;
     struct cli_input in;
+    void *hold;        /* standard input's bytes ("-"), freed last       */
     struct table *tables;
     int64_t n_tables;
 };
@@ -153,10 +159,18 @@ static const struct table *owner_of(const struct input *x, const char *name) {
         size_t n = strlen(t->prefix);
         if (strncmp(name, t->prefix, n) != 0) continue;
         const char *rest = name + n;
+        if (t->rowwise) {
+            if (starts_with(rest, ".rowwise.")) return t;
+            continue;
+        }
         if (!t->ttrec && starts_with(rest, ".fpd.")) return t;
         if (t->ttrec && starts_with(rest, ".tt_cores.")) return t;
     }
     return NULL;
+}
+
+static const char *table_source(const struct table *t) {
+    return t->ttrec ? "ttrec" : t->rowwise ? fpd_rowwise_name(t->q.kind) : "fpd";
 }
 
 static const struct table *find_table(const struct input *x, const char *name) {
@@ -245,6 +259,7 @@ static void input_free(struct input *x) {
     }
     free(x->tables);
     cli_input_free(&x->in);
+    free(x->hold);
 }
 
 /* Open IN and list its tables. Returns a CLI exit code. */
@@ -252,11 +267,15 @@ static int input_open(const char *path, struct input *x) {
     struct fpd_error err = {0};
     memset(x, 0, sizeof *x);
     x->path = path;
-    if (cli_input_open(path, &x->in, &err)) {
+    if (pipe_input_open(path, &x->in, &x->hold, &err)) {
         cli_error("%s", err.msg);
         return CLI_EXIT_FAILURE;
     }
     if (!x->in.st) return CLI_EXIT_OK;
+    if (fpd_checkpoint_check_extensions(x->in.st, &err)) {
+        cli_error("%s", err.msg);
+        return CLI_EXIT_FAILURE;
+    }
     int64_t nm = fpd_safetensors_metadata_count(x->in.st);
     x->tables = calloc((size_t)nm + 1, sizeof *x->tables);
     if (!x->tables) {
@@ -267,7 +286,21 @@ static int input_open(const char *path, struct input *x) {
         const char *key, *val;
         fpd_safetensors_metadata_at(x->in.st, i, &key, &val);
         struct table *t = &x->tables[x->n_tables];
-        if (starts_with(key, FPD_META_TABLE_PREFIX)) {
+        if (starts_with(key, FPD_META_ROWWISE_PREFIX)) {
+            const char *name = key + strlen(FPD_META_ROWWISE_PREFIX);
+            struct fpd_rowwise_meta rm;
+            if (fpd_checkpoint_load_rowwise(x->in.st, name, &t->q, &rm, &err)) {
+                cli_error("%s", err.msg);
+                return CLI_EXIT_FAILURE;
+            }
+            t->rowwise = true;
+            t->meta.shape.rows = rm.rows;
+            t->meta.shape.dim = rm.dim;
+            t->meta.source_dtype = rm.source_dtype;
+            t->meta.core_dtype = FPD_DTYPE_COUNT;
+            t->name = strdup(name);
+            t->prefix = strdup(name);
+        } else if (starts_with(key, FPD_META_TABLE_PREFIX)) {
             const char *name = key + strlen(FPD_META_TABLE_PREFIX);
             if (fpd_table_meta_from_json(val, name, &t->meta, &err)) {
                 cli_error("%s: %s", path, err.msg);
@@ -346,9 +379,14 @@ fail:
 }
 
 /* Reconstruct a layer into a new buffer of [rows, dim] in dtype. */
-static bool reconstruct(const struct fpd_layer *layer, enum fpd_dtype dtype, const char *out_path, const char *what,
-                        struct buf *b) {
-    const struct fpd_layer_shape *s = fpd_layer_get_shape(layer);
+static bool reconstruct(const struct fpd_layer *layer, const struct fpd_rowwise_table *q, enum fpd_dtype dtype,
+                        const char *out_path, const char *what, struct buf *b) {
+    struct fpd_layer_shape qs = {0};
+    if (q) {
+        qs.rows = q->rows;
+        qs.dim = q->dim;
+    }
+    const struct fpd_layer_shape *s = layer ? fpd_layer_get_shape(layer) : &qs;
     struct fpd_error err = {0};
     size_t es = fpd_dtype_size(dtype), n = 0;
     if (__builtin_mul_overflow((size_t)s->rows * (size_t)s->dim, es, &n) || !buf_alloc(b, n, out_path)) {
@@ -367,13 +405,21 @@ static bool reconstruct(const struct fpd_layer *layer, enum fpd_dtype dtype, con
         int64_t r1 = r0 + block < s->rows ? r0 + block : s->rows;
         unsigned char *dst = (unsigned char *)b->p + (size_t)(r0 * s->dim) * es;
         float *f = dtype == FPD_DTYPE_F32 ? (float *)dst : tmp;
-        if (fpd_layer_reconstruct(layer, r0, r1, f, &err)) {
+        if (layer ? fpd_layer_reconstruct(layer, r0, r1, f, &err) : fpd_rowwise_reconstruct(q, r0, r1, f, &err)) {
             cli_error("%s: %s", what, err.msg);
             free(tmp);
             buf_free(b);
             return false;
         }
         int64_t cnt = (r1 - r0) * s->dim;
+        for (int64_t e = 0; e < cnt; e++)
+            if (!isfinite(f[e])) {
+                cli_error("%s: row %lld, column %lld is %g: the stored table is finite but its values overflow F32; "
+                          "nothing written", what, (long long)(r0 + e / s->dim), (long long)(e % s->dim), (double)f[e]);
+                free(tmp);
+                buf_free(b);
+                return false;
+            }
         if (dtype == FPD_DTYPE_F64)
             for (int64_t i = 0; i < cnt; i++) ((double *)dst)[i] = (double)f[i];
         else if (dtype != FPD_DTYPE_F32)
@@ -521,12 +567,15 @@ static void out_free(struct out_list *o) {
 /* Keep the input's metadata except the keys drop() rejects. */
 static bool copy_meta(struct out_list *o, const struct input *x, bool drop_fpd, bool drop_ttrec) {
     if (!x->in.st) return true;
-    bool any_fpd_left = false;
-    for (int64_t i = 0; i < x->n_tables; i++) any_fpd_left |= !x->tables[i].ttrec && !drop_fpd;
+    /* dense mode (both dropped) also drops the row-wise tables and fpd.extensions */
+    bool dense = drop_fpd && drop_ttrec, any_fpd_left = false;
+    for (int64_t i = 0; i < x->n_tables; i++)
+        any_fpd_left |= x->tables[i].rowwise ? !dense : !x->tables[i].ttrec && !drop_fpd;
     for (int64_t i = 0; i < fpd_safetensors_metadata_count(x->in.st); i++) {
         const char *k, *v;
         fpd_safetensors_metadata_at(x->in.st, i, &k, &v);
         if (drop_fpd && starts_with(k, FPD_META_TABLE_PREFIX)) continue;
+        if (dense && (starts_with(k, FPD_META_ROWWISE_PREFIX) || strcmp(k, FPD_META_EXTENSIONS_KEY) == 0)) continue;
         if (strcmp(k, FPD_META_VERSION_KEY) == 0 && !any_fpd_left) continue;
         if (drop_ttrec && starts_with(k, TTREC_META_PREFIX)) continue;
         if (!out_meta(o, k, v)) return false;
@@ -576,17 +625,16 @@ static bool build_dense(const struct input *x, const struct convert_opts *co, st
     for (int64_t i = 0; i < x->n_tables; i++) {
         const struct table *tb = &x->tables[i];
         struct fpd_layer *layer = NULL;
-        if (!load_layer(x, tb, &layer)) return false;
+        if (!tb->rowwise && !load_layer(x, tb, &layer)) return false;
         enum fpd_dtype dt = co->have_dtype ? co->dtype : tb->meta.source_dtype;
         if (!fpd_dtype_is_float(dt)) dt = FPD_DTYPE_F32;
         struct buf b;
         char what[4096];
         snprintf(what, sizeof what, "%s: table '%s'", x->path, tb->name);
-        bool ok = reconstruct(layer, dt, co->out_path, what, &b);
-        const struct fpd_layer_shape *s = fpd_layer_get_shape(layer);
-        struct fpd_tensor_info t = {tb->name, dt, 2, {s->rows, s->dim}, b.p, b.n};
+        bool ok = reconstruct(layer, tb->rowwise ? &tb->q : NULL, dt, co->out_path, what, &b);
+        struct fpd_tensor_info t = {tb->name, dt, 2, {tb->meta.shape.rows, tb->meta.shape.dim}, b.p, b.n};
         fpd_layer_free(layer);
-        if (!ok || !out_own_buf(o, &b) || !out_add(o, &t, tb->ttrec ? "ttrec" : "fpd")) return false;
+        if (!ok || !out_own_buf(o, &b) || !out_add(o, &t, table_source(tb))) return false;
     }
     return copy_meta(o, x, true, true);
 }
@@ -621,16 +669,15 @@ static bool build_npy(const struct input *x, const struct convert_opts *co, stru
     }
     if (tb) {
         struct fpd_layer *layer = NULL;
-        if (!load_layer(x, tb, &layer)) return false;
+        if (!tb->rowwise && !load_layer(x, tb, &layer)) return false;
         enum fpd_dtype dt = co->have_dtype ? co->dtype : tb->meta.source_dtype;
         struct buf b;
         char what[4096];
         snprintf(what, sizeof what, "%s: table '%s'", x->path, tb->name);
-        bool ok = reconstruct(layer, dt, co->out_path, what, &b);
-        const struct fpd_layer_shape *s = fpd_layer_get_shape(layer);
-        struct fpd_tensor_info t = {tb->name, dt, 2, {s->rows, s->dim}, b.p, b.n};
+        bool ok = reconstruct(layer, tb->rowwise ? &tb->q : NULL, dt, co->out_path, what, &b);
+        struct fpd_tensor_info t = {tb->name, dt, 2, {tb->meta.shape.rows, tb->meta.shape.dim}, b.p, b.n};
         fpd_layer_free(layer);
-        return ok && out_own_buf(o, &b) && out_add(o, &t, tb->ttrec ? "ttrec" : "fpd");
+        return ok && out_own_buf(o, &b) && out_add(o, &t, table_source(tb));
     }
     const struct fpd_tensor_info *ti = NULL;
     if (x->in.npy) ti = cli_input_tensor(&x->in, 0);
@@ -656,26 +703,42 @@ static bool build_npy(const struct input *x, const struct convert_opts *co, stru
     return out_add(o, &t, "copied");
 }
 
+/* Encoded tables that a mode copies as they are (FPD tables of --to fpd, row-wise tables
+ * of --to ttrec and --to fpd) are checked against their data first. */
+static bool verify_copied(const struct input *x, bool fpd_tables) {
+    struct fpd_error err = {0};
+    for (int64_t i = 0; i < x->n_tables; i++) {
+        const struct table *t = &x->tables[i];
+        if (t->ttrec || (!t->rowwise && !fpd_tables)) continue;
+        if (fpd_checkpoint_verify_table(x->in.st, t->name, true, &err)) {
+            cli_error("%s (tables copied through are checked)", err.msg);
+            return false;
+        }
+    }
+    return true;
+}
+
 /* ttrec: FPD tables exported, everything else copied. */
 static bool build_ttrec(const struct input *x, const struct convert_opts *co, struct out_list *o) {
     (void)co;
     int64_t n = cli_input_count(&x->in);
     int64_t n_fpd = 0;
-    for (int64_t i = 0; i < x->n_tables; i++) n_fpd += !x->tables[i].ttrec;
+    for (int64_t i = 0; i < x->n_tables; i++) n_fpd += !x->tables[i].ttrec && !x->tables[i].rowwise;
     if (n_fpd == 0) {
         cli_error("%s holds no FPD table to export", x->path);
         return false;
     }
+    if (!verify_copied(x, false)) return false;
     for (int64_t i = 0; i < n; i++) {
         const struct fpd_tensor_info *ti = cli_input_tensor(&x->in, i);
         const struct table *ow = owner_of(x, ti->name);
-        if (ow && !ow->ttrec) continue;
+        if (ow && !ow->ttrec && !ow->rowwise) continue;
         if (!out_add(o, ti, "copied")) return false;
     }
     if (!copy_meta(o, x, true, false)) return false;
     for (int64_t i = 0; i < x->n_tables; i++) {
         const struct table *tb = &x->tables[i];
-        if (tb->ttrec) continue;
+        if (tb->ttrec || tb->rowwise) continue;
         const struct fpd_layer_shape *s = &tb->meta.shape;
         if (s->terms != 1) {
             cli_error("%s: table '%s' has p = %lld terms; the TT-Rec layout holds one tensor train (p = 1)", x->path,
@@ -768,6 +831,7 @@ static bool build_fpd(const struct input *x, const struct convert_opts *co, stru
                   x->path, TTREC_META_PREFIX);
         return false;
     }
+    if (!verify_copied(x, true)) return false;
     for (int64_t i = 0; i < n; i++) {
         const struct fpd_tensor_info *ti = cli_input_tensor(&x->in, i);
         const struct table *ow = owner_of(x, ti->name);
@@ -895,14 +959,22 @@ int main(int argc, char **argv) {
     if (co.to == OUT_NONE) co.to = ends_with(co.out_path, ".npy") ? OUT_NPY : OUT_DENSE;
     if (co.to != OUT_NPY && ends_with(co.out_path, ".npy"))
         cli_usage_error("output '%s' ends in .npy but --to is %s; use --to npy", co.out_path, out_kind_name[co.to]);
-    if (!cli_exists(in_path)) {
+    const bool to_stdout = strcmp(co.out_path, "-") == 0;
+    if (to_stdout && json) cli_usage_error("-o - writes the output to standard output; --json would mix with it");
+    if (strcmp(in_path, "-") != 0 && !cli_exists(in_path)) {
         cli_error("%s: no such file", in_path);
         return CLI_EXIT_FAILURE;
     }
-    if (strcmp(in_path, co.out_path) == 0 || cli_same_file(in_path, co.out_path))
+    if (!to_stdout && (strcmp(in_path, co.out_path) == 0 || cli_same_file(in_path, co.out_path)))
         cli_usage_error("output '%s' is the input; choose another path (the input is never overwritten)", co.out_path);
-    if (cli_exists(co.out_path) && !co.force)
+    if (!to_stdout && cli_exists(co.out_path) && !co.force)
         cli_usage_error("output '%s' exists; use --force to overwrite it", co.out_path);
+    char *tmp_dir = NULL, *tmp_path = NULL;
+    if (to_stdout) { /* written to a private temporary file (the writers are atomic), then copied */
+        if (!pipe_tmp_output(co.to == OUT_NPY ? "out.npy" : "out.safetensors", &tmp_dir, &tmp_path))
+            return CLI_EXIT_FAILURE;
+        co.out_path = tmp_path;
+    }
 
     struct input x;
     struct out_list o;
@@ -939,10 +1011,18 @@ int main(int argc, char **argv) {
         goto done;
     }
     rc = CLI_EXIT_OK;
+    if (to_stdout) {
+        bool sent = pipe_send_and_remove(tmp_path, tmp_dir);
+        free(tmp_path);
+        free(tmp_dir);
+        tmp_path = tmp_dir = NULL;
+        if (!sent) rc = CLI_EXIT_FAILURE;
+        goto done; /* standard output holds the data: no report */
+    }
     if (quiet) goto done;
     if (json) {
         json_t *r = json_object();
-        json_object_set_new(r, "schema", json_string("fpd-convert/1"));
+        json_object_set_new(r, "schema", json_string("fpd-convert/2"));
         json_object_set_new(r, "input", json_string(in_path));
         json_object_set_new(r, "output", json_string(co.out_path));
         json_object_set_new(r, "to", json_string(out_kind_name[co.to]));
@@ -959,7 +1039,7 @@ int main(int argc, char **argv) {
             total += o.t[i].nbytes;
         }
         json_object_set_new(r, "tensors", arr);
-        json_object_set_new(r, "tensor_bytes", json_integer((json_int_t)total));
+        json_object_set_new(r, "bytes_after", json_integer((json_int_t)total));
         json_dumpf(r, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
         fputc('\n', stdout);
         json_decref(r);
@@ -975,6 +1055,12 @@ int main(int argc, char **argv) {
         }
     }
 done:
+    if (tmp_path) { /* a failure before the copy: remove what may be there */
+        unlink(tmp_path);
+        rmdir(tmp_dir);
+    }
+    free(tmp_path);
+    free(tmp_dir);
     out_free(&o);
     input_free(&x);
     return rc;

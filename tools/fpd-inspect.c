@@ -1,12 +1,16 @@
 /*
  * fpd-inspect - size report of a checkpoint: every tensor (dtype, shape, bytes),
- * the FPD tables it holds (the "fpd.table.T" metadata of DESIGN.md section 4:
- * shape, ranks, bytes, ratio to the dense table, rel_error), and totals. Reads the
- * header and metadata only, never tensor data, so its time does not grow with the
- * file's size. FILE is a safetensors file or a .npy array (one tensor named after
- * the file). --json prints the same as one JSON object, schema "fpd-inspect/1".
+ * the encoded tables it holds (FPD tables, "fpd.table.T" of DESIGN.md section 4:
+ * shape, ranks, bytes, ratio to the dense table, rel_error; row-wise int8/int4
+ * tables, "fpd.rowwise.T" of extension rowwise/1), and totals. By default it reads
+ * the header, the metadata and the FPD cores (checked finite), never a table's
+ * rows, so its time does not grow with the number of rows; --verify also checks the
+ * data (row_perm, every reconstructed or dequantized row finite). FILE is a
+ * safetensors file or a .npy array (one tensor named after the file), "-" for
+ * standard input. --json prints the same as one JSON object, schema "fpd-inspect/2".
  */
 #include "tools/cli.h"
+#include "tools/pipe.h"
 
 #include <getopt.h>
 #include <jansson.h>
@@ -22,10 +26,13 @@ static void usage(FILE *f) {
             "Usage: fpd-inspect [options] FILE\n"
             "Size report of a checkpoint: its tensors, its FPD tables and the totals.\n"
             "\n"
-            "FILE is a safetensors file or a .npy array. Only the header and metadata are read,\n"
-            "so the time does not depend on the file's size.\n"
+            "FILE is a safetensors file or a .npy array, or - for standard input. Only the header,\n"
+            "the metadata and the FPD cores are read (the cores are checked to be finite), so the\n"
+            "time does not grow with the tables' rows; --verify checks the data too.\n"
             "\n"
-            "Reported per tensor: name, dtype, shape, bytes. Per FPD table (metadata fpd.table.T):\n"
+            "Reported per tensor: name, dtype, shape, bytes. Per row-wise table (fpd.rowwise.T):\n"
+            "encoding (int8, int4), rows x dim, bytes, dense bytes, ratio, rel_error.\n"
+            "Per FPD table (metadata fpd.table.T):\n"
             "rows x dim, source dtype, r (largest inner rank) and the rank list, p (terms), k (cores),\n"
             "row and column shapes, FPD bytes (all T.fpd.* tensors, row_perm included), dense bytes\n"
             "(rows x dim x source dtype size), ratio dense / FPD, and rel_error from the metadata.\n"
@@ -33,7 +40,10 @@ static void usage(FILE *f) {
             "size, every other tensor as stored) and ratio = dense-equivalent / tensor bytes.\n"
             "\n"
             "Options:\n"
-            "      --json       print one JSON object (schema \"fpd-inspect/1\") instead\n"
+            "      --verify     also check every table's data: row_perm entries distinct and in range,\n"
+            "                   every reconstructed (FPD) or dequantized (int8/int4) row finite\n"
+            "      --json       print one JSON object (schema \"fpd-inspect/2\") instead\n"
+            "  -q, --quiet      print nothing; the exit status says whether the file is valid\n"
             "  -h, --help       this help\n"
             "      --version    version and build features\n"
             "\n"
@@ -45,6 +55,8 @@ static void usage(FILE *f) {
 
 struct fpd_table_row {
     char *name;                 /* T (owned)                          */
+    bool rowwise;               /* fpd.rowwise.T (meta.shape has rows, dim, k = 0) */
+    enum fpd_rowwise kind;
     struct fpd_table_meta meta;
     int64_t r;                  /* largest inner rank (1 when k = 1)  */
     size_t bytes;               /* sum of the T.fpd.* tensors         */
@@ -61,6 +73,7 @@ struct report {
     int64_t n_tables;
     struct fpd_table_row *tables;
     double tensor_bytes, dense_bytes;
+    bool verify;                /* --verify: check the tables' data   */
 };
 
 static bool starts_with(const char *s, const char *prefix) { return strncmp(s, prefix, strlen(prefix)) == 0; }
@@ -95,12 +108,27 @@ static bool build_report(const struct cli_input *in, struct report *rep, struct 
         for (int64_t i = 0; i < nm; i++) {
             const char *key, *val;
             fpd_safetensors_metadata_at(st, i, &key, &val);
-            if (!starts_with(key, FPD_META_TABLE_PREFIX)) continue;
+            bool rowwise = starts_with(key, FPD_META_ROWWISE_PREFIX);
+            if (!rowwise && !starts_with(key, FPD_META_TABLE_PREFIX)) continue;
             struct fpd_table_row *t = &rep->tables[rep->n_tables];
-            const char *name = key + strlen(FPD_META_TABLE_PREFIX);
-            if (fpd_checkpoint_check_table(st, name, &t->meta, err) != FPD_STATUS_OK) return false;
+            const char *name = key + strlen(rowwise ? FPD_META_ROWWISE_PREFIX : FPD_META_TABLE_PREFIX);
+            if (rowwise) {
+                struct fpd_rowwise_table q;
+                struct fpd_rowwise_meta rm;
+                if (fpd_checkpoint_load_rowwise(st, name, &q, &rm, err) != FPD_STATUS_OK) return false;
+                t->rowwise = true;
+                t->kind = rm.kind;
+                t->meta.shape.rows = rm.rows;
+                t->meta.shape.dim = rm.dim;
+                t->meta.source_dtype = rm.source_dtype;
+                t->meta.rel_error = rm.rel_error;
+                snprintf(t->meta.fit, sizeof t->meta.fit, "%s", fpd_rowwise_name(rm.kind));
+            } else if (fpd_checkpoint_check_table(st, name, &t->meta, err) != FPD_STATUS_OK) {
+                return false;
+            }
+            if (fpd_checkpoint_verify_table(st, name, rep->verify, err) != FPD_STATUS_OK) return false;
             t->name = strdup(name);
-            char *prefix = malloc(strlen(name) + 6);
+            char *prefix = malloc(strlen(name) + 16);
             if (!t->name || !prefix) {
                 free(prefix);
                 snprintf(err->msg, sizeof err->msg, "out of memory");
@@ -112,7 +140,7 @@ static bool build_report(const struct cli_input *in, struct report *rep, struct 
             for (int32_t m = 1; m < s->k; m++)
                 if (s->ranks[m] > t->r) t->r = s->ranks[m];
             t->dense_bytes = (double)s->rows * (double)s->dim * (double)fpd_dtype_size(t->meta.source_dtype);
-            sprintf(prefix, "%s.fpd.", name);
+            sprintf(prefix, "%s%s", name, rowwise ? ".rowwise." : ".fpd.");
             for (int64_t j = 0; j < rep->n_tensors; j++) {
                 if (rep->in_table[j] || !starts_with(rep->tensors[j]->name, prefix)) continue;
                 rep->in_table[j] = true;
@@ -123,7 +151,8 @@ static bool build_report(const struct cli_input *in, struct report *rep, struct 
     } else {
         rep->format = "npy";
         struct stat sb;
-        rep->file_bytes = stat(rep->path, &sb) == 0 ? (size_t)sb.st_size : 0;
+        rep->file_bytes = strcmp(rep->path, "-") != 0 && stat(rep->path, &sb) == 0 ? (size_t)sb.st_size
+                                                                                     : rep->tensors[0]->nbytes;
         rep->header_bytes = rep->file_bytes - rep->tensors[0]->nbytes;
     }
     for (int64_t i = 0; i < rep->n_tensors; i++)
@@ -223,17 +252,52 @@ static void print_text(const struct report *rep) {
         tt_free(&t);
     }
 
-    if (rep->n_tables > 0) {
+    int64_t n_rw = 0;
+    for (int64_t i = 0; i < rep->n_tables; i++) n_rw += rep->tables[i].rowwise;
+    if (n_rw > 0) {
+        struct text_table f = {7,
+                               {"ROW-WISE TABLE", "ROWS x DIM", "SOURCE", "ENCODING", "BYTES", "DENSE BYTES", "RATIO"},
+                               {false, true, false, false, true, true, true},
+                               n_rw,
+                               NULL};
+        f.cells = calloc((size_t)(f.nrows * f.ncols) + 1, sizeof *f.cells);
+        if (f.cells) {
+            int64_t row = 0;
+            for (int64_t i = 0; i < rep->n_tables; i++) {
+                const struct fpd_table_row *r = &rep->tables[i];
+                if (!r->rowwise) continue;
+                fmt_ratio(b1, sizeof b1, ratio_or_nan(r->dense_bytes, (double)r->bytes));
+                tt_set(&f, row, 0, "%s", r->name);
+                tt_set(&f, row, 1, "%lld x %lld", (long long)r->meta.shape.rows, (long long)r->meta.shape.dim);
+                tt_set(&f, row, 2, "%s", fpd_dtype_name(r->meta.source_dtype));
+                tt_set(&f, row, 3, "%s (%s)", fpd_rowwise_name(r->kind), FPD_ROWWISE_LAYOUT);
+                tt_set(&f, row, 4, "%zu", r->bytes);
+                tt_set(&f, row, 5, "%.0f", r->dense_bytes);
+                tt_set(&f, row, 6, "%s", b1);
+                row++;
+            }
+            printf("\n");
+            tt_print(&f, "");
+            for (int64_t i = 0; i < rep->n_tables; i++)
+                if (rep->tables[i].rowwise)
+                    printf("  %s: rel_error %.4g\n", rep->tables[i].name, rep->tables[i].meta.rel_error);
+            tt_free(&f);
+        }
+    }
+    if (rep->n_tables > n_rw) {
         struct text_table f = {12,
                                {"FPD TABLE", "ROWS x DIM", "SOURCE", "R", "RANKS", "P", "K", "ROW SHAPE", "COL SHAPE",
                                 "FPD BYTES", "DENSE BYTES", "RATIO"},
                                {false, true, false, true, false, true, true, false, false, true, true, true},
-                               rep->n_tables,
+                               rep->n_tables - n_rw,
                                NULL};
         f.cells = calloc((size_t)(f.nrows * f.ncols) + 1, sizeof *f.cells);
         if (f.cells) {
-            for (int64_t i = 0; i < rep->n_tables; i++) {
-                const struct fpd_table_row *r = &rep->tables[i];
+            int64_t i = -1;
+            for (int64_t j = 0; j < rep->n_tables; j++) {
+                const struct fpd_table_row *r = &rep->tables[j];
+                if (r->rowwise) continue;
+                i++;
                 const struct fpd_layer_shape *s = &r->meta.shape;
                 char ranks[160];
                 size_t o = 0;
@@ -255,8 +319,9 @@ static void print_text(const struct report *rep) {
             }
             printf("\n");
             tt_print(&f, "");
-            for (int64_t i = 0; i < rep->n_tables; i++) {
-                const struct fpd_table_row *r = &rep->tables[i];
+            for (int64_t j = 0; j < rep->n_tables; j++) {
+                const struct fpd_table_row *r = &rep->tables[j];
+                if (r->rowwise) continue;
                 if (isnan(r->meta.rel_error)) printf("  %s: rel_error -, fit %s\n", r->name, r->meta.fit);
                 else printf("  %s: rel_error %.4g, fit %s\n", r->name, r->meta.rel_error, r->meta.fit);
             }
@@ -305,8 +370,8 @@ static int print_json(const struct report *rep) {
         json_decref(totals);
         return -1;
     }
-    json_object_set_new(root, "schema", json_string("fpd-inspect/1"));
-    json_object_set_new(root, "file", jstr(rep->path));
+    json_object_set_new(root, "schema", json_string("fpd-inspect/2"));
+    json_object_set_new(root, "input", jstr(rep->path));
     json_object_set_new(root, "format", json_string(rep->format));
     for (int64_t i = 0; i < rep->n_tensors; i++) {
         const struct fpd_tensor_info *x = rep->tensors[i];
@@ -322,26 +387,36 @@ static int print_json(const struct report *rep) {
         const struct fpd_layer_shape *s = &r->meta.shape;
         json_t *o = json_object();
         json_object_set_new(o, "name", jstr(r->name));
+        json_object_set_new(o, "encoding", json_string(r->rowwise ? fpd_rowwise_name(r->kind) : "fpd"));
         json_object_set_new(o, "rows", json_integer(s->rows));
         json_object_set_new(o, "dim", json_integer(s->dim));
-        json_object_set_new(o, "r", json_integer(r->r));
-        json_object_set_new(o, "ranks", jints(s->ranks, s->k + 1));
-        json_object_set_new(o, "p", json_integer(s->terms));
-        json_object_set_new(o, "k", json_integer(s->k));
-        json_object_set_new(o, "row_shape", jints(s->row_shape, s->k));
-        json_object_set_new(o, "col_shape", jints(s->col_shape, s->k));
         json_object_set_new(o, "source_dtype", json_string(fpd_dtype_name(r->meta.source_dtype)));
-        json_object_set_new(o, "bytes", json_integer((json_int_t)r->bytes));
-        json_object_set_new(o, "dense_bytes", jbytes(r->dense_bytes));
+        if (!r->rowwise) {
+            json_object_set_new(o, "r", json_integer(r->r));
+            json_object_set_new(o, "ranks", jints(s->ranks, s->k + 1));
+            json_object_set_new(o, "p", json_integer(s->terms));
+            json_object_set_new(o, "k", json_integer(s->k));
+            json_object_set_new(o, "row_shape", jints(s->row_shape, s->k));
+            json_object_set_new(o, "col_shape", jints(s->col_shape, s->k));
+            json_object_set_new(o, "core_dtype", r->meta.core_dtype == FPD_DTYPE_COUNT
+                                                     ? json_null()
+                                                     : json_string(fpd_dtype_name(r->meta.core_dtype)));
+            json_object_set_new(o, "fit", jstr(r->meta.fit));
+        } else {
+            json_object_set_new(o, "layout", json_string(FPD_ROWWISE_LAYOUT));
+        }
+        json_object_set_new(o, "bytes_before", jbytes(r->dense_bytes));
+        json_object_set_new(o, "bytes_after", json_integer((json_int_t)r->bytes));
         json_object_set_new(o, "ratio", jnum_or_null(ratio_or_nan(r->dense_bytes, (double)r->bytes)));
         json_object_set_new(o, "rel_error", jnum_or_null(r->meta.rel_error));
         json_array_append_new(tables, o);
     }
     json_object_set_new(root, "tensors", tensors);
-    json_object_set_new(root, "fpd_tables", tables);
+    json_object_set_new(root, "tables", tables);
+    json_object_set_new(root, "verified", json_boolean(rep->verify));
     json_object_set_new(totals, "file_bytes", json_integer((json_int_t)rep->file_bytes));
-    json_object_set_new(totals, "tensor_bytes", jbytes(rep->tensor_bytes));
-    json_object_set_new(totals, "dense_bytes", jbytes(rep->dense_bytes));
+    json_object_set_new(totals, "bytes_before", jbytes(rep->dense_bytes));
+    json_object_set_new(totals, "bytes_after", jbytes(rep->tensor_bytes));
     json_object_set_new(totals, "ratio", jnum_or_null(ratio_or_nan(rep->dense_bytes, rep->tensor_bytes)));
     json_object_set_new(root, "totals", totals);
     int rc = json_dumpf(root, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10));
@@ -355,19 +430,23 @@ static int print_json(const struct report *rep) {
 int main(int argc, char **argv) {
     cli_prog = "fpd-inspect";
     setlocale(LC_NUMERIC, "C");
-    bool json = false;
-    enum { OPT_JSON = 256, OPT_VERSION };
+    bool json = false, quiet = false, verify = false;
+    enum { OPT_JSON = 256, OPT_VERSION, OPT_VERIFY };
     static const struct option opts[] = {
         {"json", no_argument, 0, OPT_JSON},
+        {"verify", no_argument, 0, OPT_VERIFY},
+        {"quiet", no_argument, 0, 'q'},
         {"help", no_argument, 0, 'h'},
         {"version", no_argument, 0, OPT_VERSION},
         {0, 0, 0, 0},
     };
     opterr = 0;
     int c;
-    while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":hq", opts, NULL)) != -1) {
         switch (c) {
         case OPT_JSON: json = true; break;
+        case OPT_VERIFY: verify = true; break;
+        case 'q': quiet = true; break;
         case 'h': usage(stdout); return CLI_EXIT_OK;
         case OPT_VERSION: printf("fpd-inspect %s (%s)\n", fpd_version(), fpd_build_features()); return CLI_EXIT_OK;
         default:
@@ -382,8 +461,10 @@ int main(int argc, char **argv) {
     struct fpd_error err = {0};
     struct report rep = {0};
     rep.path = argv[optind];
+    rep.verify = verify;
     int status = CLI_EXIT_OK;
-    if (cli_input_open(rep.path, &in, &err) != FPD_STATUS_OK) {
+    void *hold = NULL;
+    if (pipe_input_open(rep.path, &in, &hold, &err) != FPD_STATUS_OK) {
         cli_error("%s", err.msg);
         return CLI_EXIT_FAILURE;
     }
@@ -393,7 +474,9 @@ int main(int argc, char **argv) {
         status = CLI_EXIT_FAILURE;
         goto done;
     }
-    if (json) {
+    if (quiet) {
+        /* the exit status says it */
+    } else if (json) {
         if (print_json(&rep) != 0) {
             cli_error("cannot write the JSON report");
             status = CLI_EXIT_FAILURE;
@@ -409,5 +492,6 @@ int main(int argc, char **argv) {
 done:
     free_report(&rep);
     cli_input_free(&in);
+    free(hold);
     return status;
 }

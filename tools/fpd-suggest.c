@@ -8,6 +8,7 @@
  * The heuristic itself is in heuristics/ (fpd-heuristics.h says how it works).
  */
 #include "tools/cli.h"
+#include "tools/pipe.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -25,7 +26,8 @@ static void usage(FILE *f) {
             "Ranked (r, p) configurations of FPD layers, with predicted size and error.\n"
             "\n"
             "With --rows and --dim: the candidates for a table of that size (sizes only).\n"
-            "With a CHECKPOINT (safetensors, or one .npy table): every 2-D float table with at least\n"
+            "With a CHECKPOINT (safetensors, or one .npy table; - for standard input): every 2-D float\n"
+            "table with at least\n"
             "--min-rows rows (or those named by --tables), each with errors predicted from its data.\n"
             "\n"
             "Per candidate: rank, r, p (terms), k (cores), row and column shapes, padding rows,\n"
@@ -53,6 +55,7 @@ static void usage(FILE *f) {
             "      --all             list every candidate\n"
             "      --no-errors       do not predict errors from the checkpoint's data\n"
             "      --json            print one JSON object (schema \"fpd-suggest/1\") instead\n"
+            "  -q, --quiet           print nothing; the exit status says whether a pick exists\n"
             "  -h, --help            this help\n"
             "      --version         version and build features\n"
             "\n"
@@ -89,7 +92,7 @@ static enum fpd_dtype parse_dtype(const char *opt, const char *s, bool core) {
 struct opts {
     struct fpd_plan_params pp;
     int64_t top;       /* <= 0: all */
-    bool json, errors;
+    bool json, errors, quiet;
 };
 
 /* Indices of the candidates to list: in ranking order, those meeting the targets
@@ -140,6 +143,21 @@ static json_t *cand_json(const struct fpd_suggestion *sg, int64_t i) {
     return o;
 }
 
+/* The candidate that dominates the pick with the fewest bytes (ties: lower error), or -1. */
+static int64_t pick_dominator(const struct fpd_suggestion *sg) {
+    if (sg->selected < 0 || !sg->candidates[sg->selected].dominated) return -1;
+    const struct fpd_candidate *x = &sg->candidates[sg->selected];
+    int64_t best = -1;
+    for (int64_t j = 0; j < sg->n_candidates; j++) {
+        const struct fpd_candidate *y = &sg->candidates[j];
+        if (j == sg->selected || !fpd_candidate_dominates(y, x)) continue;
+        if (best < 0 || y->bytes < sg->candidates[best].bytes ||
+            (y->bytes == sg->candidates[best].bytes && y->predicted_error < sg->candidates[best].predicted_error))
+            best = j;
+    }
+    return best;
+}
+
 static json_t *table_json(const char *name, const struct fpd_suggestion *sg, const struct opts *o, int64_t *idx) {
     json_t *t = json_object();
     json_object_set_new(t, "name", name ? json_string(name) : json_null());
@@ -160,6 +178,8 @@ static json_t *table_json(const char *name, const struct fpd_suggestion *sg, con
     json_object_set_new(t, "reason", sg->compress ? json_null() : json_string(sg->reason));
     json_object_set_new(t, "n_candidates", json_integer(sg->n_candidates));
     json_object_set_new(t, "selected", sg->selected >= 0 ? cand_json(sg, sg->selected) : json_null());
+    int64_t dom = pick_dominator(sg);
+    json_object_set_new(t, "selected_dominated_by", dom >= 0 ? cand_json(sg, dom) : json_null());
     json_t *a = json_array();
     int64_t n = listing(sg, o, idx);
     for (int64_t i = 0; i < n; i++) json_array_append_new(a, cand_json(sg, idx[i]));
@@ -239,6 +259,15 @@ static void table_text(const char *name, const struct fpd_suggestion *sg, const 
                (long long)c->r, (long long)c->shape.terms, (int)c->shape.k, c->bytes, c->ratio, why);
         if (!isnan(c->predicted_error)) printf(", predicted error %.4f", c->predicted_error);
         printf("\n");
+        int64_t dom = pick_dominator(sg);
+        if (dom >= 0) {
+            const struct fpd_candidate *d = &sg->candidates[dom];
+            printf("  the pick is dominated by #%lld, r=%lld p=%lld k=%d: %zu bytes (%.1f%% smaller), predicted error "
+                   "%.4f (%+.1f%%); it is kept as the prior's choice (see README)\n",
+                   (long long)(dom + 1), (long long)d->r, (long long)d->shape.terms, (int)d->shape.k, d->bytes,
+                   100.0 * (1.0 - (double)d->bytes / (double)c->bytes), d->predicted_error,
+                   100.0 * (d->predicted_error / c->predicted_error - 1.0));
+        }
     }
     if (sg->compress) printf("  fpd-compress: compresses it with the pick\n\n");
     else printf("  fpd-compress: keeps it dense: %s\n\n", sg->reason);
@@ -294,11 +323,12 @@ int main(int argc, char **argv) {
         {"min-ratio", required_argument, 0, OPT_MIN_RATIO}, {"top", required_argument, 0, OPT_TOP},
         {"all", no_argument, 0, OPT_ALL},             {"no-errors", no_argument, 0, OPT_NO_ERRORS},
         {"json", no_argument, 0, OPT_JSON},           {"help", no_argument, 0, 'h'},
-        {"version", no_argument, 0, OPT_VERSION},     {0, 0, 0, 0},
+        {"version", no_argument, 0, OPT_VERSION},     {"quiet", no_argument, 0, 'q'},
+        {0, 0, 0, 0},
     };
     opterr = 0;
     int c;
-    while ((c = getopt_long(argc, argv, ":n:d:t:r:p:k:h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":n:d:t:r:p:k:hq", opts, NULL)) != -1) {
         switch (c) {
         case 'n': rows = parse_count("--rows", optarg, 1); have_rows = true; break;
         case 'd': dim = parse_count("--dim", optarg, 1); have_dim = true; break;
@@ -330,6 +360,7 @@ int main(int argc, char **argv) {
         case OPT_ALL: o.top = 0; break;
         case OPT_NO_ERRORS: o.errors = false; break;
         case OPT_JSON: o.json = true; break;
+        case 'q': o.quiet = true; break;
         case 'h': usage(stdout); return CLI_EXIT_OK;
         case OPT_VERSION: printf("fpd-suggest %s (%s)\n", fpd_version(), fpd_build_features()); return CLI_EXIT_OK;
         case ':': cli_usage_error("option '%s' needs a value", argv[optind - 1]);
@@ -351,6 +382,7 @@ int main(int argc, char **argv) {
 
     struct cli_input in;
     memset(&in, 0, sizeof in);
+    void *hold = NULL;
     struct fpd_error err = {0};
     struct entry *ent = NULL;
     int64_t n_ent = 0, n_in = 1;
@@ -361,7 +393,7 @@ int main(int argc, char **argv) {
     int64_t *idx = NULL;
 
     if (path) {
-        if (cli_input_open(path, &in, &err) != FPD_STATUS_OK) {
+        if (pipe_input_open(path, &in, &hold, &err) != FPD_STATUS_OK) {
             cli_error("%s", err.msg);
             json_decref(skipped);
             return CLI_EXIT_FAILURE;
@@ -449,7 +481,9 @@ int main(int argc, char **argv) {
     for (int64_t e = 0; e < n_ent; e++) most = ent[e].sg->n_candidates + 1 > most ? ent[e].sg->n_candidates + 1 : most;
     idx = calloc((size_t)most, sizeof *idx);
     if (!idx) goto oom;
-    if (o.json) {
+    if (o.quiet) {
+        /* the exit status says it */
+    } else if (o.json) {
         json_t *root = json_object();
         json_object_set_new(root, "schema", json_string("fpd-suggest/1"));
         json_object_set_new(root, "input", path ? json_string(path) : json_null());
@@ -521,5 +555,6 @@ done:
     free(tables_copy);
     json_decref(skipped);
     if (path) cli_input_free(&in);
+    free(hold);
     return status;
 }

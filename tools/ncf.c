@@ -315,6 +315,17 @@ enum fpd_status ncf_model_load(const char *path, struct ncf_model *m, struct fpd
             if (!m->dense[i]) return set_err(err, FPD_STATUS_NOMEM, "%s: out of memory for '%s'", path, T);
             if ((st = fpd_dtype_to_f32(t->dtype, t->data, m->dense[i], rows[i] * dims[i])))
                 return set_err(err, st, "%s: tensor '%s': cannot convert %s", path, T, fpd_dtype_name(t->dtype));
+        } else if (snprintf(key, sizeof key, "%s%s", FPD_META_ROWWISE_PREFIX, T) > 0 &&
+                   fpd_safetensors_metadata_get(m->st, key)) { /* row-wise int8/int4: dequantized, dense */
+            struct fpd_rowwise_table q;
+            struct fpd_rowwise_meta rm;
+            if ((st = fpd_checkpoint_load_rowwise(m->st, T, &q, &rm, err))) return st;
+            rows[i] = q.rows;
+            dims[i] = q.dim;
+            m->dtype[i] = rm.source_dtype;
+            if (!(m->dense[i] = malloc((size_t)(rows[i] * dims[i]) * sizeof(float))))
+                return set_err(err, FPD_STATUS_NOMEM, "%s: out of memory for '%s'", path, T);
+            if ((st = fpd_rowwise_reconstruct(&q, 0, q.rows, m->dense[i], err))) return st;
         } else if (meta) {
             if ((st = fpd_table_meta_from_json(meta, T, &m->meta[i], err)) ||
                 (st = fpd_checkpoint_load_layer(m->st, T, &m->layer[i], err)))
@@ -359,6 +370,7 @@ static bool model_owns(const char *name) {
         size_t l = strlen(table_names[i]);
         if (strcmp(name, table_names[i]) == 0) return true;
         if (strncmp(name, table_names[i], l) == 0 && strncmp(name + l, ".fpd.", 5) == 0) return true;
+        if (strncmp(name, table_names[i], l) == 0 && strncmp(name + l, ".rowwise.", 9) == 0) return true;
     }
     return false;
 }
@@ -475,6 +487,8 @@ enum fpd_status ncf_model_save(const struct ncf_model *m, const char *path, bool
         for (int i = 0; i < 2; i++) {
             char key[256];
             snprintf(key, sizeof key, "%s%s", FPD_META_TABLE_PREFIX, table_names[i]);
+            skip |= strcmp(k, key) == 0;
+            snprintf(key, sizeof key, "%s%s", FPD_META_ROWWISE_PREFIX, table_names[i]);
             skip |= strcmp(k, key) == 0;
         }
         if (!skip) {

@@ -11,7 +11,9 @@ else
     py_check "eval-ncf: HR@10 0.6368 and NDCG@10 0.3691 before (the data README's NumPy values), lower after" "
 import json; e = json.load(open('eval.json'))['eval']
 assert abs(e['hr10_before'] - 0.6368) <= 0.0005 and abs(e['ndcg10_before'] - 0.3691) <= 0.0005, e
-assert 0.2 < e['hr10_after'] < e['hr10_before'], e"
+assert 0.2 < e['hr10_after'] < e['hr10_before'], e
+# the default (--max-error 0.1: both tables int4, 4x) keeps the model: HR@10 0.6313 (NumPy, data README: 0.631)
+assert abs(e['hr10_after'] - 0.6313) <= 0.0005, e"
     "$BUILD/fpd-eval" "$N/ncf_gmf8_ml1m.safetensors" --ncf "$N/ml-1m.test.rating" "$N/ml-1m.test.negative" \
         --movielens "$DATA/movielens-1m/ratings.tsv" --write-train train.tsv >/dev/null 2>&1
     run "$C" "$N/ncf_gmf8_ml1m.safetensors" -o task.safetensors --json --eval-ncf "$N/ml-1m.test.rating" \

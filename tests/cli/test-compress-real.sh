@@ -5,24 +5,51 @@ I="$BUILD/fpd-inspect"
 NCF="$DATA/ncf/ncf_gmf8_ml1m.safetensors"
 GLOVE="$DATA/glove/glove100d_top20k.npy"
 
-# the sample checkpoint in samples/ (always present)
+# the sample checkpoint in samples/ (always present): by default the smallest encoding
+# that meets --max-error 0.1 (GloVe: int8; no FPD candidate and not int4, 0.108)
 run "$C" "$ROOT/samples/glove-10k.safetensors" -o sample.fpd.safetensors --json
 expect_rc "sample: exit 0" 0
 expect_exists "sample: output written" sample.fpd.safetensors
-py_check "sample: JSON report" "
+py_check "sample: JSON report (auto: int8, and why)" "
 import json; r = json.load(open('out.txt'))
 t = r['tables'][0]
-assert r['schema'] == 'fpd-compress/1'
-assert t['name'] == 'word_embeddings.weight' and t['compressed'] and t['rows'] == 10000 and t['dim'] == 100, t
+assert r['schema'] == 'fpd-compress/2' and r['encoding'] == 'auto' and r['max_error'] == 0.1 and r['warnings'] == [], r
+assert t['name'] == 'word_embeddings.weight' and t['compressed'] and t['encoding'] == 'int8', t
+assert t['bytes_before'] == 4000000 and t['bytes_after'] == 10000 * 108, t
+assert 0.005 < t['rel_error'] < 0.008 and t['baselines']['int4_rowwise']['rel_error'] > 0.1, t
+assert 'int8 is the smallest that meets it' in t['why'] and 'FPD: no candidate' in t['why'], t['why']
+assert r['totals']['bytes_after'] == t['bytes_after']"
+run "$C" "$ROOT/samples/glove-10k.safetensors" -o sample-fpd.safetensors --encoding fpd --json
+expect_rc "sample fpd: exit 0" 0
+py_check "sample fpd: JSON report, and a warning that it misses the target" "
+import json; r = json.load(open('out.txt'))
+t = r['tables'][0]
+assert t['encoding'] == 'fpd' and t['compressed'] and t['rows'] == 10000 and t['dim'] == 100, t
 assert t['bytes_before'] == 4000000 and abs(t['ratio'] - t['bytes_before'] / t['bytes_after']) < 1e-3 * t['ratio']
 assert 0 < t['rel_error'] < 1 and t['rel_error'] <= t['rel_error_fit'] + 1e-9, t
-assert r['totals']['bytes_after'] == t['bytes_after']"
+assert len(r['warnings']) == 1 and 'above --max-error 0.1' in r['warnings'][0], r['warnings']"
+expect_grep "sample fpd: the warning on stderr too" err.txt "warning: word_embeddings.weight: fpd has relative error 0\.[0-9]+, above --max-error 0\.1"
 
 if [ ! -f "$NCF" ]; then
     skip "NCF checkpoint" "$NCF not found"
 else
-    run "$C" "$NCF" -o ncf.fpd.safetensors --json
+    run "$C" "$NCF" -o ncf.q.safetensors --json
     expect_rc "ncf: exit 0" 0
+    cp out.txt ncfq.json
+    run "$I" ncf.q.safetensors --json
+    expect_rc "ncf: fpd-inspect exit 0" 0
+    cp out.txt ncfq-inspect.json
+    py_check "ncf: auto writes both tables int4 (0.044, 0.045 < 0.1), inspect sees them with the written sizes" "
+import json, os
+r = json.load(open('ncfq-inspect.json')); c = json.load(open('ncfq.json'))
+assert [t['name'] for t in r['tables']] == ['item_embedding.weight', 'user_embedding.weight'], r['tables']
+for t in r['tables']:
+    ct = [x for x in c['tables'] if x['name'] == t['name']][0]
+    assert t['encoding'] == ct['encoding'] == 'int4' and t['bytes_after'] == ct['bytes_after'] == t['rows'] * 8, (t, ct)
+    assert abs(t['rel_error'] - ct['rel_error']) < 1e-6 and 0.04 < t['rel_error'] < 0.05, (t, ct)
+assert c['totals']['tables_int4'] == 2 and c['totals']['bytes_after'] <= os.path.getsize('ncf.q.safetensors')"
+    run "$C" "$NCF" -o ncf.fpd.safetensors --encoding fpd --json
+    expect_rc "ncf fpd: exit 0" 0
     cp out.txt ncf.json
     run "$I" ncf.fpd.safetensors
     expect_rc "ncf: fpd-inspect exit 0" 0
@@ -33,12 +60,12 @@ else
     py_check "ncf: inspect JSON has both FPD tables with the written sizes" "
 import json, os
 r = json.load(open('ncf-inspect.json')); c = json.load(open('ncf.json'))
-names = sorted(t['name'] for t in r['fpd_tables'])
+names = sorted(t['name'] for t in r['tables'])
 assert names == ['item_embedding.weight', 'user_embedding.weight'], names
-for t in r['fpd_tables']:
+for t in r['tables']:
     ct = [x for x in c['tables'] if x['name'] == t['name']][0]
-    assert t['bytes'] == ct['bytes_after'], (t, ct)
-    assert t['rows'] == ct['rows'] and t['dim'] == ct['dim']
+    assert t['bytes_after'] == ct['bytes_after'] and t['encoding'] == 'fpd', (t, ct)
+    assert t['rows'] == ct['rows'] and t['dim'] == ct['dim'] and t['fit'] == ct['fit'], (t, ct)
 assert c['totals']['bytes_after'] + 0 <= os.path.getsize('ncf.fpd.safetensors')"
     py_check "ncf: other tensors copied byte for byte" "
 import sys; sys.path.insert(0, '$(dirname "$CHECK")')
@@ -69,7 +96,7 @@ else
     py_check "glove: FPD table named after the file, checked by the outside reference" "
 import json, subprocess, sys
 rep = json.load(open('glove.json')); ins = json.load(open('out.txt'))
-assert [t['name'] for t in ins['fpd_tables']] == ['glove100d_top20k'], ins['fpd_tables']
+assert [t['name'] for t in ins['tables']] == ['glove100d_top20k'], ins['tables']
 out = subprocess.run([sys.executable, '$CHECK', 'check', 'glove.fpd.safetensors', '--source', '$GLOVE', '--rows', '20000'],
                      capture_output=True, text=True, check=True).stdout
 t = json.loads(out)['tables'][0]

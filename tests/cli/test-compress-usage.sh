@@ -99,9 +99,19 @@ np.save('small.npy', np.random.default_rng(0).standard_normal((300, 16)).astype(
     run "$C" vec.npy -o out.safetensors
     expect_rc "1-D .npy: exit 2" 2
     expect_absent "not a table: no output" out.safetensors
+    # a .npy obeys --min-rows and --min-ratio like any table (issue 14.6), unless named
     run "$C" small.npy -o small.fpd.safetensors --rank 2 --epochs 0 --json
-    expect_rc "small .npy is compressed as asked (a .npy is one table): exit 0" 0
-    expect_grep "small .npy: compressed" out.txt '"compressed": true'
+    expect_rc "small .npy: exit 0" 0
+    expect_grep "small .npy: kept dense by --min-rows" out.txt '"reason": "300 rows < --min-rows 1000"'
+    run "$C" small.npy -o small2.fpd.safetensors --rank 2 --epochs 0 --tables small --json
+    expect_rc "small .npy named by --tables: exit 0" 0
+    expect_grep "small .npy named by --tables: compressed" out.txt '"compressed": true'
+    python3 -c "
+import numpy as np; np.save('one.npy', np.ones((1, 1), np.float32))"
+    run "$C" one.npy -o one.fpd.safetensors --json
+    expect_rc "1 x 1 .npy: exit 0" 0
+    expect_grep "1 x 1 .npy: kept dense, not 0.33x" out.txt '"compressed": false'
+    expect_grep "1 x 1 .npy: ratio 1" out.txt '"ratio": 1(\.0)?,'
 else
     skip "non-finite and non-float tables" "python3 with numpy not available"
 fi

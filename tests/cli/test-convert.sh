@@ -124,6 +124,25 @@ expect_absent "errors: nothing written" x.safetensors
 expect_absent "errors: nothing written (npy)" x.npy
 expect_no_temp "errors: no temporary files" .
 
+# ---- "-": standard input and output (issue 13) ----
+"$V" - -o - <g.fpd.safetensors >piped.safetensors 2>err.txt
+rc=$?
+expect_rc "stdin -> stdout: exit 0" 0
+if cmp -s piped.safetensors g.dense.safetensors; then _report ok "stdin -> stdout: the same bytes as a file conversion"
+else _report "not ok" "stdin -> stdout: the same bytes as a file conversion" "$(head -c 300 err.txt)"; fi
+expect_absent "-o -: no file named '-'" ./-
+"$V" g.fpd.safetensors -o - --to npy >piped.npy 2>err.txt
+rc=$?
+expect_rc "to npy on stdout: exit 0" 0
+if cmp -s piped.npy g.npy; then _report ok "to npy on stdout: the same bytes"; else _report "not ok" "to npy on stdout: the same bytes"; fi
+run "$V" g.fpd.safetensors -o - --json
+expect_rc "-o - with --json: exit 2" 2
+run "$V" g.fpd.safetensors -o g.json.safetensors --json
+expect_rc "json: exit 0" 0
+py_check "json: schema 2 with bytes_after" "
+import json; r = json.load(open('out.txt'))
+assert r['schema'] == 'fpd-convert/2' and r['bytes_after'] == sum(t['bytes'] for t in r['tensors']), r"
+
 # ---- Python interop (safetensors package + NumPy against the C look-ups) ----
 if python3 -c 'import numpy, safetensors' >/dev/null 2>&1; then
     python3 "$ROOT/tests/python/test_interop.py" "$BUILD" "$ROOT" "$NCF" >py.txt 2>&1

@@ -119,8 +119,8 @@ import json
 t = json.load(open('sample.json'))['tables'][0]
 c = [x for x in t['candidates'] if (x['r'], x['p'], x['k']) == ($r, $p, $k)][0]
 rep = json.load(open('c$i.json'))['tables'][0]
-ins = json.load(open('i$i.json'))['fpd_tables'][0]
-assert c['bytes'] == rep['bytes_after'] == ins['bytes'], (c['bytes'], rep['bytes_after'], ins['bytes'])
+ins = json.load(open('i$i.json'))['tables'][0]
+assert c['bytes'] == rep['bytes_after'] == ins['bytes_after'], (c['bytes'], rep['bytes_after'], ins['bytes_after'])
 assert c['params'] == rep['params'] and c['row_shape'] == rep['row_shape'] == ins['row_shape'], (c, rep)
 assert c['col_shape'] == rep['col_shape'] == ins['col_shape'] and c['ranks'] == rep['ranks'] == ins['ranks']
 assert abs(c['predicted_error'] - rep['rel_error']) <= 0.05 * rep['rel_error'], (c['predicted_error'], rep['rel_error'])"
@@ -128,10 +128,10 @@ assert abs(c['predicted_error'] - rep['rel_error']) <= 0.05 * rep['rel_error'], 
 done
 if [ "$i" -ge 3 ]; then _report ok "sample: compared the candidates"; else _report "not ok" "sample: compared only $i candidates"; fi
 
-# fpd-compress's default is the pick of fpd-suggest
-run "$C" "$SAMPLE" -o default.safetensors --epochs 0 --json --no-progress
+# fpd-compress --encoding fpd's default is the pick of fpd-suggest
+run "$C" "$SAMPLE" -o default.safetensors --encoding fpd --epochs 0 --json --no-progress
 cp out.txt default.json
-py_check "sample: fpd-compress's default (r, p, k) is fpd-suggest's pick" "
+py_check "sample: fpd-compress's default FPD (r, p, k) is fpd-suggest's pick" "
 import json
 s = json.load(open('sample.json'))['tables'][0]['selected']
 d = json.load(open('default.json'))['tables'][0]
@@ -179,3 +179,19 @@ assert abs(c['predicted_error'] - f['rel_error']) <= 0.10 * f['rel_error'], (c['
         done
     done
 fi
+
+# the pick, when dominated, names what dominates it (text and JSON); -q and "-"
+run "$S" "$SAMPLE" --top 3 --json
+cp out.txt dom.json
+py_check "dominated pick: selected_dominated_by names a candidate no larger and no less accurate" "
+import json; t = json.load(open('dom.json'))['tables'][0]
+s, d = t['selected'], t['selected_dominated_by']
+assert s['dominated'] and d is not None, (s, d)
+assert d['bytes'] <= s['bytes'] and d['predicted_error'] <= s['predicted_error'], (s, d)
+assert d['bytes'] <= 0.95 * s['bytes'] or d['predicted_error'] <= 0.99 * s['predicted_error'], (s, d)"
+run "$S" "$SAMPLE" --top 3
+expect_grep "dominated pick: named in the text" out.txt "the pick is dominated by #[0-9]+, r=[0-9]+ p=[0-9]+ k=[0-9]: [0-9]+ bytes \([0-9.]+% smaller\), predicted error 0\.[0-9]+"
+"$S" - -q --no-errors <"$SAMPLE" >out.txt 2>err.txt
+rc=$?
+expect_rc "stdin and -q: exit 0" 0
+expect_lines "stdin and -q: no output" out.txt 0

@@ -187,7 +187,8 @@ static struct fpd_table_meta small_meta(enum fpd_dtype core_dtype) {
 }
 
 enum mutation { MUT_NONE, MUT_NO_META, MUT_NO_CORE1, MUT_CORE_SHAPE, MUT_CORE_INT, MUT_EXTRA_CORE, MUT_PERM_F32,
-                MUT_PERM_SHAPE, MUT_PERM_REPEAT, MUT_PERM_RANGE, MUT_BAD_META };
+                MUT_PERM_SHAPE, MUT_PERM_REPEAT, MUT_PERM_RANGE, MUT_BAD_META, MUT_CORE_NAN, MUT_CORE_INF,
+                MUT_CORE_HUGE, MUT_PERM_NEG, MUT_UNKNOWN_TENSOR };
 
 /* Write a checkpoint holding table "emb" (cores from `layer`, stored as core_dtype)
  * and an unrelated tensor, mutated as asked; open it. */
@@ -233,6 +234,16 @@ static struct fpd_safetensors *write_ckpt(const struct fpd_layer *layer, enum fp
     case MUT_PERM_SHAPE: t[n - 1].ndim = 2, t[n - 1].shape[0] = 5, t[n - 1].shape[1] = 2; break;
     case MUT_PERM_REPEAT: p32[9] = p32[0]; break;
     case MUT_PERM_RANGE: p32[3] = 12; break;
+    case MUT_PERM_NEG: p32[4] = -1; break;
+    case MUT_CORE_NAN: ((float *)bufs[1])[5] = NAN; break;
+    case MUT_CORE_INF: ((float *)bufs[0])[2] = -INFINITY; break;
+    case MUT_CORE_HUGE: /* finite cores whose products overflow F32 */
+        for (int64_t e = 0; e < fpd_layer_shape_core_numel(s, 0); e++) ((float *)bufs[0])[e] = 1e30f;
+        for (int64_t e = 0; e < fpd_layer_shape_core_numel(s, 1); e++) ((float *)bufs[1])[e] = 1e30f;
+        break;
+    case MUT_UNKNOWN_TENSOR:
+        t[n++] = (struct fpd_tensor_info){"emb.fpd.scales", FPD_DTYPE_F32, 1, {18}, extra, sizeof extra};
+        break;
     default: break;
     }
     char *js = NULL;
@@ -364,4 +375,169 @@ Test(checkpoint, outside_reference_accepts_our_layout, .init = tmpdir_init, .fin
              tool, g_dir);
     cr_assert(eq(int, system(cmd), 0));
     fpd_layer_free(src);
+}
+
+/* ---------------------------------------------------------------- issue 14: data checks */
+
+/* The header checks pass; verify (deep or not) and loading refuse, naming the fault. */
+static void expect_data_fault(enum mutation mut, bool shallow_catches, const char *substr) {
+    struct fpd_layer *src = random_layer();
+    struct fpd_safetensors *st = write_ckpt(src, FPD_DTYPE_F32, FPD_DTYPE_F32, g_perm, mut);
+    struct fpd_table_meta meta;
+    struct fpd_error err;
+    cr_assert(eq(int, fpd_checkpoint_check_table(st, "emb", &meta, &err), FPD_STATUS_OK), "%s", err.msg);
+    enum fpd_status s0 = fpd_checkpoint_verify_table(st, "emb", false, &err);
+    if (shallow_catches) {
+        cr_assert(eq(int, s0, FPD_STATUS_FORMAT), "mutation %d passes the core check", (int)mut);
+        cr_assert(strstr(err.msg, substr) != NULL, "message '%s' lacks '%s'", err.msg, substr);
+    } else {
+        cr_assert(eq(int, s0, FPD_STATUS_OK), "%s", err.msg);
+    }
+    cr_assert(eq(int, fpd_checkpoint_verify_table(st, "emb", true, &err), FPD_STATUS_FORMAT), "mutation %d", (int)mut);
+    cr_assert(strstr(err.msg, substr) != NULL, "message '%s' lacks '%s'", err.msg, substr);
+    fpd_safetensors_free(st);
+    fpd_layer_free(src);
+}
+
+Test(checkpoint, verify_finds_bad_data, .init = tmpdir_init, .fini = tmpdir_fini) {
+    expect_data_fault(MUT_CORE_NAN, true, "core 'emb.fpd.core1' element 5 is nan");
+    expect_data_fault(MUT_CORE_INF, true, "core 'emb.fpd.core0' element 2 is -inf");
+    expect_data_fault(MUT_CORE_HUGE, false, "row 0, column 0 of the reconstructed table is inf");
+    expect_data_fault(MUT_PERM_REPEAT, false, "row_perm[9] = 11 repeats");
+    expect_data_fault(MUT_PERM_RANGE, false, "row_perm[3] = 12 is outside [0, 12)");
+    expect_data_fault(MUT_PERM_NEG, false, "row_perm[4] = -1 is outside [0, 12)");
+    /* a clean table passes both */
+    struct fpd_layer *src = random_layer();
+    struct fpd_safetensors *st = write_ckpt(src, FPD_DTYPE_F32, FPD_DTYPE_F32, g_perm, MUT_NONE);
+    struct fpd_error err;
+    cr_assert(eq(int, fpd_checkpoint_verify_table(st, "emb", true, &err), FPD_STATUS_OK), "%s", err.msg);
+    fpd_safetensors_free(st);
+    fpd_layer_free(src);
+}
+
+Test(checkpoint, load_layer_refuses_non_finite_cores, .init = tmpdir_init, .fini = tmpdir_fini) {
+    expect_load_fail(MUT_CORE_NAN, FPD_DTYPE_F32, "emb", "core 'emb.fpd.core1' element 5 is nan; cores must be finite");
+}
+
+Test(checkpoint, unknown_fpd_tensor_is_refused, .init = tmpdir_init, .fini = tmpdir_fini) {
+    struct fpd_layer *src = random_layer();
+    struct fpd_safetensors *st = write_ckpt(src, FPD_DTYPE_F32, FPD_DTYPE_F32, NULL, MUT_UNKNOWN_TENSOR);
+    struct fpd_table_meta meta;
+    struct fpd_error err;
+    cr_assert(eq(int, fpd_checkpoint_check_table(st, "emb", &meta, &err), FPD_STATUS_UNSUPPORTED));
+    cr_assert(strstr(err.msg, "tensor 'emb.fpd.scales' is not part of its encoding") != NULL, "%s", err.msg);
+    fpd_safetensors_free(st);
+    fpd_layer_free(src);
+}
+
+/* ---------------------------------------------------------------- rowwise/1 */
+
+Test(checkpoint, rowwise_meta_json) {
+    struct fpd_rowwise_meta m = {FPD_ROWWISE_INT4, 6040, 8, FPD_DTYPE_BF16, 0.125}, back;
+    char *js = NULL;
+    struct fpd_error err;
+    cr_assert(eq(int, fpd_rowwise_meta_to_json(&m, &js, &err), FPD_STATUS_OK), "%s", err.msg);
+    cr_assert(eq(str, js,
+                 "{\"encoding\":\"int4\",\"layout\":\"fbgemm-fused\",\"rows\":6040,\"dim\":8,"
+                 "\"source_dtype\":\"BF16\",\"rel_error\":0.125}"));
+    cr_assert(eq(int, fpd_rowwise_meta_from_json(js, "u", &back, &err), FPD_STATUS_OK), "%s", err.msg);
+    cr_assert(eq(int, back.kind, FPD_ROWWISE_INT4));
+    cr_assert(eq(i64, back.rows, 6040));
+    cr_assert(eq(i64, back.dim, 8));
+    cr_assert(eq(int, back.source_dtype, FPD_DTYPE_BF16));
+    cr_assert(eq(dbl, back.rel_error, 0.125));
+    fpd_free(js);
+    static const struct { const char *js, *msg; } bad[] = {
+        {"{\"encoding\":\"int2\",\"layout\":\"fbgemm-fused\",\"rows\":1,\"dim\":1,\"source_dtype\":\"F32\",\"rel_error\":0}",
+         "key 'encoding' is 'int2'; int8 or int4 expected"},
+        {"{\"encoding\":\"int8\",\"layout\":\"tbe\",\"rows\":1,\"dim\":1,\"source_dtype\":\"F32\",\"rel_error\":0}",
+         "key 'layout' is 'tbe'; 'fbgemm-fused' expected"},
+        {"{\"encoding\":\"int8\",\"layout\":\"fbgemm-fused\",\"rows\":1,\"dim\":1,\"source_dtype\":\"F32\",\"rel_error\":0,"
+         "\"block\":32}",
+         "metadata key 'block' is not part of rowwise/1"},
+        {"{\"encoding\":\"int8\",\"layout\":\"fbgemm-fused\",\"rows\":1,\"source_dtype\":\"F32\",\"rel_error\":0}",
+         "lacks the key 'dim'"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        cr_assert(eq(int, fpd_rowwise_meta_from_json(bad[i].js, "u", &back, &err), FPD_STATUS_FORMAT));
+        cr_assert(strstr(err.msg, bad[i].msg) != NULL, "'%s' lacks '%s'", err.msg, bad[i].msg);
+    }
+}
+
+/* A checkpoint with row-wise table "u" (5 x 3, int8) and the given metadata. */
+static struct fpd_safetensors *write_rowwise_ex(const char *ext, const char *extra_key, const char *tensor_name,
+                                                int64_t cols, unsigned char *data, int nan_scale_row) {
+    static const float w[15] = {0, 1, 2, -1, -2, -3, 5, 5, 5, 0.5f, 0.25f, 0.125f, 100, -100, 0};
+    for (int i = 0; i < 5; i++) test_rowwise_ref_quantize(8, w + 3 * i, 3, data + 11 * i);
+    float nan = NAN;
+    if (nan_scale_row >= 0) memcpy(data + 11 * nan_scale_row + 3, &nan, 4);
+    struct fpd_rowwise_meta m = {FPD_ROWWISE_INT8, 5, 3, FPD_DTYPE_F32, 0.01};
+    char *js = NULL;
+    struct fpd_error err;
+    cr_assert(eq(int, fpd_rowwise_meta_to_json(&m, &js, &err), FPD_STATUS_OK));
+    struct fpd_tensor_info t[2] = {{tensor_name, FPD_DTYPE_U8, 2, {5, cols}, data, (size_t)(5 * cols)},
+                                   {"bias", FPD_DTYPE_F32, 1, {3}, w, 12}};
+    const char *keys[4] = {FPD_META_VERSION_KEY, "fpd.rowwise.u", FPD_META_EXTENSIONS_KEY, extra_key};
+    const char *vals[4] = {"1", js, ext, "x"};
+    char path[256];
+    snprintf(path, sizeof path, "%s/rw.safetensors", g_dir);
+    int nk = ext ? (extra_key ? 4 : 3) : 2;
+    cr_assert(eq(int, fpd_safetensors_write(path, t, 2, keys, vals, nk, FPD_WRITE_OVERWRITE, &err), FPD_STATUS_OK),
+              "%s", err.msg);
+    fpd_free(js);
+    struct fpd_safetensors *st;
+    cr_assert(eq(int, fpd_safetensors_open(path, &st, &err), FPD_STATUS_OK), "%s", err.msg);
+    return st;
+}
+
+static struct fpd_safetensors *write_rowwise(const char *ext, const char *extra_key, const char *tensor_name,
+                                             int64_t cols, unsigned char *data) {
+    return write_rowwise_ex(ext, extra_key, tensor_name, cols, data, -1);
+}
+
+Test(checkpoint, rowwise_load_and_refusals, .init = tmpdir_init, .fini = tmpdir_fini) {
+    unsigned char data[5 * 11 + 16];
+    struct fpd_error err;
+    struct fpd_rowwise_table q;
+    struct fpd_rowwise_meta m;
+    struct fpd_safetensors *st = write_rowwise(FPD_EXTENSION_ROWWISE, NULL, "u.rowwise.fused", 11, data);
+    cr_assert(eq(int, fpd_checkpoint_load_rowwise(st, "u", &q, &m, &err), FPD_STATUS_OK), "%s", err.msg);
+    cr_assert(eq(int, q.kind, FPD_ROWWISE_INT8));
+    cr_assert(eq(i64, q.rows, 5));
+    cr_assert(memcmp(q.data, data, 55) == 0);
+    float out[3];
+    cr_assert(eq(int, fpd_rowwise_lookup(&q, (int64_t[]){4}, 1, out, &err), FPD_STATUS_OK));
+    for (int j = 0; j < 3; j++) cr_assert(eq(flt, out[j], test_rowwise_ref_value(8, data + 44, 3, j)));
+    cr_assert(eq(int, fpd_checkpoint_verify_table(st, "u", true, &err), FPD_STATUS_OK), "%s", err.msg);
+    fpd_safetensors_free(st);
+
+    /* an extension this build does not know: the whole checkpoint is refused */
+    st = write_rowwise("rowwise/1,blockwise/2", NULL, "u.rowwise.fused", 11, data);
+    cr_assert(eq(int, fpd_checkpoint_load_rowwise(st, "u", &q, &m, &err), FPD_STATUS_UNSUPPORTED));
+    cr_assert(strstr(err.msg, "names the extension 'blockwise/2', which this build") != NULL, "%s", err.msg);
+    fpd_safetensors_free(st);
+    /* rowwise tables without the declaration; an unknown fpd.* key */
+    st = write_rowwise(NULL, NULL, "u.rowwise.fused", 11, data);
+    cr_assert(eq(int, fpd_checkpoint_load_rowwise(st, "u", &q, &m, &err), FPD_STATUS_FORMAT));
+    cr_assert(strstr(err.msg, "does not list 'rowwise/1'") != NULL, "%s", err.msg);
+    fpd_safetensors_free(st);
+    st = write_rowwise(FPD_EXTENSION_ROWWISE, "fpd.codebook.u", "u.rowwise.fused", 11, data);
+    cr_assert(eq(int, fpd_checkpoint_check_extensions(st, &err), FPD_STATUS_UNSUPPORTED));
+    cr_assert(strstr(err.msg, "metadata key 'fpd.codebook.u' is not part of FPD v1") != NULL, "%s", err.msg);
+    fpd_safetensors_free(st);
+    /* wrong row bytes; missing tensor */
+    st = write_rowwise(FPD_EXTENSION_ROWWISE, NULL, "u.rowwise.fused", 10, data);
+    cr_assert(eq(int, fpd_checkpoint_load_rowwise(st, "u", &q, &m, &err), FPD_STATUS_FORMAT));
+    cr_assert(strstr(err.msg, "is U8 [5, 10]; the metadata (int8, 5 x 3) needs U8 [5, 11]") != NULL, "%s", err.msg);
+    fpd_safetensors_free(st);
+    st = write_rowwise(FPD_EXTENSION_ROWWISE, NULL, "u.rowwise.codes", 11, data);
+    cr_assert(eq(int, fpd_checkpoint_load_rowwise(st, "u", &q, &m, &err), FPD_STATUS_FORMAT));
+    cr_assert(strstr(err.msg, "tensor 'u.rowwise.fused' is missing") != NULL, "%s", err.msg);
+    fpd_safetensors_free(st);
+    /* a NaN scale passes the header, not --verify */
+    st = write_rowwise_ex(FPD_EXTENSION_ROWWISE, NULL, "u.rowwise.fused", 11, data, 2);
+    cr_assert(eq(int, fpd_checkpoint_verify_table(st, "u", false, &err), FPD_STATUS_OK), "%s", err.msg);
+    cr_assert(eq(int, fpd_checkpoint_verify_table(st, "u", true, &err), FPD_STATUS_FORMAT));
+    cr_assert(strstr(err.msg, "row 2 of 'u.rowwise.fused' has a scale or bias that is NaN") != NULL, "%s", err.msg);
+    fpd_safetensors_free(st);
 }

@@ -2,7 +2,9 @@
  * fuzz-safetensors.c - libFuzzer target for the safetensors reader (built by
  * `make fuzz` with ASan and UBSan; not part of `make test`). Every input is
  * opened from memory; when it is accepted, every view and metadata string is
- * read in full, so a view that points outside the input shows as an ASan error.
+ * read in full, so a view that points outside the input shows as an ASan error, and
+ * every FPD or row-wise table it declares is checked (fpd_checkpoint_verify_table,
+ * deep: cores, row_perm, every reconstructed or dequantized row).
  *
  *   make fuzz && build/fuzz-safetensors -max_total_time=60 [corpus-dir]
  */
@@ -35,6 +37,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             const char *k, *v;
             fpd_safetensors_metadata_at(st, i, &k, &v);
             sum += (unsigned)(strlen(k) + strlen(v));
+            /* the FPD v1 and rowwise/1 readers on whatever tables the header claims:
+             * refusals must explain themselves, acceptances must stay inside the input */
+            const char *tn = strncmp(k, FPD_META_TABLE_PREFIX, strlen(FPD_META_TABLE_PREFIX)) == 0
+                                 ? k + strlen(FPD_META_TABLE_PREFIX)
+                             : strncmp(k, FPD_META_ROWWISE_PREFIX, strlen(FPD_META_ROWWISE_PREFIX)) == 0
+                                 ? k + strlen(FPD_META_ROWWISE_PREFIX)
+                                 : NULL;
+            if (!tn) continue;
+            /* deep only for tables of a bounded size: a header may claim 10^18 rows of tiny
+             * cores, which --verify would honestly reconstruct for ages */
+            struct fpd_table_meta meta;
+            bool small = fpd_checkpoint_check_table(st, tn, &meta, &err) != FPD_STATUS_OK ||
+                         (double)meta.shape.rows * (double)meta.shape.dim <= 1e6;
+            if (fpd_checkpoint_verify_table(st, tn, small, &err) != FPD_STATUS_OK && err.msg[0] == '\0') abort();
         }
         (void)sum;
         fpd_safetensors_free(st);

@@ -1,7 +1,7 @@
 /*
  * test-quality.c - fpd_layer_quality against brute-force references written here:
  * errors, cosine mean/p5/min, recall@10 by exhaustive search, and FBGEMM-style
- * row-wise int8/int4 quantization (F16 scale and bias via _Float16).
+ * FBGEMM row-wise int8/int4 quantization (test-util.h's reference, F16 via _Float16).
  */
 #include <criterion/criterion.h>
 #include <criterion/new/assert.h>
@@ -13,23 +13,15 @@ static int cmp_dbl(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
+/* squared error of FBGEMM row-wise quantization (the reference in test-util.h) */
 static double quant_ref(const float *x, int dim, int levels, int half) {
-    float lo = x[0], hi = x[0];
-    for (int j = 1; j < dim; j++) {
-        if (x[j] < lo) lo = x[j];
-        if (x[j] > hi) hi = x[j];
-    }
-    float scale = (hi - lo) / levels, bias = lo;
-    if (half) {
-        scale = (float)(__extension__(_Float16)scale);
-        bias = (float)(__extension__(_Float16)bias);
-    }
+    (void)half;
+    unsigned char q[512];
+    int bits = levels == 255 ? 8 : 4;
+    test_rowwise_ref_quantize(bits, x, dim, q);
     double e = 0;
     for (int j = 0; j < dim; j++) {
-        float q = scale > 0 ? rintf((x[j] - bias) / scale) : 0;
-        if (q < 0) q = 0;
-        if (q > levels) q = (float)levels;
-        double d = x[j] - ((double)q * scale + bias);
+        double d = (double)x[j] - (double)test_rowwise_ref_value(bits, q, dim, j);
         e += d * d;
     }
     return e;
