@@ -16,7 +16,7 @@
  * known dtype, a shape of non-negative integers whose product times the dtype size
  * does not overflow and equals end - begin; offsets, sorted, are contiguous from 0
  * (no hole, no overlap) and end exactly at the end of the file; names are unique;
- * __metadata__ maps strings to strings.
+ * __metadata__ maps strings to strings or is null (no metadata).
  *
  * Usage:
  *   struct fpd_safetensors *st;
