@@ -40,7 +40,17 @@ void cli_progress_init(struct cli_progress *p, int mode /* -1 off, 0 auto (tty),
  * once SIGINT or SIGTERM was received (see cli_install_signals), so long work stops. */
 bool cli_progress_cb(const char *stage, int64_t done, int64_t total, void *user_data);
 void cli_progress_done(struct cli_progress *p);
-/* SIGINT/SIGTERM set a flag that cli_progress_cb turns into a cancellation. */
+/* Signals. Every tool that links cli.c has its handlers before main (a
+ * constructor), with SIGBUS, SIGINT and SIGTERM unblocked:
+ * - SIGBUS from a read past the end of a mapped input that was truncated during the
+ *   run (fpd_mapped_file_at names it): "PROG: error: FILE: the file shrank while it
+ *   was being read (truncated during the run); nothing was written", the named
+ *   temporary outputs removed (fpd_write_remove_temporaries), exit 1. Another
+ *   SIGBUS keeps its default action.
+ * - SIGINT/SIGTERM: "PROG: error: interrupted; nothing was written", the named
+ *   temporary outputs removed, exit 128+N at once; after cli_install_signals (called
+ *   before long work that polls), they only set a flag that cli_progress_cb turns
+ *   into a cancellation and the tool reports (cli_interrupted). */
 void cli_install_signals(void);
 bool cli_interrupted(void);
 /* 128 + the signal received (130 for SIGINT, 143 for SIGTERM), the shell's convention. */
