@@ -228,6 +228,21 @@ const struct fpd_tensor_info *cli_input_tensor(const struct cli_input *in, int64
     return in->npy ? &in->npy_tensor : fpd_safetensors_tensor(in->st, i);
 }
 
+const char *cli_not_a_table(const struct fpd_tensor_info *t, char *buf, size_t len) {
+    if (t->ndim != 2 || !fpd_dtype_is_float(t->dtype)) {
+        snprintf(buf, len, "an %s tensor with %d dimension(s); only 2-D float tables (F32, F64, F16, BF16) can be "
+                 "compressed", fpd_dtype_name(t->dtype), (int)t->ndim);
+        return buf;
+    }
+    if (t->shape[0] < 1 || t->shape[1] < 1) {
+        char sh[64];
+        snprintf(buf, len, "an empty %s table (shape %s): it has no %s to compress", fpd_dtype_name(t->dtype),
+                 cli_shape(t->shape, t->ndim, sh, sizeof sh), t->shape[0] < 1 ? "rows" : "columns");
+        return buf;
+    }
+    return NULL;
+}
+
 /* ------------------------------------------------------------ parsing */
 
 int64_t cli_parse_i64(const char *opt, const char *s, int64_t min) {

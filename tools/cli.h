@@ -76,6 +76,12 @@ void cli_input_free(struct cli_input *in);
 int64_t cli_input_count(const struct cli_input *in);
 const struct fpd_tensor_info *cli_input_tensor(const struct cli_input *in, int64_t i);
 
+/* Why tensor t is not a table that can be compressed (a 2-D float tensor with at
+ * least one row and one column), into buf: "an I32 tensor with 2 dimension(s);
+ * only 2-D float tables (F32, F64, F16, BF16) can be compressed", "an empty F32
+ * table (shape 0x16): it has no rows to compress"; NULL when it is one. */
+const char *cli_not_a_table(const struct fpd_tensor_info *t, char *buf, size_t len);
+
 /* Row frequencies (access counts) for a table of `rows` rows: a .npy (any
  * numeric dtype, shape [rows] or [rows, 1]) or a text file with one number per
  * line (blank lines and lines starting with '#' skipped). *out is malloc'ed

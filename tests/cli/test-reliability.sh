@@ -110,3 +110,44 @@ expect_rc "stale temporary: the run succeeds" 0
 expect_absent "stale temporary: removed" .s.out.safetensors.tmp-Ab12Cd
 expect_exists "stale temporary: a fresh one is kept" .s.out.safetensors.tmp-Fresh1
 rm -f .s.out.safetensors.tmp-Fresh1
+
+# ---- edge shapes (issue 14, item 6)
+# mk_npy FILE SHAPE: an F32 .npy of that shape (a Python tuple) with no data
+mk_npy() {
+    h="{'descr': '<f4', 'fortran_order': False, 'shape': $2, }"
+    pad=$((64 - (10 + ${#h} + 1) % 64))
+    [ $pad -eq 64 ] && pad=0
+    { printf '\223NUMPY\001\000'; printf "\\$(printf %03o $(((${#h} + pad + 1) % 256)))\\$(printf %03o $(((${#h} + pad + 1) / 256)))"
+      printf '%s' "$h"; printf "%${pad}s\n" ''; } >"$1"
+}
+mk_npy rows0.npy '(0, 16)'
+mk_npy cols0.npy '(16, 0)'
+run "$BUILD/fpd-inspect" rows0.npy
+expect_rc "0-row .npy: readable" 0
+run "$C" rows0.npy -o rows0.safetensors
+expect_rc "0-row table: exit 2" 2
+expect_grep "0-row table: says it is empty, not that it is not 2-D" err.txt \
+    "^fpd-compress: error: rows0.npy: tensor 'rows0' is an empty F32 table \(shape 0x16\): it has no rows to compress"
+expect_no_grep "0-row table: no contradiction" err.txt "only 2-D float tables"
+run "$C" cols0.npy -o cols0.safetensors
+expect_grep "0-column table: says so" err.txt "tensor 'cols0' is an empty F32 table \(shape 16x0\): it has no columns to compress"
+run "$BUILD/fpd-suggest" rows0.npy -t rows0
+expect_rc "0-row table, fpd-suggest -t: exit 2" 2
+expect_grep "0-row table, fpd-suggest -t: says so" err.txt "tensor 'rows0' is an empty F32 table \(shape 0x16\)"
+mk_npy over0.npy '(488888888, 8888888888888, 0)'
+run "$BUILD/fpd-inspect" over0.npy
+expect_rc "zero-size shape whose other dimensions overflow (.npy): refused" 1
+expect_grep "zero-size shape whose other dimensions overflow (.npy): says so" err.txt "over0.npy: shape of the array overflows"
+# safetensors: "__metadata__": null is no metadata (the reference accepts it); an
+# overflowing shape with a zero after it is refused (the library refuses it)
+h='{"__metadata__":null,"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}  '
+{ printf '\114\000\000\000\000\000\000\000%s' "$h"; printf '\000\000\200\077'; } >nullmeta.safetensors
+run "$BUILD/fpd-inspect" nullmeta.safetensors
+expect_rc "__metadata__ null: accepted" 0
+expect_grep "__metadata__ null: the tensor is listed" out.txt "^w +F32 +\[1\]"
+h='{"w":{"dtype":"F32","shape":[488888888,8888888888888,0],"data_offsets":[0,0]}}'
+{ printf '\116\000\000\000\000\000\000\000%s' "$h"; } >over0.safetensors
+run "$BUILD/fpd-inspect" over0.safetensors
+expect_rc "zero-size shape whose other dimensions overflow (safetensors): refused" 1
+expect_grep "zero-size shape whose other dimensions overflow (safetensors): says so" err.txt \
+    "over0.safetensors: tensor 'w': shape \[488888888, 8888888888888, 0\] of F32 overflows"
