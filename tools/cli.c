@@ -91,7 +91,7 @@ static void on_sigbus(int sig, siginfo_t *si, void *uctx) {
     }
     put_error_start();
     put_err(path);
-    put_err(": the file shrank while it was being read (truncated during the run); nothing was written\n");
+    put_err(": the file shrank while it was being read (truncated during the run)\n");
     fpd_write_remove_temporaries();
     _exit(CLI_EXIT_FAILURE);
 }

@@ -44,9 +44,9 @@ void cli_progress_done(struct cli_progress *p);
  * constructor), with SIGBUS, SIGINT and SIGTERM unblocked:
  * - SIGBUS from a read past the end of a mapped input that was truncated during the
  *   run (fpd_mapped_file_at names it): "PROG: error: FILE: the file shrank while it
- *   was being read (truncated during the run); nothing was written", the named
- *   temporary outputs removed (fpd_write_remove_temporaries), exit 1. Another
- *   SIGBUS keeps its default action.
+ *   was being read (truncated during the run)", the named temporary outputs
+ *   removed (fpd_write_remove_temporaries), exit 1: the output being made is not
+ *   written (fpd-batch's finished ones stay). Another SIGBUS keeps its default action.
  * - SIGINT/SIGTERM: "PROG: error: interrupted; nothing was written", the named
  *   temporary outputs removed, exit 128+N at once; after cli_install_signals (called
  *   before long work that polls), they only set a flag that cli_progress_cb turns
