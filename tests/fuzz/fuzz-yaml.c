@@ -14,11 +14,22 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
+static char dir[64] = "";
+
+static void scratch_remove(void) {
+    char p[128];
+    snprintf(p, sizeof p, "%s/a.npy", dir);
+    unlink(p);
+    snprintf(p, sizeof p, "%s/b.safetensors", dir);
+    unlink(p);
+    rmdir(dir);
+}
+
 static const char *scratch(void) {
-    static char dir[64] = "";
     if (dir[0]) return dir;
     strcpy(dir, "/tmp/fpd-fuzz-yaml-XXXXXX");
     if (!mkdtemp(dir)) abort();
@@ -30,6 +41,7 @@ static const char *scratch(void) {
     if (fpd_npy_write(p, &t, FPD_WRITE_OVERWRITE, &err)) abort();
     snprintf(p, sizeof p, "%s/b.safetensors", dir);
     if (fpd_safetensors_write(p, &t, 1, NULL, NULL, 0, FPD_WRITE_OVERWRITE, &err)) abort();
+    atexit(scratch_remove);
     return dir;
 }
 
