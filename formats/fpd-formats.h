@@ -207,6 +207,15 @@ FPD_API enum fpd_status fpd_checkpoint_check_table(const struct fpd_safetensors 
 FPD_API enum fpd_status fpd_checkpoint_load_layer(const struct fpd_safetensors *st, const char *table,
                                                   struct fpd_layer **out, struct fpd_error *err);
 
+/* Write data[0..n) to path atomically, as fpd_safetensors_write writes (unnamed
+ * temporary file, fsync, link or rename; never a partial file, no temporary left;
+ * without FPD_WRITE_OVERWRITE an existing path is never replaced). For the tools'
+ * own small files (reports, state records). data may be NULL when n is 0.
+ * Errors: IO ("<path> already exists", or the system's reason), INVALID_ARG (path
+ * ends in '/'), NOMEM. */
+FPD_API enum fpd_status fpd_write_file_atomic(const char *path, const void *data, size_t n, unsigned flags,
+                                              struct fpd_error *err);
+
 /* ---------------------------------------------------------------- signal safety */
 
 /* The path given to fpd_safetensors_open or fpd_npy_open whose memory mapping holds

@@ -358,3 +358,14 @@ void fpd__atomic_abort(struct fpd__atomic_file *f) {
     fpd_free(f->dir);
     f->tmp = f->dir = NULL;
 }
+
+enum fpd_status fpd_write_file_atomic(const char *path, const void *data, size_t n, unsigned flags,
+                                      struct fpd_error *err) {
+    FPD_ASSERT(path && (data || n == 0));
+    struct fpd__atomic_file af = {.fd = -1};
+    enum fpd_status st = fpd__atomic_open(path, flags, &af, err);
+    if (!st && n) st = fpd__atomic_write(&af, data, n, err);
+    if (!st) st = fpd__atomic_commit(&af, flags, err);
+    fpd__atomic_abort(&af);
+    return st;
+}

@@ -226,3 +226,27 @@ Test(atomic, truncated_input_while_copying, .init = dir_init, .fini = dir_fini) 
     cr_assert(eq(str, (char *)listing(), "in.safetensors"));
     fpd_safetensors_free(st);
 }
+
+Test(atomic, write_file_atomic, .init = dir_init, .fini = dir_fini) {
+    char path[256];
+    snprintf(path, sizeof path, "%s/report.json", g_dir);
+    struct fpd_error err;
+    cr_assert(eq(int, fpd_write_file_atomic(path, "{}\n", 3, 0, &err), FPD_STATUS_OK), "%s", err.msg);
+    cr_assert(eq(int, fpd_write_file_atomic(path, "[]\n", 3, 0, &err), FPD_STATUS_IO));
+    cr_assert(strstr(err.msg, "already exists") != NULL, "%s", err.msg);
+    cr_assert(eq(int, fpd_write_file_atomic(path, "[1]\n", 4, FPD_WRITE_OVERWRITE, &err), FPD_STATUS_OK), "%s", err.msg);
+    FILE *f = fopen(path, "rb");
+    char buf[16] = {0};
+    size_t got = fread(buf, 1, sizeof buf, f);
+    fclose(f);
+    cr_assert(eq(sz, got, 4));
+    cr_assert(eq(str, buf, "[1]\n"));
+    cr_assert(eq(int, fpd_write_file_atomic(path, NULL, 0, FPD_WRITE_OVERWRITE, &err), FPD_STATUS_OK), "%s", err.msg);
+    struct stat sb;
+    cr_assert(stat(path, &sb) == 0 && sb.st_size == 0);
+    cr_assert(eq(str, (char *)listing(), "report.json"));
+    char bad[256];
+    snprintf(bad, sizeof bad, "%s/nofolder/x.json", g_dir);
+    cr_assert(eq(int, fpd_write_file_atomic(bad, "x", 1, 0, &err), FPD_STATUS_IO));
+    cr_assert(strstr(err.msg, bad) != NULL, "%s", err.msg);
+}
