@@ -532,11 +532,12 @@ static enum fpd_status parse_inputs(struct ctx *c, const yaml_node_t *n) {
                         strcmp(full, spec) ? full : "", strcmp(full, spec) ? ")" : "");
             else if (!S_ISREG(sb.st_mode)) st = at(c, v, "input '%s' is not a regular file", spec);
         }
-        size_t count = pattern ? g.gl_pathc : 1;
+        size_t count = pattern ? g.gl_pathc : 1, files = 0;
         for (size_t j = 0; j < count && !st; j++) {
             const char *path = pattern ? g.gl_pathv[j] : full;
             struct stat sb;
             if (pattern && (stat(path, &sb) != 0 || !S_ISREG(sb.st_mode))) continue; /* folders matched by the pattern */
+            files++;
             char *rp = realpath(path, NULL);
             bool seen = false;
             for (int64_t q = 0; q < p->n_inputs && rp; q++) seen |= strcmp(real[q], rp) == 0;
@@ -575,6 +576,8 @@ static enum fpd_status parse_inputs(struct ctx *c, const yaml_node_t *n) {
             real[p->n_inputs++] = rp;
             if (!in->path || !in->name) st = at(c, v, "out of memory");
         }
+        if (!st && pattern && files == 0) /* e.g. "..*" matches only ".." */
+            st = at(c, v, "input pattern '%s' matches no file, only folders (such as '%s')", spec, g.gl_pathv[0]);
         if (pattern) globfree(&g);
         free(full);
     }

@@ -75,3 +75,15 @@ printf 'inputs: [../a.safetensors]\noutput:\n  folder: new/deeper/out\n' >y/p.ya
 run "$B" y/p.yaml --check
 expect_rc "output folder to be created: valid" 0
 expect_absent "output folder to be created: --check creates nothing" y/new
+
+# fuzz-yaml regression (tests/fuzz/regressions/fuzz-yaml/): a pattern that matches only
+# folders ("..*" matches "..") was accepted and gave a pipeline of 0 checkpoints
+mkdir -p fz/sub && cp "$ROOT/tests/fuzz/regressions/fuzz-yaml/pattern-matching-only-folders.yaml" fz/p.yaml
+run "$B" fz/p.yaml --check
+expect_rc "pattern matching only folders: exit 2" 2
+expect_grep "pattern matching only folders: says so" err.txt \
+    "^fpd-batch: error: fz/p.yaml:3:5: input pattern '\.\.\*' matches no file, only folders \(such as '.*\.\.'\)"
+printf 'inputs:\n  - "s*"\noutput:\n  folder: out\n' >fz/q.yaml
+run "$B" fz/q.yaml --check
+expect_rc "pattern matching a folder: exit 2" 2
+expect_grep "pattern matching a folder: names it" err.txt "input pattern 's\*' matches no file, only folders \(such as '.*fz/sub'\)"
