@@ -194,8 +194,9 @@ bench: all $(BENCHES)
 
 # fuzz: libFuzzer targets (tests/fuzz/fuzz-*.c) built with clang, ASan and UBSan into
 # $(BUILD_DIR)/fuzz/, each run for FUZZ_SECONDS on its corpus (a work copy under
-# $(BUILD_DIR)/fuzz/corpus-NAME, seeded from tests/fuzz/corpus/NAME). A crash stops it
-# and leaves crash-* (reproduce: $(BUILD_DIR)/fuzz/NAME crash-FILE).
+# $(BUILD_DIR)/fuzz/corpus-NAME, seeded from tests/fuzz/corpus/NAME), after replaying
+# the inputs that once crashed it (tests/fuzz/regressions/NAME). A crash stops it and
+# leaves crash-* (reproduce: $(BUILD_DIR)/fuzz/NAME crash-FILE).
 FUZZ_CC      ?= clang
 FUZZ_SECONDS ?= 60
 FUZZ_RUN_FLAGS ?= -timeout=10 -rss_limit_mb=2048 -print_final_stats=1
@@ -219,6 +220,10 @@ fuzz-build: $(FUZZ_BINS)
 fuzz: fuzz-build
 	@for b in $(FUZZ_BINS); do \
 	  n=$$(basename $$b); c=$(FUZZ_DIR)/corpus-$$n; mkdir -p $$c; \
+	  if [ -d tests/fuzz/regressions/$$n ]; then \
+	    echo "==> $$n: replaying tests/fuzz/regressions/$$n"; \
+	    $$b tests/fuzz/regressions/$$n/* >/dev/null 2>&1 || { echo "$$n: a regression input fails again"; exit 1; }; \
+	  fi; \
 	  echo "==> $$n for $(FUZZ_SECONDS) s (corpus $$c, seeds tests/fuzz/corpus/$$n)"; \
 	  (cd $(FUZZ_DIR) && ./$$n $(FUZZ_RUN_FLAGS) -max_total_time=$(FUZZ_SECONDS) \
 	     corpus-$$n $(abspath tests/fuzz/corpus)/$$n) || exit 1; \

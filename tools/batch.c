@@ -999,8 +999,10 @@ static enum fpd_status check_outputs(struct ctx *c, const yaml_node_t *inputs_no
 /* Why the run could not create files in folder (creating it and its parents if
  * missing, as it does): false and a reason in why, or true. */
 static bool folder_usable(const char *folder, char *why, size_t cap) {
-    char *s = strdup(folder);
+    size_t n = strlen(folder);
+    char *s = malloc(n + 2); /* room for "." */
     if (!s) return snprintf(why, cap, "out of memory"), false;
+    memcpy(s, n ? folder : ".", n ? n + 1 : 2);
     bool ok = false;
     for (;;) {
         struct stat sb;
@@ -1011,7 +1013,7 @@ static bool folder_usable(const char *folder, char *why, size_t cap) {
                 ok = true;
             break;
         }
-        if (errno != ENOENT && errno != ENOTDIR) {
+        if ((errno != ENOENT && errno != ENOTDIR) || !strcmp(s, ".") || !strcmp(s, "/")) {
             snprintf(why, cap, "cannot reach '%s': %s", s, strerror(errno));
             break;
         }
@@ -1037,7 +1039,7 @@ static enum fpd_status check_folders(struct ctx *c) {
         char *dir = strdup(reports[i]);
         if (!dir) return at(c, NULL, "out of memory");
         char *slash = strrchr(dir, '/');
-        if (slash) *slash = '\0';
+        if (slash) slash[slash == dir] = '\0'; /* "/r.json": the folder is "/" */
         bool ok = folder_usable(slash ? dir : ".", why, sizeof why);
         free(dir);
         if (!ok)

@@ -87,3 +87,14 @@ printf 'inputs:\n  - "s*"\noutput:\n  folder: out\n' >fz/q.yaml
 run "$B" fz/q.yaml --check
 expect_rc "pattern matching a folder: exit 2" 2
 expect_grep "pattern matching a folder: names it" err.txt "input pattern 's\*' matches no file, only folders \(such as '.*fz/sub'\)"
+# fuzz-yaml regression: a report in the root folder ("/../bu26 ...") made the folder
+# check write past a buffer (seen under ASan: make SANITIZE=address,undefined, or make fuzz)
+cp "$ROOT/tests/fuzz/regressions/fuzz-yaml/report-in-root-folder.yaml" fz/r.yaml
+cp "$ROOT/tests/fuzz/corpus/fuzz-npy/f4-2x3.npy" fz/a.npy
+run "$B" fz/r.yaml --check
+if [ "$(id -u)" = 0 ]; then
+    expect_rc "report in the root folder: valid" 0
+else
+    expect_rc "report in the root folder: refused" 2
+    expect_grep "report in the root folder: says why" err.txt "report.json '/bu26 .*' cannot be written: '/' is not writable"
+fi
