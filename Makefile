@@ -5,6 +5,7 @@
 #   make test       install missing Debian packages, build, run every test (Criterion + CLI)
 #   make check      a fast subset of the tests
 #   make bench      benchmarks (FPD vs dense look-up, fit timings)
+#   make fuzz       build the libFuzzer targets (clang) and run each FUZZ_SECONDS (default 60)
 #   make install    PREFIX=/usr/local DESTDIR=
 #
 # Knobs: CC NVCC CUDA_HOME PKG_CONFIG PREFIX DESTDIR BUILD_DIR CUDA=auto|0|1
@@ -109,7 +110,7 @@ $(shell mkdir -p $(BUILD_DIR) && (test "$$(cat $(VARIANT_STAMP) 2>/dev/null)" = 
 export FPD_DATA_DIR ?= $(abspath ../shared/data)
 export FPD_BUILD_DIR := $(abspath $(BUILD_DIR))
 
-.PHONY: all tools samples lib deps demo test check bench fuzz install clean summary
+.PHONY: all tools samples lib deps demo test check bench fuzz fuzz-build install clean summary
 # Keep objects of pattern-rule chains (tools, benches): they are not intermediates to delete.
 .SECONDARY:
 all: summary lib tools samples
@@ -199,13 +200,41 @@ check: all $(TEST_BIN)
 bench: all $(BENCHES)
 	@for b in $(BENCHES); do echo "==> $$b"; $$b || exit 1; done
 
-fuzz:
-	@echo "fuzz targets: $(FUZZ_SRC)"
-	@for f in $(FUZZ_SRC); do \
-	  n=$$(basename $$f .c); \
-	  clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -I. -Ilib $(DEP_CFLAGS) $$f \
-	    $(filter-out lib/cuda/%,$(LIB_SRC)) -o $(BUILD_DIR)/$$n $(FPD_LDLIBS) && \
-	  echo "built $(BUILD_DIR)/$$n (run: $(BUILD_DIR)/$$n -max_total_time=60)"; \
+# fuzz: libFuzzer targets (tests/fuzz/fuzz-*.c) built with clang, ASan and UBSan into
+# $(BUILD_DIR)/fuzz/, each run for FUZZ_SECONDS on its corpus (a work copy under
+# $(BUILD_DIR)/fuzz/corpus-NAME, seeded from tests/fuzz/corpus/NAME), after replaying
+# the inputs that once crashed it (tests/fuzz/regressions/NAME). A crash stops it and
+# leaves crash-* (reproduce: $(BUILD_DIR)/fuzz/NAME crash-FILE).
+FUZZ_CC      ?= clang
+FUZZ_SECONDS ?= 60
+FUZZ_RUN_FLAGS ?= -timeout=10 -rss_limit_mb=2048 -print_final_stats=1
+FUZZ_CFLAGS  := -std=c11 -D_GNU_SOURCE -g -O1 -fno-omit-frame-pointer -fsanitize=address,undefined \
+                -fno-sanitize-recover=undefined -I. -Ilib $(DEP_CFLAGS)
+FUZZ_DIR     := $(BUILD_DIR)/fuzz
+FUZZ_OBJ     := $(patsubst %.c,$(FUZZ_DIR)/obj/%.o,$(filter-out lib/cuda/%,$(LIB_SRC)) $(TOOL_COMMON_SRC))
+FUZZ_BINS    := $(FUZZ_SRC:tests/fuzz/%.c=$(FUZZ_DIR)/%)
+
+$(FUZZ_DIR)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  FUZZCC $<")
+	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -MMD -MP -c $< -o $@
+
+$(FUZZ_DIR)/fuzz-%: tests/fuzz/fuzz-%.c $(FUZZ_OBJ)
+	@$(if $(Q),echo "  FUZZLD $@")
+	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer $< $(FUZZ_OBJ) -o $@ $(FPD_LDLIBS)
+
+fuzz-build: $(FUZZ_BINS)
+
+fuzz: fuzz-build
+	@for b in $(FUZZ_BINS); do \
+	  n=$$(basename $$b); c=$(FUZZ_DIR)/corpus-$$n; mkdir -p $$c; \
+	  if [ -d tests/fuzz/regressions/$$n ]; then \
+	    echo "==> $$n: replaying tests/fuzz/regressions/$$n"; \
+	    $$b tests/fuzz/regressions/$$n/* >/dev/null 2>&1 || { echo "$$n: a regression input fails again"; exit 1; }; \
+	  fi; \
+	  echo "==> $$n for $(FUZZ_SECONDS) s (corpus $$c, seeds tests/fuzz/corpus/$$n)"; \
+	  (cd $(FUZZ_DIR) && ./$$n $(FUZZ_RUN_FLAGS) -max_total_time=$(FUZZ_SECONDS) \
+	     corpus-$$n $(abspath tests/fuzz/corpus)/$$n) || exit 1; \
 	done
 
 install: all

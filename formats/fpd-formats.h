@@ -16,7 +16,7 @@
  * known dtype, a shape of non-negative integers whose product times the dtype size
  * does not overflow and equals end - begin; offsets, sorted, are contiguous from 0
  * (no hole, no overlap) and end exactly at the end of the file; names are unique;
- * __metadata__ maps strings to strings.
+ * __metadata__ maps strings to strings or is null (no metadata).
  *
  * Usage:
  *   struct fpd_safetensors *st;
@@ -98,11 +98,15 @@ FPD_API const char *fpd_safetensors_path(const struct fpd_safetensors *st);
  * Tensors are written sorted by name (bytewise), so the output is deterministic;
  * metadata keys sorted too ("__metadata__" comes first in the header, and only
  * when n_meta > 0). The header is padded with spaces to a multiple of 8.
- * Atomic: a temporary file "<dir>/.<base>.tmp-XXXXXX" (created O_EXCL, mode 0666
- * less the umask) written, fsync'ed, moved to path, folder fsync'ed (best effort:
- * a failure there is logged, since path is already complete); on any failure the
- * temporary file is removed and path is untouched. Without FPD_WRITE_OVERWRITE an
- * existing path is never replaced (renameat2 RENAME_NOREPLACE, else link+unlink).
+ * Atomic: an unnamed temporary file in path's folder (O_TMPFILE; mode 0666 less the
+ * umask) is written, fsync'ed and linked at path, folder fsync'ed (best effort: a
+ * failure there is logged, since path is already complete); a process killed at
+ * any point, even by SIGKILL, leaves no file behind. Where the file system has no
+ * O_TMPFILE, a named temporary "<dir>/.<base>.tmp-XXXXXX" is used instead, and
+ * stale ones of the same path (left by a killed run) are removed by the next write.
+ * On any failure path is untouched and no temporary file is left. Without
+ * FPD_WRITE_OVERWRITE an existing path is never replaced (linkat or renameat2
+ * RENAME_NOREPLACE, else link+unlink).
  * Names, keys and values must be UTF-8; data may be NULL when nbytes is 0.
  * Errors: INVALID_ARG (duplicate or empty name, nbytes not matching the shape,
  * name "__metadata__", duplicate metadata key, not UTF-8), IO (with path and errno
@@ -140,9 +144,9 @@ FPD_API void fpd_npy_free(struct fpd_npy *npy);
  * False, the header padded with spaces and '\n' so the data starts at a multiple of
  * 64 bytes (as numpy.save), then t->nbytes bytes of t->data unchanged (bit for bit).
  * A scalar (ndim 0) is written with shape (). Atomic as fpd_safetensors_write
- * (temporary "<dir>/.<base>.tmp-XXXXXX", fsync, rename; without FPD_WRITE_OVERWRITE
- * an existing path is never replaced); on failure path is untouched and no temporary
- * file is left. Errors: UNSUPPORTED (BF16 and the F8 dtypes: numpy has none; convert
+ * (unnamed temporary file, else ".<base>.tmp-XXXXXX"; fsync; link or rename; without
+ * FPD_WRITE_OVERWRITE an existing path is never replaced); on failure path is
+ * untouched and no temporary file is left. Errors: UNSUPPORTED (BF16 and the F8 dtypes: numpy has none; convert
  * to F32 first), INVALID_ARG (ndim out of range, nbytes not matching the shape, data
  * NULL with nbytes > 0), IO ("<path> already exists", write/fsync/rename with the
  * system's reason), NOMEM. */
@@ -268,6 +272,30 @@ FPD_API enum fpd_status fpd_checkpoint_load_rowwise(const struct fpd_safetensors
  * or the first non-finite row), UNSUPPORTED, NOMEM. */
 FPD_API enum fpd_status fpd_checkpoint_verify_table(const struct fpd_safetensors *st, const char *table, bool deep,
                                                     struct fpd_error *err);
+
+/* Write data[0..n) to path atomically, as fpd_safetensors_write writes (unnamed
+ * temporary file, fsync, link or rename; never a partial file, no temporary left;
+ * without FPD_WRITE_OVERWRITE an existing path is never replaced). For the tools'
+ * own small files (reports, state records). data may be NULL when n is 0.
+ * Errors: IO ("<path> already exists", or the system's reason), INVALID_ARG (path
+ * ends in '/'), NOMEM. */
+FPD_API enum fpd_status fpd_write_file_atomic(const char *path, const void *data, size_t n, unsigned flags,
+                                              struct fpd_error *err);
+
+/* ---------------------------------------------------------------- signal safety */
+
+/* The path given to fpd_safetensors_open or fpd_npy_open whose memory mapping holds
+ * addr, or NULL. Async-signal-safe (no lock, no allocation): a SIGBUS handler calls
+ * it with si_addr to tell an input that someone truncated while it was mapped (a
+ * read past the file's new end) from a bug. Borrowed; valid while that handle is
+ * open. (fpd-compress and the other tools do so: see tools/cli.c.) */
+FPD_API const char *fpd_mapped_file_at(const void *addr);
+
+/* Remove the named temporary files of the writes in progress in this process, for
+ * a handler of a fatal signal that then calls _exit(). Only writers that had to
+ * name their temporary file (no O_TMPFILE on the file system) have one: an unnamed
+ * one vanishes with the process. Async-signal-safe. */
+FPD_API void fpd_write_remove_temporaries(void);
 
 #ifdef __cplusplus
 }

@@ -316,14 +316,19 @@ static enum fpd_status npy_parse(struct fpd_npy *npy, const unsigned char *buf, 
     if (h.ndim > FPD_MAX_DIMS)
         return fpd__err(err, FPD_STATUS_UNSUPPORTED, "%s: array has %lld dimensions; at most %d are supported", P,
                         (long long)h.ndim, FPD_MAX_DIMS);
+    /* NumPy's rule: the product of the non-zero dimensions (and its bytes) must fit,
+     * even when a zero dimension makes the array empty; so no prefix of the shape
+     * overflows either, and the library can take the product in any order. */
     int64_t numel = 1;
-    bool overflow = h.shape_overflow;
-    for (int64_t i = 0; i < h.ndim && !overflow; i++) overflow = !fpd__mul_i64(numel, h.shape[i], &numel);
-    for (int64_t i = 0; i < h.ndim; i++)
-        if (h.shape[i] == 0 && !h.shape_overflow) overflow = false, numel = 0;
+    bool overflow = h.shape_overflow, empty = false;
+    for (int64_t i = 0; i < h.ndim && !overflow; i++) {
+        if (h.shape[i] == 0) empty = true;
+        else overflow = !fpd__mul_i64(numel, h.shape[i], &numel);
+    }
     size_t nbytes = 0;
     if (overflow || !fpd__mul_size((size_t)numel, fpd_dtype_size(npy->info.dtype), &nbytes))
         return fpd__err(err, FPD_STATUS_FORMAT, "%s: shape of the array overflows (more than 2^63-1 elements)", P);
+    if (empty) nbytes = 0;
     size_t avail = len - pre - hlen;
     char sb[160];
     size_t o = 0;

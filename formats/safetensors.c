@@ -226,6 +226,7 @@ static int cmp_info_name(const void *a, const void *b) {
 /* Parse "__metadata__" (an object of strings) into st->meta_*. */
 static enum fpd_status parse_metadata(struct fpd_safetensors *st, json_t *meta, struct fpd_error *err) {
     const char *P = st->path;
+    if (json_is_null(meta)) return FPD_STATUS_OK; /* no metadata, as the reference reads null (an Option) */
     if (!json_is_object(meta))
         return fpd__err(err, FPD_STATUS_FORMAT, "%s: __metadata__ is %s, not an object of strings", P,
                         fpd__json_type_name(meta));
@@ -316,9 +317,9 @@ static enum fpd_status parse_entry(const char *P, const char *name, json_t *obj,
         if (i < FPD_MAX_DIMS) e->info.shape[i] = d;
         if (!overflow && !fpd__mul_i64(numel, d, &numel)) overflow = true;
     }
-    /* A zero dimension makes the product 0 whatever else overflowed before it. */
-    for (size_t i = 0; overflow && i < nd; i++)
-        if (json_integer_value(json_array_get(js, i)) == 0) overflow = false, numel = 0;
+    /* The product is taken in order and must not overflow at any step, as the
+     * reference implementation checks it (try_fold with checked_mul): [0, huge, huge]
+     * is an empty tensor, [huge, huge, 0] is refused, as the library refuses it. */
     size_t es = fpd_dtype_size(e->info.dtype), nbytes = 0;
     if (overflow || !fpd__mul_size((size_t)numel, es, &nbytes))
         return fpd__err(err, FPD_STATUS_FORMAT, "%s: tensor '%s': shape %s of %s overflows (more than %s)", P,

@@ -1,8 +1,10 @@
 /*
- * batch.c - the fpd-batch pipeline file: YAML parsed with libyaml's document API,
- * checked against the schema of batch.h, inputs expanded and checked, all before
- * any work (see batch.h). Every error names the place: libyaml's problem_mark for
- * syntax errors, the offending node's start_mark otherwise, both made 1-based.
+ * batch.c - the fpd-batch pipeline file: YAML parsed event by event with libyaml
+ * into a document (with limits on nesting and size, and no tags), checked against
+ * the schema of batch.h, inputs expanded and checked, output folders checked, all
+ * before any work (see batch.h). Every error names the place: libyaml's
+ * problem_mark for syntax errors, the offending node's start_mark otherwise, both
+ * made 1-based.
  */
 #include "tools/batch.h"
 
@@ -15,9 +17,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <yaml.h>
 
 #define BATCH_MAX_FILE (16u << 20) /* a pipeline file larger than this is refused */
+#define BATCH_MAX_DEPTH 64         /* lists and mappings nested deeper are refused   */
+#define BATCH_MAX_NODES 100000     /* more nodes (an alias counts as what it repeats) */
 
 /* ------------------------------------------------------------ small helpers */
 
@@ -99,6 +104,7 @@ struct ctx {
     struct fpd_error *err;
     struct batch_pipeline *p;
     struct batch_mark cuda_mark;      /* first device: cuda                   */
+    const yaml_node_t *folder_node, *json_node, *md_node; /* output.folder, report.* */
 };
 
 static enum fpd_status at(struct ctx *c, const yaml_node_t *n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -526,11 +532,12 @@ static enum fpd_status parse_inputs(struct ctx *c, const yaml_node_t *n) {
                         strcmp(full, spec) ? full : "", strcmp(full, spec) ? ")" : "");
             else if (!S_ISREG(sb.st_mode)) st = at(c, v, "input '%s' is not a regular file", spec);
         }
-        size_t count = pattern ? g.gl_pathc : 1;
+        size_t count = pattern ? g.gl_pathc : 1, files = 0;
         for (size_t j = 0; j < count && !st; j++) {
             const char *path = pattern ? g.gl_pathv[j] : full;
             struct stat sb;
             if (pattern && (stat(path, &sb) != 0 || !S_ISREG(sb.st_mode))) continue; /* folders matched by the pattern */
+            files++;
             char *rp = realpath(path, NULL);
             bool seen = false;
             for (int64_t q = 0; q < p->n_inputs && rp; q++) seen |= strcmp(real[q], rp) == 0;
@@ -569,6 +576,8 @@ static enum fpd_status parse_inputs(struct ctx *c, const yaml_node_t *n) {
             real[p->n_inputs++] = rp;
             if (!in->path || !in->name) st = at(c, v, "out of memory");
         }
+        if (!st && pattern && files == 0) /* e.g. "..*" matches only ".." */
+            st = at(c, v, "input pattern '%s' matches no file, only folders (such as '%s')", spec, g.gl_pathv[0]);
         if (pattern) globfree(&g);
         free(full);
     }
@@ -587,6 +596,7 @@ static enum fpd_status parse_output(struct ctx *c, const yaml_node_t *n) {
     if ((v = map_get(c, n, "folder", NULL))) {
         char *f = NULL;
         if ((st = want_str(c, "folder", v, &f))) return st;
+        c->folder_node = v;
         c->p->folder = join_path(c->p->dir, f);
         free(f);
     } else {
@@ -609,11 +619,13 @@ static enum fpd_status parse_report(struct ctx *c, const yaml_node_t *n) {
     char *s = NULL;
     if ((v = map_get(c, n, "json", NULL))) {
         if ((st = want_str(c, "json", v, &s))) return st;
+        c->json_node = v;
         c->p->report_json = join_path(c->p->dir, s);
         free(s);
     }
     if ((v = map_get(c, n, "markdown", NULL))) {
         if ((st = want_str(c, "markdown", v, &s))) return st;
+        c->md_node = v;
         c->p->report_md = join_path(c->p->dir, s);
         free(s);
     }
@@ -732,6 +744,202 @@ static enum fpd_status syntax_error(const yaml_parser_t *ps, const unsigned char
     return FPD_STATUS_CONFIG;
 }
 
+/* ------------------------------------------------------------ loading with limits */
+
+/* libyaml's yaml_parser_load builds the whole document first, without limits (flow
+ * nesting of depth 100,000 took minutes there) and ignores tags. This builds the
+ * same document from the parser's events and stops at the first event beyond a
+ * limit: depth BATCH_MAX_DEPTH, BATCH_MAX_NODES nodes counting every alias as the
+ * nodes it repeats (so "billion laughs" stops early too), any tag (!!binary,
+ * !!str, !local), an undefined alias, an alias inside the node it names, a second
+ * document. */
+
+struct load_frame {
+    int node;           /* the sequence or mapping being filled */
+    int key;            /* a mapping's pending key (0: none)    */
+    int64_t first;      /* node count when it started           */
+};
+
+struct load_state {
+    yaml_document_t *doc;
+    struct fpd_error *err;
+    struct load_frame frames[BATCH_MAX_DEPTH];
+    int depth;
+    int64_t count;      /* nodes so far, aliases expanded */
+    int64_t *size;      /* per node id (1-based): its nodes, when complete; 0 while open */
+    size_t size_cap;
+    char **anchor_names;
+    int *anchor_nodes;
+    size_t n_anchors, anchor_cap;
+};
+
+static enum fpd_status load_err(struct load_state *L, yaml_mark_t m, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static enum fpd_status load_err(struct load_state *L, yaml_mark_t m, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(L->err->msg, sizeof L->err->msg, fmt, ap);
+    va_end(ap);
+    L->err->line = (int64_t)m.line + 1;
+    L->err->column = (int64_t)m.column + 1;
+    return L->err->status = FPD_STATUS_CONFIG;
+}
+
+static enum fpd_status load_oom(struct load_state *L) {
+    snprintf(L->err->msg, sizeof L->err->msg, "out of memory");
+    return L->err->status = FPD_STATUS_NOMEM;
+}
+
+/* A tag on a node: refused, shown as written ("!!binary" for the standard ones). */
+static enum fpd_status refuse_tag(struct load_state *L, const yaml_char_t *tag, yaml_mark_t m) {
+    const char *t = (const char *)tag, *std = "tag:yaml.org,2002:";
+    bool is_std = strncmp(t, std, strlen(std)) == 0;
+    return load_err(L, m,
+                    "YAML tag '%s%.100s' is not supported: a pipeline holds plain strings, numbers, lists and "
+                    "mappings; remove the tag",
+                    is_std ? "!!" : "", is_std ? t + strlen(std) : t);
+}
+
+/* Count n more nodes at mark m. */
+static enum fpd_status count_nodes(struct load_state *L, int64_t n, yaml_mark_t m) {
+    L->count += n;
+    if (L->count > BATCH_MAX_NODES)
+        return load_err(L, m, "more than %d YAML nodes (an alias counts as the nodes it repeats); a pipeline file "
+                              "is far smaller", BATCH_MAX_NODES);
+    return FPD_STATUS_OK;
+}
+
+/* A node was added to the document: give it the event's place, record its anchor. */
+static enum fpd_status node_added(struct load_state *L, int id, const yaml_event_t *ev, const yaml_char_t *anchor) {
+    if (!id) return load_oom(L);
+    yaml_node_t *n = yaml_document_get_node(L->doc, id);
+    n->start_mark = ev->start_mark;
+    n->end_mark = ev->end_mark;
+    if ((size_t)id >= L->size_cap) {
+        size_t cap = L->size_cap ? 2 * L->size_cap : 64;
+        while (cap <= (size_t)id) cap *= 2;
+        int64_t *p = realloc(L->size, cap * sizeof *p);
+        if (!p) return load_oom(L);
+        memset(p + L->size_cap, 0, (cap - L->size_cap) * sizeof *p);
+        L->size = p;
+        L->size_cap = cap;
+    }
+    if (anchor) {
+        if (L->n_anchors == L->anchor_cap) {
+            size_t cap = L->anchor_cap ? 2 * L->anchor_cap : 16;
+            char **nm = realloc(L->anchor_names, cap * sizeof *nm);
+            if (nm) L->anchor_names = nm;
+            int *nd = realloc(L->anchor_nodes, cap * sizeof *nd);
+            if (nd) L->anchor_nodes = nd;
+            if (!nm || !nd) return load_oom(L);
+            L->anchor_cap = cap;
+        }
+        if (!(L->anchor_names[L->n_anchors] = strdup((const char *)anchor))) return load_oom(L);
+        L->anchor_nodes[L->n_anchors++] = id;
+    }
+    return FPD_STATUS_OK;
+}
+
+/* Put a complete node where it belongs: the root, a list item, a mapping key or value. */
+static enum fpd_status attach(struct load_state *L, int id) {
+    if (L->depth == 0) return FPD_STATUS_OK; /* the root: node 1 */
+    struct load_frame *f = &L->frames[L->depth - 1];
+    yaml_node_t *parent = yaml_document_get_node(L->doc, f->node);
+    int ok;
+    if (parent->type == YAML_SEQUENCE_NODE) {
+        ok = yaml_document_append_sequence_item(L->doc, f->node, id);
+    } else if (!f->key) {
+        f->key = id;
+        ok = 1;
+    } else {
+        ok = yaml_document_append_mapping_pair(L->doc, f->node, f->key, id);
+        f->key = 0;
+    }
+    return ok ? FPD_STATUS_OK : load_oom(L);
+}
+
+static enum fpd_status load_event(struct load_state *L, const yaml_event_t *ev) {
+    enum fpd_status st;
+    int id = 0;
+    switch (ev->type) {
+    case YAML_ALIAS_EVENT: {
+        const char *a = (const char *)ev->data.alias.anchor;
+        size_t i = L->n_anchors;
+        while (i > 0 && strcmp(L->anchor_names[i - 1], a) != 0) i--;
+        if (i == 0) return load_err(L, ev->start_mark, "alias '*%.100s' names no anchor defined before it", a);
+        id = L->anchor_nodes[i - 1];
+        if (L->size[id] == 0)
+            return load_err(L, ev->start_mark, "alias '*%.100s' is inside the node it names (a cycle)", a);
+        if ((st = count_nodes(L, L->size[id], ev->start_mark))) return st;
+        return attach(L, id);
+    }
+    case YAML_SCALAR_EVENT:
+        if (ev->data.scalar.tag) return refuse_tag(L, ev->data.scalar.tag, ev->start_mark);
+        if ((st = count_nodes(L, 1, ev->start_mark))) return st;
+        id = yaml_document_add_scalar(L->doc, NULL, ev->data.scalar.value, (int)ev->data.scalar.length,
+                                      ev->data.scalar.style);
+        if ((st = node_added(L, id, ev, ev->data.scalar.anchor))) return st;
+        L->size[id] = 1;
+        return attach(L, id);
+    case YAML_SEQUENCE_START_EVENT:
+    case YAML_MAPPING_START_EVENT: {
+        bool seq = ev->type == YAML_SEQUENCE_START_EVENT;
+        const yaml_char_t *tag = seq ? ev->data.sequence_start.tag : ev->data.mapping_start.tag;
+        const yaml_char_t *anchor = seq ? ev->data.sequence_start.anchor : ev->data.mapping_start.anchor;
+        if (tag) return refuse_tag(L, tag, ev->start_mark);
+        if (L->depth == BATCH_MAX_DEPTH)
+            return load_err(L, ev->start_mark, "lists and mappings nested more than %d deep; a pipeline needs 4",
+                            BATCH_MAX_DEPTH);
+        if ((st = count_nodes(L, 1, ev->start_mark))) return st;
+        id = seq ? yaml_document_add_sequence(L->doc, NULL, ev->data.sequence_start.style)
+                 : yaml_document_add_mapping(L->doc, NULL, ev->data.mapping_start.style);
+        if ((st = node_added(L, id, ev, anchor))) return st;
+        L->frames[L->depth++] = (struct load_frame){id, 0, L->count - 1};
+        return FPD_STATUS_OK;
+    }
+    case YAML_SEQUENCE_END_EVENT:
+    case YAML_MAPPING_END_EVENT: {
+        struct load_frame f = L->frames[--L->depth];
+        L->size[f.node] = L->count - f.first;
+        return attach(L, f.node);
+    }
+    default:
+        return FPD_STATUS_OK;
+    }
+}
+
+/* Load the one document of the stream into doc (*made: doc was initialized and
+ * must be deleted; false for an empty stream). Errors: CONFIG (syntax, with
+ * libyaml's problem and place; a limit; a tag; a second document), NOMEM. */
+static enum fpd_status load_document(yaml_parser_t *ps, const unsigned char *buf, size_t len, yaml_document_t *doc,
+                                     bool *made, struct fpd_error *err) {
+    struct load_state L = {.doc = doc, .err = err};
+    enum fpd_status st = FPD_STATUS_OK;
+    *made = false;
+    for (bool end = false; !end && !st;) {
+        yaml_event_t ev;
+        if (!yaml_parser_parse(ps, &ev)) {
+            st = syntax_error(ps, buf, len, err);
+            break;
+        }
+        if (ev.type == YAML_STREAM_END_EVENT) {
+            end = true;
+        } else if (ev.type == YAML_DOCUMENT_START_EVENT) {
+            if (*made) st = load_err(&L, ev.start_mark, "a second YAML document ('---'); a pipeline file holds one");
+            else if (!yaml_document_initialize(doc, NULL, NULL, NULL, 1, 1)) st = load_oom(&L);
+            else *made = true;
+        } else {
+            st = load_event(&L, &ev);
+        }
+        yaml_event_delete(&ev);
+    }
+    for (size_t i = 0; i < L.n_anchors; i++) free(L.anchor_names[i]);
+    free(L.anchor_names);
+    free(L.anchor_nodes);
+    free(L.size);
+    return st;
+}
+
 static enum fpd_status check_outputs(struct ctx *c, const yaml_node_t *inputs_node) {
     struct batch_pipeline *p = c->p;
     (void)inputs_node;
@@ -788,12 +996,86 @@ static enum fpd_status check_outputs(struct ctx *c, const yaml_node_t *inputs_no
     return FPD_STATUS_OK;
 }
 
+/* Why the run could not create files in folder (creating it and its parents if
+ * missing, as it does): false and a reason in why, or true. */
+static bool folder_usable(const char *folder, char *why, size_t cap) {
+    size_t n = strlen(folder);
+    char *s = malloc(n + 2); /* room for "." */
+    if (!s) return snprintf(why, cap, "out of memory"), false;
+    memcpy(s, n ? folder : ".", n ? n + 1 : 2);
+    bool ok = false;
+    for (;;) {
+        struct stat sb;
+        if (stat(s, &sb) == 0) {
+            if (!S_ISDIR(sb.st_mode)) snprintf(why, cap, "'%s' is not a folder", s);
+            else if (access(s, W_OK | X_OK) != 0) snprintf(why, cap, "'%s' is not writable: %s", s, strerror(errno));
+            else
+                ok = true;
+            break;
+        }
+        if ((errno != ENOENT && errno != ENOTDIR) || !strcmp(s, ".") || !strcmp(s, "/")) {
+            snprintf(why, cap, "cannot reach '%s': %s", s, strerror(errno));
+            break;
+        }
+        char *slash = strrchr(s, '/');
+        if (!slash) strcpy(s, "."); /* a relative path: the working folder */
+        else if (slash == s) s[1] = '\0';
+        else *slash = '\0';
+    }
+    free(s);
+    return ok;
+}
+
+/* --check catches what the run would: every folder the run writes into (the output
+ * folder, the reports' folders) is a folder it can create or write. */
+static enum fpd_status check_folders(struct ctx *c) {
+    struct batch_pipeline *p = c->p;
+    char why[600];
+    if (!folder_usable(p->folder, why, sizeof why))
+        return at(c, c->folder_node, "output.folder '%s' cannot hold the outputs: %s", p->folder, why);
+    const char *reports[2] = {p->report_json, p->report_md};
+    const yaml_node_t *nodes[2] = {c->json_node, c->md_node};
+    for (int i = 0; i < 2; i++) {
+        char *dir = strdup(reports[i]);
+        if (!dir) return at(c, NULL, "out of memory");
+        char *slash = strrchr(dir, '/');
+        if (slash) slash[slash == dir] = '\0'; /* "/r.json": the folder is "/" */
+        bool ok = folder_usable(slash ? dir : ".", why, sizeof why);
+        free(dir);
+        if (!ok)
+            return at(c, nodes[i] ? nodes[i] : c->folder_node, "report.%s '%s' cannot be written: %s",
+                      i ? "markdown" : "json", reports[i], why);
+    }
+    return FPD_STATUS_OK;
+}
+
 enum fpd_status batch_pipeline_load(const char *path, struct batch_pipeline **out, struct fpd_error *err) {
+    memset(err, 0, sizeof *err);
+    *out = NULL;
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        snprintf(err->msg, sizeof err->msg, "cannot read the pipeline file: %s", strerror(errno));
+        return err->status = FPD_STATUS_IO;
+    }
+    unsigned char *buf = malloc(BATCH_MAX_FILE + 1);
+    size_t len = buf ? fread(buf, 1, BATCH_MAX_FILE + 1, f) : 0;
+    bool rerr = ferror(f);
+    fclose(f);
+    if (!buf || rerr || len > BATCH_MAX_FILE) {
+        snprintf(err->msg, sizeof err->msg, "%s", !buf ? "out of memory" : rerr ? "read error" : "file larger than 16 MiB");
+        free(buf);
+        return err->status = FPD_STATUS_IO;
+    }
+    enum fpd_status st = batch_pipeline_parse(path, buf, len, out, err);
+    free(buf);
+    return st;
+}
+
+enum fpd_status batch_pipeline_parse(const char *path, const unsigned char *buf, size_t len,
+                                     struct batch_pipeline **out, struct fpd_error *err) {
     enum fpd_status st = FPD_STATUS_OK;
-    unsigned char *buf = NULL;
-    size_t len = 0;
     yaml_parser_t parser;
-    yaml_document_t doc, doc2;
+    yaml_document_t doc;
     bool parser_made = false, doc_made = false;
     struct batch_pipeline *p = calloc(1, sizeof *p);
     memset(err, 0, sizeof *err);
@@ -816,18 +1098,8 @@ enum fpd_status batch_pipeline_load(const char *path, struct batch_pipeline **ou
         goto done;
     }
 
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        snprintf(err->msg, sizeof err->msg, "cannot read the pipeline file: %s", strerror(errno));
-        st = err->status = FPD_STATUS_IO;
-        goto done;
-    }
-    buf = malloc(BATCH_MAX_FILE + 1);
-    len = buf ? fread(buf, 1, BATCH_MAX_FILE + 1, f) : 0;
-    bool rerr = ferror(f);
-    fclose(f);
-    if (!buf || rerr || len > BATCH_MAX_FILE) {
-        snprintf(err->msg, sizeof err->msg, "%s", !buf ? "out of memory" : rerr ? "read error" : "file larger than 16 MiB");
+    if (len > BATCH_MAX_FILE) {
+        snprintf(err->msg, sizeof err->msg, "file larger than 16 MiB");
         st = err->status = FPD_STATUS_IO;
         goto done;
     }
@@ -838,33 +1110,16 @@ enum fpd_status batch_pipeline_load(const char *path, struct batch_pipeline **ou
     }
     parser_made = true;
     yaml_parser_set_input_string(&parser, buf, len);
-    if (!yaml_parser_load(&parser, &doc)) {
-        st = syntax_error(&parser, buf, len, err);
-        goto done;
-    }
-    doc_made = true;
-    yaml_node_t *root = yaml_document_get_root_node(&doc);
+    if ((st = load_document(&parser, buf, len, &doc, &doc_made, err))) goto done;
+    yaml_node_t *root = doc_made ? yaml_document_get_root_node(&doc) : NULL;
     if (!root) {
         err->line = err->column = 1;
         snprintf(err->msg, sizeof err->msg, "the pipeline file is empty (it needs at least 'inputs' and 'output')");
         st = err->status = FPD_STATUS_CONFIG;
         goto done;
     }
-    if (!yaml_parser_load(&parser, &doc2)) {
-        st = syntax_error(&parser, buf, len, err);
-        goto done;
-    }
-    yaml_node_t *root2 = yaml_document_get_root_node(&doc2);
-    if (root2) {
-        err->line = (int64_t)root2->start_mark.line + 1;
-        err->column = (int64_t)root2->start_mark.column + 1;
-        snprintf(err->msg, sizeof err->msg, "a second YAML document ('---'); a pipeline file holds one");
-        st = err->status = FPD_STATUS_CONFIG;
-    }
-    yaml_document_delete(&doc2);
-    if (st) goto done;
 
-    struct ctx c = {&doc, err, p, {0, 0}};
+    struct ctx c = {&doc, err, p, {0, 0}, NULL, NULL, NULL};
     static const char *const known[] = {"version", "inputs", "output", "report", "select", "defaults", "tables", NULL};
     if ((st = check_mapping(&c, "the pipeline", root, known))) goto done;
     yaml_node_t *v, *kn;
@@ -910,10 +1165,10 @@ enum fpd_status batch_pipeline_load(const char *path, struct batch_pipeline **ou
         goto done;
     }
     if ((st = check_outputs(&c, inputs))) goto done;
+    if ((st = check_folders(&c))) goto done;
 done:
     if (doc_made) yaml_document_delete(&doc);
     if (parser_made) yaml_parser_delete(&parser);
-    free(buf);
     if (st) batch_pipeline_free(p);
     else *out = p;
     return st;

@@ -117,15 +117,23 @@ struct batch_pipeline {
     int64_t n_overrides;
 };
 
-/* Parse and validate the pipeline at path: YAML syntax, the schema (unknown keys,
- * types, ranges, duplicates), the inputs (each exists and opens as a checkpoint;
- * each pattern matches), distinct output paths, no input among the outputs, and
- * device: cuda against fpd_backend_available. Nothing is written. On failure err
+/* Parse and validate the pipeline at path: YAML syntax (read event by event:
+ * lists and mappings nested at most 64 deep, at most 100,000 nodes counting an
+ * alias as the nodes it repeats, no tags such as !!binary or !!str, one document),
+ * the schema (unknown keys, types, ranges, duplicates), the inputs (each exists and
+ * opens as a checkpoint; each pattern matches), distinct output paths, no input
+ * among the outputs, the output folder and the reports' folders (each is a
+ * writable folder or can be created as one), and device: cuda against
+ * fpd_backend_available. Nothing is written. On failure err
  * has the status (CONFIG: a wrong file, with err->line/column 1-based when the
  * problem has a place; BACKEND: device cuda without a CUDA device; IO: the file
  * cannot be read) and a message without the file name. Free with
  * batch_pipeline_free. */
 enum fpd_status batch_pipeline_load(const char *path, struct batch_pipeline **out, struct fpd_error *err);
+/* The same from the file's bytes (buf[0..len), borrowed); path is used as the
+ * YAML file's path (its folder resolves relative paths). For tests and fuzzing. */
+enum fpd_status batch_pipeline_parse(const char *path, const unsigned char *buf, size_t len,
+                                     struct batch_pipeline **out, struct fpd_error *err);
 void batch_pipeline_free(struct batch_pipeline *p);
 
 /* The settings for table `name` of input `in`: defaults, then every matching

@@ -47,16 +47,91 @@ void cli_warn(const char *fmt, ...) {
 /* ------------------------------------------------------------ progress */
 
 static volatile sig_atomic_t g_interrupted;
+static volatile sig_atomic_t g_deferred; /* 1 once cli_install_signals: the work polls g_interrupted */
+static volatile sig_atomic_t g_progress_drawn; /* a progress line is on stderr */
 
-static void on_signal(int sig) { g_interrupted = sig; }
+/* write(2) of a NUL-terminated string, for signal handlers. */
+static void put_err(const char *s) {
+    size_t n = strlen(s);
+    while (n > 0) {
+        ssize_t w = write(STDERR_FILENO, s, n);
+        if (w <= 0) return;
+        s += w;
+        n -= (size_t)w;
+    }
+}
 
-void cli_install_signals(void) {
+/* "PROG: error: " on a line of its own (clearing a progress line). */
+static void put_error_start(void) {
+    if (g_progress_drawn) put_err("\r\033[K");
+    put_err(cli_prog);
+    put_err(": error: ");
+}
+
+static void on_signal(int sig) {
+    g_interrupted = sig;
+    if (g_deferred) return;
+    /* before the work polls the flag (start-up, argument and input checks): stop now */
+    put_error_start();
+    put_err("interrupted; nothing was written\n");
+    fpd_write_remove_temporaries();
+    _exit(128 + sig);
+}
+
+/* SIGBUS: a read past the end of a mapped input that someone truncated meanwhile
+ * (a mapping is read lazily, so a file that shrinks under us faults there). Named
+ * by the formats' registry; any other SIGBUS is a bug and keeps its default action. */
+static void on_sigbus(int sig, siginfo_t *si, void *uctx) {
+    (void)uctx;
+    const char *path = si ? fpd_mapped_file_at(si->si_addr) : NULL;
+    if (!path) {
+        signal(sig, SIG_DFL);
+        raise(sig); /* delivered on return (a fault re-executes and gets it anyway) */
+        return;
+    }
+    put_error_start();
+    put_err(path);
+    put_err(": the file shrank while it was being read (truncated during the run)\n");
+    fpd_write_remove_temporaries();
+    _exit(CLI_EXIT_FAILURE);
+}
+
+static void install(int sig, void (*fn)(int)) {
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
+    sa.sa_handler = fn;
     sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
+    sigaction(sig, &sa, NULL);
+}
+
+/* Every tool gets its handlers before main runs, so no signal finds it without
+ * them (a SIGTERM 55 ms after the start used to kill fpd-compress silently): SIGBUS
+ * (any tool may map an input), and SIGINT/SIGTERM in their immediate form. They
+ * are unblocked too, in case the tool was started with them blocked (the mask is
+ * inherited): one sent meanwhile is delivered now, to these handlers. */
+__attribute__((constructor)) static void cli_install_handlers(void) {
+    if (program_invocation_short_name && *program_invocation_short_name)
+        cli_prog = program_invocation_short_name; /* until main sets it: messages name the tool */
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = on_sigbus;
+    sa.sa_flags = SA_SIGINFO;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGBUS, &sa, NULL);
+    install(SIGINT, on_signal);
+    install(SIGTERM, on_signal);
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGBUS);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    sigprocmask(SIG_UNBLOCK, &set, NULL);
+}
+
+void cli_install_signals(void) {
+    g_deferred = 1;
+    install(SIGINT, on_signal);
+    install(SIGTERM, on_signal);
 }
 
 bool cli_interrupted(void) { return g_interrupted != 0; }
@@ -86,6 +161,7 @@ bool cli_progress_cb(const char *stage, int64_t done, int64_t total, void *user_
     fprintf(stderr, "\r%s: %s: %s %5.1f%%\033[K", cli_prog, p->label, stage, pct);
     fflush(stderr);
     p->drawn = true;
+    g_progress_drawn = 1;
     return true;
 }
 
@@ -95,6 +171,7 @@ void cli_progress_done(struct cli_progress *p) {
         fflush(stderr);
     }
     p->drawn = false;
+    g_progress_drawn = 0;
 }
 
 /* ------------------------------------------------------------ paths */
@@ -149,6 +226,21 @@ int64_t cli_input_count(const struct cli_input *in) { return in->npy ? 1 : fpd_s
 
 const struct fpd_tensor_info *cli_input_tensor(const struct cli_input *in, int64_t i) {
     return in->npy ? &in->npy_tensor : fpd_safetensors_tensor(in->st, i);
+}
+
+const char *cli_not_a_table(const struct fpd_tensor_info *t, char *buf, size_t len) {
+    if (t->ndim != 2 || !fpd_dtype_is_float(t->dtype)) {
+        snprintf(buf, len, "an %s tensor with %d dimension(s); only 2-D float tables (F32, F64, F16, BF16) can be "
+                 "compressed", fpd_dtype_name(t->dtype), (int)t->ndim);
+        return buf;
+    }
+    if (t->shape[0] < 1 || t->shape[1] < 1) {
+        char sh[64];
+        snprintf(buf, len, "an empty %s table (shape %s): it has no %s to compress", fpd_dtype_name(t->dtype),
+                 cli_shape(t->shape, t->ndim, sh, sizeof sh), t->shape[0] < 1 ? "rows" : "columns");
+        return buf;
+    }
+    return NULL;
 }
 
 /* ------------------------------------------------------------ parsing */

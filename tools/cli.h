@@ -40,7 +40,17 @@ void cli_progress_init(struct cli_progress *p, int mode /* -1 off, 0 auto (tty),
  * once SIGINT or SIGTERM was received (see cli_install_signals), so long work stops. */
 bool cli_progress_cb(const char *stage, int64_t done, int64_t total, void *user_data);
 void cli_progress_done(struct cli_progress *p);
-/* SIGINT/SIGTERM set a flag that cli_progress_cb turns into a cancellation. */
+/* Signals. Every tool that links cli.c has its handlers before main (a
+ * constructor), with SIGBUS, SIGINT and SIGTERM unblocked:
+ * - SIGBUS from a read past the end of a mapped input that was truncated during the
+ *   run (fpd_mapped_file_at names it): "PROG: error: FILE: the file shrank while it
+ *   was being read (truncated during the run)", the named temporary outputs
+ *   removed (fpd_write_remove_temporaries), exit 1: the output being made is not
+ *   written (fpd-batch's finished ones stay). Another SIGBUS keeps its default action.
+ * - SIGINT/SIGTERM: "PROG: error: interrupted; nothing was written", the named
+ *   temporary outputs removed, exit 128+N at once; after cli_install_signals (called
+ *   before long work that polls), they only set a flag that cli_progress_cb turns
+ *   into a cancellation and the tool reports (cli_interrupted). */
 void cli_install_signals(void);
 bool cli_interrupted(void);
 /* 128 + the signal received (130 for SIGINT, 143 for SIGTERM), the shell's convention. */
@@ -65,6 +75,12 @@ enum fpd_status cli_input_open(const char *path, struct cli_input *in, struct fp
 void cli_input_free(struct cli_input *in);
 int64_t cli_input_count(const struct cli_input *in);
 const struct fpd_tensor_info *cli_input_tensor(const struct cli_input *in, int64_t i);
+
+/* Why tensor t is not a table that can be compressed (a 2-D float tensor with at
+ * least one row and one column), into buf: "an I32 tensor with 2 dimension(s);
+ * only 2-D float tables (F32, F64, F16, BF16) can be compressed", "an empty F32
+ * table (shape 0x16): it has no rows to compress"; NULL when it is one. */
+const char *cli_not_a_table(const struct fpd_tensor_info *t, char *buf, size_t len);
 
 /* Row frequencies (access counts) for a table of `rows` rows: a .npy (any
  * numeric dtype, shape [rows] or [rows, 1]) or a text file with one number per

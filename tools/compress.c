@@ -399,9 +399,8 @@ int compress_checkpoint(const char *in_path, const char *out_path, const struct 
             snprintf(r->reason, sizeof r->reason, "not in --tables");
         } else if (!r->candidate) {
             if (named || in.npy) { /* a .npy input is one table: it must be one */
-                cli_error("%s: tensor '%s' is an %s tensor with %d dimension(s); only 2-D float tables (F32, F64, "
-                          "F16, BF16) can be compressed", in_path,
-                          ti->name, fpd_dtype_name(ti->dtype), (int)ti->ndim);
+                char why[160];
+                cli_error("%s: tensor '%s' is %s", in_path, ti->name, cli_not_a_table(ti, why, sizeof why));
                 rc = CLI_EXIT_USAGE;
                 goto done;
             }

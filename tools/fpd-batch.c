@@ -331,37 +331,13 @@ static bool file_checksum(const char *path, uint64_t *sum, size_t *size) {
     return true;
 }
 
-/* Write text atomically: temporary file in the same folder, fsync, rename. */
+/* Write text atomically (fpd_write_file_atomic: no partial file, no temporary left
+ * even after SIGKILL). */
 static bool write_atomic(const char *path, const char *text) {
-    char *tmp = NULL;
-    const char *slash = strrchr(path, '/');
-    if (asprintf(&tmp, "%.*s%s.%s.tmp-XXXXXX", slash ? (int)(slash - path) : 0, path, slash ? "/" : "",
-                 slash ? slash + 1 : path) < 0)
-        return false;
-    int fd = mkstemp(tmp);
-    if (fd < 0) {
-        cli_error("%s: cannot create a temporary file: %s", path, strerror(errno));
-        free(tmp);
-        return false;
-    }
-    fchmod(fd, 0644);
-    size_t n = strlen(text), off = 0;
-    bool ok = true;
-    while (off < n && ok) {
-        ssize_t w = write(fd, text + off, n - off);
-        if (w < 0 && errno == EINTR) continue;
-        ok = w > 0;
-        if (ok) off += (size_t)w;
-    }
-    ok = ok && fsync(fd) == 0;
-    ok = close(fd) == 0 && ok;
-    ok = ok && rename(tmp, path) == 0;
-    if (!ok) {
-        cli_error("%s: cannot write: %s", path, strerror(errno));
-        unlink(tmp);
-    }
-    free(tmp);
-    return ok;
+    struct fpd_error err;
+    if (fpd_write_file_atomic(path, text, strlen(text), FPD_WRITE_OVERWRITE, &err) == FPD_STATUS_OK) return true;
+    cli_error("%s", err.msg);
+    return false;
 }
 
 static bool mkdir_p(const char *path) {

@@ -415,9 +415,9 @@ int main(int argc, char **argv) {
                     status = CLI_EXIT_USAGE;
                     goto done;
                 }
-                if (ti->ndim != 2 || !fpd_dtype_is_float(ti->dtype)) {
-                    cli_error("%s: tensor '%s' is %s of %d dims; only 2-D float tables have FPD forms", path, ti->name,
-                              fpd_dtype_name(ti->dtype), (int)ti->ndim);
+                char why[160];
+                if (cli_not_a_table(ti, why, sizeof why)) {
+                    cli_error("%s: tensor '%s' is %s", path, ti->name, why);
                     status = CLI_EXIT_USAGE;
                     goto done;
                 }
@@ -441,9 +441,9 @@ int main(int argc, char **argv) {
             for (int i = 0; i < n_names; i++) named |= strcmp(names[i], ti->name) == 0;
             if (names && !named) continue;
             const char *why = NULL;
-            char buf[96];
-            if (ti->ndim != 2 || !fpd_dtype_is_float(ti->dtype) || ti->shape[0] < 1 || ti->shape[1] < 1) {
-                why = "not a 2-D float table";
+            char buf[160];
+            if (cli_not_a_table(ti, buf, sizeof buf)) {
+                why = ti->ndim == 2 && fpd_dtype_is_float(ti->dtype) ? buf : "not a 2-D float table";
             } else if (!named && ti->shape[0] < o.pp.min_rows) {
                 snprintf(buf, sizeof buf, "%lld rows < --min-rows %lld", (long long)ti->shape[0],
                          (long long)o.pp.min_rows);

@@ -205,6 +205,12 @@ Test(npy, refuses_malformed_header) {
                 FPD_STATUS_FORMAT, "overflows");
     expect_fail(npy_make(1, "{'descr': '<f4', 'fortran_order': False, 'shape': (4294967296, 4294967296)}", g_f4, 24),
                 FPD_STATUS_FORMAT, "overflows");
+    /* issue 14: a zero dimension does not excuse an overflowing product (NumPy refuses it too) */
+    expect_fail(npy_make(1, "{'descr': '<f4', 'fortran_order': False, 'shape': (488888888, 8888888888888, 0)}", g_f4,
+                         0),
+                FPD_STATUS_FORMAT, "overflows");
+    expect_fail(npy_make(1, "{'descr': '<f4', 'fortran_order': False, 'shape': (0, 4294967296, 4294967296)}", g_f4, 0),
+                FPD_STATUS_FORMAT, "overflows");
     expect_fail(npy_make(1, "{'descr': '<f4', 'fortran_order': False, 'shape': (1,1,1,1,1,1,1,1,1)}", g_f4, 4),
                 FPD_STATUS_UNSUPPORTED, "9 dimensions; at most 8");
 }

@@ -243,12 +243,17 @@ Test(safetensors, shape_product_overflow) {
     /* elements fit in int64, bytes do not fit in size_t */
     expect_fail("{" ENTRY("w", "F64", "[2305843009213693952]", 0, 4) "}", 4, FPD_STATUS_FORMAT,
                 "overflows (more than SIZE_MAX bytes)");
-    /* a zero dimension after an overflowing product is an empty tensor, not an error */
-    struct blob b = blob("{" ENTRY("w", "F32", "[4611686018427387904, 8, 0]", 0, 0) "}", 0);
+    /* issue 14: a zero dimension after an overflowing product is refused (the
+     * reference's checked product in order; the library refuses it too) ... */
+    expect_fail("{" ENTRY("w", "F32", "[488888888, 8888888888888, 0]", 0, 0) "}", 0, FPD_STATUS_FORMAT,
+                "shape [488888888, 8888888888888, 0] of F32 overflows");
+    /* ... while a zero before it makes an empty tensor, as the reference has it */
+    struct blob b = blob("{" ENTRY("w", "F32", "[0, 4611686018427387904, 8]", 0, 0) "}", 0);
     struct fpd_safetensors *st;
     struct fpd_error err;
     cr_assert(eq(int, fpd_safetensors_open_memory(b.p, b.n, "mem", &st, &err), FPD_STATUS_OK), "%s", err.msg);
     cr_assert(eq(sz, fpd_safetensors_tensor(st, 0)->nbytes, 0));
+    cr_assert(eq(i64, fpd_tensor_info_numel(fpd_safetensors_tensor(st, 0)), 0));
     fpd_safetensors_free(st);
     free(b.p);
 }
@@ -311,6 +316,20 @@ Test(safetensors, metadata_value_not_string) {
                 "__metadata__ key 'fpd.version': value is an integer (1), not a string");
     expect_fail("{\"__metadata__\":{\"k\":{\"x\":\"y\"}}}", 0, FPD_STATUS_FORMAT, "value is an object");
     expect_fail("{\"__metadata__\":[\"k\"]}", 0, FPD_STATUS_FORMAT, "__metadata__ is an array, not an object");
+}
+
+/* issue 14: the reference implementation reads "__metadata__": null as no metadata. */
+Test(safetensors, metadata_null_is_none) {
+    struct blob b = blob("{\"__metadata__\":null," ENTRY("w", "F32", "[2]", 0, 8) "}", 8);
+    struct fpd_safetensors *st;
+    struct fpd_error err;
+    cr_assert(eq(int, fpd_safetensors_open_memory(b.p, b.n, "mem", &st, &err), FPD_STATUS_OK), "%s", err.msg);
+    cr_assert(eq(i64, fpd_safetensors_metadata_count(st), 0));
+    cr_assert(eq(i64, fpd_safetensors_count(st), 1));
+    cr_assert(eq(str, (char *)fpd_safetensors_tensor(st, 0)->name, "w"));
+    cr_assert(fpd_safetensors_metadata_get(st, "__metadata__") == NULL);
+    fpd_safetensors_free(st);
+    free(b.p);
 }
 
 Test(safetensors, too_many_dims) {

@@ -9,6 +9,7 @@
  *   make fuzz && build/fuzz-safetensors -max_total_time=60 [corpus-dir]
  */
 #include "formats/fpd-formats.h"
+#include "tests/fuzz/fuzz-util.h"
 
 #include <stdint.h>
 #include <stdlib.h>
@@ -17,10 +18,8 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-    /* A private copy of exactly `size` bytes, so reads past the end are caught. */
-    uint8_t *buf = malloc(size ? size : 1);
+    uint8_t *buf = fuzz_copy(data, size, 0);
     if (!buf) return 0;
-    if (size) memcpy(buf, data, size);
     struct fpd_safetensors *st = NULL;
     struct fpd_error err;
     if (fpd_safetensors_open_memory(buf, size, "fuzz", &st, &err) == FPD_STATUS_OK) {
