@@ -27,7 +27,7 @@ reap() {
 
 # ---- fpd-compress, safetensors input truncated during the fit
 cp "$SAMPLE" in.safetensors
-bg "$C" in.safetensors -o out.safetensors --progress --epochs 8 --queries 0
+bg "$C" in.safetensors -o out.safetensors --encoding fpd --progress --epochs 8 --queries 0
 wait_grep err.txt '%'
 truncate -s 300 in.safetensors
 reap
@@ -44,7 +44,7 @@ expect_no_temp "truncated safetensors: no temporary file" .
   tail -c 4000000 "$SAMPLE"; } >table.npy
 run "$BUILD/fpd-inspect" table.npy
 expect_rc "setup: the .npy made here is valid" 0
-bg "$C" table.npy -o out.safetensors --progress --epochs 8 --queries 0
+bg "$C" table.npy -o out.safetensors --encoding fpd --progress --epochs 8 --queries 0
 wait_grep err.txt '%'
 truncate -s 128 table.npy
 reap
@@ -82,7 +82,7 @@ p = subprocess.Popen(sys.argv[1:], stdin=subprocess.DEVNULL, stdout=open("out.tx
                      preexec_fn=lambda: signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGTERM]))
 p.send_signal(signal.SIGTERM)  # Popen returns once the tool is executed
 rc = p.wait()
-sys.exit(128 - rc if rc < 0 else rc)' "$C" t.safetensors -o t.out.safetensors --epochs 8 --queries 0
+sys.exit(128 - rc if rc < 0 else rc)' "$C" t.safetensors -o t.out.safetensors --encoding fpd --epochs 8 --queries 0
     rc=$?
     expect_rc "SIGTERM at the start: exit 143" 143
     expect_grep "SIGTERM at the start: says so" err.txt "^fpd-compress: error: interrupted; nothing was written"
@@ -92,7 +92,7 @@ else
     skip "SIGTERM at the start" "python3 not available"
 fi
 # and during the fit, once the input is mapped (the handler then stops the fit)
-bg "$C" t.safetensors -o t.out.safetensors --epochs 8 --queries 0
+bg "$C" t.safetensors -o t.out.safetensors --encoding fpd --epochs 8 --queries 0
 i=0
 while [ $i -lt 2000 ] && ! grep -q 't.safetensors' "/proc/$pid/maps" 2>/dev/null; do sleep 0.005; i=$((i + 1)); done
 kill -TERM "$pid"
@@ -105,7 +105,7 @@ expect_absent "SIGTERM while working: no output" t.out.safetensors
 # temporaries: where O_TMPFILE is missing; a fresh or locked one is left alone)
 touch -d '1 hour ago' .s.out.safetensors.tmp-Ab12Cd
 touch .s.out.safetensors.tmp-Fresh1
-run "$C" "$SAMPLE" -o s.out.safetensors --epochs 0 --als 0 --queries 0 -q
+run "$C" "$SAMPLE" -o s.out.safetensors --encoding int8 --queries 0 -q
 expect_rc "stale temporary: the run succeeds" 0
 expect_absent "stale temporary: removed" .s.out.safetensors.tmp-Ab12Cd
 expect_exists "stale temporary: a fresh one is kept" .s.out.safetensors.tmp-Fresh1
