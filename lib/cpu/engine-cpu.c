@@ -409,11 +409,15 @@ static enum fpd_status plan(struct cpu_engine *e, const struct fpd_bag_batch *b,
         e->cap_n = n;
     }
     const int64_t *perm = fpd_layer_row_perm(e->layer);
+    /* with include_last_offset, entries past the last offset are in no bag: skipped
+     * like padding (they have no bag, coefficient or output row) */
+    const int64_t n_used =
+        b->mode != FPD_BAG_MODE_NONE && b->offsets && b->include_last_offset ? b->offsets[b->n_bags - 1] : n;
     int64_t nv = 0;
     for (int64_t i = 0; i < n; i++) {
         int64_t id = b->indices[i];
         e->slot[i] = -1;
-        if (id == b->padding_idx && b->padding_idx >= 0) continue;
+        if ((id == b->padding_idx && b->padding_idx >= 0) || i >= n_used) continue;
         e->key[nv] = (uint64_t)(perm ? perm[id] : id);
         e->pos[nv++] = i;
     }
