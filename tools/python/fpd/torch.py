@@ -87,7 +87,10 @@ class _FPDFunction(torch.autograd.Function):
             rows = mod._engine.forward(flat, mode="none", padding_idx=mod._padding_idx_or_none())
             g2 = g.reshape(-1, rows.shape[1])
             bag = mod._bag_of_entries(batch)
-            gw = torch.from_numpy(np.einsum("ij,ij->i", rows, g2[bag]) if bag.size else np.zeros(0, np.float32))
+            gw = np.zeros(bag.size, np.float32)
+            inbag = bag >= 0
+            gw[inbag] = np.einsum("ij,ij->i", rows[inbag], g2[bag[inbag]])
+            gw = torch.from_numpy(gw)
             gw = gw.to(psw.dtype).reshape(psw.shape)
         return (None, None, gw) + tuple(grads)
 
@@ -136,6 +139,13 @@ class _FPDModule(nn.Module):
                     v.copy_(p)
                     p.data = v
 
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # a table with a row permutation loads into a module that had none
+        key = prefix + "row_perm"
+        if self.row_perm is None and key in state_dict:
+            self.row_perm = torch.zeros(self.num_embeddings, dtype=torch.int64)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     # -- properties of the FPD table
     @property
     def layer(self):
@@ -168,6 +178,16 @@ class _FPDModule(nn.Module):
             if seen != self._perm_seen:
                 self._layer.set_row_perm(self.row_perm.detach().cpu().numpy())
                 self._perm_seen = seen
+
+    def _repr(self, mode, **flags):
+        s = self._layer.shape
+        out = f"{self.num_embeddings}, {self.embedding_dim}{mode}"
+        if self.padding_idx is not None:
+            out += f", padding_idx={self.padding_idx}"
+        flags["sparse"] = self.sparse
+        out += "".join(f", {k}=True" for k, v in flags.items() if v)
+        return out + (f", terms={s['terms']}, row_shape={s['row_shape']}, col_shape={s['col_shape']}, "
+                      f"ranks={s['ranks']}")
 
     def _check_ids(self, flat):
         if flat.size and (flat.min() < 0 or flat.max() >= self.num_embeddings):
@@ -229,8 +249,10 @@ class _FPDModule(nn.Module):
         name = name or getattr(self, "table_name", None)
         if not name:
             raise ValueError("save needs a table name (the module was not read from a file)")
-        save(path, {name: self}, references=None if reference is None else {name: reference}, tensors=tensors,
-             core_dtype=core_dtype, overwrite=overwrite)
+        modules = dict(tensors or {})
+        modules[name] = self
+        save(path, modules, references=None if reference is None else {name: reference}, core_dtype=core_dtype,
+             overwrite=overwrite)
 
     def _layer_for_save(self):
         layer = self.layer
@@ -338,7 +360,8 @@ class FPDEmbeddingBag(_FPDModule):
         return self._run(batch, per_sample_weights)
 
     def _bag_of_entries(self, batch):
-        """The bag of each entry of a batch (entries past the last bag: none here)."""
+        """The bag of each entry of a batch; -1 for entries past the last offset
+        (include_last_offset), which are in no bag."""
         b = batch[0]
         n = b.n_indices
         offs = batch[1][1]
@@ -346,21 +369,12 @@ class FPDEmbeddingBag(_FPDModule):
         starts = offs[:-1] if b.include_last_offset else offs
         counts = np.maximum(ends - starts, 0)
         bag = np.repeat(np.arange(starts.size), counts)
-        if bag.size < n:  # entries after the last bag (include_last_offset) belong to none
-            bag = np.append(bag, np.zeros(n - bag.size, np.int64))
+        if bag.size < n:
+            bag = np.append(bag, np.full(n - bag.size, -1, np.int64))
         return bag
 
     def extra_repr(self):
-        s = self._layer.shape
-        out = f"{self.num_embeddings}, {self.embedding_dim}, mode={self.mode!r}"
-        if self.padding_idx is not None:
-            out += f", padding_idx={self.padding_idx}"
-        if self.include_last_offset:
-            out += ", include_last_offset=True"
-        if self.sparse:
-            out += ", sparse=True"
-        return out + (f", terms={s['terms']}, row_shape={s['row_shape']}, col_shape={s['col_shape']}, "
-                      f"ranks={s['ranks']}")
+        return self._repr(f", mode={self.mode!r}", include_last_offset=self.include_last_offset)
 
 
 class FPDEmbedding(_FPDModule):
@@ -395,14 +409,7 @@ class FPDEmbedding(_FPDModule):
         return self._run(batch, None)
 
     def extra_repr(self):
-        s = self._layer.shape
-        out = f"{self.num_embeddings}, {self.embedding_dim}"
-        if self.padding_idx is not None:
-            out += f", padding_idx={self.padding_idx}"
-        if self.sparse:
-            out += ", sparse=True"
-        return out + (f", terms={s['terms']}, row_shape={s['row_shape']}, col_shape={s['col_shape']}, "
-                      f"ranks={s['ranks']}")
+        return self._repr("")
 
 
 def save(path, modules, references=None, core_dtype="F32", overwrite=False, metadata=None):
