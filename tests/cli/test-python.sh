@@ -12,22 +12,14 @@ find_python() { # MODULES: prints the first interpreter importing them
     return 1
 }
 
-# run_py NAME SCRIPT ARGS...: one _report per "ok/not ok/skip" line of the script
+# run_py LABEL SCRIPT ARGS...: the script's results, reported under LABEL
 run_py() {
     label=$1
     shift
     FPD_LIBRARY="$BUILD/libfpd.so" "$PY" "$@" >py.txt 2>py.err
     prc=$?
-    while IFS= read -r line; do
-        case "$line" in
-        "ok "*) _report ok "$label: ${line#ok }" ;;
-        "not ok "*) _report "not ok" "$label: ${line#not ok }" ;;
-        "skip "*) _report skip "$label: ${line#skip }" ;;
-        esac
-    done <py.txt
-    if [ "$prc" -ne 0 ] && ! grep -q '^not ok' py.txt; then
-        _report "not ok" "$label: $1 ran" "exit $prc: $(tail -c 600 py.err)"
-    fi
+    cat py.err >>py.txt
+    py_results "$label" py.txt "$prc" "$(basename "$1")"
 }
 
 if PY=$(find_python numpy); then
