@@ -546,3 +546,37 @@ Test(engine, entries_past_the_last_offset_are_in_no_bag) {
     fpd_engine_free(e);
     fpd_layer_free(l);
 }
+
+/* A batch without indices (PyTorch allows it: every bag empty) gives zero rows and
+ * no gradient, on a fresh engine (no scratch yet) and after a real batch. */
+Test(engine, a_batch_without_indices_gives_empty_bags) {
+    struct fpd_layer_shape s = {.rows = 60, .dim = 6, .k = 2, .terms = 1, .row_shape = {8, 8}, .col_shape = {3, 2}};
+    fpd_layer_shape_set_rank(&s, 2);
+    struct fpd_init_params ip = {FPD_INIT_KIND_NORMAL, 1.0, 6};
+    struct fpd_layer *l = NULL;
+    struct fpd_error err;
+    cr_assert(eq(int, fpd_init(&s, &ip, &l, &err), 0), "%s", err.msg);
+    int64_t none[1] = {0}, off[3] = {0, 0, 0}, idx[2] = {5, 9};
+    float out[3 * 6], g[3 * 6];
+    for (int i = 0; i < 3 * 6; i++) out[i] = 7.0f, g[i] = 1.0f;
+    struct fpd_bag_batch empty = {.indices = none, .n_indices = 0, .offsets = off, .n_bags = 3,
+                                  .mode = FPD_BAG_MODE_MEAN, .padding_idx = -1};
+    struct fpd_bag_batch two = {.indices = idx, .n_indices = 2, .offsets = off, .n_bags = 1,
+                                .mode = FPD_BAG_MODE_SUM, .padding_idx = -1};
+    for (int round = 0; round < 2; round++) { /* round 1: the engine has scratch from `two` */
+        struct fpd_engine *e = NULL;
+        cr_assert(eq(int, fpd_engine_init(l, NULL, &e, &err), 0), "%s", err.msg);
+        if (round == 1) cr_assert(eq(int, fpd_engine_forward(e, &two, out, &err), 0), "%s", err.msg);
+        cr_assert(eq(int, fpd_engine_forward(e, &empty, out, &err), 0), "%s", err.msg);
+        for (int i = 0; i < 3 * 6; i++) cr_assert(eq(flt, out[i], 0.0f), "out[%d]", i);
+        cr_assert(eq(int, fpd_engine_backward(e, &empty, g, &err), 0), "%s", err.msg);
+        for (int32_t m = 0; m < 2; m++) {
+            int64_t ns = -1;
+            const float *gm;
+            fpd_engine_grad(e, m, &gm, NULL, &ns);
+            cr_assert(eq(i64, ns, 0));
+        }
+        fpd_engine_free(e);
+    }
+    fpd_layer_free(l);
+}
