@@ -72,7 +72,8 @@ def test_forward_backward(rng):
              ("mean", {"padding_idx": -48}, ids, offs, None),
              ("sum", {"include_last_offset": True}, ids, torch.cat([offs, torch.tensor([n])]), None),
              ("mean", {}, ids[:24].reshape(6, 4), None, None), ("sum", {}, ids[:24].reshape(6, 4), None, w[:24].reshape(6, 4)),
-             ("sum", {"include_last_offset": True}, ids[:24].reshape(6, 4), None, None)]
+             ("sum", {"include_last_offset": True}, ids[:24].reshape(6, 4), None, None),
+             ("mean", {}, ids[:0], torch.tensor([0, 0, 0]), None)]
     for mode, kw, x, o, psw in cases:
         label = f"mode={mode} {kw} input {tuple(x.shape)} weights={psw is not None}"
         bag, cores, perm, W = setup(rng, mode, **kw)

@@ -336,7 +336,7 @@ class FPDEmbeddingBag(_FPDModule):
             if offsets is not None:
                 raise ValueError("if input is 2D, then offsets has to be None, as input is treated is a mini-batch "
                                  "of fixed length sequences. However, found offsets of type {}".format(type(offsets)))
-            offsets = torch.arange(0, input.numel(), max(input.size(1), 1), dtype=torch.int64)[:input.size(0)]
+            offsets = torch.arange(0, input.numel(), input.size(1), dtype=torch.int64)
             input = input.reshape(-1)
             if per_sample_weights is not None:
                 per_sample_weights = per_sample_weights.reshape(-1)
