@@ -508,16 +508,24 @@ Test(engine, glove_sample_lookups_equal_the_previous_lookup) {
     free(ws);
 }
 
+/* A 60 x 6 layer, k = 2 (8 x 8 rows, 3 x 2 columns), rank 2, random cores. */
+static struct fpd_layer *small_layer(uint64_t seed, struct fpd_layer_shape *s) {
+    *s = (struct fpd_layer_shape){.rows = 60, .dim = 6, .k = 2, .terms = 1, .row_shape = {8, 8}, .col_shape = {3, 2}};
+    fpd_layer_shape_set_rank(s, 2);
+    struct fpd_init_params ip = {FPD_INIT_KIND_NORMAL, 1.0, seed};
+    struct fpd_layer *l = NULL;
+    struct fpd_error err;
+    cr_assert(eq(int, fpd_init(s, &ip, &l, &err), 0), "%s", err.msg);
+    return l;
+}
+
 /* include_last_offset with a last offset below n_indices (PyTorch's 2-D input with
  * include_last_offset gives this): the entries past it are in no bag. They must not
  * be written anywhere (direct mode: one entry per bag) nor read in the backward. */
 Test(engine, entries_past_the_last_offset_are_in_no_bag) {
-    struct fpd_layer_shape s = {.rows = 60, .dim = 6, .k = 2, .terms = 1, .row_shape = {8, 8}, .col_shape = {3, 2}};
-    fpd_layer_shape_set_rank(&s, 2);
-    struct fpd_init_params ip = {FPD_INIT_KIND_NORMAL, 1.0, 5};
-    struct fpd_layer *l = NULL;
+    struct fpd_layer_shape s;
+    struct fpd_layer *l = small_layer(5, &s);
     struct fpd_error err;
-    cr_assert(eq(int, fpd_init(&s, &ip, &l, &err), 0), "%s", err.msg);
     int64_t idx[12] = {3, 7, 59, 0, 12, 3, 44, 45, 46, 47, 58, 1}, off[4] = {0, 1, 2, 3};
     float out[3 * 6 + 6], ref[12 * 6], g[3 * 6];
     for (int i = 0; i < 3 * 6 + 6; i++) out[i] = 7.0f; /* the last 6: a guard past the output */
@@ -550,12 +558,9 @@ Test(engine, entries_past_the_last_offset_are_in_no_bag) {
 /* A batch without indices (PyTorch allows it: every bag empty) gives zero rows and
  * no gradient, on a fresh engine (no scratch yet) and after a real batch. */
 Test(engine, a_batch_without_indices_gives_empty_bags) {
-    struct fpd_layer_shape s = {.rows = 60, .dim = 6, .k = 2, .terms = 1, .row_shape = {8, 8}, .col_shape = {3, 2}};
-    fpd_layer_shape_set_rank(&s, 2);
-    struct fpd_init_params ip = {FPD_INIT_KIND_NORMAL, 1.0, 6};
-    struct fpd_layer *l = NULL;
+    struct fpd_layer_shape s;
+    struct fpd_layer *l = small_layer(6, &s);
     struct fpd_error err;
-    cr_assert(eq(int, fpd_init(&s, &ip, &l, &err), 0), "%s", err.msg);
     int64_t none[1] = {0}, off[3] = {0, 0, 0}, idx[2] = {5, 9};
     float out[3 * 6], g[3 * 6];
     for (int i = 0; i < 3 * 6; i++) out[i] = 7.0f, g[i] = 1.0f;
