@@ -248,8 +248,11 @@ def test_files(rng):
     bag = ft.FPDEmbeddingBag.from_pretrained(W, freeze=False, rank=4, terms=2, mode="sum", epochs=0)
     report("from_pretrained freeze=False, terms=2", all(p.requires_grad for p in bag.parameters()) and
            bag.shape["terms"] == 2, str(bag.shape))
-    opt = torch.optim.SGD(bag.parameters(), lr=0.01)
     ids, offs = torch.randint(0, 3000, (64,)), torch.arange(0, 64, 4)
+    w2 = ft.FPDEmbeddingBag(3000, 16, mode="sum", _weight=W, rank=4, terms=2)
+    w3 = ft.FPDEmbeddingBag.from_pretrained(W, rank=4, terms=2, mode="sum")
+    report("_weight is fitted as from_pretrained does", rel(w2(ids, offs).detach(), w3(ids, offs).detach()) < 1e-6, "")
+    opt = torch.optim.SGD(bag.parameters(), lr=0.01)
     bag(ids, offs).pow(2).sum().backward()
     opt.step()
     path = os.path.join(WORK, "m.fpd.safetensors")
@@ -297,6 +300,12 @@ def test_replace(rng):
     report("replace_embeddings: options carried over (mode, padding_idx, frozen table)",
            model.big.mode == "sum" and model.big.padding_idx == 0 and
            not any(p.requires_grad for p in model.towers["item"].parameters()), "")
+    m2 = nn.Sequential(nn.Embedding(30000, 16))
+    nn.init.normal_(m2[0].weight, std=0.3)
+    r2 = ft.replace_embeddings(m2, ratio=50, fit=False)
+    std = float(m2[0].layer.reconstruct().std())
+    report(f"replace_embeddings fit=False: ratio >= 50 ({r2[0]['ratio']:.0f}), random cores with the table's spread "
+           f"(std {std:.3f} vs 0.3)", r2[0]["replaced"] and r2[0]["ratio"] >= 50 and abs(std - 0.3) < 0.01, str(r2))
     out = model(torch.randint(0, 20000, (8, 3)), torch.randint(0, 8000, (8,)))
     out.sum().backward()
     report("the model runs forward and backward", out.shape == (8, 1) and model.big.cores[0].grad is not None, "")
