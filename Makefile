@@ -31,6 +31,8 @@ endif
 
 # ------------------------------------------------------------------ deps
 DEB_PACKAGES := libopenblas-dev liblapacke-dev libyaml-dev libjansson-dev libcriterion-dev pkg-config
+# the Python package's tests (tools/python, tests/python) run with Debian's python3
+DEB_PACKAGES += python3-numpy python3-torch
 
 # ------------------------------------------------------------------ CUDA switch
 NVCC_PATH := $(shell command -v $(NVCC) 2>/dev/null)

@@ -388,32 +388,37 @@ static enum fpd_status plan(struct cpu_engine *e, const struct fpd_bag_batch *b,
                             struct fpd_error *err) {
     enum fpd_status st;
     const int64_t n = b->n_indices, D = e->D;
-    if (n > e->cap_n) {
+    if (n > e->cap_n || !e->key) { /* an empty batch gets buffers too (ustart[0] is written) */
+        const int64_t cap = n > 0 ? n : 1;
         size_t z = 0;
         void **bufs[] = {(void **)&e->key, (void **)&e->key2, (void **)&e->pos, (void **)&e->pos2,
                          (void **)&e->slot, (void **)&e->bag_of, (void **)&e->coef};
         size_t sizes[] = {8, 8, 8, 8, 8, 8, 4};
         for (size_t q = 0; q < sizeof bufs / sizeof bufs[0]; q++) {
             z = 0;
-            if ((st = grow(bufs[q], (size_t)n * sizes[q], &z, err))) return st;
+            if ((st = grow(bufs[q], (size_t)cap * sizes[q], &z, err))) return st;
         }
         /* distinct rows: at most n */
         z = 0;
-        if ((st = grow((void **)&e->urow, (size_t)n * 8, &z, err))) return st;
+        if ((st = grow((void **)&e->urow, (size_t)cap * 8, &z, err))) return st;
         z = 0;
-        if ((st = grow((void **)&e->ustart, (size_t)(n + 1) * 8, &z, err))) return st;
+        if ((st = grow((void **)&e->ustart, (size_t)(cap + 1) * 8, &z, err))) return st;
         z = 0;
-        if ((st = grow((void **)&e->rows, (size_t)(n * D) * 4, &z, err))) return st;
+        if ((st = grow((void **)&e->rows, (size_t)(cap * D) * 4, &z, err))) return st;
         z = 0;
-        if ((st = grow((void **)&e->drow, (size_t)(n * D) * 4, &z, err))) return st;
-        e->cap_n = n;
+        if ((st = grow((void **)&e->drow, (size_t)(cap * D) * 4, &z, err))) return st;
+        e->cap_n = cap;
     }
     const int64_t *perm = fpd_layer_row_perm(e->layer);
+    /* with include_last_offset, entries past the last offset are in no bag: skipped
+     * like padding (they have no bag, coefficient or output row) */
+    const int64_t n_used =
+        b->mode != FPD_BAG_MODE_NONE && b->offsets && b->include_last_offset ? b->offsets[b->n_bags - 1] : n;
     int64_t nv = 0;
     for (int64_t i = 0; i < n; i++) {
         int64_t id = b->indices[i];
         e->slot[i] = -1;
-        if (id == b->padding_idx && b->padding_idx >= 0) continue;
+        if ((id == b->padding_idx && b->padding_idx >= 0) || i >= n_used) continue;
         e->key[nv] = (uint64_t)(perm ? perm[id] : id);
         e->pos[nv++] = i;
     }

@@ -62,3 +62,17 @@ py_check() {
     esac
     if python3 -c "$@" >py.txt 2>&1; then _report ok "$name"; else _report "not ok" "$name" "$(tail -c 600 py.txt)"; fi
 }
+
+# py_results LABEL FILE RC SCRIPT: one report per "ok NAME" / "not ok NAME: why" /
+# "skip NAME: why" line of a Python test's output FILE, prefixed with LABEL; a script
+# that exited RC != 0 without a "not ok" line is a failure of its own.
+py_results() {
+    while IFS= read -r line; do
+        case "$line" in
+        "ok "*) _report ok "$1: ${line#ok }" ;;
+        "not ok "*) _report "not ok" "$1: ${line#not ok }" ;;
+        "skip "*) _report skip "$1: ${line#skip }" ;;
+        esac
+    done <"$2"
+    if [ "$3" -ne 0 ] && ! grep -q '^not ok' "$2"; then _report "not ok" "$1: $4 ran" "exit $3: $(tail -c 600 "$2")"; fi
+}

@@ -146,15 +146,7 @@ assert r['schema'] == 'fpd-convert/2' and r['bytes_after'] == sum(t['bytes'] for
 # ---- Python interop (safetensors package + NumPy against the C look-ups) ----
 if python3 -c 'import numpy, safetensors' >/dev/null 2>&1; then
     python3 "$ROOT/tests/python/test_interop.py" "$BUILD" "$ROOT" "$NCF" >py.txt 2>&1
-    prc=$?
-    while IFS= read -r line; do
-        case "$line" in
-        "ok "*) _report ok "python: ${line#ok }" ;;
-        "not ok "*) _report "not ok" "python: ${line#not ok }" ;;
-        "skip "*) _report skip "python: ${line#skip }" ;;
-        esac
-    done <py.txt
-    if [ "$prc" -ne 0 ] && ! grep -q '^not ok' py.txt; then _report "not ok" "python interop ran" "$(tail -c 600 py.txt)"; fi
+    py_results python py.txt $? "interop"
 else
     skip "python interop" "python3 with numpy and safetensors not available"
 fi

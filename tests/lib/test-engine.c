@@ -567,3 +567,81 @@ Test(engine, threads_split_large_batches_with_the_same_results) {
     free(g);
     fpd_layer_free(l);
 }
+
+/* A 60 x 6 layer, k = 2 (8 x 8 rows, 3 x 2 columns), rank 2, random cores. */
+static struct fpd_layer *small_layer(uint64_t seed, struct fpd_layer_shape *s) {
+    *s = (struct fpd_layer_shape){.rows = 60, .dim = 6, .k = 2, .terms = 1, .row_shape = {8, 8}, .col_shape = {3, 2}};
+    fpd_layer_shape_set_rank(s, 2);
+    struct fpd_init_params ip = {FPD_INIT_KIND_NORMAL, 1.0, seed};
+    struct fpd_layer *l = NULL;
+    struct fpd_error err;
+    cr_assert(eq(int, fpd_init(s, &ip, &l, &err), 0), "%s", err.msg);
+    return l;
+}
+
+/* include_last_offset with a last offset below n_indices (PyTorch's 2-D input with
+ * include_last_offset gives this): the entries past it are in no bag. They must not
+ * be written anywhere (direct mode: one entry per bag) nor read in the backward. */
+Test(engine, entries_past_the_last_offset_are_in_no_bag) {
+    struct fpd_layer_shape s;
+    struct fpd_layer *l = small_layer(5, &s);
+    struct fpd_error err;
+    int64_t idx[12] = {3, 7, 59, 0, 12, 3, 44, 45, 46, 47, 58, 1}, off[4] = {0, 1, 2, 3};
+    float out[3 * 6 + 6], ref[12 * 6], g[3 * 6];
+    for (int i = 0; i < 3 * 6 + 6; i++) out[i] = 7.0f; /* the last 6: a guard past the output */
+    for (int i = 0; i < 3 * 6; i++) g[i] = (float)(i % 5) - 2.0f;
+    struct fpd_bag_batch b = {.indices = idx, .n_indices = 12, .offsets = off, .n_bags = 4,
+                              .include_last_offset = true, .mode = FPD_BAG_MODE_SUM, .padding_idx = -1};
+    cr_assert(eq(i64, fpd_bag_batch_out_rows(&b), 3));
+    struct fpd_engine *e = NULL;
+    cr_assert(eq(int, fpd_engine_init(l, NULL, &e, &err), 0), "%s", err.msg);
+    cr_assert(eq(int, fpd_engine_forward(e, &b, out, &err), 0), "%s", err.msg);
+    cr_assert(eq(int, fpd_layer_lookup(l, idx, 12, ref, &err), 0), "%s", err.msg);
+    for (int i = 0; i < 3 * 6; i++) cr_assert(epsilon_eq(flt, out[i], ref[i], 1e-6f), "out[%d]", i);
+    for (int i = 3 * 6; i < 4 * 6; i++) cr_assert(eq(flt, out[i], 7.0f), "written past the output at %d", i);
+    /* backward: the gradient of the first 3 entries only */
+    cr_assert(eq(int, fpd_engine_backward(e, &b, g, &err), 0), "%s", err.msg);
+    float *want[2] = {calloc((size_t)fpd_layer_shape_core_numel(&s, 0), sizeof(float)),
+                      calloc((size_t)fpd_layer_shape_core_numel(&s, 1), sizeof(float))};
+    cr_assert(eq(int, fpd_layer_backward(l, idx, 3, g, want, &err), 0), "%s", err.msg);
+    for (int32_t m = 0; m < 2; m++) {
+        const float *gm;
+        fpd_engine_grad(e, m, &gm, NULL, NULL);
+        for (int64_t x = 0; x < fpd_layer_shape_core_numel(&s, m); x++)
+            cr_assert(epsilon_eq(flt, gm[x], want[m][x], 1e-5f), "core %d entry %lld", (int)m, (long long)x);
+        free(want[m]);
+    }
+    fpd_engine_free(e);
+    fpd_layer_free(l);
+}
+
+/* A batch without indices (PyTorch allows it: every bag empty) gives zero rows and
+ * no gradient, on a fresh engine (no scratch yet) and after a real batch. */
+Test(engine, a_batch_without_indices_gives_empty_bags) {
+    struct fpd_layer_shape s;
+    struct fpd_layer *l = small_layer(6, &s);
+    struct fpd_error err;
+    int64_t none[1] = {0}, off[3] = {0, 0, 0}, idx[2] = {5, 9};
+    float out[3 * 6], g[3 * 6];
+    for (int i = 0; i < 3 * 6; i++) out[i] = 7.0f, g[i] = 1.0f;
+    struct fpd_bag_batch empty = {.indices = none, .n_indices = 0, .offsets = off, .n_bags = 3,
+                                  .mode = FPD_BAG_MODE_MEAN, .padding_idx = -1};
+    struct fpd_bag_batch two = {.indices = idx, .n_indices = 2, .offsets = off, .n_bags = 1,
+                                .mode = FPD_BAG_MODE_SUM, .padding_idx = -1};
+    for (int round = 0; round < 2; round++) { /* round 1: the engine has scratch from `two` */
+        struct fpd_engine *e = NULL;
+        cr_assert(eq(int, fpd_engine_init(l, NULL, &e, &err), 0), "%s", err.msg);
+        if (round == 1) cr_assert(eq(int, fpd_engine_forward(e, &two, out, &err), 0), "%s", err.msg);
+        cr_assert(eq(int, fpd_engine_forward(e, &empty, out, &err), 0), "%s", err.msg);
+        for (int i = 0; i < 3 * 6; i++) cr_assert(eq(flt, out[i], 0.0f), "out[%d]", i);
+        cr_assert(eq(int, fpd_engine_backward(e, &empty, g, &err), 0), "%s", err.msg);
+        for (int32_t m = 0; m < 2; m++) {
+            int64_t ns = -1;
+            const float *gm;
+            fpd_engine_grad(e, m, &gm, NULL, &ns);
+            cr_assert(eq(i64, ns, 0));
+        }
+        fpd_engine_free(e);
+    }
+    fpd_layer_free(l);
+}

@@ -1,0 +1,768 @@
+"""fpd: libfpd from Python, over libfpd.so with ctypes (no compiler, no build step).
+
+FPD layers (DESIGN.md section 2: a sum of p tensor trains of k cores standing for an
+embedding table W [N, D]) on NumPy arrays:
+
+    import numpy as np, fpd
+    W = np.random.default_rng(0).standard_normal((20000, 64), dtype=np.float32)
+    layer, report = fpd.fit(W, rank=16)              # libfpd's fit (TT-SVD, ALS, Adam)
+    rows = layer.lookup([3, 14, 15])                 # [3, 64] float32
+    eng = fpd.Engine(layer)                          # batched EmbeddingBag forward/backward
+    out = eng.forward(ids, offsets, mode="sum")      # [bags, 64]
+    eng.backward(grad_out); g0 = eng.grad(0)         # core gradients, as the cores' shapes
+    fpd.save("t.fpd.safetensors", {"T": layer}, references={"T": W})
+    with fpd.open("t.fpd.safetensors") as ck:        # FPD v1 checkpoints
+        layer = ck.load_layer("T")
+    fpd.suggest(10**7, 128)                          # the (r, p) heuristic (fpd-suggest)
+
+Errors of the library raise FPDError (a RuntimeError) with .status (a Status) and the
+library's message. PyTorch modules are in fpd.torch. Where libfpd.so is looked for:
+see fpd._lib (FPD_LIBRARY, the source tree's build/, then find_library("fpd")).
+"""
+import ctypes
+import enum
+import json
+import math
+import os
+import threading
+import weakref
+
+import numpy as np
+
+from . import _lib
+from ._lib import (BagBatch, EngineParams, Error, ErrorStats, FitReport, InitParams, LayerShape, Plan, PlanParams,
+                   TableMeta, TableView, TensorInfo, Suggestion)
+
+__all__ = ["FPDError", "Status", "Layer", "Engine", "Checkpoint", "open", "save", "fit", "plan", "suggest",
+           "embedding_bag", "version", "build_features", "library_path"]
+
+
+class Status(enum.IntEnum):
+    """enum fpd_status."""
+    OK = 0
+    NOMEM = 1
+    IO = 2
+    FORMAT = 3
+    INVALID_ARG = 4
+    SHAPE = 5
+    DTYPE = 6
+    UNSUPPORTED = 7
+    BACKEND = 8
+    NUMERIC = 9
+    CONFIG = 10
+    CANCELLED = 11
+
+
+class FPDError(RuntimeError):
+    """A libfpd call failed: .status (Status), .message (the library's message),
+    .line/.column (1-based, configuration errors only, else 0)."""
+
+    def __init__(self, status, message, line=0, column=0):
+        self.status = Status(status) if status in Status._value2member_map_ else status
+        self.message = message
+        self.line, self.column = line, column
+        name = self.status.name if isinstance(self.status, Status) else str(status)
+        super().__init__(f"{message} [{name}]")
+
+
+def _check(st, err):
+    if st != 0:
+        raise FPDError(st, err.msg.decode("utf-8", "replace"), err.line, err.column)
+
+
+def _call(name, *args):
+    """Call fpd function `name` with args + (err,), raising FPDError on failure."""
+    err = Error()
+    st = getattr(_lib.load(), name)(*args, ctypes.byref(err))
+    _check(st, err)
+
+
+def version():
+    """libfpd's version string."""
+    return _lib.load().fpd_version().decode()
+
+
+def build_features():
+    """libfpd's build features, e.g. "cpu openblas lapacke"."""
+    return _lib.load().fpd_build_features().decode()
+
+
+def library_path():
+    """Path of the libfpd.so in use."""
+    return _lib.path()
+
+
+def _i64(a):
+    return np.ascontiguousarray(a, dtype=np.int64)
+
+
+def _ptr(a, ctype):
+    return a.ctypes.data_as(ctypes.POINTER(ctype)) if a is not None else None
+
+
+def _dtype_of(a):
+    """FPD dtype number of a NumPy float array."""
+    m = {np.dtype(np.float32): "F32", np.dtype(np.float64): "F64", np.dtype(np.float16): "F16"}
+    d = np.dtype(a.dtype).newbyteorder("=")
+    if d not in m:
+        raise TypeError(f"dtype {a.dtype} is not a float dtype libfpd reads (float32, float64, float16)")
+    return _lib.DTYPE[m[d]]
+
+
+def _table_view(W):
+    """(TableView, keep-alive array) of a 2-D float array (made C-contiguous, native order)."""
+    W = np.asarray(W)
+    if W.ndim != 2:
+        raise ValueError(f"a table must be 2-D [rows, dim], got shape {W.shape}")
+    if W.dtype.kind != "f" or W.dtype.itemsize not in (2, 4, 8):
+        W = W.astype(np.float32)
+    W = np.ascontiguousarray(W, dtype=W.dtype.newbyteorder("="))
+    return TableView(W.ctypes.data, _dtype_of(W), W.shape[0], W.shape[1]), W
+
+
+def _shape_dict(s):
+    k = s.k
+    return {"rows": s.rows, "dim": s.dim, "k": k, "terms": s.terms, "row_shape": list(s.row_shape[:k]),
+            "col_shape": list(s.col_shape[:k]), "ranks": list(s.ranks[:k + 1])}
+
+
+def _make_shape(rows, dim, row_shape, col_shape, ranks, terms=1):
+    k = len(row_shape)
+    if not 1 <= k <= _lib.MAX_MODES or len(col_shape) != k or len(ranks) != k + 1:
+        raise ValueError(f"row_shape, col_shape and ranks must have k, k and k+1 entries with 1 <= k <= "
+                         f"{_lib.MAX_MODES}; got {len(row_shape)}, {len(col_shape)}, {len(ranks)}")
+    s = LayerShape()
+    s.rows, s.dim, s.k, s.terms = int(rows), int(dim), k, int(terms)
+    for m in range(k):
+        s.row_shape[m], s.col_shape[m] = int(row_shape[m]), int(col_shape[m])
+    for m in range(k + 1):
+        s.ranks[m] = int(ranks[m])
+    _call("fpd_layer_shape_check", ctypes.byref(s))
+    return s
+
+
+# ------------------------------------------------------------------ the layer
+
+
+class Layer:
+    """An FPD layer (struct fpd_layer): F32 cores [p, n_m, r_m, d_m, r_{m+1}], an
+    optional row permutation. Make one with fit(), Layer.init() (random cores for
+    training from scratch), Layer.from_cores() or Checkpoint.load_layer().
+
+    .cores are NumPy views of the library's own core memory (no copy; writable): what
+    is written there is what look-ups and engines read. A view keeps the layer alive.
+    .info holds the table's provenance for checkpoints (fit, seed, source_dtype)."""
+
+    def __init__(self, handle, info=None):
+        if not handle:
+            raise ValueError("Layer() needs a handle; use fpd.fit, Layer.init, Layer.from_cores or Checkpoint")
+        self._h = ctypes.c_void_p(handle)
+        self._free = weakref.finalize(self, _lib.load().fpd_layer_free, self._h)
+        self.info = dict(info or {})
+
+    # -- constructors
+    @classmethod
+    def zeros(cls, rows, dim, row_shape, col_shape, ranks, terms=1):
+        """A layer with zero cores of the given shape (fpd_layer_init)."""
+        s = _make_shape(rows, dim, row_shape, col_shape, ranks, terms)
+        h = ctypes.c_void_p()
+        _call("fpd_layer_init", ctypes.byref(s), ctypes.byref(h))
+        return cls(h.value)
+
+    @classmethod
+    def from_cores(cls, cores, rows, row_perm=None, info=None):
+        """A layer holding copies of `cores` (k arrays [p, n_m, r_m, d_m, r_{m+1}], any
+        float dtype; shapes define the layer) for a table of `rows` rows."""
+        cores = [np.asarray(c) for c in cores]
+        if not cores or any(c.ndim != 5 for c in cores):
+            raise ValueError("cores must be k >= 1 arrays of 5 dimensions [p, n_m, r_m, d_m, r_{m+1}]")
+        p = cores[0].shape[0]
+        ranks = [c.shape[2] for c in cores] + [cores[-1].shape[4]]
+        for m, c in enumerate(cores):
+            if c.shape[0] != p or (m > 0 and c.shape[2] != cores[m - 1].shape[4]):
+                raise ValueError(f"core {m} has shape {c.shape}: terms or ranks do not chain with core {m - 1}")
+        layer = cls.zeros(rows, int(np.prod([c.shape[3] for c in cores])), [c.shape[1] for c in cores],
+                          [c.shape[3] for c in cores], ranks, p)
+        for dst, src in zip(layer.cores, cores):
+            dst[...] = src
+        if row_perm is not None:
+            layer.set_row_perm(row_perm)
+        layer.info = dict(info or {})
+        return layer
+
+    @classmethod
+    def init(cls, rows, dim, rank=None, terms=None, k=None, kind="normal", scale=1.0, seed=0, row_shape=None,
+             col_shape=None, ranks=None):
+        """Random cores for training from scratch (fpd_init): the reconstructed table
+        has mean 0 and variance scale^2 (kind "normal", as torch.nn.Embedding's
+        normal(0, 1)) or scale^2 / 3 (kind "uniform", as uniform(-scale, scale)).
+        The shape is the heuristic's (plan()) unless row_shape, col_shape and ranks
+        are all given."""
+        if row_shape is None:
+            s = plan(rows, dim, rank=rank, terms=terms, k=k, min_rows=1, min_ratio=0.0)["_shape"]
+        else:
+            s = _make_shape(rows, dim, row_shape, col_shape, ranks, terms or 1)
+        ip = InitParams(_lib.INIT_KIND[kind], float(scale), int(seed))
+        h = ctypes.c_void_p()
+        _call("fpd_init", ctypes.byref(s), ctypes.byref(ip), ctypes.byref(h))
+        return cls(h.value, {"fit": "init", "seed": int(seed), "source_dtype": "F32"})
+
+    # -- shape
+    @property
+    def _shape(self):
+        return _lib.load().fpd_layer_get_shape(self._h).contents
+
+    @property
+    def shape(self):
+        """dict: rows, dim, k, terms, row_shape, col_shape, ranks."""
+        return _shape_dict(self._shape)
+
+    rows = property(lambda self: self._shape.rows)
+    dim = property(lambda self: self._shape.dim)
+    k = property(lambda self: self._shape.k)
+    terms = property(lambda self: self._shape.terms)
+    row_shape = property(lambda self: list(self._shape.row_shape[:self.k]))
+    col_shape = property(lambda self: list(self._shape.col_shape[:self.k]))
+    ranks = property(lambda self: list(self._shape.ranks[:self.k + 1]))
+
+    @property
+    def params(self):
+        """Parameters of all cores."""
+        return _lib.load().fpd_layer_shape_params(ctypes.byref(self._shape))
+
+    def core_shape(self, m):
+        s = self._shape
+        return (s.terms, s.row_shape[m], s.ranks[m], s.col_shape[m], s.ranks[m + 1])
+
+    def core(self, m):
+        """Core m as a writable float32 view of the layer's memory (no copy)."""
+        if not 0 <= m < self.k:
+            raise IndexError(f"core {m} of a layer with {self.k} cores")
+        shape = self.core_shape(m)
+        n = int(np.prod(shape))
+        ptr = ctypes.cast(_lib.load().fpd_layer_core(self._h, m), ctypes.c_void_p).value
+        buf = (ctypes.c_float * n).from_address(ptr)
+        buf._fpd_owner = self  # the view keeps the layer (and so its memory) alive
+        return np.frombuffer(buf, dtype=np.float32).reshape(shape)
+
+    @property
+    def cores(self):
+        """[core(0), .., core(k-1)]: views of the layer's memory."""
+        return [self.core(m) for m in range(self.k)]
+
+    @property
+    def row_perm(self):
+        """A copy of the row permutation (int64 [rows]: original row i is stored at
+        row_perm[i]), or None for the identity."""
+        p = _lib.load().fpd_layer_row_perm(self._h)
+        if not p:
+            return None
+        return np.ctypeslib.as_array(p, shape=(self.rows,)).copy()
+
+    def set_row_perm(self, perm):
+        """Set (a copy of) the permutation, or remove it with None."""
+        if perm is None:
+            _call("fpd_layer_set_row_perm", self._h, None)
+            return
+        perm = _i64(perm).reshape(-1)
+        if perm.size != self.rows:
+            raise ValueError(f"row_perm has {perm.size} entries; the table has {self.rows} rows")
+        _call("fpd_layer_set_row_perm", self._h, _ptr(perm, ctypes.c_int64))
+
+    # -- values
+    def lookup(self, idx):
+        """Rows idx (original row ids, any shape) -> float32 [*idx.shape, dim]
+        (fpd_layer_lookup). An id out of [0, rows) raises IndexError."""
+        idx = np.asarray(idx)
+        flat = _i64(idx).reshape(-1)
+        out = np.empty((flat.size, self.dim), dtype=np.float32)
+        if flat.size:
+            if flat.min() < 0 or flat.max() >= self.rows:
+                bad = flat[(flat < 0) | (flat >= self.rows)][0]
+                raise IndexError(f"row id {bad} is out of range [0, {self.rows})")
+            _call("fpd_layer_lookup", self._h, _ptr(flat, ctypes.c_int64), flat.size, _ptr(out, ctypes.c_float))
+        return out.reshape(idx.shape + (self.dim,))
+
+    def reconstruct(self, begin=0, end=None):
+        """Dense rows [begin, end) (default: the whole table), float32."""
+        end = self.rows if end is None else end
+        out = np.empty((max(end - begin, 0), self.dim), dtype=np.float32)
+        _call("fpd_layer_reconstruct", self._h, begin, end, _ptr(out, ctypes.c_float))
+        return out
+
+    def error(self, W):
+        """dict rel_error, cos_mean, cos_min against the dense table W [rows, dim]
+        (fpd_layer_error)."""
+        tv, keep = _table_view(W)
+        st = ErrorStats()
+        _call("fpd_layer_error", self._h, ctypes.byref(tv), ctypes.byref(st))
+        del keep
+        return {"rel_error": st.rel_error, "cos_mean": st.cos_mean, "cos_min": st.cos_min}
+
+    def clone(self):
+        h = ctypes.c_void_p()
+        _call("fpd_layer_clone", self._h, ctypes.byref(h))
+        return Layer(h.value, self.info)
+
+    def __repr__(self):
+        s = self.shape
+        return (f"fpd.Layer(rows={s['rows']}, dim={s['dim']}, terms={s['terms']}, row_shape={s['row_shape']}, "
+                f"col_shape={s['col_shape']}, ranks={s['ranks']})")
+
+    # pickling (torch.save of a module, copy.deepcopy): cores, permutation, info
+    def __reduce__(self):
+        return (_layer_from_state, (self.rows, [c.copy() for c in self.cores], self.row_perm, self.info))
+
+
+def _layer_from_state(rows, cores, perm, info):
+    return Layer.from_cores(cores, rows, perm, info)
+
+
+# ------------------------------------------------------------------ fit, plan, suggest
+
+
+def _plan_params(rank=None, terms=None, k=None, budget=None, ratio=None, max_error=None, min_rows=None,
+                 min_ratio=None, core_dtype="F32", table=None):
+    pp = _lib.load().fpd_plan_default_params()
+    pp.rank, pp.terms, pp.k = int(rank or 0), int(terms or 0), int(k or 0)
+    if min_rows is not None:
+        pp.min_rows = int(min_rows)
+    if min_ratio is not None:
+        pp.min_ratio = float(min_ratio)
+    pp.core_dtype = _lib.DTYPE[core_dtype]
+    pp.budget_bytes = int(budget or 0)
+    pp.min_ratio_target = float(ratio or 0.0)
+    pp.max_error = float(max_error or 0.0)
+    keep = None
+    if table is not None:
+        tv, keep = _table_view(table)
+        pp.table = ctypes.pointer(tv)
+    return pp, keep
+
+
+def plan(rows, dim, dtype="F32", table=None, rank=None, terms=None, k=None, budget=None, ratio=None,
+         max_error=None, min_rows=None, min_ratio=None, core_dtype="F32"):
+    """The plan for one table (fpd_plan_table): dict compress, reason, shape (rows,
+    dim, k, terms, row_shape, col_shape, ranks), params, padding, bytes_before,
+    bytes_after, ratio, predicted_error (NaN without `table`). budget is in bytes of
+    the cores; ratio a minimum compression ratio; max_error needs `table`."""
+    pp, keep = _plan_params(rank, terms, k, budget, ratio, max_error, min_rows, min_ratio, core_dtype, table)
+    out = Plan()
+    _call("fpd_plan_table", int(rows), int(dim), _lib.DTYPE[dtype], ctypes.byref(pp), ctypes.byref(out))
+    del keep
+    return {"compress": out.compress, "reason": out.reason.decode(), "shape": _shape_dict(out.shape),
+            "params": out.params, "padding": out.padding, "bytes_before": out.bytes_before,
+            "bytes_after": out.bytes_after, "ratio": out.ratio, "predicted_error": out.predicted_error,
+            "_shape": out.shape}
+
+
+def suggest(rows, dim, dtype="F32", table=None, rank=None, terms=None, k=None, budget=None, ratio=None,
+            max_error=None, min_rows=None, min_ratio=None, core_dtype="F32"):
+    """The (r, p) heuristic (fpd_suggest, the engine of fpd-suggest): dict with
+    candidates (ranked, best first; each r, p, k, row_shape, col_shape, ranks,
+    params, padding, bytes, ratio, score, predicted_error, dominated, eligible),
+    selected (index, or -1 when no candidate meets max_error), compress, reason,
+    errors_known, estimate, and the heuristic's g, R0, h, R* (col_rank,
+    saturation_rank, rank_step, target_rank). With `table` (the data, [rows, dim])
+    each candidate gets a predicted relative error."""
+    pp, keep = _plan_params(rank, terms, k, budget, ratio, max_error, min_rows, min_ratio, core_dtype, table)
+    L = _lib.load()
+    sp = ctypes.POINTER(Suggestion)()
+    _call("fpd_suggest", int(rows), int(dim), _lib.DTYPE[dtype], ctypes.byref(pp), ctypes.byref(sp))
+    try:
+        s = sp.contents
+        cands = []
+        for i in range(s.n_candidates):
+            c = s.candidates[i]
+            d = _shape_dict(c.shape)
+            cands.append({"r": c.r, "p": c.shape.terms, "k": c.shape.k, "row_shape": d["row_shape"],
+                          "col_shape": d["col_shape"], "ranks": d["ranks"], "params": c.params,
+                          "padding": c.padding, "bytes": c.bytes, "ratio": c.ratio, "score": c.score,
+                          "predicted_error": c.predicted_error, "dominated": c.dominated, "eligible": c.eligible})
+        return {"rows": s.rows, "dim": s.dim, "bytes_before": s.bytes_before, "k_default": s.k_default,
+                "col_rank": s.col_rank, "saturation_rank": s.saturation_rank, "rank_step": s.rank_step,
+                "target_rank": s.target_rank, "candidates": cands, "selected": s.selected, "compress": s.compress,
+                "reason": s.reason.decode(), "errors_known": s.errors_known, "estimate": s.estimate.decode()}
+    finally:
+        L.fpd_suggestion_free(sp)
+        del keep
+
+
+def fit(W, rank=None, terms=None, k=None, budget=None, ratio=None, max_error=None, shape=None, als_sweeps=2,
+        epochs=1, seed=0, cluster_rows=False, row_weights=None):
+    """Fit an FPD layer to the dense table W [N, D] (float32/64/16) with libfpd's fit
+    (fpd_fit: TT-SVD, backfitting for p > 1, ALS sweeps, Adam finetuning epochs).
+    The shape is the heuristic's (plan() with rank, terms, k, budget, ratio,
+    max_error), or `shape` (a dict as Layer.shape). Returns (Layer, report dict:
+    rel_error_fit, rel_error_als, rel_error_final, als_sweeps, backfit_sweeps,
+    finetune_epochs, finetune_kept, fit_seconds, finetune_seconds)."""
+    tv, keep = _table_view(W)
+    N, D = keep.shape
+    if shape is not None:
+        s = _make_shape(N, D, shape["row_shape"], shape["col_shape"], shape["ranks"], shape.get("terms", 1))
+    else:
+        s = plan(N, D, table=keep if max_error else None, rank=rank, terms=terms, k=k, budget=budget, ratio=ratio,
+                 max_error=max_error, min_rows=1, min_ratio=0.0)["_shape"]
+    fp = _lib.load().fpd_fit_default_params()
+    fp.als_sweeps, fp.finetune_epochs, fp.seed, fp.cluster_rows = int(als_sweeps), int(epochs), int(seed), cluster_rows
+    wkeep = None
+    if row_weights is not None:
+        wkeep = np.ascontiguousarray(row_weights, dtype=np.float64).reshape(-1)
+        if wkeep.size != N:
+            raise ValueError(f"row_weights has {wkeep.size} entries; the table has {N} rows")
+        fp.row_weights = _ptr(wkeep, ctypes.c_double)
+    h = ctypes.c_void_p()
+    rep = FitReport()
+    _call("fpd_fit", ctypes.byref(tv), ctypes.byref(s), ctypes.byref(fp), ctypes.byref(h), ctypes.byref(rep))
+    src = {np.dtype(np.float32): "F32", np.dtype(np.float64): "F64", np.dtype(np.float16): "F16"}[keep.dtype]
+    fitname = ("tt-svd" if s.terms == 1 else "backfit") + ("+als" if rep.als_sweeps else "") + \
+        ("+adam" if rep.finetune_kept else "")
+    layer = Layer(h.value, {"fit": fitname, "seed": int(seed), "source_dtype": src})
+    report = {f: getattr(rep, f) for f, _ in FitReport._fields_}
+    return layer, report
+
+
+# ------------------------------------------------------------------ the engine
+
+
+def _batch(indices, offsets=None, mode="sum", per_sample_weights=None, padding_idx=None,
+           include_last_offset=False):
+    """(BagBatch, arrays to keep alive, out rows, output shape) for a NumPy batch, as
+    torch.nn.functional.embedding_bag takes it: indices 1-D with offsets, or 2-D
+    [bags, L] (fixed-size bags) without; mode "none" keeps indices' shape."""
+    if mode not in _lib.BAG_MODE:
+        raise ValueError(f"mode must be one of {', '.join(_lib.BAG_MODE)}, not {mode!r}")
+    idx = np.asarray(indices)
+    flat = _i64(idx).reshape(-1)
+    b = BagBatch()
+    b.indices = _ptr(flat, ctypes.c_int64)
+    b.n_indices = flat.size
+    b.mode = _lib.BAG_MODE[mode]
+    b.padding_idx = -1 if padding_idx is None else int(padding_idx)
+    b.include_last_offset = bool(include_last_offset)
+    keep = [flat]
+    if mode == "none":
+        out_shape = idx.shape
+    elif idx.ndim == 2:
+        if offsets is not None:
+            raise ValueError("offsets must be None when indices is 2-D")
+        b.bag_size = idx.shape[1]
+        out_shape = (idx.shape[0],)
+        if idx.shape[1] == 0:  # bags of nothing: offsets of zeros
+            offs = np.zeros(idx.shape[0], dtype=np.int64)
+            keep.append(offs)
+            b.offsets, b.n_bags, b.include_last_offset = _ptr(offs, ctypes.c_int64), offs.size, False
+    elif idx.ndim == 1:
+        if offsets is None:
+            raise ValueError("offsets is required when indices is 1-D")
+        offs = _i64(offsets).reshape(-1)
+        keep.append(offs)
+        b.offsets, b.n_bags = _ptr(offs, ctypes.c_int64), offs.size
+        out_shape = (max(offs.size - 1, 0) if include_last_offset else offs.size,)
+    else:
+        raise ValueError(f"indices must be 1-D (with offsets) or 2-D, got {idx.ndim}-D")
+    if per_sample_weights is not None:
+        w = np.ascontiguousarray(per_sample_weights, dtype=np.float32).reshape(-1)
+        if w.size != flat.size:
+            raise ValueError(f"per_sample_weights has {w.size} entries; indices has {flat.size}")
+        keep.append(w)
+        b.per_sample_weights = _ptr(w, ctypes.c_float)
+    return b, keep, int(np.prod(out_shape)), out_shape
+
+
+class Engine:
+    """A libfpd engine over a layer (fpd_engine_init): batched EmbeddingBag forward,
+    backward to core gradients, optimizer steps that update the layer's cores in place.
+
+        eng = fpd.Engine(layer, optimizer="adam", lr=1e-2)
+        out = eng.forward(ids, offsets, mode="mean")   # [bags, D] float32
+        eng.backward(grad_out)                        # accumulates dL/dcores
+        eng.step()                                    # updates layer.cores, clears the gradient
+
+    Calls are serialized by a lock; the library releases the GIL while it works."""
+
+    def __init__(self, layer, threads=0, optimizer="lazy_adam", lr=1e-3, betas=(0.9, 0.999), eps=1e-8,
+                 lr_scale=None):
+        L = _lib.load()
+        p = L.fpd_engine_default_params()
+        p.threads = int(threads)
+        p.optimizer.kind = _lib.OPTIMIZER[optimizer]
+        p.optimizer.learning_rate, p.optimizer.eps = float(lr), float(eps)
+        p.optimizer.beta1, p.optimizer.beta2 = float(betas[0]), float(betas[1])
+        for m, v in enumerate(lr_scale or []):
+            p.optimizer.lr_scale[m] = float(v)
+        h = ctypes.c_void_p()
+        _call("fpd_engine_init", layer._h, ctypes.byref(p), ctypes.byref(h))
+        self._h = h
+        self.layer = layer  # borrowed by the engine: keep it alive
+        self._free = weakref.finalize(self, L.fpd_engine_free, h)
+        self._lock = threading.Lock()
+        self._last = None   # (BagBatch, keep-alive arrays, out rows, out shape) of the last forward
+        self.forwards = 0   # number of forward calls (identifies the batch a backward belongs to)
+
+    def forward(self, indices, offsets=None, mode="sum", per_sample_weights=None, padding_idx=None,
+                include_last_offset=False, out=None):
+        """Pooled rows, float32 [bags, D] ([*indices.shape, D] for mode "none"); see
+        torch.nn.functional.embedding_bag for the arguments. Out-of-range ids raise
+        FPDError (INVALID_ARG) naming the first one."""
+        b = _batch(indices, offsets, mode, per_sample_weights, padding_idx, include_last_offset)
+        return self._forward(b, out)
+
+    def _forward(self, b, out=None):
+        D = self.layer.dim
+        if out is None:
+            out = np.empty((b[2], D), dtype=np.float32)
+        elif out.dtype != np.float32 or not out.flags.c_contiguous or out.size != b[2] * D:
+            raise ValueError(f"out must be a C-contiguous float32 array of {b[2]} x {D}")
+        with self._lock:
+            _call("fpd_engine_forward", self._h, ctypes.byref(b[0]), _ptr(out, ctypes.c_float))
+            self._last = b
+            self.forwards += 1
+        return out.reshape(b[3] + (D,))
+
+    def backward(self, grad_out):
+        """Add the gradient of the last forward's output (grad_out, as its output) to
+        the engine's core gradients (fpd_engine_backward)."""
+        if self._last is None:
+            raise FPDError(Status.INVALID_ARG, "Engine.backward needs a forward first")
+        self._backward(self._last, grad_out)
+
+    def _backward(self, b, grad_out):
+        """Backward of batch b (a _batch() tuple). The library differentiates its last
+        forward; when another forward ran since b's (the same engine used twice in
+        one graph), b's forward is run again first, into scratch."""
+        g = np.ascontiguousarray(grad_out, dtype=np.float32)
+        if g.size != b[2] * self.layer.dim:
+            raise ValueError(f"grad_out has {g.size} values; the forward gave {b[2]} x {self.layer.dim}")
+        with self._lock:
+            if self._last is not b:
+                scratch = np.empty((b[2], self.layer.dim), dtype=np.float32)
+                _call("fpd_engine_forward", self._h, ctypes.byref(b[0]), _ptr(scratch, ctypes.c_float))
+                self._last = b
+                self.forwards += 1
+            _call("fpd_engine_backward", self._h, ctypes.byref(b[0]), _ptr(g, ctypes.c_float))
+
+    def grad(self, m, copy=True):
+        """The accumulated gradient of core m (float32, the core's shape; zeros where
+        no row touched it) and the touched slice numbers t * n_m + i_m (int64)."""
+        g = ctypes.POINTER(ctypes.c_float)()
+        sl = ctypes.POINTER(ctypes.c_int64)()
+        n = ctypes.c_int64()
+        shape = self.layer.core_shape(m)
+        with self._lock:
+            _lib.load().fpd_engine_grad(self._h, m, ctypes.byref(g), ctypes.byref(sl), ctypes.byref(n))
+            arr = np.ctypeslib.as_array(g, shape=(int(np.prod(shape)),)).reshape(shape)
+            slices = np.ctypeslib.as_array(sl, shape=(n.value,)).copy() if n.value else np.zeros(0, np.int64)
+            return (arr.copy() if copy else arr), slices
+
+    def step(self):
+        """One optimizer step on the accumulated gradient (updates the layer's cores),
+        then clears the gradient."""
+        with self._lock:
+            _call("fpd_engine_step", self._h)
+
+    def zero_grad(self):
+        with self._lock:
+            _lib.load().fpd_engine_zero_grad(self._h)
+
+    @property
+    def last_flops(self):
+        return _lib.load().fpd_engine_last_flops(self._h)
+
+
+def embedding_bag(layer, indices, offsets=None, mode="mean", per_sample_weights=None, padding_idx=None,
+                  include_last_offset=False):
+    """torch.nn.functional.embedding_bag over an FPD layer, on NumPy arrays (a
+    transient one-thread engine); float32 [bags, D]."""
+    return Engine(layer, threads=1).forward(indices, offsets, mode, per_sample_weights, padding_idx,
+                                            include_last_offset)
+
+
+# ------------------------------------------------------------------ checkpoints
+
+_NP_OF = {"F32": np.float32, "F64": np.float64, "F16": np.float16, "I8": np.int8, "I16": np.int16,
+          "I32": np.int32, "I64": np.int64, "U8": np.uint8, "U16": np.uint16, "U32": np.uint32, "U64": np.uint64,
+          "BOOL": np.bool_, "C64": np.complex64}
+_FPD_OF = {np.dtype(v): k for k, v in _NP_OF.items()}
+
+
+class Checkpoint:
+    """A safetensors checkpoint opened by libfpd's reader (fpd_safetensors_open:
+    validated, memory-mapped). Use as a context manager or call close().
+
+        with fpd.open("model.fpd.safetensors") as ck:
+            ck.tables                     # FPD tables: ["user_embedding.weight", ...]
+            layer = ck.load_layer("user_embedding.weight")
+            ck.table_info("user_embedding.weight")   # rows, dim, shapes, fit, rel_error, ...
+            w = ck.tensor("prediction.weight")       # any other tensor, as a NumPy copy
+    """
+
+    def __init__(self, path):
+        self.path = os.fspath(path)
+        h = ctypes.c_void_p()
+        _call("fpd_safetensors_open", self.path.encode(), ctypes.byref(h))
+        self._h = h
+        self._free = weakref.finalize(self, _lib.load().fpd_safetensors_free, h)
+
+    def close(self):
+        self._free()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def _alive(self):
+        if not self._free.alive:
+            raise ValueError(f"{self.path}: checkpoint is closed")
+        return _lib.load()
+
+    @property
+    def metadata(self):
+        """The __metadata__ strings, as a dict."""
+        L = self._alive()
+        out = {}
+        for i in range(L.fpd_safetensors_metadata_count(self._h)):
+            k, v = ctypes.c_char_p(), ctypes.c_char_p()
+            L.fpd_safetensors_metadata_at(self._h, i, ctypes.byref(k), ctypes.byref(v))
+            out[k.value.decode()] = v.value.decode()
+        return out
+
+    @property
+    def tensors(self):
+        """{name: (dtype name, shape)} of every tensor, in file order."""
+        L = self._alive()
+        out = {}
+        for i in range(L.fpd_safetensors_count(self._h)):
+            t = L.fpd_safetensors_tensor(self._h, i).contents
+            out[t.name.decode()] = (_lib.DTYPES[t.dtype], tuple(t.shape[:t.ndim]))
+        return out
+
+    @property
+    def tables(self):
+        """Names of the FPD tables (metadata keys fpd.table.T)."""
+        return sorted(k[len("fpd.table."):] for k in self.metadata if k.startswith("fpd.table."))
+
+    def table_info(self, name):
+        """The checked metadata of FPD table `name` (fpd_checkpoint_check_table): dict
+        rows, dim, k, terms, row_shape, col_shape, ranks, source_dtype, core_dtype,
+        fit, seed, rel_error (NaN when absent)."""
+        L = self._alive()
+        meta = TableMeta()
+        _call("fpd_checkpoint_check_table", self._h, name.encode(), ctypes.byref(meta))
+        d = _shape_dict(meta.shape)
+        d.update({"source_dtype": _lib.DTYPES[meta.source_dtype],
+                  "core_dtype": _lib.DTYPES[meta.core_dtype] if meta.core_dtype < len(_lib.DTYPES) else None,
+                  "fit": meta.fit.decode(), "seed": meta.seed, "rel_error": meta.rel_error})
+        del L
+        return d
+
+    def load_layer(self, name):
+        """FPD table `name` as a new Layer (fpd_checkpoint_load_layer: cores converted
+        to F32, row_perm applied)."""
+        self._alive()
+        info = self.table_info(name)
+        h = ctypes.c_void_p()
+        _call("fpd_checkpoint_load_layer", self._h, name.encode(), ctypes.byref(h))
+        return Layer(h.value, {"fit": info["fit"], "seed": info["seed"], "source_dtype": info["source_dtype"]})
+
+    def tensor(self, name):
+        """Tensor `name` as a NumPy array (a copy; BF16 is widened to float32 exactly)."""
+        L = self._alive()
+        tp = L.fpd_safetensors_find(self._h, name.encode())
+        if not tp:
+            raise KeyError(f"{self.path} has no tensor '{name}'")
+        t = tp.contents
+        shape = tuple(t.shape[:t.ndim])
+        raw = ctypes.string_at(t.data, t.nbytes) if t.nbytes else b""
+        dt = _lib.DTYPES[t.dtype]
+        if dt == "BF16":
+            u = np.frombuffer(raw, dtype="<u2").astype(np.uint32) << 16
+            return u.view(np.float32).reshape(shape)
+        if dt not in _NP_OF:
+            raise FPDError(Status.DTYPE, f"{self.path}: tensor '{name}' has dtype {dt}, which NumPy cannot hold")
+        return np.frombuffer(raw, dtype=np.dtype(_NP_OF[dt]).newbyteorder("<")).astype(_NP_OF[dt]).reshape(shape)
+
+
+def open(path):  # noqa: A001 - fpd.open, as the library's fpd_safetensors_open
+    """Open a checkpoint (see Checkpoint)."""
+    return Checkpoint(path)
+
+
+def _tensor_info(name, arr, dtype_name=None):
+    t = TensorInfo()
+    t.name = name.encode()
+    t.dtype = _lib.DTYPE[dtype_name or _FPD_OF[np.dtype(arr.dtype).newbyteorder("=")]]
+    if arr.ndim > _lib.MAX_DIMS:
+        raise ValueError(f"tensor '{name}' has {arr.ndim} dimensions; at most {_lib.MAX_DIMS}")
+    t.ndim = arr.ndim
+    for i, n in enumerate(arr.shape):
+        t.shape[i] = n
+    t.data = arr.ctypes.data if arr.nbytes else None
+    t.nbytes = arr.nbytes
+    return t
+
+
+def save(path, tables=None, tensors=None, metadata=None, references=None, core_dtype="F32", overwrite=False):
+    """Write an FPD v1 checkpoint (DESIGN.md section 4) with libfpd's writer
+    (fpd_table_meta_to_json, fpd_safetensors_write: atomic, never replacing `path`
+    unless overwrite).
+
+    tables: {name: Layer}: cores as "name.fpd.core{m}" (core_dtype F32, F16 or BF16),
+      the row permutation as "name.fpd.row_perm" (I32 when the padded row count fits,
+      else I64), the metadata "fpd.table.name" from the layer's shape and its .info
+      (fit, seed, source_dtype). rel_error is recomputed against references[name] (a
+      dense [rows, dim] table) when given, else written as null: a value carried over
+      from an earlier file would no longer describe these cores.
+    tensors: {name: NumPy array}, written unchanged (dtype and shape kept).
+    metadata: extra __metadata__ strings ("fpd.version" is "1")."""
+    tables, tensors, references = tables or {}, tensors or {}, references or {}
+    if core_dtype not in ("F32", "F16", "BF16"):
+        raise ValueError("core_dtype must be F32, F16 or BF16")
+    L = _lib.load()
+    infos, keep = [], []
+    meta = {"fpd.version": "1"}
+    meta.update({str(k): str(v) for k, v in (metadata or {}).items()})
+    for name, layer in tables.items():
+        tm = TableMeta()
+        tm.shape = layer._shape
+        info = layer.info or {}
+        tm.source_dtype = _lib.DTYPE[info.get("source_dtype", "F32")]
+        tm.core_dtype = _lib.DTYPE[core_dtype]
+        tm.fit = str(info.get("fit", "python")).encode()[:63]
+        tm.seed = int(info.get("seed", 0))
+        tm.rel_error = layer.error(references[name])["rel_error"] if name in references else math.nan
+        js = ctypes.c_void_p()
+        _call("fpd_table_meta_to_json", ctypes.byref(tm), ctypes.byref(js))
+        meta[f"fpd.table.{name}"] = ctypes.string_at(js.value).decode()
+        L.fpd_free(js)
+        for m, c in enumerate(layer.cores):
+            if core_dtype == "F32":
+                arr = np.ascontiguousarray(c)
+            elif core_dtype == "F16":
+                arr = c.astype(np.float16)
+            else:  # BF16, round to nearest even
+                u = c.astype(np.float32).view(np.uint32).astype(np.uint64)
+                u = (u + 0x7FFF + ((u >> 16) & 1)) >> 16
+                arr = u.astype(np.uint16)
+            keep.append(arr)
+            infos.append(_tensor_info(f"{name}.fpd.core{m}", arr, core_dtype))
+        perm = layer.row_perm
+        if perm is not None:
+            if int(np.prod(layer.row_shape)) <= 2**31 - 1:
+                perm = perm.astype(np.int32)
+            keep.append(perm)
+            infos.append(_tensor_info(f"{name}.fpd.row_perm", perm))
+    for name, arr in tensors.items():
+        arr = np.asarray(arr)
+        arr = np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder("<"))
+        keep.append(arr)
+        infos.append(_tensor_info(name, arr))
+    arr_t = (TensorInfo * max(len(infos), 1))(*infos)
+    keys = list(meta)
+    ck = (ctypes.c_char_p * len(keys))(*[k.encode() for k in keys])
+    cv = (ctypes.c_char_p * len(keys))(*[meta[k].encode() for k in keys])
+    _call("fpd_safetensors_write", os.fspath(path).encode(), arr_t, len(infos), ck, cv, len(keys),
+          _lib.WRITE_OVERWRITE if overwrite else 0)
+    del keep
