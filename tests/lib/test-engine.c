@@ -645,3 +645,61 @@ Test(engine, a_batch_without_indices_gives_empty_bags) {
     }
     fpd_layer_free(l);
 }
+
+/* fpd_row_order_interactions on planted taste groups: 512 users in 8 groups, each
+ * group interacting only with its own 40 of 320 items, ids scrambled. Ordered, the
+ * users of one group must share their leading digit (8 x 64 rows: a group fills
+ * one first-digit block); a random order would split every group over ~8 blocks. */
+Test(engine, row_order_from_interactions_groups_users_by_taste) {
+    const int64_t U = 512, NI = 320, G = 8, per = 30;
+    const int64_t n[2] = {8, 64}, d[2] = {4, 2};
+    struct fpd_layer_shape s = test_make_shape(2, U, n, d, 4, 1);
+    int64_t *users = malloc((size_t)(U * per) * sizeof(int64_t)), *items = malloc((size_t)(U * per) * sizeof(int64_t));
+    int64_t *group = malloc((size_t)U * sizeof(int64_t)), *scr = malloc((size_t)U * sizeof(int64_t));
+    uint64_t seed = 77;
+    for (int64_t u = 0; u < U; u++) scr[u] = u;
+    for (int64_t u = U - 1; u > 0; u--) { /* scrambled ids */
+        int64_t j = (int64_t)(test_rand_u64(&seed) % (uint64_t)(u + 1)), x = scr[u];
+        scr[u] = scr[j];
+        scr[j] = x;
+    }
+    int64_t nnz = 0;
+    for (int64_t u = 0; u < U; u++) {
+        const int64_t g = u % G, id = scr[u];
+        group[id] = g;
+        for (int64_t q = 0; q < per; q++) {
+            users[nnz] = id;
+            items[nnz++] = g * (NI / G) + (int64_t)(test_rand_u64(&seed) % (uint64_t)(NI / G));
+        }
+    }
+    int64_t *perm = malloc((size_t)U * sizeof(int64_t));
+    struct fpd_error err;
+    cr_assert(eq(int, fpd_row_order_interactions(users, items, nnz, U, NI, &s, 16, 5, perm, &err), 0), "%s", err.msg);
+    /* a permutation into [0, 512) */
+    struct fpd_layer *l = NULL;
+    cr_assert(eq(int, fpd_layer_init(&s, &l, NULL), 0));
+    cr_assert(eq(int, fpd_layer_set_row_perm(l, perm, &err), 0), "%s", err.msg);
+    /* purity: for each first-digit block, the share of its users from its most common group */
+    int64_t cnt[8][8] = {{0}};
+    for (int64_t u = 0; u < U; u++) cnt[perm[u] / 64][group[u]]++;
+    int64_t pure = 0;
+    for (int64_t b = 0; b < 8; b++) {
+        int64_t best = 0;
+        for (int64_t g = 0; g < G; g++) best = cnt[b][g] > best ? cnt[b][g] : best;
+        pure += best;
+    }
+    cr_assert(ge(dbl, (double)pure / (double)U, 0.95), "purity %g", (double)pure / (double)U);
+    /* errors: a pair out of range, a shape of other rows */
+    items[3] = NI;
+    cr_assert(eq(int, fpd_row_order_interactions(users, items, nnz, U, NI, &s, 16, 5, perm, &err),
+                 FPD_STATUS_INVALID_ARG));
+    cr_assert(ne(ptr, strstr(err.msg, "interaction 3"), NULL), "%s", err.msg);
+    cr_assert(eq(int, fpd_row_order_interactions(users, items, nnz, U - 1, NI, &s, 16, 5, perm, &err),
+                 FPD_STATUS_SHAPE));
+    fpd_layer_free(l);
+    free(users);
+    free(items);
+    free(group);
+    free(scr);
+    free(perm);
+}
