@@ -186,7 +186,9 @@ deps-ok:
 demo: deps
 	@$(MAKE) --no-print-directory all
 	@mkdir -p $(BUILD_DIR)/demo
-	$(BUILD_DIR)/fpd-compress samples/glove-10k.safetensors -o $(BUILD_DIR)/demo/glove-10k.fpd.safetensors --force
+	$(BUILD_DIR)/fpd-compress samples/glove-10k.safetensors -o $(BUILD_DIR)/demo/glove-10k.small.safetensors --force
+	$(BUILD_DIR)/fpd-compress samples/glove-10k.safetensors -o $(BUILD_DIR)/demo/glove-10k.fpd.safetensors --encoding fpd --force -q
+	$(BUILD_DIR)/fpd-inspect $(BUILD_DIR)/demo/glove-10k.small.safetensors
 	$(BUILD_DIR)/fpd-inspect $(BUILD_DIR)/demo/glove-10k.fpd.safetensors
 
 test: deps

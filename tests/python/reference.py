@@ -145,9 +145,9 @@ def read_safetensors(path):
 
 
 def st_tensor(header, data, name):
-    """A tensor of a parsed safetensors file as NumPy (F32 F64 F16 I32 I64)."""
+    """A tensor of a parsed safetensors file as NumPy (F32 F64 F16 I32 I64 U8)."""
     t = header[name]
-    dt = {"F32": "<f4", "F64": "<f8", "F16": "<f2", "I32": "<i4", "I64": "<i8"}[t["dtype"]]
+    dt = {"F32": "<f4", "F64": "<f8", "F16": "<f2", "I32": "<i4", "I64": "<i8", "U8": "u1"}[t["dtype"]]
     b, e = t["data_offsets"]
     return np.frombuffer(data[b:e], dtype=dt).reshape(t["shape"])
 

@@ -86,8 +86,11 @@ def test_layouts():
 
 
 def test_loader():
-    report(f"library found ({fpd.library_path()}), version {fpd.version()}",
-           fpd.version() == "0.1.0" and "cpu" in fpd.build_features().split(), fpd.build_features())
+    import re
+    with open(os.path.join(ROOT, "lib", "fpd.h")) as f:
+        want = re.search(r'#define FPD_VERSION_STRING "([^"]+)"', f.read()).group(1)
+    report(f"library found ({fpd.library_path()}), version {fpd.version()} as lib/fpd.h says",
+           fpd.version() == want and "cpu" in fpd.build_features().split(), fpd.build_features())
     env = dict(os.environ, FPD_LIBRARY=os.path.join(WORK, "missing", "libfpd.so"),
                PYTHONPATH=os.path.join(ROOT, "tools", "python"))
     r = subprocess.run([sys.executable, "-c", "import fpd; fpd.version()"], env=env, capture_output=True, text=True)
@@ -326,6 +329,57 @@ def test_checkpoint(rng):
     report(f"a checkpoint of fpd-compress: load_layer + lookup equal the definition ({e:.1e})", e < 1e-5, f"{e}")
 
 
+def dequantize_fused(q, kind, dim):
+    """FBGEMM's fused row-wise rows [N, bytes] dequantized here from the layout
+    (int8: dim codes, F32 scale, F32 bias; int4: two codes a byte, the even column in
+    the low nibble, F16 scale, F16 bias): x = code * scale + bias."""
+    q = np.asarray(q, np.uint8)
+    if kind == "int8":
+        codes = q[:, :dim].astype(np.float64)
+        sb = q[:, dim:dim + 8].copy().view("<f4").astype(np.float64)
+    else:
+        nb = (dim + 1) // 2
+        lo, hi = q[:, :nb] & 15, q[:, :nb] >> 4
+        codes = np.stack([lo, hi], axis=2).reshape(q.shape[0], 2 * nb)[:, :dim].astype(np.float64)
+        sb = q[:, nb:nb + 4].copy().view("<f2").astype(np.float64)
+    return codes * sb[:, :1] + sb[:, 1:2]
+
+
+def test_rowwise():
+    """Row-wise tables written by fpd-compress --encoding int8|int4, read by the
+    package, against the fused bytes dequantized here."""
+    glove = os.path.join(ROOT, "samples", "glove-10k.safetensors")
+    name = "word_embeddings.weight"
+    for kind in ("int8", "int4"):
+        path = os.path.join(WORK, f"g.{kind}.safetensors")
+        r = subprocess.run([os.path.join(BUILD, "fpd-compress"), glove, "-o", path, "--encoding", kind, "--queries",
+                            "0", "-q"], capture_output=True, text=True)
+        if r.returncode != 0:
+            report(f"fpd-compress --encoding {kind}", False, r.stderr[-300:])
+            continue
+        header, meta, data = read_safetensors(path)
+        want = dequantize_fused(st_tensor(header, data, name + ".rowwise.fused"), kind, 100)
+        with fpd.open(path) as ck:
+            report(f"{kind}: Checkpoint.rowwise_tables lists the table, tables (FPD) does not",
+                   ck.rowwise_tables == [name] and ck.tables == [], str(ck.rowwise_tables))
+            q = ck.load_rowwise(name)
+            report(f"{kind}: load_rowwise kind and shape", (q.kind, q.rows, q.dim) == (kind, 10000, 100), repr(q))
+            e = rel(q.reconstruct(), want)
+            report(f"{kind}: reconstruct equals the bytes dequantized here ({e:.1e})", e < 1e-6, f"{e}")
+            idx = np.array([[3, 9999], [3, 0]])
+            e = rel(q.lookup(idx), want[idx])
+            report(f"{kind}: lookup of a 2-D index array ({e:.1e})", e < 1e-6 and q.lookup(idx).shape == (2, 2, 100),
+                   f"{e}")
+            e = rel(ck.dense(name), want)
+            report(f"{kind}: Checkpoint.dense dequantizes ({e:.1e})", e < 1e-6, f"{e}")
+            try:
+                q.lookup([10000])
+                report(f"{kind}: an index out of range raises", False, "no exception")
+            except fpd.FPDError as ex:
+                report(f"{kind}: an index out of range raises FPDError INVALID_ARG",
+                       ex.status == fpd.Status.INVALID_ARG, repr(ex))
+
+
 def test_heuristic():
     s = fpd.suggest(10**7, 128)
     top = [(c["r"], c["p"]) for c in s["candidates"][:4]]
@@ -353,7 +407,7 @@ def test_heuristic():
 def main():
     rng = np.random.default_rng(12)
     for t in (test_layouts, test_loader, test_errors, lambda: test_layer(rng), lambda: test_engine(rng),
-              lambda: test_fit(rng), lambda: test_checkpoint(rng), test_heuristic):
+              lambda: test_fit(rng), lambda: test_checkpoint(rng), test_rowwise, test_heuristic):
         try:
             t()
         except Exception as e:  # a crash of one group is a failure, the others still run

@@ -272,6 +272,29 @@ def test_files(rng):
            info2["fit"].count("+torch") == 1, str(info2))
 
 
+def test_load_any_encoding(rng):
+    """load_embedding_bag on what fpd-compress writes: int8 and FPD tables of the sample."""
+    import subprocess
+    glove = os.path.join(ROOT, "samples", "glove-10k.safetensors")
+    name = "word_embeddings.weight"
+    ids, offs = torch.tensor([5, 9999, 5, 0]), torch.tensor([0, 2])
+    for enc, extra in (("int8", []), ("fpd", ["--rank", "6", "--epochs", "0"])):
+        path = os.path.join(WORK, f"g.{enc}.safetensors")
+        r = subprocess.run([os.path.join(BUILD, "fpd-compress"), glove, "-o", path, "--encoding", enc, "--queries",
+                            "0", "-q"] + extra, capture_output=True, text=True)
+        if r.returncode != 0:
+            report(f"fpd-compress --encoding {enc}", False, r.stderr[-300:])
+            continue
+        m = ft.load_embedding_bag(path, name, mode="sum")
+        with fpd.open(path) as ck:
+            W = torch.from_numpy(ck.dense(name))
+        want = F.embedding_bag(ids, W, offs, mode="sum")
+        kind = type(m).__name__
+        report(f"load_embedding_bag {enc}: a {kind} whose sums are the table's rows",
+               kind == ("EmbeddingBag" if enc == "int8" else "FPDEmbeddingBag") and
+               rel(m(ids, offs).detach(), want) < 1e-5, kind)
+
+
 def test_replace(rng):
     class Model(nn.Module):
         def __init__(self):
@@ -351,7 +374,7 @@ def main():
     print(f"# torch {torch.__version__}, libfpd {fpd.version()} at {fpd.library_path()}", file=sys.stderr)
     rng = np.random.default_rng(5)
     for t in (test_forward_backward, test_gradcheck, test_embedding, test_errors, test_training_state, test_files,
-              test_replace, test_gmf):
+              test_load_any_encoding, test_replace, test_gmf):
         try:
             t(rng)
         except Exception:  # a crash of one group is a failure; the others still run

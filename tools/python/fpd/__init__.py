@@ -30,7 +30,7 @@ import weakref
 import numpy as np
 
 from . import _lib
-from ._lib import (BagBatch, EngineParams, Error, ErrorStats, FitReport, InitParams, LayerShape, Plan, PlanParams,
+from ._lib import (BagBatch, EngineParams, Error, ErrorStats, FitReport, InitParams, LayerShape, Plan, PlanParams, RowwiseTable,
                    TableMeta, TableView, TensorInfo, Suggestion)
 
 __all__ = ["FPDError", "Status", "Layer", "Engine", "Checkpoint", "open", "save", "fit", "plan", "suggest",
@@ -667,6 +667,33 @@ class Checkpoint:
         _call("fpd_checkpoint_load_layer", self._h, name.encode(), ctypes.byref(h))
         return Layer(h.value, {"fit": info["fit"], "seed": info["seed"], "source_dtype": info["source_dtype"]})
 
+    @property
+    def rowwise_tables(self):
+        """Names of the row-wise quantized tables (metadata keys fpd.rowwise.T,
+        extension rowwise/1: FBGEMM's fused int8/int4 rows)."""
+        return sorted(k[len("fpd.rowwise."):] for k in self.metadata if k.startswith("fpd.rowwise."))
+
+    def load_rowwise(self, name, verify=True):
+        """Row-wise table `name` (fpd_checkpoint_load_rowwise) as a RowwiseTable whose
+        lookup()/reconstruct() give dequantized float32 rows; verify (default) first
+        checks every row's scale and bias are finite (fpd_checkpoint_verify_table)."""
+        self._alive()
+        q = RowwiseTable()
+        _call("fpd_checkpoint_load_rowwise", self._h, name.encode(), ctypes.byref(q), None)
+        if verify:
+            _call("fpd_checkpoint_verify_table", self._h, name.encode(), True)
+        return RowwiseView(self, name, q)
+
+    def dense(self, name):
+        """Table `name` as a dense float32 NumPy array [rows, dim], whatever its
+        encoding: an FPD table reconstructed, a row-wise one dequantized, any other
+        2-D tensor converted (as fpd-convert writes them)."""
+        if name in self.tables:
+            return self.load_layer(name).reconstruct()
+        if name in self.rowwise_tables:
+            return self.load_rowwise(name).reconstruct()
+        return np.asarray(self.tensor(name), dtype=np.float32)
+
     def tensor(self, name):
         """Tensor `name` as a NumPy array (a copy; BF16 is widened to float32 exactly)."""
         L = self._alive()
@@ -683,6 +710,36 @@ class Checkpoint:
         if dt not in _NP_OF:
             raise FPDError(Status.DTYPE, f"{self.path}: tensor '{name}' has dtype {dt}, which NumPy cannot hold")
         return np.frombuffer(raw, dtype=np.dtype(_NP_OF[dt]).newbyteorder("<")).astype(_NP_OF[dt]).reshape(shape)
+
+
+class RowwiseView:
+    """A row-wise quantized table of an open Checkpoint (borrows its memory map:
+    valid while the checkpoint is open). kind is "int8" or "int4"."""
+
+    def __init__(self, ck, name, q):
+        self._ck, self.name, self._q = ck, name, q
+        self.kind = {0: "int8", 1: "int4"}.get(q.kind, str(q.kind))
+        self.rows, self.dim = q.rows, q.dim
+
+    def lookup(self, idx):
+        """Dequantized rows idx (any shape of ints) as float32 [*idx.shape, dim]."""
+        self._ck._alive()
+        i = _i64(idx)
+        out = np.empty((i.size, self.dim), dtype=np.float32)
+        _call("fpd_rowwise_lookup", ctypes.byref(self._q), _ptr(i, ctypes.c_int64), i.size,
+              _ptr(out, ctypes.c_float))
+        return out.reshape(tuple(np.shape(idx)) + (self.dim,))
+
+    def reconstruct(self, begin=0, end=None):
+        """Dequantized rows [begin, end) as float32 [end - begin, dim]."""
+        self._ck._alive()
+        end = self.rows if end is None else end
+        out = np.empty((max(end - begin, 0), self.dim), dtype=np.float32)
+        _call("fpd_rowwise_reconstruct", ctypes.byref(self._q), begin, end, _ptr(out, ctypes.c_float))
+        return out
+
+    def __repr__(self):
+        return f"RowwiseView({self.name!r}, {self.kind}, [{self.rows}, {self.dim}])"
 
 
 def open(path):  # noqa: A001 - fpd.open, as the library's fpd_safetensors_open

@@ -99,6 +99,10 @@ class TableMeta(Structure):
                 ("seed", c_uint64), ("rel_error", c_double)]
 
 
+class RowwiseTable(Structure):
+    _fields_ = [("data", c_void_p), ("kind", c_int), ("rows", c_int64), ("dim", c_int64)]
+
+
 class PlanParams(Structure):
     _fields_ = [("rank", c_int64), ("terms", c_int64), ("k", c_int32), ("min_rows", c_int64),
                 ("min_ratio", c_double), ("core_dtype", c_int), ("budget_bytes", c_size_t),
@@ -189,6 +193,10 @@ PROTOTYPES = {
     "fpd_table_meta_from_json": (ST, [c_char_p, c_char_p, POINTER(TableMeta), ERR]),
     "fpd_checkpoint_check_table": (ST, [P, c_char_p, POINTER(TableMeta), ERR]),
     "fpd_checkpoint_load_layer": (ST, [P, c_char_p, POINTER(P), ERR]),
+    "fpd_checkpoint_load_rowwise": (ST, [P, c_char_p, POINTER(RowwiseTable), c_void_p, ERR]),
+    "fpd_checkpoint_verify_table": (ST, [P, c_char_p, c_bool, ERR]),
+    "fpd_rowwise_lookup": (ST, [POINTER(RowwiseTable), POINTER(c_int64), c_int64, POINTER(c_float), ERR]),
+    "fpd_rowwise_reconstruct": (ST, [POINTER(RowwiseTable), c_int64, c_int64, POINTER(c_float), ERR]),
     # heuristics
     "fpd_plan_default_params": (PlanParams, []),
     "fpd_plan_table": (ST, [c_int64, c_int64, c_int, POINTER(PlanParams), POINTER(Plan), ERR]),

@@ -412,6 +412,23 @@ class FPDEmbedding(_FPDModule):
         return self._repr("")
 
 
+def load_embedding_bag(path, name, **kwargs):
+    """Table `name` of a checkpoint as an EmbeddingBag, whatever fpd-compress wrote:
+    an FPD table as an FPDEmbeddingBag (FPDEmbeddingBag.from_file), a row-wise
+    int8/int4 table (extension rowwise/1) dequantized into an nn.EmbeddingBag
+    (from_pretrained: frozen unless freeze=False), a dense 2-D tensor likewise.
+    kwargs: the modules' keywords (mode, padding_idx, include_last_offset, freeze...)."""
+    with _fpd.open(path) as ck:
+        if name in ck.tables:
+            return FPDEmbeddingBag.from_file(path, name, **kwargs)
+        if name not in ck.rowwise_tables and name not in ck.tensors:
+            raise KeyError(f"{path} has no table '{name}'")
+        w = torch.from_numpy(ck.dense(name))
+    if w.dim() != 2:
+        raise ValueError(f"{path}: tensor '{name}' is not a 2-D table (shape {tuple(w.shape)})")
+    return nn.EmbeddingBag.from_pretrained(w, **kwargs)
+
+
 def save(path, modules, references=None, core_dtype="F32", overwrite=False, metadata=None):
     """Write several tables and tensors as one FPD v1 checkpoint: modules maps a name
     to an FPDEmbeddingBag / FPDEmbedding (written as an FPD table) or to a tensor
