@@ -13,8 +13,8 @@
  * K loop; A's entries are broadcast (so A may be read transposed through its two
  * strides at no cost), B and C are read along N in vectors.
  *
- * Vectors are GCC's generic vectors; the kernel is compiled for x86-64-v4
- * (AVX-512: 16 floats), x86-64-v3 (AVX2 + FMA: 8) and the baseline (4), and
+ * Vectors are GCC's generic vectors; the kernel is compiled for AVX-512 (16
+ * floats), AVX2 + FMA (8) and the baseline (4), and
  * the first call picks the best one the processor has, so the binary stays
  * portable while using the machine's widest FMA units.
  */
@@ -125,9 +125,9 @@ typedef float v4 __attribute__((vector_size(16), aligned(4)));
         const float *restrict b, int64_t ldb, float *restrict c, int64_t ldc, bool acc
 
 #if defined(__x86_64__) && defined(__GNUC__)
-__attribute__((target("arch=x86-64-v4"))) static void gemm_v4(GEMM_ARGS)
+__attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma"))) static void gemm_v4(GEMM_ARGS)
     GEMM_BODY(v16, 16, GEMM_PASS1(v16, 16) GEMM_PASS1(v8, 8) GEMM_PASS1(v4, 4))
-__attribute__((target("arch=x86-64-v3"))) static void gemm_v3(GEMM_ARGS)
+__attribute__((target("avx2,fma"))) static void gemm_v3(GEMM_ARGS)
     GEMM_BODY(v8, 8, GEMM_PASS1(v8, 8) GEMM_PASS1(v4, 4))
 #endif
 static void gemm_base(GEMM_ARGS) GEMM_BODY(v4, 4, GEMM_PASS1(v4, 4))
@@ -137,8 +137,11 @@ typedef void (*gemm_fn)(GEMM_ARGS);
 static gemm_fn pick(void) {
 #if defined(__x86_64__) && defined(__GNUC__)
     __builtin_cpu_init();
-    if (__builtin_cpu_supports("x86-64-v4")) return gemm_v4;
-    if (__builtin_cpu_supports("x86-64-v3")) return gemm_v3;
+    /* feature by feature: GCC 12 knows the level names, clang 14 does not */
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+        __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq"))
+        return gemm_v4;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return gemm_v3;
 #endif
     return gemm_base;
 }
