@@ -332,41 +332,6 @@ static enum fpd_status engine_create(void *ctx, struct fpd_layer *layer, const s
 
 /* ------------------------------------------------------------ plan */
 
-/* LSD radix sort of (key, pos) pairs by key < 2^bits; result in e->key/e->pos.
- * Digits of 11 bits (8 for small batches, where clearing 2048 counters a pass
- * would cost more than the keys). */
-static void radix_sort(struct cpu_engine *e, int64_t n, int bits) {
-    const int RB = n < 4096 ? 8 : 11, RS = 1 << RB;
-    uint64_t *k0 = e->key, *k1 = e->key2;
-    int64_t *p0 = e->pos, *p1 = e->pos2;
-    int64_t cnt[1 << 11];
-    for (int shift = 0; shift < bits; shift += RB) {
-        memset(cnt, 0, (size_t)RS * sizeof cnt[0]);
-        for (int64_t i = 0; i < n; i++) cnt[(k0[i] >> shift) & (uint64_t)(RS - 1)]++;
-        int64_t sum = 0;
-        for (int b = 0; b < RS; b++) {
-            int64_t c = cnt[b];
-            cnt[b] = sum;
-            sum += c;
-        }
-        for (int64_t i = 0; i < n; i++) {
-            int64_t d = cnt[(k0[i] >> shift) & (uint64_t)(RS - 1)]++;
-            k1[d] = k0[i];
-            p1[d] = p0[i];
-        }
-        uint64_t *tk = k0;
-        k0 = k1;
-        k1 = tk;
-        int64_t *tp = p0;
-        p0 = p1;
-        p1 = tp;
-    }
-    if (k0 != e->key) { /* odd number of passes: the result is in the scratch */
-        memcpy(e->key, k0, (size_t)n * sizeof *k0);
-        memcpy(e->pos, p0, (size_t)n * sizeof *p0);
-    }
-}
-
 static bool same_batch(const struct fpd_bag_batch *a, const struct fpd_bag_batch *b) {
     return a->indices == b->indices && a->n_indices == b->n_indices && a->offsets == b->offsets &&
            a->n_bags == b->n_bags && a->bag_size == b->bag_size && a->include_last_offset == b->include_last_offset &&
@@ -426,7 +391,7 @@ static enum fpd_status plan(struct cpu_engine *e, const struct fpd_bag_batch *b,
     for (int32_t m = 0; m < e->k; m++) padded *= e->s.row_shape[m];
     int bits = 1;
     while (bits < 63 && ((uint64_t)1 << bits) < (uint64_t)padded) bits++;
-    radix_sort(e, nv, bits);
+    fpd__cpu_radix_sort(e->key, e->pos, nv, bits, e->key2, e->pos2);
     int64_t nu = 0;
     for (int64_t q = 0; q < nv; q++) {
         if (q == 0 || e->key[q] != e->key[q - 1]) {

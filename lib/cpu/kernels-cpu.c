@@ -122,3 +122,35 @@ enum fpd_status fpd__cpu_dsyev_top(int64_t n, double *g, int64_t r, double *w, d
     fpd_free(supp);
     return st;
 }
+
+void fpd__cpu_radix_sort(uint64_t *key, int64_t *pos, int64_t n, int bits, uint64_t *key2, int64_t *pos2) {
+    const int RB = n < 4096 ? 8 : 11, RS = 1 << RB;
+    uint64_t *k0 = key, *k1 = key2;
+    int64_t *p0 = pos, *p1 = pos2;
+    int64_t cnt[1 << 11];
+    for (int shift = 0; shift < bits; shift += RB) {
+        memset(cnt, 0, (size_t)RS * sizeof cnt[0]);
+        for (int64_t i = 0; i < n; i++) cnt[(k0[i] >> shift) & (uint64_t)(RS - 1)]++;
+        int64_t sum = 0;
+        for (int b = 0; b < RS; b++) {
+            int64_t c = cnt[b];
+            cnt[b] = sum;
+            sum += c;
+        }
+        for (int64_t i = 0; i < n; i++) {
+            int64_t d = cnt[(k0[i] >> shift) & (uint64_t)(RS - 1)]++;
+            k1[d] = k0[i];
+            p1[d] = p0[i];
+        }
+        uint64_t *tk = k0;
+        k0 = k1;
+        k1 = tk;
+        int64_t *tp = p0;
+        p0 = p1;
+        p1 = tp;
+    }
+    if (k0 != key) { /* odd number of passes: the result is in the scratch */
+        memcpy(key, k0, (size_t)n * sizeof *k0);
+        memcpy(pos, p0, (size_t)n * sizeof *p0);
+    }
+}

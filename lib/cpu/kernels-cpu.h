@@ -35,6 +35,11 @@ enum fpd_status fpd__cpu_dsyev_top(int64_t n, double *g, int64_t r, double *w, d
  * ldb, C row-major with ldc. No threads, no allocation. */
 void fpd__cpu_gemm_small(int64_t M, int64_t N, int64_t K, const float *a, int64_t sai, int64_t sal, const float *b,
                          int64_t ldb, float *c, int64_t ldc, bool acc);
+/* LSD radix sort of the pairs (key[i], pos[i]), i < n, by key < 2^bits (stable),
+ * in place, with scratch key2/pos2 of n each. Digits of 11 bits, 8 for n < 4096
+ * (where clearing 2048 counters a pass would cost more than the keys). The
+ * engine's de-duplication (engine-cpu.c) and the benchmarks' dense baseline. */
+void fpd__cpu_radix_sort(uint64_t *key, int64_t *pos, int64_t n, int bits, uint64_t *key2, int64_t *pos2);
 /* dst[j, i] = src[i, j] for i < rows, j < cols (leading dimensions lds, ldd). */
 void fpd__cpu_transpose(int64_t rows, int64_t cols, const float *src, int64_t lds, float *dst, int64_t ldd);
 

@@ -101,34 +101,7 @@ static void dense_train(struct dense *t, const int64_t *idx, float *out, int64_t
         t->key[b] = (uint64_t)idx[b];
         t->pos[b] = b;
     }
-    /* LSD radix sort, 11-bit digits, as the engine does */
-    uint64_t *k0 = t->key, *k1 = t->key2;
-    int64_t *p0 = t->pos, *p1 = t->pos2;
-    for (int shift = 0; shift < 33; shift += 11) {
-        int64_t cnt[2048] = {0};
-        for (int64_t i = 0; i < g_b; i++) cnt[(k0[i] >> shift) & 2047]++;
-        int64_t sum = 0;
-        for (int q = 0; q < 2048; q++) {
-            int64_t c = cnt[q];
-            cnt[q] = sum;
-            sum += c;
-        }
-        for (int64_t i = 0; i < g_b; i++) {
-            int64_t d = cnt[(k0[i] >> shift) & 2047]++;
-            k1[d] = k0[i];
-            p1[d] = p0[i];
-        }
-        uint64_t *tk = k0;
-        k0 = k1;
-        k1 = tk;
-        int64_t *tp = p0;
-        p0 = p1;
-        p1 = tp;
-    }
-    if (k0 != t->key) {
-        memcpy(t->key, k0, (size_t)g_b * 8);
-        memcpy(t->pos, p0, (size_t)g_b * 8);
-    }
+    fpd__cpu_radix_sort(t->key, t->pos, g_b, 33, t->key2, t->pos2); /* as the engine de-duplicates */
     int64_t ns = 0;
     for (int64_t q = 0; q < g_b; q++)
         if (q == 0 || t->key[q] != t->key[q - 1]) seg[ns++] = q;
