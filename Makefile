@@ -141,6 +141,7 @@ $(STATIC_LIB): $(LIB_OBJ) $(VARIANT_STAMP)
 $(SHARED_LIB): $(LIB_OBJ) $(VARIANT_STAMP)
 	@$(if $(Q),echo "  LD    $@")
 	$(Q)$(CC) -shared -Wl,--no-undefined -Wl,-soname,libfpd.so.$(FPD_SOMAJOR) $(LDFLAGS) -o $@ $(filter %.o,$^) $(FPD_LDLIBS)
+	$(Q)ln -sf libfpd.so $(BUILD_DIR)/libfpd.so.$(FPD_SOMAJOR)
 
 $(BUILD_DIR)/fpd-%: $(OBJ_DIR)/tools/fpd-%.o $(TOOL_COMMON_OBJ) $(STATIC_LIB)
 	@$(if $(Q),echo "  LINK  $@")

@@ -242,7 +242,7 @@ FPD_API enum fpd_status fpd_layer_error(const struct fpd_layer *layer, const str
  * block), not a dense copy):
  *  - relative Frobenius error, plain and weighted by row_weights (if given),
  *  - per-row cosine similarity: mean, 5th percentile (from a 4096-bin histogram,
- *    exact to 1/2048), minimum,
+ *    exact to 1/2048, and within [minimum, maximum]), minimum,
  *  - nearest-neighbour recall@10: for `queries` rows sampled uniformly (seed),
  *    the 10 most cosine-similar other rows in W and in What; recall is the mean
  *    overlap / 10,

@@ -171,7 +171,7 @@ static enum fpd_status quality(const struct approx *ap, int64_t n, int64_t dim, 
         normalize_rows(qb, queries, dim);
     }
 
-    double se = 0, sn = 0, wse = 0, wsn = 0, cs = 0, cmin = 1.0, q8 = 0, q4 = 0;
+    double se = 0, sn = 0, wse = 0, wsn = 0, cs = 0, cmin = 1.0, cmax = -1.0, q8 = 0, q4 = 0;
     for (int64_t r0 = 0; r0 < n; r0 += block) {
         int64_t r1 = r0 + block < n ? r0 + block : n, nb = r1 - r0;
         if ((st = fpd_table_view_rows(w, r0, r1, a, err))) goto done;
@@ -194,6 +194,7 @@ static enum fpd_status quality(const struct approx *ap, int64_t n, int64_t dim, 
             double c = (na == 0.0 && nbb == 0.0) ? 1.0 : (na == 0.0 || nbb == 0.0) ? 0.0 : dot / sqrt(na * nbb);
             cs += c;
             cmin = c < cmin ? c : cmin;
+            cmax = c > cmax ? c : cmax;
             int bin = (int)((c + 1.0) * 0.5 * COS_BINS);
             hist[bin < 0 ? 0 : (bin >= COS_BINS ? COS_BINS - 1 : bin)]++;
             q8 += quant_sq_error(x, dim, FPD_ROWWISE_INT8, qbuf, b + block * dim);
@@ -220,7 +221,11 @@ static enum fpd_status quality(const struct approx *ap, int64_t n, int64_t dim, 
     for (int q = 0; q < COS_BINS; q++) {
         acc += hist[q];
         if (acc >= need) {
-            out->cos_p5 = -1.0 + (q + 0.5) * 2.0 / COS_BINS;
+            /* the bin's middle, within the range seen: a bin wider than the spread of
+             * the cosines (all near 1 for a fine quantization) must not give a p5 below
+             * the minimum */
+            double p5 = -1.0 + (q + 0.5) * 2.0 / COS_BINS;
+            out->cos_p5 = p5 < cmin ? cmin : (p5 > cmax ? cmax : p5);
             break;
         }
     }

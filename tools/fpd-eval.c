@@ -66,7 +66,8 @@ static json_t *tables_json(const struct ncf_model *m) {
     const char *names[2] = {NCF_USER_TABLE, NCF_ITEM_TABLE};
     const struct fpd_embedding *e[2] = {&m->gmf.user, &m->gmf.item};
     for (int i = 0; i < 2; i++) {
-        json_t *o = json_pack("{s:s, s:s, s:I, s:I}", "name", names[i], "kind", m->layer[i] ? "fpd" : "dense", "rows",
+        json_t *o = json_pack("{s:s, s:s, s:I, s:I}", "name", names[i], "kind",
+                              m->layer[i] ? "fpd" : m->encoding[i] ? m->encoding[i] : "dense", "rows",
                               (json_int_t)e[i]->rows, "dim", (json_int_t)e[i]->dim);
         if (m->layer[i]) {
             const struct fpd_layer_shape *s = fpd_layer_get_shape(m->layer[i]);
@@ -245,6 +246,8 @@ int main(int argc, char **argv) {
                 printf("  r=%lld p=%lld  %.1fx smaller", (long long)json_integer_value(json_object_get(tab, "r")),
                        (long long)json_integer_value(json_object_get(tab, "p")),
                        json_real_value(json_object_get(tab, "ratio")));
+            else if (strcmp(kind, "dense") != 0)
+                printf("  row-wise, read dequantized");
             printf("\n");
         }
         printf("test        %lld users, %lld candidates each\n", (long long)t.n, (long long)t.n_cand);

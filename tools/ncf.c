@@ -323,6 +323,7 @@ enum fpd_status ncf_model_load(const char *path, struct ncf_model *m, struct fpd
             rows[i] = q.rows;
             dims[i] = q.dim;
             m->dtype[i] = rm.source_dtype;
+            m->encoding[i] = fpd_rowwise_name(q.kind);
             if (!(m->dense[i] = malloc((size_t)(rows[i] * dims[i]) * sizeof(float))))
                 return set_err(err, FPD_STATUS_NOMEM, "%s: out of memory for '%s'", path, T);
             if ((st = fpd_rowwise_reconstruct(&q, 0, q.rows, m->dense[i], err))) return st;

@@ -77,6 +77,8 @@ struct ncf_model {
     struct fpd_layer *layer[2];     /* user, item: FPD layers or NULL                */
     struct fpd_table_meta meta[2];  /* FPD metadata (written with the layer)         */
     enum fpd_dtype dtype[2];        /* stored dtype of a dense table                 */
+    const char *encoding[2];        /* "int8"/"int4" for a row-wise table read
+                                       dequantized into dense[], else NULL (static)  */
     enum fpd_dtype pred_dtype[2];   /* stored dtypes of prediction weight, bias      */
     float *weight;                  /* [dim]                                          */
 };
