@@ -1011,10 +1011,12 @@ void compress_print_report(const json_t *report, FILE *f) {
     json_array_foreach(pt, i, t)
         fprintf(f, "%-24s already %s in the input: checked (cores/rows finite, row_perm valid) and copied\n",
                 jstr(t, "name"), jstr(t, "encoding"));
-    fprintf(f, "total: %lld table(s) compressed (%lld FPD, %lld int8, %lld int4), %s -> %s (%.2fx), core dtype %s",
+    fprintf(f, "total: %lld table(s) compressed (%lld FPD, %lld int8, %lld int4), %s -> %s (%.2fx)",
             jint(tot, "tables_compressed"), jint(tot, "tables_fpd"), jint(tot, "tables_int8"), jint(tot, "tables_int4"),
             cli_bytes((size_t)jint(tot, "bytes_before"), b1, sizeof b1),
-            cli_bytes((size_t)jint(tot, "bytes_after"), b2, sizeof b2), jnum(tot, "ratio"), jstr(report, "core_dtype"));
+            cli_bytes((size_t)jint(tot, "bytes_after"), b2, sizeof b2), jnum(tot, "ratio"));
+    if (jint(tot, "tables_fpd") > 0) /* the core dtype means nothing without FPD tables */
+        fprintf(f, ", core dtype %s", jstr(report, "core_dtype"));
     if (json_is_number(json_object_get(report, "max_error")))
         fprintf(f, ", target rel.err %.4g", jnum(report, "max_error"));
     fputc('\n', f);
