@@ -446,14 +446,31 @@ static enum fpd_status plan(struct cpu_engine *e, const struct fpd_bag_batch *b,
     if (T > e->threads) T = e->threads;
     if (T < 1) T = 1;
     e->active = (int32_t)T;
+    /* balance by work, not by rows: a row costs its last product, and a row that
+     * starts a new prefix of length k-1 also the partials above it (in a Zipf batch
+     * the head's rows share prefixes and the tail's do not) */
+    double c_row = 1.0, c_group = 0.0, total = 0.0;
+    if (e->k >= 2) {
+        c_row = (double)(e->Dm[e->k - 2] * e->s.ranks[e->k - 1] * e->s.col_shape[e->k - 1]);
+        for (int32_t m = 1; m <= e->k - 2; m++) c_group += (double)(e->Dm[m - 1] * e->s.ranks[m] * e->w[m]);
+    }
+    for (int64_t v = 0; v < nu; v++)
+        total += c_row + ((v == 0 || e->urow[v] / e->nlast != e->urow[v - 1] / e->nlast) ? c_group : 0.0);
     int64_t u = 0;
+    double acc = 0.0;
     for (int64_t i = 0; i < T; i++) {
         struct worker *w = &e->wk[i];
         w->u0 = u;
-        int64_t target = (i + 1) * nu / T;
+        const double goal = (double)(i + 1) * total / (double)T;
+        int64_t target = u;
         if (i == T - 1) target = nu;
-        if (target < u) target = u;
-        while (target > 0 && target < nu && e->urow[target] / e->nlast == e->urow[target - 1] / e->nlast) target++;
+        else
+            while (target < nu && (acc < goal || (target > 0 && e->urow[target] / e->nlast ==
+                                                                   e->urow[target - 1] / e->nlast))) {
+                acc += c_row + ((target == 0 || e->urow[target] / e->nlast != e->urow[target - 1] / e->nlast)
+                                    ? c_group : 0.0);
+                target++;
+            }
         u = target;
         w->u1 = u;
         int64_t nout = b->mode == FPD_BAG_MODE_NONE ? n : n_bags;
