@@ -970,10 +970,12 @@ void compress_print_report(const json_t *report, FILE *f) {
         snprintf(shp, sizeof shp, "%lldx%lld", jint(t, "rows"), jint(t, "dim"));
         const char *enc = jstr(t, "encoding");
         if (strcmp(enc, "int8") == 0 || strcmp(enc, "int4") == 0) {
-            fprintf(f, "%-24s %-12s %-5s %-28s %-9s %11s %11s %6.1fx %8.4f\n", jstr(t, "name"), shp, jstr(t, "dtype"),
-                    strcmp(enc, "int8") == 0 ? "int8 row-wise (FBGEMM)" : "int4 row-wise (FBGEMM)", "",
+            /* the encoding spans the r .. col shape columns (4+1+2+1+1+1+12+1+9 = 32) */
+            fprintf(f, "%-24s %-12s %-5s %-32s %11s %11s %6.1fx %8.4f %8.4f %8.4f\n", jstr(t, "name"), shp,
+                    jstr(t, "dtype"), strcmp(enc, "int8") == 0 ? "int8 row-wise (FBGEMM)" : "int4 row-wise (FBGEMM)",
                     cli_bytes((size_t)jint(t, "bytes_before"), b1, sizeof b1),
-                    cli_bytes((size_t)jint(t, "bytes_after"), b2, sizeof b2), jnum(t, "ratio"), jnum(t, "rel_error"));
+                    cli_bytes((size_t)jint(t, "bytes_after"), b2, sizeof b2), jnum(t, "ratio"), jnum(t, "rel_error"),
+                    jnum(t, "cos_mean"), jnum(t, "cos_min"));
             fprintf(f, "%24s cosine mean %.4f, p5 %.4f, min %.4f, recall@10 %.3f (%lld queries)\n", "",
                     jnum(t, "cos_mean"), jnum(t, "cos_p5"), jnum(t, "cos_min"), jnum(t, "recall10"),
                     jint(t, "recall_queries"));
