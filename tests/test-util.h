@@ -133,6 +133,17 @@ static inline void test_naive_backward(const struct fpd_layer *l, const int64_t 
     }
 }
 
+/* Relative L2 difference ||got - ref|| / ||ref|| of a float vector against a double
+ * reference (the absolute difference when ref is all zero). */
+static inline double test_rel_diff(const float *got, const double *ref, int64_t n) {
+    double num = 0.0, den = 0.0;
+    for (int64_t i = 0; i < n; i++) {
+        num += (got[i] - ref[i]) * (got[i] - ref[i]);
+        den += ref[i] * ref[i];
+    }
+    return den > 0.0 ? sqrt(num / den) : sqrt(num);
+}
+
 /* A layer shape from k row and column modes, uniform rank r (capped), p terms. */
 static inline struct fpd_layer_shape test_make_shape(int32_t k, int64_t rows, const int64_t *n, const int64_t *d,
                                                      int64_t r, int64_t p) {

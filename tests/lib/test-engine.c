@@ -90,13 +90,14 @@ static void ref_forward(const struct fpd_layer *l, const struct fpd_bag_batch *b
     }
 }
 
-static double rel_diff(const float *got, const double *ref, int64_t n) {
-    double num = 0.0, den = 0.0;
-    for (int64_t i = 0; i < n; i++) {
-        num += (got[i] - ref[i]) * (got[i] - ref[i]);
-        den += ref[i] * ref[i];
-    }
-    return den > 0.0 ? sqrt(num / den) : sqrt(num);
+/* A CPU engine on `threads` threads (default optimizer). */
+static struct fpd_engine *engine_on(struct fpd_layer *l, int32_t threads) {
+    struct fpd_engine_params ep = fpd_engine_default_params();
+    ep.threads = threads;
+    struct fpd_engine *e = NULL;
+    struct fpd_error err;
+    cr_assert(eq(int, fpd_engine_init(l, &ep, &e, &err), FPD_STATUS_OK), "%s", err.msg);
+    return e;
 }
 
 /* The batches every case runs: 24 indices, repeats within and across bags. */
@@ -139,11 +140,8 @@ Test(engine, pooled_forward_matches_the_definition) {
             {.indices = bs.idx, .n_indices = 24, .mode = FPD_BAG_MODE_NONE, .padding_idx = -1},
         };
         for (int32_t threads = 1; threads <= 3; threads += 2) {
-            struct fpd_engine_params ep = fpd_engine_default_params();
-            ep.threads = threads;
-            struct fpd_engine *e = NULL;
+            struct fpd_engine *e = engine_on(l, threads);
             struct fpd_error err;
-            cr_assert(eq(int, fpd_engine_init(l, &ep, &e, &err), FPD_STATUS_OK), "%s", err.msg);
             for (size_t bi = 0; bi < sizeof batches / sizeof batches[0]; bi++) {
                 const int64_t nout = fpd_bag_batch_out_rows(&batches[bi]);
                 float *out = malloc((size_t)(nout * D) * sizeof(float));
@@ -151,7 +149,7 @@ Test(engine, pooled_forward_matches_the_definition) {
                 cr_assert(eq(int, fpd_engine_forward(e, &batches[bi], out, &err), FPD_STATUS_OK), "%s", err.msg);
                 ref_forward(l, &batches[bi], ref);
                 for (int64_t o = 0; o < nout; o++)
-                    cr_assert(le(dbl, rel_diff(out + o * D, ref + o * D, D), 1e-5), "case %zu batch %zu out %lld",
+                    cr_assert(le(dbl, test_rel_diff(out + o * D, ref + o * D, D), 1e-5), "case %zu batch %zu out %lld",
                               ci, bi, (long long)o);
                 if (batches[bi].mode != FPD_BAG_MODE_NONE && batches[bi].offsets) { /* the empty bag is exactly zero */
                     for (int64_t j = 0; j < D; j++) cr_assert(eq(flt, out[1 * D + j], 0.0f));
@@ -204,11 +202,8 @@ Test(engine, backward_matches_the_definition_and_central_differences) {
         for (int32_t m = 0; m < s->k; m++) ref[m] = calloc((size_t)fpd_layer_shape_core_numel(s, m), sizeof(double));
         test_naive_backward(l, ent, nent, ge, ref);
         for (int32_t threads = 1; threads <= 2; threads++) {
-            struct fpd_engine_params ep = fpd_engine_default_params();
-            ep.threads = threads;
-            struct fpd_engine *e = NULL;
+            struct fpd_engine *e = engine_on(l, threads);
             struct fpd_error err;
-            cr_assert(eq(int, fpd_engine_init(l, &ep, &e, &err), 0), "%s", err.msg);
             cr_assert(eq(int, fpd_engine_forward(e, &b, out, &err), 0), "%s", err.msg);
             cr_assert(eq(int, fpd_engine_backward(e, &b, g, &err), 0), "%s", err.msg);
             for (int32_t m = 0; m < s->k; m++) {
@@ -530,11 +525,8 @@ Test(engine, threads_split_large_batches_with_the_same_results) {
                               .mode = FPD_BAG_MODE_SUM, .padding_idx = -1};
     float *out[2], *grads[2][3];
     for (int32_t threads = 1; threads <= 2; threads++) {
-        struct fpd_engine_params ep = fpd_engine_default_params();
-        ep.threads = threads;
-        struct fpd_engine *e = NULL;
+        struct fpd_engine *e = engine_on(l, threads);
         struct fpd_error err;
-        cr_assert(eq(int, fpd_engine_init(l, &ep, &e, &err), 0), "%s", err.msg);
         out[threads - 1] = malloc((size_t)(B / 2 * D) * sizeof(float));
         cr_assert(eq(int, fpd_engine_forward(e, &b, out[threads - 1], &err), 0), "%s", err.msg);
         cr_assert(eq(int, fpd_engine_backward(e, &b, g, &err), 0), "%s", err.msg);

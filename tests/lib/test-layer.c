@@ -7,16 +7,6 @@
 
 #include "tests/test-util.h"
 
-/* Max relative difference of a float row against a double reference row. */
-static double row_diff(const float *got, const double *ref, int64_t dim) {
-    double num = 0.0, den = 0.0;
-    for (int64_t j = 0; j < dim; j++) {
-        num += (got[j] - ref[j]) * (got[j] - ref[j]);
-        den += ref[j] * ref[j];
-    }
-    return den > 0.0 ? sqrt(num / den) : sqrt(num);
-}
-
 struct shape_case {
     int32_t k;
     int64_t rows, n[4], d[4], r, p;
@@ -53,14 +43,14 @@ Test(layer, lookup_and_reconstruct_match_naive) {
         double ref[512];
         for (int64_t b = 0; b < nidx; b++) {
             test_naive_row(l, idx[b], ref);
-            cr_assert(le(dbl, row_diff(look + b * s.dim, ref, s.dim), 1e-5), "case %zu row %lld", c,
+            cr_assert(le(dbl, test_rel_diff(look + b * s.dim, ref, s.dim), 1e-5), "case %zu row %lld", c,
                       (long long)idx[b]);
-            cr_assert(le(dbl, row_diff(dense + idx[b] * s.dim, ref, s.dim), 1e-5), "case %zu dense row %lld", c,
+            cr_assert(le(dbl, test_rel_diff(dense + idx[b] * s.dim, ref, s.dim), 1e-5), "case %zu dense row %lld", c,
                       (long long)idx[b]);
         }
         for (int64_t i = 0; i < s.rows; i += 1 + s.rows / 50) {
             test_naive_row(l, i, ref);
-            cr_assert(le(dbl, row_diff(dense + i * s.dim, ref, s.dim), 1e-5), "case %zu row %lld", c, (long long)i);
+            cr_assert(le(dbl, test_rel_diff(dense + i * s.dim, ref, s.dim), 1e-5), "case %zu row %lld", c, (long long)i);
         }
         free(dense);
         free(look);
@@ -102,7 +92,7 @@ Test(layer, row_perm_applies_and_is_checked) {
     double ref[4];
     for (int i = 0; i < 10; i++) {
         test_naive_row(l, perm[i], ref);
-        cr_assert(le(dbl, row_diff(out + 4 * i, ref, 4), 1e-6));
+        cr_assert(le(dbl, test_rel_diff(out + 4 * i, ref, 4), 1e-6));
     }
     int64_t bad[10] = {0, 0, 1, 2, 3, 4, 5, 6, 7, 8};
     cr_assert(eq(int, fpd_layer_set_row_perm(l, bad, &err), FPD_STATUS_INVALID_ARG));
