@@ -30,6 +30,7 @@ fi
 
 if PY=$(find_python "numpy, torch"); then
     run_py "torch ($PY)" "$ROOT/tests/python/test_fpd_torch.py" "$BUILD" "$ROOT" "$DATA/movielens-1m/ratings.tsv"
+    run_py "torch ($PY)" "$ROOT/tests/python/test_gmf_parity.py" "$BUILD" "$ROOT" "$DATA"
 else
     skip "torch: fpd.torch (FPDEmbeddingBag, FPDEmbedding) NOT TESTED" "no interpreter with torch among: $PYS (make deps installs python3-torch)"
     echo "WARNING: PyTorch is not installed for any of: $PYS; the fpd.torch tests were skipped" >&2

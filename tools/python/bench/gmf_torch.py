@@ -20,6 +20,7 @@ item, as fpd-eval. Random streams differ from the C trainer's, so runs agree in
 distribution, not bit for bit.
 """
 import argparse
+import json
 import math
 import os
 import sys
@@ -34,7 +35,10 @@ import fpd.torch as ft  # noqa: E402
 
 
 def load(ratings, prefix):
-    raw = np.loadtxt(ratings, dtype=np.int64, skiprows=1, usecols=(0, 1)) - 1
+    with open(ratings) as f:  # a first line that does not start with a number is a header
+        head = f.readline().lstrip()
+    skip = 0 if head[:1].isdigit() else 1
+    raw = np.loadtxt(ratings, dtype=np.int64, skiprows=skip, usecols=(0, 1)) - 1
     test = np.loadtxt(prefix + ".test.rating", dtype=np.int64, usecols=(0, 1), ndmin=2)
     cand = []
     with open(prefix + ".test.negative") as f:
@@ -66,6 +70,7 @@ def main():
     ap.add_argument("--init-scale", type=float, default=0.01)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--json", action="store_true", help="print the last epoch's figures as one JSON line")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
@@ -127,7 +132,12 @@ def main():
             nb += 1
         sec = time.perf_counter() - t0
         hr, ndcg = evaluate()
-        print(f"torch fpd epoch {ep} loss {total / nb:.4f} {sec:.1f} s HR@10 {hr:.4f} NDCG@10 {ndcg:.4f}", flush=True)
+        print(f"torch fpd epoch {ep} loss {total / nb:.4f} {sec:.1f} s HR@10 {hr:.4f} NDCG@10 {ndcg:.4f}", flush=True,
+              file=sys.stderr if a.json else sys.stdout)
+    if a.json:
+        print(json.dumps({"schema": "gmf-torch/1", "epochs": a.epochs, "seed": a.seed, "params": params,
+                          "ratio": ((U + I) * D + D + 1) / params, "hr10": hr, "ndcg10": ndcg,
+                          "final_loss": total / nb, "seconds_per_epoch": sec}))
 
 
 if __name__ == "__main__":
