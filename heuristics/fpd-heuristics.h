@@ -209,6 +209,48 @@ FPD_API void fpd_suggestion_free(struct fpd_suggestion *s);
 FPD_API enum fpd_status fpd_factor_cols_outside_in(int64_t dim, int32_t k, int64_t *col_shape,
                                                    struct fpd_error *err);
 
+/* ---------------------------------------------------------------- budgets by data
+ *
+ * How a parameter budget shared by several tables is split among them
+ * (fpd_budget_split; budget.c). A table's row count alone says little about how many
+ * parameters it can use: a row seen in few training interactions cannot be fitted
+ * with many free parameters, and a row never seen is never trained. The rule follows
+ * mixed-dimension embeddings (Ginart et al., "Mixed Dimension Embeddings with
+ * Application to Memory-Efficient Recommendation Systems", ISIT 2021, section 3:
+ * a row's dimension grows as a power alpha of its frequency): row i of table t,
+ * seen c_i times, is worth
+ *
+ *     w_i = min(D_t, lambda * c_i^alpha)     parameters,
+ *
+ * one lambda for all tables, chosen (by bisection on the monotone total) so that the
+ * w_i sum to the budget; table t's share is the sum of its rows' w_i. alpha = 0 with
+ * every row seen is the split by row count (each row an equal share, capped at D);
+ * alpha = 1 is the split by interactions. Rows never seen (c_i = 0) are worth
+ * nothing. A budget at or above every table's dense size gives each its dense size.
+ * FPD tables realize a share as the largest candidate whose cores fit in it
+ * (fpd_plan_params.budget_bytes); the rule sizes tables, not single rows.
+ */
+
+/* One table of fpd_budget_split. */
+struct fpd_budget_table {
+    int64_t rows;          /* N >= 1                                              */
+    int64_t dim;           /* D >= 1                                              */
+    const double *counts;  /* [rows] training interactions (look-ups) per row, each
+                              finite and >= 0 (borrowed); NULL: every row seen once */
+};
+#define FPD_BUDGET_DEFAULT_ALPHA 0.5
+
+/* Split total_params parameters among n_tables tables by the rule above:
+ * out_params[t] (caller's array [n_tables]) receives table t's share, in parameters
+ * (not rounded; the shares sum to min(total_params, what the tables can use: the
+ * sum over seen rows of D_t) to within 1e-9 relative). alpha in [0, 4].
+ * Errors: INVALID_ARG (n_tables < 1, rows or dim < 1, total_params not finite or
+ * < 0, alpha out of range, a count negative or not finite: the message names the
+ * table index and the row), NUMERIC (no row of any table was seen while the budget
+ * is positive). */
+FPD_API enum fpd_status fpd_budget_split(const struct fpd_budget_table *tables, int64_t n_tables, double total_params,
+                                         double alpha, double *out_params, struct fpd_error *err);
+
 #ifdef __cplusplus
 }
 #endif

@@ -42,6 +42,14 @@ static void usage(FILE *f) {
             "  -t, --tables A,B,...  only these tensors of CHECKPOINT\n"
             "      --budget BYTES    the largest candidate whose cores fit in BYTES, per table (suffixes:\n"
             "                        K M G T or KiB MiB GiB TiB = 1024^n; kB MB GB TB = 1000^n)\n"
+            "      --total-budget BYTES  one budget for all the tables of CHECKPOINT, split among them\n"
+            "                        by the data per row (fpd-heuristics.h, \"budgets by data\"): a row\n"
+            "                        seen c times is worth min(D, lambda c^alpha) parameters; each table\n"
+            "                        gets the largest candidate that fits its share\n"
+            "      --row-freq [TABLE=]FILE  training interactions per row of TABLE (.npy [rows], or one\n"
+            "                        count a line), for --total-budget; repeat per table (without\n"
+            "                        it, every row counts once: a split by row count)\n"
+            "      --alpha A         the rule's exponent, 0..4 (default 0.5)\n"
             "      --ratio X         the largest candidate at least X times smaller than its table\n"
             "      --max-error E     the smallest candidate predicted at or below relative error E\n"
             "                        (needs CHECKPOINT)\n"
@@ -93,12 +101,13 @@ struct opts {
     struct fpd_plan_params pp;
     int64_t top;       /* <= 0: all */
     bool json, errors, quiet;
+    bool shares;       /* --total-budget: each table has a budget share */
 };
 
 /* Indices of the candidates to list: in ranking order, those meeting the targets
  * (all when there is none or none meets them), at most top of them, plus the pick. */
 static int64_t listing(const struct fpd_suggestion *sg, const struct opts *o, int64_t *idx) {
-    bool targets = o->pp.budget_bytes || o->pp.min_ratio_target > 0.0 || o->pp.max_error > 0.0;
+    bool targets = o->pp.budget_bytes || o->shares || o->pp.min_ratio_target > 0.0 || o->pp.max_error > 0.0;
     bool any = false;
     for (int64_t i = 0; i < sg->n_candidates; i++) any |= sg->candidates[i].eligible;
     int64_t n = 0;
@@ -254,6 +263,7 @@ static void table_text(const char *name, const struct fpd_suggestion *sg, const 
         const struct fpd_candidate *c = &sg->candidates[sg->selected];
         const char *why = o->pp.max_error > 0.0 ? "the smallest predicted within --max-error"
                           : o->pp.budget_bytes || o->pp.min_ratio_target > 0.0 ? "the largest within the size target"
+                          : o->shares                                          ? "the largest within its share"
                                                                                : "the top-ranked";
         printf("  pick: #%lld, r=%lld p=%lld k=%d, %zu bytes, %.1fx (%s)", (long long)(sg->selected + 1),
                (long long)c->r, (long long)c->shape.terms, (int)c->shape.k, c->bytes, c->ratio, why);
@@ -278,9 +288,120 @@ static void table_text(const char *name, const struct fpd_suggestion *sg, const 
 struct entry {
     const char *name;
     struct fpd_suggestion *sg;
+    bool have_share;              /* --total-budget: this table's share                  */
+    size_t share_bytes;
+    double interactions;          /* sum of its row counts (NAN: none given)              */
     bool have_quant;              /* from a checkpoint: the row-wise quantization baselines */
     struct fpd_quant_baseline quant;
 };
+
+/* Why a tensor of the checkpoint is not listed (NULL: it is); *named: --tables names it. */
+static const char *skip_reason(const struct fpd_tensor_info *ti, char **names, int n_names, int64_t min_rows,
+                               bool *named, char *buf, size_t len) {
+    *named = false;
+    for (int i = 0; i < n_names; i++) *named |= strcmp(names[i], ti->name) == 0;
+    if (cli_not_a_table(ti, buf, len)) return ti->ndim == 2 && fpd_dtype_is_float(ti->dtype) ? buf : "not a 2-D float table";
+    if (!*named && ti->shape[0] < min_rows) {
+        snprintf(buf, len, "%lld rows < --min-rows %lld", (long long)ti->shape[0], (long long)min_rows);
+        return buf;
+    }
+    return NULL;
+}
+
+/* --total-budget: the listed tables' shares (fpd_budget_split) into ent[t] by tensor
+ * index t, from the counts of --row-freq [TABLE=]FILE. Returns an exit code. */
+static int split_total_budget(const char *path, struct cli_input *in, char **names, int n_names,
+                              const struct opts *o, size_t total, double alpha, const char **specs, int n_specs,
+                              struct entry *ent) {
+    int64_t n_in = cli_input_count(in), n = 0;
+    int status = CLI_EXIT_OK;
+    struct fpd_budget_table *bt = calloc((size_t)n_in + 1, sizeof *bt);
+    int64_t *which = calloc((size_t)n_in + 1, sizeof *which);
+    double *share = calloc((size_t)n_in + 1, sizeof *share);
+    double **counts = calloc((size_t)n_in + 1, sizeof *counts);
+    bool *used = calloc((size_t)n_specs + 1, sizeof *used);
+    struct fpd_error err = {0};
+    if (!bt || !which || !share || !counts || !used) {
+        cli_error("out of memory");
+        status = CLI_EXIT_FAILURE;
+        goto done;
+    }
+    for (int64_t t = 0; t < n_in; t++) {
+        const struct fpd_tensor_info *ti = cli_input_tensor(in, t);
+        bool named;
+        char buf[160];
+        if (skip_reason(ti, names, n_names, o->pp.min_rows, &named, buf, sizeof buf) || (names && !named)) continue;
+        which[n] = t;
+        bt[n] = (struct fpd_budget_table){ti->shape[0], ti->shape[1], NULL};
+        n++;
+    }
+    if (n == 0) goto done; /* nothing listed: main says so */
+    for (int q = 0; q < n_specs; q++) {
+        const char *eq = strchr(specs[q], '=');
+        const char *file = eq ? eq + 1 : specs[q];
+        int64_t hit = -1;
+        for (int64_t j = 0; j < n; j++) {
+            const char *nm = cli_input_tensor(in, which[j])->name;
+            if (eq ? (strlen(nm) == (size_t)(eq - specs[q]) && !strncmp(nm, specs[q], (size_t)(eq - specs[q]))) : n == 1)
+                hit = j;
+        }
+        if (hit < 0) {
+            if (eq) cli_error("--row-freq %s: '%.*s' is not a table listed from %s", specs[q], (int)(eq - specs[q]),
+                              specs[q], path);
+            else cli_error("--row-freq %s: %lld tables are listed; name one as TABLE=FILE", specs[q], (long long)n);
+            status = CLI_EXIT_USAGE;
+            goto done;
+        }
+        if (counts[hit]) {
+            cli_error("--row-freq: two files for table '%s'", cli_input_tensor(in, which[hit])->name);
+            status = CLI_EXIT_USAGE;
+            goto done;
+        }
+        if (cli_load_row_freq(file, bt[hit].rows, &counts[hit], &err) != FPD_STATUS_OK) {
+            cli_error("table '%s': %s", cli_input_tensor(in, which[hit])->name, err.msg);
+            status = CLI_EXIT_FAILURE;
+            goto done;
+        }
+        bt[hit].counts = counts[hit];
+    }
+    if (n_specs)
+        for (int64_t j = 0; j < n; j++)
+            if (!counts[j]) {
+                cli_error("--row-freq is given for some tables but not for '%s': give one for every listed table "
+                          "(or none: a split by row count)", cli_input_tensor(in, which[j])->name);
+                status = CLI_EXIT_USAGE;
+                goto done;
+            }
+    /* the budget in parameters of the cores' dtype */
+    double params = (double)total / (double)fpd_dtype_size(o->pp.core_dtype ? o->pp.core_dtype : FPD_DTYPE_F32);
+    if (fpd_budget_split(bt, n, params, alpha, share, &err) != FPD_STATUS_OK) {
+        cli_error("%s: --total-budget: %s", path, err.msg);
+        status = err.status == FPD_STATUS_INVALID_ARG ? CLI_EXIT_USAGE : CLI_EXIT_FAILURE;
+        goto done;
+    }
+    for (int64_t j = 0; j < n; j++) {
+        struct entry *e = &ent[which[j]];
+        e->have_share = true;
+        /* floor, past the split's rounding (1e-12 relative) */
+        e->share_bytes = (size_t)floor(share[j] * (double)fpd_dtype_size(o->pp.core_dtype ? o->pp.core_dtype
+                                                                                        : FPD_DTYPE_F32) + 1e-3);
+        e->interactions = NAN;
+        if (counts[j]) {
+            double c = 0;
+            for (int64_t i = 0; i < bt[j].rows; i++) c += counts[j][i];
+            e->interactions = c;
+        }
+    }
+done:
+    if (counts)
+        for (int64_t j = 0; j < n; j++) free(counts[j]);
+    free(counts);
+    free(bt);
+    free(which);
+    free(share);
+    free(used);
+    return status;
+}
 
 /* Plain words on row-wise quantization against the pick: is a quantized table
  * smaller and more accurate, or can none reach the pick's size? */
@@ -311,8 +432,17 @@ int main(int argc, char **argv) {
     bool have_rows = false, have_dim = false, min_rows_set = false;
     enum fpd_dtype dtype = FPD_DTYPE_F32;
     const char *tables_arg = NULL;
+    size_t total_budget = 0;
+    double alpha = FPD_BUDGET_DEFAULT_ALPHA;
+    bool alpha_set = false;
+    const char **freq_specs = calloc((size_t)argc + 1, sizeof *freq_specs);
+    int n_freq = 0;
+    if (!freq_specs) {
+        cli_error("out of memory");
+        return CLI_EXIT_FAILURE;
+    }
     enum { OPT_DTYPE = 256, OPT_BUDGET, OPT_RATIO, OPT_MAX_ERROR, OPT_CORE_DTYPE, OPT_MIN_ROWS, OPT_MIN_RATIO,
-           OPT_TOP, OPT_ALL, OPT_NO_ERRORS, OPT_JSON, OPT_VERSION };
+           OPT_TOP, OPT_ALL, OPT_NO_ERRORS, OPT_JSON, OPT_VERSION, OPT_TOTAL_BUDGET, OPT_ROW_FREQ, OPT_ALPHA };
     static const struct option opts[] = {
         {"rows", required_argument, 0, 'n'},         {"dim", required_argument, 0, 'd'},
         {"dtype", required_argument, 0, OPT_DTYPE},   {"tables", required_argument, 0, 't'},
@@ -324,6 +454,8 @@ int main(int argc, char **argv) {
         {"all", no_argument, 0, OPT_ALL},             {"no-errors", no_argument, 0, OPT_NO_ERRORS},
         {"json", no_argument, 0, OPT_JSON},           {"help", no_argument, 0, 'h'},
         {"version", no_argument, 0, OPT_VERSION},     {"quiet", no_argument, 0, 'q'},
+        {"total-budget", required_argument, 0, OPT_TOTAL_BUDGET}, {"row-freq", required_argument, 0, OPT_ROW_FREQ},
+        {"alpha", required_argument, 0, OPT_ALPHA},
         {0, 0, 0, 0},
     };
     opterr = 0;
@@ -335,6 +467,18 @@ int main(int argc, char **argv) {
         case OPT_DTYPE: dtype = parse_dtype("--dtype", optarg, false); break;
         case 't': tables_arg = optarg; break;
         case OPT_BUDGET: o.pp.budget_bytes = cli_parse_bytes("--budget", optarg); break;
+        case OPT_TOTAL_BUDGET: total_budget = cli_parse_bytes("--total-budget", optarg); break;
+        case OPT_ROW_FREQ: freq_specs[n_freq++] = optarg; break;
+        case OPT_ALPHA: {
+            char *end = NULL;
+            errno = 0;
+            double v = strtod(optarg, &end);
+            if (errno || !end || end == optarg || *end || !(v >= 0.0 && v <= 4.0))
+                cli_usage_error("--alpha expects a number in [0, 4], got '%s'", optarg);
+            alpha = v;
+            alpha_set = true;
+            break;
+        }
         case OPT_RATIO: o.pp.min_ratio_target = cli_parse_pos("--ratio", optarg); break;
         case OPT_MAX_ERROR: o.pp.max_error = cli_parse_pos("--max-error", optarg); break;
         case 'r': o.pp.rank = parse_count("--rank", optarg, 1); break;
@@ -379,6 +523,10 @@ int main(int argc, char **argv) {
         cli_usage_error("--max-error needs a CHECKPOINT: errors are predicted from the table's data");
     if (o.pp.max_error > 0.0 && !o.errors) cli_usage_error("--max-error needs predicted errors (drop --no-errors)");
     if (!path && !min_rows_set) o.pp.min_rows = 0; /* a size alone: every table qualifies */
+    if (total_budget && !path) cli_usage_error("--total-budget needs a CHECKPOINT (with --rows/--dim use --budget)");
+    if (total_budget && o.pp.budget_bytes) cli_usage_error("give --budget (per table) or --total-budget, not both");
+    if ((n_freq || alpha_set) && !total_budget)
+        cli_usage_error("%s is part of --total-budget's split", n_freq ? "--row-freq" : "--alpha");
 
     struct cli_input in;
     memset(&in, 0, sizeof in);
@@ -435,20 +583,17 @@ int main(int argc, char **argv) {
         }
         n_ent = 1;
     } else {
+        if (total_budget) {
+            o.shares = true;
+            status = split_total_budget(path, &in, names, n_names, &o, total_budget, alpha, freq_specs, n_freq, ent);
+            if (status) goto done;
+        }
         for (int64_t t = 0; t < n_in; t++) {
             const struct fpd_tensor_info *ti = cli_input_tensor(&in, t);
             bool named = false;
-            for (int i = 0; i < n_names; i++) named |= strcmp(names[i], ti->name) == 0;
-            if (names && !named) continue;
-            const char *why = NULL;
             char buf[160];
-            if (cli_not_a_table(ti, buf, sizeof buf)) {
-                why = ti->ndim == 2 && fpd_dtype_is_float(ti->dtype) ? buf : "not a 2-D float table";
-            } else if (!named && ti->shape[0] < o.pp.min_rows) {
-                snprintf(buf, sizeof buf, "%lld rows < --min-rows %lld", (long long)ti->shape[0],
-                         (long long)o.pp.min_rows);
-                why = buf;
-            }
+            const char *why = skip_reason(ti, names, n_names, o.pp.min_rows, &named, buf, sizeof buf);
+            if (names && !named) continue;
             if (why) {
                 json_t *s = json_object();
                 json_object_set_new(s, "name", json_string(ti->name));
@@ -458,13 +603,28 @@ int main(int argc, char **argv) {
             }
             struct fpd_plan_params tp = o.pp;
             if (named) tp.min_rows = 1; /* asked for by name, as fpd-compress does */
+            /* ent[t] holds the shares of --total-budget by tensor index until moved to ent[n_ent] */
+            bool have_share = ent[t].have_share;
+            size_t share = ent[t].share_bytes;
+            double inter = ent[t].interactions;
+            if (have_share) tp.budget_bytes = share > 0 ? share : 1;
             struct fpd_table_view view = {ti->data, ti->dtype, ti->shape[0], ti->shape[1]};
             if (o.errors) tp.table = &view;
-            if (fpd_suggest(ti->shape[0], ti->shape[1], ti->dtype, &tp, &ent[n_ent].sg, &err) != FPD_STATUS_OK) {
-                cli_error("%s: tensor '%s': %s", path, ti->name, err.msg);
+            struct fpd_suggestion *sg = NULL;
+            if (fpd_suggest(ti->shape[0], ti->shape[1], ti->dtype, &tp, &sg, &err) != FPD_STATUS_OK) {
+                if (have_share)
+                    cli_error("%s: tensor '%s': its share of --total-budget is %zu bytes: %s", path, ti->name, share,
+                              err.msg);
+                else
+                    cli_error("%s: tensor '%s': %s", path, ti->name, err.msg);
                 status = err.status == FPD_STATUS_INVALID_ARG ? CLI_EXIT_USAGE : CLI_EXIT_FAILURE;
                 goto done;
             }
+            ent[t].have_share = false;
+            ent[n_ent].sg = sg;
+            ent[n_ent].have_share = have_share;
+            ent[n_ent].share_bytes = share;
+            ent[n_ent].interactions = inter;
             if (o.errors) {
                 if (fpd_quant_baseline(&view, &ent[n_ent].quant, &err) != FPD_STATUS_OK) {
                     cli_error("%s: tensor '%s': %s", path, ti->name, err.msg);
@@ -491,10 +651,17 @@ int main(int argc, char **argv) {
         json_object_set_new(tg, "budget_bytes", o.pp.budget_bytes ? json_integer((json_int_t)o.pp.budget_bytes) : json_null());
         json_object_set_new(tg, "ratio", o.pp.min_ratio_target > 0.0 ? json_real(o.pp.min_ratio_target) : json_null());
         json_object_set_new(tg, "max_error", o.pp.max_error > 0.0 ? json_real(o.pp.max_error) : json_null());
+        json_object_set_new(tg, "total_budget_bytes", total_budget ? json_integer((json_int_t)total_budget) : json_null());
+        json_object_set_new(tg, "alpha", total_budget ? json_real(alpha) : json_null());
         json_object_set_new(root, "targets", tg);
         json_t *tabs = json_array();
         for (int64_t e = 0; e < n_ent; e++) {
             json_t *tj = table_json(ent[e].name, ent[e].sg, &o, idx);
+            if (total_budget) {
+                json_object_set_new(tj, "budget_share_bytes", json_integer((json_int_t)ent[e].share_bytes));
+                json_object_set_new(tj, "interactions",
+                                    isnan(ent[e].interactions) ? json_null() : json_real(ent[e].interactions));
+            }
             if (ent[e].have_quant) {
                 const struct fpd_quant_baseline *q = &ent[e].quant;
                 json_t *bl = json_object(), *b8 = json_object(), *b4 = json_object();
@@ -519,7 +686,19 @@ int main(int argc, char **argv) {
         json_decref(root);
     } else {
         if (path) printf("%s\n\n", path);
+        if (total_budget)
+            printf("--total-budget %zu bytes split by data per row (alpha %g): a row seen c times is worth\n"
+                   "min(D, lambda c^alpha) parameters; each table takes the largest candidate in its share\n\n",
+                   total_budget, alpha);
         for (int64_t e = 0; e < n_ent; e++) {
+            if (ent[e].have_share) {
+                char b[32];
+                printf("%s: share %zu bytes (%s)", ent[e].name, ent[e].share_bytes,
+                       cli_bytes(ent[e].share_bytes, b, sizeof b));
+                if (!isnan(ent[e].interactions)) printf(", %.0f interactions", ent[e].interactions);
+                else printf(", no --row-freq: each row counts once");
+                printf("\n");
+            }
             table_text(ent[e].name, ent[e].sg, &o, idx);
             if (ent[e].have_quant) {
                 char note[256];
@@ -554,6 +733,7 @@ done:
     free(names);
     free(tables_copy);
     json_decref(skipped);
+    free(freq_specs);
     if (path) cli_input_free(&in);
     free(hold);
     return status;

@@ -195,3 +195,56 @@ expect_grep "dominated pick: named in the text" out.txt "the pick is dominated b
 rc=$?
 expect_rc "stdin and -q: exit 0" 0
 expect_lines "stdin and -q: no output" out.txt 0
+
+# ---- --total-budget: one budget split among tables by the data per row
+# (fpd_budget_split: a row seen c times is worth min(D, lambda c^alpha) parameters)
+run "$S" "$SAMPLE" --total-budget 64KiB --no-errors --json
+expect_rc "total budget, one table: exit 0" 0
+cp out.txt tb1.json
+run "$S" "$SAMPLE" --budget 64KiB --no-errors --json
+cp out.txt b1.json
+py_check "total budget, one table: the share is the whole budget and the pick is --budget's" "
+import json; t = json.load(open('tb1.json')); b = json.load(open('b1.json'))
+assert t['targets']['total_budget_bytes'] == 65536 and t['targets']['alpha'] == 0.5
+x = t['tables'][0]
+assert x['budget_share_bytes'] == 65536 and x['interactions'] is None, x['budget_share_bytes']
+assert x['selected']['bytes'] <= 65536 and x['selected'] == b['tables'][0]['selected']"
+if [ ! -f "$NCF" ]; then
+    skip "total budget over the NCF tables" "$NCF not found"
+else
+    # users seen 4 times each, items once: with alpha 0.5 a user row is worth twice an
+    # item row, so shares are 6040*2 : 3706*1 of 40000 bytes (no row reaches D = 8)
+    awk 'BEGIN { for (i = 0; i < 6040; i++) print 4 }' >u.txt
+    awk 'BEGIN { for (i = 0; i < 3706; i++) print 1 }' >i.txt
+    run "$S" "$NCF" --total-budget 40000 --row-freq user_embedding.weight=u.txt --row-freq item_embedding.weight=i.txt \
+        --no-errors --json
+    expect_rc "total budget, NCF tables with row counts: exit 0" 0
+    cp out.txt tb2.json
+    py_check "total budget, NCF tables: shares in the closed form, picks within them" "
+import json; r = json.load(open('tb2.json'))
+s = {t['name']: t for t in r['tables']}
+u, i = s['user_embedding.weight'], s['item_embedding.weight']
+eu, ei = 40000 * 12080 / 15786, 40000 * 3706 / 15786
+assert abs(u['budget_share_bytes'] - eu) <= 1 and abs(i['budget_share_bytes'] - ei) <= 1, (u['budget_share_bytes'], ei)
+assert u['interactions'] == 24160 and i['interactions'] == 3706
+for t in (u, i):
+    assert t['selected']['bytes'] <= t['budget_share_bytes']
+    assert all(c['bytes'] <= t['selected']['bytes'] for c in t['candidates'] if c['bytes'] <= t['budget_share_bytes'])"
+    run "$S" "$NCF" --total-budget 40000 --row-freq user_embedding.weight=u.txt --no-errors
+    expect_rc "total budget: row counts for one table of two: exit 2" 2
+    expect_grep "total budget: names the table without counts" err.txt "not for 'item_embedding.weight'"
+    run "$S" "$NCF" --total-budget 40000 --row-freq user_embedding.weight=i.txt --row-freq item_embedding.weight=i.txt
+    expect_rc "total budget: a count file of the wrong length: exit 1" 1
+    expect_grep "total budget: says the lengths" err.txt "3706 counts for a table of 6040 rows"
+    run "$S" "$NCF" --total-budget 100 --no-errors
+    expect_rc "total budget below every candidate: exit 2" 2
+    expect_grep "total budget: names the share" err.txt "its share of --total-budget is"
+fi
+run "$S" --rows 1000 --dim 8 --total-budget 1MiB
+expect_rc "total budget without a checkpoint: exit 2" 2
+run "$S" "$SAMPLE" --row-freq x.txt
+expect_rc "--row-freq without --total-budget: exit 2" 2
+run "$S" "$SAMPLE" --total-budget 1MiB --budget 1MiB
+expect_rc "--total-budget with --budget: exit 2" 2
+run "$S" "$SAMPLE" --total-budget 1MiB --alpha 5
+expect_rc "--alpha out of range: exit 2" 2
