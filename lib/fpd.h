@@ -741,6 +741,86 @@ FPD_API enum fpd_status fpd_gmf_train(struct fpd_gmf *m, const int64_t *users, c
                                       struct fpd_error *err);
 
 /* ------------------------------------------------------------------------ */
+/* NCF's three models: GMF, MLP and NeuMF (lib/ncf-models.c)                 */
+/* ------------------------------------------------------------------------ */
+
+/* The models of Neural Collaborative Filtering (He et al., WWW 2017, section 3):
+ *
+ *   GMF:   h = U_mf[u] * I_mf[i]                         (element-wise, [D_mf])
+ *   MLP:   x_0 = [U_mlp[u], I_mlp[i]]                    ([2 D_mlp], concatenated)
+ *          x_{l+1} = relu(W_l x_l + c_l), l < L;  h = x_L ([n_L])
+ *   NeuMF: h = [U_mf[u] * I_mf[i], x_L]                  ([D_mf + n_L]; its own four tables)
+ *   score(u, i) = sigmoid(w . h + b)
+ *
+ * The NCF paper's MLP is layers [64, 32, 16, 8]: D_mlp = 32, L = 3 hidden layers of
+ * 32, 16, 8 units. Every table may be dense or an FPD layer.
+ *
+ *   struct fpd_ncf m = {.kind = FPD_NCF_KIND_MLP, .mlp_user = {NULL, u, 6040, 32},
+ *                       .mlp_item = {ilayer, NULL, 3706, 32}, .n_layers = 3,
+ *                       .layer_dim = {64, 32, 16, 8}, ...};
+ *   fpd_ncf_rank(&m, users, cand, n_users, 100, 10, &rm, NULL, &err);
+ */
+enum fpd_ncf_kind { FPD_NCF_KIND_GMF = 0, FPD_NCF_KIND_MLP, FPD_NCF_KIND_NEUMF, FPD_NCF_KIND_COUNT };
+#define FPD_NCF_MAX_LAYERS 8
+
+/* An NCF model (caller-owned; every pointer borrowed). Training updates the tables,
+ * the layers, weight and bias in place. */
+struct fpd_ncf {
+    enum fpd_ncf_kind kind;
+    struct fpd_embedding mf_user, mf_item;   /* GMF, NeuMF: same dim D_mf; unused for MLP   */
+    struct fpd_embedding mlp_user, mlp_item; /* MLP, NeuMF: same dim D_mlp; unused for GMF  */
+    int32_t n_layers;                        /* L, 1..FPD_NCF_MAX_LAYERS (MLP, NeuMF)        */
+    int64_t layer_dim[FPD_NCF_MAX_LAYERS + 1]; /* layer_dim[0] = 2 D_mlp, layer_dim[l + 1]
+                                                 the units of hidden layer l                 */
+    float *layer_weight[FPD_NCF_MAX_LAYERS]; /* [layer_dim[l + 1], layer_dim[l]] row-major
+                                                (torch.nn.Linear's weight)                 */
+    float *layer_bias[FPD_NCF_MAX_LAYERS];   /* [layer_dim[l + 1]]                          */
+    float *weight;                           /* [fpd_ncf_predict_dim(m)]: the GMF part
+                                                first, then the MLP part                   */
+    float bias;
+};
+
+/* The length of h (and weight): D_mf (GMF), layer_dim[L] (MLP), D_mf + layer_dim[L]
+ * (NeuMF); 0 for an unknown kind. */
+FPD_API int64_t fpd_ncf_predict_dim(const struct fpd_ncf *m);
+
+/* Fill the hidden layers and the prediction as the NCF authors' Keras code
+ * initializes them: each layer weight Glorot-uniform (limit sqrt(6 / (in + out))),
+ * biases 0, the prediction weight LeCun-uniform (limit sqrt(3 / in)), bias 0; a
+ * fixed seed gives the same values. The tables are not touched. Errors: as
+ * fpd_ncf_logits' shape checks. */
+FPD_API enum fpd_status fpd_ncf_init_dense(struct fpd_ncf *m, uint64_t seed, struct fpd_error *err);
+
+/* Logits w . h + b (accumulated in double) of the pairs (users[t], items[t]),
+ * t < n, into out[n]. Each distinct user and item row is looked up once.
+ * Errors: SHAPE (tables of one part with different dims or rows, layer_dim[0] !=
+ * 2 D_mlp, a layer whose shape differs from the table's rows/dim), INVALID_ARG (an
+ * unknown kind, n_layers out of range, a NULL layer or weight, an id out of range,
+ * naming it), NOMEM. */
+FPD_API enum fpd_status fpd_ncf_logits(const struct fpd_ncf *m, const int64_t *users, const int64_t *items,
+                                       int64_t n, float *out, struct fpd_error *err);
+
+/* Leave-one-out HR@k / NDCG@k exactly as fpd_gmf_rank (ties placed uniformly with
+ * a seed fixed by the user id). Errors: as fpd_ncf_logits; INVALID_ARG (n_cand < 1,
+ * k < 1). */
+FPD_API enum fpd_status fpd_ncf_rank(const struct fpd_ncf *m, const int64_t *users, const int64_t *cand, int64_t n,
+                                     int64_t n_cand, int64_t k, struct fpd_rank_metrics *out, int64_t *rank_out,
+                                     struct fpd_error *err);
+
+/* Train m on implicit feedback as fpd_gmf_train does (the same sampler, batches,
+ * loss, lazy Adam on table rows and core slices), with dense Adam (the global step's
+ * bias correction) on the hidden layers; params as fpd_gmf_train's except that
+ * teacher, distill and balance_users are not supported (INVALID_ARG when set);
+ * train_prediction covers the hidden layers and the prediction; order_rows orders
+ * every FPD table without a row permutation. The NCF paper trains MLP and NeuMF
+ * this way (Adam, 4 negatives, log loss; NeuMF may start from trained GMF and MLP
+ * models, which the caller does by filling the tables and layers first).
+ * Errors: as fpd_ncf_logits, fpd_gmf_train. */
+FPD_API enum fpd_status fpd_ncf_train(struct fpd_ncf *m, const int64_t *users, const int64_t *items, int64_t n,
+                                      const struct fpd_gmf_train_params *params, double *mean_loss,
+                                      struct fpd_error *err);
+
+/* ------------------------------------------------------------------------ */
 /* Row-wise quantized tables (FBGEMM's fused row-wise int8 and int4)         */
 /* ------------------------------------------------------------------------ */
 

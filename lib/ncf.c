@@ -111,6 +111,14 @@ static inline double gmf_logit(const float *u, const float *i, const float *w, f
 
 /* ------------------------------------------------------------ evaluation */
 
+/* The held-out item's place among `ties` other candidates with its logit: uniform
+ * in 0..ties, seeded by the user (so a call is repeatable). */
+static int64_t rank_tie_place(int64_t user, int64_t ties) {
+    if (ties <= 0) return 0;
+    uint64_t rs = 0x5851f42d4c957f2dull ^ (uint64_t)user;
+    return (int64_t)(fpd__rand_u64(&rs) % (uint64_t)(ties + 1));
+}
+
 /* The distinct user and item rows of a set of pairs, each computed once: ub
  * [nu, dim] holds the rows of users uu[0..nu), and the row of users[t] is
  * ub + su[t] * dim; the same for items. */
@@ -209,10 +217,7 @@ enum fpd_status fpd_gmf_rank(const struct fpd_gmf *m, const int64_t *users, cons
             rank += z > z0;
             ties += z == z0 && cand[t * n_cand + c] != cand[t * n_cand];
         }
-        if (ties > 0) { /* the held-out item's place among its ties, uniform, seeded by the user */
-            uint64_t rs = 0x5851f42d4c957f2dull ^ (uint64_t)users[t];
-            rank += (int64_t)(fpd__rand_u64(&rs) % (uint64_t)(ties + 1));
-        }
+        rank += rank_tie_place(users[t], ties);
         if (rank_out) rank_out[t] = rank;
         if (rank < k) {
             hits += 1.0;
@@ -566,5 +571,483 @@ done:
     fpd_free(gw);
     fpd_free(mw);
     fpd_free(vw);
+    return st;
+}
+
+/* ------------------------------------------------------------ NCF's MLP and NeuMF
+ *
+ * fpd_ncf_*: GMF, MLP and NeuMF (fpd.h, "NCF's three models"). The tables use the
+ * helpers above (distinct rows once, lazy Adam through table_state); the hidden
+ * layers are small (NCF: 64 -> 32 -> 16 -> 8), so they are plain loops over the
+ * batch's samples, accumulated in double, with dense Adam.
+ */
+
+int64_t fpd_ncf_predict_dim(const struct fpd_ncf *m) {
+    switch (m->kind) {
+    case FPD_NCF_KIND_GMF: return m->mf_user.dim;
+    case FPD_NCF_KIND_MLP: return m->n_layers >= 1 && m->n_layers <= FPD_NCF_MAX_LAYERS ? m->layer_dim[m->n_layers] : 0;
+    case FPD_NCF_KIND_NEUMF:
+        return m->n_layers >= 1 && m->n_layers <= FPD_NCF_MAX_LAYERS ? m->mf_user.dim + m->layer_dim[m->n_layers] : 0;
+    default: return 0;
+    }
+}
+
+static bool ncf_has_mf(const struct fpd_ncf *m) { return m->kind != FPD_NCF_KIND_MLP; }
+static bool ncf_has_mlp(const struct fpd_ncf *m) { return m->kind != FPD_NCF_KIND_GMF; }
+
+static enum fpd_status ncf_check_shapes(const struct fpd_ncf *m, struct fpd_error *err) {
+    enum fpd_status st;
+    if (m->kind < 0 || m->kind >= FPD_NCF_KIND_COUNT)
+        return fpd__err(err, FPD_STATUS_INVALID_ARG, "unknown NCF model kind %d", (int)m->kind);
+    int64_t users = -1, items = -1;
+    if (ncf_has_mf(m)) {
+        if ((st = emb_check(&m->mf_user, "GMF user", err)) || (st = emb_check(&m->mf_item, "GMF item", err))) return st;
+        if (m->mf_user.dim != m->mf_item.dim)
+            return fpd__err(err, FPD_STATUS_SHAPE, "GMF user table dim %lld != item table dim %lld",
+                            (long long)m->mf_user.dim, (long long)m->mf_item.dim);
+        users = m->mf_user.rows;
+        items = m->mf_item.rows;
+    }
+    if (ncf_has_mlp(m)) {
+        if ((st = emb_check(&m->mlp_user, "MLP user", err)) || (st = emb_check(&m->mlp_item, "MLP item", err)))
+            return st;
+        if (m->mlp_user.dim != m->mlp_item.dim)
+            return fpd__err(err, FPD_STATUS_SHAPE, "MLP user table dim %lld != item table dim %lld",
+                            (long long)m->mlp_user.dim, (long long)m->mlp_item.dim);
+        if (users >= 0 && (m->mlp_user.rows != users || m->mlp_item.rows != items))
+            return fpd__err(err, FPD_STATUS_SHAPE, "NeuMF: GMF tables have %lld users and %lld items, MLP tables %lld "
+                            "and %lld", (long long)users, (long long)items, (long long)m->mlp_user.rows,
+                            (long long)m->mlp_item.rows);
+        if (m->n_layers < 1 || m->n_layers > FPD_NCF_MAX_LAYERS)
+            return fpd__err(err, FPD_STATUS_INVALID_ARG, "MLP needs 1..%d hidden layers, got %d", FPD_NCF_MAX_LAYERS,
+                            (int)m->n_layers);
+        if (m->layer_dim[0] != 2 * m->mlp_user.dim)
+            return fpd__err(err, FPD_STATUS_SHAPE, "MLP input is %lld wide but the tables give 2 x %lld",
+                            (long long)m->layer_dim[0], (long long)m->mlp_user.dim);
+        for (int32_t l = 0; l < m->n_layers; l++) {
+            if (m->layer_dim[l + 1] < 1 || m->layer_dim[l + 1] > 65536)
+                return fpd__err(err, FPD_STATUS_SHAPE, "MLP layer %d has %lld units", (int)l + 1,
+                                (long long)m->layer_dim[l + 1]);
+            if (!m->layer_weight[l] || !m->layer_bias[l])
+                return fpd__err(err, FPD_STATUS_INVALID_ARG, "MLP layer %d has no weight or bias", (int)l + 1);
+        }
+    }
+    if (!m->weight) return fpd__err(err, FPD_STATUS_INVALID_ARG, "NCF model has no prediction weight");
+    return FPD_STATUS_OK;
+}
+
+static const struct fpd_embedding *ncf_user_table(const struct fpd_ncf *m) {
+    return ncf_has_mf(m) ? &m->mf_user : &m->mlp_user;
+}
+static const struct fpd_embedding *ncf_item_table(const struct fpd_ncf *m) {
+    return ncf_has_mf(m) ? &m->mf_item : &m->mlp_item;
+}
+
+enum fpd_status fpd_ncf_init_dense(struct fpd_ncf *m, uint64_t seed, struct fpd_error *err) {
+    enum fpd_status st;
+    if ((st = ncf_check_shapes(m, err))) return st;
+    uint64_t rs = seed ^ 0x6a09e667f3bcc909ull;
+    for (int32_t l = 0; ncf_has_mlp(m) && l < m->n_layers; l++) {
+        const int64_t in = m->layer_dim[l], out = m->layer_dim[l + 1];
+        const double lim = sqrt(6.0 / (double)(in + out));
+        for (int64_t q = 0; q < in * out; q++) m->layer_weight[l][q] = (float)((2.0 * fpd__rand_uniform(&rs) - 1.0) * lim);
+        memset(m->layer_bias[l], 0, (size_t)out * sizeof(float));
+    }
+    const int64_t pd = fpd_ncf_predict_dim(m);
+    const double lim = sqrt(3.0 / (double)pd);
+    for (int64_t q = 0; q < pd; q++) m->weight[q] = (float)((2.0 * fpd__rand_uniform(&rs) - 1.0) * lim);
+    m->bias = 0.0f;
+    return FPD_STATUS_OK;
+}
+
+/* The widest hidden activation, for scratch sizes. */
+static int64_t ncf_widest(const struct fpd_ncf *m) {
+    int64_t w = 1;
+    for (int32_t l = 0; ncf_has_mlp(m) && l <= m->n_layers; l++) w = m->layer_dim[l] > w ? m->layer_dim[l] : w;
+    return w;
+}
+
+/* Forward of one pair from its rows (NULL for an absent part): the activations
+ * x_0..x_L into act (layer_dim[l] floats at act + off_l, off_l the running sum), h is
+ * read from them; returns the logit. */
+static double ncf_forward_one(const struct fpd_ncf *m, const float *umf, const float *imf, const float *umlp,
+                              const float *imlp, float *act) {
+    double z = (double)m->bias;
+    int64_t pw = 0;
+    if (ncf_has_mf(m)) {
+        const int64_t d = m->mf_user.dim;
+        for (int64_t j = 0; j < d; j++) z += (double)umf[j] * (double)imf[j] * (double)m->weight[j];
+        pw = d;
+    }
+    if (ncf_has_mlp(m)) {
+        const int64_t d = m->mlp_user.dim;
+        memcpy(act, umlp, (size_t)d * sizeof(float));
+        memcpy(act + d, imlp, (size_t)d * sizeof(float));
+        float *x = act;
+        for (int32_t l = 0; l < m->n_layers; l++) {
+            const int64_t in = m->layer_dim[l], out = m->layer_dim[l + 1];
+            float *y = x + in;
+            const float *W = m->layer_weight[l];
+            for (int64_t o = 0; o < out; o++) {
+                double a = (double)m->layer_bias[l][o];
+                for (int64_t q = 0; q < in; q++) a += (double)W[o * in + q] * (double)x[q];
+                y[o] = a > 0.0 ? (float)a : 0.0f;
+            }
+            x = y;
+        }
+        const int64_t nl = m->layer_dim[m->n_layers];
+        for (int64_t o = 0; o < nl; o++) z += (double)x[o] * (double)m->weight[pw + o];
+    }
+    return z;
+}
+
+/* floats of act for one pair: the sum of layer_dim[0..L] */
+static int64_t ncf_act_len(const struct fpd_ncf *m) {
+    int64_t s = 1;
+    for (int32_t l = 0; ncf_has_mlp(m) && l <= m->n_layers; l++) s += m->layer_dim[l];
+    return s;
+}
+
+/* Distinct rows of up to four tables for a set of pairs. */
+struct ncf_rows {
+    struct pair_rows mf, mlp;
+};
+
+static void ncf_rows_free(struct ncf_rows *r) {
+    pair_rows_free(&r->mf);
+    pair_rows_free(&r->mlp);
+}
+
+static enum fpd_status ncf_rows_load(const struct fpd_ncf *m, const int64_t *users, int64_t n_users,
+                                     const int64_t *items, int64_t n_items, struct ncf_rows *r, struct fpd_error *err) {
+    enum fpd_status st = FPD_STATUS_OK;
+    memset(r, 0, sizeof *r);
+    if (ncf_has_mf(m)) {
+        struct fpd_gmf g = {m->mf_user, m->mf_item, m->weight, m->bias};
+        if ((st = pair_rows_load(&g, users, n_users, items, n_items, &r->mf, err))) return st;
+    }
+    if (ncf_has_mlp(m)) {
+        struct fpd_gmf g = {m->mlp_user, m->mlp_item, m->weight, m->bias};
+        if ((st = pair_rows_load(&g, users, n_users, items, n_items, &r->mlp, err))) {
+            ncf_rows_free(r);
+            return st;
+        }
+    }
+    return FPD_STATUS_OK;
+}
+
+/* Logit of pair (t_user, t_item) (indices into the users / items arrays of the load). */
+static double ncf_rows_logit(const struct fpd_ncf *m, const struct ncf_rows *r, int64_t tu, int64_t ti, float *act) {
+    const float *umf = NULL, *imf = NULL, *umlp = NULL, *imlp = NULL;
+    if (ncf_has_mf(m)) {
+        umf = r->mf.ub + r->mf.su[tu] * m->mf_user.dim;
+        imf = r->mf.ib + r->mf.si[ti] * m->mf_user.dim;
+    }
+    if (ncf_has_mlp(m)) {
+        umlp = r->mlp.ub + r->mlp.su[tu] * m->mlp_user.dim;
+        imlp = r->mlp.ib + r->mlp.si[ti] * m->mlp_user.dim;
+    }
+    return ncf_forward_one(m, umf, imf, umlp, imlp, act);
+}
+
+enum fpd_status fpd_ncf_logits(const struct fpd_ncf *m, const int64_t *users, const int64_t *items, int64_t n,
+                               float *out, struct fpd_error *err) {
+    enum fpd_status st;
+    if ((st = ncf_check_shapes(m, err))) return st;
+    if (n <= 0) return FPD_STATUS_OK;
+    if ((st = ids_check(users, n, ncf_user_table(m)->rows, "user", err)) ||
+        (st = ids_check(items, n, ncf_item_table(m)->rows, "item", err)))
+        return st;
+    float *act = fpd_malloc((size_t)ncf_act_len(m) * sizeof(float));
+    if (!act) return fpd__err(err, FPD_STATUS_NOMEM, "out of memory for the MLP activations");
+    struct ncf_rows r;
+    if ((st = ncf_rows_load(m, users, n, items, n, &r, err))) {
+        fpd_free(act);
+        return st;
+    }
+    for (int64_t t = 0; t < n; t++) out[t] = (float)ncf_rows_logit(m, &r, t, t, act);
+    ncf_rows_free(&r);
+    fpd_free(act);
+    return FPD_STATUS_OK;
+}
+
+enum fpd_status fpd_ncf_rank(const struct fpd_ncf *m, const int64_t *users, const int64_t *cand, int64_t n,
+                             int64_t n_cand, int64_t k, struct fpd_rank_metrics *out, int64_t *rank_out,
+                             struct fpd_error *err) {
+    enum fpd_status st;
+    memset(out, 0, sizeof *out);
+    out->k = k;
+    if ((st = ncf_check_shapes(m, err))) return st;
+    if (n_cand < 1 || k < 1)
+        return fpd__err(err, FPD_STATUS_INVALID_ARG, "ranking needs n_cand >= 1 and k >= 1 (got %lld, %lld)",
+                        (long long)n_cand, (long long)k);
+    if (n <= 0) return FPD_STATUS_OK;
+    int64_t nc;
+    if (!fpd__mul_i64(n, n_cand, &nc) || nc > (int64_t)(SIZE_MAX / 16))
+        return fpd__err(err, FPD_STATUS_INVALID_ARG, "%lld users x %lld candidates overflows", (long long)n,
+                        (long long)n_cand);
+    if ((st = ids_check(users, n, ncf_user_table(m)->rows, "user", err)) ||
+        (st = ids_check(cand, nc, ncf_item_table(m)->rows, "item", err)))
+        return st;
+    float *act = fpd_malloc((size_t)ncf_act_len(m) * sizeof(float));
+    if (!act) return fpd__err(err, FPD_STATUS_NOMEM, "out of memory for the MLP activations");
+    struct ncf_rows r;
+    if ((st = ncf_rows_load(m, users, n, cand, nc, &r, err))) {
+        fpd_free(act);
+        return st;
+    }
+    double hits = 0.0, ndcg = 0.0;
+    for (int64_t t = 0; t < n; t++) {
+        double z0 = ncf_rows_logit(m, &r, t, t * n_cand, act);
+        int64_t rank = 0, ties = 0;
+        for (int64_t c = 1; c < n_cand; c++) {
+            double z = ncf_rows_logit(m, &r, t, t * n_cand + c, act);
+            rank += z > z0;
+            ties += z == z0 && cand[t * n_cand + c] != cand[t * n_cand];
+        }
+        rank += rank_tie_place(users[t], ties);
+        if (rank_out) rank_out[t] = rank;
+        if (rank < k) {
+            hits += 1.0;
+            ndcg += 1.0 / log2((double)rank + 2.0);
+        }
+    }
+    out->users = n;
+    out->hr = hits / (double)n;
+    out->ndcg = ndcg / (double)n;
+    ncf_rows_free(&r);
+    fpd_free(act);
+    return FPD_STATUS_OK;
+}
+
+/* Dense Adam state of the hidden layers and the prediction. */
+struct ncf_dense_state {
+    float *g, *m1, *m2;   /* gradient and moments, every dense parameter in one array */
+    int64_t n;            /* parameters: layers (weight, bias each), then weight, bias */
+};
+
+static int64_t ncf_dense_params(const struct fpd_ncf *m) {
+    int64_t s = fpd_ncf_predict_dim(m) + 1;
+    for (int32_t l = 0; ncf_has_mlp(m) && l < m->n_layers; l++) s += m->layer_dim[l + 1] * (m->layer_dim[l] + 1);
+    return s;
+}
+
+/* Adam on one dense array x[n] with its slice of the state at *off. */
+static void ncf_dense_adam(struct ncf_dense_state *ds, int64_t *off, float *x, int64_t n, float lr, float bc1,
+                           float bc2) {
+    fpd__adam_update(x, ds->g + *off, ds->m1 + *off, ds->m2 + *off, n, lr, ADAM_B1, ADAM_B2, ADAM_EPS, bc1, bc2);
+    *off += n;
+}
+
+enum fpd_status fpd_ncf_train(struct fpd_ncf *m, const int64_t *users, const int64_t *items, int64_t n,
+                              const struct fpd_gmf_train_params *params, double *mean_loss, struct fpd_error *err) {
+    enum fpd_status st;
+    struct fpd_gmf_train_params p = params ? *params : fpd_gmf_train_default_params();
+    if ((st = ncf_check_shapes(m, err))) return st;
+    if (p.teacher || p.distill != 0.0 || p.balance_users)
+        return fpd__err(err, FPD_STATUS_INVALID_ARG, "NCF training: teacher, distill and balance_users are GMF-only");
+    if (p.epochs < 0 || p.negatives < 0 || p.batch_size < 1 + p.negatives || !(p.learning_rate > 0.0) ||
+        !(p.core_learning_rate >= 0.0))
+        return fpd__err(err, FPD_STATUS_INVALID_ARG,
+                        "training parameters out of range: epochs %lld, negatives %lld, batch_size %lld (must be "
+                        ">= 1 + negatives), learning rates %g, %g",
+                        (long long)p.epochs, (long long)p.negatives, (long long)p.batch_size, p.learning_rate,
+                        p.core_learning_rate);
+    if (n <= 0) return fpd__err(err, FPD_STATUS_INVALID_ARG, "no positives to train on");
+    const int64_t n_users = ncf_user_table(m)->rows, n_items = ncf_item_table(m)->rows;
+    if ((st = ids_check(users, n, n_users, "user", err)) || (st = ids_check(items, n, n_items, "item", err))) return st;
+    const bool mf = ncf_has_mf(m), mlp = ncf_has_mlp(m);
+    const int64_t group = 1 + p.negatives, bpos = p.batch_size / group, bsz = bpos * group;
+    const int64_t steps_per_epoch = (n + bpos - 1) / bpos, pd = fpd_ncf_predict_dim(m);
+    const int64_t dmf = mf ? m->mf_user.dim : 0, dmlp = mlp ? m->mlp_user.dim : 0, alen = ncf_act_len(m);
+    const int64_t wide = ncf_widest(m);
+    struct table_state ts[4]; /* mf user, mf item, mlp user, mlp item */
+    memset(ts, 0, sizeof ts);
+    struct user_items ui;
+    memset(&ui, 0, sizeof ui);
+    struct ncf_dense_state ds = {0};
+    ds.n = ncf_dense_params(m);
+    int64_t *order = fpd_malloc((size_t)n * sizeof(int64_t));
+    int64_t *su = fpd_malloc((size_t)bsz * sizeof(int64_t)), *si = fpd_malloc((size_t)bsz * sizeof(int64_t));
+    unsigned char *lab = fpd_malloc((size_t)bsz);
+    float *act = fpd_malloc((size_t)alen * sizeof(float));
+    double *dx = fpd_malloc((size_t)(2 * wide) * sizeof(double));
+    ds.g = fpd_malloc((size_t)ds.n * sizeof(float));
+    ds.m1 = fpd_calloc((size_t)ds.n, sizeof(float));
+    ds.m2 = fpd_calloc((size_t)ds.n, sizeof(float));
+    if (!order || !su || !si || !lab || !act || !dx || !ds.g || !ds.m1 || !ds.m2) {
+        st = fpd__err(err, FPD_STATUS_NOMEM, "out of memory for the training state");
+        goto done;
+    }
+    struct fpd_embedding *tabs[4] = {&m->mf_user, &m->mf_item, &m->mlp_user, &m->mlp_item};
+    bool used[4] = {mf, mf, mlp, mlp};
+    if (p.order_rows) /* before any state that depends on the cores' layout */
+        for (int q = 0; q < 4; q++) {
+            struct fpd_layer *l = used[q] ? tabs[q]->layer : NULL;
+            if (!l || fpd_layer_row_perm(l)) continue;
+            const bool item = q & 1;
+            int64_t *perm = fpd_malloc((size_t)tabs[q]->rows * sizeof(int64_t));
+            if (!perm) {
+                st = fpd__err(err, FPD_STATUS_NOMEM, "out of memory for a row order of %lld ids",
+                              (long long)tabs[q]->rows);
+                goto done;
+            }
+            st = fpd_row_order_interactions(item ? items : users, item ? users : items, n, tabs[q]->rows,
+                                            item ? n_users : n_items, fpd_layer_get_shape(l), 16, p.seed, perm, err);
+            if (!st) st = fpd_layer_set_row_perm(l, perm, err);
+            fpd_free(perm);
+            if (st) goto done;
+        }
+    if ((st = user_items_init(&ui, users, items, n, n_users, err))) goto done;
+    for (int q = 0; q < 4; q++)
+        if (used[q] && (st = table_state_init(&ts[q], tabs[q], bsz, &p, err))) goto done;
+    for (int64_t t = 0; t < n; t++) order[t] = t;
+    uint64_t rng = p.seed ^ 0x3c6ef372fe94f82bull;
+    int64_t step = 0;
+    const float lr = (float)p.learning_rate;
+    for (int64_t epoch = 0; epoch < p.epochs; epoch++) {
+        double t0 = fpd__now(), loss_sum = 0.0;
+        int64_t loss_n = 0;
+        for (int64_t t = n - 1; t > 0; t--) { /* Fisher-Yates */
+            int64_t j = (int64_t)(fpd__rand_u64(&rng) % (uint64_t)(t + 1));
+            int64_t x = order[t];
+            order[t] = order[j];
+            order[j] = x;
+        }
+        for (int64_t b0 = 0; b0 < n; b0 += bpos) {
+            const int64_t np = b0 + bpos <= n ? bpos : n - b0;
+            int64_t ns = 0;
+            for (int64_t q = 0; q < np; q++) {
+                int64_t pidx = order[b0 + q], u = users[pidx];
+                su[ns] = u;
+                si[ns] = items[pidx];
+                lab[ns++] = 1;
+                if (ui.distinct[u] >= n_items) continue;
+                for (int64_t c = 0; c < p.negatives; c++) {
+                    int64_t j;
+                    do j = (int64_t)(fpd__rand_u64(&rng) % (uint64_t)n_items);
+                    while (user_has(&ui, u, j));
+                    su[ns] = u;
+                    si[ns] = j;
+                    lab[ns++] = 0;
+                }
+            }
+            for (int q = 0; q < 4; q++) {
+                if (!used[q]) continue;
+                distinct_ids_marked(q & 1 ? si : su, ns, ts[q].uniq, &ts[q].nu, ts[q].slot, ts[q].mark);
+                if ((st = table_rows(&ts[q], err))) goto done;
+                memset(ts[q].grad, 0, (size_t)(ts[q].nu * tabs[q]->dim) * sizeof(float));
+            }
+            memset(ds.g, 0, (size_t)ds.n * sizeof(float));
+            /* dense gradient layout: layer l weight, layer l bias (l < L), weight, bias */
+            float *gpred = ds.g + ds.n - pd - 1;
+            double gb = 0.0;
+            const double inv = 1.0 / (double)ns;
+            for (int64_t q = 0; q < ns; q++) {
+                const float *umf = mf ? ts[0].rows + ts[0].slot[q] * dmf : NULL;
+                const float *imf = mf ? ts[1].rows + ts[1].slot[q] * dmf : NULL;
+                const float *umlp = mlp ? ts[2].rows + ts[2].slot[q] * dmlp : NULL;
+                const float *imlp = mlp ? ts[3].rows + ts[3].slot[q] * dmlp : NULL;
+                double z = ncf_forward_one(m, umf, imf, umlp, imlp, act);
+                double target = lab[q];
+                loss_sum += target * softplus(-z) + (1.0 - target) * softplus(z);
+                loss_n++;
+                float g = (float)((1.0 / (1.0 + exp(-z)) - target) * inv);
+                if (mf) {
+                    float *gu = ts[0].grad + ts[0].slot[q] * dmf, *gi = ts[1].grad + ts[1].slot[q] * dmf;
+                    for (int64_t j = 0; j < dmf; j++) {
+                        float wj = m->weight[j];
+                        gu[j] += g * imf[j] * wj;
+                        gi[j] += g * umf[j] * wj;
+                        gpred[j] += g * umf[j] * imf[j];
+                    }
+                }
+                if (mlp) {
+                    /* act: x_0 | x_1 | ... | x_L; walk back from x_L */
+                    int64_t off[FPD_NCF_MAX_LAYERS + 1];
+                    off[0] = 0;
+                    for (int32_t l = 0; l < m->n_layers; l++) off[l + 1] = off[l] + m->layer_dim[l];
+                    const int64_t nl = m->layer_dim[m->n_layers];
+                    const float *xl = act + off[m->n_layers];
+                    double *dcur = dx, *dnext = dx + wide;
+                    for (int64_t o = 0; o < nl; o++) {
+                        gpred[dmf + o] += g * xl[o];
+                        dcur[o] = (double)g * (double)m->weight[dmf + o];
+                    }
+                    /* the gradient offsets of layer l in ds.g */
+                    int64_t goff[FPD_NCF_MAX_LAYERS];
+                    int64_t run = 0;
+                    for (int32_t l = 0; l < m->n_layers; l++) {
+                        goff[l] = run;
+                        run += m->layer_dim[l + 1] * (m->layer_dim[l] + 1);
+                    }
+                    for (int32_t l = m->n_layers - 1; l >= 0; l--) {
+                        const int64_t in = m->layer_dim[l], out = m->layer_dim[l + 1];
+                        const float *x = act + off[l], *y = act + off[l + 1], *W = m->layer_weight[l];
+                        float *gW = ds.g + goff[l], *gc = gW + out * in;
+                        for (int64_t q2 = 0; q2 < in; q2++) dnext[q2] = 0.0;
+                        for (int64_t o = 0; o < out; o++) {
+                            if (!(y[o] > 0.0f)) continue; /* relu' (0 at 0, as torch) */
+                            const double d = dcur[o];
+                            gc[o] += (float)d;
+                            for (int64_t q2 = 0; q2 < in; q2++) {
+                                gW[o * in + q2] += (float)(d * (double)x[q2]);
+                                dnext[q2] += d * (double)W[o * in + q2];
+                            }
+                        }
+                        double *sw = dcur;
+                        dcur = dnext;
+                        dnext = sw;
+                    }
+                    float *gu = ts[2].grad + ts[2].slot[q] * dmlp, *gi = ts[3].grad + ts[3].slot[q] * dmlp;
+                    for (int64_t j = 0; j < dmlp; j++) {
+                        gu[j] += (float)dcur[j];
+                        gi[j] += (float)dcur[dmlp + j];
+                    }
+                }
+                gb += g;
+            }
+            ds.g[ds.n - 1] = (float)gb;
+            if (!isfinite(loss_sum)) {
+                st = fpd__err(err, FPD_STATUS_NUMERIC, "training loss is not finite at epoch %lld, step %lld (lower "
+                              "the learning rate)", (long long)epoch + 1, (long long)step + 1);
+                goto done;
+            }
+            step++;
+            const float bc1 = 1.0f - powf(ADAM_B1, (float)step), bc2 = 1.0f - powf(ADAM_B2, (float)step);
+            if (p.train_tables)
+                for (int q = 0; q < 4; q++)
+                    if (used[q] && (st = table_update(&ts[q], lr, bc1, bc2, err))) goto done;
+            if (p.train_prediction) {
+                int64_t off = 0;
+                for (int32_t l = 0; mlp && l < m->n_layers; l++) {
+                    ncf_dense_adam(&ds, &off, m->layer_weight[l], m->layer_dim[l + 1] * m->layer_dim[l], lr, bc1, bc2);
+                    ncf_dense_adam(&ds, &off, m->layer_bias[l], m->layer_dim[l + 1], lr, bc1, bc2);
+                }
+                ncf_dense_adam(&ds, &off, m->weight, pd, lr, bc1, bc2);
+                ncf_dense_adam(&ds, &off, &m->bias, 1, lr, bc1, bc2);
+            }
+            if (p.progress && !p.progress("train", step, p.epochs * steps_per_epoch, p.progress_user_data)) {
+                st = fpd__err(err, FPD_STATUS_CANCELLED, "training cancelled");
+                goto done;
+            }
+        }
+        double mean = loss_n ? loss_sum / (double)loss_n : 0.0;
+        if (mean_loss) *mean_loss = mean;
+        fpd__log(FPD_LOG_LEVEL_DEBUG, "ncf epoch %lld: loss %.6f", (long long)epoch + 1, mean);
+        if (p.epoch_callback && !p.epoch_callback(epoch + 1, mean, fpd__now() - t0, p.epoch_user_data)) break;
+    }
+done:
+    for (int q = 0; q < 4; q++) table_state_free(&ts[q]);
+    user_items_free(&ui);
+    fpd_free(order);
+    fpd_free(su);
+    fpd_free(si);
+    fpd_free(lab);
+    fpd_free(act);
+    fpd_free(dx);
+    fpd_free(ds.g);
+    fpd_free(ds.m1);
+    fpd_free(ds.m2);
     return st;
 }
