@@ -389,6 +389,47 @@ static bool user_has(const struct user_items *ui, int64_t u, int64_t item) {
 /* log(1 + exp(x)) without overflow */
 static inline double softplus(double x) { return x > 0 ? x + log1p(exp(-x)) : log1p(exp(x)); }
 
+/* order_rows: give the FPD layer of table e (the ids `ids` of the positives, the
+ * other side `other` with other_rows ids) a row order from the interactions, unless
+ * it has one (fpd_row_order_interactions, 16 dims). */
+static enum fpd_status order_table_rows(const struct fpd_embedding *e, const int64_t *ids, const int64_t *other,
+                                        int64_t n, int64_t other_rows, uint64_t seed, struct fpd_error *err) {
+    struct fpd_layer *l = e->layer;
+    if (!l || fpd_layer_row_perm(l)) return FPD_STATUS_OK;
+    int64_t *perm = fpd_malloc((size_t)e->rows * sizeof(int64_t));
+    if (!perm) return fpd__err(err, FPD_STATUS_NOMEM, "out of memory for a row order of %lld ids", (long long)e->rows);
+    enum fpd_status st =
+        fpd_row_order_interactions(ids, other, n, e->rows, other_rows, fpd_layer_get_shape(l), 16, seed, perm, err);
+    if (!st) st = fpd_layer_set_row_perm(l, perm, err);
+    fpd_free(perm);
+    return st;
+}
+
+/* The samples of one batch: each of the np positives order[0..np) (label 1), then
+ * its `negatives` items drawn uniformly among those the user has no positive with
+ * (none for a user who has every item), into su, si, lab; returns their count. */
+static int64_t sample_batch(const int64_t *order, int64_t np, const int64_t *users, const int64_t *items,
+                            const struct user_items *ui, int64_t n_items, int64_t negatives, uint64_t *rng,
+                            int64_t *su, int64_t *si, unsigned char *lab) {
+    int64_t ns = 0;
+    for (int64_t q = 0; q < np; q++) {
+        int64_t pidx = order[q], u = users[pidx];
+        su[ns] = u;
+        si[ns] = items[pidx];
+        lab[ns++] = 1;
+        if (ui->distinct[u] >= n_items) continue; /* no negative possible */
+        for (int64_t c = 0; c < negatives; c++) {
+            int64_t j;
+            do j = (int64_t)(fpd__rand_u64(rng) % (uint64_t)n_items);
+            while (user_has(ui, u, j));
+            su[ns] = u;
+            si[ns] = j;
+            lab[ns++] = 0;
+        }
+    }
+    return ns;
+}
+
 enum fpd_status fpd_gmf_train(struct fpd_gmf *m, const int64_t *users, const int64_t *items, int64_t n,
                               const struct fpd_gmf_train_params *params, double *mean_loss, struct fpd_error *err) {
     enum fpd_status st;
@@ -433,24 +474,10 @@ enum fpd_status fpd_gmf_train(struct fpd_gmf *m, const int64_t *users, const int
         st = fpd__err(err, FPD_STATUS_NOMEM, "out of memory for the training state");
         goto done;
     }
-    if (p.order_rows) { /* before any state that depends on the cores' layout */
-        const struct fpd_embedding *tabs[2] = {&m->user, &m->item};
-        for (int q = 0; q < 2; q++) {
-            struct fpd_layer *l = tabs[q]->layer;
-            if (!l || fpd_layer_row_perm(l)) continue;
-            int64_t *perm = fpd_malloc((size_t)tabs[q]->rows * sizeof(int64_t));
-            if (!perm) {
-                st = fpd__err(err, FPD_STATUS_NOMEM, "out of memory for a row order of %lld ids",
-                              (long long)tabs[q]->rows);
-                goto done;
-            }
-            st = fpd_row_order_interactions(q ? items : users, q ? users : items, n, tabs[q]->rows,
-                                            tabs[1 - q]->rows, fpd_layer_get_shape(l), 16, p.seed, perm, err);
-            if (!st) st = fpd_layer_set_row_perm(l, perm, err);
-            fpd_free(perm);
-            if (st) goto done;
-        }
-    }
+    if (p.order_rows && /* before any state that depends on the cores' layout */
+        ((st = order_table_rows(&m->user, users, items, n, m->item.rows, p.seed, err)) ||
+         (st = order_table_rows(&m->item, items, users, n, m->user.rows, p.seed, err))))
+        goto done;
     if ((st = user_items_init(&ui, users, items, n, m->user.rows, err)) ||
         (st = table_state_init(&tu, &m->user, bsz, &p, err)) || (st = table_state_init(&ti, &m->item, bsz, &p, err)))
         goto done;
@@ -481,23 +508,8 @@ enum fpd_status fpd_gmf_train(struct fpd_gmf *m, const int64_t *users, const int
         }
         for (int64_t b0 = 0; b0 < n; b0 += bpos) {
             const int64_t np = b0 + bpos <= n ? bpos : n - b0;
-            /* samples: each positive (label 1), then its negatives (label 0) */
-            int64_t ns = 0;
-            for (int64_t q = 0; q < np; q++) {
-                int64_t pidx = order[b0 + q], u = users[pidx];
-                su[ns] = u;
-                si[ns] = items[pidx];
-                lab[ns++] = 1;
-                if (ui.distinct[u] >= m->item.rows) continue; /* no negative possible */
-                for (int64_t c = 0; c < p.negatives; c++) {
-                    int64_t j;
-                    do j = (int64_t)(fpd__rand_u64(&rng) % (uint64_t)m->item.rows);
-                    while (user_has(&ui, u, j));
-                    su[ns] = u;
-                    si[ns] = j;
-                    lab[ns++] = 0;
-                }
-            }
+            const int64_t ns = sample_batch(order + b0, np, users, items, &ui, m->item.rows, p.negatives, &rng, su,
+                                            si, lab);
             distinct_ids_marked(su, ns, tu.uniq, &tu.nu, tu.slot, tu.mark);
             distinct_ids_marked(si, ns, ti.uniq, &ti.nu, ti.slot, ti.mark);
             if ((st = table_rows(&tu, err)) || (st = table_rows(&ti, err))) goto done;
@@ -881,23 +893,10 @@ enum fpd_status fpd_ncf_train(struct fpd_ncf *m, const int64_t *users, const int
     }
     struct fpd_embedding *tabs[4] = {&m->mf_user, &m->mf_item, &m->mlp_user, &m->mlp_item};
     bool used[4] = {mf, mf, mlp, mlp};
-    if (p.order_rows) /* before any state that depends on the cores' layout */
-        for (int q = 0; q < 4; q++) {
-            struct fpd_layer *l = used[q] ? tabs[q]->layer : NULL;
-            if (!l || fpd_layer_row_perm(l)) continue;
-            const bool item = q & 1;
-            int64_t *perm = fpd_malloc((size_t)tabs[q]->rows * sizeof(int64_t));
-            if (!perm) {
-                st = fpd__err(err, FPD_STATUS_NOMEM, "out of memory for a row order of %lld ids",
-                              (long long)tabs[q]->rows);
-                goto done;
-            }
-            st = fpd_row_order_interactions(item ? items : users, item ? users : items, n, tabs[q]->rows,
-                                            item ? n_users : n_items, fpd_layer_get_shape(l), 16, p.seed, perm, err);
-            if (!st) st = fpd_layer_set_row_perm(l, perm, err);
-            fpd_free(perm);
-            if (st) goto done;
-        }
+    for (int q = 0; p.order_rows && q < 4; q++) /* before any state that depends on the cores' layout */
+        if (used[q] && (st = order_table_rows(tabs[q], q & 1 ? items : users, q & 1 ? users : items, n,
+                                              q & 1 ? n_users : n_items, p.seed, err)))
+            goto done;
     if ((st = user_items_init(&ui, users, items, n, n_users, err))) goto done;
     for (int q = 0; q < 4; q++)
         if (used[q] && (st = table_state_init(&ts[q], tabs[q], bsz, &p, err))) goto done;
@@ -916,22 +915,7 @@ enum fpd_status fpd_ncf_train(struct fpd_ncf *m, const int64_t *users, const int
         }
         for (int64_t b0 = 0; b0 < n; b0 += bpos) {
             const int64_t np = b0 + bpos <= n ? bpos : n - b0;
-            int64_t ns = 0;
-            for (int64_t q = 0; q < np; q++) {
-                int64_t pidx = order[b0 + q], u = users[pidx];
-                su[ns] = u;
-                si[ns] = items[pidx];
-                lab[ns++] = 1;
-                if (ui.distinct[u] >= n_items) continue;
-                for (int64_t c = 0; c < p.negatives; c++) {
-                    int64_t j;
-                    do j = (int64_t)(fpd__rand_u64(&rng) % (uint64_t)n_items);
-                    while (user_has(&ui, u, j));
-                    su[ns] = u;
-                    si[ns] = j;
-                    lab[ns++] = 0;
-                }
-            }
+            const int64_t ns = sample_batch(order + b0, np, users, items, &ui, n_items, p.negatives, &rng, su, si, lab);
             for (int q = 0; q < 4; q++) {
                 if (!used[q]) continue;
                 distinct_ids_marked(q & 1 ? si : su, ns, ts[q].uniq, &ts[q].nu, ts[q].slot, ts[q].mark);
