@@ -297,6 +297,205 @@ FPD_API const char *fpd_mapped_file_at(const void *addr);
  * one vanishes with the process. Async-signal-safe. */
 FPD_API void fpd_write_remove_temporaries(void);
 
+/* ------------------------------------------------------------------------ */
+/* NCF GMF checkpoints and data files (formats/ncf-data.c)                   */
+/* ------------------------------------------------------------------------ */
+/*
+ * The file handling around the GMF model of lib/fpd.h (fpd_gmf_rank, fpd_gmf_train):
+ * load a GMF checkpoint whose tables are dense, row-wise int8/int4 or FPD v1, read
+ * the NCF leave-one-out test files and interaction files, evaluate HR@10 / NDCG@10,
+ * finetune the tables on the model's own loss (task-aware finetuning) and write the
+ * checkpoint back, and rebuild the NCF item numbering from MovieLens-1M ratings.
+ * fpd-eval, fpd-compress (--ncf, --finetune-task), sample-train-gmf and the Python
+ * package (fpd.ncf_eval) call these.
+ *
+ * A GMF checkpoint (He et al., WWW 2017; the NCF authors' Pretrain/ml-1m_GMF_8)
+ * holds user_embedding.weight [U, D], item_embedding.weight [I, D] (each dense,
+ * or compressed as FPD v1: T.fpd.core*, fpd.table.T), prediction.weight [1, D]
+ * and prediction.bias [1]; score = sigmoid(sum((u * i) * w) + b).
+ *
+ * Usage (HR@10 before and after compressing, then task-aware finetuning):
+ *
+ *   struct fpd_ncf_metrics before, after;
+ *   fpd_ncf_eval_file("gmf.safetensors", "ml-1m.test.rating", "ml-1m.test.negative", &before, &err);
+ *   ... fpd-compress gmf.safetensors -o small.safetensors ...
+ *   struct fpd_gmf_train_params tp = fpd_ncf_finetune_default_params();
+ *   struct fpd_ncf_finetune_report rep;
+ *   fpd_ncf_finetune_file("small.safetensors", "ml-1m.train.rating", "small.safetensors", true, &tp,
+ *                         "ml-1m.test.rating", "ml-1m.test.negative", "gmf.safetensors", &rep, &err);
+ *   // rep.before.hr10, rep.after.hr10
+ *
+ * Every array in these structs is allocated with fpd_malloc and released by the
+ * struct's _free function, which is also safe after a failed load and on a zeroed
+ * struct. Ids are 0-based in memory.
+ */
+
+#define FPD_NCF_USER_TABLE "user_embedding.weight"
+#define FPD_NCF_ITEM_TABLE "item_embedding.weight"
+#define FPD_NCF_PRED_WEIGHT "prediction.weight"
+#define FPD_NCF_PRED_BIAS "prediction.bias"
+
+/* The NCF leave-one-out test set: per user, the held-out item and its sampled
+ * negatives. */
+struct fpd_ncf_test {
+    int64_t n;         /* users (lines)                                            */
+    int64_t n_cand;    /* 1 + negatives per user (100 in NCF)                      */
+    int64_t *users;    /* [n]                                                      */
+    int64_t *cand;     /* [n * n_cand]; cand[t * n_cand] is the held-out item      */
+};
+/* Read TEST.rating ("user\titem[\trating\ttimestamp]" per line, 0-based ids) and
+ * TEST.negative ("(user,item)\tneg1\t...\tnegK" per line, in the same order; every
+ * line the same K >= 1) into *out (overwritten). Errors: IO (a file cannot be
+ * opened: "PATH: reason"), FORMAT ("PATH:LINE: ..."; no lines; the two files
+ * disagree), NOMEM. Free with fpd_ncf_test_free (also after a failure). */
+FPD_API enum fpd_status fpd_ncf_test_load(const char *rating, const char *negative, struct fpd_ncf_test *out,
+                                          struct fpd_error *err);
+/* Release what fpd_ncf_test_load allocated and zero *t. */
+FPD_API void fpd_ncf_test_free(struct fpd_ncf_test *t);
+
+/* Interactions (implicit feedback): one "user item [rating ...]" per line,
+ * separated by tabs, spaces or commas; a first line that does not start with a
+ * number is a header and skipped; extra fields are ignored. Ids are id_base-based
+ * in the file (0 for NCF's files, 1 for MovieLens) and 0-based in memory. */
+struct fpd_ncf_interactions {
+    int64_t n;
+    int64_t *users, *items;   /* [n], 0-based                    */
+    float *ratings;           /* [n], NAN where the line has none */
+    int64_t n_users, n_items; /* 1 + the largest ids             */
+};
+/* Read path into *out (overwritten). Errors: IO, FORMAT ("PATH:LINE: ..."; an id
+ * below id_base; no interactions), NOMEM. Free with fpd_ncf_interactions_free
+ * (also after a failure). */
+FPD_API enum fpd_status fpd_ncf_interactions_load(const char *path, int64_t id_base, struct fpd_ncf_interactions *out,
+                                                  struct fpd_error *err);
+/* Release what fpd_ncf_interactions_load allocated and zero *x. */
+FPD_API void fpd_ncf_interactions_free(struct fpd_ncf_interactions *x);
+
+/* A GMF model in memory. Tables are F32 copies (dense) or layers (FPD). Fields are
+ * public so that a trainer can reach the tables; fpd_ncf_model_free releases them. */
+struct fpd_ncf_model {
+    struct fpd_safetensors *st;     /* the checkpoint it came from, or NULL          */
+    struct fpd_gmf gmf;             /* views of the members below                    */
+    float *dense[2];                /* user, item: dense F32 [rows, dim] or NULL     */
+    struct fpd_layer *layer[2];     /* user, item: FPD layers or NULL                */
+    struct fpd_table_meta meta[2];  /* FPD metadata (written with the layer)         */
+    enum fpd_dtype dtype[2];        /* stored dtype of a dense table                 */
+    const char *encoding[2];        /* "int8"/"int4" for a row-wise table read
+                                       dequantized into dense[], else NULL (static)  */
+    enum fpd_dtype pred_dtype[2];   /* stored dtypes of prediction weight, bias      */
+    float *weight;                  /* [dim]                                          */
+};
+/* Open a GMF checkpoint into *m (overwritten): each of the two tables dense (2-D
+ * float tensor, converted to F32), row-wise int8/int4 (dequantized to F32) or FPD
+ * (fpd.table.T metadata and cores, via fpd_checkpoint_load_layer);
+ * prediction.weight [1, D] or [D] and prediction.bias [1] or a scalar. The
+ * checkpoint stays open (m->st) until fpd_ncf_model_free. Errors: IO, FORMAT (a
+ * missing tensor, shapes that do not fit: "PATH: ..."), as
+ * fpd_checkpoint_load_layer, NOMEM. Free with fpd_ncf_model_free (also after a
+ * failure). */
+FPD_API enum fpd_status fpd_ncf_model_load(const char *path, struct fpd_ncf_model *m, struct fpd_error *err);
+/* A model from parts (for a trainer): table i (0 user, 1 item) is dense[i] (F32
+ * [rows[i], dim], allocated with fpd_malloc) or layer[i]; the model takes ownership
+ * of both (freed by fpd_ncf_model_free, also after a failure); weight [dim] is
+ * copied. Set meta[i] of an FPD table before fpd_ncf_model_save. Errors: SHAPE (a
+ * layer's shape is not [rows[i], dim]), INVALID_ARG (neither given), NOMEM. */
+FPD_API enum fpd_status fpd_ncf_model_init(struct fpd_ncf_model *m, float *const dense[2],
+                                           struct fpd_layer *const layer[2], const int64_t rows[2], int64_t dim,
+                                           const float *weight, float bias, struct fpd_error *err);
+/* Free everything the model owns (and the checkpoint handle); zeroes it. */
+FPD_API void fpd_ncf_model_free(struct fpd_ncf_model *m);
+/* Write the model as a safetensors checkpoint (atomic; FPD_WRITE_OVERWRITE when
+ * overwrite): dense tables as F32 (or their source dtype when loaded), FPD tables as
+ * cores in meta.core_dtype (F32 when unknown) with their row_perm and "fpd.table.T",
+ * prediction.weight [1, D] and prediction.bias [1]. Every other tensor and metadata
+ * entry of the source checkpoint (m->st) is copied unchanged. Errors: as
+ * fpd_safetensors_write, NOMEM. */
+FPD_API enum fpd_status fpd_ncf_model_save(const struct fpd_ncf_model *m, const char *path, bool overwrite,
+                                           struct fpd_error *err);
+
+/* HR@10 and NDCG@10 of the NCF protocol (He et al. 2017, section 4.1): the share of
+ * users whose held-out item ranks among the top 10 of its candidates, and the mean
+ * of 1 / log2(rank + 2) over those users. */
+struct fpd_ncf_metrics {
+    double hr10, ndcg10;
+    int64_t users;
+};
+/* Rank each user's held-out item among its candidates (fpd_gmf_rank, k = 10).
+ * Errors: as fpd_gmf_rank (INVALID_ARG: an id outside the tables). */
+FPD_API enum fpd_status fpd_ncf_model_eval(const struct fpd_ncf_model *m, const struct fpd_ncf_test *t,
+                                           struct fpd_ncf_metrics *out, struct fpd_error *err);
+/* Load ckpt (dense, row-wise or FPD tables) and the test files, evaluate, free.
+ * Errors: as fpd_ncf_model_load, fpd_ncf_test_load, INVALID_ARG (a test id outside
+ * the tables; the message names the checkpoint and the id). */
+FPD_API enum fpd_status fpd_ncf_eval_file(const char *ckpt, const char *rating, const char *negative,
+                                          struct fpd_ncf_metrics *out, struct fpd_error *err);
+
+/* The defaults of task-aware finetuning: fpd_gmf_train_default_params() with 10
+ * epochs, batch 1024 samples, 4 negatives, learning rate 1e-3 for weight and bias,
+ * core step 1e-2 relative to each core's RMS, prediction weights trainable. */
+FPD_API struct fpd_gmf_train_params fpd_ncf_finetune_default_params(void);
+
+struct fpd_ncf_finetune_report {
+    bool evaluated;                 /* test files given                             */
+    struct fpd_ncf_metrics before, after;
+    int64_t positives, epochs;
+    double final_loss, seconds, seconds_per_epoch;
+    double rel_error[2];            /* user, item vs the reference (NAN: none)      */
+};
+/* Task-aware finetuning: load ckpt_in (a GMF checkpoint, typically with FPD
+ * tables), read the interactions (0-based ids matching the tables), train with
+ * fpd_gmf_train (gradients through the FPD cores; dense tables are trained as
+ * dense rows), and write ckpt_out (may be ckpt_in with overwrite). Each FPD
+ * table's metadata gets fit "+task" and, when ref_ckpt (may be NULL) has the dense
+ * table, rel_error against it (else null). With params->distill > 0 and no
+ * params->teacher, ref_ckpt (required then) is loaded as the teacher. params NULL:
+ * fpd_ncf_finetune_default_params(). With rating/negative (may be NULL) the model
+ * is evaluated before and after. rep (may be NULL). Errors: as the loaders,
+ * fpd_gmf_train (CANCELLED when its epoch callback returns false) and
+ * fpd_ncf_model_save; INVALID_ARG (an interaction id outside the tables; distill
+ * without ref_ckpt). Nothing is written on failure. */
+FPD_API enum fpd_status fpd_ncf_finetune_file(const char *ckpt_in, const char *interactions, const char *ckpt_out,
+                                              bool overwrite, const struct fpd_gmf_train_params *params,
+                                              const char *rating, const char *negative, const char *ref_ckpt,
+                                              struct fpd_ncf_finetune_report *rep, struct fpd_error *err);
+
+/* What fpd_ncf_movielens_map found. */
+struct fpd_ncf_map_report {
+    int64_t users, items, ratings, groups;
+    int64_t test_unrated;      /* held-out items the user has no rating for (0 expected)     */
+    int64_t test_out_of_group; /* held-out ids outside their user's first-rater groups (0)   */
+    int64_t neg_rated, neg_total; /* test negatives that the user did rate, of all negatives */
+    int64_t tied_ids;          /* ids whose constraints did not single out one item          */
+    int64_t tied_ratings;      /* ratings of those items                                     */
+    bool model_tiebreak;       /* ties broken by the checkpoint's scores (else by order)     */
+    int64_t train;             /* training interactions (ratings minus held-out)             */
+    double hr10_test;          /* the model on the test set                                  */
+    double hr10_train;         /* the model on one random training positive per user, ranked
+                                  among that user's 99 test negatives (untied items only)    */
+    double hr10_train_shuffled;/* the same with item ids shuffled: what a wrong map gives    */
+};
+/* Rebuild the NCF Data/ item numbering from MovieLens-1M ratings (users 1..6040,
+ * items renumbered 1..3706, no timestamps; ratings 0-based in memory, as read by
+ * fpd_ncf_interactions_load(path, 1, ...)). item_map[j] (caller's array of
+ * ratings->n_items) receives the NCF id of rating item j (users are the same, minus
+ * one). Method: items grouped by their first rater, matched to ids inside each group
+ * by a minimum-cost assignment (Hungarian method, Kuhn 1955 / Munkres 1957) over the
+ * test file's evidence; see formats/ncf-data.c. model (may be NULL) breaks ties and
+ * gives the HR checks; rep (may be NULL). Errors: SHAPE (user or item counts differ
+ * from the test set's or the model's), FORMAT (the structure the method relies on
+ * is absent), NOMEM. */
+FPD_API enum fpd_status fpd_ncf_movielens_map(const struct fpd_ncf_interactions *ratings,
+                                              const struct fpd_ncf_test *test, const struct fpd_ncf_model *model,
+                                              int64_t *item_map, struct fpd_ncf_map_report *rep,
+                                              struct fpd_error *err);
+/* Write the training interactions (every rating except each user's held-out item)
+ * in NCF ids as "user\titem\trating" lines, sorted, atomically (temporary file and
+ * rename; refuses an existing path unless overwrite). *n_out (may be NULL) gets the
+ * line count. Errors: IO, NOMEM. */
+FPD_API enum fpd_status fpd_ncf_write_train(const char *path, const struct fpd_ncf_interactions *ratings,
+                                            const int64_t *item_map, const struct fpd_ncf_test *test, bool overwrite,
+                                            int64_t *n_out, struct fpd_error *err);
+
 #ifdef __cplusplus
 }
 #endif
