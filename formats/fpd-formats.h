@@ -298,6 +298,58 @@ FPD_API const char *fpd_mapped_file_at(const void *addr);
 FPD_API void fpd_write_remove_temporaries(void);
 
 /* ------------------------------------------------------------------------ */
+/* Inputs: a safetensors file or one .npy table (formats/input.c)            */
+/* ------------------------------------------------------------------------ */
+
+/* A checkpoint input: a safetensors file, or a single .npy table presented as a
+ * one-tensor checkpoint named after the file (its stem; "weight" when the stem is
+ * empty or the input came from memory). The caller allocates it; the fields are
+ * read-only for the caller (st and npy are NULL but one). Free with fpd_input_free.
+ *
+ *   struct fpd_input in;
+ *   if (fpd_input_open("table.npy", &in, &err)) { ... err.msg ... }
+ *   for (int64_t i = 0; i < fpd_input_count(&in); i++) ... fpd_input_tensor(&in, i)->name ...
+ *   fpd_input_free(&in);
+ */
+struct fpd_input {
+    struct fpd_safetensors *st;        /* a safetensors input, else NULL             */
+    struct fpd_npy *npy;               /* a .npy input, else NULL                    */
+    struct fpd_tensor_info npy_tensor; /* the .npy's view, named npy_name            */
+    char npy_name[256];
+};
+/* Open path by its content (the .npy magic "\x93NUMPY", else safetensors) into *in
+ * (overwritten). Errors: IO ("PATH: reason"), and those of fpd_npy_open and
+ * fpd_safetensors_open. Free with fpd_input_free (also after a failure). */
+FPD_API enum fpd_status fpd_input_open(const char *path, struct fpd_input *in, struct fpd_error *err);
+/* The same from len bytes at buf (borrowed: they must outlive the input), named
+ * name in messages (e.g. "-" for standard input); a .npy's tensor is "weight". */
+FPD_API enum fpd_status fpd_input_open_memory(const void *buf, size_t len, const char *name, struct fpd_input *in,
+                                              struct fpd_error *err);
+/* Close what the input holds and zero it; NULL or a zeroed input is a no-op. */
+FPD_API void fpd_input_free(struct fpd_input *in);
+/* Number of tensors (1 for a .npy). */
+FPD_API int64_t fpd_input_count(const struct fpd_input *in);
+/* Tensor i in [0, count) in the file's order; borrowed, valid until fpd_input_free. */
+FPD_API const struct fpd_tensor_info *fpd_input_tensor(const struct fpd_input *in, int64_t i);
+
+/* Why tensor t is not a table that can be compressed (a 2-D float tensor with at
+ * least one row and one column), written into buf (len bytes): "an I32 tensor with
+ * 2 dimension(s); only 2-D float tables (F32, F64, F16, BF16) can be compressed",
+ * "an empty F32 table (shape 0x16): it has no rows to compress". Returns buf, or
+ * NULL when t is a table. */
+FPD_API const char *fpd_tensor_info_not_a_table(const struct fpd_tensor_info *t, char *buf, size_t len);
+
+/* Row frequencies (access counts) of a table of `rows` rows (>= 1), the weights of
+ * a frequency-weighted fit (fpd_fit_params.row_weights): a .npy (any numeric
+ * dtype, shape [rows] or [rows, 1]) or a text file with one number per line
+ * (blank lines and lines starting with '#' skipped). *out receives `rows` finite
+ * non-negative values (fpd_malloc; free with fpd_free); NULL on failure. Errors
+ * name the file, the line and what is wrong: IO, FORMAT (not a number, negative
+ * or not finite), SHAPE (another count of values, a non-numeric or misshapen
+ * array), INVALID_ARG (rows < 1), NOMEM. */
+FPD_API enum fpd_status fpd_row_freq_load(const char *path, int64_t rows, double **out, struct fpd_error *err);
+
+/* ------------------------------------------------------------------------ */
 /* NCF GMF checkpoints and data files (formats/ncf-data.c)                   */
 /* ------------------------------------------------------------------------ */
 /*

@@ -546,14 +546,14 @@ static enum fpd_status parse_inputs(struct ctx *c, const yaml_node_t *n) {
                 continue;
             }
             /* Check it opens as a checkpoint (header only). */
-            struct cli_input ci;
+            struct fpd_input ci;
             struct fpd_error e2 = {0};
-            if (cli_input_open(path, &ci, &e2)) {
+            if (fpd_input_open(path, &ci, &e2)) {
                 free(rp);
                 st = at(c, v, "input '%s' is not a readable checkpoint: %s", path, e2.msg);
                 break;
             }
-            cli_input_free(&ci);
+            fpd_input_free(&ci);
             if (p->n_inputs == cap) {
                 cap *= 2;
                 void *a = realloc(p->inputs, (size_t)cap * sizeof *p->inputs);

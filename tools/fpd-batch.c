@@ -148,31 +148,31 @@ static int cmp_bytes_desc(const void *a, const void *b) {
 /* Plan one unit from its input's header: the tables, their selection and groups,
  * and the fingerprint. Returns false after printing an error. */
 static bool plan_unit(const struct batch_pipeline *p, struct unit *u, bool *override_used) {
-    struct cli_input ci;
+    struct fpd_input ci;
     struct fpd_error err = {0};
-    if (cli_input_open(u->in->path, &ci, &err)) {
+    if (fpd_input_open(u->in->path, &ci, &err)) {
         cli_error("%s", err.msg);
         return false;
     }
-    int64_t n = cli_input_count(&ci);
+    int64_t n = fpd_input_count(&ci);
     u->tables = calloc((size_t)n + 1, sizeof *u->tables);
     struct table_plan **eligible = calloc((size_t)n + 1, sizeof *eligible);
     if (!u->tables || !eligible) {
         free(eligible);
-        cli_input_free(&ci);
+        fpd_input_free(&ci);
         cli_error("out of memory");
         return false;
     }
     int64_t n_el = 0;
     for (int64_t i = 0; i < n; i++) {
-        const struct fpd_tensor_info *ti = cli_input_tensor(&ci, i);
+        const struct fpd_tensor_info *ti = fpd_input_tensor(&ci, i);
         u->input_bytes += ti->nbytes;
         if (!(ti->ndim == 2 && fpd_dtype_is_float(ti->dtype) && ti->shape[0] > 0 && ti->shape[1] > 0)) continue;
         struct table_plan *t = &u->tables[u->n_tables++];
         t->name = strdup(ti->name);
         if (!t->name) {
             free(eligible);
-            cli_input_free(&ci);
+            fpd_input_free(&ci);
             cli_error("out of memory");
             return false;
         }
@@ -229,7 +229,7 @@ static bool plan_unit(const struct batch_pipeline *p, struct unit *u, bool *over
         /* max_error needs the data: the planner predicts each candidate's error */
         const struct fpd_tensor_info *ti = NULL;
         for (int64_t j = 0; j < n && !ti; j++)
-            if (!strcmp(cli_input_tensor(&ci, j)->name, t->name)) ti = cli_input_tensor(&ci, j);
+            if (!strcmp(fpd_input_tensor(&ci, j)->name, t->name)) ti = fpd_input_tensor(&ci, j);
         struct fpd_table_view view = {ti ? ti->data : NULL, t->dtype, t->rows, t->dim};
         if (t->settings.set & BATCH_SET_MAX_ERROR) co.plan.table = &view;
         if (fpd_plan_table(t->rows, t->dim, t->dtype, &co.plan, &t->plan, &err)) {
@@ -254,7 +254,7 @@ static bool plan_unit(const struct batch_pipeline *p, struct unit *u, bool *over
             t->settings.set &= ~(unsigned)(BATCH_SET_BUDGET | BATCH_SET_RATIO | BATCH_SET_MAX_ERROR);
         }
     }
-    cli_input_free(&ci);
+    fpd_input_free(&ci);
     if (!plan_ok) return false;
     /* groups, in table order, and the fingerprint */
     struct stat sb;
@@ -478,13 +478,13 @@ static double now_s(void) {
 /* A unit with no table to compress: its output is a copy (a .npy input becomes a
  * one-tensor safetensors file named after the file, as fpd-compress names it). */
 static int copy_checkpoint(const char *in_path, const char *out_path) {
-    struct cli_input ci;
+    struct fpd_input ci;
     struct fpd_error err = {0};
-    if (cli_input_open(in_path, &ci, &err)) {
+    if (fpd_input_open(in_path, &ci, &err)) {
         cli_error("%s", err.msg);
         return CLI_EXIT_FAILURE;
     }
-    int64_t n = cli_input_count(&ci), nm = ci.st ? fpd_safetensors_metadata_count(ci.st) : 0;
+    int64_t n = fpd_input_count(&ci), nm = ci.st ? fpd_safetensors_metadata_count(ci.st) : 0;
     struct fpd_tensor_info *t = calloc((size_t)n + 1, sizeof *t);
     const char **k = calloc((size_t)nm + 1, sizeof *k), **v = calloc((size_t)nm + 1, sizeof *v);
     int rc = CLI_EXIT_FAILURE;
@@ -492,7 +492,7 @@ static int copy_checkpoint(const char *in_path, const char *out_path) {
         cli_error("out of memory");
         goto done;
     }
-    for (int64_t i = 0; i < n; i++) t[i] = *cli_input_tensor(&ci, i);
+    for (int64_t i = 0; i < n; i++) t[i] = *fpd_input_tensor(&ci, i);
     for (int64_t i = 0; i < nm; i++) fpd_safetensors_metadata_at(ci.st, i, &k[i], &v[i]);
     if (fpd_safetensors_write(out_path, t, n, k, v, nm, FPD_WRITE_OVERWRITE, &err)) {
         cli_error("%s", err.msg);
@@ -503,7 +503,7 @@ done:
     free(t);
     free(k);
     free(v);
-    cli_input_free(&ci);
+    fpd_input_free(&ci);
     return rc;
 }
 

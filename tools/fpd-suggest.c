@@ -380,7 +380,7 @@ int main(int argc, char **argv) {
     if (o.pp.max_error > 0.0 && !o.errors) cli_usage_error("--max-error needs predicted errors (drop --no-errors)");
     if (!path && !min_rows_set) o.pp.min_rows = 0; /* a size alone: every table qualifies */
 
-    struct cli_input in;
+    struct fpd_input in;
     memset(&in, 0, sizeof in);
     void *hold = NULL;
     struct fpd_error err = {0};
@@ -398,7 +398,7 @@ int main(int argc, char **argv) {
             json_decref(skipped);
             return CLI_EXIT_FAILURE;
         }
-        n_in = cli_input_count(&in);
+        n_in = fpd_input_count(&in);
         if (tables_arg) {
             tables_copy = strdup(tables_arg);
             names = calloc(strlen(tables_arg) + 1, sizeof *names);
@@ -409,14 +409,14 @@ int main(int argc, char **argv) {
             for (int i = 0; i < n_names; i++) {
                 const struct fpd_tensor_info *ti = NULL;
                 for (int64_t t = 0; t < n_in && !ti; t++)
-                    if (strcmp(cli_input_tensor(&in, t)->name, names[i]) == 0) ti = cli_input_tensor(&in, t);
+                    if (strcmp(fpd_input_tensor(&in, t)->name, names[i]) == 0) ti = fpd_input_tensor(&in, t);
                 if (!ti) {
                     cli_error("%s: no tensor named '%s' (see fpd-inspect %s)", path, names[i], path);
                     status = CLI_EXIT_USAGE;
                     goto done;
                 }
                 char why[160];
-                if (cli_not_a_table(ti, why, sizeof why)) {
+                if (fpd_tensor_info_not_a_table(ti, why, sizeof why)) {
                     cli_error("%s: tensor '%s' is %s", path, ti->name, why);
                     status = CLI_EXIT_USAGE;
                     goto done;
@@ -436,13 +436,13 @@ int main(int argc, char **argv) {
         n_ent = 1;
     } else {
         for (int64_t t = 0; t < n_in; t++) {
-            const struct fpd_tensor_info *ti = cli_input_tensor(&in, t);
+            const struct fpd_tensor_info *ti = fpd_input_tensor(&in, t);
             bool named = false;
             for (int i = 0; i < n_names; i++) named |= strcmp(names[i], ti->name) == 0;
             if (names && !named) continue;
             const char *why = NULL;
             char buf[160];
-            if (cli_not_a_table(ti, buf, sizeof buf)) {
+            if (fpd_tensor_info_not_a_table(ti, buf, sizeof buf)) {
                 why = ti->ndim == 2 && fpd_dtype_is_float(ti->dtype) ? buf : "not a 2-D float table";
             } else if (!named && ti->shape[0] < o.pp.min_rows) {
                 snprintf(buf, sizeof buf, "%lld rows < --min-rows %lld", (long long)ti->shape[0],
@@ -554,7 +554,7 @@ done:
     free(names);
     free(tables_copy);
     json_decref(skipped);
-    if (path) cli_input_free(&in);
+    if (path) fpd_input_free(&in);
     free(hold);
     return status;
 }
