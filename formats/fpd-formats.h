@@ -548,6 +548,161 @@ FPD_API enum fpd_status fpd_ncf_write_train(const char *path, const struct fpd_n
                                             const int64_t *item_map, const struct fpd_ncf_test *test, bool overwrite,
                                             int64_t *n_out, struct fpd_error *err);
 
+/* ------------------------------------------------------------------------ */
+/* Batch pipeline files (formats/batch.c)                                    */
+/* ------------------------------------------------------------------------ */
+/*
+ * The YAML pipeline file fpd-batch runs: parsed and validated into a struct
+ * fpd_batch_pipeline (fpd_batch_pipeline_load), and the per-table settings it gives
+ * (fpd_batch_settings_for), mapped onto the planner's and the fit's parameters
+ * (fpd_batch_settings_apply) for fpd_compress_input. fpd-batch (tools/fpd-batch.c)
+ * does the command-line work on top: sharding, resume state, running units, the
+ * reports. The structs are filled by the parser and read by the caller.
+ *
+ * Schema (version 1; every key optional unless marked required; relative paths are
+ * relative to the folder of the YAML file, so the pipeline runs the same from any
+ * working directory, e.g. on every node of a Slurm job array):
+ *
+ *   version: 1
+ *   inputs:                      # required: paths and glob patterns (safetensors or .npy)
+ *     - model.safetensors
+ *     - "table-*.npy"            # a glob pattern: must match at least one file
+ *   output:
+ *     folder: out                # required; output = folder/<input stem><suffix>
+ *     suffix: .fpd.safetensors   # default
+ *   report:
+ *     json: out/report.json      # default folder/report.json: every table of every checkpoint
+ *     markdown: out/report.md    # default folder/report.md: the summary table
+ *   select:                      # which 2-D float tables are compressed, per checkpoint
+ *     include: ["*"]             # name patterns (fnmatch), a string or a list
+ *     exclude: []
+ *     min_rows: 1000             # fewer rows: kept dense
+ *     min_bytes: 0               # an integer or "64KiB", "2 MB", "1GiB"
+ *     largest: 0                 # only the K largest selected tables (0: all)
+ *   defaults:  SETTINGS          # for every table
+ *   tables:                      # per-table overrides, applied in order (later wins)
+ *     - match: "user_*"          # required: pattern on the table name
+ *       checkpoint: "ncf*"       # optional: pattern on the input's file name or path
+ *       SETTINGS
+ *
+ * SETTINGS: rank (r), terms (p), cores (k), core_dtype (F32|F16|BF16), min_ratio,
+ * epochs, batch_rows, learning_rate, seed, backfit_sweeps, backfit_tol (mapped onto
+ * struct fpd_plan_params and struct fpd_fit_params), recall_queries, row_freq (a
+ * row-frequency file for the table, as fpd-compress --row-freq), device (auto|cpu|cuda),
+ * compress (true: compress even when select rules out the table; false: keep it
+ * dense), and the planner's targets (struct fpd_plan_params): budget (bytes, as
+ * min_bytes: the largest candidate within it), ratio (> 1: the largest candidate at
+ * least this many times smaller), max_error (> 0: the smallest candidate whose
+ * predicted relative error, from the table's data, is at most this).
+ */
+
+/* Which fields of struct fpd_batch_settings are set. */
+enum {
+    FPD_BATCH_SET_RANK = 1u << 0, FPD_BATCH_SET_TERMS = 1u << 1, FPD_BATCH_SET_CORES = 1u << 2,
+    FPD_BATCH_SET_CORE_DTYPE = 1u << 3, FPD_BATCH_SET_MIN_RATIO = 1u << 4, FPD_BATCH_SET_EPOCHS = 1u << 5,
+    FPD_BATCH_SET_BATCH_ROWS = 1u << 6, FPD_BATCH_SET_LR = 1u << 7, FPD_BATCH_SET_SEED = 1u << 8,
+    FPD_BATCH_SET_SWEEPS = 1u << 9, FPD_BATCH_SET_TOL = 1u << 10, FPD_BATCH_SET_DEVICE = 1u << 11,
+    FPD_BATCH_SET_COMPRESS = 1u << 12, FPD_BATCH_SET_BUDGET = 1u << 13, FPD_BATCH_SET_RATIO = 1u << 14,
+    FPD_BATCH_SET_MAX_ERROR = 1u << 15, FPD_BATCH_SET_RECALL = 1u << 16, FPD_BATCH_SET_ROW_FREQ = 1u << 17,
+};
+
+enum fpd_batch_device { FPD_BATCH_DEVICE_AUTO = 0, FPD_BATCH_DEVICE_CPU, FPD_BATCH_DEVICE_CUDA, FPD_BATCH_DEVICE_COUNT };
+
+struct fpd_batch_mark {
+    int64_t line, column; /* 1-based; 0 when unknown */
+};
+
+struct fpd_batch_settings {
+    unsigned set;
+    int64_t rank, terms;
+    int32_t cores;
+    enum fpd_dtype core_dtype;
+    double min_ratio;
+    int64_t epochs, batch_rows;
+    double learning_rate;
+    uint64_t seed;
+    int64_t backfit_sweeps;
+    double backfit_tol;
+    enum fpd_batch_device device;
+    bool compress;
+    int64_t budget;      /* bytes */
+    double ratio, max_error;
+    int64_t recall_queries;
+    char *row_freq;      /* row-frequency file (path resolved); owned by the pipeline */
+    struct fpd_batch_mark compress_mark; /* where compress was set (for reasons) */
+};
+
+struct fpd_batch_override {
+    char *match;         /* table name pattern                       */
+    char *checkpoint;    /* NULL, or a pattern on the input path/name */
+    struct fpd_batch_settings s;
+    struct fpd_batch_mark mark;
+};
+
+struct fpd_batch_input {
+    char *path;          /* as resolved (relative to the YAML's folder)   */
+    char *name;          /* file name                                     */
+    char *output;        /* folder/<stem><suffix>                         */
+    char *output_base;   /* <stem><suffix>                                */
+    const char *spec;    /* the inputs entry it came from (borrowed)      */
+    struct fpd_batch_mark mark;
+};
+
+struct fpd_batch_pipeline {
+    char *file;           /* the YAML path as given                          */
+    char *dir;            /* its folder                                      */
+    struct fpd_batch_input *inputs;
+    int64_t n_inputs;
+    char **specs;         /* the inputs entries as written                   */
+    int64_t n_specs;
+    char *folder, *suffix;
+    char *report_json, *report_md;
+    char **include, **exclude;
+    int64_t n_include, n_exclude;
+    int64_t min_rows, min_bytes, largest;
+    struct fpd_batch_settings defaults;
+    struct fpd_batch_override *overrides;
+    int64_t n_overrides;
+};
+
+/* Parse and validate the pipeline at path: YAML syntax (read event by event:
+ * lists and mappings nested at most 64 deep, at most 100,000 nodes counting an
+ * alias as the nodes it repeats, no tags such as !!binary or !!str, one document),
+ * the schema (unknown keys, types, ranges, duplicates), the inputs (each exists and
+ * opens as a checkpoint; each pattern matches), distinct output paths, no input
+ * among the outputs, the output folder and the reports' folders (each is a
+ * writable folder or can be created as one), and device: cuda against
+ * fpd_backend_available. Nothing is written. On failure err
+ * has the status (CONFIG: a wrong file, with err->line/column 1-based when the
+ * problem has a place; BACKEND: device cuda without a CUDA device; IO: the file
+ * cannot be read; NOMEM) and a message without the file name. *out (owned by the
+ * caller, every string and array in it allocated with fpd_malloc) is freed with
+ * fpd_batch_pipeline_free. */
+FPD_API enum fpd_status fpd_batch_pipeline_load(const char *path, struct fpd_batch_pipeline **out, struct fpd_error *err);
+/* The same from the file's bytes (buf[0..len), borrowed); path is used as the
+ * YAML file's path (its folder resolves relative paths). For tests and fuzzing. */
+FPD_API enum fpd_status fpd_batch_pipeline_parse(const char *path, const unsigned char *buf, size_t len,
+                                                 struct fpd_batch_pipeline **out, struct fpd_error *err);
+/* Free what fpd_batch_pipeline_load/_parse returned; NULL is a no-op. */
+FPD_API void fpd_batch_pipeline_free(struct fpd_batch_pipeline *p);
+
+/* The settings for table `name` of input `in`: defaults, then every matching
+ * override in order (later wins per key). */
+FPD_API void fpd_batch_settings_for(const struct fpd_batch_pipeline *p, const struct fpd_batch_input *in,
+                                    const char *name, struct fpd_batch_settings *out);
+
+/* Map the settings that are set onto plan (shapes, core dtype, min_ratio and the
+ * planner's targets: budget, ratio, max_error), fit (epochs, batch_rows,
+ * learning_rate, seed, backfit_sweeps, backfit_tol) and *recall_queries; fields not
+ * set are left as they are. row_freq (per table) and device (validated by the
+ * parser; the fit runs on the CPU) are not mapped. */
+FPD_API void fpd_batch_settings_apply(const struct fpd_batch_settings *s, struct fpd_plan_params *plan,
+                                      struct fpd_fit_params *fit, int64_t *recall_queries);
+
+/* A canonical text of the settings that change the output (for grouping tables that
+ * share one compression pass, and for the resume fingerprint). */
+FPD_API void fpd_batch_settings_key(const struct fpd_batch_settings *s, char *buf, size_t len);
+
 #ifdef __cplusplus
 }
 #endif
