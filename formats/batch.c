@@ -404,7 +404,7 @@ static enum fpd_status parse_settings_map(struct ctx *c, const char *where, cons
 }
 
 void fpd_batch_settings_for(const struct fpd_batch_pipeline *p, const struct fpd_batch_input *in, const char *name,
-                        struct fpd_batch_settings *out) {
+                            struct fpd_batch_settings *out) {
     *out = p->defaults;
     for (int64_t i = 0; i < p->n_overrides; i++) {
         const struct fpd_batch_override *o = &p->overrides[i];

@@ -67,7 +67,7 @@ void fpd_ncf_test_free(struct fpd_ncf_test *t) {
 }
 
 enum fpd_status fpd_ncf_test_load(const char *rating, const char *negative, struct fpd_ncf_test *out,
-                              struct fpd_error *err) {
+                                  struct fpd_error *err) {
     memset(out, 0, sizeof *out);
     enum fpd_status st = FPD_STATUS_OK;
     FILE *fr = fopen(rating, "r"), *fn = NULL;
@@ -168,7 +168,7 @@ void fpd_ncf_interactions_free(struct fpd_ncf_interactions *x) {
 }
 
 enum fpd_status fpd_ncf_interactions_load(const char *path, int64_t id_base, struct fpd_ncf_interactions *out,
-                                      struct fpd_error *err) {
+                                          struct fpd_error *err) {
     memset(out, 0, sizeof *out);
     FILE *f = fopen(path, "r");
     if (!f) return fpd__err(err, FPD_STATUS_IO, "%s: %s", path, strerror(errno));
@@ -250,8 +250,8 @@ static void model_bind(struct fpd_ncf_model *m, const int64_t rows[2], int64_t d
 }
 
 enum fpd_status fpd_ncf_model_init(struct fpd_ncf_model *m, float *const dense[2], struct fpd_layer *const layer[2],
-                               const int64_t rows[2], int64_t dim, const float *weight, float bias,
-                               struct fpd_error *err) {
+                                   const int64_t rows[2], int64_t dim, const float *weight, float bias,
+                                   struct fpd_error *err) {
     memset(m, 0, sizeof *m);
     for (int i = 0; i < 2; i++) {
         m->dense[i] = dense[i];
@@ -362,7 +362,8 @@ static bool model_owns(const char *name) {
     return false;
 }
 
-enum fpd_status fpd_ncf_model_save(const struct fpd_ncf_model *m, const char *path, bool overwrite, struct fpd_error *err) {
+enum fpd_status fpd_ncf_model_save(const struct fpd_ncf_model *m, const char *path, bool overwrite,
+                                   struct fpd_error *err) {
     enum fpd_status st = FPD_STATUS_OK;
     const int64_t dim = m->gmf.user.dim;
     int64_t n_src = m->st ? fpd_safetensors_count(m->st) : 0, n_meta_src = m->st ? fpd_safetensors_metadata_count(m->st) : 0;
@@ -513,8 +514,8 @@ done:
 
 /* ---------------------------------------------------------------- evaluation */
 
-enum fpd_status fpd_ncf_model_eval(const struct fpd_ncf_model *m, const struct fpd_ncf_test *t, struct fpd_ncf_metrics *out,
-                               struct fpd_error *err) {
+enum fpd_status fpd_ncf_model_eval(const struct fpd_ncf_model *m, const struct fpd_ncf_test *t,
+                                   struct fpd_ncf_metrics *out, struct fpd_error *err) {
     struct fpd_rank_metrics rm;
     memset(out, 0, sizeof *out);
     enum fpd_status st = fpd_gmf_rank(&m->gmf, t->users, t->cand, t->n, t->n_cand, 10, &rm, NULL, err);
@@ -525,8 +526,8 @@ enum fpd_status fpd_ncf_model_eval(const struct fpd_ncf_model *m, const struct f
     return FPD_STATUS_OK;
 }
 
-enum fpd_status fpd_ncf_eval_file(const char *ckpt, const char *rating, const char *negative, struct fpd_ncf_metrics *out,
-                              struct fpd_error *err) {
+enum fpd_status fpd_ncf_eval_file(const char *ckpt, const char *rating, const char *negative,
+                                  struct fpd_ncf_metrics *out, struct fpd_error *err) {
     struct fpd_ncf_model m;
     struct fpd_ncf_test t;
     memset(&t, 0, sizeof t);
@@ -571,9 +572,9 @@ static bool count_epoch(int64_t epoch, double loss, double seconds, void *ud) {
 }
 
 enum fpd_status fpd_ncf_finetune_file(const char *ckpt_in, const char *interactions, const char *ckpt_out,
-                                  bool overwrite, const struct fpd_gmf_train_params *params, const char *rating,
-                                  const char *negative, const char *ref_ckpt, struct fpd_ncf_finetune_report *rep,
-                                  struct fpd_error *err) {
+                                      bool overwrite, const struct fpd_gmf_train_params *params, const char *rating,
+                                      const char *negative, const char *ref_ckpt, struct fpd_ncf_finetune_report *rep,
+                                      struct fpd_error *err) {
     struct fpd_ncf_finetune_report local;
     if (!rep) rep = &local;
     memset(rep, 0, sizeof *rep);
@@ -794,8 +795,8 @@ done:
 }
 
 enum fpd_status fpd_ncf_movielens_map(const struct fpd_ncf_interactions *ratings, const struct fpd_ncf_test *test,
-                                  const struct fpd_ncf_model *model, int64_t *item_map, struct fpd_ncf_map_report *rep,
-                                  struct fpd_error *err) {
+                                      const struct fpd_ncf_model *model, int64_t *item_map,
+                                      struct fpd_ncf_map_report *rep, struct fpd_error *err) {
     memset(rep, 0, sizeof *rep);
     const int64_t U = ratings->n_users, I = ratings->n_items, R = ratings->n, C = test->n_cand;
     enum fpd_status st = FPD_STATUS_OK;
@@ -1082,8 +1083,9 @@ static int cmp_pair(const void *a, const void *b) {
     return (p->x > q->x) - (p->x < q->x);
 }
 
-enum fpd_status fpd_ncf_write_train(const char *path, const struct fpd_ncf_interactions *ratings, const int64_t *item_map,
-                                const struct fpd_ncf_test *test, bool overwrite, int64_t *n_out, struct fpd_error *err) {
+enum fpd_status fpd_ncf_write_train(const char *path, const struct fpd_ncf_interactions *ratings,
+                                    const int64_t *item_map, const struct fpd_ncf_test *test, bool overwrite,
+                                    int64_t *n_out, struct fpd_error *err) {
     if (!overwrite && access(path, F_OK) == 0)
         return fpd__err(err, FPD_STATUS_IO, "%s already exists", path);
     int64_t U = ratings->n_users;
