@@ -147,8 +147,8 @@ $(BUILD_DIR)/fpd-%: $(OBJ_DIR)/tools/fpd-%.o $(TOOL_COMMON_OBJ) $(STATIC_LIB)
 	@$(if $(Q),echo "  LINK  $@")
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(FPD_LDLIBS)
 
-# sample programs (samples/*.c): build/sample-NAME
-$(BUILD_DIR)/sample-%: $(OBJ_DIR)/samples/%.o $(TOOL_COMMON_OBJ) $(STATIC_LIB)
+# sample programs (samples/*.c): build/sample-NAME, on the library alone (public headers)
+$(BUILD_DIR)/sample-%: $(OBJ_DIR)/samples/%.o $(STATIC_LIB)
 	@$(if $(Q),echo "  LINK  $@")
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(FPD_LDLIBS)
 

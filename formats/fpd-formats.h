@@ -297,6 +297,412 @@ FPD_API const char *fpd_mapped_file_at(const void *addr);
  * one vanishes with the process. Async-signal-safe. */
 FPD_API void fpd_write_remove_temporaries(void);
 
+/* ------------------------------------------------------------------------ */
+/* Inputs: a safetensors file or one .npy table (formats/input.c)            */
+/* ------------------------------------------------------------------------ */
+
+/* A checkpoint input: a safetensors file, or a single .npy table presented as a
+ * one-tensor checkpoint named after the file (its stem; "weight" when the stem is
+ * empty or the input came from memory). The caller allocates it; the fields are
+ * read-only for the caller (st and npy are NULL but one). Free with fpd_input_free.
+ *
+ *   struct fpd_input in;
+ *   if (fpd_input_open("table.npy", &in, &err)) { ... err.msg ... }
+ *   for (int64_t i = 0; i < fpd_input_count(&in); i++) ... fpd_input_tensor(&in, i)->name ...
+ *   fpd_input_free(&in);
+ */
+struct fpd_input {
+    struct fpd_safetensors *st;        /* a safetensors input, else NULL             */
+    struct fpd_npy *npy;               /* a .npy input, else NULL                    */
+    struct fpd_tensor_info npy_tensor; /* the .npy's view, named npy_name            */
+    char npy_name[256];
+};
+/* Open path by its content (the .npy magic "\x93NUMPY", else safetensors) into *in
+ * (overwritten). Errors: IO ("PATH: reason"), and those of fpd_npy_open and
+ * fpd_safetensors_open. Free with fpd_input_free (also after a failure). */
+FPD_API enum fpd_status fpd_input_open(const char *path, struct fpd_input *in, struct fpd_error *err);
+/* The same from len bytes at buf (borrowed: they must outlive the input), named
+ * name in messages (e.g. "-" for standard input); a .npy's tensor is "weight". */
+FPD_API enum fpd_status fpd_input_open_memory(const void *buf, size_t len, const char *name, struct fpd_input *in,
+                                              struct fpd_error *err);
+/* Close what the input holds and zero it; NULL or a zeroed input is a no-op. */
+FPD_API void fpd_input_free(struct fpd_input *in);
+/* Number of tensors (1 for a .npy). */
+FPD_API int64_t fpd_input_count(const struct fpd_input *in);
+/* Tensor i in [0, count) in the file's order; borrowed, valid until fpd_input_free. */
+FPD_API const struct fpd_tensor_info *fpd_input_tensor(const struct fpd_input *in, int64_t i);
+
+/* Why tensor t is not a table that can be compressed (a 2-D float tensor with at
+ * least one row and one column), written into buf (len bytes): "an I32 tensor with
+ * 2 dimension(s); only 2-D float tables (F32, F64, F16, BF16) can be compressed",
+ * "an empty F32 table (shape 0x16): it has no rows to compress". Returns buf, or
+ * NULL when t is a table. */
+FPD_API const char *fpd_tensor_info_not_a_table(const struct fpd_tensor_info *t, char *buf, size_t len);
+
+/* Row frequencies (access counts) of a table of `rows` rows (>= 1), the weights of
+ * a frequency-weighted fit (fpd_fit_params.row_weights): a .npy (any numeric
+ * dtype, shape [rows] or [rows, 1]) or a text file with one number per line
+ * (blank lines and lines starting with '#' skipped). *out receives `rows` finite
+ * non-negative values (fpd_malloc; free with fpd_free); NULL on failure. Errors
+ * name the file, the line and what is wrong: IO, FORMAT (not a number, negative
+ * or not finite), SHAPE (another count of values, a non-numeric or misshapen
+ * array), INVALID_ARG (rows < 1), NOMEM. */
+FPD_API enum fpd_status fpd_row_freq_load(const char *path, int64_t rows, double **out, struct fpd_error *err);
+
+/* ------------------------------------------------------------------------ */
+/* NCF GMF checkpoints and data files (formats/ncf-data.c)                   */
+/* ------------------------------------------------------------------------ */
+/*
+ * The file handling around the GMF model of lib/fpd.h (fpd_gmf_rank, fpd_gmf_train):
+ * load a GMF checkpoint whose tables are dense, row-wise int8/int4 or FPD v1, read
+ * the NCF leave-one-out test files and interaction files, evaluate HR@10 / NDCG@10,
+ * finetune the tables on the model's own loss (task-aware finetuning) and write the
+ * checkpoint back, and rebuild the NCF item numbering from MovieLens-1M ratings.
+ * fpd-eval, fpd-compress (--ncf, --finetune-task), sample-train-gmf and the Python
+ * package (fpd.ncf_eval) call these.
+ *
+ * A GMF checkpoint (He et al., WWW 2017; the NCF authors' Pretrain/ml-1m_GMF_8)
+ * holds user_embedding.weight [U, D], item_embedding.weight [I, D] (each dense,
+ * or compressed as FPD v1: T.fpd.core*, fpd.table.T), prediction.weight [1, D]
+ * and prediction.bias [1]; score = sigmoid(sum((u * i) * w) + b).
+ *
+ * Usage (HR@10 before and after compressing, then task-aware finetuning):
+ *
+ *   struct fpd_ncf_metrics before, after;
+ *   fpd_ncf_eval_file("gmf.safetensors", "ml-1m.test.rating", "ml-1m.test.negative", &before, &err);
+ *   ... fpd-compress gmf.safetensors -o small.safetensors ...
+ *   struct fpd_gmf_train_params tp = fpd_ncf_finetune_default_params();
+ *   struct fpd_ncf_finetune_report rep;
+ *   fpd_ncf_finetune_file("small.safetensors", "ml-1m.train.rating", "small.safetensors", true, &tp,
+ *                         "ml-1m.test.rating", "ml-1m.test.negative", "gmf.safetensors", &rep, &err);
+ *   // rep.before.hr10, rep.after.hr10
+ *
+ * Every array in these structs is allocated with fpd_malloc and released by the
+ * struct's _free function, which is also safe after a failed load and on a zeroed
+ * struct. Ids are 0-based in memory.
+ */
+
+#define FPD_NCF_USER_TABLE "user_embedding.weight"
+#define FPD_NCF_ITEM_TABLE "item_embedding.weight"
+#define FPD_NCF_PRED_WEIGHT "prediction.weight"
+#define FPD_NCF_PRED_BIAS "prediction.bias"
+
+/* The NCF leave-one-out test set: per user, the held-out item and its sampled
+ * negatives. */
+struct fpd_ncf_test {
+    int64_t n;         /* users (lines)                                            */
+    int64_t n_cand;    /* 1 + negatives per user (100 in NCF)                      */
+    int64_t *users;    /* [n]                                                      */
+    int64_t *cand;     /* [n * n_cand]; cand[t * n_cand] is the held-out item      */
+};
+/* Read TEST.rating ("user\titem[\trating\ttimestamp]" per line, 0-based ids) and
+ * TEST.negative ("(user,item)\tneg1\t...\tnegK" per line, in the same order; every
+ * line the same K >= 1) into *out (overwritten). Errors: IO (a file cannot be
+ * opened: "PATH: reason"), FORMAT ("PATH:LINE: ..."; no lines; the two files
+ * disagree), NOMEM. Free with fpd_ncf_test_free (also after a failure). */
+FPD_API enum fpd_status fpd_ncf_test_load(const char *rating, const char *negative, struct fpd_ncf_test *out,
+                                          struct fpd_error *err);
+/* Release what fpd_ncf_test_load allocated and zero *t. */
+FPD_API void fpd_ncf_test_free(struct fpd_ncf_test *t);
+
+/* Interactions (implicit feedback): one "user item [rating ...]" per line,
+ * separated by tabs, spaces or commas; a first line that does not start with a
+ * number is a header and skipped; extra fields are ignored. Ids are id_base-based
+ * in the file (0 for NCF's files, 1 for MovieLens) and 0-based in memory. */
+struct fpd_ncf_interactions {
+    int64_t n;
+    int64_t *users, *items;   /* [n], 0-based                    */
+    float *ratings;           /* [n], NAN where the line has none */
+    int64_t n_users, n_items; /* 1 + the largest ids             */
+};
+/* Read path into *out (overwritten). Errors: IO, FORMAT ("PATH:LINE: ..."; an id
+ * below id_base; no interactions), NOMEM. Free with fpd_ncf_interactions_free
+ * (also after a failure). */
+FPD_API enum fpd_status fpd_ncf_interactions_load(const char *path, int64_t id_base, struct fpd_ncf_interactions *out,
+                                                  struct fpd_error *err);
+/* Release what fpd_ncf_interactions_load allocated and zero *x. */
+FPD_API void fpd_ncf_interactions_free(struct fpd_ncf_interactions *x);
+
+/* A GMF model in memory. Tables are F32 copies (dense) or layers (FPD). Fields are
+ * public so that a trainer can reach the tables; fpd_ncf_model_free releases them. */
+struct fpd_ncf_model {
+    struct fpd_safetensors *st;     /* the checkpoint it came from, or NULL          */
+    struct fpd_gmf gmf;             /* views of the members below                    */
+    float *dense[2];                /* user, item: dense F32 [rows, dim] or NULL     */
+    struct fpd_layer *layer[2];     /* user, item: FPD layers or NULL                */
+    struct fpd_table_meta meta[2];  /* FPD metadata (written with the layer)         */
+    enum fpd_dtype dtype[2];        /* stored dtype of a dense table                 */
+    const char *encoding[2];        /* "int8"/"int4" for a row-wise table read
+                                       dequantized into dense[], else NULL (static)  */
+    enum fpd_dtype pred_dtype[2];   /* stored dtypes of prediction weight, bias      */
+    float *weight;                  /* [dim]                                          */
+};
+/* Open a GMF checkpoint into *m (overwritten): each of the two tables dense (2-D
+ * float tensor, converted to F32), row-wise int8/int4 (dequantized to F32) or FPD
+ * (fpd.table.T metadata and cores, via fpd_checkpoint_load_layer);
+ * prediction.weight [1, D] or [D] and prediction.bias [1] or a scalar. The
+ * checkpoint stays open (m->st) until fpd_ncf_model_free. Errors: IO, FORMAT (a
+ * missing tensor, shapes that do not fit: "PATH: ..."), as
+ * fpd_checkpoint_load_layer, NOMEM. Free with fpd_ncf_model_free (also after a
+ * failure). */
+FPD_API enum fpd_status fpd_ncf_model_load(const char *path, struct fpd_ncf_model *m, struct fpd_error *err);
+/* A model from parts (for a trainer): table i (0 user, 1 item) is dense[i] (F32
+ * [rows[i], dim], allocated with fpd_malloc) or layer[i]; the model takes ownership
+ * of both (freed by fpd_ncf_model_free, also after a failure); weight [dim] is
+ * copied. Set meta[i] of an FPD table before fpd_ncf_model_save. Errors: SHAPE (a
+ * layer's shape is not [rows[i], dim]), INVALID_ARG (neither given), NOMEM. */
+FPD_API enum fpd_status fpd_ncf_model_init(struct fpd_ncf_model *m, float *const dense[2],
+                                           struct fpd_layer *const layer[2], const int64_t rows[2], int64_t dim,
+                                           const float *weight, float bias, struct fpd_error *err);
+/* Free everything the model owns (and the checkpoint handle); zeroes it. */
+FPD_API void fpd_ncf_model_free(struct fpd_ncf_model *m);
+/* Write the model as a safetensors checkpoint (atomic; FPD_WRITE_OVERWRITE when
+ * overwrite): dense tables as F32 (or their source dtype when loaded), FPD tables as
+ * cores in meta.core_dtype (F32 when unknown) with their row_perm and "fpd.table.T",
+ * prediction.weight [1, D] and prediction.bias [1]. Every other tensor and metadata
+ * entry of the source checkpoint (m->st) is copied unchanged. Errors: as
+ * fpd_safetensors_write, NOMEM. */
+FPD_API enum fpd_status fpd_ncf_model_save(const struct fpd_ncf_model *m, const char *path, bool overwrite,
+                                           struct fpd_error *err);
+
+/* HR@10 and NDCG@10 of the NCF protocol (He et al. 2017, section 4.1): the share of
+ * users whose held-out item ranks among the top 10 of its candidates, and the mean
+ * of 1 / log2(rank + 2) over those users. */
+struct fpd_ncf_metrics {
+    double hr10, ndcg10;
+    int64_t users;
+};
+/* Rank each user's held-out item among its candidates (fpd_gmf_rank, k = 10).
+ * Errors: as fpd_gmf_rank (INVALID_ARG: an id outside the tables). */
+FPD_API enum fpd_status fpd_ncf_model_eval(const struct fpd_ncf_model *m, const struct fpd_ncf_test *t,
+                                           struct fpd_ncf_metrics *out, struct fpd_error *err);
+/* Load ckpt (dense, row-wise or FPD tables) and the test files, evaluate, free.
+ * Errors: as fpd_ncf_model_load, fpd_ncf_test_load, INVALID_ARG (a test id outside
+ * the tables; the message names the checkpoint and the id). */
+FPD_API enum fpd_status fpd_ncf_eval_file(const char *ckpt, const char *rating, const char *negative,
+                                          struct fpd_ncf_metrics *out, struct fpd_error *err);
+
+/* The defaults of task-aware finetuning: fpd_gmf_train_default_params() with 10
+ * epochs, batch 1024 samples, 4 negatives, learning rate 1e-3 for weight and bias,
+ * core step 1e-2 relative to each core's RMS, prediction weights trainable. */
+FPD_API struct fpd_gmf_train_params fpd_ncf_finetune_default_params(void);
+
+struct fpd_ncf_finetune_report {
+    bool evaluated;                 /* test files given                             */
+    struct fpd_ncf_metrics before, after;
+    int64_t positives, epochs;
+    double final_loss, seconds, seconds_per_epoch;
+    double rel_error[2];            /* user, item vs the reference (NAN: none)      */
+};
+/* Task-aware finetuning: load ckpt_in (a GMF checkpoint, typically with FPD
+ * tables), read the interactions (0-based ids matching the tables), train with
+ * fpd_gmf_train (gradients through the FPD cores; dense tables are trained as
+ * dense rows), and write ckpt_out (may be ckpt_in with overwrite). Each FPD
+ * table's metadata gets fit "+task" and, when ref_ckpt (may be NULL) has the dense
+ * table, rel_error against it (else null). With params->distill > 0 and no
+ * params->teacher, ref_ckpt (required then) is loaded as the teacher. params NULL:
+ * fpd_ncf_finetune_default_params(). With rating/negative (may be NULL) the model
+ * is evaluated before and after. rep (may be NULL). Errors: as the loaders,
+ * fpd_gmf_train (CANCELLED when its epoch callback returns false) and
+ * fpd_ncf_model_save; INVALID_ARG (an interaction id outside the tables; distill
+ * without ref_ckpt). Nothing is written on failure. */
+FPD_API enum fpd_status fpd_ncf_finetune_file(const char *ckpt_in, const char *interactions, const char *ckpt_out,
+                                              bool overwrite, const struct fpd_gmf_train_params *params,
+                                              const char *rating, const char *negative, const char *ref_ckpt,
+                                              struct fpd_ncf_finetune_report *rep, struct fpd_error *err);
+
+/* What fpd_ncf_movielens_map found. */
+struct fpd_ncf_map_report {
+    int64_t users, items, ratings, groups;
+    int64_t test_unrated;      /* held-out items the user has no rating for (0 expected)     */
+    int64_t test_out_of_group; /* held-out ids outside their user's first-rater groups (0)   */
+    int64_t neg_rated, neg_total; /* test negatives that the user did rate, of all negatives */
+    int64_t tied_ids;          /* ids whose constraints did not single out one item          */
+    int64_t tied_ratings;      /* ratings of those items                                     */
+    bool model_tiebreak;       /* ties broken by the checkpoint's scores (else by order)     */
+    int64_t train;             /* training interactions (ratings minus held-out)             */
+    double hr10_test;          /* the model on the test set                                  */
+    double hr10_train;         /* the model on one random training positive per user, ranked
+                                  among that user's 99 test negatives (untied items only)    */
+    double hr10_train_shuffled;/* the same with item ids shuffled: what a wrong map gives    */
+};
+/* Rebuild the NCF Data/ item numbering from MovieLens-1M ratings (users 1..6040,
+ * items renumbered 1..3706, no timestamps; ratings 0-based in memory, as read by
+ * fpd_ncf_interactions_load(path, 1, ...)). item_map[j] (caller's array of
+ * ratings->n_items) receives the NCF id of rating item j (users are the same, minus
+ * one). Method: items grouped by their first rater, matched to ids inside each group
+ * by a minimum-cost assignment (Hungarian method, Kuhn 1955 / Munkres 1957) over the
+ * test file's evidence; see formats/ncf-data.c. model (may be NULL) breaks ties and
+ * gives the HR checks; rep (may be NULL). Errors: SHAPE (user or item counts differ
+ * from the test set's or the model's), FORMAT (the structure the method relies on
+ * is absent), NOMEM. */
+FPD_API enum fpd_status fpd_ncf_movielens_map(const struct fpd_ncf_interactions *ratings,
+                                              const struct fpd_ncf_test *test, const struct fpd_ncf_model *model,
+                                              int64_t *item_map, struct fpd_ncf_map_report *rep,
+                                              struct fpd_error *err);
+/* Write the training interactions (every rating except each user's held-out item)
+ * in NCF ids as "user\titem\trating" lines, sorted, atomically (temporary file and
+ * rename; refuses an existing path unless overwrite). *n_out (may be NULL) gets the
+ * line count. Errors: IO, NOMEM. */
+FPD_API enum fpd_status fpd_ncf_write_train(const char *path, const struct fpd_ncf_interactions *ratings,
+                                            const int64_t *item_map, const struct fpd_ncf_test *test, bool overwrite,
+                                            int64_t *n_out, struct fpd_error *err);
+
+/* ------------------------------------------------------------------------ */
+/* Batch pipeline files (formats/batch.c)                                    */
+/* ------------------------------------------------------------------------ */
+/*
+ * The YAML pipeline file fpd-batch runs: parsed and validated into a struct
+ * fpd_batch_pipeline (fpd_batch_pipeline_load), and the per-table settings it gives
+ * (fpd_batch_settings_for), mapped onto the planner's and the fit's parameters
+ * (fpd_batch_settings_apply) for fpd_compress_input. fpd-batch (tools/fpd-batch.c)
+ * does the command-line work on top: sharding, resume state, running units, the
+ * reports. The structs are filled by the parser and read by the caller.
+ *
+ * Schema (version 1; every key optional unless marked required; relative paths are
+ * relative to the folder of the YAML file, so the pipeline runs the same from any
+ * working directory, e.g. on every node of a Slurm job array):
+ *
+ *   version: 1
+ *   inputs:                      # required: paths and glob patterns (safetensors or .npy)
+ *     - model.safetensors
+ *     - "table-*.npy"            # a glob pattern: must match at least one file
+ *   output:
+ *     folder: out                # required; output = folder/<input stem><suffix>
+ *     suffix: .fpd.safetensors   # default
+ *   report:
+ *     json: out/report.json      # default folder/report.json: every table of every checkpoint
+ *     markdown: out/report.md    # default folder/report.md: the summary table
+ *   select:                      # which 2-D float tables are compressed, per checkpoint
+ *     include: ["*"]             # name patterns (fnmatch), a string or a list
+ *     exclude: []
+ *     min_rows: 1000             # fewer rows: kept dense
+ *     min_bytes: 0               # an integer or "64KiB", "2 MB", "1GiB"
+ *     largest: 0                 # only the K largest selected tables (0: all)
+ *   defaults:  SETTINGS          # for every table
+ *   tables:                      # per-table overrides, applied in order (later wins)
+ *     - match: "user_*"          # required: pattern on the table name
+ *       checkpoint: "ncf*"       # optional: pattern on the input's file name or path
+ *       SETTINGS
+ *
+ * SETTINGS: rank (r), terms (p), cores (k), core_dtype (F32|F16|BF16), min_ratio,
+ * epochs, batch_rows, learning_rate, seed, backfit_sweeps, backfit_tol (mapped onto
+ * struct fpd_plan_params and struct fpd_fit_params), recall_queries, row_freq (a
+ * row-frequency file for the table, as fpd-compress --row-freq), device (auto|cpu|cuda),
+ * compress (true: compress even when select rules out the table; false: keep it
+ * dense), and the planner's targets (struct fpd_plan_params): budget (bytes, as
+ * min_bytes: the largest candidate within it), ratio (> 1: the largest candidate at
+ * least this many times smaller), max_error (> 0: the smallest candidate whose
+ * predicted relative error, from the table's data, is at most this).
+ */
+
+/* Which fields of struct fpd_batch_settings are set. */
+enum {
+    FPD_BATCH_SET_RANK = 1u << 0, FPD_BATCH_SET_TERMS = 1u << 1, FPD_BATCH_SET_CORES = 1u << 2,
+    FPD_BATCH_SET_CORE_DTYPE = 1u << 3, FPD_BATCH_SET_MIN_RATIO = 1u << 4, FPD_BATCH_SET_EPOCHS = 1u << 5,
+    FPD_BATCH_SET_BATCH_ROWS = 1u << 6, FPD_BATCH_SET_LR = 1u << 7, FPD_BATCH_SET_SEED = 1u << 8,
+    FPD_BATCH_SET_SWEEPS = 1u << 9, FPD_BATCH_SET_TOL = 1u << 10, FPD_BATCH_SET_DEVICE = 1u << 11,
+    FPD_BATCH_SET_COMPRESS = 1u << 12, FPD_BATCH_SET_BUDGET = 1u << 13, FPD_BATCH_SET_RATIO = 1u << 14,
+    FPD_BATCH_SET_MAX_ERROR = 1u << 15, FPD_BATCH_SET_RECALL = 1u << 16, FPD_BATCH_SET_ROW_FREQ = 1u << 17,
+};
+
+enum fpd_batch_device { FPD_BATCH_DEVICE_AUTO = 0, FPD_BATCH_DEVICE_CPU, FPD_BATCH_DEVICE_CUDA, FPD_BATCH_DEVICE_COUNT };
+
+struct fpd_batch_mark {
+    int64_t line, column; /* 1-based; 0 when unknown */
+};
+
+struct fpd_batch_settings {
+    unsigned set;
+    int64_t rank, terms;
+    int32_t cores;
+    enum fpd_dtype core_dtype;
+    double min_ratio;
+    int64_t epochs, batch_rows;
+    double learning_rate;
+    uint64_t seed;
+    int64_t backfit_sweeps;
+    double backfit_tol;
+    enum fpd_batch_device device;
+    bool compress;
+    int64_t budget;      /* bytes */
+    double ratio, max_error;
+    int64_t recall_queries;
+    char *row_freq;      /* row-frequency file (path resolved); owned by the pipeline */
+    struct fpd_batch_mark compress_mark; /* where compress was set (for reasons) */
+};
+
+struct fpd_batch_override {
+    char *match;         /* table name pattern                       */
+    char *checkpoint;    /* NULL, or a pattern on the input path/name */
+    struct fpd_batch_settings s;
+    struct fpd_batch_mark mark;
+};
+
+struct fpd_batch_input {
+    char *path;          /* as resolved (relative to the YAML's folder)   */
+    char *name;          /* file name                                     */
+    char *output;        /* folder/<stem><suffix>                         */
+    char *output_base;   /* <stem><suffix>                                */
+    const char *spec;    /* the inputs entry it came from (borrowed)      */
+    struct fpd_batch_mark mark;
+};
+
+struct fpd_batch_pipeline {
+    char *file;           /* the YAML path as given                          */
+    char *dir;            /* its folder                                      */
+    struct fpd_batch_input *inputs;
+    int64_t n_inputs;
+    char **specs;         /* the inputs entries as written                   */
+    int64_t n_specs;
+    char *folder, *suffix;
+    char *report_json, *report_md;
+    char **include, **exclude;
+    int64_t n_include, n_exclude;
+    int64_t min_rows, min_bytes, largest;
+    struct fpd_batch_settings defaults;
+    struct fpd_batch_override *overrides;
+    int64_t n_overrides;
+};
+
+/* Parse and validate the pipeline at path: YAML syntax (read event by event:
+ * lists and mappings nested at most 64 deep, at most 100,000 nodes counting an
+ * alias as the nodes it repeats, no tags such as !!binary or !!str, one document),
+ * the schema (unknown keys, types, ranges, duplicates), the inputs (each exists and
+ * opens as a checkpoint; each pattern matches), distinct output paths, no input
+ * among the outputs, the output folder and the reports' folders (each is a
+ * writable folder or can be created as one), and device: cuda against
+ * fpd_backend_available. Nothing is written. On failure err
+ * has the status (CONFIG: a wrong file, with err->line/column 1-based when the
+ * problem has a place; BACKEND: device cuda without a CUDA device; IO: the file
+ * cannot be read; NOMEM) and a message without the file name. *out (owned by the
+ * caller, every string and array in it allocated with fpd_malloc) is freed with
+ * fpd_batch_pipeline_free. */
+FPD_API enum fpd_status fpd_batch_pipeline_load(const char *path, struct fpd_batch_pipeline **out, struct fpd_error *err);
+/* The same from the file's bytes (buf[0..len), borrowed); path is used as the
+ * YAML file's path (its folder resolves relative paths). For tests and fuzzing. */
+FPD_API enum fpd_status fpd_batch_pipeline_parse(const char *path, const unsigned char *buf, size_t len,
+                                                 struct fpd_batch_pipeline **out, struct fpd_error *err);
+/* Free what fpd_batch_pipeline_load/_parse returned; NULL is a no-op. */
+FPD_API void fpd_batch_pipeline_free(struct fpd_batch_pipeline *p);
+
+/* The settings for table `name` of input `in`: defaults, then every matching
+ * override in order (later wins per key). */
+FPD_API void fpd_batch_settings_for(const struct fpd_batch_pipeline *p, const struct fpd_batch_input *in,
+                                    const char *name, struct fpd_batch_settings *out);
+
+/* Map the settings that are set onto plan (shapes, core dtype, min_ratio and the
+ * planner's targets: budget, ratio, max_error), fit (epochs, batch_rows,
+ * learning_rate, seed, backfit_sweeps, backfit_tol) and *recall_queries; fields not
+ * set are left as they are. row_freq (per table) and device (validated by the
+ * parser; the fit runs on the CPU) are not mapped. */
+FPD_API void fpd_batch_settings_apply(const struct fpd_batch_settings *s, struct fpd_plan_params *plan,
+                                      struct fpd_fit_params *fit, int64_t *recall_queries);
+
+/* A canonical text of the settings that change the output (for grouping tables that
+ * share one compression pass, and for the resume fingerprint). */
+FPD_API void fpd_batch_settings_key(const struct fpd_batch_settings *s, char *buf, size_t len);
+
 #ifdef __cplusplus
 }
 #endif

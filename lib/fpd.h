@@ -885,6 +885,141 @@ FPD_API enum fpd_status fpd_rowwise_quality(const struct fpd_rowwise_table *q, c
                                             const double *row_weights, int64_t queries, uint64_t seed,
                                             struct fpd_quality *out, struct fpd_error *err);
 
+/* ------------------------------------------------------------------------ */
+/* Compression pipeline (lib/compress.c)                                     */
+/* ------------------------------------------------------------------------ */
+/*
+ * What fpd-compress does, as one call: open a checkpoint (safetensors, or one .npy
+ * table), check and copy the FPD and row-wise tables it already holds, plan every
+ * 2-D float table (heuristics/fpd-heuristics.h, fpd_plan_table), store each as FPD
+ * (fpd_fit, then the accuracy report fpd_layer_quality and a plain TT-SVD of the
+ * same size), as row-wise int8/int4 (fpd_rowwise_quantize) or dense, copy every
+ * other tensor and metadata entry, write the FPD v1 checkpoint atomically and
+ * return the report as JSON text. fpd-compress, fpd-batch and the Python package
+ * (fpd.compress) call it; they differ only in how they print.
+ *
+ *   struct fpd_compress_params cp = fpd_compress_default_params();   // auto, 0.1
+ *   char *report;
+ *   if (fpd_compress_checkpoint("model.safetensors", "model.fpd.safetensors", &cp, &report, &err))
+ *       ... err.msg names the file and the tensor; nothing was written ...
+ *   ... report: {"schema": "fpd-compress/2", "tables": [...], "totals": {...}, ...} ...
+ *   fpd_free(report);
+ *
+ * The report (schema "fpd-compress/2", README "JSON reports"): "input", "output",
+ * "core_dtype", "encoding", "max_error", "warnings" (strings), "passed_through"
+ * (tables already encoded in the input), "tables" (one object per 2-D float
+ * tensor: name, rows, dim, dtype, compressed, encoding, why/reason, r, p, k, shapes,
+ * bytes_before, bytes_after, ratio, rel_error, cosines, recall@10, baselines) and
+ * "totals" (tables_compressed, tables_fpd, tables_int8, tables_int4, bytes_before,
+ * bytes_after, ratio). bytes_after counts the tensors the table is written as.
+ *
+ * The library never prints: each warning (a target missed, a table that grows, a
+ * rank capped by the shape) is in the report's "warnings" and goes through the log
+ * callback (fpd_log_set) at FPD_LOG_LEVEL_WARN, as does "no table qualified".
+ */
+
+struct fpd_plan_params; /* heuristics/fpd-heuristics.h */
+struct fpd_input;       /* formats/fpd-formats.h */
+
+/* How a table is stored. AUTO: per table, the smallest of FPD (the planner's pick
+ * under the target), INT4 and INT8 whose measured relative error is at most
+ * max_error; dense when none is. */
+enum fpd_compress_encoding { FPD_COMPRESS_ENCODING_FPD = 0, FPD_COMPRESS_ENCODING_AUTO, FPD_COMPRESS_ENCODING_INT8,
+                             FPD_COMPRESS_ENCODING_INT4, FPD_COMPRESS_ENCODING_DENSE, FPD_COMPRESS_ENCODING_COUNT };
+/* "fpd" "auto" "int8" "int4" "dense" ("?" out of range); static. */
+FPD_API const char *fpd_compress_encoding_name(enum fpd_compress_encoding e);
+/* The encoding named s; false (out untouched) when s names none. */
+FPD_API bool fpd_compress_encoding_from_name(const char *s, enum fpd_compress_encoding *out);
+
+/* The default quality target, a relative Frobenius error (README: "Choosing
+ * --max-error"). */
+#define FPD_COMPRESS_DEFAULT_MAX_ERROR 0.1
+
+/* Polled between tables and stages; return true to stop (the call then returns
+ * FPD_STATUS_CANCELLED and writes nothing). A tool's signal handler sets a flag
+ * that its callback reads. */
+typedef bool (*fpd_cancel_callback)(void *user_data);
+
+struct fpd_compress_params {
+    enum fpd_compress_encoding encoding; /* default AUTO                                  */
+    double max_error;      /* quality target per table (default 0.1); 0: plan->max_error,
+                              the planner's FPD target. AUTO meets it or keeps the table
+                              dense; FPD, INT8 and INT4 that miss it get a warning      */
+    const struct fpd_plan_params *plan; /* shapes, (r, p), k, eligibility, core dtype;
+                              borrowed; NULL: fpd_plan_default_params(). A rank, terms,
+                              budget or ratio target forces FPD                         */
+    struct fpd_fit_params fit; /* fit and finetune (fpd_fit_default_params()); its
+                              progress and progress_user_data are replaced: use the
+                              fields below                                              */
+    const char *const *tables; /* compress only these names [n_tables] (each must
+                              exist and be a 2-D float table, compressed whatever its
+                              size); NULL: every qualifying table. Borrowed            */
+    int64_t n_tables;
+    /* row-frequency files (fpd_row_freq_load): table row_freq_tables[i] (NULL, or a
+     * NULL array: the only table compressed) is fitted weighted by the counts in
+     * row_freq_files[i] [n_row_freq]. Borrowed. */
+    const char *const *row_freq_tables;
+    const char *const *row_freq_files;
+    int64_t n_row_freq;
+    int64_t recall_queries; /* query rows of the recall@10 estimate (default 200; 0 off) */
+    bool overwrite;         /* replace an existing output (default false)              */
+    /* progress: stage "table i/n NAME: STAGE" (STAGE as fpd_fit reports it, e.g.
+     * "finetune"), done out of total; return false to cancel. NULL: none. */
+    fpd_progress_callback progress;
+    void *progress_user_data;
+    fpd_cancel_callback cancel; /* NULL: never cancelled                               */
+    void *cancel_user_data;
+};
+/* Defaults: AUTO, max_error 0.1, plan NULL, fpd_fit_default_params(), every table,
+ * no row frequencies, 200 recall queries, no overwrite, no callbacks. */
+FPD_API struct fpd_compress_params fpd_compress_default_params(void);
+
+/* Compress the checkpoint at in_path (safetensors, or one .npy table whose tensor
+ * is named after the file's stem) into out_path (FPD v1 safetensors, written
+ * atomically; the caller checks that out_path is not in_path). On success
+ * *report_json is the report as JSON text (fpd_malloc; free with fpd_free); on
+ * failure it is NULL and nothing is written. Errors name the file and the tensor:
+ * CONFIG (the params do not fit the input: a table in params->tables missing or
+ * not a 2-D float table, a .npy input that is not a table, a row-frequency file
+ * that cannot be read or does not fit its table, a budget or ratio target that no
+ * candidate meets), CANCELLED (params->progress or params->cancel), INVALID_ARG (a
+ * bad params field), FORMAT (an input that already has a tensor an output needs),
+ * IO, and those of the readers, fpd_checkpoint_verify_table, fpd_plan_table,
+ * fpd_fit, fpd_layer_quality, fpd_rowwise_quantize and fpd_safetensors_write
+ * (IO: out_path exists without overwrite), NOMEM. */
+FPD_API enum fpd_status fpd_compress_checkpoint(const char *in_path, const char *out_path,
+                                                const struct fpd_compress_params *params, char **report_json,
+                                                struct fpd_error *err);
+/* The same on an input already open (fpd_input_open, fpd_input_open_memory, e.g.
+ * standard input read into memory), named in_path in messages and in the report.
+ * The input is borrowed and stays open. */
+FPD_API enum fpd_status fpd_compress_input(const struct fpd_input *in, const char *in_path, const char *out_path,
+                                           const struct fpd_compress_params *params, char **report_json,
+                                           struct fpd_error *err);
+/* Training from scratch: write to out_path (atomically; params->overwrite) an FPD
+ * table `name` [rows, dim] of random cores from fpd_init (ip; shape and (r, p) from
+ * params->plan, min_rows and min_ratio ignored; cores in its core_dtype).
+ * *report_json (free with fpd_free) has schema "fpd-compress/2" and key "init": the
+ * shape, sizes, the init and the realized mean and variance of the stored table
+ * (after rounding to the core dtype) with the target variance. Errors: CONFIG (no
+ * shape for rows, dim and the plan options), those of fpd_init and
+ * fpd_safetensors_write, NOMEM. */
+FPD_API enum fpd_status fpd_compress_write_init(const char *out_path, const char *name, int64_t rows, int64_t dim,
+                                                const struct fpd_init_params *ip,
+                                                const struct fpd_compress_params *params, char **report_json,
+                                                struct fpd_error *err);
+
+/* ------------------------------------------------------------------------ */
+/* Sizes                                                                     */
+/* ------------------------------------------------------------------------ */
+
+/* A byte count written as a number (a fraction allowed, rounded down) with an
+ * optional unit, a space allowed before it: none or B, K/KiB, M/MiB, G/GiB, T/TiB
+ * (powers of 1024), kB/KB, MB, GB, TB (powers of 1000); e.g. "1048576", "512K",
+ * "1.5MiB", "2 GB". True and *out set when s is one and below 1.8e19; false
+ * otherwise (out untouched). 0 is a size. */
+FPD_API bool fpd_size_parse(const char *s, uint64_t *out);
+
 #ifdef __cplusplus
 }
 #endif

@@ -20,14 +20,88 @@
  * fpd-inspect and fpd-eval) and, with --write-test, the split's test set in NCF's
  * format (PREFIX.test.rating, PREFIX.test.negative) for fpd-eval.
  */
-#include "tools/ncf.h"
+#include "formats/fpd-formats.h"
+#include "heuristics/fpd-heuristics.h"
+#include "lib/fpd.h"
 
 #include <errno.h>
 #include <getopt.h>
+#include <jansson.h>
 #include <locale.h>
 #include <math.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* ------------------------------------------------------------------ command line */
+
+/* This sample uses only the public headers (lib/fpd.h, formats/fpd-formats.h,
+ * heuristics/fpd-heuristics.h). Its few command-line helpers are its own; they
+ * keep the names and behaviour of the tools' tools/cli.h so the option code reads
+ * the same: exit codes 0 ok, 1 failure, 2 usage; "PROG: error: MSG" on stderr. */
+enum { CLI_EXIT_OK = 0, CLI_EXIT_FAILURE = 1, CLI_EXIT_USAGE = 2 };
+static const char *cli_prog = "sample-train-gmf";
+
+static void cli_verror(const char *fmt, va_list ap) {
+    fprintf(stderr, "%s: error: ", cli_prog);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+}
+
+static void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void cli_error(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    cli_verror(fmt, ap);
+    va_end(ap);
+}
+
+/* The message, "Try 'PROG --help'." and exit 2. */
+static void cli_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+static void cli_usage_error(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    cli_verror(fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "Try '%s --help'.\n", cli_prog);
+    exit(CLI_EXIT_USAGE);
+}
+
+/* A whole number >= min, else a usage error naming opt. */
+static int64_t cli_parse_i64(const char *opt, const char *s, int64_t min) {
+    char *end = NULL;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || !end || *end || end == s || v < min)
+        cli_usage_error("%s expects an integer >= %lld, got '%s'", opt, (long long)min, s);
+    return (int64_t)v;
+}
+
+/* A finite number > 0, else a usage error naming opt. */
+static double cli_parse_pos(const char *opt, const char *s) {
+    char *end = NULL;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || !end || *end || end == s || !(v > 0.0) || !isfinite(v))
+        cli_usage_error("%s expects a positive number, got '%s'", opt, s);
+    return v;
+}
+
+/* SIGINT/SIGTERM set a flag; the epoch callback returns false on it, so
+ * fpd_gmf_train stops after the epoch in progress. */
+static volatile sig_atomic_t g_interrupted;
+static void on_signal(int sig) { g_interrupted = sig; }
+static void cli_install_signals(void) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+}
+static bool cli_interrupted(void) { return g_interrupted != 0; }
 
 struct options {
     const char *ratings, *out;
@@ -77,7 +151,7 @@ struct split {
     int64_t n_users, n_items;
     int64_t n_train;
     int64_t *tr_users, *tr_items;   /* training positives */
-    struct ncf_test test;           /* held-out item + 99 negatives per user */
+    struct fpd_ncf_test test;           /* held-out item + 99 negatives per user */
 };
 
 static int cmp_i64(const void *a, const void *b) {
@@ -92,7 +166,7 @@ static uint64_t rng_next(uint64_t *s) {
     return z ^ (z >> 31);
 }
 
-static bool make_split(const struct ncf_interactions *r, int64_t max_users, uint64_t seed, int64_t n_neg,
+static bool make_split(const struct fpd_ncf_interactions *r, int64_t max_users, uint64_t seed, int64_t n_neg,
                        struct split *sp) {
     memset(sp, 0, sizeof *sp);
     int64_t U = r->n_users, I = r->n_items;
@@ -103,8 +177,8 @@ static bool make_split(const struct ncf_interactions *r, int64_t max_users, uint
     int64_t *fill = calloc((size_t)U, sizeof *fill);
     sp->tr_users = malloc((size_t)r->n * sizeof(int64_t));
     sp->tr_items = malloc((size_t)r->n * sizeof(int64_t));
-    sp->test.users = malloc((size_t)U * sizeof(int64_t));
-    sp->test.cand = malloc((size_t)(U * (1 + n_neg)) * sizeof(int64_t));
+    sp->test.users = fpd_malloc((size_t)U * sizeof(int64_t)); /* freed by fpd_ncf_test_free */
+    sp->test.cand = fpd_malloc((size_t)(U * (1 + n_neg)) * sizeof(int64_t));
     if (!off || !its || !fill || !sp->tr_users || !sp->tr_items || !sp->test.users || !sp->test.cand) return false;
     for (int64_t q = 0; q < r->n; q++)
         if (r->users[q] < U) off[r->users[q] + 1]++;
@@ -182,7 +256,7 @@ struct run {
 
 struct epoch_ctx {
     const struct options *o;
-    struct ncf_model *m;
+    struct fpd_ncf_model *m;
     const struct split *sp;
     struct run *run;
     double train_seconds;
@@ -195,9 +269,9 @@ static bool on_epoch(int64_t epoch, double loss, double seconds, void *ud) {
     c->run->loss = loss;
     bool last = epoch == c->o->epochs;
     if (last || (c->o->eval_every > 0 && epoch % c->o->eval_every == 0)) {
-        struct ncf_metrics mt;
+        struct fpd_ncf_metrics mt;
         struct fpd_error err;
-        if (ncf_model_eval(c->m, &c->sp->test, &mt, &err)) {
+        if (fpd_ncf_model_eval(c->m, &c->sp->test, &mt, &err)) {
             cli_error("evaluation: %s", err.msg);
             return false;
         }
@@ -234,7 +308,7 @@ static enum fpd_status fpd_shape(const struct options *o, int64_t rows, struct f
 
 static int train_one(const struct options *o, const struct split *sp, bool fpd, uint64_t seed, struct run *run) {
     struct fpd_error err = {0};
-    struct ncf_model m;
+    struct fpd_ncf_model m;
     memset(&m, 0, sizeof m);
     memset(run, 0, sizeof *run);
     run->kind = fpd ? "fpd" : "dense";
@@ -255,7 +329,7 @@ static int train_one(const struct options *o, const struct split *sp, bool fpd, 
             }
             params += fpd_layer_shape_params(fpd_layer_get_shape(layer[i])) + (o->order_rows ? rows[i] : 0);
         } else {
-            dense[i] = malloc((size_t)(rows[i] * D) * sizeof(float));
+            dense[i] = fpd_malloc((size_t)(rows[i] * D) * sizeof(float)); /* owned by the model */
             if (!dense[i]) goto oom;
             for (int64_t q = 0; q < rows[i] * D; q += 2) { /* Box-Muller pairs */
                 double u1 = ((double)(rng_next(&rng) >> 11) + 0.5) * (1.0 / 9007199254740992.0);
@@ -271,7 +345,7 @@ static int train_one(const struct options *o, const struct split *sp, bool fpd, 
     /* prediction layer: lecun_uniform as NCF's Keras Dense(1), bias 0 */
     const double a = sqrt(3.0 / (double)D);
     for (int64_t j = 0; j < D; j++) w[j] = (float)(a * (2.0 * (double)(rng_next(&rng) >> 11) / 9007199254740992.0 - 1.0));
-    if (ncf_model_init(&m, dense, layer, rows, D, w, 0.0f, &err)) {
+    if (fpd_ncf_model_init(&m, dense, layer, rows, D, w, 0.0f, &err)) {
         dense[0] = dense[1] = NULL;
         layer[0] = layer[1] = NULL;
         cli_error("%s", err.msg);
@@ -307,22 +381,22 @@ static int train_one(const struct options *o, const struct split *sp, bool fpd, 
             m.meta[i].seed = seed;
             m.meta[i].rel_error = NAN;
         }
-        if (ncf_model_save(&m, path, true, &err)) {
+        if (fpd_ncf_model_save(&m, path, true, &err)) {
             cli_error("%s", err.msg);
             goto fail;
         }
     }
-    ncf_model_free(&m);
+    fpd_ncf_model_free(&m);
     free(w);
     return 0;
 oom:
     cli_error("out of memory");
 fail:
     for (int i = 0; i < 2; i++) {
-        free(dense[i]);
+        fpd_free(dense[i]);
         fpd_layer_free(layer[i]);
     }
-    ncf_model_free(&m);
+    fpd_ncf_model_free(&m);
     free(w);
     return 1;
 }
@@ -430,15 +504,15 @@ int main(int argc, char **argv) {
     cli_install_signals();
 
     struct fpd_error err = {0};
-    struct ncf_interactions r;
+    struct fpd_ncf_interactions r;
     struct split sp;
     memset(&sp, 0, sizeof sp);
     int rc = CLI_EXIT_FAILURE;
     struct run runs[32];
     int n_runs = 0;
-    if (ncf_interactions_load(o.ratings, 1, &r, &err)) {
+    if (fpd_ncf_interactions_load(o.ratings, 1, &r, &err)) {
         cli_error("%s", err.msg);
-        ncf_interactions_free(&r);
+        fpd_ncf_interactions_free(&r);
         return CLI_EXIT_FAILURE;
     }
     if (!make_split(&r, o.max_users, o.split_seed, 99, &sp)) {
@@ -490,9 +564,9 @@ int main(int argc, char **argv) {
     }
     rc = CLI_EXIT_OK;
 done:
-    ncf_interactions_free(&r);
+    fpd_ncf_interactions_free(&r);
     free(sp.tr_users);
     free(sp.tr_items);
-    ncf_test_free(&sp.test);
+    fpd_ncf_test_free(&sp.test);
     return rc;
 }

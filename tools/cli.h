@@ -1,6 +1,6 @@
 /*
  * cli.h - what the fpd-* tools share: error and usage messages, progress on
- * stderr, path checks, input loading (safetensors or .npy). Not library API.
+ * stderr, path checks, option parsing. Not library API.
  *
  * Exit codes (all tools): 0 ok, 1 runtime failure, 2 usage or config error,
  * 3 backend unavailable.
@@ -61,33 +61,9 @@ bool cli_same_file(const char *a, const char *b);
 /* True if path exists (any type). */
 bool cli_exists(const char *path);
 
-/* An input checkpoint: a safetensors file, or a single .npy table presented as
- * a one-tensor checkpoint named after the file (its stem). */
-struct cli_input {
-    struct fpd_safetensors *st;
-    struct fpd_npy *npy;
-    struct fpd_tensor_info npy_tensor; /* copy of the npy view with its name */
-    char npy_name[256];
-};
-/* Open path by its content (the .npy magic, else safetensors). Errors as the
- * readers give them. Free with cli_input_free. */
-enum fpd_status cli_input_open(const char *path, struct cli_input *in, struct fpd_error *err);
-void cli_input_free(struct cli_input *in);
-int64_t cli_input_count(const struct cli_input *in);
-const struct fpd_tensor_info *cli_input_tensor(const struct cli_input *in, int64_t i);
-
-/* Why tensor t is not a table that can be compressed (a 2-D float tensor with at
- * least one row and one column), into buf: "an I32 tensor with 2 dimension(s);
- * only 2-D float tables (F32, F64, F16, BF16) can be compressed", "an empty F32
- * table (shape 0x16): it has no rows to compress"; NULL when it is one. */
-const char *cli_not_a_table(const struct fpd_tensor_info *t, char *buf, size_t len);
-
-/* Row frequencies (access counts) for a table of `rows` rows: a .npy (any
- * numeric dtype, shape [rows] or [rows, 1]) or a text file with one number per
- * line (blank lines and lines starting with '#' skipped). *out is malloc'ed
- * (free) with `rows` finite non-negative values. Errors (FORMAT, IO, SHAPE) name
- * the file, the line and what is wrong. */
-enum fpd_status cli_load_row_freq(const char *path, int64_t rows, double **out, struct fpd_error *err);
+/* Inputs (a safetensors file or one .npy table: fpd_input_open), the table check
+ * (fpd_tensor_info_not_a_table) and row-frequency files (fpd_row_freq_load) are
+ * library API: formats/fpd-formats.h, section "Inputs". */
 
 /* Numeric options; each exits 2 with "OPT expects ..., got 'S'" when S is not a
  * whole number >= min / a finite number >= min / a finite number > 0. */
@@ -100,7 +76,7 @@ double cli_parse_pos(const char *opt, const char *s);
  * naming opt otherwise. */
 size_t cli_parse_bytes(const char *opt, const char *s);
 /* The same syntax without exiting (0 allowed, a space before the unit too), for
- * config files: false when s is not a size. */
+ * config files: false when s is not a size. fpd_size_parse (lib/fpd.h). */
 bool cli_size_from_string(const char *s, uint64_t *out);
 
 /* Human-readable bytes: "3.81 MiB" into buf. */

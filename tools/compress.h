@@ -1,6 +1,9 @@
 /*
- * compress.h - the compression pipeline of fpd-compress, shared with fpd-batch.
- * Not library API.
+ * compress.h - how fpd-compress and fpd-batch call the library's compression
+ * pipeline (fpd_compress_checkpoint, fpd_compress_write_init in lib/fpd.h) and
+ * print its report. The work is in lib/compress.c; this is the command-line side:
+ * the tools' options struct, progress on stderr, SIGINT/SIGTERM, warnings on
+ * stderr, errors printed and statuses mapped to exit codes. Not library API.
  */
 #ifndef FPD_COMPRESS_H
 #define FPD_COMPRESS_H
@@ -9,17 +12,18 @@
 
 #include <jansson.h>
 
-/* How a table is stored. AUTO: per table, the smallest of FPD (the planner's pick
- * under plan.max_error), INT4 and INT8 whose measured relative error is at most
- * plan.max_error; dense when none is. */
-enum compress_encoding { COMPRESS_ENC_FPD = 0, COMPRESS_ENC_AUTO, COMPRESS_ENC_INT8, COMPRESS_ENC_INT4,
-                         COMPRESS_ENC_DENSE };
-/* "fpd" "auto" "int8" "int4" "dense", and back (false if unknown). */
+/* The tools' names of the library's encodings (enum fpd_compress_encoding, same
+ * values). AUTO: per table, the smallest of FPD, INT4 and INT8 that meets the
+ * target; dense when none does. */
+enum compress_encoding { COMPRESS_ENC_FPD = FPD_COMPRESS_ENCODING_FPD, COMPRESS_ENC_AUTO = FPD_COMPRESS_ENCODING_AUTO,
+                         COMPRESS_ENC_INT8 = FPD_COMPRESS_ENCODING_INT8, COMPRESS_ENC_INT4 = FPD_COMPRESS_ENCODING_INT4,
+                         COMPRESS_ENC_DENSE = FPD_COMPRESS_ENCODING_DENSE };
+/* "fpd" "auto" "int8" "int4" "dense", and back (false if unknown): the library's. */
 const char *compress_encoding_name(enum compress_encoding e);
 bool compress_encoding_from_name(const char *s, enum compress_encoding *out);
 
 /* fpd-compress's default quality target (README: "Choosing --max-error"). */
-#define COMPRESS_DEFAULT_MAX_ERROR 0.1
+#define COMPRESS_DEFAULT_MAX_ERROR FPD_COMPRESS_DEFAULT_MAX_ERROR
 #define COMPRESS_DEFAULT_MAX_ERROR_STR "0.1"
 
 struct compress_options {
@@ -36,31 +40,28 @@ struct compress_options {
     bool force;                   /* overwrite an existing output                    */
     int progress_mode;            /* -1 off, 0 when stderr is a terminal, 1 on       */
     /* row-frequency files: row_freq_tables[i] (NULL: the only compressed table)
-     * uses the counts in row_freq_files[i] (cli_load_row_freq) */
+     * uses the counts in row_freq_files[i] (fpd_row_freq_load) */
     const char **row_freq_tables, **row_freq_files;
     int n_row_freq;
     int64_t recall_queries;       /* query rows of the recall@10 estimate (200)      */
 };
 struct compress_options compress_default_options(void);
 
-/* Compress the checkpoint at in_path (safetensors, or one .npy table) into
- * out_path (FPD v1 safetensors, written atomically; the caller has checked that
- * out_path is not in_path). On success *report is the report (schema
- * "fpd-compress/2"; free with json_decref). max_error is the quality target:
- * AUTO meets it or keeps the table dense; FPD (and --rank/--terms), INT8 and INT4
- * that miss it, and tables that grow, get an entry in the report's "warnings" (also
- * printed unless quiet). FPD and row-wise tables already in the input are checked
- * (fpd_checkpoint_verify_table, deep) and copied. Errors are printed to stderr (naming
- * the file and tensor) and nothing is written. Returns a CLI exit code: 0, 1
- * (runtime), 2 (a table named in tables is missing or not a 2-D float tensor, or
- * a .npy input that is not one), 128 + signal (interrupted by SIGINT/SIGTERM). */
+/* fpd_compress_input on in_path ("-": standard input, read into memory) with opt:
+ * progress drawn on stderr (opt->progress_mode, with a rate and an ETA), SIGINT and
+ * SIGTERM turned into a cancellation (cli_install_signals), the library's warnings
+ * printed on stderr unless opt->quiet. On success *report is the report (schema
+ * "fpd-compress/2"; free with json_decref). Errors are printed to stderr and nothing
+ * is written. Returns a CLI exit code: 0, 1 (runtime), 2 (FPD_STATUS_CONFIG: a
+ * table named in tables is missing or not a 2-D float tensor, a .npy input that is
+ * not one, a bad row-frequency file, plan options no candidate meets), 128 + signal
+ * (interrupted by SIGINT/SIGTERM). */
 int compress_checkpoint(const char *in_path, const char *out_path, const struct compress_options *opt,
                         json_t **report);
 
-/* Training from scratch: write an FPD table `name` [rows, dim] of random cores
- * from fpd_init (shape and (r, p) from opt->plan, cores in opt->plan.core_dtype) to
- * out_path; *report (schema "fpd-compress/2", key "init") gives the shape, sizes and
- * the realized mean and variance of the stored table. Returns a CLI exit code. */
+/* fpd_compress_write_init with opt->plan and opt->force; *report (schema
+ * "fpd-compress/2", key "init"). Returns a CLI exit code (2: no shape for the plan
+ * options). */
 int compress_init_checkpoint(const char *out_path, const char *name, int64_t rows, int64_t dim,
                              const struct fpd_init_params *ip, const struct compress_options *opt, json_t **report);
 void compress_print_init_report(const json_t *report, FILE *f);

@@ -1,7 +1,8 @@
 /*
- * fpd-batch - run a YAML pipeline (tools/batch.h) of fpd-compress jobs: many
- * checkpoints, table selection rules, per-table settings, one report (JSON with
- * every table of every checkpoint, and a Markdown summary).
+ * fpd-batch - run a YAML pipeline (formats/fpd-formats.h, "Batch pipeline files",
+ * parsed by the library) of fpd-compress jobs: many checkpoints, table selection
+ * rules, per-table settings, one report (JSON with every table of every
+ * checkpoint, and a Markdown summary).
  *
  * Unit of work: one checkpoint, i.e. one output file (it holds all the tables of
  * its checkpoint). Each unit goes through compress_checkpoint() once per distinct
@@ -100,8 +101,8 @@ struct table_plan {
     size_t nbytes;
     bool selected;
     char reason[288];
-    struct batch_settings settings;   /* as compressed (targets resolved to r, p, k)   */
-    struct batch_settings shown;      /* as the pipeline gives them (for the reports) */
+    struct fpd_batch_settings settings;   /* as compressed (targets resolved to r, p, k)   */
+    struct fpd_batch_settings shown;      /* as the pipeline gives them (for the reports) */
     char key[512];
     int group; /* index of its pass (selected tables) */
     struct fpd_plan plan; /* predicted by the planner (selected tables) */
@@ -110,7 +111,7 @@ struct table_plan {
 enum unit_state { UNIT_TODO, UNIT_DONE, UNIT_STALE, UNIT_FOREIGN };
 
 struct unit {
-    const struct batch_input *in;
+    const struct fpd_batch_input *in;
     bool mine;                    /* in this shard                         */
     struct table_plan *tables;
     int64_t n_tables;
@@ -127,7 +128,7 @@ struct unit {
 
 static const char *const state_name[] = {"to do", "done", "stale", "foreign"};
 
-static char *state_path(const struct batch_pipeline *p, const struct unit *u, const char *ext) {
+static char *state_path(const struct fpd_batch_pipeline *p, const struct unit *u, const char *ext) {
     char *s = NULL;
     if (asprintf(&s, "%s/%s/%s%s", p->folder, STATE_DIR, u->in->output_base, ext) < 0) return NULL;
     return s;
@@ -147,32 +148,32 @@ static int cmp_bytes_desc(const void *a, const void *b) {
 
 /* Plan one unit from its input's header: the tables, their selection and groups,
  * and the fingerprint. Returns false after printing an error. */
-static bool plan_unit(const struct batch_pipeline *p, struct unit *u, bool *override_used) {
-    struct cli_input ci;
+static bool plan_unit(const struct fpd_batch_pipeline *p, struct unit *u, bool *override_used) {
+    struct fpd_input ci;
     struct fpd_error err = {0};
-    if (cli_input_open(u->in->path, &ci, &err)) {
+    if (fpd_input_open(u->in->path, &ci, &err)) {
         cli_error("%s", err.msg);
         return false;
     }
-    int64_t n = cli_input_count(&ci);
+    int64_t n = fpd_input_count(&ci);
     u->tables = calloc((size_t)n + 1, sizeof *u->tables);
     struct table_plan **eligible = calloc((size_t)n + 1, sizeof *eligible);
     if (!u->tables || !eligible) {
         free(eligible);
-        cli_input_free(&ci);
+        fpd_input_free(&ci);
         cli_error("out of memory");
         return false;
     }
     int64_t n_el = 0;
     for (int64_t i = 0; i < n; i++) {
-        const struct fpd_tensor_info *ti = cli_input_tensor(&ci, i);
+        const struct fpd_tensor_info *ti = fpd_input_tensor(&ci, i);
         u->input_bytes += ti->nbytes;
         if (!(ti->ndim == 2 && fpd_dtype_is_float(ti->dtype) && ti->shape[0] > 0 && ti->shape[1] > 0)) continue;
         struct table_plan *t = &u->tables[u->n_tables++];
         t->name = strdup(ti->name);
         if (!t->name) {
             free(eligible);
-            cli_input_free(&ci);
+            fpd_input_free(&ci);
             cli_error("out of memory");
             return false;
         }
@@ -181,15 +182,15 @@ static bool plan_unit(const struct batch_pipeline *p, struct unit *u, bool *over
         t->dtype = ti->dtype;
         t->nbytes = ti->nbytes;
         t->group = -1;
-        batch_settings_for(p, u->in, t->name, &t->settings);
+        fpd_batch_settings_for(p, u->in, t->name, &t->settings);
         for (int64_t o = 0; o < p->n_overrides; o++) {
-            const struct batch_override *ov = &p->overrides[o];
+            const struct fpd_batch_override *ov = &p->overrides[o];
             if (fnmatch(ov->match, t->name, 0) == 0 &&
                 (!ov->checkpoint || fnmatch(ov->checkpoint, u->in->name, 0) == 0 ||
                  fnmatch(ov->checkpoint, u->in->path, 0) == 0))
                 override_used[o] = true;
         }
-        if (t->settings.set & BATCH_SET_COMPRESS) {
+        if (t->settings.set & FPD_BATCH_SET_COMPRESS) {
             t->selected = t->settings.compress;
             snprintf(t->reason, sizeof t->reason, "%s by 'compress: %s' (line %lld)",
                      t->selected ? "selected" : "kept dense", t->selected ? "true" : "false",
@@ -229,9 +230,9 @@ static bool plan_unit(const struct batch_pipeline *p, struct unit *u, bool *over
         /* max_error needs the data: the planner predicts each candidate's error */
         const struct fpd_tensor_info *ti = NULL;
         for (int64_t j = 0; j < n && !ti; j++)
-            if (!strcmp(cli_input_tensor(&ci, j)->name, t->name)) ti = cli_input_tensor(&ci, j);
+            if (!strcmp(fpd_input_tensor(&ci, j)->name, t->name)) ti = fpd_input_tensor(&ci, j);
         struct fpd_table_view view = {ti ? ti->data : NULL, t->dtype, t->rows, t->dim};
-        if (t->settings.set & BATCH_SET_MAX_ERROR) co.plan.table = &view;
+        if (t->settings.set & FPD_BATCH_SET_MAX_ERROR) co.plan.table = &view;
         if (fpd_plan_table(t->rows, t->dim, t->dtype, &co.plan, &t->plan, &err)) {
             cli_error("%s: table '%s': %s", u->in->path, t->name, err.msg);
             plan_ok = false;
@@ -242,7 +243,7 @@ static bool plan_unit(const struct batch_pipeline *p, struct unit *u, bool *over
             snprintf(t->reason, sizeof t->reason, "%s", t->plan.reason);
             continue;
         }
-        if (t->settings.set & (BATCH_SET_BUDGET | BATCH_SET_RATIO | BATCH_SET_MAX_ERROR)) {
+        if (t->settings.set & (FPD_BATCH_SET_BUDGET | FPD_BATCH_SET_RATIO | FPD_BATCH_SET_MAX_ERROR)) {
             /* the chosen (r, p, k), so compress_checkpoint plans the same shape */
             const struct fpd_layer_shape *ps = &t->plan.shape;
             int64_t r = 1;
@@ -250,11 +251,11 @@ static bool plan_unit(const struct batch_pipeline *p, struct unit *u, bool *over
             t->settings.rank = r;
             t->settings.terms = ps->terms;
             t->settings.cores = ps->k;
-            t->settings.set |= BATCH_SET_RANK | BATCH_SET_TERMS | BATCH_SET_CORES;
-            t->settings.set &= ~(unsigned)(BATCH_SET_BUDGET | BATCH_SET_RATIO | BATCH_SET_MAX_ERROR);
+            t->settings.set |= FPD_BATCH_SET_RANK | FPD_BATCH_SET_TERMS | FPD_BATCH_SET_CORES;
+            t->settings.set &= ~(unsigned)(FPD_BATCH_SET_BUDGET | FPD_BATCH_SET_RATIO | FPD_BATCH_SET_MAX_ERROR);
         }
     }
-    cli_input_free(&ci);
+    fpd_input_free(&ci);
     if (!plan_ok) return false;
     /* groups, in table order, and the fingerprint */
     struct stat sb;
@@ -265,7 +266,7 @@ static bool plan_unit(const struct batch_pipeline *p, struct unit *u, bool *over
     uint64_t h = batch_fnv1a(head, strlen(head), BATCH_FNV_INIT);
     for (int64_t i = 0; i < u->n_tables; i++) {
         struct table_plan *t = &u->tables[i];
-        batch_settings_key(&t->settings, t->key, sizeof t->key);
+        fpd_batch_settings_key(&t->settings, t->key, sizeof t->key);
         h = batch_fnv1a(t->name, strlen(t->name) + 1, h);
         h = batch_fnv1a(t->selected ? "1" : "0", 1, h);
         if (!t->selected) continue;
@@ -360,7 +361,7 @@ static bool mkdir_p(const char *path) {
 /* Remove what an interrupted run of this unit can leave in the output folder:
  * ".<out>.tmp-*" (the writer's temporary), ".<out>.batch-*" (our intermediates)
  * and "..<out>.batch-*" (their temporaries). */
-static void remove_leftovers(const struct batch_pipeline *p, const struct unit *u) {
+static void remove_leftovers(const struct fpd_batch_pipeline *p, const struct unit *u) {
     DIR *d = opendir(p->folder);
     if (!d) return;
     char a[4096], b[4096], c[4096];
@@ -382,7 +383,7 @@ static void remove_leftovers(const struct batch_pipeline *p, const struct unit *
 
 /* ------------------------------------------------------------ state */
 
-static json_t *load_record(const struct batch_pipeline *p, const struct unit *u) {
+static json_t *load_record(const struct fpd_batch_pipeline *p, const struct unit *u) {
     char *path = state_path(p, u, ".state.json");
     if (!path) return NULL;
     json_t *j = json_load_file(path, 0, NULL);
@@ -398,7 +399,7 @@ static json_t *load_record(const struct batch_pipeline *p, const struct unit *u)
 static void hex64(uint64_t v, char *buf) { snprintf(buf, 17, "%016llx", (unsigned long long)v); }
 
 /* Decide a unit's state; `verify` also checks the output's checksum. */
-static void check_state(const struct batch_pipeline *p, struct unit *u, bool verify) {
+static void check_state(const struct fpd_batch_pipeline *p, struct unit *u, bool verify) {
     json_decref(u->record);
     u->record = load_record(p, u);
     bool out_exists = cli_exists(u->in->output);
@@ -478,13 +479,13 @@ static double now_s(void) {
 /* A unit with no table to compress: its output is a copy (a .npy input becomes a
  * one-tensor safetensors file named after the file, as fpd-compress names it). */
 static int copy_checkpoint(const char *in_path, const char *out_path) {
-    struct cli_input ci;
+    struct fpd_input ci;
     struct fpd_error err = {0};
-    if (cli_input_open(in_path, &ci, &err)) {
+    if (fpd_input_open(in_path, &ci, &err)) {
         cli_error("%s", err.msg);
         return CLI_EXIT_FAILURE;
     }
-    int64_t n = cli_input_count(&ci), nm = ci.st ? fpd_safetensors_metadata_count(ci.st) : 0;
+    int64_t n = fpd_input_count(&ci), nm = ci.st ? fpd_safetensors_metadata_count(ci.st) : 0;
     struct fpd_tensor_info *t = calloc((size_t)n + 1, sizeof *t);
     const char **k = calloc((size_t)nm + 1, sizeof *k), **v = calloc((size_t)nm + 1, sizeof *v);
     int rc = CLI_EXIT_FAILURE;
@@ -492,7 +493,7 @@ static int copy_checkpoint(const char *in_path, const char *out_path) {
         cli_error("out of memory");
         goto done;
     }
-    for (int64_t i = 0; i < n; i++) t[i] = *cli_input_tensor(&ci, i);
+    for (int64_t i = 0; i < n; i++) t[i] = *fpd_input_tensor(&ci, i);
     for (int64_t i = 0; i < nm; i++) fpd_safetensors_metadata_at(ci.st, i, &k[i], &v[i]);
     if (fpd_safetensors_write(out_path, t, n, k, v, nm, FPD_WRITE_OVERWRITE, &err)) {
         cli_error("%s", err.msg);
@@ -503,12 +504,12 @@ done:
     free(t);
     free(k);
     free(v);
-    cli_input_free(&ci);
+    fpd_input_free(&ci);
     return rc;
 }
 
 /* Run one unit (the lock is held). Returns a CLI exit code (128 + signal: interrupted). */
-static int run_unit(const struct batch_pipeline *p, struct unit *u, int progress_mode) {
+static int run_unit(const struct fpd_batch_pipeline *p, struct unit *u, int progress_mode) {
     int rc = CLI_EXIT_FAILURE;
     double t0 = now_s();
     int n_pass = u->n_groups > 0 ? u->n_groups : 1;
@@ -679,7 +680,7 @@ static const char *jstr(const json_t *o, const char *k) {
     return s ? s : "";
 }
 
-static json_t *build_report(const struct batch_pipeline *p, struct unit *units, int64_t n, int64_t shard_i,
+static json_t *build_report(const struct fpd_batch_pipeline *p, struct unit *units, int64_t n, int64_t shard_i,
                             int64_t shard_n) {
     json_t *r = json_object();
     json_object_set_new(r, "schema", json_string("fpd-batch/1"));
@@ -810,7 +811,7 @@ static char *build_markdown(const json_t *r) {
     return text;
 }
 
-static bool write_reports(const struct batch_pipeline *p, const json_t *r) {
+static bool write_reports(const struct fpd_batch_pipeline *p, const json_t *r) {
     char *dir1 = strdup(p->report_json), *dir2 = strdup(p->report_md);
     bool ok = dir1 && dir2;
     if (ok && strrchr(dir1, '/')) *strrchr(dir1, '/') = '\0', ok = mkdir_p(dir1);
@@ -871,7 +872,7 @@ static json_t *dims_json(const int64_t *d, int32_t n) {
 }
 
 /* The plan of --check --json (schema "fpd-batch-plan/1"). */
-static json_t *plan_json(const struct batch_pipeline *p, const struct unit *units, int64_t n, int64_t shard_i,
+static json_t *plan_json(const struct fpd_batch_pipeline *p, const struct unit *units, int64_t n, int64_t shard_i,
                          int64_t shard_n) {
     static const char *const st[] = {"todo", "done", "stale", "foreign"};
     json_t *r = json_object();
@@ -973,8 +974,8 @@ int main(int argc, char **argv) {
     const char *file = argv[optind];
 
     struct fpd_error err;
-    struct batch_pipeline *p = NULL;
-    enum fpd_status st = batch_pipeline_load(file, &p, &err);
+    struct fpd_batch_pipeline *p = NULL;
+    enum fpd_status st = fpd_batch_pipeline_load(file, &p, &err);
     if (st) {
         if (err.line > 0) cli_error("%s:%lld:%lld: %s", file, (long long)err.line, (long long)err.column, err.msg);
         else cli_error("%s: %s", file, err.msg);
@@ -1143,6 +1144,6 @@ done:
     }
     free(units);
     free(ov_used);
-    batch_pipeline_free(p);
+    fpd_batch_pipeline_free(p);
     return rc;
 }

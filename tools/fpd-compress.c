@@ -98,7 +98,7 @@ int main(int argc, char **argv) {
     int n_rf = 0;
     int64_t queries = 200;
     const char *ncf_rating = NULL, *ncf_negative = NULL, *train_path = NULL;
-    struct fpd_gmf_train_params tparams = ncf_finetune_default_params();
+    struct fpd_gmf_train_params tparams = fpd_ncf_finetune_default_params();
     const char *init_arg = NULL, *init_name = "weight";
     int64_t init_rows = 0, init_dim = 0;
     char *rf_copies[64];
@@ -315,11 +315,11 @@ int main(int argc, char **argv) {
     }
     json_t *report = NULL;
     struct fpd_error nerr = {0};
-    struct ncf_metrics before = {0}, after = {0};
+    struct fpd_ncf_metrics before = {0}, after = {0};
     if (ncf_rating) {
         if (!cli_exists(ncf_rating) || !cli_exists(ncf_negative))
             cli_usage_error("--eval-ncf: %s: no such file", cli_exists(ncf_rating) ? ncf_negative : ncf_rating);
-        if (ncf_eval_file(in_path, ncf_rating, ncf_negative, &before, &nerr)) {
+        if (fpd_ncf_eval_file(in_path, ncf_rating, ncf_negative, &before, &nerr)) {
             cli_error("--eval-ncf: %s", nerr.msg);
             return CLI_EXIT_FAILURE;
         }
@@ -328,8 +328,8 @@ int main(int argc, char **argv) {
     if (train_path && !cli_exists(train_path)) cli_usage_error("--train-interactions: %s: no such file", train_path);
     int rc = compress_checkpoint(in_path, out_path, &co, &report);
     if (rc == CLI_EXIT_OK && train_path) {
-        struct ncf_finetune_report frep;
-        if (ncf_finetune_file(out_path, train_path, out_path, true, &tparams, ncf_rating, ncf_negative, in_path, &frep,
+        struct fpd_ncf_finetune_report frep;
+        if (fpd_ncf_finetune_file(out_path, train_path, out_path, true, &tparams, ncf_rating, ncf_negative, in_path, &frep,
                               &nerr)) {
             cli_error("--train-interactions: %s", nerr.msg);
             unlink(out_path); /* the compressed file without its finetune is not what was asked for */
@@ -350,7 +350,7 @@ int main(int argc, char **argv) {
             json_object_set_new(report, "task_finetune", ft);
         }
     } else if (rc == CLI_EXIT_OK && ncf_rating) {
-        if (ncf_eval_file(out_path, ncf_rating, ncf_negative, &after, &nerr)) {
+        if (fpd_ncf_eval_file(out_path, ncf_rating, ncf_negative, &after, &nerr)) {
             cli_error("--eval-ncf: %s", nerr.msg);
             rc = CLI_EXIT_FAILURE;
         }

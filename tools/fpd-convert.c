@@ -144,7 +144,7 @@ struct table {
 
 struct input {
     const char *path;
-    struct cli_input in;
+    struct fpd_input in;
     void *hold;        /* standard input's bytes ("-"), freed last       */
     struct table *tables;
     int64_t n_tables;
@@ -258,7 +258,7 @@ static void input_free(struct input *x) {
         free(x->tables[i].meta_key);
     }
     free(x->tables);
-    cli_input_free(&x->in);
+    fpd_input_free(&x->in);
     free(x->hold);
 }
 
@@ -609,9 +609,9 @@ struct convert_opts {
 
 /* dense: tables reconstructed, tensors copied. */
 static bool build_dense(const struct input *x, const struct convert_opts *co, struct out_list *o) {
-    int64_t n = cli_input_count(&x->in);
+    int64_t n = fpd_input_count(&x->in);
     for (int64_t i = 0; i < n; i++) {
-        const struct fpd_tensor_info *ti = cli_input_tensor(&x->in, i);
+        const struct fpd_tensor_info *ti = fpd_input_tensor(&x->in, i);
         if (x->in.st && owner_of(x, ti->name)) continue;
         struct fpd_tensor_info t = *ti;
         if (x->in.npy && co->tensor) t.name = co->tensor;
@@ -641,13 +641,13 @@ static bool build_dense(const struct input *x, const struct convert_opts *co, st
 
 /* npy: one item. */
 static bool build_npy(const struct input *x, const struct convert_opts *co, struct out_list *o) {
-    int64_t n = cli_input_count(&x->in);
+    int64_t n = fpd_input_count(&x->in);
     const char *want = co->tensor;
     if (!want) {
         int64_t items = x->n_tables;
         const char *only = x->n_tables == 1 ? x->tables[0].name : NULL;
         for (int64_t i = 0; i < n; i++) {
-            const struct fpd_tensor_info *ti = cli_input_tensor(&x->in, i);
+            const struct fpd_tensor_info *ti = fpd_input_tensor(&x->in, i);
             if (x->in.st && owner_of(x, ti->name)) continue;
             items++;
             only = ti->name;
@@ -660,7 +660,7 @@ static bool build_npy(const struct input *x, const struct convert_opts *co, stru
         want = only;
     }
     const struct table *tb = x->in.st ? find_table(x, want) : NULL;
-    const struct fpd_tensor_info *plain = !tb ? (x->in.npy ? cli_input_tensor(&x->in, 0) : fpd_safetensors_find(x->in.st, want)) : NULL;
+    const struct fpd_tensor_info *plain = !tb ? (x->in.npy ? fpd_input_tensor(&x->in, 0) : fpd_safetensors_find(x->in.st, want)) : NULL;
     enum fpd_dtype out_dt = co->have_dtype ? co->dtype : tb ? tb->meta.source_dtype : plain ? plain->dtype : FPD_DTYPE_F32;
     if (out_dt == FPD_DTYPE_BF16) {
         cli_error("%s: '%s' would be BF16, which .npy cannot hold (numpy has no bfloat16); add --dtype F32 (exact)",
@@ -680,7 +680,7 @@ static bool build_npy(const struct input *x, const struct convert_opts *co, stru
         return ok && out_own_buf(o, &b) && out_add(o, &t, table_source(tb));
     }
     const struct fpd_tensor_info *ti = NULL;
-    if (x->in.npy) ti = cli_input_tensor(&x->in, 0);
+    if (x->in.npy) ti = fpd_input_tensor(&x->in, 0);
     else ti = fpd_safetensors_find(x->in.st, want);
     if (!ti) {
         cli_error("%s: no tensor or table named '%s' (see fpd-inspect %s)", x->path, want, x->path);
@@ -721,7 +721,7 @@ static bool verify_copied(const struct input *x, bool fpd_tables) {
 /* ttrec: FPD tables exported, everything else copied. */
 static bool build_ttrec(const struct input *x, const struct convert_opts *co, struct out_list *o) {
     (void)co;
-    int64_t n = cli_input_count(&x->in);
+    int64_t n = fpd_input_count(&x->in);
     int64_t n_fpd = 0;
     for (int64_t i = 0; i < x->n_tables; i++) n_fpd += !x->tables[i].ttrec && !x->tables[i].rowwise;
     if (n_fpd == 0) {
@@ -730,7 +730,7 @@ static bool build_ttrec(const struct input *x, const struct convert_opts *co, st
     }
     if (!verify_copied(x, false)) return false;
     for (int64_t i = 0; i < n; i++) {
-        const struct fpd_tensor_info *ti = cli_input_tensor(&x->in, i);
+        const struct fpd_tensor_info *ti = fpd_input_tensor(&x->in, i);
         const struct table *ow = owner_of(x, ti->name);
         if (ow && !ow->ttrec && !ow->rowwise) continue;
         if (!out_add(o, ti, "copied")) return false;
@@ -823,7 +823,7 @@ static bool build_ttrec(const struct input *x, const struct convert_opts *co, st
 
 /* fpd: TT-Rec tables imported (exact inverse of build_ttrec). */
 static bool build_fpd(const struct input *x, const struct convert_opts *co, struct out_list *o) {
-    int64_t n = cli_input_count(&x->in);
+    int64_t n = fpd_input_count(&x->in);
     int64_t n_tt = 0;
     for (int64_t i = 0; i < x->n_tables; i++) n_tt += x->tables[i].ttrec;
     if (n_tt == 0) {
@@ -833,7 +833,7 @@ static bool build_fpd(const struct input *x, const struct convert_opts *co, stru
     }
     if (!verify_copied(x, true)) return false;
     for (int64_t i = 0; i < n; i++) {
-        const struct fpd_tensor_info *ti = cli_input_tensor(&x->in, i);
+        const struct fpd_tensor_info *ti = fpd_input_tensor(&x->in, i);
         const struct table *ow = owner_of(x, ti->name);
         if (ow && ow->ttrec) continue;
         if (!out_add(o, ti, "copied")) return false;

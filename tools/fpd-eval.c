@@ -3,7 +3,8 @@
  * NCF leave-one-out protocol (He et al., WWW 2017) on a GMF checkpoint, HR@10 and
  * NDCG@10. Also task-aware finetuning of a checkpoint's tables on interaction data
  * (--finetune), and the NCF training interactions rebuilt from MovieLens-1M
- * ratings (--movielens ... --write-train). The work is in tools/ncf.c.
+ * ratings (--movielens ... --write-train). The work is in the library (fpd_ncf_*,
+ * formats/ncf-data.c); tools/ncf.c has the JSON forms.
  */
 #include "tools/ncf.h"
 
@@ -61,9 +62,9 @@ static void usage(FILE *f) {
             "Example: fpd-eval ncf_gmf8_ml1m.safetensors --ncf ml-1m.test.rating ml-1m.test.negative\n");
 }
 
-static json_t *tables_json(const struct ncf_model *m) {
+static json_t *tables_json(const struct fpd_ncf_model *m) {
     json_t *a = json_array();
-    const char *names[2] = {NCF_USER_TABLE, NCF_ITEM_TABLE};
+    const char *names[2] = {FPD_NCF_USER_TABLE, FPD_NCF_ITEM_TABLE};
     const struct fpd_embedding *e[2] = {&m->gmf.user, &m->gmf.item};
     for (int i = 0; i < 2; i++) {
         json_t *o = json_pack("{s:s, s:s, s:I, s:I}", "name", names[i], "kind",
@@ -96,7 +97,7 @@ int main(int argc, char **argv) {
                *reference = NULL;
     bool json = false, force = false;
     int verbose = 0;
-    struct fpd_gmf_train_params tp = ncf_finetune_default_params();
+    struct fpd_gmf_train_params tp = fpd_ncf_finetune_default_params();
     enum { OPT_NCF = 256, OPT_JSON, OPT_VERSION, OPT_FINETUNE, OPT_EPOCHS, OPT_BATCH, OPT_NEG, OPT_LR, OPT_CORE_LR,
            OPT_CORE_ABS, OPT_FIXED, OPT_SEED, OPT_REF, OPT_ML, OPT_WRITE_TRAIN, OPT_BALANCE, OPT_DISTILL };
     static const struct option opts[] = {
@@ -168,17 +169,17 @@ int main(int argc, char **argv) {
         cli_usage_error("output '%s' exists; use --force to overwrite it", write_train);
 
     struct fpd_error err = {0};
-    struct ncf_model m;
-    struct ncf_test t;
+    struct fpd_ncf_model m;
+    struct fpd_ncf_test t;
     memset(&t, 0, sizeof t);
     json_t *res = NULL;
     int rc = CLI_EXIT_FAILURE;
-    if (ncf_model_load(ckpt, &m, &err) || ncf_test_load(rating, negative, &t, &err)) {
+    if (fpd_ncf_model_load(ckpt, &m, &err) || fpd_ncf_test_load(rating, negative, &t, &err)) {
         cli_error("%s", err.msg);
         goto done;
     }
-    struct ncf_metrics met;
-    if (ncf_model_eval(&m, &t, &met, &err)) {
+    struct fpd_ncf_metrics met;
+    if (fpd_ncf_model_eval(&m, &t, &met, &err)) {
         cli_error("%s: %s", ckpt, err.msg);
         goto done;
     }
@@ -187,19 +188,19 @@ int main(int argc, char **argv) {
                     (json_int_t)t.n, "candidates", (json_int_t)t.n_cand, "hr10", met.hr10, "ndcg10", met.ndcg10);
 
     if (movielens) {
-        struct ncf_interactions r;
-        struct ncf_map_report mr;
+        struct fpd_ncf_interactions r;
+        struct fpd_ncf_map_report mr;
         int64_t *map = NULL;
-        if (ncf_interactions_load(movielens, 1, &r, &err)) {
+        if (fpd_ncf_interactions_load(movielens, 1, &r, &err)) {
             cli_error("%s", err.msg);
-            ncf_interactions_free(&r);
+            fpd_ncf_interactions_free(&r);
             goto done;
         }
         map = malloc((size_t)r.n_items * sizeof *map);
-        enum fpd_status st = map ? ncf_movielens_map(&r, &t, &m, map, &mr, &err) : FPD_STATUS_NOMEM;
+        enum fpd_status st = map ? fpd_ncf_movielens_map(&r, &t, &m, map, &mr, &err) : FPD_STATUS_NOMEM;
         int64_t nw = 0;
-        if (!st && write_train) st = ncf_write_train(write_train, &r, map, &t, force, &nw, &err);
-        ncf_interactions_free(&r);
+        if (!st && write_train) st = fpd_ncf_write_train(write_train, &r, map, &t, force, &nw, &err);
+        fpd_ncf_interactions_free(&r);
         free(map);
         if (st) {
             cli_error("%s: %s", movielens, st == FPD_STATUS_NOMEM && !err.msg[0] ? "out of memory" : err.msg);
@@ -214,12 +215,12 @@ int main(int argc, char **argv) {
     }
 
     if (train) {
-        ncf_model_free(&m); /* ncf_finetune_file loads its own copy */
+        fpd_ncf_model_free(&m); /* fpd_ncf_finetune_file loads its own copy */
         cli_install_signals();
         tp.epoch_callback = print_epoch;
         tp.epoch_user_data = &verbose;
-        struct ncf_finetune_report rep;
-        if (ncf_finetune_file(ckpt, train, out, force, &tp, rating, negative, reference, &rep, &err)) {
+        struct fpd_ncf_finetune_report rep;
+        if (fpd_ncf_finetune_file(ckpt, train, out, force, &tp, rating, negative, reference, &rep, &err)) {
             cli_error("%s", err.msg);
             goto done;
         }
@@ -297,7 +298,7 @@ int main(int argc, char **argv) {
     rc = CLI_EXIT_OK;
 done:
     json_decref(res);
-    ncf_test_free(&t);
-    ncf_model_free(&m);
+    fpd_ncf_test_free(&t);
+    fpd_ncf_model_free(&m);
     return rc;
 }

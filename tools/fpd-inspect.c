@@ -82,8 +82,8 @@ static double ratio_or_nan(double a, double b) { return b > 0 ? a / b : NAN; }
 
 /* Fill rep from an open input. Returns false (message in err, without the path) on
  * an invalid FPD table. */
-static bool build_report(const struct cli_input *in, struct report *rep, struct fpd_error *err) {
-    rep->n_tensors = cli_input_count(in);
+static bool build_report(const struct fpd_input *in, struct report *rep, struct fpd_error *err) {
+    rep->n_tensors = fpd_input_count(in);
     rep->tensors = calloc((size_t)rep->n_tensors + 1, sizeof *rep->tensors);
     rep->in_table = calloc((size_t)rep->n_tensors + 1, sizeof *rep->in_table);
     if (!rep->tensors || !rep->in_table) {
@@ -91,7 +91,7 @@ static bool build_report(const struct cli_input *in, struct report *rep, struct 
         return false;
     }
     for (int64_t i = 0; i < rep->n_tensors; i++) {
-        rep->tensors[i] = cli_input_tensor(in, i);
+        rep->tensors[i] = fpd_input_tensor(in, i);
         rep->tensor_bytes += (double)rep->tensors[i]->nbytes;
     }
     if (in->st) {
@@ -457,7 +457,7 @@ int main(int argc, char **argv) {
     if (optind >= argc) cli_usage_error("no FILE given");
     if (optind + 1 < argc) cli_usage_error("one FILE expected, got '%s' too", argv[optind + 1]);
 
-    struct cli_input in;
+    struct fpd_input in;
     struct fpd_error err = {0};
     struct report rep = {0};
     rep.path = argv[optind];
@@ -491,7 +491,7 @@ int main(int argc, char **argv) {
     }
 done:
     free_report(&rep);
-    cli_input_free(&in);
+    fpd_input_free(&in);
     free(hold);
     return status;
 }

@@ -300,7 +300,7 @@ static const char *skip_reason(const struct fpd_tensor_info *ti, char **names, i
                                bool *named, char *buf, size_t len) {
     *named = false;
     for (int i = 0; i < n_names; i++) *named |= strcmp(names[i], ti->name) == 0;
-    if (cli_not_a_table(ti, buf, len)) return ti->ndim == 2 && fpd_dtype_is_float(ti->dtype) ? buf : "not a 2-D float table";
+    if (fpd_tensor_info_not_a_table(ti, buf, len)) return ti->ndim == 2 && fpd_dtype_is_float(ti->dtype) ? buf : "not a 2-D float table";
     if (!*named && ti->shape[0] < min_rows) {
         snprintf(buf, len, "%lld rows < --min-rows %lld", (long long)ti->shape[0], (long long)min_rows);
         return buf;
@@ -310,10 +310,10 @@ static const char *skip_reason(const struct fpd_tensor_info *ti, char **names, i
 
 /* --total-budget: the listed tables' shares (fpd_budget_split) into ent[t] by tensor
  * index t, from the counts of --row-freq [TABLE=]FILE. Returns an exit code. */
-static int split_total_budget(const char *path, struct cli_input *in, char **names, int n_names,
+static int split_total_budget(const char *path, struct fpd_input *in, char **names, int n_names,
                               const struct opts *o, size_t total, double alpha, const char **specs, int n_specs,
                               struct entry *ent) {
-    int64_t n_in = cli_input_count(in), n = 0;
+    int64_t n_in = fpd_input_count(in), n = 0;
     int status = CLI_EXIT_OK;
     struct fpd_budget_table *bt = calloc((size_t)n_in + 1, sizeof *bt);
     int64_t *which = calloc((size_t)n_in + 1, sizeof *which);
@@ -327,7 +327,7 @@ static int split_total_budget(const char *path, struct cli_input *in, char **nam
         goto done;
     }
     for (int64_t t = 0; t < n_in; t++) {
-        const struct fpd_tensor_info *ti = cli_input_tensor(in, t);
+        const struct fpd_tensor_info *ti = fpd_input_tensor(in, t);
         bool named;
         char buf[160];
         if (skip_reason(ti, names, n_names, o->pp.min_rows, &named, buf, sizeof buf) || (names && !named)) continue;
@@ -341,7 +341,7 @@ static int split_total_budget(const char *path, struct cli_input *in, char **nam
         const char *file = eq ? eq + 1 : specs[q];
         int64_t hit = -1;
         for (int64_t j = 0; j < n; j++) {
-            const char *nm = cli_input_tensor(in, which[j])->name;
+            const char *nm = fpd_input_tensor(in, which[j])->name;
             if (eq ? (strlen(nm) == (size_t)(eq - specs[q]) && !strncmp(nm, specs[q], (size_t)(eq - specs[q]))) : n == 1)
                 hit = j;
         }
@@ -353,12 +353,12 @@ static int split_total_budget(const char *path, struct cli_input *in, char **nam
             goto done;
         }
         if (counts[hit]) {
-            cli_error("--row-freq: two files for table '%s'", cli_input_tensor(in, which[hit])->name);
+            cli_error("--row-freq: two files for table '%s'", fpd_input_tensor(in, which[hit])->name);
             status = CLI_EXIT_USAGE;
             goto done;
         }
-        if (cli_load_row_freq(file, bt[hit].rows, &counts[hit], &err) != FPD_STATUS_OK) {
-            cli_error("table '%s': %s", cli_input_tensor(in, which[hit])->name, err.msg);
+        if (fpd_row_freq_load(file, bt[hit].rows, &counts[hit], &err) != FPD_STATUS_OK) {
+            cli_error("table '%s': %s", fpd_input_tensor(in, which[hit])->name, err.msg);
             status = CLI_EXIT_FAILURE;
             goto done;
         }
@@ -368,7 +368,7 @@ static int split_total_budget(const char *path, struct cli_input *in, char **nam
         for (int64_t j = 0; j < n; j++)
             if (!counts[j]) {
                 cli_error("--row-freq is given for some tables but not for '%s': give one for every listed table "
-                          "(or none: a split by row count)", cli_input_tensor(in, which[j])->name);
+                          "(or none: a split by row count)", fpd_input_tensor(in, which[j])->name);
                 status = CLI_EXIT_USAGE;
                 goto done;
             }
@@ -394,7 +394,7 @@ static int split_total_budget(const char *path, struct cli_input *in, char **nam
     }
 done:
     if (counts)
-        for (int64_t j = 0; j < n; j++) free(counts[j]);
+        for (int64_t j = 0; j < n; j++) fpd_free(counts[j]);
     free(counts);
     free(bt);
     free(which);
@@ -528,7 +528,7 @@ int main(int argc, char **argv) {
     if ((n_freq || alpha_set) && !total_budget)
         cli_usage_error("%s is part of --total-budget's split", n_freq ? "--row-freq" : "--alpha");
 
-    struct cli_input in;
+    struct fpd_input in;
     memset(&in, 0, sizeof in);
     void *hold = NULL;
     struct fpd_error err = {0};
@@ -546,7 +546,7 @@ int main(int argc, char **argv) {
             json_decref(skipped);
             return CLI_EXIT_FAILURE;
         }
-        n_in = cli_input_count(&in);
+        n_in = fpd_input_count(&in);
         if (tables_arg) {
             tables_copy = strdup(tables_arg);
             names = calloc(strlen(tables_arg) + 1, sizeof *names);
@@ -557,14 +557,14 @@ int main(int argc, char **argv) {
             for (int i = 0; i < n_names; i++) {
                 const struct fpd_tensor_info *ti = NULL;
                 for (int64_t t = 0; t < n_in && !ti; t++)
-                    if (strcmp(cli_input_tensor(&in, t)->name, names[i]) == 0) ti = cli_input_tensor(&in, t);
+                    if (strcmp(fpd_input_tensor(&in, t)->name, names[i]) == 0) ti = fpd_input_tensor(&in, t);
                 if (!ti) {
                     cli_error("%s: no tensor named '%s' (see fpd-inspect %s)", path, names[i], path);
                     status = CLI_EXIT_USAGE;
                     goto done;
                 }
                 char why[160];
-                if (cli_not_a_table(ti, why, sizeof why)) {
+                if (fpd_tensor_info_not_a_table(ti, why, sizeof why)) {
                     cli_error("%s: tensor '%s' is %s", path, ti->name, why);
                     status = CLI_EXIT_USAGE;
                     goto done;
@@ -589,7 +589,7 @@ int main(int argc, char **argv) {
             if (status) goto done;
         }
         for (int64_t t = 0; t < n_in; t++) {
-            const struct fpd_tensor_info *ti = cli_input_tensor(&in, t);
+            const struct fpd_tensor_info *ti = fpd_input_tensor(&in, t);
             bool named = false;
             char buf[160];
             const char *why = skip_reason(ti, names, n_names, o.pp.min_rows, &named, buf, sizeof buf);
@@ -734,7 +734,7 @@ done:
     free(tables_copy);
     json_decref(skipped);
     free(freq_specs);
-    if (path) cli_input_free(&in);
+    if (path) fpd_input_free(&in);
     free(hold);
     return status;
 }

@@ -8,9 +8,9 @@
 #include <string.h>
 #include <unistd.h>
 
-enum fpd_status pipe_input_open(const char *path, struct cli_input *in, void **hold, struct fpd_error *err) {
+enum fpd_status pipe_input_open(const char *path, struct fpd_input *in, void **hold, struct fpd_error *err) {
     *hold = NULL;
-    if (strcmp(path, "-") != 0) return cli_input_open(path, in, err);
+    if (strcmp(path, "-") != 0) return fpd_input_open(path, in, err);
     memset(in, 0, sizeof *in);
     size_t cap = 1 << 16, len = 0;
     unsigned char *buf = malloc(cap);
@@ -31,17 +31,7 @@ enum fpd_status pipe_input_open(const char *path, struct cli_input *in, void **h
         snprintf(err->msg, sizeof err->msg, "-: cannot read standard input: %s", strerror(errno));
         return err->status = FPD_STATUS_IO;
     }
-    enum fpd_status st;
-    if (len >= 6 && memcmp(buf, "\x93NUMPY", 6) == 0) {
-        st = fpd_npy_open_memory(buf, len, "-", &in->npy, err);
-        if (!st) {
-            snprintf(in->npy_name, sizeof in->npy_name, "weight");
-            in->npy_tensor = *fpd_npy_tensor(in->npy);
-            in->npy_tensor.name = in->npy_name;
-        }
-    } else {
-        st = fpd_safetensors_open_memory(buf, len, "-", &in->st, err);
-    }
+    enum fpd_status st = fpd_input_open_memory(buf, len, "-", in, err);
     if (st) free(buf);
     else *hold = buf;
     return st;

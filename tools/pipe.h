@@ -8,11 +8,11 @@
 
 #include "tools/cli.h"
 
-/* Open path as cli_input_open does; "-" reads standard input to its end into memory
- * (*hold, freed with free after cli_input_free) and opens that (safetensors, or .npy
+/* Open path as fpd_input_open does; "-" reads standard input to its end into memory
+ * (*hold, freed with free after fpd_input_free) and opens that (safetensors, or .npy
  * by its magic; messages name it "-"). *hold is NULL for a file. Errors: as the
  * readers; IO (standard input unreadable), NOMEM. */
-enum fpd_status pipe_input_open(const char *path, struct cli_input *in, void **hold, struct fpd_error *err);
+enum fpd_status pipe_input_open(const char *path, struct fpd_input *in, void **hold, struct fpd_error *err);
 
 /* A private temporary folder for an output that goes to standard output: *dir (free)
  * and *path = "<dir>/<base>" (free). False (message printed) on failure. */

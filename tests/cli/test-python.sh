@@ -23,7 +23,7 @@ run_py() {
 }
 
 if PY=$(find_python numpy); then
-    run_py "python ($PY)" "$ROOT/tests/python/test_fpd.py" "$BUILD" "$ROOT"
+    run_py "python ($PY)" "$ROOT/tests/python/test_fpd.py" "$BUILD" "$ROOT" "$DATA"
 else
     skip "python: fpd package (NumPy layer) NOT TESTED" "no interpreter with numpy among: $PYS (make deps installs python3-numpy)"
 fi

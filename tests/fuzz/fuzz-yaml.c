@@ -50,18 +50,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     snprintf(path, sizeof path, "%s/p.yaml", scratch());
     uint8_t *buf = fuzz_copy(data, size, 0);
     if (!buf) return 0;
-    struct batch_pipeline *p = NULL;
+    struct fpd_batch_pipeline *p = NULL;
     struct fpd_error err;
-    if (batch_pipeline_parse(path, buf, size, &p, &err) == FPD_STATUS_OK) {
+    if (fpd_batch_pipeline_parse(path, buf, size, &p, &err) == FPD_STATUS_OK) {
         if (!p->folder || p->n_inputs < 1 || !p->report_json || !p->report_md) abort();
         for (int64_t i = 0; i < p->n_inputs; i++) {
-            struct batch_settings s;
-            batch_settings_for(p, &p->inputs[i], "t", &s);
+            struct fpd_batch_settings s;
+            fpd_batch_settings_for(p, &p->inputs[i], "t", &s);
             char key[512];
-            batch_settings_key(&s, key, sizeof key);
+            fpd_batch_settings_key(&s, key, sizeof key);
             json_decref(batch_settings_json(&s));
         }
-        batch_pipeline_free(p);
+        fpd_batch_pipeline_free(p);
     } else if (err.msg[0] == '\0') {
         abort();
     }

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Tests of the fpd package's NumPy layer (tools/python/fpd) against libfpd.so.
 
-Usage: test_fpd.py BUILD_DIR ROOT_DIR   (run by tests/cli/test-python.sh; needs numpy)
+Usage: test_fpd.py BUILD_DIR ROOT_DIR [DATA_DIR]   (run by tests/cli/test-python.sh; needs numpy;
+DATA_DIR, default $FPD_DATA_DIR or ROOT/../shared/data, holds the NCF checkpoint)
 Prints "ok NAME" / "not ok NAME: why" / "skip NAME: why"; exits 1 on a failure.
 
 Every value is checked against a reference computed here or in reference.py
@@ -23,6 +24,7 @@ import tempfile
 import numpy as np
 
 BUILD, ROOT = os.path.abspath(sys.argv[1]), os.path.abspath(sys.argv[2])
+DATA = sys.argv[3] if len(sys.argv) > 3 else os.environ.get("FPD_DATA_DIR") or os.path.join(ROOT, "..", "shared", "data")
 sys.path.insert(0, os.path.join(ROOT, "tools", "python"))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 os.environ.setdefault("FPD_LIBRARY", os.path.join(BUILD, "libfpd.so"))
@@ -404,10 +406,103 @@ def test_heuristic():
            s["errors_known"] and all(0 < c["predicted_error"] <= 1.05 for c in s["candidates"]), s["estimate"])
 
 
+def test_compress(rng):
+    """fpd.compress (fpd_compress_checkpoint) against the file it writes, parsed here."""
+    W = rng.uniform(-1, 1, (1200, 16)).astype(np.float32)
+    ids = np.arange(7, dtype=np.int32)
+    src = os.path.join(WORK, "c-in.safetensors")
+    fpd.save(src, tensors={"emb": W, "ids": ids})
+    out = os.path.join(WORK, "c-fpd.safetensors")
+    stages = []
+    rep = fpd.compress(src, out, encoding="fpd", rank=4, min_ratio=0, epochs=1, als_sweeps=0, queries=0,
+                       progress=lambda st, d, t: stages.append(st))
+    header, meta, data = read_safetensors(out)
+    t = next(x for x in rep["tables"] if x["name"] == "emb")
+    fpd_bytes = sum(e - b for n, h in header.items() for b, e in [h["data_offsets"]] if n.startswith("emb.fpd."))
+    report("compress: schema fpd-compress/2, emb stored as FPD", rep["schema"] == "fpd-compress/2" and
+           t["encoding"] == "fpd" and t["compressed"] and "emb" not in header, str(t)[:300])
+    report(f"compress: the report's bytes_after ({t['bytes_after']}) = the file's emb.fpd.* bytes ({fpd_bytes}); "
+           "bytes_before = 1200 x 16 x 4", t["bytes_after"] == fpd_bytes and t["bytes_before"] == 1200 * 16 * 4, "")
+    total = sum(h["data_offsets"][1] - h["data_offsets"][0] for h in header.values())
+    report("compress: totals.bytes_after = every tensor's bytes in the file", rep["totals"]["bytes_after"] == total,
+           f"{rep['totals']} vs {total}")
+    report("compress: the other tensor copied byte for byte", np.array_equal(st_tensor(header, data, "ids"), ids), "")
+    tm = json.loads(meta["fpd.table.emb"])
+    cores = [st_tensor(header, data, f"emb.fpd.core{m}") for m in range(len(tm["row_shape"]))]
+    Wh = rows_by_definition(cores, tm["row_shape"], tm["col_shape"], None, np.arange(1200))
+    e = np.linalg.norm(Wh - W) / np.linalg.norm(W.astype(np.float64))
+    report(f"compress: rel_error {t['rel_error']:.6f} = the stored cores' error by the definition ({e:.6f})",
+           abs(t["rel_error"] - e) < 1e-5 * e, "")
+    report("compress: a target missed (rank 4 on a random table): a warning in the report",
+           any("above --max-error" in w for w in rep["warnings"]), str(rep["warnings"]))
+    report("compress: progress stages 'table 1/1 emb: STAGE'",
+           bool(stages) and all(st.startswith("table 1/1 emb: ") for st in stages), str(stages[:3]))
+    # int8: FBGEMM's rows, dequantized here
+    out8 = os.path.join(WORK, "c-int8.safetensors")
+    rep8 = fpd.compress(src, out8, encoding="int8", queries=0)
+    h8, _, d8 = read_safetensors(out8)
+    t8 = rep8["tables"][0]
+    q = st_tensor(h8, d8, "emb.rowwise.fused")
+    e8 = np.linalg.norm(dequantize_fused(q, "int8", 16) - W) / np.linalg.norm(W.astype(np.float64))
+    report(f"compress int8: bytes_after = 1200 x (16 + 8) and rel_error {t8['rel_error']:.6f} = the dequantized "
+           f"rows' ({e8:.6f})", t8["bytes_after"] == 1200 * 24 == q.nbytes and abs(t8["rel_error"] - e8) < 1e-4 * e8,
+           str(t8)[:300])
+    # errors: CONFIG for options that do not fit, IO for an existing output, CANCELLED from progress
+    for what, kw, want in [("a missing table", {"tables": ["nope"]}, fpd.Status.CONFIG),
+                           ("an existing output", {}, fpd.Status.IO),
+                           ("progress returning False", {"progress": lambda *a: False, "overwrite": True,
+                                                         "encoding": "fpd", "rank": 4}, fpd.Status.CANCELLED)]:
+        try:
+            fpd.compress(src, out, **kw)
+            report(f"compress with {what} raises FPDError", False, "no exception")
+        except fpd.FPDError as ex:
+            report(f"compress with {what}: FPDError {want.name}", ex.status == want, repr(ex))
+    report("compress cancelled: the existing output is left as it was",
+           read_safetensors(out)[0].keys() == header.keys(), "")
+
+
+def test_ncf_eval():
+    """fpd.ncf_eval (fpd_ncf_eval_file) on a hand-computed case and the NCF GMF-8 checkpoint."""
+    # dim 2, w = (1, 1), b = 0: logits are dot products. User 0 (1, 0) holds out item 1
+    # (logit 2); 8 of its 10 negatives (item 0, logit 3) score higher: rank 8, a hit
+    # with gain 1/log2(10). User 1 (0, 1) holds out item 2 (logit 0); all 10 negatives
+    # (items 3, 4: logit 5) score higher: a miss.
+    ck = os.path.join(WORK, "gmf.safetensors")
+    fpd.save(ck, tensors={"user_embedding.weight": np.array([[1, 0], [0, 1]], np.float32),
+                          "item_embedding.weight": np.array([[3, 0], [2, 0], [1, 0], [0, 5], [2, 5]], np.float32),
+                          "prediction.weight": np.array([[1, 1]], np.float32),
+                          "prediction.bias": np.array([0], np.float32)})
+    r, n = os.path.join(WORK, "t.rating"), os.path.join(WORK, "t.negative")
+    with open(r, "w") as f:
+        f.write("0\t1\t5\t0\n1\t2\t5\t0\n")
+    with open(n, "w") as f:
+        f.write("(0,1)\t" + "\t".join(["0"] * 8 + ["2", "2"]) + "\n(1,2)\t" + "\t".join(["3", "4"] * 5) + "\n")
+    m = fpd.ncf_eval(ck, r, n)
+    report(f"ncf_eval: hand-computed HR@10 0.5, NDCG@10 0.5/log2(10) ({m})",
+           m["users"] == 2 and m["hr10"] == 0.5 and abs(m["ndcg10"] - 0.5 / math.log2(10)) < 1e-12, str(m))
+    try:
+        fpd.ncf_eval(ck, r, os.path.join(WORK, "none.negative"))
+        report("ncf_eval with a missing file raises FPDError", False, "no exception")
+    except fpd.FPDError as ex:
+        report("ncf_eval with a missing file: FPDError IO naming it", ex.status == fpd.Status.IO and
+               "none.negative" in ex.message, repr(ex))
+    gmf = os.path.join(DATA, "ncf", "ncf_gmf8_ml1m.safetensors")
+    rating, negative = os.path.join(DATA, "ncf", "ml-1m.test.rating"), os.path.join(DATA, "ncf", "ml-1m.test.negative")
+    if not all(os.path.exists(p) for p in (gmf, rating, negative)):
+        skip("ncf_eval on the NCF GMF-8 checkpoint: HR@10 0.6368 NOT TESTED", f"shared data not found under {DATA}/ncf")
+        return
+    m = fpd.ncf_eval(gmf, rating, negative)
+    # shared/data/README.md: HR@10 0.6368, NDCG@10 0.3691 (an independent NumPy evaluation)
+    report(f"ncf_eval on the NCF GMF-8 checkpoint: HR@10 {m['hr10']:.4f}, NDCG@10 {m['ndcg10']:.4f} "
+           "(0.6368, 0.3691 per shared/data/README.md)",
+           m["users"] == 6040 and abs(m["hr10"] - 0.6368) < 5e-4 and abs(m["ndcg10"] - 0.3691) < 5e-4, str(m))
+
+
 def main():
     rng = np.random.default_rng(12)
     for t in (test_layouts, test_loader, test_errors, lambda: test_layer(rng), lambda: test_engine(rng),
-              lambda: test_fit(rng), lambda: test_checkpoint(rng), test_rowwise, test_heuristic):
+              lambda: test_fit(rng), lambda: test_checkpoint(rng), test_rowwise, test_heuristic,
+              lambda: test_compress(rng), test_ncf_eval):
         try:
             t()
         except Exception as e:  # a crash of one group is a failure, the others still run

@@ -14,6 +14,8 @@ embedding table W [N, D]) on NumPy arrays:
     with fpd.open("t.fpd.safetensors") as ck:        # FPD v1 checkpoints
         layer = ck.load_layer("T")
     fpd.suggest(10**7, 128)                          # the (r, p) heuristic (fpd-suggest)
+    rep = fpd.compress("model.safetensors", "model.fpd.safetensors")   # fpd-compress, report dict
+    fpd.ncf_eval("gmf.safetensors", "test.rating", "test.negative")    # HR@10, NDCG@10 (fpd-eval)
 
 Errors of the library raise FPDError (a RuntimeError) with .status (a Status) and the
 library's message. PyTorch modules are in fpd.torch. Where libfpd.so is looked for:
@@ -30,11 +32,11 @@ import weakref
 import numpy as np
 
 from . import _lib
-from ._lib import (BagBatch, EngineParams, Error, ErrorStats, FitReport, InitParams, LayerShape, Plan, PlanParams, RowwiseTable,
-                   TableMeta, TableView, TensorInfo, Suggestion)
+from ._lib import (BagBatch, EngineParams, Error, ErrorStats, FitReport, InitParams, LayerShape,
+                   NcfMetrics, Plan, PlanParams, RowwiseTable, TableMeta, TableView, TensorInfo, Suggestion)
 
 __all__ = ["FPDError", "Status", "Layer", "Engine", "Checkpoint", "open", "save", "fit", "plan", "suggest",
-           "embedding_bag", "version", "build_features", "library_path"]
+           "embedding_bag", "compress", "ncf_eval", "version", "build_features", "library_path"]
 
 
 class Status(enum.IntEnum):
@@ -823,3 +825,97 @@ def save(path, tables=None, tensors=None, metadata=None, references=None, core_d
     _call("fpd_safetensors_write", os.fspath(path).encode(), arr_t, len(infos), ck, cv, len(keys),
           _lib.WRITE_OVERWRITE if overwrite else 0)
     del keep
+
+
+# ------------------------------------------------------------------ the compression pipeline, NCF evaluation
+
+
+def compress(in_path, out_path, encoding="auto", max_error=None, rank=None, terms=None, k=None, budget=None,
+             ratio=None, core_dtype=None, min_rows=None, min_ratio=None, tables=None, row_freq=None, epochs=None,
+             als_sweeps=None, seed=0, cluster_rows=False, queries=200, overwrite=False, progress=None):
+    """Compress the checkpoint at in_path (safetensors, or one .npy table) into
+    out_path (FPD v1 safetensors, written atomically) with libfpd's pipeline
+    (fpd_compress_checkpoint), as fpd-compress does with the same options, and return
+    its report (schema "fpd-compress/2", README "JSON reports") as a dict; warnings
+    are in report["warnings"].
+
+    encoding: "auto" (the smallest of FPD, int4, int8 that meets max_error, else
+      dense), "fpd", "int8", "int4" or "dense". max_error: the quality target
+      (relative Frobenius error, default 0.1). rank/terms/k/budget (bytes)/ratio fix
+      or target the FPD shape (rank, terms, budget or ratio force FPD); min_rows,
+      min_ratio: eligibility. core_dtype: "F32", "F16" or "BF16" (default F16 for
+      "auto" without rank/terms/budget/ratio, as fpd-compress; else F32). tables: the
+      names to compress (each must be a 2-D float tensor). row_freq: a path (the only
+      compressed table) or {table: path} of access counts (fpd_row_freq_load).
+      epochs, als_sweeps, seed, cluster_rows: the fit (fpd_fit_params). queries:
+      recall@10 query rows. progress(stage, done, total): called during fits;
+      return False to cancel (FPDError CANCELLED, nothing written).
+
+    Raises FPDError: CONFIG when the options do not fit the input (a named table
+    missing or not a table, bad row frequencies, a budget no shape meets), IO (an
+    existing out_path without overwrite), and the library's other errors."""
+    L = _lib.load()
+    if encoding not in _lib.COMPRESS_ENCODING:
+        raise ValueError(f"encoding must be one of {', '.join(_lib.COMPRESS_ENCODINGS)}, got {encoding!r}")
+    forced = bool(rank or terms or budget or ratio)
+    if forced and encoding not in ("auto", "fpd"):
+        raise ValueError(f"rank/terms/budget/ratio force FPD; they do not go with encoding {encoding!r}")
+    if core_dtype is None:
+        core_dtype = "F16" if encoding == "auto" and not forced else "F32"
+    if core_dtype not in ("F32", "F16", "BF16"):
+        raise ValueError("core_dtype must be F32, F16 or BF16")
+    target = float(max_error) if max_error else 0.1
+    # the planner's FPD target only for an explicit "fpd" without rank/terms (auto passes it itself)
+    pp, _ = _plan_params(rank, terms, k, budget, ratio, target if encoding == "fpd" and not (rank or terms) else None,
+                         min_rows, min_ratio, core_dtype)
+    cp = L.fpd_compress_default_params()
+    cp.encoding = _lib.COMPRESS_ENCODING[encoding]
+    cp.max_error = target
+    cp.plan = ctypes.pointer(pp)
+    if epochs is not None:
+        cp.fit.finetune_epochs = int(epochs)
+    if als_sweeps is not None:
+        cp.fit.als_sweeps = int(als_sweeps)
+    cp.fit.seed, cp.fit.cluster_rows = int(seed), bool(cluster_rows)
+    cp.recall_queries = int(queries)
+    cp.overwrite = bool(overwrite)
+    keep = []
+    if tables is not None:
+        names = [tables] if isinstance(tables, str) else list(tables)
+        arr = (ctypes.c_char_p * max(len(names), 1))(*[str(n).encode() for n in names])
+        keep.append(arr)
+        cp.tables, cp.n_tables = ctypes.cast(arr, ctypes.POINTER(ctypes.c_char_p)), len(names)
+    if row_freq is not None:
+        pairs = [(None, row_freq)] if isinstance(row_freq, (str, bytes, os.PathLike)) else list(row_freq.items())
+        rt = (ctypes.c_char_p * len(pairs))(*[None if t is None else str(t).encode() for t, _ in pairs])
+        rf = (ctypes.c_char_p * len(pairs))(*[os.fsencode(f) for _, f in pairs])
+        keep += [rt, rf]
+        cp.row_freq_tables = ctypes.cast(rt, ctypes.POINTER(ctypes.c_char_p))
+        cp.row_freq_files = ctypes.cast(rf, ctypes.POINTER(ctypes.c_char_p))
+        cp.n_row_freq = len(pairs)
+    if progress is not None:
+        def _progress(stage, done, total, ud):
+            r = progress(stage.decode("utf-8", "replace"), done, total)
+            return r is None or bool(r)
+        cb = _lib.PROGRESS_CB(_progress)
+        keep.append(cb)
+        cp.progress = ctypes.cast(cb, ctypes.c_void_p)
+    text = ctypes.c_void_p()
+    _call("fpd_compress_checkpoint", os.fsencode(in_path), os.fsencode(out_path), ctypes.byref(cp),
+          ctypes.byref(text))
+    del keep
+    try:
+        return json.loads(ctypes.string_at(text.value).decode())
+    finally:
+        L.fpd_free(text)
+
+
+def ncf_eval(ckpt, rating, negative):
+    """HR@10 and NDCG@10 of a GMF checkpoint (dense, row-wise or FPD tables) on the
+    NCF leave-one-out test files (He et al., WWW 2017), as fpd-eval computes them
+    (fpd_ncf_eval_file): dict hr10, ndcg10, users. rating: "user\\titem..." lines;
+    negative: "(user,item)\\tneg1..." lines (0-based ids). Raises FPDError (IO,
+    FORMAT naming file and line, INVALID_ARG for an id outside the tables)."""
+    m = NcfMetrics()
+    _call("fpd_ncf_eval_file", os.fsencode(ckpt), os.fsencode(rating), os.fsencode(negative), ctypes.byref(m))
+    return {"hr10": m.hr10, "ndcg10": m.ndcg10, "users": m.users}

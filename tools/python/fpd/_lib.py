@@ -130,13 +130,30 @@ class Suggestion(Structure):
                 ("estimate", c_char * 256)]
 
 
+class CompressParams(Structure):
+    _fields_ = [("encoding", c_int), ("max_error", c_double), ("plan", POINTER(PlanParams)), ("fit", FitParams),
+                ("tables", POINTER(c_char_p)), ("n_tables", c_int64), ("row_freq_tables", POINTER(c_char_p)),
+                ("row_freq_files", POINTER(c_char_p)), ("n_row_freq", c_int64), ("recall_queries", c_int64),
+                ("overwrite", c_bool), ("progress", c_void_p), ("progress_user_data", c_void_p),
+                ("cancel", c_void_p), ("cancel_user_data", c_void_p)]
+
+
+class NcfMetrics(Structure):
+    _fields_ = [("hr10", c_double), ("ndcg10", c_double), ("users", c_int64)]
+
+
+# enum fpd_compress_encoding, in the header's order
+COMPRESS_ENCODINGS = ["fpd", "auto", "int8", "int4", "dense"]
+COMPRESS_ENCODING = {name: i for i, name in enumerate(COMPRESS_ENCODINGS)}
+CANCEL_CB = ctypes.CFUNCTYPE(c_bool, c_void_p)
+
 # Every struct, by its C name (the layout test walks this).
 STRUCTS = {"fpd_error": Error, "fpd_layer_shape": LayerShape, "fpd_table_view": TableView,
            "fpd_fit_params": FitParams, "fpd_fit_report": FitReport, "fpd_error_stats": ErrorStats,
            "fpd_init_params": InitParams, "fpd_bag_batch": BagBatch, "fpd_optimizer_params": OptimizerParams,
            "fpd_engine_params": EngineParams, "fpd_tensor_info": TensorInfo, "fpd_table_meta": TableMeta,
            "fpd_plan_params": PlanParams, "fpd_plan": Plan, "fpd_candidate": Candidate,
-           "fpd_suggestion": Suggestion}
+           "fpd_suggestion": Suggestion, "fpd_compress_params": CompressParams, "fpd_ncf_metrics": NcfMetrics}
 
 P = c_void_p      # opaque handles
 ST = c_int        # enum fpd_status
@@ -202,6 +219,10 @@ PROTOTYPES = {
     "fpd_plan_table": (ST, [c_int64, c_int64, c_int, POINTER(PlanParams), POINTER(Plan), ERR]),
     "fpd_suggest": (ST, [c_int64, c_int64, c_int, POINTER(PlanParams), POINTER(POINTER(Suggestion)), ERR]),
     "fpd_suggestion_free": (None, [POINTER(Suggestion)]),
+    # the compression pipeline (lib/fpd.h) and NCF data (formats/fpd-formats.h)
+    "fpd_compress_default_params": (CompressParams, []),
+    "fpd_compress_checkpoint": (ST, [c_char_p, c_char_p, POINTER(CompressParams), POINTER(c_void_p), ERR]),
+    "fpd_ncf_eval_file": (ST, [c_char_p, c_char_p, c_char_p, POINTER(NcfMetrics), ERR]),
 }
 
 _lib = None

@@ -5,9 +5,10 @@
  * as the dense table; training learns a planted model), and the known HR@10 /
  * NDCG@10 of the NCF GMF checkpoint (skipped without ../shared/data).
  *
- * The file handling of tools/ncf.c (checkpoints with FPD tables, the NCF files,
- * fine-tuning, the MovieLens id map) is tested through fpd-eval and
- * sample-train-gmf in tests/cli/test-eval.sh and tests/cli/test-train.sh.
+ * The file handling (fpd_ncf_*, formats/ncf-data.c: checkpoints with FPD tables,
+ * the NCF files, evaluation from files) is tested in tests/formats/test-ncf-data.c;
+ * fine-tuning and the MovieLens id map through fpd-eval and sample-train-gmf in
+ * tests/cli/test-eval.sh and tests/cli/test-train.sh.
  */
 #include <criterion/criterion.h>
 #include <criterion/new/assert.h>

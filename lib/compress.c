@@ -1,0 +1,938 @@
+/*
+ * compress.c - the compression pipeline (lib/fpd.h, "Compression pipeline"): plan
+ * every table of a checkpoint, fit the qualifying ones (or quantize them row-wise),
+ * copy the rest, write the FPD v1 checkpoint atomically, and build the report
+ * (schema "fpd-compress/2"). fpd-compress, fpd-batch and the Python package call it.
+ * It never prints: errors go to struct fpd_error, warnings to the report and the
+ * log callback (fpd_log_set), progress to the params' callback.
+ */
+#include "formats/fpd-formats.h"
+#include "heuristics/fpd-heuristics.h"
+#include "lib/fpd-impl.h"
+
+#include <jansson.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct fpd_compress_params fpd_compress_default_params(void) {
+    struct fpd_compress_params p;
+    memset(&p, 0, sizeof p);
+    p.encoding = FPD_COMPRESS_ENCODING_AUTO;
+    p.max_error = FPD_COMPRESS_DEFAULT_MAX_ERROR;
+    p.fit = fpd_fit_default_params();
+    p.recall_queries = 200;
+    return p;
+}
+
+struct table_result {
+    const struct fpd_tensor_info *src;
+    bool candidate;     /* a 2-D float tensor */
+    bool compress;
+    char reason[640];
+    struct fpd_plan plan;
+    struct fpd_layer_shape shape; /* as fitted (ranks may be lowered) */
+    struct fpd_fit_report fit;
+    struct fpd_quality stats;
+    bool weighted;
+    /* plain TT-SVD (p = 1, same modes, no permutation) at the largest rank whose
+     * cores fit in bytes_after: what our fit is measured against */
+    int64_t ttsvd_r;
+    size_t ttsvd_bytes;
+    double ttsvd_error;
+    size_t bytes_before, bytes_after;
+    /* encoding written (FPD_COMPRESS_ENCODING_FPD, _INT8, _INT4; dense when !compress), why,
+     * and the measured quantization errors when computed */
+    enum fpd_compress_encoding enc;
+    char why[512];
+    bool have_quant;
+    struct fpd_quant_baseline quant;
+    double rowwise_error;
+    char fit_name[64];  /* the metadata's "fit" ("tt-svd+als+adam", ...) */
+    /* output tensors */
+    int32_t n_out;
+    struct fpd_tensor_info out[FPD_MAX_MODES + 1];  /* cores, then row_perm if any */
+    char *out_names[FPD_MAX_MODES + 1];
+    void *out_data[FPD_MAX_MODES + 1];
+    char *meta_json;
+};
+
+/* r->out[0..k) = the cores of layer as tensors "NAME.fpd.coreM" in dtype dt
+ * (F32/F16/BF16), r->n_out and r->bytes_after set. The layer's cores are replaced
+ * by their rounded values, so what is measured next is what is stored. Returns
+ * false when out of memory. */
+static bool core_tensors(struct table_result *r, const char *name, struct fpd_layer *layer, enum fpd_dtype dt) {
+    size_t es = fpd_dtype_size(dt);
+    r->bytes_after = 0;
+    r->n_out = r->shape.k;
+    for (int32_t m = 0; m < r->shape.k; m++) {
+        int64_t numel = fpd_layer_shape_core_numel(&r->shape, m);
+        size_t len = strlen(name) + 32;
+        r->out_names[m] = fpd_malloc(len);
+        r->out_data[m] = fpd_malloc((size_t)numel * es);
+        if (!r->out_names[m] || !r->out_data[m]) return false;
+        snprintf(r->out_names[m], len, "%s.fpd.core%d", name, (int)m);
+        fpd_dtype_from_f32(dt, fpd_layer_core_const(layer, m), r->out_data[m], numel);
+        fpd_dtype_to_f32(dt, r->out_data[m], fpd_layer_core(layer, m), numel);
+        struct fpd_tensor_info *o = &r->out[m];
+        o->name = r->out_names[m];
+        o->dtype = dt;
+        o->ndim = 5;
+        o->shape[0] = r->shape.terms;
+        o->shape[1] = r->shape.row_shape[m];
+        o->shape[2] = r->shape.ranks[m];
+        o->shape[3] = r->shape.col_shape[m];
+        o->shape[4] = r->shape.ranks[m + 1];
+        o->data = r->out_data[m];
+        o->nbytes = (size_t)numel * es;
+        r->bytes_after += o->nbytes;
+    }
+    const int64_t *perm = fpd_layer_row_perm(layer);
+    if (perm) { /* T.fpd.row_perm: I32 when the padded row count allows, else I64 */
+        int64_t padded = 1;
+        for (int32_t m = 0; m < r->shape.k; m++) padded *= r->shape.row_shape[m];
+        bool i32 = padded <= INT32_MAX;
+        int32_t m = r->shape.k;
+        size_t len = strlen(name) + 32, pes = i32 ? 4 : 8;
+        r->out_names[m] = fpd_malloc(len);
+        r->out_data[m] = fpd_malloc((size_t)r->shape.rows * pes);
+        if (!r->out_names[m] || !r->out_data[m]) return false;
+        snprintf(r->out_names[m], len, "%s.fpd.row_perm", name);
+        for (int64_t i = 0; i < r->shape.rows; i++) {
+            if (i32) {
+                int32_t v = (int32_t)perm[i];
+                memcpy((char *)r->out_data[m] + 4 * i, &v, 4);
+            } else {
+                memcpy((char *)r->out_data[m] + 8 * i, &perm[i], 8);
+            }
+        }
+        struct fpd_tensor_info *o = &r->out[m];
+        memset(o, 0, sizeof *o);
+        o->name = r->out_names[m];
+        o->dtype = i32 ? FPD_DTYPE_I32 : FPD_DTYPE_I64;
+        o->ndim = 1;
+        o->shape[0] = r->shape.rows;
+        o->data = r->out_data[m];
+        o->nbytes = (size_t)r->shape.rows * pes;
+        r->bytes_after += o->nbytes;
+        r->n_out++;
+    }
+    return true;
+}
+
+/* r->ttsvd_*: plain TT-SVD on the same modes at the largest uniform rank whose
+ * cores fit in r->bytes_after (0 when not even rank 1 fits). */
+static enum fpd_status ttsvd_baseline(struct table_result *r, const struct fpd_table_view *view, enum fpd_dtype dt,
+                                      struct fpd_error *err) {
+    struct fpd_layer_shape s = r->shape;
+    s.terms = 1;
+    int64_t best = 0;
+    for (int64_t q = 1; q <= 4096; q++) {
+        fpd_layer_shape_set_rank(&s, q);
+        size_t bytes = (size_t)fpd_layer_shape_params(&s) * fpd_dtype_size(dt);
+        if (bytes > r->bytes_after) break;
+        best = q;
+        r->ttsvd_bytes = bytes;
+        int64_t rmax = 1;
+        for (int32_t m = 1; m < s.k; m++) rmax = s.ranks[m] > rmax ? s.ranks[m] : rmax;
+        if (rmax < q) break; /* capped by the unfoldings: higher ranks are the same */
+    }
+    r->ttsvd_r = best;
+    r->ttsvd_error = NAN;
+    if (!best) return FPD_STATUS_OK;
+    fpd_layer_shape_set_rank(&s, best);
+    struct fpd_layer *l = NULL;
+    struct fpd_error_stats es;
+    enum fpd_status st = fpd_fit_ttsvd(view, &s, NULL, &l, err);
+    if (!st) st = fpd_layer_error(l, view, &es, err);
+    if (!st) r->ttsvd_error = es.rel_error;
+    fpd_layer_free(l);
+    return st;
+}
+
+static void free_result(struct table_result *r) {
+    for (int32_t m = 0; m <= FPD_MAX_MODES; m++) {
+        fpd_free(r->out_names[m]);
+        fpd_free(r->out_data[m]);
+    }
+    fpd_free(r->meta_json);
+}
+
+/* bytes of the row_perm tensor among a table's outputs (0 without one) */
+static size_t fpd_layer_row_perm_bytes(const struct fpd_tensor_info *out, int32_t n) {
+    for (int32_t m = 0; m < n; m++)
+        if (out[m].ndim == 1) return out[m].nbytes;
+    return 0;
+}
+
+static bool name_in_list(const char *name, const char *const *list, int64_t n) {
+    for (int64_t i = 0; i < n; i++)
+        if (strcmp(list[i], name) == 0) return true;
+    return false;
+}
+
+static json_t *json_dims(const int64_t *d, int32_t n) {
+    json_t *a = json_array();
+    for (int32_t i = 0; i < n; i++) json_array_append_new(a, json_integer(d[i]));
+    return a;
+}
+
+/* Number of tables this run compresses (planned), for a --row-freq without a name. */
+static int n_candidates_compressed(int64_t n, const struct fpd_input *in, const struct fpd_compress_params *opt,
+                                   const struct fpd_plan_params *plan0) {
+    if (in->npy) return 1;
+    int count = 0;
+    for (int64_t t = 0; t < n; t++) {
+        const struct fpd_tensor_info *ti = fpd_input_tensor(in, t);
+        if (ti->ndim != 2 || !fpd_dtype_is_float(ti->dtype)) continue;
+        if (opt->tables && !name_in_list(ti->name, opt->tables, opt->n_tables)) continue;
+        struct fpd_plan plan;
+        struct fpd_plan_params tp = *plan0;
+        if (opt->tables) {
+            tp.min_rows = 1;
+            tp.min_ratio = 0.0;
+        }
+        if (fpd_plan_table(ti->shape[0], ti->shape[1], ti->dtype, &tp, &plan, NULL) == FPD_STATUS_OK && plan.compress)
+            count++;
+    }
+    return count;
+}
+
+const char *fpd_compress_encoding_name(enum fpd_compress_encoding e) {
+    static const char *const names[] = {"fpd", "auto", "int8", "int4", "dense"};
+    return (unsigned)e < FPD_COMPRESS_ENCODING_COUNT ? names[e] : "?";
+}
+
+bool fpd_compress_encoding_from_name(const char *s, enum fpd_compress_encoding *out) {
+    for (int e = 0; e <= FPD_COMPRESS_ENCODING_DENSE; e++)
+        if (strcmp(s, fpd_compress_encoding_name((enum fpd_compress_encoding)e)) == 0) {
+            *out = (enum fpd_compress_encoding)e;
+            return true;
+        }
+    return false;
+}
+
+/* r->out[0] = table `name` quantized row-wise (tensor "NAME.rowwise.fused", U8
+ * [N, row bytes]) and r->meta_json its "fpd.rowwise.NAME" metadata; r->bytes_after,
+ * r->rowwise_error set. */
+static enum fpd_status rowwise_tensor(struct table_result *r, const char *name, const struct fpd_table_view *view,
+                                      enum fpd_rowwise kind, const double *weights, int64_t queries, uint64_t seed,
+                                      struct fpd_error *err) {
+    size_t rb = fpd_rowwise_row_bytes(kind, view->dim), len = strlen(name) + 32;
+    r->out_names[0] = fpd_malloc(len);
+    r->out_data[0] = fpd_malloc((size_t)view->rows * rb + 1);
+    if (!r->out_names[0] || !r->out_data[0]) return fpd__err(err, FPD_STATUS_NOMEM, "out of memory");
+    snprintf(r->out_names[0], len, "%s%s", name, FPD_ROWWISE_TENSOR_SUFFIX);
+    enum fpd_status st = fpd_rowwise_quantize(view, kind, r->out_data[0], &r->rowwise_error, err);
+    if (st) return st;
+    struct fpd_tensor_info *o = &r->out[0];
+    memset(o, 0, sizeof *o);
+    o->name = r->out_names[0];
+    o->dtype = FPD_DTYPE_U8;
+    o->ndim = 2;
+    o->shape[0] = view->rows;
+    o->shape[1] = (int64_t)rb;
+    o->data = r->out_data[0];
+    o->nbytes = (size_t)view->rows * rb;
+    r->n_out = 1;
+    r->bytes_after = o->nbytes;
+    struct fpd_rowwise_table q = {r->out_data[0], kind, view->rows, view->dim};
+    if ((st = fpd_rowwise_quality(&q, view, weights, queries, seed, &r->stats, err))) return st;
+    r->weighted = weights != NULL;
+    struct fpd_rowwise_meta meta = {kind, view->rows, view->dim, view->dtype, r->rowwise_error};
+    return fpd_rowwise_meta_to_json(&meta, &r->meta_json, err);
+}
+
+/* The fit's progress, passed on as "table i/n NAME: STAGE" to the params' callback;
+ * false (stop the fit) when that callback or the cancel callback says so. */
+struct stage_progress {
+    const struct fpd_compress_params *params;
+    const char *label; /* "table i/n NAME" */
+    char stage[448];
+};
+static bool cancelled(const struct fpd_compress_params *p) { return p->cancel && p->cancel(p->cancel_user_data); }
+static bool stage_progress_cb(const char *stage, int64_t done, int64_t total, void *user_data) {
+    struct stage_progress *p = user_data;
+    if (cancelled(p->params)) return false;
+    if (!p->params->progress) return true;
+    snprintf(p->stage, sizeof p->stage, "%s: %s", p->label, stage);
+    return p->params->progress(p->stage, done, total, p->params->progress_user_data);
+}
+
+/* {"int8_rowwise": {bytes, ratio, rel_error}, "int4_rowwise": {...}} */
+static json_t *baselines_json(size_t bytes_before, const struct fpd_quant_baseline *q) {
+    json_t *bl = json_object();
+    const struct { const char *name; size_t bytes; double err; } base[2] = {
+        {"int8_rowwise", q->int8_bytes, q->int8_rel_error}, {"int4_rowwise", q->int4_bytes, q->int4_rel_error}};
+    for (int i = 0; i < 2; i++) {
+        json_t *b = json_object();
+        json_object_set_new(b, "bytes", json_integer((json_int_t)base[i].bytes));
+        json_object_set_new(b, "ratio", json_real((double)bytes_before / (double)base[i].bytes));
+        json_object_set_new(b, "rel_error", json_real(base[i].err));
+        json_object_set_new(bl, base[i].name, b);
+    }
+    return bl;
+}
+
+/* Record a warning: in the report's "warnings" and through the log callback
+ * (FPD_LOG_LEVEL_WARN). */
+static void add_warning(json_t *warnings, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void add_warning(json_t *warnings, const char *fmt, ...) {
+    char msg[768];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    fpd__log(FPD_LOG_LEVEL_WARN, "%s", msg);
+    json_array_append_new(warnings, json_string(msg));
+}
+
+/* The report as compact JSON text in fpd_malloc'd memory (jansson allocates with
+ * its own malloc); NULL when out of memory. Reals keep 17 digits: the text parses
+ * back to the same numbers. */
+static char *report_text(const json_t *report) {
+    char *j = json_dumps(report, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    if (!j) return NULL;
+    size_t len = strlen(j) + 1;
+    char *out = fpd_malloc(len);
+    if (out) memcpy(out, j, len);
+    free(j);
+    return out;
+}
+
+enum fpd_status fpd_compress_input(const struct fpd_input *in, const char *in_path, const char *out_path,
+                                   const struct fpd_compress_params *opt, char **report_json, struct fpd_error *err) {
+    FPD_ASSERT(in && in_path && out_path && opt && report_json);
+    enum fpd_status st = FPD_STATUS_OK, cst;
+    struct fpd_error e = {0}; /* the callees' errors; err gets them with the file and tensor */
+    struct table_result *res = NULL;
+    struct fpd_tensor_info *outs = NULL;
+    const char **mkeys = NULL, **mvals = NULL;
+    char (*meta_keys_buf)[320] = NULL;
+    int64_t n = 0;
+    json_t *report = NULL, *warnings = NULL, *passed = NULL;
+    double *weights = NULL;
+    const struct fpd_plan_params plan0 = opt->plan ? *opt->plan : fpd_plan_default_params();
+    *report_json = NULL;
+
+    if ((unsigned)opt->encoding >= FPD_COMPRESS_ENCODING_COUNT || opt->n_tables < 0 || opt->n_row_freq < 0 ||
+        (opt->n_tables > 0 && !opt->tables) || (opt->n_row_freq > 0 && !opt->row_freq_files))
+        return fpd__err(err, FPD_STATUS_INVALID_ARG, "fpd_compress: encoding %d, %lld tables, %lld row-frequency files",
+                        (int)opt->encoding, (long long)opt->n_tables, (long long)opt->n_row_freq);
+    n = fpd_input_count(in);
+    res = fpd_calloc((size_t)(n > 0 ? n : 1), sizeof *res);
+    if (!res) goto oom;
+
+    for (int64_t i = 0; i < opt->n_tables; i++) {
+        bool found = false;
+        for (int64_t t = 0; t < n; t++) found |= strcmp(fpd_input_tensor(in, t)->name, opt->tables[i]) == 0;
+        if (!found) {
+            st = fpd__err(err, FPD_STATUS_CONFIG, "%s: no tensor named '%s' (see fpd-inspect %s)", in_path,
+                          opt->tables[i], in_path);
+            goto done;
+        }
+    }
+
+    /* ---- tables already encoded in the input: check them, pass them through ---- */
+    warnings = json_array();
+    passed = json_array();
+    if (!warnings || !passed) goto oom;
+    if (in->st) {
+        if ((cst = fpd_checkpoint_check_extensions(in->st, &e))) {
+            st = fpd__err(err, cst, "%s", e.msg);
+            goto done;
+        }
+        for (int64_t i = 0; i < fpd_safetensors_metadata_count(in->st); i++) {
+            const char *key, *val;
+            fpd_safetensors_metadata_at(in->st, i, &key, &val);
+            const char *tn = NULL;
+            if (strncmp(key, FPD_META_TABLE_PREFIX, strlen(FPD_META_TABLE_PREFIX)) == 0)
+                tn = key + strlen(FPD_META_TABLE_PREFIX);
+            else if (strncmp(key, FPD_META_ROWWISE_PREFIX, strlen(FPD_META_ROWWISE_PREFIX)) == 0)
+                tn = key + strlen(FPD_META_ROWWISE_PREFIX);
+            if (!tn) continue;
+            if ((cst = fpd_checkpoint_verify_table(in->st, tn, true, &e))) {
+                st = fpd__err(err, cst, "%s (the input's encoded tables are checked before they are copied)", e.msg);
+                goto done;
+            }
+            json_t *pt = json_object();
+            const char *encname = "fpd";
+            struct fpd_rowwise_table q;
+            if (key[4] == 'r' && !fpd_checkpoint_load_rowwise(in->st, tn, &q, NULL, &e))
+                encname = fpd_rowwise_name(q.kind);
+            json_object_set_new(pt, "name", json_string(tn));
+            json_object_set_new(pt, "encoding", json_string(encname));
+            json_object_set_new(pt, "verified", json_true());
+            json_array_append_new(passed, pt);
+        }
+    }
+
+    /* ---- plan and fit ---- */
+    /* --rank/--terms fix the FPD candidate, --budget/--ratio are FPD size targets: FPD */
+    const bool forced_fpd = plan0.rank > 0 || plan0.terms > 0 || plan0.budget_bytes > 0 ||
+                            plan0.min_ratio_target > 0.0;
+    const enum fpd_compress_encoding enc0 = forced_fpd ? FPD_COMPRESS_ENCODING_FPD : opt->encoding;
+    const double target = opt->max_error > 0.0 ? opt->max_error : plan0.max_error;
+    struct fpd_fit_params fp = opt->fit;
+    struct stage_progress prog;
+    memset(&prog, 0, sizeof prog);
+    prog.params = opt;
+    prog.label = "";
+    fp.progress = stage_progress_cb;
+    fp.progress_user_data = &prog;
+    size_t total_before = 0, total_after = 0;
+    int64_t n_out = 0, n_cand = 0, i_cand = 0;
+    for (int64_t t = 0; t < n; t++) {
+        const struct fpd_tensor_info *ti = fpd_input_tensor(in, t);
+        n_cand += ti->ndim == 2 && fpd_dtype_is_float(ti->dtype) &&
+                  (!opt->tables || name_in_list(ti->name, opt->tables, opt->n_tables));
+    }
+    char label[384];
+    for (int64_t t = 0; t < n; t++) {
+        struct table_result *r = &res[t];
+        const struct fpd_tensor_info *ti = fpd_input_tensor(in, t);
+        if (cancelled(opt)) goto cancel;
+        r->src = ti;
+        r->bytes_before = r->bytes_after = ti->nbytes;
+        /* named by --tables: compressed whatever its size (a .npy input too: it obeys
+         * --min-rows and --min-ratio like any table unless named) */
+        bool named = opt->tables && name_in_list(ti->name, opt->tables, opt->n_tables);
+        r->candidate = ti->ndim == 2 && fpd_dtype_is_float(ti->dtype) && ti->shape[0] > 0 && ti->shape[1] > 0;
+        enum fpd_compress_encoding enc = enc0;
+        struct fpd_table_view view = {ti->data, ti->dtype, ti->shape[0], ti->shape[1]};
+        if (opt->tables && !named) {
+            snprintf(r->reason, sizeof r->reason, "not in --tables");
+        } else if (!r->candidate) {
+            if (named || in->npy) { /* a .npy input is one table: it must be one */
+                char why[160];
+                st = fpd__err(err, FPD_STATUS_CONFIG, "%s: tensor '%s' is %s", in_path, ti->name,
+                              fpd_tensor_info_not_a_table(ti, why, sizeof why));
+                goto done;
+            }
+        } else if (enc == FPD_COMPRESS_ENCODING_DENSE) {
+            snprintf(r->reason, sizeof r->reason, "--encoding dense");
+        } else {
+            /* row frequencies for this table, if given (checked whatever the encoding) */
+            fpd_free(weights);
+            weights = NULL;
+            for (int64_t q = 0; q < opt->n_row_freq; q++) {
+                const char *tn = opt->row_freq_tables ? opt->row_freq_tables[q] : NULL;
+                if (tn ? strcmp(tn, ti->name) != 0 : n_candidates_compressed(n, in, opt, &plan0) != 1) continue;
+                fpd_free(weights);
+                weights = NULL;
+                if (fpd_row_freq_load(opt->row_freq_files[q], ti->shape[0], &weights, &e)) {
+                    st = fpd__err(err, FPD_STATUS_CONFIG, "%s", e.msg);
+                    goto done;
+                }
+            }
+            i_cand++;
+            snprintf(label, sizeof label, "table %lld/%lld %s", (long long)i_cand, (long long)n_cand, ti->name);
+            prog.label = label;
+            struct fpd_plan_params tp = plan0;
+            if (named) { /* asked for by name: compressed whatever the size gain (the report shows it) */
+                tp.min_rows = 1;
+                tp.min_ratio = 0.0;
+            }
+            /* first the options alone (a bad budget or ratio is a usage error), then with
+             * the table's data: --max-error needs it, and the report shows the
+             * predicted error (bad data there is a runtime error) */
+            double max_error = enc == FPD_COMPRESS_ENCODING_AUTO ? target : enc == FPD_COMPRESS_ENCODING_FPD ? tp.max_error : 0.0;
+            tp.max_error = 0.0; /* the only target that needs the data */
+            if (fpd_plan_table(ti->shape[0], ti->shape[1], ti->dtype, &tp, &r->plan, &e)) {
+                st = fpd__err(err, FPD_STATUS_CONFIG, "%s: tensor '%s': %s", in_path, ti->name, e.msg);
+                goto done;
+            }
+            if (plan0.rank > 0 && r->plan.shape.k > 1) {
+                int64_t rmax = 1;
+                for (int32_t m = 1; m < r->plan.shape.k; m++)
+                    rmax = r->plan.shape.ranks[m] > rmax ? r->plan.shape.ranks[m] : rmax;
+                if (rmax < plan0.rank)
+                    add_warning(warnings,
+                                "%s: --rank %lld is above what the shape allows; the ranks are capped to %lld (TT-SVD "
+                                "bound of the unfoldings)", ti->name, (long long)plan0.rank, (long long)rmax);
+            }
+            if (ti->shape[0] < tp.min_rows) {
+                snprintf(r->reason, sizeof r->reason, "%s", r->plan.reason);
+                goto decided;
+            }
+            /* a table with NaN or Inf is refused before any fit, naming the row */
+            if ((cst = fpd_rowwise_quantize(&view, FPD_ROWWISE_INT8, NULL, NULL, &e))) {
+                st = fpd__err(err, cst, "%s: tensor '%s': %s", in_path, ti->name, e.msg);
+                goto done;
+            }
+            if (enc != FPD_COMPRESS_ENCODING_FPD) {
+                if ((cst = fpd_quant_baseline(&view, &r->quant, &e))) {
+                    st = fpd__err(err, cst, "%s: tensor '%s': %s", in_path, ti->name, e.msg);
+                    goto done;
+                }
+                r->have_quant = true;
+            }
+            if (enc == FPD_COMPRESS_ENCODING_FPD || enc == FPD_COMPRESS_ENCODING_AUTO) {
+                tp.max_error = max_error;
+                tp.table = &view;
+                if ((cst = fpd_plan_table(ti->shape[0], ti->shape[1], ti->dtype, &tp, &r->plan, &e))) {
+                    st = fpd__err(err, cst, "%s: tensor '%s': %s", in_path, ti->name, e.msg);
+                    goto done;
+                }
+            }
+            if (enc == FPD_COMPRESS_ENCODING_AUTO) {
+                /* the smallest encoding whose error meets the target: FPD first when the
+                 * planner found a candidate predicted to meet it that is smaller than the
+                 * row-wise ones (fitted and measured below), else int4, int8, dense */
+                double ratio4 = (double)r->bytes_before / (double)r->quant.int4_bytes;
+                double ratio8 = (double)r->bytes_before / (double)r->quant.int8_bytes;
+                bool ok4 = r->quant.int4_rel_error <= target && ratio4 >= tp.min_ratio;
+                bool ok8 = r->quant.int8_rel_error <= target && ratio8 >= tp.min_ratio;
+                size_t best_q = ok4 ? r->quant.int4_bytes : ok8 ? r->quant.int8_bytes : SIZE_MAX;
+                char fpd_part[200];
+                if (r->plan.compress)
+                    snprintf(fpd_part, sizeof fpd_part, "FPD r=%lld p=%lld %.1fx predicted %.4f",
+                             (long long)r->plan.shape.ranks[1], (long long)r->plan.shape.terms, r->plan.ratio,
+                             r->plan.predicted_error);
+                else
+                    snprintf(fpd_part, sizeof fpd_part, "FPD: %s", r->plan.reason);
+                snprintf(r->why, sizeof r->why, "target %.4g; %s; int4 %.1fx %.4f; int8 %.1fx %.4f", target, fpd_part,
+                         ratio4, r->quant.int4_rel_error, ratio8, r->quant.int8_rel_error);
+                if (r->plan.compress && r->plan.bytes_after < best_q) enc = FPD_COMPRESS_ENCODING_FPD;
+                else if (ok4) enc = FPD_COMPRESS_ENCODING_INT4;
+                else if (ok8) enc = FPD_COMPRESS_ENCODING_INT8;
+                else {
+                    snprintf(r->reason, sizeof r->reason, "no encoding meets --max-error %.4g (%s)", target, r->why);
+                    goto decided;
+                }
+            }
+            if (enc == FPD_COMPRESS_ENCODING_INT8 || enc == FPD_COMPRESS_ENCODING_INT4) {
+                enum fpd_rowwise kind = enc == FPD_COMPRESS_ENCODING_INT8 ? FPD_ROWWISE_INT8 : FPD_ROWWISE_INT4;
+                if ((cst = rowwise_tensor(r, ti->name, &view, kind, weights, opt->recall_queries, fp.seed, &e))) {
+                    st = fpd__err(err, cst, "%s: tensor '%s': %s", in_path, ti->name, e.msg);
+                    goto done;
+                }
+                r->compress = true;
+                r->enc = enc;
+                goto check_out;
+            }
+            /* FPD */
+            r->compress = r->plan.compress;
+            if (!r->compress) {
+                snprintf(r->reason, sizeof r->reason, "%s", r->plan.reason);
+                goto decided;
+            }
+            r->enc = FPD_COMPRESS_ENCODING_FPD;
+        }
+    decided:
+        if (!r->compress) {
+            n_out++;
+            continue;
+        }
+        /* fit */
+        struct fpd_layer *layer = NULL;
+        r->weighted = weights != NULL;
+        fp.row_weights = weights;
+        cst = fpd_fit(&view, &r->plan.shape, &fp, &layer, &r->fit, &e);
+        if (cst == FPD_STATUS_CANCELLED || cancelled(opt)) {
+            fpd_layer_free(layer);
+            goto cancel;
+        }
+        if (cst) {
+            st = fpd__err(err, cst, "%s: tensor '%s': %s", in_path, ti->name, e.msg);
+            goto done;
+        }
+        r->shape = *fpd_layer_get_shape(layer);
+        /* output tensors: cores in the requested dtype, metadata JSON */
+        if (!core_tensors(r, ti->name, layer, plan0.core_dtype)) {
+            fpd_layer_free(layer);
+            goto oom;
+        }
+        if ((cst = fpd_layer_quality(layer, &view, weights, opt->recall_queries, fp.seed, &r->stats, &e)) ||
+            (cst = ttsvd_baseline(r, &view, plan0.core_dtype, &e))) {
+            fpd_layer_free(layer);
+            st = fpd__err(err, cst, "%s: tensor '%s': %s", in_path, ti->name, e.msg);
+            goto done;
+        }
+        fpd_layer_free(layer);
+        if (enc0 == FPD_COMPRESS_ENCODING_AUTO && !(r->stats.rel_error <= target)) {
+            /* the fit missed the target its prediction met: the next encoding that meets it */
+            free_result(r);
+            memset(r->out_names, 0, sizeof r->out_names);
+            memset(r->out_data, 0, sizeof r->out_data);
+            r->meta_json = NULL;
+            double fitted = r->stats.rel_error;
+            size_t n4 = strlen(r->why);
+            snprintf(r->why + n4, sizeof r->why - n4, "; FPD fitted %.4f, above the target", fitted);
+            bool ok4 = r->quant.int4_rel_error <= target &&
+                       (double)r->bytes_before / (double)r->quant.int4_bytes >= plan0.min_ratio;
+            bool ok8 = r->quant.int8_rel_error <= target &&
+                       (double)r->bytes_before / (double)r->quant.int8_bytes >= plan0.min_ratio;
+            memset(&r->stats, 0, sizeof r->stats);
+            if (!ok4 && !ok8) {
+                r->compress = false;
+                r->bytes_after = r->bytes_before;
+                snprintf(r->reason, sizeof r->reason, "no encoding meets --max-error %.4g (%s)", target, r->why);
+                n_out++;
+                continue;
+            }
+            r->enc = ok4 ? FPD_COMPRESS_ENCODING_INT4 : FPD_COMPRESS_ENCODING_INT8;
+            if ((cst = rowwise_tensor(r, ti->name, &view, ok4 ? FPD_ROWWISE_INT4 : FPD_ROWWISE_INT8, weights,
+                                      opt->recall_queries, fp.seed, &e))) {
+                st = fpd__err(err, cst, "%s: tensor '%s': %s", in_path, ti->name, e.msg);
+                goto done;
+            }
+            goto check_out;
+        }
+        struct fpd_table_meta meta;
+        memset(&meta, 0, sizeof meta);
+        meta.shape = r->shape;
+        meta.source_dtype = ti->dtype;
+        meta.core_dtype = plan0.core_dtype;
+        snprintf(meta.fit, sizeof meta.fit, "%s%s%s%s", fp.cluster_rows ? "cluster+" : "",
+                 r->shape.terms > 1 ? "backfit" : "tt-svd", r->fit.als_sweeps ? "+als" : "",
+                 r->fit.finetune_kept ? "+adam" : "");
+        snprintf(r->fit_name, sizeof r->fit_name, "%s", meta.fit);
+        meta.seed = fp.seed;
+        meta.rel_error = r->stats.rel_error;
+        if ((cst = fpd_table_meta_to_json(&meta, &r->meta_json, &e))) {
+            st = fpd__err(err, cst, "%s: tensor '%s': %s", in_path, ti->name, e.msg);
+            goto done;
+        }
+    check_out:
+        if (r->enc != FPD_COMPRESS_ENCODING_FPD || enc0 != FPD_COMPRESS_ENCODING_AUTO) {
+            if (enc0 == FPD_COMPRESS_ENCODING_AUTO)
+                ; /* chosen to meet the target */
+            else if (target > 0.0 && !(r->stats.rel_error <= target))
+                add_warning(warnings, "%s: %s has relative error %.4f, above --max-error %.4g%s", ti->name,
+                            fpd_compress_encoding_name(r->enc), r->stats.rel_error, target,
+                            forced_fpd ? " (--rank/--terms force FPD)" : "");
+        }
+        if (r->bytes_after >= r->bytes_before)
+            add_warning(warnings, "%s: the %s form takes %zu bytes, not less than the %zu bytes of the "
+                        "dense table", ti->name, fpd_compress_encoding_name(r->enc), r->bytes_after, r->bytes_before);
+        if (!r->why[0]) {
+            if (forced_fpd)
+                snprintf(r->why, sizeof r->why, "--rank/--terms force FPD");
+            else
+                snprintf(r->why, sizeof r->why, "--encoding %s", fpd_compress_encoding_name(r->enc));
+        } else {
+            size_t n4 = strlen(r->why);
+            snprintf(r->why + n4, sizeof r->why - n4, ": %s is the smallest that meets it",
+                     fpd_compress_encoding_name(r->enc));
+        }
+        for (int32_t m = 0; m < r->n_out; m++) {
+            const struct fpd_tensor_info *o = &r->out[m];
+            if (in->st && fpd_safetensors_find(in->st, o->name)) {
+                st = fpd__err(err, FPD_STATUS_FORMAT,
+                              "%s: the input already has a tensor named '%s'; it cannot hold table '%s' compressed",
+                              in_path, o->name, ti->name);
+                goto done;
+            }
+        }
+        n_out += r->n_out;
+    }
+    for (int64_t t = 0; t < n; t++) {
+        total_before += res[t].bytes_before;
+        total_after += res[t].bytes_after;
+    }
+
+    /* ---- assemble and write ---- */
+    outs = fpd_calloc((size_t)(n_out > 0 ? n_out : 1), sizeof *outs);
+    int64_t n_meta_in = in->st ? fpd_safetensors_metadata_count(in->st) : 0;
+    mkeys = fpd_calloc((size_t)(n_meta_in + n + 2), sizeof *mkeys);
+    mvals = fpd_calloc((size_t)(n_meta_in + n + 2), sizeof *mvals);
+    if (!outs || !mkeys || !mvals) goto oom;
+    int64_t k_out = 0, k_meta = 0;
+    for (int64_t t = 0; t < n; t++) {
+        if (res[t].compress)
+            for (int32_t m = 0; m < res[t].n_out; m++) outs[k_out++] = res[t].out[m];
+        else outs[k_out++] = *res[t].src;
+    }
+    meta_keys_buf = fpd_calloc((size_t)(n + 1), sizeof *meta_keys_buf);
+    if (!meta_keys_buf) goto oom;
+    bool any_rowwise = false;
+    for (int64_t i = 0; i < n_meta_in; i++) {
+        const char *key, *val;
+        fpd_safetensors_metadata_at(in->st, i, &key, &val);
+        bool replaced = strcmp(key, FPD_META_VERSION_KEY) == 0 || strcmp(key, FPD_META_EXTENSIONS_KEY) == 0;
+        if (strcmp(key, FPD_META_EXTENSIONS_KEY) == 0 && strstr(val, FPD_EXTENSION_ROWWISE)) any_rowwise = true;
+        for (int64_t t = 0; t < n && !replaced; t++) {
+            if (!res[t].compress) continue;
+            const char *pre = strncmp(key, FPD_META_TABLE_PREFIX, strlen(FPD_META_TABLE_PREFIX)) == 0 ? FPD_META_TABLE_PREFIX
+                              : strncmp(key, FPD_META_ROWWISE_PREFIX, strlen(FPD_META_ROWWISE_PREFIX)) == 0
+                                  ? FPD_META_ROWWISE_PREFIX
+                                  : NULL;
+            replaced = pre && strcmp(key + strlen(pre), res[t].src->name) == 0;
+        }
+        if (replaced) continue;
+        mkeys[k_meta] = key;
+        mvals[k_meta++] = val;
+    }
+    for (int64_t t = 0; t < n; t++) any_rowwise |= res[t].compress && res[t].enc != FPD_COMPRESS_ENCODING_FPD;
+    mkeys[k_meta] = FPD_META_VERSION_KEY;
+    mvals[k_meta++] = "1";
+    if (any_rowwise) {
+        mkeys[k_meta] = FPD_META_EXTENSIONS_KEY;
+        mvals[k_meta++] = FPD_EXTENSION_ROWWISE;
+    }
+    for (int64_t t = 0; t < n; t++) {
+        if (!res[t].compress) continue;
+        snprintf(meta_keys_buf[t], sizeof meta_keys_buf[t], "%s%s",
+                 res[t].enc == FPD_COMPRESS_ENCODING_FPD ? FPD_META_TABLE_PREFIX : FPD_META_ROWWISE_PREFIX, res[t].src->name);
+        mkeys[k_meta] = meta_keys_buf[t];
+        mvals[k_meta++] = res[t].meta_json;
+    }
+    if (cancelled(opt)) goto cancel;
+    if ((cst = fpd_safetensors_write(out_path, outs, k_out, mkeys, mvals, k_meta,
+                                     opt->overwrite ? FPD_WRITE_OVERWRITE : 0, &e))) {
+        st = fpd__err(err, cst, "%s", e.msg);
+        goto done;
+    }
+
+    /* ---- report ---- */
+    int n_compressed = 0;
+    for (int64_t t = 0; t < n; t++) n_compressed += res[t].compress;
+    if (n_compressed == 0)
+        fpd__log(FPD_LOG_LEVEL_WARN, "%s: no table qualified for compression, so %s is a copy of it%s", in_path, out_path,
+                 in->st && fpd_safetensors_metadata_get(in->st, FPD_META_VERSION_KEY)
+                     ? " (it already holds FPD tables; see fpd-inspect)"
+                     : " (see --min-rows, --min-ratio, --tables)");
+    report = json_object();
+    json_object_set_new(report, "schema", json_string("fpd-compress/2"));
+    json_object_set_new(report, "input", json_string(in_path));
+    json_object_set_new(report, "output", json_string(out_path));
+    json_object_set_new(report, "core_dtype", json_string(fpd_dtype_name(plan0.core_dtype)));
+    json_object_set_new(report, "encoding", json_string(fpd_compress_encoding_name(enc0)));
+    json_object_set_new(report, "max_error", target > 0.0 ? json_real(target) : json_null());
+    json_object_set(report, "warnings", warnings);
+    json_object_set(report, "passed_through", passed);
+    json_t *tabs = json_array();
+    for (int64_t t = 0; t < n; t++) {
+        struct table_result *r = &res[t];
+        if (!r->candidate) continue;
+        json_t *o = json_object();
+        json_object_set_new(o, "name", json_string(r->src->name));
+        json_object_set_new(o, "rows", json_integer(r->src->shape[0]));
+        json_object_set_new(o, "dim", json_integer(r->src->shape[1]));
+        json_object_set_new(o, "dtype", json_string(fpd_dtype_name(r->src->dtype)));
+        json_object_set_new(o, "compressed", json_boolean(r->compress));
+        json_object_set_new(o, "encoding", json_string(r->compress ? fpd_compress_encoding_name(r->enc) : "dense"));
+        if (r->why[0]) json_object_set_new(o, "why", json_string(r->why));
+        if (r->compress && r->enc != FPD_COMPRESS_ENCODING_FPD) {
+            json_object_set_new(o, "r", json_null());
+            json_object_set_new(o, "p", json_null());
+            json_object_set_new(o, "layout", json_string(FPD_ROWWISE_LAYOUT));
+        } else if (r->compress) {
+            int64_t rmax = 1;
+            for (int32_t m = 1; m < r->shape.k; m++) rmax = r->shape.ranks[m] > rmax ? r->shape.ranks[m] : rmax;
+            json_object_set_new(o, "r", json_integer(rmax));
+            json_object_set_new(o, "p", json_integer(r->shape.terms));
+            json_object_set_new(o, "k", json_integer(r->shape.k));
+            json_object_set_new(o, "row_shape", json_dims(r->shape.row_shape, r->shape.k));
+            json_object_set_new(o, "col_shape", json_dims(r->shape.col_shape, r->shape.k));
+            json_object_set_new(o, "ranks", json_dims(r->shape.ranks, r->shape.k + 1));
+            json_object_set_new(o, "padding", json_integer(r->plan.padding));
+            json_object_set_new(o, "params", json_integer(fpd_layer_shape_params(&r->shape)));
+            json_object_set_new(o, "core_dtype", json_string(fpd_dtype_name(plan0.core_dtype)));
+        } else {
+            json_object_set_new(o, "r", json_null());
+            json_object_set_new(o, "p", json_null());
+            json_object_set_new(o, "reason", json_string(r->reason));
+        }
+        json_object_set_new(o, "bytes_before", json_integer((json_int_t)r->bytes_before));
+        json_object_set_new(o, "bytes_after", json_integer((json_int_t)r->bytes_after));
+        json_object_set_new(o, "ratio", json_real((double)r->bytes_before / (double)r->bytes_after));
+        json_object_set_new(o, "rel_error", json_real(r->compress ? r->stats.rel_error : 0.0));
+        if (r->compress) { /* the accuracy report, whatever the encoding */
+            const struct fpd_quality *qs = &r->stats;
+            if (r->weighted) json_object_set_new(o, "rel_error_weighted", json_real(qs->rel_error_weighted));
+            json_object_set_new(o, "cos_mean", json_real(qs->cos_mean));
+            json_object_set_new(o, "cos_p5", json_real(qs->cos_p5));
+            json_object_set_new(o, "cos_min", json_real(qs->cos_min));
+            json_object_set_new(o, "recall10", qs->recall_queries ? json_real(qs->recall10) : json_null());
+            json_object_set_new(o, "recall_queries", json_integer(qs->recall_queries));
+        }
+        if (r->have_quant && !(r->compress && r->enc == FPD_COMPRESS_ENCODING_FPD)) {
+            json_object_set_new(o, "baselines", baselines_json(r->bytes_before, &r->quant));
+        }
+        if (r->compress && r->enc == FPD_COMPRESS_ENCODING_FPD) {
+            const struct fpd_quality *qs = &r->stats;
+            json_object_set_new(o, "rel_error_fit", json_real(r->fit.rel_error_fit));
+            json_object_set_new(o, "predicted_error",
+                                isfinite(r->plan.predicted_error) ? json_real(r->plan.predicted_error) : json_null());
+            json_object_set_new(o, "fit", json_string(r->fit_name));
+            json_object_set_new(o, "rel_error_als", json_real(r->fit.rel_error_als));
+            json_object_set_new(o, "als_sweeps", json_integer(r->fit.als_sweeps));
+            json_object_set_new(o, "row_perm", json_boolean(fpd_layer_row_perm_bytes(&r->out[0], r->n_out) > 0));
+            struct fpd_quant_baseline qb = {qs->int8_rel_error, qs->int4_rel_error, qs->int8_bytes, qs->int4_bytes};
+            json_t *bl = baselines_json(r->bytes_before, &qb);
+            const struct { const char *name; size_t bytes; double err; } base[2] = {
+                {"int8_rowwise", qs->int8_bytes, qs->int8_rel_error}, {"int4_rowwise", qs->int4_bytes, qs->int4_rel_error}};
+            const char *better = NULL;
+            for (int q = 0; q < 2; q++)
+                if (base[q].bytes <= r->bytes_after && base[q].err < qs->rel_error) better = base[q].name;
+            if (r->ttsvd_r) {
+                json_t *b = json_object();
+                json_object_set_new(b, "r", json_integer(r->ttsvd_r));
+                json_object_set_new(b, "bytes", json_integer((json_int_t)r->ttsvd_bytes));
+                json_object_set_new(b, "ratio", json_real((double)r->bytes_before / (double)r->ttsvd_bytes));
+                json_object_set_new(b, "rel_error", json_real(r->ttsvd_error));
+                json_object_set_new(bl, "tt_svd", b);
+            }
+            json_object_set_new(o, "baselines", bl);
+            char note[256];
+            if (better)
+                snprintf(note, sizeof note, "%s quantization is smaller and more accurate than this FPD table", better);
+            else if (qs->int4_bytes > r->bytes_after)
+                snprintf(note, sizeof note, "no row-wise quantization reaches this size (int4 is %.1fx)",
+                         (double)r->bytes_before / (double)qs->int4_bytes);
+            else
+                snprintf(note, sizeof note, "more accurate than row-wise quantization of the same size");
+            json_object_set_new(o, "note", json_string(note));
+            json_object_set_new(o, "fit_seconds", json_real(r->fit.fit_seconds));
+            json_object_set_new(o, "finetune_seconds", json_real(r->fit.finetune_seconds));
+            json_object_set_new(o, "finetune_epochs", json_integer(r->fit.finetune_epochs));
+        }
+        json_array_append_new(tabs, o);
+    }
+    json_object_set_new(report, "tables", tabs);
+    json_t *tot = json_object();
+    json_object_set_new(tot, "tables_compressed", json_integer(n_compressed));
+    int n_enc[FPD_COMPRESS_ENCODING_DENSE + 1] = {0};
+    for (int64_t t = 0; t < n; t++)
+        if (res[t].compress) n_enc[res[t].enc]++;
+    json_object_set_new(tot, "tables_fpd", json_integer(n_enc[FPD_COMPRESS_ENCODING_FPD]));
+    json_object_set_new(tot, "tables_int8", json_integer(n_enc[FPD_COMPRESS_ENCODING_INT8]));
+    json_object_set_new(tot, "tables_int4", json_integer(n_enc[FPD_COMPRESS_ENCODING_INT4]));
+    json_object_set_new(tot, "bytes_before", json_integer((json_int_t)total_before));
+    json_object_set_new(tot, "bytes_after", json_integer((json_int_t)total_after));
+    json_object_set_new(tot, "ratio", json_real(total_after ? (double)total_before / (double)total_after : 1.0));
+    json_object_set_new(report, "totals", tot);
+    if (!(*report_json = report_text(report))) goto oom;
+    goto done;
+cancel:
+    st = fpd__err(err, FPD_STATUS_CANCELLED, "cancelled; nothing was written");
+    goto done;
+oom:
+    st = fpd__err(err, FPD_STATUS_NOMEM, "out of memory");
+done:
+    if (res)
+        for (int64_t t = 0; t < n; t++) free_result(&res[t]);
+    fpd_free(res);
+    fpd_free(outs);
+    fpd_free(mkeys);
+    fpd_free(mvals);
+    fpd_free(meta_keys_buf);
+    json_decref(report);
+    json_decref(warnings);
+    json_decref(passed);
+    fpd_free(weights);
+    return st;
+}
+
+enum fpd_status fpd_compress_checkpoint(const char *in_path, const char *out_path,
+                                        const struct fpd_compress_params *params, char **report_json,
+                                        struct fpd_error *err) {
+    FPD_ASSERT(in_path && out_path && params && report_json);
+    *report_json = NULL;
+    struct fpd_input in;
+    enum fpd_status st = fpd_input_open(in_path, &in, err);
+    if (!st) st = fpd_compress_input(&in, in_path, out_path, params, report_json, err);
+    fpd_input_free(&in);
+    return st;
+}
+
+
+enum fpd_status fpd_compress_write_init(const char *out_path, const char *name, int64_t rows, int64_t dim,
+                                        const struct fpd_init_params *ip, const struct fpd_compress_params *params,
+                                        char **report_json, struct fpd_error *err) {
+    FPD_ASSERT(out_path && name && ip && params && report_json);
+    enum fpd_status st = FPD_STATUS_OK, cst;
+    struct fpd_error e = {0};
+    struct table_result r;
+    memset(&r, 0, sizeof r);
+    struct fpd_layer *layer = NULL;
+    float *buf = NULL;
+    json_t *rep = NULL;
+    *report_json = NULL;
+    struct fpd_plan_params pp = params->plan ? *params->plan : fpd_plan_default_params();
+    pp.min_rows = 1;
+    pp.min_ratio = 0.0;
+    if (fpd_plan_table(rows, dim, FPD_DTYPE_F32, &pp, &r.plan, &e))
+        return fpd__err(err, FPD_STATUS_CONFIG, "%s", e.msg);
+    double t0 = fpd__now();
+    if ((cst = fpd_init(&r.plan.shape, ip, &layer, &e))) return fpd__err(err, cst, "%s", e.msg);
+    double secs = fpd__now() - t0;
+    r.shape = *fpd_layer_get_shape(layer);
+    r.bytes_before = (size_t)rows * (size_t)dim * 4;
+    if (!core_tensors(&r, name, layer, pp.core_dtype)) goto oom;
+    /* realized moments of what is stored (after rounding to the core dtype) */
+    double sum = 0.0, sumsq = 0.0;
+    if (!(buf = fpd_malloc((size_t)(1024 * dim) * sizeof(float)))) goto oom;
+    for (int64_t r0 = 0; r0 < rows; r0 += 1024) {
+        int64_t r1 = r0 + 1024 < rows ? r0 + 1024 : rows;
+        if ((cst = fpd_layer_reconstruct(layer, r0, r1, buf, &e))) {
+            st = fpd__err(err, cst, "%s", e.msg);
+            goto done;
+        }
+        for (int64_t q = 0; q < (r1 - r0) * dim; q++) {
+            sum += buf[q];
+            sumsq += (double)buf[q] * buf[q];
+        }
+    }
+    double cnt = (double)rows * (double)dim, mean = sum / cnt, var = sumsq / cnt - mean * mean;
+    struct fpd_table_meta meta;
+    memset(&meta, 0, sizeof meta);
+    meta.shape = r.shape;
+    meta.source_dtype = FPD_DTYPE_F32;
+    meta.core_dtype = pp.core_dtype;
+    snprintf(meta.fit, sizeof meta.fit, "init:%s:%g", ip->kind == FPD_INIT_KIND_NORMAL ? "normal" : "uniform",
+             ip->scale);
+    meta.seed = ip->seed;
+    meta.rel_error = NAN; /* no source table */
+    if ((cst = fpd_table_meta_to_json(&meta, &r.meta_json, &e))) {
+        st = fpd__err(err, cst, "%s", e.msg);
+        goto done;
+    }
+    char key[320];
+    snprintf(key, sizeof key, "%s%s", FPD_META_TABLE_PREFIX, name);
+    const char *keys[2] = {FPD_META_VERSION_KEY, key}, *vals[2] = {"1", r.meta_json};
+    if ((cst = fpd_safetensors_write(out_path, r.out, r.n_out, keys, vals, 2,
+                                     params->overwrite ? FPD_WRITE_OVERWRITE : 0, &e))) {
+        st = fpd__err(err, cst, "%s", e.msg);
+        goto done;
+    }
+    json_t *t = json_object();
+    if (!(rep = json_object()) || !t) {
+        json_decref(t);
+        goto oom;
+    }
+    json_object_set_new(rep, "schema", json_string("fpd-compress/2"));
+    json_object_set_new(rep, "output", json_string(out_path));
+    json_object_set_new(t, "name", json_string(name));
+    json_object_set_new(t, "rows", json_integer(rows));
+    json_object_set_new(t, "dim", json_integer(dim));
+    json_object_set_new(t, "init", json_string(meta.fit));
+    json_object_set_new(t, "r", json_integer(r.shape.k > 1 ? r.shape.ranks[1] : 1));
+    json_object_set_new(t, "p", json_integer(r.shape.terms));
+    json_object_set_new(t, "k", json_integer(r.shape.k));
+    json_object_set_new(t, "row_shape", json_dims(r.shape.row_shape, r.shape.k));
+    json_object_set_new(t, "col_shape", json_dims(r.shape.col_shape, r.shape.k));
+    json_object_set_new(t, "ranks", json_dims(r.shape.ranks, r.shape.k + 1));
+    json_object_set_new(t, "bytes_before", json_integer((json_int_t)r.bytes_before));
+    json_object_set_new(t, "bytes_after", json_integer((json_int_t)r.bytes_after));
+    json_object_set_new(t, "ratio", json_real((double)r.bytes_before / (double)r.bytes_after));
+    json_object_set_new(t, "target_variance",
+                        json_real(ip->kind == FPD_INIT_KIND_NORMAL ? ip->scale * ip->scale : ip->scale * ip->scale / 3));
+    json_object_set_new(t, "mean", json_real(mean));
+    json_object_set_new(t, "variance", json_real(var));
+    json_object_set_new(t, "seconds", json_real(secs));
+    json_object_set_new(rep, "init", t);
+    if (!(*report_json = report_text(rep))) goto oom;
+    goto done;
+oom:
+    st = fpd__err(err, FPD_STATUS_NOMEM, "out of memory");
+done:
+    json_decref(rep);
+    fpd_free(buf);
+    free_result(&r);
+    fpd_layer_free(layer);
+    return st;
+}
