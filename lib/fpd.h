@@ -94,7 +94,11 @@ FPD_API const char *fpd_status_str(enum fpd_status s);
 
 /* "0.1.0"; static. */
 FPD_API const char *fpd_version(void);
-/* Space-separated build features, e.g. "cpu openblas lapacke cuda"; static. */
+/* Space-separated build features: "cpu openblas lapacke", and in a build with the
+ * CUDA backend "cuda-backend=PATH (STATE)", the object the registry would open and
+ * whether it loaded ("not loaded" until CUDA is asked for: this call loads
+ * nothing; "loaded, N devices"; "does not load: WHY"), or "cuda-backend=not-found".
+ * Borrowed, per thread, until the next call. */
 FPD_API const char *fpd_build_features(void);
 
 enum fpd_log_level { FPD_LOG_LEVEL_DEBUG, FPD_LOG_LEVEL_INFO, FPD_LOG_LEVEL_WARN,
@@ -609,15 +613,37 @@ enum fpd_backend_kind { FPD_BACKEND_KIND_CPU = 0, FPD_BACKEND_KIND_CUDA, FPD_BAC
 
 struct fpd_backend; /* opaque */
 
-/* True when this build has the backend and (for CUDA) a device is present. */
+/* The CPU backend is linked in. The CUDA backend is a shared object,
+ * libfpd-cuda.so (built by `make CUDA=1`), that the first request for CUDA
+ * (fpd_backend_available, fpd_backend_init, fpd_backend_init_best,
+ * fpd_backend_device_count) opens with dlopen; a program that never asks for
+ * CUDA never loads a CUDA library. It is looked for, first found wins, at
+ * $FPD_CUDA_BACKEND (a path; when set, only there), next to libfpd.so, next to
+ * the executable, and in the install libdir (README, "Backends and devices").
+ * The outcome of that first load is kept for the life of the process
+ * (thread-safe). */
+
+/* True when the backend can be created: for CUDA, the object loads and reports
+ * at least one device. */
 FPD_API bool fpd_backend_available(enum fpd_backend_kind kind);
+/* Devices of a kind: 1 for the CPU; for CUDA, loading the object first, the
+ * devices the driver reports, or 0 with the reason in err (not built, object
+ * missing or refused, no driver, no device). */
+FPD_API int fpd_backend_device_count(enum fpd_backend_kind kind, struct fpd_error *err);
 /* Create a backend on device index `device` (0 for the CPU). Free with
- * fpd_backend_free. Errors: UNSUPPORTED ("built without CUDA; rebuild with make
- * CUDA=1"), BACKEND (no device, driver error), NOMEM. */
+ * fpd_backend_free. Errors: UNSUPPORTED (no CUDA backend in this build: "this
+ * build has no CUDA backend; rebuild with make CUDA=1"; the object not found; a
+ * stale object of another backend ABI), IO, BACKEND (dlopen's error, the entry
+ * symbol missing, no device, a driver error), NOMEM. */
 FPD_API enum fpd_status fpd_backend_init(enum fpd_backend_kind kind, int device, struct fpd_backend **out,
                                          struct fpd_error *err);
 /* CUDA when available, else the CPU. Free with fpd_backend_free. */
 FPD_API enum fpd_status fpd_backend_init_best(struct fpd_backend **out, struct fpd_error *err);
+/* The kind a backend was created as. */
+FPD_API enum fpd_backend_kind fpd_backend_get_kind(const struct fpd_backend *be);
+/* True when the backend has the FPD engine's operations (fpd_engine_init accepts
+ * it): always for the CPU; for CUDA once its engine kernels are built in. */
+FPD_API bool fpd_backend_has_engine(const struct fpd_backend *be);
 /* "cpu" or "cuda:0 (NVIDIA H200)"; borrowed. */
 FPD_API const char *fpd_backend_name(const struct fpd_backend *be);
 /* NULL is a no-op. */
