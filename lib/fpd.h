@@ -303,6 +303,9 @@ struct fpd_fit_params {
                                  finetuning, or NULL for uniform (default). Borrowed.     */
     fpd_progress_callback progress;
     void *progress_user_data;
+    struct fpd_backend *backend; /* where finetuning's engine runs (fpd_engine_params);
+                                 NULL: the CPU (default). ALS runs on the CPU (it
+                                 changes the cores between engine calls). Borrowed. */
 };
 /* Defaults as documented above. */
 FPD_API struct fpd_fit_params fpd_fit_default_params(void);
@@ -742,6 +745,9 @@ struct fpd_gmf_train_params {
                                   (fpd_row_order_interactions, 16 dims, the seed): users
                                   (items) that share items (users) share leading digits
                                   (default false)                                          */
+    struct fpd_backend *backend; /* where the engines of FPD tables run (forward, backward,
+                                  optimizer step); NULL: the CPU (default). Dense tables,
+                                  weight and bias stay on the host. Borrowed.               */
 };
 FPD_API struct fpd_gmf_train_params fpd_gmf_train_default_params(void);
 
