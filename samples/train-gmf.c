@@ -20,6 +20,7 @@
  * fpd-inspect and fpd-eval) and, with --write-test, the split's test set in NCF's
  * format (PREFIX.test.rating, PREFIX.test.negative) for fpd-eval.
  */
+#include "tools/device.h"
 #include "tools/ncf.h"
 
 #include <errno.h>
@@ -38,6 +39,8 @@ struct options {
     uint64_t seeds[16];
     int n_seeds;
     bool dense, fpd, json, write_test;
+    struct cli_device device;    /* --device: where the FPD tables train */
+    struct fpd_backend *backend; /* opened from it; NULL: the CPU */
 };
 
 static void usage(FILE *f) {
@@ -68,6 +71,9 @@ static void usage(FILE *f) {
             "  -o PREFIX         write PREFIX.dense.safetensors, PREFIX.fpd.safetensors\n"
             "  --write-test      also write PREFIX.test.rating, PREFIX.test.negative (NCF format)\n"
             "  --json            print the summary as JSON\n"
+            "  --device D        where the FPD tables train: auto (default; CUDA when its backend\n"
+            "                    loads and has a device, else the CPU), cpu, cuda[:N]; 3 when cuda\n"
+            "                    is asked for and unavailable\n"
             "  -h, --help\n");
 }
 
@@ -290,6 +296,7 @@ static int train_one(const struct options *o, const struct split *sp, bool fpd, 
     tp.core_lr_relative = o->core_lr_relative;
     tp.order_rows = o->order_rows;
     tp.seed = seed;
+    tp.backend = o->backend;
     struct epoch_ctx ec = {o, &m, sp, run, 0.0};
     tp.epoch_callback = on_epoch;
     tp.epoch_user_data = &ec;
@@ -361,7 +368,7 @@ int main(int argc, char **argv) {
     o.dense = o.fpd = true;
     o.eval_every = 1;
     enum { OPT_DIM = 256, OPT_TABLES, OPT_RANK, OPT_TERMS, OPT_CORES, OPT_EPOCHS, OPT_BATCH, OPT_NEG, OPT_LR,
-           OPT_CORE_LR, OPT_CORE_REL, OPT_ORDER, OPT_INIT, OPT_SEEDS, OPT_SPLIT, OPT_MAXU, OPT_EVAL, OPT_WTEST, OPT_JSON };
+           OPT_CORE_LR, OPT_CORE_REL, OPT_ORDER, OPT_INIT, OPT_SEEDS, OPT_SPLIT, OPT_MAXU, OPT_EVAL, OPT_WTEST, OPT_JSON, OPT_DEVICE };
     static const struct option opts[] = {
         {"dim", required_argument, 0, OPT_DIM},         {"tables", required_argument, 0, OPT_TABLES},
         {"rank", required_argument, 0, OPT_RANK},       {"terms", required_argument, 0, OPT_TERMS},
@@ -374,6 +381,7 @@ int main(int argc, char **argv) {
         {"max-users", required_argument, 0, OPT_MAXU},  {"eval-every", required_argument, 0, OPT_EVAL},
         {"write-test", no_argument, 0, OPT_WTEST},      {"json", no_argument, 0, OPT_JSON},
         {"output", required_argument, 0, 'o'},          {"help", no_argument, 0, 'h'},
+        {"device", required_argument, 0, OPT_DEVICE},
         {0, 0, 0, 0},
     };
     opterr = 0;
@@ -416,6 +424,10 @@ int main(int argc, char **argv) {
         case OPT_EVAL: o.eval_every = cli_parse_i64("--eval-every", optarg, 0); break;
         case OPT_WTEST: o.write_test = true; break;
         case OPT_JSON: o.json = true; break;
+        case OPT_DEVICE:
+            if (!cli_device_parse(optarg, &o.device))
+                cli_usage_error("--device must be auto, cpu, cuda or cuda:N, got '%s'", optarg);
+            break;
         case 'o': o.out = optarg; break;
         case 'h': usage(stdout); return CLI_EXIT_OK;
         case ':': cli_usage_error("option '%s' needs a value", argv[optind - 1]);
@@ -427,6 +439,12 @@ int main(int argc, char **argv) {
     if (o.write_test && !o.out) cli_usage_error("--write-test needs -o PREFIX");
     if (o.batch < 1 + o.negatives) cli_usage_error("--batch must be at least 1 + --negatives");
     o.ratings = argv[optind];
+    /* the device of the FPD tables' engines (dense tables train on the host) */
+    struct cli_backend dev;
+    struct cli_device want = o.device;
+    if (!o.fpd && want.kind == CLI_DEVICE_AUTO) want.kind = CLI_DEVICE_CPU;
+    cli_backend_open_or_exit(&want, "--device", true, &dev);
+    o.backend = dev.backend;
     cli_install_signals();
 
     struct fpd_error err = {0};
@@ -439,6 +457,7 @@ int main(int argc, char **argv) {
     if (ncf_interactions_load(o.ratings, 1, &r, &err)) {
         cli_error("%s", err.msg);
         ncf_interactions_free(&r);
+        cli_backend_close(&dev);
         return CLI_EXIT_FAILURE;
     }
     if (!make_split(&r, o.max_users, o.split_seed, 99, &sp)) {
@@ -474,6 +493,7 @@ int main(int argc, char **argv) {
                                 (json_int_t)o.dim, "rank", (json_int_t)o.rank, "terms", (json_int_t)o.terms,
                                 "epochs", (json_int_t)o.epochs, "users", (json_int_t)sp.n_users, "items",
                                 (json_int_t)sp.n_items, "train", (json_int_t)sp.n_train, "runs", a);
+        cli_backend_json(&dev, res);
         json_dumpf(res, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));
         fputc('\n', stdout);
         json_decref(res);
@@ -490,6 +510,7 @@ int main(int argc, char **argv) {
     }
     rc = CLI_EXIT_OK;
 done:
+    cli_backend_close(&dev);
     ncf_interactions_free(&r);
     free(sp.tr_users);
     free(sp.tr_items);

@@ -7,6 +7,7 @@
  * made 1-based.
  */
 #include "tools/batch.h"
+#include "tools/device.h"
 
 #include <errno.h>
 #include <fnmatch.h>
@@ -426,7 +427,15 @@ void batch_settings_apply(const struct batch_settings *s, struct compress_option
     if (f & BATCH_SET_BUDGET) plan->budget_bytes = (size_t)s->budget;
     if (f & BATCH_SET_RATIO) plan->min_ratio_target = s->ratio;
     if (f & BATCH_SET_MAX_ERROR) plan->max_error = s->max_error;
-    /* device: validated (cuda needs a device); the fit runs on the CPU for now */
+    /* device: validated at load (cuda needs a device with the engine); fpd-batch
+     * opens it and sets co->fit.backend (batch_settings_device) */
+}
+
+struct cli_device batch_settings_device(const struct batch_settings *s) {
+    struct cli_device d = {CLI_DEVICE_AUTO, 0};
+    if (s->device == BATCH_DEVICE_CPU) d.kind = CLI_DEVICE_CPU;
+    else if (s->device == BATCH_DEVICE_CUDA) d.kind = CLI_DEVICE_CUDA;
+    return d;
 }
 
 void batch_settings_key(const struct batch_settings *s, char *buf, size_t len) {
@@ -1148,14 +1157,20 @@ enum fpd_status batch_pipeline_parse(const char *path, const unsigned char *buf,
         st = at(&c, root, "missing the required key 'inputs' (a list of checkpoints)");
         goto done;
     }
-    if (c.cuda_mark.line && !fpd_backend_available(FPD_BACKEND_KIND_CUDA)) {
-        err->line = c.cuda_mark.line;
-        err->column = c.cuda_mark.column;
-        snprintf(err->msg, sizeof err->msg,
-                 "device: cuda, but no CUDA device is available (build features: %s); use device: auto or cpu",
-                 fpd_build_features());
-        st = err->status = FPD_STATUS_BACKEND;
-        goto done;
+    if (c.cuda_mark.line) { /* device: cuda must be able to run the engine, now rather than mid-run */
+        struct cli_device cuda = {CLI_DEVICE_CUDA, 0};
+        struct cli_backend b;
+        struct fpd_error why;
+        memset(&why, 0, sizeof why);
+        if (cli_backend_open(&cuda, &b, &why)) {
+            err->line = c.cuda_mark.line;
+            err->column = c.cuda_mark.column;
+            snprintf(err->msg, sizeof err->msg,
+                     "device: cuda, but no CUDA device is available (%.400s); use device: auto or cpu", why.msg);
+            st = err->status = FPD_STATUS_BACKEND;
+            goto done;
+        }
+        cli_backend_close(&b);
     }
     if ((st = parse_inputs(&c, inputs))) goto done;
     if (!p->report_json && asprintf(&p->report_json, "%s/report.json", p->folder) < 0) p->report_json = NULL;

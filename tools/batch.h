@@ -43,6 +43,7 @@
 
 #include "tools/cli.h"
 #include "tools/compress.h"
+#include "tools/device.h"
 
 #include <jansson.h>
 #include <stdbool.h>
@@ -123,8 +124,9 @@ struct batch_pipeline {
  * the schema (unknown keys, types, ranges, duplicates), the inputs (each exists and
  * opens as a checkpoint; each pattern matches), distinct output paths, no input
  * among the outputs, the output folder and the reports' folders (each is a
- * writable folder or can be created as one), and device: cuda against
- * fpd_backend_available. Nothing is written. On failure err
+ * writable folder or can be created as one), and device: cuda (CUDA device 0
+ * opened: the backend loads, has the device and the engine's operations;
+ * cli_backend_open). Nothing is written. On failure err
  * has the status (CONFIG: a wrong file, with err->line/column 1-based when the
  * problem has a place; BACKEND: device cuda without a CUDA device; IO: the file
  * cannot be read) and a message without the file name. Free with
@@ -145,7 +147,11 @@ void batch_settings_for(const struct batch_pipeline *p, const struct batch_input
  * targets, recall queries; not row_freq, which is per table). */
 void batch_settings_apply(const struct batch_settings *s, struct compress_options *co);
 
-/* A canonical text of the settings that change the output (for grouping tables that
+/* The device of settings (device: auto|cpu|cuda; cuda is CUDA device 0). */
+struct cli_device batch_settings_device(const struct batch_settings *s);
+
+/* A canonical text of the settings that change the output (not the device: results
+ * agree across devices within the tolerance the README states; for grouping tables that
  * share one compression pass, and for the resume fingerprint). */
 void batch_settings_key(const struct batch_settings *s, char *buf, size_t len);
 

@@ -287,7 +287,9 @@ static bool plan_unit(const struct batch_pipeline *p, struct unit *u, bool *over
             }
         }
         for (int64_t j = 0; j < i && t->group < 0; j++)
-            if (u->tables[j].selected && strcmp(u->tables[j].key, t->key) == 0) t->group = u->tables[j].group;
+            if (u->tables[j].selected && strcmp(u->tables[j].key, t->key) == 0 &&
+                u->tables[j].settings.device == t->settings.device) /* one pass runs on one device */
+                t->group = u->tables[j].group;
         if (t->group < 0) t->group = u->n_groups++;
     }
     u->fingerprint = h;
@@ -508,6 +510,26 @@ done:
 }
 
 /* Run one unit (the lock is held). Returns a CLI exit code (128 + signal: interrupted). */
+/* The backends of device: auto, cpu and cuda, each opened on first use and kept
+ * for the run (closed by close_devices). device: cuda was checked at load. */
+static struct cli_backend g_dev[3];
+static bool g_dev_open[3];
+
+static struct cli_backend *device_for(const struct batch_settings *s) {
+    int k = (int)s->device;
+    if (!g_dev_open[k]) {
+        struct cli_device d = batch_settings_device(s);
+        cli_backend_open_or_exit(&d, "device:", false, &g_dev[k]);
+        g_dev_open[k] = true;
+    }
+    return &g_dev[k];
+}
+
+static void close_devices(void) {
+    for (int k = 0; k < 3; k++)
+        if (g_dev_open[k]) cli_backend_close(&g_dev[k]);
+}
+
 static int run_unit(const struct batch_pipeline *p, struct unit *u, int progress_mode) {
     int rc = CLI_EXIT_FAILURE;
     double t0 = now_s();
@@ -543,6 +565,7 @@ static int run_unit(const struct batch_pipeline *p, struct unit *u, int progress
             if (!t->selected || t->group != g) continue;
             names[co.n_tables++] = t->name;
             batch_settings_apply(&t->settings, &co);
+            co.fit.backend = device_for(&t->settings)->backend; /* a group shares its device */
             if (t->settings.row_freq) {
                 rf_tables[co.n_row_freq] = t->name;
                 rf_files[co.n_row_freq++] = t->settings.row_freq;
@@ -598,7 +621,7 @@ static int run_unit(const struct batch_pipeline *p, struct unit *u, int progress
         if (!t->selected) json_object_set_new(o, "reason", json_string(t->reason));
         bool comp = json_is_true(json_object_get(o, "compressed"));
         n_comp += comp;
-        if (comp) json_object_set_new(o, "device", json_string("cpu"));
+        if (comp) json_object_set_new(o, "device", json_string(device_for(&t->settings)->used));
         json_object_set_new(o, "settings", batch_settings_json(&t->shown));
         json_array_append_new(tabs, o);
     }
@@ -1144,5 +1167,6 @@ done:
     free(units);
     free(ov_used);
     batch_pipeline_free(p);
+    close_devices();
     return rc;
 }
