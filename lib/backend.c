@@ -129,6 +129,7 @@ enum fpd_status fpd__backend_plugin_open(const char *path, const struct fpd_back
     return FPD_STATUS_OK;
 }
 
+#ifdef FPD_USE_CUDA
 /* paths[*n++] = the folder of file + "/libfpd-cuda.so" (when it fits). */
 static void add_dir_candidate(char paths[][PATH_MAX], int *n, int max, const char *file) {
     const char *slash = strrchr(file, '/');
@@ -139,6 +140,7 @@ static void add_dir_candidate(char paths[][PATH_MAX], int *n, int max, const cha
     memcpy(paths[*n] + dir, "/" CUDA_BACKEND_FILE, sizeof "/" CUDA_BACKEND_FILE);
     (*n)++;
 }
+#endif
 
 /* Candidate paths (see the top of the file) into paths[], returns how many. */
 static int cuda_candidates(char paths[][PATH_MAX], int max) {
@@ -218,7 +220,7 @@ static void cuda_load_once(void) {
                      where);
         return;
     }
-    snprintf(g_cuda.path, sizeof g_cuda.path, "%s", paths[found]);
+    memcpy(g_cuda.path, paths[found], sizeof g_cuda.path); /* both PATH_MAX, NUL-terminated */
     if (fpd__backend_plugin_open(g_cuda.path, &g_cuda.plugin, err)) return;
     fpd__err_clear(&g_cuda.device_err);
     g_cuda.devices = g_cuda.plugin->device_count(&g_cuda.device_err);
@@ -356,6 +358,6 @@ const char *fpd_build_features(void) {
     if (found < 0)
         snprintf(buf + w, sizeof buf - (size_t)w, " cuda-backend=%s", getenv("FPD_CUDA_BACKEND") ? "missing" : "not-found");
     else
-        snprintf(buf + w, sizeof buf - (size_t)w, " cuda-backend=%s (%s)", paths[found], state);
+        snprintf(buf + w, sizeof buf - (size_t)w, " cuda-backend=%.4000s (%s)", paths[found], state);
     return buf;
 }
