@@ -192,12 +192,11 @@ static struct {
     int devices;
     struct fpd_error load_err;   /* why plugin is NULL */
     struct fpd_error device_err; /* why devices is 0 */
-    bool tried;
+    bool done;                   /* the load was tried (set last, release) */
 } g_cuda = {.once = PTHREAD_ONCE_INIT};
 
-static void cuda_load_once(void) {
+static void cuda_load(void) {
     struct fpd_error *err = &g_cuda.load_err;
-    g_cuda.tried = true;
     char paths[4][PATH_MAX];
     int n = cuda_candidates(paths, 4);
     if (n == 0) {
@@ -229,6 +228,11 @@ static void cuda_load_once(void) {
         if (!g_cuda.device_err.msg[0])
             fpd__err(&g_cuda.device_err, FPD_STATUS_BACKEND, "no CUDA device: the driver reports none");
     }
+}
+
+static void cuda_load_once(void) {
+    cuda_load();
+    __atomic_store_n(&g_cuda.done, true, __ATOMIC_RELEASE); /* for fpd_build_features */
 }
 
 /* The CUDA plugin, loading it on the first call; NULL with err set on failure. */
@@ -347,7 +351,7 @@ const char *fpd_build_features(void) {
     char detail[600];
     /* whether it loads: only said once something asked for CUDA (loading it here
      * would cost every --version the CUDA libraries) */
-    if (!g_cuda.tried) state = "not loaded";
+    if (!__atomic_load_n(&g_cuda.done, __ATOMIC_ACQUIRE)) state = "not loaded";
     else if (!g_cuda.plugin) {
         snprintf(detail, sizeof detail, "does not load: %.500s", g_cuda.load_err.msg);
         state = detail;

@@ -105,6 +105,7 @@ struct table_plan {
     char key[512];
     int group; /* index of its pass (selected tables) */
     struct fpd_plan plan; /* predicted by the planner (selected tables) */
+    const struct cli_backend *dev; /* where it ran (this run; NULL: not run) */
 };
 
 enum unit_state { UNIT_TODO, UNIT_DONE, UNIT_STALE, UNIT_FOREIGN };
@@ -511,14 +512,18 @@ done:
 
 /* Run one unit (the lock is held). Returns a CLI exit code (128 + signal: interrupted). */
 /* The backends of device: auto, cpu and cuda, each opened on first use and kept
- * for the run (closed by close_devices). device: cuda was checked at load. */
+ * for the run (closed by close_devices). device: cuda was checked at load. auto
+ * without engine work (epochs 0) is the CPU: CUDA is not probed for nothing. */
 static struct cli_backend g_dev[3];
 static bool g_dev_open[3];
 
-static struct cli_backend *device_for(const struct batch_settings *s) {
+static struct cli_backend *device_for(const struct batch_settings *s, bool engine_work) {
     int k = (int)s->device;
+    if (k == BATCH_DEVICE_AUTO && !engine_work) k = BATCH_DEVICE_CPU;
     if (!g_dev_open[k]) {
-        struct cli_device d = batch_settings_device(s);
+        struct batch_settings as = *s;
+        as.device = (enum batch_device)k;
+        struct cli_device d = batch_settings_device(&as);
         cli_backend_open_or_exit(&d, "device:", false, &g_dev[k]);
         g_dev_open[k] = true;
     }
@@ -565,7 +570,9 @@ static int run_unit(const struct batch_pipeline *p, struct unit *u, int progress
             if (!t->selected || t->group != g) continue;
             names[co.n_tables++] = t->name;
             batch_settings_apply(&t->settings, &co);
-            co.fit.backend = device_for(&t->settings)->backend; /* a group shares its device */
+            /* a pass shares its device (tables are grouped by it and by epochs) */
+            t->dev = device_for(&t->settings, co.fit.finetune_epochs > 0);
+            co.fit.backend = t->dev->backend;
             if (t->settings.row_freq) {
                 rf_tables[co.n_row_freq] = t->name;
                 rf_files[co.n_row_freq++] = t->settings.row_freq;
@@ -621,7 +628,7 @@ static int run_unit(const struct batch_pipeline *p, struct unit *u, int progress
         if (!t->selected) json_object_set_new(o, "reason", json_string(t->reason));
         bool comp = json_is_true(json_object_get(o, "compressed"));
         n_comp += comp;
-        if (comp) json_object_set_new(o, "device", json_string(device_for(&t->settings)->used));
+        if (comp) json_object_set_new(o, "device", json_string(t->dev ? t->dev->used : "cpu"));
         json_object_set_new(o, "settings", batch_settings_json(&t->shown));
         json_array_append_new(tabs, o);
     }

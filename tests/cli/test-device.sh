@@ -223,3 +223,13 @@ expect_absent "batch device: cuda, no device: nothing written" bnodev/out/glove-
 run env FPD_CUDA_BACKEND="$FAKE" FPD_FAKE_CUDA_NO_ENGINE=1 "$B" bnodev/p.yaml -q
 expect_rc "batch device: cuda, no engine: exit 3" 3
 expect_grep "batch device: cuda, no engine: says so" err.txt "cannot run the FPD engine"
+# auto: the object when a table finetunes; no CUDA probed when none does
+mkp bauto auto
+run env FPD_CUDA_BACKEND="$FAKE" "$B" bauto/p.yaml -q
+expect_rc "batch device: auto (fake): exit 0" 0
+expect_grep "batch device: auto (fake): the report names it" bauto/out/report.json "\"device\": \"fakecuda:0 \(host memory\)\""
+mkdir -p bauto0
+printf 'version: 1\ninputs:\n  - %s\noutput:\n  folder: out\ndefaults:\n  rank: 8\n  epochs: 0\n  recall_queries: 0\n' "$SAMPLE" >bauto0/p.yaml
+LD_DEBUG=files "$B" bauto0/p.yaml -q >out.txt 2>ld.txt
+expect_no_grep "batch auto without finetuning: CUDA not probed" ld.txt "libcudart|libfpd-cuda"
+expect_grep "batch auto without finetuning: the CPU in the report" bauto0/out/report.json "\"device\": \"cpu\""
