@@ -303,9 +303,10 @@ struct fpd_fit_params {
                                  finetuning, or NULL for uniform (default). Borrowed.     */
     fpd_progress_callback progress;
     void *progress_user_data;
-    struct fpd_backend *backend; /* where finetuning's engine runs (fpd_engine_params);
-                                 NULL: the CPU (default). ALS runs on the CPU (it
-                                 changes the cores between engine calls). Borrowed. */
+    struct fpd_backend *backend; /* where the engine work of finetuning and of ALS's
+                                 right-hand sides runs (fpd_engine_params); NULL: the
+                                 CPU (default). TT-SVD, backfitting and ALS's small
+                                 solves stay on the CPU. Borrowed. */
 };
 /* Defaults as documented above. */
 FPD_API struct fpd_fit_params fpd_fit_default_params(void);
@@ -400,7 +401,10 @@ FPD_API enum fpd_status fpd_row_order_interactions(const int64_t *rows, const in
  * N). f never increases from sweep to sweep; stops after `sweeps` or when f
  * improves by less than tol * f. objective (may be NULL): f after the last sweep;
  * sweeps_run (may be NULL): sweeps done. params may be NULL (only its progress
- * callback is used, stage "als"). Errors: SHAPE, DTYPE, NOMEM, CANCELLED. */
+ * callback, stage "als", and its backend are used: with a backend the backward
+ * passes run there, on an engine made anew from the updated cores before each
+ * core's pass). Errors: SHAPE, DTYPE, NOMEM, CANCELLED; UNSUPPORTED, BACKEND
+ * from the backend's engine. */
 FPD_API enum fpd_status fpd_als(struct fpd_layer *layer, const struct fpd_table_view *w, int64_t sweeps, double tol,
                                 const struct fpd_fit_params *params, double *objective, int64_t *sweeps_run,
                                 struct fpd_error *err);

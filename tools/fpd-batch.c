@@ -513,7 +513,8 @@ done:
 /* Run one unit (the lock is held). Returns a CLI exit code (128 + signal: interrupted). */
 /* The backends of device: auto, cpu and cuda, each opened on first use and kept
  * for the run (closed by close_devices). device: cuda was checked at load. auto
- * without engine work (epochs 0) is the CPU: CUDA is not probed for nothing. */
+ * without engine work (no finetuning, no ALS) is the CPU: CUDA is not probed for
+ * nothing. */
 static struct cli_backend g_dev[3];
 static bool g_dev_open[3];
 
@@ -571,7 +572,7 @@ static int run_unit(const struct batch_pipeline *p, struct unit *u, int progress
             names[co.n_tables++] = t->name;
             batch_settings_apply(&t->settings, &co);
             /* a pass shares its device (tables are grouped by it and by epochs) */
-            t->dev = device_for(&t->settings, co.fit.finetune_epochs > 0);
+            t->dev = device_for(&t->settings, co.fit.finetune_epochs > 0 || co.fit.als_sweeps > 0);
             co.fit.backend = t->dev->backend;
             if (t->settings.row_freq) {
                 rf_tables[co.n_row_freq] = t->name;

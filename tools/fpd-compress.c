@@ -61,9 +61,10 @@ static void usage(FILE *f) {
             "      --cluster-rows    learn a row permutation (balanced hierarchical k-means) so similar rows\n"
             "                        share leading digits; stored as T.fpd.row_perm (4 bytes a row, counted)\n"
             "      --als S           ALS sweeps after TT-SVD (default 2; 0 = none)\n"
-            "      --device D        where finetuning and task-aware finetuning run: auto (default: CUDA\n"
-            "                        when its backend loads and has a device, else the CPU), cpu, cuda[:N];\n"
-            "                        the fit and ALS run on the CPU (README: \"Backends and devices\")\n"
+            "      --device D        where the engine work runs (finetuning, ALS's backward passes, task-aware\n"
+            "                        finetuning): auto (default: CUDA when its backend loads and has a\n"
+            "                        device, else the CPU), cpu, cuda[:N]; TT-SVD and backfitting run on\n"
+            "                        the CPU (README: \"Backends and devices\")\n"
             "      --verbose         say on stderr which device runs the work\n"
             "  -f, --force           overwrite OUT if it exists\n"
             "      --json            print the report as JSON on stdout\n"
@@ -340,10 +341,11 @@ int main(int argc, char **argv) {
     }
     tparams.seed = fp.seed; /* one --seed for the fit and the task-aware finetune */
     if (train_path && !cli_exists(train_path)) cli_usage_error("--train-interactions: %s: no such file", train_path);
-    /* the device of the engine work (finetuning); auto probes CUDA only when there is some */
+    /* the device of the engine work (finetuning, ALS); auto probes CUDA only when there is some */
     struct cli_backend dev;
     struct cli_device want = device;
-    if (want.kind == CLI_DEVICE_AUTO && fp.finetune_epochs == 0 && !train_path) want.kind = CLI_DEVICE_CPU;
+    if (want.kind == CLI_DEVICE_AUTO && fp.finetune_epochs == 0 && fp.als_sweeps == 0 && !train_path)
+        want.kind = CLI_DEVICE_CPU;
     cli_backend_open_or_exit(&want, "--device", verbose, &dev);
     cli_device_str(&device, dev.requested, sizeof dev.requested);
     co.fit.backend = dev.backend;

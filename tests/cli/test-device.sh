@@ -25,8 +25,8 @@ LD_DEBUG=files "$BUILD/fpd-inspect" --version >out.txt 2>ld.txt
 expect_no_grep "--version loads no CUDA library" ld.txt "libcudart|libcublas|libcusolver|libfpd-cuda"
 LD_DEBUG=files "$C" "$SAMPLE" -o cpu0.safetensors --encoding fpd --rank 4 --epochs 1 --device cpu -q >out.txt 2>ld.txt
 expect_no_grep "--device cpu: no CUDA library loaded" ld.txt "libcudart|libcublas|libcusolver|libfpd-cuda"
-LD_DEBUG=files "$C" "$SAMPLE" -o cpu1.safetensors --encoding fpd --rank 4 --epochs 0 -q >out.txt 2>ld.txt
-expect_no_grep "auto without finetuning: CUDA not probed" ld.txt "libcudart|libfpd-cuda"
+LD_DEBUG=files "$C" "$SAMPLE" -o cpu1.safetensors --encoding fpd --rank 4 --epochs 0 --als 0 -q >out.txt 2>ld.txt
+expect_no_grep "auto without engine work: CUDA not probed" ld.txt "libcudart|libfpd-cuda"
 
 # ---- the real object (no GPU on the test machines: no device) ----
 if [ -f "$BUILD/libfpd-cuda.so" ]; then
@@ -223,13 +223,15 @@ expect_absent "batch device: cuda, no device: nothing written" bnodev/out/glove-
 run env FPD_CUDA_BACKEND="$FAKE" FPD_FAKE_CUDA_NO_ENGINE=1 "$B" bnodev/p.yaml -q
 expect_rc "batch device: cuda, no engine: exit 3" 3
 expect_grep "batch device: cuda, no engine: says so" err.txt "cannot run the FPD engine"
-# auto: the object when a table finetunes; no CUDA probed when none does
+# auto: the object when a table finetunes
 mkp bauto auto
 run env FPD_CUDA_BACKEND="$FAKE" "$B" bauto/p.yaml -q
 expect_rc "batch device: auto (fake): exit 0" 0
 expect_grep "batch device: auto (fake): the report names it" bauto/out/report.json "\"device\": \"fakecuda:0 \(host memory\)\""
-mkdir -p bauto0
-printf 'version: 1\ninputs:\n  - %s\noutput:\n  folder: out\ndefaults:\n  rank: 8\n  epochs: 0\n  recall_queries: 0\n' "$SAMPLE" >bauto0/p.yaml
-LD_DEBUG=files "$B" bauto0/p.yaml -q >out.txt 2>ld.txt
-expect_no_grep "batch auto without finetuning: CUDA not probed" ld.txt "libcudart|libfpd-cuda"
-expect_grep "batch auto without finetuning: the CPU in the report" bauto0/out/report.json "\"device\": \"cpu\""
+# ALS alone (epochs 0) is engine work too: its backward passes run in the object
+mkdir -p bals
+printf 'version: 1\ninputs:\n  - %s\noutput:\n  folder: out\ndefaults:\n  rank: 8\n  epochs: 0\n  recall_queries: 0\n  device: cuda\n' "$SAMPLE" >bals/p.yaml
+rm -f fake.log
+run env FPD_CUDA_BACKEND="$FAKE" FPD_FAKE_CUDA_LOG="$PWD/fake.log" "$B" bals/p.yaml -q
+expect_rc "batch ALS only, device: cuda (fake): exit 0" 0
+expect_grep "batch ALS only: backward passes in the object, no steps" fake.log "^fakecuda device=0 forward=[1-9][0-9]* backward=[1-9][0-9]* step=0$"

@@ -496,3 +496,62 @@ Test(backend_registry, cpu_run_loads_no_cuda) {
     cr_assert(not(mapped("libcudart")));
     cr_assert(not(mapped("libfpd-cuda")));
 }
+
+/* ALS with a backend (fpd_fit_params.backend): the right-hand sides' backward
+ * passes run on it, on an engine remade after every core update; through the
+ * fake object the cores and the objective are the CPU's exactly, and the
+ * objective is ||W - What||^2 recomputed from the definition. */
+Test(backend_registry, als_through_the_object_equals_cpu) {
+    use_fake("ok");
+    char log[] = "/tmp/fpd-test-alslog-XXXXXX";
+    int fd = mkstemp(log);
+    cr_assert(ge(int, fd, 0));
+    close(fd);
+    setenv("FPD_FAKE_CUDA_LOG", log, 1);
+    struct fpd_layer_shape s = {.rows = 64, .dim = 6, .k = 3, .terms = 1, .row_shape = {4, 4, 4},
+                                .col_shape = {1, 2, 3}, .ranks = {1, 3, 3, 1}};
+    struct fpd_error err;
+    uint64_t seed = 99;
+    float *w = malloc(64 * 6 * sizeof(float));
+    for (int e = 0; e < 64 * 6; e++) w[e] = (float)test_rand_sym(&seed);
+    struct fpd_table_view v = {w, FPD_DTYPE_F32, 64, 6};
+    struct fpd_layer *la = NULL, *lb = NULL;
+    cr_assert(eq(int, fpd_layer_init(&s, &la, &err), 0), "%s", err.msg);
+    cr_assert(eq(int, fpd_layer_init(&s, &lb, &err), 0), "%s", err.msg);
+    test_fill_random(la, 7, 0.5);
+    test_fill_random(lb, 7, 0.5);
+    struct fpd_backend *cuda = NULL;
+    cr_assert(eq(int, fpd_backend_init(FPD_BACKEND_KIND_CUDA, 0, &cuda, &err), 0), "%s", err.msg);
+    struct fpd_fit_params pa = fpd_fit_default_params(), pb = pa;
+    pb.backend = cuda;
+    double fa = 0, fb = 0;
+    int64_t ra = 0, rb = 0;
+    cr_assert(eq(int, fpd_als(la, &v, 3, 0.0, &pa, &fa, &ra, &err), 0), "%s", err.msg);
+    cr_assert(eq(int, fpd_als(lb, &v, 3, 0.0, &pb, &fb, &rb, &err), 0), "%s", err.msg);
+    cr_assert(eq(i64, ra, 3));
+    cr_assert(eq(i64, rb, 3));
+    cr_assert(eq(dbl, fa, fb));
+    for (int32_t m = 0; m < 3; m++)
+        cr_assert(eq(int, memcmp(fpd_layer_core_const(la, m), fpd_layer_core_const(lb, m),
+                                 (size_t)fpd_layer_shape_core_numel(&s, m) * 4),
+                     0),
+                  "core %d differs", m);
+    double ref = 0;
+    for (int64_t r = 0; r < 64; r++) {
+        double row[6];
+        test_naive_row(lb, r, row);
+        for (int j = 0; j < 6; j++) ref += (row[j] - w[r * 6 + j]) * (row[j] - w[r * 6 + j]);
+    }
+    cr_assert(le(dbl, fabs(fb - ref), 1e-4 * ref + 1e-9), "objective %g, by the definition %g", fb, ref);
+    fpd_backend_free(cuda);
+    FILE *f = fopen(log, "r");
+    char line[256] = "";
+    cr_assert(ne(ptr, fgets(line, sizeof line, f), NULL));
+    fclose(f);
+    unlink(log);
+    /* 3 sweeps x 3 cores, one 64-row block each: 9 forwards and backwards, no steps */
+    cr_assert(eq(str, line, "fakecuda device=0 forward=9 backward=9 step=0\n"));
+    fpd_layer_free(la);
+    fpd_layer_free(lb);
+    free(w);
+}
