@@ -41,6 +41,16 @@ if [ -f "$BUILD/libfpd-cuda.so" ]; then
         run "$C" --version
         expect_grep "--version names the object, not loaded" out.txt "cuda-backend=.*/libfpd-cuda\.so \(not loaded\)"
     fi
+    # a tool away from its build folder, with nothing installed: not found, and where it looked
+    mkdir -p away
+    cp "$C" away/
+    run away/fpd-compress "$SAMPLE" -o away.safetensors --encoding fpd --rank 4 --device cuda
+    if grep -q "looked in" err.txt || [ "$rc" -ne 3 ]; then
+        expect_rc "object not found: exit 3" 3
+        expect_grep "object not found: where it looked" err.txt "^fpd-compress: error: --device cuda:0: the CUDA backend object libfpd-cuda\.so was not found \(looked in: $PWD/away/libfpd-cuda\.so; .*/libfpd-cuda\.so\); set FPD_CUDA_BACKEND to its path$"
+    else
+        skip "object not found" "an installed libfpd-cuda.so was found: $(head -c 200 err.txt)"
+    fi
 else
     run "$C" "$SAMPLE" -o real.safetensors --encoding fpd --rank 4 --device cuda
     expect_rc "no CUDA in this build: exit 3" 3
