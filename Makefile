@@ -1,6 +1,7 @@
 # libfpd - build, test, demo. Everything is built out of tree under $(BUILD_DIR).
 #
-#   make            libfpd.a, libfpd.so and the tools (build/)
+#   make            libfpd.a, libfpd.so and the tools (build/); with CUDA also the CUDA
+#                   backend object build/libfpd-cuda.so (opened with dlopen on demand)
 #   make demo       install missing Debian packages, build, compress the sample checkpoint
 #   make test       install missing Debian packages, build, run every test (Criterion + CLI)
 #   make check      a fast subset of the tests
@@ -64,13 +65,14 @@ ifeq ($(WERROR),1)
   WARN += -Werror
 endif
 FPD_CFLAGS := -std=c11 -D_GNU_SOURCE -O2 -g -fPIC -fvisibility=hidden $(WARN) -I. -Ilib $(DEP_CFLAGS)
-FPD_LDLIBS := $(DEP_LIBS) -lm -lpthread
+FPD_LDLIBS := $(DEP_LIBS) -lm -lpthread -ldl
 
 VARIANT := cpu
 ifeq ($(USE_CUDA),1)
   VARIANT := cuda
-  FPD_CFLAGS += -DFPD_USE_CUDA -I$(CUDA_HOME)/include
-  FPD_LDLIBS += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcudart -lcublas -lcusolver -lstdc++
+  # libfpd and the tools never link CUDA: only the backend object does (CUDA_SO)
+  FPD_CFLAGS += -DFPD_USE_CUDA
+  CUDA_LDLIBS := -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcudart -lcublas -lcusolver -lstdc++
 endif
 ifneq ($(SANITIZE),)
   VARIANT := $(VARIANT)-san
@@ -85,7 +87,14 @@ OBJ_DIR := $(BUILD_DIR)/$(VARIANT)
 # ------------------------------------------------------------------ sources
 LIB_SRC  := $(wildcard lib/*.c lib/cpu/*.c formats/*.c heuristics/*.c)
 CU_SRC   := $(if $(filter 1,$(USE_CUDA)),$(wildcard lib/cuda/*.cu))
-LIB_OBJ  := $(LIB_SRC:%.c=$(OBJ_DIR)/%.o) $(CU_SRC:%.cu=$(OBJ_DIR)/%.o)
+LIB_OBJ  := $(LIB_SRC:%.c=$(OBJ_DIR)/%.o)
+# The CUDA backend object: lib/cuda/*.cu and the host-side C files next to them
+# (plugin-host.c: the libfpd functions a backend calls, through the host table).
+CUDA_SO  := $(if $(filter 1,$(USE_CUDA)),$(BUILD_DIR)/libfpd-cuda.so)
+CUDA_SO_OBJ := $(CU_SRC:%.cu=$(OBJ_DIR)/%.o) $(patsubst %.c,$(OBJ_DIR)/%.o,$(wildcard lib/cuda/*.c))
+# Fake backend objects for the tests (tests/lib/fake-cuda-backend.c): the CPU
+# backend behind the CUDA backend's entry point, and broken variants.
+FAKE_CUDA_SO := $(patsubst %,$(BUILD_DIR)/libfpd-fakecuda-%.so,ok oldabi layout nosym refuse)
 TOOL_COMMON_SRC := $(filter-out tools/fpd-%.c,$(wildcard tools/*.c))
 TOOL_COMMON_OBJ := $(TOOL_COMMON_SRC:%.c=$(OBJ_DIR)/%.o)
 TOOL_SRC := $(wildcard tools/fpd-*.c)
@@ -120,7 +129,7 @@ all: summary lib tools samples
 summary:
 	@echo "==> building libfpd $(VARIANT) (CUDA=$(CUDA) -> $(USE_CUDA)) into $(BUILD_DIR)/"
 
-lib: $(STATIC_LIB) $(SHARED_LIB)
+lib: $(STATIC_LIB) $(SHARED_LIB) $(CUDA_SO)
 tools: $(TOOLS)
 samples: $(SAMPLES)
 
@@ -143,6 +152,35 @@ $(SHARED_LIB): $(LIB_OBJ) $(VARIANT_STAMP)
 	$(Q)$(CC) -shared -Wl,--no-undefined -Wl,-soname,libfpd.so.$(FPD_SOMAJOR) $(LDFLAGS) -o $@ $(filter %.o,$^) $(FPD_LDLIBS)
 	$(Q)ln -sf libfpd.so $(BUILD_DIR)/libfpd.so.$(FPD_SOMAJOR)
 
+# The CUDA backend object: exports fpd_backend_plugin_init only (backend-impl.h).
+$(BUILD_DIR)/plugin.map:
+	@mkdir -p $(BUILD_DIR)
+	$(Q)printf '{ global: fpd_backend_plugin_init; local: *; };\n' > $@
+
+$(BUILD_DIR)/libfpd-cuda.so: $(CUDA_SO_OBJ) $(BUILD_DIR)/plugin.map $(VARIANT_STAMP)
+	@$(if $(Q),echo "  LD    $@")
+	$(Q)$(CC) -shared -Wl,--no-undefined -Wl,--version-script=$(BUILD_DIR)/plugin.map $(LDFLAGS) -o $@ \
+	    $(filter %.o,$^) $(CUDA_LDLIBS) -lm -lpthread
+
+# the registry's last place to look for it: the install libdir
+$(OBJ_DIR)/lib/backend.o: EXTRA_CFLAGS = -DFPD_LIBDIR='"$(PREFIX)/lib"'
+
+FAKE_CUDA_OBJ := $(OBJ_DIR)/lib/cuda/plugin-host.o $(addprefix $(OBJ_DIR)/lib/cpu/,backend-cpu.o engine-cpu.o gemm-small.o kernels-cpu.o)
+$(OBJ_DIR)/tests/lib/fake-cuda-%.o: tests/lib/fake-cuda-backend.c
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CC    $@")
+	$(Q)$(CC) $(CFLAGS) $(FAKE_DEFS) -c $< -o $@
+$(OBJ_DIR)/tests/lib/fake-cuda-oldabi.o: FAKE_DEFS = -DFAKE_ABI_VERSION=0
+$(OBJ_DIR)/tests/lib/fake-cuda-layout.o: FAKE_DEFS = -DFAKE_BAD_LAYOUT
+$(OBJ_DIR)/tests/lib/fake-cuda-nosym.o: FAKE_DEFS = -DFAKE_NO_ENTRY
+$(OBJ_DIR)/tests/lib/fake-cuda-refuse.o: FAKE_DEFS = -DFAKE_REFUSE
+$(BUILD_DIR)/libfpd-fakecuda-%.so: $(OBJ_DIR)/tests/lib/fake-cuda-%.o $(FAKE_CUDA_OBJ) $(BUILD_DIR)/plugin.map
+	@$(if $(Q),echo "  LD    $@")
+	$(Q)$(CC) -shared -Wl,--no-undefined -Wl,--version-script=$(BUILD_DIR)/plugin.map $(LDFLAGS) -o $@ \
+	    $(filter %.o,$^) $(DEP_LIBS) -lm -lpthread
+fake-backends: $(FAKE_CUDA_SO)
+.PHONY: fake-backends
+
 $(BUILD_DIR)/fpd-%: $(OBJ_DIR)/tools/fpd-%.o $(TOOL_COMMON_OBJ) $(STATIC_LIB)
 	@$(if $(Q),echo "  LINK  $@")
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(FPD_LDLIBS)
@@ -158,7 +196,7 @@ $(OBJ_DIR)/tests/%.o: EXTRA_CFLAGS = $(CRIT_CFLAGS) -Wno-missing-prototypes
 # accumulators kept in registers (-O3 unrolls their short loops)
 $(OBJ_DIR)/lib/cpu/optim-cpu.o: EXTRA_CFLAGS = -O3 -fno-math-errno
 $(OBJ_DIR)/lib/cpu/gemm-small.o: EXTRA_CFLAGS = -O3 -ffp-contract=fast
-$(TEST_BIN): $(TEST_OBJ) $(STATIC_LIB)
+$(TEST_BIN): $(TEST_OBJ) $(STATIC_LIB) | $(FAKE_CUDA_SO)
 	@$(if $(Q),echo "  LINK  $@")
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(CRIT_LIBS) $(FPD_LDLIBS)
 
@@ -246,6 +284,7 @@ install: all
 	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include/fpd $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/pkgconfig
 	install -m 644 $(STATIC_LIB) $(DESTDIR)$(PREFIX)/lib/
 	install -m 755 $(SHARED_LIB) $(DESTDIR)$(PREFIX)/lib/libfpd.so.$(FPD_VERSION)
+	$(if $(CUDA_SO),install -m 755 $(CUDA_SO) $(DESTDIR)$(PREFIX)/lib/)
 	ln -sf libfpd.so.$(FPD_VERSION) $(DESTDIR)$(PREFIX)/lib/libfpd.so.$(FPD_SOMAJOR)
 	ln -sf libfpd.so.$(FPD_SOMAJOR) $(DESTDIR)$(PREFIX)/lib/libfpd.so
 	install -m 644 lib/fpd.h formats/fpd-formats.h heuristics/fpd-heuristics.h $(DESTDIR)$(PREFIX)/include/fpd/

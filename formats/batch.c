@@ -455,7 +455,8 @@ void fpd_batch_settings_apply(const struct fpd_batch_settings *s, struct fpd_pla
     if (f & FPD_BATCH_SET_BUDGET) plan->budget_bytes = (size_t)s->budget;
     if (f & FPD_BATCH_SET_RATIO) plan->min_ratio_target = s->ratio;
     if (f & FPD_BATCH_SET_MAX_ERROR) plan->max_error = s->max_error;
-    /* device: validated (cuda needs a device); the fit runs on the CPU for now */
+    /* device: validated at load (cuda needs a device with the engine); fpd-batch
+     * opens it and sets fit->backend */
 }
 
 void fpd_batch_settings_key(const struct fpd_batch_settings *s, char *buf, size_t len) {
@@ -1150,14 +1151,20 @@ enum fpd_status fpd_batch_pipeline_parse(const char *path, const unsigned char *
         st = at(&c, root, "missing the required key 'inputs' (a list of checkpoints)");
         goto done;
     }
-    if (c.cuda_mark.line && !fpd_backend_available(FPD_BACKEND_KIND_CUDA)) {
-        err->line = c.cuda_mark.line;
-        err->column = c.cuda_mark.column;
-        snprintf(err->msg, sizeof err->msg,
-                 "device: cuda, but no CUDA device is available (build features: %s); use device: auto or cpu",
-                 fpd_build_features());
-        st = err->status = FPD_STATUS_BACKEND;
-        goto done;
+    if (c.cuda_mark.line) { /* device: cuda must be able to run the engine, now rather than mid-run */
+        struct fpd_device cuda = {FPD_DEVICE_REQUEST_CUDA, 0};
+        struct fpd_device_choice b;
+        struct fpd_error why;
+        memset(&why, 0, sizeof why);
+        if (fpd_device_open(&cuda, &b, &why)) {
+            err->line = c.cuda_mark.line;
+            err->column = c.cuda_mark.column;
+            snprintf(err->msg, sizeof err->msg,
+                     "device: cuda, but no CUDA device is available (%.400s); use device: auto or cpu", why.msg);
+            st = err->status = FPD_STATUS_BACKEND;
+            goto done;
+        }
+        fpd_device_close(&b);
     }
     if ((st = parse_inputs(&c, inputs))) goto done;
     if (!p->report_json) p->report_json = xasprintf("%s/report.json", p->folder);

@@ -671,8 +671,9 @@ struct fpd_batch_pipeline {
  * the schema (unknown keys, types, ranges, duplicates), the inputs (each exists and
  * opens as a checkpoint; each pattern matches), distinct output paths, no input
  * among the outputs, the output folder and the reports' folders (each is a
- * writable folder or can be created as one), and device: cuda against
- * fpd_backend_available. Nothing is written. On failure err
+ * writable folder or can be created as one), and device: cuda (CUDA device 0
+ * opened with fpd_device_open: the backend loads, has the device and the engine's
+ * operations). Nothing is written. On failure err
  * has the status (CONFIG: a wrong file, with err->line/column 1-based when the
  * problem has a place; BACKEND: device cuda without a CUDA device; IO: the file
  * cannot be read; NOMEM) and a message without the file name. *out (owned by the
@@ -695,7 +696,7 @@ FPD_API void fpd_batch_settings_for(const struct fpd_batch_pipeline *p, const st
  * planner's targets: budget, ratio, max_error), fit (epochs, batch_rows,
  * learning_rate, seed, backfit_sweeps, backfit_tol) and *recall_queries; fields not
  * set are left as they are. row_freq (per table) and device (validated by the
- * parser; the fit runs on the CPU) are not mapped. */
+ * parser; fpd-batch opens it and sets fit->backend) are not mapped. */
 FPD_API void fpd_batch_settings_apply(const struct fpd_batch_settings *s, struct fpd_plan_params *plan,
                                       struct fpd_fit_params *fit, int64_t *recall_queries);
 

@@ -117,9 +117,14 @@ enum fpd_status fpd_als(struct fpd_layer *layer, const struct fpd_table_view *w,
                       (long long)rmax);
         goto done;
     }
-    /* right-hand sides come from the engine's backward (the cores are read in
-     * place, so each core update is seen by the next core's right-hand side) */
-    if ((st = fpd_engine_init(layer, NULL, &eng, err))) goto done;
+    /* right-hand sides come from the engine's backward. The CPU engine reads the
+     * cores in place, so each core update is seen by the next core's right-hand
+     * side; an engine on another backend (params->backend) may hold its own copy
+     * of the cores, so it is made anew from the updated cores before each pass. */
+    struct fpd_engine_params ep = fpd_engine_default_params();
+    struct fpd_backend *dev = params ? params->backend : NULL;
+    ep.backend = dev;
+    if ((st = fpd_engine_init(layer, &ep, &eng, err))) goto done;
     /* ||W||^2 */
     double wnorm2 = 0.0;
     for (int64_t r0 = 0; r0 < n_rows; r0 += block) {
@@ -140,6 +145,11 @@ enum fpd_status fpd_als(struct fpd_layer *layer, const struct fpd_table_view *w,
             const int64_t n = s->row_shape[m], d = s->col_shape[m], ra = s->ranks[m], rb = s->ranks[m + 1];
             const int64_t unk = p * ra * rb, nsl = n * d;
             float *g = fpd_layer_core(layer, m);
+            if (dev && (sweep > 0 || m > 0)) { /* the cores changed since the engine was made */
+                fpd_engine_free(eng);
+                eng = NULL;
+                if ((st = fpd_engine_init(layer, &ep, &eng, err))) goto done;
+            }
             /* right-hand sides: backward with W as the output gradient (all cores'
              * gradients are formed; only core m's is used) */
             for (int64_t r0 = 0; r0 < n_rows; r0 += block) {

@@ -13,6 +13,8 @@
 
 #include "fpd-impl.h"
 
+#include <stdarg.h>
+
 enum fpd_backend_op { FPD_BACKEND_OP_GEMM, FPD_BACKEND_OP_SVD, FPD_BACKEND_OP_GATHER_ROWS, FPD_BACKEND_OP_COUNT };
 enum fpd_copy_kind { FPD_COPY_HOST_TO_DEVICE, FPD_COPY_DEVICE_TO_HOST, FPD_COPY_DEVICE_TO_DEVICE };
 
@@ -86,5 +88,110 @@ int fpd__cuda_device_count(void);
 
 /* Access for tests and the library: the operations table of a backend. */
 const struct fpd_backend_i *fpd__backend_iface(const struct fpd_backend *be, void **ctx);
+
+/* ------------------------------------------------------------------------
+ * Loadable backends (the CUDA backend, build/libfpd-cuda.so). lib/backend.c, the
+ * registry, opens the shared object with dlopen the first time CUDA is asked for
+ * (the model is ggml's backend registry: ggml_backend_load, whose object exports
+ * ggml_backend_init and whose api_version is checked) and calls its one exported
+ * function
+ *
+ *   const struct fpd_backend_plugin *fpd_backend_plugin_init(const struct fpd_backend_host *host);
+ *
+ * (FPD_BACKEND_PLUGIN_SYMBOL, extern "C", default visibility). host stays valid for
+ * the life of the process; the returned plugin table is static in the object (or
+ * NULL when the object refuses host: another abi_version). The object is never
+ * closed. The registry refuses an object whose abi_version or any of whose
+ * layout sizes differs from its own (a stale build), naming what differs.
+ *
+ * The object cannot call libfpd's functions directly (libfpd.so hides its
+ * private symbols and the tools link libfpd.a statically), so libfpd passes the
+ * few host functions a backend needs in struct fpd_backend_host, and
+ * lib/cuda/plugin-host.c (linked into the object) defines fpd__err, fpd_malloc,
+ * fpd_layer_core, ... on top of it: code in the object calls them as anywhere in
+ * lib/. Anything else from libfpd does not link (the object is linked with
+ * -Wl,--no-undefined). Bump FPD_BACKEND_ABI_VERSION when a field is added to these
+ * two structs or to struct fpd_backend_i. */
+#define FPD_BACKEND_ABI_VERSION 1
+#define FPD_BACKEND_PLUGIN_SYMBOL "fpd_backend_plugin_init"
+
+/* The layout sizes both sides compare (struct size in bytes, in this order). */
+enum fpd_backend_abi_struct {
+    FPD_ABI_BACKEND = 0,     /* struct fpd_backend           */
+    FPD_ABI_BACKEND_I,       /* struct fpd_backend_i         */
+    FPD_ABI_ENGINE_PARAMS,   /* struct fpd_engine_params     */
+    FPD_ABI_OPTIMIZER,       /* struct fpd_optimizer_params  */
+    FPD_ABI_BAG_BATCH,       /* struct fpd_bag_batch         */
+    FPD_ABI_LAYER_SHAPE,     /* struct fpd_layer_shape       */
+    FPD_ABI_ERROR,           /* struct fpd_error             */
+    FPD_ABI_HOST,            /* struct fpd_backend_host      */
+    FPD_ABI_PLUGIN,          /* struct fpd_backend_plugin    */
+    FPD_ABI_COUNT
+};
+#define FPD_BACKEND_ABI_SIZES                                                                            \
+    {                                                                                                    \
+        sizeof(struct fpd_backend), sizeof(struct fpd_backend_i), sizeof(struct fpd_engine_params),      \
+            sizeof(struct fpd_optimizer_params), sizeof(struct fpd_bag_batch),                           \
+            sizeof(struct fpd_layer_shape), sizeof(struct fpd_error), sizeof(struct fpd_backend_host),   \
+            sizeof(struct fpd_backend_plugin)                                                            \
+    }
+
+/* What libfpd gives a backend object (filled by lib/backend.c). */
+struct fpd_backend_host {
+    uint32_t abi_version;    /* FPD_BACKEND_ABI_VERSION of libfpd */
+    const char *version;     /* fpd_version() of libfpd */
+    enum fpd_status (*verr)(struct fpd_error *err, enum fpd_status status, const char *fmt, va_list ap);
+    void (*vlog)(enum fpd_log_level level, const char *fmt, va_list ap);
+    void *(*malloc)(size_t size); /* fpd_malloc (the allocator set by fpd_allocator_set) */
+    void (*free)(void *ptr);      /* fpd_free */
+    /* the layer and batch accessors a backend's engine reads (lib/fpd.h) */
+    const struct fpd_layer_shape *(*layer_get_shape)(const struct fpd_layer *layer);
+    float *(*layer_core)(struct fpd_layer *layer, int32_t m);
+    const float *(*layer_core_const)(const struct fpd_layer *layer, int32_t m);
+    const int64_t *(*layer_row_perm)(const struct fpd_layer *layer);
+    int64_t (*layer_shape_core_numel)(const struct fpd_layer_shape *s, int32_t m);
+    int64_t (*bag_batch_out_rows)(const struct fpd_bag_batch *b);
+    void (*adam_update)(float *x, const float *g, float *m1, float *m2, int64_t n, float lr, float beta1,
+                        float beta2, float eps, float bc1, float bc2);
+};
+
+/* What a backend object gives back: static in the object. */
+struct fpd_backend_plugin {
+    uint32_t abi_version;           /* FPD_BACKEND_ABI_VERSION the object was built with */
+    uint32_t sizes[FPD_ABI_COUNT];  /* FPD_BACKEND_ABI_SIZES as the object was built */
+    enum fpd_backend_kind kind;     /* FPD_BACKEND_KIND_CUDA */
+    const char *name;               /* "cuda" */
+    /* Devices present. 0 when there are none, with the reason in err (no driver,
+     * no device, the driver's error text). */
+    int (*device_count)(struct fpd_error *err);
+    /* Fill be (kind, iface, ctx, name; be arrives zeroed) for device index
+     * `device` (0-based, below device_count). Errors: BACKEND (no such device, a
+     * driver error), NOMEM. */
+    enum fpd_status (*create)(struct fpd_backend *be, int device, struct fpd_error *err);
+};
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+typedef const struct fpd_backend_plugin *(*fpd_backend_plugin_init_fn)(const struct fpd_backend_host *host);
+
+/* Inside a backend object (lib/cuda/plugin-host.c): keep host for the shims;
+ * false when its abi_version is not FPD_BACKEND_ABI_VERSION. Call first in
+ * fpd_backend_plugin_init. */
+bool fpd__plugin_host_set(const struct fpd_backend_host *host);
+
+/* The registry (lib/backend.c), for tests: open the backend object at path,
+ * check it and return its plugin table (the object stays loaded). Errors: IO
+ * (no such file), BACKEND (dlopen's message, the entry symbol missing, the
+ * object refused the host), UNSUPPORTED (ABI version or layout mismatch: a stale
+ * object, rebuild it). */
+enum fpd_status fpd__backend_plugin_open(const char *path, const struct fpd_backend_plugin **out,
+                                         struct fpd_error *err);
+/* Where the registry looks for the CUDA backend object, in order, as a
+ * "; "-separated list into buf (for messages and tests). */
+const char *fpd__cuda_backend_search_path(char *buf, size_t len);
+#ifdef __cplusplus
+}
+#endif
 
 #endif

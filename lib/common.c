@@ -114,10 +114,4 @@ double fpd__rand_normal(uint64_t *state) {
 
 const char *fpd_version(void) { return FPD_VERSION_STRING; }
 
-const char *fpd_build_features(void) {
-#ifdef FPD_USE_CUDA
-    return "cpu openblas lapacke cuda cublas cusolver";
-#else
-    return "cpu openblas lapacke";
-#endif
-}
+/* fpd_build_features: lib/backend.c (it reports the CUDA backend object) */

@@ -105,6 +105,7 @@ enum fpd_status fpd_finetune(struct fpd_layer *layer, const struct fpd_table_vie
     ep.optimizer.kind = FPD_OPTIMIZER_KIND_ADAM;
     ep.optimizer.learning_rate = params->learning_rate;
     ep.optimizer.eps = 1e-12;
+    ep.backend = params->backend; /* NULL: the CPU */
     for (int32_t m = 0; m < k; m++) {
         int64_t nel = fpd_layer_shape_core_numel(s, m);
         const float *c = fpd_layer_core(layer, m);

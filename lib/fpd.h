@@ -94,7 +94,11 @@ FPD_API const char *fpd_status_str(enum fpd_status s);
 
 /* "0.1.0"; static. */
 FPD_API const char *fpd_version(void);
-/* Space-separated build features, e.g. "cpu openblas lapacke cuda"; static. */
+/* Space-separated build features: "cpu openblas lapacke", and in a build with the
+ * CUDA backend "cuda-backend=PATH (STATE)", the object the registry would open and
+ * whether it loaded ("not loaded" until CUDA is asked for: this call loads
+ * nothing; "loaded, N devices"; "does not load: WHY"), or "cuda-backend=not-found".
+ * Borrowed, per thread, until the next call. */
 FPD_API const char *fpd_build_features(void);
 
 enum fpd_log_level { FPD_LOG_LEVEL_DEBUG, FPD_LOG_LEVEL_INFO, FPD_LOG_LEVEL_WARN,
@@ -299,6 +303,10 @@ struct fpd_fit_params {
                                  finetuning, or NULL for uniform (default). Borrowed.     */
     fpd_progress_callback progress;
     void *progress_user_data;
+    struct fpd_backend *backend; /* where the engine work of finetuning and of ALS's
+                                 right-hand sides runs (fpd_engine_params); NULL: the
+                                 CPU (default). TT-SVD, backfitting and ALS's small
+                                 solves stay on the CPU. Borrowed. */
 };
 /* Defaults as documented above. */
 FPD_API struct fpd_fit_params fpd_fit_default_params(void);
@@ -393,7 +401,10 @@ FPD_API enum fpd_status fpd_row_order_interactions(const int64_t *rows, const in
  * N). f never increases from sweep to sweep; stops after `sweeps` or when f
  * improves by less than tol * f. objective (may be NULL): f after the last sweep;
  * sweeps_run (may be NULL): sweeps done. params may be NULL (only its progress
- * callback is used, stage "als"). Errors: SHAPE, DTYPE, NOMEM, CANCELLED. */
+ * callback, stage "als", and its backend are used: with a backend the backward
+ * passes run there, on an engine made anew from the updated cores before each
+ * core's pass). Errors: SHAPE, DTYPE, NOMEM, CANCELLED; UNSUPPORTED, BACKEND
+ * from the backend's engine. */
 FPD_API enum fpd_status fpd_als(struct fpd_layer *layer, const struct fpd_table_view *w, int64_t sweeps, double tol,
                                 const struct fpd_fit_params *params, double *objective, int64_t *sweeps_run,
                                 struct fpd_error *err);
@@ -609,19 +620,76 @@ enum fpd_backend_kind { FPD_BACKEND_KIND_CPU = 0, FPD_BACKEND_KIND_CUDA, FPD_BAC
 
 struct fpd_backend; /* opaque */
 
-/* True when this build has the backend and (for CUDA) a device is present. */
+/* The CPU backend is linked in. The CUDA backend is a shared object,
+ * libfpd-cuda.so (built by `make CUDA=1`), that the first request for CUDA
+ * (fpd_backend_available, fpd_backend_init, fpd_backend_init_best,
+ * fpd_backend_device_count) opens with dlopen; a program that never asks for
+ * CUDA never loads a CUDA library. It is looked for, first found wins, at
+ * $FPD_CUDA_BACKEND (a path; when set, only there), next to libfpd.so, next to
+ * the executable, and in the install libdir (README, "Backends and devices").
+ * The outcome of that first load is kept for the life of the process
+ * (thread-safe). */
+
+/* True when the backend can be created: for CUDA, the object loads and reports
+ * at least one device. */
 FPD_API bool fpd_backend_available(enum fpd_backend_kind kind);
+/* Devices of a kind: 1 for the CPU; for CUDA, loading the object first, the
+ * devices the driver reports, or 0 with the reason in err (not built, object
+ * missing or refused, no driver, no device). */
+FPD_API int fpd_backend_device_count(enum fpd_backend_kind kind, struct fpd_error *err);
 /* Create a backend on device index `device` (0 for the CPU). Free with
- * fpd_backend_free. Errors: UNSUPPORTED ("built without CUDA; rebuild with make
- * CUDA=1"), BACKEND (no device, driver error), NOMEM. */
+ * fpd_backend_free. Errors: UNSUPPORTED (no CUDA backend in this build: "this
+ * build has no CUDA backend; rebuild with make CUDA=1"; the object not found; a
+ * stale object of another backend ABI), IO, BACKEND (dlopen's error, the entry
+ * symbol missing, no device, a driver error), NOMEM. */
 FPD_API enum fpd_status fpd_backend_init(enum fpd_backend_kind kind, int device, struct fpd_backend **out,
                                          struct fpd_error *err);
 /* CUDA when available, else the CPU. Free with fpd_backend_free. */
 FPD_API enum fpd_status fpd_backend_init_best(struct fpd_backend **out, struct fpd_error *err);
+/* The kind a backend was created as. */
+FPD_API enum fpd_backend_kind fpd_backend_get_kind(const struct fpd_backend *be);
+/* True when the backend has the FPD engine's operations (fpd_engine_init accepts
+ * it): always for the CPU; for CUDA once its engine kernels are built in. */
+FPD_API bool fpd_backend_has_engine(const struct fpd_backend *be);
 /* "cpu" or "cuda:0 (NVIDIA H200)"; borrowed. */
 FPD_API const char *fpd_backend_name(const struct fpd_backend *be);
 /* NULL is a no-op. */
 FPD_API void fpd_backend_free(struct fpd_backend *be);
+
+/* Device selection as the tools and samples spell it: --device auto|cpu|cuda[:N]
+ * (lib/device.c).
+ *   auto     the CUDA backend when it loads, has a device and runs the FPD engine
+ *            (fpd_backend_has_engine); otherwise the CPU, the reason kept in note.
+ *            Probes (loads) the CUDA backend object.
+ *   cpu      the CPU; loads nothing.
+ *   cuda[:N] CUDA device N (default 0), or an error saying why not. */
+enum fpd_device_request { FPD_DEVICE_REQUEST_AUTO = 0, FPD_DEVICE_REQUEST_CPU, FPD_DEVICE_REQUEST_CUDA,
+                          FPD_DEVICE_REQUEST_COUNT };
+struct fpd_device {
+    enum fpd_device_request request;
+    int32_t index;                 /* CUDA device, 0-based                           */
+};
+/* "auto", "cpu", "cuda", "cuda:N" (N a whole number below 1024) into *out; false
+ * (and *out untouched) for anything else, NULL included. */
+FPD_API bool fpd_device_parse(const char *s, struct fpd_device *out);
+/* The spelling of d ("auto", "cpu", "cuda:1") into buf[len]; returns buf. */
+FPD_API const char *fpd_device_str(const struct fpd_device *d, char *buf, size_t len);
+
+/* A device chosen and opened (caller-allocated). */
+struct fpd_device_choice {
+    struct fpd_backend *backend;   /* owned; NULL for the CPU (engines make their own) */
+    char requested[32];            /* "auto", "cpu", "cuda:0"                          */
+    char used[160];                /* "cpu", "cuda:0 (NVIDIA H200)"                    */
+    char note[640];                /* auto on the CPU: why not CUDA; else ""           */
+};
+/* Choose and open d into *out (zeroed first). Errors (cuda[:N] only; auto falls back
+ * to the CPU): those of fpd_backend_init (UNSUPPORTED: not built; IO: the backend
+ * object missing; BACKEND: no driver or device, refused object), or UNSUPPORTED
+ * "DEVICE cannot run the FPD engine (...)". Close with fpd_device_close. */
+FPD_API enum fpd_status fpd_device_open(const struct fpd_device *d, struct fpd_device_choice *out,
+                                        struct fpd_error *err);
+/* Frees the backend (NULL and a CPU choice are no-ops). */
+FPD_API void fpd_device_close(struct fpd_device_choice *c);
 
 /* ------------------------------------------------------------------------ */
 /* Recommender models: GMF (NCF) evaluation and training (lib/ncf.c)         */
@@ -716,6 +784,9 @@ struct fpd_gmf_train_params {
                                   (fpd_row_order_interactions, 16 dims, the seed): users
                                   (items) that share items (users) share leading digits
                                   (default false)                                          */
+    struct fpd_backend *backend; /* where the engines of FPD tables run (forward, backward,
+                                  optimizer step); NULL: the CPU (default). Dense tables,
+                                  weight and bias stay on the host. Borrowed.               */
 };
 FPD_API struct fpd_gmf_train_params fpd_gmf_train_default_params(void);
 

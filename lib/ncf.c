@@ -300,6 +300,7 @@ static enum fpd_status table_state_init(struct table_state *ts, const struct fpd
         const struct fpd_layer_shape *s = fpd_layer_get_shape(e->layer);
         struct fpd_engine_params ep = fpd_engine_default_params();
         ep.optimizer.kind = FPD_OPTIMIZER_KIND_LAZY_ADAM;
+        ep.backend = p->backend; /* NULL: the CPU */
         ep.optimizer.learning_rate = p->core_learning_rate > 0.0 ? p->core_learning_rate : p->learning_rate;
         for (int32_t m = 0; p->core_lr_relative && m < s->k; m++) {
             const float *c = fpd_layer_core_const(e->layer, m);

@@ -41,7 +41,7 @@
  * heuristics/fpd-heuristics.h). Its few command-line helpers are its own; they
  * keep the names and behaviour of the tools' tools/cli.h so the option code reads
  * the same: exit codes 0 ok, 1 failure, 2 usage; "PROG: error: MSG" on stderr. */
-enum { CLI_EXIT_OK = 0, CLI_EXIT_FAILURE = 1, CLI_EXIT_USAGE = 2 };
+enum { CLI_EXIT_OK = 0, CLI_EXIT_FAILURE = 1, CLI_EXIT_USAGE = 2, CLI_EXIT_BACKEND = 3 };
 static const char *cli_prog = "sample-train-gmf";
 
 static void cli_verror(const char *fmt, va_list ap) {
@@ -89,6 +89,20 @@ static double cli_parse_pos(const char *opt, const char *s) {
     return v;
 }
 
+/* --device: fpd_device_open, or "PROG: error: --device SPELLING: WHY" and exit 3;
+ * the choice on stderr. */
+static void open_device(const struct fpd_device *d, struct fpd_device_choice *out) {
+    struct fpd_error err;
+    memset(&err, 0, sizeof err);
+    if (fpd_device_open(d, out, &err)) {
+        char spell[32];
+        cli_error("--device %s: %s", fpd_device_str(d, spell, sizeof spell), err.msg);
+        exit(CLI_EXIT_BACKEND);
+    }
+    if (out->note[0]) fprintf(stderr, "%s: device: %s (auto: %s)\n", cli_prog, out->used, out->note);
+    else fprintf(stderr, "%s: device: %s\n", cli_prog, out->used);
+}
+
 /* SIGINT/SIGTERM set a flag; the epoch callback returns false on it, so
  * fpd_gmf_train stops after the epoch in progress. */
 static volatile sig_atomic_t g_interrupted;
@@ -112,6 +126,8 @@ struct options {
     uint64_t seeds[16];
     int n_seeds;
     bool dense, fpd, json, write_test;
+    struct fpd_device device;    /* --device: where the FPD tables train */
+    struct fpd_backend *backend; /* opened from it; NULL: the CPU */
 };
 
 static void usage(FILE *f) {
@@ -142,6 +158,9 @@ static void usage(FILE *f) {
             "  -o PREFIX         write PREFIX.dense.safetensors, PREFIX.fpd.safetensors\n"
             "  --write-test      also write PREFIX.test.rating, PREFIX.test.negative (NCF format)\n"
             "  --json            print the summary as JSON\n"
+            "  --device D        where the FPD tables train: auto (default; CUDA when its backend\n"
+            "                    loads and has a device, else the CPU), cpu, cuda[:N]; 3 when cuda\n"
+            "                    is asked for and unavailable\n"
             "  -h, --help\n");
 }
 
@@ -364,6 +383,7 @@ static int train_one(const struct options *o, const struct split *sp, bool fpd, 
     tp.core_lr_relative = o->core_lr_relative;
     tp.order_rows = o->order_rows;
     tp.seed = seed;
+    tp.backend = o->backend;
     struct epoch_ctx ec = {o, &m, sp, run, 0.0};
     tp.epoch_callback = on_epoch;
     tp.epoch_user_data = &ec;
@@ -435,7 +455,7 @@ int main(int argc, char **argv) {
     o.dense = o.fpd = true;
     o.eval_every = 1;
     enum { OPT_DIM = 256, OPT_TABLES, OPT_RANK, OPT_TERMS, OPT_CORES, OPT_EPOCHS, OPT_BATCH, OPT_NEG, OPT_LR,
-           OPT_CORE_LR, OPT_CORE_REL, OPT_ORDER, OPT_INIT, OPT_SEEDS, OPT_SPLIT, OPT_MAXU, OPT_EVAL, OPT_WTEST, OPT_JSON };
+           OPT_CORE_LR, OPT_CORE_REL, OPT_ORDER, OPT_INIT, OPT_SEEDS, OPT_SPLIT, OPT_MAXU, OPT_EVAL, OPT_WTEST, OPT_JSON, OPT_DEVICE };
     static const struct option opts[] = {
         {"dim", required_argument, 0, OPT_DIM},         {"tables", required_argument, 0, OPT_TABLES},
         {"rank", required_argument, 0, OPT_RANK},       {"terms", required_argument, 0, OPT_TERMS},
@@ -448,6 +468,7 @@ int main(int argc, char **argv) {
         {"max-users", required_argument, 0, OPT_MAXU},  {"eval-every", required_argument, 0, OPT_EVAL},
         {"write-test", no_argument, 0, OPT_WTEST},      {"json", no_argument, 0, OPT_JSON},
         {"output", required_argument, 0, 'o'},          {"help", no_argument, 0, 'h'},
+        {"device", required_argument, 0, OPT_DEVICE},
         {0, 0, 0, 0},
     };
     opterr = 0;
@@ -490,6 +511,10 @@ int main(int argc, char **argv) {
         case OPT_EVAL: o.eval_every = cli_parse_i64("--eval-every", optarg, 0); break;
         case OPT_WTEST: o.write_test = true; break;
         case OPT_JSON: o.json = true; break;
+        case OPT_DEVICE:
+            if (!fpd_device_parse(optarg, &o.device))
+                cli_usage_error("--device must be auto, cpu, cuda or cuda:N, got '%s'", optarg);
+            break;
         case 'o': o.out = optarg; break;
         case 'h': usage(stdout); return CLI_EXIT_OK;
         case ':': cli_usage_error("option '%s' needs a value", argv[optind - 1]);
@@ -501,6 +526,12 @@ int main(int argc, char **argv) {
     if (o.write_test && !o.out) cli_usage_error("--write-test needs -o PREFIX");
     if (o.batch < 1 + o.negatives) cli_usage_error("--batch must be at least 1 + --negatives");
     o.ratings = argv[optind];
+    /* the device of the FPD tables' engines (dense tables train on the host) */
+    struct fpd_device_choice dev;
+    struct fpd_device want = o.device;
+    if (!o.fpd && want.request == FPD_DEVICE_REQUEST_AUTO) want.request = FPD_DEVICE_REQUEST_CPU;
+    open_device(&want, &dev);
+    o.backend = dev.backend;
     cli_install_signals();
 
     struct fpd_error err = {0};
@@ -513,6 +544,7 @@ int main(int argc, char **argv) {
     if (fpd_ncf_interactions_load(o.ratings, 1, &r, &err)) {
         cli_error("%s", err.msg);
         fpd_ncf_interactions_free(&r);
+        fpd_device_close(&dev);
         return CLI_EXIT_FAILURE;
     }
     if (!make_split(&r, o.max_users, o.split_seed, 99, &sp)) {
@@ -548,6 +580,9 @@ int main(int argc, char **argv) {
                                 (json_int_t)o.dim, "rank", (json_int_t)o.rank, "terms", (json_int_t)o.terms,
                                 "epochs", (json_int_t)o.epochs, "users", (json_int_t)sp.n_users, "items",
                                 (json_int_t)sp.n_items, "train", (json_int_t)sp.n_train, "runs", a);
+        json_object_set_new(res, "device", json_string(dev.used));
+        json_object_set_new(res, "device_requested", json_string(dev.requested));
+        if (dev.note[0]) json_object_set_new(res, "device_note", json_string(dev.note));
         json_dumpf(res, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));
         fputc('\n', stdout);
         json_decref(res);
@@ -564,6 +599,7 @@ int main(int argc, char **argv) {
     }
     rc = CLI_EXIT_OK;
 done:
+    fpd_device_close(&dev);
     fpd_ncf_interactions_free(&r);
     free(sp.tr_users);
     free(sp.tr_items);

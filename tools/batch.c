@@ -3,6 +3,7 @@
  * batch.h; the parser and settings resolution are formats/batch.c).
  */
 #include "tools/batch.h"
+#include "tools/device.h"
 
 #include <string.h>
 
@@ -17,6 +18,13 @@ uint64_t batch_fnv1a(const void *data, size_t n, uint64_t h) {
 
 void batch_settings_apply(const struct fpd_batch_settings *s, struct compress_options *co) {
     fpd_batch_settings_apply(s, &co->plan, &co->fit, &co->recall_queries);
+}
+
+struct fpd_device batch_settings_device(const struct fpd_batch_settings *s) {
+    struct fpd_device d = {FPD_DEVICE_REQUEST_AUTO, 0};
+    if (s->device == FPD_BATCH_DEVICE_CPU) d.request = FPD_DEVICE_REQUEST_CPU;
+    else if (s->device == FPD_BATCH_DEVICE_CUDA) d.request = FPD_DEVICE_REQUEST_CUDA;
+    return d;
 }
 
 json_t *batch_settings_json(const struct fpd_batch_settings *s) {

@@ -9,6 +9,7 @@
 
 #include "tools/cli.h"
 #include "tools/compress.h"
+#include "tools/device.h"
 
 #include <jansson.h>
 #include <stdbool.h>
@@ -17,6 +18,9 @@
 /* Fill compress options from settings (fpd_batch_settings_apply onto co->plan,
  * co->fit and co->recall_queries; not row_freq, which is per table). */
 void batch_settings_apply(const struct fpd_batch_settings *s, struct compress_options *co);
+
+/* The device of settings (device: auto|cpu|cuda; cuda is CUDA device 0). */
+struct fpd_device batch_settings_device(const struct fpd_batch_settings *s);
 
 /* The settings as a JSON object (every field, defaults filled in; rank/terms/cores
  * null for "chosen by the heuristic"). Caller owns the reference. */

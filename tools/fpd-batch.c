@@ -106,6 +106,7 @@ struct table_plan {
     char key[512];
     int group; /* index of its pass (selected tables) */
     struct fpd_plan plan; /* predicted by the planner (selected tables) */
+    const struct fpd_device_choice *dev; /* where it ran (this run; NULL: not run) */
 };
 
 enum unit_state { UNIT_TODO, UNIT_DONE, UNIT_STALE, UNIT_FOREIGN };
@@ -288,7 +289,9 @@ static bool plan_unit(const struct fpd_batch_pipeline *p, struct unit *u, bool *
             }
         }
         for (int64_t j = 0; j < i && t->group < 0; j++)
-            if (u->tables[j].selected && strcmp(u->tables[j].key, t->key) == 0) t->group = u->tables[j].group;
+            if (u->tables[j].selected && strcmp(u->tables[j].key, t->key) == 0 &&
+                u->tables[j].settings.device == t->settings.device) /* one pass runs on one device */
+                t->group = u->tables[j].group;
         if (t->group < 0) t->group = u->n_groups++;
     }
     u->fingerprint = h;
@@ -509,6 +512,31 @@ done:
 }
 
 /* Run one unit (the lock is held). Returns a CLI exit code (128 + signal: interrupted). */
+/* The backends of device: auto, cpu and cuda, each opened on first use and kept
+ * for the run (closed by close_devices). device: cuda was checked at load. auto
+ * without engine work (no finetuning, no ALS) is the CPU: CUDA is not probed for
+ * nothing. */
+static struct fpd_device_choice g_dev[3];
+static bool g_dev_open[3];
+
+static struct fpd_device_choice *device_for(const struct fpd_batch_settings *s, bool engine_work) {
+    int k = (int)s->device;
+    if (k == FPD_BATCH_DEVICE_AUTO && !engine_work) k = FPD_BATCH_DEVICE_CPU;
+    if (!g_dev_open[k]) {
+        struct fpd_batch_settings as = *s;
+        as.device = (enum fpd_batch_device)k;
+        struct fpd_device d = batch_settings_device(&as);
+        cli_device_open_or_exit(&d, "device:", false, &g_dev[k]);
+        g_dev_open[k] = true;
+    }
+    return &g_dev[k];
+}
+
+static void close_devices(void) {
+    for (int k = 0; k < 3; k++)
+        if (g_dev_open[k]) fpd_device_close(&g_dev[k]);
+}
+
 static int run_unit(const struct fpd_batch_pipeline *p, struct unit *u, int progress_mode) {
     int rc = CLI_EXIT_FAILURE;
     double t0 = now_s();
@@ -544,6 +572,9 @@ static int run_unit(const struct fpd_batch_pipeline *p, struct unit *u, int prog
             if (!t->selected || t->group != g) continue;
             names[co.n_tables++] = t->name;
             batch_settings_apply(&t->settings, &co);
+            /* a pass shares its device (tables are grouped by it and by epochs) */
+            t->dev = device_for(&t->settings, co.fit.finetune_epochs > 0 || co.fit.als_sweeps > 0);
+            co.fit.backend = t->dev->backend;
             if (t->settings.row_freq) {
                 rf_tables[co.n_row_freq] = t->name;
                 rf_files[co.n_row_freq++] = t->settings.row_freq;
@@ -599,7 +630,7 @@ static int run_unit(const struct fpd_batch_pipeline *p, struct unit *u, int prog
         if (!t->selected) json_object_set_new(o, "reason", json_string(t->reason));
         bool comp = json_is_true(json_object_get(o, "compressed"));
         n_comp += comp;
-        if (comp) json_object_set_new(o, "device", json_string("cpu"));
+        if (comp) json_object_set_new(o, "device", json_string(t->dev ? t->dev->used : "cpu"));
         json_object_set_new(o, "settings", batch_settings_json(&t->shown));
         json_array_append_new(tabs, o);
     }
@@ -1145,5 +1176,6 @@ done:
     free(units);
     free(ov_used);
     fpd_batch_pipeline_free(p);
+    close_devices();
     return rc;
 }

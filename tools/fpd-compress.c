@@ -7,6 +7,7 @@
  * accuracy per table and in total (stdout; --json for the same as JSON).
  */
 #include "tools/compress.h"
+#include "tools/device.h"
 #include "tools/ncf.h"
 
 #include <errno.h>
@@ -60,6 +61,11 @@ static void usage(FILE *f) {
             "      --cluster-rows    learn a row permutation (balanced hierarchical k-means) so similar rows\n"
             "                        share leading digits; stored as T.fpd.row_perm (4 bytes a row, counted)\n"
             "      --als S           ALS sweeps after TT-SVD (default 2; 0 = none)\n"
+            "      --device D        where the engine work runs (finetuning, ALS's backward passes, task-aware\n"
+            "                        finetuning): auto (default: CUDA when its backend loads and has a\n"
+            "                        device, else the CPU), cpu, cuda[:N]; TT-SVD and backfitting run on\n"
+            "                        the CPU (README: \"Backends and devices\")\n"
+            "      --verbose         say on stderr which device runs the work\n"
             "  -f, --force           overwrite OUT if it exists\n"
             "      --json            print the report as JSON on stdout\n"
             "      --progress        show progress on stderr even when it is not a terminal\n"
@@ -78,7 +84,8 @@ static void usage(FILE *f) {
             "  -h, --help            this help\n"
             "      --version         version and build features\n"
             "\n"
-            "Exit status: 0 ok, 1 runtime failure, 2 usage error, 128+N killed by signal N (nothing written).\n"
+            "Exit status: 0 ok, 1 runtime failure, 2 usage error, 3 --device cuda unavailable, 128+N killed by\n"
+            "signal N (nothing written).\n"
             "Example: fpd-compress samples/glove-10k.safetensors -o glove.fpd.safetensors --rank 16\n");
 }
 
@@ -102,10 +109,12 @@ int main(int argc, char **argv) {
     const char *init_arg = NULL, *init_name = "weight";
     int64_t init_rows = 0, init_dim = 0;
     char *rf_copies[64];
+    struct fpd_device device = {FPD_DEVICE_REQUEST_AUTO, 0};
+    bool verbose = false;
     enum { OPT_MIN_ROWS = 256, OPT_MIN_RATIO, OPT_EPOCHS, OPT_CORE_DTYPE, OPT_SEED, OPT_JSON, OPT_PROGRESS,
            OPT_NO_PROGRESS, OPT_VERSION, OPT_ROW_FREQ, OPT_QUERIES, OPT_INIT, OPT_ROWS, OPT_CLUSTER, OPT_ALS, OPT_BUDGET, OPT_RATIO, OPT_MAX_ERROR, OPT_EVAL_NCF, OPT_TRAIN, OPT_TASK_EPOCHS,
            OPT_BALANCE, OPT_DISTILL, OPT_FIXED_PRED,
-           OPT_DIM, OPT_NAME };
+           OPT_DIM, OPT_NAME, OPT_DEVICE, OPT_VERBOSE };
     static const struct option opts[] = {
         {"output", required_argument, 0, 'o'},     {"rank", required_argument, 0, 'r'},
         {"encoding", required_argument, 0, 'e'},
@@ -124,7 +133,8 @@ int main(int argc, char **argv) {
         {"ratio", required_argument, 0, OPT_RATIO},      {"max-error", required_argument, 0, OPT_MAX_ERROR},
         {"eval-ncf", required_argument, 0, OPT_EVAL_NCF}, {"train-interactions", required_argument, 0, OPT_TRAIN},
         {"task-epochs", required_argument, 0, OPT_TASK_EPOCHS}, {"balance-users", no_argument, 0, OPT_BALANCE},
-        {"distill", required_argument, 0, OPT_DISTILL},  {"fixed-prediction", no_argument, 0, OPT_FIXED_PRED},  {0, 0, 0, 0},
+        {"distill", required_argument, 0, OPT_DISTILL},  {"fixed-prediction", no_argument, 0, OPT_FIXED_PRED},
+        {"device", required_argument, 0, OPT_DEVICE},    {"verbose", no_argument, 0, OPT_VERBOSE}, {0, 0, 0, 0},
     };
     opterr = 0;
     int c;
@@ -206,6 +216,11 @@ int main(int argc, char **argv) {
             n_rf++;
             break;
         }
+        case OPT_DEVICE:
+            if (!fpd_device_parse(optarg, &device))
+                cli_usage_error("--device must be auto, cpu, cuda or cuda:N, got '%s'", optarg);
+            break;
+        case OPT_VERBOSE: verbose = true; break;
         case 'f': force = true; break;
         case OPT_JSON: json = true; break;
         case OPT_PROGRESS: progress_mode = 1; break;
@@ -326,7 +341,17 @@ int main(int argc, char **argv) {
     }
     tparams.seed = fp.seed; /* one --seed for the fit and the task-aware finetune */
     if (train_path && !cli_exists(train_path)) cli_usage_error("--train-interactions: %s: no such file", train_path);
+    /* the device of the engine work (finetuning, ALS); auto probes CUDA only when there is some */
+    struct fpd_device_choice dev;
+    struct fpd_device want = device;
+    if (want.request == FPD_DEVICE_REQUEST_AUTO && fp.finetune_epochs == 0 && fp.als_sweeps == 0 && !train_path)
+        want.request = FPD_DEVICE_REQUEST_CPU;
+    cli_device_open_or_exit(&want, "--device", verbose, &dev);
+    fpd_device_str(&device, dev.requested, sizeof dev.requested);
+    co.fit.backend = dev.backend;
+    tparams.backend = dev.backend;
     int rc = compress_checkpoint(in_path, out_path, &co, &report);
+    if (rc == CLI_EXIT_OK) cli_device_json(&dev, report);
     if (rc == CLI_EXIT_OK && train_path) {
         struct fpd_ncf_finetune_report frep;
         if (fpd_ncf_finetune_file(out_path, train_path, out_path, true, &tparams, ncf_rating, ncf_negative, in_path, &frep,
@@ -373,6 +398,7 @@ int main(int argc, char **argv) {
                    before.ndcg10, after.ndcg10, (long long)before.users);
     }
     json_decref(report);
+    fpd_device_close(&dev);
     free(co.tables);
     free(tables_copy);
     for (int q = 0; q < n_rf; q++) free(rf_copies[q]);

@@ -7,6 +7,7 @@
  * formats/ncf-data.c); tools/ncf.c has the JSON forms.
  */
 #include "tools/ncf.h"
+#include "tools/device.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -50,7 +51,9 @@ static void usage(FILE *f) {
             "      --seed S           order of the positives and the negatives (default 0)\n"
             "      --reference DENSE  the uncompressed checkpoint: rel_error of the finetuned tables\n"
             "  -f, --force            overwrite OUT if it exists\n"
-            "  -v, --verbose          each epoch's loss and time on stderr\n"
+            "  -v, --verbose          each epoch's loss and time, and the device, on stderr\n"
+            "      --device D         where the FPD tables train: auto (default: CUDA when its backend\n"
+            "                         loads and has a device, else the CPU), cpu, cuda[:N]\n"
             "\n"
             "NCF training data from MovieLens-1M:\n"
             "      --movielens RATINGS  ratings.tsv (header, 1-based user and item ids, items 1..3706):\n"
@@ -58,7 +61,7 @@ static void usage(FILE *f) {
             "                         CHECKPOINT's scores) and report the checks\n"
             "      --write-train OUT  write every rating but each user's held-out item, in NCF ids\n"
             "\n"
-            "Exit status: 0 ok, 1 runtime failure, 2 usage error.\n"
+            "Exit status: 0 ok, 1 runtime failure, 2 usage error, 3 --device cuda unavailable.\n"
             "Example: fpd-eval ncf_gmf8_ml1m.safetensors --ncf ml-1m.test.rating ml-1m.test.negative\n");
 }
 
@@ -98,8 +101,11 @@ int main(int argc, char **argv) {
     bool json = false, force = false;
     int verbose = 0;
     struct fpd_gmf_train_params tp = fpd_ncf_finetune_default_params();
+    struct fpd_device device = {FPD_DEVICE_REQUEST_AUTO, 0};
+    struct fpd_device_choice dev;
+    memset(&dev, 0, sizeof dev);
     enum { OPT_NCF = 256, OPT_JSON, OPT_VERSION, OPT_FINETUNE, OPT_EPOCHS, OPT_BATCH, OPT_NEG, OPT_LR, OPT_CORE_LR,
-           OPT_CORE_ABS, OPT_FIXED, OPT_SEED, OPT_REF, OPT_ML, OPT_WRITE_TRAIN, OPT_BALANCE, OPT_DISTILL };
+           OPT_CORE_ABS, OPT_FIXED, OPT_SEED, OPT_REF, OPT_ML, OPT_WRITE_TRAIN, OPT_BALANCE, OPT_DISTILL, OPT_DEVICE };
     static const struct option opts[] = {
         {"ncf", required_argument, 0, OPT_NCF},          {"json", no_argument, 0, OPT_JSON},
         {"help", no_argument, 0, 'h'},                   {"version", no_argument, 0, OPT_VERSION},
@@ -111,7 +117,8 @@ int main(int argc, char **argv) {
         {"reference", required_argument, 0, OPT_REF},    {"force", no_argument, 0, 'f'},
         {"movielens", required_argument, 0, OPT_ML},     {"write-train", required_argument, 0, OPT_WRITE_TRAIN},
         {"verbose", no_argument, 0, 'v'},                {"balance-users", no_argument, 0, OPT_BALANCE},
-        {"distill", required_argument, 0, OPT_DISTILL},  {0, 0, 0, 0},
+        {"distill", required_argument, 0, OPT_DISTILL},  {"device", required_argument, 0, OPT_DEVICE},
+        {0, 0, 0, 0},
     };
     opterr = 0;
     int c;
@@ -144,6 +151,10 @@ int main(int argc, char **argv) {
         case OPT_REF: reference = optarg; break;
         case 'f': force = true; break;
         case 'v': verbose = 1; break;
+        case OPT_DEVICE:
+            if (!fpd_device_parse(optarg, &device))
+                cli_usage_error("--device must be auto, cpu, cuda or cuda:N, got '%s'", optarg);
+            break;
         case OPT_ML: movielens = optarg; break;
         case OPT_WRITE_TRAIN: write_train = optarg; break;
         case ':': cli_usage_error("option '%s' needs a value", argv[optind - 1]);
@@ -168,6 +179,11 @@ int main(int argc, char **argv) {
     if (write_train && cli_exists(write_train) && !force)
         cli_usage_error("output '%s' exists; use --force to overwrite it", write_train);
 
+    /* the device of the finetune (the only engine work here) */
+    if (train) {
+        cli_device_open_or_exit(&device, "--device", verbose, &dev);
+        tp.backend = dev.backend;
+    }
     struct fpd_error err = {0};
     struct fpd_ncf_model m;
     struct fpd_ncf_test t;
@@ -228,6 +244,7 @@ int main(int argc, char **argv) {
         json_object_set_new(fj, "output", json_string(out));
         json_object_set_new(fj, "rel_error_user", isfinite(rep.rel_error[0]) ? json_real(rep.rel_error[0]) : json_null());
         json_object_set_new(fj, "rel_error_item", isfinite(rep.rel_error[1]) ? json_real(rep.rel_error[1]) : json_null());
+        cli_device_json(&dev, fj);
         json_object_set_new(res, "finetune", fj);
     }
 
@@ -298,6 +315,7 @@ int main(int argc, char **argv) {
     rc = CLI_EXIT_OK;
 done:
     json_decref(res);
+    fpd_device_close(&dev);
     fpd_ncf_test_free(&t);
     fpd_ncf_model_free(&m);
     return rc;

@@ -206,3 +206,30 @@ extern "C" enum fpd_status fpd__cuda_backend_create(struct fpd_backend *be, int 
     snprintf(be->name, sizeof be->name, "cuda:%d (%s)", device, prop.name);
     return FPD_STATUS_OK;
 }
+
+/* ------------------------------------------------------------------------
+ * The entry point of build/libfpd-cuda.so (backend-impl.h, "Loadable backends"):
+ * lib/backend.c opens this object with dlopen on the first request for CUDA and
+ * calls fpd_backend_plugin_init. Keep this at the end of the file. */
+
+static int cuda_plugin_device_count(struct fpd_error *err) {
+    int n = 0;
+    cudaError_t e = cudaGetDeviceCount(&n);
+    if (e != cudaSuccess) {
+        fpd__err(err, FPD_STATUS_BACKEND, "no CUDA device: %s", cudaGetErrorString(e));
+        return 0;
+    }
+    if (n == 0) fpd__err(err, FPD_STATUS_BACKEND, "no CUDA device: the driver reports none");
+    return n;
+}
+
+static const struct fpd_backend_plugin cuda_plugin = {
+    FPD_BACKEND_ABI_VERSION,       FPD_BACKEND_ABI_SIZES,    FPD_BACKEND_KIND_CUDA, "cuda",
+    cuda_plugin_device_count, fpd__cuda_backend_create,
+};
+
+extern "C" __attribute__((visibility("default"))) const struct fpd_backend_plugin *
+fpd_backend_plugin_init(const struct fpd_backend_host *host) {
+    if (!fpd__plugin_host_set(host)) return NULL;
+    return &cuda_plugin;
+}

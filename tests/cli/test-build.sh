@@ -6,3 +6,24 @@ if command -v readelf >/dev/null 2>&1; then
 else
     skip "libfpd.so SONAME" "readelf not available"
 fi
+
+# libfpd and the tools never link CUDA: the CUDA backend is its own object,
+# build/libfpd-cuda.so, opened with dlopen when CUDA is asked for (issue 10).
+if command -v readelf >/dev/null 2>&1; then
+    for f in "$BUILD/libfpd.so" "$BUILD"/fpd-* "$BUILD"/sample-*; do
+        [ -f "$f" ] || continue
+        readelf -d "$f" >out.txt 2>err.txt
+        expect_no_grep "$(basename "$f"): links no CUDA library" out.txt "NEEDED.*(libcuda|libcublas|libcusolver)"
+    done
+    if [ -f "$BUILD/libfpd-cuda.so" ]; then
+        readelf -d "$BUILD/libfpd-cuda.so" >out.txt 2>err.txt
+        expect_grep "libfpd-cuda.so: links the CUDA runtime" out.txt "NEEDED.*libcudart"
+        readelf --dyn-syms -W "$BUILD/libfpd-cuda.so" | awk '$5 == "GLOBAL" && $7 != "UND" {print $8}' >syms.txt
+        if [ "$(cat syms.txt)" = "fpd_backend_plugin_init" ]; then _report ok "libfpd-cuda.so: exports the entry point only"
+        else _report "not ok" "libfpd-cuda.so: exports the entry point only" "$(head -c 300 syms.txt)"; fi
+    else
+        skip "libfpd-cuda.so" "not built (CUDA=0)"
+    fi
+else
+    skip "CUDA linkage" "readelf not available"
+fi

@@ -56,7 +56,8 @@ class FitParams(Structure):
     _fields_ = [("backfit_sweeps", c_int64), ("backfit_tol", c_double), ("als_sweeps", c_int64),
                 ("als_tol", c_double), ("finetune_epochs", c_int64), ("batch_rows", c_int64),
                 ("learning_rate", c_double), ("seed", c_uint64), ("cluster_rows", c_bool),
-                ("row_weights", POINTER(c_double)), ("progress", c_void_p), ("progress_user_data", c_void_p)]
+                ("row_weights", POINTER(c_double)), ("progress", c_void_p), ("progress_user_data", c_void_p),
+                ("backend", c_void_p)]
 
 
 class FitReport(Structure):
