@@ -760,6 +760,16 @@ struct fpd_gmf_train_params {
                                   (fpd_row_order_interactions, 16 dims, the seed): users
                                   (items) that share items (users) share leading digits
                                   (default false)                                          */
+    int64_t free_coords;       /* c > 0: before training, give each FPD table without free
+                                  coordinates c of them (fpd_layer_set_free_coords; row i =
+                                  FPD(i) + E[i] P): E = 0, so training starts from the FPD
+                                  table as given (a fitted one keeps its rows), and P entries
+                                  ~ N(0, 1/c) (seeded), so that one Adam step of E moves a
+                                  row by about the learning rate per column, as it moves a
+                                  dense row (E = P = 0 would be a stationary point: neither
+                                  gets a gradient). E and P step with lazy Adam at
+                                  learning_rate (E's rows sparse, P dense); c <= dim
+                                  (default 0)                                               */
 };
 FPD_API struct fpd_gmf_train_params fpd_gmf_train_default_params(void);
 

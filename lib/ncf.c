@@ -304,6 +304,8 @@ static enum fpd_status table_state_init(struct table_state *ts, const struct fpd
             double scale = sqrt(ss / (double)nel);
             ep.optimizer.lr_scale[m] = scale > 0.0 ? scale : 1e-2;
         }
+        /* free coordinates (if any) step at the dense rows' learning rate */
+        ep.optimizer.free_lr_scale = p->learning_rate / ep.optimizer.learning_rate;
         enum fpd_status st = fpd_engine_init(e->layer, &ep, &ts->eng, err);
         if (st) {
             table_state_free(ts);
@@ -390,12 +392,12 @@ enum fpd_status fpd_gmf_train(struct fpd_gmf *m, const int64_t *users, const int
     struct fpd_gmf_train_params p = params ? *params : fpd_gmf_train_default_params();
     if ((st = gmf_check(m, err))) return st;
     if (p.epochs < 0 || p.negatives < 0 || p.batch_size < 1 + p.negatives || !(p.learning_rate > 0.0) ||
-        !(p.core_learning_rate >= 0.0))
+        !(p.core_learning_rate >= 0.0) || p.free_coords < 0 || p.free_coords > m->user.dim)
         return fpd__err(err, FPD_STATUS_INVALID_ARG,
                         "training parameters out of range: epochs %lld, negatives %lld, batch_size %lld (must be "
-                        ">= 1 + negatives), learning rates %g, %g",
+                        ">= 1 + negatives), learning rates %g, %g, free_coords %lld (in [0, dim])",
                         (long long)p.epochs, (long long)p.negatives, (long long)p.batch_size, p.learning_rate,
-                        p.core_learning_rate);
+                        p.core_learning_rate, (long long)p.free_coords);
     if (n <= 0) return fpd__err(err, FPD_STATUS_INVALID_ARG, "no positives to train on");
     if (p.teacher) {
         if ((st = gmf_check(p.teacher, err))) return st;
@@ -444,6 +446,18 @@ enum fpd_status fpd_gmf_train(struct fpd_gmf *m, const int64_t *users, const int
             if (!st) st = fpd_layer_set_row_perm(l, perm, err);
             fpd_free(perm);
             if (st) goto done;
+        }
+    }
+    if (p.free_coords > 0) { /* after the row order (E is in original row order either way) */
+        const struct fpd_embedding *tabs[2] = {&m->user, &m->item};
+        for (int q = 0; q < 2; q++) {
+            struct fpd_layer *l = tabs[q]->layer;
+            if (!l || fpd_layer_get_free_coords(l) > 0) continue;
+            if ((st = fpd_layer_set_free_coords(l, p.free_coords, NULL, NULL, err))) goto done;
+            float *pr = fpd_layer_get_free_p(l);
+            uint64_t prng = p.seed ^ (q ? 0x5851f42d4c957f2dull : 0x14057b7ef767814full);
+            const double sd = 1.0 / sqrt((double)p.free_coords);
+            for (int64_t x = 0; x < p.free_coords * tabs[q]->dim; x++) pr[x] = (float)(sd * fpd__rand_normal(&prng));
         }
     }
     if ((st = user_items_init(&ui, users, items, n, m->user.rows, err)) ||

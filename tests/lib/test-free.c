@@ -422,3 +422,82 @@ Test(free, non_cpu_backends_refuse_a_layer_with_free_coordinates) {
     fpd_backend_free(be);
     fpd_layer_free(l);
 }
+
+/* ---------------------------------------------------------------- GMF training */
+
+/* fpd_gmf_train's free_coords on a planted model: 250 users (the last 10 without
+ * positives) and 120 items in 4 clusters, a user liking 2/3 of its cluster's items. */
+Test(free, gmf_training_attaches_and_trains_free_coordinates) {
+    const int64_t NU = 250, NI = 120, D = 8, C = 2;
+    int64_t *users = malloc((size_t)(NU * NI) * sizeof(int64_t)), *items = malloc((size_t)(NU * NI) * sizeof(int64_t));
+    int64_t n = 0;
+    uint64_t seed = 99;
+    for (int64_t u = 0; u < 240; u++)
+        for (int64_t i = 0; i < NI; i++)
+            if (i % 4 == u % 4 && test_rand_u64(&seed) % 3 != 0) {
+                users[n] = u;
+                items[n++] = i;
+            }
+    const int64_t nu[] = {10, 5, 5}, ni[] = {6, 5, 4}, d[] = {2, 2, 2};
+    struct fpd_layer_shape su = test_make_shape(3, NU, nu, d, 4, 1), si = test_make_shape(3, NI, ni, d, 4, 1);
+    struct fpd_init_params ip = {FPD_INIT_KIND_NORMAL, 0.1, 5};
+    struct fpd_layer *lu = NULL, *li = NULL;
+    struct fpd_error err;
+    cr_assert(fpd_init(&su, &ip, &lu, &err) == 0 && fpd_init(&si, &ip, &li, &err) == 0, "%s", err.msg);
+    float w[8];
+    for (int j = 0; j < 8; j++) w[j] = (float)(0.6 * test_rand_sym(&seed));
+    struct fpd_gmf m = {{lu, NULL, NU, D}, {li, NULL, NI, D}, w, 0.0f};
+    /* epochs 0: attached with E = 0 (the rows are the FPD rows exactly) and P ~ N(0, 1/c) */
+    float before[8 * 8];
+    int64_t probe[8] = {0, 1, 17, 100, 239, 240, 245, 249};
+    cr_assert(eq(int, fpd_layer_lookup(lu, probe, 8, before, &err), 0));
+    struct fpd_gmf_train_params tp = fpd_gmf_train_default_params();
+    tp.epochs = 0;
+    tp.free_coords = C;
+    tp.seed = 3;
+    cr_assert(eq(int, fpd_gmf_train(&m, users, items, n, &tp, NULL, &err), 0), "%s", err.msg);
+    for (int q = 0; q < 2; q++) {
+        const struct fpd_layer *l = q ? li : lu;
+        const int64_t rows = q ? NI : NU;
+        cr_assert(eq(i64, fpd_layer_get_free_coords(l), C));
+        for (int64_t x = 0; x < rows * C; x++) cr_assert(eq(flt, fpd_layer_get_free_e_const(l)[x], 0.0f));
+        double ss = 0.0;
+        for (int64_t x = 0; x < C * D; x++) ss += (double)fpd_layer_get_free_p_const(l)[x] * fpd_layer_get_free_p_const(l)[x];
+        cr_assert(ss / (double)(C * D) > 0.1 / (double)C && ss / (double)(C * D) < 3.0 / (double)C,
+                  "P's mean square %g, 1/c = %g", ss / (double)(C * D), 1.0 / (double)C);
+    }
+    float after[8 * 8];
+    cr_assert(eq(int, fpd_layer_lookup(lu, probe, 8, after, &err), 0));
+    cr_assert(eq(int, memcmp(before, after, sizeof before), 0));
+    /* training: E moves on the rows the data touches, never on users without positives,
+     * and the model learns the planted clusters */
+    tp.epochs = 15;
+    tp.batch_size = 128;
+    tp.learning_rate = 2e-2;
+    cr_assert(eq(int, fpd_gmf_train(&m, users, items, n, &tp, NULL, &err), 0), "%s", err.msg);
+    const float *E = fpd_layer_get_free_e_const(lu);
+    for (int64_t u = 240; u < NU; u++)
+        for (int64_t q = 0; q < C; q++) cr_assert(eq(flt, E[u * C + q], 0.0f), "user %lld without positives", (long long)u);
+    int64_t moved = 0;
+    for (int64_t u = 0; u < 240; u++) moved += E[u * C] != 0.0f;
+    cr_assert(eq(i64, moved, 240));
+    /* held-in ranking: each user's first positive against 19 items of other clusters */
+    int64_t tu[240], tc[240 * 20];
+    for (int64_t u = 0; u < 240; u++) {
+        tu[u] = u;
+        tc[u * 20] = u % 4; /* item u % 4 is in the user's cluster */
+        for (int c = 1; c < 20; c++) tc[u * 20 + c] = (u % 4 + 1 + (c % 3)) % 4 + 4 * c;
+    }
+    struct fpd_rank_metrics rm;
+    cr_assert(eq(int, fpd_gmf_rank(&m, tu, tc, 240, 20, 5, &rm, NULL, &err), 0), "%s", err.msg);
+    cr_assert(ge(dbl, rm.hr, 0.9), "HR@5 %g", rm.hr);
+    /* c above the dimension is refused */
+    tp.free_coords = D + 1;
+    fpd_layer_set_free_coords(lu, 0, NULL, NULL, NULL);
+    cr_assert(eq(int, fpd_gmf_train(&m, users, items, n, &tp, NULL, &err), FPD_STATUS_INVALID_ARG));
+    cr_assert(strstr(err.msg, "free_coords 9") != NULL, "%s", err.msg);
+    fpd_layer_free(lu);
+    fpd_layer_free(li);
+    free(users);
+    free(items);
+}
