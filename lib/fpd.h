@@ -330,6 +330,10 @@ struct fpd_fit_params {
                                  finetuning, or NULL for uniform (default). Borrowed.     */
     fpd_progress_callback progress;
     void *progress_user_data;
+    int64_t free_coords;      /* c > 0: fpd_fit ends with fpd_fit_free_coords(c): free
+                                 coordinates E [N, c], P [c, D] from the residual's top c
+                                 directions (c (N + D) parameters, format free/1);
+                                 0: none (default)                                        */
 };
 /* Defaults as documented above. */
 FPD_API struct fpd_fit_params fpd_fit_default_params(void);
@@ -355,7 +359,8 @@ FPD_API enum fpd_status fpd_fit_ttsvd(const struct fpd_table_view *w, const stru
  * TT-SVD to the residual of the others, sweep until the error stops improving;
  * Hastie & Tibshirani's backfitting, as DESIGN.md section 3), which holds one F32
  * residual copy of the table. Then als_sweeps of fpd_als (all terms jointly), then
- * finetune_epochs of fpd_finetune. The returned
+ * finetune_epochs of fpd_finetune, then (params->free_coords > 0)
+ * fpd_fit_free_coords. Errors also: INVALID_ARG (free_coords < 0 or > dim). The returned
  * layer is the best one seen (finetuning never makes the result worse).
  * report (may be NULL) receives the error after each stage.
  * Errors: as fpd_fit_ttsvd and fpd_finetune. */
@@ -368,10 +373,24 @@ struct fpd_fit_report {
     int64_t finetune_epochs;    /* epochs run                             */
     bool finetune_kept;         /* the finetuned cores were kept          */
     double fit_seconds, finetune_seconds;
+    double rel_error_free;      /* after the free coordinates (== final without) */
 };
 FPD_API enum fpd_status fpd_fit(const struct fpd_table_view *w, const struct fpd_layer_shape *shape,
                                 const struct fpd_fit_params *params, struct fpd_layer **out,
                                 struct fpd_fit_report *report, struct fpd_error *err);
+
+/* Free coordinates from the residual (format free/1): with R = W - FPD(layer) (the
+ * cores alone; free coordinates the layer already has are replaced), take the top c
+ * right singular vectors V_c [D, c] of R and set E = R V_c (= U_c S_c) and
+ * P = V_c^T, so E P is R's best rank-c approximation (Eckart-Young) and the squared
+ * Frobenius error drops from ||R||^2 to the sum of R's discarded squared singular
+ * values, returned in *discarded (may be NULL; clamped at 0). Unweighted (row
+ * weights are not used). Two streaming passes over w in row blocks: the Gram
+ * matrix R^T R [D, D] in double, its top c eigenvectors (LAPACKE dsyevr), then
+ * E = R V_c. Extra memory O(D^2 + N c). Errors: SHAPE (w not [rows, dim]),
+ * INVALID_ARG (c outside [1, dim]), DTYPE, NOMEM, NUMERIC (eigensolver). */
+FPD_API enum fpd_status fpd_fit_free_coords(struct fpd_layer *layer, const struct fpd_table_view *w, int64_t c,
+                                            double *discarded, struct fpd_error *err);
 
 /* Minibatch Adam (Kingma & Ba 2015) on all cores of layer, minimizing
  * sum_i w_i ||W_i - What_i||^2 / sum_i w_i (DESIGN.md section 3) for
@@ -424,7 +443,8 @@ FPD_API enum fpd_status fpd_row_order_interactions(const int64_t *rows, const in
  * N). f never increases from sweep to sweep; stops after `sweeps` or when f
  * improves by less than tol * f. objective (may be NULL): f after the last sweep;
  * sweeps_run (may be NULL): sweeps done. params may be NULL (only its progress
- * callback is used, stage "als"). Errors: SHAPE, DTYPE, NOMEM, CANCELLED. */
+ * callback is used, stage "als"). Errors: SHAPE, DTYPE, NOMEM, CANCELLED,
+ * INVALID_ARG (the layer has free coordinates: fit them after ALS). */
 FPD_API enum fpd_status fpd_als(struct fpd_layer *layer, const struct fpd_table_view *w, int64_t sweeps, double tol,
                                 const struct fpd_fit_params *params, double *objective, int64_t *sweeps_run,
                                 struct fpd_error *err);

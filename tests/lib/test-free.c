@@ -501,3 +501,127 @@ Test(free, gmf_training_attaches_and_trains_free_coordinates) {
     free(users);
     free(items);
 }
+
+/* ---------------------------------------------------------------- fit */
+
+/* Eigenvalues (descending) and eigenvectors (columns of v, n x n) of the symmetric
+ * a [n, n] (destroyed) by cyclic Jacobi rotations (Golub & Van Loan, section 8.5). */
+static void jacobi_eig(double *a, int n, double *w, double *v) {
+    for (int i = 0; i < n * n; i++) v[i] = (i / n == i % n);
+    for (int sweep = 0; sweep < 100; sweep++) {
+        double off = 0.0;
+        for (int p = 0; p < n; p++)
+            for (int q = p + 1; q < n; q++) off += a[p * n + q] * a[p * n + q];
+        if (off < 1e-30) break;
+        for (int p = 0; p < n; p++)
+            for (int q = p + 1; q < n; q++) {
+                if (fabs(a[p * n + q]) < 1e-300) continue;
+                double th = (a[q * n + q] - a[p * n + p]) / (2.0 * a[p * n + q]);
+                double t = (th >= 0 ? 1.0 : -1.0) / (fabs(th) + sqrt(th * th + 1.0));
+                double c = 1.0 / sqrt(t * t + 1.0), s = t * c;
+                for (int k = 0; k < n; k++) { /* A = J^T A J */
+                    double akp = a[k * n + p], akq = a[k * n + q];
+                    a[k * n + p] = c * akp - s * akq;
+                    a[k * n + q] = s * akp + c * akq;
+                }
+                for (int k = 0; k < n; k++) {
+                    double apk = a[p * n + k], aqk = a[q * n + k];
+                    a[p * n + k] = c * apk - s * aqk;
+                    a[q * n + k] = s * apk + c * aqk;
+                }
+                for (int k = 0; k < n; k++) {
+                    double vkp = v[k * n + p], vkq = v[k * n + q];
+                    v[k * n + p] = c * vkp - s * vkq;
+                    v[k * n + q] = s * vkp + c * vkq;
+                }
+            }
+    }
+    int idx[64];
+    for (int i = 0; i < n; i++) idx[i] = i;
+    for (int i = 0; i < n; i++) /* selection sort, descending */
+        for (int j = i + 1; j < n; j++)
+            if (a[idx[j] * n + idx[j]] > a[idx[i] * n + idx[i]]) {
+                int t = idx[i];
+                idx[i] = idx[j];
+                idx[j] = t;
+            }
+    double *vv = malloc((size_t)(n * n) * sizeof(double));
+    for (int i = 0; i < n; i++) {
+        w[i] = a[idx[i] * n + idx[i]];
+        for (int k = 0; k < n; k++) vv[k * n + i] = v[k * n + idx[i]];
+    }
+    memcpy(v, vv, (size_t)(n * n) * sizeof(double));
+    free(vv);
+}
+
+Test(free, fit_takes_the_residuals_top_directions) {
+    const int64_t N = 300, D = 10;
+    float *W = malloc((size_t)(N * D) * sizeof(float));
+    uint64_t seed = 12;
+    for (int64_t x = 0; x < N * D; x++) W[x] = (float)test_rand_sym(&seed);
+    for (int64_t i = 0; i < N; i++) /* a strong rank-1 part the small TT will not hold alone */
+        for (int64_t j = 0; j < D; j++) W[i * D + j] += (float)(2.0 * sin(0.37 * (double)(i * i)) * cos((double)j));
+    struct fpd_table_view view = {W, FPD_DTYPE_F32, N, D};
+    const int64_t n[2] = {20, 15}, d[2] = {5, 2};
+    struct fpd_layer_shape s = test_make_shape(2, N, n, d, 2, 1);
+    for (int64_t c = 1; c <= 4; c += 3) {
+        struct fpd_fit_params fp = fpd_fit_default_params();
+        fp.free_coords = c;
+        struct fpd_layer *l = NULL;
+        struct fpd_fit_report rep;
+        struct fpd_error err;
+        cr_assert(eq(int, fpd_fit(&view, &s, &fp, &l, &rep, &err), 0), "%s", err.msg);
+        cr_assert(eq(i64, fpd_layer_get_free_coords(l), c));
+        /* the residual of the cores alone, by the definition, and its Gram matrix */
+        double *R = malloc((size_t)(N * D) * sizeof(double)), G[100] = {0}, ev[10], V[100], row[10];
+        const int64_t *perm = fpd_layer_row_perm(l);
+        for (int64_t i = 0; i < N; i++) {
+            test_naive_row(l, perm ? perm[i] : i, row);
+            for (int64_t j = 0; j < D; j++) R[i * D + j] = (double)W[i * D + j] - row[j];
+        }
+        for (int64_t i = 0; i < N; i++)
+            for (int64_t a = 0; a < D; a++)
+                for (int64_t b = 0; b < D; b++) G[a * D + b] += R[i * D + a] * R[i * D + b];
+        jacobi_eig(G, (int)D, ev, V);
+        double disc = 0.0, total = 0.0;
+        for (int64_t q = 0; q < D; q++) {
+            total += ev[q];
+            if (q >= c) disc += ev[q];
+        }
+        /* the layer's squared error is exactly the discarded part */
+        float *rec = malloc((size_t)(N * D) * sizeof(float));
+        cr_assert(eq(int, fpd_layer_reconstruct(l, 0, N, rec, &err), 0));
+        double se = 0.0, sn = 0.0;
+        for (int64_t x = 0; x < N * D; x++) {
+            se += ((double)W[x] - rec[x]) * ((double)W[x] - rec[x]);
+            sn += (double)W[x] * W[x];
+        }
+        cr_assert(le(dbl, fabs(se - disc), 1e-4 * total), "c %lld: error %g, discarded %g (of %g)", (long long)c, se,
+                  disc, total);
+        cr_assert(le(dbl, fabs(rep.rel_error_free - sqrt(se / sn)), 1e-5));
+        cr_assert(lt(dbl, rep.rel_error_free, rep.rel_error_final));
+        /* E P is R's rank-c truncation R V_c V_c^T, entry by entry */
+        const float *E = fpd_layer_get_free_e_const(l), *P = fpd_layer_get_free_p_const(l);
+        double maxd = 0.0, maxr = 0.0;
+        for (int64_t i = 0; i < N; i++)
+            for (int64_t j = 0; j < D; j++) {
+                double got = 0.0, want = 0.0;
+                for (int64_t q = 0; q < c; q++) got += (double)E[i * c + q] * P[q * D + j];
+                for (int64_t q = 0; q < c; q++)
+                    for (int64_t a = 0; a < D; a++) want += R[i * D + a] * V[a * D + q] * V[j * D + q];
+                maxd = fmax(maxd, fabs(got - want));
+                maxr = fmax(maxr, fabs(want));
+            }
+        cr_assert(le(dbl, maxd, 1e-4 * maxr), "c %lld: E P differs from R V V^T by %g (max %g)", (long long)c, maxd,
+                  maxr);
+        /* fpd_fit_free_coords on the same layer again: the same discarded sum */
+        double disc2;
+        cr_assert(eq(int, fpd_fit_free_coords(l, &view, c, &disc2, &err), 0), "%s", err.msg);
+        cr_assert(le(dbl, fabs(disc2 - disc), 1e-4 * total));
+        cr_assert(eq(int, fpd_fit_free_coords(l, &view, D + 1, &disc2, &err), FPD_STATUS_INVALID_ARG));
+        free(rec);
+        free(R);
+        fpd_layer_free(l);
+    }
+    free(W);
+}
