@@ -392,7 +392,8 @@ FPD_API enum fpd_status fpd_fit(const struct fpd_table_view *w, const struct fpd
 FPD_API enum fpd_status fpd_fit_free_coords(struct fpd_layer *layer, const struct fpd_table_view *w, int64_t c,
                                             double *discarded, struct fpd_error *err);
 
-/* Minibatch Adam (Kingma & Ba 2015) on all cores of layer, minimizing
+/* Minibatch Adam (Kingma & Ba 2015) on all cores of layer (and its free
+ * coordinates E and P, if any, with a step relative to their RMS), minimizing
  * sum_i w_i ||W_i - What_i||^2 / sum_i w_i (DESIGN.md section 3) for
  * params->finetune_epochs epochs of `rows` samples each (seeded by params->seed):
  * uniform weights take every row once per epoch in shuffled order; with

@@ -619,6 +619,18 @@ Test(free, fit_takes_the_residuals_top_directions) {
         cr_assert(eq(int, fpd_fit_free_coords(l, &view, c, &disc2, &err), 0), "%s", err.msg);
         cr_assert(le(dbl, fabs(disc2 - disc), 1e-4 * total));
         cr_assert(eq(int, fpd_fit_free_coords(l, &view, D + 1, &disc2, &err), FPD_STATUS_INVALID_ARG));
+        /* finetuning moves E and P with the cores and keeps its best epoch: the
+         * layer it leaves has exactly the loss it reports */
+        double before, after;
+        fp.finetune_epochs = 3;
+        fp.learning_rate = 1e-2;
+        cr_assert(eq(int, fpd_finetune(l, &view, &fp, &before, &after, &err), 0), "%s", err.msg);
+        cr_assert(le(dbl, after, before));
+        cr_assert(eq(int, fpd_layer_reconstruct(l, 0, N, rec, &err), 0));
+        double se2 = 0.0;
+        for (int64_t x = 0; x < N * D; x++) se2 += ((double)W[x] - rec[x]) * ((double)W[x] - rec[x]);
+        cr_assert(le(dbl, fabs(se2 / (double)N - after), 1e-4 * after), "layer %g, reported %g", se2 / (double)N,
+                  after);
         free(rec);
         free(R);
         fpd_layer_free(l);
