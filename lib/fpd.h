@@ -452,7 +452,8 @@ FPD_API enum fpd_status fpd_als(struct fpd_layer *layer, const struct fpd_table_
 
 /* Backward of fpd_layer_lookup: given dL/dout for rows idx[0..n) (grad_out[n * D],
  * F32), add dL/dG_m to grad_cores[m] (each of fpd_layer_shape_core_numel(m)
- * floats, same layout as the core). idx may repeat and need not be sorted. Runs
+ * floats, same layout as the core). The cores only: the gradients of free
+ * coordinates come from an engine (fpd_engine_grad, m = k and k + 1). idx may repeat and need not be sorted. Runs
  * fpd_engine_forward and fpd_engine_backward on a transient one-thread CPU engine
  * (reverse accumulation over the rows' prefix tree); training loops keep an
  * engine and use its optimizer steps instead. Errors: INVALID_ARG (index), NOMEM. */
