@@ -633,7 +633,10 @@ FPD_API enum fpd_status fpd_engine_backward(struct fpd_engine *e, const struct f
  * m = k is dL/dE, [rows, c] (original row order), whose slices are the touched
  * rows i (c floats each, ascending; rows of other rows are 0); m = k + 1 is dL/dP,
  * [c, dim], whose slices are P's c rows, listed 0..c-1 when the batches since the
- * last step had a row, else none. m must be < k (< k + 2 with free coordinates). */
+ * last step had a row, else none. m must be < k (< k + 2 with free coordinates).
+ * (dE's [rows, c] buffer is allocated by the first backward, so that look-up
+ * engines need no O(rows) memory; asked for before any backward, *grad is NULL
+ * only if that allocation fails.) */
 FPD_API void fpd_engine_grad(const struct fpd_engine *e, int32_t m, const float **grad, const int64_t **slices,
                              int64_t *n_slices);
 

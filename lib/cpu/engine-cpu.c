@@ -327,11 +327,8 @@ static enum fpd_status engine_create(void *ctx, struct fpd_layer *layer, const s
             ok = (w->grad[m] = fpd_calloc((size_t)fpd_layer_shape_core_numel(s, m), sizeof(float))) != NULL;
         if (ok && T > 1 && e->fc > 0) ok = (w->gp = fpd_calloc((size_t)(e->fc * e->D), sizeof(float))) != NULL;
     }
-    if (ok && e->fc > 0) {
-        ok = (e->ge = fpd_calloc((size_t)(e->N * e->fc), sizeof(float))) &&
-             (e->gp = fpd_calloc((size_t)(e->fc * e->D), sizeof(float))) &&
-             (e->etouched = fpd_calloc((size_t)e->N, 1)) &&
-             (e->elist = fpd_malloc((size_t)e->N * sizeof(int64_t))) &&
+    if (ok && e->fc > 0) { /* dE's O(N c) buffers wait for the first backward (look-ups need none) */
+        ok = (e->gp = fpd_calloc((size_t)(e->fc * e->D), sizeof(float))) &&
              (e->plist = fpd_malloc((size_t)e->fc * sizeof(int64_t)));
         for (int64_t j = 0; ok && j < e->fc; j++) e->plist[j] = j;
     }
@@ -853,6 +850,13 @@ static enum fpd_status engine_backward(void *ctx, void *state, const struct fpd_
     if (!e->planned || !same_batch(&e->last, b))
         return fpd__err(err, FPD_STATUS_INVALID_ARG,
                         "fpd_engine_backward needs the batch of the last fpd_engine_forward call");
+    if (e->fc > 0 && !e->ge) { /* the free coordinates' row gradients, on first use */
+        if (!(e->ge = fpd_calloc((size_t)(e->N * e->fc), sizeof(float))) ||
+            !(e->etouched = fpd_calloc((size_t)e->N, 1)) ||
+            !(e->elist = fpd_malloc((size_t)e->N * sizeof(int64_t))))
+            return fpd__err(err, FPD_STATUS_NOMEM, "out of memory for the gradient of %lld x %lld free coordinates",
+                            (long long)e->N, (long long)e->fc);
+    }
     for (int32_t m = 1; m < e->k; m++) {
         const int64_t rm = e->s.ranks[m], wm = e->w[m];
         for (int64_t q = 0; q < e->nbl[m]; q++) {
@@ -905,7 +909,9 @@ static void engine_grad(void *ctx, void *state, int32_t m, const float **grad, c
     (void)ctx;
     struct cpu_engine *e = state;
     if (m == e->k) { /* E: slices are rows */
-        qsort(e->elist, (size_t)e->nel, sizeof(int64_t), cmp_i64);
+        if (!e->ge) /* no backward yet: a zero gradient */
+            e->ge = fpd_calloc((size_t)(e->N * e->fc), sizeof(float));
+        if (e->elist) qsort(e->elist, (size_t)e->nel, sizeof(int64_t), cmp_i64);
         *grad = e->ge;
         if (slices) *slices = e->elist;
         if (n_slices) *n_slices = e->nel;
@@ -991,6 +997,8 @@ static enum fpd_status engine_step(void *ctx, void *state, const struct fpd_opti
     for (int32_t m = 0; m < e->k; m++)
         if (!state_alloc(kind, fpd_layer_shape_core_numel(&e->s, m), e->nslices[m], &e->m1[m], &e->m2[m]))
             return fpd__err(err, FPD_STATUS_NOMEM, "out of memory for the optimizer state");
+    if (e->fc > 0 && !e->ge && !(e->ge = fpd_calloc((size_t)(e->N * e->fc), sizeof(float))))
+        return fpd__err(err, FPD_STATUS_NOMEM, "out of memory for the gradient of the free coordinates");
     if (e->fc > 0 && (!state_alloc(kind, e->N * e->fc, e->N, &e->em1, &e->em2) ||
                       !state_alloc(kind, e->fc * e->D, e->fc, &e->pm1, &e->pm2)))
         return fpd__err(err, FPD_STATUS_NOMEM, "out of memory for the optimizer state of the free coordinates");

@@ -362,6 +362,32 @@ Test(free, optimizer_closed_forms_on_e_and_p) {
     }
 }
 
+Test(free, grad_and_step_before_any_backward) {
+    /* dE's buffer waits for the first backward: asking for it, or an Adam step (which
+     * reads every entry's gradient), before one gives zeros and moves nothing */
+    for (int kind = 0; kind < FPD_OPTIMIZER_KIND_COUNT; kind++) {
+        struct fpd_layer *l = free_layer(2, false, 51), *before = NULL;
+        cr_assert(eq(int, fpd_layer_clone(l, &before, NULL), 0));
+        struct fpd_engine *e = engine_kind(l, (enum fpd_optimizer_kind)kind, 0.1, 1);
+        const float *gm;
+        const int64_t *sl;
+        int64_t nsl = -1;
+        if (kind == 0) {
+            fpd_engine_grad(e, 3, &gm, &sl, &nsl);
+            cr_assert(gm != NULL);
+            cr_assert(eq(i64, nsl, 0));
+            for (int64_t x = 0; x < 400; x++) cr_assert(eq(flt, gm[x], 0.0f));
+        }
+        struct fpd_error err;
+        cr_assert(eq(int, fpd_engine_step(e, &err), 0), "%s", err.msg);
+        cr_assert(eq(int, memcmp(fpd_layer_get_free_e_const(l), fpd_layer_get_free_e_const(before), 400 * 4), 0));
+        cr_assert(eq(int, memcmp(fpd_layer_get_free_p_const(l), fpd_layer_get_free_p_const(before), 24 * 4), 0));
+        fpd_engine_free(e);
+        fpd_layer_free(before);
+        fpd_layer_free(l);
+    }
+}
+
 Test(free, threads_give_the_same_gradients) {
     /* 5000 distinct rows: the engine splits them over threads (2048 a thread at least) */
     const int64_t n[2] = {80, 80}, d[2] = {4, 2};
