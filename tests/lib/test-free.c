@@ -432,10 +432,8 @@ Test(free, threads_give_the_same_gradients) {
 }
 
 Test(free, non_cpu_backends_refuse_a_layer_with_free_coordinates) {
-    if (!fpd_backend_available(FPD_BACKEND_KIND_CUDA)) {
-        cr_log_warn("no CUDA device: the refusal of the CUDA engine is not exercised here");
-        return;
-    }
+    if (!fpd_backend_available(FPD_BACKEND_KIND_CUDA))
+        cr_skip_test("no CUDA device: the refusal of the CUDA engine is not exercised here");
     struct fpd_layer *l = free_layer(2, false, 1);
     struct fpd_backend *be = NULL;
     cr_assert(eq(int, fpd_backend_init(FPD_BACKEND_KIND_CUDA, 0, &be, NULL), 0));
