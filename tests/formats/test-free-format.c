@@ -138,7 +138,6 @@ static enum fpd_status load_mutated(enum fmut mut, struct fpd_error *err, bool *
     const char *vals[3] = {"1", t.meta_value, "free/1"};
     int64_t nm = 3;
     static int32_t ints[20];
-    static float wide[24];
     static uint16_t halfp[12];
     char *plain_json = NULL;
     switch (mut) {
@@ -161,7 +160,6 @@ static enum fpd_status load_mutated(enum fmut mut, struct fpd_error *err, bool *
     case F_E_NAN: ((float *)ts[fe].data)[13] = NAN; break;
     case F_EXT_V2: vals[2] = "free/2"; break;
     }
-    (void)wide;
     char path[128];
     snprintf(path, sizeof path, "%s/m%d.safetensors", g_dir, (int)mut);
     cr_assert(eq(int, fpd_safetensors_write(path, ts, n, keys, vals, nm, FPD_WRITE_OVERWRITE, err), 0), "%s",
