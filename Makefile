@@ -169,7 +169,7 @@ FAKE_CUDA_OBJ := $(OBJ_DIR)/lib/cuda/plugin-host.o $(addprefix $(OBJ_DIR)/lib/cp
 $(OBJ_DIR)/tests/lib/fake-cuda-%.o: tests/lib/fake-cuda-backend.c
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  CC    $@")
-	$(Q)$(CC) $(CFLAGS) $(FAKE_DEFS) -c $< -o $@
+	$(Q)$(CC) $(CFLAGS) $(FAKE_DEFS) -MMD -MP -c $< -o $@
 $(OBJ_DIR)/tests/lib/fake-cuda-oldabi.o: FAKE_DEFS = -DFAKE_ABI_VERSION=0
 $(OBJ_DIR)/tests/lib/fake-cuda-layout.o: FAKE_DEFS = -DFAKE_BAD_LAYOUT
 $(OBJ_DIR)/tests/lib/fake-cuda-nosym.o: FAKE_DEFS = -DFAKE_NO_ENTRY

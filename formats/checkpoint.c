@@ -125,6 +125,7 @@ enum fpd_status fpd_table_meta_to_json(const struct fpd_table_meta *meta, char *
     bad |= json_object_set_new(o, "fit", fit);
     bad |= json_object_set_new(o, "seed", seed);
     bad |= json_object_set_new(o, "rel_error", rel);
+    if (meta->free_coords > 0) bad |= json_object_set_new(o, "free_coords", json_integer(meta->free_coords));
     if (bad || !dump_json(o, out)) goto nomem;
     goto done;
 nomem:
@@ -278,6 +279,15 @@ enum fpd_status fpd_table_meta_from_json(const char *json, const char *table, st
         status = fpd__err(err, FPD_STATUS_FORMAT, "table '%s': invalid FPD shape: %s", T, serr.msg);
         goto done;
     }
+    /* free/1: "free_coords" c in [1, dim] when the table has free coordinates */
+    if (json_object_get(root, "free_coords")) {
+        if ((status = get_int(root, T, "free_coords", 1, &m.free_coords, err))) goto done;
+        if (m.free_coords > s->dim) {
+            status = fpd__err(err, FPD_STATUS_FORMAT, "table '%s': key 'free_coords' is %lld, above dim %lld", T,
+                              (long long)m.free_coords, (long long)s->dim);
+            goto done;
+        }
+    }
     *out = m;
 done:
     if (root) json_decref(root);
@@ -286,7 +296,20 @@ done:
 
 /* ------------------------------------------------------------ extensions */
 
-static const char *const known_extensions[] = {FPD_EXTENSION_ROWWISE};
+static const char *const known_extensions[] = {FPD_EXTENSION_ROWWISE, FPD_EXTENSION_FREE};
+
+/* True when "fpd.extensions" lists `name`. */
+static bool extension_declared(const struct fpd_safetensors *st, const char *name) {
+    const char *ext = fpd_safetensors_metadata_get(st, FPD_META_EXTENSIONS_KEY);
+    const size_t nl = strlen(name);
+    for (const char *p = ext; p && *p;) {
+        size_t len = strcspn(p, ",");
+        if (len == nl && strncmp(p, name, len) == 0) return true;
+        p += len;
+        if (*p == ',') p++;
+    }
+    return false;
+}
 
 static bool starts_with(const char *s, const char *p) { return strncmp(s, p, strlen(p)) == 0; }
 
@@ -309,8 +332,10 @@ enum fpd_status fpd_checkpoint_check_extensions(const struct fpd_safetensors *st
             snprintf(item, sizeof item, "%.*s", (int)(len < 60 ? len : 60), p);
             return fpd__err(err, len ? FPD_STATUS_UNSUPPORTED : FPD_STATUS_FORMAT,
                             "%s: metadata '%s' names the extension '%s', which this build (libfpd %s) does not "
-                            "read (it reads FPD v1 with %s); its tables would be read wrongly, so they are refused",
-                            P, FPD_META_EXTENSIONS_KEY, show(item, b, sizeof b), fpd_version(), FPD_EXTENSION_ROWWISE);
+                            "read (it reads FPD v1 with %s and %s); its tables would be read wrongly, so they are "
+                            "refused",
+                            P, FPD_META_EXTENSIONS_KEY, show(item, b, sizeof b), fpd_version(), FPD_EXTENSION_ROWWISE,
+                            FPD_EXTENSION_FREE);
         }
         p += len;
         if (*p == ',') p++;
@@ -350,8 +375,8 @@ static enum fpd_status unknown_tensors(const struct fpd_safetensors *st, const c
         bool known = false;
         if (k < 0) {
             known = strcmp(rest, "fused") == 0;
-        } else if (strcmp(rest, "row_perm") == 0) {
-            known = true;
+        } else if (strcmp(rest, "row_perm") == 0 || strcmp(rest, "free") == 0 || strcmp(rest, "free_proj") == 0) {
+            known = true; /* free/1's tensors: checked against the metadata by check_table */
         } else if (starts_with(rest, "core") && rest[4] >= '0' && rest[4] <= '9') {
             char *end;
             long m = strtol(rest + 4, &end, 10);
@@ -379,11 +404,74 @@ static enum fpd_status with_path(struct fpd_error *err, enum fpd_status status, 
     return status;
 }
 
+/* free/1 (header only): with "free_coords" c in the metadata, "free/1" is declared
+ * and T.fpd.free [rows, c] and T.fpd.free_proj [c, dim] exist with float dtypes
+ * (the metadata's core_dtype when given); without it, neither tensor exists. The
+ * two views into free_out[0..1] (NULL without free coordinates). */
+static enum fpd_status check_free(const struct fpd_safetensors *st, const char *table,
+                                  const struct fpd_table_meta *meta, const struct fpd_tensor_info **free_out,
+                                  struct fpd_error *err) {
+    enum fpd_status status = FPD_STATUS_OK;
+    const char *P = fpd_safetensors_path(st);
+    char tb[96], sb1[160], sb2[160];
+    const char *T = show(table, tb, sizeof tb);
+    const char *const suffix[2] = {FPD_FREE_TENSOR_SUFFIX, FPD_FREE_PROJ_TENSOR_SUFFIX};
+    const struct fpd_tensor_info *t[2] = {NULL, NULL};
+    const int64_t c = meta->free_coords;
+    for (int q = 0; q < 2; q++) {
+        char *name = str_cat(table, suffix[q], "");
+        if (!name) return fpd__err(err, FPD_STATUS_NOMEM, "%s: table '%s': out of memory", P, T);
+        t[q] = fpd_safetensors_find(st, name);
+        fpd_free(name);
+    }
+    free_out[0] = free_out[1] = NULL;
+    if (c == 0) {
+        for (int q = 0; q < 2; q++)
+            if (t[q])
+                return fpd__err(err, FPD_STATUS_FORMAT,
+                                "%s: table '%s': tensor '%s%s' exists but the table's metadata has no 'free_coords' "
+                                "(%s); refusing the table rather than reading it without its free coordinates",
+                                P, T, T, suffix[q], FPD_EXTENSION_FREE);
+        return FPD_STATUS_OK;
+    }
+    if (!extension_declared(st, FPD_EXTENSION_FREE))
+        return fpd__err(err, FPD_STATUS_FORMAT,
+                        "%s: table '%s': metadata has 'free_coords' = %lld but '%s' does not list '%s'", P, T,
+                        (long long)c, FPD_META_EXTENSIONS_KEY, FPD_EXTENSION_FREE);
+    for (int q = 0; q < 2; q++) {
+        if (!t[q])
+            return fpd__err(err, FPD_STATUS_FORMAT,
+                            "%s: table '%s': metadata has 'free_coords' = %lld but tensor '%s%s' is missing (%s "
+                            "stores E [rows, c] and P [c, dim] together)",
+                            P, T, (long long)c, T, suffix[q], FPD_EXTENSION_FREE);
+        if (!fpd_dtype_is_float(t[q]->dtype) ||
+            (meta->core_dtype != FPD_DTYPE_COUNT && t[q]->dtype != meta->core_dtype))
+            return fpd__err(err, FPD_STATUS_FORMAT, "%s: table '%s': tensor '%s%s' has dtype %s; %s expected", P, T,
+                            T, suffix[q], fpd_dtype_name(t[q]->dtype),
+                            meta->core_dtype != FPD_DTYPE_COUNT ? fpd_dtype_name(meta->core_dtype)
+                                                                : "F32, F64, F16 or BF16");
+        const int64_t want[2] = {q == 0 ? meta->shape.rows : c, q == 0 ? c : meta->shape.dim};
+        if (t[q]->ndim != 2 || t[q]->shape[0] != want[0] || t[q]->shape[1] != want[1]) {
+            shape_str(t[q]->shape, t[q]->ndim, sb1, sizeof sb1);
+            shape_str(want, 2, sb2, sizeof sb2);
+            status = fpd__err(err, FPD_STATUS_FORMAT,
+                              "%s: table '%s': tensor '%s%s' has shape %s but the metadata (rows %lld, dim %lld, "
+                              "free_coords %lld) needs %s",
+                              P, T, T, suffix[q], sb1, (long long)meta->shape.rows, (long long)meta->shape.dim,
+                              (long long)c, sb2);
+            return status;
+        }
+    }
+    free_out[0] = t[0];
+    free_out[1] = t[1];
+    return FPD_STATUS_OK;
+}
+
 /* Header-only validation of FPD table `table` (see fpd_checkpoint_check_table);
  * also hands back the core and row_perm views for fpd_checkpoint_load_layer. */
 static enum fpd_status check_table(const struct fpd_safetensors *st, const char *table, struct fpd_table_meta *meta_out,
                                    const struct fpd_tensor_info **cores, const struct fpd_tensor_info **rp_out,
-                                   struct fpd_error *err) {
+                                   const struct fpd_tensor_info **free_out, struct fpd_error *err) {
     FPD_ASSERT(st && table && meta_out && cores && rp_out);
     enum fpd_status status = FPD_STATUS_OK;
     const char *P = fpd_safetensors_path(st);
@@ -473,6 +561,7 @@ static enum fpd_status check_table(const struct fpd_safetensors *st, const char 
             goto done;
         }
     }
+    if ((status = check_free(st, table, &meta, free_out, err))) goto done;
     if ((status = unknown_tensors(st, table, ".fpd.", s->k, err))) goto done;
     *meta_out = meta;
     *rp_out = rp;
@@ -488,8 +577,8 @@ done:
 enum fpd_status fpd_checkpoint_check_table(const struct fpd_safetensors *st, const char *table,
                                            struct fpd_table_meta *meta, struct fpd_error *err) {
     FPD_ASSERT(st && table && meta);
-    const struct fpd_tensor_info *cores[FPD_MAX_MODES] = {0}, *rp = NULL;
-    return check_table(st, table, meta, cores, &rp, err);
+    const struct fpd_tensor_info *cores[FPD_MAX_MODES] = {0}, *rp = NULL, *fr[2];
+    return check_table(st, table, meta, cores, &rp, fr, err);
 }
 
 enum fpd_status fpd_checkpoint_load_layer(const struct fpd_safetensors *st, const char *table, struct fpd_layer **out,
@@ -499,12 +588,13 @@ enum fpd_status fpd_checkpoint_load_layer(const struct fpd_safetensors *st, cons
     const char *P = fpd_safetensors_path(st);
     int64_t *perm = NULL;
     struct fpd_layer *layer = NULL;
-    const struct fpd_tensor_info *cores[FPD_MAX_MODES] = {0}, *rp = NULL;
+    const struct fpd_tensor_info *cores[FPD_MAX_MODES] = {0}, *rp = NULL, *fr[2] = {NULL, NULL};
+    float *fbuf[2] = {NULL, NULL};
     char tb[96];
     const char *T = show(table, tb, sizeof tb);
     struct fpd_table_meta meta;
     *out = NULL;
-    if ((status = check_table(st, table, &meta, cores, &rp, err))) return status;
+    if ((status = check_table(st, table, &meta, cores, &rp, fr, err))) return status;
     const struct fpd_layer_shape *s = &meta.shape;
 
     if ((status = fpd_layer_init(s, &layer, err))) {
@@ -546,6 +636,26 @@ enum fpd_status fpd_checkpoint_load_layer(const struct fpd_safetensors *st, cons
             goto done;
         }
     }
+    if (meta.free_coords > 0) { /* free/1 */
+        const char *const suffix[2] = {FPD_FREE_TENSOR_SUFFIX, FPD_FREE_PROJ_TENSOR_SUFFIX};
+        const int64_t c = meta.free_coords, n[2] = {s->rows * c, c * s->dim};
+        for (int q = 0; q < 2; q++) {
+            if (!(fbuf[q] = fpd_malloc((size_t)(n[q] > 0 ? n[q] : 1) * sizeof(float)))) goto nomem;
+            fpd_dtype_to_f32(fr[q]->dtype, fr[q]->data, fbuf[q], n[q]);
+            for (int64_t x = 0; x < n[q]; x++)
+                if (!isfinite(fbuf[q][x])) {
+                    status = fpd__err(err, FPD_STATUS_FORMAT,
+                                      "%s: table '%s': tensor '%s%s' element %lld is %g; free coordinates must be "
+                                      "finite",
+                                      P, T, T, suffix[q], (long long)x, (double)fbuf[q][x]);
+                    goto done;
+                }
+        }
+        if ((status = fpd_layer_set_free_coords(layer, c, fbuf[0], fbuf[1], err))) {
+            with_path(err, status, P);
+            goto done;
+        }
+    }
     *out = layer;
     layer = NULL;
     goto done;
@@ -554,6 +664,113 @@ nomem:
 done:
     fpd_layer_free(layer);
     fpd_free(perm);
+    fpd_free(fbuf[0]);
+    fpd_free(fbuf[1]);
+    return status;
+}
+
+/* ------------------------------------------------------------ writing a layer */
+
+void fpd_checkpoint_tensors_free(struct fpd_checkpoint_tensors *t) {
+    if (!t) return;
+    for (size_t q = 0; q < sizeof t->owned_ / sizeof t->owned_[0]; q++) fpd_free(t->owned_[q]);
+    fpd_free(t->meta_key);
+    fpd_free(t->meta_value);
+    memset(t, 0, sizeof *t);
+}
+
+enum fpd_status fpd_checkpoint_tensors_init(const struct fpd_layer *layer, const char *table,
+                                            const struct fpd_table_meta *meta, struct fpd_checkpoint_tensors *out,
+                                            struct fpd_error *err) {
+    FPD_ASSERT(layer && table && meta && out);
+    memset(out, 0, sizeof *out);
+    enum fpd_status status = FPD_STATUS_OK;
+    const struct fpd_layer_shape *s = fpd_layer_get_shape(layer);
+    enum fpd_dtype cd = meta->core_dtype;
+    if (cd != FPD_DTYPE_F32 && cd != FPD_DTYPE_F16 && cd != FPD_DTYPE_BF16) cd = FPD_DTYPE_F32;
+    const size_t es = fpd_dtype_size(cd);
+    int64_t n = 0, own = 0;
+    /* one tensor: its name (owned) and data (owned) */
+#define ADD_TENSOR(suffix, dt, bytes)                                                                   \
+    do {                                                                                                \
+        char *nm_ = str_cat(table, suffix, "");                                                         \
+        void *buf_ = fpd_malloc((bytes) > 0 ? (bytes) : 1);                                              \
+        out->owned_[own++] = nm_;                                                                       \
+        out->owned_[own++] = buf_;                                                                      \
+        if (!nm_ || !buf_) goto nomem;                                                                  \
+        out->tensors[n].name = nm_;                                                                     \
+        out->tensors[n].dtype = (dt);                                                                   \
+        out->tensors[n].data = buf_;                                                                    \
+        out->tensors[n].nbytes = (bytes);                                                               \
+    } while (0)
+    for (int32_t m = 0; m < s->k; m++) {
+        char suffix[32];
+        snprintf(suffix, sizeof suffix, ".fpd.core%d", (int)m);
+        const int64_t numel = fpd_layer_shape_core_numel(s, m);
+        ADD_TENSOR(suffix, cd, (size_t)numel * es);
+        fpd_dtype_from_f32(cd, fpd_layer_core_const(layer, m), (void *)out->tensors[n].data, numel);
+        struct fpd_tensor_info *t = &out->tensors[n++];
+        t->ndim = 5;
+        t->shape[0] = s->terms;
+        t->shape[1] = s->row_shape[m];
+        t->shape[2] = s->ranks[m];
+        t->shape[3] = s->col_shape[m];
+        t->shape[4] = s->ranks[m + 1];
+    }
+    const int64_t *perm = fpd_layer_row_perm(layer);
+    if (perm) {
+        int64_t padded = 1;
+        for (int32_t m = 0; m < s->k; m++) padded *= s->row_shape[m];
+        const bool wide = padded > INT32_MAX;
+        ADD_TENSOR(".fpd.row_perm", wide ? FPD_DTYPE_I64 : FPD_DTYPE_I32, (size_t)s->rows * (wide ? 8u : 4u));
+        unsigned char *b = (unsigned char *)out->tensors[n].data;
+        for (int64_t i = 0; i < s->rows; i++) {
+            uint64_t u = (uint64_t)perm[i];
+            for (size_t j = 0; j < (wide ? 8u : 4u); j++) b[(size_t)i * (wide ? 8u : 4u) + j] = (unsigned char)(u >> (8 * j));
+        }
+        struct fpd_tensor_info *t = &out->tensors[n++];
+        t->ndim = 1;
+        t->shape[0] = s->rows;
+    }
+    const int64_t c = fpd_layer_get_free_coords(layer);
+    if (c > 0) {
+        ADD_TENSOR(FPD_FREE_TENSOR_SUFFIX, cd, (size_t)(s->rows * c) * es);
+        fpd_dtype_from_f32(cd, fpd_layer_get_free_e_const(layer), (void *)out->tensors[n].data, s->rows * c);
+        out->tensors[n].ndim = 2;
+        out->tensors[n].shape[0] = s->rows;
+        out->tensors[n++].shape[1] = c;
+        ADD_TENSOR(FPD_FREE_PROJ_TENSOR_SUFFIX, cd, (size_t)(c * s->dim) * es);
+        fpd_dtype_from_f32(cd, fpd_layer_get_free_p_const(layer), (void *)out->tensors[n].data, c * s->dim);
+        out->tensors[n].ndim = 2;
+        out->tensors[n].shape[0] = c;
+        out->tensors[n++].shape[1] = s->dim;
+        out->extension = FPD_EXTENSION_FREE;
+    }
+#undef ADD_TENSOR
+    out->n = n;
+    struct fpd_table_meta mt = *meta;
+    mt.shape = *s;
+    mt.core_dtype = cd;
+    mt.free_coords = c;
+    if ((status = fpd_table_meta_to_json(&mt, &out->meta_value, err))) goto done;
+    if (!(out->meta_key = str_cat(FPD_META_TABLE_PREFIX, table, ""))) goto nomem;
+    goto done;
+nomem:
+    status = fpd__err(err, FPD_STATUS_NOMEM, "table '%s': out of memory assembling its tensors", table);
+done:
+    if (status) fpd_checkpoint_tensors_free(out);
+    return status;
+}
+
+enum fpd_status fpd_checkpoint_write_layer(const char *path, const char *table, const struct fpd_layer *layer,
+                                           const struct fpd_table_meta *meta, unsigned flags, struct fpd_error *err) {
+    struct fpd_checkpoint_tensors t;
+    enum fpd_status status = fpd_checkpoint_tensors_init(layer, table, meta, &t, err);
+    if (status) return status;
+    const char *keys[3] = {FPD_META_VERSION_KEY, t.meta_key, FPD_META_EXTENSIONS_KEY};
+    const char *vals[3] = {"1", t.meta_value, t.extension};
+    status = fpd_safetensors_write(path, t.tensors, t.n, keys, vals, t.extension ? 3 : 2, flags, err);
+    fpd_checkpoint_tensors_free(&t);
     return status;
 }
 
@@ -734,20 +951,27 @@ enum fpd_status fpd_checkpoint_verify_table(const struct fpd_safetensors *st, co
     }
     if (!deep) { /* the cores only: O(parameters) */
         struct fpd_table_meta meta;
-        const struct fpd_tensor_info *cores[FPD_MAX_MODES] = {0}, *rp = NULL;
-        if ((status = check_table(st, table, &meta, cores, &rp, err))) return status;
+        const struct fpd_tensor_info *cores[FPD_MAX_MODES + 2] = {0}, *rp = NULL, *fr[2];
+        if ((status = check_table(st, table, &meta, cores, &rp, fr, err))) return status;
+        cores[meta.shape.k] = fr[0]; /* free/1's E and P after the cores, when present */
+        cores[meta.shape.k + 1] = fr[1];
         float tmp[256];
-        for (int32_t m = 0; m < meta.shape.k; m++) {
-            int64_t n = fpd_layer_shape_core_numel(&meta.shape, m);
+        const int32_t nt = meta.shape.k + (meta.free_coords > 0 ? 2 : 0);
+        for (int32_t m = 0; m < nt; m++) {
+            int64_t n = m < meta.shape.k ? fpd_layer_shape_core_numel(&meta.shape, m)
+                        : m == meta.shape.k ? meta.shape.rows * meta.free_coords
+                                            : meta.free_coords * meta.shape.dim;
             size_t es = fpd_dtype_size(cores[m]->dtype);
             for (int64_t e0 = 0; e0 < n; e0 += 256) {
                 int64_t c = n - e0 < 256 ? n - e0 : 256;
                 fpd_dtype_to_f32(cores[m]->dtype, (const unsigned char *)cores[m]->data + (size_t)e0 * es, tmp, c);
                 for (int64_t e = 0; e < c; e++)
                     if (!isfinite(tmp[e]))
-                        return fpd__err(err, FPD_STATUS_FORMAT,
-                                        "%s: table '%s': core '%s.fpd.core%d' element %lld is %g; cores must be "
-                                        "finite", P, T, T, (int)m, (long long)(e0 + e), (double)tmp[e]);
+                        return fpd__err(err, FPD_STATUS_FORMAT, "%s: table '%s': %s '%s' element %lld is %g; %s",
+                                        P, T, m < meta.shape.k ? "core" : "tensor", cores[m]->name,
+                                        (long long)(e0 + e), (double)tmp[e],
+                                        m < meta.shape.k ? "cores must be finite"
+                                                         : "free coordinates must be finite");
             }
         }
         return FPD_STATUS_OK;

@@ -170,11 +170,14 @@ struct fpd_table_meta {
     char fit[64];                   /* "tt-svd", "tt-svd+adam", "backfit+adam"   */
     uint64_t seed;
     double rel_error;               /* relative Frobenius error at write time    */
+    int64_t free_coords;            /* free/1: c free coordinates per row (key
+                                       "free_coords"); 0: none (key absent)      */
 };
 
 /* Serialize meta as the JSON string of "fpd.table.T" (keys rows, dim, row_shape,
- * col_shape, ranks, terms, source_dtype, core_dtype, fit, seed, rel_error; compact,
- * in that order; core_dtype left out when FPD_DTYPE_COUNT; seed as a decimal string
+ * col_shape, ranks, terms, source_dtype, core_dtype, fit, seed, rel_error, then
+ * free_coords when > 0 (free/1); compact, in that order; core_dtype left out when
+ * FPD_DTYPE_COUNT; seed as a decimal string
  * when above INT64_MAX; rel_error null when not finite). Returns a NUL-terminated
  * string; free with fpd_free. Errors: INVALID_ARG (k or a dtype out of range, fit
  * not NUL-terminated or not UTF-8), NOMEM. */
@@ -183,7 +186,7 @@ FPD_API enum fpd_status fpd_table_meta_to_json(const struct fpd_table_meta *meta
 /* Parse such a JSON string and check the shape (fpd_layer_shape_check).
  * table names the table in messages ("table 'T': key 'ranks' has 3 values; 4
  * expected"). Keys may come in any order; unknown keys are ignored; core_dtype is
- * optional. *out is written only on success. Errors: FORMAT (not JSON, missing
+ * optional; free_coords is optional (absent: 0), else an integer in [1, dim]. *out is written only on success. Errors: FORMAT (not JSON, missing
  * key, wrong type, invalid shape), NOMEM. */
 FPD_API enum fpd_status fpd_table_meta_from_json(const char *json, const char *table,
                                                  struct fpd_table_meta *out, struct fpd_error *err);
@@ -192,20 +195,54 @@ FPD_API enum fpd_status fpd_table_meta_from_json(const char *json, const char *t
  * tensor data is read): "fpd.version" is "1", the "fpd.table.T" JSON is valid,
  * cores T.fpd.core0..core{k-1} exist with float dtypes (the metadata's core_dtype
  * when given) and exactly the shapes [p, n_m, r_m, d_m, r_{m+1}] of the metadata,
- * there is no extra core, and T.fpd.row_perm, if present, is I32/I64 [rows].
+ * there is no extra core, T.fpd.row_perm, if present, is I32/I64 [rows], and the
+ * free/1 rules below hold (free_coords, T.fpd.free, T.fpd.free_proj).
  * *meta receives the parsed metadata. Errors: FORMAT (with file, table, tensor and
  * what differs), UNSUPPORTED (another fpd.version), NOMEM. */
 FPD_API enum fpd_status fpd_checkpoint_check_table(const struct fpd_safetensors *st, const char *table,
                                                    struct fpd_table_meta *meta, struct fpd_error *err);
 
 /* Load FPD table `table` of an open checkpoint into a new layer (cores converted to
- * F32, row_perm applied if present). Checks every core's dtype (F32/F64/F16/BF16,
+ * F32, row_perm applied if present, free/1's free coordinates attached when the
+ * metadata has free_coords). Checks every core's dtype (F32/F64/F16/BF16,
  * and core_dtype when the metadata gives it) and shape against the metadata before
  * allocating, and that no core beyond k exists. Free with fpd_layer_free. Messages
  * start with the checkpoint's path. Errors: FORMAT (no "fpd.table.T" key, bad
  * metadata, missing tensor, shape or dtype mismatch, bad row_perm), NOMEM. */
 FPD_API enum fpd_status fpd_checkpoint_load_layer(const struct fpd_safetensors *st, const char *table,
                                                   struct fpd_layer **out, struct fpd_error *err);
+
+/* The tensors and metadata that store `layer` as FPD table `table` of a checkpoint,
+ * ready for fpd_safetensors_write: the cores "T.fpd.core0.." in meta->core_dtype
+ * (F32, F16 or BF16; any other value, FPD_DTYPE_COUNT included, writes F32), then
+ * "T.fpd.row_perm" when the layer has a permutation (I32 when prod(row_shape) <=
+ * INT32_MAX, else I64), then free/1's "T.fpd.free" and "T.fpd.free_proj" (same
+ * dtype as the cores) when it has free coordinates. meta_key/meta_value are
+ * "fpd.table.T" and its JSON: meta's fields with shape, core_dtype and free_coords
+ * taken from the layer. extension is FPD_EXTENSION_FREE when the layer has free
+ * coordinates (the writer lists it in "fpd.extensions"), else NULL. Everything is
+ * owned by *out: free with fpd_checkpoint_tensors_free (also after a failure).
+ * Errors: INVALID_ARG (see fpd_table_meta_to_json), NOMEM. */
+struct fpd_checkpoint_tensors {
+    struct fpd_tensor_info tensors[FPD_MAX_MODES + 3];
+    int64_t n;
+    char *meta_key, *meta_value;
+    const char *extension;
+    void *owned_[2 * (FPD_MAX_MODES + 3)]; /* private */
+};
+FPD_API enum fpd_status fpd_checkpoint_tensors_init(const struct fpd_layer *layer, const char *table,
+                                                    const struct fpd_table_meta *meta,
+                                                    struct fpd_checkpoint_tensors *out, struct fpd_error *err);
+/* Free what fpd_checkpoint_tensors_init allocated; a zeroed struct is a no-op. */
+FPD_API void fpd_checkpoint_tensors_free(struct fpd_checkpoint_tensors *t);
+
+/* Write a checkpoint holding the one FPD table `table` (fpd_checkpoint_tensors_init),
+ * with "fpd.version" "1" and, for free coordinates, "fpd.extensions" "free/1";
+ * atomic as fpd_safetensors_write (flags: FPD_WRITE_OVERWRITE). Errors: as
+ * fpd_checkpoint_tensors_init and fpd_safetensors_write. */
+FPD_API enum fpd_status fpd_checkpoint_write_layer(const char *path, const char *table, const struct fpd_layer *layer,
+                                                   const struct fpd_table_meta *meta, unsigned flags,
+                                                   struct fpd_error *err);
 
 /* ------------------------------------------- FPD v1 extensions (rowwise/1) */
 
@@ -227,6 +264,23 @@ FPD_API enum fpd_status fpd_checkpoint_load_layer(const struct fpd_safetensors *
 #define FPD_EXTENSION_ROWWISE "rowwise/1"
 #define FPD_ROWWISE_LAYOUT "fbgemm-fused"
 
+/* free/1 (libfpd 0.2.0): free coordinates per row of an FPD table T (fpd.h,
+ * fpd_layer_set_free_coords: row i = FPD(i) + E[i] P). The table's "fpd.table.T"
+ * JSON gains the key "free_coords": c (an integer in [1, dim], written after
+ * rel_error), and two tensors hold E and P, with a float dtype (the metadata's
+ * core_dtype when it gives one):
+ *   "T.fpd.free"       [rows, c]  E, rows in ORIGINAL row order (the ids callers
+ *                                 look up; row_perm does not apply to it)
+ *   "T.fpd.free_proj"  [c, dim]   P
+ * "fpd.extensions" lists "free/1". A reader refuses (FORMAT, naming the tensor):
+ * free_coords without "free/1" declared, a missing tensor of the two, a shape other
+ * than the above, a non-float dtype or one differing from core_dtype, a non-finite
+ * value (at load), and either tensor without free_coords in the metadata. A reader
+ * without free/1 refuses the file through "fpd.extensions" (UNSUPPORTED). */
+#define FPD_EXTENSION_FREE "free/1"
+#define FPD_FREE_TENSOR_SUFFIX ".fpd.free"
+#define FPD_FREE_PROJ_TENSOR_SUFFIX ".fpd.free_proj"
+
 struct fpd_rowwise_meta {
     enum fpd_rowwise kind;
     int64_t rows, dim;
@@ -246,7 +300,7 @@ FPD_API enum fpd_status fpd_rowwise_meta_from_json(const char *json, const char 
                                                    struct fpd_error *err);
 
 /* Check the checkpoint-level extension rules above from the header alone: every item
- * of "fpd.extensions" is known (FPD_EXTENSION_ROWWISE), every "fpd.*" metadata key is
+ * of "fpd.extensions" is known (FPD_EXTENSION_ROWWISE, FPD_EXTENSION_FREE), every "fpd.*" metadata key is
  * fpd.version, fpd.extensions, fpd.table.T or fpd.rowwise.T, and a checkpoint with a
  * "fpd.rowwise.T" key declares rowwise/1. Errors: UNSUPPORTED (an unknown extension
  * or key, with the file, the item and what this build reads), FORMAT (a malformed

@@ -83,6 +83,11 @@ enum fpd_status fpd_als(struct fpd_layer *layer, const struct fpd_table_view *w,
     if (w->rows != n_rows || w->dim != dim)
         return fpd__err(err, FPD_STATUS_SHAPE, "table [%lld, %lld] does not match the layer's [%lld, %lld]",
                         (long long)w->rows, (long long)w->dim, (long long)n_rows, (long long)dim);
+    if (fpd_layer_get_free_coords(layer) > 0)
+        return fpd__err(err, FPD_STATUS_INVALID_ARG,
+                        "ALS fits the cores alone: the layer has %lld free coordinates per row (fit them after, "
+                        "fpd_fit_free_coords)",
+                        (long long)fpd_layer_get_free_coords(layer));
     if (sweeps_run) *sweeps_run = 0;
     int64_t rmax = 1;
     for (int32_t m = 0; m <= k; m++) rmax = s->ranks[m] > rmax ? s->ranks[m] : rmax;

@@ -112,7 +112,7 @@ const struct fpd_backend_i *fpd__backend_iface(const struct fpd_backend *be, voi
  * lib/. Anything else from libfpd does not link (the object is linked with
  * -Wl,--no-undefined). Bump FPD_BACKEND_ABI_VERSION when a field is added to these
  * two structs or to struct fpd_backend_i. */
-#define FPD_BACKEND_ABI_VERSION 1
+#define FPD_BACKEND_ABI_VERSION 2
 #define FPD_BACKEND_PLUGIN_SYMBOL "fpd_backend_plugin_init"
 
 /* The layout sizes both sides compare (struct size in bytes, in this order). */
@@ -149,6 +149,11 @@ struct fpd_backend_host {
     float *(*layer_core)(struct fpd_layer *layer, int32_t m);
     const float *(*layer_core_const)(const struct fpd_layer *layer, int32_t m);
     const int64_t *(*layer_row_perm)(const struct fpd_layer *layer);
+    int64_t (*layer_get_free_coords)(const struct fpd_layer *layer); /* ABI 2: free coordinates */
+    float *(*layer_get_free_e)(struct fpd_layer *layer);
+    const float *(*layer_get_free_e_const)(const struct fpd_layer *layer);
+    float *(*layer_get_free_p)(struct fpd_layer *layer);
+    const float *(*layer_get_free_p_const)(const struct fpd_layer *layer);
     int64_t (*layer_shape_core_numel)(const struct fpd_layer_shape *s, int32_t m);
     int64_t (*bag_batch_out_rows)(const struct fpd_bag_batch *b);
     void (*adam_update)(float *x, const float *g, float *m1, float *m2, int64_t n, float lr, float beta1,

@@ -16,6 +16,7 @@ struct fpd_engine {
     void *state;
     struct fpd_layer *layer;
     struct fpd_optimizer_params opt;
+    int64_t free_c; /* the layer's free coordinates when the engine was made */
 };
 
 struct fpd_optimizer_params fpd_optimizer_default_params(void) {
@@ -58,16 +59,26 @@ enum fpd_status fpd_engine_init(struct fpd_layer *layer, const struct fpd_engine
     for (int32_t m = 0; m < FPD_MAX_MODES; m++)
         if (!(o->lr_scale[m] >= 0.0))
             return fpd__err(err, FPD_STATUS_INVALID_ARG, "lr_scale[%d] = %g must be >= 0", (int)m, o->lr_scale[m]);
+    if (!(o->free_lr_scale >= 0.0))
+        return fpd__err(err, FPD_STATUS_INVALID_ARG, "free_lr_scale = %g must be >= 0", o->free_lr_scale);
     struct fpd_engine *e = fpd_calloc(1, sizeof *e);
     if (!e) return fpd__err(err, FPD_STATUS_NOMEM, "out of memory for an engine");
     enum fpd_status st = FPD_STATUS_OK;
     e->layer = layer;
     e->opt = *o;
+    e->free_c = fpd_layer_get_free_coords(layer);
     if (p.backend) {
         e->be = p.backend;
     } else {
         if ((st = fpd_backend_init(FPD_BACKEND_KIND_CPU, 0, &e->be, err))) goto fail;
         e->own_be = true;
+    }
+    if (e->free_c > 0 && e->be->kind != FPD_BACKEND_KIND_CPU) {
+        st = fpd__err(err, FPD_STATUS_UNSUPPORTED,
+                      "backend %s: the layer has %lld free coordinates per row (free/1), which only the CPU engine "
+                      "computes",
+                      e->be->name, (long long)e->free_c);
+        goto fail;
     }
     if (!e->be->iface.engine_create) {
         st = fpd__err(err, FPD_STATUS_UNSUPPORTED, "backend %s has no FPD engine operations", e->be->name);
@@ -132,10 +143,23 @@ static enum fpd_status batch_check(const struct fpd_engine *e, const struct fpd_
     return FPD_STATUS_OK;
 }
 
+/* The layer's free coordinates must be those the engine was made with. */
+static enum fpd_status free_check(const struct fpd_engine *e, struct fpd_error *err) {
+    const int64_t c = fpd_layer_get_free_coords(e->layer);
+    if (c != e->free_c)
+        return fpd__err(err, FPD_STATUS_INVALID_ARG,
+                        "the layer now has %lld free coordinates per row, the engine was made for %lld: make a new "
+                        "engine",
+                        (long long)c, (long long)e->free_c);
+    return FPD_STATUS_OK;
+}
+
 enum fpd_status fpd_engine_forward(struct fpd_engine *e, const struct fpd_bag_batch *b, float *out,
                                    struct fpd_error *err) {
     int64_t n_bags;
-    enum fpd_status st = batch_check(e, b, &n_bags, err);
+    enum fpd_status st = free_check(e, err);
+    if (st) return st;
+    st = batch_check(e, b, &n_bags, err);
     if (st) return st;
     return e->be->iface.engine_forward(e->be->ctx, e->state, b, n_bags, out, err);
 }
@@ -143,18 +167,22 @@ enum fpd_status fpd_engine_forward(struct fpd_engine *e, const struct fpd_bag_ba
 enum fpd_status fpd_engine_backward(struct fpd_engine *e, const struct fpd_bag_batch *b, const float *grad_out,
                                     struct fpd_error *err) {
     int64_t n_bags;
-    enum fpd_status st = batch_check(e, b, &n_bags, err);
+    enum fpd_status st = free_check(e, err);
+    if (st) return st;
+    st = batch_check(e, b, &n_bags, err);
     if (st) return st;
     return e->be->iface.engine_backward(e->be->ctx, e->state, b, n_bags, grad_out, err);
 }
 
 void fpd_engine_grad(const struct fpd_engine *e, int32_t m, const float **grad, const int64_t **slices,
                      int64_t *n_slices) {
-    FPD_ASSERT(m >= 0 && m < fpd_layer_get_shape(e->layer)->k);
+    FPD_ASSERT(m >= 0 && m < fpd_layer_get_shape(e->layer)->k + (e->free_c > 0 ? 2 : 0));
     e->be->iface.engine_grad(e->be->ctx, e->state, m, grad, slices, n_slices);
 }
 
 enum fpd_status fpd_engine_step(struct fpd_engine *e, struct fpd_error *err) {
+    enum fpd_status st = free_check(e, err);
+    if (st) return st;
     return e->be->iface.engine_step(e->be->ctx, e->state, &e->opt, err);
 }
 

@@ -114,6 +114,14 @@ enum fpd_status fpd_finetune(struct fpd_layer *layer, const struct fpd_table_vie
         double rms = sqrt(ss / (double)nel);
         ep.optimizer.lr_scale[m] = rms > 0.0 ? rms : 1e-2;
     }
+    const int64_t fc = fpd_layer_get_free_coords(layer), ne = fc * s->rows, np = fc * dim;
+    if (fc > 0) { /* free coordinates: a step relative to their RMS too */
+        double ss = 0.0;
+        for (int64_t e = 0; e < ne; e++) ss += (double)fpd_layer_get_free_e(layer)[e] * fpd_layer_get_free_e(layer)[e];
+        for (int64_t e = 0; e < np; e++) ss += (double)fpd_layer_get_free_p(layer)[e] * fpd_layer_get_free_p(layer)[e];
+        double rms = sqrt(ss / (double)(ne + np));
+        ep.optimizer.free_lr_scale = rms > 0.0 ? rms : 1e-2;
+    }
     if ((st = fpd_engine_init(layer, &ep, &eng, err))) goto done;
     double best_loss;
     if ((st = full_loss(layer, w, wts, &best_loss, err))) goto done;
@@ -161,7 +169,15 @@ enum fpd_status fpd_finetune(struct fpd_layer *layer, const struct fpd_table_vie
             for (int32_t m = 0; m < k; m++)
                 memcpy(fpd_layer_core(best, m), fpd_layer_core(layer, m),
                        (size_t)fpd_layer_shape_core_numel(s, m) * sizeof(float));
+            if (fc > 0) {
+                memcpy(fpd_layer_get_free_e(best), fpd_layer_get_free_e(layer), (size_t)ne * sizeof(float));
+                memcpy(fpd_layer_get_free_p(best), fpd_layer_get_free_p(layer), (size_t)np * sizeof(float));
+            }
         }
+    }
+    if (fc > 0) {
+        memcpy(fpd_layer_get_free_e(layer), fpd_layer_get_free_e(best), (size_t)ne * sizeof(float));
+        memcpy(fpd_layer_get_free_p(layer), fpd_layer_get_free_p(best), (size_t)np * sizeof(float));
     }
     for (int32_t m = 0; m < k; m++)
         memcpy(fpd_layer_core(layer, m), fpd_layer_core(best, m),

@@ -523,6 +523,74 @@ done:
     return st;
 }
 
+/* ------------------------------------------------------------ free coordinates */
+
+enum fpd_status fpd_fit_free_coords(struct fpd_layer *layer, const struct fpd_table_view *w, int64_t c,
+                                    double *discarded, struct fpd_error *err) {
+    const struct fpd_layer_shape *s = fpd_layer_get_shape(layer);
+    const int64_t N = s->rows, D = s->dim, block = 1024;
+    if (w->rows != N || w->dim != D)
+        return fpd__err(err, FPD_STATUS_SHAPE, "table [%lld, %lld] does not match the layer's [%lld, %lld]",
+                        (long long)w->rows, (long long)w->dim, (long long)N, (long long)D);
+    if (c < 1 || c > D)
+        return fpd__err(err, FPD_STATUS_INVALID_ARG, "free coordinates c = %lld is outside [1, %lld]", (long long)c,
+                        (long long)D);
+    enum fpd_status st = FPD_STATUS_OK;
+    struct fpd_layer *core_only = NULL;
+    float *a = fpd_malloc((size_t)(block * D) * sizeof(float)), *b = fpd_malloc((size_t)(block * D) * sizeof(float));
+    double *r = fpd_malloc((size_t)(block * D) * sizeof(double)), *g = fpd_calloc((size_t)(D * D), sizeof(double));
+    double *ev = fpd_malloc((size_t)D * sizeof(double)), *v = fpd_malloc((size_t)(D * c) * sizeof(double));
+    double *proj = fpd_malloc((size_t)(block * c) * sizeof(double));
+    float *E = fpd_malloc((size_t)(N * c) * sizeof(float)), *P = fpd_malloc((size_t)(c * D) * sizeof(float));
+    if (!a || !b || !r || !g || !ev || !v || !proj || !E || !P) {
+        st = fpd__err(err, FPD_STATUS_NOMEM, "out of memory for %lld free coordinates of %lld rows", (long long)c,
+                      (long long)N);
+        goto done;
+    }
+    /* the residual is taken against the cores alone (any free coordinates replaced) */
+    if ((st = fpd_layer_clone(layer, &core_only, err)) ||
+        (st = fpd_layer_set_free_coords(core_only, 0, NULL, NULL, err)))
+        goto done;
+    double trace = 0.0;
+    for (int pass = 0; pass < 2; pass++) {
+        for (int64_t r0 = 0; r0 < N; r0 += block) {
+            const int64_t r1 = r0 + block < N ? r0 + block : N, nb = r1 - r0;
+            if ((st = fpd_table_view_rows(w, r0, r1, a, err)) ||
+                (st = fpd_layer_reconstruct(core_only, r0, r1, b, err)))
+                goto done;
+            for (int64_t x = 0; x < nb * D; x++) r[x] = (double)a[x] - (double)b[x];
+            if (pass == 0) {
+                for (int64_t x = 0; x < nb * D; x++) trace += r[x] * r[x];
+                fpd_linalg_dsyrk(true, D, nb, r, D, g, D); /* G += R^T R (upper triangle) */
+            } else {
+                fpd_linalg_dgemm(false, false, nb, c, D, 1.0, r, D, v, c, 0.0, proj, c); /* R V */
+                for (int64_t x = 0; x < nb * c; x++) E[r0 * c + x] = (float)proj[x];
+            }
+        }
+        if (pass == 0) {
+            if ((st = fpd_linalg_eig_top(D, g, c, ev, v, err))) goto done;
+            double kept = 0.0;
+            for (int64_t q = 0; q < c; q++) kept += ev[q] > 0.0 ? ev[q] : 0.0;
+            if (discarded) *discarded = trace > kept ? trace - kept : 0.0;
+            for (int64_t q = 0; q < c; q++)
+                for (int64_t j = 0; j < D; j++) P[q * D + j] = (float)v[j * c + q];
+        }
+    }
+    st = fpd_layer_set_free_coords(layer, c, E, P, err);
+done:
+    fpd_layer_free(core_only);
+    fpd_free(a);
+    fpd_free(b);
+    fpd_free(r);
+    fpd_free(g);
+    fpd_free(ev);
+    fpd_free(v);
+    fpd_free(proj);
+    fpd_free(E);
+    fpd_free(P);
+    return st;
+}
+
 enum fpd_status fpd_fit(const struct fpd_table_view *w, const struct fpd_layer_shape *shape,
                         const struct fpd_fit_params *params, struct fpd_layer **out, struct fpd_fit_report *report,
                         struct fpd_error *err) {
@@ -534,6 +602,9 @@ enum fpd_status fpd_fit(const struct fpd_table_view *w, const struct fpd_layer_s
     struct fpd_layer *layer = NULL;
     enum fpd_status st = fpd_layer_shape_check(shape, err);
     if (st) return st;
+    if (params->free_coords < 0 || params->free_coords > shape->dim)
+        return fpd__err(err, FPD_STATUS_INVALID_ARG, "free_coords = %lld is outside [0, dim = %lld]",
+                        (long long)params->free_coords, (long long)shape->dim);
 
     double t0 = fpd__now();
     int64_t *perm = NULL, *inv = NULL;
@@ -584,6 +655,13 @@ enum fpd_status fpd_fit(const struct fpd_table_view *w, const struct fpd_layer_s
         if ((st = fpd_layer_error(layer, w, &es2, err))) goto done;
         rep.rel_error_final = es2.rel_error;
         rep.finetune_seconds = fpd__now() - t0;
+    }
+    rep.rel_error_free = rep.rel_error_final;
+    if (params->free_coords > 0) {
+        if ((st = fpd_fit_free_coords(layer, w, params->free_coords, NULL, err))) goto done;
+        struct fpd_error_stats es3;
+        if ((st = fpd_layer_error(layer, w, &es3, err))) goto done;
+        rep.rel_error_free = es3.rel_error;
     }
     *out = layer;
     layer = NULL;

@@ -203,7 +203,8 @@ FPD_API const struct fpd_layer_shape *fpd_layer_get_shape(const struct fpd_layer
  * until fpd_layer_free. m must be < k. */
 FPD_API float *fpd_layer_core(struct fpd_layer *layer, int32_t m);
 FPD_API const float *fpd_layer_core_const(const struct fpd_layer *layer, int32_t m);
-/* Deep copy. Free with fpd_layer_free. Errors: NOMEM. */
+/* Deep copy (cores, row permutation, free coordinates). Free with fpd_layer_free.
+ * Errors: NOMEM. */
 FPD_API enum fpd_status fpd_layer_clone(const struct fpd_layer *layer, struct fpd_layer **out,
                                         struct fpd_error *err);
 
@@ -216,8 +217,38 @@ FPD_API enum fpd_status fpd_layer_set_row_perm(struct fpd_layer *layer, const in
 /* The permutation [rows], borrowed, or NULL for the identity. */
 FPD_API const int64_t *fpd_layer_row_perm(const struct fpd_layer *layer);
 
-/* Rows idx[0..n) of the table (original row numbers, permutation applied) into
- * out[n * D], F32 row-major: fpd_engine_forward with mode NONE on a transient
+/* Free coordinates per row (libfpd 0.2.0; format extension free/1, README): a layer
+ * may carry c >= 1 extra coordinates per row, E [N, c], and a shared projection
+ * P [c, D] (both F32, C order), and then row i of the table is
+ *
+ *   W[i, :] = FPD(i) + E[i, :] P
+ *
+ * E is indexed by the ORIGINAL row id i (the id callers look up, before the row
+ * permutation), so setting or removing a permutation does not move E. The engine
+ * pools, differentiates and steps E and P with the cores (fpd_engine_grad, index
+ * k and k + 1); look-ups, reconstruction, errors and quality include E P.
+ *
+ * Set c free coordinates, copying e [rows, c] and p [c, dim] (NULL: zeros), or
+ * remove them (c = 0; e and p ignored). An engine created over the layer before
+ * must not be used after c changes (its calls return INVALID_ARG).
+ * Errors: INVALID_ARG (c < 0 or c > dim, a NaN or infinite value, naming it), NOMEM. */
+FPD_API enum fpd_status fpd_layer_set_free_coords(struct fpd_layer *layer, int64_t c, const float *e, const float *p,
+                                                  struct fpd_error *err);
+/* c, the free coordinates per row (0: none). */
+FPD_API int64_t fpd_layer_get_free_coords(const struct fpd_layer *layer);
+/* E [rows, c] (original row order) and P [c, dim], F32 C order; borrowed and
+ * writable, valid until fpd_layer_free or the next fpd_layer_set_free_coords;
+ * NULL when c = 0. */
+FPD_API float *fpd_layer_get_free_e(struct fpd_layer *layer);
+FPD_API const float *fpd_layer_get_free_e_const(const struct fpd_layer *layer);
+FPD_API float *fpd_layer_get_free_p(struct fpd_layer *layer);
+FPD_API const float *fpd_layer_get_free_p_const(const struct fpd_layer *layer);
+/* Parameters of the layer: the cores' (fpd_layer_shape_params) plus c (rows + dim)
+ * of the free coordinates. The row permutation (integers) is not counted. */
+FPD_API int64_t fpd_layer_param_count(const struct fpd_layer *layer);
+
+/* Rows idx[0..n) of the table (original row numbers, permutation applied, free
+ * coordinates E[i] P added) into out[n * D], F32 row-major: fpd_engine_forward with mode NONE on a transient
  * one-thread CPU engine (each distinct row computed once, rows sharing leading
  * digits share their partial products, in any order of idx). For repeated calls
  * (training, serving) keep an engine instead. n = 0 does nothing.
@@ -307,6 +338,10 @@ struct fpd_fit_params {
                                  right-hand sides runs (fpd_engine_params); NULL: the
                                  CPU (default). TT-SVD, backfitting and ALS's small
                                  solves stay on the CPU. Borrowed. */
+    int64_t free_coords;      /* c > 0: fpd_fit ends with fpd_fit_free_coords(c): free
+                                 coordinates E [N, c], P [c, D] from the residual's top c
+                                 directions (c (N + D) parameters, format free/1);
+                                 0: none (default)                                        */
 };
 /* Defaults as documented above. */
 FPD_API struct fpd_fit_params fpd_fit_default_params(void);
@@ -332,7 +367,8 @@ FPD_API enum fpd_status fpd_fit_ttsvd(const struct fpd_table_view *w, const stru
  * TT-SVD to the residual of the others, sweep until the error stops improving;
  * Hastie & Tibshirani's backfitting, as DESIGN.md section 3), which holds one F32
  * residual copy of the table. Then als_sweeps of fpd_als (all terms jointly), then
- * finetune_epochs of fpd_finetune. The returned
+ * finetune_epochs of fpd_finetune, then (params->free_coords > 0)
+ * fpd_fit_free_coords. Errors also: INVALID_ARG (free_coords < 0 or > dim). The returned
  * layer is the best one seen (finetuning never makes the result worse).
  * report (may be NULL) receives the error after each stage.
  * Errors: as fpd_fit_ttsvd and fpd_finetune. */
@@ -345,12 +381,27 @@ struct fpd_fit_report {
     int64_t finetune_epochs;    /* epochs run                             */
     bool finetune_kept;         /* the finetuned cores were kept          */
     double fit_seconds, finetune_seconds;
+    double rel_error_free;      /* after the free coordinates (== final without) */
 };
 FPD_API enum fpd_status fpd_fit(const struct fpd_table_view *w, const struct fpd_layer_shape *shape,
                                 const struct fpd_fit_params *params, struct fpd_layer **out,
                                 struct fpd_fit_report *report, struct fpd_error *err);
 
-/* Minibatch Adam (Kingma & Ba 2015) on all cores of layer, minimizing
+/* Free coordinates from the residual (format free/1): with R = W - FPD(layer) (the
+ * cores alone; free coordinates the layer already has are replaced), take the top c
+ * right singular vectors V_c [D, c] of R and set E = R V_c (= U_c S_c) and
+ * P = V_c^T, so E P is R's best rank-c approximation (Eckart-Young) and the squared
+ * Frobenius error drops from ||R||^2 to the sum of R's discarded squared singular
+ * values, returned in *discarded (may be NULL; clamped at 0). Unweighted (row
+ * weights are not used). Two streaming passes over w in row blocks: the Gram
+ * matrix R^T R [D, D] in double, its top c eigenvectors (LAPACKE dsyevr), then
+ * E = R V_c. Extra memory O(D^2 + N c). Errors: SHAPE (w not [rows, dim]),
+ * INVALID_ARG (c outside [1, dim]), DTYPE, NOMEM, NUMERIC (eigensolver). */
+FPD_API enum fpd_status fpd_fit_free_coords(struct fpd_layer *layer, const struct fpd_table_view *w, int64_t c,
+                                            double *discarded, struct fpd_error *err);
+
+/* Minibatch Adam (Kingma & Ba 2015) on all cores of layer (and its free
+ * coordinates E and P, if any, with a step relative to their RMS), minimizing
  * sum_i w_i ||W_i - What_i||^2 / sum_i w_i (DESIGN.md section 3) for
  * params->finetune_epochs epochs of `rows` samples each (seeded by params->seed):
  * uniform weights take every row once per epoch in shuffled order; with
@@ -404,14 +455,16 @@ FPD_API enum fpd_status fpd_row_order_interactions(const int64_t *rows, const in
  * callback, stage "als", and its backend are used: with a backend the backward
  * passes run there, on an engine made anew from the updated cores before each
  * core's pass). Errors: SHAPE, DTYPE, NOMEM, CANCELLED; UNSUPPORTED, BACKEND
- * from the backend's engine. */
+ * from the backend's engine; INVALID_ARG (the layer has free coordinates: fit them
+ * after ALS). */
 FPD_API enum fpd_status fpd_als(struct fpd_layer *layer, const struct fpd_table_view *w, int64_t sweeps, double tol,
                                 const struct fpd_fit_params *params, double *objective, int64_t *sweeps_run,
                                 struct fpd_error *err);
 
 /* Backward of fpd_layer_lookup: given dL/dout for rows idx[0..n) (grad_out[n * D],
  * F32), add dL/dG_m to grad_cores[m] (each of fpd_layer_shape_core_numel(m)
- * floats, same layout as the core). idx may repeat and need not be sorted. Runs
+ * floats, same layout as the core). The cores only: the gradients of free
+ * coordinates come from an engine (fpd_engine_grad, m = k and k + 1). idx may repeat and need not be sorted. Runs
  * fpd_engine_forward and fpd_engine_backward on a transient one-thread CPU engine
  * (reverse accumulation over the rows' prefix tree); training loops keep an
  * engine and use its optimizer steps instead. Errors: INVALID_ARG (index), NOMEM. */
@@ -496,7 +549,11 @@ FPD_API int64_t fpd_bag_batch_out_rows(const struct fpd_bag_batch *b);
 /* Optimizers of the core slices G_m[t, i] (a slice is what one row digit of one
  * term selects: r_m * d_m * r_{m+1} floats; it plays the part of a dense table's
  * row). Step size of core m: learning_rate * lr_scale[m] (lr_scale[m] = 0 counts
- * as 1), so callers can make steps relative to each core's RMS.
+ * as 1), so callers can make steps relative to each core's RMS. Free coordinates
+ * step alike with learning_rate * free_lr_scale: E's slices are its rows (c floats,
+ * a row touched when the batch looks it up: sparse like a dense table's rows),
+ * P's slices are its c rows of D floats (touched whenever the batch has a row:
+ * P is a dense parameter, so LAZY_ADAM steps it as ADAM does).
  *  SGD              x -= lr g, on touched slices.
  *  ROWWISE_ADAGRAD  FBGEMM's exact row-wise Adagrad (fbgemm_gpu
  *                   split_embedding_codegen, EXACT_ROWWISE_ADAGRAD): one state s
@@ -521,6 +578,8 @@ struct fpd_optimizer_params {
     double beta1, beta2;               /* Adam: 0.9, 0.999                           */
     double eps;                        /* Adam 1e-8; row-wise Adagrad 1e-8 (FBGEMM)  */
     double lr_scale[FPD_MAX_MODES];    /* per-core multiplier of the step (0 = 1)    */
+    double free_lr_scale;              /* multiplier of the step of the free
+                                          coordinates E and P (0 = 1)                */
 };
 /* LAZY_ADAM, learning rate 1e-3, betas 0.9/0.999, eps 1e-8, scales 1. */
 FPD_API struct fpd_optimizer_params fpd_optimizer_default_params(void);
@@ -537,7 +596,9 @@ FPD_API struct fpd_engine_params fpd_engine_default_params(void);
 struct fpd_engine; /* opaque */
 
 /* An engine over `layer` (borrowed and updated in place by fpd_engine_step; it
- * must outlive the engine and keep its shape). The engine owns reusable scratch
+ * must outlive the engine and keep its shape and its free coordinate count c;
+ * with c > 0 only the CPU backend has an engine: another backend gives
+ * UNSUPPORTED). The engine owns reusable scratch
  * that grows to the largest batch seen, so a training loop allocates nothing per
  * batch once its batch size is reached, plus the optimizer state (Adam: two
  * floats per core entry; row-wise Adagrad: one per slice) and the gradient
@@ -578,7 +639,15 @@ FPD_API enum fpd_status fpd_engine_backward(struct fpd_engine *e, const struct f
 /* The accumulated gradient of core m: *grad points to fpd_layer_shape_core_numel(m)
  * floats in the core's layout (entries of untouched slices are 0), and
  * slices/n_slices (may be NULL) list the touched slice numbers t * n_m + i_m,
- * ascending. Borrowed until the next engine call. */
+ * ascending. Borrowed until the next engine call.
+ * A layer with c free coordinates (fpd_layer_set_free_coords) has two more:
+ * m = k is dL/dE, [rows, c] (original row order), whose slices are the touched
+ * rows i (c floats each, ascending; rows of other rows are 0); m = k + 1 is dL/dP,
+ * [c, dim], whose slices are P's c rows, listed 0..c-1 when the batches since the
+ * last step had a row, else none. m must be < k (< k + 2 with free coordinates).
+ * (dE's [rows, c] buffer is allocated by the first backward, so that look-up
+ * engines need no O(rows) memory; asked for before any backward, *grad is NULL
+ * only if that allocation fails.) */
 FPD_API void fpd_engine_grad(const struct fpd_engine *e, int32_t m, const float **grad, const int64_t **slices,
                              int64_t *n_slices);
 
@@ -787,6 +856,16 @@ struct fpd_gmf_train_params {
     struct fpd_backend *backend; /* where the engines of FPD tables run (forward, backward,
                                   optimizer step); NULL: the CPU (default). Dense tables,
                                   weight and bias stay on the host. Borrowed.               */
+    int64_t free_coords;       /* c > 0: before training, give each FPD table without free
+                                  coordinates c of them (fpd_layer_set_free_coords; row i =
+                                  FPD(i) + E[i] P): E = 0, so training starts from the FPD
+                                  table as given (a fitted one keeps its rows), and P entries
+                                  ~ N(0, 1/c) (seeded), so that one Adam step of E moves a
+                                  row by about the learning rate per column, as it moves a
+                                  dense row (E = P = 0 would be a stationary point: neither
+                                  gets a gradient). E and P step with lazy Adam at
+                                  learning_rate (E's rows sparse, P dense); c <= dim
+                                  (default 0)                                               */
 };
 FPD_API struct fpd_gmf_train_params fpd_gmf_train_default_params(void);
 

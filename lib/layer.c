@@ -14,6 +14,9 @@ struct fpd_layer {
     struct fpd_layer_shape shape;
     float *cores[FPD_MAX_MODES];
     int64_t *row_perm; /* [rows] or NULL */
+    int64_t free_c;    /* free coordinates per row (0: none)                 */
+    float *free_e;     /* [rows, free_c], original row order, or NULL        */
+    float *free_p;     /* [free_c, dim], or NULL                             */
 };
 
 /* ------------------------------------------------------------ shapes */
@@ -100,6 +103,8 @@ void fpd_layer_free(struct fpd_layer *layer) {
     if (!layer) return;
     for (int32_t m = 0; m < FPD_MAX_MODES; m++) fpd_free(layer->cores[m]);
     fpd_free(layer->row_perm);
+    fpd_free(layer->free_e);
+    fpd_free(layer->free_p);
     fpd_free(layer);
 }
 
@@ -121,12 +126,12 @@ enum fpd_status fpd_layer_clone(const struct fpd_layer *layer, struct fpd_layer 
     for (int32_t m = 0; m < layer->shape.k; m++)
         memcpy((*out)->cores[m], layer->cores[m],
                (size_t)fpd_layer_shape_core_numel(&layer->shape, m) * sizeof(float));
-    if (layer->row_perm) {
-        st = fpd_layer_set_row_perm(*out, layer->row_perm, err);
-        if (st) {
-            fpd_layer_free(*out);
-            *out = NULL;
-        }
+    if (layer->row_perm) st = fpd_layer_set_row_perm(*out, layer->row_perm, err);
+    if (!st && layer->free_c > 0)
+        st = fpd_layer_set_free_coords(*out, layer->free_c, layer->free_e, layer->free_p, err);
+    if (st) {
+        fpd_layer_free(*out);
+        *out = NULL;
     }
     return st;
 }
@@ -173,6 +178,60 @@ done:
 }
 
 const int64_t *fpd_layer_row_perm(const struct fpd_layer *layer) { return layer->row_perm; }
+
+/* ------------------------------------------------------------ free coordinates */
+
+enum fpd_status fpd_layer_set_free_coords(struct fpd_layer *layer, int64_t c, const float *e, const float *p,
+                                          struct fpd_error *err) {
+    const int64_t rows = layer->shape.rows, dim = layer->shape.dim;
+    if (c < 0 || c > dim)
+        return fpd__err(err, FPD_STATUS_INVALID_ARG,
+                        "free coordinates c = %lld is outside [0, %lld] (at most the dimension: E P has rank <= D)",
+                        (long long)c, (long long)dim);
+    float *ne = NULL, *np = NULL;
+    if (c > 0) {
+        ne = fpd_calloc((size_t)(rows * c), sizeof(float));
+        np = fpd_calloc((size_t)(c * dim), sizeof(float));
+        if (!ne || !np) {
+            fpd_free(ne);
+            fpd_free(np);
+            return fpd__err(err, FPD_STATUS_NOMEM, "out of memory for %lld free coordinates of %lld rows",
+                            (long long)c, (long long)rows);
+        }
+        for (int64_t q = 0; e && q < rows * c; q++)
+            if (!isfinite(e[q])) {
+                fpd_free(ne);
+                fpd_free(np);
+                return fpd__err(err, FPD_STATUS_INVALID_ARG, "free coordinates: E[%lld, %lld] is %g, not finite",
+                                (long long)(q / c), (long long)(q % c), (double)e[q]);
+            }
+        for (int64_t q = 0; p && q < c * dim; q++)
+            if (!isfinite(p[q])) {
+                fpd_free(ne);
+                fpd_free(np);
+                return fpd__err(err, FPD_STATUS_INVALID_ARG, "free coordinates: P[%lld, %lld] is %g, not finite",
+                                (long long)(q / dim), (long long)(q % dim), (double)p[q]);
+            }
+        if (e) memcpy(ne, e, (size_t)(rows * c) * sizeof(float));
+        if (p) memcpy(np, p, (size_t)(c * dim) * sizeof(float));
+    }
+    fpd_free(layer->free_e);
+    fpd_free(layer->free_p);
+    layer->free_c = c;
+    layer->free_e = ne;
+    layer->free_p = np;
+    return FPD_STATUS_OK;
+}
+
+int64_t fpd_layer_get_free_coords(const struct fpd_layer *layer) { return layer->free_c; }
+float *fpd_layer_get_free_e(struct fpd_layer *layer) { return layer->free_e; }
+const float *fpd_layer_get_free_e_const(const struct fpd_layer *layer) { return layer->free_e; }
+float *fpd_layer_get_free_p(struct fpd_layer *layer) { return layer->free_p; }
+const float *fpd_layer_get_free_p_const(const struct fpd_layer *layer) { return layer->free_p; }
+
+int64_t fpd_layer_param_count(const struct fpd_layer *layer) {
+    return fpd_layer_shape_params(&layer->shape) + layer->free_c * (layer->shape.rows + layer->shape.dim);
+}
 
 /* ------------------------------------------------------------ error */
 

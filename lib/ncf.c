@@ -310,6 +310,8 @@ static enum fpd_status table_state_init(struct table_state *ts, const struct fpd
             double scale = sqrt(ss / (double)nel);
             ep.optimizer.lr_scale[m] = scale > 0.0 ? scale : 1e-2;
         }
+        /* free coordinates (if any) step at the dense rows' learning rate */
+        ep.optimizer.free_lr_scale = p->learning_rate / ep.optimizer.learning_rate;
         enum fpd_status st = fpd_engine_init(e->layer, &ep, &ts->eng, err);
         if (st) {
             table_state_free(ts);
@@ -406,6 +408,21 @@ static enum fpd_status order_table_rows(const struct fpd_embedding *e, const int
     return st;
 }
 
+/* free_coords: give the FPD layer of table e (when it has none) c free coordinates:
+ * E = 0, so training starts from the table as given, and P ~ N(0, 1/c) from seed
+ * (see fpd_gmf_train_params.free_coords). */
+static enum fpd_status add_free_coords(const struct fpd_embedding *e, int64_t c, uint64_t seed,
+                                       struct fpd_error *err) {
+    struct fpd_layer *l = e->layer;
+    if (!l || fpd_layer_get_free_coords(l) > 0) return FPD_STATUS_OK;
+    enum fpd_status st = fpd_layer_set_free_coords(l, c, NULL, NULL, err);
+    if (st) return st;
+    float *pr = fpd_layer_get_free_p(l);
+    const double sd = 1.0 / sqrt((double)c);
+    for (int64_t x = 0; x < c * e->dim; x++) pr[x] = (float)(sd * fpd__rand_normal(&seed));
+    return FPD_STATUS_OK;
+}
+
 /* The samples of one batch: each of the np positives order[0..np) (label 1), then
  * its `negatives` items drawn uniformly among those the user has no positive with
  * (none for a user who has every item), into su, si, lab; returns their count. */
@@ -437,12 +454,12 @@ enum fpd_status fpd_gmf_train(struct fpd_gmf *m, const int64_t *users, const int
     struct fpd_gmf_train_params p = params ? *params : fpd_gmf_train_default_params();
     if ((st = gmf_check(m, err))) return st;
     if (p.epochs < 0 || p.negatives < 0 || p.batch_size < 1 + p.negatives || !(p.learning_rate > 0.0) ||
-        !(p.core_learning_rate >= 0.0))
+        !(p.core_learning_rate >= 0.0) || p.free_coords < 0 || p.free_coords > m->user.dim)
         return fpd__err(err, FPD_STATUS_INVALID_ARG,
                         "training parameters out of range: epochs %lld, negatives %lld, batch_size %lld (must be "
-                        ">= 1 + negatives), learning rates %g, %g",
+                        ">= 1 + negatives), learning rates %g, %g, free_coords %lld (in [0, dim])",
                         (long long)p.epochs, (long long)p.negatives, (long long)p.batch_size, p.learning_rate,
-                        p.core_learning_rate);
+                        p.core_learning_rate, (long long)p.free_coords);
     if (n <= 0) return fpd__err(err, FPD_STATUS_INVALID_ARG, "no positives to train on");
     if (p.teacher) {
         if ((st = gmf_check(p.teacher, err))) return st;
@@ -478,6 +495,10 @@ enum fpd_status fpd_gmf_train(struct fpd_gmf *m, const int64_t *users, const int
     if (p.order_rows && /* before any state that depends on the cores' layout */
         ((st = order_table_rows(&m->user, users, items, n, m->item.rows, p.seed, err)) ||
          (st = order_table_rows(&m->item, items, users, n, m->user.rows, p.seed, err))))
+        goto done;
+    if (p.free_coords > 0 && /* after the row order (E is in original row order either way) */
+        ((st = add_free_coords(&m->user, p.free_coords, p.seed ^ 0x14057b7ef767814full, err)) ||
+         (st = add_free_coords(&m->item, p.free_coords, p.seed ^ 0x5851f42d4c957f2dull, err))))
         goto done;
     if ((st = user_items_init(&ui, users, items, n, m->user.rows, err)) ||
         (st = table_state_init(&tu, &m->user, bsz, &p, err)) || (st = table_state_init(&ti, &m->item, bsz, &p, err)))
@@ -897,6 +918,10 @@ enum fpd_status fpd_ncf_train(struct fpd_ncf *m, const int64_t *users, const int
     for (int q = 0; p.order_rows && q < 4; q++) /* before any state that depends on the cores' layout */
         if (used[q] && (st = order_table_rows(tabs[q], q & 1 ? items : users, q & 1 ? users : items, n,
                                               q & 1 ? n_users : n_items, p.seed, err)))
+            goto done;
+    for (int q = 0; p.free_coords > 0 && q < 4; q++)
+        if (used[q] && (st = add_free_coords(tabs[q], p.free_coords, p.seed ^ (0x9e3779b97f4a7c15ull * (uint64_t)(q + 1)),
+                                             err)))
             goto done;
     if ((st = user_items_init(&ui, users, items, n, n_users, err))) goto done;
     for (int q = 0; q < 4; q++)

@@ -120,6 +120,7 @@ static bool cli_interrupted(void) { return g_interrupted != 0; }
 struct options {
     const char *ratings, *out;
     int64_t dim, epochs, batch, negatives, rank, terms, k, max_users, eval_every;
+    int64_t free_coords;
     double lr, core_lr, init_scale;
     bool core_lr_relative, order_rows;
     uint64_t split_seed;
@@ -150,6 +151,9 @@ static void usage(FILE *f) {
             "  --order-rows      order each FPD table's ids from the training interactions\n"
             "                    first (fpd_row_order_interactions; the permutation's 4 bytes\n"
             "                    a row count in the ratio)\n"
+            "  --free-coords C   C free coordinates per row on top of each FPD table (row i =\n"
+            "                    FPD(i) + E[i] P; E = 0, P ~ N(0, 1/C) at the start; C (N + D)\n"
+            "                    parameters a table, counted in the ratio) (default 0)\n"
             "  --init-scale S    tables start as normal(0, S^2) (default 0.01, as NCF)\n"
             "  --seeds A,B,..    training seeds, one run each (default 1)\n"
             "  --split-seed S    seed of the held-out items and negatives (default 1)\n"
@@ -346,7 +350,8 @@ static int train_one(const struct options *o, const struct split *sp, bool fpd, 
                 cli_error("FPD table %d: %s", i, err.msg);
                 goto fail;
             }
-            params += fpd_layer_shape_params(fpd_layer_get_shape(layer[i])) + (o->order_rows ? rows[i] : 0);
+            params += fpd_layer_shape_params(fpd_layer_get_shape(layer[i])) + (o->order_rows ? rows[i] : 0) +
+                      o->free_coords * (rows[i] + D);
         } else {
             dense[i] = fpd_malloc((size_t)(rows[i] * D) * sizeof(float)); /* owned by the model */
             if (!dense[i]) goto oom;
@@ -382,6 +387,7 @@ static int train_one(const struct options *o, const struct split *sp, bool fpd, 
     tp.core_learning_rate = o->core_lr;
     tp.core_lr_relative = o->core_lr_relative;
     tp.order_rows = o->order_rows;
+    if (fpd) tp.free_coords = o->free_coords;
     tp.seed = seed;
     tp.backend = o->backend;
     struct epoch_ctx ec = {o, &m, sp, run, 0.0};
@@ -455,7 +461,7 @@ int main(int argc, char **argv) {
     o.dense = o.fpd = true;
     o.eval_every = 1;
     enum { OPT_DIM = 256, OPT_TABLES, OPT_RANK, OPT_TERMS, OPT_CORES, OPT_EPOCHS, OPT_BATCH, OPT_NEG, OPT_LR,
-           OPT_CORE_LR, OPT_CORE_REL, OPT_ORDER, OPT_INIT, OPT_SEEDS, OPT_SPLIT, OPT_MAXU, OPT_EVAL, OPT_WTEST, OPT_JSON, OPT_DEVICE };
+           OPT_CORE_LR, OPT_CORE_REL, OPT_ORDER, OPT_FREE, OPT_INIT, OPT_SEEDS, OPT_SPLIT, OPT_MAXU, OPT_EVAL, OPT_WTEST, OPT_JSON, OPT_DEVICE };
     static const struct option opts[] = {
         {"dim", required_argument, 0, OPT_DIM},         {"tables", required_argument, 0, OPT_TABLES},
         {"rank", required_argument, 0, OPT_RANK},       {"terms", required_argument, 0, OPT_TERMS},
@@ -463,7 +469,7 @@ int main(int argc, char **argv) {
         {"batch", required_argument, 0, OPT_BATCH},     {"negatives", required_argument, 0, OPT_NEG},
         {"lr", required_argument, 0, OPT_LR},           {"core-lr", required_argument, 0, OPT_CORE_LR},
         {"core-lr-relative", no_argument, 0, OPT_CORE_REL}, {"init-scale", required_argument, 0, OPT_INIT},
-        {"order-rows", no_argument, 0, OPT_ORDER},
+        {"order-rows", no_argument, 0, OPT_ORDER},      {"free-coords", required_argument, 0, OPT_FREE},
         {"seeds", required_argument, 0, OPT_SEEDS},     {"split-seed", required_argument, 0, OPT_SPLIT},
         {"max-users", required_argument, 0, OPT_MAXU},  {"eval-every", required_argument, 0, OPT_EVAL},
         {"write-test", no_argument, 0, OPT_WTEST},      {"json", no_argument, 0, OPT_JSON},
@@ -491,6 +497,7 @@ int main(int argc, char **argv) {
         case OPT_CORE_LR: o.core_lr = cli_parse_pos("--core-lr", optarg); break;
         case OPT_CORE_REL: o.core_lr_relative = true; break;
         case OPT_ORDER: o.order_rows = true; break;
+        case OPT_FREE: o.free_coords = cli_parse_i64("--free-coords", optarg, 0); break;
         case OPT_INIT: o.init_scale = cli_parse_pos("--init-scale", optarg); break;
         case OPT_SEEDS: {
             o.n_seeds = 0;
@@ -524,6 +531,12 @@ int main(int argc, char **argv) {
     if (optind >= argc) cli_usage_error("no ratings file given");
     if (optind + 1 < argc) cli_usage_error("one ratings file expected, got '%s' too", argv[optind + 1]);
     if (o.write_test && !o.out) cli_usage_error("--write-test needs -o PREFIX");
+    if (o.free_coords > o.dim) cli_usage_error("--free-coords must be at most --dim (%lld)", (long long)o.dim);
+    /* the model writer (tools/ncf.c) does not store free/1 tensors yet: refuse rather
+     * than write a checkpoint without the free coordinates */
+    if (o.free_coords > 0 && o.out && o.fpd)
+        cli_usage_error("--free-coords with -o: the GMF checkpoint writer does not store free coordinates "
+                        "(format extension free/1) yet; run without -o");
     if (o.batch < 1 + o.negatives) cli_usage_error("--batch must be at least 1 + --negatives");
     o.ratings = argv[optind];
     /* the device of the FPD tables' engines (dense tables train on the host) */

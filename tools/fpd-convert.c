@@ -63,7 +63,8 @@ static void usage(FILE *f) {
             "               byte for byte. A .npy IN becomes a one-tensor safetensors file.\n"
             "  --to npy     one tensor or table (--tensor NAME) -> .npy; tables are reconstructed.\n"
             "  --to ttrec   FPD tables -> FBTT-Embedding TTEmbeddingBag tt_cores ('X.weight' becomes\n"
-            "               'X.tt_cores.0' .. : [1, n_i, r_i*d_i*r_{i+1}] F32); p = 1, 2-4 cores, no row_perm.\n"
+            "               'X.tt_cores.0' .. : [1, n_i, r_i*d_i*r_{i+1}] F32); p = 1, 2-4 cores, no row_perm,\n"
+            "               no free coordinates (free/1).\n"
             "  --to fpd     the TT-Rec layout written by --to ttrec -> FPD v1 (exact inverse).\n"
             "Default: npy when OUT ends in .npy, else dense.\n"
             "\n"
@@ -756,6 +757,13 @@ static bool build_ttrec(const struct input *x, const struct convert_opts *co, st
             fpd_layer_free(layer);
             cli_error("%s: table '%s' has a row permutation (row_perm); the TT-Rec layout has none", x->path,
                       tb->name);
+            return false;
+        }
+        if (fpd_layer_get_free_coords(layer) > 0) {
+            cli_error("%s: table '%s' has %lld free coordinates per row (free/1); the TT-Rec layout has none "
+                      "(--to dense keeps them in the rows)",
+                      x->path, tb->name, (long long)fpd_layer_get_free_coords(layer));
+            fpd_layer_free(layer);
             return false;
         }
         char prefix[4096];

@@ -34,7 +34,8 @@ static void usage(FILE *f) {
             "encoding (int8, int4), rows x dim, bytes, dense bytes, ratio, rel_error.\n"
             "Per FPD table (metadata fpd.table.T):\n"
             "rows x dim, source dtype, r (largest inner rank) and the rank list, p (terms), k (cores),\n"
-            "row and column shapes, FPD bytes (all T.fpd.* tensors, row_perm included), dense bytes\n"
+            "row and column shapes, FPD bytes (all T.fpd.* tensors, row_perm and free/1's free\n"
+            "coordinates T.fpd.free / T.fpd.free_proj included; c is shown after rel_error), dense bytes\n"
             "(rows x dim x source dtype size), ratio dense / FPD, and rel_error from the metadata.\n"
             "Totals: file bytes, tensor bytes, dense-equivalent bytes (FPD tables at their dense\n"
             "size, every other tensor as stored) and ratio = dense-equivalent / tensor bytes.\n"
@@ -322,8 +323,14 @@ static void print_text(const struct report *rep) {
             for (int64_t j = 0; j < rep->n_tables; j++) {
                 const struct fpd_table_row *r = &rep->tables[j];
                 if (r->rowwise) continue;
-                if (isnan(r->meta.rel_error)) printf("  %s: rel_error -, fit %s\n", r->name, r->meta.fit);
-                else printf("  %s: rel_error %.4g, fit %s\n", r->name, r->meta.rel_error, r->meta.fit);
+                char fr[192] = "";
+                if (r->meta.free_coords > 0) /* free/1 */
+                    snprintf(fr, sizeof fr, ", free coordinates c = %lld (E [%lld, %lld], P [%lld, %lld])",
+                             (long long)r->meta.free_coords, (long long)r->meta.shape.rows,
+                             (long long)r->meta.free_coords, (long long)r->meta.free_coords,
+                             (long long)r->meta.shape.dim);
+                if (isnan(r->meta.rel_error)) printf("  %s: rel_error -, fit %s%s\n", r->name, r->meta.fit, fr);
+                else printf("  %s: rel_error %.4g, fit %s%s\n", r->name, r->meta.rel_error, r->meta.fit, fr);
             }
             tt_free(&f);
         }
@@ -402,6 +409,7 @@ static int print_json(const struct report *rep) {
                                                      ? json_null()
                                                      : json_string(fpd_dtype_name(r->meta.core_dtype)));
             json_object_set_new(o, "fit", jstr(r->meta.fit));
+            json_object_set_new(o, "free_coords", json_integer(r->meta.free_coords));
         } else {
             json_object_set_new(o, "layout", json_string(FPD_ROWWISE_LAYOUT));
         }

@@ -79,6 +79,7 @@ struct worker {
     float *bg, *bgt, *cg;      /* gathered last-core slices, transposed, product  */
     float *rowtmp;             /* [D] one row, contiguous                         */
     float *grad[FPD_MAX_MODES];/* private core gradients (threads > 1)            */
+    float *gp;                 /* private gradient of P [c, D] (threads > 1)      */
     double flops;
 };
 
@@ -103,6 +104,7 @@ struct cpu_engine {
     int64_t *pos, *pos2;       /* [n] entry positions                             */
     int64_t *slot;             /* [n] distinct row of each entry, -1 for padding  */
     int64_t *urow, *ustart;    /* [nu] distinct stored rows; [nu + 1] sorted-entry start */
+    int64_t *uorig;            /* [nu] original row id of each distinct row       */
     float *rows, *drow;        /* [nu * D] values and gradients of the distinct rows */
     int64_t *bag_of;           /* [n] bag of each entry (SUM/MEAN)                */
     float *coef;               /* [n] weight of each entry in its bag's output    */
@@ -124,6 +126,16 @@ struct cpu_engine {
     float *m1[FPD_MAX_MODES], *m2[FPD_MAX_MODES];
     int64_t step;
     double flops;
+
+    /* free coordinates (fpd_layer_set_free_coords): row i += E[i] P, E [N, fc],
+     * P [fc, D]; gradients dE (rows touched, listed) and dP (dense) */
+    int64_t fc, N;
+    float *ge, *gp;            /* [N * fc], [fc * D]                              */
+    unsigned char *etouched;   /* [N]                                             */
+    int64_t *elist, nel;       /* touched rows of E                               */
+    int64_t *plist;            /* [fc] 0..fc-1: P's slices (its rows)             */
+    bool ptouched;
+    float *em1, *em2, *pm1, *pm2; /* optimizer state of E and P                  */
 };
 
 /* ------------------------------------------------------------ helpers */
@@ -226,6 +238,7 @@ static void engine_destroy(void *ctx, void *state) {
             fpd_free(w->bgt);
             fpd_free(w->cg);
             fpd_free(w->rowtmp);
+            fpd_free(w->gp);
         }
     fpd_free(e->wk);
     fpd_free(e->tid);
@@ -240,6 +253,16 @@ static void engine_destroy(void *ctx, void *state) {
     fpd_free(e->drow);
     fpd_free(e->bag_of);
     fpd_free(e->coef);
+    fpd_free(e->uorig);
+    fpd_free(e->ge);
+    fpd_free(e->gp);
+    fpd_free(e->etouched);
+    fpd_free(e->elist);
+    fpd_free(e->plist);
+    fpd_free(e->em1);
+    fpd_free(e->em2);
+    fpd_free(e->pm1);
+    fpd_free(e->pm2);
     for (int32_t m = 0; m < FPD_MAX_MODES; m++) {
         fpd_free(e->grad[m]);
         fpd_free(e->gT[m]);
@@ -272,6 +295,8 @@ static enum fpd_status engine_create(void *ctx, struct fpd_layer *layer, const s
         e->psz[m] = e->Dm[m] * s->ranks[m + 1];
     }
     e->nlast = s->row_shape[e->k - 1];
+    e->fc = fpd_layer_get_free_coords(layer);
+    e->N = s->rows;
     int32_t T = params->threads;
     if (T <= 0) {
         long c = sysconf(_SC_NPROCESSORS_ONLN);
@@ -300,6 +325,12 @@ static enum fpd_status engine_create(void *ctx, struct fpd_layer *layer, const s
              (w->cg = fpd_malloc((size_t)(Dl * e->nlast * dl + rl * e->nlast * dl) * sizeof(float)));
         for (int32_t m = 0; ok && T > 1 && m < k; m++)
             ok = (w->grad[m] = fpd_calloc((size_t)fpd_layer_shape_core_numel(s, m), sizeof(float))) != NULL;
+        if (ok && T > 1 && e->fc > 0) ok = (w->gp = fpd_calloc((size_t)(e->fc * e->D), sizeof(float))) != NULL;
+    }
+    if (ok && e->fc > 0) { /* dE's O(N c) buffers wait for the first backward (look-ups need none) */
+        ok = (e->gp = fpd_calloc((size_t)(e->fc * e->D), sizeof(float))) &&
+             (e->plist = fpd_malloc((size_t)e->fc * sizeof(int64_t)));
+        for (int64_t j = 0; ok && j < e->fc; j++) e->plist[j] = j;
     }
     for (int32_t m = 0; ok && m < k; m++)
         ok = (m == 0 || (e->gT[m] = fpd_malloc((size_t)fpd_layer_shape_core_numel(s, m) * sizeof(float)))) &&
@@ -369,6 +400,8 @@ static enum fpd_status plan(struct cpu_engine *e, const struct fpd_bag_batch *b,
         z = 0;
         if ((st = grow((void **)&e->ustart, (size_t)(cap + 1) * 8, &z, err))) return st;
         z = 0;
+        if ((st = grow((void **)&e->uorig, (size_t)cap * 8, &z, err))) return st;
+        z = 0;
         if ((st = grow((void **)&e->rows, (size_t)(cap * D) * 4, &z, err))) return st;
         z = 0;
         if ((st = grow((void **)&e->drow, (size_t)(cap * D) * 4, &z, err))) return st;
@@ -396,6 +429,7 @@ static enum fpd_status plan(struct cpu_engine *e, const struct fpd_bag_batch *b,
     for (int64_t q = 0; q < nv; q++) {
         if (q == 0 || e->key[q] != e->key[q - 1]) {
             e->urow[nu] = (int64_t)e->key[q];
+            e->uorig[nu] = b->indices[e->pos[q]];
             e->ustart[nu++] = q;
         }
         e->slot[e->pos[q]] = nu - 1;
@@ -565,6 +599,40 @@ static inline void store_fence(void) {
 #endif
 }
 
+/* Free coordinates: rows[u] += E[i] P for the worker's distinct rows (i the
+ * row's original id). */
+static void free_forward(struct worker *w) {
+    struct cpu_engine *e = w->e;
+    const int64_t D = e->D, c = e->fc;
+    if (c == 0) return;
+    const float *E = fpd_layer_get_free_e_const(e->layer), *P = fpd_layer_get_free_p_const(e->layer);
+    for (int64_t u = w->u0; u < w->u1; u++) {
+        const float *eu = E + e->uorig[u] * c;
+        for (int64_t j = 0; j < c; j++) axpy(e->rows + u * D, P + j * D, eu[j], D, false);
+    }
+    w->flops += 2.0 * (double)((w->u1 - w->u0) * c * D);
+}
+
+/* Their backward, from drow: dE[i] += drow[u] P^T (rows distinct: no two workers
+ * write one row), dP += E[i]^T drow[u] (private per worker when threads > 1). */
+static void free_backward(struct worker *w) {
+    struct cpu_engine *e = w->e;
+    const int64_t D = e->D, c = e->fc;
+    if (c == 0) return;
+    const float *E = fpd_layer_get_free_e_const(e->layer), *P = fpd_layer_get_free_p_const(e->layer);
+    float *gp = e->active > 1 ? w->gp : e->gp;
+    for (int64_t u = w->u0; u < w->u1; u++) {
+        const int64_t i = e->uorig[u];
+        const float *dr = e->drow + u * D, *eu = E + i * c;
+        for (int64_t j = 0; j < c; j++) {
+            double dot = 0.0;
+            for (int64_t x = 0; x < D; x++) dot += (double)dr[x] * P[j * D + x];
+            e->ge[i * c + j] += (float)dot;
+            axpy(gp + j * D, dr, eu[j], D, false);
+        }
+    }
+}
+
 static void forward_walk(struct worker *w, void *arg) {
     (void)arg;
     struct cpu_engine *e = w->e;
@@ -575,6 +643,7 @@ static void forward_walk(struct worker *w, void *arg) {
     if (k == 1) {
         for (int64_t u = w->u0; u < w->u1; u++)
             for (int64_t t = 0; t < e->p; t++) axpy(e->rows + u * D, slice_ptr(e, 0, t, e->urow[u]), 1.0f, D, t == 0);
+        free_forward(w);
         return;
     }
     const int64_t r = s->ranks[k - 1], d = s->col_shape[k - 1], Dp = e->Dm[k - 2];
@@ -606,6 +675,7 @@ static void forward_walk(struct worker *w, void *arg) {
         for (int64_t c = 0; q > 1 && c < q; c++) copy_cols(e->rows + (g0 + c) * D, d, w->cg + c * d, qd, Dp, d);
         g0 = g1;
     }
+    free_forward(w);
 }
 
 /* Pool the distinct rows into the output (rows [b0, b1) of it): each output row
@@ -769,6 +839,7 @@ static void row_grads(struct worker *w, void *arg) {
         }
     }
     backward_walk(w);
+    free_backward(w);
 }
 
 static enum fpd_status engine_backward(void *ctx, void *state, const struct fpd_bag_batch *b, int64_t n_bags,
@@ -779,6 +850,13 @@ static enum fpd_status engine_backward(void *ctx, void *state, const struct fpd_
     if (!e->planned || !same_batch(&e->last, b))
         return fpd__err(err, FPD_STATUS_INVALID_ARG,
                         "fpd_engine_backward needs the batch of the last fpd_engine_forward call");
+    if (e->fc > 0 && !e->ge) { /* the free coordinates' row gradients, on first use */
+        if (!(e->ge = fpd_calloc((size_t)(e->N * e->fc), sizeof(float))) ||
+            !(e->etouched = fpd_calloc((size_t)e->N, 1)) ||
+            !(e->elist = fpd_malloc((size_t)e->N * sizeof(int64_t))))
+            return fpd__err(err, FPD_STATUS_NOMEM, "out of memory for the gradient of %lld x %lld free coordinates",
+                            (long long)e->N, (long long)e->fc);
+    }
     for (int32_t m = 1; m < e->k; m++) {
         const int64_t rm = e->s.ranks[m], wm = e->w[m];
         for (int64_t q = 0; q < e->nbl[m]; q++) {
@@ -806,6 +884,21 @@ static enum fpd_status engine_backward(void *ctx, void *state, const struct fpd_
             }
         }
     }
+    if (e->fc > 0) {
+        for (int32_t i = 0; e->active > 1 && i < e->active; i++) {
+            float *src = e->wk[i].gp;
+            for (int64_t x = 0; x < e->fc * e->D; x++) e->gp[x] += src[x];
+            memset(src, 0, (size_t)(e->fc * e->D) * sizeof(float));
+        }
+        for (int64_t u = 0; u < e->nu; u++) {
+            const int64_t i = e->uorig[u];
+            if (!e->etouched[i]) {
+                e->etouched[i] = 1;
+                e->elist[e->nel++] = i;
+            }
+        }
+        e->ptouched |= e->nu > 0;
+    }
     return FPD_STATUS_OK;
 }
 
@@ -815,6 +908,21 @@ static void engine_grad(void *ctx, void *state, int32_t m, const float **grad, c
                         int64_t *n_slices) {
     (void)ctx;
     struct cpu_engine *e = state;
+    if (m == e->k) { /* E: slices are rows */
+        if (!e->ge) /* no backward yet: a zero gradient */
+            e->ge = fpd_calloc((size_t)(e->N * e->fc), sizeof(float));
+        if (e->elist) qsort(e->elist, (size_t)e->nel, sizeof(int64_t), cmp_i64);
+        *grad = e->ge;
+        if (slices) *slices = e->elist;
+        if (n_slices) *n_slices = e->nel;
+        return;
+    }
+    if (m == e->k + 1) { /* P: slices are its rows, all touched by any row */
+        *grad = e->gp;
+        if (slices) *slices = e->plist;
+        if (n_slices) *n_slices = e->ptouched ? e->fc : 0;
+        return;
+    }
     qsort(e->tlist[m], (size_t)e->ntl[m], sizeof(int64_t), cmp_i64);
     *grad = e->grad[m];
     if (slices) *slices = e->tlist[m];
@@ -831,53 +939,84 @@ static void engine_zero_grad(void *ctx, void *state) {
         }
         e->ntl[m] = 0;
     }
+    for (int64_t q = 0; q < e->nel; q++) {
+        memset(e->ge + e->elist[q] * e->fc, 0, (size_t)e->fc * sizeof(float));
+        e->etouched[e->elist[q]] = 0;
+    }
+    e->nel = 0;
+    if (e->ptouched) memset(e->gp, 0, (size_t)(e->fc * e->D) * sizeof(float));
+    e->ptouched = false;
+}
+
+/* Optimizer state of one parameter of nel floats in nsl slices of sl floats:
+ * row-wise Adagrad one float per slice (*m1), Adam two per entry. */
+static bool state_alloc(enum fpd_optimizer_kind kind, int64_t nel, int64_t nsl, float **m1, float **m2) {
+    if (kind == FPD_OPTIMIZER_KIND_ROWWISE_ADAGRAD && !*m1) {
+        *m1 = fpd_calloc((size_t)nsl, sizeof(float));
+        return *m1 != NULL;
+    }
+    if ((kind == FPD_OPTIMIZER_KIND_ADAM || kind == FPD_OPTIMIZER_KIND_LAZY_ADAM) && !*m2) {
+        fpd_free(*m1);
+        *m1 = fpd_calloc((size_t)nel, sizeof(float));
+        *m2 = fpd_calloc((size_t)nel, sizeof(float));
+        return *m1 && *m2;
+    }
+    return true;
+}
+
+/* One step of x [nel] (slices of sl floats; the touched ones listed) from g. */
+static void step_param(enum fpd_optimizer_kind kind, float *x, const float *g, float *m1, float *m2, int64_t nel,
+                       const int64_t *list, int64_t nlist, int64_t sl, float lr, float b1, float b2, float eps,
+                       float bc1, float bc2) {
+    if (kind == FPD_OPTIMIZER_KIND_ADAM) {
+        fpd__adam_update(x, g, m1, m2, nel, lr, b1, b2, eps, bc1, bc2);
+        return;
+    }
+    for (int64_t q = 0; q < nlist; q++) {
+        const int64_t off = list[q] * sl;
+        const float *gs = g + off;
+        if (kind == FPD_OPTIMIZER_KIND_SGD) {
+            for (int64_t j = 0; j < sl; j++) x[off + j] -= lr * gs[j];
+        } else if (kind == FPD_OPTIMIZER_KIND_ROWWISE_ADAGRAD) {
+            float ss = 0.0f;
+            for (int64_t j = 0; j < sl; j++) ss += gs[j] * gs[j];
+            float *st = m1 + list[q];
+            *st += ss / (float)sl;
+            const float mult = lr / (sqrtf(*st) + eps);
+            for (int64_t j = 0; j < sl; j++) x[off + j] -= mult * gs[j];
+        } else {
+            fpd__adam_update(x + off, gs, m1 + off, m2 + off, sl, lr, b1, b2, eps, bc1, bc2);
+        }
+    }
 }
 
 static enum fpd_status engine_step(void *ctx, void *state, const struct fpd_optimizer_params *o,
                                    struct fpd_error *err) {
     struct cpu_engine *e = state;
     const enum fpd_optimizer_kind kind = o->kind;
-    for (int32_t m = 0; m < e->k; m++) {
-        const int64_t nel = fpd_layer_shape_core_numel(&e->s, m);
-        if (kind == FPD_OPTIMIZER_KIND_ROWWISE_ADAGRAD && !e->m1[m]) {
-            if (!(e->m1[m] = fpd_calloc((size_t)e->nslices[m], sizeof(float))))
-                return fpd__err(err, FPD_STATUS_NOMEM, "out of memory for the optimizer state");
-        } else if ((kind == FPD_OPTIMIZER_KIND_ADAM || kind == FPD_OPTIMIZER_KIND_LAZY_ADAM) && !e->m2[m]) {
-            fpd_free(e->m1[m]);
-            e->m1[m] = fpd_calloc((size_t)nel, sizeof(float));
-            e->m2[m] = fpd_calloc((size_t)nel, sizeof(float));
-            if (!e->m1[m] || !e->m2[m])
-                return fpd__err(err, FPD_STATUS_NOMEM, "out of memory for the optimizer state");
-        }
-    }
+    for (int32_t m = 0; m < e->k; m++)
+        if (!state_alloc(kind, fpd_layer_shape_core_numel(&e->s, m), e->nslices[m], &e->m1[m], &e->m2[m]))
+            return fpd__err(err, FPD_STATUS_NOMEM, "out of memory for the optimizer state");
+    if (e->fc > 0 && !e->ge && !(e->ge = fpd_calloc((size_t)(e->N * e->fc), sizeof(float))))
+        return fpd__err(err, FPD_STATUS_NOMEM, "out of memory for the gradient of the free coordinates");
+    if (e->fc > 0 && (!state_alloc(kind, e->N * e->fc, e->N, &e->em1, &e->em2) ||
+                      !state_alloc(kind, e->fc * e->D, e->fc, &e->pm1, &e->pm2)))
+        return fpd__err(err, FPD_STATUS_NOMEM, "out of memory for the optimizer state of the free coordinates");
     e->step++;
     const float b1 = (float)o->beta1, b2 = (float)o->beta2, eps = (float)o->eps;
     const float bc1 = 1.0f - powf(b1, (float)e->step), bc2 = 1.0f - powf(b2, (float)e->step);
     for (int32_t m = 0; m < e->k; m++) {
-        float *x = fpd_layer_core(e->layer, m);
         const float lr = (float)(o->learning_rate * (o->lr_scale[m] > 0.0 ? o->lr_scale[m] : 1.0));
-        const int64_t sl = e->slice[m];
-        if (kind == FPD_OPTIMIZER_KIND_ADAM) {
-            fpd__adam_update(x, e->grad[m], e->m1[m], e->m2[m], fpd_layer_shape_core_numel(&e->s, m), lr, b1, b2,
-                             eps, bc1, bc2);
-            continue;
-        }
-        for (int64_t q = 0; q < e->ntl[m]; q++) {
-            const int64_t off = e->tlist[m][q] * sl;
-            const float *g = e->grad[m] + off;
-            if (kind == FPD_OPTIMIZER_KIND_SGD) {
-                for (int64_t j = 0; j < sl; j++) x[off + j] -= lr * g[j];
-            } else if (kind == FPD_OPTIMIZER_KIND_ROWWISE_ADAGRAD) {
-                float ss = 0.0f;
-                for (int64_t j = 0; j < sl; j++) ss += g[j] * g[j];
-                float *st = e->m1[m] + e->tlist[m][q];
-                *st += ss / (float)sl;
-                const float mult = lr / (sqrtf(*st) + eps);
-                for (int64_t j = 0; j < sl; j++) x[off + j] -= mult * g[j];
-            } else {
-                fpd__adam_update(x + off, g, e->m1[m] + off, e->m2[m] + off, sl, lr, b1, b2, eps, bc1, bc2);
-            }
-        }
+        step_param(kind, fpd_layer_core(e->layer, m), e->grad[m], e->m1[m], e->m2[m],
+                   fpd_layer_shape_core_numel(&e->s, m), e->tlist[m], e->ntl[m], e->slice[m], lr, b1, b2, eps, bc1,
+                   bc2);
+    }
+    if (e->fc > 0) {
+        const float lr = (float)(o->learning_rate * (o->free_lr_scale > 0.0 ? o->free_lr_scale : 1.0));
+        step_param(kind, fpd_layer_get_free_e(e->layer), e->ge, e->em1, e->em2, e->N * e->fc, e->elist, e->nel, e->fc,
+                   lr, b1, b2, eps, bc1, bc2);
+        step_param(kind, fpd_layer_get_free_p(e->layer), e->gp, e->pm1, e->pm2, e->fc * e->D, e->plist,
+                   e->ptouched ? e->fc : 0, e->D, lr, b1, b2, eps, bc1, bc2);
     }
     engine_zero_grad(ctx, state);
     return FPD_STATUS_OK;

@@ -75,6 +75,11 @@ const float *fpd_layer_core_const(const struct fpd_layer *layer, int32_t m) {
     return g_host->layer_core_const(layer, m);
 }
 const int64_t *fpd_layer_row_perm(const struct fpd_layer *layer) { return g_host->layer_row_perm(layer); }
+int64_t fpd_layer_get_free_coords(const struct fpd_layer *layer) { return g_host->layer_get_free_coords(layer); }
+float *fpd_layer_get_free_e(struct fpd_layer *layer) { return g_host->layer_get_free_e(layer); }
+const float *fpd_layer_get_free_e_const(const struct fpd_layer *layer) { return g_host->layer_get_free_e_const(layer); }
+float *fpd_layer_get_free_p(struct fpd_layer *layer) { return g_host->layer_get_free_p(layer); }
+const float *fpd_layer_get_free_p_const(const struct fpd_layer *layer) { return g_host->layer_get_free_p_const(layer); }
 int64_t fpd_layer_shape_core_numel(const struct fpd_layer_shape *s, int32_t m) {
     return g_host->layer_shape_core_numel(s, m);
 }

@@ -28,6 +28,12 @@ else
     skip "python: fpd package (NumPy layer) NOT TESTED" "no interpreter with numpy among: $PYS (make deps installs python3-numpy)"
 fi
 
+if PY=$(find_python numpy); then
+    run_py "free coordinates ($PY)" "$ROOT/tests/python/test_free.py" "$BUILD" "$ROOT"
+else
+    skip "python: free coordinates NOT TESTED" "no interpreter with numpy among: $PYS"
+fi
+
 if PY=$(find_python "numpy, torch"); then
     run_py "torch ($PY)" "$ROOT/tests/python/test_fpd_torch.py" "$BUILD" "$ROOT" "$DATA/movielens-1m/ratings.tsv"
     run_py "torch ($PY)" "$ROOT/tests/python/test_gmf_parity.py" "$BUILD" "$ROOT" "$DATA"

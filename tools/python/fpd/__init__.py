@@ -271,6 +271,56 @@ class Layer:
             raise ValueError(f"row_perm has {perm.size} entries; the table has {self.rows} rows")
         _call("fpd_layer_set_row_perm", self._h, _ptr(perm, ctypes.c_int64))
 
+    # -- free coordinates (format extension free/1): row i = FPD(i) + E[i] P
+    @property
+    def free_coords(self):
+        """c, the free coordinates per row (0: none)."""
+        return _lib.load().fpd_layer_get_free_coords(self._h)
+
+    def _free_view(self, which):
+        c = self.free_coords
+        if c == 0:
+            return None
+        shape = (self.rows, c) if which == "e" else (c, self.dim)
+        fn = _lib.load().fpd_layer_get_free_e if which == "e" else _lib.load().fpd_layer_get_free_p
+        buf = (ctypes.c_float * int(np.prod(shape))).from_address(ctypes.cast(fn(self._h), ctypes.c_void_p).value)
+        buf._fpd_owner = self
+        return np.frombuffer(buf, dtype=np.float32).reshape(shape)
+
+    @property
+    def free_e(self):
+        """E [rows, c] (original row order) as a writable float32 view of the layer's
+        memory, or None without free coordinates. Valid until set_free_coords."""
+        return self._free_view("e")
+
+    @property
+    def free_p(self):
+        """P [c, dim] as a writable float32 view, or None."""
+        return self._free_view("p")
+
+    def set_free_coords(self, c, E=None, P=None):
+        """Give the layer c free coordinates per row (fpd_layer_set_free_coords): copies
+        of E [rows, c] and P [c, dim] (None: zeros); c = 0 removes them."""
+        c = int(c)
+        keep = []
+        args = []
+        for arr, shape in ((E, (self.rows, c)), (P, (c, self.dim))):
+            if arr is None or c == 0:
+                args.append(None)
+                continue
+            a = np.ascontiguousarray(arr, dtype=np.float32)
+            if a.shape != shape:
+                raise ValueError(f"free coordinates: got shape {a.shape}; {shape} expected")
+            keep.append(a)
+            args.append(_ptr(a, ctypes.c_float))
+        _call("fpd_layer_set_free_coords", self._h, c, args[0], args[1])
+        del keep
+
+    @property
+    def param_count(self):
+        """Parameters of the cores plus c (rows + dim) of the free coordinates."""
+        return _lib.load().fpd_layer_param_count(self._h)
+
     # -- values
     def lookup(self, idx):
         """Rows idx (original row ids, any shape) -> float32 [*idx.shape, dim]
@@ -308,16 +358,22 @@ class Layer:
 
     def __repr__(self):
         s = self.shape
+        fc = self.free_coords
         return (f"fpd.Layer(rows={s['rows']}, dim={s['dim']}, terms={s['terms']}, row_shape={s['row_shape']}, "
-                f"col_shape={s['col_shape']}, ranks={s['ranks']})")
+                f"col_shape={s['col_shape']}, ranks={s['ranks']}" + (f", free_coords={fc})" if fc else ")"))
 
-    # pickling (torch.save of a module, copy.deepcopy): cores, permutation, info
+    # pickling (torch.save of a module, copy.deepcopy): cores, permutation, info, free coordinates
     def __reduce__(self):
-        return (_layer_from_state, (self.rows, [c.copy() for c in self.cores], self.row_perm, self.info))
+        fe, fp = self.free_e, self.free_p
+        return (_layer_from_state, (self.rows, [c.copy() for c in self.cores], self.row_perm, self.info,
+                                    None if fe is None else fe.copy(), None if fp is None else fp.copy()))
 
 
-def _layer_from_state(rows, cores, perm, info):
-    return Layer.from_cores(cores, rows, perm, info)
+def _layer_from_state(rows, cores, perm, info, free_e=None, free_p=None):
+    layer = Layer.from_cores(cores, rows, perm, info)
+    if free_e is not None:
+        layer.set_free_coords(free_e.shape[1], free_e, free_p)
+    return layer
 
 
 # ------------------------------------------------------------------ fit, plan, suggest
@@ -391,13 +447,15 @@ def suggest(rows, dim, dtype="F32", table=None, rank=None, terms=None, k=None, b
 
 
 def fit(W, rank=None, terms=None, k=None, budget=None, ratio=None, max_error=None, shape=None, als_sweeps=2,
-        epochs=1, seed=0, cluster_rows=False, row_weights=None):
+        epochs=1, seed=0, cluster_rows=False, row_weights=None, free_coords=0):
     """Fit an FPD layer to the dense table W [N, D] (float32/64/16) with libfpd's fit
     (fpd_fit: TT-SVD, backfitting for p > 1, ALS sweeps, Adam finetuning epochs).
     The shape is the heuristic's (plan() with rank, terms, k, budget, ratio,
     max_error), or `shape` (a dict as Layer.shape). Returns (Layer, report dict:
     rel_error_fit, rel_error_als, rel_error_final, als_sweeps, backfit_sweeps,
-    finetune_epochs, finetune_kept, fit_seconds, finetune_seconds)."""
+    finetune_epochs, finetune_kept, fit_seconds, finetune_seconds, rel_error_free).
+    free_coords c > 0 ends the fit with c free coordinates per row from the residual's
+    top c directions (fpd_fit_free_coords; format extension free/1)."""
     tv, keep = _table_view(W)
     N, D = keep.shape
     if shape is not None:
@@ -407,6 +465,7 @@ def fit(W, rank=None, terms=None, k=None, budget=None, ratio=None, max_error=Non
                  max_error=max_error, min_rows=1, min_ratio=0.0)["_shape"]
     fp = _lib.load().fpd_fit_default_params()
     fp.als_sweeps, fp.finetune_epochs, fp.seed, fp.cluster_rows = int(als_sweeps), int(epochs), int(seed), cluster_rows
+    fp.free_coords = int(free_coords)
     wkeep = None
     if row_weights is not None:
         wkeep = np.ascontiguousarray(row_weights, dtype=np.float64).reshape(-1)
@@ -550,7 +609,15 @@ class Engine:
         g = ctypes.POINTER(ctypes.c_float)()
         sl = ctypes.POINTER(ctypes.c_int64)()
         n = ctypes.c_int64()
-        shape = self.layer.core_shape(m)
+        k, c = self.layer.k, self.layer.free_coords
+        if m == k and c:  # free coordinates: dL/dE [rows, c] (slices: touched rows), dL/dP [c, dim]
+            shape = (self.layer.rows, c)
+        elif m == k + 1 and c:
+            shape = (c, self.layer.dim)
+        elif 0 <= m < k:
+            shape = self.layer.core_shape(m)
+        else:
+            raise IndexError(f"gradient {m} of a layer with {k} cores and {c} free coordinates")
         with self._lock:
             _lib.load().fpd_engine_grad(self._h, m, ctypes.byref(g), ctypes.byref(sl), ctypes.byref(n))
             arr = np.ctypeslib.as_array(g, shape=(int(np.prod(shape)),)).reshape(shape)
@@ -792,6 +859,7 @@ def save(path, tables=None, tensors=None, metadata=None, references=None, core_d
         tm.fit = str(info.get("fit", "python")).encode()[:63]
         tm.seed = int(info.get("seed", 0))
         tm.rel_error = layer.error(references[name])["rel_error"] if name in references else math.nan
+        tm.free_coords = layer.free_coords
         js = ctypes.c_void_p()
         _call("fpd_table_meta_to_json", ctypes.byref(tm), ctypes.byref(js))
         meta[f"fpd.table.{name}"] = ctypes.string_at(js.value).decode()
@@ -813,6 +881,20 @@ def save(path, tables=None, tensors=None, metadata=None, references=None, core_d
                 perm = perm.astype(np.int32)
             keep.append(perm)
             infos.append(_tensor_info(f"{name}.fpd.row_perm", perm))
+        if layer.free_coords:  # free/1: E and P in the cores' dtype
+            for suffix, x in (("free", layer.free_e), ("free_proj", layer.free_p)):
+                if core_dtype == "F32":
+                    arr = np.ascontiguousarray(x)
+                elif core_dtype == "F16":
+                    arr = x.astype(np.float16)
+                else:
+                    u = x.astype(np.float32).view(np.uint32).astype(np.uint64)
+                    arr = ((u + 0x7FFF + ((u >> 16) & 1)) >> 16).astype(np.uint16)
+                keep.append(arr)
+                infos.append(_tensor_info(f"{name}.fpd.{suffix}", arr, core_dtype))
+            ext = [e for e in meta.get("fpd.extensions", "").split(",") if e]
+            if "free/1" not in ext:
+                meta["fpd.extensions"] = ",".join(ext + ["free/1"])
     for name, arr in tensors.items():
         arr = np.asarray(arr)
         arr = np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder("<"))

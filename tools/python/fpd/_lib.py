@@ -57,13 +57,15 @@ class FitParams(Structure):
                 ("als_tol", c_double), ("finetune_epochs", c_int64), ("batch_rows", c_int64),
                 ("learning_rate", c_double), ("seed", c_uint64), ("cluster_rows", c_bool),
                 ("row_weights", POINTER(c_double)), ("progress", c_void_p), ("progress_user_data", c_void_p),
-                ("backend", c_void_p)]
+                ("backend", c_void_p),
+                ("free_coords", c_int64)]
 
 
 class FitReport(Structure):
     _fields_ = [("rel_error_fit", c_double), ("rel_error_als", c_double), ("als_sweeps", c_int64),
                 ("rel_error_final", c_double), ("backfit_sweeps", c_int64), ("finetune_epochs", c_int64),
-                ("finetune_kept", c_bool), ("fit_seconds", c_double), ("finetune_seconds", c_double)]
+                ("finetune_kept", c_bool), ("fit_seconds", c_double), ("finetune_seconds", c_double),
+                ("rel_error_free", c_double)]
 
 
 class ErrorStats(Structure):
@@ -83,7 +85,7 @@ class BagBatch(Structure):
 
 class OptimizerParams(Structure):
     _fields_ = [("kind", c_int), ("learning_rate", c_double), ("beta1", c_double), ("beta2", c_double),
-                ("eps", c_double), ("lr_scale", c_double * MAX_MODES)]
+                ("eps", c_double), ("lr_scale", c_double * MAX_MODES), ("free_lr_scale", c_double)]
 
 
 class EngineParams(Structure):
@@ -97,7 +99,7 @@ class TensorInfo(Structure):
 
 class TableMeta(Structure):
     _fields_ = [("shape", LayerShape), ("source_dtype", c_int), ("core_dtype", c_int), ("fit", c_char * 64),
-                ("seed", c_uint64), ("rel_error", c_double)]
+                ("seed", c_uint64), ("rel_error", c_double), ("free_coords", c_int64)]
 
 
 class RowwiseTable(Structure):
@@ -179,6 +181,12 @@ PROTOTYPES = {
     "fpd_layer_clone": (ST, [P, POINTER(P), ERR]),
     "fpd_layer_set_row_perm": (ST, [P, I64P, ERR]),
     "fpd_layer_row_perm": (I64P, [P]),
+    "fpd_layer_set_free_coords": (ST, [P, c_int64, F32P, F32P, ERR]),
+    "fpd_layer_get_free_coords": (c_int64, [P]),
+    "fpd_layer_get_free_e": (F32P, [P]),
+    "fpd_layer_get_free_p": (F32P, [P]),
+    "fpd_layer_param_count": (c_int64, [P]),
+    "fpd_fit_free_coords": (ST, [P, POINTER(TableView), c_int64, POINTER(c_double), ERR]),
     "fpd_layer_lookup": (ST, [P, I64P, c_int64, F32P, ERR]),
     "fpd_layer_reconstruct": (ST, [P, c_int64, c_int64, F32P, ERR]),
     "fpd_layer_error": (ST, [P, POINTER(TableView), POINTER(ErrorStats), ERR]),

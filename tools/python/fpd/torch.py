@@ -13,7 +13,10 @@ PyTorch).
 Forward and backward run in libfpd (fpd_engine_forward / fpd_engine_backward, through
 a torch.autograd.Function); the cores are nn.Parameters (`cores.0` .. `cores.{k-1}`,
 each [p, n_m, r_m, d_m, r_{m+1}]) whose .grad the backward fills from fpd_engine_grad,
-so any torch optimizer trains them.
+so any torch optimizer trains them. A layer with free coordinates (format extension
+free/1: row i = FPD(i) + E[i] P) adds the parameters `free` (E [rows, c]; a sparse
+gradient over the looked-up rows when sparse=True) and `free_proj` (P [c, dim], dense),
+also sharing the layer's memory; without them both are None.
 
 Where the cores live: each parameter's storage IS the fpd_layer's core memory (a
 tensor made with torch.from_numpy over the library's buffer; no copy), so the
@@ -49,6 +52,7 @@ class _FPDFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, mod, batch, psw, *cores):
+        # cores: the k cores, then (with free coordinates) E and P
         eng = mod._engine
         out = eng._forward(batch)
         ctx.mod, ctx.batch = mod, batch
@@ -70,7 +74,12 @@ class _FPDFunction(torch.autograd.Function):
             for m, c in enumerate(cores):
                 if not ctx.needs_input_grad[3 + m]:
                     continue
-                if mod.sparse:
+                if mod.sparse and m == mod._layer.k:  # E: rows touched
+                    dense, sl = eng.grad(m, copy=False)
+                    vals = torch.from_numpy(dense[sl].copy())
+                    grads[m] = torch.sparse_coo_tensor(torch.from_numpy(sl).reshape(1, -1), vals, c.shape,
+                                                       dtype=c.dtype)
+                elif mod.sparse and m < mod._layer.k:
                     dense, sl = eng.grad(m, copy=False)
                     n = dense.shape[1]
                     sl_t = torch.from_numpy(sl)
@@ -116,6 +125,11 @@ class _FPDModule(nn.Module):
         self._engine = _fpd.Engine(layer, threads=self.threads)
         self._views = [torch.from_numpy(c) for c in layer.cores]  # the layer's memory
         self.cores = nn.ParameterList([nn.Parameter(v, requires_grad=not freeze) for v in self._views])
+        # free coordinates (format extension free/1): E [rows, c] and P [c, dim], also
+        # sharing the layer's memory; None without them
+        self._fviews = [torch.from_numpy(layer.free_e), torch.from_numpy(layer.free_p)] if layer.free_coords else []
+        for nm, v in zip(("free", "free_proj"), self._fviews or [None, None]):
+            self.register_parameter(nm, None if v is None else nn.Parameter(v, requires_grad=not freeze))
         perm = layer.row_perm
         self.register_buffer("row_perm", None if perm is None else torch.from_numpy(perm))
         self._perm_seen = None if perm is None else (self.row_perm.data_ptr(), self.row_perm._version)
@@ -127,14 +141,17 @@ class _FPDModule(nn.Module):
         st = self.__dict__.copy()
         st.pop("_engine", None)
         st.pop("_views", None)
+        st.pop("_fviews", None)
         return st
 
     def __setstate__(self, st):
         super().__setstate__(st)
         self._engine = _fpd.Engine(self._layer, threads=self.threads)
         self._views = [torch.from_numpy(c) for c in self._layer.cores]
+        fc = self._layer.free_coords
+        self._fviews = [torch.from_numpy(self._layer.free_e), torch.from_numpy(self._layer.free_p)] if fc else []
         with torch.no_grad():
-            for p, v in zip(self.cores, self._views):
+            for p, v in zip(self._params(), self._views + self._fviews):
                 if p.device.type == "cpu" and p.shape == v.shape:
                     v.copy_(p)
                     p.data = v
@@ -161,16 +178,21 @@ class _FPDModule(nn.Module):
     def _padding_idx_or_none(self):
         return self.padding_idx
 
+    def _params(self):
+        """The parameters the engine reads: the cores, then E and P when present."""
+        return list(self.cores) + ([self.free, self.free_proj] if self._fviews else [])
+
     def _sync(self):
         """Make the layer hold the parameters' values: a no-op while the parameters
         share the layer's memory; a copy when something replaced their storage."""
-        for m, (p, v) in enumerate(zip(self.cores, self._views)):
+        names = [f"cores.{m}" for m in range(len(self._views))] + ["free", "free_proj"]
+        for m, (p, v) in enumerate(zip(self._params(), self._views + self._fviews)):
             if p.device.type != "cpu":
                 raise RuntimeError(_CUDA_MSG.format(type(self).__name__))
             if p.data_ptr() != v.data_ptr() or p.dtype != torch.float32:
                 if p.shape != v.shape:
-                    raise RuntimeError(f"{type(self).__name__}: cores.{m} has shape {tuple(p.shape)}; the layer's "
-                                       f"core is {tuple(v.shape)}")
+                    raise RuntimeError(f"{type(self).__name__}: {names[m]} has shape {tuple(p.shape)}; the layer's "
+                                       f"holds {tuple(v.shape)}")
                 with torch.no_grad():
                     v.copy_(p.detach())
         if self.row_perm is not None:
@@ -196,7 +218,7 @@ class _FPDModule(nn.Module):
     def _run(self, batch, per_sample_weights):
         self._sync()
         psw = per_sample_weights if per_sample_weights is not None else torch.zeros(0)
-        return _FPDFunction.apply(self, batch, psw, *self.cores)
+        return _FPDFunction.apply(self, batch, psw, *self._params())
 
     def _check_device(self, *tensors):
         for t in tensors:

@@ -1,0 +1,77 @@
+# Format extension free/1 (free coordinates per row): fpd-inspect reports them and
+# counts their bytes, fpd-convert's dense output includes E P, malformed tables are
+# refused. The checkpoints are written here with NumPy from the README's layout.
+I="$BUILD/fpd-inspect"
+if ! have_python_numpy; then
+    skip "free/1 checkpoints" "python3 with numpy not available"
+else
+"$BUILD/fpd-compress" "$ROOT/samples/glove-10k.safetensors" -o fpd.safetensors --rank 4 --epochs 0 -q
+python3 -c "
+import json, struct
+import numpy as np
+d = open('fpd.safetensors', 'rb').read(); n = struct.unpack('<Q', d[:8])[0]; h = json.loads(d[8:8 + n]); body = d[8 + n:]
+T = 'word_embeddings.weight'
+rng = np.random.default_rng(1)
+E = rng.standard_normal((10000, 2)).astype('<f4'); P = rng.standard_normal((2, 100)).astype('<f4')
+np.save('E.npy', E); np.save('P.npy', P)
+def save(name, hdr, extra):
+    b = json.dumps(hdr).encode(); b += b' ' * (-len(b) % 8)
+    open(name, 'wb').write(struct.pack('<Q', len(b)) + b + body + extra)
+def with_free(drop_ext=False, proj_shape=(2, 100), free_coords=2):
+    m = json.loads(json.dumps(h)); off = len(body)
+    m[T + '.fpd.free'] = {'dtype': 'F32', 'shape': [10000, 2], 'data_offsets': [off, off + E.nbytes]}
+    m[T + '.fpd.free_proj'] = {'dtype': 'F32', 'shape': list(proj_shape), 'data_offsets': [off + E.nbytes, off + E.nbytes + P.nbytes]}
+    t = json.loads(m['__metadata__']['fpd.table.' + T]); t['free_coords'] = free_coords
+    m['__metadata__']['fpd.table.' + T] = json.dumps(t)
+    if not drop_ext: m['__metadata__']['fpd.extensions'] = 'free/1'
+    return m
+save('free.safetensors', with_free(), E.tobytes() + P.tobytes())
+save('noext.safetensors', with_free(drop_ext=True), E.tobytes() + P.tobytes())
+save('badproj.safetensors', with_free(proj_shape=(4, 50)), E.tobytes() + P.tobytes())
+m = with_free(); m['__metadata__']['fpd.extensions'] = 'free/9'; save('future.safetensors', m, E.tobytes() + P.tobytes())"
+
+run "$I" free.safetensors
+expect_rc "free/1: inspect exits 0" 0
+expect_grep "free/1: inspect names c and the shapes" out.txt "free coordinates c = 2 \(E \[10000, 2\], P \[2, 100\]\)"
+cp out.txt text.txt
+run "$I" free.safetensors --json
+expect_rc "free/1 json: exit 0" 0
+py_check "free/1 json: free_coords and the bytes of E and P counted in the table" "
+import json; r = json.load(open('out.txt')); t = r['tables'][0]
+cores = sum(x['bytes'] for x in r['tensors'] if '.fpd.core' in x['name'])
+assert t['free_coords'] == 2, t
+assert t['bytes_after'] == cores + 10000 * 2 * 4 + 2 * 100 * 4, (t['bytes_after'], cores)"
+run "$I" free.safetensors --verify
+expect_rc "free/1: --verify passes" 0
+
+run "$I" noext.safetensors
+expect_rc "free/1 undeclared: exit 1" 1
+expect_grep "free/1 undeclared: says so" err.txt "does not list 'free/1'"
+run "$I" badproj.safetensors
+expect_rc "free/1 bad P shape: exit 1" 1
+expect_grep "free/1 bad P shape: names the tensor and shapes" err.txt "'word_embeddings.weight.fpd.free_proj' has shape \[4, 50\]"
+run "$I" future.safetensors
+expect_rc "free/9: exit 1" 1
+expect_grep "free/9: names the unknown extension" err.txt "names the extension 'free/9'"
+
+# fpd-convert to dense: the rows include E P (checked against the cores + E P in NumPy)
+run "$BUILD/fpd-convert" free.safetensors -o dense.safetensors
+expect_rc "free/1: convert to dense exits 0" 0
+run "$BUILD/fpd-convert" fpd.safetensors -o dense0.safetensors
+py_check "free/1: dense rows = FPD rows + E P" "
+import json, struct
+import numpy as np
+def load(p):
+    d = open(p, 'rb').read(); n = struct.unpack('<Q', d[:8])[0]; h = json.loads(d[8:8 + n])
+    t = h['word_embeddings.weight']; a, b = t['data_offsets']
+    return np.frombuffer(d[8 + n + a:8 + n + b], '<f4').reshape(t['shape'])
+W, W0 = load('dense.safetensors'), load('dense0.safetensors')
+E, P = np.load('E.npy'), np.load('P.npy')
+err = np.abs(W - (W0 + E.astype(np.float64) @ P)).max()
+assert err < 1e-4 * np.abs(W).max(), err"
+fi
+if have_python_numpy; then
+    run "$BUILD/fpd-convert" free.safetensors --to ttrec -o tt.safetensors
+    expect_rc "free/1 to ttrec: exit 1" 1
+    expect_grep "free/1 to ttrec: refused by name" err.txt "has 2 free coordinates per row \(free/1\); the TT-Rec layout has none"
+fi

@@ -1,0 +1,663 @@
+/*
+ * test-free.c - free coordinates per row (fpd_layer_set_free_coords; row i is
+ * FPD(i) + E[i] P): look-ups, reconstruction, the engine's pooled forward,
+ * backward (dE, dP) and optimizer steps, against references written here from
+ * the definition (the naive FPD row of tests/test-util.h plus E[i] P in double,
+ * the gradient by the definition and by central differences, the optimizers'
+ * closed forms).
+ */
+#include <criterion/criterion.h>
+#include <criterion/new/assert.h>
+
+#include "tests/test-util.h"
+
+/* A k = 3 layer of 200 rows, D = 12, with a row permutation when perm, and c free
+ * coordinates with random E and P. */
+static struct fpd_layer *free_layer(int64_t c, bool perm, uint64_t seed) {
+    const int64_t n[3] = {4, 6, 9}, d[3] = {2, 3, 2};
+    struct fpd_layer_shape s = test_make_shape(3, 200, n, d, 3, 2);
+    struct fpd_layer *l = NULL;
+    struct fpd_error err;
+    cr_assert(eq(int, fpd_layer_init(&s, &l, &err), FPD_STATUS_OK), "%s", err.msg);
+    test_fill_random(l, seed, 0.6);
+    if (perm) {
+        int64_t padded = 4 * 6 * 9, *all = malloc((size_t)padded * sizeof(int64_t));
+        for (int64_t i = 0; i < padded; i++) all[i] = i;
+        for (int64_t i = padded - 1; i > 0; i--) {
+            int64_t j = (int64_t)(test_rand_u64(&seed) % (uint64_t)(i + 1)), x = all[i];
+            all[i] = all[j];
+            all[j] = x;
+        }
+        cr_assert(eq(int, fpd_layer_set_row_perm(l, all, &err), FPD_STATUS_OK), "%s", err.msg);
+        free(all);
+    }
+    if (c > 0) {
+        float *e = malloc((size_t)(200 * c) * sizeof(float)), *p = malloc((size_t)(c * 12) * sizeof(float));
+        for (int64_t q = 0; q < 200 * c; q++) e[q] = (float)test_rand_sym(&seed);
+        for (int64_t q = 0; q < c * 12; q++) p[q] = (float)test_rand_sym(&seed);
+        cr_assert(eq(int, fpd_layer_set_free_coords(l, c, e, p, &err), FPD_STATUS_OK), "%s", err.msg);
+        free(e);
+        free(p);
+    }
+    return l;
+}
+
+/* Original row id by the definition: the naive FPD row plus E[id] P, in double. */
+static void ref_row(const struct fpd_layer *l, int64_t id, double *out) {
+    const int64_t *perm = fpd_layer_row_perm(l);
+    const int64_t D = fpd_layer_get_shape(l)->dim, c = fpd_layer_get_free_coords(l);
+    test_naive_row(l, perm ? perm[id] : id, out);
+    const float *E = fpd_layer_get_free_e_const(l), *P = fpd_layer_get_free_p_const(l);
+    for (int64_t j = 0; j < D; j++)
+        for (int64_t q = 0; q < c; q++) out[j] += (double)E[id * c + q] * P[q * D + j];
+}
+
+Test(free, lookup_and_reconstruct_add_e_p) {
+    for (int perm = 0; perm <= 1; perm++)
+        for (int64_t c = 1; c <= 3; c += 2) {
+            struct fpd_layer *l = free_layer(c, perm, 11 + (uint64_t)c);
+            struct fpd_error err;
+            float *rec = malloc(200 * 12 * sizeof(float));
+            cr_assert(eq(int, fpd_layer_reconstruct(l, 0, 200, rec, &err), 0), "%s", err.msg);
+            int64_t idx[5] = {199, 0, 57, 57, 123};
+            float out[5 * 12];
+            cr_assert(eq(int, fpd_layer_lookup(l, idx, 5, out, &err), 0), "%s", err.msg);
+            double ref[12];
+            for (int64_t i = 0; i < 200; i++) {
+                ref_row(l, i, ref);
+                cr_assert(le(dbl, test_rel_diff(rec + i * 12, ref, 12), 1e-5), "perm %d c %lld row %lld", perm,
+                          (long long)c, (long long)i);
+            }
+            for (int q = 0; q < 5; q++) {
+                ref_row(l, idx[q], ref);
+                cr_assert(le(dbl, test_rel_diff(out + q * 12, ref, 12), 1e-5));
+            }
+            /* a clone carries E and P; removing them gives the plain FPD rows */
+            struct fpd_layer *cl = NULL;
+            cr_assert(eq(int, fpd_layer_clone(l, &cl, &err), 0), "%s", err.msg);
+            cr_assert(eq(i64, fpd_layer_get_free_coords(cl), c));
+            cr_assert(eq(int, memcmp(fpd_layer_get_free_e_const(cl), fpd_layer_get_free_e_const(l),
+                                     (size_t)(200 * c) * sizeof(float)), 0));
+            cr_assert(eq(int, memcmp(fpd_layer_get_free_p_const(cl), fpd_layer_get_free_p_const(l),
+                                     (size_t)(12 * c) * sizeof(float)), 0));
+            cr_assert(eq(i64, fpd_layer_param_count(cl), fpd_layer_shape_params(fpd_layer_get_shape(l)) + c * 212));
+            cr_assert(eq(int, fpd_layer_set_free_coords(cl, 0, NULL, NULL, &err), 0));
+            cr_assert(eq(i64, fpd_layer_param_count(cl), fpd_layer_shape_params(fpd_layer_get_shape(l))));
+            cr_assert(fpd_layer_get_free_e_const(cl) == NULL && fpd_layer_get_free_p_const(cl) == NULL);
+            cr_assert(eq(int, fpd_layer_lookup(cl, idx, 5, out, &err), 0));
+            const int64_t *pm = fpd_layer_row_perm(cl);
+            for (int q = 0; q < 5; q++) {
+                test_naive_row(cl, pm ? pm[idx[q]] : idx[q], ref);
+                cr_assert(le(dbl, test_rel_diff(out + q * 12, ref, 12), 1e-5));
+            }
+            fpd_layer_free(cl);
+            free(rec);
+            fpd_layer_free(l);
+        }
+}
+
+Test(free, zeros_by_default_and_bad_values_refused) {
+    struct fpd_layer *l = free_layer(0, false, 3);
+    struct fpd_error err;
+    cr_assert(eq(i64, fpd_layer_get_free_coords(l), 0));
+    cr_assert(eq(int, fpd_layer_set_free_coords(l, 2, NULL, NULL, &err), 0));
+    for (int64_t q = 0; q < 400; q++) cr_assert(eq(flt, fpd_layer_get_free_e_const(l)[q], 0.0f));
+    for (int64_t q = 0; q < 24; q++) cr_assert(eq(flt, fpd_layer_get_free_p_const(l)[q], 0.0f));
+    cr_assert(eq(int, fpd_layer_set_free_coords(l, 13, NULL, NULL, &err), FPD_STATUS_INVALID_ARG));
+    cr_assert(strstr(err.msg, "c = 13") != NULL, "%s", err.msg);
+    cr_assert(eq(int, fpd_layer_set_free_coords(l, -1, NULL, NULL, &err), FPD_STATUS_INVALID_ARG));
+    float p[12] = {0};
+    p[7] = NAN;
+    cr_assert(eq(int, fpd_layer_set_free_coords(l, 1, NULL, p, &err), FPD_STATUS_INVALID_ARG));
+    cr_assert(strstr(err.msg, "P[0, 7]") != NULL, "%s", err.msg);
+    cr_assert(eq(i64, fpd_layer_get_free_coords(l), 2)); /* unchanged on failure */
+    /* an engine made before c changes refuses to run */
+    struct fpd_engine *e = NULL;
+    cr_assert(eq(int, fpd_engine_init(l, NULL, &e, &err), 0), "%s", err.msg);
+    cr_assert(eq(int, fpd_layer_set_free_coords(l, 1, NULL, NULL, &err), 0));
+    int64_t idx[1] = {3};
+    float out[12];
+    struct fpd_bag_batch b = {.indices = idx, .n_indices = 1, .mode = FPD_BAG_MODE_NONE, .padding_idx = -1};
+    cr_assert(eq(int, fpd_engine_forward(e, &b, out, &err), FPD_STATUS_INVALID_ARG));
+    cr_assert(strstr(err.msg, "free coordinates") != NULL, "%s", err.msg);
+    cr_assert(eq(int, fpd_engine_step(e, &err), FPD_STATUS_INVALID_ARG));
+    fpd_engine_free(e);
+    fpd_layer_free(l);
+}
+
+/* Batches over 200 rows: SUM with weights and padding, MEAN, NONE. */
+static const int64_t g_idx[16] = {5, 17, 17, 0, 199, 42, 5, 0, 100, 101, 17, 3, 150, 150, 64, 7};
+static const int64_t g_off[5] = {0, 4, 4, 9, 13};
+static float g_wts[16];
+
+static void ref_forward(const struct fpd_layer *l, const struct fpd_bag_batch *b, double *out) {
+    const int64_t D = 12, nout = fpd_bag_batch_out_rows(b);
+    double row[12];
+    memset(out, 0, (size_t)(nout * D) * sizeof(double));
+    for (int64_t o = 0; o < nout; o++) {
+        int64_t lo = o, hi = o + 1;
+        if (b->mode != FPD_BAG_MODE_NONE) {
+            lo = b->offsets[o];
+            hi = o + 1 < nout ? b->offsets[o + 1] : b->n_indices;
+        }
+        int64_t cnt = 0;
+        for (int64_t i = lo; i < hi; i++) {
+            if (b->padding_idx >= 0 && b->indices[i] == b->padding_idx) continue;
+            cnt++;
+            ref_row(l, b->indices[i], row);
+            double w = b->per_sample_weights ? b->per_sample_weights[i] : 1.0;
+            for (int64_t j = 0; j < D; j++) out[o * D + j] += w * row[j];
+        }
+        if (b->mode == FPD_BAG_MODE_MEAN && cnt)
+            for (int64_t j = 0; j < D; j++) out[o * D + j] /= (double)cnt;
+    }
+}
+
+static struct fpd_engine *engine_kind(struct fpd_layer *l, enum fpd_optimizer_kind kind, double lr, int32_t threads) {
+    struct fpd_engine_params ep = fpd_engine_default_params();
+    ep.threads = threads;
+    ep.optimizer.kind = kind;
+    ep.optimizer.learning_rate = lr;
+    struct fpd_engine *e = NULL;
+    struct fpd_error err;
+    cr_assert(eq(int, fpd_engine_init(l, &ep, &e, &err), 0), "%s", err.msg);
+    return e;
+}
+
+Test(free, engine_forward_pools_e_p) {
+    for (int q = 0; q < 16; q++) g_wts[q] = 0.25f + 0.125f * (float)q;
+    struct fpd_layer *l = free_layer(2, true, 21);
+    struct fpd_bag_batch bs[] = {
+        {.indices = g_idx, .n_indices = 16, .offsets = g_off, .n_bags = 5, .per_sample_weights = g_wts,
+         .mode = FPD_BAG_MODE_SUM, .padding_idx = 0},
+        {.indices = g_idx, .n_indices = 16, .offsets = g_off, .n_bags = 5, .mode = FPD_BAG_MODE_MEAN, .padding_idx = 0},
+        {.indices = g_idx, .n_indices = 16, .mode = FPD_BAG_MODE_NONE, .padding_idx = -1},
+    };
+    struct fpd_engine *e = engine_kind(l, FPD_OPTIMIZER_KIND_LAZY_ADAM, 1e-3, 1);
+    for (size_t bi = 0; bi < 3; bi++) {
+        int64_t nout = fpd_bag_batch_out_rows(&bs[bi]);
+        float out[16 * 12];
+        double ref[16 * 12];
+        struct fpd_error err;
+        cr_assert(eq(int, fpd_engine_forward(e, &bs[bi], out, &err), 0), "%s", err.msg);
+        ref_forward(l, &bs[bi], ref);
+        for (int64_t o = 0; o < nout; o++)
+            cr_assert(le(dbl, test_rel_diff(out + o * 12, ref + o * 12, 12), 1e-5), "batch %zu out %lld", bi,
+                      (long long)o);
+        for (int64_t j = 0; bs[bi].mode != FPD_BAG_MODE_NONE && j < 12; j++) cr_assert(eq(flt, out[12 + j], 0.0f));
+    }
+    fpd_engine_free(e);
+    fpd_layer_free(l);
+}
+
+static double loss_of(const struct fpd_layer *l, const struct fpd_bag_batch *b, const float *g) {
+    const int64_t nout = fpd_bag_batch_out_rows(b);
+    double out[16 * 12], s = 0.0;
+    ref_forward(l, b, out);
+    for (int64_t i = 0; i < nout * 12; i++) s += (double)g[i] * out[i];
+    return s;
+}
+
+Test(free, engine_backward_gives_de_dp_by_the_definition) {
+    for (int q = 0; q < 16; q++) g_wts[q] = 0.25f + 0.125f * (float)q;
+    const int64_t c = 3;
+    struct fpd_layer *l = free_layer(c, true, 31);
+    const struct fpd_layer_shape *s = fpd_layer_get_shape(l);
+    struct fpd_bag_batch b = {.indices = g_idx, .n_indices = 16, .offsets = g_off, .n_bags = 5,
+                              .per_sample_weights = g_wts, .mode = FPD_BAG_MODE_SUM, .padding_idx = 0};
+    float g[5 * 12], out[5 * 12];
+    uint64_t seed = 77;
+    for (int i = 0; i < 60; i++) g[i] = (float)test_rand_sym(&seed);
+    /* by the definition: entry i in bag o with weight w: dE[id] += w g_o P^T,
+     * dP += w E[id]^T g_o; and the cores' gradient as without free coordinates */
+    double dE[200 * 3] = {0}, dP[3 * 12] = {0};
+    const float *E = fpd_layer_get_free_e_const(l), *P = fpd_layer_get_free_p_const(l);
+    int64_t ent[16], nent = 0;
+    float ge[16 * 12];
+    for (int64_t o = 0; o < 5; o++) {
+        int64_t hi = o + 1 < 5 ? g_off[o + 1] : 16;
+        for (int64_t i = g_off[o]; i < hi; i++) {
+            const int64_t id = g_idx[i];
+            if (id == 0) continue;
+            for (int64_t q = 0; q < c; q++)
+                for (int64_t j = 0; j < 12; j++) {
+                    dE[id * c + q] += (double)g_wts[i] * g[o * 12 + j] * P[q * 12 + j];
+                    dP[q * 12 + j] += (double)g_wts[i] * E[id * c + q] * g[o * 12 + j];
+                }
+            for (int64_t j = 0; j < 12; j++) ge[nent * 12 + j] = g_wts[i] * g[o * 12 + j];
+            ent[nent++] = id;
+        }
+    }
+    double *ref[3];
+    for (int32_t m = 0; m < 3; m++) ref[m] = calloc((size_t)fpd_layer_shape_core_numel(s, m), sizeof(double));
+    test_naive_backward(l, ent, nent, ge, ref);
+    struct fpd_engine *e = engine_kind(l, FPD_OPTIMIZER_KIND_SGD, 0.1, 1);
+    struct fpd_error err;
+    cr_assert(eq(int, fpd_engine_forward(e, &b, out, &err), 0), "%s", err.msg);
+    cr_assert(eq(int, fpd_engine_backward(e, &b, g, &err), 0), "%s", err.msg);
+    const float *gm;
+    const int64_t *sl;
+    int64_t nsl;
+    for (int32_t m = 0; m < 3; m++) {
+        fpd_engine_grad(e, m, &gm, NULL, NULL);
+        for (int64_t x = 0; x < fpd_layer_shape_core_numel(s, m); x++)
+            cr_assert(le(dbl, fabs(gm[x] - ref[m][x]), 1e-4 * (1.0 + fabs(ref[m][x]))), "core %d", (int)m);
+    }
+    fpd_engine_grad(e, 3, &gm, &sl, &nsl);
+    for (int64_t x = 0; x < 200 * c; x++)
+        cr_assert(le(dbl, fabs(gm[x] - dE[x]), 1e-4 * (1.0 + fabs(dE[x]))), "dE[%lld]: %g vs %g", (long long)x,
+                  (double)gm[x], dE[x]);
+    /* touched rows: the distinct non-padding ids, ascending */
+    const int64_t want[] = {3, 5, 7, 17, 42, 64, 100, 101, 150, 199};
+    cr_assert(eq(i64, nsl, 10));
+    for (int64_t q = 0; q < 10; q++) cr_assert(eq(i64, sl[q], want[q]));
+    fpd_engine_grad(e, 4, &gm, &sl, &nsl);
+    cr_assert(eq(i64, nsl, c));
+    for (int64_t x = 0; x < c * 12; x++)
+        cr_assert(le(dbl, fabs(gm[x] - dP[x]), 1e-4 * (1.0 + fabs(dP[x]))), "dP[%lld]", (long long)x);
+    /* central differences on E and P (the loss is linear in each: exact up to rounding) */
+    fpd_engine_grad(e, 3, &gm, NULL, NULL);
+    float *Ew = fpd_layer_get_free_e(l), *Pw = fpd_layer_get_free_p(l);
+    const int64_t probe[] = {17 * 3 + 1, 5 * 3, 199 * 3 + 2, 2 * 3};
+    for (size_t q = 0; q < 4; q++) {
+        const float keep = Ew[probe[q]], h = 0.25f;
+        Ew[probe[q]] = keep + h;
+        double lp = loss_of(l, &b, g);
+        Ew[probe[q]] = keep - h;
+        double lm = loss_of(l, &b, g);
+        Ew[probe[q]] = keep;
+        double fd = (lp - lm) / (2.0 * h);
+        cr_assert(le(dbl, fabs(fd - gm[probe[q]]), 1e-4 * (1.0 + fabs(fd))), "E entry %lld: fd %g engine %g",
+                  (long long)probe[q], fd, (double)gm[probe[q]]);
+    }
+    fpd_engine_grad(e, 4, &gm, NULL, NULL);
+    for (int64_t x = 0; x < c * 12; x += 5) {
+        const float keep = Pw[x], h = 0.25f;
+        Pw[x] = keep + h;
+        double lp = loss_of(l, &b, g);
+        Pw[x] = keep - h;
+        double lm = loss_of(l, &b, g);
+        Pw[x] = keep;
+        double fd = (lp - lm) / (2.0 * h);
+        cr_assert(le(dbl, fabs(fd - gm[x]), 1e-4 * (1.0 + fabs(fd))), "P entry %lld", (long long)x);
+    }
+    /* SGD's closed form: x -= lr g on touched E rows and on P; others unchanged */
+    struct fpd_layer *before = NULL;
+    cr_assert(eq(int, fpd_layer_clone(l, &before, NULL), 0));
+    cr_assert(eq(int, fpd_engine_step(e, &err), 0), "%s", err.msg);
+    for (int64_t x = 0; x < 200 * c; x++)
+        cr_assert(epsilon_eq(flt, fpd_layer_get_free_e_const(l)[x],
+                             (float)(fpd_layer_get_free_e_const(before)[x] - 0.1 * dE[x]), 1e-5f));
+    for (int64_t x = 0; x < c * 12; x++)
+        cr_assert(epsilon_eq(flt, fpd_layer_get_free_p_const(l)[x],
+                             (float)(fpd_layer_get_free_p_const(before)[x] - 0.1 * dP[x]), 1e-5f));
+    /* the step cleared the gradient */
+    fpd_engine_grad(e, 3, &gm, &sl, &nsl);
+    cr_assert(eq(i64, nsl, 0));
+    for (int64_t x = 0; x < 200 * c; x++) cr_assert(eq(flt, gm[x], 0.0f));
+    fpd_engine_grad(e, 4, &gm, &sl, &nsl);
+    cr_assert(eq(i64, nsl, 0));
+    for (int64_t x = 0; x < c * 12; x++) cr_assert(eq(flt, gm[x], 0.0f));
+    for (int32_t m = 0; m < 3; m++) free(ref[m]);
+    fpd_layer_free(before);
+    fpd_engine_free(e);
+    fpd_layer_free(l);
+}
+
+/* One NONE batch of rows {4, 4, 9} with unit output gradients 1 and 2 in the
+ * first column: dE[4] = (1 + 1) P[:, 0], dE[9] = 2 P[:, 0]. */
+static void step_once(struct fpd_engine *e) {
+    int64_t idx[3] = {4, 4, 9};
+    float out[36], g[36] = {0};
+    g[0] = 1.0f;
+    g[12] = 1.0f;
+    g[24] = 2.0f;
+    struct fpd_bag_batch b = {.indices = idx, .n_indices = 3, .mode = FPD_BAG_MODE_NONE, .padding_idx = -1};
+    struct fpd_error err;
+    cr_assert(eq(int, fpd_engine_forward(e, &b, out, &err), 0), "%s", err.msg);
+    cr_assert(eq(int, fpd_engine_backward(e, &b, g, &err), 0), "%s", err.msg);
+    cr_assert(eq(int, fpd_engine_step(e, &err), 0), "%s", err.msg);
+}
+
+Test(free, optimizer_closed_forms_on_e_and_p) {
+    /* c = 1, E[4] = 0.5, E[9] = -1, P[0, :] = (2, 0.1, ...) */
+    for (int kind = 0; kind < FPD_OPTIMIZER_KIND_COUNT; kind++) {
+        struct fpd_layer *l = free_layer(0, false, 41);
+        float E[200], P[12];
+        for (int i = 0; i < 200; i++) E[i] = 0.01f * (float)i;
+        E[4] = 0.5f;
+        E[9] = -1.0f;
+        for (int j = 0; j < 12; j++) P[j] = 0.1f * (float)(j + 1);
+        P[0] = 2.0f;
+        cr_assert(eq(int, fpd_layer_set_free_coords(l, 1, E, P, NULL), 0));
+        struct fpd_engine *e = engine_kind(l, (enum fpd_optimizer_kind)kind, 0.1, 1);
+        step_once(e);
+        const float *Ea = fpd_layer_get_free_e_const(l), *Pa = fpd_layer_get_free_p_const(l);
+        /* dE[4] = 2 * P[0] = 4, dE[9] = 2 * 2 = 4; dP[0, 0] = 2 * 0.5 + 2 * (-1) = -1, dP[0, j>0] = 0 */
+        double e4, e9, p0, p1;
+        switch (kind) {
+        case FPD_OPTIMIZER_KIND_SGD: e4 = 0.5 - 0.4; e9 = -1.0 - 0.4; p0 = 2.0 + 0.1; p1 = 0.2; break;
+        case FPD_OPTIMIZER_KIND_ROWWISE_ADAGRAD: /* E rows: s = 16; P's row: s = mean(g^2) = 1/12 */
+            e4 = 0.5 - 0.1 * 4.0 / (4.0 + 1e-8);
+            e9 = -1.0 - 0.1 * 4.0 / (4.0 + 1e-8);
+            p0 = 2.0 + 0.1 * 1.0 / (sqrt(1.0 / 12.0) + 1e-8);
+            p1 = 0.2;
+            break;
+        default: /* Adam's first step: lr sign(g); a zero gradient does not move */
+            e4 = 0.5 - 0.1;
+            e9 = -1.0 - 0.1;
+            p0 = 2.0 + 0.1;
+            p1 = 0.2;
+            break;
+        }
+        cr_assert(epsilon_eq(flt, Ea[4], (float)e4, 1e-5f), "kind %d E[4] %g vs %g", kind, (double)Ea[4], e4);
+        cr_assert(epsilon_eq(flt, Ea[9], (float)e9, 1e-5f), "kind %d E[9] %g vs %g", kind, (double)Ea[9], e9);
+        cr_assert(epsilon_eq(flt, Pa[0], (float)p0, 1e-5f), "kind %d P[0] %g vs %g", kind, (double)Pa[0], p0);
+        cr_assert(epsilon_eq(flt, Pa[1], (float)p1, 1e-6f), "kind %d P[1]", kind);
+        /* untouched rows of E never move (Adam: their gradient is 0 and so are their moments) */
+        for (int i = 0; i < 200; i++)
+            if (i != 4 && i != 9) cr_assert(eq(flt, Ea[i], 0.01f * (float)i), "kind %d E[%d]", kind, i);
+        fpd_engine_free(e);
+        fpd_layer_free(l);
+    }
+}
+
+Test(free, grad_and_step_before_any_backward) {
+    /* dE's buffer waits for the first backward: asking for it, or an Adam step (which
+     * reads every entry's gradient), before one gives zeros and moves nothing */
+    for (int kind = 0; kind < FPD_OPTIMIZER_KIND_COUNT; kind++) {
+        struct fpd_layer *l = free_layer(2, false, 51), *before = NULL;
+        cr_assert(eq(int, fpd_layer_clone(l, &before, NULL), 0));
+        struct fpd_engine *e = engine_kind(l, (enum fpd_optimizer_kind)kind, 0.1, 1);
+        const float *gm;
+        const int64_t *sl;
+        int64_t nsl = -1;
+        if (kind == 0) {
+            fpd_engine_grad(e, 3, &gm, &sl, &nsl);
+            cr_assert(gm != NULL);
+            cr_assert(eq(i64, nsl, 0));
+            for (int64_t x = 0; x < 400; x++) cr_assert(eq(flt, gm[x], 0.0f));
+        }
+        struct fpd_error err;
+        cr_assert(eq(int, fpd_engine_step(e, &err), 0), "%s", err.msg);
+        cr_assert(eq(int, memcmp(fpd_layer_get_free_e_const(l), fpd_layer_get_free_e_const(before), 400 * 4), 0));
+        cr_assert(eq(int, memcmp(fpd_layer_get_free_p_const(l), fpd_layer_get_free_p_const(before), 24 * 4), 0));
+        fpd_engine_free(e);
+        fpd_layer_free(before);
+        fpd_layer_free(l);
+    }
+}
+
+Test(free, threads_give_the_same_gradients) {
+    /* 5000 distinct rows: the engine splits them over threads (2048 a thread at least) */
+    const int64_t n[2] = {80, 80}, d[2] = {4, 2};
+    struct fpd_layer_shape s = test_make_shape(2, 6400, n, d, 3, 1);
+    struct fpd_layer *l = NULL;
+    cr_assert(eq(int, fpd_layer_init(&s, &l, NULL), 0));
+    test_fill_random(l, 5, 0.5);
+    cr_assert(eq(int, fpd_layer_set_free_coords(l, 2, NULL, NULL, NULL), 0));
+    uint64_t seed = 9;
+    float *E = fpd_layer_get_free_e(l), *P = fpd_layer_get_free_p(l);
+    for (int64_t q = 0; q < 6400 * 2; q++) E[q] = (float)test_rand_sym(&seed);
+    for (int64_t q = 0; q < 16; q++) P[q] = (float)test_rand_sym(&seed);
+    const int64_t nb = 5000;
+    int64_t *idx = malloc((size_t)nb * sizeof(int64_t));
+    float *g = malloc((size_t)nb * 8 * sizeof(float)), *out = malloc((size_t)nb * 8 * sizeof(float));
+    for (int64_t i = 0; i < nb; i++) idx[i] = (i * 37) % 6400;
+    for (int64_t i = 0; i < nb * 8; i++) g[i] = (float)test_rand_sym(&seed);
+    struct fpd_bag_batch b = {.indices = idx, .n_indices = nb, .mode = FPD_BAG_MODE_NONE, .padding_idx = -1};
+    float *res[2][2];
+    for (int t = 0; t < 2; t++) {
+        struct fpd_engine *e = engine_kind(l, FPD_OPTIMIZER_KIND_SGD, 0.1, t ? 3 : 1);
+        cr_assert(eq(int, fpd_engine_forward(e, &b, out, NULL), 0));
+        cr_assert(eq(int, fpd_engine_backward(e, &b, g, NULL), 0));
+        for (int q = 0; q < 2; q++) {
+            const float *gm;
+            fpd_engine_grad(e, 2 + q, &gm, NULL, NULL);
+            size_t sz = (size_t)(q ? 16 : 12800) * sizeof(float);
+            res[t][q] = malloc(sz);
+            memcpy(res[t][q], gm, sz);
+        }
+        fpd_engine_free(e);
+    }
+    for (int64_t x = 0; x < 12800; x++) cr_assert(eq(flt, res[0][0][x], res[1][0][x]));
+    for (int64_t x = 0; x < 16; x++)
+        cr_assert(le(dbl, fabs(res[0][1][x] - res[1][1][x]), 1e-4 * (1.0 + fabs(res[0][1][x]))));
+    for (int t = 0; t < 2; t++)
+        for (int q = 0; q < 2; q++) free(res[t][q]);
+    free(idx);
+    free(g);
+    free(out);
+    fpd_layer_free(l);
+}
+
+Test(free, non_cpu_backends_refuse_a_layer_with_free_coordinates) {
+    if (!fpd_backend_available(FPD_BACKEND_KIND_CUDA))
+        cr_skip_test("no CUDA device: the refusal of the CUDA engine is not exercised here");
+    struct fpd_layer *l = free_layer(2, false, 1);
+    struct fpd_backend *be = NULL;
+    cr_assert(eq(int, fpd_backend_init(FPD_BACKEND_KIND_CUDA, 0, &be, NULL), 0));
+    struct fpd_engine_params ep = fpd_engine_default_params();
+    ep.backend = be;
+    struct fpd_engine *e = NULL;
+    struct fpd_error err;
+    cr_assert(eq(int, fpd_engine_init(l, &ep, &e, &err), FPD_STATUS_UNSUPPORTED));
+    cr_assert(strstr(err.msg, "free coordinates") != NULL, "%s", err.msg);
+    fpd_backend_free(be);
+    fpd_layer_free(l);
+}
+
+/* ---------------------------------------------------------------- GMF training */
+
+/* fpd_gmf_train's free_coords on a planted model: 250 users (the last 10 without
+ * positives) and 120 items in 4 clusters, a user liking 2/3 of its cluster's items. */
+Test(free, gmf_training_attaches_and_trains_free_coordinates) {
+    const int64_t NU = 250, NI = 120, D = 8, C = 2;
+    int64_t *users = malloc((size_t)(NU * NI) * sizeof(int64_t)), *items = malloc((size_t)(NU * NI) * sizeof(int64_t));
+    int64_t n = 0;
+    uint64_t seed = 99;
+    for (int64_t u = 0; u < 240; u++)
+        for (int64_t i = 0; i < NI; i++)
+            if (i % 4 == u % 4 && test_rand_u64(&seed) % 3 != 0) {
+                users[n] = u;
+                items[n++] = i;
+            }
+    const int64_t nu[] = {10, 5, 5}, ni[] = {6, 5, 4}, d[] = {2, 2, 2};
+    struct fpd_layer_shape su = test_make_shape(3, NU, nu, d, 4, 1), si = test_make_shape(3, NI, ni, d, 4, 1);
+    struct fpd_init_params ip = {FPD_INIT_KIND_NORMAL, 0.1, 5};
+    struct fpd_layer *lu = NULL, *li = NULL;
+    struct fpd_error err;
+    cr_assert(fpd_init(&su, &ip, &lu, &err) == 0 && fpd_init(&si, &ip, &li, &err) == 0, "%s", err.msg);
+    float w[8];
+    for (int j = 0; j < 8; j++) w[j] = (float)(0.6 * test_rand_sym(&seed));
+    struct fpd_gmf m = {{lu, NULL, NU, D}, {li, NULL, NI, D}, w, 0.0f};
+    /* epochs 0: attached with E = 0 (the rows are the FPD rows exactly) and P ~ N(0, 1/c) */
+    float before[8 * 8];
+    int64_t probe[8] = {0, 1, 17, 100, 239, 240, 245, 249};
+    cr_assert(eq(int, fpd_layer_lookup(lu, probe, 8, before, &err), 0));
+    struct fpd_gmf_train_params tp = fpd_gmf_train_default_params();
+    tp.epochs = 0;
+    tp.free_coords = C;
+    tp.seed = 3;
+    cr_assert(eq(int, fpd_gmf_train(&m, users, items, n, &tp, NULL, &err), 0), "%s", err.msg);
+    for (int q = 0; q < 2; q++) {
+        const struct fpd_layer *l = q ? li : lu;
+        const int64_t rows = q ? NI : NU;
+        cr_assert(eq(i64, fpd_layer_get_free_coords(l), C));
+        for (int64_t x = 0; x < rows * C; x++) cr_assert(eq(flt, fpd_layer_get_free_e_const(l)[x], 0.0f));
+        double ss = 0.0;
+        for (int64_t x = 0; x < C * D; x++) ss += (double)fpd_layer_get_free_p_const(l)[x] * fpd_layer_get_free_p_const(l)[x];
+        cr_assert(ss / (double)(C * D) > 0.1 / (double)C && ss / (double)(C * D) < 3.0 / (double)C,
+                  "P's mean square %g, 1/c = %g", ss / (double)(C * D), 1.0 / (double)C);
+    }
+    float after[8 * 8];
+    cr_assert(eq(int, fpd_layer_lookup(lu, probe, 8, after, &err), 0));
+    cr_assert(eq(int, memcmp(before, after, sizeof before), 0));
+    /* training: E moves on the rows the data touches, never on users without positives,
+     * and the model learns the planted clusters */
+    tp.epochs = 15;
+    tp.batch_size = 128;
+    tp.learning_rate = 2e-2;
+    cr_assert(eq(int, fpd_gmf_train(&m, users, items, n, &tp, NULL, &err), 0), "%s", err.msg);
+    const float *E = fpd_layer_get_free_e_const(lu);
+    for (int64_t u = 240; u < NU; u++)
+        for (int64_t q = 0; q < C; q++) cr_assert(eq(flt, E[u * C + q], 0.0f), "user %lld without positives", (long long)u);
+    int64_t moved = 0;
+    for (int64_t u = 0; u < 240; u++) moved += E[u * C] != 0.0f;
+    cr_assert(eq(i64, moved, 240));
+    /* held-in ranking: each user's first positive against 19 items of other clusters */
+    int64_t tu[240], tc[240 * 20];
+    for (int64_t u = 0; u < 240; u++) {
+        tu[u] = u;
+        tc[u * 20] = u % 4; /* item u % 4 is in the user's cluster */
+        for (int c = 1; c < 20; c++) tc[u * 20 + c] = (u % 4 + 1 + (c % 3)) % 4 + 4 * c;
+    }
+    struct fpd_rank_metrics rm;
+    cr_assert(eq(int, fpd_gmf_rank(&m, tu, tc, 240, 20, 5, &rm, NULL, &err), 0), "%s", err.msg);
+    cr_assert(ge(dbl, rm.hr, 0.9), "HR@5 %g", rm.hr);
+    /* c above the dimension is refused */
+    tp.free_coords = D + 1;
+    fpd_layer_set_free_coords(lu, 0, NULL, NULL, NULL);
+    cr_assert(eq(int, fpd_gmf_train(&m, users, items, n, &tp, NULL, &err), FPD_STATUS_INVALID_ARG));
+    cr_assert(strstr(err.msg, "free_coords 9") != NULL, "%s", err.msg);
+    fpd_layer_free(lu);
+    fpd_layer_free(li);
+    free(users);
+    free(items);
+}
+
+/* ---------------------------------------------------------------- fit */
+
+/* Eigenvalues (descending) and eigenvectors (columns of v, n x n) of the symmetric
+ * a [n, n] (destroyed) by cyclic Jacobi rotations (Golub & Van Loan, section 8.5). */
+static void jacobi_eig(double *a, int n, double *w, double *v) {
+    for (int i = 0; i < n * n; i++) v[i] = (i / n == i % n);
+    for (int sweep = 0; sweep < 100; sweep++) {
+        double off = 0.0;
+        for (int p = 0; p < n; p++)
+            for (int q = p + 1; q < n; q++) off += a[p * n + q] * a[p * n + q];
+        if (off < 1e-30) break;
+        for (int p = 0; p < n; p++)
+            for (int q = p + 1; q < n; q++) {
+                if (fabs(a[p * n + q]) < 1e-300) continue;
+                double th = (a[q * n + q] - a[p * n + p]) / (2.0 * a[p * n + q]);
+                double t = (th >= 0 ? 1.0 : -1.0) / (fabs(th) + sqrt(th * th + 1.0));
+                double c = 1.0 / sqrt(t * t + 1.0), s = t * c;
+                for (int k = 0; k < n; k++) { /* A = J^T A J */
+                    double akp = a[k * n + p], akq = a[k * n + q];
+                    a[k * n + p] = c * akp - s * akq;
+                    a[k * n + q] = s * akp + c * akq;
+                }
+                for (int k = 0; k < n; k++) {
+                    double apk = a[p * n + k], aqk = a[q * n + k];
+                    a[p * n + k] = c * apk - s * aqk;
+                    a[q * n + k] = s * apk + c * aqk;
+                }
+                for (int k = 0; k < n; k++) {
+                    double vkp = v[k * n + p], vkq = v[k * n + q];
+                    v[k * n + p] = c * vkp - s * vkq;
+                    v[k * n + q] = s * vkp + c * vkq;
+                }
+            }
+    }
+    int idx[64];
+    for (int i = 0; i < n; i++) idx[i] = i;
+    for (int i = 0; i < n; i++) /* selection sort, descending */
+        for (int j = i + 1; j < n; j++)
+            if (a[idx[j] * n + idx[j]] > a[idx[i] * n + idx[i]]) {
+                int t = idx[i];
+                idx[i] = idx[j];
+                idx[j] = t;
+            }
+    double *vv = malloc((size_t)(n * n) * sizeof(double));
+    for (int i = 0; i < n; i++) {
+        w[i] = a[idx[i] * n + idx[i]];
+        for (int k = 0; k < n; k++) vv[k * n + i] = v[k * n + idx[i]];
+    }
+    memcpy(v, vv, (size_t)(n * n) * sizeof(double));
+    free(vv);
+}
+
+Test(free, fit_takes_the_residuals_top_directions) {
+    const int64_t N = 300, D = 10;
+    float *W = malloc((size_t)(N * D) * sizeof(float));
+    uint64_t seed = 12;
+    for (int64_t x = 0; x < N * D; x++) W[x] = (float)test_rand_sym(&seed);
+    for (int64_t i = 0; i < N; i++) /* a strong rank-1 part the small TT will not hold alone */
+        for (int64_t j = 0; j < D; j++) W[i * D + j] += (float)(2.0 * sin(0.37 * (double)(i * i)) * cos((double)j));
+    struct fpd_table_view view = {W, FPD_DTYPE_F32, N, D};
+    const int64_t n[2] = {20, 15}, d[2] = {5, 2};
+    struct fpd_layer_shape s = test_make_shape(2, N, n, d, 2, 1);
+    for (int64_t c = 1; c <= 4; c += 3) {
+        struct fpd_fit_params fp = fpd_fit_default_params();
+        fp.free_coords = c;
+        struct fpd_layer *l = NULL;
+        struct fpd_fit_report rep;
+        struct fpd_error err;
+        cr_assert(eq(int, fpd_fit(&view, &s, &fp, &l, &rep, &err), 0), "%s", err.msg);
+        cr_assert(eq(i64, fpd_layer_get_free_coords(l), c));
+        /* the residual of the cores alone, by the definition, and its Gram matrix */
+        double *R = malloc((size_t)(N * D) * sizeof(double)), G[100] = {0}, ev[10], V[100], row[10];
+        const int64_t *perm = fpd_layer_row_perm(l);
+        for (int64_t i = 0; i < N; i++) {
+            test_naive_row(l, perm ? perm[i] : i, row);
+            for (int64_t j = 0; j < D; j++) R[i * D + j] = (double)W[i * D + j] - row[j];
+        }
+        for (int64_t i = 0; i < N; i++)
+            for (int64_t a = 0; a < D; a++)
+                for (int64_t b = 0; b < D; b++) G[a * D + b] += R[i * D + a] * R[i * D + b];
+        jacobi_eig(G, (int)D, ev, V);
+        double disc = 0.0, total = 0.0;
+        for (int64_t q = 0; q < D; q++) {
+            total += ev[q];
+            if (q >= c) disc += ev[q];
+        }
+        /* the layer's squared error is exactly the discarded part */
+        float *rec = malloc((size_t)(N * D) * sizeof(float));
+        cr_assert(eq(int, fpd_layer_reconstruct(l, 0, N, rec, &err), 0));
+        double se = 0.0, sn = 0.0;
+        for (int64_t x = 0; x < N * D; x++) {
+            se += ((double)W[x] - rec[x]) * ((double)W[x] - rec[x]);
+            sn += (double)W[x] * W[x];
+        }
+        cr_assert(le(dbl, fabs(se - disc), 1e-4 * total), "c %lld: error %g, discarded %g (of %g)", (long long)c, se,
+                  disc, total);
+        cr_assert(le(dbl, fabs(rep.rel_error_free - sqrt(se / sn)), 1e-5));
+        cr_assert(lt(dbl, rep.rel_error_free, rep.rel_error_final));
+        /* E P is R's rank-c truncation R V_c V_c^T, entry by entry */
+        const float *E = fpd_layer_get_free_e_const(l), *P = fpd_layer_get_free_p_const(l);
+        double maxd = 0.0, maxr = 0.0;
+        for (int64_t i = 0; i < N; i++)
+            for (int64_t j = 0; j < D; j++) {
+                double got = 0.0, want = 0.0;
+                for (int64_t q = 0; q < c; q++) got += (double)E[i * c + q] * P[q * D + j];
+                for (int64_t q = 0; q < c; q++)
+                    for (int64_t a = 0; a < D; a++) want += R[i * D + a] * V[a * D + q] * V[j * D + q];
+                maxd = fmax(maxd, fabs(got - want));
+                maxr = fmax(maxr, fabs(want));
+            }
+        cr_assert(le(dbl, maxd, 1e-4 * maxr), "c %lld: E P differs from R V V^T by %g (max %g)", (long long)c, maxd,
+                  maxr);
+        /* fpd_fit_free_coords on the same layer again: the same discarded sum */
+        double disc2;
+        cr_assert(eq(int, fpd_fit_free_coords(l, &view, c, &disc2, &err), 0), "%s", err.msg);
+        cr_assert(le(dbl, fabs(disc2 - disc), 1e-4 * total));
+        cr_assert(eq(int, fpd_fit_free_coords(l, &view, D + 1, &disc2, &err), FPD_STATUS_INVALID_ARG));
+        /* finetuning moves E and P with the cores and keeps its best epoch: the
+         * layer it leaves has exactly the loss it reports */
+        double before, after;
+        fp.finetune_epochs = 3;
+        fp.learning_rate = 1e-2;
+        cr_assert(eq(int, fpd_finetune(l, &view, &fp, &before, &after, &err), 0), "%s", err.msg);
+        cr_assert(le(dbl, after, before));
+        cr_assert(eq(int, fpd_layer_reconstruct(l, 0, N, rec, &err), 0));
+        double se2 = 0.0;
+        for (int64_t x = 0; x < N * D; x++) se2 += ((double)W[x] - rec[x]) * ((double)W[x] - rec[x]);
+        cr_assert(le(dbl, fabs(se2 / (double)N - after), 1e-4 * after), "layer %g, reported %g", se2 / (double)N,
+                  after);
+        free(rec);
+        free(R);
+        fpd_layer_free(l);
+    }
+    free(W);
+}
