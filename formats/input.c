@@ -76,6 +76,11 @@ const char *fpd_tensor_info_not_a_table(const struct fpd_tensor_info *t, char *b
                  "compressed", fpd_dtype_name(t->dtype), (int)t->ndim);
         return buf;
     }
+    const char *part = t->name ? strstr(t->name, ".fpd.") : NULL;
+    if (part) { /* T.fpd.free [N, c], T.fpd.free_proj [c, D]: 2-D floats that belong to FPD table T */
+        snprintf(buf, len, "a part of the FPD table '%.*s' (passed through with it)", (int)(part - t->name), t->name);
+        return buf;
+    }
     if (t->shape[0] < 1 || t->shape[1] < 1) {
         snprintf(buf, len, "an empty %s table (shape %lldx%lld): it has no %s to compress", fpd_dtype_name(t->dtype),
                  (long long)t->shape[0], (long long)t->shape[1], t->shape[0] < 1 ? "rows" : "columns");

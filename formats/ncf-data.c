@@ -367,14 +367,18 @@ enum fpd_status fpd_ncf_model_save(const struct fpd_ncf_model *m, const char *pa
     enum fpd_status st = FPD_STATUS_OK;
     const int64_t dim = m->gmf.user.dim;
     int64_t n_src = m->st ? fpd_safetensors_count(m->st) : 0, n_meta_src = m->st ? fpd_safetensors_metadata_count(m->st) : 0;
-    int64_t cap = n_src + 2 * (FPD_MAX_MODES + 1) + 2;
+    int64_t cap = n_src + 2 * (FPD_MAX_MODES + 3) + 2;
     struct fpd_tensor_info *ts = fpd_calloc((size_t)cap, sizeof *ts);
     void **bufs = fpd_calloc((size_t)cap, sizeof *bufs);
     char **names = fpd_calloc((size_t)cap, sizeof *names);
-    const char **keys = fpd_calloc((size_t)(n_meta_src + 3), sizeof *keys);
-    const char **vals = fpd_calloc((size_t)(n_meta_src + 3), sizeof *vals);
-    char *json[2] = {NULL, NULL};
+    const char **keys = fpd_calloc((size_t)(n_meta_src + 4), sizeof *keys);
+    const char **vals = fpd_calloc((size_t)(n_meta_src + 4), sizeof *vals);
+    const char *json[2] = {NULL, NULL};
     char metakey[2][256];
+    struct fpd_checkpoint_tensors ct[2];
+    memset(ct, 0, sizeof ct);
+    const char *free_ext = NULL, *src_ext = NULL;
+    char *ext = NULL;
     int64_t n = 0, nm = 0;
     if (!ts || !bufs || !names || !keys || !vals) goto oom;
     bool any_fpd = false;
@@ -397,48 +401,15 @@ enum fpd_status fpd_ncf_model_save(const struct fpd_ncf_model *m, const char *pa
             continue;
         }
         any_fpd = true;
-        const struct fpd_layer_shape *s = fpd_layer_get_shape(m->layer[i]);
-        enum fpd_dtype cd = m->meta[i].core_dtype;
-        if (!(cd == FPD_DTYPE_F32 || cd == FPD_DTYPE_F16 || cd == FPD_DTYPE_BF16)) cd = FPD_DTYPE_F32;
-        for (int32_t c = 0; c < s->k; c++) {
-            struct fpd_tensor_info *t = &ts[n];
-            int64_t numel = fpd_layer_shape_core_numel(s, c);
-            size_t len = strlen(T) + 32;
-            if (!(names[n] = fpd_malloc(len)) || !(bufs[n] = fpd_malloc((size_t)numel * fpd_dtype_size(cd)))) goto oom;
-            snprintf(names[n], len, "%s.fpd.core%d", T, (int)c);
-            fpd_dtype_from_f32(cd, fpd_layer_core_const(m->layer[i], c), bufs[n], numel);
-            t->name = names[n];
-            t->dtype = cd;
-            t->ndim = 5;
-            t->shape[0] = s->terms;
-            t->shape[1] = s->row_shape[c];
-            t->shape[2] = s->ranks[c];
-            t->shape[3] = s->col_shape[c];
-            t->shape[4] = s->ranks[c + 1];
-            t->data = bufs[n];
-            t->nbytes = (size_t)numel * fpd_dtype_size(cd);
-            n++;
-        }
-        const int64_t *perm = fpd_layer_row_perm(m->layer[i]);
-        if (perm) {
-            struct fpd_tensor_info *t = &ts[n];
-            size_t len = strlen(T) + 32;
-            if (!(names[n] = fpd_malloc(len)) || !(bufs[n] = fpd_malloc((size_t)s->rows * sizeof(int64_t)))) goto oom;
-            snprintf(names[n], len, "%s.fpd.row_perm", T);
-            memcpy(bufs[n], perm, (size_t)s->rows * sizeof(int64_t));
-            t->name = names[n];
-            t->dtype = FPD_DTYPE_I64;
-            t->ndim = 1;
-            t->shape[0] = s->rows;
-            t->data = bufs[n];
-            t->nbytes = (size_t)s->rows * sizeof(int64_t);
-            n++;
-        }
+        /* cores, row_perm and free/1's tensors, and the table's metadata */
         struct fpd_table_meta meta = m->meta[i];
-        meta.shape = *s;
-        meta.core_dtype = cd;
-        if ((st = fpd_table_meta_to_json(&meta, &json[i], err))) goto done;
-        snprintf(metakey[i], sizeof metakey[i], "%s%s", FPD_META_TABLE_PREFIX, T);
+        if (!(meta.core_dtype == FPD_DTYPE_F32 || meta.core_dtype == FPD_DTYPE_F16 || meta.core_dtype == FPD_DTYPE_BF16))
+            meta.core_dtype = FPD_DTYPE_F32;
+        if ((st = fpd_checkpoint_tensors_init(m->layer[i], T, &meta, &ct[i], err))) goto done;
+        for (int64_t q = 0; q < ct[i].n; q++) ts[n++] = ct[i].tensors[q];
+        json[i] = ct[i].meta_value;
+        snprintf(metakey[i], sizeof metakey[i], "%s", ct[i].meta_key);
+        if (ct[i].extension) free_ext = ct[i].extension;
     }
     /* prediction weight and bias, in the source's shapes and dtypes */
     const struct fpd_tensor_info *srcw = m->st ? fpd_safetensors_find(m->st, FPD_NCF_PRED_WEIGHT) : NULL;
@@ -472,6 +443,10 @@ enum fpd_status fpd_ncf_model_save(const struct fpd_ncf_model *m, const char *pa
         const char *k, *v;
         fpd_safetensors_metadata_at(m->st, q, &k, &v);
         bool skip = strcmp(k, FPD_META_VERSION_KEY) == 0;
+        if (strcmp(k, FPD_META_EXTENSIONS_KEY) == 0) {
+            src_ext = v;
+            skip = true;
+        }
         for (int i = 0; i < 2; i++) {
             char key[256];
             snprintf(key, sizeof key, "%s%s", FPD_META_TABLE_PREFIX, table_names[i]);
@@ -483,6 +458,21 @@ enum fpd_status fpd_ncf_model_save(const struct fpd_ncf_model *m, const char *pa
             keys[nm] = k;
             vals[nm++] = v;
         }
+    }
+    /* fpd.extensions: the source's, plus free/1 when a table has free coordinates */
+    if (src_ext || free_ext) {
+        bool have = false;
+        if (src_ext && free_ext) /* free/1 already listed? */
+            for (const char *q = strstr(src_ext, free_ext); q && !have; q = strstr(q + 1, free_ext)) {
+                size_t l = strlen(free_ext);
+                have = (q == src_ext || q[-1] == ',') && (q[l] == '\0' || q[l] == ',');
+            }
+        size_t len = (src_ext ? strlen(src_ext) : 0) + (free_ext ? strlen(free_ext) : 0) + 2;
+        if (!(ext = fpd_malloc(len))) goto oom;
+        snprintf(ext, len, "%s%s%s", src_ext ? src_ext : "", src_ext && free_ext && !have ? "," : "",
+                 free_ext && !have ? free_ext : "");
+        keys[nm] = FPD_META_EXTENSIONS_KEY;
+        vals[nm++] = ext;
     }
     if (any_fpd) {
         keys[nm] = FPD_META_VERSION_KEY;
@@ -507,8 +497,9 @@ done:
     fpd_free(names);
     fpd_free(keys);
     fpd_free(vals);
-    fpd_free(json[0]);
-    fpd_free(json[1]);
+    fpd_checkpoint_tensors_free(&ct[0]);
+    fpd_checkpoint_tensors_free(&ct[1]);
+    fpd_free(ext);
     return st;
 }
 

@@ -185,7 +185,8 @@ static int n_candidates_compressed(int64_t n, const struct fpd_input *in, const 
     int count = 0;
     for (int64_t t = 0; t < n; t++) {
         const struct fpd_tensor_info *ti = fpd_input_tensor(in, t);
-        if (ti->ndim != 2 || !fpd_dtype_is_float(ti->dtype)) continue;
+        char why[160];
+        if (fpd_tensor_info_not_a_table(ti, why, sizeof why)) continue;
         if (opt->tables && !name_in_list(ti->name, opt->tables, opt->n_tables)) continue;
         struct fpd_plan plan;
         struct fpd_plan_params tp = *plan0;
@@ -313,6 +314,7 @@ enum fpd_status fpd_compress_input(const struct fpd_input *in, const char *in_pa
     int64_t n = 0;
     json_t *report = NULL, *warnings = NULL, *passed = NULL;
     double *weights = NULL;
+    char *ext_buf = NULL;
     const struct fpd_plan_params plan0 = opt->plan ? *opt->plan : fpd_plan_default_params();
     *report_json = NULL;
 
@@ -320,6 +322,11 @@ enum fpd_status fpd_compress_input(const struct fpd_input *in, const char *in_pa
         (opt->n_tables > 0 && !opt->tables) || (opt->n_row_freq > 0 && !opt->row_freq_files))
         return fpd__err(err, FPD_STATUS_INVALID_ARG, "fpd_compress: encoding %d, %lld tables, %lld row-frequency files",
                         (int)opt->encoding, (long long)opt->n_tables, (long long)opt->n_row_freq);
+    if (opt->fit.free_coords != 0) /* the writer below stores cores and row_perm only */
+        return fpd__err(err, FPD_STATUS_UNSUPPORTED,
+                        "fpd_compress: free coordinates (fit.free_coords = %lld) are not written by the compression "
+                        "pipeline yet; fit with fpd_fit and write with fpd_checkpoint_write_layer",
+                        (long long)opt->fit.free_coords);
     n = fpd_input_count(in);
     res = fpd_calloc((size_t)(n > 0 ? n : 1), sizeof *res);
     if (!res) goto oom;
@@ -385,7 +392,8 @@ enum fpd_status fpd_compress_input(const struct fpd_input *in, const char *in_pa
     int64_t n_out = 0, n_cand = 0, i_cand = 0;
     for (int64_t t = 0; t < n; t++) {
         const struct fpd_tensor_info *ti = fpd_input_tensor(in, t);
-        n_cand += ti->ndim == 2 && fpd_dtype_is_float(ti->dtype) &&
+        char why[160];
+        n_cand += !fpd_tensor_info_not_a_table(ti, why, sizeof why) &&
                   (!opt->tables || name_in_list(ti->name, opt->tables, opt->n_tables));
     }
     char label[384];
@@ -398,7 +406,8 @@ enum fpd_status fpd_compress_input(const struct fpd_input *in, const char *in_pa
         /* named by --tables: compressed whatever its size (a .npy input too: it obeys
          * --min-rows and --min-ratio like any table unless named) */
         bool named = opt->tables && name_in_list(ti->name, opt->tables, opt->n_tables);
-        r->candidate = ti->ndim == 2 && fpd_dtype_is_float(ti->dtype) && ti->shape[0] > 0 && ti->shape[1] > 0;
+        char nat[160]; /* T.fpd.free / free_proj are 2-D floats but parts of FPD table T */
+        r->candidate = !fpd_tensor_info_not_a_table(ti, nat, sizeof nat);
         enum fpd_compress_encoding enc = enc0;
         struct fpd_table_view view = {ti->data, ti->dtype, ti->shape[0], ti->shape[1]};
         if (opt->tables && !named) {
@@ -648,11 +657,12 @@ enum fpd_status fpd_compress_input(const struct fpd_input *in, const char *in_pa
     meta_keys_buf = fpd_calloc((size_t)(n + 1), sizeof *meta_keys_buf);
     if (!meta_keys_buf) goto oom;
     bool any_rowwise = false;
+    const char *in_ext = NULL; /* the input's extensions: its encoded tables pass through */
     for (int64_t i = 0; i < n_meta_in; i++) {
         const char *key, *val;
         fpd_safetensors_metadata_at(in->st, i, &key, &val);
         bool replaced = strcmp(key, FPD_META_VERSION_KEY) == 0 || strcmp(key, FPD_META_EXTENSIONS_KEY) == 0;
-        if (strcmp(key, FPD_META_EXTENSIONS_KEY) == 0 && strstr(val, FPD_EXTENSION_ROWWISE)) any_rowwise = true;
+        if (strcmp(key, FPD_META_EXTENSIONS_KEY) == 0) in_ext = val;
         for (int64_t t = 0; t < n && !replaced; t++) {
             if (!res[t].compress) continue;
             const char *pre = strncmp(key, FPD_META_TABLE_PREFIX, strlen(FPD_META_TABLE_PREFIX)) == 0 ? FPD_META_TABLE_PREFIX
@@ -668,9 +678,15 @@ enum fpd_status fpd_compress_input(const struct fpd_input *in, const char *in_pa
     for (int64_t t = 0; t < n; t++) any_rowwise |= res[t].compress && res[t].enc != FPD_COMPRESS_ENCODING_FPD;
     mkeys[k_meta] = FPD_META_VERSION_KEY;
     mvals[k_meta++] = "1";
-    if (any_rowwise) {
+    if (in_ext && any_rowwise && !strstr(in_ext, FPD_EXTENSION_ROWWISE)) {
+        size_t l = strlen(in_ext) + strlen(FPD_EXTENSION_ROWWISE) + 2;
+        if (!(ext_buf = fpd_malloc(l))) goto oom;
+        snprintf(ext_buf, l, "%s,%s", in_ext, FPD_EXTENSION_ROWWISE);
         mkeys[k_meta] = FPD_META_EXTENSIONS_KEY;
-        mvals[k_meta++] = FPD_EXTENSION_ROWWISE;
+        mvals[k_meta++] = ext_buf;
+    } else if (in_ext || any_rowwise) {
+        mkeys[k_meta] = FPD_META_EXTENSIONS_KEY;
+        mvals[k_meta++] = in_ext ? in_ext : FPD_EXTENSION_ROWWISE;
     }
     for (int64_t t = 0; t < n; t++) {
         if (!res[t].compress) continue;
@@ -824,6 +840,7 @@ done:
     json_decref(warnings);
     json_decref(passed);
     fpd_free(weights);
+    fpd_free(ext_buf);
     return st;
 }
 

@@ -1100,7 +1100,8 @@ struct fpd_compress_params {
                               budget or ratio target forces FPD                         */
     struct fpd_fit_params fit; /* fit and finetune (fpd_fit_default_params()); its
                               progress and progress_user_data are replaced: use the
-                              fields below                                              */
+                              fields below; free_coords must be 0 (UNSUPPORTED: the
+                              pipeline does not write free/1 yet)                       */
     const char *const *tables; /* compress only these names [n_tables] (each must
                               exist and be a 2-D float table, compressed whatever its
                               size); NULL: every qualifying table. Borrowed            */

@@ -532,11 +532,6 @@ int main(int argc, char **argv) {
     if (optind + 1 < argc) cli_usage_error("one ratings file expected, got '%s' too", argv[optind + 1]);
     if (o.write_test && !o.out) cli_usage_error("--write-test needs -o PREFIX");
     if (o.free_coords > o.dim) cli_usage_error("--free-coords must be at most --dim (%lld)", (long long)o.dim);
-    /* the model writer (tools/ncf.c) does not store free/1 tensors yet: refuse rather
-     * than write a checkpoint without the free coordinates */
-    if (o.free_coords > 0 && o.out && o.fpd)
-        cli_usage_error("--free-coords with -o: the GMF checkpoint writer does not store free coordinates "
-                        "(format extension free/1) yet; run without -o");
     if (o.batch < 1 + o.negatives) cli_usage_error("--batch must be at least 1 + --negatives");
     o.ratings = argv[optind];
     /* the device of the FPD tables' engines (dense tables train on the host) */

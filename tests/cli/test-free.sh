@@ -75,3 +75,20 @@ if have_python_numpy; then
     expect_rc "free/1 to ttrec: exit 1" 1
     expect_grep "free/1 to ttrec: refused by name" err.txt "has 2 free coordinates per row \(free/1\); the TT-Rec layout has none"
 fi
+
+# fpd-compress on a checkpoint whose FPD tables carry free coordinates (written by the
+# sample trainer): the tables pass through whole (E and P are not tables of their own),
+# fpd.extensions keeps free/1, and the output verifies
+if [ -f "$DATA/movielens-1m/ratings.tsv" ]; then
+    run "$BUILD/sample-train-gmf" "$DATA/movielens-1m/ratings.tsv" --epochs 1 --max-users 200 --dim 16 --rank 4 \
+        --tables fpd --free-coords 2 -o fc
+    expect_rc "compress free/1 input: the trainer writes it" 0
+    run "$BUILD/fpd-compress" fc.fpd.safetensors -o fc-out.safetensors --json
+    expect_rc "compress free/1 input: exit 0" 0
+    expect_no_grep "compress free/1 input: E and P are not listed as tables" out.txt '"name": "[a-z_.]*\.fpd\.free'
+    run "$BUILD/fpd-inspect" fc-out.safetensors --verify
+    expect_rc "compress free/1 input: the output verifies" 0
+    expect_grep "compress free/1 input: free coordinates kept" out.txt "free coordinates c = 2"
+else
+    skip "compress free/1 input" "$DATA/movielens-1m/ratings.tsv not found"
+fi

@@ -45,8 +45,8 @@ assert abs(run['hr10'] - e['hr10']) < 1e-6 and abs(run['ndcg10'] - e['ndcg10']) 
     done
 fi
 
-# --free-coords: counted in the size (c (N + D) a table), refused with -o (the GMF
-# checkpoint writer does not store free/1 yet)
+# --free-coords: counted in the size (c (N + D) a table), written as free/1 with -o and
+# read back by fpd-eval with the trainer's HR@10
 if [ -f "$ML" ]; then
     run "$T" "$ML" --epochs 1 --max-users 200 --dim 16 --rank 4 --tables fpd --json
     cp out.txt plain.json
@@ -57,9 +57,22 @@ if [ -f "$ML" ]; then
 import json; a = json.load(open('plain.json'))['runs'][0]; b = json.load(open('free.json'))['runs'][0]
 assert b['params'] - a['params'] == 2 * (200 + 16) + 2 * (3706 + 16), (a['params'], b['params'])
 assert 0.0 < b['hr10'] <= 1.0, b"
-    run "$T" "$ML" --epochs 1 --max-users 200 --free-coords 2 -o gmf2
-    expect_rc "free coords with -o: exit 2" 2
-    expect_grep "free coords with -o: says why" err.txt "does not store free coordinates"
+    run "$T" "$ML" --epochs 1 --max-users 200 --dim 16 --rank 4 --tables fpd --free-coords 2 -o gmf2 --write-test --json
+    expect_rc "free coords with -o: exit 0" 0
+    cp out.txt free-o.json
+    run "$BUILD/fpd-inspect" gmf2.fpd.safetensors --json
+    expect_rc "free coords with -o: fpd-inspect reads the checkpoint" 0
+    cp out.txt free-inspect.json
+    py_check "free coords with -o: both tables stored with free/1, c = 2" "
+import json; r = json.load(open('free-inspect.json'))
+s = json.dumps(r)
+assert s.count('\"free_coords\": 2') >= 2, s[:2000]"
+    run "$BUILD/fpd-eval" gmf2.fpd.safetensors --ncf gmf2.test.rating gmf2.test.negative --json
+    expect_rc "free coords with -o: fpd-eval reads the checkpoint" 0
+    cp out.txt free-eval.json
+    py_check "free coords with -o: fpd-eval gives the trainer's HR@10" "
+import json; r = json.load(open('free-o.json'))['runs'][0]; e = json.load(open('free-eval.json'))
+assert abs(r['hr10'] - e['hr10']) < 1e-6 and abs(r['ndcg10'] - e['ndcg10']) < 1e-6, (r, e)"
 fi
 run "$T" ratings.tsv --free-coords 65
 expect_rc "free coords above --dim: exit 2" 2
