@@ -496,9 +496,11 @@ struct fpd_ncf_model {
  * (fpd.table.T metadata and cores, via fpd_checkpoint_load_layer);
  * prediction.weight [1, D] or [D] and prediction.bias [1] or a scalar. The
  * checkpoint stays open (m->st) until fpd_ncf_model_free. Errors: IO, FORMAT (a
- * missing tensor, shapes that do not fit: "PATH: ..."), as
- * fpd_checkpoint_load_layer, NOMEM. Free with fpd_ncf_model_free (also after a
- * failure). */
+ * missing tensor, shapes that do not fit: "PATH: ..."), UNSUPPORTED (an NCF MLP or
+ * NeuMF checkpoint, known by the Keras models' tensor names layer1.weight,
+ * mf_embedding_user.weight, mlp_embedding_user.weight: "this model is not
+ * supported"), as fpd_checkpoint_load_layer, NOMEM. Free with fpd_ncf_model_free
+ * (also after a failure). */
 FPD_API enum fpd_status fpd_ncf_model_load(const char *path, struct fpd_ncf_model *m, struct fpd_error *err);
 /* A model from parts (for a trainer): table i (0 user, 1 item) is dense[i] (F32
  * [rows[i], dim], allocated with fpd_malloc) or layer[i]; the model takes ownership

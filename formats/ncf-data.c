@@ -283,6 +283,19 @@ enum fpd_status fpd_ncf_model_load(const char *path, struct fpd_ncf_model *m, st
     memset(m, 0, sizeof *m);
     enum fpd_status st = fpd_safetensors_open(path, &m->st, err);
     if (st) return st;
+    /* NCF's other models, by the tensor names of the authors' Keras models (NeuMF.py,
+     * MLP.py) converted as the GMF checkpoint is: say so instead of a shape error */
+    const char *kind = NULL;
+    if (fpd_safetensors_find(m->st, "mf_embedding_user.weight") || fpd_safetensors_find(m->st, "mlp_embedding_user.weight"))
+        kind = "NeuMF";
+    else if (fpd_safetensors_find(m->st, "layer1.weight"))
+        kind = "MLP";
+    if (kind)
+        return fpd__err(err, FPD_STATUS_UNSUPPORTED,
+                        "%s: an NCF %s checkpoint: this model is not supported here (GMF checkpoints only; the "
+                        "library computes MLP and NeuMF with fpd_ncf_logits / fpd_ncf_rank / fpd_ncf_train, "
+                        "but does not read or write their checkpoints yet)",
+                        path, kind);
     int64_t rows[2] = {0, 0}, dims[2] = {0, 0};
     for (int i = 0; i < 2; i++) {
         const char *T = table_names[i];

@@ -151,3 +151,30 @@ assert 0 < f['rel_error_user'] and 0 < f['rel_error_item'], f"
         expect_grep "finetune: fpd-inspect reads the output" out.txt "fit [a-z+-]*\+task"
     fi
 fi
+
+# NCF's MLP and NeuMF checkpoints (the Keras models' tensor names): a clear "not
+# supported", exit 1, not a shape error
+python3 -c "
+import struct, json
+def w(path, tensors):
+    hdr, off, blobs = {}, 0, b''
+    for n, (shape, data) in tensors.items():
+        b = struct.pack('<%df' % len(data), *data)
+        hdr[n] = {'dtype': 'F32', 'shape': shape, 'data_offsets': [off, off + len(b)]}
+        off += len(b); blobs += b
+    h = json.dumps(hdr).encode(); h += b' ' * ((8 - len(h) % 8) % 8)
+    open(path, 'wb').write(struct.pack('<Q', len(h)) + h + blobs)
+t = {'user_embedding.weight': ([3, 2], [0.1] * 6), 'item_embedding.weight': ([3, 2], [0.1] * 6),
+     'layer1.weight': ([2, 4], [0.1] * 8), 'layer1.bias': ([2], [0, 0]),
+     'prediction.weight': ([1, 2], [1, 1]), 'prediction.bias': ([1], [0])}
+w('mlp.safetensors', t)
+t['mf_embedding_user.weight'] = t.pop('user_embedding.weight')
+w('neumf.safetensors', t)
+" >/dev/null 2>&1
+printf '0\t1\n' >t.rating
+printf '(0,1)\t2\n' >t.negative
+for m in mlp neumf; do
+    run "$BUILD/fpd-eval" $m.safetensors --ncf t.rating t.negative
+    expect_rc "NCF $m checkpoint: exit 1" 1
+    expect_grep "NCF $m checkpoint: 'this model is not supported'" err.txt "this model is not supported"
+done
