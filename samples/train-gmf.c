@@ -128,6 +128,9 @@ struct options {
     int n_seeds;
     bool dense, fpd, json, write_test;
     struct fpd_device device;    /* --device: where the FPD tables train */
+    enum fpd_ncf_kind model;     /* --model: GMF (default), MLP or NeuMF */
+    int64_t layers[FPD_NCF_MAX_LAYERS + 1]; /* --layers: MLP widths, layers[0] = 2 D_mlp */
+    int n_layers;                /* entries of layers (L + 1)                        */
     struct fpd_backend *backend; /* opened from it; NULL: the CPU */
 };
 
@@ -137,7 +140,11 @@ static void usage(FILE *f) {
             "Train GMF on MovieLens-1M with dense and with FPD embedding tables (same optimizer and\n"
             "schedule) and report HR@10 / NDCG@10 on a leave-one-out split and the time per epoch.\n"
             "\n"
-            "  --dim D           embedding dimension (default 64)\n"
+            "  --model M         gmf (default), mlp or neumf: NCF's three models (He et al. 2017);\n"
+            "                    mlp and neumf train and evaluate here but are not written (-o)\n"
+            "  --layers A,B,..   the MLP's widths (mlp, neumf; default 64,32,16,8 as NCF): input\n"
+            "                    A = 2 x the MLP tables' dim, then the hidden layers\n"
+            "  --dim D           embedding dimension of GMF (and NeuMF's GMF part) (default 64)\n"
             "  --tables T        dense, fpd or both (default both)\n"
             "  --rank R          FPD TT-rank (default 16)\n"
             "  --terms P         FPD terms (default 1)\n"
@@ -279,7 +286,8 @@ struct run {
 
 struct epoch_ctx {
     const struct options *o;
-    struct fpd_ncf_model *m;
+    struct fpd_ncf_model *m;      /* GMF, or NULL and net */
+    const struct fpd_ncf *net;    /* MLP, NeuMF */
     const struct split *sp;
     struct run *run;
     double train_seconds;
@@ -294,9 +302,17 @@ static bool on_epoch(int64_t epoch, double loss, double seconds, void *ud) {
     if (last || (c->o->eval_every > 0 && epoch % c->o->eval_every == 0)) {
         struct fpd_ncf_metrics mt;
         struct fpd_error err;
-        if (fpd_ncf_model_eval(c->m, &c->sp->test, &mt, &err)) {
+        struct fpd_rank_metrics rm;
+        enum fpd_status st = c->m ? fpd_ncf_model_eval(c->m, &c->sp->test, &mt, &err)
+                                  : fpd_ncf_rank(c->net, c->sp->test.users, c->sp->test.cand, c->sp->test.n,
+                                                 c->sp->test.n_cand, 10, &rm, NULL, &err);
+        if (st) {
             cli_error("evaluation: %s", err.msg);
             return false;
+        }
+        if (!c->m) {
+            mt.hr10 = rm.hr;
+            mt.ndcg10 = rm.ndcg;
         }
         c->run->hr = mt.hr10;
         c->run->ndcg = mt.ndcg10;
@@ -315,8 +331,8 @@ static bool on_epoch(int64_t epoch, double loss, double seconds, void *ud) {
 
 /* The FPD shape of a table: the heuristic's shapes for (rows, dim) with the
  * requested r, p, k. */
-static enum fpd_status fpd_shape(const struct options *o, int64_t rows, struct fpd_layer_shape *s,
-                                 struct fpd_error *err) {
+static enum fpd_status fpd_shape_dim(const struct options *o, int64_t rows, int64_t dim, struct fpd_layer_shape *s,
+                                     struct fpd_error *err) {
     struct fpd_plan_params pp = fpd_plan_default_params();
     pp.rank = o->rank;
     pp.terms = o->terms;
@@ -324,12 +340,119 @@ static enum fpd_status fpd_shape(const struct options *o, int64_t rows, struct f
     pp.min_rows = 1;
     pp.min_ratio = 0.0;
     struct fpd_plan plan;
-    enum fpd_status st = fpd_plan_table(rows, o->dim, FPD_DTYPE_F32, &pp, &plan, err);
+    enum fpd_status st = fpd_plan_table(rows, dim, FPD_DTYPE_F32, &pp, &plan, err);
     if (!st) *s = plan.shape;
     return st;
 }
 
+/* x[0..n) from normal(0, scale^2) (Box-Muller pairs) */
+static void fill_normal(float *x, int64_t n, double scale, uint64_t *rng) {
+    for (int64_t q = 0; q < n; q += 2) {
+        double u1 = ((double)(rng_next(rng) >> 11) + 0.5) * (1.0 / 9007199254740992.0);
+        double u2 = (double)(rng_next(rng) >> 11) * (1.0 / 9007199254740992.0);
+        double rad = sqrt(-2.0 * log(u1));
+        x[q] = (float)(scale * rad * cos(6.283185307179586 * u2));
+        if (q + 1 < n) x[q + 1] = (float)(scale * rad * sin(6.283185307179586 * u2));
+    }
+}
+
+/* The training parameters of both trainers from the options. */
+static struct fpd_gmf_train_params train_params(const struct options *o, bool fpd, uint64_t seed) {
+    struct fpd_gmf_train_params tp = fpd_gmf_train_default_params();
+    tp.epochs = o->epochs;
+    tp.batch_size = o->batch;
+    tp.negatives = o->negatives;
+    tp.learning_rate = o->lr;
+    tp.core_learning_rate = o->core_lr;
+    tp.core_lr_relative = o->core_lr_relative;
+    tp.order_rows = o->order_rows;
+    if (fpd) tp.free_coords = o->free_coords;
+    tp.seed = seed;
+    tp.backend = o->backend;
+    return tp;
+}
+
+/* MLP or NeuMF (fpd_ncf_train) with dense or FPD tables: NCF's initialization
+ * (tables normal(0, init_scale^2), layers Glorot, prediction LeCun), trained and
+ * evaluated as GMF is; not written. */
+static int train_ncf_one(const struct options *o, const struct split *sp, bool fpd, uint64_t seed, struct run *run) {
+    struct fpd_error err = {0};
+    memset(run, 0, sizeof *run);
+    run->kind = fpd ? "fpd" : "dense";
+    run->seed = seed;
+    struct fpd_ncf m;
+    memset(&m, 0, sizeof m);
+    m.kind = o->model;
+    m.n_layers = o->n_layers - 1;
+    for (int l = 0; l < o->n_layers; l++) m.layer_dim[l] = o->layers[l];
+    struct fpd_embedding *tabs[4] = {&m.mf_user, &m.mf_item, &m.mlp_user, &m.mlp_item};
+    bool used[4] = {o->model != FPD_NCF_KIND_MLP, o->model != FPD_NCF_KIND_MLP, true, true};
+    float *mem[4 + 2 * FPD_NCF_MAX_LAYERS + 1] = {0};
+    struct fpd_layer *lay[4] = {0};
+    uint64_t rng = seed * 0x9E3779B97F4A7C15ull + 0x1234567ull;
+    int64_t params = 0, dense_params = 0;
+    int rc = 1;
+    for (int q = 0; q < 4; q++) {
+        if (!used[q]) continue;
+        const int64_t rows = q & 1 ? sp->n_items : sp->n_users, dim = q < 2 ? o->dim : o->layers[0] / 2;
+        *tabs[q] = (struct fpd_embedding){.rows = rows, .dim = dim};
+        dense_params += rows * dim;
+        if (fpd) {
+            struct fpd_layer_shape s;
+            struct fpd_init_params ip = {FPD_INIT_KIND_NORMAL, o->init_scale, seed * 4 + (uint64_t)q};
+            if (fpd_shape_dim(o, rows, dim, &s, &err) || fpd_init(&s, &ip, &lay[q], &err)) {
+                cli_error("FPD table %d: %s", q, err.msg);
+                goto done;
+            }
+            tabs[q]->layer = lay[q];
+            params += fpd_layer_shape_params(fpd_layer_get_shape(lay[q])) + (o->order_rows ? rows : 0) +
+                      o->free_coords * (rows + dim);
+        } else {
+            if (!(mem[q] = malloc((size_t)(rows * dim) * sizeof(float)))) goto oom;
+            fill_normal(mem[q], rows * dim, o->init_scale, &rng);
+            tabs[q]->dense = mem[q];
+            params += rows * dim;
+        }
+    }
+    int64_t other = 1;
+    for (int32_t l = 0; l < m.n_layers; l++) {
+        const int64_t in = m.layer_dim[l], out = m.layer_dim[l + 1];
+        if (!(m.layer_weight[l] = mem[4 + 2 * l] = malloc((size_t)(in * out) * sizeof(float))) ||
+            !(m.layer_bias[l] = mem[5 + 2 * l] = malloc((size_t)out * sizeof(float))))
+            goto oom;
+        other += out * (in + 1);
+    }
+    const int64_t pd = fpd_ncf_predict_dim(&m);
+    if (!(m.weight = mem[4 + 2 * FPD_NCF_MAX_LAYERS] = malloc((size_t)pd * sizeof(float)))) goto oom;
+    other += pd;
+    if (fpd_ncf_init_dense(&m, seed, &err)) {
+        cli_error("%s", err.msg);
+        goto done;
+    }
+    run->params = params + other;
+    run->ratio = (double)(dense_params + other) / (double)(params + other);
+    struct fpd_gmf_train_params tp = train_params(o, fpd, seed);
+    struct epoch_ctx ec = {o, NULL, &m, sp, run, 0.0};
+    tp.epoch_callback = on_epoch;
+    tp.epoch_user_data = &ec;
+    if (fpd_ncf_train(&m, sp->tr_users, sp->tr_items, sp->n_train, &tp, NULL, &err)) {
+        cli_error("training: %s", err.msg);
+        goto done;
+    }
+    if (cli_interrupted()) goto done;
+    run->sec_per_epoch = run->epochs ? ec.train_seconds / (double)run->epochs : 0.0;
+    rc = 0;
+    goto done;
+oom:
+    cli_error("out of memory");
+done:
+    for (int q = 0; q < 4; q++) fpd_layer_free(lay[q]);
+    for (size_t q = 0; q < sizeof mem / sizeof *mem; q++) free(mem[q]);
+    return rc;
+}
+
 static int train_one(const struct options *o, const struct split *sp, bool fpd, uint64_t seed, struct run *run) {
+    if (o->model != FPD_NCF_KIND_GMF) return train_ncf_one(o, sp, fpd, seed, run);
     struct fpd_error err = {0};
     struct fpd_ncf_model m;
     memset(&m, 0, sizeof m);
@@ -346,7 +469,7 @@ static int train_one(const struct options *o, const struct split *sp, bool fpd, 
         if (fpd) {
             struct fpd_layer_shape s;
             struct fpd_init_params ip = {FPD_INIT_KIND_NORMAL, o->init_scale, seed * 2 + (uint64_t)i};
-            if (fpd_shape(o, rows[i], &s, &err) || fpd_init(&s, &ip, &layer[i], &err)) {
+            if (fpd_shape_dim(o, rows[i], D, &s, &err) || fpd_init(&s, &ip, &layer[i], &err)) {
                 cli_error("FPD table %d: %s", i, err.msg);
                 goto fail;
             }
@@ -355,13 +478,7 @@ static int train_one(const struct options *o, const struct split *sp, bool fpd, 
         } else {
             dense[i] = fpd_malloc((size_t)(rows[i] * D) * sizeof(float)); /* owned by the model */
             if (!dense[i]) goto oom;
-            for (int64_t q = 0; q < rows[i] * D; q += 2) { /* Box-Muller pairs */
-                double u1 = ((double)(rng_next(&rng) >> 11) + 0.5) * (1.0 / 9007199254740992.0);
-                double u2 = (double)(rng_next(&rng) >> 11) * (1.0 / 9007199254740992.0);
-                double rad = sqrt(-2.0 * log(u1));
-                dense[i][q] = (float)(o->init_scale * rad * cos(6.283185307179586 * u2));
-                if (q + 1 < rows[i] * D) dense[i][q + 1] = (float)(o->init_scale * rad * sin(6.283185307179586 * u2));
-            }
+            fill_normal(dense[i], rows[i] * D, o->init_scale, &rng);
             params += rows[i] * D;
         }
     }
@@ -379,18 +496,8 @@ static int train_one(const struct options *o, const struct split *sp, bool fpd, 
     layer[0] = layer[1] = NULL;
     run->params = params;
     run->ratio = (double)((rows[0] + rows[1]) * D + D + 1) / (double)params;
-    struct fpd_gmf_train_params tp = fpd_gmf_train_default_params();
-    tp.epochs = o->epochs;
-    tp.batch_size = o->batch;
-    tp.negatives = o->negatives;
-    tp.learning_rate = o->lr;
-    tp.core_learning_rate = o->core_lr;
-    tp.core_lr_relative = o->core_lr_relative;
-    tp.order_rows = o->order_rows;
-    if (fpd) tp.free_coords = o->free_coords;
-    tp.seed = seed;
-    tp.backend = o->backend;
-    struct epoch_ctx ec = {o, &m, sp, run, 0.0};
+    struct fpd_gmf_train_params tp = train_params(o, fpd, seed);
+    struct epoch_ctx ec = {o, &m, NULL, sp, run, 0.0};
     tp.epoch_callback = on_epoch;
     tp.epoch_user_data = &ec;
     if (fpd_gmf_train(&m.gmf, sp->tr_users, sp->tr_items, sp->n_train, &tp, NULL, &err)) {
@@ -458,10 +565,16 @@ int main(int argc, char **argv) {
     o.split_seed = 1;
     o.seeds[0] = 1;
     o.n_seeds = 1;
+    o.n_layers = 4; /* NCF's MLP: 64 -> 32 -> 16 -> 8 */
+    o.layers[0] = 64;
+    o.layers[1] = 32;
+    o.layers[2] = 16;
+    o.layers[3] = 8;
     o.dense = o.fpd = true;
     o.eval_every = 1;
     enum { OPT_DIM = 256, OPT_TABLES, OPT_RANK, OPT_TERMS, OPT_CORES, OPT_EPOCHS, OPT_BATCH, OPT_NEG, OPT_LR,
-           OPT_CORE_LR, OPT_CORE_REL, OPT_ORDER, OPT_FREE, OPT_INIT, OPT_SEEDS, OPT_SPLIT, OPT_MAXU, OPT_EVAL, OPT_WTEST, OPT_JSON, OPT_DEVICE };
+           OPT_CORE_LR, OPT_CORE_REL, OPT_ORDER, OPT_FREE, OPT_INIT, OPT_SEEDS, OPT_SPLIT, OPT_MAXU, OPT_EVAL, OPT_WTEST, OPT_JSON, OPT_DEVICE,
+           OPT_MODEL, OPT_LAYERS };
     static const struct option opts[] = {
         {"dim", required_argument, 0, OPT_DIM},         {"tables", required_argument, 0, OPT_TABLES},
         {"rank", required_argument, 0, OPT_RANK},       {"terms", required_argument, 0, OPT_TERMS},
@@ -475,6 +588,7 @@ int main(int argc, char **argv) {
         {"write-test", no_argument, 0, OPT_WTEST},      {"json", no_argument, 0, OPT_JSON},
         {"output", required_argument, 0, 'o'},          {"help", no_argument, 0, 'h'},
         {"device", required_argument, 0, OPT_DEVICE},
+        {"model", required_argument, 0, OPT_MODEL},     {"layers", required_argument, 0, OPT_LAYERS},
         {0, 0, 0, 0},
     };
     opterr = 0;
@@ -522,6 +636,27 @@ int main(int argc, char **argv) {
             if (!fpd_device_parse(optarg, &o.device))
                 cli_usage_error("--device must be auto, cpu, cuda or cuda:N, got '%s'", optarg);
             break;
+        case OPT_MODEL:
+            if (!strcmp(optarg, "gmf")) o.model = FPD_NCF_KIND_GMF;
+            else if (!strcmp(optarg, "mlp")) o.model = FPD_NCF_KIND_MLP;
+            else if (!strcmp(optarg, "neumf")) o.model = FPD_NCF_KIND_NEUMF;
+            else cli_usage_error("--model must be gmf, mlp or neumf, got '%s'", optarg);
+            break;
+        case OPT_LAYERS: {
+            o.n_layers = 0;
+            for (char *q = optarg; *q;) {
+                char *end;
+                long long v = strtoll(q, &end, 10);
+                if (end == q || v < 1 || v > 4096 || (*end && *end != ',') || o.n_layers > FPD_NCF_MAX_LAYERS)
+                    cli_usage_error("--layers expects 2 to %d widths in 1..4096 separated by commas, got '%s'",
+                                    FPD_NCF_MAX_LAYERS + 1, optarg);
+                o.layers[o.n_layers++] = v;
+                q = *end ? end + 1 : end;
+            }
+            if (o.n_layers < 2 || o.layers[0] % 2)
+                cli_usage_error("--layers needs an even input width and at least one hidden layer, got '%s'", optarg);
+            break;
+        }
         case 'o': o.out = optarg; break;
         case 'h': usage(stdout); return CLI_EXIT_OK;
         case ':': cli_usage_error("option '%s' needs a value", argv[optind - 1]);
@@ -531,6 +666,8 @@ int main(int argc, char **argv) {
     if (optind >= argc) cli_usage_error("no ratings file given");
     if (optind + 1 < argc) cli_usage_error("one ratings file expected, got '%s' too", argv[optind + 1]);
     if (o.write_test && !o.out) cli_usage_error("--write-test needs -o PREFIX");
+    if (o.model != FPD_NCF_KIND_GMF && o.out)
+        cli_usage_error("-o writes GMF checkpoints only; MLP and NeuMF checkpoints are not written yet");
     if (o.free_coords > o.dim) cli_usage_error("--free-coords must be at most --dim (%lld)", (long long)o.dim);
     if (o.batch < 1 + o.negatives) cli_usage_error("--batch must be at least 1 + --negatives");
     o.ratings = argv[optind];
@@ -588,6 +725,13 @@ int main(int argc, char **argv) {
                                 (json_int_t)o.dim, "rank", (json_int_t)o.rank, "terms", (json_int_t)o.terms,
                                 "epochs", (json_int_t)o.epochs, "users", (json_int_t)sp.n_users, "items",
                                 (json_int_t)sp.n_items, "train", (json_int_t)sp.n_train, "runs", a);
+        static const char *const model_names[FPD_NCF_KIND_COUNT] = {"gmf", "mlp", "neumf"};
+        json_object_set_new(res, "model", json_string(model_names[o.model]));
+        if (o.model != FPD_NCF_KIND_GMF) {
+            json_t *ls = json_array();
+            for (int l = 0; l < o.n_layers; l++) json_array_append_new(ls, json_integer(o.layers[l]));
+            json_object_set_new(res, "layers", ls);
+        }
         json_object_set_new(res, "device", json_string(dev.used));
         json_object_set_new(res, "device_requested", json_string(dev.requested));
         if (dev.note[0]) json_object_set_new(res, "device_note", json_string(dev.note));

@@ -76,3 +76,31 @@ assert abs(r['hr10'] - e['hr10']) < 1e-6 and abs(r['ndcg10'] - e['ndcg10']) < 1e
 fi
 run "$T" ratings.tsv --free-coords 65
 expect_rc "free coords above --dim: exit 2" 2
+
+# --model mlp / neumf: NCF's other models train (fpd_ncf_train) and are evaluated; the
+# parameter counts are the tables' plus the layers' (NCF's 64 -> 32 -> 16 -> 8), and
+# checkpoints are not written (-o refused)
+if [ -f "$ML" ]; then
+    for model in mlp neumf; do
+        run "$T" "$ML" --model $model --epochs 1 --max-users 200 --dim 8 --rank 4 --cores 2 --json
+        expect_rc "$model: exit 0" 0
+        cp out.txt $model.json
+        py_check "$model: parameter counts from the layers and tables, HR@10 in range" "
+import json; r = json.load(open('$model.json'))
+assert r['model'] == '$model' and r['layers'] == [64, 32, 16, 8], r
+d, f = r['runs']
+U, I = r['users'], r['items']
+layers = 32 * 65 + 16 * 33 + 8 * 17
+pred = 8 + (8 if '$model' == 'neumf' else 0) + 1
+tables = (U + I) * 32 + ((U + I) * 8 if '$model' == 'neumf' else 0)
+assert d['params'] == tables + layers + pred, (d['params'], tables + layers + pred)
+assert f['params'] < d['params'] and f['ratio'] > 1.5, f
+for x in (d, f): assert 0.0 < x['hr10'] <= 1.0, x"
+    done
+    run "$T" "$ML" --model mlp --epochs 1 --max-users 50 -o m
+    expect_rc "mlp with -o: exit 2 (not written yet)" 2
+fi
+run "$T" ratings.tsv --model xyz
+expect_rc "--model unknown: exit 2" 2
+run "$T" ratings.tsv --layers 63,8
+expect_rc "--layers odd input: exit 2" 2
