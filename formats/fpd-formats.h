@@ -477,32 +477,55 @@ FPD_API enum fpd_status fpd_ncf_interactions_load(const char *path, int64_t id_b
 /* Release what fpd_ncf_interactions_load allocated and zero *x. */
 FPD_API void fpd_ncf_interactions_free(struct fpd_ncf_interactions *x);
 
-/* A GMF model in memory. Tables are F32 copies (dense) or layers (FPD). Fields are
- * public so that a trainer can reach the tables; fpd_ncf_model_free releases them. */
+/* An NCF model in memory: GMF, MLP or NeuMF (He et al., WWW 2017; fpd.h "NCF's three
+ * models"). Tables are F32 copies (dense) or layers (FPD). Fields are public so that
+ * a trainer can reach the tables; fpd_ncf_model_free releases them.
+ *
+ * Checkpoints use the tensor names of the NCF authors' Keras models (GMF.py, MLP.py,
+ * NeuMF.py), converted as PyTorch names them ("NAME.weight", Dense kernels as
+ * [out, in]):
+ *   GMF:   user_embedding.weight [U, D], item_embedding.weight [I, D],
+ *          prediction.weight [1, D], prediction.bias [1]
+ *   MLP:   user_embedding.weight [U, A/2], item_embedding.weight [I, A/2],
+ *          layer1.weight [n1, A], layer1.bias [n1], ... layerL.weight [nL, n(L-1)],
+ *          prediction.weight [1, nL], prediction.bias [1]
+ *   NeuMF: mf_embedding_user.weight, mf_embedding_item.weight [., D],
+ *          mlp_embedding_user.weight, mlp_embedding_item.weight [., A/2], layer1..L
+ *          as MLP, prediction.weight [1, D + nL] (the GMF part first), prediction.bias
+ * Each table dense, row-wise int8/int4 or FPD v1 (fpd.table.NAME). */
 struct fpd_ncf_model {
     struct fpd_safetensors *st;     /* the checkpoint it came from, or NULL          */
-    struct fpd_gmf gmf;             /* views of the members below                    */
-    float *dense[2];                /* user, item: dense F32 [rows, dim] or NULL     */
-    struct fpd_layer *layer[2];     /* user, item: FPD layers or NULL                */
-    struct fpd_table_meta meta[2];  /* FPD metadata (written with the layer)         */
-    enum fpd_dtype dtype[2];        /* stored dtype of a dense table                 */
-    const char *encoding[2];        /* "int8"/"int4" for a row-wise table read
+    struct fpd_gmf gmf;             /* GMF: views of the members below               */
+    float *dense[4];                /* tables (fpd_ncf_model_table_name order):
+                                       dense F32 [rows, dim] or NULL                 */
+    struct fpd_layer *layer[4];     /* the same tables: FPD layers or NULL           */
+    struct fpd_table_meta meta[4];  /* FPD metadata (written with the layer)         */
+    enum fpd_dtype dtype[4];        /* stored dtype of a dense table                 */
+    const char *encoding[4];        /* "int8"/"int4" for a row-wise table read
                                        dequantized into dense[], else NULL (static)  */
     enum fpd_dtype pred_dtype[2];   /* stored dtypes of prediction weight, bias      */
-    float *weight;                  /* [dim]                                          */
+    float *weight;                  /* [fpd_ncf_predict_dim(&net)]                   */
+    enum fpd_ncf_kind kind;         /* GMF, MLP or NeuMF                             */
+    int32_t n_tables;               /* 2 (GMF, MLP) or 4 (NeuMF: mf user, mf item,
+                                       mlp user, mlp item)                           */
+    struct fpd_ncf net;             /* every kind: views of the members (and hidden) */
+    float *hidden[2 * FPD_NCF_MAX_LAYERS]; /* MLP, NeuMF: layer l's weight [2 l],
+                                       bias [2 l + 1], F32                           */
 };
-/* Open a GMF checkpoint into *m (overwritten): each of the two tables dense (2-D
- * float tensor, converted to F32), row-wise int8/int4 (dequantized to F32) or FPD
- * (fpd.table.T metadata and cores, via fpd_checkpoint_load_layer);
- * prediction.weight [1, D] or [D] and prediction.bias [1] or a scalar. The
- * checkpoint stays open (m->st) until fpd_ncf_model_free. Errors: IO, FORMAT (a
- * missing tensor, shapes that do not fit: "PATH: ..."), UNSUPPORTED (an NCF MLP or
- * NeuMF checkpoint, known by the Keras models' tensor names layer1.weight,
- * mf_embedding_user.weight, mlp_embedding_user.weight: "this model is not
- * supported"), as fpd_checkpoint_load_layer, NOMEM. Free with fpd_ncf_model_free
- * (also after a failure). */
+/* The tensor name of table i < m->n_tables of a model of that kind (static). */
+FPD_API const char *fpd_ncf_model_table_name(enum fpd_ncf_kind kind, int32_t i);
+/* Open an NCF checkpoint (GMF, MLP or NeuMF, told apart by its tensor names, as
+ * above) into *m (overwritten): each table dense (2-D float tensor, converted to
+ * F32), row-wise int8/int4 (dequantized to F32) or FPD (fpd.table.T metadata and
+ * cores, via fpd_checkpoint_load_layer); the hidden layers layer1.. (float, any
+ * dtype, converted to F32); prediction.weight [1, P] or [P] and prediction.bias
+ * [1] or a scalar. The checkpoint stays open (m->st) until fpd_ncf_model_free.
+ * Errors: IO, FORMAT (a missing tensor, shapes that do not fit: "PATH: ..."; a
+ * checkpoint that is none of the three: "this model is not supported"), as
+ * fpd_checkpoint_load_layer, NOMEM. Free with fpd_ncf_model_free (also after a
+ * failure). */
 FPD_API enum fpd_status fpd_ncf_model_load(const char *path, struct fpd_ncf_model *m, struct fpd_error *err);
-/* A model from parts (for a trainer): table i (0 user, 1 item) is dense[i] (F32
+/* A GMF model from parts (for a trainer): table i (0 user, 1 item) is dense[i] (F32
  * [rows[i], dim], allocated with fpd_malloc) or layer[i]; the model takes ownership
  * of both (freed by fpd_ncf_model_free, also after a failure); weight [dim] is
  * copied. Set meta[i] of an FPD table before fpd_ncf_model_save. Errors: SHAPE (a
@@ -510,12 +533,21 @@ FPD_API enum fpd_status fpd_ncf_model_load(const char *path, struct fpd_ncf_mode
 FPD_API enum fpd_status fpd_ncf_model_init(struct fpd_ncf_model *m, float *const dense[2],
                                            struct fpd_layer *const layer[2], const int64_t rows[2], int64_t dim,
                                            const float *weight, float bias, struct fpd_error *err);
+/* A model of any kind from a filled struct fpd_ncf (for a trainer): the model takes
+ * ownership of every table (dense rows allocated with fpd_malloc, or FPD layers),
+ * hidden-layer array and the prediction weight that net points to (all freed by
+ * fpd_ncf_model_free, also after a failure); dense tables are written as F32, FPD
+ * cores in F32 (set meta[i] before fpd_ncf_model_save). Errors: as fpd_ncf_logits'
+ * checks of the model (SHAPE, INVALID_ARG). */
+FPD_API enum fpd_status fpd_ncf_model_init_net(struct fpd_ncf_model *m, const struct fpd_ncf *net,
+                                               struct fpd_error *err);
 /* Free everything the model owns (and the checkpoint handle); zeroes it. */
 FPD_API void fpd_ncf_model_free(struct fpd_ncf_model *m);
 /* Write the model as a safetensors checkpoint (atomic; FPD_WRITE_OVERWRITE when
- * overwrite): dense tables as F32 (or their source dtype when loaded), FPD tables as
- * cores in meta.core_dtype (F32 when unknown) with their row_perm and "fpd.table.T",
- * prediction.weight [1, D] and prediction.bias [1]. Every other tensor and metadata
+ * overwrite) under its kind's names: dense tables as F32 (or their source dtype when
+ * loaded), FPD tables as cores in meta.core_dtype (F32 when unknown) with their
+ * row_perm, free/1's tensors and "fpd.table.T", the hidden layers as F32,
+ * prediction.weight [1, P] and prediction.bias [1]. Every other tensor and metadata
  * entry of the source checkpoint (m->st) is copied unchanged. Errors: as
  * fpd_safetensors_write, NOMEM. */
 FPD_API enum fpd_status fpd_ncf_model_save(const struct fpd_ncf_model *m, const char *path, bool overwrite,
@@ -528,8 +560,9 @@ struct fpd_ncf_metrics {
     double hr10, ndcg10;
     int64_t users;
 };
-/* Rank each user's held-out item among its candidates (fpd_gmf_rank, k = 10).
- * Errors: as fpd_gmf_rank (INVALID_ARG: an id outside the tables). */
+/* Rank each user's held-out item among its candidates (fpd_gmf_rank for GMF,
+ * fpd_ncf_rank for MLP and NeuMF; k = 10). Errors: as those (INVALID_ARG: an id
+ * outside the tables). */
 FPD_API enum fpd_status fpd_ncf_model_eval(const struct fpd_ncf_model *m, const struct fpd_ncf_test *t,
                                            struct fpd_ncf_metrics *out, struct fpd_error *err);
 /* Load ckpt (dense, row-wise or FPD tables) and the test files, evaluate, free.
@@ -548,12 +581,13 @@ struct fpd_ncf_finetune_report {
     struct fpd_ncf_metrics before, after;
     int64_t positives, epochs;
     double final_loss, seconds, seconds_per_epoch;
-    double rel_error[2];            /* user, item vs the reference (NAN: none)      */
+    double rel_error[2];            /* tables 0 and 1 vs the reference (NAN: none)  */
 };
-/* Task-aware finetuning: load ckpt_in (a GMF checkpoint, typically with FPD
+/* Task-aware finetuning: load ckpt_in (an NCF checkpoint, typically with FPD
  * tables), read the interactions (0-based ids matching the tables), train with
- * fpd_gmf_train (gradients through the FPD cores; dense tables are trained as
- * dense rows), and write ckpt_out (may be ckpt_in with overwrite). Each FPD
+ * fpd_gmf_train (GMF) or fpd_ncf_train (MLP, NeuMF: no distill, no balance_users)
+ * (gradients through the FPD cores; dense tables are trained as dense rows), and
+ * write ckpt_out (may be ckpt_in with overwrite). Each FPD
  * table's metadata gets fit "+task" and, when ref_ckpt (may be NULL) has the dense
  * table, rel_error against it (else null). With params->distill > 0 and no
  * params->teacher, ref_ckpt (required then) is loaded as the teacher. params NULL:
@@ -591,7 +625,7 @@ struct fpd_ncf_map_report {
  * test file's evidence; see formats/ncf-data.c. model (may be NULL) breaks ties and
  * gives the HR checks; rep (may be NULL). Errors: SHAPE (user or item counts differ
  * from the test set's or the model's), FORMAT (the structure the method relies on
- * is absent), NOMEM. */
+ * is absent), UNSUPPORTED (a model other than GMF), NOMEM. */
 FPD_API enum fpd_status fpd_ncf_movielens_map(const struct fpd_ncf_interactions *ratings,
                                               const struct fpd_ncf_test *test, const struct fpd_ncf_model *model,
                                               int64_t *item_map, struct fpd_ncf_map_report *rep,

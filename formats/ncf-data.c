@@ -226,33 +226,97 @@ done:
 
 /* ---------------------------------------------------------------- models */
 
-static const char *const table_names[2] = {FPD_NCF_USER_TABLE, FPD_NCF_ITEM_TABLE};
+static const char *const gmf_names[2] = {FPD_NCF_USER_TABLE, FPD_NCF_ITEM_TABLE};
+static const char *const neumf_names[4] = {"mf_embedding_user.weight", "mf_embedding_item.weight",
+                                           "mlp_embedding_user.weight", "mlp_embedding_item.weight"};
+
+const char *fpd_ncf_model_table_name(enum fpd_ncf_kind kind, int32_t i) {
+    if (kind == FPD_NCF_KIND_NEUMF) return i >= 0 && i < 4 ? neumf_names[i] : "?";
+    return i >= 0 && i < 2 ? gmf_names[i] : "?";
+}
 
 void fpd_ncf_model_free(struct fpd_ncf_model *m) {
-    for (int i = 0; i < 2; i++) {
+    for (int i = 0; i < 4; i++) {
         fpd_free(m->dense[i]);
         fpd_layer_free(m->layer[i]);
     }
+    for (int l = 0; l < 2 * FPD_NCF_MAX_LAYERS; l++) fpd_free(m->hidden[l]);
     fpd_free(m->weight);
     fpd_safetensors_free(m->st);
     memset(m, 0, sizeof *m);
 }
 
-static void model_bind(struct fpd_ncf_model *m, const int64_t rows[2], int64_t dim) {
-    struct fpd_embedding *e[2] = {&m->gmf.user, &m->gmf.item};
-    for (int i = 0; i < 2; i++) {
-        e[i]->layer = m->layer[i];
-        e[i]->dense = m->dense[i];
-        e[i]->rows = rows[i];
-        e[i]->dim = dim;
+/* The views: gmf (GMF), net (every kind) onto the tables, layers and prediction;
+ * rows[i], dims[i] of table i. */
+static void model_bind(struct fpd_ncf_model *m, const int64_t *rows, const int64_t *dims, float bias) {
+    struct fpd_embedding e[4];
+    for (int i = 0; i < m->n_tables; i++)
+        e[i] = (struct fpd_embedding){.layer = m->layer[i], .dense = m->dense[i], .rows = rows[i], .dim = dims[i]};
+    m->net.kind = m->kind;
+    if (m->kind == FPD_NCF_KIND_GMF) {
+        m->gmf.user = m->net.mf_user = e[0];
+        m->gmf.item = m->net.mf_item = e[1];
+        m->gmf.weight = m->weight;
+        m->gmf.bias = bias;
+    } else if (m->kind == FPD_NCF_KIND_MLP) {
+        m->net.mlp_user = e[0];
+        m->net.mlp_item = e[1];
+    } else {
+        m->net.mf_user = e[0];
+        m->net.mf_item = e[1];
+        m->net.mlp_user = e[2];
+        m->net.mlp_item = e[3];
     }
-    m->gmf.weight = m->weight;
+    for (int32_t l = 0; l < m->net.n_layers; l++) {
+        m->net.layer_weight[l] = m->hidden[2 * l];
+        m->net.layer_bias[l] = m->hidden[2 * l + 1];
+    }
+    m->net.weight = m->weight;
+    m->net.bias = bias;
+}
+
+/* The prediction bias of any kind (GMF trains gmf.bias, the others net.bias). */
+static float model_bias(const struct fpd_ncf_model *m) { return m->kind == FPD_NCF_KIND_GMF ? m->gmf.bias : m->net.bias; }
+
+enum fpd_status fpd_ncf_model_init_net(struct fpd_ncf_model *m, const struct fpd_ncf *net, struct fpd_error *err) {
+    memset(m, 0, sizeof *m);
+    m->kind = net->kind;
+    m->n_tables = net->kind == FPD_NCF_KIND_NEUMF ? 4 : 2;
+    const struct fpd_embedding *src[4] = {&net->mf_user, &net->mf_item, &net->mlp_user, &net->mlp_item};
+    const int off = net->kind == FPD_NCF_KIND_MLP ? 2 : 0;
+    int64_t rows[4] = {0}, dims[4] = {0};
+    /* take ownership first, so that a failure below frees everything */
+    for (int i = 0; i < m->n_tables; i++) {
+        const struct fpd_embedding *e = src[i + off];
+        m->dense[i] = e->layer ? NULL : e->dense;
+        m->layer[i] = e->layer;
+        rows[i] = e->rows;
+        dims[i] = e->dim;
+        m->dtype[i] = FPD_DTYPE_F32;
+        m->meta[i].core_dtype = FPD_DTYPE_F32;
+        m->meta[i].source_dtype = FPD_DTYPE_F32;
+        if (e->layer) m->meta[i].shape = *fpd_layer_get_shape(e->layer);
+    }
+    m->net.n_layers = net->kind == FPD_NCF_KIND_GMF ? 0 : net->n_layers;
+    for (int32_t l = 0; l < m->net.n_layers && l < FPD_NCF_MAX_LAYERS; l++) {
+        m->hidden[2 * l] = net->layer_weight[l];
+        m->hidden[2 * l + 1] = net->layer_bias[l];
+    }
+    memcpy(m->net.layer_dim, net->layer_dim, sizeof m->net.layer_dim);
+    m->weight = net->weight;
+    m->pred_dtype[0] = m->pred_dtype[1] = FPD_DTYPE_F32;
+    enum fpd_status st = fpd_ncf_logits(net, NULL, NULL, 0, NULL, err); /* the model's checks */
+    if (st) return st;
+    model_bind(m, rows, dims, net->bias);
+    return FPD_STATUS_OK;
 }
 
 enum fpd_status fpd_ncf_model_init(struct fpd_ncf_model *m, float *const dense[2], struct fpd_layer *const layer[2],
                                    const int64_t rows[2], int64_t dim, const float *weight, float bias,
                                    struct fpd_error *err) {
     memset(m, 0, sizeof *m);
+    m->kind = FPD_NCF_KIND_GMF;
+    m->n_tables = 2;
     for (int i = 0; i < 2; i++) {
         m->dense[i] = dense[i];
         m->layer[i] = layer[i];
@@ -265,112 +329,174 @@ enum fpd_status fpd_ncf_model_init(struct fpd_ncf_model *m, float *const dense[2
             m->meta[i].shape = *fpd_layer_get_shape(layer[i]);
             if (m->meta[i].shape.rows != rows[i] || m->meta[i].shape.dim != dim)
                 return fpd__err(err, FPD_STATUS_SHAPE, "%s: FPD layer shape does not match [%lld, %lld]",
-                               table_names[i], (long long)rows[i], (long long)dim);
+                               gmf_names[i], (long long)rows[i], (long long)dim);
         } else if (!dense[i]) {
-            return fpd__err(err, FPD_STATUS_INVALID_ARG, "%s: neither dense rows nor an FPD layer", table_names[i]);
+            return fpd__err(err, FPD_STATUS_INVALID_ARG, "%s: neither dense rows nor an FPD layer", gmf_names[i]);
         }
     }
     m->pred_dtype[0] = m->pred_dtype[1] = FPD_DTYPE_F32;
     m->weight = fpd_malloc((size_t)dim * sizeof(float));
     if (!m->weight) return fpd__err(err, FPD_STATUS_NOMEM, "out of memory");
     memcpy(m->weight, weight, (size_t)dim * sizeof(float));
-    model_bind(m, rows, dim);
-    m->gmf.bias = bias;
+    const int64_t dims[2] = {dim, dim};
+    model_bind(m, rows, dims, bias);
     return FPD_STATUS_OK;
+}
+
+
+/* Table T of the checkpoint into slot i of m: dense (converted to F32), row-wise
+ * (dequantized) or FPD; *rows, *dim its shape. */
+static enum fpd_status load_table(struct fpd_ncf_model *m, const char *path, int i, const char *T, int64_t *rows,
+                                  int64_t *dim, struct fpd_error *err) {
+    enum fpd_status st;
+    const struct fpd_tensor_info *t = fpd_safetensors_find(m->st, T);
+    char key[256];
+    snprintf(key, sizeof key, "%s%s", FPD_META_TABLE_PREFIX, T);
+    const char *meta = fpd_safetensors_metadata_get(m->st, key);
+    if (t) {
+        if (t->ndim != 2 || !fpd_dtype_is_float(t->dtype) || t->shape[0] < 1 || t->shape[1] < 1)
+            return fpd__err(err, FPD_STATUS_FORMAT, "%s: tensor '%s' is %s with %d dims; a 2-D float table is "
+                            "expected", path, T, fpd_dtype_name(t->dtype), (int)t->ndim);
+        *rows = t->shape[0];
+        *dim = t->shape[1];
+        m->dtype[i] = t->dtype;
+        m->dense[i] = fpd_malloc((size_t)(*rows * *dim) * sizeof(float));
+        if (!m->dense[i]) return fpd__err(err, FPD_STATUS_NOMEM, "%s: out of memory for '%s'", path, T);
+        if ((st = fpd_dtype_to_f32(t->dtype, t->data, m->dense[i], *rows * *dim)))
+            return fpd__err(err, st, "%s: tensor '%s': cannot convert %s", path, T, fpd_dtype_name(t->dtype));
+    } else if (snprintf(key, sizeof key, "%s%s", FPD_META_ROWWISE_PREFIX, T) > 0 &&
+               fpd_safetensors_metadata_get(m->st, key)) { /* row-wise int8/int4: dequantized, dense */
+        struct fpd_rowwise_table q;
+        struct fpd_rowwise_meta rm;
+        if ((st = fpd_checkpoint_load_rowwise(m->st, T, &q, &rm, err))) return st;
+        *rows = q.rows;
+        *dim = q.dim;
+        m->dtype[i] = rm.source_dtype;
+        m->encoding[i] = fpd_rowwise_name(q.kind);
+        if (!(m->dense[i] = fpd_malloc((size_t)(*rows * *dim) * sizeof(float))))
+            return fpd__err(err, FPD_STATUS_NOMEM, "%s: out of memory for '%s'", path, T);
+        if ((st = fpd_rowwise_reconstruct(&q, 0, q.rows, m->dense[i], err))) return st;
+    } else if (meta) {
+        if ((st = fpd_table_meta_from_json(meta, T, &m->meta[i], err)) ||
+            (st = fpd_checkpoint_load_layer(m->st, T, &m->layer[i], err)))
+            return st;
+        *rows = fpd_layer_get_shape(m->layer[i])->rows;
+        *dim = fpd_layer_get_shape(m->layer[i])->dim;
+    } else {
+        return fpd__err(err, FPD_STATUS_FORMAT, "%s: no tensor '%s' and no FPD table '%s'", path, T, T);
+    }
+    return FPD_STATUS_OK;
+}
+
+/* A float tensor NAME of numel n into a new F32 array, or an error naming it. */
+static enum fpd_status load_floats(const struct fpd_safetensors *st, const char *path, const char *name, int64_t n0,
+                                   int64_t n1, float **out, enum fpd_dtype *dtype, struct fpd_error *err) {
+    const struct fpd_tensor_info *t = fpd_safetensors_find(st, name);
+    if (!t) return fpd__err(err, FPD_STATUS_FORMAT, "%s: no tensor '%s'", path, name);
+    bool shape_ok = fpd_tensor_info_numel(t) == n0 * n1 && t->ndim >= 1 && t->ndim <= 2 &&
+                    (t->ndim == 1 ? n0 == 1 || n1 == 1 : t->shape[0] == n0 && t->shape[1] == n1);
+    if (!fpd_dtype_is_float(t->dtype) || !shape_ok)
+        return fpd__err(err, FPD_STATUS_FORMAT, "%s: '%s' must be a float [%lld, %lld] tensor", path, name,
+                        (long long)n0, (long long)n1);
+    if (!(*out = fpd_malloc((size_t)(n0 * n1) * sizeof(float))))
+        return fpd__err(err, FPD_STATUS_NOMEM, "%s: out of memory for '%s'", path, name);
+    if (dtype) *dtype = t->dtype;
+    return fpd_dtype_to_f32(t->dtype, t->data, *out, n0 * n1);
 }
 
 enum fpd_status fpd_ncf_model_load(const char *path, struct fpd_ncf_model *m, struct fpd_error *err) {
     memset(m, 0, sizeof *m);
     enum fpd_status st = fpd_safetensors_open(path, &m->st, err);
     if (st) return st;
-    /* NCF's other models, by the tensor names of the authors' Keras models (NeuMF.py,
-     * MLP.py) converted as the GMF checkpoint is: say so instead of a shape error */
-    const char *kind = NULL;
-    if (fpd_safetensors_find(m->st, "mf_embedding_user.weight") || fpd_safetensors_find(m->st, "mlp_embedding_user.weight"))
-        kind = "NeuMF";
-    else if (fpd_safetensors_find(m->st, "layer1.weight"))
-        kind = "MLP";
-    if (kind)
-        return fpd__err(err, FPD_STATUS_UNSUPPORTED,
-                        "%s: an NCF %s checkpoint: this model is not supported here (GMF checkpoints only; the "
-                        "library computes MLP and NeuMF with fpd_ncf_logits / fpd_ncf_rank / fpd_ncf_train, "
-                        "but does not read or write their checkpoints yet)",
-                        path, kind);
-    int64_t rows[2] = {0, 0}, dims[2] = {0, 0};
-    for (int i = 0; i < 2; i++) {
-        const char *T = table_names[i];
-        const struct fpd_tensor_info *t = fpd_safetensors_find(m->st, T);
+    /* the kind, by the tensor names of the NCF authors' Keras models */
+    bool mf_named = false;
+    for (int i = 0; i < 4; i++) {
         char key[256];
-        snprintf(key, sizeof key, "%s%s", FPD_META_TABLE_PREFIX, T);
-        const char *meta = fpd_safetensors_metadata_get(m->st, key);
-        if (t) {
-            if (t->ndim != 2 || !fpd_dtype_is_float(t->dtype) || t->shape[0] < 1 || t->shape[1] < 1)
-                return fpd__err(err, FPD_STATUS_FORMAT, "%s: tensor '%s' is %s with %d dims; a 2-D float table is "
-                               "expected", path, T, fpd_dtype_name(t->dtype), (int)t->ndim);
-            rows[i] = t->shape[0];
-            dims[i] = t->shape[1];
-            m->dtype[i] = t->dtype;
-            m->dense[i] = fpd_malloc((size_t)(rows[i] * dims[i]) * sizeof(float));
-            if (!m->dense[i]) return fpd__err(err, FPD_STATUS_NOMEM, "%s: out of memory for '%s'", path, T);
-            if ((st = fpd_dtype_to_f32(t->dtype, t->data, m->dense[i], rows[i] * dims[i])))
-                return fpd__err(err, st, "%s: tensor '%s': cannot convert %s", path, T, fpd_dtype_name(t->dtype));
-        } else if (snprintf(key, sizeof key, "%s%s", FPD_META_ROWWISE_PREFIX, T) > 0 &&
-                   fpd_safetensors_metadata_get(m->st, key)) { /* row-wise int8/int4: dequantized, dense */
-            struct fpd_rowwise_table q;
-            struct fpd_rowwise_meta rm;
-            if ((st = fpd_checkpoint_load_rowwise(m->st, T, &q, &rm, err))) return st;
-            rows[i] = q.rows;
-            dims[i] = q.dim;
-            m->dtype[i] = rm.source_dtype;
-            m->encoding[i] = fpd_rowwise_name(q.kind);
-            if (!(m->dense[i] = fpd_malloc((size_t)(rows[i] * dims[i]) * sizeof(float))))
-                return fpd__err(err, FPD_STATUS_NOMEM, "%s: out of memory for '%s'", path, T);
-            if ((st = fpd_rowwise_reconstruct(&q, 0, q.rows, m->dense[i], err))) return st;
-        } else if (meta) {
-            if ((st = fpd_table_meta_from_json(meta, T, &m->meta[i], err)) ||
-                (st = fpd_checkpoint_load_layer(m->st, T, &m->layer[i], err)))
-                return st;
-            rows[i] = fpd_layer_get_shape(m->layer[i])->rows;
-            dims[i] = fpd_layer_get_shape(m->layer[i])->dim;
-        } else {
-            return fpd__err(err, FPD_STATUS_FORMAT, "%s: no tensor '%s' and no FPD table '%s': not a GMF checkpoint",
-                           path, T, T);
+        snprintf(key, sizeof key, "%s%s", FPD_META_TABLE_PREFIX, neumf_names[i]);
+        mf_named |= fpd_safetensors_find(m->st, neumf_names[i]) || fpd_safetensors_metadata_get(m->st, key);
+        snprintf(key, sizeof key, "%s%s", FPD_META_ROWWISE_PREFIX, neumf_names[i]);
+        mf_named |= fpd_safetensors_metadata_get(m->st, key) != NULL;
+    }
+    m->kind = mf_named ? FPD_NCF_KIND_NEUMF
+              : fpd_safetensors_find(m->st, "layer1.weight") ? FPD_NCF_KIND_MLP
+                                                              : FPD_NCF_KIND_GMF;
+    m->n_tables = m->kind == FPD_NCF_KIND_NEUMF ? 4 : 2;
+    static const char *const kind_names[FPD_NCF_KIND_COUNT] = {"GMF", "MLP", "NeuMF"};
+    int64_t rows[4] = {0}, dims[4] = {0};
+    for (int i = 0; i < m->n_tables; i++) {
+        const char *T = fpd_ncf_model_table_name(m->kind, i);
+        if ((st = load_table(m, path, i, T, &rows[i], &dims[i], err))) {
+            if (st == FPD_STATUS_FORMAT && !fpd_safetensors_find(m->st, T) && m->kind == FPD_NCF_KIND_GMF)
+                return fpd__err(err, FPD_STATUS_FORMAT,
+                                "%s: no tensor '%s' and no FPD table '%s': not an NCF checkpoint (GMF, MLP or NeuMF "
+                                "as fpd-formats.h names their tensors); this model is not supported",
+                                path, T, T);
+            return st;
         }
     }
-    if (dims[0] != dims[1])
-        return fpd__err(err, FPD_STATUS_FORMAT, "%s: user table dim %lld != item table dim %lld", path,
-                       (long long)dims[0], (long long)dims[1]);
-    const int64_t dim = dims[0];
-    const struct fpd_tensor_info *w = fpd_safetensors_find(m->st, FPD_NCF_PRED_WEIGHT);
-    const struct fpd_tensor_info *b = fpd_safetensors_find(m->st, FPD_NCF_PRED_BIAS);
-    if (!w || !b)
-        return fpd__err(err, FPD_STATUS_FORMAT, "%s: no tensor '%s': not a GMF checkpoint", path,
-                       !w ? FPD_NCF_PRED_WEIGHT : FPD_NCF_PRED_BIAS);
-    if (!fpd_dtype_is_float(w->dtype) || fpd_tensor_info_numel(w) != dim || w->ndim < 1 || w->ndim > 2)
-        return fpd__err(err, FPD_STATUS_FORMAT, "%s: '%s' must be a float [1, %lld] tensor", path, FPD_NCF_PRED_WEIGHT,
-                       (long long)dim);
-    if (!fpd_dtype_is_float(b->dtype) || fpd_tensor_info_numel(b) != 1)
+    for (int i = 0; i + 1 < m->n_tables; i += 2)
+        if (dims[i] != dims[i + 1])
+            return fpd__err(err, FPD_STATUS_FORMAT, "%s: %s: '%s' dim %lld != '%s' dim %lld", path,
+                            kind_names[m->kind], fpd_ncf_model_table_name(m->kind, i), (long long)dims[i],
+                            fpd_ncf_model_table_name(m->kind, i + 1), (long long)dims[i + 1]);
+    if (m->kind == FPD_NCF_KIND_NEUMF && (rows[2] != rows[0] || rows[3] != rows[1]))
+        return fpd__err(err, FPD_STATUS_FORMAT, "%s: NeuMF: GMF tables have %lld users and %lld items, MLP tables "
+                        "%lld and %lld", path, (long long)rows[0], (long long)rows[1], (long long)rows[2],
+                        (long long)rows[3]);
+    /* hidden layers layer1..layerL: weight [n_l, n_{l-1}], bias [n_l] */
+    m->net.kind = m->kind;
+    if (m->kind != FPD_NCF_KIND_GMF) {
+        const int mi = m->kind == FPD_NCF_KIND_NEUMF ? 2 : 0;
+        m->net.layer_dim[0] = 2 * dims[mi];
+        int32_t L = 0;
+        for (;; L++) {
+            char wn[32], bn[32];
+            snprintf(wn, sizeof wn, "layer%d.weight", (int)L + 1);
+            snprintf(bn, sizeof bn, "layer%d.bias", (int)L + 1);
+            const struct fpd_tensor_info *w = fpd_safetensors_find(m->st, wn);
+            if (!w) break;
+            if (L == FPD_NCF_MAX_LAYERS)
+                return fpd__err(err, FPD_STATUS_FORMAT, "%s: more than %d hidden layers", path, FPD_NCF_MAX_LAYERS);
+            if (w->ndim != 2 || w->shape[0] < 1 || w->shape[1] != m->net.layer_dim[L])
+                return fpd__err(err, FPD_STATUS_FORMAT, "%s: '%s' must be [units, %lld] (the previous layer's width)",
+                                path, wn, (long long)m->net.layer_dim[L]);
+            m->net.layer_dim[L + 1] = w->shape[0];
+            if ((st = load_floats(m->st, path, wn, w->shape[0], w->shape[1], &m->hidden[2 * L], NULL, err)) ||
+                (st = load_floats(m->st, path, bn, 1, w->shape[0], &m->hidden[2 * L + 1], NULL, err)))
+                return st;
+        }
+        if (L == 0) return fpd__err(err, FPD_STATUS_FORMAT, "%s: %s without 'layer1.weight'", path, kind_names[m->kind]);
+        m->net.n_layers = L;
+    }
+    const int64_t pd = m->kind == FPD_NCF_KIND_GMF   ? dims[0]
+                       : m->kind == FPD_NCF_KIND_MLP ? m->net.layer_dim[m->net.n_layers]
+                                                     : dims[0] + m->net.layer_dim[m->net.n_layers];
+    if ((st = load_floats(m->st, path, FPD_NCF_PRED_WEIGHT, 1, pd, &m->weight, &m->pred_dtype[0], err))) return st;
+    const struct fpd_tensor_info *bt = fpd_safetensors_find(m->st, FPD_NCF_PRED_BIAS);
+    if (!bt) return fpd__err(err, FPD_STATUS_FORMAT, "%s: no tensor '%s'", path, FPD_NCF_PRED_BIAS);
+    if (!fpd_dtype_is_float(bt->dtype) || fpd_tensor_info_numel(bt) != 1)
         return fpd__err(err, FPD_STATUS_FORMAT, "%s: '%s' must hold one float", path, FPD_NCF_PRED_BIAS);
-    m->pred_dtype[0] = w->dtype;
-    m->pred_dtype[1] = b->dtype;
-    m->weight = fpd_malloc((size_t)dim * sizeof(float));
-    if (!m->weight) return fpd__err(err, FPD_STATUS_NOMEM, "out of memory");
-    float bias;
-    fpd_dtype_to_f32(w->dtype, w->data, m->weight, dim);
-    fpd_dtype_to_f32(b->dtype, b->data, &bias, 1);
-    model_bind(m, rows, dim);
-    m->gmf.bias = bias;
+    m->pred_dtype[1] = bt->dtype;
+    float b;
+    fpd_dtype_to_f32(bt->dtype, bt->data, &b, 1);
+    model_bind(m, rows, dims, b);
     return FPD_STATUS_OK;
 }
 
 /* Is `name` a tensor the model writes itself? */
-static bool model_owns(const char *name) {
+static bool model_owns(const struct fpd_ncf_model *m, const char *name) {
     if (strcmp(name, FPD_NCF_PRED_WEIGHT) == 0 || strcmp(name, FPD_NCF_PRED_BIAS) == 0) return true;
-    for (int i = 0; i < 2; i++) {
-        size_t l = strlen(table_names[i]);
-        if (strcmp(name, table_names[i]) == 0) return true;
-        if (strncmp(name, table_names[i], l) == 0 && strncmp(name + l, ".fpd.", 5) == 0) return true;
-        if (strncmp(name, table_names[i], l) == 0 && strncmp(name + l, ".rowwise.", 9) == 0) return true;
+    int L;
+    char rest[16];
+    if (m->kind != FPD_NCF_KIND_GMF && sscanf(name, "layer%d.%15s", &L, rest) == 2 && L >= 1 && L <= m->net.n_layers &&
+        (!strcmp(rest, "weight") || !strcmp(rest, "bias")))
+        return true;
+    for (int i = 0; i < m->n_tables; i++) {
+        const char *T = fpd_ncf_model_table_name(m->kind, i);
+        size_t l = strlen(T);
+        if (strcmp(name, T) == 0) return true;
+        if (strncmp(name, T, l) == 0 && strncmp(name + l, ".fpd.", 5) == 0) return true;
+        if (strncmp(name, T, l) == 0 && strncmp(name + l, ".rowwise.", 9) == 0) return true;
     }
     return false;
 }
@@ -378,28 +504,30 @@ static bool model_owns(const char *name) {
 enum fpd_status fpd_ncf_model_save(const struct fpd_ncf_model *m, const char *path, bool overwrite,
                                    struct fpd_error *err) {
     enum fpd_status st = FPD_STATUS_OK;
-    const int64_t dim = m->gmf.user.dim;
+    const int64_t pd = fpd_ncf_predict_dim(&m->net);
     int64_t n_src = m->st ? fpd_safetensors_count(m->st) : 0, n_meta_src = m->st ? fpd_safetensors_metadata_count(m->st) : 0;
-    int64_t cap = n_src + 2 * (FPD_MAX_MODES + 3) + 2;
+    int64_t cap = n_src + 4 * (FPD_MAX_MODES + 3) + 2 * FPD_NCF_MAX_LAYERS + 2;
     struct fpd_tensor_info *ts = fpd_calloc((size_t)cap, sizeof *ts);
     void **bufs = fpd_calloc((size_t)cap, sizeof *bufs);
     char **names = fpd_calloc((size_t)cap, sizeof *names);
-    const char **keys = fpd_calloc((size_t)(n_meta_src + 4), sizeof *keys);
-    const char **vals = fpd_calloc((size_t)(n_meta_src + 4), sizeof *vals);
-    const char *json[2] = {NULL, NULL};
-    char metakey[2][256];
-    struct fpd_checkpoint_tensors ct[2];
+    const char **keys = fpd_calloc((size_t)(n_meta_src + 6), sizeof *keys);
+    const char **vals = fpd_calloc((size_t)(n_meta_src + 6), sizeof *vals);
+    const char *json[4] = {NULL, NULL, NULL, NULL};
+    char metakey[4][256];
+    struct fpd_checkpoint_tensors ct[4];
     memset(ct, 0, sizeof ct);
     const char *free_ext = NULL, *src_ext = NULL;
     char *ext = NULL;
     int64_t n = 0, nm = 0;
     if (!ts || !bufs || !names || !keys || !vals) goto oom;
     bool any_fpd = false;
-    for (int i = 0; i < 2; i++) {
-        const char *T = table_names[i];
+    const struct fpd_embedding *views[4] = {&m->net.mf_user, &m->net.mf_item, &m->net.mlp_user, &m->net.mlp_item};
+    for (int i = 0; i < m->n_tables; i++) {
+        const char *T = fpd_ncf_model_table_name(m->kind, i);
+        const struct fpd_embedding *view = views[m->kind == FPD_NCF_KIND_MLP ? i + 2 : i];
         if (!m->layer[i]) {
             struct fpd_tensor_info *t = &ts[n];
-            const int64_t rows = i == 0 ? m->gmf.user.rows : m->gmf.item.rows;
+            const int64_t rows = view->rows, dim = view->dim;
             size_t es = fpd_dtype_size(m->dtype[i]);
             if (!(bufs[n] = fpd_malloc((size_t)(rows * dim) * es))) goto oom;
             fpd_dtype_from_f32(m->dtype[i], m->dense[i], bufs[n], rows * dim);
@@ -424,16 +552,33 @@ enum fpd_status fpd_ncf_model_save(const struct fpd_ncf_model *m, const char *pa
         snprintf(metakey[i], sizeof metakey[i], "%s", ct[i].meta_key);
         if (ct[i].extension) free_ext = ct[i].extension;
     }
+    /* hidden layers, F32 [out, in] and [out] */
+    for (int32_t l = 0; l < m->net.n_layers && m->kind != FPD_NCF_KIND_GMF; l++)
+        for (int q = 0; q < 2; q++) {
+            struct fpd_tensor_info *t = &ts[n];
+            const int64_t out = m->net.layer_dim[l + 1], in = m->net.layer_dim[l];
+            if (!(names[n] = fpd_malloc(32))) goto oom;
+            snprintf(names[n], 32, "layer%d.%s", (int)l + 1, q ? "bias" : "weight");
+            t->name = names[n];
+            t->dtype = FPD_DTYPE_F32;
+            t->ndim = q ? 1 : 2;
+            t->shape[0] = out;
+            t->shape[1] = in;
+            t->data = m->hidden[2 * l + q];
+            t->nbytes = (size_t)(q ? out : out * in) * sizeof(float);
+            n++;
+        }
     /* prediction weight and bias, in the source's shapes and dtypes */
     const struct fpd_tensor_info *srcw = m->st ? fpd_safetensors_find(m->st, FPD_NCF_PRED_WEIGHT) : NULL;
     const struct fpd_tensor_info *srcb = m->st ? fpd_safetensors_find(m->st, FPD_NCF_PRED_BIAS) : NULL;
     for (int q = 0; q < 2; q++) {
         struct fpd_tensor_info *t = &ts[n];
         const struct fpd_tensor_info *src = q == 0 ? srcw : srcb;
-        int64_t numel = q == 0 ? dim : 1;
+        int64_t numel = q == 0 ? pd : 1;
         size_t es = fpd_dtype_size(m->pred_dtype[q]);
+        const float bias = model_bias(m);
         if (!(bufs[n] = fpd_malloc((size_t)numel * es))) goto oom;
-        fpd_dtype_from_f32(m->pred_dtype[q], q == 0 ? m->weight : &m->gmf.bias, bufs[n], numel);
+        fpd_dtype_from_f32(m->pred_dtype[q], q == 0 ? m->weight : &bias, bufs[n], numel);
         t->name = q == 0 ? FPD_NCF_PRED_WEIGHT : FPD_NCF_PRED_BIAS;
         t->dtype = m->pred_dtype[q];
         if (src) {
@@ -442,7 +587,7 @@ enum fpd_status fpd_ncf_model_save(const struct fpd_ncf_model *m, const char *pa
         } else {
             t->ndim = q == 0 ? 2 : 1;
             t->shape[0] = 1;
-            t->shape[1] = dim;
+            t->shape[1] = pd;
         }
         t->data = bufs[n];
         t->nbytes = (size_t)numel * es;
@@ -450,7 +595,7 @@ enum fpd_status fpd_ncf_model_save(const struct fpd_ncf_model *m, const char *pa
     }
     for (int64_t q = 0; q < n_src; q++) {
         const struct fpd_tensor_info *t = fpd_safetensors_tensor(m->st, q);
-        if (!model_owns(t->name)) ts[n++] = *t;
+        if (!model_owns(m, t->name)) ts[n++] = *t;
     }
     for (int64_t q = 0; q < n_meta_src; q++) {
         const char *k, *v;
@@ -460,11 +605,11 @@ enum fpd_status fpd_ncf_model_save(const struct fpd_ncf_model *m, const char *pa
             src_ext = v;
             skip = true;
         }
-        for (int i = 0; i < 2; i++) {
+        for (int i = 0; i < m->n_tables; i++) {
             char key[256];
-            snprintf(key, sizeof key, "%s%s", FPD_META_TABLE_PREFIX, table_names[i]);
+            snprintf(key, sizeof key, "%s%s", FPD_META_TABLE_PREFIX, fpd_ncf_model_table_name(m->kind, i));
             skip |= strcmp(k, key) == 0;
-            snprintf(key, sizeof key, "%s%s", FPD_META_ROWWISE_PREFIX, table_names[i]);
+            snprintf(key, sizeof key, "%s%s", FPD_META_ROWWISE_PREFIX, fpd_ncf_model_table_name(m->kind, i));
             skip |= strcmp(k, key) == 0;
         }
         if (!skip) {
@@ -490,7 +635,7 @@ enum fpd_status fpd_ncf_model_save(const struct fpd_ncf_model *m, const char *pa
     if (any_fpd) {
         keys[nm] = FPD_META_VERSION_KEY;
         vals[nm++] = "1";
-        for (int i = 0; i < 2; i++)
+        for (int i = 0; i < 4; i++)
             if (json[i]) {
                 keys[nm] = metakey[i];
                 vals[nm++] = json[i];
@@ -510,8 +655,7 @@ done:
     fpd_free(names);
     fpd_free(keys);
     fpd_free(vals);
-    fpd_checkpoint_tensors_free(&ct[0]);
-    fpd_checkpoint_tensors_free(&ct[1]);
+    for (int i = 0; i < 4; i++) fpd_checkpoint_tensors_free(&ct[i]);
     fpd_free(ext);
     return st;
 }
@@ -522,7 +666,9 @@ enum fpd_status fpd_ncf_model_eval(const struct fpd_ncf_model *m, const struct f
                                    struct fpd_ncf_metrics *out, struct fpd_error *err) {
     struct fpd_rank_metrics rm;
     memset(out, 0, sizeof *out);
-    enum fpd_status st = fpd_gmf_rank(&m->gmf, t->users, t->cand, t->n, t->n_cand, 10, &rm, NULL, err);
+    enum fpd_status st = m->kind == FPD_NCF_KIND_GMF
+                             ? fpd_gmf_rank(&m->gmf, t->users, t->cand, t->n, t->n_cand, 10, &rm, NULL, err)
+                             : fpd_ncf_rank(&m->net, t->users, t->cand, t->n, t->n_cand, 10, &rm, NULL, err);
     if (st) return st;
     out->hr10 = rm.hr;
     out->ndcg10 = rm.ndcg;
@@ -594,11 +740,13 @@ enum fpd_status fpd_ncf_finetune_file(const char *ckpt_in, const char *interacti
     enum fpd_status st = fpd_ncf_model_load(ckpt_in, &m, err);
     if (st) goto done;
     if ((st = fpd_ncf_interactions_load(interactions, 0, &x, err))) goto done;
-    if (x.n_users > m.gmf.user.rows || x.n_items > m.gmf.item.rows) {
+    const struct fpd_embedding *ue = m.kind == FPD_NCF_KIND_MLP ? &m.net.mlp_user : &m.net.mf_user;
+    const struct fpd_embedding *ie = m.kind == FPD_NCF_KIND_MLP ? &m.net.mlp_item : &m.net.mf_item;
+    if (x.n_users > ue->rows || x.n_items > ie->rows) {
         st = fpd__err(err, FPD_STATUS_INVALID_ARG,
                      "%s: ids up to user %lld, item %lld, but %s has %lld users and %lld items (ids are 0-based)",
                      interactions, (long long)x.n_users - 1, (long long)x.n_items - 1, ckpt_in,
-                     (long long)m.gmf.user.rows, (long long)m.gmf.item.rows);
+                     (long long)ue->rows, (long long)ie->rows);
         goto done;
     }
     rep->positives = x.n;
@@ -620,18 +768,20 @@ enum fpd_status fpd_ncf_finetune_file(const char *ckpt_in, const char *interacti
     p.epoch_callback = count_epoch;
     p.epoch_user_data = &ec;
     double t0 = fpd__now();
-    if ((st = fpd_gmf_train(&m.gmf, x.users, x.items, x.n, &p, &rep->final_loss, err))) goto done;
+    if ((st = m.kind == FPD_NCF_KIND_GMF ? fpd_gmf_train(&m.gmf, x.users, x.items, x.n, &p, &rep->final_loss, err)
+                                         : fpd_ncf_train(&m.net, x.users, x.items, x.n, &p, &rep->final_loss, err)))
+        goto done;
     rep->seconds = fpd__now() - t0;
     rep->epochs = ec.epochs;
     rep->seconds_per_epoch = ec.epochs ? ec.seconds / (double)ec.epochs : 0.0;
     if (rep->evaluated && (st = fpd_ncf_model_eval(&m, &t, &rep->after, err))) goto done;
     if (ref_ckpt && (st = fpd_safetensors_open(ref_ckpt, &ref, err))) goto done;
-    for (int i = 0; i < 2; i++) {
+    for (int i = 0; i < m.n_tables; i++) {
         if (!m.layer[i]) continue;
         size_t l = strlen(m.meta[i].fit);
         if (l + 5 < sizeof m.meta[i].fit && !strstr(m.meta[i].fit, "+task")) strcat(m.meta[i].fit, "+task");
         m.meta[i].rel_error = NAN;
-        const struct fpd_tensor_info *d = ref ? fpd_safetensors_find(ref, table_names[i]) : NULL;
+        const struct fpd_tensor_info *d = ref ? fpd_safetensors_find(ref, fpd_ncf_model_table_name(m.kind, i)) : NULL;
         const struct fpd_layer_shape *s = fpd_layer_get_shape(m.layer[i]);
         if (d && d->ndim == 2 && fpd_dtype_is_float(d->dtype) && d->shape[0] == s->rows && d->shape[1] == s->dim) {
             struct fpd_table_view v = {d->data, d->dtype, d->shape[0], d->shape[1]};
@@ -639,7 +789,7 @@ enum fpd_status fpd_ncf_finetune_file(const char *ckpt_in, const char *interacti
             if ((st = fpd_layer_error(m.layer[i], &v, &es, err))) goto done;
             m.meta[i].rel_error = es.rel_error;
         }
-        rep->rel_error[i] = m.meta[i].rel_error;
+        if (i < 2) rep->rel_error[i] = m.meta[i].rel_error;
     }
     st = fpd_ncf_model_save(&m, ckpt_out, overwrite, err);
 done:
@@ -810,6 +960,8 @@ enum fpd_status fpd_ncf_movielens_map(const struct fpd_ncf_interactions *ratings
     if (test->n != U)
         return fpd__err(err, FPD_STATUS_SHAPE, "the ratings have %lld users but the test set %lld", (long long)U,
                        (long long)test->n);
+    if (model && model->kind != FPD_NCF_KIND_GMF)
+        return fpd__err(err, FPD_STATUS_UNSUPPORTED, "the MovieLens id map's tie-breaking and checks need a GMF model");
     if (model && (model->gmf.user.rows != U || model->gmf.item.rows != I))
         return fpd__err(err, FPD_STATUS_SHAPE, "the ratings have %lld users and %lld items but the model %lld and %lld",
                        (long long)U, (long long)I, (long long)model->gmf.user.rows, (long long)model->gmf.item.rows);

@@ -141,7 +141,7 @@ static void usage(FILE *f) {
             "schedule) and report HR@10 / NDCG@10 on a leave-one-out split and the time per epoch.\n"
             "\n"
             "  --model M         gmf (default), mlp or neumf: NCF's three models (He et al. 2017);\n"
-            "                    mlp and neumf train and evaluate here but are not written (-o)\n"
+            "                    (-o writes them under the NCF authors' tensor names, fpd-eval reads them)\n"
             "  --layers A,B,..   the MLP's widths (mlp, neumf; default 64,32,16,8 as NCF): input\n"
             "                    A = 2 x the MLP tables' dim, then the hidden layers\n"
             "  --dim D           embedding dimension of GMF (and NeuMF's GMF part) (default 64)\n"
@@ -373,8 +373,8 @@ static struct fpd_gmf_train_params train_params(const struct options *o, bool fp
 }
 
 /* MLP or NeuMF (fpd_ncf_train) with dense or FPD tables: NCF's initialization
- * (tables normal(0, init_scale^2), layers Glorot, prediction LeCun), trained and
- * evaluated as GMF is; not written. */
+ * (tables normal(0, init_scale^2), layers Glorot, prediction LeCun), trained,
+ * evaluated and written (-o) as GMF is. */
 static int train_ncf_one(const struct options *o, const struct split *sp, bool fpd, uint64_t seed, struct run *run) {
     struct fpd_error err = {0};
     memset(run, 0, sizeof *run);
@@ -408,7 +408,7 @@ static int train_ncf_one(const struct options *o, const struct split *sp, bool f
             params += fpd_layer_shape_params(fpd_layer_get_shape(lay[q])) + (o->order_rows ? rows : 0) +
                       o->free_coords * (rows + dim);
         } else {
-            if (!(mem[q] = malloc((size_t)(rows * dim) * sizeof(float)))) goto oom;
+            if (!(mem[q] = fpd_malloc((size_t)(rows * dim) * sizeof(float)))) goto oom;
             fill_normal(mem[q], rows * dim, o->init_scale, &rng);
             tabs[q]->dense = mem[q];
             params += rows * dim;
@@ -417,13 +417,13 @@ static int train_ncf_one(const struct options *o, const struct split *sp, bool f
     int64_t other = 1;
     for (int32_t l = 0; l < m.n_layers; l++) {
         const int64_t in = m.layer_dim[l], out = m.layer_dim[l + 1];
-        if (!(m.layer_weight[l] = mem[4 + 2 * l] = malloc((size_t)(in * out) * sizeof(float))) ||
-            !(m.layer_bias[l] = mem[5 + 2 * l] = malloc((size_t)out * sizeof(float))))
+        if (!(m.layer_weight[l] = mem[4 + 2 * l] = fpd_malloc((size_t)(in * out) * sizeof(float))) ||
+            !(m.layer_bias[l] = mem[5 + 2 * l] = fpd_malloc((size_t)out * sizeof(float))))
             goto oom;
         other += out * (in + 1);
     }
     const int64_t pd = fpd_ncf_predict_dim(&m);
-    if (!(m.weight = mem[4 + 2 * FPD_NCF_MAX_LAYERS] = malloc((size_t)pd * sizeof(float)))) goto oom;
+    if (!(m.weight = mem[4 + 2 * FPD_NCF_MAX_LAYERS] = fpd_malloc((size_t)pd * sizeof(float)))) goto oom;
     other += pd;
     if (fpd_ncf_init_dense(&m, seed, &err)) {
         cli_error("%s", err.msg);
@@ -441,13 +441,32 @@ static int train_ncf_one(const struct options *o, const struct split *sp, bool f
     }
     if (cli_interrupted()) goto done;
     run->sec_per_epoch = run->epochs ? ec.train_seconds / (double)run->epochs : 0.0;
+    if (o->out) {
+        struct fpd_ncf_model cm;
+        enum fpd_status st = fpd_ncf_model_init_net(&cm, &m, &err); /* takes the tables, layers and weight */
+        memset(mem, 0, sizeof mem);
+        memset(lay, 0, sizeof lay);
+        char path[4096];
+        snprintf(path, sizeof path, "%s.%s.safetensors", o->out, run->kind);
+        for (int i = 0; i < cm.n_tables; i++) {
+            snprintf(cm.meta[i].fit, sizeof cm.meta[i].fit, "init+%s", o->model == FPD_NCF_KIND_MLP ? "mlp" : "neumf");
+            cm.meta[i].seed = seed;
+            cm.meta[i].rel_error = NAN;
+        }
+        if (st || (st = fpd_ncf_model_save(&cm, path, true, &err))) {
+            cli_error("%s", err.msg);
+            fpd_ncf_model_free(&cm);
+            goto done;
+        }
+        fpd_ncf_model_free(&cm);
+    }
     rc = 0;
     goto done;
 oom:
     cli_error("out of memory");
 done:
     for (int q = 0; q < 4; q++) fpd_layer_free(lay[q]);
-    for (size_t q = 0; q < sizeof mem / sizeof *mem; q++) free(mem[q]);
+    for (size_t q = 0; q < sizeof mem / sizeof *mem; q++) fpd_free(mem[q]);
     return rc;
 }
 
@@ -666,8 +685,6 @@ int main(int argc, char **argv) {
     if (optind >= argc) cli_usage_error("no ratings file given");
     if (optind + 1 < argc) cli_usage_error("one ratings file expected, got '%s' too", argv[optind + 1]);
     if (o.write_test && !o.out) cli_usage_error("--write-test needs -o PREFIX");
-    if (o.model != FPD_NCF_KIND_GMF && o.out)
-        cli_usage_error("-o writes GMF checkpoints only; MLP and NeuMF checkpoints are not written yet");
     if (o.free_coords > o.dim) cli_usage_error("--free-coords must be at most --dim (%lld)", (long long)o.dim);
     if (o.batch < 1 + o.negatives) cli_usage_error("--batch must be at least 1 + --negatives");
     o.ratings = argv[optind];

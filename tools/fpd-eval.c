@@ -1,7 +1,7 @@
 /*
  * fpd-eval - downstream accuracy of a recommender checkpoint, dense or FPD: the
- * NCF leave-one-out protocol (He et al., WWW 2017) on a GMF checkpoint, HR@10 and
- * NDCG@10. Also task-aware finetuning of a checkpoint's tables on interaction data
+ * NCF leave-one-out protocol (He et al., WWW 2017) on a GMF, MLP or NeuMF checkpoint,
+ * HR@10 and NDCG@10. Also task-aware finetuning of a checkpoint's tables on interaction data
  * (--finetune), and the NCF training interactions rebuilt from MovieLens-1M
  * ratings (--movielens ... --write-train). The work is in the library (fpd_ncf_*,
  * formats/ncf-data.c); tools/ncf.c has the JSON forms.
@@ -19,12 +19,16 @@
 static void usage(FILE *f) {
     fprintf(f,
             "Usage: fpd-eval CHECKPOINT --ncf TEST.rating TEST.negative [options]\n"
-            "Evaluate a GMF (NCF) checkpoint, with dense or FPD tables, on the NCF leave-one-out\n"
-            "test set: each user's held-out item is ranked among itself and its negatives (99 in\n"
-            "NCF); a hit when fewer than 10 score strictly higher. Prints HR@10 and NDCG@10.\n"
+            "Evaluate an NCF checkpoint (GMF, MLP or NeuMF), with dense or FPD tables, on the NCF\n"
+            "leave-one-out test set: each user's held-out item is ranked among itself and its\n"
+            "negatives (99 in NCF); a hit when fewer than 10 score higher (ties placed at random).\n"
+            "Prints HR@10 and NDCG@10.\n"
             "\n"
-            "The checkpoint holds user_embedding.weight, item_embedding.weight (dense, or FPD v1),\n"
-            "prediction.weight [1, D] and prediction.bias [1]; score = sigmoid(sum(u * i * w) + b).\n"
+            "GMF: user_embedding.weight, item_embedding.weight (dense, row-wise or FPD v1),\n"
+            "prediction.weight [1, D], prediction.bias [1]; score = sigmoid(sum(u * i * w) + b).\n"
+            "MLP: the same tables, layer1.weight/.bias .. layerL (ReLU), prediction over the last.\n"
+            "NeuMF: mf_embedding_user/item.weight, mlp_embedding_user/item.weight, layer1..L,\n"
+            "prediction over [GMF part, MLP part]. Other models: 'this model is not supported'.\n"
             "\n"
             "Options:\n"
             "      --ncf R N          the NCF test files: R = TEST.rating, N = TEST.negative (0-based ids)\n"

@@ -63,7 +63,7 @@ assert [t['kind'] for t in r['tables']] == ['dense', 'dense']"
     expect_grep "negative file out of step: names the line" err.txt "^fpd-eval: error: bad\.negative:2: \(1,3\) does not match line 2"
     run "$E" notgmf.safetensors --ncf tiny.rating tiny.negative
     expect_rc "not a GMF checkpoint: exit 1" 1
-    expect_grep "not a GMF checkpoint: says so" err.txt "no tensor 'user_embedding\.weight'.*not a GMF checkpoint"
+    expect_grep "not a GMF checkpoint: says so" err.txt "no tensor 'user_embedding\\.weight'.*not an NCF checkpoint.*not supported"
     run "$E" missing.safetensors --ncf tiny.rating tiny.negative
     expect_rc "missing checkpoint: exit 1" 1
     expect_grep "missing checkpoint: one clear line" err.txt "^fpd-eval: error: missing\.safetensors: "
@@ -152,10 +152,15 @@ assert 0 < f['rel_error_user'] and 0 < f['rel_error_item'], f"
     fi
 fi
 
-# NCF's MLP and NeuMF checkpoints (the Keras models' tensor names): a clear "not
-# supported", exit 1, not a shape error
-python3 -c "
-import struct, json
+# NCF's MLP and NeuMF checkpoints (the Keras models' tensor names, fpd-formats.h):
+# HR@10 / NDCG@10 against a plain-Python reference of the NCF equations (random
+# weights, 40 users, 30 candidates each), task-aware finetuning written and read back
+# (its "after" figures equal a fresh evaluation of the output), and a checkpoint of
+# another model refused with "this model is not supported"
+python3 - <<'PYEOF' >ref.txt 2>py.err
+import json, math, random, struct
+random.seed(5)
+U, I, DM, DP, H = 40, 60, 3, 4, [8, 5, 3]
 def w(path, tensors):
     hdr, off, blobs = {}, 0, b''
     for n, (shape, data) in tensors.items():
@@ -164,17 +169,75 @@ def w(path, tensors):
         off += len(b); blobs += b
     h = json.dumps(hdr).encode(); h += b' ' * ((8 - len(h) % 8) % 8)
     open(path, 'wb').write(struct.pack('<Q', len(h)) + h + blobs)
-t = {'user_embedding.weight': ([3, 2], [0.1] * 6), 'item_embedding.weight': ([3, 2], [0.1] * 6),
-     'layer1.weight': ([2, 4], [0.1] * 8), 'layer1.bias': ([2], [0, 0]),
-     'prediction.weight': ([1, 2], [1, 1]), 'prediction.bias': ([1], [0])}
-w('mlp.safetensors', t)
-t['mf_embedding_user.weight'] = t.pop('user_embedding.weight')
-w('neumf.safetensors', t)
-" >/dev/null 2>&1
-printf '0\t1\n' >t.rating
-printf '(0,1)\t2\n' >t.negative
+def rnd(n, s=0.5): return [random.uniform(-s, s) for _ in range(n)]
+cand = [[(u * 7 + c * 13) % I for c in range(30)] for u in range(U)]
+for u in range(U): cand[u] = list(dict.fromkeys(cand[u]))[:30]
+with open('t.rating', 'w') as f:
+    for u in range(U): f.write('%d\t%d\n' % (u, cand[u][0]))
+with open('t.negative', 'w') as f:
+    for u in range(U): f.write('(%d,%d)\t' % (u, cand[u][0]) + '\t'.join(map(str, cand[u][1:])) + '\n')
+with open('t.train', 'w') as f:
+    for u in range(U):
+        for c in cand[u][:3]: f.write('%d\t%d\n' % (u, c))
+for model in ('mlp', 'neumf'):
+    t = {}
+    if model == 'neumf':
+        t['mf_embedding_user.weight'] = ([U, DM], rnd(U * DM)); t['mf_embedding_item.weight'] = ([I, DM], rnd(I * DM))
+        t['mlp_embedding_user.weight'] = ([U, DP], rnd(U * DP)); t['mlp_embedding_item.weight'] = ([I, DP], rnd(I * DP))
+    else:
+        t['user_embedding.weight'] = ([U, DP], rnd(U * DP)); t['item_embedding.weight'] = ([I, DP], rnd(I * DP))
+    dims = [2 * DP] + H
+    for l in range(len(H)):
+        t['layer%d.weight' % (l + 1)] = ([dims[l + 1], dims[l]], rnd(dims[l + 1] * dims[l], 0.8))
+        t['layer%d.bias' % (l + 1)] = ([dims[l + 1]], rnd(dims[l + 1], 0.2))
+    P = H[-1] + (DM if model == 'neumf' else 0)
+    t['prediction.weight'] = ([1, P], rnd(P, 1.0)); t['prediction.bias'] = ([1], [0.1])
+    w(model + '.safetensors', t)
+    def logit(u, i):
+        h = []
+        if model == 'neumf':
+            h = [t['mf_embedding_user.weight'][1][u * DM + j] * t['mf_embedding_item.weight'][1][i * DM + j] for j in range(DM)]
+        ue = t['mlp_embedding_user.weight' if model == 'neumf' else 'user_embedding.weight'][1]
+        ie = t['mlp_embedding_item.weight' if model == 'neumf' else 'item_embedding.weight'][1]
+        x = ue[u * DP:(u + 1) * DP] + ie[i * DP:(i + 1) * DP]
+        for l in range(len(H)):
+            W, b = t['layer%d.weight' % (l + 1)][1], t['layer%d.bias' % (l + 1)][1]
+            x = [max(0.0, b[o] + sum(W[o * len(x) + q] * x[q] for q in range(len(x)))) for o in range(len(b))]
+        h += x
+        return 0.1 + sum(a * b for a, b in zip(t['prediction.weight'][1], h))
+    hits = ndcg = 0.0
+    for u in range(U):
+        z = [logit(u, i) for i in cand[u]]
+        r = sum(1 for v in z[1:] if v > z[0])
+        if r < 10: hits += 1; ndcg += 1 / math.log2(r + 2)
+    print(model, hits / U, ndcg / U)
+w('other.safetensors', {'foo.weight': ([3, 2], [0.0] * 6)})
+PYEOF
 for m in mlp neumf; do
-    run "$BUILD/fpd-eval" $m.safetensors --ncf t.rating t.negative
-    expect_rc "NCF $m checkpoint: exit 1" 1
-    expect_grep "NCF $m checkpoint: 'this model is not supported'" err.txt "this model is not supported"
+    run "$BUILD/fpd-eval" $m.safetensors --ncf t.rating t.negative --json
+    expect_rc "NCF $m checkpoint: exit 0" 0
+    cp out.txt $m-eval.json
+    py_check "NCF $m checkpoint: HR@10 and NDCG@10 equal the plain-Python reference" "
+import json
+ref = {l.split()[0]: (float(l.split()[1]), float(l.split()[2])) for l in open('ref.txt')}
+e = json.load(open('$m-eval.json'))
+hr, nd = ref['$m']
+assert 0.0 < hr < 1.0, hr
+assert abs(e['hr10'] - hr) < 1e-9 and abs(e['ndcg10'] - nd) < 1e-6, (e, hr, nd)"
+    run "$BUILD/fpd-eval" $m.safetensors --ncf t.rating t.negative --finetune t.train -o $m-ft.safetensors --epochs 2 \
+        --batch 20 --json
+    expect_rc "NCF $m checkpoint: task-aware finetune exit 0" 0
+    cp out.txt $m-ft.json
+    run "$BUILD/fpd-eval" $m-ft.safetensors --ncf t.rating t.negative --json
+    expect_rc "NCF $m finetuned checkpoint: evaluates" 0
+    cp out.txt $m-ft-eval.json
+    py_check "NCF $m: the finetuned checkpoint read back gives the reported 'after' HR@10" "
+import json
+f = json.load(open('$m-ft.json')); e = json.load(open('$m-ft-eval.json'))
+s = json.dumps(f)
+after = f['finetune']['after'] if 'finetune' in f else f['after']
+assert abs(after['hr10'] - e['hr10']) < 1e-9 and abs(after['ndcg10'] - e['ndcg10']) < 1e-9, (after, e)"
 done
+run "$BUILD/fpd-eval" other.safetensors --ncf t.rating t.negative
+expect_rc "a checkpoint of another model: exit 1" 1
+expect_grep "a checkpoint of another model: 'this model is not supported'" err.txt "this model is not supported"

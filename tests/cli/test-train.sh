@@ -79,7 +79,7 @@ expect_rc "free coords above --dim: exit 2" 2
 
 # --model mlp / neumf: NCF's other models train (fpd_ncf_train) and are evaluated; the
 # parameter counts are the tables' plus the layers' (NCF's 64 -> 32 -> 16 -> 8), and
-# checkpoints are not written (-o refused)
+# a written checkpoint gives fpd-eval the trainer's HR@10
 if [ -f "$ML" ]; then
     for model in mlp neumf; do
         run "$T" "$ML" --model $model --epochs 1 --max-users 200 --dim 8 --rank 4 --cores 2 --json
@@ -97,8 +97,17 @@ assert d['params'] == tables + layers + pred, (d['params'], tables + layers + pr
 assert f['params'] < d['params'] and f['ratio'] > 1.5, f
 for x in (d, f): assert 0.0 < x['hr10'] <= 1.0, x"
     done
-    run "$T" "$ML" --model mlp --epochs 1 --max-users 50 -o m
-    expect_rc "mlp with -o: exit 2 (not written yet)" 2
+    run "$T" "$ML" --model neumf --tables fpd --epochs 1 --max-users 200 --dim 8 --rank 4 --cores 2 -o nm --write-test --json
+    expect_rc "neumf with -o: exit 0" 0
+    cp out.txt nm.json
+    run "$BUILD/fpd-eval" nm.fpd.safetensors --ncf nm.test.rating nm.test.negative --json
+    expect_rc "neumf with -o: fpd-eval reads the checkpoint" 0
+    cp out.txt nm-eval.json
+    py_check "neumf with -o: fpd-eval gives the trainer's HR@10" "
+import json; r = json.load(open('nm.json'))['runs'][0]; e = json.load(open('nm-eval.json'))
+assert abs(r['hr10'] - e['hr10']) < 1e-6 and abs(r['ndcg10'] - e['ndcg10']) < 1e-6, (r, e)"
+    run "$BUILD/fpd-inspect" nm.fpd.safetensors
+    expect_grep "neumf with -o: its four tables are FPD" out.txt "mlp_embedding_item\.weight +3706 x 32"
 fi
 run "$T" ratings.tsv --model xyz
 expect_rc "--model unknown: exit 2" 2

@@ -179,7 +179,7 @@ Test(ncf_data, model_load_errors, .init = tmpdir_init, .fini = tmpdir_fini) {
     struct fpd_tensor_info t = {"other", FPD_DTYPE_F32, 1, {2}, x, sizeof x};
     cr_assert(fpd_safetensors_write(path, &t, 1, NULL, NULL, 0, 0, &err) == 0, "%s", err.msg);
     cr_assert(eq(int, fpd_ncf_model_load(path, &m, &err), FPD_STATUS_FORMAT));
-    cr_assert(strstr(err.msg, "not a GMF checkpoint") != NULL, "%s", err.msg);
+    cr_assert(strstr(err.msg, "not an NCF checkpoint") != NULL, "%s", err.msg);
     cr_assert(strstr(err.msg, "user_embedding.weight") != NULL, "%s", err.msg);
     fpd_ncf_model_free(&m);
     cr_assert(eq(int, fpd_ncf_model_load("/nonexistent/x.safetensors", &m, &err), FPD_STATUS_IO));
