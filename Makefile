@@ -214,8 +214,8 @@ bench: all $(BENCHES)
 # epochs are cut short of the published protocols to fit (README, "Equal-size
 # comparison"). Needs gnuplot (Debian gnuplot-nox, installed here when run as root).
 ACCURACY_DATA      ?= ../shared/data
-ACCURACY_ML_EPOCHS ?= 5
-ACCURACY_GW_EPOCHS ?= 8
+ACCURACY_ML_EPOCHS ?= 3
+ACCURACY_GW_EPOCHS ?= 5
 ACCURACY_FLAGS     ?=
 .PHONY: bench-accuracy accuracy-deps
 accuracy-deps:

@@ -50,7 +50,7 @@ enum method { M_DENSE, M_HASH, M_QR, M_FPD, M_FPD_ORDERED, M_COUNT };
 static const char *const method_names[M_COUNT] = {"dense", "hash", "qr", "fpd", "fpd-ordered"};
 
 struct options {
-    const char *movielens, *gowalla, *out, *plot;
+    const char *movielens, *gowalla, *out, *plot, *merge;
     int64_t dim, epochs, batch, negatives, max_users;
     int64_t cores[4];
     int n_cores;
@@ -439,6 +439,11 @@ struct result {
     double seconds, loss;
 };
 
+static bool stop_on_signal(int64_t epoch, double loss, double seconds, void *ud) {
+    (void)epoch, (void)loss, (void)seconds, (void)ud;
+    return !cli_interrupted();
+}
+
 static int run_one(const struct options *o, const struct data *d, const struct config *c, uint64_t seed,
                    struct result *res) {
     struct fpd_error err = {0};
@@ -495,6 +500,7 @@ static int run_one(const struct options *o, const struct data *d, const struct c
     tp.learning_rate = o->lr;
     tp.seed = seed;
     tp.order_rows = c->method == M_FPD_ORDERED;
+    tp.epoch_callback = stop_on_signal;
     if (mf) {
         tp.loss = FPD_GMF_LOSS_BPR;
         tp.l2 = o->l2;
@@ -503,6 +509,10 @@ static int run_one(const struct options *o, const struct data *d, const struct c
     double t0 = now();
     if (fpd_gmf_train(&g, d->tr_users, d->tr_items, d->n_train, &tp, &res->loss, &err)) goto fail;
     res->seconds = now() - t0;
+    if (cli_interrupted()) {
+        snprintf(err.msg, sizeof err.msg, "interrupted");
+        goto fail;
+    }
     if (mf) {
         struct fpd_full_rank_metrics fm;
         if (fpd_gmf_rank_full(&g, d->n_users, d->tr_off, d->tr_csr, d->te_off, d->te_csr, 20, &fm, &err)) goto fail;
@@ -651,6 +661,122 @@ static bool plot(const char *png, const struct data *d, const struct options *o,
     return true;
 }
 
+/* ------------------------------------------------------------------ merging */
+
+static int row_cmp(const void *a, const void *b) {
+    const struct row *x = a, *y = b;
+    if (x->c.ratio != y->c.ratio) return x->c.ratio < y->c.ratio ? -1 : 1;
+    return (int)x->c.method - (int)y->c.method;
+}
+
+/* --merge: read tables this program wrote (PREFIX.tsv of runs over parts of the grid,
+ * e.g. one ratio each), into rows (sorted by ratio, then method). The dataset is the
+ * files' (they must agree); d->n_users is set so that full_params() gives the dense
+ * reference's parameters (one of the files must hold the dense-full row). */
+static bool merge_tables(const char *list, const struct options *o, struct data *d, struct row **rows_out,
+                         int *n_out) {
+    char buf[4096];
+    snprintf(buf, sizeof buf, "%s", list);
+    struct row *rows = NULL;
+    int n = 0, cap = 0;
+    int64_t ref_params = 0;
+    bool ok = true;
+    for (char *path = strtok(buf, ","); ok && path; path = strtok(NULL, ",")) {
+        FILE *f = fopen(path, "r");
+        if (!f) {
+            cli_error("%s: cannot open: %s", path, strerror(errno));
+            ok = false;
+            break;
+        }
+        char *line = NULL;
+        size_t lcap = 0;
+        int64_t line_no = 0;
+        while (ok && getline(&line, &lcap, f) > 0) {
+            line_no++;
+            line[strcspn(line, "\n")] = '\0';
+            char *field[14];
+            int nf = 0;
+            for (char *q = line; nf < 14;) {
+                field[nf++] = q;
+                char *t = strchr(q, '\t');
+                if (!t) break;
+                *t = '\0';
+                q = t + 1;
+            }
+            if (line_no == 1) {
+                bool gw = nf == 14 && strcmp(field[8], "recall20") == 0, ml = nf == 14 && strcmp(field[8], "hr10") == 0;
+                if (strcmp(field[0], "dataset") != 0 || (!gw && !ml) || (d->name && d->full_ranking != gw)) {
+                    cli_error("%s:1: not a table of sample-compare-sizes, or of another dataset", path);
+                    ok = false;
+                }
+                d->full_ranking = gw;
+                d->name = gw ? "gowalla" : "movielens";
+                continue;
+            }
+            if (nf != 14) {
+                cli_error("%s:%lld: expected 14 tab-separated fields, got %d", path, (long long)line_no, nf);
+                ok = false;
+                break;
+            }
+            if (n == cap) {
+                cap = cap ? 2 * cap : 32;
+                struct row *r2 = realloc(rows, (size_t)cap * sizeof *rows);
+                if (!r2) {
+                    ok = false;
+                    break;
+                }
+                rows = r2;
+            }
+            struct row *r = &rows[n];
+            memset(r, 0, sizeof *r);
+            int m = 0;
+            const bool ref = strcmp(field[1], "dense-full") == 0;
+            while (m < M_COUNT && strcmp(field[1], method_names[m]) != 0) m++;
+            if (ref) m = M_DENSE;
+            if (m == M_COUNT) {
+                cli_error("%s:%lld: unknown method '%s'", path, (long long)line_no, field[1]);
+                ok = false;
+                break;
+            }
+            r->c.method = (enum method)m;
+            r->c.ratio = strtod(field[2], NULL);
+            r->c.budget[0] = strtoll(field[6], NULL, 10);
+            r->c.fits = strncmp(field[3], "does not fit: ", 14) != 0;
+            if (!r->c.fits) {
+                snprintf(r->c.why, sizeof r->c.why, "%s", field[3] + 14);
+            } else {
+                snprintf(r->c.desc, sizeof r->c.desc, "%s", field[3]);
+                r->c.dim = strtoll(field[4], NULL, 10);
+                r->c.params[0] = strtoll(field[5], NULL, 10);
+                r->m1 = strtod(field[8], NULL);
+                r->m1_sd = strtod(field[9], NULL);
+                r->m2 = strtod(field[10], NULL);
+                r->m2_sd = strtod(field[11], NULL);
+                r->seconds = strtod(field[12], NULL);
+                r->n = (int)strtol(field[13], NULL, 10);
+                if (ref) ref_params = r->c.params[0];
+            }
+            n++;
+        }
+        free(line);
+        fclose(f);
+    }
+    if (ok && ref_params == 0) {
+        cli_error("--merge: no file holds the dense-full reference row");
+        ok = false;
+    }
+    if (!ok) {
+        free(rows);
+        return false;
+    }
+    qsort(rows, (size_t)n, sizeof *rows, row_cmp);
+    d->n_users = ref_params / o->dim;
+    d->n_items = 0;
+    *rows_out = rows;
+    *n_out = n;
+    return true;
+}
+
 /* ------------------------------------------------------------------ main */
 
 static void usage(FILE *f) {
@@ -680,6 +806,8 @@ static void usage(FILE *f) {
             "  -o PREFIX         write PREFIX.tsv (the table) and PREFIX.json (every run)\n"
             "  --plot PNG        plot the first metric against the ratio with gnuplot\n"
             "  --json            print the runs and the table as JSON on stdout\n"
+            "  --merge A.tsv,..  train nothing: merge tables this program wrote (e.g. one run\n"
+            "                    per ratio) into one (stdout, -o PREFIX.tsv) and --plot it\n"
             "  -h, --help\n");
 }
 
@@ -719,7 +847,7 @@ int main(int argc, char **argv) {
     o.n_seeds = 3;
     for (int m = 0; m < M_COUNT; m++) o.methods[m] = true;
     enum { OPT_ML = 256, OPT_GW, OPT_RATIOS, OPT_METHODS, OPT_NOREF, OPT_DIM, OPT_CORES, OPT_EPOCHS, OPT_BATCH,
-           OPT_NEG, OPT_LR, OPT_L2, OPT_INIT, OPT_SEEDS, OPT_MAXU, OPT_PLOT, OPT_JSON };
+           OPT_NEG, OPT_LR, OPT_L2, OPT_INIT, OPT_SEEDS, OPT_MAXU, OPT_PLOT, OPT_JSON, OPT_MERGE };
     static const struct option opts[] = {
         {"movielens", required_argument, 0, OPT_ML}, {"gowalla", required_argument, 0, OPT_GW},
         {"ratios", required_argument, 0, OPT_RATIOS}, {"methods", required_argument, 0, OPT_METHODS},
@@ -730,6 +858,7 @@ int main(int argc, char **argv) {
         {"init-scale", required_argument, 0, OPT_INIT}, {"seeds", required_argument, 0, OPT_SEEDS},
         {"max-users", required_argument, 0, OPT_MAXU}, {"plot", required_argument, 0, OPT_PLOT},
         {"json", no_argument, 0, OPT_JSON}, {"output", required_argument, 0, 'o'},
+        {"merge", required_argument, 0, OPT_MERGE},
         {"help", no_argument, 0, 'h'}, {0, 0, 0, 0},
     };
     opterr = 0;
@@ -778,6 +907,7 @@ int main(int argc, char **argv) {
         case OPT_MAXU: o.max_users = cli_parse_i64("--max-users", optarg, 1); break;
         case OPT_PLOT: o.plot = optarg; break;
         case OPT_JSON: o.json = true; break;
+        case OPT_MERGE: o.merge = optarg; break;
         case 'o': o.out = optarg; break;
         case 'h': usage(stdout); return CLI_EXIT_OK;
         case ':': cli_usage_error("option '%s' needs a value", argv[optind - 1]);
@@ -785,6 +915,26 @@ int main(int argc, char **argv) {
         }
     }
     if (optind < argc) cli_usage_error("unexpected argument '%s'", argv[optind]);
+    if (o.merge) {
+        if (o.movielens || o.gowalla) cli_usage_error("--merge trains nothing: no --movielens or --gowalla");
+        struct data md;
+        memset(&md, 0, sizeof md);
+        struct row *mr = NULL;
+        int mn = 0;
+        if (!merge_tables(o.merge, &o, &md, &mr, &mn)) return CLI_EXIT_FAILURE;
+        char *t = table_tsv(&md, &o, mr, mn);
+        bool ok = t != NULL;
+        if (ok) fputs(t, stdout);
+        if (ok && o.out) {
+            char p1[4096];
+            snprintf(p1, sizeof p1, "%s.tsv", o.out);
+            ok = write_text(p1, t);
+        }
+        if (ok && o.plot) ok = plot(o.plot, &md, &o, mr, mn);
+        free(t);
+        free(mr);
+        return ok ? CLI_EXIT_OK : CLI_EXIT_FAILURE;
+    }
     if (!o.movielens == !o.gowalla) cli_usage_error("give exactly one of --movielens PATH and --gowalla DIR");
     const bool mf = o.gowalla != NULL;
     if (o.batch < 0) o.batch = mf ? 4096 : 256;

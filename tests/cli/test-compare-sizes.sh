@@ -97,6 +97,19 @@ d = [x for x in t if x['method'] == 'dense' and x['ratio'] == 30][0]
 assert d['fits'] and d['dim'] == 2, d"
 expect_grep "synthetic: TSV header" syn-out.tsv "^dataset	method	ratio	config	dim	params	budget	size_ratio	recall20	recall20_sd	ndcg20"
 
+# --merge: a grid run in two parts gives the table of one run
+run "$T" --gowalla syn --epochs 1 --seeds 1 --ratios 10 --no-reference -o part
+expect_rc "synthetic: second part (10x, no reference): exit 0" 0
+run "$T" --merge part.tsv,syn-out.tsv -o merged
+expect_rc "merge: exit 0" 0
+expect_lines "merge: header, reference, 3 ratios x 5 methods" merged.tsv 17
+expect_grep "merge: the reference row kept" merged.tsv "^gowalla	dense-full	1	"
+sed -n 8p merged.tsv > line8.txt
+expect_grep "merge: rows sorted by ratio (10x after 4x)" line8.txt "^gowalla	dense	10	"
+run "$T" --merge part.tsv
+expect_rc "merge without the reference row: exit 1" 1
+expect_grep "merge: missing reference named" err.txt "dense-full"
+
 if [ ! -f "$ML" ]; then
     skip "MovieLens-100K run" "$ML not found"
 else
