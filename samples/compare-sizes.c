@@ -54,7 +54,7 @@ struct options {
     int64_t dim, epochs, batch, negatives, max_users;
     int64_t cores[4];
     int n_cores;
-    double lr, init_scale, l2;
+    double lr, core_lr, init_scale, l2;
     bool methods[M_COUNT], reference, json;
     double ratios[8];
     int n_ratios;
@@ -498,6 +498,7 @@ static int run_one(const struct options *o, const struct data *d, const struct c
     tp.batch_size = o->batch;
     tp.negatives = o->negatives;
     tp.learning_rate = o->lr;
+    tp.core_learning_rate = o->core_lr;
     tp.seed = seed;
     tp.order_rows = c->method == M_FPD_ORDERED;
     tp.epoch_callback = stop_on_signal;
@@ -799,6 +800,7 @@ static void usage(FILE *f) {
             "  --batch B         samples per Adam step (default 256 GMF, 4096 MF: 2048 pairs)\n"
             "  --negatives N     negatives per positive (default 4 GMF, 1 MF)\n"
             "  --lr X            Adam step (default 1e-3 GMF, 1e-2 MF)\n"
+            "  --core-lr X       Adam step of the FPD cores (default: --lr)\n"
             "  --l2 X            MF: L2 weight on the batch rows (default 1e-4, LightGCN's decay)\n"
             "  --init-scale S    GMF tables start as normal(0, S^2) (default 0.01; MF: 0.1)\n"
             "  --seeds A,B,..    training seeds (default 1,2,3)\n"
@@ -847,7 +849,7 @@ int main(int argc, char **argv) {
     o.n_seeds = 3;
     for (int m = 0; m < M_COUNT; m++) o.methods[m] = true;
     enum { OPT_ML = 256, OPT_GW, OPT_RATIOS, OPT_METHODS, OPT_NOREF, OPT_DIM, OPT_CORES, OPT_EPOCHS, OPT_BATCH,
-           OPT_NEG, OPT_LR, OPT_L2, OPT_INIT, OPT_SEEDS, OPT_MAXU, OPT_PLOT, OPT_JSON, OPT_MERGE };
+           OPT_NEG, OPT_LR, OPT_L2, OPT_INIT, OPT_SEEDS, OPT_MAXU, OPT_PLOT, OPT_JSON, OPT_MERGE, OPT_CORE_LR };
     static const struct option opts[] = {
         {"movielens", required_argument, 0, OPT_ML}, {"gowalla", required_argument, 0, OPT_GW},
         {"ratios", required_argument, 0, OPT_RATIOS}, {"methods", required_argument, 0, OPT_METHODS},
@@ -858,7 +860,7 @@ int main(int argc, char **argv) {
         {"init-scale", required_argument, 0, OPT_INIT}, {"seeds", required_argument, 0, OPT_SEEDS},
         {"max-users", required_argument, 0, OPT_MAXU}, {"plot", required_argument, 0, OPT_PLOT},
         {"json", no_argument, 0, OPT_JSON}, {"output", required_argument, 0, 'o'},
-        {"merge", required_argument, 0, OPT_MERGE},
+        {"merge", required_argument, 0, OPT_MERGE}, {"core-lr", required_argument, 0, OPT_CORE_LR},
         {"help", no_argument, 0, 'h'}, {0, 0, 0, 0},
     };
     opterr = 0;
@@ -908,6 +910,7 @@ int main(int argc, char **argv) {
         case OPT_PLOT: o.plot = optarg; break;
         case OPT_JSON: o.json = true; break;
         case OPT_MERGE: o.merge = optarg; break;
+        case OPT_CORE_LR: o.core_lr = cli_parse_pos("--core-lr", optarg); break;
         case 'o': o.out = optarg; break;
         case 'h': usage(stdout); return CLI_EXIT_OK;
         case ':': cli_usage_error("option '%s' needs a value", argv[optind - 1]);
@@ -1021,11 +1024,11 @@ int main(int argc, char **argv) {
         r->seconds = sec / o.n_seeds;
     }
     if (!(tsv = table_tsv(&d, &o, rows, n_rows))) goto done;
-    json_t *res = json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:I, s:o}", "schema",
+    json_t *res = json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:f, s:I, s:o}", "schema",
                             "sample-compare-sizes/1", "dataset", d.name, "users", (json_int_t)d.n_users, "items",
                             (json_int_t)d.n_items, "train", (json_int_t)d.n_train, "dim", (json_int_t)o.dim, "epochs",
                             (json_int_t)o.epochs, "batch", (json_int_t)o.batch, "negatives", (json_int_t)o.negatives,
-                            "lr", o.lr, "cores", (json_int_t)o.cores[0], "runs", runs);
+                            "lr", o.lr, "core_lr", o.core_lr > 0 ? o.core_lr : o.lr, "cores", (json_int_t)o.cores[0], "runs", runs);
     runs = NULL;
     json_t *tab = json_array();
     for (int i = 0; i < n_rows; i++) {
