@@ -13,7 +13,10 @@
  *   fpd-ordered  the same with the ids ordered from the training interactions first
  *                (fpd_row_order_interactions); the permutation is counted at
  *                ceil(log2 rows) bits a row
- *   (pending: fpd-ordered + per-row free coordinates, one line in `methods` below)
+ *   (pending: fpd-ordered + per-row free coordinates, when that change lands: a value
+ *   in enum method and its name, its size in config_make (fpd_best with the free
+ *   coordinates' parameters taken off the budget) and its switch in run_one's
+ *   training parameters)
  *
  * Datasets:
  *   --movielens RATINGS   GMF (NCF) with BCE and 4 negatives, sample-train-gmf's split
