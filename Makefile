@@ -6,6 +6,7 @@
 #   make test       install missing Debian packages, build, run every test (Criterion + CLI)
 #   make check      a fast subset of the tests
 #   make bench      benchmarks (FPD vs dense look-up, fit timings)
+#   make bench-accuracy  equal-size comparison of FPD, dense, hashing and QR tables (~40 CPU-min)
 #   make fuzz       build the libFuzzer targets (clang) and run each FUZZ_SECONDS (default 60)
 #   make install    PREFIX=/usr/local DESTDIR=
 #
@@ -242,6 +243,35 @@ check: all $(TEST_BIN)
 
 bench: all $(BENCHES)
 	@for b in $(BENCHES); do echo "==> $$b"; $$b || exit 1; done
+
+# bench-accuracy: the equal-size comparison (samples/compare-sizes.c): dense with a
+# smaller d, hashing trick, QR trick, FPD, FPD with ordered ids, each at 4x, 10x, 30x
+# and 100x smaller tables than dense D = 64, 3 seeds, on MovieLens-1M (GMF, HR@10) and
+# Gowalla (MF with BPR, Recall@20), the two datasets in parallel under nice. Writes
+# $(BUILD_DIR)/accuracy-{ml1m,gowalla}.{tsv,json,png,log}. About 40 CPU-minutes; the
+# epochs are cut short of the published protocols to fit (README, "Equal-size
+# comparison"). Needs gnuplot (Debian gnuplot-nox, installed here when run as root).
+ACCURACY_DATA      ?= ../shared/data
+ACCURACY_ML_EPOCHS ?= 3
+ACCURACY_GW_EPOCHS ?= 5
+ACCURACY_FLAGS     ?=
+.PHONY: bench-accuracy accuracy-deps
+accuracy-deps:
+	@command -v gnuplot >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then echo "==> installing gnuplot-nox"; \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends gnuplot-nox >/dev/null || exit 1; \
+	  else echo "bench-accuracy needs gnuplot: sudo apt-get install -y gnuplot-nox"; exit 1; fi; }
+bench-accuracy: accuracy-deps $(BUILD_DIR)/sample-compare-sizes
+	@echo "==> equal-size comparison (logs: $(BUILD_DIR)/accuracy-*.log)"
+	@nice -n 10 $(BUILD_DIR)/sample-compare-sizes --movielens $(ACCURACY_DATA)/movielens-1m/ratings.tsv \
+	  --epochs $(ACCURACY_ML_EPOCHS) $(ACCURACY_FLAGS) -o $(BUILD_DIR)/accuracy-ml1m \
+	  --plot $(BUILD_DIR)/accuracy-ml1m.png > $(BUILD_DIR)/accuracy-ml1m.out 2> $(BUILD_DIR)/accuracy-ml1m.log & ml=$$!; \
+	nice -n 10 $(BUILD_DIR)/sample-compare-sizes --gowalla $(ACCURACY_DATA)/gowalla \
+	  --epochs $(ACCURACY_GW_EPOCHS) $(ACCURACY_FLAGS) -o $(BUILD_DIR)/accuracy-gowalla \
+	  --plot $(BUILD_DIR)/accuracy-gowalla.png > $(BUILD_DIR)/accuracy-gowalla.out 2> $(BUILD_DIR)/accuracy-gowalla.log; gw=$$?; \
+	wait $$ml; ml=$$?; \
+	cat $(BUILD_DIR)/accuracy-ml1m.out $(BUILD_DIR)/accuracy-gowalla.out; \
+	[ $$ml = 0 ] && [ $$gw = 0 ] || { echo "bench-accuracy failed (see the logs)"; exit 1; }
 
 # fuzz: libFuzzer targets (tests/fuzz/fuzz-*.c) built with clang, ASan and UBSan into
 # $(BUILD_DIR)/fuzz/, each run for FUZZ_SECONDS on its corpus (a work copy under

@@ -525,6 +525,28 @@ FPD_API const char *fpd_ncf_model_table_name(enum fpd_ncf_kind kind, int32_t i);
  * fpd_checkpoint_load_layer, NOMEM. Free with fpd_ncf_model_free (also after a
  * failure). */
 FPD_API enum fpd_status fpd_ncf_model_load(const char *path, struct fpd_ncf_model *m, struct fpd_error *err);
+/* A leave-one-out split of implicit feedback (NCF's protocol, as the samples draw
+ * it): per user with at least two interactions, one held out uniformly at random
+ * and n_neg negatives drawn uniformly among the items the user has no interaction
+ * with; everything else trains. */
+struct fpd_ncf_split {
+    int64_t n_users, n_items;       /* ids [0, n_users), [0, n_items)                */
+    int64_t n_train;
+    int64_t *train_users, *train_items; /* [n_train] training positives              */
+    struct fpd_ncf_test test;       /* held-out item + n_neg negatives per user       */
+};
+/* Split r (users beyond max_users dropped when max_users > 0) with the seed's
+ * random stream (splitmix64 from seed * 0x2545F4914F6CDD1D + 7; users in id order,
+ * each user's items sorted, one draw for the held-out index then one per negative);
+ * a user with fewer than two interactions only trains. The same seed gives the same
+ * split. Free with fpd_ncf_split_free (also after a failure). Errors: INVALID_ARG
+ * (n_neg < 0, or a user with every item: no negative exists), NOMEM. */
+FPD_API enum fpd_status fpd_ncf_split_leave_one_out(const struct fpd_ncf_interactions *r, int64_t max_users,
+                                                    uint64_t seed, int64_t n_neg, struct fpd_ncf_split *out,
+                                                    struct fpd_error *err);
+/* Release what the split allocated and zero *s. */
+FPD_API void fpd_ncf_split_free(struct fpd_ncf_split *s);
+
 /* A GMF model from parts (for a trainer): table i (0 user, 1 item) is dense[i] (F32
  * [rows[i], dim], allocated with fpd_malloc) or layer[i]; the model takes ownership
  * of both (freed by fpd_ncf_model_free, also after a failure); weight [dim] is

@@ -224,6 +224,89 @@ done:
     return st;
 }
 
+/* ---------------------------------------------------------------- leave-one-out split */
+
+void fpd_ncf_split_free(struct fpd_ncf_split *s) {
+    fpd_free(s->train_users);
+    fpd_free(s->train_items);
+    fpd_ncf_test_free(&s->test);
+    memset(s, 0, sizeof *s);
+}
+
+static uint64_t split_rng_next(uint64_t *s) { /* splitmix64 */
+    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+enum fpd_status fpd_ncf_split_leave_one_out(const struct fpd_ncf_interactions *r, int64_t max_users, uint64_t seed,
+                                            int64_t n_neg, struct fpd_ncf_split *sp, struct fpd_error *err) {
+    memset(sp, 0, sizeof *sp);
+    if (n_neg < 0) return fpd__err(err, FPD_STATUS_INVALID_ARG, "leave-one-out split: %lld negatives", (long long)n_neg);
+    int64_t U = r->n_users, I = r->n_items;
+    if (max_users > 0 && max_users < U) U = max_users;
+    sp->n_users = U;
+    sp->n_items = I;
+    enum fpd_status st = FPD_STATUS_OK;
+    int64_t *off = fpd_calloc((size_t)U + 1, sizeof *off), *its = fpd_malloc((size_t)(r->n > 0 ? r->n : 1) * sizeof *its);
+    int64_t *fill = fpd_calloc((size_t)(U > 0 ? U : 1), sizeof *fill);
+    sp->train_users = fpd_malloc((size_t)(r->n > 0 ? r->n : 1) * sizeof(int64_t));
+    sp->train_items = fpd_malloc((size_t)(r->n > 0 ? r->n : 1) * sizeof(int64_t));
+    sp->test.users = fpd_malloc((size_t)(U > 0 ? U : 1) * sizeof(int64_t));
+    sp->test.cand = fpd_malloc((size_t)((U > 0 ? U : 1) * (1 + n_neg)) * sizeof(int64_t));
+    if (!off || !its || !fill || !sp->train_users || !sp->train_items || !sp->test.users || !sp->test.cand) {
+        st = fpd__err(err, FPD_STATUS_NOMEM, "out of memory for a split of %lld interactions", (long long)r->n);
+        goto done;
+    }
+    for (int64_t q = 0; q < r->n; q++)
+        if (r->users[q] < U) off[r->users[q] + 1]++;
+    for (int64_t u = 0; u < U; u++) off[u + 1] += off[u];
+    for (int64_t q = 0; q < r->n; q++)
+        if (r->users[q] < U) its[off[r->users[q]] + fill[r->users[q]]++] = r->items[q];
+    uint64_t rng = seed * 0x2545F4914F6CDD1Dull + 7;
+    sp->test.n_cand = 1 + n_neg;
+    for (int64_t u = 0; u < U; u++) {
+        int64_t a = off[u], b = off[u + 1];
+        if (b - a < 2) { /* too few interactions to hold one out: all train */
+            for (int64_t q = a; q < b; q++) {
+                sp->train_users[sp->n_train] = u;
+                sp->train_items[sp->n_train++] = its[q];
+            }
+            continue;
+        }
+        qsort(its + a, (size_t)(b - a), sizeof *its, cmp_i64);
+        int64_t distinct = 0;
+        for (int64_t q = a; q < b; q++) distinct += q == a || its[q] != its[q - 1];
+        if (n_neg > 0 && distinct >= I) {
+            st = fpd__err(err, FPD_STATUS_INVALID_ARG, "leave-one-out split: user %lld has every item, no negative",
+                          (long long)u);
+            goto done;
+        }
+        int64_t h = a + (int64_t)(split_rng_next(&rng) % (uint64_t)(b - a));
+        int64_t t = sp->test.n++;
+        sp->test.users[t] = u;
+        int64_t *cand = sp->test.cand + t * (1 + n_neg);
+        cand[0] = its[h];
+        for (int64_t c = 1; c <= n_neg; c++) {
+            int64_t j;
+            do j = (int64_t)(split_rng_next(&rng) % (uint64_t)I);
+            while (bsearch(&j, its + a, (size_t)(b - a), sizeof *its, cmp_i64));
+            cand[c] = j;
+        }
+        for (int64_t q = a; q < b; q++) {
+            if (q == h) continue;
+            sp->train_users[sp->n_train] = u;
+            sp->train_items[sp->n_train++] = its[q];
+        }
+    }
+done:
+    fpd_free(off);
+    fpd_free(its);
+    fpd_free(fill);
+    return st;
+}
+
 /* ---------------------------------------------------------------- models */
 
 static const char *const gmf_names[2] = {FPD_NCF_USER_TABLE, FPD_NCF_ITEM_TABLE};

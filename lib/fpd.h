@@ -761,6 +761,82 @@ FPD_API enum fpd_status fpd_device_open(const struct fpd_device *d, struct fpd_d
 FPD_API void fpd_device_close(struct fpd_device_choice *c);
 
 /* ------------------------------------------------------------------------ */
+/* Hashed and quotient-remainder tables (lib/composed.c)                    */
+/* ------------------------------------------------------------------------ */
+
+/* The baselines FPD is compared against at equal size (samples/compare-sizes.c),
+ * as table kinds the GMF/MF trainer (fpd_gmf_train) trains with the same lazy Adam:
+ *  - HASH, the hashing trick (Weinberger et al., ICML 2009; DLRM's hashed tables):
+ *    row i of the [rows, dim] table is row h(i) mod buckets of one F32 table
+ *    [buckets, dim]; h is splitmix64's finalizer of i + hash_seed * 0x9E3779B97F4A7C15
+ *    (fixed, so a table is reproducible from its seed).
+ *  - QR, the quotient-remainder trick (Shi et al., KDD 2020, "Compositional
+ *    Embeddings Using Complementary Partitions", arXiv 1909.02107): row i =
+ *    Q[i / buckets] * R[i mod buckets] element-wise (their best operation), with
+ *    Q F32 [ceil(rows / buckets), dim] and R F32 [buckets, dim]; distinct ids get
+ *    distinct rows. */
+enum fpd_composed_kind { FPD_COMPOSED_KIND_HASH = 0, FPD_COMPOSED_KIND_QR, FPD_COMPOSED_KIND_COUNT };
+
+struct fpd_composed_shape {
+    enum fpd_composed_kind kind;
+    int64_t rows, dim;         /* the table it stands for                            */
+    int64_t buckets;           /* m: rows of the hashed table, or of R (QR)          */
+    uint64_t hash_seed;        /* HASH only                                          */
+};
+
+/* A hashed or QR table (owned; free with fpd_composed_free). table[0] is the
+ * hashed table or Q, table[1] is R (QR) or NULL; both F32 row-major [table_rows[q],
+ * dim], writable. The other members are the optimizer state of
+ * fpd_composed_adam_step, allocated at its first call. */
+struct fpd_composed {
+    struct fpd_composed_shape shape;
+    int32_t n_tables;                 /* 1 (HASH) or 2 (QR)                         */
+    int64_t table_rows[2];
+    float *table[2];
+    float *adam_m[2], *adam_v[2], *grad[2];
+    unsigned char *mark[2];
+    int64_t *touched[2], n_touched[2];
+};
+
+/* "hash", "qr"; "?" out of range. */
+FPD_API const char *fpd_composed_kind_name(enum fpd_composed_kind k);
+/* Check a shape: a known kind, rows, dim, buckets >= 1, no overflow. Errors: SHAPE. */
+FPD_API enum fpd_status fpd_composed_shape_check(const struct fpd_composed_shape *s, struct fpd_error *err);
+/* Trainable parameters: buckets * dim (HASH), (ceil(rows / buckets) + buckets) * dim
+ * (QR). The shape must be checked. */
+FPD_API int64_t fpd_composed_shape_params(const struct fpd_composed_shape *s);
+/* A table with entries drawn from normal(0, init_scale^2) (HASH), or with Q and R
+ * entries from normal(0, init_scale) (QR, so that a row's entries have variance
+ * init_scale^2 as a dense table's), from seed. Errors: SHAPE, INVALID_ARG (a
+ * negative or non-finite init_scale), NOMEM. */
+FPD_API enum fpd_status fpd_composed_init(const struct fpd_composed_shape *shape, double init_scale, uint64_t seed,
+                                          struct fpd_composed **out, struct fpd_error *err);
+/* Frees the tables and the optimizer state; NULL is a no-op. */
+FPD_API void fpd_composed_free(struct fpd_composed *c);
+/* The table rows that row i (0 <= i < rows, unchecked) reads: idx[0] (hashed row, or
+ * Q's row) and idx[1] (R's row; -1 for HASH). */
+FPD_API void fpd_composed_index(const struct fpd_composed *c, int64_t i, int64_t idx[2]);
+/* Rows ids[0..n) into out[n * dim] (F32). Errors: INVALID_ARG (an index outside
+ * [0, rows), naming it; nothing written). */
+FPD_API enum fpd_status fpd_composed_lookup(const struct fpd_composed *c, const int64_t *ids, int64_t n, float *out,
+                                            struct fpd_error *err);
+/* Backward of fpd_composed_lookup: adds dL/dtable[q] for grad_out [n, dim] (dL/d the
+ * looked-up rows) to grad_tables[q] (caller-allocated, [table_rows[q], dim]; q <
+ * n_tables). Errors: INVALID_ARG (an index, nothing added). */
+FPD_API enum fpd_status fpd_composed_backward(struct fpd_composed *c, const int64_t *ids, int64_t n,
+                                              const float *grad_out, float *const grad_tables[2],
+                                              struct fpd_error *err);
+/* One lazy Adam step (beta 0.9, 0.999, eps 1e-8; torch.optim.SparseAdam) from the
+ * gradient grad_out [n, dim] of the rows ids[0..n) (distinct or not): the gradient
+ * of every table row they read is accumulated (from the values before the step),
+ * then each such table row, and only those, moves with step lr and the bias
+ * corrections bc1 = 1 - 0.9^t, bc2 = 1 - 0.999^t of the global step t. Errors:
+ * INVALID_ARG (an index; nothing changed), NOMEM. */
+FPD_API enum fpd_status fpd_composed_adam_step(struct fpd_composed *c, const int64_t *ids, int64_t n,
+                                               const float *grad_out, float lr, float bc1, float bc2,
+                                               struct fpd_error *err);
+
+/* ------------------------------------------------------------------------ */
 /* Recommender models: GMF (NCF) evaluation and training (lib/ncf.c)         */
 /* ------------------------------------------------------------------------ */
 
@@ -780,6 +856,8 @@ struct fpd_embedding {
     struct fpd_layer *layer;  /* the FPD table, or NULL for a dense one                */
     float *dense;             /* [rows, dim] F32 row-major; used when layer is NULL    */
     int64_t rows, dim;        /* must equal the layer's shape when layer is set        */
+    struct fpd_composed *composed; /* a hashed or QR table (used when layer is NULL and
+                                  this is set; rows, dim must equal its shape's)       */
 };
 
 /* A GMF model (caller-owned; every pointer borrowed). Training updates the tables
@@ -789,6 +867,11 @@ struct fpd_gmf {
     float *weight;                    /* [dim] prediction weights                     */
     float bias;                       /* prediction bias                              */
 };
+
+/* Rows ids[0..n) of an embedding table (dense, FPD or composed) into out[n * dim],
+ * F32. Errors: SHAPE, INVALID_ARG (a table with no data, an id out of range), NOMEM. */
+FPD_API enum fpd_status fpd_embedding_lookup(const struct fpd_embedding *e, const int64_t *ids, int64_t n,
+                                             float *out, struct fpd_error *err);
 
 /* Logits sum_j U[u,j] I[i,j] w[j] + b (accumulated in double) of the pairs
  * (users[t], items[t]), t < n, into out[n]. The score is sigmoid(logit).
@@ -822,6 +905,15 @@ FPD_API enum fpd_status fpd_gmf_rank(const struct fpd_gmf *m, const int64_t *use
 /* Called after each training epoch (1-based) with the mean training loss of the
  * epoch and its wall time; return false to stop training early (not an error). */
 typedef bool (*fpd_epoch_callback)(int64_t epoch, double mean_loss, double seconds, void *user_data);
+
+/* The training loss of fpd_gmf_train:
+ *  BCE: binary cross-entropy of sigmoid(logit) against the label (1 for a positive,
+ *       0 for a sampled negative), the mean over the batch's samples (NCF's GMF);
+ *  BPR: Bayesian personalized ranking (Rendle et al., UAI 2009), softplus(z_neg -
+ *       z_pos) for each positive and each of its sampled negatives, the mean over
+ *       the batch's pairs (with weight = 1 and bias = 0 held fixed, train_prediction
+ *       false, this is matrix factorization with BPR, LightGCN's MF baseline). */
+enum fpd_gmf_loss { FPD_GMF_LOSS_BCE = 0, FPD_GMF_LOSS_BPR, FPD_GMF_LOSS_COUNT };
 
 struct fpd_gmf_train_params {
     int64_t epochs;            /* passes over the positives (default 20)                    */
@@ -866,6 +958,11 @@ struct fpd_gmf_train_params {
                                   gets a gradient). E and P step with lazy Adam at
                                   learning_rate (E's rows sparse, P dense); c <= dim
                                   (default 0)                                               */
+    enum fpd_gmf_loss loss;    /* FPD_GMF_LOSS_BCE (default) or FPD_GMF_LOSS_BPR            */
+    double l2;                 /* BPR only: each (user, positive, negative) triple adds
+                                  l2 / 2 (|u|^2 + |i+|^2 + |i-|^2) to the loss, averaged over
+                                  the pairs of the batch, on the rows (as LightGCN's MF
+                                  "decay"; default 0)                                       */
 };
 FPD_API struct fpd_gmf_train_params fpd_gmf_train_default_params(void);
 
@@ -883,12 +980,37 @@ FPD_API struct fpd_gmf_train_params fpd_gmf_train_default_params(void);
  * differentiated once. A 1-core FPD layer thus trains exactly as the dense table.
  * A user with a positive for every item gets no negatives. mean_loss (may be NULL)
  * receives the last epoch's mean loss (cross-entropy against the targets, so with
- * a teacher it does not reach 0). Errors: as fpd_gmf_logits; SHAPE (a teacher of
+ * a teacher it does not reach 0; with BPR the mean pair loss, L2 term included).
+ * Tables may also be hashed or QR tables (fpd_composed), trained with the same lazy
+ * Adam on their table rows (fpd_composed_adam_step). Errors: as fpd_gmf_logits; SHAPE (a teacher of
  * other table sizes); INVALID_ARG (a parameter out of range), NOMEM, NUMERIC (the
  * loss became NaN/inf), CANCELLED. */
 FPD_API enum fpd_status fpd_gmf_train(struct fpd_gmf *m, const int64_t *users, const int64_t *items, int64_t n,
                                       const struct fpd_gmf_train_params *params, double *mean_loss,
                                       struct fpd_error *err);
+
+/* Full-ranking metrics at k, as LightGCN's code computes them (LightGCN-PyTorch,
+ * Procedure.Test and utils.RecallPrecision_ATk / NDCGatK_r). */
+struct fpd_full_rank_metrics {
+    double recall;     /* mean over users of |top-k  and  test| / |test|               */
+    double precision;  /* mean of |top-k  and  test| / k                               */
+    double ndcg;       /* mean of DCG / IDCG, DCG = sum over hits at rank r (0-based) of
+                          1 / log2(r + 2), IDCG the same for min(k, |test|) hits         */
+    int64_t users;     /* users with at least one test item (the others are skipped)  */
+    int64_t k;
+};
+/* Rank every item for each user u < n_users by its logit (U diag(w) I^T, F32 sgemm
+ * in blocks of users; the bias does not change the order), leaving out the items of
+ * the user's training set (train_items[train_off[u] .. train_off[u + 1])), take the
+ * top k (ties: lower item id first) and compare with the test set
+ * (test_items[test_off[u] .. test_off[u + 1]], distinct). CSR offsets are
+ * [n_users + 1]. n_users must not exceed the user table's rows. Errors: as
+ * fpd_gmf_logits; INVALID_ARG (k < 1, n_users out of range, an item out of range,
+ * decreasing offsets), NOMEM. */
+FPD_API enum fpd_status fpd_gmf_rank_full(const struct fpd_gmf *m, int64_t n_users, const int64_t *train_off,
+                                          const int64_t *train_items, const int64_t *test_off,
+                                          const int64_t *test_items, int64_t k, struct fpd_full_rank_metrics *out,
+                                          struct fpd_error *err);
 
 /* ------------------------------------------------------------------------ */
 /* NCF's three models: GMF, MLP and NeuMF (lib/ncf-models.c)                 */
@@ -960,7 +1082,7 @@ FPD_API enum fpd_status fpd_ncf_rank(const struct fpd_ncf *m, const int64_t *use
 /* Train m on implicit feedback as fpd_gmf_train does (the same sampler, batches,
  * loss, lazy Adam on table rows and core slices), with dense Adam (the global step's
  * bias correction) on the hidden layers; params as fpd_gmf_train's except that
- * teacher, distill and balance_users are not supported (INVALID_ARG when set);
+ * teacher, distill, balance_users and loss = BPR are not supported (INVALID_ARG);
  * train_prediction covers the hidden layers and the prediction; order_rows orders
  * every FPD table without a row permutation. The NCF paper trains MLP and NeuMF
  * this way (Adam, 4 negatives, log loss; NeuMF may start from trained GMF and MLP

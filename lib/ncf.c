@@ -32,6 +32,12 @@ static enum fpd_status emb_check(const struct fpd_embedding *e, const char *what
         if (s->rows != e->rows || s->dim != e->dim)
             return fpd__err(err, FPD_STATUS_SHAPE, "%s table: FPD layer is [%lld, %lld] but the table says [%lld, %lld]",
                             what, (long long)s->rows, (long long)s->dim, (long long)e->rows, (long long)e->dim);
+    } else if (e->composed) {
+        const struct fpd_composed_shape *s = &e->composed->shape;
+        if (s->rows != e->rows || s->dim != e->dim)
+            return fpd__err(err, FPD_STATUS_SHAPE, "%s table: %s table is [%lld, %lld] but the table says [%lld, %lld]",
+                            what, fpd_composed_kind_name(s->kind), (long long)s->rows, (long long)s->dim,
+                            (long long)e->rows, (long long)e->dim);
     } else if (!e->dense) {
         return fpd__err(err, FPD_STATUS_INVALID_ARG, "%s table has neither an FPD layer nor dense rows", what);
     }
@@ -98,6 +104,7 @@ static void distinct_ids_marked(const int64_t *ids, int64_t n, int64_t *uniq, in
 static enum fpd_status emb_rows(const struct fpd_embedding *e, const int64_t *ids, int64_t n, float *out,
                                 struct fpd_error *err) {
     if (e->layer) return fpd_layer_lookup(e->layer, ids, n, out, err);
+    if (e->composed) return fpd_composed_lookup(e->composed, ids, n, out, err);
     for (int64_t t = 0; t < n; t++)
         memcpy(out + t * e->dim, e->dense + ids[t] * e->dim, (size_t)e->dim * sizeof(float));
     return FPD_STATUS_OK;
@@ -167,6 +174,13 @@ static enum fpd_status pair_rows_load(const struct fpd_gmf *m, const int64_t *us
 fail:
     pair_rows_free(p);
     return st;
+}
+
+enum fpd_status fpd_embedding_lookup(const struct fpd_embedding *e, const int64_t *ids, int64_t n, float *out,
+                                     struct fpd_error *err) {
+    enum fpd_status st;
+    if ((st = emb_check(e, "embedding", err)) || (st = ids_check(ids, n, e->rows, "embedding", err))) return st;
+    return n > 0 ? emb_rows(e, ids, n, out, err) : FPD_STATUS_OK;
 }
 
 enum fpd_status fpd_gmf_logits(const struct fpd_gmf *m, const int64_t *users, const int64_t *items, int64_t n,
@@ -289,7 +303,7 @@ static enum fpd_status table_state_init(struct table_state *ts, const struct fpd
               (!p->teacher || (ts->trows = fpd_malloc((size_t)(batch * p->teacher->user.dim) * sizeof(float))));
     if (ok)
         for (int64_t r = 0; r < e->rows; r++) ts->mark[r] = -1;
-    if (ok && p->train_tables && !e->layer)
+    if (ok && p->train_tables && !e->layer && !e->composed)
         ok = (ts->mo = fpd_calloc((size_t)(e->rows * dim), sizeof(float))) &&
              (ts->ve = fpd_calloc((size_t)(e->rows * dim), sizeof(float)));
     if (!ok) {
@@ -335,6 +349,7 @@ static enum fpd_status table_rows(struct table_state *ts, struct fpd_error *err)
 static enum fpd_status table_update(struct table_state *ts, float lr, float bc1, float bc2, struct fpd_error *err) {
     const struct fpd_embedding *e = ts->e;
     const int64_t dim = e->dim;
+    if (e->composed) return fpd_composed_adam_step(e->composed, ts->uniq, ts->nu, ts->grad, lr, bc1, bc2, err);
     if (!e->layer) {
         for (int64_t q = 0; q < ts->nu; q++) {
             int64_t off = ts->uniq[q] * dim;
@@ -448,6 +463,48 @@ static int64_t sample_batch(const int64_t *order, int64_t np, const int64_t *use
     return ns;
 }
 
+/* The BPR loss of one batch (Rendle et al., UAI 2009; as LightGCN's MF baseline,
+ * LightGCN-PyTorch model.py PureMF.bpr_loss and utils.BPRLoss): samples come as a
+ * positive followed by its negatives (none for a user who has every item), and
+ * each (positive, negative) pair adds softplus(z_neg - z_pos) + l2 / 2 (|u|^2 +
+ * |i_pos|^2 + |i_neg|^2) to the loss, averaged over the pairs. Fills the row
+ * gradients of tu, ti and gw (the bias cancels); adds the batch's pair losses to
+ * *loss_sum and the pairs to *loss_n. */
+static void bpr_batch(const struct fpd_gmf *m, struct table_state *tu, struct table_state *ti,
+                      const unsigned char *lab, int64_t ns, double l2, float *gw, double *loss_sum, int64_t *loss_n) {
+    const int64_t dim = m->user.dim;
+    int64_t pairs = 0;
+    for (int64_t q = 0; q < ns; q++) pairs += lab[q] == 0;
+    if (pairs == 0) return;
+    const double inv = 1.0 / (double)pairs;
+    const float reg = (float)(l2 * inv);
+    for (int64_t q0 = 0; q0 < ns;) {
+        const int64_t qp = q0++;
+        const float *ur = tu->rows + tu->slot[qp] * dim, *pr = ti->rows + ti->slot[qp] * dim;
+        float *gu = tu->grad + tu->slot[qp] * dim, *gp = ti->grad + ti->slot[qp] * dim;
+        const double zp = gmf_logit(ur, pr, m->weight, m->bias, dim);
+        double up = 0.0;
+        for (int64_t j = 0; j < dim; j++) up += (double)ur[j] * ur[j] + (double)pr[j] * pr[j];
+        for (; q0 < ns && lab[q0] == 0; q0++) {
+            const float *nr = ti->rows + ti->slot[q0] * dim;
+            float *gn = ti->grad + ti->slot[q0] * dim;
+            const double x = zp - gmf_logit(ur, nr, m->weight, m->bias, dim);
+            double nn = 0.0;
+            for (int64_t j = 0; j < dim; j++) nn += (double)nr[j] * nr[j];
+            *loss_sum += softplus(-x) + 0.5 * l2 * (up + nn);
+            (*loss_n)++;
+            const float g = (float)(-inv / (1.0 + exp(x))); /* d softplus(-x) / dx, over the pairs */
+            for (int64_t j = 0; j < dim; j++) {
+                const float wj = m->weight[j];
+                gu[j] += g * (pr[j] - nr[j]) * wj + reg * ur[j];
+                gp[j] += g * ur[j] * wj + reg * pr[j];
+                gn[j] += -g * ur[j] * wj + reg * nr[j];
+                gw[j] += g * ur[j] * (pr[j] - nr[j]);
+            }
+        }
+    }
+}
+
 enum fpd_status fpd_gmf_train(struct fpd_gmf *m, const int64_t *users, const int64_t *items, int64_t n,
                               const struct fpd_gmf_train_params *params, double *mean_loss, struct fpd_error *err) {
     enum fpd_status st;
@@ -468,6 +525,12 @@ enum fpd_status fpd_gmf_train(struct fpd_gmf *m, const int64_t *users, const int
                             (long long)p.teacher->user.rows, (long long)p.teacher->item.rows,
                             (long long)m->user.rows, (long long)m->item.rows);
     }
+    if (p.loss != FPD_GMF_LOSS_BCE && p.loss != FPD_GMF_LOSS_BPR)
+        return fpd__err(err, FPD_STATUS_INVALID_ARG, "unknown loss %d", (int)p.loss);
+    if (!(p.l2 >= 0.0) || !isfinite(p.l2))
+        return fpd__err(err, FPD_STATUS_INVALID_ARG, "l2 weight %g must be finite and >= 0", p.l2);
+    if (p.loss == FPD_GMF_LOSS_BPR && (p.negatives < 1 || p.teacher))
+        return fpd__err(err, FPD_STATUS_INVALID_ARG, "the BPR loss needs negatives >= 1 and no teacher");
     if (!(p.distill >= 0.0 && p.distill <= 1.0))
         return fpd__err(err, FPD_STATUS_INVALID_ARG, "distill weight %g is outside [0, 1]", p.distill);
     const double alpha = p.teacher ? p.distill : 0.0;
@@ -543,6 +606,10 @@ enum fpd_status fpd_gmf_train(struct fpd_gmf *m, const int64_t *users, const int
             memset(gw, 0, (size_t)dim * sizeof(float));
             double gb = 0.0;
             const double inv = 1.0 / (double)ns;
+            if (p.loss == FPD_GMF_LOSS_BPR) {
+                bpr_batch(m, &tu, &ti, lab, ns, p.l2, gw, &loss_sum, &loss_n);
+                goto step;
+            }
             for (int64_t q = 0; q < ns; q++) {
                 const float *ur = tu.rows + tu.slot[q] * dim, *ir = ti.rows + ti.slot[q] * dim;
                 float *gu = tu.grad + tu.slot[q] * dim, *gi = ti.grad + ti.slot[q] * dim;
@@ -567,6 +634,7 @@ enum fpd_status fpd_gmf_train(struct fpd_gmf *m, const int64_t *users, const int
                 }
                 gb += g;
             }
+        step:
             if (!isfinite(loss_sum)) {
                 st = fpd__err(err, FPD_STATUS_NUMERIC, "training loss is not finite at epoch %lld, step %lld (lower "
                               "the learning rate)", (long long)epoch + 1, (long long)step + 1);
@@ -878,8 +946,9 @@ enum fpd_status fpd_ncf_train(struct fpd_ncf *m, const int64_t *users, const int
     enum fpd_status st;
     struct fpd_gmf_train_params p = params ? *params : fpd_gmf_train_default_params();
     if ((st = ncf_check_shapes(m, err))) return st;
-    if (p.teacher || p.distill != 0.0 || p.balance_users)
-        return fpd__err(err, FPD_STATUS_INVALID_ARG, "NCF training: teacher, distill and balance_users are GMF-only");
+    if (p.teacher || p.distill != 0.0 || p.balance_users || p.loss != FPD_GMF_LOSS_BCE)
+        return fpd__err(err, FPD_STATUS_INVALID_ARG,
+                        "NCF training: teacher, distill, balance_users and the BPR loss are GMF-only");
     if (p.epochs < 0 || p.negatives < 0 || p.batch_size < 1 + p.negatives || !(p.learning_rate > 0.0) ||
         !(p.core_learning_rate >= 0.0))
         return fpd__err(err, FPD_STATUS_INVALID_ARG,

@@ -23,6 +23,7 @@
 #include "formats/fpd-formats.h"
 #include "heuristics/fpd-heuristics.h"
 #include "lib/fpd.h"
+#include "samples/sample-cli.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -37,58 +38,8 @@
 
 /* ------------------------------------------------------------------ command line */
 
-/* This sample uses only the public headers (lib/fpd.h, formats/fpd-formats.h,
- * heuristics/fpd-heuristics.h). Its few command-line helpers are its own; they
- * keep the names and behaviour of the tools' tools/cli.h so the option code reads
- * the same: exit codes 0 ok, 1 failure, 2 usage; "PROG: error: MSG" on stderr. */
-enum { CLI_EXIT_OK = 0, CLI_EXIT_FAILURE = 1, CLI_EXIT_USAGE = 2, CLI_EXIT_BACKEND = 3 };
-static const char *cli_prog = "sample-train-gmf";
-
-static void cli_verror(const char *fmt, va_list ap) {
-    fprintf(stderr, "%s: error: ", cli_prog);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-}
-
-static void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void cli_error(const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    cli_verror(fmt, ap);
-    va_end(ap);
-}
-
-/* The message, "Try 'PROG --help'." and exit 2. */
-static void cli_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
-static void cli_usage_error(const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    cli_verror(fmt, ap);
-    va_end(ap);
-    fprintf(stderr, "Try '%s --help'.\n", cli_prog);
-    exit(CLI_EXIT_USAGE);
-}
-
-/* A whole number >= min, else a usage error naming opt. */
-static int64_t cli_parse_i64(const char *opt, const char *s, int64_t min) {
-    char *end = NULL;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (errno || !end || *end || end == s || v < min)
-        cli_usage_error("%s expects an integer >= %lld, got '%s'", opt, (long long)min, s);
-    return (int64_t)v;
-}
-
-/* A finite number > 0, else a usage error naming opt. */
-static double cli_parse_pos(const char *opt, const char *s) {
-    char *end = NULL;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno || !end || *end || end == s || !(v > 0.0) || !isfinite(v))
-        cli_usage_error("%s expects a positive number, got '%s'", opt, s);
-    return v;
-}
-
+/* This sample uses only the public headers and links only libfpd; its command-line
+ * helpers are samples/sample-cli.h. */
 /* --device: fpd_device_open, or "PROG: error: --device SPELLING: WHY" and exit 3;
  * the choice on stderr. */
 static void open_device(const struct fpd_device *d, struct fpd_device_choice *out) {
@@ -102,20 +53,6 @@ static void open_device(const struct fpd_device *d, struct fpd_device_choice *ou
     if (out->note[0]) fprintf(stderr, "%s: device: %s (auto: %s)\n", cli_prog, out->used, out->note);
     else fprintf(stderr, "%s: device: %s\n", cli_prog, out->used);
 }
-
-/* SIGINT/SIGTERM set a flag; the epoch callback returns false on it, so
- * fpd_gmf_train stops after the epoch in progress. */
-static volatile sig_atomic_t g_interrupted;
-static void on_signal(int sig) { g_interrupted = sig; }
-static void cli_install_signals(void) {
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-}
-static bool cli_interrupted(void) { return g_interrupted != 0; }
 
 struct options {
     const char *ratings, *out;
@@ -177,18 +114,6 @@ static void usage(FILE *f) {
 
 /* ------------------------------------------------------------------ split */
 
-struct split {
-    int64_t n_users, n_items;
-    int64_t n_train;
-    int64_t *tr_users, *tr_items;   /* training positives */
-    struct fpd_ncf_test test;           /* held-out item + 99 negatives per user */
-};
-
-static int cmp_i64(const void *a, const void *b) {
-    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-    return (x > y) - (x < y);
-}
-
 static uint64_t rng_next(uint64_t *s) {
     uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
     z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
@@ -196,62 +121,7 @@ static uint64_t rng_next(uint64_t *s) {
     return z ^ (z >> 31);
 }
 
-static bool make_split(const struct fpd_ncf_interactions *r, int64_t max_users, uint64_t seed, int64_t n_neg,
-                       struct split *sp) {
-    memset(sp, 0, sizeof *sp);
-    int64_t U = r->n_users, I = r->n_items;
-    if (max_users > 0 && max_users < U) U = max_users;
-    sp->n_users = U;
-    sp->n_items = I;
-    int64_t *off = calloc((size_t)U + 1, sizeof *off), *its = malloc((size_t)r->n * sizeof *its);
-    int64_t *fill = calloc((size_t)U, sizeof *fill);
-    sp->tr_users = malloc((size_t)r->n * sizeof(int64_t));
-    sp->tr_items = malloc((size_t)r->n * sizeof(int64_t));
-    sp->test.users = fpd_malloc((size_t)U * sizeof(int64_t)); /* freed by fpd_ncf_test_free */
-    sp->test.cand = fpd_malloc((size_t)(U * (1 + n_neg)) * sizeof(int64_t));
-    if (!off || !its || !fill || !sp->tr_users || !sp->tr_items || !sp->test.users || !sp->test.cand) return false;
-    for (int64_t q = 0; q < r->n; q++)
-        if (r->users[q] < U) off[r->users[q] + 1]++;
-    for (int64_t u = 0; u < U; u++) off[u + 1] += off[u];
-    for (int64_t q = 0; q < r->n; q++)
-        if (r->users[q] < U) its[off[r->users[q]] + fill[r->users[q]]++] = r->items[q];
-    uint64_t rng = seed * 0x2545F4914F6CDD1Dull + 7;
-    sp->test.n = 0;
-    sp->test.n_cand = 1 + n_neg;
-    for (int64_t u = 0; u < U; u++) {
-        int64_t a = off[u], b = off[u + 1];
-        if (b - a < 2) { /* too few ratings to hold one out: all train */
-            for (int64_t q = a; q < b; q++) {
-                sp->tr_users[sp->n_train] = u;
-                sp->tr_items[sp->n_train++] = its[q];
-            }
-            continue;
-        }
-        qsort(its + a, (size_t)(b - a), sizeof *its, cmp_i64);
-        int64_t h = a + (int64_t)(rng_next(&rng) % (uint64_t)(b - a));
-        int64_t t = sp->test.n++;
-        sp->test.users[t] = u;
-        int64_t *cand = sp->test.cand + t * (1 + n_neg);
-        cand[0] = its[h];
-        for (int64_t c = 1; c <= n_neg; c++) {
-            int64_t j;
-            do j = (int64_t)(rng_next(&rng) % (uint64_t)I);
-            while (bsearch(&j, its + a, (size_t)(b - a), sizeof *its, cmp_i64));
-            cand[c] = j;
-        }
-        for (int64_t q = a; q < b; q++) {
-            if (q == h) continue;
-            sp->tr_users[sp->n_train] = u;
-            sp->tr_items[sp->n_train++] = its[q];
-        }
-    }
-    free(off);
-    free(its);
-    free(fill);
-    return true;
-}
-
-static bool write_test(const struct split *sp, const char *prefix) {
+static bool write_test(const struct fpd_ncf_split *sp, const char *prefix) {
     char p1[4096], p2[4096];
     snprintf(p1, sizeof p1, "%s.test.rating", prefix);
     snprintf(p2, sizeof p2, "%s.test.negative", prefix);
@@ -288,7 +158,7 @@ struct epoch_ctx {
     const struct options *o;
     struct fpd_ncf_model *m;      /* GMF, or NULL and net */
     const struct fpd_ncf *net;    /* MLP, NeuMF */
-    const struct split *sp;
+    const struct fpd_ncf_split *sp;
     struct run *run;
     double train_seconds;
 };
@@ -375,7 +245,7 @@ static struct fpd_gmf_train_params train_params(const struct options *o, bool fp
 /* MLP or NeuMF (fpd_ncf_train) with dense or FPD tables: NCF's initialization
  * (tables normal(0, init_scale^2), layers Glorot, prediction LeCun), trained,
  * evaluated and written (-o) as GMF is. */
-static int train_ncf_one(const struct options *o, const struct split *sp, bool fpd, uint64_t seed, struct run *run) {
+static int train_ncf_one(const struct options *o, const struct fpd_ncf_split *sp, bool fpd, uint64_t seed, struct run *run) {
     struct fpd_error err = {0};
     memset(run, 0, sizeof *run);
     run->kind = fpd ? "fpd" : "dense";
@@ -435,7 +305,7 @@ static int train_ncf_one(const struct options *o, const struct split *sp, bool f
     struct epoch_ctx ec = {o, NULL, &m, sp, run, 0.0};
     tp.epoch_callback = on_epoch;
     tp.epoch_user_data = &ec;
-    if (fpd_ncf_train(&m, sp->tr_users, sp->tr_items, sp->n_train, &tp, NULL, &err)) {
+    if (fpd_ncf_train(&m, sp->train_users, sp->train_items, sp->n_train, &tp, NULL, &err)) {
         cli_error("training: %s", err.msg);
         goto done;
     }
@@ -470,7 +340,7 @@ done:
     return rc;
 }
 
-static int train_one(const struct options *o, const struct split *sp, bool fpd, uint64_t seed, struct run *run) {
+static int train_one(const struct options *o, const struct fpd_ncf_split *sp, bool fpd, uint64_t seed, struct run *run) {
     if (o->model != FPD_NCF_KIND_GMF) return train_ncf_one(o, sp, fpd, seed, run);
     struct fpd_error err = {0};
     struct fpd_ncf_model m;
@@ -519,7 +389,7 @@ static int train_one(const struct options *o, const struct split *sp, bool fpd, 
     struct epoch_ctx ec = {o, &m, NULL, sp, run, 0.0};
     tp.epoch_callback = on_epoch;
     tp.epoch_user_data = &ec;
-    if (fpd_gmf_train(&m.gmf, sp->tr_users, sp->tr_items, sp->n_train, &tp, NULL, &err)) {
+    if (fpd_gmf_train(&m.gmf, sp->train_users, sp->train_items, sp->n_train, &tp, NULL, &err)) {
         cli_error("training: %s", err.msg);
         goto fail;
     }
@@ -698,7 +568,7 @@ int main(int argc, char **argv) {
 
     struct fpd_error err = {0};
     struct fpd_ncf_interactions r;
-    struct split sp;
+    struct fpd_ncf_split sp;
     memset(&sp, 0, sizeof sp);
     int rc = CLI_EXIT_FAILURE;
     struct run runs[32];
@@ -709,8 +579,8 @@ int main(int argc, char **argv) {
         fpd_device_close(&dev);
         return CLI_EXIT_FAILURE;
     }
-    if (!make_split(&r, o.max_users, o.split_seed, 99, &sp)) {
-        cli_error("out of memory");
+    if (fpd_ncf_split_leave_one_out(&r, o.max_users, o.split_seed, 99, &sp, &err)) {
+        cli_error("%s: %s", o.ratings, err.msg);
         goto done;
     }
     fprintf(stderr, "%s: %lld users, %lld items, %lld training positives, %lld test users (split seed %llu)\n",
@@ -770,8 +640,6 @@ int main(int argc, char **argv) {
 done:
     fpd_device_close(&dev);
     fpd_ncf_interactions_free(&r);
-    free(sp.tr_users);
-    free(sp.tr_items);
-    fpd_ncf_test_free(&sp.test);
+    fpd_ncf_split_free(&sp);
     return rc;
 }

@@ -56,8 +56,8 @@ int main(int argc, char **argv) {
     float wd[64], wf[64];
     for (int j = 0; j < 64; j++) wd[j] = wf[j] = 1.0f;
     struct fpd_layer *ul = make_layer(U, D, k, r, 1), *il = make_layer(I, D, k, r, 2);
-    struct fpd_gmf dense = {{NULL, ud, U, D}, {NULL, id, I, D}, wd, 0.0f};
-    struct fpd_gmf fpd = {{ul, NULL, U, D}, {il, NULL, I, D}, wf, 0.0f};
+    struct fpd_gmf dense = {.user = {.layer = NULL, .dense = ud, .rows = U, .dim = D}, .item = {.layer = NULL, .dense = id, .rows = I, .dim = D}, .weight = wd, .bias = 0.0f};
+    struct fpd_gmf fpd = {.user = {.layer = ul, .dense = NULL, .rows = U, .dim = D}, .item = {.layer = il, .dense = NULL, .rows = I, .dim = D}, .weight = wf, .bias = 0.0f};
     struct fpd_gmf_train_params p = fpd_gmf_train_default_params();
     p.epochs = 1;
     struct fpd_error err;

@@ -37,10 +37,10 @@ static void small_make(struct small *s, enum fpd_ncf_kind kind, int64_t NU, int6
     s->t[1] = rnd(NI * 3, seed + 2, 0.5);
     s->t[2] = rnd(NU * 4, seed + 3, 0.5);
     s->t[3] = rnd(NI * 4, seed + 4, 0.5);
-    s->m.mf_user = (struct fpd_embedding){NULL, s->t[0], NU, 3};
-    s->m.mf_item = (struct fpd_embedding){NULL, s->t[1], NI, 3};
-    s->m.mlp_user = (struct fpd_embedding){NULL, s->t[2], NU, 4};
-    s->m.mlp_item = (struct fpd_embedding){NULL, s->t[3], NI, 4};
+    s->m.mf_user = (struct fpd_embedding){.layer = NULL, .dense = s->t[0], .rows = NU, .dim = 3};
+    s->m.mf_item = (struct fpd_embedding){.layer = NULL, .dense = s->t[1], .rows = NI, .dim = 3};
+    s->m.mlp_user = (struct fpd_embedding){.layer = NULL, .dense = s->t[2], .rows = NU, .dim = 4};
+    s->m.mlp_item = (struct fpd_embedding){.layer = NULL, .dense = s->t[3], .rows = NI, .dim = 4};
     s->m.n_layers = 2;
     s->m.layer_dim[0] = 8;
     s->m.layer_dim[1] = 5;
@@ -324,10 +324,10 @@ Test(ncf_models, mlp_and_neumf_learn_a_planted_model) {
         struct fpd_ncf m = {.kind = kinds[k], .n_layers = 2, .layer_dim = {16, 16, 8}};
         float *t[4], *lw[2], *lb[2], *pw = malloc(12 * sizeof(float));
         for (int q = 0; q < 4; q++) t[q] = rnd((q & 1 ? NI : NU) * (q < 2 ? 4 : 8), 40 + (uint64_t)(10 * k + q), 0.1);
-        m.mf_user = (struct fpd_embedding){NULL, t[0], NU, 4};
-        m.mf_item = (struct fpd_embedding){NULL, t[1], NI, 4};
-        m.mlp_user = (struct fpd_embedding){NULL, t[2], NU, 8};
-        m.mlp_item = (struct fpd_embedding){NULL, t[3], NI, 8};
+        m.mf_user = (struct fpd_embedding){.layer = NULL, .dense = t[0], .rows = NU, .dim = 4};
+        m.mf_item = (struct fpd_embedding){.layer = NULL, .dense = t[1], .rows = NI, .dim = 4};
+        m.mlp_user = (struct fpd_embedding){.layer = NULL, .dense = t[2], .rows = NU, .dim = 8};
+        m.mlp_item = (struct fpd_embedding){.layer = NULL, .dense = t[3], .rows = NI, .dim = 8};
         for (int l = 0; l < 2; l++) {
             m.layer_weight[l] = lw[l] = malloc(16 * 16 * sizeof(float));
             m.layer_bias[l] = lb[l] = malloc(16 * sizeof(float));

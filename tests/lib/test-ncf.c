@@ -31,7 +31,7 @@ Test(ncf, rank_counts_higher_and_places_the_item_among_its_ties) {
     /* items: 0:(3,0) 1:(2,0) 2:(1,0) 3:(0,5) 4:(2,5) */
     float It[] = {3, 0, 2, 0, 1, 0, 0, 5, 2, 5};
     float w[] = {1, 1};
-    struct fpd_gmf m = {{NULL, Ut, 2, 2}, {NULL, It, 5, 2}, w, 0.0f};
+    struct fpd_gmf m = {.user = {.layer = NULL, .dense = Ut, .rows = 2, .dim = 2}, .item = {.layer = NULL, .dense = It, .rows = 5, .dim = 2}, .weight = w, .bias = 0.0f};
     /* user 0 held-out item 1 (logit 2) among 0 (3), 2 (1), 4 (2: a tie), 2 -> rank 1
      * user 1 held-out item 0 (logit 0) among 3 (5), 4 (5), 1 (0), 2 (0) -> rank 2 */
     int64_t users[] = {0, 1};
@@ -63,7 +63,7 @@ Test(ncf, rank_counts_higher_and_places_the_item_among_its_ties) {
     cr_assert(eq(int, fpd_gmf_rank(&m, users, bad, 1, 5, 2, &rm, NULL, &err), FPD_STATUS_INVALID_ARG));
     cr_assert(strstr(err.msg, "item id 5") != NULL, "%s", err.msg);
     cr_assert(eq(int, fpd_gmf_rank(&m, users, cand5, 2, 0, 2, &rm, NULL, &err), FPD_STATUS_INVALID_ARG));
-    struct fpd_gmf bad_dim = {{NULL, Ut, 2, 2}, {NULL, It, 2, 5}, w, 0.0f};
+    struct fpd_gmf bad_dim = {.user = {.layer = NULL, .dense = Ut, .rows = 2, .dim = 2}, .item = {.layer = NULL, .dense = It, .rows = 2, .dim = 5}, .weight = w, .bias = 0.0f};
     cr_assert(eq(int, fpd_gmf_rank(&bad_dim, users, cand5, 2, 5, 2, &rm, NULL, &err), FPD_STATUS_SHAPE));
 }
 
@@ -72,7 +72,7 @@ Test(ncf, rank_counts_higher_and_places_the_item_among_its_ties) {
 Test(ncf, a_model_that_scores_everything_alike_gets_chance_hr) {
     const int64_t NU = 1000, NI = 100;
     float *ut = calloc((size_t)NU * 2, sizeof(float)), *it = calloc((size_t)NI * 2, sizeof(float)), w[2] = {1, 1};
-    struct fpd_gmf m = {{NULL, ut, NU, 2}, {NULL, it, NI, 2}, w, 0.0f};
+    struct fpd_gmf m = {.user = {.layer = NULL, .dense = ut, .rows = NU, .dim = 2}, .item = {.layer = NULL, .dense = it, .rows = NI, .dim = 2}, .weight = w, .bias = 0.0f};
     int64_t *users = malloc((size_t)NU * sizeof(int64_t)), *cand = malloc((size_t)(NU * NI) * sizeof(int64_t));
     for (int64_t u = 0; u < NU; u++) {
         users[u] = u;
@@ -99,8 +99,8 @@ Test(ncf, fpd_and_dense_tables_agree) {
     float *items = malloc((size_t)(111 * 8) * sizeof(float));
     cr_assert(fpd_layer_reconstruct(l, 0, 111, items, &err) == 0);
     float *users = rand_floats(40 * 8, 3, 1.0), *w = rand_floats(8, 4, 1.0);
-    struct fpd_gmf dense = {{NULL, users, 40, 8}, {NULL, items, 111, 8}, w, 0.3f};
-    struct fpd_gmf fpd = {{NULL, users, 40, 8}, {l, NULL, 111, 8}, w, 0.3f};
+    struct fpd_gmf dense = {.user = {.layer = NULL, .dense = users, .rows = 40, .dim = 8}, .item = {.layer = NULL, .dense = items, .rows = 111, .dim = 8}, .weight = w, .bias = 0.3f};
+    struct fpd_gmf fpd = {.user = {.layer = NULL, .dense = users, .rows = 40, .dim = 8}, .item = {.layer = l, .dense = NULL, .rows = 111, .dim = 8}, .weight = w, .bias = 0.3f};
     int64_t uu[200], ii[200];
     uint64_t seed = 11;
     for (int t = 0; t < 200; t++) {
@@ -121,7 +121,7 @@ Test(ncf, fpd_and_dense_tables_agree) {
     cr_assert(fpd_gmf_rank(&fpd, uu, ii, 20, 10, 3, &rb, NULL, &err) == 0);
     cr_assert(ieee_ulp_eq(dbl, ra.hr, rb.hr, 0));
     /* a layer whose shape disagrees with the declared table */
-    struct fpd_gmf wrong = {{NULL, users, 40, 8}, {l, NULL, 112, 8}, w, 0.3f};
+    struct fpd_gmf wrong = {.user = {.layer = NULL, .dense = users, .rows = 40, .dim = 8}, .item = {.layer = l, .dense = NULL, .rows = 112, .dim = 8}, .weight = w, .bias = 0.3f};
     cr_assert(eq(int, fpd_gmf_logits(&wrong, uu, ii, 200, b, &err), FPD_STATUS_SHAPE));
     fpd_layer_free(l);
     free(items);
@@ -253,8 +253,8 @@ Test(ncf, one_core_fpd_trains_exactly_as_dense) {
     cr_assert(fpd_layer_init(&su, &lu, &err) == 0 && fpd_layer_init(&si, &li, &err) == 0);
     memcpy(fpd_layer_core(lu, 0), ud, (size_t)(50 * D) * sizeof(float));
     memcpy(fpd_layer_core(li, 0), id, (size_t)(40 * D) * sizeof(float));
-    struct fpd_gmf a = {{NULL, ud, 50, D}, {NULL, id, 40, D}, w, 0.1f};
-    struct fpd_gmf b = {{lu, NULL, 50, D}, {li, NULL, 40, D}, w2, 0.1f};
+    struct fpd_gmf a = {.user = {.layer = NULL, .dense = ud, .rows = 50, .dim = D}, .item = {.layer = NULL, .dense = id, .rows = 40, .dim = D}, .weight = w, .bias = 0.1f};
+    struct fpd_gmf b = {.user = {.layer = lu, .dense = NULL, .rows = 50, .dim = D}, .item = {.layer = li, .dense = NULL, .rows = 40, .dim = D}, .weight = w2, .bias = 0.1f};
     struct fpd_gmf_train_params tp = fpd_gmf_train_default_params();
     tp.epochs = 3;
     tp.batch_size = 50;
@@ -286,7 +286,7 @@ static double train_planted(bool fpd, bool train_tables, double *hr_before) {
     float *w = rand_floats(D, 3, 0.6);
     float *ud = NULL, *id = NULL;
     struct fpd_layer *lu = NULL, *li = NULL;
-    struct fpd_gmf m = {{NULL, NULL, 240, D}, {NULL, NULL, 120, D}, w, 0.0f};
+    struct fpd_gmf m = {.user = {.layer = NULL, .dense = NULL, .rows = 240, .dim = D}, .item = {.layer = NULL, .dense = NULL, .rows = 120, .dim = D}, .weight = w, .bias = 0.0f};
     if (fpd) {
         const int64_t nu[] = {8, 6, 5}, ni[] = {6, 5, 4}, d[] = {2, 2, 2};
         struct fpd_layer_shape su = test_make_shape(3, 240, nu, d, 4, 1), si = test_make_shape(3, 120, ni, d, 4, 1);
@@ -330,7 +330,7 @@ Test(ncf, training_learns_a_planted_model) {
 
 Test(ncf, training_rejects_bad_parameters) {
     float Ut[4] = {0}, It[4] = {0}, w[2] = {1, 1};
-    struct fpd_gmf m = {{NULL, Ut, 2, 2}, {NULL, It, 2, 2}, w, 0.0f};
+    struct fpd_gmf m = {.user = {.layer = NULL, .dense = Ut, .rows = 2, .dim = 2}, .item = {.layer = NULL, .dense = It, .rows = 2, .dim = 2}, .weight = w, .bias = 0.0f};
     int64_t us[] = {0, 1}, is[] = {1, 2};
     struct fpd_gmf_train_params tp = fpd_gmf_train_default_params();
     struct fpd_error err;
@@ -371,7 +371,7 @@ Test(ncf_real, gmf_checkpoint_known_hr_ndcg) {
     fpd_dtype_to_f32(ti->dtype, ti->data, It, fpd_tensor_info_numel(ti));
     fpd_dtype_to_f32(tw->dtype, tw->data, w, 8);
     fpd_dtype_to_f32(tb->dtype, tb->data, &b, 1);
-    struct fpd_gmf m = {{NULL, Ut, tu->shape[0], 8}, {NULL, It, ti->shape[0], 8}, w, b};
+    struct fpd_gmf m = {.user = {.layer = NULL, .dense = Ut, .rows = tu->shape[0], .dim = 8}, .item = {.layer = NULL, .dense = It, .rows = ti->shape[0], .dim = 8}, .weight = w, .bias = b};
     /* the test files: "u\ti..." and "(u,i)\tn1..n99" */
     int64_t *users = malloc(6040 * sizeof(int64_t)), *cand = malloc(6040 * 100 * sizeof(int64_t));
     FILE *fr = fopen(rating, "r"), *fn = fopen(negative, "r");

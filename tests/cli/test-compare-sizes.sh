@@ -1,0 +1,125 @@
+# sample-compare-sizes: the equal-size comparison. A small run only (one epoch): on
+# MovieLens-100K (GMF) and on a synthetic set in LightGCN's format (MF with BPR, full
+# ranking), the program's output structure, every method's parameters recomputed from
+# its reported configuration and held to the budget, the methods that cannot fit named,
+# and the refusals. The accuracy figures take tens of minutes (make bench-accuracy).
+T="$BUILD/sample-compare-sizes"
+
+# py_plain NAME CODE ARGS...: a Python check that needs no numpy (skipped without python3)
+py_plain() {
+    name=$1
+    shift
+    if ! command -v python3 >/dev/null 2>&1; then skip "$name" "python3 not available"; return 0; fi
+    if python3 -c "$@" >py.txt 2>&1; then _report ok "$name"; else _report "not ok" "$name" "$(tail -c 600 py.txt)"; fi
+}
+ML="$DATA/movielens-100k/u.data"
+
+run "$T" --help
+expect_rc "help exits 0" 0
+expect_grep "help on stdout" out.txt "Usage: sample-compare-sizes"
+run "$T"
+expect_rc "no dataset: exit 2" 2
+run "$T" --gowalla . --methods dense,lsh
+expect_rc "unknown method: exit 2" 2
+expect_grep "unknown method named" err.txt "unknown method 'lsh'"
+run "$T" --gowalla nowhere
+expect_rc "missing data folder: exit 1" 1
+expect_grep "missing file named" err.txt "nowhere/train.txt"
+
+mkdir -p bad
+printf '0 1 2\n1 x 3\n' > bad/train.txt
+printf '0 3\n' > bad/test.txt
+run "$T" --gowalla bad
+expect_rc "malformed line: exit 1" 1
+expect_grep "malformed line named" err.txt "bad/train.txt:2"
+
+# synthetic LightGCN-format data: 50 users, 60 items, 8 training and 3 disjoint test items each
+mkdir -p syn
+awk 'BEGIN { for (u = 0; u < 50; u++) { a = u " "; b = u " ";
+        for (j = 0; j < 8; j++) a = a " " (u * 7 + j * 3) % 60;
+        for (j = 0; j < 3; j++) b = b " " (u * 7 + j * 3 + 1) % 60;
+        print a > "syn/train.txt"; print b > "syn/test.txt" } }'
+if command -v gnuplot >/dev/null 2>&1; then plot="--plot syn.png"; else plot=""; fi
+run "$T" --gowalla syn --epochs 1 --seeds 1,2 --ratios 4,30 --json -o syn-out $plot
+expect_rc "synthetic MF-BPR run: exit 0" 0
+if [ -n "$plot" ]; then
+    expect_grep "synthetic: PNG plot written" syn.png "PNG"
+else
+    skip "synthetic: PNG plot" "gnuplot not installed (make bench-accuracy installs gnuplot-nox)"
+fi
+cp out.txt syn.json
+expect_exists "synthetic: TSV written" syn-out.tsv
+expect_exists "synthetic: JSON written" syn-out.json
+
+check_budget='
+import json, math, sys
+r = json.load(open(sys.argv[1]))
+U, I, D = r["users"], r["items"], r["dim"]
+seeds = int(sys.argv[2])
+assert r["schema"] == "sample-compare-sizes/1", r["schema"]
+tab = r["table"]
+assert tab[0]["method"] == "dense-full" and tab[0]["params"] == (U + I) * D, tab[0]
+ratios = sorted({t["ratio"] for t in tab[1:]})
+assert ratios == [float(x) for x in sys.argv[3].split(",")], ratios
+assert [t["method"] for t in tab[1:6]] == ["dense", "hash", "qr", "fpd", "fpd-ordered"], tab
+m1 = "recall20" if r["dataset"] == "gowalla" else "hr10"
+fitting = 0
+for t in tab[1:]:
+    bu, bi = math.floor(U * D / t["ratio"]), math.floor(I * D / t["ratio"])
+    assert (t["budget_user"], t["budget_item"]) == (bu, bi), t
+    if not t["fits"]:
+        assert t["why"], t
+        continue
+    fitting += 1
+    pu, pi = t["params_user"], t["params_item"]
+    assert pu <= bu and pi <= bi and pu + pi == t["params"], t
+    cfg = dict(kv.split("=") for kv in t["config"].split())
+    if t["method"] == "dense":
+        assert int(cfg["d"]) == D // t["ratio"] and (pu, pi) == (U * t["dim"], I * t["dim"]), t
+    elif t["method"] == "hash":
+        mu, mi = map(int, cfg["m"].split("/"))
+        assert (pu, pi) == (mu * D, mi * D) and mu == min(U, bu // D), t
+    elif t["method"] == "qr":
+        mu, mi = map(int, cfg["m"].split("/"))
+        d = int(cfg["d"])
+        assert (pu, pi) == ((-(-U // mu) + mu) * d, (-(-I // mi) + mi) * d), t
+    else:
+        assert int(cfg["k"]) in (2, 3) and t["dim"] == D, t
+    assert 0.0 <= t[m1] <= 1.0 and t[m1 + "_sd"] >= 0.0, t
+assert len(r["runs"]) == seeds * (fitting + 1), (len(r["runs"]), fitting)
+for x in r["runs"]:
+    assert 0.0 <= x[m1] <= 1.0 and math.isfinite(x["final_loss"]), x
+'
+py_plain "synthetic: structure, every size within its budget" "$check_budget" syn.json 2 4,30
+py_plain "synthetic: dense at 30x has d = floor(64 / 30) = 2" "
+import json; t = json.load(open('syn.json'))['table']
+d = [x for x in t if x['method'] == 'dense' and x['ratio'] == 30][0]
+assert d['fits'] and d['dim'] == 2, d"
+expect_grep "synthetic: TSV header" syn-out.tsv "^dataset	method	ratio	config	dim	params	budget	size_ratio	recall20	recall20_sd	ndcg20"
+
+# --merge: a grid run in two parts gives the table of one run
+run "$T" --gowalla syn --epochs 1 --seeds 1 --ratios 10 --no-reference -o part
+expect_rc "synthetic: second part (10x, no reference): exit 0" 0
+run "$T" --merge part.tsv,syn-out.tsv -o merged
+expect_rc "merge: exit 0" 0
+expect_lines "merge: header, reference, 3 ratios x 5 methods" merged.tsv 17
+expect_grep "merge: the reference row kept" merged.tsv "^gowalla	dense-full	1	"
+sed -n 8p merged.tsv > line8.txt
+expect_grep "merge: rows sorted by ratio (10x after 4x)" line8.txt "^gowalla	dense	10	"
+run "$T" --merge part.tsv
+expect_rc "merge without the reference row: exit 1" 1
+expect_grep "merge: missing reference named" err.txt "dense-full"
+
+if [ ! -f "$ML" ]; then
+    skip "MovieLens-100K run" "$ML not found"
+else
+    run "$T" --movielens "$ML" --epochs 1 --seeds 1 --ratios 10,100 --json -o ml
+    expect_rc "MovieLens-100K GMF run: exit 0" 0
+    cp out.txt ml.json
+    py_plain "MovieLens-100K: structure, every size within its budget" "$check_budget" ml.json 1 10,100
+    py_plain "MovieLens-100K: dense cannot fit 100x (d < 1), named" "
+import json; r = json.load(open('ml.json'))
+assert r['users'] == 943 and r['items'] == 1682, r
+d = [x for x in r['table'] if x['method'] == 'dense' and x['ratio'] == 100][0]
+assert not d['fits'] and 'd = floor' in d['why'], d"
+fi
