@@ -165,6 +165,27 @@ $(TEST_BIN): $(TEST_OBJ) $(STATIC_LIB)
 $(BUILD_DIR)/bench-%: $(OBJ_DIR)/tests/bench/bench-%.o $(STATIC_LIB)
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(FPD_LDLIBS)
 
+# GPU check (tests/gpu): gpu-build compiles the CUDA-vs-CPU equality program and
+# the GPU benchmark (needs nvcc, not a device; tests/cli/test-gpu-build.sh runs it
+# when nvcc is present); gpu-check runs tests/gpu/run.sh (needs a device).
+GPU_BINS := $(BUILD_DIR)/gpu-equal $(BUILD_DIR)/bench-gpu
+.PHONY: gpu-build gpu-check
+ifneq ($(filter gpu-build,$(MAKECMDGOALS)),)
+  ifneq ($(USE_CUDA),1)
+    $(error gpu-build needs CUDA (nvcc): make CUDA=1 gpu-build)
+  endif
+endif
+gpu-build: $(GPU_BINS)
+gpu-check:
+	sh tests/gpu/run.sh
+
+$(BUILD_DIR)/gpu-equal: $(OBJ_DIR)/tests/gpu/gpu-equal.o $(STATIC_LIB)
+	@$(if $(Q),echo "  LINK  $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(FPD_LDLIBS)
+$(BUILD_DIR)/bench-gpu: $(OBJ_DIR)/tests/gpu/bench-gpu.o $(STATIC_LIB)
+	@$(if $(Q),echo "  LINK  $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(FPD_LDLIBS)
+
 # deps: check the Debian packages; install the missing ones as root, else say how.
 deps:
 	@missing=""; for p in $(DEB_PACKAGES); do \

@@ -1,0 +1,290 @@
+/*
+ * bench-gpu.cu - the CUDA FPD engine against a dense EmbeddingBag on the same
+ * GPU, device-resident on both sides (no host copies timed): rows/s.
+ *
+ *   forward:  dense gather + sum pooling (a kernel of this file: one warp per
+ *             bag, float4 loads)  vs  the FPD engine's forward (sort, de-dup,
+ *             prefix partials, rows, pooling)
+ *   train:    dense gather + backward as an atomic scatter-add of -lr g into the
+ *             table (SGD fused into the scatter: the cheapest dense update)  vs
+ *             FPD forward + backward + row-wise Adagrad step (FBGEMM's exact
+ *             row-wise Adagrad on the touched core slices)
+ *   fwd+bwd:  FPD forward + backward alone, in microseconds per look-up (the
+ *             figure FBTT-Embedding publishes: 0.416 us for its TT layer)
+ *
+ * Batch: B indices in bags of 1 (DLRM's pooling factor), Zipf(1.05) over the
+ * table's rows (id = popularity rank), 8 batches drawn once and cycled. Dense
+ * table N x D F32 (default 40,000,000 x 128, 20.5 GB). FPD: the heuristic's
+ * shape for each of the seed's (r, p), random cores. Each figure is the median
+ * of 5 timed runs of `reps` iterations (cudaEvent), after a warm-up.
+ *
+ * Usage: bench-gpu [N [D [B [reps]]]]   (FPD_BENCH_QUICK=1: N = 4,000,000)
+ * GMF training (samples/s dense vs FPD) is not implemented here yet.
+ */
+#include <cuda_runtime.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* backend-impl.h's own declarations have C linkage but no extern "C" of their own */
+extern "C" {
+#include "heuristics/fpd-heuristics.h"
+#include "lib/cuda/engine-cuda.h"
+#include "lib/fpd-impl.h"
+}
+
+#define CK(call)                                                                                         \
+    do {                                                                                                 \
+        cudaError_t e_ = (call);                                                                         \
+        if (e_ != cudaSuccess) {                                                                         \
+            fprintf(stderr, "bench-gpu: %s at %s:%d: %s\n", #call, __FILE__, __LINE__,                  \
+                    cudaGetErrorString(e_));                                                             \
+            exit(1);                                                                                     \
+        }                                                                                                \
+    } while (0)
+#define FK(call)                                                                                         \
+    do {                                                                                                 \
+        if ((call) != FPD_STATUS_OK) {                                                                   \
+            fprintf(stderr, "bench-gpu: %s: %s\n", #call, err.msg);                                      \
+            exit(1);                                                                                     \
+        }                                                                                                \
+    } while (0)
+
+/* Zipf(s) over [0, n) by the inverse CDF (as tests/bench/bench-util.h, in C++):
+ * the unnormalized CDF c[i] = sum_{q <= i} (q + 1)^-s, then a binary search */
+static double *zipf_cdf(int64_t n, double s) {
+    double *c = (double *)malloc((size_t)n * sizeof(double)), acc = 0.0;
+    if (!c) return NULL;
+    for (int64_t i = 0; i < n; i++) c[i] = acc += pow((double)(i + 1), -s);
+    return c;
+}
+static int64_t zipf_draw(const double *c, int64_t n, uint64_t *rng) {
+    const double u = fpd__rand_uniform(rng) * c[n - 1];
+    int64_t lo = 0, hi = n - 1;
+    while (lo < hi) {
+        const int64_t mid = lo + (hi - lo) / 2;
+        if (c[mid] > u) hi = mid;
+        else lo = mid + 1;
+    }
+    return lo;
+}
+
+/* ------------------------------------------------------------ dense EmbeddingBag */
+
+__global__ static void k_dense_init(float *w, int64_t total) {
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += (int64_t)gridDim.x * blockDim.x) {
+        uint64_t z = (uint64_t)i * 0x9E3779B97F4A7C15ull;
+        z = (z ^ (z >> 31)) * 0xBF58476D1CE4E5B9ull;
+        w[i] = (float)((z >> 40) & 0xffff) * (1.0f / 65536.0f) - 0.5f;
+    }
+}
+
+/* out[b] = sum of the bag's rows (bags of L consecutive indices): one warp per bag */
+__global__ static void k_dense_gather(const float *w, int64_t D, const int64_t *idx, int64_t n_bags, int64_t L,
+                                      float *out) {
+    const int64_t bag = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) / 32;
+    const int lane = threadIdx.x % 32;
+    if (bag >= n_bags) return;
+    if ((D & 3) == 0) {
+        for (int64_t j = lane * 4; j < D; j += 128) {
+            float4 acc = make_float4(0.f, 0.f, 0.f, 0.f);
+            for (int64_t q = 0; q < L; q++) {
+                const float4 v = *(const float4 *)(w + idx[bag * L + q] * D + j);
+                acc.x += v.x;
+                acc.y += v.y;
+                acc.z += v.z;
+                acc.w += v.w;
+            }
+            *(float4 *)(out + bag * D + j) = acc;
+        }
+    } else {
+        for (int64_t j = lane; j < D; j += 32) {
+            float acc = 0.f;
+            for (int64_t q = 0; q < L; q++) acc += w[idx[bag * L + q] * D + j];
+            out[bag * D + j] = acc;
+        }
+    }
+}
+
+/* w[idx] -= lr g[bag] for every entry (atomics: repeated rows collide) */
+__global__ static void k_dense_scatter(float *w, int64_t D, const int64_t *idx, int64_t n_bags, int64_t L,
+                                       const float *g, float lr) {
+    const int64_t bag = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) / 32;
+    const int lane = threadIdx.x % 32;
+    if (bag >= n_bags) return;
+    for (int64_t q = 0; q < L; q++) {
+        float *row = w + idx[bag * L + q] * D;
+        for (int64_t j = lane; j < D; j += 32) atomicAdd(row + j, -lr * g[bag * D + j]);
+    }
+}
+
+/* ------------------------------------------------------------ timing */
+
+static int cmp_f(const void *a, const void *b) {
+    float x = *(const float *)a, y = *(const float *)b;
+    return (x > y) - (x < y);
+}
+
+/* median over 5 runs of `reps` calls of fn(i), in seconds per call */
+template <typename F> static double time_it(cudaStream_t s, int reps, F fn) {
+    cudaEvent_t e0, e1;
+    CK(cudaEventCreate(&e0));
+    CK(cudaEventCreate(&e1));
+    for (int i = 0; i < 3; i++) fn(i);
+    CK(cudaStreamSynchronize(s));
+    float ms[5];
+    for (int run = 0; run < 5; run++) {
+        CK(cudaEventRecord(e0, s));
+        for (int i = 0; i < reps; i++) fn(i);
+        CK(cudaEventRecord(e1, s));
+        CK(cudaEventSynchronize(e1));
+        CK(cudaEventElapsedTime(&ms[run], e0, e1));
+    }
+    CK(cudaGetLastError());
+    qsort(ms, 5, sizeof(float), cmp_f);
+    CK(cudaEventDestroy(e0));
+    CK(cudaEventDestroy(e1));
+    return (double)ms[2] / 1000.0 / reps;
+}
+
+int main(int argc, char **argv) {
+    const bool quick = getenv("FPD_BENCH_QUICK") && atoi(getenv("FPD_BENCH_QUICK"));
+    const int64_t N = argc > 1 ? atoll(argv[1]) : quick ? 4000000 : 40000000;
+    const int64_t D = argc > 2 ? atoll(argv[2]) : 128;
+    const int64_t B = argc > 3 ? atoll(argv[3]) : 65536;
+    const int reps = argc > 4 ? atoi(argv[4]) : 20;
+    const int NB = 8;
+    const int64_t L = 1;
+    struct fpd_error err;
+    if (N < 1 || D < 1 || B < 1 || reps < 1) {
+        fprintf(stderr, "usage: bench-gpu [N [D [B [reps]]]]\n");
+        return 2;
+    }
+    /* Zipf(1.05) batches */
+    double *cdf = zipf_cdf(N, 1.05);
+    int64_t *hidx = (int64_t *)malloc((size_t)(NB * B) * sizeof(int64_t));
+    if (!cdf || !hidx) {
+        fprintf(stderr, "bench-gpu: out of host memory for the Zipf draws\n");
+        return 1;
+    }
+    uint64_t rng = 42;
+    for (int64_t i = 0; i < NB * B; i++) hidx[i] = zipf_draw(cdf, N, &rng);
+    free(cdf);
+
+    struct fpd_backend *be = NULL;
+    FK(fpd_backend_init(FPD_BACKEND_KIND_CUDA, 0, &be, &err));
+    void *ctx = NULL;
+    const struct fpd_backend_i *ops = fpd__backend_iface(be, &ctx);
+    cudaStream_t ds;
+    CK(cudaStreamCreateWithFlags(&ds, cudaStreamNonBlocking));
+    int64_t *didx;
+    float *dtab, *dout, *dgo;
+    CK(cudaMalloc((void **)&didx, (size_t)(NB * B) * sizeof(int64_t)));
+    CK(cudaMemcpy(didx, hidx, (size_t)(NB * B) * sizeof(int64_t), cudaMemcpyHostToDevice));
+    CK(cudaMalloc((void **)&dout, (size_t)(B * D) * sizeof(float)));
+    CK(cudaMalloc((void **)&dgo, (size_t)(B * D) * sizeof(float)));
+    k_dense_init<<<4096, 256, 0, ds>>>(dgo, B * D);
+    CK(cudaGetLastError());
+
+    /* distinct rows per batch, for the table */
+    int64_t distinct = 0;
+    {
+        int64_t *tmp = (int64_t *)malloc((size_t)B * sizeof(int64_t));
+        memcpy(tmp, hidx, (size_t)B * sizeof(int64_t));
+        qsort(tmp, (size_t)B, sizeof(int64_t), [](const void *a, const void *b) {
+            int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+            return (x > y) - (x < y);
+        });
+        for (int64_t i = 0; i < B; i++) distinct += i == 0 || tmp[i] != tmp[i - 1];
+        free(tmp);
+    }
+
+    /* dense reference */
+    double t_dense_fwd = 0.0, t_dense_train = 0.0;
+    {
+        CK(cudaMalloc((void **)&dtab, (size_t)N * (size_t)D * sizeof(float)));
+        k_dense_init<<<65536, 256, 0, ds>>>(dtab, N * D);
+        CK(cudaGetLastError());
+        const unsigned blocks = (unsigned)((B * 32 + 255) / 256);
+        t_dense_fwd = time_it(ds, reps, [&](int i) {
+            k_dense_gather<<<blocks, 256, 0, ds>>>(dtab, D, didx + (i % NB) * B, B / L, L, dout);
+        });
+        t_dense_train = time_it(ds, reps, [&](int i) {
+            k_dense_gather<<<blocks, 256, 0, ds>>>(dtab, D, didx + (i % NB) * B, B / L, L, dout);
+            k_dense_scatter<<<blocks, 256, 0, ds>>>(dtab, D, didx + (i % NB) * B, B / L, L, dgo, 0.01f);
+        });
+        CK(cudaStreamSynchronize(ds));
+        CK(cudaFree(dtab));
+    }
+
+    printf("GPU benchmark: %s; table %lld x %lld F32 (%.1f GB dense); batch %lld in bags of %lld, Zipf(1.05), "
+           "%lld distinct rows in the first batch; median of 5 x %d\n\n",
+           be->name, (long long)N, (long long)D, (double)N * (double)D * 4.0 / 1e9, (long long)B, (long long)L,
+           (long long)distinct, reps);
+    printf("| (r, p) | k | FPD MB | dense fwd Mrows/s | FPD fwd Mrows/s | fwd x | dense train Mrows/s | FPD train "
+           "Mrows/s | train x | FPD fwd+bwd us/look-up |\n");
+    printf("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
+    const int64_t cfg[][2] = {{8, 1}, {8, 2}, {16, 2}, {8, 4}, {32, 1}};
+    for (size_t c = 0; c < sizeof cfg / sizeof cfg[0]; c++) {
+        struct fpd_plan_params pp = fpd_plan_default_params();
+        pp.rank = cfg[c][0];
+        pp.terms = cfg[c][1];
+        pp.min_ratio = 0.0;
+        struct fpd_plan plan;
+        FK(fpd_plan_table(N, D, FPD_DTYPE_F32, &pp, &plan, &err));
+        struct fpd_layer *layer = NULL;
+        FK(fpd_layer_init(&plan.shape, &layer, &err));
+        uint64_t seed = 7;
+        for (int32_t m = 0; m < plan.shape.k; m++) {
+            float *core = fpd_layer_core(layer, m);
+            for (int64_t e = 0; e < fpd_layer_shape_core_numel(&plan.shape, m); e++)
+                core[e] = (float)(fpd__rand_uniform(&seed) - 0.5) * 0.1f;
+        }
+        struct fpd_engine_params ep = fpd_engine_default_params();
+        ep.backend = be;
+        ep.optimizer.kind = FPD_OPTIMIZER_KIND_ROWWISE_ADAGRAD;
+        ep.optimizer.learning_rate = 0.01;
+        void *state = NULL;
+        FK(ops->engine_create(ctx, layer, &ep, &state, &err));
+        cudaStream_t es = (cudaStream_t)fpd__cuda_engine_stream(state);
+        struct fpd_bag_batch bt;
+        memset(&bt, 0, sizeof bt);
+        bt.n_indices = B;
+        bt.bag_size = L;
+        bt.mode = FPD_BAG_MODE_SUM;
+        bt.padding_idx = -1;
+        const int64_t n_bags = B / L;
+        const double t_fwd = time_it(es, reps, [&](int i) {
+            bt.indices = didx + (i % NB) * B;
+            FK(fpd__cuda_engine_forward_device(state, &bt, n_bags, dout, &err));
+        });
+        const double t_fb = time_it(es, reps, [&](int i) {
+            bt.indices = didx + (i % NB) * B;
+            FK(fpd__cuda_engine_forward_device(state, &bt, n_bags, dout, &err));
+            FK(fpd__cuda_engine_backward_device(state, &bt, n_bags, dgo, &err));
+        });
+        const double t_train = time_it(es, reps, [&](int i) {
+            bt.indices = didx + (i % NB) * B;
+            FK(fpd__cuda_engine_forward_device(state, &bt, n_bags, dout, &err));
+            FK(fpd__cuda_engine_backward_device(state, &bt, n_bags, dgo, &err));
+            FK(fpd__cuda_engine_step_device(state, &ep.optimizer, false, &err));
+        });
+        ops->engine_destroy(ctx, state);
+        printf("| (%lld, %lld) | %d | %.2f | %.1f | %.1f | %.2f | %.1f | %.1f | %.2f | %.4f |\n", (long long)cfg[c][0],
+               (long long)cfg[c][1], (int)plan.shape.k, (double)plan.bytes_after / 1e6, B / t_dense_fwd / 1e6,
+               B / t_fwd / 1e6, t_dense_fwd / t_fwd, B / t_dense_train / 1e6, B / t_train / 1e6,
+               t_dense_train / t_train, t_fb / (double)B * 1e6);
+        fflush(stdout);
+        fpd_layer_free(layer);
+    }
+    printf("| GMF training samples/s, dense vs FPD | not implemented in this benchmark yet |\n");
+    CK(cudaFree(didx));
+    CK(cudaFree(dout));
+    CK(cudaFree(dgo));
+    CK(cudaStreamDestroy(ds));
+    fpd_backend_free(be);
+    free(hidx);
+    return 0;
+}
