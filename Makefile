@@ -186,6 +186,28 @@ $(BUILD_DIR)/bench-gpu: $(OBJ_DIR)/tests/gpu/bench-gpu.o $(STATIC_LIB)
 	@$(if $(Q),echo "  LINK  $@")
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(FPD_LDLIBS)
 
+# gpu-emu: the CUDA engine's kernels compiled for the CPU (tests/gpu/cuda-emu.h,
+# g++, AddressSanitizer) against the CPU engine by the same equality program: the
+# kernels' logic, checked without a GPU or nvcc (tests/cli/test-gpu-build.sh).
+# Symbols renamed so that it links next to a CUDA build's real engine.
+CXX ?= g++
+EMU_DIR  := $(BUILD_DIR)/emu
+EMU_DEFS := -DFPD_CUDA_EMU $(foreach s,engine_ops ctx_device engine_forward_device engine_backward_device \
+              engine_step_device engine_stream,-Dfpd__cuda_$(s)=fpd__emu_$(s))
+EMU_SAN  := -fsanitize=address,undefined -fno-omit-frame-pointer
+.PHONY: gpu-emu
+gpu-emu: $(BUILD_DIR)/gpu-equal-emu
+$(EMU_DIR)/engine-cuda.o: lib/cuda/engine-cuda.cu lib/cuda/engine-cuda.h lib/engine-plan-impl.h tests/gpu/cuda-emu.h
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CXX   $< (emulated)")
+	$(Q)$(CXX) -std=c++17 -O1 -g $(EMU_SAN) $(EMU_DEFS) -I. -Ilib -include tests/gpu/cuda-emu.h -x c++ -c $< -o $@
+$(EMU_DIR)/gpu-equal.o: tests/gpu/gpu-equal.c lib/cuda/engine-cuda.h
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(CFLAGS) $(EMU_SAN) $(EMU_DEFS) -c $< -o $@
+$(BUILD_DIR)/gpu-equal-emu: $(EMU_DIR)/gpu-equal.o $(EMU_DIR)/engine-cuda.o $(STATIC_LIB)
+	@$(if $(Q),echo "  LINK  $@")
+	$(Q)$(CC) $(LDFLAGS) $(EMU_SAN) -o $@ $^ $(FPD_LDLIBS) -lstdc++
+
 # deps: check the Debian packages; install the missing ones as root, else say how.
 deps:
 	@missing=""; for p in $(DEB_PACKAGES); do \

@@ -63,17 +63,26 @@
 #include "../engine-plan-impl.h"
 #include "engine-cuda.h"
 
+#ifdef FPD_CUDA_EMU
+/* the kernels run on the CPU for tests (tests/gpu/cuda-emu.h, included first):
+ * blocks and threads in sequence; the step's reduction runs with one thread */
+#define FPD__LAUNCH(kern, grid, block, stream, ...) fpd_emu_launch(grid, block, [&]() { kern(__VA_ARGS__); })
+#define FPD__STEP_THREADS 1
+#else
 #include <cub/cub.cuh>
 #include <cuda_runtime.h>
+#define FPD__LAUNCH(kern, grid, block, stream, ...) kern<<<grid, block, 0, stream>>>(__VA_ARGS__)
+#define FPD__STEP_THREADS 256
+#endif
 
 #include <string.h>
 
-#define ECUDA_TRY(call)                                                                                  \
-    do {                                                                                                 \
-        cudaError_t e_ = (call);                                                                         \
-        if (e_ != cudaSuccess)                                                                           \
-            return fpd__err(err, FPD_STATUS_BACKEND, "%s at %s:%d: %s", #call, __FILE__, __LINE__,       \
-                            cudaGetErrorString(e_));                                                     \
+#define ECUDA_TRY(call)                                                                                                \
+    do {                                                                                                               \
+        cudaError_t e_ = (call);                                                                                       \
+        if (e_ != cudaSuccess)                                                                                         \
+            return fpd__err(err, FPD_STATUS_BACKEND, "%s at %s:%d: %s", #call, __FILE__, __LINE__,                     \
+                            cudaGetErrorString(e_));                                                                   \
     } while (0)
 /* after a kernel launch */
 #define ECUDA_LAUNCHED() ECUDA_TRY(cudaGetLastError())
@@ -140,9 +149,9 @@ __device__ static inline void d_bag_range(const int64_t *offs, int64_t bag_size,
 /* L_{m-1} of term t for the prefix containing distinct row u (m >= 1): the core-0
  * slice for m = 1, else the partial block of level m-1. */
 __device__ static inline const float *d_parent_partial(const struct fpd__engine_geom &g, const struct dev_cores &cores,
-                                                       const float *part, const size_t *part_off,
-                                                       const int64_t *cap, const int64_t *pid, int64_t n_cap,
-                                                       int32_t m, int64_t t, int64_t x, int64_t u) {
+                                                       const float *part, const size_t *part_off, const int64_t *cap,
+                                                       const int64_t *pid, int64_t n_cap, int32_t m, int64_t t,
+                                                       int64_t x, int64_t u) {
     if (m == 1) return cores.c[0] + (t * g.n[0] + (x / g.div[0]) % g.n[0]) * g.slice[0];
     const int64_t j = pid[(int64_t)(m - 1) * n_cap + u];
     return part + part_off[m - 1] + (t * cap[m - 1] + j) * g.psz[m - 1];
@@ -202,7 +211,8 @@ __global__ static void k_unique(const uint64_t *key, const int64_t *pos, const i
 }
 
 /* flags of the runs of prefixes urow / div among the distinct rows */
-__global__ static void k_level_flags(const int64_t *urow, const int64_t *counts, int64_t n, int64_t div, int64_t *flag) {
+__global__ static void k_level_flags(const int64_t *urow, const int64_t *counts, int64_t n, int64_t div,
+                                     int64_t *flag) {
     const int64_t u = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (u >= n) return;
     const int64_t nu = counts[CNT_NU];
@@ -227,7 +237,8 @@ __global__ static void k_bags(const int64_t *offs, int64_t bag_size, bool ilo, i
     if (o >= n_bags) return;
     int64_t lo, hi, cnt = 0;
     d_bag_range(offs, bag_size, ilo, n_bags, n, o, &lo, &hi);
-    for (int64_t i = lo; i < hi; i++) cnt += slot[i] >= 0;
+    for (int64_t i = lo; i < hi; i++)
+        cnt += slot[i] >= 0;
     for (int64_t i = lo; i < hi; i++) {
         bag_of[i] = o;
         coef[i] = mean ? 1.0f / (float)(cnt ? cnt : 1) : psw ? psw[i] : 1.0f;
@@ -238,8 +249,8 @@ __global__ static void k_bags(const int64_t *offs, int64_t bag_size, bool ilo, i
 
 /* L_m for every distinct prefix of level m (1 <= m <= k-2) and term: block (j, t) */
 __global__ static void k_partial(struct fpd__engine_geom g, struct dev_cores cores, struct level_info li,
-                                 const int64_t *urow, const int64_t *pid, const int64_t *pfirst,
-                                 const int64_t *counts, int64_t n_cap, int32_t m, float *part) {
+                                 const int64_t *urow, const int64_t *pid, const int64_t *pfirst, const int64_t *counts,
+                                 int64_t n_cap, int32_t m, float *part) {
     const int64_t j = blockIdx.x, t = blockIdx.y;
     if (j >= counts[CNT_PRE(m)]) return;
     const int64_t u0 = pfirst[(int64_t)m * n_cap + j], x = urow[u0];
@@ -251,7 +262,8 @@ __global__ static void k_partial(struct fpd__engine_geom g, struct dev_cores cor
     for (int64_t e = threadIdx.x; e < rows * wm; e += blockDim.x) {
         const int64_t a = e / wm, c = e % wm;
         float s = 0.0f;
-        for (int64_t b = 0; b < rm; b++) s += Lp[a * rm + b] * G[b * wm + c];
+        for (int64_t b = 0; b < rm; b++)
+            s += Lp[a * rm + b] * G[b * wm + c];
         L[e] = s;
     }
 }
@@ -267,7 +279,8 @@ __global__ static void k_rows(struct fpd__engine_geom g, struct dev_cores cores,
     if (g.k == 1) {
         for (int64_t j = threadIdx.x; j < D; j += blockDim.x) {
             float s = 0.0f;
-            for (int64_t t = 0; t < g.p; t++) s += cores.c[0][(t * g.n[0] + x) * g.slice[0] + j];
+            for (int64_t t = 0; t < g.p; t++)
+                s += cores.c[0][(t * g.n[0] + x) * g.slice[0] + j];
             dst[j] = s;
         }
         return;
@@ -280,7 +293,8 @@ __global__ static void k_rows(struct fpd__engine_geom g, struct dev_cores cores,
         for (int64_t t = 0; t < g.p; t++) {
             const float *Lp = d_parent_partial(g, cores, part, li.part_off, li.cap, pid, n_cap, m, t, x, u);
             const float *G = cores.c[m] + (t * g.n[m] + dig) * g.slice[m];
-            for (int64_t b = 0; b < r; b++) s += Lp[a * r + b] * G[b * dl + c];
+            for (int64_t b = 0; b < r; b++)
+                s += Lp[a * r + b] * G[b * dl + c];
         }
         dst[j] = s;
     }
@@ -293,7 +307,8 @@ __global__ static void k_pool(const int64_t *offs, int64_t bag_size, bool ilo, i
     float *dst = out + o * D;
     if (none) {
         const int64_t s = slot[o];
-        for (int64_t j = threadIdx.x; j < D; j += blockDim.x) dst[j] = s < 0 ? 0.0f : rows[s * D + j];
+        for (int64_t j = threadIdx.x; j < D; j += blockDim.x)
+            dst[j] = s < 0 ? 0.0f : rows[s * D + j];
         return;
     }
     int64_t lo, hi;
@@ -351,7 +366,8 @@ __global__ static void k_core_grad(struct fpd__engine_geom g, struct dev_cores c
     for (int64_t e = threadIdx.x; e < rm * wm; e += blockDim.x) {
         const int64_t b = e / wm, c = e % wm;
         float s = 0.0f;
-        for (int64_t a = 0; a < Dp; a++) s += Lp[a * rm + b] * dN[a * wm + c];
+        for (int64_t a = 0; a < Dp; a++)
+            s += Lp[a * rm + b] * dN[a * wm + c];
         atomicAdd(dG + e, s);
     }
     if (threadIdx.x == 0) touched[sl] = 1;
@@ -361,8 +377,7 @@ __global__ static void k_core_grad(struct fpd__engine_geom g, struct dev_cores c
  * (segmented: block (P, t)) */
 __global__ static void k_parent_grad(struct fpd__engine_geom g, struct dev_cores cores, struct level_info li,
                                      const int64_t *urow, const int64_t *pid, const int64_t *pfirst,
-                                     const int64_t *counts, int64_t n_cap, int32_t m, const float *drow,
-                                     float *dpart) {
+                                     const int64_t *counts, int64_t n_cap, int32_t m, const float *drow, float *dpart) {
     const int64_t P = blockIdx.x, t = blockIdx.y;
     const int64_t np = counts[CNT_PRE(m - 1)], nu = counts[CNT_NU];
     if (P >= np) return;
@@ -381,7 +396,8 @@ __global__ static void k_parent_grad(struct fpd__engine_geom g, struct dev_cores
             const int64_t dig = (urow[f] / g.div[m]) % g.n[m];
             const float *G = cores.c[m] + (t * g.n[m] + dig) * g.slice[m] + b * wm;
             const float *dN = d_node_grad(g, li, drow, dpart, m, t, c) + a * wm;
-            for (int64_t y = 0; y < wm; y++) s += dN[y] * G[y];
+            for (int64_t y = 0; y < wm; y++)
+                s += dN[y] * G[y];
         }
         dL[e] = s;
     }
@@ -390,8 +406,8 @@ __global__ static void k_parent_grad(struct fpd__engine_geom g, struct dev_cores
 /* level 0: dG_0[t, digit] += dL_0[P] (k >= 2) or drow[u] (k = 1); the prefixes of
  * level 0 are distinct digits, so no two blocks of one term share a slice */
 __global__ static void k_first_grad(struct fpd__engine_geom g, struct level_info li, const int64_t *urow,
-                                    const int64_t *pfirst, const int64_t *counts, const float *drow,
-                                    const float *dpart, float *grad, unsigned char *touched) {
+                                    const int64_t *pfirst, const int64_t *counts, const float *drow, const float *dpart,
+                                    float *grad, unsigned char *touched) {
     const int64_t P = blockIdx.x, t = blockIdx.y;
     const bool one = g.k == 1;
     if (P >= (one ? counts[CNT_NU] : counts[CNT_PRE(0)])) return;
@@ -399,16 +415,17 @@ __global__ static void k_first_grad(struct fpd__engine_geom g, struct level_info
     const int64_t sl = t * g.n[0] + (x / g.div[0]) % g.n[0];
     const float *src = one ? drow + P * g.D : dpart + li.dpart_off[0] + (t * li.cap[0] + P) * g.psz[0];
     float *dG = grad + sl * g.slice[0];
-    for (int64_t e = threadIdx.x; e < g.slice[0]; e += blockDim.x) dG[e] += src[e];
+    for (int64_t e = threadIdx.x; e < g.slice[0]; e += blockDim.x)
+        dG[e] += src[e];
     if (threadIdx.x == 0) touched[sl] = 1;
 }
 
 /* ------------------------------------------------------------ kernel: the step */
 
 /* one block per slice: the update, then the gradient and the flag cleared */
-__global__ static void k_step(int kind, float *x, float *grad, float *m1, float *m2, unsigned char *touched,
-                              int64_t sl, float lr, float b1, float b2, float eps, float bc1, float bc2) {
-    __shared__ float red[256];
+__global__ static void k_step(int kind, float *x, float *grad, float *m1, float *m2, unsigned char *touched, int64_t sl,
+                              float lr, float b1, float b2, float eps, float bc1, float bc2) {
+    __shared__ float red[FPD__STEP_THREADS];
     __shared__ float mult;
     const int64_t s = blockIdx.x;
     if (kind != FPD_OPTIMIZER_KIND_ADAM && !touched[s]) return;
@@ -420,7 +437,8 @@ __global__ static void k_step(int kind, float *x, float *grad, float *m1, float 
         }
     } else if (kind == FPD_OPTIMIZER_KIND_ROWWISE_ADAGRAD) {
         float ss = 0.0f;
-        for (int64_t j = threadIdx.x; j < sl; j += blockDim.x) ss += g[j] * g[j];
+        for (int64_t j = threadIdx.x; j < sl; j += blockDim.x)
+            ss += g[j] * g[j];
         red[threadIdx.x] = ss;
         __syncthreads();
         for (unsigned h = blockDim.x / 2; h > 0; h /= 2) {
@@ -545,8 +563,7 @@ static enum fpd_status ensure_ws(struct cuda_engine *e, int64_t n, int64_t n_off
     size_t sort_bytes = 0, scan_bytes = 0;
     const int ni = (int)(n > 0 ? n : 1);
     ECUDA_TRY(cub::DeviceRadixSort::SortPairs(NULL, sort_bytes, (const uint64_t *)NULL, (uint64_t *)NULL,
-                                              (const int64_t *)NULL, (int64_t *)NULL, ni, 0, e->g.key_bits,
-                                              e->stream));
+                                              (const int64_t *)NULL, (int64_t *)NULL, ni, 0, e->g.key_bits, e->stream));
     ECUDA_TRY(cub::DeviceScan::InclusiveSum(NULL, scan_bytes, (const int64_t *)NULL, (int64_t *)NULL, ni, e->stream));
     const size_t temp = sort_bytes > scan_bytes ? sort_bytes : scan_bytes;
     struct fpd__engine_ws ws;
@@ -572,7 +589,8 @@ static enum fpd_status ensure_ws(struct cuda_engine *e, int64_t n, int64_t n_off
 static struct dev_cores cores_of(const struct cuda_engine *e) {
     struct dev_cores c;
     memset(&c, 0, sizeof c);
-    for (int32_t m = 0; m < e->g.k; m++) c.c[m] = e->core[m];
+    for (int32_t m = 0; m < e->g.k; m++)
+        c.c[m] = e->core[m];
     return c;
 }
 
@@ -619,33 +637,32 @@ static enum fpd_status forward_queue(struct cuda_engine *e, const struct fpd_bag
     const bool last_off = !none && b->offsets && b->include_last_offset;
 
     /* 1. keys, sort */
-    k_keys<<<blocks_for(n, T), T, 0, st>>>(b->indices, n, b->offsets, b->n_bags, last_off, b->padding_idx, e->perm,
-                                           sentinel, key, pos, slot);
+    FPD__LAUNCH(k_keys, blocks_for(n, T), T, st, b->indices, n, b->offsets, b->n_bags, last_off, b->padding_idx,
+                e->perm, sentinel, key, pos, slot);
     ECUDA_LAUNCHED();
     ECUDA_TRY(cub::DeviceRadixSort::SortPairs(temp, temp_bytes, (const uint64_t *)key, key_s, (const int64_t *)pos,
                                               pos_s, (int)n, 0, g->key_bits, st));
     /* 2. distinct rows */
-    k_run_flags<<<blocks_for(n, T), T, 0, st>>>(key_s, n, sentinel, flag);
+    FPD__LAUNCH(k_run_flags, blocks_for(n, T), T, st, key_s, n, sentinel, flag);
     ECUDA_LAUNCHED();
     temp_bytes = e->temp_bytes;
     ECUDA_TRY(cub::DeviceScan::InclusiveSum(temp, temp_bytes, (const int64_t *)flag, scan, (int)n, st));
-    k_unique<<<blocks_for(n, T), T, 0, st>>>(key_s, pos_s, flag, scan, n, sentinel, slot, urow, ustart, counts);
+    FPD__LAUNCH(k_unique, blocks_for(n, T), T, st, key_s, pos_s, flag, scan, n, sentinel, slot, urow, ustart, counts);
     ECUDA_LAUNCHED();
     /* 3. the prefix tree, levels 0..k-2 */
     for (int32_t m = 0; m + 1 < g->k; m++) {
-        k_level_flags<<<blocks_for(n, T), T, 0, st>>>(urow, counts, n, g->div[m], flag);
+        FPD__LAUNCH(k_level_flags, blocks_for(n, T), T, st, urow, counts, n, g->div[m], flag);
         ECUDA_LAUNCHED();
         temp_bytes = e->temp_bytes;
         ECUDA_TRY(cub::DeviceScan::InclusiveSum(temp, temp_bytes, (const int64_t *)flag, scan, (int)n, st));
-        k_level_ids<<<blocks_for(n, T), T, 0, st>>>(flag, scan, counts, m, pid + (int64_t)m * n_cap,
-                                                    pfirst + (int64_t)m * n_cap);
+        FPD__LAUNCH(k_level_ids, blocks_for(n, T), T, st, flag, scan, counts, m, pid + (int64_t)m * n_cap,
+                    pfirst + (int64_t)m * n_cap);
         ECUDA_LAUNCHED();
     }
     /* bags and coefficients (they need the slots: padding is not counted by MEAN) */
     if (!none && n_bags > 0) {
-        k_bags<<<blocks_for(n_bags, T), T, 0, st>>>(b->offsets, b->bag_size, b->include_last_offset, n_bags, n,
-                                                    b->per_sample_weights, b->mode == FPD_BAG_MODE_MEAN, slot, bag_of,
-                                                    coef);
+        FPD__LAUNCH(k_bags, blocks_for(n_bags, T), T, st, b->offsets, b->bag_size, b->include_last_offset, n_bags, n,
+                    b->per_sample_weights, b->mode == FPD_BAG_MODE_MEAN, slot, bag_of, coef);
         ECUDA_LAUNCHED();
     }
     /* 4. partials once per distinct prefix, then the rows, then the pooling */
@@ -653,16 +670,16 @@ static enum fpd_status forward_queue(struct cuda_engine *e, const struct fpd_bag
     const struct level_info li = levels_of(e);
     for (int32_t m = 1; m + 1 < g->k; m++) {
         dim3 grid(grid_for(li.cap[m]), (unsigned)g->p);
-        k_partial<<<grid, fpd__engine_block_threads(g->Dm[m - 1] * g->w[m]), 0, st>>>(*g, cores, li, urow, pid,
-                                                                                      pfirst, counts, n_cap, m, part);
+        FPD__LAUNCH(k_partial, grid, fpd__engine_block_threads(g->Dm[m - 1] * g->w[m]), st, *g, cores, li, urow, pid,
+                    pfirst, counts, n_cap, m, part);
         ECUDA_LAUNCHED();
     }
-    k_rows<<<grid_for(n), fpd__engine_block_threads(D), 0, st>>>(*g, cores, li, urow, pid, counts, n_cap, part, rows);
+    FPD__LAUNCH(k_rows, grid_for(n), fpd__engine_block_threads(D), st, *g, cores, li, urow, pid, counts, n_cap, part,
+                rows);
     ECUDA_LAUNCHED();
     if (n_out > 0) {
-        k_pool<<<grid_for(n_out), fpd__engine_block_threads(D), 0, st>>>(b->offsets, b->bag_size,
-                                                                         b->include_last_offset, n_bags, n, none,
-                                                                         slot, coef, rows, D, out);
+        FPD__LAUNCH(k_pool, grid_for(n_out), fpd__engine_block_threads(D), st, b->offsets, b->bag_size,
+                    b->include_last_offset, n_bags, n, none, slot, coef, rows, D, out);
         ECUDA_LAUNCHED();
     }
     return FPD_STATUS_OK;
@@ -689,8 +706,8 @@ extern "C" enum fpd_status fpd__cuda_engine_forward_device(void *state, const st
     return FPD_STATUS_OK;
 }
 
-static enum fpd_status engine_forward(void *ctx, void *state, const struct fpd_bag_batch *b, int64_t n_bags,
-                                      float *out, struct fpd_error *err) {
+static enum fpd_status engine_forward(void *ctx, void *state, const struct fpd_bag_batch *b, int64_t n_bags, float *out,
+                                      struct fpd_error *err) {
     (void)ctx;
     struct cuda_engine *e = (struct cuda_engine *)state;
     ECUDA_TRY(cudaSetDevice(e->device));
@@ -705,7 +722,8 @@ static enum fpd_status engine_forward(void *ctx, void *state, const struct fpd_b
     cudaStream_t s = e->stream;
     if (n > 0) {
         d.indices = ws_ptr<int64_t>(e, FPD__WS_IDX);
-        ECUDA_TRY(cudaMemcpyAsync((void *)d.indices, b->indices, (size_t)n * sizeof(int64_t), cudaMemcpyHostToDevice, s));
+        ECUDA_TRY(
+            cudaMemcpyAsync((void *)d.indices, b->indices, (size_t)n * sizeof(int64_t), cudaMemcpyHostToDevice, s));
     }
     if (n_offs > 0) {
         d.offsets = ws_ptr<int64_t>(e, FPD__WS_OFFS);
@@ -747,28 +765,27 @@ static enum fpd_status backward_queue(struct cuda_engine *e, const struct fpd_ba
     const struct dev_cores cores = cores_of(e);
     const struct level_info li = levels_of(e);
     const unsigned p = (unsigned)g->p;
-    k_row_grads<<<grid_for(n), fpd__engine_block_threads(D), 0, st>>>(ustart, pos_s, bag_of, coef, counts,
-                                                                      b->mode == FPD_BAG_MODE_NONE, gout, D, drow);
+    FPD__LAUNCH(k_row_grads, grid_for(n), fpd__engine_block_threads(D), st, ustart, pos_s, bag_of, coef, counts,
+                b->mode == FPD_BAG_MODE_NONE, gout, D, drow);
     ECUDA_LAUNCHED();
     for (int32_t m = g->k - 1; m >= 1; m--) {
         const int64_t cap_node = m == g->k - 1 ? n : li.cap[m];
-        k_core_grad<<<dim3(grid_for(cap_node), p), fpd__engine_block_threads(g->r[m] * g->w[m]), 0, st>>>(
-            *g, cores, li, urow, pid, pfirst, counts, n_cap, m, part, drow, dpart, e->grad[m], e->touched[m]);
+        FPD__LAUNCH(k_core_grad, dim3(grid_for(cap_node), p), fpd__engine_block_threads(g->r[m] * g->w[m]), st, *g,
+                    cores, li, urow, pid, pfirst, counts, n_cap, m, part, drow, dpart, e->grad[m], e->touched[m]);
         ECUDA_LAUNCHED();
-        k_parent_grad<<<dim3(grid_for(li.cap[m - 1]), p), fpd__engine_block_threads(g->Dm[m - 1] * g->r[m]), 0, st>>>(
-            *g, cores, li, urow, pid, pfirst, counts, n_cap, m, drow, dpart);
+        FPD__LAUNCH(k_parent_grad, dim3(grid_for(li.cap[m - 1]), p), fpd__engine_block_threads(g->Dm[m - 1] * g->r[m]),
+                    st, *g, cores, li, urow, pid, pfirst, counts, n_cap, m, drow, dpart);
         ECUDA_LAUNCHED();
     }
     const int64_t cap0 = g->k == 1 ? n : li.cap[0];
-    k_first_grad<<<dim3(grid_for(cap0), p), fpd__engine_block_threads(g->slice[0]), 0, st>>>(
-        *g, li, urow, pfirst, counts, drow, dpart, e->grad[0], e->touched[0]);
+    FPD__LAUNCH(k_first_grad, dim3(grid_for(cap0), p), fpd__engine_block_threads(g->slice[0]), st, *g, li, urow, pfirst,
+                counts, drow, dpart, e->grad[0], e->touched[0]);
     ECUDA_LAUNCHED();
     return FPD_STATUS_OK;
 }
 
-extern "C" enum fpd_status fpd__cuda_engine_backward_device(void *state, const struct fpd_bag_batch *b,
-                                                            int64_t n_bags, const float *grad_out,
-                                                            struct fpd_error *err) {
+extern "C" enum fpd_status fpd__cuda_engine_backward_device(void *state, const struct fpd_bag_batch *b, int64_t n_bags,
+                                                            const float *grad_out, struct fpd_error *err) {
     struct cuda_engine *e = (struct cuda_engine *)state;
     if (!e->planned || !same_batch(&e->last, b) || n_bags != e->last_n_bags)
         return fpd__err(err, FPD_STATUS_INVALID_ARG,
@@ -875,10 +892,9 @@ extern "C" enum fpd_status fpd__cuda_engine_step_device(void *state, const struc
     fpd__engine_adam_bias(o->beta1, o->beta2, e->step, &bc1, &bc2);
     for (int32_t m = 0; m < e->g.k; m++) {
         const float lr = (float)(o->learning_rate * (o->lr_scale[m] > 0.0 ? o->lr_scale[m] : 1.0));
-        k_step<<<grid_for(e->g.nslices[m]), 256, 0, e->stream>>>((int)o->kind, e->core[m], e->grad[m], e->m1[m],
-                                                                 e->m2[m], e->touched[m], e->g.slice[m], lr,
-                                                                 (float)o->beta1, (float)o->beta2, (float)o->eps, bc1,
-                                                                 bc2);
+        FPD__LAUNCH(k_step, grid_for(e->g.nslices[m]), FPD__STEP_THREADS, e->stream, (int)o->kind, e->core[m],
+                    e->grad[m], e->m1[m], e->m2[m], e->touched[m], e->g.slice[m], lr, (float)o->beta1, (float)o->beta2,
+                    (float)o->eps, bc1, bc2);
         ECUDA_LAUNCHED();
     }
     if (mirror_host) {

@@ -17,3 +17,17 @@ else
         expect_grep "gpu-equal without a device: says so" err.txt "no CUDA backend"
     fi
 fi
+
+# The CUDA engine's kernels run on the CPU (tests/gpu/cuda-emu.h, under ASan)
+# against the CPU engine: their logic is checked on every machine (make gpu-emu).
+if command -v "${CXX:-g++}" >/dev/null 2>&1; then
+    run make --no-print-directory -C "$ROOT" BUILD_DIR="$BUILD" -j2 gpu-emu
+    expect_rc "make gpu-emu builds the emulated CUDA engine" 0
+    if [ -x "$BUILD/gpu-equal-emu" ]; then
+        run "$BUILD/gpu-equal-emu" --quick
+        expect_rc "emulated CUDA engine equals the CPU engine (every operation)" 0
+        expect_grep "emulated CUDA engine: no check failed" out.txt "^gpu-equal: [0-9]+ passed, 0 failed$"
+    fi
+else
+    skip "make gpu-emu" "no C++ compiler"
+fi

@@ -29,6 +29,7 @@
  * 2 when no CUDA backend could be created.
  */
 #include "heuristics/fpd-heuristics.h"
+#include "lib/backend-impl.h"
 #include "tests/test-util.h"
 
 #include <stdio.h>
@@ -37,6 +38,31 @@
 
 static int g_fail, g_pass;
 static struct fpd_backend *g_cuda;
+
+#ifdef FPD_CUDA_EMU
+/* `make gpu-emu`: the CUDA engine's kernels compiled for the CPU
+ * (tests/gpu/cuda-emu.h) behind a backend of this file's own */
+#include "lib/cuda/engine-cuda.h"
+int fpd__cuda_ctx_device(void *ctx) {
+    (void)ctx;
+    return 0;
+}
+static void emu_destroy(void *ctx) { (void)ctx; }
+static enum fpd_status cuda_backend(struct fpd_backend **out, struct fpd_error *err) {
+    struct fpd_backend *be = fpd_calloc(1, sizeof *be);
+    if (!be) return fpd__err(err, FPD_STATUS_NOMEM, "out of memory");
+    be->kind = FPD_BACKEND_KIND_CUDA;
+    be->iface.destroy = emu_destroy;
+    fpd__cuda_engine_ops(&be->iface);
+    snprintf(be->name, sizeof be->name, "CUDA engine emulated on the CPU (tests/gpu/cuda-emu.h)");
+    *out = be;
+    return FPD_STATUS_OK;
+}
+#else
+static enum fpd_status cuda_backend(struct fpd_backend **out, struct fpd_error *err) {
+    return fpd_backend_init(FPD_BACKEND_KIND_CUDA, 0, out, err);
+}
+#endif
 
 static double rel_inf(const float *a, const float *b, int64_t n) {
     double num = 0.0, den = 0.0;
@@ -296,7 +322,7 @@ static const struct ecase g_cases[] = {
 int main(int argc, char **argv) {
     const bool quick = argc > 1 && strcmp(argv[1], "--quick") == 0;
     struct fpd_error err;
-    if (fpd_backend_init(FPD_BACKEND_KIND_CUDA, 0, &g_cuda, &err)) {
+    if (cuda_backend(&g_cuda, &err)) {
         fprintf(stderr, "gpu-equal: no CUDA backend: %s\n", err.msg);
         return 2;
     }
@@ -352,6 +378,7 @@ int main(int argc, char **argv) {
         run_layer(l, where, 8192);
         fpd_layer_free(l);
     }
+    printf("backend: %s\n", fpd_backend_name(g_cuda));
     fpd_backend_free(g_cuda);
     printf("gpu-equal: %d passed, %d failed\n", g_pass, g_fail);
     return g_fail ? 1 : 0;
