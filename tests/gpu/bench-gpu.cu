@@ -19,7 +19,14 @@
  * of 5 timed runs of `reps` iterations (cudaEvent), after a warm-up.
  *
  * Usage: bench-gpu [N [D [B [reps]]]]   (FPD_BENCH_QUICK=1: N = 4,000,000)
- * GMF training (samples/s dense vs FPD) is not implemented here yet.
+ *
+ * GMF training (NCF's generalized matrix factorization, He et al., WWW 2017):
+ * logit = h . (u * v) for a user row u and an item row v, sigmoid, binary cross
+ * entropy against a label; one step = gather both rows, the loss's gradient
+ * (a kernel of this file, shared by both sides), and SGD on the rows and on h.
+ * Dense: gathers and atomic scatter-adds into two dense tables. FPD: two engines
+ * (mode NONE forward, backward, SGD step). Users Zipf(1.05) over N rows, items
+ * Zipf(1.05) over N / 10 rows, B samples a step, random labels: samples/s.
  */
 #include <cuda_runtime.h>
 
@@ -120,6 +127,32 @@ __global__ static void k_dense_scatter(float *w, int64_t D, const int64_t *idx, 
     }
 }
 
+/* GMF's loss gradient, one warp per sample: p = sigmoid(h . (u * v)), e = (p - y) / B,
+ * du = e h * v, dv = e h * u, dh += e u * v (atomics over the batch) */
+__global__ static void k_gmf_grad(const float *u, const float *v, const float *h, const float *y, int64_t B,
+                                  int64_t D, float *du, float *dv, float *dh) {
+    const int64_t s = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) / 32;
+    const int lane = threadIdx.x % 32;
+    if (s >= B) return;
+    float dot = 0.f;
+    for (int64_t j = lane; j < D; j += 32) dot += h[j] * u[s * D + j] * v[s * D + j];
+    for (int o = 16; o > 0; o /= 2) dot += __shfl_xor_sync(0xffffffffu, dot, o);
+    const float e = (1.f / (1.f + expf(-dot)) - y[s]) / (float)B;
+    for (int64_t j = lane; j < D; j += 32) {
+        du[s * D + j] = e * h[j] * v[s * D + j];
+        dv[s * D + j] = e * h[j] * u[s * D + j];
+        atomicAdd(dh + j, e * u[s * D + j] * v[s * D + j]);
+    }
+}
+
+/* h -= lr dh; dh = 0 */
+__global__ static void k_gmf_h(float *h, float *dh, int64_t D, float lr) {
+    const int64_t j = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (j >= D) return;
+    h[j] -= lr * dh[j];
+    dh[j] = 0.f;
+}
+
 /* ------------------------------------------------------------ timing */
 
 static int cmp_f(const void *a, const void *b) {
@@ -147,6 +180,170 @@ template <typename F> static double time_it(cudaStream_t s, int reps, F fn) {
     CK(cudaEventDestroy(e0));
     CK(cudaEventDestroy(e1));
     return (double)ms[2] / 1000.0 / reps;
+}
+
+static struct fpd_layer *random_layer(int64_t rows, int64_t D, int64_t r, int64_t p, double scale, int32_t *k) {
+    struct fpd_error err;
+    struct fpd_plan_params pp = fpd_plan_default_params();
+    pp.rank = r;
+    pp.terms = p;
+    pp.min_ratio = 0.0;
+    pp.min_rows = 1;
+    struct fpd_plan plan;
+    FK(fpd_plan_table(rows, D, FPD_DTYPE_F32, &pp, &plan, &err));
+    struct fpd_layer *layer = NULL;
+    FK(fpd_layer_init(&plan.shape, &layer, &err));
+    uint64_t seed = 7;
+    for (int32_t m = 0; m < plan.shape.k; m++) {
+        float *core = fpd_layer_core(layer, m);
+        for (int64_t e = 0; e < fpd_layer_shape_core_numel(&plan.shape, m); e++)
+            core[e] = (float)((fpd__rand_uniform(&seed) - 0.5) * scale);
+    }
+    *k = plan.shape.k;
+    return layer;
+}
+
+/* GMF training, dense tables against FPD tables of the seed's (8,1) and (32,1) */
+static void gmf(struct fpd_backend *be, void *ctx, const struct fpd_backend_i *ops, int64_t N, int64_t D, int64_t B,
+                int reps, bool quick) {
+    struct fpd_error err;
+    const int64_t Nu = N, Ni = N / 10 > 1 ? N / 10 : 1;
+    const int NB = 4;
+    (void)quick;
+    /* draws */
+    int64_t *hu = (int64_t *)malloc((size_t)(NB * B) * sizeof(int64_t));
+    int64_t *hi = (int64_t *)malloc((size_t)(NB * B) * sizeof(int64_t));
+    float *hy = (float *)malloc((size_t)(NB * B) * sizeof(float));
+    uint64_t rng = 99;
+    {
+        double *cu = zipf_cdf(Nu, 1.05);
+        if (!cu || !hu || !hi || !hy) {
+            fprintf(stderr, "bench-gpu: out of host memory for GMF\n");
+            exit(1);
+        }
+        for (int64_t q = 0; q < NB * B; q++) hu[q] = zipf_draw(cu, Nu, &rng);
+        free(cu);
+        double *ci = zipf_cdf(Ni, 1.05);
+        for (int64_t q = 0; q < NB * B; q++) {
+            hi[q] = zipf_draw(ci, Ni, &rng);
+            hy[q] = (float)(fpd__rand_u64(&rng) % 5 == 0);
+        }
+        free(ci);
+    }
+    int64_t *du_idx, *di_idx;
+    float *dy, *u, *v, *gu, *gv, *h, *dh;
+    CK(cudaMalloc((void **)&du_idx, (size_t)(NB * B) * sizeof(int64_t)));
+    CK(cudaMalloc((void **)&di_idx, (size_t)(NB * B) * sizeof(int64_t)));
+    CK(cudaMalloc((void **)&dy, (size_t)(NB * B) * sizeof(float)));
+    CK(cudaMemcpy(du_idx, hu, (size_t)(NB * B) * sizeof(int64_t), cudaMemcpyHostToDevice));
+    CK(cudaMemcpy(di_idx, hi, (size_t)(NB * B) * sizeof(int64_t), cudaMemcpyHostToDevice));
+    CK(cudaMemcpy(dy, hy, (size_t)(NB * B) * sizeof(float), cudaMemcpyHostToDevice));
+    const size_t bd = (size_t)(B * D) * sizeof(float);
+    CK(cudaMalloc((void **)&u, bd));
+    CK(cudaMalloc((void **)&v, bd));
+    CK(cudaMalloc((void **)&gu, bd));
+    CK(cudaMalloc((void **)&gv, bd));
+    CK(cudaMalloc((void **)&h, (size_t)D * sizeof(float)));
+    CK(cudaMalloc((void **)&dh, (size_t)D * sizeof(float)));
+    CK(cudaMemset(dh, 0, (size_t)D * sizeof(float)));
+    const unsigned wblocks = (unsigned)((B * 32 + 255) / 256), hblocks = (unsigned)((D + 255) / 256);
+    const float lr = 0.05f;
+    double t_dense;
+    {
+        cudaStream_t s;
+        CK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+        float *tu, *ti;
+        CK(cudaMalloc((void **)&tu, (size_t)Nu * (size_t)D * sizeof(float)));
+        CK(cudaMalloc((void **)&ti, (size_t)Ni * (size_t)D * sizeof(float)));
+        k_dense_init<<<65536, 256, 0, s>>>(tu, Nu * D);
+        k_dense_init<<<65536, 256, 0, s>>>(ti, Ni * D);
+        k_dense_init<<<1, 256, 0, s>>>(h, D);
+        CK(cudaGetLastError());
+        t_dense = time_it(s, reps, [&](int q) {
+            const int64_t *iu = du_idx + (q % NB) * B, *ii = di_idx + (q % NB) * B;
+            k_dense_gather<<<wblocks, 256, 0, s>>>(tu, D, iu, B, 1, u);
+            k_dense_gather<<<wblocks, 256, 0, s>>>(ti, D, ii, B, 1, v);
+            k_gmf_grad<<<wblocks, 256, 0, s>>>(u, v, h, dy + (q % NB) * B, B, D, gu, gv, dh);
+            k_dense_scatter<<<wblocks, 256, 0, s>>>(tu, D, iu, B, 1, gu, lr);
+            k_dense_scatter<<<wblocks, 256, 0, s>>>(ti, D, ii, B, 1, gv, lr);
+            k_gmf_h<<<hblocks, 256, 0, s>>>(h, dh, D, lr);
+        });
+        CK(cudaStreamSynchronize(s));
+        CK(cudaFree(tu));
+        CK(cudaFree(ti));
+        CK(cudaStreamDestroy(s));
+    }
+    printf("\nGMF training: users Zipf(1.05) over %lld rows, items Zipf(1.05) over %lld rows, D = %lld, batch %lld, "
+           "SGD on both sides\n\n",
+           (long long)Nu, (long long)Ni, (long long)D, (long long)B);
+    printf("| tables | dense samples/s (M) | FPD samples/s (M) | FPD / dense |\n| --- | --- | --- | --- |\n");
+    const int64_t cfg[][2] = {{8, 1}, {32, 1}};
+    for (size_t c = 0; c < sizeof cfg / sizeof cfg[0]; c++) {
+        int32_t ku, ki;
+        struct fpd_layer *lu = random_layer(Nu, D, cfg[c][0], cfg[c][1], 0.5, &ku);
+        struct fpd_layer *li = random_layer(Ni, D, cfg[c][0], cfg[c][1], 0.5, &ki);
+        struct fpd_engine_params ep = fpd_engine_default_params();
+        ep.backend = be;
+        ep.optimizer.kind = FPD_OPTIMIZER_KIND_SGD;
+        ep.optimizer.learning_rate = lr;
+        void *su = NULL, *si = NULL;
+        FK(ops->engine_create(ctx, lu, &ep, &su, &err));
+        FK(ops->engine_create(ctx, li, &ep, &si, &err));
+        /* one stream: the item engine waits for the user engine's work through an event */
+        cudaStream_t s1 = (cudaStream_t)fpd__cuda_engine_stream(su), s2 = (cudaStream_t)fpd__cuda_engine_stream(si);
+        cudaEvent_t ev1, ev2;
+        CK(cudaEventCreateWithFlags(&ev1, cudaEventDisableTiming));
+        CK(cudaEventCreateWithFlags(&ev2, cudaEventDisableTiming));
+        struct fpd_bag_batch bu, bi;
+        memset(&bu, 0, sizeof bu);
+        bu.n_indices = B;
+        bu.mode = FPD_BAG_MODE_NONE;
+        bu.padding_idx = -1;
+        bi = bu;
+        k_dense_init<<<1, 256, 0, s1>>>(h, D);
+        CK(cudaGetLastError());
+        const double t_fpd = time_it(s1, reps, [&](int q) {
+            bu.indices = du_idx + (q % NB) * B;
+            bi.indices = di_idx + (q % NB) * B;
+            FK(fpd__cuda_engine_forward_device(su, &bu, 0, u, &err));
+            CK(cudaEventRecord(ev1, s1));
+            CK(cudaStreamWaitEvent(s2, ev1, 0));
+            FK(fpd__cuda_engine_forward_device(si, &bi, 0, v, &err));
+            CK(cudaEventRecord(ev2, s2));
+            CK(cudaStreamWaitEvent(s1, ev2, 0));
+            k_gmf_grad<<<wblocks, 256, 0, s1>>>(u, v, h, dy + (q % NB) * B, B, D, gu, gv, dh);
+            k_gmf_h<<<hblocks, 256, 0, s1>>>(h, dh, D, lr);
+            CK(cudaEventRecord(ev1, s1));
+            CK(cudaStreamWaitEvent(s2, ev1, 0));
+            FK(fpd__cuda_engine_backward_device(su, &bu, 0, gu, &err));
+            FK(fpd__cuda_engine_step_device(su, &ep.optimizer, false, &err));
+            FK(fpd__cuda_engine_backward_device(si, &bi, 0, gv, &err));
+            FK(fpd__cuda_engine_step_device(si, &ep.optimizer, false, &err));
+            CK(cudaEventRecord(ev2, s2));
+            CK(cudaStreamWaitEvent(s1, ev2, 0)); /* the step is over when s1 is */
+        });
+        printf("| FPD (%lld, %lld), k = %d / %d | %.2f | %.2f | %.2f |\n", (long long)cfg[c][0], (long long)cfg[c][1],
+               (int)ku, (int)ki, B / t_dense / 1e6, B / t_fpd / 1e6, t_dense / t_fpd);
+        fflush(stdout);
+        CK(cudaEventDestroy(ev1));
+        CK(cudaEventDestroy(ev2));
+        ops->engine_destroy(ctx, su);
+        ops->engine_destroy(ctx, si);
+        fpd_layer_free(lu);
+        fpd_layer_free(li);
+    }
+    CK(cudaFree(du_idx));
+    CK(cudaFree(di_idx));
+    CK(cudaFree(dy));
+    CK(cudaFree(u));
+    CK(cudaFree(v));
+    CK(cudaFree(gu));
+    CK(cudaFree(gv));
+    CK(cudaFree(h));
+    CK(cudaFree(dh));
+    free(hu);
+    free(hi);
+    free(hy);
 }
 
 int main(int argc, char **argv) {
@@ -279,7 +476,7 @@ int main(int argc, char **argv) {
         fflush(stdout);
         fpd_layer_free(layer);
     }
-    printf("| GMF training samples/s, dense vs FPD | not implemented in this benchmark yet |\n");
+    gmf(be, ctx, ops, N, D, B, reps, quick);
     CK(cudaFree(didx));
     CK(cudaFree(dout));
     CK(cudaFree(dgo));
