@@ -21,9 +21,9 @@
  *     the CPU micro-kernel's): a few ulp of the largest magnitude.
  *   gradients and steps 1e-4: a slice's gradient sums over every entry that
  *     touches it (thousands under skew), in atomicAdd order on the GPU, so the
- *     error grows with the count; the steps inherit it. Adam runs with eps = 1e-3
+ *     error grows with the count; the steps inherit it. Adam runs with eps = 1
  *     here (see engine_pair): with 1e-8 its step is ill-conditioned at gradient
- *     entries that cancel to ~0, any change of summation order does that.
+ *     entries that cancel to ~0, and any change of summation order shows.
  * A wrong index, bag or slice gives errors of order 1, far above both.
  *
  * Usage: gpu-equal [--quick] [--only TEXT]   (--quick: one seed configuration;
@@ -153,11 +153,13 @@ static int engine_pair(struct fpd_layer *cl, struct fpd_layer *gl, enum fpd_opti
     p.threads = 2;
     p.optimizer.kind = kind;
     p.optimizer.learning_rate = 0.05;
-    /* Adam's step lr m/(sqrt(v) + eps) is ill-conditioned in g near 0 (about lr g / (|g| + eps)
-     * at the first step): with eps = 1e-8 a gradient entry that cancels to ~1e-9 turns a
-     * last-bit difference of the sum into a change of order lr (seen: 7e-4 of the largest
-     * change at (16,2)). eps = 1e-3 bounds that gain and keeps every term of the formula. */
-    if (kind == FPD_OPTIMIZER_KIND_ADAM || kind == FPD_OPTIMIZER_KIND_LAZY_ADAM) p.optimizer.eps = 1e-3;
+    /* Adam's step lr m/(sqrt(v) + eps) is ill-conditioned in g: its gain is up to lr / eps
+     * at entries with |g| near eps, so a last-bit difference of a gradient sum (normwise
+     * 1e-6 of the largest entry) becomes up to 1e-6 max|g| / eps of the step. With eps =
+     * 1e-8 that is a change of order lr at entries that cancel to ~0 (seen: 7e-4 of the
+     * largest change at (16,2)), with 1e-3 still 3.6e-4. eps = 1 bounds the gain by lr and
+     * keeps every term of the update (the moments and their bias corrections). */
+    if (kind == FPD_OPTIMIZER_KIND_ADAM || kind == FPD_OPTIMIZER_KIND_LAZY_ADAM) p.optimizer.eps = 1.0;
     if (fpd_engine_init(cl, &p, ce, &err)) {
         fprintf(stderr, "gpu-equal: CPU engine: %s\n", err.msg);
         return 1;
