@@ -193,7 +193,7 @@ $(BUILD_DIR)/bench-gpu: $(OBJ_DIR)/tests/gpu/bench-gpu.o $(STATIC_LIB)
 CXX ?= g++
 EMU_DIR  := $(BUILD_DIR)/emu
 EMU_DEFS := -DFPD_CUDA_EMU $(foreach s,engine_ops ctx_device engine_forward_device engine_backward_device \
-              engine_step_device engine_stream,-Dfpd__cuda_$(s)=fpd__emu_$(s))
+              engine_step_device engine_stream engine_set_direct_forward,-Dfpd__cuda_$(s)=fpd__emu_$(s))
 EMU_SAN  := -fsanitize=address,undefined -fno-omit-frame-pointer
 .PHONY: gpu-emu
 gpu-emu: $(BUILD_DIR)/gpu-equal-emu

@@ -67,12 +67,19 @@
 /* the kernels run on the CPU for tests (tests/gpu/cuda-emu.h, included first):
  * blocks and threads in sequence; the step's reduction runs with one thread */
 #define FPD__LAUNCH(kern, grid, block, stream, ...) fpd_emu_launch(grid, block, [&]() { kern(__VA_ARGS__); })
+#define FPD__LAUNCH_SMEM(kern, grid, block, smem, stream, ...)                                                        \
+    fpd_emu_launch_smem(grid, block, smem, [&]() { kern(__VA_ARGS__); })
+#define FPD__DYN_SHARED(name) float *name = (float *)fpd_emu_smem.data()
 #define FPD__STEP_THREADS 1
+#define FPD__ONE_THREAD_BLOCKS 1
 #else
 #include <cub/cub.cuh>
 #include <cuda_runtime.h>
 #define FPD__LAUNCH(kern, grid, block, stream, ...) kern<<<grid, block, 0, stream>>>(__VA_ARGS__)
+#define FPD__LAUNCH_SMEM(kern, grid, block, smem, stream, ...) kern<<<grid, block, smem, stream>>>(__VA_ARGS__)
+#define FPD__DYN_SHARED(name) extern __shared__ float name[]
 #define FPD__STEP_THREADS 256
+#define FPD__ONE_THREAD_BLOCKS 0
 #endif
 
 #include <string.h>
@@ -119,6 +126,11 @@ struct cuda_engine {
     struct fpd_bag_batch last;
     int64_t last_n_bags;
     bool planned;
+    /* the direct forward (fpd__cuda_engine_set_direct_forward): no plan; the
+     * backward then builds it from dlast, the device copy of the batch */
+    bool direct;
+    bool tree_planned;
+    struct fpd_bag_batch dlast;
     int64_t step;
     bool flops_valid;
     double flops;
@@ -320,6 +332,62 @@ __global__ static void k_pool(const int64_t *offs, int64_t bag_size, bool ilo, i
             if (s >= 0) acc += coef[i] * rows[s * D + j];
         }
         dst[j] = acc;
+    }
+}
+
+/* The direct forward: block o computes output row o from the cores, entry by
+ * entry and term by term (no sort, no de-duplication, no sharing of prefixes):
+ * the partials L_1..L_{k-2} of each entry in shared memory (two buffers of
+ * maxpsz floats, ping-pong), the last product accumulated into the output row. */
+__global__ static void k_direct(struct fpd__engine_geom g, struct dev_cores cores, const int64_t *idx,
+                                const int64_t *offs, int64_t bag_size, bool ilo, int64_t n_bags, int64_t n, bool none,
+                                bool mean, const float *psw, int64_t pad, const int64_t *perm, int64_t maxpsz,
+                                float *out) {
+    FPD__DYN_SHARED(sh);
+    const int64_t o = blockIdx.x, D = g.D;
+    float *dst = out + o * D;
+    for (int64_t j = threadIdx.x; j < D; j += blockDim.x) dst[j] = 0.0f;
+    int64_t lo = o, hi = o + 1, cnt = 0;
+    if (!none) d_bag_range(offs, bag_size, ilo, n_bags, n, o, &lo, &hi);
+    if (mean)
+        for (int64_t i = lo; i < hi; i++) cnt += !(pad >= 0 && idx[i] == pad);
+    for (int64_t i = lo; i < hi; i++) {
+        const int64_t id = idx[i];
+        if (pad >= 0 && id == pad) continue;
+        const float c = mean ? 1.0f / (float)(cnt ? cnt : 1) : psw ? psw[i] : 1.0f;
+        const int64_t x = perm ? perm[id] : id;
+        for (int64_t t = 0; t < g.p; t++) {
+            if (g.k == 1) {
+                const float *G = cores.c[0] + (t * g.n[0] + x) * g.slice[0];
+                for (int64_t j = threadIdx.x; j < D; j += blockDim.x) dst[j] += c * G[j];
+                continue;
+            }
+            const float *cur = cores.c[0] + (t * g.n[0] + (x / g.div[0]) % g.n[0]) * g.slice[0];
+            float *buf = sh;
+            for (int32_t m = 1; m + 1 < g.k; m++) {
+                const float *G = cores.c[m] + (t * g.n[m] + (x / g.div[m]) % g.n[m]) * g.slice[m];
+                const int64_t rows = g.Dm[m - 1], rm = g.r[m], wm = g.w[m];
+                for (int64_t e = threadIdx.x; e < rows * wm; e += blockDim.x) {
+                    const int64_t a = e / wm, cc = e % wm;
+                    float s = 0.0f;
+                    for (int64_t b = 0; b < rm; b++) s += cur[a * rm + b] * G[b * wm + cc];
+                    buf[e] = s;
+                }
+                __syncthreads();
+                cur = buf;
+                buf = buf == sh ? sh + maxpsz : sh;
+            }
+            const int32_t m = g.k - 1;
+            const float *G = cores.c[m] + (t * g.n[m] + x % g.n[m]) * g.slice[m];
+            const int64_t r = g.r[m], dl = g.d[m];
+            for (int64_t j = threadIdx.x; j < D; j += blockDim.x) {
+                const int64_t a = j / dl, cc = j % dl;
+                float s = 0.0f;
+                for (int64_t b = 0; b < r; b++) s += cur[a * r + b] * G[b * dl + cc];
+                dst[j] += c * s;
+            }
+            __syncthreads(); /* the buffers are rewritten by the next term or entry */
+        }
     }
 }
 
@@ -609,7 +677,7 @@ static struct level_info levels_of(const struct cuda_engine *e) {
 
 /* b's arrays are device pointers; the workspace holds at least b->n_indices entries */
 static enum fpd_status forward_queue(struct cuda_engine *e, const struct fpd_bag_batch *b, int64_t n_bags, float *out,
-                                     struct fpd_error *err) {
+                                     bool plan_only, struct fpd_error *err) {
     const struct fpd__engine_geom *g = &e->g;
     const int64_t n = b->n_indices, D = g->D, n_cap = e->ws.n;
     const bool none = b->mode == FPD_BAG_MODE_NONE;
@@ -619,7 +687,7 @@ static enum fpd_status forward_queue(struct cuda_engine *e, const struct fpd_bag
     ECUDA_TRY(cudaMemsetAsync(counts, 0, e->ws.size[FPD__WS_COUNTS], st));
     e->flops_valid = false;
     if (n == 0) {
-        if (n_out > 0) ECUDA_TRY(cudaMemsetAsync(out, 0, (size_t)(n_out * D) * sizeof(float), st));
+        if (n_out > 0 && !plan_only) ECUDA_TRY(cudaMemsetAsync(out, 0, (size_t)(n_out * D) * sizeof(float), st));
         return FPD_STATUS_OK;
     }
     const uint64_t sentinel = (uint64_t)g->padded;
@@ -674,6 +742,7 @@ static enum fpd_status forward_queue(struct cuda_engine *e, const struct fpd_bag
                     pfirst, counts, n_cap, m, part);
         ECUDA_LAUNCHED();
     }
+    if (plan_only) return FPD_STATUS_OK; /* the backward's plan after a direct forward */
     FPD__LAUNCH(k_rows, grid_for(n), fpd__engine_block_threads(D), st, *g, cores, li, urow, pid, counts, n_cap, part,
                 rows);
     ECUDA_LAUNCHED();
@@ -683,6 +752,62 @@ static enum fpd_status forward_queue(struct cuda_engine *e, const struct fpd_bag
         ECUDA_LAUNCHED();
     }
     return FPD_STATUS_OK;
+}
+
+/* floats of one partial buffer of the direct forward: max psz[m], 1 <= m <= k-2 */
+static int64_t direct_maxpsz(const struct fpd__engine_geom *g) {
+    int64_t mx = 0;
+    for (int32_t m = 1; m + 1 < g->k; m++) mx = g->psz[m] > mx ? g->psz[m] : mx;
+    return mx;
+}
+
+/* the direct forward fits when its two buffers fit in 48 KiB of shared memory */
+static bool direct_fits(const struct fpd__engine_geom *g) { return 2 * direct_maxpsz(g) * 4 <= 48 * 1024; }
+
+static enum fpd_status direct_queue(struct cuda_engine *e, const struct fpd_bag_batch *b, int64_t n_bags, float *out,
+                                    struct fpd_error *err) {
+    const struct fpd__engine_geom *g = &e->g;
+    const bool none = b->mode == FPD_BAG_MODE_NONE;
+    const int64_t n_out = none ? b->n_indices : n_bags, maxpsz = direct_maxpsz(g);
+    e->flops_valid = false;
+    if (n_out == 0) return FPD_STATUS_OK;
+    const int64_t width = g->D > maxpsz ? g->D : maxpsz;
+    const int threads = FPD__ONE_THREAD_BLOCKS ? 1 : fpd__engine_block_threads(width);
+    FPD__LAUNCH_SMEM(k_direct, grid_for(n_out), threads, (size_t)(2 * maxpsz) * sizeof(float), e->stream, *g,
+                     cores_of(e), b->indices, b->offsets, b->bag_size, b->include_last_offset, n_bags, b->n_indices,
+                     none, b->mode == FPD_BAG_MODE_MEAN, none ? (const float *)NULL : b->per_sample_weights,
+                     b->padding_idx, e->perm, maxpsz, out);
+    ECUDA_LAUNCHED();
+    /* flops as executed: every entry's products, padding counted (the indices stay on the device) */
+    double per = 0.0;
+    if (g->k >= 2) {
+        for (int32_t m = 1; m + 1 < g->k; m++) per += 2.0 * (double)(g->Dm[m - 1] * g->r[m] * g->w[m]);
+        per += 2.0 * (double)(g->Dm[g->k - 2] * g->r[g->k - 1] * g->d[g->k - 1]);
+    }
+    e->flops = per * (double)g->p * (double)b->n_indices;
+    e->flops_valid = true;
+    return FPD_STATUS_OK;
+}
+
+/* the forward of a device batch: the tree (plan, partials, rows, pooling) or,
+ * when chosen and it fits, the direct kernel (the plan is then built by the
+ * backward) */
+static enum fpd_status forward_any(struct cuda_engine *e, const struct fpd_bag_batch *d, int64_t n_bags, float *out,
+                                   struct fpd_error *err) {
+    enum fpd_status st;
+    if (e->direct && direct_fits(&e->g)) {
+        if ((st = direct_queue(e, d, n_bags, out, err))) return st;
+        e->tree_planned = false;
+    } else {
+        if ((st = forward_queue(e, d, n_bags, out, false, err))) return st;
+        e->tree_planned = true;
+    }
+    e->dlast = *d;
+    return FPD_STATUS_OK;
+}
+
+extern "C" void fpd__cuda_engine_set_direct_forward(void *state, bool direct) {
+    ((struct cuda_engine *)state)->direct = direct;
 }
 
 static bool same_batch(const struct fpd_bag_batch *a, const struct fpd_bag_batch *b) {
@@ -699,7 +824,7 @@ extern "C" enum fpd_status fpd__cuda_engine_forward_device(void *state, const st
     enum fpd_status st = ensure_ws(e, b->n_indices, b->n_bags + 1, n_out, err);
     if (st) return st;
     e->planned = false;
-    if ((st = forward_queue(e, b, n_bags, out, err))) return st;
+    if ((st = forward_any(e, b, n_bags, out, err))) return st;
     e->last = *b;
     e->last_n_bags = n_bags;
     e->planned = true;
@@ -738,7 +863,7 @@ static enum fpd_status engine_forward(void *ctx, void *state, const struct fpd_b
                                   cudaMemcpyHostToDevice, s));
     }
     float *dout = ws_ptr<float>(e, FPD__WS_OUT);
-    if ((st = forward_queue(e, &d, n_bags, dout, err))) return st;
+    if ((st = forward_any(e, &d, n_bags, dout, err))) return st;
     if (n_out > 0)
         ECUDA_TRY(cudaMemcpyAsync(out, dout, (size_t)(n_out * D) * sizeof(float), cudaMemcpyDeviceToHost, s));
     ECUDA_TRY(cudaStreamSynchronize(s));
@@ -755,6 +880,11 @@ static enum fpd_status backward_queue(struct cuda_engine *e, const struct fpd_ba
     const struct fpd__engine_geom *g = &e->g;
     const int64_t n = b->n_indices, D = g->D, n_cap = e->ws.n;
     if (n == 0) return FPD_STATUS_OK;
+    if (!e->tree_planned) { /* after a direct forward: the plan and the partials now */
+        enum fpd_status s2 = forward_queue(e, &e->dlast, e->last_n_bags, NULL, true, err);
+        if (s2) return s2;
+        e->tree_planned = true;
+    }
     cudaStream_t st = e->stream;
     const int64_t *counts = ws_ptr<int64_t>(e, FPD__WS_COUNTS);
     const int64_t *pos_s = ws_ptr<int64_t>(e, FPD__WS_POS_S), *urow = ws_ptr<int64_t>(e, FPD__WS_UROW);

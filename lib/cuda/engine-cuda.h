@@ -35,6 +35,13 @@ enum fpd_status fpd__cuda_engine_backward_device(void *state, const struct fpd_b
                                                  const float *grad_out, struct fpd_error *err);
 enum fpd_status fpd__cuda_engine_step_device(void *state, const struct fpd_optimizer_params *opt, bool mirror_host,
                                              struct fpd_error *err);
+/* Choose the forward (default false: the tree). direct = true: one kernel
+ * computes every output row from the cores, entry by entry, with no sort, no
+ * de-duplication and no prefix sharing (more flops, far fewer launches and no
+ * plan); the backward then builds the plan itself. Taken when its two partial
+ * buffers fit in 48 KiB of shared memory, else the tree. For the benchmark to
+ * measure both (tests/gpu/bench-gpu.cu) and the equality program to check both. */
+void fpd__cuda_engine_set_direct_forward(void *state, bool direct);
 /* The engine's stream (a cudaStream_t). */
 void *fpd__cuda_engine_stream(void *state);
 

@@ -69,6 +69,13 @@ template <typename F> static inline void fpd_emu_launch(unsigned grid, int block
     fpd_emu_launch(dim3(grid), dim3((unsigned)block), fn);
 }
 
+/* dynamic shared memory: one buffer, sized by the launch */
+inline std::vector<char> fpd_emu_smem;
+template <typename G, typename B, typename F> static inline void fpd_emu_launch_smem(G grid, B block, size_t smem, F fn) {
+    fpd_emu_smem.assign(smem + 16, (char)0xff);
+    fpd_emu_launch(grid, block, fn);
+}
+
 static inline void __syncthreads(void) {}
 static inline float atomicAdd(float *p, float v) {
     const float old = *p;

@@ -11,6 +11,8 @@
  * per-sample weights and include_last_offset (entries past the last offset);
  * NONE with padding; SUM by bag_size without offsets. Ids are skewed (u^3) so
  * rows repeat, as under Zipf.
+ * Each layer twice: the tree forward (the public API) and the direct forward
+ * (fpd__cuda_engine_set_direct_forward, through the backend's operations).
  * Checks: forward output; backward gradient of every core (values, and the
  * touched-slice lists exactly); every optimizer (SGD, row-wise Adagrad, Adam,
  * lazy Adam) over 3 forward/backward/step rounds: the cores' change.
@@ -33,6 +35,7 @@
  */
 #include "heuristics/fpd-heuristics.h"
 #include "lib/backend-impl.h"
+#include "lib/cuda/engine-cuda.h"
 #include "tests/test-util.h"
 
 #include <stdio.h>
@@ -45,7 +48,6 @@ static struct fpd_backend *g_cuda;
 #ifdef FPD_CUDA_EMU
 /* `make gpu-emu`: the CUDA engine's kernels compiled for the CPU
  * (tests/gpu/cuda-emu.h) behind a backend of this file's own */
-#include "lib/cuda/engine-cuda.h"
 int fpd__cuda_ctx_device(void *ctx) {
     (void)ctx;
     return 0;
@@ -81,6 +83,64 @@ static void check(const char *what, const char *where, double rel, double tol) {
     const bool ok = rel <= tol;
     printf("%s %-44s %-34s rel %.2e (tol %.0e)\n", ok ? "ok  " : "FAIL", where, what, rel, tol);
     ok ? g_pass++ : g_fail++;
+}
+
+/* The CUDA engine under test: through the public API (fpd_engine_*, the tree
+ * forward) or, with g_direct, through the backend's operations with the direct
+ * forward chosen (fpd__cuda_engine_set_direct_forward; the public API has no
+ * switch for it). */
+static bool g_direct;
+struct geng {
+    struct fpd_engine *pub;
+    const struct fpd_backend_i *ops;
+    void *ctx, *state;
+    struct fpd_optimizer_params opt;
+};
+
+static int64_t resolve_bags(const struct fpd_bag_batch *b) {
+    if (b->mode == FPD_BAG_MODE_NONE) return 0;
+    if (!b->offsets) return b->n_indices / b->bag_size;
+    return b->include_last_offset ? b->n_bags - 1 : b->n_bags;
+}
+
+static enum fpd_status ge_init(struct fpd_layer *l, const struct fpd_engine_params *p, struct geng *g,
+                               struct fpd_error *err) {
+    memset(g, 0, sizeof *g);
+    if (!g_direct) return fpd_engine_init(l, p, &g->pub, err);
+    g->ops = fpd__backend_iface(p->backend, &g->ctx);
+    g->opt = p->optimizer;
+    enum fpd_status st = g->ops->engine_create(g->ctx, l, p, &g->state, err);
+    if (!st) fpd__cuda_engine_set_direct_forward(g->state, true);
+    return st;
+}
+static void ge_free(struct geng *g) {
+    if (g->pub) fpd_engine_free(g->pub);
+    if (g->state) g->ops->engine_destroy(g->ctx, g->state);
+    memset(g, 0, sizeof *g);
+}
+static enum fpd_status ge_forward(struct geng *g, const struct fpd_bag_batch *b, float *out, struct fpd_error *err) {
+    return g->pub ? fpd_engine_forward(g->pub, b, out, err)
+                  : g->ops->engine_forward(g->ctx, g->state, b, resolve_bags(b), out, err);
+}
+static enum fpd_status ge_backward(struct geng *g, const struct fpd_bag_batch *b, const float *go,
+                                   struct fpd_error *err) {
+    return g->pub ? fpd_engine_backward(g->pub, b, go, err)
+                  : g->ops->engine_backward(g->ctx, g->state, b, resolve_bags(b), go, err);
+}
+static enum fpd_status ge_step(struct geng *g, struct fpd_error *err) {
+    return g->pub ? fpd_engine_step(g->pub, err) : g->ops->engine_step(g->ctx, g->state, &g->opt, err);
+}
+static void ge_zero_grad(struct geng *g) {
+    if (g->pub)
+        fpd_engine_zero_grad(g->pub);
+    else
+        g->ops->engine_zero_grad(g->ctx, g->state);
+}
+static void ge_grad(struct geng *g, int32_t m, const float **grad, const int64_t **sl, int64_t *ns) {
+    if (g->pub)
+        fpd_engine_grad(g->pub, m, grad, sl, ns);
+    else
+        g->ops->engine_grad(g->ctx, g->state, m, grad, sl, ns);
 }
 
 /* ------------------------------------------------------------ batches */
@@ -146,8 +206,8 @@ static void make_batch(int kind, int64_t rows, int64_t n, uint64_t seed, struct 
 
 /* ------------------------------------------------------------ one layer */
 
-static int engine_pair(struct fpd_layer *cl, struct fpd_layer *gl, enum fpd_optimizer_kind kind,
-                       struct fpd_engine **ce, struct fpd_engine **ge) {
+static int engine_pair(struct fpd_layer *cl, struct fpd_layer *gl, enum fpd_optimizer_kind kind, struct fpd_engine **ce,
+                       struct geng *ge) {
     struct fpd_error err;
     struct fpd_engine_params p = fpd_engine_default_params();
     p.threads = 2;
@@ -165,7 +225,7 @@ static int engine_pair(struct fpd_layer *cl, struct fpd_layer *gl, enum fpd_opti
         return 1;
     }
     p.backend = g_cuda;
-    if (fpd_engine_init(gl, &p, ge, &err)) {
+    if (ge_init(gl, &p, ge, &err)) {
         fprintf(stderr, "gpu-equal: CUDA engine: %s\n", err.msg);
         fpd_engine_free(*ce);
         return 1;
@@ -173,8 +233,8 @@ static int engine_pair(struct fpd_layer *cl, struct fpd_layer *gl, enum fpd_opti
     return 0;
 }
 
-static void compare_grads(struct fpd_engine *ce, struct fpd_engine *ge, const struct fpd_layer_shape *s,
-                          const char *where, const char *bname) {
+static void compare_grads(struct fpd_engine *ce, struct geng *ge, const struct fpd_layer_shape *s, const char *where,
+                          const char *bname) {
     for (int32_t m = 0; m < s->k; m++) {
         const float *gc, *gg;
         const int64_t *sc, *sg;
@@ -186,12 +246,13 @@ static void compare_grads(struct fpd_engine *ce, struct fpd_engine *ge, const st
         int64_t *scc = malloc((size_t)(nc > 0 ? nc : 1) * sizeof(int64_t));
         memcpy(gcc, gc, (size_t)nel * sizeof(float));
         memcpy(scc, sc, (size_t)nc * sizeof(int64_t));
-        fpd_engine_grad(ge, m, &gg, &sg, &ng);
+        ge_grad(ge, m, &gg, &sg, &ng);
         char what[96];
         snprintf(what, sizeof what, "%s: grad core %d", bname, (int)m);
         check(what, where, rel_inf(gg, gcc, nel), 1e-4);
         bool same = nc == ng;
-        for (int64_t q = 0; same && q < nc; q++) same = scc[q] == sg[q];
+        for (int64_t q = 0; same && q < nc; q++)
+            same = scc[q] == sg[q];
         snprintf(what, sizeof what, "%s: slices core %d (%lld)", bname, (int)m, (long long)nc);
         check(what, where, same ? 0.0 : 1.0, 0.0);
         free(gcc);
@@ -208,7 +269,9 @@ static void run_layer(const struct fpd_layer *base, const char *where, int64_t n
         exit(1);
     }
     /* forward and backward of every batch kind */
-    struct fpd_engine *ce = NULL, *ge = NULL;
+    struct fpd_engine *ce = NULL;
+    struct geng ge;
+    memset(&ge, 0, sizeof ge);
     if (engine_pair(cl, gl, FPD_OPTIMIZER_KIND_SGD, &ce, &ge)) {
         g_fail++;
         goto done;
@@ -220,11 +283,12 @@ static void run_layer(const struct fpd_layer *base, const char *where, int64_t n
         const size_t nout = (size_t)(out_rows > 0 ? out_rows : 1) * (size_t)s->dim;
         float *oc = calloc(nout, sizeof(float)), *og = calloc(nout, sizeof(float)), *go = malloc(nout * sizeof(float));
         uint64_t seed = 77 + (uint64_t)kind;
-        for (size_t i = 0; i < nout; i++) go[i] = (float)test_rand_sym(&seed);
+        for (size_t i = 0; i < nout; i++)
+            go[i] = (float)test_rand_sym(&seed);
         if (fpd_engine_forward(ce, &x.b, oc, &err)) {
             fprintf(stderr, "gpu-equal: CPU forward: %s\n", err.msg);
             g_fail++;
-        } else if (fpd_engine_forward(ge, &x.b, og, &err)) {
+        } else if (ge_forward(&ge, &x.b, og, &err)) {
             printf("FAIL %-44s %s: CUDA forward: %s\n", where, batch_name[kind], err.msg);
             g_fail++;
         } else {
@@ -232,15 +296,15 @@ static void run_layer(const struct fpd_layer *base, const char *where, int64_t n
             snprintf(what, sizeof what, "%s: forward", batch_name[kind]);
             check(what, where, rel_inf(og, oc, out_rows * s->dim), 1e-5);
             fpd_engine_zero_grad(ce);
-            fpd_engine_zero_grad(ge);
+            ge_zero_grad(&ge);
             if (fpd_engine_backward(ce, &x.b, go, &err)) {
                 fprintf(stderr, "gpu-equal: CPU backward: %s\n", err.msg);
                 g_fail++;
-            } else if (fpd_engine_backward(ge, &x.b, go, &err)) {
+            } else if (ge_backward(&ge, &x.b, go, &err)) {
                 printf("FAIL %-44s %s: CUDA backward: %s\n", where, batch_name[kind], err.msg);
                 g_fail++;
             } else {
-                compare_grads(ce, ge, s, where, batch_name[kind]);
+                compare_grads(ce, &ge, s, where, batch_name[kind]);
             }
         }
         free(oc);
@@ -249,8 +313,8 @@ static void run_layer(const struct fpd_layer *base, const char *where, int64_t n
         batch_free(&x);
     }
     fpd_engine_free(ce);
-    fpd_engine_free(ge);
-    ce = ge = NULL;
+    ge_free(&ge);
+    ce = NULL;
     /* every optimizer: 3 rounds, then the cores' change */
     for (int kind = 0; kind < FPD_OPTIMIZER_KIND_COUNT; kind++) {
         static const char *const oname[] = {"SGD", "row-wise Adagrad", "Adam", "lazy Adam"};
@@ -271,14 +335,16 @@ static void run_layer(const struct fpd_layer *base, const char *where, int64_t n
             const size_t nout = (size_t)(out_rows > 0 ? out_rows : 1) * (size_t)s->dim;
             float *o = malloc(nout * sizeof(float)), *go = malloc(nout * sizeof(float));
             uint64_t seed = 99 + (uint64_t)round;
-            for (size_t i = 0; i < nout; i++) go[i] = (float)test_rand_sym(&seed);
-            struct fpd_engine *es[2] = {ce, ge};
-            for (int q = 0; ok && q < 2; q++)
-                if (fpd_engine_forward(es[q], &x.b, o, &err) || fpd_engine_backward(es[q], &x.b, go, &err) ||
-                    fpd_engine_step(es[q], &err)) {
-                    printf("FAIL %-44s %s step on %s: %s\n", where, oname[kind], q ? "CUDA" : "CPU", err.msg);
-                    ok = false;
-                }
+            for (size_t i = 0; i < nout; i++)
+                go[i] = (float)test_rand_sym(&seed);
+            if (fpd_engine_forward(ce, &x.b, o, &err) || fpd_engine_backward(ce, &x.b, go, &err) ||
+                fpd_engine_step(ce, &err)) {
+                printf("FAIL %-44s %s step on the CPU: %s\n", where, oname[kind], err.msg);
+                ok = false;
+            } else if (ge_forward(&ge, &x.b, o, &err) || ge_backward(&ge, &x.b, go, &err) || ge_step(&ge, &err)) {
+                printf("FAIL %-44s %s step on CUDA: %s\n", where, oname[kind], err.msg);
+                ok = false;
+            }
             free(o);
             free(go);
             batch_free(&x);
@@ -300,14 +366,14 @@ static void run_layer(const struct fpd_layer *base, const char *where, int64_t n
             free(dg);
         }
         fpd_engine_free(ce);
-        fpd_engine_free(ge);
-        ce = ge = NULL;
+        ge_free(&ge);
+        ce = NULL;
         fpd_layer_free(c2);
         fpd_layer_free(g2);
     }
 done:
     fpd_engine_free(ce);
-    fpd_engine_free(ge);
+    ge_free(&ge);
     fpd_layer_free(cl);
     fpd_layer_free(gl);
 }
@@ -333,8 +399,10 @@ int main(int argc, char **argv) {
     bool quick = false;
     const char *only = NULL;
     for (int a = 1; a < argc; a++) {
-        if (strcmp(argv[a], "--quick") == 0) quick = true;
-        else if (strcmp(argv[a], "--only") == 0 && a + 1 < argc) only = argv[++a];
+        if (strcmp(argv[a], "--quick") == 0)
+            quick = true;
+        else if (strcmp(argv[a], "--only") == 0 && a + 1 < argc)
+            only = argv[++a];
         else {
             fprintf(stderr, "usage: gpu-equal [--quick] [--only TEXT]\n");
             return 2;
@@ -345,57 +413,66 @@ int main(int argc, char **argv) {
         fprintf(stderr, "gpu-equal: no CUDA backend: %s\n", err.msg);
         return 2;
     }
-    for (size_t c = 0; c < sizeof g_cases / sizeof g_cases[0]; c++) {
-        const struct ecase *e = &g_cases[c];
-        struct fpd_layer_shape s = test_make_shape(e->k, e->rows, e->n, e->d, e->r, e->p);
-        struct fpd_layer *l = NULL;
-        if (fpd_layer_init(&s, &l, &err)) {
-            fprintf(stderr, "gpu-equal: %s\n", err.msg);
-            return 1;
-        }
-        test_fill_random(l, 11 + c, 0.7);
-        if (e->perm) {
-            int64_t *perm = malloc((size_t)e->rows * sizeof(int64_t)), padded = 1;
-            for (int32_t m = 0; m < e->k; m++) padded *= e->n[m];
-            /* a shuffled injection into the padded rows: rows go to padded-1-i*step */
-            for (int64_t i = 0; i < e->rows; i++) perm[i] = padded - 1 - i;
-            uint64_t seed = 5;
-            for (int64_t i = e->rows - 1; i > 0; i--) {
-                int64_t j = (int64_t)(test_rand_u64(&seed) % (uint64_t)(i + 1)), t = perm[i];
-                perm[i] = perm[j];
-                perm[j] = t;
-            }
-            if (fpd_layer_set_row_perm(l, perm, &err)) {
+    /* every layer with the tree forward (public API), then with the direct forward
+     * (--quick: the seed configuration with the tree only) */
+    for (int mode = 0; mode < 2; mode++) {
+        g_direct = mode == 1;
+        const char *tag = g_direct ? " direct" : "";
+        for (size_t c = 0; c < sizeof g_cases / sizeof g_cases[0]; c++) {
+            const struct ecase *e = &g_cases[c];
+            struct fpd_layer_shape s = test_make_shape(e->k, e->rows, e->n, e->d, e->r, e->p);
+            struct fpd_layer *l = NULL;
+            if (fpd_layer_init(&s, &l, &err)) {
                 fprintf(stderr, "gpu-equal: %s\n", err.msg);
                 return 1;
             }
-            free(perm);
+            test_fill_random(l, 11 + c, 0.7);
+            if (e->perm) {
+                int64_t *perm = malloc((size_t)e->rows * sizeof(int64_t)), padded = 1;
+                for (int32_t m = 0; m < e->k; m++)
+                    padded *= e->n[m];
+                /* a shuffled injection into the padded rows: rows go to padded-1-i*step */
+                for (int64_t i = 0; i < e->rows; i++)
+                    perm[i] = padded - 1 - i;
+                uint64_t seed = 5;
+                for (int64_t i = e->rows - 1; i > 0; i--) {
+                    int64_t j = (int64_t)(test_rand_u64(&seed) % (uint64_t)(i + 1)), t = perm[i];
+                    perm[i] = perm[j];
+                    perm[j] = t;
+                }
+                if (fpd_layer_set_row_perm(l, perm, &err)) {
+                    fprintf(stderr, "gpu-equal: %s\n", err.msg);
+                    return 1;
+                }
+                free(perm);
+            }
+            char where[64];
+            snprintf(where, sizeof where, "k=%d N=%lld D=%lld r=%lld p=%lld%s%s", (int)e->k, (long long)e->rows,
+                     (long long)s.dim, (long long)e->r, (long long)e->p, e->perm ? " perm" : "", tag);
+            if (!only || strstr(where, only)) run_layer(l, where, e->rows > 5000 ? 4000 : 300);
+            fpd_layer_free(l);
         }
-        char where[64];
-        snprintf(where, sizeof where, "k=%d N=%lld D=%lld r=%lld p=%lld%s", (int)e->k, (long long)e->rows,
-                 (long long)s.dim, (long long)e->r, (long long)e->p, e->perm ? " perm" : "");
-        if (!only || strstr(where, only)) run_layer(l, where, e->rows > 5000 ? 4000 : 300);
-        fpd_layer_free(l);
-    }
-    /* the seed's configurations on the benchmark's table shape */
-    const int64_t cfg[][2] = {{8, 1}, {8, 2}, {16, 2}, {8, 4}, {32, 1}};
-    for (size_t c = 0; c < (quick ? 1 : sizeof cfg / sizeof cfg[0]); c++) {
-        struct fpd_plan_params pp = fpd_plan_default_params();
-        pp.rank = cfg[c][0];
-        pp.terms = cfg[c][1];
-        pp.min_ratio = 0.0;
-        struct fpd_plan plan;
-        struct fpd_layer *l = NULL;
-        if (fpd_plan_table(40000000, 128, FPD_DTYPE_F32, &pp, &plan, &err) || fpd_layer_init(&plan.shape, &l, &err)) {
-            fprintf(stderr, "gpu-equal: %s\n", err.msg);
-            return 1;
+        /* the seed's configurations on the benchmark's table shape */
+        const int64_t cfg[][2] = {{8, 1}, {8, 2}, {16, 2}, {8, 4}, {32, 1}};
+        for (size_t c = 0; c < (quick ? (g_direct ? 0 : 1) : sizeof cfg / sizeof cfg[0]); c++) {
+            struct fpd_plan_params pp = fpd_plan_default_params();
+            pp.rank = cfg[c][0];
+            pp.terms = cfg[c][1];
+            pp.min_ratio = 0.0;
+            struct fpd_plan plan;
+            struct fpd_layer *l = NULL;
+            if (fpd_plan_table(40000000, 128, FPD_DTYPE_F32, &pp, &plan, &err) ||
+                fpd_layer_init(&plan.shape, &l, &err)) {
+                fprintf(stderr, "gpu-equal: %s\n", err.msg);
+                return 1;
+            }
+            test_fill_random(l, 21 + c, 0.5);
+            char where[64];
+            snprintf(where, sizeof where, "seed (%lld,%lld) k=%d 40M x 128%s", (long long)cfg[c][0],
+                     (long long)cfg[c][1], (int)plan.shape.k, tag);
+            if (!only || strstr(where, only)) run_layer(l, where, 8192);
+            fpd_layer_free(l);
         }
-        test_fill_random(l, 21 + c, 0.5);
-        char where[64];
-        snprintf(where, sizeof where, "seed (%lld,%lld) k=%d 40M x 128", (long long)cfg[c][0], (long long)cfg[c][1],
-                 (int)plan.shape.k);
-        if (!only || strstr(where, only)) run_layer(l, where, 8192);
-        fpd_layer_free(l);
     }
     printf("backend: %s\n", fpd_backend_name(g_cuda));
     fpd_backend_free(g_cuda);
