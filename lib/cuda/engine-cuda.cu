@@ -48,6 +48,10 @@
  *     at the cost of one more sort per level and level for a sum that has few
  *     contributions per address. Level 0 needs no atomics (its prefixes are
  *     distinct digits). Touched slices are flagged on the device.
+ *  4'. the direct forward (fpd__cuda_engine_set_direct_forward, off by default):
+ *     one kernel, one block per output row, every entry's partials recomputed in
+ *     shared memory (no sort, no sharing); the backward then runs steps 1-4
+ *     without the rows and the pooling (forward_queue with plan_only).
  *  6. step: one fused kernel per core, one block per slice: skip untouched
  *     slices (SGD, row-wise Adagrad, lazy Adam), update, clear the gradient and
  *     the flag in the same pass.
