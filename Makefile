@@ -92,7 +92,10 @@ LIB_OBJ  := $(LIB_SRC:%.c=$(OBJ_DIR)/%.o)
 # The CUDA backend object: lib/cuda/*.cu and the host-side C files next to them
 # (plugin-host.c: the libfpd functions a backend calls, through the host table).
 CUDA_SO  := $(if $(filter 1,$(USE_CUDA)),$(BUILD_DIR)/libfpd-cuda.so)
-CUDA_SO_OBJ := $(CU_SRC:%.cu=$(OBJ_DIR)/%.o) $(patsubst %.c,$(OBJ_DIR)/%.o,$(wildcard lib/cuda/*.c))
+# the engine's host planning (lib/engine-plan.c) is plain C built into libfpd too (tested
+# on the CPU); the backend object links its own copy (libfpd hides its symbols)
+CUDA_SO_OBJ := $(CU_SRC:%.cu=$(OBJ_DIR)/%.o) $(patsubst %.c,$(OBJ_DIR)/%.o,$(wildcard lib/cuda/*.c)) \
+               $(OBJ_DIR)/lib/engine-plan.o
 # Fake backend objects for the tests (tests/lib/fake-cuda-backend.c): the CPU
 # backend behind the CUDA backend's entry point, and broken variants.
 FAKE_CUDA_SO := $(patsubst %,$(BUILD_DIR)/libfpd-fakecuda-%.so,ok oldabi layout nosym refuse)
@@ -203,6 +206,52 @@ $(TEST_BIN): $(TEST_OBJ) $(STATIC_LIB) | $(FAKE_CUDA_SO)
 
 $(BUILD_DIR)/bench-%: $(OBJ_DIR)/tests/bench/bench-%.o $(STATIC_LIB)
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(FPD_LDLIBS)
+
+# GPU check (tests/gpu): gpu-build compiles the CUDA-vs-CPU equality program and
+# the GPU benchmark (needs nvcc, not a device; tests/cli/test-gpu-build.sh runs it
+# when nvcc is present); gpu-check runs tests/gpu/run.sh (needs a device).
+GPU_BINS := $(BUILD_DIR)/gpu-equal $(BUILD_DIR)/bench-gpu
+.PHONY: gpu-build gpu-check
+ifneq ($(filter gpu-build,$(MAKECMDGOALS)),)
+  ifneq ($(USE_CUDA),1)
+    $(error gpu-build needs CUDA (nvcc): make CUDA=1 gpu-build)
+  endif
+endif
+gpu-build: $(GPU_BINS)
+gpu-check:
+	sh tests/gpu/run.sh
+
+# they link the CUDA backend's objects themselves (tests/gpu/gpu-backend.h), with a stub
+# for the entry point's host table (libfpd.a has the real helpers)
+GPU_CUDA_OBJ := $(CU_SRC:%.cu=$(OBJ_DIR)/%.o) $(OBJ_DIR)/tests/gpu/plugin-host-stub.o
+$(BUILD_DIR)/gpu-equal: $(OBJ_DIR)/tests/gpu/gpu-equal.o $(GPU_CUDA_OBJ) $(STATIC_LIB)
+	@$(if $(Q),echo "  LINK  $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(FPD_LDLIBS) $(CUDA_LDLIBS)
+$(BUILD_DIR)/bench-gpu: $(OBJ_DIR)/tests/gpu/bench-gpu.o $(GPU_CUDA_OBJ) $(STATIC_LIB)
+	@$(if $(Q),echo "  LINK  $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(FPD_LDLIBS) $(CUDA_LDLIBS)
+
+# gpu-emu: the CUDA engine's kernels compiled for the CPU (tests/gpu/cuda-emu.h,
+# g++, AddressSanitizer) against the CPU engine by the same equality program: the
+# kernels' logic, checked without a GPU or nvcc (tests/cli/test-gpu-build.sh).
+# Symbols renamed so that it links next to a CUDA build's real engine.
+CXX ?= g++
+EMU_DIR  := $(BUILD_DIR)/emu
+EMU_DEFS := -DFPD_CUDA_EMU $(foreach s,engine_ops ctx_device engine_forward_device engine_backward_device \
+              engine_step_device engine_stream engine_set_direct_forward,-Dfpd__cuda_$(s)=fpd__emu_$(s))
+EMU_SAN  := -fsanitize=address,undefined -fno-omit-frame-pointer
+.PHONY: gpu-emu
+gpu-emu: $(BUILD_DIR)/gpu-equal-emu
+$(EMU_DIR)/engine-cuda.o: lib/cuda/engine-cuda.cu lib/cuda/engine-cuda.h lib/engine-plan-impl.h tests/gpu/cuda-emu.h
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CXX   $< (emulated)")
+	$(Q)$(CXX) -std=c++17 -O1 -g $(EMU_SAN) $(EMU_DEFS) -I. -Ilib -include tests/gpu/cuda-emu.h -x c++ -c $< -o $@
+$(EMU_DIR)/gpu-equal.o: tests/gpu/gpu-equal.c lib/cuda/engine-cuda.h
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(CFLAGS) $(EMU_SAN) $(EMU_DEFS) -c $< -o $@
+$(BUILD_DIR)/gpu-equal-emu: $(EMU_DIR)/gpu-equal.o $(EMU_DIR)/engine-cuda.o $(STATIC_LIB)
+	@$(if $(Q),echo "  LINK  $@")
+	$(Q)$(CC) $(LDFLAGS) $(EMU_SAN) -o $@ $^ $(FPD_LDLIBS) -lstdc++
 
 # deps: check the Debian packages; install the missing ones as root, else say how.
 deps:

@@ -14,6 +14,7 @@
  * library's string), never aborted.
  */
 #include "../backend-impl.h"
+#include "engine-cuda.h"
 
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
@@ -27,6 +28,9 @@ struct cuda_ctx {
     cublasHandle_t blas;
     cusolverDnHandle_t solver;
 };
+
+/* The context's device, for the engine (engine-cuda.cu). */
+extern "C" int fpd__cuda_ctx_device(void *ctx) { return ((struct cuda_ctx *)ctx)->device; }
 
 #define CUDA_TRY(call)                                                                                   \
     do {                                                                                                 \
@@ -203,6 +207,7 @@ extern "C" enum fpd_status fpd__cuda_backend_create(struct fpd_backend *be, int 
     be->iface.gather_rows = cuda_gather_rows;
     be->iface.synchronize = cuda_synchronize;
     be->iface.destroy = cuda_destroy;
+    fpd__cuda_engine_ops(&be->iface);
     snprintf(be->name, sizeof be->name, "cuda:%d (%s)", device, prop.name);
     return FPD_STATUS_OK;
 }

@@ -1,0 +1,1089 @@
+/*
+ * engine-cuda.cu - the FPD engine on CUDA: EmbeddingBag forward, backward to
+ * the core gradients and the optimizer steps, with the cores resident on the
+ * device (fpd.h, "The engine"; the CPU algorithm it mirrors is
+ * lib/cpu/engine-cpu.c, whose notation this file keeps).
+ *
+ * Data contract. The cores are copied to the device when the engine is created
+ * and the device copy is the one the engine computes with: changes made to the
+ * layer's host cores while the engine lives are NOT seen. engine_step updates
+ * the device cores and then copies them back into the layer's host cores (one
+ * synchronization), so fpd_engine_step keeps its meaning ("the layer is updated
+ * in place"); the host cores are pinned (cudaHostRegister) when the driver
+ * allows it, so that copy runs at full speed. engine_forward / engine_backward
+ * take host arrays (lib/engine.c validates them on the host): the batch and
+ * grad_out are copied to the device on the engine's stream, the work is queued
+ * on that stream, out is copied back, and the call synchronizes once at its
+ * end. fpd__cuda_engine_*_device (engine-cuda.h) take device pointers and do
+ * not synchronize: that is the path of the GPU benchmark and of CUDA tensors.
+ * engine_grad copies the gradient of the core asked for back to host buffers
+ * when it is called (lazily) and lists the touched slices from device flags.
+ *
+ * Algorithm (per batch, all on the device, no host synchronization inside):
+ *  1. keys: each entry's stored row (permutation applied on the device); padding
+ *     and entries past the last offset get a sentinel key (prod n_m) that sorts
+ *     last. cub::DeviceRadixSort sorts (key, position) on the key bits only.
+ *  2. de-duplication: run starts flagged, cub::DeviceScan numbers the distinct
+ *     rows (urow ascending, ustart = first sorted entry, slot of every entry).
+ *  3. the prefix tree, level by level: at level m (0..k-2) the prefixes of
+ *     length m+1 are urow / div[m]; sorted rows make each distinct prefix one
+ *     run, flagged and scanned like the rows: pid[m][u] (prefix of row u) and
+ *     pfirst[m][j] (first row of prefix j). Children of a prefix are contiguous.
+ *  4. partials once per distinct prefix and term, from the parent's:
+ *     L_m[j] = L_{m-1}[parent] @ G_m[t, digit], one block per (prefix, term),
+ *     levels 1..k-2 in order; then each distinct row from L_{k-2} and the last
+ *     core's slice, summed over the terms, one block per row; then pooling,
+ *     one block per output row in entry order (each output written once).
+ *     The contractions are small (r <= 64, D_m r <= a few thousand floats):
+ *     one block per product with a loop over outputs, no cuBLAS (a batched
+ *     GEMM per level needs pointer arrays built on the device for products of
+ *     ragged count; not measured, see README "CUDA engine").
+ *  5. backward: the distinct rows' gradients are a segmented reduction over
+ *     their sorted entries (contiguous: no atomics); then level by level from
+ *     k-1 down: dL_{m-1}[P] = sum over P's children c of dN_c @ G_m[c]^T is a
+ *     segmented reduction too (children contiguous, one block per parent,
+ *     deterministic), and dG_m[slice] += L_{m-1}^T dN is an atomicAdd, because
+ *     the nodes that share a core slice (same digit m under different prefixes)
+ *     are not contiguous: a per-level sort by digit would make it segmented,
+ *     at the cost of one more sort per level and level for a sum that has few
+ *     contributions per address. Level 0 needs no atomics (its prefixes are
+ *     distinct digits). Touched slices are flagged on the device.
+ *  4'. the direct forward (fpd__cuda_engine_set_direct_forward, off by default):
+ *     one kernel, one block per output row, every entry's partials recomputed in
+ *     shared memory (no sort, no sharing); the backward then runs steps 1-4
+ *     without the rows and the pooling (forward_queue with plan_only).
+ *  6. step: one fused kernel per core, one block per slice: skip untouched
+ *     slices (SGD, row-wise Adagrad, lazy Adam), update, clear the gradient and
+ *     the flag in the same pass.
+ *
+ * Rounding: the sums run in other orders than on the CPU (FMA contraction,
+ * float atomics in dG), so results equal the CPU engine's to rounding, not bit
+ * for bit; tests/gpu/gpu-equal.c states and checks the tolerance.
+ *
+ * Errors: every CUDA call and launch is checked; failures are FPD_STATUS_BACKEND
+ * with the call, file:line and CUDA's string.
+ */
+#include "../backend-impl.h"
+#include "../engine-plan-impl.h"
+#include "engine-cuda.h"
+
+#ifdef FPD_CUDA_EMU
+/* the kernels run on the CPU for tests (tests/gpu/cuda-emu.h, included first):
+ * blocks and threads in sequence; the step's reduction runs with one thread */
+#define FPD__LAUNCH(kern, grid, block, stream, ...) fpd_emu_launch(grid, block, [&]() { kern(__VA_ARGS__); })
+#define FPD__LAUNCH_SMEM(kern, grid, block, smem, stream, ...)                                                        \
+    fpd_emu_launch_smem(grid, block, smem, [&]() { kern(__VA_ARGS__); })
+#define FPD__DYN_SHARED(name) float *name = (float *)fpd_emu_smem.data()
+#define FPD__STEP_THREADS 1
+#define FPD__ONE_THREAD_BLOCKS 1
+#else
+#include <cub/cub.cuh>
+#include <cuda_runtime.h>
+#define FPD__LAUNCH(kern, grid, block, stream, ...) kern<<<grid, block, 0, stream>>>(__VA_ARGS__)
+#define FPD__LAUNCH_SMEM(kern, grid, block, smem, stream, ...) kern<<<grid, block, smem, stream>>>(__VA_ARGS__)
+#define FPD__DYN_SHARED(name) extern __shared__ float name[]
+#define FPD__STEP_THREADS 256
+#define FPD__ONE_THREAD_BLOCKS 0
+#endif
+
+#include <string.h>
+
+#define ECUDA_TRY(call)                                                                                                \
+    do {                                                                                                               \
+        cudaError_t e_ = (call);                                                                                       \
+        if (e_ != cudaSuccess)                                                                                         \
+            return fpd__err(err, FPD_STATUS_BACKEND, "%s at %s:%d: %s", #call, __FILE__, __LINE__,                     \
+                            cudaGetErrorString(e_));                                                                   \
+    } while (0)
+/* after a kernel launch */
+#define ECUDA_LAUNCHED() ECUDA_TRY(cudaGetLastError())
+
+/* counts on the device (FPD__WS_COUNTS) */
+#define CNT_NU 0
+#define CNT_PRE(m) (1 + (m))
+#define CNT_NV (FPD_MAX_MODES + 1)
+
+struct dev_cores {
+    float *c[FPD_MAX_MODES];
+};
+
+struct cuda_engine {
+    struct fpd_layer *layer;
+    struct fpd__engine_geom g;
+    int device;
+    cudaStream_t stream;
+    float *core[FPD_MAX_MODES], *grad[FPD_MAX_MODES];
+    float *m1[FPD_MAX_MODES], *m2[FPD_MAX_MODES]; /* Adam moments, or m1 = row-wise Adagrad state */
+    enum fpd_optimizer_kind state_kind;
+    bool have_state;
+    unsigned char *touched[FPD_MAX_MODES];
+    int64_t *perm; /* device copy of the row permutation, or NULL */
+    bool registered[FPD_MAX_MODES];
+    /* host views for engine_grad */
+    float *hgrad[FPD_MAX_MODES];
+    unsigned char *hflag[FPD_MAX_MODES];
+    int64_t *hlist[FPD_MAX_MODES];
+    /* workspace and the plan of the last forward */
+    char *ws_mem;
+    struct fpd__engine_ws ws;
+    size_t temp_bytes;
+    struct fpd_bag_batch last;
+    int64_t last_n_bags;
+    bool planned;
+    /* the direct forward (fpd__cuda_engine_set_direct_forward): no plan; the
+     * backward then builds it from dlast, the device copy of the batch */
+    bool direct;
+    bool tree_planned;
+    struct fpd_bag_batch dlast;
+    int64_t step;
+    bool flops_valid;
+    double flops;
+};
+
+/* ------------------------------------------------------------ small helpers */
+
+template <typename T> static T *ws_ptr(struct cuda_engine *e, int b) { return (T *)(e->ws_mem + e->ws.off[b]); }
+
+static unsigned blocks_for(int64_t n, int32_t threads) {
+    int64_t b = (n + threads - 1) / threads;
+    return (unsigned)(b < 1 ? 1 : b);
+}
+static unsigned grid_for(int64_t n) { return (unsigned)(n < 1 ? 1 : n); }
+
+/* entries [*lo, *hi) of bag `bag` (lib/cpu/engine-cpu.c bag_range) */
+__device__ static inline void d_bag_range(const int64_t *offs, int64_t bag_size, bool ilo, int64_t n_bags, int64_t n,
+                                          int64_t bag, int64_t *lo, int64_t *hi) {
+    if (!offs) {
+        *lo = bag * bag_size;
+        *hi = *lo + bag_size;
+        return;
+    }
+    *lo = offs[bag];
+    *hi = bag + 1 < n_bags || ilo ? offs[bag + 1] : n;
+}
+
+/* L_{m-1} of term t for the prefix containing distinct row u (m >= 1): the core-0
+ * slice for m = 1, else the partial block of level m-1. */
+__device__ static inline const float *d_parent_partial(const struct fpd__engine_geom &g, const struct dev_cores &cores,
+                                                       const float *part, const size_t *part_off, const int64_t *cap,
+                                                       const int64_t *pid, int64_t n_cap, int32_t m, int64_t t,
+                                                       int64_t x, int64_t u) {
+    if (m == 1) return cores.c[0] + (t * g.n[0] + (x / g.div[0]) % g.n[0]) * g.slice[0];
+    const int64_t j = pid[(int64_t)(m - 1) * n_cap + u];
+    return part + part_off[m - 1] + (t * cap[m - 1] + j) * g.psz[m - 1];
+}
+
+struct level_info {
+    size_t part_off[FPD_MAX_MODES];
+    size_t dpart_off[FPD_MAX_MODES];
+    int64_t cap[FPD_MAX_MODES];
+};
+
+/* ------------------------------------------------------------ kernels: plan */
+
+__global__ static void k_keys(const int64_t *idx, int64_t n, const int64_t *offs, int64_t n_offs, bool last_off,
+                              int64_t pad, const int64_t *perm, uint64_t sentinel, uint64_t *key, int64_t *pos,
+                              int64_t *slot) {
+    const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    const int64_t n_used = last_off ? offs[n_offs - 1] : n;
+    const int64_t id = idx[i];
+    const bool skip = (pad >= 0 && id == pad) || i >= n_used;
+    key[i] = skip ? sentinel : (uint64_t)(perm ? perm[id] : id);
+    pos[i] = i;
+    slot[i] = -1;
+}
+
+__global__ static void k_run_flags(const uint64_t *key, int64_t n, uint64_t sentinel, int64_t *flag) {
+    const int64_t q = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (q >= n) return;
+    flag[q] = key[q] != sentinel && (q == 0 || key[q] != key[q - 1]);
+}
+
+__global__ static void k_unique(const uint64_t *key, const int64_t *pos, const int64_t *flag, const int64_t *scan,
+                                int64_t n, uint64_t sentinel, int64_t *slot, int64_t *urow, int64_t *ustart,
+                                int64_t *counts) {
+    const int64_t q = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (q >= n) return;
+    if (key[q] == sentinel) {
+        if (q == 0) { /* no valid entry at all */
+            counts[CNT_NU] = 0;
+            counts[CNT_NV] = 0;
+            ustart[0] = 0;
+        }
+        return;
+    }
+    const int64_t u = scan[q] - 1;
+    slot[pos[q]] = u;
+    if (flag[q]) {
+        urow[u] = (int64_t)key[q];
+        ustart[u] = q;
+    }
+    if (q == n - 1 || key[q + 1] == sentinel) { /* the last valid entry */
+        counts[CNT_NU] = scan[q];
+        counts[CNT_NV] = q + 1;
+        ustart[scan[q]] = q + 1;
+    }
+}
+
+/* flags of the runs of prefixes urow / div among the distinct rows */
+__global__ static void k_level_flags(const int64_t *urow, const int64_t *counts, int64_t n, int64_t div,
+                                     int64_t *flag) {
+    const int64_t u = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (u >= n) return;
+    const int64_t nu = counts[CNT_NU];
+    flag[u] = u < nu && (u == 0 || urow[u] / div != urow[u - 1] / div);
+}
+
+__global__ static void k_level_ids(const int64_t *flag, const int64_t *scan, int64_t *counts, int32_t m, int64_t *pid,
+                                   int64_t *pfirst) {
+    const int64_t u = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    const int64_t nu = counts[CNT_NU];
+    if (u >= nu) return;
+    const int64_t j = scan[u] - 1;
+    pid[u] = j;
+    if (flag[u]) pfirst[j] = u;
+    if (u == nu - 1) counts[CNT_PRE(m)] = scan[u];
+}
+
+/* each entry's bag and coefficient (one thread per bag) */
+__global__ static void k_bags(const int64_t *offs, int64_t bag_size, bool ilo, int64_t n_bags, int64_t n,
+                              const float *psw, bool mean, const int64_t *slot, int64_t *bag_of, float *coef) {
+    const int64_t o = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (o >= n_bags) return;
+    int64_t lo, hi, cnt = 0;
+    d_bag_range(offs, bag_size, ilo, n_bags, n, o, &lo, &hi);
+    for (int64_t i = lo; i < hi; i++)
+        cnt += slot[i] >= 0;
+    for (int64_t i = lo; i < hi; i++) {
+        bag_of[i] = o;
+        coef[i] = mean ? 1.0f / (float)(cnt ? cnt : 1) : psw ? psw[i] : 1.0f;
+    }
+}
+
+/* ------------------------------------------------------------ kernels: forward */
+
+/* L_m for every distinct prefix of level m (1 <= m <= k-2) and term: block (j, t) */
+__global__ static void k_partial(struct fpd__engine_geom g, struct dev_cores cores, struct level_info li,
+                                 const int64_t *urow, const int64_t *pid, const int64_t *pfirst, const int64_t *counts,
+                                 int64_t n_cap, int32_t m, float *part) {
+    const int64_t j = blockIdx.x, t = blockIdx.y;
+    if (j >= counts[CNT_PRE(m)]) return;
+    const int64_t u0 = pfirst[(int64_t)m * n_cap + j], x = urow[u0];
+    const int64_t dig = (x / g.div[m]) % g.n[m];
+    const float *Lp = d_parent_partial(g, cores, part, li.part_off, li.cap, pid, n_cap, m, t, x, u0);
+    const float *G = cores.c[m] + (t * g.n[m] + dig) * g.slice[m];
+    float *L = part + li.part_off[m] + (t * li.cap[m] + j) * g.psz[m];
+    const int64_t rows = g.Dm[m - 1], rm = g.r[m], wm = g.w[m];
+    for (int64_t e = threadIdx.x; e < rows * wm; e += blockDim.x) {
+        const int64_t a = e / wm, c = e % wm;
+        float s = 0.0f;
+        for (int64_t b = 0; b < rm; b++)
+            s += Lp[a * rm + b] * G[b * wm + c];
+        L[e] = s;
+    }
+}
+
+/* the distinct rows, summed over the terms: block u */
+__global__ static void k_rows(struct fpd__engine_geom g, struct dev_cores cores, struct level_info li,
+                              const int64_t *urow, const int64_t *pid, const int64_t *counts, int64_t n_cap,
+                              const float *part, float *rows) {
+    const int64_t u = blockIdx.x;
+    if (u >= counts[CNT_NU]) return;
+    const int64_t x = urow[u], D = g.D;
+    float *dst = rows + u * D;
+    if (g.k == 1) {
+        for (int64_t j = threadIdx.x; j < D; j += blockDim.x) {
+            float s = 0.0f;
+            for (int64_t t = 0; t < g.p; t++)
+                s += cores.c[0][(t * g.n[0] + x) * g.slice[0] + j];
+            dst[j] = s;
+        }
+        return;
+    }
+    const int32_t m = g.k - 1;
+    const int64_t r = g.r[m], dl = g.d[m], dig = x % g.n[m];
+    for (int64_t j = threadIdx.x; j < D; j += blockDim.x) {
+        const int64_t a = j / dl, c = j % dl;
+        float s = 0.0f;
+        for (int64_t t = 0; t < g.p; t++) {
+            const float *Lp = d_parent_partial(g, cores, part, li.part_off, li.cap, pid, n_cap, m, t, x, u);
+            const float *G = cores.c[m] + (t * g.n[m] + dig) * g.slice[m];
+            for (int64_t b = 0; b < r; b++)
+                s += Lp[a * r + b] * G[b * dl + c];
+        }
+        dst[j] = s;
+    }
+}
+
+/* pooling: block o writes output row o */
+__global__ static void k_pool(const int64_t *offs, int64_t bag_size, bool ilo, int64_t n_bags, int64_t n, bool none,
+                              const int64_t *slot, const float *coef, const float *rows, int64_t D, float *out) {
+    const int64_t o = blockIdx.x;
+    float *dst = out + o * D;
+    if (none) {
+        const int64_t s = slot[o];
+        for (int64_t j = threadIdx.x; j < D; j += blockDim.x)
+            dst[j] = s < 0 ? 0.0f : rows[s * D + j];
+        return;
+    }
+    int64_t lo, hi;
+    d_bag_range(offs, bag_size, ilo, n_bags, n, o, &lo, &hi);
+    for (int64_t j = threadIdx.x; j < D; j += blockDim.x) {
+        float acc = 0.0f;
+        for (int64_t i = lo; i < hi; i++) {
+            const int64_t s = slot[i];
+            if (s >= 0) acc += coef[i] * rows[s * D + j];
+        }
+        dst[j] = acc;
+    }
+}
+
+/* The direct forward: block o computes output row o from the cores, entry by
+ * entry and term by term (no sort, no de-duplication, no sharing of prefixes):
+ * the partials L_1..L_{k-2} of each entry in shared memory (two buffers of
+ * maxpsz floats, ping-pong), the last product accumulated into the output row. */
+__global__ static void k_direct(struct fpd__engine_geom g, struct dev_cores cores, const int64_t *idx,
+                                const int64_t *offs, int64_t bag_size, bool ilo, int64_t n_bags, int64_t n, bool none,
+                                bool mean, const float *psw, int64_t pad, const int64_t *perm, int64_t maxpsz,
+                                float *out) {
+    FPD__DYN_SHARED(sh);
+    const int64_t o = blockIdx.x, D = g.D;
+    float *dst = out + o * D;
+    for (int64_t j = threadIdx.x; j < D; j += blockDim.x) dst[j] = 0.0f;
+    int64_t lo = o, hi = o + 1, cnt = 0;
+    if (!none) d_bag_range(offs, bag_size, ilo, n_bags, n, o, &lo, &hi);
+    if (mean)
+        for (int64_t i = lo; i < hi; i++) cnt += !(pad >= 0 && idx[i] == pad);
+    for (int64_t i = lo; i < hi; i++) {
+        const int64_t id = idx[i];
+        if (pad >= 0 && id == pad) continue;
+        const float c = mean ? 1.0f / (float)(cnt ? cnt : 1) : psw ? psw[i] : 1.0f;
+        const int64_t x = perm ? perm[id] : id;
+        for (int64_t t = 0; t < g.p; t++) {
+            if (g.k == 1) {
+                const float *G = cores.c[0] + (t * g.n[0] + x) * g.slice[0];
+                for (int64_t j = threadIdx.x; j < D; j += blockDim.x) dst[j] += c * G[j];
+                continue;
+            }
+            const float *cur = cores.c[0] + (t * g.n[0] + (x / g.div[0]) % g.n[0]) * g.slice[0];
+            float *buf = sh;
+            for (int32_t m = 1; m + 1 < g.k; m++) {
+                const float *G = cores.c[m] + (t * g.n[m] + (x / g.div[m]) % g.n[m]) * g.slice[m];
+                const int64_t rows = g.Dm[m - 1], rm = g.r[m], wm = g.w[m];
+                for (int64_t e = threadIdx.x; e < rows * wm; e += blockDim.x) {
+                    const int64_t a = e / wm, cc = e % wm;
+                    float s = 0.0f;
+                    for (int64_t b = 0; b < rm; b++) s += cur[a * rm + b] * G[b * wm + cc];
+                    buf[e] = s;
+                }
+                __syncthreads();
+                cur = buf;
+                buf = buf == sh ? sh + maxpsz : sh;
+            }
+            const int32_t m = g.k - 1;
+            const float *G = cores.c[m] + (t * g.n[m] + x % g.n[m]) * g.slice[m];
+            const int64_t r = g.r[m], dl = g.d[m];
+            for (int64_t j = threadIdx.x; j < D; j += blockDim.x) {
+                const int64_t a = j / dl, cc = j % dl;
+                float s = 0.0f;
+                for (int64_t b = 0; b < r; b++) s += cur[a * r + b] * G[b * dl + cc];
+                dst[j] += c * s;
+            }
+            __syncthreads(); /* the buffers are rewritten by the next term or entry */
+        }
+    }
+}
+
+/* ------------------------------------------------------------ kernels: backward */
+
+/* drow[u] = sum over u's sorted entries of coef * grad_out[bag] (segmented: block u) */
+__global__ static void k_row_grads(const int64_t *ustart, const int64_t *pos, const int64_t *bag_of, const float *coef,
+                                   const int64_t *counts, bool none, const float *gout, int64_t D, float *drow) {
+    const int64_t u = blockIdx.x;
+    if (u >= counts[CNT_NU]) return;
+    const int64_t q0 = ustart[u], q1 = ustart[u + 1];
+    for (int64_t j = threadIdx.x; j < D; j += blockDim.x) {
+        float acc = 0.0f;
+        for (int64_t q = q0; q < q1; q++) {
+            const int64_t i = pos[q];
+            acc += none ? gout[i * D + j] : coef[i] * gout[bag_of[i] * D + j];
+        }
+        drow[u * D + j] = acc;
+    }
+}
+
+/* the node's gradient dN at level m: drow for m = k-1 (every term), else dL_m */
+__device__ static inline const float *d_node_grad(const struct fpd__engine_geom &g, const struct level_info &li,
+                                                  const float *drow, const float *dpart, int32_t m, int64_t t,
+                                                  int64_t j) {
+    if (m == g.k - 1) return drow + j * g.D;
+    return dpart + li.dpart_off[m] + (t * li.cap[m] + j) * g.psz[m];
+}
+
+/* dG_m[t, digit] += L_{m-1}^T dN for every node j of level m >= 1 (atomics: block (j, t)) */
+__global__ static void k_core_grad(struct fpd__engine_geom g, struct dev_cores cores, struct level_info li,
+                                   const int64_t *urow, const int64_t *pid, const int64_t *pfirst,
+                                   const int64_t *counts, int64_t n_cap, int32_t m, const float *part,
+                                   const float *drow, const float *dpart, float *grad, unsigned char *touched) {
+    const int64_t j = blockIdx.x, t = blockIdx.y;
+    const bool last = m == g.k - 1;
+    if (j >= (last ? counts[CNT_NU] : counts[CNT_PRE(m)])) return;
+    const int64_t f = last ? j : pfirst[(int64_t)m * n_cap + j], x = urow[f];
+    const int64_t dig = (x / g.div[m]) % g.n[m], sl = t * g.n[m] + dig;
+    const float *Lp = d_parent_partial(g, cores, part, li.part_off, li.cap, pid, n_cap, m, t, x, f);
+    const float *dN = d_node_grad(g, li, drow, dpart, m, t, j);
+    float *dG = grad + sl * g.slice[m];
+    const int64_t Dp = g.Dm[m - 1], rm = g.r[m], wm = g.w[m];
+    for (int64_t e = threadIdx.x; e < rm * wm; e += blockDim.x) {
+        const int64_t b = e / wm, c = e % wm;
+        float s = 0.0f;
+        for (int64_t a = 0; a < Dp; a++)
+            s += Lp[a * rm + b] * dN[a * wm + c];
+        atomicAdd(dG + e, s);
+    }
+    if (threadIdx.x == 0) touched[sl] = 1;
+}
+
+/* dL_{m-1}[P] = sum over P's children c (level m, contiguous) of dN_c G_m[c]^T
+ * (segmented: block (P, t)) */
+__global__ static void k_parent_grad(struct fpd__engine_geom g, struct dev_cores cores, struct level_info li,
+                                     const int64_t *urow, const int64_t *pid, const int64_t *pfirst,
+                                     const int64_t *counts, int64_t n_cap, int32_t m, const float *drow, float *dpart) {
+    const int64_t P = blockIdx.x, t = blockIdx.y;
+    const int64_t np = counts[CNT_PRE(m - 1)], nu = counts[CNT_NU];
+    if (P >= np) return;
+    const bool last = m == g.k - 1;
+    const int64_t f0 = pfirst[(int64_t)(m - 1) * n_cap + P];
+    const int64_t f1 = P + 1 < np ? pfirst[(int64_t)(m - 1) * n_cap + P + 1] : nu;
+    const int64_t c0 = last ? f0 : pid[(int64_t)m * n_cap + f0];
+    const int64_t c1 = last ? f1 : pid[(int64_t)m * n_cap + f1 - 1] + 1;
+    const int64_t Dp = g.Dm[m - 1], rm = g.r[m], wm = g.w[m];
+    float *dL = dpart + li.dpart_off[m - 1] + (t * li.cap[m - 1] + P) * g.psz[m - 1];
+    for (int64_t e = threadIdx.x; e < Dp * rm; e += blockDim.x) {
+        const int64_t a = e / rm, b = e % rm;
+        float s = 0.0f;
+        for (int64_t c = c0; c < c1; c++) {
+            const int64_t f = last ? c : pfirst[(int64_t)m * n_cap + c];
+            const int64_t dig = (urow[f] / g.div[m]) % g.n[m];
+            const float *G = cores.c[m] + (t * g.n[m] + dig) * g.slice[m] + b * wm;
+            const float *dN = d_node_grad(g, li, drow, dpart, m, t, c) + a * wm;
+            for (int64_t y = 0; y < wm; y++)
+                s += dN[y] * G[y];
+        }
+        dL[e] = s;
+    }
+}
+
+/* level 0: dG_0[t, digit] += dL_0[P] (k >= 2) or drow[u] (k = 1); the prefixes of
+ * level 0 are distinct digits, so no two blocks of one term share a slice */
+__global__ static void k_first_grad(struct fpd__engine_geom g, struct level_info li, const int64_t *urow,
+                                    const int64_t *pfirst, const int64_t *counts, const float *drow, const float *dpart,
+                                    float *grad, unsigned char *touched) {
+    const int64_t P = blockIdx.x, t = blockIdx.y;
+    const bool one = g.k == 1;
+    if (P >= (one ? counts[CNT_NU] : counts[CNT_PRE(0)])) return;
+    const int64_t x = urow[one ? P : pfirst[P]];
+    const int64_t sl = t * g.n[0] + (x / g.div[0]) % g.n[0];
+    const float *src = one ? drow + P * g.D : dpart + li.dpart_off[0] + (t * li.cap[0] + P) * g.psz[0];
+    float *dG = grad + sl * g.slice[0];
+    for (int64_t e = threadIdx.x; e < g.slice[0]; e += blockDim.x)
+        dG[e] += src[e];
+    if (threadIdx.x == 0) touched[sl] = 1;
+}
+
+/* ------------------------------------------------------------ kernel: the step */
+
+/* one block per slice: the update, then the gradient and the flag cleared */
+__global__ static void k_step(int kind, float *x, float *grad, float *m1, float *m2, unsigned char *touched, int64_t sl,
+                              float lr, float b1, float b2, float eps, float bc1, float bc2) {
+    __shared__ float red[FPD__STEP_THREADS];
+    __shared__ float mult;
+    const int64_t s = blockIdx.x;
+    if (kind != FPD_OPTIMIZER_KIND_ADAM && !touched[s]) return;
+    float *xs = x + s * sl, *g = grad + s * sl;
+    if (kind == FPD_OPTIMIZER_KIND_SGD) {
+        for (int64_t j = threadIdx.x; j < sl; j += blockDim.x) {
+            xs[j] -= lr * g[j];
+            g[j] = 0.0f;
+        }
+    } else if (kind == FPD_OPTIMIZER_KIND_ROWWISE_ADAGRAD) {
+        float ss = 0.0f;
+        for (int64_t j = threadIdx.x; j < sl; j += blockDim.x)
+            ss += g[j] * g[j];
+        red[threadIdx.x] = ss;
+        __syncthreads();
+        for (unsigned h = blockDim.x / 2; h > 0; h /= 2) {
+            if (threadIdx.x < h) red[threadIdx.x] += red[threadIdx.x + h];
+            __syncthreads();
+        }
+        if (threadIdx.x == 0) {
+            m1[s] += red[0] / (float)sl;
+            mult = lr / (sqrtf(m1[s]) + eps);
+        }
+        __syncthreads();
+        for (int64_t j = threadIdx.x; j < sl; j += blockDim.x) {
+            xs[j] -= mult * g[j];
+            g[j] = 0.0f;
+        }
+    } else {
+        float *a1 = m1 + s * sl, *a2 = m2 + s * sl;
+        for (int64_t j = threadIdx.x; j < sl; j += blockDim.x) {
+            const float gv = g[j];
+            a1[j] = b1 * a1[j] + (1.0f - b1) * gv;
+            a2[j] = b2 * a2[j] + (1.0f - b2) * gv * gv;
+            xs[j] -= lr * (a1[j] / bc1) / (sqrtf(a2[j] / bc2) + eps);
+            g[j] = 0.0f;
+        }
+    }
+    if (threadIdx.x == 0) touched[s] = 0;
+}
+
+/* ------------------------------------------------------------ lifetime */
+
+static void engine_destroy(void *ctx, void *state) {
+    (void)ctx;
+    struct cuda_engine *e = (struct cuda_engine *)state;
+    if (!e) return;
+    cudaSetDevice(e->device);
+    if (e->stream) cudaStreamSynchronize(e->stream);
+    for (int32_t m = 0; m < FPD_MAX_MODES; m++) {
+        cudaFree(e->core[m]);
+        cudaFree(e->grad[m]);
+        cudaFree(e->m1[m]);
+        cudaFree(e->m2[m]);
+        cudaFree(e->touched[m]);
+        if (e->registered[m]) cudaHostUnregister(fpd_layer_core(e->layer, m));
+        fpd_free(e->hgrad[m]);
+        fpd_free(e->hflag[m]);
+        fpd_free(e->hlist[m]);
+    }
+    cudaFree(e->perm);
+    cudaFree(e->ws_mem);
+    if (e->stream) cudaStreamDestroy(e->stream);
+    fpd_free(e);
+}
+
+static enum fpd_status create_inner(struct cuda_engine *e, struct fpd_error *err) {
+    const struct fpd__engine_geom *g = &e->g;
+    ECUDA_TRY(cudaSetDevice(e->device));
+    ECUDA_TRY(cudaStreamCreateWithFlags(&e->stream, cudaStreamNonBlocking));
+    for (int32_t m = 0; m < g->k; m++) {
+        const size_t nel = (size_t)fpd_layer_shape_core_numel(fpd_layer_get_shape(e->layer), m);
+        ECUDA_TRY(cudaMalloc((void **)&e->core[m], nel * sizeof(float)));
+        ECUDA_TRY(cudaMalloc((void **)&e->grad[m], nel * sizeof(float)));
+        ECUDA_TRY(cudaMalloc((void **)&e->touched[m], (size_t)g->nslices[m]));
+        ECUDA_TRY(cudaMemsetAsync(e->grad[m], 0, nel * sizeof(float), e->stream));
+        ECUDA_TRY(cudaMemsetAsync(e->touched[m], 0, (size_t)g->nslices[m], e->stream));
+        float *host = fpd_layer_core(e->layer, m);
+        /* pinned host cores make the step's copy back asynchronous and fast; an
+         * already registered range (another engine) or a refusal is fine */
+        if (cudaHostRegister(host, nel * sizeof(float), cudaHostRegisterDefault) == cudaSuccess)
+            e->registered[m] = true;
+        else
+            (void)cudaGetLastError();
+        ECUDA_TRY(cudaMemcpyAsync(e->core[m], host, nel * sizeof(float), cudaMemcpyHostToDevice, e->stream));
+        e->hgrad[m] = (float *)fpd_malloc(nel * sizeof(float));
+        e->hflag[m] = (unsigned char *)fpd_malloc((size_t)g->nslices[m]);
+        e->hlist[m] = (int64_t *)fpd_malloc((size_t)g->nslices[m] * sizeof(int64_t));
+        if (!e->hgrad[m] || !e->hflag[m] || !e->hlist[m])
+            return fpd__err(err, FPD_STATUS_NOMEM, "out of memory for the CUDA engine's host gradient views");
+    }
+    const int64_t *perm = fpd_layer_row_perm(e->layer);
+    if (perm) {
+        const size_t bytes = (size_t)fpd_layer_get_shape(e->layer)->rows * sizeof(int64_t);
+        ECUDA_TRY(cudaMalloc((void **)&e->perm, bytes));
+        ECUDA_TRY(cudaMemcpyAsync(e->perm, perm, bytes, cudaMemcpyHostToDevice, e->stream));
+    }
+    ECUDA_TRY(cudaStreamSynchronize(e->stream));
+    return FPD_STATUS_OK;
+}
+
+static enum fpd_status engine_create(void *ctx, struct fpd_layer *layer, const struct fpd_engine_params *params,
+                                     void **state, struct fpd_error *err) {
+    (void)params;
+    *state = NULL;
+    const struct fpd_layer_shape *s = fpd_layer_get_shape(layer);
+    if (s->dim > 2147483647 || s->rows > ((int64_t)1 << 62))
+        return fpd__err(err, FPD_STATUS_UNSUPPORTED, "the CUDA engine does not take a table of %lld x %lld",
+                        (long long)s->rows, (long long)s->dim);
+    struct cuda_engine *e = (struct cuda_engine *)fpd_calloc(1, sizeof *e);
+    if (!e) return fpd__err(err, FPD_STATUS_NOMEM, "out of memory for a CUDA engine");
+    e->layer = layer;
+    e->device = fpd__cuda_ctx_device(ctx);
+    fpd__engine_geom_init(s, &e->g);
+    enum fpd_status st = create_inner(e, err);
+    if (st) {
+        engine_destroy(ctx, e);
+        return st;
+    }
+    *state = e;
+    return FPD_STATUS_OK;
+}
+
+/* ------------------------------------------------------------ workspace */
+
+static enum fpd_status ensure_ws(struct cuda_engine *e, int64_t n, int64_t n_offs, int64_t n_out,
+                                 struct fpd_error *err) {
+    if (e->ws_mem && n <= e->ws.n && n_offs <= e->ws.n_offs && n_out <= e->ws.n_out) return FPD_STATUS_OK;
+    if (e->ws_mem) {
+        n = n > e->ws.n ? n : e->ws.n;
+        n_offs = n_offs > e->ws.n_offs ? n_offs : e->ws.n_offs;
+        n_out = n_out > e->ws.n_out ? n_out : e->ws.n_out;
+    }
+    /* CUB's temporary storage for the sort and the scans at n items */
+    size_t sort_bytes = 0, scan_bytes = 0;
+    const int ni = (int)(n > 0 ? n : 1);
+    ECUDA_TRY(cub::DeviceRadixSort::SortPairs(NULL, sort_bytes, (const uint64_t *)NULL, (uint64_t *)NULL,
+                                              (const int64_t *)NULL, (int64_t *)NULL, ni, 0, e->g.key_bits, e->stream));
+    ECUDA_TRY(cub::DeviceScan::InclusiveSum(NULL, scan_bytes, (const int64_t *)NULL, (int64_t *)NULL, ni, e->stream));
+    const size_t temp = sort_bytes > scan_bytes ? sort_bytes : scan_bytes;
+    struct fpd__engine_ws ws;
+    enum fpd_status st = fpd__engine_ws_layout(&e->g, n, n_offs, n_out, temp, &ws, err);
+    if (st) return st;
+    ECUDA_TRY(cudaStreamSynchronize(e->stream));
+    ECUDA_TRY(cudaFree(e->ws_mem));
+    e->ws_mem = NULL;
+    e->planned = false;
+    cudaError_t ce = cudaMalloc((void **)&e->ws_mem, ws.total);
+    if (ce != cudaSuccess) {
+        e->ws_mem = NULL;
+        memset(&e->ws, 0, sizeof e->ws);
+        return fpd__err(err, FPD_STATUS_BACKEND,
+                        "the CUDA engine's workspace for %lld entries (%.1f MiB) at %s:%d: %s; split the batch",
+                        (long long)n, (double)ws.total / 1048576.0, __FILE__, __LINE__, cudaGetErrorString(ce));
+    }
+    e->ws = ws;
+    e->temp_bytes = temp;
+    return FPD_STATUS_OK;
+}
+
+static struct dev_cores cores_of(const struct cuda_engine *e) {
+    struct dev_cores c;
+    memset(&c, 0, sizeof c);
+    for (int32_t m = 0; m < e->g.k; m++)
+        c.c[m] = e->core[m];
+    return c;
+}
+
+static struct level_info levels_of(const struct cuda_engine *e) {
+    struct level_info li;
+    memset(&li, 0, sizeof li);
+    for (int32_t m = 0; m < e->g.k; m++) {
+        li.part_off[m] = e->ws.part_off[m];
+        li.dpart_off[m] = e->ws.dpart_off[m];
+        li.cap[m] = fpd__engine_level_cap(&e->g, m, e->ws.n);
+    }
+    return li;
+}
+
+/* ------------------------------------------------------------ forward */
+
+/* b's arrays are device pointers; the workspace holds at least b->n_indices entries */
+static enum fpd_status forward_queue(struct cuda_engine *e, const struct fpd_bag_batch *b, int64_t n_bags, float *out,
+                                     bool plan_only, struct fpd_error *err) {
+    const struct fpd__engine_geom *g = &e->g;
+    const int64_t n = b->n_indices, D = g->D, n_cap = e->ws.n;
+    const bool none = b->mode == FPD_BAG_MODE_NONE;
+    const int64_t n_out = none ? n : n_bags;
+    cudaStream_t st = e->stream;
+    int64_t *counts = ws_ptr<int64_t>(e, FPD__WS_COUNTS);
+    ECUDA_TRY(cudaMemsetAsync(counts, 0, e->ws.size[FPD__WS_COUNTS], st));
+    e->flops_valid = false;
+    if (n == 0) {
+        if (n_out > 0 && !plan_only) ECUDA_TRY(cudaMemsetAsync(out, 0, (size_t)(n_out * D) * sizeof(float), st));
+        return FPD_STATUS_OK;
+    }
+    const uint64_t sentinel = (uint64_t)g->padded;
+    uint64_t *key = ws_ptr<uint64_t>(e, FPD__WS_KEY), *key_s = ws_ptr<uint64_t>(e, FPD__WS_KEY_S);
+    int64_t *pos = ws_ptr<int64_t>(e, FPD__WS_POS), *pos_s = ws_ptr<int64_t>(e, FPD__WS_POS_S);
+    int64_t *flag = ws_ptr<int64_t>(e, FPD__WS_FLAG), *scan = ws_ptr<int64_t>(e, FPD__WS_SCAN);
+    int64_t *slot = ws_ptr<int64_t>(e, FPD__WS_SLOT), *urow = ws_ptr<int64_t>(e, FPD__WS_UROW);
+    int64_t *ustart = ws_ptr<int64_t>(e, FPD__WS_USTART), *pid = ws_ptr<int64_t>(e, FPD__WS_PID);
+    int64_t *pfirst = ws_ptr<int64_t>(e, FPD__WS_PFIRST), *bag_of = ws_ptr<int64_t>(e, FPD__WS_BAG_OF);
+    float *coef = ws_ptr<float>(e, FPD__WS_COEF), *part = ws_ptr<float>(e, FPD__WS_PART);
+    float *rows = ws_ptr<float>(e, FPD__WS_ROWS);
+    void *temp = ws_ptr<void>(e, FPD__WS_TEMP);
+    size_t temp_bytes = e->temp_bytes;
+    const int T = 256;
+    const bool last_off = !none && b->offsets && b->include_last_offset;
+
+    /* 1. keys, sort */
+    FPD__LAUNCH(k_keys, blocks_for(n, T), T, st, b->indices, n, b->offsets, b->n_bags, last_off, b->padding_idx,
+                e->perm, sentinel, key, pos, slot);
+    ECUDA_LAUNCHED();
+    ECUDA_TRY(cub::DeviceRadixSort::SortPairs(temp, temp_bytes, (const uint64_t *)key, key_s, (const int64_t *)pos,
+                                              pos_s, (int)n, 0, g->key_bits, st));
+    /* 2. distinct rows */
+    FPD__LAUNCH(k_run_flags, blocks_for(n, T), T, st, key_s, n, sentinel, flag);
+    ECUDA_LAUNCHED();
+    temp_bytes = e->temp_bytes;
+    ECUDA_TRY(cub::DeviceScan::InclusiveSum(temp, temp_bytes, (const int64_t *)flag, scan, (int)n, st));
+    FPD__LAUNCH(k_unique, blocks_for(n, T), T, st, key_s, pos_s, flag, scan, n, sentinel, slot, urow, ustart, counts);
+    ECUDA_LAUNCHED();
+    /* 3. the prefix tree, levels 0..k-2 */
+    for (int32_t m = 0; m + 1 < g->k; m++) {
+        FPD__LAUNCH(k_level_flags, blocks_for(n, T), T, st, urow, counts, n, g->div[m], flag);
+        ECUDA_LAUNCHED();
+        temp_bytes = e->temp_bytes;
+        ECUDA_TRY(cub::DeviceScan::InclusiveSum(temp, temp_bytes, (const int64_t *)flag, scan, (int)n, st));
+        FPD__LAUNCH(k_level_ids, blocks_for(n, T), T, st, flag, scan, counts, m, pid + (int64_t)m * n_cap,
+                    pfirst + (int64_t)m * n_cap);
+        ECUDA_LAUNCHED();
+    }
+    /* bags and coefficients (they need the slots: padding is not counted by MEAN) */
+    if (!none && n_bags > 0) {
+        FPD__LAUNCH(k_bags, blocks_for(n_bags, T), T, st, b->offsets, b->bag_size, b->include_last_offset, n_bags, n,
+                    b->per_sample_weights, b->mode == FPD_BAG_MODE_MEAN, slot, bag_of, coef);
+        ECUDA_LAUNCHED();
+    }
+    /* 4. partials once per distinct prefix, then the rows, then the pooling */
+    const struct dev_cores cores = cores_of(e);
+    const struct level_info li = levels_of(e);
+    for (int32_t m = 1; m + 1 < g->k; m++) {
+        dim3 grid(grid_for(li.cap[m]), (unsigned)g->p);
+        FPD__LAUNCH(k_partial, grid, fpd__engine_block_threads(g->Dm[m - 1] * g->w[m]), st, *g, cores, li, urow, pid,
+                    pfirst, counts, n_cap, m, part);
+        ECUDA_LAUNCHED();
+    }
+    if (plan_only) return FPD_STATUS_OK; /* the backward's plan after a direct forward */
+    FPD__LAUNCH(k_rows, grid_for(n), fpd__engine_block_threads(D), st, *g, cores, li, urow, pid, counts, n_cap, part,
+                rows);
+    ECUDA_LAUNCHED();
+    if (n_out > 0) {
+        FPD__LAUNCH(k_pool, grid_for(n_out), fpd__engine_block_threads(D), st, b->offsets, b->bag_size,
+                    b->include_last_offset, n_bags, n, none, slot, coef, rows, D, out);
+        ECUDA_LAUNCHED();
+    }
+    return FPD_STATUS_OK;
+}
+
+/* floats of one partial buffer of the direct forward: max psz[m], 1 <= m <= k-2 */
+static int64_t direct_maxpsz(const struct fpd__engine_geom *g) {
+    int64_t mx = 0;
+    for (int32_t m = 1; m + 1 < g->k; m++) mx = g->psz[m] > mx ? g->psz[m] : mx;
+    return mx;
+}
+
+/* the direct forward fits when its two buffers fit in 48 KiB of shared memory */
+static bool direct_fits(const struct fpd__engine_geom *g) { return 2 * direct_maxpsz(g) * 4 <= 48 * 1024; }
+
+static enum fpd_status direct_queue(struct cuda_engine *e, const struct fpd_bag_batch *b, int64_t n_bags, float *out,
+                                    struct fpd_error *err) {
+    const struct fpd__engine_geom *g = &e->g;
+    const bool none = b->mode == FPD_BAG_MODE_NONE;
+    const int64_t n_out = none ? b->n_indices : n_bags, maxpsz = direct_maxpsz(g);
+    e->flops_valid = false;
+    if (n_out == 0) return FPD_STATUS_OK;
+    const int64_t width = g->D > maxpsz ? g->D : maxpsz;
+    const int threads = FPD__ONE_THREAD_BLOCKS ? 1 : fpd__engine_block_threads(width);
+    FPD__LAUNCH_SMEM(k_direct, grid_for(n_out), threads, (size_t)(2 * maxpsz) * sizeof(float), e->stream, *g,
+                     cores_of(e), b->indices, b->offsets, b->bag_size, b->include_last_offset, n_bags, b->n_indices,
+                     none, b->mode == FPD_BAG_MODE_MEAN, none ? (const float *)NULL : b->per_sample_weights,
+                     b->padding_idx, e->perm, maxpsz, out);
+    ECUDA_LAUNCHED();
+    /* flops as executed: every entry's products, padding counted (the indices stay on the device) */
+    double per = 0.0;
+    if (g->k >= 2) {
+        for (int32_t m = 1; m + 1 < g->k; m++) per += 2.0 * (double)(g->Dm[m - 1] * g->r[m] * g->w[m]);
+        per += 2.0 * (double)(g->Dm[g->k - 2] * g->r[g->k - 1] * g->d[g->k - 1]);
+    }
+    e->flops = per * (double)g->p * (double)b->n_indices;
+    e->flops_valid = true;
+    return FPD_STATUS_OK;
+}
+
+/* the forward of a device batch: the tree (plan, partials, rows, pooling) or,
+ * when chosen and it fits, the direct kernel (the plan is then built by the
+ * backward) */
+static enum fpd_status forward_any(struct cuda_engine *e, const struct fpd_bag_batch *d, int64_t n_bags, float *out,
+                                   struct fpd_error *err) {
+    enum fpd_status st;
+    if (e->direct && direct_fits(&e->g)) {
+        if ((st = direct_queue(e, d, n_bags, out, err))) return st;
+        e->tree_planned = false;
+    } else {
+        if ((st = forward_queue(e, d, n_bags, out, false, err))) return st;
+        e->tree_planned = true;
+    }
+    e->dlast = *d;
+    return FPD_STATUS_OK;
+}
+
+extern "C" void fpd__cuda_engine_set_direct_forward(void *state, bool direct) {
+    ((struct cuda_engine *)state)->direct = direct;
+}
+
+static bool same_batch(const struct fpd_bag_batch *a, const struct fpd_bag_batch *b) {
+    return a->indices == b->indices && a->n_indices == b->n_indices && a->offsets == b->offsets &&
+           a->n_bags == b->n_bags && a->bag_size == b->bag_size && a->include_last_offset == b->include_last_offset &&
+           a->per_sample_weights == b->per_sample_weights && a->mode == b->mode && a->padding_idx == b->padding_idx;
+}
+
+extern "C" enum fpd_status fpd__cuda_engine_forward_device(void *state, const struct fpd_bag_batch *b, int64_t n_bags,
+                                                           float *out, struct fpd_error *err) {
+    struct cuda_engine *e = (struct cuda_engine *)state;
+    ECUDA_TRY(cudaSetDevice(e->device));
+    const int64_t n_out = b->mode == FPD_BAG_MODE_NONE ? b->n_indices : n_bags;
+    enum fpd_status st = ensure_ws(e, b->n_indices, b->n_bags + 1, n_out, err);
+    if (st) return st;
+    e->planned = false;
+    if ((st = forward_any(e, b, n_bags, out, err))) return st;
+    e->last = *b;
+    e->last_n_bags = n_bags;
+    e->planned = true;
+    return FPD_STATUS_OK;
+}
+
+static enum fpd_status engine_forward(void *ctx, void *state, const struct fpd_bag_batch *b, int64_t n_bags, float *out,
+                                      struct fpd_error *err) {
+    (void)ctx;
+    struct cuda_engine *e = (struct cuda_engine *)state;
+    ECUDA_TRY(cudaSetDevice(e->device));
+    const int64_t n = b->n_indices, n_out = fpd_bag_batch_out_rows(b), D = e->g.D;
+    const bool none = b->mode == FPD_BAG_MODE_NONE;
+    const int64_t n_offs = !none && b->offsets ? b->n_bags : 0;
+    enum fpd_status st = ensure_ws(e, n, n_offs + 1, n_out, err);
+    if (st) return st;
+    e->planned = false;
+    /* the batch on the device, in the workspace */
+    struct fpd_bag_batch d = *b;
+    cudaStream_t s = e->stream;
+    if (n > 0) {
+        d.indices = ws_ptr<int64_t>(e, FPD__WS_IDX);
+        ECUDA_TRY(
+            cudaMemcpyAsync((void *)d.indices, b->indices, (size_t)n * sizeof(int64_t), cudaMemcpyHostToDevice, s));
+    }
+    if (n_offs > 0) {
+        d.offsets = ws_ptr<int64_t>(e, FPD__WS_OFFS);
+        ECUDA_TRY(cudaMemcpyAsync((void *)d.offsets, b->offsets, (size_t)n_offs * sizeof(int64_t),
+                                  cudaMemcpyHostToDevice, s));
+    } else if (!none && b->offsets) {
+        d.offsets = ws_ptr<int64_t>(e, FPD__WS_OFFS); /* no offsets given: n_bags = 0 */
+    }
+    if (!none && b->per_sample_weights && n > 0) {
+        d.per_sample_weights = ws_ptr<float>(e, FPD__WS_PSW);
+        ECUDA_TRY(cudaMemcpyAsync((void *)d.per_sample_weights, b->per_sample_weights, (size_t)n * sizeof(float),
+                                  cudaMemcpyHostToDevice, s));
+    }
+    float *dout = ws_ptr<float>(e, FPD__WS_OUT);
+    if ((st = forward_any(e, &d, n_bags, dout, err))) return st;
+    if (n_out > 0)
+        ECUDA_TRY(cudaMemcpyAsync(out, dout, (size_t)(n_out * D) * sizeof(float), cudaMemcpyDeviceToHost, s));
+    ECUDA_TRY(cudaStreamSynchronize(s));
+    e->last = *b; /* the host batch: backward is checked against it */
+    e->last_n_bags = n_bags;
+    e->planned = true;
+    return FPD_STATUS_OK;
+}
+
+/* ------------------------------------------------------------ backward */
+
+static enum fpd_status backward_queue(struct cuda_engine *e, const struct fpd_bag_batch *b, const float *gout,
+                                      struct fpd_error *err) {
+    const struct fpd__engine_geom *g = &e->g;
+    const int64_t n = b->n_indices, D = g->D, n_cap = e->ws.n;
+    if (n == 0) return FPD_STATUS_OK;
+    if (!e->tree_planned) { /* after a direct forward: the plan and the partials now */
+        enum fpd_status s2 = forward_queue(e, &e->dlast, e->last_n_bags, NULL, true, err);
+        if (s2) return s2;
+        e->tree_planned = true;
+    }
+    cudaStream_t st = e->stream;
+    const int64_t *counts = ws_ptr<int64_t>(e, FPD__WS_COUNTS);
+    const int64_t *pos_s = ws_ptr<int64_t>(e, FPD__WS_POS_S), *urow = ws_ptr<int64_t>(e, FPD__WS_UROW);
+    const int64_t *ustart = ws_ptr<int64_t>(e, FPD__WS_USTART), *pid = ws_ptr<int64_t>(e, FPD__WS_PID);
+    const int64_t *pfirst = ws_ptr<int64_t>(e, FPD__WS_PFIRST), *bag_of = ws_ptr<int64_t>(e, FPD__WS_BAG_OF);
+    const float *coef = ws_ptr<float>(e, FPD__WS_COEF), *part = ws_ptr<float>(e, FPD__WS_PART);
+    float *drow = ws_ptr<float>(e, FPD__WS_DROW), *dpart = ws_ptr<float>(e, FPD__WS_DPART);
+    const struct dev_cores cores = cores_of(e);
+    const struct level_info li = levels_of(e);
+    const unsigned p = (unsigned)g->p;
+    FPD__LAUNCH(k_row_grads, grid_for(n), fpd__engine_block_threads(D), st, ustart, pos_s, bag_of, coef, counts,
+                b->mode == FPD_BAG_MODE_NONE, gout, D, drow);
+    ECUDA_LAUNCHED();
+    for (int32_t m = g->k - 1; m >= 1; m--) {
+        const int64_t cap_node = m == g->k - 1 ? n : li.cap[m];
+        FPD__LAUNCH(k_core_grad, dim3(grid_for(cap_node), p), fpd__engine_block_threads(g->r[m] * g->w[m]), st, *g,
+                    cores, li, urow, pid, pfirst, counts, n_cap, m, part, drow, dpart, e->grad[m], e->touched[m]);
+        ECUDA_LAUNCHED();
+        FPD__LAUNCH(k_parent_grad, dim3(grid_for(li.cap[m - 1]), p), fpd__engine_block_threads(g->Dm[m - 1] * g->r[m]),
+                    st, *g, cores, li, urow, pid, pfirst, counts, n_cap, m, drow, dpart);
+        ECUDA_LAUNCHED();
+    }
+    const int64_t cap0 = g->k == 1 ? n : li.cap[0];
+    FPD__LAUNCH(k_first_grad, dim3(grid_for(cap0), p), fpd__engine_block_threads(g->slice[0]), st, *g, li, urow, pfirst,
+                counts, drow, dpart, e->grad[0], e->touched[0]);
+    ECUDA_LAUNCHED();
+    return FPD_STATUS_OK;
+}
+
+extern "C" enum fpd_status fpd__cuda_engine_backward_device(void *state, const struct fpd_bag_batch *b, int64_t n_bags,
+                                                            const float *grad_out, struct fpd_error *err) {
+    struct cuda_engine *e = (struct cuda_engine *)state;
+    if (!e->planned || !same_batch(&e->last, b) || n_bags != e->last_n_bags)
+        return fpd__err(err, FPD_STATUS_INVALID_ARG,
+                        "the CUDA engine's backward needs the batch of the last forward call");
+    ECUDA_TRY(cudaSetDevice(e->device));
+    return backward_queue(e, b, grad_out, err);
+}
+
+static enum fpd_status engine_backward(void *ctx, void *state, const struct fpd_bag_batch *b, int64_t n_bags,
+                                       const float *grad_out, struct fpd_error *err) {
+    (void)ctx;
+    struct cuda_engine *e = (struct cuda_engine *)state;
+    if (!e->planned || !same_batch(&e->last, b) || n_bags != e->last_n_bags)
+        return fpd__err(err, FPD_STATUS_INVALID_ARG,
+                        "fpd_engine_backward needs the batch of the last fpd_engine_forward call");
+    ECUDA_TRY(cudaSetDevice(e->device));
+    const int64_t n_out = fpd_bag_batch_out_rows(b);
+    float *dgout = ws_ptr<float>(e, FPD__WS_GOUT);
+    if (n_out > 0)
+        ECUDA_TRY(cudaMemcpyAsync(dgout, grad_out, (size_t)(n_out * e->g.D) * sizeof(float), cudaMemcpyHostToDevice,
+                                  e->stream));
+    enum fpd_status st = backward_queue(e, b, dgout, err);
+    if (st) return st;
+    ECUDA_TRY(cudaStreamSynchronize(e->stream));
+    return FPD_STATUS_OK;
+}
+
+/* ------------------------------------------------------------ gradient and step */
+
+static void engine_grad(void *ctx, void *state, int32_t m, const float **grad, const int64_t **slices,
+                        int64_t *n_slices) {
+    (void)ctx;
+    struct cuda_engine *e = (struct cuda_engine *)state;
+    const size_t nel = (size_t)fpd_layer_shape_core_numel(fpd_layer_get_shape(e->layer), m);
+    const int64_t ns = e->g.nslices[m];
+    int64_t cnt = 0;
+    cudaError_t ce = cudaSetDevice(e->device);
+    if (ce == cudaSuccess)
+        ce = cudaMemcpyAsync(e->hgrad[m], e->grad[m], nel * sizeof(float), cudaMemcpyDeviceToHost, e->stream);
+    if (ce == cudaSuccess)
+        ce = cudaMemcpyAsync(e->hflag[m], e->touched[m], (size_t)ns, cudaMemcpyDeviceToHost, e->stream);
+    if (ce == cudaSuccess) ce = cudaStreamSynchronize(e->stream);
+    if (ce != cudaSuccess) {
+        /* the interface has no error return: log it and report no gradient */
+        fpd__log(FPD_LOG_LEVEL_ERROR, "CUDA engine: copying the gradient of core %d back failed at %s:%d: %s", (int)m,
+                 __FILE__, __LINE__, cudaGetErrorString(ce));
+        memset(e->hgrad[m], 0, nel * sizeof(float));
+    } else {
+        for (int64_t q = 0; q < ns; q++)
+            if (e->hflag[m][q]) e->hlist[m][cnt++] = q;
+    }
+    *grad = e->hgrad[m];
+    if (slices) *slices = e->hlist[m];
+    if (n_slices) *n_slices = cnt;
+}
+
+static void engine_zero_grad(void *ctx, void *state) {
+    (void)ctx;
+    struct cuda_engine *e = (struct cuda_engine *)state;
+    cudaError_t ce = cudaSetDevice(e->device);
+    for (int32_t m = 0; ce == cudaSuccess && m < e->g.k; m++) {
+        const size_t nel = (size_t)fpd_layer_shape_core_numel(fpd_layer_get_shape(e->layer), m);
+        ce = cudaMemsetAsync(e->grad[m], 0, nel * sizeof(float), e->stream);
+        if (ce == cudaSuccess) ce = cudaMemsetAsync(e->touched[m], 0, (size_t)e->g.nslices[m], e->stream);
+    }
+    if (ce != cudaSuccess)
+        fpd__log(FPD_LOG_LEVEL_ERROR, "CUDA engine: clearing the gradient failed at %s:%d: %s", __FILE__, __LINE__,
+                 cudaGetErrorString(ce));
+}
+
+static enum fpd_status ensure_state(struct cuda_engine *e, enum fpd_optimizer_kind kind, struct fpd_error *err) {
+    const bool adam = kind == FPD_OPTIMIZER_KIND_ADAM || kind == FPD_OPTIMIZER_KIND_LAZY_ADAM;
+    const bool ada = kind == FPD_OPTIMIZER_KIND_ROWWISE_ADAGRAD;
+    if (!adam && !ada) return FPD_STATUS_OK;
+    if (e->have_state && (e->state_kind == kind || (adam && e->m2[0]))) return FPD_STATUS_OK;
+    for (int32_t m = 0; m < e->g.k; m++) {
+        ECUDA_TRY(cudaFree(e->m1[m]));
+        ECUDA_TRY(cudaFree(e->m2[m]));
+        e->m1[m] = e->m2[m] = NULL;
+        const size_t nel = (size_t)fpd_layer_shape_core_numel(fpd_layer_get_shape(e->layer), m);
+        const size_t n1 = ada ? (size_t)e->g.nslices[m] : nel;
+        ECUDA_TRY(cudaMalloc((void **)&e->m1[m], n1 * sizeof(float)));
+        ECUDA_TRY(cudaMemsetAsync(e->m1[m], 0, n1 * sizeof(float), e->stream));
+        if (adam) {
+            ECUDA_TRY(cudaMalloc((void **)&e->m2[m], nel * sizeof(float)));
+            ECUDA_TRY(cudaMemsetAsync(e->m2[m], 0, nel * sizeof(float), e->stream));
+        }
+    }
+    e->have_state = true;
+    e->state_kind = kind;
+    return FPD_STATUS_OK;
+}
+
+extern "C" enum fpd_status fpd__cuda_engine_step_device(void *state, const struct fpd_optimizer_params *o,
+                                                        bool mirror_host, struct fpd_error *err) {
+    struct cuda_engine *e = (struct cuda_engine *)state;
+    ECUDA_TRY(cudaSetDevice(e->device));
+    if ((unsigned)o->kind >= FPD_OPTIMIZER_KIND_COUNT)
+        return fpd__err(err, FPD_STATUS_INVALID_ARG, "unknown optimizer kind %d", (int)o->kind);
+    enum fpd_status st = ensure_state(e, o->kind, err);
+    if (st) return st;
+    e->step++;
+    float bc1, bc2;
+    fpd__engine_adam_bias(o->beta1, o->beta2, e->step, &bc1, &bc2);
+    for (int32_t m = 0; m < e->g.k; m++) {
+        const float lr = (float)(o->learning_rate * (o->lr_scale[m] > 0.0 ? o->lr_scale[m] : 1.0));
+        FPD__LAUNCH(k_step, grid_for(e->g.nslices[m]), FPD__STEP_THREADS, e->stream, (int)o->kind, e->core[m],
+                    e->grad[m], e->m1[m], e->m2[m], e->touched[m], e->g.slice[m], lr, (float)o->beta1, (float)o->beta2,
+                    (float)o->eps, bc1, bc2);
+        ECUDA_LAUNCHED();
+    }
+    if (mirror_host) {
+        for (int32_t m = 0; m < e->g.k; m++) {
+            const size_t nel = (size_t)fpd_layer_shape_core_numel(fpd_layer_get_shape(e->layer), m);
+            ECUDA_TRY(cudaMemcpyAsync(fpd_layer_core(e->layer, m), e->core[m], nel * sizeof(float),
+                                      cudaMemcpyDeviceToHost, e->stream));
+        }
+        ECUDA_TRY(cudaStreamSynchronize(e->stream));
+    }
+    return FPD_STATUS_OK;
+}
+
+static enum fpd_status engine_step(void *ctx, void *state, const struct fpd_optimizer_params *o,
+                                   struct fpd_error *err) {
+    (void)ctx;
+    return fpd__cuda_engine_step_device(state, o, true, err);
+}
+
+/* Flops of the last forward, as the CPU engine counts them: 2 D_{m-1} r_m w_m per
+ * distinct prefix of level m (1..k-2) and 2 D_{k-2} r_{k-1} d_{k-1} per distinct
+ * row, per term. The counts are read back from the device here (a benchmark's
+ * call, not the training loop's). */
+static double engine_flops(void *ctx, void *state) {
+    (void)ctx;
+    struct cuda_engine *e = (struct cuda_engine *)state;
+    if (e->flops_valid) return e->flops;
+    int64_t c[FPD_MAX_MODES + 2];
+    memset(c, 0, sizeof c);
+    if (!e->planned || !e->ws_mem || cudaSetDevice(e->device) != cudaSuccess ||
+        cudaMemcpyAsync(c, ws_ptr<int64_t>(e, FPD__WS_COUNTS), sizeof c, cudaMemcpyDeviceToHost, e->stream) !=
+            cudaSuccess ||
+        cudaStreamSynchronize(e->stream) != cudaSuccess)
+        return 0.0;
+    const struct fpd__engine_geom *g = &e->g;
+    double f = 0.0;
+    if (g->k >= 2) {
+        for (int32_t m = 1; m + 1 < g->k; m++)
+            f += 2.0 * (double)g->p * (double)c[CNT_PRE(m)] * (double)(g->Dm[m - 1] * g->r[m] * g->w[m]);
+        f += 2.0 * (double)g->p * (double)c[CNT_NU] * (double)(g->Dm[g->k - 2] * g->r[g->k - 1] * g->d[g->k - 1]);
+    }
+    e->flops = f;
+    e->flops_valid = true;
+    return f;
+}
+
+extern "C" void *fpd__cuda_engine_stream(void *state) { return (void *)((struct cuda_engine *)state)->stream; }
+
+extern "C" void fpd__cuda_engine_ops(struct fpd_backend_i *iface) {
+    iface->engine_create = engine_create;
+    iface->engine_forward = engine_forward;
+    iface->engine_backward = engine_backward;
+    iface->engine_step = engine_step;
+    iface->engine_grad = engine_grad;
+    iface->engine_zero_grad = engine_zero_grad;
+    iface->engine_flops = engine_flops;
+    iface->engine_destroy = engine_destroy;
+}
