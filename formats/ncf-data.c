@@ -476,8 +476,10 @@ static enum fpd_status load_floats(const struct fpd_safetensors *st, const char 
                                    int64_t n1, float **out, enum fpd_dtype *dtype, struct fpd_error *err) {
     const struct fpd_tensor_info *t = fpd_safetensors_find(st, name);
     if (!t) return fpd__err(err, FPD_STATUS_FORMAT, "%s: no tensor '%s'", path, name);
+    /* [n0, n1]; a row vector (n0 = 1) also as [n1] or [n1, 1] */
     bool shape_ok = fpd_tensor_info_numel(t) == n0 * n1 && t->ndim >= 1 && t->ndim <= 2 &&
-                    (t->ndim == 1 ? n0 == 1 || n1 == 1 : t->shape[0] == n0 && t->shape[1] == n1);
+                    (t->ndim == 1 ? n0 == 1 || n1 == 1
+                                  : (t->shape[0] == n0 && t->shape[1] == n1) || (n0 == 1 && t->shape[1] == 1));
     if (!fpd_dtype_is_float(t->dtype) || !shape_ok)
         return fpd__err(err, FPD_STATUS_FORMAT, "%s: '%s' must be a float [%lld, %lld] tensor", path, name,
                         (long long)n0, (long long)n1);
