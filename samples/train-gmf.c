@@ -68,6 +68,10 @@ struct options {
     enum fpd_ncf_kind model;     /* --model: GMF (default), MLP or NeuMF */
     int64_t layers[FPD_NCF_MAX_LAYERS + 1]; /* --layers: MLP widths, layers[0] = 2 D_mlp */
     int n_layers;                /* entries of layers (L + 1)                        */
+    size_t budget;               /* --budget: bytes of all FPD tables' cores, split  */
+    double alpha;                /* by the data per row (fpd_budget_split)           */
+    size_t share[4];             /* each table's share (bytes): mf user, mf item, mlp user,
+                                    mlp item (GMF: the first two)                     */
     struct fpd_backend *backend; /* opened from it; NULL: the CPU */
 };
 
@@ -84,6 +88,11 @@ static void usage(FILE *f) {
             "  --dim D           embedding dimension of GMF (and NeuMF's GMF part) (default 64)\n"
             "  --tables T        dense, fpd or both (default both)\n"
             "  --rank R          FPD TT-rank (default 16)\n"
+            "  --budget BYTES    instead of --rank: the FPD tables' cores share BYTES, split among\n"
+            "                    the tables by the data per row (fpd_budget_split: a row seen c\n"
+            "                    times in training is worth min(D, lambda c^alpha) parameters);\n"
+            "                    each takes the largest rank that fits its share\n"
+            "  --alpha A         the split's exponent (default 0.5; 0: by row count)\n"
             "  --terms P         FPD terms (default 1)\n"
             "  --cores K         FPD cores (default 3)\n"
             "  --epochs E        (default 20)\n"
@@ -201,10 +210,11 @@ static bool on_epoch(int64_t epoch, double loss, double seconds, void *ud) {
 
 /* The FPD shape of a table: the heuristic's shapes for (rows, dim) with the
  * requested r, p, k. */
-static enum fpd_status fpd_shape_dim(const struct options *o, int64_t rows, int64_t dim, struct fpd_layer_shape *s,
-                                     struct fpd_error *err) {
+static enum fpd_status fpd_shape_dim(const struct options *o, int64_t rows, int64_t dim, size_t share,
+                                     struct fpd_layer_shape *s, struct fpd_error *err) {
     struct fpd_plan_params pp = fpd_plan_default_params();
-    pp.rank = o->rank;
+    pp.rank = share ? 0 : o->rank; /* --budget: the largest rank whose cores fit the share */
+    pp.budget_bytes = share;
     pp.terms = o->terms;
     pp.k = (int32_t)o->k;
     pp.min_rows = 1;
@@ -270,7 +280,7 @@ static int train_ncf_one(const struct options *o, const struct fpd_ncf_split *sp
         if (fpd) {
             struct fpd_layer_shape s;
             struct fpd_init_params ip = {FPD_INIT_KIND_NORMAL, o->init_scale, seed * 4 + (uint64_t)q};
-            if (fpd_shape_dim(o, rows, dim, &s, &err) || fpd_init(&s, &ip, &lay[q], &err)) {
+            if (fpd_shape_dim(o, rows, dim, o->share[q], &s, &err) || fpd_init(&s, &ip, &lay[q], &err)) {
                 cli_error("FPD table %d: %s", q, err.msg);
                 goto done;
             }
@@ -340,6 +350,48 @@ done:
     return rc;
 }
 
+/* --budget: the FPD tables' shares (o->share) by the data per row of the training
+ * split (fpd_budget_split over the model's tables); printed on stderr. */
+static int split_budget(struct options *o, const struct fpd_ncf_split *sp) {
+    double *cnt[2] = {calloc((size_t)sp->n_users, sizeof(double)), calloc((size_t)sp->n_items, sizeof(double))};
+    int rc = 1;
+    if (!cnt[0] || !cnt[1]) {
+        cli_error("out of memory");
+        goto done;
+    }
+    for (int64_t t = 0; t < sp->n_train; t++) {
+        cnt[0][sp->train_users[t]] += 1.0;
+        cnt[1][sp->train_items[t]] += 1.0;
+    }
+    struct fpd_budget_table bt[4];
+    int slot[4], n = 0;
+    for (int q = 0; q < 4; q++) {
+        bool used = o->model == FPD_NCF_KIND_GMF ? q < 2 : o->model == FPD_NCF_KIND_MLP ? q >= 2 : true;
+        if (!used) continue;
+        const int64_t dim = q < 2 ? o->dim : o->layers[0] / 2;
+        bt[n] = (struct fpd_budget_table){q & 1 ? sp->n_items : sp->n_users, dim, cnt[q & 1]};
+        slot[n++] = q;
+    }
+    double share[4];
+    struct fpd_error err;
+    if (fpd_budget_split(bt, n, (double)o->budget / sizeof(float), o->alpha, share, &err)) {
+        cli_error("--budget: %s", err.msg);
+        goto done;
+    }
+    static const char *const names[4] = {"users", "items", "MLP users", "MLP items"};
+    fprintf(stderr, "%s: --budget %zu bytes split by data per row (alpha %g):", cli_prog, o->budget, o->alpha);
+    for (int j = 0; j < n; j++) { /* floor, past the split's rounding */
+        o->share[slot[j]] = (size_t)floor(share[j] * sizeof(float) + 1e-3);
+        fprintf(stderr, " %s %zu", names[o->model == FPD_NCF_KIND_MLP ? slot[j] - 2 : slot[j]], o->share[slot[j]]);
+    }
+    fprintf(stderr, "\n");
+    rc = 0;
+done:
+    free(cnt[0]);
+    free(cnt[1]);
+    return rc;
+}
+
 static int train_one(const struct options *o, const struct fpd_ncf_split *sp, bool fpd, uint64_t seed, struct run *run) {
     if (o->model != FPD_NCF_KIND_GMF) return train_ncf_one(o, sp, fpd, seed, run);
     struct fpd_error err = {0};
@@ -358,7 +410,7 @@ static int train_one(const struct options *o, const struct fpd_ncf_split *sp, bo
         if (fpd) {
             struct fpd_layer_shape s;
             struct fpd_init_params ip = {FPD_INIT_KIND_NORMAL, o->init_scale, seed * 2 + (uint64_t)i};
-            if (fpd_shape_dim(o, rows[i], D, &s, &err) || fpd_init(&s, &ip, &layer[i], &err)) {
+            if (fpd_shape_dim(o, rows[i], D, o->share[i], &s, &err) || fpd_init(&s, &ip, &layer[i], &err)) {
                 cli_error("FPD table %d: %s", i, err.msg);
                 goto fail;
             }
@@ -454,6 +506,7 @@ int main(int argc, char **argv) {
     o.split_seed = 1;
     o.seeds[0] = 1;
     o.n_seeds = 1;
+    o.alpha = FPD_BUDGET_DEFAULT_ALPHA;
     o.n_layers = 4; /* NCF's MLP: 64 -> 32 -> 16 -> 8 */
     o.layers[0] = 64;
     o.layers[1] = 32;
@@ -463,7 +516,7 @@ int main(int argc, char **argv) {
     o.eval_every = 1;
     enum { OPT_DIM = 256, OPT_TABLES, OPT_RANK, OPT_TERMS, OPT_CORES, OPT_EPOCHS, OPT_BATCH, OPT_NEG, OPT_LR,
            OPT_CORE_LR, OPT_CORE_REL, OPT_ORDER, OPT_FREE, OPT_INIT, OPT_SEEDS, OPT_SPLIT, OPT_MAXU, OPT_EVAL, OPT_WTEST, OPT_JSON, OPT_DEVICE,
-           OPT_MODEL, OPT_LAYERS };
+           OPT_MODEL, OPT_LAYERS, OPT_BUDGET, OPT_ALPHA };
     static const struct option opts[] = {
         {"dim", required_argument, 0, OPT_DIM},         {"tables", required_argument, 0, OPT_TABLES},
         {"rank", required_argument, 0, OPT_RANK},       {"terms", required_argument, 0, OPT_TERMS},
@@ -478,6 +531,7 @@ int main(int argc, char **argv) {
         {"output", required_argument, 0, 'o'},          {"help", no_argument, 0, 'h'},
         {"device", required_argument, 0, OPT_DEVICE},
         {"model", required_argument, 0, OPT_MODEL},     {"layers", required_argument, 0, OPT_LAYERS},
+        {"budget", required_argument, 0, OPT_BUDGET},   {"alpha", required_argument, 0, OPT_ALPHA},
         {0, 0, 0, 0},
     };
     opterr = 0;
@@ -518,6 +572,14 @@ int main(int argc, char **argv) {
         }
         case OPT_SPLIT: o.split_seed = (uint64_t)cli_parse_i64("--split-seed", optarg, 0); break;
         case OPT_MAXU: o.max_users = cli_parse_i64("--max-users", optarg, 1); break;
+        case OPT_BUDGET: {
+            uint64_t b;
+            if (!fpd_size_parse(optarg, &b) || b < 1 || b > SIZE_MAX)
+                cli_usage_error("--budget expects a size in bytes (suffixes K M G or KiB MiB GiB), got '%s'", optarg);
+            o.budget = (size_t)b;
+            break;
+        }
+        case OPT_ALPHA: o.alpha = cli_parse_f64("--alpha", optarg, 0.0); break;
         case OPT_EVAL: o.eval_every = cli_parse_i64("--eval-every", optarg, 0); break;
         case OPT_WTEST: o.write_test = true; break;
         case OPT_JSON: o.json = true; break;
@@ -590,6 +652,7 @@ int main(int argc, char **argv) {
         cli_error("%s.test.*: cannot write", o.out);
         goto done;
     }
+    if (o.budget && o.fpd && split_budget(&o, &sp)) goto done;
     for (int s = 0; s < o.n_seeds; s++)
         for (int f = 0; f < 2; f++) {
             if ((f == 0 && !o.dense) || (f == 1 && !o.fpd)) continue;

@@ -113,3 +113,26 @@ run "$T" ratings.tsv --model xyz
 expect_rc "--model unknown: exit 2" 2
 run "$T" ratings.tsv --layers 63,8
 expect_rc "--layers odd input: exit 2" 2
+
+# --budget: the FPD tables' cores share one budget, split by the data per row
+# (fpd_budget_split); with --alpha 0 the split is by row count, a closed form
+if [ -f "$ML" ]; then
+    run "$T" "$ML" --epochs 1 --max-users 200 --dim 16 --cores 2 --tables fpd --budget 40000 --alpha 0 --json
+    expect_rc "budget: exit 0" 0
+    cp out.txt budget.json
+    # alpha 0: each seen row an equal share; all 200 users are seen but not all 3706 items
+    # (rows never seen are worth nothing), so users get at least 40000 * 200 / 3906
+    cp err.txt budget.err
+    py_check "budget: alpha 0 gives every seen row an equal share; the shares add up to the budget" "
+import re; m = re.search(r'alpha 0\): users (\d+) items (\d+)', open('budget.err').read())
+u, i = int(m.group(1)), int(m.group(2))
+assert 39998 <= u + i <= 40000 and u >= 40000 * 200 // 3906, (u, i)"
+    py_check "budget: the FPD cores fit the budget" "
+import json; r = json.load(open('budget.json'))['runs'][0]
+assert r['params'] - 17 <= 40000 // 4, r['params']"
+    run "$T" "$ML" --epochs 1 --max-users 200 --dim 16 --cores 2 --tables fpd --budget 40000 --json
+    expect_rc "budget, alpha 0.5: exit 0" 0
+    expect_grep "budget, alpha 0.5: users (seen ~165 times) get more than by row count" err.txt "users ([3-9][0-9]{3}|[1-9][0-9]{4}) items"
+fi
+run "$T" ratings.tsv --budget 12qq
+expect_rc "--budget not a size: exit 2" 2
