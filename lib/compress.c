@@ -876,6 +876,32 @@ enum fpd_status fpd_compress_write_init(const char *out_path, const char *name, 
         return fpd__err(err, FPD_STATUS_CONFIG, "%s", e.msg);
     double t0 = fpd__now();
     if ((cst = fpd_init(&r.plan.shape, ip, &layer, &e))) return fpd__err(err, cst, "%s", e.msg);
+    char order_desc[320] = "";
+    if (params->init_interactions) { /* row order from the interactions, stored as row_perm */
+        struct fpd_ncf_interactions x;
+        int64_t *perm = NULL;
+        const int32_t col = params->init_column ? 1 : 0;
+        if ((cst = fpd_ncf_interactions_load(params->init_interactions, params->init_id_base, &x, &e))) {
+            st = fpd__err(err, cst, "%s", e.msg);
+        } else if ((col ? x.n_items : x.n_users) > rows) {
+            st = fpd__err(err, FPD_STATUS_CONFIG, "%s: ids up to %lld in column %d, but the table has %lld rows",
+                          params->init_interactions, (long long)((col ? x.n_items : x.n_users) - 1), (int)col + 1,
+                          (long long)rows);
+        } else if (!(perm = fpd_malloc((size_t)rows * sizeof(int64_t)))) {
+            st = fpd__err(err, FPD_STATUS_NOMEM, "out of memory for a row order of %lld ids", (long long)rows);
+        } else if ((cst = fpd_row_order_interactions(col ? x.items : x.users, col ? x.users : x.items, x.n, rows,
+                                                     col ? x.n_users : x.n_items, fpd_layer_get_shape(layer), 16,
+                                                     ip->seed, perm, &e)) ||
+                   (cst = fpd_layer_set_row_perm(layer, perm, &e))) {
+            st = fpd__err(err, cst, "%s: %s", params->init_interactions, e.msg);
+        }
+        if (!st)
+            snprintf(order_desc, sizeof order_desc, "%lld interactions of %s, column %d", (long long)x.n,
+                     params->init_interactions, (int)col + 1);
+        fpd_free(perm);
+        fpd_ncf_interactions_free(&x);
+        if (st) goto done;
+    }
     double secs = fpd__now() - t0;
     r.shape = *fpd_layer_get_shape(layer);
     r.bytes_before = (size_t)rows * (size_t)dim * 4;
@@ -941,6 +967,7 @@ enum fpd_status fpd_compress_write_init(const char *out_path, const char *name, 
     json_object_set_new(t, "mean", json_real(mean));
     json_object_set_new(t, "variance", json_real(var));
     json_object_set_new(t, "seconds", json_real(secs));
+    json_object_set_new(t, "row_order", order_desc[0] ? json_string(order_desc) : json_null());
     json_object_set_new(rep, "init", t);
     if (!(*report_json = report_text(rep))) goto oom;
     goto done;

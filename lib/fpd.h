@@ -1242,6 +1242,15 @@ struct fpd_compress_params {
     void *progress_user_data;
     fpd_cancel_callback cancel; /* NULL: never cancelled                               */
     void *cancel_user_data;
+    /* fpd_compress_write_init only: order the new table's rows from implicit feedback
+     * before training (issue: training with the layer needs related ids to share
+     * leading digits): the interactions file (fpd_ncf_interactions_load, ids
+     * init_id_base-based), the table's ids in column init_column (0: the first, e.g.
+     * users; 1: the second, items); fpd_row_order_interactions (16 dimensions, the
+     * init seed), stored as the table's row_perm. NULL: no order. */
+    const char *init_interactions;
+    int64_t init_id_base;
+    int32_t init_column;
 };
 /* Defaults: AUTO, max_error 0.1, plan NULL, fpd_fit_default_params(), every table,
  * no row frequencies, 200 recall queries, no overwrite, no callbacks. */
@@ -1274,9 +1283,12 @@ FPD_API enum fpd_status fpd_compress_input(const struct fpd_input *in, const cha
  * params->plan, min_rows and min_ratio ignored; cores in its core_dtype).
  * *report_json (free with fpd_free) has schema "fpd-compress/2" and key "init": the
  * shape, sizes, the init and the realized mean and variance of the stored table
- * (after rounding to the core dtype) with the target variance. Errors: CONFIG (no
- * shape for rows, dim and the plan options), those of fpd_init and
- * fpd_safetensors_write, NOMEM. */
+ * (after rounding to the core dtype) with the target variance, and "row_order"
+ * (null, or what params->init_interactions gave: the rows ordered from implicit
+ * feedback and stored as row_perm). Errors: CONFIG (no shape for rows, dim and the
+ * plan options; an interaction id beyond rows), those of fpd_init,
+ * fpd_ncf_interactions_load, fpd_row_order_interactions and fpd_safetensors_write,
+ * NOMEM. */
 FPD_API enum fpd_status fpd_compress_write_init(const char *out_path, const char *name, int64_t rows, int64_t dim,
                                                 const struct fpd_init_params *ip,
                                                 const struct fpd_compress_params *params, char **report_json,

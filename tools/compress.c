@@ -109,6 +109,9 @@ static struct fpd_compress_params params_of(const struct compress_options *opt) 
     cp.n_row_freq = opt->n_row_freq;
     cp.recall_queries = opt->recall_queries;
     cp.overwrite = opt->force;
+    cp.init_interactions = opt->init_interactions;
+    cp.init_id_base = opt->init_id_base;
+    cp.init_column = opt->init_column;
     return cp;
 }
 
@@ -191,6 +194,8 @@ void compress_print_init_report(const json_t *report, FILE *f) {
             cli_bytes((size_t)jint(t, "bytes_before"), b2, sizeof b2), jnum(t, "ratio"));
     fprintf(f, "%s: entries have mean %.3g and variance %.6g (target %.6g)\n", jstr(t, "init"), jnum(t, "mean"),
             jnum(t, "variance"), jnum(t, "target_variance"));
+    if (json_is_string(json_object_get(t, "row_order")))
+        fprintf(f, "row order: from the %s (stored as row_perm)\n", jstr(t, "row_order"));
 }
 
 static const char *jstr(const json_t *o, const char *k) {

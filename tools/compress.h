@@ -44,6 +44,10 @@ struct compress_options {
     const char **row_freq_tables, **row_freq_files;
     int n_row_freq;
     int64_t recall_queries;       /* query rows of the recall@10 estimate (200)      */
+    /* --init only: the row order from interactions (fpd_compress_params.init_*) */
+    const char *init_interactions;
+    int64_t init_id_base;
+    int32_t init_column;
 };
 struct compress_options compress_default_options(void);
 

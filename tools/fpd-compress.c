@@ -81,6 +81,10 @@ static void usage(FILE *f) {
             "                        table has mean 0 and exactly the variance of normal(0, S^2) (as\n"
             "                        torch.nn.Embedding) or uniform(-A, A) (as DLRM); needs --rows, --dim\n"
             "      --rows N, --dim D the table's shape for --init; --name T its name (default 'weight')\n"
+            "      --init-order FILE order the new table's ids from implicit feedback before training\n"
+            "                        (one 'a b [...]' per line; related ids share leading digits:\n"
+            "                        fpd_row_order_interactions), stored as row_perm; --init-column 1|2\n"
+            "                        the column of the table's ids (default 1), --id-base B (default 0)\n"
             "  -h, --help            this help\n"
             "      --version         version and build features\n"
             "\n"
@@ -106,13 +110,14 @@ int main(int argc, char **argv) {
     int64_t queries = 200;
     const char *ncf_rating = NULL, *ncf_negative = NULL, *train_path = NULL;
     struct fpd_gmf_train_params tparams = fpd_ncf_finetune_default_params();
-    const char *init_arg = NULL, *init_name = "weight";
+    const char *init_arg = NULL, *init_name = "weight", *init_order = NULL;
+    int64_t init_column = 1, init_id_base = 0;
     int64_t init_rows = 0, init_dim = 0;
     char *rf_copies[64];
     struct fpd_device device = {FPD_DEVICE_REQUEST_AUTO, 0};
     bool verbose = false;
     enum { OPT_MIN_ROWS = 256, OPT_MIN_RATIO, OPT_EPOCHS, OPT_CORE_DTYPE, OPT_SEED, OPT_JSON, OPT_PROGRESS,
-           OPT_NO_PROGRESS, OPT_VERSION, OPT_ROW_FREQ, OPT_QUERIES, OPT_INIT, OPT_ROWS, OPT_CLUSTER, OPT_ALS, OPT_BUDGET, OPT_RATIO, OPT_MAX_ERROR, OPT_EVAL_NCF, OPT_TRAIN, OPT_TASK_EPOCHS,
+           OPT_NO_PROGRESS, OPT_VERSION, OPT_ROW_FREQ, OPT_QUERIES, OPT_INIT, OPT_ROWS, OPT_INIT_ORDER, OPT_INIT_COLUMN, OPT_ID_BASE, OPT_CLUSTER, OPT_ALS, OPT_BUDGET, OPT_RATIO, OPT_MAX_ERROR, OPT_EVAL_NCF, OPT_TRAIN, OPT_TASK_EPOCHS,
            OPT_BALANCE, OPT_DISTILL, OPT_FIXED_PRED,
            OPT_DIM, OPT_NAME, OPT_DEVICE, OPT_VERBOSE };
     static const struct option opts[] = {
@@ -127,6 +132,8 @@ int main(int argc, char **argv) {
         {"quiet", no_argument, 0, 'q'},            {"help", no_argument, 0, 'h'},
         {"version", no_argument, 0, OPT_VERSION},  {"row-freq", required_argument, 0, OPT_ROW_FREQ},
         {"queries", required_argument, 0, OPT_QUERIES},  {"init", required_argument, 0, OPT_INIT},
+        {"init-order", required_argument, 0, OPT_INIT_ORDER}, {"init-column", required_argument, 0, OPT_INIT_COLUMN},
+        {"id-base", required_argument, 0, OPT_ID_BASE},
         {"rows", required_argument, 0, OPT_ROWS},        {"dim", required_argument, 0, OPT_DIM},
         {"name", required_argument, 0, OPT_NAME},       {"cluster-rows", no_argument, 0, OPT_CLUSTER},
         {"als", required_argument, 0, OPT_ALS},          {"budget", required_argument, 0, OPT_BUDGET},
@@ -168,6 +175,12 @@ int main(int argc, char **argv) {
         case OPT_SEED: fp.seed = (uint64_t)cli_parse_i64("--seed", optarg, 0); break;
         case OPT_QUERIES: queries = cli_parse_i64("--queries", optarg, 0); break;
         case OPT_INIT: init_arg = optarg; break;
+        case OPT_INIT_ORDER: init_order = optarg; break;
+        case OPT_INIT_COLUMN:
+            init_column = cli_parse_i64("--init-column", optarg, 1);
+            if (init_column > 2) cli_usage_error("--init-column must be 1 or 2, got '%s'", optarg);
+            break;
+        case OPT_ID_BASE: init_id_base = cli_parse_i64("--id-base", optarg, 0); break;
         case OPT_CLUSTER: fp.cluster_rows = true; break;
         case OPT_EVAL_NCF:
             ncf_rating = optarg;
@@ -250,6 +263,9 @@ int main(int argc, char **argv) {
         struct compress_options io = compress_default_options();
         io.plan = pp;
         io.force = force;
+        io.init_interactions = init_order;
+        io.init_id_base = init_id_base;
+        io.init_column = (int32_t)(init_column - 1);
         json_t *rep = NULL;
         int irc = compress_init_checkpoint(out_path, init_name, init_rows, init_dim, &ip, &io, &rep);
         if (irc == CLI_EXIT_OK && json) {
@@ -262,6 +278,7 @@ int main(int argc, char **argv) {
         return irc;
     }
     if (init_rows || init_dim) cli_usage_error("--rows and --dim go with --init");
+    if (init_order) cli_usage_error("--init-order goes with --init");
     if (optind >= argc) cli_usage_error("no input checkpoint given");
     if (optind + 1 < argc) cli_usage_error("one input checkpoint expected, got '%s' too", argv[optind + 1]);
     const char *in_path = argv[optind];

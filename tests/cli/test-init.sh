@@ -27,3 +27,38 @@ expect_rc "init without --dim: exit 2" 2
 run "$C" --init laplace:1 --rows 1000 --dim 8 -o x.safetensors
 expect_rc "init unknown kind: exit 2" 2
 expect_absent "init errors: no file" x.safetensors
+
+# --init-order: the new table's ids ordered from implicit feedback (issue 11's row order
+# for training from scratch): 40 users in two groups, even users interacting with items
+# 0-9 only and odd users with items 10-19; with row shape 8 x 5 every block of 5 rows
+# that share a leading digit must hold users of one group, and the order is stored as
+# row_perm (original id i at FPD row perm[i]) that verifies
+python3 -c "
+import random
+random.seed(1)
+with open('x.tsv', 'w') as f:
+    for u in range(40):
+        for i in random.sample(range(10), 6): f.write('%d\t%d\n' % (u, i + (10 if u % 2 else 0)))
+"
+run "$C" --init normal:0.01 --rows 40 --dim 8 --rank 2 --cores 2 -o ordered.safetensors --init-order x.tsv --json
+expect_rc "init-order: exit 0" 0
+cp out.txt ordered.json
+expect_grep "init-order: the report names the order" out.txt '"row_order": "240 interactions of x.tsv, column 1"'
+run "$BUILD/fpd-inspect" ordered.safetensors --verify
+expect_rc "init-order: the table verifies (row_perm a permutation)" 0
+py_check "init-order: each leading-digit block holds one group of users" "
+import json, struct, numpy as np
+b = open('ordered.safetensors', 'rb').read(); n = struct.unpack('<Q', b[:8])[0]; h = json.loads(b[8:8 + n])
+assert json.load(open('ordered.json'))['init']['row_shape'] == [8, 5]
+t = h['weight.fpd.row_perm']; o = t['data_offsets']
+p = np.frombuffer(b[8 + n + o[0]:8 + n + o[1]], dtype={'I32': np.int32, 'I64': np.int64}[t['dtype']])
+assert sorted(p.tolist()) == sorted(set(p.tolist())) and len(p) == 40
+for blk in range(8):
+    users = [u for u in range(40) if p[u] // 5 == blk]
+    assert len({u % 2 for u in users}) <= 1, (blk, users)"
+run "$C" --init normal:0.01 --rows 20 --dim 8 --rank 2 --cores 2 -o small.safetensors --init-order x.tsv
+expect_rc "init-order: ids beyond the table's rows: exit 2" 2
+expect_grep "init-order: says which ids" err.txt "x.tsv: ids up to 39 in column 1, but the table has 20 rows"
+expect_absent "init-order: nothing written on failure" small.safetensors
+run "$C" "$ROOT/samples/glove-10k.safetensors" -o g.safetensors --init-order x.tsv
+expect_rc "--init-order without --init: exit 2" 2

@@ -138,7 +138,8 @@ class CompressParams(Structure):
                 ("tables", POINTER(c_char_p)), ("n_tables", c_int64), ("row_freq_tables", POINTER(c_char_p)),
                 ("row_freq_files", POINTER(c_char_p)), ("n_row_freq", c_int64), ("recall_queries", c_int64),
                 ("overwrite", c_bool), ("progress", c_void_p), ("progress_user_data", c_void_p),
-                ("cancel", c_void_p), ("cancel_user_data", c_void_p)]
+                ("cancel", c_void_p), ("cancel_user_data", c_void_p), ("init_interactions", c_char_p),
+                ("init_id_base", c_int64), ("init_column", c_int32)]
 
 
 class NcfMetrics(Structure):
