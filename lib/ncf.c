@@ -183,20 +183,24 @@ enum fpd_status fpd_embedding_lookup(const struct fpd_embedding *e, const int64_
     return n > 0 ? emb_rows(e, ids, n, out, err) : FPD_STATUS_OK;
 }
 
+/* The NCF model of kind GMF over m's tables (views). */
+static struct fpd_ncf gmf_as_ncf(const struct fpd_gmf *m) {
+    struct fpd_ncf n;
+    memset(&n, 0, sizeof n);
+    n.kind = FPD_NCF_KIND_GMF;
+    n.mf_user = m->user;
+    n.mf_item = m->item;
+    n.weight = m->weight;
+    n.bias = m->bias;
+    return n;
+}
+
 enum fpd_status fpd_gmf_logits(const struct fpd_gmf *m, const int64_t *users, const int64_t *items, int64_t n,
                                float *out, struct fpd_error *err) {
     enum fpd_status st;
     if ((st = gmf_check(m, err))) return st;
-    if (n <= 0) return FPD_STATUS_OK;
-    if ((st = ids_check(users, n, m->user.rows, "user", err)) || (st = ids_check(items, n, m->item.rows, "item", err)))
-        return st;
-    const int64_t dim = m->user.dim;
-    struct pair_rows p;
-    if ((st = pair_rows_load(m, users, n, items, n, &p, err))) return st;
-    for (int64_t t = 0; t < n; t++)
-        out[t] = (float)gmf_logit(p.ub + p.su[t] * dim, p.ib + p.si[t] * dim, m->weight, m->bias, dim);
-    pair_rows_free(&p);
-    return FPD_STATUS_OK;
+    const struct fpd_ncf g = gmf_as_ncf(m);
+    return fpd_ncf_logits(&g, users, items, n, out, err);
 }
 
 enum fpd_status fpd_gmf_rank(const struct fpd_gmf *m, const int64_t *users, const int64_t *cand, int64_t n,
@@ -206,43 +210,8 @@ enum fpd_status fpd_gmf_rank(const struct fpd_gmf *m, const int64_t *users, cons
     memset(out, 0, sizeof *out);
     out->k = k;
     if ((st = gmf_check(m, err))) return st;
-    if (n_cand < 1 || k < 1)
-        return fpd__err(err, FPD_STATUS_INVALID_ARG, "ranking needs n_cand >= 1 and k >= 1 (got %lld, %lld)",
-                        (long long)n_cand, (long long)k);
-    if (n <= 0) return FPD_STATUS_OK;
-    int64_t nc;
-    if (!fpd__mul_i64(n, n_cand, &nc) || nc > (int64_t)(SIZE_MAX / 16))
-        return fpd__err(err, FPD_STATUS_INVALID_ARG, "%lld users x %lld candidates overflows", (long long)n,
-                        (long long)n_cand);
-    if ((st = ids_check(users, n, m->user.rows, "user", err)) ||
-        (st = ids_check(cand, nc, m->item.rows, "item", err)))
-        return st;
-    const int64_t dim = m->user.dim;
-    struct pair_rows p;
-    if ((st = pair_rows_load(m, users, n, cand, nc, &p, err))) return st;
-    double hits = 0.0, ndcg = 0.0;
-    for (int64_t t = 0; t < n; t++) {
-        const float *u = p.ub + p.su[t] * dim;
-        const int64_t *sc = p.si + t * n_cand;
-        double z0 = gmf_logit(u, p.ib + sc[0] * dim, m->weight, m->bias, dim);
-        int64_t rank = 0, ties = 0;
-        for (int64_t c = 1; c < n_cand; c++) {
-            double z = gmf_logit(u, p.ib + sc[c] * dim, m->weight, m->bias, dim);
-            rank += z > z0;
-            ties += z == z0 && cand[t * n_cand + c] != cand[t * n_cand];
-        }
-        rank += rank_tie_place(users[t], ties);
-        if (rank_out) rank_out[t] = rank;
-        if (rank < k) {
-            hits += 1.0;
-            ndcg += 1.0 / log2((double)rank + 2.0);
-        }
-    }
-    out->users = n;
-    out->hr = hits / (double)n;
-    out->ndcg = ndcg / (double)n;
-    pair_rows_free(&p);
-    return FPD_STATUS_OK;
+    const struct fpd_ncf g = gmf_as_ncf(m);
+    return fpd_ncf_rank(&g, users, cand, n, n_cand, k, out, rank_out, err);
 }
 
 /* ------------------------------------------------------------ training */
@@ -774,7 +743,7 @@ static int64_t ncf_widest(const struct fpd_ncf *m) {
  * read from them; returns the logit. */
 static double ncf_forward_one(const struct fpd_ncf *m, const float *umf, const float *imf, const float *umlp,
                               const float *imlp, float *act) {
-    double z = (double)m->bias;
+    double z = 0.0; /* the bias last, as gmf_logit: the GMF kind's logits equal fpd_gmf_logits' */
     int64_t pw = 0;
     if (ncf_has_mf(m)) {
         const int64_t d = m->mf_user.dim;
@@ -800,7 +769,7 @@ static double ncf_forward_one(const struct fpd_ncf *m, const float *umf, const f
         const int64_t nl = m->layer_dim[m->n_layers];
         for (int64_t o = 0; o < nl; o++) z += (double)x[o] * (double)m->weight[pw + o];
     }
-    return z;
+    return z + (double)m->bias;
 }
 
 /* floats of act for one pair: the sum of layer_dim[0..L] */
