@@ -407,6 +407,16 @@ static enum fpd_status add_free_coords(const struct fpd_embedding *e, int64_t c,
     return FPD_STATUS_OK;
 }
 
+/* order[0..n) shuffled in place (Fisher-Yates) with rng's stream. */
+static void shuffle(int64_t *order, int64_t n, uint64_t *rng) {
+    for (int64_t t = n - 1; t > 0; t--) {
+        int64_t j = (int64_t)(fpd__rand_u64(rng) % (uint64_t)(t + 1));
+        int64_t x = order[t];
+        order[t] = order[j];
+        order[j] = x;
+    }
+}
+
 /* The samples of one batch: each of the np positives order[0..np) (label 1), then
  * its `negatives` items drawn uniformly among those the user has no positive with
  * (none for a user who has every item), into su, si, lab; returns their count. */
@@ -554,12 +564,7 @@ enum fpd_status fpd_gmf_train(struct fpd_gmf *m, const int64_t *users, const int
     for (int64_t epoch = 0; epoch < p.epochs; epoch++) {
         double t0 = fpd__now(), loss_sum = 0.0;
         int64_t loss_n = 0;
-        for (int64_t t = n - 1; t > 0; t--) { /* Fisher-Yates */
-            int64_t j = (int64_t)(fpd__rand_u64(&rng) % (uint64_t)(t + 1));
-            int64_t x = order[t];
-            order[t] = order[j];
-            order[j] = x;
-        }
+        shuffle(order, n, &rng);
         for (int64_t b0 = 0; b0 < n; b0 += bpos) {
             const int64_t np = b0 + bpos <= n ? bpos : n - b0;
             const int64_t ns = sample_batch(order + b0, np, users, items, &ui, m->item.rows, p.negatives, &rng, su,
@@ -971,12 +976,7 @@ enum fpd_status fpd_ncf_train(struct fpd_ncf *m, const int64_t *users, const int
     for (int64_t epoch = 0; epoch < p.epochs; epoch++) {
         double t0 = fpd__now(), loss_sum = 0.0;
         int64_t loss_n = 0;
-        for (int64_t t = n - 1; t > 0; t--) { /* Fisher-Yates */
-            int64_t j = (int64_t)(fpd__rand_u64(&rng) % (uint64_t)(t + 1));
-            int64_t x = order[t];
-            order[t] = order[j];
-            order[j] = x;
-        }
+        shuffle(order, n, &rng);
         for (int64_t b0 = 0; b0 < n; b0 += bpos) {
             const int64_t np = b0 + bpos <= n ? bpos : n - b0;
             const int64_t ns = sample_batch(order + b0, np, users, items, &ui, n_items, p.negatives, &rng, su, si, lab);
