@@ -958,6 +958,14 @@ struct fpd_gmf_train_params {
                                   gets a gradient). E and P step with lazy Adam at
                                   learning_rate (E's rows sparse, P dense); c <= dim
                                   (default 0)                                               */
+    double free_init_scale;    /* with free_coords: E entries start ~ N(0, s^2) (seeded)
+                                  instead of 0, so E[i] P starts as a dense table of
+                                  normal(0, s^2) entries (P ~ N(0, 1/c)); for training
+                                  from scratch, where E = 0 in BOTH tables of a product
+                                  model (MF, GMF) is a saddle of their E-E term (each E
+                                  gets a gradient only through the other table's FPD
+                                  part). 0: E = 0 (default: a fitted table keeps its
+                                  rows)                                                     */
     enum fpd_gmf_loss loss;    /* FPD_GMF_LOSS_BCE (default) or FPD_GMF_LOSS_BPR            */
     double l2;                 /* BPR only: each (user, positive, negative) triple adds
                                   l2 / 2 (|u|^2 + |i+|^2 + |i-|^2) to the loss, averaged over

@@ -393,9 +393,10 @@ static enum fpd_status order_table_rows(const struct fpd_embedding *e, const int
 }
 
 /* free_coords: give the FPD layer of table e (when it has none) c free coordinates:
- * E = 0, so training starts from the table as given, and P ~ N(0, 1/c) from seed
- * (see fpd_gmf_train_params.free_coords). */
-static enum fpd_status add_free_coords(const struct fpd_embedding *e, int64_t c, uint64_t seed,
+ * P ~ N(0, 1/c) from seed, E = 0 (training starts from the table as given) or, with
+ * e_scale > 0, E ~ N(0, e_scale^2) (see fpd_gmf_train_params.free_coords and
+ * .free_init_scale). */
+static enum fpd_status add_free_coords(const struct fpd_embedding *e, int64_t c, double e_scale, uint64_t seed,
                                        struct fpd_error *err) {
     struct fpd_layer *l = e->layer;
     if (!l || fpd_layer_get_free_coords(l) > 0) return FPD_STATUS_OK;
@@ -404,6 +405,10 @@ static enum fpd_status add_free_coords(const struct fpd_embedding *e, int64_t c,
     float *pr = fpd_layer_get_free_p(l);
     const double sd = 1.0 / sqrt((double)c);
     for (int64_t x = 0; x < c * e->dim; x++) pr[x] = (float)(sd * fpd__rand_normal(&seed));
+    if (e_scale > 0.0) {
+        float *er = fpd_layer_get_free_e(l);
+        for (int64_t x = 0; x < c * e->rows; x++) er[x] = (float)(e_scale * fpd__rand_normal(&seed));
+    }
     return FPD_STATUS_OK;
 }
 
@@ -490,12 +495,14 @@ enum fpd_status fpd_gmf_train(struct fpd_gmf *m, const int64_t *users, const int
     struct fpd_gmf_train_params p = params ? *params : fpd_gmf_train_default_params();
     if ((st = gmf_check(m, err))) return st;
     if (p.epochs < 0 || p.negatives < 0 || p.batch_size < 1 + p.negatives || !(p.learning_rate > 0.0) ||
-        !(p.core_learning_rate >= 0.0) || p.free_coords < 0 || p.free_coords > m->user.dim)
+        !(p.core_learning_rate >= 0.0) || p.free_coords < 0 || p.free_coords > m->user.dim ||
+        !(p.free_init_scale >= 0.0 && isfinite(p.free_init_scale)))
         return fpd__err(err, FPD_STATUS_INVALID_ARG,
                         "training parameters out of range: epochs %lld, negatives %lld, batch_size %lld (must be "
-                        ">= 1 + negatives), learning rates %g, %g, free_coords %lld (in [0, dim])",
+                        ">= 1 + negatives), learning rates %g, %g, free_coords %lld (in [0, dim]), "
+                        "free_init_scale %g (finite, >= 0)",
                         (long long)p.epochs, (long long)p.negatives, (long long)p.batch_size, p.learning_rate,
-                        p.core_learning_rate, (long long)p.free_coords);
+                        p.core_learning_rate, (long long)p.free_coords, p.free_init_scale);
     if (n <= 0) return fpd__err(err, FPD_STATUS_INVALID_ARG, "no positives to train on");
     if (p.teacher) {
         if ((st = gmf_check(p.teacher, err))) return st;
@@ -539,8 +546,8 @@ enum fpd_status fpd_gmf_train(struct fpd_gmf *m, const int64_t *users, const int
          (st = order_table_rows(&m->item, items, users, n, m->user.rows, p.seed, err))))
         goto done;
     if (p.free_coords > 0 && /* after the row order (E is in original row order either way) */
-        ((st = add_free_coords(&m->user, p.free_coords, p.seed ^ 0x14057b7ef767814full, err)) ||
-         (st = add_free_coords(&m->item, p.free_coords, p.seed ^ 0x5851f42d4c957f2dull, err))))
+        ((st = add_free_coords(&m->user, p.free_coords, p.free_init_scale, p.seed ^ 0x14057b7ef767814full, err)) ||
+         (st = add_free_coords(&m->item, p.free_coords, p.free_init_scale, p.seed ^ 0x5851f42d4c957f2dull, err))))
         goto done;
     if ((st = user_items_init(&ui, users, items, n, m->user.rows, err)) ||
         (st = table_state_init(&tu, &m->user, bsz, &p, err)) || (st = table_state_init(&ti, &m->item, bsz, &p, err)))
@@ -924,12 +931,13 @@ enum fpd_status fpd_ncf_train(struct fpd_ncf *m, const int64_t *users, const int
         return fpd__err(err, FPD_STATUS_INVALID_ARG,
                         "NCF training: teacher, distill, balance_users and the BPR loss are GMF-only");
     if (p.epochs < 0 || p.negatives < 0 || p.batch_size < 1 + p.negatives || !(p.learning_rate > 0.0) ||
-        !(p.core_learning_rate >= 0.0))
+        !(p.core_learning_rate >= 0.0) || p.free_coords < 0 || !(p.free_init_scale >= 0.0 && isfinite(p.free_init_scale)))
         return fpd__err(err, FPD_STATUS_INVALID_ARG,
                         "training parameters out of range: epochs %lld, negatives %lld, batch_size %lld (must be "
-                        ">= 1 + negatives), learning rates %g, %g",
+                        ">= 1 + negatives), learning rates %g, %g, free_coords %lld (>= 0), free_init_scale %g "
+                        "(finite, >= 0)",
                         (long long)p.epochs, (long long)p.negatives, (long long)p.batch_size, p.learning_rate,
-                        p.core_learning_rate);
+                        p.core_learning_rate, (long long)p.free_coords, p.free_init_scale);
     if (n <= 0) return fpd__err(err, FPD_STATUS_INVALID_ARG, "no positives to train on");
     const int64_t n_users = ncf_user_table(m)->rows, n_items = ncf_item_table(m)->rows;
     if ((st = ids_check(users, n, n_users, "user", err)) || (st = ids_check(items, n, n_items, "item", err))) return st;
@@ -963,7 +971,7 @@ enum fpd_status fpd_ncf_train(struct fpd_ncf *m, const int64_t *users, const int
                                               q & 1 ? n_users : n_items, p.seed, err)))
             goto done;
     for (int q = 0; p.free_coords > 0 && q < 4; q++)
-        if (used[q] && (st = add_free_coords(tabs[q], p.free_coords, p.seed ^ (0x9e3779b97f4a7c15ull * (uint64_t)(q + 1)),
+        if (used[q] && (st = add_free_coords(tabs[q], p.free_coords, p.free_init_scale, p.seed ^ (0x9e3779b97f4a7c15ull * (uint64_t)(q + 1)),
                                              err)))
             goto done;
     if ((st = user_items_init(&ui, users, items, n, n_users, err))) goto done;

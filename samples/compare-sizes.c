@@ -13,10 +13,11 @@
  *   fpd-ordered  the same with the ids ordered from the training interactions first
  *                (fpd_row_order_interactions); the permutation is counted at
  *                ceil(log2 rows) bits a row
- *   (pending: fpd-ordered + per-row free coordinates, when that change lands: a value
- *   in enum method and its name, its size in config_make (fpd_best with the free
- *   coordinates' parameters taken off the budget) and its switch in run_one's
- *   training parameters)
+ *   fpd-free     fpd-ordered plus c per-row free coordinates (row i = FPD(i) + E[i] P,
+ *                E [rows, c], P [c, D]; fpd_gmf_train_params.free_coords): c is the
+ *                largest count whose E and P take at most --free-share (default 0.5)
+ *                of each table's budget (one c for both tables, the smaller), the
+ *                cores get the rest; where c = 0 it is fpd-ordered and not run again
  *
  * Datasets:
  *   --movielens RATINGS   GMF (NCF) with BCE and 4 negatives, sample-train-gmf's split
@@ -54,15 +55,15 @@
 
 /* ------------------------------------------------------------------ methods */
 
-enum method { M_DENSE, M_HASH, M_QR, M_FPD, M_FPD_ORDERED, M_COUNT };
-static const char *const method_names[M_COUNT] = {"dense", "hash", "qr", "fpd", "fpd-ordered"};
+enum method { M_DENSE, M_HASH, M_QR, M_FPD, M_FPD_ORDERED, M_FPD_FREE, M_COUNT };
+static const char *const method_names[M_COUNT] = {"dense", "hash", "qr", "fpd", "fpd-ordered", "fpd-free"};
 
 struct options {
     const char *movielens, *gowalla, *out, *plot, *merge;
     int64_t dim, epochs, batch, negatives, max_users;
     int64_t cores[4];
     int n_cores;
-    double lr, core_lr, init_scale, l2;
+    double lr, core_lr, init_scale, l2, free_share;
     bool methods[M_COUNT], reference, json;
     double ratios[8];
     int n_ratios;
@@ -261,6 +262,7 @@ struct config {
     char why[160];              /* when it does not fit */
     int64_t dim;
     int64_t buckets[2];         /* hash / qr */
+    int64_t free_coords;        /* fpd-free: c of both tables */
     struct fpd_layer_shape shape[2];
     int64_t params[2], budget[2];
     char desc[160];
@@ -289,6 +291,7 @@ static bool qr_best(int64_t rows, int64_t dim, int64_t budget, int64_t *m_out, i
 static bool fpd_best_k(const struct options *o, int32_t k, int64_t rows, int64_t budget, bool ordered,
                        struct fpd_layer_shape *s, int64_t *params) {
     const int64_t avail = budget - (ordered ? perm_params(rows) : 0);
+    if (avail < 1) return false;
     bool found = false;
     for (int64_t r = 1; r <= 256; r++) {
         struct fpd_plan_params pp = fpd_plan_default_params();
@@ -369,14 +372,36 @@ static void config_make(const struct options *o, const struct data *d, enum meth
         return;
     case M_FPD:
     case M_FPD_ORDERED:
-        if (!fpd_best(o, rows, c->budget, m == M_FPD_ORDERED, c->shape, c->params)) {
+    case M_FPD_FREE: {
+        int64_t core_budget[2] = {c->budget[0], c->budget[1]};
+        if (m == M_FPD_FREE) { /* E [rows, c] and P [c, D] take up to free_share of each budget */
+            c->free_coords = D;
+            for (int t = 0; t < 2; t++) {
+                const int64_t ct = (int64_t)floor(o->free_share * (double)c->budget[t] / (double)(rows[t] + D));
+                if (ct < c->free_coords) c->free_coords = ct;
+            }
+            if (c->free_coords < 1) {
+                c->fits = false;
+                snprintf(c->why, sizeof c->why, "c = 0: --free-share %g of the budget holds no free coordinate "
+                         "(fpd-ordered is this method there)", o->free_share);
+                return;
+            }
+            for (int t = 0; t < 2; t++) core_budget[t] -= c->free_coords * (rows[t] + D);
+        }
+        if (!fpd_best(o, rows, core_budget, m != M_FPD, c->shape, c->params)) {
             c->fits = false;
             snprintf(c->why, sizeof c->why, "rank 1 exceeds the budget with every core count of --cores");
             return;
         }
-        snprintf(c->desc, sizeof c->desc, "k=%d r=%lld/%lld", (int)c->shape[0].k,
-                 (long long)c->shape[0].ranks[1], (long long)c->shape[1].ranks[1]);
+        for (int t = 0; t < 2; t++) c->params[t] += c->free_coords * (rows[t] + D);
+        if (m == M_FPD_FREE)
+            snprintf(c->desc, sizeof c->desc, "k=%d r=%lld/%lld c=%lld", (int)c->shape[0].k,
+                     (long long)c->shape[0].ranks[1], (long long)c->shape[1].ranks[1], (long long)c->free_coords);
+        else
+            snprintf(c->desc, sizeof c->desc, "k=%d r=%lld/%lld", (int)c->shape[0].k,
+                     (long long)c->shape[0].ranks[1], (long long)c->shape[1].ranks[1]);
         return;
+    }
     default: break;
     }
 }
@@ -428,7 +453,9 @@ static int run_one(const struct options *o, const struct data *d, const struct c
             if (fpd_composed_init(&cs, scale, seed * 2 + (uint64_t)t, &comp[t], &err)) goto fail;
             e->composed = comp[t];
         } else {
-            struct fpd_init_params ip = {FPD_INIT_KIND_NORMAL, scale, seed * 2 + (uint64_t)t};
+            /* fpd-free: the FPD part and E[i] P each start at half the row variance */
+            const double fs = c->method == M_FPD_FREE ? scale / sqrt(2.0) : scale;
+            struct fpd_init_params ip = {FPD_INIT_KIND_NORMAL, fs, seed * 2 + (uint64_t)t};
             if (fpd_init(&c->shape[t], &ip, &layer[t], &err)) goto fail;
             e->layer = layer[t];
         }
@@ -449,7 +476,9 @@ static int run_one(const struct options *o, const struct data *d, const struct c
     tp.learning_rate = o->lr;
     tp.core_learning_rate = o->core_lr;
     tp.seed = seed;
-    tp.order_rows = c->method == M_FPD_ORDERED;
+    tp.order_rows = c->method == M_FPD_ORDERED || c->method == M_FPD_FREE;
+    tp.free_coords = c->method == M_FPD_FREE ? c->free_coords : 0;
+    tp.free_init_scale = c->method == M_FPD_FREE ? scale / sqrt(2.0) : 0.0;
     tp.epoch_callback = stop_on_signal;
     if (mf) {
         tp.loss = FPD_GMF_LOSS_BPR;
@@ -740,7 +769,7 @@ static void usage(FILE *f) {
             "  --gowalla DIR     DIR/train.txt, DIR/test.txt (LightGCN's format): MF with BPR,\n"
             "                    Recall@20/NDCG@20 over all items not in the user's training set\n"
             "  --ratios A,B,..   budgets as times smaller than the dense tables (default 4,10,30,100)\n"
-            "  --methods M,..    of dense,hash,qr,fpd,fpd-ordered (default all)\n"
+            "  --methods M,..    of dense,hash,qr,fpd,fpd-ordered,fpd-free (default all)\n"
             "  --no-reference    skip the dense D reference (ratio 1)\n"
             "  --dim D           dimension of the dense reference (default 64)\n"
             "  --cores K,..      FPD core counts, the first with which the budget fits is used\n"
@@ -750,6 +779,8 @@ static void usage(FILE *f) {
             "  --negatives N     negatives per positive (default 4 GMF, 1 MF)\n"
             "  --lr X            Adam step (default 1e-3 GMF, 1e-2 MF)\n"
             "  --core-lr X       Adam step of the FPD cores (default: --lr)\n"
+            "  --free-share F    fpd-free: the share of each table's budget for the per-row free\n"
+            "                    coordinates (default 0.5; c = the largest count within it)\n"
             "  --l2 X            MF: L2 weight on the batch rows (default 1e-4, LightGCN's decay)\n"
             "  --init-scale S    GMF tables start as normal(0, S^2) (default 0.01; MF: 0.1)\n"
             "  --seeds A,B,..    training seeds (default 1,2,3)\n"
@@ -790,6 +821,7 @@ int main(int argc, char **argv) {
     o.lr = -1.0;
     o.l2 = 1e-4;
     o.init_scale = 0.01;
+    o.free_share = 0.5;
     o.reference = true;
     const double def_ratios[4] = {4, 10, 30, 100};
     memcpy(o.ratios, def_ratios, sizeof def_ratios);
@@ -798,7 +830,7 @@ int main(int argc, char **argv) {
     o.n_seeds = 3;
     for (int m = 0; m < M_COUNT; m++) o.methods[m] = true;
     enum { OPT_ML = 256, OPT_GW, OPT_RATIOS, OPT_METHODS, OPT_NOREF, OPT_DIM, OPT_CORES, OPT_EPOCHS, OPT_BATCH,
-           OPT_NEG, OPT_LR, OPT_L2, OPT_INIT, OPT_SEEDS, OPT_MAXU, OPT_PLOT, OPT_JSON, OPT_MERGE, OPT_CORE_LR };
+           OPT_NEG, OPT_LR, OPT_L2, OPT_INIT, OPT_SEEDS, OPT_MAXU, OPT_PLOT, OPT_JSON, OPT_MERGE, OPT_CORE_LR, OPT_FREE_SHARE };
     static const struct option opts[] = {
         {"movielens", required_argument, 0, OPT_ML}, {"gowalla", required_argument, 0, OPT_GW},
         {"ratios", required_argument, 0, OPT_RATIOS}, {"methods", required_argument, 0, OPT_METHODS},
@@ -810,6 +842,7 @@ int main(int argc, char **argv) {
         {"max-users", required_argument, 0, OPT_MAXU}, {"plot", required_argument, 0, OPT_PLOT},
         {"json", no_argument, 0, OPT_JSON}, {"output", required_argument, 0, 'o'},
         {"merge", required_argument, 0, OPT_MERGE}, {"core-lr", required_argument, 0, OPT_CORE_LR},
+        {"free-share", required_argument, 0, OPT_FREE_SHARE},
         {"help", no_argument, 0, 'h'}, {0, 0, 0, 0},
     };
     opterr = 0;
@@ -827,7 +860,7 @@ int main(int argc, char **argv) {
                 int m = 0;
                 while (m < M_COUNT && strcmp(tok, method_names[m]) != 0) m++;
                 if (m == M_COUNT)
-                    cli_usage_error("--methods: unknown method '%s' (dense, hash, qr, fpd, fpd-ordered)", tok);
+                    cli_usage_error("--methods: unknown method '%s' (dense, hash, qr, fpd, fpd-ordered, fpd-free)", tok);
                 o.methods[m] = true;
             }
             break;
@@ -860,6 +893,10 @@ int main(int argc, char **argv) {
         case OPT_JSON: o.json = true; break;
         case OPT_MERGE: o.merge = optarg; break;
         case OPT_CORE_LR: o.core_lr = cli_parse_pos("--core-lr", optarg); break;
+        case OPT_FREE_SHARE:
+            o.free_share = cli_parse_pos("--free-share", optarg);
+            if (o.free_share >= 1.0) cli_usage_error("--free-share must be in (0, 1), got '%s'", optarg);
+            break;
         case 'o': o.out = optarg; break;
         case 'h': usage(stdout); return CLI_EXIT_OK;
         case ':': cli_usage_error("option '%s' needs a value", argv[optind - 1]);
@@ -980,11 +1017,11 @@ int main(int argc, char **argv) {
         r->seconds = sec / o.n_seeds;
     }
     if (!(tsv = table_tsv(&d, &o, rows, n_rows))) goto done;
-    json_t *res = json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:f, s:I, s:o}", "schema",
+    json_t *res = json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:f, s:f, s:I, s:o}", "schema",
                             "sample-compare-sizes/1", "dataset", d.name, "users", (json_int_t)d.n_users, "items",
                             (json_int_t)d.n_items, "train", (json_int_t)d.n_train, "dim", (json_int_t)o.dim, "epochs",
                             (json_int_t)o.epochs, "batch", (json_int_t)o.batch, "negatives", (json_int_t)o.negatives,
-                            "lr", o.lr, "core_lr", o.core_lr > 0 ? o.core_lr : o.lr, "cores", (json_int_t)o.cores[0], "runs", runs);
+                            "lr", o.lr, "core_lr", o.core_lr > 0 ? o.core_lr : o.lr, "free_share", o.free_share, "cores", (json_int_t)o.cores[0], "runs", runs);
     runs = NULL;
     json_t *tab = json_array();
     for (int i = 0; i < n_rows; i++) {

@@ -61,7 +61,7 @@ tab = r["table"]
 assert tab[0]["method"] == "dense-full" and tab[0]["params"] == (U + I) * D, tab[0]
 ratios = sorted({t["ratio"] for t in tab[1:]})
 assert ratios == [float(x) for x in sys.argv[3].split(",")], ratios
-assert [t["method"] for t in tab[1:6]] == ["dense", "hash", "qr", "fpd", "fpd-ordered"], tab
+assert [t["method"] for t in tab[1:7]] == ["dense", "hash", "qr", "fpd", "fpd-ordered", "fpd-free"], tab
 m1 = "recall20" if r["dataset"] == "gowalla" else "hr10"
 fitting = 0
 for t in tab[1:]:
@@ -69,6 +69,8 @@ for t in tab[1:]:
     assert (t["budget_user"], t["budget_item"]) == (bu, bi), t
     if not t["fits"]:
         assert t["why"], t
+        if t["method"] == "fpd-free":  # only where half the budget holds no free coordinate
+            assert "c = 0" in t["why"] and min(math.floor(0.5 * bu / (U + D)), math.floor(0.5 * bi / (I + D))) == 0, t
         continue
     fitting += 1
     pu, pi = t["params_user"], t["params_item"]
@@ -85,6 +87,10 @@ for t in tab[1:]:
         assert (pu, pi) == ((-(-U // mu) + mu) * d, (-(-I // mi) + mi) * d), t
     else:
         assert int(cfg["k"]) in (2, 3) and t["dim"] == D, t
+    if t["method"] == "fpd-free":  # c: the largest count within half of each budget, the smaller
+        c = int(cfg["c"])
+        assert c >= 1 and c == min(math.floor(0.5 * bu / (U + D)), math.floor(0.5 * bi / (I + D))), t
+        assert pu >= c * (U + D) and pi >= c * (I + D), t
     assert 0.0 <= t[m1] <= 1.0 and t[m1 + "_sd"] >= 0.0, t
 assert len(r["runs"]) == seeds * (fitting + 1), (len(r["runs"]), fitting)
 for x in r["runs"]:
@@ -102,10 +108,10 @@ run "$T" --gowalla syn --epochs 1 --seeds 1 --ratios 10 --no-reference -o part
 expect_rc "synthetic: second part (10x, no reference): exit 0" 0
 run "$T" --merge part.tsv,syn-out.tsv -o merged
 expect_rc "merge: exit 0" 0
-expect_lines "merge: header, reference, 3 ratios x 5 methods" merged.tsv 17
+expect_lines "merge: header, reference, 3 ratios x 6 methods" merged.tsv 20
 expect_grep "merge: the reference row kept" merged.tsv "^gowalla	dense-full	1	"
-sed -n 8p merged.tsv > line8.txt
-expect_grep "merge: rows sorted by ratio (10x after 4x)" line8.txt "^gowalla	dense	10	"
+sed -n 9p merged.tsv > line9.txt
+expect_grep "merge: rows sorted by ratio (10x after 4x)" line9.txt "^gowalla	dense	10	"
 run "$T" --merge part.tsv
 expect_rc "merge without the reference row: exit 1" 1
 expect_grep "merge: missing reference named" err.txt "dense-full"

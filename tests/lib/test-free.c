@@ -526,6 +526,59 @@ Test(free, gmf_training_attaches_and_trains_free_coordinates) {
     free(items);
 }
 
+/* free_init_scale: E starts ~ N(0, s^2), so the free part E[i] P of a row has entries of
+ * variance about s^2 (P ~ N(0, 1/c)), measured over all rows; the FPD part is unchanged;
+ * a negative or non-finite scale is refused by both trainers. */
+Test(free, training_from_scratch_draws_e_with_free_init_scale) {
+    const int64_t NU = 400, NI = 300, D = 8, C = 4;
+    const double S = 0.05;
+    const int64_t nu[] = {10, 8, 5}, ni[] = {10, 6, 5}, d[] = {2, 2, 2};
+    struct fpd_layer_shape su = test_make_shape(3, NU, nu, d, 2, 1), si = test_make_shape(3, NI, ni, d, 2, 1);
+    struct fpd_init_params ip = {FPD_INIT_KIND_NORMAL, 0.1, 5};
+    struct fpd_layer *lu = NULL, *li = NULL;
+    struct fpd_error err;
+    cr_assert(fpd_init(&su, &ip, &lu, &err) == 0 && fpd_init(&si, &ip, &li, &err) == 0, "%s", err.msg);
+    float w[8] = {1, 1, 1, 1, 1, 1, 1, 1};
+    struct fpd_gmf m = {.user = {.layer = lu, .rows = NU, .dim = D}, .item = {.layer = li, .rows = NI, .dim = D}, .weight = w};
+    int64_t users[2] = {0, 1}, items[2] = {0, 1};
+    struct fpd_gmf_train_params tp = fpd_gmf_train_default_params();
+    tp.epochs = 0;
+    tp.free_coords = C;
+    tp.free_init_scale = -1.0;
+    cr_assert(eq(int, fpd_gmf_train(&m, users, items, 2, &tp, NULL, &err), FPD_STATUS_INVALID_ARG));
+    cr_assert(strstr(err.msg, "free_init_scale -1") != NULL, "%s", err.msg);
+    tp.free_init_scale = NAN;
+    cr_assert(eq(int, fpd_gmf_train(&m, users, items, 2, &tp, NULL, &err), FPD_STATUS_INVALID_ARG));
+    cr_assert(eq(i64, fpd_layer_get_free_coords(lu), 0)); /* nothing attached by a refused call */
+    tp.free_init_scale = S;
+    cr_assert(eq(int, fpd_gmf_train(&m, users, items, 2, &tp, NULL, &err), 0), "%s", err.msg);
+    for (int q = 0; q < 2; q++) {
+        const struct fpd_layer *l = q ? li : lu;
+        const int64_t rows = q ? NI : NU;
+        const float *E = fpd_layer_get_free_e_const(l), *P = fpd_layer_get_free_p_const(l);
+        double se = 0.0, sr = 0.0;
+        for (int64_t x = 0; x < rows * C; x++) se += (double)E[x] * E[x];
+        for (int64_t i = 0; i < rows; i++) /* the free part of row i by the definition */
+            for (int64_t j = 0; j < D; j++) {
+                double v = 0.0;
+                for (int64_t a = 0; a < C; a++) v += (double)E[i * C + a] * P[a * D + j];
+                sr += v * v;
+            }
+        se /= (double)(rows * C);
+        sr /= (double)(rows * D);
+        /* rows * C >= 1200 draws: the sample variance is within 15% of S^2 with
+         * overwhelming probability; the row part also depends on P's 32 draws */
+        cr_assert(se > 0.85 * S * S && se < 1.15 * S * S, "E's mean square %g, s^2 = %g", se, S * S);
+        cr_assert(sr > 0.4 * S * S && sr < 2.0 * S * S, "E P's mean square %g, s^2 = %g", sr, S * S);
+    }
+    struct fpd_ncf nm = {.kind = FPD_NCF_KIND_GMF, .mf_user = m.user, .mf_item = m.item, .weight = w};
+    tp.free_init_scale = -1.0;
+    cr_assert(eq(int, fpd_ncf_train(&nm, users, items, 2, &tp, NULL, &err), FPD_STATUS_INVALID_ARG));
+    cr_assert(strstr(err.msg, "free_init_scale -1") != NULL, "%s", err.msg);
+    fpd_layer_free(lu);
+    fpd_layer_free(li);
+}
+
 /* ---------------------------------------------------------------- fit */
 
 /* Eigenvalues (descending) and eigenvectors (columns of v, n x n) of the symmetric
