@@ -294,7 +294,8 @@ bench: all $(BENCHES)
 	@for b in $(BENCHES); do echo "==> $$b"; $$b || exit 1; done
 
 # bench-accuracy: the equal-size comparison (samples/compare-sizes.c): dense with a
-# smaller d, hashing trick, QR trick, FPD, FPD with ordered ids, each at 4x, 10x, 30x
+# smaller d, hashing trick, QR trick, FPD, FPD with ordered ids, FPD with ordered ids and
+# per-row free coordinates, each at 4x, 10x, 30x
 # and 100x smaller tables than dense D = 64, 3 seeds, on MovieLens-1M (GMF, HR@10) and
 # Gowalla (MF with BPR, Recall@20), the two datasets in parallel under nice. Writes
 # $(BUILD_DIR)/accuracy-{ml1m,gowalla}.{tsv,json,png,log}. About 40 CPU-minutes; the
