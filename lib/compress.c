@@ -50,75 +50,60 @@ struct table_result {
     struct fpd_quant_baseline quant;
     double rowwise_error;
     char fit_name[64];  /* the metadata's "fit" ("tt-svd+als+adam", ...) */
-    /* output tensors */
+    /* output tensors: FPD's (ct: cores, row_perm, free/1's E and P) or the row-wise one */
     int32_t n_out;
-    struct fpd_tensor_info out[FPD_MAX_MODES + 1];  /* cores, then row_perm if any */
-    char *out_names[FPD_MAX_MODES + 1];
-    void *out_data[FPD_MAX_MODES + 1];
+    struct fpd_tensor_info out[FPD_MAX_MODES + 3];
+    struct fpd_checkpoint_tensors ct; /* FPD: owns the tensors out[] lists */
+    char *out_names[1];               /* row-wise: out[0]'s name and data */
+    void *out_data[1];
     char *meta_json;
 };
 
-/* r->out[0..k) = the cores of layer as tensors "NAME.fpd.coreM" in dtype dt
- * (F32/F16/BF16), r->n_out and r->bytes_after set. The layer's cores are replaced
- * by their rounded values, so what is measured next is what is stored. Returns
- * false when out of memory. */
-static bool core_tensors(struct table_result *r, const char *name, struct fpd_layer *layer, enum fpd_dtype dt) {
-    size_t es = fpd_dtype_size(dt);
-    r->bytes_after = 0;
-    r->n_out = r->shape.k;
-    for (int32_t m = 0; m < r->shape.k; m++) {
-        int64_t numel = fpd_layer_shape_core_numel(&r->shape, m);
-        size_t len = strlen(name) + 32;
-        r->out_names[m] = fpd_malloc(len);
-        r->out_data[m] = fpd_malloc((size_t)numel * es);
-        if (!r->out_names[m] || !r->out_data[m]) return false;
-        snprintf(r->out_names[m], len, "%s.fpd.core%d", name, (int)m);
-        fpd_dtype_from_f32(dt, fpd_layer_core_const(layer, m), r->out_data[m], numel);
-        fpd_dtype_to_f32(dt, r->out_data[m], fpd_layer_core(layer, m), numel);
-        struct fpd_tensor_info *o = &r->out[m];
-        o->name = r->out_names[m];
-        o->dtype = dt;
-        o->ndim = 5;
-        o->shape[0] = r->shape.terms;
-        o->shape[1] = r->shape.row_shape[m];
-        o->shape[2] = r->shape.ranks[m];
-        o->shape[3] = r->shape.col_shape[m];
-        o->shape[4] = r->shape.ranks[m + 1];
-        o->data = r->out_data[m];
-        o->nbytes = (size_t)numel * es;
-        r->bytes_after += o->nbytes;
+/* Round the layer's cores and free coordinates (free/1's E and P) to dt (F32, F16 or
+ * BF16) in place, so that what is measured next is what fpd_checkpoint_tensors_init
+ * stores. Returns false when out of memory. */
+static bool round_layer(struct fpd_layer *layer, enum fpd_dtype dt) {
+    if (dt == FPD_DTYPE_F32) return true;
+    const struct fpd_layer_shape *s = fpd_layer_get_shape(layer);
+    const int64_t c = fpd_layer_get_free_coords(layer);
+    float *part[FPD_MAX_MODES + 2];
+    int64_t numel[FPD_MAX_MODES + 2], n = 0, most = 1;
+    for (int32_t m = 0; m < s->k; m++, n++) {
+        part[n] = fpd_layer_core(layer, m);
+        numel[n] = fpd_layer_shape_core_numel(s, m);
     }
-    const int64_t *perm = fpd_layer_row_perm(layer);
-    if (perm) { /* T.fpd.row_perm: I32 when the padded row count allows, else I64 */
-        int64_t padded = 1;
-        for (int32_t m = 0; m < r->shape.k; m++) padded *= r->shape.row_shape[m];
-        bool i32 = padded <= INT32_MAX;
-        int32_t m = r->shape.k;
-        size_t len = strlen(name) + 32, pes = i32 ? 4 : 8;
-        r->out_names[m] = fpd_malloc(len);
-        r->out_data[m] = fpd_malloc((size_t)r->shape.rows * pes);
-        if (!r->out_names[m] || !r->out_data[m]) return false;
-        snprintf(r->out_names[m], len, "%s.fpd.row_perm", name);
-        for (int64_t i = 0; i < r->shape.rows; i++) {
-            if (i32) {
-                int32_t v = (int32_t)perm[i];
-                memcpy((char *)r->out_data[m] + 4 * i, &v, 4);
-            } else {
-                memcpy((char *)r->out_data[m] + 8 * i, &perm[i], 8);
-            }
-        }
-        struct fpd_tensor_info *o = &r->out[m];
-        memset(o, 0, sizeof *o);
-        o->name = r->out_names[m];
-        o->dtype = i32 ? FPD_DTYPE_I32 : FPD_DTYPE_I64;
-        o->ndim = 1;
-        o->shape[0] = r->shape.rows;
-        o->data = r->out_data[m];
-        o->nbytes = (size_t)r->shape.rows * pes;
-        r->bytes_after += o->nbytes;
-        r->n_out++;
+    if (c > 0) {
+        part[n] = fpd_layer_get_free_e(layer);
+        numel[n++] = s->rows * c;
+        part[n] = fpd_layer_get_free_p(layer);
+        numel[n++] = c * s->dim;
     }
+    for (int64_t q = 0; q < n; q++) most = numel[q] > most ? numel[q] : most;
+    void *tmp = fpd_malloc((size_t)most * fpd_dtype_size(dt));
+    if (!tmp) return false;
+    for (int64_t q = 0; q < n; q++) {
+        fpd_dtype_from_f32(dt, part[q], tmp, numel[q]);
+        fpd_dtype_to_f32(dt, tmp, part[q], numel[q]);
+    }
+    fpd_free(tmp);
     return true;
+}
+
+/* r->out[], r->n_out, r->bytes_after and r->meta_json: layer stored as FPD table
+ * `name` with meta (fpd_checkpoint_tensors_init; r->ct owns the tensors). */
+static enum fpd_status stored_tensors(struct table_result *r, const char *name, const struct fpd_layer *layer,
+                                      const struct fpd_table_meta *meta, struct fpd_error *err) {
+    enum fpd_status st = fpd_checkpoint_tensors_init(layer, name, meta, &r->ct, err);
+    if (st) return st;
+    r->n_out = (int32_t)r->ct.n;
+    r->bytes_after = 0;
+    for (int32_t m = 0; m < r->n_out; m++) {
+        r->out[m] = r->ct.tensors[m];
+        r->bytes_after += r->out[m].nbytes;
+    }
+    r->meta_json = r->ct.meta_value; /* taken over: free_result frees it */
+    r->ct.meta_value = NULL;
+    return FPD_STATUS_OK;
 }
 
 /* r->ttsvd_*: plain TT-SVD on the same modes at the largest uniform rank whose
@@ -152,11 +137,14 @@ static enum fpd_status ttsvd_baseline(struct table_result *r, const struct fpd_t
 }
 
 static void free_result(struct table_result *r) {
-    for (int32_t m = 0; m <= FPD_MAX_MODES; m++) {
-        fpd_free(r->out_names[m]);
-        fpd_free(r->out_data[m]);
-    }
+    fpd_free(r->out_names[0]);
+    fpd_free(r->out_data[0]);
+    fpd_checkpoint_tensors_free(&r->ct);
     fpd_free(r->meta_json);
+    r->out_names[0] = NULL;
+    r->out_data[0] = NULL;
+    r->meta_json = NULL;
+    r->n_out = 0;
 }
 
 /* bytes of the row_perm tensor among a table's outputs (0 without one) */
@@ -302,6 +290,22 @@ static char *report_text(const json_t *report) {
     return out;
 }
 
+/* Add extension `name` ("NAME/VERSION") to the comma-separated list *ext (NULL:
+ * empty) unless it is there: *ext then points to a new string that *owned holds
+ * (the one it held before is freed). Returns false when out of memory. */
+static bool ext_add(const char **ext, char **owned, const char *name) {
+    size_t nl = strlen(name);
+    for (const char *p = *ext; p && (p = strstr(p, name)); p += nl)
+        if ((p == *ext || p[-1] == ',') && (p[nl] == '\0' || p[nl] == ',')) return true;
+    size_t l = (*ext ? strlen(*ext) + 1 : 0) + nl + 1;
+    char *s = fpd_malloc(l);
+    if (!s) return false;
+    snprintf(s, l, "%s%s%s", *ext ? *ext : "", *ext ? "," : "", name);
+    fpd_free(*owned);
+    *ext = *owned = s;
+    return true;
+}
+
 enum fpd_status fpd_compress_input(const struct fpd_input *in, const char *in_path, const char *out_path,
                                    const struct fpd_compress_params *opt, char **report_json, struct fpd_error *err) {
     FPD_ASSERT(in && in_path && out_path && opt && report_json);
@@ -319,13 +323,11 @@ enum fpd_status fpd_compress_input(const struct fpd_input *in, const char *in_pa
     *report_json = NULL;
 
     if ((unsigned)opt->encoding >= FPD_COMPRESS_ENCODING_COUNT || opt->n_tables < 0 || opt->n_row_freq < 0 ||
-        (opt->n_tables > 0 && !opt->tables) || (opt->n_row_freq > 0 && !opt->row_freq_files))
-        return fpd__err(err, FPD_STATUS_INVALID_ARG, "fpd_compress: encoding %d, %lld tables, %lld row-frequency files",
-                        (int)opt->encoding, (long long)opt->n_tables, (long long)opt->n_row_freq);
-    if (opt->fit.free_coords != 0) /* the writer below stores cores and row_perm only */
-        return fpd__err(err, FPD_STATUS_UNSUPPORTED,
-                        "fpd_compress: free coordinates (fit.free_coords = %lld) are not written by the compression "
-                        "pipeline yet; fit with fpd_fit and write with fpd_checkpoint_write_layer",
+        (opt->n_tables > 0 && !opt->tables) || (opt->n_row_freq > 0 && !opt->row_freq_files) ||
+        opt->fit.free_coords < 0)
+        return fpd__err(err, FPD_STATUS_INVALID_ARG,
+                        "fpd_compress: encoding %d, %lld tables, %lld row-frequency files, %lld free coordinates",
+                        (int)opt->encoding, (long long)opt->n_tables, (long long)opt->n_row_freq,
                         (long long)opt->fit.free_coords);
     n = fpd_input_count(in);
     res = fpd_calloc((size_t)(n > 0 ? n : 1), sizeof *res);
@@ -503,7 +505,10 @@ enum fpd_status fpd_compress_input(const struct fpd_input *in, const char *in_pa
                     snprintf(fpd_part, sizeof fpd_part, "FPD: %s", r->plan.reason);
                 snprintf(r->why, sizeof r->why, "target %.4g; %s; int4 %.1fx %.4f; int8 %.1fx %.4f", target, fpd_part,
                          ratio4, r->quant.int4_rel_error, ratio8, r->quant.int8_rel_error);
-                if (r->plan.compress && r->plan.bytes_after < best_q) enc = FPD_COMPRESS_ENCODING_FPD;
+                /* FPD's size with the free coordinates it would get (c (N + D) values) */
+                size_t free_bytes = (size_t)(fp.free_coords * (ti->shape[0] + ti->shape[1])) *
+                                    fpd_dtype_size(plan0.core_dtype);
+                if (r->plan.compress && r->plan.bytes_after + free_bytes < best_q) enc = FPD_COMPRESS_ENCODING_FPD;
                 else if (ok4) enc = FPD_COMPRESS_ENCODING_INT4;
                 else if (ok8) enc = FPD_COMPRESS_ENCODING_INT8;
                 else {
@@ -535,6 +540,12 @@ enum fpd_status fpd_compress_input(const struct fpd_input *in, const char *in_pa
             continue;
         }
         /* fit */
+        if (fp.free_coords > ti->shape[1]) {
+            st = fpd__err(err, FPD_STATUS_CONFIG,
+                          "%s: tensor '%s' has dimension %lld; %lld free coordinates per row need at most that",
+                          in_path, ti->name, (long long)ti->shape[1], (long long)fp.free_coords);
+            goto done;
+        }
         struct fpd_layer *layer = NULL;
         r->weighted = weights != NULL;
         fp.row_weights = weights;
@@ -548,24 +559,19 @@ enum fpd_status fpd_compress_input(const struct fpd_input *in, const char *in_pa
             goto done;
         }
         r->shape = *fpd_layer_get_shape(layer);
-        /* output tensors: cores in the requested dtype, metadata JSON */
-        if (!core_tensors(r, ti->name, layer, plan0.core_dtype)) {
+        /* measured as stored: cores (and free coordinates) rounded to the core dtype */
+        if (!round_layer(layer, plan0.core_dtype)) {
             fpd_layer_free(layer);
             goto oom;
         }
-        if ((cst = fpd_layer_quality(layer, &view, weights, opt->recall_queries, fp.seed, &r->stats, &e)) ||
-            (cst = ttsvd_baseline(r, &view, plan0.core_dtype, &e))) {
+        if ((cst = fpd_layer_quality(layer, &view, weights, opt->recall_queries, fp.seed, &r->stats, &e))) {
             fpd_layer_free(layer);
             st = fpd__err(err, cst, "%s: tensor '%s': %s", in_path, ti->name, e.msg);
             goto done;
         }
-        fpd_layer_free(layer);
         if (enc0 == FPD_COMPRESS_ENCODING_AUTO && !(r->stats.rel_error <= target)) {
             /* the fit missed the target its prediction met: the next encoding that meets it */
-            free_result(r);
-            memset(r->out_names, 0, sizeof r->out_names);
-            memset(r->out_data, 0, sizeof r->out_data);
-            r->meta_json = NULL;
+            fpd_layer_free(layer);
             double fitted = r->stats.rel_error;
             size_t n4 = strlen(r->why);
             snprintf(r->why + n4, sizeof r->why - n4, "; FPD fitted %.4f, above the target", fitted);
@@ -589,18 +595,21 @@ enum fpd_status fpd_compress_input(const struct fpd_input *in, const char *in_pa
             }
             goto check_out;
         }
+        /* output tensors (cores, row_perm, free/1's E and P in the core dtype) and metadata */
         struct fpd_table_meta meta;
         memset(&meta, 0, sizeof meta);
-        meta.shape = r->shape;
         meta.source_dtype = ti->dtype;
         meta.core_dtype = plan0.core_dtype;
-        snprintf(meta.fit, sizeof meta.fit, "%s%s%s%s", fp.cluster_rows ? "cluster+" : "",
+        snprintf(meta.fit, sizeof meta.fit, "%s%s%s%s%s", fp.cluster_rows ? "cluster+" : "",
                  r->shape.terms > 1 ? "backfit" : "tt-svd", r->fit.als_sweeps ? "+als" : "",
-                 r->fit.finetune_kept ? "+adam" : "");
+                 r->fit.finetune_kept ? "+adam" : "", fp.free_coords > 0 ? "+free" : "");
         snprintf(r->fit_name, sizeof r->fit_name, "%s", meta.fit);
         meta.seed = fp.seed;
         meta.rel_error = r->stats.rel_error;
-        if ((cst = fpd_table_meta_to_json(&meta, &r->meta_json, &e))) {
+        cst = stored_tensors(r, ti->name, layer, &meta, &e);
+        fpd_layer_free(layer);
+        /* the TT-SVD baseline at the size of everything stored */
+        if (cst || (cst = ttsvd_baseline(r, &view, plan0.core_dtype, &e))) {
             st = fpd__err(err, cst, "%s: tensor '%s': %s", in_path, ti->name, e.msg);
             goto done;
         }
@@ -675,18 +684,21 @@ enum fpd_status fpd_compress_input(const struct fpd_input *in, const char *in_pa
         mkeys[k_meta] = key;
         mvals[k_meta++] = val;
     }
-    for (int64_t t = 0; t < n; t++) any_rowwise |= res[t].compress && res[t].enc != FPD_COMPRESS_ENCODING_FPD;
+    bool any_free = false;
+    for (int64_t t = 0; t < n; t++) {
+        any_rowwise |= res[t].compress && res[t].enc != FPD_COMPRESS_ENCODING_FPD;
+        any_free |= res[t].compress && res[t].ct.extension != NULL;
+    }
     mkeys[k_meta] = FPD_META_VERSION_KEY;
     mvals[k_meta++] = "1";
-    if (in_ext && any_rowwise && !strstr(in_ext, FPD_EXTENSION_ROWWISE)) {
-        size_t l = strlen(in_ext) + strlen(FPD_EXTENSION_ROWWISE) + 2;
-        if (!(ext_buf = fpd_malloc(l))) goto oom;
-        snprintf(ext_buf, l, "%s,%s", in_ext, FPD_EXTENSION_ROWWISE);
+    /* "fpd.extensions": the input's (its encoded tables pass through), plus those written */
+    const char *ext = in_ext;
+    if ((any_rowwise && !ext_add(&ext, &ext_buf, FPD_EXTENSION_ROWWISE)) ||
+        (any_free && !ext_add(&ext, &ext_buf, FPD_EXTENSION_FREE)))
+        goto oom;
+    if (ext) {
         mkeys[k_meta] = FPD_META_EXTENSIONS_KEY;
-        mvals[k_meta++] = ext_buf;
-    } else if (in_ext || any_rowwise) {
-        mkeys[k_meta] = FPD_META_EXTENSIONS_KEY;
-        mvals[k_meta++] = in_ext ? in_ext : FPD_EXTENSION_ROWWISE;
+        mvals[k_meta++] = ext;
     }
     for (int64_t t = 0; t < n; t++) {
         if (!res[t].compress) continue;
@@ -745,8 +757,19 @@ enum fpd_status fpd_compress_input(const struct fpd_input *in, const char *in_pa
             json_object_set_new(o, "col_shape", json_dims(r->shape.col_shape, r->shape.k));
             json_object_set_new(o, "ranks", json_dims(r->shape.ranks, r->shape.k + 1));
             json_object_set_new(o, "padding", json_integer(r->plan.padding));
-            json_object_set_new(o, "params", json_integer(fpd_layer_shape_params(&r->shape)));
+            /* parameters of everything stored as floats: cores, then free/1's E [N, c] and
+             * P [c, D] (fpd_layer_param_count), all in the core dtype */
+            const int64_t fc = r->ct.extension ? fp.free_coords : 0, free_params = fc * (r->shape.rows + r->shape.dim);
+            json_object_set_new(o, "params", json_integer(fpd_layer_shape_params(&r->shape) + free_params));
             json_object_set_new(o, "core_dtype", json_string(fpd_dtype_name(plan0.core_dtype)));
+            json_object_set_new(o, "free_coords", json_integer(fc));
+            if (fc > 0) {
+                json_object_set_new(o, "free_params", json_integer(free_params));
+                json_object_set_new(o, "free_bytes",
+                                    json_integer((json_int_t)((size_t)free_params * fpd_dtype_size(plan0.core_dtype))));
+                /* the fit's error of the cores alone (F32, before rounding to the core dtype) */
+                json_object_set_new(o, "rel_error_without_free", json_real(r->fit.rel_error_final));
+            }
         } else {
             json_object_set_new(o, "r", json_null());
             json_object_set_new(o, "p", json_null());
@@ -905,7 +928,7 @@ enum fpd_status fpd_compress_write_init(const char *out_path, const char *name, 
     double secs = fpd__now() - t0;
     r.shape = *fpd_layer_get_shape(layer);
     r.bytes_before = (size_t)rows * (size_t)dim * 4;
-    if (!core_tensors(&r, name, layer, pp.core_dtype)) goto oom;
+    if (!round_layer(layer, pp.core_dtype)) goto oom;
     /* realized moments of what is stored (after rounding to the core dtype) */
     double sum = 0.0, sumsq = 0.0;
     if (!(buf = fpd_malloc((size_t)(1024 * dim) * sizeof(float)))) goto oom;
@@ -930,13 +953,11 @@ enum fpd_status fpd_compress_write_init(const char *out_path, const char *name, 
              ip->scale);
     meta.seed = ip->seed;
     meta.rel_error = NAN; /* no source table */
-    if ((cst = fpd_table_meta_to_json(&meta, &r.meta_json, &e))) {
+    if ((cst = stored_tensors(&r, name, layer, &meta, &e))) {
         st = fpd__err(err, cst, "%s", e.msg);
         goto done;
     }
-    char key[320];
-    snprintf(key, sizeof key, "%s%s", FPD_META_TABLE_PREFIX, name);
-    const char *keys[2] = {FPD_META_VERSION_KEY, key}, *vals[2] = {"1", r.meta_json};
+    const char *keys[2] = {FPD_META_VERSION_KEY, r.ct.meta_key}, *vals[2] = {"1", r.meta_json};
     if ((cst = fpd_safetensors_write(out_path, r.out, r.n_out, keys, vals, 2,
                                      params->overwrite ? FPD_WRITE_OVERWRITE : 0, &e))) {
         st = fpd__err(err, cst, "%s", e.msg);

@@ -1222,8 +1222,14 @@ struct fpd_compress_params {
                               budget or ratio target forces FPD                         */
     struct fpd_fit_params fit; /* fit and finetune (fpd_fit_default_params()); its
                               progress and progress_user_data are replaced: use the
-                              fields below; free_coords must be 0 (UNSUPPORTED: the
-                              pipeline does not write free/1 yet)                       */
+                              fields below. free_coords c > 0: every FPD table gets c
+                              free coordinates (fpd_fit_free_coords; format free/1:
+                              T.fpd.free [N, c] and T.fpd.free_proj [c, D] in the core
+                              dtype, "free/1" in fpd.extensions); c above a table's
+                              dimension is a CONFIG error naming it. The planner's
+                              targets (budget, ratio, max_error) size the cores; the
+                              c (N + D) values come on top and are in the report's
+                              bytes_after, ratio and params                            */
     const char *const *tables; /* compress only these names [n_tables] (each must
                               exist and be a 2-D float table, compressed whatever its
                               size); NULL: every qualifying table. Borrowed            */
@@ -1264,8 +1270,9 @@ FPD_API struct fpd_compress_params fpd_compress_default_params(void);
  * CONFIG (the params do not fit the input: a table in params->tables missing or
  * not a 2-D float table, a .npy input that is not a table, a row-frequency file
  * that cannot be read or does not fit its table, a budget or ratio target that no
- * candidate meets), CANCELLED (params->progress or params->cancel), INVALID_ARG (a
- * bad params field), FORMAT (an input that already has a tensor an output needs),
+ * candidate meets, free coordinates above a table's dimension), CANCELLED
+ * (params->progress or params->cancel), INVALID_ARG (a bad params field, such as
+ * fit.free_coords < 0), FORMAT (an input that already has a tensor an output needs),
  * IO, and those of the readers, fpd_checkpoint_verify_table, fpd_plan_table,
  * fpd_fit, fpd_layer_quality, fpd_rowwise_quantize and fpd_safetensors_write
  * (IO: out_path exists without overwrite), NOMEM. */

@@ -60,6 +60,10 @@ static void usage(FILE *f) {
             "      --queries Q       query rows of the recall@10 estimate (default 200; 0 = skip)\n"
             "      --cluster-rows    learn a row permutation (balanced hierarchical k-means) so similar rows\n"
             "                        share leading digits; stored as T.fpd.row_perm (4 bytes a row, counted)\n"
+            "      --free-coords C   give every FPD table C free coordinates per row (format free/1): row i is\n"
+            "                        FPD(i) + E[i] P with E [N, C], P [C, D] fitted to the residual's top C\n"
+            "                        directions, stored in the core dtype and counted in the sizes (C (N + D)\n"
+            "                        values); C must be at most each table's dimension (default 0)\n"
             "      --als S           ALS sweeps after TT-SVD (default 2; 0 = none)\n"
             "      --device D        where the engine work runs (finetuning, ALS's backward passes, task-aware\n"
             "                        finetuning): auto (default: CUDA when its backend loads and has a\n"
@@ -119,7 +123,7 @@ int main(int argc, char **argv) {
     enum { OPT_MIN_ROWS = 256, OPT_MIN_RATIO, OPT_EPOCHS, OPT_CORE_DTYPE, OPT_SEED, OPT_JSON, OPT_PROGRESS,
            OPT_NO_PROGRESS, OPT_VERSION, OPT_ROW_FREQ, OPT_QUERIES, OPT_INIT, OPT_ROWS, OPT_INIT_ORDER, OPT_INIT_COLUMN, OPT_ID_BASE, OPT_CLUSTER, OPT_ALS, OPT_BUDGET, OPT_RATIO, OPT_MAX_ERROR, OPT_EVAL_NCF, OPT_TRAIN, OPT_TASK_EPOCHS,
            OPT_BALANCE, OPT_DISTILL, OPT_FIXED_PRED,
-           OPT_DIM, OPT_NAME, OPT_DEVICE, OPT_VERBOSE };
+           OPT_DIM, OPT_NAME, OPT_DEVICE, OPT_VERBOSE, OPT_FREE_COORDS };
     static const struct option opts[] = {
         {"output", required_argument, 0, 'o'},     {"rank", required_argument, 0, 'r'},
         {"encoding", required_argument, 0, 'e'},
@@ -141,7 +145,8 @@ int main(int argc, char **argv) {
         {"eval-ncf", required_argument, 0, OPT_EVAL_NCF}, {"train-interactions", required_argument, 0, OPT_TRAIN},
         {"task-epochs", required_argument, 0, OPT_TASK_EPOCHS}, {"balance-users", no_argument, 0, OPT_BALANCE},
         {"distill", required_argument, 0, OPT_DISTILL},  {"fixed-prediction", no_argument, 0, OPT_FIXED_PRED},
-        {"device", required_argument, 0, OPT_DEVICE},    {"verbose", no_argument, 0, OPT_VERBOSE}, {0, 0, 0, 0},
+        {"device", required_argument, 0, OPT_DEVICE},    {"verbose", no_argument, 0, OPT_VERBOSE},
+        {"free-coords", required_argument, 0, OPT_FREE_COORDS}, {0, 0, 0, 0},
     };
     opterr = 0;
     int c;
@@ -182,6 +187,7 @@ int main(int argc, char **argv) {
             break;
         case OPT_ID_BASE: init_id_base = cli_parse_i64("--id-base", optarg, 0); break;
         case OPT_CLUSTER: fp.cluster_rows = true; break;
+        case OPT_FREE_COORDS: fp.free_coords = cli_parse_i64("--free-coords", optarg, 0); break;
         case OPT_EVAL_NCF:
             ncf_rating = optarg;
             if (optind >= argc || argv[optind][0] == '-')

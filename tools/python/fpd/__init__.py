@@ -914,7 +914,8 @@ def save(path, tables=None, tensors=None, metadata=None, references=None, core_d
 
 def compress(in_path, out_path, encoding="auto", max_error=None, rank=None, terms=None, k=None, budget=None,
              ratio=None, core_dtype=None, min_rows=None, min_ratio=None, tables=None, row_freq=None, epochs=None,
-             als_sweeps=None, seed=0, cluster_rows=False, queries=200, overwrite=False, progress=None):
+             als_sweeps=None, seed=0, cluster_rows=False, queries=200, overwrite=False, progress=None,
+             free_coords=0):
     """Compress the checkpoint at in_path (safetensors, or one .npy table) into
     out_path (FPD v1 safetensors, written atomically) with libfpd's pipeline
     (fpd_compress_checkpoint), as fpd-compress does with the same options, and return
@@ -929,7 +930,8 @@ def compress(in_path, out_path, encoding="auto", max_error=None, rank=None, term
       "auto" without rank/terms/budget/ratio, as fpd-compress; else F32). tables: the
       names to compress (each must be a 2-D float tensor). row_freq: a path (the only
       compressed table) or {table: path} of access counts (fpd_row_freq_load).
-      epochs, als_sweeps, seed, cluster_rows: the fit (fpd_fit_params). queries:
+      epochs, als_sweeps, seed, cluster_rows, free_coords (c free coordinates per row
+      of every FPD table, format free/1): the fit (fpd_fit_params). queries:
       recall@10 query rows. progress(stage, done, total): called during fits;
       return False to cancel (FPDError CANCELLED, nothing written).
 
@@ -958,7 +960,7 @@ def compress(in_path, out_path, encoding="auto", max_error=None, rank=None, term
         cp.fit.finetune_epochs = int(epochs)
     if als_sweeps is not None:
         cp.fit.als_sweeps = int(als_sweeps)
-    cp.fit.seed, cp.fit.cluster_rows = int(seed), bool(cluster_rows)
+    cp.fit.seed, cp.fit.cluster_rows, cp.fit.free_coords = int(seed), bool(cluster_rows), int(free_coords)
     cp.recall_queries = int(queries)
     cp.overwrite = bool(overwrite)
     keep = []
