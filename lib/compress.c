@@ -50,6 +50,7 @@ struct table_result {
     struct fpd_quant_baseline quant;
     double rowwise_error;
     char fit_name[64];  /* the metadata's "fit" ("tt-svd+als+adam", ...) */
+    char row_order[320]; /* what ordered the rows (fpd_compress_params.order_*); "" none */
     /* output tensors: FPD's (ct: cores, row_perm, free/1's E and P) or the row-wise one */
     int32_t n_out;
     struct fpd_tensor_info out[FPD_MAX_MODES + 3];
@@ -164,6 +165,51 @@ static json_t *json_dims(const int64_t *d, int32_t n) {
     json_t *a = json_array();
     for (int32_t i = 0; i < n; i++) json_array_append_new(a, json_integer(d[i]));
     return a;
+}
+
+/* *perm_out [rows] (fpd_malloc; the caller frees it): the ids of a table of `rows` rows,
+ * in column col (0 or 1) of the interactions file `path` (ids id_base-based), ordered
+ * by fpd_row_order_interactions for shape (16 dimensions, seed); desc gets "N
+ * interactions of PATH, column C". Errors name path: those of
+ * fpd_ncf_interactions_load, CONFIG (an id beyond the table's rows), NOMEM, those of
+ * fpd_row_order_interactions. */
+static enum fpd_status interaction_order(const char *path, int64_t id_base, int32_t col, int64_t rows,
+                                         const struct fpd_layer_shape *shape, uint64_t seed, int64_t **perm_out,
+                                         char *desc, size_t desc_len, struct fpd_error *err) {
+    struct fpd_ncf_interactions x;
+    struct fpd_error e = {0};
+    int64_t *perm = NULL;
+    enum fpd_status st, cst;
+    *perm_out = NULL;
+    if ((cst = fpd_ncf_interactions_load(path, id_base, &x, &e))) return fpd__err(err, cst, "%s", e.msg);
+    if ((col ? x.n_items : x.n_users) > rows) {
+        st = fpd__err(err, FPD_STATUS_CONFIG, "%s: ids up to %lld in column %d, but the table has %lld rows", path,
+                      (long long)((col ? x.n_items : x.n_users) - 1), (int)col + 1, (long long)rows);
+    } else if (!(perm = fpd_malloc((size_t)rows * sizeof(int64_t)))) {
+        st = fpd__err(err, FPD_STATUS_NOMEM, "out of memory for a row order of %lld ids", (long long)rows);
+    } else if ((cst = fpd_row_order_interactions(col ? x.items : x.users, col ? x.users : x.items, x.n, rows,
+                                                 col ? x.n_users : x.n_items, shape, 16, seed, perm, &e))) {
+        st = fpd__err(err, cst, "%s: %s", path, e.msg);
+    } else {
+        st = FPD_STATUS_OK;
+        snprintf(desc, desc_len, "%lld interactions of %s, column %d", (long long)x.n, path, (int)col + 1);
+        *perm_out = perm;
+        perm = NULL;
+    }
+    fpd_free(perm);
+    fpd_ncf_interactions_free(&x);
+    return st;
+}
+
+/* The last i of names[0..n) that is `name`, or whose entry is NULL (NULL names: every
+ * entry) when only one table is compressed; -1 when none. */
+static int64_t entry_for(const char *const *names, int64_t n, const char *name, bool only_one) {
+    int64_t found = -1;
+    for (int64_t q = 0; q < n; q++) {
+        const char *tn = names ? names[q] : NULL;
+        if (tn ? strcmp(tn, name) == 0 : only_one) found = q;
+    }
+    return found;
 }
 
 /* Number of tables this run compresses (planned), for a --row-freq without a name. */
@@ -324,21 +370,31 @@ enum fpd_status fpd_compress_input(const struct fpd_input *in, const char *in_pa
 
     if ((unsigned)opt->encoding >= FPD_COMPRESS_ENCODING_COUNT || opt->n_tables < 0 || opt->n_row_freq < 0 ||
         (opt->n_tables > 0 && !opt->tables) || (opt->n_row_freq > 0 && !opt->row_freq_files) ||
-        opt->fit.free_coords < 0)
+        opt->fit.free_coords < 0 || opt->fit.row_perm || opt->n_order < 0 || (opt->n_order > 0 && !opt->order_files))
         return fpd__err(err, FPD_STATUS_INVALID_ARG,
-                        "fpd_compress: encoding %d, %lld tables, %lld row-frequency files, %lld free coordinates",
+                        "fpd_compress: encoding %d, %lld tables, %lld row-frequency files, %lld free coordinates, "
+                        "fit.row_perm %s, %lld order files",
                         (int)opt->encoding, (long long)opt->n_tables, (long long)opt->n_row_freq,
-                        (long long)opt->fit.free_coords);
+                        (long long)opt->fit.free_coords, opt->fit.row_perm ? "set (per table: use order_files)" : "NULL",
+                        (long long)opt->n_order);
+    for (int64_t i = 0; i < opt->n_order; i++)
+        if (!opt->order_files[i] || (opt->order_columns && (unsigned)opt->order_columns[i] > 1))
+            return fpd__err(err, FPD_STATUS_INVALID_ARG, "fpd_compress: order_files[%lld] %s, column %d (0 or 1)",
+                            (long long)i, opt->order_files[i] ? opt->order_files[i] : "NULL",
+                            opt->order_columns ? (int)opt->order_columns[i] : 0);
     n = fpd_input_count(in);
     res = fpd_calloc((size_t)(n > 0 ? n : 1), sizeof *res);
     if (!res) goto oom;
 
-    for (int64_t i = 0; i < opt->n_tables; i++) {
-        bool found = false;
-        for (int64_t t = 0; t < n; t++) found |= strcmp(fpd_input_tensor(in, t)->name, opt->tables[i]) == 0;
+    for (int64_t i = 0; i < opt->n_tables + opt->n_order; i++) { /* --tables and the ordered tables exist */
+        const char *want = i < opt->n_tables ? opt->tables[i]
+                           : opt->order_tables  ? opt->order_tables[i - opt->n_tables]
+                                                : NULL;
+        bool found = !want;
+        for (int64_t t = 0; t < n && !found; t++) found = strcmp(fpd_input_tensor(in, t)->name, want) == 0;
         if (!found) {
-            st = fpd__err(err, FPD_STATUS_CONFIG, "%s: no tensor named '%s' (see fpd-inspect %s)", in_path,
-                          opt->tables[i], in_path);
+            st = fpd__err(err, FPD_STATUS_CONFIG, "%s: no tensor named '%s' (see fpd-inspect %s)", in_path, want,
+                          in_path);
             goto done;
         }
     }
@@ -427,15 +483,11 @@ enum fpd_status fpd_compress_input(const struct fpd_input *in, const char *in_pa
             /* row frequencies for this table, if given (checked whatever the encoding) */
             fpd_free(weights);
             weights = NULL;
-            for (int64_t q = 0; q < opt->n_row_freq; q++) {
-                const char *tn = opt->row_freq_tables ? opt->row_freq_tables[q] : NULL;
-                if (tn ? strcmp(tn, ti->name) != 0 : n_candidates_compressed(n, in, opt, &plan0) != 1) continue;
-                fpd_free(weights);
-                weights = NULL;
-                if (fpd_row_freq_load(opt->row_freq_files[q], ti->shape[0], &weights, &e)) {
-                    st = fpd__err(err, FPD_STATUS_CONFIG, "%s", e.msg);
-                    goto done;
-                }
+            const int64_t fi = entry_for(opt->row_freq_tables, opt->n_row_freq, ti->name,
+                                         opt->n_row_freq > 0 && n_candidates_compressed(n, in, opt, &plan0) == 1);
+            if (fi >= 0 && fpd_row_freq_load(opt->row_freq_files[fi], ti->shape[0], &weights, &e)) {
+                st = fpd__err(err, FPD_STATUS_CONFIG, "%s", e.msg);
+                goto done;
             }
             i_cand++;
             snprintf(label, sizeof label, "table %lld/%lld %s", (long long)i_cand, (long long)n_cand, ti->name);
@@ -546,10 +598,31 @@ enum fpd_status fpd_compress_input(const struct fpd_input *in, const char *in_pa
                           in_path, ti->name, (long long)ti->shape[1], (long long)fp.free_coords);
             goto done;
         }
+        /* the row order from interactions (order_*), for the planned shape */
+        int64_t *order = NULL;
+        const int64_t oi = entry_for(opt->order_tables, opt->n_order, ti->name,
+                                     opt->n_order > 0 && n_candidates_compressed(n, in, opt, &plan0) == 1);
+        if (oi >= 0 && fp.cluster_rows) {
+            st = fpd__err(err, FPD_STATUS_INVALID_ARG,
+                          "%s: tensor '%s': fit.cluster_rows and the interactions of %s both order its rows; give one",
+                          in_path, ti->name, opt->order_files[oi]);
+            goto done;
+        }
+        if (oi >= 0 && (cst = interaction_order(opt->order_files[oi], opt->init_id_base,
+                                                opt->order_columns ? opt->order_columns[oi] : 0, ti->shape[0],
+                                                &r->plan.shape, fp.seed, &order, r->row_order, sizeof r->row_order,
+                                                &e))) {
+            st = fpd__err(err, cst == FPD_STATUS_NOMEM ? cst : FPD_STATUS_CONFIG, "%s: tensor '%s': %s", in_path,
+                          ti->name, e.msg);
+            goto done;
+        }
         struct fpd_layer *layer = NULL;
         r->weighted = weights != NULL;
         fp.row_weights = weights;
+        fp.row_perm = order;
         cst = fpd_fit(&view, &r->plan.shape, &fp, &layer, &r->fit, &e);
+        fp.row_perm = NULL;
+        fpd_free(order);
         if (cst == FPD_STATUS_CANCELLED || cancelled(opt)) {
             fpd_layer_free(layer);
             goto cancel;
@@ -600,7 +673,7 @@ enum fpd_status fpd_compress_input(const struct fpd_input *in, const char *in_pa
         memset(&meta, 0, sizeof meta);
         meta.source_dtype = ti->dtype;
         meta.core_dtype = plan0.core_dtype;
-        snprintf(meta.fit, sizeof meta.fit, "%s%s%s%s%s", fp.cluster_rows ? "cluster+" : "",
+        snprintf(meta.fit, sizeof meta.fit, "%s%s%s%s%s", fp.cluster_rows ? "cluster+" : r->row_order[0] ? "order+" : "",
                  r->shape.terms > 1 ? "backfit" : "tt-svd", r->fit.als_sweeps ? "+als" : "",
                  r->fit.finetune_kept ? "+adam" : "", fp.free_coords > 0 ? "+free" : "");
         snprintf(r->fit_name, sizeof r->fit_name, "%s", meta.fit);
@@ -800,6 +873,7 @@ enum fpd_status fpd_compress_input(const struct fpd_input *in, const char *in_pa
             json_object_set_new(o, "rel_error_als", json_real(r->fit.rel_error_als));
             json_object_set_new(o, "als_sweeps", json_integer(r->fit.als_sweeps));
             json_object_set_new(o, "row_perm", json_boolean(fpd_layer_row_perm_bytes(&r->out[0], r->n_out) > 0));
+            json_object_set_new(o, "row_order", r->row_order[0] ? json_string(r->row_order) : json_null());
             struct fpd_quant_baseline qb = {qs->int8_rel_error, qs->int4_rel_error, qs->int8_bytes, qs->int4_bytes};
             json_t *bl = baselines_json(r->bytes_before, &qb);
             const struct { const char *name; size_t bytes; double err; } base[2] = {
@@ -901,28 +975,13 @@ enum fpd_status fpd_compress_write_init(const char *out_path, const char *name, 
     if ((cst = fpd_init(&r.plan.shape, ip, &layer, &e))) return fpd__err(err, cst, "%s", e.msg);
     char order_desc[320] = "";
     if (params->init_interactions) { /* row order from the interactions, stored as row_perm */
-        struct fpd_ncf_interactions x;
         int64_t *perm = NULL;
-        const int32_t col = params->init_column ? 1 : 0;
-        if ((cst = fpd_ncf_interactions_load(params->init_interactions, params->init_id_base, &x, &e))) {
+        if ((cst = interaction_order(params->init_interactions, params->init_id_base, params->init_column ? 1 : 0,
+                                     rows, fpd_layer_get_shape(layer), ip->seed, &perm, order_desc,
+                                     sizeof order_desc, &e)) ||
+            (cst = fpd_layer_set_row_perm(layer, perm, &e)))
             st = fpd__err(err, cst, "%s", e.msg);
-        } else if ((col ? x.n_items : x.n_users) > rows) {
-            st = fpd__err(err, FPD_STATUS_CONFIG, "%s: ids up to %lld in column %d, but the table has %lld rows",
-                          params->init_interactions, (long long)((col ? x.n_items : x.n_users) - 1), (int)col + 1,
-                          (long long)rows);
-        } else if (!(perm = fpd_malloc((size_t)rows * sizeof(int64_t)))) {
-            st = fpd__err(err, FPD_STATUS_NOMEM, "out of memory for a row order of %lld ids", (long long)rows);
-        } else if ((cst = fpd_row_order_interactions(col ? x.items : x.users, col ? x.users : x.items, x.n, rows,
-                                                     col ? x.n_users : x.n_items, fpd_layer_get_shape(layer), 16,
-                                                     ip->seed, perm, &e)) ||
-                   (cst = fpd_layer_set_row_perm(layer, perm, &e))) {
-            st = fpd__err(err, cst, "%s: %s", params->init_interactions, e.msg);
-        }
-        if (!st)
-            snprintf(order_desc, sizeof order_desc, "%lld interactions of %s, column %d", (long long)x.n,
-                     params->init_interactions, (int)col + 1);
         fpd_free(perm);
-        fpd_ncf_interactions_free(&x);
         if (st) goto done;
     }
     double secs = fpd__now() - t0;

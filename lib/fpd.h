@@ -342,6 +342,13 @@ struct fpd_fit_params {
                                  coordinates E [N, c], P [c, D] from the residual's top c
                                  directions (c (N + D) parameters, format free/1);
                                  0: none (default)                                        */
+    const int64_t *row_perm;  /* [rows]: a row permutation chosen by the caller (original
+                                 row i at FPD row row_perm[i], distinct values in
+                                 [0, prod(row_shape)); e.g. fpd_row_order_interactions):
+                                 the fit uses it as cluster_rows uses its own and the
+                                 layer carries it (k = 1: ignored, as cluster_rows).
+                                 NULL: none (default). With cluster_rows: INVALID_ARG.
+                                 Borrowed.                                                */
 };
 /* Defaults as documented above. */
 FPD_API struct fpd_fit_params fpd_fit_default_params(void);
@@ -368,7 +375,8 @@ FPD_API enum fpd_status fpd_fit_ttsvd(const struct fpd_table_view *w, const stru
  * Hastie & Tibshirani's backfitting, as DESIGN.md section 3), which holds one F32
  * residual copy of the table. Then als_sweeps of fpd_als (all terms jointly), then
  * finetune_epochs of fpd_finetune, then (params->free_coords > 0)
- * fpd_fit_free_coords. Errors also: INVALID_ARG (free_coords < 0 or > dim). The returned
+ * fpd_fit_free_coords. Errors also: INVALID_ARG (free_coords < 0 or > dim; row_perm
+ * with cluster_rows, or with a value out of range or repeated, naming it). The returned
  * layer is the best one seen (finetuning never makes the result worse).
  * report (may be NULL) receives the error after each stage.
  * Errors: as fpd_fit_ttsvd and fpd_finetune. */
@@ -1255,8 +1263,22 @@ struct fpd_compress_params {
      * users; 1: the second, items); fpd_row_order_interactions (16 dimensions, the
      * init seed), stored as the table's row_perm. NULL: no order. */
     const char *init_interactions;
-    int64_t init_id_base;
+    int64_t init_id_base;     /* also the id base of order_files                          */
     int32_t init_column;
+    /* fpd_compress_checkpoint / fpd_compress_input: order a trained table's rows from
+     * implicit feedback before the fit, as init_interactions orders a new table's:
+     * table order_tables[i] (NULL array or entry: the only table compressed) from the
+     * interactions file order_files[i] (fpd_ncf_interactions_load, ids
+     * init_id_base-based), its ids in column order_columns[i] (0: the first, 1: the
+     * second; NULL array: 0); fpd_row_order_interactions (16 dimensions, fit.seed) on the
+     * planned shape, passed to fpd_fit as fit.row_perm and stored as the table's
+     * row_perm [n_order]. An ordered table must not also get fit.cluster_rows
+     * (INVALID_ARG). The report's FPD tables carry "row_order" (null, or what ordered
+     * them). Borrowed. */
+    const char *const *order_tables;
+    const char *const *order_files;
+    const int32_t *order_columns;
+    int64_t n_order;
 };
 /* Defaults: AUTO, max_error 0.1, plan NULL, fpd_fit_default_params(), every table,
  * no row frequencies, 200 recall queries, no overwrite, no callbacks. */
