@@ -1237,7 +1237,8 @@ struct fpd_compress_params {
                               dimension is a CONFIG error naming it. The planner's
                               targets (budget, ratio, max_error) size the cores; the
                               c (N + D) values come on top and are in the report's
-                              bytes_after, ratio and params                            */
+                              bytes_after, ratio and params. fit.row_perm must be NULL
+                              (INVALID_ARG; a table's order: order_files below)        */
     const char *const *tables; /* compress only these names [n_tables] (each must
                               exist and be a 2-D float table, compressed whatever its
                               size); NULL: every qualifying table. Borrowed            */

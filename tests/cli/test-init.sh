@@ -95,6 +95,22 @@ for blk in range(8):
 run "$C" trained.safetensors -o rc2.safetensors --tables weight --rank 2 --cores 2 --epochs 0 --order-from weight=x.tsv --order-column weight=2 --json
 expect_rc "order-from T=FILE, --order-column T=2: exit 0" 0
 expect_grep "order-from column 2: the report names it" out.txt '"row_order": "240 interactions of x.tsv, column 2"'
+if /usr/bin/python3 -c 'import numpy' >/dev/null 2>&1; then
+    if FPD_LIBRARY="$BUILD/libfpd.so" PYTHONPATH="$ROOT/tools/python" /usr/bin/python3 -c "
+import fpd
+r = fpd.compress('trained.safetensors', 'py-order.safetensors', tables='weight', rank=2, k=2, epochs=0,
+                 order={'weight': ('x.tsv', 2)}, queries=0)
+assert r['tables'][0]['row_order'] == '240 interactions of x.tsv, column 2', r['tables'][0]
+try:
+    fpd.compress('trained.safetensors', 'py-bad.safetensors', tables='weight', order={'weight': ('x.tsv', 3)})
+    raise SystemExit('column 3 accepted')
+except ValueError:
+    pass
+" >py.txt 2>&1; then _report ok "order-from: Python fpd.compress(order={T: (FILE, 2)})"
+    else _report "not ok" "order-from: Python fpd.compress(order=...)" "$(tail -c 600 py.txt)"; fi
+else
+    skip "order-from: Python fpd.compress(order=...)" "/usr/bin/python3 with numpy not available"
+fi
 run "$C" trained.safetensors -o bad.safetensors --tables weight --order-from missing.tsv
 expect_rc "order-from: a missing file: exit 2" 2
 expect_grep "order-from: a missing file: named" err.txt "--order-from: missing.tsv: no such file"
