@@ -307,7 +307,7 @@ static yaml_node_t *map_get(struct ctx *c, const yaml_node_t *n, const char *key
 #define SETTINGS_KEYS                                                                                     \
     "rank", "r", "terms", "p", "cores", "k", "core_dtype", "min_ratio", "epochs", "batch_rows", "learning_rate", \
         "seed", "backfit_sweeps", "backfit_tol", "recall_queries", "row_freq", "device", "compress", "budget", "ratio", \
-        "max_error"
+        "max_error", "free_coords"
 
 static enum fpd_status parse_setting(struct ctx *c, const char *key, yaml_node_t *kn, yaml_node_t *v,
                                      struct fpd_batch_settings *s) {
@@ -378,6 +378,8 @@ static enum fpd_status parse_setting(struct ctx *c, const char *key, yaml_node_t
         if (!(st = want_num(c, key, v, 1, true, &s->ratio))) s->set |= FPD_BATCH_SET_RATIO;
     } else if (!strcmp(key, "max_error")) {
         if (!(st = want_num(c, key, v, 0, true, &s->max_error))) s->set |= FPD_BATCH_SET_MAX_ERROR;
+    } else if (!strcmp(key, "free_coords")) {
+        if (!(st = want_int(c, key, v, 0, 1 << 20, &s->free_coords))) s->set |= FPD_BATCH_SET_FREE_COORDS;
     }
     return st;
 }
@@ -431,6 +433,7 @@ void fpd_batch_settings_for(const struct fpd_batch_pipeline *p, const struct fpd
         if (f & FPD_BATCH_SET_MAX_ERROR) out->max_error = s->max_error;
         if (f & FPD_BATCH_SET_RECALL) out->recall_queries = s->recall_queries;
         if (f & FPD_BATCH_SET_ROW_FREQ) out->row_freq = s->row_freq;
+        if (f & FPD_BATCH_SET_FREE_COORDS) out->free_coords = s->free_coords;
         out->set |= f;
     }
 }
@@ -450,6 +453,7 @@ void fpd_batch_settings_apply(const struct fpd_batch_settings *s, struct fpd_pla
     if (f & FPD_BATCH_SET_SWEEPS) fit->backfit_sweeps = s->backfit_sweeps;
     if (f & FPD_BATCH_SET_TOL) fit->backfit_tol = s->backfit_tol;
     if (f & FPD_BATCH_SET_RECALL) *recall_queries = s->recall_queries;
+    if (f & FPD_BATCH_SET_FREE_COORDS) fit->free_coords = s->free_coords;
     /* planner targets (fpd-batch resolves them to an explicit rank/terms/cores per
      * table before compressing, since max_error needs the table's data) */
     if (f & FPD_BATCH_SET_BUDGET) plan->budget_bytes = (size_t)s->budget;
@@ -474,6 +478,10 @@ void fpd_batch_settings_key(const struct fpd_batch_settings *s, char *buf, size_
              (unsigned long long)fp->seed, (long long)fp->backfit_sweeps, fp->backfit_tol,
              (long long)recall_queries, s->row_freq ? s->row_freq : "-", pp->budget_bytes, pp->min_ratio_target,
              pp->max_error);
+    if (fp->free_coords > 0) { /* appended only when set: the keys of earlier runs stay valid */
+        size_t l = strlen(buf);
+        if (l < len) snprintf(buf + l, len - l, " fc=%lld", (long long)fp->free_coords);
+    }
 }
 
 /* ------------------------------------------------------------ sections */

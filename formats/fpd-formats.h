@@ -705,7 +705,9 @@ FPD_API enum fpd_status fpd_ncf_write_train(const char *path, const struct fpd_n
  * dense), and the planner's targets (struct fpd_plan_params): budget (bytes, as
  * min_bytes: the largest candidate within it), ratio (> 1: the largest candidate at
  * least this many times smaller), max_error (> 0: the smallest candidate whose
- * predicted relative error, from the table's data, is at most this).
+ * predicted relative error, from the table's data, is at most this), free_coords
+ * (c >= 0: c free coordinates per row, format free/1, as fpd-compress --free-coords;
+ * fit.free_coords).
  */
 
 /* Which fields of struct fpd_batch_settings are set. */
@@ -716,6 +718,7 @@ enum {
     FPD_BATCH_SET_SWEEPS = 1u << 9, FPD_BATCH_SET_TOL = 1u << 10, FPD_BATCH_SET_DEVICE = 1u << 11,
     FPD_BATCH_SET_COMPRESS = 1u << 12, FPD_BATCH_SET_BUDGET = 1u << 13, FPD_BATCH_SET_RATIO = 1u << 14,
     FPD_BATCH_SET_MAX_ERROR = 1u << 15, FPD_BATCH_SET_RECALL = 1u << 16, FPD_BATCH_SET_ROW_FREQ = 1u << 17,
+    FPD_BATCH_SET_FREE_COORDS = 1u << 18,
 };
 
 enum fpd_batch_device { FPD_BATCH_DEVICE_AUTO = 0, FPD_BATCH_DEVICE_CPU, FPD_BATCH_DEVICE_CUDA, FPD_BATCH_DEVICE_COUNT };
@@ -741,6 +744,7 @@ struct fpd_batch_settings {
     double ratio, max_error;
     int64_t recall_queries;
     char *row_freq;      /* row-frequency file (path resolved); owned by the pipeline */
+    int64_t free_coords; /* free/1 coordinates per row of each FPD table (fit.free_coords) */
     struct fpd_batch_mark compress_mark; /* where compress was set (for reasons) */
 };
 
@@ -806,7 +810,7 @@ FPD_API void fpd_batch_settings_for(const struct fpd_batch_pipeline *p, const st
 
 /* Map the settings that are set onto plan (shapes, core dtype, min_ratio and the
  * planner's targets: budget, ratio, max_error), fit (epochs, batch_rows,
- * learning_rate, seed, backfit_sweeps, backfit_tol) and *recall_queries; fields not
+ * learning_rate, seed, backfit_sweeps, backfit_tol, free_coords) and *recall_queries; fields not
  * set are left as they are. row_freq (per table) and device (validated by the
  * parser; fpd-batch opens it and sets fit->backend) are not mapped. */
 FPD_API void fpd_batch_settings_apply(const struct fpd_batch_settings *s, struct fpd_plan_params *plan,

@@ -50,75 +50,61 @@ struct table_result {
     struct fpd_quant_baseline quant;
     double rowwise_error;
     char fit_name[64];  /* the metadata's "fit" ("tt-svd+als+adam", ...) */
-    /* output tensors */
+    char row_order[320]; /* what ordered the rows (fpd_compress_params.order_*); "" none */
+    /* output tensors: FPD's (ct: cores, row_perm, free/1's E and P) or the row-wise one */
     int32_t n_out;
-    struct fpd_tensor_info out[FPD_MAX_MODES + 1];  /* cores, then row_perm if any */
-    char *out_names[FPD_MAX_MODES + 1];
-    void *out_data[FPD_MAX_MODES + 1];
+    struct fpd_tensor_info out[FPD_MAX_MODES + 3];
+    struct fpd_checkpoint_tensors ct; /* FPD: owns the tensors out[] lists */
+    char *out_names[1];               /* row-wise: out[0]'s name and data */
+    void *out_data[1];
     char *meta_json;
 };
 
-/* r->out[0..k) = the cores of layer as tensors "NAME.fpd.coreM" in dtype dt
- * (F32/F16/BF16), r->n_out and r->bytes_after set. The layer's cores are replaced
- * by their rounded values, so what is measured next is what is stored. Returns
- * false when out of memory. */
-static bool core_tensors(struct table_result *r, const char *name, struct fpd_layer *layer, enum fpd_dtype dt) {
-    size_t es = fpd_dtype_size(dt);
-    r->bytes_after = 0;
-    r->n_out = r->shape.k;
-    for (int32_t m = 0; m < r->shape.k; m++) {
-        int64_t numel = fpd_layer_shape_core_numel(&r->shape, m);
-        size_t len = strlen(name) + 32;
-        r->out_names[m] = fpd_malloc(len);
-        r->out_data[m] = fpd_malloc((size_t)numel * es);
-        if (!r->out_names[m] || !r->out_data[m]) return false;
-        snprintf(r->out_names[m], len, "%s.fpd.core%d", name, (int)m);
-        fpd_dtype_from_f32(dt, fpd_layer_core_const(layer, m), r->out_data[m], numel);
-        fpd_dtype_to_f32(dt, r->out_data[m], fpd_layer_core(layer, m), numel);
-        struct fpd_tensor_info *o = &r->out[m];
-        o->name = r->out_names[m];
-        o->dtype = dt;
-        o->ndim = 5;
-        o->shape[0] = r->shape.terms;
-        o->shape[1] = r->shape.row_shape[m];
-        o->shape[2] = r->shape.ranks[m];
-        o->shape[3] = r->shape.col_shape[m];
-        o->shape[4] = r->shape.ranks[m + 1];
-        o->data = r->out_data[m];
-        o->nbytes = (size_t)numel * es;
-        r->bytes_after += o->nbytes;
+/* Round the layer's cores and free coordinates (free/1's E and P) to dt (F32, F16 or
+ * BF16) in place, so that what is measured next is what fpd_checkpoint_tensors_init
+ * stores. Returns false when out of memory. */
+static bool round_layer(struct fpd_layer *layer, enum fpd_dtype dt) {
+    if (dt == FPD_DTYPE_F32) return true;
+    const struct fpd_layer_shape *s = fpd_layer_get_shape(layer);
+    const int64_t c = fpd_layer_get_free_coords(layer);
+    float *part[FPD_MAX_MODES + 2];
+    int64_t numel[FPD_MAX_MODES + 2], n = 0, most = 1;
+    for (int32_t m = 0; m < s->k; m++, n++) {
+        part[n] = fpd_layer_core(layer, m);
+        numel[n] = fpd_layer_shape_core_numel(s, m);
     }
-    const int64_t *perm = fpd_layer_row_perm(layer);
-    if (perm) { /* T.fpd.row_perm: I32 when the padded row count allows, else I64 */
-        int64_t padded = 1;
-        for (int32_t m = 0; m < r->shape.k; m++) padded *= r->shape.row_shape[m];
-        bool i32 = padded <= INT32_MAX;
-        int32_t m = r->shape.k;
-        size_t len = strlen(name) + 32, pes = i32 ? 4 : 8;
-        r->out_names[m] = fpd_malloc(len);
-        r->out_data[m] = fpd_malloc((size_t)r->shape.rows * pes);
-        if (!r->out_names[m] || !r->out_data[m]) return false;
-        snprintf(r->out_names[m], len, "%s.fpd.row_perm", name);
-        for (int64_t i = 0; i < r->shape.rows; i++) {
-            if (i32) {
-                int32_t v = (int32_t)perm[i];
-                memcpy((char *)r->out_data[m] + 4 * i, &v, 4);
-            } else {
-                memcpy((char *)r->out_data[m] + 8 * i, &perm[i], 8);
-            }
-        }
-        struct fpd_tensor_info *o = &r->out[m];
-        memset(o, 0, sizeof *o);
-        o->name = r->out_names[m];
-        o->dtype = i32 ? FPD_DTYPE_I32 : FPD_DTYPE_I64;
-        o->ndim = 1;
-        o->shape[0] = r->shape.rows;
-        o->data = r->out_data[m];
-        o->nbytes = (size_t)r->shape.rows * pes;
-        r->bytes_after += o->nbytes;
-        r->n_out++;
+    if (c > 0) {
+        part[n] = fpd_layer_get_free_e(layer);
+        numel[n++] = s->rows * c;
+        part[n] = fpd_layer_get_free_p(layer);
+        numel[n++] = c * s->dim;
     }
+    for (int64_t q = 0; q < n; q++) most = numel[q] > most ? numel[q] : most;
+    void *tmp = fpd_malloc((size_t)most * fpd_dtype_size(dt));
+    if (!tmp) return false;
+    for (int64_t q = 0; q < n; q++) {
+        fpd_dtype_from_f32(dt, part[q], tmp, numel[q]);
+        fpd_dtype_to_f32(dt, tmp, part[q], numel[q]);
+    }
+    fpd_free(tmp);
     return true;
+}
+
+/* r->out[], r->n_out, r->bytes_after and r->meta_json: layer stored as FPD table
+ * `name` with meta (fpd_checkpoint_tensors_init; r->ct owns the tensors). */
+static enum fpd_status stored_tensors(struct table_result *r, const char *name, const struct fpd_layer *layer,
+                                      const struct fpd_table_meta *meta, struct fpd_error *err) {
+    enum fpd_status st = fpd_checkpoint_tensors_init(layer, name, meta, &r->ct, err);
+    if (st) return st;
+    r->n_out = (int32_t)r->ct.n;
+    r->bytes_after = 0;
+    for (int32_t m = 0; m < r->n_out; m++) {
+        r->out[m] = r->ct.tensors[m];
+        r->bytes_after += r->out[m].nbytes;
+    }
+    r->meta_json = r->ct.meta_value; /* taken over: free_result frees it */
+    r->ct.meta_value = NULL;
+    return FPD_STATUS_OK;
 }
 
 /* r->ttsvd_*: plain TT-SVD on the same modes at the largest uniform rank whose
@@ -152,11 +138,14 @@ static enum fpd_status ttsvd_baseline(struct table_result *r, const struct fpd_t
 }
 
 static void free_result(struct table_result *r) {
-    for (int32_t m = 0; m <= FPD_MAX_MODES; m++) {
-        fpd_free(r->out_names[m]);
-        fpd_free(r->out_data[m]);
-    }
+    fpd_free(r->out_names[0]);
+    fpd_free(r->out_data[0]);
+    fpd_checkpoint_tensors_free(&r->ct);
     fpd_free(r->meta_json);
+    r->out_names[0] = NULL;
+    r->out_data[0] = NULL;
+    r->meta_json = NULL;
+    r->n_out = 0;
 }
 
 /* bytes of the row_perm tensor among a table's outputs (0 without one) */
@@ -176,6 +165,51 @@ static json_t *json_dims(const int64_t *d, int32_t n) {
     json_t *a = json_array();
     for (int32_t i = 0; i < n; i++) json_array_append_new(a, json_integer(d[i]));
     return a;
+}
+
+/* *perm_out [rows] (fpd_malloc; the caller frees it): the ids of a table of `rows` rows,
+ * in column col (0 or 1) of the interactions file `path` (ids id_base-based), ordered
+ * by fpd_row_order_interactions for shape (16 dimensions, seed); desc gets "N
+ * interactions of PATH, column C". Errors name path: those of
+ * fpd_ncf_interactions_load, CONFIG (an id beyond the table's rows), NOMEM, those of
+ * fpd_row_order_interactions. */
+static enum fpd_status interaction_order(const char *path, int64_t id_base, int32_t col, int64_t rows,
+                                         const struct fpd_layer_shape *shape, uint64_t seed, int64_t **perm_out,
+                                         char *desc, size_t desc_len, struct fpd_error *err) {
+    struct fpd_ncf_interactions x;
+    struct fpd_error e = {0};
+    int64_t *perm = NULL;
+    enum fpd_status st, cst;
+    *perm_out = NULL;
+    if ((cst = fpd_ncf_interactions_load(path, id_base, &x, &e))) return fpd__err(err, cst, "%s", e.msg);
+    if ((col ? x.n_items : x.n_users) > rows) {
+        st = fpd__err(err, FPD_STATUS_CONFIG, "%s: ids up to %lld in column %d, but the table has %lld rows", path,
+                      (long long)((col ? x.n_items : x.n_users) - 1), (int)col + 1, (long long)rows);
+    } else if (!(perm = fpd_malloc((size_t)rows * sizeof(int64_t)))) {
+        st = fpd__err(err, FPD_STATUS_NOMEM, "out of memory for a row order of %lld ids", (long long)rows);
+    } else if ((cst = fpd_row_order_interactions(col ? x.items : x.users, col ? x.users : x.items, x.n, rows,
+                                                 col ? x.n_users : x.n_items, shape, 16, seed, perm, &e))) {
+        st = fpd__err(err, cst, "%s: %s", path, e.msg);
+    } else {
+        st = FPD_STATUS_OK;
+        snprintf(desc, desc_len, "%lld interactions of %s, column %d", (long long)x.n, path, (int)col + 1);
+        *perm_out = perm;
+        perm = NULL;
+    }
+    fpd_free(perm);
+    fpd_ncf_interactions_free(&x);
+    return st;
+}
+
+/* The last i of names[0..n) that is `name`, or whose entry is NULL (NULL names: every
+ * entry) when only one table is compressed; -1 when none. */
+static int64_t entry_for(const char *const *names, int64_t n, const char *name, bool only_one) {
+    int64_t found = -1;
+    for (int64_t q = 0; q < n; q++) {
+        const char *tn = names ? names[q] : NULL;
+        if (tn ? strcmp(tn, name) == 0 : only_one) found = q;
+    }
+    return found;
 }
 
 /* Number of tables this run compresses (planned), for a --row-freq without a name. */
@@ -302,6 +336,22 @@ static char *report_text(const json_t *report) {
     return out;
 }
 
+/* Add extension `name` ("NAME/VERSION") to the comma-separated list *ext (NULL:
+ * empty) unless it is there: *ext then points to a new string that *owned holds
+ * (the one it held before is freed). Returns false when out of memory. */
+static bool ext_add(const char **ext, char **owned, const char *name) {
+    size_t nl = strlen(name);
+    for (const char *p = *ext; p && (p = strstr(p, name)); p += nl)
+        if ((p == *ext || p[-1] == ',') && (p[nl] == '\0' || p[nl] == ',')) return true;
+    size_t l = (*ext ? strlen(*ext) + 1 : 0) + nl + 1;
+    char *s = fpd_malloc(l);
+    if (!s) return false;
+    snprintf(s, l, "%s%s%s", *ext ? *ext : "", *ext ? "," : "", name);
+    fpd_free(*owned);
+    *ext = *owned = s;
+    return true;
+}
+
 enum fpd_status fpd_compress_input(const struct fpd_input *in, const char *in_path, const char *out_path,
                                    const struct fpd_compress_params *opt, char **report_json, struct fpd_error *err) {
     FPD_ASSERT(in && in_path && out_path && opt && report_json);
@@ -319,24 +369,32 @@ enum fpd_status fpd_compress_input(const struct fpd_input *in, const char *in_pa
     *report_json = NULL;
 
     if ((unsigned)opt->encoding >= FPD_COMPRESS_ENCODING_COUNT || opt->n_tables < 0 || opt->n_row_freq < 0 ||
-        (opt->n_tables > 0 && !opt->tables) || (opt->n_row_freq > 0 && !opt->row_freq_files))
-        return fpd__err(err, FPD_STATUS_INVALID_ARG, "fpd_compress: encoding %d, %lld tables, %lld row-frequency files",
-                        (int)opt->encoding, (long long)opt->n_tables, (long long)opt->n_row_freq);
-    if (opt->fit.free_coords != 0) /* the writer below stores cores and row_perm only */
-        return fpd__err(err, FPD_STATUS_UNSUPPORTED,
-                        "fpd_compress: free coordinates (fit.free_coords = %lld) are not written by the compression "
-                        "pipeline yet; fit with fpd_fit and write with fpd_checkpoint_write_layer",
-                        (long long)opt->fit.free_coords);
+        (opt->n_tables > 0 && !opt->tables) || (opt->n_row_freq > 0 && !opt->row_freq_files) ||
+        opt->fit.free_coords < 0 || opt->fit.row_perm || opt->n_order < 0 || (opt->n_order > 0 && !opt->order_files))
+        return fpd__err(err, FPD_STATUS_INVALID_ARG,
+                        "fpd_compress: encoding %d, %lld tables, %lld row-frequency files, %lld free coordinates, "
+                        "fit.row_perm %s, %lld order files",
+                        (int)opt->encoding, (long long)opt->n_tables, (long long)opt->n_row_freq,
+                        (long long)opt->fit.free_coords, opt->fit.row_perm ? "set (per table: use order_files)" : "NULL",
+                        (long long)opt->n_order);
+    for (int64_t i = 0; i < opt->n_order; i++)
+        if (!opt->order_files[i] || (opt->order_columns && (unsigned)opt->order_columns[i] > 1))
+            return fpd__err(err, FPD_STATUS_INVALID_ARG, "fpd_compress: order_files[%lld] %s, column %d (0 or 1)",
+                            (long long)i, opt->order_files[i] ? opt->order_files[i] : "NULL",
+                            opt->order_columns ? (int)opt->order_columns[i] : 0);
     n = fpd_input_count(in);
     res = fpd_calloc((size_t)(n > 0 ? n : 1), sizeof *res);
     if (!res) goto oom;
 
-    for (int64_t i = 0; i < opt->n_tables; i++) {
-        bool found = false;
-        for (int64_t t = 0; t < n; t++) found |= strcmp(fpd_input_tensor(in, t)->name, opt->tables[i]) == 0;
+    for (int64_t i = 0; i < opt->n_tables + opt->n_order; i++) { /* --tables and the ordered tables exist */
+        const char *want = i < opt->n_tables ? opt->tables[i]
+                           : opt->order_tables  ? opt->order_tables[i - opt->n_tables]
+                                                : NULL;
+        bool found = !want;
+        for (int64_t t = 0; t < n && !found; t++) found = strcmp(fpd_input_tensor(in, t)->name, want) == 0;
         if (!found) {
-            st = fpd__err(err, FPD_STATUS_CONFIG, "%s: no tensor named '%s' (see fpd-inspect %s)", in_path,
-                          opt->tables[i], in_path);
+            st = fpd__err(err, FPD_STATUS_CONFIG, "%s: no tensor named '%s' (see fpd-inspect %s)", in_path, want,
+                          in_path);
             goto done;
         }
     }
@@ -425,15 +483,11 @@ enum fpd_status fpd_compress_input(const struct fpd_input *in, const char *in_pa
             /* row frequencies for this table, if given (checked whatever the encoding) */
             fpd_free(weights);
             weights = NULL;
-            for (int64_t q = 0; q < opt->n_row_freq; q++) {
-                const char *tn = opt->row_freq_tables ? opt->row_freq_tables[q] : NULL;
-                if (tn ? strcmp(tn, ti->name) != 0 : n_candidates_compressed(n, in, opt, &plan0) != 1) continue;
-                fpd_free(weights);
-                weights = NULL;
-                if (fpd_row_freq_load(opt->row_freq_files[q], ti->shape[0], &weights, &e)) {
-                    st = fpd__err(err, FPD_STATUS_CONFIG, "%s", e.msg);
-                    goto done;
-                }
+            const int64_t fi = entry_for(opt->row_freq_tables, opt->n_row_freq, ti->name,
+                                         opt->n_row_freq > 0 && n_candidates_compressed(n, in, opt, &plan0) == 1);
+            if (fi >= 0 && fpd_row_freq_load(opt->row_freq_files[fi], ti->shape[0], &weights, &e)) {
+                st = fpd__err(err, FPD_STATUS_CONFIG, "%s", e.msg);
+                goto done;
             }
             i_cand++;
             snprintf(label, sizeof label, "table %lld/%lld %s", (long long)i_cand, (long long)n_cand, ti->name);
@@ -503,7 +557,10 @@ enum fpd_status fpd_compress_input(const struct fpd_input *in, const char *in_pa
                     snprintf(fpd_part, sizeof fpd_part, "FPD: %s", r->plan.reason);
                 snprintf(r->why, sizeof r->why, "target %.4g; %s; int4 %.1fx %.4f; int8 %.1fx %.4f", target, fpd_part,
                          ratio4, r->quant.int4_rel_error, ratio8, r->quant.int8_rel_error);
-                if (r->plan.compress && r->plan.bytes_after < best_q) enc = FPD_COMPRESS_ENCODING_FPD;
+                /* FPD's size with the free coordinates it would get (c (N + D) values) */
+                size_t free_bytes = (size_t)(fp.free_coords * (ti->shape[0] + ti->shape[1])) *
+                                    fpd_dtype_size(plan0.core_dtype);
+                if (r->plan.compress && r->plan.bytes_after + free_bytes < best_q) enc = FPD_COMPRESS_ENCODING_FPD;
                 else if (ok4) enc = FPD_COMPRESS_ENCODING_INT4;
                 else if (ok8) enc = FPD_COMPRESS_ENCODING_INT8;
                 else {
@@ -535,10 +592,37 @@ enum fpd_status fpd_compress_input(const struct fpd_input *in, const char *in_pa
             continue;
         }
         /* fit */
+        if (fp.free_coords > ti->shape[1]) {
+            st = fpd__err(err, FPD_STATUS_CONFIG,
+                          "%s: tensor '%s' has dimension %lld; %lld free coordinates per row need at most that",
+                          in_path, ti->name, (long long)ti->shape[1], (long long)fp.free_coords);
+            goto done;
+        }
+        /* the row order from interactions (order_*), for the planned shape */
+        int64_t *order = NULL;
+        const int64_t oi = entry_for(opt->order_tables, opt->n_order, ti->name,
+                                     opt->n_order > 0 && n_candidates_compressed(n, in, opt, &plan0) == 1);
+        if (oi >= 0 && fp.cluster_rows) {
+            st = fpd__err(err, FPD_STATUS_INVALID_ARG,
+                          "%s: tensor '%s': fit.cluster_rows and the interactions of %s both order its rows; give one",
+                          in_path, ti->name, opt->order_files[oi]);
+            goto done;
+        }
+        if (oi >= 0 && (cst = interaction_order(opt->order_files[oi], opt->init_id_base,
+                                                opt->order_columns ? opt->order_columns[oi] : 0, ti->shape[0],
+                                                &r->plan.shape, fp.seed, &order, r->row_order, sizeof r->row_order,
+                                                &e))) {
+            st = fpd__err(err, cst == FPD_STATUS_NOMEM ? cst : FPD_STATUS_CONFIG, "%s: tensor '%s': %s", in_path,
+                          ti->name, e.msg);
+            goto done;
+        }
         struct fpd_layer *layer = NULL;
         r->weighted = weights != NULL;
         fp.row_weights = weights;
+        fp.row_perm = order;
         cst = fpd_fit(&view, &r->plan.shape, &fp, &layer, &r->fit, &e);
+        fp.row_perm = NULL;
+        fpd_free(order);
         if (cst == FPD_STATUS_CANCELLED || cancelled(opt)) {
             fpd_layer_free(layer);
             goto cancel;
@@ -548,24 +632,19 @@ enum fpd_status fpd_compress_input(const struct fpd_input *in, const char *in_pa
             goto done;
         }
         r->shape = *fpd_layer_get_shape(layer);
-        /* output tensors: cores in the requested dtype, metadata JSON */
-        if (!core_tensors(r, ti->name, layer, plan0.core_dtype)) {
+        /* measured as stored: cores (and free coordinates) rounded to the core dtype */
+        if (!round_layer(layer, plan0.core_dtype)) {
             fpd_layer_free(layer);
             goto oom;
         }
-        if ((cst = fpd_layer_quality(layer, &view, weights, opt->recall_queries, fp.seed, &r->stats, &e)) ||
-            (cst = ttsvd_baseline(r, &view, plan0.core_dtype, &e))) {
+        if ((cst = fpd_layer_quality(layer, &view, weights, opt->recall_queries, fp.seed, &r->stats, &e))) {
             fpd_layer_free(layer);
             st = fpd__err(err, cst, "%s: tensor '%s': %s", in_path, ti->name, e.msg);
             goto done;
         }
-        fpd_layer_free(layer);
         if (enc0 == FPD_COMPRESS_ENCODING_AUTO && !(r->stats.rel_error <= target)) {
             /* the fit missed the target its prediction met: the next encoding that meets it */
-            free_result(r);
-            memset(r->out_names, 0, sizeof r->out_names);
-            memset(r->out_data, 0, sizeof r->out_data);
-            r->meta_json = NULL;
+            fpd_layer_free(layer);
             double fitted = r->stats.rel_error;
             size_t n4 = strlen(r->why);
             snprintf(r->why + n4, sizeof r->why - n4, "; FPD fitted %.4f, above the target", fitted);
@@ -589,18 +668,21 @@ enum fpd_status fpd_compress_input(const struct fpd_input *in, const char *in_pa
             }
             goto check_out;
         }
+        /* output tensors (cores, row_perm, free/1's E and P in the core dtype) and metadata */
         struct fpd_table_meta meta;
         memset(&meta, 0, sizeof meta);
-        meta.shape = r->shape;
         meta.source_dtype = ti->dtype;
         meta.core_dtype = plan0.core_dtype;
-        snprintf(meta.fit, sizeof meta.fit, "%s%s%s%s", fp.cluster_rows ? "cluster+" : "",
+        snprintf(meta.fit, sizeof meta.fit, "%s%s%s%s%s", fp.cluster_rows ? "cluster+" : r->row_order[0] ? "order+" : "",
                  r->shape.terms > 1 ? "backfit" : "tt-svd", r->fit.als_sweeps ? "+als" : "",
-                 r->fit.finetune_kept ? "+adam" : "");
+                 r->fit.finetune_kept ? "+adam" : "", fp.free_coords > 0 ? "+free" : "");
         snprintf(r->fit_name, sizeof r->fit_name, "%s", meta.fit);
         meta.seed = fp.seed;
         meta.rel_error = r->stats.rel_error;
-        if ((cst = fpd_table_meta_to_json(&meta, &r->meta_json, &e))) {
+        cst = stored_tensors(r, ti->name, layer, &meta, &e);
+        fpd_layer_free(layer);
+        /* the TT-SVD baseline at the size of everything stored */
+        if (cst || (cst = ttsvd_baseline(r, &view, plan0.core_dtype, &e))) {
             st = fpd__err(err, cst, "%s: tensor '%s': %s", in_path, ti->name, e.msg);
             goto done;
         }
@@ -675,18 +757,21 @@ enum fpd_status fpd_compress_input(const struct fpd_input *in, const char *in_pa
         mkeys[k_meta] = key;
         mvals[k_meta++] = val;
     }
-    for (int64_t t = 0; t < n; t++) any_rowwise |= res[t].compress && res[t].enc != FPD_COMPRESS_ENCODING_FPD;
+    bool any_free = false;
+    for (int64_t t = 0; t < n; t++) {
+        any_rowwise |= res[t].compress && res[t].enc != FPD_COMPRESS_ENCODING_FPD;
+        any_free |= res[t].compress && res[t].ct.extension != NULL;
+    }
     mkeys[k_meta] = FPD_META_VERSION_KEY;
     mvals[k_meta++] = "1";
-    if (in_ext && any_rowwise && !strstr(in_ext, FPD_EXTENSION_ROWWISE)) {
-        size_t l = strlen(in_ext) + strlen(FPD_EXTENSION_ROWWISE) + 2;
-        if (!(ext_buf = fpd_malloc(l))) goto oom;
-        snprintf(ext_buf, l, "%s,%s", in_ext, FPD_EXTENSION_ROWWISE);
+    /* "fpd.extensions": the input's (its encoded tables pass through), plus those written */
+    const char *ext = in_ext;
+    if ((any_rowwise && !ext_add(&ext, &ext_buf, FPD_EXTENSION_ROWWISE)) ||
+        (any_free && !ext_add(&ext, &ext_buf, FPD_EXTENSION_FREE)))
+        goto oom;
+    if (ext) {
         mkeys[k_meta] = FPD_META_EXTENSIONS_KEY;
-        mvals[k_meta++] = ext_buf;
-    } else if (in_ext || any_rowwise) {
-        mkeys[k_meta] = FPD_META_EXTENSIONS_KEY;
-        mvals[k_meta++] = in_ext ? in_ext : FPD_EXTENSION_ROWWISE;
+        mvals[k_meta++] = ext;
     }
     for (int64_t t = 0; t < n; t++) {
         if (!res[t].compress) continue;
@@ -745,8 +830,19 @@ enum fpd_status fpd_compress_input(const struct fpd_input *in, const char *in_pa
             json_object_set_new(o, "col_shape", json_dims(r->shape.col_shape, r->shape.k));
             json_object_set_new(o, "ranks", json_dims(r->shape.ranks, r->shape.k + 1));
             json_object_set_new(o, "padding", json_integer(r->plan.padding));
-            json_object_set_new(o, "params", json_integer(fpd_layer_shape_params(&r->shape)));
+            /* parameters of everything stored as floats: cores, then free/1's E [N, c] and
+             * P [c, D] (fpd_layer_param_count), all in the core dtype */
+            const int64_t fc = r->ct.extension ? fp.free_coords : 0, free_params = fc * (r->shape.rows + r->shape.dim);
+            json_object_set_new(o, "params", json_integer(fpd_layer_shape_params(&r->shape) + free_params));
             json_object_set_new(o, "core_dtype", json_string(fpd_dtype_name(plan0.core_dtype)));
+            json_object_set_new(o, "free_coords", json_integer(fc));
+            if (fc > 0) {
+                json_object_set_new(o, "free_params", json_integer(free_params));
+                json_object_set_new(o, "free_bytes",
+                                    json_integer((json_int_t)((size_t)free_params * fpd_dtype_size(plan0.core_dtype))));
+                /* the fit's error of the cores alone (F32, before rounding to the core dtype) */
+                json_object_set_new(o, "rel_error_without_free", json_real(r->fit.rel_error_final));
+            }
         } else {
             json_object_set_new(o, "r", json_null());
             json_object_set_new(o, "p", json_null());
@@ -777,6 +873,7 @@ enum fpd_status fpd_compress_input(const struct fpd_input *in, const char *in_pa
             json_object_set_new(o, "rel_error_als", json_real(r->fit.rel_error_als));
             json_object_set_new(o, "als_sweeps", json_integer(r->fit.als_sweeps));
             json_object_set_new(o, "row_perm", json_boolean(fpd_layer_row_perm_bytes(&r->out[0], r->n_out) > 0));
+            json_object_set_new(o, "row_order", r->row_order[0] ? json_string(r->row_order) : json_null());
             struct fpd_quant_baseline qb = {qs->int8_rel_error, qs->int4_rel_error, qs->int8_bytes, qs->int4_bytes};
             json_t *bl = baselines_json(r->bytes_before, &qb);
             const struct { const char *name; size_t bytes; double err; } base[2] = {
@@ -878,34 +975,19 @@ enum fpd_status fpd_compress_write_init(const char *out_path, const char *name, 
     if ((cst = fpd_init(&r.plan.shape, ip, &layer, &e))) return fpd__err(err, cst, "%s", e.msg);
     char order_desc[320] = "";
     if (params->init_interactions) { /* row order from the interactions, stored as row_perm */
-        struct fpd_ncf_interactions x;
         int64_t *perm = NULL;
-        const int32_t col = params->init_column ? 1 : 0;
-        if ((cst = fpd_ncf_interactions_load(params->init_interactions, params->init_id_base, &x, &e))) {
+        if ((cst = interaction_order(params->init_interactions, params->init_id_base, params->init_column ? 1 : 0,
+                                     rows, fpd_layer_get_shape(layer), ip->seed, &perm, order_desc,
+                                     sizeof order_desc, &e)) ||
+            (cst = fpd_layer_set_row_perm(layer, perm, &e)))
             st = fpd__err(err, cst, "%s", e.msg);
-        } else if ((col ? x.n_items : x.n_users) > rows) {
-            st = fpd__err(err, FPD_STATUS_CONFIG, "%s: ids up to %lld in column %d, but the table has %lld rows",
-                          params->init_interactions, (long long)((col ? x.n_items : x.n_users) - 1), (int)col + 1,
-                          (long long)rows);
-        } else if (!(perm = fpd_malloc((size_t)rows * sizeof(int64_t)))) {
-            st = fpd__err(err, FPD_STATUS_NOMEM, "out of memory for a row order of %lld ids", (long long)rows);
-        } else if ((cst = fpd_row_order_interactions(col ? x.items : x.users, col ? x.users : x.items, x.n, rows,
-                                                     col ? x.n_users : x.n_items, fpd_layer_get_shape(layer), 16,
-                                                     ip->seed, perm, &e)) ||
-                   (cst = fpd_layer_set_row_perm(layer, perm, &e))) {
-            st = fpd__err(err, cst, "%s: %s", params->init_interactions, e.msg);
-        }
-        if (!st)
-            snprintf(order_desc, sizeof order_desc, "%lld interactions of %s, column %d", (long long)x.n,
-                     params->init_interactions, (int)col + 1);
         fpd_free(perm);
-        fpd_ncf_interactions_free(&x);
         if (st) goto done;
     }
     double secs = fpd__now() - t0;
     r.shape = *fpd_layer_get_shape(layer);
     r.bytes_before = (size_t)rows * (size_t)dim * 4;
-    if (!core_tensors(&r, name, layer, pp.core_dtype)) goto oom;
+    if (!round_layer(layer, pp.core_dtype)) goto oom;
     /* realized moments of what is stored (after rounding to the core dtype) */
     double sum = 0.0, sumsq = 0.0;
     if (!(buf = fpd_malloc((size_t)(1024 * dim) * sizeof(float)))) goto oom;
@@ -930,13 +1012,11 @@ enum fpd_status fpd_compress_write_init(const char *out_path, const char *name, 
              ip->scale);
     meta.seed = ip->seed;
     meta.rel_error = NAN; /* no source table */
-    if ((cst = fpd_table_meta_to_json(&meta, &r.meta_json, &e))) {
+    if ((cst = stored_tensors(&r, name, layer, &meta, &e))) {
         st = fpd__err(err, cst, "%s", e.msg);
         goto done;
     }
-    char key[320];
-    snprintf(key, sizeof key, "%s%s", FPD_META_TABLE_PREFIX, name);
-    const char *keys[2] = {FPD_META_VERSION_KEY, key}, *vals[2] = {"1", r.meta_json};
+    const char *keys[2] = {FPD_META_VERSION_KEY, r.ct.meta_key}, *vals[2] = {"1", r.meta_json};
     if ((cst = fpd_safetensors_write(out_path, r.out, r.n_out, keys, vals, 2,
                                      params->overwrite ? FPD_WRITE_OVERWRITE : 0, &e))) {
         st = fpd__err(err, cst, "%s", e.msg);

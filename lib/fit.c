@@ -606,9 +606,13 @@ enum fpd_status fpd_fit(const struct fpd_table_view *w, const struct fpd_layer_s
         return fpd__err(err, FPD_STATUS_INVALID_ARG, "free_coords = %lld is outside [0, dim = %lld]",
                         (long long)params->free_coords, (long long)shape->dim);
 
+    if (params->cluster_rows && params->row_perm)
+        return fpd__err(err, FPD_STATUS_INVALID_ARG,
+                        "cluster_rows and row_perm both order the rows; give one of them");
+
     double t0 = fpd__now();
     int64_t *perm = NULL, *inv = NULL;
-    if (params->cluster_rows && shape->k > 1) {
+    if ((params->cluster_rows || params->row_perm) && shape->k > 1) {
         int64_t padded = 1;
         for (int32_t m = 0; m < shape->k; m++) padded *= shape->row_shape[m];
         perm = fpd_malloc((size_t)w->rows * sizeof(int64_t));
@@ -616,7 +620,16 @@ enum fpd_status fpd_fit(const struct fpd_table_view *w, const struct fpd_layer_s
             st = fpd__err(err, FPD_STATUS_NOMEM, "out of memory for a row permutation");
             goto done;
         }
-        if ((st = fpd_row_perm_cluster(w, shape, params->seed, perm, err))) {
+        if (params->row_perm) { /* the caller's, checked before it indexes anything */
+            memcpy(perm, params->row_perm, (size_t)w->rows * sizeof(int64_t));
+            for (int64_t i = 0; i < w->rows; i++)
+                if (perm[i] < 0 || perm[i] >= padded) {
+                    st = fpd__err(err, FPD_STATUS_INVALID_ARG, "row_perm[%lld] = %lld is outside [0, %lld)",
+                                  (long long)i, (long long)perm[i], (long long)padded);
+                    fpd_free(perm);
+                    goto done;
+                }
+        } else if ((st = fpd_row_perm_cluster(w, shape, params->seed, perm, err))) {
             fpd_free(perm);
             goto done;
         }
@@ -626,6 +639,14 @@ enum fpd_status fpd_fit(const struct fpd_table_view *w, const struct fpd_layer_s
             st = fpd__err(err, FPD_STATUS_NOMEM, "out of memory for a row permutation");
             goto done;
         }
+        for (int64_t i = 0; i < w->rows && params->row_perm; i++)
+            if (inv[perm[i]] != i) {
+                st = fpd__err(err, FPD_STATUS_INVALID_ARG, "row_perm[%lld] = %lld appears twice",
+                              (long long)i, (long long)perm[i]);
+                fpd_free(perm);
+                fpd_free(inv);
+                goto done;
+            }
     }
     if (shape->terms == 1) st = ttsvd(w, shape, inv, params, &layer, err);
     else st = fit_backfit(w, shape, perm, inv, params, &layer, &rep.backfit_sweeps, err);

@@ -342,6 +342,13 @@ struct fpd_fit_params {
                                  coordinates E [N, c], P [c, D] from the residual's top c
                                  directions (c (N + D) parameters, format free/1);
                                  0: none (default)                                        */
+    const int64_t *row_perm;  /* [rows]: a row permutation chosen by the caller (original
+                                 row i at FPD row row_perm[i], distinct values in
+                                 [0, prod(row_shape)); e.g. fpd_row_order_interactions):
+                                 the fit uses it as cluster_rows uses its own and the
+                                 layer carries it (k = 1: ignored, as cluster_rows).
+                                 NULL: none (default). With cluster_rows: INVALID_ARG.
+                                 Borrowed.                                                */
 };
 /* Defaults as documented above. */
 FPD_API struct fpd_fit_params fpd_fit_default_params(void);
@@ -368,7 +375,8 @@ FPD_API enum fpd_status fpd_fit_ttsvd(const struct fpd_table_view *w, const stru
  * Hastie & Tibshirani's backfitting, as DESIGN.md section 3), which holds one F32
  * residual copy of the table. Then als_sweeps of fpd_als (all terms jointly), then
  * finetune_epochs of fpd_finetune, then (params->free_coords > 0)
- * fpd_fit_free_coords. Errors also: INVALID_ARG (free_coords < 0 or > dim). The returned
+ * fpd_fit_free_coords. Errors also: INVALID_ARG (free_coords < 0 or > dim; row_perm
+ * with cluster_rows, or with a value out of range or repeated, naming it). The returned
  * layer is the best one seen (finetuning never makes the result worse).
  * report (may be NULL) receives the error after each stage.
  * Errors: as fpd_fit_ttsvd and fpd_finetune. */
@@ -1230,8 +1238,15 @@ struct fpd_compress_params {
                               budget or ratio target forces FPD                         */
     struct fpd_fit_params fit; /* fit and finetune (fpd_fit_default_params()); its
                               progress and progress_user_data are replaced: use the
-                              fields below; free_coords must be 0 (UNSUPPORTED: the
-                              pipeline does not write free/1 yet)                       */
+                              fields below. free_coords c > 0: every FPD table gets c
+                              free coordinates (fpd_fit_free_coords; format free/1:
+                              T.fpd.free [N, c] and T.fpd.free_proj [c, D] in the core
+                              dtype, "free/1" in fpd.extensions); c above a table's
+                              dimension is a CONFIG error naming it. The planner's
+                              targets (budget, ratio, max_error) size the cores; the
+                              c (N + D) values come on top and are in the report's
+                              bytes_after, ratio and params. fit.row_perm must be NULL
+                              (INVALID_ARG; a table's order: order_files below)        */
     const char *const *tables; /* compress only these names [n_tables] (each must
                               exist and be a 2-D float table, compressed whatever its
                               size); NULL: every qualifying table. Borrowed            */
@@ -1257,8 +1272,22 @@ struct fpd_compress_params {
      * users; 1: the second, items); fpd_row_order_interactions (16 dimensions, the
      * init seed), stored as the table's row_perm. NULL: no order. */
     const char *init_interactions;
-    int64_t init_id_base;
+    int64_t init_id_base;     /* also the id base of order_files                          */
     int32_t init_column;
+    /* fpd_compress_checkpoint / fpd_compress_input: order a trained table's rows from
+     * implicit feedback before the fit, as init_interactions orders a new table's:
+     * table order_tables[i] (NULL array or entry: the only table compressed) from the
+     * interactions file order_files[i] (fpd_ncf_interactions_load, ids
+     * init_id_base-based), its ids in column order_columns[i] (0: the first, 1: the
+     * second; NULL array: 0); fpd_row_order_interactions (16 dimensions, fit.seed) on the
+     * planned shape, passed to fpd_fit as fit.row_perm and stored as the table's
+     * row_perm [n_order]. An ordered table must not also get fit.cluster_rows
+     * (INVALID_ARG). The report's FPD tables carry "row_order" (null, or what ordered
+     * them). Borrowed. */
+    const char *const *order_tables;
+    const char *const *order_files;
+    const int32_t *order_columns;
+    int64_t n_order;
 };
 /* Defaults: AUTO, max_error 0.1, plan NULL, fpd_fit_default_params(), every table,
  * no row frequencies, 200 recall queries, no overwrite, no callbacks. */
@@ -1272,8 +1301,9 @@ FPD_API struct fpd_compress_params fpd_compress_default_params(void);
  * CONFIG (the params do not fit the input: a table in params->tables missing or
  * not a 2-D float table, a .npy input that is not a table, a row-frequency file
  * that cannot be read or does not fit its table, a budget or ratio target that no
- * candidate meets), CANCELLED (params->progress or params->cancel), INVALID_ARG (a
- * bad params field), FORMAT (an input that already has a tensor an output needs),
+ * candidate meets, free coordinates above a table's dimension), CANCELLED
+ * (params->progress or params->cancel), INVALID_ARG (a bad params field, such as
+ * fit.free_coords < 0), FORMAT (an input that already has a tensor an output needs),
  * IO, and those of the readers, fpd_checkpoint_verify_table, fpd_plan_table,
  * fpd_fit, fpd_layer_quality, fpd_rowwise_quantize and fpd_safetensors_write
  * (IO: out_path exists without overwrite), NOMEM. */

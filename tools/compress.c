@@ -112,6 +112,10 @@ static struct fpd_compress_params params_of(const struct compress_options *opt) 
     cp.init_interactions = opt->init_interactions;
     cp.init_id_base = opt->init_id_base;
     cp.init_column = opt->init_column;
+    cp.order_tables = (const char *const *)opt->order_tables;
+    cp.order_files = (const char *const *)opt->order_files;
+    cp.order_columns = opt->order_columns;
+    cp.n_order = opt->n_order;
     return cp;
 }
 
@@ -257,6 +261,14 @@ void compress_print_report(const json_t *report, FILE *f) {
             if (json_is_true(json_object_get(t, "compressed")) && jnum(t, "rel_error_fit") != jnum(t, "rel_error"))
                 fprintf(f, ", first stage (%s) alone %.4f", jnum(t, "p") > 1 ? "backfit" : "tt-svd",
                         jnum(t, "rel_error_fit"));
+            if (json_is_string(json_object_get(t, "row_order")))
+                fprintf(f, "\n%24s row order: from the %s (stored as row_perm)", "", jstr(t, "row_order"));
+            if (jint(t, "free_coords") > 0)
+                fprintf(f, "\n%24s free coordinates c = %lld: E [%lld, %lld] + P [%lld, %lld] = %lld values, %s in %s "
+                        "(in 'after'); rel.err without them %.4f", "", jint(t, "free_coords"), jint(t, "rows"),
+                        jint(t, "free_coords"), jint(t, "free_coords"), jint(t, "dim"), jint(t, "free_params"),
+                        cli_bytes((size_t)jint(t, "free_bytes"), b1, sizeof b1), jstr(t, "core_dtype"),
+                        jnum(t, "rel_error_without_free"));
             const json_t *tt = json_object_get(bl, "tt_svd");
             if (tt)
                 fprintf(f, "\n%24s plain TT-SVD at the same size (r=%lld, %.1fx): rel.err %.4f", "", jint(tt, "r"),

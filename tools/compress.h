@@ -46,8 +46,14 @@ struct compress_options {
     int64_t recall_queries;       /* query rows of the recall@10 estimate (200)      */
     /* --init only: the row order from interactions (fpd_compress_params.init_*) */
     const char *init_interactions;
-    int64_t init_id_base;
+    int64_t init_id_base;         /* also the id base of order_files                  */
     int32_t init_column;
+    /* --order-from: table order_tables[i] (NULL: the only compressed table) ordered from
+     * the interactions order_files[i], ids in column order_columns[i] (0 or 1)
+     * (fpd_compress_params.order_*) */
+    const char **order_tables, **order_files;
+    const int32_t *order_columns;
+    int n_order;
 };
 struct compress_options compress_default_options(void);
 

@@ -244,6 +244,12 @@ static bool plan_unit(const struct fpd_batch_pipeline *p, struct unit *u, bool *
             snprintf(t->reason, sizeof t->reason, "%s", t->plan.reason);
             continue;
         }
+        if (co.fit.free_coords > t->dim) { /* a usage error before any work, as fpd-compress's */
+            cli_error("%s: tensor '%s' has dimension %lld; %lld free coordinates per row need at most that",
+                      u->in->path, t->name, (long long)t->dim, (long long)co.fit.free_coords);
+            plan_ok = false;
+            break;
+        }
         if (t->settings.set & (FPD_BATCH_SET_BUDGET | FPD_BATCH_SET_RATIO | FPD_BATCH_SET_MAX_ERROR)) {
             /* the chosen (r, p, k), so compress_checkpoint plans the same shape */
             const struct fpd_layer_shape *ps = &t->plan.shape;

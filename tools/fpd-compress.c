@@ -60,6 +60,19 @@ static void usage(FILE *f) {
             "      --queries Q       query rows of the recall@10 estimate (default 200; 0 = skip)\n"
             "      --cluster-rows    learn a row permutation (balanced hierarchical k-means) so similar rows\n"
             "                        share leading digits; stored as T.fpd.row_perm (4 bytes a row, counted)\n"
+            "      --free-coords C   give every FPD table C free coordinates per row (format free/1): row i is\n"
+            "                        FPD(i) + E[i] P with E [N, C], P [C, D] fitted to the residual's top C\n"
+            "                        directions, stored in the core dtype and counted in the sizes (C (N + D)\n"
+            "                        values); C must be at most each table's dimension (default 0)\n"
+            "      --order-from [T=]FILE  order table T's rows (T may be left out when one table is\n"
+            "                        compressed) from implicit feedback before the fit, as --init-order does\n"
+            "                        for a new table (one 'a b [...]' per line; ids that share interactions\n"
+            "                        share leading digits: fpd_row_order_interactions), stored as row_perm\n"
+            "                        (4 bytes a row, counted); not with --cluster-rows (repeatable)\n"
+            "      --order-column [T=]1|2  the column of T's ids in its --order-from file (default 1;\n"
+            "                        without T: every table's); --id-base B as for --init-order\n"
+            );
+    fprintf(f,
             "      --als S           ALS sweeps after TT-SVD (default 2; 0 = none)\n"
             "      --device D        where the engine work runs (finetuning, ALS's backward passes, task-aware\n"
             "                        finetuning): auto (default: CUDA when its backend loads and has a\n"
@@ -93,7 +106,32 @@ static void usage(FILE *f) {
             "Example: fpd-compress samples/glove-10k.safetensors -o glove.fpd.safetensors --rank 16\n");
 }
 
-/* Parse a positive integer option or exit 2. */
+/* "[T=]FILE" of a per-table file option (--row-freq, --order-from): a copy of arg in
+ * *copy (free it), split into *table (NULL without "T=": the only compressed table)
+ * and *file, which must exist (else exit 2). A whole arg that names a file is a file,
+ * even with '=' in it. */
+static void table_file_arg(const char *opt, const char *arg, char **copy, const char **table, const char **file) {
+    const char *eq = strchr(arg, '=');
+    *copy = strdup(arg);
+    if (!*copy) cli_usage_error("out of memory");
+    if (eq && !cli_exists(arg)) {
+        (*copy)[eq - arg] = '\0';
+        *table = *copy;
+        *file = *copy + (eq - arg) + 1;
+    } else {
+        *table = NULL;
+        *file = *copy;
+    }
+    if (!cli_exists(*file)) cli_usage_error("%s: %s: no such file", opt, *file);
+}
+
+/* A column option's value, 1 or 2 (else exit 2), as 0 or 1. */
+static int32_t column_arg(const char *opt, const char *arg) {
+    int64_t col = cli_parse_i64(opt, arg, 1);
+    if (col > 2) cli_usage_error("%s must be 1 or 2, got '%s'", opt, arg);
+    return (int32_t)(col - 1);
+}
+
 int main(int argc, char **argv) {
     cli_prog = "fpd-compress";
     setlocale(LC_NUMERIC, "C");
@@ -111,7 +149,14 @@ int main(int argc, char **argv) {
     const char *ncf_rating = NULL, *ncf_negative = NULL, *train_path = NULL;
     struct fpd_gmf_train_params tparams = fpd_ncf_finetune_default_params();
     const char *init_arg = NULL, *init_name = "weight", *init_order = NULL;
-    int64_t init_column = 1, init_id_base = 0;
+    int32_t init_column = 0;
+    int64_t init_id_base = 0;
+    bool id_base_given = false;
+    /* --order-from [T=]FILE and --order-column [T=]1|2 (T: the table; none: all) */
+    const char *ord_tables[64], *ord_files[64], *ocol_tables[64];
+    char *ord_copies[64], *ocol_copies[64];
+    int32_t ord_columns[64], ocol_values[64];
+    int n_ord = 0, n_ocol = 0;
     int64_t init_rows = 0, init_dim = 0;
     char *rf_copies[64];
     struct fpd_device device = {FPD_DEVICE_REQUEST_AUTO, 0};
@@ -119,7 +164,7 @@ int main(int argc, char **argv) {
     enum { OPT_MIN_ROWS = 256, OPT_MIN_RATIO, OPT_EPOCHS, OPT_CORE_DTYPE, OPT_SEED, OPT_JSON, OPT_PROGRESS,
            OPT_NO_PROGRESS, OPT_VERSION, OPT_ROW_FREQ, OPT_QUERIES, OPT_INIT, OPT_ROWS, OPT_INIT_ORDER, OPT_INIT_COLUMN, OPT_ID_BASE, OPT_CLUSTER, OPT_ALS, OPT_BUDGET, OPT_RATIO, OPT_MAX_ERROR, OPT_EVAL_NCF, OPT_TRAIN, OPT_TASK_EPOCHS,
            OPT_BALANCE, OPT_DISTILL, OPT_FIXED_PRED,
-           OPT_DIM, OPT_NAME, OPT_DEVICE, OPT_VERBOSE };
+           OPT_DIM, OPT_NAME, OPT_DEVICE, OPT_VERBOSE, OPT_FREE_COORDS, OPT_ORDER_FROM, OPT_ORDER_COLUMN };
     static const struct option opts[] = {
         {"output", required_argument, 0, 'o'},     {"rank", required_argument, 0, 'r'},
         {"encoding", required_argument, 0, 'e'},
@@ -141,7 +186,9 @@ int main(int argc, char **argv) {
         {"eval-ncf", required_argument, 0, OPT_EVAL_NCF}, {"train-interactions", required_argument, 0, OPT_TRAIN},
         {"task-epochs", required_argument, 0, OPT_TASK_EPOCHS}, {"balance-users", no_argument, 0, OPT_BALANCE},
         {"distill", required_argument, 0, OPT_DISTILL},  {"fixed-prediction", no_argument, 0, OPT_FIXED_PRED},
-        {"device", required_argument, 0, OPT_DEVICE},    {"verbose", no_argument, 0, OPT_VERBOSE}, {0, 0, 0, 0},
+        {"device", required_argument, 0, OPT_DEVICE},    {"verbose", no_argument, 0, OPT_VERBOSE},
+        {"free-coords", required_argument, 0, OPT_FREE_COORDS}, {"order-from", required_argument, 0, OPT_ORDER_FROM},
+        {"order-column", required_argument, 0, OPT_ORDER_COLUMN}, {0, 0, 0, 0},
     };
     opterr = 0;
     int c;
@@ -176,12 +223,32 @@ int main(int argc, char **argv) {
         case OPT_QUERIES: queries = cli_parse_i64("--queries", optarg, 0); break;
         case OPT_INIT: init_arg = optarg; break;
         case OPT_INIT_ORDER: init_order = optarg; break;
-        case OPT_INIT_COLUMN:
-            init_column = cli_parse_i64("--init-column", optarg, 1);
-            if (init_column > 2) cli_usage_error("--init-column must be 1 or 2, got '%s'", optarg);
+        case OPT_INIT_COLUMN: init_column = column_arg("--init-column", optarg); break;
+        case OPT_ID_BASE:
+            init_id_base = cli_parse_i64("--id-base", optarg, 0);
+            id_base_given = true;
             break;
-        case OPT_ID_BASE: init_id_base = cli_parse_i64("--id-base", optarg, 0); break;
+        case OPT_ORDER_FROM:
+            if (n_ord == 64) cli_usage_error("at most 64 --order-from options");
+            table_file_arg("--order-from", optarg, &ord_copies[n_ord], &ord_tables[n_ord], &ord_files[n_ord]);
+            n_ord++;
+            break;
+        case OPT_ORDER_COLUMN: {
+            if (n_ocol == 64) cli_usage_error("at most 64 --order-column options");
+            const char *eq = strchr(optarg, '=');
+            ocol_copies[n_ocol] = strdup(optarg);
+            if (!ocol_copies[n_ocol]) cli_usage_error("out of memory");
+            ocol_tables[n_ocol] = NULL;
+            if (eq) {
+                ocol_copies[n_ocol][eq - optarg] = '\0';
+                ocol_tables[n_ocol] = ocol_copies[n_ocol];
+            }
+            ocol_values[n_ocol] = column_arg("--order-column", eq ? eq + 1 : optarg);
+            n_ocol++;
+            break;
+        }
         case OPT_CLUSTER: fp.cluster_rows = true; break;
+        case OPT_FREE_COORDS: fp.free_coords = cli_parse_i64("--free-coords", optarg, 0); break;
         case OPT_EVAL_NCF:
             ncf_rating = optarg;
             if (optind >= argc || argv[optind][0] == '-')
@@ -212,23 +279,11 @@ int main(int argc, char **argv) {
             if (!*optarg) cli_usage_error("--name must not be empty");
             init_name = optarg;
             break;
-        case OPT_ROW_FREQ: {
+        case OPT_ROW_FREQ:
             if (n_rf == 64) cli_usage_error("at most 64 --row-freq options");
-            char *eq = strchr(optarg, '=');
-            rf_copies[n_rf] = strdup(optarg);
-            if (!rf_copies[n_rf]) cli_usage_error("out of memory");
-            if (eq && !cli_exists(optarg)) {
-                rf_copies[n_rf][eq - optarg] = '\0';
-                rf_tables[n_rf] = rf_copies[n_rf];
-                rf_files[n_rf] = rf_copies[n_rf] + (eq - optarg) + 1;
-            } else {
-                rf_tables[n_rf] = NULL;
-                rf_files[n_rf] = rf_copies[n_rf];
-            }
-            if (!cli_exists(rf_files[n_rf])) cli_usage_error("--row-freq: %s: no such file", rf_files[n_rf]);
+            table_file_arg("--row-freq", optarg, &rf_copies[n_rf], &rf_tables[n_rf], &rf_files[n_rf]);
             n_rf++;
             break;
-        }
         case OPT_DEVICE:
             if (!fpd_device_parse(optarg, &device))
                 cli_usage_error("--device must be auto, cpu, cuda or cuda:N, got '%s'", optarg);
@@ -255,6 +310,7 @@ int main(int argc, char **argv) {
         ip.scale = colon ? cli_parse_f64("--init", colon + 1, 0.0) : 0.0;
         if (!(ip.scale > 0.0)) cli_usage_error("--init needs a positive scale, as in normal:0.01 or uniform:0.05");
         if (optind < argc) cli_usage_error("--init takes no input checkpoint (got '%s')", argv[optind]);
+        if (n_ord || n_ocol) cli_usage_error("--order-from orders a trained table's rows; with --init use --init-order");
         if (!init_rows || !init_dim) cli_usage_error("--init needs --rows N and --dim D");
         if (!out_path) cli_usage_error("no output given (use -o OUT)");
         struct stat ist;
@@ -265,7 +321,7 @@ int main(int argc, char **argv) {
         io.force = force;
         io.init_interactions = init_order;
         io.init_id_base = init_id_base;
-        io.init_column = (int32_t)(init_column - 1);
+        io.init_column = init_column;
         json_t *rep = NULL;
         int irc = compress_init_checkpoint(out_path, init_name, init_rows, init_dim, &ip, &io, &rep);
         if (irc == CLI_EXIT_OK && json) {
@@ -278,7 +334,26 @@ int main(int argc, char **argv) {
         return irc;
     }
     if (init_rows || init_dim) cli_usage_error("--rows and --dim go with --init");
-    if (init_order) cli_usage_error("--init-order goes with --init");
+    if (init_order) cli_usage_error("--init-order goes with --init (a trained table: --order-from)");
+    if (n_ocol && !n_ord) cli_usage_error("--order-column goes with --order-from");
+    if (id_base_given && !n_ord) cli_usage_error("--id-base goes with --init-order or --order-from");
+    if (n_ord && fp.cluster_rows)
+        cli_usage_error("--order-from and --cluster-rows both order the rows (from the interactions, from the "
+                        "table's own rows); give one");
+    /* each --order-from's column: its table's --order-column, else one without a table, else 1 */
+    for (int i = 0; i < n_ord; i++) {
+        ord_columns[i] = 0;
+        for (int q = 0; q < n_ocol; q++)
+            if (!ocol_tables[q]) ord_columns[i] = ocol_values[q];
+        for (int q = 0; q < n_ocol; q++)
+            if (ocol_tables[q] && ord_tables[i] && strcmp(ocol_tables[q], ord_tables[i]) == 0)
+                ord_columns[i] = ocol_values[q];
+    }
+    for (int q = 0; q < n_ocol; q++) {
+        bool used = !ocol_tables[q];
+        for (int i = 0; i < n_ord; i++) used |= ord_tables[i] && strcmp(ocol_tables[q], ord_tables[i]) == 0;
+        if (!used) cli_usage_error("--order-column %s=...: no --order-from %s=FILE", ocol_tables[q], ocol_tables[q]);
+    }
     if (optind >= argc) cli_usage_error("no input checkpoint given");
     if (optind + 1 < argc) cli_usage_error("one input checkpoint expected, got '%s' too", argv[optind + 1]);
     const char *in_path = argv[optind];
@@ -333,6 +408,11 @@ int main(int argc, char **argv) {
     co.row_freq_tables = rf_tables;
     co.row_freq_files = rf_files;
     co.n_row_freq = n_rf;
+    co.order_tables = ord_tables;
+    co.order_files = ord_files;
+    co.order_columns = ord_columns;
+    co.n_order = n_ord;
+    co.init_id_base = init_id_base;
     char *tables_copy = NULL;
     if (tables_arg) {
         tables_copy = strdup(tables_arg);
@@ -419,5 +499,7 @@ int main(int argc, char **argv) {
     free(co.tables);
     free(tables_copy);
     for (int q = 0; q < n_rf; q++) free(rf_copies[q]);
+    for (int q = 0; q < n_ord; q++) free(ord_copies[q]);
+    for (int q = 0; q < n_ocol; q++) free(ocol_copies[q]);
     return rc;
 }

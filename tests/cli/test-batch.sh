@@ -281,6 +281,26 @@ expect_rc "targets: a budget no candidate meets: exit 2" 2
 expect_grep "targets: says which table" err.txt "word_embeddings.weight"
 expect_absent "targets: no work" tg/out
 
+# ---- free_coords: every FPD table of the pipeline gets c free coordinates (free/1) ----
+mkdir -p fc
+printf 'inputs:\n  - %s\noutput:\n  folder: out\ndefaults:\n  rank: 4\n  epochs: 0\n  recall_queries: 0\ntables:\n  - match: "word_*"\n    free_coords: 2\n' "$SAMPLE" >fc/p.yaml
+run "$B" fc/p.yaml --json
+expect_rc "free_coords: exit 0" 0
+py_check "free_coords: the settings and the table's report carry c = 2, its bytes counted" "
+import json; r = json.load(open('out.txt'))
+t = [t for c in r['checkpoints'] for t in c['tables'] if t['name'] == 'word_embeddings.weight'][0]
+assert t['settings']['free_coords'] == 2, t['settings']
+assert t['free_coords'] == 2 and t['free_params'] == 10000 * 2 + 2 * 100, t"
+run "$BUILD/fpd-inspect" fc/out/glove-10k.fpd.safetensors --verify
+expect_rc "free_coords: the output verifies" 0
+expect_grep "free_coords: the output has them" out.txt "free coordinates c = 2 \(E \[10000, 2\], P \[2, 100\]\)"
+printf 'inputs:\n  - %s\noutput:\n  folder: out\ndefaults:\n  free_coords: -1\n' "$SAMPLE" >bad/p.yaml
+bad_case "free_coords negative" 2 "bad/p.yaml:6:16: 'free_coords' must be"
+printf 'inputs:\n  - %s\noutput:\n  folder: out\ndefaults:\n  free_coords: 101\n' "$SAMPLE" >bad/p.yaml
+run "$B" bad/p.yaml
+expect_rc "free_coords above D: exit 2" 2
+expect_grep "free_coords above D: names the table" err.txt "tensor 'word_embeddings.weight' has dimension 100; 101 free coordinates"
+
 run "$B" --help
 expect_rc "help exits 0" 0
 expect_grep "help on stdout" out.txt "^Usage: fpd-batch \[options\] PIPELINE.yaml"

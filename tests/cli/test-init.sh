@@ -62,3 +62,71 @@ expect_grep "init-order: says which ids" err.txt "x.tsv: ids up to 39 in column 
 expect_absent "init-order: nothing written on failure" small.safetensors
 run "$C" "$ROOT/samples/glove-10k.safetensors" -o g.safetensors --init-order x.tsv
 expect_rc "--init-order without --init: exit 2" 2
+
+# --order-from: the same order for a trained table before the fit (fpd-compress IN): the
+# 40 users' rows (the group's vector plus noise, interleaved) in a table 'weight' [40, 8]
+python3 -c "
+import json, struct
+import numpy as np
+rng = np.random.default_rng(3)
+a, b = rng.standard_normal(8), rng.standard_normal(8)
+W = np.stack([(b if u % 2 else a) + 0.05 * rng.standard_normal(8) for u in range(40)]).astype('<f4')
+h = json.dumps({'weight': {'dtype': 'F32', 'shape': [40, 8], 'data_offsets': [0, W.nbytes]}}).encode()
+h += b' ' * (-len(h) % 8)
+open('trained.safetensors', 'wb').write(struct.pack('<Q', len(h)) + h + W.tobytes())"
+run "$C" trained.safetensors -o reordered.safetensors --tables weight --rank 2 --cores 2 --epochs 0 --order-from x.tsv --json
+expect_rc "order-from: exit 0" 0
+cp out.txt reordered.json
+py_check "order-from: the report names the order; the fit says so" "
+import json; t = json.load(open('reordered.json'))['tables'][0]
+assert t['row_order'] == '240 interactions of x.tsv, column 1' and t['row_perm'] is True, t
+assert t['fit'].startswith('order+') and t['row_shape'] == [8, 5], t"
+run "$BUILD/fpd-inspect" reordered.safetensors --verify
+expect_rc "order-from: the table verifies (row_perm a permutation)" 0
+py_check "order-from: each leading-digit block holds one group of users" "
+import json, struct, numpy as np
+b = open('reordered.safetensors', 'rb').read(); n = struct.unpack('<Q', b[:8])[0]; h = json.loads(b[8:8 + n])
+t = h['weight.fpd.row_perm']; o = t['data_offsets']
+p = np.frombuffer(b[8 + n + o[0]:8 + n + o[1]], dtype={'I32': np.int32, 'I64': np.int64}[t['dtype']])
+assert len(set(p.tolist())) == 40
+for blk in range(8):
+    users = [u for u in range(40) if p[u] // 5 == blk]
+    assert len({u % 2 for u in users}) <= 1, (blk, users)"
+run "$C" trained.safetensors -o rc2.safetensors --tables weight --rank 2 --cores 2 --epochs 0 --order-from weight=x.tsv --order-column weight=2 --json
+expect_rc "order-from T=FILE, --order-column T=2: exit 0" 0
+expect_grep "order-from column 2: the report names it" out.txt '"row_order": "240 interactions of x.tsv, column 2"'
+if /usr/bin/python3 -c 'import numpy' >/dev/null 2>&1; then
+    if FPD_LIBRARY="$BUILD/libfpd.so" PYTHONPATH="$ROOT/tools/python" /usr/bin/python3 -c "
+import fpd
+r = fpd.compress('trained.safetensors', 'py-order.safetensors', tables='weight', rank=2, k=2, epochs=0,
+                 order={'weight': ('x.tsv', 2)}, queries=0)
+assert r['tables'][0]['row_order'] == '240 interactions of x.tsv, column 2', r['tables'][0]
+try:
+    fpd.compress('trained.safetensors', 'py-bad.safetensors', tables='weight', order={'weight': ('x.tsv', 3)})
+    raise SystemExit('column 3 accepted')
+except ValueError:
+    pass
+" >py.txt 2>&1; then _report ok "order-from: Python fpd.compress(order={T: (FILE, 2)})"
+    else _report "not ok" "order-from: Python fpd.compress(order=...)" "$(tail -c 600 py.txt)"; fi
+else
+    skip "order-from: Python fpd.compress(order=...)" "/usr/bin/python3 with numpy not available"
+fi
+run "$C" trained.safetensors -o bad.safetensors --tables weight --order-from missing.tsv
+expect_rc "order-from: a missing file: exit 2" 2
+expect_grep "order-from: a missing file: named" err.txt "--order-from: missing.tsv: no such file"
+run "$C" trained.safetensors -o bad.safetensors --tables weight --order-from x.tsv --order-column 3
+expect_rc "order-from: column 3: exit 2" 2
+expect_grep "order-from: column 3: says so" err.txt "--order-column must be 1 or 2, got '3'"
+run "$C" trained.safetensors -o bad.safetensors --tables weight --order-from x.tsv --cluster-rows
+expect_rc "order-from with --cluster-rows: exit 2" 2
+expect_grep "order-from with --cluster-rows: says why" err.txt "--order-from and --cluster-rows both order the rows"
+run "$C" trained.safetensors -o bad.safetensors --tables weight --order-column 2
+expect_rc "order-column without order-from: exit 2" 2
+run "$C" trained.safetensors -o bad.safetensors --tables weight --order-from weight=x.tsv --order-column nope=2
+expect_rc "order-column for a table without order-from: exit 2" 2
+run "$C" trained.safetensors -o bad.safetensors --tables weight --order-from nope=x.tsv
+expect_rc "order-from for a tensor that is not there: exit 2" 2
+expect_grep "order-from for a tensor that is not there: named" err.txt "no tensor named 'nope'"
+run "$C" --init normal:0.01 --rows 40 --dim 8 -o bad.safetensors --order-from x.tsv
+expect_rc "order-from with --init: exit 2" 2
+expect_absent "order-from refusals: nothing written" bad.safetensors

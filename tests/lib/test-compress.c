@@ -393,3 +393,102 @@ Test(compress, encoding_names_round_trip) {
     cr_assert(false == fpd_compress_encoding_from_name("int2", &x) && x == FPD_COMPRESS_ENCODING_FPD);
     cr_assert_str_eq(fpd_compress_encoding_name(FPD_COMPRESS_ENCODING_COUNT), "?");
 }
+
+/* ------------------------------------------------- row order from interactions */
+
+/* Planted groups (the --init-order test, on the compress path): 40 users, even ones
+ * interacting with items 0-9 only and odd ones with items 10-19, in a table "emb"
+ * [40, 8] whose rows are the group's vector plus noise, interleaved. Ordered from
+ * the interactions (row shape 8 x 5 at k = 2), every block of 5 rows that share a
+ * leading digit holds users of one group, and the order is stored as row_perm. */
+static void write_groups(const char *in, const char *tsv, int64_t max_user) {
+    float emb[40 * 8];
+    uint64_t seed = 9;
+    for (int64_t u = 0; u < 40; u++)
+        for (int64_t j = 0; j < 8; j++)
+            emb[u * 8 + j] = (float)((u % 2 ? (j % 2 ? 1.0 : -1.0) : (j < 4 ? 1.0 : -0.5)) + 0.05 * test_rand_sym(&seed));
+    struct fpd_tensor_info t = {"emb", FPD_DTYPE_F32, 2, {40, 8}, emb, sizeof emb};
+    struct fpd_error err;
+    cr_assert(fpd_safetensors_write(in, &t, 1, NULL, NULL, 0, FPD_WRITE_OVERWRITE, &err) == 0, "%s", err.msg);
+    FILE *f = fopen(tsv, "w");
+    for (int64_t u = 0; u <= max_user; u++)
+        for (int64_t q = 0; q < 6; q++) /* 6 distinct items of the user's group */
+            fprintf(f, "%lld\t%lld\n", (long long)u, (long long)((u * 7 + q * 3) % 10 + (u % 2 ? 10 : 0)));
+    fclose(f);
+}
+
+Test(compress, order_from_interactions_groups_the_planted_users, .init = tmpdir_init, .fini = tmpdir_fini) {
+    char in[128], out[128], tsv[128], bad[128];
+    snprintf(in, sizeof in, "%s/groups.safetensors", g_dir);
+    snprintf(out, sizeof out, "%s/out.safetensors", g_dir);
+    snprintf(tsv, sizeof tsv, "%s/x.tsv", g_dir);
+    snprintf(bad, sizeof bad, "%s/beyond.tsv", g_dir);
+    write_groups(in, tsv, 39);
+    struct fpd_plan_params pp;
+    struct fpd_compress_params cp = fast_params(&pp);
+    cp.encoding = FPD_COMPRESS_ENCODING_FPD;
+    pp.rank = 2;
+    pp.k = 2;
+    pp.min_rows = 1;
+    pp.min_ratio = 0.0;
+    const char *files[1] = {tsv};
+    cp.order_files = files;
+    cp.n_order = 1;
+    char *text = NULL;
+    struct fpd_error err;
+    cr_assert(eq(int, fpd_compress_checkpoint(in, out, &cp, &text, &err), FPD_STATUS_OK), "%s", err.msg);
+    json_t *rep = parse(text);
+    const json_t *t = table_of(rep, "emb");
+    char want[256];
+    snprintf(want, sizeof want, "240 interactions of %s, column 1", tsv);
+    cr_assert_str_eq(json_string_value(json_object_get(t, "row_order")), want);
+    cr_assert_str_eq(json_string_value(json_object_get(t, "fit")), "order+tt-svd");
+    cr_assert(true == json_is_true(json_object_get(t, "row_perm")));
+    struct fpd_safetensors *st;
+    cr_assert(fpd_safetensors_open(out, &st, &err) == 0, "%s", err.msg);
+    cr_assert(eq(int, fpd_checkpoint_verify_table(st, "emb", true, &err), 0), "%s", err.msg);
+    struct fpd_layer *l;
+    cr_assert(fpd_checkpoint_load_layer(st, "emb", &l, &err) == 0, "%s", err.msg);
+    const struct fpd_layer_shape *s = fpd_layer_get_shape(l);
+    cr_assert(eq(i64, s->row_shape[0], 8));
+    cr_assert(eq(i64, s->row_shape[1], 5));
+    const int64_t *perm = fpd_layer_row_perm(l);
+    cr_assert(perm != NULL);
+    for (int64_t blk = 0; blk < 8; blk++) {
+        int parity = -1;
+        for (int64_t u = 0; u < 40; u++) {
+            if (perm[u] / 5 != blk) continue;
+            if (parity < 0) parity = (int)(u % 2);
+            cr_assert(eq(int, (int)(u % 2), parity), "block %lld mixes the groups (user %lld)", (long long)blk,
+                      (long long)u);
+        }
+    }
+    fpd_layer_free(l);
+    fpd_safetensors_free(st);
+    json_decref(rep);
+
+    /* refusals; nothing written */
+    unlink(out);
+    cp.fit.cluster_rows = true;
+    cr_assert(eq(int, fpd_compress_checkpoint(in, out, &cp, &text, &err), FPD_STATUS_INVALID_ARG));
+    cr_assert(strstr(err.msg, "both order its rows") != NULL, "%s", err.msg);
+    cp.fit.cluster_rows = false;
+    const int32_t col3[1] = {2};
+    cp.order_columns = col3;
+    cr_assert(eq(int, fpd_compress_checkpoint(in, out, &cp, &text, &err), FPD_STATUS_INVALID_ARG));
+    cp.order_columns = NULL;
+    const char *nope[1] = {"nope"};
+    cp.order_tables = nope;
+    cr_assert(eq(int, fpd_compress_checkpoint(in, out, &cp, &text, &err), FPD_STATUS_CONFIG));
+    cr_assert(strstr(err.msg, "no tensor named 'nope'") != NULL, "%s", err.msg);
+    cp.order_tables = NULL;
+    write_groups(in, bad, 49);
+    files[0] = bad;
+    cr_assert(eq(int, fpd_compress_checkpoint(in, out, &cp, &text, &err), FPD_STATUS_CONFIG));
+    cr_assert(strstr(err.msg, "ids up to 49 in column 1, but the table has 40 rows") != NULL, "%s", err.msg);
+    snprintf(bad, sizeof bad, "%s/missing.tsv", g_dir);
+    cr_assert(eq(int, fpd_compress_checkpoint(in, out, &cp, &text, &err), FPD_STATUS_CONFIG));
+    cr_assert(strstr(err.msg, "missing.tsv") != NULL, "%s", err.msg);
+    cr_assert(text == NULL);
+    cr_assert(access(out, F_OK) != 0, "an output was written");
+}

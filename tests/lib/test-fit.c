@@ -411,6 +411,29 @@ Test(fit_real, clustered_rows_lower_the_error) {
     cr_assert(eq(int, fpd_layer_error(l, &g.v, &es, &err), 0));
     cr_assert(le(dbl, fabs(es.rel_error - clustered.rel_error_final), 1e-6));
     fpd_layer_free(l);
+    /* a permutation given by the caller (fit.row_perm): carried as given, and the fit
+     * is the one cluster_rows makes with the same permutation (its seed, 1) */
+    fp.seed = 1;
+    struct fpd_fit_report given, seeded;
+    cr_assert(eq(int, fpd_fit(&g.v, &s, &fp, &l, &seeded, &err), 0), "%s", err.msg);
+    fpd_layer_free(l);
+    fp.cluster_rows = false;
+    fp.row_perm = perm;
+    cr_assert(eq(int, fpd_fit(&g.v, &s, &fp, &l, &given, &err), 0), "%s", err.msg);
+    cr_assert(eq(int, memcmp(fpd_layer_row_perm(l), perm, 20000 * sizeof(int64_t)), 0));
+    cr_assert(ieee_ulp_eq(dbl, given.rel_error_fit, seeded.rel_error_fit, 0));
+    fpd_layer_free(l);
+    fp.cluster_rows = true; /* both: refused */
+    cr_assert(eq(int, fpd_fit(&g.v, &s, &fp, &l, &given, &err), FPD_STATUS_INVALID_ARG));
+    fp.cluster_rows = false;
+    int64_t keep = perm[7];
+    perm[7] = 20300; /* out of [0, prod(row_shape)) */
+    cr_assert(eq(int, fpd_fit(&g.v, &s, &fp, &l, &given, &err), FPD_STATUS_INVALID_ARG));
+    cr_assert(strstr(err.msg, "row_perm[7] = 20300 is outside [0, 20300)") != NULL, "%s", err.msg);
+    perm[7] = perm[8]; /* repeated */
+    cr_assert(eq(int, fpd_fit(&g.v, &s, &fp, &l, &given, &err), FPD_STATUS_INVALID_ARG));
+    cr_assert(strstr(err.msg, "appears twice") != NULL, "%s", err.msg);
+    perm[7] = keep;
     free(perm);
     free(seen);
     fpd_npy_free(g.npy);

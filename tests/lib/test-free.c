@@ -9,7 +9,11 @@
 #include <criterion/criterion.h>
 #include <criterion/new/assert.h>
 
+#include "formats/fpd-formats.h"
+#include "heuristics/fpd-heuristics.h"
 #include "tests/test-util.h"
+
+#include <jansson.h>
 
 /* A k = 3 layer of 200 rows, D = 12, with a row permutation when perm, and c free
  * coordinates with random E and P. */
@@ -613,7 +617,7 @@ static void jacobi_eig(double *a, int n, double *w, double *v) {
                 }
             }
     }
-    int idx[64];
+    int *idx = malloc((size_t)n * sizeof(int));
     for (int i = 0; i < n; i++) idx[i] = i;
     for (int i = 0; i < n; i++) /* selection sort, descending */
         for (int j = i + 1; j < n; j++)
@@ -629,6 +633,7 @@ static void jacobi_eig(double *a, int n, double *w, double *v) {
     }
     memcpy(v, vv, (size_t)(n * n) * sizeof(double));
     free(vv);
+    free(idx);
 }
 
 Test(free, fit_takes_the_residuals_top_directions) {
@@ -713,4 +718,149 @@ Test(free, fit_takes_the_residuals_top_directions) {
         fpd_layer_free(l);
     }
     free(W);
+}
+
+/* fpd_compress_checkpoint with fit.free_coords = 2 on the GloVe sample (10,000 x 100,
+ * r = 8, no ALS or finetune, F32 cores): the file holds free/1 (tensors, shapes,
+ * metadata, extension) and verifies; its cores are those of the c = 0 run; its rows
+ * are the cores' rows (naive reference) plus E[i] P read from the file; its error is
+ * the closed form: the c = 0 residual R's squared norm minus exactly R's top two
+ * eigenvalues of R^T R (Jacobi reference); the report counts N c + c D values. */
+static json_t *compress_glove(const char *out, int64_t c, enum fpd_status want, struct fpd_error *err) {
+    struct fpd_plan_params pp = fpd_plan_default_params();
+    pp.rank = 8;
+    pp.min_ratio = 0.0;
+    struct fpd_compress_params cp = fpd_compress_default_params();
+    cp.plan = &pp;
+    cp.encoding = FPD_COMPRESS_ENCODING_FPD;
+    cp.fit.als_sweeps = 0;
+    cp.fit.finetune_epochs = 0;
+    cp.fit.free_coords = c;
+    cp.recall_queries = 0;
+    char *text = NULL;
+    cr_assert(eq(int, fpd_compress_checkpoint("samples/glove-10k.safetensors", out, &cp, &text, err), want), "%s",
+              err->msg);
+    if (want) return NULL;
+    json_error_t je;
+    json_t *rep = json_loads(text, 0, &je);
+    fpd_free(text);
+    cr_assert(rep != NULL, "%s", je.text);
+    return rep;
+}
+
+Test(free, compress_writes_free1_with_the_closed_form_error, .timeout = 120) {
+    char dir[] = "/tmp/fpd-free-XXXXXX", out0[64], out2[64], cmd[96];
+    cr_assert(mkdtemp(dir) != NULL);
+    snprintf(out0, sizeof out0, "%s/c0.safetensors", dir);
+    snprintf(out2, sizeof out2, "%s/c2.safetensors", dir);
+    const char *T = "word_embeddings.weight";
+    const int64_t N = 10000, D = 100, c = 2;
+    struct fpd_error err;
+    json_t *rep0 = compress_glove(out0, 0, FPD_STATUS_OK, &err), *rep2 = compress_glove(out2, c, FPD_STATUS_OK, &err);
+    const json_t *t0 = json_array_get(json_object_get(rep0, "tables"), 0);
+    const json_t *t2 = json_array_get(json_object_get(rep2, "tables"), 0);
+    struct fpd_safetensors *st0, *st2, *src;
+    cr_assert(eq(int, fpd_safetensors_open(out0, &st0, &err), 0), "%s", err.msg);
+    cr_assert(eq(int, fpd_safetensors_open(out2, &st2, &err), 0), "%s", err.msg);
+    cr_assert(eq(int, fpd_safetensors_open("samples/glove-10k.safetensors", &src, &err), 0), "%s", err.msg);
+    const float *W = fpd_safetensors_find(src, T)->data;
+
+    /* the file: free/1 tensors and metadata, verified as a reader checks them */
+    char name[96];
+    snprintf(name, sizeof name, "%s.fpd.free", T);
+    const struct fpd_tensor_info *te = fpd_safetensors_find(st2, name);
+    snprintf(name, sizeof name, "%s.fpd.free_proj", T);
+    const struct fpd_tensor_info *tp = fpd_safetensors_find(st2, name);
+    cr_assert(te && tp);
+    cr_assert(te->dtype == FPD_DTYPE_F32 && te->ndim == 2 && te->shape[0] == N && te->shape[1] == c);
+    cr_assert(tp->dtype == FPD_DTYPE_F32 && tp->ndim == 2 && tp->shape[0] == c && tp->shape[1] == D);
+    cr_assert(fpd_safetensors_find(st0, name) == NULL);
+    const char *ext = fpd_safetensors_metadata_get(st2, FPD_META_EXTENSIONS_KEY);
+    cr_assert(ext && strcmp(ext, FPD_EXTENSION_FREE) == 0, "fpd.extensions %s", ext ? ext : "(none)");
+    cr_assert(fpd_safetensors_metadata_get(st0, FPD_META_EXTENSIONS_KEY) == NULL);
+    struct fpd_table_meta meta;
+    cr_assert(eq(int, fpd_checkpoint_check_table(st2, T, &meta, &err), 0), "%s", err.msg);
+    cr_assert(eq(i64, meta.free_coords, c));
+    cr_assert(eq(int, fpd_checkpoint_verify_table(st2, T, true, &err), 0), "%s", err.msg);
+
+    /* the same cores as without free coordinates; rows = cores' rows + E[i] P */
+    struct fpd_layer *l0, *l2;
+    cr_assert(eq(int, fpd_checkpoint_load_layer(st0, T, &l0, &err), 0), "%s", err.msg);
+    cr_assert(eq(int, fpd_checkpoint_load_layer(st2, T, &l2, &err), 0), "%s", err.msg);
+    const struct fpd_layer_shape *s = fpd_layer_get_shape(l0);
+    for (int32_t m = 0; m < s->k; m++)
+        cr_assert(eq(int, memcmp(fpd_layer_core_const(l0, m), fpd_layer_core_const(l2, m),
+                                 (size_t)fpd_layer_shape_core_numel(s, m) * sizeof(float)), 0), "core %d", (int)m);
+    const float *E = te->data, *P = tp->data;
+    double *core_rows = malloc((size_t)(N * D) * sizeof(double)), *want = malloc((size_t)(N * D) * sizeof(double));
+    float *rec = malloc((size_t)(N * D) * sizeof(float));
+    for (int64_t i = 0; i < N; i++) {
+        test_naive_row(l0, i, core_rows + i * D);
+        for (int64_t j = 0; j < D; j++) {
+            double ep = 0.0;
+            for (int64_t q = 0; q < c; q++) ep += (double)E[i * c + q] * P[q * D + j];
+            want[i * D + j] = core_rows[i * D + j] + ep;
+        }
+    }
+    cr_assert(eq(int, fpd_layer_reconstruct(l2, 0, N, rec, &err), 0), "%s", err.msg);
+    double rd = test_rel_diff(rec, want, N * D);
+    cr_assert(le(dbl, rd, 1e-6), "reconstruction vs cores + E P: %g", rd);
+
+    /* the closed form: ||R||^2 minus R's top c eigenvalues of R^T R (R: the c = 0 residual) */
+    double *G = calloc((size_t)(D * D), sizeof(double)), *V = malloc((size_t)(D * D) * sizeof(double)), ev[100];
+    double rr = 0.0, ww = 0.0;
+    for (int64_t i = 0; i < N; i++) {
+        double r[100];
+        for (int64_t j = 0; j < D; j++) {
+            r[j] = (double)W[i * D + j] - core_rows[i * D + j];
+            rr += r[j] * r[j];
+            ww += (double)W[i * D + j] * W[i * D + j];
+        }
+        for (int64_t a = 0; a < D; a++)
+            for (int64_t b = 0; b < D; b++) G[a * D + b] += r[a] * r[b];
+    }
+    jacobi_eig(G, (int)D, ev, V);
+    const double closed = sqrt((rr - ev[0] - ev[1]) / ww), rel0 = sqrt(rr / ww);
+    const double got2 = json_real_value(json_object_get(t2, "rel_error"));
+    const double got0 = json_real_value(json_object_get(t0, "rel_error"));
+    cr_assert(le(dbl, fabs(got0 - rel0), 1e-5 * rel0), "c = 0: report %.8f, definition %.8f", got0, rel0);
+    cr_assert(le(dbl, fabs(got2 - closed), 1e-5 * closed), "c = 2: report %.8f, closed form %.8f", got2, closed);
+    cr_assert(lt(dbl, got2, got0));
+    cr_assert(le(dbl, fabs(json_real_value(json_object_get(t2, "rel_error_without_free")) - rel0), 1e-5 * rel0));
+
+    /* the report counts E and P: N c + c D values of 4 bytes, in bytes_after and params */
+    cr_assert(eq(i64, json_integer_value(json_object_get(t2, "free_coords")), c));
+    cr_assert(eq(i64, json_integer_value(json_object_get(t0, "free_coords")), 0));
+    cr_assert(eq(i64, json_integer_value(json_object_get(t2, "free_params")), N * c + c * D));
+    cr_assert(eq(i64, json_integer_value(json_object_get(t2, "bytes_after")),
+                 json_integer_value(json_object_get(t0, "bytes_after")) + (N * c + c * D) * 4));
+    cr_assert(eq(i64, json_integer_value(json_object_get(t2, "params")), fpd_layer_param_count(l2)));
+    cr_assert(eq(sz, (size_t)json_integer_value(json_object_get(t2, "bytes_after")),
+                 te->nbytes + tp->nbytes + (size_t)json_integer_value(json_object_get(t0, "bytes_after"))));
+    cr_assert(ieee_ulp_eq(dbl, json_real_value(json_object_get(t2, "ratio")),
+                          (double)(N * D * 4) / (double)json_integer_value(json_object_get(t2, "bytes_after")), 4));
+
+    /* c above the dimension: CONFIG naming the table, nothing written; c < 0: INVALID_ARG */
+    char out3[64];
+    snprintf(out3, sizeof out3, "%s/c101.safetensors", dir);
+    compress_glove(out3, D + 1, FPD_STATUS_CONFIG, &err);
+    cr_assert(strstr(err.msg, "tensor 'word_embeddings.weight' has dimension 100; 101 free coordinates") != NULL,
+              "%s", err.msg);
+    cr_assert(access(out3, F_OK) != 0);
+    compress_glove(out3, -1, FPD_STATUS_INVALID_ARG, &err);
+
+    free(G);
+    free(V);
+    free(rec);
+    free(want);
+    free(core_rows);
+    fpd_layer_free(l0);
+    fpd_layer_free(l2);
+    fpd_safetensors_free(st0);
+    fpd_safetensors_free(st2);
+    fpd_safetensors_free(src);
+    json_decref(rep0);
+    json_decref(rep2);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    cr_assert(eq(int, system(cmd), 0));
 }

@@ -914,7 +914,8 @@ def save(path, tables=None, tensors=None, metadata=None, references=None, core_d
 
 def compress(in_path, out_path, encoding="auto", max_error=None, rank=None, terms=None, k=None, budget=None,
              ratio=None, core_dtype=None, min_rows=None, min_ratio=None, tables=None, row_freq=None, epochs=None,
-             als_sweeps=None, seed=0, cluster_rows=False, queries=200, overwrite=False, progress=None):
+             als_sweeps=None, seed=0, cluster_rows=False, queries=200, overwrite=False, progress=None,
+             free_coords=0, order=None, id_base=0):
     """Compress the checkpoint at in_path (safetensors, or one .npy table) into
     out_path (FPD v1 safetensors, written atomically) with libfpd's pipeline
     (fpd_compress_checkpoint), as fpd-compress does with the same options, and return
@@ -929,7 +930,11 @@ def compress(in_path, out_path, encoding="auto", max_error=None, rank=None, term
       "auto" without rank/terms/budget/ratio, as fpd-compress; else F32). tables: the
       names to compress (each must be a 2-D float tensor). row_freq: a path (the only
       compressed table) or {table: path} of access counts (fpd_row_freq_load).
-      epochs, als_sweeps, seed, cluster_rows: the fit (fpd_fit_params). queries:
+      epochs, als_sweeps, seed, cluster_rows, free_coords (c free coordinates per row
+      of every FPD table, format free/1): the fit (fpd_fit_params). order: the rows of
+      trained tables ordered from implicit feedback before the fit (as fpd-compress
+      --order-from): a path (the only compressed table, ids in column 1) or {table:
+      path or (path, column)} with column 1 or 2; id_base: the files' first id. queries:
       recall@10 query rows. progress(stage, done, total): called during fits;
       return False to cancel (FPDError CANCELLED, nothing written).
 
@@ -958,7 +963,7 @@ def compress(in_path, out_path, encoding="auto", max_error=None, rank=None, term
         cp.fit.finetune_epochs = int(epochs)
     if als_sweeps is not None:
         cp.fit.als_sweeps = int(als_sweeps)
-    cp.fit.seed, cp.fit.cluster_rows = int(seed), bool(cluster_rows)
+    cp.fit.seed, cp.fit.cluster_rows, cp.fit.free_coords = int(seed), bool(cluster_rows), int(free_coords)
     cp.recall_queries = int(queries)
     cp.overwrite = bool(overwrite)
     keep = []
@@ -975,6 +980,20 @@ def compress(in_path, out_path, encoding="auto", max_error=None, rank=None, term
         cp.row_freq_tables = ctypes.cast(rt, ctypes.POINTER(ctypes.c_char_p))
         cp.row_freq_files = ctypes.cast(rf, ctypes.POINTER(ctypes.c_char_p))
         cp.n_row_freq = len(pairs)
+    if order is not None:
+        items = [(None, order)] if isinstance(order, (str, bytes, os.PathLike)) else list(order.items())
+        spec = [(t, v if isinstance(v, tuple) else (v, 1)) for t, v in items]
+        for t, (_, col) in spec:
+            if col not in (1, 2):
+                raise ValueError(f"order: the column of {t or 'the table'} must be 1 or 2, got {col!r}")
+        ot = (ctypes.c_char_p * len(spec))(*[None if t is None else str(t).encode() for t, _ in spec])
+        of = (ctypes.c_char_p * len(spec))(*[os.fsencode(f) for _, (f, _) in spec])
+        oc = (ctypes.c_int32 * len(spec))(*[col - 1 for _, (_, col) in spec])
+        keep += [ot, of, oc]
+        cp.order_tables = ctypes.cast(ot, ctypes.POINTER(ctypes.c_char_p))
+        cp.order_files = ctypes.cast(of, ctypes.POINTER(ctypes.c_char_p))
+        cp.order_columns = ctypes.cast(oc, ctypes.POINTER(ctypes.c_int32))
+        cp.n_order, cp.init_id_base = len(spec), int(id_base)
     if progress is not None:
         def _progress(stage, done, total, ud):
             r = progress(stage.decode("utf-8", "replace"), done, total)

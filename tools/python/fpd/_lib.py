@@ -58,7 +58,7 @@ class FitParams(Structure):
                 ("learning_rate", c_double), ("seed", c_uint64), ("cluster_rows", c_bool),
                 ("row_weights", POINTER(c_double)), ("progress", c_void_p), ("progress_user_data", c_void_p),
                 ("backend", c_void_p),
-                ("free_coords", c_int64)]
+                ("free_coords", c_int64), ("row_perm", POINTER(c_int64))]
 
 
 class FitReport(Structure):
@@ -139,7 +139,8 @@ class CompressParams(Structure):
                 ("row_freq_files", POINTER(c_char_p)), ("n_row_freq", c_int64), ("recall_queries", c_int64),
                 ("overwrite", c_bool), ("progress", c_void_p), ("progress_user_data", c_void_p),
                 ("cancel", c_void_p), ("cancel_user_data", c_void_p), ("init_interactions", c_char_p),
-                ("init_id_base", c_int64), ("init_column", c_int32)]
+                ("init_id_base", c_int64), ("init_column", c_int32), ("order_tables", POINTER(c_char_p)),
+                ("order_files", POINTER(c_char_p)), ("order_columns", POINTER(c_int32)), ("n_order", c_int64)]
 
 
 class NcfMetrics(Structure):
