@@ -122,7 +122,13 @@ struct fpd_plan_params {
                                   relative error is at most this (needs table)   */
     const struct fpd_table_view *table; /* the table's data (borrowed), for
                                   predicted errors; NULL: sizes only             */
+    int64_t free_coords;       /* c, free coordinates per row (format free/1; the
+                                  rule for c is above): 0: none (default);
+                                  C in 1..dim: every candidate carries C;
+                                  FPD_FREE_COORDS_AUTO: the rule lists c > 0 too */
 };
+/* fpd_plan_params.free_coords: choose c by the rule (see "FREE COORDINATES"). */
+#define FPD_FREE_COORDS_AUTO INT64_C(-1)
 FPD_API struct fpd_plan_params fpd_plan_default_params(void);
 
 /* The plan for one table. */
@@ -131,12 +137,15 @@ struct fpd_plan {
     char reason[256];              /* "fewer than 1000 rows", "ratio 1.6 < 2" ... */
     struct fpd_layer_shape shape;  /* valid when compress (also filled otherwise  */
                                    /* when a shape could be formed)               */
-    int64_t params;                /* parameters of the cores                     */
+    int64_t params;                /* parameters: the cores' plus free_coords     */
+                                   /* (rows + dim)                                */
     int64_t padding;               /* prod(row_shape) - rows                      */
     size_t bytes_before;           /* rows * dim * dtype size                     */
     size_t bytes_after;            /* params * core dtype size                    */
     double ratio;                  /* bytes_before / bytes_after                  */
     double predicted_error;        /* predicted relative error (NAN: no table)    */
+    int64_t free_coords;           /* c of the pick (0: none); params and bytes   */
+                                   /* include its c (rows + dim) values           */
 };
 
 /* Plan the compression of a table [rows, dim] of dtype: the selected candidate of
@@ -155,9 +164,10 @@ FPD_API enum fpd_status fpd_plan_table(int64_t rows, int64_t dim, enum fpd_dtype
 struct fpd_candidate {
     struct fpd_layer_shape shape;  /* k, row/col shapes, terms = p, capped ranks  */
     int64_t r;                     /* nominal rank (ranks[m] = min(r, bound_m))   */
-    int64_t params;                /* parameters of the cores                     */
+    int64_t params;                /* parameters: the cores' plus c (rows + dim)  */
     int64_t padding;               /* prod(row_shape) - rows                      */
-    size_t bytes;                  /* params * core dtype size: the cores' bytes  */
+    size_t bytes;                  /* params * core dtype size (free/1 stores E   */
+                                   /* and P in the cores' dtype)                  */
     double ratio;                  /* bytes_before / bytes                        */
     double score;                  /* prior score, lower is better (see above)    */
     double predicted_error;        /* relative Frobenius error after the fit;     */
@@ -165,6 +175,7 @@ struct fpd_candidate {
     bool dominated;                /* another candidate is no larger and no less  */
                                    /* accurate (only with predicted errors)       */
     bool eligible;                 /* meets budget, ratio and max_error targets   */
+    int64_t free_coords;           /* c free coordinates per row (0: none)        */
 };
 
 /* The ranked candidates for one table. */
