@@ -48,6 +48,11 @@
  * (iid rows, and the same rows sorted by their first principal component), the
  * sampled prediction (s = 4) was within 0.2% of fpd-compress's fits at (20,1),
  * (10,2), (40,1) (k = 3) and (10,1) (k = 4).
+ *
+ * c > 0 free coordinates (free_profile): the fit's own first stage and free
+ * coordinates on the same rows (whole table or the two samples), one TT-SVD per
+ * rank, then combined and extrapolated as for c = 0 (fpd-heuristics.h, "FREE
+ * COORDINATES", says what it predicts and its bias).
  */
 #include "heuristics/heuristics-impl.h"
 #include "lib/fpd-impl.h"

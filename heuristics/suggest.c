@@ -1,8 +1,8 @@
 /*
  * suggest.c - the (r, p) heuristic: candidate configurations of an FPD layer for
- * a table [N, D], their prior ranking, predicted errors (predict.c), and the pick
- * under a size, ratio or error target (fpd_suggest, fpd_suggestion_free,
- * fpd_factor_cols_outside_in). The formula and its reasoning are in the header
+ * a table [N, D] (with c free coordinates per row when asked), their prior ranking,
+ * predicted errors (predict.c), and the pick under a size, ratio or error target
+ * (fpd_suggest, fpd_suggestion_free, fpd_factor_cols_outside_in). The formula and its reasoning are in the header
  * comment of fpd-heuristics.h; the constants below are the ones it names.
  */
 #include "heuristics/heuristics-impl.h"
@@ -422,7 +422,8 @@ enum fpd_status fpd__suggest_ex(int64_t rows, int64_t dim, enum fpd_dtype dtype,
         }
         if (best)
             snprintf(sg->reason, sizeof sg->reason,
-                     "no candidate is predicted to reach rel. error %g (lowest: %.4f at r=%lld, p=%lld, k=%d, c=%lld)",
+                     "no candidate is predicted to reach rel. error %g "
+                     "(lowest: %.4f at r=%lld, p=%lld, k=%d, c=%lld)",
                      pp.max_error, best->predicted_error, (long long)best->r, (long long)best->shape.terms,
                      (int)best->shape.k, (long long)best->free_coords);
         else

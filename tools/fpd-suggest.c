@@ -30,11 +30,11 @@ static void usage(FILE *f) {
             "table with at least\n"
             "--min-rows rows (or those named by --tables), each with errors predicted from its data.\n"
             "\n"
-            "Per candidate: rank, r, p (terms), k (cores), c (free coordinates), row and column shapes,\n"
-            "padding rows,\n"
-            "parameters, bytes of the cores, ratio dense / FPD, predicted relative error. '*' marks\n"
-            "the pick: the top-ranked, or the one the targets below select (fpd-compress takes the\n"
-            "same one under the same options).\n"
+            "Per candidate: rank, r, p (terms), k (cores), c (free coordinates per row, with\n"
+            "--free-coords), row and column shapes, padding rows, parameters, bytes, ratio dense / FPD,\n"
+            "predicted relative error. '*' marks the pick: the top-ranked, or the one the targets below\n"
+            "select (fpd-compress takes the same one under the same options; a pick with c > 0 is\n"
+            "printed as fpd-compress options).\n"
             "\n"
             "Options:\n"
             "  -n, --rows N          rows of the table (without CHECKPOINT; 4e7 is accepted)\n"
@@ -59,8 +59,10 @@ static void usage(FILE *f) {
             "  -k, --cores K         only K cores (default: 3 and 4, the default by N first)\n"
             "      --free-coords auto|0|C  free coordinates per row (format free/1: row i = FPD(i) + E[i] P,\n"
             "                        c (N + D) more values): 0 none (default); C every candidate carries C;\n"
-            "                        auto lists c in 1, 2, 4, 8 (c <= D/8) under --budget, --ratio or\n"
-            "                        --max-error and takes one when predicted clearly more accurate\n"
+            "                        auto lists c in 1, 2, 4, 8 (c <= D/8, p = 1) under --budget, --ratio,\n"
+            "                        --total-budget or --max-error, and takes the most accurate one\n"
+            "                        within the target when predicted 1%% below the c = 0 pick (needs\n"
+            "                        CHECKPOINT's data; see README)\n"
             "      --core-dtype T    F32 (default), F16 or BF16 for the cores' bytes\n"
             "      --min-rows N      tables with fewer rows are skipped (default 1000; 0 with --rows)\n"
             "      --min-ratio X     fpd-compress keeps tables dense below this ratio (default 2)\n"
@@ -297,8 +299,8 @@ static void table_text(const char *name, const struct fpd_suggestion *sg, const 
             const struct fpd_candidate *d = &sg->candidates[dom];
             char ds[32] = "";
             if (d->free_coords > 0) snprintf(ds, sizeof ds, " c=%lld", (long long)d->free_coords);
-            printf("  the pick is dominated by #%lld, r=%lld p=%lld k=%d%s: %zu bytes (%.1f%% smaller), predicted error "
-                   "%.4f (%+.1f%%); it is kept as the prior's choice (see README)\n",
+            printf("  the pick is dominated by #%lld, r=%lld p=%lld k=%d%s: %zu bytes (%.1f%% smaller), "
+                   "predicted error %.4f (%+.1f%%); it is kept as the prior's choice (see README)\n",
                    (long long)(dom + 1), (long long)d->r, (long long)d->shape.terms, (int)d->shape.k, ds, d->bytes,
                    100.0 * (1.0 - (double)d->bytes / (double)c->bytes), d->predicted_error,
                    100.0 * (d->predicted_error / c->predicted_error - 1.0));
