@@ -2,8 +2,9 @@
  * suggest.c - the (r, p) heuristic: candidate configurations of an FPD layer for
  * a table [N, D] (with c free coordinates per row when asked), their prior ranking,
  * predicted errors (predict.c), and the pick under a size, ratio or error target
- * (fpd_suggest, fpd_suggestion_free, fpd_factor_cols_outside_in). The formula and its reasoning are in the header
- * comment of fpd-heuristics.h; the constants below are the ones it names.
+ * (fpd_suggest, fpd_suggestion_free, fpd_factor_cols_outside_in). The formula and
+ * its reasoning are in the header comment of fpd-heuristics.h; the constants below
+ * are the ones it names.
  */
 #include "heuristics/heuristics-impl.h"
 #include "lib/fpd-impl.h"
@@ -296,19 +297,19 @@ enum fpd_status fpd__suggest_ex(int64_t rows, int64_t dim, enum fpd_dtype dtype,
             if ((st = add_candidate(&L, &ki, rows, dim, pp.core_dtype, sg->bytes_before, pp.rank,
                                     pp.terms ? pp.terms : 1, fixed_c, true, err)))
                 goto fail;
-            continue;
-        }
-        /* the grid: r = h, 2h, ... with p r <= 4 R* (p given: at least r = h) */
-        int64_t maxcap = SUGGEST_MAX_CAPACITY * ki.rstar;
-        size_t np = pp.terms ? 1 : sizeof SUGGEST_TERMS / sizeof SUGGEST_TERMS[0];
-        for (size_t ip = 0; ip < np; ip++) {
-            int64_t p = pp.terms ? pp.terms : SUGGEST_TERMS[ip];
-            for (int64_t r = ki.h;; r += ki.h) {
-                bool over = (double)r * (double)p > (double)maxcap;
-                if (over && !(pp.terms && r == ki.h)) break;
-                if ((st = add_candidate(&L, &ki, rows, dim, pp.core_dtype, sg->bytes_before, r, p, fixed_c,
-                                        pp.terms != 0, err)))
-                    goto fail;
+        } else {
+            /* the grid: r = h, 2h, ... with p r <= 4 R* (p given: at least r = h) */
+            int64_t maxcap = SUGGEST_MAX_CAPACITY * ki.rstar;
+            size_t np = pp.terms ? 1 : sizeof SUGGEST_TERMS / sizeof SUGGEST_TERMS[0];
+            for (size_t ip = 0; ip < np; ip++) {
+                int64_t p = pp.terms ? pp.terms : SUGGEST_TERMS[ip];
+                for (int64_t r = ki.h;; r += ki.h) {
+                    bool over = (double)r * (double)p > (double)maxcap;
+                    if (over && !(pp.terms && r == ki.h)) break;
+                    if ((st = add_candidate(&L, &ki, rows, dim, pp.core_dtype, sg->bytes_before, r, p, fixed_c,
+                                            pp.terms != 0, err)))
+                        goto fail;
+                }
             }
         }
         /* the rule: each c in SUGGEST_FREE up to D / SUGGEST_FREE_DIV with every

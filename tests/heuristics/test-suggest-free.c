@@ -79,10 +79,23 @@ Test(suggest_free, sizes_and_rule) {
         cr_assert(eq(i64, sg->candidates[sg->selected].free_coords, 0));
         fpd_suggestion_free(sg);
     }
-    /* fixed C: every candidate carries it; plan reports it */
+    /* a given rank (and k): the rule pairs each c with it */
     struct fpd_plan_params pp = fpd_plan_default_params();
-    pp.free_coords = 3;
+    pp.rank = 16;
+    pp.k = 3;
+    pp.free_coords = FPD_FREE_COORDS_AUTO;
+    pp.budget_bytes = 20000 * 64 * 4;
     struct fpd_suggestion *sg = suggest_ok(20000, 64, &pp);
+    cr_assert(eq(i64, sg->n_candidates, 5));
+    for (int64_t i = 0; i < sg->n_candidates; i++) {
+        cr_assert(eq(i64, sg->candidates[i].r, 16));
+        cr_assert(eq(i64, sg->candidates[i].free_coords, i == 0 ? 0 : INT64_C(1) << (i - 1)));
+    }
+    fpd_suggestion_free(sg);
+    /* fixed C: every candidate carries it; plan reports it */
+    pp = fpd_plan_default_params();
+    pp.free_coords = 3;
+    sg = suggest_ok(20000, 64, &pp);
     for (int64_t i = 0; i < sg->n_candidates; i++) {
         const struct fpd_candidate *c = &sg->candidates[i];
         cr_assert(eq(i64, c->free_coords, 3));
