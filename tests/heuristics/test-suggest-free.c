@@ -223,10 +223,11 @@ Test(suggest_free, planted_rank_c) {
     pp.free_coords = FPD_FREE_COORDS_AUTO;
     pp.budget_bytes = (size_t)N * (size_t)D * 4;
     struct fpd_suggestion *sg = suggest_ok(N, D, &pp);
-    const struct fpd_candidate *with = find(sg, r0, 3, c0), *without = find(sg, r0, 3, 0);
-    cr_assert(not(eq(ptr, (void *)with, NULL)));
+    const struct fpd_candidate *wp = find(sg, r0, 3, c0), *without = find(sg, r0, 3, 0);
+    cr_assert(not(eq(ptr, (void *)wp, NULL)));
     cr_assert(not(eq(ptr, (void *)without, NULL)));
-    cr_assert(lt(dbl, with->predicted_error, 1e-3), "c = %lld: predicted %g", (long long)c0, with->predicted_error);
+    const struct fpd_candidate with = *wp; /* kept past sg */
+    cr_assert(lt(dbl, with.predicted_error, 1e-3), "c = %lld: predicted %g", (long long)c0, with.predicted_error);
     double ref = sqrt(b2 / w2);
     cr_assert(lt(dbl, fabs(without->predicted_error - ref), 1e-3 * ref), "c = 0: predicted %.6f, ||B||/||W|| %.6f",
               without->predicted_error, ref);
@@ -239,7 +240,7 @@ Test(suggest_free, planted_rank_c) {
 
     /* a budget of exactly (r0, c0)'s bytes: the pick has c > 0 and error ~0; every c = 0
      * candidate in the budget is predicted worse */
-    pp.budget_bytes = with->bytes;
+    pp.budget_bytes = with.bytes;
     sg = suggest_ok(N, D, &pp);
     cr_assert(ge(i64, sg->selected, 0));
     const struct fpd_candidate *pk = &sg->candidates[sg->selected];
@@ -258,6 +259,20 @@ Test(suggest_free, planted_rank_c) {
     cr_assert(eq(sz, plan.bytes_after, pk->bytes));
     fpd_suggestion_free(sg);
 
+    /* max_error 1e-3: the c > 0 candidates compete on size like the others; only the
+     * free coordinates reach it, and the pick is the smallest that does */
+    pp.budget_bytes = 0;
+    pp.max_error = 1e-3;
+    sg = suggest_ok(N, D, &pp);
+    cr_assert(ge(i64, sg->selected, 0));
+    pk = &sg->candidates[sg->selected];
+    cr_assert(ge(i64, pk->free_coords, c0));
+    cr_assert(le(dbl, pk->predicted_error, 1e-3));
+    cr_assert(le(sz, pk->bytes, with.bytes));
+    for (int64_t i = 0; i < sg->n_candidates; i++)
+        if (sg->candidates[i].eligible) cr_assert(ge(sz, sg->candidates[i].bytes, pk->bytes));
+    fpd_suggestion_free(sg);
+
     /* the fit itself: fpd_fit(free_coords = c0) reaches the prediction */
     struct fpd_fit_params fp = fpd_fit_default_params();
     fp.als_sweeps = 0;
@@ -265,7 +280,7 @@ Test(suggest_free, planted_rank_c) {
     fp.free_coords = c0;
     struct fpd_layer *l = NULL;
     struct fpd_fit_report rep;
-    cr_assert(eq(int, fpd_fit(&w, &with->shape, &fp, &l, &rep, &err), 0), "%s", err.msg);
+    cr_assert(eq(int, fpd_fit(&w, &with.shape, &fp, &l, &rep, &err), 0), "%s", err.msg);
     cr_assert(lt(dbl, rep.rel_error_free, 1e-3), "fit: %g", rep.rel_error_free);
     fpd_layer_free(l);
     free(data);
