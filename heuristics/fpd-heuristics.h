@@ -83,6 +83,59 @@
  * moved: between near-equal candidates the predicted differences are often
  * smaller than the prediction's own error, and a default that jumped on them
  * would be unstable. The errors pick the candidate under max_error.
+ *
+ * FREE COORDINATES (c; fpd_plan_params.free_coords; suggest.c, predict.c)
+ *
+ * A layer may carry c free coordinates per row (format free/1): row i = FPD(i) +
+ * E[i] P, E [N, c], P [c, D], c (N + D) more values in the cores' dtype. Where the
+ * cores' parameters grow with N only through the mode sizes n_m (about N^(1/k)), E
+ * grows with N itself: c = 1 on 4 * 10^7 x 128 costs 4 * 10^7 values, 27 times the
+ * (32, 1) cores. What they buy is each row's own part, which the train ties to the
+ * rows that share its digits; how much of it a table has is a property of its data,
+ * not of N and D (GloVe 10000 x 100: r = 8 plus c = 2 fits to 0.855 where r = 17 at
+ * the same size reaches 0.885; an exact train gains nothing from them). So:
+ *
+ *   0 (the default): no free coordinates, the candidates and pick as above.
+ *   C >= 1: every candidate carries C (their sizes include it; the pick is the
+ *       rule above over them; C <= D, else INVALID_ARG).
+ *   FPD_FREE_COORDS_AUTO, the rule: with a budget, ratio or max_error target, each
+ *       c in {1, 2, 4, 8} with 8 c <= D is listed with every candidate of the
+ *       smallest listed p (1 unless params->terms), in addition to c = 0. c <= D/8:
+ *       E alone limits the layer to D/c times smaller than the dense table; past
+ *       D/8 (8x) a narrower dense table or row-wise int8 (4x, error ~0.01) is the
+ *       better tool. Prior score: the (r, p) score + 1 + log2(c): below every c = 0
+ *       candidate of equal (r, p), one step per doubling of the per-row cost, as
+ *       nothing in N and D says what c buys. Without a target there is nothing to
+ *       trade c against and no c > 0 is listed.
+ *       The pick: first the c = 0 pick by the rule above (the largest within the
+ *       size target); then, when the errors are predicted (params->table), the c > 0
+ *       candidate within the target with the lowest predicted error replaces it if
+ *       that error is at least 1% (relative) and 1e-6 (absolute) lower, the margin
+ *       keeping differences at the level of the prediction's noise (or float
+ *       rounding of an exact fit) from choosing c. So at equal bytes (r, c > 0) wins
+ *       over a larger r exactly when predicted more accurate. Without the data c = 0
+ *       is kept. Under max_error the c > 0 candidates compete like the others (the
+ *       smallest predicted to meet it).
+ *
+ * Predicted error with c > 0 (predict.c): what fpd_fit(free_coords = c) does after
+ * its first stage, exactly: on the same rows the c = 0 prediction uses (the whole
+ * table, or the two middle-mode samples), fpd_fit_ttsvd at each p = 1 rank needed
+ * (floor and ceil of r sqrt(p), and p r), then fpd_fit_free_coords with the largest
+ * c listed: E = U_c S_c, so the squared norms of E's columns are the residual's top
+ * squared singular values and the error for each smaller c follows from one fit.
+ * Samples are extrapolated in 1/s as above; p > 1 takes the same geometric mean of
+ * the two p = 1 errors with c. Known bias: as for c = 0, the ALS sweeps and the
+ * finetuning epoch that fpd_fit runs before the free coordinates lower the error a
+ * little, so p = 1 is slightly pessimistic (GloVe 10000 x 100, c = 2: the first
+ * stage to 0.01%, the default fit 0.1-0.2% lower); p > 1 is the geometric-mean
+ * approximation of backfitting and was 0.1-1.8% optimistic there (c = 2, p = 2, 4).
+ * The samples (400 and 1600 of GloVe's rows) stayed within 1.1% of the whole table
+ * for r <= 20 and 7.3% at most (c = 0: 7.7%); at scale, on 300000 x 100 rows drawn
+ * with GloVe's mean and covariance under a 4 MB budget (samples of 32000 and 128000
+ * rows), the pick (60, 1, k = 4, c = 2) was predicted 0.9068 against 0.9066 for the
+ * first stage of fpd_fit, and the c = 0 pick (60, 1, k = 3) 0.9345 against 0.9352.
+ * Cost: one TT-SVD and two passes of D^2 flops per row for each rank, on the rows
+ * used (GloVe 10k: 3.7 s instead of 0.8 s; the 300000-row table: 51 s, not 18 s).
  */
 #ifndef FPD_HEURISTICS_H
 #define FPD_HEURISTICS_H
@@ -122,7 +175,13 @@ struct fpd_plan_params {
                                   relative error is at most this (needs table)   */
     const struct fpd_table_view *table; /* the table's data (borrowed), for
                                   predicted errors; NULL: sizes only             */
+    int64_t free_coords;       /* c, free coordinates per row (format free/1; the
+                                  rule for c is above): 0: none (default);
+                                  C in 1..dim: every candidate carries C;
+                                  FPD_FREE_COORDS_AUTO: the rule lists c > 0 too */
 };
+/* fpd_plan_params.free_coords: choose c by the rule (see "FREE COORDINATES"). */
+#define FPD_FREE_COORDS_AUTO INT64_C(-1)
 FPD_API struct fpd_plan_params fpd_plan_default_params(void);
 
 /* The plan for one table. */
@@ -131,22 +190,27 @@ struct fpd_plan {
     char reason[256];              /* "fewer than 1000 rows", "ratio 1.6 < 2" ... */
     struct fpd_layer_shape shape;  /* valid when compress (also filled otherwise  */
                                    /* when a shape could be formed)               */
-    int64_t params;                /* parameters of the cores                     */
+    int64_t params;                /* parameters: the cores' plus free_coords     */
+                                   /* (rows + dim)                                */
     int64_t padding;               /* prod(row_shape) - rows                      */
     size_t bytes_before;           /* rows * dim * dtype size                     */
     size_t bytes_after;            /* params * core dtype size                    */
     double ratio;                  /* bytes_before / bytes_after                  */
     double predicted_error;        /* predicted relative error (NAN: no table)    */
+    int64_t free_coords;           /* c of the pick (0: none); params and bytes   */
+                                   /* include its c (rows + dim) values           */
 };
 
 /* Plan the compression of a table [rows, dim] of dtype: the selected candidate of
- * fpd_suggest under params (shapes, (r, p), size, predicted error) and whether it
- * qualifies. The table stays dense (compress = false, with a reason), checked in
- * this order, when: dtype is not a float dtype, rows < min_rows, no candidate is
- * predicted to reach max_error, or bytes_before / bytes_after < min_ratio.
- * Errors: INVALID_ARG (rows or dim < 1, params out of range, max_error without a
- * table, or a budget / ratio target that no candidate meets: the message names the
- * closest candidate), and those of the error prediction (DTYPE, SHAPE, NOMEM). */
+ * fpd_suggest under params (shapes, (r, p), c, size, predicted error) and whether it
+ * qualifies (free_coords: c of the pick; params and bytes_after include it). The
+ * table stays dense (compress = false, with a reason), checked in this order, when:
+ * dtype is not a float dtype, rows < min_rows, no candidate is predicted to reach
+ * max_error, or bytes_before / bytes_after < min_ratio.
+ * Errors: INVALID_ARG (rows or dim < 1, params out of range (free_coords > dim, or
+ * negative other than FPD_FREE_COORDS_AUTO), max_error without a table, or a
+ * budget / ratio target that no candidate meets: the message names the closest
+ * candidate), and those of the error prediction (DTYPE, SHAPE, NOMEM). */
 FPD_API enum fpd_status fpd_plan_table(int64_t rows, int64_t dim, enum fpd_dtype dtype,
                                        const struct fpd_plan_params *params, struct fpd_plan *out,
                                        struct fpd_error *err);
@@ -155,9 +219,10 @@ FPD_API enum fpd_status fpd_plan_table(int64_t rows, int64_t dim, enum fpd_dtype
 struct fpd_candidate {
     struct fpd_layer_shape shape;  /* k, row/col shapes, terms = p, capped ranks  */
     int64_t r;                     /* nominal rank (ranks[m] = min(r, bound_m))   */
-    int64_t params;                /* parameters of the cores                     */
+    int64_t params;                /* parameters: the cores' plus c (rows + dim)  */
     int64_t padding;               /* prod(row_shape) - rows                      */
-    size_t bytes;                  /* params * core dtype size: the cores' bytes  */
+    size_t bytes;                  /* params * core dtype size (free/1 stores E   */
+                                   /* and P in the cores' dtype)                  */
     double ratio;                  /* bytes_before / bytes                        */
     double score;                  /* prior score, lower is better (see above)    */
     double predicted_error;        /* relative Frobenius error after the fit;     */
@@ -165,6 +230,7 @@ struct fpd_candidate {
     bool dominated;                /* another candidate is no larger and no less  */
                                    /* accurate (only with predicted errors)       */
     bool eligible;                 /* meets budget, ratio and max_error targets   */
+    int64_t free_coords;           /* c free coordinates per row (0: none)        */
 };
 
 /* The ranked candidates for one table. */
@@ -193,7 +259,9 @@ FPD_API bool fpd_candidate_dominates(const struct fpd_candidate *y, const struct
  * above), restricted to params->rank / terms / k when given, with predicted errors
  * when params->table is set (its rows and dim must match; any float dtype), and
  * pick one: the largest within budget_bytes / min_ratio_target, the smallest
- * within max_error (both: the smallest that meets all), else the top-ranked.
+ * within max_error (both: the smallest that meets all), else the top-ranked; with
+ * free_coords = FPD_FREE_COORDS_AUTO the c > 0 candidates are listed and weighed
+ * as "FREE COORDINATES" above says.
  * Allocates *out (free with fpd_suggestion_free).
  * Errors: as fpd_plan_table (a budget or ratio no candidate meets is INVALID_ARG;
  * an unmet max_error is not an error: selected = -1), NOMEM. */

@@ -25,10 +25,11 @@ extern "C" {
 enum fpd_status fpd__ttsvd_profile(const struct fpd_table_view *w, const struct fpd_layer_shape *shape,
                                    const int64_t *ranks, int64_t n, double *err2, struct fpd_error *err);
 
-/* Fill predicted_error of cands[0..n) (all of w's rows and dim; any k, shapes and
- * (r, p)) from the data of w, as the header of fpd-heuristics.h describes; NAN
- * where no estimate is made (k <= 2 on a table too large to use whole, or a rank
- * beyond what the sample resolves). full_cells: tables up to this many cells are
+/* Fill predicted_error of cands[0..n) (all of w's rows and dim; any k, shapes,
+ * (r, p) and free_coords c <= dim) from the data of w, as the header of
+ * fpd-heuristics.h describes (c > 0: "FREE COORDINATES"); NAN where no estimate is
+ * made (k <= 2 on a table too large to use whole, or a rank beyond what the sample
+ * resolves). full_cells: tables up to this many cells are
  * used whole (FPD__PREDICT_FULL_CELLS; tests pass smaller values to exercise the
  * sampled path). estimate (len bytes) receives a one-line description of the
  * method. Errors: as fpd__ttsvd_profile. */

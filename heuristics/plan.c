@@ -33,6 +33,7 @@ struct fpd_plan_params fpd_plan_default_params(void) {
     p.min_ratio_target = 0.0;
     p.max_error = 0.0;
     p.table = NULL;
+    p.free_coords = 0;
     return p;
 }
 
@@ -46,10 +47,12 @@ enum fpd_status fpd_plan_table(int64_t rows, int64_t dim, enum fpd_dtype dtype,
     /* Without max_error the pick does not need every candidate's error (the ranking
      * is the prior's; errors only break ties of equal score, which the top group of
      * one k never has: there the error grows with p, the first tie-break): rank
-     * without the data, then predict the pick's error alone. */
+     * without the data, then predict the pick's error alone. Not when c is chosen
+     * by the rule under a size target: that weighs the errors. */
     struct fpd_plan_params pp = params ? *params : fpd_plan_default_params();
     const struct fpd_table_view *data = NULL;
-    if (pp.max_error <= 0.0 && pp.table) {
+    bool weighs = pp.free_coords == FPD_FREE_COORDS_AUTO && (pp.budget_bytes > 0 || pp.min_ratio_target > 0.0);
+    if (pp.max_error <= 0.0 && pp.table && !weighs) {
         data = pp.table;
         pp.table = NULL;
         if (data->rows != rows || data->dim != dim)
@@ -73,6 +76,7 @@ enum fpd_status fpd_plan_table(int64_t rows, int64_t dim, enum fpd_dtype dtype,
     out->bytes_after = c->bytes;
     out->ratio = c->ratio;
     out->predicted_error = c->predicted_error;
+    out->free_coords = c->free_coords;
     out->compress = sg->compress;
     snprintf(out->reason, sizeof out->reason, "%s", sg->reason);
     fpd_suggestion_free(sg);

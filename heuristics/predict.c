@@ -48,6 +48,11 @@
  * (iid rows, and the same rows sorted by their first principal component), the
  * sampled prediction (s = 4) was within 0.2% of fpd-compress's fits at (20,1),
  * (10,2), (40,1) (k = 3) and (10,1) (k = 4).
+ *
+ * c > 0 free coordinates (free_profile): the fit's own first stage and free
+ * coordinates on the same rows (whole table or the two samples), one TT-SVD per
+ * rank, then combined and extrapolated as for c = 0 (fpd-heuristics.h, "FREE
+ * COORDINATES", says what it predicts and its bias).
  */
 #include "heuristics/heuristics-impl.h"
 #include "lib/fpd-impl.h"
@@ -365,6 +370,79 @@ done:
     return st;
 }
 
+/* Free coordinates (c > 0). fpd_fit with free_coords = c ends with
+ * fpd_fit_free_coords: the residual R = W - TT less its best rank-c approximation.
+ * The profile runs exactly that after the fit's first stage: for each rank needed,
+ * fpd_fit_ttsvd on the (sampled) table of mp, then fpd_fit_free_coords with the
+ * largest c; E = U_c S_c, so column q of E has squared norm sigma_q^2 of R and the
+ * error with c' <= c coordinates is the discarded energy plus sigma_q^2 for q >= c'.
+ * err2[i * ncs + j] (relative to the sample's energy) for rank ranks[i] (each i with
+ * need[i]; the others are left alone) and cs[j] coordinates. Sample rows that are
+ * padding (map_row < 0) come last (the digit subsets are sorted), so the sample is
+ * its first nreal rows, zero-padded by the fit to the sample's row shape as the full
+ * table is to its own. Cost: one TT-SVD and two passes of D^2 per row per rank. */
+static enum fpd_status free_profile(const struct row_map *mp, const int64_t *col, const int64_t *ranks,
+                                    const bool *need, int64_t nr, const int64_t *cs, int64_t ncs, double *err2,
+                                    struct fpd_error *err) {
+    const int32_t k = mp->k;
+    const int64_t dim = mp->w->dim;
+    int64_t total = 1, cmax = 0;
+    for (int32_t m = 0; m < k; m++) total *= mp->ns[m];
+    for (int64_t j = 0; j < ncs; j++) cmax = cs[j] > cmax ? cs[j] : cmax;
+    int64_t nreal = total;
+    while (nreal > 0 && map_row(mp, nreal - 1) < 0) nreal--;
+    float *buf = fpd_malloc((size_t)((nreal > 0 ? nreal : 1) * dim) * sizeof(float));
+    double *lam = fpd_calloc((size_t)(cmax > 0 ? cmax : 1), sizeof(double));
+    struct fpd_layer *l = NULL;
+    enum fpd_status st = FPD_STATUS_OK;
+    if (!buf || !lam) {
+        st = fpd__err(err, FPD_STATUS_NOMEM, "out of memory for a %lld x %lld sample in the error prediction",
+                      (long long)nreal, (long long)dim);
+        goto done;
+    }
+    if ((st = fetch_rows(mp, 0, nreal, buf, err))) goto done;
+    double energy = 0.0;
+    for (int64_t e = 0; e < nreal * dim; e++) energy += (double)buf[e] * (double)buf[e];
+    struct fpd_table_view view = {buf, FPD_DTYPE_F32, nreal, dim};
+    struct fpd_layer_shape s;
+    memset(&s, 0, sizeof s);
+    s.rows = nreal;
+    s.dim = dim;
+    s.k = k;
+    s.terms = 1;
+    memcpy(s.row_shape, mp->ns, (size_t)k * sizeof(int64_t));
+    memcpy(s.col_shape, col, (size_t)k * sizeof(int64_t));
+    struct fpd_fit_params fp = fpd_fit_default_params();
+    for (int64_t i = 0; i < nr; i++) {
+        if (!need[i]) continue;
+        if (!(energy > 0.0) || cmax == 0) { /* an all-zero table: exact */
+            for (int64_t j = 0; j < ncs; j++) err2[i * ncs + j] = 0.0;
+            continue;
+        }
+        fpd_layer_shape_set_rank(&s, ranks[i] < 1 ? 1 : ranks[i]);
+        double disc = 0.0;
+        if ((st = fpd_fit_ttsvd(&view, &s, &fp, &l, err))) goto done;
+        if ((st = fpd_fit_free_coords(l, &view, cmax, &disc, err))) goto done;
+        const float *e = fpd_layer_get_free_e_const(l);
+        for (int64_t q = 0; q < cmax; q++) lam[q] = 0.0;
+        for (int64_t row = 0; row < nreal; row++)
+            for (int64_t q = 0; q < cmax; q++) lam[q] += (double)e[row * cmax + q] * (double)e[row * cmax + q];
+        for (int64_t j = 0; j < ncs; j++) {
+            double v = disc;
+            for (int64_t q = cs[j]; q < cmax; q++) v += lam[q];
+            v /= energy;
+            err2[i * ncs + j] = v < 0.0 ? 0.0 : (v > 1.0 ? 1.0 : v);
+        }
+        fpd_layer_free(l);
+        l = NULL;
+    }
+done:
+    fpd_layer_free(l);
+    fpd_free(buf);
+    fpd_free(lam);
+    return st;
+}
+
 static enum fpd_status check_view(const struct fpd_table_view *w, const struct fpd_layer_shape *s,
                                   struct fpd_error *err) {
     if (w->rows != s->rows || w->dim != s->dim)
@@ -425,12 +503,36 @@ static bool sample_resolves(const int64_t *full, const int64_t *ns, const int64_
     return true;
 }
 
+/* Candidates predicted together: the same k, row shape and column shape. */
+static bool same_group(const struct fpd_layer_shape *t, const struct fpd_layer_shape *s) {
+    return t->k == s->k && !memcmp(t->row_shape, s->row_shape, (size_t)s->k * sizeof(int64_t)) &&
+           !memcmp(t->col_shape, s->col_shape, (size_t)s->k * sizeof(int64_t));
+}
+
+/* The p = 1 ranks a candidate's prediction reads: floor and ceil of r sqrt(p), and p r. */
+static void member_ranks(const struct fpd_candidate *c, int64_t *out) {
+    double req = rank_eq(c);
+    int64_t lo = (int64_t)floor(req), hi = (int64_t)ceil(req);
+    out[0] = lo < 1 ? 1 : lo;
+    out[1] = hi < 1 ? 1 : hi;
+    out[2] = c->r * c->shape.terms; /* fits: the shape was checked */
+}
+
+/* The 1/s extrapolation of the samples' e^2(s) = ea and e^2(2s) = eb (f = 1 - 2s/n),
+ * at least the smaller of the two and at most 1. */
+static double extrapolate(double ea, double eb, double f) {
+    double lo = ea < eb ? ea : eb;
+    double v = eb + (eb - ea) * f;
+    return v < lo ? lo : (v > 1.0 ? 1.0 : v);
+}
+
 enum fpd_status fpd__predict_errors(const struct fpd_table_view *w, struct fpd_candidate *cands, int64_t n,
                                     int64_t full_cells, char *estimate, size_t len, struct fpd_error *err) {
     enum fpd_status st = FPD_STATUS_OK;
-    int64_t *ranks = NULL, *perm = NULL;
-    double *e_a = NULL, *e_b = NULL;
-    bool *resolved = NULL;
+    int64_t *ranks = NULL, *perm = NULL, *cs = NULL;
+    double *e_a = NULL, *e_b = NULL, *f_a = NULL, *f_b = NULL;
+    bool *resolved = NULL, *need_free = NULL;
+    int64_t used_free = 0;
     bool *done_k = fpd_calloc((size_t)(n > 0 ? n : 1), sizeof(bool));
     int64_t used_full = 0, used_sample = 0, unknown = 0;
     int64_t sample_rows[2] = {0, 0}, sample_s = 0;
@@ -449,15 +551,9 @@ enum fpd_status fpd__predict_errors(const struct fpd_table_view *w, struct fpd_c
         ranks = fpd_malloc((size_t)cap * sizeof(int64_t));
         if (!ranks) goto oom;
         for (int64_t i = i0; i < n; i++) {
-            const struct fpd_layer_shape *t = &cands[i].shape;
-            if (t->k != k || memcmp(t->row_shape, s->row_shape, (size_t)k * sizeof(int64_t)) ||
-                memcmp(t->col_shape, s->col_shape, (size_t)k * sizeof(int64_t)))
-                continue;
-            double req = rank_eq(&cands[i]);
-            int64_t lo = (int64_t)floor(req);
-            ranks[nr++] = lo < 1 ? 1 : lo;
-            ranks[nr++] = (int64_t)ceil(req) < 1 ? 1 : (int64_t)ceil(req);
-            ranks[nr++] = cands[i].r * cands[i].shape.terms; /* fits: the shape was checked */
+            if (!same_group(&cands[i].shape, s)) continue;
+            member_ranks(&cands[i], ranks + nr);
+            nr += 3;
         }
         qsort(ranks, (size_t)nr, sizeof *ranks, cmp_i64);
         int64_t u = 0;
@@ -467,10 +563,33 @@ enum fpd_status fpd__predict_errors(const struct fpd_table_view *w, struct fpd_c
         fpd_free(e_a);
         fpd_free(e_b);
         fpd_free(resolved);
+        fpd_free(need_free);
+        fpd_free(cs);
         e_a = fpd_calloc((size_t)nr, sizeof(double));
         e_b = fpd_calloc((size_t)nr, sizeof(double));
         resolved = fpd_calloc((size_t)nr, sizeof(bool));
-        if (!e_a || !e_b || !resolved) goto oom;
+        need_free = fpd_calloc((size_t)nr, sizeof(bool));
+        cs = fpd_malloc((size_t)n * sizeof(int64_t));
+        if (!e_a || !e_b || !resolved || !need_free || !cs) goto oom;
+        /* the distinct c > 0 of the group and the ranks their members need */
+        int64_t ncs = 0;
+        for (int64_t i = i0; i < n; i++) {
+            if (!same_group(&cands[i].shape, s) || cands[i].free_coords <= 0) continue;
+            int64_t j = 0;
+            while (j < ncs && cs[j] != cands[i].free_coords) j++;
+            if (j == ncs) cs[ncs++] = cands[i].free_coords;
+            int64_t want[3];
+            member_ranks(&cands[i], want);
+            for (int q = 0; q < 3; q++)
+                for (int64_t a = 0; a < nr; a++)
+                    if (ranks[a] == want[q]) need_free[a] = true;
+        }
+        fpd_free(f_a);
+        fpd_free(f_b);
+        f_a = fpd_malloc((size_t)(nr * (ncs > 0 ? ncs : 1)) * sizeof(double));
+        f_b = fpd_malloc((size_t)(nr * (ncs > 0 ? ncs : 1)) * sizeof(double));
+        if (!f_a || !f_b) goto oom;
+        for (int64_t i = 0; i < nr * ncs; i++) f_a[i] = f_b[i] = NAN;
 
         struct row_map mp;
         memset(&mp, 0, sizeof mp);
@@ -481,6 +600,7 @@ enum fpd_status fpd__predict_errors(const struct fpd_table_view *w, struct fpd_c
         bool known = true;
         if (whole) {
             if ((st = profile_ranks(&mp, s->col_shape, ranks, nr, e_b, err))) goto done;
+            if (ncs && (st = free_profile(&mp, s->col_shape, ranks, need_free, nr, cs, ncs, f_b, err))) goto done;
             for (int64_t i = 0; i < nr; i++) resolved[i] = true;
             used_full++;
         } else if (k < 3) {
@@ -546,12 +666,15 @@ enum fpd_status fpd__predict_errors(const struct fpd_table_view *w, struct fpd_c
             }
             if ((st = profile_ranks(&ma, s->col_shape, ranks, nr, e_a, err))) goto done;
             if ((st = profile_ranks(&mb, s->col_shape, ranks, nr, e_b, err))) goto done;
+            if (ncs && ((st = free_profile(&ma, s->col_shape, ranks, need_free, nr, cs, ncs, f_a, err)) ||
+                        (st = free_profile(&mb, s->col_shape, ranks, need_free, nr, cs, ncs, f_b, err))))
+                goto done;
             double f = 1.0 - 2.0 * (double)sv / nbar;
             if (f < 0.0) f = 0.0;
             for (int64_t i = 0; i < nr; i++) {
-                double lo = e_a[i] < e_b[i] ? e_a[i] : e_b[i];
-                double v = e_b[i] + (e_b[i] - e_a[i]) * f;
-                e_b[i] = v < lo ? lo : (v > 1.0 ? 1.0 : v);
+                e_b[i] = extrapolate(e_a[i], e_b[i], f);
+                for (int64_t j = 0; j < ncs; j++)
+                    if (need_free[i]) f_b[i * ncs + j] = extrapolate(f_a[i * ncs + j], f_b[i * ncs + j], f);
                 resolved[i] = sample_resolves(s->row_shape, ma.ns, s->col_shape, k, ranks[i]);
             }
             used_sample++;
@@ -560,20 +683,18 @@ enum fpd_status fpd__predict_errors(const struct fpd_table_view *w, struct fpd_c
             sample_s = sv;
         }
 
+        if (ncs) used_free++;
         for (int64_t i = i0; i < n; i++) {
-            const struct fpd_layer_shape *t = &cands[i].shape;
-            if (t->k != k || memcmp(t->row_shape, s->row_shape, (size_t)k * sizeof(int64_t)) ||
-                memcmp(t->col_shape, s->col_shape, (size_t)k * sizeof(int64_t)))
-                continue;
+            if (!same_group(&cands[i].shape, s)) continue;
             done_k[i] = true;
             if (!known) {
                 unknown++;
                 continue;
             }
             double req = rank_eq(&cands[i]);
-            int64_t lo = (int64_t)floor(req), hi = (int64_t)ceil(req), rp = cands[i].r * cands[i].shape.terms;
-            if (lo < 1) lo = 1;
-            if (hi < 1) hi = 1;
+            int64_t want[3];
+            member_ranks(&cands[i], want);
+            int64_t lo = want[0], hi = want[1], rp = want[2];
             int64_t a = 0, b = 0, c = 0;
             while (ranks[a] != lo) a++;
             while (ranks[b] != hi) b++;
@@ -582,11 +703,20 @@ enum fpd_status fpd__predict_errors(const struct fpd_table_view *w, struct fpd_c
                 unknown++;
                 continue;
             }
-            double e2 = e_b[a];
-            if (hi > lo) e2 += (req - (double)lo) * (e_b[b] - e_b[a]);
+            /* c > 0: the profile with c free coordinates, combined alike */
+            const double *src = e_b;
+            int64_t stride = 1;
+            if (cands[i].free_coords > 0) {
+                int64_t j = 0;
+                while (cs[j] != cands[i].free_coords) j++;
+                src = f_b + j;
+                stride = ncs;
+            }
+            double e2 = src[a * stride];
+            if (hi > lo) e2 += (req - (double)lo) * (src[b * stride] - src[a * stride]);
             /* p > 1: between one train of equal middle-core size (rank r sqrt(p)) and
              * one of equal bond dimension (rank p r): the geometric mean */
-            if (cands[i].shape.terms > 1) e2 = sqrt((e2 > 0.0 ? e2 : 0.0) * e_b[c]);
+            if (cands[i].shape.terms > 1) e2 = sqrt((e2 > 0.0 ? e2 : 0.0) * src[c * stride]);
             cands[i].predicted_error = sqrt(e2 < 0.0 ? 0.0 : e2);
         }
     }
@@ -602,8 +732,9 @@ enum fpd_status fpd__predict_errors(const struct fpd_table_view *w, struct fpd_c
                           used_full ? "; " : "", (long long)sample_rows[0], (long long)sample_rows[1],
                           (long long)sample_s, (long long)(2 * sample_s));
         if (o >= 0 && (size_t)o < len)
-            o += snprintf(estimate + o, len - (size_t)o, "%sp > 1: geometric mean of ranks r*sqrt(p) and r*p%s",
+            o += snprintf(estimate + o, len - (size_t)o, "%sp > 1: geometric mean of ranks r*sqrt(p) and r*p%s%s",
                           used_full || used_sample ? "; " : "",
+                          used_free ? "; c > 0: the TT-SVD residual less its top c singular directions" : "",
                           unknown ? "; some not estimated (k < 3, or a rank the sample cannot resolve)" : "");
     }
     fpd__err_clear(err);
@@ -616,6 +747,10 @@ done:
     fpd_free(e_a);
     fpd_free(e_b);
     fpd_free(resolved);
+    fpd_free(need_free);
+    fpd_free(cs);
+    fpd_free(f_a);
+    fpd_free(f_b);
     fpd_free(done_k);
     return st;
 }

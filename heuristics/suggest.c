@@ -1,9 +1,10 @@
 /*
  * suggest.c - the (r, p) heuristic: candidate configurations of an FPD layer for
- * a table [N, D], their prior ranking, predicted errors (predict.c), and the pick
- * under a size, ratio or error target (fpd_suggest, fpd_suggestion_free,
- * fpd_factor_cols_outside_in). The formula and its reasoning are in the header
- * comment of fpd-heuristics.h; the constants below are the ones it names.
+ * a table [N, D] (with c free coordinates per row when asked), their prior ranking,
+ * predicted errors (predict.c), and the pick under a size, ratio or error target
+ * (fpd_suggest, fpd_suggestion_free, fpd_factor_cols_outside_in). The formula and
+ * its reasoning are in the header comment of fpd-heuristics.h; the constants below
+ * are the ones it names.
  */
 #include "heuristics/heuristics-impl.h"
 #include "lib/fpd-impl.h"
@@ -19,6 +20,15 @@ static const int64_t SUGGEST_TERMS[] = {1, 2, 4, 8};
 #define SUGGEST_MAX_CAPACITY 4
 /* Scores closer than this are equal (they are logs of rational numbers). */
 #define SCORE_EPS 1e-9
+/* Free coordinates listed by the rule (FPD_FREE_COORDS_AUTO): c in this set with
+ * c <= D / SUGGEST_FREE_DIV. */
+static const int64_t SUGGEST_FREE[] = {1, 2, 4, 8};
+#define SUGGEST_FREE_DIV 8
+/* A c > 0 candidate replaces the c = 0 pick when its predicted error is lower by at
+ * least this much, relative and absolute (below that the difference is the
+ * prediction's own noise, or float rounding of an exact fit). */
+#define FREE_MARGIN_REL 0.01
+#define FREE_MARGIN_ABS 1e-6
 
 static int cmp_desc_i64(const void *a, const void *b) {
     int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
@@ -79,11 +89,12 @@ static enum fpd_status kinfo_init(struct kinfo *ki, int64_t rows, int64_t dim, i
     return FPD_STATUS_OK;
 }
 
-/* Prior score of capacity R = p r against R*. */
-static double prior_score(const struct kinfo *ki, int64_t r, int64_t p) {
+/* Prior score of capacity R = p r against R*, and of c free coordinates (the rule's
+ * 1 + log2(c), 0 for c = 0). */
+static double prior_score(const struct kinfo *ki, int64_t r, int64_t p, int64_t c) {
     double R = (double)r * (double)p, t = (double)ki->rstar;
     double s = R <= t ? log2(t / R) : 2.0 * log2(R / t);
-    return s + (ki->is_default ? 0.0 : 1.0);
+    return s + (ki->is_default ? 0.0 : 1.0) + (c > 0 ? 1.0 + log2((double)c) : 0.0);
 }
 
 /* ------------------------------------------------------------- candidates */
@@ -93,11 +104,11 @@ struct cand_list {
     int64_t n, cap;
 };
 
-/* Add (r, p) for ki. A shape whose size overflows is skipped (grid) or an error
- * (a configuration the caller fixed). */
+/* Add (r, p) with c free coordinates for ki. A shape whose size overflows is skipped
+ * (grid) or an error (a configuration the caller fixed). */
 static enum fpd_status add_candidate(struct cand_list *L, const struct kinfo *ki, int64_t rows, int64_t dim,
-                                     enum fpd_dtype core_dtype, size_t bytes_before, int64_t r, int64_t p, bool fixed,
-                                     struct fpd_error *err) {
+                                     enum fpd_dtype core_dtype, size_t bytes_before, int64_t r, int64_t p, int64_t fc,
+                                     bool fixed, struct fpd_error *err) {
     struct fpd_candidate c;
     memset(&c, 0, sizeof c);
     struct fpd_layer_shape *s = &c.shape;
@@ -116,6 +127,14 @@ static enum fpd_status add_candidate(struct cand_list *L, const struct kinfo *ki
     }
     c.r = r;
     c.params = fpd_layer_shape_params(s);
+    c.free_coords = fc;
+    /* E [N, c] and P [c, D] */
+    if ((double)c.params + (double)fc * ((double)rows + (double)dim) > 4.0e18) {
+        if (!fixed) return FPD_STATUS_OK;
+        return fpd__err(err, FPD_STATUS_INVALID_ARG, "plan: %lld free coordinates of [%lld, %lld] overflow",
+                        (long long)fc, (long long)rows, (long long)dim);
+    }
+    c.params += fc * (rows + dim);
     int64_t prod = 1;
     for (int32_t m = 0; m < s->k; m++) prod *= s->row_shape[m]; /* fits: shape checked */
     c.padding = prod - rows;
@@ -124,12 +143,13 @@ static enum fpd_status add_candidate(struct cand_list *L, const struct kinfo *ki
         return fpd__err(err, FPD_STATUS_INVALID_ARG, "plan: %lld parameters overflow size_t", (long long)c.params);
     }
     c.ratio = (double)bytes_before / (double)c.bytes;
-    c.score = prior_score(ki, r, p);
+    c.score = prior_score(ki, r, p, fc);
     c.predicted_error = NAN;
     /* the same layer from another (r, p) (ranks capped alike): keep the better score */
     for (int64_t i = 0; i < L->n; i++) {
         const struct fpd_layer_shape *t = &L->v[i].shape;
-        if (t->k == s->k && t->terms == s->terms && !memcmp(t->ranks, s->ranks, sizeof s->ranks) &&
+        if (t->k == s->k && t->terms == s->terms && L->v[i].free_coords == fc &&
+            !memcmp(t->ranks, s->ranks, sizeof s->ranks) &&
             !memcmp(t->row_shape, s->row_shape, sizeof s->row_shape) &&
             !memcmp(t->col_shape, s->col_shape, sizeof s->col_shape)) {
             if (c.score < L->v[i].score) L->v[i] = c;
@@ -183,10 +203,10 @@ void fpd_suggestion_free(struct fpd_suggestion *s) {
     fpd_free(s);
 }
 
-/* "r=24, p=1, k=3 (C bytes)" */
+/* "r=24, p=1, k=3, c=0: B bytes, X.Xx" */
 static void describe(const struct fpd_candidate *c, char *buf, size_t len) {
-    snprintf(buf, len, "r=%lld, p=%lld, k=%d: %zu bytes, %.1fx", (long long)c->r, (long long)c->shape.terms,
-             (int)c->shape.k, c->bytes, c->ratio);
+    snprintf(buf, len, "r=%lld, p=%lld, k=%d, c=%lld: %zu bytes, %.1fx", (long long)c->r, (long long)c->shape.terms,
+             (int)c->shape.k, (long long)c->free_coords, c->bytes, c->ratio);
 }
 
 static enum fpd_status check_params(int64_t rows, int64_t dim, enum fpd_dtype dtype, const struct fpd_plan_params *pp,
@@ -214,6 +234,14 @@ static enum fpd_status check_params(int64_t rows, int64_t dim, enum fpd_dtype dt
     if (pp->max_error > 0.0 && !pp->table)
         return fpd__err(err, FPD_STATUS_INVALID_ARG,
                         "plan: max_error %g needs the table's data to predict errors (params.table)", pp->max_error);
+    if (pp->free_coords < 0 && pp->free_coords != FPD_FREE_COORDS_AUTO)
+        return fpd__err(err, FPD_STATUS_INVALID_ARG,
+                        "plan: free_coords = %lld is neither >= 0 nor FPD_FREE_COORDS_AUTO (-1)",
+                        (long long)pp->free_coords);
+    if (pp->free_coords > dim)
+        return fpd__err(err, FPD_STATUS_INVALID_ARG,
+                        "plan: free_coords = %lld > dim = %lld (at most one free coordinate per column)",
+                        (long long)pp->free_coords, (long long)dim);
     if (pp->table && (pp->table->rows != rows || pp->table->dim != dim))
         return fpd__err(err, FPD_STATUS_SHAPE, "plan: table data [%lld, %lld] does not match [%lld, %lld]",
                         (long long)pp->table->rows, (long long)pp->table->dim, (long long)rows, (long long)dim);
@@ -252,6 +280,10 @@ enum fpd_status fpd__suggest_ex(int64_t rows, int64_t dim, enum fpd_dtype dtype,
     int32_t ks[2] = {kdef, kdef == 3 ? 4 : 3};
     int nk = pp.k ? 1 : 2;
     sg->k_default = kdef;
+    const int64_t fixed_c = pp.free_coords > 0 ? pp.free_coords : 0;
+    /* the rule: c > 0 listed when a target gives them something to trade against */
+    const bool auto_c = pp.free_coords == FPD_FREE_COORDS_AUTO &&
+                        (pp.budget_bytes > 0 || pp.min_ratio_target > 0.0 || pp.max_error > 0.0);
     for (int ik = 0; ik < nk; ik++) {
         struct kinfo ki;
         if ((st = kinfo_init(&ki, rows, dim, ks[ik], ik == 0, err))) goto fail;
@@ -263,21 +295,38 @@ enum fpd_status fpd__suggest_ex(int64_t rows, int64_t dim, enum fpd_dtype dtype,
         }
         if (pp.rank) { /* a given rank: p as given, else 1 (as before the heuristic) */
             if ((st = add_candidate(&L, &ki, rows, dim, pp.core_dtype, sg->bytes_before, pp.rank,
-                                    pp.terms ? pp.terms : 1, true, err)))
+                                    pp.terms ? pp.terms : 1, fixed_c, true, err)))
                 goto fail;
-            continue;
+        } else {
+            /* the grid: r = h, 2h, ... with p r <= 4 R* (p given: at least r = h) */
+            int64_t maxcap = SUGGEST_MAX_CAPACITY * ki.rstar;
+            size_t np = pp.terms ? 1 : sizeof SUGGEST_TERMS / sizeof SUGGEST_TERMS[0];
+            for (size_t ip = 0; ip < np; ip++) {
+                int64_t p = pp.terms ? pp.terms : SUGGEST_TERMS[ip];
+                for (int64_t r = ki.h;; r += ki.h) {
+                    bool over = (double)r * (double)p > (double)maxcap;
+                    if (over && !(pp.terms && r == ki.h)) break;
+                    if ((st = add_candidate(&L, &ki, rows, dim, pp.core_dtype, sg->bytes_before, r, p, fixed_c,
+                                            pp.terms != 0, err)))
+                        goto fail;
+                }
+            }
         }
-        /* the grid: r = h, 2h, ... with p r <= 4 R* (p given: at least r = h) */
-        int64_t maxcap = SUGGEST_MAX_CAPACITY * ki.rstar;
-        size_t np = pp.terms ? 1 : sizeof SUGGEST_TERMS / sizeof SUGGEST_TERMS[0];
-        for (size_t ip = 0; ip < np; ip++) {
-            int64_t p = pp.terms ? pp.terms : SUGGEST_TERMS[ip];
-            for (int64_t r = ki.h;; r += ki.h) {
-                bool over = (double)r * (double)p > (double)maxcap;
-                if (over && !(pp.terms && r == ki.h)) break;
-                if ((st = add_candidate(&L, &ki, rows, dim, pp.core_dtype, sg->bytes_before, r, p, pp.terms != 0,
-                                        err)))
-                    goto fail;
+        /* the rule: each c in SUGGEST_FREE up to D / SUGGEST_FREE_DIV with every
+         * candidate of this k with the smallest p listed (1 unless --terms) */
+        if (auto_c) {
+            int64_t pbase = pp.terms ? pp.terms : 1, n0 = L.n;
+            for (size_t ic = 0; ic < sizeof SUGGEST_FREE / sizeof SUGGEST_FREE[0]; ic++) {
+                int64_t fc = SUGGEST_FREE[ic];
+                if (fc * SUGGEST_FREE_DIV > dim) break;
+                for (int64_t i = 0; i < n0; i++) {
+                    const struct fpd_candidate *b = &L.v[i];
+                    if (b->shape.k != ki.k || b->shape.terms != pbase || b->free_coords != 0) continue;
+                    int64_t r = b->r;
+                    if ((st = add_candidate(&L, &ki, rows, dim, pp.core_dtype, sg->bytes_before, r, pbase, fc, false,
+                                            err)))
+                        goto fail;
+                }
             }
         }
     }
@@ -313,11 +362,28 @@ enum fpd_status fpd__suggest_ex(int64_t rows, int64_t dim, enum fpd_dtype dtype,
         n_size_ok += size_ok;
         c->eligible = size_ok && (pp.max_error <= 0.0 || (!isnan(c->predicted_error) && c->predicted_error <= pp.max_error));
         if (!c->eligible) continue;
+        if (auto_c && c->free_coords > 0 && pp.max_error <= 0.0) continue; /* weighed below */
         int64_t s = sg->selected;
         if (s < 0) sg->selected = i;
         else if (pp.max_error > 0.0 && c->bytes < L.v[s].bytes) sg->selected = i;
         else if (pp.max_error <= 0.0 && sized && c->bytes > L.v[s].bytes) sg->selected = i;
         /* no target: the first (top-ranked) stays */
+    }
+    /* the rule, under a size target: the most accurate c > 0 candidate within it
+     * replaces the c = 0 pick when predicted clearly more accurate */
+    if (auto_c && pp.max_error <= 0.0 && sg->selected >= 0 && !isnan(L.v[sg->selected].predicted_error)) {
+        double e0 = L.v[sg->selected].predicted_error;
+        int64_t best = -1;
+        for (int64_t i = 0; i < L.n; i++) {
+            const struct fpd_candidate *c = &L.v[i];
+            if (!c->eligible || c->free_coords == 0 || isnan(c->predicted_error)) continue;
+            if (best < 0 || c->predicted_error < L.v[best].predicted_error ||
+                (c->predicted_error == L.v[best].predicted_error && c->bytes < L.v[best].bytes))
+                best = i;
+        }
+        if (best >= 0 && L.v[best].predicted_error <= (1.0 - FREE_MARGIN_REL) * e0 &&
+            L.v[best].predicted_error <= e0 - FREE_MARGIN_ABS)
+            sg->selected = best;
     }
     sg->candidates = L.v;
     sg->n_candidates = L.n;
@@ -357,9 +423,10 @@ enum fpd_status fpd__suggest_ex(int64_t rows, int64_t dim, enum fpd_dtype dtype,
         }
         if (best)
             snprintf(sg->reason, sizeof sg->reason,
-                     "no candidate is predicted to reach rel. error %g (lowest: %.4f at r=%lld, p=%lld, k=%d)",
+                     "no candidate is predicted to reach rel. error %g "
+                     "(lowest: %.4f at r=%lld, p=%lld, k=%d, c=%lld)",
                      pp.max_error, best->predicted_error, (long long)best->r, (long long)best->shape.terms,
-                     (int)best->shape.k);
+                     (int)best->shape.k, (long long)best->free_coords);
         else
             snprintf(sg->reason, sizeof sg->reason, "no candidate has a predicted error (%.200s)", sg->estimate);
     } else if (pick->ratio < pp.min_ratio) {

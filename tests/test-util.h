@@ -36,6 +36,28 @@ static inline double test_rand_sym(uint64_t *s) {
     return 2.0 * ((double)(test_rand_u64(s) >> 11) * (1.0 / 9007199254740992.0)) - 1.0;
 }
 
+/* A [rows, dim] F32 table (malloc; NULL when out of memory or dim > 1024): random
+ * rank-4 structure, smooth in the row index like a frequency-sorted vocabulary, plus
+ * iid uniform noise of amplitude `noise`. */
+static inline float *test_smooth_table(int64_t rows, int64_t dim, double noise, uint64_t seed) {
+    double basis[4][1024];
+    if (dim > 1024) return NULL;
+    float *w = malloc((size_t)(rows * dim) * sizeof(float));
+    if (!w) return NULL;
+    for (int q = 0; q < 4; q++)
+        for (int64_t j = 0; j < dim; j++) basis[q][j] = test_rand_sym(&seed);
+    for (int64_t i = 0; i < rows; i++) {
+        double t = (double)i / (double)rows;
+        double c[4] = {1.0, sin(6.0 * t), cos(11.0 * t) * (1.0 - t), t * t};
+        for (int64_t j = 0; j < dim; j++) {
+            double v = noise * test_rand_sym(&seed);
+            for (int q = 0; q < 4; q++) v += c[q] * basis[q][j];
+            w[i * dim + j] = (float)v;
+        }
+    }
+    return w;
+}
+
 /* Fill every core with uniform [-scale, scale) values. */
 static inline void test_fill_random(struct fpd_layer *l, uint64_t seed, double scale) {
     const struct fpd_layer_shape *s = fpd_layer_get_shape(l);

@@ -30,10 +30,11 @@ static void usage(FILE *f) {
             "table with at least\n"
             "--min-rows rows (or those named by --tables), each with errors predicted from its data.\n"
             "\n"
-            "Per candidate: rank, r, p (terms), k (cores), row and column shapes, padding rows,\n"
-            "parameters, bytes of the cores, ratio dense / FPD, predicted relative error. '*' marks\n"
-            "the pick: the top-ranked, or the one the targets below select (fpd-compress takes the\n"
-            "same one under the same options).\n"
+            "Per candidate: rank, r, p (terms), k (cores), c (free coordinates per row, with\n"
+            "--free-coords), row and column shapes, padding rows, parameters, bytes, ratio dense / FPD,\n"
+            "predicted relative error. '*' marks the pick: the top-ranked, or the one the targets below\n"
+            "select (fpd-compress takes the same one under the same options; a pick with c > 0 is\n"
+            "printed as fpd-compress options).\n"
             "\n"
             "Options:\n"
             "  -n, --rows N          rows of the table (without CHECKPOINT; 4e7 is accepted)\n"
@@ -56,6 +57,12 @@ static void usage(FILE *f) {
             "  -r, --rank R          only rank R (without --terms: p = 1)\n"
             "  -p, --terms P         only P terms\n"
             "  -k, --cores K         only K cores (default: 3 and 4, the default by N first)\n"
+            "      --free-coords auto|0|C  free coordinates per row (format free/1: row i = FPD(i) + E[i] P,\n"
+            "                        c (N + D) more values): 0 none (default); C every candidate carries C;\n"
+            "                        auto lists c in 1, 2, 4, 8 (c <= D/8, p = 1) under --budget, --ratio,\n"
+            "                        --total-budget or --max-error, and takes the most accurate one\n"
+            "                        within the target when predicted 1%% below the c = 0 pick (needs\n"
+            "                        CHECKPOINT's data; see README)\n"
             "      --core-dtype T    F32 (default), F16 or BF16 for the cores' bytes\n"
             "      --min-rows N      tables with fewer rows are skipped (default 1000; 0 with --rows)\n"
             "      --min-ratio X     fpd-compress keeps tables dense below this ratio (default 2)\n"
@@ -138,6 +145,7 @@ static json_t *cand_json(const struct fpd_suggestion *sg, int64_t i) {
     json_object_set_new(o, "r", json_integer(c->r));
     json_object_set_new(o, "p", json_integer(s->terms));
     json_object_set_new(o, "k", json_integer(s->k));
+    json_object_set_new(o, "free_coords", json_integer(c->free_coords));
     json_object_set_new(o, "row_shape", jints(s->row_shape, s->k));
     json_object_set_new(o, "col_shape", jints(s->col_shape, s->k));
     json_object_set_new(o, "ranks", jints(s->ranks, s->k + 1));
@@ -211,7 +219,8 @@ static void print_row(char cells[][48], const int *w, const bool *right, int nco
     puts(line);
 }
 
-#define NCOLS 12
+#define NCOLS 13
+#define COL_C 4 /* the column of c */
 static void fill_row(const struct fpd_suggestion *sg, int64_t i, char cells[][48]) {
     const struct fpd_candidate *c = &sg->candidates[i];
     const struct fpd_layer_shape *s = &c->shape;
@@ -219,15 +228,16 @@ static void fill_row(const struct fpd_suggestion *sg, int64_t i, char cells[][48
     snprintf(cells[1], 48, "%lld", (long long)c->r);
     snprintf(cells[2], 48, "%lld", (long long)s->terms);
     snprintf(cells[3], 48, "%d", (int)s->k);
-    cli_shape(s->row_shape, s->k, cells[4], 48);
-    cli_shape(s->col_shape, s->k, cells[5], 48);
-    snprintf(cells[6], 48, "%lld", (long long)c->padding);
-    snprintf(cells[7], 48, "%lld", (long long)c->params);
-    snprintf(cells[8], 48, "%zu", c->bytes);
-    snprintf(cells[9], 48, "%.1fx", c->ratio);
-    if (isnan(c->predicted_error)) snprintf(cells[10], 48, "-");
-    else snprintf(cells[10], 48, "%.4f", c->predicted_error);
-    snprintf(cells[11], 48, "%s", c->dominated ? "dominated" : "");
+    snprintf(cells[4], 48, "%lld", (long long)c->free_coords);
+    cli_shape(s->row_shape, s->k, cells[5], 48);
+    cli_shape(s->col_shape, s->k, cells[6], 48);
+    snprintf(cells[7], 48, "%lld", (long long)c->padding);
+    snprintf(cells[8], 48, "%lld", (long long)c->params);
+    snprintf(cells[9], 48, "%zu", c->bytes);
+    snprintf(cells[10], 48, "%.1fx", c->ratio);
+    if (isnan(c->predicted_error)) snprintf(cells[11], 48, "-");
+    else snprintf(cells[11], 48, "%.4f", c->predicted_error);
+    snprintf(cells[12], 48, "%s", c->dominated ? "dominated" : "");
 }
 
 static void table_text(const char *name, const struct fpd_suggestion *sg, const struct opts *o, int64_t *idx) {
@@ -238,24 +248,35 @@ static void table_text(const char *name, const struct fpd_suggestion *sg, const 
            (int)sg->k_default, (long long)sg->col_rank, (long long)sg->saturation_rank, (long long)sg->rank_step,
            (long long)sg->target_rank);
     printf("  predicted errors: %s\n", sg->estimate);
-    static const char *const head[NCOLS] = {"RANK",  "R",     "P",     "K",     "ROW SHAPE", "COL SHAPE",
+    static const char *const head[NCOLS] = {"RANK",    "R",      "P",     "K",     "C",        "ROW SHAPE", "COL SHAPE",
                                            "PADDING", "PARAMS", "BYTES", "RATIO", "PRED.ERR", ""};
-    static const bool right[NCOLS] = {true, true, true, true, false, false, true, true, true, true, true, false};
+    static const bool right[NCOLS] = {true, true, true, true, true, false, false,
+                                      true, true, true, true, true, false};
     int64_t n = listing(sg, o, idx);
     char(*cells)[NCOLS][48] = calloc((size_t)n + 1, sizeof *cells);
     if (!cells) return;
+    /* the C column only when a candidate has free coordinates (without, as before) */
+    bool show_c = false;
+    for (int64_t i = 0; i < sg->n_candidates; i++) show_c |= sg->candidates[i].free_coords > 0;
+    int ncols = show_c ? NCOLS : NCOLS - 1;
+    bool rt[NCOLS];
     int w[NCOLS];
-    for (int c = 0; c < NCOLS; c++) {
-        snprintf(cells[n][c], 48, "%s", head[c]);
-        w[c] = (int)strlen(head[c]);
+    for (int c = 0, d = 0; c < NCOLS; c++) {
+        if (!show_c && c == COL_C) continue;
+        snprintf(cells[n][d], 48, "%s", head[c]);
+        rt[d++] = right[c];
     }
     for (int64_t r = 0; r < n; r++) {
         fill_row(sg, idx[r], cells[r]);
-        for (int c = 0; c < NCOLS; c++)
+        if (!show_c) memmove(cells[r][COL_C], cells[r][COL_C + 1], (size_t)(NCOLS - 1 - COL_C) * 48);
+    }
+    for (int c = 0; c < ncols; c++) {
+        w[c] = 0;
+        for (int64_t r = 0; r <= n; r++)
             if ((int)strlen(cells[r][c]) > w[c]) w[c] = (int)strlen(cells[r][c]);
     }
-    print_row(cells[n], w, right, NCOLS);
-    for (int64_t r = 0; r < n; r++) print_row(cells[r], w, right, NCOLS);
+    print_row(cells[n], w, rt, ncols);
+    for (int64_t r = 0; r < n; r++) print_row(cells[r], w, rt, ncols);
     free(cells);
     if (n < sg->n_candidates) printf("  (%lld of %lld candidates; --all lists every one)\n", (long long)n,
                                      (long long)sg->n_candidates);
@@ -265,21 +286,32 @@ static void table_text(const char *name, const struct fpd_suggestion *sg, const 
                           : o->pp.budget_bytes || o->pp.min_ratio_target > 0.0 ? "the largest within the size target"
                           : o->shares                                          ? "the largest within its share"
                                                                                : "the top-ranked";
-        printf("  pick: #%lld, r=%lld p=%lld k=%d, %zu bytes, %.1fx (%s)", (long long)(sg->selected + 1),
-               (long long)c->r, (long long)c->shape.terms, (int)c->shape.k, c->bytes, c->ratio, why);
+        if (c->free_coords > 0 && o->pp.free_coords == FPD_FREE_COORDS_AUTO && o->pp.max_error <= 0.0)
+            why = "the most accurate within the target: --free-coords auto";
+        char cs[32] = "";
+        if (c->free_coords > 0) snprintf(cs, sizeof cs, " c=%lld", (long long)c->free_coords);
+        printf("  pick: #%lld, r=%lld p=%lld k=%d%s, %zu bytes, %.1fx (%s)", (long long)(sg->selected + 1),
+               (long long)c->r, (long long)c->shape.terms, (int)c->shape.k, cs, c->bytes, c->ratio, why);
         if (!isnan(c->predicted_error)) printf(", predicted error %.4f", c->predicted_error);
         printf("\n");
         int64_t dom = pick_dominator(sg);
         if (dom >= 0) {
             const struct fpd_candidate *d = &sg->candidates[dom];
-            printf("  the pick is dominated by #%lld, r=%lld p=%lld k=%d: %zu bytes (%.1f%% smaller), predicted error "
-                   "%.4f (%+.1f%%); it is kept as the prior's choice (see README)\n",
-                   (long long)(dom + 1), (long long)d->r, (long long)d->shape.terms, (int)d->shape.k, d->bytes,
+            char ds[32] = "";
+            if (d->free_coords > 0) snprintf(ds, sizeof ds, " c=%lld", (long long)d->free_coords);
+            printf("  the pick is dominated by #%lld, r=%lld p=%lld k=%d%s: %zu bytes (%.1f%% smaller), "
+                   "predicted error %.4f (%+.1f%%); it is kept as the prior's choice (see README)\n",
+                   (long long)(dom + 1), (long long)d->r, (long long)d->shape.terms, (int)d->shape.k, ds, d->bytes,
                    100.0 * (1.0 - (double)d->bytes / (double)c->bytes), d->predicted_error,
                    100.0 * (d->predicted_error / c->predicted_error - 1.0));
         }
     }
-    if (sg->compress) printf("  fpd-compress: compresses it with the pick\n\n");
+    const struct fpd_candidate *pk = sg->selected >= 0 ? &sg->candidates[sg->selected] : NULL;
+    if (sg->compress && pk && pk->free_coords > 0)
+        printf("  fpd-compress: compresses it with the pick given as --encoding fpd --rank %lld --terms %lld "
+               "--cores %d --free-coords %lld\n\n",
+               (long long)pk->r, (long long)pk->shape.terms, (int)pk->shape.k, (long long)pk->free_coords);
+    else if (sg->compress) printf("  fpd-compress: compresses it with the pick\n\n");
     else printf("  fpd-compress: keeps it dense: %s\n\n", sg->reason);
 }
 
@@ -442,7 +474,8 @@ int main(int argc, char **argv) {
         return CLI_EXIT_FAILURE;
     }
     enum { OPT_DTYPE = 256, OPT_BUDGET, OPT_RATIO, OPT_MAX_ERROR, OPT_CORE_DTYPE, OPT_MIN_ROWS, OPT_MIN_RATIO,
-           OPT_TOP, OPT_ALL, OPT_NO_ERRORS, OPT_JSON, OPT_VERSION, OPT_TOTAL_BUDGET, OPT_ROW_FREQ, OPT_ALPHA };
+           OPT_TOP, OPT_ALL, OPT_NO_ERRORS, OPT_JSON, OPT_VERSION, OPT_TOTAL_BUDGET, OPT_ROW_FREQ, OPT_ALPHA,
+           OPT_FREE_COORDS };
     static const struct option opts[] = {
         {"rows", required_argument, 0, 'n'},         {"dim", required_argument, 0, 'd'},
         {"dtype", required_argument, 0, OPT_DTYPE},   {"tables", required_argument, 0, 't'},
@@ -455,7 +488,7 @@ int main(int argc, char **argv) {
         {"json", no_argument, 0, OPT_JSON},           {"help", no_argument, 0, 'h'},
         {"version", no_argument, 0, OPT_VERSION},     {"quiet", no_argument, 0, 'q'},
         {"total-budget", required_argument, 0, OPT_TOTAL_BUDGET}, {"row-freq", required_argument, 0, OPT_ROW_FREQ},
-        {"alpha", required_argument, 0, OPT_ALPHA},
+        {"alpha", required_argument, 0, OPT_ALPHA},   {"free-coords", required_argument, 0, OPT_FREE_COORDS},
         {0, 0, 0, 0},
     };
     opterr = 0;
@@ -487,6 +520,16 @@ int main(int argc, char **argv) {
             int64_t k = parse_count("--cores", optarg, 1);
             if (k > FPD_MAX_MODES) cli_usage_error("--cores must be at most %d, got %lld", FPD_MAX_MODES, (long long)k);
             o.pp.k = (int32_t)k;
+            break;
+        }
+        case OPT_FREE_COORDS:
+        {
+            char *end = NULL;
+            errno = 0;
+            long long v = strtoll(optarg, &end, 10);
+            if (strcmp(optarg, "auto") == 0) o.pp.free_coords = FPD_FREE_COORDS_AUTO;
+            else if (!errno && end && end != optarg && !*end && v >= 0) o.pp.free_coords = (int64_t)v;
+            else cli_usage_error("--free-coords expects auto, 0 or a count C >= 1, got '%s'", optarg);
             break;
         }
         case OPT_CORE_DTYPE: o.pp.core_dtype = parse_dtype("--core-dtype", optarg, true); break;
@@ -522,6 +565,9 @@ int main(int argc, char **argv) {
     if (!path && o.pp.max_error > 0.0)
         cli_usage_error("--max-error needs a CHECKPOINT: errors are predicted from the table's data");
     if (o.pp.max_error > 0.0 && !o.errors) cli_usage_error("--max-error needs predicted errors (drop --no-errors)");
+    if (!path && o.pp.free_coords > dim)
+        cli_usage_error("--free-coords %lld exceeds --dim %lld (at most one free coordinate per column)",
+                        (long long)o.pp.free_coords, (long long)dim);
     if (!path && !min_rows_set) o.pp.min_rows = 0; /* a size alone: every table qualifies */
     if (total_budget && !path) cli_usage_error("--total-budget needs a CHECKPOINT (with --rows/--dim use --budget)");
     if (total_budget && o.pp.budget_bytes) cli_usage_error("give --budget (per table) or --total-budget, not both");
@@ -653,6 +699,8 @@ int main(int argc, char **argv) {
         json_object_set_new(tg, "max_error", o.pp.max_error > 0.0 ? json_real(o.pp.max_error) : json_null());
         json_object_set_new(tg, "total_budget_bytes", total_budget ? json_integer((json_int_t)total_budget) : json_null());
         json_object_set_new(tg, "alpha", total_budget ? json_real(alpha) : json_null());
+        json_object_set_new(tg, "free_coords", o.pp.free_coords == FPD_FREE_COORDS_AUTO ? json_string("auto")
+                                                                                      : json_integer(o.pp.free_coords));
         json_object_set_new(root, "targets", tg);
         json_t *tabs = json_array();
         for (int64_t e = 0; e < n_ent; e++) {

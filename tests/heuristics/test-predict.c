@@ -16,24 +16,11 @@
 #include "heuristics/heuristics-impl.h"
 #include "tests/test-util.h"
 
-/* A [rows, dim] F32 table: `lowrank` random rank-4 structure (smooth in the row
- * index, like a frequency-sorted vocabulary) plus iid noise of `noise`. */
+/* A [rows, dim] F32 table: random rank-4 structure (smooth in the row index, like a
+ * frequency-sorted vocabulary) plus iid noise of `noise` (test_smooth_table). */
 static float *make_table(int64_t rows, int64_t dim, double noise, uint64_t seed) {
-    float *w = malloc((size_t)(rows * dim) * sizeof(float));
+    float *w = test_smooth_table(rows, dim, noise, seed);
     cr_assert(not(eq(ptr, w, NULL)));
-    double basis[4][1024];
-    cr_assert(le(i64, dim, 1024));
-    for (int q = 0; q < 4; q++)
-        for (int64_t j = 0; j < dim; j++) basis[q][j] = test_rand_sym(&seed);
-    for (int64_t i = 0; i < rows; i++) {
-        double t = (double)i / (double)rows;
-        double c[4] = { 1.0, sin(6.0 * t), cos(11.0 * t) * (1.0 - t), t * t };
-        for (int64_t j = 0; j < dim; j++) {
-            double v = noise * test_rand_sym(&seed);
-            for (int q = 0; q < 4; q++) v += c[q] * basis[q][j];
-            w[i * dim + j] = (float)v;
-        }
-    }
     return w;
 }
 
@@ -182,13 +169,17 @@ Test(predict, terms_as_equivalent_rank) {
     free(data);
 }
 
-/* Large tables: middle-mode samples extrapolated in 1/s agree with the whole table. */
+/* Large tables: middle-mode samples extrapolated in 1/s agree with the whole table,
+ * with and without free coordinates (the rule lists c = 1, 2 for D = 16 under the
+ * budget of the dense size). */
 Test(predict, sampled_matches_whole) {
     int64_t rows = 60000, dim = 16;
     float *data = make_table(rows, dim, 0.6, 5);
     struct fpd_table_view w = { data, FPD_DTYPE_F32, rows, dim };
     struct fpd_plan_params pp = fpd_plan_default_params();
     pp.table = &w;
+    pp.free_coords = FPD_FREE_COORDS_AUTO;
+    pp.budget_bytes = (size_t)rows * (size_t)dim * 4;
     struct fpd_suggestion *whole = NULL, *samp = NULL;
     struct fpd_error err;
     cr_assert(eq(int, fpd__suggest_ex(rows, dim, FPD_DTYPE_F32, &pp, INT64_C(1) << 24, &whole, &err), 0), "%s",
@@ -198,23 +189,26 @@ Test(predict, sampled_matches_whole) {
     cr_assert(not(eq(ptr, strstr(whole->estimate, "all 60000 rows"), NULL)), "%s", whole->estimate);
     cr_assert(not(eq(ptr, strstr(samp->estimate, "row samples"), NULL)), "%s", samp->estimate);
     cr_assert(eq(i64, whole->n_candidates, samp->n_candidates));
-    int64_t compared = 0;
+    cr_assert(not(eq(ptr, strstr(samp->estimate, "c > 0"), NULL)), "%s", samp->estimate);
+    int64_t compared = 0, compared_free = 0;
     for (int64_t i = 0; i < samp->n_candidates; i++) {
         const struct fpd_candidate *a = &samp->candidates[i];
         const struct fpd_candidate *b = NULL;
         for (int64_t j = 0; j < whole->n_candidates && !b; j++)
             if (whole->candidates[j].r == a->r && whole->candidates[j].shape.terms == a->shape.terms &&
-                whole->candidates[j].shape.k == a->shape.k)
+                whole->candidates[j].shape.k == a->shape.k && whole->candidates[j].free_coords == a->free_coords)
                 b = &whole->candidates[j];
         cr_assert(not(eq(ptr, (void *)b, NULL)));
         cr_assert(not(isnan(b->predicted_error)));
         if (isnan(a->predicted_error)) continue; /* a rank the sample cannot resolve */
         compared++;
+        compared_free += a->free_coords > 0;
         cr_assert(lt(dbl, fabs(a->predicted_error - b->predicted_error), 0.10 * b->predicted_error),
-                  "(%lld, %lld, k=%d): sampled %.4f, whole %.4f", (long long)a->r, (long long)a->shape.terms,
-                  (int)a->shape.k, a->predicted_error, b->predicted_error);
+                  "(%lld, %lld, k=%d, c=%lld): sampled %.4f, whole %.4f", (long long)a->r, (long long)a->shape.terms,
+                  (int)a->shape.k, (long long)a->free_coords, a->predicted_error, b->predicted_error);
     }
     cr_assert(ge(i64, compared, samp->n_candidates / 2));
+    cr_assert(ge(i64, compared_free, 4));
     fpd_suggestion_free(whole);
     fpd_suggestion_free(samp);
 

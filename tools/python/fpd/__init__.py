@@ -436,7 +436,8 @@ def suggest(rows, dim, dtype="F32", table=None, rank=None, terms=None, k=None, b
             cands.append({"r": c.r, "p": c.shape.terms, "k": c.shape.k, "row_shape": d["row_shape"],
                           "col_shape": d["col_shape"], "ranks": d["ranks"], "params": c.params,
                           "padding": c.padding, "bytes": c.bytes, "ratio": c.ratio, "score": c.score,
-                          "predicted_error": c.predicted_error, "dominated": c.dominated, "eligible": c.eligible})
+                          "predicted_error": c.predicted_error, "dominated": c.dominated, "eligible": c.eligible,
+                          "free_coords": c.free_coords})
         return {"rows": s.rows, "dim": s.dim, "bytes_before": s.bytes_before, "k_default": s.k_default,
                 "col_rank": s.col_rank, "saturation_rank": s.saturation_rank, "rank_step": s.rank_step,
                 "target_rank": s.target_rank, "candidates": cands, "selected": s.selected, "compress": s.compress,

@@ -109,19 +109,20 @@ class RowwiseTable(Structure):
 class PlanParams(Structure):
     _fields_ = [("rank", c_int64), ("terms", c_int64), ("k", c_int32), ("min_rows", c_int64),
                 ("min_ratio", c_double), ("core_dtype", c_int), ("budget_bytes", c_size_t),
-                ("min_ratio_target", c_double), ("max_error", c_double), ("table", POINTER(TableView))]
+                ("min_ratio_target", c_double), ("max_error", c_double), ("table", POINTER(TableView)),
+                ("free_coords", c_int64)]
 
 
 class Plan(Structure):
     _fields_ = [("compress", c_bool), ("reason", c_char * 256), ("shape", LayerShape), ("params", c_int64),
                 ("padding", c_int64), ("bytes_before", c_size_t), ("bytes_after", c_size_t), ("ratio", c_double),
-                ("predicted_error", c_double)]
+                ("predicted_error", c_double), ("free_coords", c_int64)]
 
 
 class Candidate(Structure):
     _fields_ = [("shape", LayerShape), ("r", c_int64), ("params", c_int64), ("padding", c_int64),
                 ("bytes", c_size_t), ("ratio", c_double), ("score", c_double), ("predicted_error", c_double),
-                ("dominated", c_bool), ("eligible", c_bool)]
+                ("dominated", c_bool), ("eligible", c_bool), ("free_coords", c_int64)]
 
 
 class Suggestion(Structure):
