@@ -520,6 +520,44 @@ done:
     return rc;
 }
 
+/* The most-popular-items baseline, with no per-user parameter: every user scores an
+ * item by its count of training positives (ties: the smaller id first, as the ranking
+ * breaks them), evaluated by the same ranking as the methods (a one-column dense GMF:
+ * user rows 1, item rows the counts, weight 1). Where a method scores near it, the
+ * method learned popularity and little of the users. */
+static bool popularity(const struct data *d, struct result *res) {
+    struct fpd_error err = {0};
+    float *ones = malloc((size_t)d->n_users * sizeof(float)), *count = calloc((size_t)d->n_items, sizeof(float));
+    float w = 1.0f;
+    bool ok = ones && count;
+    if (ok) {
+        for (int64_t u = 0; u < d->n_users; u++) ones[u] = 1.0f;
+        for (int64_t t = 0; t < d->n_train; t++) count[d->tr_items[t]] += 1.0f;
+        struct fpd_gmf g;
+        memset(&g, 0, sizeof g);
+        g.user = (struct fpd_embedding){.dense = ones, .rows = d->n_users, .dim = 1};
+        g.item = (struct fpd_embedding){.dense = count, .rows = d->n_items, .dim = 1};
+        g.weight = &w;
+        if (d->full_ranking) {
+            struct fpd_full_rank_metrics fm;
+            ok = fpd_gmf_rank_full(&g, d->n_users, d->tr_off, d->tr_csr, d->te_off, d->te_csr, 20, &fm, &err) == 0;
+            res->m1 = fm.recall;
+            res->m2 = fm.ndcg;
+        } else {
+            struct fpd_rank_metrics rm;
+            ok = fpd_gmf_rank(&g, d->test.users, d->test.cand, d->test.n, d->test.n_cand, 10, &rm, NULL, &err) == 0;
+            res->m1 = rm.hr;
+            res->m2 = rm.ndcg;
+        }
+        if (!ok) cli_error("%s: the popularity baseline: %s", d->name, err.msg);
+    } else {
+        cli_error("out of memory for the popularity baseline");
+    }
+    free(ones);
+    free(count);
+    return ok;
+}
+
 /* ------------------------------------------------------------------ summary */
 
 struct row {
@@ -578,7 +616,8 @@ static bool write_text(const char *path, const char *text) {
 /* PNG: metric 1 against the budget ratio (log x), one line per method with the
  * seeds' sd as error bars, the dense D reference as a horizontal line; gnuplot
  * (Debian gnuplot-nox) renders it from PNG.dat and PNG.gp. */
-static bool plot(const char *png, const struct data *d, const struct options *o, const struct row *rows, int n_rows) {
+static bool plot(const char *png, const struct data *d, const struct options *o, const struct row *rows, int n_rows,
+                 double pop) {
     char datp[4096], gpp[4096];
     snprintf(datp, sizeof datp, "%s.dat", png);
     snprintf(gpp, sizeof gpp, "%s.gp", png);
@@ -624,6 +663,7 @@ static bool plot(const char *png, const struct data *d, const struct options *o,
     fprintf(g, "plot for [i=0:%d] '%s' index i using 1:2:3 with yerrorlines lw 2 title word(names, i+1)", blocks - 1,
             datp);
     if (isfinite(ref)) fprintf(g, ", %.5f with lines dt 2 lc rgb 'black' title 'dense D = %lld'", ref, (long long)o->dim);
+    if (isfinite(pop)) fprintf(g, ", %.5f with lines dt 3 lc rgb 'gray40' title 'most popular items'", pop);
     fprintf(g, "\n");
     fclose(g);
     bool ok = blocks > 0 && write_text(datp, dat) && write_text(gpp, gp);
@@ -919,7 +959,7 @@ int main(int argc, char **argv) {
             snprintf(p1, sizeof p1, "%s.tsv", o.out);
             ok = write_text(p1, t);
         }
-        if (ok && o.plot) ok = plot(o.plot, &md, &o, mr, mn);
+        if (ok && o.plot) ok = plot(o.plot, &md, &o, mr, mn, NAN);
         free(t);
         free(mr);
         return ok ? CLI_EXIT_OK : CLI_EXIT_FAILURE;
@@ -967,6 +1007,10 @@ int main(int argc, char **argv) {
     }
     fprintf(stderr, "%s: %s: %lld users, %lld items, %lld training positives; %lld epochs, seeds %d\n", cli_prog, d.name,
             (long long)d.n_users, (long long)d.n_items, (long long)d.n_train, (long long)o.epochs, o.n_seeds);
+    struct result pop = {NAN, NAN, 0.0, 0.0};
+    if (!popularity(&d, &pop)) goto done;
+    fprintf(stderr, "  %-12s %5s  %-22s          %s %.4f  NDCG %.4f\n", "popularity", "-", "(no parameters)",
+            mf ? "Recall@20" : "HR@10", pop.m1, pop.m2);
     const int max_rows = 1 + o.n_ratios * M_COUNT;
     rows = calloc((size_t)max_rows, sizeof *rows);
     if (!rows || !runs) goto done;
@@ -1048,6 +1092,8 @@ int main(int argc, char **argv) {
         json_array_append_new(tab, x);
     }
     json_object_set_new(res, "table", tab);
+    json_object_set_new(res, "popularity", json_pack("{s:f, s:f}", mf ? "recall20" : "hr10", pop.m1,
+                                                      mf ? "ndcg20" : "ndcg10", pop.m2));
     char *js = json_dumps(res, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));
     json_decref(res);
     if (!js) goto done;
@@ -1074,7 +1120,7 @@ int main(int argc, char **argv) {
         }
     }
     free(js);
-    if (ok && o.plot) ok = plot(o.plot, &d, &o, rows, n_rows);
+    if (ok && o.plot) ok = plot(o.plot, &d, &o, rows, n_rows, pop.m1);
     if (ok) rc = CLI_EXIT_OK;
 done:
     free(tsv);

@@ -9,4 +9,4 @@ set ylabel 'HR@10'
 set key outside right
 set grid
 names = 'dense hash qr fpd fpd-ordered fpd-free '
-plot for [i=0:5] 'samples/accuracy/accuracy-ml1m.png.dat' index i using 1:2:3 with yerrorlines lw 2 title word(names, i+1), 0.79719 with lines dt 2 lc rgb 'black' title 'dense D = 64'
+plot for [i=0:5] 'samples/accuracy/accuracy-ml1m.png.dat' index i using 1:2:3 with yerrorlines lw 2 title word(names, i+1), 0.79719 with lines dt 2 lc rgb 'black' title 'dense D = 64', 0.56457 with lines dt 3 lc rgb 'gray40' title 'most popular items'
