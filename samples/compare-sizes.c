@@ -67,6 +67,8 @@ struct options {
     bool methods[M_COUNT], reference, json;
     double ratios[8];
     int n_ratios;
+    double tune_lr[8];
+    int n_tune;
     uint64_t seeds[8];
     int n_seeds;
 };
@@ -252,6 +254,69 @@ static bool gowalla_load(const char *dir, struct data *d) {
     return true;
 }
 
+/* The validation split for --tune-core-lr, from the training positives only (the
+ * test set is not read): MovieLens, the same leave-one-out as the test split (one
+ * random positive of each user with >= 2, 99 negatives the user has no training
+ * positive with; split seed 2); Gowalla, one random training item of each user with
+ * >= 2 held out (seed 2) and ranked against all items not in the rest. val trains on
+ * what remains. Returns false (with a message) on failure. */
+static bool data_validation(const struct data *d, struct data *val) {
+    memset(val, 0, sizeof *val);
+    val->name = d->name;
+    val->full_ranking = d->full_ranking;
+    if (!d->full_ranking) {
+        struct fpd_ncf_interactions r = {d->n_train, d->tr_users, d->tr_items, NULL, d->n_users, d->n_items};
+        struct fpd_error err = {0};
+        if (!(r.ratings = malloc((size_t)d->n_train * sizeof(float)))) return false;
+        for (int64_t t = 0; t < d->n_train; t++) r.ratings[t] = NAN;
+        enum fpd_status st = fpd_ncf_split_leave_one_out(&r, 0, 2, 99, &val->split, &err);
+        free(r.ratings);
+        if (st) {
+            cli_error("%s: the validation split: %s", d->name, err.msg);
+            return false;
+        }
+        val->n_users = val->split.n_users;
+        val->n_items = val->split.n_items;
+        val->n_train = val->split.n_train;
+        val->tr_users = val->split.train_users;
+        val->tr_items = val->split.train_items;
+        val->test = val->split.test;
+        return true;
+    }
+    const int64_t U = d->n_users;
+    val->n_users = U;
+    val->n_items = d->n_items;
+    val->tr_off = calloc((size_t)U + 1, sizeof(int64_t));
+    val->te_off = calloc((size_t)U + 1, sizeof(int64_t));
+    val->tr_csr = malloc((size_t)(d->n_train ? d->n_train : 1) * sizeof(int64_t));
+    val->te_csr = malloc((size_t)(U ? U : 1) * sizeof(int64_t));
+    val->tr_users = malloc((size_t)(d->n_train ? d->n_train : 1) * sizeof(int64_t));
+    val->tr_items = malloc((size_t)(d->n_train ? d->n_train : 1) * sizeof(int64_t));
+    if (!val->tr_off || !val->te_off || !val->tr_csr || !val->te_csr || !val->tr_users || !val->tr_items) {
+        cli_error("out of memory for the validation split");
+        return false;
+    }
+    uint64_t rng = 2 * 0x9E3779B97F4A7C15ull + 0x5eedull;
+    int64_t nt = 0, nv = 0;
+    for (int64_t u = 0; u < U; u++) {
+        const int64_t a = d->tr_off[u], m = d->tr_off[u + 1] - a;
+        const int64_t h = m >= 2 ? (int64_t)(rng_next(&rng) % (uint64_t)m) : -1;
+        for (int64_t q = 0; q < m; q++) {
+            if (q == h) {
+                val->te_csr[nv++] = d->tr_csr[a + q];
+                continue;
+            }
+            val->tr_csr[nt] = d->tr_csr[a + q];
+            val->tr_users[nt] = u;
+            val->tr_items[nt++] = d->tr_csr[a + q];
+        }
+        val->tr_off[u + 1] = nt;
+        val->te_off[u + 1] = nv;
+    }
+    val->n_train = nt;
+    return true;
+}
+
 /* ------------------------------------------------------------------ sizes */
 
 /* One method at one ratio: the shape of both tables, or why it does not fit. */
@@ -263,6 +328,9 @@ struct config {
     int64_t dim;
     int64_t buckets[2];         /* hash / qr */
     int64_t free_coords;        /* fpd-free: c of both tables */
+    double core_lr;             /* FPD methods: the cores' Adam step chosen on the
+                                   validation split (--tune-core-lr); 0: --core-lr */
+    double tune_m1[8];          /* its validation metric for each --tune-core-lr */
     struct fpd_layer_shape shape[2];
     int64_t params[2], budget[2];
     char desc[160];
@@ -474,7 +542,7 @@ static int run_one(const struct options *o, const struct data *d, const struct c
     tp.batch_size = o->batch;
     tp.negatives = o->negatives;
     tp.learning_rate = o->lr;
-    tp.core_learning_rate = o->core_lr;
+    tp.core_learning_rate = c->core_lr > 0.0 ? c->core_lr : o->core_lr;
     tp.seed = seed;
     tp.order_rows = c->method == M_FPD_ORDERED || c->method == M_FPD_FREE;
     tp.free_coords = c->method == M_FPD_FREE ? c->free_coords : 0;
@@ -819,6 +887,9 @@ static void usage(FILE *f) {
             "  --negatives N     negatives per positive (default 4 GMF, 1 MF)\n"
             "  --lr X            Adam step (default 1e-3 GMF, 1e-2 MF)\n"
             "  --core-lr X       Adam step of the FPD cores (default: --lr)\n"
+            "  --tune-core-lr A,B,..  FPD methods: train each with these core steps on a\n"
+            "                    validation split of the training positives (first seed), keep\n"
+            "                    the best (config clr=X), then train and test with it\n"
             "  --free-share F    fpd-free: the share of each table's budget for the per-row free\n"
             "                    coordinates (default 0.5; c = the largest count within it)\n"
             "  --l2 X            MF: L2 weight on the batch rows (default 1e-4, LightGCN's decay)\n"
@@ -833,18 +904,24 @@ static void usage(FILE *f) {
             "  -h, --help\n");
 }
 
-static int parse_list(const char *opt, const char *s, double *out, int max) {
+/* Up to max numbers separated by commas, each >= 1 (or, positive: each > 0 and finite). */
+static int parse_list_of(const char *opt, const char *s, double *out, int max, bool positive) {
     int n = 0;
     while (*s) {
         char *end;
         double v = strtod(s, &end);
-        if (end == s || !(v >= 1.0) || n == max) cli_usage_error("%s expects up to %d numbers >= 1 separated by commas", opt, max);
+        if (end == s || !(positive ? v > 0.0 && isfinite(v) : v >= 1.0) || n == max)
+            cli_usage_error("%s expects up to %d numbers %s separated by commas", opt, max, positive ? "> 0" : ">= 1");
         out[n++] = v;
         if (*end && *end != ',') cli_usage_error("%s expects numbers separated by commas, got '%s'", opt, s);
         s = *end ? end + 1 : end;
     }
     if (n == 0) cli_usage_error("%s needs at least one value", opt);
     return n;
+}
+
+static int parse_list(const char *opt, const char *s, double *out, int max) {
+    return parse_list_of(opt, s, out, max, false);
 }
 
 int main(int argc, char **argv) {
@@ -870,7 +947,7 @@ int main(int argc, char **argv) {
     o.n_seeds = 3;
     for (int m = 0; m < M_COUNT; m++) o.methods[m] = true;
     enum { OPT_ML = 256, OPT_GW, OPT_RATIOS, OPT_METHODS, OPT_NOREF, OPT_DIM, OPT_CORES, OPT_EPOCHS, OPT_BATCH,
-           OPT_NEG, OPT_LR, OPT_L2, OPT_INIT, OPT_SEEDS, OPT_MAXU, OPT_PLOT, OPT_JSON, OPT_MERGE, OPT_CORE_LR, OPT_FREE_SHARE };
+           OPT_NEG, OPT_LR, OPT_L2, OPT_INIT, OPT_SEEDS, OPT_MAXU, OPT_PLOT, OPT_JSON, OPT_MERGE, OPT_CORE_LR, OPT_FREE_SHARE, OPT_TUNE };
     static const struct option opts[] = {
         {"movielens", required_argument, 0, OPT_ML}, {"gowalla", required_argument, 0, OPT_GW},
         {"ratios", required_argument, 0, OPT_RATIOS}, {"methods", required_argument, 0, OPT_METHODS},
@@ -882,7 +959,7 @@ int main(int argc, char **argv) {
         {"max-users", required_argument, 0, OPT_MAXU}, {"plot", required_argument, 0, OPT_PLOT},
         {"json", no_argument, 0, OPT_JSON}, {"output", required_argument, 0, 'o'},
         {"merge", required_argument, 0, OPT_MERGE}, {"core-lr", required_argument, 0, OPT_CORE_LR},
-        {"free-share", required_argument, 0, OPT_FREE_SHARE},
+        {"free-share", required_argument, 0, OPT_FREE_SHARE}, {"tune-core-lr", required_argument, 0, OPT_TUNE},
         {"help", no_argument, 0, 'h'}, {0, 0, 0, 0},
     };
     opterr = 0;
@@ -933,6 +1010,10 @@ int main(int argc, char **argv) {
         case OPT_JSON: o.json = true; break;
         case OPT_MERGE: o.merge = optarg; break;
         case OPT_CORE_LR: o.core_lr = cli_parse_pos("--core-lr", optarg); break;
+        case OPT_TUNE: {
+            o.n_tune = parse_list_of("--tune-core-lr", optarg, o.tune_lr, 8, true);
+            break;
+        }
         case OPT_FREE_SHARE:
             o.free_share = cli_parse_pos("--free-share", optarg);
             if (o.free_share >= 1.0) cli_usage_error("--free-share must be in (0, 1), got '%s'", optarg);
@@ -1022,6 +1103,41 @@ int main(int argc, char **argv) {
     for (int q = 0; q < o.n_ratios; q++)
         for (int m = 0; m < M_COUNT; m++)
             if (o.methods[m]) config_make(&o, &d, (enum method)m, o.ratios[q], &rows[n_rows++].c);
+    if (o.n_tune > 0) { /* the cores' step of each FPD row, chosen on the validation split */
+        struct data val;
+        bool vok = data_validation(&d, &val);
+        if (vok)
+            fprintf(stderr, "%s: validation split (from the training positives only): %lld training, %lld held out; "
+                    "seed %llu\n", cli_prog, (long long)val.n_train, (long long)(d.n_train - val.n_train),
+                    (unsigned long long)o.seeds[0]);
+        for (int i = 0; vok && i < n_rows; i++) {
+            struct config *cf = &rows[i].c;
+            if (!cf->fits || (cf->method != M_FPD && cf->method != M_FPD_ORDERED && cf->method != M_FPD_FREE)) continue;
+            double best = -1.0;
+            for (int q = 0; q < o.n_tune && vok; q++) {
+                struct config cc = *cf;
+                struct result res;
+                memset(&res, 0, sizeof res);
+                cc.core_lr = o.tune_lr[q];
+                if (run_one(&o, &val, &cc, o.seeds[0], &res) || cli_interrupted()) {
+                    vok = false;
+                    break;
+                }
+                cf->tune_m1[q] = res.m1;
+                fprintf(stderr, "  %-12s %5gx  %-22s core-lr %-8g validation %s %.4f  loss %.4f  %.1f s\n",
+                        method_names[cf->method], cf->ratio, cf->desc, o.tune_lr[q], mf ? "Recall@20" : "HR@10", res.m1,
+                        res.loss, res.seconds);
+                if (res.m1 > best) { /* ties: the first listed */
+                    best = res.m1;
+                    cf->core_lr = o.tune_lr[q];
+                }
+            }
+            const size_t l = strlen(cf->desc);
+            snprintf(cf->desc + l, sizeof cf->desc - l, " clr=%g", cf->core_lr);
+        }
+        data_free(&val);
+        if (!vok) goto done;
+    }
     for (int i = 0; i < n_rows; i++) {
         struct row *r = &rows[i];
         if (!r->c.fits) {
@@ -1081,6 +1197,14 @@ int main(int argc, char **argv) {
             json_object_set_new(x, "params", json_integer(r->c.params[0] + r->c.params[1]));
             json_object_set_new(x, "params_user", json_integer(r->c.params[0]));
             json_object_set_new(x, "params_item", json_integer(r->c.params[1]));
+            if (r->c.core_lr > 0.0) { /* --tune-core-lr: the step kept and each step's validation metric */
+                json_t *v = json_array();
+                for (int q = 0; q < o.n_tune; q++)
+                    json_array_append_new(v, json_pack("{s:f, s:f}", "core_lr", o.tune_lr[q],
+                                                       mf ? "recall20" : "hr10", r->c.tune_m1[q]));
+                json_object_set_new(x, "core_lr", json_real(r->c.core_lr));
+                json_object_set_new(x, "validation", v);
+            }
             json_object_set_new(x, mf ? "recall20" : "hr10", json_real(r->m1));
             json_object_set_new(x, mf ? "recall20_sd" : "hr10_sd", json_real(r->m1_sd));
             json_object_set_new(x, mf ? "ndcg20" : "ndcg10", json_real(r->m2));

@@ -122,6 +122,29 @@ d = [x for x in t if x['method'] == 'dense' and x['ratio'] == 30][0]
 assert d['fits'] and d['dim'] == 2, d"
 expect_grep "synthetic: TSV header" syn-out.tsv "^dataset	method	ratio	config	dim	params	budget	size_ratio	recall20	recall20_sd	ndcg20"
 
+# --tune-core-lr: each FPD row's core step chosen on a validation split of the training
+# positives (one held out per user with >= 2), the best kept and named in the config
+run "$T" --gowalla syn --epochs 2 --seeds 1 --ratios 4 --methods dense,fpd-ordered,fpd-free --no-reference \
+    --tune-core-lr 3e-2,1e-3 --json
+expect_rc "tune-core-lr: exit 0" 0
+cp out.txt tune.json
+expect_grep "tune-core-lr: the validation split's size (400 - 50 training)" err.txt "350 training, 50 held out"
+py_plain "tune-core-lr: FPD rows keep the best validation step, dense rows are not tuned" "
+import json
+t = json.load(open('tune.json'))['table']
+fpd = [x for x in t if x['method'].startswith('fpd')]
+assert len(fpd) == 2, t
+for x in fpd:
+    v = x['validation']
+    assert [y['core_lr'] for y in v] == [3e-2, 1e-3], v
+    best = max(v, key=lambda y: y['recall20'])  # ties: the first listed
+    assert x['core_lr'] == best['core_lr'] and x['config'].endswith('clr=%g' % best['core_lr']), x
+d = [x for x in t if x['method'] == 'dense'][0]
+assert 'validation' not in d and 'clr=' not in d['config'], d"
+run "$T" --gowalla syn --tune-core-lr 1e-2,0
+expect_rc "tune-core-lr 0: exit 2" 2
+expect_grep "tune-core-lr: bad value named" err.txt "tune-core-lr expects up to 8 numbers > 0"
+
 # --merge: a grid run in two parts gives the table of one run
 run "$T" --gowalla syn --epochs 1 --seeds 1 --ratios 10 --no-reference -o part
 expect_rc "synthetic: second part (10x, no reference): exit 0" 0
