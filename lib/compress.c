@@ -51,6 +51,7 @@ struct table_result {
     double rowwise_error;
     char fit_name[64];  /* the metadata's "fit" ("tt-svd+als+adam", ...) */
     char row_order[320]; /* what ordered the rows (fpd_compress_params.order_*); "" none */
+    int64_t free_coords; /* c fitted (fit.free_coords, or the plan's c under FPD_FREE_COORDS_AUTO) */
     /* output tensors: FPD's (ct: cores, row_perm, free/1's E and P) or the row-wise one */
     int32_t n_out;
     struct fpd_tensor_info out[FPD_MAX_MODES + 3];
@@ -365,12 +366,16 @@ enum fpd_status fpd_compress_input(const struct fpd_input *in, const char *in_pa
     json_t *report = NULL, *warnings = NULL, *passed = NULL;
     double *weights = NULL;
     char *ext_buf = NULL;
-    const struct fpd_plan_params plan0 = opt->plan ? *opt->plan : fpd_plan_default_params();
+    /* --free-coords auto: the planner chooses each table's c (its sizes include it) */
+    const bool free_auto = opt->fit.free_coords == FPD_FREE_COORDS_AUTO;
+    struct fpd_plan_params plan_in = opt->plan ? *opt->plan : fpd_plan_default_params();
+    if (free_auto) plan_in.free_coords = FPD_FREE_COORDS_AUTO;
+    const struct fpd_plan_params plan0 = plan_in;
     *report_json = NULL;
 
     if ((unsigned)opt->encoding >= FPD_COMPRESS_ENCODING_COUNT || opt->n_tables < 0 || opt->n_row_freq < 0 ||
         (opt->n_tables > 0 && !opt->tables) || (opt->n_row_freq > 0 && !opt->row_freq_files) ||
-        opt->fit.free_coords < 0 || opt->fit.row_perm || opt->n_order < 0 || (opt->n_order > 0 && !opt->order_files))
+        (opt->fit.free_coords < 0 && !free_auto) || opt->fit.row_perm || opt->n_order < 0 || (opt->n_order > 0 && !opt->order_files))
         return fpd__err(err, FPD_STATUS_INVALID_ARG,
                         "fpd_compress: encoding %d, %lld tables, %lld row-frequency files, %lld free coordinates, "
                         "fit.row_perm %s, %lld order files",
@@ -382,6 +387,11 @@ enum fpd_status fpd_compress_input(const struct fpd_input *in, const char *in_pa
             return fpd__err(err, FPD_STATUS_INVALID_ARG, "fpd_compress: order_files[%lld] %s, column %d (0 or 1)",
                             (long long)i, opt->order_files[i] ? opt->order_files[i] : "NULL",
                             opt->order_columns ? (int)opt->order_columns[i] : 0);
+    if (free_auto && !(plan0.budget_bytes > 0 || plan0.min_ratio_target > 0.0 || plan0.max_error > 0.0 ||
+                       (opt->encoding == FPD_COMPRESS_ENCODING_AUTO && opt->max_error > 0.0)))
+        return fpd__err(err, FPD_STATUS_INVALID_ARG,
+                        "fpd_compress: free coordinates chosen by the planner (FPD_FREE_COORDS_AUTO) need a target "
+                        "to trade them against: a budget, a ratio or a max_error");
     n = fpd_input_count(in);
     res = fpd_calloc((size_t)(n > 0 ? n : 1), sizeof *res);
     if (!res) goto oom;
@@ -558,8 +568,9 @@ enum fpd_status fpd_compress_input(const struct fpd_input *in, const char *in_pa
                 snprintf(r->why, sizeof r->why, "target %.4g; %s; int4 %.1fx %.4f; int8 %.1fx %.4f", target, fpd_part,
                          ratio4, r->quant.int4_rel_error, ratio8, r->quant.int8_rel_error);
                 /* FPD's size with the free coordinates it would get (c (N + D) values) */
-                size_t free_bytes = (size_t)(fp.free_coords * (ti->shape[0] + ti->shape[1])) *
-                                    fpd_dtype_size(plan0.core_dtype);
+                size_t free_bytes = free_auto ? 0 /* in the plan's bytes */
+                                              : (size_t)(opt->fit.free_coords * (ti->shape[0] + ti->shape[1])) *
+                                                    fpd_dtype_size(plan0.core_dtype);
                 if (r->plan.compress && r->plan.bytes_after + free_bytes < best_q) enc = FPD_COMPRESS_ENCODING_FPD;
                 else if (ok4) enc = FPD_COMPRESS_ENCODING_INT4;
                 else if (ok8) enc = FPD_COMPRESS_ENCODING_INT8;
@@ -592,6 +603,7 @@ enum fpd_status fpd_compress_input(const struct fpd_input *in, const char *in_pa
             continue;
         }
         /* fit */
+        r->free_coords = fp.free_coords = free_auto ? r->plan.free_coords : opt->fit.free_coords;
         if (fp.free_coords > ti->shape[1]) {
             st = fpd__err(err, FPD_STATUS_CONFIG,
                           "%s: tensor '%s' has dimension %lld; %lld free coordinates per row need at most that",
@@ -832,7 +844,7 @@ enum fpd_status fpd_compress_input(const struct fpd_input *in, const char *in_pa
             json_object_set_new(o, "padding", json_integer(r->plan.padding));
             /* parameters of everything stored as floats: cores, then free/1's E [N, c] and
              * P [c, D] (fpd_layer_param_count), all in the core dtype */
-            const int64_t fc = r->ct.extension ? fp.free_coords : 0, free_params = fc * (r->shape.rows + r->shape.dim);
+            const int64_t fc = r->ct.extension ? r->free_coords : 0, free_params = fc * (r->shape.rows + r->shape.dim);
             json_object_set_new(o, "params", json_integer(fpd_layer_shape_params(&r->shape) + free_params));
             json_object_set_new(o, "core_dtype", json_string(fpd_dtype_name(plan0.core_dtype)));
             json_object_set_new(o, "free_coords", json_integer(fc));

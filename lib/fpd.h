@@ -1245,7 +1245,14 @@ struct fpd_compress_params {
                               dimension is a CONFIG error naming it. The planner's
                               targets (budget, ratio, max_error) size the cores; the
                               c (N + D) values come on top and are in the report's
-                              bytes_after, ratio and params. fit.row_perm must be NULL
+                              bytes_after, ratio and params. free_coords =
+                              FPD_FREE_COORDS_AUTO (fpd-heuristics.h, "FREE
+                              COORDINATES"): the planner chooses each table's c
+                              from the table's data (per table, possibly 0), and
+                              then its targets cover the cores and the c (N + D)
+                              values together; it needs a target (plan->budget_bytes,
+                              plan->min_ratio_target or a max_error: INVALID_ARG
+                              without one). fit.row_perm must be NULL
                               (INVALID_ARG; a table's order: order_files below)        */
     const char *const *tables; /* compress only these names [n_tables] (each must
                               exist and be a 2-D float table, compressed whatever its
@@ -1303,7 +1310,8 @@ FPD_API struct fpd_compress_params fpd_compress_default_params(void);
  * that cannot be read or does not fit its table, a budget or ratio target that no
  * candidate meets, free coordinates above a table's dimension), CANCELLED
  * (params->progress or params->cancel), INVALID_ARG (a bad params field, such as
- * fit.free_coords < 0), FORMAT (an input that already has a tensor an output needs),
+ * fit.free_coords < 0 other than FPD_FREE_COORDS_AUTO, or that without a target),
+ * FORMAT (an input that already has a tensor an output needs),
  * IO, and those of the readers, fpd_checkpoint_verify_table, fpd_plan_table,
  * fpd_fit, fpd_layer_quality, fpd_rowwise_quantize and fpd_safetensors_write
  * (IO: out_path exists without overwrite), NOMEM. */

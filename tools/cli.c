@@ -189,6 +189,16 @@ bool cli_exists(const char *path) {
 
 /* ------------------------------------------------------------ parsing */
 
+int64_t cli_parse_free_coords(const char *opt, const char *s) {
+    char *end = NULL;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (strcmp(s, "auto") == 0) return FPD_FREE_COORDS_AUTO;
+    if (errno || !end || *end || end == s || v < 0)
+        cli_usage_error("%s expects auto, 0 or a count C >= 1, got '%s'", opt, s);
+    return (int64_t)v;
+}
+
 int64_t cli_parse_i64(const char *opt, const char *s, int64_t min) {
     char *end = NULL;
     errno = 0;

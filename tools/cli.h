@@ -70,6 +70,9 @@ bool cli_exists(const char *path);
 int64_t cli_parse_i64(const char *opt, const char *s, int64_t min);
 double cli_parse_f64(const char *opt, const char *s, double min);
 double cli_parse_pos(const char *opt, const char *s);
+/* --free-coords auto|0|C: FPD_FREE_COORDS_AUTO for "auto", else a count >= 0 (exits 2
+ * with "OPT expects auto, 0 or a count C >= 1, got 'S'"). */
+int64_t cli_parse_free_coords(const char *opt, const char *s);
 
 /* A size option: bytes >= 1, with K/M/G/T or KiB/MiB/GiB/TiB (powers of 1024) or
  * kB/MB/GB/TB (powers of 1000), e.g. 512K, 1.5MiB, 2GB. Exits 2 with a message

@@ -63,7 +63,12 @@ static void usage(FILE *f) {
             "      --free-coords C   give every FPD table C free coordinates per row (format free/1): row i is\n"
             "                        FPD(i) + E[i] P with E [N, C], P [C, D] fitted to the residual's top C\n"
             "                        directions, stored in the core dtype and counted in the sizes (C (N + D)\n"
-            "                        values); C must be at most each table's dimension (default 0)\n"
+            "                        values); C must be at most each table's dimension (default 0). The\n"
+            "                        targets size the cores; the C (N + D) values come on top\n"
+            "      --free-coords auto  the planner chooses each table's c (0, 1, 2, 4 or 8, from the\n"
+            "                        table's data: c > 0 where predicted at least 1%% more accurate at\n"
+            "                        the same size, as fpd-suggest --free-coords auto); needs --budget,\n"
+            "                        --ratio or --max-error, which then cover cores and free coordinates\n"
             "      --order-from [T=]FILE  order table T's rows (T may be left out when one table is\n"
             "                        compressed) from implicit feedback before the fit, as --init-order does\n"
             "                        for a new table (one 'a b [...]' per line; ids that share interactions\n"
@@ -248,7 +253,7 @@ int main(int argc, char **argv) {
             break;
         }
         case OPT_CLUSTER: fp.cluster_rows = true; break;
-        case OPT_FREE_COORDS: fp.free_coords = cli_parse_i64("--free-coords", optarg, 0); break;
+        case OPT_FREE_COORDS: fp.free_coords = cli_parse_free_coords("--free-coords", optarg); break;
         case OPT_EVAL_NCF:
             ncf_rating = optarg;
             if (optind >= argc || argv[optind][0] == '-')
@@ -396,6 +401,10 @@ int main(int argc, char **argv) {
     /* the quality target; the planner's FPD target only with an explicit --encoding fpd
      * (auto passes it itself; --rank/--terms fix the candidate) */
     if (encoding == COMPRESS_ENC_FPD && !pp.rank && !pp.terms) pp.max_error = max_error;
+    if (fp.free_coords == FPD_FREE_COORDS_AUTO && !pp.budget_bytes && !(pp.min_ratio_target > 0.0) &&
+        !(max_error > 0.0))
+        cli_usage_error("--free-coords auto needs a target to trade the free coordinates against: give --budget, "
+                        "--ratio or --max-error (or a count: --free-coords C)");
     struct compress_options co = compress_default_options();
     co.encoding = encoding;
     co.max_error = max_error > 0.0 ? max_error : COMPRESS_DEFAULT_MAX_ERROR;

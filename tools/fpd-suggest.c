@@ -522,16 +522,7 @@ int main(int argc, char **argv) {
             o.pp.k = (int32_t)k;
             break;
         }
-        case OPT_FREE_COORDS:
-        {
-            char *end = NULL;
-            errno = 0;
-            long long v = strtoll(optarg, &end, 10);
-            if (strcmp(optarg, "auto") == 0) o.pp.free_coords = FPD_FREE_COORDS_AUTO;
-            else if (!errno && end && end != optarg && !*end && v >= 0) o.pp.free_coords = (int64_t)v;
-            else cli_usage_error("--free-coords expects auto, 0 or a count C >= 1, got '%s'", optarg);
-            break;
-        }
+        case OPT_FREE_COORDS: o.pp.free_coords = cli_parse_free_coords("--free-coords", optarg); break;
         case OPT_CORE_DTYPE: o.pp.core_dtype = parse_dtype("--core-dtype", optarg, true); break;
         case OPT_MIN_ROWS: o.pp.min_rows = parse_count("--min-rows", optarg, 0); min_rows_set = true; break;
         case OPT_MIN_RATIO: {
