@@ -172,3 +172,33 @@ run "$C" "$G" -o fcbad.safetensors --free-coords two
 expect_rc "compress --free-coords two: exit 2" 2
 expect_grep "compress --free-coords two: names the option" err.txt "free-coords"
 expect_absent "compress --free-coords bad values: nothing written" fcbad.safetensors
+
+# --free-coords auto: the planner's c per table (fpd-suggest --free-coords auto's pick),
+# the budget covering cores + free coordinates; refused without a target
+run "$BUILD/fpd-suggest" "$G" --budget 150KB --free-coords auto --json
+expect_rc "suggest --free-coords auto: exit 0" 0
+cp out.txt fca-suggest.json
+run "$C" "$G" -o fca.safetensors --budget 150KB --free-coords auto --queries 0 --json
+expect_rc "compress --free-coords auto --budget: exit 0" 0
+cp out.txt fca.json
+py_check "compress --free-coords auto: fpd-suggest's (r, p, k, c) and bytes; the file's E [N, c]; error near the prediction" "
+import json, struct
+s = json.load(open('fca-suggest.json'))['tables'][0]['selected']; t = json.load(open('fca.json'))['tables'][0]
+assert s['free_coords'] == 2 and s['r'] == 10, s  # GloVe 10k at 150 KB: r = 10, c = 2 beats the c = 0 pick
+assert (t['r'], t['p'], t['k'], t['free_coords']) == (s['r'], s['p'], s['k'], s['free_coords']), (t, s)
+assert t['row_shape'] == s['row_shape'] and t['col_shape'] == s['col_shape'], (t, s)
+# the budget covers cores + E + P: cores (3 cores of rank 10) + c (N + D) F32 values
+cores = 4 * (25 * 5 * 10 + 10 * 20 * 4 * 10 + 10 * 20 * 5)
+assert t['bytes_after'] == s['bytes'] == cores + 4 * 2 * (10000 + 100) <= 150000, (t['bytes_after'], s['bytes'], cores)
+d = open('fca.safetensors', 'rb').read(); n = struct.unpack('<Q', d[:8])[0]; h = json.loads(d[8:8 + n])
+T = 'word_embeddings.weight'
+assert h[T + '.fpd.free']['shape'] == [10000, 2] and h[T + '.fpd.free_proj']['shape'] == [2, 100], h
+assert json.loads(h['__metadata__']['fpd.table.' + T])['free_coords'] == 2
+# the prediction is the fit's first stage (TT-SVD + free coordinates); ALS and the
+# finetune lower it a little: within 1% (measured 0.8525 fitted, 0.8534 predicted)
+assert abs(t['rel_error'] / s['predicted_error'] - 1) < 0.01, (t['rel_error'], s['predicted_error'])"
+run "$C" "$G" -o fca-none.safetensors --free-coords auto
+expect_rc "compress --free-coords auto without a target: exit 2" 2
+expect_grep "compress --free-coords auto without a target: says it needs one" err.txt \
+    "free-coords auto needs a target .*--budget, --ratio or --max-error"
+expect_absent "compress --free-coords auto without a target: nothing written" fca-none.safetensors
