@@ -378,8 +378,12 @@ static enum fpd_status parse_setting(struct ctx *c, const char *key, yaml_node_t
         if (!(st = want_num(c, key, v, 1, true, &s->ratio))) s->set |= FPD_BATCH_SET_RATIO;
     } else if (!strcmp(key, "max_error")) {
         if (!(st = want_num(c, key, v, 0, true, &s->max_error))) s->set |= FPD_BATCH_SET_MAX_ERROR;
-    } else if (!strcmp(key, "free_coords")) {
-        if (!(st = want_int(c, key, v, 0, 1 << 20, &s->free_coords))) s->set |= FPD_BATCH_SET_FREE_COORDS;
+    } else if (!strcmp(key, "free_coords")) { /* auto: the planner's c per table (FPD_FREE_COORDS_AUTO) */
+        if (is_plain(v) && !strcmp(node_text(v), "auto")) s->free_coords = FPD_FREE_COORDS_AUTO;
+        else if ((st = want_int(c, key, v, 0, 1 << 20, &s->free_coords)))
+            return at(c, v, "'free_coords' must be auto or an integer from 0 to %d, got %s", 1 << 20,
+                      describe(v, b, sizeof b));
+        s->set |= FPD_BATCH_SET_FREE_COORDS;
     }
     return st;
 }
@@ -478,9 +482,11 @@ void fpd_batch_settings_key(const struct fpd_batch_settings *s, char *buf, size_
              (unsigned long long)fp->seed, (long long)fp->backfit_sweeps, fp->backfit_tol,
              (long long)recall_queries, s->row_freq ? s->row_freq : "-", pp->budget_bytes, pp->min_ratio_target,
              pp->max_error);
-    if (fp->free_coords > 0) { /* appended only when set: the keys of earlier runs stay valid */
+    if (fp->free_coords != 0) { /* appended only when set: the keys of earlier runs stay valid */
         size_t l = strlen(buf);
-        if (l < len) snprintf(buf + l, len - l, " fc=%lld", (long long)fp->free_coords);
+        if (l >= len) return;
+        if (fp->free_coords == FPD_FREE_COORDS_AUTO) snprintf(buf + l, len - l, " fc=auto");
+        else snprintf(buf + l, len - l, " fc=%lld", (long long)fp->free_coords);
     }
 }
 

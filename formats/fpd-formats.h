@@ -744,7 +744,9 @@ struct fpd_batch_settings {
     double ratio, max_error;
     int64_t recall_queries;
     char *row_freq;      /* row-frequency file (path resolved); owned by the pipeline */
-    int64_t free_coords; /* free/1 coordinates per row of each FPD table (fit.free_coords) */
+    int64_t free_coords; /* free/1 coordinates per row of each FPD table (fit.free_coords);
+                            "auto": FPD_FREE_COORDS_AUTO (fpd-batch plans each table's c;
+                            needs budget, ratio or max_error) */
     struct fpd_batch_mark compress_mark; /* where compress was set (for reasons) */
 };
 

@@ -49,7 +49,8 @@ json_t *batch_settings_json(const struct fpd_batch_settings *s) {
     json_object_set_new(o, "budget", pp->budget_bytes ? json_integer((json_int_t)pp->budget_bytes) : json_null());
     json_object_set_new(o, "ratio", pp->min_ratio_target > 0 ? json_real(pp->min_ratio_target) : json_null());
     json_object_set_new(o, "max_error", pp->max_error > 0 ? json_real(pp->max_error) : json_null());
-    json_object_set_new(o, "free_coords", json_integer(fp->free_coords));
+    json_object_set_new(o, "free_coords", fp->free_coords == FPD_FREE_COORDS_AUTO ? json_string("auto")
+                                                                                 : json_integer(fp->free_coords));
     static const char *const dev[] = {"auto", "cpu", "cuda"};
     json_object_set_new(o, "device", json_string(dev[s->device]));
     return o;

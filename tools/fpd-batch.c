@@ -234,6 +234,18 @@ static bool plan_unit(const struct fpd_batch_pipeline *p, struct unit *u, bool *
             if (!strcmp(fpd_input_tensor(&ci, j)->name, t->name)) ti = fpd_input_tensor(&ci, j);
         struct fpd_table_view view = {ti ? ti->data : NULL, t->dtype, t->rows, t->dim};
         if (t->settings.set & FPD_BATCH_SET_MAX_ERROR) co.plan.table = &view;
+        const bool free_auto = co.fit.free_coords == FPD_FREE_COORDS_AUTO;
+        if (free_auto) { /* c per table, from the data, traded against a size or error target */
+            if (!(t->settings.set & (FPD_BATCH_SET_BUDGET | FPD_BATCH_SET_RATIO | FPD_BATCH_SET_MAX_ERROR))) {
+                cli_error("%s: table '%s': 'free_coords: auto' needs a target to trade the free coordinates "
+                          "against: set budget, ratio or max_error (or a count: free_coords: C)",
+                          u->in->path, t->name);
+                plan_ok = false;
+                break;
+            }
+            co.plan.free_coords = FPD_FREE_COORDS_AUTO;
+            co.plan.table = &view;
+        }
         if (fpd_plan_table(t->rows, t->dim, t->dtype, &co.plan, &t->plan, &err)) {
             cli_error("%s: table '%s': %s", u->in->path, t->name, err.msg);
             plan_ok = false;
@@ -259,6 +271,7 @@ static bool plan_unit(const struct fpd_batch_pipeline *p, struct unit *u, bool *
             t->settings.terms = ps->terms;
             t->settings.cores = ps->k;
             t->settings.set |= FPD_BATCH_SET_RANK | FPD_BATCH_SET_TERMS | FPD_BATCH_SET_CORES;
+            if (free_auto) t->settings.free_coords = t->plan.free_coords; /* the sizes above include it */
             t->settings.set &= ~(unsigned)(FPD_BATCH_SET_BUDGET | FPD_BATCH_SET_RATIO | FPD_BATCH_SET_MAX_ERROR);
         }
     }
@@ -893,8 +906,10 @@ static void print_plan(const struct unit *units, int64_t n) {
             for (int32_t m = 1; m < s->k; m++) r = s->ranks[m] > r ? s->ranks[m] : r;
             struct compress_options co = compress_default_options();
             batch_settings_apply(&tp->settings, &co);
-            printf("compress (pass %d): r=%lld p=%lld k=%d rows %s cols %s, -> %s (%.1fx), %s cores, %lld epoch(s)%s%s\n",
-                   tp->group + 1, (long long)r, (long long)s->terms, (int)s->k, cli_shape(s->row_shape, s->k, rs, sizeof rs),
+            char fc[48] = "";
+            if (co.fit.free_coords > 0) snprintf(fc, sizeof fc, " c=%lld", (long long)co.fit.free_coords);
+            printf("compress (pass %d): r=%lld p=%lld k=%d%s rows %s cols %s, -> %s (%.1fx), %s cores, %lld epoch(s)%s%s\n",
+                   tp->group + 1, (long long)r, (long long)s->terms, (int)s->k, fc, cli_shape(s->row_shape, s->k, rs, sizeof rs),
                    cli_shape(s->col_shape, s->k, cs, sizeof cs), cli_bytes(tp->plan.bytes_after, b2, sizeof b2),
                    tp->plan.ratio, fpd_dtype_name(co.plan.core_dtype), (long long)co.fit.finetune_epochs,
                    tp->settings.row_freq ? ", row_freq " : "", tp->settings.row_freq ? tp->settings.row_freq : "");
@@ -946,6 +961,9 @@ static json_t *plan_json(const struct fpd_batch_pipeline *p, const struct unit *
                 json_object_set_new(o, "r", json_integer(rr));
                 json_object_set_new(o, "p", json_integer(s->terms));
                 json_object_set_new(o, "k", json_integer(s->k));
+                struct compress_options co = compress_default_options(); /* c: fixed, or planned (auto) */
+                batch_settings_apply(&tp->settings, &co);
+                json_object_set_new(o, "free_coords", json_integer(co.fit.free_coords));
                 json_object_set_new(o, "row_shape", dims_json(s->row_shape, s->k));
                 json_object_set_new(o, "col_shape", dims_json(s->col_shape, s->k));
                 json_object_set_new(o, "bytes_after", json_integer((json_int_t)tp->plan.bytes_after));

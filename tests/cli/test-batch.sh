@@ -301,6 +301,35 @@ run "$B" bad/p.yaml
 expect_rc "free_coords above D: exit 2" 2
 expect_grep "free_coords above D: names the table" err.txt "tensor 'word_embeddings.weight' has dimension 100; 101 free coordinates"
 
+# ---- free_coords: auto with a budget: the planner's c per table, as fpd-suggest plans ----
+printf 'inputs:\n  - %s\noutput:\n  folder: out\ndefaults:\n  epochs: 0\n  recall_queries: 0\ntables:\n  - match: "word_*"\n    budget: 150KB\n    free_coords: auto\n' "$SAMPLE" >fc/auto.yaml
+run "$BUILD/fpd-suggest" "$SAMPLE" --budget 150KB --free-coords auto --json
+cp out.txt fc/suggest.json
+run "$B" fc/auto.yaml --check --json
+expect_rc "free_coords auto: --check exits 0" 0
+py_check "free_coords auto: --check plans fpd-suggest's (r, p, k, c) and its bytes (cores + E + P)" "
+import json; r = json.load(open('out.txt')); s = json.load(open('fc/suggest.json'))['tables'][0]['selected']
+t = [t for c in r['checkpoints'] for t in c['tables'] if t['name'] == 'word_embeddings.weight'][0]
+assert s['free_coords'] == 2 and s['r'] == 10, s
+assert (t['r'], t['p'], t['k'], t['free_coords'], t['bytes_after']) == (s['r'], s['p'], s['k'], 2, s['bytes']), (t, s)
+assert t['bytes_after'] <= 150000 and t['settings']['free_coords'] == 'auto', t"
+run "$B" fc/auto.yaml --check
+expect_grep "free_coords auto: --check text shows c" out.txt "word_embeddings.weight .* r=10 p=1 k=3 c=2 "
+rm -rf fc/out
+run "$B" fc/auto.yaml --json
+expect_rc "free_coords auto: exit 0" 0
+py_check "free_coords auto: the output table has c = 2 and the planned bytes" "
+import json; r = json.load(open('out.txt'))
+t = [t for c in r['checkpoints'] for t in c['tables'] if t['name'] == 'word_embeddings.weight'][0]
+assert t['free_coords'] == 2 and t['r'] == 10 and t['bytes_after'] == 121800, t"
+printf 'inputs:\n  - %s\noutput:\n  folder: out\ndefaults:\n  free_coords: auto\n' "$SAMPLE" >bad/p.yaml
+run "$B" bad/p.yaml --check
+expect_rc "free_coords auto without a target: exit 2" 2
+expect_grep "free_coords auto without a target: says it needs one" err.txt \
+    "'free_coords: auto' needs a target .*budget, ratio or max_error"
+printf 'inputs:\n  - %s\noutput:\n  folder: out\ndefaults:\n  free_coords: car\n' "$SAMPLE" >bad/p.yaml
+bad_case "free_coords neither auto nor a count" 2 "bad/p.yaml:6:16: 'free_coords' must be auto or an integer"
+
 run "$B" --help
 expect_rc "help exits 0" 0
 expect_grep "help on stdout" out.txt "^Usage: fpd-batch \[options\] PIPELINE.yaml"
