@@ -202,3 +202,18 @@ expect_rc "compress --free-coords auto without a target: exit 2" 2
 expect_grep "compress --free-coords auto without a target: says it needs one" err.txt \
     "free-coords auto needs a target .*--budget, --ratio or --max-error"
 expect_absent "compress --free-coords auto without a target: nothing written" fca-none.safetensors
+if /usr/bin/python3 -c 'import numpy' >/dev/null 2>&1; then
+    if FPD_LIBRARY="$BUILD/libfpd.so" PYTHONPATH="$ROOT/tools/python" /usr/bin/python3 -c "
+import json, fpd
+r = fpd.compress('$G', 'fcapy.safetensors', budget=150000, free_coords='auto', queries=0)['tables'][0]
+t = json.load(open('fca.json'))['tables'][0]
+assert (r['r'], r['free_coords'], r['bytes_after']) == (t['r'], 2, t['bytes_after']), (r, t)
+try:
+    fpd.compress('$G', 'fcapy2.safetensors', free_coords='auto'); raise SystemExit('no error without a target')
+except ValueError as e:
+    assert 'needs a target' in str(e), e
+" >py.txt 2>&1; then _report ok "compress --free-coords auto: fpd.compress(free_coords='auto') plans the same c; refused without a target"
+    else _report "not ok" "compress --free-coords auto: fpd.compress(free_coords='auto')" "$(tail -c 600 py.txt)"; fi
+else
+    skip "compress --free-coords auto: fpd.compress" "/usr/bin/python3 with numpy not available"
+fi

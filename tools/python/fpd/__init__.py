@@ -932,7 +932,9 @@ def compress(in_path, out_path, encoding="auto", max_error=None, rank=None, term
       names to compress (each must be a 2-D float tensor). row_freq: a path (the only
       compressed table) or {table: path} of access counts (fpd_row_freq_load).
       epochs, als_sweeps, seed, cluster_rows, free_coords (c free coordinates per row
-      of every FPD table, format free/1): the fit (fpd_fit_params). order: the rows of
+      of every FPD table, format free/1; "auto": the planner's c per table from its
+      data, as fpd-compress --free-coords auto: needs budget, ratio or max_error, which
+      then cover cores and free coordinates): the fit (fpd_fit_params). order: the rows of
       trained tables ordered from implicit feedback before the fit (as fpd-compress
       --order-from): a path (the only compressed table, ids in column 1) or {table:
       path or (path, column)} with column 1 or 2; id_base: the files' first id. queries:
@@ -953,6 +955,11 @@ def compress(in_path, out_path, encoding="auto", max_error=None, rank=None, term
     if core_dtype not in ("F32", "F16", "BF16"):
         raise ValueError("core_dtype must be F32, F16 or BF16")
     target = float(max_error) if max_error else 0.1
+    if free_coords == "auto":
+        if not (budget or ratio or max_error):
+            raise ValueError('free_coords="auto" needs a target to trade the free coordinates against: '
+                             'budget, ratio or max_error')
+        free_coords = -1  # FPD_FREE_COORDS_AUTO
     # the planner's FPD target only for an explicit "fpd" without rank/terms (auto passes it itself)
     pp, _ = _plan_params(rank, terms, k, budget, ratio, target if encoding == "fpd" and not (rank or terms) else None,
                          min_rows, min_ratio, core_dtype)
