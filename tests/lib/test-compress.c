@@ -492,3 +492,73 @@ Test(compress, order_from_interactions_groups_the_planted_users, .init = tmpdir_
     cr_assert(text == NULL);
     cr_assert(access(out, F_OK) != 0, "an output was written");
 }
+
+/* fit.free_coords = FPD_FREE_COORDS_AUTO: each table gets the planner's c
+ * (fpd_plan_table with the same target and the table's data), the budget covers
+ * the cores and E, P (the written bytes), and a call without a target is refused. */
+Test(compress, free_coords_auto_fits_the_planned_c_within_the_budget, .init = tmpdir_init, .fini = tmpdir_fini) {
+    char in[128], out[128];
+    snprintf(in, sizeof in, "%s/in.safetensors", g_dir);
+    snprintf(out, sizeof out, "%s/out.safetensors", g_dir);
+    /* rows = A[i] B + 0.01 noise with A [ROWS, 2] random: two directions per row that
+     * no train over the row digits shares; the planner gives them c = 2 (asserted) */
+    float *w = malloc((size_t)ROWS * DIM * sizeof(float));
+    double a[ROWS][2], b[2][DIM];
+    uint64_t seed = 11;
+    for (int i = 0; i < ROWS; i++) a[i][0] = test_rand_sym(&seed), a[i][1] = test_rand_sym(&seed);
+    for (int k = 0; k < 2; k++)
+        for (int j = 0; j < DIM; j++) b[k][j] = test_rand_sym(&seed);
+    for (int i = 0; i < ROWS; i++)
+        for (int j = 0; j < DIM; j++)
+            w[i * DIM + j] = (float)(a[i][0] * b[0][j] + a[i][1] * b[1][j] + 0.01 * test_rand_sym(&seed));
+    struct fpd_tensor_info t0 = {"emb", FPD_DTYPE_F32, 2, {ROWS, DIM}, w, (size_t)ROWS * DIM * sizeof(float)};
+    struct fpd_error err;
+    cr_assert(fpd_safetensors_write(in, &t0, 1, NULL, NULL, 0, 0, &err) == 0, "%s", err.msg);
+
+    struct fpd_plan_params pp;
+    struct fpd_compress_params cp = fast_params(&pp);
+    cp.fit.free_coords = FPD_FREE_COORDS_AUTO;
+    char *text = (char *)1;
+    /* no budget, ratio or max_error (encoding FPD, plan max_error 0): refused */
+    cp.encoding = FPD_COMPRESS_ENCODING_FPD;
+    cr_assert(eq(int, fpd_compress_checkpoint(in, out, &cp, &text, &err), FPD_STATUS_INVALID_ARG));
+    cr_assert(strstr(err.msg, "need a target") != NULL, "%s", err.msg);
+    cr_assert(text == NULL);
+    cr_assert(access(out, F_OK) != 0, "an output was written");
+
+    pp.budget_bytes = 40000;
+    pp.min_ratio = 0.0;
+    struct fpd_plan plan;
+    struct fpd_plan_params tp = pp;
+    struct fpd_table_view view = {w, FPD_DTYPE_F32, ROWS, DIM};
+    tp.free_coords = FPD_FREE_COORDS_AUTO;
+    tp.table = &view;
+    cr_assert(fpd_plan_table(ROWS, DIM, FPD_DTYPE_F32, &tp, &plan, &err) == 0, "%s", err.msg);
+    cr_assert(eq(i64, plan.free_coords, 2), "the planner's c: %lld", (long long)plan.free_coords);
+    cr_assert(eq(int, fpd_compress_checkpoint(in, out, &cp, &text, &err), FPD_STATUS_OK), "%s", err.msg);
+    json_t *rep = parse(text);
+    const json_t *t = table_of(rep, "emb");
+    cr_assert(eq(i64, json_integer_value(json_object_get(t, "free_coords")), plan.free_coords));
+    cr_assert(eq(i64, json_integer_value(json_object_get(t, "r")), plan.shape.ranks[1]));
+    struct fpd_safetensors *st;
+    cr_assert(fpd_safetensors_open(out, &st, &err) == 0, "%s", err.msg);
+    size_t fpd_bytes = 0;
+    for (int64_t i = 0; i < fpd_safetensors_count(st); i++) {
+        const struct fpd_tensor_info *ti = fpd_safetensors_tensor(st, i);
+        if (strncmp(ti->name, "emb.fpd.", 8) == 0) fpd_bytes += ti->nbytes;
+    }
+    const struct fpd_tensor_info *e = fpd_safetensors_find(st, "emb.fpd.free");
+    cr_assert(e && e->shape[0] == ROWS && e->shape[1] == 2);
+    /* everything written, cores and E, P, within the budget and as planned */
+    cr_assert(eq(sz, fpd_bytes, plan.bytes_after));
+    cr_assert(fpd_bytes <= pp.budget_bytes, "%zu bytes", fpd_bytes);
+    cr_assert(eq(sz, fpd_bytes, (size_t)json_integer_value(json_object_get(t, "bytes_after"))));
+    /* no ALS, no finetune: the fit is the prediction's first stage (TT-SVD, then E, P
+     * from the residual), so the prediction holds to float rounding */
+    double rel = json_real_value(json_object_get(t, "rel_error"));
+    cr_assert(epsilon_eq(dbl, rel, plan.predicted_error, 1e-4 * rel), "rel_error %.6f, predicted %.6f", rel,
+              plan.predicted_error);
+    fpd_safetensors_free(st);
+    json_decref(rep);
+    free(w);
+}
