@@ -70,6 +70,16 @@ static const json_t *table_of(const json_t *report, const char *name) {
     return NULL;
 }
 
+/* bytes of the written emb.fpd.* tensors (cores, row_perm, free/1's E and P) */
+static size_t emb_fpd_bytes(const struct fpd_safetensors *st) {
+    size_t n = 0;
+    for (int64_t i = 0; i < fpd_safetensors_count(st); i++) {
+        const struct fpd_tensor_info *ti = fpd_safetensors_tensor(st, i);
+        if (strncmp(ti->name, "emb.fpd.", 8) == 0) n += ti->nbytes;
+    }
+    return n;
+}
+
 /* fast FPD fits: no ALS, no finetune */
 static struct fpd_compress_params fast_params(struct fpd_plan_params *pp) {
     *pp = fpd_plan_default_params();
@@ -104,11 +114,7 @@ Test(compress, fpd_report_sizes_are_the_written_bytes_and_error_the_definition, 
     /* the output: its emb.fpd.* tensors hold bytes_after bytes; bias and ids copied */
     struct fpd_safetensors *st;
     cr_assert(fpd_safetensors_open(out, &st, &err) == 0, "%s", err.msg);
-    size_t fpd_bytes = 0;
-    for (int64_t i = 0; i < fpd_safetensors_count(st); i++) {
-        const struct fpd_tensor_info *ti = fpd_safetensors_tensor(st, i);
-        if (strncmp(ti->name, "emb.fpd.", 8) == 0) fpd_bytes += ti->nbytes;
-    }
+    size_t fpd_bytes = emb_fpd_bytes(st);
     cr_assert(eq(sz, fpd_bytes, (size_t)json_integer_value(json_object_get(t, "bytes_after"))));
     cr_assert(eq(i64, json_integer_value(json_object_get(t, "bytes_before")), (int64_t)ROWS * DIM * 4));
     cr_assert(fpd_safetensors_find(st, "emb") == NULL);
@@ -542,11 +548,7 @@ Test(compress, free_coords_auto_fits_the_planned_c_within_the_budget, .init = tm
     cr_assert(eq(i64, json_integer_value(json_object_get(t, "r")), plan.shape.ranks[1]));
     struct fpd_safetensors *st;
     cr_assert(fpd_safetensors_open(out, &st, &err) == 0, "%s", err.msg);
-    size_t fpd_bytes = 0;
-    for (int64_t i = 0; i < fpd_safetensors_count(st); i++) {
-        const struct fpd_tensor_info *ti = fpd_safetensors_tensor(st, i);
-        if (strncmp(ti->name, "emb.fpd.", 8) == 0) fpd_bytes += ti->nbytes;
-    }
+    size_t fpd_bytes = emb_fpd_bytes(st);
     const struct fpd_tensor_info *e = fpd_safetensors_find(st, "emb.fpd.free");
     cr_assert(e && e->shape[0] == ROWS && e->shape[1] == 2);
     /* everything written, cores and E, P, within the budget and as planned */
