@@ -559,9 +559,11 @@ enum fpd_status fpd_compress_input(const struct fpd_input *in, const char *in_pa
                 bool ok8 = r->quant.int8_rel_error <= target && ratio8 >= tp.min_ratio;
                 size_t best_q = ok4 ? r->quant.int4_bytes : ok8 ? r->quant.int8_bytes : SIZE_MAX;
                 char fpd_part[200];
+                char cpart[32] = ""; /* the planner's c (--free-coords auto) */
+                if (r->plan.free_coords > 0) snprintf(cpart, sizeof cpart, " c=%lld", (long long)r->plan.free_coords);
                 if (r->plan.compress)
-                    snprintf(fpd_part, sizeof fpd_part, "FPD r=%lld p=%lld %.1fx predicted %.4f",
-                             (long long)r->plan.shape.ranks[1], (long long)r->plan.shape.terms, r->plan.ratio,
+                    snprintf(fpd_part, sizeof fpd_part, "FPD r=%lld p=%lld%s %.1fx predicted %.4f",
+                             (long long)r->plan.shape.ranks[1], (long long)r->plan.shape.terms, cpart, r->plan.ratio,
                              r->plan.predicted_error);
                 else
                     snprintf(fpd_part, sizeof fpd_part, "FPD: %s", r->plan.reason);

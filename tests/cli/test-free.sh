@@ -197,6 +197,17 @@ assert json.loads(h['__metadata__']['fpd.table.' + T])['free_coords'] == 2
 # the prediction is the fit's first stage (TT-SVD + free coordinates); ALS and the
 # finetune lower it a little: within 1% (measured 0.8525 fitted, 0.8534 predicted)
 assert abs(t['rel_error'] / s['predicted_error'] - 1) < 0.01, (t['rel_error'], s['predicted_error'])"
+# under --max-error (--encoding fpd): fpd-suggest's pick, the smallest predicted to meet it
+run "$BUILD/fpd-suggest" "$G" --max-error 0.86 --free-coords auto --json
+cp out.txt fcm-suggest.json
+run "$C" "$G" -o fcm.safetensors --encoding fpd --max-error 0.86 --free-coords auto --queries 0 --json
+expect_rc "compress --free-coords auto --max-error: exit 0" 0
+py_check "compress --free-coords auto --max-error: fpd-suggest's (r, c) and bytes, the error near 0.86" "
+import json
+s = json.load(open('fcm-suggest.json'))['tables'][0]['selected']; t = json.load(open('out.txt'))['tables'][0]
+assert s['free_coords'] > 0, s
+assert (t['r'], t['p'], t['k'], t['free_coords'], t['bytes_after']) == (s['r'], s['p'], s['k'], s['free_coords'], s['bytes']), (t, s)
+assert abs(t['rel_error'] / s['predicted_error'] - 1) < 0.01 and t['rel_error'] < 0.86 * 1.01, (t['rel_error'], s)"
 run "$C" "$G" -o fca-none.safetensors --free-coords auto
 expect_rc "compress --free-coords auto without a target: exit 2" 2
 expect_grep "compress --free-coords auto without a target: says it needs one" err.txt \
