@@ -135,6 +135,8 @@ struct ctx {
     struct fpd_batch_pipeline *p;
     struct fpd_batch_mark cuda_mark;      /* first device: cuda                   */
     const yaml_node_t *folder_node, *json_node, *md_node; /* output.folder, report.* */
+    const yaml_node_t *order_key;         /* first order_column / id_base key     */
+    bool order_from_seen;                 /* order_from set somewhere             */
 };
 
 static enum fpd_status at(struct ctx *c, const yaml_node_t *n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -307,7 +309,22 @@ static yaml_node_t *map_get(struct ctx *c, const yaml_node_t *n, const char *key
 #define SETTINGS_KEYS                                                                                     \
     "rank", "r", "terms", "p", "cores", "k", "core_dtype", "min_ratio", "epochs", "batch_rows", "learning_rate", \
         "seed", "backfit_sweeps", "backfit_tol", "recall_queries", "row_freq", "device", "compress", "budget", "ratio", \
-        "max_error", "free_coords"
+        "max_error", "free_coords", "order_from", "order_column", "id_base"
+
+/* An existing regular file, its path resolved against the YAML's folder into *path
+ * (the old value freed; newly allocated). */
+static enum fpd_status want_file(struct ctx *c, const char *key, const yaml_node_t *v, char **path) {
+    char *f = NULL;
+    enum fpd_status st = want_str(c, key, v, &f);
+    if (st) return st;
+    fpd_free(*path);
+    *path = join_path(c->p->dir, f);
+    fpd_free(f);
+    struct stat sb;
+    if (!*path) return at(c, v, "out of memory");
+    if (stat(*path, &sb) != 0 || !S_ISREG(sb.st_mode)) return at(c, v, "'%s' file '%s' does not exist", key, *path);
+    return FPD_STATUS_OK;
+}
 
 static enum fpd_status parse_setting(struct ctx *c, const char *key, yaml_node_t *kn, yaml_node_t *v,
                                      struct fpd_batch_settings *s) {
@@ -345,16 +362,18 @@ static enum fpd_status parse_setting(struct ctx *c, const char *key, yaml_node_t
     } else if (!strcmp(key, "recall_queries")) {
         if (!(st = want_int(c, key, v, 0, INT64_MAX, &s->recall_queries))) s->set |= FPD_BATCH_SET_RECALL;
     } else if (!strcmp(key, "row_freq")) {
-        char *f = NULL;
-        if ((st = want_str(c, key, v, &f))) return st;
-        fpd_free(s->row_freq);
-        s->row_freq = join_path(c->p->dir, f);
-        fpd_free(f);
-        struct stat sb;
-        if (!s->row_freq) return at(c, v, "out of memory");
-        if (stat(s->row_freq, &sb) != 0 || !S_ISREG(sb.st_mode))
-            return at(c, v, "'row_freq' file '%s' does not exist", s->row_freq);
-        s->set |= FPD_BATCH_SET_ROW_FREQ;
+        if (!(st = want_file(c, key, v, &s->row_freq))) s->set |= FPD_BATCH_SET_ROW_FREQ;
+    } else if (!strcmp(key, "order_from")) { /* fpd-compress --order-from */
+        if (!(st = want_file(c, key, v, &s->order_from))) s->set |= FPD_BATCH_SET_ORDER_FROM, c->order_from_seen = true;
+    } else if (!strcmp(key, "order_column")) {
+        if ((st = want_int(c, key, v, 1, 2, &i)))
+            return at(c, v, "'order_column' must be 1 or 2 (the column of the table's ids in 'order_from'), got %s",
+                      describe(v, b, sizeof b));
+        s->order_column = (int32_t)(i - 1), s->set |= FPD_BATCH_SET_ORDER_COLUMN;
+        if (!c->order_key) c->order_key = kn;
+    } else if (!strcmp(key, "id_base")) {
+        if (!(st = want_int(c, key, v, 0, INT64_MAX, &s->id_base))) s->set |= FPD_BATCH_SET_ID_BASE;
+        if (!c->order_key) c->order_key = kn;
     } else if (!strcmp(key, "device")) {
         const char *d = v->type == YAML_SCALAR_NODE ? node_text(v) : "";
         if (!strcmp(d, "auto")) s->device = FPD_BATCH_DEVICE_AUTO;
@@ -438,6 +457,9 @@ void fpd_batch_settings_for(const struct fpd_batch_pipeline *p, const struct fpd
         if (f & FPD_BATCH_SET_RECALL) out->recall_queries = s->recall_queries;
         if (f & FPD_BATCH_SET_ROW_FREQ) out->row_freq = s->row_freq;
         if (f & FPD_BATCH_SET_FREE_COORDS) out->free_coords = s->free_coords;
+        if (f & FPD_BATCH_SET_ORDER_FROM) out->order_from = s->order_from;
+        if (f & FPD_BATCH_SET_ORDER_COLUMN) out->order_column = s->order_column;
+        if (f & FPD_BATCH_SET_ID_BASE) out->id_base = s->id_base;
         out->set |= f;
     }
 }
@@ -487,6 +509,12 @@ void fpd_batch_settings_key(const struct fpd_batch_settings *s, char *buf, size_
         if (l >= len) return;
         if (fp->free_coords == FPD_FREE_COORDS_AUTO) snprintf(buf + l, len - l, " fc=auto");
         else snprintf(buf + l, len - l, " fc=%lld", (long long)fp->free_coords);
+    }
+    if (s->order_from) { /* likewise; a pass shares one id base (fpd_compress_params.init_id_base) */
+        size_t l = strlen(buf);
+        if (l >= len) return;
+        snprintf(buf + l, len - l, " of=%s oc=%d ib=%lld", s->order_from, (int)s->order_column + 1,
+                 (long long)s->id_base);
     }
 }
 
@@ -719,8 +747,10 @@ void fpd_batch_pipeline_free(struct fpd_batch_pipeline *p) {
         fpd_free(p->overrides[i].match);
         fpd_free(p->overrides[i].checkpoint);
         fpd_free(p->overrides[i].s.row_freq);
+        fpd_free(p->overrides[i].s.order_from);
     }
     fpd_free(p->defaults.row_freq);
+    fpd_free(p->defaults.order_from);
     fpd_free(p->overrides);
     fpd_free(p->file);
     fpd_free(p->dir);
@@ -1136,7 +1166,7 @@ enum fpd_status fpd_batch_pipeline_parse(const char *path, const unsigned char *
         goto done;
     }
 
-    struct ctx c = {&doc, err, p, {0, 0}, NULL, NULL, NULL};
+    struct ctx c = {&doc, err, p, {0, 0}, NULL, NULL, NULL, NULL, false};
     static const char *const known[] = {"version", "inputs", "output", "report", "select", "defaults", "tables", NULL};
     if ((st = check_mapping(&c, "the pipeline", root, known))) goto done;
     yaml_node_t *v, *kn;
@@ -1153,6 +1183,11 @@ enum fpd_status fpd_batch_pipeline_parse(const char *path, const unsigned char *
     if ((v = map_get(&c, root, "defaults", NULL)) && (st = parse_settings_map(&c, "defaults", v, &p->defaults, NULL)))
         goto done;
     if ((v = map_get(&c, root, "tables", NULL)) && (st = parse_tables(&c, v))) goto done;
+    if (c.order_key && !c.order_from_seen) { /* as fpd-compress --order-column without --order-from */
+        st = at(&c, c.order_key, "'%s' goes with 'order_from' (the interactions file), which the pipeline does not set",
+                node_text(c.order_key));
+        goto done;
+    }
     if ((v = map_get(&c, root, "select", NULL)) && (st = parse_select(&c, v))) goto done;
     if ((v = map_get(&c, root, "report", NULL)) && (st = parse_report(&c, v))) goto done;
     if (!(v = map_get(&c, root, "output", NULL))) {

@@ -707,7 +707,13 @@ FPD_API enum fpd_status fpd_ncf_write_train(const char *path, const struct fpd_n
  * least this many times smaller), max_error (> 0: the smallest candidate whose
  * predicted relative error, from the table's data, is at most this), free_coords
  * (c >= 0: c free coordinates per row, format free/1, as fpd-compress --free-coords;
- * fit.free_coords).
+ * fit.free_coords), and the table's row order from implicit feedback, as
+ * fpd-compress --order-from (fpd_compress_params.order_*): order_from (an
+ * interactions file, fpd_ncf_interactions_load), order_column (1|2: the column of the
+ * table's ids, default 1), id_base (B >= 0: the ids are B-based, default 0);
+ * order_column and id_base without order_from anywhere in the pipeline are an error.
+ * Paths (row_freq, order_from, inputs, output.folder, report.*) are relative to the
+ * YAML file's folder.
  */
 
 /* Which fields of struct fpd_batch_settings are set. */
@@ -718,7 +724,8 @@ enum {
     FPD_BATCH_SET_SWEEPS = 1u << 9, FPD_BATCH_SET_TOL = 1u << 10, FPD_BATCH_SET_DEVICE = 1u << 11,
     FPD_BATCH_SET_COMPRESS = 1u << 12, FPD_BATCH_SET_BUDGET = 1u << 13, FPD_BATCH_SET_RATIO = 1u << 14,
     FPD_BATCH_SET_MAX_ERROR = 1u << 15, FPD_BATCH_SET_RECALL = 1u << 16, FPD_BATCH_SET_ROW_FREQ = 1u << 17,
-    FPD_BATCH_SET_FREE_COORDS = 1u << 18,
+    FPD_BATCH_SET_FREE_COORDS = 1u << 18, FPD_BATCH_SET_ORDER_FROM = 1u << 19,
+    FPD_BATCH_SET_ORDER_COLUMN = 1u << 20, FPD_BATCH_SET_ID_BASE = 1u << 21,
 };
 
 enum fpd_batch_device { FPD_BATCH_DEVICE_AUTO = 0, FPD_BATCH_DEVICE_CPU, FPD_BATCH_DEVICE_CUDA, FPD_BATCH_DEVICE_COUNT };
@@ -748,6 +755,10 @@ struct fpd_batch_settings {
                             "auto": FPD_FREE_COORDS_AUTO (fpd-batch plans each table's c;
                             needs budget, ratio or max_error) */
     struct fpd_batch_mark compress_mark; /* where compress was set (for reasons) */
+    char *order_from;     /* interactions file ordering the table's rows (path resolved);
+                             owned by the pipeline; NULL: no order                       */
+    int32_t order_column; /* the column of the table's ids in it: 0 (first, default) or 1 */
+    int64_t id_base;      /* the ids' base (default 0)                                   */
 };
 
 struct fpd_batch_override {
@@ -813,7 +824,8 @@ FPD_API void fpd_batch_settings_for(const struct fpd_batch_pipeline *p, const st
 /* Map the settings that are set onto plan (shapes, core dtype, min_ratio and the
  * planner's targets: budget, ratio, max_error), fit (epochs, batch_rows,
  * learning_rate, seed, backfit_sweeps, backfit_tol, free_coords) and *recall_queries; fields not
- * set are left as they are. row_freq (per table) and device (validated by the
+ * set are left as they are. row_freq, order_from, order_column and id_base (per
+ * table: fpd_compress_params.row_freq_* and order_*) and device (validated by the
  * parser; fpd-batch opens it and sets fit->backend) are not mapped. */
 FPD_API void fpd_batch_settings_apply(const struct fpd_batch_settings *s, struct fpd_plan_params *plan,
                                       struct fpd_fit_params *fit, int64_t *recall_queries);

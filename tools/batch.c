@@ -46,6 +46,9 @@ json_t *batch_settings_json(const struct fpd_batch_settings *s) {
     json_object_set_new(o, "backfit_tol", json_real(fp->backfit_tol));
     json_object_set_new(o, "recall_queries", json_integer(co.recall_queries));
     json_object_set_new(o, "row_freq", s->row_freq ? json_string(s->row_freq) : json_null());
+    json_object_set_new(o, "order_from", s->order_from ? json_string(s->order_from) : json_null());
+    json_object_set_new(o, "order_column", json_integer(s->order_column + 1));
+    json_object_set_new(o, "id_base", json_integer(s->id_base));
     json_object_set_new(o, "budget", pp->budget_bytes ? json_integer((json_int_t)pp->budget_bytes) : json_null());
     json_object_set_new(o, "ratio", pp->min_ratio_target > 0 ? json_real(pp->min_ratio_target) : json_null());
     json_object_set_new(o, "max_error", pp->max_error > 0 ? json_real(pp->max_error) : json_null());

@@ -16,7 +16,7 @@
 #include <stdint.h>
 
 /* Fill compress options from settings (fpd_batch_settings_apply onto co->plan,
- * co->fit and co->recall_queries; not row_freq, which is per table). */
+ * co->fit and co->recall_queries; not row_freq and order_*, which are per table). */
 void batch_settings_apply(const struct fpd_batch_settings *s, struct compress_options *co);
 
 /* The device of settings (device: auto|cpu|cuda; cuda is CUDA device 0). */

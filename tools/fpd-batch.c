@@ -147,6 +147,35 @@ static int cmp_bytes_desc(const void *a, const void *b) {
     return strcmp(x->name, y->name);
 }
 
+/* h extended by a file's size and modification time (unchanged: NULL path or no file). */
+static uint64_t hash_file_identity(const char *path, uint64_t h) {
+    struct stat fb;
+    char id[96];
+    if (!path || stat(path, &fb) != 0) return h;
+    snprintf(id, sizeof id, "%lld.%lld.%09ld", (long long)fb.st_size, (long long)fb.st_mtim.tv_sec,
+             fb.st_mtim.tv_nsec);
+    return batch_fnv1a(id, strlen(id) + 1, h);
+}
+
+/* The table's order_from file reads and its ids (order_column, id_base) fit the
+ * table's rows; else an error naming the input, the table and the file: a usage
+ * error before any work, as fpd-compress's (compress_checkpoint checks it again). */
+static bool order_fits(const struct unit *u, const struct table_plan *t) {
+    struct fpd_ncf_interactions x;
+    struct fpd_error e = {0};
+    bool ok = fpd_ncf_interactions_load(t->settings.order_from, t->settings.id_base, &x, &e) == FPD_STATUS_OK;
+    if (!ok) {
+        cli_error("%s: table '%s': order_from: %s", u->in->path, t->name, e.msg);
+    } else if ((t->settings.order_column ? x.n_items : x.n_users) > t->rows) {
+        cli_error("%s: table '%s': order_from %s: ids up to %lld in column %d, but the table has %lld rows", u->in->path,
+                  t->name, t->settings.order_from, (long long)((t->settings.order_column ? x.n_items : x.n_users) - 1),
+                  (int)t->settings.order_column + 1, (long long)t->rows);
+        ok = false;
+    }
+    fpd_ncf_interactions_free(&x);
+    return ok;
+}
+
 /* Plan one unit from its input's header: the tables, their selection and groups,
  * and the fingerprint. Returns false after printing an error. */
 static bool plan_unit(const struct fpd_batch_pipeline *p, struct unit *u, bool *override_used) {
@@ -262,6 +291,10 @@ static bool plan_unit(const struct fpd_batch_pipeline *p, struct unit *u, bool *
             plan_ok = false;
             break;
         }
+        if (t->settings.order_from && !order_fits(u, t)) {
+            plan_ok = false;
+            break;
+        }
         if (t->settings.set & (FPD_BATCH_SET_BUDGET | FPD_BATCH_SET_RATIO | FPD_BATCH_SET_MAX_ERROR)) {
             /* the chosen (r, p, k), so compress_checkpoint plans the same shape */
             const struct fpd_layer_shape *ps = &t->plan.shape;
@@ -298,15 +331,8 @@ static bool plan_unit(const struct fpd_batch_pipeline *p, struct unit *u, bool *
             o += (size_t)snprintf(shp + o, sizeof shp - o, " %lld,%lld,%lld", (long long)ps->row_shape[m],
                                   (long long)ps->col_shape[m], (long long)ps->ranks[m + 1]);
         h = batch_fnv1a(shp, strlen(shp) + 1, h);
-        if (t->settings.row_freq) { /* the frequencies' identity, as the input's */
-            struct stat fb;
-            char rf[96];
-            if (stat(t->settings.row_freq, &fb) == 0) {
-                snprintf(rf, sizeof rf, "%lld.%lld.%09ld", (long long)fb.st_size, (long long)fb.st_mtim.tv_sec,
-                         fb.st_mtim.tv_nsec);
-                h = batch_fnv1a(rf, strlen(rf) + 1, h);
-            }
-        }
+        h = hash_file_identity(t->settings.row_freq, h); /* the frequencies' and the */
+        h = hash_file_identity(t->settings.order_from, h); /* interactions' identity, as the input's */
         for (int64_t j = 0; j < i && t->group < 0; j++)
             if (u->tables[j].selected && strcmp(u->tables[j].key, t->key) == 0 &&
                 u->tables[j].settings.device == t->settings.device) /* one pass runs on one device */
@@ -569,14 +595,18 @@ static int run_unit(const struct fpd_batch_pipeline *p, struct unit *u, int prog
         goto done;
     }
     remove_leftovers(p, u);
-    const char **rf_tables = calloc((size_t)u->n_tables + 1, sizeof *rf_tables);
-    const char **rf_files = calloc((size_t)u->n_tables + 1, sizeof *rf_files);
-    if (!rf_tables || !rf_files) {
+    /* per table of a pass: row_freq files, and order_from files with their columns */
+    const char **rf_tables = calloc(2 * ((size_t)u->n_tables + 1), sizeof *rf_tables);
+    const char **rf_files = calloc(2 * ((size_t)u->n_tables + 1), sizeof *rf_files);
+    int32_t *ord_columns = calloc((size_t)u->n_tables + 1, sizeof *ord_columns);
+    if (!rf_tables || !rf_files || !ord_columns) {
         free(rf_tables);
         free(rf_files);
+        free(ord_columns);
         cli_error("out of memory");
         goto done;
     }
+    const char **ord_tables = rf_tables + u->n_tables + 1, **ord_files = rf_files + u->n_tables + 1;
     for (int g = 0; g < n_pass; g++) {
         struct compress_options co = compress_default_options();
         co.force = true;
@@ -586,6 +616,10 @@ static int run_unit(const struct fpd_batch_pipeline *p, struct unit *u, int prog
         co.row_freq_tables = rf_tables;
         co.row_freq_files = rf_files;
         co.n_row_freq = 0;
+        co.order_tables = ord_tables;
+        co.order_files = ord_files;
+        co.order_columns = ord_columns;
+        co.n_order = 0;
         for (int64_t i = 0; i < u->n_tables; i++) {
             struct table_plan *t = &u->tables[i];
             if (!t->selected || t->group != g) continue;
@@ -597,6 +631,12 @@ static int run_unit(const struct fpd_batch_pipeline *p, struct unit *u, int prog
             if (t->settings.row_freq) {
                 rf_tables[co.n_row_freq] = t->name;
                 rf_files[co.n_row_freq++] = t->settings.row_freq;
+            }
+            if (t->settings.order_from) { /* a pass shares id_base: it is in the settings key */
+                ord_tables[co.n_order] = t->name;
+                ord_columns[co.n_order] = t->settings.order_column;
+                ord_files[co.n_order++] = t->settings.order_from;
+                co.init_id_base = t->settings.id_base;
             }
         }
         if (g == n_pass - 1) {
@@ -620,6 +660,7 @@ static int run_unit(const struct fpd_batch_pipeline *p, struct unit *u, int prog
     }
     free(rf_tables);
     free(rf_files);
+    free(ord_columns);
     if (rc != CLI_EXIT_OK) goto done;
     rc = CLI_EXIT_FAILURE;
     /* the unit's report: every 2-D float table, with its selection and settings */
@@ -908,11 +949,15 @@ static void print_plan(const struct unit *units, int64_t n) {
             batch_settings_apply(&tp->settings, &co);
             char fc[48] = "";
             if (co.fit.free_coords > 0) snprintf(fc, sizeof fc, " c=%lld", (long long)co.fit.free_coords);
-            printf("compress (pass %d): r=%lld p=%lld k=%d%s rows %s cols %s, -> %s (%.1fx), %s cores, %lld epoch(s)%s%s\n",
+            printf("compress (pass %d): r=%lld p=%lld k=%d%s rows %s cols %s, -> %s (%.1fx), %s cores, %lld epoch(s)%s%s",
                    tp->group + 1, (long long)r, (long long)s->terms, (int)s->k, fc, cli_shape(s->row_shape, s->k, rs, sizeof rs),
                    cli_shape(s->col_shape, s->k, cs, sizeof cs), cli_bytes(tp->plan.bytes_after, b2, sizeof b2),
                    tp->plan.ratio, fpd_dtype_name(co.plan.core_dtype), (long long)co.fit.finetune_epochs,
                    tp->settings.row_freq ? ", row_freq " : "", tp->settings.row_freq ? tp->settings.row_freq : "");
+            if (tp->settings.order_from)
+                printf(", order_from %s (column %d, id_base %lld)", tp->settings.order_from,
+                       (int)tp->settings.order_column + 1, (long long)tp->settings.id_base);
+            putchar('\n');
         }
     }
 }

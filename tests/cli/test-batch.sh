@@ -301,6 +301,72 @@ run "$B" bad/p.yaml
 expect_rc "free_coords above D: exit 2" 2
 expect_grep "free_coords above D: names the table" err.txt "tensor 'word_embeddings.weight' has dimension 100; 101 free coordinates"
 
+# ---- order_from: a table's rows ordered from implicit feedback, as fpd-compress --order-from ----
+# ord/x.tsv (found next to the YAML, which is not the working folder): 40 users, 6
+# items each, even users items 0-9 and odd users 10-19 (the data of test-init's
+# --order-from case); ord/y.tsv the same lines with the columns swapped and the ids
+# 1-based, so order_column: 2 and id_base: 1 must order the rows as x.tsv does
+mkdir -p ord
+mk_synth ord/t.safetensors weight 40 8
+awk 'BEGIN { for (u = 0; u < 40; u++) for (j = 0; j < 6; j++) printf "%d\t%d\n", u, (u * 7 + j * 3) % 10 + (u % 2) * 10 }' >ord/x.tsv
+awk '{ printf "%d\t%d\n", $2 + 1, $1 + 1 }' ord/x.tsv >ord/y.tsv
+ORD_YAML='inputs:\n  - t.safetensors\noutput:\n  folder: %s\ndefaults:\n  rank: 2\n  cores: 2\n  epochs: 0\n  recall_queries: 0\ntables:\n  - match: weight\n    compress: true\n%b'
+printf "$ORD_YAML" out '    order_from: x.tsv\n' >ord/p.yaml
+printf "$ORD_YAML" out2 '    order_from: y.tsv\n    order_column: 2\n    id_base: 1\n' >ord/p2.yaml
+run "$BUILD/fpd-compress" ord/t.safetensors -o ord/ref.safetensors --tables weight --rank 2 --cores 2 --epochs 0 \
+    --queries 0 --order-from ord/x.tsv
+expect_rc "order_from: the fpd-compress reference: exit 0" 0
+run "$B" ord/p.yaml --check
+expect_grep "order_from: --check names the file, resolved next to the YAML" out.txt \
+    "weight .*order_from ord/x.tsv \(column 1, id_base 0\)"
+run "$B" ord/p.yaml --json
+expect_rc "order_from: exit 0" 0
+cp out.txt ord/r1.json
+run "$B" ord/p2.yaml --json
+expect_rc "order_from + order_column 2 + id_base 1: exit 0" 0
+cp out.txt ord/r2.json
+py_check "order_from: the settings and the report name the order" "
+import json
+t = [t for c in json.load(open('ord/r1.json'))['checkpoints'] for t in c['tables'] if t['name'] == 'weight'][0]
+s = t['settings']
+assert (s['order_from'], s['order_column'], s['id_base']) == ('ord/x.tsv', 1, 0), s
+assert t['row_order'] == '240 interactions of ord/x.tsv, column 1' and t['row_perm'] is True, t
+t = [t for c in json.load(open('ord/r2.json'))['checkpoints'] for t in c['tables'] if t['name'] == 'weight'][0]
+s = t['settings']
+assert (s['order_from'], s['order_column'], s['id_base']) == ('ord/y.tsv', 2, 1), s
+assert t['row_order'] == '240 interactions of ord/y.tsv, column 2', t"
+py_check "order_from: both outputs hold fpd-compress --order-from's tensors; each leading-digit block one group" "
+import sys; sys.path.insert(0, '$(dirname "$CHECK")')
+import numpy as np
+from fpd_check import read_st
+ref = read_st('ord/ref.safetensors')[0]
+assert 'weight.fpd.row_perm' in ref, sorted(ref)
+for out in ('ord/out/t.fpd.safetensors', 'ord/out2/t.fpd.safetensors'):
+    got = read_st(out)[0]
+    assert sorted(got) == sorted(ref), (out, sorted(got), sorted(ref))
+    for k in ref:
+        assert got[k].dtype == ref[k].dtype and np.array_equal(got[k], ref[k]), (out, k)
+p = ref['weight.fpd.row_perm']
+assert sorted(p.tolist()) == list(range(40)), p
+for blk in range(8):
+    users = [u for u in range(40) if p[u] // 5 == blk]
+    assert len({u % 2 for u in users}) <= 1, (blk, users)"
+printf 'inputs:\n  - %s\noutput:\n  folder: out\ndefaults:\n  order_from: nope.tsv\n' "$SAMPLE" >bad/p.yaml
+bad_case "order_from: a missing file" 2 "bad/p.yaml:6:15: 'order_from' file 'bad/nope.tsv' does not exist"
+printf 'inputs:\n  - %s\noutput:\n  folder: out\ndefaults:\n  order_from: ../ord/x.tsv\n  order_column: 3\n' "$SAMPLE" >bad/p.yaml
+bad_case "order_column 3" 2 "bad/p.yaml:7:17: 'order_column' must be 1 or 2"
+printf 'inputs:\n  - %s\noutput:\n  folder: out\ndefaults:\n  order_from: ../ord/x.tsv\n  id_base: -1\n' "$SAMPLE" >bad/p.yaml
+bad_case "id_base negative" 2 "bad/p.yaml:7:12: 'id_base' must be an integer >= 0"
+printf 'inputs:\n  - %s\noutput:\n  folder: out\ntables:\n  - match: "*"\n    order_column: 2\n' "$SAMPLE" >bad/p.yaml
+bad_case "order_column without order_from" 2 "bad/p.yaml:7:5: 'order_column' goes with 'order_from'"
+mk_synth ord/t20.safetensors weight 20 8
+printf "$ORD_YAML" out3 '    order_from: x.tsv\n' | sed 's/t\.safetensors/t20.safetensors/' >ord/p3.yaml
+run "$B" ord/p3.yaml
+expect_rc "order_from: ids beyond the table's rows: exit 2 (before any work)" 2
+expect_grep "order_from: ids beyond the table's rows: says which" err.txt \
+    "t20.safetensors: table 'weight': order_from ord/x.tsv: ids up to 39 in column 1, but the table has 20 rows"
+expect_absent "order_from: ids beyond the table's rows: no work" ord/out3
+
 # ---- free_coords: auto with a budget: the planner's c per table, as fpd-suggest plans ----
 printf 'inputs:\n  - %s\noutput:\n  folder: out\ndefaults:\n  epochs: 0\n  recall_queries: 0\ntables:\n  - match: "word_*"\n    budget: 150KB\n    free_coords: auto\n' "$SAMPLE" >fc/auto.yaml
 run "$BUILD/fpd-suggest" "$SAMPLE" --budget 150KB --free-coords auto --json

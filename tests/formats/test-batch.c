@@ -139,3 +139,57 @@ Test(batch, errors_name_line_and_column, .init = tmpdir_init, .fini = tmpdir_fin
     cr_assert(eq(int, parse(y, &p, NULL), FPD_STATUS_CONFIG));
     cr_assert(eq(int, fpd_batch_pipeline_load("/nonexistent/p.yaml", &p, &err), FPD_STATUS_IO));
 }
+
+/* order_from / order_column / id_base (fpd-compress --order-from): the file resolved
+ * against the YAML's folder, the column stored 0-based, per-table overrides, the
+ * settings key naming them (so tables ordered differently get different passes), and
+ * the errors: a missing file, a column other than 1 or 2, order_column or id_base
+ * without order_from anywhere. */
+Test(batch, order_from_settings_and_errors, .init = tmpdir_init, .fini = tmpdir_fini) {
+    char f[128];
+    snprintf(f, sizeof f, "%s/x.tsv", g_dir);
+    FILE *fp = fopen(f, "w");
+    cr_assert(fp != NULL);
+    fputs("1\t2\n", fp);
+    fclose(fp);
+    struct fpd_batch_pipeline *p = NULL;
+    struct fpd_error err;
+    const char *y = "inputs: [ncf_gmf.safetensors]\noutput:\n  folder: out\ndefaults:\n  order_column: 2\n"
+                    "tables:\n  - match: user_emb\n    order_from: x.tsv\n    id_base: 1\n";
+    cr_assert(eq(int, parse(y, &p, &err), FPD_STATUS_OK), "%s (line %lld)", err.msg, (long long)err.line);
+    struct fpd_batch_settings s, d;
+    fpd_batch_settings_for(p, &p->inputs[0], "user_emb", &s);
+    fpd_batch_settings_for(p, &p->inputs[0], "item_emb", &d);
+    cr_assert_str_eq(s.order_from, f);
+    cr_assert(eq(i32, s.order_column, 1));
+    cr_assert(eq(i64, s.id_base, 1));
+    cr_assert(d.order_from == NULL);
+    cr_assert(eq(i32, d.order_column, 1));
+    char k1[1024], k2[1024], want[256];
+    fpd_batch_settings_key(&s, k1, sizeof k1);
+    fpd_batch_settings_key(&d, k2, sizeof k2);
+    snprintf(want, sizeof want, " of=%s oc=2 ib=1", f);
+    cr_assert(strstr(k1, want) != NULL, "%s", k1);
+    cr_assert(strstr(k2, " of=") == NULL, "%s", k2);
+    fpd_batch_pipeline_free(p);
+
+    static const struct {
+        const char *yaml, *msg;
+        int64_t line, column;
+    } bad[] = {
+        {"inputs: [ncf_gmf.safetensors]\noutput:\n  folder: out\ndefaults:\n  order_from: nope.tsv\n",
+         "'order_from' file '", 5, 15},
+        {"inputs: [ncf_gmf.safetensors]\noutput:\n  folder: out\ndefaults:\n  order_from: x.tsv\n  order_column: 3\n",
+         "'order_column' must be 1 or 2", 6, 17},
+        {"inputs: [ncf_gmf.safetensors]\noutput:\n  folder: out\ndefaults:\n  id_base: -1\n",
+         "'id_base' must be an integer >= 0", 5, 12},
+        {"inputs: [ncf_gmf.safetensors]\noutput:\n  folder: out\ntables:\n  - match: a\n    order_column: 2\n",
+         "'order_column' goes with 'order_from'", 6, 5},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        cr_assert(eq(int, parse(bad[i].yaml, &p, &err), FPD_STATUS_CONFIG), "case %zu", i);
+        cr_assert(strstr(err.msg, bad[i].msg) != NULL, "case %zu: %s", i, err.msg);
+        cr_assert(eq(i64, err.line, bad[i].line), "case %zu: %s", i, err.msg);
+        cr_assert(eq(i64, err.column, bad[i].column), "case %zu: %s", i, err.msg);
+    }
+}
