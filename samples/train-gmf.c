@@ -58,6 +58,8 @@ struct options {
     const char *ratings, *out;
     int64_t dim, epochs, batch, negatives, rank, terms, k, max_users, eval_every;
     int64_t free_coords;
+    double free_init_scale;      /* --free-init-scale: E ~ N(0, S^2) at the start (0: E = 0) */
+    bool free_init_given;
     double lr, core_lr, init_scale;
     bool core_lr_relative, order_rows;
     uint64_t split_seed;
@@ -107,6 +109,8 @@ static void usage(FILE *f) {
             "  --free-coords C   C free coordinates per row on top of each FPD table (row i =\n"
             "                    FPD(i) + E[i] P; E = 0, P ~ N(0, 1/C) at the start; C (N + D)\n"
             "                    parameters a table, counted in the ratio) (default 0)\n"
+            "  --free-init-scale S  with --free-coords: E starts ~ normal(0, S^2) instead of 0\n"
+            "                    (fpd_gmf_train_params.free_init_scale; S >= 0, default 0)\n"
             "  --init-scale S    tables start as normal(0, S^2) (default 0.01, as NCF)\n"
             "  --seeds A,B,..    training seeds, one run each (default 1)\n"
             "  --split-seed S    seed of the held-out items and negatives (default 1)\n"
@@ -246,7 +250,7 @@ static struct fpd_gmf_train_params train_params(const struct options *o, bool fp
     tp.core_learning_rate = o->core_lr;
     tp.core_lr_relative = o->core_lr_relative;
     tp.order_rows = o->order_rows;
-    if (fpd) tp.free_coords = o->free_coords;
+    if (fpd) tp.free_coords = o->free_coords, tp.free_init_scale = o->free_init_scale;
     tp.seed = seed;
     tp.backend = o->backend;
     return tp;
@@ -515,7 +519,7 @@ int main(int argc, char **argv) {
     o.dense = o.fpd = true;
     o.eval_every = 1;
     enum { OPT_DIM = 256, OPT_TABLES, OPT_RANK, OPT_TERMS, OPT_CORES, OPT_EPOCHS, OPT_BATCH, OPT_NEG, OPT_LR,
-           OPT_CORE_LR, OPT_CORE_REL, OPT_ORDER, OPT_FREE, OPT_INIT, OPT_SEEDS, OPT_SPLIT, OPT_MAXU, OPT_EVAL, OPT_WTEST, OPT_JSON, OPT_DEVICE,
+           OPT_CORE_LR, OPT_CORE_REL, OPT_ORDER, OPT_FREE, OPT_FREE_INIT, OPT_INIT, OPT_SEEDS, OPT_SPLIT, OPT_MAXU, OPT_EVAL, OPT_WTEST, OPT_JSON, OPT_DEVICE,
            OPT_MODEL, OPT_LAYERS, OPT_BUDGET, OPT_ALPHA };
     static const struct option opts[] = {
         {"dim", required_argument, 0, OPT_DIM},         {"tables", required_argument, 0, OPT_TABLES},
@@ -532,6 +536,7 @@ int main(int argc, char **argv) {
         {"device", required_argument, 0, OPT_DEVICE},
         {"model", required_argument, 0, OPT_MODEL},     {"layers", required_argument, 0, OPT_LAYERS},
         {"budget", required_argument, 0, OPT_BUDGET},   {"alpha", required_argument, 0, OPT_ALPHA},
+        {"free-init-scale", required_argument, 0, OPT_FREE_INIT},
         {0, 0, 0, 0},
     };
     opterr = 0;
@@ -555,6 +560,10 @@ int main(int argc, char **argv) {
         case OPT_CORE_REL: o.core_lr_relative = true; break;
         case OPT_ORDER: o.order_rows = true; break;
         case OPT_FREE: o.free_coords = cli_parse_i64("--free-coords", optarg, 0); break;
+        case OPT_FREE_INIT:
+            o.free_init_scale = cli_parse_f64("--free-init-scale", optarg, 0.0);
+            o.free_init_given = true;
+            break;
         case OPT_INIT: o.init_scale = cli_parse_pos("--init-scale", optarg); break;
         case OPT_SEEDS: {
             o.n_seeds = 0;
@@ -618,6 +627,8 @@ int main(int argc, char **argv) {
     if (optind + 1 < argc) cli_usage_error("one ratings file expected, got '%s' too", argv[optind + 1]);
     if (o.write_test && !o.out) cli_usage_error("--write-test needs -o PREFIX");
     if (o.free_coords > o.dim) cli_usage_error("--free-coords must be at most --dim (%lld)", (long long)o.dim);
+    if (o.free_init_given && o.free_coords == 0)
+        cli_usage_error("--free-init-scale sets how the free coordinates start; it goes with --free-coords C (C >= 1)");
     if (o.batch < 1 + o.negatives) cli_usage_error("--batch must be at least 1 + --negatives");
     o.ratings = argv[optind];
     /* the device of the FPD tables' engines (dense tables train on the host) */

@@ -77,6 +77,43 @@ fi
 run "$T" ratings.tsv --free-coords 65
 expect_rc "free coords above --dim: exit 2" 2
 
+# --free-init-scale S: E starts ~ normal(0, S^2) (fpd_gmf_train_params.free_init_scale)
+# instead of 0. One epoch (the least --epochs allows) at --lr 1e-9 moves E by at most
+# ~3 lr per Adam step (a few hundred steps here), so below 1e-5: the written E is its
+# start. With S = 0.1 over the 2 (200 + 3706) = 7812 entries of both tables, the sample
+# sd is within 5 standard errors (0.1 / sqrt(2 n) = 0.0008 each) of 0.1 and the mean
+# within 5 x 0.1 / sqrt(n) = 0.0057 of 0; without the option E starts at 0 and stays
+# below 1e-5.
+if [ -f "$ML" ]; then
+    for fi in 0.1 none; do
+        extra="--free-init-scale $fi"
+        [ "$fi" = none ] && extra=
+        run "$T" "$ML" --epochs 1 --lr 1e-9 --max-users 200 --dim 16 --rank 4 --tables fpd --free-coords 2 $extra -o fis-$fi
+        expect_rc "free init scale $fi: exit 0" 0
+    done
+    py_check "free init scale: E's sample sd 0.1 (mean 0) with --free-init-scale 0.1, E ~ 0 without" "
+import sys; sys.path.insert(0, '$(dirname "$CHECK")')
+import numpy as np
+from fpd_check import read_st
+def e(p):
+    t = read_st(p)[0]
+    return np.concatenate([t[k + '.fpd.free'].astype(np.float64).ravel() for k in ('user_embedding.weight', 'item_embedding.weight')]), t
+x, t = e('fis-0.1.fpd.safetensors')
+assert t['user_embedding.weight.fpd.free'].shape == (200, 2) and t['item_embedding.weight.fpd.free'].shape == (3706, 2)
+assert x.size == 7812 and abs(x.std(ddof=1) - 0.1) < 5 * 0.1 / np.sqrt(2 * x.size), x.std(ddof=1)
+assert abs(x.mean()) < 5 * 0.1 / np.sqrt(x.size), x.mean()
+z, _ = e('fis-none.fpd.safetensors')
+assert np.abs(z).max() < 1e-5, np.abs(z).max()"
+fi
+run "$T" ratings.tsv --free-init-scale 0.1
+expect_rc "free init scale without --free-coords: exit 2" 2
+expect_grep "free init scale without --free-coords: says so" err.txt "--free-init-scale .* goes with --free-coords"
+for bad in -1 nan inf x; do
+    run "$T" ratings.tsv --free-coords 2 --free-init-scale $bad
+    expect_rc "free init scale $bad: exit 2" 2
+    expect_grep "free init scale $bad: names the option" err.txt "--free-init-scale expects a number >= 0, got '$bad'"
+done
+
 # --model mlp / neumf: NCF's other models train (fpd_ncf_train) and are evaluated; the
 # parameter counts are the tables' plus the layers' (NCF's 64 -> 32 -> 16 -> 8), and
 # a written checkpoint gives fpd-eval the trainer's HR@10
