@@ -335,7 +335,7 @@ t = [t for c in json.load(open('ord/r2.json'))['checkpoints'] for t in c['tables
 s = t['settings']
 assert (s['order_from'], s['order_column'], s['id_base']) == ('ord/y.tsv', 2, 1), s
 assert t['row_order'] == '240 interactions of ord/y.tsv, column 2', t"
-py_check "order_from: both outputs hold fpd-compress --order-from's tensors; each leading-digit block one group" "
+py_check "order_from: both outputs hold fpd-compress --order-from's row_perm and cores; each leading-digit block one group" "
 import sys; sys.path.insert(0, '$(dirname "$CHECK")')
 import numpy as np
 from fpd_check import read_st
@@ -344,8 +344,10 @@ assert 'weight.fpd.row_perm' in ref, sorted(ref)
 for out in ('ord/out/t.fpd.safetensors', 'ord/out2/t.fpd.safetensors'):
     got = read_st(out)[0]
     assert sorted(got) == sorted(ref), (out, sorted(got), sorted(ref))
-    for k in ref:
-        assert got[k].dtype == ref[k].dtype and np.array_equal(got[k], ref[k]), (out, k)
+    for k in ref: # the order exactly; the cores to rounding (equal bits from one build)
+        g, r = got[k].astype(np.float64), ref[k].astype(np.float64)
+        assert got[k].dtype == ref[k].dtype and g.shape == r.shape, (out, k)
+        assert np.abs(g - r).max() <= (0 if k.endswith('row_perm') else 1e-5 * np.abs(r).max()), (out, k)
 p = ref['weight.fpd.row_perm']
 assert sorted(p.tolist()) == list(range(40)), p
 for blk in range(8):
