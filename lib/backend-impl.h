@@ -112,7 +112,7 @@ const struct fpd_backend_i *fpd__backend_iface(const struct fpd_backend *be, voi
  * lib/. Anything else from libfpd does not link (the object is linked with
  * -Wl,--no-undefined). Bump FPD_BACKEND_ABI_VERSION when a field is added to these
  * two structs or to struct fpd_backend_i. */
-#define FPD_BACKEND_ABI_VERSION 2
+#define FPD_BACKEND_ABI_VERSION 3
 #define FPD_BACKEND_PLUGIN_SYMBOL "fpd_backend_plugin_init"
 
 /* The layout sizes both sides compare (struct size in bytes, in this order). */

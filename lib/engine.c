@@ -61,6 +61,8 @@ enum fpd_status fpd_engine_init(struct fpd_layer *layer, const struct fpd_engine
             return fpd__err(err, FPD_STATUS_INVALID_ARG, "lr_scale[%d] = %g must be >= 0", (int)m, o->lr_scale[m]);
     if (!(o->free_lr_scale >= 0.0))
         return fpd__err(err, FPD_STATUS_INVALID_ARG, "free_lr_scale = %g must be >= 0", o->free_lr_scale);
+    if (!(o->free_proj_lr_scale >= 0.0))
+        return fpd__err(err, FPD_STATUS_INVALID_ARG, "free_proj_lr_scale = %g must be >= 0", o->free_proj_lr_scale);
     struct fpd_engine *e = fpd_calloc(1, sizeof *e);
     if (!e) return fpd__err(err, FPD_STATUS_NOMEM, "out of memory for an engine");
     enum fpd_status st = FPD_STATUS_OK;

@@ -558,10 +558,12 @@ FPD_API int64_t fpd_bag_batch_out_rows(const struct fpd_bag_batch *b);
  * term selects: r_m * d_m * r_{m+1} floats; it plays the part of a dense table's
  * row). Step size of core m: learning_rate * lr_scale[m] (lr_scale[m] = 0 counts
  * as 1), so callers can make steps relative to each core's RMS. Free coordinates
- * step alike with learning_rate * free_lr_scale: E's slices are its rows (c floats,
- * a row touched when the batch looks it up: sparse like a dense table's rows),
- * P's slices are its c rows of D floats (touched whenever the batch has a row:
- * P is a dense parameter, so LAZY_ADAM steps it as ADAM does).
+ * step alike: E with learning_rate * free_lr_scale, its slices its rows (c floats,
+ * a row touched when the batch looks it up: sparse like a dense table's rows);
+ * P with learning_rate * free_proj_lr_scale, its slices its c rows of D floats
+ * (touched whenever the batch has a row: P is a dense parameter shared by every
+ * row, like a core, so LAZY_ADAM steps it as ADAM does), or not at all with
+ * free_proj_fixed (its gradient is still computed: fpd_engine_grad).
  *  SGD              x -= lr g, on touched slices.
  *  ROWWISE_ADAGRAD  FBGEMM's exact row-wise Adagrad (fbgemm_gpu
  *                   split_embedding_codegen, EXACT_ROWWISE_ADAGRAD): one state s
@@ -587,7 +589,10 @@ struct fpd_optimizer_params {
     double eps;                        /* Adam 1e-8; row-wise Adagrad 1e-8 (FBGEMM)  */
     double lr_scale[FPD_MAX_MODES];    /* per-core multiplier of the step (0 = 1)    */
     double free_lr_scale;              /* multiplier of the step of the free
-                                          coordinates E and P (0 = 1)                */
+                                          coordinates' per-row part E (0 = 1)        */
+    double free_proj_lr_scale;         /* multiplier of the step of their shared
+                                          projection P (0 = free_lr_scale's)         */
+    bool free_proj_fixed;              /* true: the step leaves P as it is           */
 };
 /* LAZY_ADAM, learning rate 1e-3, betas 0.9/0.999, eps 1e-8, scales 1. */
 FPD_API struct fpd_optimizer_params fpd_optimizer_default_params(void);
@@ -959,16 +964,31 @@ struct fpd_gmf_train_params {
     int64_t free_coords;       /* c > 0: before training, give each FPD table without free
                                   coordinates c of them (fpd_layer_set_free_coords; row i =
                                   FPD(i) + E[i] P): E = 0, so training starts from the FPD
-                                  table as given (a fitted one keeps its rows), and P entries
-                                  ~ N(0, 1/c) (seeded), so that one Adam step of E moves a
-                                  row by about the learning rate per column, as it moves a
-                                  dense row (E = P = 0 would be a stationary point: neither
-                                  gets a gradient). E and P step with lazy Adam at
-                                  learning_rate (E's rows sparse, P dense); c <= dim
-                                  (default 0)                                               */
+                                  table as given (a fitted one keeps its rows), and P with
+                                  orthonormal rows (P P^T = I_c; Gram-Schmidt of a Gaussian
+                                  drawn from the seed), the same P for every table of the
+                                  model that has the same dim, so that the free parts of a
+                                  user and an item meet as E_u E_v^T, as a dense d = c
+                                  model's rows do (independent random P per table made that
+                                  a random c x c form and trained worse). E steps with lazy
+                                  Adam at learning_rate
+                                  (its rows sparse, as a dense table's), P (dense, shared by
+                                  every row, stepped at every step like a core) at
+                                  free_proj_learning_rate, or not at all with
+                                  free_proj_fixed; c <= dim (default 0)                     */
+    double free_proj_learning_rate; /* Adam step of P; 0: the cores' step (default)        */
+    bool free_proj_fixed;      /* P stays as attached (default false). A fixed P makes the
+                                  free part a dense d = c table in a fixed c-dimensional
+                                  subspace of the rows: E trains as that table would. Which
+                                  is better depends on the task (seed 1, 10x, ordered FPD +
+                                  free coordinates: MF-BPR on Gowalla, Recall@20 0.0785
+                                  fixed, 0.0675 at 1e-4; GMF on MovieLens-1M, HR@10 0.7197
+                                  fixed, 0.7399 at the cores' 1e-3; README, "Equal-size
+                                  comparison"): choose it on a validation split           */
     double free_init_scale;    /* with free_coords: E entries start ~ N(0, s^2) (seeded)
-                                  instead of 0, so E[i] P starts as a dense table of
-                                  normal(0, s^2) entries (P ~ N(0, 1/c)); for training
+                                  instead of 0, so the free part starts as a dense d = c
+                                  table of normal(0, s^2) entries (|E[i] P| = |E[i]|: P
+                                  has orthonormal rows); for training
                                   from scratch, where E = 0 in BOTH tables of a product
                                   model (MF, GMF) is a saddle of their E-E term (each E
                                   gets a gradient only through the other table's FPD

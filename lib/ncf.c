@@ -293,8 +293,12 @@ static enum fpd_status table_state_init(struct table_state *ts, const struct fpd
             double scale = sqrt(ss / (double)nel);
             ep.optimizer.lr_scale[m] = scale > 0.0 ? scale : 1e-2;
         }
-        /* free coordinates (if any) step at the dense rows' learning rate */
+        /* free coordinates (if any): E steps at the dense rows' learning rate, P at
+         * free_proj_learning_rate (0: the cores'), or not at all */
         ep.optimizer.free_lr_scale = p->learning_rate / ep.optimizer.learning_rate;
+        ep.optimizer.free_proj_lr_scale =
+            p->free_proj_learning_rate > 0.0 ? p->free_proj_learning_rate / ep.optimizer.learning_rate : 1.0;
+        ep.optimizer.free_proj_fixed = p->free_proj_fixed;
         enum fpd_status st = fpd_engine_init(e->layer, &ep, &ts->eng, err);
         if (st) {
             table_state_free(ts);
@@ -393,23 +397,46 @@ static enum fpd_status order_table_rows(const struct fpd_embedding *e, const int
 }
 
 /* free_coords: give the FPD layer of table e (when it has none) c free coordinates:
- * P ~ N(0, 1/c) from seed, E = 0 (training starts from the table as given) or, with
- * e_scale > 0, E ~ N(0, e_scale^2) (see fpd_gmf_train_params.free_coords and
- * .free_init_scale). */
-static enum fpd_status add_free_coords(const struct fpd_embedding *e, int64_t c, double e_scale, uint64_t seed,
-                                       struct fpd_error *err) {
+ * P with orthonormal rows (P P^T = I_c; Gram-Schmidt of a Gaussian [c, dim] drawn
+ * from p_seed, which the caller makes the same for every table of a model, so that
+ * at the start the free parts of two tables meet as E_u E_v^T: a dense d = c model's
+ * dot product), E = 0 (training starts from the table as given) or, with
+ * e_scale > 0, E ~ N(0, e_scale^2) from e_seed (see fpd_gmf_train_params.free_coords
+ * and .free_init_scale). */
+#define FREE_P_SEED 0x2545f4914f6cdd1dull /* one P stream for all tables of a model */
+static enum fpd_status add_free_coords(const struct fpd_embedding *e, int64_t c, double e_scale, uint64_t p_seed,
+                                       uint64_t e_seed, struct fpd_error *err) {
     struct fpd_layer *l = e->layer;
     if (!l || fpd_layer_get_free_coords(l) > 0) return FPD_STATUS_OK;
-    enum fpd_status st = fpd_layer_set_free_coords(l, c, NULL, NULL, err);
-    if (st) return st;
-    float *pr = fpd_layer_get_free_p(l);
-    const double sd = 1.0 / sqrt((double)c);
-    for (int64_t x = 0; x < c * e->dim; x++) pr[x] = (float)(sd * fpd__rand_normal(&seed));
-    if (e_scale > 0.0) {
-        float *er = fpd_layer_get_free_e(l);
-        for (int64_t x = 0; x < c * e->rows; x++) er[x] = (float)(e_scale * fpd__rand_normal(&seed));
+    const int64_t D = e->dim;
+    double *q = fpd_malloc((size_t)(c * D) * sizeof(double));
+    if (!q) return fpd__err(err, FPD_STATUS_NOMEM, "out of memory for the free coordinates' projection");
+    for (int64_t a = 0; a < c; a++) { /* modified Gram-Schmidt; a degenerate draw (probability 0) is redrawn */
+        double *r = q + a * D, nrm = 0.0;
+        while (!(nrm > 1e-6)) {
+            for (int64_t j = 0; j < D; j++) r[j] = fpd__rand_normal(&p_seed);
+            for (int64_t b = 0; b < a; b++) {
+                double dot = 0.0;
+                for (int64_t j = 0; j < D; j++) dot += r[j] * q[b * D + j];
+                for (int64_t j = 0; j < D; j++) r[j] -= dot * q[b * D + j];
+            }
+            nrm = 0.0;
+            for (int64_t j = 0; j < D; j++) nrm += r[j] * r[j];
+            nrm = sqrt(nrm);
+        }
+        for (int64_t j = 0; j < D; j++) r[j] /= nrm;
     }
-    return FPD_STATUS_OK;
+    enum fpd_status st = fpd_layer_set_free_coords(l, c, NULL, NULL, err);
+    if (!st) {
+        float *pr = fpd_layer_get_free_p(l);
+        for (int64_t x = 0; x < c * D; x++) pr[x] = (float)q[x];
+        if (e_scale > 0.0) {
+            float *er = fpd_layer_get_free_e(l);
+            for (int64_t x = 0; x < c * e->rows; x++) er[x] = (float)(e_scale * fpd__rand_normal(&e_seed));
+        }
+    }
+    fpd_free(q);
+    return st;
 }
 
 /* order[0..n) shuffled in place (Fisher-Yates) with rng's stream. */
@@ -495,14 +522,14 @@ enum fpd_status fpd_gmf_train(struct fpd_gmf *m, const int64_t *users, const int
     struct fpd_gmf_train_params p = params ? *params : fpd_gmf_train_default_params();
     if ((st = gmf_check(m, err))) return st;
     if (p.epochs < 0 || p.negatives < 0 || p.batch_size < 1 + p.negatives || !(p.learning_rate > 0.0) ||
-        !(p.core_learning_rate >= 0.0) || p.free_coords < 0 || p.free_coords > m->user.dim ||
+        !(p.core_learning_rate >= 0.0) || !(p.free_proj_learning_rate >= 0.0) || p.free_coords < 0 || p.free_coords > m->user.dim ||
         !(p.free_init_scale >= 0.0 && isfinite(p.free_init_scale)))
         return fpd__err(err, FPD_STATUS_INVALID_ARG,
                         "training parameters out of range: epochs %lld, negatives %lld, batch_size %lld (must be "
-                        ">= 1 + negatives), learning rates %g, %g, free_coords %lld (in [0, dim]), "
+                        ">= 1 + negatives), learning rates %g, %g, %g, free_coords %lld (in [0, dim]), "
                         "free_init_scale %g (finite, >= 0)",
                         (long long)p.epochs, (long long)p.negatives, (long long)p.batch_size, p.learning_rate,
-                        p.core_learning_rate, (long long)p.free_coords, p.free_init_scale);
+                        p.core_learning_rate, p.free_proj_learning_rate, (long long)p.free_coords, p.free_init_scale);
     if (n <= 0) return fpd__err(err, FPD_STATUS_INVALID_ARG, "no positives to train on");
     if (p.teacher) {
         if ((st = gmf_check(p.teacher, err))) return st;
@@ -546,8 +573,10 @@ enum fpd_status fpd_gmf_train(struct fpd_gmf *m, const int64_t *users, const int
          (st = order_table_rows(&m->item, items, users, n, m->user.rows, p.seed, err))))
         goto done;
     if (p.free_coords > 0 && /* after the row order (E is in original row order either way) */
-        ((st = add_free_coords(&m->user, p.free_coords, p.free_init_scale, p.seed ^ 0x14057b7ef767814full, err)) ||
-         (st = add_free_coords(&m->item, p.free_coords, p.free_init_scale, p.seed ^ 0x5851f42d4c957f2dull, err))))
+        ((st = add_free_coords(&m->user, p.free_coords, p.free_init_scale, p.seed ^ FREE_P_SEED,
+                               p.seed ^ 0x14057b7ef767814full, err)) ||
+         (st = add_free_coords(&m->item, p.free_coords, p.free_init_scale, p.seed ^ FREE_P_SEED,
+                               p.seed ^ 0x5851f42d4c957f2dull, err))))
         goto done;
     if ((st = user_items_init(&ui, users, items, n, m->user.rows, err)) ||
         (st = table_state_init(&tu, &m->user, bsz, &p, err)) || (st = table_state_init(&ti, &m->item, bsz, &p, err)))
@@ -931,13 +960,13 @@ enum fpd_status fpd_ncf_train(struct fpd_ncf *m, const int64_t *users, const int
         return fpd__err(err, FPD_STATUS_INVALID_ARG,
                         "NCF training: teacher, distill, balance_users and the BPR loss are GMF-only");
     if (p.epochs < 0 || p.negatives < 0 || p.batch_size < 1 + p.negatives || !(p.learning_rate > 0.0) ||
-        !(p.core_learning_rate >= 0.0) || p.free_coords < 0 || !(p.free_init_scale >= 0.0 && isfinite(p.free_init_scale)))
+        !(p.core_learning_rate >= 0.0) || !(p.free_proj_learning_rate >= 0.0) || p.free_coords < 0 || !(p.free_init_scale >= 0.0 && isfinite(p.free_init_scale)))
         return fpd__err(err, FPD_STATUS_INVALID_ARG,
                         "training parameters out of range: epochs %lld, negatives %lld, batch_size %lld (must be "
-                        ">= 1 + negatives), learning rates %g, %g, free_coords %lld (>= 0), free_init_scale %g "
+                        ">= 1 + negatives), learning rates %g, %g, %g, free_coords %lld (>= 0), free_init_scale %g "
                         "(finite, >= 0)",
                         (long long)p.epochs, (long long)p.negatives, (long long)p.batch_size, p.learning_rate,
-                        p.core_learning_rate, (long long)p.free_coords, p.free_init_scale);
+                        p.core_learning_rate, p.free_proj_learning_rate, (long long)p.free_coords, p.free_init_scale);
     if (n <= 0) return fpd__err(err, FPD_STATUS_INVALID_ARG, "no positives to train on");
     const int64_t n_users = ncf_user_table(m)->rows, n_items = ncf_item_table(m)->rows;
     if ((st = ids_check(users, n, n_users, "user", err)) || (st = ids_check(items, n, n_items, "item", err))) return st;
@@ -971,8 +1000,8 @@ enum fpd_status fpd_ncf_train(struct fpd_ncf *m, const int64_t *users, const int
                                               q & 1 ? n_users : n_items, p.seed, err)))
             goto done;
     for (int q = 0; p.free_coords > 0 && q < 4; q++)
-        if (used[q] && (st = add_free_coords(tabs[q], p.free_coords, p.free_init_scale, p.seed ^ (0x9e3779b97f4a7c15ull * (uint64_t)(q + 1)),
-                                             err)))
+        if (used[q] && (st = add_free_coords(tabs[q], p.free_coords, p.free_init_scale, p.seed ^ FREE_P_SEED,
+                                             p.seed ^ (0x9e3779b97f4a7c15ull * (uint64_t)(q + 1)), err)))
             goto done;
     if ((st = user_items_init(&ui, users, items, n, n_users, err))) goto done;
     for (int q = 0; q < 4; q++)

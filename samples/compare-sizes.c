@@ -17,7 +17,15 @@
  *                E [rows, c], P [c, D]; fpd_gmf_train_params.free_coords): c is the
  *                largest count whose E and P take at most --free-share (default 0.5)
  *                of each table's budget (one c for both tables, the smaller), the
- *                cores get the rest; where c = 0 it is fpd-ordered and not run again
+ *                cores get the rest; where c = 0 it is fpd-ordered and not run again.
+ *                P has orthonormal rows, the same in both tables; it steps at the
+ *                cores' step (--free-proj core) or stays fixed (--free-proj fixed).
+ *
+ * Tuning on a validation split of the training positives (one held out per user,
+ * the first seed; the test set is not read): --tune-core-lr (the FPD methods' core
+ * step), --tune-free-share and --tune-free-proj (fpd-free's share and P's step);
+ * every combination is trained, the best validation metric kept (config clr=, share=,
+ * P=; JSON "validation").
  *
  * Datasets:
  *   --movielens RATINGS   GMF (NCF) with BCE and 4 negatives, sample-train-gmf's split
@@ -63,12 +71,16 @@ struct options {
     int64_t dim, epochs, batch, negatives, max_users;
     int64_t cores[4];
     int n_cores;
-    double lr, core_lr, init_scale, l2, free_share;
+    double lr, core_lr, init_scale, l2, free_share, free_proj;
     bool methods[M_COUNT], reference, json;
     double ratios[8];
     int n_ratios;
     double tune_lr[8];
     int n_tune;
+    double tune_share[8];
+    int n_tune_share;
+    double tune_proj[4];
+    int n_tune_proj;
     uint64_t seeds[8];
     int n_seeds;
 };
@@ -330,7 +342,11 @@ struct config {
     int64_t free_coords;        /* fpd-free: c of both tables */
     double core_lr;             /* FPD methods: the cores' Adam step chosen on the
                                    validation split (--tune-core-lr); 0: --core-lr */
-    double tune_m1[8];          /* its validation metric for each --tune-core-lr */
+    double free_share;          /* fpd-free: the share kept (--free-share or the one
+                                   chosen by --tune-free-share) */
+    double free_proj;           /* fpd-free: P's step, -1 fixed, 0 the cores', else the step */
+    int n_tried;                /* the validation runs of the tuning: */
+    double tried_lr[256], tried_share[256], tried_proj[256], tried_m1[256]; /* step, share, P, metric */
     struct fpd_layer_shape shape[2];
     int64_t params[2], budget[2];
     char desc[160];
@@ -455,6 +471,8 @@ static void config_make(const struct options *o, const struct data *d, enum meth
                 return;
             }
             for (int t = 0; t < 2; t++) core_budget[t] -= c->free_coords * (rows[t] + D);
+            c->free_share = o->free_share;
+            c->free_proj = o->free_proj;
         }
         if (!fpd_best(o, rows, core_budget, m != M_FPD, c->shape, c->params)) {
             c->fits = false;
@@ -546,6 +564,8 @@ static int run_one(const struct options *o, const struct data *d, const struct c
     tp.seed = seed;
     tp.order_rows = c->method == M_FPD_ORDERED || c->method == M_FPD_FREE;
     tp.free_coords = c->method == M_FPD_FREE ? c->free_coords : 0;
+    tp.free_proj_learning_rate = c->free_proj > 0.0 ? c->free_proj : 0.0; /* 0: the cores' step */
+    tp.free_proj_fixed = c->free_proj < 0.0;
     tp.free_init_scale = c->method == M_FPD_FREE ? scale / sqrt(2.0) : 0.0;
     tp.epoch_callback = stop_on_signal;
     if (mf) {
@@ -892,6 +912,12 @@ static void usage(FILE *f) {
             "                    the best (config clr=X), then train and test with it\n"
             "  --free-share F    fpd-free: the share of each table's budget for the per-row free\n"
             "                    coordinates (default 0.5; c = the largest count within it)\n"
+            "  --tune-free-share A,B,..  fpd-free: choose the share among these on the\n"
+            "                    validation split too (with --tune-core-lr: every pair)\n"
+            "  --free-proj P     fpd-free: how the shared projection P steps: 'core' (at the\n"
+            "                    cores' step, the default), 'fixed' (not at all), or a step > 0\n"
+            "  --tune-free-proj A,B,..  fpd-free: choose P's step among these (values as\n"
+            "                    --free-proj) on the validation split too\n"
             "  --l2 X            MF: L2 weight on the batch rows (default 1e-4, LightGCN's decay)\n"
             "  --init-scale S    GMF tables start as normal(0, S^2) (default 0.01; MF: 0.1)\n"
             "  --seeds A,B,..    training seeds (default 1,2,3)\n"
@@ -918,6 +944,25 @@ static int parse_list_of(const char *opt, const char *s, double *out, int max, b
     }
     if (n == 0) cli_usage_error("%s needs at least one value", opt);
     return n;
+}
+
+/* --free-proj: "fixed" -> -1, "core" -> 0, else a step > 0. */
+static double parse_proj(const char *opt, const char *s) {
+    if (!strcmp(s, "fixed")) return -1.0;
+    if (!strcmp(s, "core")) return 0.0;
+    char *end;
+    double v = strtod(s, &end);
+    if (end == s || *end || !(v > 0.0 && isfinite(v)))
+        cli_usage_error("%s: '%s' is not 'fixed', 'core' or a step > 0", opt, s);
+    return v;
+}
+
+/* P's step as --free-proj spells it, into buf. */
+static const char *proj_name(double v, char *buf, size_t n) {
+    if (v < 0.0) return "fixed";
+    if (v == 0.0) return "core";
+    snprintf(buf, n, "%g", v);
+    return buf;
 }
 
 static int parse_list(const char *opt, const char *s, double *out, int max) {
@@ -947,7 +992,7 @@ int main(int argc, char **argv) {
     o.n_seeds = 3;
     for (int m = 0; m < M_COUNT; m++) o.methods[m] = true;
     enum { OPT_ML = 256, OPT_GW, OPT_RATIOS, OPT_METHODS, OPT_NOREF, OPT_DIM, OPT_CORES, OPT_EPOCHS, OPT_BATCH,
-           OPT_NEG, OPT_LR, OPT_L2, OPT_INIT, OPT_SEEDS, OPT_MAXU, OPT_PLOT, OPT_JSON, OPT_MERGE, OPT_CORE_LR, OPT_FREE_SHARE, OPT_TUNE };
+           OPT_NEG, OPT_LR, OPT_L2, OPT_INIT, OPT_SEEDS, OPT_MAXU, OPT_PLOT, OPT_JSON, OPT_MERGE, OPT_CORE_LR, OPT_FREE_SHARE, OPT_TUNE, OPT_FREE_PROJ_LR, OPT_TUNE_SHARE, OPT_TUNE_PROJ };
     static const struct option opts[] = {
         {"movielens", required_argument, 0, OPT_ML}, {"gowalla", required_argument, 0, OPT_GW},
         {"ratios", required_argument, 0, OPT_RATIOS}, {"methods", required_argument, 0, OPT_METHODS},
@@ -960,6 +1005,9 @@ int main(int argc, char **argv) {
         {"json", no_argument, 0, OPT_JSON}, {"output", required_argument, 0, 'o'},
         {"merge", required_argument, 0, OPT_MERGE}, {"core-lr", required_argument, 0, OPT_CORE_LR},
         {"free-share", required_argument, 0, OPT_FREE_SHARE}, {"tune-core-lr", required_argument, 0, OPT_TUNE},
+        {"free-proj", required_argument, 0, OPT_FREE_PROJ_LR},
+        {"tune-free-proj", required_argument, 0, OPT_TUNE_PROJ},
+        {"tune-free-share", required_argument, 0, OPT_TUNE_SHARE},
         {"help", no_argument, 0, 'h'}, {0, 0, 0, 0},
     };
     opterr = 0;
@@ -1010,13 +1058,29 @@ int main(int argc, char **argv) {
         case OPT_JSON: o.json = true; break;
         case OPT_MERGE: o.merge = optarg; break;
         case OPT_CORE_LR: o.core_lr = cli_parse_pos("--core-lr", optarg); break;
+        case OPT_TUNE_PROJ: {
+            char buf[256];
+            snprintf(buf, sizeof buf, "%s", optarg);
+            for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+                if (o.n_tune_proj == 4) cli_usage_error("--tune-free-proj takes up to 4 values");
+                o.tune_proj[o.n_tune_proj++] = parse_proj("--tune-free-proj", tok);
+            }
+            if (o.n_tune_proj == 0) cli_usage_error("--tune-free-proj needs at least one value");
+            break;
+        }
+        case OPT_TUNE_SHARE:
+            o.n_tune_share = parse_list_of("--tune-free-share", optarg, o.tune_share, 8, true);
+            for (int q = 0; q < o.n_tune_share; q++)
+                if (o.tune_share[q] > 1.0) cli_usage_error("--tune-free-share: %g is not in (0, 1]", o.tune_share[q]);
+            break;
+        case OPT_FREE_PROJ_LR: o.free_proj = parse_proj("--free-proj", optarg); break;
         case OPT_TUNE: {
             o.n_tune = parse_list_of("--tune-core-lr", optarg, o.tune_lr, 8, true);
             break;
         }
         case OPT_FREE_SHARE:
             o.free_share = cli_parse_pos("--free-share", optarg);
-            if (o.free_share >= 1.0) cli_usage_error("--free-share must be in (0, 1), got '%s'", optarg);
+            if (o.free_share > 1.0) cli_usage_error("--free-share must be in (0, 1], got '%s'", optarg);
             break;
         case 'o': o.out = optarg; break;
         case 'h': usage(stdout); return CLI_EXIT_OK;
@@ -1103,7 +1167,8 @@ int main(int argc, char **argv) {
     for (int q = 0; q < o.n_ratios; q++)
         for (int m = 0; m < M_COUNT; m++)
             if (o.methods[m]) config_make(&o, &d, (enum method)m, o.ratios[q], &rows[n_rows++].c);
-    if (o.n_tune > 0) { /* the cores' step of each FPD row, chosen on the validation split */
+    if (o.n_tune > 0 || o.n_tune_share > 0 || o.n_tune_proj > 0) { /* each FPD row's core step (and fpd-free's share), chosen on
+                                                 the validation split */
         struct data val;
         bool vok = data_validation(&d, &val);
         if (vok)
@@ -1112,28 +1177,69 @@ int main(int argc, char **argv) {
                     (unsigned long long)o.seeds[0]);
         for (int i = 0; vok && i < n_rows; i++) {
             struct config *cf = &rows[i].c;
-            if (!cf->fits || (cf->method != M_FPD && cf->method != M_FPD_ORDERED && cf->method != M_FPD_FREE)) continue;
+            if (cf->method != M_FPD && cf->method != M_FPD_ORDERED && cf->method != M_FPD_FREE) continue;
+            const bool by_share = cf->method == M_FPD_FREE && o.n_tune_share > 0;
+            const bool by_proj = cf->method == M_FPD_FREE && o.n_tune_proj > 0;
+            if (!by_share && !by_proj && (!cf->fits || o.n_tune == 0)) continue;
+            const int ns = by_share ? o.n_tune_share : 1, np = by_proj ? o.n_tune_proj : 1,
+                      nl = o.n_tune > 0 ? o.n_tune : 1;
             double best = -1.0;
-            for (int q = 0; q < o.n_tune && vok; q++) {
-                struct config cc = *cf;
-                struct result res;
-                memset(&res, 0, sizeof res);
-                cc.core_lr = o.tune_lr[q];
-                if (run_one(&o, &val, &cc, o.seeds[0], &res) || cli_interrupted()) {
-                    vok = false;
-                    break;
+            struct config win = *cf;
+            int nt = 0;
+            double t_lr[256], t_share[256], t_proj[256], t_m1[256];
+            for (int a = 0; a < ns && vok; a++) {
+                struct config base = *cf;
+                if (by_share) { /* the sizes for this share */
+                    struct options os = o;
+                    os.free_share = o.tune_share[a];
+                    config_make(&os, &d, M_FPD_FREE, cf->ratio, &base);
+                    if (!base.fits) {
+                        fprintf(stderr, "  %-12s %5gx  share %g does not fit: %s\n", method_names[cf->method],
+                                cf->ratio, o.tune_share[a], base.why);
+                        continue;
+                    }
                 }
-                cf->tune_m1[q] = res.m1;
-                fprintf(stderr, "  %-12s %5gx  %-22s core-lr %-8g validation %s %.4f  loss %.4f  %.1f s\n",
-                        method_names[cf->method], cf->ratio, cf->desc, o.tune_lr[q], mf ? "Recall@20" : "HR@10", res.m1,
-                        res.loss, res.seconds);
-                if (res.m1 > best) { /* ties: the first listed */
-                    best = res.m1;
-                    cf->core_lr = o.tune_lr[q];
-                }
+                if (!base.fits) continue;
+                for (int b = 0; b < np && vok; b++)
+                    for (int q = 0; q < nl && vok; q++) {
+                        struct config cc = base;
+                        struct result res;
+                        memset(&res, 0, sizeof res);
+                        cc.core_lr = o.n_tune > 0 ? o.tune_lr[q] : 0.0; /* 0: the common --core-lr */
+                        if (by_proj) cc.free_proj = o.tune_proj[b];
+                        if (run_one(&o, &val, &cc, o.seeds[0], &res) || cli_interrupted()) {
+                            vok = false;
+                            break;
+                        }
+                        t_lr[nt] = cc.core_lr > 0.0 ? cc.core_lr : (o.core_lr > 0.0 ? o.core_lr : o.lr);
+                        t_share[nt] = by_share ? o.tune_share[a] : 0.0;
+                        t_proj[nt] = by_proj ? o.tune_proj[b] : NAN;
+                        t_m1[nt++] = res.m1;
+                        char pb[32];
+                        fprintf(stderr, "  %-12s %5gx  %-22s core-lr %-8g P %-6s validation %s %.4f  loss %.4f  %.1f s\n",
+                                method_names[cf->method], cf->ratio, cc.desc, t_lr[nt - 1],
+                                cc.method == M_FPD_FREE ? proj_name(cc.free_proj, pb, sizeof pb) : "-",
+                                mf ? "Recall@20" : "HR@10", res.m1, res.loss, res.seconds);
+                        if (res.m1 > best) { /* ties: the first tried */
+                            best = res.m1;
+                            win = cc;
+                        }
+                    }
             }
-            const size_t l = strlen(cf->desc);
-            snprintf(cf->desc + l, sizeof cf->desc - l, " clr=%g", cf->core_lr);
+            if (best < 0.0) continue; /* nothing fits: the row stays as it was */
+            *cf = win;
+            cf->n_tried = nt;
+            memcpy(cf->tried_lr, t_lr, (size_t)nt * sizeof(double));
+            memcpy(cf->tried_share, t_share, (size_t)nt * sizeof(double));
+            memcpy(cf->tried_proj, t_proj, (size_t)nt * sizeof(double));
+            memcpy(cf->tried_m1, t_m1, (size_t)nt * sizeof(double));
+            size_t l = strlen(cf->desc);
+            if (o.n_tune > 0) snprintf(cf->desc + l, sizeof cf->desc - l, " clr=%g", cf->core_lr);
+            l = strlen(cf->desc);
+            if (by_share) snprintf(cf->desc + l, sizeof cf->desc - l, " share=%g", cf->free_share);
+            l = strlen(cf->desc);
+            char pb[32];
+            if (by_proj) snprintf(cf->desc + l, sizeof cf->desc - l, " P=%s", proj_name(cf->free_proj, pb, sizeof pb));
         }
         data_free(&val);
         if (!vok) goto done;
@@ -1197,13 +1303,24 @@ int main(int argc, char **argv) {
             json_object_set_new(x, "params", json_integer(r->c.params[0] + r->c.params[1]));
             json_object_set_new(x, "params_user", json_integer(r->c.params[0]));
             json_object_set_new(x, "params_item", json_integer(r->c.params[1]));
-            if (r->c.core_lr > 0.0) { /* --tune-core-lr: the step kept and each step's validation metric */
+            if (r->c.n_tried > 0) { /* --tune-*: the choice and each trial's validation metric */
                 json_t *v = json_array();
-                for (int q = 0; q < o.n_tune; q++)
-                    json_array_append_new(v, json_pack("{s:f, s:f}", "core_lr", o.tune_lr[q],
-                                                       mf ? "recall20" : "hr10", r->c.tune_m1[q]));
-                json_object_set_new(x, "core_lr", json_real(r->c.core_lr));
+                for (int q = 0; q < r->c.n_tried; q++) {
+                    json_t *t = json_pack("{s:f, s:f}", "core_lr", r->c.tried_lr[q], mf ? "recall20" : "hr10",
+                                          r->c.tried_m1[q]);
+                    if (r->c.tried_share[q] > 0.0) json_object_set_new(t, "free_share", json_real(r->c.tried_share[q]));
+                    char pb[32];
+                    if (!isnan(r->c.tried_proj[q]))
+                        json_object_set_new(t, "free_proj", json_string(proj_name(r->c.tried_proj[q], pb, sizeof pb)));
+                    json_array_append_new(v, t);
+                }
+                if (r->c.core_lr > 0.0) json_object_set_new(x, "core_lr", json_real(r->c.core_lr));
                 json_object_set_new(x, "validation", v);
+            }
+            if (r->c.method == M_FPD_FREE) {
+                char pb[32];
+                json_object_set_new(x, "free_share", json_real(r->c.free_share));
+                json_object_set_new(x, "free_proj", json_string(proj_name(r->c.free_proj, pb, sizeof pb)));
             }
             json_object_set_new(x, mf ? "recall20" : "hr10", json_real(r->m1));
             json_object_set_new(x, mf ? "recall20_sd" : "hr10_sd", json_real(r->m1_sd));

@@ -1015,8 +1015,12 @@ static enum fpd_status engine_step(void *ctx, void *state, const struct fpd_opti
         const float lr = (float)(o->learning_rate * (o->free_lr_scale > 0.0 ? o->free_lr_scale : 1.0));
         step_param(kind, fpd_layer_get_free_e(e->layer), e->ge, e->em1, e->em2, e->N * e->fc, e->elist, e->nel, e->fc,
                    lr, b1, b2, eps, bc1, bc2);
-        step_param(kind, fpd_layer_get_free_p(e->layer), e->gp, e->pm1, e->pm2, e->fc * e->D, e->plist,
-                   e->ptouched ? e->fc : 0, e->D, lr, b1, b2, eps, bc1, bc2);
+        const double ps = o->free_proj_lr_scale > 0.0 ? o->free_proj_lr_scale
+                          : o->free_lr_scale > 0.0   ? o->free_lr_scale
+                                                     : 1.0;
+        if (!o->free_proj_fixed)
+            step_param(kind, fpd_layer_get_free_p(e->layer), e->gp, e->pm1, e->pm2, e->fc * e->D, e->plist,
+                       e->ptouched ? e->fc : 0, e->D, (float)(o->learning_rate * ps), b1, b2, eps, bc1, bc2);
     }
     engine_zero_grad(ctx, state);
     return FPD_STATUS_OK;

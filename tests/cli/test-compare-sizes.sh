@@ -145,6 +145,33 @@ run "$T" --gowalla syn --tune-core-lr 1e-2,0
 expect_rc "tune-core-lr 0: exit 2" 2
 expect_grep "tune-core-lr: bad value named" err.txt "tune-core-lr expects up to 8 numbers > 0"
 
+# --tune-free-share, --tune-free-proj: fpd-free's share and P's step chosen with the core
+# step, every triple tried on the validation split; the kept row has the sizes of the
+# chosen share
+run "$T" --gowalla syn --epochs 2 --seeds 1 --ratios 4 --methods fpd-free --no-reference \
+    --tune-core-lr 3e-2,1e-3 --tune-free-share 0.3,0.6 --tune-free-proj fixed,core --json
+expect_rc "tune-free-share: exit 0" 0
+cp out.txt tunes.json
+py_plain "tune-free-share: every (share, P, step) triple tried, the best kept with its share's c" "
+import json, math
+r = json.load(open('tunes.json'))
+x = [y for y in r['table'] if y['method'] == 'fpd-free'][0]
+v = x['validation']
+assert [(y['free_share'], y['free_proj'], y['core_lr']) for y in v] == [
+    (s, p, l) for s in (0.3, 0.6) for p in ('fixed', 'core') for l in (3e-2, 1e-3)], v
+best = max(v, key=lambda y: y['recall20'])  # ties: the first tried
+assert (x['free_share'], x['free_proj'], x['core_lr']) == (best['free_share'], best['free_proj'], best['core_lr']), x
+c = min(math.floor(best['free_share'] * x['budget_user'] / (r['users'] + 64)),
+        math.floor(best['free_share'] * x['budget_item'] / (r['items'] + 64)))
+assert ' c=%d ' % c in x['config'] and x['config'].endswith(
+    'clr=%g share=%g P=%s' % (best['core_lr'], best['free_share'], best['free_proj'])), (c, x)"
+run "$T" --gowalla syn --tune-free-share 0.5,1.5
+expect_rc "tune-free-share 1.5: exit 2" 2
+expect_grep "tune-free-share: bad value named" err.txt "tune-free-share: 1.5 is not in"
+run "$T" --gowalla syn --tune-free-proj fixed,slow
+expect_rc "tune-free-proj slow: exit 2" 2
+expect_grep "tune-free-proj: bad value named" err.txt "'slow' is not 'fixed', 'core' or a step > 0"
+
 # --merge: a grid run in two parts gives the table of one run
 run "$T" --gowalla syn --epochs 1 --seeds 1 --ratios 10 --no-reference -o part
 expect_rc "synthetic: second part (10x, no reference): exit 0" 0

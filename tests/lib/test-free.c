@@ -366,6 +366,47 @@ Test(free, optimizer_closed_forms_on_e_and_p) {
     }
 }
 
+/* E steps at learning_rate * free_lr_scale, P at learning_rate * free_proj_lr_scale
+ * (0: free_lr_scale's); SGD's closed form, the gradients of step_once (dE[4] = 4,
+ * dP[0, 0] = -1); a negative scale is refused. */
+Test(free, e_and_p_step_with_their_own_scales) {
+    const double es[3] = {2.0, 2.0, 0.0}, ps[3] = {0.5, 0.0, 0.0};
+    const double ee[3] = {0.2, 0.2, 0.1}, pe[3] = {0.05, 0.2, 0.1}; /* the steps they give at lr 0.1 */
+    for (int q = 0; q < 3; q++) {
+        struct fpd_layer *l = free_layer(0, false, 41);
+        float E[200] = {0}, P[12];
+        E[4] = 0.5f;
+        E[9] = -1.0f;
+        for (int j = 0; j < 12; j++) P[j] = 0.1f * (float)(j + 1);
+        P[0] = 2.0f;
+        cr_assert(eq(int, fpd_layer_set_free_coords(l, 1, E, P, NULL), 0));
+        struct fpd_engine_params ep = fpd_engine_default_params();
+        ep.threads = 1;
+        ep.optimizer.kind = FPD_OPTIMIZER_KIND_SGD;
+        ep.optimizer.learning_rate = 0.1;
+        ep.optimizer.free_lr_scale = es[q];
+        ep.optimizer.free_proj_lr_scale = ps[q];
+        struct fpd_engine *e = NULL;
+        struct fpd_error err;
+        cr_assert(eq(int, fpd_engine_init(l, &ep, &e, &err), 0), "%s", err.msg);
+        step_once(e);
+        const float *Ea = fpd_layer_get_free_e_const(l), *Pa = fpd_layer_get_free_p_const(l);
+        cr_assert(epsilon_eq(flt, Ea[4], (float)(0.5 - ee[q] * 4.0), 1e-5f), "case %d E[4] %g", q, (double)Ea[4]);
+        cr_assert(epsilon_eq(flt, Pa[0], (float)(2.0 + pe[q] * 1.0), 1e-5f), "case %d P[0] %g", q, (double)Pa[0]);
+        fpd_engine_free(e);
+        fpd_layer_free(l);
+    }
+    struct fpd_layer *l = free_layer(0, false, 41);
+    struct fpd_engine_params ep = fpd_engine_default_params();
+    ep.optimizer.free_proj_lr_scale = -1.0;
+    struct fpd_engine *e = NULL;
+    struct fpd_error err;
+    cr_assert(eq(int, fpd_engine_init(l, &ep, &e, &err), FPD_STATUS_INVALID_ARG));
+    cr_assert(strstr(err.msg, "free_proj_lr_scale") != NULL, "%s", err.msg);
+    cr_assert(eq(ptr, e, NULL));
+    fpd_layer_free(l);
+}
+
 Test(free, grad_and_step_before_any_backward) {
     /* dE's buffer waits for the first backward: asking for it, or an Adam step (which
      * reads every entry's gradient), before one gives zeros and moves nothing */
@@ -489,10 +530,16 @@ Test(free, gmf_training_attaches_and_trains_free_coordinates) {
         const int64_t rows = q ? NI : NU;
         cr_assert(eq(i64, fpd_layer_get_free_coords(l), C));
         for (int64_t x = 0; x < rows * C; x++) cr_assert(eq(flt, fpd_layer_get_free_e_const(l)[x], 0.0f));
-        double ss = 0.0;
-        for (int64_t x = 0; x < C * D; x++) ss += (double)fpd_layer_get_free_p_const(l)[x] * fpd_layer_get_free_p_const(l)[x];
-        cr_assert(ss / (double)(C * D) > 0.1 / (double)C && ss / (double)(C * D) < 3.0 / (double)C,
-                  "P's mean square %g, 1/c = %g", ss / (double)(C * D), 1.0 / (double)C);
+        /* P P^T = I_c, and the same P in both tables */
+        const float *P = fpd_layer_get_free_p_const(l);
+        for (int64_t a = 0; a < C; a++)
+            for (int64_t b = 0; b < C; b++) {
+                double dot = 0.0;
+                for (int64_t j = 0; j < D; j++) dot += (double)P[a * D + j] * P[b * D + j];
+                cr_assert(epsilon_eq(dbl, dot, a == b ? 1.0 : 0.0, 1e-6), "(P P^T)[%lld, %lld] = %g", (long long)a,
+                          (long long)b, dot);
+            }
+        cr_assert(eq(int, memcmp(P, fpd_layer_get_free_p_const(lu), (size_t)(C * D) * sizeof(float)), 0));
     }
     float after[8 * 8];
     cr_assert(eq(int, fpd_layer_lookup(lu, probe, 8, after, &err), 0));
@@ -519,6 +566,28 @@ Test(free, gmf_training_attaches_and_trains_free_coordinates) {
     struct fpd_rank_metrics rm;
     cr_assert(eq(int, fpd_gmf_rank(&m, tu, tc, 240, 20, 5, &rm, NULL, &err), 0), "%s", err.msg);
     cr_assert(ge(dbl, rm.hr, 0.9), "HR@5 %g", rm.hr);
+    /* P stays fixed with free_proj_fixed (case 0), steps at free_proj_learning_rate when
+     * set (1: 1e-2), else at the cores' step (2: 1e-30, so it does not move in float);
+     * E moves at the rows' step in all three */
+    for (int q = 0; q < 3; q++) {
+        float p0[2 * 8], e0[250 * 2];
+        memcpy(p0, fpd_layer_get_free_p_const(lu), sizeof p0);
+        memcpy(e0, fpd_layer_get_free_e_const(lu), sizeof e0);
+        tp.epochs = 1;
+        tp.core_learning_rate = 1e-30;
+        tp.free_proj_learning_rate = q == 1 ? 1e-2 : 0.0;
+        tp.free_proj_fixed = q == 0;
+        cr_assert(eq(int, fpd_gmf_train(&m, users, items, n, &tp, NULL, &err), 0), "%s", err.msg);
+        double dp = 0.0, de = 0.0;
+        for (int x = 0; x < 2 * 8; x++) dp = fmax(dp, fabs(fpd_layer_get_free_p_const(lu)[x] - p0[x]));
+        for (int x = 0; x < 250 * 2; x++) de = fmax(de, fabs(fpd_layer_get_free_e_const(lu)[x] - e0[x]));
+        cr_assert(de > 1e-3, "case %d: E moved by %g", q, de);
+        if (q == 1) cr_assert(dp > 1e-3, "P moved by %g at its own step", dp);
+        else cr_assert(eq(dbl, dp, 0.0), "case %d: P moved by %g", q, dp);
+    }
+    tp.core_learning_rate = 0.0;
+    tp.free_proj_learning_rate = 0.0;
+    tp.free_proj_fixed = false;
     /* c above the dimension is refused */
     tp.free_coords = D + 1;
     fpd_layer_set_free_coords(lu, 0, NULL, NULL, NULL);
@@ -530,8 +599,8 @@ Test(free, gmf_training_attaches_and_trains_free_coordinates) {
     free(items);
 }
 
-/* free_init_scale: E starts ~ N(0, s^2), so the free part E[i] P of a row has entries of
- * variance about s^2 (P ~ N(0, 1/c)), measured over all rows; the FPD part is unchanged;
+/* free_init_scale: E starts ~ N(0, s^2), and the free part E[i] P of a row has the
+ * norm of E[i] (P has orthonormal rows), measured over all rows; the FPD part is unchanged;
  * a negative or non-finite scale is refused by both trainers. */
 Test(free, training_from_scratch_draws_e_with_free_init_scale) {
     const int64_t NU = 400, NI = 300, D = 8, C = 4;
@@ -553,8 +622,12 @@ Test(free, training_from_scratch_draws_e_with_free_init_scale) {
     cr_assert(strstr(err.msg, "free_init_scale -1") != NULL, "%s", err.msg);
     tp.free_init_scale = NAN;
     cr_assert(eq(int, fpd_gmf_train(&m, users, items, 2, &tp, NULL, &err), FPD_STATUS_INVALID_ARG));
-    cr_assert(eq(i64, fpd_layer_get_free_coords(lu), 0)); /* nothing attached by a refused call */
     tp.free_init_scale = S;
+    tp.free_proj_learning_rate = -1e-3;
+    cr_assert(eq(int, fpd_gmf_train(&m, users, items, 2, &tp, NULL, &err), FPD_STATUS_INVALID_ARG));
+    cr_assert(strstr(err.msg, "-0.001") != NULL, "%s", err.msg);
+    tp.free_proj_learning_rate = 0.0;
+    cr_assert(eq(i64, fpd_layer_get_free_coords(lu), 0)); /* nothing attached by a refused call */
     cr_assert(eq(int, fpd_gmf_train(&m, users, items, 2, &tp, NULL, &err), 0), "%s", err.msg);
     for (int q = 0; q < 2; q++) {
         const struct fpd_layer *l = q ? li : lu;
@@ -571,9 +644,11 @@ Test(free, training_from_scratch_draws_e_with_free_init_scale) {
         se /= (double)(rows * C);
         sr /= (double)(rows * D);
         /* rows * C >= 1200 draws: the sample variance is within 15% of S^2 with
-         * overwhelming probability; the row part also depends on P's 32 draws */
+         * overwhelming probability; P has orthonormal rows, so |E[i] P| = |E[i]|: the
+         * free part's squared norms sum to E's (the free part is a dense d = c table) */
         cr_assert(se > 0.85 * S * S && se < 1.15 * S * S, "E's mean square %g, s^2 = %g", se, S * S);
-        cr_assert(sr > 0.4 * S * S && sr < 2.0 * S * S, "E P's mean square %g, s^2 = %g", sr, S * S);
+        cr_assert(epsilon_eq(dbl, sr * (double)D, se * (double)C, 1e-5 * se * (double)C),
+                  "sum |E P|^2 %g vs sum |E|^2 %g", sr * (double)(rows * D), se * (double)(rows * C));
     }
     struct fpd_ncf nm = {.kind = FPD_NCF_KIND_GMF, .mf_user = m.user, .mf_item = m.item, .weight = w};
     tp.free_init_scale = -1.0;

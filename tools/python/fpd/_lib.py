@@ -85,7 +85,8 @@ class BagBatch(Structure):
 
 class OptimizerParams(Structure):
     _fields_ = [("kind", c_int), ("learning_rate", c_double), ("beta1", c_double), ("beta2", c_double),
-                ("eps", c_double), ("lr_scale", c_double * MAX_MODES), ("free_lr_scale", c_double)]
+                ("eps", c_double), ("lr_scale", c_double * MAX_MODES), ("free_lr_scale", c_double),
+                ("free_proj_lr_scale", c_double), ("free_proj_fixed", c_bool)]
 
 
 class EngineParams(Structure):
