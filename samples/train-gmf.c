@@ -60,6 +60,8 @@ struct options {
     int64_t free_coords;
     double free_init_scale;      /* --free-init-scale: E ~ N(0, S^2) at the start (0: E = 0) */
     bool free_init_given;
+    double free_proj;            /* --free-proj: -1 fixed, 0 the cores' step, else P's step */
+    bool free_proj_given;
     double lr, core_lr, init_scale;
     bool core_lr_relative, order_rows;
     uint64_t split_seed;
@@ -107,8 +109,11 @@ static void usage(FILE *f) {
             "                    first (fpd_row_order_interactions; the permutation's 4 bytes\n"
             "                    a row count in the ratio)\n"
             "  --free-coords C   C free coordinates per row on top of each FPD table (row i =\n"
-            "                    FPD(i) + E[i] P; E = 0, P ~ N(0, 1/C) at the start; C (N + D)\n"
-            "                    parameters a table, counted in the ratio) (default 0)\n"
+            "                    FPD(i) + E[i] P; E = 0 and P with orthonormal rows, the same\n"
+            "                    in both tables, at the start; C (N + D) parameters a table,\n"
+            "                    counted in the ratio) (default 0)\n"
+            "  --free-proj P     with --free-coords: P steps at the cores' step ('core', the\n"
+            "                    default), not at all ('fixed'), or at the step P > 0\n"
             "  --free-init-scale S  with --free-coords: E starts ~ normal(0, S^2) instead of 0\n"
             "                    (fpd_gmf_train_params.free_init_scale; S >= 0, default 0)\n"
             "  --init-scale S    tables start as normal(0, S^2) (default 0.01, as NCF)\n"
@@ -250,7 +255,12 @@ static struct fpd_gmf_train_params train_params(const struct options *o, bool fp
     tp.core_learning_rate = o->core_lr;
     tp.core_lr_relative = o->core_lr_relative;
     tp.order_rows = o->order_rows;
-    if (fpd) tp.free_coords = o->free_coords, tp.free_init_scale = o->free_init_scale;
+    if (fpd) {
+        tp.free_coords = o->free_coords;
+        tp.free_init_scale = o->free_init_scale;
+        tp.free_proj_learning_rate = o->free_proj > 0.0 ? o->free_proj : 0.0;
+        tp.free_proj_fixed = o->free_proj < 0.0;
+    }
     tp.seed = seed;
     tp.backend = o->backend;
     return tp;
@@ -519,7 +529,7 @@ int main(int argc, char **argv) {
     o.dense = o.fpd = true;
     o.eval_every = 1;
     enum { OPT_DIM = 256, OPT_TABLES, OPT_RANK, OPT_TERMS, OPT_CORES, OPT_EPOCHS, OPT_BATCH, OPT_NEG, OPT_LR,
-           OPT_CORE_LR, OPT_CORE_REL, OPT_ORDER, OPT_FREE, OPT_FREE_INIT, OPT_INIT, OPT_SEEDS, OPT_SPLIT, OPT_MAXU, OPT_EVAL, OPT_WTEST, OPT_JSON, OPT_DEVICE,
+           OPT_CORE_LR, OPT_CORE_REL, OPT_ORDER, OPT_FREE, OPT_FREE_INIT, OPT_FREE_PROJ, OPT_INIT, OPT_SEEDS, OPT_SPLIT, OPT_MAXU, OPT_EVAL, OPT_WTEST, OPT_JSON, OPT_DEVICE,
            OPT_MODEL, OPT_LAYERS, OPT_BUDGET, OPT_ALPHA };
     static const struct option opts[] = {
         {"dim", required_argument, 0, OPT_DIM},         {"tables", required_argument, 0, OPT_TABLES},
@@ -537,6 +547,7 @@ int main(int argc, char **argv) {
         {"model", required_argument, 0, OPT_MODEL},     {"layers", required_argument, 0, OPT_LAYERS},
         {"budget", required_argument, 0, OPT_BUDGET},   {"alpha", required_argument, 0, OPT_ALPHA},
         {"free-init-scale", required_argument, 0, OPT_FREE_INIT},
+        {"free-proj", required_argument, 0, OPT_FREE_PROJ},
         {0, 0, 0, 0},
     };
     opterr = 0;
@@ -563,6 +574,19 @@ int main(int argc, char **argv) {
         case OPT_FREE_INIT:
             o.free_init_scale = cli_parse_f64("--free-init-scale", optarg, 0.0);
             o.free_init_given = true;
+            break;
+        case OPT_FREE_PROJ:
+            o.free_proj_given = true;
+            if (!strcmp(optarg, "fixed"))
+                o.free_proj = -1.0;
+            else if (!strcmp(optarg, "core"))
+                o.free_proj = 0.0;
+            else {
+                char *end;
+                o.free_proj = strtod(optarg, &end);
+                if (end == optarg || *end || !(o.free_proj > 0.0 && isfinite(o.free_proj)))
+                    cli_usage_error("--free-proj expects 'fixed', 'core' or a step > 0, got '%s'", optarg);
+            }
             break;
         case OPT_INIT: o.init_scale = cli_parse_pos("--init-scale", optarg); break;
         case OPT_SEEDS: {
@@ -629,6 +653,8 @@ int main(int argc, char **argv) {
     if (o.free_coords > o.dim) cli_usage_error("--free-coords must be at most --dim (%lld)", (long long)o.dim);
     if (o.free_init_given && o.free_coords == 0)
         cli_usage_error("--free-init-scale sets how the free coordinates start; it goes with --free-coords C (C >= 1)");
+    if (o.free_proj_given && o.free_coords == 0)
+        cli_usage_error("--free-proj sets how the free coordinates' P steps; it goes with --free-coords C (C >= 1)");
     if (o.batch < 1 + o.negatives) cli_usage_error("--batch must be at least 1 + --negatives");
     o.ratings = argv[optind];
     /* the device of the FPD tables' engines (dense tables train on the host) */

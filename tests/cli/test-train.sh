@@ -105,6 +105,34 @@ assert abs(x.mean()) < 5 * 0.1 / np.sqrt(x.size), x.mean()
 z, _ = e('fis-none.fpd.safetensors')
 assert np.abs(z).max() < 1e-5, np.abs(z).max()"
 fi
+# P starts with orthonormal rows, the same in both tables; --free-proj fixed keeps it so
+# through training (one epoch at --lr 1e-2), the default ('core': the cores' step, here
+# --lr) moves it
+if [ -f "$ML" ]; then
+    for fp in fixed core; do
+        run "$T" "$ML" --epochs 1 --lr 1e-2 --max-users 200 --dim 16 --rank 4 --tables fpd --free-coords 2 \
+            --free-init-scale 0.1 --free-proj $fp -o fp-$fp
+        expect_rc "free proj $fp: exit 0" 0
+    done
+    py_check "free proj: P P^T = I and equal in both tables with 'fixed'; moved with 'core'" "
+import sys; sys.path.insert(0, '$(dirname "$CHECK")')
+import numpy as np
+from fpd_check import read_st
+def p(path):
+    t = read_st(path)[0]
+    return [t[k + '.fpd.free_proj'].astype(np.float64) for k in ('user_embedding.weight', 'item_embedding.weight')]
+pu, pi = p('fp-fixed.fpd.safetensors')
+assert pu.shape == (2, 16) and np.array_equal(pu, pi), (pu, pi)
+assert np.abs(pu @ pu.T - np.eye(2)).max() < 1e-6, pu @ pu.T
+qu, qi = p('fp-core.fpd.safetensors')
+assert np.abs(qu - pu).max() > 1e-3 and np.abs(qi - pi).max() > 1e-3, (np.abs(qu - pu).max(), np.abs(qi - pi).max())"
+fi
+run "$T" ratings.tsv --free-proj fixed
+expect_rc "free proj without --free-coords: exit 2" 2
+expect_grep "free proj without --free-coords: says so" err.txt "--free-proj .* goes with --free-coords"
+run "$T" ratings.tsv --free-coords 2 --free-proj slow
+expect_rc "free proj slow: exit 2" 2
+expect_grep "free proj slow: names the option" err.txt "--free-proj expects 'fixed', 'core' or a step > 0, got 'slow'"
 run "$T" ratings.tsv --free-init-scale 0.1
 expect_rc "free init scale without --free-coords: exit 2" 2
 expect_grep "free init scale without --free-coords: says so" err.txt "--free-init-scale .* goes with --free-coords"
