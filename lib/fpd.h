@@ -441,7 +441,12 @@ FPD_API enum fpd_status fpd_row_perm_cluster(const struct fpd_table_view *w, con
  * and (item, user) for the item table; each id's coordinates are its projection
  * on the top `dims` right singular vectors of the interaction matrix (randomized
  * SVD, Halko, Martinsson & Tropp 2011, seeded), and fpd_row_perm_cluster places
- * the ids over the row modes of shape (shape->rows must be n_rows). perm:
+ * the ids over the row modes of shape (shape->rows must be n_rows); then the last
+ * digit is aligned across the groups of the other digits: slot j of every group
+ * holds the id whose coordinates less its group's mean are nearest a center C_j
+ * common to all groups (balanced k-means, one id per slot and group), so the ids
+ * sharing a slice of the last core are alike too (skipped where it would cost
+ * above ~2e10 flops: G L^2 (dims + 24) x 6 for G groups of L = row_shape[k-1]). perm:
  * caller-allocated [n_rows], as fpd_layer_set_row_perm takes it; ids without
  * interactions get coordinates 0. Errors: SHAPE, INVALID_ARG (a pair out of
  * range, n < 1, dims < 1), NOMEM, NUMERIC. */

@@ -16,8 +16,14 @@
  * existing balanced k-means, which fills the same hierarchy and needs no second
  * clustering code.
  *
+ * Then the last row digit is aligned across groups (align_last_digit): slot j of
+ * every group holds the id nearest a common residual center, so that the ids that
+ * share a slice of the last core are alike too (on Gowalla this lifted FPD over
+ * ordered ids by 3-6% Recall@20 in a prototype; README, "Equal-size comparison").
+ *
  * Cost: O(nnz * (dims + 8) * (2 q + 2)) for the SVD (q = 2 power iterations), plus
- * the clustering's. Memory: the CSR of A and its transpose, and a few
+ * the clustering's, plus G L^2 (dims + 24) per alignment round (skipped above
+ * ALIGN_MAX_FLOPS). Memory: the CSR of A and its transpose, and a few
  * [n, dims + 8] blocks in double.
  */
 #include "fpd-impl.h"
@@ -29,6 +35,130 @@
 
 #define OVERSAMPLE 8
 #define POWER_ITERS 2
+#define ALIGN_ITERS 6
+#define ALIGN_MAX_FLOPS 2e10 /* about 10 s; Gowalla's 40,981 items: 1e9 */
+
+/* A (cost, id, slot) candidate of one group's slot assignment. */
+struct pair {
+    double cost;
+    int64_t a, j;
+};
+
+static int cmp_pair(const void *x, const void *y) {
+    const struct pair *p = x, *q = y;
+    if (p->cost != q->cost) return p->cost < q->cost ? -1 : 1;
+    if (p->a != q->a) return p->a < q->a ? -1 : 1; /* ties: deterministic */
+    return p->j < q->j ? -1 : p->j > q->j;
+}
+
+/* Align the last row digit across groups (the groups: stored rows that share all
+ * other digits, L = row_shape[k-1] rows each). The clustering fills each group with
+ * similar ids but places them on the L slots of the last digit in no particular
+ * order, and the last core's slice of slot j is shared by the ids at slot j of every
+ * group: unrelated ids. Here slot j gets, in every group, the id whose residual (its
+ * coordinates less its group's mean) is nearest a common center C_j: a balanced
+ * k-means over the residuals with the constraint of one id per slot and group (each
+ * group's assignment greedy by increasing distance; C_j the mean residual at slot j;
+ * ALIGN_ITERS rounds from centers drawn among the residuals). The leading digits do
+ * not change. emb [n, dims] row-major; perm as fpd_row_perm_cluster gives it,
+ * updated in place. Cost per round: G L^2 (dims + log L^2) for G groups. */
+static enum fpd_status align_last_digit(const float *emb, int64_t n, int64_t dims,
+                                        const struct fpd_layer_shape *shape, uint64_t seed, int64_t *perm,
+                                        struct fpd_error *err) {
+    const int64_t L = shape->row_shape[shape->k - 1];
+    int64_t padded = 1;
+    for (int32_t m = 0; m < shape->k; m++) padded *= shape->row_shape[m];
+    const int64_t G = padded / L;
+    if (L < 2 || G < 2) return FPD_STATUS_OK; /* one slot or one group: nothing to align */
+    if ((double)G * (double)L * (double)L * (double)(dims + 24) * ALIGN_ITERS > ALIGN_MAX_FLOPS)
+        return FPD_STATUS_OK; /* too costly (very long last modes): left as the clustering placed them */
+    enum fpd_status st = FPD_STATUS_OK;
+    int64_t *inv = fpd_malloc((size_t)padded * sizeof(int64_t));
+    double *res = fpd_malloc((size_t)(n * dims) * sizeof(double));
+    double *cen = fpd_calloc((size_t)(L * dims), sizeof(double));
+    double *sum = fpd_malloc((size_t)(L * dims) * sizeof(double));
+    int64_t *cnt = fpd_malloc((size_t)L * sizeof(int64_t));
+    struct pair *pr = fpd_malloc((size_t)(L * L) * sizeof(struct pair));
+    bool *used_a = fpd_malloc((size_t)L * sizeof(bool)), *used_j = fpd_malloc((size_t)L * sizeof(bool));
+    int64_t *dst = fpd_malloc((size_t)L * sizeof(int64_t)); /* the group's new slots: dst[j] = id */
+    if (!inv || !res || !cen || !sum || !cnt || !pr || !used_a || !used_j || !dst) {
+        st = fpd__err(err, FPD_STATUS_NOMEM, "out of memory for aligning the last row digit of %lld ids",
+                      (long long)n);
+        goto done;
+    }
+    for (int64_t x = 0; x < padded; x++) inv[x] = -1;
+    for (int64_t i = 0; i < n; i++) inv[perm[i]] = i;
+    for (int64_t g = 0; g < G; g++) { /* residuals: coordinates less the group's mean */
+        int64_t m = 0;
+        for (int64_t q = 0; q < dims; q++) sum[q] = 0.0;
+        for (int64_t x = g * L; x < (g + 1) * L; x++)
+            if (inv[x] >= 0) {
+                m++;
+                for (int64_t q = 0; q < dims; q++) sum[q] += emb[inv[x] * dims + q];
+            }
+        for (int64_t x = g * L; x < (g + 1) * L; x++)
+            if (inv[x] >= 0)
+                for (int64_t q = 0; q < dims; q++) res[inv[x] * dims + q] = emb[inv[x] * dims + q] - sum[q] / (double)m;
+    }
+    uint64_t rng = seed ^ 0x6a09e667f3bcc909ull;
+    for (int64_t j = 0; j < L; j++) { /* centers: residuals of distinct random ids (ids repeat only if n < L) */
+        const int64_t i = (int64_t)(fpd__rand_u64(&rng) % (uint64_t)n);
+        for (int64_t q = 0; q < dims; q++) cen[j * dims + q] = res[i * dims + q];
+    }
+    for (int it = 0; it < ALIGN_ITERS; it++) {
+        for (int64_t x = 0; x < L * dims; x++) sum[x] = 0.0;
+        for (int64_t j = 0; j < L; j++) cnt[j] = 0;
+        for (int64_t g = 0; g < G; g++) {
+            int64_t np = 0, na = 0; /* the group's ids are inv[g L + a], a < L */
+            for (int64_t a = 0; a < L; a++) {
+                const int64_t i = inv[g * L + a];
+                if (i < 0) continue;
+                na++;
+                for (int64_t j = 0; j < L; j++) {
+                    double c = 0.0;
+                    for (int64_t q = 0; q < dims; q++) {
+                        const double t = res[i * dims + q] - cen[j * dims + q];
+                        c += t * t;
+                    }
+                    pr[np++] = (struct pair){c, a, j};
+                }
+            }
+            if (na == 0) continue;
+            qsort(pr, (size_t)np, sizeof *pr, cmp_pair);
+            for (int64_t a = 0; a < L; a++) used_a[a] = used_j[a] = false;
+            /* greedy: the nearest free (id, slot) pairs first */
+            for (int64_t j = 0; j < L; j++) dst[j] = -1;
+            for (int64_t t = 0, left = na; t < np && left > 0; t++) {
+                if (used_a[pr[t].a] || used_j[pr[t].j]) continue;
+                used_a[pr[t].a] = used_j[pr[t].j] = true;
+                dst[pr[t].j] = inv[g * L + pr[t].a];
+                left--;
+            }
+            for (int64_t j = 0; j < L; j++) {
+                inv[g * L + j] = dst[j];
+                if (dst[j] < 0) continue;
+                cnt[j]++;
+                for (int64_t q = 0; q < dims; q++) sum[j * dims + q] += res[dst[j] * dims + q];
+            }
+        }
+        for (int64_t j = 0; j < L; j++)
+            if (cnt[j] > 0)
+                for (int64_t q = 0; q < dims; q++) cen[j * dims + q] = sum[j * dims + q] / (double)cnt[j];
+    }
+    for (int64_t x = 0; x < padded; x++)
+        if (inv[x] >= 0) perm[inv[x]] = x;
+done:
+    fpd_free(inv);
+    fpd_free(res);
+    fpd_free(cen);
+    fpd_free(sum);
+    fpd_free(cnt);
+    fpd_free(pr);
+    fpd_free(used_a);
+    fpd_free(used_j);
+    fpd_free(dst);
+    return st;
+}
 
 /* The interaction matrix in CSR; a repeated pair counts as often as it appears,
  * as a repeated positive does in the trainers. */
@@ -149,6 +279,7 @@ enum fpd_status fpd_row_order_interactions(const int64_t *rows, const int64_t *c
         struct fpd_table_view v = {emb, FPD_DTYPE_F32, n_rows, dims};
         st = fpd_row_perm_cluster(&v, &cs, seed, perm, err);
     }
+    if (!st) st = align_last_digit(emb, n_rows, dims, shape, seed, perm, err);
 done:
     csr_free(&a);
     csr_free(&at);

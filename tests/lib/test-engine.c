@@ -638,6 +638,63 @@ Test(engine, a_batch_without_indices_gives_empty_bags) {
     fpd_layer_free(l);
 }
 
+/* The last digit aligned across groups: 512 users in 8 taste groups (30 positives
+ * among the group's 40 items) and, across the groups, 8 types (10 positives among the
+ * type's 20 items; 8 users of each type in each group). Ordered on 8 x 64 rows, each
+ * group fills a first-digit block, and slot j of the last digit must hold users of
+ * one type in (nearly) every block: the users sharing a last-core slice are alike.
+ * Placed by the clustering alone, a slot's 8 users would be of ~5 types. */
+Test(engine, row_order_aligns_the_last_digit_across_groups) {
+    const int64_t U = 512, G = 8, T = 8, NG = 40, NT = 20, NI = G * NG + T * NT;
+    const int64_t n[2] = {8, 64}, d[2] = {4, 2};
+    struct fpd_layer_shape s = test_make_shape(2, U, n, d, 4, 1);
+    int64_t *users = malloc((size_t)(U * 40) * sizeof(int64_t)), *items = malloc((size_t)(U * 40) * sizeof(int64_t));
+    int64_t *group = malloc((size_t)U * sizeof(int64_t)), *type = malloc((size_t)U * sizeof(int64_t));
+    int64_t *scr = malloc((size_t)U * sizeof(int64_t)), *perm = malloc((size_t)U * sizeof(int64_t));
+    uint64_t seed = 91;
+    for (int64_t u = 0; u < U; u++) scr[u] = u;
+    for (int64_t u = U - 1; u > 0; u--) { /* scrambled ids */
+        int64_t j = (int64_t)(test_rand_u64(&seed) % (uint64_t)(u + 1)), x = scr[u];
+        scr[u] = scr[j];
+        scr[j] = x;
+    }
+    int64_t nnz = 0;
+    for (int64_t u = 0; u < U; u++) {
+        const int64_t id = scr[u];
+        group[id] = u % G;
+        type[id] = (u / G) % T;
+        for (int64_t q = 0; q < 40; q++) {
+            users[nnz] = id;
+            items[nnz++] = q < 30 ? group[id] * NG + (int64_t)(test_rand_u64(&seed) % (uint64_t)NG)
+                                  : G * NG + type[id] * NT + (int64_t)(test_rand_u64(&seed) % (uint64_t)NT);
+        }
+    }
+    struct fpd_error err;
+    cr_assert(eq(int, fpd_row_order_interactions(users, items, nnz, U, NI, &s, 16, 5, perm, &err), 0), "%s", err.msg);
+    int64_t blk[8][8] = {{0}}, pure_g = 0, pure_t = 0;
+    for (int64_t u = 0; u < U; u++) blk[perm[u] / 64][group[u]]++;
+    for (int64_t b = 0; b < 8; b++) {
+        int64_t best = 0;
+        for (int64_t g = 0; g < G; g++) best = blk[b][g] > best ? blk[b][g] : best;
+        pure_g += best;
+    }
+    cr_assert(ge(dbl, (double)pure_g / (double)U, 0.95), "group purity of the blocks %g", (double)pure_g / (double)U);
+    for (int64_t j = 0; j < 64; j++) { /* the type purity of slot j over the 8 blocks */
+        int64_t c[8] = {0}, best = 0;
+        for (int64_t u = 0; u < U; u++)
+            if (perm[u] % 64 == j) c[type[u]]++;
+        for (int64_t t = 0; t < T; t++) best = c[t] > best ? c[t] : best;
+        pure_t += best;
+    }
+    cr_assert(ge(dbl, (double)pure_t / (double)U, 0.9), "type purity of the slots %g", (double)pure_t / (double)U);
+    free(users);
+    free(items);
+    free(group);
+    free(type);
+    free(scr);
+    free(perm);
+}
+
 /* fpd_row_order_interactions on planted taste groups: 512 users in 8 groups, each
  * group interacting only with its own 40 of 320 items, ids scrambled. Ordered, the
  * users of one group must share their leading digit (8 x 64 rows: a group fills
