@@ -71,7 +71,7 @@ struct options {
     int64_t dim, epochs, batch, negatives, max_users;
     int64_t cores[4];
     int n_cores;
-    double lr, core_lr, init_scale, l2, free_share, free_proj;
+    double lr, core_lr, init_scale, l2, free_share, free_proj, popularity;
     bool methods[M_COUNT], reference, json;
     double ratios[8];
     int n_ratios;
@@ -927,6 +927,8 @@ static void usage(FILE *f) {
             "  --json            print the runs and the table as JSON on stdout\n"
             "  --merge A.tsv,..  train nothing: merge tables this program wrote (e.g. one run\n"
             "                    per ratio) into one (stdout, -o PREFIX.tsv) and --plot it\n"
+            "  --popularity X    with --merge: the popularity baseline's metric, drawn in the\n"
+            "                    plot (the tables do not hold it)\n"
             "  -h, --help\n");
 }
 
@@ -992,7 +994,7 @@ int main(int argc, char **argv) {
     o.n_seeds = 3;
     for (int m = 0; m < M_COUNT; m++) o.methods[m] = true;
     enum { OPT_ML = 256, OPT_GW, OPT_RATIOS, OPT_METHODS, OPT_NOREF, OPT_DIM, OPT_CORES, OPT_EPOCHS, OPT_BATCH,
-           OPT_NEG, OPT_LR, OPT_L2, OPT_INIT, OPT_SEEDS, OPT_MAXU, OPT_PLOT, OPT_JSON, OPT_MERGE, OPT_CORE_LR, OPT_FREE_SHARE, OPT_TUNE, OPT_FREE_PROJ_LR, OPT_TUNE_SHARE, OPT_TUNE_PROJ };
+           OPT_NEG, OPT_LR, OPT_L2, OPT_INIT, OPT_SEEDS, OPT_MAXU, OPT_PLOT, OPT_JSON, OPT_MERGE, OPT_CORE_LR, OPT_FREE_SHARE, OPT_TUNE, OPT_FREE_PROJ_LR, OPT_TUNE_SHARE, OPT_TUNE_PROJ, OPT_POP };
     static const struct option opts[] = {
         {"movielens", required_argument, 0, OPT_ML}, {"gowalla", required_argument, 0, OPT_GW},
         {"ratios", required_argument, 0, OPT_RATIOS}, {"methods", required_argument, 0, OPT_METHODS},
@@ -1008,6 +1010,7 @@ int main(int argc, char **argv) {
         {"free-proj", required_argument, 0, OPT_FREE_PROJ_LR},
         {"tune-free-proj", required_argument, 0, OPT_TUNE_PROJ},
         {"tune-free-share", required_argument, 0, OPT_TUNE_SHARE},
+        {"popularity", required_argument, 0, OPT_POP},
         {"help", no_argument, 0, 'h'}, {0, 0, 0, 0},
     };
     opterr = 0;
@@ -1057,6 +1060,7 @@ int main(int argc, char **argv) {
         case OPT_PLOT: o.plot = optarg; break;
         case OPT_JSON: o.json = true; break;
         case OPT_MERGE: o.merge = optarg; break;
+        case OPT_POP: o.popularity = cli_parse_pos("--popularity", optarg); break;
         case OPT_CORE_LR: o.core_lr = cli_parse_pos("--core-lr", optarg); break;
         case OPT_TUNE_PROJ: {
             char buf[256];
@@ -1104,12 +1108,13 @@ int main(int argc, char **argv) {
             snprintf(p1, sizeof p1, "%s.tsv", o.out);
             ok = write_text(p1, t);
         }
-        if (ok && o.plot) ok = plot(o.plot, &md, &o, mr, mn, NAN);
+        if (ok && o.plot) ok = plot(o.plot, &md, &o, mr, mn, o.popularity > 0.0 ? o.popularity : NAN);
         free(t);
         free(mr);
         return ok ? CLI_EXIT_OK : CLI_EXIT_FAILURE;
     }
     if (!o.movielens == !o.gowalla) cli_usage_error("give exactly one of --movielens PATH and --gowalla DIR");
+    if (o.popularity > 0.0) cli_usage_error("--popularity goes with --merge (a training run computes it)");
     const bool mf = o.gowalla != NULL;
     if (o.batch < 0) o.batch = mf ? 4096 : 256;
     if (o.negatives < 0) o.negatives = mf ? 1 : 4;

@@ -181,6 +181,13 @@ expect_lines "merge: header, reference, 3 ratios x 6 methods" merged.tsv 20
 expect_grep "merge: the reference row kept" merged.tsv "^gowalla	dense-full	1	"
 sed -n 9p merged.tsv > line9.txt
 expect_grep "merge: rows sorted by ratio (10x after 4x)" line9.txt "^gowalla	dense	10	"
+# --popularity: the baseline's line in a merged plot (the .gp is written before gnuplot
+# runs, so it is checked with or without gnuplot)
+run "$T" --merge part.tsv,syn-out.tsv --popularity 0.0416 -o mergedp --plot mergedp.png
+expect_grep "merge --popularity: the dotted line in the plot" mergedp.png.gp "0.04160 with lines dt 3"
+run "$T" --gowalla syn --popularity 0.04
+expect_rc "popularity without --merge: exit 2" 2
+expect_grep "popularity without --merge: says so" err.txt "popularity goes with --merge"
 run "$T" --merge part.tsv
 expect_rc "merge without the reference row: exit 1" 1
 expect_grep "merge: missing reference named" err.txt "dense-full"
