@@ -516,7 +516,7 @@ Test(free, gmf_training_attaches_and_trains_free_coordinates) {
     float w[8];
     for (int j = 0; j < 8; j++) w[j] = (float)(0.6 * test_rand_sym(&seed));
     struct fpd_gmf m = {.user = {.layer = lu, .rows = NU, .dim = D}, .item = {.layer = li, .rows = NI, .dim = D}, .weight = w};
-    /* epochs 0: attached with E = 0 (the rows are the FPD rows exactly) and P ~ N(0, 1/c) */
+    /* epochs 0: attached with E = 0 (the rows are the FPD rows exactly) and P with orthonormal rows */
     float before[8 * 8];
     int64_t probe[8] = {0, 1, 17, 100, 239, 240, 245, 249};
     cr_assert(eq(int, fpd_layer_lookup(lu, probe, 8, before, &err), 0));
