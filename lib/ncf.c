@@ -409,9 +409,13 @@ static enum fpd_status add_free_coords(const struct fpd_embedding *e, int64_t c,
     struct fpd_layer *l = e->layer;
     if (!l || fpd_layer_get_free_coords(l) > 0) return FPD_STATUS_OK;
     const int64_t D = e->dim;
+    if (c > D)
+        return fpd__err(err, FPD_STATUS_INVALID_ARG, "%lld free coordinates exceed the table's dimension %lld",
+                        (long long)c, (long long)D);
     double *q = fpd_malloc((size_t)(c * D) * sizeof(double));
     if (!q) return fpd__err(err, FPD_STATUS_NOMEM, "out of memory for the free coordinates' projection");
-    for (int64_t a = 0; a < c; a++) { /* modified Gram-Schmidt; a degenerate draw (probability 0) is redrawn */
+    for (int64_t a = 0; a < c; a++) { /* modified Gram-Schmidt; a degenerate draw (probability 0 for c <= D)
+                                         is redrawn */
         double *r = q + a * D, nrm = 0.0;
         while (!(nrm > 1e-6)) {
             for (int64_t j = 0; j < D; j++) r[j] = fpd__rand_normal(&p_seed);

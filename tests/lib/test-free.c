@@ -654,6 +654,19 @@ Test(free, training_from_scratch_draws_e_with_free_init_scale) {
     tp.free_init_scale = -1.0;
     cr_assert(eq(int, fpd_ncf_train(&nm, users, items, 2, &tp, NULL, &err), FPD_STATUS_INVALID_ARG));
     cr_assert(strstr(err.msg, "free_init_scale -1") != NULL, "%s", err.msg);
+    /* more free coordinates than a table's dimension: refused (P cannot be orthonormal),
+     * not looped on; the tables have theirs already, so fresh ones are used */
+    struct fpd_layer *lu2 = NULL, *li2 = NULL;
+    cr_assert(fpd_init(&su, &ip, &lu2, &err) == 0 && fpd_init(&si, &ip, &li2, &err) == 0, "%s", err.msg);
+    nm.mf_user.layer = lu2;
+    nm.mf_item.layer = li2;
+    tp.free_init_scale = 0.0;
+    tp.free_coords = D + 1;
+    cr_assert(eq(int, fpd_ncf_train(&nm, users, items, 2, &tp, NULL, &err), FPD_STATUS_INVALID_ARG));
+    cr_assert(strstr(err.msg, "9 free coordinates exceed the table's dimension 8") != NULL, "%s", err.msg);
+    cr_assert(eq(i64, fpd_layer_get_free_coords(lu2), 0));
+    fpd_layer_free(lu2);
+    fpd_layer_free(li2);
     fpd_layer_free(lu);
     fpd_layer_free(li);
 }
