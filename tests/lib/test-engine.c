@@ -638,6 +638,16 @@ Test(engine, a_batch_without_indices_gives_empty_bags) {
     fpd_layer_free(l);
 }
 
+/* scr[0..n) = a seeded random permutation of the ids 0..n-1 (Fisher-Yates). */
+static void scramble_ids(int64_t *scr, int64_t n, uint64_t *seed) {
+    for (int64_t u = 0; u < n; u++) scr[u] = u;
+    for (int64_t u = n - 1; u > 0; u--) {
+        int64_t j = (int64_t)(test_rand_u64(seed) % (uint64_t)(u + 1)), x = scr[u];
+        scr[u] = scr[j];
+        scr[j] = x;
+    }
+}
+
 /* The last digit aligned across groups: 512 users in 8 taste groups (30 positives
  * among the group's 40 items) and, across the groups, 8 types (10 positives among the
  * type's 20 items; 8 users of each type in each group). Ordered on 8 x 64 rows, each
@@ -652,12 +662,7 @@ Test(engine, row_order_aligns_the_last_digit_across_groups) {
     int64_t *group = malloc((size_t)U * sizeof(int64_t)), *type = malloc((size_t)U * sizeof(int64_t));
     int64_t *scr = malloc((size_t)U * sizeof(int64_t)), *perm = malloc((size_t)U * sizeof(int64_t));
     uint64_t seed = 91;
-    for (int64_t u = 0; u < U; u++) scr[u] = u;
-    for (int64_t u = U - 1; u > 0; u--) { /* scrambled ids */
-        int64_t j = (int64_t)(test_rand_u64(&seed) % (uint64_t)(u + 1)), x = scr[u];
-        scr[u] = scr[j];
-        scr[j] = x;
-    }
+    scramble_ids(scr, U, &seed);
     int64_t nnz = 0;
     for (int64_t u = 0; u < U; u++) {
         const int64_t id = scr[u];
@@ -706,12 +711,7 @@ Test(engine, row_order_from_interactions_groups_users_by_taste) {
     int64_t *users = malloc((size_t)(U * per) * sizeof(int64_t)), *items = malloc((size_t)(U * per) * sizeof(int64_t));
     int64_t *group = malloc((size_t)U * sizeof(int64_t)), *scr = malloc((size_t)U * sizeof(int64_t));
     uint64_t seed = 77;
-    for (int64_t u = 0; u < U; u++) scr[u] = u;
-    for (int64_t u = U - 1; u > 0; u--) { /* scrambled ids */
-        int64_t j = (int64_t)(test_rand_u64(&seed) % (uint64_t)(u + 1)), x = scr[u];
-        scr[u] = scr[j];
-        scr[j] = x;
-    }
+    scramble_ids(scr, U, &seed);
     int64_t nnz = 0;
     for (int64_t u = 0; u < U; u++) {
         const int64_t g = u % G, id = scr[u];
