@@ -101,7 +101,8 @@ static enum fpd_status align_last_digit(const float *emb, int64_t n, int64_t dim
                 for (int64_t q = 0; q < dims; q++) res[inv[x] * dims + q] = emb[inv[x] * dims + q] - sum[q] / (double)m;
     }
     uint64_t rng = seed ^ 0x6a09e667f3bcc909ull;
-    for (int64_t j = 0; j < L; j++) { /* centers: residuals of distinct random ids (ids repeat only if n < L) */
+    for (int64_t j = 0; j < L; j++) { /* centers: residuals of random ids (drawn with replacement; a repeat
+                                         gives two equal centers, which the rounds then separate) */
         const int64_t i = (int64_t)(fpd__rand_u64(&rng) % (uint64_t)n);
         for (int64_t q = 0; q < dims; q++) cen[j * dims + q] = res[i * dims + q];
     }

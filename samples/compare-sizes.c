@@ -948,17 +948,6 @@ static int parse_list_of(const char *opt, const char *s, double *out, int max, b
     return n;
 }
 
-/* --free-proj: "fixed" -> -1, "core" -> 0, else a step > 0. */
-static double parse_proj(const char *opt, const char *s) {
-    if (!strcmp(s, "fixed")) return -1.0;
-    if (!strcmp(s, "core")) return 0.0;
-    char *end;
-    double v = strtod(s, &end);
-    if (end == s || *end || !(v > 0.0 && isfinite(v)))
-        cli_usage_error("%s: '%s' is not 'fixed', 'core' or a step > 0", opt, s);
-    return v;
-}
-
 /* P's step as --free-proj spells it, into buf. */
 static const char *proj_name(double v, char *buf, size_t n) {
     if (v < 0.0) return "fixed";
@@ -1067,7 +1056,7 @@ int main(int argc, char **argv) {
             snprintf(buf, sizeof buf, "%s", optarg);
             for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
                 if (o.n_tune_proj == 4) cli_usage_error("--tune-free-proj takes up to 4 values");
-                o.tune_proj[o.n_tune_proj++] = parse_proj("--tune-free-proj", tok);
+                o.tune_proj[o.n_tune_proj++] = cli_parse_free_proj("--tune-free-proj", tok);
             }
             if (o.n_tune_proj == 0) cli_usage_error("--tune-free-proj needs at least one value");
             break;
@@ -1077,7 +1066,7 @@ int main(int argc, char **argv) {
             for (int q = 0; q < o.n_tune_share; q++)
                 if (o.tune_share[q] > 1.0) cli_usage_error("--tune-free-share: %g is not in (0, 1]", o.tune_share[q]);
             break;
-        case OPT_FREE_PROJ_LR: o.free_proj = parse_proj("--free-proj", optarg); break;
+        case OPT_FREE_PROJ_LR: o.free_proj = cli_parse_free_proj("--free-proj", optarg); break;
         case OPT_TUNE: {
             o.n_tune = parse_list_of("--tune-core-lr", optarg, o.tune_lr, 8, true);
             break;
@@ -1172,8 +1161,8 @@ int main(int argc, char **argv) {
     for (int q = 0; q < o.n_ratios; q++)
         for (int m = 0; m < M_COUNT; m++)
             if (o.methods[m]) config_make(&o, &d, (enum method)m, o.ratios[q], &rows[n_rows++].c);
-    if (o.n_tune > 0 || o.n_tune_share > 0 || o.n_tune_proj > 0) { /* each FPD row's core step (and fpd-free's share), chosen on
-                                                 the validation split */
+    if (o.n_tune > 0 || o.n_tune_share > 0 || o.n_tune_proj > 0) { /* each FPD row's core step (and fpd-free's
+                                                                     share and P), chosen on the validation split */
         struct data val;
         bool vok = data_validation(&d, &val);
         if (vok)

@@ -76,6 +76,19 @@ __attribute__((unused)) static double cli_parse_pos(const char *opt, const char 
     return v;
 }
 
+/* How the free coordinates' projection P steps (fpd_gmf_train_params): "fixed" -> -1
+ * (free_proj_fixed), "core" -> 0 (the cores' step), else a step > 0
+ * (free_proj_learning_rate); anything else is a usage error naming opt. */
+__attribute__((unused)) static double cli_parse_free_proj(const char *opt, const char *s) {
+    if (!strcmp(s, "fixed")) return -1.0;
+    if (!strcmp(s, "core")) return 0.0;
+    char *end = NULL;
+    double v = strtod(s, &end);
+    if (!end || end == s || *end || !(v > 0.0 && isfinite(v)))
+        cli_usage_error("%s expects 'fixed', 'core' or a step > 0, got '%s'", opt, s);
+    return v;
+}
+
 /* SIGINT/SIGTERM set a flag; the trainers' epoch callbacks return false on it, so
  * training stops after the epoch in progress. */
 static volatile sig_atomic_t g_interrupted;

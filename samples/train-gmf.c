@@ -577,16 +577,7 @@ int main(int argc, char **argv) {
             break;
         case OPT_FREE_PROJ:
             o.free_proj_given = true;
-            if (!strcmp(optarg, "fixed"))
-                o.free_proj = -1.0;
-            else if (!strcmp(optarg, "core"))
-                o.free_proj = 0.0;
-            else {
-                char *end;
-                o.free_proj = strtod(optarg, &end);
-                if (end == optarg || *end || !(o.free_proj > 0.0 && isfinite(o.free_proj)))
-                    cli_usage_error("--free-proj expects 'fixed', 'core' or a step > 0, got '%s'", optarg);
-            }
+            o.free_proj = cli_parse_free_proj("--free-proj", optarg);
             break;
         case OPT_INIT: o.init_scale = cli_parse_pos("--init-scale", optarg); break;
         case OPT_SEEDS: {

@@ -170,7 +170,7 @@ expect_rc "tune-free-share 1.5: exit 2" 2
 expect_grep "tune-free-share: bad value named" err.txt "tune-free-share: 1.5 is not in"
 run "$T" --gowalla syn --tune-free-proj fixed,slow
 expect_rc "tune-free-proj slow: exit 2" 2
-expect_grep "tune-free-proj: bad value named" err.txt "'slow' is not 'fixed', 'core' or a step > 0"
+expect_grep "tune-free-proj: bad value named" err.txt "tune-free-proj expects 'fixed', 'core' or a step > 0, got 'slow'"
 
 # --merge: a grid run in two parts gives the table of one run
 run "$T" --gowalla syn --epochs 1 --seeds 1 --ratios 10 --no-reference -o part
