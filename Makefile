@@ -6,7 +6,7 @@
 #   make test       install missing Debian packages, build, run every test (Criterion + CLI)
 #   make check      a fast subset of the tests
 #   make bench      benchmarks (FPD vs dense look-up, fit timings)
-#   make bench-accuracy  equal-size comparison of FPD, dense, hashing and QR tables (~40 CPU-min)
+#   make bench-accuracy  equal-size comparison of FPD, dense, int8/int4, hashing and QR tables (~45 CPU-min)
 #   make fuzz       build the libFuzzer targets (clang) and run each FUZZ_SECONDS (default 60)
 #   make install    PREFIX=/usr/local DESTDIR=
 #
@@ -294,11 +294,11 @@ bench: all $(BENCHES)
 	@for b in $(BENCHES); do echo "==> $$b"; $$b || exit 1; done
 
 # bench-accuracy: the equal-size comparison (samples/compare-sizes.c): dense with a
-# smaller d, hashing trick, QR trick, FPD, FPD with ordered ids, FPD with ordered ids and
-# per-row free coordinates, each at 4x, 10x, 30x
+# smaller d, row-wise int8 and int4 after training, hashing trick, QR trick, FPD, FPD with
+# ordered ids, FPD with ordered ids and per-row free coordinates, each at 4x, 10x, 30x
 # and 100x smaller tables than dense D = 64, 3 seeds, on MovieLens-1M (GMF, HR@10) and
 # Gowalla (MF with BPR, Recall@20), the two datasets in parallel under nice. Writes
-# $(BUILD_DIR)/accuracy-{ml1m,gowalla}.{tsv,json,png,log}. About 40 CPU-minutes; the
+# $(BUILD_DIR)/accuracy-{ml1m,gowalla}.{tsv,json,png,log}. About 45 CPU-minutes; the
 # epochs are cut short of the published protocols to fit (README, "Equal-size
 # comparison"). Needs gnuplot (Debian gnuplot-nox, installed here when run as root).
 ACCURACY_DATA      ?= ../shared/data

@@ -6,6 +6,13 @@
  * compared:
  *
  *   dense        a dense table of a smaller dimension d = floor(D / ratio)
+ *   int8, int4   a dense table of the largest d <= D whose row-wise quantized form
+ *                (fpd_rowwise: FBGEMM's fused layout, as fpd-compress -e int8/int4
+ *                stores it: d + 8 or ceil(d / 2) + 4 bytes a row) fits the budget;
+ *                trained in F32 by the same trainer, then quantized (post-training,
+ *                as a user of fpd-compress would) and tested quantized. Training holds
+ *                the F32 table (d floats a row), which the other methods never do: the
+ *                budget is the deployed size here, not the training memory
  *   hash         the hashing trick: floor(budget / D) shared rows of dimension D
  *   qr           the quotient-remainder trick (Shi et al. 2020): Q[i / m] * R[i mod m]
  *   fpd          an FPD layer (k cores, the largest TT-rank within the budget), ids
@@ -63,8 +70,9 @@
 
 /* ------------------------------------------------------------------ methods */
 
-enum method { M_DENSE, M_HASH, M_QR, M_FPD, M_FPD_ORDERED, M_FPD_FREE, M_COUNT };
-static const char *const method_names[M_COUNT] = {"dense", "hash", "qr", "fpd", "fpd-ordered", "fpd-free"};
+enum method { M_DENSE, M_INT8, M_INT4, M_HASH, M_QR, M_FPD, M_FPD_ORDERED, M_FPD_FREE, M_COUNT };
+static const char *const method_names[M_COUNT] = {"dense", "int8", "int4", "hash", "qr", "fpd", "fpd-ordered",
+                                                  "fpd-free"};
 
 struct options {
     const char *movielens, *gowalla, *out, *plot, *merge;
@@ -72,6 +80,7 @@ struct options {
     int64_t cores[4];
     int n_cores;
     double lr, core_lr, init_scale, l2, free_share, free_proj, popularity;
+    int free_dtype;             /* fpd-free's E as stored: -1 F32, else an enum fpd_rowwise */
     bool methods[M_COUNT], reference, json;
     double ratios[8];
     int n_ratios;
@@ -345,12 +354,20 @@ struct config {
     double free_share;          /* fpd-free: the share kept (--free-share or the one
                                    chosen by --tune-free-share) */
     double free_proj;           /* fpd-free: P's step, -1 fixed, 0 the cores', else the step */
+    int free_dtype;             /* fpd-free: E stored as F32 (-1) or row-wise int8/int4 (--free-dtype) */
     int n_tried;                /* the validation runs of the tuning: */
     double tried_lr[256], tried_share[256], tried_proj[256], tried_m1[256]; /* step, share, P, metric */
     struct fpd_layer_shape shape[2];
     int64_t params[2], budget[2];
     char desc[160];
 };
+
+/* fpd-free's E [rows, c] and P [c, D] in 4-byte words: E in F32 (dtype -1) or as
+ * row-wise int8/int4 rows (bytes rounded up to words); P in F32. */
+static int64_t free_params(int dtype, int64_t rows, int64_t D, int64_t c) {
+    const int64_t e = dtype < 0 ? rows * c : (rows * (int64_t)fpd_rowwise_row_bytes((enum fpd_rowwise)dtype, c) + 3) / 4;
+    return e + c * D;
+}
 
 static int64_t perm_params(int64_t rows) { /* ceil(log2 rows) bits a row, in 4-byte words */
     int64_t bits = 0;
@@ -428,6 +445,26 @@ static void config_make(const struct options *o, const struct data *d, enum meth
         for (int t = 0; t < 2; t++) c->params[t] = rows[t] * c->dim;
         snprintf(c->desc, sizeof c->desc, "d=%lld", (long long)c->dim);
         return;
+    case M_INT8:
+    case M_INT4: { /* the largest d whose quantized rows fit both budgets (4-byte words, rounded up) */
+        const enum fpd_rowwise k = m == M_INT8 ? FPD_ROWWISE_INT8 : FPD_ROWWISE_INT4;
+        for (int64_t dd = D; dd >= 1; dd--) {
+            bool fit = true;
+            for (int t = 0; t < 2; t++) {
+                c->params[t] = (rows[t] * (int64_t)fpd_rowwise_row_bytes(k, dd) + 3) / 4;
+                fit = fit && c->params[t] <= c->budget[t];
+            }
+            if (fit) {
+                c->dim = dd;
+                snprintf(c->desc, sizeof c->desc, "d=%lld", (long long)dd);
+                return;
+            }
+        }
+        c->fits = false;
+        snprintf(c->why, sizeof c->why, "one %s value a row (%zu bytes) exceeds the budget", fpd_rowwise_name(k),
+                 fpd_rowwise_row_bytes(k, 1));
+        return;
+    }
     case M_HASH:
         for (int t = 0; t < 2; t++) {
             c->buckets[t] = c->budget[t] / D;
@@ -460,8 +497,12 @@ static void config_make(const struct options *o, const struct data *d, enum meth
         int64_t core_budget[2] = {c->budget[0], c->budget[1]};
         if (m == M_FPD_FREE) { /* E [rows, c] and P [c, D] take up to free_share of each budget */
             c->free_coords = D;
+            c->free_dtype = o->free_dtype;
             for (int t = 0; t < 2; t++) {
-                const int64_t ct = (int64_t)floor(o->free_share * (double)c->budget[t] / (double)(rows[t] + D));
+                int64_t ct = 0;
+                while (ct < D && free_params(c->free_dtype, rows[t], D, ct + 1) <=
+                                     (int64_t)floor(o->free_share * (double)c->budget[t]))
+                    ct++;
                 if (ct < c->free_coords) c->free_coords = ct;
             }
             if (c->free_coords < 1) {
@@ -470,7 +511,7 @@ static void config_make(const struct options *o, const struct data *d, enum meth
                          "(fpd-ordered is this method there)", o->free_share);
                 return;
             }
-            for (int t = 0; t < 2; t++) core_budget[t] -= c->free_coords * (rows[t] + D);
+            for (int t = 0; t < 2; t++) core_budget[t] -= free_params(c->free_dtype, rows[t], D, c->free_coords);
             c->free_share = o->free_share;
             c->free_proj = o->free_proj;
         }
@@ -479,10 +520,12 @@ static void config_make(const struct options *o, const struct data *d, enum meth
             snprintf(c->why, sizeof c->why, "rank 1 exceeds the budget with every core count of --cores");
             return;
         }
-        for (int t = 0; t < 2; t++) c->params[t] += c->free_coords * (rows[t] + D);
+        for (int t = 0; t < 2; t++)
+            c->params[t] += m == M_FPD_FREE ? free_params(c->free_dtype, rows[t], D, c->free_coords) : 0;
         if (m == M_FPD_FREE)
-            snprintf(c->desc, sizeof c->desc, "k=%d r=%lld/%lld c=%lld", (int)c->shape[0].k,
-                     (long long)c->shape[0].ranks[1], (long long)c->shape[1].ranks[1], (long long)c->free_coords);
+            snprintf(c->desc, sizeof c->desc, "k=%d r=%lld/%lld c=%lld%s%s", (int)c->shape[0].k,
+                     (long long)c->shape[0].ranks[1], (long long)c->shape[1].ranks[1], (long long)c->free_coords,
+                     c->free_dtype < 0 ? "" : " E=", c->free_dtype < 0 ? "" : fpd_rowwise_name(c->free_dtype));
         else
             snprintf(c->desc, sizeof c->desc, "k=%d r=%lld/%lld", (int)c->shape[0].k,
                      (long long)c->shape[0].ranks[1], (long long)c->shape[1].ranks[1]);
@@ -497,7 +540,49 @@ static void config_make(const struct options *o, const struct data *d, enum meth
 struct result {
     double m1, m2;     /* HR@10, NDCG@10 or Recall@20, NDCG@20 */
     double seconds, loss;
+    double m1_f32;     /* int8/int4: metric 1 of the F32 table before quantization; else NAN */
 };
+
+/* x [rows, cols] (row-major F32) replaced by its row-wise int8/int4 rows read back
+ * (fpd_rowwise_quantize_row, then fpd_rowwise_dequantize_row): the table a user of
+ * fpd-compress -e int8/int4 would deploy. */
+static enum fpd_status quantize_rows(enum fpd_rowwise k, float *x, int64_t rows, int64_t cols, const char *what,
+                                     struct fpd_error *err) {
+    uint8_t *q = malloc(fpd_rowwise_row_bytes(k, cols));
+    if (!q) {
+        snprintf(err->msg, sizeof err->msg, "out of memory");
+        return FPD_STATUS_NOMEM;
+    }
+    for (int64_t i = 0; i < rows; i++) {
+        if (!fpd_rowwise_quantize_row(k, x + i * cols, cols, q)) {
+            free(q);
+            snprintf(err->msg, sizeof err->msg, "%s: row %lld cannot be quantized to %s (not finite or out of range "
+                     "after training)", what, (long long)i, fpd_rowwise_name(k));
+            return FPD_STATUS_NUMERIC;
+        }
+        fpd_rowwise_dequantize_row(k, q, cols, x + i * cols);
+    }
+    free(q);
+    return FPD_STATUS_OK;
+}
+
+/* The test metrics of a trained model: HR@10/NDCG@10 (MovieLens) or Recall@20/NDCG@20 (Gowalla). */
+static enum fpd_status evaluate(const struct data *d, const struct fpd_gmf *g, double *m1, double *m2,
+                                struct fpd_error *err) {
+    enum fpd_status st;
+    if (d->full_ranking) {
+        struct fpd_full_rank_metrics fm;
+        st = fpd_gmf_rank_full(g, d->n_users, d->tr_off, d->tr_csr, d->te_off, d->te_csr, 20, &fm, err);
+        *m1 = fm.recall;
+        *m2 = fm.ndcg;
+    } else {
+        struct fpd_rank_metrics rm;
+        st = fpd_gmf_rank(g, d->test.users, d->test.cand, d->test.n, d->test.n_cand, 10, &rm, NULL, err);
+        *m1 = rm.hr;
+        *m2 = rm.ndcg;
+    }
+    return st;
+}
 
 static bool stop_on_signal(int64_t epoch, double loss, double seconds, void *ud) {
     (void)epoch, (void)loss, (void)seconds, (void)ud;
@@ -523,7 +608,7 @@ static int run_one(const struct options *o, const struct data *d, const struct c
         struct fpd_embedding *e = t ? &g.item : &g.user;
         e->rows = rows[t];
         e->dim = D;
-        if (c->method == M_DENSE) {
+        if (c->method == M_DENSE || c->method == M_INT8 || c->method == M_INT4) {
             if (!(dense[t] = malloc((size_t)(rows[t] * D) * sizeof(float)))) goto oom;
             for (int64_t q = 0; q < rows[t] * D; q += 2) { /* Box-Muller pairs, as sample-train-gmf */
                 double u1 = ((double)(rng_next(&rng) >> 11) + 0.5) * (1.0 / 9007199254740992.0);
@@ -580,17 +665,19 @@ static int run_one(const struct options *o, const struct data *d, const struct c
         snprintf(err.msg, sizeof err.msg, "interrupted");
         goto fail;
     }
-    if (mf) {
-        struct fpd_full_rank_metrics fm;
-        if (fpd_gmf_rank_full(&g, d->n_users, d->tr_off, d->tr_csr, d->te_off, d->te_csr, 20, &fm, &err)) goto fail;
-        res->m1 = fm.recall;
-        res->m2 = fm.ndcg;
-    } else {
-        struct fpd_rank_metrics rm;
-        if (fpd_gmf_rank(&g, d->test.users, d->test.cand, d->test.n, d->test.n_cand, 10, &rm, NULL, &err)) goto fail;
-        res->m1 = rm.hr;
-        res->m2 = rm.ndcg;
+    res->m1_f32 = NAN;
+    const bool q_table = c->method == M_INT8 || c->method == M_INT4, q_free = c->method == M_FPD_FREE && c->free_dtype >= 0;
+    if (q_table || q_free) { /* post-training row-wise quantization: the tables (int8/int4) or fpd-free's E */
+        if (evaluate(d, &g, &res->m1_f32, &res->m2, &err)) goto fail;
+        const enum fpd_rowwise k = q_free ? (enum fpd_rowwise)c->free_dtype
+                                          : c->method == M_INT8 ? FPD_ROWWISE_INT8 : FPD_ROWWISE_INT4;
+        for (int t = 0; t < 2; t++)
+            if (q_table ? quantize_rows(k, dense[t], rows[t], D, t ? "item table" : "user table", &err)
+                        : quantize_rows(k, fpd_layer_get_free_e(layer[t]), rows[t], c->free_coords,
+                                        t ? "item table's free coordinates" : "user table's free coordinates", &err))
+                goto fail;
     }
+    if (evaluate(d, &g, &res->m1, &res->m2, &err)) goto fail;
     rc = 0;
     goto done;
 oom:
@@ -890,14 +977,15 @@ static void usage(FILE *f) {
     fprintf(f,
             "Usage: sample-compare-sizes (--movielens RATINGS.tsv | --gowalla DIR) [options]\n"
             "Train the same model with embedding tables shrunk by each method to the same parameter\n"
-            "budget (dense with a smaller d, hashing trick, quotient-remainder trick, FPD, FPD with\n"
-            "ordered ids) and compare the test metrics (mean and sd over seeds).\n"
+            "budget (dense with a smaller d, row-wise int8/int4 after training, hashing trick,\n"
+            "quotient-remainder trick, FPD, FPD with ordered ids, FPD with free coordinates) and\n"
+            "compare the test metrics (mean and sd over seeds).\n"
             "\n"
             "  --movielens PATH  ratings (user item rating, 1-based ids): GMF, BCE, HR@10/NDCG@10\n"
             "  --gowalla DIR     DIR/train.txt, DIR/test.txt (LightGCN's format): MF with BPR,\n"
             "                    Recall@20/NDCG@20 over all items not in the user's training set\n"
             "  --ratios A,B,..   budgets as times smaller than the dense tables (default 4,10,30,100)\n"
-            "  --methods M,..    of dense,hash,qr,fpd,fpd-ordered,fpd-free (default all)\n"
+            "  --methods M,..    of dense,int8,int4,hash,qr,fpd,fpd-ordered,fpd-free (default all)\n"
             "  --no-reference    skip the dense D reference (ratio 1)\n"
             "  --dim D           dimension of the dense reference (default 64)\n"
             "  --cores K,..      FPD core counts, the first with which the budget fits is used\n"
@@ -918,6 +1006,9 @@ static void usage(FILE *f) {
             "                    cores' step, the default), 'fixed' (not at all), or a step > 0\n"
             "  --tune-free-proj A,B,..  fpd-free: choose P's step among these (values as\n"
             "                    --free-proj) on the validation split too\n"
+            "  --free-dtype T    fpd-free: E as stored: f32 (default), int8 or int4 (row-wise,\n"
+            "                    quantized after training, sized by its bytes; a measurement:\n"
+            "                    format free/1 stores E in F32 only)\n"
             "  --l2 X            MF: L2 weight on the batch rows (default 1e-4, LightGCN's decay)\n"
             "  --init-scale S    GMF tables start as normal(0, S^2) (default 0.01; MF: 0.1)\n"
             "  --seeds A,B,..    training seeds (default 1,2,3)\n"
@@ -975,6 +1066,7 @@ int main(int argc, char **argv) {
     o.l2 = 1e-4;
     o.init_scale = 0.01;
     o.free_share = 0.5;
+    o.free_dtype = -1;
     o.reference = true;
     const double def_ratios[4] = {4, 10, 30, 100};
     memcpy(o.ratios, def_ratios, sizeof def_ratios);
@@ -983,7 +1075,7 @@ int main(int argc, char **argv) {
     o.n_seeds = 3;
     for (int m = 0; m < M_COUNT; m++) o.methods[m] = true;
     enum { OPT_ML = 256, OPT_GW, OPT_RATIOS, OPT_METHODS, OPT_NOREF, OPT_DIM, OPT_CORES, OPT_EPOCHS, OPT_BATCH,
-           OPT_NEG, OPT_LR, OPT_L2, OPT_INIT, OPT_SEEDS, OPT_MAXU, OPT_PLOT, OPT_JSON, OPT_MERGE, OPT_CORE_LR, OPT_FREE_SHARE, OPT_TUNE, OPT_FREE_PROJ_LR, OPT_TUNE_SHARE, OPT_TUNE_PROJ, OPT_POP };
+           OPT_NEG, OPT_LR, OPT_L2, OPT_INIT, OPT_SEEDS, OPT_MAXU, OPT_PLOT, OPT_JSON, OPT_MERGE, OPT_CORE_LR, OPT_FREE_SHARE, OPT_TUNE, OPT_FREE_PROJ_LR, OPT_TUNE_SHARE, OPT_TUNE_PROJ, OPT_POP, OPT_FREE_DTYPE };
     static const struct option opts[] = {
         {"movielens", required_argument, 0, OPT_ML}, {"gowalla", required_argument, 0, OPT_GW},
         {"ratios", required_argument, 0, OPT_RATIOS}, {"methods", required_argument, 0, OPT_METHODS},
@@ -996,7 +1088,7 @@ int main(int argc, char **argv) {
         {"json", no_argument, 0, OPT_JSON}, {"output", required_argument, 0, 'o'},
         {"merge", required_argument, 0, OPT_MERGE}, {"core-lr", required_argument, 0, OPT_CORE_LR},
         {"free-share", required_argument, 0, OPT_FREE_SHARE}, {"tune-core-lr", required_argument, 0, OPT_TUNE},
-        {"free-proj", required_argument, 0, OPT_FREE_PROJ_LR},
+        {"free-proj", required_argument, 0, OPT_FREE_PROJ_LR}, {"free-dtype", required_argument, 0, OPT_FREE_DTYPE},
         {"tune-free-proj", required_argument, 0, OPT_TUNE_PROJ},
         {"tune-free-share", required_argument, 0, OPT_TUNE_SHARE},
         {"popularity", required_argument, 0, OPT_POP},
@@ -1017,7 +1109,8 @@ int main(int argc, char **argv) {
                 int m = 0;
                 while (m < M_COUNT && strcmp(tok, method_names[m]) != 0) m++;
                 if (m == M_COUNT)
-                    cli_usage_error("--methods: unknown method '%s' (dense, hash, qr, fpd, fpd-ordered, fpd-free)", tok);
+                    cli_usage_error("--methods: unknown method '%s' (dense, int8, int4, hash, qr, fpd, fpd-ordered, "
+                                    "fpd-free)", tok);
                 o.methods[m] = true;
             }
             break;
@@ -1067,6 +1160,13 @@ int main(int argc, char **argv) {
                 if (o.tune_share[q] > 1.0) cli_usage_error("--tune-free-share: %g is not in (0, 1]", o.tune_share[q]);
             break;
         case OPT_FREE_PROJ_LR: o.free_proj = cli_parse_free_proj("--free-proj", optarg); break;
+        case OPT_FREE_DTYPE: {
+            enum fpd_rowwise k;
+            if (strcmp(optarg, "f32") == 0) o.free_dtype = -1;
+            else if (fpd_rowwise_from_name(optarg, &k)) o.free_dtype = (int)k;
+            else cli_usage_error("--free-dtype expects f32, int8 or int4, got '%s'", optarg);
+            break;
+        }
         case OPT_TUNE: {
             o.n_tune = parse_list_of("--tune-core-lr", optarg, o.tune_lr, 8, true);
             break;
@@ -1146,7 +1246,7 @@ int main(int argc, char **argv) {
     }
     fprintf(stderr, "%s: %s: %lld users, %lld items, %lld training positives; %lld epochs, seeds %d\n", cli_prog, d.name,
             (long long)d.n_users, (long long)d.n_items, (long long)d.n_train, (long long)o.epochs, o.n_seeds);
-    struct result pop = {NAN, NAN, 0.0, 0.0};
+    struct result pop = {NAN, NAN, 0.0, 0.0, NAN};
     if (!popularity(&d, &pop)) goto done;
     fprintf(stderr, "  %-12s %5s  %-22s          %s %.4f  NDCG %.4f\n", "popularity", "-", "(no parameters)",
             mf ? "Recall@20" : "HR@10", pop.m1, pop.m2);
@@ -1259,17 +1359,21 @@ int main(int argc, char **argv) {
             m1[s] = res.m1;
             m2[s] = res.m2;
             sec += res.seconds;
-            fprintf(stderr, "  %-12s %5gx  %-22s seed %llu  %s %.4f  NDCG %.4f  loss %.4f  %.1f s\n",
+            char f32[64] = "";
+            if (!isnan(res.m1_f32)) snprintf(f32, sizeof f32, " (F32 before quantization %.4f)", res.m1_f32);
+            fprintf(stderr, "  %-12s %5gx  %-22s seed %llu  %s %.4f%s  NDCG %.4f  loss %.4f  %.1f s\n",
                     r->c.ratio == 1.0 ? "dense-full" : method_names[r->c.method], r->c.ratio, r->c.desc,
-                    (unsigned long long)o.seeds[s], mf ? "Recall@20" : "HR@10", res.m1, res.m2, res.loss,
+                    (unsigned long long)o.seeds[s], mf ? "Recall@20" : "HR@10", res.m1, f32, res.m2, res.loss,
                     res.seconds);
-            json_array_append_new(
-                runs, json_pack("{s:s, s:f, s:s, s:I, s:I, s:I, s:f, s:f, s:f, s:f}", "method",
+            json_t *run = json_pack("{s:s, s:f, s:s, s:I, s:I, s:I, s:f, s:f, s:f, s:f}", "method",
                                 r->c.ratio == 1.0 ? "dense-full" : method_names[r->c.method], "ratio", r->c.ratio,
                                 "config", r->c.desc, "seed", (json_int_t)o.seeds[s], "params",
                                 (json_int_t)(r->c.params[0] + r->c.params[1]), "budget",
                                 (json_int_t)(r->c.budget[0] + r->c.budget[1]), mf ? "recall20" : "hr10", res.m1,
-                                mf ? "ndcg20" : "ndcg10", res.m2, "seconds", res.seconds, "final_loss", res.loss));
+                                mf ? "ndcg20" : "ndcg10", res.m2, "seconds", res.seconds, "final_loss", res.loss);
+            if (!isnan(res.m1_f32)) /* int8/int4: the metric of the F32 table the quantized one came from */
+                json_object_set_new(run, mf ? "recall20_f32" : "hr10_f32", json_real(res.m1_f32));
+            json_array_append_new(runs, run);
         }
         r->n = o.n_seeds;
         mean_sd(m1, o.n_seeds, &r->m1, &r->m1_sd);
@@ -1315,6 +1419,8 @@ int main(int argc, char **argv) {
                 char pb[32];
                 json_object_set_new(x, "free_share", json_real(r->c.free_share));
                 json_object_set_new(x, "free_proj", json_string(proj_name(r->c.free_proj, pb, sizeof pb)));
+                json_object_set_new(x, "free_dtype",
+                                    json_string(r->c.free_dtype < 0 ? "f32" : fpd_rowwise_name(r->c.free_dtype)));
             }
             json_object_set_new(x, mf ? "recall20" : "hr10", json_real(r->m1));
             json_object_set_new(x, mf ? "recall20_sd" : "hr10_sd", json_real(r->m1_sd));

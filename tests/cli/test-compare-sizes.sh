@@ -61,7 +61,11 @@ tab = r["table"]
 assert tab[0]["method"] == "dense-full" and tab[0]["params"] == (U + I) * D, tab[0]
 ratios = sorted({t["ratio"] for t in tab[1:]})
 assert ratios == [float(x) for x in sys.argv[3].split(",")], ratios
-assert [t["method"] for t in tab[1:7]] == ["dense", "hash", "qr", "fpd", "fpd-ordered", "fpd-free"], tab
+assert [t["method"] for t in tab[1:9]] == ["dense", "int8", "int4", "hash", "qr", "fpd", "fpd-ordered", "fpd-free"], tab
+# row-wise int8: d codes + F32 scale and bias; int4: ceil(d / 2) bytes + F16 scale and bias;
+# the size of a table in 4-byte words, rounded up
+rb = {"int8": lambda d: d + 8, "int4": lambda d: -(-d // 2) + 4}
+words = lambda n, b: -(-n * b // 4)
 m1 = "recall20" if r["dataset"] == "gowalla" else "hr10"
 fitting = 0
 for t in tab[1:]:
@@ -69,6 +73,8 @@ for t in tab[1:]:
     assert (t["budget_user"], t["budget_item"]) == (bu, bi), t
     if not t["fits"]:
         assert t["why"], t
+        if t["method"] in rb:  # not even d = 1 fits
+            assert words(U, rb[t["method"]](1)) > bu or words(I, rb[t["method"]](1)) > bi, t
         if t["method"] == "fpd-free":  # only where half the budget holds no free coordinate
             assert "c = 0" in t["why"] and min(math.floor(0.5 * bu / (U + D)), math.floor(0.5 * bi / (I + D))) == 0, t
         continue
@@ -78,6 +84,10 @@ for t in tab[1:]:
     cfg = dict(kv.split("=") for kv in t["config"].split())
     if t["method"] == "dense":
         assert int(cfg["d"]) == D // t["ratio"] and (pu, pi) == (U * t["dim"], I * t["dim"]), t
+    elif t["method"] in rb:  # the largest d <= D whose quantized rows fit both tables
+        d, b = int(cfg["d"]), rb[t["method"]]
+        assert t["dim"] == d and (pu, pi) == (words(U, b(d)), words(I, b(d))), t
+        assert d == D or words(U, b(d + 1)) > bu or words(I, b(d + 1)) > bi, t
     elif t["method"] == "hash":
         mu, mi = map(int, cfg["m"].split("/"))
         assert (pu, pi) == (mu * D, mi * D) and mu == min(U, bu // D), t
@@ -95,6 +105,10 @@ for t in tab[1:]:
 assert len(r["runs"]) == seeds * (fitting + 1), (len(r["runs"]), fitting)
 for x in r["runs"]:
     assert 0.0 <= x[m1] <= 1.0 and math.isfinite(x["final_loss"]), x
+    # int8/int4 runs also give the metric of the F32 table before quantization
+    assert (m1 + "_f32" in x) == (x["method"] in rb), x
+    if x["method"] in rb:
+        assert 0.0 <= x[m1 + "_f32"] <= 1.0, x
 '
 py_plain "synthetic: structure, every size within its budget" "$check_budget" syn.json 2 4,30
 # the popularity baseline against a plain-Python MostPop (counts of training positives,
@@ -172,14 +186,36 @@ run "$T" --gowalla syn --tune-free-proj fixed,slow
 expect_rc "tune-free-proj slow: exit 2" 2
 expect_grep "tune-free-proj: bad value named" err.txt "tune-free-proj expects 'fixed', 'core' or a step > 0, got 'slow'"
 
+# --free-dtype int4: fpd-free's E sized as row-wise int4 rows (ceil(c / 2) + 4 bytes a row,
+# in 4-byte words rounded up) plus P in F32, and quantized after training
+run "$T" --gowalla syn --epochs 1 --seeds 1 --ratios 4 --methods fpd-free --free-dtype int4 --no-reference --json
+expect_rc "free-dtype int4: exit 0" 0
+cp out.txt q4.json
+py_plain "free-dtype int4: c the largest whose int4 E and F32 P fit half of each budget; E quantized" "
+import json, math
+r = json.load(open('q4.json'))
+x = [y for y in r['table'] if y['method'] == 'fpd-free'][0]
+U, I, D = r['users'], r['items'], r['dim']
+fp = lambda n, c: -(-n * (-(-c // 2) + 4) // 4) + c * D
+big = lambda n, b: max(c for c in range(0, D + 1) if c == 0 or fp(n, c) <= math.floor(0.5 * b))
+c = min(big(U, x['budget_user']), big(I, x['budget_item']))
+assert c == 4 and ' c=4 E=int4' in x['config'] and x['free_dtype'] == 'int4', (c, x)
+assert x['params_user'] >= fp(U, c) and x['params_item'] >= fp(I, c), x
+assert x['params_user'] <= x['budget_user'] and x['params_item'] <= x['budget_item'], x
+run = [y for y in r['runs'] if y['method'] == 'fpd-free'][0]
+assert 0.0 <= run['recall20_f32'] <= 1.0 and 0.0 <= run['recall20'] <= 1.0, run"
+run "$T" --gowalla syn --free-dtype int2
+expect_rc "free-dtype int2: exit 2" 2
+expect_grep "free-dtype: bad value named" err.txt "free-dtype expects f32, int8 or int4, got 'int2'"
+
 # --merge: a grid run in two parts gives the table of one run
 run "$T" --gowalla syn --epochs 1 --seeds 1 --ratios 10 --no-reference -o part
 expect_rc "synthetic: second part (10x, no reference): exit 0" 0
 run "$T" --merge part.tsv,syn-out.tsv -o merged
 expect_rc "merge: exit 0" 0
-expect_lines "merge: header, reference, 3 ratios x 6 methods" merged.tsv 20
+expect_lines "merge: header, reference, 3 ratios x 8 methods" merged.tsv 26
 expect_grep "merge: the reference row kept" merged.tsv "^gowalla	dense-full	1	"
-sed -n 9p merged.tsv > line9.txt
+sed -n 11p merged.tsv > line9.txt
 expect_grep "merge: rows sorted by ratio (10x after 4x)" line9.txt "^gowalla	dense	10	"
 # --popularity: the baseline's line in a merged plot (the .gp is written before gnuplot
 # runs, so it is checked with or without gnuplot)
@@ -204,4 +240,9 @@ import json; r = json.load(open('ml.json'))
 assert r['users'] == 943 and r['items'] == 1682, r
 d = [x for x in r['table'] if x['method'] == 'dense' and x['ratio'] == 100][0]
 assert not d['fits'] and 'd = floor' in d['why'], d"
+    py_plain "MovieLens-100K: int8 and int4 cannot fit 100x (2.56 bytes a row < a row's scale and bias), named" "
+import json; r = json.load(open('ml.json'))
+q = [x for x in r['table'] if x['method'] in ('int8', 'int4') and x['ratio'] == 100]
+assert len(q) == 2 and all(not x['fits'] and 'exceeds the budget' in x['why'] for x in q), q
+assert '(9 bytes)' in q[0]['why'] and '(5 bytes)' in q[1]['why'], q"
 fi
