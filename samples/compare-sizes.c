@@ -27,6 +27,9 @@
  *                cores get the rest; where c = 0 it is fpd-ordered and not run again.
  *                P has orthonormal rows, the same in both tables; it steps at the
  *                cores' step (--free-proj core) or stays fixed (--free-proj fixed).
+ *                --free-dtype int8|int4: E is sized as row-wise int8/int4 rows and
+ *                quantized after training (a measurement of what such a layer would
+ *                give: format free/1 stores E in F32 only).
  *
  * Tuning on a validation split of the training positives (one held out per user,
  * the first seed; the test set is not read): --tune-core-lr (the FPD methods' core
