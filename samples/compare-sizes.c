@@ -543,7 +543,7 @@ static void config_make(const struct options *o, const struct data *d, enum meth
 struct result {
     double m1, m2;     /* HR@10, NDCG@10 or Recall@20, NDCG@20 */
     double seconds, loss;
-    double m1_f32;     /* int8/int4: metric 1 of the F32 table before quantization; else NAN */
+    double m1_f32;     /* int8/int4, fpd-free with --free-dtype: metric 1 before quantization; else NAN */
 };
 
 /* x [rows, cols] (row-major F32) replaced by its row-wise int8/int4 rows read back
@@ -1284,6 +1284,7 @@ int main(int argc, char **argv) {
             struct config win = *cf;
             int nt = 0;
             double t_lr[256], t_share[256], t_proj[256], t_m1[256];
+            char share_desc[8][160] = {{0}};
             for (int a = 0; a < ns && vok; a++) {
                 struct config base = *cf;
                 if (by_share) { /* the sizes for this share */
@@ -1293,6 +1294,14 @@ int main(int argc, char **argv) {
                     if (!base.fits) {
                         fprintf(stderr, "  %-12s %5gx  share %g does not fit: %s\n", method_names[cf->method],
                                 cf->ratio, o.tune_share[a], base.why);
+                        continue;
+                    }
+                    int same = 0; /* a share whose sizes an earlier one had (e.g. c capped at D): not trained again */
+                    while (same < a && strcmp(share_desc[same], base.desc) != 0) same++;
+                    snprintf(share_desc[a], sizeof share_desc[a], "%s", base.desc);
+                    if (same < a) {
+                        fprintf(stderr, "  %-12s %5gx  share %g gives the sizes of share %g (%s): not trained again\n",
+                                method_names[cf->method], cf->ratio, o.tune_share[a], o.tune_share[same], base.desc);
                         continue;
                     }
                 }

@@ -179,6 +179,16 @@ c = min(math.floor(best['free_share'] * x['budget_user'] / (r['users'] + 64)),
         math.floor(best['free_share'] * x['budget_item'] / (r['items'] + 64)))
 assert ' c=%d ' % c in x['config'] and x['config'].endswith(
     'clr=%g share=%g P=%s' % (best['core_lr'], best['free_share'], best['free_proj'])), (c, x)"
+# a share that gives the sizes of an earlier one (here c = 3 for both) is not trained again
+run "$T" --gowalla syn --epochs 1 --seeds 1 --ratios 4 --methods fpd-free --no-reference \
+    --tune-core-lr 1e-3 --tune-free-share 0.5,0.55 --json
+expect_rc "tune-free-share, same sizes: exit 0" 0
+expect_grep "tune-free-share, same sizes: named" err.txt "share 0.55 gives the sizes of share 0.5 .*c=3.*not trained again"
+cp out.txt same.json
+py_plain "tune-free-share, same sizes: one validation run" "
+import json
+x = [y for y in json.load(open('same.json'))['table'] if y['method'] == 'fpd-free'][0]
+assert [y['free_share'] for y in x['validation']] == [0.5] and ' c=3 ' in x['config'], x"
 run "$T" --gowalla syn --tune-free-share 0.5,1.5
 expect_rc "tune-free-share 1.5: exit 2" 2
 expect_grep "tune-free-share: bad value named" err.txt "tune-free-share: 1.5 is not in"
