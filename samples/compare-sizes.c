@@ -18,8 +18,9 @@
  *   fpd          an FPD layer (k cores, the largest TT-rank within the budget), ids
  *                in their given (arbitrary) order
  *   fpd-ordered  the same with the ids ordered from the training interactions first
- *                (fpd_row_order_interactions); the permutation is counted at
- *                ceil(log2 rows) bits a row
+ *                (fpd_row_order_interactions); the permutation is counted as the
+ *                format stores it, T.fpd.row_perm: 4 bytes a row (I32; 8 when the
+ *                padded row count exceeds INT32_MAX)
  *   fpd-free     fpd-ordered plus c per-row free coordinates (row i = FPD(i) + E[i] P,
  *                E [rows, c], P [c, D]; fpd_gmf_train_params.free_coords): c is the
  *                largest count whose E and P take at most --free-share (default 0.5)
@@ -372,10 +373,12 @@ static int64_t free_params(int dtype, int64_t rows, int64_t D, int64_t c) {
     return e + c * D;
 }
 
-static int64_t perm_params(int64_t rows) { /* ceil(log2 rows) bits a row, in 4-byte words */
-    int64_t bits = 0;
-    while (((int64_t)1 << bits) < rows) bits++;
-    return (rows * bits + 31) / 32;
+/* The row permutation as the format stores it (T.fpd.row_perm: I32 a row, I64 when
+ * prod(row_shape) > INT32_MAX), in 4-byte words. */
+static int64_t perm_params(const struct fpd_layer_shape *s) {
+    int64_t padded = 1;
+    for (int32_t m = 0; m < s->k; m++) padded *= s->row_shape[m];
+    return s->rows * (padded > INT32_MAX ? 2 : 1);
 }
 
 static bool qr_best(int64_t rows, int64_t dim, int64_t budget, int64_t *m_out, int64_t *params) {
@@ -394,8 +397,6 @@ static bool qr_best(int64_t rows, int64_t dim, int64_t budget, int64_t *m_out, i
 
 static bool fpd_best_k(const struct options *o, int32_t k, int64_t rows, int64_t budget, bool ordered,
                        struct fpd_layer_shape *s, int64_t *params) {
-    const int64_t avail = budget - (ordered ? perm_params(rows) : 0);
-    if (avail < 1) return false;
     bool found = false;
     for (int64_t r = 1; r <= 256; r++) {
         struct fpd_plan_params pp = fpd_plan_default_params();
@@ -407,12 +408,12 @@ static bool fpd_best_k(const struct options *o, int32_t k, int64_t rows, int64_t
         struct fpd_plan plan;
         struct fpd_error err;
         if (fpd_plan_table(rows, o->dim, FPD_DTYPE_F32, &pp, &plan, &err)) break;
-        int64_t p = fpd_layer_shape_params(&plan.shape);
-        if (p > avail) break;
+        int64_t p = fpd_layer_shape_params(&plan.shape) + (ordered ? perm_params(&plan.shape) : 0);
+        if (p > budget) break;
         if (found && plan.shape.ranks[1] == s->ranks[1] && plan.shape.ranks[k - 1] == s->ranks[k - 1])
             break; /* rank capped: no larger shape */
         *s = plan.shape;
-        *params = p + (ordered ? perm_params(rows) : 0);
+        *params = p;
         found = true;
     }
     return found;
@@ -517,6 +518,12 @@ static void config_make(const struct options *o, const struct data *d, enum meth
             for (int t = 0; t < 2; t++) core_budget[t] -= free_params(c->free_dtype, rows[t], D, c->free_coords);
             c->free_share = o->free_share;
             c->free_proj = o->free_proj;
+        }
+        if (m != M_FPD && (rows[0] >= core_budget[0] || rows[1] >= core_budget[1])) {
+            c->fits = false;
+            snprintf(c->why, sizeof c->why, "the row permutation alone (T.fpd.row_perm, I32: %lld/%lld words) "
+                     "leaves no budget for the cores", (long long)rows[0], (long long)rows[1]);
+            return;
         }
         if (!fpd_best(o, rows, core_budget, m != M_FPD, c->shape, c->params)) {
             c->fits = false;

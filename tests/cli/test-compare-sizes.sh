@@ -250,6 +250,10 @@ import json; r = json.load(open('ml.json'))
 assert r['users'] == 943 and r['items'] == 1682, r
 d = [x for x in r['table'] if x['method'] == 'dense' and x['ratio'] == 100][0]
 assert not d['fits'] and 'd = floor' in d['why'], d"
+    py_plain "MovieLens-100K: fpd-ordered cannot fit 100x: its I32 permutation (943 words) exceeds the budget (603)" "
+import json; r = json.load(open('ml.json'))
+x = [x for x in r['table'] if x['method'] == 'fpd-ordered' and x['ratio'] == 100][0]
+assert x['budget_user'] == 603 and not x['fits'] and 'permutation alone' in x['why'] and '943/1682' in x['why'], x"
     py_plain "MovieLens-100K: int8 and int4 cannot fit 100x (2.56 bytes a row < a row's scale and bias), named" "
 import json; r = json.load(open('ml.json'))
 q = [x for x in r['table'] if x['method'] in ('int8', 'int4') and x['ratio'] == 100]
