@@ -521,8 +521,13 @@ static void config_make(const struct options *o, const struct data *d, enum meth
         }
         if (m != M_FPD && (rows[0] >= core_budget[0] || rows[1] >= core_budget[1])) {
             c->fits = false;
-            snprintf(c->why, sizeof c->why, "the row permutation alone (T.fpd.row_perm, I32: %lld/%lld words) "
-                     "leaves no budget for the cores", (long long)rows[0], (long long)rows[1]);
+            if (m == M_FPD_FREE)
+                snprintf(c->why, sizeof c->why, "the row permutation (T.fpd.row_perm, I32: %lld/%lld words) and "
+                         "E, P (c = %d) leave no budget for the cores", (long long)rows[0], (long long)rows[1],
+                         (int)c->free_coords);
+            else
+                snprintf(c->why, sizeof c->why, "the row permutation alone (T.fpd.row_perm, I32: %lld/%lld words) "
+                         "leaves no budget for the cores", (long long)rows[0], (long long)rows[1]);
             return;
         }
         if (!fpd_best(o, rows, core_budget, m != M_FPD, c->shape, c->params)) {
@@ -1292,6 +1297,8 @@ int main(int argc, char **argv) {
             int nt = 0;
             double t_lr[256], t_share[256], t_proj[256], t_m1[256];
             char share_desc[8][160] = {{0}};
+            char nofit[sizeof cf->why] = ""; /* why the largest share tried does not fit */
+            double nofit_share = 0.0;
             for (int a = 0; a < ns && vok; a++) {
                 struct config base = *cf;
                 if (by_share) { /* the sizes for this share */
@@ -1301,6 +1308,10 @@ int main(int argc, char **argv) {
                     if (!base.fits) {
                         fprintf(stderr, "  %-12s %5gx  share %g does not fit: %s\n", method_names[cf->method],
                                 cf->ratio, o.tune_share[a], base.why);
+                        if (o.tune_share[a] >= nofit_share) {
+                            nofit_share = o.tune_share[a];
+                            memcpy(nofit, base.why, sizeof nofit);
+                        }
                         continue;
                     }
                     int same = 0; /* a share whose sizes an earlier one had (e.g. c capped at D): not trained again */
@@ -1338,6 +1349,13 @@ int main(int argc, char **argv) {
                             win = cc;
                         }
                     }
+            }
+            if (best < 0.0 && by_share && nofit[0]) { /* no share of the grid fits: say so, not the default's why */
+                cf->fits = false;
+                int w = snprintf(cf->why, sizeof cf->why, "no share of --tune-free-share fits (%g: ", nofit_share);
+                if (w > 0 && (size_t)w < sizeof cf->why)
+                    snprintf(cf->why + w, sizeof cf->why - (size_t)w, "%.*s)", (int)(sizeof cf->why - (size_t)w - 2), nofit);
+                continue;
             }
             if (best < 0.0) continue; /* nothing fits: the row stays as it was */
             *cf = win;

@@ -254,6 +254,19 @@ assert not d['fits'] and 'd = floor' in d['why'], d"
 import json; r = json.load(open('ml.json'))
 x = [x for x in r['table'] if x['method'] == 'fpd-ordered' and x['ratio'] == 100][0]
 assert x['budget_user'] == 603 and not x['fits'] and 'permutation alone' in x['why'] and '943/1682' in x['why'], x"
+    # fpd-free with int4 E at 30x (users: budget 2011 words, 0.9 of it 1809): c = 4 gives E
+    # ceil(943 x 6 / 4) = 1415 words and P 4 x 64 = 256 (c = 5: 7 bytes a row, 1971 words);
+    # items the same c; the 943-word permutation then exceeds the 2011 - 1671 = 340 left. With
+    # --tune-free-share no share of the grid fits, and the row says so (not the default 0.5's why)
+    run "$T" --movielens "$ML" --epochs 1 --seeds 1 --ratios 30 --methods fpd-free --free-dtype int4 \
+        --tune-free-share 0.8,0.9 --no-reference --json
+    expect_rc "MovieLens-100K fpd-free int4 at 30x: exit 0 (does not fit is a result)" 0
+    cp out.txt q4.json
+    py_plain "MovieLens-100K: fpd-free int4 at 30x: no share of 0.8, 0.9 fits (0.9: E with c = 4 and the permutation leave no budget), named" "
+import json; r = json.load(open('q4.json'))
+x = [x for x in r['table'] if x['method'] == 'fpd-free' and x['ratio'] == 30][0]
+assert x['budget_user'] == 2011 and not x['fits'] and 'E, P (c = 4)' in x['why'] and '943/1682' in x['why'], x
+assert x['why'].startswith('no share of --tune-free-share fits (0.9: the row permutation'), x"
     py_plain "MovieLens-100K: int8 and int4 cannot fit 100x (2.56 bytes a row < a row's scale and bias), named" "
 import json; r = json.load(open('ml.json'))
 q = [x for x in r['table'] if x['method'] in ('int8', 'int4') and x['ratio'] == 100]
