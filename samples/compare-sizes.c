@@ -349,7 +349,7 @@ struct config {
     enum method method;
     double ratio;               /* 1: the dense D reference */
     bool fits;
-    char why[160];              /* when it does not fit */
+    char why[256];              /* when it does not fit */
     int64_t dim;
     int64_t buckets[2];         /* hash / qr */
     int64_t free_coords;        /* fpd-free: c of both tables */
@@ -1352,9 +1352,7 @@ int main(int argc, char **argv) {
             }
             if (best < 0.0 && by_share && nofit[0]) { /* no share of the grid fits: say so, not the default's why */
                 cf->fits = false;
-                int w = snprintf(cf->why, sizeof cf->why, "no share of --tune-free-share fits (%g: ", nofit_share);
-                if (w > 0 && (size_t)w < sizeof cf->why)
-                    snprintf(cf->why + w, sizeof cf->why - (size_t)w, "%.*s)", (int)(sizeof cf->why - (size_t)w - 2), nofit);
+                snprintf(cf->why, sizeof cf->why, "no share of --tune-free-share fits (%g: %s)", nofit_share, nofit);
                 continue;
             }
             if (best < 0.0) continue; /* nothing fits: the row stays as it was */
