@@ -272,8 +272,12 @@ deps:
 deps-ok:
 .PHONY: deps-ok
 
+# demo and test build with one job per CPU unless make was given -j
+NPROC := $(shell nproc 2>/dev/null || echo 1)
+JOBS_FLAG = $(if $(filter -j%,$(MAKEFLAGS)),,-j$(NPROC))
+
 demo: deps
-	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory $(JOBS_FLAG) all
 	@mkdir -p $(BUILD_DIR)/demo
 	$(BUILD_DIR)/fpd-compress samples/glove-10k.safetensors -o $(BUILD_DIR)/demo/glove-10k.small.safetensors --force
 	$(BUILD_DIR)/fpd-compress samples/glove-10k.safetensors -o $(BUILD_DIR)/demo/glove-10k.fpd.safetensors --encoding fpd --force -q
@@ -281,7 +285,7 @@ demo: deps
 	$(BUILD_DIR)/fpd-inspect $(BUILD_DIR)/demo/glove-10k.fpd.safetensors
 
 test: deps
-	@$(MAKE) --no-print-directory all $(TEST_BIN)
+	@$(MAKE) --no-print-directory $(JOBS_FLAG) all $(TEST_BIN)
 	@echo "==> Criterion tests"
 	$(TEST_BIN) --jobs 2 --timeout 300
 	@echo "==> CLI tests"
