@@ -20,7 +20,10 @@
  *   fpd-ordered  the same with the ids ordered from the training interactions first
  *                (fpd_row_order_interactions); the permutation is counted as the
  *                format stores it, T.fpd.row_perm: 4 bytes a row (I32; 8 when the
- *                padded row count exceeds INT32_MAX)
+ *                padded row count exceeds INT32_MAX); with --order-cost vocabulary
+ *                nothing: the order is folded into the id vocabulary the data
+ *                pipeline keeps anyway (raw id -> row; fpd-convert --vocabulary-out),
+ *                and the layer stores no permutation
  *   fpd-free     fpd-ordered plus c per-row free coordinates (row i = FPD(i) + E[i] P,
  *                E [rows, c], P [c, D]; fpd_gmf_train_params.free_coords): c is the
  *                largest count whose E and P take at most --free-share (default 0.5)
@@ -85,6 +88,7 @@ struct options {
     int n_cores;
     double lr, core_lr, init_scale, l2, free_share, free_proj, popularity;
     int free_dtype;             /* fpd-free's E as stored: -1 F32, else an enum fpd_rowwise */
+    bool order_vocab;           /* --order-cost vocabulary: the row order costs nothing */
     bool methods[M_COUNT], reference, json;
     double ratios[8];
     int n_ratios;
@@ -398,6 +402,7 @@ static bool qr_best(int64_t rows, int64_t dim, int64_t budget, int64_t *m_out, i
 static bool fpd_best_k(const struct options *o, int32_t k, int64_t rows, int64_t budget, bool ordered,
                        struct fpd_layer_shape *s, int64_t *params) {
     bool found = false;
+    if (o->order_vocab) ordered = false; /* the permutation lives in the vocabulary */
     for (int64_t r = 1; r <= 256; r++) {
         struct fpd_plan_params pp = fpd_plan_default_params();
         pp.rank = r;
@@ -519,7 +524,7 @@ static void config_make(const struct options *o, const struct data *d, enum meth
             c->free_share = o->free_share;
             c->free_proj = o->free_proj;
         }
-        if (m != M_FPD && (rows[0] >= core_budget[0] || rows[1] >= core_budget[1])) {
+        if (m != M_FPD && !o->order_vocab && (rows[0] >= core_budget[0] || rows[1] >= core_budget[1])) {
             c->fits = false;
             if (m == M_FPD_FREE)
                 snprintf(c->why, sizeof c->why, "the row permutation (T.fpd.row_perm, I32: %lld/%lld words) and "
@@ -538,12 +543,14 @@ static void config_make(const struct options *o, const struct data *d, enum meth
         for (int t = 0; t < 2; t++)
             c->params[t] += m == M_FPD_FREE ? free_params(c->free_dtype, rows[t], D, c->free_coords) : 0;
         if (m == M_FPD_FREE)
-            snprintf(c->desc, sizeof c->desc, "k=%d r=%lld/%lld c=%lld%s%s", (int)c->shape[0].k,
+            snprintf(c->desc, sizeof c->desc, "k=%d r=%lld/%lld c=%lld%s%s%s", (int)c->shape[0].k,
                      (long long)c->shape[0].ranks[1], (long long)c->shape[1].ranks[1], (long long)c->free_coords,
-                     c->free_dtype < 0 ? "" : " E=", c->free_dtype < 0 ? "" : fpd_rowwise_name(c->free_dtype));
+                     c->free_dtype < 0 ? "" : " E=", c->free_dtype < 0 ? "" : fpd_rowwise_name(c->free_dtype),
+                     o->order_vocab ? " order=vocab" : "");
         else
-            snprintf(c->desc, sizeof c->desc, "k=%d r=%lld/%lld", (int)c->shape[0].k,
-                     (long long)c->shape[0].ranks[1], (long long)c->shape[1].ranks[1]);
+            snprintf(c->desc, sizeof c->desc, "k=%d r=%lld/%lld%s", (int)c->shape[0].k,
+                     (long long)c->shape[0].ranks[1], (long long)c->shape[1].ranks[1],
+                     m == M_FPD_ORDERED && o->order_vocab ? " order=vocab" : "");
         return;
     }
     default: break;
@@ -1021,6 +1028,9 @@ static void usage(FILE *f) {
             "                    cores' step, the default), 'fixed' (not at all), or a step > 0\n"
             "  --tune-free-proj A,B,..  fpd-free: choose P's step among these (values as\n"
             "                    --free-proj) on the validation split too\n"
+            "  --order-cost C    fpd-ordered, fpd-free: what the row order costs: 'stored' (the\n"
+            "                    default: T.fpd.row_perm, I32 a row) or 'vocabulary' (nothing:\n"
+            "                    it is folded into the id vocabulary, fpd-convert --vocabulary-out)\n"
             "  --free-dtype T    fpd-free: E as stored: f32 (default), int8 or int4 (row-wise,\n"
             "                    quantized after training, sized by its bytes; a measurement:\n"
             "                    format free/1 stores E in F32 only)\n"
@@ -1090,7 +1100,7 @@ int main(int argc, char **argv) {
     o.n_seeds = 3;
     for (int m = 0; m < M_COUNT; m++) o.methods[m] = true;
     enum { OPT_ML = 256, OPT_GW, OPT_RATIOS, OPT_METHODS, OPT_NOREF, OPT_DIM, OPT_CORES, OPT_EPOCHS, OPT_BATCH,
-           OPT_NEG, OPT_LR, OPT_L2, OPT_INIT, OPT_SEEDS, OPT_MAXU, OPT_PLOT, OPT_JSON, OPT_MERGE, OPT_CORE_LR, OPT_FREE_SHARE, OPT_TUNE, OPT_FREE_PROJ_LR, OPT_TUNE_SHARE, OPT_TUNE_PROJ, OPT_POP, OPT_FREE_DTYPE };
+           OPT_NEG, OPT_LR, OPT_L2, OPT_INIT, OPT_SEEDS, OPT_MAXU, OPT_PLOT, OPT_JSON, OPT_MERGE, OPT_CORE_LR, OPT_FREE_SHARE, OPT_TUNE, OPT_FREE_PROJ_LR, OPT_TUNE_SHARE, OPT_TUNE_PROJ, OPT_POP, OPT_FREE_DTYPE, OPT_ORDER_COST };
     static const struct option opts[] = {
         {"movielens", required_argument, 0, OPT_ML}, {"gowalla", required_argument, 0, OPT_GW},
         {"ratios", required_argument, 0, OPT_RATIOS}, {"methods", required_argument, 0, OPT_METHODS},
@@ -1104,6 +1114,7 @@ int main(int argc, char **argv) {
         {"merge", required_argument, 0, OPT_MERGE}, {"core-lr", required_argument, 0, OPT_CORE_LR},
         {"free-share", required_argument, 0, OPT_FREE_SHARE}, {"tune-core-lr", required_argument, 0, OPT_TUNE},
         {"free-proj", required_argument, 0, OPT_FREE_PROJ_LR}, {"free-dtype", required_argument, 0, OPT_FREE_DTYPE},
+        {"order-cost", required_argument, 0, OPT_ORDER_COST},
         {"tune-free-proj", required_argument, 0, OPT_TUNE_PROJ},
         {"tune-free-share", required_argument, 0, OPT_TUNE_SHARE},
         {"popularity", required_argument, 0, OPT_POP},
@@ -1175,6 +1186,11 @@ int main(int argc, char **argv) {
                 if (o.tune_share[q] > 1.0) cli_usage_error("--tune-free-share: %g is not in (0, 1]", o.tune_share[q]);
             break;
         case OPT_FREE_PROJ_LR: o.free_proj = cli_parse_free_proj("--free-proj", optarg); break;
+        case OPT_ORDER_COST:
+            if (strcmp(optarg, "stored") == 0) o.order_vocab = false;
+            else if (strcmp(optarg, "vocabulary") == 0) o.order_vocab = true;
+            else cli_usage_error("--order-cost expects stored or vocabulary, got '%s'", optarg);
+            break;
         case OPT_FREE_DTYPE: {
             enum fpd_rowwise k;
             if (strcmp(optarg, "f32") == 0) o.free_dtype = -1;
@@ -1450,6 +1466,8 @@ int main(int argc, char **argv) {
                 if (r->c.core_lr > 0.0) json_object_set_new(x, "core_lr", json_real(r->c.core_lr));
                 json_object_set_new(x, "validation", v);
             }
+            if (r->c.method == M_FPD_ORDERED || r->c.method == M_FPD_FREE)
+                json_object_set_new(x, "order_cost", json_string(o.order_vocab ? "vocabulary" : "stored"));
             if (r->c.method == M_FPD_FREE) {
                 char pb[32];
                 json_object_set_new(x, "free_share", json_real(r->c.free_share));

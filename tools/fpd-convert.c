@@ -65,7 +65,8 @@ static void usage(FILE *f) {
             "  --to ttrec   FPD tables -> FBTT-Embedding TTEmbeddingBag tt_cores ('X.weight' becomes\n"
             "               'X.tt_cores.0' .. : [1, n_i, r_i*d_i*r_{i+1}] F32); p = 1, 2-4 cores, no row_perm,\n"
             "               no free coordinates (free/1).\n"
-            "  --to fpd     the TT-Rec layout written by --to ttrec -> FPD v1 (exact inverse).\n"
+            "  --to fpd     the TT-Rec layout written by --to ttrec -> FPD v1 (exact inverse); with\n"
+            "               --vocabulary-out, FPD -> FPD without row permutations (below).\n"
             "Default: npy when OUT ends in .npy, else dense.\n"
             "\n"
             "Options:\n"
@@ -75,7 +76,13 @@ static void usage(FILE *f) {
             "                       tensor a .npy IN becomes (default: the file's stem)\n"
             "      --dtype T        dtype of reconstructed tables (F32, F64, F16, BF16; default: the\n"
             "                       table's source_dtype); with --to npy also converts a float tensor\n"
-            "  -f, --force          overwrite OUT if it exists\n"
+            "      --vocabulary-out MAP  with --to fpd: fold each FPD table's row permutation\n"
+            "                       (T.fpd.row_perm) into the id vocabulary: MAP gets 'table, id,\n"
+            "                       row' lines (TSV), the output the tables without row_perm and\n"
+            "                       with rows = max(row_perm) + 1; looking up id in IN equals\n"
+            "                       looking up row in OUT (to F32 rounding). Remap the ids in the data\n"
+            "                       pipeline's vocabulary; the layer stores no permutation then\n"
+            "  -f, --force          overwrite OUT (and MAP) if it exists\n"
             "      --json           print what was written as JSON (schema \"fpd-convert/2\")\n"
             "  -q, --quiet          print nothing on success\n"
             "  -h, --help           this help\n"
@@ -606,6 +613,7 @@ struct convert_opts {
     bool have_dtype;
     enum fpd_dtype dtype;
     bool force;
+    const char *vocab_path;  /* --vocabulary-out */
 };
 
 /* dense: tables reconstructed, tensors copied. */
@@ -903,6 +911,121 @@ static bool build_fpd(const struct input *x, const struct convert_opts *co, stru
     return true;
 }
 
+/* vocabulary (--to fpd --vocabulary-out MAP): every FPD table T with a row permutation
+ * is written without it, the permutation folded into the id vocabulary instead: MAP
+ * gets the lines "T<TAB>id<TAB>row" (id = the original row, row = row_perm[id], the row
+ * to look up in the new table), and T gets rows = max(row_perm) + 1 (the FPD rows its
+ * ids reach: row_perm places ids over the padded rows prod(row_shape), so some rows
+ * below the maximum are reached by no id; they are what the cores give there and cost
+ * nothing). Free coordinates (free/1) move with their ids: E'[row_perm[id]] = E[id],
+ * zero rows elsewhere, P unchanged. Cores and metadata are otherwise unchanged; every
+ * other tensor and table is copied. Looking up id in the input equals looking up
+ * row_perm[id] in the output up to F32 rounding (the same cores at the same FPD row,
+ * summed in another order where the look-ups group rows differently). */
+static bool build_vocab(const struct input *x, const struct convert_opts *co, struct out_list *o, char **map_text,
+                        size_t *map_len) {
+    int64_t n = fpd_input_count(&x->in), n_perm = 0;
+    bool *folds = calloc((size_t)(x->n_tables > 0 ? x->n_tables : 1), sizeof(bool));
+    FILE *map = open_memstream(map_text, map_len);
+    bool ok = false;
+    if (!folds || !map) {
+        cli_error("out of memory");
+        goto done;
+    }
+    for (int64_t i = 0; i < x->n_tables; i++) {
+        const struct table *tb = &x->tables[i];
+        char name[4096];
+        snprintf(name, sizeof name, "%s.fpd.row_perm", tb->name);
+        folds[i] = !tb->ttrec && !tb->rowwise && fpd_safetensors_find(x->in.st, name);
+        n_perm += folds[i];
+    }
+    if (n_perm == 0) {
+        cli_error("%s holds no FPD table with a row permutation (T.fpd.row_perm): nothing to fold into a vocabulary",
+                  x->path);
+        goto done;
+    }
+    if (!verify_copied(x, true)) goto done;
+    for (int64_t i = 0; i < n; i++) { /* every tensor not of a folded table, as it is */
+        const struct fpd_tensor_info *ti = fpd_input_tensor(&x->in, i);
+        const struct table *ow = owner_of(x, ti->name);
+        if (ow && folds[ow - x->tables]) continue;
+        if (!out_add(o, ti, "copied")) goto done;
+    }
+    for (int64_t i = 0; i < fpd_safetensors_metadata_count(x->in.st); i++) {
+        const char *k, *v;
+        fpd_safetensors_metadata_at(x->in.st, i, &k, &v);
+        bool skip = false;
+        for (int64_t t = 0; t < x->n_tables && !skip; t++) skip = folds[t] && strcmp(k, x->tables[t].meta_key) == 0;
+        if (!skip && !out_meta(o, k, v)) goto done;
+    }
+    fprintf(map, "table\tid\trow\n");
+    for (int64_t i = 0; i < x->n_tables; i++) {
+        if (!folds[i]) continue;
+        const struct table *tb = &x->tables[i];
+        struct fpd_layer *layer = NULL, *nl = NULL;
+        float *e2 = NULL;
+        struct fpd_checkpoint_tensors ct;
+        memset(&ct, 0, sizeof ct);
+        struct fpd_error err = {0};
+        if (!load_layer(x, tb, &layer)) goto done;
+        const struct fpd_layer_shape *s = fpd_layer_get_shape(layer);
+        const int64_t *perm = fpd_layer_row_perm(layer);
+        struct fpd_layer_shape s2 = *s;
+        s2.rows = 0;
+        for (int64_t r = 0; r < s->rows; r++)
+            if (perm[r] + 1 > s2.rows) s2.rows = perm[r] + 1;
+        const int64_t c = fpd_layer_get_free_coords(layer);
+        bool tok = false;
+        if (fpd_layer_init(&s2, &nl, &err)) goto table_done;
+        for (int32_t m = 0; m < s->k; m++)
+            memcpy(fpd_layer_core(nl, m), fpd_layer_core_const(layer, m),
+                   (size_t)fpd_layer_shape_core_numel(s, m) * sizeof(float));
+        if (c > 0) {
+            const float *e = fpd_layer_get_free_e_const(layer);
+            if (!(e2 = calloc((size_t)s2.rows * (size_t)c, sizeof(float)))) {
+                snprintf(err.msg, sizeof err.msg, "out of memory");
+                goto table_done;
+            }
+            for (int64_t r = 0; r < s->rows; r++) memcpy(e2 + perm[r] * c, e + r * c, (size_t)c * sizeof(float));
+            if (fpd_layer_set_free_coords(nl, c, e2, fpd_layer_get_free_p_const(layer), &err)) goto table_done;
+        }
+        if (fpd_checkpoint_tensors_init(nl, tb->name, &tb->meta, &ct, &err)) goto table_done;
+        for (int64_t q = 0; q < ct.n; q++) {
+            struct fpd_tensor_info t = ct.tensors[q];
+            struct buf b;
+            if (!buf_alloc(&b, t.nbytes, co->out_path)) {
+                snprintf(err.msg, sizeof err.msg, "out of memory");
+                goto table_done;
+            }
+            memcpy(b.p, t.data, t.nbytes);
+            t.data = b.p;
+            if (!out_own_buf(o, &b) || !(t.name = out_own_str(o, strdup(t.name))) || !out_add(o, &t, "row_perm folded"))
+                goto table_done;
+        }
+        {
+            char *key = out_own_str(o, strdup(ct.meta_key)), *val = out_own_str(o, strdup(ct.meta_value));
+            if (!key || !val || !out_meta(o, key, val)) goto table_done;
+        }
+        for (int64_t r = 0; r < s->rows; r++) fprintf(map, "%s\t%lld\t%lld\n", tb->name, (long long)r, (long long)perm[r]);
+        tok = true;
+    table_done:
+        if (!tok && err.msg[0]) cli_error("%s: table '%s': %s", x->path, tb->name, err.msg);
+        fpd_checkpoint_tensors_free(&ct);
+        free(e2);
+        fpd_layer_free(nl);
+        fpd_layer_free(layer);
+        if (!tok) goto done;
+    }
+    ok = true;
+done:
+    if (map && fclose(map) != 0 && ok) {
+        cli_error("out of memory");
+        ok = false;
+    }
+    free(folds);
+    return ok;
+}
+
 /* ------------------------------------------------------------ main */
 
 static enum out_kind parse_to(const char *s) {
@@ -925,13 +1048,14 @@ int main(int argc, char **argv) {
     memset(&co, 0, sizeof co);
     co.to = OUT_NONE;
     bool json = false, quiet = false;
-    enum { OPT_TO = 256, OPT_DTYPE, OPT_JSON, OPT_VERSION };
+    enum { OPT_TO = 256, OPT_DTYPE, OPT_JSON, OPT_VERSION, OPT_VOCAB };
     static const struct option opts[] = {
         {"output", required_argument, 0, 'o'}, {"to", required_argument, 0, OPT_TO},
         {"tensor", required_argument, 0, 't'}, {"dtype", required_argument, 0, OPT_DTYPE},
         {"force", no_argument, 0, 'f'},        {"json", no_argument, 0, OPT_JSON},
         {"quiet", no_argument, 0, 'q'},        {"help", no_argument, 0, 'h'},
-        {"version", no_argument, 0, OPT_VERSION}, {0, 0, 0, 0},
+        {"version", no_argument, 0, OPT_VERSION}, {"vocabulary-out", required_argument, 0, OPT_VOCAB},
+        {0, 0, 0, 0},
     };
     opterr = 0;
     int c;
@@ -952,6 +1076,10 @@ int main(int argc, char **argv) {
             co.have_dtype = true;
             break;
         case 'f': co.force = true; break;
+        case OPT_VOCAB:
+            if (!*optarg) cli_usage_error("--vocabulary-out needs a file name");
+            co.vocab_path = optarg;
+            break;
         case OPT_JSON: json = true; break;
         case 'q': quiet = true; break;
         case 'h': usage(stdout); return CLI_EXIT_OK;
@@ -977,6 +1105,16 @@ int main(int argc, char **argv) {
         cli_usage_error("output '%s' is the input; choose another path (the input is never overwritten)", co.out_path);
     if (!to_stdout && cli_exists(co.out_path) && !co.force)
         cli_usage_error("output '%s' exists; use --force to overwrite it", co.out_path);
+    if (co.vocab_path) {
+        if (co.to != OUT_FPD) cli_usage_error("--vocabulary-out goes with --to fpd (an FPD checkpoint without row_perm)");
+        if (strcmp(co.vocab_path, "-") == 0) cli_usage_error("--vocabulary-out needs a file, not standard output");
+        if (strcmp(in_path, co.vocab_path) == 0 || cli_same_file(in_path, co.vocab_path))
+            cli_usage_error("--vocabulary-out '%s' is the input; choose another path", co.vocab_path);
+        if (strcmp(co.vocab_path, co.out_path) == 0 || (!to_stdout && cli_same_file(co.out_path, co.vocab_path)))
+            cli_usage_error("--vocabulary-out '%s' is the output too; choose another path", co.vocab_path);
+        if (cli_exists(co.vocab_path) && !co.force)
+            cli_usage_error("--vocabulary-out '%s' exists; use --force to overwrite it", co.vocab_path);
+    }
     char *tmp_dir = NULL, *tmp_path = NULL;
     if (to_stdout) { /* written to a private temporary file (the writers are atomic), then copied */
         if (!pipe_tmp_output(co.to == OUT_NPY ? "out.npy" : "out.safetensors", &tmp_dir, &tmp_path))
@@ -987,6 +1125,8 @@ int main(int argc, char **argv) {
     struct input x;
     struct out_list o;
     memset(&o, 0, sizeof o);
+    char *map_text = NULL;
+    size_t map_len = 0;
     int rc = input_open(in_path, &x);
     if (rc) goto done;
     rc = CLI_EXIT_USAGE;
@@ -1005,7 +1145,7 @@ int main(int argc, char **argv) {
     case OUT_DENSE: ok = build_dense(&x, &co, &o); break;
     case OUT_NPY: ok = build_npy(&x, &co, &o); break;
     case OUT_TTREC: ok = build_ttrec(&x, &co, &o); break;
-    case OUT_FPD: ok = build_fpd(&x, &co, &o); break;
+    case OUT_FPD: ok = co.vocab_path ? build_vocab(&x, &co, &o, &map_text, &map_len) : build_fpd(&x, &co, &o); break;
     default: break;
     }
     if (!ok) goto done;
@@ -1016,6 +1156,12 @@ int main(int argc, char **argv) {
                                                                   flags, &err);
     if (st) {
         cli_error("%s", err.msg);
+        goto done;
+    }
+    /* the vocabulary after the checkpoint; if it cannot be written, the checkpoint goes */
+    if (map_text && fpd_write_file_atomic(co.vocab_path, map_text, map_len, flags, &err)) {
+        cli_error("%s", err.msg);
+        unlink(co.out_path);
         goto done;
     }
     rc = CLI_EXIT_OK;
@@ -1034,6 +1180,7 @@ int main(int argc, char **argv) {
         json_object_set_new(r, "input", json_string(in_path));
         json_object_set_new(r, "output", json_string(co.out_path));
         json_object_set_new(r, "to", json_string(out_kind_name[co.to]));
+        if (co.vocab_path) json_object_set_new(r, "vocabulary", json_string(co.vocab_path));
         json_t *arr = json_array();
         size_t total = 0;
         for (int64_t i = 0; i < o.n; i++) {
@@ -1053,6 +1200,7 @@ int main(int argc, char **argv) {
         json_decref(r);
     } else {
         printf("%s -> %s (%s)\n", in_path, co.out_path, out_kind_name[co.to]);
+        if (co.vocab_path) printf("  row permutations folded into the id vocabulary %s (table, id, row)\n", co.vocab_path);
         for (int64_t i = 0; i < o.n; i++) {
             char sh[128], by[32];
             const char *how = strcmp(o.src[i], "fpd") == 0     ? (co.to == OUT_TTREC ? "exported FPD core" : "reconstructed from FPD")
@@ -1070,6 +1218,7 @@ done:
     free(tmp_path);
     free(tmp_dir);
     out_free(&o);
+    free(map_text);
     input_free(&x);
     return rc;
 }

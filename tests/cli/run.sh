@@ -41,7 +41,9 @@ for t in "$ROOT"/tests/cli/test-*.sh; do
     echo "$t" >>"$list"
 done
 touch "$list"
-echo "CLI: $(wc -l <"$list") scripts, $jobs at a time"
+count=$(wc -l <"$list")
+[ "$count" -lt "$jobs" ] && [ "$count" -gt 0 ] && jobs=$count
+echo "CLI: $count scripts, $jobs at a time"
 # the slowest scripts first (measured: tens of seconds each), so that the last ones to
 # start are short and both jobs end together
 slow="test-gpu-build test-python test-batch test-free test-train test-suggest"

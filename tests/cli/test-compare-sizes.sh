@@ -254,6 +254,21 @@ assert not d['fits'] and 'd = floor' in d['why'], d"
 import json; r = json.load(open('ml.json'))
 x = [x for x in r['table'] if x['method'] == 'fpd-ordered' and x['ratio'] == 100][0]
 assert x['budget_user'] == 603 and not x['fits'] and 'permutation alone' in x['why'] and '943/1682' in x['why'], x"
+    # --order-cost vocabulary: the order lives in the id vocabulary, the layer stores no
+    # permutation; at 100x fpd-ordered then fits with exactly plain fpd's shape and size
+    run "$T" --movielens "$ML" --epochs 1 --seeds 1 --ratios 100 --methods fpd,fpd-ordered \
+        --order-cost vocabulary --no-reference --json
+    expect_rc "MovieLens-100K --order-cost vocabulary at 100x: exit 0" 0
+    cp out.txt vocab.json
+    py_plain "MovieLens-100K: --order-cost vocabulary: fpd-ordered at 100x fits with fpd's shape and size (no permutation counted), said in config and JSON" "
+import json; r = json.load(open('vocab.json'))
+f = [x for x in r['table'] if x['method'] == 'fpd' and x['ratio'] == 100][0]
+o = [x for x in r['table'] if x['method'] == 'fpd-ordered' and x['ratio'] == 100][0]
+assert o['fits'] and o['params'] == f['params'] <= o['budget'] == 1679, (f, o)
+assert o['config'] == f['config'] + ' order=vocab' and o['order_cost'] == 'vocabulary' and 'order_cost' not in f, (f, o)"
+    run "$T" --movielens "$ML" --order-cost free
+    expect_rc "--order-cost free: usage error, exit 2" 2
+    expect_grep "--order-cost free: says what it expects" err.txt "order-cost expects stored or vocabulary, got 'free'"
     # fpd-free with int4 E at 30x (users: budget 2011 words, 0.9 of it 1809): c = 4 gives E
     # ceil(943 x 6 / 4) = 1415 words and P 4 x 64 = 256 (c = 5: 7 bytes a row, 1971 words);
     # items the same c; the 943-word permutation then exceeds the 2011 - 1671 = 340 left. With

@@ -150,3 +150,70 @@ if python3 -c 'import numpy, safetensors' >/dev/null 2>&1; then
 else
     skip "python interop" "python3 with numpy and safetensors not available"
 fi
+
+# ---- --vocabulary-out: the row permutation folded into the id vocabulary ----
+# A clustered fit with free coordinates (row_perm and free/1): the output has no row_perm,
+# the map's rows are the input's row_perm (read independently), E moved with its ids, and
+# each id's row in the input equals its mapped row in the output (reconstructed, F32 rounding)
+run "$C" "$SAMPLE" -o p.fpd.safetensors --encoding fpd --rank 8 --epochs 0 --als 0 --cluster-rows --free-coords 2 -q
+expect_rc "vocabulary setup: a clustered fit with free coordinates" 0
+run "$V" p.fpd.safetensors --to fpd -o v.safetensors --vocabulary-out map.tsv --json
+expect_rc "vocabulary: exit 0" 0
+expect_grep "vocabulary: JSON names the map" out.txt '"vocabulary": "map.tsv"'
+expect_grep "vocabulary: the map's header" map.tsv "^table	id	row$"
+expect_lines "vocabulary: one line an id (10,000) and the header" map.tsv 10001
+run "$V" v.safetensors -o v.npy -t word_embeddings.weight -q
+run "$V" p.fpd.safetensors -o p.npy -t word_embeddings.weight -q
+py_check "vocabulary: map = the input's row_perm, no row_perm out, E moved, rows equal (fpd_check read_st)" "
+import json, sys; sys.path.insert(0, '$(dirname "$CHECK")')
+import numpy as np
+from fpd_check import read_st
+t = 'word_embeddings.weight'
+a, ma = read_st('p.fpd.safetensors')
+b, mb = read_st('v.safetensors')
+perm = np.asarray(a[t + '.fpd.row_perm']).astype(np.int64)
+m = np.loadtxt('map.tsv', dtype=str, skiprows=1, delimiter='\t')
+assert (m[:, 0] == t).all() and (m[:, 1].astype(int) == np.arange(10000)).all()
+rows = m[:, 2].astype(np.int64)
+assert (rows == perm).all(), 'map rows differ from row_perm'
+assert t + '.fpd.row_perm' not in b, sorted(b)
+meta = json.loads(mb['fpd.table.' + t])
+assert meta['rows'] == perm.max() + 1, (meta['rows'], perm.max())
+for q in range(3):
+    assert np.array_equal(a[t + '.fpd.core%d' % q], b[t + '.fpd.core%d' % q])
+assert np.array_equal(a[t + '.fpd.free_proj'], b[t + '.fpd.free_proj'])
+e2 = np.zeros((meta['rows'], 2), np.float32); e2[perm] = a[t + '.fpd.free']
+assert np.array_equal(b[t + '.fpd.free'], e2)
+x, y = np.load('p.npy'), np.load('v.npy')
+assert np.abs(x - y[perm]).max() <= 1e-6 * np.abs(x).max(), np.abs(x - y[perm]).max()"
+# padded rows: 997 ids ordered over a 2-core row shape of more rows; the output's table
+# has rows max(row_perm) + 1 > 997, and looking up the mapped rows gives the input's rows
+awk 'BEGIN { for (u = 0; u < 997; u++) for (j = 0; j < 4; j++) print u "\t" ((u % 2) * 10 + (u * 7 + j * 3) % 10) }' >x.tsv
+run "$C" --init normal:0.1 --rows 997 --dim 8 --rank 2 --cores 2 -o o.safetensors --init-order x.tsv -q
+expect_rc "vocabulary setup: an ordered init of 997 rows" 0
+run "$V" o.safetensors --to fpd -o ov.safetensors --vocabulary-out omap.tsv -q
+expect_rc "vocabulary, padded: exit 0" 0
+run "$V" o.safetensors -o o.npy -q
+run "$V" ov.safetensors -o ov.npy -q
+py_check "vocabulary, padded: rows max(row_perm) + 1, mapped rows equal the input's" "
+import numpy as np
+m = np.loadtxt('omap.tsv', dtype=str, skiprows=1, delimiter='\t')
+rows = m[:, 2].astype(np.int64)
+x, y = np.load('o.npy'), np.load('ov.npy')
+assert x.shape == (997, 8) and y.shape == (rows.max() + 1, 8), (x.shape, y.shape)
+assert len(set(rows.tolist())) == 997
+assert np.abs(x - y[rows]).max() <= 1e-6 * np.abs(x).max()"
+# refusals: nothing to fold, wrong mode, an existing map, the map as output; nothing written
+run "$V" g.fpd.safetensors --to fpd -o nv.safetensors --vocabulary-out nmap.tsv
+expect_rc "vocabulary without a row_perm: exit 1" 1
+expect_grep "vocabulary without a row_perm: says so" err.txt "holds no FPD table with a row permutation \(T.fpd.row_perm\): nothing to fold"
+expect_absent "vocabulary without a row_perm: no output" nv.safetensors
+expect_absent "vocabulary without a row_perm: no map" nmap.tsv
+run "$V" p.fpd.safetensors -o nv.safetensors --vocabulary-out nmap.tsv
+expect_rc "vocabulary without --to fpd: exit 2" 2
+expect_grep "vocabulary without --to fpd: says so" err.txt "vocabulary-out goes with --to fpd"
+run "$V" p.fpd.safetensors --to fpd -o nv.safetensors --vocabulary-out map.tsv
+expect_rc "vocabulary: an existing map without --force: exit 2" 2
+expect_absent "vocabulary: an existing map: no output" nv.safetensors
+run "$V" p.fpd.safetensors --to fpd -o nv.safetensors --vocabulary-out nv.safetensors
+expect_rc "vocabulary: the map as the output: exit 2" 2
