@@ -61,9 +61,46 @@ void fpd_composed_index(const struct fpd_composed *c, int64_t i, int64_t idx[2])
         idx[0] = (int64_t)(hash_row((uint64_t)i, c->shape.hash_seed) % (uint64_t)c->shape.buckets);
         idx[1] = -1;
     } else {
+        if (c->row_perm) i = c->row_perm[i];
         idx[0] = i / c->shape.buckets;
         idx[1] = i % c->shape.buckets;
     }
+}
+
+enum fpd_status fpd_composed_set_row_perm(struct fpd_composed *c, const int64_t *perm, struct fpd_error *err) {
+    if (c->shape.kind != FPD_COMPOSED_KIND_QR)
+        return fpd__err(err, FPD_STATUS_UNSUPPORTED, "%s table: a row order applies to QR tables only",
+                        fpd_composed_kind_name(c->shape.kind));
+    if (!perm) {
+        fpd_free(c->row_perm);
+        c->row_perm = NULL;
+        return FPD_STATUS_OK;
+    }
+    const int64_t rows = c->shape.rows, padded = c->table_rows[0] * c->shape.buckets;
+    int64_t *copy = fpd_malloc((size_t)rows * sizeof(int64_t));
+    unsigned char *seen = fpd_calloc((size_t)padded, 1);
+    if (!copy || !seen) {
+        fpd_free(copy);
+        fpd_free(seen);
+        return fpd__err(err, FPD_STATUS_NOMEM, "out of memory for a row order of %lld ids", (long long)rows);
+    }
+    for (int64_t i = 0; i < rows; i++) {
+        if (perm[i] < 0 || perm[i] >= padded || seen[perm[i]]) {
+            enum fpd_status st = fpd__err(err, FPD_STATUS_INVALID_ARG,
+                                          "qr table: row order entry %lld is %lld, %s [0, %lld)", (long long)i,
+                                          (long long)perm[i], perm[i] < 0 || perm[i] >= padded ? "outside" : "repeated in",
+                                          (long long)padded);
+            fpd_free(copy);
+            fpd_free(seen);
+            return st;
+        }
+        seen[perm[i]] = 1;
+        copy[i] = perm[i];
+    }
+    fpd_free(seen);
+    fpd_free(c->row_perm);
+    c->row_perm = copy;
+    return FPD_STATUS_OK;
 }
 
 void fpd_composed_free(struct fpd_composed *c) {
@@ -76,6 +113,7 @@ void fpd_composed_free(struct fpd_composed *c) {
         fpd_free(c->mark[q]);
         fpd_free(c->touched[q]);
     }
+    fpd_free(c->row_perm);
     fpd_free(c);
 }
 

@@ -814,6 +814,8 @@ struct fpd_composed {
     float *adam_m[2], *adam_v[2], *grad[2];
     unsigned char *mark[2];
     int64_t *touched[2], n_touched[2];
+    int64_t *row_perm;                /* QR: id i reads row row_perm[i] (owned), or NULL
+                                         for the identity; fpd_composed_set_row_perm  */
 };
 
 /* "hash", "qr"; "?" out of range. */
@@ -831,8 +833,18 @@ FPD_API enum fpd_status fpd_composed_init(const struct fpd_composed_shape *shape
                                           struct fpd_composed **out, struct fpd_error *err);
 /* Frees the tables and the optimizer state; NULL is a no-op. */
 FPD_API void fpd_composed_free(struct fpd_composed *c);
+/* An id order for a QR table (libfpd 0.2.x; the row order of FPD layers, applied to
+ * the quotient-remainder split): id i becomes row perm[i] before the split, so ids
+ * with equal perm[i] / buckets share Q's row and ids with equal perm[i] mod buckets
+ * share R's row (fpd_gmf_train's order_rows places similar ids there:
+ * fpd_row_order_interactions over the row shape (ceil(rows / buckets), buckets)).
+ * perm has `rows` distinct values in [0, ceil(rows / buckets) * buckets); it is
+ * copied. NULL removes it. Errors: UNSUPPORTED (a HASH table: the hash ignores any
+ * order), INVALID_ARG (a value out of range or repeated, naming it), NOMEM. */
+FPD_API enum fpd_status fpd_composed_set_row_perm(struct fpd_composed *c, const int64_t *perm,
+                                                  struct fpd_error *err);
 /* The table rows that row i (0 <= i < rows, unchecked) reads: idx[0] (hashed row, or
- * Q's row) and idx[1] (R's row; -1 for HASH). */
+ * Q's row) and idx[1] (R's row; -1 for HASH); QR applies the row order first. */
 FPD_API void fpd_composed_index(const struct fpd_composed *c, int64_t i, int64_t idx[2]);
 /* Rows ids[0..n) into out[n * dim] (F32). Errors: INVALID_ARG (an index outside
  * [0, rows), naming it; nothing written). */
@@ -961,7 +973,9 @@ struct fpd_gmf_train_params {
     bool order_rows;           /* before training, give each FPD table that has no row
                                   permutation one from the positives
                                   (fpd_row_order_interactions, 16 dims, the seed): users
-                                  (items) that share items (users) share leading digits
+                                  (items) that share items (users) share leading digits;
+                                  QR tables (fpd_composed) get one too, over the row shape
+                                  (quotients, remainders): fpd_composed_set_row_perm
                                   (default false)                                          */
     struct fpd_backend *backend; /* where the engines of FPD tables run (forward, backward,
                                   optimizer step); NULL: the CPU (default). Dense tables,

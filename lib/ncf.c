@@ -380,18 +380,34 @@ static bool user_has(const struct user_items *ui, int64_t u, int64_t item) {
 /* log(1 + exp(x)) without overflow */
 static inline double softplus(double x) { return x > 0 ? x + log1p(exp(-x)) : log1p(exp(x)); }
 
-/* order_rows: give the FPD layer of table e (the ids `ids` of the positives, the
- * other side `other` with other_rows ids) a row order from the interactions, unless
- * it has one (fpd_row_order_interactions, 16 dims). */
+/* order_rows: give the FPD layer or QR table of table e (the ids `ids` of the
+ * positives, the other side `other` with other_rows ids) a row order from the
+ * interactions, unless it has one (fpd_row_order_interactions, 16 dims). */
 static enum fpd_status order_table_rows(const struct fpd_embedding *e, const int64_t *ids, const int64_t *other,
                                         int64_t n, int64_t other_rows, uint64_t seed, struct fpd_error *err) {
     struct fpd_layer *l = e->layer;
-    if (!l || fpd_layer_row_perm(l)) return FPD_STATUS_OK;
+    struct fpd_composed *qr = !l && e->composed && e->composed->shape.kind == FPD_COMPOSED_KIND_QR ? e->composed : NULL;
+    if (l ? fpd_layer_row_perm(l) != NULL : !qr || qr->row_perm) return FPD_STATUS_OK;
+    /* a QR table is ordered as a two-core layer whose digits are its quotient and
+     * remainder: row shape (ceil(rows / m), m); the column shape only has to be valid */
+    struct fpd_layer_shape qs;
+    memset(&qs, 0, sizeof qs);
+    if (qr) {
+        qs.rows = e->rows;
+        qs.dim = e->dim;
+        qs.k = 2;
+        qs.terms = 1;
+        qs.row_shape[0] = qr->table_rows[0];
+        qs.row_shape[1] = qr->shape.buckets;
+        qs.col_shape[0] = e->dim;
+        qs.col_shape[1] = 1;
+        qs.ranks[0] = qs.ranks[1] = qs.ranks[2] = 1;
+    }
     int64_t *perm = fpd_malloc((size_t)e->rows * sizeof(int64_t));
     if (!perm) return fpd__err(err, FPD_STATUS_NOMEM, "out of memory for a row order of %lld ids", (long long)e->rows);
-    enum fpd_status st =
-        fpd_row_order_interactions(ids, other, n, e->rows, other_rows, fpd_layer_get_shape(l), 16, seed, perm, err);
-    if (!st) st = fpd_layer_set_row_perm(l, perm, err);
+    enum fpd_status st = fpd_row_order_interactions(ids, other, n, e->rows, other_rows,
+                                                    l ? fpd_layer_get_shape(l) : &qs, 16, seed, perm, err);
+    if (!st) st = l ? fpd_layer_set_row_perm(l, perm, err) : fpd_composed_set_row_perm(qr, perm, err);
     fpd_free(perm);
     return st;
 }

@@ -15,6 +15,11 @@
  *                budget is the deployed size here, not the training memory
  *   hash         the hashing trick: floor(budget / D) shared rows of dimension D
  *   qr           the quotient-remainder trick (Shi et al. 2020): Q[i / m] * R[i mod m]
+ *   qr-ordered   the same over ids ordered from the training interactions as FPD's
+ *                (fpd_composed_set_row_perm: the order of a two-core layer whose
+ *                digits are quotient and remainder), so that ids sharing Q's or R's
+ *                row are alike; its permutation is counted as fpd-ordered's (I32 a
+ *                row, or nothing with --order-cost vocabulary)
  *   fpd          an FPD layer (k cores, the largest TT-rank within the budget), ids
  *                in their given (arbitrary) order
  *   fpd-ordered  the same with the ids ordered from the training interactions first
@@ -77,9 +82,9 @@
 
 /* ------------------------------------------------------------------ methods */
 
-enum method { M_DENSE, M_INT8, M_INT4, M_HASH, M_QR, M_FPD, M_FPD_ORDERED, M_FPD_FREE, M_COUNT };
-static const char *const method_names[M_COUNT] = {"dense", "int8", "int4", "hash", "qr", "fpd", "fpd-ordered",
-                                                  "fpd-free"};
+enum method { M_DENSE, M_INT8, M_INT4, M_HASH, M_QR, M_QR_ORDERED, M_FPD, M_FPD_ORDERED, M_FPD_FREE, M_COUNT };
+static const char *const method_names[M_COUNT] = {"dense", "int8",        "int4",        "hash",    "qr",
+                                                  "qr-ordered", "fpd", "fpd-ordered", "fpd-free"};
 
 struct options {
     const char *movielens, *gowalla, *out, *plot, *merge;
@@ -488,18 +493,27 @@ static void config_make(const struct options *o, const struct data *d, enum meth
         snprintf(c->desc, sizeof c->desc, "m=%lld/%lld", (long long)c->buckets[0], (long long)c->buckets[1]);
         return;
     case M_QR:
+    case M_QR_ORDERED: {
+        /* qr-ordered: the permutation (I32 a row, as fpd-ordered's) first, unless it
+         * lives in the vocabulary */
+        const bool perm = m == M_QR_ORDERED && !o->order_vocab;
+        const int64_t pw[2] = {perm ? rows[0] : 0, perm ? rows[1] : 0};
         for (int64_t dd = D; dd >= 1; dd--) { /* D if it fits, else the largest d that fits both tables */
-            if (qr_best(rows[0], dd, c->budget[0], &c->buckets[0], &c->params[0]) &&
-                qr_best(rows[1], dd, c->budget[1], &c->buckets[1], &c->params[1])) {
+            if (qr_best(rows[0], dd, c->budget[0] - pw[0], &c->buckets[0], &c->params[0]) &&
+                qr_best(rows[1], dd, c->budget[1] - pw[1], &c->buckets[1], &c->params[1])) {
                 c->dim = dd;
-                snprintf(c->desc, sizeof c->desc, "d=%lld m=%lld/%lld", (long long)dd, (long long)c->buckets[0],
-                         (long long)c->buckets[1]);
+                c->params[0] += pw[0];
+                c->params[1] += pw[1];
+                snprintf(c->desc, sizeof c->desc, "d=%lld m=%lld/%lld%s", (long long)dd, (long long)c->buckets[0],
+                         (long long)c->buckets[1], m == M_QR_ORDERED && o->order_vocab ? " order=vocab" : "");
                 return;
             }
         }
         c->fits = false;
-        snprintf(c->why, sizeof c->why, "no quotient/remainder split fits");
+        snprintf(c->why, sizeof c->why, "no quotient/remainder split fits%s",
+                 perm ? " beside the row permutation (I32 a row)" : "");
         return;
+    }
     case M_FPD:
     case M_FPD_ORDERED:
     case M_FPD_FREE: {
@@ -640,7 +654,7 @@ static int run_one(const struct options *o, const struct data *d, const struct c
                 if (q + 1 < rows[t] * D) dense[t][q + 1] = (float)(scale * rad * sin(6.283185307179586 * u2));
             }
             e->dense = dense[t];
-        } else if (c->method == M_HASH || c->method == M_QR) {
+        } else if (c->method == M_HASH || c->method == M_QR || c->method == M_QR_ORDERED) {
             struct fpd_composed_shape cs = {c->method == M_HASH ? FPD_COMPOSED_KIND_HASH : FPD_COMPOSED_KIND_QR,
                                             rows[t], D, c->buckets[t], seed * 31 + (uint64_t)t};
             if (fpd_composed_init(&cs, scale, seed * 2 + (uint64_t)t, &comp[t], &err)) goto fail;
@@ -669,7 +683,7 @@ static int run_one(const struct options *o, const struct data *d, const struct c
     tp.learning_rate = o->lr;
     tp.core_learning_rate = c->core_lr > 0.0 ? c->core_lr : o->core_lr;
     tp.seed = seed;
-    tp.order_rows = c->method == M_FPD_ORDERED || c->method == M_FPD_FREE;
+    tp.order_rows = c->method == M_FPD_ORDERED || c->method == M_FPD_FREE || c->method == M_QR_ORDERED;
     tp.free_coords = c->method == M_FPD_FREE ? c->free_coords : 0;
     tp.free_proj_learning_rate = c->free_proj > 0.0 ? c->free_proj : 0.0; /* 0: the cores' step */
     tp.free_proj_fixed = c->free_proj < 0.0;
@@ -1007,7 +1021,8 @@ static void usage(FILE *f) {
             "  --gowalla DIR     DIR/train.txt, DIR/test.txt (LightGCN's format): MF with BPR,\n"
             "                    Recall@20/NDCG@20 over all items not in the user's training set\n"
             "  --ratios A,B,..   budgets as times smaller than the dense tables (default 4,10,30,100)\n"
-            "  --methods M,..    of dense,int8,int4,hash,qr,fpd,fpd-ordered,fpd-free (default all)\n"
+            "  --methods M,..    of dense,int8,int4,hash,qr,qr-ordered,fpd,fpd-ordered,fpd-free\n"
+            "                    (default all)\n"
             "  --no-reference    skip the dense D reference (ratio 1)\n"
             "  --dim D           dimension of the dense reference (default 64)\n"
             "  --cores K,..      FPD core counts, the first with which the budget fits is used\n"
@@ -1028,9 +1043,10 @@ static void usage(FILE *f) {
             "                    cores' step, the default), 'fixed' (not at all), or a step > 0\n"
             "  --tune-free-proj A,B,..  fpd-free: choose P's step among these (values as\n"
             "                    --free-proj) on the validation split too\n"
-            "  --order-cost C    fpd-ordered, fpd-free: what the row order costs: 'stored' (the\n"
-            "                    default: T.fpd.row_perm, I32 a row) or 'vocabulary' (nothing:\n"
-            "                    it is folded into the id vocabulary, fpd-convert --vocabulary-out)\n"
+            "  --order-cost C    fpd-ordered, fpd-free, qr-ordered: what the id order costs:\n"
+            "                    'stored' (the default: T.fpd.row_perm, I32 a row) or\n"
+            "                    'vocabulary' (nothing: it is folded into the id vocabulary,\n"
+            "                    fpd-convert --vocabulary-out)\n"
             "  --free-dtype T    fpd-free: E as stored: f32 (default), int8 or int4 (row-wise,\n"
             "                    quantized after training, sized by its bytes; a measurement:\n"
             "                    format free/1 stores E in F32 only)\n"
@@ -1135,8 +1151,8 @@ int main(int argc, char **argv) {
                 int m = 0;
                 while (m < M_COUNT && strcmp(tok, method_names[m]) != 0) m++;
                 if (m == M_COUNT)
-                    cli_usage_error("--methods: unknown method '%s' (dense, int8, int4, hash, qr, fpd, fpd-ordered, "
-                                    "fpd-free)", tok);
+                    cli_usage_error("--methods: unknown method '%s' (dense, int8, int4, hash, qr, qr-ordered, fpd, "
+                                    "fpd-ordered, fpd-free)", tok);
                 o.methods[m] = true;
             }
             break;
@@ -1466,7 +1482,7 @@ int main(int argc, char **argv) {
                 if (r->c.core_lr > 0.0) json_object_set_new(x, "core_lr", json_real(r->c.core_lr));
                 json_object_set_new(x, "validation", v);
             }
-            if (r->c.method == M_FPD_ORDERED || r->c.method == M_FPD_FREE)
+            if (r->c.method == M_FPD_ORDERED || r->c.method == M_FPD_FREE || r->c.method == M_QR_ORDERED)
                 json_object_set_new(x, "order_cost", json_string(o.order_vocab ? "vocabulary" : "stored"));
             if (r->c.method == M_FPD_FREE) {
                 char pb[32];

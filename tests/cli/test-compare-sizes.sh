@@ -61,7 +61,8 @@ tab = r["table"]
 assert tab[0]["method"] == "dense-full" and tab[0]["params"] == (U + I) * D, tab[0]
 ratios = sorted({t["ratio"] for t in tab[1:]})
 assert ratios == [float(x) for x in sys.argv[3].split(",")], ratios
-assert [t["method"] for t in tab[1:9]] == ["dense", "int8", "int4", "hash", "qr", "fpd", "fpd-ordered", "fpd-free"], tab
+assert [t["method"] for t in tab[1:10]] == ["dense", "int8", "int4", "hash", "qr", "qr-ordered", "fpd", "fpd-ordered",
+                                           "fpd-free"], tab
 # row-wise int8: d codes + F32 scale and bias; int4: ceil(d / 2) bytes + F16 scale and bias;
 # the size of a table in 4-byte words, rounded up
 rb = {"int8": lambda d: d + 8, "int4": lambda d: -(-d // 2) + 4}
@@ -91,10 +92,10 @@ for t in tab[1:]:
     elif t["method"] == "hash":
         mu, mi = map(int, cfg["m"].split("/"))
         assert (pu, pi) == (mu * D, mi * D) and mu == min(U, bu // D), t
-    elif t["method"] == "qr":
+    elif t["method"] in ("qr", "qr-ordered"):  # qr-ordered: plus its I32 permutation
         mu, mi = map(int, cfg["m"].split("/"))
-        d = int(cfg["d"])
-        assert (pu, pi) == ((-(-U // mu) + mu) * d, (-(-I // mi) + mi) * d), t
+        d, pw = int(cfg["d"]), t["method"] == "qr-ordered"
+        assert (pu, pi) == ((-(-U // mu) + mu) * d + pw * U, (-(-I // mi) + mi) * d + pw * I), t
     else:
         assert int(cfg["k"]) in (2, 3) and t["dim"] == D, t
     if t["method"] == "fpd-free":  # c: the largest count within half of each budget, the smaller
@@ -223,9 +224,9 @@ run "$T" --gowalla syn --epochs 1 --seeds 1 --ratios 10 --no-reference -o part
 expect_rc "synthetic: second part (10x, no reference): exit 0" 0
 run "$T" --merge part.tsv,syn-out.tsv -o merged
 expect_rc "merge: exit 0" 0
-expect_lines "merge: header, reference, 3 ratios x 8 methods" merged.tsv 26
+expect_lines "merge: header, reference, 3 ratios x 9 methods" merged.tsv 29
 expect_grep "merge: the reference row kept" merged.tsv "^gowalla	dense-full	1	"
-sed -n 11p merged.tsv > line9.txt
+sed -n 12p merged.tsv > line9.txt
 expect_grep "merge: rows sorted by ratio (10x after 4x)" line9.txt "^gowalla	dense	10	"
 # --popularity: the baseline's line in a merged plot (the .gp is written before gnuplot
 # runs, so it is checked with or without gnuplot)
@@ -266,6 +267,31 @@ f = [x for x in r['table'] if x['method'] == 'fpd' and x['ratio'] == 100][0]
 o = [x for x in r['table'] if x['method'] == 'fpd-ordered' and x['ratio'] == 100][0]
 assert o['fits'] and o['params'] == f['params'] <= o['budget'] == 1679, (f, o)
 assert o['config'] == f['config'] + ' order=vocab' and o['order_cost'] == 'vocabulary' and 'order_cost' not in f, (f, o)"
+    # qr-ordered: QR over ordered ids; stored, its I32 permutation comes out of the budget
+    # first (10x users: 6035 - 943 words leave m = 64 at d = 64: ceil(943/64) + 64 = 79
+    # rows of 64), at 100x nothing fits beside it; in the vocabulary it is QR's own shape
+    run "$T" --movielens "$ML" --epochs 1 --seeds 1 --ratios 10,100 --methods qr,qr-ordered --no-reference --json
+    expect_rc "MovieLens-100K qr-ordered: exit 0" 0
+    cp out.txt qro.json
+    run "$T" --movielens "$ML" --epochs 1 --seeds 1 --ratios 100 --methods qr,qr-ordered --order-cost vocabulary \
+        --no-reference --json
+    expect_rc "MovieLens-100K qr-ordered, vocabulary: exit 0" 0
+    cp out.txt qrv.json
+    py_plain "MovieLens-100K: qr-ordered sized beside its permutation (largest m recomputed), 100x does not fit; vocabulary: QR's shape" "
+import json, math
+def best(rows, d, budget):  # the largest remainder count m whose (ceil(rows/m) + m) d fits
+    return max([m for m in range(1, rows + 1) if (math.ceil(rows / m) + m) * d <= budget], default=None)
+r = json.load(open('qro.json'))
+x = [x for x in r['table'] if x['method'] == 'qr-ordered' and x['ratio'] == 10][0]
+mu, mi = best(943, 64, 6035 - 943), best(1682, 64, x['budget_item'] - 1682)
+assert x['fits'] and x['config'] == 'd=64 m=%d/%d' % (mu, mi) and mu == 64, (x, mu, mi)
+assert x['params_user'] == (math.ceil(943 / mu) + mu) * 64 + 943 and x['order_cost'] == 'stored', x
+y = [x for x in r['table'] if x['method'] == 'qr-ordered' and x['ratio'] == 100][0]
+assert not y['fits'] and 'beside the row permutation' in y['why'], y
+v = json.load(open('qrv.json'))
+q = [x for x in v['table'] if x['method'] == 'qr' and x['ratio'] == 100][0]
+o = [x for x in v['table'] if x['method'] == 'qr-ordered' and x['ratio'] == 100][0]
+assert o['config'] == q['config'] + ' order=vocab' and o['params'] == q['params'] and o['order_cost'] == 'vocabulary', (q, o)"
     run "$T" --movielens "$ML" --order-cost free
     expect_rc "--order-cost free: usage error, exit 2" 2
     expect_grep "--order-cost free: says what it expects" err.txt "order-cost expects stored or vocabulary, got 'free'"

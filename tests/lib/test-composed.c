@@ -10,6 +10,8 @@
 
 #include "tests/test-util.h"
 
+#include <string.h>
+
 /* fpd.h's documented hash: splitmix64's finalizer of i + seed * golden + constant */
 static int64_t ref_hash(int64_t i, uint64_t seed, int64_t m) {
     uint64_t z = (uint64_t)i + seed * 0x9E3779B97F4A7C15ull + 0x632BE59BD9B4E019ull;
@@ -186,6 +188,88 @@ Test(composed, trainer_steps_hashed_table) {
             if (r == hu) want -= 0.01 * (g * items0[it * ND + j] * w[j] > 0 ? 1.0 : -1.0);
             cr_assert(fabs(c->table[0][r * ND + j] - want) < 1e-6, "row %d col %d", r, j);
         }
+    fpd_composed_free(c);
+}
+
+/* A QR table's row order: id i reads Q[perm[i] / m] * R[perm[i] mod m]; bad orders are
+ * refused by value, a hashed table refuses any. */
+Test(composed, qr_row_order) {
+    struct fpd_composed_shape s = {FPD_COMPOSED_KIND_QR, 50, 4, 7, 0}; /* Q 8 rows: padded 56 */
+    struct fpd_composed *c = NULL;
+    struct fpd_error err;
+    cr_assert(eq(int, fpd_composed_init(&s, 0.5, 3, &c, &err), FPD_STATUS_OK));
+    int64_t perm[50];
+    for (int64_t i = 0; i < 50; i++) perm[i] = (i * 17 + 5) % 56; /* 17 is prime to 56: distinct */
+    cr_assert(eq(int, fpd_composed_set_row_perm(c, perm, &err), FPD_STATUS_OK), "%s", err.msg);
+    perm[0] = 999; /* copied: the caller's array may change */
+    int64_t ids[50];
+    for (int64_t i = 0; i < 50; i++) ids[i] = i;
+    float out[50 * 4];
+    cr_assert(eq(int, fpd_composed_lookup(c, ids, 50, out, &err), FPD_STATUS_OK));
+    for (int64_t i = 0; i < 50; i++) {
+        const int64_t r = (i * 17 + 5) % 56;
+        for (int j = 0; j < 4; j++) {
+            const float want = c->table[0][(r / 7) * 4 + j] * c->table[1][(r % 7) * 4 + j];
+            cr_assert(ieee_ulp_eq(flt, out[i * 4 + j], want, 0), "id %lld", (long long)i);
+        }
+    }
+    perm[0] = 56;
+    cr_assert(eq(int, fpd_composed_set_row_perm(c, perm, &err), FPD_STATUS_INVALID_ARG));
+    cr_assert(strstr(err.msg, "entry 0 is 56, outside [0, 56)") != NULL, "%s", err.msg);
+    perm[0] = perm[1];
+    cr_assert(eq(int, fpd_composed_set_row_perm(c, perm, &err), FPD_STATUS_INVALID_ARG));
+    cr_assert(strstr(err.msg, "repeated") != NULL, "%s", err.msg);
+    cr_assert(c->row_perm[0] == 5, "a refused order leaves the one before");
+    cr_assert(eq(int, fpd_composed_set_row_perm(c, NULL, &err), FPD_STATUS_OK));
+    cr_assert(c->row_perm == NULL);
+    fpd_composed_free(c);
+    struct fpd_composed_shape h = {FPD_COMPOSED_KIND_HASH, 50, 4, 7, 1};
+    cr_assert(eq(int, fpd_composed_init(&h, 0.5, 3, &c, &err), FPD_STATUS_OK));
+    cr_assert(eq(int, fpd_composed_set_row_perm(c, ids, &err), FPD_STATUS_UNSUPPORTED));
+    fpd_composed_free(c);
+}
+
+/* fpd_gmf_train's order_rows orders a QR table from the positives, as test-init.sh's
+ * FPD case: 40 users in two groups (even users interact with 6 of items 0-9, odd ones
+ * with 6 of items 10-19), m = 5: every quotient row (perm / 5: 8 rows of 5 ids) must
+ * hold users of one group. */
+Test(composed, trainer_orders_qr_table) {
+    enum { NU = 40, NI = 20, ND = 4, NP = NU * 6 };
+    struct fpd_composed_shape s = {FPD_COMPOSED_KIND_QR, NU, ND, 5, 0};
+    struct fpd_composed *c = NULL;
+    struct fpd_error err;
+    cr_assert(eq(int, fpd_composed_init(&s, 0.1, 2, &c, &err), FPD_STATUS_OK));
+    float items[NI * ND], w[ND] = {1.0f, 1.0f, 1.0f, 1.0f};
+    uint64_t rs = 5;
+    for (int q = 0; q < NI * ND; q++) items[q] = (float)test_rand_sym(&rs);
+    int64_t us[NP], is[NP];
+    for (int64_t u = 0; u < NU; u++) {
+        int64_t pick[10];
+        for (int64_t j = 0; j < 10; j++) pick[j] = j;
+        for (int64_t j = 0; j < 6; j++) { /* 6 distinct of the 10 (a partial shuffle) */
+            const int64_t k = j + (int64_t)(test_rand_u64(&rs) % (uint64_t)(10 - j)), t = pick[j];
+            pick[j] = pick[k];
+            pick[k] = t;
+            us[u * 6 + j] = u;
+            is[u * 6 + j] = (u % 2) * 10 + pick[j];
+        }
+    }
+    struct fpd_gmf m = {.user = {NULL, NULL, NU, ND, c}, .item = {NULL, items, NI, ND, NULL}, .weight = w, .bias = 0.0f};
+    struct fpd_gmf_train_params p = fpd_gmf_train_default_params();
+    p.epochs = 1;
+    p.order_rows = true;
+    p.seed = 1;
+    double loss;
+    cr_assert(eq(int, fpd_gmf_train(&m, us, is, NP, &p, &loss, &err), FPD_STATUS_OK), "%s", err.msg);
+    cr_assert(c->row_perm != NULL);
+    int group[8] = {-1, -1, -1, -1, -1, -1, -1, -1};
+    for (int64_t u = 0; u < NU; u++) {
+        const int64_t q = c->row_perm[u] / 5;
+        cr_assert(q >= 0 && q < 8);
+        if (group[q] < 0) group[q] = (int)(u % 2);
+        cr_assert(eq(int, group[q], (int)(u % 2)), "quotient row %lld mixes the groups (user %lld at %lld)",
+                  (long long)q, (long long)u, (long long)c->row_perm[u]);
+    }
     fpd_composed_free(c);
 }
 
