@@ -298,8 +298,9 @@ bench: all $(BENCHES)
 	@for b in $(BENCHES); do echo "==> $$b"; $$b || exit 1; done
 
 # bench-accuracy: the equal-size comparison (samples/compare-sizes.c): dense with a
-# smaller d, row-wise int8 and int4 after training, hashing trick, QR trick, FPD, FPD with
-# ordered ids, FPD with ordered ids and per-row free coordinates, each at 4x, 10x, 30x
+# smaller d, row-wise int8 and int4 after training, hashing trick, QR trick (ids as given
+# and ordered), FPD, FPD with ordered ids, FPD with ordered ids and per-row free
+# coordinates (ACCURACY_FLAGS=--order-cost vocabulary: the order costs nothing), each at 4x, 10x, 30x
 # and 100x smaller tables than dense D = 64, 3 seeds, on MovieLens-1M (GMF, HR@10) and
 # Gowalla (MF with BPR, Recall@20), the two datasets in parallel under nice. Writes
 # $(BUILD_DIR)/accuracy-{ml1m,gowalla}.{tsv,json,png,log}. About 45 CPU-minutes; the
