@@ -8,5 +8,5 @@ set xlabel 'times smaller than the dense D = 64 tables (parameter budget)'
 set ylabel 'Recall@20'
 set key outside right
 set grid
-names = 'dense int8 int4 hash qr fpd fpd-ordered fpd-free '
-plot for [i=0:7] 'samples/accuracy/accuracy-gowalla-best.png.dat' index i using 1:2:3 with yerrorlines lw 2 title word(names, i+1), 0.10040 with lines dt 2 lc rgb 'black' title 'dense D = 64', 0.04160 with lines dt 3 lc rgb 'gray40' title 'most popular items'
+names = 'dense int8 int4 hash qr qr-ordered fpd fpd-ordered fpd-free '
+plot for [i=0:8] 'samples/accuracy/accuracy-gowalla-best.png.dat' index i using 1:2:3 with yerrorlines lw 2 title word(names, i+1), 0.10040 with lines dt 2 lc rgb 'black' title 'dense D = 64', 0.04160 with lines dt 3 lc rgb 'gray40' title 'most popular items'
