@@ -531,7 +531,7 @@ static void config_make(const struct options *o, const struct data *d, enum meth
             if (c->free_coords < 1) {
                 c->fits = false;
                 snprintf(c->why, sizeof c->why, "c = 0: --free-share %g of the budget holds no free coordinate "
-                         "(fpd-ordered is this method there)", o->free_share);
+                         "(with none it is fpd-ordered)", o->free_share);
                 return;
             }
             for (int t = 0; t < 2; t++) core_budget[t] -= free_params(c->free_dtype, rows[t], D, c->free_coords);
