@@ -41,6 +41,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <jansson.h>
+#include <libgen.h>
 #include <locale.h>
 #include <math.h>
 #include <stdlib.h>
@@ -999,7 +1000,9 @@ static bool build_vocab(const struct input *x, const struct convert_opts *co, st
             }
             memcpy(b.p, t.data, t.nbytes);
             t.data = b.p;
-            if (!out_own_buf(o, &b) || !(t.name = out_own_str(o, strdup(t.name))) || !out_add(o, &t, "row_perm folded"))
+            const bool moved = strstr(t.name, ".fpd.free") && !strstr(t.name, ".fpd.free_proj");
+            if (!out_own_buf(o, &b) || !(t.name = out_own_str(o, strdup(t.name))) ||
+                !out_add(o, &t, moved ? "rows moved to the vocabulary's order" : "unchanged (order folded)"))
                 goto table_done;
         }
         {
@@ -1034,6 +1037,22 @@ static enum out_kind parse_to(const char *s) {
     if (strcmp(s, "ttrec") == 0) return OUT_TTREC;
     if (strcmp(s, "fpd") == 0) return OUT_FPD;
     return OUT_NONE;
+}
+
+/* Would paths a and b name the same file, whether or not it exists yet: the same
+ * string, the same existing file, or the same name in the same folder ("./x" and "x"). */
+static bool same_target(const char *a, const char *b) {
+    if (strcmp(a, b) == 0 || cli_same_file(a, b)) return true;
+    char *ca = strdup(a), *cb = strdup(b), *da = strdup(a), *db = strdup(b);
+    bool same = false;
+    if (ca && cb && da && db)
+        same = strcmp(basename(ca), basename(cb)) == 0 && (strcmp(dirname(da), dirname(db)) == 0 ||
+                                                            cli_same_file(dirname(strcpy(da, a)), dirname(strcpy(db, b))));
+    free(ca);
+    free(cb);
+    free(da);
+    free(db);
+    return same;
 }
 
 static bool ends_with(const char *s, const char *suf) {
@@ -1108,9 +1127,9 @@ int main(int argc, char **argv) {
     if (co.vocab_path) {
         if (co.to != OUT_FPD) cli_usage_error("--vocabulary-out goes with --to fpd (an FPD checkpoint without row_perm)");
         if (strcmp(co.vocab_path, "-") == 0) cli_usage_error("--vocabulary-out needs a file, not standard output");
-        if (strcmp(in_path, co.vocab_path) == 0 || cli_same_file(in_path, co.vocab_path))
+        if (same_target(in_path, co.vocab_path))
             cli_usage_error("--vocabulary-out '%s' is the input; choose another path", co.vocab_path);
-        if (strcmp(co.vocab_path, co.out_path) == 0 || (!to_stdout && cli_same_file(co.out_path, co.vocab_path)))
+        if (!to_stdout && same_target(co.vocab_path, co.out_path))
             cli_usage_error("--vocabulary-out '%s' is the output too; choose another path", co.vocab_path);
         if (cli_exists(co.vocab_path) && !co.force)
             cli_usage_error("--vocabulary-out '%s' exists; use --force to overwrite it", co.vocab_path);

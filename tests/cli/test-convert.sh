@@ -217,3 +217,8 @@ expect_rc "vocabulary: an existing map without --force: exit 2" 2
 expect_absent "vocabulary: an existing map: no output" nv.safetensors
 run "$V" p.fpd.safetensors --to fpd -o nv.safetensors --vocabulary-out nv.safetensors
 expect_rc "vocabulary: the map as the output: exit 2" 2
+# the same file spelt otherwise, even with --force (once overwrote the checkpoint with the map)
+run "$V" p.fpd.safetensors --to fpd -o nv.safetensors --vocabulary-out ./nv.safetensors --force
+expect_rc "vocabulary: the map as the output (./OUT, --force): exit 2" 2
+expect_grep "vocabulary: the map as the output (./OUT): says so" err.txt "is the output too"
+expect_absent "vocabulary: the map as the output: nothing written" nv.safetensors
