@@ -1045,8 +1045,8 @@ static void usage(FILE *f) {
             "                    --free-proj) on the validation split too\n"
             "  --order-cost C    fpd-ordered, fpd-free, qr-ordered: what the id order costs:\n"
             "                    'stored' (the default: T.fpd.row_perm, I32 a row) or\n"
-            "                    'vocabulary' (nothing: it is folded into the id vocabulary,\n"
-            "                    fpd-convert --vocabulary-out)\n"
+            "                    'vocabulary' (or 'vocab'; nothing: it is folded into the id\n"
+            "                    vocabulary, fpd-convert --vocabulary-out)\n"
             "  --free-dtype T    fpd-free: E as stored: f32 (default), int8 or int4 (row-wise,\n"
             "                    quantized after training, sized by its bytes; a measurement:\n"
             "                    format free/1 stores E in F32 only)\n"
@@ -1204,7 +1204,7 @@ int main(int argc, char **argv) {
         case OPT_FREE_PROJ_LR: o.free_proj = cli_parse_free_proj("--free-proj", optarg); break;
         case OPT_ORDER_COST:
             if (strcmp(optarg, "stored") == 0) o.order_vocab = false;
-            else if (strcmp(optarg, "vocabulary") == 0) o.order_vocab = true;
+            else if (strcmp(optarg, "vocabulary") == 0 || strcmp(optarg, "vocab") == 0) o.order_vocab = true;
             else cli_usage_error("--order-cost expects stored or vocabulary, got '%s'", optarg);
             break;
         case OPT_FREE_DTYPE: {

@@ -273,9 +273,9 @@ assert o['config'] == f['config'] + ' order=vocab' and o['order_cost'] == 'vocab
     run "$T" --movielens "$ML" --epochs 1 --seeds 1 --ratios 10,100 --methods qr,qr-ordered --no-reference --json
     expect_rc "MovieLens-100K qr-ordered: exit 0" 0
     cp out.txt qro.json
-    run "$T" --movielens "$ML" --epochs 1 --seeds 1 --ratios 100 --methods qr,qr-ordered --order-cost vocabulary \
+    run "$T" --movielens "$ML" --epochs 1 --seeds 1 --ratios 100 --methods qr,qr-ordered --order-cost vocab \
         --no-reference --json
-    expect_rc "MovieLens-100K qr-ordered, vocabulary: exit 0" 0
+    expect_rc "MovieLens-100K qr-ordered, --order-cost vocab (the short form): exit 0" 0
     cp out.txt qrv.json
     py_plain "MovieLens-100K: qr-ordered sized beside its permutation (largest m recomputed), 100x does not fit; vocabulary: QR's shape" "
 import json, math
