@@ -76,28 +76,10 @@ enum fpd_status fpd_composed_set_row_perm(struct fpd_composed *c, const int64_t 
         c->row_perm = NULL;
         return FPD_STATUS_OK;
     }
-    const int64_t rows = c->shape.rows, padded = c->table_rows[0] * c->shape.buckets;
-    int64_t *copy = fpd_malloc((size_t)rows * sizeof(int64_t));
-    unsigned char *seen = fpd_calloc((size_t)padded, 1);
-    if (!copy || !seen) {
-        fpd_free(copy);
-        fpd_free(seen);
-        return fpd__err(err, FPD_STATUS_NOMEM, "out of memory for a row order of %lld ids", (long long)rows);
-    }
-    for (int64_t i = 0; i < rows; i++) {
-        if (perm[i] < 0 || perm[i] >= padded || seen[perm[i]]) {
-            enum fpd_status st = fpd__err(err, FPD_STATUS_INVALID_ARG,
-                                          "qr table: row order entry %lld is %lld, %s [0, %lld)", (long long)i,
-                                          (long long)perm[i], perm[i] < 0 || perm[i] >= padded ? "outside" : "repeated in",
-                                          (long long)padded);
-            fpd_free(copy);
-            fpd_free(seen);
-            return st;
-        }
-        seen[perm[i]] = 1;
-        copy[i] = perm[i];
-    }
-    fpd_free(seen);
+    int64_t *copy;
+    enum fpd_status st = fpd__row_perm_copy(perm, c->shape.rows, c->table_rows[0] * c->shape.buckets,
+                                            "qr table: row order", &copy, err);
+    if (st) return st;
     fpd_free(c->row_perm);
     c->row_perm = copy;
     return FPD_STATUS_OK;

@@ -34,6 +34,12 @@ void fpd__err_clear(struct fpd_error *err);
 /* Log through the callback set by fpd_log_set (no-op without one). */
 void fpd__log(enum fpd_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* A checked copy of a row permutation (fpd_layer_set_row_perm, fpd_composed_set_row_perm):
+ * perm[0..rows) distinct and in [0, padded), else INVALID_ARG naming `what`[i]; NOMEM.
+ * *out: fpd_malloc'ed, the caller's (NULL on error). */
+enum fpd_status fpd__row_perm_copy(const int64_t *perm, int64_t rows, int64_t padded, const char *what,
+                                   int64_t **out, struct fpd_error *err);
+
 /* a * b into *out; returns false on overflow (operands must be >= 0). */
 static inline bool fpd__mul_i64(int64_t a, int64_t b, int64_t *out) {
     return !__builtin_mul_overflow(a, b, out);

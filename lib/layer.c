@@ -136,45 +136,51 @@ enum fpd_status fpd_layer_clone(const struct fpd_layer *layer, struct fpd_layer 
     return st;
 }
 
-enum fpd_status fpd_layer_set_row_perm(struct fpd_layer *layer, const int64_t *perm, struct fpd_error *err) {
+enum fpd_status fpd__row_perm_copy(const int64_t *perm, int64_t rows, int64_t padded, const char *what,
+                                   int64_t **out, struct fpd_error *err) {
     enum fpd_status st = FPD_STATUS_OK;
-    uint8_t *seen = NULL;
-    int64_t *copy = NULL;
-    if (!perm) {
-        fpd_free(layer->row_perm);
-        layer->row_perm = NULL;
-        return FPD_STATUS_OK;
-    }
-    int64_t padded = 1;
-    for (int32_t m = 0; m < layer->shape.k; m++) padded *= layer->shape.row_shape[m];
-    seen = fpd_calloc((size_t)padded, 1);
-    copy = fpd_malloc((size_t)layer->shape.rows * sizeof *copy);
+    uint8_t *seen = fpd_calloc((size_t)padded, 1);
+    int64_t *copy = fpd_malloc((size_t)rows * sizeof *copy);
+    *out = NULL;
     if (!seen || !copy) {
-        st = fpd__err(err, FPD_STATUS_NOMEM, "out of memory for a row permutation of %lld rows",
-                      (long long)layer->shape.rows);
+        st = fpd__err(err, FPD_STATUS_NOMEM, "out of memory for a row permutation of %lld rows", (long long)rows);
         goto done;
     }
-    for (int64_t i = 0; i < layer->shape.rows; i++) {
+    for (int64_t i = 0; i < rows; i++) {
         if (perm[i] < 0 || perm[i] >= padded) {
-            st = fpd__err(err, FPD_STATUS_INVALID_ARG, "row_perm[%lld] = %lld is outside [0, %lld)", (long long)i,
+            st = fpd__err(err, FPD_STATUS_INVALID_ARG, "%s[%lld] = %lld is outside [0, %lld)", what, (long long)i,
                           (long long)perm[i], (long long)padded);
             goto done;
         }
         if (seen[perm[i]]) {
-            st = fpd__err(err, FPD_STATUS_INVALID_ARG, "row_perm[%lld] = %lld repeats an earlier value",
+            st = fpd__err(err, FPD_STATUS_INVALID_ARG, "%s[%lld] = %lld repeats an earlier value", what,
                           (long long)i, (long long)perm[i]);
             goto done;
         }
         seen[perm[i]] = 1;
         copy[i] = perm[i];
     }
-    fpd_free(layer->row_perm);
-    layer->row_perm = copy;
+    *out = copy;
     copy = NULL;
 done:
     fpd_free(seen);
     fpd_free(copy);
     return st;
+}
+
+enum fpd_status fpd_layer_set_row_perm(struct fpd_layer *layer, const int64_t *perm, struct fpd_error *err) {
+    if (!perm) {
+        fpd_free(layer->row_perm);
+        layer->row_perm = NULL;
+        return FPD_STATUS_OK;
+    }
+    int64_t padded = 1, *copy;
+    for (int32_t m = 0; m < layer->shape.k; m++) padded *= layer->shape.row_shape[m];
+    enum fpd_status st = fpd__row_perm_copy(perm, layer->shape.rows, padded, "row_perm", &copy, err);
+    if (st) return st;
+    fpd_free(layer->row_perm);
+    layer->row_perm = copy;
+    return FPD_STATUS_OK;
 }
 
 const int64_t *fpd_layer_row_perm(const struct fpd_layer *layer) { return layer->row_perm; }

@@ -41,7 +41,6 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <jansson.h>
-#include <libgen.h>
 #include <locale.h>
 #include <math.h>
 #include <stdlib.h>
@@ -1043,16 +1042,12 @@ static enum out_kind parse_to(const char *s) {
  * string, the same existing file, or the same name in the same folder ("./x" and "x"). */
 static bool same_target(const char *a, const char *b) {
     if (strcmp(a, b) == 0 || cli_same_file(a, b)) return true;
-    char *ca = strdup(a), *cb = strdup(b), *da = strdup(a), *db = strdup(b);
-    bool same = false;
-    if (ca && cb && da && db)
-        same = strcmp(basename(ca), basename(cb)) == 0 && (strcmp(dirname(da), dirname(db)) == 0 ||
-                                                            cli_same_file(dirname(strcpy(da, a)), dirname(strcpy(db, b))));
-    free(ca);
-    free(cb);
-    free(da);
-    free(db);
-    return same;
+    const char *sa = strrchr(a, '/'), *sb = strrchr(b, '/');
+    if (strcmp(sa ? sa + 1 : a, sb ? sb + 1 : b) != 0) return false;
+    char da[4096], db[4096]; /* the folders, "dir/" or "." */
+    snprintf(da, sizeof da, "%.*s", sa ? (int)(sa - a + 1) : 1, sa ? a : ".");
+    snprintf(db, sizeof db, "%.*s", sb ? (int)(sb - b + 1) : 1, sb ? b : ".");
+    return cli_same_file(da, db);
 }
 
 static bool ends_with(const char *s, const char *suf) {
