@@ -86,6 +86,12 @@ enum fpd_status fpd_table_meta_to_json(const struct fpd_table_meta *meta, char *
         status = fpd__err(err, FPD_STATUS_INVALID_ARG, "table metadata: fit is not NUL-terminated");
         goto done;
     }
+    if (meta->free_rowwise && (meta->free_coords < 1 || (unsigned)meta->free_kind >= FPD_ROWWISE_COUNT)) {
+        status = fpd__err(err, FPD_STATUS_INVALID_ARG,
+                          "table metadata: free_rowwise needs free coordinates (free_coords %lld) and int8 or int4",
+                          (long long)meta->free_coords);
+        goto done;
+    }
     o = json_object();
     rs = json_array();
     cs = json_array();
@@ -126,6 +132,7 @@ enum fpd_status fpd_table_meta_to_json(const struct fpd_table_meta *meta, char *
     bad |= json_object_set_new(o, "seed", seed);
     bad |= json_object_set_new(o, "rel_error", rel);
     if (meta->free_coords > 0) bad |= json_object_set_new(o, "free_coords", json_integer(meta->free_coords));
+    if (meta->free_rowwise) bad |= json_object_set_new(o, "free_dtype", json_string(fpd_rowwise_name(meta->free_kind)));
     if (bad || !dump_json(o, out)) goto nomem;
     goto done;
 nomem:
@@ -288,6 +295,24 @@ enum fpd_status fpd_table_meta_from_json(const char *json, const char *table, st
             goto done;
         }
     }
+    /* free-rowwise/1: "free_dtype" "int8" | "int4", only beside free_coords */
+    json_t *fd = json_object_get(root, "free_dtype");
+    if (fd) {
+        char b[64];
+        if (!json_is_string(fd) || !fpd_rowwise_from_name(json_string_value(fd), &m.free_kind)) {
+            status = fpd__err(err, FPD_STATUS_FORMAT, "table '%s': key 'free_dtype' is %s%s%s; \"int8\" or \"int4\" expected",
+                              T, json_is_string(fd) ? "'" : fpd__json_type_name(fd),
+                              json_is_string(fd) ? show(json_string_value(fd), b, sizeof b) : "",
+                              json_is_string(fd) ? "'" : "");
+            goto done;
+        }
+        if (m.free_coords == 0) {
+            status = fpd__err(err, FPD_STATUS_FORMAT,
+                              "table '%s': key 'free_dtype' is given but 'free_coords' is not (it stores their E)", T);
+            goto done;
+        }
+        m.free_rowwise = true;
+    }
     *out = m;
 done:
     if (root) json_decref(root);
@@ -296,7 +321,7 @@ done:
 
 /* ------------------------------------------------------------ extensions */
 
-static const char *const known_extensions[] = {FPD_EXTENSION_ROWWISE, FPD_EXTENSION_FREE};
+static const char *const known_extensions[] = {FPD_EXTENSION_ROWWISE, FPD_EXTENSION_FREE, FPD_EXTENSION_FREE_ROWWISE};
 
 /* True when "fpd.extensions" lists `name`. */
 static bool extension_declared(const struct fpd_safetensors *st, const char *name) {
@@ -332,10 +357,10 @@ enum fpd_status fpd_checkpoint_check_extensions(const struct fpd_safetensors *st
             snprintf(item, sizeof item, "%.*s", (int)(len < 60 ? len : 60), p);
             return fpd__err(err, len ? FPD_STATUS_UNSUPPORTED : FPD_STATUS_FORMAT,
                             "%s: metadata '%s' names the extension '%s', which this build (libfpd %s) does not "
-                            "read (it reads FPD v1 with %s and %s); its tables would be read wrongly, so they are "
-                            "refused",
+                            "read (it reads FPD v1 with %s, %s and %s); its tables would be read wrongly, so they "
+                            "are refused",
                             P, FPD_META_EXTENSIONS_KEY, show(item, b, sizeof b), fpd_version(), FPD_EXTENSION_ROWWISE,
-                            FPD_EXTENSION_FREE);
+                            FPD_EXTENSION_FREE, FPD_EXTENSION_FREE_ROWWISE);
         }
         p += len;
         if (*p == ',') p++;
@@ -406,8 +431,9 @@ static enum fpd_status with_path(struct fpd_error *err, enum fpd_status status, 
 
 /* free/1 (header only): with "free_coords" c in the metadata, "free/1" is declared
  * and T.fpd.free [rows, c] and T.fpd.free_proj [c, dim] exist with float dtypes
- * (the metadata's core_dtype when given); without it, neither tensor exists. The
- * two views into free_out[0..1] (NULL without free coordinates). */
+ * (the metadata's core_dtype when given); without it, neither tensor exists. With
+ * "free_dtype" (free-rowwise/1, declared too) T.fpd.free is U8 [rows, row bytes].
+ * The two views into free_out[0..1] (NULL without free coordinates). */
 static enum fpd_status check_free(const struct fpd_safetensors *st, const char *table,
                                   const struct fpd_table_meta *meta, const struct fpd_tensor_info **free_out,
                                   struct fpd_error *err) {
@@ -438,12 +464,30 @@ static enum fpd_status check_free(const struct fpd_safetensors *st, const char *
         return fpd__err(err, FPD_STATUS_FORMAT,
                         "%s: table '%s': metadata has 'free_coords' = %lld but '%s' does not list '%s'", P, T,
                         (long long)c, FPD_META_EXTENSIONS_KEY, FPD_EXTENSION_FREE);
+    if (meta->free_rowwise && !extension_declared(st, FPD_EXTENSION_FREE_ROWWISE))
+        return fpd__err(err, FPD_STATUS_FORMAT,
+                        "%s: table '%s': metadata has 'free_dtype' = '%s' but '%s' does not list '%s'", P, T,
+                        fpd_rowwise_name(meta->free_kind), FPD_META_EXTENSIONS_KEY, FPD_EXTENSION_FREE_ROWWISE);
     for (int q = 0; q < 2; q++) {
         if (!t[q])
             return fpd__err(err, FPD_STATUS_FORMAT,
                             "%s: table '%s': metadata has 'free_coords' = %lld but tensor '%s%s' is missing (%s "
                             "stores E [rows, c] and P [c, dim] together)",
                             P, T, (long long)c, T, suffix[q], FPD_EXTENSION_FREE);
+        if (q == 0 && meta->free_rowwise) { /* free-rowwise/1: U8 [rows, row bytes of c columns] */
+            const int64_t want[2] = {meta->shape.rows, (int64_t)fpd_rowwise_row_bytes(meta->free_kind, c)};
+            if (t[q]->dtype != FPD_DTYPE_U8 || t[q]->ndim != 2 || t[q]->shape[0] != want[0] ||
+                t[q]->shape[1] != want[1]) {
+                shape_str(t[q]->shape, t[q]->ndim, sb1, sizeof sb1);
+                shape_str(want, 2, sb2, sizeof sb2);
+                return fpd__err(err, FPD_STATUS_FORMAT,
+                                "%s: table '%s': tensor '%s%s' is %s %s but the metadata (rows %lld, free_coords "
+                                "%lld, free_dtype %s) needs U8 %s",
+                                P, T, T, suffix[q], fpd_dtype_name(t[q]->dtype), sb1, (long long)meta->shape.rows,
+                                (long long)c, fpd_rowwise_name(meta->free_kind), sb2);
+            }
+            continue;
+        }
         if (!fpd_dtype_is_float(t[q]->dtype) ||
             (meta->core_dtype != FPD_DTYPE_COUNT && t[q]->dtype != meta->core_dtype))
             return fpd__err(err, FPD_STATUS_FORMAT, "%s: table '%s': tensor '%s%s' has dtype %s; %s expected", P, T,
@@ -641,7 +685,22 @@ enum fpd_status fpd_checkpoint_load_layer(const struct fpd_safetensors *st, cons
         const int64_t c = meta.free_coords, n[2] = {s->rows * c, c * s->dim};
         for (int q = 0; q < 2; q++) {
             if (!(fbuf[q] = fpd_malloc((size_t)(n[q] > 0 ? n[q] : 1) * sizeof(float)))) goto nomem;
-            fpd_dtype_to_f32(fr[q]->dtype, fr[q]->data, fbuf[q], n[q]);
+            if (q == 0 && meta.free_rowwise) { /* free-rowwise/1: dequantize E's rows */
+                const size_t rb = fpd_rowwise_row_bytes(meta.free_kind, c);
+                for (int64_t i = 0; i < s->rows; i++) {
+                    const uint8_t *row = (const uint8_t *)fr[0]->data + (size_t)i * rb;
+                    if (!fpd_rowwise_row_finite(meta.free_kind, row, c)) {
+                        status = fpd__err(err, FPD_STATUS_FORMAT,
+                                          "%s: table '%s': row %lld of '%s%s' (%s) has a scale or bias that is NaN or "
+                                          "Inf, or overflows",
+                                          P, T, (long long)i, T, suffix[0], fpd_rowwise_name(meta.free_kind));
+                        goto done;
+                    }
+                    fpd_rowwise_dequantize_row(meta.free_kind, row, c, fbuf[0] + i * c);
+                }
+            } else {
+                fpd_dtype_to_f32(fr[q]->dtype, fr[q]->data, fbuf[q], n[q]);
+            }
             for (int64_t x = 0; x < n[q]; x++)
                 if (!isfinite(fbuf[q][x])) {
                     status = fpd__err(err, FPD_STATUS_FORMAT,
@@ -733,18 +792,42 @@ enum fpd_status fpd_checkpoint_tensors_init(const struct fpd_layer *layer, const
         t->shape[0] = s->rows;
     }
     const int64_t c = fpd_layer_get_free_coords(layer);
-    if (c > 0) {
+    const bool q_free = c > 0 && meta->free_rowwise;
+    if (q_free && (unsigned)meta->free_kind >= FPD_ROWWISE_COUNT) {
+        status = fpd__err(err, FPD_STATUS_INVALID_ARG, "table '%s': free_kind %d is out of range", table,
+                          (int)meta->free_kind);
+        goto done;
+    }
+    if (q_free) { /* free-rowwise/1: E's rows quantized now */
+        const size_t rb = fpd_rowwise_row_bytes(meta->free_kind, c);
+        ADD_TENSOR(FPD_FREE_TENSOR_SUFFIX, FPD_DTYPE_U8, (size_t)s->rows * rb);
+        const float *e = fpd_layer_get_free_e_const(layer);
+        for (int64_t i = 0; i < s->rows; i++)
+            if (!fpd_rowwise_quantize_row(meta->free_kind, e + i * c, c,
+                                          (uint8_t *)out->tensors[n].data + (size_t)i * rb)) {
+                status = fpd__err(err, FPD_STATUS_NUMERIC,
+                                  "table '%s': row %lld of the free coordinates E cannot be stored as %s (a NaN or "
+                                  "Inf, or beyond F16's range)",
+                                  table, (long long)i, fpd_rowwise_name(meta->free_kind));
+                goto done;
+            }
+        out->tensors[n].ndim = 2;
+        out->tensors[n].shape[0] = s->rows;
+        out->tensors[n++].shape[1] = (int64_t)rb;
+    } else if (c > 0) {
         ADD_TENSOR(FPD_FREE_TENSOR_SUFFIX, cd, (size_t)(s->rows * c) * es);
         fpd_dtype_from_f32(cd, fpd_layer_get_free_e_const(layer), (void *)out->tensors[n].data, s->rows * c);
         out->tensors[n].ndim = 2;
         out->tensors[n].shape[0] = s->rows;
         out->tensors[n++].shape[1] = c;
+    }
+    if (c > 0) {
         ADD_TENSOR(FPD_FREE_PROJ_TENSOR_SUFFIX, cd, (size_t)(c * s->dim) * es);
         fpd_dtype_from_f32(cd, fpd_layer_get_free_p_const(layer), (void *)out->tensors[n].data, c * s->dim);
         out->tensors[n].ndim = 2;
         out->tensors[n].shape[0] = c;
         out->tensors[n++].shape[1] = s->dim;
-        out->extension = FPD_EXTENSION_FREE;
+        out->extension = q_free ? FPD_EXTENSION_FREE "," FPD_EXTENSION_FREE_ROWWISE : FPD_EXTENSION_FREE;
     }
 #undef ADD_TENSOR
     out->n = n;
@@ -752,6 +835,7 @@ enum fpd_status fpd_checkpoint_tensors_init(const struct fpd_layer *layer, const
     mt.shape = *s;
     mt.core_dtype = cd;
     mt.free_coords = c;
+    mt.free_rowwise = q_free;
     if ((status = fpd_table_meta_to_json(&mt, &out->meta_value, err))) goto done;
     if (!(out->meta_key = str_cat(FPD_META_TABLE_PREFIX, table, ""))) goto nomem;
     goto done;
@@ -961,6 +1045,17 @@ enum fpd_status fpd_checkpoint_verify_table(const struct fpd_safetensors *st, co
             int64_t n = m < meta.shape.k ? fpd_layer_shape_core_numel(&meta.shape, m)
                         : m == meta.shape.k ? meta.shape.rows * meta.free_coords
                                             : meta.free_coords * meta.shape.dim;
+            if (m == meta.shape.k && meta.free_rowwise) { /* free-rowwise/1: E's rows' scale and bias */
+                const size_t rb = fpd_rowwise_row_bytes(meta.free_kind, meta.free_coords);
+                for (int64_t i = 0; i < meta.shape.rows; i++)
+                    if (!fpd_rowwise_row_finite(meta.free_kind, (const uint8_t *)cores[m]->data + (size_t)i * rb,
+                                                meta.free_coords))
+                        return fpd__err(err, FPD_STATUS_FORMAT,
+                                        "%s: table '%s': row %lld of '%s' (%s) has a scale or bias that is NaN or "
+                                        "Inf, or overflows",
+                                        P, T, (long long)i, cores[m]->name, fpd_rowwise_name(meta.free_kind));
+                continue;
+            }
             size_t es = fpd_dtype_size(cores[m]->dtype);
             for (int64_t e0 = 0; e0 < n; e0 += 256) {
                 int64_t c = n - e0 < 256 ? n - e0 : 256;

@@ -172,22 +172,30 @@ struct fpd_table_meta {
     double rel_error;               /* relative Frobenius error at write time    */
     int64_t free_coords;            /* free/1: c free coordinates per row (key
                                        "free_coords"); 0: none (key absent)      */
+    bool free_rowwise;              /* free-rowwise/1: E stored row-wise quantized
+                                       (key "free_dtype"); false: in the core
+                                       dtype (key absent)                        */
+    enum fpd_rowwise free_kind;     /* with free_rowwise: int8 or int4           */
 };
 
 /* Serialize meta as the JSON string of "fpd.table.T" (keys rows, dim, row_shape,
  * col_shape, ranks, terms, source_dtype, core_dtype, fit, seed, rel_error, then
- * free_coords when > 0 (free/1); compact, in that order; core_dtype left out when
+ * free_coords when > 0 (free/1), then free_dtype "int8"/"int4" when free_rowwise
+ * (free-rowwise/1); compact, in that order; core_dtype left out when
  * FPD_DTYPE_COUNT; seed as a decimal string
  * when above INT64_MAX; rel_error null when not finite). Returns a NUL-terminated
  * string; free with fpd_free. Errors: INVALID_ARG (k or a dtype out of range, fit
- * not NUL-terminated or not UTF-8), NOMEM. */
+ * not NUL-terminated or not UTF-8, free_rowwise without free coordinates or with a
+ * kind out of range), NOMEM. */
 FPD_API enum fpd_status fpd_table_meta_to_json(const struct fpd_table_meta *meta, char **out,
                                                struct fpd_error *err);
 /* Parse such a JSON string and check the shape (fpd_layer_shape_check).
  * table names the table in messages ("table 'T': key 'ranks' has 3 values; 4
  * expected"). Keys may come in any order; unknown keys are ignored; core_dtype is
- * optional; free_coords is optional (absent: 0), else an integer in [1, dim]. *out is written only on success. Errors: FORMAT (not JSON, missing
- * key, wrong type, invalid shape), NOMEM. */
+ * optional; free_coords is optional (absent: 0), else an integer in [1, dim];
+ * free_dtype is optional (absent: E in the core dtype), else "int8" or "int4" and
+ * only beside free_coords. *out is written only on success. Errors: FORMAT (not
+ * JSON, missing key, wrong type, invalid shape), NOMEM. */
 FPD_API enum fpd_status fpd_table_meta_from_json(const char *json, const char *table,
                                                  struct fpd_table_meta *out, struct fpd_error *err);
 
@@ -196,7 +204,8 @@ FPD_API enum fpd_status fpd_table_meta_from_json(const char *json, const char *t
  * cores T.fpd.core0..core{k-1} exist with float dtypes (the metadata's core_dtype
  * when given) and exactly the shapes [p, n_m, r_m, d_m, r_{m+1}] of the metadata,
  * there is no extra core, T.fpd.row_perm, if present, is I32/I64 [rows], and the
- * free/1 rules below hold (free_coords, T.fpd.free, T.fpd.free_proj).
+ * free/1 and free-rowwise/1 rules below hold (free_coords, free_dtype, T.fpd.free,
+ * T.fpd.free_proj).
  * *meta receives the parsed metadata. Errors: FORMAT (with file, table, tensor and
  * what differs), UNSUPPORTED (another fpd.version), NOMEM. */
 FPD_API enum fpd_status fpd_checkpoint_check_table(const struct fpd_safetensors *st, const char *table,
@@ -204,7 +213,8 @@ FPD_API enum fpd_status fpd_checkpoint_check_table(const struct fpd_safetensors 
 
 /* Load FPD table `table` of an open checkpoint into a new layer (cores converted to
  * F32, row_perm applied if present, free/1's free coordinates attached when the
- * metadata has free_coords). Checks every core's dtype (F32/F64/F16/BF16,
+ * metadata has free_coords; with free-rowwise/1 E is dequantized to F32: in memory
+ * the layer is F32 whatever the file stores). Checks every core's dtype (F32/F64/F16/BF16,
  * and core_dtype when the metadata gives it) and shape against the metadata before
  * allocating, and that no core beyond k exists. Free with fpd_layer_free. Messages
  * start with the checkpoint's path. Errors: FORMAT (no "fpd.table.T" key, bad
@@ -217,12 +227,17 @@ FPD_API enum fpd_status fpd_checkpoint_load_layer(const struct fpd_safetensors *
  * (F32, F16 or BF16; any other value, FPD_DTYPE_COUNT included, writes F32), then
  * "T.fpd.row_perm" when the layer has a permutation (I32 when prod(row_shape) <=
  * INT32_MAX, else I64), then free/1's "T.fpd.free" and "T.fpd.free_proj" (same
- * dtype as the cores) when it has free coordinates. meta_key/meta_value are
+ * dtype as the cores) when it has free coordinates; with meta->free_rowwise E is
+ * written row-wise quantized instead (free-rowwise/1: U8 [rows,
+ * fpd_rowwise_row_bytes(meta->free_kind, c)], each row quantized now by
+ * fpd_rowwise_quantize_row; P stays in the core dtype). meta_key/meta_value are
  * "fpd.table.T" and its JSON: meta's fields with shape, core_dtype and free_coords
- * taken from the layer. extension is FPD_EXTENSION_FREE when the layer has free
- * coordinates (the writer lists it in "fpd.extensions"), else NULL. Everything is
- * owned by *out: free with fpd_checkpoint_tensors_free (also after a failure).
- * Errors: INVALID_ARG (see fpd_table_meta_to_json), NOMEM. */
+ * taken from the layer (free_rowwise only when it has free coordinates).
+ * extension is the list the writer adds to "fpd.extensions": "free/1" when the
+ * layer has free coordinates, "free/1,free-rowwise/1" when they are quantized,
+ * else NULL. Everything is owned by *out: free with fpd_checkpoint_tensors_free
+ * (also after a failure). Errors: INVALID_ARG (see fpd_table_meta_to_json),
+ * NUMERIC (a row of E with NaN/Inf or, int4, beyond F16's range, naming it), NOMEM. */
 struct fpd_checkpoint_tensors {
     struct fpd_tensor_info tensors[FPD_MAX_MODES + 3];
     int64_t n;
@@ -276,8 +291,20 @@ FPD_API enum fpd_status fpd_checkpoint_write_layer(const char *path, const char 
  * free_coords without "free/1" declared, a missing tensor of the two, a shape other
  * than the above, a non-float dtype or one differing from core_dtype, a non-finite
  * value (at load), and either tensor without free_coords in the metadata. A reader
- * without free/1 refuses the file through "fpd.extensions" (UNSUPPORTED). */
+ * without free/1 refuses the file through "fpd.extensions" (UNSUPPORTED).
+ *
+ * free-rowwise/1 (libfpd 0.2.0): E of a free/1 table stored row-wise quantized in
+ * rowwise/1's layouts (FBGEMM fused int8/int4 rows of c columns), for a table whose
+ * budget goes mostly to E. The table's JSON gains "free_dtype": "int8" | "int4"
+ * (after free_coords), "T.fpd.free" is U8 [rows, fpd_rowwise_row_bytes(kind, c)]
+ * (still in original row order), "T.fpd.free_proj" stays [c, dim] in the float
+ * dtype, and "fpd.extensions" lists "free/1" and "free-rowwise/1". A reader refuses
+ * (FORMAT): free_dtype without free_coords or without "free-rowwise/1" declared, a
+ * value other than "int8"/"int4", "T.fpd.free" not U8 of that shape, and (at load)
+ * a row whose scale, bias or largest value is NaN/Inf. Parameters are counted as in
+ * free/1 (c (N + D)); bytes as stored. */
 #define FPD_EXTENSION_FREE "free/1"
+#define FPD_EXTENSION_FREE_ROWWISE "free-rowwise/1"
 #define FPD_FREE_TENSOR_SUFFIX ".fpd.free"
 #define FPD_FREE_PROJ_TENSOR_SUFFIX ".fpd.free_proj"
 

@@ -635,7 +635,8 @@ enum fpd_status fpd_ncf_model_save(const struct fpd_ncf_model *m, const char *pa
         for (int64_t q = 0; q < ct[i].n; q++) ts[n++] = ct[i].tensors[q];
         json[i] = ct[i].meta_value;
         snprintf(metakey[i], sizeof metakey[i], "%s", ct[i].meta_key);
-        if (ct[i].extension) free_ext = ct[i].extension;
+        if (ct[i].extension && (!free_ext || strlen(ct[i].extension) > strlen(free_ext))) /* free-rowwise/1 too */
+            free_ext = ct[i].extension;
     }
     /* hidden layers, F32 [out, in] and [out] */
     for (int32_t l = 0; l < m->net.n_layers && m->kind != FPD_NCF_KIND_GMF; l++)

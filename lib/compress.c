@@ -392,6 +392,11 @@ enum fpd_status fpd_compress_input(const struct fpd_input *in, const char *in_pa
         return fpd__err(err, FPD_STATUS_INVALID_ARG,
                         "fpd_compress: free coordinates chosen by the planner (FPD_FREE_COORDS_AUTO) need a target "
                         "to trade them against: a budget, a ratio or a max_error");
+    if (opt->free_rowwise && ((unsigned)opt->free_kind >= FPD_ROWWISE_COUNT || free_auto || opt->fit.free_coords < 1))
+        return fpd__err(err, FPD_STATUS_INVALID_ARG,
+                        "fpd_compress: free coordinates stored row-wise (free_rowwise, kind %d) need a count of them "
+                        "(fit.free_coords %lld): the planner's choice (FPD_FREE_COORDS_AUTO) sizes E in the core dtype",
+                        (int)opt->free_kind, (long long)opt->fit.free_coords);
     n = fpd_input_count(in);
     res = fpd_calloc((size_t)(n > 0 ? n : 1), sizeof *res);
     if (!res) goto oom;
@@ -571,8 +576,11 @@ enum fpd_status fpd_compress_input(const struct fpd_input *in, const char *in_pa
                          ratio4, r->quant.int4_rel_error, ratio8, r->quant.int8_rel_error);
                 /* FPD's size with the free coordinates it would get (c (N + D) values) */
                 size_t free_bytes = free_auto ? 0 /* in the plan's bytes */
-                                              : (size_t)(opt->fit.free_coords * (ti->shape[0] + ti->shape[1])) *
-                                                    fpd_dtype_size(plan0.core_dtype);
+                                    : opt->free_rowwise
+                                        ? (size_t)ti->shape[0] * fpd_rowwise_row_bytes(opt->free_kind, opt->fit.free_coords) +
+                                              (size_t)(opt->fit.free_coords * ti->shape[1]) * fpd_dtype_size(plan0.core_dtype)
+                                        : (size_t)(opt->fit.free_coords * (ti->shape[0] + ti->shape[1])) *
+                                              fpd_dtype_size(plan0.core_dtype);
                 if (r->plan.compress && r->plan.bytes_after + free_bytes < best_q) enc = FPD_COMPRESS_ENCODING_FPD;
                 else if (ok4) enc = FPD_COMPRESS_ENCODING_INT4;
                 else if (ok8) enc = FPD_COMPRESS_ENCODING_INT8;
@@ -646,10 +654,16 @@ enum fpd_status fpd_compress_input(const struct fpd_input *in, const char *in_pa
             goto done;
         }
         r->shape = *fpd_layer_get_shape(layer);
-        /* measured as stored: cores (and free coordinates) rounded to the core dtype */
+        /* measured as stored: cores (and free coordinates) rounded to the core dtype, E
+         * to its row-wise rows (free-rowwise/1) */
         if (!round_layer(layer, plan0.core_dtype)) {
             fpd_layer_free(layer);
             goto oom;
+        }
+        if (opt->free_rowwise && fp.free_coords > 0 && (cst = fpd_layer_quantize_free(layer, opt->free_kind, &e))) {
+            fpd_layer_free(layer);
+            st = fpd__err(err, cst, "%s: tensor '%s': %s", in_path, ti->name, e.msg);
+            goto done;
         }
         if ((cst = fpd_layer_quality(layer, &view, weights, opt->recall_queries, fp.seed, &r->stats, &e))) {
             fpd_layer_free(layer);
@@ -693,6 +707,8 @@ enum fpd_status fpd_compress_input(const struct fpd_input *in, const char *in_pa
         snprintf(r->fit_name, sizeof r->fit_name, "%s", meta.fit);
         meta.seed = fp.seed;
         meta.rel_error = r->stats.rel_error;
+        meta.free_rowwise = opt->free_rowwise && fp.free_coords > 0;
+        meta.free_kind = opt->free_kind;
         cst = stored_tensors(r, ti->name, layer, &meta, &e);
         fpd_layer_free(layer);
         /* the TT-SVD baseline at the size of everything stored */
@@ -771,17 +787,19 @@ enum fpd_status fpd_compress_input(const struct fpd_input *in, const char *in_pa
         mkeys[k_meta] = key;
         mvals[k_meta++] = val;
     }
-    bool any_free = false;
+    bool any_free = false, any_free_rowwise = false;
     for (int64_t t = 0; t < n; t++) {
         any_rowwise |= res[t].compress && res[t].enc != FPD_COMPRESS_ENCODING_FPD;
         any_free |= res[t].compress && res[t].ct.extension != NULL;
+        any_free_rowwise |= res[t].compress && res[t].ct.extension != NULL && opt->free_rowwise;
     }
     mkeys[k_meta] = FPD_META_VERSION_KEY;
     mvals[k_meta++] = "1";
     /* "fpd.extensions": the input's (its encoded tables pass through), plus those written */
     const char *ext = in_ext;
     if ((any_rowwise && !ext_add(&ext, &ext_buf, FPD_EXTENSION_ROWWISE)) ||
-        (any_free && !ext_add(&ext, &ext_buf, FPD_EXTENSION_FREE)))
+        (any_free && !ext_add(&ext, &ext_buf, FPD_EXTENSION_FREE)) ||
+        (any_free_rowwise && !ext_add(&ext, &ext_buf, FPD_EXTENSION_FREE_ROWWISE)))
         goto oom;
     if (ext) {
         mkeys[k_meta] = FPD_META_EXTENSIONS_KEY;
@@ -851,9 +869,14 @@ enum fpd_status fpd_compress_input(const struct fpd_input *in, const char *in_pa
             json_object_set_new(o, "core_dtype", json_string(fpd_dtype_name(plan0.core_dtype)));
             json_object_set_new(o, "free_coords", json_integer(fc));
             if (fc > 0) {
+                /* E [N, c] and P [c, D] as stored: E in the core dtype, or row-wise rows */
+                const size_t es = fpd_dtype_size(plan0.core_dtype),
+                             e_bytes = opt->free_rowwise ? (size_t)r->shape.rows * fpd_rowwise_row_bytes(opt->free_kind, fc)
+                                                         : (size_t)(fc * r->shape.rows) * es;
                 json_object_set_new(o, "free_params", json_integer(free_params));
-                json_object_set_new(o, "free_bytes",
-                                    json_integer((json_int_t)((size_t)free_params * fpd_dtype_size(plan0.core_dtype))));
+                json_object_set_new(o, "free_dtype", json_string(opt->free_rowwise ? fpd_rowwise_name(opt->free_kind)
+                                                                                   : fpd_dtype_name(plan0.core_dtype)));
+                json_object_set_new(o, "free_bytes", json_integer((json_int_t)(e_bytes + (size_t)(fc * r->shape.dim) * es)));
                 /* the fit's error of the cores alone (F32, before rounding to the core dtype) */
                 json_object_set_new(o, "rel_error_without_free", json_real(r->fit.rel_error_final));
             }

@@ -1182,6 +1182,19 @@ FPD_API void fpd_rowwise_dequantize_row(enum fpd_rowwise kind, const uint8_t *q,
  * against NaN/Inf rows). */
 FPD_API bool fpd_rowwise_row_finite(enum fpd_rowwise kind, const uint8_t *q, int64_t dim);
 
+/* Round E to what a file stores when its free coordinates are row-wise quantized
+ * (format extension free-rowwise/1, README): each row E[i, :] (c values) is replaced
+ * by fpd_rowwise_dequantize_row(fpd_rowwise_quantize_row(E[i, :])), FBGEMM's fused
+ * int8/int4 rows (enum fpd_rowwise above). Used to measure a layer as it will be
+ * stored (fpd-compress --free-dtype) or to emulate quantization after training.
+ * P and the cores are unchanged; the layer stays
+ * F32 in memory. Every row is checked before any is changed. Rounding again moves
+ * no code (int4 gives the same E; int8 within F32 rounding of its F32 scale).
+ * Errors: INVALID_ARG (no free coordinates, kind out of range), NOMEM, NUMERIC (a row with
+ * NaN/Inf or, int4, beyond F16's range, naming it; E unchanged). */
+FPD_API enum fpd_status fpd_layer_quantize_free(struct fpd_layer *layer, enum fpd_rowwise kind,
+                                                struct fpd_error *err);
+
 /* A quantized table: borrowed bytes, rows * fpd_rowwise_row_bytes(kind, dim) of them
  * (e.g. a view into an mmapped checkpoint; see fpd_checkpoint_load_rowwise). */
 struct fpd_rowwise_table {
@@ -1334,6 +1347,15 @@ struct fpd_compress_params {
     const char *const *order_files;
     const int32_t *order_columns;
     int64_t n_order;
+    /* E of the free coordinates stored row-wise quantized (format extension
+     * free-rowwise/1: FBGEMM's fused free_kind rows of c values, ceil(c/2) + 4 bytes a
+     * row for int4, c + 8 for int8; P stays in the core dtype): every FPD table with
+     * free coordinates is measured as stored (fpd_layer_quantize_free before its
+     * quality report) and its free_bytes, bytes_after and ratio count those bytes.
+     * Needs fit.free_coords = c >= 1 (INVALID_ARG with FPD_FREE_COORDS_AUTO, whose
+     * planner sizes E in the core dtype, or with none). false: E in the core dtype. */
+    bool free_rowwise;
+    enum fpd_rowwise free_kind;
 };
 /* Defaults: AUTO, max_error 0.1, plan NULL, fpd_fit_default_params(), every table,
  * no row frequencies, 200 recall queries, no overwrite, no callbacks. */

@@ -37,8 +37,9 @@
  *                P has orthonormal rows, the same in both tables; it steps at the
  *                cores' step (--free-proj core) or stays fixed (--free-proj fixed).
  *                --free-dtype int8|int4: E is sized as row-wise int8/int4 rows and
- *                quantized after training (a measurement of what such a layer would
- *                give: format free/1 stores E in F32 only).
+ *                quantized after training by fpd_layer_quantize_free, as format
+ *                extension free-rowwise/1 stores it (sample-train-gmf --free-dtype,
+ *                fpd-convert --free-dtype write such files).
  *
  * Tuning on a validation split of the training positives (one held out per user,
  * the first seed; the test set is not read): --tune-core-lr (the FPD methods' core
@@ -709,8 +710,7 @@ static int run_one(const struct options *o, const struct data *d, const struct c
                                           : c->method == M_INT8 ? FPD_ROWWISE_INT8 : FPD_ROWWISE_INT4;
         for (int t = 0; t < 2; t++)
             if (q_table ? quantize_rows(k, dense[t], rows[t], D, t ? "item table" : "user table", &err)
-                        : quantize_rows(k, fpd_layer_get_free_e(layer[t]), rows[t], c->free_coords,
-                                        t ? "item table's free coordinates" : "user table's free coordinates", &err))
+                        : fpd_layer_quantize_free(layer[t], k, &err)) /* as format free-rowwise/1 stores E */
                 goto fail;
     }
     if (evaluate(d, &g, &res->m1, &res->m2, &err)) goto fail;
@@ -1048,8 +1048,8 @@ static void usage(FILE *f) {
             "                    'vocabulary' (or 'vocab'; nothing: it is folded into the id\n"
             "                    vocabulary, fpd-convert --vocabulary-out)\n"
             "  --free-dtype T    fpd-free: E as stored: f32 (default), int8 or int4 (row-wise,\n"
-            "                    quantized after training, sized by its bytes; a measurement:\n"
-            "                    format free/1 stores E in F32 only)\n"
+            "                    quantized after training as free-rowwise/1 stores it\n"
+            "                    (fpd_layer_quantize_free), sized by its bytes)\n"
             "  --l2 X            MF: L2 weight on the batch rows (default 1e-4, LightGCN's decay)\n"
             "  --init-scale S    GMF tables start as normal(0, S^2) (default 0.01; MF: 0.1)\n"
             "  --seeds A,B,..    training seeds (default 1,2,3)\n"

@@ -62,6 +62,8 @@ struct options {
     bool free_init_given;
     double free_proj;            /* --free-proj: -1 fixed, 0 the cores' step, else P's step */
     bool free_proj_given;
+    bool free_rowwise;           /* --free-dtype int8|int4: E stored row-wise (free-rowwise/1) */
+    enum fpd_rowwise free_kind;
     double lr, core_lr, init_scale;
     bool core_lr_relative, order_rows;
     uint64_t split_seed;
@@ -116,6 +118,11 @@ static void usage(FILE *f) {
             "                    default), not at all ('fixed'), or at the step P > 0\n"
             "  --free-init-scale S  with --free-coords: E starts ~ normal(0, S^2) instead of 0\n"
             "                    (fpd_gmf_train_params.free_init_scale; S >= 0, default 0)\n"
+            "  --free-dtype T    with --free-coords: E stored as int8 or int4 rows after training\n"
+            "                    (FBGEMM's fused row-wise layout, extension free-rowwise/1; trained\n"
+            "                    in F32, rounded once at the end: the metrics and the file are\n"
+            "                    those of the stored E, the F32 ones are printed beside; the ratio\n"
+            "                    counts E's bytes / 4 as parameters) (default f32)\n"
             "  --init-scale S    tables start as normal(0, S^2) (default 0.01, as NCF)\n"
             "  --seeds A,B,..    training seeds, one run each (default 1)\n"
             "  --split-seed S    seed of the held-out items and negatives (default 1)\n"
@@ -169,6 +176,7 @@ struct run {
     uint64_t seed;
     int64_t params;
     double ratio, hr, ndcg, best_hr, sec_per_epoch, loss;
+    double hr_f32, ndcg_f32;      /* --free-dtype: before E was rounded; NAN otherwise */
     int64_t best_epoch, epochs;
 };
 
@@ -181,6 +189,56 @@ struct epoch_ctx {
     double train_seconds;
 };
 
+/* HR@10 and NDCG@10 of the model now on the test split; false (printed) on failure. */
+static bool evaluate(const struct epoch_ctx *c, struct fpd_ncf_metrics *mt) {
+    struct fpd_error err;
+    struct fpd_rank_metrics rm;
+    enum fpd_status st = c->m ? fpd_ncf_model_eval(c->m, &c->sp->test, mt, &err)
+                              : fpd_ncf_rank(c->net, c->sp->test.users, c->sp->test.cand, c->sp->test.n,
+                                             c->sp->test.n_cand, 10, &rm, NULL, &err);
+    if (st) {
+        cli_error("evaluation: %s", err.msg);
+        return false;
+    }
+    if (!c->m) {
+        mt->hr10 = rm.hr;
+        mt->ndcg10 = rm.ndcg;
+    }
+    return true;
+}
+
+/* The parameters of a table's free coordinates, as the ratio counts them: c (N + D),
+ * or with --free-dtype their stored bytes over 4 (E's row-wise rows, P in F32). */
+static int64_t free_params(const struct options *o, int64_t rows, int64_t dim) {
+    if (!o->free_rowwise) return o->free_coords * (rows + dim);
+    const size_t bytes = (size_t)rows * fpd_rowwise_row_bytes(o->free_kind, o->free_coords) +
+                         (size_t)(o->free_coords * dim) * sizeof(float);
+    return (int64_t)((bytes + sizeof(float) - 1) / sizeof(float));
+}
+
+/* --free-dtype: round E of each FPD table to its stored rows (fpd_layer_quantize_free)
+ * and evaluate again, so the metrics reported (and the file written) are the stored
+ * model's; the F32 metrics before go to hr_f32 / ndcg_f32. */
+static bool store_free(const struct epoch_ctx *c, struct fpd_layer *const *layers, int n) {
+    struct fpd_error err;
+    for (int i = 0; i < n; i++)
+        if (layers[i] && fpd_layer_get_free_coords(layers[i]) > 0 &&
+            fpd_layer_quantize_free(layers[i], c->o->free_kind, &err)) {
+            cli_error("table %d: %s", i, err.msg);
+            return false;
+        }
+    struct fpd_ncf_metrics mt;
+    if (!evaluate(c, &mt)) return false;
+    c->run->hr_f32 = c->run->hr;
+    c->run->ndcg_f32 = c->run->ndcg;
+    c->run->hr = mt.hr10;
+    c->run->ndcg = mt.ndcg10;
+    fprintf(stderr, "  %-5s seed %llu E stored as %s: HR@10 %.4f  NDCG@10 %.4f  (F32 %.4f, %.4f)\n", c->run->kind,
+            (unsigned long long)c->run->seed, fpd_rowwise_name(c->o->free_kind), mt.hr10, mt.ndcg10, c->run->hr_f32,
+            c->run->ndcg_f32);
+    return true;
+}
+
 static bool on_epoch(int64_t epoch, double loss, double seconds, void *ud) {
     struct epoch_ctx *c = ud;
     c->train_seconds += seconds;
@@ -189,19 +247,7 @@ static bool on_epoch(int64_t epoch, double loss, double seconds, void *ud) {
     bool last = epoch == c->o->epochs;
     if (last || (c->o->eval_every > 0 && epoch % c->o->eval_every == 0)) {
         struct fpd_ncf_metrics mt;
-        struct fpd_error err;
-        struct fpd_rank_metrics rm;
-        enum fpd_status st = c->m ? fpd_ncf_model_eval(c->m, &c->sp->test, &mt, &err)
-                                  : fpd_ncf_rank(c->net, c->sp->test.users, c->sp->test.cand, c->sp->test.n,
-                                                 c->sp->test.n_cand, 10, &rm, NULL, &err);
-        if (st) {
-            cli_error("evaluation: %s", err.msg);
-            return false;
-        }
-        if (!c->m) {
-            mt.hr10 = rm.hr;
-            mt.ndcg10 = rm.ndcg;
-        }
+        if (!evaluate(c, &mt)) return false;
         c->run->hr = mt.hr10;
         c->run->ndcg = mt.ndcg10;
         if (mt.hr10 > c->run->best_hr) {
@@ -272,6 +318,7 @@ static struct fpd_gmf_train_params train_params(const struct options *o, bool fp
 static int train_ncf_one(const struct options *o, const struct fpd_ncf_split *sp, bool fpd, uint64_t seed, struct run *run) {
     struct fpd_error err = {0};
     memset(run, 0, sizeof *run);
+    run->hr_f32 = run->ndcg_f32 = NAN;
     run->kind = fpd ? "fpd" : "dense";
     run->seed = seed;
     struct fpd_ncf m;
@@ -300,7 +347,7 @@ static int train_ncf_one(const struct options *o, const struct fpd_ncf_split *sp
             }
             tabs[q]->layer = lay[q];
             params += fpd_layer_shape_params(fpd_layer_get_shape(lay[q])) + (o->order_rows ? rows : 0) +
-                      o->free_coords * (rows + dim);
+                      free_params(o, rows, dim);
         } else {
             if (!(mem[q] = fpd_malloc((size_t)(rows * dim) * sizeof(float)))) goto oom;
             fill_normal(mem[q], rows * dim, o->init_scale, &rng);
@@ -335,6 +382,7 @@ static int train_ncf_one(const struct options *o, const struct fpd_ncf_split *sp
     }
     if (cli_interrupted()) goto done;
     run->sec_per_epoch = run->epochs ? ec.train_seconds / (double)run->epochs : 0.0;
+    if (fpd && o->free_rowwise && !store_free(&ec, lay, 4)) goto done;
     if (o->out) {
         struct fpd_ncf_model cm;
         enum fpd_status st = fpd_ncf_model_init_net(&cm, &m, &err); /* takes the tables, layers and weight */
@@ -346,6 +394,8 @@ static int train_ncf_one(const struct options *o, const struct fpd_ncf_split *sp
             snprintf(cm.meta[i].fit, sizeof cm.meta[i].fit, "init+%s", o->model == FPD_NCF_KIND_MLP ? "mlp" : "neumf");
             cm.meta[i].seed = seed;
             cm.meta[i].rel_error = NAN;
+            cm.meta[i].free_rowwise = o->free_rowwise;
+            cm.meta[i].free_kind = o->free_kind;
         }
         if (st || (st = fpd_ncf_model_save(&cm, path, true, &err))) {
             cli_error("%s", err.msg);
@@ -412,6 +462,7 @@ static int train_one(const struct options *o, const struct fpd_ncf_split *sp, bo
     struct fpd_ncf_model m;
     memset(&m, 0, sizeof m);
     memset(run, 0, sizeof *run);
+    run->hr_f32 = run->ndcg_f32 = NAN;
     run->kind = fpd ? "fpd" : "dense";
     run->seed = seed;
     const int64_t rows[2] = {sp->n_users, sp->n_items}, D = o->dim;
@@ -429,7 +480,7 @@ static int train_one(const struct options *o, const struct fpd_ncf_split *sp, bo
                 goto fail;
             }
             params += fpd_layer_shape_params(fpd_layer_get_shape(layer[i])) + (o->order_rows ? rows[i] : 0) +
-                      o->free_coords * (rows[i] + D);
+                      free_params(o, rows[i], D);
         } else {
             dense[i] = fpd_malloc((size_t)(rows[i] * D) * sizeof(float)); /* owned by the model */
             if (!dense[i]) goto oom;
@@ -461,6 +512,7 @@ static int train_one(const struct options *o, const struct fpd_ncf_split *sp, bo
     }
     if (cli_interrupted()) goto fail;
     run->sec_per_epoch = run->epochs ? ec.train_seconds / (double)run->epochs : 0.0;
+    if (fpd && o->free_rowwise && !store_free(&ec, m.layer, 2)) goto fail;
     if (o->out) {
         char path[4096];
         snprintf(path, sizeof path, "%s.%s.safetensors", o->out, run->kind);
@@ -468,6 +520,8 @@ static int train_one(const struct options *o, const struct fpd_ncf_split *sp, bo
             snprintf(m.meta[i].fit, sizeof m.meta[i].fit, "init+gmf");
             m.meta[i].seed = seed;
             m.meta[i].rel_error = NAN;
+            m.meta[i].free_rowwise = o->free_rowwise;
+            m.meta[i].free_kind = o->free_kind;
         }
         if (fpd_ncf_model_save(&m, path, true, &err)) {
             cli_error("%s", err.msg);
@@ -529,7 +583,7 @@ int main(int argc, char **argv) {
     o.dense = o.fpd = true;
     o.eval_every = 1;
     enum { OPT_DIM = 256, OPT_TABLES, OPT_RANK, OPT_TERMS, OPT_CORES, OPT_EPOCHS, OPT_BATCH, OPT_NEG, OPT_LR,
-           OPT_CORE_LR, OPT_CORE_REL, OPT_ORDER, OPT_FREE, OPT_FREE_INIT, OPT_FREE_PROJ, OPT_INIT, OPT_SEEDS, OPT_SPLIT, OPT_MAXU, OPT_EVAL, OPT_WTEST, OPT_JSON, OPT_DEVICE,
+           OPT_CORE_LR, OPT_CORE_REL, OPT_ORDER, OPT_FREE, OPT_FREE_INIT, OPT_FREE_PROJ, OPT_FREE_DTYPE, OPT_INIT, OPT_SEEDS, OPT_SPLIT, OPT_MAXU, OPT_EVAL, OPT_WTEST, OPT_JSON, OPT_DEVICE,
            OPT_MODEL, OPT_LAYERS, OPT_BUDGET, OPT_ALPHA };
     static const struct option opts[] = {
         {"dim", required_argument, 0, OPT_DIM},         {"tables", required_argument, 0, OPT_TABLES},
@@ -547,7 +601,7 @@ int main(int argc, char **argv) {
         {"model", required_argument, 0, OPT_MODEL},     {"layers", required_argument, 0, OPT_LAYERS},
         {"budget", required_argument, 0, OPT_BUDGET},   {"alpha", required_argument, 0, OPT_ALPHA},
         {"free-init-scale", required_argument, 0, OPT_FREE_INIT},
-        {"free-proj", required_argument, 0, OPT_FREE_PROJ},
+        {"free-proj", required_argument, 0, OPT_FREE_PROJ}, {"free-dtype", required_argument, 0, OPT_FREE_DTYPE},
         {0, 0, 0, 0},
     };
     opterr = 0;
@@ -574,6 +628,11 @@ int main(int argc, char **argv) {
         case OPT_FREE_INIT:
             o.free_init_scale = cli_parse_f64("--free-init-scale", optarg, 0.0);
             o.free_init_given = true;
+            break;
+        case OPT_FREE_DTYPE:
+            if (strcmp(optarg, "f32") == 0) o.free_rowwise = false;
+            else if (fpd_rowwise_from_name(optarg, &o.free_kind)) o.free_rowwise = true;
+            else cli_usage_error("--free-dtype must be f32, int8 or int4, got '%s'", optarg);
             break;
         case OPT_FREE_PROJ:
             o.free_proj_given = true;
@@ -646,6 +705,9 @@ int main(int argc, char **argv) {
         cli_usage_error("--free-init-scale sets how the free coordinates start; it goes with --free-coords C (C >= 1)");
     if (o.free_proj_given && o.free_coords == 0)
         cli_usage_error("--free-proj sets how the free coordinates' P steps; it goes with --free-coords C (C >= 1)");
+    if (o.free_rowwise && o.free_coords == 0)
+        cli_usage_error("--free-dtype %s stores the free coordinates' E; it goes with --free-coords C (C >= 1)",
+                        fpd_rowwise_name(o.free_kind));
     if (o.batch < 1 + o.negatives) cli_usage_error("--batch must be at least 1 + --negatives");
     o.ratings = argv[optind];
     /* the device of the FPD tables' engines (dense tables train on the host) */
@@ -694,11 +756,13 @@ int main(int argc, char **argv) {
         json_t *a = json_array();
         for (int i = 0; i < n_runs; i++)
             json_array_append_new(
-                a, json_pack("{s:s, s:I, s:I, s:f, s:f, s:f, s:f, s:I, s:f, s:f}", "tables", runs[i].kind, "seed",
-                             (json_int_t)runs[i].seed, "params", (json_int_t)runs[i].params, "ratio", runs[i].ratio,
-                             "hr10", runs[i].hr, "ndcg10", runs[i].ndcg, "best_hr10", runs[i].best_hr, "best_epoch",
-                             (json_int_t)runs[i].best_epoch, "seconds_per_epoch", runs[i].sec_per_epoch,
-                             "final_loss", runs[i].loss));
+                a, json_pack("{s:s, s:I, s:I, s:f, s:f, s:f, s:f, s:I, s:f, s:f, s:o, s:o}", "tables", runs[i].kind,
+                             "seed", (json_int_t)runs[i].seed, "params", (json_int_t)runs[i].params, "ratio",
+                             runs[i].ratio, "hr10", runs[i].hr, "ndcg10", runs[i].ndcg, "best_hr10", runs[i].best_hr,
+                             "best_epoch", (json_int_t)runs[i].best_epoch, "seconds_per_epoch",
+                             runs[i].sec_per_epoch, "final_loss", runs[i].loss, "hr10_f32",
+                             isnan(runs[i].hr_f32) ? json_null() : json_real(runs[i].hr_f32), "ndcg10_f32",
+                             isnan(runs[i].ndcg_f32) ? json_null() : json_real(runs[i].ndcg_f32)));
         json_t *res = json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o}", "schema", "sample-train-gmf/1", "dim",
                                 (json_int_t)o.dim, "rank", (json_int_t)o.rank, "terms", (json_int_t)o.terms,
                                 "epochs", (json_int_t)o.epochs, "users", (json_int_t)sp.n_users, "items",

@@ -116,6 +116,8 @@ static struct fpd_compress_params params_of(const struct compress_options *opt) 
     cp.order_files = (const char *const *)opt->order_files;
     cp.order_columns = opt->order_columns;
     cp.n_order = opt->n_order;
+    cp.free_rowwise = opt->free_rowwise;
+    cp.free_kind = opt->free_kind;
     return cp;
 }
 
@@ -264,11 +266,11 @@ void compress_print_report(const json_t *report, FILE *f) {
             if (json_is_string(json_object_get(t, "row_order")))
                 fprintf(f, "\n%24s row order: from the %s (stored as row_perm)", "", jstr(t, "row_order"));
             if (jint(t, "free_coords") > 0)
-                fprintf(f, "\n%24s free coordinates c = %lld: E [%lld, %lld] + P [%lld, %lld] = %lld values, %s in %s "
+                fprintf(f, "\n%24s free coordinates c = %lld: E [%lld, %lld] (%s) + P [%lld, %lld] (%s) = %lld values, %s "
                         "(in 'after'); rel.err without them %.4f", "", jint(t, "free_coords"), jint(t, "rows"),
-                        jint(t, "free_coords"), jint(t, "free_coords"), jint(t, "dim"), jint(t, "free_params"),
-                        cli_bytes((size_t)jint(t, "free_bytes"), b1, sizeof b1), jstr(t, "core_dtype"),
-                        jnum(t, "rel_error_without_free"));
+                        jint(t, "free_coords"), jstr(t, "free_dtype"), jint(t, "free_coords"), jint(t, "dim"),
+                        jstr(t, "core_dtype"), jint(t, "free_params"),
+                        cli_bytes((size_t)jint(t, "free_bytes"), b1, sizeof b1), jnum(t, "rel_error_without_free"));
             const json_t *tt = json_object_get(bl, "tt_svd");
             if (tt)
                 fprintf(f, "\n%24s plain TT-SVD at the same size (r=%lld, %.1fx): rel.err %.4f", "", jint(tt, "r"),

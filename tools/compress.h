@@ -54,6 +54,9 @@ struct compress_options {
     const char **order_tables, **order_files;
     const int32_t *order_columns;
     int n_order;
+    /* --free-dtype int8|int4: E stored row-wise (fpd_compress_params.free_rowwise) */
+    bool free_rowwise;
+    enum fpd_rowwise free_kind;
 };
 struct compress_options compress_default_options(void);
 

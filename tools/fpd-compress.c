@@ -69,6 +69,11 @@ static void usage(FILE *f) {
             "                        table's data: c > 0 where predicted at least 1%% more accurate at\n"
             "                        the same size, as fpd-suggest --free-coords auto); needs --budget,\n"
             "                        --ratio or --max-error, which then cover cores and free coordinates\n"
+            "      --free-dtype T    E of the free coordinates stored as 'core' (the core dtype, the\n"
+            "                        default), 'int8' or 'int4': FBGEMM's fused row-wise rows of C\n"
+            "                        values (int4: ceil(C/2) + 4 bytes a row; extension free-rowwise/1),\n"
+            "                        counted and measured as stored; P stays in the core dtype.\n"
+            "                        Needs --free-coords C (not auto)\n"
             "      --order-from [T=]FILE  order table T's rows (T may be left out when one table is\n"
             "                        compressed) from implicit feedback before the fit, as --init-order does\n"
             "                        for a new table (one 'a b [...]' per line; ids that share interactions\n"
@@ -166,10 +171,13 @@ int main(int argc, char **argv) {
     char *rf_copies[64];
     struct fpd_device device = {FPD_DEVICE_REQUEST_AUTO, 0};
     bool verbose = false;
+    bool free_rowwise = false, free_dtype_given = false;
+    enum fpd_rowwise free_kind = FPD_ROWWISE_INT4;
     enum { OPT_MIN_ROWS = 256, OPT_MIN_RATIO, OPT_EPOCHS, OPT_CORE_DTYPE, OPT_SEED, OPT_JSON, OPT_PROGRESS,
            OPT_NO_PROGRESS, OPT_VERSION, OPT_ROW_FREQ, OPT_QUERIES, OPT_INIT, OPT_ROWS, OPT_INIT_ORDER, OPT_INIT_COLUMN, OPT_ID_BASE, OPT_CLUSTER, OPT_ALS, OPT_BUDGET, OPT_RATIO, OPT_MAX_ERROR, OPT_EVAL_NCF, OPT_TRAIN, OPT_TASK_EPOCHS,
            OPT_BALANCE, OPT_DISTILL, OPT_FIXED_PRED,
-           OPT_DIM, OPT_NAME, OPT_DEVICE, OPT_VERBOSE, OPT_FREE_COORDS, OPT_ORDER_FROM, OPT_ORDER_COLUMN };
+           OPT_DIM, OPT_NAME, OPT_DEVICE, OPT_VERBOSE, OPT_FREE_COORDS, OPT_ORDER_FROM, OPT_ORDER_COLUMN,
+           OPT_FREE_DTYPE };
     static const struct option opts[] = {
         {"output", required_argument, 0, 'o'},     {"rank", required_argument, 0, 'r'},
         {"encoding", required_argument, 0, 'e'},
@@ -193,7 +201,8 @@ int main(int argc, char **argv) {
         {"distill", required_argument, 0, OPT_DISTILL},  {"fixed-prediction", no_argument, 0, OPT_FIXED_PRED},
         {"device", required_argument, 0, OPT_DEVICE},    {"verbose", no_argument, 0, OPT_VERBOSE},
         {"free-coords", required_argument, 0, OPT_FREE_COORDS}, {"order-from", required_argument, 0, OPT_ORDER_FROM},
-        {"order-column", required_argument, 0, OPT_ORDER_COLUMN}, {0, 0, 0, 0},
+        {"order-column", required_argument, 0, OPT_ORDER_COLUMN}, {"free-dtype", required_argument, 0, OPT_FREE_DTYPE},
+        {0, 0, 0, 0},
     };
     opterr = 0;
     int c;
@@ -254,6 +263,12 @@ int main(int argc, char **argv) {
         }
         case OPT_CLUSTER: fp.cluster_rows = true; break;
         case OPT_FREE_COORDS: fp.free_coords = cli_parse_free_coords("--free-coords", optarg); break;
+        case OPT_FREE_DTYPE: /* the core dtype's name means "as the cores": E not quantized */
+            if (strcmp(optarg, "core") == 0) free_rowwise = false;
+            else if (fpd_rowwise_from_name(optarg, &free_kind)) free_rowwise = true;
+            else cli_usage_error("--free-dtype must be core, int8 or int4, got '%s'", optarg);
+            free_dtype_given = true;
+            break;
         case OPT_EVAL_NCF:
             ncf_rating = optarg;
             if (optind >= argc || argv[optind][0] == '-')
@@ -405,8 +420,15 @@ int main(int argc, char **argv) {
         !(max_error > 0.0))
         cli_usage_error("--free-coords auto needs a target to trade the free coordinates against: give --budget, "
                         "--ratio or --max-error (or a count: --free-coords C)");
+    if (free_dtype_given && fp.free_coords == FPD_FREE_COORDS_AUTO && free_rowwise)
+        cli_usage_error("--free-dtype %s needs a count (--free-coords C): --free-coords auto sizes E in the core "
+                        "dtype", fpd_rowwise_name(free_kind));
+    if (free_dtype_given && free_rowwise && fp.free_coords < 1)
+        cli_usage_error("--free-dtype %s stores the free coordinates' E: give --free-coords C", fpd_rowwise_name(free_kind));
     struct compress_options co = compress_default_options();
     co.encoding = encoding;
+    co.free_rowwise = free_rowwise;
+    co.free_kind = free_kind;
     co.max_error = max_error > 0.0 ? max_error : COMPRESS_DEFAULT_MAX_ERROR;
     co.quiet = quiet;
     co.plan = pp;

@@ -66,7 +66,8 @@ static void usage(FILE *f) {
             "               'X.tt_cores.0' .. : [1, n_i, r_i*d_i*r_{i+1}] F32); p = 1, 2-4 cores, no row_perm,\n"
             "               no free coordinates (free/1).\n"
             "  --to fpd     the TT-Rec layout written by --to ttrec -> FPD v1 (exact inverse); with\n"
-            "               --vocabulary-out, FPD -> FPD without row permutations (below).\n"
+            "               --vocabulary-out, FPD -> FPD without row permutations, with --free-dtype,\n"
+            "               FPD -> FPD with E re-stored (below).\n"
             "Default: npy when OUT ends in .npy, else dense.\n"
             "\n"
             "Options:\n"
@@ -82,6 +83,11 @@ static void usage(FILE *f) {
             "                       with rows = max(row_perm) + 1; looking up id in IN equals\n"
             "                       looking up row in OUT (to F32 rounding). Remap the ids in the data\n"
             "                       pipeline's vocabulary; the layer stores no permutation then\n"
+            "      --free-dtype T   with --to fpd: store the free coordinates' E (free/1) of every FPD\n"
+            "                       table that has them as int8 or int4 rows (FBGEMM's fused row-wise\n"
+            "                       layout, extension free-rowwise/1; int4: ceil(c/2) + 4 bytes a row\n"
+            "                       instead of 4c) or back in the core dtype ('core'); cores, P and\n"
+            "                       row_perm are unchanged. Combines with --vocabulary-out\n"
             "  -f, --force          overwrite OUT (and MAP) if it exists\n"
             "      --json           print what was written as JSON (schema \"fpd-convert/2\")\n"
             "  -q, --quiet          print nothing on success\n"
@@ -614,6 +620,9 @@ struct convert_opts {
     enum fpd_dtype dtype;
     bool force;
     const char *vocab_path;  /* --vocabulary-out */
+    bool free_set;           /* --free-dtype given: E of free/1 tables re-stored */
+    bool free_rowwise;       /* ... row-wise as free_kind (free-rowwise/1), else in the core dtype */
+    enum fpd_rowwise free_kind;
 };
 
 /* dense: tables reconstructed, tensors copied. */
@@ -911,7 +920,13 @@ static bool build_fpd(const struct input *x, const struct convert_opts *co, stru
     return true;
 }
 
-/* vocabulary (--to fpd --vocabulary-out MAP): every FPD table T with a row permutation
+/* FPD -> FPD, rewriting tables: --vocabulary-out MAP, --free-dtype T, or both.
+ *
+ * --free-dtype (int8, int4 or core): every FPD table with free coordinates (free/1)
+ * gets its E stored row-wise quantized (free-rowwise/1, "free-rowwise/1" added to
+ * fpd.extensions) or in the core dtype; cores, P and row_perm unchanged.
+ *
+ * vocabulary (--to fpd --vocabulary-out MAP): every FPD table T with a row permutation
  * is written without it, the permutation folded into the id vocabulary instead: MAP
  * gets the lines "T<TAB>id<TAB>row" (id = the original row, row = row_perm[id], the row
  * to look up in the new table), and T gets rows = max(row_perm) + 1 (the FPD rows its
@@ -922,30 +937,39 @@ static bool build_fpd(const struct input *x, const struct convert_opts *co, stru
  * other tensor and table is copied. Looking up id in the input equals looking up
  * row_perm[id] in the output up to F32 rounding (the same cores at the same FPD row,
  * summed in another order where the look-ups group rows differently). */
-static bool build_vocab(const struct input *x, const struct convert_opts *co, struct out_list *o, char **map_text,
-                        size_t *map_len) {
-    int64_t n = fpd_input_count(&x->in), n_perm = 0;
-    bool *folds = calloc((size_t)(x->n_tables > 0 ? x->n_tables : 1), sizeof(bool));
-    FILE *map = open_memstream(map_text, map_len);
-    bool ok = false;
-    if (!folds || !map) {
+static bool build_rewrite(const struct input *x, const struct convert_opts *co, struct out_list *o, char **map_text,
+                          size_t *map_len) {
+    int64_t n = fpd_input_count(&x->in), n_perm = 0, n_free = 0;
+    bool *folds = calloc((size_t)(x->n_tables > 0 ? x->n_tables : 1), sizeof(bool)); /* rewritten */
+    FILE *map = co->vocab_path ? open_memstream(map_text, map_len) : NULL;
+    bool ok = false, have_ext = false;
+    if (!folds || (co->vocab_path && !map)) {
         cli_error("out of memory");
         goto done;
     }
     for (int64_t i = 0; i < x->n_tables; i++) {
         const struct table *tb = &x->tables[i];
+        if (tb->ttrec || tb->rowwise) continue;
         char name[4096];
         snprintf(name, sizeof name, "%s.fpd.row_perm", tb->name);
-        folds[i] = !tb->ttrec && !tb->rowwise && fpd_safetensors_find(x->in.st, name);
-        n_perm += folds[i];
+        const bool perm = co->vocab_path && fpd_safetensors_find(x->in.st, name);
+        const bool fr = co->free_set && tb->meta.free_coords > 0;
+        folds[i] = perm || fr;
+        n_perm += perm;
+        n_free += fr;
     }
-    if (n_perm == 0) {
+    if (co->vocab_path && n_perm == 0) {
         cli_error("%s holds no FPD table with a row permutation (T.fpd.row_perm): nothing to fold into a vocabulary",
                   x->path);
         goto done;
     }
+    if (co->free_set && n_free == 0) {
+        cli_error("%s holds no FPD table with free coordinates (free/1, T.fpd.free): --free-dtype has no E to store",
+                  x->path);
+        goto done;
+    }
     if (!verify_copied(x, true)) goto done;
-    for (int64_t i = 0; i < n; i++) { /* every tensor not of a folded table, as it is */
+    for (int64_t i = 0; i < n; i++) { /* every tensor not of a rewritten table, as it is */
         const struct fpd_tensor_info *ti = fpd_input_tensor(&x->in, i);
         const struct table *ow = owner_of(x, ti->name);
         if (ow && folds[ow - x->tables]) continue;
@@ -956,9 +980,30 @@ static bool build_vocab(const struct input *x, const struct convert_opts *co, st
         fpd_safetensors_metadata_at(x->in.st, i, &k, &v);
         bool skip = false;
         for (int64_t t = 0; t < x->n_tables && !skip; t++) skip = folds[t] && strcmp(k, x->tables[t].meta_key) == 0;
+        if (strcmp(k, FPD_META_EXTENSIONS_KEY) == 0 && co->free_set) {
+            /* the input's list less free-rowwise/1, plus it when E is now stored row-wise
+             * (--free-dtype applies to every table with free coordinates) */
+            have_ext = true;
+            const size_t xl = strlen(FPD_EXTENSION_FREE_ROWWISE);
+            char *nv = malloc(strlen(v) + xl + 2);
+            if (!out_own_str(o, nv)) goto done;
+            nv[0] = '\0';
+            for (const char *p = v; *p;) {
+                size_t len = strcspn(p, ",");
+                if (len && !(len == xl && strncmp(p, FPD_EXTENSION_FREE_ROWWISE, len) == 0))
+                    sprintf(nv + strlen(nv), "%s%.*s", nv[0] ? "," : "", (int)len, p);
+                p += len + (p[len] == ',');
+            }
+            if (co->free_rowwise) sprintf(nv + strlen(nv), "%s%s", nv[0] ? "," : "", FPD_EXTENSION_FREE_ROWWISE);
+            if (nv[0] && !out_meta(o, k, nv)) goto done;
+            continue;
+        }
         if (!skip && !out_meta(o, k, v)) goto done;
     }
-    fprintf(map, "table\tid\trow\n");
+    if (co->free_set && co->free_rowwise && !have_ext && /* a free/1 table declares its extension: defensive */
+        !out_meta(o, FPD_META_EXTENSIONS_KEY, FPD_EXTENSION_FREE "," FPD_EXTENSION_FREE_ROWWISE))
+        goto done;
+    if (map) fprintf(map, "table\tid\trow\n");
     for (int64_t i = 0; i < x->n_tables; i++) {
         if (!folds[i]) continue;
         const struct table *tb = &x->tables[i];
@@ -969,13 +1014,26 @@ static bool build_vocab(const struct input *x, const struct convert_opts *co, st
         struct fpd_error err = {0};
         if (!load_layer(x, tb, &layer)) goto done;
         const struct fpd_layer_shape *s = fpd_layer_get_shape(layer);
-        const int64_t *perm = fpd_layer_row_perm(layer);
+        const int64_t *perm = co->vocab_path ? fpd_layer_row_perm(layer) : NULL; /* folded when there is one */
         struct fpd_layer_shape s2 = *s;
+        const int64_t c = fpd_layer_get_free_coords(layer);
+        struct fpd_table_meta meta = tb->meta;
+        if (co->free_set && c > 0) {
+            meta.free_rowwise = co->free_rowwise;
+            meta.free_kind = co->free_kind;
+            /* quantized anew: the input's rel_error no longer describes the table (to the
+             * core dtype, or the same kind again, the values are kept exactly) */
+            if (co->free_rowwise && (!tb->meta.free_rowwise || tb->meta.free_kind != co->free_kind))
+                meta.rel_error = NAN;
+        }
+        bool tok = false;
+        if (!perm) { /* E re-stored only */
+            if (fpd_layer_clone(layer, &nl, &err)) goto table_done;
+            goto write;
+        }
         s2.rows = 0;
         for (int64_t r = 0; r < s->rows; r++)
             if (perm[r] + 1 > s2.rows) s2.rows = perm[r] + 1;
-        const int64_t c = fpd_layer_get_free_coords(layer);
-        bool tok = false;
         if (fpd_layer_init(&s2, &nl, &err)) goto table_done;
         for (int32_t m = 0; m < s->k; m++)
             memcpy(fpd_layer_core(nl, m), fpd_layer_core_const(layer, m),
@@ -989,7 +1047,8 @@ static bool build_vocab(const struct input *x, const struct convert_opts *co, st
             for (int64_t r = 0; r < s->rows; r++) memcpy(e2 + perm[r] * c, e + r * c, (size_t)c * sizeof(float));
             if (fpd_layer_set_free_coords(nl, c, e2, fpd_layer_get_free_p_const(layer), &err)) goto table_done;
         }
-        if (fpd_checkpoint_tensors_init(nl, tb->name, &tb->meta, &ct, &err)) goto table_done;
+    write:
+        if (fpd_checkpoint_tensors_init(nl, tb->name, &meta, &ct, &err)) goto table_done;
         for (int64_t q = 0; q < ct.n; q++) {
             struct fpd_tensor_info t = ct.tensors[q];
             struct buf b;
@@ -999,16 +1058,23 @@ static bool build_vocab(const struct input *x, const struct convert_opts *co, st
             }
             memcpy(b.p, t.data, t.nbytes);
             t.data = b.p;
-            const bool moved = strstr(t.name, ".fpd.free") && !strstr(t.name, ".fpd.free_proj");
-            if (!out_own_buf(o, &b) || !(t.name = out_own_str(o, strdup(t.name))) ||
-                !out_add(o, &t, moved ? "rows moved to the vocabulary's order" : "unchanged (order folded)"))
+            const bool is_e = strstr(t.name, ".fpd.free") && !strstr(t.name, ".fpd.free_proj");
+            char how[96];
+            snprintf(how, sizeof how, "%s%s%s", !perm ? "" : is_e ? "rows moved to the vocabulary's order" : "unchanged (order folded)",
+                     is_e && co->free_set ? (perm ? ", stored as " : "E stored as ") : "",
+                     is_e && co->free_set ? (meta.free_rowwise ? fpd_rowwise_name(meta.free_kind) : fpd_dtype_name(t.dtype))
+                     : !perm ? "unchanged" : "");
+            const char *hw = out_own_str(o, strdup(how));
+            if (!out_own_buf(o, &b) || !(t.name = out_own_str(o, strdup(t.name))) || !hw || !out_add(o, &t, hw))
                 goto table_done;
         }
         {
             char *key = out_own_str(o, strdup(ct.meta_key)), *val = out_own_str(o, strdup(ct.meta_value));
             if (!key || !val || !out_meta(o, key, val)) goto table_done;
         }
-        for (int64_t r = 0; r < s->rows; r++) fprintf(map, "%s\t%lld\t%lld\n", tb->name, (long long)r, (long long)perm[r]);
+        if (perm)
+            for (int64_t r = 0; r < s->rows; r++)
+                fprintf(map, "%s\t%lld\t%lld\n", tb->name, (long long)r, (long long)perm[r]);
         tok = true;
     table_done:
         if (!tok && err.msg[0]) cli_error("%s: table '%s': %s", x->path, tb->name, err.msg);
@@ -1062,14 +1128,14 @@ int main(int argc, char **argv) {
     memset(&co, 0, sizeof co);
     co.to = OUT_NONE;
     bool json = false, quiet = false;
-    enum { OPT_TO = 256, OPT_DTYPE, OPT_JSON, OPT_VERSION, OPT_VOCAB };
+    enum { OPT_TO = 256, OPT_DTYPE, OPT_JSON, OPT_VERSION, OPT_VOCAB, OPT_FREE_DTYPE };
     static const struct option opts[] = {
         {"output", required_argument, 0, 'o'}, {"to", required_argument, 0, OPT_TO},
         {"tensor", required_argument, 0, 't'}, {"dtype", required_argument, 0, OPT_DTYPE},
         {"force", no_argument, 0, 'f'},        {"json", no_argument, 0, OPT_JSON},
         {"quiet", no_argument, 0, 'q'},        {"help", no_argument, 0, 'h'},
         {"version", no_argument, 0, OPT_VERSION}, {"vocabulary-out", required_argument, 0, OPT_VOCAB},
-        {0, 0, 0, 0},
+        {"free-dtype", required_argument, 0, OPT_FREE_DTYPE}, {0, 0, 0, 0},
     };
     opterr = 0;
     int c;
@@ -1093,6 +1159,12 @@ int main(int argc, char **argv) {
         case OPT_VOCAB:
             if (!*optarg) cli_usage_error("--vocabulary-out needs a file name");
             co.vocab_path = optarg;
+            break;
+        case OPT_FREE_DTYPE:
+            if (strcmp(optarg, "core") == 0) co.free_rowwise = false;
+            else if (fpd_rowwise_from_name(optarg, &co.free_kind)) co.free_rowwise = true;
+            else cli_usage_error("--free-dtype must be core, int8 or int4, got '%s'", optarg);
+            co.free_set = true;
             break;
         case OPT_JSON: json = true; break;
         case 'q': quiet = true; break;
@@ -1119,6 +1191,8 @@ int main(int argc, char **argv) {
         cli_usage_error("output '%s' is the input; choose another path (the input is never overwritten)", co.out_path);
     if (!to_stdout && cli_exists(co.out_path) && !co.force)
         cli_usage_error("output '%s' exists; use --force to overwrite it", co.out_path);
+    if (co.free_set && co.to != OUT_FPD)
+        cli_usage_error("--free-dtype goes with --to fpd (FPD -> FPD, the free coordinates' E re-stored)");
     if (co.vocab_path) {
         if (co.to != OUT_FPD) cli_usage_error("--vocabulary-out goes with --to fpd (an FPD checkpoint without row_perm)");
         if (strcmp(co.vocab_path, "-") == 0) cli_usage_error("--vocabulary-out needs a file, not standard output");
@@ -1159,7 +1233,9 @@ int main(int argc, char **argv) {
     case OUT_DENSE: ok = build_dense(&x, &co, &o); break;
     case OUT_NPY: ok = build_npy(&x, &co, &o); break;
     case OUT_TTREC: ok = build_ttrec(&x, &co, &o); break;
-    case OUT_FPD: ok = co.vocab_path ? build_vocab(&x, &co, &o, &map_text, &map_len) : build_fpd(&x, &co, &o); break;
+    case OUT_FPD:
+        ok = co.vocab_path || co.free_set ? build_rewrite(&x, &co, &o, &map_text, &map_len) : build_fpd(&x, &co, &o);
+        break;
     default: break;
     }
     if (!ok) goto done;

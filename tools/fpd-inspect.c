@@ -325,10 +325,11 @@ static void print_text(const struct report *rep) {
                 if (r->rowwise) continue;
                 char fr[192] = "";
                 if (r->meta.free_coords > 0) /* free/1 */
-                    snprintf(fr, sizeof fr, ", free coordinates c = %lld (E [%lld, %lld], P [%lld, %lld])",
+                    snprintf(fr, sizeof fr, ", free coordinates c = %lld (E [%lld, %lld]%s%s, P [%lld, %lld])",
                              (long long)r->meta.free_coords, (long long)r->meta.shape.rows,
-                             (long long)r->meta.free_coords, (long long)r->meta.free_coords,
-                             (long long)r->meta.shape.dim);
+                             (long long)r->meta.free_coords, r->meta.free_rowwise ? " " : "",
+                             r->meta.free_rowwise ? fpd_rowwise_name(r->meta.free_kind) : "",
+                             (long long)r->meta.free_coords, (long long)r->meta.shape.dim);
                 if (isnan(r->meta.rel_error)) printf("  %s: rel_error -, fit %s%s\n", r->name, r->meta.fit, fr);
                 else printf("  %s: rel_error %.4g, fit %s%s\n", r->name, r->meta.rel_error, r->meta.fit, fr);
             }
@@ -410,6 +411,12 @@ static int print_json(const struct report *rep) {
                                                      : json_string(fpd_dtype_name(r->meta.core_dtype)));
             json_object_set_new(o, "fit", jstr(r->meta.fit));
             json_object_set_new(o, "free_coords", json_integer(r->meta.free_coords));
+            /* free/1's E: the core dtype, or row-wise int8/int4 (free-rowwise/1) */
+            json_object_set_new(o, "free_dtype",
+                                r->meta.free_coords == 0 ? json_null()
+                                : r->meta.free_rowwise   ? json_string(fpd_rowwise_name(r->meta.free_kind))
+                                : r->meta.core_dtype == FPD_DTYPE_COUNT ? json_null()
+                                                                        : json_string(fpd_dtype_name(r->meta.core_dtype)));
         } else {
             json_object_set_new(o, "layout", json_string(FPD_ROWWISE_LAYOUT));
         }

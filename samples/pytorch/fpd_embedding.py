@@ -21,6 +21,14 @@ An optional row permutation "T.fpd.row_perm" stores original row i at FPD row
 row_perm[i]. The checkpoint's metadata "fpd.table.T" (a JSON string) gives rows, dim,
 row_shape, col_shape, ranks, terms, source_dtype.
 
+Free coordinates (extension free/1, key "free_coords": c): row i is FPD(i) + E[i] P
+with E "T.fpd.free" [N, c] (original row order) and P "T.fpd.free_proj" [c, D]. With
+free-rowwise/1 (key "free_dtype": "int8" | "int4") E is stored as FBGEMM's fused
+row-wise rows (U8 [N, B]; int8: c codes then scale and bias as F32, B = c + 8; int4:
+ceil(c/2) bytes of 4-bit codes, column j in byte j // 2, even j in the low nibble,
+then scale and bias as F16, B = ceil(c/2) + 4; value = code * scale + bias), decoded
+here to float32. A checkpoint naming an extension this file does not know is refused.
+
 Needs numpy; reading uses the `safetensors` package when installed (else a small
 reader here); the torch module needs torch. Everything but FPDEmbeddingBag works
 without torch (reconstruct_rows, embedding_bag_numpy).
@@ -69,10 +77,35 @@ def _load(path):
         return _read_safetensors(path)
 
 
-class FPDTable:
-    """One FPD table: cores (NumPy, float32), shapes, ranks, optional row_perm."""
+_KNOWN_EXTENSIONS = {"rowwise/1", "free/1", "free-rowwise/1"}
 
-    def __init__(self, name, cores, rows, dim, row_shape, col_shape, ranks, row_perm=None, meta=None):
+
+def decode_rowwise(q, kind, dim):
+    """FBGEMM fused row-wise rows q (uint8 [N, B]) of dim columns -> float32 [N, dim]
+    (kind "int8" or "int4"; value = code * scale + bias)."""
+    q = np.asarray(q, dtype=np.uint8)
+    if kind == "int8":
+        codes = q[:, :dim].astype(np.float32)
+        sb = np.ascontiguousarray(q[:, dim:dim + 8]).view("<f4").astype(np.float32)
+    elif kind == "int4":
+        nb = (dim + 1) // 2
+        packed = q[:, :nb]
+        codes = np.empty((q.shape[0], 2 * nb), dtype=np.float32)
+        codes[:, 0::2] = packed & 0x0F
+        codes[:, 1::2] = packed >> 4
+        codes = codes[:, :dim]
+        sb = np.ascontiguousarray(q[:, nb:nb + 4]).view("<f2").astype(np.float32)
+    else:
+        raise ValueError(f"unknown row-wise kind {kind!r}")
+    return (codes * sb[:, :1] + sb[:, 1:2]).astype(np.float32)
+
+
+class FPDTable:
+    """One FPD table: cores (NumPy, float32), shapes, ranks, optional row_perm, and
+    optional free coordinates free_e [rows, c] and free_p [c, dim] (float32)."""
+
+    def __init__(self, name, cores, rows, dim, row_shape, col_shape, ranks, row_perm=None, meta=None,
+                 free_e=None, free_p=None):
         self.name, self.rows, self.dim = name, int(rows), int(dim)
         self.cores = [np.ascontiguousarray(c, dtype=np.float32) for c in cores]
         self.row_shape, self.col_shape = [int(x) for x in row_shape], [int(x) for x in col_shape]
@@ -80,6 +113,15 @@ class FPDTable:
         self.terms = self.cores[0].shape[0]
         self.row_perm = None if row_perm is None else np.asarray(row_perm, dtype=np.int64)
         self.meta = meta or {}
+        self.free_e = None if free_e is None else np.ascontiguousarray(free_e, dtype=np.float32)
+        self.free_p = None if free_p is None else np.ascontiguousarray(free_p, dtype=np.float32)
+        if (self.free_e is None) != (self.free_p is None):
+            raise ValueError(f"{name}: free coordinates need both E and P")
+        if self.free_e is not None:
+            c = self.free_e.shape[1] if self.free_e.ndim == 2 else -1
+            if self.free_e.shape != (self.rows, c) or self.free_p.shape != (c, self.dim):
+                raise ValueError(f"{name}: free coordinates E {self.free_e.shape}, P {self.free_p.shape} do not fit "
+                                 f"[{rows}, {dim}]")
         k = len(self.cores)
         for m, c in enumerate(self.cores):
             want = (self.terms, self.row_shape[m], self.ranks[m], self.col_shape[m], self.ranks[m + 1])
@@ -92,6 +134,11 @@ class FPDTable:
 def load_fpd_tables(path):
     """Every FPD table of a checkpoint: {name: FPDTable}."""
     tensors, meta = _load(path)
+    ext = [e for e in meta.get("fpd.extensions", "").split(",") if e]
+    unknown = [e for e in ext if e not in _KNOWN_EXTENSIONS]
+    if unknown:
+        raise ValueError(f"{path}: fpd.extensions names {', '.join(unknown)}, which this reader does not know; "
+                         "refusing rather than reading its tables wrongly")
     tables = {}
     for key, value in meta.items():
         if not key.startswith("fpd.table."):
@@ -100,8 +147,22 @@ def load_fpd_tables(path):
         info = json.loads(value)
         k = len(info["row_shape"])
         cores = [np.asarray(tensors[f"{name}.fpd.core{m}"], dtype=np.float32) for m in range(k)]
+        free_e = free_p = None
+        c = int(info.get("free_coords") or 0)
+        if c:
+            if "free/1" not in ext:
+                raise ValueError(f"{path}: table '{name}' has free_coords but fpd.extensions does not list free/1")
+            free_e, free_p = tensors[f"{name}.fpd.free"], np.asarray(tensors[f"{name}.fpd.free_proj"], np.float32)
+            kind = info.get("free_dtype")
+            if kind is not None:
+                if "free-rowwise/1" not in ext:
+                    raise ValueError(f"{path}: table '{name}' has free_dtype but fpd.extensions does not list "
+                                     "free-rowwise/1")
+                free_e = decode_rowwise(free_e, kind, c)
+        elif "free_dtype" in info:
+            raise ValueError(f"{path}: table '{name}' has free_dtype without free_coords")
         tables[name] = FPDTable(name, cores, info["rows"], info["dim"], info["row_shape"], info["col_shape"],
-                                info["ranks"], tensors.get(f"{name}.fpd.row_perm"), info)
+                                info["ranks"], tensors.get(f"{name}.fpd.row_perm"), info, free_e, free_p)
     return tables
 
 
@@ -142,6 +203,8 @@ def reconstruct_rows(table, idx, dtype=np.float64):
             g = table.cores[m][t][dig[m]].astype(dtype)                   # [B, r, d, r']
             acc = np.einsum("bjr,brds->bjds", acc, g).reshape(B, -1, g.shape[-1])
         out += acc.reshape(B, table.dim)
+    if table.free_e is not None:  # free/1: + E[i] P
+        out += table.free_e[idx].astype(dtype) @ table.free_p.astype(dtype)
     return out
 
 
@@ -210,6 +273,10 @@ if torch is not None:
             self.register_buffer("row_perm", None if perm is None else torch.tensor(perm, dtype=torch.long))
             div = [int(np.prod(self.row_shape[m + 1:])) for m in range(len(self.row_shape))]
             self.register_buffer("divisors", torch.tensor(div, dtype=torch.long))
+            # free coordinates (free/1; E decoded to float when stored row-wise): trainable
+            has_free = table.free_e is not None
+            self.free = nn.Parameter(torch.tensor(table.free_e, dtype=dtype)) if has_free else None
+            self.free_proj = nn.Parameter(torch.tensor(table.free_p, dtype=dtype)) if has_free else None
 
         @classmethod
         def from_file(cls, path, name=None, **kwargs):
@@ -219,6 +286,7 @@ if torch is not None:
             """Rows idx -> [*idx.shape, dim], differentiable with respect to the cores."""
             shape = idx.shape
             idx = idx.reshape(-1).long()
+            orig = idx
             if self.row_perm is not None:
                 idx = self.row_perm[idx]
             B = idx.numel()
@@ -234,6 +302,8 @@ if torch is not None:
                         acc = torch.einsum("bjr,brds->bjds", acc, g).reshape(B, -1, g.shape[-1])
                 term = acc.reshape(B, self.embedding_dim)
                 out = term if out is None else out + term
+            if self.free is not None:  # free/1: E indexed by the original id
+                out = out + self.free[orig] @ self.free_proj
             return out.reshape(*shape, self.embedding_dim)
 
         def forward(self, input, offsets=None, per_sample_weights=None):
@@ -280,7 +350,9 @@ else:
 def save_fpd(path, modules, metadata=None):
     """Write FPD tables {name: FPDEmbeddingBag or FPDTable} as an FPD v1 checkpoint
     (F32 cores; the table metadata of the source, with core_dtype F32 and fit
-    "+pytorch"), with safetensors' own writer. Other tensors: add them to `metadata`-free
+    "+pytorch"; free coordinates as free/1 with E and P in F32: a table read with
+    int4/int8 E is written with its decoded (then trained) E in F32, free_dtype
+    dropped), with safetensors' own writer. Other tensors: add them to `metadata`-free
     files yourself, or pass them as plain arrays in `modules` (written unchanged)."""
     from safetensors.numpy import save_file
     tensors, meta = {}, {"fpd.version": "1"}
@@ -298,6 +370,18 @@ def save_fpd(path, modules, metadata=None):
                      "ranks": list(mod.ranks), "terms": int(cores[0].shape[0]), "core_dtype": "F32"})
         info.setdefault("source_dtype", "F32")
         info["fit"] = (info.get("fit") or "import") + ("+pytorch" if "+pytorch" not in (info.get("fit") or "") else "")
+        info.pop("free_dtype", None)
+        info.pop("free_coords", None)
+        fe = getattr(mod, "free", getattr(mod, "free_e", None))
+        fp = getattr(mod, "free_proj", getattr(mod, "free_p", None))
+        if fe is not None:
+            fe, fp = [x.detach().cpu().float().numpy() if torch is not None and isinstance(x, torch.Tensor)
+                      else np.asarray(x, np.float32) for x in (fe, fp)]
+            info["free_coords"] = int(fe.shape[1])
+            tensors[f"{name}.fpd.free"] = np.ascontiguousarray(fe)
+            tensors[f"{name}.fpd.free_proj"] = np.ascontiguousarray(fp)
+            ext = [e for e in meta.get("fpd.extensions", "").split(",") if e]
+            meta["fpd.extensions"] = ",".join(ext + ([] if "free/1" in ext else ["free/1"]))
         info.setdefault("seed", 0)
         info.setdefault("rel_error", None)
         for m, c in enumerate(cores):

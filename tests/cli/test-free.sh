@@ -126,7 +126,7 @@ t = json.load(open('out.txt'))['tables'][0]; t2 = json.load(open('fc2.json'))['t
 assert t['bytes_after'] == t2['bytes_after'] and t['free_coords'] == 2, (t, t2['bytes_after'])"
 run "$C" "$G" -o fc2.safetensors --rank 8 --epochs 0 --als 0 --free-coords 2 -f
 expect_grep "compress --free-coords 2: the text report names E, P and the error without them" out.txt \
-    "free coordinates c = 2: E \[10000, 2\] \+ P \[2, 100\] = 20200 values, 78.91 KiB in F32 \(in 'after'\); rel.err without them 0\.[0-9]"
+    "free coordinates c = 2: E \[10000, 2\] \(F32\) \+ P \[2, 100\] \(F32\) = 20200 values, 78.91 KiB \(in 'after'\); rel.err without them 0\.[0-9]"
 run "$BUILD/fpd-convert" fc2.safetensors -o fc2-dense.safetensors
 expect_rc "compress --free-coords 2: fpd-convert to dense" 0
 py_check "compress --free-coords 2: dense rows of fpd-convert have the reported error" "

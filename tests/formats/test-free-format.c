@@ -3,7 +3,12 @@
  * (fpd_checkpoint_tensors_init, fpd_checkpoint_write_layer) and read back
  * (fpd_checkpoint_load_layer), the bytes checked against the definition
  * (little-endian F32/F16 of E [rows, c] and P [c, dim]), and every malformed form
- * refused by name.
+ * refused by name. Then free-rowwise/1: E stored as FBGEMM's fused row-wise int4/int8
+ * rows, checked against the bytes the README lays out (4-bit codes, column j in byte
+ * j/2, even j in the low nibble, then scale and bias as F16; int8: codes, then F32 scale
+ * and bias) on rows chosen so that int4 is exact (hand-computed codes and F16 bit
+ * patterns); the rounding fpd_layer_quantize_free against the row-wise bound and the
+ * file; every malformed form refused by name.
  */
 #include <criterion/criterion.h>
 #include <criterion/new/assert.h>
@@ -11,6 +16,7 @@
 #include "formats/fpd-formats.h"
 #include "tests/test-util.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -225,4 +231,319 @@ Test(free_format, meta_json_free_coords) {
         cr_assert(eq(int, fpd_table_meta_from_json(bad[q], "emb", &back, &err), FPD_STATUS_FORMAT));
         cr_assert(strstr(err.msg, why[q]) != NULL, "%s", err.msg);
     }
+}
+
+/* ------------------------------------------------------------ free-rowwise/1 */
+
+/* Row i of E (c = 3): bias a_i, then a_i + 1.5, a_i + 7.5: int4 scale 7.5 / 15 = 0.5,
+ * codes 0, 3, 15, all exact. a_i and its F16 bits: */
+static const float g_a[5] = {-1.0f, -2.0f, -0.5f, 0.25f, 1.0f};
+static const uint16_t g_a16[5] = {0xBC00, 0xC000, 0xB800, 0x3400, 0x3C00};
+
+/* k = 2 layer of 10 rows, D = 6, a row permutation, c = 3 free coordinates as above. */
+static struct fpd_layer *layer_exact(void) {
+    const int64_t n[2] = {3, 4}, d[2] = {2, 3};
+    struct fpd_layer_shape s = test_make_shape(2, 10, n, d, 2, 1);
+    struct fpd_layer *l = NULL;
+    cr_assert(eq(int, fpd_layer_init(&s, &l, NULL), 0));
+    test_fill_random(l, 4, 0.5);
+    const int64_t perm[10] = {11, 0, 3, 5, 7, 1, 2, 9, 4, 6};
+    cr_assert(eq(int, fpd_layer_set_row_perm(l, perm, NULL), 0));
+    float e[30], p[18];
+    for (int i = 0; i < 10; i++) {
+        e[3 * i] = g_a[i % 5];
+        e[3 * i + 1] = g_a[i % 5] + 1.5f;
+        e[3 * i + 2] = g_a[i % 5] + 7.5f;
+    }
+    for (int i = 0; i < 18; i++) p[i] = 0.25f * (float)(i % 5) - 0.5f;
+    cr_assert(eq(int, fpd_layer_set_free_coords(l, 3, e, p, NULL), 0));
+    return l;
+}
+
+static struct fpd_table_meta meta_rowwise(enum fpd_rowwise kind) {
+    struct fpd_table_meta m = meta_of(FPD_DTYPE_F32);
+    m.free_rowwise = true;
+    m.free_kind = kind;
+    return m;
+}
+
+static uint16_t le16(const uint8_t *b) { return (uint16_t)(b[0] | b[1] << 8); }
+
+Test(free_rowwise, int4_bytes_by_hand_and_exact_round_trip, .init = dir_init, .fini = dir_fini) {
+    struct fpd_layer *l = layer_exact();
+    char path[128];
+    snprintf(path, sizeof path, "%s/q4.safetensors", g_dir);
+    struct fpd_table_meta meta = meta_rowwise(FPD_ROWWISE_INT4);
+    struct fpd_error err;
+    cr_assert(eq(int, fpd_checkpoint_write_layer(path, "emb", l, &meta, 0, &err), 0), "%s", err.msg);
+    struct fpd_safetensors *st = open_path(path);
+    cr_assert(eq(str, (char *)fpd_safetensors_metadata_get(st, FPD_META_EXTENSIONS_KEY), "free/1,free-rowwise/1"));
+    cr_assert(strstr(fpd_safetensors_metadata_get(st, "fpd.table.emb"), "\"free_coords\":3,\"free_dtype\":\"int4\"}") !=
+              NULL);
+    const struct fpd_tensor_info *te = fpd_safetensors_find(st, "emb.fpd.free");
+    const struct fpd_tensor_info *tp = fpd_safetensors_find(st, "emb.fpd.free_proj");
+    cr_assert(te && tp);
+    /* U8 [10, ceil(3/2) + 4 = 6]; P stays F32 [3, 6] */
+    cr_assert(eq(int, te->dtype, FPD_DTYPE_U8));
+    cr_assert(eq(int, te->ndim, 2));
+    cr_assert(eq(i64, te->shape[0], 10));
+    cr_assert(eq(i64, te->shape[1], 6));
+    cr_assert(eq(int, tp->dtype, FPD_DTYPE_F32));
+    for (int i = 0; i < 10; i++) { /* codes 0, 3, 15: bytes 0x30, 0x0F; scale 0.5 = F16 0x3800; bias a_i */
+        const uint8_t *r = (const uint8_t *)te->data + 6 * i;
+        cr_assert(eq(u8, r[0], 0x30), "row %d", i);
+        cr_assert(eq(u8, r[1], 0x0F), "row %d", i);
+        cr_assert(eq(u16, le16(r + 2), 0x3800), "row %d", i);
+        cr_assert(eq(u16, le16(r + 4), g_a16[i % 5]), "row %d", i);
+    }
+    /* read back: E exact, the same cores, P and permutation, rows bit for bit */
+    struct fpd_layer *back = NULL;
+    cr_assert(eq(int, fpd_checkpoint_load_layer(st, "emb", &back, &err), 0), "%s", err.msg);
+    cr_assert(eq(int, memcmp(fpd_layer_get_free_e_const(back), fpd_layer_get_free_e_const(l), 30 * sizeof(float)), 0));
+    cr_assert(eq(int, memcmp(fpd_layer_get_free_p_const(back), fpd_layer_get_free_p_const(l), 18 * sizeof(float)), 0));
+    cr_assert(eq(int, memcmp(fpd_layer_row_perm(back), fpd_layer_row_perm(l), 10 * sizeof(int64_t)), 0));
+    float a[60], b[60];
+    cr_assert(eq(int, fpd_layer_reconstruct(l, 0, 10, a, NULL), 0));
+    cr_assert(eq(int, fpd_layer_reconstruct(back, 0, 10, b, NULL), 0));
+    cr_assert(eq(int, memcmp(a, b, sizeof a), 0));
+    struct fpd_table_meta m2;
+    cr_assert(eq(int, fpd_checkpoint_check_table(st, "emb", &m2, &err), 0), "%s", err.msg);
+    cr_assert(m2.free_rowwise);
+    cr_assert(eq(int, m2.free_kind, FPD_ROWWISE_INT4));
+    cr_assert(eq(int, fpd_checkpoint_verify_table(st, "emb", false, &err), 0), "%s", err.msg);
+    cr_assert(eq(int, fpd_checkpoint_verify_table(st, "emb", true, &err), 0), "%s", err.msg);
+    /* fpd_layer_quantize_free leaves an exact E as it is */
+    cr_assert(eq(int, fpd_layer_quantize_free(back, FPD_ROWWISE_INT4, &err), 0), "%s", err.msg);
+    cr_assert(eq(int, memcmp(fpd_layer_get_free_e_const(back), fpd_layer_get_free_e_const(l), 30 * sizeof(float)), 0));
+    fpd_layer_free(back);
+    fpd_safetensors_free(st);
+    fpd_layer_free(l);
+}
+
+Test(free_rowwise, int8_layout_and_bound, .init = dir_init, .fini = dir_fini) {
+    struct fpd_layer *l = layer_exact();
+    char path[128];
+    snprintf(path, sizeof path, "%s/q8.safetensors", g_dir);
+    struct fpd_table_meta meta = meta_rowwise(FPD_ROWWISE_INT8);
+    struct fpd_error err;
+    cr_assert(eq(int, fpd_checkpoint_write_layer(path, "emb", l, &meta, 0, &err), 0), "%s", err.msg);
+    struct fpd_safetensors *st = open_path(path);
+    const struct fpd_tensor_info *te = fpd_safetensors_find(st, "emb.fpd.free");
+    cr_assert(te && te->dtype == FPD_DTYPE_U8 && te->shape[0] == 10 && te->shape[1] == 3 + 8);
+    struct fpd_layer *back = NULL;
+    cr_assert(eq(int, fpd_checkpoint_load_layer(st, "emb", &back, &err), 0), "%s", err.msg);
+    const float *e = fpd_layer_get_free_e_const(l), *eb = fpd_layer_get_free_e_const(back);
+    for (int i = 0; i < 10; i++) {
+        const uint8_t *r = (const uint8_t *)te->data + 11 * i;
+        float scale, bias;
+        memcpy(&scale, r + 3, 4);
+        memcpy(&bias, r + 7, 4);
+        /* bias = the row's minimum, scale = range / 255, the first and last codes 0 and 255 */
+        cr_assert(eq(flt, bias, g_a[i % 5]), "row %d", i);
+        cr_assert(ieee_ulp_eq(flt, scale, 7.5f / 255.0f, 1), "row %d: scale %g", i, (double)scale);
+        cr_assert(eq(u8, r[0], 0));
+        cr_assert(eq(u8, r[2], 255));
+        cr_assert(eq(u8, r[1], 51)); /* 1.5 / (7.5 / 255) */
+        for (int q = 0; q < 3; q++) /* value = code * scale + bias, within half a step of E */
+            cr_assert(le(dbl, fabs((double)eb[3 * i + q] - e[3 * i + q]), 0.5 * 7.5 / 255.0 + 1e-6), "E[%d,%d]", i, q);
+    }
+    fpd_layer_free(back);
+    fpd_safetensors_free(st);
+    fpd_layer_free(l);
+}
+
+/* fpd_layer_quantize_free on random E: within the row-wise bound, equal to what a file
+ * stores, the same again when repeated (int4), and refusals that leave E unchanged. */
+Test(free_rowwise, quantize_free_bound_file_and_refusals, .init = dir_init, .fini = dir_fini) {
+    const int64_t n[2] = {8, 8}, d[2] = {4, 4}, rows = 60, c = 5;
+    struct fpd_layer_shape s = test_make_shape(2, rows, n, d, 3, 1);
+    struct fpd_layer *l = NULL;
+    struct fpd_error err;
+    cr_assert(eq(int, fpd_layer_init(&s, &l, NULL), 0));
+    test_fill_random(l, 9, 0.3);
+    cr_assert(eq(int, fpd_layer_quantize_free(l, FPD_ROWWISE_INT4, &err), FPD_STATUS_INVALID_ARG));
+    cr_assert(strstr(err.msg, "no free coordinates") != NULL, "%s", err.msg);
+    float *e0 = malloc((size_t)(rows * c) * sizeof(float));
+    uint64_t x = 12345;
+    for (int64_t i = 0; i < rows * c; i++) {
+        x = x * 6364136223846793005ull + 1442695040888963407ull;
+        e0[i] = (float)((double)(x >> 11) / 9007199254740992.0 * 4.0 - 2.0) * (float)(1 + i % 7);
+    }
+    cr_assert(eq(int, fpd_layer_set_free_coords(l, c, e0, NULL, NULL), 0));
+    struct fpd_layer *l8 = NULL;
+    cr_assert(eq(int, fpd_layer_clone(l, &l8, NULL), 0));
+    cr_assert(eq(int, fpd_layer_quantize_free(l, FPD_ROWWISE_INT4, &err), 0), "%s", err.msg);
+    cr_assert(eq(int, fpd_layer_quantize_free(l8, FPD_ROWWISE_INT8, &err), 0), "%s", err.msg);
+    const float *e4 = fpd_layer_get_free_e_const(l), *e8 = fpd_layer_get_free_e_const(l8);
+    for (int64_t i = 0; i < rows; i++) {
+        double lo = e0[i * c], hi = lo;
+        for (int64_t q = 1; q < c; q++) {
+            lo = fmin(lo, e0[i * c + q]);
+            hi = fmax(hi, e0[i * c + q]);
+        }
+        /* int4: half a step of range / 15, plus F16's rounding of the scale (2^-11
+         * relative, times 15 codes) and of the bias */
+        const double b4 = 0.5 * (hi - lo) / 15.0 + (hi - lo) * 15.0 * 0x1p-11 / 15.0 + fabs(lo) * 0x1p-11;
+        const double b8 = 0.5 * (hi - lo) / 255.0 + 1e-6 * (fabs(lo) + fabs(hi));
+        for (int64_t q = 0; q < c; q++) {
+            cr_assert(le(dbl, fabs((double)e4[i * c + q] - e0[i * c + q]), b4), "int4 E[%lld,%lld]", (long long)i,
+                      (long long)q);
+            cr_assert(le(dbl, fabs((double)e8[i * c + q] - e0[i * c + q]), b8), "int8 E[%lld,%lld]", (long long)i,
+                      (long long)q);
+        }
+    }
+    /* what the file stores equals the rounded layer: written from the original E */
+    struct fpd_layer *orig = NULL;
+    cr_assert(eq(int, fpd_layer_init(&s, &orig, NULL), 0));
+    test_fill_random(orig, 9, 0.3);
+    cr_assert(eq(int, fpd_layer_set_free_coords(orig, c, e0, NULL, NULL), 0));
+    char path[128];
+    snprintf(path, sizeof path, "%s/r.safetensors", g_dir);
+    struct fpd_table_meta meta = meta_rowwise(FPD_ROWWISE_INT4);
+    cr_assert(eq(int, fpd_checkpoint_write_layer(path, "t", orig, &meta, 0, &err), 0), "%s", err.msg);
+    struct fpd_safetensors *st = open_path(path);
+    struct fpd_layer *back = NULL;
+    cr_assert(eq(int, fpd_checkpoint_load_layer(st, "t", &back, &err), 0), "%s", err.msg);
+    cr_assert(eq(int, memcmp(fpd_layer_get_free_e_const(back), e4, (size_t)(rows * c) * sizeof(float)), 0));
+    fpd_layer_free(back);
+    fpd_safetensors_free(st);
+    /* int4 again: the same E, bit for bit; int8 again: within F32 rounding */
+    float *again = malloc((size_t)(rows * c) * sizeof(float));
+    memcpy(again, e4, (size_t)(rows * c) * sizeof(float));
+    cr_assert(eq(int, fpd_layer_quantize_free(l, FPD_ROWWISE_INT4, &err), 0));
+    cr_assert(eq(int, memcmp(again, e4, (size_t)(rows * c) * sizeof(float)), 0));
+    memcpy(again, e8, (size_t)(rows * c) * sizeof(float));
+    cr_assert(eq(int, fpd_layer_quantize_free(l8, FPD_ROWWISE_INT8, &err), 0));
+    for (int64_t i = 0; i < rows * c; i++) cr_assert(le(dbl, fabs((double)again[i] - e8[i]), 1e-5 * (1 + fabs(again[i]))));
+    /* refusals: a NaN row, an int4 row beyond F16; E unchanged after either; a bad kind */
+    float *ew = fpd_layer_get_free_e(l);
+    memcpy(again, ew, (size_t)(rows * c) * sizeof(float));
+    ew[7 * c + 2] = NAN;
+    cr_assert(eq(int, fpd_layer_quantize_free(l, FPD_ROWWISE_INT4, &err), FPD_STATUS_NUMERIC));
+    cr_assert(strstr(err.msg, "row 7 of E cannot be stored as int4") != NULL, "%s", err.msg);
+    ew[7 * c + 2] = again[7 * c + 2];
+    ew[9 * c] = 1e6f;
+    cr_assert(eq(int, fpd_layer_quantize_free(l, FPD_ROWWISE_INT4, &err), FPD_STATUS_NUMERIC));
+    cr_assert(strstr(err.msg, "row 9") != NULL, "%s", err.msg);
+    cr_assert(eq(flt, ew[9 * c], 1e6f)); /* nothing changed, the other rows neither */
+    cr_assert(eq(int, memcmp(ew, again, (size_t)(9 * c) * sizeof(float)), 0));
+    cr_assert(eq(int, fpd_layer_quantize_free(l, (enum fpd_rowwise)7, &err), FPD_STATUS_INVALID_ARG));
+    /* the writer refuses such a row too, naming it */
+    struct fpd_checkpoint_tensors t;
+    cr_assert(eq(int, fpd_checkpoint_tensors_init(l, "t", &meta, &t, &err), FPD_STATUS_NUMERIC));
+    cr_assert(strstr(err.msg, "row 9 of the free coordinates E cannot be stored as int4") != NULL, "%s", err.msg);
+    free(again);
+    free(e0);
+    fpd_layer_free(orig);
+    fpd_layer_free(l8);
+    fpd_layer_free(l);
+}
+
+enum qmut { Q_NO_EXT, Q_E_F32, Q_E_SHAPE, Q_BAD_KIND, Q_NO_COORDS, Q_NAN_SCALE, Q_INF_BIAS };
+
+/* Write the exact layer with int4 E and one fault; the load's status and message. */
+static enum fpd_status load_mutated_q(enum qmut mut, struct fpd_error *err, bool *header_ok, bool *shallow_ok) {
+    struct fpd_layer *l = layer_exact();
+    struct fpd_table_meta meta = meta_rowwise(FPD_ROWWISE_INT4);
+    struct fpd_checkpoint_tensors t;
+    cr_assert(eq(int, fpd_checkpoint_tensors_init(l, "emb", &meta, &t, NULL), 0));
+    struct fpd_tensor_info ts[FPD_MAX_MODES + 3];
+    memcpy(ts, t.tensors, sizeof ts);
+    int64_t n = t.n, fe = n - 2;
+    const char *keys[3] = {FPD_META_VERSION_KEY, t.meta_key, FPD_META_EXTENSIONS_KEY};
+    const char *vals[3] = {"1", t.meta_value, "free/1,free-rowwise/1"};
+    static float f32e[30];
+    static uint8_t bytes[60];
+    char json[1024];
+    snprintf(json, sizeof json, "%s", t.meta_value);
+    char *at = strstr(json, "\"free_dtype\":\"int4\"");
+    cr_assert(at != NULL);
+    switch (mut) {
+    case Q_NO_EXT: vals[2] = "free/1"; break;
+    case Q_E_F32: ts[fe].dtype = FPD_DTYPE_F32, ts[fe].data = f32e, ts[fe].nbytes = sizeof f32e, ts[fe].shape[1] = 3; break;
+    case Q_E_SHAPE: ts[fe].shape[0] = 6, ts[fe].shape[1] = 10; break; /* same bytes */
+    case Q_BAD_KIND: memcpy(at + 14, "int2", 4), vals[1] = json; break;
+    case Q_NO_COORDS: { /* "free_dtype" without "free_coords": drop ',"free_coords":3' */
+        char *fc = strstr(json, ",\"free_coords\":3");
+        memmove(fc, fc + 16, strlen(fc + 16) + 1);
+        vals[1] = json;
+        break;
+    }
+    case Q_NAN_SCALE: /* row 4's scale F16 NaN */
+        memcpy(bytes, ts[fe].data, 60);
+        bytes[4 * 6 + 2] = 0x00, bytes[4 * 6 + 3] = 0x7E;
+        ts[fe].data = bytes;
+        break;
+    case Q_INF_BIAS: /* row 8's bias F16 -Inf */
+        memcpy(bytes, ts[fe].data, 60);
+        bytes[8 * 6 + 4] = 0x00, bytes[8 * 6 + 5] = 0xFC;
+        ts[fe].data = bytes;
+        break;
+    }
+    char path[128];
+    snprintf(path, sizeof path, "%s/m%d.safetensors", g_dir, (int)mut);
+    cr_assert(eq(int, fpd_safetensors_write(path, ts, n, keys, vals, 3, FPD_WRITE_OVERWRITE, err), 0), "%s", err->msg);
+    struct fpd_safetensors *st = open_path(path);
+    struct fpd_layer *back = NULL;
+    struct fpd_table_meta m3;
+    struct fpd_error e2;
+    *header_ok = fpd_checkpoint_check_table(st, "emb", &m3, &e2) == FPD_STATUS_OK;
+    *shallow_ok = fpd_checkpoint_verify_table(st, "emb", false, &e2) == FPD_STATUS_OK;
+    enum fpd_status s = fpd_checkpoint_load_layer(st, "emb", &back, err);
+    cr_assert(back == NULL);
+    fpd_safetensors_free(st);
+    fpd_checkpoint_tensors_free(&t);
+    fpd_layer_free(l);
+    return s;
+}
+
+static void expect_refused_q(enum qmut mut, bool header_catches, const char *substr) {
+    struct fpd_error err;
+    bool header_ok, shallow_ok;
+    enum fpd_status s = load_mutated_q(mut, &err, &header_ok, &shallow_ok);
+    cr_assert(eq(int, s, FPD_STATUS_FORMAT), "mutation %d: status %d (%s)", (int)mut, (int)s, err.msg);
+    cr_assert(strstr(err.msg, substr) != NULL, "mutation %d: message '%s' lacks '%s'", (int)mut, err.msg, substr);
+    cr_assert(eq(int, header_ok, !header_catches), "mutation %d: header check", (int)mut);
+    cr_assert(not(shallow_ok), "mutation %d: fpd_checkpoint_verify_table (not deep) passed it", (int)mut);
+}
+
+Test(free_rowwise, malformed_tables_are_refused_by_name, .init = dir_init, .fini = dir_fini) {
+    expect_refused_q(Q_NO_EXT, true, "'free_dtype' = 'int4' but 'fpd.extensions' does not list 'free-rowwise/1'");
+    expect_refused_q(Q_E_F32, true, "tensor 'emb.fpd.free' is F32 [10, 3] but the metadata (rows 10, free_coords 3, "
+                                  "free_dtype int4) needs U8 [10, 6]");
+    expect_refused_q(Q_E_SHAPE, true, "tensor 'emb.fpd.free' is U8 [6, 10]");
+    expect_refused_q(Q_BAD_KIND, true, "key 'free_dtype' is 'int2'");
+    expect_refused_q(Q_NO_COORDS, true, "'free_dtype' is given but 'free_coords' is not");
+    expect_refused_q(Q_NAN_SCALE, false, "row 4 of 'emb.fpd.free' (int4) has a scale or bias that is NaN or Inf");
+    expect_refused_q(Q_INF_BIAS, false, "row 8 of 'emb.fpd.free' (int4)");
+}
+
+Test(free_rowwise, meta_json_free_dtype) {
+    struct fpd_table_meta m = meta_rowwise(FPD_ROWWISE_INT8), back;
+    const int64_t n[2] = {3, 4}, d[2] = {2, 3};
+    m.shape = test_make_shape(2, 10, n, d, 2, 1);
+    char *js = NULL;
+    struct fpd_error err;
+    /* free_rowwise without free coordinates: the writer refuses */
+    cr_assert(eq(int, fpd_table_meta_to_json(&m, &js, &err), FPD_STATUS_INVALID_ARG));
+    m.free_coords = 4;
+    cr_assert(eq(int, fpd_table_meta_to_json(&m, &js, &err), 0), "%s", err.msg);
+    cr_assert(strstr(js, ",\"free_coords\":4,\"free_dtype\":\"int8\"}") != NULL, "%s", js);
+    cr_assert(eq(int, fpd_table_meta_from_json(js, "emb", &back, &err), 0), "%s", err.msg);
+    cr_assert(back.free_rowwise);
+    cr_assert(eq(int, back.free_kind, FPD_ROWWISE_INT8));
+    fpd_free(js);
+    m.free_rowwise = false; /* absent key: E in the core dtype */
+    cr_assert(eq(int, fpd_table_meta_to_json(&m, &js, &err), 0));
+    cr_assert(strstr(js, "free_dtype") == NULL, "%s", js);
+    cr_assert(eq(int, fpd_table_meta_from_json(js, "emb", &back, &err), 0));
+    cr_assert(not(back.free_rowwise));
+    fpd_free(js);
+    cr_assert(eq(int, fpd_table_meta_from_json(
+                          "{\"rows\":10,\"dim\":6,\"row_shape\":[3,4],\"col_shape\":[2,3],\"ranks\":[1,2,1],\"terms\":1,"
+                          "\"source_dtype\":\"F32\",\"fit\":\"x\",\"seed\":0,\"rel_error\":null,\"free_coords\":2,"
+                          "\"free_dtype\":4}",
+                          "emb", &back, &err),
+                 FPD_STATUS_FORMAT));
+    cr_assert(strstr(err.msg, "key 'free_dtype' is an integer") != NULL, "%s", err.msg);
 }

@@ -814,7 +814,7 @@ Test(free, fit_takes_the_residuals_top_directions) {
  * are the cores' rows (naive reference) plus E[i] P read from the file; its error is
  * the closed form: the c = 0 residual R's squared norm minus exactly R's top two
  * eigenvalues of R^T R (Jacobi reference); the report counts N c + c D values. */
-static json_t *compress_glove(const char *out, int64_t c, enum fpd_status want, struct fpd_error *err) {
+static json_t *compress_glove_q(const char *out, int64_t c, bool rowwise, enum fpd_status want, struct fpd_error *err) {
     struct fpd_plan_params pp = fpd_plan_default_params();
     pp.rank = 8;
     pp.min_ratio = 0.0;
@@ -825,6 +825,8 @@ static json_t *compress_glove(const char *out, int64_t c, enum fpd_status want, 
     cp.fit.finetune_epochs = 0;
     cp.fit.free_coords = c;
     cp.recall_queries = 0;
+    cp.free_rowwise = rowwise;
+    cp.free_kind = FPD_ROWWISE_INT4;
     char *text = NULL;
     cr_assert(eq(int, fpd_compress_checkpoint("samples/glove-10k.safetensors", out, &cp, &text, err), want), "%s",
               err->msg);
@@ -834,6 +836,10 @@ static json_t *compress_glove(const char *out, int64_t c, enum fpd_status want, 
     fpd_free(text);
     cr_assert(rep != NULL, "%s", je.text);
     return rep;
+}
+
+static json_t *compress_glove(const char *out, int64_t c, enum fpd_status want, struct fpd_error *err) {
+    return compress_glove_q(out, c, false, want, err);
 }
 
 Test(free, compress_writes_free1_with_the_closed_form_error, .timeout = 120) {
@@ -949,6 +955,82 @@ Test(free, compress_writes_free1_with_the_closed_form_error, .timeout = 120) {
     fpd_safetensors_free(src);
     json_decref(rep0);
     json_decref(rep2);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    cr_assert(eq(int, system(cmd), 0));
+}
+
+/* free_rowwise (format free-rowwise/1): E written as int4 rows, the report's error that
+ * of the file (the reader's rows against the GloVe table, in double), its sizes the
+ * stored bytes; the same cores as with F32 E. */
+Test(free, compress_stores_int4_e_and_reports_the_stored_error, .timeout = 120) {
+    char dir[] = "/tmp/fpd-free-XXXXXX", outf[64], outq[64], cmd[96];
+    cr_assert(mkdtemp(dir) != NULL);
+    snprintf(outf, sizeof outf, "%s/f.safetensors", dir);
+    snprintf(outq, sizeof outq, "%s/q.safetensors", dir);
+    const char *T = "word_embeddings.weight";
+    const int64_t N = 10000, D = 100, c = 8;
+    struct fpd_error err;
+    json_t *repf = compress_glove_q(outf, c, false, FPD_STATUS_OK, &err);
+    json_t *repq = compress_glove_q(outq, c, true, FPD_STATUS_OK, &err);
+    const json_t *tf = json_array_get(json_object_get(repf, "tables"), 0);
+    const json_t *tq = json_array_get(json_object_get(repq, "tables"), 0);
+    struct fpd_safetensors *stf, *stq, *src;
+    cr_assert(eq(int, fpd_safetensors_open(outf, &stf, &err), 0), "%s", err.msg);
+    cr_assert(eq(int, fpd_safetensors_open(outq, &stq, &err), 0), "%s", err.msg);
+    cr_assert(eq(int, fpd_safetensors_open("samples/glove-10k.safetensors", &src, &err), 0), "%s", err.msg);
+    const float *W = fpd_safetensors_find(src, T)->data;
+    char name[96];
+    snprintf(name, sizeof name, "%s.fpd.free", T);
+    const struct fpd_tensor_info *te = fpd_safetensors_find(stq, name);
+    cr_assert(te && te->dtype == FPD_DTYPE_U8 && te->shape[0] == N && te->shape[1] == c / 2 + 4);
+    cr_assert(eq(str, (char *)fpd_safetensors_metadata_get(stq, FPD_META_EXTENSIONS_KEY), "free/1,free-rowwise/1"));
+    cr_assert(eq(str, (char *)json_string_value(json_object_get(tq, "free_dtype")), "int4"));
+    cr_assert(eq(str, (char *)json_string_value(json_object_get(tf, "free_dtype")), "F32"));
+    /* sizes: E's rows of c/2 + 4 bytes, P's c D floats; the cores as with F32 E */
+    const int64_t e_bytes = N * (c / 2 + 4), p_bytes = c * D * 4;
+    cr_assert(eq(i64, json_integer_value(json_object_get(tq, "free_bytes")), e_bytes + p_bytes));
+    cr_assert(eq(i64, json_integer_value(json_object_get(tf, "free_bytes")), N * c * 4 + p_bytes));
+    cr_assert(eq(i64, json_integer_value(json_object_get(tq, "bytes_after")),
+                 json_integer_value(json_object_get(tf, "bytes_after")) - N * c * 4 + e_bytes));
+    struct fpd_layer *lf, *lq;
+    cr_assert(eq(int, fpd_checkpoint_load_layer(stf, T, &lf, &err), 0), "%s", err.msg);
+    cr_assert(eq(int, fpd_checkpoint_load_layer(stq, T, &lq, &err), 0), "%s", err.msg);
+    const struct fpd_layer_shape *s = fpd_layer_get_shape(lf);
+    for (int32_t m = 0; m < s->k; m++)
+        cr_assert(eq(int, memcmp(fpd_layer_core_const(lf, m), fpd_layer_core_const(lq, m),
+                                 (size_t)fpd_layer_shape_core_numel(s, m) * sizeof(float)), 0), "core %d", (int)m);
+    /* the report's error is that of the stored (int4) table */
+    float *rec = malloc((size_t)(N * D) * sizeof(float));
+    double rel[2];
+    struct fpd_layer *ls[2] = {lf, lq};
+    for (int q = 0; q < 2; q++) {
+        cr_assert(eq(int, fpd_layer_reconstruct(ls[q], 0, N, rec, &err), 0), "%s", err.msg);
+        double se = 0.0, sw = 0.0;
+        for (int64_t x = 0; x < N * D; x++) {
+            se += ((double)rec[x] - W[x]) * ((double)rec[x] - W[x]);
+            sw += (double)W[x] * W[x];
+        }
+        rel[q] = sqrt(se / sw);
+    }
+    const double gotf = json_real_value(json_object_get(tf, "rel_error")), gotq = json_real_value(json_object_get(tq, "rel_error"));
+    cr_assert(le(dbl, fabs(gotf - rel[0]), 1e-5 * rel[0]), "F32 E: report %.8f, file %.8f", gotf, rel[0]);
+    cr_assert(le(dbl, fabs(gotq - rel[1]), 1e-5 * rel[1]), "int4 E: report %.8f, file %.8f", gotq, rel[1]);
+    cr_assert(gt(dbl, gotq, gotf), "int4 %.8f vs F32 %.8f: rounding E should cost something", gotq, gotf);
+    /* needs a count of free coordinates */
+    char out3[64];
+    snprintf(out3, sizeof out3, "%s/bad.safetensors", dir);
+    compress_glove_q(out3, 0, true, FPD_STATUS_INVALID_ARG, &err);
+    cr_assert(strstr(err.msg, "need a count") != NULL, "%s", err.msg);
+    compress_glove_q(out3, FPD_FREE_COORDS_AUTO, true, FPD_STATUS_INVALID_ARG, &err);
+    cr_assert(access(out3, F_OK) != 0);
+    free(rec);
+    fpd_layer_free(lf);
+    fpd_layer_free(lq);
+    fpd_safetensors_free(stf);
+    fpd_safetensors_free(stq);
+    fpd_safetensors_free(src);
+    json_decref(repf);
+    json_decref(repq);
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     cr_assert(eq(int, system(cmd), 0));
 }

@@ -21,6 +21,7 @@ Errors of the library raise FPDError (a RuntimeError) with .status (a Status) an
 library's message. PyTorch modules are in fpd.torch. Where libfpd.so is looked for:
 see fpd._lib (FPD_LIBRARY, the source tree's build/, then find_library("fpd")).
 """
+import copy
 import ctypes
 import enum
 import json
@@ -315,6 +316,14 @@ class Layer:
             args.append(_ptr(a, ctypes.c_float))
         _call("fpd_layer_set_free_coords", self._h, c, args[0], args[1])
         del keep
+
+    def quantize_free(self, kind):
+        """Round E to what a file stores with free_dtype=kind ("int8" or "int4": FBGEMM's
+        fused row-wise rows, extension free-rowwise/1), in place
+        (fpd_layer_quantize_free): the layer then looks up what such a file holds."""
+        if kind not in _lib.ROWWISE:
+            raise ValueError(f"kind must be int8 or int4, got {kind!r}")
+        _call("fpd_layer_quantize_free", self._h, _lib.ROWWISE[kind])
 
     @property
     def param_count(self):
@@ -717,14 +726,19 @@ class Checkpoint:
     def table_info(self, name):
         """The checked metadata of FPD table `name` (fpd_checkpoint_check_table): dict
         rows, dim, k, terms, row_shape, col_shape, ranks, source_dtype, core_dtype,
-        fit, seed, rel_error (NaN when absent)."""
+        fit, seed, rel_error (NaN when absent), free_coords (0: none) and free_dtype (E's
+        stored dtype: "int8"/"int4" with free-rowwise/1, else the core dtype; None
+        without free coordinates)."""
         L = self._alive()
         meta = TableMeta()
         _call("fpd_checkpoint_check_table", self._h, name.encode(), ctypes.byref(meta))
         d = _shape_dict(meta.shape)
         d.update({"source_dtype": _lib.DTYPES[meta.source_dtype],
                   "core_dtype": _lib.DTYPES[meta.core_dtype] if meta.core_dtype < len(_lib.DTYPES) else None,
-                  "fit": meta.fit.decode(), "seed": meta.seed, "rel_error": meta.rel_error})
+                  "fit": meta.fit.decode(), "seed": meta.seed, "rel_error": meta.rel_error,
+                  "free_coords": meta.free_coords,
+                  "free_dtype": (None if not meta.free_coords else
+                                 ("int8", "int4")[meta.free_kind] if meta.free_rowwise else d.get("core_dtype"))})
         del L
         return d
 
@@ -831,7 +845,8 @@ def _tensor_info(name, arr, dtype_name=None):
     return t
 
 
-def save(path, tables=None, tensors=None, metadata=None, references=None, core_dtype="F32", overwrite=False):
+def save(path, tables=None, tensors=None, metadata=None, references=None, core_dtype="F32", overwrite=False,
+         free_dtype=None):
     """Write an FPD v1 checkpoint (DESIGN.md section 4) with libfpd's writer
     (fpd_table_meta_to_json, fpd_safetensors_write: atomic, never replacing `path`
     unless overwrite).
@@ -843,10 +858,15 @@ def save(path, tables=None, tensors=None, metadata=None, references=None, core_d
       dense [rows, dim] table) when given, else written as null: a value carried over
       from an earlier file would no longer describe these cores.
     tensors: {name: NumPy array}, written unchanged (dtype and shape kept).
-    metadata: extra __metadata__ strings ("fpd.version" is "1")."""
+    metadata: extra __metadata__ strings ("fpd.version" is "1").
+    free_dtype: None (E of free coordinates in core_dtype) or "int8"/"int4": E stored
+      row-wise quantized (extension free-rowwise/1, fpd_rowwise_quantize; P stays in
+      core_dtype); rel_error against references is then that of the stored table."""
     tables, tensors, references = tables or {}, tensors or {}, references or {}
     if core_dtype not in ("F32", "F16", "BF16"):
         raise ValueError("core_dtype must be F32, F16 or BF16")
+    if free_dtype is not None and free_dtype not in _lib.ROWWISE:
+        raise ValueError(f"free_dtype must be None, int8 or int4, got {free_dtype!r}")
     L = _lib.load()
     infos, keep = [], []
     meta = {"fpd.version": "1"}
@@ -859,8 +879,16 @@ def save(path, tables=None, tensors=None, metadata=None, references=None, core_d
         tm.core_dtype = _lib.DTYPE[core_dtype]
         tm.fit = str(info.get("fit", "python")).encode()[:63]
         tm.seed = int(info.get("seed", 0))
-        tm.rel_error = layer.error(references[name])["rel_error"] if name in references else math.nan
+        q_free = free_dtype is not None and layer.free_coords > 0
+        if q_free and name in references:  # measured as stored
+            stored = copy.deepcopy(layer)
+            stored.quantize_free(free_dtype)
+            tm.rel_error = stored.error(references[name])["rel_error"]
+        else:
+            tm.rel_error = layer.error(references[name])["rel_error"] if name in references else math.nan
         tm.free_coords = layer.free_coords
+        tm.free_rowwise = q_free
+        tm.free_kind = _lib.ROWWISE[free_dtype] if q_free else 0
         js = ctypes.c_void_p()
         _call("fpd_table_meta_to_json", ctypes.byref(tm), ctypes.byref(js))
         meta[f"fpd.table.{name}"] = ctypes.string_at(js.value).decode()
@@ -882,8 +910,16 @@ def save(path, tables=None, tensors=None, metadata=None, references=None, core_d
                 perm = perm.astype(np.int32)
             keep.append(perm)
             infos.append(_tensor_info(f"{name}.fpd.row_perm", perm))
-        if layer.free_coords:  # free/1: E and P in the cores' dtype
+        if layer.free_coords:  # free/1: E and P in the cores' dtype (E row-wise with free_dtype)
             for suffix, x in (("free", layer.free_e), ("free_proj", layer.free_p)):
+                if suffix == "free" and q_free:
+                    kind = _lib.ROWWISE[free_dtype]
+                    view, src = _table_view(x)
+                    arr = np.empty((layer.rows, L.fpd_rowwise_row_bytes(kind, layer.free_coords)), np.uint8)
+                    _call("fpd_rowwise_quantize", ctypes.byref(view), kind, arr.ctypes.data, None)
+                    keep.append(arr)
+                    infos.append(_tensor_info(f"{name}.fpd.{suffix}", arr))
+                    continue
                 if core_dtype == "F32":
                     arr = np.ascontiguousarray(x)
                 elif core_dtype == "F16":
@@ -894,8 +930,10 @@ def save(path, tables=None, tensors=None, metadata=None, references=None, core_d
                 keep.append(arr)
                 infos.append(_tensor_info(f"{name}.fpd.{suffix}", arr, core_dtype))
             ext = [e for e in meta.get("fpd.extensions", "").split(",") if e]
-            if "free/1" not in ext:
-                meta["fpd.extensions"] = ",".join(ext + ["free/1"])
+            for e in ["free/1"] + (["free-rowwise/1"] if q_free else []):
+                if e not in ext:
+                    ext.append(e)
+            meta["fpd.extensions"] = ",".join(ext)
     for name, arr in tensors.items():
         arr = np.asarray(arr)
         arr = np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder("<"))
@@ -916,7 +954,7 @@ def save(path, tables=None, tensors=None, metadata=None, references=None, core_d
 def compress(in_path, out_path, encoding="auto", max_error=None, rank=None, terms=None, k=None, budget=None,
              ratio=None, core_dtype=None, min_rows=None, min_ratio=None, tables=None, row_freq=None, epochs=None,
              als_sweeps=None, seed=0, cluster_rows=False, queries=200, overwrite=False, progress=None,
-             free_coords=0, order=None, id_base=0):
+             free_coords=0, order=None, id_base=0, free_dtype=None):
     """Compress the checkpoint at in_path (safetensors, or one .npy table) into
     out_path (FPD v1 safetensors, written atomically) with libfpd's pipeline
     (fpd_compress_checkpoint), as fpd-compress does with the same options, and return
@@ -937,7 +975,9 @@ def compress(in_path, out_path, encoding="auto", max_error=None, rank=None, term
       then cover cores and free coordinates): the fit (fpd_fit_params). order: the rows of
       trained tables ordered from implicit feedback before the fit (as fpd-compress
       --order-from): a path (the only compressed table, ids in column 1) or {table:
-      path or (path, column)} with column 1 or 2; id_base: the files' first id. queries:
+      path or (path, column)} with column 1 or 2; id_base: the files' first id.
+      free_dtype: None (E in the core dtype) or "int8"/"int4" (E stored row-wise,
+      free-rowwise/1, measured as stored; needs a count free_coords >= 1). queries:
       recall@10 query rows. progress(stage, done, total): called during fits;
       return False to cancel (FPDError CANCELLED, nothing written).
 
@@ -974,6 +1014,12 @@ def compress(in_path, out_path, encoding="auto", max_error=None, rank=None, term
     cp.fit.seed, cp.fit.cluster_rows, cp.fit.free_coords = int(seed), bool(cluster_rows), int(free_coords)
     cp.recall_queries = int(queries)
     cp.overwrite = bool(overwrite)
+    if free_dtype is not None:
+        if free_dtype not in _lib.ROWWISE:
+            raise ValueError(f"free_dtype must be None, int8 or int4, got {free_dtype!r}")
+        if not (isinstance(free_coords, int) and free_coords >= 1):
+            raise ValueError("free_dtype stores the free coordinates' E: give a count free_coords >= 1 (not auto)")
+        cp.free_rowwise, cp.free_kind = True, _lib.ROWWISE[free_dtype]
     keep = []
     if tables is not None:
         names = [tables] if isinstance(tables, str) else list(tables)

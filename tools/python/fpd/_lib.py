@@ -31,6 +31,7 @@ DTYPE = {name: i for i, name in enumerate(DTYPES)}
 
 BAG_MODE = {"sum": 0, "mean": 1, "none": 2}
 OPTIMIZER = {"sgd": 0, "rowwise_adagrad": 1, "adam": 2, "lazy_adam": 3}
+ROWWISE = {"int8": 0, "int4": 1}  # enum fpd_rowwise
 INIT_KIND = {"normal": 0, "uniform": 1}
 WRITE_OVERWRITE = 1
 
@@ -100,7 +101,8 @@ class TensorInfo(Structure):
 
 class TableMeta(Structure):
     _fields_ = [("shape", LayerShape), ("source_dtype", c_int), ("core_dtype", c_int), ("fit", c_char * 64),
-                ("seed", c_uint64), ("rel_error", c_double), ("free_coords", c_int64)]
+                ("seed", c_uint64), ("rel_error", c_double), ("free_coords", c_int64), ("free_rowwise", c_bool),
+                ("free_kind", c_int)]
 
 
 class RowwiseTable(Structure):
@@ -142,7 +144,8 @@ class CompressParams(Structure):
                 ("overwrite", c_bool), ("progress", c_void_p), ("progress_user_data", c_void_p),
                 ("cancel", c_void_p), ("cancel_user_data", c_void_p), ("init_interactions", c_char_p),
                 ("init_id_base", c_int64), ("init_column", c_int32), ("order_tables", POINTER(c_char_p)),
-                ("order_files", POINTER(c_char_p)), ("order_columns", POINTER(c_int32)), ("n_order", c_int64)]
+                ("order_files", POINTER(c_char_p)), ("order_columns", POINTER(c_int32)), ("n_order", c_int64),
+                ("free_rowwise", c_bool), ("free_kind", c_int)]
 
 
 class NcfMetrics(Structure):
@@ -187,6 +190,7 @@ PROTOTYPES = {
     "fpd_layer_row_perm": (I64P, [P]),
     "fpd_layer_set_free_coords": (ST, [P, c_int64, F32P, F32P, ERR]),
     "fpd_layer_get_free_coords": (c_int64, [P]),
+    "fpd_layer_quantize_free": (ST, [P, c_int, ERR]),
     "fpd_layer_get_free_e": (F32P, [P]),
     "fpd_layer_get_free_p": (F32P, [P]),
     "fpd_layer_param_count": (c_int64, [P]),
@@ -225,6 +229,8 @@ PROTOTYPES = {
     "fpd_checkpoint_load_layer": (ST, [P, c_char_p, POINTER(P), ERR]),
     "fpd_checkpoint_load_rowwise": (ST, [P, c_char_p, POINTER(RowwiseTable), c_void_p, ERR]),
     "fpd_checkpoint_verify_table": (ST, [P, c_char_p, c_bool, ERR]),
+    "fpd_rowwise_quantize": (ST, [POINTER(TableView), c_int, c_void_p, POINTER(c_double), ERR]),
+    "fpd_rowwise_row_bytes": (c_size_t, [c_int, c_int64]),
     "fpd_rowwise_lookup": (ST, [POINTER(RowwiseTable), POINTER(c_int64), c_int64, POINTER(c_float), ERR]),
     "fpd_rowwise_reconstruct": (ST, [POINTER(RowwiseTable), c_int64, c_int64, POINTER(c_float), ERR]),
     # heuristics

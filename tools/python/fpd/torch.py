@@ -264,17 +264,19 @@ class _FPDModule(nn.Module):
         m.fit_report = report
         return m
 
-    def save(self, path, name=None, reference=None, tensors=None, core_dtype="F32", overwrite=False):
+    def save(self, path, name=None, reference=None, tensors=None, core_dtype="F32", overwrite=False,
+             free_dtype=None):
         """Write this table as FPD v1 (fpd.save): name defaults to the name it was read
         under. rel_error is recomputed against `reference` (the dense table) when given,
-        else written as null; "fit" records "+torch"."""
+        else written as null; "fit" records "+torch". free_dtype "int8"/"int4": E of the
+        free coordinates stored row-wise (free-rowwise/1), as fpd.save."""
         name = name or getattr(self, "table_name", None)
         if not name:
             raise ValueError("save needs a table name (the module was not read from a file)")
         modules = dict(tensors or {})
         modules[name] = self
         save(path, modules, references=None if reference is None else {name: reference}, core_dtype=core_dtype,
-             overwrite=overwrite)
+             overwrite=overwrite, free_dtype=free_dtype)
 
     def _layer_for_save(self):
         layer = self.layer
@@ -451,11 +453,12 @@ def load_embedding_bag(path, name, **kwargs):
     return nn.EmbeddingBag.from_pretrained(w, **kwargs)
 
 
-def save(path, modules, references=None, core_dtype="F32", overwrite=False, metadata=None):
+def save(path, modules, references=None, core_dtype="F32", overwrite=False, metadata=None, free_dtype=None):
     """Write several tables and tensors as one FPD v1 checkpoint: modules maps a name
     to an FPDEmbeddingBag / FPDEmbedding (written as an FPD table) or to a tensor
     (written unchanged). references: {name: dense table} to recompute rel_error
-    (else null)."""
+    (else null). free_dtype: None, or "int8"/"int4" for the free coordinates' E
+    (fpd.save)."""
     tables, tensors = {}, {}
     for name, m in modules.items():
         if isinstance(m, _FPDModule):
@@ -467,7 +470,7 @@ def save(path, modules, references=None, core_dtype="F32", overwrite=False, meta
     refs = {}
     for name, r in (references or {}).items():
         refs[name] = r.detach().to(torch.float32).cpu().contiguous().numpy() if isinstance(r, torch.Tensor) else r
-    _fpd.save(path, tables, tensors, metadata, refs, core_dtype, overwrite)
+    _fpd.save(path, tables, tensors, metadata, refs, core_dtype, overwrite, free_dtype)
 
 
 def replace_embeddings(model, budget=None, ratio=None, max_error=None, rank=None, terms=None, k=None, min_rows=1000,

@@ -1,0 +1,176 @@
+# Format extension free-rowwise/1: the free coordinates' E stored as int4/int8 rows.
+# fpd-compress --free-dtype writes it (sizes as stored, the error of the file), fpd-inspect
+# and fpd-convert read it, fpd-convert --free-dtype re-stores E, sample-train-gmf
+# --free-dtype trains and writes it, and an independent NumPy decoder (samples/pytorch/
+# fpd_embedding.py, FBGEMM's layout from the README) reads the same rows as libfpd.
+C="$BUILD/fpd-compress"
+G="$ROOT/samples/glove-10k.safetensors"
+T=word_embeddings.weight
+FE="$ROOT/samples/pytorch"
+
+run "$C" "$G" -o q.safetensors --rank 8 --epochs 0 --als 0 --free-coords 8 --free-dtype int4 --queries 0 --json
+expect_rc "compress --free-dtype int4: exit 0" 0
+cp out.txt q.json
+run "$C" "$G" -o f.safetensors --rank 8 --epochs 0 --als 0 --free-coords 8 --queries 0 --json
+expect_rc "compress --free-coords 8 (F32 E): exit 0" 0
+cp out.txt f.json
+py_check "compress --free-dtype int4: E counted as int4 rows, the cores' bytes unchanged, error a little above F32 E" "
+import json
+q = json.load(open('q.json'))['tables'][0]; f = json.load(open('f.json'))['tables'][0]
+assert q['free_dtype'] == 'int4' and f['free_dtype'] == 'F32', (q['free_dtype'], f['free_dtype'])
+e4, p = 10000 * (8 // 2 + 4), 8 * 100 * 4
+assert q['free_bytes'] == e4 + p and f['free_bytes'] == 10000 * 8 * 4 + p, (q['free_bytes'], f['free_bytes'])
+assert q['bytes_after'] == f['bytes_after'] - f['free_bytes'] + q['free_bytes'], (q['bytes_after'], f['bytes_after'])
+assert abs(q['ratio'] - 4000000 / q['bytes_after']) < 1e-3 * q['ratio'], q['ratio']
+assert f['rel_error'] < q['rel_error'] < f['rel_error'] * 1.01, (f['rel_error'], q['rel_error'])"
+run "$BUILD/fpd-inspect" q.safetensors --verify
+expect_rc "int4 E: inspect --verify passes" 0
+expect_grep "int4 E: inspect names E's dtype" out.txt "free coordinates c = 8 \(E \[10000, 8\] int4, P \[8, 100\]\)"
+run "$BUILD/fpd-inspect" q.safetensors --json
+py_check "int4 E: inspect's JSON (free_dtype, the table's bytes = compress's)" "
+import json
+t = json.load(open('out.txt'))['tables'][0]; q = json.load(open('q.json'))['tables'][0]
+assert t['free_dtype'] == 'int4' and t['free_coords'] == 8 and t['bytes_after'] == q['bytes_after'], t"
+run "$BUILD/fpd-convert" q.safetensors -o qd.safetensors
+expect_rc "int4 E: fpd-convert to dense" 0
+# the independent reader: E decoded from the bytes by the README's layout, rows by the
+# definition (cores + E P) in float64; equal to libfpd's dense rows and to the report's error
+py_check "int4 E: the NumPy reader's rows = fpd-convert's dense rows; the report's error is the file's" "
+import sys, json, struct
+sys.path.insert(0, '$FE')
+import numpy as np, fpd_embedding as fe
+t = fe.load_fpd_table('q.safetensors', '$T')
+assert t.free_e.shape == (10000, 8) and t.meta['free_dtype'] == 'int4'
+R = fe.reconstruct_rows(t, np.arange(10000))
+def load(p):
+    d = open(p, 'rb').read(); n = struct.unpack('<Q', d[:8])[0]; h = json.loads(d[8:8 + n])
+    a, b = h['$T']['data_offsets']
+    return np.frombuffer(d[8 + n + a:8 + n + b], '<f4').reshape(h['$T']['shape']).astype(np.float64)
+D, W = load('qd.safetensors'), load('$G')
+assert np.abs(R - D).max() < 1e-5 * np.abs(D).max(), np.abs(R - D).max()
+rel = np.linalg.norm(W - R) / np.linalg.norm(W)
+q = json.load(open('q.json'))['tables'][0]
+assert abs(rel - q['rel_error']) < 1e-5 * rel, (rel, q['rel_error'])"
+
+run "$C" "$G" -o bad.safetensors --free-dtype int4
+expect_rc "compress --free-dtype without --free-coords: exit 2" 2
+expect_grep "compress --free-dtype without --free-coords: says so" err.txt "give --free-coords C"
+run "$C" "$G" -o bad.safetensors --free-dtype int4 --free-coords auto --budget 150KB
+expect_rc "compress --free-dtype with --free-coords auto: exit 2" 2
+expect_grep "compress --free-dtype with auto: says why" err.txt "needs a count .*auto sizes E in the core dtype"
+run "$C" "$G" -o bad.safetensors --free-dtype int2 --free-coords 2
+expect_rc "compress --free-dtype int2: exit 2" 2
+expect_grep "compress --free-dtype int2: names the values" err.txt "core, int8 or int4"
+expect_absent "compress --free-dtype refusals: nothing written" bad.safetensors
+
+# fpd-convert --free-dtype: F32 E -> int4 gives compress's bytes for E; int4 -> core
+# gives F32 E = the decoded int4 values; the extension list follows
+V="$BUILD/fpd-convert"
+run "$V" f.safetensors --to fpd --free-dtype int4 -o f2q.safetensors --json
+expect_rc "convert --free-dtype int4: exit 0" 0
+py_check "convert --free-dtype int4: E's bytes = compress --free-dtype's; cores and P unchanged; rel_error null" "
+import json, struct
+def rd(p):
+    d = open(p, 'rb').read(); n = struct.unpack('<Q', d[:8])[0]; h = json.loads(d[8:8 + n])
+    return {k: d[8 + n + v['data_offsets'][0]:8 + n + v['data_offsets'][1]] for k, v in h.items() if k != '__metadata__'}, h
+a, ha = rd('f2q.safetensors'); b, hb = rd('q.safetensors'); f, hf = rd('f.safetensors')
+assert a.keys() == b.keys() and all(a[k] == b[k] for k in a), [k for k in a if a[k] != b.get(k)]
+assert all(a[k] == f[k] for k in a if not k.endswith('.fpd.free')), 'cores or P changed'
+m = ha['__metadata__']; t = json.loads(m['fpd.table.$T'])
+assert m['fpd.extensions'] == 'free/1,free-rowwise/1' and t['free_dtype'] == 'int4' and t['rel_error'] is None, m
+r = json.load(open('out.txt'))
+assert [x['from'] for x in r['tensors'] if x['name'].endswith('.fpd.free')] == ['E stored as int4'], r"
+run "$V" q.safetensors --to fpd --free-dtype core -o q2f.safetensors
+expect_rc "convert --free-dtype core: exit 0" 0
+py_check "convert --free-dtype core: F32 E = the NumPy-decoded int4 E; free-rowwise/1 dropped" "
+import sys, json, struct
+sys.path.insert(0, '$FE')
+import numpy as np, fpd_embedding as fe
+d = open('q2f.safetensors', 'rb').read(); n = struct.unpack('<Q', d[:8])[0]; h = json.loads(d[8:8 + n])
+e = h['$T.fpd.free']; a, b = e['data_offsets']
+E = np.frombuffer(d[8 + n + a:8 + n + b], '<f4').reshape(e['shape'])
+assert e['dtype'] == 'F32' and h['__metadata__']['fpd.extensions'] == 'free/1', h['__metadata__']
+assert 'free_dtype' not in json.loads(h['__metadata__']['fpd.table.$T'])
+assert np.array_equal(E, fe.load_fpd_table('q.safetensors').free_e)"
+run "$V" "$G" --to fpd --free-dtype int4 -o none.safetensors
+expect_rc "convert --free-dtype on a dense checkpoint: exit 1" 1
+run "$C" "$G" -o plain.safetensors --rank 4 --epochs 0 -q
+run "$V" plain.safetensors --to fpd --free-dtype int4 -o none.safetensors
+expect_rc "convert --free-dtype without free coordinates: exit 1" 1
+expect_grep "convert --free-dtype without free coordinates: says so" err.txt "no FPD table with free coordinates"
+expect_absent "convert --free-dtype refusals: nothing written" none.safetensors
+run "$V" q.safetensors --free-dtype int4 -o x.safetensors
+expect_rc "convert --free-dtype without --to fpd: exit 2" 2
+
+# a reader that knows free/1 only (an older libfpd) must refuse through fpd.extensions:
+# shown with the NumPy reader, which refuses an extension it does not know
+py_check "int4 E: an unknown extension is refused by the NumPy reader" "
+import sys, json, struct
+sys.path.insert(0, '$FE')
+import fpd_embedding as fe
+d = open('q.safetensors', 'rb').read(); n = struct.unpack('<Q', d[:8])[0]; h = json.loads(d[8:8 + n])
+h['__metadata__']['fpd.extensions'] = 'free/1,free-rowwise/2'
+b = json.dumps(h).encode(); b += b' ' * (-len(b) % 8)
+open('future.safetensors', 'wb').write(struct.pack('<Q', len(b)) + b + d[8 + n:])
+try:
+    fe.load_fpd_table('future.safetensors'); raise SystemExit('read a file with an unknown extension')
+except ValueError as e:
+    assert 'free-rowwise/2' in str(e), e"
+run "$BUILD/fpd-inspect" future.safetensors
+expect_rc "int4 E, free-rowwise/2: libfpd refuses (exit 1)" 1
+expect_grep "int4 E, free-rowwise/2: names the extension" err.txt "names the extension 'free-rowwise/2'"
+
+# the Python package: fpd.compress(free_dtype=), Layer.quantize_free, fpd.save(free_dtype=)
+if /usr/bin/python3 -c 'import numpy' >/dev/null 2>&1; then
+    if FPD_LIBRARY="$BUILD/libfpd.so" PYTHONPATH="$ROOT/tools/python" /usr/bin/python3 -c "
+import json, fpd
+import numpy as np
+r = fpd.compress('$G', 'qpy.safetensors', rank=8, epochs=0, als_sweeps=0, free_coords=8, free_dtype='int4', queries=0)
+q = json.load(open('q.json'))['tables'][0]
+assert r['tables'][0]['bytes_after'] == q['bytes_after'] and abs(r['tables'][0]['rel_error'] / q['rel_error'] - 1) < 1e-5  # the CLI prints 6 digits
+with fpd.open('f.safetensors') as ck:
+    l = ck.load_layer('$T')
+with fpd.open('q.safetensors') as ck:
+    info = ck.table_info('$T'); lq = ck.load_layer('$T')
+assert info['free_coords'] == 8 and info['free_dtype'] == 'int4', info
+l.quantize_free('int4')
+assert np.array_equal(l.free_e, lq.free_e)
+fpd.save('pysave.safetensors', {'$T': l}, free_dtype='int4')
+with fpd.open('pysave.safetensors') as ck:
+    assert ck.table_info('$T')['free_dtype'] == 'int4'
+    assert np.array_equal(ck.load_layer('$T').free_e, lq.free_e)
+try:
+    fpd.compress('$G', 'qpy2.safetensors', free_coords='auto', budget=150000, free_dtype='int4'); raise SystemExit('auto')
+except ValueError as e:
+    assert 'count' in str(e), e
+" >py.txt 2>&1; then _report ok "int4 E from Python: fpd.compress(free_dtype), Layer.quantize_free = the file's E, fpd.save(free_dtype)"
+    else _report "not ok" "int4 E from Python" "$(tail -c 600 py.txt)"; fi
+else
+    skip "int4 E from Python" "/usr/bin/python3 with numpy not available"
+fi
+
+# sample-train-gmf --free-dtype int4: trained in F32, E rounded once; the HR@10 it prints
+# for the stored model is what fpd-eval measures on the file it wrote
+if [ -f "$DATA/movielens-1m/ratings.tsv" ]; then
+    run "$BUILD/sample-train-gmf" "$DATA/movielens-1m/ratings.tsv" --epochs 1 --max-users 200 --dim 16 --rank 4 \
+        --tables fpd --free-coords 4 --free-dtype int4 --order-rows -o tq --write-test --json
+    expect_rc "train --free-dtype int4: exit 0" 0
+    cp out.txt tq.json
+    expect_grep "train --free-dtype int4: prints the stored and the F32 metrics" err.txt "E stored as int4: HR@10 0\.[0-9]* .*\(F32 0\."
+    run "$BUILD/fpd-eval" tq.fpd.safetensors --ncf tq.test.rating tq.test.negative --json
+    expect_rc "train --free-dtype int4: fpd-eval reads the file" 0
+    py_check "train --free-dtype int4: fpd-eval's HR@10 = the trainer's stored HR@10; the ratio counts E's bytes" "
+import json
+r = json.load(open('tq.json'))['runs'][0]; e = json.load(open('out.txt'))
+hr = e.get('hr10', e.get('HR@10'))
+assert abs(hr - r['hr10']) < 1e-6, (hr, r['hr10'], r['hr10_f32'])
+assert r['hr10_f32'] is not None
+# 200 users, 3706 items: E of 4 int4 coordinates is 2 + 4 bytes a row = 1.5 floats
+assert r['params'] > 0"
+    run "$BUILD/fpd-inspect" tq.fpd.safetensors
+    expect_grep "train --free-dtype int4: both tables store int4 E" out.txt "E \[3706, 4\] int4"
+    run "$BUILD/sample-train-gmf" "$DATA/movielens-1m/ratings.tsv" --epochs 1 --max-users 50 --free-dtype int4
+    expect_rc "train --free-dtype without --free-coords: exit 2" 2
+else
+    skip "train --free-dtype int4" "$DATA/movielens-1m/ratings.tsv not found"
+fi
