@@ -309,7 +309,7 @@ static yaml_node_t *map_get(struct ctx *c, const yaml_node_t *n, const char *key
 #define SETTINGS_KEYS                                                                                     \
     "rank", "r", "terms", "p", "cores", "k", "core_dtype", "min_ratio", "epochs", "batch_rows", "learning_rate", \
         "seed", "backfit_sweeps", "backfit_tol", "recall_queries", "row_freq", "device", "compress", "budget", "ratio", \
-        "max_error", "free_coords", "order_from", "order_column", "id_base"
+        "max_error", "free_coords", "order_from", "order_column", "id_base", "free_dtype"
 
 /* An existing regular file, its path resolved against the YAML's folder into *path
  * (the old value freed; newly allocated). */
@@ -403,6 +403,12 @@ static enum fpd_status parse_setting(struct ctx *c, const char *key, yaml_node_t
             return at(c, v, "'free_coords' must be auto or an integer from 0 to %d, got %s", 1 << 20,
                       describe(v, b, sizeof b));
         s->set |= FPD_BATCH_SET_FREE_COORDS;
+    } else if (!strcmp(key, "free_dtype")) { /* E of free/1: core (the core dtype), int8 or int4 */
+        const char *d = is_plain(v) ? node_text(v) : "";
+        if (!strcmp(d, "core")) s->free_rowwise = false;
+        else if (fpd_rowwise_from_name(d, &s->free_kind)) s->free_rowwise = true;
+        else return at(c, v, "'free_dtype' must be core, int8 or int4, got %s", describe(v, b, sizeof b));
+        s->set |= FPD_BATCH_SET_FREE_DTYPE;
     }
     return st;
 }
@@ -460,6 +466,7 @@ void fpd_batch_settings_for(const struct fpd_batch_pipeline *p, const struct fpd
         if (f & FPD_BATCH_SET_ORDER_FROM) out->order_from = s->order_from;
         if (f & FPD_BATCH_SET_ORDER_COLUMN) out->order_column = s->order_column;
         if (f & FPD_BATCH_SET_ID_BASE) out->id_base = s->id_base;
+        if (f & FPD_BATCH_SET_FREE_DTYPE) out->free_rowwise = s->free_rowwise, out->free_kind = s->free_kind;
         out->set |= f;
     }
 }
@@ -509,6 +516,11 @@ void fpd_batch_settings_key(const struct fpd_batch_settings *s, char *buf, size_
         if (l >= len) return;
         if (fp->free_coords == FPD_FREE_COORDS_AUTO) snprintf(buf + l, len - l, " fc=auto");
         else snprintf(buf + l, len - l, " fc=%lld", (long long)fp->free_coords);
+    }
+    if ((s->set & FPD_BATCH_SET_FREE_DTYPE) && s->free_rowwise) { /* likewise */
+        size_t l = strlen(buf);
+        if (l >= len) return;
+        snprintf(buf + l, len - l, " fd=%s", fpd_rowwise_name(s->free_kind));
     }
     if (s->order_from) { /* likewise; a pass shares one id base (fpd_compress_params.init_id_base) */
         size_t l = strlen(buf);

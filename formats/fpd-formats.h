@@ -734,7 +734,9 @@ FPD_API enum fpd_status fpd_ncf_write_train(const char *path, const struct fpd_n
  * least this many times smaller), max_error (> 0: the smallest candidate whose
  * predicted relative error, from the table's data, is at most this), free_coords
  * (c >= 0: c free coordinates per row, format free/1, as fpd-compress --free-coords;
- * fit.free_coords), and the table's row order from implicit feedback, as
+ * fit.free_coords), free_dtype (core | int8 | int4: E stored row-wise, extension
+ * free-rowwise/1, as fpd-compress --free-dtype; fpd_batch_settings_apply leaves it to
+ * the caller, fpd_compress_params.free_rowwise), and the table's row order from implicit feedback, as
  * fpd-compress --order-from (fpd_compress_params.order_*): order_from (an
  * interactions file, fpd_ncf_interactions_load), order_column (1|2: the column of the
  * table's ids, default 1), id_base (B >= 0: the ids are B-based, default 0);
@@ -752,7 +754,7 @@ enum {
     FPD_BATCH_SET_COMPRESS = 1u << 12, FPD_BATCH_SET_BUDGET = 1u << 13, FPD_BATCH_SET_RATIO = 1u << 14,
     FPD_BATCH_SET_MAX_ERROR = 1u << 15, FPD_BATCH_SET_RECALL = 1u << 16, FPD_BATCH_SET_ROW_FREQ = 1u << 17,
     FPD_BATCH_SET_FREE_COORDS = 1u << 18, FPD_BATCH_SET_ORDER_FROM = 1u << 19,
-    FPD_BATCH_SET_ORDER_COLUMN = 1u << 20, FPD_BATCH_SET_ID_BASE = 1u << 21,
+    FPD_BATCH_SET_ORDER_COLUMN = 1u << 20, FPD_BATCH_SET_ID_BASE = 1u << 21, FPD_BATCH_SET_FREE_DTYPE = 1u << 22,
 };
 
 enum fpd_batch_device { FPD_BATCH_DEVICE_AUTO = 0, FPD_BATCH_DEVICE_CPU, FPD_BATCH_DEVICE_CUDA, FPD_BATCH_DEVICE_COUNT };
@@ -786,6 +788,9 @@ struct fpd_batch_settings {
                              owned by the pipeline; NULL: no order                       */
     int32_t order_column; /* the column of the table's ids in it: 0 (first, default) or 1 */
     int64_t id_base;      /* the ids' base (default 0)                                   */
+    bool free_rowwise;    /* free_dtype: int8 | int4: E stored row-wise (free-rowwise/1;
+                             fpd_compress_params.free_rowwise); "core" or unset: false  */
+    enum fpd_rowwise free_kind;
 };
 
 struct fpd_batch_override {

@@ -18,6 +18,10 @@ uint64_t batch_fnv1a(const void *data, size_t n, uint64_t h) {
 
 void batch_settings_apply(const struct fpd_batch_settings *s, struct compress_options *co) {
     fpd_batch_settings_apply(s, &co->plan, &co->fit, &co->recall_queries);
+    if (s->set & FPD_BATCH_SET_FREE_DTYPE) {
+        co->free_rowwise = s->free_rowwise;
+        co->free_kind = s->free_kind;
+    }
 }
 
 struct fpd_device batch_settings_device(const struct fpd_batch_settings *s) {
@@ -54,6 +58,7 @@ json_t *batch_settings_json(const struct fpd_batch_settings *s) {
     json_object_set_new(o, "max_error", pp->max_error > 0 ? json_real(pp->max_error) : json_null());
     json_object_set_new(o, "free_coords", fp->free_coords == FPD_FREE_COORDS_AUTO ? json_string("auto")
                                                                                  : json_integer(fp->free_coords));
+    json_object_set_new(o, "free_dtype", json_string(co.free_rowwise ? fpd_rowwise_name(co.free_kind) : "core"));
     static const char *const dev[] = {"auto", "cpu", "cuda"};
     json_object_set_new(o, "device", json_string(dev[s->device]));
     return o;

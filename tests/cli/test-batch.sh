@@ -300,6 +300,28 @@ printf 'inputs:\n  - %s\noutput:\n  folder: out\ndefaults:\n  free_coords: 101\n
 run "$B" bad/p.yaml
 expect_rc "free_coords above D: exit 2" 2
 expect_grep "free_coords above D: names the table" err.txt "tensor 'word_embeddings.weight' has dimension 100; 101 free coordinates"
+# free_dtype: int4 stores E as int4 rows (free-rowwise/1), as fpd-compress --free-dtype int4
+printf 'inputs:\n  - %s\noutput:\n  folder: out\ndefaults:\n  rank: 4\n  epochs: 0\n  recall_queries: 0\ntables:\n  - match: "word_*"\n    free_coords: 2\n    free_dtype: int4\n' "$SAMPLE" >fc/q.yaml
+run "$B" fc/q.yaml --json
+expect_rc "free_dtype int4: exit 0" 0
+cp out.txt fc/q.json
+run "$BUILD/fpd-compress" "$SAMPLE" -o fc/q-ref.safetensors --rank 4 --epochs 0 --queries 0 --free-coords 2 --free-dtype int4 --json
+expect_rc "free_dtype int4: the fpd-compress reference: exit 0" 0
+py_check "free_dtype int4: the settings say it; E's bytes and the error are fpd-compress --free-dtype int4's" "
+import json
+t = [t for c in json.load(open('fc/q.json'))['checkpoints'] for t in c['tables'] if t['name'] == 'word_embeddings.weight'][0]
+ref = json.load(open('out.txt'))['tables'][0]
+assert t['settings']['free_dtype'] == 'int4' and t['free_dtype'] == 'int4', t
+assert t['free_bytes'] == ref['free_bytes'] == 10000 * (1 + 4) + 2 * 100 * 4, (t['free_bytes'], ref['free_bytes'])
+assert abs(t['rel_error'] / ref['rel_error'] - 1) < 1e-5, (t['rel_error'], ref['rel_error'])"
+run "$BUILD/fpd-inspect" fc/out/glove-10k.fpd.safetensors --verify
+expect_grep "free_dtype int4: the output stores int4 E" out.txt "E \[10000, 2\] int4"
+printf 'inputs:\n  - %s\noutput:\n  folder: out\ndefaults:\n  free_dtype: int3\n' "$SAMPLE" >bad/p.yaml
+bad_case "free_dtype int3" 2 "bad/p.yaml:6:15: 'free_dtype' must be core, int8 or int4"
+printf 'inputs:\n  - %s\noutput:\n  folder: out\ndefaults:\n  rank: 4\n  free_dtype: int4\n' "$SAMPLE" >bad/p.yaml
+run "$B" bad/p.yaml
+expect_rc "free_dtype without free_coords: exit 2" 2
+expect_grep "free_dtype without free_coords: names the table and why" err.txt "table 'word_embeddings.weight': 'free_dtype: int4' stores the free coordinates' E: it needs a count"
 
 # ---- order_from: a table's rows ordered from implicit feedback, as fpd-compress --order-from ----
 # ord/x.tsv (found next to the YAML, which is not the working folder): 40 users, 6
