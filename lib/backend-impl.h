@@ -111,8 +111,9 @@ const struct fpd_backend_i *fpd__backend_iface(const struct fpd_backend *be, voi
  * fpd_layer_core, ... on top of it: code in the object calls them as anywhere in
  * lib/. Anything else from libfpd does not link (the object is linked with
  * -Wl,--no-undefined). Bump FPD_BACKEND_ABI_VERSION when a field is added to these
- * two structs or to struct fpd_backend_i. */
-#define FPD_BACKEND_ABI_VERSION 3
+ * two structs or to struct fpd_backend_i, or when what an engine must compute
+ * changes (4: the engine computes free coordinates; an ABI 3 object refused them). */
+#define FPD_BACKEND_ABI_VERSION 4
 #define FPD_BACKEND_PLUGIN_SYMBOL "fpd_backend_plugin_init"
 
 /* The layout sizes both sides compare (struct size in bytes, in this order). */

@@ -75,13 +75,8 @@ enum fpd_status fpd_engine_init(struct fpd_layer *layer, const struct fpd_engine
         if ((st = fpd_backend_init(FPD_BACKEND_KIND_CPU, 0, &e->be, err))) goto fail;
         e->own_be = true;
     }
-    if (e->free_c > 0 && e->be->kind != FPD_BACKEND_KIND_CPU) {
-        st = fpd__err(err, FPD_STATUS_UNSUPPORTED,
-                      "backend %s: the layer has %lld free coordinates per row (free/1), which only the CPU engine "
-                      "computes",
-                      e->be->name, (long long)e->free_c);
-        goto fail;
-    }
+    /* free coordinates: the CPU and CUDA engines compute them (CUDA since backend ABI 4;
+     * an object of an older ABI is refused when it loads) */
     if (!e->be->iface.engine_create) {
         st = fpd__err(err, FPD_STATUS_UNSUPPORTED, "backend %s has no FPD engine operations", e->be->name);
         goto fail;

@@ -615,8 +615,9 @@ struct fpd_engine; /* opaque */
 
 /* An engine over `layer` (borrowed and updated in place by fpd_engine_step; it
  * must outlive the engine and keep its shape and its free coordinate count c;
- * with c > 0 only the CPU backend has an engine: another backend gives
- * UNSUPPORTED). The engine owns reusable scratch
+ * the CPU and CUDA engines both compute free coordinates: CUDA keeps E and P on
+ * the device and writes them back with the cores at each step). The engine owns
+ * reusable scratch
  * that grows to the largest batch seen, so a training loop allocates nothing per
  * batch once its batch size is reached, plus the optimizer state (Adam: two
  * floats per core entry; row-wise Adagrad: one per slice) and the gradient

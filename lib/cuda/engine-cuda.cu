@@ -55,6 +55,16 @@
  *  6. step: one fused kernel per core, one block per slice: skip untouched
  *     slices (SGD, row-wise Adagrad, lazy Adam), update, clear the gradient and
  *     the flag in the same pass.
+ *  7. free coordinates (free/1: row i += E[i] P, E [N, c] by original id, P [c, D]),
+ *     resident on the device like the cores: the tree forward adds E[i] P to each
+ *     distinct row (one block per row; the row's original id from the inverse of
+ *     the permutation, built on the host at creation), the direct forward to each
+ *     entry; the backward gives dE[i] += drow[u] P^T (one block per distinct row:
+ *     rows are distinct, no atomics) and dP += sum_u E[i_u]^T drow[u] (one block
+ *     per row of P, a loop over the distinct rows: deterministic); the step treats
+ *     E's rows and P's rows as slices (E at learning_rate * free_lr_scale, P at
+ *     free_proj_lr_scale's step or not at all with free_proj_fixed), as the CPU
+ *     engine does. The layer's host E and P are written back with the cores.
  *
  * Rounding: the sums run in other orders than on the CPU (FMA contraction,
  * float atomics in dG), so results equal the CPU engine's to rounding, not bit
@@ -138,6 +148,17 @@ struct cuda_engine {
     int64_t step;
     bool flops_valid;
     double flops;
+    /* free coordinates (step 7): E [N, fc] and P [fc, D] on the device, their
+     * gradients, touched flags (E: rows; P: its fc rows), optimizer state, host
+     * views for engine_grad; inv [padded]: the original id of a stored row (-1:
+     * none), only with a permutation */
+    int64_t fc, N;
+    float *fe, *fp, *gfe, *gfp, *fe_m1, *fe_m2, *fp_m1, *fp_m2;
+    unsigned char *fe_touched, *fp_touched;
+    int64_t *inv;
+    float *hgfe, *hgfp;
+    unsigned char *hfe_flag, *hfp_flag;
+    int64_t *hfe_list, *hfp_list;
 };
 
 /* ------------------------------------------------------------ small helpers */
@@ -346,7 +367,7 @@ __global__ static void k_pool(const int64_t *offs, int64_t bag_size, bool ilo, i
 __global__ static void k_direct(struct fpd__engine_geom g, struct dev_cores cores, const int64_t *idx,
                                 const int64_t *offs, int64_t bag_size, bool ilo, int64_t n_bags, int64_t n, bool none,
                                 bool mean, const float *psw, int64_t pad, const int64_t *perm, int64_t maxpsz,
-                                float *out) {
+                                const float *E, const float *P, int64_t fc, float *out) {
     FPD__DYN_SHARED(sh);
     const int64_t o = blockIdx.x, D = g.D;
     float *dst = out + o * D;
@@ -392,7 +413,58 @@ __global__ static void k_direct(struct fpd__engine_geom g, struct dev_cores core
             }
             __syncthreads(); /* the buffers are rewritten by the next term or entry */
         }
+        if (fc > 0) /* free coordinates: + c E[id] P (E by the original id) */
+            for (int64_t j = threadIdx.x; j < D; j += blockDim.x) {
+                float s = 0.0f;
+                for (int64_t q = 0; q < fc; q++) s += E[id * fc + q] * P[q * D + j];
+                dst[j] += c * s;
+            }
     }
+}
+
+/* ------------------------------------------------------------ kernels: free coordinates */
+
+/* the original id of stored row x (the permutation's inverse, or x itself) */
+__device__ static inline int64_t d_orig(const int64_t *inv, int64_t x) { return inv ? inv[x] : x; }
+
+/* rows[u] += E[i] P for each distinct row u (i its original id): block u */
+__global__ static void k_free_rows(const int64_t *urow, const int64_t *counts, const int64_t *inv, const float *E,
+                                   const float *P, int64_t c, int64_t D, float *rows) {
+    const int64_t u = blockIdx.x;
+    if (u >= counts[CNT_NU]) return;
+    const float *eu = E + d_orig(inv, urow[u]) * c;
+    for (int64_t j = threadIdx.x; j < D; j += blockDim.x) {
+        float s = 0.0f;
+        for (int64_t q = 0; q < c; q++) s += eu[q] * P[q * D + j];
+        rows[u * D + j] += s;
+    }
+}
+
+/* dE[i] += drow[u] P^T, E's row i touched (rows distinct: no atomics): block u */
+__global__ static void k_free_grad_e(const int64_t *urow, const int64_t *counts, const int64_t *inv, const float *P,
+                                     const float *drow, int64_t c, int64_t D, float *gE, unsigned char *touched) {
+    const int64_t u = blockIdx.x;
+    if (u >= counts[CNT_NU]) return;
+    const int64_t i = d_orig(inv, urow[u]);
+    for (int64_t q = threadIdx.x; q < c; q += blockDim.x) {
+        float s = 0.0f;
+        for (int64_t j = 0; j < D; j++) s += drow[u * D + j] * P[q * D + j];
+        gE[i * c + q] += s;
+    }
+    if (threadIdx.x == 0) touched[i] = 1;
+}
+
+/* dP[q] += sum over distinct rows u of E[i_u, q] drow[u] (a loop in row order:
+ * deterministic), P's row q touched when there is a row: block q */
+__global__ static void k_free_grad_p(const int64_t *urow, const int64_t *counts, const int64_t *inv, const float *E,
+                                     const float *drow, int64_t c, int64_t D, float *gP, unsigned char *touched) {
+    const int64_t q = blockIdx.x, nu = counts[CNT_NU];
+    for (int64_t j = threadIdx.x; j < D; j += blockDim.x) {
+        float s = 0.0f;
+        for (int64_t u = 0; u < nu; u++) s += E[d_orig(inv, urow[u]) * c + q] * drow[u * D + j];
+        gP[q * D + j] += s;
+    }
+    if (threadIdx.x == 0 && nu > 0) touched[q] = 1;
 }
 
 /* ------------------------------------------------------------ kernels: backward */
@@ -559,6 +631,17 @@ static void engine_destroy(void *ctx, void *state) {
         fpd_free(e->hlist[m]);
     }
     cudaFree(e->perm);
+    cudaFree(e->inv);
+    float *fbufs[8] = {e->fe, e->fp, e->gfe, e->gfp, e->fe_m1, e->fe_m2, e->fp_m1, e->fp_m2};
+    for (int q = 0; q < 8; q++) cudaFree(fbufs[q]);
+    cudaFree(e->fe_touched);
+    cudaFree(e->fp_touched);
+    fpd_free(e->hgfe);
+    fpd_free(e->hgfp);
+    fpd_free(e->hfe_flag);
+    fpd_free(e->hfp_flag);
+    fpd_free(e->hfe_list);
+    fpd_free(e->hfp_list);
     cudaFree(e->ws_mem);
     if (e->stream) cudaStreamDestroy(e->stream);
     fpd_free(e);
@@ -594,6 +677,46 @@ static enum fpd_status create_inner(struct cuda_engine *e, struct fpd_error *err
         const size_t bytes = (size_t)fpd_layer_get_shape(e->layer)->rows * sizeof(int64_t);
         ECUDA_TRY(cudaMalloc((void **)&e->perm, bytes));
         ECUDA_TRY(cudaMemcpyAsync(e->perm, perm, bytes, cudaMemcpyHostToDevice, e->stream));
+    }
+    e->fc = fpd_layer_get_free_coords(e->layer);
+    e->N = fpd_layer_get_shape(e->layer)->rows;
+    if (e->fc > 0) { /* step 7: E, P, their gradients and flags; the inverse permutation */
+        const size_t ne = (size_t)(e->N * e->fc), np = (size_t)(e->fc * g->D);
+        ECUDA_TRY(cudaMalloc((void **)&e->fe, ne * sizeof(float)));
+        ECUDA_TRY(cudaMalloc((void **)&e->fp, np * sizeof(float)));
+        ECUDA_TRY(cudaMalloc((void **)&e->gfe, ne * sizeof(float)));
+        ECUDA_TRY(cudaMalloc((void **)&e->gfp, np * sizeof(float)));
+        ECUDA_TRY(cudaMalloc((void **)&e->fe_touched, (size_t)e->N));
+        ECUDA_TRY(cudaMalloc((void **)&e->fp_touched, (size_t)e->fc));
+        ECUDA_TRY(cudaMemcpyAsync(e->fe, fpd_layer_get_free_e_const(e->layer), ne * sizeof(float),
+                                  cudaMemcpyHostToDevice, e->stream));
+        ECUDA_TRY(cudaMemcpyAsync(e->fp, fpd_layer_get_free_p_const(e->layer), np * sizeof(float),
+                                  cudaMemcpyHostToDevice, e->stream));
+        ECUDA_TRY(cudaMemsetAsync(e->gfe, 0, ne * sizeof(float), e->stream));
+        ECUDA_TRY(cudaMemsetAsync(e->gfp, 0, np * sizeof(float), e->stream));
+        ECUDA_TRY(cudaMemsetAsync(e->fe_touched, 0, (size_t)e->N, e->stream));
+        ECUDA_TRY(cudaMemsetAsync(e->fp_touched, 0, (size_t)e->fc, e->stream));
+        e->hgfe = (float *)fpd_malloc(ne * sizeof(float));
+        e->hgfp = (float *)fpd_malloc(np * sizeof(float));
+        e->hfe_flag = (unsigned char *)fpd_malloc((size_t)e->N);
+        e->hfp_flag = (unsigned char *)fpd_malloc((size_t)e->fc);
+        e->hfe_list = (int64_t *)fpd_malloc((size_t)(e->N > 0 ? e->N : 1) * sizeof(int64_t));
+        e->hfp_list = (int64_t *)fpd_malloc((size_t)e->fc * sizeof(int64_t));
+        if (!e->hgfe || !e->hgfp || !e->hfe_flag || !e->hfp_flag || !e->hfe_list || !e->hfp_list)
+            return fpd__err(err, FPD_STATUS_NOMEM, "out of memory for the CUDA engine's free-coordinate views");
+        if (perm) {
+            int64_t *inv = (int64_t *)fpd_malloc((size_t)g->padded * sizeof(int64_t));
+            if (!inv) return fpd__err(err, FPD_STATUS_NOMEM, "out of memory for the inverse row permutation");
+            for (int64_t x = 0; x < g->padded; x++) inv[x] = -1;
+            for (int64_t i = 0; i < e->N; i++) inv[perm[i]] = i;
+            cudaError_t ce = cudaMalloc((void **)&e->inv, (size_t)g->padded * sizeof(int64_t));
+            if (ce == cudaSuccess)
+                ce = cudaMemcpyAsync(e->inv, inv, (size_t)g->padded * sizeof(int64_t), cudaMemcpyHostToDevice,
+                                     e->stream);
+            if (ce == cudaSuccess) ce = cudaStreamSynchronize(e->stream); /* inv is freed below */
+            fpd_free(inv);
+            ECUDA_TRY(ce);
+        }
     }
     ECUDA_TRY(cudaStreamSynchronize(e->stream));
     return FPD_STATUS_OK;
@@ -750,6 +873,11 @@ static enum fpd_status forward_queue(struct cuda_engine *e, const struct fpd_bag
     FPD__LAUNCH(k_rows, grid_for(n), fpd__engine_block_threads(D), st, *g, cores, li, urow, pid, counts, n_cap, part,
                 rows);
     ECUDA_LAUNCHED();
+    if (e->fc > 0) {
+        FPD__LAUNCH(k_free_rows, grid_for(n), fpd__engine_block_threads(D), st, urow, counts, e->inv, e->fe, e->fp,
+                    e->fc, D, rows);
+        ECUDA_LAUNCHED();
+    }
     if (n_out > 0) {
         FPD__LAUNCH(k_pool, grid_for(n_out), fpd__engine_block_threads(D), st, b->offsets, b->bag_size,
                     b->include_last_offset, n_bags, n, none, slot, coef, rows, D, out);
@@ -780,7 +908,7 @@ static enum fpd_status direct_queue(struct cuda_engine *e, const struct fpd_bag_
     FPD__LAUNCH_SMEM(k_direct, grid_for(n_out), threads, (size_t)(2 * maxpsz) * sizeof(float), e->stream, *g,
                      cores_of(e), b->indices, b->offsets, b->bag_size, b->include_last_offset, n_bags, b->n_indices,
                      none, b->mode == FPD_BAG_MODE_MEAN, none ? (const float *)NULL : b->per_sample_weights,
-                     b->padding_idx, e->perm, maxpsz, out);
+                     b->padding_idx, e->perm, maxpsz, e->fe, e->fp, e->fc, out);
     ECUDA_LAUNCHED();
     /* flops as executed: every entry's products, padding counted (the indices stay on the device) */
     double per = 0.0;
@@ -788,7 +916,7 @@ static enum fpd_status direct_queue(struct cuda_engine *e, const struct fpd_bag_
         for (int32_t m = 1; m + 1 < g->k; m++) per += 2.0 * (double)(g->Dm[m - 1] * g->r[m] * g->w[m]);
         per += 2.0 * (double)(g->Dm[g->k - 2] * g->r[g->k - 1] * g->d[g->k - 1]);
     }
-    e->flops = per * (double)g->p * (double)b->n_indices;
+    e->flops = (per * (double)g->p + 2.0 * (double)(e->fc * g->D)) * (double)b->n_indices;
     e->flops_valid = true;
     return FPD_STATUS_OK;
 }
@@ -902,6 +1030,14 @@ static enum fpd_status backward_queue(struct cuda_engine *e, const struct fpd_ba
     FPD__LAUNCH(k_row_grads, grid_for(n), fpd__engine_block_threads(D), st, ustart, pos_s, bag_of, coef, counts,
                 b->mode == FPD_BAG_MODE_NONE, gout, D, drow);
     ECUDA_LAUNCHED();
+    if (e->fc > 0) { /* step 7: dE and dP from the rows' gradients */
+        FPD__LAUNCH(k_free_grad_e, grid_for(n), fpd__engine_block_threads(e->fc), st, urow, counts, e->inv, e->fp, drow,
+                    e->fc, D, e->gfe, e->fe_touched);
+        ECUDA_LAUNCHED();
+        FPD__LAUNCH(k_free_grad_p, grid_for(e->fc), fpd__engine_block_threads(D), st, urow, counts, e->inv, e->fe, drow,
+                    e->fc, D, e->gfp, e->fp_touched);
+        ECUDA_LAUNCHED();
+    }
     for (int32_t m = g->k - 1; m >= 1; m--) {
         const int64_t cap_node = m == g->k - 1 ? n : li.cap[m];
         FPD__LAUNCH(k_core_grad, dim3(grid_for(cap_node), p), fpd__engine_block_threads(g->r[m] * g->w[m]), st, *g,
@@ -949,10 +1085,42 @@ static enum fpd_status engine_backward(void *ctx, void *state, const struct fpd_
 
 /* ------------------------------------------------------------ gradient and step */
 
+/* m = k: dE (slices: E's rows), m = k + 1: dP (slices: P's rows), as the CPU engine */
+static void free_grad(struct cuda_engine *e, int32_t m, const float **grad, const int64_t **slices,
+                      int64_t *n_slices) {
+    const bool is_e = m == e->g.k;
+    const size_t nel = (size_t)(is_e ? e->N * e->fc : e->fc * e->g.D);
+    const int64_t ns = is_e ? e->N : e->fc;
+    float *hg = is_e ? e->hgfe : e->hgfp;
+    unsigned char *hf = is_e ? e->hfe_flag : e->hfp_flag;
+    int64_t *hl = is_e ? e->hfe_list : e->hfp_list, cnt = 0;
+    cudaError_t ce = cudaSetDevice(e->device);
+    if (ce == cudaSuccess)
+        ce = cudaMemcpyAsync(hg, is_e ? e->gfe : e->gfp, nel * sizeof(float), cudaMemcpyDeviceToHost, e->stream);
+    if (ce == cudaSuccess)
+        ce = cudaMemcpyAsync(hf, is_e ? e->fe_touched : e->fp_touched, (size_t)ns, cudaMemcpyDeviceToHost, e->stream);
+    if (ce == cudaSuccess) ce = cudaStreamSynchronize(e->stream);
+    if (ce != cudaSuccess) {
+        fpd__log(FPD_LOG_LEVEL_ERROR, "CUDA engine: copying the gradient of the free coordinates back failed at %s:%d: %s",
+                 __FILE__, __LINE__, cudaGetErrorString(ce));
+        memset(hg, 0, nel * sizeof(float));
+    } else {
+        for (int64_t q = 0; q < ns; q++)
+            if (hf[q]) hl[cnt++] = q;
+    }
+    *grad = hg;
+    if (slices) *slices = hl;
+    if (n_slices) *n_slices = cnt;
+}
+
 static void engine_grad(void *ctx, void *state, int32_t m, const float **grad, const int64_t **slices,
                         int64_t *n_slices) {
     (void)ctx;
     struct cuda_engine *e = (struct cuda_engine *)state;
+    if (m >= e->g.k) {
+        free_grad(e, m, grad, slices, n_slices);
+        return;
+    }
     const size_t nel = (size_t)fpd_layer_shape_core_numel(fpd_layer_get_shape(e->layer), m);
     const int64_t ns = e->g.nslices[m];
     int64_t cnt = 0;
@@ -985,6 +1153,12 @@ static void engine_zero_grad(void *ctx, void *state) {
         ce = cudaMemsetAsync(e->grad[m], 0, nel * sizeof(float), e->stream);
         if (ce == cudaSuccess) ce = cudaMemsetAsync(e->touched[m], 0, (size_t)e->g.nslices[m], e->stream);
     }
+    if (ce == cudaSuccess && e->fc > 0) {
+        ce = cudaMemsetAsync(e->gfe, 0, (size_t)(e->N * e->fc) * sizeof(float), e->stream);
+        if (ce == cudaSuccess) ce = cudaMemsetAsync(e->gfp, 0, (size_t)(e->fc * e->g.D) * sizeof(float), e->stream);
+        if (ce == cudaSuccess) ce = cudaMemsetAsync(e->fe_touched, 0, (size_t)e->N, e->stream);
+        if (ce == cudaSuccess) ce = cudaMemsetAsync(e->fp_touched, 0, (size_t)e->fc, e->stream);
+    }
     if (ce != cudaSuccess)
         fpd__log(FPD_LOG_LEVEL_ERROR, "CUDA engine: clearing the gradient failed at %s:%d: %s", __FILE__, __LINE__,
                  cudaGetErrorString(ce));
@@ -1006,6 +1180,22 @@ static enum fpd_status ensure_state(struct cuda_engine *e, enum fpd_optimizer_ki
         if (adam) {
             ECUDA_TRY(cudaMalloc((void **)&e->m2[m], nel * sizeof(float)));
             ECUDA_TRY(cudaMemsetAsync(e->m2[m], 0, nel * sizeof(float), e->stream));
+        }
+    }
+    if (e->fc > 0) { /* E's and P's state: row-wise Adagrad one float a row, Adam two an entry */
+        float **m1s[2] = {&e->fe_m1, &e->fp_m1}, **m2s[2] = {&e->fe_m2, &e->fp_m2};
+        const int64_t nel[2] = {e->N * e->fc, e->fc * e->g.D}, nrow[2] = {e->N, e->fc};
+        for (int q = 0; q < 2; q++) {
+            ECUDA_TRY(cudaFree(*m1s[q]));
+            ECUDA_TRY(cudaFree(*m2s[q]));
+            *m1s[q] = *m2s[q] = NULL;
+            const size_t n1 = (size_t)(ada ? nrow[q] : nel[q]);
+            ECUDA_TRY(cudaMalloc((void **)m1s[q], (n1 > 0 ? n1 : 1) * sizeof(float)));
+            ECUDA_TRY(cudaMemsetAsync(*m1s[q], 0, n1 * sizeof(float), e->stream));
+            if (adam) {
+                ECUDA_TRY(cudaMalloc((void **)m2s[q], (size_t)(nel[q] > 0 ? nel[q] : 1) * sizeof(float)));
+                ECUDA_TRY(cudaMemsetAsync(*m2s[q], 0, (size_t)nel[q] * sizeof(float), e->stream));
+            }
         }
     }
     e->have_state = true;
@@ -1031,10 +1221,34 @@ extern "C" enum fpd_status fpd__cuda_engine_step_device(void *state, const struc
                     (float)o->eps, bc1, bc2);
         ECUDA_LAUNCHED();
     }
+    if (e->fc > 0) { /* step 7: E's rows, then P's rows (or P's gradient cleared when it is fixed) */
+        const float lr = (float)(o->learning_rate * (o->free_lr_scale > 0.0 ? o->free_lr_scale : 1.0));
+        FPD__LAUNCH(k_step, grid_for(e->N), FPD__STEP_THREADS, e->stream, (int)o->kind, e->fe, e->gfe, e->fe_m1,
+                    e->fe_m2, e->fe_touched, e->fc, lr, (float)o->beta1, (float)o->beta2, (float)o->eps, bc1, bc2);
+        ECUDA_LAUNCHED();
+        const double ps = o->free_proj_lr_scale > 0.0 ? o->free_proj_lr_scale
+                          : o->free_lr_scale > 0.0   ? o->free_lr_scale
+                                                     : 1.0;
+        if (!o->free_proj_fixed) {
+            FPD__LAUNCH(k_step, grid_for(e->fc), FPD__STEP_THREADS, e->stream, (int)o->kind, e->fp, e->gfp, e->fp_m1,
+                        e->fp_m2, e->fp_touched, e->g.D, (float)(o->learning_rate * ps), (float)o->beta1,
+                        (float)o->beta2, (float)o->eps, bc1, bc2);
+            ECUDA_LAUNCHED();
+        } else {
+            ECUDA_TRY(cudaMemsetAsync(e->gfp, 0, (size_t)(e->fc * e->g.D) * sizeof(float), e->stream));
+            ECUDA_TRY(cudaMemsetAsync(e->fp_touched, 0, (size_t)e->fc, e->stream));
+        }
+    }
     if (mirror_host) {
         for (int32_t m = 0; m < e->g.k; m++) {
             const size_t nel = (size_t)fpd_layer_shape_core_numel(fpd_layer_get_shape(e->layer), m);
             ECUDA_TRY(cudaMemcpyAsync(fpd_layer_core(e->layer, m), e->core[m], nel * sizeof(float),
+                                      cudaMemcpyDeviceToHost, e->stream));
+        }
+        if (e->fc > 0) {
+            ECUDA_TRY(cudaMemcpyAsync(fpd_layer_get_free_e(e->layer), e->fe, (size_t)(e->N * e->fc) * sizeof(float),
+                                      cudaMemcpyDeviceToHost, e->stream));
+            ECUDA_TRY(cudaMemcpyAsync(fpd_layer_get_free_p(e->layer), e->fp, (size_t)(e->fc * e->g.D) * sizeof(float),
                                       cudaMemcpyDeviceToHost, e->stream));
         }
         ECUDA_TRY(cudaStreamSynchronize(e->stream));
@@ -1070,6 +1284,7 @@ static double engine_flops(void *ctx, void *state) {
             f += 2.0 * (double)g->p * (double)c[CNT_PRE(m)] * (double)(g->Dm[m - 1] * g->r[m] * g->w[m]);
         f += 2.0 * (double)g->p * (double)c[CNT_NU] * (double)(g->Dm[g->k - 2] * g->r[g->k - 1] * g->d[g->k - 1]);
     }
+    f += 2.0 * (double)c[CNT_NU] * (double)(e->fc * g->D); /* E[i] P per distinct row */
     e->flops = f;
     e->flops_valid = true;
     return f;

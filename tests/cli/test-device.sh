@@ -197,6 +197,18 @@ import json; c = json.load(open('train-cpu.json')); f = json.load(open('train-fa
 assert c['device'] == 'cpu' and f['device'] == 'fakecuda:0 (host memory)', (c.get('device'), f.get('device'))
 for a, b in zip(c['runs'], f['runs']):
     for k in ('hr10', 'ndcg10', 'final_loss'): assert a[k] == b[k], (k, a, b)"
+    # free coordinates through a CUDA-kind backend (ABI 4: the engine takes them; the
+    # fake object runs the CPU engine, so the result must be the CPU's exactly)
+    run "$T" ratings.tsv --tables fpd --dim 8 --rank 2 --cores 2 --epochs 1 --batch 50 --free-coords 2 --device cpu --json
+    expect_rc "train-gmf --free-coords on the CPU: exit 0" 0
+    cp out.txt trainf-cpu.json
+    run env FPD_CUDA_BACKEND="$FAKE" "$T" ratings.tsv --tables fpd --dim 8 --rank 2 --cores 2 --epochs 1 --batch 50 --free-coords 2 --device cuda --json
+    expect_rc "train-gmf --free-coords --device cuda (fake): exit 0, not refused" 0
+    cp out.txt trainf-fake.json
+    py_check "train-gmf --free-coords --device cuda (fake): the CPU's metrics and loss" "
+import json; c = json.load(open('trainf-cpu.json')); f = json.load(open('trainf-fake.json'))
+for a, b in zip(c['runs'], f['runs']):
+    for k in ('hr10', 'ndcg10', 'final_loss'): assert a[k] == b[k], (k, a, b)"
     run env FPD_CUDA_BACKEND="$FAKE" FPD_FAKE_CUDA_DEVICES=0 "$T" ratings.tsv --tables fpd --dim 8 --rank 2 --cores 2 --epochs 1 --device cuda
     expect_rc "train-gmf no device, --device cuda: exit 3" 3
     expect_lines "train-gmf no device, --device cuda: one line" err.txt 1

@@ -5,7 +5,8 @@
  * `make CUDA=1 gpu-build`.
  *
  * Layers: k = 1..4, p = 1..3, odd and prime D, padded row counts, d_m = 1,
- * a row permutation, and the seed's (r, p) = (8,1) (8,2) (16,2) (8,4) (32,1)
+ * a row permutation, free coordinates (free/1: E [N, c] by original id, P [c, D];
+ * c = 1, 3, 8, with and without a permutation), and the seed's (r, p) = (8,1) (8,2) (16,2) (8,4) (32,1)
  * on a 40,000,000 x 128 table (the heuristic's shape, random cores).
  * Batches: SUM with offsets, empty bags and padding; MEAN with padding; SUM with
  * per-sample weights and include_last_offset (entries past the last offset);
@@ -13,9 +14,10 @@
  * rows repeat, as under Zipf.
  * Each layer twice: the tree forward (the public API) and the direct forward
  * (fpd__cuda_engine_set_direct_forward, through the backend's operations).
- * Checks: forward output; backward gradient of every core (values, and the
- * touched-slice lists exactly); every optimizer (SGD, row-wise Adagrad, Adam,
- * lazy Adam) over 3 forward/backward/step rounds: the cores' change.
+ * Checks: forward output; backward gradient of every core, and of E and P
+ * (values, and the touched-slice lists exactly); every optimizer (SGD, row-wise
+ * Adagrad, Adam, lazy Adam) over 3 forward/backward/step rounds: the change of the
+ * cores, E and P (P also fixed: free_proj_fixed).
  *
  * Tolerance: normwise, max|gpu - cpu| <= tol * max|cpu| over the array.
  *   forward 1e-5: each output is a sum of a few hundred F32 products, reordered
@@ -208,13 +210,17 @@ static void make_batch(int kind, int64_t rows, int64_t n, uint64_t seed, struct 
 
 /* ------------------------------------------------------------ one layer */
 
-static int engine_pair(struct fpd_layer *cl, struct fpd_layer *gl, enum fpd_optimizer_kind kind, struct fpd_engine **ce,
-                       struct geng *ge) {
+static int engine_pair(struct fpd_layer *cl, struct fpd_layer *gl, enum fpd_optimizer_kind kind, bool proj_fixed,
+                       struct fpd_engine **ce, struct geng *ge) {
     struct fpd_error err;
     struct fpd_engine_params p = fpd_engine_default_params();
     p.threads = 2;
     p.optimizer.kind = kind;
     p.optimizer.learning_rate = 0.05;
+    /* free coordinates: E and P at their own steps (P fixed in the extra round) */
+    p.optimizer.free_lr_scale = 2.0;
+    p.optimizer.free_proj_lr_scale = 0.5;
+    p.optimizer.free_proj_fixed = proj_fixed;
     /* Adam's step lr m/(sqrt(v) + eps) is ill-conditioned in g: its gain is up to lr / eps
      * at entries with |g| near eps, so a last-bit difference of a gradient sum (normwise
      * 1e-6 of the largest entry) becomes up to 1e-6 max|g| / eps of the step. With eps =
@@ -235,27 +241,49 @@ static int engine_pair(struct fpd_layer *cl, struct fpd_layer *gl, enum fpd_opti
     return 0;
 }
 
-static void compare_grads(struct fpd_engine *ce, struct geng *ge, const struct fpd_layer_shape *s, const char *where,
+/* The engine's parameters: the k cores, then (with free coordinates) E and P. */
+static int32_t n_params(const struct fpd_layer *l) {
+    return fpd_layer_get_shape(l)->k + (fpd_layer_get_free_coords(l) > 0 ? 2 : 0);
+}
+static int64_t param_numel(const struct fpd_layer *l, int32_t m) {
+    const struct fpd_layer_shape *s = fpd_layer_get_shape(l);
+    const int64_t c = fpd_layer_get_free_coords(l);
+    return m < s->k ? fpd_layer_shape_core_numel(s, m) : m == s->k ? s->rows * c : c * s->dim;
+}
+static const float *param_const(const struct fpd_layer *l, int32_t m) {
+    const int32_t k = fpd_layer_get_shape(l)->k;
+    return m < k ? fpd_layer_core_const(l, m) : m == k ? fpd_layer_get_free_e_const(l) : fpd_layer_get_free_p_const(l);
+}
+static const char *param_name(int32_t k, int32_t m, char *buf, size_t len) {
+    if (m < k) snprintf(buf, len, "core %d", (int)m);
+    else snprintf(buf, len, "%s", m == k ? "E" : "P");
+    return buf;
+}
+
+static void compare_grads(struct fpd_engine *ce, struct geng *ge, const struct fpd_layer *l, const char *where,
                           const char *bname) {
-    for (int32_t m = 0; m < s->k; m++) {
+    const struct fpd_layer_shape *s = fpd_layer_get_shape(l);
+    for (int32_t m = 0; m < n_params(l); m++) {
         const float *gc, *gg;
         const int64_t *sc, *sg;
         int64_t nc, ng;
         fpd_engine_grad(ce, m, &gc, &sc, &nc);
         /* the CPU view is borrowed until the next engine call: copy it */
-        const int64_t nel = fpd_layer_shape_core_numel(s, m);
+        const int64_t nel = param_numel(l, m);
+        char pn[16];
+        param_name(s->k, m, pn, sizeof pn);
         float *gcc = malloc((size_t)nel * sizeof(float));
         int64_t *scc = malloc((size_t)(nc > 0 ? nc : 1) * sizeof(int64_t));
         memcpy(gcc, gc, (size_t)nel * sizeof(float));
         memcpy(scc, sc, (size_t)nc * sizeof(int64_t));
         ge_grad(ge, m, &gg, &sg, &ng);
         char what[96];
-        snprintf(what, sizeof what, "%s: grad core %d", bname, (int)m);
+        snprintf(what, sizeof what, "%s: grad %s", bname, pn);
         check(what, where, rel_inf(gg, gcc, nel), 1e-4);
         bool same = nc == ng;
         for (int64_t q = 0; same && q < nc; q++)
             same = scc[q] == sg[q];
-        snprintf(what, sizeof what, "%s: slices core %d (%lld)", bname, (int)m, (long long)nc);
+        snprintf(what, sizeof what, "%s: slices %s (%lld)", bname, pn, (long long)nc);
         check(what, where, same ? 0.0 : 1.0, 0.0);
         free(gcc);
         free(scc);
@@ -274,7 +302,7 @@ static void run_layer(const struct fpd_layer *base, const char *where, int64_t n
     struct fpd_engine *ce = NULL;
     struct geng ge;
     memset(&ge, 0, sizeof ge);
-    if (engine_pair(cl, gl, FPD_OPTIMIZER_KIND_SGD, &ce, &ge)) {
+    if (engine_pair(cl, gl, FPD_OPTIMIZER_KIND_SGD, false, &ce, &ge)) {
         g_fail++;
         goto done;
     }
@@ -306,7 +334,7 @@ static void run_layer(const struct fpd_layer *base, const char *where, int64_t n
                 printf("FAIL %-44s %s: CUDA backward: %s\n", where, batch_name[kind], err.msg);
                 g_fail++;
             } else {
-                compare_grads(ce, &ge, s, where, batch_name[kind]);
+                compare_grads(ce, &ge, cl, where, batch_name[kind]);
             }
         }
         free(oc);
@@ -317,12 +345,16 @@ static void run_layer(const struct fpd_layer *base, const char *where, int64_t n
     fpd_engine_free(ce);
     ge_free(&ge);
     ce = NULL;
-    /* every optimizer: 3 rounds, then the cores' change */
-    for (int kind = 0; kind < FPD_OPTIMIZER_KIND_COUNT; kind++) {
-        static const char *const oname[] = {"SGD", "row-wise Adagrad", "Adam", "lazy Adam"};
+    /* every optimizer: 3 rounds, then the change of the cores (and E, P); with free
+     * coordinates once more with P fixed (Adam) */
+    const bool has_free = fpd_layer_get_free_coords(base) > 0;
+    for (int kind = 0; kind < FPD_OPTIMIZER_KIND_COUNT + has_free; kind++) {
+        static const char *const oname[] = {"SGD", "row-wise Adagrad", "Adam", "lazy Adam", "Adam, P fixed"};
+        const bool proj_fixed = kind == FPD_OPTIMIZER_KIND_COUNT;
+        const enum fpd_optimizer_kind okind = proj_fixed ? FPD_OPTIMIZER_KIND_ADAM : (enum fpd_optimizer_kind)kind;
         struct fpd_layer *c2 = NULL, *g2 = NULL;
         if (fpd_layer_clone(base, &c2, &err) || fpd_layer_clone(base, &g2, &err)) exit(1);
-        if (engine_pair(c2, g2, (enum fpd_optimizer_kind)kind, &ce, &ge)) {
+        if (engine_pair(c2, g2, okind, proj_fixed, &ce, &ge)) {
             g_fail++;
             fpd_layer_free(c2);
             fpd_layer_free(g2);
@@ -352,18 +384,23 @@ static void run_layer(const struct fpd_layer *base, const char *where, int64_t n
             batch_free(&x);
         }
         if (!ok) g_fail++;
-        for (int32_t m = 0; ok && m < s->k; m++) {
-            const int64_t nel = fpd_layer_shape_core_numel(s, m);
-            const float *x0 = fpd_layer_core_const(base, m), *xc = fpd_layer_core_const(c2, m),
-                        *xg = fpd_layer_core_const(g2, m);
+        for (int32_t m = 0; ok && m < n_params(base); m++) {
+            const int64_t nel = param_numel(base, m);
+            const float *x0 = param_const(base, m), *xc = param_const(c2, m), *xg = param_const(g2, m);
             float *dc = malloc((size_t)nel * sizeof(float)), *dg = malloc((size_t)nel * sizeof(float));
             for (int64_t e = 0; e < nel; e++) {
                 dc[e] = xc[e] - x0[e];
                 dg[e] = xg[e] - x0[e];
             }
-            char what[96];
-            snprintf(what, sizeof what, "%s x3: change of core %d", oname[kind], (int)m);
-            check(what, where, rel_inf(dg, dc, nel), 1e-4);
+            char what[96], pn[16];
+            snprintf(what, sizeof what, "%s x3: change of %s", oname[kind], param_name(s->k, m, pn, sizeof pn));
+            if (proj_fixed && m == s->k + 1) { /* P fixed: unchanged on both, exactly */
+                bool same = true;
+                for (int64_t e2 = 0; e2 < nel; e2++) same = same && dc[e2] == 0.0f && dg[e2] == 0.0f;
+                check(what, where, same ? 0.0 : 1.0, 0.0);
+            } else {
+                check(what, where, rel_inf(dg, dc, nel), 1e-4);
+            }
             free(dc);
             free(dg);
         }
@@ -384,17 +421,22 @@ struct ecase {
     int32_t k;
     int64_t rows, n[4], d[4], r, p;
     bool perm;
+    int64_t fc; /* free coordinates (0: none) */
 };
 
 static const struct ecase g_cases[] = {
-    {1, 9, {9}, {5}, 1, 2, false},
-    {2, 30, {6, 5}, {3, 1}, 3, 1, true},
-    {2, 41, {7, 7}, {7, 1}, 4, 3, false},
-    {3, 1000, {10, 11, 10}, {2, 3, 2}, 4, 1, true},
-    {3, 97, {5, 5, 4}, {97, 1, 1}, 6, 2, false},
-    {3, 500, {8, 8, 8}, {5, 3, 1}, 5, 3, true},
-    {4, 200, {3, 4, 5, 4}, {2, 1, 3, 2}, 5, 2, true},
-    {3, 100000, {47, 47, 47}, {4, 8, 4}, 16, 2, false},
+    {1, 9, {9}, {5}, 1, 2, false, 0},
+    {2, 30, {6, 5}, {3, 1}, 3, 1, true, 0},
+    {2, 41, {7, 7}, {7, 1}, 4, 3, false, 0},
+    {3, 1000, {10, 11, 10}, {2, 3, 2}, 4, 1, true, 0},
+    {3, 97, {5, 5, 4}, {97, 1, 1}, 6, 2, false, 0},
+    {3, 500, {8, 8, 8}, {5, 3, 1}, 5, 3, true, 0},
+    {4, 200, {3, 4, 5, 4}, {2, 1, 3, 2}, 5, 2, true, 0},
+    {3, 100000, {47, 47, 47}, {4, 8, 4}, 16, 2, false, 0},
+    {1, 9, {9}, {5}, 1, 2, false, 3},
+    {2, 30, {6, 5}, {3, 1}, 3, 1, true, 1},
+    {3, 1000, {10, 11, 10}, {2, 3, 2}, 4, 1, true, 8},
+    {3, 500, {8, 8, 8}, {5, 3, 1}, 5, 3, false, 3},
 };
 
 int main(int argc, char **argv) {
@@ -448,9 +490,23 @@ int main(int argc, char **argv) {
                 }
                 free(perm);
             }
-            char where[64];
-            snprintf(where, sizeof where, "k=%d N=%lld D=%lld r=%lld p=%lld%s%s", (int)e->k, (long long)e->rows,
-                     (long long)s.dim, (long long)e->r, (long long)e->p, e->perm ? " perm" : "", tag);
+            if (e->fc > 0) { /* E, P random: the rows' free part of the cores' order of magnitude */
+                float *fe = malloc((size_t)(e->rows * e->fc) * sizeof(float)),
+                      *fp = malloc((size_t)(e->fc * s.dim) * sizeof(float));
+                uint64_t seed = 31 + c;
+                for (int64_t x = 0; x < e->rows * e->fc; x++) fe[x] = (float)test_rand_sym(&seed);
+                for (int64_t x = 0; x < e->fc * s.dim; x++) fp[x] = 0.5f * (float)test_rand_sym(&seed);
+                if (fpd_layer_set_free_coords(l, e->fc, fe, fp, &err)) {
+                    fprintf(stderr, "gpu-equal: %s\n", err.msg);
+                    return 1;
+                }
+                free(fe);
+                free(fp);
+            }
+            char where[96], fcs[32] = "";
+            if (e->fc > 0) snprintf(fcs, sizeof fcs, " c=%lld", (long long)e->fc);
+            snprintf(where, sizeof where, "k=%d N=%lld D=%lld r=%lld p=%lld%s%s%s", (int)e->k, (long long)e->rows,
+                     (long long)s.dim, (long long)e->r, (long long)e->p, e->perm ? " perm" : "", fcs, tag);
             if (!only || strstr(where, only)) run_layer(l, where, e->rows > 5000 ? (quick ? 1000 : 4000) : 300);
             fpd_layer_free(l);
         }

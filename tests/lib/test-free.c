@@ -476,21 +476,9 @@ Test(free, threads_give_the_same_gradients) {
     fpd_layer_free(l);
 }
 
-Test(free, non_cpu_backends_refuse_a_layer_with_free_coordinates) {
-    if (!fpd_backend_available(FPD_BACKEND_KIND_CUDA))
-        cr_skip_test("no CUDA device: the refusal of the CUDA engine is not exercised here");
-    struct fpd_layer *l = free_layer(2, false, 1);
-    struct fpd_backend *be = NULL;
-    cr_assert(eq(int, fpd_backend_init(FPD_BACKEND_KIND_CUDA, 0, &be, NULL), 0));
-    struct fpd_engine_params ep = fpd_engine_default_params();
-    ep.backend = be;
-    struct fpd_engine *e = NULL;
-    struct fpd_error err;
-    cr_assert(eq(int, fpd_engine_init(l, &ep, &e, &err), FPD_STATUS_UNSUPPORTED));
-    cr_assert(strstr(err.msg, "free coordinates") != NULL, "%s", err.msg);
-    fpd_backend_free(be);
-    fpd_layer_free(l);
-}
+/* (The CUDA engine's free coordinates are checked against the CPU engine by
+ * tests/gpu/gpu-equal.c, emulated here by `make gpu-emu`; tests/cli/test-device.sh
+ * trains with them through a CUDA-kind backend object.) */
 
 /* ---------------------------------------------------------------- GMF training */
 
