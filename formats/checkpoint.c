@@ -300,8 +300,9 @@ enum fpd_status fpd_table_meta_from_json(const char *json, const char *table, st
     if (fd) {
         char b[64];
         if (!json_is_string(fd) || !fpd_rowwise_from_name(json_string_value(fd), &m.free_kind)) {
-            status = fpd__err(err, FPD_STATUS_FORMAT, "table '%s': key 'free_dtype' is %s%s%s; \"int8\" or \"int4\" expected",
-                              T, json_is_string(fd) ? "'" : fpd__json_type_name(fd),
+            status = fpd__err(err, FPD_STATUS_FORMAT,
+                              "table '%s': key 'free_dtype' is %s%s%s; \"int8\" or \"int4\" expected", T,
+                              json_is_string(fd) ? "'" : fpd__json_type_name(fd),
                               json_is_string(fd) ? show(json_string_value(fd), b, sizeof b) : "",
                               json_is_string(fd) ? "'" : "");
             goto done;

@@ -1060,10 +1060,12 @@ static bool build_rewrite(const struct input *x, const struct convert_opts *co, 
             t.data = b.p;
             const bool is_e = strstr(t.name, ".fpd.free") && !strstr(t.name, ".fpd.free_proj");
             char how[96];
-            snprintf(how, sizeof how, "%s%s%s", !perm ? "" : is_e ? "rows moved to the vocabulary's order" : "unchanged (order folded)",
-                     is_e && co->free_set ? (perm ? ", stored as " : "E stored as ") : "",
-                     is_e && co->free_set ? (meta.free_rowwise ? fpd_rowwise_name(meta.free_kind) : fpd_dtype_name(t.dtype))
-                     : !perm ? "unchanged" : "");
+            const char *moved = !perm ? "" : is_e ? "rows moved to the vocabulary's order" : "unchanged (order folded)";
+            if (is_e && co->free_set)
+                snprintf(how, sizeof how, "%s%s%s", moved, perm ? ", stored as " : "E stored as ",
+                         meta.free_rowwise ? fpd_rowwise_name(meta.free_kind) : fpd_dtype_name(t.dtype));
+            else
+                snprintf(how, sizeof how, "%s", perm ? moved : "unchanged");
             const char *hw = out_own_str(o, strdup(how));
             if (!out_own_buf(o, &b) || !(t.name = out_own_str(o, strdup(t.name))) || !hw || !out_add(o, &t, hw))
                 goto table_done;

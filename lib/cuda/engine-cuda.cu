@@ -1101,8 +1101,9 @@ static void free_grad(struct cuda_engine *e, int32_t m, const float **grad, cons
         ce = cudaMemcpyAsync(hf, is_e ? e->fe_touched : e->fp_touched, (size_t)ns, cudaMemcpyDeviceToHost, e->stream);
     if (ce == cudaSuccess) ce = cudaStreamSynchronize(e->stream);
     if (ce != cudaSuccess) {
-        fpd__log(FPD_LOG_LEVEL_ERROR, "CUDA engine: copying the gradient of the free coordinates back failed at %s:%d: %s",
-                 __FILE__, __LINE__, cudaGetErrorString(ce));
+        fpd__log(FPD_LOG_LEVEL_ERROR,
+                 "CUDA engine: copying the gradient of the free coordinates back failed at %s:%d: %s", __FILE__,
+                 __LINE__, cudaGetErrorString(ce));
         memset(hg, 0, nel * sizeof(float));
     } else {
         for (int64_t q = 0; q < ns; q++)
