@@ -133,6 +133,7 @@ enum fpd_status fpd_table_meta_to_json(const struct fpd_table_meta *meta, char *
     bad |= json_object_set_new(o, "rel_error", rel);
     if (meta->free_coords > 0) bad |= json_object_set_new(o, "free_coords", json_integer(meta->free_coords));
     if (meta->free_rowwise) bad |= json_object_set_new(o, "free_dtype", json_string(fpd_rowwise_name(meta->free_kind)));
+    if (meta->vocabulary_order) bad |= json_object_set_new(o, "vocabulary_order", json_true());
     if (bad || !dump_json(o, out)) goto nomem;
     goto done;
 nomem:
@@ -314,6 +315,14 @@ enum fpd_status fpd_table_meta_from_json(const char *json, const char *table, st
         }
         m.free_rowwise = true;
     }
+    /* the row order folded into an id vocabulary (a marker: the rows read the same) */
+    json_t *vo = json_object_get(root, "vocabulary_order");
+    if (vo && !json_is_boolean(vo)) {
+        status = fpd__err(err, FPD_STATUS_FORMAT, "table '%s': key 'vocabulary_order' is %s, not true or false", T,
+                          fpd__json_type_name(vo));
+        goto done;
+    }
+    m.vocabulary_order = vo && json_is_true(vo);
     *out = m;
 done:
     if (root) json_decref(root);

@@ -176,12 +176,17 @@ struct fpd_table_meta {
                                        (key "free_dtype"); false: in the core
                                        dtype (key absent)                        */
     enum fpd_rowwise free_kind;     /* with free_rowwise: int8 or int4           */
+    bool vocabulary_order;          /* the table's row order was folded into an id
+                                       vocabulary (fpd-convert --vocabulary-out):
+                                       its rows are the vocabulary's, not the
+                                       original ids (key "vocabulary_order": true;
+                                       readers that ignore it read the same rows) */
 };
 
 /* Serialize meta as the JSON string of "fpd.table.T" (keys rows, dim, row_shape,
  * col_shape, ranks, terms, source_dtype, core_dtype, fit, seed, rel_error, then
  * free_coords when > 0 (free/1), then free_dtype "int8"/"int4" when free_rowwise
- * (free-rowwise/1); compact, in that order; core_dtype left out when
+ * (free-rowwise/1), then vocabulary_order true when set; compact, in that order; core_dtype left out when
  * FPD_DTYPE_COUNT; seed as a decimal string
  * when above INT64_MAX; rel_error null when not finite). Returns a NUL-terminated
  * string; free with fpd_free. Errors: INVALID_ARG (k or a dtype out of range, fit
@@ -194,7 +199,7 @@ FPD_API enum fpd_status fpd_table_meta_to_json(const struct fpd_table_meta *meta
  * expected"). Keys may come in any order; unknown keys are ignored; core_dtype is
  * optional; free_coords is optional (absent: 0), else an integer in [1, dim];
  * free_dtype is optional (absent: E in the core dtype), else "int8" or "int4" and
- * only beside free_coords. *out is written only on success. Errors: FORMAT (not
+ * only beside free_coords; vocabulary_order is optional (absent: false), a boolean. *out is written only on success. Errors: FORMAT (not
  * JSON, missing key, wrong type, invalid shape), NOMEM. */
 FPD_API enum fpd_status fpd_table_meta_from_json(const char *json, const char *table,
                                                  struct fpd_table_meta *out, struct fpd_error *err);
@@ -592,6 +597,17 @@ FPD_API enum fpd_status fpd_ncf_model_init_net(struct fpd_ncf_model *m, const st
                                                struct fpd_error *err);
 /* Free everything the model owns (and the checkpoint handle); zeroes it. */
 FPD_API void fpd_ncf_model_free(struct fpd_ncf_model *m);
+/* Look up a checkpoint whose row order lives in an id vocabulary (fpd-convert
+ * --vocabulary-out) by the original ids again: map_path is the TSV that fpd-convert
+ * wrote (a header "table<TAB>id<TAB>row", then one line per id, ids 0-based); every
+ * FPD table of the model named in it is replaced by fpd_layer_select_rows(layer,
+ * rows), rows[id] = its row, so that id i of the test files indexes what id i indexed
+ * before the fold. Errors name the file and line: IO (cannot read it), FORMAT (no
+ * such header, a line that is not "table id row" with integers >= 0, a table the
+ * model does not have or that is not FPD, a table whose ids are not 0..n-1 each once,
+ * a row outside the table), NOMEM; the model is unchanged after a failure. */
+FPD_API enum fpd_status fpd_ncf_model_apply_vocabulary(struct fpd_ncf_model *m, const char *map_path,
+                                                       struct fpd_error *err);
 /* Write the model as a safetensors checkpoint (atomic; FPD_WRITE_OVERWRITE when
  * overwrite) under its kind's names: dense tables as F32 (or their source dtype when
  * loaded), FPD tables as cores in meta.core_dtype (F32 when unknown) with their

@@ -1384,3 +1384,119 @@ done:
     fpd_free(pr);
     return st;
 }
+
+/* ------------------------------------------------------------ vocabulary maps */
+
+enum fpd_status fpd_ncf_model_apply_vocabulary(struct fpd_ncf_model *m, const char *map_path, struct fpd_error *err) {
+    FPD_ASSERT(m && map_path);
+    enum fpd_status st = FPD_STATUS_OK;
+    FILE *f = fopen(map_path, "r");
+    if (!f) return fpd__err(err, FPD_STATUS_IO, "%s: cannot read the vocabulary map: %s", map_path, strerror(errno));
+    int64_t *rows[4] = {NULL, NULL, NULL, NULL}, cap[4] = {0, 0, 0, 0}, cnt[4] = {0, 0, 0, 0};
+    struct fpd_layer *nl[4] = {NULL, NULL, NULL, NULL};
+    char *line = NULL;
+    size_t lcap = 0;
+    int64_t ln = 0;
+    ssize_t len;
+    while ((len = getline(&line, &lcap, f)) >= 0) {
+        ln++;
+        while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = '\0';
+        if (ln == 1) {
+            if (strcmp(line, "table\tid\trow") != 0) {
+                st = fpd__err(err, FPD_STATUS_FORMAT,
+                              "%s:1: not a vocabulary map (the header 'table<TAB>id<TAB>row' that fpd-convert "
+                              "--vocabulary-out writes is missing)",
+                              map_path);
+                goto done;
+            }
+            continue;
+        }
+        if (len == 0) continue;
+        char *t1 = strchr(line, '\t'), *t2 = t1 ? strchr(t1 + 1, '\t') : NULL, *end1, *end2;
+        if (!t1 || !t2) {
+            st = fpd__err(err, FPD_STATUS_FORMAT, "%s:%lld: expected 'table<TAB>id<TAB>row'", map_path, (long long)ln);
+            goto done;
+        }
+        *t1 = '\0';
+        errno = 0;
+        const long long id = strtoll(t1 + 1, &end1, 10), row = strtoll(t2 + 1, &end2, 10);
+        if (errno || end1 != t2 || *end2 || end1 == t1 + 1 || end2 == t2 + 1 || id < 0 || row < 0) {
+            st = fpd__err(err, FPD_STATUS_FORMAT, "%s:%lld: id and row must be integers >= 0", map_path,
+                          (long long)ln);
+            goto done;
+        }
+        int32_t i = 0;
+        while (i < m->n_tables && strcmp(line, fpd_ncf_model_table_name(m->kind, i)) != 0) i++;
+        if (i == m->n_tables || !m->layer[i]) {
+            st = fpd__err(err, FPD_STATUS_FORMAT, "%s:%lld: table '%.200s' is %s", map_path, (long long)ln, line,
+                          i == m->n_tables ? "not a table of this model" : "not an FPD table of this model");
+            goto done;
+        }
+        const int64_t R = fpd_layer_get_shape(m->layer[i])->rows; /* a fold keeps at least as many rows as ids */
+        if (id >= R) {
+            st = fpd__err(err, FPD_STATUS_FORMAT, "%s:%lld: table '%.200s': id %lld is beyond its %lld rows", map_path,
+                          (long long)ln, line, id, (long long)R);
+            goto done;
+        }
+        if (id >= cap[i]) { /* grow as ids come (-1: not seen) */
+            int64_t nc = cap[i] ? cap[i] : 1024;
+            while (nc <= id) nc *= 2;
+            int64_t *g = fpd_malloc((size_t)nc * sizeof(int64_t));
+            if (!g) {
+                st = fpd__err(err, FPD_STATUS_NOMEM, "%s: out of memory", map_path);
+                goto done;
+            }
+            if (cap[i]) memcpy(g, rows[i], (size_t)cap[i] * sizeof(int64_t));
+            for (int64_t q = cap[i]; q < nc; q++) g[q] = -1;
+            fpd_free(rows[i]);
+            rows[i] = g;
+            cap[i] = nc;
+        }
+        if (rows[i][id] >= 0) {
+            st = fpd__err(err, FPD_STATUS_FORMAT, "%s:%lld: table '%.200s': id %lld appears twice", map_path,
+                          (long long)ln, line, id);
+            goto done;
+        }
+        rows[i][id] = row;
+        cnt[i] = id + 1 > cnt[i] ? id + 1 : cnt[i];
+    }
+    for (int32_t i = 0; i < m->n_tables; i++) {
+        if (!rows[i]) continue;
+        const char *T = fpd_ncf_model_table_name(m->kind, i);
+        for (int64_t id = 0; id < cnt[i]; id++)
+            if (rows[i][id] < 0) {
+                st = fpd__err(err, FPD_STATUS_FORMAT, "%s: table '%s': id %lld is missing (ids run 0..%lld)", map_path,
+                              T, (long long)id, (long long)(cnt[i] - 1));
+                goto done;
+            }
+        struct fpd_error e2;
+        if ((st = fpd_layer_select_rows(m->layer[i], rows[i], cnt[i], &nl[i], &e2))) {
+            st = fpd__err(err, st == FPD_STATUS_NOMEM ? st : FPD_STATUS_FORMAT, "%s: table '%s': %s", map_path, T,
+                          e2.msg);
+            goto done;
+        }
+    }
+    /* every table mapped: swap the layers in and bind the views anew */
+    int64_t nrows[4], dims[4];
+    const struct fpd_embedding *views[4] = {&m->net.mf_user, &m->net.mf_item, &m->net.mlp_user, &m->net.mlp_item};
+    for (int32_t i = 0; i < m->n_tables; i++) {
+        const struct fpd_embedding *v = views[m->kind == FPD_NCF_KIND_MLP ? i + 2 : i];
+        if (nl[i]) {
+            fpd_layer_free(m->layer[i]);
+            m->layer[i] = nl[i];
+            nl[i] = NULL;
+            m->meta[i].vocabulary_order = false; /* indexed by the original ids again */
+        }
+        nrows[i] = m->layer[i] ? fpd_layer_get_shape(m->layer[i])->rows : v->rows;
+        dims[i] = v->dim;
+    }
+    model_bind(m, nrows, dims, m->net.bias);
+done:
+    for (int q = 0; q < 4; q++) {
+        fpd_free(rows[q]);
+        fpd_layer_free(nl[q]);
+    }
+    free(line);
+    fclose(f);
+    return st;
+}

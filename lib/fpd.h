@@ -217,6 +217,24 @@ FPD_API enum fpd_status fpd_layer_set_row_perm(struct fpd_layer *layer, const in
 /* The permutation [rows], borrowed, or NULL for the identity. */
 FPD_API const int64_t *fpd_layer_row_perm(const struct fpd_layer *layer);
 
+/* The row order moved out of the layer, into the id vocabulary (README "The order in the
+ * id vocabulary"; fpd-convert --vocabulary-out): a new layer *out without a permutation,
+ * rows = max(perm) + 1 (the stored rows the ids reach; some below it are reached by none),
+ * the same cores and P, and E'[perm[i]] = E[i] (zero rows elsewhere). Row perm[i] of *out
+ * equals row i of layer (to F32 rounding: look-ups group rows differently). Free with
+ * fpd_layer_free. Errors: INVALID_ARG (no permutation), NOMEM. */
+FPD_API enum fpd_status fpd_layer_fold_row_perm(const struct fpd_layer *layer, struct fpd_layer **out,
+                                                struct fpd_error *err);
+/* The layer over n chosen rows: row i of *out is row rows[i] of layer (rows distinct, in
+ * [0, layer rows)): the same cores, shape and P, the permutation i -> perm[rows[i]] (or
+ * rows[i] without one), E'[i] = E[rows[i]]. With the map of a fold (rows[id] = the row of
+ * id) it undoes fpd_layer_fold_row_perm: a checkpoint whose order lives in a vocabulary
+ * is looked up by the original ids again (fpd-eval --vocabulary). Free with
+ * fpd_layer_free. Errors: INVALID_ARG (n < 1, a row out of range or repeated, naming
+ * it), NOMEM. */
+FPD_API enum fpd_status fpd_layer_select_rows(const struct fpd_layer *layer, const int64_t *rows, int64_t n,
+                                              struct fpd_layer **out, struct fpd_error *err);
+
 /* Free coordinates per row (libfpd 0.2.0; format extension free/1, README): a layer
  * may carry c >= 1 extra coordinates per row, E [N, c], and a shared projection
  * P [c, D] (both F32, C order), and then row i of the table is

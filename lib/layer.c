@@ -185,6 +185,85 @@ enum fpd_status fpd_layer_set_row_perm(struct fpd_layer *layer, const int64_t *p
 
 const int64_t *fpd_layer_row_perm(const struct fpd_layer *layer) { return layer->row_perm; }
 
+/* A layer of `rows` rows with layer's cores (shape otherwise the same), a copy of
+ * perm (NULL: none) and, when layer has free coordinates, E' [rows, c] with E'[dst[i]]
+ * = E[src[i]] for i < n (zeros elsewhere) and the same P. */
+static enum fpd_status remap_rows(const struct fpd_layer *layer, int64_t rows, const int64_t *perm,
+                                  const int64_t *src, const int64_t *dst, int64_t n, struct fpd_layer **out,
+                                  struct fpd_error *err) {
+    struct fpd_layer_shape s = layer->shape;
+    s.rows = rows;
+    struct fpd_layer *nl = NULL;
+    float *e2 = NULL;
+    enum fpd_status st = fpd_layer_init(&s, &nl, err);
+    if (st) return st;
+    for (int32_t m = 0; m < s.k; m++)
+        memcpy(nl->cores[m], layer->cores[m], (size_t)fpd_layer_shape_core_numel(&s, m) * sizeof(float));
+    if (perm && (st = fpd_layer_set_row_perm(nl, perm, err))) goto done;
+    if (layer->free_c > 0) {
+        const int64_t c = layer->free_c;
+        if (!(e2 = fpd_calloc((size_t)(rows > 0 ? rows * c : 1), sizeof(float)))) {
+            st = fpd__err(err, FPD_STATUS_NOMEM, "out of memory for %lld x %lld free coordinates", (long long)rows,
+                          (long long)c);
+            goto done;
+        }
+        for (int64_t i = 0; i < n; i++) memcpy(e2 + dst[i] * c, layer->free_e + src[i] * c, (size_t)c * sizeof(float));
+        if ((st = fpd_layer_set_free_coords(nl, c, e2, layer->free_p, err))) goto done;
+    }
+    *out = nl;
+    nl = NULL;
+done:
+    fpd_free(e2);
+    fpd_layer_free(nl);
+    return st;
+}
+
+enum fpd_status fpd_layer_fold_row_perm(const struct fpd_layer *layer, struct fpd_layer **out, struct fpd_error *err) {
+    FPD_ASSERT(layer && out);
+    *out = NULL;
+    const int64_t *perm = layer->row_perm;
+    if (!perm) return fpd__err(err, FPD_STATUS_INVALID_ARG, "the layer has no row permutation to fold");
+    int64_t rows = 0, *ids = fpd_malloc((size_t)(layer->shape.rows > 0 ? layer->shape.rows : 1) * sizeof *ids);
+    if (!ids) return fpd__err(err, FPD_STATUS_NOMEM, "out of memory");
+    for (int64_t i = 0; i < layer->shape.rows; i++) {
+        ids[i] = i;
+        if (perm[i] + 1 > rows) rows = perm[i] + 1;
+    }
+    enum fpd_status st = remap_rows(layer, rows, NULL, ids, perm, layer->shape.rows, out, err);
+    fpd_free(ids);
+    return st;
+}
+
+enum fpd_status fpd_layer_select_rows(const struct fpd_layer *layer, const int64_t *rows, int64_t n,
+                                      struct fpd_layer **out, struct fpd_error *err) {
+    FPD_ASSERT(layer && out && (rows || n == 0));
+    *out = NULL;
+    if (n < 1) return fpd__err(err, FPD_STATUS_INVALID_ARG, "select_rows: n = %lld rows; at least 1", (long long)n);
+    int64_t *perm = fpd_malloc((size_t)n * sizeof *perm), *dst = fpd_malloc((size_t)n * sizeof *dst);
+    enum fpd_status st = FPD_STATUS_OK;
+    if (!perm || !dst) {
+        st = fpd__err(err, FPD_STATUS_NOMEM, "out of memory");
+        goto done;
+    }
+    for (int64_t i = 0; i < n; i++) {
+        if (rows[i] < 0 || rows[i] >= layer->shape.rows) {
+            st = fpd__err(err, FPD_STATUS_INVALID_ARG, "select_rows: rows[%lld] = %lld is outside [0, %lld)",
+                          (long long)i, (long long)rows[i], (long long)layer->shape.rows);
+            goto done;
+        }
+        perm[i] = layer->row_perm ? layer->row_perm[rows[i]] : rows[i];
+        dst[i] = i;
+    }
+    /* distinct rows: fpd_layer_set_row_perm refuses a repeat, named by its position */
+    st = remap_rows(layer, n, perm, rows, dst, n, out, err);
+    if (st == FPD_STATUS_INVALID_ARG && err && strstr(err->msg, "repeats"))
+        st = fpd__err(err, FPD_STATUS_INVALID_ARG, "select_rows: rows must be distinct (%s)", err->msg);
+done:
+    fpd_free(perm);
+    fpd_free(dst);
+    return st;
+}
+
 /* ------------------------------------------------------------ free coordinates */
 
 enum fpd_status fpd_layer_set_free_coords(struct fpd_layer *layer, int64_t c, const float *e, const float *p,

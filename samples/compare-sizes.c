@@ -1209,7 +1209,7 @@ int main(int argc, char **argv) {
             break;
         case OPT_FREE_DTYPE: {
             enum fpd_rowwise k;
-            if (strcmp(optarg, "f32") == 0) o.free_dtype = -1;
+            if (strcmp(optarg, "f32") == 0 || strcmp(optarg, "core") == 0) o.free_dtype = -1;
             else if (fpd_rowwise_from_name(optarg, &k)) o.free_dtype = (int)k;
             else cli_usage_error("--free-dtype expects f32, int8 or int4, got '%s'", optarg);
             break;

@@ -630,9 +630,9 @@ int main(int argc, char **argv) {
             o.free_init_given = true;
             break;
         case OPT_FREE_DTYPE:
-            if (strcmp(optarg, "f32") == 0) o.free_rowwise = false;
+            if (strcmp(optarg, "f32") == 0 || strcmp(optarg, "core") == 0) o.free_rowwise = false;
             else if (fpd_rowwise_from_name(optarg, &o.free_kind)) o.free_rowwise = true;
-            else cli_usage_error("--free-dtype must be f32, int8 or int4, got '%s'", optarg);
+            else cli_usage_error("--free-dtype must be f32 (or core), int8 or int4, got '%s'", optarg);
             break;
         case OPT_FREE_PROJ:
             o.free_proj_given = true;
@@ -769,6 +769,9 @@ int main(int argc, char **argv) {
                                 (json_int_t)sp.n_items, "train", (json_int_t)sp.n_train, "runs", a);
         static const char *const model_names[FPD_NCF_KIND_COUNT] = {"gmf", "mlp", "neumf"};
         json_object_set_new(res, "model", json_string(model_names[o.model]));
+        json_object_set_new(res, "free_coords", json_integer(o.free_coords));
+        json_object_set_new(res, "free_dtype", o.free_coords == 0 ? json_null()
+                                               : json_string(o.free_rowwise ? fpd_rowwise_name(o.free_kind) : "F32"));
         if (o.model != FPD_NCF_KIND_GMF) {
             json_t *ls = json_array();
             for (int l = 0; l < o.n_layers; l++) json_array_append_new(ls, json_integer(o.layers[l]));

@@ -408,6 +408,10 @@ int main(int argc, char **argv) {
     }
     if ((pp.rank || pp.terms) && encoding_given && encoding != COMPRESS_ENC_FPD)
         cli_usage_error("--rank/--terms force FPD; they do not go with --encoding %s", compress_encoding_name(encoding));
+    if ((fp.free_coords != 0 || free_dtype_given) && (encoding == COMPRESS_ENC_INT8 || encoding == COMPRESS_ENC_INT4 ||
+                                                      encoding == COMPRESS_ENC_DENSE))
+        cli_usage_error("--free-coords/--free-dtype give FPD tables free coordinates; --encoding %s writes no FPD "
+                        "table", compress_encoding_name(encoding));
     /* auto stores FPD cores in F16 unless told otherwise: half the bytes of F32 for an
      * error that does not show at the targets auto meets (README: 0.00036 on an exact fit) */
     if (encoding == COMPRESS_ENC_AUTO && !core_dtype_given && !pp.rank && !pp.terms && !pp.budget_bytes &&
@@ -424,7 +428,8 @@ int main(int argc, char **argv) {
         cli_usage_error("--free-dtype %s needs a count (--free-coords C): --free-coords auto sizes E in the core "
                         "dtype", fpd_rowwise_name(free_kind));
     if (free_dtype_given && free_rowwise && fp.free_coords < 1)
-        cli_usage_error("--free-dtype %s stores the free coordinates' E: give --free-coords C", fpd_rowwise_name(free_kind));
+        cli_usage_error("--free-dtype %s stores the free coordinates' E: give --free-coords C (C >= 1)",
+                        fpd_rowwise_name(free_kind));
     struct compress_options co = compress_default_options();
     co.encoding = encoding;
     co.free_rowwise = free_rowwise;

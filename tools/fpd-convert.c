@@ -1008,14 +1008,12 @@ static bool build_rewrite(const struct input *x, const struct convert_opts *co, 
         if (!folds[i]) continue;
         const struct table *tb = &x->tables[i];
         struct fpd_layer *layer = NULL, *nl = NULL;
-        float *e2 = NULL;
         struct fpd_checkpoint_tensors ct;
         memset(&ct, 0, sizeof ct);
         struct fpd_error err = {0};
         if (!load_layer(x, tb, &layer)) goto done;
         const struct fpd_layer_shape *s = fpd_layer_get_shape(layer);
         const int64_t *perm = co->vocab_path ? fpd_layer_row_perm(layer) : NULL; /* folded when there is one */
-        struct fpd_layer_shape s2 = *s;
         const int64_t c = fpd_layer_get_free_coords(layer);
         struct fpd_table_meta meta = tb->meta;
         if (co->free_set && c > 0) {
@@ -1026,28 +1024,11 @@ static bool build_rewrite(const struct input *x, const struct convert_opts *co, 
             if (co->free_rowwise && (!tb->meta.free_rowwise || tb->meta.free_kind != co->free_kind))
                 meta.rel_error = NAN;
         }
+        if (perm) meta.vocabulary_order = true; /* marked: fpd-eval and fpd-inspect say so */
         bool tok = false;
-        if (!perm) { /* E re-stored only */
-            if (fpd_layer_clone(layer, &nl, &err)) goto table_done;
-            goto write;
-        }
-        s2.rows = 0;
-        for (int64_t r = 0; r < s->rows; r++)
-            if (perm[r] + 1 > s2.rows) s2.rows = perm[r] + 1;
-        if (fpd_layer_init(&s2, &nl, &err)) goto table_done;
-        for (int32_t m = 0; m < s->k; m++)
-            memcpy(fpd_layer_core(nl, m), fpd_layer_core_const(layer, m),
-                   (size_t)fpd_layer_shape_core_numel(s, m) * sizeof(float));
-        if (c > 0) {
-            const float *e = fpd_layer_get_free_e_const(layer);
-            if (!(e2 = calloc((size_t)s2.rows * (size_t)c, sizeof(float)))) {
-                snprintf(err.msg, sizeof err.msg, "out of memory");
-                goto table_done;
-            }
-            for (int64_t r = 0; r < s->rows; r++) memcpy(e2 + perm[r] * c, e + r * c, (size_t)c * sizeof(float));
-            if (fpd_layer_set_free_coords(nl, c, e2, fpd_layer_get_free_p_const(layer), &err)) goto table_done;
-        }
-    write:
+        if (perm ? fpd_layer_fold_row_perm(layer, &nl, &err) /* E's rows move with their ids */
+                 : fpd_layer_clone(layer, &nl, &err))      /* E re-stored only */
+            goto table_done;
         if (fpd_checkpoint_tensors_init(nl, tb->name, &meta, &ct, &err)) goto table_done;
         for (int64_t q = 0; q < ct.n; q++) {
             struct fpd_tensor_info t = ct.tensors[q];
@@ -1081,7 +1062,6 @@ static bool build_rewrite(const struct input *x, const struct convert_opts *co, 
     table_done:
         if (!tok && err.msg[0]) cli_error("%s: table '%s': %s", x->path, tb->name, err.msg);
         fpd_checkpoint_tensors_free(&ct);
-        free(e2);
         fpd_layer_free(nl);
         fpd_layer_free(layer);
         if (!tok) goto done;

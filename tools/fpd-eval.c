@@ -32,6 +32,9 @@ static void usage(FILE *f) {
             "\n"
             "Options:\n"
             "      --ncf R N          the NCF test files: R = TEST.rating, N = TEST.negative (0-based ids)\n"
+            "      --vocabulary MAP   the checkpoint's row order lives in an id vocabulary (the TSV that\n"
+            "                         fpd-convert --vocabulary-out wrote): its FPD tables are looked up\n"
+            "                         by the test files' ids through MAP (not with --finetune)\n"
             "      --json             print the result as JSON (schema fpd-eval/1)\n"
             "  -h, --help             this help\n"
             "      --version          version and build features\n"
@@ -83,9 +86,20 @@ static json_t *tables_json(const struct fpd_ncf_model *m) {
             for (int32_t k = 1; k < s->k; k++) r = s->ranks[k] > r ? s->ranks[k] : r;
             json_object_set_new(o, "r", json_integer(r));
             json_object_set_new(o, "p", json_integer(s->terms));
-            json_object_set_new(o, "params", json_integer(fpd_layer_shape_params(s)));
-            json_object_set_new(o, "ratio", json_real((double)(e[i]->rows * e[i]->dim) /
-                                                      (double)fpd_layer_shape_params(s)));
+            /* as stored: the cores, row_perm and free/1's E and P in their file dtypes,
+             * against the dense table in its source dtype (as fpd-inspect counts) */
+            json_object_set_new(o, "params", json_integer(fpd_layer_param_count(m->layer[i])));
+            json_object_set_new(o, "free_coords", json_integer(fpd_layer_get_free_coords(m->layer[i])));
+            struct fpd_checkpoint_tensors ct;
+            size_t bytes = 0;
+            if (fpd_checkpoint_tensors_init(m->layer[i], names[i], &m->meta[i], &ct, NULL) == FPD_STATUS_OK)
+                for (int64_t q = 0; q < ct.n; q++) bytes += ct.tensors[q].nbytes;
+            fpd_checkpoint_tensors_free(&ct);
+            const enum fpd_dtype sd = m->meta[i].source_dtype < FPD_DTYPE_COUNT ? m->meta[i].source_dtype
+                                                                                 : FPD_DTYPE_F32;
+            const double dense = (double)(e[i]->rows * e[i]->dim) * (double)fpd_dtype_size(sd);
+            json_object_set_new(o, "bytes", json_integer((json_int_t)bytes));
+            json_object_set_new(o, "ratio", bytes ? json_real(dense / (double)bytes) : json_null());
         }
         json_array_append_new(a, o);
     }
@@ -101,7 +115,7 @@ int main(int argc, char **argv) {
     cli_prog = "fpd-eval";
     setlocale(LC_NUMERIC, "C");
     const char *rating = NULL, *negative = NULL, *train = NULL, *out = NULL, *movielens = NULL, *write_train = NULL,
-               *reference = NULL;
+               *reference = NULL, *vocab = NULL;
     bool json = false, force = false;
     int verbose = 0;
     struct fpd_gmf_train_params tp = fpd_ncf_finetune_default_params();
@@ -109,7 +123,8 @@ int main(int argc, char **argv) {
     struct fpd_device_choice dev;
     memset(&dev, 0, sizeof dev);
     enum { OPT_NCF = 256, OPT_JSON, OPT_VERSION, OPT_FINETUNE, OPT_EPOCHS, OPT_BATCH, OPT_NEG, OPT_LR, OPT_CORE_LR,
-           OPT_CORE_ABS, OPT_FIXED, OPT_SEED, OPT_REF, OPT_ML, OPT_WRITE_TRAIN, OPT_BALANCE, OPT_DISTILL, OPT_DEVICE };
+           OPT_CORE_ABS, OPT_FIXED, OPT_SEED, OPT_REF, OPT_ML, OPT_WRITE_TRAIN, OPT_BALANCE, OPT_DISTILL, OPT_DEVICE,
+           OPT_VOCAB };
     static const struct option opts[] = {
         {"ncf", required_argument, 0, OPT_NCF},          {"json", no_argument, 0, OPT_JSON},
         {"help", no_argument, 0, 'h'},                   {"version", no_argument, 0, OPT_VERSION},
@@ -122,7 +137,7 @@ int main(int argc, char **argv) {
         {"movielens", required_argument, 0, OPT_ML},     {"write-train", required_argument, 0, OPT_WRITE_TRAIN},
         {"verbose", no_argument, 0, 'v'},                {"balance-users", no_argument, 0, OPT_BALANCE},
         {"distill", required_argument, 0, OPT_DISTILL},  {"device", required_argument, 0, OPT_DEVICE},
-        {0, 0, 0, 0},
+        {"vocabulary", required_argument, 0, OPT_VOCAB}, {0, 0, 0, 0},
     };
     opterr = 0;
     int c;
@@ -160,6 +175,7 @@ int main(int argc, char **argv) {
                 cli_usage_error("--device must be auto, cpu, cuda or cuda:N, got '%s'", optarg);
             break;
         case OPT_ML: movielens = optarg; break;
+        case OPT_VOCAB: vocab = optarg; break;
         case OPT_WRITE_TRAIN: write_train = optarg; break;
         case ':': cli_usage_error("option '%s' needs a value", argv[optind - 1]);
         default: cli_usage_error("unknown option '%s'", argv[optind - 1]);
@@ -173,6 +189,9 @@ int main(int argc, char **argv) {
     if (out && !train) cli_usage_error("-o is only used with --finetune");
     if (tp.distill > 0.0 && !reference) cli_usage_error("--distill needs --reference DENSE (the teacher)");
     if (write_train && !movielens) cli_usage_error("--write-train needs --movielens RATINGS");
+    if (vocab && train)
+        cli_usage_error("--vocabulary goes with evaluation only; finetune the checkpoint before the fold "
+                        "(fpd-convert --vocabulary-out), or fold the finetuned one");
     if (tp.batch_size < 1 + tp.negatives)
         cli_usage_error("--batch must be at least 1 + --negatives (%lld)", (long long)(1 + tp.negatives));
     if (out) {
@@ -194,18 +213,28 @@ int main(int argc, char **argv) {
     memset(&t, 0, sizeof t);
     json_t *res = NULL;
     int rc = CLI_EXIT_FAILURE;
-    if (fpd_ncf_model_load(ckpt, &m, &err) || fpd_ncf_test_load(rating, negative, &t, &err)) {
-        cli_error("%s", err.msg);
+    json_t *tabs = NULL; /* the tables as the file stores them (before --vocabulary) */
+    if (fpd_ncf_model_load(ckpt, &m, &err) || fpd_ncf_test_load(rating, negative, &t, &err) ||
+        !(tabs = tables_json(&m)) || (vocab && fpd_ncf_model_apply_vocabulary(&m, vocab, &err))) {
+        cli_error("%s", err.msg[0] ? err.msg : "out of memory");
+        json_decref(tabs);
         goto done;
     }
+    for (int32_t i = 0; i < m.n_tables; i++) /* a folded order without its map: the ids are not its rows */
+        if (m.layer[i] && m.meta[i].vocabulary_order)
+            cli_warn("%s: table '%s' has its row order in an id vocabulary (fpd-convert --vocabulary-out): its rows "
+                     "are the vocabulary's, not the test files' ids, unless those were mapped; give --vocabulary MAP",
+                     ckpt, fpd_ncf_model_table_name(m.kind, i));
     struct fpd_ncf_metrics met;
     if (fpd_ncf_model_eval(&m, &t, &met, &err)) {
         cli_error("%s: %s", ckpt, err.msg);
+        json_decref(tabs);
         goto done;
     }
     res = json_pack("{s:s, s:s, s:o, s:{s:s, s:s, s:I, s:I}, s:f, s:f}", "schema", "fpd-eval/1", "checkpoint", ckpt,
-                    "tables", tables_json(&m), "test", "rating", rating, "negative", negative, "users",
+                    "tables", tabs, "test", "rating", rating, "negative", negative, "users",
                     (json_int_t)t.n, "candidates", (json_int_t)t.n_cand, "hr10", met.hr10, "ndcg10", met.ndcg10);
+    if (vocab) json_object_set_new(res, "vocabulary", json_string(vocab));
 
     if (movielens) {
         struct fpd_ncf_interactions r;
@@ -257,6 +286,7 @@ int main(int argc, char **argv) {
         fputc('\n', stdout);
     } else {
         printf("checkpoint  %s\n", ckpt);
+        if (vocab) printf("vocabulary  %s (ids looked up through it)\n", vocab);
         json_t *tab;
         size_t i;
         json_array_foreach(json_object_get(res, "tables"), i, tab) {

@@ -323,13 +323,15 @@ static void print_text(const struct report *rep) {
             for (int64_t j = 0; j < rep->n_tables; j++) {
                 const struct fpd_table_row *r = &rep->tables[j];
                 if (r->rowwise) continue;
-                char fr[192] = "";
+                char fr[256] = "";
                 if (r->meta.free_coords > 0) /* free/1 */
                     snprintf(fr, sizeof fr, ", free coordinates c = %lld (E [%lld, %lld]%s%s, P [%lld, %lld])",
                              (long long)r->meta.free_coords, (long long)r->meta.shape.rows,
                              (long long)r->meta.free_coords, r->meta.free_rowwise ? " " : "",
                              r->meta.free_rowwise ? fpd_rowwise_name(r->meta.free_kind) : "",
                              (long long)r->meta.free_coords, (long long)r->meta.shape.dim);
+                if (r->meta.vocabulary_order) /* fpd-convert --vocabulary-out */
+                    snprintf(fr + strlen(fr), sizeof fr - strlen(fr), ", row order in an id vocabulary");
                 if (isnan(r->meta.rel_error)) printf("  %s: rel_error -, fit %s%s\n", r->name, r->meta.fit, fr);
                 else printf("  %s: rel_error %.4g, fit %s%s\n", r->name, r->meta.rel_error, r->meta.fit, fr);
             }
@@ -417,6 +419,7 @@ static int print_json(const struct report *rep) {
                                 : r->meta.free_rowwise   ? json_string(fpd_rowwise_name(r->meta.free_kind))
                                 : r->meta.core_dtype == FPD_DTYPE_COUNT ? json_null()
                                                                         : json_string(fpd_dtype_name(r->meta.core_dtype)));
+            json_object_set_new(o, "vocabulary_order", json_boolean(r->meta.vocabulary_order));
         } else {
             json_object_set_new(o, "layout", json_string(FPD_ROWWISE_LAYOUT));
         }

@@ -61,6 +61,9 @@ expect_grep "compress --free-dtype with auto: says why" err.txt "needs a count .
 run "$C" "$G" -o bad.safetensors --free-dtype int2 --free-coords 2
 expect_rc "compress --free-dtype int2: exit 2" 2
 expect_grep "compress --free-dtype int2: names the values" err.txt "core, int8 or int4"
+run "$C" "$G" -o bad.safetensors --encoding int4 --free-coords 8 --free-dtype int4
+expect_rc "compress --encoding int4 with free coordinates: exit 2" 2
+expect_grep "compress --encoding int4 with free coordinates: says why" err.txt "--encoding int4 writes no FPD table"
 expect_absent "compress --free-dtype refusals: nothing written" bad.safetensors
 
 # fpd-convert --free-dtype: F32 E -> int4 gives compress's bytes for E; int4 -> core
@@ -132,7 +135,11 @@ with fpd.open('f.safetensors') as ck:
     l = ck.load_layer('$T')
 with fpd.open('q.safetensors') as ck:
     info = ck.table_info('$T'); lq = ck.load_layer('$T')
-assert info['free_coords'] == 8 and info['free_dtype'] == 'int4', info
+assert info['free_coords'] == 8 and info['free_dtype'] == 'int4' and not info['vocabulary_order'], info
+with fpd.open('f.safetensors') as ck:
+    assert ck.table_info('$T')['free_dtype'] == 'F32', ck.table_info('$T')  # E in the core dtype
+r2 = fpd.compress('$G', 'qpy-core.safetensors', rank=8, epochs=0, als_sweeps=0, free_coords=8, free_dtype='core', queries=0)
+assert r2['tables'][0]['free_dtype'] == 'F32', r2['tables'][0]['free_dtype']
 l.quantize_free('int4')
 assert np.array_equal(l.free_e, lq.free_e)
 fpd.save('pysave.safetensors', {'$T': l}, free_dtype='int4')
@@ -161,7 +168,8 @@ if [ -f "$DATA/movielens-1m/ratings.tsv" ]; then
     expect_rc "train --free-dtype int4: fpd-eval reads the file" 0
     py_check "train --free-dtype int4: fpd-eval's HR@10 = the trainer's stored HR@10; the ratio counts E's bytes" "
 import json
-r = json.load(open('tq.json'))['runs'][0]; e = json.load(open('out.txt'))
+top = json.load(open('tq.json')); r = top['runs'][0]; e = json.load(open('out.txt'))
+assert top['free_coords'] == 4 and top['free_dtype'] == 'int4', (top['free_coords'], top['free_dtype'])
 hr = e.get('hr10', e.get('HR@10'))
 assert abs(hr - r['hr10']) < 1e-6, (hr, r['hr10'], r['hr10_f32'])
 assert r['hr10_f32'] is not None
@@ -171,6 +179,46 @@ assert r['params'] > 0"
     expect_grep "train --free-dtype int4: both tables store int4 E" out.txt "E \[3706, 4\] int4"
     run "$BUILD/sample-train-gmf" "$DATA/movielens-1m/ratings.tsv" --epochs 1 --max-users 50 --free-dtype int4
     expect_rc "train --free-dtype without --free-coords: exit 2" 2
+    # the order in the id vocabulary with int4 E: fpd-convert --vocabulary-out --free-dtype
+    # int4 folds the trainer's row_perm; fpd-eval --vocabulary MAP then measures the same
+    # HR@10 as on the unfolded file (rows equal to F32 rounding; E is already int4)
+    run "$BUILD/fpd-convert" tq.fpd.safetensors --to fpd --vocabulary-out tq.map --free-dtype int4 -o tqv.safetensors
+    expect_rc "fold with int4 E: exit 0" 0
+    run "$BUILD/fpd-inspect" tqv.safetensors
+    expect_grep "fold with int4 E: inspect says where the order lives" out.txt "int4, P \[4, 16\]\), row order in an id vocabulary"
+    run "$BUILD/fpd-eval" tqv.safetensors --ncf tq.test.rating tq.test.negative --vocabulary tq.map --json
+    expect_rc "fpd-eval --vocabulary: exit 0" 0
+    cp out.txt tqv.json
+    run "$BUILD/fpd-eval" tq.fpd.safetensors --ncf tq.test.rating tq.test.negative --json
+    py_check "fpd-eval --vocabulary: the HR@10 and NDCG@10 of the unfolded file; the sizes those of the folded one" "
+import json
+v = json.load(open('tqv.json')); o = json.load(open('out.txt'))
+assert abs(v['hr10'] - o['hr10']) < 1e-9 and abs(v['ndcg10'] - o['ndcg10']) < 1e-6, (v['hr10'], o['hr10'])
+assert v['vocabulary'] == 'tq.map'
+# the folded file has no row_perm: 4 bytes a row fewer
+for a, b in zip(v['tables'], o['tables']):
+    assert b['bytes'] - a['bytes'] >= 4 * b['rows'] - 4 * 64, (a, b)"
+    run "$BUILD/fpd-eval" tqv.safetensors --ncf tq.test.rating tq.test.negative
+    expect_rc "fpd-eval of a folded file without its map: exit 0 (its ids may have been mapped)" 0
+    expect_grep "fpd-eval of a folded file without its map: warns" err.txt "row order in an id vocabulary .*give --vocabulary MAP"
+    printf 'user\tid\trow\n' >bad.map
+    run "$BUILD/fpd-eval" tqv.safetensors --ncf tq.test.rating tq.test.negative --vocabulary bad.map
+    expect_rc "fpd-eval --vocabulary, not a map: exit 1" 1
+    expect_grep "fpd-eval --vocabulary, not a map: names the file and line" err.txt "bad.map:1: not a vocabulary map"
+    head -3 tq.map >short.map
+    run "$BUILD/fpd-eval" tqv.safetensors --ncf tq.test.rating tq.test.negative --vocabulary short.map
+    expect_rc "fpd-eval --vocabulary, a short map: exit 1" 1
+    expect_grep "fpd-eval --vocabulary, a short map: the test ids outside it" err.txt "item id [0-9]* .entry [0-9]*. is outside .0, 2."
+    { head -2 tq.map; sed -n 2p tq.map; } >dup.map
+    run "$BUILD/fpd-eval" tqv.safetensors --ncf tq.test.rating tq.test.negative --vocabulary dup.map
+    expect_rc "fpd-eval --vocabulary, an id twice: exit 1" 1
+    expect_grep "fpd-eval --vocabulary, an id twice: names line and id" err.txt "dup.map:3: table '[a-z_.]*': id 0 appears twice"
+    printf 'table\tid\trow\nprediction.weight\t0\t0\n' >tab.map
+    run "$BUILD/fpd-eval" tqv.safetensors --ncf tq.test.rating tq.test.negative --vocabulary tab.map
+    expect_rc "fpd-eval --vocabulary, not a table: exit 1" 1
+    expect_grep "fpd-eval --vocabulary, not a table: says so" err.txt "tab.map:2: table 'prediction.weight' is not a table of this model"
+    run "$BUILD/fpd-eval" tqv.safetensors --ncf tq.test.rating tq.test.negative --vocabulary tq.map --finetune x.tsv -o y.safetensors
+    expect_rc "fpd-eval --vocabulary --finetune: a usage error" 2
 else
     skip "train --free-dtype int4" "$DATA/movielens-1m/ratings.tsv not found"
 fi

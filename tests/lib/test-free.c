@@ -1022,3 +1022,95 @@ Test(free, compress_stores_int4_e_and_reports_the_stored_error, .timeout = 120) 
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     cr_assert(eq(int, system(cmd), 0));
 }
+
+/* ------------------------------------------------- the order in an id vocabulary */
+
+/* fpd_layer_fold_row_perm and fpd_layer_select_rows against the definition: a layer
+ * of 37 rows over 5 x 8 = 40 stored rows, a permutation into them and c = 2 free
+ * coordinates. Row i of the input is the naive product of the cores at stored row
+ * perm[i] plus E[i] P; the fold holds it at row perm[i]; selecting the rows perm[i]
+ * of the fold gives the input back (E and the permutation exactly). */
+Test(free, fold_and_select_rows_by_the_definition) {
+    const int64_t n[2] = {5, 8}, d[2] = {2, 3}, N = 37, c = 2, D = 6;
+    struct fpd_layer_shape s = test_make_shape(2, N, n, d, 3, 2);
+    struct fpd_layer *l = NULL, *f = NULL, *back = NULL;
+    struct fpd_error err;
+    cr_assert(eq(int, fpd_layer_init(&s, &l, NULL), 0));
+    test_fill_random(l, 17, 0.6);
+    int64_t perm[37];
+    uint64_t seed = 9;
+    int64_t all[40];
+    for (int64_t x = 0; x < 40; x++) all[x] = x;
+    for (int64_t x = 39; x > 0; x--) { /* a random injection of 37 ids into the 40 stored rows */
+        int64_t j = (int64_t)(test_rand_u64(&seed) % (uint64_t)(x + 1)), t = all[x];
+        all[x] = all[j];
+        all[j] = t;
+    }
+    int64_t R = 0;
+    for (int64_t i = 0; i < N; i++) {
+        perm[i] = all[i];
+        R = perm[i] + 1 > R ? perm[i] + 1 : R;
+    }
+    cr_assert(eq(int, fpd_layer_set_row_perm(l, perm, NULL), 0));
+    float e[74], p[12];
+    for (int i = 0; i < 74; i++) e[i] = (float)test_rand_sym(&seed);
+    for (int i = 0; i < 12; i++) p[i] = (float)test_rand_sym(&seed);
+    cr_assert(eq(int, fpd_layer_set_free_coords(l, c, e, p, NULL), 0));
+    cr_assert(eq(int, fpd_layer_fold_row_perm(l, &f, &err), 0), "%s", err.msg);
+    cr_assert(fpd_layer_row_perm(f) == NULL);
+    cr_assert(eq(i64, fpd_layer_get_shape(f)->rows, R));
+    /* E moved with its ids, zero rows elsewhere; P the same */
+    const float *ef = fpd_layer_get_free_e_const(f);
+    bool reached[40] = {false};
+    for (int64_t i = 0; i < N; i++) {
+        reached[perm[i]] = true;
+        for (int64_t q = 0; q < c; q++) cr_assert(eq(flt, ef[perm[i] * c + q], e[i * c + q]));
+    }
+    for (int64_t x = 0; x < R; x++)
+        if (!reached[x]) cr_assert(ef[x * c] == 0.0f && ef[x * c + 1] == 0.0f, "row %lld", (long long)x);
+    cr_assert(eq(int, memcmp(fpd_layer_get_free_p_const(f), p, sizeof p), 0));
+    /* rows by the definition: input row i = fold row perm[i] = cores at perm[i] + E[i] P */
+    for (int64_t i = 0; i < N; i++) {
+        double want[6];
+        test_naive_row(l, perm[i], want);
+        for (int64_t j = 0; j < D; j++)
+            for (int64_t q = 0; q < c; q++) want[j] += (double)e[i * c + q] * p[q * D + j];
+        float gi[6], gf[6];
+        const int64_t fi = perm[i];
+        cr_assert(eq(int, fpd_layer_lookup(l, &i, 1, gi, NULL), 0));
+        cr_assert(eq(int, fpd_layer_lookup(f, &fi, 1, gf, NULL), 0));
+        cr_assert(le(dbl, test_rel_diff(gi, want, D), 1e-6), "input row %lld", (long long)i);
+        cr_assert(le(dbl, test_rel_diff(gf, want, D), 1e-6), "folded row %lld", (long long)fi);
+    }
+    /* select the rows perm[i] of the fold: the input again */
+    cr_assert(eq(int, fpd_layer_select_rows(f, perm, N, &back, &err), 0), "%s", err.msg);
+    cr_assert(eq(i64, fpd_layer_get_shape(back)->rows, N));
+    cr_assert(eq(int, memcmp(fpd_layer_row_perm(back), perm, sizeof perm), 0));
+    cr_assert(eq(int, memcmp(fpd_layer_get_free_e_const(back), e, sizeof e), 0));
+    float a[37 * 6], b[37 * 6];
+    cr_assert(eq(int, fpd_layer_reconstruct(l, 0, N, a, NULL), 0));
+    cr_assert(eq(int, fpd_layer_reconstruct(back, 0, N, b, NULL), 0));
+    cr_assert(eq(int, memcmp(a, b, sizeof a), 0));
+    fpd_layer_free(back);
+    /* select on a layer with a permutation composes it: rows 3, 0 of l are l's rows */
+    const int64_t two[2] = {3, 0};
+    cr_assert(eq(int, fpd_layer_select_rows(l, two, 2, &back, &err), 0), "%s", err.msg);
+    cr_assert(eq(i64, fpd_layer_row_perm(back)[0], perm[3]));
+    cr_assert(eq(i64, fpd_layer_row_perm(back)[1], perm[0]));
+    float r2[12];
+    cr_assert(eq(int, fpd_layer_reconstruct(back, 0, 2, r2, NULL), 0));
+    cr_assert(eq(int, memcmp(r2, a + 3 * D, 6 * sizeof(float)), 0));
+    cr_assert(eq(int, memcmp(r2 + 6, a, 6 * sizeof(float)), 0));
+    fpd_layer_free(back);
+    /* refusals */
+    cr_assert(eq(int, fpd_layer_fold_row_perm(f, &back, &err), FPD_STATUS_INVALID_ARG));
+    cr_assert(strstr(err.msg, "no row permutation") != NULL, "%s", err.msg);
+    const int64_t rep[3] = {1, 4, 1}, out[2] = {0, 40};
+    cr_assert(eq(int, fpd_layer_select_rows(f, rep, 3, &back, &err), FPD_STATUS_INVALID_ARG));
+    cr_assert(strstr(err.msg, "distinct") != NULL, "%s", err.msg);
+    cr_assert(eq(int, fpd_layer_select_rows(f, out, 2, &back, &err), FPD_STATUS_INVALID_ARG));
+    cr_assert(strstr(err.msg, "rows[1] = 40 is outside [0, ") != NULL, "%s", err.msg);
+    cr_assert(back == NULL);
+    fpd_layer_free(f);
+    fpd_layer_free(l);
+}

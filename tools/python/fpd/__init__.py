@@ -726,19 +726,21 @@ class Checkpoint:
     def table_info(self, name):
         """The checked metadata of FPD table `name` (fpd_checkpoint_check_table): dict
         rows, dim, k, terms, row_shape, col_shape, ranks, source_dtype, core_dtype,
-        fit, seed, rel_error (NaN when absent), free_coords (0: none) and free_dtype (E's
+        fit, seed, rel_error (NaN when absent), free_coords (0: none), free_dtype (E's
         stored dtype: "int8"/"int4" with free-rowwise/1, else the core dtype; None
-        without free coordinates)."""
+        without free coordinates) and vocabulary_order (True when the row order was
+        folded into an id vocabulary, fpd-convert --vocabulary-out)."""
         L = self._alive()
         meta = TableMeta()
         _call("fpd_checkpoint_check_table", self._h, name.encode(), ctypes.byref(meta))
         d = _shape_dict(meta.shape)
-        d.update({"source_dtype": _lib.DTYPES[meta.source_dtype],
-                  "core_dtype": _lib.DTYPES[meta.core_dtype] if meta.core_dtype < len(_lib.DTYPES) else None,
+        core = _lib.DTYPES[meta.core_dtype] if meta.core_dtype < len(_lib.DTYPES) else None
+        d.update({"source_dtype": _lib.DTYPES[meta.source_dtype], "core_dtype": core,
                   "fit": meta.fit.decode(), "seed": meta.seed, "rel_error": meta.rel_error,
                   "free_coords": meta.free_coords,
                   "free_dtype": (None if not meta.free_coords else
-                                 ("int8", "int4")[meta.free_kind] if meta.free_rowwise else d.get("core_dtype"))})
+                                 ("int8", "int4")[meta.free_kind] if meta.free_rowwise else core),
+                  "vocabulary_order": bool(meta.vocabulary_order)})
         del L
         return d
 
@@ -865,8 +867,10 @@ def save(path, tables=None, tensors=None, metadata=None, references=None, core_d
     tables, tensors, references = tables or {}, tensors or {}, references or {}
     if core_dtype not in ("F32", "F16", "BF16"):
         raise ValueError("core_dtype must be F32, F16 or BF16")
+    if free_dtype == "core":
+        free_dtype = None
     if free_dtype is not None and free_dtype not in _lib.ROWWISE:
-        raise ValueError(f"free_dtype must be None, int8 or int4, got {free_dtype!r}")
+        raise ValueError(f"free_dtype must be None ('core'), int8 or int4, got {free_dtype!r}")
     L = _lib.load()
     infos, keep = [], []
     meta = {"fpd.version": "1"}
@@ -1014,9 +1018,11 @@ def compress(in_path, out_path, encoding="auto", max_error=None, rank=None, term
     cp.fit.seed, cp.fit.cluster_rows, cp.fit.free_coords = int(seed), bool(cluster_rows), int(free_coords)
     cp.recall_queries = int(queries)
     cp.overwrite = bool(overwrite)
+    if free_dtype == "core":
+        free_dtype = None
     if free_dtype is not None:
         if free_dtype not in _lib.ROWWISE:
-            raise ValueError(f"free_dtype must be None, int8 or int4, got {free_dtype!r}")
+            raise ValueError(f"free_dtype must be None ('core'), int8 or int4, got {free_dtype!r}")
         if not (isinstance(free_coords, int) and free_coords >= 1):
             raise ValueError("free_dtype stores the free coordinates' E: give a count free_coords >= 1 (not auto)")
         cp.free_rowwise, cp.free_kind = True, _lib.ROWWISE[free_dtype]

@@ -102,7 +102,7 @@ class TensorInfo(Structure):
 class TableMeta(Structure):
     _fields_ = [("shape", LayerShape), ("source_dtype", c_int), ("core_dtype", c_int), ("fit", c_char * 64),
                 ("seed", c_uint64), ("rel_error", c_double), ("free_coords", c_int64), ("free_rowwise", c_bool),
-                ("free_kind", c_int)]
+                ("free_kind", c_int), ("vocabulary_order", c_bool)]
 
 
 class RowwiseTable(Structure):
