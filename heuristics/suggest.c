@@ -107,8 +107,9 @@ struct cand_list {
 /* Add (r, p) with c free coordinates for ki. A shape whose size overflows is skipped
  * (grid) or an error (a configuration the caller fixed). */
 static enum fpd_status add_candidate(struct cand_list *L, const struct kinfo *ki, int64_t rows, int64_t dim,
-                                     enum fpd_dtype core_dtype, size_t bytes_before, int64_t r, int64_t p, int64_t fc,
-                                     bool fixed, struct fpd_error *err) {
+                                     const struct fpd_plan_params *pp, size_t bytes_before, int64_t r, int64_t p,
+                                     int64_t fc, bool fixed, struct fpd_error *err) {
+    const enum fpd_dtype core_dtype = pp->core_dtype;
     struct fpd_candidate c;
     memset(&c, 0, sizeof c);
     struct fpd_layer_shape *s = &c.shape;
@@ -138,10 +139,17 @@ static enum fpd_status add_candidate(struct cand_list *L, const struct kinfo *ki
     int64_t prod = 1;
     for (int32_t m = 0; m < s->k; m++) prod *= s->row_shape[m]; /* fits: shape checked */
     c.padding = prod - rows;
-    if (!fpd__mul_size((size_t)c.params, fpd_dtype_size(core_dtype), &c.bytes)) {
+    /* bytes: every parameter in the core dtype, or (free_rowwise) E as row-wise rows */
+    const int64_t as_floats = fc > 0 && pp->free_rowwise ? c.params - fc * rows : c.params;
+    size_t e_rows = 0;
+    if (!fpd__mul_size((size_t)as_floats, fpd_dtype_size(core_dtype), &c.bytes) ||
+        (fc > 0 && pp->free_rowwise &&
+         (!fpd__mul_size((size_t)rows, fpd_rowwise_row_bytes(pp->free_kind, fc), &e_rows) ||
+          c.bytes + e_rows < c.bytes))) {
         if (!fixed) return FPD_STATUS_OK;
         return fpd__err(err, FPD_STATUS_INVALID_ARG, "plan: %lld parameters overflow size_t", (long long)c.params);
     }
+    c.bytes += e_rows;
     c.ratio = (double)bytes_before / (double)c.bytes;
     c.score = prior_score(ki, r, p, fc);
     c.predicted_error = NAN;
@@ -238,6 +246,8 @@ static enum fpd_status check_params(int64_t rows, int64_t dim, enum fpd_dtype dt
         return fpd__err(err, FPD_STATUS_INVALID_ARG,
                         "plan: free_coords = %lld is neither >= 0 nor FPD_FREE_COORDS_AUTO (-1)",
                         (long long)pp->free_coords);
+    if (pp->free_rowwise && (unsigned)pp->free_kind >= FPD_ROWWISE_COUNT)
+        return fpd__err(err, FPD_STATUS_INVALID_ARG, "plan: free_kind %d is not int8 or int4", (int)pp->free_kind);
     if (pp->free_coords > dim)
         return fpd__err(err, FPD_STATUS_INVALID_ARG,
                         "plan: free_coords = %lld > dim = %lld (at most one free coordinate per column)",
@@ -294,7 +304,7 @@ enum fpd_status fpd__suggest_ex(int64_t rows, int64_t dim, enum fpd_dtype dtype,
             sg->target_rank = ki.rstar;
         }
         if (pp.rank) { /* a given rank: p as given, else 1 (as before the heuristic) */
-            if ((st = add_candidate(&L, &ki, rows, dim, pp.core_dtype, sg->bytes_before, pp.rank,
+            if ((st = add_candidate(&L, &ki, rows, dim, &pp, sg->bytes_before, pp.rank,
                                     pp.terms ? pp.terms : 1, fixed_c, true, err)))
                 goto fail;
         } else {
@@ -306,7 +316,7 @@ enum fpd_status fpd__suggest_ex(int64_t rows, int64_t dim, enum fpd_dtype dtype,
                 for (int64_t r = ki.h;; r += ki.h) {
                     bool over = (double)r * (double)p > (double)maxcap;
                     if (over && !(pp.terms && r == ki.h)) break;
-                    if ((st = add_candidate(&L, &ki, rows, dim, pp.core_dtype, sg->bytes_before, r, p, fixed_c,
+                    if ((st = add_candidate(&L, &ki, rows, dim, &pp, sg->bytes_before, r, p, fixed_c,
                                             pp.terms != 0, err)))
                         goto fail;
                 }
@@ -323,7 +333,7 @@ enum fpd_status fpd__suggest_ex(int64_t rows, int64_t dim, enum fpd_dtype dtype,
                     const struct fpd_candidate *b = &L.v[i];
                     if (b->shape.k != ki.k || b->shape.terms != pbase || b->free_coords != 0) continue;
                     int64_t r = b->r;
-                    if ((st = add_candidate(&L, &ki, rows, dim, pp.core_dtype, sg->bytes_before, r, pbase, fc, false,
+                    if ((st = add_candidate(&L, &ki, rows, dim, &pp, sg->bytes_before, r, pbase, fc, false,
                                             err)))
                         goto fail;
                 }

@@ -370,6 +370,10 @@ enum fpd_status fpd_compress_input(const struct fpd_input *in, const char *in_pa
     const bool free_auto = opt->fit.free_coords == FPD_FREE_COORDS_AUTO;
     struct fpd_plan_params plan_in = opt->plan ? *opt->plan : fpd_plan_default_params();
     if (free_auto) plan_in.free_coords = FPD_FREE_COORDS_AUTO;
+    if (opt->free_rowwise) { /* the planner sizes E as it will be stored */
+        plan_in.free_rowwise = true;
+        plan_in.free_kind = opt->free_kind;
+    }
     const struct fpd_plan_params plan0 = plan_in;
     *report_json = NULL;
 
@@ -392,10 +396,10 @@ enum fpd_status fpd_compress_input(const struct fpd_input *in, const char *in_pa
         return fpd__err(err, FPD_STATUS_INVALID_ARG,
                         "fpd_compress: free coordinates chosen by the planner (FPD_FREE_COORDS_AUTO) need a target "
                         "to trade them against: a budget, a ratio or a max_error");
-    if (opt->free_rowwise && ((unsigned)opt->free_kind >= FPD_ROWWISE_COUNT || free_auto || opt->fit.free_coords < 1))
+    if (opt->free_rowwise && ((unsigned)opt->free_kind >= FPD_ROWWISE_COUNT || (!free_auto && opt->fit.free_coords < 1)))
         return fpd__err(err, FPD_STATUS_INVALID_ARG,
-                        "fpd_compress: free coordinates stored row-wise (free_rowwise, kind %d) need a count of them "
-                        "(fit.free_coords %lld): the planner's choice (FPD_FREE_COORDS_AUTO) sizes E in the core dtype",
+                        "fpd_compress: free coordinates stored row-wise (free_rowwise, kind %d) need free coordinates "
+                        "(fit.free_coords %lld: a count, or FPD_FREE_COORDS_AUTO)",
                         (int)opt->free_kind, (long long)opt->fit.free_coords);
     n = fpd_input_count(in);
     res = fpd_calloc((size_t)(n > 0 ? n : 1), sizeof *res);

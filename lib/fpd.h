@@ -1371,8 +1371,9 @@ struct fpd_compress_params {
      * row for int4, c + 8 for int8; P stays in the core dtype): every FPD table with
      * free coordinates is measured as stored (fpd_layer_quantize_free before its
      * quality report) and its free_bytes, bytes_after and ratio count those bytes.
-     * Needs fit.free_coords = c >= 1 (INVALID_ARG with FPD_FREE_COORDS_AUTO, whose
-     * planner sizes E in the core dtype, or with none). false: E in the core dtype. */
+     * Needs free coordinates: fit.free_coords = c >= 1, or FPD_FREE_COORDS_AUTO (the
+     * planner then sizes E as these rows: fpd_plan_params.free_rowwise); INVALID_ARG
+     * with none. false: E in the core dtype. */
     bool free_rowwise;
     enum fpd_rowwise free_kind;
 };

@@ -19,8 +19,8 @@ uint64_t batch_fnv1a(const void *data, size_t n, uint64_t h) {
 void batch_settings_apply(const struct fpd_batch_settings *s, struct compress_options *co) {
     fpd_batch_settings_apply(s, &co->plan, &co->fit, &co->recall_queries);
     if (s->set & FPD_BATCH_SET_FREE_DTYPE) {
-        co->free_rowwise = s->free_rowwise;
-        co->free_kind = s->free_kind;
+        co->free_rowwise = co->plan.free_rowwise = s->free_rowwise;
+        co->free_kind = co->plan.free_kind = s->free_kind;
     }
 }
 

@@ -285,9 +285,9 @@ static bool plan_unit(const struct fpd_batch_pipeline *p, struct unit *u, bool *
             snprintf(t->reason, sizeof t->reason, "%s", t->plan.reason);
             continue;
         }
-        if (co.free_rowwise && (free_auto || co.fit.free_coords < 1)) { /* as fpd-compress --free-dtype */
-            cli_error("%s: table '%s': 'free_dtype: %s' stores the free coordinates' E: it needs a count "
-                      "(free_coords: C; 'auto' sizes E in the core dtype)",
+        if (co.free_rowwise && !free_auto && co.fit.free_coords < 1) { /* as fpd-compress --free-dtype */
+            cli_error("%s: table '%s': 'free_dtype: %s' stores the free coordinates' E: it needs free "
+                      "coordinates (free_coords: C or auto)",
                       u->in->path, t->name, fpd_rowwise_name(co.free_kind));
             plan_ok = false;
             break;

@@ -73,7 +73,7 @@ static void usage(FILE *f) {
             "                        default), 'int8' or 'int4': FBGEMM's fused row-wise rows of C\n"
             "                        values (int4: ceil(C/2) + 4 bytes a row; extension free-rowwise/1),\n"
             "                        counted and measured as stored; P stays in the core dtype.\n"
-            "                        Needs --free-coords C (not auto)\n"
+            "                        Needs --free-coords C or auto (the planner then sizes E so)\n"
             "      --order-from [T=]FILE  order table T's rows (T may be left out when one table is\n"
             "                        compressed) from implicit feedback before the fit, as --init-order does\n"
             "                        for a new table (one 'a b [...]' per line; ids that share interactions\n"
@@ -424,11 +424,8 @@ int main(int argc, char **argv) {
         !(max_error > 0.0))
         cli_usage_error("--free-coords auto needs a target to trade the free coordinates against: give --budget, "
                         "--ratio or --max-error (or a count: --free-coords C)");
-    if (free_dtype_given && fp.free_coords == FPD_FREE_COORDS_AUTO && free_rowwise)
-        cli_usage_error("--free-dtype %s needs a count (--free-coords C): --free-coords auto sizes E in the core "
-                        "dtype", fpd_rowwise_name(free_kind));
-    if (free_dtype_given && free_rowwise && fp.free_coords < 1)
-        cli_usage_error("--free-dtype %s stores the free coordinates' E: give --free-coords C (C >= 1)",
+    if (free_dtype_given && free_rowwise && fp.free_coords < 1 && fp.free_coords != FPD_FREE_COORDS_AUTO)
+        cli_usage_error("--free-dtype %s stores the free coordinates' E: give --free-coords C (C >= 1) or auto",
                         fpd_rowwise_name(free_kind));
     struct compress_options co = compress_default_options();
     co.encoding = encoding;
@@ -437,6 +434,8 @@ int main(int argc, char **argv) {
     co.max_error = max_error > 0.0 ? max_error : COMPRESS_DEFAULT_MAX_ERROR;
     co.quiet = quiet;
     co.plan = pp;
+    co.plan.free_rowwise = free_rowwise; /* --free-coords auto: the planner sizes E so */
+    co.plan.free_kind = free_kind;
     co.fit = fp;
     co.force = force;
     co.progress_mode = progress_mode;

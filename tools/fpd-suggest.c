@@ -63,6 +63,11 @@ static void usage(FILE *f) {
             "                        --total-budget or --max-error, and takes the most accurate one\n"
             "                        within the target when predicted 1%% below the c = 0 pick (needs\n"
             "                        CHECKPOINT's data; see README)\n"
+            );
+    fprintf(f,
+            "      --free-dtype T    E of the free coordinates as stored: core (default), int8 or int4\n"
+            "                        (row-wise rows, extension free-rowwise/1; int4: ceil(c/2) + 4 bytes\n"
+            "                        a row): the candidates' bytes count E so (as fpd-compress --free-dtype)\n"
             "      --core-dtype T    F32 (default), F16 or BF16 for the cores' bytes\n"
             "      --min-rows N      tables with fewer rows are skipped (default 1000; 0 with --rows)\n"
             "      --min-ratio X     fpd-compress keeps tables dense below this ratio (default 2)\n"
@@ -309,8 +314,9 @@ static void table_text(const char *name, const struct fpd_suggestion *sg, const 
     const struct fpd_candidate *pk = sg->selected >= 0 ? &sg->candidates[sg->selected] : NULL;
     if (sg->compress && pk && pk->free_coords > 0)
         printf("  fpd-compress: compresses it with the pick given as --encoding fpd --rank %lld --terms %lld "
-               "--cores %d --free-coords %lld\n\n",
-               (long long)pk->r, (long long)pk->shape.terms, (int)pk->shape.k, (long long)pk->free_coords);
+               "--cores %d --free-coords %lld%s%s\n\n",
+               (long long)pk->r, (long long)pk->shape.terms, (int)pk->shape.k, (long long)pk->free_coords,
+               o->pp.free_rowwise ? " --free-dtype " : "", o->pp.free_rowwise ? fpd_rowwise_name(o->pp.free_kind) : "");
     else if (sg->compress) printf("  fpd-compress: compresses it with the pick\n\n");
     else printf("  fpd-compress: keeps it dense: %s\n\n", sg->reason);
 }
@@ -475,7 +481,7 @@ int main(int argc, char **argv) {
     }
     enum { OPT_DTYPE = 256, OPT_BUDGET, OPT_RATIO, OPT_MAX_ERROR, OPT_CORE_DTYPE, OPT_MIN_ROWS, OPT_MIN_RATIO,
            OPT_TOP, OPT_ALL, OPT_NO_ERRORS, OPT_JSON, OPT_VERSION, OPT_TOTAL_BUDGET, OPT_ROW_FREQ, OPT_ALPHA,
-           OPT_FREE_COORDS };
+           OPT_FREE_COORDS, OPT_FREE_DTYPE };
     static const struct option opts[] = {
         {"rows", required_argument, 0, 'n'},         {"dim", required_argument, 0, 'd'},
         {"dtype", required_argument, 0, OPT_DTYPE},   {"tables", required_argument, 0, 't'},
@@ -489,6 +495,7 @@ int main(int argc, char **argv) {
         {"version", no_argument, 0, OPT_VERSION},     {"quiet", no_argument, 0, 'q'},
         {"total-budget", required_argument, 0, OPT_TOTAL_BUDGET}, {"row-freq", required_argument, 0, OPT_ROW_FREQ},
         {"alpha", required_argument, 0, OPT_ALPHA},   {"free-coords", required_argument, 0, OPT_FREE_COORDS},
+        {"free-dtype", required_argument, 0, OPT_FREE_DTYPE},
         {0, 0, 0, 0},
     };
     opterr = 0;
@@ -523,6 +530,11 @@ int main(int argc, char **argv) {
             break;
         }
         case OPT_FREE_COORDS: o.pp.free_coords = cli_parse_free_coords("--free-coords", optarg); break;
+        case OPT_FREE_DTYPE:
+            if (strcmp(optarg, "core") == 0) o.pp.free_rowwise = false;
+            else if (fpd_rowwise_from_name(optarg, &o.pp.free_kind)) o.pp.free_rowwise = true;
+            else cli_usage_error("--free-dtype must be core, int8 or int4, got '%s'", optarg);
+            break;
         case OPT_CORE_DTYPE: o.pp.core_dtype = parse_dtype("--core-dtype", optarg, true); break;
         case OPT_MIN_ROWS: o.pp.min_rows = parse_count("--min-rows", optarg, 0); min_rows_set = true; break;
         case OPT_MIN_RATIO: {
@@ -692,6 +704,8 @@ int main(int argc, char **argv) {
         json_object_set_new(tg, "alpha", total_budget ? json_real(alpha) : json_null());
         json_object_set_new(tg, "free_coords", o.pp.free_coords == FPD_FREE_COORDS_AUTO ? json_string("auto")
                                                                                       : json_integer(o.pp.free_coords));
+        json_object_set_new(tg, "free_dtype",
+                            json_string(o.pp.free_rowwise ? fpd_rowwise_name(o.pp.free_kind) : "core"));
         json_object_set_new(root, "targets", tg);
         json_t *tabs = json_array();
         for (int64_t e = 0; e < n_ent; e++) {

@@ -321,7 +321,7 @@ bad_case "free_dtype int3" 2 "bad/p.yaml:6:15: 'free_dtype' must be core, int8 o
 printf 'inputs:\n  - %s\noutput:\n  folder: out\ndefaults:\n  rank: 4\n  free_dtype: int4\n' "$SAMPLE" >bad/p.yaml
 run "$B" bad/p.yaml
 expect_rc "free_dtype without free_coords: exit 2" 2
-expect_grep "free_dtype without free_coords: names the table and why" err.txt "table 'word_embeddings.weight': 'free_dtype: int4' stores the free coordinates' E: it needs a count"
+expect_grep "free_dtype without free_coords: names the table and why" err.txt "table 'word_embeddings.weight': 'free_dtype: int4' stores the free coordinates' E: it needs free coordinates"
 
 # ---- order_from: a table's rows ordered from implicit feedback, as fpd-compress --order-from ----
 # ord/x.tsv (found next to the YAML, which is not the working folder): 40 users, 6

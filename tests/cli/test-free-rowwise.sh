@@ -55,9 +55,28 @@ assert abs(rel - q['rel_error']) < 1e-5 * rel, (rel, q['rel_error'])"
 run "$C" "$G" -o bad.safetensors --free-dtype int4
 expect_rc "compress --free-dtype without --free-coords: exit 2" 2
 expect_grep "compress --free-dtype without --free-coords: says so" err.txt "give --free-coords C"
-run "$C" "$G" -o bad.safetensors --free-dtype int4 --free-coords auto --budget 150KB
-expect_rc "compress --free-dtype with --free-coords auto: exit 2" 2
-expect_grep "compress --free-dtype with auto: says why" err.txt "needs a count .*auto sizes E in the core dtype"
+# --free-coords auto --free-dtype int4: the planner sizes E as int4 rows (fpd-suggest
+# --free-dtype int4 gives the same pick and bytes, to the byte, by the formula cores (F32)
+# + N (ceil(c/2) + 4) + 4 c D); the budget then buys more free coordinates than in F32
+run "$BUILD/fpd-suggest" "$G" --budget 150KB --free-coords auto --free-dtype int4 --json
+expect_rc "suggest --free-coords auto --free-dtype int4: exit 0" 0
+cp out.txt sa4.json
+run "$BUILD/fpd-suggest" "$G" --budget 150KB --free-coords auto --json
+cp out.txt sa32.json
+run "$C" "$G" -o a4.safetensors --budget 150KB --free-coords auto --free-dtype int4 --queries 0 --json
+expect_rc "compress --free-coords auto --free-dtype int4: exit 0" 0
+cp out.txt a4.json
+py_check "auto + int4 E: suggest's pick and bytes (by the formula), compress writes them, error near the prediction, more c than F32" "
+import json, math
+s = json.load(open('sa4.json'))['tables'][0]['selected']; f = json.load(open('sa32.json'))['tables'][0]['selected']
+t = json.load(open('out.txt'))['tables'][0]
+c, r = s['free_coords'], s['r']
+cores = 4 * (25 * 5 * r + r * 20 * 4 * r + r * 20 * 5)  # k = 3: 25x20x20 rows, 5x4x5 columns, F32
+assert s['k'] == 3 and s['row_shape'] == [25, 20, 20] and s['col_shape'] == [5, 4, 5], s
+assert s['bytes'] == cores + 10000 * (math.ceil(c / 2) + 4) + 4 * c * 100 <= 150000, (s['bytes'], cores, c)
+assert (t['r'], t['free_coords'], t['bytes_after'], t['free_dtype']) == (r, c, s['bytes'], 'int4'), (t, s)
+assert abs(t['rel_error'] / s['predicted_error'] - 1) < 0.01, (t['rel_error'], s['predicted_error'])
+assert c > f['free_coords'] and s['predicted_error'] < f['predicted_error'], (s, f)"
 run "$C" "$G" -o bad.safetensors --free-dtype int2 --free-coords 2
 expect_rc "compress --free-dtype int2: exit 2" 2
 expect_grep "compress --free-dtype int2: names the values" err.txt "core, int8 or int4"
@@ -146,10 +165,13 @@ fpd.save('pysave.safetensors', {'$T': l}, free_dtype='int4')
 with fpd.open('pysave.safetensors') as ck:
     assert ck.table_info('$T')['free_dtype'] == 'int4'
     assert np.array_equal(ck.load_layer('$T').free_e, lq.free_e)
+ra = fpd.compress('$G', 'qpy2.safetensors', free_coords='auto', budget=150000, free_dtype='int4', queries=0)
+assert ra['tables'][0]['bytes_after'] == json.load(open('a4.json'))['tables'][0]['bytes_after'], ra['tables'][0]
+assert ra['tables'][0]['free_dtype'] == 'int4' and ra['tables'][0]['bytes_after'] <= 150000, ra['tables'][0]
 try:
-    fpd.compress('$G', 'qpy2.safetensors', free_coords='auto', budget=150000, free_dtype='int4'); raise SystemExit('auto')
+    fpd.compress('$G', 'qpy3.safetensors', free_coords=0, free_dtype='int4'); raise SystemExit('c = 0')
 except ValueError as e:
-    assert 'count' in str(e), e
+    assert 'free_coords' in str(e), e
 " >py.txt 2>&1; then _report ok "int4 E from Python: fpd.compress(free_dtype), Layer.quantize_free = the file's E, fpd.save(free_dtype)"
     else _report "not ok" "int4 E from Python" "$(tail -c 600 py.txt)"; fi
 else

@@ -378,3 +378,36 @@ Test(suggest_free, glove_predicted_vs_fit) {
     fpd_suggestion_free(sg);
     fpd_safetensors_free(st);
 }
+
+/* free_rowwise: E counted as row-wise rows (int4: ceil(c/2) + 4 bytes, int8: c + 8), P
+ * and the cores in the core dtype; the parameters unchanged; refused with a bad kind. */
+Test(suggest_free, sizes_with_rowwise_e) {
+    const int64_t N = 20000, D = 64;
+    const int64_t cs[2] = {5, 8};
+    for (int q = 0; q < 2; q++) {
+        struct fpd_plan_params pp = fpd_plan_default_params();
+        pp.free_coords = cs[q];
+        pp.core_dtype = q ? FPD_DTYPE_F16 : FPD_DTYPE_F32;
+        pp.free_rowwise = true;
+        pp.free_kind = q ? FPD_ROWWISE_INT8 : FPD_ROWWISE_INT4;
+        const size_t esz = q ? 2 : 4, row = q ? (size_t)cs[q] + 8 : (size_t)(cs[q] + 1) / 2 + 4;
+        struct fpd_suggestion *sg = suggest_ok(N, D, &pp);
+        cr_assert(gt(i64, sg->n_candidates, 0));
+        for (int64_t i = 0; i < sg->n_candidates; i++) {
+            const struct fpd_candidate *c = &sg->candidates[i];
+            cr_assert(eq(i64, c->free_coords, cs[q]));
+            cr_assert(eq(i64, c->params, cores_closed_form(&c->shape) + cs[q] * (N + D)));
+            cr_assert(eq(sz, c->bytes, (size_t)(cores_closed_form(&c->shape) + cs[q] * D) * esz + (size_t)N * row),
+                      "candidate %lld", (long long)i);
+        }
+        fpd_suggestion_free(sg);
+    }
+    struct fpd_plan_params pp = fpd_plan_default_params();
+    pp.free_coords = 4;
+    pp.free_rowwise = true;
+    pp.free_kind = (enum fpd_rowwise)5;
+    struct fpd_suggestion *sg = NULL;
+    struct fpd_error err;
+    cr_assert(eq(int, fpd_suggest(N, D, FPD_DTYPE_F32, &pp, &sg, &err), FPD_STATUS_INVALID_ARG));
+    cr_assert(strstr(err.msg, "free_kind 5") != NULL, "%s", err.msg);
+}

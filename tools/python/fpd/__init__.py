@@ -981,7 +981,8 @@ def compress(in_path, out_path, encoding="auto", max_error=None, rank=None, term
       --order-from): a path (the only compressed table, ids in column 1) or {table:
       path or (path, column)} with column 1 or 2; id_base: the files' first id.
       free_dtype: None (E in the core dtype) or "int8"/"int4" (E stored row-wise,
-      free-rowwise/1, measured as stored; needs a count free_coords >= 1). queries:
+      free-rowwise/1, measured as stored; needs free_coords >= 1 or "auto", which then
+      sizes E so). queries:
       recall@10 query rows. progress(stage, done, total): called during fits;
       return False to cancel (FPDError CANCELLED, nothing written).
 
@@ -1023,8 +1024,8 @@ def compress(in_path, out_path, encoding="auto", max_error=None, rank=None, term
     if free_dtype is not None:
         if free_dtype not in _lib.ROWWISE:
             raise ValueError(f"free_dtype must be None ('core'), int8 or int4, got {free_dtype!r}")
-        if not (isinstance(free_coords, int) and free_coords >= 1):
-            raise ValueError("free_dtype stores the free coordinates' E: give a count free_coords >= 1 (not auto)")
+        if not (isinstance(free_coords, int) and (free_coords >= 1 or free_coords == -1)):
+            raise ValueError("free_dtype stores the free coordinates' E: give free_coords >= 1 or 'auto'")
         cp.free_rowwise, cp.free_kind = True, _lib.ROWWISE[free_dtype]
     keep = []
     if tables is not None:

@@ -113,7 +113,7 @@ class PlanParams(Structure):
     _fields_ = [("rank", c_int64), ("terms", c_int64), ("k", c_int32), ("min_rows", c_int64),
                 ("min_ratio", c_double), ("core_dtype", c_int), ("budget_bytes", c_size_t),
                 ("min_ratio_target", c_double), ("max_error", c_double), ("table", POINTER(TableView)),
-                ("free_coords", c_int64)]
+                ("free_coords", c_int64), ("free_rowwise", c_bool), ("free_kind", c_int)]
 
 
 class Plan(Structure):
