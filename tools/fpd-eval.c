@@ -74,9 +74,15 @@ static void usage(FILE *f) {
 
 static json_t *tables_json(const struct fpd_ncf_model *m) {
     json_t *a = json_array();
-    const char *names[2] = {FPD_NCF_USER_TABLE, FPD_NCF_ITEM_TABLE};
-    const struct fpd_embedding *e[2] = {&m->gmf.user, &m->gmf.item};
-    for (int i = 0; i < 2; i++) {
+    /* every table of the model's kind (GMF, MLP: 2; NeuMF: 4), by its tensor name */
+    const struct fpd_embedding *views[4] = {&m->net.mf_user, &m->net.mf_item, &m->net.mlp_user, &m->net.mlp_item};
+    const char *names[4];
+    const struct fpd_embedding *e[4];
+    for (int i = 0; i < m->n_tables; i++) {
+        names[i] = fpd_ncf_model_table_name(m->kind, i);
+        e[i] = views[m->kind == FPD_NCF_KIND_MLP ? i + 2 : i];
+    }
+    for (int i = 0; i < m->n_tables; i++) {
         json_t *o = json_pack("{s:s, s:s, s:I, s:I}", "name", names[i], "kind",
                               m->layer[i] ? "fpd" : m->encoding[i] ? m->encoding[i] : "dense", "rows",
                               (json_int_t)e[i]->rows, "dim", (json_int_t)e[i]->dim);

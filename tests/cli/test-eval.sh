@@ -223,7 +223,13 @@ ref = {l.split()[0]: (float(l.split()[1]), float(l.split()[2])) for l in open('r
 e = json.load(open('$m-eval.json'))
 hr, nd = ref['$m']
 assert 0.0 < hr < 1.0, hr
-assert abs(e['hr10'] - hr) < 1e-9 and abs(e['ndcg10'] - nd) < 1e-6, (e, hr, nd)"
+assert abs(e['hr10'] - hr) < 1e-9 and abs(e['ndcg10'] - nd) < 1e-6, (e, hr, nd)
+# the report lists the model's own tables (it named GMF's two, [0, 0], for MLP/NeuMF)
+names = {'mlp': ['user_embedding.weight', 'item_embedding.weight'],
+         'neumf': ['mf_embedding_user.weight', 'mf_embedding_item.weight', 'mlp_embedding_user.weight',
+                   'mlp_embedding_item.weight']}['$m']
+assert [t['name'] for t in e['tables']] == names, e['tables']
+assert all(t['rows'] > 0 and t['dim'] > 0 and t['kind'] == 'dense' for t in e['tables']), e['tables']"
     run "$BUILD/fpd-eval" $m.safetensors --ncf t.rating t.negative --finetune t.train -o $m-ft.safetensors --epochs 2 \
         --batch 20 --json
     expect_rc "NCF $m checkpoint: task-aware finetune exit 0" 0
