@@ -135,21 +135,19 @@ static enum fpd_status add_candidate(struct cand_list *L, const struct kinfo *ki
         return fpd__err(err, FPD_STATUS_INVALID_ARG, "plan: %lld free coordinates of [%lld, %lld] overflow",
                         (long long)fc, (long long)rows, (long long)dim);
     }
+    /* bytes: the cores in the core dtype, then E and P as stored (fpd_free_coords_bytes) */
+    const size_t free_bytes = fpd_free_coords_bytes(rows, dim, fc, core_dtype, pp->free_rowwise, pp->free_kind);
+    if (!fpd__mul_size((size_t)c.params, fpd_dtype_size(core_dtype), &c.bytes) || free_bytes == SIZE_MAX ||
+        c.bytes + free_bytes < c.bytes) {
+        if (!fixed) return FPD_STATUS_OK;
+        return fpd__err(err, FPD_STATUS_INVALID_ARG, "plan: %lld parameters overflow size_t",
+                        (long long)(c.params + fc * (rows + dim)));
+    }
+    c.bytes += free_bytes;
     c.params += fc * (rows + dim);
     int64_t prod = 1;
     for (int32_t m = 0; m < s->k; m++) prod *= s->row_shape[m]; /* fits: shape checked */
     c.padding = prod - rows;
-    /* bytes: every parameter in the core dtype, or (free_rowwise) E as row-wise rows */
-    const int64_t as_floats = fc > 0 && pp->free_rowwise ? c.params - fc * rows : c.params;
-    size_t e_rows = 0;
-    if (!fpd__mul_size((size_t)as_floats, fpd_dtype_size(core_dtype), &c.bytes) ||
-        (fc > 0 && pp->free_rowwise &&
-         (!fpd__mul_size((size_t)rows, fpd_rowwise_row_bytes(pp->free_kind, fc), &e_rows) ||
-          c.bytes + e_rows < c.bytes))) {
-        if (!fixed) return FPD_STATUS_OK;
-        return fpd__err(err, FPD_STATUS_INVALID_ARG, "plan: %lld parameters overflow size_t", (long long)c.params);
-    }
-    c.bytes += e_rows;
     c.ratio = (double)bytes_before / (double)c.bytes;
     c.score = prior_score(ki, r, p, fc);
     c.predicted_error = NAN;

@@ -579,14 +579,10 @@ enum fpd_status fpd_compress_input(const struct fpd_input *in, const char *in_pa
                 snprintf(r->why, sizeof r->why, "target %.4g; %s; int4 %.1fx %.4f; int8 %.1fx %.4f", target, fpd_part,
                          ratio4, r->quant.int4_rel_error, ratio8, r->quant.int8_rel_error);
                 /* FPD's size with the free coordinates it would get (c (N + D) values) */
-                const int64_t fc = opt->fit.free_coords;
-                const size_t cds = fpd_dtype_size(plan0.core_dtype);
-                size_t free_bytes = 0; /* free_auto: in the plan's bytes */
-                if (!free_auto && opt->free_rowwise) /* E as row-wise rows, P in the core dtype */
-                    free_bytes = (size_t)ti->shape[0] * fpd_rowwise_row_bytes(opt->free_kind, fc) +
-                                 (size_t)(fc * ti->shape[1]) * cds;
-                else if (!free_auto)
-                    free_bytes = (size_t)(fc * (ti->shape[0] + ti->shape[1])) * cds;
+                const size_t free_bytes = free_auto ? 0 /* in the plan's bytes */
+                                                    : fpd_free_coords_bytes(ti->shape[0], ti->shape[1],
+                                                                            opt->fit.free_coords, plan0.core_dtype,
+                                                                            opt->free_rowwise, opt->free_kind);
                 if (r->plan.compress && r->plan.bytes_after + free_bytes < best_q) enc = FPD_COMPRESS_ENCODING_FPD;
                 else if (ok4) enc = FPD_COMPRESS_ENCODING_INT4;
                 else if (ok8) enc = FPD_COMPRESS_ENCODING_INT8;
@@ -875,16 +871,13 @@ enum fpd_status fpd_compress_input(const struct fpd_input *in, const char *in_pa
             json_object_set_new(o, "core_dtype", json_string(fpd_dtype_name(plan0.core_dtype)));
             json_object_set_new(o, "free_coords", json_integer(fc));
             if (fc > 0) {
-                /* E [N, c] and P [c, D] as stored: E in the core dtype, or row-wise rows */
-                const size_t es = fpd_dtype_size(plan0.core_dtype);
-                const size_t e_bytes = opt->free_rowwise
-                                           ? (size_t)r->shape.rows * fpd_rowwise_row_bytes(opt->free_kind, fc)
-                                           : (size_t)(fc * r->shape.rows) * es;
-                const size_t p_bytes = (size_t)(fc * r->shape.dim) * es;
                 json_object_set_new(o, "free_params", json_integer(free_params));
                 json_object_set_new(o, "free_dtype", json_string(opt->free_rowwise ? fpd_rowwise_name(opt->free_kind)
                                                                                    : fpd_dtype_name(plan0.core_dtype)));
-                json_object_set_new(o, "free_bytes", json_integer((json_int_t)(e_bytes + p_bytes)));
+                json_object_set_new(o, "free_bytes", /* E and P as stored */
+                                    json_integer((json_int_t)fpd_free_coords_bytes(r->shape.rows, r->shape.dim, fc,
+                                                                                   plan0.core_dtype, opt->free_rowwise,
+                                                                                   opt->free_kind)));
                 /* the fit's error of the cores alone (F32, before rounding to the core dtype) */
                 json_object_set_new(o, "rel_error_without_free", json_real(r->fit.rel_error_final));
             }

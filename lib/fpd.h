@@ -1213,6 +1213,12 @@ FPD_API bool fpd_rowwise_row_finite(enum fpd_rowwise kind, const uint8_t *q, int
  * NaN/Inf or, int4, beyond F16's range, naming it; E unchanged). */
 FPD_API enum fpd_status fpd_layer_quantize_free(struct fpd_layer *layer, enum fpd_rowwise kind,
                                                 struct fpd_error *err);
+/* Bytes of c free coordinates of a [rows, dim] table as a checkpoint stores them:
+ * E [rows, c] and P [c, dim] in dtype (free/1), or with rowwise E as rows of
+ * fpd_rowwise_row_bytes(kind, c) bytes (free-rowwise/1) and P in dtype. 0 for c <= 0;
+ * SIZE_MAX when the count overflows size_t. */
+FPD_API size_t fpd_free_coords_bytes(int64_t rows, int64_t dim, int64_t c, enum fpd_dtype dtype, bool rowwise,
+                                     enum fpd_rowwise kind);
 
 /* A quantized table: borrowed bytes, rows * fpd_rowwise_row_bytes(kind, dim) of them
  * (e.g. a view into an mmapped checkpoint; see fpd_checkpoint_load_rowwise). */

@@ -340,6 +340,18 @@ enum fpd_status fpd_layer_quantize_free(struct fpd_layer *layer, enum fpd_rowwis
     return FPD_STATUS_OK;
 }
 
+size_t fpd_free_coords_bytes(int64_t rows, int64_t dim, int64_t c, enum fpd_dtype dtype, bool rowwise,
+                             enum fpd_rowwise kind) {
+    if (c <= 0 || rows < 0 || dim < 0) return 0;
+    const size_t es = fpd_dtype_size(dtype);
+    size_t e, p;
+    if (!(rowwise ? fpd__mul_size((size_t)rows, fpd_rowwise_row_bytes(kind, c), &e)
+                  : fpd__mul_size((size_t)rows, (size_t)c, &e) && fpd__mul_size(e, es, &e)) ||
+        !fpd__mul_size((size_t)c, (size_t)dim, &p) || !fpd__mul_size(p, es, &p) || e + p < e)
+        return SIZE_MAX;
+    return e + p;
+}
+
 int64_t fpd_layer_param_count(const struct fpd_layer *layer) {
     return fpd_layer_shape_params(&layer->shape) + layer->free_c * (layer->shape.rows + layer->shape.dim);
 }

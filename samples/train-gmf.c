@@ -210,10 +210,8 @@ static bool evaluate(const struct epoch_ctx *c, struct fpd_ncf_metrics *mt) {
 /* The parameters of a table's free coordinates, as the ratio counts them: c (N + D),
  * or with --free-dtype their stored bytes over 4 (E's row-wise rows, P in F32). */
 static int64_t free_params(const struct options *o, int64_t rows, int64_t dim) {
-    if (!o->free_rowwise) return o->free_coords * (rows + dim);
-    const size_t bytes = (size_t)rows * fpd_rowwise_row_bytes(o->free_kind, o->free_coords) +
-                         (size_t)(o->free_coords * dim) * sizeof(float);
-    return (int64_t)((bytes + sizeof(float) - 1) / sizeof(float));
+    const size_t bytes = fpd_free_coords_bytes(rows, dim, o->free_coords, FPD_DTYPE_F32, o->free_rowwise, o->free_kind);
+    return (int64_t)((bytes + sizeof(float) - 1) / sizeof(float)); /* F32: exactly c (rows + dim) */
 }
 
 /* --free-dtype: round E of each FPD table to its stored rows (fpd_layer_quantize_free)

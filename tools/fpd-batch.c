@@ -299,11 +299,8 @@ static bool plan_unit(const struct fpd_batch_pipeline *p, struct unit *u, bool *
             break;
         }
         if (!free_auto && co.fit.free_coords > 0) { /* the plan sized the cores: E and P come on top, as stored */
-            const int64_t c = co.fit.free_coords;
-            const size_t cds = fpd_dtype_size(co.plan.core_dtype);
-            t->plan.bytes_after += (co.free_rowwise ? (size_t)t->rows * fpd_rowwise_row_bytes(co.free_kind, c)
-                                                    : (size_t)(t->rows * c) * cds) +
-                                   (size_t)(c * t->dim) * cds;
+            t->plan.bytes_after += fpd_free_coords_bytes(t->rows, t->dim, co.fit.free_coords, co.plan.core_dtype,
+                                                         co.free_rowwise, co.free_kind);
             t->plan.ratio = (double)t->plan.bytes_before / (double)t->plan.bytes_after;
         }
         if (t->settings.order_from && !order_fits(u, t)) {

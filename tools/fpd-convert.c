@@ -942,7 +942,7 @@ static bool build_rewrite(const struct input *x, const struct convert_opts *co, 
     int64_t n = fpd_input_count(&x->in), n_perm = 0, n_free = 0;
     bool *folds = calloc((size_t)(x->n_tables > 0 ? x->n_tables : 1), sizeof(bool)); /* rewritten */
     FILE *map = co->vocab_path ? open_memstream(map_text, map_len) : NULL;
-    bool ok = false, have_ext = false;
+    bool ok = false;
     if (!folds || (co->vocab_path && !map)) {
         cli_error("out of memory");
         goto done;
@@ -982,8 +982,8 @@ static bool build_rewrite(const struct input *x, const struct convert_opts *co, 
         for (int64_t t = 0; t < x->n_tables && !skip; t++) skip = folds[t] && strcmp(k, x->tables[t].meta_key) == 0;
         if (strcmp(k, FPD_META_EXTENSIONS_KEY) == 0 && co->free_set) {
             /* the input's list less free-rowwise/1, plus it when E is now stored row-wise
-             * (--free-dtype applies to every table with free coordinates) */
-            have_ext = true;
+             * (--free-dtype applies to every table with free coordinates; a free/1 table is
+             * only read when the list declares free/1, so the key is there) */
             const size_t xl = strlen(FPD_EXTENSION_FREE_ROWWISE);
             char *nv = malloc(strlen(v) + xl + 2);
             if (!out_own_str(o, nv)) goto done;
@@ -1000,9 +1000,6 @@ static bool build_rewrite(const struct input *x, const struct convert_opts *co, 
         }
         if (!skip && !out_meta(o, k, v)) goto done;
     }
-    if (co->free_set && co->free_rowwise && !have_ext && /* a free/1 table declares its extension: defensive */
-        !out_meta(o, FPD_META_EXTENSIONS_KEY, FPD_EXTENSION_FREE "," FPD_EXTENSION_FREE_ROWWISE))
-        goto done;
     if (map) fprintf(map, "table\tid\trow\n");
     for (int64_t i = 0; i < x->n_tables; i++) {
         if (!folds[i]) continue;

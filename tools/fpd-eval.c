@@ -96,11 +96,12 @@ static json_t *tables_json(const struct fpd_ncf_model *m) {
              * against the dense table in its source dtype (as fpd-inspect counts) */
             json_object_set_new(o, "params", json_integer(fpd_layer_param_count(m->layer[i])));
             json_object_set_new(o, "free_coords", json_integer(fpd_layer_get_free_coords(m->layer[i])));
-            struct fpd_checkpoint_tensors ct;
-            size_t bytes = 0;
-            if (fpd_checkpoint_tensors_init(m->layer[i], names[i], &m->meta[i], &ct, NULL) == FPD_STATUS_OK)
-                for (int64_t q = 0; q < ct.n; q++) bytes += ct.tensors[q].nbytes;
-            fpd_checkpoint_tensors_free(&ct);
+            size_t bytes = 0; /* the file's tensors "T.fpd.*" (cores, row_perm, free, free_proj) */
+            const size_t nl = strlen(names[i]);
+            for (int64_t q = 0; m->st && q < fpd_safetensors_count(m->st); q++) {
+                const struct fpd_tensor_info *ti = fpd_safetensors_tensor(m->st, q);
+                if (strncmp(ti->name, names[i], nl) == 0 && strncmp(ti->name + nl, ".fpd.", 5) == 0) bytes += ti->nbytes;
+            }
             const enum fpd_dtype sd = m->meta[i].source_dtype < FPD_DTYPE_COUNT ? m->meta[i].source_dtype
                                                                                  : FPD_DTYPE_F32;
             const double dense = (double)(e[i]->rows * e[i]->dim) * (double)fpd_dtype_size(sd);

@@ -195,8 +195,10 @@ assert top['free_coords'] == 4 and top['free_dtype'] == 'int4', (top['free_coord
 hr = e.get('hr10', e.get('HR@10'))
 assert abs(hr - r['hr10']) < 1e-6, (hr, r['hr10'], r['hr10_f32'])
 assert r['hr10_f32'] is not None
-# 200 users, 3706 items: E of 4 int4 coordinates is 2 + 4 bytes a row = 1.5 floats
-assert r['params'] > 0"
+# the trainer's parameters are the file's bytes / 4: the FPD tensors (cores, row_perm, E as
+# int4 rows of 2 + 4 bytes, P) and the prediction layer's D + 1 floats
+fpd_bytes = sum(t['bytes'] for t in e['tables'])
+assert 4 * r['params'] == fpd_bytes + 4 * (16 + 1), (r['params'], fpd_bytes)"
     run "$BUILD/fpd-inspect" tq.fpd.safetensors
     expect_grep "train --free-dtype int4: both tables store int4 E" out.txt "E \[3706, 4\] int4"
     run "$BUILD/sample-train-gmf" "$DATA/movielens-1m/ratings.tsv" --epochs 1 --max-users 50 --free-dtype int4

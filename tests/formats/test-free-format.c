@@ -129,6 +129,28 @@ Test(free_format, round_trip_f32_and_f16, .init = dir_init, .fini = dir_fini) {
     fpd_layer_free(l);
 }
 
+/* Write the tensors and metadata as a checkpoint of table "emb" (file m<tag>), then
+ * its header check (header_ok), the shallow verify (shallow_ok, may be NULL) and the
+ * load's status and message; the load must give no layer. */
+static enum fpd_status write_and_load(int tag, const struct fpd_tensor_info *ts, int64_t n, const char *const *keys,
+                                      const char *const *vals, int64_t nm, struct fpd_error *err, bool *header_ok,
+                                      bool *shallow_ok) {
+    char path[128];
+    snprintf(path, sizeof path, "%s/m%d.safetensors", g_dir, tag);
+    cr_assert(eq(int, fpd_safetensors_write(path, ts, n, keys, vals, nm, FPD_WRITE_OVERWRITE, err), 0), "%s",
+              err->msg);
+    struct fpd_safetensors *st = open_path(path);
+    struct fpd_layer *back = NULL;
+    struct fpd_table_meta m3;
+    struct fpd_error e2;
+    *header_ok = fpd_checkpoint_check_table(st, "emb", &m3, &e2) == FPD_STATUS_OK;
+    if (shallow_ok) *shallow_ok = fpd_checkpoint_verify_table(st, "emb", false, &e2) == FPD_STATUS_OK;
+    enum fpd_status s = fpd_checkpoint_load_layer(st, "emb", &back, err);
+    cr_assert(back == NULL);
+    fpd_safetensors_free(st);
+    return s;
+}
+
 enum fmut { F_NO_EXT, F_NO_PROJ, F_NO_E, F_E_SHAPE, F_P_SHAPE, F_E_INT, F_P_DTYPE, F_NO_META, F_E_NAN, F_EXT_V2 };
 
 /* Write the layer with one fault; return the load's status and message. */
@@ -166,19 +188,8 @@ static enum fpd_status load_mutated(enum fmut mut, struct fpd_error *err, bool *
     case F_E_NAN: ((float *)ts[fe].data)[13] = NAN; break;
     case F_EXT_V2: vals[2] = "free/2"; break;
     }
-    char path[128];
-    snprintf(path, sizeof path, "%s/m%d.safetensors", g_dir, (int)mut);
-    cr_assert(eq(int, fpd_safetensors_write(path, ts, n, keys, vals, nm, FPD_WRITE_OVERWRITE, err), 0), "%s",
-              err->msg);
+    enum fpd_status s = write_and_load((int)mut, ts, n, keys, vals, nm, err, shallow_ok, NULL);
     fpd_free(plain_json);
-    struct fpd_safetensors *st = open_path(path);
-    struct fpd_layer *back = NULL;
-    struct fpd_table_meta m3;
-    struct fpd_error e2;
-    *shallow_ok = fpd_checkpoint_check_table(st, "emb", &m3, &e2) == FPD_STATUS_OK;
-    enum fpd_status s = fpd_checkpoint_load_layer(st, "emb", &back, err);
-    cr_assert(back == NULL);
-    fpd_safetensors_free(st);
     fpd_checkpoint_tensors_free(&t);
     fpd_layer_free(l);
     return s;
@@ -480,18 +491,7 @@ static enum fpd_status load_mutated_q(enum qmut mut, struct fpd_error *err, bool
         ts[fe].data = bytes;
         break;
     }
-    char path[128];
-    snprintf(path, sizeof path, "%s/m%d.safetensors", g_dir, (int)mut);
-    cr_assert(eq(int, fpd_safetensors_write(path, ts, n, keys, vals, 3, FPD_WRITE_OVERWRITE, err), 0), "%s", err->msg);
-    struct fpd_safetensors *st = open_path(path);
-    struct fpd_layer *back = NULL;
-    struct fpd_table_meta m3;
-    struct fpd_error e2;
-    *header_ok = fpd_checkpoint_check_table(st, "emb", &m3, &e2) == FPD_STATUS_OK;
-    *shallow_ok = fpd_checkpoint_verify_table(st, "emb", false, &e2) == FPD_STATUS_OK;
-    enum fpd_status s = fpd_checkpoint_load_layer(st, "emb", &back, err);
-    cr_assert(back == NULL);
-    fpd_safetensors_free(st);
+    enum fpd_status s = write_and_load(100 + (int)mut, ts, n, keys, vals, 3, err, header_ok, shallow_ok);
     fpd_checkpoint_tensors_free(&t);
     fpd_layer_free(l);
     return s;

@@ -410,4 +410,10 @@ Test(suggest_free, sizes_with_rowwise_e) {
     struct fpd_error err;
     cr_assert(eq(int, fpd_suggest(N, D, FPD_DTYPE_F32, &pp, &sg, &err), FPD_STATUS_INVALID_ARG));
     cr_assert(strstr(err.msg, "free_kind 5") != NULL, "%s", err.msg);
+    /* the byte count the planner, fpd-compress and fpd-batch share, by hand */
+    cr_assert(eq(sz, fpd_free_coords_bytes(10000, 100, 8, FPD_DTYPE_F32, true, FPD_ROWWISE_INT4), 80000 + 3200));
+    cr_assert(eq(sz, fpd_free_coords_bytes(10000, 100, 5, FPD_DTYPE_F16, true, FPD_ROWWISE_INT8), 130000 + 1000));
+    cr_assert(eq(sz, fpd_free_coords_bytes(10000, 100, 8, FPD_DTYPE_F32, false, FPD_ROWWISE_INT4), 8 * 10100 * 4));
+    cr_assert(eq(sz, fpd_free_coords_bytes(10000, 100, 0, FPD_DTYPE_F32, true, FPD_ROWWISE_INT4), 0));
+    cr_assert(eq(sz, fpd_free_coords_bytes(INT64_MAX / 2, 100, 8, FPD_DTYPE_F32, false, FPD_ROWWISE_INT4), SIZE_MAX));
 }
