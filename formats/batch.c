@@ -403,11 +403,11 @@ static enum fpd_status parse_setting(struct ctx *c, const char *key, yaml_node_t
             return at(c, v, "'free_coords' must be auto or an integer from 0 to %d, got %s", 1 << 20,
                       describe(v, b, sizeof b));
         s->set |= FPD_BATCH_SET_FREE_COORDS;
-    } else if (!strcmp(key, "free_dtype")) { /* E of free/1: core (the core dtype), int8 or int4 */
+    } else if (!strcmp(key, "free_dtype")) { /* E of free/1: core (the core dtype), int8, int4, int8-sym, int4-sym */
         const char *d = is_plain(v) ? node_text(v) : "";
         if (!strcmp(d, "core")) s->free_rowwise = false;
-        else if (fpd_rowwise_from_name(d, &s->free_kind)) s->free_rowwise = true;
-        else return at(c, v, "'free_dtype' must be core, int8 or int4, got %s", describe(v, b, sizeof b));
+        else if (fpd_free_kind_from_name(d, &s->free_kind)) s->free_rowwise = true;
+        else return at(c, v, "'free_dtype' must be core, int8, int4, int8-sym or int4-sym, got %s", describe(v, b, sizeof b));
         s->set |= FPD_BATCH_SET_FREE_DTYPE;
     }
     return st;
@@ -520,7 +520,7 @@ void fpd_batch_settings_key(const struct fpd_batch_settings *s, char *buf, size_
     if ((s->set & FPD_BATCH_SET_FREE_DTYPE) && s->free_rowwise) { /* likewise */
         size_t l = strlen(buf);
         if (l >= len) return;
-        snprintf(buf + l, len - l, " fd=%s", fpd_rowwise_name(s->free_kind));
+        snprintf(buf + l, len - l, " fd=%s", fpd_free_kind_name(s->free_kind));
     }
     if (s->order_from) { /* likewise; a pass shares one id base (fpd_compress_params.init_id_base) */
         size_t l = strlen(buf);

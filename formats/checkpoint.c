@@ -86,7 +86,7 @@ enum fpd_status fpd_table_meta_to_json(const struct fpd_table_meta *meta, char *
         status = fpd__err(err, FPD_STATUS_INVALID_ARG, "table metadata: fit is not NUL-terminated");
         goto done;
     }
-    if (meta->free_rowwise && (meta->free_coords < 1 || (unsigned)meta->free_kind >= FPD_ROWWISE_COUNT)) {
+    if (meta->free_rowwise && (meta->free_coords < 1 || (unsigned)meta->free_kind >= FPD_FREE_KIND_COUNT)) {
         status = fpd__err(err, FPD_STATUS_INVALID_ARG,
                           "table metadata: free_rowwise needs free coordinates (free_coords %lld) and int8 or int4",
                           (long long)meta->free_coords);
@@ -132,7 +132,7 @@ enum fpd_status fpd_table_meta_to_json(const struct fpd_table_meta *meta, char *
     bad |= json_object_set_new(o, "seed", seed);
     bad |= json_object_set_new(o, "rel_error", rel);
     if (meta->free_coords > 0) bad |= json_object_set_new(o, "free_coords", json_integer(meta->free_coords));
-    if (meta->free_rowwise) bad |= json_object_set_new(o, "free_dtype", json_string(fpd_rowwise_name(meta->free_kind)));
+    if (meta->free_rowwise) bad |= json_object_set_new(o, "free_dtype", json_string(fpd_free_kind_name(meta->free_kind)));
     if (meta->vocabulary_order) bad |= json_object_set_new(o, "vocabulary_order", json_true());
     if (bad || !dump_json(o, out)) goto nomem;
     goto done;
@@ -296,13 +296,15 @@ enum fpd_status fpd_table_meta_from_json(const char *json, const char *table, st
             goto done;
         }
     }
-    /* free-rowwise/1: "free_dtype" "int8" | "int4", only beside free_coords */
+    /* free-rowwise/1: "free_dtype" "int8" | "int4"; free-sym/1: "int8-sym" | "int4-sym"; only beside
+     * free_coords */
     json_t *fd = json_object_get(root, "free_dtype");
     if (fd) {
         char b[64];
-        if (!json_is_string(fd) || !fpd_rowwise_from_name(json_string_value(fd), &m.free_kind)) {
+        if (!json_is_string(fd) || !fpd_free_kind_from_name(json_string_value(fd), &m.free_kind)) {
             status = fpd__err(err, FPD_STATUS_FORMAT,
-                              "table '%s': key 'free_dtype' is %s%s%s; \"int8\" or \"int4\" expected", T,
+                              "table '%s': key 'free_dtype' is %s%s%s; \"int8\", \"int4\" (free-rowwise/1), "
+                              "\"int8-sym\" or \"int4-sym\" (free-sym/1) expected", T,
                               json_is_string(fd) ? "'" : fpd__json_type_name(fd),
                               json_is_string(fd) ? show(json_string_value(fd), b, sizeof b) : "",
                               json_is_string(fd) ? "'" : "");
@@ -331,7 +333,8 @@ done:
 
 /* ------------------------------------------------------------ extensions */
 
-static const char *const known_extensions[] = {FPD_EXTENSION_ROWWISE, FPD_EXTENSION_FREE, FPD_EXTENSION_FREE_ROWWISE};
+static const char *const known_extensions[] = {FPD_EXTENSION_ROWWISE, FPD_EXTENSION_FREE, FPD_EXTENSION_FREE_ROWWISE,
+                                               FPD_EXTENSION_FREE_SYM};
 
 /* True when "fpd.extensions" lists `name`. */
 static bool extension_declared(const struct fpd_safetensors *st, const char *name) {
@@ -367,10 +370,10 @@ enum fpd_status fpd_checkpoint_check_extensions(const struct fpd_safetensors *st
             snprintf(item, sizeof item, "%.*s", (int)(len < 60 ? len : 60), p);
             return fpd__err(err, len ? FPD_STATUS_UNSUPPORTED : FPD_STATUS_FORMAT,
                             "%s: metadata '%s' names the extension '%s', which this build (libfpd %s) does not "
-                            "read (it reads FPD v1 with %s, %s and %s); its tables would be read wrongly, so they "
-                            "are refused",
+                            "read (it reads FPD v1 with %s, %s, %s and %s); its tables would be read wrongly, so "
+                            "they are refused",
                             P, FPD_META_EXTENSIONS_KEY, show(item, b, sizeof b), fpd_version(), FPD_EXTENSION_ROWWISE,
-                            FPD_EXTENSION_FREE, FPD_EXTENSION_FREE_ROWWISE);
+                            FPD_EXTENSION_FREE, FPD_EXTENSION_FREE_ROWWISE, FPD_EXTENSION_FREE_SYM);
         }
         p += len;
         if (*p == ',') p++;
@@ -474,18 +477,19 @@ static enum fpd_status check_free(const struct fpd_safetensors *st, const char *
         return fpd__err(err, FPD_STATUS_FORMAT,
                         "%s: table '%s': metadata has 'free_coords' = %lld but '%s' does not list '%s'", P, T,
                         (long long)c, FPD_META_EXTENSIONS_KEY, FPD_EXTENSION_FREE);
-    if (meta->free_rowwise && !extension_declared(st, FPD_EXTENSION_FREE_ROWWISE))
+    const char *q_ext = fpd_free_kind_is_sym(meta->free_kind) ? FPD_EXTENSION_FREE_SYM : FPD_EXTENSION_FREE_ROWWISE;
+    if (meta->free_rowwise && !extension_declared(st, q_ext))
         return fpd__err(err, FPD_STATUS_FORMAT,
                         "%s: table '%s': metadata has 'free_dtype' = '%s' but '%s' does not list '%s'", P, T,
-                        fpd_rowwise_name(meta->free_kind), FPD_META_EXTENSIONS_KEY, FPD_EXTENSION_FREE_ROWWISE);
+                        fpd_free_kind_name(meta->free_kind), FPD_META_EXTENSIONS_KEY, q_ext);
     for (int q = 0; q < 2; q++) {
         if (!t[q])
             return fpd__err(err, FPD_STATUS_FORMAT,
                             "%s: table '%s': metadata has 'free_coords' = %lld but tensor '%s%s' is missing (%s "
                             "stores E [rows, c] and P [c, dim] together)",
                             P, T, (long long)c, T, suffix[q], FPD_EXTENSION_FREE);
-        if (q == 0 && meta->free_rowwise) { /* free-rowwise/1: U8 [rows, row bytes of c columns] */
-            const int64_t want[2] = {meta->shape.rows, (int64_t)fpd_rowwise_row_bytes(meta->free_kind, c)};
+        if (q == 0 && meta->free_rowwise) { /* free-rowwise/1, free-sym/1: U8 [rows, row bytes of c columns] */
+            const int64_t want[2] = {meta->shape.rows, (int64_t)fpd_free_row_bytes(meta->free_kind, c)};
             if (t[q]->dtype != FPD_DTYPE_U8 || t[q]->ndim != 2 || t[q]->shape[0] != want[0] ||
                 t[q]->shape[1] != want[1]) {
                 shape_str(t[q]->shape, t[q]->ndim, sb1, sizeof sb1);
@@ -494,7 +498,7 @@ static enum fpd_status check_free(const struct fpd_safetensors *st, const char *
                                 "%s: table '%s': tensor '%s%s' is %s %s but the metadata (rows %lld, free_coords "
                                 "%lld, free_dtype %s) needs U8 %s",
                                 P, T, T, suffix[q], fpd_dtype_name(t[q]->dtype), sb1, (long long)meta->shape.rows,
-                                (long long)c, fpd_rowwise_name(meta->free_kind), sb2);
+                                (long long)c, fpd_free_kind_name(meta->free_kind), sb2);
             }
             continue;
         }
@@ -695,18 +699,29 @@ enum fpd_status fpd_checkpoint_load_layer(const struct fpd_safetensors *st, cons
         const int64_t c = meta.free_coords, n[2] = {s->rows * c, c * s->dim};
         for (int q = 0; q < 2; q++) {
             if (!(fbuf[q] = fpd_malloc((size_t)(n[q] > 0 ? n[q] : 1) * sizeof(float)))) goto nomem;
-            if (q == 0 && meta.free_rowwise) { /* free-rowwise/1: dequantize E's rows */
-                const size_t rb = fpd_rowwise_row_bytes(meta.free_kind, c);
+            if (q == 0 && meta.free_rowwise && fpd_free_kind_is_sym(meta.free_kind)) { /* free-sym/1 */
+                const size_t rb = fpd_free_row_bytes(meta.free_kind, c);
+                for (int64_t i = 0; i < s->rows; i++)
+                    if (!fpd__free_sym_dequantize_row(meta.free_kind, (const uint8_t *)fr[0]->data + (size_t)i * rb, c,
+                                                      fbuf[0] + i * c)) {
+                        status = fpd__err(err, FPD_STATUS_FORMAT,
+                                          "%s: table '%s': row %lld of '%s%s' (%s) has a scale that is NaN or Inf", P,
+                                          T, (long long)i, T, suffix[0], fpd_free_kind_name(meta.free_kind));
+                        goto done;
+                    }
+            } else if (q == 0 && meta.free_rowwise) { /* free-rowwise/1: dequantize E's rows */
+                const enum fpd_rowwise rk = (enum fpd_rowwise)meta.free_kind;
+                const size_t rb = fpd_rowwise_row_bytes(rk, c);
                 for (int64_t i = 0; i < s->rows; i++) {
                     const uint8_t *row = (const uint8_t *)fr[0]->data + (size_t)i * rb;
-                    if (!fpd_rowwise_row_finite(meta.free_kind, row, c)) {
+                    if (!fpd_rowwise_row_finite(rk, row, c)) {
                         status = fpd__err(err, FPD_STATUS_FORMAT,
                                           "%s: table '%s': row %lld of '%s%s' (%s) has a scale or bias that is NaN or "
                                           "Inf, or overflows",
-                                          P, T, (long long)i, T, suffix[0], fpd_rowwise_name(meta.free_kind));
+                                          P, T, (long long)i, T, suffix[0], fpd_free_kind_name(meta.free_kind));
                         goto done;
                     }
-                    fpd_rowwise_dequantize_row(meta.free_kind, row, c, fbuf[0] + i * c);
+                    fpd_rowwise_dequantize_row(rk, row, c, fbuf[0] + i * c);
                 }
             } else {
                 fpd_dtype_to_f32(fr[q]->dtype, fr[q]->data, fbuf[q], n[q]);
@@ -803,24 +818,24 @@ enum fpd_status fpd_checkpoint_tensors_init(const struct fpd_layer *layer, const
     }
     const int64_t c = fpd_layer_get_free_coords(layer);
     const bool q_free = c > 0 && meta->free_rowwise;
-    if (q_free && (unsigned)meta->free_kind >= FPD_ROWWISE_COUNT) {
+    if (q_free && (unsigned)meta->free_kind >= FPD_FREE_KIND_COUNT) {
         status = fpd__err(err, FPD_STATUS_INVALID_ARG, "table '%s': free_kind %d is out of range", table,
                           (int)meta->free_kind);
         goto done;
     }
-    if (q_free) { /* free-rowwise/1: E's rows quantized now */
-        const size_t rb = fpd_rowwise_row_bytes(meta->free_kind, c);
+    const bool q_sym = q_free && fpd_free_kind_is_sym(meta->free_kind);
+    if (q_free) { /* free-rowwise/1 or free-sym/1: E's rows quantized now */
+        const size_t rb = fpd_free_row_bytes(meta->free_kind, c);
         ADD_TENSOR(FPD_FREE_TENSOR_SUFFIX, FPD_DTYPE_U8, (size_t)s->rows * rb);
-        const float *e = fpd_layer_get_free_e_const(layer);
-        for (int64_t i = 0; i < s->rows; i++)
-            if (!fpd_rowwise_quantize_row(meta->free_kind, e + i * c, c,
-                                          (uint8_t *)out->tensors[n].data + (size_t)i * rb)) {
-                status = fpd__err(err, FPD_STATUS_NUMERIC,
-                                  "table '%s': row %lld of the free coordinates E cannot be stored as %s (a NaN or "
-                                  "Inf, or beyond F16's range)",
-                                  table, (long long)i, fpd_rowwise_name(meta->free_kind));
-                goto done;
-            }
+        const int64_t bad = fpd_free_quantize_rows(meta->free_kind, fpd_layer_get_free_e_const(layer), s->rows, c,
+                                                   (uint8_t *)out->tensors[n].data);
+        if (bad >= 0) {
+            status = fpd__err(err, FPD_STATUS_NUMERIC,
+                              "table '%s': row %lld of the free coordinates E cannot be stored as %s (a NaN or "
+                              "Inf, or beyond F16's range)",
+                              table, (long long)bad, fpd_free_kind_name(meta->free_kind));
+            goto done;
+        }
         out->tensors[n].ndim = 2;
         out->tensors[n].shape[0] = s->rows;
         out->tensors[n++].shape[1] = (int64_t)rb;
@@ -837,7 +852,9 @@ enum fpd_status fpd_checkpoint_tensors_init(const struct fpd_layer *layer, const
         out->tensors[n].ndim = 2;
         out->tensors[n].shape[0] = c;
         out->tensors[n++].shape[1] = s->dim;
-        out->extension = q_free ? FPD_EXTENSION_FREE "," FPD_EXTENSION_FREE_ROWWISE : FPD_EXTENSION_FREE;
+        out->extension = q_sym    ? FPD_EXTENSION_FREE "," FPD_EXTENSION_FREE_SYM
+                         : q_free ? FPD_EXTENSION_FREE "," FPD_EXTENSION_FREE_ROWWISE
+                                  : FPD_EXTENSION_FREE;
     }
 #undef ADD_TENSOR
     out->n = n;
@@ -1056,14 +1073,26 @@ enum fpd_status fpd_checkpoint_verify_table(const struct fpd_safetensors *st, co
                         : m == meta.shape.k ? meta.shape.rows * meta.free_coords
                                             : meta.free_coords * meta.shape.dim;
             if (m == meta.shape.k && meta.free_rowwise) { /* free-rowwise/1: E's rows' scale and bias */
-                const size_t rb = fpd_rowwise_row_bytes(meta.free_kind, meta.free_coords);
+                if (fpd_free_kind_is_sym(meta.free_kind)) { /* free-sym/1: the rows' scales */
+                    const size_t rb = fpd_free_row_bytes(meta.free_kind, meta.free_coords);
+                    for (int64_t i = 0; i < meta.shape.rows; i++)
+                        if (!fpd__free_sym_dequantize_row(meta.free_kind,
+                                                          (const uint8_t *)cores[m]->data + (size_t)i * rb,
+                                                          meta.free_coords, NULL))
+                            return fpd__err(err, FPD_STATUS_FORMAT,
+                                            "%s: table '%s': row %lld of '%s' (%s) has a scale that is NaN or Inf", P,
+                                            T, (long long)i, cores[m]->name, fpd_free_kind_name(meta.free_kind));
+                    continue;
+                }
+                const enum fpd_rowwise rk = (enum fpd_rowwise)meta.free_kind;
+                const size_t rb = fpd_rowwise_row_bytes(rk, meta.free_coords);
                 for (int64_t i = 0; i < meta.shape.rows; i++)
-                    if (!fpd_rowwise_row_finite(meta.free_kind, (const uint8_t *)cores[m]->data + (size_t)i * rb,
+                    if (!fpd_rowwise_row_finite(rk, (const uint8_t *)cores[m]->data + (size_t)i * rb,
                                                 meta.free_coords))
                         return fpd__err(err, FPD_STATUS_FORMAT,
                                         "%s: table '%s': row %lld of '%s' (%s) has a scale or bias that is NaN or "
                                         "Inf, or overflows",
-                                        P, T, (long long)i, cores[m]->name, fpd_rowwise_name(meta.free_kind));
+                                        P, T, (long long)i, cores[m]->name, fpd_free_kind_name(meta.free_kind));
                 continue;
             }
             size_t es = fpd_dtype_size(cores[m]->dtype);

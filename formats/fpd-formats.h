@@ -172,10 +172,11 @@ struct fpd_table_meta {
     double rel_error;               /* relative Frobenius error at write time    */
     int64_t free_coords;            /* free/1: c free coordinates per row (key
                                        "free_coords"); 0: none (key absent)      */
-    bool free_rowwise;              /* free-rowwise/1: E stored row-wise quantized
-                                       (key "free_dtype"); false: in the core
-                                       dtype (key absent)                        */
-    enum fpd_rowwise free_kind;     /* with free_rowwise: int8 or int4           */
+    bool free_rowwise;              /* free-rowwise/1 or free-sym/1: E stored
+                                       quantized (key "free_dtype"); false: in the
+                                       core dtype (key absent)                   */
+    enum fpd_free_kind free_kind;   /* with free_rowwise: int8, int4 (free-rowwise/1),
+                                       int8-sym, int4-sym (free-sym/1)           */
     bool vocabulary_order;          /* the table's row order was folded into an id
                                        vocabulary (fpd-convert --vocabulary-out):
                                        its rows are the vocabulary's, not the
@@ -185,8 +186,8 @@ struct fpd_table_meta {
 
 /* Serialize meta as the JSON string of "fpd.table.T" (keys rows, dim, row_shape,
  * col_shape, ranks, terms, source_dtype, core_dtype, fit, seed, rel_error, then
- * free_coords when > 0 (free/1), then free_dtype "int8"/"int4" when free_rowwise
- * (free-rowwise/1), then vocabulary_order true when set; compact, in that order; core_dtype left out when
+ * free_coords when > 0 (free/1), then free_dtype (fpd_free_kind_name) when
+ * free_rowwise (free-rowwise/1, free-sym/1), then vocabulary_order true when set; compact, in that order; core_dtype left out when
  * FPD_DTYPE_COUNT; seed as a decimal string
  * when above INT64_MAX; rel_error null when not finite). Returns a NUL-terminated
  * string; free with fpd_free. Errors: INVALID_ARG (k or a dtype out of range, fit
@@ -233,16 +234,17 @@ FPD_API enum fpd_status fpd_checkpoint_load_layer(const struct fpd_safetensors *
  * "T.fpd.row_perm" when the layer has a permutation (I32 when prod(row_shape) <=
  * INT32_MAX, else I64), then free/1's "T.fpd.free" and "T.fpd.free_proj" (same
  * dtype as the cores) when it has free coordinates; with meta->free_rowwise E is
- * written row-wise quantized instead (free-rowwise/1: U8 [rows,
- * fpd_rowwise_row_bytes(meta->free_kind, c)], each row quantized now by
- * fpd_rowwise_quantize_row; P stays in the core dtype). meta_key/meta_value are
+ * written quantized instead (free-rowwise/1 or free-sym/1 by meta->free_kind: U8
+ * [rows, fpd_free_row_bytes(meta->free_kind, c)], each row quantized now as
+ * fpd_free_quantize_rows does; P stays in the core dtype). meta_key/meta_value are
  * "fpd.table.T" and its JSON: meta's fields with shape, core_dtype and free_coords
  * taken from the layer (free_rowwise only when it has free coordinates).
  * extension is the list the writer adds to "fpd.extensions": "free/1" when the
- * layer has free coordinates, "free/1,free-rowwise/1" when they are quantized,
- * else NULL. Everything is owned by *out: free with fpd_checkpoint_tensors_free
+ * layer has free coordinates, "free/1,free-rowwise/1" or "free/1,free-sym/1" when
+ * they are quantized, else NULL. Everything is owned by *out: free with fpd_checkpoint_tensors_free
  * (also after a failure). Errors: INVALID_ARG (see fpd_table_meta_to_json),
- * NUMERIC (a row of E with NaN/Inf or, int4, beyond F16's range, naming it), NOMEM. */
+ * NUMERIC (a row of E with NaN/Inf or, int4 and the sym kinds, beyond F16's range,
+ * naming it), NOMEM. */
 struct fpd_checkpoint_tensors {
     struct fpd_tensor_info tensors[FPD_MAX_MODES + 3];
     int64_t n;
@@ -307,9 +309,17 @@ FPD_API enum fpd_status fpd_checkpoint_write_layer(const char *path, const char 
  * (FORMAT): free_dtype without free_coords or without "free-rowwise/1" declared, a
  * value other than "int8"/"int4", "T.fpd.free" not U8 of that shape, and (at load)
  * a row whose scale, bias or largest value is NaN/Inf. Parameters are counted as in
- * free/1 (c (N + D)); bytes as stored. */
+ * free/1 (c (N + D)); bytes as stored.
+ *
+ * free-sym/1 (libfpd 0.2.0): the same with symmetric rows, integer codes and one F16
+ * scale a row, no bias (enum fpd_free_kind in fpd.h: int4-sym ceil(c/2) + 2 bytes a
+ * row, int8-sym c + 2): "free_dtype": "int8-sym" | "int4-sym", "T.fpd.free" U8 [rows,
+ * fpd_free_row_bytes(kind, c)], "fpd.extensions" lists "free/1" and "free-sym/1". A
+ * reader refuses (FORMAT) as for free-rowwise/1 (free-sym/1 not declared, the wrong
+ * dtype or shape) and, at load, a row whose scale is NaN/Inf. */
 #define FPD_EXTENSION_FREE "free/1"
 #define FPD_EXTENSION_FREE_ROWWISE "free-rowwise/1"
+#define FPD_EXTENSION_FREE_SYM "free-sym/1"
 #define FPD_FREE_TENSOR_SUFFIX ".fpd.free"
 #define FPD_FREE_PROJ_TENSOR_SUFFIX ".fpd.free_proj"
 
@@ -806,7 +816,7 @@ struct fpd_batch_settings {
     int64_t id_base;      /* the ids' base (default 0)                                   */
     bool free_rowwise;    /* free_dtype: int8 | int4: E stored row-wise (free-rowwise/1;
                              fpd_compress_params.free_rowwise); "core" or unset: false  */
-    enum fpd_rowwise free_kind;
+    enum fpd_free_kind free_kind;
 };
 
 struct fpd_batch_override {

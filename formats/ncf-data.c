@@ -635,8 +635,12 @@ enum fpd_status fpd_ncf_model_save(const struct fpd_ncf_model *m, const char *pa
         for (int64_t q = 0; q < ct[i].n; q++) ts[n++] = ct[i].tensors[q];
         json[i] = ct[i].meta_value;
         snprintf(metakey[i], sizeof metakey[i], "%s", ct[i].meta_key);
-        if (ct[i].extension && (!free_ext || strlen(ct[i].extension) > strlen(free_ext))) /* free-rowwise/1 too */
-            free_ext = ct[i].extension;
+        if (ct[i].extension) { /* free/1, with free-rowwise/1 or free-sym/1; tables of both: all three */
+            if (free_ext && strcmp(free_ext, ct[i].extension) != 0 && strchr(free_ext, ',') && strchr(ct[i].extension, ','))
+                free_ext = FPD_EXTENSION_FREE "," FPD_EXTENSION_FREE_ROWWISE "," FPD_EXTENSION_FREE_SYM;
+            else if (!free_ext || strlen(ct[i].extension) > strlen(free_ext))
+                free_ext = ct[i].extension;
+        }
     }
     /* hidden layers, F32 [out, in] and [out] */
     for (int32_t l = 0; l < m->net.n_layers && m->kind != FPD_NCF_KIND_GMF; l++)

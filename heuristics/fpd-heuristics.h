@@ -180,14 +180,14 @@ struct fpd_plan_params {
                                   C in 1..dim: every candidate carries C;
                                   FPD_FREE_COORDS_AUTO: the rule lists c > 0 too */
     bool free_rowwise;         /* E of the free coordinates stored as free_kind
-                                  rows (extension free-rowwise/1, fpd-compress
-                                  --free-dtype): a candidate's bytes count E as
-                                  rows * fpd_rowwise_row_bytes(free_kind, c) and P
+                                  rows (extensions free-rowwise/1, free-sym/1,
+                                  fpd-compress --free-dtype): a candidate's bytes
+                                  count E as rows * fpd_free_row_bytes(free_kind, c) and P
                                   as c dim values of the core dtype (its params
                                   stay c (rows + dim)); predicted errors are those
                                   of F32 E (the rounding of E is not predicted:
                                   measured +0.0003 on GloVe at c = 8, int4)      */
-    enum fpd_rowwise free_kind;
+    enum fpd_free_kind free_kind;
 };
 /* fpd_plan_params.free_coords: choose c by the rule (see "FREE COORDINATES"). */
 #define FPD_FREE_COORDS_AUTO INT64_C(-1)

@@ -244,7 +244,7 @@ static enum fpd_status check_params(int64_t rows, int64_t dim, enum fpd_dtype dt
         return fpd__err(err, FPD_STATUS_INVALID_ARG,
                         "plan: free_coords = %lld is neither >= 0 nor FPD_FREE_COORDS_AUTO (-1)",
                         (long long)pp->free_coords);
-    if (pp->free_rowwise && (unsigned)pp->free_kind >= FPD_ROWWISE_COUNT)
+    if (pp->free_rowwise && (unsigned)pp->free_kind >= FPD_FREE_KIND_COUNT)
         return fpd__err(err, FPD_STATUS_INVALID_ARG, "plan: free_kind %d is not int8 or int4", (int)pp->free_kind);
     if (pp->free_coords > dim)
         return fpd__err(err, FPD_STATUS_INVALID_ARG,

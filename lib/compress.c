@@ -396,7 +396,7 @@ enum fpd_status fpd_compress_input(const struct fpd_input *in, const char *in_pa
         return fpd__err(err, FPD_STATUS_INVALID_ARG,
                         "fpd_compress: free coordinates chosen by the planner (FPD_FREE_COORDS_AUTO) need a target "
                         "to trade them against: a budget, a ratio or a max_error");
-    if (opt->free_rowwise && ((unsigned)opt->free_kind >= FPD_ROWWISE_COUNT || (!free_auto && opt->fit.free_coords < 1)))
+    if (opt->free_rowwise && ((unsigned)opt->free_kind >= FPD_FREE_KIND_COUNT || (!free_auto && opt->fit.free_coords < 1)))
         return fpd__err(err, FPD_STATUS_INVALID_ARG,
                         "fpd_compress: free coordinates stored row-wise (free_rowwise, kind %d) need free coordinates "
                         "(fit.free_coords %lld: a count, or FPD_FREE_COORDS_AUTO)",
@@ -794,6 +794,7 @@ enum fpd_status fpd_compress_input(const struct fpd_input *in, const char *in_pa
         any_rowwise |= res[t].compress && res[t].enc != FPD_COMPRESS_ENCODING_FPD;
         any_free |= res[t].compress && res[t].ct.extension != NULL;
         any_free_rowwise |= res[t].compress && res[t].ct.extension != NULL && opt->free_rowwise;
+        /* (the quantized kind is one for every table: opt->free_kind) */
     }
     mkeys[k_meta] = FPD_META_VERSION_KEY;
     mvals[k_meta++] = "1";
@@ -801,7 +802,9 @@ enum fpd_status fpd_compress_input(const struct fpd_input *in, const char *in_pa
     const char *ext = in_ext;
     if ((any_rowwise && !ext_add(&ext, &ext_buf, FPD_EXTENSION_ROWWISE)) ||
         (any_free && !ext_add(&ext, &ext_buf, FPD_EXTENSION_FREE)) ||
-        (any_free_rowwise && !ext_add(&ext, &ext_buf, FPD_EXTENSION_FREE_ROWWISE)))
+        (any_free_rowwise && !ext_add(&ext, &ext_buf,
+                                      fpd_free_kind_is_sym(opt->free_kind) ? FPD_EXTENSION_FREE_SYM
+                                                                           : FPD_EXTENSION_FREE_ROWWISE)))
         goto oom;
     if (ext) {
         mkeys[k_meta] = FPD_META_EXTENSIONS_KEY;
@@ -872,7 +875,7 @@ enum fpd_status fpd_compress_input(const struct fpd_input *in, const char *in_pa
             json_object_set_new(o, "free_coords", json_integer(fc));
             if (fc > 0) {
                 json_object_set_new(o, "free_params", json_integer(free_params));
-                json_object_set_new(o, "free_dtype", json_string(opt->free_rowwise ? fpd_rowwise_name(opt->free_kind)
+                json_object_set_new(o, "free_dtype", json_string(opt->free_rowwise ? fpd_free_kind_name(opt->free_kind)
                                                                                    : fpd_dtype_name(plan0.core_dtype)));
                 json_object_set_new(o, "free_bytes", /* E and P as stored */
                                     json_integer((json_int_t)fpd_free_coords_bytes(r->shape.rows, r->shape.dim, fc,

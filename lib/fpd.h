@@ -1201,24 +1201,69 @@ FPD_API void fpd_rowwise_dequantize_row(enum fpd_rowwise kind, const uint8_t *q,
  * against NaN/Inf rows). */
 FPD_API bool fpd_rowwise_row_finite(enum fpd_rowwise kind, const uint8_t *q, int64_t dim);
 
-/* Round E to what a file stores when its free coordinates are row-wise quantized
- * (format extension free-rowwise/1, README): each row E[i, :] (c values) is replaced
- * by fpd_rowwise_dequantize_row(fpd_rowwise_quantize_row(E[i, :])), FBGEMM's fused
- * int8/int4 rows (enum fpd_rowwise above). Used to measure a layer as it will be
- * stored (fpd-compress --free-dtype) or to emulate quantization after training.
- * P and the cores are unchanged; the layer stays
- * F32 in memory. Every row is checked before any is changed. Rounding again moves
- * no code (int4 gives the same E; int8 within F32 rounding of its F32 scale).
- * Errors: INVALID_ARG (no free coordinates, kind out of range), NOMEM, NUMERIC (a row with
- * NaN/Inf or, int4, beyond F16's range, naming it; E unchanged). */
-FPD_API enum fpd_status fpd_layer_quantize_free(struct fpd_layer *layer, enum fpd_rowwise kind,
+/* How a checkpoint stores E [rows, c] of a table's free coordinates when it is
+ * quantized (fpd_table_meta.free_kind, fpd_compress_params.free_kind; README, format
+ * extensions free-rowwise/1 and free-sym/1), one row of fpd_free_row_bytes(kind, c)
+ * bytes a table row (safetensors U8 [rows, bytes]):
+ *   FPD_FREE_INT8, FPD_FREE_INT4 (free-rowwise/1): FBGEMM's fused row-wise int8/int4
+ *     row (enum fpd_rowwise above: codes, then the row's scale and bias; c + 8 or
+ *     ceil(c / 2) + 4 bytes). Equal in value to FPD_ROWWISE_INT8 / FPD_ROWWISE_INT4.
+ *   FPD_FREE_INT8_SYM, FPD_FREE_INT4_SYM (free-sym/1): symmetric codes q in
+ *     [-127, 127] / [-7, 7] and one scale a row, E[i, j] = q * scale_i, no bias
+ *     (c + 2 or ceil(c / 2) + 2 bytes). Codes are offset-binary: int8-sym byte j =
+ *     q + 128; int4-sym column j in byte j / 2, even j in the low nibble, nibble = q + 8
+ *     (an odd c's last high nibble is 8); then the scale as F16 little-endian.
+ *     Quantization: scale = max_j |E[i, j]| / qmax rounded up to F16 (0 for a zero
+ *     row), code = round-half-even(E[i, j] / scale).
+ * Why the symmetric kinds: E P is linear in E, and E's rows are centred (initialized
+ * at zero mean, trained with P), so a bias buys little while FBGEMM's int4 row spends 4
+ * of its ceil(c/2) + 4 bytes on scale and bias; at 30x (8.5 bytes a row) int4-sym holds
+ * c = 10 where int4 holds c = 6. Measured against a scale per column folded into P (no
+ * bytes a row): on Gowalla at 30x (c = 14) that lost Recall@20 0.0960 -> 0.0785, a
+ * symmetric F16 row scale 0.0945, FBGEMM's rows 0.0952 (README). */
+enum fpd_free_kind {
+    FPD_FREE_INT8 = FPD_ROWWISE_INT8,
+    FPD_FREE_INT4 = FPD_ROWWISE_INT4,
+    FPD_FREE_INT8_SYM,
+    FPD_FREE_INT4_SYM,
+    FPD_FREE_KIND_COUNT
+};
+/* "int8", "int4", "int8-sym", "int4-sym"; "?" out of range. */
+FPD_API const char *fpd_free_kind_name(enum fpd_free_kind kind);
+/* Parse one of those names (exact). Returns false if unknown. */
+FPD_API bool fpd_free_kind_from_name(const char *name, enum fpd_free_kind *out);
+/* True for FPD_FREE_INT8_SYM and FPD_FREE_INT4_SYM (format extension free-sym/1). */
+FPD_API bool fpd_free_kind_is_sym(enum fpd_free_kind kind);
+/* Bytes of one stored row of E with c columns: c + 8, ceil(c / 2) + 4, c + 2,
+ * ceil(c / 2) + 2 (kind in range, c >= 0). */
+FPD_API size_t fpd_free_row_bytes(enum fpd_free_kind kind, int64_t c);
+
+/* Encode E [rows, c] (F32, row-major) as a checkpoint stores it with kind: rows *
+ * fpd_free_row_bytes(kind, c) bytes into out (caller-owned). Returns the index of the
+ * first row that cannot be stored (NaN or Inf, or a scale beyond F16's range; out
+ * undefined), or -1 when all were. */
+FPD_API int64_t fpd_free_quantize_rows(enum fpd_free_kind kind, const float *e, int64_t rows, int64_t c,
+                                       uint8_t *out);
+
+/* Round E to what a file stores when its free coordinates are quantized (enum
+ * fpd_free_kind above; format extensions free-rowwise/1 and free-sym/1, README): each
+ * row E[i, :] (c values) is replaced by its stored row decoded, as a reader loads it.
+ * P and the cores are unchanged; the layer stays F32 in memory. Used to measure a
+ * layer as it will be stored (fpd-compress --free-dtype) or to emulate quantization
+ * after training. Every row is checked before any is changed. Rounding again moves no
+ * code (int4, int4-sym and int8-sym give the same E; int8 within F32 rounding of its F32
+ * scale).
+ * Errors: INVALID_ARG (no free coordinates, kind out of range), NOMEM, NUMERIC (a row
+ * with NaN/Inf or, int4 and the symmetric kinds, beyond F16's range, naming it; E
+ * unchanged). */
+FPD_API enum fpd_status fpd_layer_quantize_free(struct fpd_layer *layer, enum fpd_free_kind kind,
                                                 struct fpd_error *err);
 /* Bytes of c free coordinates of a [rows, dim] table as a checkpoint stores them:
- * E [rows, c] and P [c, dim] in dtype (free/1), or with rowwise E as rows of
- * fpd_rowwise_row_bytes(kind, c) bytes (free-rowwise/1) and P in dtype. 0 for c <= 0;
- * SIZE_MAX when the count overflows size_t. */
-FPD_API size_t fpd_free_coords_bytes(int64_t rows, int64_t dim, int64_t c, enum fpd_dtype dtype, bool rowwise,
-                                     enum fpd_rowwise kind);
+ * E [rows, c] and P [c, dim] in dtype (free/1), or with quantized E (quantized true)
+ * as rows of fpd_free_row_bytes(kind, c) bytes and P in dtype. 0 for c <= 0; SIZE_MAX
+ * when the count overflows size_t. */
+FPD_API size_t fpd_free_coords_bytes(int64_t rows, int64_t dim, int64_t c, enum fpd_dtype dtype, bool quantized,
+                                     enum fpd_free_kind kind);
 
 /* A quantized table: borrowed bytes, rows * fpd_rowwise_row_bytes(kind, dim) of them
  * (e.g. a view into an mmapped checkpoint; see fpd_checkpoint_load_rowwise). */
@@ -1372,16 +1417,17 @@ struct fpd_compress_params {
     const char *const *order_files;
     const int32_t *order_columns;
     int64_t n_order;
-    /* E of the free coordinates stored row-wise quantized (format extension
-     * free-rowwise/1: FBGEMM's fused free_kind rows of c values, ceil(c/2) + 4 bytes a
-     * row for int4, c + 8 for int8; P stays in the core dtype): every FPD table with
+    /* E of the free coordinates stored quantized as free_kind rows (enum
+     * fpd_free_kind: int8/int4, FBGEMM's fused rows, extension free-rowwise/1, c + 8 or
+     * ceil(c/2) + 4 bytes a row; int8-sym/int4-sym, extension free-sym/1, c + 2 or
+     * ceil(c/2) + 2 bytes a row; P stays in the core dtype): every FPD table with
      * free coordinates is measured as stored (fpd_layer_quantize_free before its
      * quality report) and its free_bytes, bytes_after and ratio count those bytes.
      * Needs free coordinates: fit.free_coords = c >= 1, or FPD_FREE_COORDS_AUTO (the
      * planner then sizes E as these rows: fpd_plan_params.free_rowwise); INVALID_ARG
      * with none. false: E in the core dtype. */
     bool free_rowwise;
-    enum fpd_rowwise free_kind;
+    enum fpd_free_kind free_kind;
 };
 /* Defaults: AUTO, max_error 0.1, plan NULL, fpd_fit_default_params(), every table,
  * no row frequencies, 200 recall queries, no overwrite, no callbacks. */

@@ -314,44 +314,6 @@ const float *fpd_layer_get_free_e_const(const struct fpd_layer *layer) { return 
 float *fpd_layer_get_free_p(struct fpd_layer *layer) { return layer->free_p; }
 const float *fpd_layer_get_free_p_const(const struct fpd_layer *layer) { return layer->free_p; }
 
-enum fpd_status fpd_layer_quantize_free(struct fpd_layer *layer, enum fpd_rowwise kind, struct fpd_error *err) {
-    FPD_ASSERT(layer);
-    if ((unsigned)kind >= FPD_ROWWISE_COUNT)
-        return fpd__err(err, FPD_STATUS_INVALID_ARG, "free coordinates: row-wise kind %d is out of range", (int)kind);
-    if (layer->free_c == 0)
-        return fpd__err(err, FPD_STATUS_INVALID_ARG, "the layer has no free coordinates to quantize");
-    const int64_t c = layer->free_c;
-    uint8_t *row = fpd_malloc(fpd_rowwise_row_bytes(kind, c));
-    if (!row) return fpd__err(err, FPD_STATUS_NOMEM, "out of memory");
-    for (int64_t i = 0; i < layer->shape.rows; i++) { /* check every row before changing any */
-        if (!fpd_rowwise_quantize_row(kind, layer->free_e + i * c, c, row)) {
-            fpd_free(row);
-            return fpd__err(err, FPD_STATUS_NUMERIC,
-                            "free coordinates: row %lld of E cannot be stored as %s (a NaN or Inf, or beyond F16's "
-                            "range)",
-                            (long long)i, fpd_rowwise_name(kind));
-        }
-    }
-    for (int64_t i = 0; i < layer->shape.rows; i++) {
-        fpd_rowwise_quantize_row(kind, layer->free_e + i * c, c, row);
-        fpd_rowwise_dequantize_row(kind, row, c, layer->free_e + i * c);
-    }
-    fpd_free(row);
-    return FPD_STATUS_OK;
-}
-
-size_t fpd_free_coords_bytes(int64_t rows, int64_t dim, int64_t c, enum fpd_dtype dtype, bool rowwise,
-                             enum fpd_rowwise kind) {
-    if (c <= 0 || rows < 0 || dim < 0) return 0;
-    const size_t es = fpd_dtype_size(dtype);
-    size_t e, p;
-    if (!(rowwise ? fpd__mul_size((size_t)rows, fpd_rowwise_row_bytes(kind, c), &e)
-                  : fpd__mul_size((size_t)rows, (size_t)c, &e) && fpd__mul_size(e, es, &e)) ||
-        !fpd__mul_size((size_t)c, (size_t)dim, &p) || !fpd__mul_size(p, es, &p) || e + p < e)
-        return SIZE_MAX;
-    return e + p;
-}
-
 int64_t fpd_layer_param_count(const struct fpd_layer *layer) {
     return fpd_layer_shape_params(&layer->shape) + layer->free_c * (layer->shape.rows + layer->shape.dim);
 }

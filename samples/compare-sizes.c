@@ -36,10 +36,11 @@
  *                cores get the rest; where c = 0 it is fpd-ordered and not run again.
  *                P has orthonormal rows, the same in both tables; it steps at the
  *                cores' step (--free-proj core) or stays fixed (--free-proj fixed).
- *                --free-dtype int8|int4: E is sized as row-wise int8/int4 rows and
- *                quantized after training by fpd_layer_quantize_free, as format
- *                extension free-rowwise/1 stores it (sample-train-gmf --free-dtype,
- *                fpd-convert --free-dtype write such files).
+ *                --free-dtype int8|int4|int8-sym|int4-sym: E is sized as its stored
+ *                rows and quantized after training by fpd_layer_quantize_free, as
+ *                format extension free-rowwise/1 or free-sym/1 stores it
+ *                (sample-train-gmf --free-dtype, fpd-convert --free-dtype write such
+ *                files).
  *
  * Tuning on a validation split of the training positives (one held out per user,
  * the first seed; the test set is not read): --tune-core-lr (the FPD methods' core
@@ -93,7 +94,7 @@ struct options {
     int64_t cores[4];
     int n_cores;
     double lr, core_lr, init_scale, l2, free_share, free_proj, popularity;
-    int free_dtype;             /* fpd-free's E as stored: -1 F32, else an enum fpd_rowwise */
+    int free_dtype;             /* fpd-free's E as stored: -1 F32, else an enum fpd_free_kind */
     bool order_vocab;           /* --order-cost vocabulary: the row order costs nothing */
     bool methods[M_COUNT], reference, json;
     double ratios[8];
@@ -368,7 +369,7 @@ struct config {
     double free_share;          /* fpd-free: the share kept (--free-share or the one
                                    chosen by --tune-free-share) */
     double free_proj;           /* fpd-free: P's step, -1 fixed, 0 the cores', else the step */
-    int free_dtype;             /* fpd-free: E stored as F32 (-1) or row-wise int8/int4 (--free-dtype) */
+    int free_dtype;             /* fpd-free: E stored as F32 (-1) or an enum fpd_free_kind (--free-dtype) */
     int n_tried;                /* the validation runs of the tuning: */
     double tried_lr[256], tried_share[256], tried_proj[256], tried_m1[256]; /* step, share, P, metric */
     struct fpd_layer_shape shape[2];
@@ -379,7 +380,7 @@ struct config {
 /* fpd-free's E [rows, c] and P [c, D] in 4-byte words: E in F32 (dtype -1) or as
  * row-wise int8/int4 rows (bytes rounded up to words); P in F32. */
 static int64_t free_params(int dtype, int64_t rows, int64_t D, int64_t c) {
-    const int64_t e = dtype < 0 ? rows * c : (rows * (int64_t)fpd_rowwise_row_bytes((enum fpd_rowwise)dtype, c) + 3) / 4;
+    const int64_t e = dtype < 0 ? rows * c : (rows * (int64_t)fpd_free_row_bytes((enum fpd_free_kind)dtype, c) + 3) / 4;
     return e + c * D;
 }
 
@@ -560,7 +561,7 @@ static void config_make(const struct options *o, const struct data *d, enum meth
         if (m == M_FPD_FREE)
             snprintf(c->desc, sizeof c->desc, "k=%d r=%lld/%lld c=%lld%s%s%s", (int)c->shape[0].k,
                      (long long)c->shape[0].ranks[1], (long long)c->shape[1].ranks[1], (long long)c->free_coords,
-                     c->free_dtype < 0 ? "" : " E=", c->free_dtype < 0 ? "" : fpd_rowwise_name(c->free_dtype),
+                     c->free_dtype < 0 ? "" : " E=", c->free_dtype < 0 ? "" : fpd_free_kind_name((enum fpd_free_kind)c->free_dtype),
                      o->order_vocab ? " order=vocab" : "");
         else
             snprintf(c->desc, sizeof c->desc, "k=%d r=%lld/%lld%s", (int)c->shape[0].k,
@@ -706,11 +707,10 @@ static int run_one(const struct options *o, const struct data *d, const struct c
     const bool q_table = c->method == M_INT8 || c->method == M_INT4, q_free = c->method == M_FPD_FREE && c->free_dtype >= 0;
     if (q_table || q_free) { /* post-training row-wise quantization: the tables (int8/int4) or fpd-free's E */
         if (evaluate(d, &g, &res->m1_f32, &res->m2, &err)) goto fail;
-        const enum fpd_rowwise k = q_free ? (enum fpd_rowwise)c->free_dtype
-                                          : c->method == M_INT8 ? FPD_ROWWISE_INT8 : FPD_ROWWISE_INT4;
+        const enum fpd_rowwise k = c->method == M_INT8 ? FPD_ROWWISE_INT8 : FPD_ROWWISE_INT4;
         for (int t = 0; t < 2; t++)
             if (q_table ? quantize_rows(k, dense[t], rows[t], D, t ? "item table" : "user table", &err)
-                        : fpd_layer_quantize_free(layer[t], k, &err)) /* as format free-rowwise/1 stores E */
+                        : fpd_layer_quantize_free(layer[t], (enum fpd_free_kind)c->free_dtype, &err)) /* as format free-rowwise/1 stores E */
                 goto fail;
     }
     if (evaluate(d, &g, &res->m1, &res->m2, &err)) goto fail;
@@ -1048,8 +1048,9 @@ static void usage(FILE *f) {
             "                    'vocabulary' (or 'vocab'; nothing: it is folded into the id\n"
             "                    vocabulary, fpd-convert --vocabulary-out)\n"
             "  --free-dtype T    fpd-free: E as stored: f32 (default), int8 or int4 (row-wise,\n"
-            "                    quantized after training as free-rowwise/1 stores it\n"
-            "                    (fpd_layer_quantize_free), sized by its bytes)\n"
+            "                    free-rowwise/1), int8-sym or int4-sym (free-sym/1); quantized after\n"
+            "                    training as the file stores it (fpd_layer_quantize_free), sized by\n"
+            "                    its bytes\n"
             "  --l2 X            MF: L2 weight on the batch rows (default 1e-4, LightGCN's decay)\n"
             "  --init-scale S    GMF tables start as normal(0, S^2) (default 0.01; MF: 0.1)\n"
             "  --seeds A,B,..    training seeds (default 1,2,3)\n"
@@ -1208,10 +1209,10 @@ int main(int argc, char **argv) {
             else cli_usage_error("--order-cost expects stored or vocabulary, got '%s'", optarg);
             break;
         case OPT_FREE_DTYPE: {
-            enum fpd_rowwise k;
+            enum fpd_free_kind k;
             if (strcmp(optarg, "f32") == 0 || strcmp(optarg, "core") == 0) o.free_dtype = -1;
-            else if (fpd_rowwise_from_name(optarg, &k)) o.free_dtype = (int)k;
-            else cli_usage_error("--free-dtype expects f32, int8 or int4, got '%s'", optarg);
+            else if (fpd_free_kind_from_name(optarg, &k)) o.free_dtype = (int)k;
+            else cli_usage_error("--free-dtype expects f32, int8, int4, int8-sym or int4-sym, got '%s'", optarg);
             break;
         }
         case OPT_TUNE: {
@@ -1489,7 +1490,7 @@ int main(int argc, char **argv) {
                 json_object_set_new(x, "free_share", json_real(r->c.free_share));
                 json_object_set_new(x, "free_proj", json_string(proj_name(r->c.free_proj, pb, sizeof pb)));
                 json_object_set_new(x, "free_dtype",
-                                    json_string(r->c.free_dtype < 0 ? "f32" : fpd_rowwise_name(r->c.free_dtype)));
+                                    json_string(r->c.free_dtype < 0 ? "f32" : fpd_free_kind_name((enum fpd_free_kind)r->c.free_dtype)));
             }
             json_object_set_new(x, mf ? "recall20" : "hr10", json_real(r->m1));
             json_object_set_new(x, mf ? "recall20_sd" : "hr10_sd", json_real(r->m1_sd));

@@ -62,8 +62,8 @@ struct options {
     bool free_init_given;
     double free_proj;            /* --free-proj: -1 fixed, 0 the cores' step, else P's step */
     bool free_proj_given;
-    bool free_rowwise;           /* --free-dtype int8|int4: E stored row-wise (free-rowwise/1) */
-    enum fpd_rowwise free_kind;
+    bool free_rowwise;           /* --free-dtype: E stored quantized (free-rowwise/1 or free-sym/1) */
+    enum fpd_free_kind free_kind;
     double lr, core_lr, init_scale;
     bool core_lr_relative, order_rows;
     uint64_t split_seed;
@@ -119,7 +119,8 @@ static void usage(FILE *f) {
             "  --free-init-scale S  with --free-coords: E starts ~ normal(0, S^2) instead of 0\n"
             "                    (fpd_gmf_train_params.free_init_scale; S >= 0, default 0)\n"
             "  --free-dtype T    with --free-coords: E stored as int8 or int4 rows after training\n"
-            "                    (FBGEMM's fused row-wise layout, extension free-rowwise/1; trained\n"
+            "                    (FBGEMM's fused row-wise layout, extension free-rowwise/1) or as\n"
+            "                    int8-sym or int4-sym rows (one F16 scale a row, free-sym/1; trained\n"
             "                    in F32, rounded once at the end: the metrics and the file are\n"
             "                    those of the stored E, the F32 ones are printed beside; the ratio\n"
             "                    counts E's bytes / 4 as parameters) (default f32)\n"
@@ -232,7 +233,7 @@ static bool store_free(const struct epoch_ctx *c, struct fpd_layer *const *layer
     c->run->hr = mt.hr10;
     c->run->ndcg = mt.ndcg10;
     fprintf(stderr, "  %-5s seed %llu E stored as %s: HR@10 %.4f  NDCG@10 %.4f  (F32 %.4f, %.4f)\n", c->run->kind,
-            (unsigned long long)c->run->seed, fpd_rowwise_name(c->o->free_kind), mt.hr10, mt.ndcg10, c->run->hr_f32,
+            (unsigned long long)c->run->seed, fpd_free_kind_name(c->o->free_kind), mt.hr10, mt.ndcg10, c->run->hr_f32,
             c->run->ndcg_f32);
     return true;
 }
@@ -629,8 +630,8 @@ int main(int argc, char **argv) {
             break;
         case OPT_FREE_DTYPE:
             if (strcmp(optarg, "f32") == 0 || strcmp(optarg, "core") == 0) o.free_rowwise = false;
-            else if (fpd_rowwise_from_name(optarg, &o.free_kind)) o.free_rowwise = true;
-            else cli_usage_error("--free-dtype must be f32 (or core), int8 or int4, got '%s'", optarg);
+            else if (fpd_free_kind_from_name(optarg, &o.free_kind)) o.free_rowwise = true;
+            else cli_usage_error("--free-dtype must be f32 (or core), int8, int4, int8-sym or int4-sym, got '%s'", optarg);
             break;
         case OPT_FREE_PROJ:
             o.free_proj_given = true;
@@ -705,7 +706,7 @@ int main(int argc, char **argv) {
         cli_usage_error("--free-proj sets how the free coordinates' P steps; it goes with --free-coords C (C >= 1)");
     if (o.free_rowwise && o.free_coords == 0)
         cli_usage_error("--free-dtype %s stores the free coordinates' E; it goes with --free-coords C (C >= 1)",
-                        fpd_rowwise_name(o.free_kind));
+                        fpd_free_kind_name(o.free_kind));
     if (o.batch < 1 + o.negatives) cli_usage_error("--batch must be at least 1 + --negatives");
     o.ratings = argv[optind];
     /* the device of the FPD tables' engines (dense tables train on the host) */
@@ -769,7 +770,7 @@ int main(int argc, char **argv) {
         json_object_set_new(res, "model", json_string(model_names[o.model]));
         json_object_set_new(res, "free_coords", json_integer(o.free_coords));
         json_object_set_new(res, "free_dtype", o.free_coords == 0 ? json_null()
-                                               : json_string(o.free_rowwise ? fpd_rowwise_name(o.free_kind) : "F32"));
+                                               : json_string(o.free_rowwise ? fpd_free_kind_name(o.free_kind) : "F32"));
         if (o.model != FPD_NCF_KIND_GMF) {
             json_t *ls = json_array();
             for (int l = 0; l < o.n_layers; l++) json_array_append_new(ls, json_integer(o.layers[l]));

@@ -58,7 +58,7 @@ json_t *batch_settings_json(const struct fpd_batch_settings *s) {
     json_object_set_new(o, "max_error", pp->max_error > 0 ? json_real(pp->max_error) : json_null());
     json_object_set_new(o, "free_coords", fp->free_coords == FPD_FREE_COORDS_AUTO ? json_string("auto")
                                                                                  : json_integer(fp->free_coords));
-    json_object_set_new(o, "free_dtype", json_string(co.free_rowwise ? fpd_rowwise_name(co.free_kind) : "core"));
+    json_object_set_new(o, "free_dtype", json_string(co.free_rowwise ? fpd_free_kind_name(co.free_kind) : "core"));
     static const char *const dev[] = {"auto", "cpu", "cuda"};
     json_object_set_new(o, "device", json_string(dev[s->device]));
     return o;

@@ -56,7 +56,7 @@ struct compress_options {
     int n_order;
     /* --free-dtype int8|int4: E stored row-wise (fpd_compress_params.free_rowwise) */
     bool free_rowwise;
-    enum fpd_rowwise free_kind;
+    enum fpd_free_kind free_kind;
 };
 struct compress_options compress_default_options(void);
 

@@ -288,7 +288,7 @@ static bool plan_unit(const struct fpd_batch_pipeline *p, struct unit *u, bool *
         if (co.free_rowwise && !free_auto && co.fit.free_coords < 1) { /* as fpd-compress --free-dtype */
             cli_error("%s: table '%s': 'free_dtype: %s' stores the free coordinates' E: it needs free "
                       "coordinates (free_coords: C or auto)",
-                      u->in->path, t->name, fpd_rowwise_name(co.free_kind));
+                      u->in->path, t->name, fpd_free_kind_name(co.free_kind));
             plan_ok = false;
             break;
         }

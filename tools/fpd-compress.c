@@ -72,7 +72,9 @@ static void usage(FILE *f) {
             "      --free-dtype T    E of the free coordinates stored as 'core' (the core dtype, the\n"
             "                        default), 'int8' or 'int4': FBGEMM's fused row-wise rows of C\n"
             "                        values (int4: ceil(C/2) + 4 bytes a row; extension free-rowwise/1),\n"
-            "                        counted and measured as stored; P stays in the core dtype.\n"
+            "                        or 'int8-sym' / 'int4-sym': symmetric codes and one F16 scale a\n"
+            "                        row (int4-sym: ceil(C/2) + 2 bytes; extension free-sym/1); counted\n"
+            "                        and measured as stored; P stays in the core dtype.\n"
             "                        Needs --free-coords C or auto (the planner then sizes E so)\n"
             "      --order-from [T=]FILE  order table T's rows (T may be left out when one table is\n"
             "                        compressed) from implicit feedback before the fit, as --init-order does\n"
@@ -172,7 +174,7 @@ int main(int argc, char **argv) {
     struct fpd_device device = {FPD_DEVICE_REQUEST_AUTO, 0};
     bool verbose = false;
     bool free_rowwise = false, free_dtype_given = false;
-    enum fpd_rowwise free_kind = FPD_ROWWISE_INT4;
+    enum fpd_free_kind free_kind = FPD_FREE_INT4;
     enum { OPT_MIN_ROWS = 256, OPT_MIN_RATIO, OPT_EPOCHS, OPT_CORE_DTYPE, OPT_SEED, OPT_JSON, OPT_PROGRESS,
            OPT_NO_PROGRESS, OPT_VERSION, OPT_ROW_FREQ, OPT_QUERIES, OPT_INIT, OPT_ROWS, OPT_INIT_ORDER, OPT_INIT_COLUMN, OPT_ID_BASE, OPT_CLUSTER, OPT_ALS, OPT_BUDGET, OPT_RATIO, OPT_MAX_ERROR, OPT_EVAL_NCF, OPT_TRAIN, OPT_TASK_EPOCHS,
            OPT_BALANCE, OPT_DISTILL, OPT_FIXED_PRED,
@@ -265,8 +267,8 @@ int main(int argc, char **argv) {
         case OPT_FREE_COORDS: fp.free_coords = cli_parse_free_coords("--free-coords", optarg); break;
         case OPT_FREE_DTYPE: /* the core dtype's name means "as the cores": E not quantized */
             if (strcmp(optarg, "core") == 0) free_rowwise = false;
-            else if (fpd_rowwise_from_name(optarg, &free_kind)) free_rowwise = true;
-            else cli_usage_error("--free-dtype must be core, int8 or int4, got '%s'", optarg);
+            else if (fpd_free_kind_from_name(optarg, &free_kind)) free_rowwise = true;
+            else cli_usage_error("--free-dtype must be core, int8, int4, int8-sym or int4-sym, got '%s'", optarg);
             free_dtype_given = true;
             break;
         case OPT_EVAL_NCF:
@@ -426,7 +428,7 @@ int main(int argc, char **argv) {
                         "--ratio or --max-error (or a count: --free-coords C)");
     if (free_dtype_given && free_rowwise && fp.free_coords < 1 && fp.free_coords != FPD_FREE_COORDS_AUTO)
         cli_usage_error("--free-dtype %s stores the free coordinates' E: give --free-coords C (C >= 1) or auto",
-                        fpd_rowwise_name(free_kind));
+                        fpd_free_kind_name(free_kind));
     struct compress_options co = compress_default_options();
     co.encoding = encoding;
     co.free_rowwise = free_rowwise;

@@ -86,7 +86,9 @@ static void usage(FILE *f) {
             "      --free-dtype T   with --to fpd: store the free coordinates' E (free/1) of every FPD\n"
             "                       table that has them as int8 or int4 rows (FBGEMM's fused row-wise\n"
             "                       layout, extension free-rowwise/1; int4: ceil(c/2) + 4 bytes a row\n"
-            "                       instead of 4c) or back in the core dtype ('core'); cores, P and\n"
+            "                       instead of 4c), as int8-sym or int4-sym rows (symmetric codes, one\n"
+            "                       F16 scale a row, extension free-sym/1; int4-sym: ceil(c/2) + 2\n"
+            "                       bytes) or back in the core dtype ('core'); cores, P and\n"
             "                       row_perm are unchanged. Combines with --vocabulary-out\n"
             "  -f, --force          overwrite OUT (and MAP) if it exists\n"
             "      --json           print what was written as JSON (schema \"fpd-convert/2\")\n"
@@ -622,7 +624,7 @@ struct convert_opts {
     const char *vocab_path;  /* --vocabulary-out */
     bool free_set;           /* --free-dtype given: E of free/1 tables re-stored */
     bool free_rowwise;       /* ... row-wise as free_kind (free-rowwise/1), else in the core dtype */
-    enum fpd_rowwise free_kind;
+    enum fpd_free_kind free_kind;
 };
 
 /* dense: tables reconstructed, tensors copied. */
@@ -981,20 +983,23 @@ static bool build_rewrite(const struct input *x, const struct convert_opts *co, 
         bool skip = false;
         for (int64_t t = 0; t < x->n_tables && !skip; t++) skip = folds[t] && strcmp(k, x->tables[t].meta_key) == 0;
         if (strcmp(k, FPD_META_EXTENSIONS_KEY) == 0 && co->free_set) {
-            /* the input's list less free-rowwise/1, plus it when E is now stored row-wise
-             * (--free-dtype applies to every table with free coordinates; a free/1 table is
+            /* the input's list less free-rowwise/1 and free-sym/1, plus the one E is now stored
+             * by (--free-dtype applies to every table with free coordinates; a free/1 table is
              * only read when the list declares free/1, so the key is there) */
-            const size_t xl = strlen(FPD_EXTENSION_FREE_ROWWISE);
-            char *nv = malloc(strlen(v) + xl + 2);
+            const size_t xl = strlen(FPD_EXTENSION_FREE_ROWWISE), yl = strlen(FPD_EXTENSION_FREE_SYM);
+            char *nv = malloc(strlen(v) + xl + yl + 2);
             if (!out_own_str(o, nv)) goto done;
             nv[0] = '\0';
             for (const char *p = v; *p;) {
                 size_t len = strcspn(p, ",");
-                if (len && !(len == xl && strncmp(p, FPD_EXTENSION_FREE_ROWWISE, len) == 0))
+                if (len && !(len == xl && strncmp(p, FPD_EXTENSION_FREE_ROWWISE, len) == 0) &&
+                    !(len == yl && strncmp(p, FPD_EXTENSION_FREE_SYM, len) == 0))
                     sprintf(nv + strlen(nv), "%s%.*s", nv[0] ? "," : "", (int)len, p);
                 p += len + (p[len] == ',');
             }
-            if (co->free_rowwise) sprintf(nv + strlen(nv), "%s%s", nv[0] ? "," : "", FPD_EXTENSION_FREE_ROWWISE);
+            if (co->free_rowwise)
+                sprintf(nv + strlen(nv), "%s%s", nv[0] ? "," : "",
+                        fpd_free_kind_is_sym(co->free_kind) ? FPD_EXTENSION_FREE_SYM : FPD_EXTENSION_FREE_ROWWISE);
             if (nv[0] && !out_meta(o, k, nv)) goto done;
             continue;
         }
@@ -1041,7 +1046,7 @@ static bool build_rewrite(const struct input *x, const struct convert_opts *co, 
             const char *moved = !perm ? "" : is_e ? "rows moved to the vocabulary's order" : "unchanged (order folded)";
             if (is_e && co->free_set)
                 snprintf(how, sizeof how, "%s%s%s", moved, perm ? ", stored as " : "E stored as ",
-                         meta.free_rowwise ? fpd_rowwise_name(meta.free_kind) : fpd_dtype_name(t.dtype));
+                         meta.free_rowwise ? fpd_free_kind_name(meta.free_kind) : fpd_dtype_name(t.dtype));
             else
                 snprintf(how, sizeof how, "%s", perm ? moved : "unchanged");
             const char *hw = out_own_str(o, strdup(how));
@@ -1141,8 +1146,8 @@ int main(int argc, char **argv) {
             break;
         case OPT_FREE_DTYPE:
             if (strcmp(optarg, "core") == 0) co.free_rowwise = false;
-            else if (fpd_rowwise_from_name(optarg, &co.free_kind)) co.free_rowwise = true;
-            else cli_usage_error("--free-dtype must be core, int8 or int4, got '%s'", optarg);
+            else if (fpd_free_kind_from_name(optarg, &co.free_kind)) co.free_rowwise = true;
+            else cli_usage_error("--free-dtype must be core, int8, int4, int8-sym or int4-sym, got '%s'", optarg);
             co.free_set = true;
             break;
         case OPT_JSON: json = true; break;

@@ -328,7 +328,7 @@ static void print_text(const struct report *rep) {
                     snprintf(fr, sizeof fr, ", free coordinates c = %lld (E [%lld, %lld]%s%s, P [%lld, %lld])",
                              (long long)r->meta.free_coords, (long long)r->meta.shape.rows,
                              (long long)r->meta.free_coords, r->meta.free_rowwise ? " " : "",
-                             r->meta.free_rowwise ? fpd_rowwise_name(r->meta.free_kind) : "",
+                             r->meta.free_rowwise ? fpd_free_kind_name(r->meta.free_kind) : "",
                              (long long)r->meta.free_coords, (long long)r->meta.shape.dim);
                 if (r->meta.vocabulary_order) /* fpd-convert --vocabulary-out */
                     snprintf(fr + strlen(fr), sizeof fr - strlen(fr), ", row order in an id vocabulary");
@@ -416,7 +416,7 @@ static int print_json(const struct report *rep) {
             /* free/1's E: the core dtype, or row-wise int8/int4 (free-rowwise/1) */
             json_object_set_new(o, "free_dtype",
                                 r->meta.free_coords == 0 ? json_null()
-                                : r->meta.free_rowwise   ? json_string(fpd_rowwise_name(r->meta.free_kind))
+                                : r->meta.free_rowwise   ? json_string(fpd_free_kind_name(r->meta.free_kind))
                                 : r->meta.core_dtype == FPD_DTYPE_COUNT ? json_null()
                                                                         : json_string(fpd_dtype_name(r->meta.core_dtype)));
             json_object_set_new(o, "vocabulary_order", json_boolean(r->meta.vocabulary_order));

@@ -67,7 +67,9 @@ static void usage(FILE *f) {
     fprintf(f,
             "      --free-dtype T    E of the free coordinates as stored: core (default), int8 or int4\n"
             "                        (row-wise rows, extension free-rowwise/1; int4: ceil(c/2) + 4 bytes\n"
-            "                        a row): the candidates' bytes count E so (as fpd-compress --free-dtype)\n"
+            "                        a row), int8-sym or int4-sym (extension free-sym/1; int4-sym:\n"
+            "                        ceil(c/2) + 2 bytes a row): the candidates' bytes count E so (as\n"
+            "                        fpd-compress --free-dtype)\n"
             "      --core-dtype T    F32 (default), F16 or BF16 for the cores' bytes\n"
             "      --min-rows N      tables with fewer rows are skipped (default 1000; 0 with --rows)\n"
             "      --min-ratio X     fpd-compress keeps tables dense below this ratio (default 2)\n"
@@ -316,7 +318,7 @@ static void table_text(const char *name, const struct fpd_suggestion *sg, const 
         printf("  fpd-compress: compresses it with the pick given as --encoding fpd --rank %lld --terms %lld "
                "--cores %d --free-coords %lld%s%s\n\n",
                (long long)pk->r, (long long)pk->shape.terms, (int)pk->shape.k, (long long)pk->free_coords,
-               o->pp.free_rowwise ? " --free-dtype " : "", o->pp.free_rowwise ? fpd_rowwise_name(o->pp.free_kind) : "");
+               o->pp.free_rowwise ? " --free-dtype " : "", o->pp.free_rowwise ? fpd_free_kind_name(o->pp.free_kind) : "");
     else if (sg->compress) printf("  fpd-compress: compresses it with the pick\n\n");
     else printf("  fpd-compress: keeps it dense: %s\n\n", sg->reason);
 }
@@ -532,8 +534,8 @@ int main(int argc, char **argv) {
         case OPT_FREE_COORDS: o.pp.free_coords = cli_parse_free_coords("--free-coords", optarg); break;
         case OPT_FREE_DTYPE:
             if (strcmp(optarg, "core") == 0) o.pp.free_rowwise = false;
-            else if (fpd_rowwise_from_name(optarg, &o.pp.free_kind)) o.pp.free_rowwise = true;
-            else cli_usage_error("--free-dtype must be core, int8 or int4, got '%s'", optarg);
+            else if (fpd_free_kind_from_name(optarg, &o.pp.free_kind)) o.pp.free_rowwise = true;
+            else cli_usage_error("--free-dtype must be core, int8, int4, int8-sym or int4-sym, got '%s'", optarg);
             break;
         case OPT_CORE_DTYPE: o.pp.core_dtype = parse_dtype("--core-dtype", optarg, true); break;
         case OPT_MIN_ROWS: o.pp.min_rows = parse_count("--min-rows", optarg, 0); min_rows_set = true; break;
@@ -705,7 +707,7 @@ int main(int argc, char **argv) {
         json_object_set_new(tg, "free_coords", o.pp.free_coords == FPD_FREE_COORDS_AUTO ? json_string("auto")
                                                                                       : json_integer(o.pp.free_coords));
         json_object_set_new(tg, "free_dtype",
-                            json_string(o.pp.free_rowwise ? fpd_rowwise_name(o.pp.free_kind) : "core"));
+                            json_string(o.pp.free_rowwise ? fpd_free_kind_name(o.pp.free_kind) : "core"));
         json_object_set_new(root, "targets", tg);
         json_t *tabs = json_array();
         for (int64_t e = 0; e < n_ent; e++) {

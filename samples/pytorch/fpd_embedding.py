@@ -27,7 +27,12 @@ free-rowwise/1 (key "free_dtype": "int8" | "int4") E is stored as FBGEMM's fused
 row-wise rows (U8 [N, B]; int8: c codes then scale and bias as F32, B = c + 8; int4:
 ceil(c/2) bytes of 4-bit codes, column j in byte j // 2, even j in the low nibble,
 then scale and bias as F16, B = ceil(c/2) + 4; value = code * scale + bias), decoded
-here to float32. A checkpoint naming an extension this file does not know is refused.
+here to float32. With free-sym/1 (key "free_dtype": "int8-sym" | "int4-sym") E is
+stored as symmetric codes q and one scale a row, E[i, j] = q * scale_i (U8 [N, B];
+int8-sym: c bytes q + 128, q in [-127, 127], B = c + 2; int4-sym: ceil(c/2) bytes,
+column j in byte j // 2, even j in the low nibble, nibble = q + 8, q in [-7, 7],
+B = ceil(c/2) + 2; then the scale as F16 little-endian), also decoded to float32. A
+checkpoint naming an extension this file does not know is refused.
 
 Needs numpy; reading uses the `safetensors` package when installed (else a small
 reader here); the torch module needs torch. Everything but FPDEmbeddingBag works
@@ -77,7 +82,8 @@ def _load(path):
         return _read_safetensors(path)
 
 
-_KNOWN_EXTENSIONS = {"rowwise/1", "free/1", "free-rowwise/1"}
+_KNOWN_EXTENSIONS = {"rowwise/1", "free/1", "free-rowwise/1", "free-sym/1"}
+_FREE_ROWWISE, _FREE_SYM = ("int8", "int4"), ("int8-sym", "int4-sym")
 
 
 def decode_rowwise(q, kind, dim):
@@ -98,6 +104,28 @@ def decode_rowwise(q, kind, dim):
     else:
         raise ValueError(f"unknown row-wise kind {kind!r}")
     return (codes * sb[:, :1] + sb[:, 1:2]).astype(np.float32)
+
+
+def decode_free_sym(q, kind, c):
+    """Symmetric rows q (uint8 [N, B], free-sym/1) of c columns -> float32 [N, c]
+    (kind "int8-sym" or "int4-sym"; value = code * scale, the scale F16 after the codes)."""
+    q = np.asarray(q, dtype=np.uint8)
+    if kind == "int8-sym":
+        nb = c
+        codes = q[:, :c].astype(np.float32) - 128
+    elif kind == "int4-sym":
+        nb = (c + 1) // 2
+        packed = q[:, :nb]
+        codes = np.empty((q.shape[0], 2 * nb), dtype=np.float32)
+        codes[:, 0::2] = packed & 0x0F
+        codes[:, 1::2] = packed >> 4
+        codes = codes[:, :c] - 8
+    else:
+        raise ValueError(f"unknown symmetric kind {kind!r}")
+    scale = np.ascontiguousarray(q[:, nb:nb + 2]).view("<f2").astype(np.float32)
+    if not np.all(np.isfinite(scale)):
+        raise ValueError(f"{kind}: a row's scale is NaN or Inf")
+    return (codes * scale).astype(np.float32)
 
 
 class FPDTable:
@@ -155,10 +183,19 @@ def load_fpd_tables(path):
             free_e, free_p = tensors[f"{name}.fpd.free"], np.asarray(tensors[f"{name}.fpd.free_proj"], np.float32)
             kind = info.get("free_dtype")
             if kind is not None:
-                if "free-rowwise/1" not in ext:
-                    raise ValueError(f"{path}: table '{name}' has free_dtype but fpd.extensions does not list "
-                                     "free-rowwise/1")
-                free_e = decode_rowwise(free_e, kind, c)
+                if kind not in _FREE_ROWWISE + _FREE_SYM:
+                    raise ValueError(f"{path}: table '{name}' has free_dtype {kind!r}; int8, int4 (free-rowwise/1), "
+                                     "int8-sym or int4-sym (free-sym/1) expected")
+                need = "free-sym/1" if kind in _FREE_SYM else "free-rowwise/1"
+                if need not in ext:
+                    raise ValueError(f"{path}: table '{name}' has free_dtype {kind} but fpd.extensions does not list "
+                                     f"{need}")
+                want = (int(info["rows"]), {"int8": c + 8, "int4": (c + 1) // 2 + 4, "int8-sym": c + 2,
+                                            "int4-sym": (c + 1) // 2 + 2}[kind])
+                if free_e.dtype != np.uint8 or tuple(free_e.shape) != want:
+                    raise ValueError(f"{path}: table '{name}': '{name}.fpd.free' is {free_e.dtype} "
+                                     f"{list(free_e.shape)}; free_dtype {kind} needs uint8 {list(want)}")
+                free_e = decode_free_sym(free_e, kind, c) if kind in _FREE_SYM else decode_rowwise(free_e, kind, c)
         elif "free_dtype" in info:
             raise ValueError(f"{path}: table '{name}' has free_dtype without free_coords")
         tables[name] = FPDTable(name, cores, info["rows"], info["dim"], info["row_shape"], info["col_shape"],
@@ -351,9 +388,10 @@ def save_fpd(path, modules, metadata=None):
     """Write FPD tables {name: FPDEmbeddingBag or FPDTable} as an FPD v1 checkpoint
     (F32 cores; the table metadata of the source, with core_dtype F32 and fit
     "+pytorch"; free coordinates as free/1 with E and P in F32: a table read with
-    int4/int8 E is written with its decoded (then trained) E in F32, free_dtype
-    dropped), with safetensors' own writer. Other tensors: add them to `metadata`-free
-    files yourself, or pass them as plain arrays in `modules` (written unchanged)."""
+    int4/int8 (or int4-sym/int8-sym) E is written with its decoded (then trained) E
+    in F32, free_dtype dropped), with safetensors' own writer. Other tensors: add them
+    to `metadata`-free files yourself, or pass them as plain arrays in `modules`
+    (written unchanged)."""
     from safetensors.numpy import save_file
     tensors, meta = {}, {"fpd.version": "1"}
     meta.update(metadata or {})

@@ -317,7 +317,7 @@ assert abs(t['rel_error'] / ref['rel_error'] - 1) < 1e-5, (t['rel_error'], ref['
 run "$BUILD/fpd-inspect" fc/out/glove-10k.fpd.safetensors --verify
 expect_grep "free_dtype int4: the output stores int4 E" out.txt "E \[10000, 2\] int4"
 printf 'inputs:\n  - %s\noutput:\n  folder: out\ndefaults:\n  free_dtype: int3\n' "$SAMPLE" >bad/p.yaml
-bad_case "free_dtype int3" 2 "bad/p.yaml:6:15: 'free_dtype' must be core, int8 or int4"
+bad_case "free_dtype int3" 2 "bad/p.yaml:6:15: 'free_dtype' must be core, int8, int4, int8-sym or int4-sym"
 printf 'inputs:\n  - %s\noutput:\n  folder: out\ndefaults:\n  rank: 4\n  free_dtype: int4\n' "$SAMPLE" >bad/p.yaml
 run "$B" bad/p.yaml
 expect_rc "free_dtype without free_coords: exit 2" 2

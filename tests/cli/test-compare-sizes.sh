@@ -217,7 +217,7 @@ run = [y for y in r['runs'] if y['method'] == 'fpd-free'][0]
 assert 0.0 <= run['recall20_f32'] <= 1.0 and 0.0 <= run['recall20'] <= 1.0, run"
 run "$T" --gowalla syn --free-dtype int2
 expect_rc "free-dtype int2: exit 2" 2
-expect_grep "free-dtype: bad value named" err.txt "free-dtype expects f32, int8 or int4, got 'int2'"
+expect_grep "free-dtype: bad value named" err.txt "free-dtype expects f32, int8, int4, int8-sym or int4-sym, got 'int2'"
 
 # --merge: a grid run in two parts gives the table of one run
 run "$T" --gowalla syn --epochs 1 --seeds 1 --ratios 10 --no-reference -o part

@@ -79,7 +79,7 @@ assert abs(t['rel_error'] / s['predicted_error'] - 1) < 0.01, (t['rel_error'], s
 assert c > f['free_coords'] and s['predicted_error'] < f['predicted_error'], (s, f)"
 run "$C" "$G" -o bad.safetensors --free-dtype int2 --free-coords 2
 expect_rc "compress --free-dtype int2: exit 2" 2
-expect_grep "compress --free-dtype int2: names the values" err.txt "core, int8 or int4"
+expect_grep "compress --free-dtype int2: names the values" err.txt "core, int8, int4, int8-sym or int4-sym"
 run "$C" "$G" -o bad.safetensors --encoding int4 --free-coords 8 --free-dtype int4
 expect_rc "compress --encoding int4 with free coordinates: exit 2" 2
 expect_grep "compress --encoding int4 with free coordinates: says why" err.txt "--encoding int4 writes no FPD table"

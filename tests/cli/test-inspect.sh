@@ -164,7 +164,7 @@ b = json.dumps(h).encode(); b += b' ' * (-len(b) % 8)
 open('ext.safetensors', 'wb').write(struct.pack('<Q', len(b)) + b + d[8 + n:])"
     run "$I" ext.safetensors
     expect_rc "unknown extension: exit 1" 1
-    expect_grep "unknown extension: says which and what this build reads" err.txt "names the extension 'lowrank/3', which this build \(libfpd [0-9.]+\) does not read \(it reads FPD v1 with rowwise/1, free/1 and free-rowwise/1\)"
+    expect_grep "unknown extension: says which and what this build reads" err.txt "names the extension 'lowrank/3', which this build \(libfpd [0-9.]+\) does not read \(it reads FPD v1 with rowwise/1, free/1, free-rowwise/1 and free-sym/1\)"
     run "$BUILD/fpd-convert" ext.safetensors -o ext.dense.safetensors
     expect_rc "unknown extension: fpd-convert exit 1" 1
     run "$C" ext.safetensors -o ext.again.safetensors

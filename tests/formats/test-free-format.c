@@ -271,7 +271,7 @@ static struct fpd_layer *layer_exact(void) {
     return l;
 }
 
-static struct fpd_table_meta meta_rowwise(enum fpd_rowwise kind) {
+static struct fpd_table_meta meta_rowwise(enum fpd_free_kind kind) {
     struct fpd_table_meta m = meta_of(FPD_DTYPE_F32);
     m.free_rowwise = true;
     m.free_kind = kind;
@@ -284,7 +284,7 @@ Test(free_rowwise, int4_bytes_by_hand_and_exact_round_trip, .init = dir_init, .f
     struct fpd_layer *l = layer_exact();
     char path[128];
     snprintf(path, sizeof path, "%s/q4.safetensors", g_dir);
-    struct fpd_table_meta meta = meta_rowwise(FPD_ROWWISE_INT4);
+    struct fpd_table_meta meta = meta_rowwise(FPD_FREE_INT4);
     struct fpd_error err;
     cr_assert(eq(int, fpd_checkpoint_write_layer(path, "emb", l, &meta, 0, &err), 0), "%s", err.msg);
     struct fpd_safetensors *st = open_path(path);
@@ -320,11 +320,11 @@ Test(free_rowwise, int4_bytes_by_hand_and_exact_round_trip, .init = dir_init, .f
     struct fpd_table_meta m2;
     cr_assert(eq(int, fpd_checkpoint_check_table(st, "emb", &m2, &err), 0), "%s", err.msg);
     cr_assert(m2.free_rowwise);
-    cr_assert(eq(int, m2.free_kind, FPD_ROWWISE_INT4));
+    cr_assert(eq(int, m2.free_kind, FPD_FREE_INT4));
     cr_assert(eq(int, fpd_checkpoint_verify_table(st, "emb", false, &err), 0), "%s", err.msg);
     cr_assert(eq(int, fpd_checkpoint_verify_table(st, "emb", true, &err), 0), "%s", err.msg);
     /* fpd_layer_quantize_free leaves an exact E as it is */
-    cr_assert(eq(int, fpd_layer_quantize_free(back, FPD_ROWWISE_INT4, &err), 0), "%s", err.msg);
+    cr_assert(eq(int, fpd_layer_quantize_free(back, FPD_FREE_INT4, &err), 0), "%s", err.msg);
     cr_assert(eq(int, memcmp(fpd_layer_get_free_e_const(back), fpd_layer_get_free_e_const(l), 30 * sizeof(float)), 0));
     fpd_layer_free(back);
     fpd_safetensors_free(st);
@@ -335,7 +335,7 @@ Test(free_rowwise, int8_layout_and_bound, .init = dir_init, .fini = dir_fini) {
     struct fpd_layer *l = layer_exact();
     char path[128];
     snprintf(path, sizeof path, "%s/q8.safetensors", g_dir);
-    struct fpd_table_meta meta = meta_rowwise(FPD_ROWWISE_INT8);
+    struct fpd_table_meta meta = meta_rowwise(FPD_FREE_INT8);
     struct fpd_error err;
     cr_assert(eq(int, fpd_checkpoint_write_layer(path, "emb", l, &meta, 0, &err), 0), "%s", err.msg);
     struct fpd_safetensors *st = open_path(path);
@@ -372,7 +372,7 @@ Test(free_rowwise, quantize_free_bound_file_and_refusals, .init = dir_init, .fin
     struct fpd_error err;
     cr_assert(eq(int, fpd_layer_init(&s, &l, NULL), 0));
     test_fill_random(l, 9, 0.3);
-    cr_assert(eq(int, fpd_layer_quantize_free(l, FPD_ROWWISE_INT4, &err), FPD_STATUS_INVALID_ARG));
+    cr_assert(eq(int, fpd_layer_quantize_free(l, FPD_FREE_INT4, &err), FPD_STATUS_INVALID_ARG));
     cr_assert(strstr(err.msg, "no free coordinates") != NULL, "%s", err.msg);
     float *e0 = malloc((size_t)(rows * c) * sizeof(float));
     uint64_t x = 12345;
@@ -383,8 +383,8 @@ Test(free_rowwise, quantize_free_bound_file_and_refusals, .init = dir_init, .fin
     cr_assert(eq(int, fpd_layer_set_free_coords(l, c, e0, NULL, NULL), 0));
     struct fpd_layer *l8 = NULL;
     cr_assert(eq(int, fpd_layer_clone(l, &l8, NULL), 0));
-    cr_assert(eq(int, fpd_layer_quantize_free(l, FPD_ROWWISE_INT4, &err), 0), "%s", err.msg);
-    cr_assert(eq(int, fpd_layer_quantize_free(l8, FPD_ROWWISE_INT8, &err), 0), "%s", err.msg);
+    cr_assert(eq(int, fpd_layer_quantize_free(l, FPD_FREE_INT4, &err), 0), "%s", err.msg);
+    cr_assert(eq(int, fpd_layer_quantize_free(l8, FPD_FREE_INT8, &err), 0), "%s", err.msg);
     const float *e4 = fpd_layer_get_free_e_const(l), *e8 = fpd_layer_get_free_e_const(l8);
     for (int64_t i = 0; i < rows; i++) {
         double lo = e0[i * c], hi = lo;
@@ -410,7 +410,7 @@ Test(free_rowwise, quantize_free_bound_file_and_refusals, .init = dir_init, .fin
     cr_assert(eq(int, fpd_layer_set_free_coords(orig, c, e0, NULL, NULL), 0));
     char path[128];
     snprintf(path, sizeof path, "%s/r.safetensors", g_dir);
-    struct fpd_table_meta meta = meta_rowwise(FPD_ROWWISE_INT4);
+    struct fpd_table_meta meta = meta_rowwise(FPD_FREE_INT4);
     cr_assert(eq(int, fpd_checkpoint_write_layer(path, "t", orig, &meta, 0, &err), 0), "%s", err.msg);
     struct fpd_safetensors *st = open_path(path);
     struct fpd_layer *back = NULL;
@@ -421,24 +421,24 @@ Test(free_rowwise, quantize_free_bound_file_and_refusals, .init = dir_init, .fin
     /* int4 again: the same E, bit for bit; int8 again: within F32 rounding */
     float *again = malloc((size_t)(rows * c) * sizeof(float));
     memcpy(again, e4, (size_t)(rows * c) * sizeof(float));
-    cr_assert(eq(int, fpd_layer_quantize_free(l, FPD_ROWWISE_INT4, &err), 0));
+    cr_assert(eq(int, fpd_layer_quantize_free(l, FPD_FREE_INT4, &err), 0));
     cr_assert(eq(int, memcmp(again, e4, (size_t)(rows * c) * sizeof(float)), 0));
     memcpy(again, e8, (size_t)(rows * c) * sizeof(float));
-    cr_assert(eq(int, fpd_layer_quantize_free(l8, FPD_ROWWISE_INT8, &err), 0));
+    cr_assert(eq(int, fpd_layer_quantize_free(l8, FPD_FREE_INT8, &err), 0));
     for (int64_t i = 0; i < rows * c; i++) cr_assert(le(dbl, fabs((double)again[i] - e8[i]), 1e-5 * (1 + fabs(again[i]))));
     /* refusals: a NaN row, an int4 row beyond F16; E unchanged after either; a bad kind */
     float *ew = fpd_layer_get_free_e(l);
     memcpy(again, ew, (size_t)(rows * c) * sizeof(float));
     ew[7 * c + 2] = NAN;
-    cr_assert(eq(int, fpd_layer_quantize_free(l, FPD_ROWWISE_INT4, &err), FPD_STATUS_NUMERIC));
+    cr_assert(eq(int, fpd_layer_quantize_free(l, FPD_FREE_INT4, &err), FPD_STATUS_NUMERIC));
     cr_assert(strstr(err.msg, "row 7 of E cannot be stored as int4") != NULL, "%s", err.msg);
     ew[7 * c + 2] = again[7 * c + 2];
     ew[9 * c] = 1e6f;
-    cr_assert(eq(int, fpd_layer_quantize_free(l, FPD_ROWWISE_INT4, &err), FPD_STATUS_NUMERIC));
+    cr_assert(eq(int, fpd_layer_quantize_free(l, FPD_FREE_INT4, &err), FPD_STATUS_NUMERIC));
     cr_assert(strstr(err.msg, "row 9") != NULL, "%s", err.msg);
     cr_assert(eq(flt, ew[9 * c], 1e6f)); /* nothing changed, the other rows neither */
     cr_assert(eq(int, memcmp(ew, again, (size_t)(9 * c) * sizeof(float)), 0));
-    cr_assert(eq(int, fpd_layer_quantize_free(l, (enum fpd_rowwise)7, &err), FPD_STATUS_INVALID_ARG));
+    cr_assert(eq(int, fpd_layer_quantize_free(l, (enum fpd_free_kind)7, &err), FPD_STATUS_INVALID_ARG));
     /* the writer refuses such a row too, naming it */
     struct fpd_checkpoint_tensors t;
     cr_assert(eq(int, fpd_checkpoint_tensors_init(l, "t", &meta, &t, &err), FPD_STATUS_NUMERIC));
@@ -455,7 +455,7 @@ enum qmut { Q_NO_EXT, Q_E_F32, Q_E_SHAPE, Q_BAD_KIND, Q_NO_COORDS, Q_NAN_SCALE, 
 /* Write the exact layer with int4 E and one fault; the load's status and message. */
 static enum fpd_status load_mutated_q(enum qmut mut, struct fpd_error *err, bool *header_ok, bool *shallow_ok) {
     struct fpd_layer *l = layer_exact();
-    struct fpd_table_meta meta = meta_rowwise(FPD_ROWWISE_INT4);
+    struct fpd_table_meta meta = meta_rowwise(FPD_FREE_INT4);
     struct fpd_checkpoint_tensors t;
     cr_assert(eq(int, fpd_checkpoint_tensors_init(l, "emb", &meta, &t, NULL), 0));
     struct fpd_tensor_info ts[FPD_MAX_MODES + 3];
@@ -519,7 +519,7 @@ Test(free_rowwise, malformed_tables_are_refused_by_name, .init = dir_init, .fini
 }
 
 Test(free_rowwise, meta_json_free_dtype) {
-    struct fpd_table_meta m = meta_rowwise(FPD_ROWWISE_INT8), back;
+    struct fpd_table_meta m = meta_rowwise(FPD_FREE_INT8), back;
     const int64_t n[2] = {3, 4}, d[2] = {2, 3};
     m.shape = test_make_shape(2, 10, n, d, 2, 1);
     char *js = NULL;
@@ -531,7 +531,7 @@ Test(free_rowwise, meta_json_free_dtype) {
     cr_assert(strstr(js, ",\"free_coords\":4,\"free_dtype\":\"int8\"}") != NULL, "%s", js);
     cr_assert(eq(int, fpd_table_meta_from_json(js, "emb", &back, &err), 0), "%s", err.msg);
     cr_assert(back.free_rowwise);
-    cr_assert(eq(int, back.free_kind, FPD_ROWWISE_INT8));
+    cr_assert(eq(int, back.free_kind, FPD_FREE_INT8));
     fpd_free(js);
     m.free_rowwise = false; /* absent key: E in the core dtype */
     cr_assert(eq(int, fpd_table_meta_to_json(&m, &js, &err), 0));
@@ -546,4 +546,206 @@ Test(free_rowwise, meta_json_free_dtype) {
                           "emb", &back, &err),
                  FPD_STATUS_FORMAT));
     cr_assert(strstr(err.msg, "key 'free_dtype' is an integer") != NULL, "%s", err.msg);
+}
+
+/* ------------------------------------------------------------ free-sym/1 */
+
+/* Row i of E (c = 3): s_i * (qmax, -3, 1) with s_i exact in F16 (scale = s_i, codes qmax,
+ * -3, 1: int4 nibbles 15, 5, 9, bytes 0x5F 0x89 with the pad nibble 8; int8 bytes 255,
+ * 125, 129); row 5 zero (scale 0, codes 0); row 6 (0.7, -0.35, 0.1): int4: 0.7 / 7 = 0.1
+ * is not an F16, rounded up to 0x2E67 = 0.10003662109375 (0x2E66 = 0.0999755859375 is
+ * below), codes round(6.99744) = 7, round(-3.49872) = -3, round(0.99963) = 1; int8:
+ * 0.7 / 127 = 0.00551181 = 2^-8 * (1 + 420.88 / 1024), rounded up to 0x1DA5 =
+ * 2^-8 * (1 + 421 / 1024) = 0.005512237548828125, codes 127, round(-63.495) = -63,
+ * round(18.141) = 18: bytes 255, 65, 146. */
+static const float g_s[5] = {0.5f, 0.25f, 1.0f, 2.0f, 0.125f};
+static const uint16_t g_s16[5] = {0x3800, 0x3400, 0x3C00, 0x4000, 0x3000};
+
+static struct fpd_layer *layer_sym(float qmax) {
+    const int64_t n[2] = {3, 4}, d[2] = {2, 3};
+    struct fpd_layer_shape s = test_make_shape(2, 10, n, d, 2, 1);
+    struct fpd_layer *l = NULL;
+    cr_assert(eq(int, fpd_layer_init(&s, &l, NULL), 0));
+    test_fill_random(l, 4, 0.5);
+    float e[30] = {0}, p[18];
+    for (int i = 0; i < 10; i++)
+        if (i != 5 && i != 6) {
+            e[3 * i] = qmax * g_s[i % 5];
+            e[3 * i + 1] = -3.0f * g_s[i % 5];
+            e[3 * i + 2] = g_s[i % 5];
+        }
+    e[18] = 0.7f, e[19] = -0.35f, e[20] = 0.1f;
+    for (int i = 0; i < 18; i++) p[i] = 0.25f * (float)(i % 5) - 0.5f;
+    cr_assert(eq(int, fpd_layer_set_free_coords(l, 3, e, p, NULL), 0));
+    return l;
+}
+
+Test(free_sym, int4_int8_bytes_by_hand_and_round_trip, .init = dir_init, .fini = dir_fini) {
+    for (int q8 = 0; q8 < 2; q8++) {
+        struct fpd_layer *l = layer_sym(q8 ? 127.0f : 7.0f);
+        const float s6 = q8 ? 0.005512237548828125f : 0.10003662109375f;
+        char path[128];
+        snprintf(path, sizeof path, "%s/s%d.safetensors", g_dir, q8 ? 8 : 4);
+        struct fpd_table_meta meta = meta_rowwise(q8 ? FPD_FREE_INT8_SYM : FPD_FREE_INT4_SYM);
+        struct fpd_error err;
+        cr_assert(eq(int, fpd_checkpoint_write_layer(path, "emb", l, &meta, 0, &err), 0), "%s", err.msg);
+        struct fpd_safetensors *st = open_path(path);
+        cr_assert(eq(str, (char *)fpd_safetensors_metadata_get(st, FPD_META_EXTENSIONS_KEY), "free/1,free-sym/1"));
+        cr_assert(strstr(fpd_safetensors_metadata_get(st, "fpd.table.emb"),
+                         q8 ? "\"free_coords\":3,\"free_dtype\":\"int8-sym\"}" : "\"free_coords\":3,\"free_dtype\":\"int4-sym\"}") != NULL);
+        const struct fpd_tensor_info *te = fpd_safetensors_find(st, "emb.fpd.free");
+        const int64_t rb = q8 ? 3 + 2 : 2 + 2;
+        cr_assert(te && te->dtype == FPD_DTYPE_U8 && te->ndim == 2 && te->shape[0] == 10 && te->shape[1] == rb);
+        cr_assert(eq(int, fpd_safetensors_find(st, "emb.fpd.free_proj")->dtype, FPD_DTYPE_F32));
+        for (int i = 0; i < 10; i++) {
+            const uint8_t *r = (const uint8_t *)te->data + rb * i;
+            const uint16_t sc = le16(r + rb - 2);
+            if (i == 5) { /* zero row: codes 0, scale 0 */
+                cr_assert(eq(u16, sc, 0));
+                for (int b = 0; b < rb - 2; b++) cr_assert(eq(u8, r[b], q8 ? 128 : 0x88), "row 5 byte %d", b);
+                continue;
+            }
+            cr_assert(eq(u16, sc, i == 6 ? (q8 ? 0x1DA5 : 0x2E67) : g_s16[i % 5]), "row %d: scale bits %04x", i, sc);
+            if (q8) {
+                cr_assert(eq(u8, r[0], 255), "row %d", i);
+                cr_assert(eq(u8, r[1], i == 6 ? 65 : 125), "row %d", i);
+                cr_assert(eq(u8, r[2], i == 6 ? 146 : 129), "row %d", i);
+            } else {
+                cr_assert(eq(u8, r[0], 0x5F), "row %d", i);
+                cr_assert(eq(u8, r[1], 0x89), "row %d", i);
+            }
+        }
+        /* read back: the exact rows bit for bit, row 6 = codes * its F16 scale */
+        struct fpd_layer *back = NULL;
+        cr_assert(eq(int, fpd_checkpoint_load_layer(st, "emb", &back, &err), 0), "%s", err.msg);
+        const float *e = fpd_layer_get_free_e_const(l), *eb = fpd_layer_get_free_e_const(back);
+        for (int x = 0; x < 30; x++)
+            if (x / 3 != 6) cr_assert(eq(flt, eb[x], e[x]), "E[%d, %d]", x / 3, x % 3);
+        cr_assert(eq(flt, eb[18], (q8 ? 127.0f : 7.0f) * s6));
+        cr_assert(eq(flt, eb[19], (q8 ? -63.0f : -3.0f) * s6));
+        cr_assert(eq(flt, eb[20], (q8 ? 18.0f : 1.0f) * s6));
+        cr_assert(eq(int, memcmp(fpd_layer_get_free_p_const(back), fpd_layer_get_free_p_const(l), 18 * sizeof(float)), 0));
+        struct fpd_table_meta m2;
+        cr_assert(eq(int, fpd_checkpoint_check_table(st, "emb", &m2, &err), 0), "%s", err.msg);
+        cr_assert(m2.free_rowwise);
+        cr_assert(eq(int, m2.free_kind, q8 ? FPD_FREE_INT8_SYM : FPD_FREE_INT4_SYM));
+        cr_assert(eq(int, fpd_checkpoint_verify_table(st, "emb", false, &err), 0), "%s", err.msg);
+        cr_assert(eq(int, fpd_checkpoint_verify_table(st, "emb", true, &err), 0), "%s", err.msg);
+        /* fpd_layer_quantize_free on the original gives what the file holds; again, the same */
+        struct fpd_layer *ql = NULL;
+        cr_assert(eq(int, fpd_layer_clone(l, &ql, NULL), 0));
+        cr_assert(eq(int, fpd_layer_quantize_free(ql, meta.free_kind, &err), 0), "%s", err.msg);
+        cr_assert(eq(int, memcmp(fpd_layer_get_free_e_const(ql), eb, 30 * sizeof(float)), 0));
+        cr_assert(eq(int, fpd_layer_quantize_free(back, meta.free_kind, &err), 0), "%s", err.msg);
+        cr_assert(eq(int, memcmp(fpd_layer_get_free_e_const(ql), eb, 30 * sizeof(float)), 0));
+        fpd_layer_free(ql);
+        fpd_layer_free(back);
+        fpd_safetensors_free(st);
+        fpd_layer_free(l);
+    }
+    cr_assert(eq(sz, fpd_free_row_bytes(FPD_FREE_INT4_SYM, 3), 4));
+    cr_assert(eq(sz, fpd_free_row_bytes(FPD_FREE_INT4_SYM, 10), 7));
+    cr_assert(eq(sz, fpd_free_row_bytes(FPD_FREE_INT8_SYM, 10), 12));
+    cr_assert(eq(sz, fpd_free_row_bytes(FPD_FREE_INT4, 10), 9));
+    cr_assert(eq(str, (char *)fpd_free_kind_name(FPD_FREE_INT4_SYM), "int4-sym"));
+    enum fpd_free_kind k;
+    cr_assert(fpd_free_kind_from_name("int8-sym", &k) && k == FPD_FREE_INT8_SYM);
+    cr_assert(not(fpd_free_kind_from_name("int4-col", &k)));
+}
+
+/* Random E: within half a step of the row's scale (max|x| / qmax, F16 rounded up: at
+ * most 2^-10 relative above), reference computed here in double; NaN and beyond-F16
+ * rows refused with E unchanged. */
+Test(free_sym, quantize_bound_and_refusals) {
+    const int64_t n[2] = {8, 8}, d[2] = {4, 4}, rows = 60, c = 5;
+    struct fpd_layer_shape s = test_make_shape(2, rows, n, d, 3, 1);
+    float *e0 = malloc((size_t)(rows * c) * sizeof(float));
+    uint64_t x = 777;
+    for (int64_t i = 0; i < rows * c; i++) {
+        x = x * 6364136223846793005ull + 1442695040888963407ull;
+        e0[i] = (float)((double)(x >> 11) / 9007199254740992.0 * 4.0 - 2.0) * (float)(1 + i % 7);
+    }
+    for (int q8 = 0; q8 < 2; q8++) {
+        const double qmax = q8 ? 127.0 : 7.0;
+        struct fpd_layer *l = NULL;
+        struct fpd_error err;
+        cr_assert(eq(int, fpd_layer_init(&s, &l, NULL), 0));
+        cr_assert(eq(int, fpd_layer_set_free_coords(l, c, e0, NULL, NULL), 0));
+        const enum fpd_free_kind kind = q8 ? FPD_FREE_INT8_SYM : FPD_FREE_INT4_SYM;
+        cr_assert(eq(int, fpd_layer_quantize_free(l, kind, &err), 0), "%s", err.msg);
+        const float *e = fpd_layer_get_free_e_const(l);
+        for (int64_t i = 0; i < rows; i++) {
+            double m = 0;
+            for (int64_t q = 0; q < c; q++) m = fmax(m, fabs(e0[i * c + q]));
+            const double step = m / qmax * (1 + 0x1p-10);
+            for (int64_t q = 0; q < c; q++) {
+                cr_assert(le(dbl, fabs((double)e[i * c + q] - e0[i * c + q]), 0.5 * step + 1e-7),
+                          "%s E[%lld,%lld]", q8 ? "int8-sym" : "int4-sym", (long long)i, (long long)q);
+                /* a multiple of the row's scale: the ratio to the largest is code / qmax */
+            }
+        }
+        float *ew = fpd_layer_get_free_e(l), keep = ew[3 * c + 1];
+        ew[3 * c + 1] = NAN;
+        cr_assert(eq(int, fpd_layer_quantize_free(l, kind, &err), FPD_STATUS_NUMERIC));
+        cr_assert(strstr(err.msg, q8 ? "row 3 of E cannot be stored as int8-sym" : "row 3 of E cannot be stored as int4-sym") != NULL, "%s", err.msg);
+        ew[3 * c + 1] = keep;
+        if (!q8) { /* 1e6 / 7 is beyond F16 (65504) */
+            ew[2 * c] = 1e6f;
+            cr_assert(eq(int, fpd_layer_quantize_free(l, kind, &err), FPD_STATUS_NUMERIC));
+            cr_assert(eq(flt, ew[2 * c], 1e6f));
+        }
+        fpd_layer_free(l);
+    }
+    free(e0);
+}
+
+enum smut { S_ROWWISE_EXT, S_SHAPE, S_NAN_SCALE };
+
+static enum fpd_status load_mutated_s(enum smut mut, struct fpd_error *err, bool *header_ok, bool *shallow_ok) {
+    struct fpd_layer *l = layer_sym(7.0f);
+    struct fpd_table_meta meta = meta_rowwise(FPD_FREE_INT4_SYM);
+    struct fpd_checkpoint_tensors t;
+    cr_assert(eq(int, fpd_checkpoint_tensors_init(l, "emb", &meta, &t, NULL), 0));
+    cr_assert(eq(str, (char *)t.extension, "free/1,free-sym/1"));
+    struct fpd_tensor_info ts[FPD_MAX_MODES + 3];
+    memcpy(ts, t.tensors, sizeof ts);
+    int64_t fe = t.n - 2;
+    const char *keys[3] = {FPD_META_VERSION_KEY, t.meta_key, FPD_META_EXTENSIONS_KEY};
+    const char *vals[3] = {"1", t.meta_value, "free/1,free-sym/1"};
+    static uint8_t bytes[40];
+    switch (mut) {
+    case S_ROWWISE_EXT: vals[2] = "free/1,free-rowwise/1"; break;
+    case S_SHAPE: ts[fe].shape[0] = 5, ts[fe].shape[1] = 8; break; /* same bytes */
+    case S_NAN_SCALE: /* row 4's scale F16 NaN */
+        memcpy(bytes, ts[fe].data, 40);
+        bytes[4 * 4 + 2] = 0x00, bytes[4 * 4 + 3] = 0x7E;
+        ts[fe].data = bytes;
+        break;
+    }
+    enum fpd_status s = write_and_load(200 + (int)mut, ts, t.n, keys, vals, 3, err, header_ok, shallow_ok);
+    fpd_checkpoint_tensors_free(&t);
+    fpd_layer_free(l);
+    return s;
+}
+
+Test(free_sym, malformed_tables_are_refused_by_name, .init = dir_init, .fini = dir_fini) {
+    const struct {
+        enum smut mut;
+        bool header;
+        const char *msg;
+    } cases[] = {
+        {S_ROWWISE_EXT, true, "'free_dtype' = 'int4-sym' but 'fpd.extensions' does not list 'free-sym/1'"},
+        {S_SHAPE, true, "tensor 'emb.fpd.free' is U8 [5, 8] but the metadata (rows 10, free_coords 3, free_dtype "
+                        "int4-sym) needs U8 [10, 4]"},
+        {S_NAN_SCALE, false, "row 4 of 'emb.fpd.free' (int4-sym) has a scale that is NaN or Inf"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        struct fpd_error err;
+        bool header_ok, shallow_ok;
+        enum fpd_status s = load_mutated_s(cases[i].mut, &err, &header_ok, &shallow_ok);
+        cr_assert(eq(int, s, FPD_STATUS_FORMAT), "case %zu: status %d (%s)", i, (int)s, err.msg);
+        cr_assert(strstr(err.msg, cases[i].msg) != NULL, "case %zu: message '%s'", i, err.msg);
+        cr_assert(eq(int, header_ok, !cases[i].header), "case %zu: header check", i);
+        cr_assert(not(shallow_ok), "case %zu: fpd_checkpoint_verify_table (not deep) passed it", i);
+    }
 }

@@ -379,18 +379,21 @@ Test(suggest_free, glove_predicted_vs_fit) {
     fpd_safetensors_free(st);
 }
 
-/* free_rowwise: E counted as row-wise rows (int4: ceil(c/2) + 4 bytes, int8: c + 8), P
- * and the cores in the core dtype; the parameters unchanged; refused with a bad kind. */
+/* free_rowwise: E counted as its stored rows (int4: ceil(c/2) + 4 bytes, int8: c + 8,
+ * int4-sym: ceil(c/2) + 2, int8-sym: c + 2), P and the cores in the core dtype; the
+ * parameters unchanged; refused with a bad kind. */
 Test(suggest_free, sizes_with_rowwise_e) {
     const int64_t N = 20000, D = 64;
-    const int64_t cs[2] = {5, 8};
-    for (int q = 0; q < 2; q++) {
+    const int64_t cs[4] = {5, 8, 5, 8};
+    const enum fpd_free_kind kinds[4] = {FPD_FREE_INT4, FPD_FREE_INT8, FPD_FREE_INT4_SYM, FPD_FREE_INT8_SYM};
+    for (int q = 0; q < 4; q++) {
         struct fpd_plan_params pp = fpd_plan_default_params();
         pp.free_coords = cs[q];
-        pp.core_dtype = q ? FPD_DTYPE_F16 : FPD_DTYPE_F32;
+        pp.core_dtype = q % 2 ? FPD_DTYPE_F16 : FPD_DTYPE_F32;
         pp.free_rowwise = true;
-        pp.free_kind = q ? FPD_ROWWISE_INT8 : FPD_ROWWISE_INT4;
-        const size_t esz = q ? 2 : 4, row = q ? (size_t)cs[q] + 8 : (size_t)(cs[q] + 1) / 2 + 4;
+        pp.free_kind = kinds[q];
+        const size_t esz = q % 2 ? 2 : 4,
+                     row = q % 2 ? (size_t)cs[q] + (q < 2 ? 8 : 2) : (size_t)(cs[q] + 1) / 2 + (q < 2 ? 4 : 2);
         struct fpd_suggestion *sg = suggest_ok(N, D, &pp);
         cr_assert(gt(i64, sg->n_candidates, 0));
         for (int64_t i = 0; i < sg->n_candidates; i++) {
@@ -405,15 +408,19 @@ Test(suggest_free, sizes_with_rowwise_e) {
     struct fpd_plan_params pp = fpd_plan_default_params();
     pp.free_coords = 4;
     pp.free_rowwise = true;
-    pp.free_kind = (enum fpd_rowwise)5;
+    pp.free_kind = (enum fpd_free_kind)5;
     struct fpd_suggestion *sg = NULL;
     struct fpd_error err;
     cr_assert(eq(int, fpd_suggest(N, D, FPD_DTYPE_F32, &pp, &sg, &err), FPD_STATUS_INVALID_ARG));
     cr_assert(strstr(err.msg, "free_kind 5") != NULL, "%s", err.msg);
     /* the byte count the planner, fpd-compress and fpd-batch share, by hand */
-    cr_assert(eq(sz, fpd_free_coords_bytes(10000, 100, 8, FPD_DTYPE_F32, true, FPD_ROWWISE_INT4), 80000 + 3200));
-    cr_assert(eq(sz, fpd_free_coords_bytes(10000, 100, 5, FPD_DTYPE_F16, true, FPD_ROWWISE_INT8), 130000 + 1000));
-    cr_assert(eq(sz, fpd_free_coords_bytes(10000, 100, 8, FPD_DTYPE_F32, false, FPD_ROWWISE_INT4), 8 * 10100 * 4));
-    cr_assert(eq(sz, fpd_free_coords_bytes(10000, 100, 0, FPD_DTYPE_F32, true, FPD_ROWWISE_INT4), 0));
-    cr_assert(eq(sz, fpd_free_coords_bytes(INT64_MAX / 2, 100, 8, FPD_DTYPE_F32, false, FPD_ROWWISE_INT4), SIZE_MAX));
+    cr_assert(eq(sz, fpd_free_coords_bytes(10000, 100, 8, FPD_DTYPE_F32, true, FPD_FREE_INT4), 80000 + 3200));
+    cr_assert(eq(sz, fpd_free_coords_bytes(10000, 100, 5, FPD_DTYPE_F16, true, FPD_FREE_INT8), 130000 + 1000));
+    cr_assert(eq(sz, fpd_free_coords_bytes(10000, 100, 8, FPD_DTYPE_F32, false, FPD_FREE_INT4), 8 * 10100 * 4));
+    cr_assert(eq(sz, fpd_free_coords_bytes(10000, 100, 0, FPD_DTYPE_F32, true, FPD_FREE_INT4), 0));
+    /* free-sym/1: int4-sym ceil(c/2) + 2, int8-sym c + 2 bytes a row */
+    cr_assert(eq(sz, fpd_free_coords_bytes(10000, 100, 8, FPD_DTYPE_F32, true, FPD_FREE_INT4_SYM), 60000 + 3200));
+    cr_assert(eq(sz, fpd_free_coords_bytes(10000, 100, 5, FPD_DTYPE_F16, true, FPD_FREE_INT4_SYM), 50000 + 1000));
+    cr_assert(eq(sz, fpd_free_coords_bytes(10000, 100, 5, FPD_DTYPE_F16, true, FPD_FREE_INT8_SYM), 70000 + 1000));
+    cr_assert(eq(sz, fpd_free_coords_bytes(INT64_MAX / 2, 100, 8, FPD_DTYPE_F32, false, FPD_FREE_INT4), SIZE_MAX));
 }

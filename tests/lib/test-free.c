@@ -814,7 +814,7 @@ static json_t *compress_glove_q(const char *out, int64_t c, bool rowwise, enum f
     cp.fit.free_coords = c;
     cp.recall_queries = 0;
     cp.free_rowwise = rowwise;
-    cp.free_kind = FPD_ROWWISE_INT4;
+    cp.free_kind = FPD_FREE_INT4;
     char *text = NULL;
     cr_assert(eq(int, fpd_compress_checkpoint("samples/glove-10k.safetensors", out, &cp, &text, err), want), "%s",
               err->msg);

@@ -1,11 +1,18 @@
 """Free coordinates per row (format extension free/1; row i = FPD(i) + E[i] P) in the
 fpd package and fpd.torch, against references computed here from the definition
-(tests/python/reference.py's rows plus E P, autograd of a double reconstruction).
+(tests/python/reference.py's rows plus E P, autograd of a double reconstruction). E
+stored symmetric (free-sym/1, free_dtype "int8-sym"/"int4-sym") by fpd.save,
+fpd.compress and fpd-compress, against a NumPy quantizer and encoder written here from
+the layout (lib/fpd.h, enum fpd_free_kind), and read back by libfpd and by the
+independent NumPy reader samples/pytorch/fpd_embedding.py.
 
 Usage: python3 tests/python/test_free.py BUILD_DIR ROOT   (torch is optional: its
 checks are skipped loudly without it)."""
+import json
 import os
 import pickle
+import struct
+import subprocess
 import sys
 import tempfile
 
@@ -14,9 +21,11 @@ import numpy as np
 BUILD, ROOT = os.path.abspath(sys.argv[1]), os.path.abspath(sys.argv[2])
 sys.path.insert(0, os.path.join(ROOT, "tools", "python"))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "samples", "pytorch"))
 os.environ.setdefault("FPD_LIBRARY", os.path.join(BUILD, "libfpd.so"))
 
 import fpd  # noqa: E402
+import fpd_embedding as fe  # noqa: E402
 from reference import finish, random_cores, read_safetensors, rel, report, rows_by_definition, skip, st_tensor  # noqa: E402
 
 WORK = tempfile.mkdtemp(prefix="fpd-freetest-")
@@ -62,6 +71,214 @@ def test_numpy(rng):
     report(f"fit(free_coords=2): rel_error {rep['rel_error_final']:.3f} -> {rep['rel_error_free']:.3f}",
            l3.free_coords == 2 and rep["rel_error_free"] < rep["rel_error_final"] and
            abs(l3.error(Wt)["rel_error"] - rep["rel_error_free"]) < 1e-5)
+
+
+# -- free-sym/1: E as symmetric codes q and an F16 scale a row, E[i, j] = q * scale_i
+
+SYM_QMAX = {"int8-sym": 127, "int4-sym": 7}
+ACCEPTED = "int8, int4, int8-sym or int4-sym"
+
+
+def f16_ceil(x):
+    """The smallest float16 at or above each x >= 0 (float64): NumPy rounds to nearest,
+    so a value that came out below x moves to the next float16 up."""
+    h = np.asarray(x, np.float64).astype(np.float16)
+    below = h.astype(np.float64) < x
+    h[below] = np.nextafter(h[below], np.float16(np.inf))
+    return h
+
+
+def sym_reference(E, kind):
+    """(decoded E float32, the stored rows uint8 [N, B]) by the layout: scale = max|row| /
+    qmax rounded up to F16 (0 for a zero row), code = round-half-even(x / scale)
+    clamped; int8-sym bytes q + 128, int4-sym nibbles q + 8 (even column low, an odd c
+    padded with 8); then the scale as F16 little-endian."""
+    qmax = SYM_QMAX[kind]
+    E = np.asarray(E, np.float64)
+    scale = f16_ceil(np.abs(E).max(axis=1) / qmax)
+    s = scale.astype(np.float64)[:, None]
+    q = np.clip(np.rint(np.divide(E, s, out=np.zeros_like(E), where=s > 0)), -qmax, qmax).astype(np.int64)
+    if kind == "int8-sym":
+        codes = (q + 128).astype(np.uint8)
+    else:
+        nib = np.full((E.shape[0], E.shape[1] + E.shape[1] % 2), 8, np.int64)
+        nib[:, :E.shape[1]] = q + 8
+        codes = (nib[:, 0::2] | (nib[:, 1::2] << 4)).astype(np.uint8)
+    rows = np.concatenate([codes, scale.astype("<f2").view(np.uint8).reshape(-1, 2)], axis=1)
+    return (q * s).astype(np.float32), rows
+
+
+def rewrite_metadata(src, dst, edit):
+    """Copy a safetensors file with its __metadata__ changed by edit(meta)."""
+    d = open(src, "rb").read()
+    n = struct.unpack("<Q", d[:8])[0]
+    h = json.loads(d[8:8 + n])
+    edit(h["__metadata__"])
+    b = json.dumps(h).encode()
+    b += b" " * (-len(b) % 8)
+    open(dst, "wb").write(struct.pack("<Q", len(b)) + b + d[8 + n:])
+
+
+def refused(fn, exc, *words):
+    """"" when fn() raises exc with every word in its message, else what happened (a
+    report's why)."""
+    try:
+        fn()
+    except exc as e:
+        return "" if all(w in str(e) for w in words) else f"message {str(e)!r} lacks one of {words}"
+    return f"no {exc.__name__} raised"
+
+
+def report_refused(name, fn, exc, *words):
+    why = refused(fn, exc, *words)
+    report(name, not why, why)
+
+
+def load_bad(path, table):
+    with fpd.Checkpoint(path) as ck:
+        ck.load_layer(table)
+
+
+def check_sym_file(label, path, table, kind, want_e, want_rows, W=None):
+    """A file with E stored as `kind`: its bytes are the reference rows, libfpd and the
+    NumPy reader load E = the reference's decoded E and the same rows."""
+    hdr, meta, data = read_safetensors(path)
+    t = hdr[f"{table}.fpd.free"]
+    info = json.loads(meta[f"fpd.table.{table}"])
+    report(f"{label}: fpd.extensions free/1,free-sym/1, free_dtype {kind}, E U8 {list(want_rows.shape)}",
+           meta.get("fpd.extensions") == "free/1,free-sym/1" and info.get("free_dtype") == kind and
+           t["dtype"] == "U8" and t["shape"] == list(want_rows.shape), f"{meta.get('fpd.extensions')} {info} {t}")
+    got = st_tensor(hdr, data, f"{table}.fpd.free")
+    report(f"{label}: E's bytes = the NumPy encoder's ({np.count_nonzero(got != want_rows)} differ)",
+           np.array_equal(got, want_rows))
+    with fpd.Checkpoint(path) as ck:
+        ti = ck.table_info(table)
+        layer = ck.load_layer(table)
+    report(f"{label}: table_info free_dtype {kind!r}", ti["free_dtype"] == kind, str(ti["free_dtype"]))
+    d = np.abs(layer.free_e - want_e).max()
+    report(f"{label}: libfpd loads E = the NumPy quantizer's E exactly (max diff {d:.1e})",
+           np.array_equal(layer.free_e, want_e))
+    ft = fe.load_fpd_table(path, table)
+    report(f"{label}: the NumPy reader decodes E = the NumPy quantizer's E exactly",
+           ft.meta.get("free_dtype") == kind and np.array_equal(ft.free_e, want_e))
+    ids = np.arange(layer.rows)
+    lib_rows = layer.lookup(ids)
+    e = rel(fe.reconstruct_rows(ft, ids), lib_rows)
+    report(f"{label}: the NumPy reader's rows = libfpd's look-up on all {layer.rows} rows ({e:.1e})", e < 1e-5)
+    if W is not None:
+        e = rel(lib_rows, W)
+        report(f"{label}: libfpd's rows = FPD rows + E P of the reference E ({e:.1e})", e < 1e-5)
+    try:
+        import torch
+    except ImportError:
+        skip(f"{label}: the NumPy reader's torch module", "no torch for this interpreter")
+        return layer
+    bag = fe.FPDEmbeddingBag.from_file(path, table, mode="sum")
+    e = rel(bag.lookup(torch.as_tensor(ids)).detach().double().numpy(), lib_rows)
+    report(f"{label}: the NumPy reader's FPDEmbeddingBag rows = libfpd's look-up ({e:.1e})", e < 1e-5)
+    return layer
+
+
+def test_sym(rng):
+    L = fpd._lib.load()
+    names = [L.fpd_free_kind_name(v).decode() for v in fpd._lib.FREE_KINDS.values()]
+    report("FREE_KINDS are enum fpd_free_kind (fpd_free_kind_name)", names == list(fpd._lib.FREE_KINDS), str(names))
+    layer, cores, perm, E, Pm, _ = make(rng)
+    E[5] = 0  # a zero row: scale 0, codes 0
+    E[6] = [0.875, 0.3125, -0.0625]  # int4-sym: scale 0.875 / 7 = 0.125 exactly; codes 2.5 -> 2, -0.5 -> 0
+    E[7] = [1e-4, -3e-6, 2e-5]  # int4-sym: a subnormal F16 scale
+    layer.set_free_coords(C, E, Pm)
+    base = rows_by_definition(cores, ROW, COL, perm, np.arange(N))
+    for kind in ("int4-sym", "int8-sym"):
+        want_e, want_rows = sym_reference(E, kind)
+        if kind == "int4-sym":
+            report("int4-sym reference: half-even ties and the zero row",
+                   np.array_equal(want_e[6], np.float32([0.875, 0.25, 0])) and not want_e[5].any(), str(want_e[6]))
+        path = os.path.join(WORK, f"save-{kind}.safetensors")
+        fpd.save(path, {"emb": layer}, free_dtype=kind)
+        lq = check_sym_file(f"fpd.save(free_dtype={kind!r})", path, "emb", kind, want_e, want_rows,
+                            base + want_e.astype(np.float64) @ Pm)
+        q = pickle.loads(pickle.dumps(layer))
+        q.quantize_free(kind)
+        report(f"Layer.quantize_free({kind!r}) = the NumPy quantizer's E", np.array_equal(q.free_e, want_e))
+        q.quantize_free(kind)
+        report(f"Layer.quantize_free({kind!r}) again moves nothing", np.array_equal(q.free_e, want_e))
+        p2 = os.path.join(WORK, f"resave-{kind}.safetensors")
+        fpd.save(p2, {"emb": lq}, free_dtype=kind)
+        h2, _, d2 = read_safetensors(p2)
+        report(f"{kind}: the loaded layer saved again gives the same bytes",
+               np.array_equal(st_tensor(h2, d2, "emb.fpd.free"), want_rows))
+        # free-sym/1 undeclared (free-rowwise/1 instead): both readers refuse, naming it
+        bad = os.path.join(WORK, f"undeclared-{kind}.safetensors")
+        rewrite_metadata(path, bad, lambda m: m.update({"fpd.extensions": "free/1,free-rowwise/1"}))
+        report_refused(f"{kind} without free-sym/1 declared: libfpd refuses, naming free-sym/1",
+                       lambda: load_bad(bad, "emb"), fpd.FPDError, "free-sym/1")
+        report_refused(f"{kind} without free-sym/1 declared: the NumPy reader refuses, naming free-sym/1",
+                       lambda: fe.load_fpd_table(bad, "emb"), ValueError, "free-sym/1")
+    # the row-wise kinds keep their extension
+    path = os.path.join(WORK, "int8-rowwise.safetensors")
+    fpd.save(path, {"emb": layer}, free_dtype="int8")
+    ext = read_safetensors(path)[1].get("fpd.extensions")
+    report("fpd.save(free_dtype='int8') still declares free-rowwise/1 (not free-sym/1)",
+           ext == "free/1,free-rowwise/1", str(ext))
+    # bad values
+    p3 = os.path.join(WORK, "bad.safetensors")
+    report_refused("fpd.save(free_dtype='int4-col') is refused, naming the accepted values",
+                   lambda: fpd.save(p3, {"emb": layer}, free_dtype="int4-col"), ValueError, ACCEPTED, "int4-col")
+    report_refused("Layer.quantize_free('int4-col') is refused, naming the accepted values",
+                   lambda: layer.quantize_free("int4-col"), ValueError, ACCEPTED, "int4-col")
+    report_refused("fpd.compress(free_dtype='int4-col') is refused, naming the accepted values",
+                   lambda: fpd.compress(os.path.join(ROOT, "samples", "glove-10k.safetensors"), p3, rank=4,
+                                        free_coords=2, free_dtype="int4-col"), ValueError, ACCEPTED, "int4-col")
+    report("nothing written by the refusals", not os.path.exists(p3))
+    src = os.path.join(WORK, "save-int4-sym.safetensors")
+    bad = os.path.join(WORK, "int4-col.safetensors")
+
+    def edit(m):
+        t = json.loads(m["fpd.table.emb"])
+        t["free_dtype"] = "int4-col"
+        m["fpd.table.emb"] = json.dumps(t)
+    rewrite_metadata(src, bad, edit)
+    report_refused("a file with free_dtype 'int4-col': libfpd refuses, naming the accepted values",
+                   lambda: load_bad(bad, "emb"), fpd.FPDError, "int4-col", '"int8-sym"', '"int4-sym"')
+    report_refused("a file with free_dtype 'int4-col': the NumPy reader refuses, naming the accepted values",
+                   lambda: fe.load_fpd_table(bad, "emb"), ValueError, "int4-col", "int8-sym", "int4-sym")
+
+
+def test_sym_cli(rng):
+    """fpd-compress --free-dtype int4-sym|int8-sym on the GloVe sample: E = the NumPy
+    quantizer applied to the F32 E of the same fit (fpd-compress without --free-dtype);
+    fpd.compress(free_dtype=) writes the same bytes."""
+    exe, glove, T = os.path.join(BUILD, "fpd-compress"), os.path.join(ROOT, "samples", "glove-10k.safetensors"), \
+        "word_embeddings.weight"
+    if not (os.path.exists(exe) and os.path.exists(glove)):
+        skip("fpd-compress --free-dtype int4-sym", f"no {exe} or {glove}")
+        return
+    args = ["--rank", "8", "--epochs", "0", "--als", "0", "--free-coords", "8", "--queries", "0", "-q"]
+    f32 = os.path.join(WORK, "cli-f32.safetensors")
+    r = subprocess.run([exe, glove, "-o", f32] + args, capture_output=True, text=True)
+    report("fpd-compress --free-coords 8 (F32 E): exit 0", r.returncode == 0, r.stderr[-500:])
+    with fpd.Checkpoint(f32) as ck:
+        E = ck.load_layer(T).free_e.copy()
+    for kind in ("int4-sym", "int8-sym"):
+        out = os.path.join(WORK, f"cli-{kind}.safetensors")
+        r = subprocess.run([exe, glove, "-o", out, "--free-dtype", kind] + args, capture_output=True, text=True)
+        report(f"fpd-compress --free-dtype {kind}: exit 0", r.returncode == 0, r.stderr[-500:])
+        if r.returncode:
+            continue
+        want_e, want_rows = sym_reference(E, kind)
+        check_sym_file(f"fpd-compress --free-dtype {kind}", out, T, kind, want_e, want_rows)
+        py = os.path.join(WORK, f"py-{kind}.safetensors")
+        rep = fpd.compress(glove, py, rank=8, epochs=0, als_sweeps=0, free_coords=8, free_dtype=kind, queries=0)
+        t = rep["tables"][0]
+        h1, _, d1 = read_safetensors(out)
+        h2, _, d2 = read_safetensors(py)
+        report(f"fpd.compress(free_dtype={kind!r}): the report says {kind}, E's bytes = fpd-compress's",
+               t["free_dtype"] == kind and np.array_equal(st_tensor(h1, d1, f"{T}.fpd.free"),
+                                                           st_tensor(h2, d2, f"{T}.fpd.free")), str(t["free_dtype"]))
+        nb = {"int4-sym": 8 // 2 + 2, "int8-sym": 8 + 2}[kind]
+        report(f"fpd.compress(free_dtype={kind!r}): free_bytes = E as {nb}-byte rows + F32 P",
+               t["free_bytes"] == 10000 * nb + 8 * 100 * 4, str(t["free_bytes"]))
 
 
 def table_double(torch, cores, perm, rows):
@@ -127,7 +344,7 @@ def test_torch_module(rng):
 
 def main():
     rng = np.random.default_rng(11)
-    for t in (test_numpy, test_torch_module):
+    for t in (test_numpy, test_sym, test_sym_cli, test_torch_module):
         try:
             t(rng)
         except Exception:

@@ -103,6 +103,12 @@ def _ptr(a, ctype):
     return a.ctypes.data_as(ctypes.POINTER(ctype)) if a is not None else None
 
 
+def _free_kinds_text():
+    """The accepted free_dtype values, for messages: "int8, int4, int8-sym or int4-sym"."""
+    names = _lib.FREE_KIND_NAMES
+    return ", ".join(names[:-1]) + " or " + names[-1]
+
+
 def _dtype_of(a):
     """FPD dtype number of a NumPy float array."""
     m = {np.dtype(np.float32): "F32", np.dtype(np.float64): "F64", np.dtype(np.float16): "F16"}
@@ -319,11 +325,12 @@ class Layer:
 
     def quantize_free(self, kind):
         """Round E to what a file stores with free_dtype=kind ("int8" or "int4": FBGEMM's
-        fused row-wise rows, extension free-rowwise/1), in place
+        fused row-wise rows, extension free-rowwise/1; "int8-sym" or "int4-sym":
+        symmetric codes and an F16 scale a row, extension free-sym/1), in place
         (fpd_layer_quantize_free): the layer then looks up what such a file holds."""
-        if kind not in _lib.ROWWISE:
-            raise ValueError(f"kind must be int8 or int4, got {kind!r}")
-        _call("fpd_layer_quantize_free", self._h, _lib.ROWWISE[kind])
+        if kind not in _lib.FREE_KINDS:
+            raise ValueError(f"kind must be {_free_kinds_text()}, got {kind!r}")
+        _call("fpd_layer_quantize_free", self._h, _lib.FREE_KINDS[kind])
 
     @property
     def param_count(self):
@@ -727,9 +734,10 @@ class Checkpoint:
         """The checked metadata of FPD table `name` (fpd_checkpoint_check_table): dict
         rows, dim, k, terms, row_shape, col_shape, ranks, source_dtype, core_dtype,
         fit, seed, rel_error (NaN when absent), free_coords (0: none), free_dtype (E's
-        stored dtype: "int8"/"int4" with free-rowwise/1, else the core dtype; None
-        without free coordinates) and vocabulary_order (True when the row order was
-        folded into an id vocabulary, fpd-convert --vocabulary-out)."""
+        stored dtype: "int8"/"int4" with free-rowwise/1, "int8-sym"/"int4-sym" with
+        free-sym/1, else the core dtype; None without free coordinates) and
+        vocabulary_order (True when the row order was folded into an id vocabulary,
+        fpd-convert --vocabulary-out)."""
         L = self._alive()
         meta = TableMeta()
         _call("fpd_checkpoint_check_table", self._h, name.encode(), ctypes.byref(meta))
@@ -739,7 +747,7 @@ class Checkpoint:
                   "fit": meta.fit.decode(), "seed": meta.seed, "rel_error": meta.rel_error,
                   "free_coords": meta.free_coords,
                   "free_dtype": (None if not meta.free_coords else
-                                 ("int8", "int4")[meta.free_kind] if meta.free_rowwise else core),
+                                 _lib.FREE_KIND_NAMES[meta.free_kind] if meta.free_rowwise else core),
                   "vocabulary_order": bool(meta.vocabulary_order)})
         del L
         return d
@@ -861,16 +869,18 @@ def save(path, tables=None, tensors=None, metadata=None, references=None, core_d
       from an earlier file would no longer describe these cores.
     tensors: {name: NumPy array}, written unchanged (dtype and shape kept).
     metadata: extra __metadata__ strings ("fpd.version" is "1").
-    free_dtype: None (E of free coordinates in core_dtype) or "int8"/"int4": E stored
-      row-wise quantized (extension free-rowwise/1, fpd_rowwise_quantize; P stays in
-      core_dtype); rel_error against references is then that of the stored table."""
+    free_dtype: None (E of free coordinates in core_dtype), "int8"/"int4": E stored
+      row-wise quantized (extension free-rowwise/1), or "int8-sym"/"int4-sym": E as
+      symmetric codes and an F16 scale a row (extension free-sym/1); written with
+      fpd_free_quantize_rows, P stays in core_dtype; rel_error against references is
+      then that of the stored table."""
     tables, tensors, references = tables or {}, tensors or {}, references or {}
     if core_dtype not in ("F32", "F16", "BF16"):
         raise ValueError("core_dtype must be F32, F16 or BF16")
     if free_dtype == "core":
         free_dtype = None
-    if free_dtype is not None and free_dtype not in _lib.ROWWISE:
-        raise ValueError(f"free_dtype must be None ('core'), int8 or int4, got {free_dtype!r}")
+    if free_dtype is not None and free_dtype not in _lib.FREE_KINDS:
+        raise ValueError(f"free_dtype must be None ('core'), {_free_kinds_text()}, got {free_dtype!r}")
     L = _lib.load()
     infos, keep = [], []
     meta = {"fpd.version": "1"}
@@ -892,7 +902,7 @@ def save(path, tables=None, tensors=None, metadata=None, references=None, core_d
             tm.rel_error = layer.error(references[name])["rel_error"] if name in references else math.nan
         tm.free_coords = layer.free_coords
         tm.free_rowwise = q_free
-        tm.free_kind = _lib.ROWWISE[free_dtype] if q_free else 0
+        tm.free_kind = _lib.FREE_KINDS[free_dtype] if q_free else 0
         js = ctypes.c_void_p()
         _call("fpd_table_meta_to_json", ctypes.byref(tm), ctypes.byref(js))
         meta[f"fpd.table.{name}"] = ctypes.string_at(js.value).decode()
@@ -914,13 +924,17 @@ def save(path, tables=None, tensors=None, metadata=None, references=None, core_d
                 perm = perm.astype(np.int32)
             keep.append(perm)
             infos.append(_tensor_info(f"{name}.fpd.row_perm", perm))
-        if layer.free_coords:  # free/1: E and P in the cores' dtype (E row-wise with free_dtype)
+        if layer.free_coords:  # free/1: E and P in the cores' dtype (E quantized with free_dtype)
             for suffix, x in (("free", layer.free_e), ("free_proj", layer.free_p)):
                 if suffix == "free" and q_free:
-                    kind = _lib.ROWWISE[free_dtype]
-                    view, src = _table_view(x)
-                    arr = np.empty((layer.rows, L.fpd_rowwise_row_bytes(kind, layer.free_coords)), np.uint8)
-                    _call("fpd_rowwise_quantize", ctypes.byref(view), kind, arr.ctypes.data, None)
+                    kind, c = _lib.FREE_KINDS[free_dtype], layer.free_coords
+                    e = np.ascontiguousarray(x, dtype=np.float32)
+                    arr = np.empty((layer.rows, L.fpd_free_row_bytes(kind, c)), np.uint8)
+                    bad = L.fpd_free_quantize_rows(kind, _ptr(e, ctypes.c_float), layer.rows, c, arr.ctypes.data)
+                    if bad >= 0:
+                        raise FPDError(Status.NUMERIC,
+                                       f"table '{name}': row {bad} of the free coordinates E cannot be stored as "
+                                       f"{free_dtype} (a NaN or Inf, or beyond F16's range)")
                     keep.append(arr)
                     infos.append(_tensor_info(f"{name}.fpd.{suffix}", arr))
                     continue
@@ -934,7 +948,8 @@ def save(path, tables=None, tensors=None, metadata=None, references=None, core_d
                 keep.append(arr)
                 infos.append(_tensor_info(f"{name}.fpd.{suffix}", arr, core_dtype))
             ext = [e for e in meta.get("fpd.extensions", "").split(",") if e]
-            for e in ["free/1"] + (["free-rowwise/1"] if q_free else []):
+            q_ext = "free-sym/1" if free_dtype and free_dtype.endswith("-sym") else "free-rowwise/1"
+            for e in ["free/1"] + ([q_ext] if q_free else []):
                 if e not in ext:
                     ext.append(e)
             meta["fpd.extensions"] = ",".join(ext)
@@ -980,9 +995,10 @@ def compress(in_path, out_path, encoding="auto", max_error=None, rank=None, term
       trained tables ordered from implicit feedback before the fit (as fpd-compress
       --order-from): a path (the only compressed table, ids in column 1) or {table:
       path or (path, column)} with column 1 or 2; id_base: the files' first id.
-      free_dtype: None (E in the core dtype) or "int8"/"int4" (E stored row-wise,
-      free-rowwise/1, measured as stored; needs free_coords >= 1 or "auto", which then
-      sizes E so). queries:
+      free_dtype: None (E in the core dtype), "int8"/"int4" (E stored row-wise,
+      free-rowwise/1) or "int8-sym"/"int4-sym" (symmetric codes and an F16 scale a row,
+      free-sym/1); measured as stored; needs free_coords >= 1 or "auto", which then
+      sizes E so. queries:
       recall@10 query rows. progress(stage, done, total): called during fits;
       return False to cancel (FPDError CANCELLED, nothing written).
 
@@ -1022,11 +1038,11 @@ def compress(in_path, out_path, encoding="auto", max_error=None, rank=None, term
     if free_dtype == "core":
         free_dtype = None
     if free_dtype is not None:
-        if free_dtype not in _lib.ROWWISE:
-            raise ValueError(f"free_dtype must be None ('core'), int8 or int4, got {free_dtype!r}")
+        if free_dtype not in _lib.FREE_KINDS:
+            raise ValueError(f"free_dtype must be None ('core'), {_free_kinds_text()}, got {free_dtype!r}")
         if not (isinstance(free_coords, int) and (free_coords >= 1 or free_coords == -1)):
             raise ValueError("free_dtype stores the free coordinates' E: give free_coords >= 1 or 'auto'")
-        cp.free_rowwise, cp.free_kind = True, _lib.ROWWISE[free_dtype]
+        cp.free_rowwise, cp.free_kind = True, _lib.FREE_KINDS[free_dtype]
     keep = []
     if tables is not None:
         names = [tables] if isinstance(tables, str) else list(tables)

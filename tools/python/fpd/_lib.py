@@ -32,6 +32,11 @@ DTYPE = {name: i for i, name in enumerate(DTYPES)}
 BAG_MODE = {"sum": 0, "mean": 1, "none": 2}
 OPTIMIZER = {"sgd": 0, "rowwise_adagrad": 1, "adam": 2, "lazy_adam": 3}
 ROWWISE = {"int8": 0, "int4": 1}  # enum fpd_rowwise
+# enum fpd_free_kind: how a checkpoint stores the free coordinates' E (int8/int4:
+# free-rowwise/1, FBGEMM's rows; int8-sym/int4-sym: free-sym/1, symmetric codes and an
+# F16 scale a row)
+FREE_KINDS = {"int8": 0, "int4": 1, "int8-sym": 2, "int4-sym": 3}
+FREE_KIND_NAMES = list(FREE_KINDS)
 INIT_KIND = {"normal": 0, "uniform": 1}
 WRITE_OVERWRITE = 1
 
@@ -191,6 +196,12 @@ PROTOTYPES = {
     "fpd_layer_set_free_coords": (ST, [P, c_int64, F32P, F32P, ERR]),
     "fpd_layer_get_free_coords": (c_int64, [P]),
     "fpd_layer_quantize_free": (ST, [P, c_int, ERR]),
+    "fpd_free_kind_name": (c_char_p, [c_int]),
+    "fpd_free_kind_from_name": (c_bool, [c_char_p, POINTER(c_int)]),
+    "fpd_free_kind_is_sym": (c_bool, [c_int]),
+    "fpd_free_row_bytes": (c_size_t, [c_int, c_int64]),
+    "fpd_free_quantize_rows": (c_int64, [c_int, F32P, c_int64, c_int64, c_void_p]),
+    "fpd_free_coords_bytes": (c_size_t, [c_int64, c_int64, c_int64, c_int, c_bool, c_int]),
     "fpd_layer_get_free_e": (F32P, [P]),
     "fpd_layer_get_free_p": (F32P, [P]),
     "fpd_layer_param_count": (c_int64, [P]),

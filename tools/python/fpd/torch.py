@@ -269,7 +269,8 @@ class _FPDModule(nn.Module):
         """Write this table as FPD v1 (fpd.save): name defaults to the name it was read
         under. rel_error is recomputed against `reference` (the dense table) when given,
         else written as null; "fit" records "+torch". free_dtype "int8"/"int4": E of the
-        free coordinates stored row-wise (free-rowwise/1), as fpd.save."""
+        free coordinates stored row-wise (free-rowwise/1); "int8-sym"/"int4-sym":
+        symmetric codes and an F16 scale a row (free-sym/1); as fpd.save."""
         name = name or getattr(self, "table_name", None)
         if not name:
             raise ValueError("save needs a table name (the module was not read from a file)")
@@ -457,8 +458,8 @@ def save(path, modules, references=None, core_dtype="F32", overwrite=False, meta
     """Write several tables and tensors as one FPD v1 checkpoint: modules maps a name
     to an FPDEmbeddingBag / FPDEmbedding (written as an FPD table) or to a tensor
     (written unchanged). references: {name: dense table} to recompute rel_error
-    (else null). free_dtype: None, or "int8"/"int4" for the free coordinates' E
-    (fpd.save)."""
+    (else null). free_dtype: None, or "int8", "int4", "int8-sym" or "int4-sym" for
+    the free coordinates' E (fpd.save)."""
     tables, tensors = {}, {}
     for name, m in modules.items():
         if isinstance(m, _FPDModule):
