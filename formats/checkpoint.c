@@ -705,7 +705,7 @@ enum fpd_status fpd_checkpoint_load_layer(const struct fpd_safetensors *st, cons
                     if (!fpd__free_sym_dequantize_row(meta.free_kind, (const uint8_t *)fr[0]->data + (size_t)i * rb, c,
                                                       fbuf[0] + i * c)) {
                         status = fpd__err(err, FPD_STATUS_FORMAT,
-                                          "%s: table '%s': row %lld of '%s%s' (%s) has a scale that is NaN or Inf", P,
+                                          "%s: table '%s': row %lld of '%s%s' (%s) has a scale that is negative, NaN or Inf", P,
                                           T, (long long)i, T, suffix[0], fpd_free_kind_name(meta.free_kind));
                         goto done;
                     }
@@ -1080,7 +1080,7 @@ enum fpd_status fpd_checkpoint_verify_table(const struct fpd_safetensors *st, co
                                                           (const uint8_t *)cores[m]->data + (size_t)i * rb,
                                                           meta.free_coords, NULL))
                             return fpd__err(err, FPD_STATUS_FORMAT,
-                                            "%s: table '%s': row %lld of '%s' (%s) has a scale that is NaN or Inf", P,
+                                            "%s: table '%s': row %lld of '%s' (%s) has a scale that is negative, NaN or Inf", P,
                                             T, (long long)i, cores[m]->name, fpd_free_kind_name(meta.free_kind));
                     continue;
                 }

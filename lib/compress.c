@@ -457,6 +457,10 @@ enum fpd_status fpd_compress_input(const struct fpd_input *in, const char *in_pa
     const bool forced_fpd = plan0.rank > 0 || plan0.terms > 0 || plan0.budget_bytes > 0 ||
                             plan0.min_ratio_target > 0.0;
     const enum fpd_compress_encoding enc0 = forced_fpd ? FPD_COMPRESS_ENCODING_FPD : opt->encoding;
+    /* what forced it, in the report's words (a size target alone is not --rank/--terms) */
+    const char *const forced_by = plan0.rank > 0 || plan0.terms > 0 ? "--rank/--terms force FPD"
+                                  : plan0.budget_bytes > 0           ? "--budget is an FPD size target"
+                                                                     : "--ratio is an FPD size target";
     const double target = opt->max_error > 0.0 ? opt->max_error : plan0.max_error;
     struct fpd_fit_params fp = opt->fit;
     struct stage_progress prog;
@@ -723,16 +727,16 @@ enum fpd_status fpd_compress_input(const struct fpd_input *in, const char *in_pa
             if (enc0 == FPD_COMPRESS_ENCODING_AUTO)
                 ; /* chosen to meet the target */
             else if (target > 0.0 && !(r->stats.rel_error <= target))
-                add_warning(warnings, "%s: %s has relative error %.4f, above --max-error %.4g%s", ti->name,
+                add_warning(warnings, "%s: %s has relative error %.4f, above --max-error %.4g%s%s%s", ti->name,
                             fpd_compress_encoding_name(r->enc), r->stats.rel_error, target,
-                            forced_fpd ? " (--rank/--terms force FPD)" : "");
+                            forced_fpd ? " (" : "", forced_fpd ? forced_by : "", forced_fpd ? ")" : "");
         }
         if (r->bytes_after >= r->bytes_before)
             add_warning(warnings, "%s: the %s form takes %zu bytes, not less than the %zu bytes of the "
                         "dense table", ti->name, fpd_compress_encoding_name(r->enc), r->bytes_after, r->bytes_before);
         if (!r->why[0]) {
             if (forced_fpd)
-                snprintf(r->why, sizeof r->why, "--rank/--terms force FPD");
+                snprintf(r->why, sizeof r->why, "%s", forced_by);
             else
                 snprintf(r->why, sizeof r->why, "--encoding %s", fpd_compress_encoding_name(r->enc));
         } else {

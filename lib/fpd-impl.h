@@ -69,7 +69,7 @@ void fpd__adam_update(float *x, const float *g, float *m1, float *m2, int64_t n,
 /* free-quant.c: the symmetric kinds of enum fpd_free_kind (free-sym/1). One row e[c]
  * into out[fpd_free_row_bytes(kind, c)] (false when e holds a NaN or Inf or its scale
  * exceeds F16's range; out undefined); and back into out[c] (out may be NULL: only the
- * check), false when the stored scale is NaN or Inf. */
+ * check), false when the stored scale is negative, NaN or Inf. */
 bool fpd__free_sym_quantize_row(enum fpd_free_kind kind, const float *e, int64_t c, uint8_t *out);
 bool fpd__free_sym_dequantize_row(enum fpd_free_kind kind, const uint8_t *q, int64_t c, float *out);
 

@@ -1214,11 +1214,13 @@ FPD_API bool fpd_rowwise_row_finite(enum fpd_rowwise kind, const uint8_t *q, int
  *     q + 128; int4-sym column j in byte j / 2, even j in the low nibble, nibble = q + 8
  *     (an odd c's last high nibble is 8); then the scale as F16 little-endian.
  *     Quantization: scale = max_j |E[i, j]| / qmax rounded up to F16 (0 for a zero
- *     row), code = round-half-even(E[i, j] / scale).
+ *     row), code = round-half-even(E[i, j] / scale). Readers decode every code (-8 and
+ *     -128 included, which writers do not produce) and refuse a negative, NaN or Inf
+ *     scale.
  * Why the symmetric kinds: E P is linear in E, and E's rows are centred (initialized
  * at zero mean, trained with P), so a bias buys little while FBGEMM's int4 row spends 4
- * of its ceil(c/2) + 4 bytes on scale and bias; at 30x (8.5 bytes a row) int4-sym holds
- * c = 10 where int4 holds c = 6. Measured against a scale per column folded into P (no
+ * of its ceil(c/2) + 4 bytes on scale and bias; in 7 bytes a row (30x with 0.9 of the
+ * budget to E and P) int4-sym holds c = 10 where int4 holds c = 6. Measured against a scale per column folded into P (no
  * bytes a row): on Gowalla at 30x (c = 14) that lost Recall@20 0.0960 -> 0.0785, a
  * symmetric F16 row scale 0.0945, FBGEMM's rows 0.0952 (README). */
 enum fpd_free_kind {

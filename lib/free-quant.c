@@ -99,7 +99,7 @@ bool fpd__free_sym_dequantize_row(enum fpd_free_kind kind, const uint8_t *q, int
     FPD_ASSERT(fpd_free_kind_is_sym(kind));
     const size_t nb = kind == FPD_FREE_INT8_SYM ? (size_t)c : ((size_t)c + 1) / 2;
     const float scale = f16_value((uint16_t)(q[nb] | (q[nb + 1] << 8)));
-    if (!isfinite(scale)) return false;
+    if (!isfinite(scale) || scale < 0.0f) return false; /* the writer's scales are >= 0 */
     for (int64_t j = 0; j < c; j++) {
         const int code = kind == FPD_FREE_INT8_SYM ? (int)q[j] - 128 : (int)((q[j / 2] >> ((j & 1) * 4)) & 0x0f) - 8;
         if (out) out[j] = (float)code * scale;

@@ -573,6 +573,9 @@ int main(int argc, char **argv) {
     if (!path && o.pp.free_coords > dim)
         cli_usage_error("--free-coords %lld exceeds --dim %lld (at most one free coordinate per column)",
                         (long long)o.pp.free_coords, (long long)dim);
+    if (o.pp.free_rowwise && o.pp.free_coords == 0) /* as fpd-compress */
+        cli_usage_error("--free-dtype %s sizes the free coordinates' E: give --free-coords C (C >= 1) or auto",
+                        fpd_free_kind_name(o.pp.free_kind));
     if (!path && !min_rows_set) o.pp.min_rows = 0; /* a size alone: every table qualifies */
     if (total_budget && !path) cli_usage_error("--total-budget needs a CHECKPOINT (with --rows/--dim use --budget)");
     if (total_budget && o.pp.budget_bytes) cli_usage_error("give --budget (per table) or --total-budget, not both");

@@ -106,9 +106,10 @@ def decode_rowwise(q, kind, dim):
     return (codes * sb[:, :1] + sb[:, 1:2]).astype(np.float32)
 
 
-def decode_free_sym(q, kind, c):
+def decode_free_sym(q, kind, c, where=""):
     """Symmetric rows q (uint8 [N, B], free-sym/1) of c columns -> float32 [N, c]
-    (kind "int8-sym" or "int4-sym"; value = code * scale, the scale F16 after the codes)."""
+    (kind "int8-sym" or "int4-sym"; value = code * scale, the scale F16 after the codes;
+    a scale that is negative, NaN or Inf is refused, naming `where` and the row)."""
     q = np.asarray(q, dtype=np.uint8)
     if kind == "int8-sym":
         nb = c
@@ -123,8 +124,10 @@ def decode_free_sym(q, kind, c):
     else:
         raise ValueError(f"unknown symmetric kind {kind!r}")
     scale = np.ascontiguousarray(q[:, nb:nb + 2]).view("<f2").astype(np.float32)
-    if not np.all(np.isfinite(scale)):
-        raise ValueError(f"{kind}: a row's scale is NaN or Inf")
+    bad = np.flatnonzero(~(np.isfinite(scale[:, 0]) & (scale[:, 0] >= 0)))
+    if bad.size:
+        raise ValueError(f"{where}row {int(bad[0])} ({kind}) has a scale that is negative, NaN or Inf "
+                         f"({float(scale[bad[0], 0])})")
     return (codes * scale).astype(np.float32)
 
 
@@ -195,7 +198,12 @@ def load_fpd_tables(path):
                 if free_e.dtype != np.uint8 or tuple(free_e.shape) != want:
                     raise ValueError(f"{path}: table '{name}': '{name}.fpd.free' is {free_e.dtype} "
                                      f"{list(free_e.shape)}; free_dtype {kind} needs uint8 {list(want)}")
-                free_e = decode_free_sym(free_e, kind, c) if kind in _FREE_SYM else decode_rowwise(free_e, kind, c)
+                free_e = (decode_free_sym(free_e, kind, c, f"{path}: table '{name}': '{name}.fpd.free': ")
+                          if kind in _FREE_SYM else decode_rowwise(free_e, kind, c))
+            elif free_e.dtype.kind != "f":  # E in the cores' dtype (free/1 alone)
+                raise ValueError(f"{path}: table '{name}': '{name}.fpd.free' is {free_e.dtype} "
+                                 f"{list(free_e.shape)} but the table has no free_dtype; a float [rows, c] expected "
+                                 "(quantized E needs free_dtype)")
         elif "free_dtype" in info:
             raise ValueError(f"{path}: table '{name}' has free_dtype without free_coords")
         tables[name] = FPDTable(name, cores, info["rows"], info["dim"], info["row_shape"], info["col_shape"],

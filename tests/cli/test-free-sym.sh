@@ -111,3 +111,6 @@ run "$C" "$G" -o bad.safetensors --free-dtype int4-col --free-coords 2
 expect_rc "compress --free-dtype int4-col: exit 2" 2
 expect_grep "compress --free-dtype int4-col: names the values" err.txt "core, int8, int4, int8-sym or int4-sym"
 expect_absent "compress --free-dtype int4-col: nothing written" bad.safetensors
+run "$BUILD/fpd-suggest" "$G" --free-dtype int4-sym
+expect_rc "suggest --free-dtype without --free-coords: exit 2 (as fpd-compress)" 2
+expect_grep "suggest --free-dtype without --free-coords: says so" err.txt "give --free-coords C"

@@ -699,7 +699,7 @@ Test(free_sym, quantize_bound_and_refusals) {
     free(e0);
 }
 
-enum smut { S_ROWWISE_EXT, S_SHAPE, S_NAN_SCALE };
+enum smut { S_ROWWISE_EXT, S_SHAPE, S_NAN_SCALE, S_NEG_SCALE };
 
 static enum fpd_status load_mutated_s(enum smut mut, struct fpd_error *err, bool *header_ok, bool *shallow_ok) {
     struct fpd_layer *l = layer_sym(7.0f);
@@ -721,6 +721,11 @@ static enum fpd_status load_mutated_s(enum smut mut, struct fpd_error *err, bool
         bytes[4 * 4 + 2] = 0x00, bytes[4 * 4 + 3] = 0x7E;
         ts[fe].data = bytes;
         break;
+    case S_NEG_SCALE: /* row 7's scale -1 (F16 0xBC00) */
+        memcpy(bytes, ts[fe].data, 40);
+        bytes[7 * 4 + 2] = 0x00, bytes[7 * 4 + 3] = 0xBC;
+        ts[fe].data = bytes;
+        break;
     }
     enum fpd_status s = write_and_load(200 + (int)mut, ts, t.n, keys, vals, 3, err, header_ok, shallow_ok);
     fpd_checkpoint_tensors_free(&t);
@@ -737,7 +742,8 @@ Test(free_sym, malformed_tables_are_refused_by_name, .init = dir_init, .fini = d
         {S_ROWWISE_EXT, true, "'free_dtype' = 'int4-sym' but 'fpd.extensions' does not list 'free-sym/1'"},
         {S_SHAPE, true, "tensor 'emb.fpd.free' is U8 [5, 8] but the metadata (rows 10, free_coords 3, free_dtype "
                         "int4-sym) needs U8 [10, 4]"},
-        {S_NAN_SCALE, false, "row 4 of 'emb.fpd.free' (int4-sym) has a scale that is NaN or Inf"},
+        {S_NAN_SCALE, false, "row 4 of 'emb.fpd.free' (int4-sym) has a scale that is negative, NaN or Inf"},
+        {S_NEG_SCALE, false, "row 7 of 'emb.fpd.free' (int4-sym) has a scale that is negative, NaN or Inf"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         struct fpd_error err;

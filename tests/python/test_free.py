@@ -243,6 +243,28 @@ def test_sym(rng):
                    lambda: load_bad(bad, "emb"), fpd.FPDError, "int4-col", '"int8-sym"', '"int4-sym"')
     report_refused("a file with free_dtype 'int4-col': the NumPy reader refuses, naming the accepted values",
                    lambda: fe.load_fpd_table(bad, "emb"), ValueError, "int4-col", "int8-sym", "int4-sym")
+    # free_dtype dropped while E stays U8: both readers refuse (the NumPy reader read the
+    # bytes as values before); a negative scale: both refuse, naming the row
+    def drop(m):
+        t = json.loads(m["fpd.table.emb"])
+        del t["free_dtype"]
+        m["fpd.table.emb"] = json.dumps(t)
+    rewrite_metadata(src, bad, drop)
+    report_refused("free_dtype dropped, E still U8: libfpd refuses", lambda: load_bad(bad, "emb"), fpd.FPDError,
+                   "emb.fpd.free", "U8")
+    report_refused("free_dtype dropped, E still U8: the NumPy reader refuses, naming the file and the tensor",
+                   lambda: fe.load_fpd_table(bad, "emb"), ValueError, bad, "emb.fpd.free", "no free_dtype")
+    d = bytearray(open(src, "rb").read())
+    hdr, _, _ = read_safetensors(src)
+    n = struct.unpack("<Q", bytes(d[:8]))[0]
+    a0 = hdr["emb.fpd.free"]["data_offsets"][0]
+    rb = hdr["emb.fpd.free"]["shape"][1]
+    d[8 + n + a0 + 2 * rb + rb - 1] |= 0x80  # row 2's F16 scale: sign bit set
+    open(bad, "wb").write(bytes(d))
+    report_refused("a negative scale: libfpd refuses, naming the row", lambda: load_bad(bad, "emb"), fpd.FPDError,
+                   "row 2", "negative")
+    report_refused("a negative scale: the NumPy reader refuses, naming the file and the row",
+                   lambda: fe.load_fpd_table(bad, "emb"), ValueError, bad, "row 2", "negative")
 
 
 def test_sym_cli(rng):
