@@ -148,6 +148,9 @@ open('huge.safetensors', 'wb').write(e)"
     expect_rc "overflowing cores: fpd-compress exit 1" 1
     run "$I" --verify perm.safetensors
     expect_rc "a sound permuted table: --verify exit 0" 0
+    expect_grep "a sound permuted table: --verify says it checked the data" out.txt "^verified: every table's data read and checked"
+    run "$I" perm.safetensors
+    expect_no_grep "without --verify: no 'verified' line" out.txt "^verified:"
     # an FPD checkpoint passes through fpd-compress, checked, its tables reported
     run "$C" perm.safetensors -o perm.again.safetensors --json
     expect_rc "pass-through: exit 0" 0
