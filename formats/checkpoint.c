@@ -88,7 +88,8 @@ enum fpd_status fpd_table_meta_to_json(const struct fpd_table_meta *meta, char *
     }
     if (meta->free_rowwise && (meta->free_coords < 1 || (unsigned)meta->free_kind >= FPD_FREE_KIND_COUNT)) {
         status = fpd__err(err, FPD_STATUS_INVALID_ARG,
-                          "table metadata: free_rowwise needs free coordinates (free_coords %lld) and int8 or int4",
+                          "table metadata: free_rowwise needs free coordinates (free_coords %lld) and a kind "
+                          "of enum fpd_free_kind",
                           (long long)meta->free_coords);
         goto done;
     }

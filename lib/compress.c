@@ -398,7 +398,7 @@ enum fpd_status fpd_compress_input(const struct fpd_input *in, const char *in_pa
                         "to trade them against: a budget, a ratio or a max_error");
     if (opt->free_rowwise && ((unsigned)opt->free_kind >= FPD_FREE_KIND_COUNT || (!free_auto && opt->fit.free_coords < 1)))
         return fpd__err(err, FPD_STATUS_INVALID_ARG,
-                        "fpd_compress: free coordinates stored row-wise (free_rowwise, kind %d) need free coordinates "
+                        "fpd_compress: free coordinates stored quantized (free_rowwise, kind %d) need free coordinates "
                         "(fit.free_coords %lld: a count, or FPD_FREE_COORDS_AUTO)",
                         (int)opt->free_kind, (long long)opt->fit.free_coords);
     n = fpd_input_count(in);
