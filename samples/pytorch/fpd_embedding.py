@@ -86,6 +86,14 @@ _KNOWN_EXTENSIONS = {"rowwise/1", "free/1", "free-rowwise/1", "free-sym/1"}
 _FREE_ROWWISE, _FREE_SYM = ("int8", "int4"), ("int8-sym", "int4-sym")
 
 
+def _nibbles(packed, n):
+    """4-bit codes of packed bytes (even column in the low nibble) -> float32 [N, n]."""
+    codes = np.empty((packed.shape[0], 2 * packed.shape[1]), dtype=np.float32)
+    codes[:, 0::2] = packed & 0x0F
+    codes[:, 1::2] = packed >> 4
+    return codes[:, :n]
+
+
 def decode_rowwise(q, kind, dim):
     """FBGEMM fused row-wise rows q (uint8 [N, B]) of dim columns -> float32 [N, dim]
     (kind "int8" or "int4"; value = code * scale + bias)."""
@@ -95,11 +103,7 @@ def decode_rowwise(q, kind, dim):
         sb = np.ascontiguousarray(q[:, dim:dim + 8]).view("<f4").astype(np.float32)
     elif kind == "int4":
         nb = (dim + 1) // 2
-        packed = q[:, :nb]
-        codes = np.empty((q.shape[0], 2 * nb), dtype=np.float32)
-        codes[:, 0::2] = packed & 0x0F
-        codes[:, 1::2] = packed >> 4
-        codes = codes[:, :dim]
+        codes = _nibbles(q[:, :nb], dim)
         sb = np.ascontiguousarray(q[:, nb:nb + 4]).view("<f2").astype(np.float32)
     else:
         raise ValueError(f"unknown row-wise kind {kind!r}")
@@ -116,11 +120,7 @@ def decode_free_sym(q, kind, c, where=""):
         codes = q[:, :c].astype(np.float32) - 128
     elif kind == "int4-sym":
         nb = (c + 1) // 2
-        packed = q[:, :nb]
-        codes = np.empty((q.shape[0], 2 * nb), dtype=np.float32)
-        codes[:, 0::2] = packed & 0x0F
-        codes[:, 1::2] = packed >> 4
-        codes = codes[:, :c] - 8
+        codes = _nibbles(q[:, :nb], c) - 8
     else:
         raise ValueError(f"unknown symmetric kind {kind!r}")
     scale = np.ascontiguousarray(q[:, nb:nb + 2]).view("<f2").astype(np.float32)

@@ -681,7 +681,6 @@ Test(free_sym, quantize_bound_and_refusals) {
             for (int64_t q = 0; q < c; q++) {
                 cr_assert(le(dbl, fabs((double)e[i * c + q] - e0[i * c + q]), 0.5 * step + 1e-7),
                           "%s E[%lld,%lld]", q8 ? "int8-sym" : "int4-sym", (long long)i, (long long)q);
-                /* a multiple of the row's scale: the ratio to the largest is code / qmax */
             }
         }
         float *ew = fpd_layer_get_free_e(l), keep = ew[3 * c + 1];
