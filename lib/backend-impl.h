@@ -112,8 +112,9 @@ const struct fpd_backend_i *fpd__backend_iface(const struct fpd_backend *be, voi
  * lib/. Anything else from libfpd does not link (the object is linked with
  * -Wl,--no-undefined). Bump FPD_BACKEND_ABI_VERSION when a field is added to these
  * two structs or to struct fpd_backend_i, or when what an engine must compute
- * changes (4: the engine computes free coordinates; an ABI 3 object refused them). */
-#define FPD_BACKEND_ABI_VERSION 4
+ * changes (4: the engine computes free coordinates; an ABI 3 object refused them;
+ * 5: fpd_engine_params.free_qat, which an engine must honour or refuse). */
+#define FPD_BACKEND_ABI_VERSION 5
 #define FPD_BACKEND_PLUGIN_SYMBOL "fpd_backend_plugin_init"
 
 /* The layout sizes both sides compare (struct size in bytes, in this order). */
@@ -159,6 +160,9 @@ struct fpd_backend_host {
     int64_t (*bag_batch_out_rows)(const struct fpd_bag_batch *b);
     void (*adam_update)(float *x, const float *g, float *m1, float *m2, int64_t n, float lr, float beta1,
                         float beta2, float eps, float bc1, float bc2);
+    /* ABI 5: quantization-aware training of E (fpd_engine_params.free_qat) */
+    size_t (*free_row_bytes)(enum fpd_free_kind kind, int64_t c);
+    void (*free_fake_quant_row)(enum fpd_free_kind kind, const float *x, int64_t c, uint8_t *scratch, float *out);
 };
 
 /* What a backend object gives back: static in the object. */

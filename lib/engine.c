@@ -63,6 +63,14 @@ enum fpd_status fpd_engine_init(struct fpd_layer *layer, const struct fpd_engine
         return fpd__err(err, FPD_STATUS_INVALID_ARG, "free_lr_scale = %g must be >= 0", o->free_lr_scale);
     if (!(o->free_proj_lr_scale >= 0.0))
         return fpd__err(err, FPD_STATUS_INVALID_ARG, "free_proj_lr_scale = %g must be >= 0", o->free_proj_lr_scale);
+    if (p.free_qat && (p.free_qat_kind < 0 || p.free_qat_kind >= FPD_FREE_KIND_COUNT))
+        return fpd__err(err, FPD_STATUS_INVALID_ARG,
+                        "quantization-aware training: free_qat_kind %d is not a quantized kind of E (0..%d)",
+                        (int)p.free_qat_kind, FPD_FREE_KIND_COUNT - 1);
+    if (p.free_qat && fpd_layer_get_free_coords(layer) == 0)
+        return fpd__err(err, FPD_STATUS_INVALID_ARG,
+                        "quantization-aware training of E (free_qat) needs a layer with free coordinates; this one "
+                        "has none");
     struct fpd_engine *e = fpd_calloc(1, sizeof *e);
     if (!e) return fpd__err(err, FPD_STATUS_NOMEM, "out of memory for an engine");
     enum fpd_status st = FPD_STATUS_OK;

@@ -625,8 +625,24 @@ struct fpd_engine_params {
                                           must outlive the engine                      */
     int32_t threads;                   /* CPU threads; 0: all online processors      */
     struct fpd_optimizer_params optimizer;
+    /* Quantization-aware training of the free coordinates' E (libfpd 0.2.0; Jacob et
+     * al. 2018, "Quantization and training of neural networks for efficient
+     * integer-arithmetic-only inference", s. 3, with the straight-through estimator
+     * of Bengio et al. 2013): with free_qat, the forward uses each row of E as the
+     * checkpoint will store it, dequant(quant(E[i])) in the kind free_qat_kind (an
+     * enum fpd_free_kind, declared below; the writer's exact rounding:
+     * fpd_layer_quantize_free gives the same floats), and the backward passes dE
+     * through the rounding unchanged (dE[i] = drow P^T) while dP takes the rounded
+     * rows (dP += dequant(quant(E[i]))^T drow). E itself stays F32 (the "shadow"
+     * weights the optimizer steps), so steps smaller than half a code accumulate.
+     * A layer trained so and then quantized by fpd_layer_quantize_free (or saved
+     * with that free_kind) looks up exactly the rows the training saw. A row of E
+     * that is not finite is used as it is. The CPU engine only: the CUDA engine
+     * refuses it (UNSUPPORTED). Needs a layer with free coordinates.           */
+    bool free_qat;                     /* default false                              */
+    int32_t free_qat_kind;             /* enum fpd_free_kind (default 0: int8)       */
 };
-/* backend NULL, threads 0, fpd_optimizer_default_params(). */
+/* backend NULL, threads 0, fpd_optimizer_default_params(), free_qat false. */
 FPD_API struct fpd_engine_params fpd_engine_default_params(void);
 
 struct fpd_engine; /* opaque */
@@ -1037,6 +1053,13 @@ struct fpd_gmf_train_params {
                                   l2 / 2 (|u|^2 + |i+|^2 + |i-|^2) to the loss, averaged over
                                   the pairs of the batch, on the rows (as LightGCN's MF
                                   "decay"; default 0)                                       */
+    bool free_qat;             /* quantization-aware training of the free coordinates' E
+                                  (fpd_engine_params.free_qat): every FPD table with free
+                                  coordinates trains with its E rows rounded as the kind
+                                  free_qat_kind stores them (straight-through). For a
+                                  model that will be saved with that E kind. CPU engines
+                                  only (a CUDA backend: UNSUPPORTED) (default false)        */
+    int32_t free_qat_kind;     /* enum fpd_free_kind (declared below; default 0)            */
 };
 FPD_API struct fpd_gmf_train_params fpd_gmf_train_default_params(void);
 

@@ -107,6 +107,15 @@ bool fpd__free_sym_dequantize_row(enum fpd_free_kind kind, const uint8_t *q, int
     return true;
 }
 
+void fpd__free_fake_quant_row(enum fpd_free_kind kind, const float *x, int64_t c, uint8_t *scratch, float *out) {
+    const bool ok = fpd_free_kind_is_sym(kind)
+                        ? fpd__free_sym_quantize_row(kind, x, c, scratch) &&
+                              fpd__free_sym_dequantize_row(kind, scratch, c, out)
+                        : fpd_rowwise_quantize_row((enum fpd_rowwise)kind, x, c, scratch) &&
+                              (fpd_rowwise_dequantize_row((enum fpd_rowwise)kind, scratch, c, out), true);
+    if (!ok) memcpy(out, x, (size_t)c * sizeof(float));
+}
+
 int64_t fpd_free_quantize_rows(enum fpd_free_kind kind, const float *e, int64_t rows, int64_t c, uint8_t *out) {
     FPD_ASSERT((unsigned)kind < FPD_FREE_KIND_COUNT && rows >= 0 && c >= 0 && (e || rows == 0) && (out || rows == 0));
     const size_t rb = fpd_free_row_bytes(kind, c);

@@ -299,6 +299,8 @@ static enum fpd_status table_state_init(struct table_state *ts, const struct fpd
         ep.optimizer.free_proj_lr_scale =
             p->free_proj_learning_rate > 0.0 ? p->free_proj_learning_rate / ep.optimizer.learning_rate : 1.0;
         ep.optimizer.free_proj_fixed = p->free_proj_fixed;
+        ep.free_qat = p->free_qat && fpd_layer_get_free_coords(e->layer) > 0;
+        ep.free_qat_kind = p->free_qat_kind;
         enum fpd_status st = fpd_engine_init(e->layer, &ep, &ts->eng, err);
         if (st) {
             table_state_free(ts);

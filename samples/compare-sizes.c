@@ -40,7 +40,9 @@
  *                rows and quantized after training by fpd_layer_quantize_free, as
  *                format extension free-rowwise/1 or free-sym/1 stores it
  *                (sample-train-gmf --free-dtype, fpd-convert --free-dtype write such
- *                files).
+ *                files). --free-qat: E trains as it will be stored (quantization-aware
+ *                training, fpd_gmf_train_params.free_qat), so the rounding after
+ *                training changes nothing.
  *
  * Tuning on a validation split of the training positives (one held out per user,
  * the first seed; the test set is not read): --tune-core-lr (the FPD methods' core
@@ -95,6 +97,7 @@ struct options {
     int n_cores;
     double lr, core_lr, init_scale, l2, free_share, free_proj, popularity;
     int free_dtype;             /* fpd-free's E as stored: -1 F32, else an enum fpd_free_kind */
+    bool free_qat;              /* --free-qat: fpd-free trains E as stored (needs free_dtype) */
     bool order_vocab;           /* --order-cost vocabulary: the row order costs nothing */
     bool methods[M_COUNT], reference, json;
     double ratios[8];
@@ -559,10 +562,10 @@ static void config_make(const struct options *o, const struct data *d, enum meth
         for (int t = 0; t < 2; t++)
             c->params[t] += m == M_FPD_FREE ? free_params(c->free_dtype, rows[t], D, c->free_coords) : 0;
         if (m == M_FPD_FREE)
-            snprintf(c->desc, sizeof c->desc, "k=%d r=%lld/%lld c=%lld%s%s%s", (int)c->shape[0].k,
+            snprintf(c->desc, sizeof c->desc, "k=%d r=%lld/%lld c=%lld%s%s%s%s", (int)c->shape[0].k,
                      (long long)c->shape[0].ranks[1], (long long)c->shape[1].ranks[1], (long long)c->free_coords,
                      c->free_dtype < 0 ? "" : " E=", c->free_dtype < 0 ? "" : fpd_free_kind_name((enum fpd_free_kind)c->free_dtype),
-                     o->order_vocab ? " order=vocab" : "");
+                     o->free_qat ? " qat" : "", o->order_vocab ? " order=vocab" : "");
         else
             snprintf(c->desc, sizeof c->desc, "k=%d r=%lld/%lld%s", (int)c->shape[0].k,
                      (long long)c->shape[0].ranks[1], (long long)c->shape[1].ranks[1],
@@ -690,6 +693,8 @@ static int run_one(const struct options *o, const struct data *d, const struct c
     tp.free_proj_learning_rate = c->free_proj > 0.0 ? c->free_proj : 0.0; /* 0: the cores' step */
     tp.free_proj_fixed = c->free_proj < 0.0;
     tp.free_init_scale = c->method == M_FPD_FREE ? scale / sqrt(2.0) : 0.0;
+    tp.free_qat = c->method == M_FPD_FREE && o->free_qat;
+    tp.free_qat_kind = c->free_dtype;
     tp.epoch_callback = stop_on_signal;
     if (mf) {
         tp.loss = FPD_GMF_LOSS_BPR;
@@ -1051,6 +1056,8 @@ static void usage(FILE *f) {
             "                    free-rowwise/1), int8-sym or int4-sym (free-sym/1); quantized after\n"
             "                    training as the file stores it (fpd_layer_quantize_free), sized by\n"
             "                    its bytes\n"
+            "  --free-qat        fpd-free with --free-dtype: train E as it is stored\n"
+            "                    (quantization-aware training; the CPU engine)\n"
             "  --l2 X            MF: L2 weight on the batch rows (default 1e-4, LightGCN's decay)\n"
             "  --init-scale S    GMF tables start as normal(0, S^2) (default 0.01; MF: 0.1)\n"
             "  --seeds A,B,..    training seeds (default 1,2,3)\n"
@@ -1117,7 +1124,7 @@ int main(int argc, char **argv) {
     o.n_seeds = 3;
     for (int m = 0; m < M_COUNT; m++) o.methods[m] = true;
     enum { OPT_ML = 256, OPT_GW, OPT_RATIOS, OPT_METHODS, OPT_NOREF, OPT_DIM, OPT_CORES, OPT_EPOCHS, OPT_BATCH,
-           OPT_NEG, OPT_LR, OPT_L2, OPT_INIT, OPT_SEEDS, OPT_MAXU, OPT_PLOT, OPT_JSON, OPT_MERGE, OPT_CORE_LR, OPT_FREE_SHARE, OPT_TUNE, OPT_FREE_PROJ_LR, OPT_TUNE_SHARE, OPT_TUNE_PROJ, OPT_POP, OPT_FREE_DTYPE, OPT_ORDER_COST };
+           OPT_NEG, OPT_LR, OPT_L2, OPT_INIT, OPT_SEEDS, OPT_MAXU, OPT_PLOT, OPT_JSON, OPT_MERGE, OPT_CORE_LR, OPT_FREE_SHARE, OPT_TUNE, OPT_FREE_PROJ_LR, OPT_TUNE_SHARE, OPT_TUNE_PROJ, OPT_POP, OPT_FREE_DTYPE, OPT_ORDER_COST, OPT_FREE_QAT };
     static const struct option opts[] = {
         {"movielens", required_argument, 0, OPT_ML}, {"gowalla", required_argument, 0, OPT_GW},
         {"ratios", required_argument, 0, OPT_RATIOS}, {"methods", required_argument, 0, OPT_METHODS},
@@ -1131,6 +1138,7 @@ int main(int argc, char **argv) {
         {"merge", required_argument, 0, OPT_MERGE}, {"core-lr", required_argument, 0, OPT_CORE_LR},
         {"free-share", required_argument, 0, OPT_FREE_SHARE}, {"tune-core-lr", required_argument, 0, OPT_TUNE},
         {"free-proj", required_argument, 0, OPT_FREE_PROJ_LR}, {"free-dtype", required_argument, 0, OPT_FREE_DTYPE},
+        {"free-qat", no_argument, 0, OPT_FREE_QAT},
         {"order-cost", required_argument, 0, OPT_ORDER_COST},
         {"tune-free-proj", required_argument, 0, OPT_TUNE_PROJ},
         {"tune-free-share", required_argument, 0, OPT_TUNE_SHARE},
@@ -1208,6 +1216,7 @@ int main(int argc, char **argv) {
             else if (strcmp(optarg, "vocabulary") == 0 || strcmp(optarg, "vocab") == 0) o.order_vocab = true;
             else cli_usage_error("--order-cost expects stored or vocabulary, got '%s'", optarg);
             break;
+        case OPT_FREE_QAT: o.free_qat = true; break;
         case OPT_FREE_DTYPE: {
             enum fpd_free_kind k;
             if (strcmp(optarg, "f32") == 0 || strcmp(optarg, "core") == 0) o.free_dtype = -1;
@@ -1252,6 +1261,8 @@ int main(int argc, char **argv) {
     }
     if (!o.movielens == !o.gowalla) cli_usage_error("give exactly one of --movielens PATH and --gowalla DIR");
     if (o.popularity > 0.0) cli_usage_error("--popularity goes with --merge (a training run computes it)");
+    if (o.free_qat && o.free_dtype < 0)
+        cli_usage_error("--free-qat trains E as it is stored: it needs --free-dtype int8, int4, int8-sym or int4-sym");
     const bool mf = o.gowalla != NULL;
     if (o.batch < 0) o.batch = mf ? 4096 : 256;
     if (o.negatives < 0) o.negatives = mf ? 1 : 4;
@@ -1491,6 +1502,7 @@ int main(int argc, char **argv) {
                 json_object_set_new(x, "free_proj", json_string(proj_name(r->c.free_proj, pb, sizeof pb)));
                 json_object_set_new(x, "free_dtype",
                                     json_string(r->c.free_dtype < 0 ? "f32" : fpd_free_kind_name((enum fpd_free_kind)r->c.free_dtype)));
+                json_object_set_new(x, "free_qat", json_boolean(o.free_qat));
             }
             json_object_set_new(x, mf ? "recall20" : "hr10", json_real(r->m1));
             json_object_set_new(x, mf ? "recall20_sd" : "hr10_sd", json_real(r->m1_sd));

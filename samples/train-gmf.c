@@ -64,6 +64,7 @@ struct options {
     bool free_proj_given;
     bool free_rowwise;           /* --free-dtype: E stored quantized (free-rowwise/1 or free-sym/1) */
     enum fpd_free_kind free_kind;
+    bool free_qat;               /* --free-qat: E trains as stored (quantization-aware) */
     double lr, core_lr, init_scale;
     bool core_lr_relative, order_rows;
     uint64_t split_seed;
@@ -124,6 +125,9 @@ static void usage(FILE *f) {
             "                    in F32, rounded once at the end: the metrics and the file are\n"
             "                    those of the stored E, the F32 ones are printed beside; the ratio\n"
             "                    counts E's bytes / 4 as parameters) (default f32)\n"
+            "  --free-qat        with --free-dtype: train E as it will be stored (quantization-\n"
+            "                    aware training, straight-through; the F32 and stored metrics\n"
+            "                    then agree up to E's rounding of the last step; CPU engine)\n"
             "  --init-scale S    tables start as normal(0, S^2) (default 0.01, as NCF)\n"
             "  --seeds A,B,..    training seeds, one run each (default 1)\n"
             "  --split-seed S    seed of the held-out items and negatives (default 1)\n"
@@ -305,6 +309,8 @@ static struct fpd_gmf_train_params train_params(const struct options *o, bool fp
         tp.free_init_scale = o->free_init_scale;
         tp.free_proj_learning_rate = o->free_proj > 0.0 ? o->free_proj : 0.0;
         tp.free_proj_fixed = o->free_proj < 0.0;
+        tp.free_qat = o->free_qat;
+        tp.free_qat_kind = o->free_kind;
     }
     tp.seed = seed;
     tp.backend = o->backend;
@@ -582,7 +588,7 @@ int main(int argc, char **argv) {
     o.dense = o.fpd = true;
     o.eval_every = 1;
     enum { OPT_DIM = 256, OPT_TABLES, OPT_RANK, OPT_TERMS, OPT_CORES, OPT_EPOCHS, OPT_BATCH, OPT_NEG, OPT_LR,
-           OPT_CORE_LR, OPT_CORE_REL, OPT_ORDER, OPT_FREE, OPT_FREE_INIT, OPT_FREE_PROJ, OPT_FREE_DTYPE, OPT_INIT, OPT_SEEDS, OPT_SPLIT, OPT_MAXU, OPT_EVAL, OPT_WTEST, OPT_JSON, OPT_DEVICE,
+           OPT_CORE_LR, OPT_CORE_REL, OPT_ORDER, OPT_FREE, OPT_FREE_INIT, OPT_FREE_PROJ, OPT_FREE_DTYPE, OPT_FREE_QAT, OPT_INIT, OPT_SEEDS, OPT_SPLIT, OPT_MAXU, OPT_EVAL, OPT_WTEST, OPT_JSON, OPT_DEVICE,
            OPT_MODEL, OPT_LAYERS, OPT_BUDGET, OPT_ALPHA };
     static const struct option opts[] = {
         {"dim", required_argument, 0, OPT_DIM},         {"tables", required_argument, 0, OPT_TABLES},
@@ -601,6 +607,7 @@ int main(int argc, char **argv) {
         {"budget", required_argument, 0, OPT_BUDGET},   {"alpha", required_argument, 0, OPT_ALPHA},
         {"free-init-scale", required_argument, 0, OPT_FREE_INIT},
         {"free-proj", required_argument, 0, OPT_FREE_PROJ}, {"free-dtype", required_argument, 0, OPT_FREE_DTYPE},
+        {"free-qat", no_argument, 0, OPT_FREE_QAT},
         {0, 0, 0, 0},
     };
     opterr = 0;
@@ -628,6 +635,7 @@ int main(int argc, char **argv) {
             o.free_init_scale = cli_parse_f64("--free-init-scale", optarg, 0.0);
             o.free_init_given = true;
             break;
+        case OPT_FREE_QAT: o.free_qat = true; break;
         case OPT_FREE_DTYPE:
             if (strcmp(optarg, "f32") == 0 || strcmp(optarg, "core") == 0) o.free_rowwise = false;
             else if (fpd_free_kind_from_name(optarg, &o.free_kind)) o.free_rowwise = true;
@@ -707,12 +715,17 @@ int main(int argc, char **argv) {
     if (o.free_rowwise && o.free_coords == 0)
         cli_usage_error("--free-dtype %s stores the free coordinates' E; it goes with --free-coords C (C >= 1)",
                         fpd_free_kind_name(o.free_kind));
+    if (o.free_qat && !o.free_rowwise)
+        cli_usage_error("--free-qat trains E as it is stored: it needs --free-dtype int8, int4, int8-sym or int4-sym");
+    if (o.free_qat && o.device.request == FPD_DEVICE_REQUEST_CUDA)
+        cli_usage_error("--free-qat runs on the CPU engine only (the CUDA engine does not round E yet): use "
+                        "--device cpu");
     if (o.batch < 1 + o.negatives) cli_usage_error("--batch must be at least 1 + --negatives");
     o.ratings = argv[optind];
     /* the device of the FPD tables' engines (dense tables train on the host) */
     struct fpd_device_choice dev;
     struct fpd_device want = o.device;
-    if (!o.fpd && want.request == FPD_DEVICE_REQUEST_AUTO) want.request = FPD_DEVICE_REQUEST_CPU;
+    if ((!o.fpd || o.free_qat) && want.request == FPD_DEVICE_REQUEST_AUTO) want.request = FPD_DEVICE_REQUEST_CPU;
     open_device(&want, &dev);
     o.backend = dev.backend;
     cli_install_signals();
@@ -769,6 +782,7 @@ int main(int argc, char **argv) {
         static const char *const model_names[FPD_NCF_KIND_COUNT] = {"gmf", "mlp", "neumf"};
         json_object_set_new(res, "model", json_string(model_names[o.model]));
         json_object_set_new(res, "free_coords", json_integer(o.free_coords));
+        json_object_set_new(res, "free_qat", json_boolean(o.free_qat));
         json_object_set_new(res, "free_dtype", o.free_coords == 0 ? json_null()
                                                : json_string(o.free_rowwise ? fpd_free_kind_name(o.free_kind) : "F32"));
         if (o.model != FPD_NCF_KIND_GMF) {

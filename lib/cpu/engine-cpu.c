@@ -80,6 +80,8 @@ struct worker {
     float *rowtmp;             /* [D] one row, contiguous                         */
     float *grad[FPD_MAX_MODES];/* private core gradients (threads > 1)            */
     float *gp;                 /* private gradient of P [c, D] (threads > 1)      */
+    float *eq;                 /* [c] a row of E as stored (quantization-aware)   */
+    uint8_t *qb;               /* its stored bytes                                */
     double flops;
 };
 
@@ -136,6 +138,8 @@ struct cpu_engine {
     int64_t *plist;            /* [fc] 0..fc-1: P's slices (its rows)             */
     bool ptouched;
     float *em1, *em2, *pm1, *pm2; /* optimizer state of E and P                  */
+    bool qat;                  /* forward/backward with E's rows as stored in     */
+    enum fpd_free_kind qkind;  /* this kind (fpd_engine_params.free_qat)          */
 };
 
 /* ------------------------------------------------------------ helpers */
@@ -239,6 +243,8 @@ static void engine_destroy(void *ctx, void *state) {
             fpd_free(w->cg);
             fpd_free(w->rowtmp);
             fpd_free(w->gp);
+            fpd_free(w->eq);
+            fpd_free(w->qb);
         }
     fpd_free(e->wk);
     fpd_free(e->tid);
@@ -297,6 +303,8 @@ static enum fpd_status engine_create(void *ctx, struct fpd_layer *layer, const s
     e->nlast = s->row_shape[e->k - 1];
     e->fc = fpd_layer_get_free_coords(layer);
     e->N = s->rows;
+    e->qat = params->free_qat && e->fc > 0;
+    e->qkind = (enum fpd_free_kind)params->free_qat_kind;
     int32_t T = params->threads;
     if (T <= 0) {
         long c = sysconf(_SC_NPROCESSORS_ONLN);
@@ -326,6 +334,9 @@ static enum fpd_status engine_create(void *ctx, struct fpd_layer *layer, const s
         for (int32_t m = 0; ok && T > 1 && m < k; m++)
             ok = (w->grad[m] = fpd_calloc((size_t)fpd_layer_shape_core_numel(s, m), sizeof(float))) != NULL;
         if (ok && T > 1 && e->fc > 0) ok = (w->gp = fpd_calloc((size_t)(e->fc * e->D), sizeof(float))) != NULL;
+        if (ok && e->qat)
+            ok = (w->eq = fpd_malloc((size_t)e->fc * sizeof(float))) &&
+                 (w->qb = fpd_malloc(fpd_free_row_bytes(e->qkind, e->fc)));
     }
     if (ok && e->fc > 0) { /* dE's O(N c) buffers wait for the first backward (look-ups need none) */
         ok = (e->gp = fpd_calloc((size_t)(e->fc * e->D), sizeof(float))) &&
@@ -599,6 +610,15 @@ static inline void store_fence(void) {
 #endif
 }
 
+/* Row i of E as the forward uses it: E's own, or with quantization-aware
+ * training the row as a checkpoint stores it (in the worker's buffer). */
+static inline const float *free_row(struct worker *w, const float *E, int64_t i) {
+    const struct cpu_engine *e = w->e;
+    if (!e->qat) return E + i * e->fc;
+    fpd__free_fake_quant_row(e->qkind, E + i * e->fc, e->fc, w->qb, w->eq);
+    return w->eq;
+}
+
 /* Free coordinates: rows[u] += E[i] P for the worker's distinct rows (i the
  * row's original id). */
 static void free_forward(struct worker *w) {
@@ -607,14 +627,15 @@ static void free_forward(struct worker *w) {
     if (c == 0) return;
     const float *E = fpd_layer_get_free_e_const(e->layer), *P = fpd_layer_get_free_p_const(e->layer);
     for (int64_t u = w->u0; u < w->u1; u++) {
-        const float *eu = E + e->uorig[u] * c;
+        const float *eu = free_row(w, E, e->uorig[u]);
         for (int64_t j = 0; j < c; j++) axpy(e->rows + u * D, P + j * D, eu[j], D, false);
     }
     w->flops += 2.0 * (double)((w->u1 - w->u0) * c * D);
 }
 
 /* Their backward, from drow: dE[i] += drow[u] P^T (rows distinct: no two workers
- * write one row), dP += E[i]^T drow[u] (private per worker when threads > 1). */
+ * write one row), dP += E[i]^T drow[u] (private per worker when threads > 1);
+ * quantization-aware: E[i] as the forward used it in dP, dE straight through. */
 static void free_backward(struct worker *w) {
     struct cpu_engine *e = w->e;
     const int64_t D = e->D, c = e->fc;
@@ -623,7 +644,7 @@ static void free_backward(struct worker *w) {
     float *gp = e->active > 1 ? w->gp : e->gp;
     for (int64_t u = w->u0; u < w->u1; u++) {
         const int64_t i = e->uorig[u];
-        const float *dr = e->drow + u * D, *eu = E + i * c;
+        const float *dr = e->drow + u * D, *eu = free_row(w, E, i);
         for (int64_t j = 0; j < c; j++) {
             double dot = 0.0;
             for (int64_t x = 0; x < D; x++) dot += (double)dr[x] * P[j * D + x];

@@ -724,8 +724,11 @@ static enum fpd_status create_inner(struct cuda_engine *e, struct fpd_error *err
 
 static enum fpd_status engine_create(void *ctx, struct fpd_layer *layer, const struct fpd_engine_params *params,
                                      void **state, struct fpd_error *err) {
-    (void)params;
     *state = NULL;
+    if (params->free_qat)
+        return fpd__err(err, FPD_STATUS_UNSUPPORTED,
+                        "quantization-aware training of E (free_qat) runs on the CPU engine only; the CUDA engine "
+                        "does not round E's rows yet: use the CPU backend");
     const struct fpd_layer_shape *s = fpd_layer_get_shape(layer);
     if (s->dim > 2147483647 || s->rows > ((int64_t)1 << 62))
         return fpd__err(err, FPD_STATUS_UNSUPPORTED, "the CUDA engine does not take a table of %lld x %lld",

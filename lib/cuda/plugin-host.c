@@ -2,7 +2,7 @@
  * plugin-host.c - linked into a loadable backend object (build/libfpd-cuda.so,
  * the test objects build/libfpd-fakecuda*.so), never into libfpd. It defines the
  * few libfpd functions a backend calls (errors, logging, allocation, the layer
- * and batch accessors, the Adam update) on top of the host table that libfpd
+ * and batch accessors, the Adam update, E's rounding for quantization-aware training) on top of the host table that libfpd
  * passes to fpd_backend_plugin_init (struct fpd_backend_host, backend-impl.h), so
  * the backend's code calls them as code in lib/ does, and they act on libfpd's
  * own state (its allocator hooks, its log callback, its layers).
@@ -88,4 +88,10 @@ int64_t fpd_bag_batch_out_rows(const struct fpd_bag_batch *b) { return g_host->b
 void fpd__adam_update(float *x, const float *g, float *m1, float *m2, int64_t n, float lr, float beta1, float beta2,
                       float eps, float bc1, float bc2) {
     g_host->adam_update(x, g, m1, m2, n, lr, beta1, beta2, eps, bc1, bc2);
+}
+
+size_t fpd_free_row_bytes(enum fpd_free_kind kind, int64_t c) { return g_host->free_row_bytes(kind, c); }
+
+void fpd__free_fake_quant_row(enum fpd_free_kind kind, const float *x, int64_t c, uint8_t *scratch, float *out) {
+    g_host->free_fake_quant_row(kind, x, c, scratch, out);
 }

@@ -157,15 +157,24 @@ static void ref_forward(const struct fpd_layer *l, const struct fpd_bag_batch *b
     }
 }
 
-static struct fpd_engine *engine_kind(struct fpd_layer *l, enum fpd_optimizer_kind kind, double lr, int32_t threads) {
+/* An engine with the optimizer kind and step; free_qat < 0: no quantization-aware
+ * training, else its kind. */
+static struct fpd_engine *engine_qat_kind(struct fpd_layer *l, enum fpd_optimizer_kind kind, double lr,
+                                          int32_t threads, int free_qat) {
     struct fpd_engine_params ep = fpd_engine_default_params();
     ep.threads = threads;
     ep.optimizer.kind = kind;
     ep.optimizer.learning_rate = lr;
+    ep.free_qat = free_qat >= 0;
+    ep.free_qat_kind = free_qat >= 0 ? free_qat : 0;
     struct fpd_engine *e = NULL;
     struct fpd_error err;
     cr_assert(eq(int, fpd_engine_init(l, &ep, &e, &err), 0), "%s", err.msg);
     return e;
+}
+
+static struct fpd_engine *engine_kind(struct fpd_layer *l, enum fpd_optimizer_kind kind, double lr, int32_t threads) {
+    return engine_qat_kind(l, kind, lr, threads, -1);
 }
 
 Test(free, engine_forward_pools_e_p) {
@@ -202,6 +211,39 @@ static double loss_of(const struct fpd_layer *l, const struct fpd_bag_batch *b, 
     return s;
 }
 
+/* dE and dP of the SUM batch g_idx / g_off / g_wts (padding 0) by the definition:
+ * entry i in bag o with weight w: dE[id] += w g_o P^T, dP += w E[id]^T g_o (E: the rows
+ * the forward used). dE [200, c] and dP [c, 12] zeroed here. */
+static void ref_free_grads(const float *E, const float *P, int64_t c, const float *g, double *dE, double *dP) {
+    memset(dE, 0, (size_t)(200 * c) * sizeof(double));
+    memset(dP, 0, (size_t)(c * 12) * sizeof(double));
+    for (int64_t o = 0; o < 5; o++) {
+        const int64_t hi = o + 1 < 5 ? g_off[o + 1] : 16;
+        for (int64_t i = g_off[o]; i < hi; i++) {
+            const int64_t id = g_idx[i];
+            if (id == 0) continue;
+            for (int64_t q = 0; q < c; q++)
+                for (int64_t j = 0; j < 12; j++) {
+                    dE[id * c + q] += (double)g_wts[i] * g[o * 12 + j] * P[q * 12 + j];
+                    dP[q * 12 + j] += (double)g_wts[i] * E[id * c + q] * g[o * 12 + j];
+                }
+        }
+    }
+}
+
+/* One SGD step (learning rate 0.1) of e on l; E must move by -0.1 dE (the F32 E the
+ * optimizer holds). Returns l as it was before the step (fpd_layer_free it). */
+static struct fpd_layer *sgd_step_moves_e(struct fpd_engine *e, struct fpd_layer *l, const double *dE, int64_t c) {
+    struct fpd_layer *before = NULL;
+    struct fpd_error err;
+    cr_assert(eq(int, fpd_layer_clone(l, &before, NULL), 0));
+    cr_assert(eq(int, fpd_engine_step(e, &err), 0), "%s", err.msg);
+    for (int64_t x = 0; x < 200 * c; x++)
+        cr_assert(epsilon_eq(flt, fpd_layer_get_free_e_const(l)[x],
+                             (float)(fpd_layer_get_free_e_const(before)[x] - 0.1 * dE[x]), 1e-5f));
+    return before;
+}
+
 Test(free, engine_backward_gives_de_dp_by_the_definition) {
     for (int q = 0; q < 16; q++) g_wts[q] = 0.25f + 0.125f * (float)q;
     const int64_t c = 3;
@@ -214,8 +256,8 @@ Test(free, engine_backward_gives_de_dp_by_the_definition) {
     for (int i = 0; i < 60; i++) g[i] = (float)test_rand_sym(&seed);
     /* by the definition: entry i in bag o with weight w: dE[id] += w g_o P^T,
      * dP += w E[id]^T g_o; and the cores' gradient as without free coordinates */
-    double dE[200 * 3] = {0}, dP[3 * 12] = {0};
-    const float *E = fpd_layer_get_free_e_const(l), *P = fpd_layer_get_free_p_const(l);
+    double dE[200 * 3], dP[3 * 12];
+    ref_free_grads(fpd_layer_get_free_e_const(l), fpd_layer_get_free_p_const(l), c, g, dE, dP);
     int64_t ent[16], nent = 0;
     float ge[16 * 12];
     for (int64_t o = 0; o < 5; o++) {
@@ -223,11 +265,6 @@ Test(free, engine_backward_gives_de_dp_by_the_definition) {
         for (int64_t i = g_off[o]; i < hi; i++) {
             const int64_t id = g_idx[i];
             if (id == 0) continue;
-            for (int64_t q = 0; q < c; q++)
-                for (int64_t j = 0; j < 12; j++) {
-                    dE[id * c + q] += (double)g_wts[i] * g[o * 12 + j] * P[q * 12 + j];
-                    dP[q * 12 + j] += (double)g_wts[i] * E[id * c + q] * g[o * 12 + j];
-                }
             for (int64_t j = 0; j < 12; j++) ge[nent * 12 + j] = g_wts[i] * g[o * 12 + j];
             ent[nent++] = id;
         }
@@ -286,12 +323,7 @@ Test(free, engine_backward_gives_de_dp_by_the_definition) {
         cr_assert(le(dbl, fabs(fd - gm[x]), 1e-4 * (1.0 + fabs(fd))), "P entry %lld", (long long)x);
     }
     /* SGD's closed form: x -= lr g on touched E rows and on P; others unchanged */
-    struct fpd_layer *before = NULL;
-    cr_assert(eq(int, fpd_layer_clone(l, &before, NULL), 0));
-    cr_assert(eq(int, fpd_engine_step(e, &err), 0), "%s", err.msg);
-    for (int64_t x = 0; x < 200 * c; x++)
-        cr_assert(epsilon_eq(flt, fpd_layer_get_free_e_const(l)[x],
-                             (float)(fpd_layer_get_free_e_const(before)[x] - 0.1 * dE[x]), 1e-5f));
+    struct fpd_layer *before = sgd_step_moves_e(e, l, dE, c);
     for (int64_t x = 0; x < c * 12; x++)
         cr_assert(epsilon_eq(flt, fpd_layer_get_free_p_const(l)[x],
                              (float)(fpd_layer_get_free_p_const(before)[x] - 0.1 * dP[x]), 1e-5f));
@@ -476,6 +508,102 @@ Test(free, threads_give_the_same_gradients) {
     fpd_layer_free(l);
 }
 
+/* ---------------------------------------------------------------- quantization-aware training */
+
+static struct fpd_engine *engine_qat(struct fpd_layer *l, enum fpd_free_kind kind, int32_t threads) {
+    return engine_qat_kind(l, FPD_OPTIMIZER_KIND_SGD, 0.1, threads, (int)kind);
+}
+
+/* free_qat: the forward uses E's rows as fpd_layer_quantize_free stores them (the
+ * naive rows of that quantized layer, and bit for bit the plain engine's rows of
+ * it), dE passes straight through (drow P^T, with the F32 P), dP takes the stored
+ * rows (E_q^T drow), and the step moves the F32 E (not rounded), for every kind. */
+Test(free, qat_forward_uses_stored_rows_and_backward_is_straight_through) {
+    for (int q = 0; q < 16; q++) g_wts[q] = 0.25f + 0.125f * (float)q;
+    const int64_t c = 5;
+    for (int kind = 0; kind < FPD_FREE_KIND_COUNT; kind++) {
+        struct fpd_layer *l = free_layer(c, true, 51), *lq = NULL;
+        struct fpd_error err;
+        cr_assert(eq(int, fpd_layer_clone(l, &lq, NULL), 0));
+        cr_assert(eq(int, fpd_layer_quantize_free(lq, (enum fpd_free_kind)kind, &err), 0), "%s", err.msg);
+        const float *E = fpd_layer_get_free_e_const(l), *Eq = fpd_layer_get_free_e_const(lq),
+                    *P = fpd_layer_get_free_p_const(l);
+        double maxq = 0.0; /* the rounding is not nothing: the test could tell */
+        for (int64_t x = 0; x < 200 * c; x++) maxq = fmax(maxq, fabs((double)E[x] - Eq[x]));
+        cr_assert(gt(dbl, maxq, kind == FPD_FREE_INT4 || kind == FPD_FREE_INT4_SYM ? 1e-2 : 1e-4), "%s: %g",
+                  fpd_free_kind_name((enum fpd_free_kind)kind), maxq);
+        struct fpd_bag_batch b = {.indices = g_idx, .n_indices = 16, .offsets = g_off, .n_bags = 5,
+                                  .per_sample_weights = g_wts, .mode = FPD_BAG_MODE_SUM, .padding_idx = 0};
+        float out[5 * 12], out_plain[5 * 12], out1[5 * 12], g[5 * 12];
+        double ref[5 * 12], ref_f32[5 * 12];
+        uint64_t seed = 78;
+        for (int i = 0; i < 60; i++) g[i] = (float)test_rand_sym(&seed);
+        struct fpd_engine *e = engine_qat(l, (enum fpd_free_kind)kind, 1), *e3 = engine_qat(l, (enum fpd_free_kind)kind, 3),
+                          *ep = engine_kind(lq, FPD_OPTIMIZER_KIND_SGD, 0.1, 1);
+        cr_assert(eq(int, fpd_engine_forward(e, &b, out, &err), 0), "%s", err.msg);
+        cr_assert(eq(int, fpd_engine_forward(e3, &b, out1, &err), 0), "%s", err.msg);
+        cr_assert(eq(int, fpd_engine_forward(ep, &b, out_plain, &err), 0), "%s", err.msg);
+        ref_forward(lq, &b, ref);
+        ref_forward(l, &b, ref_f32);
+        double off_f32 = 0.0;
+        for (int64_t o = 0; o < 5; o++) {
+            cr_assert(le(dbl, test_rel_diff(out + o * 12, ref + o * 12, 12), 1e-5), "%s bag %lld",
+                      fpd_free_kind_name((enum fpd_free_kind)kind), (long long)o);
+            for (int64_t j = 0; j < 12; j++) off_f32 = fmax(off_f32, fabs(out[o * 12 + j] - ref_f32[o * 12 + j]));
+        }
+        cr_assert(gt(dbl, off_f32, 1e-5), "the forward used the F32 E");
+        for (int64_t x = 0; x < 60; x++) {
+            cr_assert(eq(flt, out[x], out_plain[x]), "entry %lld: %g vs %g", (long long)x, (double)out[x],
+                      (double)out_plain[x]);
+            cr_assert(eq(flt, out[x], out1[x]));
+        }
+        /* backward by the definition, with the stored rows Eq in dP */
+        double dE[200 * 5], dP[5 * 12];
+        ref_free_grads(Eq, P, c, g, dE, dP);
+        cr_assert(eq(int, fpd_engine_backward(e, &b, g, &err), 0), "%s", err.msg);
+        cr_assert(eq(int, fpd_engine_backward(e3, &b, g, &err), 0), "%s", err.msg);
+        for (int t = 0; t < 2; t++) {
+            const float *gm;
+            fpd_engine_grad(t ? e3 : e, 3, &gm, NULL, NULL);
+            for (int64_t x = 0; x < 200 * c; x++)
+                cr_assert(le(dbl, fabs(gm[x] - dE[x]), 1e-4 * (1.0 + fabs(dE[x]))), "dE[%lld]", (long long)x);
+            fpd_engine_grad(t ? e3 : e, 4, &gm, NULL, NULL);
+            for (int64_t x = 0; x < c * 12; x++)
+                cr_assert(le(dbl, fabs(gm[x] - dP[x]), 1e-4 * (1.0 + fabs(dP[x]))), "dP[%lld]: %g vs %g", (long long)x,
+                          (double)gm[x], dP[x]);
+        }
+        /* SGD moves the F32 E by lr dE: E is not rounded by the step */
+        fpd_layer_free(sgd_step_moves_e(e, l, dE, c));
+        fpd_engine_free(e);
+        fpd_engine_free(e3);
+        fpd_engine_free(ep);
+        fpd_layer_free(lq);
+        fpd_layer_free(l);
+    }
+}
+
+Test(free, qat_refuses_a_bad_kind_and_a_layer_without_free_coordinates) {
+    struct fpd_layer *l = free_layer(0, false, 52), *lc = free_layer(2, false, 53);
+    struct fpd_engine_params ep = fpd_engine_default_params();
+    ep.free_qat = true;
+    ep.free_qat_kind = FPD_FREE_INT4_SYM;
+    struct fpd_engine *e = NULL;
+    struct fpd_error err;
+    cr_assert(eq(int, fpd_engine_init(l, &ep, &e, &err), FPD_STATUS_INVALID_ARG));
+    cr_assert(strstr(err.msg, "needs a layer with free coordinates") != NULL, "%s", err.msg);
+    cr_assert_null(e);
+    for (int bad = 0; bad < 2; bad++) {
+        ep.free_qat_kind = bad ? -1 : FPD_FREE_KIND_COUNT;
+        cr_assert(eq(int, fpd_engine_init(lc, &ep, &e, &err), FPD_STATUS_INVALID_ARG));
+        cr_assert(strstr(err.msg, "free_qat_kind") != NULL, "%s", err.msg);
+    }
+    ep.free_qat = false; /* the kind is not read without free_qat */
+    cr_assert(eq(int, fpd_engine_init(lc, &ep, &e, &err), 0), "%s", err.msg);
+    fpd_engine_free(e);
+    fpd_layer_free(l);
+    fpd_layer_free(lc);
+}
+
 /* (The CUDA engine's free coordinates are checked against the CPU engine by
  * tests/gpu/gpu-equal.c, emulated here by `make gpu-emu`; tests/cli/test-device.sh
  * trains with them through a CUDA-kind backend object.) */
@@ -583,6 +711,73 @@ Test(free, gmf_training_attaches_and_trains_free_coordinates) {
     cr_assert(strstr(err.msg, "free_coords 9") != NULL, "%s", err.msg);
     fpd_layer_free(lu);
     fpd_layer_free(li);
+    free(users);
+    free(items);
+}
+
+/* fpd_gmf_train's free_qat reaches the engines: with every step too small to move a
+ * float (learning rates 1e-30), an epoch's mean loss with QAT on the F32 E is bit for
+ * bit the loss of the same epoch without QAT on E rounded by fpd_layer_quantize_free,
+ * and not the loss on the F32 E. */
+Test(free, gmf_training_with_qat_sees_the_stored_rows) {
+    const int64_t NU = 120, NI = 80, D = 8, C = 4;
+    int64_t *users = malloc((size_t)(NU * NI) * sizeof(int64_t)), *items = malloc((size_t)(NU * NI) * sizeof(int64_t));
+    int64_t n = 0;
+    uint64_t seed = 7;
+    for (int64_t u = 0; u < NU; u++)
+        for (int64_t i = 0; i < NI; i++)
+            if (i % 4 == u % 4 && test_rand_u64(&seed) % 2 == 0) {
+                users[n] = u;
+                items[n++] = i;
+            }
+    const int64_t nu[] = {6, 5, 4}, ni[] = {5, 4, 4}, d[] = {2, 2, 2};
+    struct fpd_layer_shape su = test_make_shape(3, NU, nu, d, 2, 1), si = test_make_shape(3, NI, ni, d, 2, 1);
+    struct fpd_init_params ip = {FPD_INIT_KIND_NORMAL, 0.1, 5};
+    struct fpd_layer *l[2] = {NULL, NULL};
+    struct fpd_error err;
+    cr_assert(fpd_init(&su, &ip, &l[0], &err) == 0 && fpd_init(&si, &ip, &l[1], &err) == 0, "%s", err.msg);
+    float w[8];
+    for (int j = 0; j < 8; j++) w[j] = (float)(0.6 * test_rand_sym(&seed));
+    struct fpd_gmf_train_params tp = fpd_gmf_train_default_params();
+    tp.epochs = 0;
+    tp.free_coords = C;
+    tp.free_init_scale = 0.3;
+    tp.seed = 3;
+    struct fpd_gmf m = {.user = {.layer = l[0], .rows = NU, .dim = D}, .item = {.layer = l[1], .rows = NI, .dim = D},
+                        .weight = w};
+    cr_assert(eq(int, fpd_gmf_train(&m, users, items, n, &tp, NULL, &err), 0), "%s", err.msg);
+    tp.epochs = 1;
+    tp.batch_size = 50;
+    tp.learning_rate = 1e-30;
+    tp.core_learning_rate = 1e-30;
+    for (int kind = 0; kind < FPD_FREE_KIND_COUNT; kind++) {
+        double loss[3];
+        for (int run = 0; run < 3; run++) { /* 0: QAT on F32 E, 1: plain on rounded E, 2: plain on F32 E */
+            struct fpd_layer *c[2];
+            float wc[8];
+            memcpy(wc, w, sizeof wc);
+            for (int t = 0; t < 2; t++) {
+                cr_assert(eq(int, fpd_layer_clone(l[t], &c[t], NULL), 0));
+                if (run == 1)
+                    cr_assert(eq(int, fpd_layer_quantize_free(c[t], (enum fpd_free_kind)kind, &err), 0), "%s", err.msg);
+            }
+            struct fpd_gmf mc = {.user = {.layer = c[0], .rows = NU, .dim = D},
+                                 .item = {.layer = c[1], .rows = NI, .dim = D}, .weight = wc};
+            tp.free_qat = run == 0;
+            tp.free_qat_kind = kind;
+            cr_assert(eq(int, fpd_gmf_train(&mc, users, items, n, &tp, &loss[run], &err), 0), "%s", err.msg);
+            if (run == 0) /* E stays F32: the steps did not round it */
+                cr_assert(eq(int, memcmp(fpd_layer_get_free_e_const(c[0]), fpd_layer_get_free_e_const(l[0]),
+                                         (size_t)(NU * C) * sizeof(float)), 0));
+            fpd_layer_free(c[0]);
+            fpd_layer_free(c[1]);
+        }
+        cr_assert(eq(dbl, loss[0], loss[1]), "%s: QAT %.17g, rounded E %.17g", fpd_free_kind_name((enum fpd_free_kind)kind),
+                  loss[0], loss[1]);
+        cr_assert(ne(dbl, loss[0], loss[2]), "%s: QAT's loss is the F32 E's", fpd_free_kind_name((enum fpd_free_kind)kind));
+    }
+    fpd_layer_free(l[0]);
+    fpd_layer_free(l[1]);
     free(users);
     free(items);
 }

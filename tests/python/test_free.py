@@ -315,6 +315,57 @@ def table_double(torch, cores, perm, rows):
     return out[torch.as_tensor(perm, dtype=torch.long)]
 
 
+def test_qat(rng):
+    """fpd.Engine(free_qat=kind) and FPDEmbeddingBag.set_free_qat: the forward uses E
+    rounded by the NumPy quantizer above, dE passes straight through (g P^T), dP takes
+    the rounded rows; bad kinds refused."""
+    layer, cores, perm, E, Pm, W = make(rng)
+    base = rows_by_definition(cores, ROW, COL, perm, np.arange(N))
+    ids = np.array([0, 54, 17, 17, 3, 40])
+    g = rng.standard_normal((ids.size, 12)).astype(np.float32)
+    for kind in ("int4-sym", "int8-sym"):
+        want_e, _ = sym_reference(E, kind)
+        Wq = base + want_e.astype(np.float64) @ Pm
+        eng = fpd.Engine(layer, free_qat=kind, optimizer="sgd", lr=0.1)
+        out = eng.forward(ids, mode="none")
+        e1, e2 = rel(out, Wq[ids]), rel(out, W[ids])
+        report(f"Engine(free_qat={kind!r}).forward = rows with E rounded by the NumPy quantizer ({e1:.1e}; "
+               f"F32 E's rows {e2:.1e} away)", e1 < 1e-5 and e2 > 1e-4)
+        eng.backward(g)
+        dE = np.zeros((N, C))
+        np.add.at(dE, ids, g.astype(np.float64) @ Pm.T.astype(np.float64))
+        dP = want_e[ids].astype(np.float64).T @ g
+        k = layer.k
+        e3, e4 = rel(eng.grad(k)[0], dE), rel(eng.grad(k + 1)[0], dP)
+        report(f"{kind}: dE = g P^T (straight through, {e3:.1e}), dP = E_rounded^T g ({e4:.1e})",
+               e3 < 1e-5 and e4 < 1e-5)
+    report_refused("Engine(free_qat='int4-col') is refused, naming the accepted values",
+                   lambda: fpd.Engine(layer, free_qat="int4-col"), ValueError, ACCEPTED, "int4-col")
+    try:
+        import fpd.torch as ft
+        import torch
+    except ImportError:
+        skip("FPDEmbeddingBag.set_free_qat", "no torch for this interpreter")
+        return
+    want_e, _ = sym_reference(E, "int4-sym")
+    Wq = base + want_e.astype(np.float64) @ Pm
+    bag = ft.FPDEmbeddingBag(N, 12, mode="sum", layer=pickle.loads(pickle.dumps(layer)))
+    bag.set_free_qat("int4-sym")
+    t_ids = torch.from_numpy(ids)
+    offs = torch.arange(ids.size)
+    e1 = rel(bag(t_ids, offs).detach().numpy(), Wq[ids])
+    back = pickle.loads(pickle.dumps(bag))
+    e2 = rel(back(t_ids, offs).detach().numpy(), Wq[ids])
+    report(f"FPDEmbeddingBag.set_free_qat('int4-sym'): rows with rounded E ({e1:.1e}), kept by pickling ({e2:.1e})",
+           e1 < 1e-5 and e2 < 1e-5 and back.free_qat == "int4-sym")
+    bag.set_free_qat(None)
+    e3 = rel(bag(t_ids, offs).detach().numpy(), W[ids])
+    report(f"set_free_qat(None): F32 E again ({e3:.1e})", e3 < 1e-5)
+    plain = ft.FPDEmbeddingBag(N, 12, mode="sum", layer=fpd.Layer.from_cores(cores, N, perm))
+    report_refused("set_free_qat on a layer without free coordinates is refused",
+                   lambda: plain.set_free_qat("int4-sym"), ValueError, "free coordinates")
+
+
 def test_torch_module(rng):
     try:
         import torch
@@ -366,7 +417,7 @@ def test_torch_module(rng):
 
 def main():
     rng = np.random.default_rng(11)
-    for t in (test_numpy, test_sym, test_sym_cli, test_torch_module):
+    for t in (test_numpy, test_sym, test_sym_cli, test_qat, test_torch_module):
         try:
             t(rng)
         except Exception:

@@ -557,10 +557,17 @@ class Engine:
         eng.backward(grad_out)                        # accumulates dL/dcores
         eng.step()                                    # updates layer.cores, clears the gradient
 
+    free_qat (a kind of E as stored: "int8", "int4", "int8-sym", "int4-sym"; None: off)
+    trains the free coordinates quantization-aware (fpd_engine_params.free_qat): the
+    forward uses E's rows as a file of that free_dtype stores them, the gradient of E
+    passes straight through to the F32 E the optimizer steps. CPU engines only.
+
     Calls are serialized by a lock; the library releases the GIL while it works."""
 
     def __init__(self, layer, threads=0, optimizer="lazy_adam", lr=1e-3, betas=(0.9, 0.999), eps=1e-8,
-                 lr_scale=None):
+                 lr_scale=None, free_qat=None):
+        if free_qat is not None and free_qat not in _lib.FREE_KINDS:
+            raise ValueError(f"free_qat must be None or {_free_kinds_text()}, got {free_qat!r}")
         L = _lib.load()
         p = L.fpd_engine_default_params()
         p.threads = int(threads)
@@ -569,6 +576,9 @@ class Engine:
         p.optimizer.beta1, p.optimizer.beta2 = float(betas[0]), float(betas[1])
         for m, v in enumerate(lr_scale or []):
             p.optimizer.lr_scale[m] = float(v)
+        if free_qat is not None:
+            p.free_qat, p.free_qat_kind = True, _lib.FREE_KINDS[free_qat]
+        self.free_qat = free_qat
         h = ctypes.c_void_p()
         _call("fpd_engine_init", layer._h, ctypes.byref(p), ctypes.byref(h))
         self._h = h

@@ -96,7 +96,8 @@ class OptimizerParams(Structure):
 
 
 class EngineParams(Structure):
-    _fields_ = [("backend", c_void_p), ("threads", c_int32), ("optimizer", OptimizerParams)]
+    _fields_ = [("backend", c_void_p), ("threads", c_int32), ("optimizer", OptimizerParams),
+                ("free_qat", c_bool), ("free_qat_kind", c_int32)]
 
 
 class TensorInfo(Structure):

@@ -122,6 +122,7 @@ class _FPDModule(nn.Module):
         self.sparse = bool(sparse)
         self.threads = torch.get_num_threads() if threads is None else int(threads)
         self._layer = layer
+        self.free_qat = None
         self._engine = _fpd.Engine(layer, threads=self.threads)
         self._views = [torch.from_numpy(c) for c in layer.cores]  # the layer's memory
         self.cores = nn.ParameterList([nn.Parameter(v, requires_grad=not freeze) for v in self._views])
@@ -146,7 +147,7 @@ class _FPDModule(nn.Module):
 
     def __setstate__(self, st):
         super().__setstate__(st)
-        self._engine = _fpd.Engine(self._layer, threads=self.threads)
+        self._engine = _fpd.Engine(self._layer, threads=self.threads, free_qat=getattr(self, "free_qat", None))
         self._views = [torch.from_numpy(c) for c in self._layer.cores]
         fc = self._layer.free_coords
         self._fviews = [torch.from_numpy(self._layer.free_e), torch.from_numpy(self._layer.free_p)] if fc else []
@@ -162,6 +163,18 @@ class _FPDModule(nn.Module):
         if self.row_perm is None and key in state_dict:
             self.row_perm = torch.zeros(self.num_embeddings, dtype=torch.int64)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def set_free_qat(self, kind):
+        """Train the free coordinates' E quantization-aware from now on: the forward
+        uses E's rows as a file with free_dtype=kind stores them ("int8", "int4",
+        "int8-sym", "int4-sym"; None: F32 again), the gradient of E passes straight
+        through to the F32 parameter `free` (fpd.Engine's free_qat; needs free
+        coordinates). Save with free_dtype=kind (save or fpd.torch.save)."""
+        if kind is not None and not self._layer.free_coords:
+            raise ValueError(f"{type(self).__name__}: set_free_qat({kind!r}) needs a layer with free coordinates")
+        self._sync()
+        self._engine = _fpd.Engine(self._layer, threads=self.threads, free_qat=kind)
+        self.free_qat = kind
 
     # -- properties of the FPD table
     @property

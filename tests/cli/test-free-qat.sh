@@ -1,0 +1,39 @@
+# Quantization-aware training of the free coordinates' E (fpd_engine_params.free_qat):
+# sample-train-gmf --free-qat trains E as --free-dtype stores it and writes that file
+# (fpd-eval measures on it the HR@10 the trainer printed for the stored model); the flag
+# changes the training (another final loss at the same seed); refusals without a
+# quantized --free-dtype, with --device cuda, and in sample-compare-sizes. The
+# library's tests check the rows and gradients against the definition (test-free.c).
+ML="$DATA/movielens-1m/ratings.tsv"
+TR="$BUILD/sample-train-gmf"
+if [ -f "$ML" ]; then
+    A="--epochs 1 --max-users 200 --dim 16 --rank 4 --tables fpd --free-coords 4 --free-dtype int4-sym --order-rows"
+    run "$TR" "$ML" $A --free-qat -o tq --write-test --json
+    expect_rc "train --free-qat --free-dtype int4-sym: exit 0" 0
+    cp out.txt tq.json
+    expect_grep "train --free-qat: prints the stored metrics" err.txt "E stored as int4-sym: HR@10 0\.[0-9]*"
+    run "$TR" "$ML" $A --json
+    expect_rc "train --free-dtype int4-sym without --free-qat: exit 0" 0
+    cp out.txt tp.json
+    run "$BUILD/fpd-eval" tq.fpd.safetensors --ncf tq.test.rating tq.test.negative --json
+    expect_rc "train --free-qat: fpd-eval reads the file" 0
+    py_check "train --free-qat: JSON says so, fpd-eval's HR@10 = the trainer's stored HR@10, the loss differs from F32 training" "
+import json
+q = json.load(open('tq.json')); p = json.load(open('tp.json')); e = json.load(open('out.txt'))
+assert q['free_qat'] is True and p['free_qat'] is False, (q['free_qat'], p['free_qat'])
+assert q['free_dtype'] == 'int4-sym', q['free_dtype']
+hr = e.get('hr10', e.get('HR@10'))
+assert abs(hr - q['runs'][0]['hr10']) < 1e-6, (hr, q['runs'][0]['hr10'])
+assert q['runs'][0]['final_loss'] != p['runs'][0]['final_loss'], (q['runs'][0]['final_loss'], p['runs'][0]['final_loss'])"
+    run "$TR" "$ML" --epochs 1 --max-users 50 --free-coords 4 --free-qat
+    expect_rc "train --free-qat without --free-dtype: exit 2" 2
+    expect_grep "train --free-qat without --free-dtype: says what it needs" err.txt "needs --free-dtype int8, int4, int8-sym or int4-sym"
+    run "$TR" "$ML" --epochs 1 --max-users 50 --free-coords 4 --free-dtype int4-sym --free-qat --device cuda
+    expect_rc "train --free-qat --device cuda: exit 2" 2
+    expect_grep "train --free-qat --device cuda: names the CPU engine" err.txt "CPU engine only"
+    run "$BUILD/sample-compare-sizes" --movielens "$ML" --ratios 10 --methods fpd-free --free-qat
+    expect_rc "compare-sizes --free-qat without --free-dtype: exit 2" 2
+    expect_grep "compare-sizes --free-qat without --free-dtype: says what it needs" err.txt "needs --free-dtype"
+else
+    skip "train --free-qat" "$ML not found"
+fi
