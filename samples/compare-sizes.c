@@ -89,6 +89,9 @@
 enum method { M_DENSE, M_INT8, M_INT4, M_HASH, M_QR, M_QR_ORDERED, M_FPD, M_FPD_ORDERED, M_FPD_FREE, M_COUNT };
 static const char *const method_names[M_COUNT] = {"dense", "int8",        "int4",        "hash",    "qr",
                                                   "qr-ordered", "fpd", "fpd-ordered", "fpd-free"};
+/* the plots' colour of each method (the same in every plot; fpd-free, FPD's best form, red) */
+static const char *const method_colors[M_COUNT] = {"#8c564b", "#2ca02c", "#17becf", "#bcbd22", "#e377c2",
+                                                   "#1f77b4", "#ff7f0e", "#9467bd", "#d62728"};
 
 struct options {
     const char *movielens, *gowalla, *out, *plot, *merge;
@@ -849,7 +852,7 @@ static bool plot(const char *png, const struct data *d, const struct options *o,
     }
     double ref = NAN;
     int blocks = 0;
-    char titles[512] = "";
+    char titles[512] = "", colors[512] = "";
     for (int m = 0; m < M_COUNT; m++) {
         int n = 0;
         for (int i = 0; i < n_rows; i++) {
@@ -863,6 +866,8 @@ static bool plot(const char *png, const struct data *d, const struct options *o,
             blocks++;
             strncat(titles, method_names[m], sizeof titles - strlen(titles) - 2);
             strcat(titles, " ");
+            strncat(colors, method_colors[m], sizeof colors - strlen(colors) - 2);
+            strcat(colors, " ");
         }
     }
     fclose(f);
@@ -874,10 +879,12 @@ static bool plot(const char *png, const struct data *d, const struct options *o,
             "set logscale x\nset xtics (4, 10, 30, 100)\nset xrange [3:130]\n"
             "set xlabel 'times smaller than the dense D = %lld tables (parameter budget)'\n"
             "set ylabel '%s'\nset key outside right\nset grid\n"
-            "names = '%s'\n",
-            png, d->name, metric, (long long)o->epochs, o->n_seeds, (long long)o->dim, metric, titles);
-    fprintf(g, "plot for [i=0:%d] '%s' index i using 1:2:3 with yerrorlines lw 2 title word(names, i+1)", blocks - 1,
-            datp);
+            "names = '%s'\ncolors = '%s'\n",
+            png, d->name, metric, (long long)o->epochs, o->n_seeds, (long long)o->dim, metric, titles, colors);
+    fprintf(g,
+            "plot for [i=0:%d] '%s' index i using 1:2:3 with yerrorlines lw 2 lc rgb word(colors, i+1) pt i+1 "
+            "title word(names, i+1)",
+            blocks - 1, datp);
     if (isfinite(ref)) fprintf(g, ", %.5f with lines dt 2 lc rgb 'black' title 'dense D = %lld'", ref, (long long)o->dim);
     if (isfinite(pop)) fprintf(g, ", %.5f with lines dt 3 lc rgb 'gray40' title 'most popular items'", pop);
     fprintf(g, "\n");

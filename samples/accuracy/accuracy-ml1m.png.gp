@@ -9,4 +9,5 @@ set ylabel 'HR@10'
 set key outside right
 set grid
 names = 'dense int8 int4 hash qr qr-ordered fpd fpd-ordered fpd-free '
-plot for [i=0:8] 'samples/accuracy/accuracy-ml1m.png.dat' index i using 1:2:3 with yerrorlines lw 2 title word(names, i+1), 0.79720 with lines dt 2 lc rgb 'black' title 'dense D = 64', 0.56460 with lines dt 3 lc rgb 'gray40' title 'most popular items'
+colors = '#8c564b #2ca02c #17becf #bcbd22 #e377c2 #1f77b4 #ff7f0e #9467bd #d62728 '
+plot for [i=0:8] 'samples/accuracy/accuracy-ml1m.png.dat' index i using 1:2:3 with yerrorlines lw 2 lc rgb word(colors, i+1) pt i+1 title word(names, i+1), 0.79720 with lines dt 2 lc rgb 'black' title 'dense D = 64', 0.56460 with lines dt 3 lc rgb 'gray40' title 'most popular items'
