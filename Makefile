@@ -242,11 +242,14 @@ EMU_DEFS := -DFPD_CUDA_EMU $(foreach s,engine_ops ctx_device engine_forward_devi
 EMU_SAN  := -fsanitize=address,undefined -fno-omit-frame-pointer
 .PHONY: gpu-emu
 gpu-emu: $(BUILD_DIR)/gpu-equal-emu
-$(EMU_DIR)/engine-cuda.o: lib/cuda/engine-cuda.cu lib/cuda/engine-cuda.h lib/engine-plan-impl.h tests/gpu/cuda-emu.h
+# (the headers whose structs and inline code both sides compile: a stale object
+# would read another layout)
+EMU_HDRS := lib/fpd.h lib/backend-impl.h lib/engine-plan-impl.h lib/free-round-impl.h lib/cuda/engine-cuda.h
+$(EMU_DIR)/engine-cuda.o: lib/cuda/engine-cuda.cu $(EMU_HDRS) tests/gpu/cuda-emu.h
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  CXX   $< (emulated)")
 	$(Q)$(CXX) -std=c++17 -O1 -g $(EMU_SAN) $(EMU_DEFS) -I. -Ilib -include tests/gpu/cuda-emu.h -x c++ -c $< -o $@
-$(EMU_DIR)/gpu-equal.o: tests/gpu/gpu-equal.c lib/cuda/engine-cuda.h
+$(EMU_DIR)/gpu-equal.o: tests/gpu/gpu-equal.c $(EMU_HDRS) tests/test-util.h
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) $(CFLAGS) $(EMU_SAN) $(EMU_DEFS) -c $< -o $@
 $(BUILD_DIR)/gpu-equal-emu: $(EMU_DIR)/gpu-equal.o $(EMU_DIR)/engine-cuda.o $(STATIC_LIB)

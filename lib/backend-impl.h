@@ -161,8 +161,7 @@ struct fpd_backend_host {
     void (*adam_update)(float *x, const float *g, float *m1, float *m2, int64_t n, float lr, float beta1,
                         float beta2, float eps, float bc1, float bc2);
     /* ABI 5: quantization-aware training of E (fpd_engine_params.free_qat) */
-    size_t (*free_row_bytes)(enum fpd_free_kind kind, int64_t c);
-    void (*free_fake_quant_row)(enum fpd_free_kind kind, const float *x, int64_t c, uint8_t *scratch, float *out);
+    void (*free_fake_quant_row)(enum fpd_free_kind kind, const float *x, int64_t c, float *out);
 };
 
 /* What a backend object gives back: static in the object. */

@@ -68,7 +68,6 @@ static const struct fpd_backend_host g_host = {
     .layer_shape_core_numel = fpd_layer_shape_core_numel,
     .bag_batch_out_rows = fpd_bag_batch_out_rows,
     .adam_update = fpd__adam_update,
-    .free_row_bytes = fpd_free_row_bytes,
     .free_fake_quant_row = fpd__free_fake_quant_row,
 };
 

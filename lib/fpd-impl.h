@@ -74,9 +74,10 @@ bool fpd__free_sym_quantize_row(enum fpd_free_kind kind, const float *e, int64_t
 bool fpd__free_sym_dequantize_row(enum fpd_free_kind kind, const uint8_t *q, int64_t c, float *out);
 /* out[0..c) = x's row as a checkpoint of kind stores it, dequantized (the writer's
  * rounding: fpd_layer_quantize_free's floats); x copied when it cannot be quantized
- * (a NaN or Inf). scratch holds fpd_free_row_bytes(kind, c) bytes. The forward of
- * quantization-aware training (fpd_engine_params.free_qat). */
-void fpd__free_fake_quant_row(enum fpd_free_kind kind, const float *x, int64_t c, uint8_t *scratch, float *out);
+ * (a NaN or Inf, a range beyond F16's). The forward of quantization-aware training
+ * (fpd_engine_params.free_qat); the arithmetic is free-round-impl.h's, which the CUDA
+ * engine runs too. */
+void fpd__free_fake_quant_row(enum fpd_free_kind kind, const float *x, int64_t c, float *out);
 
 double fpd__now(void);
 

@@ -637,8 +637,10 @@ struct fpd_engine_params {
      * weights the optimizer steps), so steps smaller than half a code accumulate.
      * A layer trained so and then quantized by fpd_layer_quantize_free (or saved
      * with that free_kind) looks up exactly the rows the training saw. A row of E
-     * that is not finite is used as it is. The CPU engine only: the CUDA engine
-     * refuses it (UNSUPPORTED). Needs a layer with free coordinates.           */
+     * that is not finite is used as it is. The CPU and the CUDA engine both
+     * (the same rounding code, lib/free-round-impl.h; the CUDA engine's is checked
+     * in emulation on the CPU, not yet on a GPU; with it the CUDA engine does not
+     * take the direct forward). Needs a layer with free coordinates.           */
     bool free_qat;                     /* default false                              */
     int32_t free_qat_kind;             /* enum fpd_free_kind (default 0: int8)       */
 };
@@ -1057,8 +1059,8 @@ struct fpd_gmf_train_params {
                                   (fpd_engine_params.free_qat): every FPD table with free
                                   coordinates trains with its E rows rounded as the kind
                                   free_qat_kind stores them (straight-through). For a
-                                  model that will be saved with that E kind. CPU engines
-                                  only (a CUDA backend: UNSUPPORTED) (default false)        */
+                                  model that will be saved with that E kind (default
+                                  false)                                                    */
     int32_t free_qat_kind;     /* enum fpd_free_kind (declared below; default 0)            */
 };
 FPD_API struct fpd_gmf_train_params fpd_gmf_train_default_params(void);

@@ -12,6 +12,7 @@
  * rounded up to F16, code = round-half-even(x / scale) clamped to [-qmax, qmax].
  */
 #include "fpd-impl.h"
+#include "free-round-impl.h"
 
 #include <math.h>
 #include <string.h>
@@ -107,13 +108,8 @@ bool fpd__free_sym_dequantize_row(enum fpd_free_kind kind, const uint8_t *q, int
     return true;
 }
 
-void fpd__free_fake_quant_row(enum fpd_free_kind kind, const float *x, int64_t c, uint8_t *scratch, float *out) {
-    const bool ok = fpd_free_kind_is_sym(kind)
-                        ? fpd__free_sym_quantize_row(kind, x, c, scratch) &&
-                              fpd__free_sym_dequantize_row(kind, scratch, c, out)
-                        : fpd_rowwise_quantize_row((enum fpd_rowwise)kind, x, c, scratch) &&
-                              (fpd_rowwise_dequantize_row((enum fpd_rowwise)kind, scratch, c, out), true);
-    if (!ok) memcpy(out, x, (size_t)c * sizeof(float));
+void fpd__free_fake_quant_row(enum fpd_free_kind kind, const float *x, int64_t c, float *out) {
+    if (!fpd__free_round_row(kind, x, c, out)) memcpy(out, x, (size_t)c * sizeof(float));
 }
 
 int64_t fpd_free_quantize_rows(enum fpd_free_kind kind, const float *e, int64_t rows, int64_t c, uint8_t *out) {

@@ -1064,7 +1064,7 @@ static void usage(FILE *f) {
             "                    training as the file stores it (fpd_layer_quantize_free), sized by\n"
             "                    its bytes\n"
             "  --free-qat        fpd-free with --free-dtype: train E as it is stored\n"
-            "                    (quantization-aware training; the CPU engine)\n"
+            "                    (quantization-aware training)\n"
             "  --l2 X            MF: L2 weight on the batch rows (default 1e-4, LightGCN's decay)\n"
             "  --init-scale S    GMF tables start as normal(0, S^2) (default 0.01; MF: 0.1)\n"
             "  --seeds A,B,..    training seeds (default 1,2,3)\n"

@@ -127,7 +127,7 @@ static void usage(FILE *f) {
             "                    counts E's bytes / 4 as parameters) (default f32)\n"
             "  --free-qat        with --free-dtype: train E as it will be stored (quantization-\n"
             "                    aware training, straight-through; the F32 and stored metrics\n"
-            "                    then agree up to E's rounding of the last step; CPU engine)\n"
+            "                    then agree up to E's rounding of the last step)\n"
             "  --init-scale S    tables start as normal(0, S^2) (default 0.01, as NCF)\n"
             "  --seeds A,B,..    training seeds, one run each (default 1)\n"
             "  --split-seed S    seed of the held-out items and negatives (default 1)\n"
@@ -717,15 +717,12 @@ int main(int argc, char **argv) {
                         fpd_free_kind_name(o.free_kind));
     if (o.free_qat && !o.free_rowwise)
         cli_usage_error("--free-qat trains E as it is stored: it needs --free-dtype int8, int4, int8-sym or int4-sym");
-    if (o.free_qat && o.device.request == FPD_DEVICE_REQUEST_CUDA)
-        cli_usage_error("--free-qat runs on the CPU engine only (the CUDA engine does not round E yet): use "
-                        "--device cpu");
     if (o.batch < 1 + o.negatives) cli_usage_error("--batch must be at least 1 + --negatives");
     o.ratings = argv[optind];
     /* the device of the FPD tables' engines (dense tables train on the host) */
     struct fpd_device_choice dev;
     struct fpd_device want = o.device;
-    if ((!o.fpd || o.free_qat) && want.request == FPD_DEVICE_REQUEST_AUTO) want.request = FPD_DEVICE_REQUEST_CPU;
+    if (!o.fpd && want.request == FPD_DEVICE_REQUEST_AUTO) want.request = FPD_DEVICE_REQUEST_CPU;
     open_device(&want, &dev);
     o.backend = dev.backend;
     cli_install_signals();

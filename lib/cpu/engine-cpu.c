@@ -81,7 +81,6 @@ struct worker {
     float *grad[FPD_MAX_MODES];/* private core gradients (threads > 1)            */
     float *gp;                 /* private gradient of P [c, D] (threads > 1)      */
     float *eq;                 /* [c] a row of E as stored (quantization-aware)   */
-    uint8_t *qb;               /* its stored bytes                                */
     double flops;
 };
 
@@ -244,7 +243,6 @@ static void engine_destroy(void *ctx, void *state) {
             fpd_free(w->rowtmp);
             fpd_free(w->gp);
             fpd_free(w->eq);
-            fpd_free(w->qb);
         }
     fpd_free(e->wk);
     fpd_free(e->tid);
@@ -334,9 +332,7 @@ static enum fpd_status engine_create(void *ctx, struct fpd_layer *layer, const s
         for (int32_t m = 0; ok && T > 1 && m < k; m++)
             ok = (w->grad[m] = fpd_calloc((size_t)fpd_layer_shape_core_numel(s, m), sizeof(float))) != NULL;
         if (ok && T > 1 && e->fc > 0) ok = (w->gp = fpd_calloc((size_t)(e->fc * e->D), sizeof(float))) != NULL;
-        if (ok && e->qat)
-            ok = (w->eq = fpd_malloc((size_t)e->fc * sizeof(float))) &&
-                 (w->qb = fpd_malloc(fpd_free_row_bytes(e->qkind, e->fc)));
+        if (ok && e->qat) ok = (w->eq = fpd_malloc((size_t)e->fc * sizeof(float))) != NULL;
     }
     if (ok && e->fc > 0) { /* dE's O(N c) buffers wait for the first backward (look-ups need none) */
         ok = (e->gp = fpd_calloc((size_t)(e->fc * e->D), sizeof(float))) &&
@@ -615,7 +611,7 @@ static inline void store_fence(void) {
 static inline const float *free_row(struct worker *w, const float *E, int64_t i) {
     const struct cpu_engine *e = w->e;
     if (!e->qat) return E + i * e->fc;
-    fpd__free_fake_quant_row(e->qkind, E + i * e->fc, e->fc, w->qb, w->eq);
+    fpd__free_fake_quant_row(e->qkind, E + i * e->fc, e->fc, w->eq);
     return w->eq;
 }
 

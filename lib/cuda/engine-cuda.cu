@@ -76,6 +76,7 @@
 #include "../backend-impl.h"
 #include "../engine-plan-impl.h"
 #include "engine-cuda.h"
+#include "../free-round-impl.h"
 
 #ifdef FPD_CUDA_EMU
 /* the kernels run on the CPU for tests (tests/gpu/cuda-emu.h, included first):
@@ -159,6 +160,12 @@ struct cuda_engine {
     float *hgfe, *hgfp;
     unsigned char *hfe_flag, *hfp_flag;
     int64_t *hfe_list, *hfp_list;
+    /* quantization-aware training (fpd_engine_params.free_qat): the batch's distinct
+     * rows of E as a file of kind qkind stores them, [feq_cap / fc, fc] by distinct row */
+    bool qat;
+    enum fpd_free_kind qkind;
+    float *feq;
+    int64_t feq_cap;
 };
 
 /* ------------------------------------------------------------ small helpers */
@@ -427,12 +434,24 @@ __global__ static void k_direct(struct fpd__engine_geom g, struct dev_cores core
 /* the original id of stored row x (the permutation's inverse, or x itself) */
 __device__ static inline int64_t d_orig(const int64_t *inv, int64_t x) { return inv ? inv[x] : x; }
 
-/* rows[u] += E[i] P for each distinct row u (i its original id): block u */
+/* Eq[u] = E[i] as a file of kind stores it (free-round-impl.h; E[i] itself when it
+ * cannot be stored), for each distinct row u: one thread a row */
+__global__ static void k_free_round(const int64_t *urow, const int64_t *counts, const int64_t *inv, const float *E,
+                                    int64_t c, enum fpd_free_kind kind, float *Eq) {
+    const int64_t u = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (u >= counts[CNT_NU]) return;
+    const float *x = E + d_orig(inv, urow[u]) * c;
+    if (!fpd__free_round_row(kind, x, c, Eq + u * c))
+        for (int64_t q = 0; q < c; q++) Eq[u * c + q] = x[q];
+}
+
+/* rows[u] += E[i] P for each distinct row u (i its original id; Eq[u] instead when
+ * Eq is given, quantization-aware): block u */
 __global__ static void k_free_rows(const int64_t *urow, const int64_t *counts, const int64_t *inv, const float *E,
-                                   const float *P, int64_t c, int64_t D, float *rows) {
+                                   const float *Eq, const float *P, int64_t c, int64_t D, float *rows) {
     const int64_t u = blockIdx.x;
     if (u >= counts[CNT_NU]) return;
-    const float *eu = E + d_orig(inv, urow[u]) * c;
+    const float *eu = Eq ? Eq + u * c : E + d_orig(inv, urow[u]) * c;
     for (int64_t j = threadIdx.x; j < D; j += blockDim.x) {
         float s = 0.0f;
         for (int64_t q = 0; q < c; q++) s += eu[q] * P[q * D + j];
@@ -455,13 +474,15 @@ __global__ static void k_free_grad_e(const int64_t *urow, const int64_t *counts,
 }
 
 /* dP[q] += sum over distinct rows u of E[i_u, q] drow[u] (a loop in row order:
- * deterministic), P's row q touched when there is a row: block q */
+ * deterministic; Eq[u, q] instead when Eq is given), P's row q touched when there
+ * is a row: block q */
 __global__ static void k_free_grad_p(const int64_t *urow, const int64_t *counts, const int64_t *inv, const float *E,
-                                     const float *drow, int64_t c, int64_t D, float *gP, unsigned char *touched) {
+                                     const float *Eq, const float *drow, int64_t c, int64_t D, float *gP,
+                                     unsigned char *touched) {
     const int64_t q = blockIdx.x, nu = counts[CNT_NU];
     for (int64_t j = threadIdx.x; j < D; j += blockDim.x) {
         float s = 0.0f;
-        for (int64_t u = 0; u < nu; u++) s += E[d_orig(inv, urow[u]) * c + q] * drow[u * D + j];
+        for (int64_t u = 0; u < nu; u++) s += (Eq ? Eq[u * c + q] : E[d_orig(inv, urow[u]) * c + q]) * drow[u * D + j];
         gP[q * D + j] += s;
     }
     if (threadIdx.x == 0 && nu > 0) touched[q] = 1;
@@ -632,8 +653,8 @@ static void engine_destroy(void *ctx, void *state) {
     }
     cudaFree(e->perm);
     cudaFree(e->inv);
-    float *fbufs[8] = {e->fe, e->fp, e->gfe, e->gfp, e->fe_m1, e->fe_m2, e->fp_m1, e->fp_m2};
-    for (int q = 0; q < 8; q++) cudaFree(fbufs[q]);
+    float *fbufs[9] = {e->fe, e->fp, e->gfe, e->gfp, e->fe_m1, e->fe_m2, e->fp_m1, e->fp_m2, e->feq};
+    for (int q = 0; q < 9; q++) cudaFree(fbufs[q]);
     cudaFree(e->fe_touched);
     cudaFree(e->fp_touched);
     fpd_free(e->hgfe);
@@ -725,10 +746,6 @@ static enum fpd_status create_inner(struct cuda_engine *e, struct fpd_error *err
 static enum fpd_status engine_create(void *ctx, struct fpd_layer *layer, const struct fpd_engine_params *params,
                                      void **state, struct fpd_error *err) {
     *state = NULL;
-    if (params->free_qat)
-        return fpd__err(err, FPD_STATUS_UNSUPPORTED,
-                        "quantization-aware training of E (free_qat) runs on the CPU engine only; the CUDA engine "
-                        "does not round E's rows yet: use the CPU backend");
     const struct fpd_layer_shape *s = fpd_layer_get_shape(layer);
     if (s->dim > 2147483647 || s->rows > ((int64_t)1 << 62))
         return fpd__err(err, FPD_STATUS_UNSUPPORTED, "the CUDA engine does not take a table of %lld x %lld",
@@ -737,6 +754,8 @@ static enum fpd_status engine_create(void *ctx, struct fpd_layer *layer, const s
     if (!e) return fpd__err(err, FPD_STATUS_NOMEM, "out of memory for a CUDA engine");
     e->layer = layer;
     e->device = fpd__cuda_ctx_device(ctx);
+    e->qat = params->free_qat && fpd_layer_get_free_coords(layer) > 0;
+    e->qkind = (enum fpd_free_kind)params->free_qat_kind;
     fpd__engine_geom_init(s, &e->g);
     enum fpd_status st = create_inner(e, err);
     if (st) {
@@ -804,6 +823,24 @@ static struct level_info levels_of(const struct cuda_engine *e) {
 }
 
 /* ------------------------------------------------------------ forward */
+
+/* Quantization-aware training: e->feq = the batch's distinct rows of E rounded (at
+ * most n of them), the buffer grown to n rows first. */
+static enum fpd_status free_round(struct cuda_engine *e, const int64_t *urow, const int64_t *counts, int64_t n,
+                                  struct fpd_error *err) {
+    if (n * e->fc > e->feq_cap) {
+        ECUDA_TRY(cudaStreamSynchronize(e->stream)); /* no queued kernel reads the old buffer */
+        cudaFree(e->feq);
+        e->feq = NULL;
+        e->feq_cap = 0;
+        ECUDA_TRY(cudaMalloc((void **)&e->feq, (size_t)(n * e->fc) * sizeof(float)));
+        e->feq_cap = n * e->fc;
+    }
+    FPD__LAUNCH(k_free_round, blocks_for(n, 128), 128, e->stream, urow, counts, e->inv, e->fe, e->fc, e->qkind,
+                e->feq);
+    ECUDA_LAUNCHED();
+    return FPD_STATUS_OK;
+}
 
 /* b's arrays are device pointers; the workspace holds at least b->n_indices entries */
 static enum fpd_status forward_queue(struct cuda_engine *e, const struct fpd_bag_batch *b, int64_t n_bags, float *out,
@@ -877,8 +914,10 @@ static enum fpd_status forward_queue(struct cuda_engine *e, const struct fpd_bag
                 rows);
     ECUDA_LAUNCHED();
     if (e->fc > 0) {
-        FPD__LAUNCH(k_free_rows, grid_for(n), fpd__engine_block_threads(D), st, urow, counts, e->inv, e->fe, e->fp,
-                    e->fc, D, rows);
+        enum fpd_status s2 = e->qat ? free_round(e, urow, counts, n, err) : FPD_STATUS_OK;
+        if (s2) return s2;
+        FPD__LAUNCH(k_free_rows, grid_for(n), fpd__engine_block_threads(D), st, urow, counts, e->inv, e->fe,
+                    e->qat ? e->feq : NULL, e->fp, e->fc, D, rows);
         ECUDA_LAUNCHED();
     }
     if (n_out > 0) {
@@ -930,7 +969,7 @@ static enum fpd_status direct_queue(struct cuda_engine *e, const struct fpd_bag_
 static enum fpd_status forward_any(struct cuda_engine *e, const struct fpd_bag_batch *d, int64_t n_bags, float *out,
                                    struct fpd_error *err) {
     enum fpd_status st;
-    if (e->direct && direct_fits(&e->g)) {
+    if (e->direct && !e->qat && direct_fits(&e->g)) { /* quantization-aware: the tree only */
         if ((st = direct_queue(e, d, n_bags, out, err))) return st;
         e->tree_planned = false;
     } else {
@@ -1037,8 +1076,10 @@ static enum fpd_status backward_queue(struct cuda_engine *e, const struct fpd_ba
         FPD__LAUNCH(k_free_grad_e, grid_for(n), fpd__engine_block_threads(e->fc), st, urow, counts, e->inv, e->fp, drow,
                     e->fc, D, e->gfe, e->fe_touched);
         ECUDA_LAUNCHED();
-        FPD__LAUNCH(k_free_grad_p, grid_for(e->fc), fpd__engine_block_threads(D), st, urow, counts, e->inv, e->fe, drow,
-                    e->fc, D, e->gfp, e->fp_touched);
+        enum fpd_status s2 = e->qat ? free_round(e, urow, counts, n, err) : FPD_STATUS_OK; /* E unchanged since the forward */
+        if (s2) return s2;
+        FPD__LAUNCH(k_free_grad_p, grid_for(e->fc), fpd__engine_block_threads(D), st, urow, counts, e->inv, e->fe,
+                    e->qat ? e->feq : NULL, drow, e->fc, D, e->gfp, e->fp_touched);
         ECUDA_LAUNCHED();
     }
     for (int32_t m = g->k - 1; m >= 1; m--) {

@@ -90,8 +90,6 @@ void fpd__adam_update(float *x, const float *g, float *m1, float *m2, int64_t n,
     g_host->adam_update(x, g, m1, m2, n, lr, beta1, beta2, eps, bc1, bc2);
 }
 
-size_t fpd_free_row_bytes(enum fpd_free_kind kind, int64_t c) { return g_host->free_row_bytes(kind, c); }
-
-void fpd__free_fake_quant_row(enum fpd_free_kind kind, const float *x, int64_t c, uint8_t *scratch, float *out) {
-    g_host->free_fake_quant_row(kind, x, c, scratch, out);
+void fpd__free_fake_quant_row(enum fpd_free_kind kind, const float *x, int64_t c, float *out) {
+    g_host->free_fake_quant_row(kind, x, c, out);
 }

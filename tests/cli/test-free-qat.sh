@@ -2,8 +2,9 @@
 # sample-train-gmf --free-qat trains E as --free-dtype stores it and writes that file
 # (fpd-eval measures on it the HR@10 the trainer printed for the stored model); the flag
 # changes the training (another final loss at the same seed); refusals without a
-# quantized --free-dtype, with --device cuda, and in sample-compare-sizes. The
-# library's tests check the rows and gradients against the definition (test-free.c).
+# quantized --free-dtype, in sample-train-gmf and sample-compare-sizes. The library's
+# tests check the rows and gradients against the definition (test-free.c), the CUDA
+# engine's in emulation (gpu-equal, test-gpu-build.sh).
 ML="$DATA/movielens-1m/ratings.tsv"
 TR="$BUILD/sample-train-gmf"
 if [ -f "$ML" ]; then
@@ -28,9 +29,6 @@ assert q['runs'][0]['final_loss'] != p['runs'][0]['final_loss'], (q['runs'][0]['
     run "$TR" "$ML" --epochs 1 --max-users 50 --free-coords 4 --free-qat
     expect_rc "train --free-qat without --free-dtype: exit 2" 2
     expect_grep "train --free-qat without --free-dtype: says what it needs" err.txt "needs --free-dtype int8, int4, int8-sym or int4-sym"
-    run "$TR" "$ML" --epochs 1 --max-users 50 --free-coords 4 --free-dtype int4-sym --free-qat --device cuda
-    expect_rc "train --free-qat --device cuda: exit 2" 2
-    expect_grep "train --free-qat --device cuda: names the CPU engine" err.txt "CPU engine only"
     run "$BUILD/sample-compare-sizes" --movielens "$ML" --ratios 10 --methods fpd-free --free-qat
     expect_rc "compare-sizes --free-qat without --free-dtype: exit 2" 2
     expect_grep "compare-sizes --free-qat without --free-dtype: says what it needs" err.txt "needs --free-dtype"

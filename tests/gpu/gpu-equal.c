@@ -6,7 +6,8 @@
  *
  * Layers: k = 1..4, p = 1..3, odd and prime D, padded row counts, d_m = 1,
  * a row permutation, free coordinates (free/1: E [N, c] by original id, P [c, D];
- * c = 1, 3, 8, with and without a permutation), and the seed's (r, p) = (8,1) (8,2) (16,2) (8,4) (32,1)
+ * c = 1, 3, 8, with and without a permutation; again with quantization-aware
+ * training of E, free_qat, in every kind: its rounding on the device), and the seed's (r, p) = (8,1) (8,2) (16,2) (8,4) (32,1)
  * on a 40,000,000 x 128 table (the heuristic's shape, random cores).
  * Batches: SUM with offsets, empty bags and padding; MEAN with padding; SUM with
  * per-sample weights and include_last_offset (entries past the last offset);
@@ -46,6 +47,7 @@
 #include <string.h>
 
 static int g_fail, g_pass;
+static int g_qat = -1; /* >= 0: both engines train E quantization-aware in this kind */
 static struct fpd_backend *g_cuda;
 
 #ifdef FPD_CUDA_EMU
@@ -221,6 +223,8 @@ static int engine_pair(struct fpd_layer *cl, struct fpd_layer *gl, enum fpd_opti
     p.optimizer.free_lr_scale = 2.0;
     p.optimizer.free_proj_lr_scale = 0.5;
     p.optimizer.free_proj_fixed = proj_fixed;
+    p.free_qat = g_qat >= 0;
+    p.free_qat_kind = g_qat >= 0 ? g_qat : 0;
     /* Adam's step lr m/(sqrt(v) + eps) is ill-conditioned in g: its gain is up to lr / eps
      * at entries with |g| near eps, so a last-bit difference of a gradient sum (normwise
      * 1e-6 of the largest entry) becomes up to 1e-6 max|g| / eps of the step. With eps =
@@ -508,6 +512,15 @@ int main(int argc, char **argv) {
             snprintf(where, sizeof where, "k=%d N=%lld D=%lld r=%lld p=%lld%s%s%s", (int)e->k, (long long)e->rows,
                      (long long)s.dim, (long long)e->r, (long long)e->p, e->perm ? " perm" : "", fcs, tag);
             if (!only || strstr(where, only)) run_layer(l, where, e->rows > 5000 ? (quick ? 1000 : 4000) : 300);
+            /* quantization-aware training of E (free_qat): the rows rounded on the device
+             * as on the host; every kind (--quick: the two symmetric ones) */
+            for (int q = quick ? FPD_FREE_INT8_SYM : 0; e->fc > 0 && q < FPD_FREE_KIND_COUNT; q++) {
+                char wq[128];
+                snprintf(wq, sizeof wq, "%s qat=%s", where, fpd_free_kind_name((enum fpd_free_kind)q));
+                g_qat = q;
+                if (!only || strstr(wq, only)) run_layer(l, wq, e->rows > 5000 ? (quick ? 1000 : 4000) : 300);
+                g_qat = -1;
+            }
             fpd_layer_free(l);
         }
         /* the seed's configurations on the benchmark's table shape */

@@ -11,6 +11,8 @@
 
 #include "formats/fpd-formats.h"
 #include "heuristics/fpd-heuristics.h"
+#include "lib/fpd-impl.h"
+#include "lib/free-round-impl.h"
 #include "tests/test-util.h"
 
 #include <jansson.h>
@@ -580,6 +582,63 @@ Test(free, qat_forward_uses_stored_rows_and_backward_is_straight_through) {
         fpd_layer_free(lq);
         fpd_layer_free(l);
     }
+}
+
+/* The rounding of quantization-aware training (free-round-impl.h: F16 by scaling to its
+ * grid, the code for the host and the CUDA engine) against the writers: every kind's
+ * bytes (fpd_free_quantize_rows) decoded by the readers' functions, bit for bit, on
+ * rows of every magnitude (F16-subnormal scales, ranges near F16's limit), constant
+ * and zero rows, rows on the code grid (ties), and rows the writers refuse (NaN, a
+ * range beyond F16), which it refuses too. */
+Test(free, qat_rounding_is_the_writers_bytes_decoded) {
+    uint64_t seed = 2027;
+    const int64_t cs[] = {1, 2, 3, 5, 8, 13};
+    float x[13], got[13], want[13];
+    uint8_t buf[13 + 8];
+    int64_t refused = 0, rows = 0, ties = 0;
+    for (int kind = 0; kind < FPD_FREE_KIND_COUNT; kind++)
+        for (int t = 0; t < 4000; t++) {
+            const int64_t c = cs[t % 6];
+            const int type = (t / 6) % 8;
+            const double mag = pow(10.0, -9.0 + 13.0 * (double)(test_rand_u64(&seed) % 1000) / 1000.0);
+            for (int64_t j = 0; j < c; j++) {
+                double v = test_rand_sym(&seed);
+                switch (type) {
+                case 0: x[j] = (float)(mag * v); break;
+                case 1: x[j] = 0.0f; break;
+                case 2: x[j] = (float)mag; break;
+                case 3: /* half codes of a power-of-two step: ties for every kind */
+                    x[j] = ldexpf((float)((int)(8.0 * v) + 0.5), -(int)(test_rand_u64(&seed) % 30)); break;
+                case 4: x[j] = (float)(j == 0 ? 7e4 * (1.0 + fabs(v)) : v); break; /* beyond F16 */
+                case 5: x[j] = (float)(1e-7 * v); break;                         /* F16-subnormal scales */
+                case 6: x[j] = j == c / 2 ? NAN : (float)v; break;
+                default: x[j] = (float)(65504.0 * 7.0 * v); break;               /* near the largest scale */
+                }
+            }
+            ties += type == 3;
+            const bool wrote = fpd_free_quantize_rows((enum fpd_free_kind)kind, x, 1, c, buf) < 0;
+            const bool rounded = fpd__free_round_row((enum fpd_free_kind)kind, x, c, got);
+            cr_assert(eq(int, rounded, wrote), "%s c=%lld type %d: rounded %d, written %d",
+                      fpd_free_kind_name((enum fpd_free_kind)kind), (long long)c, type, rounded, wrote);
+            if (!wrote) {
+                refused++;
+                continue;
+            }
+            rows++;
+            if (fpd_free_kind_is_sym((enum fpd_free_kind)kind))
+                cr_assert(fpd__free_sym_dequantize_row((enum fpd_free_kind)kind, buf, c, want));
+            else
+                fpd_rowwise_dequantize_row((enum fpd_rowwise)kind, buf, c, want);
+            for (int64_t j = 0; j < c; j++)
+                cr_assert(eq(int, memcmp(&got[j], &want[j], sizeof(float)), 0),
+                          "%s c=%lld type %d column %lld: %a vs the file's %a (x = %a)",
+                          fpd_free_kind_name((enum fpd_free_kind)kind), (long long)c, type, (long long)j,
+                          (double)got[j], (double)want[j], (double)x[j]);
+        }
+    /* the cases were exercised: refusals (NaN, beyond F16) and kept rows of every type */
+    cr_assert(gt(i64, refused, 1000));
+    cr_assert(gt(i64, rows, 10000));
+    cr_assert(gt(i64, ties, 1000));
 }
 
 Test(free, qat_refuses_a_bad_kind_and_a_layer_without_free_coordinates) {

@@ -560,7 +560,7 @@ class Engine:
     free_qat (a kind of E as stored: "int8", "int4", "int8-sym", "int4-sym"; None: off)
     trains the free coordinates quantization-aware (fpd_engine_params.free_qat): the
     forward uses E's rows as a file of that free_dtype stores them, the gradient of E
-    passes straight through to the F32 E the optimizer steps. CPU engines only.
+    passes straight through to the F32 E the optimizer steps.
 
     Calls are serialized by a lock; the library releases the GIL while it works."""
 
