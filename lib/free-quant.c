@@ -67,11 +67,8 @@ static uint16_t f16_ceil(float x) {
 bool fpd__free_sym_quantize_row(enum fpd_free_kind kind, const float *x, int64_t c, uint8_t *out) {
     FPD_ASSERT(fpd_free_kind_is_sym(kind));
     const int qmax = kind == FPD_FREE_INT8_SYM ? 127 : 7;
-    float m = 0.0f;
-    for (int64_t j = 0; j < c; j++) {
-        if (!isfinite(x[j])) return false;
-        m = fabsf(x[j]) > m ? fabsf(x[j]) : m;
-    }
+    float m;
+    if (!fpd__row_absmax(x, c, &m)) return false;
     const uint16_t h = m > 0.0f ? f16_ceil(m / (float)qmax) : 0;
     if (h == 0xffff) return false;
     const float scale = f16_value(h);

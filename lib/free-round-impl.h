@@ -73,17 +73,37 @@ static inline FPD_HD float fpd__f16_ceil_value(float x) {
     return y > 65504.0f ? INFINITY : y;
 }
 
+/* *m = max |x[j]| (0 for c = 0); false when a value is NaN or Inf. The symmetric
+ * writers' scan too (lib/free-quant.c). */
+static inline FPD_HD bool fpd__row_absmax(const float *x, int64_t c, float *m) {
+    *m = 0.0f;
+    for (int64_t j = 0; j < c; j++) {
+        if (!isfinite(x[j])) return false;
+        *m = fabsf(x[j]) > *m ? fabsf(x[j]) : *m;
+    }
+    return true;
+}
+
+/* *lo, *hi = min and max of x (0 for c = 0); false when a value is NaN or Inf. The
+ * row-wise writers' scan too (lib/quant.c). */
+static inline FPD_HD bool fpd__row_minmax(const float *x, int64_t c, float *lo, float *hi) {
+    *lo = *hi = c ? x[0] : 0.0f;
+    for (int64_t j = 0; j < c; j++) {
+        if (!isfinite(x[j])) return false;
+        *lo = x[j] < *lo ? x[j] : *lo;
+        *hi = x[j] > *hi ? x[j] : *hi;
+    }
+    return true;
+}
+
 /* out[0..c) = x[0..c) as a row of kind stores it, dequantized; false (out
  * untouched) when the row cannot be stored (a NaN or Inf, a range beyond F16's),
  * as the writers refuse it. */
 static inline FPD_HD bool fpd__free_round_row(enum fpd_free_kind kind, const float *x, int64_t c, float *out) {
     if (kind == FPD_FREE_INT8_SYM || kind == FPD_FREE_INT4_SYM) {
         const int qmax = kind == FPD_FREE_INT8_SYM ? 127 : 7;
-        float m = 0.0f;
-        for (int64_t j = 0; j < c; j++) {
-            if (!isfinite(x[j])) return false;
-            m = fabsf(x[j]) > m ? fabsf(x[j]) : m;
-        }
+        float m;
+        if (!fpd__row_absmax(x, c, &m)) return false;
         const float scale = m > 0.0f ? fpd__f16_ceil_value(m / (float)qmax) : 0.0f;
         if (!isfinite(scale)) return false;
         for (int64_t j = 0; j < c; j++) {
@@ -94,12 +114,8 @@ static inline FPD_HD bool fpd__free_round_row(enum fpd_free_kind kind, const flo
         return true;
     }
     /* FBGEMM's row-wise kinds (lib/quant.c) */
-    float lo = c ? x[0] : 0.0f, hi = lo;
-    for (int64_t j = 0; j < c; j++) {
-        if (!isfinite(x[j])) return false;
-        lo = x[j] < lo ? x[j] : lo;
-        hi = x[j] > hi ? x[j] : hi;
-    }
+    float lo, hi;
+    if (!fpd__row_minmax(x, c, &lo, &hi)) return false;
     if (kind == FPD_FREE_INT8) {
         const float range = hi - lo;
         if (!isfinite(range)) return false;

@@ -14,6 +14,7 @@
  * Dequantization: x = code * scale + bias (FBGEMM's Fused*ToFloat).
  */
 #include "fpd-impl.h"
+#include "free-round-impl.h"
 
 #include <math.h>
 #include <string.h>
@@ -48,12 +49,8 @@ static float f16_round(float x) {
 
 bool fpd_rowwise_quantize_row(enum fpd_rowwise kind, const float *x, int64_t dim, uint8_t *out) {
     FPD_ASSERT((unsigned)kind < FPD_ROWWISE_COUNT && dim >= 0 && (x || dim == 0) && out);
-    float lo = dim ? x[0] : 0.0f, hi = lo;
-    for (int64_t j = 0; j < dim; j++) {
-        if (!isfinite(x[j])) return false;
-        lo = x[j] < lo ? x[j] : lo;
-        hi = x[j] > hi ? x[j] : hi;
-    }
+    float lo, hi;
+    if (!fpd__row_minmax(x, dim, &lo, &hi)) return false;
     if (kind == FPD_ROWWISE_INT8) {
         float range = hi - lo;
         if (!isfinite(range)) return false;
