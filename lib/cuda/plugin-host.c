@@ -2,7 +2,8 @@
  * plugin-host.c - linked into a loadable backend object (build/libfpd-cuda.so,
  * the test objects build/libfpd-fakecuda*.so), never into libfpd. It defines the
  * few libfpd functions a backend calls (errors, logging, allocation, the layer
- * and batch accessors, the Adam update, E's rounding for quantization-aware training) on top of the host table that libfpd
+ * and batch accessors, the Adam update, E's rounding for quantization-aware
+ * training) on top of the host table that libfpd
  * passes to fpd_backend_plugin_init (struct fpd_backend_host, backend-impl.h), so
  * the backend's code calls them as code in lib/ does, and they act on libfpd's
  * own state (its allocator hooks, its log callback, its layers).
