@@ -1268,8 +1268,9 @@ int main(int argc, char **argv) {
     }
     if (!o.movielens == !o.gowalla) cli_usage_error("give exactly one of --movielens PATH and --gowalla DIR");
     if (o.popularity > 0.0) cli_usage_error("--popularity goes with --merge (a training run computes it)");
-    if (o.free_qat && o.free_dtype < 0)
-        cli_usage_error("--free-qat trains E as it is stored: it needs --free-dtype int8, int4, int8-sym or int4-sym");
+    if (o.free_qat && (o.free_dtype < 0 || !o.methods[M_FPD_FREE]))
+        cli_usage_error("--free-qat trains fpd-free's E as it is stored: it needs fpd-free among --methods and "
+                        "--free-dtype int8, int4, int8-sym or int4-sym");
     const bool mf = o.gowalla != NULL;
     if (o.batch < 0) o.batch = mf ? 4096 : 256;
     if (o.negatives < 0) o.negatives = mf ? 1 : 4;

@@ -192,6 +192,8 @@ struct epoch_ctx {
     const struct fpd_ncf_split *sp;
     struct run *run;
     double train_seconds;
+    struct fpd_layer *const *layers; /* the FPD tables (NULL entries: dense) */
+    int n_layers;
 };
 
 /* HR@10 and NDCG@10 of the model now on the test split; false (printed) on failure. */
@@ -212,6 +214,39 @@ static bool evaluate(const struct epoch_ctx *c, struct fpd_ncf_metrics *mt) {
     return true;
 }
 
+/* --free-qat: the metrics of the model as it will be stored (E of each FPD table
+ * rounded as --free-dtype stores it, then put back: training goes on with the F32 E). */
+static bool evaluate_stored(const struct epoch_ctx *c, struct fpd_ncf_metrics *mt) {
+    float *keep[4] = {0}; /* n_layers <= 4: user, item (and MLP user, item) */
+    struct fpd_error err;
+    bool ok = true;
+    for (int i = 0; ok && i < c->n_layers; i++) {
+        struct fpd_layer *l = c->layers[i];
+        const int64_t fc = l ? fpd_layer_get_free_coords(l) : 0;
+        if (fc == 0) continue;
+        const size_t bytes = (size_t)(fpd_layer_get_shape(l)->rows * fc) * sizeof(float);
+        if (!(keep[i] = malloc(bytes))) {
+            cli_error("out of memory for a copy of E");
+            ok = false;
+            break;
+        }
+        memcpy(keep[i], fpd_layer_get_free_e_const(l), bytes);
+        if (fpd_layer_quantize_free(l, c->o->free_kind, &err)) {
+            cli_error("table %d: %s", i, err.msg);
+            ok = false;
+        }
+    }
+    ok = ok && evaluate(c, mt);
+    for (int i = 0; i < c->n_layers; i++)
+        if (keep[i]) {
+            struct fpd_layer *l = c->layers[i];
+            memcpy(fpd_layer_get_free_e(l), keep[i],
+                   (size_t)(fpd_layer_get_shape(l)->rows * fpd_layer_get_free_coords(l)) * sizeof(float));
+            free(keep[i]);
+        }
+    return ok;
+}
+
 /* The parameters of a table's free coordinates, as the ratio counts them: c (N + D),
  * or with --free-dtype their stored bytes over 4 (E's row-wise rows, P in F32). */
 static int64_t free_params(const struct options *o, int64_t rows, int64_t dim) {
@@ -221,9 +256,16 @@ static int64_t free_params(const struct options *o, int64_t rows, int64_t dim) {
 
 /* --free-dtype: round E of each FPD table to its stored rows (fpd_layer_quantize_free)
  * and evaluate again, so the metrics reported (and the file written) are the stored
- * model's; the F32 metrics before go to hr_f32 / ndcg_f32. */
+ * model's; the F32 metrics before go to hr_f32 / ndcg_f32 (with --free-qat the epochs
+ * measured the stored model already: the F32 E is measured here first). */
 static bool store_free(const struct epoch_ctx *c, struct fpd_layer *const *layers, int n) {
     struct fpd_error err;
+    if (c->o->free_qat) {
+        struct fpd_ncf_metrics m32;
+        if (!evaluate(c, &m32)) return false;
+        c->run->hr = m32.hr10;
+        c->run->ndcg = m32.ndcg10;
+    }
     for (int i = 0; i < n; i++)
         if (layers[i] && fpd_layer_get_free_coords(layers[i]) > 0 &&
             fpd_layer_quantize_free(layers[i], c->o->free_kind, &err)) {
@@ -250,15 +292,18 @@ static bool on_epoch(int64_t epoch, double loss, double seconds, void *ud) {
     bool last = epoch == c->o->epochs;
     if (last || (c->o->eval_every > 0 && epoch % c->o->eval_every == 0)) {
         struct fpd_ncf_metrics mt;
-        if (!evaluate(c, &mt)) return false;
+        if (!(c->o->free_qat ? evaluate_stored(c, &mt) : evaluate(c, &mt))) return false;
         c->run->hr = mt.hr10;
         c->run->ndcg = mt.ndcg10;
         if (mt.hr10 > c->run->best_hr) {
             c->run->best_hr = mt.hr10;
             c->run->best_epoch = epoch;
         }
-        fprintf(stderr, "  %-5s seed %llu epoch %3lld  loss %.4f  %6.2f s  HR@10 %.4f  NDCG@10 %.4f\n",
-                c->run->kind, (unsigned long long)c->run->seed, (long long)epoch, loss, seconds, mt.hr10, mt.ndcg10);
+        char tag[48] = "";
+        if (c->o->free_qat) snprintf(tag, sizeof tag, "  (E as stored: %s)", fpd_free_kind_name(c->o->free_kind));
+        fprintf(stderr, "  %-5s seed %llu epoch %3lld  loss %.4f  %6.2f s  HR@10 %.4f  NDCG@10 %.4f%s\n",
+                c->run->kind, (unsigned long long)c->run->seed, (long long)epoch, loss, seconds, mt.hr10, mt.ndcg10,
+                tag);
     } else {
         fprintf(stderr, "  %-5s seed %llu epoch %3lld  loss %.4f  %6.2f s\n", c->run->kind,
                 (unsigned long long)c->run->seed, (long long)epoch, loss, seconds);
@@ -378,7 +423,7 @@ static int train_ncf_one(const struct options *o, const struct fpd_ncf_split *sp
     run->params = params + other;
     run->ratio = (double)(dense_params + other) / (double)(params + other);
     struct fpd_gmf_train_params tp = train_params(o, fpd, seed);
-    struct epoch_ctx ec = {o, NULL, &m, sp, run, 0.0};
+    struct epoch_ctx ec = {o, NULL, &m, sp, run, 0.0, lay, 4};
     tp.epoch_callback = on_epoch;
     tp.epoch_user_data = &ec;
     if (fpd_ncf_train(&m, sp->train_users, sp->train_items, sp->n_train, &tp, NULL, &err)) {
@@ -508,7 +553,7 @@ static int train_one(const struct options *o, const struct fpd_ncf_split *sp, bo
     run->params = params;
     run->ratio = (double)((rows[0] + rows[1]) * D + D + 1) / (double)params;
     struct fpd_gmf_train_params tp = train_params(o, fpd, seed);
-    struct epoch_ctx ec = {o, &m, NULL, sp, run, 0.0};
+    struct epoch_ctx ec = {o, &m, NULL, sp, run, 0.0, m.layer, 2};
     tp.epoch_callback = on_epoch;
     tp.epoch_user_data = &ec;
     if (fpd_gmf_train(&m.gmf, sp->train_users, sp->train_items, sp->n_train, &tp, NULL, &err)) {
@@ -712,11 +757,13 @@ int main(int argc, char **argv) {
         cli_usage_error("--free-init-scale sets how the free coordinates start; it goes with --free-coords C (C >= 1)");
     if (o.free_proj_given && o.free_coords == 0)
         cli_usage_error("--free-proj sets how the free coordinates' P steps; it goes with --free-coords C (C >= 1)");
+    if (o.free_qat && (!o.free_rowwise || o.free_coords == 0 || !o.fpd))
+        cli_usage_error("--free-qat trains the free coordinates' E of FPD tables as it is stored: it needs --tables "
+                        "fpd (or both), --free-coords C and --free-dtype int8, int4, int8-sym or int4-sym%s",
+                        o.free_rowwise || o.free_coords == 0 ? "" : " (f32 E has nothing to round)");
     if (o.free_rowwise && o.free_coords == 0)
         cli_usage_error("--free-dtype %s stores the free coordinates' E; it goes with --free-coords C (C >= 1)",
                         fpd_free_kind_name(o.free_kind));
-    if (o.free_qat && !o.free_rowwise)
-        cli_usage_error("--free-qat trains E as it is stored: it needs --free-dtype int8, int4, int8-sym or int4-sym");
     if (o.batch < 1 + o.negatives) cli_usage_error("--batch must be at least 1 + --negatives");
     o.ratings = argv[optind];
     /* the device of the FPD tables' engines (dense tables train on the host) */

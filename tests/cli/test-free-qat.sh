@@ -13,6 +13,8 @@ if [ -f "$ML" ]; then
     expect_rc "train --free-qat --free-dtype int4-sym: exit 0" 0
     cp out.txt tq.json
     expect_grep "train --free-qat: prints the stored metrics" err.txt "E stored as int4-sym: HR@10 0\.[0-9]*"
+    expect_grep "train --free-qat: the epochs measure the model as stored" err.txt "epoch   1 .*HR@10 0\.[0-9]+  NDCG@10 0\.[0-9]+  \(E as stored: int4-sym\)"
+    cp err.txt tq.err
     run "$TR" "$ML" $A --json
     expect_rc "train --free-dtype int4-sym without --free-qat: exit 0" 0
     cp out.txt tp.json
@@ -25,13 +27,23 @@ assert q['free_qat'] is True and p['free_qat'] is False, (q['free_qat'], p['free
 assert q['free_dtype'] == 'int4-sym', q['free_dtype']
 hr = e.get('hr10', e.get('HR@10'))
 assert abs(hr - q['runs'][0]['hr10']) < 1e-6, (hr, q['runs'][0]['hr10'])
-assert q['runs'][0]['final_loss'] != p['runs'][0]['final_loss'], (q['runs'][0]['final_loss'], p['runs'][0]['final_loss'])"
+assert q['runs'][0]['final_loss'] != p['runs'][0]['final_loss'], (q['runs'][0]['final_loss'], p['runs'][0]['final_loss'])
+# the last epoch's line (E as stored) is the stored model's HR@10; the F32 figure is measured apart
+import re
+last = [l for l in open('tq.err') if 'E as stored' in l][-1]
+hr_epoch = float(re.search(r'HR@10 (0\.[0-9]+)', last).group(1))
+assert abs(hr_epoch - q['runs'][0]['hr10']) < 1e-4, (last, q['runs'][0]['hr10'])
+assert q['runs'][0]['hr10_f32'] is not None"
     run "$TR" "$ML" --epochs 1 --max-users 50 --free-coords 4 --free-qat
     expect_rc "train --free-qat without --free-dtype: exit 2" 2
-    expect_grep "train --free-qat without --free-dtype: says what it needs" err.txt "needs --free-dtype int8, int4, int8-sym or int4-sym"
+    expect_grep "train --free-qat without --free-dtype: says what it needs" err.txt "needs --tables fpd \(or both\), --free-coords C and --free-dtype int8, int4, int8-sym or int4-sym"
+    run "$TR" "$ML" --epochs 1 --max-users 50 --free-coords 4 --free-dtype int4-sym --free-qat --tables dense
+    expect_rc "train --free-qat --tables dense: exit 2 (nothing to train so)" 2
     run "$BUILD/sample-compare-sizes" --movielens "$ML" --ratios 10 --methods fpd-free --free-qat
     expect_rc "compare-sizes --free-qat without --free-dtype: exit 2" 2
-    expect_grep "compare-sizes --free-qat without --free-dtype: says what it needs" err.txt "needs --free-dtype"
+    expect_grep "compare-sizes --free-qat without --free-dtype: says what it needs" err.txt "needs fpd-free among --methods and --free-dtype"
+    run "$BUILD/sample-compare-sizes" --movielens "$ML" --ratios 10 --methods dense --free-qat --free-dtype int4-sym
+    expect_rc "compare-sizes --free-qat without fpd-free: exit 2" 2
 else
     skip "train --free-qat" "$ML not found"
 fi

@@ -358,6 +358,20 @@ def test_qat(rng):
     e2 = rel(back(t_ids, offs).detach().numpy(), Wq[ids])
     report(f"FPDEmbeddingBag.set_free_qat('int4-sym'): rows with rounded E ({e1:.1e}), kept by pickling ({e2:.1e})",
            e1 < 1e-5 and e2 < 1e-5 and back.free_qat == "int4-sym")
+    # save without free_dtype: E stored in the kind it trains in, the rows training saw
+    sp = os.path.join(WORK, "qat-save.safetensors")
+    bag.save(sp, name="emb")
+    h, _, _ = read_safetensors(sp)
+    with fpd.open(sp) as ck:
+        lq, info = ck.load_layer("emb"), ck.table_info("emb")
+    e4 = rel(lq.lookup(ids), Wq[ids])
+    report(f"save() after set_free_qat('int4-sym') stores E as int4-sym, the rows training saw ({e4:.1e})",
+           info["free_dtype"] == "int4-sym" and h["emb.fpd.free"]["dtype"] == "U8" and e4 < 1e-5, str(info))
+    other = pickle.loads(pickle.dumps(bag))
+    other.set_free_qat("int8-sym")
+    report_refused("fpd.torch.save of modules training E in two kinds, without free_dtype, is refused",
+                   lambda: ft.save(os.path.join(WORK, "qat-two.safetensors"), {"a": bag, "b": other}), ValueError,
+                   "int4-sym", "int8-sym", "free_dtype")
     bag.set_free_qat(None)
     e3 = rel(bag(t_ids, offs).detach().numpy(), W[ids])
     report(f"set_free_qat(None): F32 E again ({e3:.1e})", e3 < 1e-5)

@@ -169,7 +169,8 @@ class _FPDModule(nn.Module):
         uses E's rows as a file with free_dtype=kind stores them ("int8", "int4",
         "int8-sym", "int4-sym"; None: F32 again), the gradient of E passes straight
         through to the F32 parameter `free` (fpd.Engine's free_qat; needs free
-        coordinates). Save with free_dtype=kind (save or fpd.torch.save)."""
+        coordinates). save / fpd.torch.save then store E in that kind unless told
+        otherwise (free_dtype=)."""
         if kind is not None and not self._layer.free_coords:
             raise ValueError(f"{type(self).__name__}: set_free_qat({kind!r}) needs a layer with free coordinates")
         self._sync()
@@ -283,7 +284,8 @@ class _FPDModule(nn.Module):
         under. rel_error is recomputed against `reference` (the dense table) when given,
         else written as null; "fit" records "+torch". free_dtype "int8"/"int4": E of the
         free coordinates stored row-wise (free-rowwise/1); "int8-sym"/"int4-sym":
-        symmetric codes and an F16 scale a row (free-sym/1); as fpd.save."""
+        symmetric codes and an F16 scale a row (free-sym/1); as fpd.save. None: the
+        kind set_free_qat trains E in, if any, else F32."""
         name = name or getattr(self, "table_name", None)
         if not name:
             raise ValueError("save needs a table name (the module was not read from a file)")
@@ -471,8 +473,16 @@ def save(path, modules, references=None, core_dtype="F32", overwrite=False, meta
     """Write several tables and tensors as one FPD v1 checkpoint: modules maps a name
     to an FPDEmbeddingBag / FPDEmbedding (written as an FPD table) or to a tensor
     (written unchanged). references: {name: dense table} to recompute rel_error
-    (else null). free_dtype: None, or "int8", "int4", "int8-sym" or "int4-sym" for
-    the free coordinates' E (fpd.save)."""
+    (else null). free_dtype: "int8", "int4", "int8-sym" or "int4-sym" for the free
+    coordinates' E (fpd.save), or None: the kind the modules train E in
+    (set_free_qat) when they do (all the same kind), else E as F32."""
+    if free_dtype is None:
+        kinds = {getattr(m, "free_qat", None) for m in modules.values()
+                 if isinstance(m, _FPDModule) and m._layer.free_coords}
+        if len(kinds) > 1:
+            raise ValueError(f"the modules train E in different kinds ({', '.join(sorted(map(str, kinds)))}); one "
+                             "file stores E in one: pass free_dtype")
+        free_dtype = kinds.pop() if kinds else None
     tables, tensors = {}, {}
     for name, m in modules.items():
         if isinstance(m, _FPDModule):
