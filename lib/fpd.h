@@ -637,7 +637,8 @@ struct fpd_engine_params {
      * weights the optimizer steps), so steps smaller than half a code accumulate.
      * A layer trained so and then quantized by fpd_layer_quantize_free (or saved
      * with that free_kind) looks up exactly the rows the training saw. A row of E
-     * that is not finite is used as it is. The CPU and the CUDA engine both
+     * that no file could store (a NaN or Inf, a range beyond F16's) is used as it
+     * is. The CPU and the CUDA engine both
      * (the same rounding code, lib/free-round-impl.h; the CUDA engine's is checked
      * in emulation on the CPU, not yet on a GPU; with it the CUDA engine does not
      * take the direct forward). Needs a layer with free coordinates.           */
