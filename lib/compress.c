@@ -727,9 +727,12 @@ enum fpd_status fpd_compress_input(const struct fpd_input *in, const char *in_pa
             if (enc0 == FPD_COMPRESS_ENCODING_AUTO)
                 ; /* chosen to meet the target */
             else if (target > 0.0 && !(r->stats.rel_error <= target))
-                add_warning(warnings, "%s: %s has relative error %.4f, above --max-error %.4g%s%s%s", ti->name,
-                            fpd_compress_encoding_name(r->enc), r->stats.rel_error, target,
-                            forced_fpd ? " (" : "", forced_fpd ? forced_by : "", forced_fpd ? ")" : "");
+                add_warning(warnings,
+                            "%s: %s has relative error %.4f, above the error target %.4g (--max-error, %g by "
+                            "default%s%s)",
+                            ti->name, fpd_compress_encoding_name(r->enc), r->stats.rel_error, target,
+                            fpd_compress_default_params().max_error, forced_fpd ? "; " : "",
+                            forced_fpd ? forced_by : "");
         }
         if (r->bytes_after >= r->bytes_before)
             add_warning(warnings, "%s: the %s form takes %zu bytes, not less than the %zu bytes of the "

@@ -27,8 +27,12 @@ t = r['tables'][0]
 assert t['encoding'] == 'fpd' and t['compressed'] and t['rows'] == 10000 and t['dim'] == 100, t
 assert t['bytes_before'] == 4000000 and abs(t['ratio'] - t['bytes_before'] / t['bytes_after']) < 1e-3 * t['ratio']
 assert 0 < t['rel_error'] < 1 and t['rel_error'] <= t['rel_error_fit'] + 1e-9, t
-assert len(r['warnings']) == 1 and 'above --max-error 0.1' in r['warnings'][0], r['warnings']"
-expect_grep "sample fpd: the warning on stderr too" err.txt "warning: word_embeddings.weight: fpd has relative error 0\.[0-9]+, above --max-error 0\.1"
+assert len(r['warnings']) == 1 and 'above the error target 0.1 (--max-error, 0.1 by default)' in r['warnings'][0], r['warnings']"
+expect_grep "sample fpd: the warning on stderr too" err.txt "warning: word_embeddings.weight: fpd has relative error 0\.[0-9]+, above the error target 0\.1 \(--max-error, 0\.1 by default\)"
+# with --budget (a size target that forces FPD) the warning says the bound is the default one
+run "$C" "$ROOT/samples/glove-10k.safetensors" -o sample-budget.safetensors --budget 200KB
+expect_rc "sample --budget: exit 0" 0
+expect_grep "sample --budget: the warning names the default bound and what forced FPD" err.txt "above the error target 0\.1 \(--max-error, 0\.1 by default; --budget is an FPD size target\)"
 
 if [ ! -f "$NCF" ]; then
     skip "NCF checkpoint" "$NCF not found"
