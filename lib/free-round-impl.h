@@ -13,8 +13,10 @@
  * ceilf. Products that a compiler could fuse with a following add (x = code * scale
  * + bias) go through fpd__mul_rn / fpd__add_rn, which are CUDA's __fmul_rn /
  * __fadd_rn on a device, so that a GPU does not contract them into an FMA the
- * host does not do. tests/formats/test-free-format.c checks every kind against
- * the writers' bytes decoded (fpd_free_quantize_rows), bit for bit.
+ * host does not do. tests/lib/test-free.c (qat_rounding_is_the_writers_bytes_decoded)
+ * checks every kind against the writers' bytes decoded (fpd_free_quantize_rows), bit
+ * for bit. The writers keep their own F16 conversions (fpd_dtype_from_f32) on
+ * purpose: that test then compares two implementations, not one with itself.
  */
 #ifndef FPD_FREE_ROUND_IMPL_H
 #define FPD_FREE_ROUND_IMPL_H

@@ -260,27 +260,24 @@ static int64_t free_params(const struct options *o, int64_t rows, int64_t dim) {
  * measured the stored model already: the F32 E is measured here first). */
 static bool store_free(const struct epoch_ctx *c, struct fpd_layer *const *layers, int n) {
     struct fpd_error err;
-    if (c->o->free_qat) {
-        struct fpd_ncf_metrics m32;
-        if (!evaluate(c, &m32)) return false;
-        c->run->hr = m32.hr10;
-        c->run->ndcg = m32.ndcg10;
-    }
+    /* the last epoch measured the F32 E, or with --free-qat the stored model already
+     * (evaluate_stored): then the F32 E is measured now, before rounding */
+    struct fpd_ncf_metrics f32 = {.hr10 = c->run->hr, .ndcg10 = c->run->ndcg}, mt = f32;
+    if (c->o->free_qat && !evaluate(c, &f32)) return false;
     for (int i = 0; i < n; i++)
         if (layers[i] && fpd_layer_get_free_coords(layers[i]) > 0 &&
             fpd_layer_quantize_free(layers[i], c->o->free_kind, &err)) {
             cli_error("table %d: %s", i, err.msg);
             return false;
         }
-    struct fpd_ncf_metrics mt;
-    if (!evaluate(c, &mt)) return false;
-    c->run->hr_f32 = c->run->hr;
-    c->run->ndcg_f32 = c->run->ndcg;
+    if (!c->o->free_qat && !evaluate(c, &mt)) return false;
+    c->run->hr_f32 = f32.hr10;
+    c->run->ndcg_f32 = f32.ndcg10;
     c->run->hr = mt.hr10;
     c->run->ndcg = mt.ndcg10;
     fprintf(stderr, "  %-5s seed %llu E stored as %s: HR@10 %.4f  NDCG@10 %.4f  (F32 %.4f, %.4f)\n", c->run->kind,
-            (unsigned long long)c->run->seed, fpd_free_kind_name(c->o->free_kind), mt.hr10, mt.ndcg10, c->run->hr_f32,
-            c->run->ndcg_f32);
+            (unsigned long long)c->run->seed, fpd_free_kind_name(c->o->free_kind), mt.hr10, mt.ndcg10, f32.hr10,
+            f32.ndcg10);
     return true;
 }
 
