@@ -640,8 +640,8 @@ enum fpd_status fpd_checkpoint_check_table(const struct fpd_safetensors *st, con
     return check_table(st, table, meta, cores, &rp, fr, err);
 }
 
-enum fpd_status fpd_checkpoint_load_layer(const struct fpd_safetensors *st, const char *table, struct fpd_layer **out,
-                                          struct fpd_error *err) {
+static enum fpd_status load_layer(const struct fpd_safetensors *st, const char *table, bool keep_stored,
+                                  struct fpd_layer **out, struct fpd_error *err) {
     FPD_ASSERT(st && table && out);
     enum fpd_status status = FPD_STATUS_OK;
     const char *P = fpd_safetensors_path(st);
@@ -697,14 +697,15 @@ enum fpd_status fpd_checkpoint_load_layer(const struct fpd_safetensors *st, cons
     }
     if (meta.free_coords > 0) { /* free/1 */
         const char *const suffix[2] = {FPD_FREE_TENSOR_SUFFIX, FPD_FREE_PROJ_TENSOR_SUFFIX};
-        const int64_t c = meta.free_coords, n[2] = {s->rows * c, c * s->dim};
+        const bool stored = keep_stored && meta.free_rowwise; /* E kept as the file's rows */
+        const int64_t c = meta.free_coords, n[2] = {stored ? c : s->rows * c, c * s->dim};
         for (int q = 0; q < 2; q++) {
             if (!(fbuf[q] = fpd_malloc((size_t)(n[q] > 0 ? n[q] : 1) * sizeof(float)))) goto nomem;
             if (q == 0 && meta.free_rowwise && fpd_free_kind_is_sym(meta.free_kind)) { /* free-sym/1 */
                 const size_t rb = fpd_free_row_bytes(meta.free_kind, c);
                 for (int64_t i = 0; i < s->rows; i++)
                     if (!fpd__free_sym_dequantize_row(meta.free_kind, (const uint8_t *)fr[0]->data + (size_t)i * rb, c,
-                                                      fbuf[0] + i * c)) {
+                                                      fbuf[0] + (stored ? 0 : i * c))) {
                         status = fpd__err(err, FPD_STATUS_FORMAT,
                                           "%s: table '%s': row %lld of '%s%s' (%s) has a scale that is negative, NaN or Inf", P,
                                           T, (long long)i, T, suffix[0], fpd_free_kind_name(meta.free_kind));
@@ -722,7 +723,15 @@ enum fpd_status fpd_checkpoint_load_layer(const struct fpd_safetensors *st, cons
                                           P, T, (long long)i, T, suffix[0], fpd_free_kind_name(meta.free_kind));
                         goto done;
                     }
-                    fpd_rowwise_dequantize_row(rk, row, c, fbuf[0] + i * c);
+                    fpd_rowwise_dequantize_row(rk, row, c, fbuf[0] + (stored ? 0 : i * c));
+                    for (int64_t j = 0; stored && j < c; j++)
+                        if (!isfinite(fbuf[0][j])) {
+                            status = fpd__err(err, FPD_STATUS_FORMAT,
+                                              "%s: table '%s': tensor '%s%s' element %lld is %g; free coordinates "
+                                              "must be finite",
+                                              P, T, T, suffix[0], (long long)(i * c + j), (double)fbuf[0][j]);
+                            goto done;
+                        }
                 }
             } else {
                 fpd_dtype_to_f32(fr[q]->dtype, fr[q]->data, fbuf[q], n[q]);
@@ -736,7 +745,9 @@ enum fpd_status fpd_checkpoint_load_layer(const struct fpd_safetensors *st, cons
                     goto done;
                 }
         }
-        if ((status = fpd_layer_set_free_coords(layer, c, fbuf[0], fbuf[1], err))) {
+        if ((status = stored ? fpd_layer_set_free_stored(layer, c, meta.free_kind, (const uint8_t *)fr[0]->data,
+                                                          fbuf[1], err)
+                             : fpd_layer_set_free_coords(layer, c, fbuf[0], fbuf[1], err))) {
             with_path(err, status, P);
             goto done;
         }
@@ -752,6 +763,16 @@ done:
     fpd_free(fbuf[0]);
     fpd_free(fbuf[1]);
     return status;
+}
+
+enum fpd_status fpd_checkpoint_load_layer(const struct fpd_safetensors *st, const char *table, struct fpd_layer **out,
+                                          struct fpd_error *err) {
+    return load_layer(st, table, false, out, err);
+}
+
+enum fpd_status fpd_checkpoint_load_layer_stored(const struct fpd_safetensors *st, const char *table,
+                                                 struct fpd_layer **out, struct fpd_error *err) {
+    return load_layer(st, table, true, out, err);
 }
 
 /* ------------------------------------------------------------ writing a layer */
@@ -775,6 +796,7 @@ enum fpd_status fpd_checkpoint_tensors_init(const struct fpd_layer *layer, const
     if (cd != FPD_DTYPE_F32 && cd != FPD_DTYPE_F16 && cd != FPD_DTYPE_BF16) cd = FPD_DTYPE_F32;
     const size_t es = fpd_dtype_size(cd);
     int64_t n = 0, own = 0;
+    float *xrow = NULL; /* a row of E decoded, when the layer holds E as stored rows */
     /* one tensor: its name (owned) and data (owned) */
 #define ADD_TENSOR(suffix, dt, bytes)                                                                   \
     do {                                                                                                \
@@ -825,11 +847,22 @@ enum fpd_status fpd_checkpoint_tensors_init(const struct fpd_layer *layer, const
         goto done;
     }
     const bool q_sym = q_free && fpd_free_kind_is_sym(meta->free_kind);
-    if (q_free) { /* free-rowwise/1 or free-sym/1: E's rows quantized now */
+    enum fpd_free_kind held = FPD_FREE_INT8;
+    const uint8_t *held_q = c > 0 ? fpd_layer_get_free_stored(layer, &held) : NULL; /* E held as stored rows */
+    if (held_q && !(xrow = fpd_malloc((size_t)c * sizeof(float)))) goto nomem;
+    if (q_free) { /* free-rowwise/1 or free-sym/1: E's rows quantized now (held in that kind: copied) */
         const size_t rb = fpd_free_row_bytes(meta->free_kind, c);
         ADD_TENSOR(FPD_FREE_TENSOR_SUFFIX, FPD_DTYPE_U8, (size_t)s->rows * rb);
-        const int64_t bad = fpd_free_quantize_rows(meta->free_kind, fpd_layer_get_free_e_const(layer), s->rows, c,
-                                                   (uint8_t *)out->tensors[n].data);
+        uint8_t *dst = (uint8_t *)out->tensors[n].data;
+        int64_t bad = -1;
+        if (held_q && held == meta->free_kind) memcpy(dst, held_q, (size_t)s->rows * rb);
+        else if (held_q)
+            for (int64_t i = 0; i < s->rows && bad < 0; i++) {
+                fpd_layer_free_row(layer, i, xrow);
+                if (fpd_free_quantize_rows(meta->free_kind, xrow, 1, c, dst + (size_t)i * rb) >= 0) bad = i;
+            }
+        else
+            bad = fpd_free_quantize_rows(meta->free_kind, fpd_layer_get_free_e_const(layer), s->rows, c, dst);
         if (bad >= 0) {
             status = fpd__err(err, FPD_STATUS_NUMERIC,
                               "table '%s': row %lld of the free coordinates E cannot be stored as %s (a NaN or "
@@ -842,7 +875,13 @@ enum fpd_status fpd_checkpoint_tensors_init(const struct fpd_layer *layer, const
         out->tensors[n++].shape[1] = (int64_t)rb;
     } else if (c > 0) {
         ADD_TENSOR(FPD_FREE_TENSOR_SUFFIX, cd, (size_t)(s->rows * c) * es);
-        fpd_dtype_from_f32(cd, fpd_layer_get_free_e_const(layer), (void *)out->tensors[n].data, s->rows * c);
+        if (held_q)
+            for (int64_t i = 0; i < s->rows; i++) {
+                fpd_layer_free_row(layer, i, xrow);
+                fpd_dtype_from_f32(cd, xrow, (char *)out->tensors[n].data + (size_t)(i * c) * es, c);
+            }
+        else
+            fpd_dtype_from_f32(cd, fpd_layer_get_free_e_const(layer), (void *)out->tensors[n].data, s->rows * c);
         out->tensors[n].ndim = 2;
         out->tensors[n].shape[0] = s->rows;
         out->tensors[n++].shape[1] = c;
@@ -870,6 +909,7 @@ enum fpd_status fpd_checkpoint_tensors_init(const struct fpd_layer *layer, const
 nomem:
     status = fpd__err(err, FPD_STATUS_NOMEM, "table '%s': out of memory assembling its tensors", table);
 done:
+    fpd_free(xrow);
     if (status) fpd_checkpoint_tensors_free(out);
     return status;
 }

@@ -227,6 +227,14 @@ FPD_API enum fpd_status fpd_checkpoint_check_table(const struct fpd_safetensors 
  * metadata, missing tensor, shape or dtype mismatch, bad row_perm), NOMEM. */
 FPD_API enum fpd_status fpd_checkpoint_load_layer(const struct fpd_safetensors *st, const char *table,
                                                   struct fpd_layer **out, struct fpd_error *err);
+/* As fpd_checkpoint_load_layer, but E stored as rows (free-rowwise/1, free-sym/1) is
+ * kept so in memory (fpd_layer_set_free_stored: fpd_free_row_bytes(kind, c) bytes a
+ * row instead of 4 c; the same checks on every row): for look-ups, which give bit for
+ * bit what the F32 layer gives; training needs fpd_layer_expand_free first. E stored
+ * in F32/F16/BF16 (free/1 alone) is loaded as fpd_checkpoint_load_layer does. Errors:
+ * those of fpd_checkpoint_load_layer. */
+FPD_API enum fpd_status fpd_checkpoint_load_layer_stored(const struct fpd_safetensors *st, const char *table,
+                                                         struct fpd_layer **out, struct fpd_error *err);
 
 /* The tensors and metadata that store `layer` as FPD table `table` of a checkpoint,
  * ready for fpd_safetensors_write: the cores "T.fpd.core0.." in meta->core_dtype
@@ -236,7 +244,10 @@ FPD_API enum fpd_status fpd_checkpoint_load_layer(const struct fpd_safetensors *
  * dtype as the cores) when it has free coordinates; with meta->free_rowwise E is
  * written quantized instead (free-rowwise/1 or free-sym/1 by meta->free_kind: U8
  * [rows, fpd_free_row_bytes(meta->free_kind, c)], each row quantized now as
- * fpd_free_quantize_rows does; P stays in the core dtype). meta_key/meta_value are
+ * fpd_free_quantize_rows does; P stays in the core dtype). A layer holding E as
+ * stored rows (fpd_layer_store_free, fpd_checkpoint_load_layer_stored) has them
+ * copied byte for byte when their kind is meta->free_kind, else decoded and written
+ * as the meta asks. meta_key/meta_value are
  * "fpd.table.T" and its JSON: meta's fields with shape, core_dtype and free_coords
  * taken from the layer (free_rowwise only when it has free coordinates).
  * extension is the list the writer adds to "fpd.extensions": "free/1" when the
@@ -567,6 +578,14 @@ FPD_API const char *fpd_ncf_model_table_name(enum fpd_ncf_kind kind, int32_t i);
  * fpd_checkpoint_load_layer, NOMEM. Free with fpd_ncf_model_free (also after a
  * failure). */
 FPD_API enum fpd_status fpd_ncf_model_load(const char *path, struct fpd_ncf_model *m, struct fpd_error *err);
+/* As fpd_ncf_model_load, but an FPD table whose free coordinates' E the file stores
+ * as rows (free-rowwise/1, free-sym/1) keeps it so in memory
+ * (fpd_checkpoint_load_layer_stored): for evaluation (fpd_ncf_model_eval and the
+ * ranking functions give bit for bit the same scores), in a fraction of the memory;
+ * training such a model (fpd_ncf_train_model, finetuning) is refused until
+ * fpd_layer_expand_free. fpd-eval and fpd_ncf_eval_file load this way. Errors: as
+ * fpd_ncf_model_load. */
+FPD_API enum fpd_status fpd_ncf_model_load_stored(const char *path, struct fpd_ncf_model *m, struct fpd_error *err);
 /* A leave-one-out split of implicit feedback (NCF's protocol, as the samples draw
  * it): per user with at least two interactions, one held out uniformly at random
  * and n_neg negatives drawn uniformly among the items the user has no interaction

@@ -429,7 +429,7 @@ enum fpd_status fpd_ncf_model_init(struct fpd_ncf_model *m, float *const dense[2
 
 /* Table T of the checkpoint into slot i of m: dense (converted to F32), row-wise
  * (dequantized) or FPD; *rows, *dim its shape. */
-static enum fpd_status load_table(struct fpd_ncf_model *m, const char *path, int i, const char *T, int64_t *rows,
+static enum fpd_status load_table(struct fpd_ncf_model *m, const char *path, int i, const char *T, bool stored, int64_t *rows,
                                   int64_t *dim, struct fpd_error *err) {
     enum fpd_status st;
     const struct fpd_tensor_info *t = fpd_safetensors_find(m->st, T);
@@ -461,7 +461,7 @@ static enum fpd_status load_table(struct fpd_ncf_model *m, const char *path, int
         if ((st = fpd_rowwise_reconstruct(&q, 0, q.rows, m->dense[i], err))) return st;
     } else if (meta) {
         if ((st = fpd_table_meta_from_json(meta, T, &m->meta[i], err)) ||
-            (st = fpd_checkpoint_load_layer(m->st, T, &m->layer[i], err)))
+            (st = (stored ? fpd_checkpoint_load_layer_stored : fpd_checkpoint_load_layer)(m->st, T, &m->layer[i], err)))
             return st;
         *rows = fpd_layer_get_shape(m->layer[i])->rows;
         *dim = fpd_layer_get_shape(m->layer[i])->dim;
@@ -489,7 +489,7 @@ static enum fpd_status load_floats(const struct fpd_safetensors *st, const char 
     return fpd_dtype_to_f32(t->dtype, t->data, *out, n0 * n1);
 }
 
-enum fpd_status fpd_ncf_model_load(const char *path, struct fpd_ncf_model *m, struct fpd_error *err) {
+static enum fpd_status model_load(const char *path, bool stored, struct fpd_ncf_model *m, struct fpd_error *err) {
     memset(m, 0, sizeof *m);
     enum fpd_status st = fpd_safetensors_open(path, &m->st, err);
     if (st) return st;
@@ -510,7 +510,7 @@ enum fpd_status fpd_ncf_model_load(const char *path, struct fpd_ncf_model *m, st
     int64_t rows[4] = {0}, dims[4] = {0};
     for (int i = 0; i < m->n_tables; i++) {
         const char *T = fpd_ncf_model_table_name(m->kind, i);
-        if ((st = load_table(m, path, i, T, &rows[i], &dims[i], err))) {
+        if ((st = load_table(m, path, i, T, stored, &rows[i], &dims[i], err))) {
             if (st == FPD_STATUS_FORMAT && !fpd_safetensors_find(m->st, T) && m->kind == FPD_NCF_KIND_GMF)
                 return fpd__err(err, FPD_STATUS_FORMAT,
                                 "%s: no tensor '%s' and no FPD table '%s': not an NCF checkpoint (GMF, MLP or NeuMF "
@@ -566,6 +566,14 @@ enum fpd_status fpd_ncf_model_load(const char *path, struct fpd_ncf_model *m, st
     fpd_dtype_to_f32(bt->dtype, bt->data, &b, 1);
     model_bind(m, rows, dims, b);
     return FPD_STATUS_OK;
+}
+
+enum fpd_status fpd_ncf_model_load(const char *path, struct fpd_ncf_model *m, struct fpd_error *err) {
+    return model_load(path, false, m, err);
+}
+
+enum fpd_status fpd_ncf_model_load_stored(const char *path, struct fpd_ncf_model *m, struct fpd_error *err) {
+    return model_load(path, true, m, err);
 }
 
 /* Is `name` a tensor the model writes itself? */
@@ -771,7 +779,7 @@ enum fpd_status fpd_ncf_eval_file(const char *ckpt, const char *rating, const ch
     struct fpd_ncf_model m;
     struct fpd_ncf_test t;
     memset(&t, 0, sizeof t);
-    enum fpd_status st = fpd_ncf_model_load(ckpt, &m, err);
+    enum fpd_status st = fpd_ncf_model_load_stored(ckpt, &m, err); /* evaluation only: E as stored */
     if (!st) st = fpd_ncf_test_load(rating, negative, &t, err);
     if (!st && (st = fpd_ncf_model_eval(&m, &t, out, err))) {
         char msg[sizeof err->msg];

@@ -113,8 +113,9 @@ const struct fpd_backend_i *fpd__backend_iface(const struct fpd_backend *be, voi
  * -Wl,--no-undefined). Bump FPD_BACKEND_ABI_VERSION when a field is added to these
  * two structs or to struct fpd_backend_i, or when what an engine must compute
  * changes (4: the engine computes free coordinates; an ABI 3 object refused them;
- * 5: fpd_engine_params.free_qat, which an engine must honour or refuse). */
-#define FPD_BACKEND_ABI_VERSION 5
+ * 5: fpd_engine_params.free_qat, which an engine must honour or refuse; 6: a layer
+ * may hold E as stored rows, read through layer_free_row). */
+#define FPD_BACKEND_ABI_VERSION 6
 #define FPD_BACKEND_PLUGIN_SYMBOL "fpd_backend_plugin_init"
 
 /* The layout sizes both sides compare (struct size in bytes, in this order). */
@@ -162,6 +163,9 @@ struct fpd_backend_host {
                         float beta2, float eps, float bc1, float bc2);
     /* ABI 5: quantization-aware training of E (fpd_engine_params.free_qat) */
     void (*free_fake_quant_row)(enum fpd_free_kind kind, const float *x, int64_t c, float *out);
+    /* ABI 6: E held as stored rows (fpd_layer_get_free_stored, fpd_layer_free_row) */
+    const uint8_t *(*layer_get_free_stored)(const struct fpd_layer *layer, enum fpd_free_kind *kind);
+    void (*layer_free_row)(const struct fpd_layer *layer, int64_t i, float *out);
 };
 
 /* What a backend object gives back: static in the object. */

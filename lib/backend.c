@@ -69,6 +69,8 @@ static const struct fpd_backend_host g_host = {
     .bag_batch_out_rows = fpd_bag_batch_out_rows,
     .adam_update = fpd__adam_update,
     .free_fake_quant_row = fpd__free_fake_quant_row,
+    .layer_get_free_stored = fpd_layer_get_free_stored,
+    .layer_free_row = fpd_layer_free_row,
 };
 
 /* ------------------------------------------------------------- loading */

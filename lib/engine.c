@@ -17,6 +17,7 @@ struct fpd_engine {
     struct fpd_layer *layer;
     struct fpd_optimizer_params opt;
     int64_t free_c; /* the layer's free coordinates when the engine was made */
+    bool free_stored; /* and whether it held E as stored rows then */
 };
 
 struct fpd_optimizer_params fpd_optimizer_default_params(void) {
@@ -71,12 +72,20 @@ enum fpd_status fpd_engine_init(struct fpd_layer *layer, const struct fpd_engine
         return fpd__err(err, FPD_STATUS_INVALID_ARG,
                         "quantization-aware training of E (free_qat) needs a layer with free coordinates; this one "
                         "has none");
+    enum fpd_free_kind held;
+    const bool stored = fpd_layer_get_free_stored(layer, &held) != NULL;
+    if (p.free_qat && stored)
+        return fpd__err(err, FPD_STATUS_INVALID_ARG,
+                        "quantization-aware training needs E in F32; the layer holds it as stored %s rows "
+                        "(fpd_layer_expand_free)",
+                        fpd_free_kind_name(held));
     struct fpd_engine *e = fpd_calloc(1, sizeof *e);
     if (!e) return fpd__err(err, FPD_STATUS_NOMEM, "out of memory for an engine");
     enum fpd_status st = FPD_STATUS_OK;
     e->layer = layer;
     e->opt = *o;
     e->free_c = fpd_layer_get_free_coords(layer);
+    e->free_stored = stored;
     if (p.backend) {
         e->be = p.backend;
     } else {
@@ -87,6 +96,13 @@ enum fpd_status fpd_engine_init(struct fpd_layer *layer, const struct fpd_engine
      * an object of an older ABI is refused when it loads) */
     if (!e->be->iface.engine_create) {
         st = fpd__err(err, FPD_STATUS_UNSUPPORTED, "backend %s has no FPD engine operations", e->be->name);
+        goto fail;
+    }
+    if (stored && e->be->kind != FPD_BACKEND_KIND_CPU) { /* its engine copies an F32 E to the device */
+        st = fpd__err(err, FPD_STATUS_UNSUPPORTED,
+                      "backend %s: E of the free coordinates is held as stored %s rows; this engine needs it in F32 "
+                      "(fpd_layer_expand_free)",
+                      e->be->name, fpd_free_kind_name(held));
         goto fail;
     }
     if ((st = e->be->iface.engine_create(e->be->ctx, layer, &p, &e->state, err))) goto fail;
@@ -156,6 +172,21 @@ static enum fpd_status free_check(const struct fpd_engine *e, struct fpd_error *
                         "the layer now has %lld free coordinates per row, the engine was made for %lld: make a new "
                         "engine",
                         (long long)c, (long long)e->free_c);
+    if ((fpd_layer_get_free_stored(e->layer, NULL) != NULL) != e->free_stored)
+        return fpd__err(err, FPD_STATUS_INVALID_ARG,
+                        "the layer's E is now held %s, the engine was made for it %s: make a new engine",
+                        e->free_stored ? "in F32" : "as stored rows", e->free_stored ? "as stored rows" : "in F32");
+    return FPD_STATUS_OK;
+}
+
+/* Training needs E in F32 (the optimizer steps it). */
+static enum fpd_status train_check(const struct fpd_engine *e, struct fpd_error *err) {
+    enum fpd_free_kind held;
+    if (fpd_layer_get_free_stored(e->layer, &held))
+        return fpd__err(err, FPD_STATUS_INVALID_ARG,
+                        "the layer holds E of its free coordinates as stored %s rows (look-ups only); training needs "
+                        "it in F32 (fpd_layer_expand_free)",
+                        fpd_free_kind_name(held));
     return FPD_STATUS_OK;
 }
 
@@ -173,6 +204,7 @@ enum fpd_status fpd_engine_backward(struct fpd_engine *e, const struct fpd_bag_b
                                     struct fpd_error *err) {
     int64_t n_bags;
     enum fpd_status st = free_check(e, err);
+    if (!st) st = train_check(e, err);
     if (st) return st;
     st = batch_check(e, b, &n_bags, err);
     if (st) return st;
@@ -187,6 +219,7 @@ void fpd_engine_grad(const struct fpd_engine *e, int32_t m, const float **grad, 
 
 enum fpd_status fpd_engine_step(struct fpd_engine *e, struct fpd_error *err) {
     enum fpd_status st = free_check(e, err);
+    if (!st) st = train_check(e, err);
     if (st) return st;
     return e->be->iface.engine_step(e->be->ctx, e->state, &e->opt, err);
 }

@@ -255,8 +255,10 @@ FPD_API enum fpd_status fpd_layer_set_free_coords(struct fpd_layer *layer, int64
 /* c, the free coordinates per row (0: none). */
 FPD_API int64_t fpd_layer_get_free_coords(const struct fpd_layer *layer);
 /* E [rows, c] (original row order) and P [c, dim], F32 C order; borrowed and
- * writable, valid until fpd_layer_free or the next fpd_layer_set_free_coords;
- * NULL when c = 0. */
+ * writable, valid until fpd_layer_free or the next fpd_layer_set_free_coords (or
+ * fpd_layer_set_free_stored, fpd_layer_store_free, fpd_layer_expand_free); NULL when
+ * c = 0. E is also NULL while the layer holds E as stored rows (fpd_layer_store_free,
+ * fpd_checkpoint_load_layer_stored): read its rows with fpd_layer_free_row then. */
 FPD_API float *fpd_layer_get_free_e(struct fpd_layer *layer);
 FPD_API const float *fpd_layer_get_free_e_const(const struct fpd_layer *layer);
 FPD_API float *fpd_layer_get_free_p(struct fpd_layer *layer);
@@ -1286,6 +1288,45 @@ FPD_API int64_t fpd_free_quantize_rows(enum fpd_free_kind kind, const float *e, 
  * unchanged). */
 FPD_API enum fpd_status fpd_layer_quantize_free(struct fpd_layer *layer, enum fpd_free_kind kind,
                                                 struct fpd_error *err);
+/* E held as stored (inference): a layer can keep E [rows, c] in memory as the
+ * rows a checkpoint of kind stores (fpd_free_row_bytes(kind, c) bytes a row, e.g.
+ * int4-sym c = 10: 7 bytes instead of 40 in F32); look-ups (fpd_engine_forward on the
+ * CPU engine, fpd_layer_lookup, fpd_layer_reconstruct, ...) decode the rows they use,
+ * to exactly the floats fpd_checkpoint_load_layer gives, so results are bit for bit
+ * those of the F32 layer loaded from the same file. Training needs E in F32:
+ * fpd_engine_backward and fpd_engine_step refuse such a layer (INVALID_ARG) and the
+ * CUDA engine does not take it (UNSUPPORTED); fpd_layer_expand_free converts back.
+ * P, the cores and the row permutation are unchanged by all of these.
+ *
+ * Set c free coordinates with E given as stored rows: rows_q [rows,
+ * fpd_free_row_bytes(kind, c)] bytes (enum fpd_free_kind's layout) and p [c, dim] F32
+ * (NULL: zeros), both copied; replaces any E and P the layer had. Errors: INVALID_ARG
+ * (kind out of range, c outside [1, dim], rows_q NULL, a row whose scale or bias is
+ * negative (symmetric kinds), NaN or Inf or that decodes beyond F32, naming it; a
+ * non-finite P value), NOMEM. */
+FPD_API enum fpd_status fpd_layer_set_free_stored(struct fpd_layer *layer, int64_t c, enum fpd_free_kind kind,
+                                                  const uint8_t *rows_q, const float *p, struct fpd_error *err);
+/* The stored rows of E (borrowed, valid until E or c next changes) and their kind
+ * into *kind (if kind is non-NULL), or NULL when E is F32 or there is none. */
+FPD_API const uint8_t *fpd_layer_get_free_stored(const struct fpd_layer *layer, enum fpd_free_kind *kind);
+/* Row i of E (0 <= i < rows, c > 0) as F32 into out[0..c): the F32 row, or the stored
+ * row decoded. */
+FPD_API void fpd_layer_free_row(const struct fpd_layer *layer, int64_t i, float *out);
+/* Keep E as stored rows of kind: an F32 E is encoded as fpd_free_quantize_rows does
+ * (the checkpoint writer's bytes; its values become those fpd_layer_quantize_free
+ * gives) and its F32 array freed; a stored E of another kind is decoded and encoded
+ * again; of the same kind, nothing changes. Errors: INVALID_ARG (no free coordinates,
+ * kind out of range), NOMEM, NUMERIC (a row that kind cannot store, naming it; the
+ * layer unchanged). */
+FPD_API enum fpd_status fpd_layer_store_free(struct fpd_layer *layer, enum fpd_free_kind kind,
+                                             struct fpd_error *err);
+/* Hold E in F32 again (its stored rows decoded; the values do not change); nothing
+ * to do when E is F32 or absent. Errors: NOMEM (the layer unchanged). */
+FPD_API enum fpd_status fpd_layer_expand_free(struct fpd_layer *layer, struct fpd_error *err);
+/* Bytes E and P take in memory now: rows * fpd_free_row_bytes(kind, c) (stored) or
+ * 4 rows c (F32), plus 4 c dim for P; 0 without free coordinates. */
+FPD_API size_t fpd_layer_free_memory_bytes(const struct fpd_layer *layer);
+
 /* Bytes of c free coordinates of a [rows, dim] table as a checkpoint stores them:
  * E [rows, c] and P [c, dim] in dtype (free/1), or with quantized E (quantized true)
  * as rows of fpd_free_row_bytes(kind, c) bytes and P in dtype. 0 for c <= 0; SIZE_MAX

@@ -126,6 +126,12 @@ enum fpd_status fpd_layer_quantize_free(struct fpd_layer *layer, enum fpd_free_k
         return fpd__err(err, FPD_STATUS_INVALID_ARG, "free coordinates: quantized kind %d is out of range", (int)kind);
     const int64_t c = fpd_layer_get_free_coords(layer), rows = fpd_layer_get_shape(layer)->rows;
     if (c == 0) return fpd__err(err, FPD_STATUS_INVALID_ARG, "the layer has no free coordinates to quantize");
+    enum fpd_free_kind held;
+    if (fpd_layer_get_free_stored(layer, &held)) { /* E as stored rows: already kind's, or F32 first */
+        if (held == kind) return FPD_STATUS_OK;
+        enum fpd_status st = fpd_layer_expand_free(layer, err);
+        if (st) return st;
+    }
     float *e = fpd_layer_get_free_e(layer);
     const bool sym = fpd_free_kind_is_sym(kind);
     const enum fpd_rowwise rk = (enum fpd_rowwise)kind;

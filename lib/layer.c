@@ -17,6 +17,9 @@ struct fpd_layer {
     int64_t free_c;    /* free coordinates per row (0: none)                 */
     float *free_e;     /* [rows, free_c], original row order, or NULL        */
     float *free_p;     /* [free_c, dim], or NULL                             */
+    uint8_t *free_q;   /* E as stored, [rows, row bytes] of kind free_q_kind, or
+                          NULL (then E is free_e); never both                 */
+    enum fpd_free_kind free_q_kind;
 };
 
 /* ------------------------------------------------------------ shapes */
@@ -105,6 +108,7 @@ void fpd_layer_free(struct fpd_layer *layer) {
     fpd_free(layer->row_perm);
     fpd_free(layer->free_e);
     fpd_free(layer->free_p);
+    fpd_free(layer->free_q);
     fpd_free(layer);
 }
 
@@ -128,7 +132,9 @@ enum fpd_status fpd_layer_clone(const struct fpd_layer *layer, struct fpd_layer 
                (size_t)fpd_layer_shape_core_numel(&layer->shape, m) * sizeof(float));
     if (layer->row_perm) st = fpd_layer_set_row_perm(*out, layer->row_perm, err);
     if (!st && layer->free_c > 0)
-        st = fpd_layer_set_free_coords(*out, layer->free_c, layer->free_e, layer->free_p, err);
+        st = layer->free_q ? fpd_layer_set_free_stored(*out, layer->free_c, layer->free_q_kind, layer->free_q,
+                                                       layer->free_p, err)
+                           : fpd_layer_set_free_coords(*out, layer->free_c, layer->free_e, layer->free_p, err);
     if (st) {
         fpd_layer_free(*out);
         *out = NULL;
@@ -200,7 +206,28 @@ static enum fpd_status remap_rows(const struct fpd_layer *layer, int64_t rows, c
     for (int32_t m = 0; m < s.k; m++)
         memcpy(nl->cores[m], layer->cores[m], (size_t)fpd_layer_shape_core_numel(&s, m) * sizeof(float));
     if (perm && (st = fpd_layer_set_row_perm(nl, perm, err))) goto done;
-    if (layer->free_c > 0) {
+    if (layer->free_c > 0 && layer->free_q) { /* E as stored: its rows' bytes move, a zero row's bytes elsewhere */
+        const int64_t c = layer->free_c;
+        const size_t rb = fpd_free_row_bytes(layer->free_q_kind, c);
+        uint8_t *q2 = fpd_malloc(rows > 0 ? (size_t)rows * rb : 1), *zero = fpd_malloc(rb);
+        float *z = fpd_calloc((size_t)c, sizeof(float));
+        if (!q2 || !zero || !z) {
+            fpd_free(q2);
+            fpd_free(zero);
+            fpd_free(z);
+            st = fpd__err(err, FPD_STATUS_NOMEM, "out of memory for %lld stored rows of free coordinates",
+                          (long long)rows);
+            goto done;
+        }
+        fpd_free_quantize_rows(layer->free_q_kind, z, 1, c, zero);
+        for (int64_t i = 0; i < rows; i++) memcpy(q2 + (size_t)i * rb, zero, rb);
+        for (int64_t i = 0; i < n; i++) memcpy(q2 + (size_t)dst[i] * rb, layer->free_q + (size_t)src[i] * rb, rb);
+        st = fpd_layer_set_free_stored(nl, c, layer->free_q_kind, q2, layer->free_p, err);
+        fpd_free(q2);
+        fpd_free(zero);
+        fpd_free(z);
+        if (st) goto done;
+    } else if (layer->free_c > 0) {
         const int64_t c = layer->free_c;
         if (!(e2 = fpd_calloc((size_t)(rows > 0 ? rows * c : 1), sizeof(float)))) {
             st = fpd__err(err, FPD_STATUS_NOMEM, "out of memory for %lld x %lld free coordinates", (long long)rows,
@@ -266,6 +293,19 @@ done:
 
 /* ------------------------------------------------------------ free coordinates */
 
+/* The layer's free coordinates become c, E (F32 e, or stored rows q of kind), P p
+ * (all owned now); the old ones are freed. */
+static void replace_free(struct fpd_layer *layer, int64_t c, float *e, float *p, uint8_t *q, enum fpd_free_kind kind) {
+    fpd_free(layer->free_e);
+    fpd_free(layer->free_p);
+    fpd_free(layer->free_q);
+    layer->free_c = c;
+    layer->free_e = e;
+    layer->free_p = p;
+    layer->free_q = q;
+    layer->free_q_kind = kind;
+}
+
 enum fpd_status fpd_layer_set_free_coords(struct fpd_layer *layer, int64_t c, const float *e, const float *p,
                                           struct fpd_error *err) {
     const int64_t rows = layer->shape.rows, dim = layer->shape.dim;
@@ -300,12 +340,135 @@ enum fpd_status fpd_layer_set_free_coords(struct fpd_layer *layer, int64_t c, co
         if (e) memcpy(ne, e, (size_t)(rows * c) * sizeof(float));
         if (p) memcpy(np, p, (size_t)(c * dim) * sizeof(float));
     }
-    fpd_free(layer->free_e);
-    fpd_free(layer->free_p);
-    layer->free_c = c;
-    layer->free_e = ne;
-    layer->free_p = np;
+    replace_free(layer, c, ne, np, NULL, FPD_FREE_INT8);
     return FPD_STATUS_OK;
+}
+
+/* ------------------------------------------------------------ E as stored */
+
+enum fpd_status fpd_layer_set_free_stored(struct fpd_layer *layer, int64_t c, enum fpd_free_kind kind,
+                                          const uint8_t *rows_q, const float *p, struct fpd_error *err) {
+    FPD_ASSERT(layer);
+    const int64_t rows = layer->shape.rows, dim = layer->shape.dim;
+    if ((unsigned)kind >= FPD_FREE_KIND_COUNT)
+        return fpd__err(err, FPD_STATUS_INVALID_ARG, "free coordinates as stored: kind %d is out of range", (int)kind);
+    if (c < 1 || c > dim)
+        return fpd__err(err, FPD_STATUS_INVALID_ARG,
+                        "free coordinates as stored: c = %lld must be in [1, dim = %lld]", (long long)c,
+                        (long long)dim);
+    if (!rows_q) return fpd__err(err, FPD_STATUS_INVALID_ARG, "free coordinates as stored: the rows are NULL");
+    const size_t rb = fpd_free_row_bytes(kind, c);
+    float *x = fpd_malloc((size_t)c * sizeof(float));
+    uint8_t *nq = fpd_malloc((size_t)rows * rb);
+    float *np = fpd_calloc((size_t)(c * dim), sizeof(float));
+    enum fpd_status st = FPD_STATUS_OK;
+    if (!x || !nq || !np) {
+        st = fpd__err(err, FPD_STATUS_NOMEM, "out of memory for %lld stored rows of free coordinates (%s)",
+                      (long long)rows, fpd_free_kind_name(kind));
+        goto fail;
+    }
+    for (int64_t i = 0; i < rows; i++) { /* every row decodes to finite values (the reader's checks) */
+        const uint8_t *q = rows_q + (size_t)i * rb;
+        bool ok = fpd_free_kind_is_sym(kind) ? fpd__free_sym_dequantize_row(kind, q, c, x)
+                                             : fpd_rowwise_row_finite((enum fpd_rowwise)kind, q, c);
+        if (ok && !fpd_free_kind_is_sym(kind)) fpd_rowwise_dequantize_row((enum fpd_rowwise)kind, q, c, x);
+        for (int64_t j = 0; ok && j < c; j++) ok = isfinite(x[j]);
+        if (!ok) {
+            st = fpd__err(err, FPD_STATUS_INVALID_ARG,
+                          "free coordinates as stored: row %lld (%s) has a scale or bias that is negative (the "
+                          "symmetric kinds), NaN or Inf, or decodes beyond F32's range",
+                          (long long)i, fpd_free_kind_name(kind));
+            goto fail;
+        }
+    }
+    for (int64_t q = 0; p && q < c * dim; q++)
+        if (!isfinite(p[q])) {
+            st = fpd__err(err, FPD_STATUS_INVALID_ARG, "free coordinates: P[%lld, %lld] is %g, not finite",
+                          (long long)(q / dim), (long long)(q % dim), (double)p[q]);
+            goto fail;
+        }
+    memcpy(nq, rows_q, (size_t)rows * rb);
+    if (p) memcpy(np, p, (size_t)(c * dim) * sizeof(float));
+    fpd_free(x);
+    replace_free(layer, c, NULL, np, nq, kind);
+    return FPD_STATUS_OK;
+fail:
+    fpd_free(x);
+    fpd_free(nq);
+    fpd_free(np);
+    return st;
+}
+
+const uint8_t *fpd_layer_get_free_stored(const struct fpd_layer *layer, enum fpd_free_kind *kind) {
+    if (layer->free_q && kind) *kind = layer->free_q_kind;
+    return layer->free_q;
+}
+
+void fpd__free_decode_row(enum fpd_free_kind kind, const uint8_t *q, int64_t c, float *out) {
+    if (fpd_free_kind_is_sym(kind)) fpd__free_sym_dequantize_row(kind, q, c, out);
+    else fpd_rowwise_dequantize_row((enum fpd_rowwise)kind, q, c, out);
+}
+
+void fpd_layer_free_row(const struct fpd_layer *layer, int64_t i, float *out) {
+    FPD_ASSERT(i >= 0 && i < layer->shape.rows && layer->free_c > 0);
+    const int64_t c = layer->free_c;
+    if (layer->free_q)
+        fpd__free_decode_row(layer->free_q_kind, layer->free_q + (size_t)i * fpd_free_row_bytes(layer->free_q_kind, c),
+                             c, out);
+    else
+        memcpy(out, layer->free_e + i * c, (size_t)c * sizeof(float));
+}
+
+enum fpd_status fpd_layer_store_free(struct fpd_layer *layer, enum fpd_free_kind kind, struct fpd_error *err) {
+    FPD_ASSERT(layer);
+    if ((unsigned)kind >= FPD_FREE_KIND_COUNT)
+        return fpd__err(err, FPD_STATUS_INVALID_ARG, "free coordinates: quantized kind %d is out of range", (int)kind);
+    const int64_t c = layer->free_c, rows = layer->shape.rows;
+    if (c == 0) return fpd__err(err, FPD_STATUS_INVALID_ARG, "the layer has no free coordinates to store");
+    if (layer->free_q) {
+        if (layer->free_q_kind == kind) return FPD_STATUS_OK;
+        enum fpd_status st = fpd_layer_expand_free(layer, err);
+        if (st) return st;
+    }
+    const size_t rb = fpd_free_row_bytes(kind, c);
+    uint8_t *nq = fpd_malloc((size_t)rows * rb);
+    if (!nq) return fpd__err(err, FPD_STATUS_NOMEM, "out of memory for %lld stored rows of free coordinates",
+                             (long long)rows);
+    const int64_t bad = fpd_free_quantize_rows(kind, layer->free_e, rows, c, nq);
+    if (bad >= 0) {
+        fpd_free(nq);
+        return fpd__err(err, FPD_STATUS_NUMERIC,
+                        "free coordinates: row %lld of E cannot be stored as %s (a NaN or Inf, or beyond F16's "
+                        "range)",
+                        (long long)bad, fpd_free_kind_name(kind));
+    }
+    fpd_free(layer->free_e);
+    layer->free_e = NULL;
+    layer->free_q = nq;
+    layer->free_q_kind = kind;
+    return FPD_STATUS_OK;
+}
+
+enum fpd_status fpd_layer_expand_free(struct fpd_layer *layer, struct fpd_error *err) {
+    FPD_ASSERT(layer);
+    if (!layer->free_q) return FPD_STATUS_OK;
+    const int64_t c = layer->free_c, rows = layer->shape.rows;
+    float *ne = fpd_malloc((size_t)(rows * c) * sizeof(float));
+    if (!ne) return fpd__err(err, FPD_STATUS_NOMEM, "out of memory for %lld x %lld free coordinates (F32)",
+                             (long long)rows, (long long)c);
+    for (int64_t i = 0; i < rows; i++) fpd_layer_free_row(layer, i, ne + i * c);
+    fpd_free(layer->free_q);
+    layer->free_q = NULL;
+    layer->free_e = ne;
+    return FPD_STATUS_OK;
+}
+
+size_t fpd_layer_free_memory_bytes(const struct fpd_layer *layer) {
+    const int64_t c = layer->free_c, rows = layer->shape.rows, dim = layer->shape.dim;
+    if (c == 0) return 0;
+    const size_t e = layer->free_q ? (size_t)rows * fpd_free_row_bytes(layer->free_q_kind, c)
+                                   : (size_t)(rows * c) * sizeof(float);
+    return e + (size_t)(c * dim) * sizeof(float);
 }
 
 int64_t fpd_layer_get_free_coords(const struct fpd_layer *layer) { return layer->free_c; }

@@ -221,7 +221,8 @@ int main(int argc, char **argv) {
     json_t *res = NULL;
     int rc = CLI_EXIT_FAILURE;
     json_t *tabs = NULL; /* the tables as the file stores them (before --vocabulary) */
-    if (fpd_ncf_model_load(ckpt, &m, &err) || fpd_ncf_test_load(rating, negative, &t, &err) ||
+    /* evaluation alone keeps E as the file stores it (a fraction of the memory, the same scores) */
+    if ((train ? fpd_ncf_model_load : fpd_ncf_model_load_stored)(ckpt, &m, &err) || fpd_ncf_test_load(rating, negative, &t, &err) ||
         !(tabs = tables_json(&m)) || (vocab && fpd_ncf_model_apply_vocabulary(&m, vocab, &err))) {
         cli_error("%s", err.msg[0] ? err.msg : "out of memory");
         json_decref(tabs);

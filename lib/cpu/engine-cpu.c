@@ -80,7 +80,7 @@ struct worker {
     float *rowtmp;             /* [D] one row, contiguous                         */
     float *grad[FPD_MAX_MODES];/* private core gradients (threads > 1)            */
     float *gp;                 /* private gradient of P [c, D] (threads > 1)      */
-    float *eq;                 /* [c] a row of E as stored (quantization-aware)   */
+    float *eq;                 /* [c] a row of E as stored (QAT, or E held stored) */
     double flops;
 };
 
@@ -332,7 +332,7 @@ static enum fpd_status engine_create(void *ctx, struct fpd_layer *layer, const s
         for (int32_t m = 0; ok && T > 1 && m < k; m++)
             ok = (w->grad[m] = fpd_calloc((size_t)fpd_layer_shape_core_numel(s, m), sizeof(float))) != NULL;
         if (ok && T > 1 && e->fc > 0) ok = (w->gp = fpd_calloc((size_t)(e->fc * e->D), sizeof(float))) != NULL;
-        if (ok && e->qat) ok = (w->eq = fpd_malloc((size_t)e->fc * sizeof(float))) != NULL;
+        if (ok && e->fc > 0) ok = (w->eq = fpd_malloc((size_t)e->fc * sizeof(float))) != NULL;
     }
     if (ok && e->fc > 0) { /* dE's O(N c) buffers wait for the first backward (look-ups need none) */
         ok = (e->gp = fpd_calloc((size_t)(e->fc * e->D), sizeof(float))) &&
@@ -607,9 +607,14 @@ static inline void store_fence(void) {
 }
 
 /* Row i of E as the forward uses it: E's own, or with quantization-aware
- * training the row as a checkpoint stores it (in the worker's buffer). */
+ * training the row as a checkpoint stores it (in the worker's buffer); E NULL:
+ * the layer holds E as stored rows (look-ups only), decoded into the buffer. */
 static inline const float *free_row(struct worker *w, const float *E, int64_t i) {
     const struct cpu_engine *e = w->e;
+    if (!E) {
+        fpd_layer_free_row(e->layer, i, w->eq);
+        return w->eq;
+    }
     if (!e->qat) return E + i * e->fc;
     fpd__free_fake_quant_row(e->qkind, E + i * e->fc, e->fc, w->eq);
     return w->eq;
@@ -640,7 +645,7 @@ static void free_backward(struct worker *w) {
     float *gp = e->active > 1 ? w->gp : e->gp;
     for (int64_t u = w->u0; u < w->u1; u++) {
         const int64_t i = e->uorig[u];
-        const float *dr = e->drow + u * D, *eu = free_row(w, E, i);
+        const float *dr = e->drow + u * D, *eu = free_row(w, E, i); /* E in F32 (engine.c) */
         for (int64_t j = 0; j < c; j++) {
             double dot = 0.0;
             for (int64_t x = 0; x < D; x++) dot += (double)dr[x] * P[j * D + x];

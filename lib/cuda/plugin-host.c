@@ -3,7 +3,7 @@
  * the test objects build/libfpd-fakecuda*.so), never into libfpd. It defines the
  * few libfpd functions a backend calls (errors, logging, allocation, the layer
  * and batch accessors, the Adam update, E's rounding for quantization-aware
- * training) on top of the host table that libfpd
+ * training, E's stored rows) on top of the host table that libfpd
  * passes to fpd_backend_plugin_init (struct fpd_backend_host, backend-impl.h), so
  * the backend's code calls them as code in lib/ does, and they act on libfpd's
  * own state (its allocator hooks, its log callback, its layers).
@@ -93,4 +93,12 @@ void fpd__adam_update(float *x, const float *g, float *m1, float *m2, int64_t n,
 
 void fpd__free_fake_quant_row(enum fpd_free_kind kind, const float *x, int64_t c, float *out) {
     g_host->free_fake_quant_row(kind, x, c, out);
+}
+
+const uint8_t *fpd_layer_get_free_stored(const struct fpd_layer *layer, enum fpd_free_kind *kind) {
+    return g_host->layer_get_free_stored(layer, kind);
+}
+
+void fpd_layer_free_row(const struct fpd_layer *layer, int64_t i, float *out) {
+    g_host->layer_free_row(layer, i, out);
 }

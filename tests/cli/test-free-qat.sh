@@ -34,6 +34,20 @@ last = [l for l in open('tq.err') if 'E as stored' in l][-1]
 hr_epoch = float(re.search(r'HR@10 (0\.[0-9]+)', last).group(1))
 assert abs(hr_epoch - q['runs'][0]['hr10']) < 1e-4, (last, q['runs'][0]['hr10'])
 assert q['runs'][0]['hr10_f32'] is not None"
+    # fpd-eval keeps E as the file stores it (fpd_ncf_model_load_stored): the same scores,
+    # to the last bit, as the checkpoint with E converted to F32; --finetune loads F32 E
+    cp out.txt eq.json
+    run "$BUILD/fpd-convert" tq.fpd.safetensors --to fpd --free-dtype core -o tqf.safetensors
+    expect_rc "fpd-convert --free-dtype core of the int4-sym checkpoint: exit 0" 0
+    run "$BUILD/fpd-eval" tqf.safetensors --ncf tq.test.rating tq.test.negative --json
+    expect_rc "fpd-eval of the F32-E checkpoint: exit 0" 0
+    py_check "fpd-eval: E held as int4-sym rows scores exactly as E in F32" "
+import json
+a = json.load(open('eq.json')); b = json.load(open('out.txt'))
+assert a['hr10'] == b['hr10'] and a['ndcg10'] == b['ndcg10'], (a['hr10'], b['hr10'], a['ndcg10'], b['ndcg10'])
+assert a['tables'] != b['tables']  # the files differ: int4-sym rows vs F32 E"
+    run "$BUILD/fpd-eval" tq.fpd.safetensors --ncf tq.test.rating tq.test.negative --finetune tq.test.rating --epochs 1 -o tqt.safetensors
+    expect_rc "fpd-eval --finetune of the int4-sym checkpoint: exit 0 (E loaded in F32 to train)" 0
     run "$TR" "$ML" --epochs 1 --max-users 50 --free-coords 4 --free-qat
     expect_rc "train --free-qat without --free-dtype: exit 2" 2
     expect_grep "train --free-qat without --free-dtype: says what it needs" err.txt "needs --tables fpd \(or both\), --free-coords C and --free-dtype int8, int4, int8-sym or int4-sym"

@@ -754,3 +754,86 @@ Test(free_sym, malformed_tables_are_refused_by_name, .init = dir_init, .fini = d
         cr_assert(not(shallow_ok), "case %zu: fpd_checkpoint_verify_table (not deep) passed it", i);
     }
 }
+
+/* The tensor NAME's bytes of the file at path (a copy; caller frees) and its size. */
+static uint8_t *tensor_bytes(const char *path, const char *name, size_t *n) {
+    struct fpd_safetensors *st = open_path(path);
+    const struct fpd_tensor_info *t = fpd_safetensors_find(st, name);
+    cr_assert(t != NULL, "%s: no %s", path, name);
+    *n = t->nbytes;
+    uint8_t *b = malloc(*n);
+    memcpy(b, t->data, *n);
+    fpd_safetensors_free(st);
+    return b;
+}
+
+/* fpd_checkpoint_load_layer_stored keeps E as the file's rows (bytes equal to the
+ * tensor's), looks up bit for bit as the F32 layer fpd_checkpoint_load_layer gives,
+ * and writing it back copies the rows (the file's E tensor again, byte for byte);
+ * written in another kind or in F32 it gives what the F32 layer gives. A free/1 file
+ * (F32 E) loads in F32 either way. */
+Test(free_stored, load_keeps_the_rows_and_write_copies_them, .init = dir_init, .fini = dir_fini) {
+    struct fpd_layer *l = layer_with_free();
+    struct fpd_error err;
+    float re[20];
+    uint64_t seed = 5;
+    for (int i = 0; i < 20; i++) re[i] = (float)(3.0 * test_rand_sym(&seed)); /* rows int8's F32 scale rounds */
+    cr_assert(eq(int, fpd_layer_set_free_coords(l, 2, re, fpd_layer_get_free_p_const(l), NULL), 0));
+    char a[128], b[128], c2[128], d[128];
+    for (int kind = 0; kind < FPD_FREE_KIND_COUNT; kind++) {
+        const enum fpd_free_kind k = (enum fpd_free_kind)kind, k2 = (enum fpd_free_kind)((kind + 1) % FPD_FREE_KIND_COUNT);
+        snprintf(a, sizeof a, "%s/a%d.safetensors", g_dir, kind);
+        snprintf(b, sizeof b, "%s/b%d.safetensors", g_dir, kind);
+        struct fpd_table_meta m = meta_rowwise(k), m2 = meta_rowwise(k2), mf = meta_of(FPD_DTYPE_F32);
+        cr_assert(eq(int, fpd_checkpoint_write_layer(a, "emb", l, &m, 0, &err), 0), "%s", err.msg);
+        struct fpd_safetensors *st = open_path(a);
+        struct fpd_layer *ls = NULL, *lf = NULL;
+        cr_assert(eq(int, fpd_checkpoint_load_layer_stored(st, "emb", &ls, &err), 0), "%s", err.msg);
+        cr_assert(eq(int, fpd_checkpoint_load_layer(st, "emb", &lf, &err), 0), "%s", err.msg);
+        const struct fpd_tensor_info *te = fpd_safetensors_find(st, "emb.fpd.free");
+        enum fpd_free_kind held;
+        const uint8_t *q = fpd_layer_get_free_stored(ls, &held);
+        cr_assert(q != NULL && held == k && fpd_layer_get_free_e_const(ls) == NULL, "%s", fpd_free_kind_name(k));
+        cr_assert(eq(int, memcmp(q, te->data, te->nbytes), 0));
+        cr_assert(eq(sz, fpd_layer_free_memory_bytes(ls), te->nbytes + 2 * 6 * 4));
+        float x[60], y[60];
+        cr_assert(eq(int, fpd_layer_reconstruct(ls, 0, 10, x, &err), 0), "%s", err.msg);
+        cr_assert(eq(int, fpd_layer_reconstruct(lf, 0, 10, y, &err), 0), "%s", err.msg);
+        cr_assert(eq(int, memcmp(x, y, sizeof x), 0), "%s", fpd_free_kind_name(k));
+        fpd_safetensors_free(st);
+        /* written back in its kind: the same bytes; in another kind or F32: as the F32 layer */
+        cr_assert(eq(int, fpd_checkpoint_write_layer(b, "emb", ls, &m, 0, &err), 0), "%s", err.msg);
+        size_t na, nb;
+        uint8_t *ea = tensor_bytes(a, "emb.fpd.free", &na), *eb = tensor_bytes(b, "emb.fpd.free", &nb);
+        cr_assert(na == nb && memcmp(ea, eb, na) == 0, "%s: E's rows changed on the way back", fpd_free_kind_name(k));
+        free(ea);
+        free(eb);
+        for (int t = 0; t < 2; t++) {
+            const struct fpd_table_meta *mt = t ? &mf : &m2;
+            snprintf(c2, sizeof c2, "%s/c%d-%d.safetensors", g_dir, kind, t);
+            snprintf(d, sizeof d, "%s/d%d-%d.safetensors", g_dir, kind, t);
+            cr_assert(eq(int, fpd_checkpoint_write_layer(c2, "emb", ls, mt, 0, &err), 0), "%s", err.msg);
+            cr_assert(eq(int, fpd_checkpoint_write_layer(d, "emb", lf, mt, 0, &err), 0), "%s", err.msg);
+            ea = tensor_bytes(c2, "emb.fpd.free", &na);
+            eb = tensor_bytes(d, "emb.fpd.free", &nb);
+            cr_assert(na == nb && memcmp(ea, eb, na) == 0, "%s -> %s", fpd_free_kind_name(k),
+                      t ? "f32" : fpd_free_kind_name(k2));
+            free(ea);
+            free(eb);
+        }
+        fpd_layer_free(ls);
+        fpd_layer_free(lf);
+    }
+    /* F32 E (free/1): held in F32 */
+    struct fpd_table_meta mf = meta_of(FPD_DTYPE_F32);
+    snprintf(a, sizeof a, "%s/f32.safetensors", g_dir);
+    cr_assert(eq(int, fpd_checkpoint_write_layer(a, "emb", l, &mf, 0, &err), 0), "%s", err.msg);
+    struct fpd_safetensors *st = open_path(a);
+    struct fpd_layer *ls = NULL;
+    cr_assert(eq(int, fpd_checkpoint_load_layer_stored(st, "emb", &ls, &err), 0), "%s", err.msg);
+    cr_assert(fpd_layer_get_free_stored(ls, NULL) == NULL);
+    cr_assert(eq(int, memcmp(fpd_layer_get_free_e_const(ls), re, sizeof re), 0));
+    fpd_layer_free(ls);
+    fpd_safetensors_free(st);
+    fpd_layer_free(l);
+}

@@ -1386,3 +1386,184 @@ Test(free, fold_and_select_rows_by_the_definition) {
     fpd_layer_free(f);
     fpd_layer_free(l);
 }
+
+/* E held as stored rows (fpd_layer_store_free): for every kind, the stored bytes are
+ * the writer's (fpd_free_quantize_rows of the F32 E), the rows decode to exactly the
+ * floats of fpd_layer_quantize_free (the F32 layer a reader loads), and every look-up
+ * (engine forward with 1 and 3 threads, every bag mode; fpd_layer_lookup,
+ * fpd_layer_reconstruct) is bit for bit that layer's, which matches the definition;
+ * memory is rows * row bytes + 4 c D instead of 4 c (rows + D). */
+Test(free, stored_e_looks_up_as_the_f32_layer_bit_for_bit) {
+    for (int q = 0; q < 16; q++) g_wts[q] = 0.25f + 0.125f * (float)q;
+    const int64_t c = 5;
+    for (int kind = 0; kind < FPD_FREE_KIND_COUNT; kind++) {
+        const enum fpd_free_kind k = (enum fpd_free_kind)kind;
+        struct fpd_layer *l = free_layer(c, true, 61), *lq = NULL, *ls = NULL;
+        struct fpd_error err;
+        cr_assert(eq(int, fpd_layer_clone(l, &lq, NULL), 0));
+        cr_assert(eq(int, fpd_layer_clone(l, &ls, NULL), 0));
+        cr_assert(eq(int, fpd_layer_quantize_free(lq, k, &err), 0), "%s", err.msg);
+        cr_assert(eq(sz, fpd_layer_free_memory_bytes(ls), (size_t)(200 * c + c * 12) * 4));
+        cr_assert(eq(int, fpd_layer_store_free(ls, k, &err), 0), "%s", err.msg);
+        enum fpd_free_kind held = (enum fpd_free_kind)-1;
+        const uint8_t *Q = fpd_layer_get_free_stored(ls, &held);
+        cr_assert(Q != NULL && held == k && fpd_layer_get_free_e_const(ls) == NULL);
+        const size_t rb = fpd_free_row_bytes(k, c);
+        cr_assert(eq(sz, fpd_layer_free_memory_bytes(ls), 200 * rb + (size_t)(c * 12) * 4));
+        uint8_t *want = malloc(200 * rb);
+        cr_assert(eq(i64, fpd_free_quantize_rows(k, fpd_layer_get_free_e_const(l), 200, c, want), -1));
+        cr_assert(eq(int, memcmp(Q, want, 200 * rb), 0), "%s: the stored bytes are not the writer's",
+                  fpd_free_kind_name(k));
+        free(want);
+        for (int64_t i = 0; i < 200; i++) {
+            float r[5];
+            fpd_layer_free_row(ls, i, r);
+            cr_assert(eq(int, memcmp(r, fpd_layer_get_free_e_const(lq) + i * c, sizeof r), 0), "row %lld",
+                      (long long)i);
+        }
+        const enum fpd_bag_mode modes[3] = {FPD_BAG_MODE_SUM, FPD_BAG_MODE_MEAN, FPD_BAG_MODE_NONE};
+        for (int m = 0; m < 3; m++) {
+            struct fpd_bag_batch b = {.indices = g_idx, .n_indices = 16, .offsets = g_off, .n_bags = 5,
+                                      .per_sample_weights = modes[m] == FPD_BAG_MODE_SUM ? g_wts : NULL,
+                                      .mode = modes[m], .padding_idx = 0};
+            const int64_t nout = fpd_bag_batch_out_rows(&b);
+            float got1[16 * 12], got3[16 * 12], want_q[16 * 12];
+            double ref[16 * 12];
+            struct fpd_engine *e1 = engine_kind(ls, FPD_OPTIMIZER_KIND_SGD, 0.1, 1),
+                              *e3 = engine_kind(ls, FPD_OPTIMIZER_KIND_SGD, 0.1, 3),
+                              *eq_ = engine_kind(lq, FPD_OPTIMIZER_KIND_SGD, 0.1, 1);
+            cr_assert(eq(int, fpd_engine_forward(e1, &b, got1, &err), 0), "%s", err.msg);
+            cr_assert(eq(int, fpd_engine_forward(e3, &b, got3, &err), 0), "%s", err.msg);
+            cr_assert(eq(int, fpd_engine_forward(eq_, &b, want_q, &err), 0), "%s", err.msg);
+            cr_assert(eq(int, memcmp(got1, want_q, (size_t)(nout * 12) * sizeof(float)), 0), "%s mode %d",
+                      fpd_free_kind_name(k), m);
+            cr_assert(eq(int, memcmp(got3, want_q, (size_t)(nout * 12) * sizeof(float)), 0));
+            ref_forward(lq, &b, ref);
+            for (int64_t o = 0; o < nout; o++)
+                cr_assert(le(dbl, test_rel_diff(got1 + o * 12, ref + o * 12, 12), 1e-5), "%s mode %d out %lld",
+                          fpd_free_kind_name(k), m, (long long)o);
+            fpd_engine_free(e1);
+            fpd_engine_free(e3);
+            fpd_engine_free(eq_);
+        }
+        float ra[200 * 12], rb_[200 * 12];
+        cr_assert(eq(int, fpd_layer_reconstruct(ls, 0, 200, ra, &err), 0), "%s", err.msg);
+        cr_assert(eq(int, fpd_layer_reconstruct(lq, 0, 200, rb_, &err), 0), "%s", err.msg);
+        cr_assert(eq(int, memcmp(ra, rb_, sizeof ra), 0));
+        const int64_t idx[3] = {199, 7, 7};
+        cr_assert(eq(int, fpd_layer_lookup(ls, idx, 3, ra, &err), 0), "%s", err.msg);
+        cr_assert(eq(int, fpd_layer_lookup(lq, idx, 3, rb_, &err), 0), "%s", err.msg);
+        cr_assert(eq(int, memcmp(ra, rb_, 3 * 12 * sizeof(float)), 0));
+        /* stored again in the same kind: nothing changes; quantize_free of that kind: a no-op */
+        cr_assert(eq(int, fpd_layer_store_free(ls, k, &err), 0));
+        cr_assert(fpd_layer_get_free_stored(ls, NULL) == Q);
+        cr_assert(eq(int, fpd_layer_quantize_free(ls, k, &err), 0));
+        cr_assert(fpd_layer_get_free_stored(ls, NULL) == Q);
+        /* back to F32: the decoded rows, i.e. lq's E exactly */
+        cr_assert(eq(int, fpd_layer_expand_free(ls, &err), 0), "%s", err.msg);
+        cr_assert(fpd_layer_get_free_stored(ls, NULL) == NULL);
+        cr_assert(eq(int, memcmp(fpd_layer_get_free_e_const(ls), fpd_layer_get_free_e_const(lq),
+                                 (size_t)(200 * c) * sizeof(float)), 0));
+        fpd_layer_free(ls);
+        fpd_layer_free(lq);
+        fpd_layer_free(l);
+    }
+}
+
+/* A layer holding E as stored rows looks up only: backward, step, QAT and finetuning
+ * are refused with a message saying why and what to do, an engine made before E
+ * changed form is refused, and after fpd_layer_expand_free training runs. */
+Test(free, stored_e_refuses_training_until_expanded) {
+    struct fpd_layer *l = free_layer(3, false, 71);
+    struct fpd_error err;
+    struct fpd_bag_batch b = {.indices = g_idx, .n_indices = 16, .offsets = g_off, .n_bags = 5,
+                              .mode = FPD_BAG_MODE_SUM, .padding_idx = -1};
+    float out[5 * 12], g[5 * 12];
+    for (int i = 0; i < 60; i++) g[i] = 0.5f;
+    struct fpd_engine *before = engine_kind(l, FPD_OPTIMIZER_KIND_SGD, 0.1, 1);
+    cr_assert(eq(int, fpd_layer_store_free(l, FPD_FREE_INT4_SYM, &err), 0), "%s", err.msg);
+    cr_assert(eq(int, fpd_engine_forward(before, &b, out, &err), FPD_STATUS_INVALID_ARG));
+    cr_assert(strstr(err.msg, "make a new engine") != NULL, "%s", err.msg);
+    fpd_engine_free(before);
+    struct fpd_engine *e = engine_kind(l, FPD_OPTIMIZER_KIND_SGD, 0.1, 1);
+    cr_assert(eq(int, fpd_engine_forward(e, &b, out, &err), 0), "%s", err.msg);
+    cr_assert(eq(int, fpd_engine_backward(e, &b, g, &err), FPD_STATUS_INVALID_ARG));
+    cr_assert(strstr(err.msg, "stored int4-sym rows") != NULL && strstr(err.msg, "fpd_layer_expand_free") != NULL,
+              "%s", err.msg);
+    cr_assert(eq(int, fpd_engine_step(e, &err), FPD_STATUS_INVALID_ARG));
+    fpd_engine_free(e);
+    struct fpd_engine_params ep = fpd_engine_default_params();
+    ep.free_qat = true;
+    ep.free_qat_kind = FPD_FREE_INT4_SYM;
+    cr_assert(eq(int, fpd_engine_init(l, &ep, &e, &err), FPD_STATUS_INVALID_ARG));
+    cr_assert(strstr(err.msg, "needs E in F32") != NULL, "%s", err.msg);
+    float w[200 * 12];
+    cr_assert(eq(int, fpd_layer_reconstruct(l, 0, 200, w, &err), 0));
+    struct fpd_table_view tv = {w, FPD_DTYPE_F32, 200, 12};
+    struct fpd_fit_params fp = fpd_fit_default_params();
+    double lb, la;
+    cr_assert(eq(int, fpd_finetune(l, &tv, &fp, &lb, &la, &err), FPD_STATUS_INVALID_ARG));
+    cr_assert(strstr(err.msg, "stored rows") != NULL, "%s", err.msg);
+    cr_assert(eq(int, fpd_layer_expand_free(l, &err), 0));
+    e = engine_kind(l, FPD_OPTIMIZER_KIND_SGD, 0.1, 1);
+    cr_assert(eq(int, fpd_engine_forward(e, &b, out, &err), 0), "%s", err.msg);
+    cr_assert(eq(int, fpd_engine_backward(e, &b, g, &err), 0), "%s", err.msg);
+    cr_assert(eq(int, fpd_engine_step(e, &err), 0), "%s", err.msg);
+    fpd_engine_free(e);
+    fpd_layer_free(l);
+}
+
+/* fpd_layer_set_free_stored checks every row as a reader does; clone, fold and select
+ * carry the stored bytes (a zero row's bytes where no id lands). */
+Test(free, stored_e_set_checks_rows_and_moves_with_fold_and_select) {
+    struct fpd_layer *l = free_layer(4, false, 81), *cl = NULL;
+    struct fpd_error err;
+    const enum fpd_free_kind k = FPD_FREE_INT8_SYM;
+    const size_t rb = fpd_free_row_bytes(k, 4);
+    uint8_t *q = malloc(200 * rb);
+    cr_assert(eq(i64, fpd_free_quantize_rows(k, fpd_layer_get_free_e_const(l), 200, 4, q), -1));
+    struct fpd_layer *ls = NULL;
+    cr_assert(eq(int, fpd_layer_clone(l, &ls, NULL), 0));
+    const uint16_t bad_scales[3] = {0xbc00 /* -1 */, 0x7e00 /* NaN */, 0x7c00 /* Inf */};
+    for (int t = 0; t < 3; t++) {
+        uint8_t keep[2] = {q[37 * rb + 4], q[37 * rb + 5]};
+        q[37 * rb + 4] = (uint8_t)(bad_scales[t] & 0xff);
+        q[37 * rb + 5] = (uint8_t)(bad_scales[t] >> 8);
+        cr_assert(eq(int, fpd_layer_set_free_stored(ls, 4, k, q, fpd_layer_get_free_p_const(l), &err),
+                     FPD_STATUS_INVALID_ARG));
+        cr_assert(strstr(err.msg, "row 37 (int8-sym)") != NULL, "%s", err.msg);
+        q[37 * rb + 4] = keep[0];
+        q[37 * rb + 5] = keep[1];
+    }
+    cr_assert(fpd_layer_get_free_e_const(ls) != NULL, "a refused set changed the layer");
+    cr_assert(eq(int, fpd_layer_set_free_stored(ls, 13, k, q, NULL, &err), FPD_STATUS_INVALID_ARG));
+    cr_assert(eq(int, fpd_layer_set_free_stored(ls, 4, k, NULL, NULL, &err), FPD_STATUS_INVALID_ARG));
+    cr_assert(eq(int, fpd_layer_set_free_stored(ls, 4, (enum fpd_free_kind)9, q, NULL, &err), FPD_STATUS_INVALID_ARG));
+    cr_assert(eq(int, fpd_layer_set_free_stored(ls, 4, k, q, fpd_layer_get_free_p_const(l), &err), 0), "%s", err.msg);
+    cr_assert(eq(int, memcmp(fpd_layer_get_free_stored(ls, NULL), q, 200 * rb), 0));
+    cr_assert(eq(int, fpd_layer_clone(ls, &cl, &err), 0), "%s", err.msg);
+    cr_assert(eq(int, memcmp(fpd_layer_get_free_stored(cl, NULL), q, 200 * rb), 0));
+    fpd_layer_free(cl);
+    /* select rows 150, 3 of a stored layer: their bytes; fold after a permutation: bytes moved, zeros elsewhere */
+    const int64_t two[2] = {150, 3};
+    cr_assert(eq(int, fpd_layer_select_rows(ls, two, 2, &cl, &err), 0), "%s", err.msg);
+    const uint8_t *sq = fpd_layer_get_free_stored(cl, NULL);
+    cr_assert(sq && memcmp(sq, q + 150 * rb, rb) == 0 && memcmp(sq + rb, q + 3 * rb, rb) == 0);
+    struct fpd_layer *f = NULL;
+    cr_assert(eq(int, fpd_layer_fold_row_perm(cl, &f, &err), 0), "%s", err.msg);
+    const int64_t *pm = fpd_layer_row_perm(cl);
+    const uint8_t *fq = fpd_layer_get_free_stored(f, NULL);
+    cr_assert(fq != NULL);
+    for (int64_t x = 0; x < fpd_layer_get_shape(f)->rows; x++) {
+        float r[4];
+        fpd_layer_free_row(f, x, r);
+        if (x == pm[0]) cr_assert(eq(int, memcmp(fq + x * rb, q + 150 * rb, rb), 0));
+        else if (x == pm[1]) cr_assert(eq(int, memcmp(fq + x * rb, q + 3 * rb, rb), 0));
+        else cr_assert(r[0] == 0.0f && r[1] == 0.0f && r[2] == 0.0f && r[3] == 0.0f, "row %lld", (long long)x);
+    }
+    fpd_layer_free(f);
+    fpd_layer_free(cl);
+    fpd_layer_free(ls);
+    free(q);
+    fpd_layer_free(l);
+}

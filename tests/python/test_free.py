@@ -429,9 +429,64 @@ def test_torch_module(rng):
         report(f"sparse={sparse}: an SGD step on free_proj is the layer's P ({e:.1e})", e < 1e-5)
 
 
+def test_stored(rng):
+    """E held as stored rows (Layer.store_free, Checkpoint.load_layer(free_stored=True)):
+    look-ups = the rows by the definition with the NumPy quantizer's E, bit for bit the
+    quantize_free layer's; free_e and training refused with a clear message; saving it
+    writes the reference's bytes; expand_free gives the quantizer's E."""
+    layer, cores, perm, E, Pm, _ = make(rng)
+    base = rows_by_definition(cores, ROW, COL, perm, np.arange(N))
+    for kind, rb in (("int4-sym", (C + 1) // 2 + 2), ("int8-sym", C + 2)):
+        want_e, want_rows = sym_reference(E, kind)
+        s = pickle.loads(pickle.dumps(layer))
+        q = pickle.loads(pickle.dumps(layer))
+        q.quantize_free(kind)
+        report(f"{kind}: free_memory_bytes in F32 = 4 c (rows + dim)", s.free_memory_bytes == 4 * C * (N + 12),
+               str(s.free_memory_bytes))
+        s.store_free(kind)
+        report(f"{kind}: store_free holds E as {kind} rows: N row bytes + P",
+               s.free_stored == kind and s.free_memory_bytes == N * rb + 4 * C * 12,
+               f"{s.free_stored} {s.free_memory_bytes}")
+        ids = np.arange(N)
+        got = s.lookup(ids)
+        e = rel(got, base + want_e.astype(np.float64) @ Pm)
+        report(f"{kind}: stored-E look-ups = the definition with the NumPy quantizer's E ({e:.1e})", e < 1e-5)
+        report(f"{kind}: stored-E look-ups are the quantize_free layer's bit for bit",
+               np.array_equal(got, q.lookup(ids)))
+        eng = fpd.Engine(s)
+        out = eng.forward(np.array([3, 7, 7, 50]), np.array([0, 1]))
+        report(f"{kind}: an Engine forward over stored E is the float32 layer's",
+               np.array_equal(out, fpd.Engine(q).forward(np.array([3, 7, 7, 50]), np.array([0, 1]))))
+        report_refused(f"{kind}: Engine backward over stored E is refused, saying how to train",
+                       lambda: eng.backward(np.ones_like(out)), fpd.FPDError, "stored", "fpd_layer_expand_free")
+        report_refused(f"{kind}: free_e of stored E is refused, naming expand_free", lambda: s.free_e, ValueError,
+                       kind, "expand_free")
+        path = os.path.join(WORK, f"stored-{kind}.safetensors")
+        fpd.save(path, {"emb": s}, free_dtype=kind)
+        h, _, d = read_safetensors(path)
+        report(f"{kind}: fpd.save of the stored layer writes the reference's rows",
+               np.array_equal(st_tensor(h, d, "emb.fpd.free"), want_rows))
+        with fpd.Checkpoint(path) as ck:
+            ls = ck.load_layer("emb", free_stored=True)
+            lf = ck.load_layer("emb")
+        report(f"{kind}: load_layer(free_stored=True) keeps the rows; plain load_layer gives float32",
+               ls.free_stored == kind and lf.free_stored is None and np.array_equal(ls.lookup(ids), lf.lookup(ids)))
+        pk = pickle.loads(pickle.dumps(s))
+        report(f"{kind}: pickling keeps E as the same stored rows",
+               pk.free_stored == kind and np.array_equal(pk.free_stored_rows, want_rows))
+        p32 = os.path.join(WORK, f"stored-{kind}-f32.safetensors")
+        fpd.save(p32, {"emb": s})
+        h, _, d = read_safetensors(p32)
+        report(f"{kind}: fpd.save of the stored layer without free_dtype writes the decoded E in F32",
+               np.array_equal(st_tensor(h, d, "emb.fpd.free"), want_e))
+        s.expand_free()
+        report(f"{kind}: expand_free gives the quantizer's E", s.free_stored is None and
+               np.array_equal(s.free_e, want_e))
+
+
 def main():
     rng = np.random.default_rng(11)
-    for t in (test_numpy, test_sym, test_sym_cli, test_qat, test_torch_module):
+    for t in (test_numpy, test_sym, test_sym_cli, test_qat, test_stored, test_torch_module):
         try:
             t(rng)
         except Exception:

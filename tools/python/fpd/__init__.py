@@ -288,6 +288,9 @@ class Layer:
         c = self.free_coords
         if c == 0:
             return None
+        if which == "e" and self.free_stored:
+            raise ValueError(f"E is held as stored {self.free_stored} rows (look-ups only); expand_free() gives "
+                             "it back in float32")
         shape = (self.rows, c) if which == "e" else (c, self.dim)
         fn = _lib.load().fpd_layer_get_free_e if which == "e" else _lib.load().fpd_layer_get_free_p
         buf = (ctypes.c_float * int(np.prod(shape))).from_address(ctypes.cast(fn(self._h), ctypes.c_void_p).value)
@@ -331,6 +334,61 @@ class Layer:
         if kind not in _lib.FREE_KINDS:
             raise ValueError(f"kind must be {_free_kinds_text()}, got {kind!r}")
         _call("fpd_layer_quantize_free", self._h, _lib.FREE_KINDS[kind])
+
+    @property
+    def free_stored(self):
+        """The kind E is held in as stored rows ("int8", "int4", "int8-sym", "int4-sym";
+        store_free, Checkpoint.load_layer(free_stored=True)), or None when E is float32
+        or absent."""
+        k = ctypes.c_int(-1)
+        if not _lib.load().fpd_layer_get_free_stored(self._h, ctypes.byref(k)):
+            return None
+        return _lib.FREE_KIND_NAMES[k.value]
+
+    def store_free(self, kind):
+        """Hold E as the rows a file with free_dtype=kind stores (fpd_layer_store_free):
+        a fraction of the memory (int4-sym, c = 10: 7 bytes a row instead of 40); look-ups
+        and Engine forwards give bit for bit what quantize_free(kind) gives; training
+        (Engine backward/step, FPDEmbeddingBag's backward) is refused until
+        expand_free(). free_e raises while E is stored."""
+        if kind not in _lib.FREE_KINDS:
+            raise ValueError(f"kind must be {_free_kinds_text()}, got {kind!r}")
+        _call("fpd_layer_store_free", self._h, _lib.FREE_KINDS[kind])
+
+    @property
+    def free_stored_rows(self):
+        """The stored rows of E as a read-only uint8 view [rows, row bytes] (the file's
+        layout of kind free_stored), or None when E is float32 or absent."""
+        k = ctypes.c_int(-1)
+        L = _lib.load()
+        ptr = L.fpd_layer_get_free_stored(self._h, ctypes.byref(k))
+        if not ptr:
+            return None
+        rb = L.fpd_free_row_bytes(k.value, self.free_coords)
+        buf = (ctypes.c_uint8 * (self.rows * rb)).from_address(ptr)
+        buf._fpd_owner = self
+        a = np.frombuffer(buf, dtype=np.uint8).reshape(self.rows, rb)
+        a.flags.writeable = False
+        return a
+
+    def _free_e_copy(self):
+        """E as float32 (a copy; stored rows decoded), or None."""
+        if not self.free_coords:
+            return None
+        if not self.free_stored:
+            return self.free_e.copy()
+        c = self.clone()
+        c.expand_free()
+        return c.free_e.copy()
+
+    def expand_free(self):
+        """Hold E in float32 again (its stored rows decoded; fpd_layer_expand_free)."""
+        _call("fpd_layer_expand_free", self._h)
+
+    @property
+    def free_memory_bytes(self):
+        """Bytes E and P take in memory now (fpd_layer_free_memory_bytes)."""
+        return _lib.load().fpd_layer_free_memory_bytes(self._h)
 
     @property
     def param_count(self):
@@ -380,15 +438,24 @@ class Layer:
 
     # pickling (torch.save of a module, copy.deepcopy): cores, permutation, info, free coordinates
     def __reduce__(self):
-        fe, fp = self.free_e, self.free_p
+        fp = self.free_p
+        if self.free_stored:  # E as stored rows: their bytes
+            return (_layer_from_state, (self.rows, [c.copy() for c in self.cores], self.row_perm, self.info, None,
+                                        fp.copy(), self.free_stored, self.free_stored_rows.copy()))
+        fe = self.free_e
         return (_layer_from_state, (self.rows, [c.copy() for c in self.cores], self.row_perm, self.info,
                                     None if fe is None else fe.copy(), None if fp is None else fp.copy()))
 
 
-def _layer_from_state(rows, cores, perm, info, free_e=None, free_p=None):
+def _layer_from_state(rows, cores, perm, info, free_e=None, free_p=None, free_stored=None, free_rows=None):
     layer = Layer.from_cores(cores, rows, perm, info)
     if free_e is not None:
         layer.set_free_coords(free_e.shape[1], free_e, free_p)
+    if free_stored is not None:
+        rows_q = np.ascontiguousarray(free_rows, dtype=np.uint8)
+        p = np.ascontiguousarray(free_p, dtype=np.float32)
+        _call("fpd_layer_set_free_stored", layer._h, p.shape[0], _lib.FREE_KINDS[free_stored],
+              rows_q.ctypes.data, _ptr(p, ctypes.c_float))
     return layer
 
 
@@ -762,13 +829,16 @@ class Checkpoint:
         del L
         return d
 
-    def load_layer(self, name):
+    def load_layer(self, name, free_stored=False):
         """FPD table `name` as a new Layer (fpd_checkpoint_load_layer: cores converted
-        to F32, row_perm applied)."""
+        to F32, row_perm applied). free_stored=True keeps E as the file's rows when it
+        stores them quantized (fpd_checkpoint_load_layer_stored; see Layer.store_free):
+        for look-ups in a fraction of the memory."""
         self._alive()
         info = self.table_info(name)
         h = ctypes.c_void_p()
-        _call("fpd_checkpoint_load_layer", self._h, name.encode(), ctypes.byref(h))
+        _call("fpd_checkpoint_load_layer_stored" if free_stored else "fpd_checkpoint_load_layer", self._h,
+              name.encode(), ctypes.byref(h))
         return Layer(h.value, {"fit": info["fit"], "seed": info["seed"], "source_dtype": info["source_dtype"]})
 
     @property
@@ -935,7 +1005,15 @@ def save(path, tables=None, tensors=None, metadata=None, references=None, core_d
             keep.append(perm)
             infos.append(_tensor_info(f"{name}.fpd.row_perm", perm))
         if layer.free_coords:  # free/1: E and P in the cores' dtype (E quantized with free_dtype)
-            for suffix, x in (("free", layer.free_e), ("free_proj", layer.free_p)):
+            held = layer.free_stored
+            for suffix, x in (("free", None if held else layer.free_e), ("free_proj", layer.free_p)):
+                if suffix == "free" and q_free and held == free_dtype:  # E held in that kind: its rows
+                    arr = layer.free_stored_rows.copy()
+                    keep.append(arr)
+                    infos.append(_tensor_info(f"{name}.fpd.{suffix}", arr))
+                    continue
+                if suffix == "free" and held:
+                    x = layer._free_e_copy()
                 if suffix == "free" and q_free:
                     kind, c = _lib.FREE_KINDS[free_dtype], layer.free_coords
                     e = np.ascontiguousarray(x, dtype=np.float32)
