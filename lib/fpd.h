@@ -1316,8 +1316,8 @@ FPD_API void fpd_layer_free_row(const struct fpd_layer *layer, int64_t i, float 
  * (the checkpoint writer's bytes; its values become those fpd_layer_quantize_free
  * gives) and its F32 array freed; a stored E of another kind is decoded and encoded
  * again; of the same kind, nothing changes. Errors: INVALID_ARG (no free coordinates,
- * kind out of range), NOMEM, NUMERIC (a row that kind cannot store, naming it; the
- * layer unchanged). */
+ * kind out of range), NOMEM, NUMERIC (a row that kind cannot store, naming it; E's
+ * values unchanged, though an E stored in another kind is then held in F32). */
 FPD_API enum fpd_status fpd_layer_store_free(struct fpd_layer *layer, enum fpd_free_kind kind,
                                              struct fpd_error *err);
 /* Hold E in F32 again (its stored rows decoded; the values do not change); nothing
