@@ -698,14 +698,15 @@ static enum fpd_status load_layer(const struct fpd_safetensors *st, const char *
     if (meta.free_coords > 0) { /* free/1 */
         const char *const suffix[2] = {FPD_FREE_TENSOR_SUFFIX, FPD_FREE_PROJ_TENSOR_SUFFIX};
         const bool stored = keep_stored && meta.free_rowwise; /* E kept as the file's rows */
-        const int64_t c = meta.free_coords, n[2] = {stored ? c : s->rows * c, c * s->dim};
+        const int64_t c = meta.free_coords, n[2] = {s->rows * c, c * s->dim};
         for (int q = 0; q < 2; q++) {
+            if (q == 0 && stored) continue; /* fpd_layer_set_free_stored checks the rows */
             if (!(fbuf[q] = fpd_malloc((size_t)(n[q] > 0 ? n[q] : 1) * sizeof(float)))) goto nomem;
             if (q == 0 && meta.free_rowwise && fpd_free_kind_is_sym(meta.free_kind)) { /* free-sym/1 */
                 const size_t rb = fpd_free_row_bytes(meta.free_kind, c);
                 for (int64_t i = 0; i < s->rows; i++)
                     if (!fpd__free_sym_dequantize_row(meta.free_kind, (const uint8_t *)fr[0]->data + (size_t)i * rb, c,
-                                                      fbuf[0] + (stored ? 0 : i * c))) {
+                                                      fbuf[0] + i * c)) {
                         status = fpd__err(err, FPD_STATUS_FORMAT,
                                           "%s: table '%s': row %lld of '%s%s' (%s) has a scale that is negative, NaN or Inf", P,
                                           T, (long long)i, T, suffix[0], fpd_free_kind_name(meta.free_kind));
@@ -723,15 +724,7 @@ static enum fpd_status load_layer(const struct fpd_safetensors *st, const char *
                                           P, T, (long long)i, T, suffix[0], fpd_free_kind_name(meta.free_kind));
                         goto done;
                     }
-                    fpd_rowwise_dequantize_row(rk, row, c, fbuf[0] + (stored ? 0 : i * c));
-                    for (int64_t j = 0; stored && j < c; j++)
-                        if (!isfinite(fbuf[0][j])) {
-                            status = fpd__err(err, FPD_STATUS_FORMAT,
-                                              "%s: table '%s': tensor '%s%s' element %lld is %g; free coordinates "
-                                              "must be finite",
-                                              P, T, T, suffix[0], (long long)(i * c + j), (double)fbuf[0][j]);
-                            goto done;
-                        }
+                    fpd_rowwise_dequantize_row(rk, row, c, fbuf[0] + i * c);
                 }
             } else {
                 fpd_dtype_to_f32(fr[q]->dtype, fr[q]->data, fbuf[q], n[q]);
@@ -745,9 +738,15 @@ static enum fpd_status load_layer(const struct fpd_safetensors *st, const char *
                     goto done;
                 }
         }
-        if ((status = stored ? fpd_layer_set_free_stored(layer, c, meta.free_kind, (const uint8_t *)fr[0]->data,
-                                                          fbuf[1], err)
-                             : fpd_layer_set_free_coords(layer, c, fbuf[0], fbuf[1], err))) {
+        if (stored && (status = fpd_layer_set_free_stored(layer, c, meta.free_kind, (const uint8_t *)fr[0]->data,
+                                                          fbuf[1], err))) {
+            char msg[sizeof err->msg];
+            snprintf(msg, sizeof msg, "%s", err ? err->msg : "");
+            status = fpd__err(err, status == FPD_STATUS_INVALID_ARG ? FPD_STATUS_FORMAT : status,
+                              "%s: table '%s': tensor '%s%s': %s", P, T, T, suffix[0], msg);
+            goto done;
+        }
+        if (!stored && (status = fpd_layer_set_free_coords(layer, c, fbuf[0], fbuf[1], err))) {
             with_path(err, status, P);
             goto done;
         }

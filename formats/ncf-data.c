@@ -428,9 +428,9 @@ enum fpd_status fpd_ncf_model_init(struct fpd_ncf_model *m, float *const dense[2
 
 
 /* Table T of the checkpoint into slot i of m: dense (converted to F32), row-wise
- * (dequantized) or FPD; *rows, *dim its shape. */
-static enum fpd_status load_table(struct fpd_ncf_model *m, const char *path, int i, const char *T, bool stored, int64_t *rows,
-                                  int64_t *dim, struct fpd_error *err) {
+ * (dequantized) or FPD (stored: E kept as the file's rows); *rows, *dim its shape. */
+static enum fpd_status load_table(struct fpd_ncf_model *m, const char *path, int i, const char *T, bool stored,
+                                  int64_t *rows, int64_t *dim, struct fpd_error *err) {
     enum fpd_status st;
     const struct fpd_tensor_info *t = fpd_safetensors_find(m->st, T);
     char key[256];

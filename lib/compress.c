@@ -74,11 +74,9 @@ static bool round_layer(struct fpd_layer *layer, enum fpd_dtype dt) {
         part[n] = fpd_layer_core(layer, m);
         numel[n] = fpd_layer_shape_core_numel(s, m);
     }
-    if (c > 0 && fpd_layer_get_free_e(layer)) { /* (E held as stored rows is final already) */
+    if (c > 0) {
         part[n] = fpd_layer_get_free_e(layer);
         numel[n++] = s->rows * c;
-    }
-    if (c > 0) {
         part[n] = fpd_layer_get_free_p(layer);
         numel[n++] = c * s->dim;
     }

@@ -78,9 +78,6 @@ bool fpd__free_sym_dequantize_row(enum fpd_free_kind kind, const uint8_t *q, int
  * (fpd_engine_params.free_qat); the arithmetic is free-round-impl.h's, which the CUDA
  * engine runs too. */
 void fpd__free_fake_quant_row(enum fpd_free_kind kind, const float *x, int64_t c, float *out);
-/* layer.c: one stored row q of E (fpd_free_row_bytes(kind, c) bytes, checked when it
- * was set) decoded into out[0..c), exactly as the checkpoint reader decodes it. */
-void fpd__free_decode_row(enum fpd_free_kind kind, const uint8_t *q, int64_t c, float *out);
 
 double fpd__now(void);
 

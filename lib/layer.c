@@ -358,22 +358,19 @@ enum fpd_status fpd_layer_set_free_stored(struct fpd_layer *layer, int64_t c, en
                         (long long)dim);
     if (!rows_q) return fpd__err(err, FPD_STATUS_INVALID_ARG, "free coordinates as stored: the rows are NULL");
     const size_t rb = fpd_free_row_bytes(kind, c);
-    float *x = fpd_malloc((size_t)c * sizeof(float));
     uint8_t *nq = fpd_malloc((size_t)rows * rb);
     float *np = fpd_calloc((size_t)(c * dim), sizeof(float));
     enum fpd_status st = FPD_STATUS_OK;
-    if (!x || !nq || !np) {
+    if (!nq || !np) {
         st = fpd__err(err, FPD_STATUS_NOMEM, "out of memory for %lld stored rows of free coordinates (%s)",
                       (long long)rows, fpd_free_kind_name(kind));
         goto fail;
     }
-    for (int64_t i = 0; i < rows; i++) { /* every row decodes to finite values (the reader's checks) */
+    for (int64_t i = 0; i < rows; i++) { /* every row decodes to finite values (the reader's checks; a
+                                            symmetric row's codes times a finite F16 scale are finite) */
         const uint8_t *q = rows_q + (size_t)i * rb;
-        bool ok = fpd_free_kind_is_sym(kind) ? fpd__free_sym_dequantize_row(kind, q, c, x)
-                                             : fpd_rowwise_row_finite((enum fpd_rowwise)kind, q, c);
-        if (ok && !fpd_free_kind_is_sym(kind)) fpd_rowwise_dequantize_row((enum fpd_rowwise)kind, q, c, x);
-        for (int64_t j = 0; ok && j < c; j++) ok = isfinite(x[j]);
-        if (!ok) {
+        if (!(fpd_free_kind_is_sym(kind) ? fpd__free_sym_dequantize_row(kind, q, c, NULL)
+                                         : fpd_rowwise_row_finite((enum fpd_rowwise)kind, q, c))) {
             st = fpd__err(err, FPD_STATUS_INVALID_ARG,
                           "free coordinates as stored: row %lld (%s) has a scale or bias that is negative (the "
                           "symmetric kinds), NaN or Inf, or decodes beyond F32's range",
@@ -389,11 +386,9 @@ enum fpd_status fpd_layer_set_free_stored(struct fpd_layer *layer, int64_t c, en
         }
     memcpy(nq, rows_q, (size_t)rows * rb);
     if (p) memcpy(np, p, (size_t)(c * dim) * sizeof(float));
-    fpd_free(x);
     replace_free(layer, c, NULL, np, nq, kind);
     return FPD_STATUS_OK;
 fail:
-    fpd_free(x);
     fpd_free(nq);
     fpd_free(np);
     return st;
@@ -404,19 +399,17 @@ const uint8_t *fpd_layer_get_free_stored(const struct fpd_layer *layer, enum fpd
     return layer->free_q;
 }
 
-void fpd__free_decode_row(enum fpd_free_kind kind, const uint8_t *q, int64_t c, float *out) {
-    if (fpd_free_kind_is_sym(kind)) fpd__free_sym_dequantize_row(kind, q, c, out);
-    else fpd_rowwise_dequantize_row((enum fpd_rowwise)kind, q, c, out);
-}
-
 void fpd_layer_free_row(const struct fpd_layer *layer, int64_t i, float *out) {
     FPD_ASSERT(i >= 0 && i < layer->shape.rows && layer->free_c > 0);
     const int64_t c = layer->free_c;
-    if (layer->free_q)
-        fpd__free_decode_row(layer->free_q_kind, layer->free_q + (size_t)i * fpd_free_row_bytes(layer->free_q_kind, c),
-                             c, out);
-    else
+    if (!layer->free_q) {
         memcpy(out, layer->free_e + i * c, (size_t)c * sizeof(float));
+        return;
+    }
+    /* the checkpoint reader's decoding (rows checked when they were set) */
+    const uint8_t *q = layer->free_q + (size_t)i * fpd_free_row_bytes(layer->free_q_kind, c);
+    if (fpd_free_kind_is_sym(layer->free_q_kind)) fpd__free_sym_dequantize_row(layer->free_q_kind, q, c, out);
+    else fpd_rowwise_dequantize_row((enum fpd_rowwise)layer->free_q_kind, q, c, out);
 }
 
 enum fpd_status fpd_layer_store_free(struct fpd_layer *layer, enum fpd_free_kind kind, struct fpd_error *err) {

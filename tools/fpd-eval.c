@@ -222,8 +222,9 @@ int main(int argc, char **argv) {
     int rc = CLI_EXIT_FAILURE;
     json_t *tabs = NULL; /* the tables as the file stores them (before --vocabulary) */
     /* evaluation alone keeps E as the file stores it (a fraction of the memory, the same scores) */
-    if ((train ? fpd_ncf_model_load : fpd_ncf_model_load_stored)(ckpt, &m, &err) || fpd_ncf_test_load(rating, negative, &t, &err) ||
-        !(tabs = tables_json(&m)) || (vocab && fpd_ncf_model_apply_vocabulary(&m, vocab, &err))) {
+    if ((train ? fpd_ncf_model_load : fpd_ncf_model_load_stored)(ckpt, &m, &err) ||
+        fpd_ncf_test_load(rating, negative, &t, &err) || !(tabs = tables_json(&m)) ||
+        (vocab && fpd_ncf_model_apply_vocabulary(&m, vocab, &err))) {
         cli_error("%s", err.msg[0] ? err.msg : "out of memory");
         json_decref(tabs);
         goto done;

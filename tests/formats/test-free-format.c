@@ -781,7 +781,8 @@ Test(free_stored, load_keeps_the_rows_and_write_copies_them, .init = dir_init, .
     cr_assert(eq(int, fpd_layer_set_free_coords(l, 2, re, fpd_layer_get_free_p_const(l), NULL), 0));
     char a[128], b[128], c2[128], d[128];
     for (int kind = 0; kind < FPD_FREE_KIND_COUNT; kind++) {
-        const enum fpd_free_kind k = (enum fpd_free_kind)kind, k2 = (enum fpd_free_kind)((kind + 1) % FPD_FREE_KIND_COUNT);
+        const enum fpd_free_kind k = (enum fpd_free_kind)kind;
+        const enum fpd_free_kind k2 = (enum fpd_free_kind)((kind + 1) % FPD_FREE_KIND_COUNT);
         snprintf(a, sizeof a, "%s/a%d.safetensors", g_dir, kind);
         snprintf(b, sizeof b, "%s/b%d.safetensors", g_dir, kind);
         struct fpd_table_meta m = meta_rowwise(k), m2 = meta_rowwise(k2), mf = meta_of(FPD_DTYPE_F32);

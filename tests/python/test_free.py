@@ -134,9 +134,9 @@ def report_refused(name, fn, exc, *words):
     report(name, not why, why)
 
 
-def load_bad(path, table):
+def load_bad(path, table, free_stored=False):
     with fpd.Checkpoint(path) as ck:
-        ck.load_layer(table)
+        ck.load_layer(table, free_stored=free_stored)
 
 
 def check_sym_file(label, path, table, kind, want_e, want_rows, W=None):
@@ -263,6 +263,9 @@ def test_sym(rng):
     open(bad, "wb").write(bytes(d))
     report_refused("a negative scale: libfpd refuses, naming the row", lambda: load_bad(bad, "emb"), fpd.FPDError,
                    "row 2", "negative")
+    report_refused("a negative scale, E loaded as stored rows: libfpd refuses, naming the file, tensor and row",
+                   lambda: load_bad(bad, "emb", free_stored=True), fpd.FPDError, bad, "emb.fpd.free", "row 2",
+                   "negative")
     report_refused("a negative scale: the NumPy reader refuses, naming the file and the row",
                    lambda: fe.load_fpd_table(bad, "emb"), ValueError, bad, "row 2", "negative")
 
