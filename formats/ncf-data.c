@@ -511,7 +511,11 @@ static enum fpd_status model_load(const char *path, bool stored, struct fpd_ncf_
     for (int i = 0; i < m->n_tables; i++) {
         const char *T = fpd_ncf_model_table_name(m->kind, i);
         if ((st = load_table(m, path, i, T, stored, &rows[i], &dims[i], err))) {
-            if (st == FPD_STATUS_FORMAT && !fpd_safetensors_find(m->st, T) && m->kind == FPD_NCF_KIND_GMF)
+            char fk[256], rk[256]; /* the table absent in every form (not a damaged one): another model */
+            snprintf(fk, sizeof fk, "%s%s", FPD_META_TABLE_PREFIX, T);
+            snprintf(rk, sizeof rk, "%s%s", FPD_META_ROWWISE_PREFIX, T);
+            if (st == FPD_STATUS_FORMAT && m->kind == FPD_NCF_KIND_GMF && !fpd_safetensors_find(m->st, T) &&
+                !fpd_safetensors_metadata_get(m->st, fk) && !fpd_safetensors_metadata_get(m->st, rk))
                 return fpd__err(err, FPD_STATUS_FORMAT,
                                 "%s: no tensor '%s' and no FPD table '%s': not an NCF checkpoint (GMF, MLP or NeuMF "
                                 "as fpd-formats.h names their tensors); this model is not supported",

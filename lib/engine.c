@@ -77,7 +77,7 @@ enum fpd_status fpd_engine_init(struct fpd_layer *layer, const struct fpd_engine
     if (p.free_qat && stored)
         return fpd__err(err, FPD_STATUS_INVALID_ARG,
                         "quantization-aware training needs E in F32; the layer holds it as stored %s rows "
-                        "(fpd_layer_expand_free)",
+                        "(fpd_layer_expand_free; Python: Layer.expand_free())",
                         fpd_free_kind_name(held));
     struct fpd_engine *e = fpd_calloc(1, sizeof *e);
     if (!e) return fpd__err(err, FPD_STATUS_NOMEM, "out of memory for an engine");
@@ -101,7 +101,7 @@ enum fpd_status fpd_engine_init(struct fpd_layer *layer, const struct fpd_engine
     if (stored && e->be->kind != FPD_BACKEND_KIND_CPU) { /* its engine copies an F32 E to the device */
         st = fpd__err(err, FPD_STATUS_UNSUPPORTED,
                       "backend %s: E of the free coordinates is held as stored %s rows; this engine needs it in F32 "
-                      "(fpd_layer_expand_free)",
+                      "(fpd_layer_expand_free; Python: Layer.expand_free())",
                       e->be->name, fpd_free_kind_name(held));
         goto fail;
     }
@@ -185,7 +185,7 @@ static enum fpd_status train_check(const struct fpd_engine *e, struct fpd_error 
     if (fpd_layer_get_free_stored(e->layer, &held))
         return fpd__err(err, FPD_STATUS_INVALID_ARG,
                         "the layer holds E of its free coordinates as stored %s rows (look-ups only); training needs "
-                        "it in F32 (fpd_layer_expand_free)",
+                        "it in F32 (fpd_layer_expand_free; Python: Layer.expand_free())",
                         fpd_free_kind_name(held));
     return FPD_STATUS_OK;
 }

@@ -70,7 +70,7 @@ enum fpd_status fpd_finetune(struct fpd_layer *layer, const struct fpd_table_vie
     if (fpd_layer_get_free_stored(layer, NULL))
         return fpd__err(err, FPD_STATUS_INVALID_ARG,
                         "finetuning needs E of the free coordinates in F32; the layer holds it as stored rows "
-                        "(fpd_layer_expand_free)");
+                        "(fpd_layer_expand_free; Python: Layer.expand_free())");
 
     int64_t *order = fpd_malloc((size_t)n * sizeof(int64_t));
     float *pred = fpd_malloc((size_t)(bsz * dim) * sizeof(float));

@@ -46,6 +46,17 @@ import json
 a = json.load(open('eq.json')); b = json.load(open('out.txt'))
 assert a['hr10'] == b['hr10'] and a['ndcg10'] == b['ndcg10'], (a['hr10'], b['hr10'], a['ndcg10'], b['ndcg10'])
 assert a['tables'] != b['tables']  # the files differ: int4-sym rows vs F32 E"
+    # a damaged stored row: fpd-eval names the file, the tensor and the row (it said "not an NCF checkpoint")
+    /usr/bin/python3 -c "
+import json, struct
+d = bytearray(open('tq.fpd.safetensors', 'rb').read()); n = struct.unpack('<Q', bytes(d[:8]))[0]
+h = json.loads(bytes(d[8:8 + n])); t = h['item_embedding.weight.fpd.free']; rb = t['shape'][1]
+o = 8 + n + t['data_offsets'][0] + 5 * rb + rb - 2
+d[o:o + 2] = b'\x00\x7e'  # row 5's F16 scale: NaN
+open('tqbad.safetensors', 'wb').write(bytes(d))"
+    run "$BUILD/fpd-eval" tqbad.safetensors --ncf tq.test.rating tq.test.negative
+    expect_rc "fpd-eval of a checkpoint with a NaN row scale: exit 1" 1
+    expect_grep "fpd-eval of a NaN row scale: names the file, the tensor and the row" err.txt "tqbad\.safetensors: table 'item_embedding\.weight': tensor 'item_embedding\.weight\.fpd\.free': .*row 5 \(int4-sym\)"
     run "$BUILD/fpd-eval" tq.fpd.safetensors --ncf tq.test.rating tq.test.negative --finetune tq.test.rating --epochs 1 -o tqt.safetensors
     expect_rc "fpd-eval --finetune of the int4-sym checkpoint: exit 0 (E loaded in F32 to train)" 0
     run "$TR" "$ML" --epochs 1 --max-users 50 --free-coords 4 --free-qat

@@ -474,13 +474,27 @@ def test_stored(rng):
             lf = ck.load_layer("emb")
         report(f"{kind}: load_layer(free_stored=True) keeps the rows; plain load_layer gives float32",
                ls.free_stored == kind and lf.free_stored is None and np.array_equal(ls.lookup(ids), lf.lookup(ids)))
+        report("repr names the stored kind", f"free_stored='{kind}'" in repr(s), repr(s))
+        try:
+            import fpd.torch as ft
+        except ImportError:
+            ft = None
+        if ft is not None:
+            report_refused(f"{kind}: an fpd.torch module over stored E is refused, naming expand_free",
+                           lambda: ft.FPDEmbeddingBag._from_layer(s), ValueError, "float32", kind, "expand_free")
         pk = pickle.loads(pickle.dumps(s))
         report(f"{kind}: pickling keeps E as the same stored rows",
                pk.free_stored == kind and np.array_equal(pk.free_stored_rows, want_rows))
+        pk_ = os.path.join(WORK, f"stored-{kind}-kept.safetensors")
+        fpd.save(pk_, {"emb": s})
+        h, m_, d = read_safetensors(pk_)
+        report(f"{kind}: fpd.save of the stored layer without free_dtype keeps its rows and kind",
+               np.array_equal(st_tensor(h, d, "emb.fpd.free"), want_rows) and
+               json.loads(m_["fpd.table.emb"])["free_dtype"] == kind, str(m_.get("fpd.table.emb")))
         p32 = os.path.join(WORK, f"stored-{kind}-f32.safetensors")
-        fpd.save(p32, {"emb": s})
+        fpd.save(p32, {"emb": s}, free_dtype="core")
         h, _, d = read_safetensors(p32)
-        report(f"{kind}: fpd.save of the stored layer without free_dtype writes the decoded E in F32",
+        report(f"{kind}: fpd.save(free_dtype='core') of the stored layer writes the decoded E in F32",
                np.array_equal(st_tensor(h, d, "emb.fpd.free"), want_e))
         s.expand_free()
         report(f"{kind}: expand_free gives the quantizer's E", s.free_stored is None and

@@ -434,7 +434,8 @@ class Layer:
         s = self.shape
         fc = self.free_coords
         return (f"fpd.Layer(rows={s['rows']}, dim={s['dim']}, terms={s['terms']}, row_shape={s['row_shape']}, "
-                f"col_shape={s['col_shape']}, ranks={s['ranks']}" + (f", free_coords={fc})" if fc else ")"))
+                f"col_shape={s['col_shape']}, ranks={s['ranks']}" + (f", free_coords={fc}" if fc else "") +
+                (f", free_stored={self.free_stored!r})" if fc and self.free_stored else ")"))
 
     # pickling (torch.save of a module, copy.deepcopy): cores, permutation, info, free coordinates
     def __reduce__(self):
@@ -949,7 +950,9 @@ def save(path, tables=None, tensors=None, metadata=None, references=None, core_d
       from an earlier file would no longer describe these cores.
     tensors: {name: NumPy array}, written unchanged (dtype and shape kept).
     metadata: extra __metadata__ strings ("fpd.version" is "1").
-    free_dtype: None (E of free coordinates in core_dtype), "int8"/"int4": E stored
+    free_dtype: None (E of free coordinates in core_dtype, or, for a layer holding E as
+      stored rows (Layer.store_free, load_layer(free_stored=True)), in their kind, the
+      rows copied), "core" (core_dtype always), "int8"/"int4": E stored
       row-wise quantized (extension free-rowwise/1), or "int8-sym"/"int4-sym": E as
       symmetric codes and an F16 scale a row (extension free-sym/1); written with
       fpd_free_quantize_rows, P stays in core_dtype; rel_error against references is
@@ -957,7 +960,8 @@ def save(path, tables=None, tensors=None, metadata=None, references=None, core_d
     tables, tensors, references = tables or {}, tensors or {}, references or {}
     if core_dtype not in ("F32", "F16", "BF16"):
         raise ValueError("core_dtype must be F32, F16 or BF16")
-    if free_dtype == "core":
+    keep_f32 = free_dtype == "core"
+    if keep_f32:
         free_dtype = None
     if free_dtype is not None and free_dtype not in _lib.FREE_KINDS:
         raise ValueError(f"free_dtype must be None ('core'), {_free_kinds_text()}, got {free_dtype!r}")
@@ -966,6 +970,8 @@ def save(path, tables=None, tensors=None, metadata=None, references=None, core_d
     meta = {"fpd.version": "1"}
     meta.update({str(k): str(v) for k, v in (metadata or {}).items()})
     for name, layer in tables.items():
+        # E in free_dtype; without one, a layer holding E as stored rows keeps their kind
+        fd = free_dtype if free_dtype is not None or keep_f32 else layer.free_stored
         tm = TableMeta()
         tm.shape = layer._shape
         info = layer.info or {}
@@ -973,16 +979,16 @@ def save(path, tables=None, tensors=None, metadata=None, references=None, core_d
         tm.core_dtype = _lib.DTYPE[core_dtype]
         tm.fit = str(info.get("fit", "python")).encode()[:63]
         tm.seed = int(info.get("seed", 0))
-        q_free = free_dtype is not None and layer.free_coords > 0
+        q_free = fd is not None and layer.free_coords > 0
         if q_free and name in references:  # measured as stored
             stored = copy.deepcopy(layer)
-            stored.quantize_free(free_dtype)
+            stored.quantize_free(fd)
             tm.rel_error = stored.error(references[name])["rel_error"]
         else:
             tm.rel_error = layer.error(references[name])["rel_error"] if name in references else math.nan
         tm.free_coords = layer.free_coords
         tm.free_rowwise = q_free
-        tm.free_kind = _lib.FREE_KINDS[free_dtype] if q_free else 0
+        tm.free_kind = _lib.FREE_KINDS[fd] if q_free else 0
         js = ctypes.c_void_p()
         _call("fpd_table_meta_to_json", ctypes.byref(tm), ctypes.byref(js))
         meta[f"fpd.table.{name}"] = ctypes.string_at(js.value).decode()
@@ -1004,10 +1010,10 @@ def save(path, tables=None, tensors=None, metadata=None, references=None, core_d
                 perm = perm.astype(np.int32)
             keep.append(perm)
             infos.append(_tensor_info(f"{name}.fpd.row_perm", perm))
-        if layer.free_coords:  # free/1: E and P in the cores' dtype (E quantized with free_dtype)
+        if layer.free_coords:  # free/1: E and P in the cores' dtype (E quantized with fd)
             held = layer.free_stored
             for suffix, x in (("free", None if held else layer.free_e), ("free_proj", layer.free_p)):
-                if suffix == "free" and q_free and held == free_dtype:  # E held in that kind: its rows
+                if suffix == "free" and q_free and held == fd:  # E held in that kind: its rows
                     arr = layer.free_stored_rows.copy()
                     keep.append(arr)
                     infos.append(_tensor_info(f"{name}.fpd.{suffix}", arr))
@@ -1015,14 +1021,14 @@ def save(path, tables=None, tensors=None, metadata=None, references=None, core_d
                 if suffix == "free" and held:
                     x = layer._free_e_copy()
                 if suffix == "free" and q_free:
-                    kind, c = _lib.FREE_KINDS[free_dtype], layer.free_coords
+                    kind, c = _lib.FREE_KINDS[fd], layer.free_coords
                     e = np.ascontiguousarray(x, dtype=np.float32)
                     arr = np.empty((layer.rows, L.fpd_free_row_bytes(kind, c)), np.uint8)
                     bad = L.fpd_free_quantize_rows(kind, _ptr(e, ctypes.c_float), layer.rows, c, arr.ctypes.data)
                     if bad >= 0:
                         raise FPDError(Status.NUMERIC,
                                        f"table '{name}': row {bad} of the free coordinates E cannot be stored as "
-                                       f"{free_dtype} (a NaN or Inf, or beyond F16's range)")
+                                       f"{fd} (a NaN or Inf, or beyond F16's range)")
                     keep.append(arr)
                     infos.append(_tensor_info(f"{name}.fpd.{suffix}", arr))
                     continue
@@ -1036,7 +1042,7 @@ def save(path, tables=None, tensors=None, metadata=None, references=None, core_d
                 keep.append(arr)
                 infos.append(_tensor_info(f"{name}.fpd.{suffix}", arr, core_dtype))
             ext = [e for e in meta.get("fpd.extensions", "").split(",") if e]
-            q_ext = "free-sym/1" if free_dtype and free_dtype.endswith("-sym") else "free-rowwise/1"
+            q_ext = "free-sym/1" if fd and fd.endswith("-sym") else "free-rowwise/1"
             for e in ["free/1"] + ([q_ext] if q_free else []):
                 if e not in ext:
                     ext.append(e)

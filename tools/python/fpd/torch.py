@@ -111,6 +111,9 @@ class _FPDModule(nn.Module):
     def _setup(self, layer, padding_idx, sparse, threads, freeze=False):
         if not isinstance(layer, _fpd.Layer):
             raise TypeError("layer must be an fpd.Layer")
+        if layer.free_stored:
+            raise ValueError(f"fpd.torch modules hold E of the free coordinates as a float32 parameter; this layer "
+                             f"holds it as stored {layer.free_stored} rows: call layer.expand_free() first")
         self.num_embeddings, self.embedding_dim = layer.rows, layer.dim
         if padding_idx is not None:
             if padding_idx >= 0:
