@@ -685,11 +685,15 @@ struct fpd_ncf_finetune_report {
  * table's metadata gets fit "+task" and, when ref_ckpt (may be NULL) has the dense
  * table, rel_error against it (else null). With params->distill > 0 and no
  * params->teacher, ref_ckpt (required then) is loaded as the teacher. params NULL:
- * fpd_ncf_finetune_default_params(). With rating/negative (may be NULL) the model
+ * fpd_ncf_finetune_default_params(). E of a table stored as quantized rows
+ * (free-rowwise/1, free-sym/1) is trained in F32 and rounded to the file's kind
+ * before the "after" evaluation, rel_error and the write, so these describe the
+ * checkpoint written. With rating/negative (may be NULL) the model
  * is evaluated before and after. rep (may be NULL). Errors: as the loaders,
  * fpd_gmf_train (CANCELLED when its epoch callback returns false) and
  * fpd_ncf_model_save; INVALID_ARG (an interaction id outside the tables; distill
- * without ref_ckpt). Nothing is written on failure. */
+ * without ref_ckpt); NUMERIC (a trained row of E the file's kind cannot store, naming
+ * the table and row). Nothing is written on failure. */
 FPD_API enum fpd_status fpd_ncf_finetune_file(const char *ckpt_in, const char *interactions, const char *ckpt_out,
                                               bool overwrite, const struct fpd_gmf_train_params *params,
                                               const char *rating, const char *negative, const char *ref_ckpt,

@@ -876,6 +876,17 @@ enum fpd_status fpd_ncf_finetune_file(const char *ckpt_in, const char *interacti
     rep->seconds = fpd__now() - t0;
     rep->epochs = ec.epochs;
     rep->seconds_per_epoch = ec.epochs ? ec.seconds / (double)ec.epochs : 0.0;
+    /* E trained in F32 is written as the file stored it (int4-sym rows, ...): round it
+     * now, so that "after" and rel_error describe the checkpoint written, not the F32 E
+     * (the writer's encoding of these values gives the same rows again) */
+    for (int i = 0; i < m.n_tables; i++)
+        if (m.layer[i] && m.meta[i].free_rowwise && fpd_layer_get_free_coords(m.layer[i]) > 0 &&
+            (st = fpd_layer_quantize_free(m.layer[i], m.meta[i].free_kind, err))) {
+            char msg[sizeof err->msg];
+            snprintf(msg, sizeof msg, "%s", err->msg);
+            fpd__err(err, st, "%s: table '%s' after finetuning: %s", ckpt_in, fpd_ncf_model_table_name(m.kind, i), msg);
+            goto done;
+        }
     if (rep->evaluated && (st = fpd_ncf_model_eval(&m, &t, &rep->after, err))) goto done;
     if (ref_ckpt && (st = fpd_safetensors_open(ref_ckpt, &ref, err))) goto done;
     for (int i = 0; i < m.n_tables; i++) {

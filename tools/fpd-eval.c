@@ -95,7 +95,18 @@ static json_t *tables_json(const struct fpd_ncf_model *m) {
             /* as stored: the cores, row_perm and free/1's E and P in their file dtypes,
              * against the dense table in its source dtype (as fpd-inspect counts) */
             json_object_set_new(o, "params", json_integer(fpd_layer_param_count(m->layer[i])));
-            json_object_set_new(o, "free_coords", json_integer(fpd_layer_get_free_coords(m->layer[i])));
+            const int64_t fc = fpd_layer_get_free_coords(m->layer[i]);
+            json_object_set_new(o, "free_coords", json_integer(fc));
+            /* E's form in the file (as fpd-inspect names it) and the bytes E and P take in
+             * memory here: stored rows when only evaluating, F32 with --finetune */
+            const enum fpd_dtype cd = m->meta[i].core_dtype;
+            json_object_set_new(o, "free_dtype",
+                                fc == 0                      ? json_null()
+                                : m->meta[i].free_rowwise    ? json_string(fpd_free_kind_name(m->meta[i].free_kind))
+                                : cd >= FPD_DTYPE_COUNT      ? json_null()
+                                                             : json_string(fpd_dtype_name(cd)));
+            json_object_set_new(o, "free_stored", json_boolean(fpd_layer_get_free_stored(m->layer[i], NULL) != NULL));
+            json_object_set_new(o, "free_memory_bytes", json_integer((json_int_t)fpd_layer_free_memory_bytes(m->layer[i])));
             size_t bytes = 0; /* the file's tensors "T.fpd.*" (cores, row_perm, free, free_proj) */
             const size_t nl = strlen(names[i]);
             for (int64_t q = 0; m->st && q < fpd_safetensors_count(m->st); q++) {
@@ -303,10 +314,20 @@ int main(int argc, char **argv) {
             printf("table       %-22s %-5s [%lld, %lld]", json_string_value(json_object_get(tab, "name")), kind,
                    (long long)json_integer_value(json_object_get(tab, "rows")),
                    (long long)json_integer_value(json_object_get(tab, "dim")));
-            if (strcmp(kind, "fpd") == 0)
-                printf("  r=%lld p=%lld  %.1fx smaller", (long long)json_integer_value(json_object_get(tab, "r")),
-                       (long long)json_integer_value(json_object_get(tab, "p")),
-                       json_real_value(json_object_get(tab, "ratio")));
+            if (strcmp(kind, "fpd") == 0) {
+                printf("  r=%lld p=%lld", (long long)json_integer_value(json_object_get(tab, "r")),
+                       (long long)json_integer_value(json_object_get(tab, "p")));
+                const json_int_t fc = json_integer_value(json_object_get(tab, "free_coords"));
+                if (fc > 0) {
+                    const char *fd = json_string_value(json_object_get(tab, "free_dtype"));
+                    char mb[32];
+                    printf(" c=%lld, E %s (in memory %s: %s with P)", (long long)fc, fd ? fd : "?",
+                           json_is_true(json_object_get(tab, "free_stored")) ? "as stored" : "in F32",
+                           cli_bytes((size_t)json_integer_value(json_object_get(tab, "free_memory_bytes")), mb,
+                                     sizeof mb));
+                }
+                printf("  %.1fx smaller", json_real_value(json_object_get(tab, "ratio")));
+            }
             else if (strcmp(kind, "dense") != 0)
                 printf("  row-wise, read dequantized");
             printf("\n");

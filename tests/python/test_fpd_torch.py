@@ -32,7 +32,7 @@ os.environ.setdefault("FPD_LIBRARY", os.path.join(BUILD, "libfpd.so"))
 
 import fpd  # noqa: E402
 import fpd.torch as ft  # noqa: E402
-from reference import finish, random_cores, read_safetensors, rel, report, rows_by_definition, skip  # noqa: E402
+from reference import finish, random_cores, read_safetensors, rel, report, rows_by_definition, skip, st_tensor  # noqa: E402
 
 WORK = tempfile.mkdtemp(prefix="fpd-torchtest-")
 ROW, COL, RANKS, P, N = [4, 3, 5], [2, 3, 2], [1, 3, 2, 1], 2, 55
@@ -370,11 +370,92 @@ def test_gmf(rng):
            last < first - 0.05 and np.isfinite(last), f"{losses[:3]} ... {losses[-3:]}")
 
 
+def test_stored_e(rng):
+    """free_stored=True: E of the free coordinates held as the file's int4-sym rows in an
+    inference module; outputs (and per_sample_weights gradients) bit for bit those of the
+    module with E in float32, which matches nn.EmbeddingBag over the rows by the
+    definition; the buffer is the file's rows; state_dict, pickling, save; refusals."""
+    c = 5
+    cores = random_cores(rng, P, ROW, COL, RANKS)
+    perm = rng.permutation(int(np.prod(ROW)))[:N]
+    layer = fpd.Layer.from_cores(cores, N, perm)
+    E, Pm = rng.standard_normal((N, c)).astype(np.float32), rng.standard_normal((c, 12)).astype(np.float32)
+    layer.set_free_coords(c, E, Pm)
+    path, path2 = os.path.join(WORK, "se.safetensors"), os.path.join(WORK, "se2.safetensors")
+    fpd.save(path, {"emb": layer}, free_dtype="int4-sym")
+    layer.set_free_coords(c, E[::-1].copy() * 0.5, Pm)
+    fpd.save(path2, {"emb": layer}, free_dtype="int4-sym")
+    h, _, d = read_safetensors(path)
+    rb = (c + 1) // 2 + 2
+    f32 = ft.FPDEmbeddingBag.from_file(path, mode="sum")
+    st = ft.FPDEmbeddingBag.from_file(path, mode="sum", free_stored=True)
+    report("stored: free is None, free_rows = the file's int4-sym rows, E and P take N row bytes + 4 c D",
+           st.free is None and st.free_rows.dtype == torch.uint8 and tuple(st.free_rows.shape) == (N, rb) and
+           np.array_equal(st.free_rows.numpy(), st_tensor(h, d, "emb.fpd.free")) and
+           st.layer.free_memory_bytes == N * rb + 4 * c * 12 and not any(q.requires_grad for q in st.parameters()),
+           f"{st.free_rows.shape} {st.layer.free_memory_bytes}")
+    W = torch.tensor(rows_by_definition(cores, ROW, COL, perm, np.arange(N)) + f32.free.detach().double().numpy() @ Pm)
+    ids, offs = torch.tensor([3, 7, 7, 50, 0, 54, 12]), torch.tensor([0, 2, 2, 5])
+    psw = torch.rand(7)
+    want = F.embedding_bag(ids, W, offs, mode="sum", per_sample_weights=psw.double())
+    a, b = f32(ids, offs, psw).detach(), st(ids, offs, psw).detach()
+    report(f"stored: the float32 module matches nn.EmbeddingBag over the definition ({rel(a, want):.1e})",
+           rel(a, want) < 1e-5)
+    report("stored: outputs are the float32 module's bit for bit (sum with weights, mean)",
+           torch.equal(a, b) and torch.equal(ft.FPDEmbeddingBag.from_file(path, mode="mean", free_stored=True)(ids, offs),
+                                              ft.FPDEmbeddingBag.from_file(path, mode="mean")(ids, offs).detach()))
+    e32, est = ft.FPDEmbedding.from_file(path), ft.FPDEmbedding.from_file(path, free_stored=True)
+    report("stored: FPDEmbedding too", torch.equal(e32(ids.reshape(1, 7)).detach(), est(ids.reshape(1, 7))))
+    g = []
+    for m in (f32, st):
+        w = psw.clone().requires_grad_(True)
+        m(ids, offs, w).pow(2).sum().backward()
+        g.append(w.grad)
+    report("stored: per_sample_weights gradients are the float32 module's", torch.equal(g[0], g[1]))
+    report("stored: repr names the kind", "free_stored='int4-sym'" in repr(st), repr(st))
+    sd = st.state_dict()
+    report("stored: state_dict has free_rows and free_proj, not free",
+           "free_rows" in sd and "free_proj" in sd and "free" not in sd, str(list(sd)))
+    other = ft.FPDEmbeddingBag.from_file(path2, mode="sum", free_stored=True)
+    before = st(ids, offs).detach()
+    st.load_state_dict(other.state_dict())
+    report("stored: load_state_dict of another table's rows: its outputs (rows checked and taken)",
+           torch.equal(st(ids, offs), other(ids, offs)) and not torch.equal(before, other(ids, offs)))
+    report("stored: the buffer still views the layer's rows after load_state_dict",
+           st.free_rows.data_ptr() == st.layer.free_stored_rows.ctypes.data)
+    buf = io.BytesIO()
+    torch.save(st, buf)
+    buf.seek(0)
+    back = torch.load(buf, weights_only=False)
+    cp = copy.deepcopy(st)
+    report("stored: torch.save/load and deepcopy keep the rows, shared with the layer",
+           back._layer.free_stored == "int4-sym" and torch.equal(back(ids, offs), other(ids, offs)) and
+           torch.equal(cp(ids, offs), other(ids, offs)) and
+           back.free_rows.data_ptr() == back.layer.free_stored_rows.ctypes.data)
+    out = os.path.join(WORK, "se-saved.safetensors")
+    back.save(out)
+    h3, m3, d3 = read_safetensors(out)
+    report("stored: save writes the rows byte for byte, as int4-sym",
+           np.array_equal(st_tensor(h3, d3, "emb.fpd.free"), st_tensor(*read_safetensors(path2)[::2], "emb.fpd.free"))
+           and json.loads(m3["fpd.table.emb"])["free_dtype"] == "int4-sym", m3.get("fpd.table.emb", ""))
+    with torch.no_grad():
+        cp.free_rows[4, rb - 2:] = torch.tensor([0x00, 0x7E], dtype=torch.uint8)  # row 4's F16 scale: NaN
+    expect_raise("stored: a NaN scale written into free_rows is refused at the next forward, naming row 4",
+                 fpd.FPDError, lambda: cp(ids, offs), "free_rows: free coordinates as stored: row 4")
+    expect_raise("stored: freeze=False is refused, naming expand_free", ValueError,
+                 lambda: ft.FPDEmbeddingBag.from_file(path, free_stored=True, freeze=False), "expand_free")
+    st.free_proj.requires_grad_(True)
+    expect_raise("stored: training through it is refused, naming expand_free", fpd.FPDError,
+                 lambda: st(ids, offs).sum().backward(), "expand_free")
+    lb = ft.load_embedding_bag(path, "emb", mode="sum", free_stored=True)
+    report("load_embedding_bag(free_stored=True): a stored FPDEmbeddingBag", lb._free_kind == "int4-sym")
+
+
 def main():
     print(f"# torch {torch.__version__}, libfpd {fpd.version()} at {fpd.library_path()}", file=sys.stderr)
     rng = np.random.default_rng(5)
     for t in (test_forward_backward, test_gradcheck, test_embedding, test_errors, test_training_state, test_files,
-              test_load_any_encoding, test_replace, test_gmf):
+              test_load_any_encoding, test_replace, test_gmf, test_stored_e):
         try:
             t(rng)
         except Exception:  # a crash of one group is a failure; the others still run

@@ -359,6 +359,11 @@ class Layer:
     def free_stored_rows(self):
         """The stored rows of E as a read-only uint8 view [rows, row bytes] (the file's
         layout of kind free_stored), or None when E is float32 or absent."""
+        return self._free_rows_view(False)
+
+    def _free_rows_view(self, writable):
+        """free_stored_rows, writable when asked (fpd.torch's buffer: whoever writes
+        through it must have the rows checked again, set_free_stored)."""
         k = ctypes.c_int(-1)
         L = _lib.load()
         ptr = L.fpd_layer_get_free_stored(self._h, ctypes.byref(k))
@@ -368,8 +373,32 @@ class Layer:
         buf = (ctypes.c_uint8 * (self.rows * rb)).from_address(ptr)
         buf._fpd_owner = self
         a = np.frombuffer(buf, dtype=np.uint8).reshape(self.rows, rb)
-        a.flags.writeable = False
+        a.flags.writeable = bool(writable)
         return a
+
+    def set_free_stored(self, kind, rows, P=None):
+        """Give the layer free coordinates with E as stored rows (fpd_layer_set_free_stored):
+        a copy of rows, uint8 [self.rows, row bytes] in the layout of a file with
+        free_dtype=kind ("int8", "int4", "int8-sym", "int4-sym"; row bytes from c),
+        and of P [c, dim] (None: zeros); c is P's first dimension, or the layer's c when
+        P is None. Each row is checked as a reader checks it (a negative, NaN or Inf scale
+        is refused, naming the row); replaces any E and P."""
+        if kind not in _lib.FREE_KINDS:
+            raise ValueError(f"kind must be {_free_kinds_text()}, got {kind!r}")
+        c = int(P.shape[0]) if P is not None else self.free_coords
+        if c < 1:
+            raise ValueError("set_free_stored: give P [c, dim] (the layer has no free coordinates to take c from)")
+        rb = _lib.load().fpd_free_row_bytes(_lib.FREE_KINDS[kind], c)
+        q = np.ascontiguousarray(rows, dtype=np.uint8)
+        if q.shape != (self.rows, rb):
+            raise ValueError(f"set_free_stored: rows has shape {q.shape}; ({self.rows}, {rb}) expected ({kind}, c = {c})")
+        p = None
+        if P is not None:
+            p = np.ascontiguousarray(P, dtype=np.float32)
+            if p.shape != (c, self.dim):
+                raise ValueError(f"set_free_stored: P has shape {p.shape}; ({c}, {self.dim}) expected")
+        _call("fpd_layer_set_free_stored", self._h, c, _lib.FREE_KINDS[kind], q.ctypes.data,
+              None if p is None else _ptr(p, ctypes.c_float))
 
     def _free_e_copy(self):
         """E as float32 (a copy; stored rows decoded), or None."""
@@ -453,10 +482,7 @@ def _layer_from_state(rows, cores, perm, info, free_e=None, free_p=None, free_st
     if free_e is not None:
         layer.set_free_coords(free_e.shape[1], free_e, free_p)
     if free_stored is not None:
-        rows_q = np.ascontiguousarray(free_rows, dtype=np.uint8)
-        p = np.ascontiguousarray(free_p, dtype=np.float32)
-        _call("fpd_layer_set_free_stored", layer._h, p.shape[0], _lib.FREE_KINDS[free_stored],
-              rows_q.ctypes.data, _ptr(p, ctypes.c_float))
+        layer.set_free_stored(free_stored, free_rows, free_p)
     return layer
 
 

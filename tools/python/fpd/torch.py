@@ -16,7 +16,9 @@ each [p, n_m, r_m, d_m, r_{m+1}]) whose .grad the backward fills from fpd_engine
 so any torch optimizer trains them. A layer with free coordinates (format extension
 free/1: row i = FPD(i) + E[i] P) adds the parameters `free` (E [rows, c]; a sparse
 gradient over the looked-up rows when sparse=True) and `free_proj` (P [c, dim], dense),
-also sharing the layer's memory; without them both are None.
+also sharing the layer's memory; without them both are None. from_file(...,
+free_stored=True) makes a frozen inference module whose E stays the file's int8/int4
+rows (the buffer `free_rows`; `free` is None).
 
 Where the cores live: each parameter's storage IS the fpd_layer's core memory (a
 tensor made with torch.from_numpy over the library's buffer; no copy), so the
@@ -111,9 +113,10 @@ class _FPDModule(nn.Module):
     def _setup(self, layer, padding_idx, sparse, threads, freeze=False):
         if not isinstance(layer, _fpd.Layer):
             raise TypeError("layer must be an fpd.Layer")
-        if layer.free_stored:
-            raise ValueError(f"fpd.torch modules hold E of the free coordinates as a float32 parameter; this layer "
-                             f"holds it as stored {layer.free_stored} rows: call layer.expand_free() first")
+        if layer.free_stored and not freeze:
+            raise ValueError(f"{type(self).__name__}: this layer holds E of its free coordinates as stored "
+                             f"{layer.free_stored} rows (look-ups only): freeze it for inference (freeze=True), or "
+                             "call layer.expand_free() first to train E as a float32 parameter")
         self.num_embeddings, self.embedding_dim = layer.rows, layer.dim
         if padding_idx is not None:
             if padding_idx >= 0:
@@ -130,10 +133,19 @@ class _FPDModule(nn.Module):
         self._views = [torch.from_numpy(c) for c in layer.cores]  # the layer's memory
         self.cores = nn.ParameterList([nn.Parameter(v, requires_grad=not freeze) for v in self._views])
         # free coordinates (format extension free/1): E [rows, c] and P [c, dim], also
-        # sharing the layer's memory; None without them
-        self._fviews = [torch.from_numpy(layer.free_e), torch.from_numpy(layer.free_p)] if layer.free_coords else []
-        for nm, v in zip(("free", "free_proj"), self._fviews or [None, None]):
-            self.register_parameter(nm, None if v is None else nn.Parameter(v, requires_grad=not freeze))
+        # sharing the layer's memory; None without them. E held as stored rows (inference):
+        # `free` is None and the buffer `free_rows` (uint8, the file's rows) is the layer's
+        self._free_kind = layer.free_stored
+        self.register_buffer("free_rows", None)
+        if self._free_kind:
+            self._fviews = [torch.from_numpy(layer.free_p)]
+            self.register_parameter("free", None)
+            self.register_parameter("free_proj", nn.Parameter(self._fviews[0], requires_grad=False))
+            self._bind_free_rows()
+        else:
+            self._fviews = [torch.from_numpy(layer.free_e), torch.from_numpy(layer.free_p)] if layer.free_coords else []
+            for nm, v in zip(("free", "free_proj"), self._fviews or [None, None]):
+                self.register_parameter(nm, None if v is None else nn.Parameter(v, requires_grad=not freeze))
         perm = layer.row_perm
         self.register_buffer("row_perm", None if perm is None else torch.from_numpy(perm))
         self._perm_seen = None if perm is None else (self.row_perm.data_ptr(), self.row_perm._version)
@@ -150,10 +162,15 @@ class _FPDModule(nn.Module):
 
     def __setstate__(self, st):
         super().__setstate__(st)
+        self._free_kind = getattr(self, "_free_kind", None)
         self._engine = _fpd.Engine(self._layer, threads=self.threads, free_qat=getattr(self, "free_qat", None))
         self._views = [torch.from_numpy(c) for c in self._layer.cores]
         fc = self._layer.free_coords
-        self._fviews = [torch.from_numpy(self._layer.free_e), torch.from_numpy(self._layer.free_p)] if fc else []
+        if self._free_kind:  # the layer unpickled its own rows: the buffer views them again
+            self._fviews = [torch.from_numpy(self._layer.free_p)]
+            self._bind_free_rows()
+        else:
+            self._fviews = [torch.from_numpy(self._layer.free_e), torch.from_numpy(self._layer.free_p)] if fc else []
         with torch.no_grad():
             for p, v in zip(self._params(), self._views + self._fviews):
                 if p.device.type == "cpu" and p.shape == v.shape:
@@ -196,13 +213,46 @@ class _FPDModule(nn.Module):
         return self.padding_idx
 
     def _params(self):
-        """The parameters the engine reads: the cores, then E and P when present."""
+        """The parameters the engine reads: the cores, then E and P when present (P
+        alone when E is held as stored rows)."""
+        if self._free_kind:
+            return list(self.cores) + [self.free_proj]
         return list(self.cores) + ([self.free, self.free_proj] if self._fviews else [])
+
+    def _bind_free_rows(self):
+        """The buffer free_rows as a view of the layer's stored rows, and what was seen."""
+        self.free_rows = torch.from_numpy(self._layer._free_rows_view(True))
+        self._rows_seen = (self.free_rows.data_ptr(), self.free_rows._version)
+
+    def _sync_free_rows(self):
+        """Stored E: rows written through the buffer (load_state_dict, in place) or a
+        buffer replaced are checked and copied into the layer (Layer.set_free_stored);
+        then the buffer, P and the engine are bound to the layer's new memory."""
+        b = self.free_rows
+        if b is None or (b.data_ptr(), b._version) == self._rows_seen:
+            return
+        if b.device.type != "cpu":
+            raise RuntimeError(_CUDA_MSG.format(type(self).__name__))
+        want = tuple(self._layer._free_rows_view(False).shape)
+        if b.dtype != torch.uint8 or tuple(b.shape) != want:
+            raise RuntimeError(f"{type(self).__name__}: free_rows is {b.dtype} {tuple(b.shape)}; the layer's "
+                               f"{self._free_kind} rows are torch.uint8 {want}")
+        rows = b.detach().contiguous().numpy().copy()
+        P = self._layer.free_p.copy()
+        try:
+            self._layer.set_free_stored(self._free_kind, rows, P)  # checks every row; new memory
+        except _fpd.FPDError as e:
+            raise _fpd.FPDError(e.status, f"{type(self).__name__}: buffer free_rows: {e.message}") from None
+        self._fviews = [torch.from_numpy(self._layer.free_p)]
+        self.free_proj.data = self._fviews[0]
+        self._bind_free_rows()
+        self._engine = _fpd.Engine(self._layer, threads=self.threads, free_qat=self.free_qat)
 
     def _sync(self):
         """Make the layer hold the parameters' values: a no-op while the parameters
         share the layer's memory; a copy when something replaced their storage."""
-        names = [f"cores.{m}" for m in range(len(self._views))] + ["free", "free_proj"]
+        names = [f"cores.{m}" for m in range(len(self._views))] + (["free_proj"] if self._free_kind
+                                                                   else ["free", "free_proj"])
         for m, (p, v) in enumerate(zip(self._params(), self._views + self._fviews)):
             if p.device.type != "cpu":
                 raise RuntimeError(_CUDA_MSG.format(type(self).__name__))
@@ -212,6 +262,8 @@ class _FPDModule(nn.Module):
                                        f"holds {tuple(v.shape)}")
                 with torch.no_grad():
                     v.copy_(p.detach())
+        if self._free_kind:
+            self._sync_free_rows()
         if self.row_perm is not None:
             seen = (self.row_perm.data_ptr(), self.row_perm._version)
             if seen != self._perm_seen:
@@ -225,6 +277,8 @@ class _FPDModule(nn.Module):
             out += f", padding_idx={self.padding_idx}"
         flags["sparse"] = self.sparse
         out += "".join(f", {k}=True" for k, v in flags.items() if v)
+        if self._free_kind:
+            out += f", free_stored={self._free_kind!r}"
         return out + (f", terms={s['terms']}, row_shape={s['row_shape']}, col_shape={s['col_shape']}, "
                       f"ranks={s['ranks']}")
 
@@ -244,10 +298,20 @@ class _FPDModule(nn.Module):
 
     # -- files
     @classmethod
-    def from_file(cls, path, name=None, **kwargs):
+    def from_file(cls, path, name=None, free_stored=False, **kwargs):
         """The FPD table `name` of a checkpoint (the only one when name is None), read
         by libfpd's checkpoint reader; kwargs as the constructor (mode, padding_idx,
-        include_last_offset, sparse, freeze ...)."""
+        include_last_offset, sparse, freeze ...).
+
+        free_stored=True: for inference; when the file stores the free coordinates' E as
+        int8/int4 rows (free-rowwise/1, free-sym/1), E stays so in memory (int4-sym,
+        c = 10: 7 bytes a row instead of 40; Checkpoint.load_layer(free_stored=True)),
+        the module is frozen (freeze=False is refused), `free` is None and the buffer
+        `free_rows` (uint8 [rows, row bytes], in state_dict) holds the rows; outputs are
+        bit for bit those of the module loaded without it. E in float32 in the file
+        stays float32."""
+        if free_stored:
+            kwargs.setdefault("freeze", True)
         with _fpd.open(path) as ck:
             tables = ck.tables
             if name is None:
@@ -256,7 +320,7 @@ class _FPDModule(nn.Module):
                 name = tables[0]
             if name not in tables:
                 raise KeyError(f"{path} has no FPD table '{name}' (it has: {', '.join(tables) or 'none'})")
-            layer = ck.load_layer(name)
+            layer = ck.load_layer(name, free_stored=bool(free_stored))
         m = cls._from_layer(layer, **kwargs)
         m.table_name = name
         return m
@@ -460,10 +524,12 @@ def load_embedding_bag(path, name, **kwargs):
     an FPD table as an FPDEmbeddingBag (FPDEmbeddingBag.from_file), a row-wise
     int8/int4 table (extension rowwise/1) dequantized into an nn.EmbeddingBag
     (from_pretrained: frozen unless freeze=False), a dense 2-D tensor likewise.
-    kwargs: the modules' keywords (mode, padding_idx, include_last_offset, freeze...)."""
+    kwargs: the modules' keywords (mode, padding_idx, include_last_offset, freeze...),
+    and free_stored (FPDEmbeddingBag.from_file; ignored for the other encodings)."""
+    free_stored = kwargs.pop("free_stored", False)
     with _fpd.open(path) as ck:
         if name in ck.tables:
-            return FPDEmbeddingBag.from_file(path, name, **kwargs)
+            return FPDEmbeddingBag.from_file(path, name, free_stored=free_stored, **kwargs)
         if name not in ck.rowwise_tables and name not in ck.tensors:
             raise KeyError(f"{path} has no table '{name}'")
         w = torch.from_numpy(ck.dense(name))
