@@ -35,6 +35,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* ------------------------------------------------------------------ command line */
 
@@ -134,7 +135,9 @@ static void usage(FILE *f) {
             "  --max-users N     only the first N users (a quick run)\n"
             "  --eval-every E    evaluate every E epochs (default 1; the last is always evaluated)\n"
             "  -o PREFIX         write PREFIX.dense.safetensors, PREFIX.fpd.safetensors\n"
-            "  --write-test      also write PREFIX.test.rating, PREFIX.test.negative (NCF format)\n"
+            "  --write-test      also write the split in NCF's format (0-based ids): PREFIX.test.rating,\n"
+            "                    PREFIX.test.negative (fpd-eval --ncf) and PREFIX.train.rating (the\n"
+            "                    training positives: fpd-eval --finetune)\n"
             "  --json            print the summary as JSON\n"
             "  --device D        where the FPD tables train: auto (default; CUDA when its backend\n"
             "                    loads and has a device, else the CPU), cpu, cuda[:N]; 3 when cuda\n"
@@ -151,27 +154,48 @@ static uint64_t rng_next(uint64_t *s) {
     return z ^ (z >> 31);
 }
 
-static bool write_test(const struct fpd_ncf_split *sp, const char *prefix) {
-    char p1[4096], p2[4096];
-    snprintf(p1, sizeof p1, "%s.test.rating", prefix);
-    snprintf(p2, sizeof p2, "%s.test.negative", prefix);
-    FILE *f1 = fopen(p1, "w"), *f2 = fopen(p2, "w");
-    if (!f1 || !f2) {
-        if (f1) fclose(f1);
-        if (f2) fclose(f2);
+/* One file of --write-test, written to PATH.tmp-PID and renamed (no partial file). */
+static bool write_split_file(const struct fpd_ncf_split *sp, const char *path, int which) {
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s.tmp-%d", path, (int)getpid());
+    FILE *f = fopen(tmp, "w");
+    if (!f) {
+        cli_error("%s: %s", tmp, strerror(errno));
         return false;
     }
-    for (int64_t t = 0; t < sp->test.n; t++) {
+    if (which == 2) /* the training positives, as NCF's train.rating (fpd-eval --finetune reads it) */
+        for (int64_t q = 0; q < sp->n_train; q++)
+            fprintf(f, "%lld\t%lld\t5\t0\n", (long long)sp->train_users[q], (long long)sp->train_items[q]);
+    for (int64_t t = 0; which < 2 && t < sp->test.n; t++) {
         const int64_t *c = sp->test.cand + t * sp->test.n_cand;
-        fprintf(f1, "%lld\t%lld\t5\t0\n", (long long)sp->test.users[t], (long long)c[0]);
-        fprintf(f2, "(%lld,%lld)", (long long)sp->test.users[t], (long long)c[0]);
-        for (int64_t q = 1; q < sp->test.n_cand; q++) fprintf(f2, "\t%lld", (long long)c[q]);
-        fputc('\n', f2);
+        if (which == 0) {
+            fprintf(f, "%lld\t%lld\t5\t0\n", (long long)sp->test.users[t], (long long)c[0]);
+            continue;
+        }
+        fprintf(f, "(%lld,%lld)", (long long)sp->test.users[t], (long long)c[0]);
+        for (int64_t q = 1; q < sp->test.n_cand; q++) fprintf(f, "\t%lld", (long long)c[q]);
+        fputc('\n', f);
     }
-    bool ok = !ferror(f1) && !ferror(f2);
-    ok &= fclose(f1) == 0;
-    ok &= fclose(f2) == 0;
-    return ok;
+    bool ok = fflush(f) == 0 && !ferror(f);
+    ok &= fclose(f) == 0;
+    if (!ok || rename(tmp, path)) {
+        cli_error("%s: %s", ok ? path : tmp, strerror(errno));
+        remove(tmp);
+        return false;
+    }
+    return true;
+}
+
+/* --write-test: PREFIX.test.rating, PREFIX.test.negative (NCF's format, 0-based ids)
+ * and PREFIX.train.rating (every training positive of the split). */
+static bool write_test(const struct fpd_ncf_split *sp, const char *prefix) {
+    static const char *const ext[3] = {"test.rating", "test.negative", "train.rating"};
+    for (int w = 0; w < 3; w++) {
+        char path[4096];
+        snprintf(path, sizeof path, "%s.%s", prefix, ext[w]);
+        if (!write_split_file(sp, path, w)) return false;
+    }
+    return true;
 }
 
 /* ------------------------------------------------------------------ runs */
@@ -791,10 +815,7 @@ int main(int argc, char **argv) {
     fprintf(stderr, "%s: %lld users, %lld items, %lld training positives, %lld test users (split seed %llu)\n",
             cli_prog, (long long)sp.n_users, (long long)sp.n_items, (long long)sp.n_train, (long long)sp.test.n,
             (unsigned long long)o.split_seed);
-    if (o.write_test && !write_test(&sp, o.out)) {
-        cli_error("%s.test.*: cannot write", o.out);
-        goto done;
-    }
+    if (o.write_test && !write_test(&sp, o.out)) goto done;
     if (o.budget && o.fpd && split_budget(&o, &sp)) goto done;
     for (int s = 0; s < o.n_seeds; s++)
         for (int f = 0; f < 2; f++) {

@@ -43,6 +43,24 @@ import json; r = json.load(open('train.json')); e = json.load(open('eval-$kind.j
 run = [x for x in r['runs'] if x['tables'] == '$kind'][0]
 assert abs(run['hr10'] - e['hr10']) < 1e-6 and abs(run['ndcg10'] - e['ndcg10']) < 1e-6, (run, e)"
     done
+    # --write-test also writes the training positives: with the held-out items they are the
+    # 200 users' ratings (ratings.tsv ids - 1), each once; fpd-eval --finetune reads them
+    py_check "smoke: gmf.train.rating + gmf.test.rating = the users' ratings, disjoint, no temporary left" "
+import glob
+want = set()
+for line in open('$ML').readlines()[1:]:
+    u, i = line.split('	')[:2]
+    if int(u) <= 200: want.add((int(u) - 1, int(i) - 1))
+tr = [tuple(map(int, l.split('	')[:2])) for l in open('gmf.train.rating')]
+te = [tuple(map(int, l.split('	')[:2])) for l in open('gmf.test.rating')]
+assert len(te) == 200 and len(set(tr)) == len(tr) and not set(tr) & set(te), (len(te), len(tr))
+assert set(tr) | set(te) == want, (len(set(tr) | set(te)), len(want))
+assert not glob.glob('gmf.*.tmp-*'), glob.glob('gmf.*.tmp-*')"
+    run "$BUILD/fpd-eval" gmf.fpd.safetensors --ncf gmf.test.rating gmf.test.negative --finetune gmf.train.rating --epochs 1 -o gmf-ft.safetensors --json
+    expect_rc "smoke: fpd-eval --finetune on the trainer's gmf.train.rating: exit 0" 0
+    py_check "smoke: the finetune read every training positive" "
+import json; r = json.load(open('out.txt'))
+assert r['finetune']['positives'] == sum(1 for _ in open('gmf.train.rating')), r['finetune']"
 fi
 
 # --free-coords: counted in the size (c (N + D) a table), written as free/1 with -o and
