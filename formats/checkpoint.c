@@ -1150,8 +1150,9 @@ enum fpd_status fpd_checkpoint_verify_table(const struct fpd_safetensors *st, co
         }
         return FPD_STATUS_OK;
     }
-    /* deep: loading checks the cores and row_perm; then every reconstructed row */
-    if ((status = fpd_checkpoint_load_layer(st, table, &layer, err))) goto done;
+    /* deep: loading checks the cores, row_perm and E's stored rows (kept so: an int4-sym E
+     * takes its file's bytes, not 4 c a row); then every reconstructed row */
+    if ((status = fpd_checkpoint_load_layer_stored(st, table, &layer, err))) goto done;
     const struct fpd_layer_shape *s = fpd_layer_get_shape(layer);
     const int64_t block = 1024;
     buf = fpd_malloc((size_t)(block * s->dim) * sizeof(float));

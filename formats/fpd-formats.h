@@ -375,7 +375,8 @@ FPD_API enum fpd_status fpd_checkpoint_load_rowwise(const struct fpd_safetensors
  * in [0, prod(row_shape)), and every row of the reconstructed table is finite
  * (products of finite cores can still overflow); row-wise rows have a finite scale,
  * bias and largest value. deep reads every byte of the table and reconstructs it in
- * row blocks (time O(N D k r^2)). Errors: FORMAT (naming the tensor and the element,
+ * row blocks (time O(N D k r^2); memory: the layer with an int8/int4 E of free
+ * coordinates held as stored rows, fpd_checkpoint_load_layer_stored). Errors: FORMAT (naming the tensor and the element,
  * or the first non-finite row), UNSUPPORTED, NOMEM. */
 FPD_API enum fpd_status fpd_checkpoint_verify_table(const struct fpd_safetensors *st, const char *table, bool deep,
                                                     struct fpd_error *err);

@@ -345,12 +345,15 @@ static int input_open(const char *path, struct input *x) {
     return CLI_EXIT_OK;
 }
 
-/* Load table t of x as a layer (F32 cores). Returns false after printing. */
+/* Load table t of x as a layer (F32 cores; an int8/int4 E of free coordinates kept as
+ * the file's rows: reconstruct decodes them, the FPD writer copies them when the kind
+ * stays and re-encodes them otherwise; a fraction of E's memory in F32). Returns false
+ * after printing. */
 static bool load_layer(const struct input *x, const struct table *t, struct fpd_layer **out) {
     struct fpd_error err = {0};
     *out = NULL;
     if (!t->ttrec) {
-        if (fpd_checkpoint_load_layer(x->in.st, t->name, out, &err)) {
+        if (fpd_checkpoint_load_layer_stored(x->in.st, t->name, out, &err)) {
             cli_error("%s", err.msg);
             return false;
         }
@@ -1275,12 +1278,20 @@ int main(int argc, char **argv) {
     } else {
         printf("%s -> %s (%s)\n", in_path, co.out_path, out_kind_name[co.to]);
         if (co.vocab_path) printf("  row permutations folded into the id vocabulary %s (table, id, row)\n", co.vocab_path);
+        int wn = 32, ws = 14; /* columns as wide as the longest name and shape */
+        for (int64_t i = 0; i < o.n; i++) {
+            char sh[128];
+            const int ln = (int)strlen(o.t[i].name[0] ? o.t[i].name : "(array)");
+            const int ls = (int)strlen(cli_shape(o.t[i].shape, o.t[i].ndim, sh, sizeof sh));
+            wn = ln > wn ? ln : wn;
+            ws = ls > ws ? ls : ws;
+        }
         for (int64_t i = 0; i < o.n; i++) {
             char sh[128], by[32];
             const char *how = strcmp(o.src[i], "fpd") == 0     ? (co.to == OUT_TTREC ? "exported FPD core" : "reconstructed from FPD")
                               : strcmp(o.src[i], "ttrec") == 0 ? (co.to == OUT_FPD ? "imported TT-Rec core" : "reconstructed from TT-Rec")
                                                                : o.src[i];
-            printf("  %-32s %-5s %-14s %11s  %s\n", o.t[i].name[0] ? o.t[i].name : "(array)", fpd_dtype_name(o.t[i].dtype),
+            printf("  %-*s %-5s %-*s %11s  %s\n", wn, o.t[i].name[0] ? o.t[i].name : "(array)", fpd_dtype_name(o.t[i].dtype), ws,
                    cli_shape(o.t[i].shape, o.t[i].ndim, sh, sizeof sh), cli_bytes(o.t[i].nbytes, by, sizeof by), how);
         }
     }

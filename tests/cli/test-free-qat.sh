@@ -41,6 +41,13 @@ assert q['runs'][0]['hr10_f32'] is not None"
     cp out.txt eq.txt
     run "$BUILD/fpd-convert" tq.fpd.safetensors --to fpd --free-dtype core -o tqf.safetensors
     expect_rc "fpd-convert --free-dtype core of the int4-sym checkpoint: exit 0" 0
+    py_check "fpd-convert's report: columns aligned with names longer than 32 characters" "
+import re
+rows = [l for l in open('out.txt').read().splitlines()[1:] if l.startswith('  ')]
+assert any(len(l.split()[0]) > 32 for l in rows), rows  # item_embedding.weight.fpd.free_proj
+ends = {re.search(r'B  \\S', l).start() for l in rows}
+dtypes = {l.index(l.split()[1], len(l.split()[0]) + 2) for l in rows}
+assert len(ends) == 1 and len(dtypes) == 1, (ends, dtypes, rows)"
     run "$BUILD/fpd-eval" tqf.safetensors --ncf tq.test.rating tq.test.negative --json
     expect_rc "fpd-eval of the F32-E checkpoint: exit 0" 0
     py_check "fpd-eval: E held as int4-sym rows scores exactly as E in F32" "
@@ -64,6 +71,19 @@ h = json.loads(bytes(d[8:8 + n])); t = h['item_embedding.weight.fpd.free']; rb =
 o = 8 + n + t['data_offsets'][0] + 5 * rb + rb - 2
 d[o:o + 2] = b'\x00\x7e'  # row 5's F16 scale: NaN
 open('tqbad.safetensors', 'wb').write(bytes(d))"
+    run "$BUILD/fpd-convert" tqbad.safetensors --to fpd --free-dtype int8 -o tqbad2.safetensors
+    expect_rc "fpd-convert of a checkpoint with a NaN row scale: exit 1" 1
+    expect_grep "fpd-convert of a NaN row scale: names the file, the tensor and the row" err.txt "tqbad\\.safetensors: table 'item_embedding\\.weight': row 5 of 'item_embedding\\.weight\\.fpd\\.free' \\(int4-sym\\)"
+    expect_absent "fpd-convert of a NaN row scale: no output file" tqbad2.safetensors
+    run "$BUILD/fpd-convert" tq.fpd.safetensors --to fpd --free-dtype int4-sym -o tqsame.safetensors
+    expect_rc "fpd-convert --to fpd --free-dtype int4-sym of the int4-sym checkpoint: exit 0" 0
+    py_check "fpd-convert --free-dtype int4-sym of int4-sym E: every tensor byte for byte (E held as stored)" "
+import json, struct
+def tensors(p):
+    d = open(p, 'rb').read(); n = struct.unpack('<Q', d[:8])[0]; h = json.loads(d[8:8 + n])
+    return {k: d[8 + n + v['data_offsets'][0]:8 + n + v['data_offsets'][1]] for k, v in h.items() if k != '__metadata__'}
+a, b = tensors('tq.fpd.safetensors'), tensors('tqsame.safetensors')
+assert a.keys() == b.keys() and all(a[k] == b[k] for k in a), [k for k in a if a[k] != b.get(k)]"
     run "$BUILD/fpd-eval" tqbad.safetensors --ncf tq.test.rating tq.test.negative
     expect_rc "fpd-eval of a checkpoint with a NaN row scale: exit 1" 1
     expect_grep "fpd-eval of a NaN row scale: names the file, the tensor and the row" err.txt "tqbad\.safetensors: table 'item_embedding\.weight': tensor 'item_embedding\.weight\.fpd\.free': .*row 5 \(int4-sym\)"
