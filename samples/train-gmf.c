@@ -845,6 +845,10 @@ int main(int argc, char **argv) {
         json_object_set_new(res, "model", json_string(model_names[o.model]));
         json_object_set_new(res, "free_coords", json_integer(o.free_coords));
         json_object_set_new(res, "free_qat", json_boolean(o.free_qat));
+        /* what the FPD runs' best_hr10 measured: E in F32 each epoch, unless trained as stored */
+        json_object_set_new(res, "best_hr10_free_dtype",
+                            o.free_coords == 0 ? json_null()
+                            : json_string(o.free_rowwise && o.free_qat ? fpd_free_kind_name(o.free_kind) : "F32"));
         json_object_set_new(res, "free_dtype", o.free_coords == 0 ? json_null()
                                                : json_string(o.free_rowwise ? fpd_free_kind_name(o.free_kind) : "F32"));
         if (o.model != FPD_NCF_KIND_GMF) {
@@ -865,6 +869,10 @@ int main(int argc, char **argv) {
             printf("%-6s %6llu %10lld %7.1fx %8.4f %8.4f %6.4f@%-3lld %8.2f\n", runs[i].kind,
                    (unsigned long long)runs[i].seed, (long long)runs[i].params, runs[i].ratio, runs[i].hr,
                    runs[i].ndcg, runs[i].best_hr, (long long)runs[i].best_epoch, runs[i].sec_per_epoch);
+        if (o.fpd && o.free_rowwise && o.free_coords > 0 && !o.free_qat)
+            printf("(fpd: HR@10, NDCG@10, params and ratio are of E stored as %s, rounded once after training; "
+                   "best HR is of the epochs' F32 E; with --free-qat every epoch is measured as stored)\n",
+                   fpd_free_kind_name(o.free_kind));
         if (o.dense) printf("dense  HR@10 mean %.4f sd %.4f  (%.2f s/epoch)\n", md, sd, td);
         if (o.fpd) printf("fpd    HR@10 mean %.4f sd %.4f  (%.2f s/epoch)\n", mf, sf, tf);
         if (o.dense && o.fpd) printf("fpd - dense: %+.4f\n", mf - md);

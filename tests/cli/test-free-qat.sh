@@ -18,12 +18,15 @@ if [ -f "$ML" ]; then
     run "$TR" "$ML" $A --json
     expect_rc "train --free-dtype int4-sym without --free-qat: exit 0" 0
     cp out.txt tp.json
+    run "$TR" "$ML" $A
+    expect_grep "train --free-dtype without --free-qat: the summary says which figures are of stored E" out.txt "fpd: HR@10, NDCG@10, params and ratio are of E stored as int4-sym.*best HR is of the epochs' F32 E"
     run "$BUILD/fpd-eval" tq.fpd.safetensors --ncf tq.test.rating tq.test.negative --json
     expect_rc "train --free-qat: fpd-eval reads the file" 0
     py_check "train --free-qat: JSON says so, fpd-eval's HR@10 = the trainer's stored HR@10, the loss differs from F32 training" "
 import json
 q = json.load(open('tq.json')); p = json.load(open('tp.json')); e = json.load(open('out.txt'))
 assert q['free_qat'] is True and p['free_qat'] is False, (q['free_qat'], p['free_qat'])
+assert q['best_hr10_free_dtype'] == 'int4-sym' and p['best_hr10_free_dtype'] == 'F32', (q, p)
 assert q['free_dtype'] == 'int4-sym', q['free_dtype']
 hr = e.get('hr10', e.get('HR@10'))
 assert abs(hr - q['runs'][0]['hr10']) < 1e-6, (hr, q['runs'][0]['hr10'])
@@ -73,7 +76,7 @@ d[o:o + 2] = b'\x00\x7e'  # row 5's F16 scale: NaN
 open('tqbad.safetensors', 'wb').write(bytes(d))"
     run "$BUILD/fpd-convert" tqbad.safetensors --to fpd --free-dtype int8 -o tqbad2.safetensors
     expect_rc "fpd-convert of a checkpoint with a NaN row scale: exit 1" 1
-    expect_grep "fpd-convert of a NaN row scale: names the file, the tensor and the row" err.txt "tqbad\\.safetensors: table 'item_embedding\\.weight': row 5 of 'item_embedding\\.weight\\.fpd\\.free' \\(int4-sym\\)"
+    expect_grep "fpd-convert of a NaN row scale: names the file, the tensor and the row" err.txt "tqbad\\.safetensors: table 'item_embedding\\.weight': tensor 'item_embedding\\.weight\\.fpd\\.free': .*row 5 \\(int4-sym\\)"
     expect_absent "fpd-convert of a NaN row scale: no output file" tqbad2.safetensors
     run "$BUILD/fpd-convert" tq.fpd.safetensors --to fpd --free-dtype int4-sym -o tqsame.safetensors
     expect_rc "fpd-convert --to fpd --free-dtype int4-sym of the int4-sym checkpoint: exit 0" 0
