@@ -870,8 +870,9 @@ int main(int argc, char **argv) {
                    (unsigned long long)runs[i].seed, (long long)runs[i].params, runs[i].ratio, runs[i].hr,
                    runs[i].ndcg, runs[i].best_hr, (long long)runs[i].best_epoch, runs[i].sec_per_epoch);
         if (o.fpd && o.free_rowwise && o.free_coords > 0 && !o.free_qat)
-            printf("(fpd: HR@10, NDCG@10, params and ratio are of E stored as %s, rounded once after training; "
-                   "best HR is of the epochs' F32 E; with --free-qat every epoch is measured as stored)\n",
+            printf("(fpd: HR@10 and NDCG@10 are of E stored as %s, rounded once after training, and the ratio "
+                   "counts its bytes (params: the bytes / 4); best HR is of the epochs' F32 E; with --free-qat "
+                   "every epoch is measured as stored)\n",
                    fpd_free_kind_name(o.free_kind));
         if (o.dense) printf("dense  HR@10 mean %.4f sd %.4f  (%.2f s/epoch)\n", md, sd, td);
         if (o.fpd) printf("fpd    HR@10 mean %.4f sd %.4f  (%.2f s/epoch)\n", mf, sf, tf);

@@ -857,8 +857,15 @@ static bool build_fpd(const struct input *x, const struct convert_opts *co, stru
     int64_t n_tt = 0;
     for (int64_t i = 0; i < x->n_tables; i++) n_tt += x->tables[i].ttrec;
     if (n_tt == 0) {
-        cli_error("%s holds no table in the TT-Rec layout (metadata '%sX', written by fpd-convert --to ttrec)",
-                  x->path, TTREC_META_PREFIX);
+        int64_t n_fpd = 0;
+        for (int64_t i = 0; i < x->n_tables; i++) n_fpd += !x->tables[i].rowwise;
+        if (n_fpd > 0)
+            cli_error("%s holds FPD tables already; --to fpd imports tables in the TT-Rec layout (metadata '%sX'), "
+                      "or re-stores FPD tables with --free-dtype K (E of the free coordinates) or --vocabulary-out MAP "
+                      "(row order folded into an id vocabulary)", x->path, TTREC_META_PREFIX);
+        else
+            cli_error("%s holds no table in the TT-Rec layout (metadata '%sX', written by fpd-convert --to ttrec)",
+                      x->path, TTREC_META_PREFIX);
         return false;
     }
     if (!verify_copied(x, true)) return false;
@@ -1047,7 +1054,12 @@ static bool build_rewrite(const struct input *x, const struct convert_opts *co, 
             const bool is_e = strstr(t.name, ".fpd.free") && !strstr(t.name, ".fpd.free_proj");
             char how[96];
             const char *moved = !perm ? "" : is_e ? "rows moved to the vocabulary's order" : "unchanged (order folded)";
-            if (is_e && co->free_set)
+            const bool same = tb->meta.free_rowwise == meta.free_rowwise &&
+                              (!meta.free_rowwise || tb->meta.free_kind == meta.free_kind);
+            if (is_e && co->free_set && same && !perm) /* the file's rows or values, copied */
+                snprintf(how, sizeof how, "unchanged (E already %s)",
+                         meta.free_rowwise ? fpd_free_kind_name(meta.free_kind) : fpd_dtype_name(t.dtype));
+            else if (is_e && co->free_set)
                 snprintf(how, sizeof how, "%s%s%s", moved, perm ? ", stored as " : "E stored as ",
                          meta.free_rowwise ? fpd_free_kind_name(meta.free_kind) : fpd_dtype_name(t.dtype));
             else

@@ -19,7 +19,7 @@ if [ -f "$ML" ]; then
     expect_rc "train --free-dtype int4-sym without --free-qat: exit 0" 0
     cp out.txt tp.json
     run "$TR" "$ML" $A
-    expect_grep "train --free-dtype without --free-qat: the summary says which figures are of stored E" out.txt "fpd: HR@10, NDCG@10, params and ratio are of E stored as int4-sym.*best HR is of the epochs' F32 E"
+    expect_grep "train --free-dtype without --free-qat: the summary says which figures are of stored E" out.txt "fpd: HR@10 and NDCG@10 are of E stored as int4-sym.*best HR is of the epochs' F32 E"
     run "$BUILD/fpd-eval" tq.fpd.safetensors --ncf tq.test.rating tq.test.negative --json
     expect_rc "train --free-qat: fpd-eval reads the file" 0
     py_check "train --free-qat: JSON says so, fpd-eval's HR@10 = the trainer's stored HR@10, the loss differs from F32 training" "
@@ -80,6 +80,7 @@ open('tqbad.safetensors', 'wb').write(bytes(d))"
     expect_absent "fpd-convert of a NaN row scale: no output file" tqbad2.safetensors
     run "$BUILD/fpd-convert" tq.fpd.safetensors --to fpd --free-dtype int4-sym -o tqsame.safetensors
     expect_rc "fpd-convert --to fpd --free-dtype int4-sym of the int4-sym checkpoint: exit 0" 0
+    expect_grep "fpd-convert to the same kind: the report says E is unchanged" out.txt "item_embedding\.weight\.fpd\.free +U8 .*unchanged \(E already int4-sym\)"
     py_check "fpd-convert --free-dtype int4-sym of int4-sym E: every tensor byte for byte (E held as stored)" "
 import json, struct
 def tensors(p):
@@ -87,6 +88,9 @@ def tensors(p):
     return {k: d[8 + n + v['data_offsets'][0]:8 + n + v['data_offsets'][1]] for k, v in h.items() if k != '__metadata__'}
 a, b = tensors('tq.fpd.safetensors'), tensors('tqsame.safetensors')
 assert a.keys() == b.keys() and all(a[k] == b[k] for k in a), [k for k in a if a[k] != b.get(k)]"
+    run "$BUILD/fpd-convert" tq.fpd.safetensors --to fpd -o tqnone.safetensors
+    expect_rc "fpd-convert --to fpd of an FPD checkpoint without --free-dtype: exit 1" 1
+    expect_grep "fpd-convert --to fpd of an FPD checkpoint: says what --to fpd does and what to give" err.txt "holds FPD tables already; --to fpd imports tables in the TT-Rec layout .*--free-dtype K .*--vocabulary-out MAP"
     run "$BUILD/fpd-eval" tqbad.safetensors --ncf tq.test.rating tq.test.negative
     expect_rc "fpd-eval of a checkpoint with a NaN row scale: exit 1" 1
     expect_grep "fpd-eval of a NaN row scale: names the file, the tensor and the row" err.txt "tqbad\.safetensors: table 'item_embedding\.weight': tensor 'item_embedding\.weight\.fpd\.free': .*row 5 \(int4-sym\)"

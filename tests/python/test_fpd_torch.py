@@ -445,10 +445,40 @@ def test_stored_e(rng):
     expect_raise("stored: freeze=False is refused, naming expand_free", ValueError,
                  lambda: ft.FPDEmbeddingBag.from_file(path, free_stored=True, freeze=False), "expand_free")
     st.free_proj.requires_grad_(True)
-    expect_raise("stored: training through it is refused, naming expand_free", fpd.FPDError,
-                 lambda: st(ids, offs).sum().backward(), "expand_free")
+    expect_raise("stored: training through it is refused, saying what to do at module level", RuntimeError,
+                 lambda: st(ids, offs).sum().backward(), "to train, load it without free_stored=True")
     lb = ft.load_embedding_bag(path, "emb", mode="sum", free_stored=True)
     report("load_embedding_bag(free_stored=True): a stored FPDEmbeddingBag", lb._free_kind == "int4-sym")
+    st2 = ft.FPDEmbeddingBag.from_file(path, mode="sum", free_stored=True)
+    st2._layer.expand_free()
+    expect_raise("stored: E expanded under the module: forward refused, saying to make a new module", RuntimeError,
+                 lambda: st2(ids, offs), "make a new module")
+    expect_raise("stored: E expanded under the module: state_dict refused (the buffer would read freed memory)",
+                 RuntimeError, lambda: st2.state_dict(), "changed under it")
+    # save() keeps the file's kind: a module read from an int4-sym file without free_stored
+    p4 = os.path.join(WORK, "se-f32-saved.safetensors")
+    f32.save(p4)
+    h4, m4, d4 = read_safetensors(p4)
+    report("save of a module read from an int4-sym file keeps E as int4-sym rows (the file's kind)",
+           json.loads(m4["fpd.table.emb"])["free_dtype"] == "int4-sym" and
+           np.array_equal(st_tensor(h4, d4, "emb.fpd.free"), st_tensor(h, d, "emb.fpd.free")), m4.get("fpd.table.emb"))
+    p5 = os.path.join(WORK, "se-core.safetensors")
+    f32.save(p5, free_dtype="core")
+    report("save(free_dtype='core') writes E in F32", read_safetensors(p5)[0]["emb.fpd.free"]["dtype"] == "F32")
+    report("repr shows c of a float32-E module", "free_coords=5" in repr(f32) and "free_stored" not in repr(f32),
+           repr(f32))
+    # Layer.set_free_stored: uint8 only; P None keeps the layer's P
+    lay = st.layer.clone()
+    rows = lay.free_stored_rows.copy()
+    expect_raise("set_free_stored refuses rows that are not uint8 (no silent cast)", TypeError,
+                 lambda: lay.set_free_stored("int4-sym", rows.astype(np.float32)), "uint8")
+    before = lay.lookup(np.arange(N))
+    lay.set_free_stored("int4-sym", rows[::-1].copy())
+    rev = lay.clone()
+    rev.expand_free()
+    report("set_free_stored without P keeps the layer's P (E replaced)",
+           np.array_equal(lay.free_p, st.layer.free_p) and not np.array_equal(lay.lookup(np.arange(N)), before) and
+           np.array_equal(lay.lookup(np.arange(N)), rev.lookup(np.arange(N))))
 
 
 def main():

@@ -378,27 +378,30 @@ class Layer:
 
     def set_free_stored(self, kind, rows, P=None):
         """Give the layer free coordinates with E as stored rows (fpd_layer_set_free_stored):
-        a copy of rows, uint8 [self.rows, row bytes] in the layout of a file with
-        free_dtype=kind ("int8", "int4", "int8-sym", "int4-sym"; row bytes from c),
-        and of P [c, dim] (None: zeros); c is P's first dimension, or the layer's c when
-        P is None. Each row is checked as a reader checks it (a negative, NaN or Inf scale
-        is refused, naming the row); replaces any E and P."""
+        a copy of rows, a uint8 array [self.rows, row bytes] in the layout of a file with
+        free_dtype=kind ("int8", "int4", "int8-sym", "int4-sym"; row bytes from c), and
+        of P [c, dim]; c is P's first dimension. P None keeps the layer's P (and its c;
+        ValueError when it has none). Each row is checked as a reader checks it (a
+        negative, NaN or Inf scale is refused, naming the row); replaces E. rows of
+        another dtype are refused (TypeError), not converted."""
         if kind not in _lib.FREE_KINDS:
             raise ValueError(f"kind must be {_free_kinds_text()}, got {kind!r}")
-        c = int(P.shape[0]) if P is not None else self.free_coords
-        if c < 1:
-            raise ValueError("set_free_stored: give P [c, dim] (the layer has no free coordinates to take c from)")
+        if P is None:
+            if not self.free_coords:
+                raise ValueError("set_free_stored: give P [c, dim] (the layer has no free coordinates to keep P of)")
+            P = self.free_p.copy()
+        c = int(np.shape(P)[0])
         rb = _lib.load().fpd_free_row_bytes(_lib.FREE_KINDS[kind], c)
-        q = np.ascontiguousarray(rows, dtype=np.uint8)
+        if not isinstance(rows, np.ndarray) or rows.dtype != np.uint8:
+            raise TypeError(f"set_free_stored: rows must be a uint8 NumPy array (the file's bytes), got "
+                            f"{getattr(rows, 'dtype', type(rows).__name__)}")
+        q = np.ascontiguousarray(rows)
         if q.shape != (self.rows, rb):
             raise ValueError(f"set_free_stored: rows has shape {q.shape}; ({self.rows}, {rb}) expected ({kind}, c = {c})")
-        p = None
-        if P is not None:
-            p = np.ascontiguousarray(P, dtype=np.float32)
-            if p.shape != (c, self.dim):
-                raise ValueError(f"set_free_stored: P has shape {p.shape}; ({c}, {self.dim}) expected")
-        _call("fpd_layer_set_free_stored", self._h, c, _lib.FREE_KINDS[kind], q.ctypes.data,
-              None if p is None else _ptr(p, ctypes.c_float))
+        p = np.ascontiguousarray(P, dtype=np.float32)
+        if p.shape != (c, self.dim):
+            raise ValueError(f"set_free_stored: P has shape {p.shape}; ({c}, {self.dim}) expected")
+        _call("fpd_layer_set_free_stored", self._h, c, _lib.FREE_KINDS[kind], q.ctypes.data, _ptr(p, ctypes.c_float))
 
     def _free_e_copy(self):
         """E as float32 (a copy; stored rows decoded), or None."""

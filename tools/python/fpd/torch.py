@@ -30,7 +30,8 @@ Anything that replaces a parameter's storage (module.double(), param.data = ...,
 load_state_dict(..., assign=True), copy.deepcopy, unpickling) breaks the sharing; the
 module notices (the data pointer differs from the layer's) and then copies the
 parameter into the layer before each forward, so results stay right, only slower.
-CUDA tensors raise a RuntimeError: libfpd has no CUDA engine yet.
+CUDA tensors raise a RuntimeError: the modules run libfpd's CPU engine (its CUDA engine's
+public API takes host arrays; the modules do not hand it device tensors yet).
 """
 import numpy as np
 import torch
@@ -40,8 +41,9 @@ import fpd as _fpd
 
 __all__ = ["FPDEmbeddingBag", "FPDEmbedding", "replace_embeddings", "save"]
 
-_CUDA_MSG = ("{}: CUDA tensors are not supported: libfpd's engine runs on the CPU only (its CUDA engine does "
-             "not exist yet); keep the module and its inputs on the CPU")
+_CUDA_MSG = ("{}: CUDA tensors are not supported: the module runs libfpd's CPU engine (its CUDA engine's API "
+             "takes host arrays; the module does not hand it device tensors yet); keep the module and its inputs "
+             "on the CPU")
 
 
 def _np_i64(t):
@@ -71,6 +73,8 @@ class _FPDFunction(torch.autograd.Function):
         g = grad_out.detach().to(torch.float32).contiguous().numpy()
         grads = [None] * len(cores)
         if any(ctx.needs_input_grad[3:]):
+            if mod._free_kind:
+                raise RuntimeError(_stored_msg(mod, "cannot train"))
             eng.zero_grad()
             eng._backward(batch, g)
             for m, c in enumerate(cores):
@@ -106,6 +110,11 @@ class _FPDFunction(torch.autograd.Function):
         return (None, None, gw) + tuple(grads)
 
 
+def _stored_msg(mod, what):
+    return (f"{type(mod).__name__}: {what}: it holds E of its free coordinates as stored {mod._free_kind} rows, "
+            "for inference (from_file(..., free_stored=True)); to train, load it without free_stored=True")
+
+
 class _FPDModule(nn.Module):
     """What FPDEmbeddingBag and FPDEmbedding share: the layer, its engine, the core
     parameters and their sharing with the layer, files."""
@@ -115,8 +124,9 @@ class _FPDModule(nn.Module):
             raise TypeError("layer must be an fpd.Layer")
         if layer.free_stored and not freeze:
             raise ValueError(f"{type(self).__name__}: this layer holds E of its free coordinates as stored "
-                             f"{layer.free_stored} rows (look-ups only): freeze it for inference (freeze=True), or "
-                             "call layer.expand_free() first to train E as a float32 parameter")
+                             f"{layer.free_stored} rows (look-ups only): freeze it for inference (freeze=True); to "
+                             "train E as a float32 parameter, load it without free_stored=True (from_file) or call "
+                             "layer.expand_free() before making the module")
         self.num_embeddings, self.embedding_dim = layer.rows, layer.dim
         if padding_idx is not None:
             if padding_idx >= 0:
@@ -224,10 +234,24 @@ class _FPDModule(nn.Module):
         self.free_rows = torch.from_numpy(self._layer._free_rows_view(True))
         self._rows_seen = (self.free_rows.data_ptr(), self.free_rows._version)
 
+    def _check_free_form(self):
+        """A stored module's layer must still hold E as its rows (expand_free, store_free
+        or set_free_coords on module.layer would leave the buffer over freed memory)."""
+        if self._free_kind and self._layer.free_stored != self._free_kind:
+            raise RuntimeError(f"{type(self).__name__}: its layer's E was changed under it (now "
+                               f"{self._layer.free_stored or 'float32'}, the module holds {self._free_kind} rows); "
+                               "make a new module: from_file(...) without free_stored=True to train, or with it "
+                               "for inference")
+
+    def _save_to_state_dict(self, destination, prefix, keep_vars):
+        self._check_free_form()
+        super()._save_to_state_dict(destination, prefix, keep_vars)
+
     def _sync_free_rows(self):
         """Stored E: rows written through the buffer (load_state_dict, in place) or a
         buffer replaced are checked and copied into the layer (Layer.set_free_stored);
         then the buffer, P and the engine are bound to the layer's new memory."""
+        self._check_free_form()
         b = self.free_rows
         if b is None or (b.data_ptr(), b._version) == self._rows_seen:
             return
@@ -277,6 +301,8 @@ class _FPDModule(nn.Module):
             out += f", padding_idx={self.padding_idx}"
         flags["sparse"] = self.sparse
         out += "".join(f", {k}=True" for k, v in flags.items() if v)
+        if self._layer.free_coords:
+            out += f", free_coords={self._layer.free_coords}"
         if self._free_kind:
             out += f", free_stored={self._free_kind!r}"
         return out + (f", terms={s['terms']}, row_shape={s['row_shape']}, col_shape={s['col_shape']}, "
@@ -300,16 +326,17 @@ class _FPDModule(nn.Module):
     @classmethod
     def from_file(cls, path, name=None, free_stored=False, **kwargs):
         """The FPD table `name` of a checkpoint (the only one when name is None), read
-        by libfpd's checkpoint reader; kwargs as the constructor (mode, padding_idx,
-        include_last_offset, sparse, freeze ...).
+        by libfpd's checkpoint reader; kwargs as the module's constructor (FPDEmbeddingBag:
+        mode, padding_idx, include_last_offset, sparse, freeze ...; FPDEmbedding:
+        padding_idx, sparse, freeze ...). save() then stores E in the file's kind by default.
 
-        free_stored=True: for inference; when the file stores the free coordinates' E as
-        int8/int4 rows (free-rowwise/1, free-sym/1), E stays so in memory (int4-sym,
-        c = 10: 7 bytes a row instead of 40; Checkpoint.load_layer(free_stored=True)),
-        the module is frozen (freeze=False is refused), `free` is None and the buffer
-        `free_rows` (uint8 [rows, row bytes], in state_dict) holds the rows; outputs are
-        bit for bit those of the module loaded without it. E in float32 in the file
-        stays float32."""
+        free_stored=True: for inference: the module is frozen unless freeze=False is given.
+        When the file stores the free coordinates' E as int8/int4 rows (free-rowwise/1,
+        free-sym/1), E stays so in memory (int4-sym, c = 10: 7 bytes a row instead of 40;
+        Checkpoint.load_layer(free_stored=True)): freeze=False is then refused, `free` is
+        None and the buffer `free_rows` (uint8 [rows, row bytes], in state_dict) holds the
+        rows; outputs are bit for bit those of the module loaded without it. E in float32
+        in the file stays a float32 parameter."""
         if free_stored:
             kwargs.setdefault("freeze", True)
         with _fpd.open(path) as ck:
@@ -321,7 +348,9 @@ class _FPDModule(nn.Module):
             if name not in tables:
                 raise KeyError(f"{path} has no FPD table '{name}' (it has: {', '.join(tables) or 'none'})")
             layer = ck.load_layer(name, free_stored=bool(free_stored))
+            fd = ck.table_info(name).get("free_dtype")
         m = cls._from_layer(layer, **kwargs)
+        m._file_free_dtype = fd if fd in ("int8", "int4", "int8-sym", "int4-sym") else None
         m.table_name = name
         return m
 
@@ -351,8 +380,9 @@ class _FPDModule(nn.Module):
         under. rel_error is recomputed against `reference` (the dense table) when given,
         else written as null; "fit" records "+torch". free_dtype "int8"/"int4": E of the
         free coordinates stored row-wise (free-rowwise/1); "int8-sym"/"int4-sym":
-        symmetric codes and an F16 scale a row (free-sym/1); as fpd.save. None: the
-        kind set_free_qat trains E in, if any, else F32."""
+        symmetric codes and an F16 scale a row (free-sym/1); "core": F32; as fpd.save.
+        None: the kind set_free_qat trains E in, if any, else the kind of the file the
+        module was read from (from_file), else F32."""
         name = name or getattr(self, "table_name", None)
         if not name:
             raise ValueError("save needs a table name (the module was not read from a file)")
@@ -543,14 +573,15 @@ def save(path, modules, references=None, core_dtype="F32", overwrite=False, meta
     to an FPDEmbeddingBag / FPDEmbedding (written as an FPD table) or to a tensor
     (written unchanged). references: {name: dense table} to recompute rel_error
     (else null). free_dtype: "int8", "int4", "int8-sym" or "int4-sym" for the free
-    coordinates' E (fpd.save), or None: the kind the modules train E in
-    (set_free_qat) when they do (all the same kind), else E as F32."""
+    coordinates' E (fpd.save), "core" (F32), or None: for each module the kind it trains
+    E in (set_free_qat), else the kind of the file it was read from (from_file), else
+    F32; the modules' kinds must then agree."""
     if free_dtype is None:
-        kinds = {getattr(m, "free_qat", None) for m in modules.values()
+        kinds = {getattr(m, "free_qat", None) or getattr(m, "_file_free_dtype", None) for m in modules.values()
                  if isinstance(m, _FPDModule) and m._layer.free_coords}
         if len(kinds) > 1:
-            raise ValueError(f"the modules train E in different kinds ({', '.join(sorted(map(str, kinds)))}); one "
-                             "file stores E in one: pass free_dtype")
+            raise ValueError(f"the modules hold or train E in different kinds ({', '.join(sorted(map(str, kinds)))}; "
+                             "None: float32); one file stores E in one: pass free_dtype")
         free_dtype = kinds.pop() if kinds else None
     tables, tensors = {}, {}
     for name, m in modules.items():
