@@ -86,12 +86,21 @@
 
 /* ------------------------------------------------------------------ methods */
 
-enum method { M_DENSE, M_INT8, M_INT4, M_HASH, M_QR, M_QR_ORDERED, M_FPD, M_FPD_ORDERED, M_FPD_FREE, M_COUNT };
-static const char *const method_names[M_COUNT] = {"dense", "int8",        "int4",        "hash",    "qr",
+/* int8-sym / int4-sym: the dense table stored as the symmetric rows of format free-sym/1
+ * (one F16 scale a row, no bias: d + 2 or ceil(d/2) + 2 bytes), the baseline for an FPD
+ * layer whose free coordinates are stored so */
+enum method { M_DENSE, M_INT8, M_INT4, M_INT8_SYM, M_INT4_SYM, M_HASH, M_QR, M_QR_ORDERED, M_FPD, M_FPD_ORDERED,
+              M_FPD_FREE, M_COUNT };
+static const char *const method_names[M_COUNT] = {"dense", "int8", "int4", "int8-sym", "int4-sym", "hash", "qr",
                                                   "qr-ordered", "fpd", "fpd-ordered", "fpd-free"};
 /* the plots' colour of each method (the same in every plot; fpd-free, FPD's best form, red) */
-static const char *const method_colors[M_COUNT] = {"#8c564b", "#2ca02c", "#17becf", "#bcbd22", "#e377c2",
-                                                   "#1f77b4", "#ff7f0e", "#9467bd", "#d62728"};
+static const char *const method_colors[M_COUNT] = {"#8c564b", "#2ca02c", "#17becf", "#7f7f7f", "#000080",
+                                                   "#bcbd22", "#e377c2", "#1f77b4", "#ff7f0e", "#9467bd",
+                                                   "#d62728"};
+static bool is_table_quant(enum method m) {
+    return m == M_INT8 || m == M_INT4 || m == M_INT8_SYM || m == M_INT4_SYM;
+}
+static bool is_sym(enum method m) { return m == M_INT8_SYM || m == M_INT4_SYM; }
 
 struct options {
     const char *movielens, *gowalla, *out, *plot, *merge;
@@ -468,12 +477,16 @@ static void config_make(const struct options *o, const struct data *d, enum meth
         snprintf(c->desc, sizeof c->desc, "d=%lld", (long long)c->dim);
         return;
     case M_INT8:
-    case M_INT4: { /* the largest d whose quantized rows fit both budgets (4-byte words, rounded up) */
+    case M_INT4:
+    case M_INT8_SYM:
+    case M_INT4_SYM: { /* the largest d whose quantized rows fit both budgets (4-byte words, rounded up) */
         const enum fpd_rowwise k = m == M_INT8 ? FPD_ROWWISE_INT8 : FPD_ROWWISE_INT4;
+        const enum fpd_free_kind fk = m == M_INT8_SYM ? FPD_FREE_INT8_SYM : FPD_FREE_INT4_SYM;
         for (int64_t dd = D; dd >= 1; dd--) {
             bool fit = true;
+            const size_t rb = is_sym(m) ? fpd_free_row_bytes(fk, dd) : fpd_rowwise_row_bytes(k, dd);
             for (int t = 0; t < 2; t++) {
-                c->params[t] = (rows[t] * (int64_t)fpd_rowwise_row_bytes(k, dd) + 3) / 4;
+                c->params[t] = (rows[t] * (int64_t)rb + 3) / 4;
                 fit = fit && c->params[t] <= c->budget[t];
             }
             if (fit) {
@@ -483,8 +496,8 @@ static void config_make(const struct options *o, const struct data *d, enum meth
             }
         }
         c->fits = false;
-        snprintf(c->why, sizeof c->why, "one %s value a row (%zu bytes) exceeds the budget", fpd_rowwise_name(k),
-                 fpd_rowwise_row_bytes(k, 1));
+        snprintf(c->why, sizeof c->why, "one %s value a row (%zu bytes) exceeds the budget", method_names[m],
+                 is_sym(m) ? fpd_free_row_bytes(fk, 1) : fpd_rowwise_row_bytes(k, 1));
         return;
     }
     case M_HASH:
@@ -610,6 +623,35 @@ static enum fpd_status quantize_rows(enum fpd_rowwise k, float *x, int64_t rows,
     return FPD_STATUS_OK;
 }
 
+/* Round x [rows, cols] in place to the symmetric rows of kind (format free-sym/1, lib/fpd.h
+ * enum fpd_free_kind): encoded by the library's writer (fpd_free_quantize_rows) and decoded
+ * here by the format's definition (code - offset, times the row's F16 scale). */
+static enum fpd_status round_sym_rows(enum fpd_free_kind kind, float *x, int64_t rows, int64_t cols, const char *what,
+                                      struct fpd_error *err) {
+    const size_t rb = fpd_free_row_bytes(kind, cols);
+    uint8_t *q = malloc(rb);
+    if (!q) {
+        snprintf(err->msg, sizeof err->msg, "out of memory");
+        return FPD_STATUS_NOMEM;
+    }
+    for (int64_t i = 0; i < rows; i++) {
+        float *r = x + i * cols, scale;
+        if (fpd_free_quantize_rows(kind, r, 1, cols, q) >= 0) {
+            free(q);
+            snprintf(err->msg, sizeof err->msg, "%s: row %lld cannot be stored as %s (not finite or out of range "
+                     "after training)", what, (long long)i, fpd_free_kind_name(kind));
+            return FPD_STATUS_NUMERIC;
+        }
+        fpd_dtype_to_f32(FPD_DTYPE_F16, q + rb - 2, &scale, 1);
+        for (int64_t j = 0; j < cols; j++) {
+            const int code = kind == FPD_FREE_INT8_SYM ? (int)q[j] - 128 : (int)((q[j / 2] >> (4 * (j % 2))) & 15) - 8;
+            r[j] = (float)code * scale;
+        }
+    }
+    free(q);
+    return FPD_STATUS_OK;
+}
+
 /* The test metrics of a trained model: HR@10/NDCG@10 (MovieLens) or Recall@20/NDCG@20 (Gowalla). */
 static enum fpd_status evaluate(const struct data *d, const struct fpd_gmf *g, double *m1, double *m2,
                                 struct fpd_error *err) {
@@ -652,7 +694,7 @@ static int run_one(const struct options *o, const struct data *d, const struct c
         struct fpd_embedding *e = t ? &g.item : &g.user;
         e->rows = rows[t];
         e->dim = D;
-        if (c->method == M_DENSE || c->method == M_INT8 || c->method == M_INT4) {
+        if (c->method == M_DENSE || is_table_quant(c->method)) {
             if (!(dense[t] = malloc((size_t)(rows[t] * D) * sizeof(float)))) goto oom;
             for (int64_t q = 0; q < rows[t] * D; q += 2) { /* Box-Muller pairs, as sample-train-gmf */
                 double u1 = ((double)(rng_next(&rng) >> 11) + 0.5) * (1.0 / 9007199254740992.0);
@@ -712,12 +754,17 @@ static int run_one(const struct options *o, const struct data *d, const struct c
         goto fail;
     }
     res->m1_f32 = NAN;
-    const bool q_table = c->method == M_INT8 || c->method == M_INT4, q_free = c->method == M_FPD_FREE && c->free_dtype >= 0;
+    const bool q_table = is_table_quant(c->method), q_free = c->method == M_FPD_FREE && c->free_dtype >= 0;
     if (q_table || q_free) { /* post-training row-wise quantization: the tables (int8/int4) or fpd-free's E */
         if (evaluate(d, &g, &res->m1_f32, &res->m2, &err)) goto fail;
         const enum fpd_rowwise k = c->method == M_INT8 ? FPD_ROWWISE_INT8 : FPD_ROWWISE_INT4;
         for (int t = 0; t < 2; t++)
-            if (q_table ? quantize_rows(k, dense[t], rows[t], D, t ? "item table" : "user table", &err)
+            if (q_table ? (is_sym(c->method) ? round_sym_rows(c->method == M_INT8_SYM ? FPD_FREE_INT8_SYM
+                                                                                   : FPD_FREE_INT4_SYM,
+                                                              dense[t], rows[t], D, t ? "item table" : "user table",
+                                                              &err)
+                                             : quantize_rows(k, dense[t], rows[t], D, t ? "item table" : "user table",
+                                                             &err))
                         : fpd_layer_quantize_free(layer[t], (enum fpd_free_kind)c->free_dtype, &err)) /* as format free-rowwise/1 stores E */
                 goto fail;
     }
@@ -1025,15 +1072,17 @@ static void usage(FILE *f) {
     fprintf(f,
             "Usage: sample-compare-sizes (--movielens RATINGS.tsv | --gowalla DIR) [options]\n"
             "Train the same model with embedding tables shrunk by each method to the same parameter\n"
-            "budget (dense with a smaller d, row-wise int8/int4 after training, hashing trick,\n"
-            "quotient-remainder trick, FPD, FPD with ordered ids, FPD with free coordinates) and\n"
-            "compare the test metrics (mean and sd over seeds).\n"
+            "budget (dense with a smaller d, row-wise int8/int4 (FBGEMM's or symmetric) after\n"
+            "training, hashing trick, quotient-remainder trick, FPD, FPD with ordered ids, FPD with\n"
+            "free coordinates) and compare the test metrics (mean and sd over seeds).\n"
             "\n"
             "  --movielens PATH  ratings (user item rating, 1-based ids): GMF, BCE, HR@10/NDCG@10\n"
             "  --gowalla DIR     DIR/train.txt, DIR/test.txt (LightGCN's format): MF with BPR,\n"
             "                    Recall@20/NDCG@20 over all items not in the user's training set\n"
             "  --ratios A,B,..   budgets as times smaller than the dense tables (default 4,10,30,100)\n"
-            "  --methods M,..    of dense,int8,int4,hash,qr,qr-ordered,fpd,fpd-ordered,fpd-free\n"
+            "  --methods M,..    of dense,int8,int4,int8-sym,int4-sym,hash,qr,qr-ordered,fpd,\n"
+            "                    fpd-ordered,fpd-free (int8-sym/int4-sym: the dense table stored\n"
+            "                    as free-sym/1's rows, one F16 scale a row and no bias)\n"
             "                    (default all)\n"
             "  --no-reference    skip the dense D reference (ratio 1)\n"
             "  --dim D           dimension of the dense reference (default 64)\n"

@@ -21,10 +21,14 @@ if [ "${2:-}" = "--one" ]; then
     log=$4/$name
     work=$(mktemp -d /tmp/fpd-cli-XXXXXX)
     start=$(date +%s)
-    (cd "$work" && RESULTS="$log.results" CASE=$name sh -c ". '$ROOT/tests/cli/lib.sh'; . '$t'") \
+    # the script's last act marks its end: a shell error (a syntax error, an unset helper)
+    # stops a sourced script where it is, with its later cases neither run nor counted
+    (cd "$work" && RESULTS="$log.results" CASE=$name sh -c ". '$ROOT/tests/cli/lib.sh'; . '$t'; : >'$log.end'") \
         >"$log.out" 2>&1 </dev/null
     rm -rf "$work"
     touch "$log.results"
+    [ -f "$log.end" ] ||
+        echo "not ok $name: the script stopped before its end (a shell error? see its output above)" >>"$log.results"
     echo "== $name: $(grep -c '^ok' "$log.results") passed, $(grep -c '^not ok' "$log.results") failed," \
         "$(grep -c '^skip' "$log.results") skipped ($(($(date +%s) - start)) s)"
     exit 0

@@ -61,11 +61,13 @@ tab = r["table"]
 assert tab[0]["method"] == "dense-full" and tab[0]["params"] == (U + I) * D, tab[0]
 ratios = sorted({t["ratio"] for t in tab[1:]})
 assert ratios == [float(x) for x in sys.argv[3].split(",")], ratios
-assert [t["method"] for t in tab[1:10]] == ["dense", "int8", "int4", "hash", "qr", "qr-ordered", "fpd", "fpd-ordered",
-                                           "fpd-free"], tab
+assert [t["method"] for t in tab[1:12]] == ["dense", "int8", "int4", "int8-sym", "int4-sym", "hash", "qr", "qr-ordered",
+                                           "fpd", "fpd-ordered", "fpd-free"], tab
 # row-wise int8: d codes + F32 scale and bias; int4: ceil(d / 2) bytes + F16 scale and bias;
+# the symmetric kinds (rows of free-sym/1): d or ceil(d / 2) bytes + an F16 scale;
 # the size of a table in 4-byte words, rounded up
-rb = {"int8": lambda d: d + 8, "int4": lambda d: -(-d // 2) + 4}
+rb = {"int8": lambda d: d + 8, "int4": lambda d: -(-d // 2) + 4, "int8-sym": lambda d: d + 2,
+      "int4-sym": lambda d: -(-d // 2) + 2}
 words = lambda n, b: -(-n * b // 4)
 m1 = "recall20" if r["dataset"] == "gowalla" else "hr10"
 fitting = 0
@@ -224,9 +226,9 @@ run "$T" --gowalla syn --epochs 1 --seeds 1 --ratios 10 --no-reference -o part
 expect_rc "synthetic: second part (10x, no reference): exit 0" 0
 run "$T" --merge part.tsv,syn-out.tsv -o merged
 expect_rc "merge: exit 0" 0
-expect_lines "merge: header, reference, 3 ratios x 9 methods" merged.tsv 29
+expect_lines "merge: header, reference, 3 ratios x 11 methods" merged.tsv 35
 expect_grep "merge: the reference row kept" merged.tsv "^gowalla	dense-full	1	"
-sed -n 12p merged.tsv > line9.txt
+sed -n 14p merged.tsv > line9.txt
 expect_grep "merge: rows sorted by ratio (10x after 4x)" line9.txt "^gowalla	dense	10	"
 # --popularity: the baseline's line in a merged plot (the .gp is written before gnuplot
 # runs, so it is checked with or without gnuplot)
