@@ -623,33 +623,31 @@ static enum fpd_status quantize_rows(enum fpd_rowwise k, float *x, int64_t rows,
     return FPD_STATUS_OK;
 }
 
-/* Round x [rows, cols] in place to the symmetric rows of kind (format free-sym/1, lib/fpd.h
- * enum fpd_free_kind): encoded by the library's writer (fpd_free_quantize_rows) and decoded
- * here by the format's definition (code - offset, times the row's F16 scale). */
+/* Round x [rows, cols] in place to the symmetric rows of kind (format free-sym/1), with the
+ * library's rounding of free coordinates (fpd_layer_quantize_free): x is set as E of a layer
+ * of rank-1 cores (c = cols = dim; the cores are not used), rounded and copied back. */
 static enum fpd_status round_sym_rows(enum fpd_free_kind kind, float *x, int64_t rows, int64_t cols, const char *what,
                                       struct fpd_error *err) {
-    const size_t rb = fpd_free_row_bytes(kind, cols);
-    uint8_t *q = malloc(rb);
-    if (!q) {
-        snprintf(err->msg, sizeof err->msg, "out of memory");
-        return FPD_STATUS_NOMEM;
+    int64_t n0 = 1;
+    while (n0 * n0 < rows) n0++;
+    struct fpd_layer_shape s = {.rows = rows, .dim = cols, .k = 2, .terms = 1};
+    s.row_shape[0] = n0;
+    s.row_shape[1] = (rows + n0 - 1) / n0;
+    s.col_shape[0] = cols;
+    s.col_shape[1] = 1;
+    s.ranks[0] = s.ranks[1] = s.ranks[2] = 1;
+    struct fpd_layer *l = NULL;
+    enum fpd_status st = fpd_layer_init(&s, &l, err);
+    if (!st) st = fpd_layer_set_free_coords(l, cols, x, NULL, err);
+    if (!st) st = fpd_layer_quantize_free(l, kind, err);
+    if (!st) memcpy(x, fpd_layer_get_free_e(l), (size_t)(rows * cols) * sizeof(float));
+    else {
+        char msg[sizeof err->msg];
+        snprintf(msg, sizeof msg, "%s", err->msg);
+        snprintf(err->msg, sizeof err->msg, "%.16s: %.480s", what, msg);
     }
-    for (int64_t i = 0; i < rows; i++) {
-        float *r = x + i * cols, scale;
-        if (fpd_free_quantize_rows(kind, r, 1, cols, q) >= 0) {
-            free(q);
-            snprintf(err->msg, sizeof err->msg, "%s: row %lld cannot be stored as %s (not finite or out of range "
-                     "after training)", what, (long long)i, fpd_free_kind_name(kind));
-            return FPD_STATUS_NUMERIC;
-        }
-        fpd_dtype_to_f32(FPD_DTYPE_F16, q + rb - 2, &scale, 1);
-        for (int64_t j = 0; j < cols; j++) {
-            const int code = kind == FPD_FREE_INT8_SYM ? (int)q[j] - 128 : (int)((q[j / 2] >> (4 * (j % 2))) & 15) - 8;
-            r[j] = (float)code * scale;
-        }
-    }
-    free(q);
-    return FPD_STATUS_OK;
+    fpd_layer_free(l);
+    return st;
 }
 
 /* The test metrics of a trained model: HR@10/NDCG@10 (MovieLens) or Recall@20/NDCG@20 (Gowalla). */

@@ -163,18 +163,20 @@ static bool write_split_file(const struct fpd_ncf_split *sp, const char *path, i
         cli_error("%s: %s", tmp, strerror(errno));
         return false;
     }
-    if (which == 2) /* the training positives, as NCF's train.rating (fpd-eval --finetune reads it) */
+    if (which == 2) { /* the training positives, as NCF's train.rating (fpd-eval --finetune reads it) */
         for (int64_t q = 0; q < sp->n_train; q++)
             fprintf(f, "%lld\t%lld\t5\t0\n", (long long)sp->train_users[q], (long long)sp->train_items[q]);
-    for (int64_t t = 0; which < 2 && t < sp->test.n; t++) {
-        const int64_t *c = sp->test.cand + t * sp->test.n_cand;
-        if (which == 0) {
-            fprintf(f, "%lld\t%lld\t5\t0\n", (long long)sp->test.users[t], (long long)c[0]);
-            continue;
+    } else { /* the held-out item (test.rating), or it and its negatives (test.negative) */
+        for (int64_t t = 0; t < sp->test.n; t++) {
+            const int64_t *c = sp->test.cand + t * sp->test.n_cand;
+            const long long u = (long long)sp->test.users[t];
+            if (which == 0) fprintf(f, "%lld\t%lld\t5\t0\n", u, (long long)c[0]);
+            else {
+                fprintf(f, "(%lld,%lld)", u, (long long)c[0]);
+                for (int64_t q = 1; q < sp->test.n_cand; q++) fprintf(f, "\t%lld", (long long)c[q]);
+                fputc('\n', f);
+            }
         }
-        fprintf(f, "(%lld,%lld)", (long long)sp->test.users[t], (long long)c[0]);
-        for (int64_t q = 1; q < sp->test.n_cand; q++) fprintf(f, "\t%lld", (long long)c[q]);
-        fputc('\n', f);
     }
     bool ok = fflush(f) == 0 && !ferror(f);
     ok &= fclose(f) == 0;

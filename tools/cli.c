@@ -250,6 +250,12 @@ const char *cli_bytes(size_t n, char *buf, size_t len) {
     return buf;
 }
 
+const char *cli_free_dtype_name(const struct fpd_table_meta *meta) {
+    if (meta->free_coords == 0) return NULL;
+    if (meta->free_rowwise) return fpd_free_kind_name(meta->free_kind);
+    return meta->core_dtype < FPD_DTYPE_COUNT ? fpd_dtype_name(meta->core_dtype) : NULL;
+}
+
 const char *cli_shape(const int64_t *dims, int32_t n, char *buf, size_t len) {
     size_t off = 0;
     buf[0] = '\0';

@@ -86,5 +86,9 @@ bool cli_size_from_string(const char *s, uint64_t *out);
 const char *cli_bytes(size_t n, char *buf, size_t len);
 /* "25x28x29" into buf. */
 const char *cli_shape(const int64_t *dims, int32_t n, char *buf, size_t len);
+/* How an FPD table stores E of its free coordinates, as the tools' JSON names it: "int8",
+ * "int4", "int8-sym", "int4-sym" (free-rowwise/1, free-sym/1), else the core dtype's name;
+ * NULL without free coordinates or with the core dtype unknown. */
+const char *cli_free_dtype_name(const struct fpd_table_meta *meta);
 
 #endif

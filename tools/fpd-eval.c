@@ -99,12 +99,8 @@ static json_t *tables_json(const struct fpd_ncf_model *m) {
             json_object_set_new(o, "free_coords", json_integer(fc));
             /* E's form in the file (as fpd-inspect names it) and the bytes E and P take in
              * memory here: stored rows when only evaluating, F32 with --finetune */
-            const enum fpd_dtype cd = m->meta[i].core_dtype;
-            json_object_set_new(o, "free_dtype",
-                                fc == 0                      ? json_null()
-                                : m->meta[i].free_rowwise    ? json_string(fpd_free_kind_name(m->meta[i].free_kind))
-                                : cd >= FPD_DTYPE_COUNT      ? json_null()
-                                                             : json_string(fpd_dtype_name(cd)));
+            const char *fd = cli_free_dtype_name(&m->meta[i]);
+            json_object_set_new(o, "free_dtype", fd ? json_string(fd) : json_null());
             json_object_set_new(o, "free_stored", json_boolean(fpd_layer_get_free_stored(m->layer[i], NULL) != NULL));
             json_object_set_new(o, "free_memory_bytes", json_integer((json_int_t)fpd_layer_free_memory_bytes(m->layer[i])));
             size_t bytes = 0; /* the file's tensors "T.fpd.*" (cores, row_perm, free, free_proj) */

@@ -416,11 +416,8 @@ static int print_json(const struct report *rep) {
             json_object_set_new(o, "fit", jstr(r->meta.fit));
             json_object_set_new(o, "free_coords", json_integer(r->meta.free_coords));
             /* free/1's E: the core dtype, or row-wise int8/int4 (free-rowwise/1) */
-            json_object_set_new(o, "free_dtype",
-                                r->meta.free_coords == 0 ? json_null()
-                                : r->meta.free_rowwise   ? json_string(fpd_free_kind_name(r->meta.free_kind))
-                                : r->meta.core_dtype == FPD_DTYPE_COUNT ? json_null()
-                                                                        : json_string(fpd_dtype_name(r->meta.core_dtype)));
+            const char *fd = cli_free_dtype_name(&r->meta);
+            json_object_set_new(o, "free_dtype", fd ? json_string(fd) : json_null());
             json_object_set_new(o, "vocabulary_order", json_boolean(r->meta.vocabulary_order));
         } else {
             json_object_set_new(o, "layout", json_string(FPD_ROWWISE_LAYOUT));
