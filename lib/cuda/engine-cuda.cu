@@ -30,27 +30,29 @@
  *     run, flagged and scanned like the rows: pid[m][u] (prefix of row u) and
  *     pfirst[m][j] (first row of prefix j). Children of a prefix are contiguous.
  *  4. partials once per distinct prefix and term, from the parent's:
- *     L_m[j] = L_{m-1}[parent] @ G_m[t, digit], one block per (prefix, term),
+ *     L_m[j] = L_{m-1}[parent] @ G_m[t, digit], one warp per (prefix, term),
  *     levels 1..k-2 in order; then each distinct row from L_{k-2} and the last
- *     core's slice, summed over the terms, one block per row; then pooling,
- *     one block per output row in entry order (each output written once).
+ *     core's slice, summed over the terms, one warp per row; then pooling,
+ *     one warp per output row in entry order (each output written once).
  *     The contractions are small (r <= 64, D_m r <= a few thousand floats):
- *     one block per product with a loop over outputs, no cuBLAS (a batched
+ *     one warp per product with a loop over outputs, no cuBLAS (a batched
  *     GEMM per level needs pointer arrays built on the device for products of
  *     ragged count; not measured, see README "CUDA engine").
- *  5. backward: the distinct rows' gradients are a segmented reduction over
- *     their sorted entries (contiguous: no atomics); then level by level from
- *     k-1 down: dL_{m-1}[P] = sum over P's children c of dN_c @ G_m[c]^T is a
- *     segmented reduction too (children contiguous, one block per parent,
- *     deterministic), and dG_m[slice] += L_{m-1}^T dN is an atomicAdd, because
+ *  5. backward: the distinct rows' gradients sum their sorted entries, by
+ *     chunks of entries (a row cut by a chunk's edge is added atomically:
+ *     k_row_grads); then level by level from k-1 down: dL_{m-1}[P] = sum over
+ *     P's children c of dN_c @ G_m[c]^T, a warp per child adding into its
+ *     parent atomically (a Zipf head's prefix has hundreds of children), and
+ *     dG_m[slice] += L_{m-1}^T dN is an atomicAdd, because
  *     the nodes that share a core slice (same digit m under different prefixes)
  *     are not contiguous: a per-level sort by digit would make it segmented,
  *     at the cost of one more sort per level and level for a sum that has few
  *     contributions per address. Level 0 needs no atomics (its prefixes are
  *     distinct digits). Touched slices are flagged on the device.
  *  4'. the direct forward (fpd__cuda_engine_set_direct_forward, off by default):
- *     one kernel, one block per output row, every entry's partials recomputed in
- *     shared memory (no sort, no sharing); the backward then runs steps 1-4
+ *     one kernel, a warp (or a block, for rows of much work) per output row,
+ *     every entry's slices and partials in shared memory (no sort, no sharing);
+ *     the backward then runs steps 1-4
  *     without the rows and the pooling (forward_queue with plan_only).
  *  6. step: one fused kernel per core, one block per slice: skip untouched
  *     slices (SGD, row-wise Adagrad, lazy Adam), update, clear the gradient and
@@ -178,6 +180,19 @@ static unsigned blocks_for(int64_t n, int32_t threads) {
 }
 static unsigned grid_for(int64_t n) { return (unsigned)(n < 1 ? 1 : n); }
 
+/* Warp-per-item kernels: a block of FPD__ITEM_THREADS threads does FPD__ITEMS items
+ * (distinct rows, prefixes, output rows, tree nodes), one warp each, the lanes
+ * striding the item's elements. One 128-thread block an item left the GPU waiting
+ * on each block's chain of dependent loads with 16 items in flight per
+ * multiprocessor; a warp an item puts 64 there (measured on an H200 with
+ * tests/gpu/run.sh: k_pool 49 us for 65,536 rows of 128 floats, 3x the dense
+ * gather of the same rows). */
+#define FPD__ITEMS 4
+#define FPD__ITEM_THREADS (32 * FPD__ITEMS)
+#define ITEM_ID ((int64_t)blockIdx.x * FPD__ITEMS + (int64_t)(threadIdx.x / 32u))
+#define LANE (threadIdx.x % 32u)
+static unsigned items_grid(int64_t n) { return blocks_for(n, FPD__ITEMS); }
+
 /* entries [*lo, *hi) of bag `bag` (lib/cpu/engine-cpu.c bag_range) */
 __device__ static inline void d_bag_range(const int64_t *offs, int64_t bag_size, bool ilo, int64_t n_bags, int64_t n,
                                           int64_t bag, int64_t *lo, int64_t *hi) {
@@ -190,13 +205,21 @@ __device__ static inline void d_bag_range(const int64_t *offs, int64_t bag_size,
     *hi = bag + 1 < n_bags || ilo ? offs[bag + 1] : n;
 }
 
+/* digit m of stored row x, (x / div[m]) % n[m]: in 32 bits when every stored row
+ * fits (a 64-bit division is a long subroutine on the GPU, a 32-bit one a few
+ * instructions; the branch is the same for every thread) */
+__device__ static inline int64_t d_digit(const struct fpd__engine_geom &g, int64_t x, int32_t m) {
+    if (g.padded <= (int64_t)0xffffffff) return (int64_t)(((uint32_t)x / (uint32_t)g.div[m]) % (uint32_t)g.n[m]);
+    return (x / g.div[m]) % g.n[m];
+}
+
 /* L_{m-1} of term t for the prefix containing distinct row u (m >= 1): the core-0
  * slice for m = 1, else the partial block of level m-1. */
 __device__ static inline const float *d_parent_partial(const struct fpd__engine_geom &g, const struct dev_cores &cores,
                                                        const float *part, const size_t *part_off, const int64_t *cap,
                                                        const int64_t *pid, int64_t n_cap, int32_t m, int64_t t,
                                                        int64_t x, int64_t u) {
-    if (m == 1) return cores.c[0] + (t * g.n[0] + (x / g.div[0]) % g.n[0]) * g.slice[0];
+    if (m == 1) return cores.c[0] + (t * g.n[0] + d_digit(g, x, 0)) * g.slice[0];
     const int64_t j = pid[(int64_t)(m - 1) * n_cap + u];
     return part + part_off[m - 1] + (t * cap[m - 1] + j) * g.psz[m - 1];
 }
@@ -291,37 +314,41 @@ __global__ static void k_bags(const int64_t *offs, int64_t bag_size, bool ilo, i
 
 /* ------------------------------------------------------------ kernels: forward */
 
-/* L_m for every distinct prefix of level m (1 <= m <= k-2) and term: block (j, t) */
-__global__ static void k_partial(struct fpd__engine_geom g, struct dev_cores cores, struct level_info li,
-                                 const int64_t *urow, const int64_t *pid, const int64_t *pfirst, const int64_t *counts,
-                                 int64_t n_cap, int32_t m, float *part) {
-    const int64_t j = blockIdx.x, t = blockIdx.y;
+/* L_m for every distinct prefix of level m (1 <= m <= k-2) and term: item (j, t) */
+__global__ static void k_partial(const __grid_constant__ struct fpd__engine_geom g,
+                                 const __grid_constant__ struct dev_cores cores,
+                                 const __grid_constant__ struct level_info li, const int64_t *urow, const int64_t *pid,
+                                 const int64_t *pfirst, const int64_t *counts, int64_t n_cap, int32_t m, float *part) {
+    const int64_t j = ITEM_ID, t = blockIdx.y;
     if (j >= counts[CNT_PRE(m)]) return;
     const int64_t u0 = pfirst[(int64_t)m * n_cap + j], x = urow[u0];
-    const int64_t dig = (x / g.div[m]) % g.n[m];
+    const int64_t dig = d_digit(g, x, m);
     const float *Lp = d_parent_partial(g, cores, part, li.part_off, li.cap, pid, n_cap, m, t, x, u0);
     const float *G = cores.c[m] + (t * g.n[m] + dig) * g.slice[m];
     float *L = part + li.part_off[m] + (t * li.cap[m] + j) * g.psz[m];
-    const int64_t rows = g.Dm[m - 1], rm = g.r[m], wm = g.w[m];
-    for (int64_t e = threadIdx.x; e < rows * wm; e += blockDim.x) {
-        const int64_t a = e / wm, c = e % wm;
+    /* offsets inside a slice or a partial fit 32 bits (fpd__engine_geom_init) */
+    const uint32_t rm = (uint32_t)g.r[m], wm = (uint32_t)g.w[m], ne = (uint32_t)(g.Dm[m - 1] * g.w[m]);
+    for (uint32_t e = LANE; e < ne; e += 32) {
+        const uint32_t a = e / wm, c = e - a * wm;
         float s = 0.0f;
-        for (int64_t b = 0; b < rm; b++)
+        #pragma unroll 4
+        for (uint32_t b = 0; b < rm; b++)
             s += Lp[a * rm + b] * G[b * wm + c];
         L[e] = s;
     }
 }
 
-/* the distinct rows, summed over the terms: block u */
-__global__ static void k_rows(struct fpd__engine_geom g, struct dev_cores cores, struct level_info li,
-                              const int64_t *urow, const int64_t *pid, const int64_t *counts, int64_t n_cap,
-                              const float *part, float *rows) {
-    const int64_t u = blockIdx.x;
+/* the distinct rows, summed over the terms: item u */
+__global__ static void k_rows(const __grid_constant__ struct fpd__engine_geom g,
+                              const __grid_constant__ struct dev_cores cores,
+                              const __grid_constant__ struct level_info li, const int64_t *urow, const int64_t *pid,
+                              const int64_t *counts, int64_t n_cap, const float *part, float *rows) {
+    const int64_t u = ITEM_ID;
     if (u >= counts[CNT_NU]) return;
     const int64_t x = urow[u], D = g.D;
     float *dst = rows + u * D;
     if (g.k == 1) {
-        for (int64_t j = threadIdx.x; j < D; j += blockDim.x) {
+        for (int64_t j = LANE; j < D; j += 32) {
             float s = 0.0f;
             for (int64_t t = 0; t < g.p; t++)
                 s += cores.c[0][(t * g.n[0] + x) * g.slice[0] + j];
@@ -330,34 +357,55 @@ __global__ static void k_rows(struct fpd__engine_geom g, struct dev_cores cores,
         return;
     }
     const int32_t m = g.k - 1;
-    const int64_t r = g.r[m], dl = g.d[m], dig = x % g.n[m];
-    for (int64_t j = threadIdx.x; j < D; j += blockDim.x) {
-        const int64_t a = j / dl, c = j % dl;
+    const int64_t dig = d_digit(g, x, m);
+    const uint32_t r = (uint32_t)g.r[m], dl = (uint32_t)g.d[m], DD = (uint32_t)D;
+    for (uint32_t j = LANE; j < DD; j += 32) {
+        const uint32_t a = j / dl, c = j - a * dl;
         float s = 0.0f;
         for (int64_t t = 0; t < g.p; t++) {
             const float *Lp = d_parent_partial(g, cores, part, li.part_off, li.cap, pid, n_cap, m, t, x, u);
             const float *G = cores.c[m] + (t * g.n[m] + dig) * g.slice[m];
-            for (int64_t b = 0; b < r; b++)
+            #pragma unroll 4
+            for (uint32_t b = 0; b < r; b++)
                 s += Lp[a * r + b] * G[b * dl + c];
         }
         dst[j] = s;
     }
 }
 
-/* pooling: block o writes output row o */
+/* pooling: item o writes output row o */
 __global__ static void k_pool(const int64_t *offs, int64_t bag_size, bool ilo, int64_t n_bags, int64_t n, bool none,
-                              const int64_t *slot, const float *coef, const float *rows, int64_t D, float *out) {
-    const int64_t o = blockIdx.x;
+                              const int64_t *slot, const float *coef, const float *rows, int64_t D, int64_t n_out,
+                              float *out) {
+    const int64_t o = ITEM_ID;
+    if (o >= n_out) return;
     float *dst = out + o * D;
     if (none) {
         const int64_t s = slot[o];
-        for (int64_t j = threadIdx.x; j < D; j += blockDim.x)
+        for (int64_t j = LANE; j < D; j += 32)
             dst[j] = s < 0 ? 0.0f : rows[s * D + j];
         return;
     }
     int64_t lo, hi;
     d_bag_range(offs, bag_size, ilo, n_bags, n, o, &lo, &hi);
-    for (int64_t j = threadIdx.x; j < D; j += blockDim.x) {
+    if ((D & 3) == 0) { /* 16-byte loads and stores (rows and out are 16-byte aligned: cudaMalloc, D % 4 == 0) */
+        for (int64_t j = 4 * (int64_t)LANE; j < D; j += 128) {
+            float4 acc = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+            for (int64_t i = lo; i < hi; i++) {
+                const int64_t s = slot[i];
+                if (s < 0) continue;
+                const float c = coef[i];
+                const float4 v = *(const float4 *)(rows + s * D + j);
+                acc.x += c * v.x;
+                acc.y += c * v.y;
+                acc.z += c * v.z;
+                acc.w += c * v.w;
+            }
+            *(float4 *)(dst + j) = acc;
+        }
+        return;
+    }
+    for (int64_t j = LANE; j < D; j += 32) {
         float acc = 0.0f;
         for (int64_t i = lo; i < hi; i++) {
             const int64_t s = slot[i];
@@ -367,18 +415,36 @@ __global__ static void k_pool(const int64_t *offs, int64_t bag_size, bool ilo, i
     }
 }
 
-/* The direct forward: block o computes output row o from the cores, entry by
- * entry and term by term (no sort, no de-duplication, no sharing of prefixes):
- * the partials L_1..L_{k-2} of each entry in shared memory (two buffers of
- * maxpsz floats, ping-pong), the last product accumulated into the output row. */
-__global__ static void k_direct(struct fpd__engine_geom g, struct dev_cores cores, const int64_t *idx,
-                                const int64_t *offs, int64_t bag_size, bool ilo, int64_t n_bags, int64_t n, bool none,
-                                bool mean, const float *psw, int64_t pad, const int64_t *perm, int64_t maxpsz,
-                                const float *E, const float *P, int64_t fc, float *out) {
+/* the threads of one output row of k_direct meet */
+#define FPD__ROW_SYNC()                                                                                                \
+    do {                                                                                                               \
+        if (whole_block) __syncthreads();                                                                              \
+        else __syncwarp();                                                                                             \
+    } while (0)
+
+/* The direct forward: warp o computes output row o from the cores, entry by
+ * entry and term by term (no sort, no de-duplication, no sharing of prefixes).
+ * Shared memory (direct_smem_floats): the entry's k core slices, loaded together
+ * (one round trip to L2 instead of one per multiply-add), the partials
+ * L_1..L_{k-2} (two buffers of maxpsz floats, ping-pong) and the output row's
+ * accumulator (D floats), written to out once at the end. */
+__global__ static void k_direct(const __grid_constant__ struct fpd__engine_geom g,
+                                const __grid_constant__ struct dev_cores cores, const int64_t *idx, const int64_t *offs,
+                                int64_t bag_size, bool ilo, int64_t n_bags, int64_t n, bool none, bool mean,
+                                const float *psw, int64_t pad, const int64_t *perm, int64_t maxpsz, const float *E,
+                                const float *P, int64_t fc, int64_t n_out, int64_t per_warp, bool whole_block,
+                                float *out) {
     FPD__DYN_SHARED(sh);
-    const int64_t o = blockIdx.x, D = g.D;
-    float *dst = out + o * D;
-    for (int64_t j = threadIdx.x; j < D; j += blockDim.x) dst[j] = 0.0f;
+    /* a warp an output row, or the whole block (whole_block: rows of much work);
+     * nt threads a row (one under the emulation) */
+    const uint32_t nt = whole_block || blockDim.x < 32 ? blockDim.x : 32, lane = threadIdx.x % nt;
+    const int64_t o = (int64_t)blockIdx.x * (blockDim.x / nt) + threadIdx.x / nt;
+    if (o >= n_out) return; /* the whole warp */
+    const uint32_t DD = (uint32_t)g.D;
+    /* the row's shared memory; sl: the slices one after another (slice m at the
+     * sum of slice[0..m-1]) */
+    float *acc = sh + (threadIdx.x / nt) * per_warp, *pa = acc + DD, *pb = pa + maxpsz, *sl = pb + maxpsz;
+    for (uint32_t j = lane; j < DD; j += nt) acc[j] = 0.0f;
     int64_t lo = o, hi = o + 1, cnt = 0;
     if (!none) d_bag_range(offs, bag_size, ilo, n_bags, n, o, &lo, &hi);
     if (mean)
@@ -389,44 +455,52 @@ __global__ static void k_direct(struct fpd__engine_geom g, struct dev_cores core
         const float c = mean ? 1.0f / (float)(cnt ? cnt : 1) : psw ? psw[i] : 1.0f;
         const int64_t x = perm ? perm[id] : id;
         for (int64_t t = 0; t < g.p; t++) {
+            /* the k slices of (t, x), every thread's loads issued before any is used */
+            for (int32_t m = 0, off = 0; m < g.k; off += (int32_t)g.slice[m], m++) {
+                const float *G = cores.c[m] + (t * g.n[m] + d_digit(g, x, m)) * g.slice[m];
+                const uint32_t ns = (uint32_t)g.slice[m];
+                for (uint32_t e = lane; e < ns; e += nt) sl[off + e] = G[e];
+            }
+            FPD__ROW_SYNC();
             if (g.k == 1) {
-                const float *G = cores.c[0] + (t * g.n[0] + x) * g.slice[0];
-                for (int64_t j = threadIdx.x; j < D; j += blockDim.x) dst[j] += c * G[j];
+                for (uint32_t j = lane; j < DD; j += nt) acc[j] += c * sl[j];
+                FPD__ROW_SYNC();
                 continue;
             }
-            const float *cur = cores.c[0] + (t * g.n[0] + (x / g.div[0]) % g.n[0]) * g.slice[0];
-            float *buf = sh;
-            for (int32_t m = 1; m + 1 < g.k; m++) {
-                const float *G = cores.c[m] + (t * g.n[m] + (x / g.div[m]) % g.n[m]) * g.slice[m];
-                const int64_t rows = g.Dm[m - 1], rm = g.r[m], wm = g.w[m];
-                for (int64_t e = threadIdx.x; e < rows * wm; e += blockDim.x) {
-                    const int64_t a = e / wm, cc = e % wm;
+            const float *cur = sl; /* L_0 = slice 0 */
+            float *buf = pa;
+            const float *G = sl + g.slice[0]; /* slice m */
+            for (int32_t m = 1; m + 1 < g.k; G += g.slice[m], m++) {
+                const uint32_t rm = (uint32_t)g.r[m], wm = (uint32_t)g.w[m], ne = (uint32_t)(g.Dm[m - 1] * g.w[m]);
+                for (uint32_t e = lane; e < ne; e += nt) {
+                    const uint32_t a = e / wm, cc = e - a * wm;
                     float s = 0.0f;
-                    for (int64_t b = 0; b < rm; b++) s += cur[a * rm + b] * G[b * wm + cc];
+                    for (uint32_t b = 0; b < rm; b++) s += cur[a * rm + b] * G[b * wm + cc];
                     buf[e] = s;
                 }
-                __syncthreads();
+                FPD__ROW_SYNC();
                 cur = buf;
-                buf = buf == sh ? sh + maxpsz : sh;
+                buf = buf == pa ? pb : pa;
             }
             const int32_t m = g.k - 1;
-            const float *G = cores.c[m] + (t * g.n[m] + x % g.n[m]) * g.slice[m];
-            const int64_t r = g.r[m], dl = g.d[m];
-            for (int64_t j = threadIdx.x; j < D; j += blockDim.x) {
-                const int64_t a = j / dl, cc = j % dl;
+            const uint32_t r = (uint32_t)g.r[m], dl = (uint32_t)g.d[m];
+            for (uint32_t j = lane; j < DD; j += nt) {
+                const uint32_t a = j / dl, cc = j - a * dl;
                 float s = 0.0f;
-                for (int64_t b = 0; b < r; b++) s += cur[a * r + b] * G[b * dl + cc];
-                dst[j] += c * s;
+                for (uint32_t b = 0; b < r; b++) s += cur[a * r + b] * G[b * dl + cc];
+                acc[j] += c * s;
             }
-            __syncthreads(); /* the buffers are rewritten by the next term or entry */
+            FPD__ROW_SYNC(); /* the slices and partials are rewritten by the next term or entry */
         }
         if (fc > 0) /* free coordinates: + c E[id] P (E by the original id) */
-            for (int64_t j = threadIdx.x; j < D; j += blockDim.x) {
+            for (uint32_t j = lane; j < DD; j += nt) {
                 float s = 0.0f;
-                for (int64_t q = 0; q < fc; q++) s += E[id * fc + q] * P[q * D + j];
-                dst[j] += c * s;
+                for (int64_t q = 0; q < fc; q++) s += E[id * fc + q] * P[q * DD + j];
+                acc[j] += c * s;
             }
     }
+    float *dst = out + o * (int64_t)DD;
+    for (uint32_t j = lane; j < DD; j += nt) dst[j] = acc[j];
 }
 
 /* ------------------------------------------------------------ kernels: free coordinates */
@@ -490,19 +564,52 @@ __global__ static void k_free_grad_p(const int64_t *urow, const int64_t *counts,
 
 /* ------------------------------------------------------------ kernels: backward */
 
-/* drow[u] = sum over u's sorted entries of coef * grad_out[bag] (segmented: block u) */
-__global__ static void k_row_grads(const int64_t *ustart, const int64_t *pos, const int64_t *bag_of, const float *coef,
-                                   const int64_t *counts, bool none, const float *gout, int64_t D, float *drow) {
-    const int64_t u = blockIdx.x;
-    if (u >= counts[CNT_NU]) return;
-    const int64_t q0 = ustart[u], q1 = ustart[u + 1];
+/* The distinct rows' gradients drow[u] = sum over u's sorted entries q of coef *
+ * gout[bag of q] (or gout[entry] without pooling), by chunks of FPD__RG_CHUNK sorted
+ * entries, one block a chunk: a row whose entries all lie in the chunk is stored, a
+ * row cut by a chunk's edge is added atomically (k_row_grads_zero cleared it). A
+ * popular id (a Zipf head row holds thousands of a batch's entries) is then summed
+ * by many blocks at once instead of one thread's loop over all its entries. */
+#define FPD__RG_CHUNK 32
+__global__ static void k_row_grads_zero(const int64_t *pos, const int64_t *slot, const int64_t *counts, int64_t D,
+                                        float *drow) {
+    const int64_t q = ((int64_t)blockIdx.x + 1) * FPD__RG_CHUNK; /* the edge after chunk blockIdx.x */
+    if (q >= counts[CNT_NV]) return;
+    const int64_t u = slot[pos[q]];
+    if (u != slot[pos[q - 1]]) return;
+    for (int64_t j = threadIdx.x; j < D; j += blockDim.x) drow[u * D + j] = 0.0f;
+}
+__global__ static void k_row_grads(const int64_t *ustart, const int64_t *pos, const int64_t *slot,
+                                   const int64_t *bag_of, const float *coef, const int64_t *counts, bool none,
+                                   const float *gout, int64_t D, float *drow) {
+    __shared__ int64_t s_u[FPD__RG_CHUNK], s_src[FPD__RG_CHUNK];
+    __shared__ float s_c[FPD__RG_CHUNK];
+    const int64_t q0 = (int64_t)blockIdx.x * FPD__RG_CHUNK, nv = counts[CNT_NV];
+    if (q0 >= nv) return;
+    const int cnt = (int)(nv - q0 < FPD__RG_CHUNK ? nv - q0 : FPD__RG_CHUNK);
+    for (int x = threadIdx.x; x < cnt; x += blockDim.x) { /* the chunk's entries, loaded at once */
+        const int64_t i = pos[q0 + x];
+        s_u[x] = slot[i];
+        s_src[x] = none ? i : bag_of[i];
+        s_c[x] = none ? 1.0f : coef[i];
+    }
+    __syncthreads();
+    const int64_t u_first = s_u[0], u_last = s_u[cnt - 1];
+    const bool cut_first = ustart[u_first] < q0, cut_last = ustart[u_last + 1] > q0 + cnt;
     for (int64_t j = threadIdx.x; j < D; j += blockDim.x) {
+        int64_t u = u_first;
         float acc = 0.0f;
-        for (int64_t q = q0; q < q1; q++) {
-            const int64_t i = pos[q];
-            acc += none ? gout[i * D + j] : coef[i] * gout[bag_of[i] * D + j];
+        for (int x = 0; x <= cnt; x++) {
+            if (x == cnt || s_u[x] != u) { /* row u's entries in this chunk end here */
+                float *dst = drow + u * D + j;
+                if ((u == u_first && cut_first) || (u == u_last && cut_last)) atomicAdd(dst, acc);
+                else *dst = acc;
+                if (x == cnt) break;
+                u = s_u[x];
+                acc = 0.0f;
+            }
+            acc += s_c[x] * gout[s_src[x] * D + j];
         }
-        drow[u * D + j] = acc;
     }
 }
 
@@ -514,70 +621,85 @@ __device__ static inline const float *d_node_grad(const struct fpd__engine_geom 
     return dpart + li.dpart_off[m] + (t * li.cap[m] + j) * g.psz[m];
 }
 
-/* dG_m[t, digit] += L_{m-1}^T dN for every node j of level m >= 1 (atomics: block (j, t)) */
-__global__ static void k_core_grad(struct fpd__engine_geom g, struct dev_cores cores, struct level_info li,
-                                   const int64_t *urow, const int64_t *pid, const int64_t *pfirst,
-                                   const int64_t *counts, int64_t n_cap, int32_t m, const float *part,
-                                   const float *drow, const float *dpart, float *grad, unsigned char *touched) {
-    const int64_t j = blockIdx.x, t = blockIdx.y;
+/* dG_m[t, digit] += L_{m-1}^T dN for every node j of level m >= 1 (atomics: warp (j, t)) */
+__global__ static void k_core_grad(const __grid_constant__ struct fpd__engine_geom g,
+                                   const __grid_constant__ struct dev_cores cores,
+                                   const __grid_constant__ struct level_info li, const int64_t *urow,
+                                   const int64_t *pid, const int64_t *pfirst, const int64_t *counts, int64_t n_cap,
+                                   int32_t m, const float *part, const float *drow, const float *dpart, float *grad,
+                                   unsigned char *touched) {
+    const int64_t j = ITEM_ID, t = blockIdx.y;
     const bool last = m == g.k - 1;
     if (j >= (last ? counts[CNT_NU] : counts[CNT_PRE(m)])) return;
     const int64_t f = last ? j : pfirst[(int64_t)m * n_cap + j], x = urow[f];
-    const int64_t dig = (x / g.div[m]) % g.n[m], sl = t * g.n[m] + dig;
+    const int64_t dig = d_digit(g, x, m), sl = t * g.n[m] + dig;
     const float *Lp = d_parent_partial(g, cores, part, li.part_off, li.cap, pid, n_cap, m, t, x, f);
     const float *dN = d_node_grad(g, li, drow, dpart, m, t, j);
     float *dG = grad + sl * g.slice[m];
-    const int64_t Dp = g.Dm[m - 1], rm = g.r[m], wm = g.w[m];
-    for (int64_t e = threadIdx.x; e < rm * wm; e += blockDim.x) {
-        const int64_t b = e / wm, c = e % wm;
+    const uint32_t Dp = (uint32_t)g.Dm[m - 1], rm = (uint32_t)g.r[m], wm = (uint32_t)g.w[m], ne = rm * wm;
+    for (uint32_t e = LANE; e < ne; e += 32) {
+        const uint32_t b = e / wm, c = e - b * wm;
         float s = 0.0f;
-        for (int64_t a = 0; a < Dp; a++)
+        #pragma unroll 4
+        for (uint32_t a = 0; a < Dp; a++)
             s += Lp[a * rm + b] * dN[a * wm + c];
         atomicAdd(dG + e, s);
     }
-    if (threadIdx.x == 0) touched[sl] = 1;
+    if (LANE == 0) touched[sl] = 1;
 }
 
-/* dL_{m-1}[P] = sum over P's children c (level m, contiguous) of dN_c G_m[c]^T
- * (segmented: block (P, t)) */
-__global__ static void k_parent_grad(struct fpd__engine_geom g, struct dev_cores cores, struct level_info li,
-                                     const int64_t *urow, const int64_t *pid, const int64_t *pfirst,
-                                     const int64_t *counts, int64_t n_cap, int32_t m, const float *drow, float *dpart) {
-    const int64_t P = blockIdx.x, t = blockIdx.y;
-    const int64_t np = counts[CNT_PRE(m - 1)], nu = counts[CNT_NU];
-    if (P >= np) return;
+/* dL_{m-1}[P] = sum over P's children c (level m) of dN_c G_m[c]^T: warp (c, t)
+ * adds child c's product into its parent's dL atomically (k_parent_zero cleared
+ * the parents first). A parent with many children (the prefix of a Zipf head:
+ * hundreds of distinct rows) is then summed by as many warps, not by one block. */
+__global__ static void k_parent_zero(const __grid_constant__ struct fpd__engine_geom g,
+                                     const __grid_constant__ struct level_info li, const int64_t *counts, int32_t m,
+                                     float *dpart) {
+    /* the used prefixes of every term: flat, grid-stride (the grid is sized for the
+     * capacity, the count is known on the device only) */
+    const int64_t per = counts[CNT_PRE(m - 1)] * g.psz[m - 1];
+    const int64_t step = (int64_t)gridDim.x * blockDim.x;
+    for (int64_t x = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; x < per * g.p; x += step) {
+        const int64_t t = x / per, e = x - t * per;
+        dpart[li.dpart_off[m - 1] + t * li.cap[m - 1] * g.psz[m - 1] + e] = 0.0f;
+    }
+}
+__global__ static void k_parent_grad(const __grid_constant__ struct fpd__engine_geom g,
+                                     const __grid_constant__ struct dev_cores cores,
+                                     const __grid_constant__ struct level_info li, const int64_t *urow,
+                                     const int64_t *pid, const int64_t *pfirst, const int64_t *counts, int64_t n_cap,
+                                     int32_t m, const float *drow, float *dpart) {
+    const int64_t c = ITEM_ID, t = blockIdx.y;
     const bool last = m == g.k - 1;
-    const int64_t f0 = pfirst[(int64_t)(m - 1) * n_cap + P];
-    const int64_t f1 = P + 1 < np ? pfirst[(int64_t)(m - 1) * n_cap + P + 1] : nu;
-    const int64_t c0 = last ? f0 : pid[(int64_t)m * n_cap + f0];
-    const int64_t c1 = last ? f1 : pid[(int64_t)m * n_cap + f1 - 1] + 1;
-    const int64_t Dp = g.Dm[m - 1], rm = g.r[m], wm = g.w[m];
+    if (c >= (last ? counts[CNT_NU] : counts[CNT_PRE(m)])) return;
+    const int64_t f = last ? c : pfirst[(int64_t)m * n_cap + c];
+    const int64_t P = pid[(int64_t)(m - 1) * n_cap + f];
+    const float *G = cores.c[m] + (t * g.n[m] + d_digit(g, urow[f], m)) * g.slice[m];
+    const float *dN = d_node_grad(g, li, drow, dpart, m, t, c);
     float *dL = dpart + li.dpart_off[m - 1] + (t * li.cap[m - 1] + P) * g.psz[m - 1];
-    for (int64_t e = threadIdx.x; e < Dp * rm; e += blockDim.x) {
-        const int64_t a = e / rm, b = e % rm;
+    const uint32_t rm = (uint32_t)g.r[m], wm = (uint32_t)g.w[m], ne = (uint32_t)(g.Dm[m - 1] * g.r[m]);
+    for (uint32_t e = LANE; e < ne; e += 32) {
+        const uint32_t a = e / rm, b = e - a * rm;
+        const float *dNa = dN + a * wm, *Gb = G + b * wm;
         float s = 0.0f;
-        for (int64_t c = c0; c < c1; c++) {
-            const int64_t f = last ? c : pfirst[(int64_t)m * n_cap + c];
-            const int64_t dig = (urow[f] / g.div[m]) % g.n[m];
-            const float *G = cores.c[m] + (t * g.n[m] + dig) * g.slice[m] + b * wm;
-            const float *dN = d_node_grad(g, li, drow, dpart, m, t, c) + a * wm;
-            for (int64_t y = 0; y < wm; y++)
-                s += dN[y] * G[y];
-        }
-        dL[e] = s;
+        #pragma unroll 4
+        for (uint32_t y = 0; y < wm; y++)
+            s += dNa[y] * Gb[y];
+        atomicAdd(dL + e, s);
     }
 }
 
 /* level 0: dG_0[t, digit] += dL_0[P] (k >= 2) or drow[u] (k = 1); the prefixes of
  * level 0 are distinct digits, so no two blocks of one term share a slice */
-__global__ static void k_first_grad(struct fpd__engine_geom g, struct level_info li, const int64_t *urow,
+__global__ static void k_first_grad(const __grid_constant__ struct fpd__engine_geom g,
+                                    const __grid_constant__ struct level_info li, const int64_t *urow,
                                     const int64_t *pfirst, const int64_t *counts, const float *drow, const float *dpart,
                                     float *grad, unsigned char *touched) {
     const int64_t P = blockIdx.x, t = blockIdx.y;
     const bool one = g.k == 1;
     if (P >= (one ? counts[CNT_NU] : counts[CNT_PRE(0)])) return;
     const int64_t x = urow[one ? P : pfirst[P]];
-    const int64_t sl = t * g.n[0] + (x / g.div[0]) % g.n[0];
+    const int64_t sl = t * g.n[0] + d_digit(g, x, 0);
     const float *src = one ? drow + P * g.D : dpart + li.dpart_off[0] + (t * li.cap[0] + P) * g.psz[0];
     float *dG = grad + sl * g.slice[0];
     for (int64_t e = threadIdx.x; e < g.slice[0]; e += blockDim.x)
@@ -757,6 +879,15 @@ static enum fpd_status engine_create(void *ctx, struct fpd_layer *layer, const s
     e->qat = params->free_qat && fpd_layer_get_free_coords(layer) > 0;
     e->qkind = (enum fpd_free_kind)params->free_qat_kind;
     fpd__engine_geom_init(s, &e->g);
+    /* the kernels index inside a core slice and a partial (Dm[m] r[m+1] floats) in
+     * 32 bits */
+    for (int32_t m = 0; m < e->g.k; m++)
+        if (e->g.slice[m] > 2147483647 || e->g.psz[m] > 2147483647) {
+            fpd_free(e);
+            return fpd__err(err, FPD_STATUS_UNSUPPORTED,
+                            "the CUDA engine does not take core %d of %lld floats a slice (partials of %lld floats)",
+                            (int)m, (long long)e->g.slice[m], (long long)e->g.psz[m]);
+        }
     enum fpd_status st = create_inner(e, err);
     if (st) {
         engine_destroy(ctx, e);
@@ -904,14 +1035,12 @@ static enum fpd_status forward_queue(struct cuda_engine *e, const struct fpd_bag
     const struct dev_cores cores = cores_of(e);
     const struct level_info li = levels_of(e);
     for (int32_t m = 1; m + 1 < g->k; m++) {
-        dim3 grid(grid_for(li.cap[m]), (unsigned)g->p);
-        FPD__LAUNCH(k_partial, grid, fpd__engine_block_threads(g->Dm[m - 1] * g->w[m]), st, *g, cores, li, urow, pid,
-                    pfirst, counts, n_cap, m, part);
+        dim3 grid(items_grid(li.cap[m]), (unsigned)g->p);
+        FPD__LAUNCH(k_partial, grid, FPD__ITEM_THREADS, st, *g, cores, li, urow, pid, pfirst, counts, n_cap, m, part);
         ECUDA_LAUNCHED();
     }
     if (plan_only) return FPD_STATUS_OK; /* the backward's plan after a direct forward */
-    FPD__LAUNCH(k_rows, grid_for(n), fpd__engine_block_threads(D), st, *g, cores, li, urow, pid, counts, n_cap, part,
-                rows);
+    FPD__LAUNCH(k_rows, items_grid(n), FPD__ITEM_THREADS, st, *g, cores, li, urow, pid, counts, n_cap, part, rows);
     ECUDA_LAUNCHED();
     if (e->fc > 0) {
         enum fpd_status s2 = e->qat ? free_round(e, urow, counts, n, err) : FPD_STATUS_OK;
@@ -921,8 +1050,8 @@ static enum fpd_status forward_queue(struct cuda_engine *e, const struct fpd_bag
         ECUDA_LAUNCHED();
     }
     if (n_out > 0) {
-        FPD__LAUNCH(k_pool, grid_for(n_out), fpd__engine_block_threads(D), st, b->offsets, b->bag_size,
-                    b->include_last_offset, n_bags, n, none, slot, coef, rows, D, out);
+        FPD__LAUNCH(k_pool, items_grid(n_out), FPD__ITEM_THREADS, st, b->offsets, b->bag_size, b->include_last_offset,
+                    n_bags, n, none, slot, coef, rows, D, n_out, out);
         ECUDA_LAUNCHED();
     }
     return FPD_STATUS_OK;
@@ -935,8 +1064,19 @@ static int64_t direct_maxpsz(const struct fpd__engine_geom *g) {
     return mx;
 }
 
-/* the direct forward fits when its two buffers fit in 48 KiB of shared memory */
-static bool direct_fits(const struct fpd__engine_geom *g) { return 2 * direct_maxpsz(g) * 4 <= 48 * 1024; }
+/* floats of the direct forward's shared memory: the output row, two partial
+ * buffers, one slice of every core (k_direct) */
+static int64_t direct_smem_floats(const struct fpd__engine_geom *g) {
+    int64_t f = g->D + 2 * direct_maxpsz(g);
+    for (int32_t m = 0; m < g->k; m++) f += g->slice[m];
+    return f;
+}
+
+/* k_direct: a warp a row up to this many multiply-adds a row, else a block */
+#define FPD__DIRECT_WARP_MACS 24576
+
+/* the direct forward fits when its shared memory fits in 48 KiB */
+static bool direct_fits(const struct fpd__engine_geom *g) { return direct_smem_floats(g) * 4 <= 48 * 1024; }
 
 static enum fpd_status direct_queue(struct cuda_engine *e, const struct fpd_bag_batch *b, int64_t n_bags, float *out,
                                     struct fpd_error *err) {
@@ -945,12 +1085,29 @@ static enum fpd_status direct_queue(struct cuda_engine *e, const struct fpd_bag_
     const int64_t n_out = none ? b->n_indices : n_bags, maxpsz = direct_maxpsz(g);
     e->flops_valid = false;
     if (n_out == 0) return FPD_STATUS_OK;
+    /* A warp a row, up to 4 a block (as many as 48 KiB of shared memory holds;
+     * direct_fits: one), when a row costs at most FPD__DIRECT_WARP_MACS multiply-adds;
+     * else a block of up to 256 threads a row. Measured on an H200, 40M x 128, bags of
+     * 1, the heuristic's shapes (tests/gpu/run.sh, Mrows/s warp / block): (8,1) 3,072
+     * multiply-adds a row 453 / 241, (8,2) 6,144 243 / 138, (8,4) 12,288 126 / 74,
+     * (16,2) 20,480 85 / 70-89, (32,1) 36,864 21 / 57-68. */
+    const int64_t per_warp = direct_smem_floats(g);
+    int64_t macs = 0;
+    for (int32_t m = 1; m + 1 < g->k; m++) macs += g->Dm[m - 1] * g->r[m] * g->w[m];
+    if (g->k >= 2) macs += g->Dm[g->k - 2] * g->r[g->k - 1] * g->d[g->k - 1];
+    macs *= g->p;
+    const bool whole_block = macs > FPD__DIRECT_WARP_MACS;
+    int64_t warps = 48 * 1024 / (per_warp * 4);
+    warps = FPD__ONE_THREAD_BLOCKS || whole_block ? 1 : warps > 4 ? 4 : warps;
     const int64_t width = g->D > maxpsz ? g->D : maxpsz;
-    const int threads = FPD__ONE_THREAD_BLOCKS ? 1 : fpd__engine_block_threads(width);
-    FPD__LAUNCH_SMEM(k_direct, grid_for(n_out), threads, (size_t)(2 * maxpsz) * sizeof(float), e->stream, *g,
-                     cores_of(e), b->indices, b->offsets, b->bag_size, b->include_last_offset, n_bags, b->n_indices,
-                     none, b->mode == FPD_BAG_MODE_MEAN, none ? (const float *)NULL : b->per_sample_weights,
-                     b->padding_idx, e->perm, maxpsz, e->fe, e->fp, e->fc, out);
+    const int threads = FPD__ONE_THREAD_BLOCKS ? 1
+                        : whole_block          ? fpd__engine_block_threads(width)
+                                               : (int)(32 * warps);
+    FPD__LAUNCH_SMEM(k_direct, blocks_for(n_out, (int32_t)warps), threads, (size_t)(warps * per_warp) * sizeof(float),
+                     e->stream, *g, cores_of(e), b->indices, b->offsets, b->bag_size, b->include_last_offset, n_bags,
+                     b->n_indices, none, b->mode == FPD_BAG_MODE_MEAN,
+                     none ? (const float *)NULL : b->per_sample_weights, b->padding_idx, e->perm, maxpsz, e->fe, e->fp,
+                     e->fc, n_out, per_warp, whole_block, out);
     ECUDA_LAUNCHED();
     /* flops as executed: every entry's products, padding counted (the indices stay on the device) */
     double per = 0.0;
@@ -1069,8 +1226,13 @@ static enum fpd_status backward_queue(struct cuda_engine *e, const struct fpd_ba
     const struct dev_cores cores = cores_of(e);
     const struct level_info li = levels_of(e);
     const unsigned p = (unsigned)g->p;
-    FPD__LAUNCH(k_row_grads, grid_for(n), fpd__engine_block_threads(D), st, ustart, pos_s, bag_of, coef, counts,
-                b->mode == FPD_BAG_MODE_NONE, gout, D, drow);
+    const int64_t chunks = (n + FPD__RG_CHUNK - 1) / FPD__RG_CHUNK;
+    const int rg_threads = FPD__ONE_THREAD_BLOCKS ? 1 : fpd__engine_block_threads(D);
+    FPD__LAUNCH(k_row_grads_zero, grid_for(chunks - 1), fpd__engine_block_threads(D), st, pos_s,
+                ws_ptr<int64_t>(e, FPD__WS_SLOT), counts, D, drow);
+    ECUDA_LAUNCHED();
+    FPD__LAUNCH(k_row_grads, grid_for(chunks), rg_threads, st, ustart, pos_s, ws_ptr<int64_t>(e, FPD__WS_SLOT), bag_of,
+                coef, counts, b->mode == FPD_BAG_MODE_NONE, gout, D, drow);
     ECUDA_LAUNCHED();
     if (e->fc > 0) { /* step 7: dE and dP from the rows' gradients */
         FPD__LAUNCH(k_free_grad_e, grid_for(n), fpd__engine_block_threads(e->fc), st, urow, counts, e->inv, e->fp, drow,
@@ -1084,11 +1246,14 @@ static enum fpd_status backward_queue(struct cuda_engine *e, const struct fpd_ba
     }
     for (int32_t m = g->k - 1; m >= 1; m--) {
         const int64_t cap_node = m == g->k - 1 ? n : li.cap[m];
-        FPD__LAUNCH(k_core_grad, dim3(grid_for(cap_node), p), fpd__engine_block_threads(g->r[m] * g->w[m]), st, *g,
-                    cores, li, urow, pid, pfirst, counts, n_cap, m, part, drow, dpart, e->grad[m], e->touched[m]);
+        FPD__LAUNCH(k_core_grad, dim3(items_grid(cap_node), p), FPD__ITEM_THREADS, st, *g, cores, li, urow, pid, pfirst,
+                    counts, n_cap, m, part, drow, dpart, e->grad[m], e->touched[m]);
         ECUDA_LAUNCHED();
-        FPD__LAUNCH(k_parent_grad, dim3(grid_for(li.cap[m - 1]), p), fpd__engine_block_threads(g->Dm[m - 1] * g->r[m]),
-                    st, *g, cores, li, urow, pid, pfirst, counts, n_cap, m, drow, dpart);
+        const unsigned zb = blocks_for(li.cap[m - 1] * g->psz[m - 1] * g->p, 256);
+        FPD__LAUNCH(k_parent_zero, zb < 1024 ? zb : 1024, 256, st, *g, li, counts, m, dpart);
+        ECUDA_LAUNCHED();
+        FPD__LAUNCH(k_parent_grad, dim3(items_grid(cap_node), p), FPD__ITEM_THREADS, st, *g, cores, li, urow, pid,
+                    pfirst, counts, n_cap, m, drow, dpart);
         ECUDA_LAUNCHED();
     }
     const int64_t cap0 = g->k == 1 ? n : li.cap[0];

@@ -9,9 +9,10 @@
  * What it does not check: anything about real concurrency (threads run one
  * after another, in order, so a missing __syncthreads or a race would pass),
  * CUDA's own rounding, launch limits, and the speed. A launch runs every block
- * and every thread of it in sequence; the kernels of engine-cuda.cu do not
- * synchronize inside a block except the step's reduction, which engine-cuda.cu
- * launches with one thread under this emulation. Device memory is malloc'd and
+ * and every thread of it in sequence; the kernels of engine-cuda.cu that share
+ * memory among threads (the step's reduction, the rows' gradients by chunks, the
+ * direct forward) are launched with one thread under this emulation, the others
+ * do not synchronize. __syncthreads and __syncwarp do nothing here. Device memory is malloc'd and
  * filled with 0xff bytes (NaN floats, -1 integers), so reading what no kernel
  * wrote shows up as a mismatch.
  */
@@ -30,6 +31,7 @@
 #define __device__
 #define __host__
 #define __shared__ static
+#define __grid_constant__
 
 typedef int cudaError_t;
 enum { cudaSuccess = 0, cudaErrorMemoryAllocation = 2 };
@@ -77,6 +79,11 @@ template <typename G, typename B, typename F> static inline void fpd_emu_launch_
 }
 
 static inline void __syncthreads(void) {}
+static inline void __syncwarp(void) {}
+struct float4 {
+    float x, y, z, w;
+};
+static inline float4 make_float4(float x, float y, float z, float w) { return float4{x, y, z, w}; }
 static inline float atomicAdd(float *p, float v) {
     const float old = *p;
     *p = old + v;

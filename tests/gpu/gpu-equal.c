@@ -437,6 +437,9 @@ static const struct ecase g_cases[] = {
     {3, 500, {8, 8, 8}, {5, 3, 1}, 5, 3, true, 0},
     {4, 200, {3, 4, 5, 4}, {2, 1, 3, 2}, 5, 2, true, 0},
     {3, 100000, {47, 47, 47}, {4, 8, 4}, 16, 2, false, 0},
+    /* 36,864 multiply-adds a row: the direct forward's block-a-row kernel (the
+     * others take a warp a row; FPD__DIRECT_WARP_MACS) */
+    {3, 500, {8, 8, 8}, {4, 4, 4}, 32, 2, true, 0},
     {1, 9, {9}, {5}, 1, 2, false, 3},
     {2, 30, {6, 5}, {3, 1}, 3, 1, true, 1},
     {3, 1000, {10, 11, 10}, {2, 3, 2}, 4, 1, true, 8},
