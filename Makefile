@@ -35,6 +35,8 @@ endif
 DEB_PACKAGES := libopenblas-dev liblapacke-dev libyaml-dev libjansson-dev libcriterion-dev pkg-config
 # the Python package's tests (tools/python, tests/python) run with Debian's python3
 DEB_PACKAGES += python3-numpy python3-torch
+# the accuracy sample's plot (sample-compare-sizes --plot) and its test
+DEB_PACKAGES += gnuplot-nox
 
 # ------------------------------------------------------------------ CUDA switch
 NVCC_PATH := $(shell command -v $(NVCC) 2>/dev/null)
