@@ -110,6 +110,7 @@ struct options {
     double lr, core_lr, init_scale, l2, free_share, free_proj, popularity;
     int free_dtype;             /* fpd-free's E as stored: -1 F32, else an enum fpd_free_kind */
     bool free_qat;              /* --free-qat: fpd-free trains E as stored (needs free_dtype) */
+    bool ablate;                /* --ablate: the FPD methods' cores measured after training */
     bool order_vocab;           /* --order-cost vocabulary: the row order costs nothing */
     bool methods[M_COUNT], reference, json;
     double ratios[8];
@@ -598,6 +599,11 @@ struct result {
     double m1, m2;     /* HR@10, NDCG@10 or Recall@20, NDCG@20 */
     double seconds, loss;
     double m1_f32;     /* int8/int4, fpd-free with --free-dtype: metric 1 before quantization; else NAN */
+    /* --ablate (FPD methods; else NAN): how far each table's cores moved,
+     * ||G - G0|| / ||G0|| over all its cores (G0: the initialization), and metric 1
+     * with both tables' cores put back to G0, and (fpd-free) with them zeroed: the
+     * rows E[i] P alone */
+    double core_move[2], m1_cores_init, m1_no_tt;
 };
 
 /* x [rows, cols] (row-major F32) replaced by its row-wise int8/int4 rows read back
@@ -668,6 +674,70 @@ static enum fpd_status evaluate(const struct data *d, const struct fpd_gmf *g, d
     return st;
 }
 
+/* --ablate: res->core_move, m1_cores_init, m1_no_tt of a trained model whose tables
+ * are the FPD layers l[0] (users) and l[1] (items), initialized by ip[t]. The cores
+ * are put back as trained, and the model evaluated again: it must give m1 (a
+ * check that the swaps left nothing behind). */
+static enum fpd_status ablate(const struct data *d, const struct fpd_gmf *g, struct fpd_layer *const l[2],
+                              const struct fpd_init_params ip[2], bool free_rows, struct result *res,
+                              struct fpd_error *err) {
+    struct fpd_layer *init[2] = {NULL, NULL};
+    float *keep[2] = {NULL, NULL};
+    int64_t numel[2] = {0, 0};
+    enum fpd_status st = FPD_STATUS_OK;
+    double m2;
+    for (int t = 0; t < 2 && !st; t++) {
+        const struct fpd_layer_shape *sh = fpd_layer_get_shape(l[t]);
+        st = fpd_init(sh, &ip[t], &init[t], err);
+        for (int32_t m = 0; m < sh->k && !st; m++) numel[t] += fpd_layer_shape_core_numel(sh, m);
+        if (!st && !(keep[t] = malloc((size_t)numel[t] * sizeof(float)))) {
+            snprintf(err->msg, sizeof err->msg, "out of memory for the ablation");
+            st = err->status = FPD_STATUS_NOMEM;
+        }
+        double dd = 0.0, nn = 0.0;
+        for (int32_t m = 0, off = 0; m < sh->k && !st; off += (int32_t)fpd_layer_shape_core_numel(sh, m), m++) {
+            const float *a = fpd_layer_core(l[t], m), *b = fpd_layer_core(init[t], m);
+            for (int64_t e = 0; e < fpd_layer_shape_core_numel(sh, m); e++) {
+                dd += ((double)a[e] - b[e]) * ((double)a[e] - b[e]);
+                nn += (double)b[e] * b[e];
+                keep[t][off + e] = a[e];
+            }
+        }
+        res->core_move[t] = nn > 0.0 ? sqrt(dd / nn) : NAN;
+    }
+    /* cores (every table) := G0, then 0 */
+    for (int pass = 0; pass < 2 && !st; pass++) {
+        if (pass == 1 && !free_rows) break;
+        for (int t = 0; t < 2; t++) {
+            const struct fpd_layer_shape *sh = fpd_layer_get_shape(l[t]);
+            for (int32_t m = 0; m < sh->k; m++) {
+                float *a = fpd_layer_core(l[t], m);
+                const float *b = fpd_layer_core(init[t], m);
+                for (int64_t e = 0; e < fpd_layer_shape_core_numel(sh, m); e++) a[e] = pass ? 0.0f : b[e];
+            }
+        }
+        st = evaluate(d, g, pass ? &res->m1_no_tt : &res->m1_cores_init, &m2, err);
+    }
+    for (int t = 0; t < 2; t++) { /* back as trained */
+        if (!keep[t]) continue;
+        const struct fpd_layer_shape *sh = fpd_layer_get_shape(l[t]);
+        for (int32_t m = 0, off = 0; m < sh->k; off += (int32_t)fpd_layer_shape_core_numel(sh, m), m++)
+            memcpy(fpd_layer_core(l[t], m), keep[t] + off, (size_t)fpd_layer_shape_core_numel(sh, m) * sizeof(float));
+    }
+    double again = NAN;
+    if (!st) st = evaluate(d, g, &again, &m2, err);
+    if (!st && again != res->m1) { /* a bug */
+        snprintf(err->msg, sizeof err->msg, "the ablation changed the model: metric %.6f after, %.6f before", again,
+                 res->m1);
+        st = err->status = FPD_STATUS_NUMERIC;
+    }
+    for (int t = 0; t < 2; t++) {
+        fpd_layer_free(init[t]);
+        free(keep[t]);
+    }
+    return st;
+}
+
 static bool stop_on_signal(int64_t epoch, double loss, double seconds, void *ud) {
     (void)epoch, (void)loss, (void)seconds, (void)ud;
     return !cli_interrupted();
@@ -682,6 +752,9 @@ static int run_one(const struct options *o, const struct data *d, const struct c
     float *dense[2] = {NULL, NULL};
     struct fpd_layer *layer[2] = {NULL, NULL};
     struct fpd_composed *comp[2] = {NULL, NULL};
+    struct fpd_init_params ips[2];
+    memset(ips, 0, sizeof ips);
+    res->core_move[0] = res->core_move[1] = res->m1_cores_init = res->m1_no_tt = NAN;
     float *w = malloc((size_t)D * sizeof(float));
     int rc = 1;
     struct fpd_gmf g;
@@ -711,6 +784,7 @@ static int run_one(const struct options *o, const struct data *d, const struct c
             /* fpd-free: the FPD part and E[i] P each start at half the row variance */
             const double fs = c->method == M_FPD_FREE ? scale / sqrt(2.0) : scale;
             struct fpd_init_params ip = {FPD_INIT_KIND_NORMAL, fs, seed * 2 + (uint64_t)t};
+            ips[t] = ip;
             if (fpd_init(&c->shape[t], &ip, &layer[t], &err)) goto fail;
             e->layer = layer[t];
         }
@@ -767,6 +841,9 @@ static int run_one(const struct options *o, const struct data *d, const struct c
                 goto fail;
     }
     if (evaluate(d, &g, &res->m1, &res->m2, &err)) goto fail;
+    if (o->ablate && layer[0] && layer[1] &&
+        ablate(d, &g, layer, ips, c->method == M_FPD_FREE, res, &err))
+        goto fail;
     rc = 0;
     goto done;
 oom:
@@ -1110,8 +1187,14 @@ static void usage(FILE *f) {
             "                    free-rowwise/1), int8-sym or int4-sym (free-sym/1); quantized after\n"
             "                    training as the file stores it (fpd_layer_quantize_free), sized by\n"
             "                    its bytes\n"
+            );
+    fprintf(f,
             "  --free-qat        fpd-free with --free-dtype: train E as it is stored\n"
             "                    (quantization-aware training)\n"
+            "  --ablate          FPD methods: after each run, how far the cores moved from\n"
+            "                    their initialization (||G - G0|| / ||G0||), and the test\n"
+            "                    metric with the cores put back to G0 and (fpd-free) zeroed\n"
+            "                    (E[i] P alone); on stderr and in the JSON runs\n"
             "  --l2 X            MF: L2 weight on the batch rows (default 1e-4, LightGCN's decay)\n"
             "  --init-scale S    GMF tables start as normal(0, S^2) (default 0.01; MF: 0.1)\n"
             "  --seeds A,B,..    training seeds (default 1,2,3)\n"
@@ -1178,7 +1261,7 @@ int main(int argc, char **argv) {
     o.n_seeds = 3;
     for (int m = 0; m < M_COUNT; m++) o.methods[m] = true;
     enum { OPT_ML = 256, OPT_GW, OPT_RATIOS, OPT_METHODS, OPT_NOREF, OPT_DIM, OPT_CORES, OPT_EPOCHS, OPT_BATCH,
-           OPT_NEG, OPT_LR, OPT_L2, OPT_INIT, OPT_SEEDS, OPT_MAXU, OPT_PLOT, OPT_JSON, OPT_MERGE, OPT_CORE_LR, OPT_FREE_SHARE, OPT_TUNE, OPT_FREE_PROJ_LR, OPT_TUNE_SHARE, OPT_TUNE_PROJ, OPT_POP, OPT_FREE_DTYPE, OPT_ORDER_COST, OPT_FREE_QAT };
+           OPT_NEG, OPT_LR, OPT_L2, OPT_INIT, OPT_SEEDS, OPT_MAXU, OPT_PLOT, OPT_JSON, OPT_MERGE, OPT_CORE_LR, OPT_FREE_SHARE, OPT_TUNE, OPT_FREE_PROJ_LR, OPT_TUNE_SHARE, OPT_TUNE_PROJ, OPT_POP, OPT_FREE_DTYPE, OPT_ORDER_COST, OPT_FREE_QAT, OPT_ABLATE };
     static const struct option opts[] = {
         {"movielens", required_argument, 0, OPT_ML}, {"gowalla", required_argument, 0, OPT_GW},
         {"ratios", required_argument, 0, OPT_RATIOS}, {"methods", required_argument, 0, OPT_METHODS},
@@ -1192,7 +1275,7 @@ int main(int argc, char **argv) {
         {"merge", required_argument, 0, OPT_MERGE}, {"core-lr", required_argument, 0, OPT_CORE_LR},
         {"free-share", required_argument, 0, OPT_FREE_SHARE}, {"tune-core-lr", required_argument, 0, OPT_TUNE},
         {"free-proj", required_argument, 0, OPT_FREE_PROJ_LR}, {"free-dtype", required_argument, 0, OPT_FREE_DTYPE},
-        {"free-qat", no_argument, 0, OPT_FREE_QAT},
+        {"free-qat", no_argument, 0, OPT_FREE_QAT}, {"ablate", no_argument, 0, OPT_ABLATE},
         {"order-cost", required_argument, 0, OPT_ORDER_COST},
         {"tune-free-proj", required_argument, 0, OPT_TUNE_PROJ},
         {"tune-free-share", required_argument, 0, OPT_TUNE_SHARE},
@@ -1271,6 +1354,7 @@ int main(int argc, char **argv) {
             else cli_usage_error("--order-cost expects stored or vocabulary, got '%s'", optarg);
             break;
         case OPT_FREE_QAT: o.free_qat = true; break;
+        case OPT_ABLATE: o.ablate = true; break;
         case OPT_FREE_DTYPE: {
             enum fpd_free_kind k;
             if (strcmp(optarg, "f32") == 0 || strcmp(optarg, "core") == 0) o.free_dtype = -1;
@@ -1360,7 +1444,7 @@ int main(int argc, char **argv) {
     }
     fprintf(stderr, "%s: %s: %lld users, %lld items, %lld training positives; %lld epochs, seeds %d\n", cli_prog, d.name,
             (long long)d.n_users, (long long)d.n_items, (long long)d.n_train, (long long)o.epochs, o.n_seeds);
-    struct result pop = {NAN, NAN, 0.0, 0.0, NAN};
+    struct result pop = {NAN, NAN, 0.0, 0.0, NAN, {NAN, NAN}, NAN, NAN};
     if (!popularity(&d, &pop)) goto done;
     fprintf(stderr, "  %-12s %5s  %-22s          %s %.4f  NDCG %.4f\n", "popularity", "-", "(no parameters)",
             mf ? "Recall@20" : "HR@10", pop.m1, pop.m2);
@@ -1499,6 +1583,13 @@ int main(int argc, char **argv) {
                     r->c.ratio == 1.0 ? "dense-full" : method_names[r->c.method], r->c.ratio, r->c.desc,
                     (unsigned long long)o.seeds[s], mf ? "Recall@20" : "HR@10", res.m1, f32, res.m2, res.loss,
                     res.seconds);
+            if (!isnan(res.core_move[0])) {
+                char no_tt[80] = "";
+                if (!isnan(res.m1_no_tt)) snprintf(no_tt, sizeof no_tt, ", cores zeroed (E[i] P alone) %.4f", res.m1_no_tt);
+                fprintf(stderr, "    ablation: cores moved %.4f / %.4f (users / items, relative to their initialization); "
+                                "%s with the cores at their initialization %.4f%s\n",
+                        res.core_move[0], res.core_move[1], mf ? "Recall@20" : "HR@10", res.m1_cores_init, no_tt);
+            }
             json_t *run = json_pack("{s:s, s:f, s:s, s:I, s:I, s:I, s:f, s:f, s:f, s:f}", "method",
                                 r->c.ratio == 1.0 ? "dense-full" : method_names[r->c.method], "ratio", r->c.ratio,
                                 "config", r->c.desc, "seed", (json_int_t)o.seeds[s], "params",
@@ -1507,6 +1598,11 @@ int main(int argc, char **argv) {
                                 mf ? "ndcg20" : "ndcg10", res.m2, "seconds", res.seconds, "final_loss", res.loss);
             if (!isnan(res.m1_f32)) /* int8/int4: the metric of the F32 table the quantized one came from */
                 json_object_set_new(run, mf ? "recall20_f32" : "hr10_f32", json_real(res.m1_f32));
+            if (!isnan(res.core_move[0])) {
+                json_object_set_new(run, "core_move", json_pack("[f, f]", res.core_move[0], res.core_move[1]));
+                json_object_set_new(run, mf ? "recall20_cores_init" : "hr10_cores_init", json_real(res.m1_cores_init));
+            }
+            if (!isnan(res.m1_no_tt)) json_object_set_new(run, mf ? "recall20_no_tt" : "hr10_no_tt", json_real(res.m1_no_tt));
             json_array_append_new(runs, run);
         }
         r->n = o.n_seeds;

@@ -139,6 +139,30 @@ d = [x for x in t if x['method'] == 'dense' and x['ratio'] == 30][0]
 assert d['fits'] and d['dim'] == 2, d"
 expect_grep "synthetic: TSV header" syn-out.tsv "^dataset	method	ratio	config	dim	params	budget	size_ratio	recall20	recall20_sd	ndcg20"
 
+# --ablate: the cores' relative change from their initialization (recomputed: the FPD
+# layers' initialization is the trainer's, so cores at a step of 1e-12 have not moved and
+# putting them back gives the trained model's metric exactly), and E[i] P alone for
+# fpd-free; dense runs carry no such field
+run "$T" --gowalla syn --epochs 2 --seeds 1 --ratios 4 --methods dense,fpd-free --no-reference --ablate \
+    --core-lr 1e-12 --json
+expect_rc "ablate, cores held still: exit 0" 0
+cp out.txt abl0.json
+expect_grep "ablate: the line on stderr" err.txt "ablation: cores moved 0.0000 / 0.0000 .users / items"
+run "$T" --gowalla syn --epochs 2 --seeds 1 --ratios 4 --methods fpd-ordered,fpd-free --no-reference --ablate --json
+expect_rc "ablate: exit 0" 0
+cp out.txt abl1.json
+py_plain "ablate: cores that did not move give the trained metric back; trained cores moved; fields only on FPD runs" "
+import json
+r0 = json.load(open('abl0.json'))['runs']; r1 = json.load(open('abl1.json'))['runs']
+d = [x for x in r0 if x['method'] == 'dense'][0]
+assert 'core_move' not in d and 'recall20_cores_init' not in d and 'recall20_no_tt' not in d, d
+f = [x for x in r0 if x['method'] == 'fpd-free'][0]
+assert max(f['core_move']) < 1e-6 and f['recall20_cores_init'] == f['recall20'], f
+assert 0.0 <= f['recall20_no_tt'] <= 1.0, f
+for x in r1:
+    assert min(x['core_move']) > 1e-3, x
+    assert ('recall20_no_tt' in x) == (x['method'] == 'fpd-free'), x"
+
 # --tune-core-lr: each FPD row's core step chosen on a validation split of the training
 # positives (one held out per user with >= 2), the best kept and named in the config
 run "$T" --gowalla syn --epochs 2 --seeds 1 --ratios 4 --methods dense,fpd-ordered,fpd-free --no-reference \
