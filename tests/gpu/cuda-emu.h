@@ -12,9 +12,9 @@
  * and every thread of it in sequence; the kernels of engine-cuda.cu that share
  * memory among threads (the step's reduction, the rows' gradients by chunks, the
  * direct forward) are launched with one thread under this emulation, the others
- * do not synchronize. __syncthreads and __syncwarp do nothing here. Device memory is malloc'd and
- * filled with 0xff bytes (NaN floats, -1 integers), so reading what no kernel
- * wrote shows up as a mismatch.
+ * do not synchronize; __syncthreads and __syncwarp do nothing here. Device memory
+ * is malloc'd and filled with 0xff bytes (NaN floats, -1 integers), so reading
+ * what no kernel wrote shows up as a mismatch.
  */
 #ifndef FPD_CUDA_EMU_H
 #define FPD_CUDA_EMU_H
