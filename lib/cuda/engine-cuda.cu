@@ -1091,12 +1091,15 @@ static enum fpd_status direct_queue(struct cuda_engine *e, const struct fpd_bag_
      * 1, the heuristic's shapes (tests/gpu/run.sh, Mrows/s warp / block): (8,1) 3,072
      * multiply-adds a row 453 / 241, (8,2) 6,144 243 / 138, (8,4) 12,288 126 / 74,
      * (16,2) 20,480 85 / 70-89, (32,1) 36,864 21 / 57-68. */
+    /* multiply-adds of one entry's row, every term */
+    double per = 0.0;
+    if (g->k >= 2) {
+        for (int32_t m = 1; m + 1 < g->k; m++) per += (double)(g->Dm[m - 1] * g->r[m] * g->w[m]);
+        per += (double)(g->Dm[g->k - 2] * g->r[g->k - 1] * g->d[g->k - 1]);
+    }
+    per *= (double)g->p;
     const int64_t per_warp = direct_smem_floats(g);
-    int64_t macs = 0;
-    for (int32_t m = 1; m + 1 < g->k; m++) macs += g->Dm[m - 1] * g->r[m] * g->w[m];
-    if (g->k >= 2) macs += g->Dm[g->k - 2] * g->r[g->k - 1] * g->d[g->k - 1];
-    macs *= g->p;
-    const bool whole_block = macs > FPD__DIRECT_WARP_MACS;
+    const bool whole_block = per > FPD__DIRECT_WARP_MACS;
     int64_t warps = 48 * 1024 / (per_warp * 4);
     warps = FPD__ONE_THREAD_BLOCKS || whole_block ? 1 : warps > 4 ? 4 : warps;
     const int64_t width = g->D > maxpsz ? g->D : maxpsz;
@@ -1110,12 +1113,7 @@ static enum fpd_status direct_queue(struct cuda_engine *e, const struct fpd_bag_
                      e->fc, n_out, per_warp, whole_block, out);
     ECUDA_LAUNCHED();
     /* flops as executed: every entry's products, padding counted (the indices stay on the device) */
-    double per = 0.0;
-    if (g->k >= 2) {
-        for (int32_t m = 1; m + 1 < g->k; m++) per += 2.0 * (double)(g->Dm[m - 1] * g->r[m] * g->w[m]);
-        per += 2.0 * (double)(g->Dm[g->k - 2] * g->r[g->k - 1] * g->d[g->k - 1]);
-    }
-    e->flops = (per * (double)g->p + 2.0 * (double)(e->fc * g->D)) * (double)b->n_indices;
+    e->flops = (2.0 * per + 2.0 * (double)(e->fc * g->D)) * (double)b->n_indices;
     e->flops_valid = true;
     return FPD_STATUS_OK;
 }
