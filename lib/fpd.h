@@ -642,8 +642,9 @@ struct fpd_engine_params {
      * that no file could store (a NaN or Inf, a range beyond F16's) is used as it
      * is. The CPU and the CUDA engine both
      * (the same rounding code, lib/free-round-impl.h; the CUDA engine's is checked
-     * in emulation on the CPU, not yet on a GPU; with it the CUDA engine does not
-     * take the direct forward). Needs a layer with free coordinates.           */
+     * in emulation on the CPU and on an H200, tests/gpu/gpu-equal.c; with it the
+     * CUDA engine does not take the direct forward). Needs a layer with free
+     * coordinates.                                                              */
     bool free_qat;                     /* default false                              */
     int32_t free_qat_kind;             /* enum fpd_free_kind (default 0: int8)       */
 };
