@@ -674,6 +674,16 @@ static enum fpd_status evaluate(const struct data *d, const struct fpd_gmf *g, d
     return st;
 }
 
+/* every core of dst := src's (src NULL: zeros); the same shape */
+static void set_cores(struct fpd_layer *dst, const struct fpd_layer *src) {
+    const struct fpd_layer_shape *sh = fpd_layer_get_shape(dst);
+    for (int32_t m = 0; m < sh->k; m++) {
+        const size_t bytes = (size_t)fpd_layer_shape_core_numel(sh, m) * sizeof(float);
+        if (src) memcpy(fpd_layer_core(dst, m), fpd_layer_core_const(src, m), bytes);
+        else memset(fpd_layer_core(dst, m), 0, bytes);
+    }
+}
+
 /* --ablate: res->core_move, m1_cores_init, m1_no_tt of a trained model whose tables
  * are the FPD layers l[0] (users) and l[1] (items), initialized by ip[t]. The cores
  * are put back as trained, and the model evaluated again: it must give m1 (a
@@ -681,49 +691,30 @@ static enum fpd_status evaluate(const struct data *d, const struct fpd_gmf *g, d
 static enum fpd_status ablate(const struct data *d, const struct fpd_gmf *g, struct fpd_layer *const l[2],
                               const struct fpd_init_params ip[2], bool free_rows, struct result *res,
                               struct fpd_error *err) {
-    struct fpd_layer *init[2] = {NULL, NULL};
-    float *keep[2] = {NULL, NULL};
-    int64_t numel[2] = {0, 0};
+    struct fpd_layer *init[2] = {NULL, NULL}, *keep[2] = {NULL, NULL};
     enum fpd_status st = FPD_STATUS_OK;
     double m2;
     for (int t = 0; t < 2 && !st; t++) {
         const struct fpd_layer_shape *sh = fpd_layer_get_shape(l[t]);
         st = fpd_init(sh, &ip[t], &init[t], err);
-        for (int32_t m = 0; m < sh->k && !st; m++) numel[t] += fpd_layer_shape_core_numel(sh, m);
-        if (!st && !(keep[t] = malloc((size_t)numel[t] * sizeof(float)))) {
-            snprintf(err->msg, sizeof err->msg, "out of memory for the ablation");
-            st = err->status = FPD_STATUS_NOMEM;
-        }
+        if (!st) st = fpd_layer_clone(l[t], &keep[t], err);
         double dd = 0.0, nn = 0.0;
-        for (int32_t m = 0, off = 0; m < sh->k && !st; off += (int32_t)fpd_layer_shape_core_numel(sh, m), m++) {
-            const float *a = fpd_layer_core(l[t], m), *b = fpd_layer_core(init[t], m);
+        for (int32_t m = 0; m < sh->k && !st; m++) {
+            const float *a = fpd_layer_core_const(l[t], m), *b = fpd_layer_core_const(init[t], m);
             for (int64_t e = 0; e < fpd_layer_shape_core_numel(sh, m); e++) {
                 dd += ((double)a[e] - b[e]) * ((double)a[e] - b[e]);
                 nn += (double)b[e] * b[e];
-                keep[t][off + e] = a[e];
             }
         }
         res->core_move[t] = nn > 0.0 ? sqrt(dd / nn) : NAN;
     }
-    /* cores (every table) := G0, then 0 */
-    for (int pass = 0; pass < 2 && !st; pass++) {
-        if (pass == 1 && !free_rows) break;
-        for (int t = 0; t < 2; t++) {
-            const struct fpd_layer_shape *sh = fpd_layer_get_shape(l[t]);
-            for (int32_t m = 0; m < sh->k; m++) {
-                float *a = fpd_layer_core(l[t], m);
-                const float *b = fpd_layer_core(init[t], m);
-                for (int64_t e = 0; e < fpd_layer_shape_core_numel(sh, m); e++) a[e] = pass ? 0.0f : b[e];
-            }
-        }
+    /* cores (every table) := G0, then (fpd-free) 0 */
+    for (int pass = 0; pass < (free_rows ? 2 : 1) && !st; pass++) {
+        for (int t = 0; t < 2; t++) set_cores(l[t], pass ? NULL : init[t]);
         st = evaluate(d, g, pass ? &res->m1_no_tt : &res->m1_cores_init, &m2, err);
     }
-    for (int t = 0; t < 2; t++) { /* back as trained */
-        if (!keep[t]) continue;
-        const struct fpd_layer_shape *sh = fpd_layer_get_shape(l[t]);
-        for (int32_t m = 0, off = 0; m < sh->k; off += (int32_t)fpd_layer_shape_core_numel(sh, m), m++)
-            memcpy(fpd_layer_core(l[t], m), keep[t] + off, (size_t)fpd_layer_shape_core_numel(sh, m) * sizeof(float));
-    }
+    for (int t = 0; t < 2; t++) /* back as trained */
+        if (keep[t]) set_cores(l[t], keep[t]);
     double again = NAN;
     if (!st) st = evaluate(d, g, &again, &m2, err);
     if (!st && again != res->m1) { /* a bug */
@@ -733,7 +724,7 @@ static enum fpd_status ablate(const struct data *d, const struct fpd_gmf *g, str
     }
     for (int t = 0; t < 2; t++) {
         fpd_layer_free(init[t]);
-        free(keep[t]);
+        fpd_layer_free(keep[t]);
     }
     return st;
 }
@@ -1186,9 +1177,8 @@ static void usage(FILE *f) {
             "  --free-dtype T    fpd-free: E as stored: f32 (default), int8 or int4 (row-wise,\n"
             "                    free-rowwise/1), int8-sym or int4-sym (free-sym/1); quantized after\n"
             "                    training as the file stores it (fpd_layer_quantize_free), sized by\n"
-            "                    its bytes\n"
-            );
-    fprintf(f,
+            "                    its bytes\n");
+    fprintf(f, /* two calls: one string literal of over 4095 characters is not portable C */
             "  --free-qat        fpd-free with --free-dtype: train E as it is stored\n"
             "                    (quantization-aware training)\n"
             "  --ablate          FPD methods: after each run, how far the cores moved from\n"

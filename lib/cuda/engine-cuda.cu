@@ -1224,13 +1224,12 @@ static enum fpd_status backward_queue(struct cuda_engine *e, const struct fpd_ba
     const struct dev_cores cores = cores_of(e);
     const struct level_info li = levels_of(e);
     const unsigned p = (unsigned)g->p;
-    const int64_t chunks = (n + FPD__RG_CHUNK - 1) / FPD__RG_CHUNK;
+    const int64_t chunks = (n + FPD__RG_CHUNK - 1) / FPD__RG_CHUNK, *slot = ws_ptr<int64_t>(e, FPD__WS_SLOT);
     const int rg_threads = FPD__ONE_THREAD_BLOCKS ? 1 : fpd__engine_block_threads(D);
-    FPD__LAUNCH(k_row_grads_zero, grid_for(chunks - 1), fpd__engine_block_threads(D), st, pos_s,
-                ws_ptr<int64_t>(e, FPD__WS_SLOT), counts, D, drow);
+    FPD__LAUNCH(k_row_grads_zero, grid_for(chunks - 1), fpd__engine_block_threads(D), st, pos_s, slot, counts, D, drow);
     ECUDA_LAUNCHED();
-    FPD__LAUNCH(k_row_grads, grid_for(chunks), rg_threads, st, ustart, pos_s, ws_ptr<int64_t>(e, FPD__WS_SLOT), bag_of,
-                coef, counts, b->mode == FPD_BAG_MODE_NONE, gout, D, drow);
+    FPD__LAUNCH(k_row_grads, grid_for(chunks), rg_threads, st, ustart, pos_s, slot, bag_of, coef, counts,
+                b->mode == FPD_BAG_MODE_NONE, gout, D, drow);
     ECUDA_LAUNCHED();
     if (e->fc > 0) { /* step 7: dE and dP from the rows' gradients */
         FPD__LAUNCH(k_free_grad_e, grid_for(n), fpd__engine_block_threads(e->fc), st, urow, counts, e->inv, e->fp, drow,

@@ -31,3 +31,10 @@ if command -v "${CXX:-g++}" >/dev/null 2>&1; then
 else
     skip "make gpu-emu" "no C++ compiler"
 fi
+
+# tests/gpu/run.sh PREBUILT=1 (binaries packed by tests/gpu/pack.sh for a GPU machine
+# that cannot build): a missing binary is named before anything runs
+mkdir -p nobuild
+run env PREBUILT=1 BUILD_DIR="$PWD/nobuild" sh "$ROOT/tests/gpu/run.sh"
+expect_rc "run.sh PREBUILT=1 without the binaries: exit 1" 1
+expect_grep "run.sh PREBUILT=1 without the binaries: names the missing one" out.txt "PREBUILT=1 but .*/nobuild/gpu-equal is missing"
