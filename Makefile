@@ -310,18 +310,13 @@ bench: all $(BENCHES)
 # Gowalla (MF with BPR, Recall@20), the two datasets in parallel under nice. Writes
 # $(BUILD_DIR)/accuracy-{ml1m,gowalla}.{tsv,json,png,log}. About 45 CPU-minutes; the
 # epochs are cut short of the published protocols to fit (README, "Equal-size
-# comparison"). Needs gnuplot (Debian gnuplot-nox, installed here when run as root).
+# comparison"). Needs gnuplot (Debian gnuplot-nox, one of DEB_PACKAGES: make deps).
 ACCURACY_DATA      ?= ../shared/data
 ACCURACY_ML_EPOCHS ?= 3
 ACCURACY_GW_EPOCHS ?= 5
 ACCURACY_FLAGS     ?=
-.PHONY: bench-accuracy accuracy-deps
-accuracy-deps:
-	@command -v gnuplot >/dev/null 2>&1 || { \
-	  if [ "$$(id -u)" = 0 ]; then echo "==> installing gnuplot-nox"; \
-	    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends gnuplot-nox >/dev/null || exit 1; \
-	  else echo "bench-accuracy needs gnuplot: sudo apt-get install -y gnuplot-nox"; exit 1; fi; }
-bench-accuracy: accuracy-deps $(BUILD_DIR)/sample-compare-sizes
+.PHONY: bench-accuracy
+bench-accuracy: deps $(BUILD_DIR)/sample-compare-sizes
 	@echo "==> equal-size comparison (logs: $(BUILD_DIR)/accuracy-*.log)"
 	@nice -n 10 $(BUILD_DIR)/sample-compare-sizes --movielens $(ACCURACY_DATA)/movielens-1m/ratings.tsv \
 	  --epochs $(ACCURACY_ML_EPOCHS) $(ACCURACY_FLAGS) -o $(BUILD_DIR)/accuracy-ml1m \

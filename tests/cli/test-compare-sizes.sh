@@ -45,7 +45,7 @@ expect_rc "synthetic MF-BPR run: exit 0" 0
 if [ -n "$plot" ]; then
     expect_grep "synthetic: PNG plot written" syn.png "PNG"
 else
-    skip "synthetic: PNG plot" "gnuplot not installed (make bench-accuracy installs gnuplot-nox)"
+    skip "synthetic: PNG plot" "gnuplot not installed (make deps installs gnuplot-nox)"
 fi
 cp out.txt syn.json
 expect_exists "synthetic: TSV written" syn-out.tsv
