@@ -42,7 +42,8 @@
  *                (sample-train-gmf --free-dtype, fpd-convert --free-dtype write such
  *                files). --free-qat: E trains as it will be stored (quantization-aware
  *                training, fpd_gmf_train_params.free_qat), so the rounding after
- *                training changes nothing.
+ *                training changes nothing. The FPD part starts at --core-init-share
+ *                (default 0.5) of a row's variance, E[i] P at the rest.
  *
  * Tuning on a validation split of the training positives (one held out per user,
  * the first seed; the test set is not read): --tune-core-lr (the FPD methods' core
@@ -108,6 +109,7 @@ struct options {
     int64_t cores[4];
     int n_cores;
     double lr, core_lr, init_scale, l2, free_share, free_proj, popularity;
+    double core_init_share;     /* fpd-free: the FPD part's share of a row's initial variance */
     int free_dtype;             /* fpd-free's E as stored: -1 F32, else an enum fpd_free_kind */
     bool free_qat;              /* --free-qat: fpd-free trains E as stored (needs free_dtype) */
     bool ablate;                /* --ablate: the FPD methods' cores measured after training */
@@ -602,8 +604,8 @@ struct result {
     /* --ablate (FPD methods; else NAN): how far each table's cores moved,
      * ||G - G0|| / ||G0|| over all its cores (G0: the initialization), and metric 1
      * with both tables' cores put back to G0, and (fpd-free) with them zeroed: the
-     * rows E[i] P alone */
-    double core_move[2], m1_cores_init, m1_no_tt;
+     * rows E[i] P alone; core_init_norm: ||G0|| */
+    double core_move[2], core_init_norm[2], m1_cores_init, m1_no_tt;
 };
 
 /* x [rows, cols] (row-major F32) replaced by its row-wise int8/int4 rows read back
@@ -707,6 +709,7 @@ static enum fpd_status ablate(const struct data *d, const struct fpd_gmf *g, str
             }
         }
         res->core_move[t] = nn > 0.0 ? sqrt(dd / nn) : NAN;
+        res->core_init_norm[t] = sqrt(nn);
     }
     /* cores (every table) := G0, then (fpd-free) 0 */
     for (int pass = 0; pass < (free_rows ? 2 : 1) && !st; pass++) {
@@ -746,6 +749,7 @@ static int run_one(const struct options *o, const struct data *d, const struct c
     struct fpd_init_params ips[2];
     memset(ips, 0, sizeof ips);
     res->core_move[0] = res->core_move[1] = res->m1_cores_init = res->m1_no_tt = NAN;
+    res->core_init_norm[0] = res->core_init_norm[1] = NAN;
     float *w = malloc((size_t)D * sizeof(float));
     int rc = 1;
     struct fpd_gmf g;
@@ -772,8 +776,9 @@ static int run_one(const struct options *o, const struct data *d, const struct c
             if (fpd_composed_init(&cs, scale, seed * 2 + (uint64_t)t, &comp[t], &err)) goto fail;
             e->composed = comp[t];
         } else {
-            /* fpd-free: the FPD part and E[i] P each start at half the row variance */
-            const double fs = c->method == M_FPD_FREE ? scale / sqrt(2.0) : scale;
+            /* fpd-free: the FPD part starts at --core-init-share of the row variance (default
+             * half), E[i] P at the rest */
+            const double fs = c->method == M_FPD_FREE ? scale * sqrt(o->core_init_share) : scale;
             struct fpd_init_params ip = {FPD_INIT_KIND_NORMAL, fs, seed * 2 + (uint64_t)t};
             ips[t] = ip;
             if (fpd_init(&c->shape[t], &ip, &layer[t], &err)) goto fail;
@@ -800,7 +805,7 @@ static int run_one(const struct options *o, const struct data *d, const struct c
     tp.free_coords = c->method == M_FPD_FREE ? c->free_coords : 0;
     tp.free_proj_learning_rate = c->free_proj > 0.0 ? c->free_proj : 0.0; /* 0: the cores' step */
     tp.free_proj_fixed = c->free_proj < 0.0;
-    tp.free_init_scale = c->method == M_FPD_FREE ? scale / sqrt(2.0) : 0.0;
+    tp.free_init_scale = c->method == M_FPD_FREE ? scale * sqrt(1.0 - o->core_init_share) : 0.0;
     tp.free_qat = c->method == M_FPD_FREE && o->free_qat;
     tp.free_qat_kind = c->free_dtype;
     tp.epoch_callback = stop_on_signal;
@@ -1164,6 +1169,8 @@ static void usage(FILE *f) {
             "                    the best (config clr=X), then train and test with it\n"
             "  --free-share F    fpd-free: the share of each table's budget for the per-row free\n"
             "                    coordinates (default 0.5; c = the largest count within it)\n"
+            "  --core-init-share S  fpd-free: the FPD part's share of a row's initial\n"
+            "                    variance, E[i] P getting the rest (default 0.5; in (0, 1))\n"
             "  --tune-free-share A,B,..  fpd-free: choose the share among these on the\n"
             "                    validation split too (with --tune-core-lr: every pair)\n"
             "  --free-proj P     fpd-free: how the shared projection P steps: 'core' (at the\n"
@@ -1184,7 +1191,8 @@ static void usage(FILE *f) {
             "  --ablate          FPD methods: after each run, how far the cores moved from\n"
             "                    their initialization (||G - G0|| / ||G0||), and the test\n"
             "                    metric with the cores put back to G0 and (fpd-free) zeroed\n"
-            "                    (E[i] P alone); on stderr and in the JSON runs\n"
+            "                    (E[i] P alone); on stderr and in the JSON runs (with\n"
+            "                    core_init_norm, ||G0||)\n"
             "  --l2 X            MF: L2 weight on the batch rows (default 1e-4, LightGCN's decay)\n"
             "  --init-scale S    GMF tables start as normal(0, S^2) (default 0.01; MF: 0.1)\n"
             "  --seeds A,B,..    training seeds (default 1,2,3)\n"
@@ -1242,6 +1250,7 @@ int main(int argc, char **argv) {
     o.l2 = 1e-4;
     o.init_scale = 0.01;
     o.free_share = 0.5;
+    o.core_init_share = 0.5;
     o.free_dtype = -1;
     o.reference = true;
     const double def_ratios[4] = {4, 10, 30, 100};
@@ -1251,7 +1260,7 @@ int main(int argc, char **argv) {
     o.n_seeds = 3;
     for (int m = 0; m < M_COUNT; m++) o.methods[m] = true;
     enum { OPT_ML = 256, OPT_GW, OPT_RATIOS, OPT_METHODS, OPT_NOREF, OPT_DIM, OPT_CORES, OPT_EPOCHS, OPT_BATCH,
-           OPT_NEG, OPT_LR, OPT_L2, OPT_INIT, OPT_SEEDS, OPT_MAXU, OPT_PLOT, OPT_JSON, OPT_MERGE, OPT_CORE_LR, OPT_FREE_SHARE, OPT_TUNE, OPT_FREE_PROJ_LR, OPT_TUNE_SHARE, OPT_TUNE_PROJ, OPT_POP, OPT_FREE_DTYPE, OPT_ORDER_COST, OPT_FREE_QAT, OPT_ABLATE };
+           OPT_NEG, OPT_LR, OPT_L2, OPT_INIT, OPT_SEEDS, OPT_MAXU, OPT_PLOT, OPT_JSON, OPT_MERGE, OPT_CORE_LR, OPT_FREE_SHARE, OPT_TUNE, OPT_FREE_PROJ_LR, OPT_TUNE_SHARE, OPT_TUNE_PROJ, OPT_POP, OPT_FREE_DTYPE, OPT_ORDER_COST, OPT_FREE_QAT, OPT_ABLATE, OPT_CORE_INIT };
     static const struct option opts[] = {
         {"movielens", required_argument, 0, OPT_ML}, {"gowalla", required_argument, 0, OPT_GW},
         {"ratios", required_argument, 0, OPT_RATIOS}, {"methods", required_argument, 0, OPT_METHODS},
@@ -1266,6 +1275,7 @@ int main(int argc, char **argv) {
         {"free-share", required_argument, 0, OPT_FREE_SHARE}, {"tune-core-lr", required_argument, 0, OPT_TUNE},
         {"free-proj", required_argument, 0, OPT_FREE_PROJ_LR}, {"free-dtype", required_argument, 0, OPT_FREE_DTYPE},
         {"free-qat", no_argument, 0, OPT_FREE_QAT}, {"ablate", no_argument, 0, OPT_ABLATE},
+        {"core-init-share", required_argument, 0, OPT_CORE_INIT},
         {"order-cost", required_argument, 0, OPT_ORDER_COST},
         {"tune-free-proj", required_argument, 0, OPT_TUNE_PROJ},
         {"tune-free-share", required_argument, 0, OPT_TUNE_SHARE},
@@ -1360,6 +1370,10 @@ int main(int argc, char **argv) {
             o.free_share = cli_parse_pos("--free-share", optarg);
             if (o.free_share > 1.0) cli_usage_error("--free-share must be in (0, 1], got '%s'", optarg);
             break;
+        case OPT_CORE_INIT:
+            o.core_init_share = cli_parse_pos("--core-init-share", optarg);
+            if (o.core_init_share >= 1.0) cli_usage_error("--core-init-share must be in (0, 1), got '%s'", optarg);
+            break;
         case 'o': o.out = optarg; break;
         case 'h': usage(stdout); return CLI_EXIT_OK;
         case ':': cli_usage_error("option '%s' needs a value", argv[optind - 1]);
@@ -1434,7 +1448,7 @@ int main(int argc, char **argv) {
     }
     fprintf(stderr, "%s: %s: %lld users, %lld items, %lld training positives; %lld epochs, seeds %d\n", cli_prog, d.name,
             (long long)d.n_users, (long long)d.n_items, (long long)d.n_train, (long long)o.epochs, o.n_seeds);
-    struct result pop = {NAN, NAN, 0.0, 0.0, NAN, {NAN, NAN}, NAN, NAN};
+    struct result pop = {NAN, NAN, 0.0, 0.0, NAN, {NAN, NAN}, {NAN, NAN}, NAN, NAN};
     if (!popularity(&d, &pop)) goto done;
     fprintf(stderr, "  %-12s %5s  %-22s          %s %.4f  NDCG %.4f\n", "popularity", "-", "(no parameters)",
             mf ? "Recall@20" : "HR@10", pop.m1, pop.m2);
@@ -1590,6 +1604,8 @@ int main(int argc, char **argv) {
                 json_object_set_new(run, mf ? "recall20_f32" : "hr10_f32", json_real(res.m1_f32));
             if (!isnan(res.core_move[0])) {
                 json_object_set_new(run, "core_move", json_pack("[f, f]", res.core_move[0], res.core_move[1]));
+                json_object_set_new(run, "core_init_norm",
+                                    json_pack("[f, f]", res.core_init_norm[0], res.core_init_norm[1]));
                 json_object_set_new(run, mf ? "recall20_cores_init" : "hr10_cores_init", json_real(res.m1_cores_init));
             }
             if (!isnan(res.m1_no_tt)) json_object_set_new(run, mf ? "recall20_no_tt" : "hr10_no_tt", json_real(res.m1_no_tt));
@@ -1601,11 +1617,11 @@ int main(int argc, char **argv) {
         r->seconds = sec / o.n_seeds;
     }
     if (!(tsv = table_tsv(&d, &o, rows, n_rows))) goto done;
-    json_t *res = json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:f, s:f, s:I, s:o}", "schema",
+    json_t *res = json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:f, s:f, s:f, s:I, s:o}", "schema",
                             "sample-compare-sizes/1", "dataset", d.name, "users", (json_int_t)d.n_users, "items",
                             (json_int_t)d.n_items, "train", (json_int_t)d.n_train, "dim", (json_int_t)o.dim, "epochs",
                             (json_int_t)o.epochs, "batch", (json_int_t)o.batch, "negatives", (json_int_t)o.negatives,
-                            "lr", o.lr, "core_lr", o.core_lr > 0 ? o.core_lr : o.lr, "free_share", o.free_share, "cores", (json_int_t)o.cores[0], "runs", runs);
+                            "lr", o.lr, "core_lr", o.core_lr > 0 ? o.core_lr : o.lr, "free_share", o.free_share, "core_init_share", o.core_init_share, "cores", (json_int_t)o.cores[0], "runs", runs);
     runs = NULL;
     json_t *tab = json_array();
     for (int i = 0; i < n_rows; i++) {

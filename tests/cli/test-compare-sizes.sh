@@ -163,6 +163,31 @@ for x in r1:
     assert min(x['core_move']) > 1e-3, x
     assert ('recall20_no_tt' in x) == (x['method'] == 'fpd-free'), x"
 
+# --core-init-share S: fpd-free's FPD part starts at S of a row's variance. fpd_init
+# realizes that variance exactly by scaling the same draw, every core by one factor, so
+# ||G0|| goes as (S sigma^2)^(1 / 2k): the ratio of two runs' initial norms is
+# (S1 / S2)^(1 / 2k), whatever the draw
+run "$T" --gowalla syn --epochs 1 --seeds 1 --ratios 4 --methods fpd-free --no-reference --ablate \
+    --core-init-share 0.02 --json
+expect_rc "core-init-share 0.02: exit 0" 0
+cp out.txt cis.json
+py_plain "core-init-share: the initial cores' norm against the default's, (0.02 / 0.5)^(1 / 2k); recorded" "
+import json
+a = json.load(open('abl1.json')); b = json.load(open('cis.json'))
+assert b['core_init_share'] == 0.02 and a['core_init_share'] == 0.5, (a['core_init_share'], b['core_init_share'])
+x = [r for r in a['runs'] if r['method'] == 'fpd-free'][0]; y = b['runs'][0]
+assert x['config'] == y['config'], (x['config'], y['config'])
+k = int(y['config'].split('k=')[1].split()[0])
+want = (0.02 / 0.5) ** (1.0 / (2 * k))
+for t in range(2):
+    got = y['core_init_norm'][t] / x['core_init_norm'][t]
+    assert abs(got / want - 1) < 1e-4, (t, got, want)"
+for v in 0 1 1.5; do
+    run "$T" --gowalla syn --core-init-share $v
+    expect_rc "core-init-share $v: exit 2" 2
+    expect_grep "core-init-share $v: named" err.txt "core-init-share"
+done
+
 # --tune-core-lr: each FPD row's core step chosen on a validation split of the training
 # positives (one held out per user with >= 2), the best kept and named in the config
 run "$T" --gowalla syn --epochs 2 --seeds 1 --ratios 4 --methods dense,fpd-ordered,fpd-free --no-reference \
