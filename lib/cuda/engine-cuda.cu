@@ -68,6 +68,22 @@
  *     free_proj_lr_scale's step or not at all with free_proj_fixed), as the CPU
  *     engine does. The layer's host E and P are written back with the cores.
  *
+ * Kernels for the common shapes (section "kernels: register tiles"): where the
+ * inner TT-ranks all equal R in {2, 4, 8, 16, 32} (rt_plan_init), the partials,
+ * the rows and, for k = 2 or 3, the direct forward run register-tiled kernels
+ * templated on R (k_partial_rt, k_rows_rt, k_direct_rt<R, k>); every other shape
+ * runs the generic kernels (k_partial, k_rows, k_direct). The backward is the same
+ * for both.
+ *
+ * FPD_CUDA_KERNELS (environment, read once when an engine is created; not
+ * API): "tiled" runs the register-tiled kernels where they apply; unset or any
+ * other value, the generic kernels everywhere. The generic kernels stay the default
+ * until the tiled ones have run on a GPU: written 2026-12-04 without a device, they
+ * are checked by the emulation (tests/gpu/cuda-emu.h runs the threads of their
+ * launches as fibers with real barriers: gpu-equal-emu with FPD_CUDA_KERNELS=tiled)
+ * and compiled by nvcc, not yet timed or run on real hardware. tests/gpu/run.sh
+ * checks and times both on a device.
+ *
  * Rounding: the sums run in other orders than on the CPU (FMA contraction,
  * float atomics in dG), so results equal the CPU engine's to rounding, not bit
  * for bit; tests/gpu/gpu-equal.c states and checks the tolerance.
@@ -82,23 +98,30 @@
 
 #ifdef FPD_CUDA_EMU
 /* the kernels run on the CPU for tests (tests/gpu/cuda-emu.h, included first):
- * blocks and threads in sequence; the step's reduction runs with one thread */
-#define FPD__LAUNCH(kern, grid, block, stream, ...) fpd_emu_launch(grid, block, [&]() { kern(__VA_ARGS__); })
+ * blocks and threads in sequence; a launch with dynamic shared memory (the direct
+ * forward, k_rows_rt, k_partial_rt) runs its block's threads as fibers that wait
+ * for each other at __syncwarp and __syncthreads; the step's reduction and the
+ * rows' gradients (static shared memory, plain launches) run with one thread */
+#define FPD__LAUNCH(kern, grid, block, stream, ...)                                                                   \
+    (fpd_emu_trace(#kern), fpd_emu_launch(grid, block, [&]() { kern(__VA_ARGS__); }))
 #define FPD__LAUNCH_SMEM(kern, grid, block, smem, stream, ...)                                                        \
-    fpd_emu_launch_smem(grid, block, smem, [&]() { kern(__VA_ARGS__); })
+    (fpd_emu_trace(#kern), fpd_emu_launch_smem(grid, block, smem, [&]() { kern(__VA_ARGS__); }))
 #define FPD__DYN_SHARED(name) float *name = (float *)fpd_emu_smem.data()
 #define FPD__STEP_THREADS 1
 #define FPD__ONE_THREAD_BLOCKS 1
+#define FPD__CHECK16(p) fpd_emu_check16(p)
 #else
 #include <cub/cub.cuh>
 #include <cuda_runtime.h>
 #define FPD__LAUNCH(kern, grid, block, stream, ...) kern<<<grid, block, 0, stream>>>(__VA_ARGS__)
 #define FPD__LAUNCH_SMEM(kern, grid, block, smem, stream, ...) kern<<<grid, block, smem, stream>>>(__VA_ARGS__)
-#define FPD__DYN_SHARED(name) extern __shared__ float name[]
+#define FPD__DYN_SHARED(name) extern __shared__ __align__(16) float name[] /* 16-byte units: the tiled kernels */
 #define FPD__STEP_THREADS 256
 #define FPD__ONE_THREAD_BLOCKS 0
+#define FPD__CHECK16(p) ((void)0)
 #endif
 
+#include <stdlib.h>
 #include <string.h>
 
 #define ECUDA_TRY(call)                                                                                                \
@@ -118,6 +141,48 @@
 
 struct dev_cores {
     float *c[FPD_MAX_MODES];
+};
+
+/* n / d for a 32-bit n, by a multiply-high and two shifts (Granlund and
+ * Montgomery, PLDI 1994, the round-up method; exact for every n < 2^32): a
+ * 32-bit division by a value known only at run time is a subroutine of about
+ * 20 instructions on the GPU, this is 4 (d_div). Made on the host (fdiv_make). */
+struct fdiv {
+    uint32_t d, mul, s1, s2;
+};
+
+/* One product of the register-tiled kernels: C[M, N] = A[M, R] B[R, N], A and B
+ * row-major at float offsets a and b of a warp's (or row's) shared memory, 16-byte
+ * aligned. Tile t is row i = t / ncg of C and its column group c = t % ncg: 4
+ * columns when N % 4 == 0 (vec), else 1; so tile t is at C + 4t (or C + t). c:
+ * the float offset of C in the same shared memory, when C is there. */
+struct rt_stage {
+    uint32_t a, b, c, n, tiles;
+    struct fdiv ncg;
+    int32_t vec;
+};
+
+/* What rt_plan_init decided at engine creation (host), passed to the kernels by
+ * value. rank = 0: none of the register-tiled kernels apply. */
+struct rt_plan {
+    int32_t rank;
+    struct fdiv n[FPD_MAX_MODES], div[FPD_MAX_MODES]; /* n_m, prod_{l>m} n_l */
+    /* k_rows_rt: warp's shared memory [L_{k-2} | core k-1's slice | acc (p > 1): D];
+     * cend: the 16-byte units that end each of the two; warps a block (0: does not
+     * fit, the generic kernel) */
+    int32_t rows_warps;
+    struct rt_stage rows;
+    uint32_t rows_cend[2], rows_acc, rows_per_warp;
+    /* k_partial_rt, level m = 1..k-2: [L_{m-1} | core m's slice] */
+    int32_t part_warps[FPD_MAX_MODES];
+    struct rt_stage part[FPD_MAX_MODES];
+    uint32_t part_cend[FPD_MAX_MODES][2], part_per_warp[FPD_MAX_MODES];
+    /* k_direct_rt (k = 2, 3): a row's shared memory [acc: D | one intermediate | the
+     * k slices, one after another]; its products dir[0..k-2], the last into acc */
+    bool dir_ok, dir_d4;
+    struct rt_stage dir[2];
+    uint32_t dir_cend[3], dir_sl, dir_per_row;
+    double dir_macs; /* multiply-adds of one entry and term, in the order chosen */
 };
 
 struct cuda_engine {
@@ -147,6 +212,10 @@ struct cuda_engine {
      * backward then builds it from dlast, the device copy of the batch */
     bool direct;
     bool tree_planned;
+    /* the register-tiled kernels where they apply (rt), or the generic kernels
+     * everywhere (generic: unless FPD_CUDA_KERNELS=tiled when the engine was made) */
+    struct rt_plan rt;
+    bool generic;
     struct fpd_bag_batch dlast;
     int64_t step;
     bool flops_valid;
@@ -203,6 +272,13 @@ __device__ static inline void d_bag_range(const int64_t *offs, int64_t bag_size,
     }
     *lo = offs[bag];
     *hi = bag + 1 < n_bags || ilo ? offs[bag + 1] : n;
+}
+
+/* the entries [lo, hi) of a bag that are not padding_idx pad (pad < 0: none is) */
+__device__ static inline int64_t d_bag_count(const int64_t *idx, int64_t lo, int64_t hi, int64_t pad) {
+    int64_t cnt = 0;
+    for (int64_t i = lo; i < hi; i++) cnt += !(pad >= 0 && idx[i] == pad);
+    return cnt;
 }
 
 /* digit m of stored row x, (x / div[m]) % n[m]: in 32 bits when every stored row
@@ -436,7 +512,7 @@ __global__ static void k_direct(const __grid_constant__ struct fpd__engine_geom 
                                 float *out) {
     FPD__DYN_SHARED(sh);
     /* a warp an output row, or the whole block (whole_block: rows of much work);
-     * nt threads a row (one under the emulation) */
+     * nt threads a row */
     const uint32_t nt = whole_block || blockDim.x < 32 ? blockDim.x : 32, lane = threadIdx.x % nt;
     const int64_t o = (int64_t)blockIdx.x * (blockDim.x / nt) + threadIdx.x / nt;
     if (o >= n_out) return; /* the whole warp */
@@ -445,10 +521,9 @@ __global__ static void k_direct(const __grid_constant__ struct fpd__engine_geom 
      * sum of slice[0..m-1]) */
     float *acc = sh + (threadIdx.x / nt) * per_warp, *pa = acc + DD, *pb = pa + maxpsz, *sl = pb + maxpsz;
     for (uint32_t j = lane; j < DD; j += nt) acc[j] = 0.0f;
-    int64_t lo = o, hi = o + 1, cnt = 0;
+    int64_t lo = o, hi = o + 1;
     if (!none) d_bag_range(offs, bag_size, ilo, n_bags, n, o, &lo, &hi);
-    if (mean)
-        for (int64_t i = lo; i < hi; i++) cnt += !(pad >= 0 && idx[i] == pad);
+    const int64_t cnt = mean ? d_bag_count(idx, lo, hi, pad) : 0;
     for (int64_t i = lo; i < hi; i++) {
         const int64_t id = idx[i];
         if (pad >= 0 && id == pad) continue;
@@ -501,6 +576,278 @@ __global__ static void k_direct(const __grid_constant__ struct fpd__engine_geom 
     }
     float *dst = out + o * (int64_t)DD;
     for (uint32_t j = lane; j < DD; j += nt) dst[j] = acc[j];
+}
+
+/* ------------------------------------------------------------ kernels: register tiles */
+
+/* The kernels above are written for any shape: each multiply-add of a product
+ * loads both operands (two loads a multiply-add) after index arithmetic of its
+ * own, in loops whose bounds are known only at run time. On the H200 the direct
+ * forward issued 1,966 warp instructions an output row for 96 warp FMAs at (8,1)
+ * (Nsight Compute: issue slots 81% busy), and k_rows was issue-bound too. The
+ * kernels of this section are for the common shapes: the inner TT-ranks all
+ * equal to R in {2, 4, 8, 16, 32} (a template parameter), every slice and
+ * partial a multiple of 4 floats, stored rows below 2^32 (rt_plan_init says
+ * which apply; the others keep the generic kernels). Each thread computes
+ * tiles of a product, 4 outputs a tile, with the row of the left operand it
+ * reuses in registers, every shared-memory access 16 bytes wide; the operands
+ * are staged in shared memory by 16-byte loads, consecutive threads on
+ * consecutive addresses, four in flight a thread; digits are a multiply and
+ * shifts (fdiv). Only with FPD_CUDA_KERNELS=tiled (the top of this file: not
+ * yet measured on a GPU). */
+
+/* n / f.d (struct fdiv) */
+__device__ static inline uint32_t d_div(const struct fdiv &f, uint32_t n) {
+    const uint32_t t = __umulhi(f.mul, n);
+    return (t + ((n - t) >> f.s1)) >> f.s2;
+}
+
+/* k_rows_rt, k_partial_rt: a warp an item, as many a block as their shared memory
+ * allows (rt_warps) */
+#define RT_WARP_ID ((int64_t)blockIdx.x * (blockDim.x / 32u) + (int64_t)(threadIdx.x / 32u))
+
+/* 16-byte loads and stores; p 16-byte aligned (the emulation stops at a
+ * misaligned one: FPD__CHECK16). d_ldg4: read-only global data
+ * (the cores, the partials of an earlier launch), through the non-coherent
+ * path, which also tells the compiler that no store of the kernel aliases it. */
+__device__ static inline float4 d_ld4(const float *p) {
+    FPD__CHECK16(p);
+    return *(const float4 *)p;
+}
+__device__ static inline float4 d_ldg4(const float *p) {
+    FPD__CHECK16(p);
+    return __ldg((const float4 *)p);
+}
+__device__ static inline void d_st4(float *p, float4 v) {
+    FPD__CHECK16(p);
+    *(float4 *)p = v;
+}
+
+/* R floats at p (16-byte aligned) into registers */
+template <int R> __device__ static inline void d_row(const float *p, float (&a)[R]) {
+    if constexpr (R % 4 == 0) {
+        #pragma unroll
+        for (int k = 0; k < R; k += 4) {
+            const float4 v = d_ld4(p + k);
+            a[k] = v.x;
+            a[k + 1] = v.y;
+            a[k + 2] = v.z;
+            a[k + 3] = v.w;
+        }
+    } else {
+        #pragma unroll
+        for (int k = 0; k < R; k++) a[k] = p[k];
+    }
+}
+
+/* Thread `lane` of nt computes the tiles lane, lane + nt, ... of st (A, B in shared
+ * memory): A's row in registers (R/4 16-byte loads), then one 16-byte load of B a
+ * row for 4 multiply-adds. Writes C[tile] = s, or C[tile] = acc[tile] + coef s when
+ * acc is given (acc may be C: the same thread owns the same tile every time). C
+ * may be in global memory (16-byte aligned). */
+template <int R>
+__device__ static inline void d_tiles(const struct rt_stage &st, const float *A, const float *B, float *C,
+                                      const float *acc, float coef, uint32_t lane, uint32_t nt) {
+    const uint32_t n = st.n, ncg = st.ncg.d;
+    if (st.vec) {
+        for (uint32_t t = lane; t < st.tiles; t += nt) {
+            const uint32_t i = d_div(st.ncg, t), c = t - i * ncg;
+            float a[R];
+            d_row<R>(A + i * R, a);
+            const float *b = B + 4 * c;
+            float4 s = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+            #pragma unroll
+            for (int k = 0; k < R; k++) {
+                const float4 v = d_ld4(b + k * n);
+                s.x = fmaf(a[k], v.x, s.x);
+                s.y = fmaf(a[k], v.y, s.y);
+                s.z = fmaf(a[k], v.z, s.z);
+                s.w = fmaf(a[k], v.w, s.w);
+            }
+            if (acc) {
+                const float4 o = d_ld4(acc + 4 * t);
+                s = make_float4(fmaf(coef, s.x, o.x), fmaf(coef, s.y, o.y), fmaf(coef, s.z, o.z),
+                                fmaf(coef, s.w, o.w));
+            }
+            d_st4(C + 4 * t, s);
+        }
+        return;
+    }
+    for (uint32_t t = lane; t < st.tiles; t += nt) {
+        const uint32_t i = d_div(st.ncg, t), c = t - i * ncg;
+        float a[R];
+        d_row<R>(A + i * R, a);
+        float s = 0.0f;
+        #pragma unroll
+        for (int k = 0; k < R; k++) s = fmaf(a[k], B[k * n + c], s);
+        if (acc) s = fmaf(coef, s, acc[t]);
+        C[t] = s;
+    }
+}
+
+/* Copies NS arrays, src[s] of cend[s] - cend[s-1] 16-byte units, one after
+ * another to dst (unit q at dst + 4q): thread `lane` of nt copies units lane,
+ * lane + nt, ..., four loads in flight before their stores (the loads of one
+ * entry's slices are one round trip, not one per unit). */
+template <int NS>
+__device__ static inline void d_stage_in(const float *const (&src)[NS], const uint32_t *cend, float *dst, uint32_t lane,
+                                         uint32_t nt) {
+    const uint32_t units = cend[NS - 1];
+    for (uint32_t q0 = lane; q0 < units; q0 += 4 * nt) {
+        float4 v[4];
+        #pragma unroll
+        for (int u = 0; u < 4; u++) {
+            const uint32_t q = q0 + (uint32_t)u * nt;
+            v[u] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+            if (q < units) {
+                const float *p = src[0] + 4 * (size_t)q;
+                #pragma unroll
+                for (int s = 1; s < NS; s++)
+                    if (q >= cend[s - 1]) p = src[s] + 4 * (size_t)(q - cend[s - 1]);
+                v[u] = d_ldg4(p);
+            }
+        }
+        #pragma unroll
+        for (int u = 0; u < 4; u++) {
+            const uint32_t q = q0 + (uint32_t)u * nt;
+            if (q < units) d_st4(dst + 4 * (size_t)q, v[u]);
+        }
+    }
+}
+
+/* L_m for every distinct prefix of level m (1 <= m <= k-2) and term, as k_partial:
+ * warp (j, t) stages L_{m-1} (core 0's slice for m = 1) and core m's slice in its
+ * shared memory, then writes L_m = L_{m-1} G_m[t, digit] by tiles (16-byte
+ * stores, consecutive lanes on consecutive addresses). */
+template <int R>
+__global__ static void k_partial_rt(const __grid_constant__ struct fpd__engine_geom g,
+                                    const __grid_constant__ struct dev_cores cores,
+                                    const __grid_constant__ struct level_info li,
+                                    const __grid_constant__ struct rt_plan pl, const int64_t *urow, const int64_t *pid,
+                                    const int64_t *pfirst, const int64_t *counts, int64_t n_cap, int32_t m,
+                                    float *part) {
+    FPD__DYN_SHARED(sh);
+    const int64_t j = RT_WARP_ID, t = blockIdx.y;
+    if (j >= counts[CNT_PRE(m)]) return; /* the whole warp */
+    const int64_t u0 = pfirst[(int64_t)m * n_cap + j];
+    const uint32_t x = (uint32_t)urow[u0], pre = d_div(pl.div[m], x);
+    const uint32_t dig = pre - d_div(pl.n[m], pre) * pl.n[m].d;
+    /* x < prod n_l, so x / div[0] is digit 0 */
+    const float *src[2] = {
+        m == 1 ? cores.c[0] + (t * g.n[0] + d_div(pl.div[0], x)) * g.slice[0]
+               : part + li.part_off[m - 1] + (t * li.cap[m - 1] + pid[(int64_t)(m - 1) * n_cap + u0]) * g.psz[m - 1],
+        cores.c[m] + (t * g.n[m] + dig) * g.slice[m]};
+    float *w = sh + (threadIdx.x / 32u) * pl.part_per_warp[m];
+    d_stage_in<2>(src, pl.part_cend[m], w, LANE, 32);
+    __syncwarp(); /* the operands, written by every lane, read by every lane */
+    const struct rt_stage &st = pl.part[m];
+    d_tiles<R>(st, w, w + st.b, part + li.part_off[m] + (t * li.cap[m] + j) * g.psz[m], (const float *)NULL, 1.0f,
+               LANE, 32);
+}
+
+/* The distinct rows, summed over the terms, as k_rows (k >= 2): warp u stages
+ * L_{k-2} (core 0's slice for k = 2) and the last core's slice, then writes its
+ * tiles of the row, summed over the terms in acc (the warp's shared memory, each
+ * lane its own tiles) and stored from registers at the last term. */
+template <int R>
+__global__ static void k_rows_rt(const __grid_constant__ struct fpd__engine_geom g,
+                                 const __grid_constant__ struct dev_cores cores,
+                                 const __grid_constant__ struct level_info li,
+                                 const __grid_constant__ struct rt_plan pl, const int64_t *urow, const int64_t *pid,
+                                 const int64_t *counts, int64_t n_cap, const float *part, float *rows) {
+    FPD__DYN_SHARED(sh);
+    const int64_t u = RT_WARP_ID;
+    if (u >= counts[CNT_NU]) return; /* the whole warp */
+    const int32_t m = g.k - 1;
+    const uint32_t x = (uint32_t)urow[u], q = d_div(pl.n[m], x), dig = x - q * pl.n[m].d;
+    const int64_t j = m == 1 ? 0 : pid[(int64_t)(m - 1) * n_cap + u];
+    float *w = sh + (threadIdx.x / 32u) * pl.rows_per_warp, *acc = w + pl.rows_acc, *dst = rows + u * g.D;
+    for (int64_t t = 0; t < g.p; t++) {
+        /* for k = 2, q = x / n_1 is digit 0 (x < n_0 n_1) */
+        const float *src[2] = {
+            m == 1 ? cores.c[0] + (t * g.n[0] + q) * g.slice[0]
+                   : part + li.part_off[m - 1] + (t * li.cap[m - 1] + j) * g.psz[m - 1],
+            cores.c[m] + (t * g.n[m] + dig) * g.slice[m]};
+        d_stage_in<2>(src, pl.rows_cend, w, LANE, 32);
+        __syncwarp(); /* staged by every lane, read by every lane */
+        const bool last = t + 1 == g.p;
+        d_tiles<R>(pl.rows, w, w + pl.rows.b, last ? dst : acc, t > 0 ? acc : (const float *)NULL, 1.0f, LANE, 32);
+        if (!last) __syncwarp(); /* the next term restages w (acc: each lane its own) */
+    }
+}
+
+/* The direct forward for k = K (2 or 3) cores of inner rank R, as k_direct: a warp
+ * an output row (a block for rows of much work: whole_block), entry by entry and
+ * term by term. For each, the K slices are staged in the row's shared memory
+ * (16-byte units, four loads in flight a thread), then K - 1 products of
+ * register tiles (rt_plan_init: for K = 3 the cheaper order, left to right
+ * (G_0 G_1) G_2, or right to left G_0 (G_1 G_2), which at d = 8 x 4 x 4 is two
+ * thirds of the multiply-adds), the last one added into the output row's
+ * accumulator acc (c times). */
+template <int R, int K>
+__global__ static void k_direct_rt(const __grid_constant__ struct fpd__engine_geom g,
+                                   const __grid_constant__ struct dev_cores cores,
+                                   const __grid_constant__ struct rt_plan pl, const int64_t *idx, const int64_t *offs,
+                                   int64_t bag_size, bool ilo, int64_t n_bags, int64_t n, bool none, bool mean,
+                                   const float *psw, int64_t pad, const int64_t *perm, const float *E, const float *P,
+                                   int64_t fc, int64_t n_out, bool whole_block, float *out) {
+    FPD__DYN_SHARED(sh);
+    const uint32_t nt = whole_block || blockDim.x < 32 ? blockDim.x : 32, lane = threadIdx.x % nt;
+    const int64_t o = (int64_t)blockIdx.x * (blockDim.x / nt) + threadIdx.x / nt;
+    if (o >= n_out) return; /* the whole warp (block) */
+    const uint32_t DD = (uint32_t)g.D;
+    float *row = sh + (threadIdx.x / nt) * pl.dir_per_row, *acc = row, *sl = row + pl.dir_sl;
+    if (pl.dir_d4)
+        for (uint32_t q = lane; 4 * q < DD; q += nt) d_st4(acc + 4 * q, make_float4(0.0f, 0.0f, 0.0f, 0.0f));
+    else
+        for (uint32_t q = lane; q < DD; q += nt) acc[q] = 0.0f;
+    int64_t lo = o, hi = o + 1;
+    if (!none) d_bag_range(offs, bag_size, ilo, n_bags, n, o, &lo, &hi);
+    const int64_t cnt = mean ? d_bag_count(idx, lo, hi, pad) : 0;
+    for (int64_t i = lo; i < hi; i++) {
+        const int64_t id = idx[i];
+        if (pad >= 0 && id == pad) continue; /* the same for every thread of the row */
+        const float c = mean ? 1.0f / (float)(cnt ? cnt : 1) : psw ? psw[i] : 1.0f;
+        /* digits, last first: x = (i_0 n_1 + i_1) n_2 + i_2 */
+        uint32_t x = (uint32_t)(perm ? perm[id] : id), dig[K];
+        #pragma unroll
+        for (int m = K - 1; m > 0; m--) {
+            const uint32_t q = d_div(pl.n[m], x);
+            dig[m] = x - q * pl.n[m].d;
+            x = q;
+        }
+        dig[0] = x;
+        for (int64_t t = 0; t < g.p; t++) {
+            const float *src[K];
+            #pragma unroll
+            for (int m = 0; m < K; m++) src[m] = cores.c[m] + (t * g.n[m] + dig[m]) * g.slice[m];
+            d_stage_in<K>(src, pl.dir_cend, sl, lane, nt);
+            FPD__ROW_SYNC(); /* the slices, staged by every thread, read by every thread */
+            #pragma unroll
+            for (int s = 0; s + 1 < K; s++) {
+                const struct rt_stage &st = pl.dir[s];
+                if (s + 2 < K) {
+                    d_tiles<R>(st, row + st.a, row + st.b, row + st.c, (const float *)NULL, 1.0f, lane, nt);
+                    FPD__ROW_SYNC(); /* the intermediate, read by every thread */
+                } else {
+                    d_tiles<R>(st, row + st.a, row + st.b, acc, acc, c, lane, nt);
+                }
+            }
+            FPD__ROW_SYNC(); /* the slices and the intermediate are rewritten by the next term or entry */
+        }
+        if (fc > 0) /* free coordinates: + c E[id] P (E by the original id), a float a thread */
+            for (uint32_t jj = lane; jj < DD; jj += nt) {
+                float s = 0.0f;
+                for (int64_t q = 0; q < fc; q++) s += E[id * fc + q] * P[q * DD + jj];
+                acc[jj] += c * s;
+            }
+    }
+    FPD__ROW_SYNC(); /* acc, written by tiles (and by floats: free coordinates), read by 16-byte units */
+    float *dst = out + o * (int64_t)DD;
+    if (pl.dir_d4)
+        for (uint32_t q = lane; 4 * q < DD; q += nt) d_st4(dst + 4 * q, d_ld4(acc + 4 * q));
+    else
+        for (uint32_t q = lane; q < DD; q += nt) dst[q] = acc[q];
 }
 
 /* ------------------------------------------------------------ kernels: free coordinates */
@@ -754,6 +1101,114 @@ __global__ static void k_step(int kind, float *x, float *grad, float *m1, float 
     if (threadIdx.x == 0) touched[s] = 0;
 }
 
+/* ------------------------------------------------------------ register-tiled kernels: plan */
+
+static struct fdiv fdiv_make(uint32_t d) {
+    struct fdiv f;
+    uint32_t l = 0; /* ceil(log2 d) */
+    while (l < 32 && ((uint64_t)1 << l) < d) l++;
+    f.d = d;
+    f.mul = (uint32_t)(((uint64_t)1 << 32) * (((uint64_t)1 << l) - d) / d + 1);
+    f.s1 = l < 1 ? l : 1;
+    f.s2 = l < 1 ? 0 : l - 1;
+    return f;
+}
+
+static uint32_t round4(int64_t f) { return (uint32_t)((f + 3) & ~(int64_t)3); }
+
+/* Warps a block of k_rows_rt / k_partial_rt with `floats` of shared memory a warp:
+ * as many as 48 KiB holds (a block's without opting in), up to FPD__ITEMS; 0 when
+ * not one (the generic kernel then). */
+static int32_t rt_warps(int64_t floats) {
+    const int64_t w = 48 * 1024 / (floats * 4);
+    return (int32_t)(w > FPD__ITEMS ? FPD__ITEMS : w);
+}
+
+/* C[M, N] = A[M, R] B[R, N] at float offsets a, b, c (rt_stage) */
+static void rt_stage_make(struct rt_stage *st, int64_t a, int64_t b, int64_t c, int64_t M, int64_t N) {
+    st->a = (uint32_t)a;
+    st->b = (uint32_t)b;
+    st->c = (uint32_t)c;
+    st->n = (uint32_t)N;
+    st->vec = N % 4 == 0;
+    const int64_t ncg = st->vec ? N / 4 : N;
+    st->ncg = fdiv_make((uint32_t)ncg);
+    st->tiles = (uint32_t)(M * ncg);
+}
+
+/* Which register-tiled kernels apply to the engine's layer, and their layouts
+ * (struct rt_plan). They need k >= 2 cores whose inner ranks r_1..r_{k-1} are all R
+ * in {2, 4, 8, 16, 32} (R is their template parameter: the heuristic's shapes),
+ * every slice and partial a multiple of 4 floats (16-byte units: always for R % 4
+ * == 0), stored rows below 2^32 (32-bit digits) and, per kernel, shared memory
+ * within the 48 KiB a block has without opting in: a warp (k_rows_rt,
+ * k_partial_rt) or a row (k_direct_rt, which also needs k = 2 or 3). */
+static void rt_plan_init(struct cuda_engine *e) {
+    const struct fpd__engine_geom *g = &e->g;
+    struct rt_plan *pl = &e->rt;
+    memset(pl, 0, sizeof *pl);
+    const int32_t k = g->k;
+    if (k < 2 || g->padded > (int64_t)0xffffffff || g->r[0] != 1 || g->r[k] != 1) return;
+    const int64_t R = g->r[1], smem = 48 * 1024 / 4;
+    if (R != 2 && R != 4 && R != 8 && R != 16 && R != 32) return;
+    for (int32_t m = 1; m < k; m++)
+        if (g->r[m] != R) return;
+    for (int32_t m = 0; m < k; m++)
+        if (g->slice[m] % 4 || (m + 1 < k && g->psz[m] % 4)) return;
+    for (int32_t m = 0; m < k; m++) {
+        pl->n[m] = fdiv_make((uint32_t)g->n[m]);
+        pl->div[m] = fdiv_make((uint32_t)g->div[m]);
+    }
+    /* rows: A = L_{k-2} [Dm[k-2], R] (core 0's slice for k = 2), B = core k-1's
+     * slice [R, d_{k-1}] */
+    const int64_t lp = g->psz[k - 2], gl = g->slice[k - 1];
+    rt_stage_make(&pl->rows, 0, lp, 0, g->Dm[k - 2], g->d[k - 1]);
+    pl->rows_cend[0] = (uint32_t)(lp / 4);
+    pl->rows_cend[1] = (uint32_t)((lp + gl) / 4);
+    pl->rows_acc = (uint32_t)(lp + gl);
+    pl->rows_per_warp = (uint32_t)(lp + gl) + (g->p > 1 ? round4(g->D) : 0);
+    pl->rows_warps = rt_warps(pl->rows_per_warp);
+    /* partials of level m: A = L_{m-1} [Dm[m-1], R], B = core m's slice [R, d_m R] */
+    for (int32_t m = 1; m + 1 < k; m++) {
+        const int64_t a = g->psz[m - 1], b = g->slice[m];
+        rt_stage_make(&pl->part[m], 0, a, 0, g->Dm[m - 1], g->w[m]);
+        pl->part_cend[m][0] = (uint32_t)(a / 4);
+        pl->part_cend[m][1] = (uint32_t)((a + b) / 4);
+        pl->part_per_warp[m] = (uint32_t)(a + b);
+        pl->part_warps[m] = rt_warps(a + b);
+    }
+    /* the direct forward: a row's [acc | intermediate | slices] */
+    if (k == 2 || k == 3) {
+        const int64_t d0 = g->d[0], d1 = g->d[1], d2 = k == 3 ? g->d[2] : 1, D4 = round4(g->D);
+        const int64_t s0 = g->slice[0], s1 = g->slice[1], s2 = k == 3 ? g->slice[2] : 0;
+        int64_t sl = D4;
+        if (k == 2) { /* G_0 [d_0, R] G_1 [R, d_1] */
+            rt_stage_make(&pl->dir[0], sl, sl + s0, 0, d0, d1);
+            pl->dir_macs = (double)(d0 * R * d1);
+        } else if (d2 < d0) {
+            /* right to left, fewer multiply-adds when d_2 < d_0: U = G_1 [R d_1, R]
+             * G_2 [R, d_2], which is [R, d_1 d_2], then G_0 [d_0, R] U */
+            sl = D4 + round4(R * d1 * d2);
+            rt_stage_make(&pl->dir[0], sl + s0, sl + s0 + s1, D4, R * d1, d2);
+            rt_stage_make(&pl->dir[1], sl, D4, 0, d0, d1 * d2);
+            pl->dir_macs = (double)(R * d1 * R * d2 + d0 * R * d1 * d2);
+        } else { /* left to right: T = G_0 [d_0, R] G_1 [R, d_1 R], which is [d_0 d_1, R], then T G_2 [R, d_2] */
+            sl = D4 + round4(d0 * d1 * R);
+            rt_stage_make(&pl->dir[0], sl, sl + s0, D4, d0, d1 * R);
+            rt_stage_make(&pl->dir[1], D4, sl + s0 + s1, 0, d0 * d1, d2);
+            pl->dir_macs = (double)(d0 * R * d1 * R + d0 * d1 * R * d2);
+        }
+        pl->dir_cend[0] = (uint32_t)(s0 / 4);
+        pl->dir_cend[1] = (uint32_t)((s0 + s1) / 4);
+        pl->dir_cend[2] = (uint32_t)((s0 + s1 + s2) / 4);
+        pl->dir_sl = (uint32_t)sl;
+        pl->dir_per_row = (uint32_t)(sl + s0 + s1 + s2);
+        pl->dir_d4 = g->D % 4 == 0;
+        pl->dir_ok = sl + s0 + s1 + s2 <= smem;
+    }
+    pl->rank = (int32_t)R;
+}
+
 /* ------------------------------------------------------------ lifetime */
 
 static void engine_destroy(void *ctx, void *state) {
@@ -888,6 +1343,9 @@ static enum fpd_status engine_create(void *ctx, struct fpd_layer *layer, const s
                             "the CUDA engine does not take core %d of %lld floats a slice (partials of %lld floats)",
                             (int)m, (long long)e->g.slice[m], (long long)e->g.psz[m]);
         }
+    rt_plan_init(e);
+    const char *kv = getenv("FPD_CUDA_KERNELS"); /* a benchmarking switch (the top of this file) */
+    e->generic = !(kv && strcmp(kv, "tiled") == 0);
     enum fpd_status st = create_inner(e, err);
     if (st) {
         engine_destroy(ctx, e);
@@ -951,6 +1409,26 @@ static struct level_info levels_of(const struct cuda_engine *e) {
         li.cap[m] = fpd__engine_level_cap(&e->g, m, e->ws.n);
     }
     return li;
+}
+
+/* kern<R> (kern: a template on the rank alone) for the plan's rank */
+#define FPD__RT_LAUNCH(R, kern, grid, block, smem, stream, ...)                                                        \
+    do {                                                                                                               \
+        switch (R) {                                                                                                   \
+        case 2: FPD__LAUNCH_SMEM(kern<2>, grid, block, smem, stream, __VA_ARGS__); break;                              \
+        case 4: FPD__LAUNCH_SMEM(kern<4>, grid, block, smem, stream, __VA_ARGS__); break;                              \
+        case 8: FPD__LAUNCH_SMEM(kern<8>, grid, block, smem, stream, __VA_ARGS__); break;                              \
+        case 16: FPD__LAUNCH_SMEM(kern<16>, grid, block, smem, stream, __VA_ARGS__); break;                            \
+        default: FPD__LAUNCH_SMEM(kern<32>, grid, block, smem, stream, __VA_ARGS__); break;                            \
+        }                                                                                                              \
+    } while (0)
+
+/* the partials' blocks start at multiples of 4 floats (16-byte units; they do
+ * when every partial is a multiple of 4 floats, which rt_plan_init asks) */
+static bool rt_parts_aligned(const struct cuda_engine *e, const struct level_info *li) {
+    for (int32_t m = 0; m + 1 < e->g.k; m++)
+        if (li->part_off[m] % 4) return false;
+    return true;
 }
 
 /* ------------------------------------------------------------ forward */
@@ -1034,13 +1512,28 @@ static enum fpd_status forward_queue(struct cuda_engine *e, const struct fpd_bag
     /* 4. partials once per distinct prefix, then the rows, then the pooling */
     const struct dev_cores cores = cores_of(e);
     const struct level_info li = levels_of(e);
+    const struct rt_plan *pl = &e->rt;
+    const bool rt = !e->generic && pl->rank > 0 && rt_parts_aligned(e, &li);
     for (int32_t m = 1; m + 1 < g->k; m++) {
-        dim3 grid(items_grid(li.cap[m]), (unsigned)g->p);
-        FPD__LAUNCH(k_partial, grid, FPD__ITEM_THREADS, st, *g, cores, li, urow, pid, pfirst, counts, n_cap, m, part);
+        const int32_t wb = pl->part_warps[m];
+        if (rt && wb > 0) {
+            dim3 grid(blocks_for(li.cap[m], wb), (unsigned)g->p);
+            FPD__RT_LAUNCH(pl->rank, k_partial_rt, grid, 32 * wb, (size_t)(wb * pl->part_per_warp[m]) * sizeof(float),
+                           st, *g, cores, li, *pl, urow, pid, pfirst, counts, n_cap, m, part);
+        } else {
+            dim3 grid(items_grid(li.cap[m]), (unsigned)g->p);
+            FPD__LAUNCH(k_partial, grid, FPD__ITEM_THREADS, st, *g, cores, li, urow, pid, pfirst, counts, n_cap, m,
+                        part);
+        }
         ECUDA_LAUNCHED();
     }
     if (plan_only) return FPD_STATUS_OK; /* the backward's plan after a direct forward */
-    FPD__LAUNCH(k_rows, items_grid(n), FPD__ITEM_THREADS, st, *g, cores, li, urow, pid, counts, n_cap, part, rows);
+    if (rt && pl->rows_warps > 0)
+        FPD__RT_LAUNCH(pl->rank, k_rows_rt, blocks_for(n, pl->rows_warps), 32 * pl->rows_warps,
+                       (size_t)(pl->rows_warps * pl->rows_per_warp) * sizeof(float), st, *g, cores, li, *pl, urow, pid,
+                       counts, n_cap, part, rows);
+    else
+        FPD__LAUNCH(k_rows, items_grid(n), FPD__ITEM_THREADS, st, *g, cores, li, urow, pid, counts, n_cap, part, rows);
     ECUDA_LAUNCHED();
     if (e->fc > 0) {
         enum fpd_status s2 = e->qat ? free_round(e, urow, counts, n, err) : FPD_STATUS_OK;
@@ -1081,6 +1574,7 @@ static bool direct_fits(const struct fpd__engine_geom *g) { return direct_smem_f
 static enum fpd_status direct_queue(struct cuda_engine *e, const struct fpd_bag_batch *b, int64_t n_bags, float *out,
                                     struct fpd_error *err) {
     const struct fpd__engine_geom *g = &e->g;
+    const struct rt_plan *pl = &e->rt;
     const bool none = b->mode == FPD_BAG_MODE_NONE;
     const int64_t n_out = none ? b->n_indices : n_bags, maxpsz = direct_maxpsz(g);
     e->flops_valid = false;
@@ -1090,30 +1584,68 @@ static enum fpd_status direct_queue(struct cuda_engine *e, const struct fpd_bag_
      * else a block of up to 256 threads a row. Measured on an H200, 40M x 128, bags of
      * 1, the heuristic's shapes (tests/gpu/run.sh, Mrows/s warp / block): (8,1) 3,072
      * multiply-adds a row 453 / 241, (8,2) 6,144 243 / 138, (8,4) 12,288 126 / 74,
-     * (16,2) 20,480 85 / 70-89, (32,1) 36,864 21 / 57-68. */
-    /* multiply-adds of one entry's row, every term */
+     * (16,2) 20,480 85 / 70-89, (32,1) 36,864 21 / 57-68 (the generic kernel k_direct;
+     * k_direct_rt takes the same choice, from the same count, not measured apart). */
+    /* multiply-adds of one entry's row, every term (left to right) */
     double per = 0.0;
     if (g->k >= 2) {
         for (int32_t m = 1; m + 1 < g->k; m++) per += (double)(g->Dm[m - 1] * g->r[m] * g->w[m]);
         per += (double)(g->Dm[g->k - 2] * g->r[g->k - 1] * g->d[g->k - 1]);
     }
     per *= (double)g->p;
-    const int64_t per_warp = direct_smem_floats(g);
+    /* the register-tiled kernel (k = 2, 3; rt_plan_init) or the generic one */
+    const bool rt = !e->generic && pl->rank > 0 && pl->dir_ok && (g->k == 2 || g->k == 3);
+    const int64_t per_warp = rt ? (int64_t)pl->dir_per_row : direct_smem_floats(g);
     const bool whole_block = per > FPD__DIRECT_WARP_MACS;
     int64_t warps = 48 * 1024 / (per_warp * 4);
-    warps = FPD__ONE_THREAD_BLOCKS || whole_block ? 1 : warps > 4 ? 4 : warps;
-    const int64_t width = g->D > maxpsz ? g->D : maxpsz;
-    const int threads = FPD__ONE_THREAD_BLOCKS ? 1
-                        : whole_block          ? fpd__engine_block_threads(width)
-                                               : (int)(32 * warps);
-    FPD__LAUNCH_SMEM(k_direct, blocks_for(n_out, (int32_t)warps), threads, (size_t)(warps * per_warp) * sizeof(float),
-                     e->stream, *g, cores_of(e), b->indices, b->offsets, b->bag_size, b->include_last_offset, n_bags,
-                     b->n_indices, none, b->mode == FPD_BAG_MODE_MEAN,
-                     none ? (const float *)NULL : b->per_sample_weights, b->padding_idx, e->perm, maxpsz, e->fe, e->fp,
-                     e->fc, n_out, per_warp, whole_block, out);
+    warps = whole_block ? 1 : warps > 4 ? 4 : warps;
+    /* a block a row: as many threads as the widest loop has items (k_direct_rt: tiles
+     * of 4 outputs, and the row's 16-byte units) */
+    int64_t width = g->D > maxpsz ? g->D : maxpsz;
+    if (rt) {
+        width = pl->dir_d4 ? g->D / 4 : g->D;
+        for (int32_t s = 0; s + 1 < g->k; s++) width = pl->dir[s].tiles > width ? pl->dir[s].tiles : width;
+    }
+    const int threads = whole_block ? fpd__engine_block_threads(width) : (int)(32 * warps);
+    const size_t smem = (size_t)(warps * per_warp) * sizeof(float);
+    const float *psw = none ? (const float *)NULL : b->per_sample_weights;
+    const bool mean = b->mode == FPD_BAG_MODE_MEAN;
+    const unsigned grid = blocks_for(n_out, (int32_t)warps);
+    const struct dev_cores cores = cores_of(e);
+    if (rt) {
+    /* k_direct_rt<R, K> for the plan's rank and K = k, through a pointer (the launch
+     * macros take the kernel as one argument, which K's comma would split) */
+#define FPD__DIRECT_RT_CASE(R, K)                                                                                      \
+    case (R) * 8 + (K): {                                                                                              \
+        decltype(&k_direct_rt<2, 2>) k_direct_rt_ptr = k_direct_rt<R, K>;                                              \
+        FPD__LAUNCH_SMEM(k_direct_rt_ptr, grid, threads, smem, e->stream, *g, cores, *pl, b->indices, b->offsets,      \
+                         b->bag_size, b->include_last_offset, n_bags, b->n_indices, none, mean, psw, b->padding_idx,   \
+                         e->perm, e->fe, e->fp, e->fc, n_out, whole_block, out);                                       \
+    } break;
+        switch (pl->rank * 8 + g->k) {
+            FPD__DIRECT_RT_CASE(2, 2)
+            FPD__DIRECT_RT_CASE(2, 3)
+            FPD__DIRECT_RT_CASE(4, 2)
+            FPD__DIRECT_RT_CASE(4, 3)
+            FPD__DIRECT_RT_CASE(8, 2)
+            FPD__DIRECT_RT_CASE(8, 3)
+            FPD__DIRECT_RT_CASE(16, 2)
+            FPD__DIRECT_RT_CASE(16, 3)
+            FPD__DIRECT_RT_CASE(32, 2)
+            FPD__DIRECT_RT_CASE(32, 3)
+        default:
+            FPD_ASSERT(!"k_direct_rt: a rank or k that rt_plan_init does not take");
+        }
+#undef FPD__DIRECT_RT_CASE
+    } else {
+        FPD__LAUNCH_SMEM(k_direct, grid, threads, smem, e->stream, *g, cores, b->indices, b->offsets, b->bag_size,
+                         b->include_last_offset, n_bags, b->n_indices, none, mean, psw, b->padding_idx, e->perm, maxpsz,
+                         e->fe, e->fp, e->fc, n_out, per_warp, whole_block, out);
+    }
     ECUDA_LAUNCHED();
     /* flops as executed: every entry's products, padding counted (the indices stay on the device) */
-    e->flops = (2.0 * per + 2.0 * (double)(e->fc * g->D)) * (double)b->n_indices;
+    const double macs = rt ? pl->dir_macs * (double)g->p : per;
+    e->flops = (2.0 * macs + 2.0 * (double)(e->fc * g->D)) * (double)b->n_indices;
     e->flops_valid = true;
     return FPD_STATUS_OK;
 }

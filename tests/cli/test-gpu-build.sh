@@ -27,6 +27,22 @@ if command -v "${CXX:-g++}" >/dev/null 2>&1; then
         run "$BUILD/gpu-equal-emu" --quick
         expect_rc "emulated CUDA engine equals the CPU engine (every operation)" 0
         expect_grep "emulated CUDA engine: no check failed" out.txt "^gpu-equal: [0-9]+ passed, 0 failed$"
+        # the register-tiled kernels (FPD_CUDA_KERNELS=tiled; not the default until timed
+        # on a GPU): every check again, and the launches named (FPD_EMU_TRACE) show that
+        # they ran, and that by default they do not
+        run env FPD_CUDA_KERNELS=tiled "$BUILD/gpu-equal-emu" --quick
+        expect_rc "emulated CUDA engine, tiled kernels, equals the CPU engine" 0
+        expect_grep "emulated CUDA engine, tiled kernels: no check failed" out.txt "^gpu-equal: [0-9]+ passed, 0 failed$"
+        run env FPD_EMU_TRACE=1 FPD_CUDA_KERNELS=tiled "$BUILD/gpu-equal-emu" --quick --only "N=2000"
+        expect_rc "tiled kernels traced: exit 0" 0
+        for k in "k_direct_rt_ptr" "k_rows_rt<8>" "k_rows_rt<16>" "k_partial_rt<8>" "k_partial_rt<16>"; do
+            expect_grep "tiled kernels: $k ran" err.txt "^launch $k$"
+        done
+        expect_no_grep "tiled kernels: the generic forward kernels did not run" err.txt "^launch k_(direct|rows|partial)$"
+        run env FPD_EMU_TRACE=1 "$BUILD/gpu-equal-emu" --quick --only "N=2000"
+        expect_rc "default kernels traced: exit 0" 0
+        expect_grep "default kernels: the generic direct forward ran" err.txt "^launch k_direct$"
+        expect_no_grep "default kernels: no tiled kernel ran" err.txt "^launch k_.*_rt"
     fi
 else
     skip "make gpu-emu" "no C++ compiler"

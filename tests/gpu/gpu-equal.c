@@ -5,7 +5,9 @@
  * `make CUDA=1 gpu-build`.
  *
  * Layers: k = 1..4, p = 1..3, odd and prime D, padded row counts, d_m = 1,
- * a row permutation, free coordinates (free/1: E [N, c] by original id, P [c, D];
+ * a row permutation, shapes that take the engine's register-tiled kernels (inner
+ * ranks all 2, 4, 8, 16 or 32; the seed's d = 8 x 4 x 4 among them) and shapes
+ * that take its generic ones, free coordinates (free/1: E [N, c] by original id, P [c, D];
  * c = 1, 3, 8, with and without a permutation; again with quantization-aware
  * training of E, free_qat, in every kind: its rounding on the device), and the seed's (r, p) = (8,1) (8,2) (16,2) (8,4) (32,1)
  * on a 40,000,000 x 128 table (the heuristic's shape, random cores).
@@ -77,11 +79,14 @@ static enum fpd_status cuda_backend(struct fpd_backend **out, struct fpd_error *
 
 static double rel_inf(const float *a, const float *b, int64_t n) {
     double num = 0.0, den = 0.0;
+    bool nan = false; /* a NaN anywhere fails the check (unwritten device memory reads as NaN) */
     for (int64_t i = 0; i < n; i++) {
         const double d = fabs((double)a[i] - (double)b[i]);
-        if (!(d <= num)) num = d; /* NaN propagates */
+        if (isnan(d)) nan = true;
+        else if (d > num) num = d;
         if (fabs((double)b[i]) > den) den = fabs((double)b[i]);
     }
+    if (nan) return NAN;
     return den > 0.0 ? num / den : num;
 }
 
@@ -440,6 +445,17 @@ static const struct ecase g_cases[] = {
     /* 36,864 multiply-adds a row: the direct forward's block-a-row kernel (the
      * others take a warp a row; FPD__DIRECT_WARP_MACS) */
     {3, 500, {8, 8, 8}, {4, 4, 4}, 32, 2, true, 0},
+    /* the register-tiled kernels (engine-cuda.cu, rt_plan_init: inner ranks all R in
+     * {2, 4, 8, 16, 32}): the seed's d = 8 x 4 x 4 (the direct forward right to left)
+     * at R = 8, 16 (with free coordinates) and 32 (a block a row); k = 2 at R = 8 and
+     * 16; R = 2 (tiles of one column); k = 4 (two levels of partials) */
+    {3, 2000, {13, 13, 12}, {8, 4, 4}, 8, 1, false, 0},
+    {3, 2000, {13, 13, 12}, {8, 4, 4}, 16, 2, true, 3},
+    {3, 1000, {10, 10, 10}, {8, 4, 4}, 32, 1, false, 0},
+    {2, 600, {25, 24}, {4, 8}, 8, 2, true, 0},
+    {2, 600, {25, 24}, {8, 16}, 16, 1, false, 0},
+    {3, 300, {7, 7, 7}, {4, 3, 2}, 2, 2, false, 0},
+    {4, 400, {4, 5, 5, 4}, {2, 2, 2, 4}, 4, 2, true, 0},
     {1, 9, {9}, {5}, 1, 2, false, 3},
     {2, 30, {6, 5}, {3, 1}, 3, 1, true, 1},
     {3, 1000, {10, 11, 10}, {2, 3, 2}, 4, 1, true, 8},

@@ -2,7 +2,9 @@
 # The device check of the CUDA engine, one command on a machine with a CUDA GPU
 # (written for one H200; no network needed): builds with CUDA, runs the
 # CUDA-against-CPU equality program (every engine operation, tests/gpu/gpu-equal.c),
-# then the benchmark (tests/gpu/bench-gpu.cu), and prints one table of figures.
+# then the benchmark (tests/gpu/bench-gpu.cu), and prints one table of figures; the
+# equality and the benchmark run twice: the default kernels, then the register-tiled
+# ones (FPD_CUDA_KERNELS=tiled, lib/cuda/engine-cuda.cu), side by side.
 # Exits non-zero on a build failure, a mismatch, or a benchmark error.
 #
 #   sh tests/gpu/run.sh            (from the repository root, or anywhere)
@@ -46,6 +48,13 @@ timeout 150 "$BUILD_DIR/gpu-equal" >"$OUT/equal.log" 2>&1
 eq_rc=$?
 grep -v '^ok' "$OUT/equal.log"
 eq_line=$(tail -1 "$OUT/equal.log")
+# the register-tiled kernels (lib/cuda/engine-cuda.cu: FPD_CUDA_KERNELS=tiled, not the
+# default until measured on a GPU)
+stage "equality: the register-tiled kernels (FPD_CUDA_KERNELS=tiled)"
+FPD_CUDA_KERNELS=tiled timeout 150 "$BUILD_DIR/gpu-equal" >"$OUT/equal-tiled.log" 2>&1
+eqt_rc=$?
+grep -v '^ok' "$OUT/equal-tiled.log"
+eqt_line=$(tail -1 "$OUT/equal-tiled.log")
 
 stage "the tools on the GPU: fpd-compress --device cuda (dlopen of libfpd-cuda.so) against --device cpu"
 tools_rc=0
@@ -67,19 +76,28 @@ echo "$tools_line"
 stage "benchmark"
 timeout 240 "$BUILD_DIR/bench-gpu" "$@" >"$OUT/bench.log" 2>&1
 bench_rc=$?
+stage "benchmark, the register-tiled kernels (FPD_CUDA_KERNELS=tiled)"
+FPD_CUDA_KERNELS=tiled timeout 240 "$BUILD_DIR/bench-gpu" "$@" >"$OUT/bench-tiled.log" 2>&1
+bencht_rc=$?
 
 stage "done"
 echo
 echo "## GPU check ($(date -u '+%Y-%m-%d %H:%M UTC'), $(($(date +%s) - t0)) s)"
 echo
 echo "equality: $eq_line (exit $eq_rc; log $OUT/equal.log)"
+echo "equality, tiled kernels: $eqt_line (exit $eqt_rc; log $OUT/equal-tiled.log)"
 echo "tools: $tools_line (exit $tools_rc)"
 echo
 cat "$OUT/bench.log"
 echo
+echo "### the same with FPD_CUDA_KERNELS=tiled"
+cat "$OUT/bench-tiled.log"
+echo
 echo "Goals (H200): forward >= 1.0x dense for (8,1) and (8,2); GMF training >= 0.96x dense;"
 echo "(32,1) forward + backward below FBTT-Embedding's 0.416 us per look-up."
 [ "$eq_rc" -eq 0 ] || { echo "run.sh: equality FAILED (exit $eq_rc)"; exit 1; }
+[ "$eqt_rc" -eq 0 ] || { echo "run.sh: equality of the tiled kernels FAILED (exit $eqt_rc)"; exit 1; }
 [ "$tools_rc" -eq 0 ] || { echo "run.sh: the tools on the GPU FAILED (rel_error apart by more than 1e-3, or an error)"; exit 1; }
 [ "$bench_rc" -eq 0 ] || { echo "run.sh: benchmark FAILED (exit $bench_rc)"; exit 1; }
+[ "$bencht_rc" -eq 0 ] || { echo "run.sh: benchmark of the tiled kernels FAILED (exit $bencht_rc)"; exit 1; }
 exit 0
