@@ -32,7 +32,10 @@ Q := @
 endif
 
 # ------------------------------------------------------------------ deps
-DEB_PACKAGES := libopenblas-dev liblapacke-dev libyaml-dev libjansson-dev libcriterion-dev pkg-config
+# what the library and the tools need (make demo installs these: deps-build)
+DEB_BUILD_PACKAGES := libopenblas-dev liblapacke-dev libyaml-dev libjansson-dev pkg-config
+# and for the tests (make test, make deps: all of DEB_PACKAGES)
+DEB_PACKAGES := $(DEB_BUILD_PACKAGES) libcriterion-dev
 # the Python package's tests (tools/python, tests/python) run with Debian's python3
 DEB_PACKAGES += python3-numpy python3-torch
 # the accuracy sample's plot (sample-compare-sizes --plot) and its test
@@ -259,8 +262,8 @@ $(BUILD_DIR)/gpu-equal-emu: $(EMU_DIR)/gpu-equal.o $(EMU_DIR)/engine-cuda.o $(ST
 	$(Q)$(CC) $(LDFLAGS) $(EMU_SAN) -o $@ $^ $(FPD_LDLIBS) -lstdc++
 
 # deps: check the Debian packages; install the missing ones as root, else say how.
-deps:
-	@missing=""; for p in $(DEB_PACKAGES); do \
+define install_missing
+@missing=""; for p in $(1); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
 	done; \
 	if [ -n "$$missing" ]; then \
@@ -273,6 +276,13 @@ deps:
 	    echo "run: sudo apt-get install -y$$missing"; exit 1; \
 	  fi; \
 	fi
+endef
+
+deps:
+	$(call install_missing,$(DEB_PACKAGES))
+deps-build:
+	$(call install_missing,$(DEB_BUILD_PACKAGES))
+.PHONY: deps deps-build
 # Objects depend on the packages being there only when make is asked for deps.
 deps-ok:
 .PHONY: deps-ok
@@ -281,7 +291,7 @@ deps-ok:
 NPROC := $(shell nproc 2>/dev/null || echo 1)
 JOBS_FLAG = $(if $(filter -j%,$(MAKEFLAGS)),,-j$(NPROC))
 
-demo: deps
+demo: deps-build
 	@$(MAKE) --no-print-directory $(JOBS_FLAG) all
 	@mkdir -p $(BUILD_DIR)/demo
 	$(BUILD_DIR)/fpd-compress samples/glove-10k.safetensors -o $(BUILD_DIR)/demo/glove-10k.small.safetensors --force

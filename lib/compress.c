@@ -562,6 +562,12 @@ enum fpd_status fpd_compress_input(const struct fpd_input *in, const char *in_pa
                     goto done;
                 }
             }
+            if (!free_auto && opt->fit.free_coords > ti->shape[1]) { /* whatever encoding is chosen */
+                st = fpd__err(err, FPD_STATUS_CONFIG,
+                              "%s: tensor '%s' has dimension %lld; %lld free coordinates per row need at most that",
+                              in_path, ti->name, (long long)ti->shape[1], (long long)opt->fit.free_coords);
+                goto done;
+            }
             if (enc == FPD_COMPRESS_ENCODING_AUTO) {
                 /* the smallest encoding whose error meets the target: FPD first when the
                  * planner found a candidate predicted to meet it that is smaller than the
@@ -571,22 +577,24 @@ enum fpd_status fpd_compress_input(const struct fpd_input *in, const char *in_pa
                 bool ok4 = r->quant.int4_rel_error <= target && ratio4 >= tp.min_ratio;
                 bool ok8 = r->quant.int8_rel_error <= target && ratio8 >= tp.min_ratio;
                 size_t best_q = ok4 ? r->quant.int4_bytes : ok8 ? r->quant.int8_bytes : SIZE_MAX;
-                char fpd_part[200];
-                char cpart[32] = ""; /* the planner's c (--free-coords auto) */
-                if (r->plan.free_coords > 0) snprintf(cpart, sizeof cpart, " c=%lld", (long long)r->plan.free_coords);
-                if (r->plan.compress)
-                    snprintf(fpd_part, sizeof fpd_part, "FPD r=%lld p=%lld%s %.1fx predicted %.4f",
-                             (long long)r->plan.shape.ranks[1], (long long)r->plan.shape.terms, cpart, r->plan.ratio,
-                             r->plan.predicted_error);
-                else
-                    snprintf(fpd_part, sizeof fpd_part, "FPD: %s", r->plan.reason);
-                snprintf(r->why, sizeof r->why, "target %.4g; %s; int4 %.1fx %.4f; int8 %.1fx %.4f", target, fpd_part,
-                         ratio4, r->quant.int4_rel_error, ratio8, r->quant.int8_rel_error);
                 /* FPD's size with the free coordinates it would get (c (N + D) values) */
                 const size_t free_bytes = free_auto ? 0 /* in the plan's bytes */
                                                     : fpd_free_coords_bytes(ti->shape[0], ti->shape[1],
                                                                             opt->fit.free_coords, plan0.core_dtype,
                                                                             opt->free_rowwise, opt->free_kind);
+                char fpd_part[200];
+                char cpart[32] = ""; /* c: the planner's (--free-coords auto) or the given count */
+                const int64_t fc = free_auto ? r->plan.free_coords : opt->fit.free_coords;
+                if (fc > 0) snprintf(cpart, sizeof cpart, " c=%lld", (long long)fc);
+                if (r->plan.compress) /* the ratio counts the free coordinates, as the choice below does */
+                    snprintf(fpd_part, sizeof fpd_part, "FPD r=%lld p=%lld%s %.1fx predicted %.4f",
+                             (long long)r->plan.shape.ranks[1], (long long)r->plan.shape.terms, cpart,
+                             (double)r->bytes_before / (double)(r->plan.bytes_after + free_bytes),
+                             r->plan.predicted_error);
+                else
+                    snprintf(fpd_part, sizeof fpd_part, "FPD: %s", r->plan.reason);
+                snprintf(r->why, sizeof r->why, "target %.4g; %s; int4 %.1fx %.4f; int8 %.1fx %.4f", target, fpd_part,
+                         ratio4, r->quant.int4_rel_error, ratio8, r->quant.int8_rel_error);
                 if (r->plan.compress && r->plan.bytes_after + free_bytes < best_q) enc = FPD_COMPRESS_ENCODING_FPD;
                 else if (ok4) enc = FPD_COMPRESS_ENCODING_INT4;
                 else if (ok8) enc = FPD_COMPRESS_ENCODING_INT8;

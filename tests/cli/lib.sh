@@ -51,6 +51,14 @@ skip() { _report skip "$1" "$2"; }
 
 have_python_numpy() { python3 -c 'import numpy' >/dev/null 2>&1; }
 
+# py_plain NAME CODE: a Python check that needs no numpy (skipped without python3)
+py_plain() {
+    name=$1
+    shift
+    if ! command -v python3 >/dev/null 2>&1; then skip "$name" "python3 not available"; return 0; fi
+    if python3 -c "$@" >py.txt 2>&1; then _report ok "$name"; else _report "not ok" "$name" "$(tail -c 600 py.txt)"; fi
+}
+
 # py_check NAME CODE: run a Python check (exit 0 = pass); skipped without python3+numpy,
 # and when CODE uses the outside reference ($CHECK) but it is not there.
 py_check() {

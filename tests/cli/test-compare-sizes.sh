@@ -5,13 +5,6 @@
 # and the refusals. The accuracy figures take tens of minutes (make bench-accuracy).
 T="$BUILD/sample-compare-sizes"
 
-# py_plain NAME CODE ARGS...: a Python check that needs no numpy (skipped without python3)
-py_plain() {
-    name=$1
-    shift
-    if ! command -v python3 >/dev/null 2>&1; then skip "$name" "python3 not available"; return 0; fi
-    if python3 -c "$@" >py.txt 2>&1; then _report ok "$name"; else _report "not ok" "$name" "$(tail -c 600 py.txt)"; fi
-}
 ML="$DATA/movielens-100k/u.data"
 
 run "$T" --help

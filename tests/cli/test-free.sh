@@ -166,6 +166,22 @@ expect_rc "compress --free-coords above D: exit 2" 2
 expect_grep "compress --free-coords above D: names the table and D" err.txt \
     "tensor 'word_embeddings.weight' has dimension 100; 101 free coordinates per row need at most that"
 expect_absent "compress --free-coords above D: nothing written" fc101.safetensors
+# the same under the default encoding (auto), which picks int8 for this table: C above D
+# is still an error, not dropped with the FPD candidate
+run "$C" "$G" -o fc101a.safetensors --free-coords 101
+expect_rc "compress --free-coords above D, encoding auto: exit 2" 2
+expect_grep "compress --free-coords above D, encoding auto: names the table and D" err.txt \
+    "tensor 'word_embeddings.weight' has dimension 100; 101 free coordinates per row need at most that"
+expect_absent "compress --free-coords above D, encoding auto: nothing written" fc101a.safetensors
+# auto's reason names FPD's ratio with its free coordinates, the size it is compared at:
+# c = 5 gives the 35.2x the FPD table written has, not the 320x of its cores alone
+run "$C" "$G" -o fc5a.safetensors --free-coords 5 --max-error 0.9 --json
+expect_rc "compress --free-coords 5, auto: exit 0" 0
+py_plain "compress --free-coords 5, auto: the reason's FPD ratio is the written table's" "
+import json, re
+t = json.load(open('out.txt'))['tables'][0]
+m = re.search(r'FPD r=\\d+ p=\\d+ c=5 ([0-9.]+)x', t['why'])
+assert m and t['encoding'] == 'fpd' and abs(float(m.group(1)) - t['ratio']) < 0.05 * t['ratio'], (t['why'], t['ratio'])"
 run "$C" "$G" -o fcbad.safetensors --free-coords -1
 expect_rc "compress --free-coords -1: exit 2" 2
 run "$C" "$G" -o fcbad.safetensors --free-coords two
