@@ -1020,6 +1020,7 @@ enum fpd_status fpd_compress_write_init(const char *out_path, const char *name, 
     memset(&r, 0, sizeof r);
     struct fpd_layer *layer = NULL;
     float *buf = NULL;
+    struct fpd__reconstructor rc = {0};
     json_t *rep = NULL;
     *report_json = NULL;
     struct fpd_plan_params pp = params->plan ? *params->plan : fpd_plan_default_params();
@@ -1049,7 +1050,7 @@ enum fpd_status fpd_compress_write_init(const char *out_path, const char *name, 
     if (!(buf = fpd_malloc((size_t)(1024 * dim) * sizeof(float)))) goto oom;
     for (int64_t r0 = 0; r0 < rows; r0 += 1024) {
         int64_t r1 = r0 + 1024 < rows ? r0 + 1024 : rows;
-        if ((cst = fpd_layer_reconstruct(layer, r0, r1, buf, &e))) {
+        if ((cst = fpd__reconstruct_rows(&rc, layer, r0, r1, buf, &e))) {
             st = fpd__err(err, cst, "%s", e.msg);
             goto done;
         }
@@ -1111,6 +1112,7 @@ oom:
     st = fpd__err(err, FPD_STATUS_NOMEM, "out of memory");
 done:
     json_decref(rep);
+    fpd__reconstructor_free(&rc);
     fpd_free(buf);
     free_result(&r);
     fpd_layer_free(layer);

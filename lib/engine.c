@@ -251,18 +251,39 @@ enum fpd_status fpd_layer_lookup(const struct fpd_layer *layer, const int64_t *i
     return st;
 }
 
-enum fpd_status fpd_layer_reconstruct(const struct fpd_layer *layer, int64_t row_begin, int64_t row_end, float *out,
-                                      struct fpd_error *err) {
+enum fpd_status fpd__reconstruct_rows(struct fpd__reconstructor *rc, const struct fpd_layer *layer, int64_t row_begin,
+                                      int64_t row_end, float *out, struct fpd_error *err) {
     const int64_t rows = fpd_layer_get_shape(layer)->rows;
     if (row_begin < 0 || row_end < row_begin || row_end > rows)
         return fpd__err(err, FPD_STATUS_INVALID_ARG, "rows [%lld, %lld) outside a table of %lld rows",
                         (long long)row_begin, (long long)row_end, (long long)rows);
-    if (row_end == row_begin) return FPD_STATUS_OK;
-    int64_t *idx = fpd_malloc((size_t)(row_end - row_begin) * sizeof(int64_t));
-    if (!idx) return fpd__err(err, FPD_STATUS_NOMEM, "out of memory for %lld row ids", (long long)(row_end - row_begin));
-    for (int64_t i = row_begin; i < row_end; i++) idx[i - row_begin] = i;
-    enum fpd_status st = fpd_layer_lookup(layer, idx, row_end - row_begin, out, err);
-    fpd_free(idx);
+    const int64_t n = row_end - row_begin;
+    if (n == 0) return FPD_STATUS_OK;
+    if (n > rc->cap) {
+        int64_t *idx = fpd_malloc((size_t)n * sizeof(int64_t));
+        if (!idx) return fpd__err(err, FPD_STATUS_NOMEM, "out of memory for %lld row ids", (long long)n);
+        fpd_free(rc->idx);
+        rc->idx = idx;
+        rc->cap = n;
+    }
+    enum fpd_status st;
+    if (!rc->engine && (st = transient_engine(layer, &rc->engine, err))) return st;
+    for (int64_t i = 0; i < n; i++) rc->idx[i] = row_begin + i;
+    struct fpd_bag_batch b = {.indices = rc->idx, .n_indices = n, .mode = FPD_BAG_MODE_NONE, .padding_idx = -1};
+    return fpd_engine_forward(rc->engine, &b, out, err);
+}
+
+void fpd__reconstructor_free(struct fpd__reconstructor *rc) {
+    fpd_engine_free(rc->engine);
+    fpd_free(rc->idx);
+    memset(rc, 0, sizeof *rc);
+}
+
+enum fpd_status fpd_layer_reconstruct(const struct fpd_layer *layer, int64_t row_begin, int64_t row_end, float *out,
+                                      struct fpd_error *err) {
+    struct fpd__reconstructor rc = {0};
+    enum fpd_status st = fpd__reconstruct_rows(&rc, layer, row_begin, row_end, out, err);
+    fpd__reconstructor_free(&rc);
     return st;
 }
 

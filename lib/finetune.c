@@ -18,6 +18,7 @@ static enum fpd_status full_loss(const struct fpd_layer *layer, const struct fpd
     const int64_t block = 1024, dim = w->dim;
     float *a = fpd_malloc((size_t)(block * dim) * sizeof(float)), *b = fpd_malloc((size_t)(block * dim) * sizeof(float));
     enum fpd_status st = FPD_STATUS_OK;
+    struct fpd__reconstructor rc = {0};
     double num = 0.0, den = 0.0;
     if (!a || !b) {
         st = fpd__err(err, FPD_STATUS_NOMEM, "out of memory for the loss workspace");
@@ -26,7 +27,7 @@ static enum fpd_status full_loss(const struct fpd_layer *layer, const struct fpd
     for (int64_t r0 = 0; r0 < w->rows; r0 += block) {
         int64_t r1 = r0 + block < w->rows ? r0 + block : w->rows;
         if ((st = fpd_table_view_rows(w, r0, r1, a, err))) goto done;
-        if ((st = fpd_layer_reconstruct(layer, r0, r1, b, err))) goto done;
+        if ((st = fpd__reconstruct_rows(&rc, layer, r0, r1, b, err))) goto done;
         for (int64_t i = 0; i < r1 - r0; i++) {
             double e = 0.0, wi = weights ? weights[r0 + i] : 1.0;
             for (int64_t j = 0; j < dim; j++) {
@@ -39,6 +40,7 @@ static enum fpd_status full_loss(const struct fpd_layer *layer, const struct fpd
     }
     *loss = den > 0.0 ? num / den : 0.0;
 done:
+    fpd__reconstructor_free(&rc);
     fpd_free(a);
     fpd_free(b);
     return st;

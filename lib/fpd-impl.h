@@ -95,6 +95,21 @@ static inline double fpd__rand_uniform(uint64_t *state) {
 /* Standard normal (Box-Muller). */
 double fpd__rand_normal(uint64_t *state);
 
+/* Rows of a layer block after block (lib/engine.c): fpd_layer_reconstruct with one engine
+ * and one id buffer kept across the calls of a pass, instead of an engine made and freed
+ * for every block (which, at 1,024 rows a block, spent most of a 10M-row pass in the
+ * kernel, faulting in each new engine's workspace). Zero-initialize; the layer's cores
+ * may not change between the calls of one reconstructor; free with
+ * fpd__reconstructor_free. Errors: those of fpd_layer_reconstruct. */
+struct fpd__reconstructor {
+    struct fpd_engine *engine;
+    int64_t *idx;
+    int64_t cap;
+};
+enum fpd_status fpd__reconstruct_rows(struct fpd__reconstructor *rc, const struct fpd_layer *layer, int64_t row_begin,
+                                      int64_t row_end, float *out, struct fpd_error *err);
+void fpd__reconstructor_free(struct fpd__reconstructor *rc);
+
 #ifdef __cplusplus
 }
 #endif

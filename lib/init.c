@@ -53,14 +53,16 @@ enum fpd_status fpd_init(const struct fpd_layer_shape *shape, const struct fpd_i
         return fpd__err(err, FPD_STATUS_NOMEM, "out of memory for the init workspace");
     }
     double sum = 0.0, sumsq = 0.0;
+    struct fpd__reconstructor rc = {0};
     for (int64_t r0 = 0; r0 < s->rows; r0 += block) {
         int64_t r1 = r0 + block < s->rows ? r0 + block : s->rows;
-        if ((st = fpd_layer_reconstruct(l, r0, r1, buf, err))) break;
+        if ((st = fpd__reconstruct_rows(&rc, l, r0, r1, buf, err))) break;
         for (int64_t e = 0; e < (r1 - r0) * s->dim; e++) {
             sum += buf[e];
             sumsq += (double)buf[e] * buf[e];
         }
     }
+    fpd__reconstructor_free(&rc);
     fpd_free(buf);
     if (st) {
         fpd_layer_free(l);

@@ -487,6 +487,7 @@ enum fpd_status fpd_layer_error(const struct fpd_layer *layer, const struct fpd_
     float *a = fpd_malloc((size_t)(block * s->dim) * sizeof(float));
     float *b = fpd_malloc((size_t)(block * s->dim) * sizeof(float));
     double se = 0.0, sn = 0.0, cs = 0.0, cmin = 1.0;
+    struct fpd__reconstructor rc = {0};
     if (!a || !b) {
         st = fpd__err(err, FPD_STATUS_NOMEM, "out of memory for the error workspace");
         goto done;
@@ -494,7 +495,7 @@ enum fpd_status fpd_layer_error(const struct fpd_layer *layer, const struct fpd_
     for (int64_t r0 = 0; r0 < s->rows; r0 += block) {
         int64_t r1 = r0 + block < s->rows ? r0 + block : s->rows;
         if ((st = fpd_table_view_rows(w, r0, r1, a, err))) goto done;
-        if ((st = fpd_layer_reconstruct(layer, r0, r1, b, err))) goto done;
+        if ((st = fpd__reconstruct_rows(&rc, layer, r0, r1, b, err))) goto done;
         for (int64_t i = 0; i < r1 - r0; i++) {
             double dot = 0.0, na = 0.0, nb = 0.0, e = 0.0;
             const float *x = a + i * s->dim, *y = b + i * s->dim;
@@ -518,6 +519,7 @@ enum fpd_status fpd_layer_error(const struct fpd_layer *layer, const struct fpd_
     out->cos_mean = cs / (double)s->rows;
     out->cos_min = cmin;
 done:
+    fpd__reconstructor_free(&rc);
     fpd_free(a);
     fpd_free(b);
     return st;

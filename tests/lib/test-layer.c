@@ -5,6 +5,7 @@
 #include <criterion/criterion.h>
 #include <criterion/new/assert.h>
 
+#include "lib/fpd-impl.h"
 #include "tests/test-util.h"
 
 struct shape_case {
@@ -211,4 +212,39 @@ Test(layer, error_stats_against_direct_sums) {
     cr_assert(le(dbl, fabs(es.cos_mean - cmean), 1e-6));
     cr_assert(le(dbl, fabs(es.cos_min - cmin), 1e-6));
     fpd_layer_free(l);
+}
+
+/* fpd__reconstruct_rows: one engine and id buffer across the blocks of a pass, blocks of
+ * growing and shrinking sizes (the buffer regrown, then reused), every row against the
+ * naive definition; then the engine kept while the rows are out of range is refused */
+Test(layer, reconstructor_blocks_match_naive) {
+    for (size_t c = 0; c < sizeof g_cases / sizeof g_cases[0]; c++) {
+        const struct shape_case *sc = &g_cases[c];
+        struct fpd_layer_shape s = test_make_shape(sc->k, sc->rows, sc->n, sc->d, sc->r, sc->p);
+        struct fpd_error err;
+        struct fpd_layer *l = NULL;
+        cr_assert(eq(int, fpd_layer_init(&s, &l, &err), FPD_STATUS_OK), "case %zu: %s", c, err.msg);
+        test_fill_random(l, 4321 + c, 1.0);
+        float *out = malloc((size_t)(s.rows * s.dim) * sizeof(float));
+        struct fpd__reconstructor rc = {0};
+        const int64_t sizes[] = {1, 3, 64, 2, 500, 7};
+        int64_t r0 = 0;
+        for (int q = 0; r0 < s.rows; q = (q + 1) % 6) {
+            const int64_t r1 = r0 + sizes[q] < s.rows ? r0 + sizes[q] : s.rows;
+            cr_assert(eq(int, fpd__reconstruct_rows(&rc, l, r0, r1, out, &err), FPD_STATUS_OK), "case %zu: %s", c,
+                      err.msg);
+            double ref[512];
+            for (int64_t i = r0; i < r1; i++) {
+                test_naive_row(l, i, ref);
+                cr_assert(le(dbl, test_rel_diff(out + (i - r0) * s.dim, ref, s.dim), 1e-5), "case %zu row %lld", c,
+                          (long long)i);
+            }
+            r0 = r1;
+        }
+        cr_assert(eq(int, fpd__reconstruct_rows(&rc, l, s.rows - 1, s.rows + 1, out, &err), FPD_STATUS_INVALID_ARG));
+        fpd__reconstructor_free(&rc);
+        cr_assert(rc.engine == NULL && rc.idx == NULL && rc.cap == 0);
+        free(out);
+        fpd_layer_free(l);
+    }
 }
