@@ -1195,5 +1195,13 @@ const char *fpd__format_guess(const unsigned char *b, size_t n, const char *path
         return "a .npy file with a bad magic (a .npy starts with \\x93NUMPY)";
     if (n >= 1 && (b[0] == '{' || b[0] == '['))
         return "a JSON file (a safetensors file starts with an 8-byte header length)";
+    if (n >= 2 && b[0] == 0x1f && b[1] == 0x8b) return "a gzip file; decompress it first (gunzip)";
+    if (n >= 8) { /* 8 bytes of printable text (or tabs and newlines): a safetensors file
+                   * starts with its header length, whose high bytes are zero */
+        size_t text = 0;
+        for (size_t i = 0; i < 8; i++) text += (b[i] >= 0x20 && b[i] < 0x7f) || b[i] == '\t' || b[i] == '\n' || b[i] == '\r';
+        if (text == 8)
+            return "a text file such as a TSV or a README; a safetensors file starts with an 8-byte header length";
+    }
     return NULL;
 }

@@ -89,6 +89,17 @@ run "$I" bad.npy
 expect_rc "npy with a bad magic: exit 1" 1
 expect_grep "npy with a bad magic: says so" err.txt "not a safetensors file \(looks like a .npy file with a bad magic"
 expect_no_grep "npy with a bad magic: no header length" err.txt "header length"
+# text (a TSV, a README) and gzip: named, not read as an absurd header length
+printf '1\t1193\t5\t978300760\n1\t661\t3\t978302109\n' >ratings.tsv
+run "$I" ratings.tsv
+expect_rc "text file: exit 1" 1
+expect_grep "text file: says so" err.txt "ratings.tsv: not a safetensors file \(looks like a text file"
+expect_no_grep "text file: no header length" err.txt "header length [0-9]"
+gzip -c "$ROOT/samples/glove-10k.safetensors" >glove.safetensors.gz
+run "$BUILD/fpd-compress" glove.safetensors.gz -o gz-out.safetensors
+expect_rc "gzip file: exit 1" 1
+expect_grep "gzip file: says so" err.txt "not a safetensors file \(looks like a gzip file; decompress it first"
+expect_absent "gzip file: nothing written" gz-out.safetensors
 
 # issue 14: faults in the data. Header-only checks pass a bad row_perm; --verify, fpd-convert
 # and fpd-compress (which passes FPD tables through) refuse it. NaN cores are refused by all.
