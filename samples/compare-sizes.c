@@ -1297,8 +1297,8 @@ int main(int argc, char **argv) {
                 int m = 0;
                 while (m < M_COUNT && strcmp(tok, method_names[m]) != 0) m++;
                 if (m == M_COUNT)
-                    cli_usage_error("--methods: unknown method '%s' (dense, int8, int4, hash, qr, qr-ordered, fpd, "
-                                    "fpd-ordered, fpd-free)", tok);
+                    cli_usage_error("--methods: unknown method '%s' (dense, int8, int4, int8-sym, int4-sym, hash, qr, "
+                                    "qr-ordered, fpd, fpd-ordered, fpd-free)", tok);
                 o.methods[m] = true;
             }
             break;

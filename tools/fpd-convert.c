@@ -633,6 +633,10 @@ struct convert_opts {
 /* dense: tables reconstructed, tensors copied. */
 static bool build_dense(const struct input *x, const struct convert_opts *co, struct out_list *o) {
     int64_t n = fpd_input_count(&x->in);
+    if (co->have_dtype && x->n_tables == 0) /* --dtype sets the dtype of reconstructed tables only */
+        cli_warn("%s holds no FPD table to reconstruct: --dtype %s changes nothing, its tensors are copied as "
+                 "they are (--to npy --dtype converts one float tensor)",
+                 x->path, fpd_dtype_name(co->dtype));
     for (int64_t i = 0; i < n; i++) {
         const struct fpd_tensor_info *ti = fpd_input_tensor(&x->in, i);
         if (x->in.st && owner_of(x, ti->name)) continue;
@@ -864,7 +868,8 @@ static bool build_fpd(const struct input *x, const struct convert_opts *co, stru
                       "or re-stores FPD tables with --free-dtype K (E of the free coordinates) or --vocabulary-out MAP "
                       "(row order folded into an id vocabulary)", x->path, TTREC_META_PREFIX);
         else
-            cli_error("%s holds no table in the TT-Rec layout (metadata '%sX', written by fpd-convert --to ttrec)",
+            cli_error("%s holds no table in the TT-Rec layout (metadata '%sX', written by fpd-convert --to ttrec); "
+                      "to compress dense tables into FPD layers, use fpd-compress --encoding fpd",
                       x->path, TTREC_META_PREFIX);
         return false;
     }

@@ -58,6 +58,17 @@ run "$V" g.fpd.safetensors -o gbf.npy --tensor word_embeddings.weight --dtype BF
 expect_rc "BF16 to .npy: exit 1" 1
 expect_grep "BF16 to .npy: says to use --dtype F32" err.txt "numpy has no bfloat16\); add --dtype F32"
 expect_absent "BF16 to .npy: nothing written" gbf.npy
+# a dense checkpoint to dense: --dtype (for reconstructed tables) has nothing to act on
+# and says so instead of silently copying F32
+run "$V" g.dense.safetensors -o gdbf.safetensors --to dense --dtype BF16
+expect_rc "dense -> dense --dtype BF16: exit 0 (copied)" 0
+expect_grep "dense -> dense --dtype BF16: warns that nothing changes" err.txt \
+    "holds no FPD table to reconstruct: --dtype BF16 changes nothing"
+# a dense checkpoint --to fpd: points to fpd-compress
+run "$V" g.dense.safetensors -o gx.safetensors --to fpd
+expect_rc "dense -> fpd: exit 1" 1
+expect_grep "dense -> fpd: names fpd-compress" err.txt "use fpd-compress --encoding fpd"
+expect_absent "dense -> fpd: nothing written" gx.safetensors
 py_check "fpd -> npy F16: the F32 reconstruction rounded once" "
 import numpy as np
 a = np.load('g.npy'); h = np.load('g16.npy')
