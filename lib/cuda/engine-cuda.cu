@@ -71,9 +71,12 @@
  * Kernels for the common shapes (section "kernels: register tiles"): where the
  * inner TT-ranks all equal R in {2, 4, 8, 16, 32} (rt_plan_init), the partials,
  * the rows and, for k = 2 or 3, the direct forward run register-tiled kernels
- * templated on R (k_partial_rt, k_rows_rt, k_direct_rt<R, k>); every other shape
- * runs the generic kernels (k_partial, k_rows, k_direct). The backward is the same
- * for both.
+ * templated on R (k_partial_rt, k_rows_rt, k_direct_rt<R, k>); so do the
+ * backward's core and parent gradients of each level m whose w_m = d_m r_{m+1}
+ * is a multiple of 4, when R % 4 == 0 (k_core_grad_rt, k_parent_grad_rt); every
+ * other shape and level runs the generic kernels (k_partial, k_rows, k_direct,
+ * k_core_grad, k_parent_grad). The rows' gradients, the clearing and level 0 are
+ * the same for both.
  *
  * FPD_CUDA_KERNELS (environment, read once when an engine is created; not
  * API): "tiled" runs the register-tiled kernels where they apply; unset or any
@@ -99,7 +102,8 @@
 #ifdef FPD_CUDA_EMU
 /* the kernels run on the CPU for tests (tests/gpu/cuda-emu.h, included first):
  * blocks and threads in sequence; a launch with dynamic shared memory (the direct
- * forward, k_rows_rt, k_partial_rt) runs its block's threads as fibers that wait
+ * forward, k_rows_rt, k_partial_rt, k_core_grad_rt, k_parent_grad_rt) runs its
+ * block's threads as fibers that wait
  * for each other at __syncwarp and __syncthreads; the step's reduction and the
  * rows' gradients (static shared memory, plain launches) run with one thread */
 #define FPD__LAUNCH(kern, grid, block, stream, ...)                                                                   \
@@ -162,6 +166,21 @@ struct rt_stage {
     int32_t vec;
 };
 
+/* One product of the register-tiled backward at level m (k_core_grad_rt,
+ * k_parent_grad_rt): a warp's shared memory holds its two operands (16-byte units
+ * [0, cend[0]) and [cend[0], cend[1]); the second at float offset b) and, at float
+ * offset out, the product split in 2^ls partial sums over the contraction, nout
+ * floats each, pstride apart (nout + 4: the parts' 16-byte stores of 8 lanes that
+ * differ in the part alone fall in different banks when nout % 32 == 0). tiles:
+ * tiles of 4 (parent) or 16 (core) outputs; steps: the contraction's steps
+ * (parent: w_m / 4 groups of 4, core: Dm[m-1]); ncg: w_m / 4 (core). warps: a
+ * block's (0: the generic kernel at this level). */
+struct rt_back {
+    int32_t warps;
+    uint32_t cend[2], b, out, nout, pstride, per_warp, tiles, ls, steps;
+    struct fdiv ncg;
+};
+
 /* What rt_plan_init decided at engine creation (host), passed to the kernels by
  * value. rank = 0: none of the register-tiled kernels apply. */
 struct rt_plan {
@@ -183,6 +202,8 @@ struct rt_plan {
     struct rt_stage dir[2];
     uint32_t dir_cend[3], dir_sl, dir_per_row;
     double dir_macs; /* multiply-adds of one entry and term, in the order chosen */
+    /* the backward of level m = 1..k-1: k_core_grad_rt (cg) and k_parent_grad_rt (pg) */
+    struct rt_back cg[FPD_MAX_MODES], pg[FPD_MAX_MODES];
 };
 
 struct cuda_engine {
@@ -593,8 +614,11 @@ __global__ static void k_direct(const __grid_constant__ struct fpd__engine_geom 
  * reuses in registers, every shared-memory access 16 bytes wide; the operands
  * are staged in shared memory by 16-byte loads, consecutive threads on
  * consecutive addresses, four in flight a thread; digits are a multiply and
- * shifts (fdiv). Only with FPD_CUDA_KERNELS=tiled (the top of this file: not
- * yet measured on a GPU). */
+ * shifts (fdiv). The backward's core and parent gradients (k_core_grad_rt,
+ * k_parent_grad_rt, at the end of this section) stage and tile the same way;
+ * their atomic adds leave from shared memory, consecutive lanes on consecutive
+ * floats. Only with FPD_CUDA_KERNELS=tiled (the top of this file: not yet
+ * measured on a GPU). */
 
 /* n / f.d (struct fdiv) */
 __device__ static inline uint32_t d_div(const struct fdiv &f, uint32_t n) {
@@ -848,6 +872,138 @@ __global__ static void k_direct_rt(const __grid_constant__ struct fpd__engine_ge
         for (uint32_t q = lane; 4 * q < DD; q += nt) d_st4(dst + 4 * q, d_ld4(acc + 4 * q));
     else
         for (uint32_t q = lane; q < DD; q += nt) dst[q] = acc[q];
+}
+
+/* The backward at level m >= 1 for the same shapes, where also R % 4 == 0 and
+ * w_m % 4 == 0 (rt_plan_init), a warp a node (prefix, or distinct row at the last
+ * level) and term, as k_core_grad and k_parent_grad. The warp stages the node's
+ * gradient dN [Dm[m-1], w_m] (drow's row at the last level, else its dL_m block)
+ * and the other operand (the parent's L_{m-1} [Dm[m-1], R], or the core slice
+ * G_m[t, digit] [R, w_m]) by 16-byte loads, four in flight a lane (d_stage_in);
+ * then each lane computes tiles of the product from 16-byte shared-memory loads,
+ * the sums in registers. The contraction is not over R here (parent: over w_m,
+ * core: over Dm[m-1]), and one product has few outputs (the last level's dG
+ * slice, [R, d_{k-1}], is 32 floats at (8,1)): when the tiles do not fill the
+ * warp, the contraction is split among the lanes (2^ls parts, rt_plan_init). The
+ * parts go to the warp's shared memory; after a __syncwarp each lane sums them
+ * for the outputs lane, lane + 32, ... and adds that into global memory
+ * atomically (other warps add into the same parent or slice): consecutive lanes
+ * on consecutive floats, a 128-byte line a warp instruction. The last level's
+ * adds are not combined across rows: the distinct rows are sorted by stored row,
+ * so neighbours share leading digits, not the last one (the slice's); rows of one
+ * last digit are contiguous only after another sort. */
+
+/* out[o] of the 2^ls parts at sh (part q at sh + q * pstride), summed, added into
+ * dst[o] for o = lane, lane + 32, ... < nout */
+__device__ static inline void d_add_parts(const float *sh, const struct rt_back &bk, float *dst, uint32_t lane) {
+    for (uint32_t o = lane; o < bk.nout; o += 32) {
+        float s = sh[o];
+        for (uint32_t q = 1; q < (1u << bk.ls); q++) s += sh[q * bk.pstride + o];
+        atomicAdd(dst + o, s);
+    }
+}
+
+/* dL_{m-1}[parent] += dN G^T for node c of level m and term t: dL [Dm[m-1], R],
+ * dL[a, b] = sum_y dN[a, y] G[b, y], y < w_m. A tile is dL[a, 4i .. 4i + 3]: for
+ * each 4 y of its part of the contraction, one 16-byte load of dN's row a and
+ * four of G's rows 4i .. 4i + 3 (both contiguous in y) for 16 multiply-adds. */
+template <int R>
+__global__ static void k_parent_grad_rt(const __grid_constant__ struct fpd__engine_geom g,
+                                        const __grid_constant__ struct dev_cores cores,
+                                        const __grid_constant__ struct level_info li,
+                                        const __grid_constant__ struct rt_plan pl, const int64_t *urow,
+                                        const int64_t *pid, const int64_t *pfirst, const int64_t *counts,
+                                        int64_t n_cap, int32_t m, const float *drow, float *dpart) {
+    FPD__DYN_SHARED(sh);
+    constexpr uint32_t RG = R >= 4 ? R / 4 : 1; /* column groups of dL (R = 2 is never launched) */
+    const int64_t c = RT_WARP_ID, t = blockIdx.y;
+    const bool last = m == g.k - 1;
+    if (c >= (last ? counts[CNT_NU] : counts[CNT_PRE(m)])) return; /* the whole warp */
+    const struct rt_back &bk = pl.pg[m];
+    const int64_t f = last ? c : pfirst[(int64_t)m * n_cap + c];
+    const int64_t P = pid[(int64_t)(m - 1) * n_cap + f];
+    const uint32_t x = (uint32_t)urow[f], pre = d_div(pl.div[m], x);
+    const uint32_t dig = pre - d_div(pl.n[m], pre) * pl.n[m].d;
+    const float *src[2] = {last ? drow + c * g.D : dpart + li.dpart_off[m] + (t * li.cap[m] + c) * g.psz[m],
+                           cores.c[m] + (t * g.n[m] + dig) * g.slice[m]};
+    float *w = sh + (threadIdx.x / 32u) * bk.per_warp;
+    d_stage_in<2>(src, bk.cend, w, LANE, 32);
+    __syncwarp(); /* the operands, staged by every lane, read by every lane */
+    const float *dN = w, *G = w + bk.b;
+    float *parts = w + bk.out;
+    const uint32_t W = (uint32_t)g.w[m], S = 1u << bk.ls;
+    for (uint32_t v = LANE; v < bk.tiles << bk.ls; v += 32) {
+        const uint32_t tile = v >> bk.ls, s = v & (S - 1), a = tile / RG, b = 4 * (tile - a * RG);
+        const float *dNa = dN + a * W, *Gb = G + b * W;
+        float4 acc = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+        for (uint32_t y = 4 * s; y < W; y += 4 * S) {
+            const float4 n4 = d_ld4(dNa + y), g0 = d_ld4(Gb + y), g1 = d_ld4(Gb + W + y);
+            const float4 g2 = d_ld4(Gb + 2 * W + y), g3 = d_ld4(Gb + 3 * W + y);
+            acc.x = fmaf(n4.x, g0.x, fmaf(n4.y, g0.y, fmaf(n4.z, g0.z, fmaf(n4.w, g0.w, acc.x))));
+            acc.y = fmaf(n4.x, g1.x, fmaf(n4.y, g1.y, fmaf(n4.z, g1.z, fmaf(n4.w, g1.w, acc.y))));
+            acc.z = fmaf(n4.x, g2.x, fmaf(n4.y, g2.y, fmaf(n4.z, g2.z, fmaf(n4.w, g2.w, acc.z))));
+            acc.w = fmaf(n4.x, g3.x, fmaf(n4.y, g3.y, fmaf(n4.z, g3.z, fmaf(n4.w, g3.w, acc.w))));
+        }
+        d_st4(parts + s * bk.pstride + a * R + b, acc);
+    }
+    __syncwarp(); /* the parts, written by every lane, summed by every lane */
+    d_add_parts(parts, bk, dpart + li.dpart_off[m - 1] + (t * li.cap[m - 1] + P) * g.psz[m - 1], LANE);
+}
+
+/* dG_m[t, digit] += L_{m-1}^T dN for node j of level m and term t: dG [R, w_m],
+ * dG[b, y] = sum_a L[a, b] dN[a, y], a < Dm[m-1]. A tile is dG[4i .. 4i + 3,
+ * 4l .. 4l + 3]: for each a of its part of the contraction, one 16-byte load of
+ * L's row a and one of dN's row a for 16 multiply-adds. */
+template <int R>
+__global__ static void k_core_grad_rt(const __grid_constant__ struct fpd__engine_geom g,
+                                      const __grid_constant__ struct dev_cores cores,
+                                      const __grid_constant__ struct level_info li,
+                                      const __grid_constant__ struct rt_plan pl, const int64_t *urow,
+                                      const int64_t *pid, const int64_t *pfirst, const int64_t *counts, int64_t n_cap,
+                                      int32_t m, const float *part, const float *drow, const float *dpart,
+                                      float *grad, unsigned char *touched) {
+    FPD__DYN_SHARED(sh);
+    const int64_t j = RT_WARP_ID, t = blockIdx.y;
+    const bool last = m == g.k - 1;
+    if (j >= (last ? counts[CNT_NU] : counts[CNT_PRE(m)])) return; /* the whole warp */
+    const struct rt_back &bk = pl.cg[m];
+    const int64_t f = last ? j : pfirst[(int64_t)m * n_cap + j];
+    const uint32_t x = (uint32_t)urow[f], pre = d_div(pl.div[m], x);
+    const uint32_t dig = pre - d_div(pl.n[m], pre) * pl.n[m].d;
+    const int64_t sl = t * g.n[m] + dig;
+    /* x < prod n_l, so x / div[0] is digit 0 */
+    const float *src[2] = {
+        m == 1 ? cores.c[0] + (t * g.n[0] + d_div(pl.div[0], x)) * g.slice[0]
+               : part + li.part_off[m - 1] + (t * li.cap[m - 1] + pid[(int64_t)(m - 1) * n_cap + f]) * g.psz[m - 1],
+        last ? drow + j * g.D : dpart + li.dpart_off[m] + (t * li.cap[m] + j) * g.psz[m]};
+    float *w = sh + (threadIdx.x / 32u) * bk.per_warp;
+    d_stage_in<2>(src, bk.cend, w, LANE, 32);
+    __syncwarp(); /* the operands, staged by every lane, read by every lane */
+    const float *L = w, *dN = w + bk.b;
+    float *parts = w + bk.out;
+    const uint32_t W = (uint32_t)g.w[m], M = bk.steps, S = 1u << bk.ls, ncg = bk.ncg.d;
+    for (uint32_t v = LANE; v < bk.tiles << bk.ls; v += 32) {
+        const uint32_t tile = v >> bk.ls, s = v & (S - 1), bi = d_div(bk.ncg, tile), y = 4 * (tile - bi * ncg);
+        float4 acc[4];
+        #pragma unroll
+        for (int q = 0; q < 4; q++) acc[q] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+        for (uint32_t a = s; a < M; a += S) {
+            const float4 l4 = d_ld4(L + a * R + 4 * bi), n4 = d_ld4(dN + a * W + y);
+            const float l[4] = {l4.x, l4.y, l4.z, l4.w};
+            #pragma unroll
+            for (int q = 0; q < 4; q++) {
+                acc[q].x = fmaf(l[q], n4.x, acc[q].x);
+                acc[q].y = fmaf(l[q], n4.y, acc[q].y);
+                acc[q].z = fmaf(l[q], n4.z, acc[q].z);
+                acc[q].w = fmaf(l[q], n4.w, acc[q].w);
+            }
+        }
+        #pragma unroll
+        for (int q = 0; q < 4; q++) d_st4(parts + s * bk.pstride + (4 * bi + (uint32_t)q) * W + y, acc[q]);
+    }
+    __syncwarp(); /* the parts, written by every lane, summed by every lane */
+    d_add_parts(parts, bk, grad + sl * g.slice[m], LANE);
+    if (LANE == 0) touched[sl] = 1;
 }
 
 /* ------------------------------------------------------------ kernels: free coordinates */
@@ -1116,7 +1272,8 @@ static struct fdiv fdiv_make(uint32_t d) {
 
 static uint32_t round4(int64_t f) { return (uint32_t)((f + 3) & ~(int64_t)3); }
 
-/* Warps a block of k_rows_rt / k_partial_rt with `floats` of shared memory a warp:
+/* Warps a block of k_rows_rt / k_partial_rt (and of the backward's k_core_grad_rt /
+ * k_parent_grad_rt) with `floats` of shared memory a warp:
  * as many as 48 KiB holds (a block's without opting in), up to FPD__ITEMS; 0 when
  * not one (the generic kernel then). */
 static int32_t rt_warps(int64_t floats) {
@@ -1136,13 +1293,37 @@ static void rt_stage_make(struct rt_stage *st, int64_t a, int64_t b, int64_t c, 
     st->tiles = (uint32_t)(M * ncg);
 }
 
+/* A backward product (struct rt_back): operands of fa and fb floats, nout outputs
+ * in `tiles` tiles, a contraction of `steps` steps, split among the lanes in as
+ * many parts (a power of 2) as fills the warp's 32 lanes with tiles and gives each
+ * part a step at least; warps stays 0 when a warp's shared memory does not fit. */
+static void rt_back_make(struct rt_back *bk, int64_t fa, int64_t fb, int64_t nout, int64_t tiles, int64_t steps,
+                         uint32_t ncg) {
+    uint32_t ls = 0;
+    while ((tiles << (ls + 1)) <= 32 && ((int64_t)1 << (ls + 1)) <= steps) ls++;
+    bk->cend[0] = (uint32_t)(fa / 4);
+    bk->cend[1] = (uint32_t)((fa + fb) / 4);
+    bk->b = (uint32_t)fa;
+    bk->out = (uint32_t)(fa + fb);
+    bk->nout = (uint32_t)nout;
+    bk->pstride = (uint32_t)(nout + 4);
+    bk->per_warp = (uint32_t)(fa + fb + ((nout + 4) << ls));
+    bk->tiles = (uint32_t)tiles;
+    bk->ls = ls;
+    bk->steps = (uint32_t)steps;
+    bk->ncg = fdiv_make(ncg > 0 ? ncg : 1);
+    bk->warps = rt_warps(fa + fb + ((nout + 4) << ls));
+}
+
 /* Which register-tiled kernels apply to the engine's layer, and their layouts
  * (struct rt_plan). They need k >= 2 cores whose inner ranks r_1..r_{k-1} are all R
  * in {2, 4, 8, 16, 32} (R is their template parameter: the heuristic's shapes),
  * every slice and partial a multiple of 4 floats (16-byte units: always for R % 4
  * == 0), stored rows below 2^32 (32-bit digits) and, per kernel, shared memory
  * within the 48 KiB a block has without opting in: a warp (k_rows_rt,
- * k_partial_rt) or a row (k_direct_rt, which also needs k = 2 or 3). */
+ * k_partial_rt; k_core_grad_rt and k_parent_grad_rt, which also need R % 4 == 0
+ * and, at their level m, w_m % 4 == 0) or a row (k_direct_rt, which also needs
+ * k = 2 or 3). */
 static void rt_plan_init(struct cuda_engine *e) {
     const struct fpd__engine_geom *g = &e->g;
     struct rt_plan *pl = &e->rt;
@@ -1205,6 +1386,17 @@ static void rt_plan_init(struct cuda_engine *e) {
         pl->dir_per_row = (uint32_t)(sl + s0 + s1 + s2);
         pl->dir_d4 = g->D % 4 == 0;
         pl->dir_ok = sl + s0 + s1 + s2 <= smem;
+    }
+    /* the backward of level m (k_parent_grad_rt, k_core_grad_rt: 16-byte loads along
+     * w_m and R), where R % 4 == 0 and w_m % 4 == 0; dN [Dm[m-1], w_m] is psz[m]
+     * floats (D at the last level) */
+    for (int32_t m = 1; m < k && R % 4 == 0; m++) {
+        const int64_t M = g->Dm[m - 1], W = g->w[m], dn = g->psz[m], lp = g->psz[m - 1], gs = g->slice[m];
+        if (W % 4) continue;
+        /* parent: [dN | G], parts of dL [M, R]; tiles of 4, the contraction in W / 4 steps */
+        rt_back_make(&pl->pg[m], dn, gs, lp, M * (R / 4), W / 4, 0);
+        /* core: [L_{m-1} | dN], parts of dG [R, W]; tiles of 16, the contraction in M steps */
+        rt_back_make(&pl->cg[m], lp, dn, gs, (R / 4) * (W / 4), M, (uint32_t)(W / 4));
     }
     pl->rank = (int32_t)R;
 }
@@ -1428,6 +1620,13 @@ static struct level_info levels_of(const struct cuda_engine *e) {
 static bool rt_parts_aligned(const struct cuda_engine *e, const struct level_info *li) {
     for (int32_t m = 0; m + 1 < e->g.k; m++)
         if (li->part_off[m] % 4) return false;
+    return true;
+}
+
+/* the same for the partials' gradients (the backward's register-tiled kernels) */
+static bool rt_dparts_aligned(const struct cuda_engine *e, const struct level_info *li) {
+    for (int32_t m = 0; m + 1 < e->g.k; m++)
+        if (li->dpart_off[m] % 4) return false;
     return true;
 }
 
@@ -1773,16 +1972,30 @@ static enum fpd_status backward_queue(struct cuda_engine *e, const struct fpd_ba
                     e->qat ? e->feq : NULL, drow, e->fc, D, e->gfp, e->fp_touched);
         ECUDA_LAUNCHED();
     }
+    /* the register-tiled kernels where the plan has them for the level (rt_plan_init) */
+    const struct rt_plan *pl = &e->rt;
+    const bool rt = !e->generic && pl->rank > 0 && rt_parts_aligned(e, &li) && rt_dparts_aligned(e, &li);
     for (int32_t m = g->k - 1; m >= 1; m--) {
         const int64_t cap_node = m == g->k - 1 ? n : li.cap[m];
-        FPD__LAUNCH(k_core_grad, dim3(items_grid(cap_node), p), FPD__ITEM_THREADS, st, *g, cores, li, urow, pid, pfirst,
-                    counts, n_cap, m, part, drow, dpart, e->grad[m], e->touched[m]);
+        const struct rt_back *cg = &pl->cg[m], *pg = &pl->pg[m];
+        if (rt && cg->warps > 0)
+            FPD__RT_LAUNCH(pl->rank, k_core_grad_rt, dim3(blocks_for(cap_node, cg->warps), p), 32 * cg->warps,
+                           (size_t)(cg->warps * cg->per_warp) * sizeof(float), st, *g, cores, li, *pl, urow, pid,
+                           pfirst, counts, n_cap, m, part, drow, dpart, e->grad[m], e->touched[m]);
+        else
+            FPD__LAUNCH(k_core_grad, dim3(items_grid(cap_node), p), FPD__ITEM_THREADS, st, *g, cores, li, urow, pid,
+                        pfirst, counts, n_cap, m, part, drow, dpart, e->grad[m], e->touched[m]);
         ECUDA_LAUNCHED();
         const unsigned zb = blocks_for(li.cap[m - 1] * g->psz[m - 1] * g->p, 256);
         FPD__LAUNCH(k_parent_zero, zb < 1024 ? zb : 1024, 256, st, *g, li, counts, m, dpart);
         ECUDA_LAUNCHED();
-        FPD__LAUNCH(k_parent_grad, dim3(items_grid(cap_node), p), FPD__ITEM_THREADS, st, *g, cores, li, urow, pid,
-                    pfirst, counts, n_cap, m, drow, dpart);
+        if (rt && pg->warps > 0)
+            FPD__RT_LAUNCH(pl->rank, k_parent_grad_rt, dim3(blocks_for(cap_node, pg->warps), p), 32 * pg->warps,
+                           (size_t)(pg->warps * pg->per_warp) * sizeof(float), st, *g, cores, li, *pl, urow, pid,
+                           pfirst, counts, n_cap, m, drow, dpart);
+        else
+            FPD__LAUNCH(k_parent_grad, dim3(items_grid(cap_node), p), FPD__ITEM_THREADS, st, *g, cores, li, urow, pid,
+                        pfirst, counts, n_cap, m, drow, dpart);
         ECUDA_LAUNCHED();
     }
     const int64_t cap0 = g->k == 1 ? n : li.cap[0];

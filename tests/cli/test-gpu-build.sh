@@ -28,18 +28,25 @@ if command -v "${CXX:-g++}" >/dev/null 2>&1; then
         expect_rc "emulated CUDA engine equals the CPU engine (every operation)" 0
         expect_grep "emulated CUDA engine: no check failed" out.txt "^gpu-equal: [0-9]+ passed, 0 failed$"
         # the register-tiled kernels (FPD_CUDA_KERNELS=tiled; not the default until timed
-        # on a GPU): every check again, and the launches named (FPD_EMU_TRACE) show that
-        # they ran, and that by default they do not
-        run env FPD_CUDA_KERNELS=tiled "$BUILD/gpu-equal-emu" --quick
-        expect_rc "emulated CUDA engine, tiled kernels, equals the CPU engine" 0
-        expect_grep "emulated CUDA engine, tiled kernels: no check failed" out.txt "^gpu-equal: [0-9]+ passed, 0 failed$"
-        run env FPD_EMU_TRACE=1 FPD_CUDA_KERNELS=tiled "$BUILD/gpu-equal-emu" --quick --only "N=2000"
-        expect_rc "tiled kernels traced: exit 0" 0
-        for k in "k_direct_rt_ptr" "k_rows_rt<8>" "k_rows_rt<16>" "k_partial_rt<8>" "k_partial_rt<16>"; do
+        # on a GPU), on the cases whose shapes take them (tests/gpu/gpu-equal.c: k = 3 at
+        # R = 8, 16 (N=2000) and 32 (N=1000), k = 2 (N=600), k = 4 (N=400), three terms
+        # with uneven split sums (N=700)): every check, and the launches named
+        # (FPD_EMU_TRACE) show that they ran, and that by default they do not
+        run env FPD_EMU_TRACE=1 FPD_CUDA_KERNELS=tiled "$BUILD/gpu-equal-emu" --quick --only "N=2000 "
+        expect_rc "tiled kernels, k = 3 R = 8, 16: exit 0" 0
+        expect_grep "tiled kernels, k = 3 R = 8, 16: no check failed" out.txt "^gpu-equal: [0-9]+ passed, 0 failed$"
+        for k in "k_direct_rt_ptr" "k_rows_rt<8>" "k_rows_rt<16>" "k_partial_rt<8>" "k_partial_rt<16>" \
+            "k_core_grad_rt<8>" "k_core_grad_rt<16>" "k_parent_grad_rt<8>" "k_parent_grad_rt<16>"; do
             expect_grep "tiled kernels: $k ran" err.txt "^launch $k$"
         done
-        expect_no_grep "tiled kernels: the generic forward kernels did not run" err.txt "^launch k_(direct|rows|partial)$"
-        run env FPD_EMU_TRACE=1 "$BUILD/gpu-equal-emu" --quick --only "N=2000"
+        expect_no_grep "tiled kernels: the generic kernels they replace did not run" err.txt \
+            "^launch k_(direct|rows|partial|core_grad|parent_grad)$"
+        for only in "N=600 " "N=1000 " "N=400 " "N=700 "; do
+            run env FPD_CUDA_KERNELS=tiled "$BUILD/gpu-equal-emu" --quick --only "$only"
+            expect_rc "tiled kernels, $only: exit 0" 0
+            expect_grep "tiled kernels, $only: no check failed" out.txt "^gpu-equal: [0-9]+ passed, 0 failed$"
+        done
+        run env FPD_EMU_TRACE=1 "$BUILD/gpu-equal-emu" --quick --only "N=600 "
         expect_rc "default kernels traced: exit 0" 0
         expect_grep "default kernels: the generic direct forward ran" err.txt "^launch k_direct$"
         expect_no_grep "default kernels: no tiled kernel ran" err.txt "^launch k_.*_rt"

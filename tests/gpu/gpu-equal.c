@@ -460,6 +460,11 @@ static const struct ecase g_cases[] = {
     {2, 30, {6, 5}, {3, 1}, 3, 1, true, 1},
     {3, 1000, {10, 11, 10}, {2, 3, 2}, 4, 1, true, 8},
     {3, 500, {8, 8, 8}, {5, 3, 1}, 5, 3, false, 3},
+    /* the register-tiled backward (k_core_grad_rt, k_parent_grad_rt) with the
+     * contraction split unevenly among the lanes: an odd d_0 (5 rows of L_0, the last
+     * level's 20 split in 16), three terms; w_1 = 12 (a tile row of 3 column groups) */
+    {3, 700, {9, 9, 9}, {5, 4, 4}, 8, 3, true, 0},
+    {2, 500, {23, 22}, {3, 12}, 4, 1, false, 0},
 };
 
 int main(int argc, char **argv) {
