@@ -297,6 +297,14 @@ static bool stage_progress_cb(const char *stage, int64_t done, int64_t total, vo
 }
 
 /* {"int8_rowwise": {bytes, ratio, rel_error}, "int4_rowwise": {...}} */
+/* c free coordinates per row of tensor ti: at most its dimension (FPD_STATUS_CONFIG) */
+static enum fpd_status check_free_coords(const char *in_path, const struct fpd_tensor_info *ti, int64_t c,
+                                         struct fpd_error *err) {
+    if (c <= ti->shape[1]) return FPD_STATUS_OK;
+    return fpd__err(err, FPD_STATUS_CONFIG, "%s: tensor '%s' has dimension %lld; %lld free coordinates per row need "
+                    "at most that", in_path, ti->name, (long long)ti->shape[1], (long long)c);
+}
+
 static json_t *baselines_json(size_t bytes_before, const struct fpd_quant_baseline *q) {
     json_t *bl = json_object();
     const struct { const char *name; size_t bytes; double err; } base[2] = {
@@ -542,6 +550,9 @@ enum fpd_status fpd_compress_input(const struct fpd_input *in, const char *in_pa
                 snprintf(r->reason, sizeof r->reason, "%s", r->plan.reason);
                 goto decided;
             }
+            /* a given C above the dimension, before any work and whatever encoding auto
+             * picks (the planner's c under --free-coords auto is checked at the fit) */
+            if (!free_auto && (st = check_free_coords(in_path, ti, opt->fit.free_coords, err))) goto done;
             /* a table with NaN or Inf is refused before any fit, naming the row */
             if ((cst = fpd_rowwise_quantize(&view, FPD_ROWWISE_INT8, NULL, NULL, &e))) {
                 st = fpd__err(err, cst, "%s: tensor '%s': %s", in_path, ti->name, e.msg);
@@ -561,12 +572,6 @@ enum fpd_status fpd_compress_input(const struct fpd_input *in, const char *in_pa
                     st = fpd__err(err, cst, "%s: tensor '%s': %s", in_path, ti->name, e.msg);
                     goto done;
                 }
-            }
-            if (!free_auto && opt->fit.free_coords > ti->shape[1]) { /* whatever encoding is chosen */
-                st = fpd__err(err, FPD_STATUS_CONFIG,
-                              "%s: tensor '%s' has dimension %lld; %lld free coordinates per row need at most that",
-                              in_path, ti->name, (long long)ti->shape[1], (long long)opt->fit.free_coords);
-                goto done;
             }
             if (enc == FPD_COMPRESS_ENCODING_AUTO) {
                 /* the smallest encoding whose error meets the target: FPD first when the
@@ -628,12 +633,7 @@ enum fpd_status fpd_compress_input(const struct fpd_input *in, const char *in_pa
         }
         /* fit */
         r->free_coords = fp.free_coords = free_auto ? r->plan.free_coords : opt->fit.free_coords;
-        if (fp.free_coords > ti->shape[1]) {
-            st = fpd__err(err, FPD_STATUS_CONFIG,
-                          "%s: tensor '%s' has dimension %lld; %lld free coordinates per row need at most that",
-                          in_path, ti->name, (long long)ti->shape[1], (long long)fp.free_coords);
-            goto done;
-        }
+        if ((st = check_free_coords(in_path, ti, fp.free_coords, err))) goto done;
         /* the row order from interactions (order_*), for the planned shape */
         int64_t *order = NULL;
         const int64_t oi = entry_for(opt->order_tables, opt->n_order, ti->name,

@@ -435,14 +435,16 @@ static int64_t *invert_perm(const int64_t *perm, int64_t rows, int64_t padded) {
 static enum fpd_status add_term(float *resid, const struct fpd_layer *term, float sign, float *buf, int64_t block,
                                 struct fpd_error *err) {
     const struct fpd_layer_shape *s = fpd_layer_get_shape(term);
+    struct fpd__reconstructor rc = {0};
+    enum fpd_status st = FPD_STATUS_OK;
     for (int64_t r0 = 0; r0 < s->rows; r0 += block) {
         int64_t r1 = r0 + block < s->rows ? r0 + block : s->rows;
-        enum fpd_status st = fpd_layer_reconstruct(term, r0, r1, buf, err);
-        if (st) return st;
+        if ((st = fpd__reconstruct_rows(&rc, term, r0, r1, buf, err))) break;
         float *dst = resid + r0 * s->dim;
         for (int64_t e = 0; e < (r1 - r0) * s->dim; e++) dst[e] += sign * buf[e];
     }
-    return FPD_STATUS_OK;
+    fpd__reconstructor_free(&rc);
+    return st;
 }
 
 static double sumsq(const float *a, int64_t n) {
@@ -537,6 +539,7 @@ enum fpd_status fpd_fit_free_coords(struct fpd_layer *layer, const struct fpd_ta
                         (long long)D);
     enum fpd_status st = FPD_STATUS_OK;
     struct fpd_layer *core_only = NULL;
+    struct fpd__reconstructor rc = {0};
     float *a = fpd_malloc((size_t)(block * D) * sizeof(float)), *b = fpd_malloc((size_t)(block * D) * sizeof(float));
     double *r = fpd_malloc((size_t)(block * D) * sizeof(double)), *g = fpd_calloc((size_t)(D * D), sizeof(double));
     double *ev = fpd_malloc((size_t)D * sizeof(double)), *v = fpd_malloc((size_t)(D * c) * sizeof(double));
@@ -556,7 +559,7 @@ enum fpd_status fpd_fit_free_coords(struct fpd_layer *layer, const struct fpd_ta
         for (int64_t r0 = 0; r0 < N; r0 += block) {
             const int64_t r1 = r0 + block < N ? r0 + block : N, nb = r1 - r0;
             if ((st = fpd_table_view_rows(w, r0, r1, a, err)) ||
-                (st = fpd_layer_reconstruct(core_only, r0, r1, b, err)))
+                (st = fpd__reconstruct_rows(&rc, core_only, r0, r1, b, err)))
                 goto done;
             for (int64_t x = 0; x < nb * D; x++) r[x] = (double)a[x] - (double)b[x];
             if (pass == 0) {
@@ -578,6 +581,7 @@ enum fpd_status fpd_fit_free_coords(struct fpd_layer *layer, const struct fpd_ta
     }
     st = fpd_layer_set_free_coords(layer, c, E, P, err);
 done:
+    fpd__reconstructor_free(&rc);
     fpd_layer_free(core_only);
     fpd_free(a);
     fpd_free(b);

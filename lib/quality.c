@@ -101,8 +101,11 @@ static enum fpd_status approx_lookup(const struct approx *a, const int64_t *idx,
     return a->layer ? fpd_layer_lookup(a->layer, idx, n, out, err) : fpd_rowwise_lookup(a->q, idx, n, out, err);
 }
 
-static enum fpd_status approx_rows(const struct approx *a, int64_t r0, int64_t r1, float *out, struct fpd_error *err) {
-    return a->layer ? fpd_layer_reconstruct(a->layer, r0, r1, out, err) : fpd_rowwise_reconstruct(a->q, r0, r1, out, err);
+/* rows [r0, r1) of the approximation; rc: the pass's reconstructor (FPD layers) */
+static enum fpd_status approx_rows(const struct approx *a, struct fpd__reconstructor *rc, int64_t r0, int64_t r1,
+                                   float *out, struct fpd_error *err) {
+    return a->layer ? fpd__reconstruct_rows(rc, a->layer, r0, r1, out, err)
+                    : fpd_rowwise_reconstruct(a->q, r0, r1, out, err);
 }
 
 static enum fpd_status quality(const struct approx *ap, int64_t n, int64_t dim, const struct fpd_table_view *w,
@@ -172,10 +175,11 @@ static enum fpd_status quality(const struct approx *ap, int64_t n, int64_t dim, 
     }
 
     double se = 0, sn = 0, wse = 0, wsn = 0, cs = 0, cmin = 1.0, cmax = -1.0, q8 = 0, q4 = 0;
+    struct fpd__reconstructor rc = {0};
     for (int64_t r0 = 0; r0 < n; r0 += block) {
         int64_t r1 = r0 + block < n ? r0 + block : n, nb = r1 - r0;
         if ((st = fpd_table_view_rows(w, r0, r1, a, err))) goto done;
-        if ((st = approx_rows(ap, r0, r1, b, err))) goto done;
+        if ((st = approx_rows(ap, &rc, r0, r1, b, err))) goto done;
         for (int64_t i = 0; i < nb; i++) {
             const float *x = a + i * dim, *y = b + i * dim;
             double dot = 0, na = 0, nbb = 0, e = 0;
@@ -244,6 +248,7 @@ static enum fpd_status quality(const struct approx *ap, int64_t n, int64_t dim, 
         out->recall10 = kk > 0 ? hits / ((double)queries * (double)kk) : 1.0;
     }
 done:
+    fpd__reconstructor_free(&rc);
     fpd_free(a);
     fpd_free(b);
     fpd_free(qbuf);

@@ -302,6 +302,12 @@ __device__ static inline int64_t d_bag_count(const int64_t *idx, int64_t lo, int
     return cnt;
 }
 
+/* the weight of entry i of a bag of cnt entries that are not padding: 1 / cnt (mean
+ * pooling), its per-sample weight, or 1 */
+__device__ static inline float d_entry_coef(bool mean, int64_t cnt, const float *psw, int64_t i) {
+    return mean ? 1.0f / (float)(cnt ? cnt : 1) : psw ? psw[i] : 1.0f;
+}
+
 /* digit m of stored row x, (x / div[m]) % n[m]: in 32 bits when every stored row
  * fits (a 64-bit division is a long subroutine on the GPU, a 32-bit one a few
  * instructions; the branch is the same for every thread) */
@@ -405,7 +411,7 @@ __global__ static void k_bags(const int64_t *offs, int64_t bag_size, bool ilo, i
         cnt += slot[i] >= 0;
     for (int64_t i = lo; i < hi; i++) {
         bag_of[i] = o;
-        coef[i] = mean ? 1.0f / (float)(cnt ? cnt : 1) : psw ? psw[i] : 1.0f;
+        coef[i] = d_entry_coef(mean, cnt, psw, i);
     }
 }
 
@@ -548,7 +554,7 @@ __global__ static void k_direct(const __grid_constant__ struct fpd__engine_geom 
     for (int64_t i = lo; i < hi; i++) {
         const int64_t id = idx[i];
         if (pad >= 0 && id == pad) continue;
-        const float c = mean ? 1.0f / (float)(cnt ? cnt : 1) : psw ? psw[i] : 1.0f;
+        const float c = d_entry_coef(mean, cnt, psw, i);
         const int64_t x = perm ? perm[id] : id;
         for (int64_t t = 0; t < g.p; t++) {
             /* the k slices of (t, x), every thread's loads issued before any is used */
@@ -831,7 +837,7 @@ __global__ static void k_direct_rt(const __grid_constant__ struct fpd__engine_ge
     for (int64_t i = lo; i < hi; i++) {
         const int64_t id = idx[i];
         if (pad >= 0 && id == pad) continue; /* the same for every thread of the row */
-        const float c = mean ? 1.0f / (float)(cnt ? cnt : 1) : psw ? psw[i] : 1.0f;
+        const float c = d_entry_coef(mean, cnt, psw, i);
         /* digits, last first: x = (i_0 n_1 + i_1) n_2 + i_2 */
         uint32_t x = (uint32_t)(perm ? perm[id] : id), dig[K];
         #pragma unroll

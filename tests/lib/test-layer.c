@@ -22,14 +22,22 @@ static const struct shape_case g_cases[] = {
     {3, 97, {5, 5, 4}, {97, 1, 1}, 6, 1},      /* prime D in one mode */
 };
 
+/* the layer of g_cases[c], random cores drawn from seed; its shape in *s */
+static struct fpd_layer *case_layer(size_t c, uint64_t seed, struct fpd_layer_shape *s) {
+    const struct shape_case *sc = &g_cases[c];
+    *s = test_make_shape(sc->k, sc->rows, sc->n, sc->d, sc->r, sc->p);
+    struct fpd_error err;
+    struct fpd_layer *l = NULL;
+    cr_assert(eq(int, fpd_layer_init(s, &l, &err), FPD_STATUS_OK), "case %zu: %s", c, err.msg);
+    test_fill_random(l, seed, 1.0);
+    return l;
+}
+
 Test(layer, lookup_and_reconstruct_match_naive) {
     for (size_t c = 0; c < sizeof g_cases / sizeof g_cases[0]; c++) {
-        const struct shape_case *sc = &g_cases[c];
-        struct fpd_layer_shape s = test_make_shape(sc->k, sc->rows, sc->n, sc->d, sc->r, sc->p);
+        struct fpd_layer_shape s;
+        struct fpd_layer *l = case_layer(c, 1234 + c, &s);
         struct fpd_error err;
-        struct fpd_layer *l = NULL;
-        cr_assert(eq(int, fpd_layer_init(&s, &l, &err), FPD_STATUS_OK), "case %zu: %s", c, err.msg);
-        test_fill_random(l, 1234 + c, 1.0);
         float *dense = malloc((size_t)(s.rows * s.dim) * sizeof(float));
         cr_assert(eq(int, fpd_layer_reconstruct(l, 0, s.rows, dense, &err), FPD_STATUS_OK));
         /* look-ups in a scrambled order, with repeats */
@@ -219,12 +227,9 @@ Test(layer, error_stats_against_direct_sums) {
  * naive definition; then the engine kept while the rows are out of range is refused */
 Test(layer, reconstructor_blocks_match_naive) {
     for (size_t c = 0; c < sizeof g_cases / sizeof g_cases[0]; c++) {
-        const struct shape_case *sc = &g_cases[c];
-        struct fpd_layer_shape s = test_make_shape(sc->k, sc->rows, sc->n, sc->d, sc->r, sc->p);
+        struct fpd_layer_shape s;
+        struct fpd_layer *l = case_layer(c, 4321 + c, &s);
         struct fpd_error err;
-        struct fpd_layer *l = NULL;
-        cr_assert(eq(int, fpd_layer_init(&s, &l, &err), FPD_STATUS_OK), "case %zu: %s", c, err.msg);
-        test_fill_random(l, 4321 + c, 1.0);
         float *out = malloc((size_t)(s.rows * s.dim) * sizeof(float));
         struct fpd__reconstructor rc = {0};
         const int64_t sizes[] = {1, 3, 64, 2, 500, 7};
