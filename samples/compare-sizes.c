@@ -1205,7 +1205,7 @@ static void usage(FILE *f) {
             "                    per ratio) into one (stdout, -o PREFIX.tsv) and --plot it\n"
             "  --popularity X    with --merge: the popularity baseline's metric, drawn in the\n"
             "                    plot (the tables do not hold it)\n"
-            "  -h, --help\n");
+            "  -h, --help, --version\n");
 }
 
 /* Up to max numbers separated by commas, each >= 1 (or, positive: each > 0 and finite). */
@@ -1261,7 +1261,7 @@ int main(int argc, char **argv) {
     o.n_seeds = 3;
     for (int m = 0; m < M_COUNT; m++) o.methods[m] = true;
     enum { OPT_ML = 256, OPT_GW, OPT_RATIOS, OPT_METHODS, OPT_NOREF, OPT_DIM, OPT_CORES, OPT_EPOCHS, OPT_BATCH,
-           OPT_NEG, OPT_LR, OPT_L2, OPT_INIT, OPT_SEEDS, OPT_MAXU, OPT_PLOT, OPT_JSON, OPT_MERGE, OPT_CORE_LR, OPT_FREE_SHARE, OPT_TUNE, OPT_FREE_PROJ_LR, OPT_TUNE_SHARE, OPT_TUNE_PROJ, OPT_POP, OPT_FREE_DTYPE, OPT_ORDER_COST, OPT_FREE_QAT, OPT_ABLATE, OPT_CORE_INIT };
+           OPT_NEG, OPT_LR, OPT_L2, OPT_INIT, OPT_SEEDS, OPT_MAXU, OPT_PLOT, OPT_JSON, OPT_MERGE, OPT_CORE_LR, OPT_FREE_SHARE, OPT_TUNE, OPT_FREE_PROJ_LR, OPT_TUNE_SHARE, OPT_TUNE_PROJ, OPT_POP, OPT_FREE_DTYPE, OPT_ORDER_COST, OPT_FREE_QAT, OPT_ABLATE, OPT_CORE_INIT, OPT_VERSION };
     static const struct option opts[] = {
         {"movielens", required_argument, 0, OPT_ML}, {"gowalla", required_argument, 0, OPT_GW},
         {"ratios", required_argument, 0, OPT_RATIOS}, {"methods", required_argument, 0, OPT_METHODS},
@@ -1281,7 +1281,7 @@ int main(int argc, char **argv) {
         {"tune-free-proj", required_argument, 0, OPT_TUNE_PROJ},
         {"tune-free-share", required_argument, 0, OPT_TUNE_SHARE},
         {"popularity", required_argument, 0, OPT_POP},
-        {"help", no_argument, 0, 'h'}, {0, 0, 0, 0},
+        {"help", no_argument, 0, 'h'}, {"version", no_argument, 0, OPT_VERSION}, {0, 0, 0, 0},
     };
     opterr = 0;
     int c;
@@ -1377,6 +1377,7 @@ int main(int argc, char **argv) {
             break;
         case 'o': o.out = optarg; break;
         case 'h': usage(stdout); return CLI_EXIT_OK;
+        case OPT_VERSION: printf("sample-compare-sizes %s (%s)\n", fpd_version(), fpd_build_features()); return CLI_EXIT_OK;
         case ':': cli_usage_error("option '%s' needs a value", argv[optind - 1]);
         default: cli_usage_error("unknown option '%s'", argv[optind - 1]);
         }
@@ -1447,8 +1448,9 @@ int main(int argc, char **argv) {
         d.tr_items = d.split.train_items;
         d.test = d.split.test;
     }
-    fprintf(stderr, "%s: %s: %lld users, %lld items, %lld training positives; %lld epochs, seeds %d\n", cli_prog, d.name,
-            (long long)d.n_users, (long long)d.n_items, (long long)d.n_train, (long long)o.epochs, o.n_seeds);
+    fprintf(stderr, "%s: %s: %lld users, %lld items, %lld training positives; %lld epoch%s, seeds %d\n", cli_prog,
+            d.name, (long long)d.n_users, (long long)d.n_items, (long long)d.n_train, (long long)o.epochs,
+            o.epochs == 1 ? "" : "s", o.n_seeds);
     struct result pop = {NAN, NAN, 0.0, 0.0, NAN, {NAN, NAN}, {NAN, NAN}, NAN, NAN};
     if (!popularity(&d, &pop)) goto done;
     fprintf(stderr, "  %-12s %5s  %-22s          %s %.4f  NDCG %.4f\n", "popularity", "-", "(no parameters)",

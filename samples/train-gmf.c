@@ -142,7 +142,7 @@ static void usage(FILE *f) {
             "  --device D        where the FPD tables train: auto (default; CUDA when its backend\n"
             "                    loads and has a device, else the CPU), cpu, cuda[:N]; 3 when cuda\n"
             "                    is asked for and unavailable\n"
-            "  -h, --help\n");
+            "  -h, --help, --version\n");
 }
 
 /* ------------------------------------------------------------------ split */
@@ -657,7 +657,7 @@ int main(int argc, char **argv) {
     o.eval_every = 1;
     enum { OPT_DIM = 256, OPT_TABLES, OPT_RANK, OPT_TERMS, OPT_CORES, OPT_EPOCHS, OPT_BATCH, OPT_NEG, OPT_LR,
            OPT_CORE_LR, OPT_CORE_REL, OPT_ORDER, OPT_FREE, OPT_FREE_INIT, OPT_FREE_PROJ, OPT_FREE_DTYPE, OPT_FREE_QAT, OPT_INIT, OPT_SEEDS, OPT_SPLIT, OPT_MAXU, OPT_EVAL, OPT_WTEST, OPT_JSON, OPT_DEVICE,
-           OPT_MODEL, OPT_LAYERS, OPT_BUDGET, OPT_ALPHA };
+           OPT_MODEL, OPT_LAYERS, OPT_BUDGET, OPT_ALPHA, OPT_VERSION };
     static const struct option opts[] = {
         {"dim", required_argument, 0, OPT_DIM},         {"tables", required_argument, 0, OPT_TABLES},
         {"rank", required_argument, 0, OPT_RANK},       {"terms", required_argument, 0, OPT_TERMS},
@@ -675,7 +675,7 @@ int main(int argc, char **argv) {
         {"budget", required_argument, 0, OPT_BUDGET},   {"alpha", required_argument, 0, OPT_ALPHA},
         {"free-init-scale", required_argument, 0, OPT_FREE_INIT},
         {"free-proj", required_argument, 0, OPT_FREE_PROJ}, {"free-dtype", required_argument, 0, OPT_FREE_DTYPE},
-        {"free-qat", no_argument, 0, OPT_FREE_QAT},
+        {"free-qat", no_argument, 0, OPT_FREE_QAT},     {"version", no_argument, 0, OPT_VERSION},
         {0, 0, 0, 0},
     };
     opterr = 0;
@@ -768,6 +768,7 @@ int main(int argc, char **argv) {
         }
         case 'o': o.out = optarg; break;
         case 'h': usage(stdout); return CLI_EXIT_OK;
+        case OPT_VERSION: printf("sample-train-gmf %s (%s)\n", fpd_version(), fpd_build_features()); return CLI_EXIT_OK;
         case ':': cli_usage_error("option '%s' needs a value", argv[optind - 1]);
         default: cli_usage_error("unknown option '%s'", argv[optind - 1]);
         }

@@ -522,9 +522,9 @@ int main(int argc, char **argv) {
         compress_print_report(report, stdout);
         if (train_path) {
             const json_t *ft = json_object_get(report, "task_finetune");
-            printf("task-aware finetune: %lld positives, %lld epochs, %.1f s\n",
-                   (long long)json_integer_value(json_object_get(ft, "positives")),
-                   (long long)json_integer_value(json_object_get(ft, "epochs")),
+            const long long ep = (long long)json_integer_value(json_object_get(ft, "epochs"));
+            printf("task-aware finetune: %lld positives, %lld epoch%s, %.1f s\n",
+                   (long long)json_integer_value(json_object_get(ft, "positives")), ep, ep == 1 ? "" : "s",
                    json_number_value(json_object_get(ft, "seconds")));
         }
         if (ncf_rating)

@@ -361,9 +361,9 @@ int main(int argc, char **argv) {
         json_t *fj = json_object_get(res, "finetune");
         if (fj) {
             json_t *b = json_object_get(fj, "before"), *a = json_object_get(fj, "after");
-            printf("finetune    %lld positives, %lld epochs, %.1f s (%.2f s/epoch), final loss %.4f -> %s\n",
-                   (long long)json_integer_value(json_object_get(fj, "positives")),
-                   (long long)json_integer_value(json_object_get(fj, "epochs")),
+            const long long ep = (long long)json_integer_value(json_object_get(fj, "epochs"));
+            printf("finetune    %lld positives, %lld epoch%s, %.1f s (%.2f s/epoch), final loss %.4f -> %s\n",
+                   (long long)json_integer_value(json_object_get(fj, "positives")), ep, ep == 1 ? "" : "s",
                    json_real_value(json_object_get(fj, "seconds")),
                    json_real_value(json_object_get(fj, "seconds_per_epoch")),
                    json_real_value(json_object_get(fj, "final_loss")), out);

@@ -10,6 +10,9 @@ ML="$DATA/movielens-100k/u.data"
 run "$T" --help
 expect_rc "help exits 0" 0
 expect_grep "help on stdout" out.txt "Usage: sample-compare-sizes"
+run "$T" --version
+expect_rc "version exits 0" 0
+expect_grep "version names the library and its features" out.txt "^sample-compare-sizes [0-9.]+ \(cpu"
 run "$T"
 expect_rc "no dataset: exit 2" 2
 run "$T" --gowalla . --methods dense,lsh

@@ -9,6 +9,9 @@ ML="$DATA/movielens-1m/ratings.tsv"
 run "$T" --help
 expect_rc "help exits 0" 0
 expect_grep "help on stdout" out.txt "Usage: sample-train-gmf RATINGS"
+run "$T" --version
+expect_rc "version exits 0" 0
+expect_grep "version names the library and its features" out.txt "^sample-train-gmf [0-9.]+ \(cpu"
 run "$T"
 expect_rc "no ratings: exit 2" 2
 run "$T" ratings.tsv --tables sparse
