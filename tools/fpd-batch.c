@@ -596,6 +596,23 @@ static void close_devices(void) {
         if (g_dev_open[k]) fpd_device_close(&g_dev[k]);
 }
 
+/* Why a compressed table has its (r, p, k), in the pipeline's words: the library's
+ * reason would name the fixed rank and terms the planner's choice was passed as. */
+static void batch_why(const struct table_plan *t, char *why, size_t n) {
+    const struct fpd_batch_settings *s = &t->shown;
+    if (s->set & FPD_BATCH_SET_MAX_ERROR)
+        snprintf(why, n, "max_error %g: the planner's smallest candidate predicted to meet it (%.4f)", s->max_error,
+                 t->plan.predicted_error);
+    else if (s->set & FPD_BATCH_SET_BUDGET)
+        snprintf(why, n, "budget %lld bytes: the planner's largest candidate within it", (long long)s->budget);
+    else if (s->set & FPD_BATCH_SET_RATIO)
+        snprintf(why, n, "ratio %g: the planner's largest candidate at least this much smaller", s->ratio);
+    else if (s->set & (FPD_BATCH_SET_RANK | FPD_BATCH_SET_TERMS | FPD_BATCH_SET_CORES))
+        snprintf(why, n, "rank, terms or cores set in the pipeline");
+    else
+        snprintf(why, n, "the planner's default candidate (fpd-batch writes FPD tables)");
+}
+
 static int run_unit(const struct fpd_batch_pipeline *p, struct unit *u, int progress_mode) {
     int rc = CLI_EXIT_FAILURE;
     double t0 = now_s();
@@ -704,7 +721,22 @@ static int run_unit(const struct fpd_batch_pipeline *p, struct unit *u, int prog
         if (!t->selected) json_object_set_new(o, "reason", json_string(t->reason));
         bool comp = json_is_true(json_object_get(o, "compressed"));
         n_comp += comp;
-        if (comp) json_object_set_new(o, "device", json_string(t->dev ? t->dev->used : "cpu"));
+        if (comp) {
+            json_object_set_new(o, "device", json_string(t->dev ? t->dev->used : "cpu"));
+            char why[200];
+            batch_why(t, why, sizeof why);
+            json_object_set_new(o, "why", json_string(why));
+            if (t->shown.set & FPD_BATCH_SET_MAX_ERROR) { /* the target is checked against the fit */
+                const double re = json_number_value(json_object_get(o, "rel_error"));
+                const bool met = re <= t->shown.max_error;
+                json_object_set_new(o, "max_error", json_real(t->shown.max_error));
+                json_object_set_new(o, "meets_max_error", json_boolean(met));
+                if (!met)
+                    cli_warn("%s: table '%s': relative error %.4f is above its max_error %g (predicted %.4f; "
+                             "a larger rank or terms, or free_coords, fits closer)",
+                             u->in->path, t->name, re, t->shown.max_error, t->plan.predicted_error);
+            }
+        }
         json_object_set_new(o, "settings", batch_settings_json(&t->shown));
         json_array_append_new(tabs, o);
     }
@@ -890,7 +922,12 @@ static char *build_markdown(const json_t *r) {
                     cli_bytes((size_t)json_integer_value(json_object_get(t, "bytes_before")), b1, sizeof b1),
                     cli_bytes((size_t)json_integer_value(json_object_get(t, "bytes_after")), b2, sizeof b2),
                     json_number_value(json_object_get(t, "ratio")));
-            if (comp)
+            if (comp && json_is_false(json_object_get(t, "meets_max_error")))
+                fprintf(f, "%.4f | %.4f | compressed, above max_error %g |\n",
+                        json_number_value(json_object_get(t, "rel_error")),
+                        json_number_value(json_object_get(t, "cos_mean")),
+                        json_number_value(json_object_get(t, "max_error")));
+            else if (comp)
                 fprintf(f, "%.4f | %.4f | compressed |\n", json_number_value(json_object_get(t, "rel_error")),
                         json_number_value(json_object_get(t, "cos_mean")));
             else {
