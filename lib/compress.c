@@ -537,7 +537,11 @@ enum fpd_status fpd_compress_input(const struct fpd_input *in, const char *in_pa
                 st = fpd__err(err, FPD_STATUS_CONFIG, "%s: tensor '%s': %s", in_path, ti->name, e.msg);
                 goto done;
             }
-            if (plan0.rank > 0 && r->plan.shape.k > 1) {
+            if (ti->shape[0] < tp.min_rows) {
+                snprintf(r->reason, sizeof r->reason, "%s", r->plan.reason);
+                goto decided;
+            }
+            if (plan0.rank > 0 && r->plan.shape.k > 1) { /* a table kept dense above gets no warning */
                 int64_t rmax = 1;
                 for (int32_t m = 1; m < r->plan.shape.k; m++)
                     rmax = r->plan.shape.ranks[m] > rmax ? r->plan.shape.ranks[m] : rmax;
@@ -545,10 +549,6 @@ enum fpd_status fpd_compress_input(const struct fpd_input *in, const char *in_pa
                     add_warning(warnings,
                                 "%s: --rank %lld is above what the shape allows; the ranks are capped to %lld (TT-SVD "
                                 "bound of the unfoldings)", ti->name, (long long)plan0.rank, (long long)rmax);
-            }
-            if (ti->shape[0] < tp.min_rows) {
-                snprintf(r->reason, sizeof r->reason, "%s", r->plan.reason);
-                goto decided;
             }
             /* a given C above the dimension, before any work and whatever encoding auto
              * picks (the planner's c under --free-coords auto is checked at the fit) */

@@ -89,6 +89,22 @@ expect_grep "rank 200: warns that the output is larger" err.txt "warning: word_e
 py_check "rank 200: both warnings in the JSON" "
 import json; r = json.load(open('r200.json'))
 assert len(r['warnings']) == 2 and 'capped to 125' in r['warnings'][0] and 'not less than' in r['warnings'][1], r['warnings']"
+# a table kept dense (fewer than --min-rows rows) gets no capped-rank warning: a
+# checkpoint of the sample's 2,000 first rows and a [1, 8] head, written here
+py_check "setup: a checkpoint with a table and a small head" "
+import json, struct, numpy as np
+hdr = json.loads(open('$S', 'rb').read(8 + struct.unpack('<Q', open('$S', 'rb').read(8))[0])[8:])
+off = 8 + struct.unpack('<Q', open('$S', 'rb').read(8))[0]
+w = np.fromfile('$S', dtype='<f4', count=2000 * 100, offset=off + hdr['word_embeddings.weight']['data_offsets'][0])
+h = np.arange(8, dtype='<f4')
+meta = {'emb.weight': {'dtype': 'F32', 'shape': [2000, 100], 'data_offsets': [0, w.nbytes]},
+        'head.weight': {'dtype': 'F32', 'shape': [1, 8], 'data_offsets': [w.nbytes, w.nbytes + h.nbytes]}}
+b = json.dumps(meta).encode(); b += b' ' * (-len(b) % 8)
+open('mix.safetensors', 'wb').write(struct.pack('<Q', len(b)) + b + w.tobytes() + h.tobytes())"
+run "$C" mix.safetensors -o mix-r200.safetensors --rank 200 --epochs 0 --als 0 --queries 0 --json
+expect_rc "rank 200, a small head: exit 0" 0
+expect_grep "rank 200, a small head: the table's rank is capped" err.txt "warning: emb.weight: --rank 200 is above what the shape allows"
+expect_no_grep "rank 200, a small head: no warning for the head kept dense" err.txt "head.weight"
 run "$C" "$S" -o r4.safetensors --rank 4 --epochs 0 --als 0 -q
 expect_rc "rank 4 -q: exit 0" 0
 expect_lines "rank 4 -q: no report on stdout" out.txt 0
