@@ -502,10 +502,11 @@ enum fpd_status fpd_compress_input(const struct fpd_input *in, const char *in_pa
         if (opt->tables && !named) {
             snprintf(r->reason, sizeof r->reason, "not in --tables");
         } else if (!r->candidate) {
-            if (named || in->npy) { /* a .npy input is one table: it must be one */
+            if (named || in->npy) { /* a .npy input is one table: it must be one (bad data, not
+                                       * a bad option, unless the caller named it) */
                 char why[160];
-                st = fpd__err(err, FPD_STATUS_CONFIG, "%s: tensor '%s' is %s", in_path, ti->name,
-                              fpd_tensor_info_not_a_table(ti, why, sizeof why));
+                st = fpd__err(err, named ? FPD_STATUS_CONFIG : FPD_STATUS_DTYPE, "%s: tensor '%s' is %s", in_path,
+                              ti->name, fpd_tensor_info_not_a_table(ti, why, sizeof why));
                 goto done;
             }
         } else if (enc == FPD_COMPRESS_ENCODING_DENSE) {

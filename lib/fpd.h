@@ -1508,8 +1508,9 @@ FPD_API struct fpd_compress_params fpd_compress_default_params(void);
  * atomically; the caller checks that out_path is not in_path). On success
  * *report_json is the report as JSON text (fpd_malloc; free with fpd_free); on
  * failure it is NULL and nothing is written. Errors name the file and the tensor:
+ * DTYPE (a .npy input that is not a 2-D float table, not named in params->tables),
  * CONFIG (the params do not fit the input: a table in params->tables missing or
- * not a 2-D float table, a .npy input that is not a table, a row-frequency file
+ * not a 2-D float table, a row-frequency file
  * that cannot be read or does not fit its table, a budget or ratio target that no
  * candidate meets, free coordinates above a table's dimension), CANCELLED
  * (params->progress or params->cancel), INVALID_ARG (a bad params field, such as

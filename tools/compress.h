@@ -66,9 +66,9 @@ struct compress_options compress_default_options(void);
  * printed on stderr unless opt->quiet. On success *report is the report (schema
  * "fpd-compress/2"; free with json_decref). Errors are printed to stderr and nothing
  * is written. Returns a CLI exit code: 0, 1 (runtime), 2 (FPD_STATUS_CONFIG: a
- * table named in tables is missing or not a 2-D float tensor, a .npy input that is
- * not one, a bad row-frequency file, plan options no candidate meets), 128 + signal
- * (interrupted by SIGINT/SIGTERM). */
+ * table named in tables is missing or not a 2-D float tensor, a bad row-frequency
+ * file, plan options no candidate meets; a .npy input that is not a 2-D float table
+ * is bad data: 1), 128 + signal (interrupted by SIGINT/SIGTERM). */
 int compress_checkpoint(const char *in_path, const char *out_path, const struct compress_options *opt,
                         json_t **report);
 

@@ -665,6 +665,12 @@ int main(int argc, char **argv) {
             if (have_share) tp.budget_bytes = share > 0 ? share : 1;
             struct fpd_table_view view = {ti->data, ti->dtype, ti->shape[0], ti->shape[1]};
             if (o.errors) tp.table = &view;
+            /* a table with NaN or Inf is bad data (exit 1, as fpd-compress), not a bad option */
+            if (o.errors && fpd_rowwise_quantize(&view, FPD_ROWWISE_INT8, NULL, NULL, &err) != FPD_STATUS_OK) {
+                cli_error("%s: tensor '%s': %s", path, ti->name, err.msg);
+                status = CLI_EXIT_FAILURE;
+                goto done;
+            }
             struct fpd_suggestion *sg = NULL;
             if (fpd_suggest(ti->shape[0], ti->shape[1], ti->dtype, &tp, &sg, &err) != FPD_STATUS_OK) {
                 if (have_share)

@@ -94,10 +94,10 @@ np.save('small.npy', np.random.default_rng(0).standard_normal((300, 16)).astype(
     expect_grep "NaN in the table: names row and column" err.txt "row 77, column 3 is NaN"
     expect_absent "NaN in the table: no output" out.safetensors
     run "$C" ints.npy -o out.safetensors
-    expect_rc "integer .npy: exit 2" 2
+    expect_rc "integer .npy: bad data, exit 1" 1
     expect_grep "integer .npy: says what it is" err.txt "is an I32 tensor with 2 dimension"
     run "$C" vec.npy -o out.safetensors
-    expect_rc "1-D .npy: exit 2" 2
+    expect_rc "1-D .npy: bad data, exit 1" 1
     expect_absent "not a table: no output" out.safetensors
     # a .npy obeys --min-rows and --min-ratio like any table (issue 14.6), unless named
     run "$C" small.npy -o small.fpd.safetensors --rank 2 --epochs 0 --json

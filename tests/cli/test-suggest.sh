@@ -248,3 +248,14 @@ run "$S" "$SAMPLE" --total-budget 1MiB --budget 1MiB
 expect_rc "--total-budget with --budget: exit 2" 2
 run "$S" "$SAMPLE" --total-budget 1MiB --alpha 5
 expect_rc "--alpha out of range: exit 2" 2
+
+# a table with Inf is bad data: exit 1 (as fpd-compress), naming row and column; with
+# --no-errors the data is not read, so the suggestion is made
+py_check "setup: a .npy table with one Inf" "
+import numpy as np
+a = np.ones((1500, 16), np.float32); a[1234, 5] = np.inf; np.save('inf.npy', a)"
+run "$S" inf.npy
+expect_rc "Inf in the table: exit 1" 1
+expect_grep "Inf in the table: names row and column" err.txt "tensor 'inf': row 1234, column 5 is Inf"
+run "$S" inf.npy --no-errors
+expect_rc "Inf in the table, --no-errors: exit 0" 0
