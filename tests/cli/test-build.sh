@@ -27,3 +27,26 @@ if command -v readelf >/dev/null 2>&1; then
 else
     skip "CUDA linkage" "readelf not available"
 fi
+
+# The READMEs render: every code fence closes on a line of its own (a closing fence with
+# text after it does not close, and the rest of the file turns into code), and every
+# local link and image names a file that exists.
+for md in README.md samples/accuracy/README.md; do
+    py_plain "$md: code fences open and close on lines of their own" "
+import re, sys
+inside = False
+for i, l in enumerate(open('$ROOT/$md', encoding='utf-8').read().split('\n'), 1):
+    s = l.lstrip()
+    if not s.startswith('\`\`\`'): continue
+    if inside and s.strip() != '\`\`\`': sys.exit('line %d: text after a closing fence: %s' % (i, l[:60]))
+    if not inside and not re.match(r'^\`\`\`[A-Za-z0-9_+-]*$', s.strip()): sys.exit('line %d: bad opening fence' % i)
+    inside = not inside
+if inside: sys.exit('a code fence is never closed')"
+    py_plain "$md: local links and images name files that exist" "
+import os, re, sys
+md = '$ROOT/$md'
+text = open(md, encoding='utf-8').read()
+bad = [t for t in re.findall(r'\]\(([^)#][^)]*)\)', text)
+       if '://' not in t and not os.path.exists(os.path.join(os.path.dirname(md), t.split('#')[0]))]
+if bad: sys.exit('missing: %s' % bad)"
+done
