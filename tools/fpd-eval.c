@@ -35,7 +35,9 @@ static void usage(FILE *f) {
             "      --vocabulary MAP   the checkpoint's row order lives in an id vocabulary (the TSV that\n"
             "                         fpd-convert --vocabulary-out wrote): its FPD tables are looked up\n"
             "                         by the test files' ids through MAP (not with --finetune)\n"
-            "      --json             print the result as JSON (schema fpd-eval/1)\n"
+            "      --json             print the result as JSON (schema fpd-eval/2)\n"
+            "  -q, --quiet            no human-readable result (--json still prints; errors and\n"
+            "                         warnings go to stderr); the exit status says whether it ran\n"
             "  -h, --help             this help\n"
             "      --version          version and build features\n"
             "\n"
@@ -130,7 +132,7 @@ int main(int argc, char **argv) {
     setlocale(LC_NUMERIC, "C");
     const char *rating = NULL, *negative = NULL, *train = NULL, *out = NULL, *movielens = NULL, *write_train = NULL,
                *reference = NULL, *vocab = NULL;
-    bool json = false, force = false;
+    bool json = false, force = false, quiet = false;
     int verbose = 0;
     struct fpd_gmf_train_params tp = fpd_ncf_finetune_default_params();
     struct fpd_device device = {FPD_DEVICE_REQUEST_AUTO, 0};
@@ -141,6 +143,7 @@ int main(int argc, char **argv) {
            OPT_VOCAB };
     static const struct option opts[] = {
         {"ncf", required_argument, 0, OPT_NCF},          {"json", no_argument, 0, OPT_JSON},
+        {"quiet", no_argument, 0, 'q'},
         {"help", no_argument, 0, 'h'},                   {"version", no_argument, 0, OPT_VERSION},
         {"finetune", required_argument, 0, OPT_FINETUNE}, {"output", required_argument, 0, 'o'},
         {"epochs", required_argument, 0, OPT_EPOCHS},    {"batch", required_argument, 0, OPT_BATCH},
@@ -155,7 +158,7 @@ int main(int argc, char **argv) {
     };
     opterr = 0;
     int c;
-    while ((c = getopt_long(argc, argv, ":o:fhv", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":o:fhqv", opts, NULL)) != -1) {
         switch (c) {
         case OPT_NCF:
             rating = optarg;
@@ -164,6 +167,7 @@ int main(int argc, char **argv) {
             negative = argv[optind++];
             break;
         case OPT_JSON: json = true; break;
+        case 'q': quiet = true; break;
         case 'h': usage(stdout); return CLI_EXIT_OK;
         case OPT_VERSION: printf("fpd-eval %s (%s)\n", fpd_version(), fpd_build_features()); return CLI_EXIT_OK;
         case OPT_FINETUNE: train = optarg; break;
@@ -247,7 +251,7 @@ int main(int argc, char **argv) {
         json_decref(tabs);
         goto done;
     }
-    res = json_pack("{s:s, s:s, s:o, s:{s:s, s:s, s:I, s:I}, s:f, s:f}", "schema", "fpd-eval/1", "checkpoint", ckpt,
+    res = json_pack("{s:s, s:s, s:o, s:{s:s, s:s, s:I, s:I}, s:f, s:f}", "schema", "fpd-eval/2", "input", ckpt,
                     "tables", tabs, "test", "rating", rating, "negative", negative, "users",
                     (json_int_t)t.n, "candidates", (json_int_t)t.n_cand, "hr10", met.hr10, "ndcg10", met.ndcg10);
     if (vocab) json_object_set_new(res, "vocabulary", json_string(vocab));
@@ -291,6 +295,7 @@ int main(int argc, char **argv) {
         }
         json_t *fj = ncf_finetune_report_json(&rep);
         json_object_set_new(fj, "output", json_string(out));
+        json_object_set_new(res, "output", json_string(out)); /* the file written, as every tool's */
         json_object_set_new(fj, "rel_error_user", isfinite(rep.rel_error[0]) ? json_real(rep.rel_error[0]) : json_null());
         json_object_set_new(fj, "rel_error_item", isfinite(rep.rel_error[1]) ? json_real(rep.rel_error[1]) : json_null());
         cli_device_json(&dev, fj);
@@ -300,7 +305,7 @@ int main(int argc, char **argv) {
     if (json) {
         json_dumpf(res, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));
         fputc('\n', stdout);
-    } else {
+    } else if (!quiet) {
         printf("checkpoint  %s\n", ckpt);
         if (vocab) printf("vocabulary  %s (ids looked up through it)\n", vocab);
         json_t *tab;

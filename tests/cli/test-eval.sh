@@ -51,13 +51,17 @@ open('train.tsv', 'w').write(''.join('%d\t%d\n' % (u, i) for u in range(3) for i
     expect_rc "tiny: exit 0" 0
     py_check "tiny: HR@10 and NDCG@10 as worked out by hand" "
 import json, math; r = json.load(open('out.txt'))
-assert r['schema'] == 'fpd-eval/1' and r['test']['users'] == 3 and r['test']['candidates'] == 4, r
+assert r['schema'] == 'fpd-eval/2' and r['input'] == 'tiny.safetensors' and 'output' not in r
+assert r['test']['users'] == 3 and r['test']['candidates'] == 4, r
 assert abs(r['hr10'] - 1.0) < 1e-9, r['hr10']
 assert min(abs(r['ndcg10'] - (1 / math.log2(r0 + 2) + 1 / math.log2(r1 + 2) + 1) / 3)
            for r0 in (1, 2) for r1 in (2, 3)) < 1e-6, r['ndcg10']
 assert [t['kind'] for t in r['tables']] == ['dense', 'dense']"
     run "$E" tiny.safetensors --ncf tiny.rating tiny.negative
     expect_grep "tiny: human output" out.txt "^HR@10 +1\.0000"
+    run "$E" tiny.safetensors --ncf tiny.rating tiny.negative -q
+    expect_rc "tiny -q: exit 0" 0
+    expect_lines "tiny -q: nothing on stdout" out.txt 0
     run "$E" tiny.safetensors --ncf tiny.rating bad.negative
     expect_rc "negative file out of step: exit 1" 1
     expect_grep "negative file out of step: names the line" err.txt "^fpd-eval: error: bad\.negative:2: \(1,3\) does not match line 2"
@@ -72,7 +76,8 @@ assert [t['kind'] for t in r['tables']] == ['dense', 'dense']"
     expect_rc "tiny finetune: exit 0" 0
     expect_exists "tiny finetune: output written" tuned.safetensors
     py_check "tiny finetune: report" "
-import json; r = json.load(open('out.txt'))['finetune']
+import json; top = json.load(open('out.txt')); r = top['finetune']
+assert top['input'] == 'tiny.safetensors' and top['output'] == r['output'] == 'tuned.safetensors', top
 assert r['positives'] == 8 and r['epochs'] == 2 and 'before' in r and 'after' in r, r"
     run "$E" tiny.safetensors --ncf tiny.rating tiny.negative --finetune train.tsv -o tuned.safetensors
     expect_rc "finetune onto an existing output without -f: exit 2" 2
