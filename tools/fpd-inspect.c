@@ -344,8 +344,11 @@ static void print_text(const struct report *rep) {
     printf("\ntotals: file %zu bytes, tensors %.0f bytes, dense-equivalent %.0f bytes (%s), ratio %s\n",
            rep->file_bytes, rep->tensor_bytes, rep->dense_bytes,
            cli_bytes(rep->dense_bytes < 1.8e19 ? (size_t)rep->dense_bytes : SIZE_MAX, b2, sizeof b2), b1);
-    if (rep->verify) /* reached only when every table passed */
-        printf("verified: every table's data read and checked (row_perm, rows finite, quantized rows' scales)\n");
+    if (rep->verify && rep->n_tables > 0) /* reached only when every table passed */
+        printf("verified: every encoded table's data read and checked (row_perm, rows finite, quantized rows' "
+               "scales); dense tensors are not checked\n");
+    else if (rep->verify)
+        printf("verified: no FPD or row-wise table to check; dense tensors are not checked\n");
 }
 
 /* ------------------------------------------------------------ JSON output */

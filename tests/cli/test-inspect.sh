@@ -159,7 +159,7 @@ open('huge.safetensors', 'wb').write(e)"
     expect_rc "overflowing cores: fpd-compress exit 1" 1
     run "$I" --verify perm.safetensors
     expect_rc "a sound permuted table: --verify exit 0" 0
-    expect_grep "a sound permuted table: --verify says it checked the data" out.txt "^verified: every table's data read and checked"
+    expect_grep "a sound permuted table: --verify says it checked the data" out.txt "^verified: every encoded table's data read and checked"
     run "$I" perm.safetensors
     expect_no_grep "without --verify: no 'verified' line" out.txt "^verified:"
     # an FPD checkpoint passes through fpd-compress, checked, its tables reported
@@ -192,3 +192,8 @@ fi
 run "$I" --verify q4.safetensors
 expect_rc "int4 table: exit 0" 0
 expect_grep "int4 table: listed with its encoding and ratio" out.txt "word_embeddings\.weight +10000 x 100 +F32 +int4 \(fbgemm-fused\) +540000 +4000000 +7\.41x"
+
+# --verify on a file without encoded tables says what it did not check
+run "$I" "$ROOT/samples/glove-10k.safetensors" --verify
+expect_rc "dense file, --verify: exit 0" 0
+expect_grep "dense file, --verify: says no encoded table was checked" out.txt "^verified: no FPD or row-wise table to check; dense tensors are not checked"
