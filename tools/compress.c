@@ -134,9 +134,9 @@ static int report_of(char *text, json_t **report) {
 }
 
 /* The exit code of a failed call, its message printed. */
-static int failure(enum fpd_status st, const struct fpd_error *err) {
+static int failure(enum fpd_status st, const struct fpd_error *err, const struct compress_options *opt) {
     if (st == FPD_STATUS_CANCELLED) {
-        cli_error("interrupted; nothing was written");
+        if (!opt->interrupt_said_by_caller) cli_error("interrupted; nothing was written");
         return cli_interrupt_exit_code();
     }
     cli_error("%s", err->msg);
@@ -169,7 +169,7 @@ int compress_checkpoint(const char *in_path, const char *out_path, const struct 
     cli_progress_done(&prog.cli);
     fpd_input_free(&in);
     free(hold);
-    if (st) return failure(st, &err);
+    if (st) return failure(st, &err, opt);
     return report_of(text, report);
 }
 
@@ -180,7 +180,7 @@ int compress_init_checkpoint(const char *out_path, const char *name, int64_t row
     char *text = NULL;
     *report = NULL;
     enum fpd_status st = fpd_compress_write_init(out_path, name, rows, dim, ip, &cp, &text, &err);
-    if (st) return failure(st, &err);
+    if (st) return failure(st, &err, opt);
     return report_of(text, report);
 }
 

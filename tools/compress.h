@@ -30,6 +30,8 @@ struct compress_options {
     enum compress_encoding encoding; /* COMPRESS_ENC_FPD by default (fpd-batch);
                                     fpd-compress defaults to AUTO                 */
     bool quiet;                   /* warnings only in the report, not on stderr      */
+    bool interrupt_said_by_caller; /* an interruption is not reported here (fpd-batch
+                                     says what it kept)                              */
     double max_error;             /* quality target per table (relative Frobenius
                                      error); 0: plan.max_error, which is also the
                                      planner's target for FPD                       */

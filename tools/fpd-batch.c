@@ -641,6 +641,7 @@ static int run_unit(const struct fpd_batch_pipeline *p, struct unit *u, int prog
     for (int g = 0; g < n_pass; g++) {
         struct compress_options co = compress_default_options();
         co.force = true;
+        co.interrupt_said_by_caller = true; /* run()'s message says what was kept */
         co.progress_mode = progress_mode;
         co.tables = names;
         co.n_tables = 0;

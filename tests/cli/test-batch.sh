@@ -201,6 +201,7 @@ trc=$?
 if [ "$trc" -eq 143 ] || [ "$trc" -eq 0 ]; then _report ok "SIGTERM: exit 143 (or 0 when it had finished): $trc"
 else _report "not ok" "SIGTERM: exit 143" "exit $trc: $(cat term.err)"; fi
 [ "$trc" -eq 143 ] && expect_grep "SIGTERM: says it was interrupted" term.err "interrupted; .* was not written"
+[ "$trc" -eq 143 ] && expect_no_grep "SIGTERM: one message, not also the pass's 'nothing was written'" term.err "nothing was written"
 if ls -a term/out | grep -Eq 'batch-|\.tmp-'; then _report "not ok" "SIGTERM: no intermediates left" "$(ls -a term/out)"
 else _report ok "SIGTERM: no intermediates left"; fi
 run "$B" term/pipeline.yaml
