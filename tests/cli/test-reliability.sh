@@ -124,8 +124,10 @@ mk_npy rows0.npy '(0, 16)'
 mk_npy cols0.npy '(16, 0)'
 run "$BUILD/fpd-inspect" rows0.npy
 expect_rc "0-row .npy: readable" 0
+run "$C" rows0.npy -o rows0.safetensors --tables rows0
+expect_rc "0-row table named by --tables: a usage error, exit 2" 2
 run "$C" rows0.npy -o rows0.safetensors
-expect_rc "0-row table: exit 2" 2
+expect_rc "0-row table: bad data, exit 1" 1
 expect_grep "0-row table: says it is empty, not that it is not 2-D" err.txt \
     "^fpd-compress: error: rows0.npy: tensor 'rows0' is an empty F32 table \(shape 0x16\): it has no rows to compress"
 expect_no_grep "0-row table: no contradiction" err.txt "only 2-D float tables"
