@@ -30,12 +30,22 @@ void cli_usage_error(const char *fmt, ...) {
     exit(CLI_EXIT_USAGE);
 }
 
+static char g_last_error[512];
+
 void cli_error(const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
+    va_list ap2;
+    va_copy(ap2, ap);
+    vsnprintf(g_last_error, sizeof g_last_error, fmt, ap2);
+    va_end(ap2);
     vmsg("error", fmt, ap);
     va_end(ap);
 }
+
+const char *cli_last_error(void) { return g_last_error; }
+
+void cli_clear_last_error(void) { g_last_error[0] = '\0'; }
 
 void cli_warn(const char *fmt, ...) {
     va_list ap;

@@ -24,6 +24,10 @@ extern const char *cli_prog;
 void cli_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 /* "PROG: error: MSG" on stderr (no exit). */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* The MSG of the last cli_error since cli_clear_last_error ("" if none; truncated
+ * to 511 bytes; owned by the module, valid until the next cli_error). */
+const char *cli_last_error(void);
+void cli_clear_last_error(void);
 /* "PROG: warning: MSG" on stderr unless quiet. */
 void cli_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 

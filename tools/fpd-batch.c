@@ -123,6 +123,7 @@ struct unit {
     size_t input_bytes;           /* sum of the input's tensor bytes       */
     enum unit_state state;
     char state_why[160];
+    char error[512];              /* why it failed (this run), from the pass's error  */
     json_t *record;               /* the state record (done units)        */
     /* this run */
     bool ran, failed, busy;
@@ -852,6 +853,7 @@ static json_t *build_report(const struct fpd_batch_pipeline *p, struct unit *uni
             json_object_set_new(c, "input", json_string(u->in->path));
             json_object_set_new(c, "output", json_string(u->in->output));
             json_object_set_new(c, "status", json_string(u->failed ? "failed" : "pending"));
+            if (u->failed) json_object_set_new(c, "error", json_string(u->error));
             if (u->failed) failed++;
             else pending++;
         }
@@ -902,7 +904,12 @@ static char *build_markdown(const json_t *r) {
         if (strcmp(status, "done") != 0) {
             fprintf(f, "| ");
             md_cell(f, base);
-            fprintf(f, " | | | | | | | | | | | | %s |\n", status);
+            fprintf(f, " | | | | | | | | | | | | %s", status);
+            if (json_string_value(json_object_get(c, "error"))) {
+                fprintf(f, ": ");
+                md_cell(f, jstr(c, "error"));
+            }
+            fprintf(f, " |\n");
             continue;
         }
         json_array_foreach(json_object_get(c, "tables"), j, t) {
@@ -1229,6 +1236,7 @@ int main(int argc, char **argv) {
             }
             if (u->state == UNIT_STALE && !quiet && !json)
                 printf("%s: redoing (%s)\n", u->in->path, u->state_why);
+            cli_clear_last_error();
             int r = run_unit(p, u, progress_mode);
             close(lfd);
             if (r >= 128) {
@@ -1239,6 +1247,7 @@ int main(int argc, char **argv) {
             }
             if (r != CLI_EXIT_OK) {
                 u->failed = true;
+                snprintf(u->error, sizeof u->error, "%s", cli_last_error()[0] ? cli_last_error() : "see stderr");
                 cli_error("%s: failed; %s was not written", u->in->path, u->in->output);
                 rc = CLI_EXIT_FAILURE;
                 if (!keep_going) break;

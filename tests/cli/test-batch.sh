@@ -303,6 +303,24 @@ assert ('compressed, above max_error $me |' in md) == (not met), md
 assert met == ('$me' == '0.92'), (t['rel_error'], $me)"
 done
 
+# a checkpoint that fails at run time (a table with NaN, found when it is compressed):
+# with -k the others are done, exit 1, and the reports say why it failed
+py_check "setup: a .npy table with one NaN" "
+import numpy as np
+a = np.ones((1200, 8), np.float32); a[77, 3] = np.nan; np.save('kf-nan.npy', a)"
+mkdir -p kf
+printf 'inputs:\n  - %s\n  - %s\noutput:\n  folder: out\ndefaults:\n  rank: 2\n  epochs: 0\n  recall_queries: 0\n' "$PWD/kf-nan.npy" "$SAMPLE" >kf/p.yaml
+run "$B" kf/p.yaml -k
+expect_rc "keep going past a failed checkpoint: exit 1" 1
+expect_grep "keep going: the failure on stderr" err.txt "kf-nan.npy: failed; .* was not written"
+py_check "keep going: the other checkpoint done, the failed one with its error in both reports" "
+import json
+r = {c['input'].split('/')[-1]: c for c in json.load(open('kf/out/report.json'))['checkpoints']}
+assert r['glove-10k.safetensors']['status'] == 'done', r
+f = r['kf-nan.npy']
+assert f['status'] == 'failed' and 'row 77, column 3 is NaN' in f['error'], f
+assert 'failed: ' in open('kf/out/report.md').read()"
+
 # ---- free_coords: every FPD table of the pipeline gets c free coordinates (free/1) ----
 mkdir -p fc
 printf 'inputs:\n  - %s\noutput:\n  folder: out\ndefaults:\n  rank: 4\n  epochs: 0\n  recall_queries: 0\ntables:\n  - match: "word_*"\n    free_coords: 2\n' "$SAMPLE" >fc/p.yaml
