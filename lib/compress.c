@@ -554,18 +554,15 @@ enum fpd_status fpd_compress_input(const struct fpd_input *in, const char *in_pa
             /* a given C above the dimension, before any work and whatever encoding auto
              * picks (the planner's c under --free-coords auto is checked at the fit) */
             if (!free_auto && (st = check_free_coords(in_path, ti, opt->fit.free_coords, err))) goto done;
-            /* a table with NaN or Inf is refused before any fit, naming the row */
-            if ((cst = fpd_rowwise_quantize(&view, FPD_ROWWISE_INT8, NULL, NULL, &e))) {
+            /* a table with NaN or Inf is refused before any fit, naming the row: by the
+             * baselines' pass where they are needed, else by a pass of its own */
+            if (enc != FPD_COMPRESS_ENCODING_FPD) cst = fpd_quant_baseline(&view, &r->quant, &e);
+            else cst = fpd_rowwise_quantize(&view, FPD_ROWWISE_INT8, NULL, NULL, &e);
+            if (cst) {
                 st = fpd__err(err, cst, "%s: tensor '%s': %s", in_path, ti->name, e.msg);
                 goto done;
             }
-            if (enc != FPD_COMPRESS_ENCODING_FPD) {
-                if ((cst = fpd_quant_baseline(&view, &r->quant, &e))) {
-                    st = fpd__err(err, cst, "%s: tensor '%s': %s", in_path, ti->name, e.msg);
-                    goto done;
-                }
-                r->have_quant = true;
-            }
+            r->have_quant = enc != FPD_COMPRESS_ENCODING_FPD;
             if (enc == FPD_COMPRESS_ENCODING_FPD || enc == FPD_COMPRESS_ENCODING_AUTO) {
                 tp.max_error = max_error;
                 tp.table = &view;

@@ -318,7 +318,8 @@ struct fpd_quality {
 };
 /* The row-wise quantization baselines alone (the int8/int4 fields of
  * fpd_layer_quality, same definitions), in one streaming pass over w.
- * Errors: DTYPE, NOMEM. */
+ * Errors: DTYPE, NUMERIC (a NaN/Inf value, naming its row and column, as
+ * fpd_rowwise_quantize), NOMEM. */
 struct fpd_quant_baseline {
     double int8_rel_error, int4_rel_error;
     size_t int8_bytes, int4_bytes;

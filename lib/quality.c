@@ -75,7 +75,16 @@ enum fpd_status fpd_quant_baseline(const struct fpd_table_view *w, struct fpd_qu
         if ((st = fpd_table_view_rows(w, r0, r1, a, err))) goto done;
         for (int64_t i = 0; i < r1 - r0; i++) {
             const float *x = a + i * dim;
-            for (int64_t j = 0; j < dim; j++) sn += (double)x[j] * x[j];
+            for (int64_t j = 0; j < dim; j++) {
+                if (!isfinite(x[j])) {
+                    st = fpd__err(err, FPD_STATUS_NUMERIC,
+                                  "row %lld, column %lld is %s; a table with NaN or Inf cannot be quantized or fitted",
+                                  (long long)(r0 + i), (long long)j,
+                                  isnan(x[j]) ? "NaN" : x[j] > 0 ? "Inf" : "-Inf");
+                    goto done;
+                }
+                sn += (double)x[j] * x[j];
+            }
             q8 += quant_sq_error(x, dim, FPD_ROWWISE_INT8, qb, y);
             q4 += quant_sq_error(x, dim, FPD_ROWWISE_INT4, qb, y);
         }

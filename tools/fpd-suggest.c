@@ -665,8 +665,11 @@ int main(int argc, char **argv) {
             if (have_share) tp.budget_bytes = share > 0 ? share : 1;
             struct fpd_table_view view = {ti->data, ti->dtype, ti->shape[0], ti->shape[1]};
             if (o.errors) tp.table = &view;
-            /* a table with NaN or Inf is bad data (exit 1, as fpd-compress), not a bad option */
-            if (o.errors && fpd_rowwise_quantize(&view, FPD_ROWWISE_INT8, NULL, NULL, &err) != FPD_STATUS_OK) {
+            /* the quantization baselines first: their pass over every row refuses a table
+             * with NaN or Inf as bad data (exit 1, as fpd-compress) before the prediction
+             * would call it a bad argument */
+            struct fpd_quant_baseline quant;
+            if (o.errors && fpd_quant_baseline(&view, &quant, &err) != FPD_STATUS_OK) {
                 cli_error("%s: tensor '%s': %s", path, ti->name, err.msg);
                 status = CLI_EXIT_FAILURE;
                 goto done;
@@ -686,14 +689,8 @@ int main(int argc, char **argv) {
             ent[n_ent].have_share = have_share;
             ent[n_ent].share_bytes = share;
             ent[n_ent].interactions = inter;
-            if (o.errors) {
-                if (fpd_quant_baseline(&view, &ent[n_ent].quant, &err) != FPD_STATUS_OK) {
-                    cli_error("%s: tensor '%s': %s", path, ti->name, err.msg);
-                    status = CLI_EXIT_FAILURE;
-                    goto done;
-                }
-                ent[n_ent].have_quant = true;
-            }
+            ent[n_ent].have_quant = o.errors;
+            if (o.errors) ent[n_ent].quant = quant;
             ent[n_ent++].name = ti->name;
         }
     }

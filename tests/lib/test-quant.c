@@ -138,6 +138,17 @@ Test(quant, refuses_non_finite) {
     w[2 * 4 + 1] = INFINITY;
     cr_assert(eq(int, fpd_rowwise_quantize(&v, FPD_ROWWISE_INT4, NULL, NULL, &err), FPD_STATUS_NUMERIC));
     cr_assert(strstr(err.msg, "row 2, column 1 is Inf") != NULL, "%s", err.msg);
+    /* the baselines refuse it the same way, naming the row past their first block of 1,024 */
+    float *big_w = calloc(1500 * 2, sizeof *big_w);
+    cr_assert(big_w != NULL);
+    big_w[1300 * 2 + 1] = -INFINITY;
+    struct fpd_table_view bv = {big_w, FPD_DTYPE_F32, 1500, 2};
+    struct fpd_quant_baseline qb;
+    cr_assert(eq(int, fpd_quant_baseline(&bv, &qb, &err), FPD_STATUS_NUMERIC));
+    cr_assert(strstr(err.msg, "row 1300, column 1 is -Inf") != NULL, "%s", err.msg);
+    big_w[1300 * 2 + 1] = 1.0f;
+    cr_assert(eq(int, fpd_quant_baseline(&bv, &qb, &err), FPD_STATUS_OK));
+    free(big_w);
     /* int4 keeps scale and bias in F16: a value beyond 65504 cannot be stored */
     w[2 * 4 + 1] = -1e6f;
     cr_assert(eq(int, fpd_rowwise_quantize(&v, FPD_ROWWISE_INT4, NULL, NULL, &err), FPD_STATUS_NUMERIC));
